@@ -1,0 +1,170 @@
+# onnxtrain: one build for everything. See README.md and docs/.
+#
+#   make            release build (-O2 -g): build/libonnxtrain.{a,so}, build/onnxtrain
+#   make test       every test suite; ends with "N passed, N failed"
+#   make asan       AddressSanitizer + UBSan build in build/asan, then its tests
+#   make debug      -O0 -g3 build in build/debug
+#   make demo       the main job on a built-in default
+#   make bench      benchmarks (build/bench/)
+#   make fuzz       libFuzzer harness for the importer (clang)
+#   make deps       install the Debian packages the project needs (as root)
+#   make install PREFIX=/usr/local
+
+BUILD    ?= build
+PREFIX   ?= /usr/local
+CC       ?= cc
+WERROR   ?= 0
+SAN      ?= 0
+DEBUG    ?= 0
+
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+PROTOC_C   ?= protoc-c
+
+WARN := -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wcast-qual -Wpointer-arith -Wformat=2 -Wvla -Wundef -Wdouble-promotion
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+OPT := -O2 -g
+ifeq ($(DEBUG),1)
+OPT := -O0 -g3 -DOT_DEBUG=1
+endif
+ifeq ($(SAN),1)
+OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+endif
+
+CPPFLAGS += -Iinclude -Isrc -I$(BUILD)/gen -D_GNU_SOURCE
+CFLAGS   += -std=c11 $(OPT) -fPIC $(WARN) -MMD -MP
+LDLIBS   += -lprotobuf-c -lm -lpthread
+LDFLAGS  += $(filter -fsanitize=%,$(OPT))
+
+# Debian packages the build, the tests and the demo need.
+DEB_PACKAGES := gcc make pkgconf protobuf-c-compiler libprotobuf-c-dev libonnx-dev \
+                libonnx-testdata python3 python3-numpy python3-onnx python3-torch \
+                python3-torchvision clang libclang-rt-14-dev
+
+LIB_SRC := $(sort $(wildcard src/core/*.c src/graph/*.c src/ops/*.c src/onnx/*.c \
+                             src/passes/*.c src/train/*.c src/exec/*.c src/data/*.c))
+CLI_SRC := $(sort $(wildcard src/cli/*.c))
+GEN_SRC := $(BUILD)/gen/onnx.pb-c.c
+GEN_HDR := $(BUILD)/gen/onnx.pb-c.h
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/onnx.pb-c.o
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+
+UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+
+BIN      := $(BUILD)/onnxtrain
+STATIC   := $(BUILD)/libonnxtrain.a
+SHARED   := $(BUILD)/libonnxtrain.so
+UNIT_BIN := $(BUILD)/test_unit
+
+.PHONY: all test asan debug demo bench fuzz deps check-deps install uninstall clean format \
+        test-fast
+
+all: $(BIN) $(STATIC) $(SHARED)
+
+# ---------------------------------------------------------------- generated code
+# protobuf-c code for the system's ONNX schema; never committed, never edited.
+$(GEN_SRC) $(GEN_HDR) &: $(ONNX_PROTO) proto/onnx.mk
+	@mkdir -p $(BUILD)/gen
+	cp $(ONNX_PROTO) $(BUILD)/gen/onnx.proto
+	cd $(BUILD)/gen && $(PROTOC_C) --c_out=. onnx.proto
+
+include proto/onnx.mk
+
+$(BUILD)/obj/gen/onnx.pb-c.o: $(GEN_SRC) $(GEN_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) -std=c11 $(OPT) -fPIC -w -c $< -o $@
+
+# Every object may include the generated header (through src/onnx/), so all
+# of them wait for it; -MMD tracks the rest.
+$(BUILD)/obj/%.o: %.c | $(GEN_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,libonnxtrain.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BIN): $(CLI_OBJ) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LDLIBS)
+
+$(UNIT_BIN): $(UNIT_OBJ) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(STATIC) $(LDLIBS)
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)
+
+# ------------------------------------------------------------------ set-up
+deps:
+	@if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $(DEB_PACKAGES); \
+	else \
+	    echo "run as root:"; \
+	    echo "  apt-get update && apt-get install -y $(DEB_PACKAGES)"; \
+	    exit 1; \
+	fi
+
+# Runs `make deps` only when a package is missing.
+check-deps:
+	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PACKAGES) 2>&1 | \
+	            grep -v ' installed$$' | awk '{print $$1}' | tr '\n' ' '); \
+	if [ -n "$$missing" ]; then echo "missing packages: $$missing"; $(MAKE) --no-print-directory deps; fi
+
+# ------------------------------------------------------------------ tests
+test: check-deps
+	@$(MAKE) --no-print-directory all $(UNIT_BIN)
+	@BUILD=$(BUILD) bash tests/run.sh
+
+# The fast suites only (no PyTorch fixtures, no full test-data sweep).
+test-fast: all $(UNIT_BIN)
+	@BUILD=$(BUILD) OT_FAST=1 bash tests/run.sh
+
+asan: check-deps
+	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan all build/asan/test_unit
+	@BUILD=build/asan OT_FAST=$${OT_FAST:-1} ASAN_OPTIONS=detect_leaks=1 bash tests/run.sh
+
+debug:
+	@$(MAKE) --no-print-directory DEBUG=1 BUILD=build/debug all
+
+demo: check-deps all
+	@bash models/demo.sh $(BUILD)
+
+bench: check-deps all
+	@BUILD=$(BUILD) bash tests/bench/run.sh
+
+FUZZ_BIN := $(BUILD)/fuzz/fuzz_import
+fuzz: check-deps
+	@$(MAKE) --no-print-directory CC=clang BUILD=$(BUILD)/fuzz \
+	    OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
+	    $(BUILD)/fuzz/libonnxtrain.a
+	clang -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -I$(BUILD)/fuzz/gen \
+	    tests/fuzz/fuzz_import.c $(BUILD)/fuzz/libonnxtrain.a -lprotobuf-c -lm -lpthread \
+	    -o $(FUZZ_BIN)
+	@bash tests/fuzz/run.sh $(FUZZ_BIN) $(BUILD)
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/onnxtrain
+	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/libonnxtrain.a
+	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/libonnxtrain.so.0
+	ln -sf libonnxtrain.so.0 $(DESTDIR)$(PREFIX)/lib/libonnxtrain.so
+	install -m 644 include/onnxtrain.h $(DESTDIR)$(PREFIX)/include/onnxtrain.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|'$$(sed -n 's/^#define OT_VERSION_STRING "\(.*\)"/\1/p' include/onnxtrain.h)'|g' \
+	    onnxtrain.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/onnxtrain.pc
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/onnxtrain $(DESTDIR)$(PREFIX)/lib/libonnxtrain.* \
+	    $(DESTDIR)$(PREFIX)/include/onnxtrain.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/onnxtrain.pc
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)

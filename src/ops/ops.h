@@ -1,0 +1,71 @@
+/*
+ * ops.h: the op table. One descriptor per ONNX op that onnxtrain understands:
+ * its opset range, its attributes (kind, default, check) and its shape
+ * inference. Later the descriptors also carry the gradient rule.
+ *
+ * An op ONNX defines but the table lacks, or an op of another domain, is kept
+ * by the importer as an opaque node: inspect and convert work on it, commands
+ * that execute refuse it. An op the default domain does not define at all is
+ * an import error.
+ */
+#ifndef OT_OPS_H
+#define OT_OPS_H
+
+#include "graph/graph.h"
+
+/* Checks one attribute's value for one node; returns OT_OK or an error
+   message (the caller prefixes file, node and attribute). */
+typedef ot_status (*ot_attr_check_fn)(const ot_graph *g, const ot_node *n, const ot_attr *a,
+                                      ot_err *err);
+
+typedef struct ot_attr_spec {
+    const char *name;
+    ot_attr_type type;
+    const char *def;        /* default, as text; NULL: required or no default   */
+    ot_attr_check_fn check; /* NULL: any value of the right type                */
+    int opset_min;          /* first opset that has it (0: all)                 */
+    int opset_max;          /* last opset that has it (0: all)                  */
+    bool harmless;          /* legacy attribute that does not change the result
+                               (consumed_inputs, is_test): kept, logged once     */
+} ot_attr_spec;
+
+typedef struct ot_op_desc {
+    const char *domain; /* "" for the default domain                           */
+    const char *type;
+    int opset_min, opset_max;
+    int n_in_min, n_in_max;   /* n_in_max -1: variadic                         */
+    int n_out_min, n_out_max;
+    const ot_attr_spec *attrs; /* terminated by { 0 }                           */
+    /* Output dtypes and shapes from the inputs' and the attributes; may fold
+       small constant results (shape arithmetic) into value->data. Errors name
+       the node and the input. */
+    ot_status (*infer)(ot_graph *g, ot_node *n, ot_err *err);
+    /* Extra checks on import beyond attribute specs (e.g. BatchNormalization
+       spatial=0 with per-activation parameters). May be NULL. */
+    ot_status (*validate)(ot_graph *g, ot_node *n, ot_err *err);
+    bool no_grad; /* no gradient rule, with the reason beside the row */
+} ot_op_desc;
+
+/* The table, generated from ops.def. */
+typedef enum {
+#define OT_OP(id, desc) OT_OP_##id,
+#include "ops.def"
+#undef OT_OP
+    OT_OP_COUNT_
+} ot_op_id;
+
+extern const ot_op_desc *const ot_op_table[OT_OP_COUNT_];
+
+/* The descriptor for (domain, type) valid at the given opset; NULL when the
+   table has none. Domain "ai.onnx" is the default domain. */
+const ot_op_desc *ot_op_find(const char *domain, const char *type, int64_t opset);
+
+/* True when ONNX's default domain defines an op of this name (any version). */
+bool ot_op_is_onnx_defined(const char *type);
+
+/* Checks a node's attributes against its descriptor: kinds, checks, unknown
+   names (sets OT_NODE_UNKNOWN_ATTR and logs them; not an error here), input
+   and output counts, and the op's validate hook. Errors name file, node, op. */
+ot_status ot_op_check_node(ot_graph *g, ot_node *n, ot_err *err);
+
+#endif
