@@ -141,9 +141,10 @@ bench: check-deps all
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_import
 fuzz: check-deps
 	@$(MAKE) --no-print-directory CC=clang BUILD=$(BUILD)/fuzz \
-	    OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer" \
+	    OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	    $(BUILD)/fuzz/libonnxtrain.a
-	clang -O1 -g -fsanitize=fuzzer,address,undefined -Iinclude -Isrc -I$(BUILD)/fuzz/gen \
+	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	    -Iinclude -Isrc -I$(BUILD)/fuzz/gen \
 	    tests/fuzz/fuzz_import.c $(BUILD)/fuzz/libonnxtrain.a -lprotobuf-c -lm -lpthread \
 	    -o $(FUZZ_BIN)
 	@bash tests/fuzz/run.sh $(FUZZ_BIN) $(BUILD)

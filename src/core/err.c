@@ -47,9 +47,13 @@ void ot_err_prefix(ot_err *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(head, sizeof head, fmt, ap);
     va_end(ap);
-    char tmp[OT_ERR_MSG_MAX];
+    char tmp[2 * OT_ERR_MSG_MAX + 4];
     snprintf(tmp, sizeof tmp, "%s: %s", head, err->msg);
-    memcpy(err->msg, tmp, sizeof tmp);
+    size_t n = strlen(tmp);
+    if (n >= sizeof err->msg)
+        n = sizeof err->msg - 1;
+    memcpy(err->msg, tmp, n);
+    err->msg[n] = '\0';
     flatten(err->msg);
 }
 

@@ -88,6 +88,7 @@ enum {
 typedef enum {
     OT_STORE_RAW = 0, /* raw_data                                  */
     OT_STORE_TYPED,   /* float_data, int32_data, int64_data, ...   */
+    OT_STORE_NONE,    /* no data field at all (zero elements)      */
 } ot_storage;
 
 typedef struct ot_value {

@@ -1,0 +1,123 @@
+/*
+ * cli.h: what the onnxtrain subcommands share: the option parser, error and
+ * usage reporting, size parsing and safe printing of names from model files.
+ * The helpers live in main.c; each subcommand is one cmd_<name>.c whose entry
+ * point main.c dispatches to.
+ *
+ * Conventions every command follows:
+ *   - options and positional arguments in any order; `--opt=value` and
+ *     `--opt value`; `--` ends the options; `-vv` is `-v -v`;
+ *   - `-h`/`--help` prints the command's usage to stdout, exit 0;
+ *   - `-v` (info) and `-vv` (debug) raise the log level; warnings always show;
+ *   - errors: one line `onnxtrain: error: <message>` on stderr, exit 1;
+ *     usage errors: one line naming the command and `--help`, exit 2.
+ *
+ * Only src/cli calls exit(), and only main() does: commands return their
+ * exit status.
+ */
+#ifndef OT_CLI_H
+#define OT_CLI_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "core/core.h"
+
+/* Exit statuses. */
+enum { OT_EXIT_OK = 0, OT_EXIT_ERROR = 1, OT_EXIT_USAGE = 2 };
+
+/* One option a command accepts. `-h/--help` and `-v/--verbose` are added by
+   the parser to every command and need no row. */
+typedef struct ot_cli_opt {
+    const char *name;   /* long name without the dashes: "json"               */
+    char short_name;    /* 'o', or 0 for none                                 */
+    const char *arg;    /* placeholder of the value ("BYTES"); NULL: a flag   */
+    const char *help;   /* one line for the usage text                        */
+} ot_cli_opt;
+
+#define OT_CLI_MAX_OPTS 32
+
+/* A command's description, for its usage text and the parser. */
+typedef struct ot_cli_cmd {
+    const char *name;          /* "inspect"                                    */
+    const char *args;          /* positionals in the usage line: "MODEL"       */
+    const char *summary;       /* one line for `onnxtrain help`                */
+    const char *details;       /* more text after the options, or NULL         */
+    const ot_cli_opt *opts;    /* terminated by a row with name NULL           */
+    int n_pos_min, n_pos_max;  /* positional count range                       */
+} ot_cli_cmd;
+
+/* What the parser found. Values point into argv. */
+typedef struct ot_cli_args {
+    int count[OT_CLI_MAX_OPTS];         /* times each option of cmd->opts was given */
+    const char *value[OT_CLI_MAX_OPTS]; /* its last value (options with an arg)     */
+    const char **pos;                   /* positional arguments (malloc'ed)         */
+    int n_pos;
+    bool help;                          /* -h/--help was given                      */
+} ot_cli_args;
+
+/*
+ * Parses argv[0..argc) (the words after the command name) against `cmd`.
+ * Returns OT_EXIT_OK and fills *args, or prints a usage error and returns
+ * OT_EXIT_USAGE. When --help was given, positional counts are not checked.
+ * -v/--verbose raise the log level as they are seen. Free with ot_cli_args_fini.
+ */
+int ot_cli_parse(const ot_cli_cmd *cmd, int argc, char **argv, ot_cli_args *args);
+void ot_cli_args_fini(ot_cli_args *args);
+
+/* The option's index in cmd->opts by long name; -1 when absent (a bug). */
+int ot_cli_opt_index(const ot_cli_cmd *cmd, const char *name);
+/* Times the option was given, and its last value (NULL if none). */
+int ot_cli_count(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name);
+const char *ot_cli_value(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name);
+
+/* Prints the command's usage text to `f`. */
+void ot_cli_print_usage(const ot_cli_cmd *cmd, FILE *f);
+
+/* Prints `onnxtrain: error: <message>` to stderr; returns OT_EXIT_ERROR. */
+int ot_cli_error(const char *fmt, ...) OT_PRINTF(1, 2);
+
+/* Prints `onnxtrain: error: CMD: <message> (see 'onnxtrain CMD --help')`;
+   returns OT_EXIT_USAGE. */
+int ot_cli_usage_error(const ot_cli_cmd *cmd, const char *fmt, ...) OT_PRINTF(2, 3);
+
+/* Raises the log level by one step (warn -> info -> debug). */
+void ot_cli_verbose(void);
+
+/* Parses a byte count: digits with an optional suffix K, M, G or T (powers of
+   1024, case-insensitive, optionally followed by "B" or "iB"). False when the
+   text is not such a number or the value overflows. */
+bool ot_cli_parse_size(const char *s, uint64_t *out);
+
+/* Parses the shared --max-tensor-size option, if given, into opts. Returns
+   OT_EXIT_OK or a usage error. */
+int ot_cli_import_opts(const ot_cli_cmd *cmd, const ot_cli_args *args, ot_import_opts *opts);
+
+/* Writes `s` as a JSON string literal (with quotes): control characters as
+   \u00XX, invalid UTF-8 bytes as \ufffd. NULL writes null. */
+void ot_cli_json_str(FILE *f, const char *s);
+
+/* Writes `s` for a human reader: valid UTF-8 as is, control characters and
+   invalid bytes as \xNN, so that a name from a file cannot break the layout
+   or drive the terminal. */
+void ot_cli_text_str(FILE *f, const char *s);
+
+/* Display width of what ot_cli_text_str writes (code points, escapes as 4). */
+size_t ot_cli_text_width(const char *s);
+
+/* Formats n with thousands separators ("11,689,512"). */
+void ot_cli_group_digits(uint64_t n, char *buf, size_t size);
+
+/* Formats a byte count for people: "512 B", "44.6 MiB". */
+void ot_cli_human_bytes(uint64_t n, char *buf, size_t size);
+
+/* Flushes stdout; reports a write error (full disk, closed pipe) as an error.
+   Returns OT_EXIT_OK or OT_EXIT_ERROR. */
+int ot_cli_finish_stdout(void);
+
+/* Subcommand entry points: argv holds the words after the command name. */
+int ot_cmd_inspect(int argc, char **argv);
+int ot_cmd_convert(int argc, char **argv);
+
+#endif

@@ -1,0 +1,298 @@
+/*
+ * cmd_convert.c: `onnxtrain convert IN OUT [--batch N|dynamic]
+ * [--external-data [--external-threshold BYTES] | --inline-data]`.
+ *
+ * Imports IN and exports it to OUT. Without options the model comes back
+ * unchanged (tensor placement as imported). IN and OUT may be the same file:
+ * the whole model is read first, and the exporter writes a temporary file
+ * and renames it, so a failure leaves OUT as it was.
+ *
+ * --batch rewrites dim 0 of declared shapes only; it does not re-run shape
+ * inference and does not edit constants. What changes:
+ *   - every graph input that is not an initializer (rank 0 or unknown rank is
+ *     refused: there is no batch dim to set);
+ *   - every graph output whose dim 0 is unknown or equals an input's old
+ *     batch dim (other outputs are left and a warning names them);
+ *   - every value_info entry whose dim 0 equals an input's old batch dim.
+ * Changed values are flagged OT_VAL_SHAPE_DIRTY so that the exporter writes
+ * their ValueInfo anew. A Reshape whose constant shape spells out the old
+ * batch size is reported with a warning, since the model may not run with
+ * another batch.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "graph/graph.h"
+
+static const ot_cli_opt convert_opts[] = {
+    { "batch", 0, "N|dynamic", "set dim 0 of inputs and outputs: a size, or 'dynamic' (N)" },
+    { "external-data", 0, NULL, "write tensors of at least the threshold to OUT.data" },
+    { "external-threshold", 0, "BYTES",
+      "threshold for --external-data (suffix K, M, G; default 1K)" },
+    { "inline-data", 0, NULL, "write every tensor inside OUT" },
+    { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
+    { NULL, 0, NULL, NULL },
+};
+
+static const ot_cli_cmd convert_cmd = {
+    .name = "convert",
+    .args = "IN OUT",
+    .summary = "Reads an ONNX model and writes it back, optionally with another batch size\n"
+               "or another placement of tensor data. Unchanged parts are written as read.",
+    .details = "--batch changes dim 0 of the graph inputs (not initializers), of the outputs\n"
+               "whose dim 0 is the old batch dim or unknown, and of value_info entries whose\n"
+               "dim 0 is the old batch dim. Tensor data stays where it was unless\n"
+               "--external-data or --inline-data is given. IN and OUT may be the same file.\n",
+    .opts = convert_opts,
+    .n_pos_min = 2,
+    .n_pos_max = 2,
+};
+
+/* The batch dim of one graph input before the rewrite. */
+typedef struct batch_dim {
+    int64_t dim;      /* >= 0, or OT_DIM_DYNAMIC          */
+    const char *name; /* symbol of a dynamic dim, or NULL */
+} batch_dim;
+
+typedef struct batch_edit {
+    int64_t dim;      /* the new dim 0                    */
+    const char *name; /* "N" when dynamic, else NULL      */
+    batch_dim *old;   /* the inputs' old dim 0, deduplicated */
+    int n_old;
+} batch_edit;
+
+static bool same_name(const char *a, const char *b)
+{
+    if (!a || !b)
+        return !a && !b;
+    return strcmp(a, b) == 0;
+}
+
+static bool is_old_batch(const batch_edit *e, const ot_value *v)
+{
+    if (v->ndim < 1 || v->ndim > OT_MAX_DIMS)
+        return false;
+    for (int i = 0; i < e->n_old; i++) {
+        if (e->old[i].dim >= 0 ? v->dims[0] == e->old[i].dim
+                               : v->dims[0] < 0 && same_name(v->dim_names[0], e->old[i].name))
+            return true;
+    }
+    return false;
+}
+
+static void set_batch(const batch_edit *e, ot_value *v)
+{
+    if (v->dims[0] == e->dim && same_name(v->dim_names[0], e->name))
+        return; /* already so: keep the declaration as imported */
+    v->dims[0] = e->dim;
+    v->dim_names[0] = e->name;
+    v->flags |= OT_VAL_SHAPE_DIRTY;
+}
+
+/* Parses --batch: a positive integer, or "dynamic". */
+static bool parse_batch(const char *s, int64_t *dim)
+{
+    if (strcmp(s, "dynamic") == 0) {
+        *dim = OT_DIM_DYNAMIC;
+        return true;
+    }
+    if (*s < '1' || *s > '9')
+        return false;
+    int64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > (INT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (*s - '0');
+    }
+    *dim = v;
+    return true;
+}
+
+static const char *vname(const ot_value *v) { return v->name ? v->name : ""; }
+
+/* Warns about Reshape nodes whose constant target shape starts with an old
+   static batch size: they pin the batch no matter what the inputs declare. */
+static void warn_fixed_reshapes(const ot_graph *g, const batch_edit *e)
+{
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const ot_node *n = &g->nodes[i];
+        if (!n->op_type || strcmp(n->op_type, "Reshape") != 0 || n->n_in < 2)
+            continue;
+        const ot_tensor *t = ot_graph_const(g, n->in[1]);
+        if (!t || t->dtype != OT_DTYPE_INT64 || t->ndim != 1 || !t->data || t->bytes < 8)
+            continue;
+        int64_t first;
+        memcpy(&first, t->data, sizeof first);
+        for (int k = 0; k < e->n_old; k++) {
+            if (e->old[k].dim > 0 && first == e->old[k].dim && first != e->dim) {
+                char label[256];
+                ot_log(OT_LOG_WARN,
+                       "%s has a constant target shape with batch %" PRId64
+                       "; the model may not run with another batch size",
+                       ot_node_label(g, n, label, sizeof label), first);
+                break;
+            }
+        }
+    }
+}
+
+/* Applies --batch to the graph. Returns an exit status. */
+static int apply_batch(ot_graph *g, const char *path, int64_t dim)
+{
+    int rc = OT_EXIT_OK;
+    batch_edit e = { .dim = dim };
+    e.old = malloc(sizeof *e.old * (size_t)(g->n_inputs > 0 ? g->n_inputs : 1));
+    if (!e.old)
+        return ot_cli_error("out of memory");
+    if (dim == OT_DIM_DYNAMIC) {
+        e.name = ot_arena_strdup(&g->arena, "N");
+        if (!e.name) {
+            rc = ot_cli_error("out of memory");
+            goto done;
+        }
+    }
+
+    /* The old batch dims, and the inputs that cannot take a new one. */
+    for (int32_t i = 0; i < g->n_inputs; i++) {
+        const ot_value *v = &g->values[g->inputs[i].value];
+        if (v->flags & OT_VAL_INIT)
+            continue;
+        if (v->ndim < 0 || v->ndim > OT_MAX_DIMS) {
+            rc = ot_cli_error("%s: --batch: input '%s' has an unknown rank, so no batch dim "
+                              "to set", path, vname(v));
+            goto done;
+        }
+        if (v->ndim == 0) {
+            rc = ot_cli_error("%s: --batch: input '%s' is a scalar (rank 0) and has no batch "
+                              "dim", path, vname(v));
+            goto done;
+        }
+        batch_dim b = { v->dims[0], v->dims[0] < 0 ? v->dim_names[0] : NULL };
+        bool seen = false;
+        for (int k = 0; k < e.n_old; k++)
+            seen = seen || (e.old[k].dim == b.dim && same_name(e.old[k].name, b.name));
+        if (!seen)
+            e.old[e.n_old++] = b;
+    }
+    if (e.n_old == 0) {
+        rc = ot_cli_error("%s: --batch: the model has no graph inputs besides initializers",
+                          path);
+        goto done;
+    }
+
+    /* Decide for every value before changing any, so that a value listed in
+       several places (input and value_info) is judged by its old shape. */
+    bool *change = calloc((size_t)(g->n_values > 0 ? g->n_values : 1), sizeof *change);
+    if (!change) {
+        rc = ot_cli_error("out of memory");
+        goto done;
+    }
+    for (int32_t i = 0; i < g->n_inputs; i++)
+        if (!(g->values[g->inputs[i].value].flags & OT_VAL_INIT))
+            change[g->inputs[i].value] = true;
+    for (int32_t i = 0; i < g->n_outputs; i++) {
+        const ot_value *v = &g->values[g->outputs[i].value];
+        if ((v->flags & OT_VAL_INIT) || v->ndim < 1 || v->ndim > OT_MAX_DIMS)
+            continue;
+        if (is_old_batch(&e, v) || (v->dims[0] < 0 && !v->dim_names[0]))
+            change[g->outputs[i].value] = true;
+        else if (v->dims[0] >= 0)
+            ot_log(OT_LOG_WARN, "--batch: output '%s' has dim 0 = %" PRId64
+                   ", not the inputs' batch dim; left unchanged", vname(v), v->dims[0]);
+        else
+            ot_log(OT_LOG_WARN, "--batch: output '%s' has dim 0 = %s, not the inputs' batch "
+                   "dim; left unchanged", vname(v), v->dim_names[0]);
+    }
+    for (int32_t i = 0; i < g->n_value_info; i++) {
+        const ot_value *v = &g->values[g->value_info[i].value];
+        if (!(v->flags & OT_VAL_INIT) && is_old_batch(&e, v))
+            change[g->value_info[i].value] = true;
+    }
+    int n_changed = 0;
+    for (int32_t i = 0; i < g->n_values; i++) {
+        if (change[i]) {
+            set_batch(&e, &g->values[i]);
+            n_changed++;
+        }
+    }
+    free(change);
+    ot_log(OT_LOG_INFO, "--batch: set dim 0 of %d declared values", n_changed);
+    warn_fixed_reshapes(g, &e);
+
+done:
+    free(e.old);
+    return rc;
+}
+
+int ot_cmd_convert(int argc, char **argv)
+{
+    ot_cli_args args;
+    ot_graph *g = NULL;
+    int rc = ot_cli_parse(&convert_cmd, argc, argv, &args);
+    if (rc != OT_EXIT_OK)
+        return rc;
+    if (args.help) {
+        ot_cli_print_usage(&convert_cmd, stdout);
+        goto done;
+    }
+
+    ot_import_opts iopts = { 0 };
+    rc = ot_cli_import_opts(&convert_cmd, &args, &iopts);
+    if (rc != OT_EXIT_OK)
+        goto done;
+
+    int64_t batch = 0;
+    const char *batch_s = ot_cli_value(&convert_cmd, &args, "batch");
+    if (batch_s && !parse_batch(batch_s, &batch)) {
+        rc = ot_cli_usage_error(&convert_cmd, "bad value '%s' for --batch (expected a positive "
+                                "integer or 'dynamic')", batch_s);
+        goto done;
+    }
+
+    ot_export_opts eopts = { 0 };
+    bool external = ot_cli_count(&convert_cmd, &args, "external-data") > 0;
+    bool inline_data = ot_cli_count(&convert_cmd, &args, "inline-data") > 0;
+    const char *threshold_s = ot_cli_value(&convert_cmd, &args, "external-threshold");
+    if (external && inline_data) {
+        rc = ot_cli_usage_error(&convert_cmd, "--external-data and --inline-data exclude each "
+                                "other");
+        goto done;
+    }
+    eopts.placement = external ? OT_DATA_EXTERNAL : inline_data ? OT_DATA_INLINE : OT_DATA_KEEP;
+    if (threshold_s) {
+        uint64_t t;
+        if (!ot_cli_parse_size(threshold_s, &t)) {
+            rc = ot_cli_usage_error(&convert_cmd, "bad value '%s' for --external-threshold "
+                                    "(expected bytes, e.g. 4K)", threshold_s);
+            goto done;
+        }
+        if (!external)
+            ot_log(OT_LOG_WARN, "--external-threshold is ignored without --external-data");
+        eopts.external_threshold = t ? t : 1; /* 0 would mean the default */
+    }
+
+    const char *in = args.pos[0], *out = args.pos[1];
+    ot_err err;
+    ot_err_init(&err);
+    if (ot_model_import(in, &iopts, &g, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto done;
+    }
+    if (batch_s) {
+        rc = apply_batch(g, in, batch);
+        if (rc != OT_EXIT_OK)
+            goto done;
+    }
+    if (ot_model_export(g, out, &eopts, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto done;
+    }
+    ot_log(OT_LOG_INFO, "wrote %s", out);
+
+done:
+    ot_graph_free(g);
+    ot_cli_args_fini(&args);
+    return rc;
+}

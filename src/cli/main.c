@@ -1,0 +1,563 @@
+/*
+ * main.c: the onnxtrain command. Global options, dispatch to the
+ * subcommands, `onnxtrain help [CMD]`, and the helpers of cli.h (option
+ * parser, error lines, log routing to stderr, safe printing).
+ *
+ * This is the only place that ends the process: commands return an exit
+ * status (0 ok, 1 error, 2 usage) and main() returns it. Library messages
+ * (ot_log) go to stderr as `onnxtrain: warning: ...`; warnings show by
+ * default, -v adds info and -vv debug.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+/* ------------------------------------------------------------ commands */
+
+typedef struct command {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} command;
+
+static const command commands[] = {
+    { "inspect", "print a summary of an ONNX model (ops, shapes, parameters, head)",
+      ot_cmd_inspect },
+    { "convert", "re-export an ONNX model: batch size, external or inline tensor data",
+      ot_cmd_convert },
+};
+
+#define N_COMMANDS (sizeof commands / sizeof commands[0])
+
+static const command *find_command(const char *name)
+{
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        if (strcmp(commands[i].name, name) == 0)
+            return &commands[i];
+    return NULL;
+}
+
+static void print_main_usage(FILE *f)
+{
+    fprintf(f, "usage: onnxtrain [-v|-vv] COMMAND [ARGS...]\n"
+               "       onnxtrain help [COMMAND]\n"
+               "       onnxtrain --version\n"
+               "\n"
+               "Imports, inspects, converts and trains ONNX models.\n"
+               "\n"
+               "commands:\n");
+    for (size_t i = 0; i < N_COMMANDS; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-10s %s\n", "help", "show the usage of onnxtrain or of a command");
+    fprintf(f, "\n"
+               "global options:\n"
+               "  -v, --verbose   show info messages; -vv also shows debug messages\n"
+               "  --version       print the version and exit\n"
+               "  -h, --help      print this help and exit\n"
+               "\n"
+               "Options and arguments may come in any order. Run 'onnxtrain help COMMAND'\n"
+               "or 'onnxtrain COMMAND --help' for a command's options.\n"
+               "Exit status: 0 success, 1 error, 2 usage error.\n");
+}
+
+/* ------------------------------------------------------------- logging */
+
+/* The log level is part of the log router's state, set once per option. */
+static ot_log_level log_level = OT_LOG_WARN;
+
+static void log_to_stderr(ot_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    static const char *const names[] = { "error", "warning", "info", "debug" };
+    const char *name = (unsigned)level < 4 ? names[level] : "debug";
+    fflush(stdout);
+    fprintf(stderr, "onnxtrain: %s: ", name);
+    ot_cli_text_str(stderr, msg);
+    fputc('\n', stderr);
+}
+
+void ot_cli_verbose(void)
+{
+    if (log_level < OT_LOG_DEBUG)
+        log_level = (ot_log_level)(log_level + 1);
+    ot_log_set(log_to_stderr, NULL, log_level);
+}
+
+/* ---------------------------------------------------------- safe output */
+
+/* Length of the valid UTF-8 sequence at s, or 0 when the bytes there are not
+   one (overlong forms, surrogates and code points above U+10FFFF included). */
+static size_t utf8_len(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t len;
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        len = 3;
+        if (c == 0xe0)
+            lo = 0xa0;
+        else if (c == 0xed)
+            hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4;
+        if (c == 0xf0)
+            lo = 0x90;
+        else if (c == 0xf4)
+            hi = 0x8f;
+    } else {
+        return 0;
+    }
+    if (s[1] < lo || s[1] > hi)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (s[i] < 0x80 || s[i] > 0xbf)
+            return 0;
+    return len;
+}
+
+void ot_cli_json_str(FILE *f, const char *s)
+{
+    if (!s) {
+        fputs("null", f);
+        return;
+    }
+    const unsigned char *p = (const unsigned char *)s;
+    fputc('"', f);
+    while (*p) {
+        if (*p == '"' || *p == '\\') {
+            fputc('\\', f);
+            fputc(*p++, f);
+        } else if (*p < 0x20 || *p == 0x7f) {
+            fprintf(f, "\\u%04x", (unsigned)*p++);
+        } else {
+            size_t len = utf8_len(p);
+            if (len == 0) {
+                fputs("\\ufffd", f);
+                p++;
+            } else {
+                fwrite(p, 1, len, f);
+                p += len;
+            }
+        }
+    }
+    fputc('"', f);
+}
+
+void ot_cli_text_str(FILE *f, const char *s)
+{
+    if (!s)
+        return;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        size_t len = (*p < 0x20 || *p == 0x7f) ? 0 : utf8_len(p);
+        if (len == 0) {
+            fprintf(f, "\\x%02x", (unsigned)*p++);
+        } else {
+            fwrite(p, 1, len, f);
+            p += len;
+        }
+    }
+}
+
+size_t ot_cli_text_width(const char *s)
+{
+    size_t w = 0;
+    if (!s)
+        return 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        size_t len = (*p < 0x20 || *p == 0x7f) ? 0 : utf8_len(p);
+        w += len ? 1 : 4;
+        p += len ? len : 1;
+    }
+    return w;
+}
+
+void ot_cli_group_digits(uint64_t n, char *buf, size_t size)
+{
+    char digits[32];
+    int nd = snprintf(digits, sizeof digits, "%llu", (unsigned long long)n);
+    char tmp[48];
+    size_t j = 0;
+    for (int i = 0; i < nd; i++) {
+        if (i > 0 && (nd - i) % 3 == 0)
+            tmp[j++] = ',';
+        tmp[j++] = digits[i];
+    }
+    tmp[j] = '\0';
+    snprintf(buf, size, "%s", tmp);
+}
+
+void ot_cli_human_bytes(uint64_t n, char *buf, size_t size)
+{
+    static const char *const units[] = { "KiB", "MiB", "GiB", "TiB", "PiB", "EiB" };
+    if (n < 1024) {
+        snprintf(buf, size, "%llu B", (unsigned long long)n);
+        return;
+    }
+    double x = (double)n / 1024.0;
+    size_t u = 0;
+    while (x >= 1024.0 && u + 1 < sizeof units / sizeof units[0]) {
+        x /= 1024.0;
+        u++;
+    }
+    snprintf(buf, size, "%.1f %s", x, units[u]);
+}
+
+int ot_cli_finish_stdout(void)
+{
+    if (fflush(stdout) != 0 || ferror(stdout))
+        return ot_cli_error("cannot write to standard output");
+    return OT_EXIT_OK;
+}
+
+/* ----------------------------------------------------------- error lines */
+
+static void vreport(const char *cmd, const char *hint, const char *fmt, va_list ap)
+    OT_PRINTF(3, 0);
+
+static void vreport(const char *cmd, const char *hint, const char *fmt, va_list ap)
+{
+    char msg[OT_ERR_MSG_MAX + 256];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    fflush(stdout);
+    fputs("onnxtrain: error: ", stderr);
+    if (cmd)
+        fprintf(stderr, "%s: ", cmd);
+    ot_cli_text_str(stderr, msg);
+    if (hint)
+        fprintf(stderr, " (see '%s')", hint);
+    fputc('\n', stderr);
+}
+
+int ot_cli_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(NULL, NULL, fmt, ap);
+    va_end(ap);
+    return OT_EXIT_ERROR;
+}
+
+int ot_cli_usage_error(const ot_cli_cmd *cmd, const char *fmt, ...)
+{
+    char hint[64];
+    snprintf(hint, sizeof hint, "onnxtrain %s --help", cmd->name);
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(cmd->name, hint, fmt, ap);
+    va_end(ap);
+    return OT_EXIT_USAGE;
+}
+
+static int main_usage_error(const char *fmt, ...) OT_PRINTF(1, 2);
+
+static int main_usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(NULL, "onnxtrain help", fmt, ap);
+    va_end(ap);
+    return OT_EXIT_USAGE;
+}
+
+/* -------------------------------------------------------------- parsing */
+
+int ot_cli_opt_index(const ot_cli_cmd *cmd, const char *name)
+{
+    for (int i = 0; cmd->opts && cmd->opts[i].name && i < OT_CLI_MAX_OPTS; i++)
+        if (strcmp(cmd->opts[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int ot_cli_count(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name)
+{
+    int i = ot_cli_opt_index(cmd, name);
+    return i < 0 ? 0 : args->count[i];
+}
+
+const char *ot_cli_value(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name)
+{
+    int i = ot_cli_opt_index(cmd, name);
+    return i < 0 ? NULL : args->value[i];
+}
+
+static int find_long(const ot_cli_cmd *cmd, const char *name, size_t len)
+{
+    for (int i = 0; cmd->opts && cmd->opts[i].name && i < OT_CLI_MAX_OPTS; i++)
+        if (strlen(cmd->opts[i].name) == len && strncmp(cmd->opts[i].name, name, len) == 0)
+            return i;
+    return -1;
+}
+
+static int find_short(const ot_cli_cmd *cmd, char c)
+{
+    for (int i = 0; cmd->opts && cmd->opts[i].name && i < OT_CLI_MAX_OPTS; i++)
+        if (cmd->opts[i].short_name == c)
+            return i;
+    return -1;
+}
+
+/* Copies the n-th word (0-based) of a usage argument list ("IN OUT") into buf,
+   without brackets; "argument" when there is no such word. */
+static void pos_name(const char *args, int n, char *buf, size_t size)
+{
+    const char *p = args ? args : "";
+    for (int i = 0;; i++) {
+        while (*p == ' ' || *p == '[' || *p == ']')
+            p++;
+        if (!*p)
+            break;
+        size_t len = strcspn(p, " []");
+        if (i == n) {
+            snprintf(buf, size, "%.*s", (int)len, p);
+            return;
+        }
+        p += len;
+    }
+    snprintf(buf, size, "argument");
+}
+
+/* Stores the value of option i, taken from `inline_value` or the next word. */
+static int take_value(const ot_cli_cmd *cmd, int i, const char *shown, const char *inline_value,
+                      int argc, char **argv, int *k, ot_cli_args *args)
+{
+    const ot_cli_opt *o = &cmd->opts[i];
+    if (!o->arg) {
+        if (inline_value)
+            return ot_cli_usage_error(cmd, "option '%s' takes no value", shown);
+        args->count[i]++;
+        return OT_EXIT_OK;
+    }
+    if (!inline_value) {
+        if (*k + 1 >= argc)
+            return ot_cli_usage_error(cmd, "option '%s' needs a value (%s)", shown, o->arg);
+        inline_value = argv[++*k];
+    }
+    args->count[i]++;
+    args->value[i] = inline_value;
+    return OT_EXIT_OK;
+}
+
+int ot_cli_parse(const ot_cli_cmd *cmd, int argc, char **argv, ot_cli_args *args)
+{
+    memset(args, 0, sizeof *args);
+    args->pos = malloc(sizeof *args->pos * (size_t)(argc > 0 ? argc : 1));
+    if (!args->pos)
+        return ot_cli_error("out of memory");
+    int rc = OT_EXIT_OK;
+    bool options_done = false;
+    for (int k = 0; k < argc && rc == OT_EXIT_OK; k++) {
+        const char *a = argv[k];
+        if (options_done || a[0] != '-' || a[1] == '\0') {
+            args->pos[args->n_pos++] = a; /* "-" alone is a positional (stdin) */
+            continue;
+        }
+        if (strcmp(a, "--") == 0) {
+            options_done = true;
+            continue;
+        }
+        if (a[1] == '-') { /* --name, --name=value, --name value */
+            const char *name = a + 2;
+            const char *eq = strchr(name, '=');
+            size_t len = eq ? (size_t)(eq - name) : strlen(name);
+            int i = find_long(cmd, name, len);
+            if (i < 0 && !eq && strcmp(name, "help") == 0) {
+                args->help = true;
+            } else if (i < 0 && !eq && strcmp(name, "verbose") == 0) {
+                ot_cli_verbose();
+            } else if (i < 0) {
+                rc = ot_cli_usage_error(cmd, "unknown option '--%.*s'", (int)len, name);
+            } else {
+                char shown[80];
+                snprintf(shown, sizeof shown, "--%s", cmd->opts[i].name);
+                rc = take_value(cmd, i, shown, eq ? eq + 1 : NULL, argc, argv, &k, args);
+            }
+            continue;
+        }
+        /* a cluster of short options: -vv, -hv, -oFILE */
+        for (const char *c = a + 1; *c && rc == OT_EXIT_OK; c++) {
+            int i = find_short(cmd, *c);
+            if (i < 0 && *c == 'h') {
+                args->help = true;
+            } else if (i < 0 && *c == 'v') {
+                ot_cli_verbose();
+            } else if (i < 0) {
+                rc = ot_cli_usage_error(cmd, "unknown option '-%c'", *c);
+            } else {
+                char shown[8];
+                snprintf(shown, sizeof shown, "-%c", *c);
+                const char *rest = cmd->opts[i].arg && c[1] ? c + 1 : NULL;
+                rc = take_value(cmd, i, shown, rest, argc, argv, &k, args);
+                if (rest)
+                    break;
+            }
+        }
+    }
+    if (rc == OT_EXIT_OK && !args->help) {
+        if (args->n_pos < cmd->n_pos_min) {
+            char name[64];
+            pos_name(cmd->args, args->n_pos, name, sizeof name);
+            rc = ot_cli_usage_error(cmd, "missing %s", name);
+        } else if (args->n_pos > cmd->n_pos_max) {
+            rc = ot_cli_usage_error(cmd, "unexpected argument '%s'", args->pos[cmd->n_pos_max]);
+        }
+    }
+    if (rc != OT_EXIT_OK)
+        ot_cli_args_fini(args);
+    return rc;
+}
+
+void ot_cli_args_fini(ot_cli_args *args)
+{
+    free(args->pos);
+    args->pos = NULL;
+    args->n_pos = 0;
+}
+
+void ot_cli_print_usage(const ot_cli_cmd *cmd, FILE *f)
+{
+    fprintf(f, "usage: onnxtrain %s [options] %s\n\n%s\n", cmd->name, cmd->args ? cmd->args : "",
+            cmd->summary);
+    fprintf(f, "\noptions:\n");
+    for (int i = 0; cmd->opts && cmd->opts[i].name && i < OT_CLI_MAX_OPTS; i++) {
+        const ot_cli_opt *o = &cmd->opts[i];
+        char left[80];
+        int n = 0;
+        if (o->short_name)
+            n = snprintf(left, sizeof left, "-%c, ", o->short_name);
+        snprintf(left + n, sizeof left - (size_t)n, "--%s%s%s", o->name, o->arg ? " " : "",
+                 o->arg ? o->arg : "");
+        if (strlen(left) > 26)
+            fprintf(f, "  %s\n  %-26s %s\n", left, "", o->help);
+        else
+            fprintf(f, "  %-26s %s\n", left, o->help);
+    }
+    fprintf(f, "  %-26s %s\n", "-v, --verbose", "show info messages (-vv: debug too)");
+    fprintf(f, "  %-26s %s\n", "-h, --help", "print this help and exit");
+    if (cmd->details)
+        fprintf(f, "\n%s", cmd->details);
+}
+
+bool ot_cli_parse_size(const char *s, uint64_t *out)
+{
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    uint64_t v = 0;
+    for (; *s >= '0' && *s <= '9'; s++) {
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    int shift = 0;
+    switch (*s) {
+    case 'k': case 'K': shift = 10; s++; break;
+    case 'm': case 'M': shift = 20; s++; break;
+    case 'g': case 'G': shift = 30; s++; break;
+    case 't': case 'T': shift = 40; s++; break;
+    default: break;
+    }
+    if (shift && (*s == 'i' || *s == 'I') && (s[1] == 'b' || s[1] == 'B'))
+        s += 2;
+    else if (*s == 'b' || *s == 'B')
+        s++;
+    if (*s)
+        return false;
+    if (shift && v > (UINT64_MAX >> shift))
+        return false;
+    *out = v << shift;
+    return true;
+}
+
+int ot_cli_import_opts(const ot_cli_cmd *cmd, const ot_cli_args *args, ot_import_opts *opts)
+{
+    const char *s = ot_cli_value(cmd, args, "max-tensor-size");
+    if (!s)
+        return OT_EXIT_OK;
+    uint64_t n;
+    if (!ot_cli_parse_size(s, &n))
+        return ot_cli_usage_error(cmd, "bad value '%s' for --max-tensor-size (expected bytes, "
+                                       "e.g. 512M or 16G)", s);
+    if (n == 0)
+        return ot_cli_usage_error(cmd, "--max-tensor-size must be positive");
+    opts->max_tensor_bytes = n;
+    return OT_EXIT_OK;
+}
+
+/* ----------------------------------------------------------------- main */
+
+static int run_help(int argc, char **argv)
+{
+    if (argc == 0) {
+        print_main_usage(stdout);
+        return OT_EXIT_OK;
+    }
+    if (argc > 1)
+        return main_usage_error("help: unexpected argument '%s'", argv[1]);
+    if (strcmp(argv[0], "help") == 0) {
+        print_main_usage(stdout);
+        return OT_EXIT_OK;
+    }
+    const command *c = find_command(argv[0]);
+    if (!c)
+        return main_usage_error("help: unknown command '%s'", argv[0]);
+    char help_opt[] = "--help";
+    char *help_argv[] = { help_opt, NULL };
+    return c->run(1, help_argv);
+}
+
+int main(int argc, char **argv)
+{
+    ot_log_set(log_to_stderr, NULL, log_level);
+
+    int k = 1;
+    for (; k < argc && argv[k][0] == '-' && argv[k][1] != '\0'; k++) {
+        const char *a = argv[k];
+        if (strcmp(a, "--") == 0) {
+            k++;
+            break;
+        }
+        if (strcmp(a, "--version") == 0) {
+            printf("onnxtrain %s\n", ot_version());
+            return ot_cli_finish_stdout();
+        }
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            print_main_usage(stdout);
+            return ot_cli_finish_stdout();
+        }
+        if (strcmp(a, "--verbose") == 0) {
+            ot_cli_verbose();
+            continue;
+        }
+        if (a[1] == 'v' && strspn(a + 1, "v") == strlen(a + 1)) {
+            for (const char *c = a + 1; *c; c++)
+                ot_cli_verbose();
+            continue;
+        }
+        return main_usage_error("unknown option '%s'", a);
+    }
+    if (k >= argc)
+        return main_usage_error("missing command");
+
+    const char *name = argv[k];
+    int rc;
+    if (strcmp(name, "help") == 0) {
+        rc = run_help(argc - k - 1, argv + k + 1);
+    } else {
+        const command *c = find_command(name);
+        if (!c)
+            return main_usage_error("unknown command '%s'", name);
+        rc = c->run(argc - k - 1, argv + k + 1);
+    }
+    int out_rc = ot_cli_finish_stdout();
+    return rc != OT_EXIT_OK ? rc : out_rc;
+}

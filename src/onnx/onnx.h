@@ -1,0 +1,42 @@
+/*
+ * onnx.h: ONNX import (ModelProto -> graph IR) and export (graph IR ->
+ * ModelProto). src/onnx/ is the only code that sees protobuf-c structs.
+ *
+ * Import validates as it goes (see docs/architecture.md, "Import"): wire-format
+ * depth pre-scan, sizes checked before allocation, topological order, defined
+ * inputs, single producers, known opsets and op types. Export writes to a
+ * temporary file beside the target and renames it on success.
+ */
+#ifndef OT_ONNX_H
+#define OT_ONNX_H
+
+#include "graph/graph.h"
+
+/* Deepest message nesting the importer accepts (protobuf-c unpacks
+   recursively; the pre-scan refuses deeper input before unpacking). */
+#define OT_ONNX_MAX_DEPTH 64
+
+/* Newest default-domain opset the importer accepts. */
+#define OT_ONNX_MAX_OPSET 21
+
+/* Imports a model file. `opts` may be NULL. On success *out owns a graph whose
+   nodes are topologically ordered and whose shapes are inferred.
+   Errors: OT_ERR_IO, OT_ERR_PARSE, OT_ERR_MODEL, OT_ERR_UNSUPPORTED,
+   OT_ERR_NOMEM; the message starts with the path. */
+ot_status ot_onnx_import_file(const char *path, const ot_import_opts *opts, ot_graph **out,
+                              ot_err *err);
+
+/* Imports from memory. `name` is used in messages; `dir` is the folder that
+   external data resolves against (NULL: external data is refused). */
+ot_status ot_onnx_import_buffer(const void *data, size_t len, const char *name, const char *dir,
+                                const ot_import_opts *opts, ot_graph **out, ot_err *err);
+
+/* Exports the graph to `path` (see ot_model_export). */
+ot_status ot_onnx_export_file(const ot_graph *g, const char *path, const ot_export_opts *opts,
+                              ot_err *err);
+
+/* Runs only the wire-format pre-scan of the importer on a ModelProto buffer
+   (for tests and the fuzzer). Errors: OT_ERR_PARSE. */
+ot_status ot_pb_prescan_model_for_test(const void *data, size_t len, ot_err *err);
+
+#endif

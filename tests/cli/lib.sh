@@ -1,0 +1,176 @@
+# tests/cli/lib.sh: helpers for the shell test suites in tests/cli/.
+#
+# A suite sources this file from the repository root, records each test with
+# `ok NAME` or `fail NAME MSG`, and ends with `finish`, which prints the
+# suite's last line, "N passed, N failed", and exits non-zero on a failure.
+#
+#   BUILD    build folder (default: build); the binary is $BUILD/onnxtrain
+#   OT_FAST  1: suites that call `skip_if_fast` only print "skipped"
+#
+# ot ARGS...            runs the CLI (under a timeout); sets T_RC, T_OUT, T_ERR
+#                       (stdout and stderr as text) and T_NERR (stderr lines)
+# expect_rc NAME RC ARGS...          the CLI exits with RC
+# expect_error NAME FRAGMENT ARGS... the CLI fails as the contract says: exit
+#                       status exactly 1, exactly one stderr line, starting
+#                       with "onnxtrain: error: " and matching FRAGMENT
+#                       (see `matches`)
+# expect_usage NAME ARGS...          the CLI exits with 2 and says why in one
+#                       stderr line starting with "onnxtrain: error: "
+# matches TEXT SPEC     case-insensitive: SPEC's "|"-separated alternatives,
+#                       each a "&"-joined list of substrings that must all occur
+# py_checks NAME SCRIPT [ARGS...]    runs python; its lines "ok X" and "FAIL X: why"
+#                       become tests NAME/X; a crash is one failure
+
+# shellcheck disable=SC2034  # T_OUT, T_ERR and T_NERR are read by the suites
+BUILD=${BUILD:-build}
+OT=${OT:-$BUILD/onnxtrain}
+PY=/usr/bin/python3
+T_TIMEOUT=${T_TIMEOUT:-120}
+T_PASS=0
+T_FAIL=0
+
+# Sanitizer reports must not look like the CLI's own exit status 1.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}exitcode=86"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}exitcode=86:print_stacktrace=1"
+
+T_TMP=$(mktemp -d "${TMPDIR:-/tmp}/ot-cli.XXXXXX")
+trap 'rm -rf "$T_TMP"' EXIT
+
+ok() {
+    T_PASS=$((T_PASS + 1))
+    echo "ok   $1"
+}
+
+fail() {
+    T_FAIL=$((T_FAIL + 1))
+    echo "FAIL $1: $2"
+}
+
+finish() {
+    echo "$T_PASS passed, $T_FAIL failed"
+    [ "$T_FAIL" -eq 0 ]
+    exit $?
+}
+
+skip_if_fast() {
+    if [ "${OT_FAST:-0}" = 1 ]; then
+        echo "skipped (OT_FAST=1)"
+        finish
+    fi
+}
+
+# Ends the suite with one failure when the CLI is not built.
+need_cli() {
+    if [ ! -x "$OT" ]; then
+        fail "setup" "$OT is not built"
+        finish
+    fi
+}
+
+ot() {
+    timeout -k 5 "$T_TIMEOUT" "$OT" "$@" </dev/null >"$T_TMP/stdout" 2>"$T_TMP/stderr"
+    T_RC=$?
+    T_OUT=$(cat "$T_TMP/stdout")
+    T_ERR=$(cat "$T_TMP/stderr")
+    T_NERR=$(wc -l <"$T_TMP/stderr")
+    # a last line without its newline is still a line
+    if [ -s "$T_TMP/stderr" ] && [ -n "$(tail -c 1 "$T_TMP/stderr")" ]; then
+        T_NERR=$((T_NERR + 1))
+    fi
+}
+
+first_line() {
+    printf '%s\n' "$1" | head -n 1
+}
+
+matches() {
+    local text=${1,,} spec=${2,,} alt sub all
+    local IFS='|'
+    for alt in $spec; do
+        all=1
+        IFS='&'
+        for sub in $alt; do
+            [[ $text == *"$sub"* ]] || all=0
+        done
+        IFS='|'
+        [ "$all" = 1 ] && return 0
+    done
+    return 1
+}
+
+# Describes how the last `ot` run ended, for failure messages.
+describe_run() {
+    local how="exit $T_RC"
+    [ "$T_RC" -eq 124 ] && how="timed out after ${T_TIMEOUT}s"
+    [ "$T_RC" -gt 128 ] && how="killed by signal $((T_RC - 128))"
+    [ "$T_RC" -eq 86 ] && how="sanitizer report"
+    echo "$how, stderr: $(first_line "$T_ERR")$([ "$T_NERR" -gt 1 ] && echo " (+$((T_NERR - 1)) lines)")"
+}
+
+expect_rc() {
+    local name=$1 rc=$2
+    shift 2
+    ot "$@"
+    if [ "$T_RC" -eq "$rc" ]; then
+        ok "$name"
+    else
+        fail "$name" "expected exit $rc; $(describe_run)"
+    fi
+}
+
+# Checks the last run against the error contract; prints why not, or nothing.
+error_problem() {
+    local fragment=$1
+    if [ "$T_RC" -ne 1 ]; then
+        echo "expected exit 1; $(describe_run)"
+    elif [ "$T_NERR" -ne 1 ]; then
+        echo "expected one stderr line, got $T_NERR: $(first_line "$T_ERR")"
+    elif [[ $T_ERR != "onnxtrain: error: "* ]]; then
+        echo "stderr does not start with 'onnxtrain: error: ': $T_ERR"
+    elif [ -n "$fragment" ] && ! matches "$T_ERR" "$fragment"; then
+        echo "message lacks '$fragment': $T_ERR"
+    fi
+}
+
+expect_error() {
+    local name=$1 fragment=$2 why
+    shift 2
+    ot "$@"
+    why=$(error_problem "$fragment")
+    if [ -z "$why" ]; then
+        ok "$name"
+    else
+        fail "$name" "$why"
+    fi
+}
+
+expect_usage() {
+    local name=$1
+    shift
+    ot "$@"
+    if [ "$T_RC" -ne 2 ]; then
+        fail "$name" "expected exit 2; $(describe_run)"
+    elif [ "$T_NERR" -ne 1 ]; then
+        fail "$name" "expected one stderr line, got $T_NERR: $(first_line "$T_ERR")"
+    elif [[ $T_ERR != "onnxtrain: error: "* ]]; then
+        fail "$name" "stderr does not start with 'onnxtrain: error: ': $(first_line "$T_ERR")"
+    else
+        ok "$name"
+    fi
+}
+
+py_checks() {
+    local name=$1 script=$2 line rc
+    shift 2
+    "$PY" -c "$script" "$@" >"$T_TMP/py.out" 2>"$T_TMP/py.err"
+    rc=$?
+    while IFS= read -r line; do
+        case $line in
+            "ok "*) ok "$name/${line#ok }" ;;
+            "FAIL "*) line=${line#FAIL }; fail "$name/${line%%: *}" "${line#*: }" ;;
+        esac
+    done <"$T_TMP/py.out"
+    if [ "$rc" -ne 0 ]; then
+        fail "$name" "python exited $rc: $(tail -n 1 "$T_TMP/py.err")"
+    fi
+}

@@ -1,0 +1,600 @@
+/*
+ * test_infer.c: shape inference on small hand-built graphs: the ResNet stem,
+ * pools, Gemm/MatMul, broadcasting, the shape-manipulating ops, folding of
+ * PyTorch's flatten chain, declared shapes, and the errors that name a node.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "ops/ops.h"
+#include "test.h"
+
+/* A value named `name` as a graph input. shape: "N,3,224,224" (a name is a
+   symbolic dim, "?" an unnamed one, "" a scalar) or NULL (rank unknown). */
+static int32_t input(ot_graph *g, const char *name, ot_dtype dtype, const char *shape)
+{
+    ot_err err;
+    int32_t id;
+    if (ot_graph_intern_value(g, name, &id, &err) != OT_OK)
+        return -1;
+    ot_value *v = &g->values[id];
+    v->flags |= OT_VAL_INPUT;
+    v->dtype = dtype;
+    if (!shape)
+        return id;
+    v->ndim = 0;
+    const char *p = shape;
+    while (*p) {
+        char tok[32];
+        size_t len = strcspn(p, ",");
+        snprintf(tok, sizeof tok, "%.*s", (int)len, p);
+        if (tok[0] >= '0' && tok[0] <= '9') {
+            v->dims[v->ndim] = atoll(tok);
+        } else {
+            v->dims[v->ndim] = OT_DIM_DYNAMIC;
+            v->dim_names[v->ndim] = strcmp(tok, "?") ? ot_arena_strdup(&g->arena, tok) : NULL;
+        }
+        v->ndim++;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return id;
+}
+
+/* A weight: an initializer whose shape matters here, not its bytes. */
+static int32_t weight(ot_graph *g, const char *name, const char *shape)
+{
+    int32_t id = input(g, name, OT_DTYPE_FLOAT, shape);
+    g->values[id].flags = OT_VAL_INIT | OT_VAL_PARAM;
+    return id;
+}
+
+/* A 1-D int64 initializer with data. */
+static int32_t init_ints(ot_graph *g, const char *name, int n, const int64_t *vals)
+{
+    int32_t id = input(g, name, OT_DTYPE_INT64, "0");
+    ot_value *v = &g->values[id];
+    v->flags = OT_VAL_INIT | OT_VAL_CONST;
+    v->dims[0] = n;
+    v->data.dtype = OT_DTYPE_INT64;
+    v->data.ndim = 1;
+    v->data.dims[0] = n;
+    v->data.bytes = sizeof(int64_t) * (size_t)n;
+    v->data.data = ot_malloc(v->data.bytes + 1);
+    memcpy(v->data.data, vals, v->data.bytes);
+    return id;
+}
+
+/* Splits "a,b,,c" into value ids ("" -> -1, an omitted optional one). */
+static int split_ids(ot_graph *g, const char *list, int32_t *ids)
+{
+    int n = 0;
+    ot_err err;
+    const char *p = list;
+    if (!*p)
+        return 0;
+    for (;;) {
+        char tok[64];
+        size_t len = strcspn(p, ",");
+        snprintf(tok, sizeof tok, "%.*s", (int)len, p);
+        ids[n] = -1;
+        if (tok[0] && ot_graph_intern_value(g, tok, &ids[n], &err) != OT_OK)
+            return -1;
+        n++;
+        p += len;
+        if (!*p)
+            break;
+        p++;
+    }
+    return n;
+}
+
+static ot_node *add(ot_graph *g, const char *name, const char *type, int opset, const char *ins,
+                    const char *outs)
+{
+    ot_err err;
+    int32_t in[16], out[16], id;
+    int n_in = split_ids(g, ins, in), n_out = split_ids(g, outs, out);
+    if (ot_graph_add_node(g, &id, &err) != OT_OK)
+        return NULL;
+    ot_node *n = &g->nodes[id];
+    n->name = ot_arena_strdup(&g->arena, name);
+    n->op_type = ot_arena_strdup(&g->arena, type);
+    n->opset = opset;
+    n->op = ot_op_find("", type, opset);
+    n->n_in = n_in;
+    n->n_out = n_out;
+    n->in = ot_arena_memdup(&g->arena, in, sizeof in);
+    n->out = ot_arena_memdup(&g->arena, out, sizeof out);
+    n->attrs = ot_arena_alloc(&g->arena, sizeof(ot_attr) * 8);
+    return n;
+}
+
+static ot_attr *attr(ot_node *n, const char *name, ot_attr_type type)
+{
+    ot_attr *a = &n->attrs[n->n_attrs++];
+    a->name = name;
+    a->type = type;
+    return a;
+}
+
+static void a_int(ot_node *n, const char *name, int64_t v) { attr(n, name, OT_ATTR_INT)->i = v; }
+
+static void a_str(ot_node *n, const char *name, const char *s)
+{
+    ot_attr *a = attr(n, name, OT_ATTR_STRING);
+    a->s = s;
+    a->s_len = strlen(s);
+}
+
+static void a_ints(ot_graph *g, ot_node *n, const char *name, int count, const int64_t *v)
+{
+    ot_attr *a = attr(n, name, OT_ATTR_INTS);
+    a->ints = ot_arena_memdup(&g->arena, v, sizeof(int64_t) * (size_t)count);
+    a->n = (size_t)count;
+}
+
+static ot_status run(ot_graph *g, ot_err *err)
+{
+    ot_err_init(err);
+    ot_status st = ot_graph_sort(g, err);
+    if (st == OT_OK)
+        st = ot_graph_infer_shapes(g, err);
+    return st;
+}
+
+static const char *shape_of(ot_graph *g, const char *name, char *buf, size_t size)
+{
+    int32_t id = ot_graph_find_value(g, name);
+    if (id < 0)
+        return "(no such value)";
+    ot_value_shape_str(&g->values[id], buf, size);
+    return buf;
+}
+
+#define CHECK_SHAPE(g, name, want)                                                              \
+    do {                                                                                        \
+        char buf_[256];                                                                         \
+        CHECK_STR(shape_of(g, name, buf_, sizeof buf_), want);                                  \
+    } while (0)
+
+static const ot_value *val(ot_graph *g, const char *name)
+{
+    return &g->values[ot_graph_find_value(g, name)];
+}
+
+TEST(infer_resnet_stem)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    int64_t k7[] = { 7, 7 }, s2[] = { 2, 2 }, p3[] = { 3, 3, 3, 3 }, k3[] = { 3, 3 },
+            p1[] = { 1, 1, 1, 1 };
+    input(g, "x", OT_DTYPE_FLOAT, "N,3,224,224");
+    weight(g, "w", "64,3,7,7");
+    weight(g, "scale", "64");
+    weight(g, "b", "64");
+    weight(g, "mean", "64");
+    weight(g, "var", "64");
+    ot_node *n = add(g, "conv1", "Conv", 13, "x,w", "c1");
+    a_ints(g, n, "kernel_shape", 2, k7);
+    a_ints(g, n, "strides", 2, s2);
+    a_ints(g, n, "pads", 4, p3);
+    add(g, "bn1", "BatchNormalization", 13, "c1,scale,b,mean,var", "b1");
+    add(g, "relu", "Relu", 13, "b1", "r1");
+    n = add(g, "pool", "MaxPool", 13, "r1", "p1");
+    a_ints(g, n, "kernel_shape", 2, k3);
+    a_ints(g, n, "strides", 2, s2);
+    a_ints(g, n, "pads", 4, p1);
+    add(g, "gap", "GlobalAveragePool", 13, "p1", "gp");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "c1", "[N,64,112,112]");
+    CHECK_SHAPE(g, "b1", "[N,64,112,112]");
+    CHECK_SHAPE(g, "r1", "[N,64,112,112]");
+    CHECK_SHAPE(g, "p1", "[N,64,56,56]");
+    CHECK_SHAPE(g, "gp", "[N,64,1,1]");
+    CHECK_EQ_INT(val(g, "p1")->dtype, OT_DTYPE_FLOAT);
+    ot_graph_free(g);
+}
+
+TEST(infer_pool_ceil_mode_and_auto_pad)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    int64_t k2[] = { 2, 2 }, k3[] = { 3, 3 }, s2[] = { 2, 2 }, p1[] = { 1, 1, 1, 1 };
+    input(g, "x5", OT_DTYPE_FLOAT, "1,1,5,5");
+    input(g, "x6", OT_DTYPE_FLOAT, "1,1,6,6");
+    input(g, "x", OT_DTYPE_FLOAT, "1,3,224,225");
+    weight(g, "w", "8,3,3,3");
+    ot_node *n = add(g, "a", "MaxPool", 12, "x6", "floor6");
+    a_ints(g, n, "kernel_shape", 2, k3);
+    a_ints(g, n, "strides", 2, s2);
+    n = add(g, "b", "MaxPool", 12, "x6", "ceil6");
+    a_ints(g, n, "kernel_shape", 2, k3);
+    a_ints(g, n, "strides", 2, s2);
+    a_int(n, "ceil_mode", 1);
+    /* the last window would start in the right padding: dropped */
+    n = add(g, "c", "AveragePool", 12, "x5", "ceil5");
+    a_ints(g, n, "kernel_shape", 2, k2);
+    a_ints(g, n, "strides", 2, s2);
+    a_ints(g, n, "pads", 4, p1);
+    a_int(n, "ceil_mode", 1);
+    n = add(g, "d", "Conv", 13, "x,w", "same");
+    a_ints(g, n, "strides", 2, s2);
+    a_str(n, "auto_pad", "SAME_UPPER");
+    n = add(g, "e", "Conv", 13, "x,w", "valid");
+    a_str(n, "auto_pad", "VALID");
+    n = add(g, "f", "MaxPool", 12, "x6", "f6,idx");
+    a_ints(g, n, "kernel_shape", 2, k3);
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "floor6", "[1,1,2,2]");
+    CHECK_SHAPE(g, "ceil6", "[1,1,3,3]");
+    CHECK_SHAPE(g, "ceil5", "[1,1,3,3]");
+    CHECK_SHAPE(g, "same", "[1,8,112,113]");
+    CHECK_SHAPE(g, "valid", "[1,8,222,223]");
+    CHECK_EQ_INT(val(g, "idx")->dtype, OT_DTYPE_INT64);
+    ot_graph_free(g);
+}
+
+TEST(infer_gemm_and_matmul)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    input(g, "a", OT_DTYPE_FLOAT, "N,512");
+    weight(g, "w", "1000,512");
+    weight(g, "bias", "1000");
+    input(g, "m1", OT_DTYPE_FLOAT, "2,1,3,4");
+    input(g, "m2", OT_DTYPE_FLOAT, "5,4,6");
+    input(g, "v", OT_DTYPE_FLOAT, "4");
+    input(g, "m3", OT_DTYPE_FLOAT, "4,6");
+    input(g, "m4", OT_DTYPE_FLOAT, "3,4");
+    ot_node *n = add(g, "fc", "Gemm", 13, "a,w,bias", "y");
+    a_int(n, "transB", 1);
+    add(g, "mm", "MatMul", 13, "m1,m2", "mm");
+    add(g, "vm", "MatMul", 13, "v,m3", "vm");
+    add(g, "mv", "MatMul", 13, "m4,v", "mv");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "y", "[N,1000]");
+    CHECK_SHAPE(g, "mm", "[2,5,3,6]");
+    CHECK_SHAPE(g, "vm", "[6]");
+    CHECK_SHAPE(g, "mv", "[3]");
+    ot_graph_free(g);
+
+    /* K mismatch: transB missing */
+    g = ot_graph_new();
+    input(g, "a", OT_DTYPE_FLOAT, "N,512");
+    weight(g, "w", "1000,512");
+    add(g, "fc", "Gemm", 13, "a,w", "y");
+    CHECK_EQ_INT(run(g, &err), OT_ERR_SHAPE);
+    CHECK(strstr(err.msg, "node 'fc' (Gemm)") != NULL);
+    ot_graph_free(g);
+}
+
+TEST(infer_broadcast)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    input(g, "x", OT_DTYPE_FLOAT, "N,64,56,56");
+    weight(g, "b", "64,1,1");
+    input(g, "s", OT_DTYPE_FLOAT, "");
+    input(g, "a", OT_DTYPE_FLOAT, "2,3,4,5");
+    weight(g, "c", "3");
+    add(g, "add", "Add", 13, "x,b", "y");
+    add(g, "mul", "Mul", 13, "y,s", "z");
+    add(g, "sum", "Sum", 13, "x,y,b", "t");
+    /* legacy broadcast: B matches A from axis 1 */
+    ot_node *n = add(g, "old", "Add", 6, "a,c", "u");
+    a_int(n, "broadcast", 1);
+    a_int(n, "axis", 1);
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "y", "[N,64,56,56]");
+    CHECK_SHAPE(g, "z", "[N,64,56,56]");
+    CHECK_SHAPE(g, "t", "[N,64,56,56]");
+    CHECK_SHAPE(g, "u", "[2,3,4,5]");
+    ot_graph_free(g);
+
+    g = ot_graph_new();
+    input(g, "x", OT_DTYPE_FLOAT, "N,64,56,56");
+    weight(g, "b", "3,1,1");
+    add(g, "add", "Add", 13, "x,b", "y");
+    CHECK_EQ_INT(run(g, &err), OT_ERR_SHAPE);
+    CHECK(strstr(err.msg, "node 'add' (Add)") != NULL);
+    CHECK(strstr(err.msg, "do not broadcast") != NULL);
+    ot_graph_free(g);
+}
+
+TEST(infer_flatten_reshape)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    int64_t t0[] = { 0, -1 }, t1[] = { -1, 512 }, t2[] = { 3, 0 }, t3[] = { 0, 0, 4 };
+    input(g, "x", OT_DTYPE_FLOAT, "N,512,1,1");
+    input(g, "s", OT_DTYPE_FLOAT, "2,3,4");
+    input(g, "z", OT_DTYPE_FLOAT, "0,3");
+    init_ints(g, "t0", 2, t0);
+    init_ints(g, "t1", 2, t1);
+    init_ints(g, "t2", 2, t2);
+    init_ints(g, "t3", 3, t3);
+    add(g, "f1", "Flatten", 13, "x", "f1");
+    ot_node *n = add(g, "f0", "Flatten", 13, "x", "f0");
+    a_int(n, "axis", 0);
+    n = add(g, "fm", "Flatten", 13, "s", "fm");
+    a_int(n, "axis", -1);
+    add(g, "r0", "Reshape", 13, "s,t0", "r0");
+    add(g, "rn", "Reshape", 13, "x,t1", "rn");
+    add(g, "rn0", "Reshape", 13, "x,t0", "rn0");
+    add(g, "r3", "Reshape", 13, "s,t3", "r3");
+    n = add(g, "az", "Reshape", 14, "z,t2", "az");
+    a_int(n, "allowzero", 1);
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "f1", "[N,512]");
+    CHECK_SHAPE(g, "f0", "[1,?]");
+    CHECK_SHAPE(g, "fm", "[6,4]");
+    CHECK_SHAPE(g, "r0", "[2,12]");
+    CHECK_SHAPE(g, "rn", "[N,512]");
+    CHECK_SHAPE(g, "rn0", "[N,512]");
+    CHECK_SHAPE(g, "r3", "[2,3,4]");
+    CHECK_SHAPE(g, "az", "[3,0]");
+    ot_graph_free(g);
+
+    /* element count mismatch */
+    int64_t bad[] = { 5, 5 };
+    g = ot_graph_new();
+    input(g, "s", OT_DTYPE_FLOAT, "2,3,4");
+    init_ints(g, "t", 2, bad);
+    add(g, "r", "Reshape", 13, "s,t", "r");
+    CHECK_EQ_INT(run(g, &err), OT_ERR_SHAPE);
+    CHECK(strstr(err.msg, "node 'r' (Reshape)") != NULL);
+    ot_graph_free(g);
+}
+
+/* PyTorch's x.view(x.size(0), -1): Shape -> Gather -> Unsqueeze -> Concat -> Reshape */
+static ot_graph *flatten_chain(const char *xshape, int opset)
+{
+    ot_graph *g = ot_graph_new();
+    int64_t zero = 0, minus1 = -1, axes0[] = { 0 };
+    input(g, "x", OT_DTYPE_FLOAT, xshape);
+    add(g, "shape", "Shape", opset, "x", "s");
+    ot_node *n = add(g, "c0", "Constant", opset, "", "i0");
+    ot_tensor *t = ot_arena_alloc(&g->arena, sizeof *t);
+    t->dtype = OT_DTYPE_INT64;
+    t->ndim = 0;
+    t->data = ot_arena_memdup(&g->arena, &zero, sizeof zero);
+    t->bytes = sizeof zero;
+    attr(n, "value", OT_ATTR_TENSOR)->t = t;
+    n = add(g, "gather", "Gather", opset, "s,i0", "g0");
+    a_int(n, "axis", 0);
+    if (opset < 13) {
+        n = add(g, "unsq", "Unsqueeze", opset, "g0", "u0");
+        a_ints(g, n, "axes", 1, axes0);
+    } else {
+        n = add(g, "c1", "Constant", opset, "", "ax");
+        a_ints(g, n, "value_ints", 1, axes0);
+        add(g, "unsq", "Unsqueeze", opset, "g0,ax", "u0");
+    }
+    n = add(g, "c2", "Constant", opset, "", "m1");
+    a_ints(g, n, "value_ints", 1, &minus1);
+    n = add(g, "cat", "Concat", opset, "u0,m1", "target");
+    a_int(n, "axis", 0);
+    add(g, "reshape", "Reshape", opset, "x,target", "y");
+    return g;
+}
+
+TEST(infer_pytorch_flatten_chain)
+{
+    ot_err err;
+    ot_graph *g = flatten_chain("N,512,1,1", 11);
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "s", "[4]");
+    CHECK_SHAPE(g, "g0", "[]");
+    CHECK_SHAPE(g, "target", "[2]");
+    CHECK_SHAPE(g, "y", "[N,512]");
+    CHECK(ot_graph_const(g, ot_graph_find_value(g, "s")) == NULL); /* not fully known */
+    ot_graph_free(g);
+
+    g = flatten_chain("1,512,1,1", 13);
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "y", "[1,512]");
+    const ot_tensor *t = ot_graph_const(g, ot_graph_find_value(g, "target"));
+    CHECK(t != NULL);
+    CHECK_EQ_INT(ot_tensor_numel(t), 2);
+    CHECK_EQ_INT(ot_tensor_get_i64(t, 0), 1);
+    CHECK_EQ_INT(ot_tensor_get_i64(t, 1), -1);
+    ot_graph_free(g);
+}
+
+TEST(infer_constant_forms)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    float fv[3] = { 1, 2, 3 };
+    ot_node *n = add(g, "a", "Constant", 13, "", "a");
+    ot_tensor *t = ot_arena_alloc(&g->arena, sizeof *t);
+    t->dtype = OT_DTYPE_FLOAT;
+    t->ndim = 2;
+    t->dims[0] = 1;
+    t->dims[1] = 3;
+    t->data = fv;
+    t->bytes = sizeof fv;
+    attr(n, "value", OT_ATTR_TENSOR)->t = t;
+    n = add(g, "b", "Constant", 13, "", "b");
+    attr(n, "value_float", OT_ATTR_FLOAT)->f = 2.5f;
+    n = add(g, "c", "Constant", 13, "", "c");
+    a_str(n, "value_string", "hello");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "a", "[1,3]");
+    CHECK_SHAPE(g, "b", "[]");
+    CHECK_SHAPE(g, "c", "[]");
+    CHECK_EQ_INT(val(g, "c")->dtype, OT_DTYPE_STRING);
+    const ot_tensor *ct = ot_graph_const(g, ot_graph_find_value(g, "b"));
+    CHECK(ct && ct->dtype == OT_DTYPE_FLOAT);
+    CHECK(ot_tensor_get_f64(ct, 0) == 2.5);
+    ct = ot_graph_const(g, ot_graph_find_value(g, "a"));
+    CHECK(ct && ot_tensor_get_f64(ct, 2) == 3.0);
+    ot_graph_free(g);
+}
+
+TEST(infer_transpose_squeeze_unsqueeze)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    int64_t perm[] = { 0, 2, 3, 1 }, ax[] = { 0, 2 }, axm[] = { -1 };
+    input(g, "x", OT_DTYPE_FLOAT, "N,3,224,224");
+    input(g, "s", OT_DTYPE_FLOAT, "2,3,4");
+    input(g, "o", OT_DTYPE_FLOAT, "1,3,1,2");
+    init_ints(g, "axes", 2, ax);
+    ot_node *n = add(g, "t", "Transpose", 13, "x", "t");
+    a_ints(g, n, "perm", 4, perm);
+    add(g, "tr", "Transpose", 13, "s", "tr");
+    n = add(g, "sq11", "Squeeze", 11, "o", "sq11");
+    a_ints(g, n, "axes", 2, ax);
+    add(g, "sq13", "Squeeze", 13, "o,axes", "sq13");
+    add(g, "sqall", "Squeeze", 13, "o", "sqall");
+    n = add(g, "un11", "Unsqueeze", 11, "s", "un11");
+    a_ints(g, n, "axes", 1, axm);
+    add(g, "un13", "Unsqueeze", 13, "s,axes", "un13");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "t", "[N,224,224,3]");
+    CHECK_SHAPE(g, "tr", "[4,3,2]");
+    CHECK_SHAPE(g, "sq11", "[3,2]");
+    CHECK_SHAPE(g, "sq13", "[3,2]");
+    CHECK_SHAPE(g, "sqall", "[3,2]");
+    CHECK_SHAPE(g, "un11", "[2,3,4,1]");
+    CHECK_SHAPE(g, "un13", "[1,2,1,3,4]");
+    ot_graph_free(g);
+
+    /* squeezing a dim that is not 1 */
+    g = ot_graph_new();
+    input(g, "s", OT_DTYPE_FLOAT, "2,3,4");
+    n = add(g, "sq", "Squeeze", 11, "s", "y");
+    a_ints(g, n, "axes", 1, ax);
+    CHECK_EQ_INT(run(g, &err), OT_ERR_SHAPE);
+    ot_graph_free(g);
+}
+
+TEST(infer_pad_shape_gather)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    int64_t pads[] = { 0, 0, 1, 2, 0, 0, 1, 2 }, idx[] = { 2, 0 };
+    input(g, "x", OT_DTYPE_FLOAT, "N,3,4,4");
+    init_ints(g, "pads", 8, pads);
+    init_ints(g, "idx", 2, idx);
+    add(g, "p11", "Pad", 11, "x,pads", "p11");
+    ot_node *n = add(g, "p2", "Pad", 2, "x", "p2");
+    a_ints(g, n, "pads", 8, pads);
+    n = add(g, "shape", "Shape", 15, "x", "sh");
+    a_int(n, "start", 1);
+    a_int(n, "end", -1);
+    n = add(g, "gather", "Gather", 13, "x,idx", "gx");
+    a_int(n, "axis", 1);
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "p11", "[N,3,6,8]");
+    CHECK_SHAPE(g, "p2", "[N,3,6,8]");
+    CHECK_SHAPE(g, "sh", "[2]");
+    const ot_tensor *t = ot_graph_const(g, ot_graph_find_value(g, "sh"));
+    CHECK(t && ot_tensor_get_i64(t, 0) == 3 && ot_tensor_get_i64(t, 1) == 4);
+    CHECK_SHAPE(g, "gx", "[N,2,4,4]");
+    ot_graph_free(g);
+
+    g = ot_graph_new();
+    input(g, "x", OT_DTYPE_FLOAT, "1,3,4,4");
+    init_ints(g, "idx", 2, idx);
+    add(g, "shape", "Shape", 13, "x", "sh");
+    add(g, "gs", "Gather", 13, "sh,idx", "gs");
+    CHECK_OK(run(g, &err), &err);
+    t = ot_graph_const(g, ot_graph_find_value(g, "gs"));
+    CHECK(t && ot_tensor_get_i64(t, 0) == 4 && ot_tensor_get_i64(t, 1) == 1);
+    ot_graph_free(g);
+}
+
+TEST(infer_conv_wrong_channels_names_node)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    input(g, "x", OT_DTYPE_FLOAT, "N,4,32,32");
+    weight(g, "w", "8,3,3,3");
+    add(g, "/layer1/conv1/Conv", "Conv", 13, "x,w", "y");
+    CHECK_EQ_INT(run(g, &err), OT_ERR_SHAPE);
+    CHECK(strstr(err.msg, "node '/layer1/conv1/Conv' (Conv)") != NULL);
+    CHECK(strstr(err.msg, "4 channels") != NULL);
+    ot_graph_free(g);
+}
+
+TEST(infer_declared_shapes)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    input(g, "x", OT_DTYPE_FLOAT, "?,64,112,112");
+    input(g, "y", OT_DTYPE_FLOAT, "8,64,112,112"); /* declared by value_info */
+    g->values[ot_graph_find_value(g, "y")].flags = OT_VAL_DECLARED;
+    add(g, "relu", "Relu", 13, "x", "y");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "y", "[8,64,112,112]"); /* the declared static dim wins */
+    ot_graph_free(g);
+
+    g = ot_graph_new();
+    input(g, "x", OT_DTYPE_FLOAT, "1,64,112,112");
+    input(g, "y", OT_DTYPE_FLOAT, "1,64,56,56");
+    g->values[ot_graph_find_value(g, "y")].flags = OT_VAL_DECLARED;
+    add(g, "x", "Relu", 13, "x", "y");
+    CHECK_EQ_INT(run(g, &err), OT_ERR_SHAPE);
+    CHECK_STR(err.msg, "node 'x' (Relu): output 'y' inferred as [1,64,112,112], declared "
+                       "[1,64,56,56]");
+    ot_graph_free(g);
+}
+
+TEST(infer_unknown_inputs_and_opaque_nodes)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    input(g, "x", OT_DTYPE_FLOAT, NULL);
+    input(g, "w", OT_DTYPE_FLOAT, "8,3,3,3");
+    add(g, "conv", "Conv", 13, "x,w", "y");
+    add(g, "custom", "MyOp", 13, "y", "z"); /* opaque: op NULL */
+    add(g, "relu", "Relu", 13, "z", "r");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_EQ_INT(val(g, "y")->ndim, -1);
+    CHECK_EQ_INT(val(g, "z")->ndim, -1);
+    CHECK_EQ_INT(val(g, "r")->ndim, -1);
+    ot_graph_free(g);
+}
+
+TEST(infer_batchnorm_training_outputs_and_dropout)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    input(g, "x", OT_DTYPE_FLOAT, "N,64,56,56");
+    weight(g, "scale", "64");
+    weight(g, "b", "64");
+    weight(g, "mean", "64");
+    weight(g, "var", "64");
+    add(g, "bn", "BatchNormalization", 9, "x,scale,b,mean,var", "y,m,v,sm,sv");
+    add(g, "drop", "Dropout", 13, "y", "d,mask");
+    add(g, "drop7", "Dropout", 7, "y", "d7,mask7");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "y", "[N,64,56,56]");
+    CHECK_SHAPE(g, "sv", "[64]");
+    CHECK_SHAPE(g, "mask", "[N,64,56,56]");
+    CHECK_EQ_INT(val(g, "mask")->dtype, OT_DTYPE_BOOL);
+    CHECK_EQ_INT(val(g, "mask7")->dtype, OT_DTYPE_FLOAT);
+    ot_graph_free(g);
+}
+
+TEST(infer_concat_softmax)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    input(g, "a", OT_DTYPE_FLOAT, "N,64,8,8");
+    input(g, "b", OT_DTYPE_FLOAT, "N,32,8,8");
+    ot_node *n = add(g, "cat", "Concat", 13, "a,b", "c");
+    a_int(n, "axis", 1);
+    add(g, "sm", "Softmax", 13, "c", "s");
+    n = add(g, "lrn", "LRN", 13, "s", "l");
+    a_int(n, "size", 5);
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "c", "[N,96,8,8]");
+    CHECK_SHAPE(g, "s", "[N,96,8,8]");
+    CHECK_SHAPE(g, "l", "[N,96,8,8]");
+    ot_graph_free(g);
+}
