@@ -78,6 +78,8 @@ enum {
                                      dtype, rank above OT_MAX_DIMS)                 */
     OT_VAL_EXTERNAL = 1u << 9,    /* initializer came from external data            */
     OT_VAL_DECLARED = 1u << 10,   /* named only by value_info or an output so far   */
+    OT_VAL_SHAPE_DECLARED = 1u << 11, /* dtype/shape came from the file (graph input,
+                                     output or value_info), not from inference      */
 };
 
 /* A dimension that is not a known constant. dim_names[i] names it when the

@@ -76,6 +76,7 @@ static ot_status read_value_type(importer *im, const Onnx__ValueInfoProto *vi, i
     const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
     if (tt->has_elem_type && tt->elem_type >= 0 && tt->elem_type < OT_DTYPE_COUNT_)
         v->dtype = (ot_dtype)tt->elem_type;
+    v->flags |= OT_VAL_SHAPE_DECLARED;
     if (!tt->shape)
         return OT_OK;
     const Onnx__TensorShapeProto *sh = tt->shape;

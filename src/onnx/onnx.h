@@ -35,6 +35,19 @@ ot_status ot_onnx_import_buffer(const void *data, size_t len, const char *name, 
 ot_status ot_onnx_export_file(const ot_graph *g, const char *path, const ot_export_opts *opts,
                               ot_err *err);
 
+/* Reads one TensorProto file (the format of ONNX test data and of the model
+   zoo's test_data_set_* folders) into a tensor whose data the caller owns
+   (release with ot_free(t->data)); *name_out, when not NULL, gets an ot_malloc'ed
+   copy of the tensor's name ("" when it has none; release with ot_free).
+   Errors: OT_ERR_IO, OT_ERR_PARSE (truncated, not a TensorProto),
+   OT_ERR_MODEL (sizes disagree), OT_ERR_UNSUPPORTED (string dtype, external data). */
+ot_status ot_onnx_read_tensor(const char *path, ot_tensor *t, char **name_out, ot_err *err);
+
+/* Writes a tensor as a TensorProto file (raw_data) named `name`, atomically
+   (temporary file and rename). Errors: OT_ERR_IO, OT_ERR_NOMEM. */
+ot_status ot_onnx_write_tensor(const char *path, const char *name, const ot_tensor *t,
+                               ot_err *err);
+
 /* Runs only the wire-format pre-scan of the importer on a ModelProto buffer
    (for tests and the fuzzer). Errors: OT_ERR_PARSE. */
 ot_status ot_pb_prescan_model_for_test(const void *data, size_t len, ot_err *err);

@@ -77,8 +77,10 @@ ot_status ot_graph_infer_shapes(ot_graph *g, ot_err *err)
             ot_value *v = ot_op_out(g, n, i);
             if (!v)
                 continue;
-            dc[i].dtype = v->dtype;
-            if (v->ndim >= 0 && v->ndim <= OT_MAX_DIMS)
+            /* only what the file declared counts; earlier inference does not */
+            bool declared_by_file = (v->flags & OT_VAL_SHAPE_DECLARED) != 0;
+            dc[i].dtype = declared_by_file ? v->dtype : OT_DTYPE_UNDEFINED;
+            if (declared_by_file && v->ndim >= 0 && v->ndim <= OT_MAX_DIMS)
                 ot_op_dims_of(v, &dc[i].dims);
             else
                 dc[i].dims.ndim = -1;

@@ -408,6 +408,7 @@ static ot_status squeeze_infer(ot_graph *g, ot_node *n, ot_err *err)
     int64_t axes[OT_OP_FOLD_MAX];
     int count;
     bool given;
+    y->dtype = x->dtype; /* even when the rank is not known */
     if (!get_axes(g, n, axes, &count, &given))
         return OT_OK;
     bool drop[OT_MAX_DIMS] = { false };
@@ -452,7 +453,20 @@ static ot_status unsqueeze_infer(ot_graph *g, ot_node *n, ot_err *err)
     int64_t axes[OT_OP_FOLD_MAX];
     int count;
     bool given;
-    if (!get_axes(g, n, axes, &count, &given) || !given)
+    y->dtype = x->dtype; /* even when the rank is not known */
+    if (!get_axes(g, n, axes, &count, &given)) {
+        /* axes not known: their count still gives the rank */
+        const ot_value *av = ot_op_in(g, n, 1);
+        if (ot_op_known(av) && av->ndim == 1 && av->dims[0] >= 0 &&
+            x->ndim + av->dims[0] <= OT_MAX_DIMS) {
+            ot_op_dims yd = { .ndim = x->ndim + (int)av->dims[0] };
+            for (int d = 0; d < yd.ndim; d++)
+                yd.dims[d] = OT_DIM_DYNAMIC;
+            ot_op_set(y, x->dtype, &yd);
+        }
+        return OT_OK;
+    }
+    if (!given)
         return OT_OK;
     int r = x->ndim + count;
     if (r > OT_MAX_DIMS)

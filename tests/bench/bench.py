@@ -30,6 +30,7 @@ Markdown table. Exits 1 when a command fails.
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
 import sys
@@ -157,7 +158,7 @@ def main():
         ot_median = None
         for tool, argv, out in cmds:
             s = samples[(task, tool)]
-            row = {"task": task, "tool": tool, "command": " ".join(argv), "runs": len(s)}
+            row = {"task": task, "tool": tool, "command": shlex.join(argv), "runs": len(s)}
             if s:
                 times = [t for t, _ in s]
                 rss = statistics.median(r for _, r in s)

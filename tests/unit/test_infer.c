@@ -527,7 +527,7 @@ TEST(infer_declared_shapes)
     ot_err err;
     input(g, "x", OT_DTYPE_FLOAT, "?,64,112,112");
     input(g, "y", OT_DTYPE_FLOAT, "8,64,112,112"); /* declared by value_info */
-    g->values[ot_graph_find_value(g, "y")].flags = OT_VAL_DECLARED;
+    g->values[ot_graph_find_value(g, "y")].flags = OT_VAL_DECLARED | OT_VAL_SHAPE_DECLARED;
     add(g, "relu", "Relu", 13, "x", "y");
     CHECK_OK(run(g, &err), &err);
     CHECK_SHAPE(g, "y", "[8,64,112,112]"); /* the declared static dim wins */
@@ -536,7 +536,7 @@ TEST(infer_declared_shapes)
     g = ot_graph_new();
     input(g, "x", OT_DTYPE_FLOAT, "1,64,112,112");
     input(g, "y", OT_DTYPE_FLOAT, "1,64,56,56");
-    g->values[ot_graph_find_value(g, "y")].flags = OT_VAL_DECLARED;
+    g->values[ot_graph_find_value(g, "y")].flags = OT_VAL_DECLARED | OT_VAL_SHAPE_DECLARED;
     add(g, "x", "Relu", 13, "x", "y");
     CHECK_EQ_INT(run(g, &err), OT_ERR_SHAPE);
     CHECK_STR(err.msg, "node 'x' (Relu): output 'y' inferred as [1,64,112,112], declared "

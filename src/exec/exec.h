@@ -1,0 +1,67 @@
+/*
+ * exec.h: compiling a graph for execution and running it.
+ *
+ * ot_exec_compile specialises a graph to concrete input shapes (and to the
+ * values of inputs that decide shapes, such as Reshape's shape when it is a
+ * graph input), folds what is constant, asks the backend for a kernel per
+ * node (an unsupported node is an error here, never mid-run), plans every
+ * buffer by liveness into one arena, and creates the backend's primitives.
+ * ot_exec_run then executes the kernels in order and allocates nothing.
+ *
+ * The graph must outlive the compiled executor; the executor never changes it.
+ */
+#ifndef OT_EXEC_H
+#define OT_EXEC_H
+
+#include "graph/graph.h"
+
+typedef struct ot_exec ot_exec;
+
+/* One graph input bound for compilation: its shape, and for inputs whose
+   values decide shapes (or when `const_value` is set) its data. */
+typedef struct ot_exec_input {
+    int32_t value;      /* value id of the graph input                        */
+    ot_tensor tensor;   /* dtype and dims; data used only when const_value    */
+    bool const_value;   /* treat the data as a compile-time constant          */
+} ot_exec_input;
+
+typedef struct ot_exec_opts {
+    int threads;       /* 0: OMP_NUM_THREADS when set, else all cores         */
+    bool no_fusion;    /* disable post-op fusion (for tests)                  */
+    bool plain_only;   /* use the plain C kernels for everything (tests)      */
+} ot_exec_opts;
+
+/*
+ * Compiles `g` for the given inputs (every graph input that is not an
+ * initializer must be bound). `opts` may be NULL. On success *out owns the
+ * executor. Errors: OT_ERR_ARG (input missing or of the wrong dtype/rank),
+ * OT_ERR_SHAPE, OT_ERR_UNSUPPORTED (a node no backend runs, named with its op),
+ * OT_ERR_BACKEND, OT_ERR_NOMEM.
+ */
+ot_status ot_exec_compile(const ot_graph *g, const ot_exec_input *inputs, int n_inputs,
+                          const ot_exec_opts *opts, ot_exec **out, ot_err *err);
+
+/* Tells which inputs must be bound as constants: true when a graph input's
+   value feeds a shape-deciding operand (Reshape shape, Pad pads, Clip bounds,
+   Squeeze/Unsqueeze axes, ...). */
+bool ot_exec_input_is_shape_operand(const ot_graph *g, int32_t value);
+
+/*
+ * Runs the executor on input data. `inputs` are in the order and shapes given
+ * to ot_exec_compile (plain row-major). Outputs are readable through
+ * ot_exec_output until the next run. Errors: OT_ERR_BACKEND, OT_ERR_ARG
+ * (shape or dtype differs from the compiled one).
+ */
+ot_status ot_exec_run(ot_exec *x, const ot_tensor *inputs, int n_inputs, ot_err *err);
+
+/* Number of graph outputs and output i (plain row-major, owned by the executor). */
+int ot_exec_n_outputs(const ot_exec *x);
+const ot_tensor *ot_exec_output(const ot_exec *x, int i);
+const char *ot_exec_output_name(const ot_exec *x, int i);
+
+/* Bytes of the activation arena the planner laid out (for tests and --profile). */
+size_t ot_exec_arena_bytes(const ot_exec *x);
+
+void ot_exec_free(ot_exec *x);
+
+#endif
