@@ -35,17 +35,18 @@ OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-f
 endif
 
 CPPFLAGS += -Iinclude -Isrc -I$(BUILD)/gen -D_GNU_SOURCE
-CFLAGS   += -std=c11 $(OPT) -fPIC $(WARN) -MMD -MP
-LDLIBS   += -lprotobuf-c -lm -lpthread
+CFLAGS   += -std=c11 $(OPT) -fPIC -fopenmp $(WARN) -MMD -MP
+LDLIBS   += -lprotobuf-c -ldnnl -lm -lpthread -fopenmp
 LDFLAGS  += $(filter -fsanitize=%,$(OPT))
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := gcc make pkgconf protobuf-c-compiler libprotobuf-c-dev libonnx-dev \
-                libonnx-testdata python3 python3-numpy python3-onnx python3-torch \
+                libonnx-testdata libdnnl-dev python3 python3-numpy python3-onnx python3-torch \
                 python3-torchvision clang libclang-rt-14-dev
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/graph/*.c src/ops/*.c src/onnx/*.c \
-                             src/passes/*.c src/train/*.c src/exec/*.c src/data/*.c))
+                             src/passes/*.c src/train/*.c src/exec/*.c src/exec/cpu/*.c \
+                             src/data/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 GEN_SRC := $(BUILD)/gen/onnx.pb-c.c
 GEN_HDR := $(BUILD)/gen/onnx.pb-c.h

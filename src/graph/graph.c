@@ -24,7 +24,7 @@ void ot_graph_free(ot_graph *g)
 {
     if (!g)
         return;
-    for (int32_t i = 0; i < g->n_values; i++)
+    for (int32_t i = 0; i < g->n_values && !g->borrows_data; i++)
         if (g->values[i].flags & OT_VAL_INIT)
             ot_free(g->values[i].data.data); /* initializer bytes are heap blocks */
     ot_free(g->values);
@@ -32,6 +32,36 @@ void ot_graph_free(ot_graph *g)
     ot_free(g->name_index);
     ot_arena_fini(&g->arena);
     ot_free(g);
+}
+
+ot_status ot_graph_clone(const ot_graph *src, ot_graph **out, ot_err *err)
+{
+    *out = NULL;
+    ot_graph *g = ot_graph_new();
+    if (!g)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory cloning the graph");
+    ot_arena arena = g->arena;
+    *g = *src;
+    g->arena = arena;
+    g->borrows_data = true;
+    g->values = ot_malloc(sizeof *g->values * (size_t)(src->n_values + 1));
+    g->nodes = ot_malloc(sizeof *g->nodes * (size_t)(src->n_nodes + 1));
+    g->name_index = ot_malloc(sizeof *g->name_index * (size_t)(src->name_index_cap + 1));
+    if (!g->values || !g->nodes || !g->name_index) {
+        ot_free(g->values);
+        ot_free(g->nodes);
+        ot_free(g->name_index);
+        ot_arena_fini(&g->arena);
+        ot_free(g);
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory cloning the graph");
+    }
+    memcpy(g->values, src->values, sizeof *g->values * (size_t)src->n_values);
+    memcpy(g->nodes, src->nodes, sizeof *g->nodes * (size_t)src->n_nodes);
+    memcpy(g->name_index, src->name_index, sizeof *g->name_index * src->name_index_cap);
+    g->cap_values = src->n_values;
+    g->cap_nodes = src->n_nodes;
+    *out = g;
+    return OT_OK;
 }
 
 size_t ot_graph_n_nodes(const ot_graph *g) { return (size_t)g->n_nodes; }

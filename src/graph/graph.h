@@ -177,6 +177,8 @@ struct ot_graph {
     ot_blob graph_shell; /* GraphProto without node, initializer, input, output,
                             value_info and name                                */
 
+    bool borrows_data; /* a clone: initializer bytes belong to the original  */
+
     /* name -> value id, open addressing */
     int32_t *name_index;
     uint32_t name_index_cap;
@@ -184,6 +186,12 @@ struct ot_graph {
 
 /* Creates an empty graph. Returns NULL when out of memory. */
 ot_graph *ot_graph_new(void);
+
+/* Makes a shallow copy of a graph for specialisation: its own value, node and
+   index arrays (so shapes and flags can change), sharing strings, attributes
+   and initializer bytes with `src`, which must outlive the copy.
+   Errors: OT_ERR_NOMEM. */
+ot_status ot_graph_clone(const ot_graph *src, ot_graph **out, ot_err *err);
 
 /* Finds a value by name: its id, or -1. */
 int32_t ot_graph_find_value(const ot_graph *g, const char *name);

@@ -1,6 +1,6 @@
 /*
  * tensor_io.c: one TensorProto per file, the format of ONNX's backend test
- * data (test_data_set_*/input_*.pb, output_*.pb) and of `onnxtrain run
+ * data (input_N.pb and output_N.pb in test_data_set_N folders) and of `onnxtrain run
  * --output-dir`.
  *
  * Reading checks the wire format first (ot_pb_prescan: lengths within their
@@ -30,12 +30,12 @@
 static void reword_prescan(ot_err *err, const char *path)
 {
     static const char model[] = "not a valid ONNX model: ";
-    char msg[OT_ERR_MSG_MAX];
-    const char *rest = err->msg;
-    if (strncmp(rest, model, sizeof model - 1) == 0)
-        rest += sizeof model - 1;
-    snprintf(msg, sizeof msg, "%s: not a valid TensorProto file: %s", path, rest);
-    memcpy(err->msg, msg, sizeof msg);
+    char rest[OT_ERR_MSG_MAX];
+    const char *r = err->msg;
+    if (strncmp(r, model, sizeof model - 1) == 0)
+        r += sizeof model - 1;
+    memcpy(rest, r, strlen(r) + 1);
+    ot_err_set(err, OT_ERR_PARSE, "%s: not a valid TensorProto file: %s", path, rest);
 }
 
 static ot_status read_whole(const char *path, uint8_t **out, size_t *len_out, ot_err *err)

@@ -13,6 +13,8 @@
  *   - the exported file cannot be imported again,
  *   - the re-imported graph has a different number of nodes, initializers or
  *     parameters.
+ * With OT_FUZZ_IGNORE_EXPORT=1 in the environment, a failed export is ignored
+ * (to look past a known export bug while it is being fixed).
  *
  *   make fuzz                       builds build/fuzz/fuzz_import and runs it
  *   build/fuzz/fuzz_import CRASH    replays one input
@@ -31,6 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_MAX_TENSOR_BYTES (64u << 20)
 
 static char out_path[64];
+static int ignore_export;
 
 static void remove_out(void)
 {
@@ -43,6 +46,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     snprintf(out_path, sizeof out_path, "/tmp/ot-fuzz-%ld.onnx", (long)getpid());
     atexit(remove_out);
+    const char *e = getenv("OT_FUZZ_IGNORE_EXPORT");
+    ignore_export = e != NULL && e[0] == '1';
     return 0;
 }
 
@@ -72,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     ot_status st = ot_onnx_export_file(g, out_path, &eopts, &err);
-    if (st == OT_ERR_IO || st == OT_ERR_NOMEM) {
+    if (st == OT_ERR_IO || st == OT_ERR_NOMEM || (st != OT_OK && ignore_export)) {
         ot_graph_free(g);
         return 0;
     }

@@ -1,0 +1,324 @@
+/*
+ * cmd_run.c: `onnxtrain run MODEL --input FILE.pb [--input ...]
+ * [--output-dir DIR] [--json] [--random] [--batch N] [--seed S]
+ * [--threads N]`.
+ *
+ * Runs a model once on the CPU executor. Inputs are TensorProto files (the
+ * format of ONNX test data), bound by name ("x=FILE.pb"), by the tensor's own
+ * name, or by position among the real inputs (see feed.h); --random makes
+ * seeded data for the inputs not given. The bound tensors are checked
+ * against the declared dtypes and shapes before compiling, so a wrong input
+ * is reported by its name rather than as a compile error.
+ *
+ * Outputs: with --output-dir, output_0.pb, output_1.pb, ... in graph-output
+ * order, each named after its output (the layout of test_data_set_*
+ * folders); without it, each output's name, dtype, shape and first values.
+ * --json prints {"outputs": [{name, dtype, shape, min, max, mean, std,
+ * argmax, first}]} instead of the text; non-finite numbers are null there.
+ *
+ * Not here: timing (`make bench`), training.
+ */
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/feed.h"
+#include "onnx/onnx.h"
+
+#define N_FIRST 8
+
+static const ot_cli_opt run_opts[] = {
+    { "input", 0, "[NAME=]FILE.pb",
+      "an input tensor file; repeat for several (bare files bind by tensor name or position)" },
+    { "output-dir", 'o', "DIR", "write output_0.pb, output_1.pb, ... to DIR (created)" },
+    { "json", 0, NULL, "print output statistics as one JSON object" },
+    { "random", 0, NULL, "feed seeded random data to the inputs not given with --input" },
+    { "batch", 0, "N", "dim 0 of dynamic-batch inputs made by --random (default 1)" },
+    { "seed", 0, "S", "seed of --random (default 0)" },
+    { "threads", 0, "N", "CPU threads; 0 (default): OMP_NUM_THREADS, else all cores" },
+    { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
+    { NULL, 0, NULL, NULL },
+};
+
+static const ot_cli_cmd run_cmd = {
+    .name = "run",
+    .args = "MODEL",
+    .summary = "Runs an ONNX model once on the CPU and prints or writes its outputs.",
+    .details =
+        "Inputs are TensorProto files (.pb, as in ONNX test data). '--input x=FILE.pb' binds\n"
+        "the graph input x; a bare FILE.pb binds to the input its tensor names, else to the\n"
+        "inputs in order (the graph inputs that are not initializers). Every input must be\n"
+        "bound once, with the declared dtype, rank and fixed dims. --random fills the rest\n"
+        "with seeded data: floats uniform in [-1, 1), integers in [0, 4); a dynamic dim 0\n"
+        "is --batch, other dynamic dims must come from a file.\n"
+        "Without --output-dir, prints each output's name, dtype, shape and first values.\n"
+        "JSON keys: outputs [{name, dtype, shape, min, max, mean, std, argmax (flat index\n"
+        "of the first maximum), first (up to 8 values)}]; NaN and Inf print as null.\n",
+    .opts = run_opts,
+    .n_pos_min = 1,
+    .n_pos_max = 1,
+};
+
+/* Summary statistics of one output, over its finite values for min/max/mean/std. */
+typedef struct stats {
+    double min, max, mean, std;
+    int64_t argmax; /* -1 when there is no finite value */
+    int64_t n_nan, n_inf;
+} stats;
+
+static void compute_stats(const ot_tensor *t, stats *s)
+{
+    int64_t n = ot_tensor_numel(t);
+    double sum = 0.0, sum2 = 0.0;
+    int64_t count = 0;
+    memset(s, 0, sizeof *s);
+    s->argmax = -1;
+    for (int64_t i = 0; i < n; i++) {
+        double v = ot_tensor_get_f64(t, i);
+        if (v != v) {
+            s->n_nan++;
+            continue;
+        }
+        if (isinf(v)) {
+            s->n_inf++;
+            continue;
+        }
+        if (count == 0 || v < s->min)
+            s->min = v;
+        if (count == 0 || v > s->max) {
+            s->max = v;
+            s->argmax = i;
+        }
+        sum += v;
+        count++;
+    }
+    if (count) {
+        s->mean = sum / (double)count;
+        for (int64_t i = 0; i < n; i++) {
+            double v = ot_tensor_get_f64(t, i);
+            if (v == v && !isinf(v))
+                sum2 += (v - s->mean) * (v - s->mean);
+        }
+        s->std = sqrt(sum2 / (double)count);
+    }
+}
+
+static void json_num(FILE *f, double v, bool valid)
+{
+    if (!valid || v != v || isinf(v))
+        fputs("null", f);
+    else
+        fprintf(f, "%.9g", v);
+}
+
+static void print_json(const ot_exec *x)
+{
+    printf("{\"outputs\":[");
+    for (int i = 0; i < ot_exec_n_outputs(x); i++) {
+        const ot_tensor *t = ot_exec_output(x, i);
+        stats s;
+        compute_stats(t, &s);
+        bool has = s.argmax >= 0;
+        printf("%s{\"name\":", i ? "," : "");
+        ot_cli_json_str(stdout, ot_exec_output_name(x, i));
+        printf(",\"dtype\":\"%s\",\"shape\":[", ot_dtype_name(t->dtype));
+        for (int d = 0; d < t->ndim; d++)
+            printf("%s%" PRId64, d ? "," : "", t->dims[d]);
+        printf("],\"min\":");
+        json_num(stdout, s.min, has);
+        printf(",\"max\":");
+        json_num(stdout, s.max, has);
+        printf(",\"mean\":");
+        json_num(stdout, s.mean, has);
+        printf(",\"std\":");
+        json_num(stdout, s.std, has);
+        printf(",\"argmax\":");
+        if (has)
+            printf("%" PRId64, s.argmax);
+        else
+            printf("null");
+        printf(",\"first\":[");
+        int64_t n = ot_tensor_numel(t);
+        for (int64_t k = 0; k < n && k < N_FIRST; k++) {
+            if (k)
+                putchar(',');
+            ot_feed_print_elem(stdout, t, k, true);
+        }
+        printf("]}");
+    }
+    printf("]}\n");
+}
+
+static void print_text(const ot_exec *x)
+{
+    for (int i = 0; i < ot_exec_n_outputs(x); i++) {
+        const ot_tensor *t = ot_exec_output(x, i);
+        char dims[256];
+        ot_feed_dims_str(t, dims, sizeof dims);
+        ot_cli_text_str(stdout, ot_exec_output_name(x, i));
+        int64_t n = ot_tensor_numel(t);
+        printf(": %s %s:", ot_dtype_name(t->dtype), dims);
+        for (int64_t k = 0; k < n && k < N_FIRST; k++) {
+            putchar(' ');
+            ot_feed_print_elem(stdout, t, k, false);
+        }
+        if (n > N_FIRST)
+            printf(" ... (%" PRId64 " values)", n);
+        putchar('\n');
+    }
+}
+
+/* Writes output_<i>.pb for every output into dir. Returns an exit status. */
+static int write_outputs(const ot_exec *x, const char *dir, bool quiet)
+{
+    ot_err err;
+    if (ot_feed_mkdirs(dir, &err) != OT_OK)
+        return ot_cli_error("%s", err.msg);
+    size_t n = strlen(dir) + 32;
+    char *path = malloc(n);
+    if (!path)
+        return ot_cli_error("out of memory");
+    int rc = OT_EXIT_OK;
+    for (int i = 0; i < ot_exec_n_outputs(x); i++) {
+        const ot_tensor *t = ot_exec_output(x, i);
+        snprintf(path, n, "%s/output_%d.pb", dir, i);
+        if (ot_onnx_write_tensor(path, ot_exec_output_name(x, i), t, &err) != OT_OK) {
+            rc = ot_cli_error("%s", err.msg);
+            break;
+        }
+        if (!quiet) {
+            char dims[256];
+            ot_feed_dims_str(t, dims, sizeof dims);
+            printf("wrote ");
+            ot_cli_text_str(stdout, path);
+            printf(" (");
+            ot_cli_text_str(stdout, ot_exec_output_name(x, i));
+            printf(": %s %s)\n", ot_dtype_name(t->dtype), dims);
+        }
+    }
+    free(path);
+    return rc;
+}
+
+int ot_cmd_run(int argc, char **argv)
+{
+    ot_cli_args args;
+    ot_graph *g = NULL;
+    ot_exec *x = NULL;
+    ot_feed feed = { 0 };
+    ot_exec_input *inputs = NULL;
+    ot_tensor *run_in = NULL;
+    const char **files = NULL;
+    ot_err err;
+    ot_err_init(&err);
+    int rc = ot_cli_parse(&run_cmd, argc, argv, &args);
+    if (rc != OT_EXIT_OK)
+        return rc;
+    if (args.help) {
+        ot_cli_print_usage(&run_cmd, stdout);
+        goto done;
+    }
+
+    ot_import_opts iopts = { 0 };
+    rc = ot_cli_import_opts(&run_cmd, &args, &iopts);
+    if (rc != OT_EXIT_OK)
+        goto done;
+    bool json = ot_cli_count(&run_cmd, &args, "json") > 0;
+    bool random = ot_cli_count(&run_cmd, &args, "random") > 0;
+    const char *out_dir = ot_cli_value(&run_cmd, &args, "output-dir");
+    int64_t batch = 1, threads = 0, seed = 0;
+    const char *s = ot_cli_value(&run_cmd, &args, "batch");
+    if (s && (!ot_feed_parse_int(s, INT32_MAX, &batch) || batch < 1)) {
+        rc = ot_cli_usage_error(&run_cmd, "bad value '%s' for --batch (expected a positive "
+                                "integer)", s);
+        goto done;
+    }
+    if (s && !random)
+        ot_log(OT_LOG_WARN, "--batch is ignored without --random");
+    s = ot_cli_value(&run_cmd, &args, "seed");
+    if (s && !ot_feed_parse_int(s, INT64_MAX, &seed)) {
+        rc = ot_cli_usage_error(&run_cmd, "bad value '%s' for --seed (expected a non-negative "
+                                "integer)", s);
+        goto done;
+    }
+    if (s && !random)
+        ot_log(OT_LOG_WARN, "--seed is ignored without --random");
+    s = ot_cli_value(&run_cmd, &args, "threads");
+    if (s && !ot_feed_parse_int(s, 4096, &threads)) {
+        rc = ot_cli_usage_error(&run_cmd, "bad value '%s' for --threads (expected 0 to 4096)",
+                                s);
+        goto done;
+    }
+
+    files = malloc(sizeof *files * (size_t)(argc > 0 ? argc : 1));
+    if (!files) {
+        rc = ot_cli_error("out of memory");
+        goto done;
+    }
+    int n_files = ot_feed_collect_option(&run_cmd, "input", argc, argv, files);
+    if (n_files == 0 && !random) {
+        rc = ot_cli_usage_error(&run_cmd, "no input given (use --input FILE.pb or --random)");
+        goto done;
+    }
+
+    const char *model = args.pos[0];
+    if (ot_model_import(model, &iopts, &g, &err) != OT_OK ||
+        ot_feed_init(&feed, g, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto done;
+    }
+    for (int i = 0; i < n_files; i++) {
+        if (ot_feed_add_file(&feed, g, files[i], i, &err) != OT_OK) {
+            rc = ot_cli_error("%s", err.msg);
+            goto done;
+        }
+    }
+    if (random && ot_feed_random(&feed, g, batch, (uint64_t)seed, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", model, err.msg);
+        goto done;
+    }
+    if (ot_feed_check(&feed, g, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s%s", model, err.msg,
+                          err.code == OT_ERR_ARG && strstr(err.msg, "is not bound")
+                              ? " (give --input NAME=FILE.pb, or --random)"
+                              : "");
+        goto done;
+    }
+
+    inputs = calloc((size_t)feed.n + 1, sizeof *inputs);
+    run_in = calloc((size_t)feed.n + 1, sizeof *run_in);
+    if (!inputs || !run_in) {
+        rc = ot_cli_error("out of memory");
+        goto done;
+    }
+    ot_feed_exec_inputs(&feed, g, inputs);
+    for (int k = 0; k < feed.n; k++)
+        run_in[k] = feed.tensors[k];
+    ot_exec_opts xopts = { .threads = (int)threads };
+    if (ot_exec_compile(g, inputs, feed.n, &xopts, &x, &err) != OT_OK ||
+        ot_exec_run(x, run_in, feed.n, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", model, err.msg);
+        goto done;
+    }
+
+    if (out_dir) {
+        rc = write_outputs(x, out_dir, json);
+        if (rc != OT_EXIT_OK)
+            goto done;
+    }
+    if (json)
+        print_json(x);
+    else if (!out_dir)
+        print_text(x);
+
+done:
+    ot_exec_free(x);
+    ot_feed_fini(&feed);
+    ot_graph_free(g);
+    free(inputs);
+    free(run_in);
+    free(files);
+    ot_cli_args_fini(&args);
+    return rc;
+}

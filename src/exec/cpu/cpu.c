@@ -1,0 +1,564 @@
+/*
+ * cpu.c: the CPU backend: steps, layouts, reorders, binding and running.
+ *
+ * build: walks the nodes in order; a node whose outputs are all constant
+ * (folded by shape inference) is skipped; otherwise oneDNN takes it when it
+ * can (cpu_dnnl.c), else the plain C kernel (ref.c), else compilation fails
+ * naming the node. bind: creates oneDNN memory objects on the planned
+ * addresses. run: executes the steps; nothing is allocated.
+ */
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "cpu.h"
+
+static cpu_state *state(const ot_exec *x) { return x->be_state; }
+
+ot_status cpu_step_add(cpu_state *cs, cpu_step **out, ot_err *err)
+{
+    if (cs->n_steps == cs->cap_steps) {
+        int cap = cs->cap_steps ? cs->cap_steps * 2 : 64;
+        cpu_step *ns = ot_realloc(cs->steps, sizeof *ns * (size_t)cap);
+        if (!ns)
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        cs->steps = ns;
+        cs->cap_steps = cap;
+    }
+    cpu_step *s = &cs->steps[cs->n_steps++];
+    memset(s, 0, sizeof *s);
+    *out = s;
+    return OT_OK;
+}
+
+ot_status cpu_own(cpu_state *cs, void *p, ot_err *err)
+{
+    if (cs->n_owned == cs->cap_owned) {
+        int cap = cs->cap_owned ? cs->cap_owned * 2 : 32;
+        void **no = ot_realloc(cs->owned, sizeof *no * (size_t)cap);
+        if (!no) {
+            free(p);
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        }
+        cs->owned = no;
+        cs->cap_owned = cap;
+    }
+    cs->owned[cs->n_owned++] = p;
+    return OT_OK;
+}
+
+static size_t value_bytes(const ot_value *v)
+{
+    size_t n = ot_dtype_size(v->dtype);
+    for (int i = 0; i < v->ndim; i++)
+        n *= (size_t)v->dims[i]; /* checked static and bounded by import */
+    return n;
+}
+
+static dnnl_data_type_t dnnl_dt(ot_dtype t)
+{
+    switch (t) {
+    case OT_DTYPE_FLOAT: return dnnl_f32;
+    case OT_DTYPE_INT32: return dnnl_s32;
+    case OT_DTYPE_INT8: return dnnl_s8;
+    case OT_DTYPE_UINT8: return dnnl_u8;
+    case OT_DTYPE_BFLOAT16: return dnnl_bf16;
+    case OT_DTYPE_FLOAT16: return dnnl_f16;
+    default: return dnnl_data_type_undef;
+    }
+}
+
+void cpu_plain_md(const ot_value *v, dnnl_memory_desc_t *md)
+{
+    dnnl_dims_t dims, strides;
+    int nd = v->ndim ? v->ndim : 1;
+    for (int i = 0; i < nd; i++)
+        dims[i] = v->ndim ? v->dims[i] : 1;
+    dnnl_dim_t s = 1;
+    for (int i = nd - 1; i >= 0; i--) {
+        strides[i] = s;
+        s *= dims[i] ? dims[i] : 1;
+    }
+    dnnl_data_type_t dt = dnnl_dt(v->dtype);
+    if (dt == dnnl_data_type_undef)
+        dt = dnnl_u8; /* only used for byte-size reasoning; never computed on */
+    if (dnnl_memory_desc_init_by_strides(md, nd, dims, dt, strides) != dnnl_success)
+        memset(md, 0, sizeof *md);
+}
+
+bool cpu_md_is_plain(const dnnl_memory_desc_t *md, const ot_value *v)
+{
+    dnnl_memory_desc_t p;
+    cpu_plain_md(v, &p);
+    return dnnl_memory_desc_equal(md, &p) != 0;
+}
+
+void cpu_val_md(const ot_exec *x, int32_t vid, dnnl_memory_desc_t *md)
+{
+    const cpu_val *cv = &state(x)->vals[vid];
+    if (cv->has_md)
+        *md = cv->md;
+    else
+        cpu_plain_md(&x->g->values[vid], md);
+}
+
+ot_status cpu_val_define(ot_exec *x, int32_t vid, const dnnl_memory_desc_t *md, ot_loc *loc,
+                         ot_err *err)
+{
+    cpu_state *cs = state(x);
+    const ot_value *v = &x->g->values[vid];
+    cpu_val *cv = &cs->vals[vid];
+    bool plain = !md || cpu_md_is_plain(md, v);
+    memset(cv, 0, offsetof(cpu_val, n_uses));
+    if (plain && (v->flags & OT_VAL_OUTPUT)) {
+        for (int i = 0; i < x->n_out; i++)
+            if (x->out_ids[i] == vid) {
+                cv->loc.kind = OT_LOC_OUTPUT;
+                cv->loc.id = i;
+                *loc = cv->loc;
+                return OT_OK;
+            }
+    }
+    size_t bytes = value_bytes(v);
+    if (md && !plain) {
+        size_t mb = dnnl_memory_desc_get_size(md);
+        if (mb > bytes)
+            bytes = mb;
+        cv->has_md = true;
+        cv->md = *md;
+    }
+    int id;
+    ot_status st = ot_exec_add_buf(x, bytes, cs->n_steps, cs->n_steps, &id, err);
+    if (st != OT_OK)
+        return st;
+    cv->loc.kind = OT_LOC_BUF;
+    cv->loc.id = id;
+    *loc = cv->loc;
+    return OT_OK;
+}
+
+ot_status cpu_prim_step(ot_exec *x, const ot_node *n, const char *what, dnnl_primitive_desc_t pd,
+                        int n_args, const int *kinds, const ot_loc *locs,
+                        const dnnl_memory_desc_t *mds, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cpu_state *cs = state(x);
+    dnnl_primitive_t prim = NULL;
+    cpu_step *s;
+    OT_ASSERT(n_args < CPU_MAX_ARGS);
+    CPU_TRY(dnnl_primitive_create(&prim, pd), err, what);
+    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t sp_bytes = sp ? dnnl_memory_desc_get_size(sp) : 0;
+    OT_TRY(cpu_step_add(cs, &s, err));
+    s->node = n;
+    s->what = what;
+    s->prim = prim;
+    prim = NULL;
+    for (int i = 0; i < n_args; i++) {
+        s->args[i].arg = kinds[i];
+        s->arg_loc[i] = locs[i];
+        s->arg_md[i] = mds[i];
+        if (locs[i].kind == OT_LOC_INPUT)
+            s->patch_inputs = true;
+    }
+    s->n_args = n_args;
+    if (sp_bytes) {
+        int id;
+        OT_TRY(ot_exec_add_buf(x, sp_bytes, cs->n_steps - 1, cs->n_steps - 1, &id, err));
+        s = &cs->steps[cs->n_steps - 1];
+        s->args[s->n_args].arg = DNNL_ARG_SCRATCHPAD;
+        s->arg_loc[s->n_args] = (ot_loc){ .kind = OT_LOC_BUF, .id = id };
+        s->arg_md[s->n_args] = *sp;
+        s->n_args++;
+    }
+done:
+    if (prim)
+        dnnl_primitive_destroy(prim);
+    dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+ot_status cpu_reorder_into(ot_exec *x, const dnnl_memory_desc_t *src, ot_loc from,
+                              const dnnl_memory_desc_t *dst, ot_loc to, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cpu_state *cs = state(x);
+    dnnl_primitive_desc_t pd = NULL;
+    CPU_TRY(dnnl_reorder_primitive_desc_create(&pd, src, cs->eng, dst, cs->eng, NULL), err,
+            "reorder");
+    int kinds[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
+    ot_loc locs[2] = { from, to };
+    dnnl_memory_desc_t mds[2] = { *src, *dst };
+    return cpu_prim_step(x, NULL, "reorder", pd, 2, kinds, locs, mds, err);
+done:
+    return st;
+}
+
+ot_status cpu_reorder(ot_exec *x, const dnnl_memory_desc_t *src, ot_loc from,
+                      const dnnl_memory_desc_t *want, ot_loc *to, ot_err *err)
+{
+    cpu_state *cs = state(x);
+    size_t bytes = dnnl_memory_desc_get_size(want);
+    ot_status st = OT_OK;
+    if (dnnl_memory_desc_equal(src, want)) {
+        *to = from;
+        return OT_OK;
+    }
+    if (from.kind == OT_LOC_CONST) {
+        /* constants are reordered once, now, into memory the executor keeps */
+        void *buf = aligned_alloc(64, ((bytes ? bytes : 1) + 63) & ~(size_t)63);
+        if (!buf)
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        st = cpu_own(cs, buf, err);
+        if (st != OT_OK)
+            return st;
+        dnnl_primitive_desc_t pd = NULL;
+        dnnl_primitive_t prim = NULL;
+        dnnl_memory_t ms = NULL, md = NULL;
+        if (dnnl_reorder_primitive_desc_create(&pd, src, cs->eng, want, cs->eng, NULL) ||
+            dnnl_primitive_create(&prim, pd) ||
+            dnnl_memory_create(&ms, src, cs->eng, (void *)(uintptr_t)from.ptr) ||
+            dnnl_memory_create(&md, want, cs->eng, buf))
+            st = ot_err_set(err, OT_ERR_BACKEND, "reordering a constant failed");
+        if (st == OT_OK) {
+            dnnl_exec_arg_t args[2] = { { DNNL_ARG_SRC, ms }, { DNNL_ARG_DST, md } };
+            if (dnnl_primitive_execute(prim, cs->stream, 2, args) ||
+                dnnl_stream_wait(cs->stream))
+                st = ot_err_set(err, OT_ERR_BACKEND, "reordering a constant failed");
+        }
+        dnnl_memory_destroy(ms);
+        dnnl_memory_destroy(md);
+        dnnl_primitive_destroy(prim);
+        dnnl_primitive_desc_destroy(pd);
+        to->kind = OT_LOC_CONST;
+        to->id = 0;
+        to->ptr = buf;
+        return st;
+    }
+    int id;
+    st = ot_exec_add_buf(x, bytes, cs->n_steps, cs->n_steps, &id, err);
+    if (st != OT_OK)
+        return st;
+    *to = (ot_loc){ .kind = OT_LOC_BUF, .id = id };
+    return cpu_reorder_into(x, src, from, want, *to, err);
+}
+
+ot_status cpu_val_as(ot_exec *x, int32_t vid, const dnnl_memory_desc_t *want, ot_loc *loc,
+                     ot_err *err)
+{
+    cpu_state *cs = state(x);
+    const ot_value *v = &x->g->values[vid];
+    cpu_val *cv = &cs->vals[vid];
+    dnnl_memory_desc_t cur;
+    cpu_val_md(x, vid, &cur);
+    if (dnnl_memory_desc_equal(&cur, want)) {
+        *loc = cv->loc;
+        return OT_OK;
+    }
+    if (cpu_md_is_plain(want, v))
+        return cpu_val_plain(x, vid, loc, err);
+    return cpu_reorder(x, &cur, cv->loc, want, loc, err);
+}
+
+ot_status cpu_val_plain(ot_exec *x, int32_t vid, ot_loc *loc, ot_err *err)
+{
+    cpu_state *cs = state(x);
+    cpu_val *cv = &cs->vals[vid];
+    if (!cv->has_md) {
+        *loc = cv->loc;
+        return OT_OK;
+    }
+    if (cv->plain.kind != OT_LOC_NONE) {
+        *loc = cv->plain;
+        return OT_OK;
+    }
+    const ot_value *v = &x->g->values[vid];
+    dnnl_memory_desc_t p;
+    cpu_plain_md(v, &p);
+    int id;
+    ot_status st = ot_exec_add_buf(x, value_bytes(v), cs->n_steps, cs->n_steps, &id, err);
+    if (st != OT_OK)
+        return st;
+    ot_loc to = { .kind = OT_LOC_BUF, .id = id };
+    st = cpu_reorder_into(x, &cv->md, cv->loc, &p, to, err);
+    cs->vals[vid].plain = to;
+    *loc = to;
+    return st;
+}
+
+/* A plain C kernel step. */
+static ot_status ref_step(ot_exec *x, int32_t node_id, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cpu_state *cs = state(x);
+    const ot_graph *g = x->g;
+    const ot_node *n = &g->nodes[node_id];
+    char label[400];
+    ot_ref_fn fn = ot_ref_kernel(n);
+    if (!fn)
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: no CPU kernel for this op",
+                          ot_node_label(g, n, label, sizeof label));
+    if (n->n_in > CPU_MAX_ARGS || n->n_out > CPU_MAX_ARGS)
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: more than %d inputs or outputs",
+                          ot_node_label(g, n, label, sizeof label), CPU_MAX_ARGS);
+    ot_loc lin[CPU_MAX_ARGS], lout[CPU_MAX_ARGS];
+    ot_tensor tin[CPU_MAX_ARGS], tout[CPU_MAX_ARGS];
+    const ot_tensor *pin[CPU_MAX_ARGS];
+    ot_tensor *pout[CPU_MAX_ARGS];
+    for (int k = 0; k < n->n_in; k++) {
+        pin[k] = NULL;
+        memset(&lin[k], 0, sizeof lin[k]);
+        if (n->in[k] < 0)
+            continue;
+        const ot_value *v = &g->values[n->in[k]];
+        OT_TRY(cpu_val_plain(x, n->in[k], &lin[k], err));
+        tin[k].dtype = v->dtype;
+        tin[k].ndim = v->ndim;
+        memcpy(tin[k].dims, v->dims, sizeof tin[k].dims);
+        tin[k].bytes = value_bytes(v);
+        tin[k].data = lin[k].kind == OT_LOC_CONST ? (void *)(uintptr_t)lin[k].ptr : NULL;
+        pin[k] = &tin[k];
+    }
+    for (int k = 0; k < n->n_out; k++) {
+        pout[k] = NULL;
+        memset(&lout[k], 0, sizeof lout[k]);
+        if (n->out[k] < 0)
+            continue;
+        const ot_value *v = &g->values[n->out[k]];
+        tout[k].dtype = v->dtype;
+        tout[k].ndim = v->ndim;
+        memcpy(tout[k].dims, v->dims, sizeof tout[k].dims);
+        tout[k].bytes = value_bytes(v);
+        tout[k].data = NULL;
+        pout[k] = &tout[k];
+    }
+    const char *why = "unsupported";
+    if (!ot_ref_supports(g, n, pin, (const ot_tensor *const *)pout, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: not supported by the CPU backend: %s",
+                          ot_node_label(g, n, label, sizeof label), why);
+    for (int k = 0; k < n->n_out; k++)
+        if (n->out[k] >= 0)
+            OT_TRY(cpu_val_define(x, n->out[k], NULL, &lout[k], err));
+    cpu_step *s;
+    OT_TRY(cpu_step_add(cs, &s, err));
+    s->node = n;
+    s->what = n->op_type;
+    s->fn = fn;
+    s->n_in = n->n_in;
+    s->n_out = n->n_out;
+    for (int k = 0; k < n->n_in; k++) {
+        s->tin[k] = tin[k];
+        s->lin[k] = lin[k];
+        s->pin[k] = pin[k] ? &s->tin[k] : NULL;
+    }
+    for (int k = 0; k < n->n_out; k++) {
+        s->tout[k] = tout[k];
+        s->lout[k] = lout[k];
+        s->pout[k] = pout[k] ? &s->tout[k] : NULL;
+    }
+done:
+    return st;
+}
+
+static bool all_outputs_const(const ot_graph *g, const ot_node *n)
+{
+    bool any = false;
+    for (int k = 0; k < n->n_out; k++) {
+        if (n->out[k] < 0)
+            continue;
+        if (!(g->values[n->out[k]].flags & OT_VAL_CONST))
+            return false;
+        any = true;
+    }
+    return any;
+}
+
+static ot_status cpu_build(ot_exec *x, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = x->g;
+    cpu_state *cs = ot_calloc(1, sizeof *cs);
+    if (!cs)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    x->be_state = cs;
+    CPU_TRY(dnnl_engine_create(&cs->eng, dnnl_cpu, 0), err, "cpu");
+    CPU_TRY(dnnl_stream_create(&cs->stream, cs->eng, dnnl_stream_default_flags), err, "cpu");
+#ifdef _OPENMP
+    {
+        int threads = x->opts.threads;
+        if (threads <= 0 && !getenv("OMP_NUM_THREADS"))
+            threads = omp_get_num_procs();
+        if (threads > 0)
+            omp_set_num_threads(threads);
+    }
+#endif
+    cs->vals = ot_calloc((size_t)g->n_values + 1, sizeof *cs->vals);
+    cs->copy_out = ot_malloc(sizeof *cs->copy_out * ((size_t)x->n_out + 1));
+    cs->skip = ot_calloc((size_t)g->n_nodes + 1, 1);
+    if (!cs->vals || !cs->copy_out || !cs->skip)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    for (int32_t v = 0; v < g->n_values; v++) {
+        const ot_value *val = &g->values[v];
+        cpu_val *cv = &cs->vals[v];
+        if (val->flags & OT_VAL_CONST) {
+            cv->loc.kind = OT_LOC_CONST;
+            cv->loc.ptr = val->data.data;
+        }
+    }
+    for (int i = 0; i < x->n_in; i++) {
+        cpu_val *cv = &cs->vals[x->in_ids[i]];
+        if (cv->loc.kind == OT_LOC_NONE) {
+            cv->loc.kind = OT_LOC_INPUT;
+            cv->loc.id = i;
+        }
+    }
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const ot_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0)
+                cs->vals[n->in[k]].n_uses++;
+    }
+    for (int i = 0; i < x->n_out; i++)
+        cs->vals[x->out_ids[i]].n_uses++;
+
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const ot_node *n = &g->nodes[i];
+        if (cs->skip[i] || all_outputs_const(g, n))
+            continue;
+        bool done = false;
+        if (!x->opts.plain_only)
+            OT_TRY(cpu_dnnl_node(x, i, &done, err));
+        if (!done)
+            OT_TRY(ref_step(x, i, err));
+    }
+    /* graph outputs not written in place: reorder or copy after the steps */
+    for (int i = 0; i < x->n_out; i++) {
+        int32_t vid = x->out_ids[i];
+        cpu_val *cv = &cs->vals[vid];
+        cs->copy_out[i] = -1;
+        if (cv->loc.kind == OT_LOC_OUTPUT && cv->loc.id == i)
+            continue;
+        if (cv->has_md) {
+            dnnl_memory_desc_t p;
+            cpu_plain_md(&g->values[vid], &p);
+            OT_TRY(cpu_reorder_into(x, &cv->md, cv->loc, &p,
+                                (ot_loc){ .kind = OT_LOC_OUTPUT, .id = i }, err));
+        } else {
+            cs->copy_out[i] = vid; /* an input, a constant, or a second listing */
+        }
+    }
+    x->n_steps = cs->n_steps;
+    /* lifetimes: every step that reads or writes a buffer */
+    for (int s = 0; s < cs->n_steps; s++) {
+        const cpu_step *sp = &cs->steps[s];
+        for (int k = 0; k < sp->n_in; k++)
+            if (sp->lin[k].kind == OT_LOC_BUF)
+                ot_exec_buf_touch(x, sp->lin[k].id, s);
+        for (int k = 0; k < sp->n_out; k++)
+            if (sp->lout[k].kind == OT_LOC_BUF)
+                ot_exec_buf_touch(x, sp->lout[k].id, s);
+        for (int k = 0; k < sp->n_args; k++)
+            if (sp->arg_loc[k].kind == OT_LOC_BUF)
+                ot_exec_buf_touch(x, sp->arg_loc[k].id, s);
+    }
+    for (int i = 0; i < x->n_out; i++)
+        if (cs->copy_out[i] >= 0 && cs->vals[cs->copy_out[i]].loc.kind == OT_LOC_BUF)
+            ot_exec_buf_touch(x, cs->vals[cs->copy_out[i]].loc.id, cs->n_steps);
+done:
+    return st;
+}
+
+static ot_status cpu_bind(ot_exec *x, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cpu_state *cs = state(x);
+    for (int s = 0; s < cs->n_steps; s++) {
+        cpu_step *sp = &cs->steps[s];
+        for (int k = 0; k < sp->n_in; k++)
+            if (sp->pin[k])
+                sp->tin[k].data = ot_exec_loc_ptr(x, sp->lin[k]);
+        for (int k = 0; k < sp->n_out; k++)
+            if (sp->pout[k])
+                sp->tout[k].data = ot_exec_loc_ptr(x, sp->lout[k]);
+        for (int k = 0; k < sp->n_args; k++) {
+            void *p = ot_exec_loc_ptr(x, sp->arg_loc[k]);
+            CPU_TRY(dnnl_memory_create(&sp->args[k].memory, &sp->arg_md[k], cs->eng,
+                                       p ? p : DNNL_MEMORY_NONE),
+                    err, sp->what);
+        }
+    }
+done:
+    return st;
+}
+
+static ot_status cpu_run(ot_exec *x, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cpu_state *cs = state(x);
+    for (int s = 0; s < cs->n_steps; s++) {
+        cpu_step *sp = &cs->steps[s];
+        if (sp->fn) {
+            for (int k = 0; k < sp->n_in; k++)
+                if (sp->pin[k] && sp->lin[k].kind == OT_LOC_INPUT)
+                    sp->tin[k].data = ot_exec_loc_ptr(x, sp->lin[k]);
+            OT_TRY(sp->fn(x->g, sp->node, sp->pin, sp->pout, err));
+            continue;
+        }
+        if (sp->patch_inputs)
+            for (int k = 0; k < sp->n_args; k++)
+                if (sp->arg_loc[k].kind == OT_LOC_INPUT)
+                    CPU_TRY(dnnl_memory_set_data_handle(sp->args[k].memory,
+                                                        ot_exec_loc_ptr(x, sp->arg_loc[k])),
+                            err, sp->what);
+        CPU_TRY(dnnl_primitive_execute(sp->prim, cs->stream, sp->n_args, sp->args), err,
+                sp->what);
+    }
+    CPU_TRY(dnnl_stream_wait(cs->stream), err, "cpu");
+    for (int i = 0; i < x->n_out; i++) {
+        int32_t vid = cs->copy_out[i];
+        if (vid < 0 || !x->outs[i].bytes)
+            continue;
+        const void *src = ot_exec_loc_ptr(x, cs->vals[vid].loc);
+        memcpy(x->outs[i].data, src, x->outs[i].bytes);
+    }
+done:
+    return st;
+}
+
+static void cpu_free(ot_exec *x)
+{
+    cpu_state *cs = state(x);
+    if (!cs)
+        return;
+    for (int s = 0; s < cs->n_steps; s++) {
+        cpu_step *sp = &cs->steps[s];
+        for (int k = 0; k < sp->n_args; k++)
+            if (sp->args[k].memory)
+                dnnl_memory_destroy(sp->args[k].memory);
+        if (sp->prim)
+            dnnl_primitive_destroy(sp->prim);
+    }
+    for (int i = 0; i < cs->n_owned; i++)
+        free(cs->owned[i]);
+    ot_free(cs->owned);
+    ot_free(cs->steps);
+    ot_free(cs->vals);
+    ot_free(cs->copy_out);
+    ot_free(cs->skip);
+    if (cs->stream)
+        dnnl_stream_destroy(cs->stream);
+    if (cs->eng)
+        dnnl_engine_destroy(cs->eng);
+    ot_free(cs);
+    x->be_state = NULL;
+}
+
+const ot_backend ot_backend_cpu = {
+    .name = "cpu",
+    .build = cpu_build,
+    .bind = cpu_bind,
+    .run = cpu_run,
+    .free = cpu_free,
+};

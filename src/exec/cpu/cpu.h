@@ -1,0 +1,115 @@
+/*
+ * cpu.h: the CPU backend's internals, shared by its files: the per-value
+ * layout record, steps (a plain C kernel or a oneDNN primitive), and the
+ * helpers that place values and insert reorders.
+ *
+ * Layouts: a value produced by a oneDNN primitive keeps the primitive's
+ * chosen memory descriptor (often blocked, e.g. nChw8c); the next oneDNN op
+ * takes it as it is. A plain C kernel needs row-major data, so a reorder step
+ * makes a plain copy once and later plain readers share it.
+ */
+#ifndef OT_EXEC_CPU_H
+#define OT_EXEC_CPU_H
+
+#include <dnnl.h>
+#include <dnnl_debug.h>
+
+#include "exec/exec_impl.h"
+#include "ref.h"
+
+#define CPU_MAX_ARGS 16
+
+typedef struct cpu_val {
+    ot_loc loc;              /* where the data is                               */
+    bool has_md;             /* data is laid out as `md` (else plain row-major)  */
+    dnnl_memory_desc_t md;
+    ot_loc plain;            /* a plain copy, once a reorder made one           */
+    int n_uses;              /* consuming node inputs + graph-output listings   */
+} cpu_val;
+
+typedef struct cpu_step {
+    const ot_node *node;     /* NULL for a reorder                              */
+    const char *what;        /* "reorder", op type, for messages and profiles   */
+    /* a plain C kernel */
+    ot_ref_fn fn;
+    int n_in, n_out;
+    ot_tensor tin[CPU_MAX_ARGS], tout[CPU_MAX_ARGS];
+    const ot_tensor *pin[CPU_MAX_ARGS];
+    ot_tensor *pout[CPU_MAX_ARGS];
+    ot_loc lin[CPU_MAX_ARGS], lout[CPU_MAX_ARGS];
+    /* a oneDNN primitive */
+    dnnl_primitive_t prim;
+    int n_args;
+    dnnl_exec_arg_t args[CPU_MAX_ARGS];
+    ot_loc arg_loc[CPU_MAX_ARGS];
+    dnnl_memory_desc_t arg_md[CPU_MAX_ARGS];
+    bool patch_inputs;       /* has an OT_LOC_INPUT argument: set handles per run */
+} cpu_step;
+
+typedef struct cpu_state {
+    dnnl_engine_t eng;
+    dnnl_stream_t stream;
+    cpu_val *vals;
+    cpu_step *steps;
+    int n_steps, cap_steps;
+    void **owned;            /* constant buffers made at compile time          */
+    int n_owned, cap_owned;
+    uint8_t *skip;           /* nodes fused into an earlier step              */
+    int *copy_out;           /* graph outputs copied after the steps (-1: none) */
+} cpu_state;
+
+#define CPU_TRY(call, err, what)                                                                \
+    do {                                                                                        \
+        dnnl_status_t s_ = (call);                                                              \
+        if (s_ != dnnl_success) {                                                               \
+            st = ot_err_set((err), OT_ERR_BACKEND, "%s: oneDNN %s failed: %s (%s:%d)", (what),  \
+                            #call, dnnl_status2str(s_), __FILE__, __LINE__);                    \
+            goto done;                                                                          \
+        }                                                                                       \
+    } while (0)
+
+/* Appends a step; *out is valid until the next append. */
+ot_status cpu_step_add(cpu_state *cs, cpu_step **out, ot_err *err);
+
+/* A row-major memory descriptor for a value's shape (rank 0 counts as [1]). */
+void cpu_plain_md(const ot_value *v, dnnl_memory_desc_t *md);
+bool cpu_md_is_plain(const dnnl_memory_desc_t *md, const ot_value *v);
+
+/* Reorders data at `from` (laid out as src) into `want` layout: constants now,
+   into memory the executor keeps; anything else by a step appended now, into
+   a new buffer (*to) or into a given location (cpu_reorder_into). */
+ot_status cpu_reorder(ot_exec *x, const dnnl_memory_desc_t *src, ot_loc from,
+                      const dnnl_memory_desc_t *want, ot_loc *to, ot_err *err);
+ot_status cpu_reorder_into(ot_exec *x, const dnnl_memory_desc_t *src, ot_loc from,
+                           const dnnl_memory_desc_t *dst, ot_loc to, ot_err *err);
+
+/* The location of v's data laid out as `want`: the current one when it already
+   is, else a new buffer filled by a reorder step appended now. */
+ot_status cpu_val_as(ot_exec *x, int32_t vid, const dnnl_memory_desc_t *want, ot_loc *loc,
+                     ot_err *err);
+/* The location of v's data in plain row-major layout (reordering once). */
+ot_status cpu_val_plain(ot_exec *x, int32_t vid, ot_loc *loc, ot_err *err);
+/* v's current layout: its md, or the plain md. */
+void cpu_val_md(const ot_exec *x, int32_t vid, dnnl_memory_desc_t *md);
+
+/* Allocates where a step writes value v laid out as md (NULL: plain): the
+   graph output slot when v is an output written plain, else a new buffer.
+   Records the layout in v's cpu_val. */
+ot_status cpu_val_define(ot_exec *x, int32_t vid, const dnnl_memory_desc_t *md, ot_loc *loc,
+                         ot_err *err);
+
+/* Keeps a compile-time buffer for the executor's lifetime. */
+ot_status cpu_own(cpu_state *cs, void *p, ot_err *err);
+
+/* Creates a primitive from pd, records its scratchpad as a buffer, and
+   appends a step with args (arg kinds, locations, descriptors).
+   Takes ownership of pd (destroyed here). */
+ot_status cpu_prim_step(ot_exec *x, const ot_node *n, const char *what, dnnl_primitive_desc_t pd,
+                        int n_args, const int *kinds, const ot_loc *locs,
+                        const dnnl_memory_desc_t *mds, ot_err *err);
+
+/* Tries to run node n with oneDNN. *done is false when the node is left to the
+   plain kernels (unsupported dtype, shape or attribute). */
+ot_status cpu_dnnl_node(ot_exec *x, int32_t node_id, bool *done, ot_err *err);
+
+#endif

@@ -1,0 +1,828 @@
+/*
+ * cpu_dnnl.c: nodes the CPU backend runs with oneDNN 2.6 primitives (v2 C
+ * API: dnnl_*_desc_init, then a primitive descriptor, then the primitive).
+ *
+ * Float32 only. Conv lets oneDNN choose its layouts ("any") and keeps the
+ * chosen (blocked) layout for its output; pools, batch norm, eltwise, LRN and
+ * binary ops take their input as it is laid out. Gemm and MatMul run as
+ * oneDNN matmul on plain data, transposes expressed as strides.
+ * Fusion: Conv followed by Relu / LeakyRelu / Clip becomes an eltwise
+ * post-op; Conv whose only consumer is an Add (optionally followed by Relu)
+ * accumulates into the Add's other operand with a sum post-op.
+ * Anything oneDNN does not implement for the given shapes falls back to the
+ * plain kernels (*done stays false), so compilation never fails for that.
+ *
+ * References: oneDNN v2.6 C API and its primitive docs (convolution, pooling
+ * v2, batch normalization, eltwise, binary, sum, concat, softmax v2, LRN,
+ * matmul, reorder, post-ops, user scratchpad mode).
+ */
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "cpu.h"
+#include "ops/op_util.h"
+
+typedef struct ctx {
+    ot_exec *x;
+    cpu_state *cs;
+    ot_graph *g;
+    const ot_node *n;
+    dnnl_primitive_attr_t attr;
+} ctx;
+
+static bool is_f32(const ot_graph *g, int32_t vid)
+{
+    return vid >= 0 && g->values[vid].dtype == OT_DTYPE_FLOAT;
+}
+
+static void md_any(const ot_value *v, dnnl_memory_desc_t *md)
+{
+    dnnl_dims_t dims;
+    for (int i = 0; i < v->ndim; i++)
+        dims[i] = v->dims[i];
+    dnnl_memory_desc_init_by_tag(md, v->ndim, dims, dnnl_f32, dnnl_format_tag_any);
+}
+
+static void md_plain_dims(int nd, const int64_t *d, dnnl_memory_desc_t *md)
+{
+    dnnl_dims_t dims, strides;
+    dnnl_dim_t s = 1;
+    for (int i = nd - 1; i >= 0; i--) {
+        dims[i] = d[i];
+        strides[i] = s;
+        s *= d[i] ? d[i] : 1;
+    }
+    dnnl_memory_desc_init_by_strides(md, nd, dims, dnnl_f32, strides);
+}
+
+static bool has_zero(const ot_value *v)
+{
+    for (int i = 0; i < v->ndim; i++)
+        if (v->dims[i] == 0)
+            return true;
+    return false;
+}
+
+/* Creates a primitive descriptor; false when oneDNN has no implementation
+   (the caller then falls back). */
+static bool make_pd(ctx *c, dnnl_primitive_desc_t *pd, const void *op_desc)
+{
+    cpu_state *cs = c->cs;
+    return dnnl_primitive_desc_create(pd, op_desc, c->attr, cs->eng, NULL) == dnnl_success;
+}
+
+static const dnnl_memory_desc_t *pd_md(dnnl_primitive_desc_t pd, dnnl_query_t q)
+{
+    return dnnl_primitive_desc_query_md(pd, q, 0);
+}
+
+/* Windows: pads, strides, dilations (oneDNN's, i.e. ONNX's minus one) and the
+   right padding that makes oneDNN's output size equal the inferred one. */
+typedef struct window {
+    int k;
+    dnnl_dims_t kernel, strides, dil, pl, pr;
+    bool pads_grew; /* pr was raised above the file's pads (ceil_mode)       */
+} window;
+
+static bool get_window(const ot_graph *g, const ot_node *n, const ot_value *xv,
+                       const ot_value *yv, const int64_t *kernel, window *w)
+{
+    int k = xv->ndim - 2;
+    if (k < 1 || k > 3)
+        return false;
+    w->k = k;
+    size_t ns, nd, np;
+    const int64_t *strides = ot_node_attr_ints(n, "strides", &ns);
+    const int64_t *dil = ot_node_attr_ints(n, "dilations", &nd);
+    const int64_t *pads = ot_node_attr_ints(n, "pads", &np);
+    const char *auto_pad = ot_node_attr_string(n, "auto_pad", "NOTSET");
+    w->pads_grew = false;
+    for (int i = 0; i < k; i++) {
+        int64_t in = xv->dims[2 + i], out = yv->dims[2 + i];
+        int64_t s = ns == (size_t)k ? strides[i] : 1;
+        int64_t d = nd == (size_t)k ? dil[i] : 1;
+        int64_t ext = (kernel[i] - 1) * d + 1;
+        int64_t pb = 0, pe = 0;
+        if (!strcmp(auto_pad, "SAME_UPPER") || !strcmp(auto_pad, "SAME_LOWER")) {
+            int64_t total = (out - 1) * s + ext - in;
+            if (total < 0)
+                total = 0;
+            pb = !strcmp(auto_pad, "SAME_UPPER") ? total / 2 : total - total / 2;
+            pe = total - pb;
+        } else if (!strcmp(auto_pad, "VALID")) {
+            pb = pe = 0;
+        } else if (np == (size_t)(2 * k)) {
+            pb = pads[i];
+            pe = pads[k + i];
+        }
+        int64_t need = (out - 1) * s + ext - in - pb; /* right pad for this output size */
+        if (need < 0 || pb < 0 || s < 1 || d < 1)
+            return false;
+        if (need > pe)
+            w->pads_grew = true;
+        w->kernel[i] = kernel[i];
+        w->strides[i] = s;
+        w->dil[i] = d - 1;
+        w->pl[i] = pb;
+        w->pr[i] = need;
+        (void)pe;
+    }
+    (void)g;
+    return true;
+}
+
+/* An eltwise node that can follow a primitive as a post-op: alg and params. */
+static bool eltwise_params(const ot_graph *g, const ot_node *n, dnnl_alg_kind_t *alg, float *alpha,
+                           float *beta)
+{
+    const char *t = n->op_type;
+    if (n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)
+        return false;
+    if (!is_f32(g, n->in[0]) || n->n_out < 1 || !is_f32(g, n->out[0]))
+        return false;
+    *beta = 0;
+    if (!strcmp(t, "Relu")) {
+        *alg = dnnl_eltwise_relu;
+        *alpha = 0;
+        return true;
+    }
+    if (!strcmp(t, "LeakyRelu")) {
+        *alg = dnnl_eltwise_relu;
+        *alpha = ot_node_attr_float(n, "alpha", 0.01f);
+        return true;
+    }
+    if (!strcmp(t, "Sigmoid")) {
+        *alg = dnnl_eltwise_logistic;
+        *alpha = 0;
+        return true;
+    }
+    if (!strcmp(t, "Clip")) {
+        float lo = -FLT_MAX, hi = FLT_MAX;
+        if (n->opset < 11) {
+            lo = ot_node_attr_float(n, "min", -FLT_MAX);
+            hi = ot_node_attr_float(n, "max", FLT_MAX);
+        } else {
+            for (int k = 1; k < n->n_in && k < 3; k++) {
+                if (n->in[k] < 0)
+                    continue;
+                const ot_tensor *t2 = ot_graph_const(g, n->in[k]);
+                if (!t2 || t2->dtype != OT_DTYPE_FLOAT || ot_tensor_numel(t2) != 1)
+                    return false;
+                float v;
+                memcpy(&v, t2->data, 4);
+                if (k == 1)
+                    lo = v;
+                else
+                    hi = v;
+            }
+        }
+        *alg = dnnl_eltwise_clip;
+        *alpha = lo;
+        *beta = hi;
+        return true;
+    }
+    return false;
+}
+
+/* The single consumer node of v (its index), or -1. */
+static int32_t sole_consumer(const ctx *c, int32_t vid, int32_t after)
+{
+    if (c->cs->vals[vid].n_uses != 1 || (c->g->values[vid].flags & OT_VAL_OUTPUT))
+        return -1;
+    for (int32_t i = after + 1; i < c->g->n_nodes; i++) {
+        const ot_node *m = &c->g->nodes[i];
+        for (int k = 0; k < m->n_in; k++)
+            if (m->in[k] == vid)
+                return c->cs->skip[i] ? -1 : i;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------- conv */
+
+static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_post_ops_t po = NULL;
+    int32_t xid = n->in[0], wid = n->in[1], bid = n->n_in > 2 ? n->in[2] : -1;
+    int32_t yid = n->out[0];
+    if (!is_f32(g, xid) || !is_f32(g, wid) || (bid >= 0 && !is_f32(g, bid)) || !is_f32(g, yid))
+        return OT_OK;
+    const ot_value *xv = &g->values[xid], *wv = &g->values[wid], *yv = &g->values[yid];
+    if (has_zero(xv) || has_zero(yv) || has_zero(wv))
+        return OT_OK;
+    int64_t group = ot_node_attr_int(n, "group", 1);
+    window w;
+    if (!get_window(g, n, xv, yv, wv->dims + 2, &w))
+        return OT_OK;
+
+    /* fusion candidates */
+    int32_t out_vid = yid, add_other = -1;
+    int32_t fuse_nodes[2] = { -1, -1 };
+    dnnl_alg_kind_t alg;
+    float alpha, beta;
+    int32_t nxt = sole_consumer(c, yid, node_id);
+    if (!c->x->opts.no_fusion && nxt >= 0) {
+        const ot_node *m = &g->nodes[nxt];
+        if (eltwise_params(g, m, &alg, &alpha, &beta)) {
+            fuse_nodes[0] = nxt;
+            out_vid = m->out[0];
+        } else if (!strcmp(m->op_type, "Add") && m->n_in == 2 && m->opset >= 7 &&
+                   is_f32(g, m->out[0])) {
+            int32_t other = m->in[0] == yid ? m->in[1] : m->in[0];
+            const ot_value *ov = &g->values[other], *av = &g->values[m->out[0]];
+            /* the other operand must already be computed (it is the
+                               accumulator the conv adds into) */
+            bool same = other != yid && ov->ndim == yv->ndim && av->ndim == yv->ndim &&
+                        is_f32(g, other) && c->cs->vals[other].loc.kind != OT_LOC_NONE;
+            for (int i = 0; same && i < yv->ndim; i++)
+                same = ov->dims[i] == yv->dims[i] && av->dims[i] == yv->dims[i];
+            if (same) {
+                fuse_nodes[0] = nxt;
+                add_other = other;
+                out_vid = m->out[0];
+                int32_t nn = sole_consumer(c, out_vid, nxt);
+                if (nn >= 0 && eltwise_params(g, &g->nodes[nn], &alg, &alpha, &beta) &&
+                    !strcmp(g->nodes[nn].op_type, "Relu")) {
+                    fuse_nodes[1] = nn;
+                    out_vid = g->nodes[nn].out[0];
+                }
+            }
+        }
+    }
+
+    dnnl_memory_desc_t xmd, wmd, bmd, ymd, wplain;
+    md_any(xv, &xmd);
+    md_any(yv, &ymd);
+    dnnl_dims_t wd;
+    int wnd = 0;
+    if (group > 1) {
+        wd[wnd++] = group;
+        wd[wnd++] = wv->dims[0] / group;
+    } else {
+        wd[wnd++] = wv->dims[0];
+    }
+    for (int i = 1; i < wv->ndim; i++)
+        wd[wnd++] = wv->dims[i];
+    dnnl_memory_desc_init_by_tag(&wmd, wnd, wd, dnnl_f32, dnnl_format_tag_any);
+    {
+        int64_t d64[OT_MAX_DIMS + 1];
+        for (int i = 0; i < wnd; i++)
+            d64[i] = wd[i];
+        md_plain_dims(wnd, d64, &wplain);
+    }
+    if (bid >= 0)
+        md_plain_dims(1, &g->values[bid].dims[0], &bmd);
+    dnnl_convolution_desc_t cd;
+    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+                                                   dnnl_convolution_direct, &xmd, &wmd,
+                                                   bid >= 0 ? &bmd : NULL, &ymd, w.strides, w.dil,
+                                                   w.pl, w.pr) != dnnl_success)
+        return OT_OK;
+    if (fuse_nodes[0] >= 0) {
+        CPU_TRY(dnnl_post_ops_create(&po), err, "conv");
+        if (add_other >= 0)
+            CPU_TRY(dnnl_post_ops_append_sum(po, 1.0f), err, "conv");
+        if (add_other < 0 || fuse_nodes[1] >= 0)
+            CPU_TRY(dnnl_post_ops_append_eltwise(po, 1.0f, add_other >= 0 ? dnnl_eltwise_relu : alg,
+                                                 add_other >= 0 ? 0.0f : alpha,
+                                                 add_other >= 0 ? 0.0f : beta),
+                    err, "conv");
+        CPU_TRY(dnnl_primitive_attr_set_post_ops(c->attr, po), err, "conv");
+    }
+    if (!make_pd(c, &pd, &cd))
+        goto done; /* not implemented: plain kernel */
+
+    ot_loc lx, lw, lb = { 0 }, ly;
+    const dnnl_memory_desc_t *px = pd_md(pd, dnnl_query_src_md);
+    const dnnl_memory_desc_t *pw = pd_md(pd, dnnl_query_weights_md);
+    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
+    OT_TRY(cpu_val_as(c->x, xid, px, &lx, err));
+    {
+        ot_loc wplain_loc;
+        OT_TRY(cpu_val_plain(c->x, wid, &wplain_loc, err));
+        OT_TRY(cpu_reorder(c->x, &wplain, wplain_loc, pw, &lw, err));
+    }
+    if (bid >= 0)
+        OT_TRY(cpu_val_plain(c->x, bid, &lb, err));
+    OT_TRY(cpu_val_define(c->x, out_vid, py, &ly, err));
+    if (add_other >= 0) {
+        /* the sum post-op accumulates into dst: start dst as the other operand */
+        dnnl_memory_desc_t omd;
+        cpu_val_md(c->x, add_other, &omd);
+        ot_loc lo = c->cs->vals[add_other].loc;
+        OT_TRY(cpu_reorder_into(c->x, &omd, lo, py, ly, err));
+    }
+    int kinds[4] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS };
+    ot_loc locs[4] = { lx, lw, ly, lb };
+    dnnl_memory_desc_t mds[4] = { *px, *pw, *py, bmd };
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, bid >= 0 ? 4 : 3, kinds, locs, mds, err));
+    for (int i = 0; i < 2; i++)
+        if (fuse_nodes[i] >= 0)
+            c->cs->skip[fuse_nodes[i]] = 1;
+    *done = true;
+done:
+    if (po)
+        dnnl_post_ops_destroy(po);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+/* -------------------------------------------------------------------- pool */
+
+static ot_status do_pool(ctx *c, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    int32_t xid = n->in[0], yid = n->out[0];
+    if (!is_f32(g, xid) || !is_f32(g, yid) || (n->n_out > 1 && n->out[1] >= 0))
+        return OT_OK;
+    const ot_value *xv = &g->values[xid], *yv = &g->values[yid];
+    if (has_zero(xv) || has_zero(yv) || xv->ndim < 3 || xv->ndim > 5)
+        return OT_OK;
+    bool global = !strncmp(n->op_type, "Global", 6);
+    bool is_max = strstr(n->op_type, "Max") != NULL;
+    int64_t kernel[3];
+    window w;
+    if (global) {
+        w.k = xv->ndim - 2;
+        for (int i = 0; i < w.k; i++) {
+            w.kernel[i] = xv->dims[2 + i];
+            w.strides[i] = 1;
+            w.dil[i] = 0;
+            w.pl[i] = w.pr[i] = 0;
+        }
+        w.pads_grew = false;
+    } else {
+        size_t nk;
+        const int64_t *ks = ot_node_attr_ints(n, "kernel_shape", &nk);
+        if (!ks || nk != (size_t)(xv->ndim - 2))
+            return OT_OK;
+        for (size_t i = 0; i < nk; i++)
+            kernel[i] = ks[i];
+        if (!get_window(g, n, xv, yv, kernel, &w))
+            return OT_OK;
+        if (ot_node_attr_int(n, "storage_order", 0) != 0)
+            return OT_OK;
+    }
+    dnnl_alg_kind_t alg = dnnl_pooling_max;
+    if (!is_max) {
+        bool include = ot_node_attr_int(n, "count_include_pad", 0) != 0;
+        if (include && w.pads_grew)
+            return OT_OK; /* ceil_mode's extra cells must not count: plain kernel */
+        alg = include ? dnnl_pooling_avg_include_padding : dnnl_pooling_avg_exclude_padding;
+    }
+    dnnl_memory_desc_t xmd, ymd;
+    cpu_val_md(c->x, xid, &xmd);
+    md_any(yv, &ymd);
+    dnnl_pooling_v2_desc_t pdsc;
+    if (dnnl_pooling_v2_forward_desc_init(&pdsc, dnnl_forward_inference, alg, &xmd, &ymd,
+                                          w.strides, w.kernel, w.dil, w.pl, w.pr) != dnnl_success)
+        return OT_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    if (!make_pd(c, &pd, &pdsc))
+        return OT_OK;
+    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
+    ot_loc lx, ly;
+    OT_TRY(cpu_val_as(c->x, xid, &xmd, &lx, err));
+    OT_TRY(cpu_val_define(c->x, yid, py, &ly, err));
+    int kinds[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
+    ot_loc locs[2] = { lx, ly };
+    dnnl_memory_desc_t mds[2] = { xmd, *py };
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 2, kinds, locs, mds, err));
+    *done = true;
+done:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+/* --------------------------------------------------------------- batchnorm */
+
+static ot_status do_bn(ctx *c, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    if (n->n_in != 5 || n->n_out < 1)
+        return OT_OK;
+    for (int k = 1; k < n->n_out; k++)
+        if (n->out[k] >= 0)
+            return OT_OK; /* training-mode outputs: plain kernel */
+    if (ot_node_attr_int(n, "training_mode", 0) != 0)
+        return OT_OK;
+    for (int k = 0; k < 5; k++)
+        if (!is_f32(g, n->in[k]))
+            return OT_OK;
+    int32_t xid = n->in[0], yid = n->out[0];
+    const ot_value *xv = &g->values[xid];
+    if (!is_f32(g, yid) || has_zero(xv) || xv->ndim < 2 || xv->ndim > 5)
+        return OT_OK;
+    for (int k = 1; k < 5; k++)
+        if (g->values[n->in[k]].ndim != 1)
+            return OT_OK;
+    float eps = ot_node_attr_float(n, "epsilon", 1e-5f);
+    dnnl_memory_desc_t xmd;
+    cpu_val_md(c->x, xid, &xmd);
+    dnnl_batch_normalization_desc_t bd;
+    if (dnnl_batch_normalization_forward_desc_init(
+            &bd, dnnl_forward_inference, &xmd, eps,
+            dnnl_use_global_stats | dnnl_use_scale | dnnl_use_shift) != dnnl_success)
+        return OT_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    if (!make_pd(c, &pd, &bd))
+        return OT_OK;
+    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
+    ot_loc l[6];
+    OT_TRY(cpu_val_as(c->x, xid, &xmd, &l[0], err));
+    for (int k = 1; k < 5; k++)
+        OT_TRY(cpu_val_plain(c->x, n->in[k], &l[k], err));
+    OT_TRY(cpu_val_define(c->x, yid, py, &l[5], err));
+    dnnl_memory_desc_t cmd;
+    md_plain_dims(1, &g->values[n->in[1]].dims[0], &cmd);
+    int kinds[6] = { DNNL_ARG_SRC, DNNL_ARG_SCALE, DNNL_ARG_SHIFT, DNNL_ARG_MEAN,
+                     DNNL_ARG_VARIANCE, DNNL_ARG_DST };
+    dnnl_memory_desc_t mds[6] = { xmd, cmd, cmd, cmd, cmd, *py };
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 6, kinds, l, mds, err));
+    *done = true;
+done:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+/* ----------------------------------------------------------------- eltwise */
+
+static ot_status do_eltwise(ctx *c, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    dnnl_alg_kind_t alg;
+    float alpha, beta;
+    if (!eltwise_params(g, n, &alg, &alpha, &beta))
+        return OT_OK;
+    int32_t xid = n->in[0], yid = n->out[0];
+    const ot_value *xv = &g->values[xid];
+    if (has_zero(xv) || xv->ndim < 1)
+        return OT_OK;
+    dnnl_memory_desc_t xmd;
+    cpu_val_md(c->x, xid, &xmd);
+    dnnl_eltwise_desc_t ed;
+    if (dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, alg, &xmd, alpha, beta) !=
+        dnnl_success)
+        return OT_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    if (!make_pd(c, &pd, &ed))
+        return OT_OK;
+    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
+    ot_loc lx, ly;
+    OT_TRY(cpu_val_as(c->x, xid, &xmd, &lx, err));
+    OT_TRY(cpu_val_define(c->x, yid, py, &ly, err));
+    int kinds[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
+    ot_loc locs[2] = { lx, ly };
+    dnnl_memory_desc_t mds[2] = { xmd, *py };
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 2, kinds, locs, mds, err));
+    *done = true;
+done:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+/* ------------------------------------------------------------------ binary */
+
+static ot_status do_binary(ctx *c, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    if (n->n_in != 2 || n->opset < 7 || !is_f32(g, n->in[0]) || !is_f32(g, n->in[1]) ||
+        !is_f32(g, n->out[0]))
+        return OT_OK;
+    int32_t a = n->in[0], b = n->in[1], yid = n->out[0];
+    const ot_value *yv = &g->values[yid];
+    if (yv->ndim < 1 || has_zero(yv))
+        return OT_OK;
+    const ot_value *av = &g->values[a], *bv = &g->values[b];
+    bool a_full = av->ndim == yv->ndim, b_full = bv->ndim == yv->ndim;
+    for (int i = 0; a_full && i < yv->ndim; i++)
+        a_full = av->dims[i] == yv->dims[i];
+    for (int i = 0; b_full && i < yv->ndim; i++)
+        b_full = bv->dims[i] == yv->dims[i];
+    if (!a_full && b_full) { /* both ops commute: the full-size one goes first */
+        int32_t t = a;
+        a = b;
+        b = t;
+        const ot_value *tv = av;
+        av = bv;
+        bv = tv;
+        a_full = true;
+        b_full = false;
+    }
+    if (!a_full)
+        return OT_OK;
+    dnnl_memory_desc_t amd, bmd, ymd;
+    cpu_val_md(c->x, a, &amd);
+    if (b_full && a != b) {
+        bmd = amd;
+    } else if (a == b) {
+        bmd = amd;
+    } else {
+        int64_t d[OT_MAX_DIMS];
+        int off = yv->ndim - bv->ndim;
+        for (int i = 0; i < yv->ndim; i++)
+            d[i] = i < off ? 1 : bv->dims[i - off];
+        md_plain_dims(yv->ndim, d, &bmd);
+    }
+    md_any(yv, &ymd);
+    dnnl_binary_desc_t bd;
+    dnnl_alg_kind_t alg = !strcmp(n->op_type, "Add") ? dnnl_binary_add : dnnl_binary_mul;
+    if (dnnl_binary_desc_init(&bd, alg, &amd, &bmd, &ymd) != dnnl_success)
+        return OT_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    if (!make_pd(c, &pd, &bd))
+        return OT_OK;
+    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
+    ot_loc la, lb, ly;
+    OT_TRY(cpu_val_as(c->x, a, &amd, &la, err));
+    if (b_full || a == b)
+        OT_TRY(cpu_val_as(c->x, b, &amd, &lb, err));
+    else
+        OT_TRY(cpu_val_plain(c->x, b, &lb, err));
+    OT_TRY(cpu_val_define(c->x, yid, py, &ly, err));
+    int kinds[3] = { DNNL_ARG_SRC_0, DNNL_ARG_SRC_1, DNNL_ARG_DST };
+    ot_loc locs[3] = { la, lb, ly };
+    dnnl_memory_desc_t mds[3] = { amd, bmd, *py };
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 3, kinds, locs, mds, err));
+    *done = true;
+done:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+/* ------------------------------------------------------------ sum, concat */
+
+static ot_status do_sum_concat(ctx *c, bool is_concat, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    int32_t yid = n->out[0];
+    const ot_value *yv = &g->values[yid];
+    if (!is_f32(g, yid) || yv->ndim < 1 || has_zero(yv) || n->n_in < 1 || n->n_in > 8)
+        return OT_OK;
+    dnnl_memory_desc_t mds[10], ymd;
+    float scales[8];
+    for (int k = 0; k < n->n_in; k++) {
+        if (!is_f32(g, n->in[k]))
+            return OT_OK;
+        const ot_value *v = &g->values[n->in[k]];
+        if (v->ndim != yv->ndim || has_zero(v))
+            return OT_OK;
+        for (int i = 0; !is_concat && i < v->ndim; i++)
+            if (v->dims[i] != yv->dims[i])
+                return OT_OK;
+        cpu_val_md(c->x, n->in[k], &mds[k]);
+        if (!is_concat && k > 0)
+            mds[k] = mds[0];
+        scales[k] = 1.0f;
+    }
+    md_any(yv, &ymd);
+    dnnl_primitive_desc_t pd = NULL;
+    int axis = 0;
+    if (is_concat && !ot_op_axis(ot_node_attr_int(n, "axis", 1), yv->ndim, &axis))
+        return OT_OK;
+    dnnl_status_t s = is_concat ? dnnl_concat_primitive_desc_create(&pd, &ymd, n->n_in, axis, mds,
+                                                                    c->attr, c->cs->eng)
+                                : dnnl_sum_primitive_desc_create(&pd, &ymd, n->n_in, scales, mds,
+                                                                 c->attr, c->cs->eng);
+    if (s != dnnl_success)
+        return OT_OK;
+    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
+    int kinds[10];
+    ot_loc locs[10];
+    for (int k = 0; k < n->n_in; k++) {
+        kinds[k] = DNNL_ARG_MULTIPLE_SRC + k;
+        OT_TRY(cpu_val_as(c->x, n->in[k], &mds[k], &locs[k], err));
+    }
+    kinds[n->n_in] = DNNL_ARG_DST;
+    OT_TRY(cpu_val_define(c->x, yid, py, &locs[n->n_in], err));
+    mds[n->n_in] = *py;
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, n->n_in + 1, kinds, locs, mds, err));
+    *done = true;
+done:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+/* ------------------------------------------------------------ softmax, lrn */
+
+static ot_status do_softmax_lrn(ctx *c, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    int32_t xid = n->in[0], yid = n->out[0];
+    if (!is_f32(g, xid) || !is_f32(g, yid))
+        return OT_OK;
+    const ot_value *xv = &g->values[xid];
+    if (xv->ndim < 1 || has_zero(xv))
+        return OT_OK;
+    dnnl_memory_desc_t xmd, ymd;
+    cpu_val_md(c->x, xid, &xmd);
+    md_any(xv, &ymd);
+    dnnl_primitive_desc_t pd = NULL;
+    if (!strcmp(n->op_type, "LRN")) {
+        int64_t size = ot_node_attr_int(n, "size", 1);
+        if (size % 2 == 0 || xv->ndim < 3)
+            return OT_OK; /* oneDNN's window is symmetric */
+        dnnl_lrn_desc_t ld;
+        if (dnnl_lrn_forward_desc_init(&ld, dnnl_forward_inference, dnnl_lrn_across_channels,
+                                       &xmd, size, ot_node_attr_float(n, "alpha", 1e-4f),
+                                       ot_node_attr_float(n, "beta", 0.75f),
+                                       ot_node_attr_float(n, "bias", 1.0f)) != dnnl_success ||
+            !make_pd(c, &pd, &ld))
+            return OT_OK;
+    } else {
+        int64_t axis = ot_node_attr_int(n, "axis", n->opset < 13 ? 1 : -1);
+        int ax;
+        if (!ot_op_axis(axis, xv->ndim, &ax))
+            return OT_OK;
+        if (n->opset < 13 && ax != xv->ndim - 1)
+            return OT_OK; /* the 2-D coercion differs from a one-axis softmax */
+        dnnl_softmax_v2_desc_t sd;
+        dnnl_alg_kind_t alg = !strcmp(n->op_type, "Softmax") ? dnnl_softmax_accurate
+                                                              : dnnl_softmax_log;
+        if (dnnl_softmax_v2_forward_desc_init(&sd, dnnl_forward_inference, alg, &xmd, &ymd, ax) !=
+                dnnl_success ||
+            !make_pd(c, &pd, &sd))
+            return OT_OK;
+    }
+    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
+    ot_loc lx, ly;
+    OT_TRY(cpu_val_as(c->x, xid, &xmd, &lx, err));
+    OT_TRY(cpu_val_define(c->x, yid, py, &ly, err));
+    int kinds[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
+    ot_loc locs[2] = { lx, ly };
+    dnnl_memory_desc_t mds[2] = { xmd, *py };
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 2, kinds, locs, mds, err));
+    *done = true;
+done:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+/* ----------------------------------------------------------- gemm, matmul */
+
+/* A plain 2-D md of logical [rows, cols] over data stored as [rows, cols]
+   (trans false) or [cols, rows] (trans true). */
+static void md_2d(int64_t rows, int64_t cols, bool trans, dnnl_memory_desc_t *md)
+{
+    dnnl_dims_t dims = { rows, cols };
+    dnnl_dims_t strides = { trans ? 1 : cols, trans ? rows : 1 };
+    dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_f32, strides);
+}
+
+static ot_status do_matmul(ctx *c, bool is_gemm, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    int32_t a = n->in[0], b = n->in[1], cid = is_gemm && n->n_in > 2 ? n->in[2] : -1;
+    int32_t yid = n->out[0];
+    if (!is_f32(g, a) || !is_f32(g, b) || !is_f32(g, yid) || (cid >= 0 && !is_f32(g, cid)))
+        return OT_OK;
+    const ot_value *av = &g->values[a], *bv = &g->values[b], *yv = &g->values[yid];
+    if (has_zero(av) || has_zero(bv) || has_zero(yv))
+        return OT_OK;
+    dnnl_memory_desc_t amd, bmd, cmd, ymd;
+    float alpha = 1.0f;
+    if (is_gemm) {
+        if (av->ndim != 2 || bv->ndim != 2 || yv->ndim != 2)
+            return OT_OK;
+        bool ta = ot_node_attr_int(n, "transA", 0) != 0, tb = ot_node_attr_int(n, "transB", 0) != 0;
+        alpha = ot_node_attr_float(n, "alpha", 1.0f);
+        float beta = ot_node_attr_float(n, "beta", 1.0f);
+        if (cid >= 0 && beta != 1.0f)
+            return OT_OK;
+        int64_t M = yv->dims[0], N = yv->dims[1], K = ta ? av->dims[0] : av->dims[1];
+        md_2d(M, K, ta, &amd);
+        md_2d(K, N, tb, &bmd);
+        md_2d(M, N, false, &ymd);
+        if (cid >= 0) {
+            const ot_value *cv = &g->values[cid];
+            int64_t d[2] = { 1, 1 };
+            if (cv->ndim == 1) {
+                d[1] = cv->dims[0];
+            } else if (cv->ndim == 2) {
+                d[0] = cv->dims[0];
+                d[1] = cv->dims[1];
+            } else if (cv->ndim != 0) {
+                return OT_OK;
+            }
+            md_plain_dims(2, d, &cmd);
+        }
+    } else {
+        if (av->ndim < 2 || bv->ndim < 2 || yv->ndim < 2)
+            return OT_OK;
+        int nd = yv->ndim;
+        int64_t ad[OT_MAX_DIMS], bd[OT_MAX_DIMS];
+        for (int i = 0; i < nd; i++) {
+            int ia = i - (nd - av->ndim), ib = i - (nd - bv->ndim);
+            ad[i] = ia >= 0 ? av->dims[ia] : 1;
+            bd[i] = ib >= 0 ? bv->dims[ib] : 1;
+        }
+        md_plain_dims(nd, ad, &amd);
+        md_plain_dims(nd, bd, &bmd);
+        md_plain_dims(nd, yv->dims, &ymd);
+    }
+    if (alpha != 1.0f)
+        CPU_TRY(dnnl_primitive_attr_set_output_scales(c->attr, 1, 0, &alpha), err, n->op_type);
+    dnnl_matmul_desc_t md;
+    if (dnnl_matmul_desc_init(&md, &amd, &bmd, cid >= 0 ? &cmd : NULL, &ymd) != dnnl_success)
+        return OT_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    if (!make_pd(c, &pd, &md))
+        return OT_OK;
+    ot_loc la, lb, lc = { 0 }, ly;
+    OT_TRY(cpu_val_plain(c->x, a, &la, err));
+    OT_TRY(cpu_val_plain(c->x, b, &lb, err));
+    if (cid >= 0)
+        OT_TRY(cpu_val_plain(c->x, cid, &lc, err));
+    OT_TRY(cpu_val_define(c->x, yid, NULL, &ly, err));
+    int kinds[4] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS };
+    ot_loc locs[4] = { la, lb, ly, lc };
+    dnnl_memory_desc_t mds[4] = { amd, bmd, ymd, cmd };
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, cid >= 0 ? 4 : 3, kinds, locs, mds, err));
+    *done = true;
+done:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+ot_status cpu_dnnl_node(ot_exec *x, int32_t node_id, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ctx c = { .x = x, .cs = x->be_state, .g = x->g, .n = &x->g->nodes[node_id] };
+    *done = false;
+    const char *t = c.n->op_type;
+    if (c.n->domain[0] && strcmp(c.n->domain, "ai.onnx") != 0)
+        return OT_OK;
+    if (c.n->n_out < 1 || c.n->out[0] < 0)
+        return OT_OK;
+    CPU_TRY(dnnl_primitive_attr_create(&c.attr), err, t);
+    CPU_TRY(dnnl_primitive_attr_set_scratchpad_mode(c.attr, dnnl_scratchpad_mode_user), err, t);
+    if (!strcmp(t, "Conv"))
+        st = do_conv(&c, node_id, done, err);
+    else if (!strcmp(t, "MaxPool") || !strcmp(t, "AveragePool") ||
+             !strcmp(t, "GlobalAveragePool") || !strcmp(t, "GlobalMaxPool"))
+        st = do_pool(&c, done, err);
+    else if (!strcmp(t, "BatchNormalization"))
+        st = do_bn(&c, done, err);
+    else if (!strcmp(t, "Relu") || !strcmp(t, "LeakyRelu") || !strcmp(t, "Sigmoid") ||
+             !strcmp(t, "Clip"))
+        st = do_eltwise(&c, done, err);
+    else if (!strcmp(t, "Add") || !strcmp(t, "Mul"))
+        st = do_binary(&c, done, err);
+    else if (!strcmp(t, "Sum"))
+        st = do_sum_concat(&c, false, done, err);
+    else if (!strcmp(t, "Concat"))
+        st = do_sum_concat(&c, true, done, err);
+    else if (!strcmp(t, "Softmax") || !strcmp(t, "LogSoftmax") || !strcmp(t, "LRN"))
+        st = do_softmax_lrn(&c, done, err);
+    else if (!strcmp(t, "Gemm"))
+        st = do_matmul(&c, true, done, err);
+    else if (!strcmp(t, "MatMul"))
+        st = do_matmul(&c, false, done, err);
+done:
+    if (c.attr)
+        dnnl_primitive_attr_destroy(c.attr);
+    return st;
+}

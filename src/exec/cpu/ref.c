@@ -1,0 +1,95 @@
+/*
+ * ref.c: the table of plain C kernels, one row per op of the op table, and
+ * the two lookups ref.h promises (kernel, supports).
+ *
+ * It does not choose between these kernels and oneDNN's; the CPU backend
+ * does, asking ot_ref_supports for what oneDNN lacks. Every row of ops.def
+ * has a kernel here; tests/unit/test_ref.c checks that.
+ *
+ * Reference: the kernels' files (ref_conv.c, ref_pool.c, ref_norm.c,
+ * ref_eltwise.c, ref_gemm.c, ref_shape.c) cite the ONNX operator pages.
+ */
+#include "exec/cpu/ref_impl.h"
+
+typedef bool (*ref_supports_fn)(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                                const ot_tensor *const *out, const char **why);
+
+typedef struct ref_row {
+    ot_ref_fn run;
+    ref_supports_fn supports;
+} ref_row;
+
+#define ROW(name) { ot_ref_##name, ot_ref_##name##_supports }
+
+static const ref_row ref_table[OT_OP_COUNT_] = {
+    [OT_OP_CONV] = ROW(conv),
+    [OT_OP_BATCHNORM] = ROW(batchnorm),
+    [OT_OP_RELU] = ROW(relu),
+    [OT_OP_LEAKYRELU] = ROW(leakyrelu),
+    [OT_OP_CLIP] = ROW(clip),
+    [OT_OP_SIGMOID] = ROW(sigmoid),
+    [OT_OP_MAXPOOL] = ROW(maxpool),
+    [OT_OP_AVGPOOL] = ROW(avgpool),
+    [OT_OP_GLOBALAVGPOOL] = ROW(globalavgpool),
+    [OT_OP_GLOBALMAXPOOL] = ROW(globalmaxpool),
+    [OT_OP_ADD] = ROW(add),
+    [OT_OP_SUM] = ROW(sum),
+    [OT_OP_MUL] = ROW(mul),
+    [OT_OP_CONCAT] = ROW(concat),
+    [OT_OP_FLATTEN] = ROW(copy),
+    [OT_OP_RESHAPE] = ROW(copy),
+    [OT_OP_SQUEEZE] = ROW(copy),
+    [OT_OP_UNSQUEEZE] = ROW(copy),
+    [OT_OP_TRANSPOSE] = ROW(transpose),
+    [OT_OP_GEMM] = ROW(gemm),
+    [OT_OP_MATMUL] = ROW(matmul),
+    [OT_OP_DROPOUT] = ROW(dropout),
+    [OT_OP_SOFTMAX] = ROW(softmax),
+    [OT_OP_LOGSOFTMAX] = ROW(logsoftmax),
+    [OT_OP_LRN] = ROW(lrn),
+    [OT_OP_IDENTITY] = ROW(copy),
+    [OT_OP_CONSTANT] = ROW(constant),
+    [OT_OP_SHAPE] = ROW(shape),
+    [OT_OP_GATHER] = ROW(gather),
+    [OT_OP_PAD] = ROW(pad),
+};
+
+/* The row for a node's op, or NULL (opaque node, or an op without a kernel). */
+static const ref_row *find_row(const ot_node *n)
+{
+    if (!n->op)
+        return NULL;
+    for (int i = 0; i < OT_OP_COUNT_; i++)
+        if (ot_op_table[i] == n->op)
+            return ref_table[i].run ? &ref_table[i] : NULL;
+    return NULL;
+}
+
+ot_ref_fn ot_ref_kernel(const ot_node *n)
+{
+    const ref_row *r = find_row(n);
+    return r ? r->run : NULL;
+}
+
+bool ot_ref_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                     const ot_tensor *const *out, const char **why)
+{
+    const char *dummy;
+    if (!why)
+        why = &dummy;
+    *why = NULL;
+    const ref_row *r = find_row(n);
+    if (!r) {
+        *why = "no plain C kernel for this op";
+        return false;
+    }
+    /* Every present output needs its buffer's dtype; a missing one (dtype
+       unknown after inference) cannot be executed. */
+    for (int i = 0; i < n->n_out; i++) {
+        if (n->out[i] >= 0 && out[i] && out[i]->dtype == OT_DTYPE_UNDEFINED) {
+            *why = "output dtype unknown";
+            return false;
+        }
+    }
+    return r->supports(g, n, in, out, why);
+}

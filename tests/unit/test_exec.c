@@ -1,0 +1,150 @@
+/*
+ * test_exec.c: the memory planner, and the executor on ONNX's node tests
+ * (oneDNN kernels and the plain C kernels must both match the reference).
+ */
+#include <math.h>
+#include <stdlib.h>
+
+#include "exec/exec.h"
+#include "exec/plan.h"
+#include "onnx/onnx.h"
+#include "test.h"
+
+#define NODE "/usr/share/libonnx-testdata/data/node/"
+
+TEST(plan_disjoint_lifetimes_share_space)
+{
+    ot_plan_buf b[4] = {
+        { .bytes = 100, .first = 0, .last = 1 },
+        { .bytes = 100, .first = 2, .last = 3 }, /* can reuse b0 */
+        { .bytes = 50, .first = 1, .last = 2 },  /* overlaps both */
+        { .bytes = 10, .first = 4, .last = 4 },
+    };
+    ot_err err;
+    size_t total;
+    CHECK_OK(ot_plan_assign(b, 4, 64, &total, &err), &err);
+    CHECK(b[0].offset == b[1].offset);
+    CHECK(total == 192); /* 128 + 64 */
+    CHECK(ot_plan_peak_live(b, 4) == 150);
+    for (int i = 0; i < 4; i++)
+        for (int j = i + 1; j < 4; j++) {
+            bool live = b[i].first <= b[j].last && b[j].first <= b[i].last;
+            bool mem = b[i].offset < b[j].offset + b[j].bytes &&
+                       b[j].offset < b[i].offset + b[i].bytes;
+            CHECK(!(live && mem));
+        }
+}
+
+TEST(plan_random_never_overlaps_live_buffers)
+{
+    srand(3);
+    ot_plan_buf b[200];
+    for (int i = 0; i < 200; i++) {
+        b[i].bytes = (size_t)(rand() % 5000);
+        b[i].first = rand() % 100;
+        b[i].last = b[i].first + rand() % 20;
+    }
+    ot_err err;
+    size_t total;
+    CHECK_OK(ot_plan_assign(b, 200, 64, &total, &err), &err);
+    for (int i = 0; i < 200; i++) {
+        CHECK(b[i].offset % 64 == 0);
+        CHECK(b[i].offset + b[i].bytes <= total);
+        for (int j = i + 1; j < 200; j++) {
+            bool live = b[i].first <= b[j].last && b[j].first <= b[i].last;
+            bool mem = b[i].offset < b[j].offset + b[j].bytes &&
+                       b[j].offset < b[i].offset + b[i].bytes;
+            if (live && mem && b[i].bytes && b[j].bytes) {
+                ot_test_fail(__FILE__, __LINE__, "buffers %d and %d overlap", i, j);
+                return;
+            }
+        }
+    }
+    CHECK(total >= ot_plan_peak_live(b, 200));
+}
+
+/* Runs a node-test folder's data set 0 and compares output 0. */
+static void run_node_test(const char *dir, bool plain_only)
+{
+    char path[512];
+    ot_err err;
+    ot_graph *g = NULL;
+    ot_exec *x = NULL;
+    ot_tensor in[8], want;
+    int n_in = 0;
+    memset(in, 0, sizeof in);
+    memset(&want, 0, sizeof want);
+    snprintf(path, sizeof path, "%s%s/model.onnx", NODE, dir);
+    CHECK_OK(ot_onnx_import_file(path, NULL, &g, &err), &err);
+    ot_exec_input bind[8];
+    for (int32_t i = 0; i < g->n_inputs && n_in < 8; i++) {
+        int32_t vid = g->inputs[i].value;
+        if (g->values[vid].flags & OT_VAL_INIT)
+            continue;
+        snprintf(path, sizeof path, "%s%s/test_data_set_0/input_%d.pb", NODE, dir, n_in);
+        ot_status st = ot_onnx_read_tensor(path, &in[n_in], NULL, &err);
+        if (st != OT_OK)
+            goto fail;
+        bind[n_in].value = vid;
+        bind[n_in].tensor = in[n_in];
+        bind[n_in].const_value = ot_exec_input_is_shape_operand(g, vid);
+        n_in++;
+    }
+    ot_exec_opts opts = { .threads = 1, .plain_only = plain_only };
+    if (ot_exec_compile(g, bind, n_in, &opts, &x, &err) != OT_OK)
+        goto fail;
+    if (ot_exec_run(x, in, n_in, &err) != OT_OK)
+        goto fail;
+    snprintf(path, sizeof path, "%s%s/test_data_set_0/output_0.pb", NODE, dir);
+    if (ot_onnx_read_tensor(path, &want, NULL, &err) != OT_OK)
+        goto fail;
+    const ot_tensor *got = ot_exec_output(x, 0);
+    if (got->bytes != want.bytes || got->dtype != want.dtype) {
+        ot_test_fail(__FILE__, __LINE__, "%s: output size/dtype differ", dir);
+        goto out;
+    }
+    int64_t numel = ot_tensor_numel(&want);
+    for (int64_t i = 0; i < numel; i++) {
+        double a = ot_tensor_get_f64(got, i), b = ot_tensor_get_f64(&want, i);
+        if (!(fabs(a - b) <= 1e-5 + 1e-4 * fabs(b))) {
+            ot_test_fail(__FILE__, __LINE__, "%s%s: element %lld: got %g want %g", dir,
+                         plain_only ? " (plain)" : "", (long long)i, a, b);
+            goto out;
+        }
+    }
+    goto out;
+fail:
+    ot_test_fail(__FILE__, __LINE__, "%s: %s", dir, err.msg);
+out:
+    for (int i = 0; i < n_in; i++)
+        ot_free(in[i].data);
+    ot_free(want.data);
+    ot_exec_free(x);
+    ot_graph_free(g);
+}
+
+static const char *const node_tests[] = {
+    "test_conv_with_strides_padding", "test_conv_with_strides_and_asymmetric_padding",
+    "test_basic_conv_with_padding", "test_conv_with_autopad_same",
+    "test_maxpool_2d_pads", "test_maxpool_2d_ceil", "test_averagepool_2d_pads",
+    "test_averagepool_2d_pads_count_include_pad", "test_averagepool_2d_ceil",
+    "test_globalaveragepool", "test_globalmaxpool", "test_batchnorm_epsilon",
+    "test_relu", "test_leakyrelu", "test_sigmoid", "test_clip", "test_add_bcast",
+    "test_mul_bcast", "test_sum_example", "test_concat_3d_axis_1", "test_softmax_axis_1",
+    "test_logsoftmax_axis_1", "test_lrn", "test_gemm_default_matrix_bias",
+    "test_gemm_transposeA", "test_gemm_alpha", "test_matmul_3d", "test_matmul_4d",
+    "test_reshape_negative_dim", "test_flatten_axis1", "test_transpose_default",
+    "test_maxpool_3d_default", "test_conv_with_strides_no_padding",
+};
+
+TEST(exec_node_tests_onednn)
+{
+    for (size_t i = 0; i < sizeof node_tests / sizeof node_tests[0]; i++)
+        run_node_test(node_tests[i], false);
+}
+
+TEST(exec_node_tests_plain)
+{
+    for (size_t i = 0; i < sizeof node_tests / sizeof node_tests[0]; i++)
+        run_node_test(node_tests[i], true);
+}
