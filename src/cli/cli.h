@@ -119,5 +119,7 @@ int ot_cli_finish_stdout(void);
 /* Subcommand entry points: argv holds the words after the command name. */
 int ot_cmd_inspect(int argc, char **argv);
 int ot_cmd_convert(int argc, char **argv);
+int ot_cmd_run(int argc, char **argv);
+int ot_cmd_test_data(int argc, char **argv);
 
 #endif

@@ -229,6 +229,8 @@ done:
 
 /* ------------------------------------------------------------ comparison */
 
+#define INF_D ((double)INFINITY)
+
 static bool is_float_dtype(ot_dtype d)
 {
     return d == OT_DTYPE_FLOAT || d == OT_DTYPE_DOUBLE || d == OT_DTYPE_FLOAT16 ||
@@ -278,24 +280,24 @@ static bool compare(const runner *r, const char *oname, int set, const ot_tensor
         if (!is_float) {
             bool eq = memcmp((const char *)got->data + (size_t)i * esize,
                              (const char *)want->data + (size_t)i * esize, esize) == 0;
-            ratio = eq ? 0.0 : INFINITY;
+            ratio = eq ? 0.0 : INF_D;
             if (eq)
                 err = 0.0;
         } else if (g != g || w != w) {
-            ratio = (g != g && w != w) ? 0.0 : INFINITY;
-            err = ratio == 0.0 ? 0.0 : INFINITY;
+            ratio = (g != g && w != w) ? 0.0 : INF_D;
+            err = ratio == 0.0 ? 0.0 : INF_D;
         } else if (isinf(g) || isinf(w)) {
-            ratio = g == w ? 0.0 : INFINITY;
-            err = g == w ? 0.0 : INFINITY;
+            ratio = g == w ? 0.0 : INF_D;
+            err = g == w ? 0.0 : INF_D;
         } else {
             tol = r->atol + r->rtol * fabs(w);
-            ratio = err <= tol ? err / (tol > 0.0 ? tol : 1.0) : (tol > 0.0 ? err / tol : INFINITY);
+            ratio = tol > 0.0 ? err / tol : err > 0.0 ? INF_D : 0.0;
             if (err > res->max_abs)
                 res->max_abs = err;
             if (fabs(w) > r->atol && err / fabs(w) > res->max_rel)
                 res->max_rel = err / fabs(w);
         }
-        bool fails = is_float ? (ratio == INFINITY || err > tol) : ratio != 0.0;
+        bool fails = is_float ? (ratio == INF_D || err > tol) : ratio != 0.0;
         if (fails && (worst < 0 || ratio > worst_ratio)) {
             worst = i;
             worst_ratio = ratio;

@@ -28,6 +28,10 @@ static const command commands[] = {
       ot_cmd_inspect },
     { "convert", "re-export an ONNX model: batch size, external or inline tensor data",
       ot_cmd_convert },
+    { "run", "run a model once on the CPU: input tensor files in, outputs printed or written",
+      ot_cmd_run },
+    { "test-data", "run ONNX test folders (model.onnx, test_data_set_*) and compare outputs",
+      ot_cmd_test_data },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

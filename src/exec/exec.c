@@ -302,6 +302,14 @@ const char *ot_exec_output_name(const ot_exec *x, int i)
     return x->g->values[x->out_ids[i]].name;
 }
 size_t ot_exec_arena_bytes(const ot_exec *x) { return x->arena_bytes; }
+int ot_exec_n_steps(const ot_exec *x) { return x->n_steps; }
+
+void ot_exec_step_profile(const ot_exec *x, int i, ot_exec_step_time *out)
+{
+    memset(out, 0, sizeof *out);
+    if (i >= 0 && i < x->n_steps && x->be->step_profile)
+        x->be->step_profile(x, i, out);
+}
 
 void ot_exec_free(ot_exec *x)
 {

@@ -29,6 +29,7 @@ typedef struct ot_exec_opts {
     int threads;       /* 0: OMP_NUM_THREADS when set, else all cores         */
     bool no_fusion;    /* disable post-op fusion (for tests)                  */
     bool plain_only;   /* use the plain C kernels for everything (tests)      */
+    bool profile;      /* time every step (ot_exec_profile)                   */
 } ot_exec_opts;
 
 /*
@@ -61,6 +62,21 @@ const char *ot_exec_output_name(const ot_exec *x, int i);
 
 /* Bytes of the activation arena the planner laid out (for tests and --profile). */
 size_t ot_exec_arena_bytes(const ot_exec *x);
+
+/* One step's accumulated time when compiled with opts.profile: the node it
+   runs (NULL for a reorder between layouts), a kind ("Conv", "reorder",
+   "Conv+Relu"...), which kernel ("onednn" or "plain"), runs and seconds. */
+typedef struct ot_exec_step_time {
+    const char *node;
+    const char *kind;
+    const char *kernel;
+    uint64_t runs;
+    double seconds;
+} ot_exec_step_time;
+
+/* Number of steps, and step i's time (zeros when not profiling). */
+int ot_exec_n_steps(const ot_exec *x);
+void ot_exec_step_profile(const ot_exec *x, int i, ot_exec_step_time *out);
 
 void ot_exec_free(ot_exec *x);
 

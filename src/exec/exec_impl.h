@@ -67,6 +67,7 @@ struct ot_backend {
     /* Binds to the planned arena (x->arena is allocated). */
     ot_status (*bind)(ot_exec *x, ot_err *err);
     ot_status (*run)(ot_exec *x, ot_err *err);
+    void (*step_profile)(const ot_exec *x, int i, ot_exec_step_time *out);
     void (*free)(ot_exec *x);
 };
 

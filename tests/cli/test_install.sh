@@ -125,9 +125,13 @@ else
 fi
 
 # --------------------------------------------------------------- example, static
-# shellcheck disable=SC2046
+# libonnxtrain.a with the private dependencies pkg-config --static adds (which
+# exist as shared libraries only, some of them: oneDNN). -l:libonnxtrain.a makes
+# the linker take the archive although the .so sits beside it.
+static_libs=$(pkg-config --static --libs onnxtrain | sed 's/-lonnxtrain\b/-l:libonnxtrain.a/')
+# shellcheck disable=SC2046,SC2086
 if $CC -std=c11 -Wall -Wextra -Werror "${SAN_FLAGS[@]}" docs/example.c \
-    -Wl,-Bstatic $(pkg-config --static --cflags --libs onnxtrain) -Wl,-Bdynamic \
+    $(pkg-config --static --cflags onnxtrain) $static_libs \
     -o "$T_TMP/example-static" 2>"$T_TMP/cc.err"; then
     ok "example builds (static, pkg-config --static)"
     if ldd "$T_TMP/example-static" 2>&1 | grep -q libonnxtrain; then
@@ -138,6 +142,20 @@ if $CC -std=c11 -Wall -Wextra -Werror "${SAN_FLAGS[@]}" docs/example.c \
     check_example example-static "$T_TMP/example-static" LD_LIBRARY_PATH=
 else
     fail "example builds (static, pkg-config --static)" "$(head -n 3 "$T_TMP/cc.err" | tr '\n' ' ')"
+fi
+
+# Every object of the archive, linked with only what pkg-config --static names:
+# Libs.private must cover all of the library's dependencies, not only those of
+# the import and export code that the example pulls in.
+whole_libs=$(pkg-config --static --libs onnxtrain |
+    sed 's/-lonnxtrain\b/-Wl,--whole-archive -l:libonnxtrain.a -Wl,--no-whole-archive/')
+# shellcheck disable=SC2046,SC2086
+if $CC -std=c11 "${SAN_FLAGS[@]}" docs/example.c $(pkg-config --static --cflags onnxtrain) \
+    $whole_libs -o "$T_TMP/example-whole" 2>"$T_TMP/cc.err"; then
+    ok "whole static archive links with pkg-config --static"
+else
+    fail "whole static archive links with pkg-config --static" \
+        "$(grep -m 3 -E 'undefined reference|error' "$T_TMP/cc.err" | tr '\n' ' ')"
 fi
 
 # --------------------------------------------------------------- example, errors

@@ -99,9 +99,12 @@ ft=$(grep -oE 'ft: [0-9]+' "$LOG" | tail -n 1 | grep -oE '[0-9]+')
 peak=$(grep -oE 'stat::peak_rss_mb: *[0-9]+' "$LOG" | tail -n 1 | grep -oE '[0-9]+$')
 [ -n "$peak" ] || peak=$(grep -oE 'rss: [0-9]+Mb' "$LOG" | tail -n 1 | grep -oE '[0-9]+')
 new=$(find "$ARTIFACTS" -type f -newer "$stamp" | sort)
+# fork mode's progress lines count the inputs it set aside: oom/timeout/crash
+otc=$(grep -oE 'oom/timeout/crash: [0-9]+/[0-9]+/[0-9]+' "$LOG" | tail -n 1 | cut -d' ' -f2)
 
 echo "fuzz summary: exit $rc, ${runs:-?} runs in ${FUZZ_SECONDS}s, coverage ${cov:-?} edges," \
-    "${ft:-?} features, corpus $(find "$CORPUS" -type f | wc -l) files, peak RSS ${peak:-?} MB"
+    "${ft:-?} features, corpus $(find "$CORPUS" -type f | wc -l) files, peak RSS ${peak:-?} MB${otc:+,}" \
+    "${otc:+oom/timeout/crash $otc}"
 if [ "$rc" -ne 0 ] || [ -n "$new" ]; then
     status=1
     echo "FAIL fuzzer found a problem; reproducers:"

@@ -9,6 +9,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -493,12 +494,28 @@ done:
     return st;
 }
 
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 static ot_status cpu_run(ot_exec *x, ot_err *err)
 {
     ot_status st = OT_OK;
     cpu_state *cs = state(x);
+    bool prof = x->opts.profile;
+    double t0 = prof ? now_seconds() : 0;
     for (int s = 0; s < cs->n_steps; s++) {
         cpu_step *sp = &cs->steps[s];
+        if (prof && s > 0) {
+            CPU_TRY(dnnl_stream_wait(cs->stream), err, "cpu");
+            double t1 = now_seconds();
+            cs->steps[s - 1].seconds += t1 - t0;
+            cs->steps[s - 1].runs++;
+            t0 = t1;
+        }
         if (sp->fn) {
             for (int k = 0; k < sp->n_in; k++)
                 if (sp->pin[k] && sp->lin[k].kind == OT_LOC_INPUT)
@@ -516,6 +533,10 @@ static ot_status cpu_run(ot_exec *x, ot_err *err)
                 sp->what);
     }
     CPU_TRY(dnnl_stream_wait(cs->stream), err, "cpu");
+    if (prof && cs->n_steps > 0) {
+        cs->steps[cs->n_steps - 1].seconds += now_seconds() - t0;
+        cs->steps[cs->n_steps - 1].runs++;
+    }
     for (int i = 0; i < x->n_out; i++) {
         int32_t vid = cs->copy_out[i];
         if (vid < 0 || !x->outs[i].bytes)
@@ -525,6 +546,16 @@ static ot_status cpu_run(ot_exec *x, ot_err *err)
     }
 done:
     return st;
+}
+
+static void cpu_step_profile(const ot_exec *x, int i, ot_exec_step_time *out)
+{
+    const cpu_step *sp = &state(x)->steps[i];
+    out->node = sp->node ? sp->node->name : NULL;
+    out->kind = sp->what;
+    out->kernel = sp->fn ? "plain" : "onednn";
+    out->runs = sp->runs;
+    out->seconds = sp->seconds;
 }
 
 static void cpu_free(ot_exec *x)
@@ -560,5 +591,6 @@ const ot_backend ot_backend_cpu = {
     .build = cpu_build,
     .bind = cpu_bind,
     .run = cpu_run,
+    .step_profile = cpu_step_profile,
     .free = cpu_free,
 };

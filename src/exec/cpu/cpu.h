@@ -44,6 +44,8 @@ typedef struct cpu_step {
     ot_loc arg_loc[CPU_MAX_ARGS];
     dnnl_memory_desc_t arg_md[CPU_MAX_ARGS];
     bool patch_inputs;       /* has an OT_LOC_INPUT argument: set handles per run */
+    uint64_t runs;           /* profile                                         */
+    double seconds;
 } cpu_step;
 
 typedef struct cpu_state {

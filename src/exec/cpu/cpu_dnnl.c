@@ -116,17 +116,24 @@ static bool get_window(const ot_graph *g, const ot_node *n, const ot_value *xv,
             pb = pads[i];
             pe = pads[k + i];
         }
-        int64_t need = (out - 1) * s + ext - in - pb; /* right pad for this output size */
-        if (need < 0 || pb < 0 || s < 1 || d < 1)
+        if (pb < 0 || pe < 0 || s < 1 || d < 1)
             return false;
-        if (need > pe)
-            w->pads_grew = true;
+        /* oneDNN's output size is (in + pl + pr - ext) / s + 1 (floor); keep the
+           file's right pad when it gives the inferred size, else the pad that
+           does (ceil_mode asks for more) */
+        int64_t pr = pe;
+        if (in + pb + pr - ext < 0 || (in + pb + pr - ext) / s + 1 != out) {
+            pr = (out - 1) * s + ext - in - pb;
+            if (pr < 0 || (in + pb + pr - ext) / s + 1 != out)
+                return false;
+            if (pr > pe)
+                w->pads_grew = true;
+        }
         w->kernel[i] = kernel[i];
         w->strides[i] = s;
         w->dil[i] = d - 1;
         w->pl[i] = pb;
-        w->pr[i] = need;
-        (void)pe;
+        w->pr[i] = pr;
     }
     (void)g;
     return true;
@@ -322,7 +329,10 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
     dnnl_memory_desc_t mds[4] = { *px, *pw, *py, bmd };
     dnnl_primitive_desc_t p = pd;
     pd = NULL;
-    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, bid >= 0 ? 4 : 3, kinds, locs, mds, err));
+    const char *what = add_other >= 0 ? (fuse_nodes[1] >= 0 ? "Conv+Add+Relu" : "Conv+Add")
+                       : fuse_nodes[0] >= 0 ? "Conv+eltwise"
+                                            : "Conv";
+    OT_TRY(cpu_prim_step(c->x, n, what, p, bid >= 0 ? 4 : 3, kinds, locs, mds, err));
     for (int i = 0; i < 2; i++)
         if (fuse_nodes[i] >= 0)
             c->cs->skip[fuse_nodes[i]] = 1;
