@@ -107,7 +107,7 @@ for d in applicable:
     st = r["status"]
     if st == "pass":
         n_pass += 1
-        print("ok %s (%d data sets, max abs err %.3g)" % (short(d), r["data_sets"],
+        print("ok %s (%d data set%s, max abs err %.3g)" % (short(d), r["data_sets"], "s"[:r["data_sets"] != 1],
                                                           r["max_abs_err"]))
     elif st == "error" and r.get("code") == "unsupported" and r.get("unsupported_dtype"):
         unsupported.append((d, r["reason"]))

@@ -58,7 +58,7 @@ void ot_ref_window(const ot_node *n, const ot_tensor *x, const int64_t *kernel,
 
 /* y[n, m] = b[m] + sum over c in m's group, taps t of w[m, c, t] * x[n, c, at(t)] */
 #define CONV_IMPL(NAME, T)                                                                      \
-    static void NAME(const ot_ref_geom *q, const T *x, const T *w, const T *b, T *y)              \
+    static void NAME(const ot_ref_geom *q, const T *x, const T *w, const T *b, T *y)            \
     {                                                                                           \
         int64_t isp = q->in[0] * q->in[1] * q->in[2], osp = q->o[0] * q->o[1] * q->o[2];        \
         int64_t ksp = q->k[0] * q->k[1] * q->k[2], Cg = q->C / q->G, Mg = q->M / q->G;          \
@@ -78,7 +78,7 @@ void ot_ref_window(const ot_node *n, const ot_tensor *x, const int64_t *kernel,
                                 T wv = wc[(kd * q->k[1] + kh) * q->k[2] + kw];                  \
                                 int64_t off = kw * q->d[2] - q->pb[2];                          \
                                 int64_t lo = ceil_div(-off, q->s[2]);                           \
-                                int64_t hi = floor_div(q->in[2] - 1 - off, q->s[2]) + 1;       \
+                                int64_t hi = floor_div(q->in[2] - 1 - off, q->s[2]) + 1;        \
                                 lo = lo < 0 ? 0 : lo;                                           \
                                 hi = hi > q->o[2] ? q->o[2] : hi;                               \
                                 for (int64_t od = 0; od < q->o[0]; od++) {                      \
@@ -91,8 +91,12 @@ void ot_ref_window(const ot_node *n, const ot_tensor *x, const int64_t *kernel,
                                             continue;                                           \
                                         const T *xr = xc + (id * q->in[1] + ih) * q->in[2];     \
                                         T *yr = yp + (od * q->o[1] + oh) * q->o[2];             \
-                                        for (int64_t ow = lo; ow < hi; ow++)                    \
-                                            yr[ow] += wv * xr[ow * q->s[2] + off];              \
+                                        if (q->s[2] == 1) /* contiguous: vectorises */          \
+                                            for (int64_t ow = lo; ow < hi; ow++)                \
+                                                yr[ow] += wv * xr[ow + off];                    \
+                                        else                                                    \
+                                            for (int64_t ow = lo; ow < hi; ow++)                \
+                                                yr[ow] += wv * xr[ow * q->s[2] + off];          \
                                     }                                                           \
                                 }                                                               \
                             }                                                                   \
@@ -128,7 +132,8 @@ bool ot_ref_conv_supports(const ot_graph *g, const ot_node *n, const ot_tensor *
     }
     int64_t G = ot_node_attr_int(n, "group", 1);
     if (w->ndim != x->ndim || y->ndim != x->ndim || G < 1 || x->dims[1] != w->dims[1] * G ||
-        w->dims[0] % G != 0 || y->dims[1] != w->dims[0] || (b && ot_tensor_numel(b) != w->dims[0])) {
+        w->dims[0] % G != 0 || y->dims[1] != w->dims[0] ||
+        (b && ot_tensor_numel(b) != w->dims[0])) {
         *why = "Conv: shapes of X, W, B and Y disagree";
         return false;
     }

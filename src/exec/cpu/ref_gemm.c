@@ -270,7 +270,9 @@ ot_status ot_ref_matmul(const ot_graph *g, const ot_node *n, const ot_tensor *co
         const char *bp = (const char *)b->data + (size_t)bo * es;
         char *yp = (char *)y->data + (size_t)(m * M * N) * es;
         switch (y->dtype) {
-        case OT_DTYPE_FLOAT: mm_f32(M, N, K, (const float *)ap, (const float *)bp, (float *)yp); break;
+        case OT_DTYPE_FLOAT:
+            mm_f32(M, N, K, (const float *)ap, (const float *)bp, (float *)yp);
+            break;
         case OT_DTYPE_DOUBLE:
             mm_f64(M, N, K, (const double *)ap, (const double *)bp, (double *)yp);
             break;

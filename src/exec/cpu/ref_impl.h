@@ -169,11 +169,4 @@ static inline void ot_ref_st(ot_dtype t, void *p, int64_t i, double v)
     }
 }
 
-/* Label of a node for messages ("name (Op)"), written into buf. */
-static inline const char *ot_ref_label(const ot_graph *g, const ot_node *n, char *buf,
-                                       size_t size)
-{
-    return ot_node_label(g, n, buf, size);
-}
-
 #endif
