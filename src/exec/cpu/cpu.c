@@ -477,12 +477,17 @@ static ot_status cpu_bind(ot_exec *x, ot_err *err)
     cpu_state *cs = state(x);
     for (int s = 0; s < cs->n_steps; s++) {
         cpu_step *sp = &cs->steps[s];
+        /* the steps array moved while it grew: point into its final place */
         for (int k = 0; k < sp->n_in; k++)
-            if (sp->pin[k])
+            if (sp->pin[k]) {
+                sp->pin[k] = &sp->tin[k];
                 sp->tin[k].data = ot_exec_loc_ptr(x, sp->lin[k]);
+            }
         for (int k = 0; k < sp->n_out; k++)
-            if (sp->pout[k])
+            if (sp->pout[k]) {
+                sp->pout[k] = &sp->tout[k];
                 sp->tout[k].data = ot_exec_loc_ptr(x, sp->lout[k]);
+            }
         for (int k = 0; k < sp->n_args; k++) {
             void *p = ot_exec_loc_ptr(x, sp->arg_loc[k]);
             CPU_TRY(dnnl_memory_create(&sp->args[k].memory, &sp->arg_md[k], cs->eng,
