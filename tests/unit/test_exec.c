@@ -148,3 +148,62 @@ TEST(exec_node_tests_plain)
     for (size_t i = 0; i < sizeof node_tests / sizeof node_tests[0]; i++)
         run_node_test(node_tests[i], true);
 }
+
+TEST(exec_run_allocates_nothing)
+{
+    char path[512];
+    ot_err err;
+    ot_graph *g = NULL;
+    ot_exec *x = NULL;
+    ot_tensor in[2];
+    memset(in, 0, sizeof in);
+    CHECK_OK(ot_onnx_import_file(NODE "test_conv_with_strides_padding/model.onnx", NULL, &g, &err),
+             &err);
+    ot_exec_input bind[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(path, sizeof path, NODE "test_conv_with_strides_padding/test_data_set_0/input_%d.pb",
+                 i);
+        CHECK_OK(ot_onnx_read_tensor(path, &in[i], NULL, &err), &err);
+        bind[i].value = g->inputs[i].value;
+        bind[i].tensor = in[i];
+        bind[i].const_value = false;
+    }
+    CHECK_OK(ot_exec_compile(g, bind, 2, NULL, &x, &err), &err);
+    CHECK_OK(ot_exec_run(x, in, 2, &err), &err);
+    uint64_t before = ot_alloc_count();
+    for (int r = 0; r < 3; r++)
+        CHECK_OK(ot_exec_run(x, in, 2, &err), &err);
+    CHECK_EQ_INT(ot_alloc_count(), before);
+    /* a wrong shape at run time is an error naming the input, not a crash */
+    ot_tensor bad = in[0];
+    bad.dims[2] = 3;
+    ot_tensor two[2] = { bad, in[1] };
+    CHECK_EQ_INT(ot_exec_run(x, two, 2, &err), OT_ERR_ARG);
+    CHECK(strstr(err.msg, "'x'") != NULL);
+    for (int i = 0; i < 2; i++)
+        ot_free(in[i].data);
+    ot_exec_free(x);
+    ot_graph_free(g);
+}
+
+TEST(exec_compile_refuses_wrong_binding)
+{
+    ot_err err;
+    ot_graph *g = NULL;
+    ot_exec *x = NULL;
+    CHECK_OK(ot_onnx_import_file(NODE "test_relu/model.onnx", NULL, &g, &err), &err);
+    ot_exec_input b = { .value = g->inputs[0].value };
+    b.tensor.dtype = OT_DTYPE_FLOAT;
+    b.tensor.ndim = 2;
+    b.tensor.dims[0] = 3;
+    b.tensor.dims[1] = 4;
+    CHECK_EQ_INT(ot_exec_compile(g, &b, 1, NULL, &x, &err), OT_ERR_ARG);
+    CHECK(strstr(err.msg, "does not match the declared") != NULL);
+    b.tensor.dtype = OT_DTYPE_INT64;
+    CHECK_EQ_INT(ot_exec_compile(g, &b, 1, NULL, &x, &err), OT_ERR_ARG);
+    CHECK(strstr(err.msg, "dtype") != NULL);
+    CHECK_EQ_INT(ot_exec_compile(g, NULL, 0, NULL, &x, &err), OT_ERR_ARG);
+    CHECK(strstr(err.msg, "not bound") != NULL);
+    CHECK(x == NULL);
+    ot_graph_free(g);
+}
