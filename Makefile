@@ -146,7 +146,7 @@ fuzz: check-deps
 	    $(BUILD)/fuzz/libonnxtrain.a
 	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
 	    -Iinclude -Isrc -I$(BUILD)/fuzz/gen \
-	    tests/fuzz/fuzz_import.c $(BUILD)/fuzz/libonnxtrain.a -lprotobuf-c -lm -lpthread \
+	    tests/fuzz/fuzz_import.c $(BUILD)/fuzz/libonnxtrain.a $(LDLIBS) \
 	    -o $(FUZZ_BIN)
 	@bash tests/fuzz/run.sh $(FUZZ_BIN) $(BUILD)
 

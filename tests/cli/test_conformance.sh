@@ -111,12 +111,18 @@ for d in applicable:
                                                           r["max_abs_err"]))
     elif st == "error" and r.get("code") == "unsupported" and r.get("unsupported_dtype"):
         unsupported.append((d, r["reason"]))
+    elif (st == "error" and r.get("code") == "unsupported" and
+          os.path.basename(d).startswith("test_training_dropout") and
+          "training_mode" in r.get("reason", "")):
+        # a training-mode Dropout with ratio > 0 draws its mask from ONNX'"'"'s
+        # numpy generator; no other implementation can reproduce that reference
+        unsupported.append((d, r["reason"] + " (random mask: reference not reproducible)"))
     else:
         n_fail += 1
         print("FAIL %s: %s: %s" % (short(d), st.upper(), r.get("reason", "")))
 
 print("# conformance: %d folders; %d not applicable (ops outside the table); %d ran: "
-      "%d passed, %d failed, %d unsupported dtype"
+      "%d passed, %d failed, %d unsupported (dtype, or a random training-mode mask)"
       % (len(folders), len(not_applicable), len(applicable), n_pass, n_fail, len(unsupported)))
 for d, why in unsupported:
     print("#   unsupported: %s: %s" % (short(d), why))

@@ -102,9 +102,11 @@ new=$(find "$ARTIFACTS" -type f -newer "$stamp" | sort)
 # fork mode's progress lines count the inputs it set aside: oom/timeout/crash
 otc=$(grep -oE 'oom/timeout/crash: [0-9]+/[0-9]+/[0-9]+' "$LOG" | tail -n 1 | cut -d' ' -f2)
 
-echo "fuzz summary: exit $rc, ${runs:-?} runs in ${FUZZ_SECONDS}s, coverage ${cov:-?} edges," \
-    "${ft:-?} features, corpus $(find "$CORPUS" -type f | wc -l) files, peak RSS ${peak:-?} MB${otc:+,}" \
-    "${otc:+oom/timeout/crash $otc}"
+summary="exit $rc, ${runs:-?} runs in ${FUZZ_SECONDS}s, coverage ${cov:-?} edges, ${ft:-?} features"
+summary+=", corpus $(find "$CORPUS" -type f | wc -l) files"
+[ -n "$peak" ] && summary+=", peak RSS $peak MB"
+[ -n "$otc" ] && summary+=", oom/timeout/crash $otc"
+echo "fuzz summary: $summary"
 if [ "$rc" -ne 0 ] || [ -n "$new" ]; then
     status=1
     echo "FAIL fuzzer found a problem; reproducers:"
