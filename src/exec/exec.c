@@ -188,8 +188,15 @@ static ot_status check_static(ot_exec *x, ot_err *err)
                 continue;
             const ot_value *v = &g->values[id];
             bool ok = v->ndim >= 0 && ot_dtype_size(v->dtype);
+            size_t bytes = ot_dtype_size(v->dtype);
             for (int d = 0; ok && d < v->ndim; d++)
                 ok = v->dims[d] >= 0;
+            for (int d = 0; ok && d < v->ndim; d++)
+                if ((uint64_t)v->dims[d] > SIZE_MAX || !ot_size_mul(bytes, (size_t)v->dims[d], &bytes) ||
+                    bytes > OT_DEFAULT_MAX_TENSOR_BYTES)
+                    return ot_err_set(err, OT_ERR_SHAPE, "%s: '%s' would need more than %llu bytes",
+                                      ot_node_label(g, n, label, sizeof label), v->name,
+                                      (unsigned long long)OT_DEFAULT_MAX_TENSOR_BYTES);
             if (!ok) {
                 ot_value_shape_str(v, shape, sizeof shape);
                 return ot_err_set(err, v->dtype == OT_DTYPE_STRING ? OT_ERR_UNSUPPORTED : OT_ERR_SHAPE,

@@ -52,7 +52,7 @@ static void set_str(char **field, const char *s)
 
 static void *unpack_or_new(exporter *ex, const ProtobufCMessageDescriptor *d, ot_blob b)
 {
-    if (b.len)
+    if (b.data)
         return ot_pb_unpack(d, b, &ex->ar);
     ProtobufCMessage *m = ot_arena_alloc(&ex->ar, d->sizeof_message);
     if (m)
@@ -267,7 +267,7 @@ static ot_status build_value_info(exporter *ex, const ot_io *io, Onnx__ValueInfo
         return ot_err_set(ex->err, OT_ERR_NOMEM, "out of memory");
     *out = vi;
     set_str(&vi->name, v->name);
-    if (io->info.len && !(v->flags & OT_VAL_SHAPE_DIRTY))
+    if (io->info.data && !(v->flags & OT_VAL_SHAPE_DIRTY))
         return OT_OK;
     /* made by a pass, or its shape changed: write type and shape from the IR,
        keeping the doc_string and denotations of the original */
@@ -337,7 +337,7 @@ static ot_status build_io(exporter *ex, const ot_io *ios, int32_t n, size_t *n_o
 
 static ot_status build_attr(exporter *ex, const ot_attr *a, Onnx__AttributeProto **out)
 {
-    if (a->raw.len) {
+    if (a->raw.data) {
         *out = ot_pb_unpack(&onnx__attribute_proto__descriptor, a->raw, &ex->ar);
         return *out ? OT_OK : ot_err_set(ex->err, OT_ERR_NOMEM, "out of memory");
     }
@@ -401,7 +401,7 @@ static ot_status build_node(exporter *ex, const ot_node *n, Onnx__NodeProto **ou
     if (!np)
         return ot_err_set(ex->err, OT_ERR_NOMEM, "out of memory");
     *out = np;
-    if (!n->shell.len || !str_eq(np->name, n->name))
+    if (!n->shell.data || !str_eq(np->name, n->name))
         np->name = (char *)(uintptr_t)n->name;
     set_str(&np->op_type, n->op_type);
     set_str(&np->domain, n->domain);

@@ -242,6 +242,9 @@ static ot_status read_attr(importer *im, const ot_node *n, Onnx__AttributeProto 
     a->name = ot_arena_strdup(ar, str_or_empty(ap->name));
     if (!a->name)
         return ot_err_set(im->err, OT_ERR_NOMEM, "out of memory");
+    if (!a->name[0])
+        return ot_err_set(im->err, OT_ERR_MODEL, "%s: an attribute has no name",
+                          ot_node_label(g, n, label, sizeof label));
     if (ap->has_type) {
         a->type = (ot_attr_type)ap->type;
     } else { /* IR 1 files: guess from the field present */
@@ -257,6 +260,9 @@ static ot_status read_attr(importer *im, const ot_node *n, Onnx__AttributeProto 
                   : ap->n_graphs ? OT_ATTR_GRAPHS
                                 : OT_ATTR_UNDEFINED;
     }
+    if (a->type == OT_ATTR_UNDEFINED && !ap->ref_attr_name)
+        return ot_err_set(im->err, OT_ERR_MODEL, "%s: attribute '%s' has no type and no value",
+                          ot_node_label(g, n, label, sizeof label), a->name);
     a->i = ap->i;
     a->f = ap->f;
     if (ap->has_s || a->type == OT_ATTR_STRING) {

@@ -449,9 +449,8 @@ ot_status ot_op_fold_same(ot_graph *g, int32_t x_id, ot_value *y, ot_err *err)
     ot_op_dims_of(y, &d);
     int64_t numel = 1;
     for (int i = 0; i < d.ndim; i++) {
-        if (d.dims[i] < 0)
+        if (d.dims[i] < 0 || !ot_op_dim_mul(numel, d.dims[i], &numel) || numel > OT_OP_FOLD_MAX)
             return OT_OK;
-        numel *= d.dims[i];
     }
     if (numel != ot_tensor_numel(t))
         return OT_OK;

@@ -40,6 +40,22 @@ while IFS=$'\t' read -r file fragment; do
     fi
 done <"$CORPUS/cases.tsv"
 
+# inputs the fuzzer once crashed on: a one-line error or success, never a crash,
+# and no output file left behind on error
+for f in tests/fuzz/crashes/*.onnx; do
+    [ -e "$f" ] || continue
+    rm -f "$T_TMP/fz.onnx"
+    ot convert "$f" "$T_TMP/fz.onnx"
+    if [ "$T_RC" -eq 0 ] && [ -s "$T_TMP/fz.onnx" ]; then
+        ok "fuzz regression $(basename "$f")"
+    elif [ "$T_RC" -eq 1 ] && [ "$T_NERR" -eq 1 ] && [ ! -e "$T_TMP/fz.onnx" ] &&
+         [[ $T_ERR == "onnxtrain: error: "* ]]; then
+        ok "fuzz regression $(basename "$f")"
+    else
+        fail "fuzz regression $(basename "$f")" "$(describe_run)"
+    fi
+done
+
 if [ "$n" -ge 20 ]; then
     ok "corpus has $n cases"
 else
