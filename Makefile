@@ -42,7 +42,7 @@ LDFLAGS  += $(filter -fsanitize=%,$(OPT))
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := gcc make pkgconf protobuf-c-compiler libprotobuf-c-dev libonnx-dev \
                 libonnx-testdata libdnnl-dev python3 python3-numpy python3-onnx python3-torch \
-                python3-torchvision clang libclang-rt-14-dev
+                python3-torchvision clang libclang-rt-14-dev libomp-14-dev
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/graph/*.c src/ops/*.c src/onnx/*.c \
                              src/passes/*.c src/train/*.c src/exec/*.c src/exec/cpu/*.c \

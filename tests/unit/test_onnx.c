@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "onnx.pb-c.h"
 #include "onnx/onnx.h"
 #include "test.h"
 
@@ -201,4 +202,66 @@ TEST(onnx_export_failure_leaves_no_file)
     ot_graph_free(g);
     CHECK_EQ_INT(st, OT_ERR_IO);
     CHECK(access(dir, F_OK) != 0);
+}
+
+/* Fields newer than the installed schema (IR 10's node metadata_props, field
+   9 of NodeProto, and an unknown model-level field) come back unchanged. */
+TEST(onnx_unknown_fields_survive_a_round_trip)
+{
+    size_t len;
+    unsigned char *buf = slurp(TESTDATA "/node/test_relu/model.onnx", &len);
+    CHECK(buf != NULL);
+    /* NodeProto field 9 (metadata_props: key "k", value "v") appended to the
+       node, and ModelProto field 99 (bytes "zz") appended to the model.
+       protobuf-c keeps an unknown length-prefixed field's bytes with their
+       length prefix, after the key. */
+    static const unsigned char node_extra[] = { 0x4a, 0x06, 0x0a, 0x01, 'k', 0x12, 0x01, 'v' };
+    static const unsigned char model_extra[] = { 0x9a, 0x06, 0x02, 'z', 'z' };
+    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, buf);
+    free(buf);
+    CHECK(m && m->graph && m->graph->n_node == 1);
+    Onnx__NodeProto *np = m->graph->node[0];
+    ProtobufCMessageUnknownField uf = { .tag = 9, .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+                                        .len = 7, .data = (uint8_t *)(uintptr_t)(node_extra + 1) };
+    ProtobufCMessageUnknownField mf = { .tag = 99, .wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED,
+                                        .len = 3, .data = (uint8_t *)(uintptr_t)(model_extra + 2) };
+    size_t saved_n = np->base.n_unknown_fields, saved_m = m->base.n_unknown_fields;
+    ProtobufCMessageUnknownField *saved_nf = np->base.unknown_fields, *saved_mf = m->base.unknown_fields;
+    np->base.n_unknown_fields = 1;
+    np->base.unknown_fields = &uf;
+    m->base.n_unknown_fields = 1;
+    m->base.unknown_fields = &mf;
+    size_t n = protobuf_c_message_get_packed_size(&m->base);
+    unsigned char *packed = malloc(n);
+    protobuf_c_message_pack(&m->base, packed);
+    np->base.n_unknown_fields = saved_n;
+    np->base.unknown_fields = saved_nf;
+    m->base.n_unknown_fields = saved_m;
+    m->base.unknown_fields = saved_mf;
+    onnx__model_proto__free_unpacked(m, NULL);
+
+    ot_err err;
+    ot_graph *g = NULL;
+    ot_status st = ot_onnx_import_buffer(packed, n, "ir10.onnx", NULL, NULL, &g, &err);
+    free(packed);
+    CHECK_OK(st, &err);
+    char out[512];
+    snprintf(out, sizeof out, "%s/ir10.onnx", ot_test_tmpdir());
+    st = ot_onnx_export_file(g, out, NULL, &err);
+    ot_graph_free(g);
+    CHECK_OK(st, &err);
+    unsigned char *back = slurp(out, &len);
+    CHECK(back != NULL);
+    Onnx__ModelProto *m2 = onnx__model_proto__unpack(NULL, len, back);
+    free(back);
+    CHECK(m2 != NULL);
+    const Onnx__NodeProto *n2 = m2->graph->node[0];
+    int ok_node = n2->base.n_unknown_fields == 1 && n2->base.unknown_fields[0].tag == 9 &&
+                  n2->base.unknown_fields[0].len == 7 &&
+                  memcmp(n2->base.unknown_fields[0].data, node_extra + 1, 7) == 0;
+    int ok_model = m2->base.n_unknown_fields == 1 && m2->base.unknown_fields[0].tag == 99 &&
+                   memcmp(m2->base.unknown_fields[0].data, model_extra + 2, 3) == 0;
+    onnx__model_proto__free_unpacked(m2, NULL);
+    CHECK(ok_node);
+    CHECK(ok_model);
 }
