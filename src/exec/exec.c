@@ -52,6 +52,7 @@ void *ot_exec_loc_ptr(const ot_exec *x, ot_loc loc)
     case OT_LOC_CONST: return (void *)(uintptr_t)loc.ptr;
     case OT_LOC_INPUT: return x->in_now ? x->in_now[loc.id].data : NULL;
     case OT_LOC_OUTPUT: return x->outs[loc.id].data;
+    case OT_LOC_STATE: return x->state ? x->state[loc.id] : NULL;
     default: return NULL;
     }
 }
@@ -211,6 +212,39 @@ static ot_status check_static(ot_exec *x, ot_err *err)
     return OT_OK;
 }
 
+/* Mutable copies of state values, before the backend sees the graph. */
+static ot_status make_state(ot_exec *x, ot_err *err)
+{
+    ot_graph *g = x->g;
+    for (int32_t v = 0; v < g->n_values; v++) {
+        ot_value *val = &g->values[v];
+        if (!(val->flags & OT_VAL_STATE))
+            continue;
+        if (!(val->flags & OT_VAL_INIT) || !val->data.data || !ot_dtype_size(val->dtype))
+            return ot_err_set(err, OT_ERR_ARG, "state value '%s' is not an initializer with data",
+                              val->name);
+        if (!x->state) {
+            x->state = ot_calloc((size_t)g->n_values + 1, sizeof *x->state);
+            if (!x->state)
+                return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        }
+        x->state[v] = aligned_alloc(ARENA_ALIGN, (val->data.bytes + ARENA_ALIGN - 1) &
+                                                     ~(size_t)(ARENA_ALIGN - 1));
+        if (!x->state[v])
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory for '%s'", val->name);
+        memcpy(x->state[v], val->data.data, val->data.bytes);
+        val->flags &= ~(uint32_t)OT_VAL_CONST; /* nothing may fold or pre-reorder it */
+    }
+    return OT_OK;
+}
+
+void *ot_exec_state(const ot_exec *x, int32_t value)
+{
+    if (!x->state || value < 0 || value >= x->g->n_values)
+        return NULL;
+    return x->state[value];
+}
+
 static ot_status make_outputs(ot_exec *x, ot_err *err)
 {
     const ot_graph *g = x->g;
@@ -261,6 +295,7 @@ ot_status ot_exec_compile(const ot_graph *g, const ot_exec_input *inputs, int n_
     x->be = &ot_backend_cpu;
     OT_TRY(ot_graph_clone(g, &x->g, err));
     OT_TRY(bind_inputs(x, inputs, n_inputs, err));
+    OT_TRY(make_state(x, err));
     OT_TRY(ot_graph_infer_shapes(x->g, err));
     OT_TRY(check_static(x, err));
     OT_TRY(make_outputs(x, err));
@@ -330,6 +365,9 @@ void ot_exec_free(ot_exec *x)
     ot_free(x->out_ids);
     ot_free(x->in_ids);
     ot_free(x->in_shapes);
+    for (int32_t v = 0; x->state && v < x->g->n_values; v++)
+        free(x->state[v]);
+    ot_free(x->state);
     ot_free(x->bufs);
     free(x->arena);
     ot_graph_free(x->g);

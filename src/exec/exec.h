@@ -60,6 +60,12 @@ int ot_exec_n_outputs(const ot_exec *x);
 const ot_tensor *ot_exec_output(const ot_exec *x, int i);
 const char *ot_exec_output_name(const ot_exec *x, int i);
 
+/* The executor's mutable copy of a state value (an initializer flagged
+   OT_VAL_STATE when compiled: trained parameters, BN running statistics),
+   plain row-major, initialised from the graph's bytes. The trainer updates it
+   in place between runs. NULL when `value` is not a state value. */
+void *ot_exec_state(const ot_exec *x, int32_t value);
+
 /* Bytes of the activation arena the planner laid out (for tests and --profile). */
 size_t ot_exec_arena_bytes(const ot_exec *x);
 

@@ -20,6 +20,7 @@ typedef enum {
     OT_LOC_CONST,  /* constant data owned by the graph or the executor     */
     OT_LOC_INPUT,  /* the caller's input `id`, set at every run            */
     OT_LOC_OUTPUT, /* output tensor `id`, owned by the executor            */
+    OT_LOC_STATE,  /* mutable state buffer of value `id`                   */
 } ot_loc_kind;
 
 typedef struct ot_loc {
@@ -44,6 +45,8 @@ struct ot_exec {
     int32_t *out_ids;
     ot_tensor *outs;      /* plain outputs, owned                              */
     int n_out;
+
+    void **state;         /* per value id: mutable copy of an OT_VAL_STATE value */
 
     ot_plan_buf *bufs;
     int n_bufs, cap_bufs;

@@ -78,6 +78,9 @@ enum {
                                      dtype, rank above OT_MAX_DIMS)                 */
     OT_VAL_EXTERNAL = 1u << 9,    /* initializer came from external data            */
     OT_VAL_DECLARED = 1u << 10,   /* named only by value_info or an output so far   */
+    OT_VAL_STATE = 1u << 12,      /* an initializer that training changes (a trained
+                                     parameter, BN running statistics): executors
+                                     keep a mutable copy instead of a constant      */
     OT_VAL_SHAPE_DECLARED = 1u << 11, /* dtype/shape came from the file (graph input,
                                      output or value_info), not from inference      */
 };

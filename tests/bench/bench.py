@@ -1,31 +1,62 @@
 #!/usr/bin/python3
-"""Benchmarks onnxtrain against the onnx Python package on ResNet-18.
+"""Benchmarks onnxtrain on ResNet-18: file handling against the onnx Python
+package, and inference against onnxruntime-node and PyTorch.
 
-    BUILD=build /usr/bin/python3 tests/bench/bench.py     (make bench runs this)
+    BUILD=build /usr/bin/python3 tests/bench/bench.py     (make bench runs this,
+                                                          through tests/bench/run.sh)
 
 Environment:
     BUILD        build folder holding the onnxtrain binary (default: build)
-    ONLY         "inspect" or "convert": run one task only (default: both)
-    BENCH_REPS   timed repetitions of each command (default 7, at least 5)
-    BENCH_MODEL  a model file to use instead of ResNet-18
+    ONLY         workloads to run, comma-separated: inspect, convert, infer
+                 (default: all three)
+    BENCH_REPS   timed repetitions of each inspect/convert command (default 7,
+                 at least 5)
+    BENCH_MODEL  a model file to use instead of ResNet-18 for inspect/convert
+                 (infer always uses the ResNet-18 fixture)
+    BENCH_INFER_REPS     processes of each tool per batch size (default 3, at least 3)
+    BENCH_INFER_BATCHES  batch sizes (default "1,64")
+    BENCH_THREADS        threads for inference (default 2)
 
 Tasks and what they are compared with:
     inspect   onnxtrain inspect FILE      python3 -c 'import onnx; onnx.load(a)'
     convert   onnxtrain convert FILE OUT  python3 -c 'import onnx; onnx.save(onnx.load(a), b)'
+    infer     BUILD/bench/bench_infer     tests/bench/ort_infer.js (onnxruntime-node 1.30)
+                                          tests/bench/torch_infer.py (PyTorch)
 
-Each command runs once untimed (page cache), then the commands of a task run
-in turns, in alternating order, BENCH_REPS times each. Wall time comes from a
-monotonic clock around the child; peak RSS is the child's own ru_maxrss (from
-wait4, so one child's figure never leaks into another's). The report gives
-medians, the ratio python time / onnxtrain time (above 1: onnxtrain is
-faster), and peak RSS in MB and as a multiple of the file size. A reference
-row times `python3 -c 'import onnx'` alone (interpreter start and import).
+inspect/convert: each command runs once untimed (page cache), then the commands
+of a task run in turns, in alternating order, BENCH_REPS times each. Wall time
+comes from a monotonic clock around the child; peak RSS is the child's own
+ru_maxrss (from wait4, so one child's figure never leaks into another's). The
+report gives medians, the ratio python time / onnxtrain time (above 1:
+onnxtrain is faster), and peak RSS in MB and as a multiple of the file size. A
+reference row times `python3 -c 'import onnx'` alone (interpreter start and
+import).
+
+infer: steady-state throughput of ResNet-18 (BUILD/fixtures/resnet18_eval.onnx,
+224x224) at each batch size on BENCH_THREADS threads. Every tool runs in its
+own process, which does warm-up runs and then timed runs (batch 1: 5 + 30,
+batch 64: 2 + 5, other sizes: 3 + 10) and prints images/s as batch / median
+run time; the processes of the tools take turns, in rotating order,
+BENCH_INFER_REPS times, and the report gives the median images/s over those
+processes. onnxtrain runs in tests/bench/bench_infer.c (the executor compiled
+once, run repeatedly); onnxruntime-node with intraOpNumThreads = threads and
+interOpNumThreads 1; PyTorch as torchvision's resnet18 (random weights) in
+eval mode, channels_last, under torch.no_grad(). Also reported: GFLOP/s at
+3.63 GFLOP per image and as a percentage of a measured fp32 FMA ceiling
+(tests/bench/fma_peak.c on the same threads, best of the widest vector ISA the
+CPU has), each tool's peak RSS, and the whole-process wall time of one
+`onnxtrain run --random --batch B --threads T` as a secondary figure.
+onnxtrain and onnxruntime get the same input data, so their output checksums
+should agree; a disagreement is noted. A comparison tool that is missing
+(no node or no onnxruntime-node, no torch) leaves its column "unavailable".
 
 Goals (reported, never asserted): convert peak RSS below 2.5x the file size,
 and convert at least as fast as python onnx.
 
 Writes BUILD/bench/results.md and BUILD/bench/results.json and prints the
-Markdown table. Exits 1 when a command fails.
+Markdown. Workloads not run this time keep their results from the previous
+results.json, marked as earlier. Exits 1 when an onnxtrain command fails (or a
+python onnx one).
 """
 import json
 import os

@@ -207,3 +207,48 @@ TEST(exec_compile_refuses_wrong_binding)
     CHECK(x == NULL);
     ot_graph_free(g);
 }
+
+/* A state value (a trained parameter) is a mutable copy: changing it between
+   runs changes the output; the graph's own bytes stay as they were. */
+TEST(exec_state_values_are_mutable_copies)
+{
+    const char *dir = "/usr/share/libonnx-testdata/data/pytorch-converted/test_Linear/";
+    char path[512];
+    ot_err err;
+    ot_graph *g = NULL;
+    ot_exec *x = NULL;
+    ot_tensor in;
+    snprintf(path, sizeof path, "%smodel.onnx", dir);
+    CHECK_OK(ot_onnx_import_file(path, NULL, &g, &err), &err);
+    snprintf(path, sizeof path, "%stest_data_set_0/input_0.pb", dir);
+    CHECK_OK(ot_onnx_read_tensor(path, &in, NULL, &err), &err);
+    int32_t bias = -1, input = -1;
+    for (int32_t i = 0; i < g->n_inits; i++)
+        if (g->values[g->inits[i]].ndim == 1)
+            bias = g->inits[i];
+    for (int32_t i = 0; i < g->n_inputs; i++)
+        if (!(g->values[g->inputs[i].value].flags & OT_VAL_INIT))
+            input = g->inputs[i].value;
+    CHECK(bias >= 0 && input >= 0);
+    g->values[bias].flags |= OT_VAL_STATE;
+    float orig0;
+    memcpy(&orig0, g->values[bias].data.data, 4);
+    ot_exec_input b = { .value = input, .tensor = in };
+    CHECK_OK(ot_exec_compile(g, &b, 1, NULL, &x, &err), &err);
+    CHECK_OK(ot_exec_run(x, &in, 1, &err), &err);
+    float y0;
+    memcpy(&y0, ot_exec_output(x, 0)->data, 4);
+    float *state = ot_exec_state(x, bias);
+    CHECK(state != NULL);
+    CHECK(ot_exec_state(x, input) == NULL);
+    state[0] += 1.0f;
+    CHECK_OK(ot_exec_run(x, &in, 1, &err), &err);
+    float y1, now0;
+    memcpy(&y1, ot_exec_output(x, 0)->data, 4);
+    memcpy(&now0, g->values[bias].data.data, 4);
+    CHECK(fabsf(y1 - y0 - 1.0f) < 1e-5f);
+    CHECK(now0 == orig0);
+    ot_free(in.data);
+    ot_exec_free(x);
+    ot_graph_free(g);
+}

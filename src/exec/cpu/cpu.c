@@ -403,7 +403,10 @@ static ot_status cpu_build(ot_exec *x, ot_err *err)
     for (int32_t v = 0; v < g->n_values; v++) {
         const ot_value *val = &g->values[v];
         cpu_val *cv = &cs->vals[v];
-        if (val->flags & OT_VAL_CONST) {
+        if (val->flags & OT_VAL_STATE) {
+            cv->loc.kind = OT_LOC_STATE;
+            cv->loc.id = v;
+        } else if (val->flags & OT_VAL_CONST) {
             cv->loc.kind = OT_LOC_CONST;
             cv->loc.ptr = val->data.data;
         }
