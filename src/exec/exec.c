@@ -228,6 +228,17 @@ static ot_status make_state(ot_exec *x, ot_err *err)
             if (!x->state)
                 return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
         }
+        const ot_exec *sh = x->opts.share_state;
+        if (sh) {
+            void *p = ot_exec_state(sh, v);
+            if (!p || sh->g->values[v].data.bytes != val->data.bytes)
+                return ot_err_set(err, OT_ERR_ARG, "state value '%s' is not in the shared executor",
+                                  val->name);
+            x->state[v] = p;
+            x->state_borrowed = true;
+            val->flags &= ~(uint32_t)OT_VAL_CONST;
+            continue;
+        }
         x->state[v] = aligned_alloc(ARENA_ALIGN, (val->data.bytes + ARENA_ALIGN - 1) &
                                                      ~(size_t)(ARENA_ALIGN - 1));
         if (!x->state[v])
@@ -365,7 +376,7 @@ void ot_exec_free(ot_exec *x)
     ot_free(x->out_ids);
     ot_free(x->in_ids);
     ot_free(x->in_shapes);
-    for (int32_t v = 0; x->state && v < x->g->n_values; v++)
+    for (int32_t v = 0; x->state && !x->state_borrowed && v < x->g->n_values; v++)
         free(x->state[v]);
     ot_free(x->state);
     ot_free(x->bufs);

@@ -30,6 +30,11 @@ typedef struct ot_exec_opts {
     bool no_fusion;    /* disable post-op fusion (for tests)                  */
     bool plain_only;   /* use the plain C kernels for everything (tests)      */
     bool profile;      /* time every step (ot_exec_profile)                   */
+    /* Use this executor's state buffers instead of making copies (executors
+       of one training run compiled for different batch sizes share their
+       parameters). It must outlive the new executor and hold every state
+       value the new graph has. */
+    const struct ot_exec *share_state;
 } ot_exec_opts;
 
 /*

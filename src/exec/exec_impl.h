@@ -47,6 +47,7 @@ struct ot_exec {
     int n_out;
 
     void **state;         /* per value id: mutable copy of an OT_VAL_STATE value */
+    bool state_borrowed;  /* the buffers belong to opts.share_state           */
 
     ot_plan_buf *bufs;
     int n_bufs, cap_bufs;

@@ -444,3 +444,30 @@ done:
     ot_free(sorted);
     return st;
 }
+
+void ot_graph_mark_ancestors(const ot_graph *g, const int32_t *targets, int n_targets, bool *keep)
+{
+    for (int t = 0; t < n_targets; t++)
+        if (targets[t] >= 0 && g->values[targets[t]].producer >= 0)
+            keep[g->values[targets[t]].producer] = true;
+    for (int32_t i = g->n_nodes - 1; i >= 0; i--) { /* topological order: one sweep */
+        if (!keep[i])
+            continue;
+        const ot_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && g->values[n->in[k]].producer >= 0)
+                keep[g->values[n->in[k]].producer] = true;
+    }
+}
+
+ot_status ot_graph_keep_nodes(ot_graph *g, const bool *keep, ot_err *err)
+{
+    int32_t n = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        if (keep[i])
+            g->nodes[n++] = g->nodes[i];
+    g->n_nodes = n;
+    for (int32_t v = 0; v < g->n_values; v++)
+        g->values[v].producer = -1;
+    return ot_graph_sort(g, err);
+}

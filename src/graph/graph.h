@@ -196,6 +196,17 @@ ot_graph *ot_graph_new(void);
    Errors: OT_ERR_NOMEM. */
 ot_status ot_graph_clone(const ot_graph *src, ot_graph **out, ot_err *err);
 
+/* Removes the nodes whose keep[i] is false (node ids change; values stay, with
+   producers recomputed). Meant for clones being specialised; a value left
+   without a producer must be a graph input or constant to be used.
+   Errors: OT_ERR_MODEL from the re-sort (a kept node reads a removed one's
+   output that is not an input), OT_ERR_NOMEM. */
+ot_status ot_graph_keep_nodes(ot_graph *g, const bool *keep, ot_err *err);
+
+/* Marks in keep[] the nodes that the values in `targets` depend on. keep has
+   g->n_nodes entries and is not cleared first. */
+void ot_graph_mark_ancestors(const ot_graph *g, const int32_t *targets, int n_targets, bool *keep);
+
 /* Finds a value by name: its id, or -1. */
 int32_t ot_graph_find_value(const ot_graph *g, const char *name);
 

@@ -13,6 +13,7 @@
  *
  * Reference: https://onnx.ai/onnx/operators/onnx__BatchNormalization.html
  */
+#include "ops/grad_util.h"
 #include "ops/op_util.h"
 
 static const ot_attr_spec bn_attrs[] = {
@@ -112,4 +113,5 @@ const ot_op_desc ot_op_batchnorm = {
     .attrs = bn_attrs,
     .infer = bn_infer,
     .validate = bn_validate,
+    .grad = ot_op_grad_batchnorm,
 };

@@ -7,6 +7,7 @@
  *
  * Reference: https://onnx.ai/onnx/operators/onnx__Conv.html
  */
+#include "ops/grad_util.h"
 #include "ops/op_util.h"
 
 static const ot_attr_spec conv_attrs[] = {
@@ -103,4 +104,5 @@ const ot_op_desc ot_op_conv = {
     .n_out_max = 1,
     .attrs = conv_attrs,
     .infer = conv_infer,
+    .grad = ot_op_grad_conv,
 };

@@ -13,6 +13,7 @@
  *
  * Reference: https://onnx.ai/onnx/operators/ (the pages of each op)
  */
+#include "ops/grad_util.h"
 #include "ops/op_util.h"
 
 static const ot_attr_spec legacy_attrs[] = {
@@ -202,7 +203,7 @@ done:
     return st;
 }
 
-#define UNARY_DESC(sym, name, attr_list, infer_fn, validate_fn, in_max, out_max)                \
+#define UNARY_DESC(sym, name, attr_list, infer_fn, validate_fn, in_max, out_max, grad_fn)       \
     const ot_op_desc sym = {                                                                    \
         .domain = "",                                                                           \
         .type = name,                                                                           \
@@ -215,14 +216,20 @@ done:
         .attrs = attr_list,                                                                     \
         .infer = infer_fn,                                                                      \
         .validate = validate_fn,                                                                \
+        .grad = grad_fn,                                                                        \
     }
 
-UNARY_DESC(ot_op_relu, "Relu", legacy_attrs, unary_infer, NULL, 1, 1);
-UNARY_DESC(ot_op_leakyrelu, "LeakyRelu", leakyrelu_attrs, unary_infer, NULL, 1, 1);
-UNARY_DESC(ot_op_sigmoid, "Sigmoid", legacy_attrs, unary_infer, NULL, 1, 1);
-UNARY_DESC(ot_op_clip, "Clip", clip_attrs, clip_infer, clip_validate, 3, 1);
-UNARY_DESC(ot_op_identity, "Identity", no_attrs, identity_infer, NULL, 1, 1);
-UNARY_DESC(ot_op_dropout, "Dropout", dropout_attrs, dropout_infer, dropout_validate, 3, 2);
+UNARY_DESC(ot_op_relu, "Relu", legacy_attrs, unary_infer, NULL, 1, 1, ot_op_grad_relu);
+UNARY_DESC(ot_op_leakyrelu, "LeakyRelu", leakyrelu_attrs, unary_infer, NULL, 1, 1,
+           ot_op_grad_leakyrelu);
+UNARY_DESC(ot_op_sigmoid, "Sigmoid", legacy_attrs, unary_infer, NULL, 1, 1,
+           ot_op_grad_sigmoid);
+UNARY_DESC(ot_op_clip, "Clip", clip_attrs, clip_infer, clip_validate, 3, 1,
+           ot_op_grad_clip);
+UNARY_DESC(ot_op_identity, "Identity", no_attrs, identity_infer, NULL, 1, 1,
+           ot_op_grad_identity);
+UNARY_DESC(ot_op_dropout, "Dropout", dropout_attrs, dropout_infer, dropout_validate, 3, 2,
+           ot_op_grad_dropout);
 
 const ot_op_desc ot_op_add = {
     .domain = "",
@@ -235,6 +242,7 @@ const ot_op_desc ot_op_add = {
     .n_out_max = 1,
     .attrs = binary_attrs,
     .infer = broadcast_infer,
+    .grad = ot_op_grad_add,
 };
 
 const ot_op_desc ot_op_mul = {
@@ -248,6 +256,7 @@ const ot_op_desc ot_op_mul = {
     .n_out_max = 1,
     .attrs = binary_attrs,
     .infer = broadcast_infer,
+    .grad = ot_op_grad_mul,
 };
 
 const ot_op_desc ot_op_sum = {
@@ -261,4 +270,5 @@ const ot_op_desc ot_op_sum = {
     .n_out_max = 1,
     .attrs = legacy_attrs,
     .infer = broadcast_infer,
+    .grad = ot_op_grad_sum_op,
 };

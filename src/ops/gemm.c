@@ -11,6 +11,7 @@
  * References: https://onnx.ai/onnx/operators/onnx__Gemm.html,
  * https://onnx.ai/onnx/operators/onnx__MatMul.html
  */
+#include "ops/grad_util.h"
 #include "ops/op_util.h"
 
 static const ot_attr_spec gemm_attrs[] = {
@@ -160,6 +161,7 @@ const ot_op_desc ot_op_gemm = {
     .attrs = gemm_attrs,
     .infer = gemm_infer,
     .validate = gemm_validate,
+    .grad = ot_op_grad_gemm,
 };
 
 const ot_op_desc ot_op_matmul = {
@@ -173,4 +175,5 @@ const ot_op_desc ot_op_matmul = {
     .n_out_max = 1,
     .attrs = no_attrs,
     .infer = matmul_infer,
+    .grad = ot_op_grad_matmul,
 };

@@ -1,7 +1,10 @@
 /*
  * ops.h: the op table. One descriptor per ONNX op that onnxtrain understands:
  * its opset range, its attributes (kind, default, check) and its shape
- * inference. Later the descriptors also carry the gradient rule.
+ * inference, and the gradient rule that autodiff calls. Backward ops (and
+ * the few private forward ops training needs, such as BatchNormTrain) live in
+ * the private domain "ai.onnxtrain" (OT_OP_DOMAIN_PRIVATE) and are never
+ * exported.
  *
  * An op ONNX defines but the table lacks, or an op of another domain, is kept
  * by the importer as an opaque node: inspect and convert work on it, commands
@@ -29,6 +32,28 @@ typedef struct ot_attr_spec {
                                (consumed_inputs, is_test): kept, logged once     */
 } ot_attr_spec;
 
+/*
+ * A gradient rule (see src/ops/grad_util.h for the helpers rules use, and
+ * src/passes/autodiff.h for the pass that calls them).
+ *
+ * Called by autodiff for forward node `node` once the gradients of its
+ * outputs are final. dy[i] is the value id of dL/d(output i), or -1 when no
+ * gradient flows into that output. For each input i with need_dx[i] the rule
+ * appends backward nodes to g and stores the id of dL/d(input i) in dx[i]
+ * (a value shaped like that input, possibly dy itself for ops that pass the
+ * gradient through); it stores -1 where the input is not differentiable (an
+ * integer operand, a shape) or not needed. dx arrives filled with -1.
+ * The backward nodes take as inputs the forward values they need, so memory
+ * planning sees those lifetimes as ordinary edges; a rule may also give the
+ * forward node an optional output it lacks (Dropout's mask). New nodes come
+ * after every existing node, in a valid order, with shapes inferred.
+ * The rule must re-read g->nodes[node] after each edit (the arrays move).
+ * Errors: OT_ERR_UNSUPPORTED (a form without a rule, naming the node),
+ * OT_ERR_SHAPE, OT_ERR_NOMEM.
+ */
+typedef ot_status (*ot_op_grad_fn)(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                                   const bool *need_dx, ot_err *err);
+
 typedef struct ot_op_desc {
     const char *domain; /* "" for the default domain                           */
     const char *type;
@@ -43,8 +68,13 @@ typedef struct ot_op_desc {
     /* Extra checks on import beyond attribute specs (e.g. BatchNormalization
        spatial=0 with per-activation parameters). May be NULL. */
     ot_status (*validate)(ot_graph *g, ot_node *n, ot_err *err);
+    /* The gradient rule (ot_op_grad_fn above); NULL when the op has none. */
+    ot_op_grad_fn grad;
     bool no_grad; /* no gradient rule, with the reason beside the row */
 } ot_op_desc;
+
+/* The private domain of backward ops and training-only forward ops. */
+#define OT_OP_DOMAIN_PRIVATE "ai.onnxtrain"
 
 /* The table, generated from ops.def. */
 typedef enum {

@@ -9,6 +9,7 @@
  * References: https://onnx.ai/onnx/operators/onnx__MaxPool.html,
  * https://onnx.ai/onnx/operators/onnx__AveragePool.html
  */
+#include "ops/grad_util.h"
 #include "ops/op_util.h"
 
 static const ot_attr_spec maxpool_attrs[] = {
@@ -120,6 +121,7 @@ const ot_op_desc ot_op_maxpool = {
     .attrs = maxpool_attrs,
     .infer = window_pool_infer,
     .validate = pool_validate,
+    .grad = ot_op_grad_maxpool,
 };
 
 const ot_op_desc ot_op_avgpool = {
@@ -134,6 +136,7 @@ const ot_op_desc ot_op_avgpool = {
     .attrs = avgpool_attrs,
     .infer = window_pool_infer,
     .validate = pool_validate,
+    .grad = ot_op_grad_avgpool,
 };
 
 const ot_op_desc ot_op_globalavgpool = {
@@ -147,6 +150,7 @@ const ot_op_desc ot_op_globalavgpool = {
     .n_out_max = 1,
     .attrs = no_attrs,
     .infer = global_pool_infer,
+    .grad = ot_op_grad_globalavgpool,
 };
 
 const ot_op_desc ot_op_globalmaxpool = {
@@ -160,4 +164,5 @@ const ot_op_desc ot_op_globalmaxpool = {
     .n_out_max = 1,
     .attrs = no_attrs,
     .infer = global_pool_infer,
+    .grad = ot_op_grad_globalmaxpool,
 };

@@ -9,6 +9,7 @@
  * References: https://onnx.ai/onnx/operators/onnx__Softmax.html,
  * https://onnx.ai/onnx/operators/onnx__LRN.html
  */
+#include "ops/grad_util.h"
 #include "ops/op_util.h"
 
 static const ot_attr_spec softmax_attrs[] = {
@@ -77,6 +78,7 @@ const ot_op_desc ot_op_softmax = {
     .n_out_max = 1,
     .attrs = softmax_attrs,
     .infer = softmax_infer,
+    .grad = ot_op_grad_softmax,
 };
 
 const ot_op_desc ot_op_logsoftmax = {
@@ -90,6 +92,7 @@ const ot_op_desc ot_op_logsoftmax = {
     .n_out_max = 1,
     .attrs = softmax_attrs,
     .infer = softmax_infer,
+    .grad = ot_op_grad_softmax,
 };
 
 const ot_op_desc ot_op_lrn = {

@@ -64,6 +64,7 @@ import platform
 import shlex
 import statistics
 import subprocess
+import tempfile
 import sys
 import time
 
@@ -76,9 +77,18 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def make_model(build):
-    """Returns the path of the ResNet-18 file, building it when needed."""
-    if os.environ.get("BENCH_MODEL"):
+WORKLOADS = ("inspect", "convert", "infer")
+FILE_TASKS = ("inspect", "convert")
+GFLOP_PER_IMAGE = 3.63  # ResNet-18 at 224x224: 1.82 GMAC
+INFER_RUNS = {1: (5, 30), 64: (2, 5)}  # batch -> (warm-up runs, timed runs)
+INFER_RUNS_OTHER = (3, 10)
+ORT_VERSION = "1.30"
+
+
+def make_model(build, override=True):
+    """Returns the path of the ResNet-18 file, building it when needed
+    (BENCH_MODEL instead when set and `override`)."""
+    if override and os.environ.get("BENCH_MODEL"):
         return os.environ["BENCH_MODEL"]
     fixtures = os.path.join(build, "fixtures")
     script = os.path.join(ROOT, "tests", "fixtures", "make_resnet18.py")
@@ -107,24 +117,33 @@ torch.onnx.export(m, torch.randn(1, 3, 224, 224), sys.argv[1], opset_version=13,
     return path
 
 
-def run_once(argv, cleanup=None):
-    """Runs argv; returns (seconds, peak RSS bytes, exit code, last stderr line)."""
+def run_child(argv, cleanup=None, env=None):
+    """Runs argv; returns (seconds, peak RSS bytes, exit code, last stderr line,
+    stdout text). Peak RSS is the child's own ru_maxrss, from wait4."""
     if cleanup and os.path.exists(cleanup):
         os.unlink(cleanup)
-    t0 = time.monotonic()
-    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE)
-    err = p.stderr.read()
-    _, status, ru = os.wait4(p.pid, 0)
-    dt = time.monotonic() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    p.stderr.close()
+    with tempfile.TemporaryFile() as out:
+        t0 = time.monotonic()
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                             stderr=subprocess.PIPE, env=env)
+        err = p.stderr.read()
+        _, status, ru = os.wait4(p.pid, 0)
+        dt = time.monotonic() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        p.stderr.close()
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
     lines = err.decode("utf-8", "replace").strip().splitlines()
-    return dt, ru.ru_maxrss * 1024, p.returncode, (lines[-1] if lines else "")
+    return dt, ru.ru_maxrss * 1024, p.returncode, (lines[-1] if lines else ""), text
 
 
-def commands(ot, model, out_dir, only):
-    """The benchmarked commands: {task: [(tool, argv, output file)]}."""
+def run_once(argv, cleanup=None):
+    """Runs argv; returns (seconds, peak RSS bytes, exit code, last stderr line)."""
+    return run_child(argv, cleanup)[:4]
+
+
+def commands(ot, model, out_dir, selected):
+    """The benchmarked file commands: {task: [(tool, argv, output file)]}."""
     ot_out = os.path.join(out_dir, "ot_convert.onnx")
     py_out = os.path.join(out_dir, "py_convert.onnx")
     tasks = {
@@ -138,29 +157,14 @@ def commands(ot, model, out_dir, only):
                              "sys.argv[2])", model, py_out], py_out),
         ],
     }
-    if only:
-        if only not in tasks:
-            sys.exit("bench: ONLY must be inspect or convert, not %r" % only)
-        tasks = {only: tasks[only]}
+    tasks = {t: c for t, c in tasks.items() if t in selected}
     tasks["reference"] = [("python3 -c 'import onnx'", [PY, "-c", "import onnx"], None)]
     return tasks
 
 
-def main():
-    build = os.environ.get("BUILD", "build")
-    only = os.environ.get("ONLY", "").strip() or None
-    reps = max(5, int(os.environ.get("BENCH_REPS", "7")))
-    ot = os.path.join(build, "onnxtrain")
-    out_dir = os.path.join(build, "bench")
-    os.makedirs(out_dir, exist_ok=True)
-    if not os.access(ot, os.X_OK):
-        sys.exit("bench: %s is not built" % ot)
-
-    model = make_model(build)
-    size = os.path.getsize(model)
-    log("bench: %s (%.1f MB), %d repetitions" % (model, size / 1e6, reps))
-    tasks = commands(ot, model, out_dir, only)
-
+def bench_files(ot, model, size, out_dir, selected, reps):
+    """Runs inspect/convert; returns (rows, failures)."""
+    tasks = commands(ot, model, out_dir, selected)
     samples = {}  # (task, tool) -> list of (s, rss)
     failures = []
     for task, cmds in tasks.items():
@@ -203,7 +207,14 @@ def main():
                 if out and os.path.exists(out):
                     row["output_bytes"] = os.path.getsize(out)
             rows.append(row)
+    for name in ("ot_convert.onnx", "py_convert.onnx"):
+        p = os.path.join(out_dir, name)
+        if os.path.exists(p):
+            os.unlink(p)
+    return rows, failures
 
+
+def file_goals(rows):
     goals = {}
     conv_ot = next((r for r in rows if r["task"] == "convert" and r["tool"] == "onnxtrain"
                     and r["runs"]), None)
@@ -213,25 +224,294 @@ def main():
         goals["convert_rss_below_%.1fx_file" % RSS_GOAL] = conv_ot["rss_over_file"] < RSS_GOAL
     if conv_ot and conv_py:
         goals["convert_at_least_as_fast_as_python"] = conv_py["median_s"] >= conv_ot["median_s"]
+    return goals
 
-    md = render(model, size, reps, rows, goals, failures)
+
+# ------------------------------------------------------------------- infer
+
+def fma_ceiling(build, threads):
+    """Runs the fma_peak builds run.sh made; returns {isa: GFLOP/s}."""
+    out = {}
+    bench_dir = os.path.join(build, "bench")
+    for name in ("fma_peak_avx2", "fma_peak_avx512", "fma_peak_native"):
+        exe = os.path.join(bench_dir, name)
+        if not os.access(exe, os.X_OK):
+            continue
+        _, _, rc, msg, text = run_child([exe, "--threads", str(threads)])
+        if rc != 0:
+            log("bench: %s failed: %s" % (name, msg))
+            continue
+        try:
+            r = json.loads(text)
+        except ValueError:
+            continue
+        isa = r["isa"] if name != "fma_peak_native" else "native (%s)" % r["isa"]
+        out[isa] = max(out.get(isa, 0.0), r["gflops"])
+    return out
+
+
+def ort_setup(build):
+    """Returns (env for node, version) or (None, reason)."""
+    import shutil
+    if not shutil.which("node"):
+        return None, "node is not installed"
+    mods = os.path.abspath(os.path.join(build, "ort", "node_modules"))
+    pkg = os.path.join(mods, "onnxruntime-node", "package.json")
+    try:
+        with open(pkg) as f:
+            version = json.load(f)["version"]
+    except (OSError, ValueError, KeyError):
+        note = os.environ.get("BENCH_ORT_NOTE") or "onnxruntime-node is not in %s" % mods
+        return None, note
+    if not version.startswith(ORT_VERSION + "."):
+        return None, "%s holds onnxruntime-node %s, not %s" % (mods, version, ORT_VERSION)
+    env = dict(os.environ, NODE_PATH=mods)
+    return env, version
+
+
+def infer_tools(build, model, threads):
+    """Returns (tools, unavailable): tools is a list of dicts {name, label,
+    argv, env}; unavailable maps a tool name to the reason."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    tools = [{"name": "onnxtrain", "label": "onnxtrain",
+              "argv": [os.path.join(build, "bench", "bench_infer"), model], "env": env}]
+    unavailable = {}
+    ort_env, ort_ver = ort_setup(build)
+    if ort_env:
+        ort_env["OMP_NUM_THREADS"] = str(threads)
+        tools.append({"name": "onnxruntime-node", "label": "onnxruntime-node %s" % ort_ver,
+                      "version": ort_ver,
+                      "argv": ["node", os.path.join(ROOT, "tests", "bench", "ort_infer.js"),
+                               model], "env": ort_env})
+    else:
+        unavailable["onnxruntime-node"] = ort_ver
+    tools.append({"name": "pytorch", "label": "pytorch",
+                  "argv": [PY, os.path.join(ROOT, "tests", "bench", "torch_infer.py")],
+                  "env": env})
+    return tools, unavailable
+
+
+def tool_run(tool, batch, threads, warmup, runs):
+    """Runs one tool process; returns (result dict, None) or (None, message)."""
+    argv = tool["argv"] + ["--batch", str(batch), "--threads", str(threads),
+                           "--warmup", str(warmup), "--runs", str(runs)]
+    dt, rss, rc, msg, text = run_child(argv, env=tool["env"])
+    if rc != 0:
+        return None, "exit %d: %s" % (rc, msg)
+    try:
+        r = json.loads(text.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None, "printed no JSON result"
+    r["process_s"] = dt
+    r["wait4_rss_bytes"] = rss
+    return r, None
+
+
+def bench_infer(build, ot, threads, batches, reps):
+    """Runs the infer workload; returns (section dict, failures)."""
+    model = make_model(build, override=False)
+    failures, notes = [], []
+    tools, unavailable = infer_tools(build, model, threads)
+    if not os.access(tools[0]["argv"][0], os.X_OK):
+        failures.append("infer / onnxtrain: %s is not built (tests/bench/run.sh builds it)"
+                        % tools[0]["argv"][0])
+        return {"model": model, "failures": failures}, failures
+
+    log("bench: infer: fp32 FMA ceiling on %d threads" % threads)
+    ceiling = fma_ceiling(build, threads)
+
+    # A first check of every tool, which also warms the page cache.
+    for tool in list(tools):
+        r, err = tool_run(tool, 1, threads, 0, 1)
+        if r:
+            tool["version"] = r.get("version", tool.get("version"))
+            if tool["name"] == "pytorch" and r.get("version"):
+                tool["label"] = "pytorch %s" % r["version"]
+            continue
+        if tool["name"] == "onnxtrain":
+            failures.append("infer / onnxtrain: %s" % err)
+            return {"model": model, "failures": failures}, failures
+        unavailable[tool["name"]] = err
+        tools.remove(tool)
+    for name, why in unavailable.items():
+        log("bench: infer: the %s column is unavailable: %s" % (name, why))
+
+    proc = {"name": "onnxtrain run", "label": "onnxtrain run (whole process)"}
+    section = {"model": model, "threads": threads, "gflop_per_image": GFLOP_PER_IMAGE,
+               "repetitions": reps, "tools": {t["name"]: t["label"] for t in tools},
+               "unavailable": unavailable, "batches": []}
+    for batch in batches:
+        warmup, runs = INFER_RUNS.get(batch, INFER_RUNS_OTHER)
+        log("bench: infer batch %d: %d warm-up + %d timed runs per process, %d processes "
+            "per tool" % (batch, warmup, runs, reps))
+        proc_argv = [ot, "run", model, "--random", "--batch", str(batch),
+                     "--threads", str(threads)]
+        samples = {t["name"]: [] for t in tools}
+        proc_samples = []
+        entries = tools + [proc]
+        for i in range(reps):
+            k = i % len(entries)
+            for tool in entries[k:] + entries[:k]:
+                if tool is proc:
+                    dt, rss, rc, msg, _ = run_child(proc_argv, env=tools[0]["env"])
+                    if rc != 0:
+                        failures.append("infer batch %d / onnxtrain run: exit %d: %s"
+                                        % (batch, rc, msg))
+                    else:
+                        proc_samples.append((dt, rss))
+                    continue
+                r, err = tool_run(tool, batch, threads, warmup, runs)
+                if r:
+                    samples[tool["name"]].append(r)
+                elif tool["name"] == "onnxtrain":
+                    failures.append("infer batch %d / onnxtrain: %s" % (batch, err))
+                else:
+                    notes.append("batch %d: %s failed on repetition %d: %s"
+                                 % (batch, tool["name"], i + 1, err))
+        entry = {"batch": batch, "warmup": warmup, "runs": runs, "results": []}
+        by = {}
+        for tool in tools:
+            s = samples[tool["name"]]
+            row = {"tool": tool["name"], "label": tool["label"], "processes": len(s)}
+            if s:
+                ips = [r["images_per_s"] for r in s]
+                med = statistics.median(ips)
+                gflops = med * GFLOP_PER_IMAGE
+                row.update(images_per_s=med, images_per_s_min=min(ips),
+                           images_per_s_max=max(ips), images_per_s_samples=ips,
+                           batch_ms=1e3 * batch / med, gflops=gflops,
+                           peak_rss_mb=statistics.median(r["peak_rss_bytes"] for r in s) / 1e6,
+                           checksum=s[-1].get("checksum"))
+                by[tool["name"]] = row
+            entry["results"].append(row)
+        ot_row = by.get("onnxtrain")
+        entry["ratios"] = {}
+        if ot_row:
+            for name, row in by.items():
+                if name != "onnxtrain":
+                    row["onnxtrain_over_tool"] = ot_row["images_per_s"] / row["images_per_s"]
+                    entry["ratios"]["onnxtrain/" + name] = row["onnxtrain_over_tool"]
+        ort_row = by.get("onnxruntime-node")
+        if ot_row and ort_row and ot_row.get("checksum") is not None:
+            a, b = ot_row["checksum"], ort_row["checksum"]
+            agree = abs(a - b) <= 1e-3 * max(1.0, abs(b))
+            entry["checksums_agree"] = agree
+            if not agree:
+                notes.append("batch %d: output checksums differ: onnxtrain %g, onnxruntime %g"
+                             % (batch, a, b))
+        if proc_samples:
+            times = [t for t, _ in proc_samples]
+            entry["process_run"] = {
+                "command": shlex.join(proc_argv), "runs": len(times),
+                "median_s": statistics.median(times), "min_s": min(times),
+                "peak_rss_mb": statistics.median(r for _, r in proc_samples) / 1e6}
+        section["batches"].append(entry)
+
+    # The ceiling again after the runs: the best of both (the machine is shared).
+    for isa, v in fma_ceiling(build, threads).items():
+        ceiling[isa] = max(ceiling.get(isa, 0.0), v)
+    if ceiling:
+        isa = max(ceiling, key=ceiling.get)
+        section["ceiling"] = {"by_isa": ceiling, "isa": isa, "gflops": ceiling[isa]}
+        for entry in section["batches"]:
+            for row in entry["results"]:
+                if "gflops" in row:
+                    row["pct_of_peak"] = 100.0 * row["gflops"] / ceiling[isa]
+    else:
+        notes.append("no FMA ceiling measured (fma_peak not built)")
+    section["notes"] = notes
+    section["failures"] = failures
+    log("bench: infer done")
+    return section, failures
+
+
+# -------------------------------------------------------------------- main
+
+def parse_only(value):
+    if not value:
+        return set(WORKLOADS)
+    sel = {w.strip() for w in value.replace(" ", ",").split(",") if w.strip()}
+    bad = sorted(sel - set(WORKLOADS))
+    if bad:
+        sys.exit("bench: ONLY takes %s (comma-separated), not %r"
+                 % (", ".join(WORKLOADS), ",".join(bad)))
+    return sel
+
+
+def load_previous(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def main():
+    build = os.environ.get("BUILD", "build")
+    selected = parse_only(os.environ.get("ONLY", "").strip())
+    reps = max(5, int(os.environ.get("BENCH_REPS", "7")))
+    infer_reps = max(3, int(os.environ.get("BENCH_INFER_REPS", "3")))
+    threads = max(1, int(os.environ.get("BENCH_THREADS", "2")))
+    batches = [int(b) for b in os.environ.get("BENCH_INFER_BATCHES", "1,64")
+               .replace(" ", ",").split(",") if b.strip()]
+    ot = os.path.join(build, "onnxtrain")
+    out_dir = os.path.join(build, "bench")
+    os.makedirs(out_dir, exist_ok=True)
+    if not os.access(ot, os.X_OK):
+        sys.exit("bench: %s is not built" % ot)
+    json_path = os.path.join(out_dir, "results.json")
+    prev = load_previous(json_path)
+    commit = git_describe()
+
+    result = {
+        "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "cpu": cpu_name(),
+                 "python": platform.python_version()},
+        "commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "workloads": sorted(selected, key=WORKLOADS.index),
+    }
+    failures = []
+    file_sel = [t for t in FILE_TASKS if t in selected]
+    rows = []
+    if file_sel:
+        model = make_model(build)
+        size = os.path.getsize(model)
+        log("bench: %s (%.1f MB), %d repetitions" % (model, size / 1e6, reps))
+        rows, f = bench_files(ot, model, size, out_dir, file_sel, reps)
+        failures += f
+        result.update(model=model, file_bytes=size, repetitions=reps)
+    elif prev.get("results"):
+        for k in ("model", "file_bytes", "repetitions"):
+            if k in prev:
+                result[k] = prev[k]
+    # Rows of file tasks not run this time come from the previous results.
+    ran = set(file_sel) | ({"reference"} if file_sel else set())
+    for r in prev.get("results", []):
+        if r.get("task") not in ran and r.get("task") in FILE_TASKS + ("reference",):
+            r = dict(r)
+            r.setdefault("earlier", prev.get("commit") or "?")
+            rows.append(r)
+    order = {t: i for i, t in enumerate(FILE_TASKS + ("reference",))}
+    rows.sort(key=lambda r: order.get(r["task"], 99))
+    result["results"] = rows
+    result["goals"] = file_goals(rows)
+
+    if "infer" in selected:
+        section, f = bench_infer(build, ot, threads, batches, infer_reps)
+        section.update(commit=commit, date=result["date"])
+        failures += f
+        result["infer"] = section
+    elif prev.get("infer"):
+        result["infer"] = dict(prev["infer"], earlier=prev["infer"].get("commit") or "?")
+    result["failures"] = failures
+
+    md = render(result)
     print(md)
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(md)
-    result = {
-        "model": model, "file_bytes": size, "repetitions": reps,
-        "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
-                 "python": platform.python_version()},
-        "commit": git_describe(),
-        "results": rows, "goals": goals, "failures": failures,
-    }
-    with open(os.path.join(out_dir, "results.json"), "w") as f:
+    with open(json_path + ".tmp", "w") as f:
         json.dump(result, f, indent=2)
         f.write("\n")
-    for name in ("ot_convert.onnx", "py_convert.onnx"):
-        p = os.path.join(out_dir, name)
-        if os.path.exists(p):
-            os.unlink(p)
+    os.replace(json_path + ".tmp", json_path)
     return 1 if failures else 0
 
 
@@ -241,31 +521,125 @@ def git_describe():
     return r.stdout.strip() or None
 
 
-def render(model, size, reps, rows, goals, failures):
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def render(result):
     out = ["## onnxtrain benchmark", "",
-           "Model: `%s`, %.1f MB (%d bytes). Median of %d runs per command, in alternating order."
-           % (os.path.basename(model), size / 1e6, size, reps), "",
-           "| task | tool | median s | min s | peak RSS MB | RSS / file | python / onnxtrain |",
-           "|---|---|---:|---:|---:|---:|---:|"]
+           "Commit %s, %s; %s, %s CPUs." % (result.get("commit"), result.get("date"),
+                                            result["host"].get("cpu") or "?",
+                                            result["host"].get("cpus"))]
+    if result.get("results"):
+        out += [""] + render_files(result)
+    if result.get("infer"):
+        out += [""] + render_infer(result["infer"])
+    for f in result.get("failures", []):
+        out.append("")
+        out.append("FAILED: " + f)
+    return "\n".join(out) + "\n"
+
+
+def render_files(result):
+    rows = result["results"]
+    out = ["### inspect and convert", ""]
+    if "model" in result:
+        out += ["Model: `%s`, %.1f MB (%d bytes). Median of %d runs per command, in "
+                "alternating order." % (os.path.basename(result["model"]),
+                                        result["file_bytes"] / 1e6, result["file_bytes"],
+                                        result["repetitions"]), ""]
+    out += ["| task | tool | median s | min s | peak RSS MB | RSS / file | python / onnxtrain |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+    earlier = set()
     for r in rows:
+        tool = r["tool"]
+        if r.get("earlier"):
+            earlier.add(r["earlier"])
+            tool += " (earlier)"
         if not r["runs"]:
-            out.append("| %s | %s | failed | | | | |" % (r["task"], r["tool"]))
+            out.append("| %s | %s | failed | | | | |" % (r["task"], tool))
             continue
         out.append("| %s | %s | %.3f | %.3f | %.1f | %.2fx | %s |" % (
-            r["task"], r["tool"], r["median_s"], r["min_s"], r["peak_rss_mb"],
+            r["task"], tool, r["median_s"], r["min_s"], r["peak_rss_mb"],
             r["rss_over_file"], "%.2fx" % r["speedup"] if "speedup" in r else ""))
     out.append("")
     out.append("\"python / onnxtrain\" is python's median time over onnxtrain's: above 1, "
                "onnxtrain is faster. The reference row is the interpreter start and "
                "`import onnx`, included in every python time.")
+    if earlier:
+        out.append("Rows marked (earlier) were not run this time; they come from the "
+                   "previous results.json (commit %s)." % ", ".join(sorted(earlier)))
+    goals = result.get("goals")
     if goals:
         out.append("")
         out.append("Goals: " + ", ".join("%s: %s" % (k, "met" if v else "MISSED")
                                          for k, v in goals.items()))
-    for f in failures:
-        out.append("")
-        out.append("FAILED: " + f)
-    return "\n".join(out) + "\n"
+    return out
+
+
+def render_infer(s):
+    title = "### ResNet-18 inference, 224x224, %s threads" % s.get("threads", "?")
+    out = [title + (" (earlier run, commit %s)" % s["earlier"] if s.get("earlier") else ""), ""]
+    if not s.get("batches"):
+        out.append("Not run: " + "; ".join(s.get("failures") or ["?"]))
+        return out
+    ceil = s.get("ceiling")
+    ceil_txt = "no ceiling measured"
+    if ceil:
+        others = ", ".join("%s %.1f" % (k, v) for k, v in sorted(ceil["by_isa"].items())
+                           if k != ceil["isa"])
+        ceil_txt = "the measured fp32 FMA ceiling, %.1f GFLOP/s (%s, %s threads%s)" % (
+            ceil["gflops"], ceil["isa"], s["threads"], "; " + others if others else "")
+    runs = ", ".join("batch %d: %d + %d" % (e["batch"], e["warmup"], e["runs"])
+                     for e in s["batches"])
+    out += ["Model: `%s`. images/s is batch / median run time inside one process, after "
+            "warm-up runs (warm-up + timed runs per process: %s); the figure is the median "
+            "over %d processes per tool, run in rotating order. GFLOP/s at %.2f GFLOP per "
+            "image; %% of peak is of %s. \"onnxtrain / tool\" is onnxtrain's images/s over the "
+            "tool's: above 1, onnxtrain is faster." % (
+                os.path.basename(s["model"]), runs, s["repetitions"], s["gflop_per_image"],
+                ceil_txt),
+            "",
+            "| batch | tool | images/s | range | ms / batch | GFLOP/s | % of peak | "
+            "peak RSS MB | onnxtrain / tool |",
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for e in s["batches"]:
+        for r in e["results"]:
+            if not r.get("processes"):
+                out.append("| %d | %s | failed | | | | | | |" % (e["batch"], r["label"]))
+                continue
+            out.append("| %d | %s | %.1f | %.1f–%.1f | %.1f | %.1f | %s | %.0f | %s |" % (
+                e["batch"], r["label"], r["images_per_s"], r["images_per_s_min"],
+                r["images_per_s_max"], r["batch_ms"], r["gflops"],
+                "%.1f%%" % r["pct_of_peak"] if "pct_of_peak" in r else "",
+                r["peak_rss_mb"],
+                "%.2fx" % r["onnxtrain_over_tool"] if "onnxtrain_over_tool" in r else ""))
+        for name, why in sorted(s.get("unavailable", {}).items()):
+            out.append("| %d | %s | unavailable | | | | | | |" % (e["batch"], name))
+    procs = [e for e in s["batches"] if e.get("process_run")]
+    if procs:
+        out += ["", "Whole process, one `onnxtrain run --random --batch B --threads %s` "
+                "(import, compile, one run; median of %d): " % (
+                    s["threads"], procs[0]["process_run"]["runs"]) + "; ".join(
+                    "batch %d: %.2f s, peak RSS %.0f MB" % (
+                        e["batch"], e["process_run"]["median_s"],
+                        e["process_run"]["peak_rss_mb"]) for e in procs) + "."]
+    agree = [e for e in s["batches"] if "checksums_agree" in e]
+    if agree and all(e["checksums_agree"] for e in agree):
+        out += ["", "onnxtrain and onnxruntime got the same input; their output checksums "
+                "agree at every batch size."]
+    for name, why in sorted(s.get("unavailable", {}).items()):
+        out += ["", "The %s column is unavailable: %s" % (name, why)]
+    for n in s.get("notes", []):
+        out += ["", "Note: " + n]
+    return out
 
 
 if __name__ == "__main__":

@@ -1,9 +1,69 @@
 #!/bin/bash
-# tests/bench/run.sh: the benchmarks (`make bench`). See tests/bench/bench.py.
+# tests/bench/run.sh: the benchmarks (`make bench`). See tests/bench/bench.py
+# and docs/bench.md.
 #
-#   BUILD=build [ONLY=inspect|convert] [BENCH_REPS=7] bash tests/bench/run.sh
+#   BUILD=build [ONLY=inspect,convert,infer] [BENCH_REPS=7] [BENCH_INFER_REPS=3] \
+#       bash tests/bench/run.sh
 #
-# Prints a Markdown table; writes $BUILD/bench/results.{md,json}.
+# For the infer workload this first builds the helpers into $BUILD/bench:
+# bench_infer (tests/bench/bench_infer.c against $BUILD/libonnxtrain.a) and
+# fma_peak_* (tests/bench/fma_peak.c: AVX2+FMA, and AVX-512 where the CPU has
+# it; -march=native on CPUs without AVX2/FMA), and installs onnxruntime-node
+# 1.30 into $BUILD/ort like tests/cli/test_ort.sh when it is not there. A
+# failed install only leaves the onnxruntime column unavailable.
+#
+# Prints Markdown; writes $BUILD/bench/results.{md,json}.
 cd "$(dirname "$0")/../.." || exit 1
 export BUILD=${BUILD:-build}
+CC=${CC:-cc}
+
+case ",${ONLY// /,}," in
+    ,, | *,infer,*) infer=1 ;;
+    *) infer=0 ;;
+esac
+
+if [ "$infer" = 1 ]; then
+    mkdir -p "$BUILD/bench"
+    if ! $CC -O2 -fopenmp -Iinclude -Isrc -I"$BUILD/gen" tests/bench/bench_infer.c \
+        "$BUILD/libonnxtrain.a" -lprotobuf-c -ldnnl -lm -lpthread -fopenmp \
+        -o "$BUILD/bench/bench_infer"; then
+        echo "bench: building tests/bench/bench_infer.c failed" >&2
+        exit 1
+    fi
+
+    flags=$(grep -m 1 '^flags' /proc/cpuinfo 2>/dev/null)
+    has() { [[ " $flags " == *" $1 "* ]]; }
+    rm -f "$BUILD"/bench/fma_peak_*
+    if has fma && has avx2; then
+        $CC -O2 -fopenmp -mfma -mavx2 tests/bench/fma_peak.c -o "$BUILD/bench/fma_peak_avx2" ||
+            echo "bench: building fma_peak (AVX2) failed" >&2
+        if has avx512f; then
+            $CC -O2 -fopenmp -mfma -mavx2 -mavx512f tests/bench/fma_peak.c \
+                -o "$BUILD/bench/fma_peak_avx512" ||
+                echo "bench: building fma_peak (AVX-512) failed" >&2
+        fi
+    else
+        $CC -O2 -fopenmp -march=native tests/bench/fma_peak.c -o "$BUILD/bench/fma_peak_native" ||
+            echo "bench: building fma_peak (-march=native) failed" >&2
+    fi
+
+    # onnxruntime-node 1.30, as tests/cli/test_ort.sh installs it.
+    ORT=$BUILD/ort
+    ort_version() {
+        node -e 'console.log(require(process.argv[1] + "/package.json").version)' \
+            "$(realpath "$ORT")/node_modules/onnxruntime-node" 2>/dev/null
+    }
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        export BENCH_ORT_NOTE="node and npm are not installed"
+    elif [[ $(ort_version) != 1.30.* ]]; then
+        echo "bench: installing onnxruntime-node@1.30 into $ORT" >&2
+        mkdir -p "$ORT"
+        if ! ONNXRUNTIME_NODE_INSTALL=skip npm install --prefix "$ORT" onnxruntime-node@1.30 \
+            --no-audit --no-fund >"$BUILD/bench/npm.log" 2>&1; then
+            export BENCH_ORT_NOTE="npm install onnxruntime-node@1.30 failed: $(grep -i -m 1 error "$BUILD/bench/npm.log")"
+            echo "bench: $BENCH_ORT_NOTE; the onnxruntime column is unavailable" >&2
+        fi
+    fi
+fi
+
 exec /usr/bin/python3 tests/bench/bench.py

@@ -53,6 +53,28 @@ OT_REF_DECL(shape);
 OT_REF_DECL(gather);
 OT_REF_DECL(pad);
 OT_REF_DECL(constant);
+/* ref_grad.c: backward ops of the private domain (src/ops/grad_ops.c) */
+OT_REF_DECL(conv_grad_data);
+OT_REF_DECL(conv_grad_filter);
+OT_REF_DECL(maxpool_grad);
+OT_REF_DECL(avgpool_grad);
+OT_REF_DECL(globalavgpool_grad);
+OT_REF_DECL(globalmaxpool_grad);
+OT_REF_DECL(batchnorm_grad);
+OT_REF_DECL(batchnorm_train);
+/* ref_grad_eltwise.c */
+OT_REF_DECL(relu_grad);
+OT_REF_DECL(leakyrelu_grad);
+OT_REF_DECL(clip_grad);
+OT_REF_DECL(sigmoid_grad);
+OT_REF_DECL(dropout_grad);
+OT_REF_DECL(softmax_grad);
+OT_REF_DECL(logsoftmax_grad);
+OT_REF_DECL(reduce_sum_to);
+OT_REF_DECL(broadcast_to);
+OT_REF_DECL(slice_axis);
+OT_REF_DECL(softmax_xent);
+OT_REF_DECL(softmax_xent_grad);
 
 /* The window geometry of one Conv or pool, spatial dims padded to 3 (1-D and
    2-D windows get leading spatial dims of size 1). */

@@ -1,0 +1,359 @@
+/*
+ * train_graph.c: the prefix and step graphs of a training run (see
+ * train_graph.h), the BN policy, and the frozen-prefix cut.
+ *
+ * The cut: a node is "trained" when it reads a trained parameter, is a
+ * training-mode BatchNorm, or reads a value a trained node produced. Every
+ * other node is in the frozen prefix. The cut values are the prefix's values
+ * that trained nodes read. Only trained nodes get backward nodes (autodiff
+ * differentiates from the loss back to the parameters), and the prefix keeps
+ * no activations for backward: it is a separate graph.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "ops/ops.h"
+#include "passes/autodiff.h"
+#include "train_graph.h"
+
+static const ot_op_desc *find_private(const char *type)
+{
+    for (int i = 0; i < OT_OP_COUNT_; i++) {
+        const ot_op_desc *d = ot_op_table[i];
+        if (d && !strcmp(d->type, type) && strcmp(d->domain, "") != 0)
+            return d;
+    }
+    return NULL;
+}
+
+/* The initializer behind a value, following Identity (tied tensors). */
+static int32_t source_init(const ot_graph *g, int32_t v)
+{
+    for (int hops = 0; v >= 0 && hops < 64; hops++) {
+        const ot_value *val = &g->values[v];
+        if (val->flags & OT_VAL_INIT)
+            return v;
+        if (val->producer < 0)
+            return -1;
+        const ot_node *p = &g->nodes[val->producer];
+        if (strcmp(p->op_type, "Identity") != 0 || p->n_in < 1)
+            return -1;
+        v = p->in[0];
+    }
+    return -1;
+}
+
+static bool reads_trained(const ot_graph *g, const ot_node *n)
+{
+    for (int k = 0; k < n->n_in; k++) {
+        int32_t s = n->in[k] >= 0 ? source_init(g, n->in[k]) : -1;
+        if (s >= 0 && (g->values[s].flags & OT_VAL_TRAINABLE))
+            return true;
+    }
+    return false;
+}
+
+static bool is_bn(const ot_node *n)
+{
+    return n->op && !strcmp(n->op_type, "BatchNormalization") &&
+           (!n->domain[0] || !strcmp(n->domain, "ai.onnx"));
+}
+
+int32_t ot_train_find_logits(const ot_graph *g)
+{
+    if (g->n_outputs < 1)
+        return -1;
+    int32_t v = g->outputs[0].value;
+    int32_t p = g->values[v].producer;
+    if (p >= 0) {
+        const ot_node *n = &g->nodes[p];
+        if ((!strcmp(n->op_type, "Softmax") || !strcmp(n->op_type, "LogSoftmax")) && n->n_in > 0)
+            return n->in[0];
+    }
+    return v;
+}
+
+static ot_status new_value(ot_graph *g, const char *base, const char *suffix, int32_t *id,
+                           ot_err *err)
+{
+    char name[512];
+    snprintf(name, sizeof name, "%s%s", base, suffix);
+    for (int k = 1; ot_graph_find_value(g, name) >= 0 && k < 1000; k++)
+        snprintf(name, sizeof name, "%s%s_%d", base, suffix, k);
+    return ot_graph_intern_value(g, name, id, err);
+}
+
+/* Replaces BN node i of the step graph by BatchNormTrain and records its
+   running statistics. */
+static ot_status bn_to_train(ot_graph *g, int32_t i, ot_train_graph *tg, ot_err *err)
+{
+    ot_status st = OT_OK;
+    char label[400];
+    const ot_op_desc *d = find_private("BatchNormTrain");
+    if (!d)
+        return ot_err_set(err, OT_ERR_INTERNAL, "the op table has no BatchNormTrain");
+    ot_node *n = &g->nodes[i];
+    if (n->n_in != 5)
+        return ot_err_set(err, OT_ERR_MODEL, "%s: expected 5 inputs",
+                          ot_node_label(g, n, label, sizeof label));
+    for (int k = 3; k < 5; k++)
+        if (n->in[k] < 0 || !(g->values[n->in[k]].flags & OT_VAL_INIT) ||
+            g->values[n->in[k]].dtype != OT_DTYPE_FLOAT)
+            return ot_err_set(err, OT_ERR_UNSUPPORTED,
+                              "%s: running statistics must be float initializers to train",
+                              ot_node_label(g, n, label, sizeof label));
+    float eps = ot_node_attr_float(n, "epsilon", 1e-5f);
+    float momentum = ot_node_attr_float(n, "momentum", 0.9f);
+    int32_t *out = ot_arena_alloc(&g->arena, sizeof *out * 5);
+    ot_attr *attrs = ot_arena_alloc(&g->arena, sizeof *attrs * 2);
+    if (!out || !attrs)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    const char *base = g->values[n->out[0]].name;
+    out[0] = n->out[0];
+    static const char *const sfx[4] = { "/running_mean_new", "/running_var_new", "/saved_mean",
+                                        "/saved_inv_std" };
+    for (int k = 0; k < 4; k++) {
+        OT_TRY(new_value(g, base, sfx[k], &out[k + 1], err));
+        n = &g->nodes[i];
+    }
+    attrs[0] = (ot_attr){ .name = "epsilon", .type = OT_ATTR_FLOAT, .f = eps };
+    attrs[1] = (ot_attr){ .name = "momentum", .type = OT_ATTR_FLOAT, .f = momentum };
+    n->op = d;
+    n->op_type = d->type;
+    n->domain = d->domain;
+    n->opset = 1;
+    n->out = out;
+    n->n_out = 5;
+    n->attrs = attrs;
+    n->n_attrs = 2;
+    n->flags = OT_NODE_DIRTY;
+    for (int k = 0; k < 2; k++) {
+        int32_t s = n->in[3 + k];
+        g->values[s].flags |= OT_VAL_STATE;
+        tg->stats[tg->n_stats] = s;
+        tg->stats_new[tg->n_stats] = out[1 + k];
+        tg->n_stats++;
+    }
+done:
+    return st;
+}
+
+/* Sets a graph's outputs to `ids` (arena memory). */
+/* Lets a clone take any batch: the image input's dim 0 becomes dynamic, and
+   shapes the file declared for intermediate values (often with batch 1 in zoo
+   files) stop constraining inference. */
+static void free_batch(ot_graph *g, int32_t image)
+{
+    ot_value *v = &g->values[image];
+    if (v->ndim >= 1) {
+        v->dims[0] = OT_DIM_DYNAMIC;
+        v->dim_names[0] = "N";
+    }
+    for (int32_t i = 0; i < g->n_values; i++)
+        if (!(g->values[i].flags & (OT_VAL_INIT | OT_VAL_INPUT)))
+            g->values[i].flags &= ~(uint32_t)OT_VAL_SHAPE_DECLARED;
+}
+
+static ot_status set_outputs(ot_graph *g, const int32_t *ids, int n, ot_err *err)
+{
+    ot_io *io = ot_arena_alloc(&g->arena, sizeof *io * (size_t)(n ? n : 1));
+    if (!io)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < g->n_outputs; i++)
+        g->values[g->outputs[i].value].flags &= ~(uint32_t)OT_VAL_OUTPUT;
+    for (int i = 0; i < n; i++) {
+        io[i].value = ids[i];
+        io[i].info = (ot_blob){ 0 };
+        g->values[ids[i]].flags |= OT_VAL_OUTPUT;
+    }
+    g->outputs = io;
+    g->n_outputs = n;
+    return OT_OK;
+}
+
+static ot_status set_inputs(ot_graph *g, const int32_t *ids, int n, ot_err *err)
+{
+    ot_io *io = ot_arena_alloc(&g->arena, sizeof *io * (size_t)(n ? n : 1));
+    if (!io)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < g->n_inputs; i++)
+        g->values[g->inputs[i].value].flags &= ~(uint32_t)OT_VAL_INPUT;
+    for (int i = 0; i < n; i++) {
+        io[i].value = ids[i];
+        io[i].info = (ot_blob){ 0 };
+        g->values[ids[i]].flags |= OT_VAL_INPUT;
+        g->values[ids[i]].flags &= ~(uint32_t)OT_VAL_CONST;
+    }
+    g->inputs = io;
+    g->n_inputs = n;
+    return OT_OK;
+}
+
+ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts *opts,
+                               ot_train_graph *tg, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *step = NULL, *prefix = NULL;
+    bool *trained = NULL, *keep = NULL;
+    int32_t *outs = NULL;
+    memset(tg, 0, sizeof *tg);
+    tg->image = tg->logits = tg->loss = tg->labels = -1;
+
+    for (int32_t i = 0; i < model->n_inputs && tg->image < 0; i++)
+        if (!(model->values[model->inputs[i].value].flags & OT_VAL_INIT))
+            tg->image = model->inputs[i].value;
+    if (tg->image < 0)
+        OT_FAIL(err, OT_ERR_ARG, "the model has no image input");
+    tg->logits = ot_train_find_logits(model);
+    if (tg->logits < 0)
+        OT_FAIL(err, OT_ERR_ARG, "the model has no output to train");
+
+    OT_TRY(ot_graph_clone(model, &step, err));
+    free_batch(step, tg->image);
+    size_t nv = (size_t)step->n_values + 16, nn = (size_t)step->n_nodes + 1;
+    tg->params = ot_calloc(nv, sizeof *tg->params);
+    tg->grads = ot_calloc(nv, sizeof *tg->grads);
+    tg->stats = ot_calloc(nv, sizeof *tg->stats);
+    tg->stats_new = ot_calloc(nv, sizeof *tg->stats_new);
+    tg->cut = ot_calloc(nv, sizeof *tg->cut);
+    trained = ot_calloc(nn, sizeof *trained);
+    keep = ot_calloc(nn, sizeof *keep);
+    if (!tg->params || !tg->grads || !tg->stats || !tg->stats_new || !tg->cut || !trained || !keep)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+
+    /* trained parameters become mutable state */
+    for (int32_t v = 0; v < step->n_values; v++)
+        if (step->values[v].flags & OT_VAL_TRAINABLE) {
+            step->values[v].flags |= OT_VAL_STATE;
+            tg->params[tg->n_params++] = v;
+        }
+    if (tg->n_params == 0)
+        OT_FAIL(err, OT_ERR_ARG, "no parameter is trainable (check --mode, --train, --freeze)");
+
+    /* BN policy, and which nodes are trained (in topological order) */
+    int32_t n_nodes = step->n_nodes;
+    for (int32_t i = 0; i < n_nodes; i++) {
+        const ot_node *n = &step->nodes[i];
+        bool t = reads_trained(step, n);
+        for (int k = 0; k < n->n_in && !t; k++)
+            if (n->in[k] >= 0 && step->values[n->in[k]].producer >= 0)
+                t = trained[step->values[n->in[k]].producer];
+        if (is_bn(n)) {
+            bool train_mode = opts->bn_all_train || reads_trained(step, n);
+            if (train_mode) {
+                OT_TRY(bn_to_train(step, i, tg, err));
+                tg->n_bn_train++;
+                t = true;
+            } else {
+                tg->n_bn_eval++;
+            }
+        }
+        trained[i] = t;
+    }
+    tg->cacheable = !opts->bn_all_train;
+    tg->why_not_cacheable =
+        opts->bn_all_train ? "--bn train: BatchNorm in the frozen prefix uses batch statistics"
+                           : NULL;
+
+    /* the cut: prefix values (or the image) that trained nodes read */
+    for (int32_t i = 0; i < n_nodes; i++) {
+        if (!trained[i])
+            continue;
+        const ot_node *n = &step->nodes[i];
+        for (int k = 0; k < n->n_in; k++) {
+            int32_t v = n->in[k];
+            if (v < 0)
+                continue;
+            const ot_value *val = &step->values[v];
+            bool from_prefix = val->producer >= 0 ? !trained[val->producer]
+                                                  : (val->flags & OT_VAL_INPUT) &&
+                                                        !(val->flags & OT_VAL_INIT);
+            if (!from_prefix || (val->flags & OT_VAL_CONST))
+                continue;
+            bool seen = false;
+            for (int c = 0; c < tg->n_cut; c++)
+                seen |= tg->cut[c] == v;
+            if (!seen)
+                tg->cut[tg->n_cut++] = v;
+        }
+    }
+    if (tg->n_cut == 0)
+        OT_FAIL(err, OT_ERR_ARG, "the trained part of the graph reads nothing from the image");
+    bool prefix_empty = tg->n_cut == 1 && tg->cut[0] == tg->image;
+
+    /* prefix graph: image -> cut values, nothing else */
+    if (!prefix_empty) {
+        OT_TRY(ot_graph_clone(model, &prefix, err));
+        free_batch(prefix, tg->image);
+        memset(keep, 0, nn);
+        ot_graph_mark_ancestors(prefix, tg->cut, tg->n_cut, keep);
+        OT_TRY(set_outputs(prefix, tg->cut, tg->n_cut, err));
+        OT_TRY(set_inputs(prefix, &tg->image, 1, err));
+        OT_TRY(ot_graph_keep_nodes(prefix, keep, err));
+    }
+
+    /* step graph: cut values + labels -> loss, logits, gradients, statistics */
+    OT_TRY(ot_pass_add_loss(step, tg->logits, "labels", opts->label_smoothing, &tg->loss,
+                            &tg->labels, err));
+    {
+        int32_t *ins = ot_arena_alloc(&step->arena, sizeof *ins * (size_t)(tg->n_cut + 1));
+        if (!ins)
+            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+        memcpy(ins, tg->cut, sizeof *ins * (size_t)tg->n_cut);
+        ins[tg->n_cut] = tg->labels;
+        OT_TRY(set_inputs(step, ins, tg->n_cut + 1, err));
+    }
+    int32_t before = step->n_nodes;
+    OT_TRY(ot_pass_autodiff(step, tg->loss, tg->params, tg->n_params, tg->grads, err));
+    tg->n_backward_nodes = step->n_nodes - before;
+    for (int i = 0; i < tg->n_params; i++)
+        if (tg->grads[i] < 0)
+            OT_FAIL(err, OT_ERR_ARG, "trainable parameter '%s' does not affect the loss",
+                    step->values[tg->params[i]].name);
+    int n_out = 2 + tg->n_params + tg->n_stats;
+    outs = ot_malloc(sizeof *outs * (size_t)n_out);
+    if (!outs)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    outs[0] = tg->loss;
+    outs[1] = tg->logits;
+    memcpy(outs + 2, tg->grads, sizeof *outs * (size_t)tg->n_params);
+    memcpy(outs + 2 + tg->n_params, tg->stats_new, sizeof *outs * (size_t)tg->n_stats);
+    OT_TRY(set_outputs(step, outs, n_out, err));
+    {
+        bool *k2 = ot_calloc((size_t)step->n_nodes + 1, sizeof *k2);
+        if (!k2)
+            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+        ot_graph_mark_ancestors(step, outs, n_out, k2);
+        /* prefix nodes go: their outputs are inputs now */
+        for (int32_t i = 0; i < n_nodes; i++)
+            if (!trained[i])
+                k2[i] = false;
+        st = ot_graph_keep_nodes(step, k2, err);
+        ot_free(k2);
+        OT_TRY(st);
+    }
+    tg->step = step;
+    tg->prefix = prefix;
+    step = prefix = NULL;
+done:
+    ot_graph_free(step);
+    ot_graph_free(prefix);
+    ot_free(trained);
+    ot_free(keep);
+    ot_free(outs);
+    if (st != OT_OK)
+        ot_train_graph_fini(tg);
+    return st;
+}
+
+void ot_train_graph_fini(ot_train_graph *tg)
+{
+    ot_graph_free(tg->step);
+    ot_graph_free(tg->prefix);
+    ot_free(tg->params);
+    ot_free(tg->grads);
+    ot_free(tg->stats);
+    ot_free(tg->stats_new);
+    ot_free(tg->cut);
+    memset(tg, 0, sizeof *tg);
+}

@@ -1,0 +1,69 @@
+/*
+ * train_graph.h: from an inference graph (after the freeze and swap-head
+ * passes) to the two graphs a training step runs:
+ *
+ *   prefix graph   the frozen prefix: image -> cut values. A pure function of
+ *                  the image when BN there is in eval mode and no Dropout is
+ *                  active, so its outputs can be cached across epochs.
+ *   step graph     cut values + labels -> loss, logits, the gradient of every
+ *                  trained parameter, and the new BN running statistics.
+ *
+ * The BN policy (docs/training.md): BatchNormalization nodes that read a
+ * trained scale or bias run in training mode (batch statistics, running
+ * statistics updated with the node's momentum in ONNX's convention); the
+ * others run on their running statistics. bn_all_train reproduces PyTorch's
+ * model.train(): every BN uses batch statistics and updates its running
+ * statistics, frozen parameters or not.
+ *
+ * Both graphs are clones sharing the model graph's tensors; trained
+ * parameters and running statistics are OT_VAL_STATE in the step graph, so
+ * the executor keeps mutable copies the trainer updates.
+ */
+#ifndef OT_TRAIN_GRAPH_H
+#define OT_TRAIN_GRAPH_H
+
+#include "graph/graph.h"
+
+typedef struct ot_train_graph_opts {
+    bool bn_all_train;      /* --bn train                                    */
+    float label_smoothing;
+} ot_train_graph_opts;
+
+typedef struct ot_train_graph {
+    ot_graph *prefix;       /* image -> cut values; NULL when the prefix is empty
+                               (the step graph then takes the image)           */
+    ot_graph *step;
+    int32_t image;          /* the image input (model graph's value id)        */
+    int32_t logits;         /* in the step graph                               */
+    int32_t loss;           /* scalar, in the step graph                       */
+    int32_t labels;         /* int64 [N] input of the step graph               */
+    int n_cut;
+    int32_t *cut;           /* cut value ids (same ids in all three graphs)    */
+    int n_params;
+    int32_t *params;        /* trained parameters (value ids)                  */
+    int32_t *grads;         /* their gradients in the step graph               */
+    int n_stats;
+    int32_t *stats;         /* running statistics updated by training-mode BN  */
+    int32_t *stats_new;     /* the step graph's values holding their new value */
+    bool cacheable;         /* prefix deterministic: cache may apply           */
+    const char *why_not_cacheable; /* static text when !cacheable              */
+    int n_bn_train, n_bn_eval;
+    int n_backward_nodes;
+} ot_train_graph;
+
+/*
+ * Builds the graphs. `model` is the inference graph with OT_VAL_TRAINABLE set
+ * (ot_pass_freeze); it must outlive *tg. Errors: OT_ERR_ARG (nothing trains;
+ * no image input; the logits cannot be found), OT_ERR_UNSUPPORTED (an op with
+ * no gradient rule between a trained parameter and the loss), OT_ERR_NOMEM.
+ */
+ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts *opts,
+                               ot_train_graph *tg, ot_err *err);
+
+void ot_train_graph_fini(ot_train_graph *tg);
+
+/* The value holding the logits in an inference graph: the input of a trailing
+   Softmax/LogSoftmax before the (first) graph output, else that output. */
+int32_t ot_train_find_logits(const ot_graph *g);
+
+#endif

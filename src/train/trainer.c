@@ -1,0 +1,433 @@
+/*
+ * trainer.c: the training loop, the frozen-prefix cache and evaluation (see
+ * trainer.h). The loop allocates nothing per step: batch buffers, executors
+ * (one per batch size: the full one and the last, smaller one, sharing their
+ * parameters) and the cache are set up before the first step.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "exec/exec.h"
+#include "train/loss.h"
+#include "trainer.h"
+
+void ot_train_opts_default(ot_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->epochs = 5;
+    o->batch_size = 32;
+    o->optim = ot_optim_opts_default(OT_OPTIM_ADAM);
+    o->lr = 1e-3;
+    o->schedule.kind = OT_SCHED_CONSTANT;
+    o->seed = 0;
+    o->cache_mem = 2ull << 30;
+    ot_data_transform_init(&o->transform, 224, OT_DATA_NORM_IMAGENET);
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Executors for one batch size. */
+typedef struct runner {
+    int n;
+    ot_exec *prefix, *step;
+    ot_tensor *cut_in;   /* step inputs: the cut values, then the labels      */
+} runner;
+
+typedef struct trainer {
+    ot_graph *model;
+    const ot_dataset *data;
+    const ot_train_opts *o;
+    ot_train_graph tg;
+    runner full, last;
+    int C, S;            /* channels and side of the image input              */
+    size_t x_bytes;      /* one image                                         */
+    float *x;            /* batch of images                                   */
+    int64_t *labels;
+    void *scratch;
+    size_t scratch_bytes;
+    size_t *cut_bytes;   /* per cut value, bytes of one image's slice          */
+    size_t cut_total;    /* sum of cut_bytes                                  */
+    float **cut_buf;     /* per cut value: a batch's worth, for the cache path */
+    /* cache */
+    bool cache_on;
+    unsigned char *cache_mem;
+    int cache_fd;
+    uint8_t *cached;     /* per image: its record is valid                    */
+    ot_optim *opt;
+    ot_optim_param *oparams;
+    float **pptr, **gptr;
+    int *group;
+} trainer;
+
+static ot_status bind_tensor(ot_tensor *t, ot_dtype dtype, int ndim, const int64_t *dims, void *data)
+{
+    memset(t, 0, sizeof *t);
+    t->dtype = dtype;
+    t->ndim = ndim;
+    size_t n = ot_dtype_size(dtype);
+    for (int i = 0; i < ndim; i++) {
+        t->dims[i] = dims[i];
+        n *= (size_t)dims[i];
+    }
+    t->bytes = n;
+    t->data = data;
+    return OT_OK;
+}
+
+static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_train_graph *tg = &T->tg;
+    r->n = n;
+    ot_exec_opts eo = { .threads = T->o->threads };
+    int64_t xd[4] = { n, T->C, T->S, T->S };
+    ot_tensor img;
+    bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, NULL);
+    r->cut_in = ot_calloc((size_t)tg->n_cut + 1, sizeof *r->cut_in);
+    if (!r->cut_in)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    if (tg->prefix) {
+        ot_exec_input in = { .value = tg->image, .tensor = img };
+        OT_TRY(ot_exec_compile(tg->prefix, &in, 1, &eo, &r->prefix, err));
+        for (int c = 0; c < tg->n_cut; c++)
+            r->cut_in[c] = *ot_exec_output(r->prefix, c);
+    } else {
+        r->cut_in[0] = img;
+    }
+    int64_t ld[1] = { n };
+    bind_tensor(&r->cut_in[tg->n_cut], OT_DTYPE_INT64, 1, ld, T->labels);
+    ot_exec_input *ins = ot_calloc((size_t)tg->n_cut + 1, sizeof *ins);
+    if (!ins)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    for (int c = 0; c <= tg->n_cut; c++) {
+        ins[c].value = c < tg->n_cut ? tg->cut[c] : tg->labels;
+        ins[c].tensor = r->cut_in[c];
+        ins[c].tensor.data = NULL;
+    }
+    eo.share_state = share;
+    st = ot_exec_compile(tg->step, ins, tg->n_cut + 1, &eo, &r->step, err);
+    ot_free(ins);
+done:
+    return st;
+}
+
+static void free_runner(runner *r)
+{
+    ot_exec_free(r->prefix);
+    ot_exec_free(r->step);
+    ot_free(r->cut_in);
+    memset(r, 0, sizeof *r);
+}
+
+/* The cache record of image i, cut value c. */
+static ot_status cache_io(trainer *T, int64_t i, int c, void *buf, bool write, ot_err *err)
+{
+    size_t off = (size_t)i * T->cut_total;
+    for (int k = 0; k < c; k++)
+        off += T->cut_bytes[k];
+    size_t n = T->cut_bytes[c];
+    if (T->cache_mem) {
+        if (write)
+            memcpy(T->cache_mem + off, buf, n);
+        else
+            memcpy(buf, T->cache_mem + off, n);
+        return OT_OK;
+    }
+    ssize_t r = write ? pwrite(T->cache_fd, buf, n, (off_t)off) : pread(T->cache_fd, buf, n, (off_t)off);
+    if (r != (ssize_t)n)
+        return ot_err_set(err, OT_ERR_IO, "prefix cache file: %s",
+                          r < 0 ? strerror(errno) : "short read or write");
+    return OT_OK;
+}
+
+static ot_status setup_cache(trainer *T, int64_t n_images, ot_err *err)
+{
+    const ot_train_opts *o = T->o;
+    if (!T->tg.prefix || o->no_cache || !T->tg.cacheable || o->epochs < 2)
+        return OT_OK;
+    size_t total;
+    if (!ot_size_mul((size_t)n_images, T->cut_total, &total))
+        return OT_OK;
+    T->cached = ot_calloc((size_t)n_images + 1, 1);
+    if (!T->cached)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    uint64_t budget = o->cache_mem ? o->cache_mem : (2ull << 30);
+    if (total <= budget) {
+        T->cache_mem = malloc(total ? total : 1);
+        if (T->cache_mem) {
+            T->cache_on = true;
+            return OT_OK;
+        }
+    }
+    const char *dir = o->cache_dir ? o->cache_dir : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/onnxtrain-cache-XXXXXX", dir);
+    T->cache_fd = mkstemp(path);
+    if (T->cache_fd < 0)
+        return ot_err_set(err, OT_ERR_IO, "cannot create the prefix cache under %s: %s", dir,
+                          strerror(errno));
+    unlink(path); /* the file disappears with the process */
+    T->cache_on = true;
+    ot_log(OT_LOG_INFO, "prefix cache: %zu bytes in a file under %s", total, dir);
+    return OT_OK;
+}
+
+static void copy_back(trainer *T, const ot_exec *x)
+{
+    const ot_train_graph *tg = &T->tg;
+    for (int kind = 0; kind < 2; kind++) {
+        int n = kind ? tg->n_stats : tg->n_params;
+        const int32_t *ids = kind ? tg->stats : tg->params;
+        for (int i = 0; i < n; i++) {
+            ot_value *v = &T->model->values[ids[i]];
+            const void *s = ot_exec_state(x, ids[i]);
+            if (s && v->data.data) {
+                memcpy(v->data.data, s, v->data.bytes);
+                v->flags |= OT_VAL_DIRTY;
+            }
+        }
+    }
+}
+
+static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, int n, int64_t *correct,
+                           double *loss_sum, ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_train_graph *tg = &T->tg;
+    bool all_cached = T->cache_on;
+    for (int i = 0; i < n && all_cached; i++)
+        all_cached = T->cached[idx[i]] != 0;
+    if (!all_cached || !tg->prefix) {
+        OT_TRY(ot_data_load_batch(T->data, idx, n, &T->o->transform, T->x, T->labels, T->scratch,
+                                  T->scratch_bytes, err));
+    } else {
+        for (int i = 0; i < n; i++) {
+            ot_image img;
+            int label;
+            OT_TRY(ot_data_get(T->data, idx[i], &img, &label, err));
+            T->labels[i] = label;
+        }
+    }
+    if (tg->prefix) {
+        if (all_cached) {
+            for (int c = 0; c < tg->n_cut; c++)
+                for (int i = 0; i < n; i++)
+                    OT_TRY(cache_io(T, idx[i], c, (char *)T->cut_buf[c] + (size_t)i * T->cut_bytes[c],
+                                    false, err));
+            for (int c = 0; c < tg->n_cut; c++)
+                r->cut_in[c].data = T->cut_buf[c];
+        } else {
+            ot_tensor img;
+            int64_t xd[4] = { n, T->C, T->S, T->S };
+            bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, T->x);
+            OT_TRY(ot_exec_run(r->prefix, &img, 1, err));
+            for (int c = 0; c < tg->n_cut; c++) {
+                r->cut_in[c].data = ot_exec_output(r->prefix, c)->data;
+                if (T->cache_on)
+                    for (int i = 0; i < n; i++)
+                        OT_TRY(cache_io(T, idx[i], c,
+                                        (char *)r->cut_in[c].data + (size_t)i * T->cut_bytes[c],
+                                        true, err));
+            }
+            if (T->cache_on)
+                for (int i = 0; i < n; i++)
+                    T->cached[idx[i]] = 1;
+        }
+    } else {
+        r->cut_in[0].data = T->x;
+    }
+    r->cut_in[tg->n_cut].data = T->labels;
+    OT_TRY(ot_exec_run(r->step, r->cut_in, tg->n_cut + 1, err));
+    const ot_tensor *lt = ot_exec_output(r->step, 0), *logits = ot_exec_output(r->step, 1);
+    float loss;
+    memcpy(&loss, lt->data, sizeof loss);
+    if (!isfinite(loss))
+        OT_FAIL(err, OT_ERR_ARG, "the loss became %s", isnan(loss) ? "NaN" : "infinite");
+    int64_t C = logits->dims[logits->ndim - 1];
+    const float *lg = logits->data;
+    for (int i = 0; i < n; i++) {
+        int64_t best = 0;
+        for (int64_t k = 1; k < C; k++)
+            if (lg[i * C + k] > lg[i * C + best])
+                best = k;
+        *correct += best == T->labels[i];
+    }
+    *loss_sum += (double)loss * n;
+    for (int p = 0; p < tg->n_params; p++) {
+        T->pptr[p] = ot_exec_state(r->step, tg->params[p]);
+        T->gptr[p] = ot_exec_output(r->step, 2 + p)->data;
+    }
+    for (int s = 0; s < tg->n_stats; s++) {
+        void *dst = ot_exec_state(r->step, tg->stats[s]);
+        const ot_tensor *src = ot_exec_output(r->step, 2 + tg->n_params + s);
+        memcpy(dst, src->data, src->bytes);
+    }
+done:
+    return st;
+}
+
+ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_opts *o,
+                       ot_train_result *res, ot_err *err)
+{
+    ot_status st = OT_OK;
+    trainer T = { .model = model, .data = data, .o = o, .cache_fd = -1 };
+    int64_t *perm = NULL;
+    memset(res, 0, sizeof *res);
+    if (o->epochs < 1 || o->batch_size < 1)
+        return ot_err_set(err, OT_ERR_ARG, "--epochs and --batch-size must be at least 1");
+    int64_t N = ot_data_count(data);
+    if (N < 1)
+        return ot_err_set(err, OT_ERR_ARG, "the training set is empty");
+
+    OT_TRY(ot_train_graph_build(model, &o->graph, &T.tg, err));
+    ot_train_graph *tg = &T.tg;
+    const ot_value *iv = &model->values[tg->image];
+    if (iv->ndim != 4)
+        OT_FAIL(err, OT_ERR_ARG, "image input '%s' must be 4-D (N, C, H, W)", iv->name);
+    T.C = iv->dims[1] > 0 ? (int)iv->dims[1] : 3;
+    T.S = o->transform.size;
+    int h, w, ch;
+    ot_data_shape(data, &h, &w, &ch);
+    if (ot_data_out_channels(&o->transform, ch) != T.C)
+        OT_FAIL(err, OT_ERR_ARG, "the model takes %d channels, the data gives %d", T.C,
+                ot_data_out_channels(&o->transform, ch));
+    T.x_bytes = (size_t)T.C * (size_t)T.S * (size_t)T.S * sizeof(float);
+    int bs = o->batch_size;
+    if (bs > N)
+        bs = (int)N;
+    T.x = malloc(T.x_bytes * (size_t)bs);
+    T.labels = ot_calloc((size_t)bs, sizeof *T.labels);
+    T.scratch_bytes = ot_data_prepare_scratch_bytes(h, w, &o->transform);
+    T.scratch = malloc(T.scratch_bytes ? T.scratch_bytes : 1);
+    perm = ot_malloc(sizeof *perm * (size_t)N);
+    if (!T.x || !T.labels || !T.scratch || !perm)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory for the batch buffers");
+
+    OT_TRY(make_runner(&T, &T.full, bs, NULL, err));
+    int last_n = (int)(N % bs);
+    if (last_n)
+        OT_TRY(make_runner(&T, &T.last, last_n, T.full.step, err));
+
+    T.cut_bytes = ot_calloc((size_t)tg->n_cut + 1, sizeof *T.cut_bytes);
+    T.cut_buf = ot_calloc((size_t)tg->n_cut + 1, sizeof *T.cut_buf);
+    if (!T.cut_bytes || !T.cut_buf)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    for (int c = 0; c < tg->n_cut; c++) {
+        T.cut_bytes[c] = T.full.cut_in[c].bytes / (size_t)bs;
+        T.cut_total += T.cut_bytes[c];
+    }
+    OT_TRY(setup_cache(&T, N, err));
+    if (T.cache_on)
+        for (int c = 0; c < tg->n_cut; c++) {
+            T.cut_buf[c] = malloc(T.cut_bytes[c] * (size_t)bs + 1);
+            if (!T.cut_buf[c])
+                OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+        }
+    res->cache_used = T.cache_on;
+    res->cache_off_reason = !tg->prefix       ? "nothing is frozen before the first trained layer"
+                            : o->no_cache     ? "--no-cache"
+                            : !tg->cacheable  ? tg->why_not_cacheable
+                            : o->epochs < 2   ? "one epoch: nothing to reuse"
+                                              : NULL;
+
+    /* optimizer: one group for the head when it has its own rate */
+    T.oparams = ot_calloc((size_t)tg->n_params + 1, sizeof *T.oparams);
+    T.pptr = ot_calloc((size_t)tg->n_params + 1, sizeof *T.pptr);
+    T.gptr = ot_calloc((size_t)tg->n_params + 1, sizeof *T.gptr);
+    if (!T.oparams || !T.pptr || !T.gptr)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    for (int p = 0; p < tg->n_params; p++) {
+        const ot_value *v = &model->values[tg->params[p]];
+        T.oparams[p].numel = v->data.bytes / sizeof(float);
+        for (int h2 = 0; h2 < o->n_head_params; h2++)
+            if (o->head_params[h2] == tg->params[p] && o->head_lr > 0)
+                T.oparams[p].group = 1;
+        res->numel_trainable += T.oparams[p].numel;
+        if (v->dtype != OT_DTYPE_FLOAT)
+            OT_FAIL(err, OT_ERR_UNSUPPORTED, "parameter '%s' is %s; training needs float", v->name,
+                    ot_dtype_name(v->dtype));
+    }
+    res->n_trainable = tg->n_params;
+    OT_TRY(ot_optim_new(&o->optim, T.oparams, (size_t)tg->n_params, 2, &T.opt, err));
+
+    int64_t steps_per_epoch = (N + bs - 1) / bs;
+    int64_t total_steps = 0;
+    for (int epoch = 0; epoch < o->epochs; epoch++) {
+        ot_data_shuffle(N, o->seed, epoch, perm);
+        double t0 = now_s(), loss_sum = 0;
+        int64_t correct = 0, seen = 0;
+        bool cached_epoch = T.cache_on && epoch > 0;
+        ot_train_epoch e = { .epoch = epoch + 1, .epochs = o->epochs, .steps = steps_per_epoch,
+                             .cached = cached_epoch };
+        for (int64_t s = 0; s < steps_per_epoch; s++) {
+            int n = (int)(s == steps_per_epoch - 1 && last_n ? last_n : bs);
+            runner *r = n == bs ? &T.full : &T.last;
+            double lr = ot_optim_schedule_lr(&o->schedule, o->lr, epoch, s, steps_per_epoch);
+            double hlr = ot_optim_schedule_lr(&o->schedule, o->head_lr > 0 ? o->head_lr : o->lr,
+                                              epoch, s, steps_per_epoch);
+            st = run_batch(&T, r, perm + s * bs, n, &correct, &loss_sum, err);
+            if (st != OT_OK) {
+                ot_err_prefix(err, "epoch %d, step %lld", epoch + 1, (long long)s + 1);
+                goto done;
+            }
+            if (o->clip_grad > 0) {
+                float norm;
+                OT_TRY(ot_optim_clip_grad_norm(T.oparams, (size_t)tg->n_params, T.gptr,
+                                               (float)o->clip_grad, &norm, err));
+            }
+            double lrs[2] = { lr, hlr };
+            OT_TRY(ot_optim_step(T.opt, lrs, T.pptr, (const float *const *)T.gptr, err));
+            seen += n;
+            total_steps++;
+            e.step = s + 1;
+            e.loss = loss_sum / (double)seen;
+            e.accuracy = (double)correct / (double)seen;
+            e.lr = lr;
+            e.seconds = now_s() - t0;
+            e.images_per_s = e.seconds > 0 ? (double)seen / e.seconds : 0;
+            bool stop = o->max_steps && total_steps >= o->max_steps;
+            if (o->progress)
+                o->progress(&e, s == steps_per_epoch - 1 || stop, o->user);
+            if (stop)
+                break;
+        }
+        res->final_loss = e.loss;
+        res->final_accuracy = e.accuracy;
+        if (o->max_steps && total_steps >= o->max_steps)
+            break;
+    }
+    res->steps = total_steps;
+    copy_back(&T, T.full.step);
+done:
+    free_runner(&T.full);
+    free_runner(&T.last);
+    ot_optim_free(T.opt);
+    ot_free(T.oparams);
+    ot_free(T.pptr);
+    ot_free(T.gptr);
+    for (int c = 0; T.cut_buf && c < T.tg.n_cut; c++)
+        free(T.cut_buf[c]);
+    ot_free(T.cut_buf);
+    ot_free(T.cut_bytes);
+    free(T.cache_mem);
+    if (T.cache_fd >= 0)
+        close(T.cache_fd);
+    ot_free(T.cached);
+    free(T.x);
+    ot_free(T.labels);
+    free(T.scratch);
+    ot_free(perm);
+    ot_train_graph_fini(&T.tg);
+    return st;
+}

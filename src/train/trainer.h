@@ -1,0 +1,97 @@
+/*
+ * trainer.h: the training loop and evaluation.
+ *
+ * ot_train_run fine-tunes a model graph in place: it builds the prefix and
+ * step graphs (train_graph.h), compiles them, and for each epoch shuffles the
+ * data, computes (or reads from the cache) the frozen prefix's output, runs
+ * the step graph, updates the parameters with the optimizer, and copies the
+ * new BN running statistics. At the end the trained tensors are written back
+ * into the model graph's initializers (marked DIRTY) for export.
+ *
+ * The frozen-prefix cache: when the prefix is deterministic (BN there in eval
+ * mode; no random augmentation), its output for each image is computed in the
+ * first epoch and reused in the later ones: in memory up to `cache_mem`
+ * bytes, beyond that in an unlinked file under `cache_dir`.
+ */
+#ifndef OT_TRAIN_TRAINER_H
+#define OT_TRAIN_TRAINER_H
+
+#include "data/data.h"
+#include "graph/graph.h"
+#include "train/optim.h"
+#include "train/schedule.h"
+#include "train/train_graph.h"
+
+typedef struct ot_train_epoch {
+    int epoch;           /* 1-based                                        */
+    int epochs;
+    int64_t step, steps; /* steps done in this epoch, and per epoch        */
+    double loss;         /* mean over the images so far                    */
+    double accuracy;     /* top-1 on the training images so far            */
+    double lr;
+    double images_per_s;
+    double seconds;
+    bool cached;         /* this epoch read the prefix from the cache      */
+} ot_train_epoch;
+
+typedef struct ot_train_opts {
+    int epochs;
+    int batch_size;
+    ot_optim_opts optim;
+    double lr;             /* base learning rate                              */
+    double head_lr;        /* for the head's parameters; 0: same as lr        */
+    ot_optim_schedule schedule;
+    double clip_grad;      /* 0: off                                          */
+    int threads;           /* 0: OMP_NUM_THREADS, else all cores              */
+    uint64_t seed;
+    bool no_cache;
+    uint64_t cache_mem;    /* 0: 2 GiB                                        */
+    const char *cache_dir; /* NULL: $TMPDIR or /tmp                           */
+    ot_data_transform transform;
+    ot_train_graph_opts graph;
+    const int32_t *head_params; /* parameters that get head_lr                */
+    int n_head_params;
+    int64_t max_steps;     /* stop after this many steps in all (tests); 0: off */
+    /* progress: after every step and at the end of each epoch (end = true) */
+    void (*progress)(const ot_train_epoch *e, bool end, void *user);
+    void *user;
+} ot_train_opts;
+
+typedef struct ot_train_result {
+    double final_loss, final_accuracy; /* of the last epoch                  */
+    int64_t steps;
+    bool cache_used;
+    const char *cache_off_reason;      /* static text when the cache was off   */
+    int n_trainable;
+    uint64_t numel_trainable;
+} ot_train_result;
+
+/* Fills options with the defaults of `onnxtrain finetune`. */
+void ot_train_opts_default(ot_train_opts *o);
+
+/*
+ * Trains `model` (OT_VAL_TRAINABLE set by ot_pass_freeze) on `data` and writes
+ * the result into the model's initializers. Errors: OT_ERR_ARG (options, a
+ * dataset whose images do not fit the model's input), OT_ERR_UNSUPPORTED,
+ * OT_ERR_BACKEND, OT_ERR_NOMEM, OT_ERR_IO (cache file); a non-finite loss is
+ * OT_ERR_ARG naming the step.
+ */
+ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_opts *opts,
+                       ot_train_result *res, ot_err *err);
+
+typedef struct ot_eval_result {
+    int64_t n;
+    double top1, top5, loss;  /* fractions in [0,1]; mean cross-entropy       */
+    int n_classes;
+    int64_t *confusion;       /* n_classes x n_classes, [true][predicted];
+                                 owned, release with ot_eval_result_fini      */
+} ot_eval_result;
+
+/* Runs the model on every image of `data` and scores its outputs (the logits,
+   before a trailing Softmax). Errors as ot_train_run. */
+ot_status ot_eval_run(const ot_graph *model, const ot_dataset *data,
+                      const ot_data_transform *transform, int batch_size, int threads,
+                      ot_eval_result *res, ot_err *err);
+void ot_eval_result_fini(ot_eval_result *res);
+
+#endif
