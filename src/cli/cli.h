@@ -36,7 +36,7 @@ typedef struct ot_cli_opt {
     const char *help;   /* one line for the usage text                        */
 } ot_cli_opt;
 
-#define OT_CLI_MAX_OPTS 32
+#define OT_CLI_MAX_OPTS 64
 
 /* A command's description, for its usage text and the parser. */
 typedef struct ot_cli_cmd {
@@ -121,5 +121,7 @@ int ot_cmd_inspect(int argc, char **argv);
 int ot_cmd_convert(int argc, char **argv);
 int ot_cmd_run(int argc, char **argv);
 int ot_cmd_test_data(int argc, char **argv);
+int ot_cmd_finetune(int argc, char **argv);
+int ot_cmd_eval(int argc, char **argv);
 
 #endif

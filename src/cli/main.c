@@ -32,6 +32,9 @@ static const command commands[] = {
       ot_cmd_run },
     { "test-data", "run ONNX test folders (model.onnx, test_data_set_*) and compare outputs",
       ot_cmd_test_data },
+    { "finetune", "adapt a pretrained classifier to new data and export it as ONNX",
+      ot_cmd_finetune },
+    { "eval", "score a classifier on a data set: accuracy, loss, confusion matrix", ot_cmd_eval },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

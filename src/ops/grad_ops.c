@@ -216,33 +216,22 @@ static ot_status need_dy(ot_graph *g, ot_node *n, ot_value **dy, ot_err *err)
 
 /* -------------------------------------------------------------- infer */
 
-/* dY (like the op's output), ... -> dX like input `like` (same dtype as dY) */
-static ot_status like_input_infer(ot_graph *g, ot_node *n, int like, ot_err *err)
+/* dY, v, ...  ->  dX like input 1 (the forward value the op reads: Y, X or
+   the mask), of dY's dtype. Elementwise grads, MaxPoolGrad, GlobalMaxPoolGrad,
+   SoftmaxCrossEntropyGrad (whose dY, dloss, is a scalar). */
+static ot_status like_in1_infer(ot_graph *g, ot_node *n, ot_err *err)
 {
     ot_status st = OT_OK;
-    ot_value *dy, *x = ot_op_in(g, n, like);
+    ot_value *dy, *x = ot_op_in(g, n, 1);
     OT_TRY(need_dy(g, n, &dy, err));
     if (!ot_op_known(dy) || !ot_op_known(x))
         return OT_OK;
-    if (like != 0 && x->ndim != dy->ndim && n->op != &ot_op_softmax_xent_grad)
+    if (x->ndim != dy->ndim && n->op != &ot_op_softmax_xent_grad)
         return ot_op_err(err, OT_ERR_SHAPE, g, n, "dY '%s' has rank %d, '%s' has rank %d",
                          dy->name, dy->ndim, x->name, x->ndim);
     set_like(g, n, 0, dy->dtype, x);
 done:
     return st;
-}
-
-/* ReluGrad, SigmoidGrad, LeakyReluGrad, ClipGrad, DropoutGrad, Softmax grads:
-   dX like dY. */
-static ot_status eltwise_grad_infer(ot_graph *g, ot_node *n, ot_err *err)
-{
-    return like_input_infer(g, n, 1, err);
-}
-
-/* MaxPoolGrad, GlobalMaxPoolGrad, SoftmaxCrossEntropyGrad: dX like input 1. */
-static ot_status like_x_infer(ot_graph *g, ot_node *n, ot_err *err)
-{
-    return like_input_infer(g, n, 1, err);
 }
 
 /* ConvGradData, AveragePoolGrad, GlobalAveragePoolGrad: dX shaped by input
@@ -485,24 +474,23 @@ static ot_status slice_axis_infer(ot_graph *g, ot_node *n, ot_err *err)
 PRIVATE_OP(ot_op_conv_grad_data, "ConvGradData", 3, 3, 1, 1, conv_attrs, conv_grad_data_infer);
 PRIVATE_OP(ot_op_conv_grad_filter, "ConvGradFilter", 2, 2, 1, 2, conv_attrs,
            conv_grad_filter_infer);
-PRIVATE_OP(ot_op_relu_grad, "ReluGrad", 2, 2, 1, 1, no_attrs, eltwise_grad_infer);
-PRIVATE_OP(ot_op_leakyrelu_grad, "LeakyReluGrad", 2, 2, 1, 1, leakyrelu_attrs,
-           eltwise_grad_infer);
-PRIVATE_OP(ot_op_clip_grad, "ClipGrad", 2, 4, 1, 1, clip_attrs, eltwise_grad_infer);
-PRIVATE_OP(ot_op_sigmoid_grad, "SigmoidGrad", 2, 2, 1, 1, no_attrs, eltwise_grad_infer);
-PRIVATE_OP(ot_op_maxpool_grad, "MaxPoolGrad", 2, 2, 1, 1, pool_attrs, like_x_infer);
+PRIVATE_OP(ot_op_relu_grad, "ReluGrad", 2, 2, 1, 1, no_attrs, like_in1_infer);
+PRIVATE_OP(ot_op_leakyrelu_grad, "LeakyReluGrad", 2, 2, 1, 1, leakyrelu_attrs, like_in1_infer);
+PRIVATE_OP(ot_op_clip_grad, "ClipGrad", 2, 4, 1, 1, clip_attrs, like_in1_infer);
+PRIVATE_OP(ot_op_sigmoid_grad, "SigmoidGrad", 2, 2, 1, 1, no_attrs, like_in1_infer);
+PRIVATE_OP(ot_op_maxpool_grad, "MaxPoolGrad", 2, 2, 1, 1, pool_attrs, like_in1_infer);
 PRIVATE_OP(ot_op_avgpool_grad, "AveragePoolGrad", 2, 2, 1, 1, pool_attrs,
            pool_grad_from_shape_infer);
 PRIVATE_OP(ot_op_globalavgpool_grad, "GlobalAveragePoolGrad", 2, 2, 1, 1, no_attrs,
            pool_grad_from_shape_infer);
-PRIVATE_OP(ot_op_globalmaxpool_grad, "GlobalMaxPoolGrad", 2, 2, 1, 1, no_attrs, like_x_infer);
+PRIVATE_OP(ot_op_globalmaxpool_grad, "GlobalMaxPoolGrad", 2, 2, 1, 1, no_attrs, like_in1_infer);
 PRIVATE_OP(ot_op_batchnorm_grad, "BatchNormGrad", 5, 5, 1, 3, bn_grad_attrs, bn_grad_infer);
-PRIVATE_OP(ot_op_softmax_grad, "SoftmaxGrad", 2, 2, 1, 1, softmax_attrs, eltwise_grad_infer);
+PRIVATE_OP(ot_op_softmax_grad, "SoftmaxGrad", 2, 2, 1, 1, softmax_attrs, like_in1_infer);
 PRIVATE_OP(ot_op_logsoftmax_grad, "LogSoftmaxGrad", 2, 2, 1, 1, softmax_attrs,
-           eltwise_grad_infer);
-PRIVATE_OP(ot_op_dropout_grad, "DropoutGrad", 2, 4, 1, 1, dropout_attrs, eltwise_grad_infer);
+           like_in1_infer);
+PRIVATE_OP(ot_op_dropout_grad, "DropoutGrad", 2, 4, 1, 1, dropout_attrs, like_in1_infer);
 PRIVATE_OP(ot_op_softmax_xent_grad, "SoftmaxCrossEntropyGrad", 3, 3, 1, 1, xent_attrs,
-           like_x_infer);
+           like_in1_infer);
 PRIVATE_OP(ot_op_slice_axis, "SliceAxis", 1, 1, 1, 1, slice_attrs, slice_axis_infer);
 
 /* Private forward ops: differentiable, so they carry rules instead. */

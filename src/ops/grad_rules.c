@@ -84,7 +84,7 @@ ot_status ot_op_grad_conv(ot_graph *g, int32_t node, const int32_t *dy, int32_t 
                                                                       sizeof name),
                      in, 3, attrs, n_attrs, dx_name(g, node, 0, hint), &dx[0], err));
     }
-    bool need_b = need_dx[2] && in_id(g, node, 2) >= 0;
+    bool need_b = in_id(g, node, 2) >= 0 && need_dx[2];
     if (need_dx[1] || need_b) {
         /* kernel_shape made explicit: dW's shape follows from it */
         ot_attr as[16];
@@ -708,7 +708,8 @@ ot_status ot_op_grad_softmax(ot_graph *g, int32_t node, const int32_t *dy, int32
     bool legacy = n->opset < 13;
     ot_attr as[2] = { ot_op_grad_attr_int("axis", ot_node_attr_int(n, "axis", legacy ? 1 : -1)),
                       ot_op_grad_attr_int("coerce_2d", legacy) };
-    const ot_op_desc *op = n->op == &ot_op_logsoftmax ? &ot_op_logsoftmax_grad : &ot_op_softmax_grad;
+    const ot_op_desc *op =
+        n->op == &ot_op_logsoftmax ? &ot_op_logsoftmax_grad : &ot_op_softmax_grad;
     return unary_rule(g, node, dy, dx, need_dx, op, true, as, 2, err);
 }
 
@@ -735,7 +736,6 @@ ot_status ot_op_grad_reduce_sum_to(ot_graph *g, int32_t node, const int32_t *dy,
     const ot_attr *axis = ot_node_find_attr(n, "axis");
     int32_t in[2] = { dy[0], -1 };
     OT_TRY(ot_op_grad_shape_of(g, in_id(g, node, 0), &in[1], err));
-    n = &g->nodes[node];
     OT_TRY(emit1(g, &ot_op_broadcast_to, ot_op_grad_node_name(g, node, NULL, name, sizeof name),
                  in, 2, axis, axis ? 1 : 0, dx_name(g, node, 0, hint), &dx[0], err));
 done:

@@ -155,15 +155,18 @@ static ot_status add_const(ot_graph *g, const char *hint, ot_dtype dtype, const 
     }
     size_t bytes = numel * ot_dtype_size(dtype);
     void *copy = NULL;
+    /* a clone does not free initializer bytes (they are the original's), so
+       its new constants live in its arena */
     if (bytes) {
-        copy = ot_malloc(bytes);
+        copy = g->borrows_data ? ot_arena_alloc(&g->arena, bytes) : ot_malloc(bytes);
         if (!copy)
             return ot_err_set(err, OT_ERR_NOMEM, "out of memory for constant '%s'", hint);
         memcpy(copy, data, bytes);
     }
     st = ot_op_grad_new_value(g, hint, id, err);
     if (st != OT_OK) {
-        ot_free(copy);
+        if (!g->borrows_data)
+            ot_free(copy);
         return st;
     }
     ot_value *v = &g->values[*id];

@@ -145,10 +145,11 @@ done:
 static void free_batch(ot_graph *g, int32_t image)
 {
     ot_value *v = &g->values[image];
-    if (v->ndim >= 1) {
-        v->dims[0] = OT_DIM_DYNAMIC;
-        v->dim_names[0] = "N";
-    }
+    for (int d = 0; d < v->ndim; d++)
+        if (d != 1) { /* batch and spatial dims: the run chooses them */
+            v->dims[d] = OT_DIM_DYNAMIC;
+            v->dim_names[d] = d == 0 ? "N" : NULL;
+        }
     for (int32_t i = 0; i < g->n_values; i++)
         if (!(g->values[i].flags & (OT_VAL_INIT | OT_VAL_INPUT)))
             g->values[i].flags &= ~(uint32_t)OT_VAL_SHAPE_DECLARED;
@@ -302,6 +303,15 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
         memcpy(ins, tg->cut, sizeof *ins * (size_t)tg->n_cut);
         ins[tg->n_cut] = tg->labels;
         OT_TRY(set_inputs(step, ins, tg->n_cut + 1, err));
+        /* cut values take whatever batch and image size the run has */
+        for (int c = 0; c < tg->n_cut; c++) {
+            ot_value *v = &step->values[tg->cut[c]];
+            for (int d = 0; d < v->ndim; d++)
+                if (d != 1) {
+                    v->dims[d] = OT_DIM_DYNAMIC;
+                    v->dim_names[d] = NULL;
+                }
+        }
     }
     int32_t before = step->n_nodes;
     OT_TRY(ot_pass_autodiff(step, tg->loss, tg->params, tg->n_params, tg->grads, err));

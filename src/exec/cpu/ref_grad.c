@@ -98,7 +98,8 @@ static int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a +
                                         const T *xr = xc + (id * q->in[1] + ih) * q->in[2];     \
                                         const T *yr = yp + (od * q->o[1] + oh) * q->o[2];       \
                                         for (int64_t ow = lo; ow < hi; ow++)                    \
-                                            acc += (double)yr[ow] * (double)xr[ow * q->s[2] + off]; \
+                                            acc += (double)yr[ow] *                     \
+                                                   (double)xr[ow * q->s[2] + off];      \
                                     }                                                           \
                                 }                                                               \
                             }                                                                   \

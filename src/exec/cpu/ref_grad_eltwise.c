@@ -185,7 +185,8 @@ static ot_status softmax_grad_run(const ot_node *n, const ot_tensor *const *in,
             }
             for (int64_t l = 0; l < L; l++) {
                 int64_t at = base + l * inner;
-                double d = ot_ref_ld(dy->dtype, dy->data, at), yv = ot_ref_ld(y->dtype, y->data, at);
+                double d = ot_ref_ld(dy->dtype, dy->data, at);
+                double yv = ot_ref_ld(y->dtype, y->data, at);
                 ot_ref_st(dx->dtype, dx->data, at, is_log ? d - exp(yv) * s : yv * (d - s));
             }
         }

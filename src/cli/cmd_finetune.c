@@ -1,0 +1,659 @@
+/*
+ * cmd_finetune.c: `onnxtrain finetune MODEL --data PATH -o OUT.onnx` and
+ * `onnxtrain eval MODEL --data PATH`.
+ *
+ * finetune: import, find the head, swap it for --classes, freeze by --mode /
+ * --train / --freeze / --freeze-until, train (src/train/trainer.c), score the
+ * test split when the data set has one, record the preprocessing and class
+ * names in metadata_props, and export a plain inference model.
+ * eval: top-1 and top-5 accuracy, loss, per-class accuracy and the confusion
+ * matrix, preprocessing as the model's metadata says unless overridden.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "data/data.h"
+#include "onnx/onnx.h"
+#include "passes/freeze.h"
+#include "passes/head.h"
+#include "train/meta.h"
+#include "train/trainer.h"
+
+static const ot_cli_opt finetune_opts[] = {
+    { "data", 0, "PATH", "training data: a CIFAR-10 binary folder or IDX (MNIST) files" },
+    { "output", 'o', "OUT.onnx", "where to write the fine-tuned model" },
+    { "classes", 0, "N", "replace the head with a new one of N classes" },
+    { "mode", 0, "MODE", "feature-extract (default), fine-tune or full" },
+    { "train", 0, "PAT,...", "also train parameters or nodes matching these patterns" },
+    { "freeze", 0, "PAT,...", "freeze parameters or nodes matching these patterns" },
+    { "freeze-until", 0, "NAME", "freeze the node or value NAME and everything upstream" },
+    { "bn", 0, "policy|train", "BatchNorm: by region (default), or train mode everywhere" },
+    { "epochs", 0, "N", "passes over the training data (default 5)" },
+    { "batch-size", 0, "N", "images per step (default 32)" },
+    { "optimizer", 0, "NAME", "sgd, adam (default) or adamw" },
+    { "lr", 0, "RATE", "learning rate (default 1e-3 feature-extract, else 1e-4)" },
+    { "head-lr", 0, "RATE", "learning rate of the head's parameters" },
+    { "momentum", 0, "M", "SGD momentum (default 0.9)" },
+    { "weight-decay", 0, "WD", "weight decay (default 0; AdamW 0.01)" },
+    { "label-smoothing", 0, "EPS", "cross-entropy label smoothing (default 0)" },
+    { "lr-schedule", 0, "KIND", "constant (default), step or cosine" },
+    { "lr-step", 0, "EPOCHS", "step schedule: epochs between decays (default 7)" },
+    { "lr-gamma", 0, "G", "step schedule: decay factor (default 0.1)" },
+    { "warmup", 0, "STEPS", "linear learning-rate warm-up over this many steps" },
+    { "clip-grad", 0, "NORM", "clip the gradients' total L2 norm" },
+    { "image-size", 0, "S", "resize the shorter side to S and center-crop SxS" },
+    { "normalize", 0, "KIND", "imagenet (default), half or none" },
+    { "threads", 0, "N", "threads (default OMP_NUM_THREADS, else all cores)" },
+    { "seed", 0, "S", "seed for the new head and the data order (default 0)" },
+    { "no-cache", 0, NULL, "do not cache the frozen prefix's output across epochs" },
+    { "cache-mem", 0, "BYTES", "memory for the prefix cache before it spills (default 2G)" },
+    { "cache-dir", 0, "DIR", "folder for a spilled prefix cache (default $TMPDIR or /tmp)" },
+    { "max-steps", 0, "N", "stop after N steps in all (for quick checks)" },
+    { "json", 0, NULL, "print the final metrics as one JSON object" },
+    { "dry-run", 0, NULL, "print the training plan and exit" },
+    { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
+    { NULL, 0, NULL, NULL },
+};
+
+static const ot_cli_cmd finetune_cmd = {
+    .name = "finetune",
+    .args = "MODEL",
+    .summary = "Adapts a pretrained classifier to new data: swaps the head, freezes what\n"
+               "the mode says, trains on the CPU and writes a plain inference ONNX file.",
+    .details = "Modes: feature-extract trains only the head; fine-tune also trains the\n"
+               "last stage (everything at the final spatial resolution before the global\n"
+               "pooling); full trains everything. BatchNorm in the frozen part runs on its\n"
+               "running statistics; in the trained part it uses batch statistics and\n"
+               "updates them. The frozen prefix's output is computed once per image and\n"
+               "reused in later epochs unless --no-cache.\n",
+    .opts = finetune_opts,
+    .n_pos_min = 1,
+    .n_pos_max = 1,
+};
+
+static const ot_cli_opt eval_opts[] = {
+    { "data", 0, "PATH", "data: a CIFAR-10 binary folder or IDX (MNIST) files" },
+    { "batch-size", 0, "N", "images per run (default 32)" },
+    { "image-size", 0, "S", "override the model's recorded image size" },
+    { "normalize", 0, "KIND", "override the recorded normalization: imagenet, half or none" },
+    { "threads", 0, "N", "threads (default OMP_NUM_THREADS, else all cores)" },
+    { "json", 0, NULL, "print one JSON object" },
+    { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
+    { NULL, 0, NULL, NULL },
+};
+
+static const ot_cli_cmd eval_cmd = {
+    .name = "eval",
+    .args = "MODEL",
+    .summary = "Scores a classifier on a data set's test split (else its training split):\n"
+               "top-1 and top-5 accuracy, loss, per-class accuracy, confusion matrix.",
+    .details = "Images are prepared as the model's metadata says (onnxtrain.image_size,\n"
+               "onnxtrain.mean, onnxtrain.std, written by finetune), else resized to the\n"
+               "model's input size (224 when dynamic) with ImageNet normalization.\n"
+               "JSON keys: top1, top5, loss, n, per_class, confusion.\n",
+    .opts = eval_opts,
+    .n_pos_min = 1,
+    .n_pos_max = 1,
+};
+
+static bool parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    if (!s || !*s)
+        return false;
+    long long v = strtoll(s, &end, 10);
+    if (*end || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool parse_double(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    if (!s || !*s)
+        return false;
+    double v = strtod(s, &end);
+    if (*end || !(v >= lo && v <= hi))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Splits "a,b,c" into an array of strings (malloc'ed copy). */
+static char **split_list(const char *s, int *n)
+{
+    *n = 0;
+    if (!s)
+        return NULL;
+    size_t len = strlen(s);
+    char **out = calloc(len + 2, sizeof *out);
+    char *copy = malloc(len + 1);
+    if (!out || !copy) {
+        free(out);
+        free(copy);
+        return NULL;
+    }
+    memcpy(copy, s, len + 1);
+    out[0] = copy; /* owner of the text, freed through out[-1] semantics below */
+    int k = 0;
+    for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ","))
+        if (*tok)
+            out[1 + k++] = tok;
+    *n = k;
+    return out;
+}
+
+static void free_list(char **l)
+{
+    if (l) {
+        free(l[0]);
+        free(l);
+    }
+}
+
+static ot_status norm_of(const char *s, ot_data_norm *n)
+{
+    if (!s || !strcmp(s, "imagenet"))
+        *n = OT_DATA_NORM_IMAGENET;
+    else if (!strcmp(s, "half"))
+        *n = OT_DATA_NORM_HALF;
+    else if (!strcmp(s, "none"))
+        *n = OT_DATA_NORM_NONE;
+    else
+        return OT_ERR_ARG;
+    return OT_OK;
+}
+
+/* The model's image side when its input is static and square, else 224. */
+static int default_size(const ot_graph *g)
+{
+    for (int32_t i = 0; i < g->n_inputs; i++) {
+        const ot_value *v = &g->values[g->inputs[i].value];
+        if (v->flags & OT_VAL_INIT)
+            continue;
+        if (v->ndim == 4 && v->dims[2] > 0 && v->dims[2] == v->dims[3])
+            return (int)v->dims[2];
+        break;
+    }
+    return 224;
+}
+
+typedef struct progress_ctx {
+    FILE *f;
+    bool tty;
+} progress_ctx;
+
+static void on_progress(const ot_train_epoch *e, bool end, void *user)
+{
+    progress_ctx *p = user;
+    if (p->tty && !end) {
+        double eta = e->images_per_s > 0 && e->step > 0
+                         ? e->seconds / (double)e->step * (double)(e->steps - e->step)
+                         : 0;
+        fprintf(p->f, "\repoch %d/%d  step %lld/%lld  loss %.4f  acc %.3f  %.1f img/s  eta %.0fs   ",
+                e->epoch, e->epochs, (long long)e->step, (long long)e->steps, e->loss, e->accuracy,
+                e->images_per_s, eta);
+        fflush(p->f);
+        return;
+    }
+    if (!end)
+        return;
+    if (p->tty)
+        fprintf(p->f, "\r%80s\r", "");
+    fprintf(p->f, "epoch %d/%d  loss %.4f  acc %.4f  lr %.3g  %.1f img/s  %.1fs%s\n", e->epoch,
+            e->epochs, e->loss, e->accuracy, e->lr, e->images_per_s, e->seconds,
+            e->cached ? "  (prefix cached)" : "");
+    fflush(p->f);
+}
+
+static void print_eval_json(FILE *f, const ot_eval_result *r, const ot_dataset *ds)
+{
+    fprintf(f, "{\"n\": %lld, \"top1\": %.6f, \"top5\": %.6f, \"loss\": %.6f, \"per_class\": [",
+            (long long)r->n, r->top1, r->top5, r->loss);
+    for (int c = 0; c < r->n_classes; c++) {
+        int64_t tot = 0;
+        for (int k = 0; k < r->n_classes; k++)
+            tot += r->confusion[c * r->n_classes + k];
+        fprintf(f, "%s{\"class\": ", c ? ", " : "");
+        ot_cli_json_str(f, ot_data_class_name(ds, c));
+        fprintf(f, ", \"n\": %lld, \"accuracy\": %.6f}", (long long)tot,
+                tot ? (double)r->confusion[c * r->n_classes + c] / (double)tot : 0.0);
+    }
+    fprintf(f, "], \"confusion\": [");
+    for (int c = 0; c < r->n_classes; c++) {
+        fprintf(f, "%s[", c ? ", " : "");
+        for (int k = 0; k < r->n_classes; k++)
+            fprintf(f, "%s%lld", k ? ", " : "", (long long)r->confusion[c * r->n_classes + k]);
+        fprintf(f, "]");
+    }
+    fprintf(f, "]}");
+}
+
+static void print_eval_text(FILE *f, const ot_eval_result *r, const ot_dataset *ds)
+{
+    fprintf(f, "images: %lld\ntop-1: %.4f\ntop-5: %.4f\nloss: %.4f\nper class:\n", (long long)r->n,
+            r->top1, r->top5, r->loss);
+    for (int c = 0; c < r->n_classes; c++) {
+        int64_t tot = 0;
+        for (int k = 0; k < r->n_classes; k++)
+            tot += r->confusion[c * r->n_classes + k];
+        fprintf(f, "  %-16s %.4f (%lld)\n", ot_data_class_name(ds, c),
+                tot ? (double)r->confusion[c * r->n_classes + c] / (double)tot : 0.0,
+                (long long)tot);
+    }
+    fprintf(f, "confusion (rows: true class, columns: predicted):\n");
+    for (int c = 0; c < r->n_classes; c++) {
+        fprintf(f, " ");
+        for (int k = 0; k < r->n_classes; k++)
+            fprintf(f, " %5lld", (long long)r->confusion[c * r->n_classes + k]);
+        fprintf(f, "\n");
+    }
+}
+
+int ot_cmd_finetune(int argc, char **argv)
+{
+    ot_cli_args a;
+    int rc = ot_cli_parse(&finetune_cmd, argc, argv, &a);
+    if (rc != OT_EXIT_OK)
+        return rc;
+    const ot_cli_cmd *cmd = &finetune_cmd;
+    ot_graph *g = NULL;
+    ot_dataset *train = NULL, *test = NULL;
+    char **train_pats = NULL, **freeze_pats = NULL;
+    ot_eval_result ev = { 0 };
+    ot_err err;
+    ot_err_init(&err);
+    if (a.help) {
+        ot_cli_print_usage(cmd, stdout);
+        goto out;
+    }
+#define V(name) ot_cli_value(cmd, &a, name)
+    const char *model = a.pos[0], *data = V("data"), *out = V("output");
+    if (!data) {
+        rc = ot_cli_usage_error(cmd, "missing --data PATH");
+        goto out;
+    }
+    if (!out && !ot_cli_count(cmd, &a, "dry-run")) {
+        rc = ot_cli_usage_error(cmd, "missing -o OUT.onnx");
+        goto out;
+    }
+    ot_train_opts o;
+    ot_train_opts_default(&o);
+    ot_freeze_opts fo = { .mode = OT_FREEZE_FEATURE_EXTRACT };
+    const char *mode = V("mode");
+    if (mode && !strcmp(mode, "fine-tune"))
+        fo.mode = OT_FREEZE_FINE_TUNE;
+    else if (mode && !strcmp(mode, "full"))
+        fo.mode = OT_FREEZE_FULL;
+    else if (mode && strcmp(mode, "feature-extract") != 0) {
+        rc = ot_cli_usage_error(cmd, "--mode must be feature-extract, fine-tune or full");
+        goto out;
+    }
+    long long ll;
+    double d;
+    long long classes = 0;
+    if (V("classes") && !parse_int(V("classes"), 1, 1 << 20, &classes)) {
+        rc = ot_cli_usage_error(cmd, "--classes must be a positive integer");
+        goto out;
+    }
+    if (V("epochs")) {
+        if (!parse_int(V("epochs"), 1, 1000000, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--epochs must be a positive integer");
+            goto out;
+        }
+        o.epochs = (int)ll;
+    }
+    if (V("batch-size")) {
+        if (!parse_int(V("batch-size"), 1, 1 << 16, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--batch-size must be a positive integer");
+            goto out;
+        }
+        o.batch_size = (int)ll;
+    }
+    const char *optname = V("optimizer");
+    ot_optim_kind kind = OT_OPTIM_ADAM;
+    if (optname && !strcmp(optname, "sgd"))
+        kind = OT_OPTIM_SGD;
+    else if (optname && !strcmp(optname, "adamw"))
+        kind = OT_OPTIM_ADAMW;
+    else if (optname && strcmp(optname, "adam") != 0) {
+        rc = ot_cli_usage_error(cmd, "--optimizer must be sgd, adam or adamw");
+        goto out;
+    }
+    o.optim = ot_optim_opts_default(kind);
+    if (kind == OT_OPTIM_SGD)
+        o.optim.momentum = 0.9;
+    o.lr = fo.mode == OT_FREEZE_FEATURE_EXTRACT ? 1e-3 : 1e-4;
+    struct {
+        const char *name;
+        double lo, hi;
+        double *dst;
+    } reals[] = {
+        { "lr", 0, 1e6, &o.lr },
+        { "head-lr", 0, 1e6, &o.head_lr },
+        { "momentum", 0, 1, &o.optim.momentum },
+        { "weight-decay", 0, 1e6, &o.optim.weight_decay },
+        { "clip-grad", 0, 1e30, &o.clip_grad },
+    };
+    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
+        if (!V(reals[i].name))
+            continue;
+        if (!parse_double(V(reals[i].name), reals[i].lo, reals[i].hi, reals[i].dst)) {
+            rc = ot_cli_usage_error(cmd, "--%s: not a valid number", reals[i].name);
+            goto out;
+        }
+    }
+    if (!V("lr"))
+        ot_log(OT_LOG_INFO, "learning rate %g (the default for this mode)", o.lr);
+    if (V("label-smoothing")) {
+        if (!parse_double(V("label-smoothing"), 0, 1, &d)) {
+            rc = ot_cli_usage_error(cmd, "--label-smoothing must be in [0, 1]");
+            goto out;
+        }
+        o.graph.label_smoothing = (float)d;
+    }
+    const char *bn = V("bn");
+    if (bn && !strcmp(bn, "train"))
+        o.graph.bn_all_train = true;
+    else if (bn && strcmp(bn, "policy") != 0) {
+        rc = ot_cli_usage_error(cmd, "--bn must be policy or train");
+        goto out;
+    }
+    const char *sched = V("lr-schedule");
+    o.schedule.kind = OT_SCHED_CONSTANT;
+    o.schedule.step_size = 7;
+    o.schedule.gamma = 0.1;
+    if (sched && !strcmp(sched, "step"))
+        o.schedule.kind = OT_SCHED_STEP;
+    else if (sched && !strcmp(sched, "cosine"))
+        o.schedule.kind = OT_SCHED_COSINE;
+    else if (sched && strcmp(sched, "constant") != 0) {
+        rc = ot_cli_usage_error(cmd, "--lr-schedule must be constant, step or cosine");
+        goto out;
+    }
+    if (V("lr-step")) {
+        if (!parse_int(V("lr-step"), 1, 1000000, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--lr-step must be a positive integer");
+            goto out;
+        }
+        o.schedule.step_size = ll;
+    }
+    if (V("lr-gamma")) {
+        if (!parse_double(V("lr-gamma"), 0, 1e6, &o.schedule.gamma)) {
+            rc = ot_cli_usage_error(cmd, "--lr-gamma: not a valid number");
+            goto out;
+        }
+    }
+    if (V("warmup")) {
+        if (!parse_int(V("warmup"), 0, 1LL << 40, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--warmup must be a non-negative integer");
+            goto out;
+        }
+        o.schedule.warmup_steps = ll;
+    }
+    if (V("threads")) {
+        if (!parse_int(V("threads"), 1, 4096, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--threads must be a positive integer");
+            goto out;
+        }
+        o.threads = (int)ll;
+    }
+    if (V("seed")) {
+        if (!parse_int(V("seed"), 0, INT64_MAX, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--seed must be a non-negative integer");
+            goto out;
+        }
+        o.seed = (uint64_t)ll;
+    }
+    if (V("max-steps")) {
+        if (!parse_int(V("max-steps"), 1, INT64_MAX, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--max-steps must be a positive integer");
+            goto out;
+        }
+        o.max_steps = ll;
+    }
+    o.no_cache = ot_cli_count(cmd, &a, "no-cache") > 0;
+    if (V("cache-mem") && !ot_cli_parse_size(V("cache-mem"), &o.cache_mem)) {
+        rc = ot_cli_usage_error(cmd, "--cache-mem: not a size");
+        goto out;
+    }
+    o.cache_dir = V("cache-dir");
+    ot_data_norm norm;
+    if (norm_of(V("normalize"), &norm) != OT_OK) {
+        rc = ot_cli_usage_error(cmd, "--normalize must be imagenet, half or none");
+        goto out;
+    }
+    int n_train = 0, n_freeze = 0;
+    train_pats = split_list(V("train"), &n_train);
+    freeze_pats = split_list(V("freeze"), &n_freeze);
+    fo.train = train_pats ? (const char *const *)train_pats + 1 : NULL;
+    fo.n_train = n_train;
+    fo.freeze = freeze_pats ? (const char *const *)freeze_pats + 1 : NULL;
+    fo.n_freeze = n_freeze;
+    fo.until = V("freeze-until");
+    bool json = ot_cli_count(cmd, &a, "json") > 0;
+
+    ot_import_opts io = { 0 };
+    if ((rc = ot_cli_import_opts(cmd, &a, &io)) != OT_EXIT_OK)
+        goto out;
+    if (ot_onnx_import_file(model, &io, &g, &err) != OT_OK ||
+        ot_data_open(data, OT_DATA_TRAIN, &train, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto out;
+    }
+    int size = default_size(g);
+    if (V("image-size")) {
+        if (!parse_int(V("image-size"), 1, OT_DATA_MAX_SIZE, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--image-size must be a positive integer");
+            goto out;
+        }
+        size = (int)ll;
+    }
+    ot_data_transform_init(&o.transform, size, norm);
+    ot_head head;
+    if (ot_pass_find_head(g, &head, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto out;
+    }
+    if (classes) {
+        if (ot_pass_swap_head(g, &head, classes, o.seed, &err) != OT_OK) {
+            rc = ot_cli_error("%s: %s", model, err.msg);
+            goto out;
+        }
+        head.out_features = classes;
+    } else if (head.found && head.out_features < ot_data_n_classes(train)) {
+        rc = ot_cli_error("%s: the head has %lld outputs but the data has %d classes; use "
+                          "--classes %d",
+                          model, (long long)head.out_features, ot_data_n_classes(train),
+                          ot_data_n_classes(train));
+        goto out;
+    }
+    ot_freeze_report fr;
+    if (ot_pass_freeze(g, &fo, &head, &fr, &err) != OT_OK) {
+        rc = ot_cli_usage_error(cmd, "%s", err.msg);
+        goto out;
+    }
+    int32_t head_params[2] = { head.weight, head.bias };
+    o.head_params = head_params;
+    o.n_head_params = head.found ? (head.bias >= 0 ? 2 : 1) : 0;
+    FILE *log = json ? stderr : stdout;
+    fprintf(log, "model: %s\ndata: %s (%s, %lld images, %d classes)\n", model, data,
+            ot_data_format(train), (long long)ot_data_count(train), ot_data_n_classes(train));
+    fprintf(log, "training %d of %d parameters (%llu of %llu values), first trained node: %s\n",
+            fr.n_trainable, fr.n_params, (unsigned long long)fr.numel_trainable,
+            (unsigned long long)(fr.numel_trainable + fr.numel_frozen),
+            fr.first_trained_node >= 0 ? g->nodes[fr.first_trained_node].name : "-");
+    if (ot_cli_count(cmd, &a, "dry-run")) {
+        ot_train_graph tg;
+        if (ot_train_graph_build(g, &o.graph, &tg, &err) != OT_OK) {
+            rc = ot_cli_error("%s: %s", model, err.msg);
+            goto out;
+        }
+        fprintf(stdout,
+                "plan: %d epochs, batch %d, image %dx%d, lr %g; BatchNorm: %d train mode, %d "
+                "eval mode; %d backward nodes; frozen prefix: %s; cache: %s\n",
+                o.epochs, o.batch_size, size, size, o.lr, tg.n_bn_train, tg.n_bn_eval,
+                tg.n_backward_nodes, tg.prefix ? "yes" : "none",
+                !tg.prefix         ? "off (nothing frozen upstream)"
+                : o.no_cache       ? "off (--no-cache)"
+                : !tg.cacheable    ? tg.why_not_cacheable
+                : o.epochs < 2     ? "off (one epoch)"
+                                   : "on");
+        ot_train_graph_fini(&tg);
+        goto out;
+    }
+    progress_ctx pc = { .f = log, .tty = isatty(fileno(log)) != 0 };
+    o.progress = on_progress;
+    o.user = &pc;
+    ot_train_result tr;
+    if (ot_train_run(g, train, &o, &tr, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", model, err.msg);
+        goto out;
+    }
+    if (!tr.cache_used && tr.cache_off_reason)
+        fprintf(log, "prefix cache off: %s\n", tr.cache_off_reason);
+    bool have_test = ot_data_has_split(data, OT_DATA_TEST);
+    if (have_test) {
+        if (ot_data_open(data, OT_DATA_TEST, &test, &err) != OT_OK ||
+            ot_eval_run(g, test, &o.transform, o.batch_size, o.threads, &ev, &err) != OT_OK) {
+            rc = ot_cli_error("%s", err.msg);
+            goto out;
+        }
+        fprintf(log, "test: top-1 %.4f  top-5 %.4f  loss %.4f  (%lld images)\n", ev.top1, ev.top5,
+                ev.loss, (long long)ev.n);
+    }
+    {
+        int nc = ot_data_n_classes(train);
+        const char **names = calloc((size_t)nc + 1, sizeof *names);
+        if (!names) {
+            rc = ot_cli_error("out of memory");
+            goto out;
+        }
+        for (int c = 0; c < nc; c++)
+            names[c] = ot_data_class_name(train, c);
+        ot_status st = ot_train_meta_write(g, &o.transform, names, nc, &err);
+        free(names);
+        if (st != OT_OK || ot_model_export(g, out, NULL, &err) != OT_OK) {
+            rc = ot_cli_error("%s", err.msg);
+            goto out;
+        }
+    }
+    fprintf(log, "wrote %s\n", out);
+    if (json) {
+        printf("{\"epochs\": %d, \"steps\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, "
+               "\"trainable_params\": %llu, \"cache\": %s",
+               o.epochs, (long long)tr.steps, tr.final_loss, tr.final_accuracy,
+               (unsigned long long)tr.numel_trainable, tr.cache_used ? "true" : "false");
+        if (have_test)
+            printf(", \"test\": {\"top1\": %.6f, \"top5\": %.6f, \"loss\": %.6f, \"n\": %lld}",
+                   ev.top1, ev.top5, ev.loss, (long long)ev.n);
+        printf(", \"output\": ");
+        ot_cli_json_str(stdout, out);
+        printf("}\n");
+    }
+    rc = ot_cli_finish_stdout();
+out:
+#undef V
+    ot_eval_result_fini(&ev);
+    free_list(train_pats);
+    free_list(freeze_pats);
+    ot_data_free(train);
+    ot_data_free(test);
+    ot_graph_free(g);
+    ot_cli_args_fini(&a);
+    return rc;
+}
+
+int ot_cmd_eval(int argc, char **argv)
+{
+    ot_cli_args a;
+    int rc = ot_cli_parse(&eval_cmd, argc, argv, &a);
+    if (rc != OT_EXIT_OK)
+        return rc;
+    const ot_cli_cmd *cmd = &eval_cmd;
+    ot_graph *g = NULL;
+    ot_dataset *ds = NULL;
+    ot_eval_result ev = { 0 };
+    ot_err err;
+    ot_err_init(&err);
+    if (a.help) {
+        ot_cli_print_usage(cmd, stdout);
+        goto out;
+    }
+    const char *data = ot_cli_value(cmd, &a, "data");
+    if (!data) {
+        rc = ot_cli_usage_error(cmd, "missing --data PATH");
+        goto out;
+    }
+    long long ll;
+    int bs = 32, threads = 0;
+    if (ot_cli_value(cmd, &a, "batch-size")) {
+        if (!parse_int(ot_cli_value(cmd, &a, "batch-size"), 1, 1 << 16, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--batch-size must be a positive integer");
+            goto out;
+        }
+        bs = (int)ll;
+    }
+    if (ot_cli_value(cmd, &a, "threads")) {
+        if (!parse_int(ot_cli_value(cmd, &a, "threads"), 1, 4096, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--threads must be a positive integer");
+            goto out;
+        }
+        threads = (int)ll;
+    }
+    ot_import_opts io = { 0 };
+    if ((rc = ot_cli_import_opts(cmd, &a, &io)) != OT_EXIT_OK)
+        goto out;
+    if (ot_onnx_import_file(a.pos[0], &io, &g, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto out;
+    }
+    ot_data_split split = ot_data_has_split(data, OT_DATA_TEST) ? OT_DATA_TEST : OT_DATA_TRAIN;
+    if (ot_data_open(data, split, &ds, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto out;
+    }
+    ot_data_transform t;
+    ot_data_transform_init(&t, default_size(g), OT_DATA_NORM_IMAGENET);
+    ot_train_meta_read(g, &t);
+    if (ot_cli_value(cmd, &a, "image-size")) {
+        if (!parse_int(ot_cli_value(cmd, &a, "image-size"), 1, OT_DATA_MAX_SIZE, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--image-size must be a positive integer");
+            goto out;
+        }
+        t.size = (int)ll;
+    }
+    if (ot_cli_value(cmd, &a, "normalize")) {
+        ot_data_norm norm;
+        if (norm_of(ot_cli_value(cmd, &a, "normalize"), &norm) != OT_OK) {
+            rc = ot_cli_usage_error(cmd, "--normalize must be imagenet, half or none");
+            goto out;
+        }
+        int s = t.size;
+        ot_data_transform_init(&t, s, norm);
+    }
+    if (ot_eval_run(g, ds, &t, bs, threads, &ev, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto out;
+    }
+    if (ot_cli_count(cmd, &a, "json")) {
+        print_eval_json(stdout, &ev, ds);
+        printf("\n");
+    } else {
+        printf("model: %s\ndata: %s (%s split)\n", a.pos[0], data,
+               split == OT_DATA_TEST ? "test" : "train");
+        print_eval_text(stdout, &ev, ds);
+    }
+    rc = ot_cli_finish_stdout();
+out:
+    ot_eval_result_fini(&ev);
+    ot_data_free(ds);
+    ot_graph_free(g);
+    ot_cli_args_fini(&a);
+    return rc;
+}

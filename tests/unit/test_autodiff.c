@@ -1,0 +1,277 @@
+/*
+ * test_autodiff.c: the structure ot_pass_autodiff gives a graph (numbers are
+ * test_grad.c's business): a frozen prefix gets no backward nodes, fan-out
+ * gets an explicit Sum, unreachable parameters get -1, a node without a rule
+ * on the path is an error naming it, Dropout gains its mask, and a symbolic
+ * batch dim survives until compilation.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec/exec.h"
+#include "ops/grad_util.h"
+#include "passes/autodiff.h"
+#include "test.h"
+
+#define DIMS(...) ((const int64_t[]){ __VA_ARGS__ })
+
+/* A float graph input of the given shape (dims < 0: dynamic, named "N"). */
+static int32_t input(ot_graph *g, const char *name, int ndim, const int64_t *dims)
+{
+    ot_err err;
+    int32_t id;
+    if (ot_graph_intern_value(g, name, &id, &err) != OT_OK)
+        return -1;
+    ot_value *v = &g->values[id];
+    v->dtype = OT_DTYPE_FLOAT;
+    v->ndim = ndim;
+    for (int i = 0; i < ndim; i++) {
+        v->dims[i] = dims[i] < 0 ? OT_DIM_DYNAMIC : dims[i];
+        v->dim_names[i] = dims[i] < 0 ? "N" : NULL;
+    }
+    v->flags |= OT_VAL_INPUT | OT_VAL_SHAPE_DECLARED;
+    ot_io *io = ot_arena_alloc(&g->arena, sizeof *io * (size_t)(g->n_inputs + 1));
+    if (g->n_inputs)
+        memcpy(io, g->inputs, sizeof *io * (size_t)g->n_inputs);
+    io[g->n_inputs].value = id;
+    g->inputs = io;
+    g->n_inputs++;
+    return id;
+}
+
+/* A constant initializer of ones (a frozen parameter). */
+static int32_t ones(ot_graph *g, const char *name, int ndim, const int64_t *dims)
+{
+    ot_err err;
+    float buf[256];
+    int32_t id;
+    for (int i = 0; i < 256; i++)
+        buf[i] = 0.5f;
+    if (ot_op_grad_const_f32(g, name, dims, ndim, buf, &id, &err) != OT_OK)
+        return -1;
+    return id;
+}
+
+static int32_t node(ot_graph *g, const char *domain, const char *type, int opset,
+                    const int32_t *in, int n_in, const ot_attr *attrs, int n_attrs)
+{
+    ot_err err;
+    int32_t out;
+    char name[64];
+    snprintf(name, sizeof name, "%s_out", type);
+    const char *names[1] = { name };
+    const ot_op_desc *d = ot_op_find(domain, type, opset);
+    if (!d || ot_op_grad_emit(g, d, opset, type, in, n_in, attrs, n_attrs, names, &out, 1,
+                              &err) != OT_OK)
+        return -1;
+    return out;
+}
+
+static int32_t sum_all(ot_graph *g, int32_t x)
+{
+    return node(g, OT_OP_DOMAIN_PRIVATE, "ReduceSumTo", 1, &x, 1, NULL, 0);
+}
+
+static int count_type(const ot_graph *g, int32_t from, const char *type)
+{
+    int k = 0;
+    for (int32_t i = from; i < g->n_nodes; i++)
+        k += strcmp(g->nodes[i].op_type, type) == 0;
+    return k;
+}
+
+TEST(autodiff_frozen_prefix_gets_no_backward_nodes)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    int32_t x = input(g, "x", 4, DIMS(1, 2, 5, 5));
+    int32_t w1 = ones(g, "w1", 4, DIMS(2, 2, 3, 3)); /* frozen */
+    int32_t w2 = input(g, "w2", 4, DIMS(3, 2, 3, 3)); /* trained */
+    int32_t in[2] = { x, w1 };
+    int32_t h = node(g, "", "Conv", 13, in, 2, NULL, 0);
+    h = node(g, "", "Relu", 14, &h, 1, NULL, 0);
+    in[0] = h;
+    in[1] = w2;
+    h = node(g, "", "Conv", 13, in, 2, NULL, 0);
+    int32_t loss = sum_all(g, h);
+    CHECK(loss >= 0);
+    int32_t n_fwd = g->n_nodes, grad;
+    CHECK_OK(ot_pass_autodiff(g, loss, &w2, 1, &grad, &err), &err);
+    CHECK(grad >= 0);
+    CHECK_EQ_INT(count_type(g, n_fwd, "ConvGradFilter"), 1);
+    CHECK_EQ_INT(count_type(g, n_fwd, "ConvGradData"), 0); /* dX of the trained conv: not needed */
+    CHECK_EQ_INT(count_type(g, n_fwd, "ReluGrad"), 0);
+    for (int32_t i = n_fwd; i < g->n_nodes; i++) /* no backward node reads the prefix's conv */
+        for (int k = 0; k < g->nodes[i].n_in; k++)
+            CHECK(g->nodes[i].in[k] != w1);
+    ot_value *gv = &g->values[grad];
+    CHECK_EQ_INT(gv->ndim, 4);
+    CHECK_EQ_INT(gv->dims[0], 3);
+    CHECK_STR(gv->name, "grad/w2");
+    ot_graph_free(g);
+}
+
+TEST(autodiff_fan_out_inserts_sum)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    int32_t x = input(g, "x", 2, DIMS(2, 3));
+    int32_t r = node(g, "", "Relu", 14, &x, 1, NULL, 0);
+    int32_t in[2] = { r, ones(g, "c1", 2, DIMS(2, 3)) };
+    int32_t a = node(g, "", "Mul", 14, in, 2, NULL, 0);
+    in[1] = ones(g, "c2", 1, DIMS(3));
+    int32_t b = node(g, "", "Mul", 14, in, 2, NULL, 0);
+    in[0] = a;
+    in[1] = b;
+    int32_t loss = sum_all(g, node(g, "", "Add", 14, in, 2, NULL, 0));
+    int32_t n_fwd = g->n_nodes, grad;
+    CHECK_OK(ot_pass_autodiff(g, loss, &x, 1, &grad, &err), &err);
+    CHECK_EQ_INT(count_type(g, n_fwd, "Sum"), 1);
+    int32_t relu_grad = -1, sum = -1;
+    for (int32_t i = n_fwd; i < g->n_nodes; i++) {
+        if (!strcmp(g->nodes[i].op_type, "Sum"))
+            sum = i;
+        if (!strcmp(g->nodes[i].op_type, "ReluGrad"))
+            relu_grad = i;
+    }
+    CHECK(sum >= 0 && relu_grad > sum);
+    CHECK_EQ_INT(g->nodes[sum].n_in, 2);
+    CHECK_EQ_INT(g->nodes[relu_grad].in[0], g->nodes[sum].out[0]); /* dY of Relu = the sum */
+    CHECK_EQ_INT(g->nodes[relu_grad].in[1], r);                    /* and Relu's output */
+    CHECK_EQ_INT(grad, g->nodes[relu_grad].out[0]);
+    ot_graph_free(g);
+}
+
+TEST(autodiff_unreachable_params_get_minus_one)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    int32_t x = input(g, "x", 2, DIMS(2, 3));
+    int32_t p_used = input(g, "p_used", 1, DIMS(3));
+    int32_t p_side = input(g, "p_side", 1, DIMS(3));   /* feeds a side output only */
+    int32_t p_unused = input(g, "p_unused", 1, DIMS(3));
+    int32_t in[2] = { x, p_used };
+    int32_t loss = sum_all(g, node(g, "", "Add", 14, in, 2, NULL, 0));
+    in[1] = p_side;
+    int32_t side = node(g, "", "Mul", 14, in, 2, NULL, 0);
+    CHECK(side >= 0 && loss >= 0);
+    int32_t params[3] = { p_used, p_side, p_unused }, grads[3];
+    int32_t n_fwd = g->n_nodes;
+    CHECK_OK(ot_pass_autodiff(g, loss, params, 3, grads, &err), &err);
+    CHECK(grads[0] >= 0);
+    CHECK_EQ_INT(grads[1], -1);
+    CHECK_EQ_INT(grads[2], -1);
+    CHECK_EQ_INT(count_type(g, n_fwd, "Mul"), 0); /* the side branch got nothing */
+
+    /* a loss no parameter reaches: every gradient -1, no nodes */
+    int32_t only_x = sum_all(g, x);
+    n_fwd = g->n_nodes;
+    CHECK_OK(ot_pass_autodiff(g, only_x, params, 3, grads, &err), &err);
+    CHECK(grads[0] == -1 && grads[1] == -1 && grads[2] == -1);
+    CHECK_EQ_INT(g->n_nodes, n_fwd);
+    ot_graph_free(g);
+}
+
+TEST(autodiff_errors_name_the_node)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    int32_t x = input(g, "x", 4, DIMS(1, 3, 4, 4));
+    ot_attr size = ot_op_grad_attr_int("size", 3);
+    int32_t l = node(g, "", "LRN", 13, &x, 1, &size, 1);
+    int32_t loss = sum_all(g, l), grad;
+    CHECK(loss >= 0);
+    CHECK_EQ_INT(ot_pass_autodiff(g, loss, &x, 1, &grad, &err), OT_ERR_UNSUPPORTED);
+    CHECK(strstr(err.msg, "'LRN' (LRN)") != NULL);
+    /* the loss must be a float scalar */
+    CHECK_EQ_INT(ot_pass_autodiff(g, l, &x, 1, &grad, &err), OT_ERR_ARG);
+    CHECK(strstr(err.msg, "scalar") != NULL);
+    CHECK_EQ_INT(ot_pass_autodiff(g, 9999, &x, 1, &grad, &err), OT_ERR_ARG);
+    ot_graph_free(g);
+}
+
+TEST(autodiff_dropout_gains_mask_output)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    int32_t x = input(g, "x", 2, DIMS(2, 3));
+    int32_t d = node(g, "", "Dropout", 13, &x, 1, NULL, 0);
+    int32_t drop = g->n_nodes - 1;
+    int32_t loss = sum_all(g, d), grad;
+    CHECK_EQ_INT(g->nodes[drop].n_out, 1);
+    CHECK_OK(ot_pass_autodiff(g, loss, &x, 1, &grad, &err), &err);
+    CHECK_EQ_INT(g->nodes[drop].n_out, 2);
+    int32_t mask = g->nodes[drop].out[1];
+    CHECK(mask >= 0 && g->values[mask].dtype == OT_DTYPE_BOOL);
+    CHECK_EQ_INT(g->values[mask].producer, drop);
+    CHECK_EQ_INT(count_type(g, 0, "DropoutGrad"), 1);
+    ot_graph_free(g);
+}
+
+/* N symbolic: gradients keep "N"; compiling for two batch sizes works */
+TEST(autodiff_symbolic_batch)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    int32_t x = input(g, "x", 4, DIMS(-1, 2, 4, 4));
+    int32_t w = input(g, "w", 4, DIMS(3, 2, 3, 3));
+    int32_t b = input(g, "b", 1, DIMS(3));
+    int32_t fc = input(g, "fc", 2, DIMS(5, 3));
+    int32_t in[3] = { x, w, -1 };
+    int32_t h = node(g, "", "Conv", 13, in, 2, NULL, 0);
+    h = node(g, "", "GlobalAveragePool", 1, &h, 1, NULL, 0);
+    h = node(g, "", "Flatten", 13, &h, 1, NULL, 0);
+    in[0] = h;
+    in[1] = b;
+    h = node(g, "", "Add", 14, in, 2, NULL, 0);
+    ot_attr tb = ot_op_grad_attr_int("transB", 1);
+    in[0] = h;
+    in[1] = fc;
+    h = node(g, "", "Gemm", 13, in, 2, &tb, 1);
+    int32_t loss, labels;
+    CHECK_OK(ot_pass_add_loss(g, h, "labels", 0.1f, &loss, &labels, &err), &err);
+    CHECK(g->values[labels].dims[0] < 0);
+    CHECK_STR(g->values[labels].dim_names[0], "N");
+    int32_t params[4] = { x, w, b, fc }, grads[4];
+    CHECK_OK(ot_pass_autodiff(g, loss, params, 4, grads, &err), &err);
+    for (int i = 0; i < 4; i++) {
+        CHECK(grads[i] >= 0);
+        CHECK_OK(ot_pass_add_output(g, grads[i], &err), &err);
+    }
+    CHECK(g->values[grads[0]].dims[0] < 0);
+    CHECK_STR(g->values[grads[0]].dim_names[0], "N");
+    CHECK_EQ_INT(g->values[grads[1]].dims[0], 3);
+    for (int64_t N = 2; N <= 3; N++) {
+        ot_tensor t[5];
+        ot_exec_input bind[5];
+        int32_t ids[5] = { x, w, b, fc, labels };
+        memset(t, 0, sizeof t);
+        for (int i = 0; i < 5; i++) {
+            const ot_value *v = &g->values[ids[i]];
+            t[i].dtype = v->dtype;
+            t[i].ndim = v->ndim;
+            int64_t numel = 1;
+            for (int d = 0; d < v->ndim; d++) {
+                t[i].dims[d] = v->dims[d] < 0 ? N : v->dims[d];
+                numel *= t[i].dims[d];
+            }
+            t[i].bytes = (size_t)numel * ot_dtype_size(v->dtype);
+            t[i].data = calloc((size_t)numel, 8);
+            for (int64_t k = 0; k < numel && v->dtype == OT_DTYPE_FLOAT; k++)
+                ((float *)t[i].data)[k] = (float)((k * 7 + i) % 5) * 0.1f;
+            bind[i] = (ot_exec_input){ .value = ids[i], .tensor = t[i] };
+        }
+        ot_exec *ex = NULL;
+        ot_exec_opts opts = { .threads = 1 };
+        ot_status st = ot_exec_compile(g, bind, 5, &opts, &ex, &err);
+        if (st == OT_OK)
+            st = ot_exec_run(ex, t, 5, &err);
+        if (st == OT_OK)
+            CHECK_EQ_INT(ot_exec_output(ex, 0)->dims[0], N); /* grad of x */
+        ot_exec_free(ex);
+        for (int i = 0; i < 5; i++)
+            free(t[i].data);
+        CHECK_OK(st, &err);
+    }
+    ot_graph_free(g);
+}

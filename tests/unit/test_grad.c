@@ -1,0 +1,898 @@
+/*
+ * test_grad.c: finite-difference checks of every gradient rule (src/ops/
+ * grad_rules.c) and the backward kernels behind them (src/exec/cpu/
+ * ref_grad*.c), through ot_pass_autodiff and the executor.
+ *
+ * Each case builds a tiny graph whose differentiated operands are graph
+ * inputs (the executor treats initializers as constants), adds the loss
+ * L = sum(y * r) with a seeded random constant r (Mul, then ReduceSumTo to a
+ * scalar), runs autodiff, and marks y, L and the gradients as outputs. One
+ * compiled executor then gives the analytic gradient, and the central
+ * difference (L(x + h) - L(x - h)) / 2h, with L summed in double from y,
+ * gives the numeric one, for every element (at most MAX_SAMPLES sampled per
+ * tensor). Pass: |g - g_num| <= ATOL + RTOL * |g_num|. Inputs stay off kinks:
+ * ReLU-like inputs away from 0, max-pool inputs distinct and spaced wider than
+ * h, Clip inputs away from the bounds.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "exec/exec.h"
+#include "ops/grad_util.h"
+#include "passes/autodiff.h"
+#include "test.h"
+
+#define MAX_IN 8
+#define MAX_SAMPLES 120
+#define RTOL 1e-2
+#define ATOL 1e-3
+
+/* ------------------------------------------------------------------ rng */
+
+typedef struct rng {
+    uint64_t s;
+} rng;
+
+static double rnd(rng *r) /* [0, 1) */
+{
+    r->s = r->s * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(r->s >> 11) / 9007199254740992.0;
+}
+
+static double uni(rng *r, double lo, double hi) { return lo + (hi - lo) * rnd(r); }
+
+/* --------------------------------------------------------------- a case */
+
+typedef enum { FILL_UNI, FILL_AWAY0, FILL_DISTINCT, FILL_POS } fill_kind;
+
+typedef struct gcase {
+    ot_graph *g;
+    rng r;
+    int n_in;
+    int32_t in_ids[MAX_IN];
+    ot_tensor in[MAX_IN];
+    bool diff[MAX_IN];
+    double h;
+    bool onednn; /* compile with oneDNN allowed (default: plain kernels) */
+    ot_err err;
+} gcase;
+
+static void gc_init(gcase *c, uint64_t seed)
+{
+    memset(c, 0, sizeof *c);
+    c->g = ot_graph_new();
+    c->r.s = seed * 2654435761u + 12345;
+    c->h = 1e-2;
+    ot_err_init(&c->err);
+}
+
+static void gc_fini(gcase *c)
+{
+    for (int i = 0; i < c->n_in; i++)
+        free(c->in[i].data);
+    ot_graph_free(c->g);
+}
+
+static int64_t numel_of(int ndim, const int64_t *dims)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        n *= dims[i];
+    return n;
+}
+
+/* Adds a graph input with data; float inputs filled as `fill` says over
+   [lo, hi), int64 inputs with integers in [lo, hi). Returns its value id. */
+static int32_t gc_input(gcase *c, const char *name, ot_dtype dt, int ndim, const int64_t *dims,
+                        fill_kind fill, double lo, double hi, bool diff)
+{
+    ot_graph *g = c->g;
+    int32_t id;
+    if (ot_graph_intern_value(g, name, &id, &c->err) != OT_OK || c->n_in >= MAX_IN)
+        return -1;
+    ot_value *v = &g->values[id];
+    v->dtype = dt;
+    v->ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        v->dims[i] = dims[i];
+    v->flags |= OT_VAL_INPUT | OT_VAL_SHAPE_DECLARED;
+    ot_io *io = ot_arena_alloc(&g->arena, sizeof *io * (size_t)(g->n_inputs + 1));
+    if (g->n_inputs)
+        memcpy(io, g->inputs, sizeof *io * (size_t)g->n_inputs);
+    io[g->n_inputs].value = id;
+    g->inputs = io;
+    g->n_inputs++;
+
+    ot_tensor *t = &c->in[c->n_in];
+    t->dtype = dt;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        t->dims[i] = dims[i];
+    int64_t n = numel_of(ndim, dims);
+    t->bytes = (size_t)n * ot_dtype_size(dt);
+    t->data = calloc(t->bytes ? t->bytes : 1, 1);
+    if (dt == OT_DTYPE_INT64) {
+        for (int64_t i = 0; i < n; i++)
+            ((int64_t *)t->data)[i] = (int64_t)uni(&c->r, lo, hi);
+    } else {
+        float *f = t->data;
+        for (int64_t i = 0; i < n; i++) {
+            double x = uni(&c->r, lo, hi);
+            if (fill == FILL_AWAY0) /* |x| in [0.1, hi] with a random sign */
+                x = (rnd(&c->r) < 0.5 ? -1 : 1) * uni(&c->r, 0.1, hi);
+            f[i] = (float)x;
+        }
+        if (fill == FILL_DISTINCT) { /* a shuffled ramp: ties and near-ties apart by 0.05 */
+            for (int64_t i = 0; i < n; i++)
+                f[i] = (float)(lo + 0.05 * (double)i);
+            for (int64_t i = n - 1; i > 0; i--) {
+                int64_t j = (int64_t)(rnd(&c->r) * (double)(i + 1));
+                float tmp = f[i];
+                f[i] = f[j];
+                f[j] = tmp;
+            }
+        }
+    }
+    c->in_ids[c->n_in] = id;
+    c->diff[c->n_in] = diff && dt == OT_DTYPE_FLOAT;
+    c->n_in++;
+    return id;
+}
+
+/* A constant float initializer with random values in [lo, hi). */
+static int32_t gc_const(gcase *c, const char *name, int ndim, const int64_t *dims, double lo,
+                        double hi)
+{
+    int64_t n = numel_of(ndim, dims);
+    float *f = malloc(sizeof *f * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++)
+        f[i] = (float)uni(&c->r, lo, hi);
+    int32_t id = -1;
+    if (ot_op_grad_const_f32(c->g, name, dims, ndim, f, &id, &c->err) != OT_OK)
+        id = -1;
+    free(f);
+    return id;
+}
+
+static int32_t gc_const_i64(gcase *c, const char *name, int ndim, const int64_t *dims,
+                            const int64_t *vals)
+{
+    int32_t id = -1;
+    if (ot_op_grad_const_i64(c->g, name, dims, ndim, vals, &id, &c->err) != OT_OK)
+        id = -1;
+    return id;
+}
+
+/* Adds a node of (domain, type, opset) with n_out fresh outputs; returns
+   output 0 (or -1 on error, the message in c->err). */
+static int32_t gc_node_n(gcase *c, const char *domain, const char *type, int opset,
+                         const int32_t *in, int n_in, const ot_attr *attrs, int n_attrs,
+                         int n_out, int32_t *outs)
+{
+    const ot_op_desc *d = ot_op_find(domain, type, opset);
+    if (!d) {
+        ot_err_set(&c->err, OT_ERR_ARG, "no op %s %d", type, opset);
+        return -1;
+    }
+    char names[8][64];
+    const char *pn[8];
+    int32_t tmp[8];
+    for (int i = 0; i < n_out && i < 8; i++) {
+        snprintf(names[i], sizeof names[i], "%s_out%d", type, i);
+        pn[i] = names[i];
+    }
+    if (!outs)
+        outs = tmp;
+    if (ot_op_grad_emit(c->g, d, opset, type, in, n_in, attrs, n_attrs, pn, outs, n_out,
+                        &c->err) != OT_OK)
+        return -1;
+    return outs[0];
+}
+
+static int32_t gc_node(gcase *c, const char *type, int opset, const int32_t *in, int n_in,
+                       const ot_attr *attrs, int n_attrs)
+{
+    return gc_node_n(c, "", type, opset, in, n_in, attrs, n_attrs, 1, NULL);
+}
+
+/* L = sum over the graph's y of y * r (r random, fixed); returns L's value. */
+static int32_t gc_loss(gcase *c, int32_t y, int32_t *r_out)
+{
+    const ot_value *yv = &c->g->values[y];
+    int ndim = yv->ndim;
+    int64_t dims[OT_MAX_DIMS];
+    for (int i = 0; i < ndim; i++)
+        dims[i] = yv->dims[i];
+    int32_t r = gc_const(c, "r", ndim, dims, -1.0, 1.0);
+    int32_t in[2] = { y, r };
+    int32_t z = gc_node(c, "Mul", 14, in, 2, NULL, 0);
+    if (z < 0)
+        return -1;
+    *r_out = r;
+    return gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "ReduceSumTo", 1, &z, 1, NULL, 0, 1, NULL);
+}
+
+/* sum y * r in double over the executor's output 0 (y) */
+static double loss_of(const ot_tensor *y, const ot_tensor *r)
+{
+    double s = 0;
+    int64_t n = ot_tensor_numel(y);
+    for (int64_t i = 0; i < n; i++)
+        s += (double)((const float *)y->data)[i] * (double)((const float *)r->data)[i];
+    return s;
+}
+
+/*
+ * Runs the check for output y: autodiff w.r.t. every input marked diff,
+ * compile, compare analytic and numeric gradients. Reports failures through
+ * ot_test_fail and returns false on the first one.
+ */
+static bool gc_check(gcase *c, int32_t y, const char *what)
+{
+    ot_graph *g = c->g;
+    ot_exec *x = NULL;
+    bool ok = false;
+    int32_t r, params[MAX_IN], grads[MAX_IN];
+    int n_params = 0, which[MAX_IN];
+    if (y < 0) {
+        ot_test_fail(__FILE__, __LINE__, "%s: building the graph: %s", what, c->err.msg);
+        return false;
+    }
+    int32_t L = gc_loss(c, y, &r);
+    if (L < 0) {
+        ot_test_fail(__FILE__, __LINE__, "%s: building the loss: %s", what, c->err.msg);
+        return false;
+    }
+    for (int i = 0; i < c->n_in; i++)
+        if (c->diff[i]) {
+            which[n_params] = i;
+            params[n_params++] = c->in_ids[i];
+        }
+    if (ot_pass_autodiff(g, L, params, n_params, grads, &c->err) != OT_OK) {
+        ot_test_fail(__FILE__, __LINE__, "%s: autodiff: %s", what, c->err.msg);
+        return false;
+    }
+    if (ot_pass_add_output(g, y, &c->err) != OT_OK || ot_pass_add_output(g, L, &c->err) != OT_OK)
+        goto fail;
+    for (int p = 0; p < n_params; p++) {
+        if (grads[p] < 0) {
+            ot_test_fail(__FILE__, __LINE__, "%s: no gradient for '%s'", what,
+                         g->values[params[p]].name);
+            return false;
+        }
+        if (ot_pass_add_output(g, grads[p], &c->err) != OT_OK)
+            goto fail;
+    }
+    ot_exec_input bind[MAX_IN];
+    for (int i = 0; i < c->n_in; i++) {
+        bind[i].value = c->in_ids[i];
+        bind[i].tensor = c->in[i];
+        bind[i].const_value = false;
+    }
+    ot_exec_opts opts = { .threads = 1, .plain_only = !c->onednn };
+    if (ot_exec_compile(g, bind, c->n_in, &opts, &x, &c->err) != OT_OK)
+        goto fail;
+    if (ot_exec_run(x, c->in, c->n_in, &c->err) != OT_OK)
+        goto fail;
+    int base_out = ot_exec_n_outputs(x) - n_params - 2;
+    const ot_tensor *rt = ot_graph_const(g, r);
+    for (int p = 0; p < n_params; p++) {
+        /* the analytic gradient at the unperturbed inputs: the runs of the
+           previous parameter's differences overwrote the outputs */
+        if (p > 0 && ot_exec_run(x, c->in, c->n_in, &c->err) != OT_OK)
+            goto fail;
+        const ot_tensor *gt = ot_exec_output(x, base_out + 2 + p);
+        ot_tensor *xt = &c->in[which[p]];
+        int64_t n = ot_tensor_numel(xt);
+        if (ot_tensor_numel(gt) != n) {
+            ot_test_fail(__FILE__, __LINE__, "%s: gradient of '%s' has %lld elements, not %lld",
+                         what, g->values[params[p]].name, (long long)ot_tensor_numel(gt),
+                         (long long)n);
+            goto out;
+        }
+        double *ga = malloc(sizeof *ga * (size_t)(n ? n : 1));
+        for (int64_t i = 0; i < n; i++)
+            ga[i] = ((const float *)gt->data)[i];
+        float *xv = xt->data;
+        int64_t step = n > MAX_SAMPLES ? n / MAX_SAMPLES + 1 : 1;
+        double worst = -1;
+        int64_t worst_at = -1;
+        double worst_num = 0;
+        for (int64_t i = (int64_t)(rnd(&c->r) * (double)step) % (step ? step : 1); i < n;
+             i += step) {
+            float v = xv[i];
+            float vp = (float)((double)v + c->h), vm = (float)((double)v - c->h);
+            xv[i] = vp;
+            if (ot_exec_run(x, c->in, c->n_in, &c->err) != OT_OK) {
+                free(ga);
+                goto fail;
+            }
+            double lp = loss_of(ot_exec_output(x, base_out), rt);
+            xv[i] = vm;
+            if (ot_exec_run(x, c->in, c->n_in, &c->err) != OT_OK) {
+                free(ga);
+                goto fail;
+            }
+            double lm = loss_of(ot_exec_output(x, base_out), rt);
+            xv[i] = v;
+            double num = (lp - lm) / ((double)vp - (double)vm);
+            double excess = fabs(ga[i] - num) - (ATOL + RTOL * fabs(num));
+            if (excess > worst) {
+                worst = excess;
+                worst_at = i;
+                worst_num = num;
+            }
+        }
+        if (worst > 0) {
+            ot_test_fail(__FILE__, __LINE__,
+                         "%s: d L / d '%s'[%lld]: analytic %.6g, numeric %.6g (tolerance %g + "
+                         "%g * |numeric|, h %g)",
+                         what, g->values[params[p]].name, (long long)worst_at, ga[worst_at],
+                         worst_num, ATOL, RTOL, c->h);
+            free(ga);
+            goto out;
+        }
+        free(ga);
+    }
+    ok = true;
+    goto out;
+fail:
+    ot_test_fail(__FILE__, __LINE__, "%s: %s", what, c->err.msg);
+out:
+    ot_exec_free(x);
+    return ok;
+}
+
+/* Builds and checks: the body fills `y` using case c, then gc_check runs. */
+#define GRAD_CASE(name, seed, ...)                                                              \
+    TEST(name)                                                                                  \
+    {                                                                                           \
+        gcase c_;                                                                               \
+        gcase *c = &c_;                                                                         \
+        int32_t y = -1;                                                                         \
+        gc_init(c, seed);                                                                       \
+        __VA_ARGS__;                                                                            \
+        gc_check(c, y, #name);                                                                  \
+        gc_fini(c);                                                                             \
+    }
+
+#define DIMS(...) ((const int64_t[]){ __VA_ARGS__ })
+#define NDIMS(...) ((int)(sizeof((const int64_t[]){ __VA_ARGS__ }) / sizeof(int64_t)))
+#define IN(c, name, fill, lo, hi, diff, ...)                                                    \
+    gc_input(c, name, OT_DTYPE_FLOAT, NDIMS(__VA_ARGS__), DIMS(__VA_ARGS__), fill, lo, hi, diff)
+#define INTS(name, ...)                                                                         \
+    ot_op_grad_attr_ints(name, DIMS(__VA_ARGS__), (size_t)NDIMS(__VA_ARGS__))
+
+/* ------------------------------------------------------------------- Conv */
+
+GRAD_CASE(grad_conv_pads_bias, 1, {
+    int32_t in[3] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 5, 5),
+                      IN(c, "w", FILL_UNI, -1, 1, true, 4, 3, 3, 3),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 4) };
+    ot_attr a[1] = { INTS("pads", 1, 1, 1, 1) };
+    y = gc_node(c, "Conv", 13, in, 3, a, 1);
+})
+
+GRAD_CASE(grad_conv_strides_dilations_asym_pads, 2, {
+    int32_t in[3] = { IN(c, "x", FILL_UNI, -1, 1, true, 1, 2, 7, 6),
+                      IN(c, "w", FILL_UNI, -1, 1, true, 3, 2, 2, 3),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3) };
+    ot_attr a[3] = { INTS("strides", 2, 1), INTS("dilations", 2, 1), INTS("pads", 1, 0, 0, 2) };
+    y = gc_node(c, "Conv", 11, in, 3, a, 3);
+})
+
+GRAD_CASE(grad_conv_groups, 3, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 4, 5, 5),
+                      IN(c, "w", FILL_UNI, -1, 1, true, 6, 2, 3, 3) };
+    ot_attr a[2] = { ot_op_grad_attr_int("group", 2), INTS("kernel_shape", 3, 3) };
+    y = gc_node(c, "Conv", 13, in, 2, a, 2);
+})
+
+GRAD_CASE(grad_conv_depthwise_stride2, 4, {
+    int32_t in[3] = { IN(c, "x", FILL_UNI, -1, 1, true, 1, 3, 6, 6),
+                      IN(c, "w", FILL_UNI, -1, 1, true, 3, 1, 3, 3),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3) };
+    ot_attr a[3] = { ot_op_grad_attr_int("group", 3), INTS("strides", 2, 2),
+                     INTS("pads", 1, 1, 1, 1) };
+    y = gc_node(c, "Conv", 13, in, 3, a, 3);
+})
+
+GRAD_CASE(grad_conv_1d_same_upper, 5, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 2, 7),
+                      IN(c, "w", FILL_UNI, -1, 1, true, 3, 2, 3) };
+    ot_attr a[2] = { INTS("strides", 2), { .name = "auto_pad", .type = OT_ATTR_STRING,
+                                           .s = "SAME_UPPER", .s_len = 10 } };
+    y = gc_node(c, "Conv", 13, in, 2, a, 2);
+})
+
+/* oneDNN runs the forward Conv; the private backward ops stay plain C */
+GRAD_CASE(grad_conv_onednn_forward, 6, {
+    c->onednn = true;
+    int32_t in[3] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 6, 6),
+                      IN(c, "w", FILL_UNI, -1, 1, true, 4, 3, 3, 3),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 4) };
+    ot_attr a[2] = { INTS("pads", 1, 1, 1, 1), INTS("strides", 2, 2) };
+    y = gc_node(c, "Conv", 13, in, 3, a, 2);
+})
+
+/* -------------------------------------------------------------- BatchNorm */
+
+/* eval mode, frozen scale and var: dX is a Mul by a constant */
+GRAD_CASE(grad_batchnorm_eval_dx, 10, {
+    int32_t in[5] = { IN(c, "x", FILL_UNI, -2, 2, true, 2, 3, 4, 4),
+                      gc_const(c, "scale", 1, DIMS(3), 0.5, 1.5),
+                      gc_const(c, "bias", 1, DIMS(3), -1, 1),
+                      gc_const(c, "mean", 1, DIMS(3), -0.5, 0.5),
+                      gc_const(c, "var", 1, DIMS(3), 0.5, 2) };
+    ot_attr a[1] = { ot_op_grad_attr_float("epsilon", 1e-3f) };
+    y = gc_node(c, "BatchNormalization", 15, in, 5, a, 1);
+})
+
+/* eval mode with trainable scale and bias: BatchNormGrad, training_mode=0 */
+GRAD_CASE(grad_batchnorm_eval_params, 11, {
+    int32_t in[5] = { IN(c, "x", FILL_UNI, -2, 2, true, 2, 3, 3, 2),
+                      IN(c, "scale", FILL_UNI, 0.5, 1.5, true, 3),
+                      IN(c, "bias", FILL_UNI, -1, 1, true, 3),
+                      gc_const(c, "mean", 1, DIMS(3), -0.5, 0.5),
+                      gc_const(c, "var", 1, DIMS(3), 0.5, 2) };
+    y = gc_node(c, "BatchNormalization", 9, in, 5, NULL, 0);
+})
+
+/* training mode (BatchNormTrain): dX, dScale, dB through batch statistics */
+GRAD_CASE(grad_batchnorm_train, 12, {
+    c->h = 5e-3;
+    int32_t in[5] = { IN(c, "x", FILL_UNI, -2, 2, true, 3, 2, 3, 3),
+                      IN(c, "scale", FILL_UNI, 0.5, 1.5, true, 2),
+                      IN(c, "bias", FILL_UNI, -1, 1, true, 2),
+                      gc_const(c, "running_mean", 1, DIMS(2), -0.5, 0.5),
+                      gc_const(c, "running_var", 1, DIMS(2), 0.5, 2) };
+    ot_attr a[2] = { ot_op_grad_attr_float("epsilon", 1e-5f),
+                     ot_op_grad_attr_float("momentum", 0.9f) };
+    y = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, in, 5, a, 2, 3, NULL);
+})
+
+/* BatchNormTrain's running statistics: momentum as ONNX, unbiased variance */
+TEST(grad_batchnorm_train_running_stats)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, 13);
+    float rm0[2] = { 0.25f, -0.5f }, rv0[2] = { 1.5f, 0.75f };
+    int32_t outs[5], in[5];
+    in[0] = IN(c, "x", FILL_UNI, -2, 2, false, 2, 2, 3);
+    in[1] = IN(c, "scale", FILL_UNI, 0.5, 1.5, false, 2);
+    in[2] = IN(c, "bias", FILL_UNI, -1, 1, false, 2);
+    CHECK_OK(ot_op_grad_const_f32(c->g, "rm", DIMS(2), 1, rm0, &in[3], &c->err), &c->err);
+    CHECK_OK(ot_op_grad_const_f32(c->g, "rv", DIMS(2), 1, rv0, &in[4], &c->err), &c->err);
+    ot_attr a[2] = { ot_op_grad_attr_float("epsilon", 1e-5f),
+                     ot_op_grad_attr_float("momentum", 0.8f) };
+    CHECK(gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, in, 5, a, 2, 5, outs) >= 0);
+    for (int i = 0; i < 5; i++)
+        CHECK_OK(ot_pass_add_output(c->g, outs[i], &c->err), &c->err);
+    ot_exec_input bind[3];
+    for (int i = 0; i < 3; i++)
+        bind[i] = (ot_exec_input){ .value = c->in_ids[i], .tensor = c->in[i] };
+    ot_exec *x = NULL;
+    ot_exec_opts opts = { .threads = 1, .plain_only = true };
+    CHECK_OK(ot_exec_compile(c->g, bind, 3, &opts, &x, &c->err), &c->err);
+    CHECK_OK(ot_exec_run(x, c->in, 3, &c->err), &c->err);
+    const float *xf = c->in[0].data, *sf = c->in[1].data, *bf = c->in[2].data;
+    for (int ch = 0; ch < 2; ch++) {
+        double s1 = 0, s2 = 0, xd[6];
+        for (int n = 0; n < 2; n++)
+            for (int i = 0; i < 3; i++)
+                s1 += (xd[n * 3 + i] = (double)xf[(n * 2 + ch) * 3 + i]);
+        double mu = s1 / 6;
+        for (int i = 0; i < 6; i++)
+            s2 += (xd[i] - mu) * (xd[i] - mu);
+        double var = s2 / 6, inv = 1 / sqrt(var + 1e-5);
+        double want[5] = { (xd[0] - mu) * inv * (double)sf[ch] + (double)bf[ch],
+                           (double)rm0[ch] * 0.8 + mu * 0.2, (double)rv0[ch] * 0.8 + s2 / 5 * 0.2,
+                           mu, inv };
+        for (int k = 0; k < 5; k++) {
+            double got = (double)((const float *)ot_exec_output(x, k)->data)[k == 0 ? ch * 3 : ch];
+            if (fabs(got - want[k]) > 1e-5 + 1e-5 * fabs(want[k])) {
+                ot_test_fail(__FILE__, __LINE__, "output %d channel %d: got %.7g want %.7g", k,
+                             ch, got, want[k]);
+                break;
+            }
+        }
+    }
+    ot_exec_free(x);
+    gc_fini(c);
+}
+
+/* ------------------------------------------------------------ activations */
+
+GRAD_CASE(grad_relu, 20, {
+    int32_t in = IN(c, "x", FILL_AWAY0, -1, 1, true, 3, 4, 2);
+    y = gc_node(c, "Relu", 14, &in, 1, NULL, 0);
+})
+
+GRAD_CASE(grad_leakyrelu, 21, {
+    int32_t in = IN(c, "x", FILL_AWAY0, -1, 1, true, 3, 5);
+    ot_attr a = ot_op_grad_attr_float("alpha", 0.2f);
+    y = gc_node(c, "LeakyRelu", 6, &in, 1, &a, 1);
+})
+
+GRAD_CASE(grad_sigmoid, 22, {
+    int32_t in = IN(c, "x", FILL_UNI, -3, 3, true, 4, 5);
+    y = gc_node(c, "Sigmoid", 13, &in, 1, NULL, 0);
+})
+
+/* Clip 11+: bounds as inputs; inputs kept 0.05 away from them */
+GRAD_CASE(grad_clip_inputs, 23, {
+    int32_t in[3] = { IN(c, "x", FILL_UNI, -2, 2, true, 4, 6), -1, -1 };
+    float lo = -0.5f, hi = 0.8f;
+    ot_op_grad_const_f32(c->g, "lo", NULL, 0, &lo, &in[1], &c->err);
+    ot_op_grad_const_f32(c->g, "hi", NULL, 0, &hi, &in[2], &c->err);
+    float *xd = c->in[0].data;
+    for (int i = 0; i < 24; i++)
+        if (fabsf(xd[i] - lo) < 0.05f || fabsf(xd[i] - hi) < 0.05f)
+            xd[i] += 0.11f;
+    y = gc_node(c, "Clip", 13, in, 3, NULL, 0);
+})
+
+/* Clip 6: bounds as attributes */
+GRAD_CASE(grad_clip_attrs, 24, {
+    int32_t in = IN(c, "x", FILL_UNI, -2, 2, true, 5, 5);
+    float *xd = c->in[0].data;
+    for (int i = 0; i < 25; i++)
+        if (fabsf(xd[i] + 1.0f) < 0.05f || fabsf(xd[i] - 0.5f) < 0.05f)
+            xd[i] += 0.11f;
+    ot_attr a[2] = { ot_op_grad_attr_float("min", -1.0f), ot_op_grad_attr_float("max", 0.5f) };
+    y = gc_node(c, "Clip", 6, &in, 1, a, 2);
+})
+
+GRAD_CASE(grad_identity, 25, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 3, 2);
+    y = gc_node(c, "Identity", 13, &in, 1, NULL, 0);
+})
+
+/* ------------------------------------------------------------------ pools */
+
+GRAD_CASE(grad_maxpool_pads_ceil, 30, {
+    int32_t in = IN(c, "x", FILL_DISTINCT, -2, 2, true, 2, 2, 6, 6);
+    ot_attr a[4] = { INTS("kernel_shape", 3, 3), INTS("strides", 2, 2), INTS("pads", 1, 1, 0, 0),
+                     ot_op_grad_attr_int("ceil_mode", 1) };
+    y = gc_node(c, "MaxPool", 12, &in, 1, a, 4);
+})
+
+GRAD_CASE(grad_maxpool_dilations_overlap, 31, {
+    int32_t in = IN(c, "x", FILL_DISTINCT, -2, 2, true, 1, 3, 7, 7);
+    ot_attr a[3] = { INTS("kernel_shape", 2, 3), INTS("dilations", 2, 1),
+                     INTS("pads", 1, 1, 1, 1) };
+    y = gc_node(c, "MaxPool", 12, &in, 1, a, 3);
+})
+
+GRAD_CASE(grad_avgpool_include_pad_ceil, 32, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 2, 2, 5, 5);
+    ot_attr a[5] = { INTS("kernel_shape", 3, 3), INTS("strides", 2, 2), INTS("pads", 1, 1, 1, 0),
+                     ot_op_grad_attr_int("ceil_mode", 1),
+                     ot_op_grad_attr_int("count_include_pad", 1) };
+    y = gc_node(c, "AveragePool", 11, &in, 1, a, 5);
+})
+
+GRAD_CASE(grad_avgpool_exclude_pad, 33, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 1, 2, 6, 5);
+    ot_attr a[3] = { INTS("kernel_shape", 2, 3), INTS("strides", 1, 2), INTS("pads", 1, 1, 0, 1) };
+    y = gc_node(c, "AveragePool", 11, &in, 1, a, 3);
+})
+
+GRAD_CASE(grad_globalavgpool, 34, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 3, 4);
+    y = gc_node(c, "GlobalAveragePool", 1, &in, 1, NULL, 0);
+})
+
+GRAD_CASE(grad_globalmaxpool, 35, {
+    int32_t in = IN(c, "x", FILL_DISTINCT, -2, 2, true, 2, 3, 3, 3);
+    y = gc_node(c, "GlobalMaxPool", 1, &in, 1, NULL, 0);
+})
+
+/* -------------------------------------------------------- broadcasting ops */
+
+GRAD_CASE(grad_add_broadcast, 40, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 3, 4),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3, 1) };
+    y = gc_node(c, "Add", 14, in, 2, NULL, 0);
+})
+
+GRAD_CASE(grad_add_both_broadcast, 41, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 1, 3, 1),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 2, 1, 4) };
+    y = gc_node(c, "Add", 14, in, 2, NULL, 0);
+})
+
+/* opset 6: B placed at `axis` */
+GRAD_CASE(grad_add_legacy_axis, 42, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 3, 4),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3) };
+    ot_attr a[2] = { ot_op_grad_attr_int("broadcast", 1), ot_op_grad_attr_int("axis", 1) };
+    y = gc_node(c, "Add", 6, in, 2, a, 2);
+})
+
+GRAD_CASE(grad_mul_broadcast, 43, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 3, 4),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 4) };
+    y = gc_node(c, "Mul", 14, in, 2, NULL, 0);
+})
+
+GRAD_CASE(grad_mul_both_broadcast, 44, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 1, 3, 1),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 2, 1, 4) };
+    y = gc_node(c, "Mul", 14, in, 2, NULL, 0);
+})
+
+GRAD_CASE(grad_mul_legacy_axis, 45, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 3, 4),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3, 1) };
+    ot_attr a[2] = { ot_op_grad_attr_int("broadcast", 1), ot_op_grad_attr_int("axis", 1) };
+    y = gc_node(c, "Mul", 6, in, 2, a, 2);
+})
+
+/* the same value on both sides: dX = 2 x, through a Sum of two contributions */
+GRAD_CASE(grad_mul_square, 46, {
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 3, 3);
+    int32_t in[2] = { x, x };
+    y = gc_node(c, "Mul", 14, in, 2, NULL, 0);
+})
+
+GRAD_CASE(grad_sum_broadcast, 47, {
+    int32_t in[3] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 3),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3),
+                      IN(c, "c", FILL_UNI, -1, 1, true, 2, 1) };
+    y = gc_node(c, "Sum", 13, in, 3, NULL, 0);
+})
+
+/* --------------------------------------------------------- data movement */
+
+GRAD_CASE(grad_concat, 50, {
+    int32_t in[3] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 1, 3),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 2, 3, 3),
+                      IN(c, "c", FILL_UNI, -1, 1, true, 2, 2, 3) };
+    ot_attr a = ot_op_grad_attr_int("axis", -2);
+    y = gc_node(c, "Concat", 13, in, 3, &a, 1);
+})
+
+GRAD_CASE(grad_flatten, 51, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 2, 2);
+    ot_attr a = ot_op_grad_attr_int("axis", 2);
+    y = gc_node(c, "Flatten", 13, &in, 1, &a, 1);
+})
+
+GRAD_CASE(grad_reshape, 52, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 4), -1 };
+    in[1] = gc_const_i64(c, "shape", 1, DIMS(3), DIMS(4, -1, 2));
+    y = gc_node(c, "Reshape", 13, in, 2, NULL, 0);
+})
+
+GRAD_CASE(grad_squeeze_unsqueeze, 53, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 1, 3), -1 };
+    in[1] = gc_const_i64(c, "axes", 1, DIMS(1), DIMS(1));
+    int32_t s = gc_node(c, "Squeeze", 13, in, 2, NULL, 0);
+    ot_attr a = INTS("axes", 0, 3);
+    y = gc_node(c, "Unsqueeze", 11, &s, 1, &a, 1);
+})
+
+GRAD_CASE(grad_transpose, 54, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 4);
+    ot_attr a = INTS("perm", 1, 2, 0);
+    y = gc_node(c, "Transpose", 13, &in, 1, &a, 1);
+})
+
+GRAD_CASE(grad_transpose_default, 55, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 4);
+    y = gc_node(c, "Transpose", 13, &in, 1, NULL, 0);
+})
+
+/* ------------------------------------------------------------ Gemm/MatMul */
+
+/* transA x transB, alpha, beta, C broadcast as (N) or (M, 1) */
+static void gemm_case(int ta, int tb, int c_kind, uint64_t seed, const char *what)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, seed);
+    int64_t M = 3, K = 4, N = 5;
+    int32_t in[3];
+    in[0] = ta ? IN(c, "a", FILL_UNI, -1, 1, true, K, M) : IN(c, "a", FILL_UNI, -1, 1, true, M, K);
+    in[1] = tb ? IN(c, "b", FILL_UNI, -1, 1, true, N, K) : IN(c, "b", FILL_UNI, -1, 1, true, K, N);
+    in[2] = c_kind == 0 ? IN(c, "c", FILL_UNI, -1, 1, true, N)
+                        : IN(c, "c", FILL_UNI, -1, 1, true, M, 1);
+    ot_attr a[4] = { ot_op_grad_attr_int("transA", ta), ot_op_grad_attr_int("transB", tb),
+                     ot_op_grad_attr_float("alpha", 0.7f), ot_op_grad_attr_float("beta", 1.3f) };
+    gc_check(c, gc_node(c, "Gemm", 13, in, 3, a, 4), what);
+    gc_fini(c);
+}
+
+TEST(grad_gemm_transposes_alpha_beta)
+{
+    gemm_case(0, 0, 0, 60, "gemm nn, C (N)");
+    gemm_case(0, 1, 1, 61, "gemm nt, C (M,1)");
+    gemm_case(1, 0, 0, 62, "gemm tn, C (N)");
+    gemm_case(1, 1, 1, 63, "gemm tt, C (M,1)");
+}
+
+GRAD_CASE(grad_gemm_no_c, 64, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 3),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 4, 3) };
+    ot_attr a = ot_op_grad_attr_int("transB", 1);
+    y = gc_node(c, "Gemm", 13, in, 2, &a, 1);
+})
+
+GRAD_CASE(grad_matmul_2d, 65, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 3, 4),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 4, 2) };
+    y = gc_node(c, "MatMul", 13, in, 2, NULL, 0);
+})
+
+GRAD_CASE(grad_matmul_batched_broadcast, 66, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 3, 4),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 4, 2) };
+    y = gc_node(c, "MatMul", 13, in, 2, NULL, 0);
+})
+
+GRAD_CASE(grad_matmul_batched_both, 67, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 1, 3, 4),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3, 4, 2) };
+    y = gc_node(c, "MatMul", 13, in, 2, NULL, 0);
+})
+
+/* ---------------------------------------------------------- softmax, loss */
+
+GRAD_CASE(grad_softmax_axis, 70, {
+    int32_t in = IN(c, "x", FILL_UNI, -2, 2, true, 2, 3, 4);
+    ot_attr a = ot_op_grad_attr_int("axis", 1);
+    y = gc_node(c, "Softmax", 13, &in, 1, &a, 1);
+})
+
+/* before opset 13: the axis and every dim after it */
+GRAD_CASE(grad_softmax_legacy_coerce, 71, {
+    int32_t in = IN(c, "x", FILL_UNI, -2, 2, true, 2, 3, 4);
+    y = gc_node(c, "Softmax", 11, &in, 1, NULL, 0);
+})
+
+GRAD_CASE(grad_logsoftmax, 72, {
+    int32_t in = IN(c, "x", FILL_UNI, -2, 2, true, 3, 5);
+    y = gc_node(c, "LogSoftmax", 13, &in, 1, NULL, 0);
+})
+
+GRAD_CASE(grad_logsoftmax_legacy, 73, {
+    int32_t in = IN(c, "x", FILL_UNI, -2, 2, true, 2, 2, 3);
+    ot_attr a = ot_op_grad_attr_int("axis", 1);
+    y = gc_node(c, "LogSoftmax", 11, &in, 1, &a, 1);
+})
+
+GRAD_CASE(grad_softmax_cross_entropy_smoothing, 74, {
+    int32_t in[2] = { IN(c, "logits", FILL_UNI, -2, 2, true, 4, 5),
+                      gc_input(c, "labels", OT_DTYPE_INT64, 1, DIMS(4), FILL_UNI, 0, 5, false) };
+    ot_attr a = ot_op_grad_attr_float("label_smoothing", 0.1f);
+    y = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "SoftmaxCrossEntropy", 1, in, 2, &a, 1, 1, NULL);
+})
+
+/* the helper: labels input added, loss a scalar */
+TEST(grad_add_loss_helper)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, 75);
+    int32_t logits = IN(c, "logits", FILL_UNI, -2, 2, true, 3, 4), loss, labels;
+    CHECK_OK(ot_pass_add_loss(c->g, logits, "labels", 0.0f, &loss, &labels, &c->err), &c->err);
+    CHECK(c->g->values[labels].dtype == OT_DTYPE_INT64);
+    CHECK_EQ_INT(c->g->values[labels].ndim, 1);
+    CHECK_EQ_INT(c->g->values[labels].dims[0], 3);
+    CHECK(c->g->values[labels].flags & OT_VAL_INPUT);
+    CHECK_EQ_INT(c->g->values[loss].ndim, 0);
+    CHECK_STR(c->g->values[loss].name, "loss");
+    /* the labels as a bound input of the check */
+    c->in_ids[c->n_in] = labels;
+    c->in[c->n_in] = (ot_tensor){ .dtype = OT_DTYPE_INT64, .ndim = 1, .dims = { 3 },
+                                  .bytes = 24, .data = calloc(3, 8) };
+    ((int64_t *)c->in[c->n_in].data)[0] = 3;
+    ((int64_t *)c->in[c->n_in].data)[1] = 0;
+    ((int64_t *)c->in[c->n_in].data)[2] = 2;
+    c->n_in++;
+    gc_check(c, loss, "add_loss");
+    gc_fini(c);
+}
+
+/* inference-mode Dropout (opset 12, no training_mode): identity, mask all true */
+GRAD_CASE(grad_dropout_inference, 80, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 3, 4);
+    y = gc_node(c, "Dropout", 13, &in, 1, NULL, 0);
+})
+
+/* DropoutGrad with a fixed mask in training mode: dX = dY * mask / (1 - ratio) */
+TEST(grad_dropout_fixed_mask)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, 81);
+    int32_t dy = IN(c, "dy", FILL_UNI, -1, 1, false, 2, 5);
+    uint8_t maskv[10] = { 1, 0, 0, 1, 1, 1, 0, 1, 0, 1 };
+    int32_t mask, ratio, mode, out;
+    CHECK_OK(ot_graph_intern_value(c->g, "mask", &mask, &c->err), &c->err);
+    {
+        ot_value *v = &c->g->values[mask];
+        v->dtype = OT_DTYPE_BOOL;
+        v->ndim = 2;
+        v->dims[0] = 2;
+        v->dims[1] = 5;
+        v->flags = OT_VAL_INIT | OT_VAL_CONST;
+        v->data = (ot_tensor){ .dtype = OT_DTYPE_BOOL, .ndim = 2, .dims = { 2, 5 }, .bytes = 10 };
+        v->data.data = ot_malloc(10);
+        memcpy(v->data.data, maskv, 10);
+    }
+    float r = 0.25f;
+    int64_t one = 1;
+    CHECK_OK(ot_op_grad_const_f32(c->g, "ratio", NULL, 0, &r, &ratio, &c->err), &c->err);
+    CHECK_OK(ot_op_grad_const_i64(c->g, "mode", NULL, 0, &one, &mode, &c->err), &c->err);
+    c->g->values[mode].dtype = OT_DTYPE_INT64; /* the kernel reads any numeric flag */
+    int32_t in[4] = { dy, mask, ratio, mode };
+    out = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "DropoutGrad", 1, in, 4, NULL, 0, 1, NULL);
+    CHECK(out >= 0);
+    CHECK_OK(ot_pass_add_output(c->g, out, &c->err), &c->err);
+    ot_exec_input bind = { .value = dy, .tensor = c->in[0] };
+    ot_exec *x = NULL;
+    ot_exec_opts opts = { .threads = 1, .plain_only = true };
+    CHECK_OK(ot_exec_compile(c->g, &bind, 1, &opts, &x, &c->err), &c->err);
+    CHECK_OK(ot_exec_run(x, c->in, 1, &c->err), &c->err);
+    const float *got = ot_exec_output(x, 0)->data, *d = c->in[0].data;
+    for (int i = 0; i < 10; i++) {
+        float want = maskv[i] ? d[i] / 0.75f : 0.0f;
+        if (fabsf(got[i] - want) > 1e-6f) {
+            ot_test_fail(__FILE__, __LINE__, "element %d: got %g want %g", i, (double)got[i],
+                         (double)want);
+            break;
+        }
+    }
+    ot_exec_free(x);
+    gc_fini(c);
+}
+
+/* ------------------------------------------------------- a ResNet block */
+
+/* conv -> BatchNormTrain -> relu -> maxpool -> conv -> eval BN -> add(skip) ->
+   relu -> GAP -> flatten -> gemm -> cross-entropy: every parameter at once */
+TEST(grad_resnet_block)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, 90);
+    c->h = 5e-3;
+    int32_t x = IN(c, "image", FILL_UNI, -1, 1, false, 2, 2, 6, 6);
+    int32_t w1 = IN(c, "w1", FILL_UNI, -0.5, 0.5, true, 3, 2, 3, 3);
+    int32_t s1 = IN(c, "s1", FILL_UNI, 0.5, 1.5, true, 3);
+    int32_t b1 = IN(c, "b1", FILL_UNI, -0.5, 0.5, true, 3);
+    int32_t w2 = IN(c, "w2", FILL_UNI, -0.5, 0.5, true, 3, 3, 3, 3);
+    int32_t fw = IN(c, "fc_w", FILL_UNI, -0.5, 0.5, true, 4, 3);
+    int32_t fb = IN(c, "fc_b", FILL_UNI, -0.5, 0.5, true, 4);
+    int32_t lab = gc_input(c, "labels", OT_DTYPE_INT64, 1, DIMS(2), FILL_UNI, 0, 4, false);
+    ot_attr pad1 = INTS("pads", 1, 1, 1, 1);
+    int32_t in[5] = { x, w1 };
+    int32_t h = gc_node(c, "Conv", 13, in, 2, &pad1, 1);
+    int32_t bn_in[5] = { h, s1, b1, gc_const(c, "rm", 1, DIMS(3), -0.1, 0.1),
+                         gc_const(c, "rv", 1, DIMS(3), 0.9, 1.1) };
+    h = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, bn_in, 5, NULL, 0, 1, NULL);
+    h = gc_node(c, "Relu", 14, &h, 1, NULL, 0);
+    ot_attr mp[3] = { INTS("kernel_shape", 2, 2), INTS("strides", 2, 2) };
+    int32_t skip = gc_node(c, "MaxPool", 12, &h, 1, mp, 2);
+    in[0] = skip;
+    in[1] = w2;
+    h = gc_node(c, "Conv", 13, in, 2, &pad1, 1);
+    int32_t bn2[5] = { h, gc_const(c, "s2", 1, DIMS(3), 0.5, 1.5),
+                       gc_const(c, "b2", 1, DIMS(3), -0.5, 0.5),
+                       gc_const(c, "m2", 1, DIMS(3), -0.1, 0.1),
+                       gc_const(c, "v2", 1, DIMS(3), 0.9, 1.1) };
+    h = gc_node(c, "BatchNormalization", 15, bn2, 5, NULL, 0);
+    in[0] = h;
+    in[1] = skip;
+    h = gc_node(c, "Add", 14, in, 2, NULL, 0);
+    h = gc_node(c, "Relu", 14, &h, 1, NULL, 0);
+    h = gc_node(c, "GlobalAveragePool", 1, &h, 1, NULL, 0);
+    h = gc_node(c, "Flatten", 13, &h, 1, NULL, 0);
+    ot_attr tb = ot_op_grad_attr_int("transB", 1);
+    int32_t g_in[3] = { h, fw, fb };
+    h = gc_node(c, "Gemm", 13, g_in, 3, &tb, 1);
+    int32_t ce[2] = { h, lab };
+    int32_t y = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "SoftmaxCrossEntropy", 1, ce, 2, NULL, 0, 1,
+                          NULL);
+    gc_check(c, y, "resnet block");
+    gc_fini(c);
+}
