@@ -47,7 +47,8 @@ eval mode, channels_last, under torch.no_grad(). Also reported: GFLOP/s at
 CPU has), each tool's peak RSS, and the whole-process wall time of one
 `onnxtrain run --random --batch B --threads T` as a secondary figure.
 onnxtrain and onnxruntime get the same input data, so their output checksums
-should agree; a disagreement is noted. A comparison tool that is missing
+should agree; a disagreement is noted, and so is a busy machine (1-minute
+load average above 0.5 before the runs). A comparison tool that is missing
 (no node or no onnxruntime-node, no torch) leaves its column "unavailable".
 
 Goals (reported, never asserted): convert peak RSS below 2.5x the file size,
@@ -317,6 +318,7 @@ def bench_infer(build, ot, threads, batches, reps):
                         % tools[0]["argv"][0])
         return {"model": model, "failures": failures}, failures
 
+    load_before = os.getloadavg()[0]
     log("bench: infer: fp32 FMA ceiling on %d threads" % threads)
     ceiling = fma_ceiling(build, threads)
 
@@ -419,6 +421,14 @@ def bench_infer(build, ot, threads, batches, reps):
                     row["pct_of_peak"] = 100.0 * row["gflops"] / ceiling[isa]
     else:
         notes.append("no FMA ceiling measured (fma_peak not built)")
+    # Other work on the machine shows in the load average (the run itself adds
+    # up to `threads`).
+    section["loadavg_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
+    if load_before > 0.5:
+        notes.append("the machine was busy: 1-minute load average %.1f before the run "
+                     "(%d CPUs); figures are lower and noisier than on an idle machine, "
+                     "batch 1 on OpenMP threads most of all"
+                     % (load_before, os.cpu_count() or 0))
     section["notes"] = notes
     section["failures"] = failures
     log("bench: infer done")

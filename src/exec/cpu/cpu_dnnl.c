@@ -797,19 +797,133 @@ done:
     return st;
 }
 
+/* ---------------------------------------------------- conv backward (data, filter) */
+
+/* ConvGradData (dY, W, x_shape) -> dX and ConvGradFilter (dY, X) -> dW [, dB]:
+   oneDNN's backward convolutions, hinted by a forward-training primitive
+   descriptor of the same shapes (the v2 API requires the hint). */
+static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    dnnl_primitive_desc_t fwd = NULL, pd = NULL;
+    int32_t dy = n->in[0], other = n->in[1];
+    int32_t out0 = n->out[0], db = !is_data && n->n_out > 1 ? n->out[1] : -1;
+    if (!is_f32(g, dy) || !is_f32(g, other) || !is_f32(g, out0) || (db >= 0 && !is_f32(g, db)))
+        return OT_OK;
+    const ot_value *dyv = &g->values[dy];
+    /* x: the forward input's shape; w: the weights' */
+    const ot_value *xv = is_data ? &g->values[out0] : &g->values[other];
+    const ot_value *wv = is_data ? &g->values[other] : &g->values[out0];
+    if (has_zero(xv) || has_zero(dyv) || has_zero(wv) || xv->ndim < 3 || xv->ndim > 5)
+        return OT_OK;
+    int64_t group = ot_node_attr_int(n, "group", 1);
+    window w;
+    if (!get_window(g, n, xv, dyv, wv->dims + 2, &w))
+        return OT_OK;
+    dnnl_memory_desc_t xmd, wmd, dymd, bmd, wplain;
+    md_any(xv, &xmd);
+    md_any(dyv, &dymd);
+    dnnl_dims_t wd;
+    int wnd = 0;
+    if (group > 1) {
+        wd[wnd++] = group;
+        wd[wnd++] = wv->dims[0] / group;
+    } else {
+        wd[wnd++] = wv->dims[0];
+    }
+    for (int i = 1; i < wv->ndim; i++)
+        wd[wnd++] = wv->dims[i];
+    dnnl_memory_desc_init_by_tag(&wmd, wnd, wd, dnnl_f32, dnnl_format_tag_any);
+    {
+        int64_t d64[OT_MAX_DIMS + 1];
+        for (int i = 0; i < wnd; i++)
+            d64[i] = wd[i];
+        md_plain_dims(wnd, d64, &wplain);
+    }
+    int64_t oc = wv->dims[0];
+    md_plain_dims(1, &oc, &bmd);
+    dnnl_convolution_desc_t fd, bd;
+    if (dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training,
+                                                   dnnl_convolution_direct, &xmd, &wmd,
+                                                   db >= 0 ? &bmd : NULL, &dymd, w.strides, w.dil,
+                                                   w.pl, w.pr) != dnnl_success ||
+        dnnl_primitive_desc_create(&fwd, &fd, c->attr, c->cs->eng, NULL) != dnnl_success)
+        goto done;
+    dnnl_status_t s2 =
+        is_data ? dnnl_dilated_convolution_backward_data_desc_init(
+                      &bd, dnnl_convolution_direct, &xmd, &wmd, &dymd, w.strides, w.dil, w.pl, w.pr)
+                : dnnl_dilated_convolution_backward_weights_desc_init(
+                      &bd, dnnl_convolution_direct, &xmd, &wmd, db >= 0 ? &bmd : NULL, &dymd,
+                      w.strides, w.dil, w.pl, w.pr);
+    if (s2 != dnnl_success ||
+        dnnl_primitive_desc_create(&pd, &bd, c->attr, c->cs->eng, fwd) != dnnl_success)
+        goto done;
+    const dnnl_memory_desc_t *pdy = pd_md(pd, dnnl_query_diff_dst_md);
+    ot_loc ldy, l1, l2, lb = { 0 };
+    OT_TRY(cpu_val_as(c->x, dy, pdy, &ldy, err));
+    int kinds[4];
+    ot_loc locs[4];
+    dnnl_memory_desc_t mds[4];
+    int na;
+    if (is_data) {
+        const dnnl_memory_desc_t *pw = pd_md(pd, dnnl_query_weights_md);
+        const dnnl_memory_desc_t *pdx = pd_md(pd, dnnl_query_diff_src_md);
+        ot_loc wplain_loc;
+        OT_TRY(cpu_val_plain(c->x, other, &wplain_loc, err));
+        OT_TRY(cpu_reorder(c->x, &wplain, wplain_loc, pw, &l1, err));
+        OT_TRY(cpu_val_define(c->x, out0, pdx, &l2, err));
+        kinds[0] = DNNL_ARG_DIFF_DST, kinds[1] = DNNL_ARG_WEIGHTS, kinds[2] = DNNL_ARG_DIFF_SRC;
+        locs[0] = ldy, locs[1] = l1, locs[2] = l2;
+        mds[0] = *pdy, mds[1] = *pw, mds[2] = *pdx;
+        na = 3;
+    } else {
+        const dnnl_memory_desc_t *px = pd_md(pd, dnnl_query_src_md);
+        const dnnl_memory_desc_t *pdw = pd_md(pd, dnnl_query_diff_weights_md);
+        OT_TRY(cpu_val_as(c->x, other, px, &l1, err));
+        /* dW is read as the plain [OC, C/group, k...] tensor, so a grouped
+           layout is reordered by hand; otherwise the output takes pdw */
+        if (group > 1 && !dnnl_memory_desc_equal(pdw, &wplain))
+            goto done;
+        OT_TRY(cpu_val_define(c->x, out0, group > 1 ? NULL : pdw, &l2, err));
+        if (db >= 0)
+            OT_TRY(cpu_val_define(c->x, db, NULL, &lb, err));
+        kinds[0] = DNNL_ARG_DIFF_DST, kinds[1] = DNNL_ARG_SRC, kinds[2] = DNNL_ARG_DIFF_WEIGHTS;
+        kinds[3] = DNNL_ARG_DIFF_BIAS;
+        locs[0] = ldy, locs[1] = l1, locs[2] = l2, locs[3] = lb;
+        mds[0] = *pdy, mds[1] = *px, mds[2] = *pdw, mds[3] = bmd;
+        na = db >= 0 ? 4 : 3;
+    }
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, na, kinds, locs, mds, err));
+    *done = true;
+done:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (fwd)
+        dnnl_primitive_desc_destroy(fwd);
+    return st;
+}
+
 ot_status cpu_dnnl_node(ot_exec *x, int32_t node_id, bool *done, ot_err *err)
 {
     ot_status st = OT_OK;
     ctx c = { .x = x, .cs = x->be_state, .g = x->g, .n = &x->g->nodes[node_id] };
     *done = false;
     const char *t = c.n->op_type;
-    if (c.n->domain[0] && strcmp(c.n->domain, "ai.onnx") != 0)
+    bool conv_grad = c.n->op == ot_op_table[OT_OP_CONV_GRAD_DATA] ||
+                     c.n->op == ot_op_table[OT_OP_CONV_GRAD_FILTER];
+    if (c.n->domain[0] && strcmp(c.n->domain, "ai.onnx") != 0 && !conv_grad)
         return OT_OK;
     if (c.n->n_out < 1 || c.n->out[0] < 0)
         return OT_OK;
     CPU_TRY(dnnl_primitive_attr_create(&c.attr), err, t);
     CPU_TRY(dnnl_primitive_attr_set_scratchpad_mode(c.attr, dnnl_scratchpad_mode_user), err, t);
-    if (!strcmp(t, "Conv"))
+    if (conv_grad)
+        st = do_conv_grad(&c, c.n->op == ot_op_table[OT_OP_CONV_GRAD_DATA], done, err);
+    else if (!strcmp(t, "Conv"))
         st = do_conv(&c, node_id, done, err);
     else if (!strcmp(t, "MaxPool") || !strcmp(t, "AveragePool") ||
              !strcmp(t, "GlobalAveragePool") || !strcmp(t, "GlobalMaxPool"))
