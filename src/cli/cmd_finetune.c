@@ -183,6 +183,34 @@ static int default_size(const ot_graph *g)
     return 224;
 }
 
+/* A model that declares a static image size other than the one it was
+   trained at gets the trained size declared, so that a runtime feeds it what
+   the recorded preprocessing produces. value_info shapes are then rewritten
+   from inference. */
+static ot_status fit_input_size(ot_graph *g, int size, ot_err *err)
+{
+    for (int32_t i = 0; i < g->n_inputs; i++) {
+        ot_value *v = &g->values[g->inputs[i].value];
+        if (v->flags & OT_VAL_INIT)
+            continue;
+        if (v->ndim != 4 || (v->dims[2] < 0 && v->dims[3] < 0) ||
+            (v->dims[2] == size && v->dims[3] == size))
+            return OT_OK;
+        ot_log(OT_LOG_INFO, "input '%s': declared image size set to the trained %dx%d", v->name,
+               size, size);
+        v->dims[2] = v->dims[3] = size;
+        v->dim_names[2] = v->dim_names[3] = NULL;
+        v->flags |= OT_VAL_SHAPE_DIRTY;
+        for (int32_t k = 0; k < g->n_value_info; k++) {
+            ot_value *w = &g->values[g->value_info[k].value];
+            w->flags &= ~(uint32_t)OT_VAL_SHAPE_DECLARED;
+            w->flags |= OT_VAL_SHAPE_DIRTY;
+        }
+        return ot_graph_infer_shapes(g, err);
+    }
+    return OT_OK;
+}
+
 typedef struct progress_ctx {
     FILE *f;
     bool tty;
@@ -536,7 +564,9 @@ int ot_cmd_finetune(int argc, char **argv)
         }
         for (int c = 0; c < nc; c++)
             names[c] = ot_data_class_name(train, c);
-        ot_status st = ot_train_meta_write(g, &o.transform, names, nc, &err);
+        ot_status st = fit_input_size(g, size, &err);
+        if (st == OT_OK)
+            st = ot_train_meta_write(g, &o.transform, names, nc, &err);
         free(names);
         if (st != OT_OK || ot_model_export(g, out, NULL, &err) != OT_OK) {
             rc = ot_cli_error("%s", err.msg);

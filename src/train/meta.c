@@ -38,9 +38,23 @@ static ot_status set_meta(ot_graph *g, const char *key, const char *value, ot_er
     return OT_OK;
 }
 
+/* The shortest decimal that reads back as the same float. */
+static void fmt1(char *buf, size_t n, float v)
+{
+    for (int digits = 6; digits <= 9; digits++) {
+        snprintf(buf, n, "%.*g", digits, (double)v);
+        if (strtof(buf, NULL) == v)
+            return;
+    }
+}
+
 static void fmt3(char *buf, size_t n, const float *v)
 {
-    snprintf(buf, n, "%.9g,%.9g,%.9g", (double)v[0], (double)v[1], (double)v[2]);
+    char a[32], b[32], c[32];
+    fmt1(a, sizeof a, v[0]);
+    fmt1(b, sizeof b, v[1]);
+    fmt1(c, sizeof c, v[2]);
+    snprintf(buf, n, "%s,%s,%s", a, b, c);
 }
 
 ot_status ot_train_meta_write(ot_graph *g, const ot_data_transform *t, const char *const *classes,

@@ -296,6 +296,8 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
     /* step graph: cut values + labels -> loss, logits, gradients, statistics */
     OT_TRY(ot_pass_add_loss(step, tg->logits, "labels", opts->label_smoothing, &tg->loss,
                             &tg->labels, err));
+    step->values[tg->labels].dims[0] = OT_DIM_DYNAMIC; /* any batch */
+    step->values[tg->labels].dim_names[0] = "N";
     {
         int32_t *ins = ot_arena_alloc(&step->arena, sizeof *ins * (size_t)(tg->n_cut + 1));
         if (!ins)

@@ -1,0 +1,185 @@
+#!/bin/bash
+# test_finetune.sh: `onnxtrain finetune` and `eval` end to end on a tiny
+# CIFAR-format data set at 32x32 (tests/fixtures/make_tiny_cifar.py) and the
+# ResNet-18 fixtures: what each mode trains and freezes (bit-identical frozen
+# tensors, BN statistics as the policy says), the exported file (onnx.checker,
+# metadata, onnxruntime agreeing with `onnxtrain run`), the prefix cache giving
+# the same weights as no cache, determinism, the zoo-style opset-7 file and a
+# BN-folded export, and errors. Skipped when OT_FAST=1.
+#
+#   BUILD=build bash tests/cli/test_finetune.sh
+cd "$(dirname "$0")/../.." || exit 1
+. tests/cli/lib.sh
+skip_if_fast
+need_cli
+
+FX=$BUILD/fixtures
+DATA=$BUILD/tiny_cifar
+if ! "$PY" tests/fixtures/make_resnet18.py "$FX" >"$T_TMP/make.log" 2>&1 ||
+    ! "$PY" tests/fixtures/make_tiny_cifar.py "$DATA" >>"$T_TMP/make.log" 2>&1; then
+    fail setup "fixtures: $(tail -n 1 "$T_TMP/make.log")"
+    finish
+fi
+BN=$FX/resnet18_bn.onnx
+COMMON=(--data "$DATA" --classes 10 --image-size 32 --batch-size 16 --threads 2)
+
+train() { # NAME OUT [options...]
+    local name=$1 out=$2
+    shift 2
+    ot finetune "$BN" "${COMMON[@]}" -o "$out" "$@"
+    if [ "$T_RC" -eq 0 ] && [ -s "$out" ]; then
+        ok "$name"
+        return 0
+    fi
+    fail "$name" "$(describe_run)"
+    return 1
+}
+
+# Compares an exported model with the input: which initializers changed.
+DIFF='
+import sys, onnx, numpy as np
+from onnx import numpy_helper as nh
+a, b, rule = onnx.load(sys.argv[1]), onnx.load(sys.argv[2]), sys.argv[3]
+onnx.checker.check_model(b, full_check=True)
+print("ok checker")
+wa = {t.name: nh.to_array(t) for t in a.graph.initializer}
+changed = set()
+for t in b.graph.initializer:
+    x = nh.to_array(t)
+    if t.name not in wa or wa[t.name].shape != x.shape or not np.array_equal(wa[t.name], x):
+        changed.add(t.name)
+params = {t.name for t in a.graph.initializer}
+def ok(name, cond, why=""):
+    print(("ok %s" % name) if cond else ("FAIL %s: %s" % (name, why)))
+stats = {n for n in params if n.endswith("running_mean") or n.endswith("running_var")}
+if rule == "fe":
+    ok("only fc changed", changed == {"fc.weight", "fc.bias"}, sorted(changed)[:5])
+elif rule == "ft":
+    want = {n for n in params if n.startswith("layer4.") or n.startswith("fc.")}
+    want -= {n for n in want if n.endswith("num_batches_tracked")}
+    ok("layer4 and fc changed", changed == want, sorted(changed ^ want)[:5])
+elif rule == "bntrain":
+    want = stats | {"fc.weight", "fc.bias"}
+    ok("stats and fc changed", changed == want, sorted(changed ^ want)[:5])
+ok("same node names", [n.name for n in a.graph.node] == [n.name for n in b.graph.node])
+ok("same opset", [(o.domain, o.version) for o in a.opset_import] ==
+                 [(o.domain, o.version) for o in b.opset_import])
+md = {p.key: p.value for p in b.metadata_props}
+ok("metadata", md.get("onnxtrain.image_size") == "32" and
+   md.get("onnxtrain.classes", "").split("\n")[0] == "airplane", md)
+d = b.graph.output[0].type.tensor_type.shape.dim
+ok("output [N,10]", d[1].dim_value == 10, d)
+'
+
+if train "feature-extract" "$T_TMP/fe.onnx" --epochs 2; then
+    py_checks "feature-extract" "$DIFF" "$BN" "$T_TMP/fe.onnx" fe
+    if [[ $T_OUT == *"(prefix cached)"* ]]; then ok "feature-extract uses the cache"; else fail "cache" "no cached epoch: $T_OUT"; fi
+fi
+if train "fine-tune" "$T_TMP/ft.onnx" --mode fine-tune --epochs 1; then
+    py_checks "fine-tune" "$DIFF" "$BN" "$T_TMP/ft.onnx" ft
+fi
+if train "--bn train" "$T_TMP/bt.onnx" --bn train --epochs 1; then
+    py_checks "--bn train" "$DIFF" "$BN" "$T_TMP/bt.onnx" bntrain
+fi
+train "full" "$T_TMP/full.onnx" --mode full --epochs 1 --max-steps 2
+
+# the cache changes nothing but time
+train "fine-tune, cache" "$T_TMP/c1.onnx" --mode fine-tune --epochs 2 --seed 3 &&
+    train "fine-tune, no cache" "$T_TMP/c0.onnx" --mode fine-tune --epochs 2 --seed 3 --no-cache &&
+    py_checks "cache on/off" '
+import sys, onnx, numpy as np
+from onnx import numpy_helper as nh
+a = {t.name: nh.to_array(t) for t in onnx.load(sys.argv[1]).graph.initializer}
+b = {t.name: nh.to_array(t) for t in onnx.load(sys.argv[2]).graph.initializer}
+worst = max(float(np.max(np.abs(a[k] - b[k]))) if a[k].size else 0.0 for k in a)
+print(("ok same weights" if worst <= 1e-4 else "FAIL same weights: max diff %g" % worst))
+' "$T_TMP/c1.onnx" "$T_TMP/c0.onnx"
+
+# a spilled cache (tiny memory budget) gives the same weights too
+train "cache in a file" "$T_TMP/c2.onnx" --mode fine-tune --epochs 2 --seed 3 --cache-mem 1K \
+    --cache-dir "$T_TMP" && {
+    if cmp -s "$T_TMP/c1.onnx" "$T_TMP/c2.onnx"; then ok "file cache = memory cache"; else
+        fail "file cache" "outputs differ"; fi
+    if ls "$T_TMP"/onnxtrain-cache-* >/dev/null 2>&1; then fail "cache file" "left behind"; else
+        ok "cache file removed"; fi
+}
+
+# deterministic: same options, same bytes
+train "repeat" "$T_TMP/fe2.onnx" --epochs 2 &&
+    { if cmp -s "$T_TMP/fe.onnx" "$T_TMP/fe2.onnx"; then ok "deterministic output"; else
+        fail "deterministic output" "two runs differ"; fi; }
+
+# onnxruntime agrees with onnxtrain run on the exported file
+ORT=$BUILD/ort
+if [ -d "$ORT/node_modules/onnxruntime-node" ] && [ -s "$T_TMP/ft.onnx" ]; then
+    "$PY" -c '
+import sys, numpy as np, onnx
+from onnx import numpy_helper as nh
+x = np.random.default_rng(5).standard_normal((2, 3, 32, 32)).astype(np.float32)
+t = nh.from_array(x, "input"); open(sys.argv[1], "wb").write(t.SerializeToString())
+' "$T_TMP/x.pb"
+    ot run "$T_TMP/ft.onnx" --input "$T_TMP/x.pb" --output-dir "$T_TMP/run"
+    if NODE_PATH=$ORT/node_modules timeout 120 node tests/ort/run_ort.js "$T_TMP/ft.onnx" \
+        "$T_TMP/x.pb" "$T_TMP/ort.json" 2>"$T_TMP/ort.err"; then
+        py_checks "onnxruntime" '
+import sys, json, numpy as np, onnx
+from onnx import numpy_helper as nh
+a = nh.to_array(onnx.load_tensor(sys.argv[1]))
+b = np.array(json.load(open(sys.argv[2]))["outputs"][0]["data"], np.float32).reshape(a.shape)
+d = float(np.max(np.abs(a - b)))
+print(("ok agrees (max diff %.2g)" % d) if d <= 1e-4 else "FAIL agrees: max diff %g" % d)
+' "$T_TMP/run/output_0.pb" "$T_TMP/ort.json"
+    else
+        fail "onnxruntime" "$(tail -n 1 "$T_TMP/ort.err")"
+    fi
+else
+    fail "onnxruntime" "onnxruntime-node is not installed in $ORT (tests/cli/test_ort.sh installs it)"
+fi
+
+# the zoo-style opset-7 file (batch 1 declared) and the BN-folded export
+for f in resnet18_zoo7 resnet18_eval; do
+    ot finetune "$FX/$f.onnx" "${COMMON[@]}" --mode fine-tune --epochs 1 --max-steps 2 \
+        -o "$T_TMP/$f.out.onnx"
+    if [ "$T_RC" -eq 0 ]; then ok "fine-tune $f"; else fail "fine-tune $f" "$(describe_run)"; fi
+    py_checks "export $f" '
+import sys, onnx
+a, b = onnx.load(sys.argv[1]), onnx.load(sys.argv[2])
+onnx.checker.check_model(b)
+da = [d.dim_value or d.dim_param for d in a.graph.input[0].type.tensor_type.shape.dim]
+db = [d.dim_value or d.dim_param for d in b.graph.input[0].type.tensor_type.shape.dim]
+print("ok batch dim kept" if da[0] == db[0] else "FAIL batch dim kept: %r -> %r" % (da, db))
+print("ok opset kept" if a.opset_import[0].version == b.opset_import[0].version else "FAIL opset")
+' "$FX/$f.onnx" "$T_TMP/$f.out.onnx"
+done
+
+# eval
+ot eval "$T_TMP/fe.onnx" --data "$DATA" --json
+if [ "$T_RC" -eq 0 ]; then
+    printf '%s\n' "$T_OUT" >"$T_TMP/eval.json"
+    py_checks "eval --json" '
+import sys, json
+j = json.load(open(sys.argv[1]))
+ok = all(k in j for k in ("top1", "top5", "loss", "n")) and 0 <= j["top1"] <= j["top5"] <= 1
+print("ok keys and ranges" if ok else "FAIL keys and ranges: %r" % j)
+print("ok learned (top-1 %.2f)" % j["top1"] if j["top1"] > 0.25 else "FAIL learned: top-1 %.2f" % j["top1"])
+print("ok n" if j["n"] == 48 else "FAIL n: %r" % j["n"])
+' "$T_TMP/eval.json"
+else
+    fail "eval --json" "$(describe_run)"
+fi
+
+# dry run and errors
+ot finetune "$BN" "${COMMON[@]}" --mode fine-tune --dry-run
+if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"backward nodes"* ]]; then ok "--dry-run"; else
+    fail "--dry-run" "$(describe_run)"; fi
+expect_usage "bad --mode" finetune "$BN" "${COMMON[@]}" --mode bogus -o "$T_TMP/x.onnx"
+expect_usage "missing --data" finetune "$BN" -o "$T_TMP/x.onnx"
+expect_usage "bad --lr" finetune "$BN" "${COMMON[@]}" --lr abc -o "$T_TMP/x.onnx"
+ot finetune "$BN" --data "$T_TMP/nonexistent" -o "$T_TMP/none.onnx"
+if [ "$T_RC" -eq 1 ] && [ "$T_NERR" -eq 1 ] && [ ! -e "$T_TMP/none.onnx" ]; then
+    ok "missing data"; else fail "missing data" "$(describe_run)"; fi
+ot finetune "$BN" "${COMMON[@]}" --train 'nothing.matches*' -o "$T_TMP/none.onnx"
+if [ "$T_RC" -ne 0 ] && [ "$T_NERR" -eq 1 ] && [ ! -e "$T_TMP/none.onnx" ]; then
+    ok "unmatched --train pattern"; else fail "unmatched --train" "$(describe_run)"; fi
+
+finish
