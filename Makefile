@@ -57,11 +57,14 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+PARITY_SRC := $(sort $(wildcard tests/parity/*.c))
+PARITY_OBJ := $(PARITY_SRC:%.c=$(BUILD)/obj/%.o)
 
 BIN      := $(BUILD)/onnxtrain
 STATIC   := $(BUILD)/libonnxtrain.a
 SHARED   := $(BUILD)/libonnxtrain.so
 UNIT_BIN := $(BUILD)/test_unit
+PARITY_BIN := $(BUILD)/test_parity
 
 .PHONY: all test asan debug demo bench fuzz deps check-deps install uninstall clean format \
         test-fast
@@ -100,7 +103,10 @@ $(BIN): $(CLI_OBJ) $(STATIC)
 $(UNIT_BIN): $(UNIT_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(STATIC) $(LDLIBS)
 
--include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_OBJ:.o=.d)
+$(PARITY_BIN): $(PARITY_OBJ) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $(PARITY_OBJ) $(STATIC) $(LDLIBS)
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(PARITY_OBJ:.o=.d)
 
 # ------------------------------------------------------------------ set-up
 deps:
@@ -120,15 +126,16 @@ check-deps:
 
 # ------------------------------------------------------------------ tests
 test: check-deps
-	@$(MAKE) --no-print-directory all $(UNIT_BIN)
+	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(PARITY_BIN)
 	@BUILD=$(BUILD) bash tests/run.sh
 
 # The fast suites only (no PyTorch fixtures, no full test-data sweep).
-test-fast: all $(UNIT_BIN)
+test-fast: all $(UNIT_BIN) $(PARITY_BIN)
 	@BUILD=$(BUILD) OT_FAST=1 bash tests/run.sh
 
 asan: check-deps
-	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan all build/asan/test_unit
+	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan all build/asan/test_unit \
+	    build/asan/test_parity
 	@BUILD=build/asan OT_FAST=$${OT_FAST:-1} ASAN_OPTIONS=detect_leaks=1 bash tests/run.sh
 
 debug:

@@ -47,9 +47,11 @@ eval mode, channels_last, under torch.no_grad(). Also reported: GFLOP/s at
 CPU has), each tool's peak RSS, and the whole-process wall time of one
 `onnxtrain run --random --batch B --threads T` as a secondary figure.
 onnxtrain and onnxruntime get the same input data, so their output checksums
-should agree; a disagreement is noted, and so is a busy machine (1-minute
-load average above 0.5 before the runs). A comparison tool that is missing
-(no node or no onnxruntime-node, no torch) leaves its column "unavailable".
+should agree; a disagreement is noted, and so is a shared machine: the CPU
+time other processes used during the workload (from /proc/stat, less this
+run's own) is recorded, and noted above 0.1 cores on average. A comparison
+tool that is missing (no node or no onnxruntime-node, no torch) leaves its
+column "unavailable".
 
 Goals (reported, never asserted): convert peak RSS below 2.5x the file size,
 and convert at least as fast as python onnx.
@@ -62,6 +64,7 @@ python onnx one).
 import json
 import os
 import platform
+import resource
 import shlex
 import statistics
 import subprocess
@@ -319,6 +322,8 @@ def bench_infer(build, ot, threads, batches, reps):
         return {"model": model, "failures": failures}, failures
 
     load_before = os.getloadavg()[0]
+    busy_before, t_before = cpu_busy_s(), time.monotonic()
+    ours_before = children_cpu_s()
     log("bench: infer: fp32 FMA ceiling on %d threads" % threads)
     ceiling = fma_ceiling(build, threads)
 
@@ -424,15 +429,41 @@ def bench_infer(build, ot, threads, batches, reps):
     # Other work on the machine shows in the load average (the run itself adds
     # up to `threads`).
     section["loadavg_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
-    if load_before > 0.5:
-        notes.append("the machine was busy: 1-minute load average %.1f before the run "
-                     "(%d CPUs); figures are lower and noisier than on an idle machine, "
-                     "batch 1 on OpenMP threads most of all"
-                     % (load_before, os.cpu_count() or 0))
+    busy_after = cpu_busy_s()
+    if busy_before is not None and busy_after is not None:
+        wall = time.monotonic() - t_before
+        others = max(0.0, busy_after - busy_before - (children_cpu_s() - ours_before))
+        section["other_cpu"] = {"wall_s": wall, "cpu_s": others,
+                                "cores": others / wall if wall > 0 else 0.0}
+        if wall > 0 and others / wall > 0.1:
+            notes.append("the machine was shared: other processes used %.0f CPU-seconds "
+                         "during the %.0f s of this workload (%.2f cores on average, of %d); "
+                         "figures are lower and noisier than on an idle machine, batch 1 on "
+                         "OpenMP threads most of all" % (others, wall, others / wall,
+                                                         os.cpu_count() or 0))
     section["notes"] = notes
     section["failures"] = failures
     log("bench: infer done")
     return section, failures
+
+
+def cpu_busy_s():
+    """CPU-seconds all processes have spent busy since boot (/proc/stat), or None."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    busy = sum(fields[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_s():
+    """CPU-seconds of this process's waited-for children, plus its own."""
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    return c.ru_utime + c.ru_stime + s.ru_utime + s.ru_stime
 
 
 # -------------------------------------------------------------------- main

@@ -1,0 +1,872 @@
+/*
+ * test_parity.c: one training step of onnxtrain against PyTorch, per freeze
+ * mode, on ResNet-18 at 32x32 with a batch of 4.
+ *
+ *   /usr/bin/python3 tests/golden/make_train_golden.py build/golden
+ *   build/test_parity build/golden [MODE...]
+ *
+ * The references (tests/golden/make_train_golden.py, computed in float64)
+ * are keyed by ONNX initializer name. For each mode this program imports
+ * OUTDIR/resnet18_32.onnx (the head is not swapped, so the initial weights
+ * are PyTorch's), freezes by the preset, builds the training graphs, compiles
+ * the prefix and step executors for N = 4 and runs them the way
+ * src/train/trainer.c's run_batch does. It compares:
+ *
+ *   trained set   the trained parameters and the training-mode BNs' running
+ *                 statistics are exactly the reference's
+ *   loss          step-0 loss, relative error <= 1e-4
+ *   logits        relative L2 error <= 1e-4
+ *   grads         every trained gradient, relative L2 error <= 1e-4 per tensor
+ *   bn_stats      running statistics after the step, relative L2 <= 1e-4
+ *   sgd/adam/adamw  weights after one step of SGD(0.1, momentum 0.9),
+ *                 Adam(1e-3), AdamW(1e-3, wd 0.01), each from the initial
+ *                 weights, relative L2 <= 1e-4 per tensor
+ *   curve         the losses of 5 Adam steps on 5 batches, relative <= 1e-2
+ *
+ * and that each reference can make its check fail: the loss curve is not
+ * constant and training moves it away from the untrained losses by more than
+ * the tolerance; no gradient is all zeros, and none is more than 30% zeros;
+ * every optimizer step and every running statistic moves away from the
+ * initial value by more than the tolerance.
+ *
+ * Prints `ok NAME` or `FAIL NAME: detail` per check (plus `# ` lines of
+ * detail), then `N passed, N failed`; exits 1 on any failure.
+ * OT_PARITY_VERBOSE=1 prints the error of every tensor.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/core.h"
+#include "exec/exec.h"
+#include "onnx/onnx.h"
+#include "passes/freeze.h"
+#include "passes/head.h"
+#include "train/optim.h"
+#include "train/train_graph.h"
+
+#define TOL 1e-4
+#define TOL_CURVE 1e-2
+#define MAX_ZERO_FRACTION 0.30
+#define N_CURVE 5
+
+static int n_pass, n_fail;
+static bool verbose;
+
+static void ok(const char *mode, const char *what, const char *fmt, ...) OT_PRINTF(3, 4);
+static void ok(const char *mode, const char *what, const char *fmt, ...)
+{
+    n_pass++;
+    printf("ok %s/%s", mode, what);
+    if (fmt && *fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        printf(" (");
+        vprintf(fmt, ap);
+        printf(")");
+        va_end(ap);
+    }
+    printf("\n");
+    fflush(stdout);
+}
+
+static void fail(const char *mode, const char *what, const char *fmt, ...) OT_PRINTF(3, 4);
+static void fail(const char *mode, const char *what, const char *fmt, ...)
+{
+    n_fail++;
+    va_list ap;
+    va_start(ap, fmt);
+    printf("FAIL %s/%s: ", mode, what);
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    fflush(stdout);
+}
+
+/* ------------------------------------------------------------ reference files */
+
+typedef struct rec {
+    char *name;
+    int dtype; /* ONNX: 1 float32, 7 int64 */
+    int ndim;
+    int64_t dims[8];
+    int64_t numel;
+    void *data;
+} rec;
+
+typedef struct blob {
+    unsigned char *buf;
+    rec *recs;
+    int n;
+} blob;
+
+static bool read_u32(unsigned char **p, const unsigned char *end, uint32_t *v)
+{
+    if ((size_t)(end - *p) < 4)
+        return false;
+    memcpy(v, *p, 4);
+    *p += 4;
+    return true;
+}
+
+/* Loads a .bin container (format in make_train_golden.py). */
+static bool blob_load(blob *b, const char *dir, const char *file)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    memset(b, 0, sizeof *b);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fail("setup", file, "cannot open %s", path);
+        return false;
+    }
+    fseek(f, 0, SEEK_END);
+    long len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    b->buf = malloc(len > 0 ? (size_t)len : 1);
+    bool good = b->buf && len >= 8 && fread(b->buf, 1, (size_t)len, f) == (size_t)len;
+    fclose(f);
+    if (!good || memcmp(b->buf, "OTGD", 4) != 0) {
+        fail("setup", file, "%s is not a golden container", path);
+        return false;
+    }
+    unsigned char *p = b->buf + 8;
+    const unsigned char *end = b->buf + len;
+    int cap = 0;
+    while (p < end) {
+        uint32_t nl, dt, nd;
+        if (!read_u32(&p, end, &nl) || (size_t)(end - p) < nl)
+            goto bad;
+        char *name = malloc(nl + 1);
+        memcpy(name, p, nl);
+        name[nl] = 0;
+        p += nl;
+        if (!read_u32(&p, end, &dt) || !read_u32(&p, end, &nd) || nd > 8 ||
+            (size_t)(end - p) < 8 * (size_t)nd || (dt != 1 && dt != 7)) {
+            free(name);
+            goto bad;
+        }
+        if (b->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            b->recs = realloc(b->recs, sizeof *b->recs * (size_t)cap);
+        }
+        rec *r = &b->recs[b->n++];
+        r->name = name;
+        r->dtype = (int)dt;
+        r->ndim = (int)nd;
+        r->numel = 1;
+        for (uint32_t d = 0; d < nd; d++) {
+            memcpy(&r->dims[d], p, 8);
+            p += 8;
+            r->numel *= r->dims[d];
+        }
+        size_t bytes = (size_t)r->numel * (dt == 7 ? 8 : 4);
+        if ((size_t)(end - p) < bytes)
+            goto bad;
+        r->data = p;
+        p += bytes;
+    }
+    return true;
+bad:
+    fail("setup", file, "%s is truncated or malformed", path);
+    return false;
+}
+
+static void blob_free(blob *b)
+{
+    for (int i = 0; i < b->n; i++)
+        free(b->recs[i].name);
+    free(b->recs);
+    free(b->buf);
+    memset(b, 0, sizeof *b);
+}
+
+static const rec *blob_find(const blob *b, const char *name)
+{
+    for (int i = 0; i < b->n; i++)
+        if (!strcmp(b->recs[i].name, name))
+            return &b->recs[i];
+    return NULL;
+}
+
+static const rec *blob_findf(const blob *b, const char *fmt, ...) OT_PRINTF(2, 3);
+static const rec *blob_findf(const blob *b, const char *fmt, ...)
+{
+    char name[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(name, sizeof name, fmt, ap);
+    va_end(ap);
+    return blob_find(b, name);
+}
+
+static int blob_count_prefix(const blob *b, const char *prefix)
+{
+    int n = 0;
+    for (int i = 0; i < b->n; i++)
+        n += !strncmp(b->recs[i].name, prefix, strlen(prefix));
+    return n;
+}
+
+/* ------------------------------------------------------------ comparisons */
+
+typedef struct cmp {
+    double rel;      /* ||got - ref|| / ||ref|| */
+    double max_abs;
+    int64_t worst;   /* index of the largest absolute difference */
+    double want, got;
+    bool nonfinite;  /* a NaN or Inf where the reference has none, or the reverse */
+} cmp;
+
+static cmp compare(const float *got, const float *ref, int64_t n)
+{
+    cmp c = { 0 };
+    double d2 = 0, r2 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double g = got[i], r = ref[i];
+        if (isfinite(g) != isfinite(r) || (isnan(g) != isnan(r))) {
+            c.nonfinite = true;
+            c.worst = i;
+            c.want = r;
+            c.got = g;
+            continue;
+        }
+        if (!isfinite(r))
+            continue;
+        double d = fabs(g - r);
+        d2 += d * d;
+        r2 += r * r;
+        if (d > c.max_abs && !c.nonfinite) {
+            c.max_abs = d;
+            c.worst = i;
+            c.want = r;
+            c.got = g;
+        }
+    }
+    c.rel = r2 > 0 ? sqrt(d2) / sqrt(r2) : (d2 > 0 ? (double)INFINITY : 0);
+    if (c.nonfinite)
+        c.rel = INFINITY;
+    return c;
+}
+
+/* ||a - b|| / ||b|| */
+static double rel_l2(const float *a, const float *b, int64_t n)
+{
+    double d2 = 0, b2 = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        d2 += d * d;
+        b2 += (double)b[i] * (double)b[i];
+    }
+    return b2 > 0 ? sqrt(d2 / b2) : (d2 > 0 ? (double)INFINITY : 0);
+}
+
+/* Accumulates per-tensor comparisons of one check: the worst tensor wins. */
+typedef struct agg {
+    const char *mode, *what;
+    int n;
+    double worst_rel;
+    char worst_name[256];
+    cmp worst;
+    double tol;
+    char problem[512]; /* a structural problem (missing tensor, wrong size) */
+} agg;
+
+static void agg_init(agg *a, const char *mode, const char *what, double tol)
+{
+    memset(a, 0, sizeof *a);
+    a->mode = mode;
+    a->what = what;
+    a->tol = tol;
+    a->worst_rel = -1;
+}
+
+static void agg_add(agg *a, const char *name, const float *got, const rec *ref, int64_t numel)
+{
+    if (!ref) {
+        if (!a->problem[0])
+            snprintf(a->problem, sizeof a->problem, "no reference for '%s'", name);
+        return;
+    }
+    if (ref->dtype != 1 || ref->numel != numel) {
+        if (!a->problem[0])
+            snprintf(a->problem, sizeof a->problem,
+                     "'%s': %lld elements here, %lld in the reference", name, (long long)numel,
+                     (long long)ref->numel);
+        return;
+    }
+    if (!got) {
+        if (!a->problem[0])
+            snprintf(a->problem, sizeof a->problem, "'%s': no value to compare", name);
+        return;
+    }
+    cmp c = compare(got, ref->data, numel);
+    a->n++;
+    if (verbose)
+        printf("#   %s/%s %-40s rel %.3e  max abs %.3e at %lld\n", a->mode, a->what, name, c.rel,
+               c.max_abs, (long long)c.worst);
+    if (c.rel > a->worst_rel || isnan(c.rel)) {
+        a->worst_rel = c.rel;
+        a->worst = c;
+        snprintf(a->worst_name, sizeof a->worst_name, "%s", name);
+    }
+}
+
+static void agg_report(agg *a)
+{
+    if (a->problem[0]) {
+        fail(a->mode, a->what, "%s", a->problem);
+        return;
+    }
+    if (a->n == 0) {
+        fail(a->mode, a->what, "nothing compared");
+        return;
+    }
+    if (!(a->worst_rel <= a->tol)) {
+        fail(a->mode, a->what,
+             "tensor '%s' relative L2 error %.3e > %.0e; worst element %lld: expected %.8g, "
+             "got %.8g (%d tensors)",
+             a->worst_name, a->worst_rel, a->tol, (long long)a->worst.worst, a->worst.want,
+             a->worst.got, a->n);
+        return;
+    }
+    ok(a->mode, a->what, "%d tensors, max relative L2 %.2e in '%s', max abs %.2e", a->n,
+       a->worst_rel, a->worst_name, a->worst.max_abs);
+}
+
+/* ------------------------------------------------------------ one mode */
+
+typedef struct mode_desc {
+    const char *name;
+    ot_freeze_mode mode;
+    bool bn_all_train;
+} mode_desc;
+
+static const mode_desc MODES[] = {
+    { "feature_extract", OT_FREEZE_FEATURE_EXTRACT, false },
+    { "fine_tune", OT_FREEZE_FINE_TUNE, false },
+    { "full", OT_FREEZE_FULL, false },
+    { "feature_extract_bn_train", OT_FREEZE_FEATURE_EXTRACT, true },
+};
+
+typedef struct ctx {
+    const mode_desc *md;
+    ot_graph *model;
+    ot_train_graph tg;
+    ot_exec *prefix, *step;
+    ot_tensor *step_in; /* cut values, then labels */
+    ot_tensor img;
+} ctx;
+
+static void ctx_free(ctx *c)
+{
+    ot_exec_free(c->prefix);
+    ot_exec_free(c->step);
+    free(c->step_in);
+    ot_train_graph_fini(&c->tg);
+    ot_graph_free(c->model);
+    memset(c, 0, sizeof *c);
+}
+
+static void bind(ot_tensor *t, ot_dtype dtype, int ndim, const int64_t *dims, void *data)
+{
+    memset(t, 0, sizeof *t);
+    t->dtype = dtype;
+    t->ndim = ndim;
+    size_t n = ot_dtype_size(dtype);
+    for (int i = 0; i < ndim; i++) {
+        t->dims[i] = dims[i];
+        n *= (size_t)dims[i];
+    }
+    t->bytes = n;
+    t->data = data;
+}
+
+/* Import, freeze, build, compile (as trainer.c's make_runner does). */
+static bool ctx_setup(ctx *c, const mode_desc *md, const char *onnx_path, int n, int ch, int side)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_status st = OT_OK;
+    memset(c, 0, sizeof *c);
+    c->md = md;
+    const char *stage = "import";
+    st = ot_onnx_import_file(onnx_path, NULL, &c->model, &err);
+    ot_head head;
+    if (st == OT_OK) {
+        stage = "find head";
+        st = ot_pass_find_head(c->model, &head, &err);
+    }
+    if (st == OT_OK && !head.found) {
+        fail(md->name, "setup", "no head found");
+        return false;
+    }
+    ot_freeze_report rep;
+    if (st == OT_OK) {
+        stage = "freeze";
+        ot_freeze_opts fo = { .mode = md->mode };
+        st = ot_pass_freeze(c->model, &fo, &head, &rep, &err);
+    }
+    if (st == OT_OK) {
+        stage = "train graph";
+        ot_train_graph_opts to = { .bn_all_train = md->bn_all_train, .label_smoothing = 0 };
+        st = ot_train_graph_build(c->model, &to, &c->tg, &err);
+    }
+    ot_train_graph *tg = &c->tg;
+    int64_t xd[4] = { n, ch, side, side };
+    bind(&c->img, OT_DTYPE_FLOAT, 4, xd, NULL);
+    if (st == OT_OK) {
+        c->step_in = calloc((size_t)tg->n_cut + 1, sizeof *c->step_in);
+        if (tg->prefix) {
+            stage = "compile prefix";
+            ot_exec_input in = { .value = tg->image, .tensor = c->img };
+            st = ot_exec_compile(tg->prefix, &in, 1, NULL, &c->prefix, &err);
+            for (int k = 0; st == OT_OK && k < tg->n_cut; k++)
+                c->step_in[k] = *ot_exec_output(c->prefix, k);
+        } else {
+            c->step_in[0] = c->img;
+        }
+    }
+    if (st == OT_OK) {
+        stage = "compile step";
+        int64_t ld[1] = { n };
+        bind(&c->step_in[tg->n_cut], OT_DTYPE_INT64, 1, ld, NULL);
+        ot_exec_input *ins = calloc((size_t)tg->n_cut + 1, sizeof *ins);
+        for (int k = 0; k <= tg->n_cut; k++) {
+            ins[k].value = k < tg->n_cut ? tg->cut[k] : tg->labels;
+            ins[k].tensor = c->step_in[k];
+            ins[k].tensor.data = NULL;
+        }
+        st = ot_exec_compile(tg->step, ins, tg->n_cut + 1, NULL, &c->step, &err);
+        free(ins);
+    }
+    if (st != OT_OK) {
+        fail(md->name, "setup", "%s: %s", stage, err.msg);
+        return false;
+    }
+    printf("# %s: %d trained tensors, %d BN train, %d BN eval, %d cut values, prefix %s\n",
+           md->name, tg->n_params, tg->n_bn_train, tg->n_bn_eval, tg->n_cut,
+           tg->prefix ? "yes" : "empty");
+    return true;
+}
+
+/* Runs the prefix and the step on one batch; the step's outputs are then
+   readable. Copies the new BN statistics into the state (trainer.c's
+   run_batch). */
+static bool ctx_run(ctx *c, void *x, void *labels, float *loss)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_status st = OT_OK;
+    ot_train_graph *tg = &c->tg;
+    if (tg->prefix) {
+        ot_tensor img = c->img;
+        img.data = x;
+        st = ot_exec_run(c->prefix, &img, 1, &err);
+        for (int k = 0; st == OT_OK && k < tg->n_cut; k++)
+            c->step_in[k].data = ot_exec_output(c->prefix, k)->data;
+    } else {
+        c->step_in[0].data = x;
+    }
+    c->step_in[tg->n_cut].data = labels;
+    if (st == OT_OK)
+        st = ot_exec_run(c->step, c->step_in, tg->n_cut + 1, &err);
+    if (st != OT_OK) {
+        fail(c->md->name, "run", "%s", err.msg);
+        return false;
+    }
+    memcpy(loss, ot_exec_output(c->step, 0)->data, sizeof *loss);
+    for (int s = 0; s < tg->n_stats; s++) {
+        void *dst = ot_exec_state(c->step, tg->stats[s]);
+        const ot_tensor *src = ot_exec_output(c->step, 2 + tg->n_params + s);
+        if (dst)
+            memcpy(dst, src->data, src->bytes);
+    }
+    return true;
+}
+
+/* Puts the initial weights and statistics back into the step's state. */
+static void ctx_reset(ctx *c)
+{
+    ot_train_graph *tg = &c->tg;
+    for (int kind = 0; kind < 2; kind++) {
+        int n = kind ? tg->n_stats : tg->n_params;
+        const int32_t *ids = kind ? tg->stats : tg->params;
+        for (int i = 0; i < n; i++) {
+            const ot_value *v = &c->model->values[ids[i]];
+            void *s = ot_exec_state(c->step, ids[i]);
+            if (s && v->data.data)
+                memcpy(s, v->data.data, v->data.bytes);
+        }
+    }
+}
+
+static const char *vname(const ctx *c, int32_t id)
+{
+    return c->model->values[id].name;
+}
+
+static int64_t vnumel(const ctx *c, int32_t id)
+{
+    return (int64_t)(c->model->values[id].data.bytes / sizeof(float));
+}
+
+static const float *vinit(const ctx *c, int32_t id)
+{
+    return c->model->values[id].data.data;
+}
+
+/* The trained parameters and the BN statistics match the reference's sets. */
+static void check_sets(const ctx *c, const blob *ref)
+{
+    const char *m = c->md->name;
+    const ot_train_graph *tg = &c->tg;
+    int nref = blob_count_prefix(ref, "grad/");
+    int missing = 0;
+    const char *first = NULL;
+    for (int i = 0; i < tg->n_params; i++)
+        if (!blob_findf(ref, "grad/%s", vname(c, tg->params[i]))) {
+            missing++;
+            first = first ? first : vname(c, tg->params[i]);
+        }
+    if (missing || nref != tg->n_params)
+        fail(m, "trained_set",
+             "onnxtrain trains %d tensors, PyTorch %d; %d not trained by PyTorch (first: %s)",
+             tg->n_params, nref, missing, first ? first : "-");
+    else
+        ok(m, "trained_set", "%d tensors", nref);
+
+    nref = blob_count_prefix(ref, "stats/");
+    missing = 0;
+    first = NULL;
+    for (int i = 0; i < tg->n_stats; i++)
+        if (!blob_findf(ref, "stats/%s", vname(c, tg->stats[i]))) {
+            missing++;
+            first = first ? first : vname(c, tg->stats[i]);
+        }
+    if (missing || nref != tg->n_stats)
+        fail(m, "bn_train_set",
+             "onnxtrain updates %d running statistics, PyTorch %d; %d only here (first: %s)",
+             tg->n_stats, nref, missing, first ? first : "-");
+    else
+        ok(m, "bn_train_set", "%d running statistics (%d BN in training mode)", nref,
+           tg->n_bn_train);
+}
+
+/* Each reference can fail its check: checks the gradients' zeros. */
+static void check_grad_refs(const ctx *c, const blob *ref)
+{
+    const char *m = c->md->name;
+    const ot_train_graph *tg = &c->tg;
+    double worst = 0;
+    const char *wname = "-";
+    for (int i = 0; i < tg->n_params; i++) {
+        const rec *r = blob_findf(ref, "grad/%s", vname(c, tg->params[i]));
+        if (!r || r->dtype != 1)
+            continue;
+        const float *g = r->data;
+        int64_t zeros = 0;
+        for (int64_t k = 0; k < r->numel; k++)
+            zeros += g[k] == 0.0f;
+        double frac = r->numel ? (double)zeros / (double)r->numel : 1.0;
+        if (frac > worst || !strcmp(wname, "-")) {
+            worst = frac;
+            wname = vname(c, tg->params[i]);
+        }
+    }
+    if (worst > MAX_ZERO_FRACTION)
+        fail(m, "grad_refs", "reference gradient '%s' is %.0f%% zeros (suspicious, > %.0f%%)",
+             wname, 100 * worst, 100 * MAX_ZERO_FRACTION);
+    else
+        ok(m, "grad_refs", "at most %.1f%% zeros, in '%s'", 100 * worst, wname);
+}
+
+/* The largest relative move of a reference away from the initial tensors,
+   over a check's tensors; the check can fail only when it is well above
+   the tolerance. `minmove` is the smallest such move. */
+static void check_moves(const ctx *c, const blob *ref, const char *prefix, const int32_t *ids,
+                        int n, const char *what)
+{
+    const char *m = c->md->name;
+    double least = INFINITY;
+    const char *lname = "-";
+    for (int i = 0; i < n; i++) {
+        const rec *r = blob_findf(ref, "%s/%s", prefix, vname(c, ids[i]));
+        if (!r || r->dtype != 1 || r->numel != vnumel(c, ids[i]))
+            continue;
+        double mv = rel_l2(vinit(c, ids[i]), r->data, r->numel);
+        if (mv < least) {
+            least = mv;
+            lname = vname(c, ids[i]);
+        }
+    }
+    if (n == 0)
+        return;
+    /* every tensor must move by more than the tolerance, or the check could
+       pass on an update that never happened */
+    if (!(least > 10 * TOL))
+        fail(m, what, "reference '%s' moves by %.2e only (relative), not above 10x tolerance",
+             lname, least);
+    else
+        ok(m, what, "smallest reference move %.2e in '%s'", least, lname);
+}
+
+static ot_optim_opts optim_opts(const char *kind, double *lr)
+{
+    ot_optim_opts o;
+    if (!strcmp(kind, "sgd")) {
+        o = ot_optim_opts_default(OT_OPTIM_SGD);
+        o.momentum = 0.9;
+        *lr = 0.1;
+    } else if (!strcmp(kind, "adam")) {
+        o = ot_optim_opts_default(OT_OPTIM_ADAM);
+        *lr = 1e-3;
+    } else {
+        o = ot_optim_opts_default(OT_OPTIM_ADAMW);
+        o.weight_decay = 0.01;
+        *lr = 1e-3;
+    }
+    return o;
+}
+
+static ot_optim *new_optim(ctx *c, const char *kind, double *lr)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_train_graph *tg = &c->tg;
+    ot_optim_param *op = calloc((size_t)tg->n_params, sizeof *op);
+    for (int p = 0; p < tg->n_params; p++)
+        op[p].numel = (size_t)vnumel(c, tg->params[p]);
+    ot_optim_opts o = optim_opts(kind, lr);
+    ot_optim *opt = NULL;
+    if (ot_optim_new(&o, op, (size_t)tg->n_params, 1, &opt, &err) != OT_OK) {
+        fail(c->md->name, kind, "ot_optim_new: %s", err.msg);
+        opt = NULL;
+    }
+    free(op);
+    return opt;
+}
+
+/* One optimizer step on the state pointers with the step's gradient outputs. */
+static bool optim_step(ctx *c, ot_optim *opt, double lr, const char *what)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_train_graph *tg = &c->tg;
+    float **pp = calloc((size_t)tg->n_params, sizeof *pp);
+    const float **gp = calloc((size_t)tg->n_params, sizeof *gp);
+    bool good = true;
+    for (int p = 0; p < tg->n_params; p++) {
+        pp[p] = ot_exec_state(c->step, tg->params[p]);
+        gp[p] = ot_exec_output(c->step, 2 + p)->data;
+        if (!pp[p]) {
+            fail(c->md->name, what, "no state for trained parameter '%s'", vname(c, tg->params[p]));
+            good = false;
+            break;
+        }
+    }
+    if (good && ot_optim_step(opt, &lr, pp, gp, &err) != OT_OK) {
+        fail(c->md->name, what, "ot_optim_step: %s", err.msg);
+        good = false;
+    }
+    free(pp);
+    free(gp);
+    return good;
+}
+
+static void run_mode(const mode_desc *md, const char *dir, const blob *batches)
+{
+    const char *m = md->name;
+    char path[4096], file[256];
+    snprintf(path, sizeof path, "%s/resnet18_32.onnx", dir);
+    snprintf(file, sizeof file, "%s.bin", m);
+    blob ref;
+    if (!blob_load(&ref, dir, file)) {
+        blob_free(&ref);
+        return;
+    }
+    const rec *x0 = blob_find(batches, "input.0"), *y0 = blob_find(batches, "labels.0");
+    if (!x0 || !y0 || x0->ndim != 4 || x0->dtype != 1 || y0->dtype != 7) {
+        fail(m, "setup", "batches.bin lacks input.0 / labels.0");
+        blob_free(&ref);
+        return;
+    }
+    int n = (int)x0->dims[0];
+    ctx c;
+    if (!ctx_setup(&c, md, path, n, (int)x0->dims[1], (int)x0->dims[2])) {
+        ctx_free(&c);
+        blob_free(&ref);
+        return;
+    }
+    ot_train_graph *tg = &c.tg;
+    check_sets(&c, &ref);
+
+    /* step 0 */
+    float loss;
+    if (!ctx_run(&c, x0->data, y0->data, &loss))
+        goto done;
+    const rec *rl = blob_find(&ref, "loss");
+    if (!rl || rl->dtype != 1) {
+        fail(m, "loss", "no reference");
+    } else {
+        double want = ((const float *)rl->data)[0];
+        double e = fabs((double)loss - want) / fabs(want);
+        if (!(e <= TOL))
+            fail(m, "loss", "expected %.8g, got %.8g, relative error %.3e > %.0e", want,
+                 (double)loss, e, TOL);
+        else
+            ok(m, "loss", "%.6f, relative error %.2e", (double)loss, e);
+    }
+    {
+        agg a;
+        agg_init(&a, m, "logits", TOL);
+        const ot_tensor *lg = ot_exec_output(c.step, 1);
+        agg_add(&a, "logits", lg->data, blob_find(&ref, "logits"), (int64_t)(lg->bytes / 4));
+        agg_report(&a);
+    }
+    {
+        check_grad_refs(&c, &ref);
+        agg a;
+        agg_init(&a, m, "grads", TOL);
+        for (int p = 0; p < tg->n_params; p++) {
+            const ot_tensor *g = ot_exec_output(c.step, 2 + p);
+            agg_add(&a, vname(&c, tg->params[p]), g->data,
+                    blob_findf(&ref, "grad/%s", vname(&c, tg->params[p])),
+                    (int64_t)(g->bytes / 4));
+        }
+        agg_report(&a);
+    }
+    if (tg->n_stats) {
+        check_moves(&c, &ref, "stats", tg->stats, tg->n_stats, "bn_stats_refs");
+        agg a;
+        agg_init(&a, m, "bn_stats", TOL);
+        for (int s = 0; s < tg->n_stats; s++)
+            agg_add(&a, vname(&c, tg->stats[s]), ot_exec_state(c.step, tg->stats[s]),
+                    blob_findf(&ref, "stats/%s", vname(&c, tg->stats[s])), vnumel(&c, tg->stats[s]));
+        agg_report(&a);
+    }
+
+    /* one step of each optimizer from the initial weights; the gradient
+       outputs stay valid until the next run */
+    static const char *const kinds[3] = { "sgd", "adam", "adamw" };
+    for (int k = 0; k < 3; k++) {
+        char what[64];
+        snprintf(what, sizeof what, "%s_refs", kinds[k]);
+        check_moves(&c, &ref, kinds[k], tg->params, tg->n_params, what);
+        ctx_reset(&c);
+        double lr;
+        ot_optim *opt = new_optim(&c, kinds[k], &lr);
+        if (!opt)
+            continue;
+        if (optim_step(&c, opt, lr, kinds[k])) {
+            agg a;
+            agg_init(&a, m, kinds[k], TOL);
+            for (int p = 0; p < tg->n_params; p++)
+                agg_add(&a, vname(&c, tg->params[p]), ot_exec_state(c.step, tg->params[p]),
+                        blob_findf(&ref, "%s/%s", kinds[k], vname(&c, tg->params[p])),
+                        vnumel(&c, tg->params[p]));
+            agg_report(&a);
+        }
+        ot_optim_free(opt);
+    }
+
+    /* the Adam loss curve over 5 batches, from the initial state */
+    {
+        const rec *rc = blob_find(&ref, "curve"), *rf = blob_find(&ref, "curve_frozen");
+        if (!rc || !rf || rc->numel != N_CURVE || rf->numel != N_CURVE) {
+            fail(m, "curve", "no reference curve");
+            goto done;
+        }
+        const float *want = rc->data, *frozen = rf->data;
+        /* non-degenerate: not constant, and training changes it by more than
+           the tolerance (a run that never updated would fail) */
+        double lo = want[0], hi = want[0], moved = 0;
+        for (int s = 0; s < N_CURVE; s++) {
+            lo = fmin(lo, want[s]);
+            hi = fmax(hi, want[s]);
+            moved = fmax(moved, fabs((double)want[s] - (double)frozen[s]) / fabs((double)frozen[s]));
+        }
+        if (!(hi - lo > TOL_CURVE * fabs(hi)) || !(moved > 2 * TOL_CURVE))
+            fail(m, "curve_refs",
+                 "reference curve spans %.3g, moves %.3g from the untrained losses: cannot fail",
+                 hi - lo, moved);
+        else
+            ok(m, "curve_refs", "spans %.3f; training moves it by up to %.1f%%", hi - lo,
+               100 * moved);
+        ctx_reset(&c);
+        double lr;
+        ot_optim *opt = new_optim(&c, "adam", &lr);
+        if (!opt)
+            goto done;
+        float got[N_CURVE];
+        bool ran = true;
+        for (int s = 0; s < N_CURVE && ran; s++) {
+            const rec *x = blob_findf(batches, "input.%d", s), *y = blob_findf(batches, "labels.%d", s);
+            if (!x || !y || x->numel != x0->numel || y->numel != y0->numel) {
+                fail(m, "curve", "batches.bin lacks batch %d", s);
+                ran = false;
+                break;
+            }
+            ran = ctx_run(&c, x->data, y->data, &got[s]) && optim_step(&c, opt, lr, "curve");
+        }
+        ot_optim_free(opt);
+        if (ran) {
+            double worst = 0;
+            int ws = 0;
+            for (int s = 0; s < N_CURVE; s++) {
+                double e = fabs((double)got[s] - (double)want[s]) / fabs((double)want[s]);
+                if (e > worst || isnan(e)) {
+                    worst = e;
+                    ws = s;
+                }
+            }
+            char line[256];
+            int off = 0;
+            for (int s = 0; s < N_CURVE; s++)
+                off += snprintf(line + off, sizeof line - (size_t)off, " %.4f/%.4f",
+                                (double)got[s], (double)want[s]);
+            if (!(worst <= TOL_CURVE))
+                fail(m, "curve", "step %d: expected %.6g, got %.6g, relative error %.3e > %.0e;"
+                     " got/expected:%s", ws, (double)want[ws], (double)got[ws], worst, TOL_CURVE,
+                     line);
+            else
+                ok(m, "curve", "max relative error %.2e; got/expected:%s", worst, line);
+        }
+    }
+done:
+    ctx_free(&c);
+    blob_free(&ref);
+}
+
+static void quiet_log(ot_log_level level, const char *msg, void *user)
+{
+    (void)user;
+    if (level <= OT_LOG_WARN)
+        printf("# log: %s\n", msg);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s GOLDEN_DIR [MODE...]\n", argv[0]);
+        return 2;
+    }
+    const char *v = getenv("OT_PARITY_VERBOSE");
+    verbose = v && *v && strcmp(v, "0") != 0;
+    ot_log_set(quiet_log, NULL, OT_LOG_WARN);
+    blob batches;
+    if (blob_load(&batches, argv[1], "batches.bin")) {
+        for (size_t i = 0; i < sizeof MODES / sizeof MODES[0]; i++) {
+            bool run = argc == 2;
+            for (int a = 2; a < argc; a++)
+                run |= !strcmp(argv[a], MODES[i].name);
+            if (run)
+                run_mode(&MODES[i], argv[1], &batches);
+        }
+    }
+    blob_free(&batches);
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
