@@ -524,8 +524,8 @@ int ot_cmd_finetune(int argc, char **argv)
         }
         fprintf(stdout,
                 "plan: %d epochs, batch %d, image %dx%d, lr %g; BatchNorm: %d train mode, %d "
-                "eval mode; %d backward nodes; frozen prefix: %s; cache: %s\n",
-                o.epochs, o.batch_size, size, size, o.lr, tg.n_bn_train, tg.n_bn_eval,
+                "eval mode; %d Dropout in train mode; %d backward nodes; frozen prefix: %s; cache: %s\n",
+                o.epochs, o.batch_size, size, size, o.lr, tg.n_bn_train, tg.n_bn_eval, tg.n_dropout_train,
                 tg.n_backward_nodes, tg.prefix ? "yes" : "none",
                 !tg.prefix         ? "off (nothing frozen upstream)"
                 : o.no_cache       ? "off (--no-cache)"

@@ -509,6 +509,47 @@ const ot_op_desc ot_op_batchnorm_train = {
     .grad = ot_op_grad_batchnorm_train,
 };
 
+/* DropoutTrain (X, seed) -> Y, mask: y = x * mask / (1 - ratio), mask drawn per
+   element from a counter-based generator keyed by (seed, salt, index), so a
+   step is reproducible from its seed. The trainer feeds a new seed per step. */
+static const ot_attr_spec dropout_train_attrs[] = {
+    { "ratio", OT_ATTR_FLOAT, "0.5", NULL, 0, 0, false },
+    { "salt", OT_ATTR_INT, "0", NULL, 0, 0, false },
+    { 0 },
+};
+
+static ot_status dropout_train_infer(ot_graph *g, ot_node *n, ot_err *err)
+{
+    ot_value *x = ot_op_in(g, n, 0);
+    if (!ot_op_known(x))
+        return OT_OK;
+    ot_status st = ot_op_need_float(g, n, 0, x, err);
+    if (st != OT_OK)
+        return st;
+    ot_op_copy(ot_op_out(g, n, 0), x);
+    ot_value *mask = n->n_out > 1 ? ot_op_out(g, n, 1) : NULL;
+    if (mask) {
+        ot_op_dims d;
+        ot_op_dims_of(x, &d);
+        ot_op_set(mask, OT_DTYPE_BOOL, &d);
+    }
+    return OT_OK;
+}
+
+const ot_op_desc ot_op_dropout_train = {
+    .domain = OT_OP_DOMAIN_PRIVATE,
+    .type = "DropoutTrain",
+    .opset_min = 1,
+    .opset_max = 1,
+    .n_in_min = 2,
+    .n_in_max = 2,
+    .n_out_min = 2,
+    .n_out_max = 2,
+    .attrs = dropout_train_attrs,
+    .infer = dropout_train_infer,
+    .grad = ot_op_grad_dropout_train,
+};
+
 const ot_op_desc ot_op_softmax_xent = {
     .domain = OT_OP_DOMAIN_PRIVATE,
     .type = "SoftmaxCrossEntropy",

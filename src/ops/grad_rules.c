@@ -698,6 +698,35 @@ done:
     return st;
 }
 
+/* DropoutTrain: y = x * mask / (1 - ratio), so dX = dY * mask / (1 - ratio):
+   DropoutGrad with the ratio and training_mode = 1 as constants. The seed
+   gets no gradient. */
+ot_status ot_op_grad_dropout_train(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                                   const bool *need_dx, ot_err *err)
+{
+    ot_status st = OT_OK;
+    char name[NAME_MAX_], hint[NAME_MAX_];
+    if (dy[0] < 0 || !need_dx[0])
+        return OT_OK;
+    const ot_node *n = &g->nodes[node];
+    float ratio = ot_node_attr_float(n, "ratio", 0.5f);
+    int32_t mask = n->out[1], ratio_id, train_id;
+    int64_t one = 1;
+    snprintf(hint, sizeof hint, "%s/ratio", g->values[out_id(g, node, 0)].name);
+    OT_TRY(ot_op_grad_const_f32(g, hint, NULL, 0, &ratio, &ratio_id, err));
+    snprintf(hint, sizeof hint, "%s/training", g->values[out_id(g, node, 0)].name);
+    OT_TRY(ot_op_grad_const_i64(g, hint, NULL, 0, &one, &train_id, err));
+    {
+        int32_t in[4] = { dy[0], mask, ratio_id, train_id };
+        ot_attr a = ot_op_grad_attr_float("ratio", ratio);
+        OT_TRY(emit1(g, &ot_op_dropout_grad, ot_op_grad_node_name(g, node, NULL, name,
+                                                                   sizeof name),
+                     in, 4, &a, 1, dx_name(g, node, 0, hint), &dx[0], err));
+    }
+done:
+    return st;
+}
+
 /* Softmax: dX = Y * (dY - sum(dY * Y)); LogSoftmax: dX = dY - exp(Y) * sum(dY);
    sums along the normalised axis (before opset 13: the axis and all dims
    after it). */

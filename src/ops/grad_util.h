@@ -122,6 +122,8 @@ ot_status ot_op_grad_gemm(ot_graph *g, int32_t node, const int32_t *dy, int32_t 
                           const bool *need_dx, ot_err *err);
 ot_status ot_op_grad_matmul(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
                             const bool *need_dx, ot_err *err);
+ot_status ot_op_grad_dropout_train(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                                   const bool *need_dx, ot_err *err);
 ot_status ot_op_grad_dropout(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
                              const bool *need_dx, ot_err *err);
 ot_status ot_op_grad_softmax(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,

@@ -138,6 +138,66 @@ done:
     return st;
 }
 
+static bool is_dropout(const ot_node *n)
+{
+    return n->op && !strcmp(n->op_type, "Dropout") && (!n->domain[0] || !strcmp(n->domain, "ai.onnx"));
+}
+
+/* Replaces Dropout node i of the step graph by DropoutTrain (a random mask
+   per step, drawn from the step graph's seed input). */
+static ot_status dropout_to_train(ot_graph *g, int32_t i, int32_t *seed, ot_err *err)
+{
+    ot_status st = OT_OK;
+    char label[400];
+    ot_node *n = &g->nodes[i];
+    float ratio = 0.5f;
+    if (n->opset < 12) {
+        ratio = ot_node_attr_float(n, "ratio", 0.5f);
+    } else if (n->n_in > 1 && n->in[1] >= 0) {
+        const ot_tensor *t = ot_graph_const(g, n->in[1]);
+        if (!t || ot_tensor_numel(t) != 1)
+            return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: the ratio must be a constant to train",
+                              ot_node_label(g, n, label, sizeof label));
+        ratio = (float)ot_tensor_get_f64(t, 0);
+    }
+    if (*seed < 0) {
+        OT_TRY(ot_graph_intern_value(g, "onnxtrain/dropout_seed", seed, err));
+        ot_value *s = &g->values[*seed];
+        s->dtype = OT_DTYPE_INT64;
+        s->ndim = 0;
+        s->flags |= OT_VAL_SHAPE_DECLARED;
+        n = &g->nodes[i];
+    }
+    int32_t *in = ot_arena_alloc(&g->arena, sizeof *in * 2);
+    int32_t *out = ot_arena_alloc(&g->arena, sizeof *out * 2);
+    ot_attr *attrs = ot_arena_alloc(&g->arena, sizeof *attrs * 2);
+    if (!in || !out || !attrs)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    in[0] = n->in[0];
+    in[1] = *seed;
+    out[0] = n->out[0];
+    out[1] = n->n_out > 1 ? n->out[1] : -1;
+    if (out[1] < 0) {
+        OT_TRY(new_value(g, g->values[n->out[0]].name, "/mask", &out[1], err));
+        n = &g->nodes[i];
+    }
+    attrs[0] = (ot_attr){ .name = "ratio", .type = OT_ATTR_FLOAT, .f = ratio };
+    attrs[1] = (ot_attr){ .name = "salt", .type = OT_ATTR_INT, .i = i };
+    n->op = ot_op_table[OT_OP_DROPOUT_TRAIN];
+    n->op_type = n->op->type;
+    n->domain = n->op->domain;
+    n->opset = 1;
+    n->in = in;
+    n->n_in = 2;
+    n->out = out;
+    n->n_out = 2;
+    n->attrs = attrs;
+    n->n_attrs = 2;
+    n->flags = OT_NODE_DIRTY;
+done:
+    return st;
+}
+
 /* Sets a graph's outputs to `ids` (arena memory). */
 /* Lets a clone take any batch: the image input's dim 0 becomes dynamic, and
    shapes the file declared for intermediate values (often with batch 1 in zoo
@@ -251,6 +311,36 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
         }
         trained[i] = t;
     }
+    /* Dropout: active in training where it feeds the trained part (the
+       classifier's Dropout in MobileNetV2 and SqueezeNet), or everywhere with
+       --bn train (PyTorch's model.train()). An active Dropout joins the
+       trained part, so the cut moves before it and the cache stays valid. */
+    tg->seed = -1;
+    {
+        bool changed = false;
+        for (int32_t i = 0; i < n_nodes; i++) {
+            const ot_node *n = &step->nodes[i];
+            if (!is_dropout(n) || n->n_out < 1 || n->out[0] < 0)
+                continue;
+            bool feeds = trained[i] || opts->bn_all_train;
+            for (int32_t j = i + 1; j < n_nodes && !feeds; j++) {
+                const ot_node *m = &step->nodes[j];
+                for (int k = 0; k < m->n_in; k++)
+                    feeds |= m->in[k] == n->out[0] && trained[j];
+            }
+            if (!feeds)
+                continue;
+            OT_TRY(dropout_to_train(step, i, &tg->seed, err));
+            tg->n_dropout_train++;
+            trained[i] = changed = true;
+        }
+        for (int32_t i = 0; changed && i < n_nodes; i++) { /* propagate again */
+            const ot_node *n = &step->nodes[i];
+            for (int k = 0; k < n->n_in && !trained[i]; k++)
+                if (n->in[k] >= 0 && step->values[n->in[k]].producer >= 0)
+                    trained[i] = trained[step->values[n->in[k]].producer];
+        }
+    }
     tg->cacheable = !opts->bn_all_train;
     tg->why_not_cacheable =
         opts->bn_all_train ? "--bn train: BatchNorm in the frozen prefix uses batch statistics"
@@ -299,12 +389,14 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
     step->values[tg->labels].dims[0] = OT_DIM_DYNAMIC; /* any batch */
     step->values[tg->labels].dim_names[0] = "N";
     {
-        int32_t *ins = ot_arena_alloc(&step->arena, sizeof *ins * (size_t)(tg->n_cut + 1));
+        int32_t *ins = ot_arena_alloc(&step->arena, sizeof *ins * (size_t)(tg->n_cut + 2));
         if (!ins)
             OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
         memcpy(ins, tg->cut, sizeof *ins * (size_t)tg->n_cut);
         ins[tg->n_cut] = tg->labels;
-        OT_TRY(set_inputs(step, ins, tg->n_cut + 1, err));
+        if (tg->seed >= 0)
+            ins[tg->n_cut + 1] = tg->seed;
+        OT_TRY(set_inputs(step, ins, tg->n_cut + 1 + (tg->seed >= 0), err));
         /* cut values take whatever batch and image size the run has */
         for (int c = 0; c < tg->n_cut; c++) {
             ot_value *v = &step->values[tg->cut[c]];
@@ -336,10 +428,17 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
         if (!k2)
             OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
         ot_graph_mark_ancestors(step, outs, n_out, k2);
-        /* prefix nodes go: their outputs are inputs now */
-        for (int32_t i = 0; i < n_nodes; i++)
-            if (!trained[i])
-                k2[i] = false;
+        /* prefix nodes go (their outputs are inputs now), except those that
+           only make constants (Constant nodes, folded shape arithmetic) */
+        for (int32_t i = 0; i < n_nodes; i++) {
+            if (trained[i] || !k2[i])
+                continue;
+            const ot_node *n = &step->nodes[i];
+            bool all_const = n->n_out > 0;
+            for (int k = 0; k < n->n_out; k++)
+                all_const &= n->out[k] < 0 || (step->values[n->out[k]].flags & OT_VAL_CONST);
+            k2[i] = all_const;
+        }
         st = ot_graph_keep_nodes(step, k2, err);
         ot_free(k2);
         OT_TRY(st);

@@ -37,6 +37,8 @@ typedef struct ot_train_graph {
     int32_t logits;         /* in the step graph                               */
     int32_t loss;           /* scalar, in the step graph                       */
     int32_t labels;         /* int64 [N] input of the step graph               */
+    int32_t seed;           /* int64 scalar input drawing Dropout masks; -1 when
+                               the step graph has no active Dropout            */
     int n_cut;
     int32_t *cut;           /* cut value ids (same ids in all three graphs)    */
     int n_params;
@@ -48,6 +50,7 @@ typedef struct ot_train_graph {
     bool cacheable;         /* prefix deterministic: cache may apply           */
     const char *why_not_cacheable; /* static text when !cacheable              */
     int n_bn_train, n_bn_eval;
+    int n_dropout_train;
     int n_backward_nodes;
 } ot_train_graph;
 

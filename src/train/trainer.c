@@ -67,6 +67,7 @@ typedef struct trainer {
     ot_optim *opt;
     ot_optim_param *oparams;
     float **pptr, **gptr;
+    int64_t seed;        /* Dropout masks of the current step               */
     int *group;
 } trainer;
 
@@ -94,7 +95,7 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
     int64_t xd[4] = { n, T->C, T->S, T->S };
     ot_tensor img;
     bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, NULL);
-    r->cut_in = ot_calloc((size_t)tg->n_cut + 1, sizeof *r->cut_in);
+    r->cut_in = ot_calloc((size_t)tg->n_cut + 2, sizeof *r->cut_in);
     if (!r->cut_in)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     if (tg->prefix) {
@@ -107,16 +108,19 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
     }
     int64_t ld[1] = { n };
     bind_tensor(&r->cut_in[tg->n_cut], OT_DTYPE_INT64, 1, ld, T->labels);
-    ot_exec_input *ins = ot_calloc((size_t)tg->n_cut + 1, sizeof *ins);
+    int n_in = tg->n_cut + 1;
+    if (tg->seed >= 0)
+        bind_tensor(&r->cut_in[n_in++], OT_DTYPE_INT64, 0, NULL, &T->seed);
+    ot_exec_input *ins = ot_calloc((size_t)n_in, sizeof *ins);
     if (!ins)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
-    for (int c = 0; c <= tg->n_cut; c++) {
-        ins[c].value = c < tg->n_cut ? tg->cut[c] : tg->labels;
+    for (int c = 0; c < n_in; c++) {
+        ins[c].value = c < tg->n_cut ? tg->cut[c] : c == tg->n_cut ? tg->labels : tg->seed;
         ins[c].tensor = r->cut_in[c];
         ins[c].tensor.data = NULL;
     }
     eo.share_state = share;
-    st = ot_exec_compile(tg->step, ins, tg->n_cut + 1, &eo, &r->step, err);
+    st = ot_exec_compile(tg->step, ins, n_in, &eo, &r->step, err);
     ot_free(ins);
 done:
     return st;
@@ -248,7 +252,9 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, int n, int
         r->cut_in[0].data = T->x;
     }
     r->cut_in[tg->n_cut].data = T->labels;
-    OT_TRY(ot_exec_run(r->step, r->cut_in, tg->n_cut + 1, err));
+    if (tg->seed >= 0)
+        r->cut_in[tg->n_cut + 1].data = &T->seed;
+    OT_TRY(ot_exec_run(r->step, r->cut_in, tg->n_cut + 1 + (tg->seed >= 0), err));
     const ot_tensor *lt = ot_exec_output(r->step, 0), *logits = ot_exec_output(r->step, 1);
     float loss;
     memcpy(&loss, lt->data, sizeof loss);
@@ -376,6 +382,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             double lr = ot_optim_schedule_lr(&o->schedule, o->lr, epoch, s, steps_per_epoch);
             double hlr = ot_optim_schedule_lr(&o->schedule, o->head_lr > 0 ? o->head_lr : o->lr,
                                               epoch, s, steps_per_epoch);
+            T.seed = (int64_t)(o->seed * 1000003u + (uint64_t)total_steps); /* per step */
             st = run_batch(&T, r, perm + s * bs, n, &correct, &loss_sum, err);
             if (st != OT_OK) {
                 ot_err_prefix(err, "epoch %d, step %lld", epoch + 1, (long long)s + 1);

@@ -5,15 +5,15 @@
 
 Writes into OUTDIR:
 
-  resnet18_32.onnx   torchvision ResNet-18 (weights=None, torch.manual_seed(0),
+  resnet18_64.onnx   torchvision ResNet-18 (weights=None, torch.manual_seed(0),
                      BatchNorm parameters and statistics re-drawn as in
                      tests/fixtures/make_resnet18.py), fc replaced by
                      nn.Linear(512, 10) drawn after torch.manual_seed(10);
                      opset 13, TrainingMode.PRESERVE of an eval-mode model (so
                      BatchNormalization stays, momentum 0.9), no constant
-                     folding, input "input" [N,3,32,32], output "logits" [N,10],
+                     folding, input "input" [N,3,64,64], output "logits" [N,10],
                      N symbolic.
-  batches.bin        the five fixed batches: input.K float32 [4,3,32,32],
+  batches.bin        the five fixed batches: input.K float32 [4,3,64,64],
                      labels.K int64 [4] (K = 0..4; batch 0 is the step-0 batch).
   MODE.bin           per freeze mode (feature_extract, fine_tune, full,
                      feature_extract_bn_train), keyed by ONNX initializer name:
@@ -46,6 +46,14 @@ The references are computed in float64 (the model is converted with .double()
 after export), so they carry no float32 rounding of their own; they are stored
 as float32. Deterministic. Nothing is rewritten while every output is newer
 than this script.
+
+Why 64x64 and not 32x32: at 32x32 the last stage runs at 1x1, so its
+training-mode BNs normalise over 4 values and its 3x3 convolutions see only
+padding in 8 of 9 taps (89% zero gradients). That is so ill-conditioned that
+PyTorch's own float32 run drifts 19% from its float64 run within 5 Adam steps
+and its float32 gradients differ by 5e-5 (relative L2). At 64x64 (last stage
+2x2) PyTorch float32 stays within 5e-6 of float64 on the gradients and 4e-3 on
+the curve, so the tolerances of test_parity.c measure onnxtrain, not chaos.
 """
 import copy
 import json
@@ -56,9 +64,9 @@ import sys
 SCRIPT = os.path.abspath(__file__)
 HERE = os.path.dirname(SCRIPT)
 MODES = ("feature_extract", "fine_tune", "full", "feature_extract_bn_train")
-ONNX_NAME = "resnet18_32.onnx"
+ONNX_NAME = "resnet18_64.onnx"
 OUTPUTS = (ONNX_NAME, "batches.bin", "index.json") + tuple(m + ".bin" for m in MODES)
-N, C, S, CLASSES, CURVE = 4, 3, 32, 10, 5
+N, C, S, CLASSES, CURVE = 4, 3, 64, 10, 5
 
 
 def up_to_date(outdir):

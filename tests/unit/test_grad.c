@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exec/cpu/ref.h"
 #include "exec/exec.h"
 #include "ops/grad_util.h"
 #include "passes/autodiff.h"
@@ -895,4 +896,75 @@ TEST(grad_resnet_block)
                           NULL);
     gc_check(c, y, "resnet block");
     gc_fini(c);
+}
+
+/* DropoutTrain's mask is fixed by its seed, so central differences apply:
+   dX = dY * mask / (1 - ratio). */
+TEST(grad_dropout_train)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, 91);
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 50);
+    int64_t sv = 12345;
+    int32_t seed = gc_const_i64(c, "seed", 0, NULL, &sv);
+    ot_attr a[2] = { ot_op_grad_attr_float("ratio", 0.3f), ot_op_grad_attr_int("salt", 7) };
+    int32_t in[2] = { x, seed };
+    int32_t outs[2];
+    int32_t y = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "DropoutTrain", 1, in, 2, a, 2, 2, outs);
+    CHECK(gc_check(c, y, "DropoutTrain"));
+    gc_fini(c);
+}
+
+/* The mask keeps about 1 - ratio of the elements, scales them by
+   1 / (1 - ratio), and is the same for the same seed and different for
+   another. */
+TEST(ref_dropout_train_mask_statistics)
+{
+    enum { N = 20000 };
+    static float xs[N], y1[N], y2[N], y3[N];
+    static uint8_t m1[N], m2[N], m3[N];
+    for (int i = 0; i < N; i++)
+        xs[i] = 1.0f;
+    ot_attr a[2] = { { .name = "ratio", .type = OT_ATTR_FLOAT, .f = 0.3f },
+                     { .name = "salt", .type = OT_ATTR_INT, .i = 2 } };
+    int32_t ids[2] = { 0, 1 };
+    ot_node n = { .op = ot_op_table[OT_OP_DROPOUT_TRAIN], .name = "d", .op_type = "DropoutTrain",
+                  .domain = OT_OP_DOMAIN_PRIVATE, .in = ids, .out = ids, .n_in = 2, .n_out = 2,
+                  .attrs = a, .n_attrs = 2 };
+    int64_t seeds[3] = { 5, 5, 6 };
+    float *ys[3] = { y1, y2, y3 };
+    uint8_t *ms[3] = { m1, m2, m3 };
+    ot_err err;
+    for (int r = 0; r < 3; r++) {
+        ot_tensor tx = { .dtype = OT_DTYPE_FLOAT, .ndim = 1, .dims = { N }, .data = xs,
+                         .bytes = sizeof xs };
+        ot_tensor ts = { .dtype = OT_DTYPE_INT64, .ndim = 0, .data = &seeds[r], .bytes = 8 };
+        ot_tensor ty = { .dtype = OT_DTYPE_FLOAT, .ndim = 1, .dims = { N }, .data = ys[r],
+                         .bytes = sizeof y1 };
+        ot_tensor tm = { .dtype = OT_DTYPE_BOOL, .ndim = 1, .dims = { N }, .data = ms[r],
+                         .bytes = N };
+        const ot_tensor *in[2] = { &tx, &ts };
+        ot_tensor *out[2] = { &ty, &tm };
+        const char *why = NULL;
+        CHECK(ot_ref_kernel(&n) != NULL);
+        CHECK(ot_ref_supports(NULL, &n, in, (const ot_tensor *const *)out, &why));
+        CHECK_OK(ot_ref_kernel(&n)(NULL, &n, in, out, &err), &err);
+    }
+    int kept = 0, same = 1, differ = 0;
+    for (int i = 0; i < N; i++) {
+        kept += m1[i];
+        same &= m1[i] == m2[i] && y1[i] == y2[i];
+        differ += m1[i] != m3[i];
+        if (m1[i] && fabsf(y1[i] - 1.0f / 0.7f) > 1e-6f) {
+            ot_test_fail(__FILE__, __LINE__, "kept element %d is %g", i, (double)y1[i]);
+            return;
+        }
+        if (!m1[i] && y1[i] != 0.0f) {
+            ot_test_fail(__FILE__, __LINE__, "dropped element %d is %g", i, (double)y1[i]);
+            return;
+        }
+    }
+    CHECK(kept > N * 0.68 && kept < N * 0.72);
+    CHECK(same);
+    CHECK(differ > N / 5);
 }

@@ -64,6 +64,7 @@ static const ref_row ref_table[OT_OP_COUNT_] = {
     [OT_OP_GLOBALMAXPOOL_GRAD] = ROW(globalmaxpool_grad),
     [OT_OP_BATCHNORM_GRAD] = ROW(batchnorm_grad),
     [OT_OP_BATCHNORM_TRAIN] = ROW(batchnorm_train),
+    [OT_OP_DROPOUT_TRAIN] = ROW(dropout_train),
     [OT_OP_REDUCE_SUM_TO] = ROW(reduce_sum_to),
     [OT_OP_BROADCAST_TO] = ROW(broadcast_to),
     [OT_OP_SOFTMAX_GRAD] = ROW(softmax_grad),

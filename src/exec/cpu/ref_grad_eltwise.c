@@ -499,3 +499,56 @@ ot_status ot_ref_softmax_xent_grad(const ot_graph *g, const ot_node *n,
     }
     return OT_OK;
 }
+
+/* --------------------------------------------------------- DropoutTrain */
+
+/* splitmix64: a counter-based stream, the same on every machine. */
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+bool ot_ref_dropout_train_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                                   const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    const ot_tensor *x = ot_ref_in(n, in, 0), *seed = ot_ref_in(n, in, 1);
+    const ot_tensor *y = ot_ref_cout(n, out, 0), *mask = ot_ref_cout(n, out, 1);
+    if (!x || !y || !mask || !seed || x->dtype != OT_DTYPE_FLOAT || y->dtype != OT_DTYPE_FLOAT ||
+        mask->dtype != OT_DTYPE_BOOL || seed->dtype != OT_DTYPE_INT64 ||
+        ot_tensor_numel(seed) != 1) {
+        *why = "DropoutTrain: float X, int64 scalar seed, float Y and bool mask expected";
+        return false;
+    }
+    return true;
+}
+
+/* y = x * keep / (1 - ratio), keep = u >= ratio with u uniform in [0, 1) from
+   mix64(seed, salt, i). */
+ot_status ot_ref_dropout_train(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                               ot_tensor *const *out, ot_err *err)
+{
+    (void)g;
+    (void)err;
+    const ot_tensor *x = in[0];
+    int64_t seed;
+    memcpy(&seed, in[1]->data, sizeof seed);
+    double ratio = ot_node_attr_float(n, "ratio", 0.5f);
+    uint64_t salt = (uint64_t)ot_node_attr_int(n, "salt", 0);
+    float scale = ratio < 1.0 ? (float)(1.0 / (1.0 - ratio)) : 0.0f;
+    uint64_t key = mix64((uint64_t)seed ^ mix64(salt));
+    const float *xs = x->data;
+    float *ys = out[0]->data;
+    uint8_t *ms = out[1]->data;
+    int64_t numel = ot_tensor_numel(x);
+    for (int64_t i = 0; i < numel; i++) {
+        double u = (double)(mix64(key + (uint64_t)i) >> 11) * (1.0 / 9007199254740992.0);
+        bool keep = u >= ratio;
+        ms[i] = keep;
+        ys[i] = keep ? xs[i] * scale : 0.0f;
+    }
+    return OT_OK;
+}

@@ -62,6 +62,7 @@ OT_REF_DECL(globalavgpool_grad);
 OT_REF_DECL(globalmaxpool_grad);
 OT_REF_DECL(batchnorm_grad);
 OT_REF_DECL(batchnorm_train);
+OT_REF_DECL(dropout_train);
 /* ref_grad_eltwise.c */
 OT_REF_DECL(relu_grad);
 OT_REF_DECL(leakyrelu_grad);
