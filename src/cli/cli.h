@@ -122,6 +122,13 @@ int ot_cmd_convert(int argc, char **argv);
 int ot_cmd_run(int argc, char **argv);
 int ot_cmd_test_data(int argc, char **argv);
 int ot_cmd_finetune(int argc, char **argv);
+
+/* `inspect --training`: applies the freeze and head options in `args` (names
+   as in finetune) to g and prints the training plan, as text or one JSON
+   object. Returns an exit status. */
+struct ot_graph;
+int ot_cli_inspect_training(struct ot_graph *g, const char *path, const ot_cli_cmd *cmd,
+                            const ot_cli_args *args, bool json);
 int ot_cmd_eval(int argc, char **argv);
 
 #endif

@@ -283,6 +283,115 @@ static void print_eval_text(FILE *f, const ot_eval_result *r, const ot_dataset *
     }
 }
 
+int ot_cli_inspect_training(ot_graph *g, const char *path, const ot_cli_cmd *cmd,
+                            const ot_cli_args *a, bool json)
+{
+    int rc = OT_EXIT_OK;
+    char **train_pats = NULL, **freeze_pats = NULL;
+    ot_train_graph tg;
+    bool built = false;
+    ot_err err;
+    ot_err_init(&err);
+    ot_freeze_opts fo = { .mode = OT_FREEZE_FEATURE_EXTRACT };
+    ot_train_graph_opts go = { 0 };
+    const char *mode = ot_cli_value(cmd, a, "mode");
+    if (mode && !strcmp(mode, "fine-tune"))
+        fo.mode = OT_FREEZE_FINE_TUNE;
+    else if (mode && !strcmp(mode, "full"))
+        fo.mode = OT_FREEZE_FULL;
+    else if (mode && strcmp(mode, "feature-extract") != 0)
+        return ot_cli_usage_error(cmd, "--mode must be feature-extract, fine-tune or full");
+    const char *bn = ot_cli_value(cmd, a, "bn");
+    if (bn && !strcmp(bn, "train"))
+        go.bn_all_train = true;
+    else if (bn && strcmp(bn, "policy") != 0)
+        return ot_cli_usage_error(cmd, "--bn must be policy or train");
+    long long classes = 0;
+    if (ot_cli_value(cmd, a, "classes") &&
+        !parse_int(ot_cli_value(cmd, a, "classes"), 1, 1 << 20, &classes))
+        return ot_cli_usage_error(cmd, "--classes must be a positive integer");
+    int n_train = 0, n_freeze = 0;
+    train_pats = split_list(ot_cli_value(cmd, a, "train"), &n_train);
+    freeze_pats = split_list(ot_cli_value(cmd, a, "freeze"), &n_freeze);
+    fo.train = train_pats ? (const char *const *)train_pats + 1 : NULL;
+    fo.n_train = n_train;
+    fo.freeze = freeze_pats ? (const char *const *)freeze_pats + 1 : NULL;
+    fo.n_freeze = n_freeze;
+    fo.until = ot_cli_value(cmd, a, "freeze-until");
+    ot_head head;
+    ot_freeze_report fr;
+    if (ot_pass_find_head(g, &head, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", path, err.msg);
+        goto out;
+    }
+    if (classes && ot_pass_swap_head(g, &head, classes, 0, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", path, err.msg);
+        goto out;
+    }
+    if (ot_pass_freeze(g, &fo, &head, &fr, &err) != OT_OK) {
+        rc = ot_cli_usage_error(cmd, "%s", err.msg);
+        goto out;
+    }
+    if (ot_train_graph_build(g, &go, &tg, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", path, err.msg);
+        goto out;
+    }
+    built = true;
+    const char *first = fr.first_trained_node >= 0 ? g->nodes[fr.first_trained_node].name : NULL;
+    const char *cache = !tg.prefix ? "off: nothing is frozen before the first trained node"
+                        : !tg.cacheable ? tg.why_not_cacheable
+                                        : NULL;
+    if (json) {
+        printf("{\"model\": ");
+        ot_cli_json_str(stdout, path);
+        printf(", \"trainable_params\": %llu, \"frozen_params\": %llu, \"trainable_tensors\": %d, "
+               "\"frozen_tensors\": %d, \"first_trained_node\": ",
+               (unsigned long long)fr.numel_trainable, (unsigned long long)fr.numel_frozen,
+               fr.n_trainable, fr.n_params - fr.n_trainable);
+        ot_cli_json_str(stdout, first);
+        printf(", \"cut\": [");
+        for (int c = 0; c < tg.n_cut; c++) {
+            printf("%s", c ? ", " : "");
+            ot_cli_json_str(stdout, g->values[tg.cut[c]].name);
+        }
+        printf("], \"bn_train\": %d, \"bn_eval\": %d, \"dropout_train\": %d, "
+               "\"backward_nodes\": %d, \"cache\": %s, \"cache_note\": ",
+               tg.n_bn_train, tg.n_bn_eval, tg.n_dropout_train, tg.n_backward_nodes,
+               cache ? "false" : "true");
+        ot_cli_json_str(stdout, cache ? cache : "applies when there is more than one epoch");
+        printf(", \"trainable\": [");
+        for (int p = 0; p < tg.n_params; p++) {
+            printf("%s", p ? ", " : "");
+            ot_cli_json_str(stdout, g->values[tg.params[p]].name);
+        }
+        printf("]}\n");
+    } else {
+        char t1[32], t2[32];
+        ot_cli_group_digits(fr.numel_trainable, t1, sizeof t1);
+        ot_cli_group_digits(fr.numel_frozen, t2, sizeof t2);
+        printf("\ntraining plan:\n  trainable: %d tensors, %s values\n  frozen: %d tensors, %s "
+               "values\n  first trained node: ",
+               fr.n_trainable, t1, fr.n_params - fr.n_trainable, t2);
+        ot_cli_text_str(stdout, first ? first : "-");
+        printf("\n  cut (frozen prefix output):");
+        for (int c = 0; c < tg.n_cut; c++) {
+            printf(" ");
+            ot_cli_text_str(stdout, g->values[tg.cut[c]].name);
+        }
+        printf("\n  BatchNorm: %d in train mode, %d on running statistics\n  Dropout in train "
+               "mode: %d\n  backward nodes: %d\n  prefix cache: %s\n",
+               tg.n_bn_train, tg.n_bn_eval, tg.n_dropout_train, tg.n_backward_nodes,
+               cache ? cache : "applies (with more than one epoch)");
+    }
+    rc = ot_cli_finish_stdout();
+out:
+    if (built)
+        ot_train_graph_fini(&tg);
+    free_list(train_pats);
+    free_list(freeze_pats);
+    return rc;
+}
+
 int ot_cmd_finetune(int argc, char **argv)
 {
     ot_cli_args a;

@@ -24,6 +24,13 @@ static const ot_cli_opt inspect_opts[] = {
     { "nodes", 0, NULL, "list every node: index, name, op, inputs, output shapes" },
     { "max-tensor-size", 0, "BYTES",
       "refuse larger tensors (suffix K, M, G; default 16G)" },
+    { "training", 0, NULL, "show the training plan finetune would use (with the options below)" },
+    { "mode", 0, "MODE", "--training: feature-extract (default), fine-tune or full" },
+    { "train", 0, "PAT,...", "--training: also train matching parameters or nodes" },
+    { "freeze", 0, "PAT,...", "--training: freeze matching parameters or nodes" },
+    { "freeze-until", 0, "NAME", "--training: freeze NAME and everything upstream" },
+    { "classes", 0, "N", "--training: with a new head of N classes" },
+    { "bn", 0, "policy|train", "--training: BatchNorm policy" },
     { NULL, 0, NULL, NULL },
 };
 
@@ -586,6 +593,13 @@ int ot_cmd_inspect(int argc, char **argv)
     rc = summarize(g, &s);
     if (rc != OT_EXIT_OK)
         goto done;
+    if (ot_cli_count(&inspect_cmd, &args, "training")) {
+        bool json = ot_cli_count(&inspect_cmd, &args, "json") > 0;
+        if (!json)
+            print_text(g, path, &s, ot_cli_count(&inspect_cmd, &args, "nodes") > 0);
+        rc = ot_cli_inspect_training(g, path, &inspect_cmd, &args, json);
+        goto done;
+    }
     if (ot_cli_count(&inspect_cmd, &args, "json"))
         print_json(g, path, &s, ot_cli_count(&inspect_cmd, &args, "nodes") > 0);
     else

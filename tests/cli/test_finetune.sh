@@ -168,6 +168,28 @@ else
     fail "eval --json" "$(describe_run)"
 fi
 
+# inspect --training: the plan per mode
+for mode in feature-extract fine-tune full; do
+    ot inspect "$BN" --training --json --mode "$mode" --classes 10
+    if [ "$T_RC" -ne 0 ]; then
+        fail "inspect --training $mode" "$(describe_run)"
+        continue
+    fi
+    printf '%s\n' "$T_OUT" >"$T_TMP/plan.json"
+    py_checks "inspect --training $mode" '
+import sys, json
+j, mode = json.load(open(sys.argv[1])), sys.argv[2]
+want = {"feature-extract": (2, 0, True, "/fc/Gemm"),
+        "fine-tune": (17, 5, True, "/layer4/layer4.0/conv1/Conv"),
+        "full": (62, 20, False, "/conv1/Conv")}[mode]
+got = (j["trainable_tensors"], j["bn_train"], j["cache"], j["first_trained_node"])
+print("ok plan" if got == want else "FAIL plan: %r != %r" % (got, want))
+print("ok backward nodes" if j["backward_nodes"] > 0 else "FAIL backward nodes: %r" % j)
+frozen_bn = [n for n in j["trainable"] if "layer3" in n]
+print("ok nothing upstream trains" if mode != "fine-tune" or not frozen_bn else "FAIL %r" % frozen_bn)
+' "$T_TMP/plan.json" "$mode"
+done
+
 # dry run and errors
 ot finetune "$BN" "${COMMON[@]}" --mode fine-tune --dry-run
 if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"backward nodes"* ]]; then ok "--dry-run"; else

@@ -275,6 +275,7 @@ typedef struct agg {
     cmp worst;
     double tol;
     int64_t n_masked;  /* Adam: elements checked by the step bound only       */
+    int64_t n_moved;   /* ... of which the step moved (a nonzero gradient here) */
     char problem[512]; /* a structural problem (missing tensor, wrong size) */
 } agg;
 
@@ -350,6 +351,9 @@ static void agg_add_adam(agg *a, const char *name, const float *got, const rec *
             double bound = lr * (1 + 1e-5) + lr * wd * fabs((double)w0[i]) + 1e-7;
             if (!(move <= bound) && bad < 0)
                 bad = i;
+            /* moved by more than the decay: the gradient here was not zero */
+            double decayed = (double)w0[i] * (1 - lr * wd);
+            a->n_moved += fabs((double)got[i] - decayed) > 1e-6 * fabs((double)w0[i]) + 1e-12;
             masked[i] = w[i]; /* out of the L2 comparison */
             n_masked++;
         } else {
@@ -387,8 +391,9 @@ static void agg_report(agg *a)
     if (a->n_masked)
         ok(a->mode, a->what,
            "%d tensors, max relative L2 %.2e in '%s', max abs %.2e; %lld elements with a zero "
-           "reference gradient within the step bound",
-           a->n, a->worst_rel, a->worst_name, a->worst.max_abs, (long long)a->n_masked);
+           "reference gradient held to the step bound, %lld of them moved",
+           a->n, a->worst_rel, a->worst_name, a->worst.max_abs, (long long)a->n_masked,
+           (long long)a->n_moved);
     else
         ok(a->mode, a->what, "%d tensors, max relative L2 %.2e in '%s', max abs %.2e", a->n,
            a->worst_rel, a->worst_name, a->worst.max_abs);
