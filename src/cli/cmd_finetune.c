@@ -47,6 +47,8 @@ static const ot_cli_opt finetune_opts[] = {
     { "clip-grad", 0, "NORM", "clip the gradients' total L2 norm" },
     { "image-size", 0, "S", "resize the shorter side to S and center-crop SxS" },
     { "normalize", 0, "KIND", "imagenet (default), half or none" },
+    { "mean", 0, "R,G,B", "per-channel mean, overriding --normalize (0..1 scale)" },
+    { "std", 0, "R,G,B", "per-channel standard deviation, overriding --normalize" },
     { "threads", 0, "N", "threads (default OMP_NUM_THREADS, else all cores)" },
     { "seed", 0, "S", "seed for the new head and the data order (default 0)" },
     { "no-cache", 0, NULL, "do not cache the frozen prefix's output across epochs" },
@@ -80,6 +82,8 @@ static const ot_cli_opt eval_opts[] = {
     { "batch-size", 0, "N", "images per run (default 32)" },
     { "image-size", 0, "S", "override the model's recorded image size" },
     { "normalize", 0, "KIND", "override the recorded normalization: imagenet, half or none" },
+    { "mean", 0, "R,G,B", "override the recorded per-channel mean" },
+    { "std", 0, "R,G,B", "override the recorded per-channel standard deviation" },
     { "threads", 0, "N", "threads (default OMP_NUM_THREADS, else all cores)" },
     { "json", 0, NULL, "print one JSON object" },
     { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
@@ -167,6 +171,44 @@ static ot_status norm_of(const char *s, ot_data_norm *n)
     else
         return OT_ERR_ARG;
     return OT_OK;
+}
+
+/* Parses "a,b,c" (or one value for all channels) into v[3]; std must be > 0. */
+static bool parse_triple(const char *s, bool positive, float *v)
+{
+    double d[3];
+    int n = 0;
+    const char *p = s;
+    while (n < 3) {
+        char *end;
+        d[n] = strtod(p, &end);
+        if (end == p || !isfinite(d[n]) || (positive && !(d[n] > 0)))
+            return false;
+        n++;
+        if (*end == '\0')
+            break;
+        if (*end != ',')
+            return false;
+        p = end + 1;
+    }
+    if (*p && n == 3 && strchr(p, ','))
+        return false;
+    if (n != 1 && n != 3)
+        return false;
+    for (int i = 0; i < 3; i++)
+        v[i] = (float)d[n == 1 ? 0 : i];
+    return true;
+}
+
+/* Applies --mean/--std over the transform. Returns an exit status. */
+static int apply_mean_std(const ot_cli_cmd *cmd, const ot_cli_args *a, ot_data_transform *t)
+{
+    const char *m = ot_cli_value(cmd, a, "mean"), *s = ot_cli_value(cmd, a, "std");
+    if (m && !parse_triple(m, false, t->mean))
+        return ot_cli_usage_error(cmd, "--mean must be one number or three, comma-separated");
+    if (s && !parse_triple(s, true, t->std))
+        return ot_cli_usage_error(cmd, "--std must be one positive number or three");
+    return OT_EXIT_OK;
 }
 
 /* The model's image side when its input is static and square, else 224. */
@@ -592,6 +634,8 @@ int ot_cmd_finetune(int argc, char **argv)
         size = (int)ll;
     }
     ot_data_transform_init(&o.transform, size, norm);
+    if ((rc = apply_mean_std(cmd, &a, &o.transform)) != OT_EXIT_OK)
+        goto out;
     ot_head head;
     if (ot_pass_find_head(g, &head, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
@@ -776,6 +820,8 @@ int ot_cmd_eval(int argc, char **argv)
         int s = t.size;
         ot_data_transform_init(&t, s, norm);
     }
+    if ((rc = apply_mean_std(cmd, &a, &t)) != OT_EXIT_OK)
+        goto out;
     if (ot_eval_run(g, ds, &t, bs, threads, &ev, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto out;

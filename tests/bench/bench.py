@@ -1,27 +1,35 @@
 #!/usr/bin/python3
 """Benchmarks onnxtrain on ResNet-18: file handling against the onnx Python
-package, and inference against onnxruntime-node and PyTorch.
+package, inference against onnxruntime-node and PyTorch, and transfer-learning
+training against PyTorch.
 
     BUILD=build /usr/bin/python3 tests/bench/bench.py     (make bench runs this,
                                                           through tests/bench/run.sh)
 
 Environment:
     BUILD        build folder holding the onnxtrain binary (default: build)
-    ONLY         workloads to run, comma-separated: inspect, convert, infer
-                 (default: all three)
+    ONLY         workloads to run, comma-separated: inspect, convert, infer,
+                 fe, ft, full; "train" stands for fe,ft,full (default: all)
     BENCH_REPS   timed repetitions of each inspect/convert command (default 7,
                  at least 5)
     BENCH_MODEL  a model file to use instead of ResNet-18 for inspect/convert
                  (infer always uses the ResNet-18 fixture)
     BENCH_INFER_REPS     processes of each tool per batch size (default 3, at least 3)
     BENCH_INFER_BATCHES  batch sizes (default "1,64")
-    BENCH_THREADS        threads for inference (default 2)
+    BENCH_THREADS        threads for inference and training (default 2)
+    BENCH_TRAIN_REPS     processes of each tool per training workload (default 3,
+                         at least 1)
+    BENCH_TRAIN_IMAGES   training images per workload, e.g. "fe=512,ft=256,full=128"
+                         (default fe=128,ft=128,full=96; any subset may be given)
 
 Tasks and what they are compared with:
     inspect   onnxtrain inspect FILE      python3 -c 'import onnx; onnx.load(a)'
     convert   onnxtrain convert FILE OUT  python3 -c 'import onnx; onnx.save(onnx.load(a), b)'
     infer     BUILD/bench/bench_infer     tests/bench/ort_infer.js (onnxruntime-node 1.30)
                                           tests/bench/torch_infer.py (PyTorch)
+    fe        onnxtrain finetune --mode feature-extract   tests/bench/torch_train.py
+    ft        onnxtrain finetune --mode fine-tune         (PyTorch, the classic
+    full      onnxtrain finetune --mode full               transfer-learning loop)
 
 inspect/convert: each command runs once untimed (page cache), then the commands
 of a task run in turns, in alternating order, BENCH_REPS times each. Wall time
@@ -53,6 +61,21 @@ run's own) is recorded, and noted above 0.1 cores on average. A comparison
 tool that is missing (no node or no onnxruntime-node, no torch) leaves its
 column "unavailable".
 
+fe, ft, full: ResNet-18 (BUILD/fixtures/resnet18_bn.onnx; torchvision's
+resnet18 for PyTorch) trained at 224x224, batch 32, on BENCH_THREADS threads,
+on a CIFAR-10-format folder from tests/fixtures/make_tiny_cifar.py (BUILD/bench/
+cifar_N: N training images, 32 test images, upscaled to 224; N is 128 for fe
+and ft and 96 for full unless BENCH_TRAIN_IMAGES says otherwise): fe trains the new
+10-class head only (5 epochs), ft the last stage and the head (1 epoch), full
+everything (1 epoch). Both tools run as whole processes (start-up, loading,
+training, a test-split evaluation, ONNX export), in alternating order,
+BENCH_TRAIN_REPS times each. The report gives the median wall time, images/s
+as training images processed (images x epochs) / that wall time, the training
+loop's own images/s and that of epoch 1 (and of the later epochs) from each
+tool's log, peak RSS (wait4), the test top-1 of the last run, and the ratio
+onnxtrain / PyTorch wall time (below 1: onnxtrain is faster). Other processes'
+CPU time is recorded per workload as for infer.
+
 Goals (reported, never asserted): convert peak RSS below 2.5x the file size,
 and convert at least as fast as python onnx.
 
@@ -64,6 +87,7 @@ python onnx one).
 import json
 import os
 import platform
+import re
 import resource
 import shlex
 import statistics
@@ -81,8 +105,17 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-WORKLOADS = ("inspect", "convert", "infer")
+WORKLOADS = ("inspect", "convert", "infer", "fe", "ft", "full")
 FILE_TASKS = ("inspect", "convert")
+TRAIN_TASKS = ("fe", "ft", "full")
+# workload -> (onnxtrain --mode, default training images, epochs)
+# (fewer images than the 512/256/128 first planned, to keep the three
+# workloads near 6 minutes on 2 cores; BENCH_TRAIN_IMAGES sets others)
+TRAIN_CONFIG = {"fe": ("feature-extract", 128, 5), "ft": ("fine-tune", 128, 1),
+                "full": ("full", 96, 1)}
+TRAIN_TEST_IMAGES = 32
+TRAIN_BATCH = 32
+TRAIN_SIZE = 224
 GFLOP_PER_IMAGE = 3.63  # ResNet-18 at 224x224: 1.82 GMAC
 INFER_RUNS = {1: (5, 30), 64: (2, 5)}  # batch -> (warm-up runs, timed runs)
 INFER_RUNS_OTHER = (3, 10)
@@ -466,15 +499,219 @@ def children_cpu_s():
     return c.ru_utime + c.ru_stime + s.ru_utime + s.ru_stime
 
 
+# ------------------------------------------------------------------- train
+
+def train_images(value):
+    """Parses BENCH_TRAIN_IMAGES ("fe=256,ft=256,full=128"); returns {task: n}."""
+    out = {t: TRAIN_CONFIG[t][1] for t in TRAIN_TASKS}
+    for item in value.replace(" ", ",").split(","):
+        if not item.strip():
+            continue
+        k, sep, v = item.partition("=")
+        k = k.strip()
+        if not sep or k not in out or not v.strip().isdigit() or int(v) < 1:
+            sys.exit("bench: BENCH_TRAIN_IMAGES takes TASK=N items (TASK one of %s), not %r"
+                     % (", ".join(TRAIN_TASKS), item))
+        out[k] = int(v)
+    return out
+
+
+def train_fixtures(build, n_train):
+    """Returns (model path, data folder), making them when needed, or raises
+    RuntimeError."""
+    fixtures = os.path.join(build, "fixtures")
+    r = subprocess.run([PY, os.path.join(ROOT, "tests", "fixtures", "make_resnet18.py"),
+                        fixtures], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    model = os.path.join(fixtures, "resnet18_bn.onnx")
+    if r.returncode != 0 or not os.path.exists(model):
+        raise RuntimeError("tests/fixtures/make_resnet18.py failed: %s"
+                           % (r.stderr.strip().splitlines() or ["?"])[-1])
+    data = os.path.join(build, "bench", "cifar_%d" % n_train)
+    r = subprocess.run([PY, os.path.join(ROOT, "tests", "fixtures", "make_tiny_cifar.py"),
+                        data, str(n_train), str(TRAIN_TEST_IMAGES)],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if r.returncode != 0 or not os.path.exists(os.path.join(data, "data_batch_1.bin")):
+        raise RuntimeError("tests/fixtures/make_tiny_cifar.py failed: %s"
+                           % (r.stderr.strip().splitlines() or ["?"])[-1])
+    return model, data
+
+
+OT_EPOCH = re.compile(r"^epoch (\d+)/(\d+)\s+loss (\S+)\s+acc (\S+)\s+lr \S+\s+"
+                      r"(\S+) img/s\s+(\S+)s(.*)$")
+OT_DATA = re.compile(r"^data: .*\((?:\w+), (\d+) images")
+OT_TEST = re.compile(r"^test: top-1 (\S+)")
+
+
+def parse_ot_train(text, n):
+    """Reads `onnxtrain finetune` output (n: training images, unless the log
+    says otherwise); returns {"epochs": [...], "test": {...}}."""
+    epochs, test = [], None
+    for line in text.splitlines():
+        line = line.strip()
+        m = OT_DATA.match(line)
+        if m:
+            n = int(m.group(1))
+        m = OT_EPOCH.match(line)
+        if m:
+            ips = float(m.group(5))
+            e = {"epoch": int(m.group(1)), "images_per_s": ips, "loss": float(m.group(3)),
+                 "acc": float(m.group(4)), "cached": "cached" in m.group(7)}
+            # The log rounds seconds to 0.1; images / (images/s) keeps the precision.
+            e["seconds"] = n / ips if ips > 0 else float(m.group(6))
+            e["images"] = n
+            epochs.append(e)
+        m = OT_TEST.match(line)
+        if m:
+            test = {"top1": float(m.group(1))}
+    return {"images": n, "epochs": epochs, "test": test}
+
+
+def train_run(tool, out, n_train):
+    """Runs one training process; returns (sample dict, None) or (None, message)."""
+    dt, rss, rc, msg, text = run_child(tool["argv"], cleanup=out, env=tool["env"])
+    if rc != 0:
+        return None, "exit %d: %s" % (rc, msg)
+    if not os.path.exists(out):
+        return None, "wrote no %s" % out
+    if tool["name"] == "onnxtrain":
+        r = parse_ot_train(text, n_train)
+    else:
+        try:
+            r = json.loads(text.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            return None, "printed no JSON result"
+        tool["label"] = "pytorch %s" % r.get("version", "")
+    if not r.get("epochs"):
+        return None, "logged no epochs"
+    r.update(wall_s=dt, rss=rss)
+    return r, None
+
+
+def bench_train(build, ot, task, n_train, threads, reps):
+    """Runs one training workload; returns (entry dict, failures)."""
+    mode, _, epochs = TRAIN_CONFIG[task]
+    entry = {"task": task, "mode": mode, "images": n_train, "epochs": epochs,
+             "test_images": TRAIN_TEST_IMAGES, "threads": threads, "batch": TRAIN_BATCH,
+             "image_size": TRAIN_SIZE, "repetitions": reps}
+    failures, notes = [], []
+    try:
+        model, data = train_fixtures(build, n_train)
+    except RuntimeError as e:
+        failures.append("%s: %s" % (task, e))
+        entry["failures"] = failures
+        return entry, failures
+    entry.update(model=model, data=data)
+    out_dir = os.path.join(build, "bench")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    common = ["--epochs", str(epochs), "--batch-size", str(TRAIN_BATCH), "--threads",
+              str(threads), "--image-size", str(TRAIN_SIZE)]
+    tools = [
+        {"name": "onnxtrain", "label": "onnxtrain", "out": os.path.join(out_dir, "ot_train.onnx"),
+         "argv": [ot, "finetune", model, "--data", data, "--classes", "10", "--mode", mode]
+         + common},
+        {"name": "pytorch", "label": "pytorch",
+         "out": os.path.join(out_dir, "torch_train.onnx"),
+         "argv": [PY, os.path.join(ROOT, "tests", "bench", "torch_train.py"), "--data", data,
+                  "--mode", mode] + common},
+    ]
+    for t in tools:
+        t["argv"] += ["-o", t["out"]]
+        t["env"] = env
+    entry["commands"] = {t["name"]: shlex.join(t["argv"]) for t in tools}
+
+    # Untimed: warm the page cache for the model, the data and torch's import.
+    run_child([ot, "inspect", model], env=env)
+    run_child([PY, "-c", "import torch, torchvision, PIL"], env=env)
+
+    load_before = os.getloadavg()[0]
+    busy_before, t_before = cpu_busy_s(), time.monotonic()
+    ours_before = children_cpu_s()
+    samples = {t["name"]: [] for t in tools}
+    unavailable = {}
+    log("bench: %s: %s, %d images x %d epochs, batch %d at %d, %d threads, %d processes "
+        "per tool" % (task, mode, n_train, epochs, TRAIN_BATCH, TRAIN_SIZE, threads, reps))
+    for i in range(reps):
+        order = tools if i % 2 == 0 else tools[::-1]
+        for tool in order:
+            if tool["name"] in unavailable:
+                continue
+            r, err = train_run(tool, tool["out"], n_train)
+            if r:
+                samples[tool["name"]].append(r)
+                log("bench: %s: %s %.1f s" % (task, tool["name"], r["wall_s"]))
+            elif tool["name"] == "onnxtrain":
+                failures.append("%s / onnxtrain: %s" % (task, err))
+            elif not samples[tool["name"]]:
+                unavailable[tool["name"]] = err  # e.g. no torch
+                log("bench: %s: the %s column is unavailable: %s" % (task, tool["name"], err))
+            else:
+                notes.append("%s failed on repetition %d: %s" % (tool["name"], i + 1, err))
+        if failures:
+            break
+
+    by = {}
+    entry["results"] = []
+    for tool in tools:
+        s = samples[tool["name"]]
+        row = {"tool": tool["name"], "label": tool["label"], "processes": len(s)}
+        if s:
+            walls = [r["wall_s"] for r in s]
+            wall = statistics.median(walls)
+            total = n_train * epochs
+            loop = [sum(e["images"] for e in r["epochs"]) / sum(e["seconds"] for e in r["epochs"])
+                    for r in s]
+            first = [r["epochs"][0]["images_per_s"] for r in s]
+            row.update(wall_s=wall, wall_min_s=min(walls), wall_max_s=max(walls),
+                       wall_samples=walls, images_per_s=total / wall,
+                       loop_images_per_s=statistics.median(loop),
+                       epoch1_images_per_s=statistics.median(first),
+                       peak_rss_mb=statistics.median(r["rss"] for r in s) / 1e6,
+                       epochs_last=s[-1]["epochs"], test=s[-1].get("test"))
+            if epochs > 1:
+                later = [sum(e["images"] for e in r["epochs"][1:])
+                         / sum(e["seconds"] for e in r["epochs"][1:]) for r in s]
+                row["later_images_per_s"] = statistics.median(later)
+            if tool["name"] == "pytorch":
+                row["version"] = s[-1].get("version")
+            by[tool["name"]] = row
+        entry["results"].append(row)
+    if "onnxtrain" in by and "pytorch" in by:
+        by["pytorch"]["onnxtrain_over_tool"] = by["onnxtrain"]["wall_s"] / by["pytorch"]["wall_s"]
+        entry["ratio_wall_onnxtrain_over_pytorch"] = by["pytorch"]["onnxtrain_over_tool"]
+    for t in tools:
+        if os.path.exists(t["out"]):
+            os.unlink(t["out"])
+
+    entry["loadavg_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
+    busy_after = cpu_busy_s()
+    if busy_before is not None and busy_after is not None:
+        wall = time.monotonic() - t_before
+        others = max(0.0, busy_after - busy_before - (children_cpu_s() - ours_before))
+        entry["other_cpu"] = {"wall_s": wall, "cpu_s": others,
+                              "cores": others / wall if wall > 0 else 0.0}
+        if wall > 0 and others / wall > 0.1:
+            notes.append("the machine was shared: other processes used %.0f CPU-seconds "
+                         "during the %.0f s of this workload (%.2f cores on average, of %d); "
+                         "times are longer and noisier than on an idle machine"
+                         % (others, wall, others / wall, os.cpu_count() or 0))
+    entry["unavailable"] = unavailable
+    entry["notes"] = notes
+    entry["failures"] = failures
+    log("bench: %s done" % task)
+    return entry, failures
+
+
 # -------------------------------------------------------------------- main
 
 def parse_only(value):
     if not value:
         return set(WORKLOADS)
     sel = {w.strip() for w in value.replace(" ", ",").split(",") if w.strip()}
+    if "train" in sel:
+        sel = (sel - {"train"}) | set(TRAIN_TASKS)
     bad = sorted(sel - set(WORKLOADS))
     if bad:
-        sys.exit("bench: ONLY takes %s (comma-separated), not %r"
+        sys.exit("bench: ONLY takes %s or train (= fe,ft,full), comma-separated, not %r"
                  % (", ".join(WORKLOADS), ",".join(bad)))
     return sel
 
@@ -495,6 +732,8 @@ def main():
     threads = max(1, int(os.environ.get("BENCH_THREADS", "2")))
     batches = [int(b) for b in os.environ.get("BENCH_INFER_BATCHES", "1,64")
                .replace(" ", ",").split(",") if b.strip()]
+    train_reps = max(1, int(os.environ.get("BENCH_TRAIN_REPS", "3")))
+    n_images = train_images(os.environ.get("BENCH_TRAIN_IMAGES", ""))
     ot = os.path.join(build, "onnxtrain")
     out_dir = os.path.join(build, "bench")
     os.makedirs(out_dir, exist_ok=True)
@@ -543,6 +782,20 @@ def main():
         result["infer"] = section
     elif prev.get("infer"):
         result["infer"] = dict(prev["infer"], earlier=prev["infer"].get("commit") or "?")
+
+    # Training workloads not run this time come from the previous results.
+    train = {}
+    for task in TRAIN_TASKS:
+        if task in selected:
+            entry, f = bench_train(build, ot, task, n_images[task], threads, train_reps)
+            entry.update(commit=commit, date=result["date"])
+            failures += f
+            train[task] = entry
+        elif task in prev.get("train", {}):
+            e = prev["train"][task]
+            train[task] = dict(e, earlier=e.get("earlier") or e.get("commit") or "?")
+    if train:
+        result["train"] = train
     result["failures"] = failures
 
     md = render(result)
@@ -582,6 +835,8 @@ def render(result):
         out += [""] + render_files(result)
     if result.get("infer"):
         out += [""] + render_infer(result["infer"])
+    if result.get("train"):
+        out += [""] + render_train(result["train"])
     for f in result.get("failures", []):
         out.append("")
         out.append("FAILED: " + f)
@@ -679,6 +934,69 @@ def render_infer(s):
     for name, why in sorted(s.get("unavailable", {}).items()):
         out += ["", "The %s column is unavailable: %s" % (name, why)]
     for n in s.get("notes", []):
+        out += ["", "Note: " + n]
+    return out
+
+
+def render_train(train):
+    entries = [train[t] for t in TRAIN_TASKS if t in train]
+    e0 = entries[0]
+    out = ["### ResNet-18 training, %dx%d, batch %d, %s threads" % (
+        e0.get("image_size", TRAIN_SIZE), e0.get("image_size", TRAIN_SIZE),
+        e0.get("batch", TRAIN_BATCH), e0.get("threads", "?")), ""]
+    reps = sorted({e.get("repetitions") for e in entries if e.get("results")} - {None})
+    out += ["`onnxtrain finetune` against PyTorch's classic transfer-learning loop "
+            "(tests/bench/torch_train.py: torchvision resnet18, channels_last, model.train(), "
+            "Adam, no augmentation) on the same CIFAR-10-format images upscaled to 224, with a "
+            "new 10-class head. fe: feature extraction (head only, lr 1e-3); ft: fine-tuning "
+            "(last stage + head, lr 1e-4); full: everything (lr 1e-4). Whole processes "
+            "(start-up, loading, training, evaluation of %d test images, ONNX export), run in "
+            "alternating order, %s per tool; times are medians. images/s is training images "
+            "(images x epochs) over the median wall time; \"loop\" and \"epoch 1\" are the "
+            "training loop's own figures from each tool's log; \"later\" is epochs 2 onwards "
+            "(onnxtrain reuses the frozen prefix's cached output there). \"onnxtrain / "
+            "pytorch\" is onnxtrain's wall time over PyTorch's: below 1, onnxtrain is faster."
+            % (e0.get("test_images", TRAIN_TEST_IMAGES),
+               " or ".join("%d process%s" % (r, "" if r == 1 else "es") for r in reps)
+               or "no processes"),
+            "",
+            "| workload | tool | images x epochs | wall s | range s | images/s | loop images/s "
+            "| epoch 1 images/s | later images/s | peak RSS MB | test top-1 | "
+            "onnxtrain / pytorch |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    earlier, notes = set(), []
+    for e in entries:
+        name = e["task"]
+        if e.get("earlier"):
+            earlier.add(e["earlier"])
+            name += " (earlier)"
+        work = "%d x %d" % (e["images"], e["epochs"])
+        if not e.get("results"):
+            out.append("| %s | onnxtrain | %s | failed | | | | | | | | |" % (name, work))
+        for r in e.get("results", []):
+            if not r.get("processes"):
+                out.append("| %s | %s | %s | failed | | | | | | | | |" % (name, r["label"], work))
+                continue
+            test = r.get("test") or {}
+            out.append("| %s | %s | %s | %.1f | %.1f–%.1f | %.1f | %.1f | %.1f | %s | %.0f | %s "
+                       "| %s |" % (
+                           name, r["label"], work, r["wall_s"], r["wall_min_s"], r["wall_max_s"],
+                           r["images_per_s"], r["loop_images_per_s"], r["epoch1_images_per_s"],
+                           "%.0f" % r["later_images_per_s"] if "later_images_per_s" in r else "",
+                           r["peak_rss_mb"], "%.2f" % test["top1"] if "top1" in test else "",
+                           "%.2fx" % r["onnxtrain_over_tool"] if "onnxtrain_over_tool" in r
+                           else ""))
+        for tool, why in sorted(e.get("unavailable", {}).items()):
+            out.append("| %s | %s | %s | unavailable | | | | | | | | |" % (name, tool, work))
+            notes.append("%s: the %s column is unavailable: %s" % (e["task"], tool, why))
+        for n in e.get("notes", []):
+            notes.append("%s: %s" % (e["task"], n))
+        for f in e.get("failures", []) if e.get("earlier") else []:
+            notes.append("%s (earlier): FAILED: %s" % (e["task"], f))
+    if earlier:
+        out += ["", "Rows marked (earlier) were not run this time; they come from the "
+                "previous results.json (commit %s)." % ", ".join(sorted(earlier))]
+    for n in notes:
         out += ["", "Note: " + n]
     return out
 

@@ -2,7 +2,8 @@
 # tests/bench/run.sh: the benchmarks (`make bench`). See tests/bench/bench.py
 # and docs/bench.md.
 #
-#   BUILD=build [ONLY=inspect,convert,infer] [BENCH_REPS=7] [BENCH_INFER_REPS=3] \
+#   BUILD=build [ONLY=inspect,convert,infer,fe,ft,full|train] [BENCH_REPS=7] \
+#       [BENCH_INFER_REPS=3] [BENCH_TRAIN_REPS=3] [BENCH_TRAIN_IMAGES=fe=128,...] \
 #       bash tests/bench/run.sh
 #
 # For the infer workload this first builds the helpers into $BUILD/bench:
@@ -10,7 +11,10 @@
 # fma_peak_* (tests/bench/fma_peak.c: AVX2+FMA, and AVX-512 where the CPU has
 # it; -march=native on CPUs without AVX2/FMA), and installs onnxruntime-node
 # 1.30 into $BUILD/ort like tests/cli/test_ort.sh when it is not there. A
-# failed install only leaves the onnxruntime column unavailable.
+# failed install only leaves the onnxruntime column unavailable. The training
+# workloads (fe, ft, full; "train" for all three) need nothing built here
+# beyond $BUILD/onnxtrain: bench.py makes their fixtures and runs
+# tests/bench/torch_train.py for PyTorch.
 #
 # Prints Markdown; writes $BUILD/bench/results.{md,json}.
 cd "$(dirname "$0")/../.." || exit 1

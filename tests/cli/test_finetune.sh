@@ -196,6 +196,14 @@ if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"backward nodes"* ]]; then ok "--dry-run";
     fail "--dry-run" "$(describe_run)"; fi
 expect_usage "bad --mode" finetune "$BN" "${COMMON[@]}" --mode bogus -o "$T_TMP/x.onnx"
 expect_usage "missing --data" finetune "$BN" -o "$T_TMP/x.onnx"
+expect_usage "bad --std" finetune "$BN" "${COMMON[@]}" --std 0,1,1 -o "$T_TMP/x.onnx"
+train "--mean/--std" "$T_TMP/ms.onnx" --mean 0.5,0.4,0.3 --std 0.2 --epochs 1 --max-steps 1 &&
+    py_checks "--mean/--std" '
+import sys, onnx
+md = {p.key: p.value for p in onnx.load(sys.argv[1]).metadata_props}
+ok = md.get("onnxtrain.mean") == "0.5,0.4,0.3" and md.get("onnxtrain.std") == "0.2,0.2,0.2"
+print("ok recorded" if ok else "FAIL recorded: %r" % md)
+' "$T_TMP/ms.onnx"
 expect_usage "bad --lr" finetune "$BN" "${COMMON[@]}" --lr abc -o "$T_TMP/x.onnx"
 ot finetune "$BN" --data "$T_TMP/nonexistent" -o "$T_TMP/none.onnx"
 if [ "$T_RC" -eq 1 ] && [ "$T_NERR" -eq 1 ] && [ ! -e "$T_TMP/none.onnx" ]; then

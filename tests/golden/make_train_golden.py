@@ -29,6 +29,7 @@ Writes into OUTDIR:
                        curve_frozen  [5] the losses of the same batches without
                                      any update (so the test knows the curve is
                                      one that training changes)
+                       curve_stats/NAME  running statistics after the 5 steps
   index.json         the PyTorch -> ONNX name map, and per mode the trained
                      parameters and training-mode BNs (PyTorch names).
 
@@ -199,6 +200,10 @@ def run_mode(base, mode, batches, name_map):
         loss.backward()
         opt.step()
         curve.append(loss.item())
+    bufs = dict(model.named_buffers())
+    for b in bn_train:
+        for s in ("running_mean", "running_var"):
+            recs.append(("curve_stats/" + name_map[b + "." + s], f32(bufs[b + "." + s])))
     frozen = []
     model = copy.deepcopy(base)
     set_modes(model, mode)

@@ -24,12 +24,21 @@
  *                 elements whose true gradient is zero are held to Adam's
  *                 step bound instead, see agg_add_adam)
  *   curve         the losses of 5 Adam steps on 5 batches, relative <= 1e-2
+ *   curve_bn_stats  the running statistics after those 5 steps (copied into
+ *                 the state after each step, as the trainer does), relative
+ *                 L2 <= 5e-2, and they must have moved from the initial ones
+ *                 by 2x that. Looser than the rest because Adam's first steps
+ *                 turn float32 rounding noise in zero gradients into steps of
+ *                 up to lr (see agg_add_adam), so 5 steps drift: PyTorch's own
+ *                 float32 run ends 5e-3 from its float64 run on these
+ *                 statistics, onnxtrain 2e-2 (and 2e-5 with SGD instead of
+ *                 Adam: the state handling itself is exact).
  *
  * and that each reference can make its check fail: the loss curve is not
  * constant and training moves it away from the untrained losses by more than
  * the tolerance; no gradient is all zeros, and none is more than 30% zeros;
  * every optimizer step and every running statistic moves away from the
- * initial value by more than the tolerance.
+ * initial value by more than twice the tolerance.
  *
  * Prints `ok NAME` or `FAIL NAME: detail` per check (plus `# ` lines of
  * detail), then `N passed, N failed`; exits 1 on any failure.
@@ -51,6 +60,7 @@
 
 #define TOL 1e-4
 #define TOL_CURVE 1e-2
+#define TOL_CURVE_STATS 5e-2
 #define MAX_ZERO_FRACTION 0.30
 #define N_CURVE 5
 #define MODEL_FILE "resnet18_64.onnx"
@@ -156,6 +166,7 @@ static bool blob_load(blob *b, const char *dir, const char *file)
             b->recs = realloc(b->recs, sizeof *b->recs * (size_t)cap);
         }
         rec *r = &b->recs[b->n++];
+        memset(r, 0, sizeof *r);
         r->name = name;
         r->dtype = (int)dt;
         r->ndim = (int)nd;
@@ -168,9 +179,15 @@ static bool blob_load(blob *b, const char *dir, const char *file)
         size_t bytes = (size_t)r->numel * (dt == 7 ? 8 : 4);
         if ((size_t)(end - p) < bytes)
             goto bad;
-        r->data = p;
+        /* an aligned copy: the executor reads labels as int64 */
+        r->data = malloc(bytes ? bytes : 1);
+        if (!r->data)
+            goto bad;
+        memcpy(r->data, p, bytes);
         p += bytes;
     }
+    free(b->buf);
+    b->buf = NULL;
     return true;
 bad:
     fail("setup", file, "%s is truncated or malformed", path);
@@ -179,8 +196,10 @@ bad:
 
 static void blob_free(blob *b)
 {
-    for (int i = 0; i < b->n; i++)
+    for (int i = 0; i < b->n; i++) {
         free(b->recs[i].name);
+        free(b->recs[i].data);
+    }
     free(b->recs);
     free(b->buf);
     memset(b, 0, sizeof *b);
@@ -650,7 +669,7 @@ static void check_grad_refs(const ctx *c, const blob *ref)
    over a check's tensors; the check can fail only when it is well above
    the tolerance. `minmove` is the smallest such move. */
 static void check_moves(const ctx *c, const blob *ref, const char *prefix, const int32_t *ids,
-                        int n, const char *what)
+                        int n, const char *what, double tol)
 {
     const char *m = c->md->name;
     double least = INFINITY;
@@ -669,8 +688,8 @@ static void check_moves(const ctx *c, const blob *ref, const char *prefix, const
         return;
     /* every tensor must move by more than the tolerance, or the check could
        pass on an update that never happened */
-    if (!(least > 3 * TOL))
-        fail(m, what, "reference '%s' moves by %.2e only (relative), not above 3x tolerance",
+    if (!(least > 2 * tol))
+        fail(m, what, "reference '%s' moves by %.2e only (relative), not above 2x tolerance",
              lname, least);
     else
         ok(m, what, "smallest reference move %.2e in '%s'", least, lname);
@@ -802,7 +821,7 @@ static void run_mode(const mode_desc *md, const char *dir, const blob *batches)
         agg_report(&a);
     }
     if (tg->n_stats) {
-        check_moves(&c, &ref, "stats", tg->stats, tg->n_stats, "bn_stats_refs");
+        check_moves(&c, &ref, "stats", tg->stats, tg->n_stats, "bn_stats_refs", TOL);
         agg a;
         agg_init(&a, m, "bn_stats", TOL);
         for (int s = 0; s < tg->n_stats; s++)
@@ -817,7 +836,7 @@ static void run_mode(const mode_desc *md, const char *dir, const blob *batches)
     for (int k = 0; k < 3; k++) {
         char what[64];
         snprintf(what, sizeof what, "%s_refs", kinds[k]);
-        check_moves(&c, &ref, kinds[k], tg->params, tg->n_params, what);
+        check_moves(&c, &ref, kinds[k], tg->params, tg->n_params, what, TOL);
         ctx_reset(&c);
         double lr;
         ot_optim *opt = new_optim(&c, kinds[k], &lr);
@@ -903,6 +922,17 @@ static void run_mode(const mode_desc *md, const char *dir, const blob *batches)
                      line);
             else
                 ok(m, "curve", "max relative error %.2e; got/expected:%s", worst, line);
+            if (tg->n_stats) {
+                check_moves(&c, &ref, "curve_stats", tg->stats, tg->n_stats, "curve_bn_stats_refs",
+                            TOL_CURVE_STATS);
+                agg a;
+                agg_init(&a, m, "curve_bn_stats", TOL_CURVE_STATS);
+                for (int s = 0; s < tg->n_stats; s++)
+                    agg_add(&a, vname(&c, tg->stats[s]), ot_exec_state(c.step, tg->stats[s]),
+                            blob_findf(&ref, "curve_stats/%s", vname(&c, tg->stats[s])),
+                            vnumel(&c, tg->stats[s]));
+                agg_report(&a);
+            }
         }
     }
 done:
