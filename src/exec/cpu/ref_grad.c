@@ -546,6 +546,46 @@ ot_status ot_ref_batchnorm_grad(const ot_graph *g, const ot_node *n, const ot_te
     int64_t N = x->dims[0], C = x->dims[1], sp = ot_ref_prod(x, 2, x->ndim);
     double M = (double)(N * sp);
     ot_dtype t = x->dtype;
+    if (t == OT_DTYPE_FLOAT && dy->dtype == OT_DTYPE_FLOAT && (!dx || dx->dtype == t)) {
+        /* float32: the same sums in double, channels in parallel */
+        const float *xs = x->data, *dys = dy->data;
+#pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < C; c++) {
+            double mu = ot_tensor_get_f64(mean, c), v4 = ot_tensor_get_f64(s4, c);
+            double inv_std = training ? v4 : 1.0 / sqrt(v4 + eps);
+            double gamma = ot_tensor_get_f64(scale, c);
+            double sdy = 0, sdyx = 0;
+            for (int64_t nn = 0; nn < N; nn++) {
+                const float *xr = xs + (nn * C + c) * sp, *dr = dys + (nn * C + c) * sp;
+                for (int64_t i = 0; i < sp; i++) {
+                    sdy += (double)dr[i];
+                    sdyx += (double)dr[i] * ((double)xr[i] - mu);
+                }
+            }
+            sdyx *= inv_std;
+            if (db)
+                ot_ref_st(db->dtype, db->data, c, sdy);
+            if (dscale)
+                ot_ref_st(dscale->dtype, dscale->data, c, sdyx);
+            if (!dx)
+                continue;
+            double k = gamma * inv_std;
+            /* dx = k/M * (M dy - sdy - xhat sdyx) = a dy + b x + c0 */
+            float a = (float)k, b = 0.0f, c0 = 0.0f;
+            if (training && M > 0) {
+                b = (float)(-k / M * sdyx * inv_std);
+                c0 = (float)(-k / M * sdy + k / M * sdyx * inv_std * mu);
+            }
+            float *dxs = dx->data;
+            for (int64_t nn = 0; nn < N; nn++) {
+                const float *xr = xs + (nn * C + c) * sp, *dr = dys + (nn * C + c) * sp;
+                float *o = dxs + (nn * C + c) * sp;
+                for (int64_t i = 0; i < sp; i++)
+                    o[i] = a * dr[i] + b * xr[i] + c0;
+            }
+        }
+        return OT_OK;
+    }
     for (int64_t c = 0; c < C; c++) {
         double mu = ot_tensor_get_f64(mean, c), v4 = ot_tensor_get_f64(s4, c);
         double inv_std = training ? v4 : 1.0 / sqrt(v4 + eps);
@@ -621,6 +661,46 @@ ot_status ot_ref_batchnorm_train(const ot_graph *g, const ot_node *n, const ot_t
     int64_t N = x->dims[0], C = x->dims[1], sp = ot_ref_prod(x, 2, x->ndim);
     double M = (double)(N * sp);
     ot_dtype t = x->dtype;
+    if (t == OT_DTYPE_FLOAT) {
+        /* float32: the same statistics in double, channels in parallel */
+        const float *xs = x->data;
+        float *ys = y->data;
+#pragma omp parallel for schedule(static)
+        for (int64_t c = 0; c < C; c++) {
+            double s1 = 0, s2 = 0;
+            for (int64_t nn = 0; nn < N; nn++) {
+                const float *xr = xs + (nn * C + c) * sp;
+                for (int64_t i = 0; i < sp; i++)
+                    s1 += (double)xr[i];
+            }
+            double mu = M > 0 ? s1 / M : 0.0;
+            for (int64_t nn = 0; nn < N; nn++) {
+                const float *xr = xs + (nn * C + c) * sp;
+                for (int64_t i = 0; i < sp; i++) {
+                    double d = (double)xr[i] - mu;
+                    s2 += d * d;
+                }
+            }
+            double var = M > 0 ? s2 / M : 0.0, unbiased = M > 1 ? s2 / (M - 1) : var;
+            double inv_std = 1.0 / sqrt(var + eps);
+            double a = ot_tensor_get_f64(scale, c) * inv_std;
+            double b = ot_tensor_get_f64(bias, c) - mu * a;
+            for (int64_t nn = 0; nn < N; nn++) {
+                const float *xr = xs + (nn * C + c) * sp;
+                float *yr = ys + (nn * C + c) * sp;
+                for (int64_t i = 0; i < sp; i++)
+                    yr[i] = (float)((double)xr[i] * a + b);
+            }
+            double val[5] = { 0,
+                              ot_tensor_get_f64(rmean, c) * momentum + mu * (1 - momentum),
+                              ot_tensor_get_f64(rvar, c) * momentum + unbiased * (1 - momentum),
+                              mu, inv_std };
+            for (int i = 1; i < 5; i++)
+                if (stat[i])
+                    ot_ref_st(stat[i]->dtype, stat[i]->data, c, val[i]);
+        }
+        return OT_OK;
+    }
     for (int64_t c = 0; c < C; c++) {
         double s1 = 0, s2 = 0;
         for (int64_t nn = 0; nn < N; nn++)

@@ -83,6 +83,15 @@ static ot_status pair_run(const ot_node *n, const ot_tensor *const *in, ot_tenso
         bool training = scalar_in(n, in, 3, 0.0) != 0.0 && ratio != 0.0;
         scale = !training ? 1.0 : ratio < 1.0 ? 1.0 / (1.0 - ratio) : 0.0;
     }
+    if (kind == G_RELU && dy->dtype == OT_DTYPE_FLOAT && v->dtype == OT_DTYPE_FLOAT &&
+        dx->dtype == OT_DTYPE_FLOAT) {
+        const float *ds = dy->data, *ys = v->data;
+        float *o = dx->data;
+#pragma omp parallel for simd schedule(static)
+        for (int64_t i = 0; i < numel; i++)
+            o[i] = ys[i] > 0 ? ds[i] : 0.0f;
+        return OT_OK;
+    }
     for (int64_t i = 0; i < numel; i++) {
         double d = ot_ref_ld(dy->dtype, dy->data, i), x = ot_ref_ld(v->dtype, v->data, i), r;
         switch (kind) {
