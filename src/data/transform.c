@@ -23,23 +23,31 @@
  * ToTensor and Normalize run in float32, in torchvision's order:
  * (v / 255 - mean) / std.
  *
- * Also here: the batch loader that applies the transform, and the seeded
- * shuffle that orders an epoch.
+ * Also here: the batch loader that applies the transform, the seeded shuffle
+ * that orders an epoch, and ot_data_prepare_box, which resizes one box of the
+ * image to S x S (and may mirror it) for augment.c: torchvision's
+ * resized_crop (PIL crop, then resize to (S, S)) and hflip. The box is read in
+ * place; the same plan, with the box as the input and no crop offset, runs it.
  */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "data/data_impl.h"
+#include "data/loader.h"
 
 #define PRECISION_BITS 22 /* PIL's fixed point for 8-bit images: 32 - 8 - 2 */
 
 /* The geometry of one transform on one image size. */
 typedef struct {
     int S;
-    int h, w;          /* input size                                   */
+    int h, w;          /* input size: the image, or the box of it      */
+    int y0, x0;        /* the input's origin in the image              */
+    int stride;        /* image row length                             */
+    int plane_h;       /* image rows per channel plane                 */
     int rh, rw;        /* size after Resize(S)                         */
     int top, left;     /* crop offset in the resized image             */
+    bool flip;         /* mirror the output left to right              */
     bool need_h;       /* horizontal pass runs (rw != w)               */
     bool need_v;       /* vertical pass runs (rh != h)                 */
     int kw, kh;        /* taps per output pixel in each pass (0: none) */
@@ -87,6 +95,11 @@ static bool make_plan(int h, int w, const ot_data_transform *t, plan *p)
     p->S = S;
     p->h = h;
     p->w = w;
+    p->y0 = 0;
+    p->x0 = 0;
+    p->stride = w;
+    p->plane_h = h;
+    p->flip = false;
     p->rw = w <= h ? S : new_long;
     p->rh = w <= h ? new_long : S;
     p->top = half_round_even(p->rh - S);
@@ -204,7 +217,7 @@ static void resample_plane(const plan *p, const uint8_t *src, const int32_t *kx,
         r1 = by[2 * (S - 1)] + by[2 * (S - 1) + 1];
     }
     for (int y = r0; y < r1; y++) {
-        const uint8_t *row = src + (size_t)y * p->w;
+        const uint8_t *row = src + (size_t)(p->y0 + y) * p->stride + p->x0;
         uint8_t *out = tmp + (size_t)y * S;
         if (!p->need_h) {
             memcpy(out, row + p->left, (size_t)S);
@@ -256,15 +269,25 @@ static void prepare_planned(const plan *p, const ot_image *img, const ot_data_tr
 
     int out_c = ot_data_out_channels(t, img->channels);
     for (int ic = 0; ic < img->channels; ic++) {
-        resample_plane(p, img->data + (size_t)ic * p->h * p->w, kx, bx, ky, by, tmp, res);
+        resample_plane(p, img->data + (size_t)ic * p->plane_h * p->stride, kx, bx, ky, by, tmp,
+                       res);
         /* A gray image feeds every output channel, an RGB one its own. */
         int oc_first = img->channels == 1 ? 0 : ic;
         int oc_last = img->channels == 1 ? out_c - 1 : ic;
         for (int oc = oc_first; oc <= oc_last; oc++) {
             float *o = out + (size_t)oc * plane;
             float mean = t->mean[oc], std = t->std[oc];
-            for (size_t q = 0; q < plane; q++)
-                o[q] = ((float)res[q] / 255.0f - mean) / std;
+            if (!p->flip) {
+                for (size_t q = 0; q < plane; q++)
+                    o[q] = ((float)res[q] / 255.0f - mean) / std;
+                continue;
+            }
+            for (size_t i = 0; i < (size_t)S; i++) {
+                const uint8_t *r = res + i * S;
+                float *orow = o + i * S;
+                for (size_t j = 0; j < (size_t)S; j++)
+                    orow[j] = ((float)r[S - 1 - j] / 255.0f - mean) / std;
+            }
         }
     }
 }
@@ -301,6 +324,76 @@ ot_status ot_data_prepare(const ot_image *img, const ot_data_transform *t, float
                                  scratch_bytes, &p, err);
     if (st != OT_OK)
         return st;
+    prepare_planned(&p, img, t, out, scratch);
+    return OT_OK;
+}
+
+/* ------------------------------------------------------------- boxes */
+
+/* Fills *p for the box (top, left, bh, bw) of an h x w image resized to
+   S x S; false when a size is out of range or the box leaves the image. */
+static bool make_box_plan(int h, int w, int top, int left, int bh, int bw, bool flip,
+                          const ot_data_transform *t, plan *p)
+{
+    if (!make_plan(h, w, t, p) || bh < 1 || bw < 1 || top < 0 || left < 0 || top > h - bh ||
+        left > w - bw)
+        return false;
+    int S = t->size;
+    p->h = bh;
+    p->w = bw;
+    p->y0 = top;
+    p->x0 = left;
+    p->stride = w;
+    p->plane_h = h;
+    p->flip = flip;
+    p->rh = S;
+    p->rw = S;
+    p->top = 0;
+    p->left = 0;
+    p->need_h = bw != S;
+    p->need_v = bh != S;
+    p->kw = p->need_h ? taps(bw, S) : 0;
+    p->kh = p->need_v ? taps(bh, S) : 0;
+    size_t ints = (size_t)S * ((size_t)p->kw + 2) + (size_t)S * ((size_t)p->kh + 2);
+    p->bytes = ints * sizeof(int32_t) + (size_t)bh * S + (size_t)S * S;
+    return true;
+}
+
+size_t ot_data_box_scratch_bytes(int height, int width, const ot_data_transform *t)
+{
+    plan p;
+    if (!transform_ok(t, 1) || !make_plan(height, width, t, &p))
+        return 0;
+    /* The largest box plan: taps grow with the box side, and a pass that an
+       equal side skips may run for a smaller box. */
+    size_t S = (size_t)p.S;
+    size_t ints = S * ((size_t)taps(width, p.S) + 2) + S * ((size_t)taps(height, p.S) + 2);
+    return ints * sizeof(int32_t) + (size_t)height * S + S * S;
+}
+
+ot_status ot_data_prepare_box(const ot_image *img, const ot_data_transform *t, int top, int left,
+                              int box_h, int box_w, bool flip, float *out, void *scratch,
+                              size_t scratch_bytes, ot_err *err)
+{
+    plan p;
+    if (!img || !img->data || !out)
+        return ot_err_set(err, OT_ERR_ARG, "ot_data_prepare_box: NULL image or output");
+    /* The box bound first, so that a short buffer is reported with what it
+       needs; check_prepare then checks the rest (its own bound is lower). */
+    size_t need = ot_data_box_scratch_bytes(img->height, img->width, t);
+    if (need != 0 && scratch_bytes < need)
+        return ot_err_set(err, OT_ERR_ARG,
+                          "transform: scratch of %zu bytes, boxes of %d x %d -> %d need %zu",
+                          scratch_bytes, img->height, img->width, t->size, need);
+    ot_status st = check_prepare(img->height, img->width, img->channels, t, scratch,
+                                 scratch_bytes, &p, err);
+    if (st != OT_OK)
+        return st;
+    if (!make_box_plan(img->height, img->width, top, left, box_h, box_w, flip, t, &p))
+        return ot_err_set(err, OT_ERR_ARG,
+                          "transform: box %d x %d at (%d, %d) is not inside the %d x %d image",
+                          box_h, box_w, top, left, img->height, img->width);
+    OT_ASSERT(p.bytes <= scratch_bytes);
     prepare_planned(&p, img, t, out, scratch);
     return OT_OK;
 }

@@ -9,8 +9,8 @@
  * of CSS, no fonts or images to fetch.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,16 +66,18 @@ static void sb_printf(strbuf *b, const char *fmt, ...)
     }
 }
 
-/* Formats v with `fmt` (one double conversion); non-finite values as nan,
-   inf or -inf whatever the sign of a NaN. */
-static const char *fmt_num(char *buf, size_t size, const char *fmt, double v)
+/* Formats v as %.<prec>g (conv 'g') or %.<prec>f (conv 'f'); non-finite
+   values as nan, inf or -inf, whatever the sign of a NaN. */
+static const char *fmt_num(char *buf, size_t size, char conv, int prec, double v)
 {
     if (isnan(v))
         snprintf(buf, size, "nan");
     else if (isinf(v))
         snprintf(buf, size, "%s", v > 0 ? "inf" : "-inf");
+    else if (conv == 'f')
+        snprintf(buf, size, "%.*f", prec, v);
     else
-        snprintf(buf, size, fmt, v);
+        snprintf(buf, size, "%.*g", prec, v);
     return buf;
 }
 
@@ -148,15 +150,15 @@ ot_status ot_train_log_write_csv(const char *path, const ot_train_log_row *rows,
     for (int i = 0; i < n; i++) {
         const ot_train_log_row *r = &rows[i];
         char loss[32], acc[32], vl[32] = "", va[32] = "", lr[32], ips[48], sec[48];
-        fmt_num(loss, sizeof loss, "%.6g", r->loss);
-        fmt_num(acc, sizeof acc, "%.6g", r->accuracy);
+        fmt_num(loss, sizeof loss, 'g', 6, r->loss);
+        fmt_num(acc, sizeof acc, 'g', 6, r->accuracy);
         if (!isnan(r->val_loss))
-            fmt_num(vl, sizeof vl, "%.6g", r->val_loss);
+            fmt_num(vl, sizeof vl, 'g', 6, r->val_loss);
         if (!isnan(r->val_accuracy))
-            fmt_num(va, sizeof va, "%.6g", r->val_accuracy);
-        fmt_num(lr, sizeof lr, "%.6g", r->lr);
-        fmt_num(ips, sizeof ips, "%.1f", r->images_per_s);
-        fmt_num(sec, sizeof sec, "%.3f", r->seconds);
+            fmt_num(va, sizeof va, 'g', 6, r->val_accuracy);
+        fmt_num(lr, sizeof lr, 'g', 6, r->lr);
+        fmt_num(ips, sizeof ips, 'f', 1, r->images_per_s);
+        fmt_num(sec, sizeof sec, 'f', 3, r->seconds);
         sb_printf(&b, "%d,%s,%s,%s,%s,%s,%s,%s\n", r->epoch, loss, acc, vl, va, lr, ips, sec);
     }
     ot_status st = b.oom ? ot_err_set(err, OT_ERR_NOMEM, "out of memory")
@@ -280,6 +282,10 @@ typedef struct axis {
 /* An axis over [lo, hi] with about `ticks` intervals, its ends on ticks. */
 static axis make_axis(double lo, double hi, int ticks, bool integer)
 {
+    if (!isfinite(hi - lo) || fabs(lo) > 1e12 || fabs(hi) > 1e12) { /* absurd: clamp */
+        lo = lo < -1e12 ? -1e12 : lo > 1e12 ? 1e12 : lo;
+        hi = hi < -1e12 ? -1e12 : hi > 1e12 ? 1e12 : hi;
+    }
     if (!(hi > lo))
         hi = lo + 1.0;
     axis a;
@@ -451,11 +457,15 @@ ot_status ot_train_plot_svg(const char *path, const ot_train_log_row *rows, int 
     axis ax = make_axis(elo, ehi, 8, true);
 
     double lo = 0, hi = 1;
-    if (!field_range(rows, n, f_loss, f_val_loss, &lo, &hi))
-        lo = 0, hi = 1;
+    if (!field_range(rows, n, f_loss, f_val_loss, &lo, &hi)) {
+        lo = 0;
+        hi = 1;
+    }
     axis al = make_axis(lo < 0 ? lo : 0, hi, 5, false); /* loss from 0 */
-    if (!field_range(rows, n, f_acc, f_val_acc, &lo, &hi))
-        lo = 0, hi = 1;
+    if (!field_range(rows, n, f_acc, f_val_acc, &lo, &hi)) {
+        lo = 0;
+        hi = 1;
+    }
     axis aa = make_axis(lo < 0 ? lo : 0, hi > 1 ? hi : 1, 5, false); /* accuracy 0 .. 1 */
 
     strbuf b = { 0 };

@@ -110,7 +110,7 @@ FILE_TASKS = ("inspect", "convert")
 TRAIN_TASKS = ("fe", "ft", "full")
 # workload -> (onnxtrain --mode, default training images, epochs)
 # (fewer images than the 512/256/128 first planned, to keep the three
-# workloads near 6 minutes on 2 cores; BENCH_TRAIN_IMAGES sets others)
+# workloads within ~8 minutes on 2 cores; BENCH_TRAIN_IMAGES sets others)
 TRAIN_CONFIG = {"fe": ("feature-extract", 128, 5), "ft": ("fine-tune", 128, 1),
                 "full": ("full", 96, 1)}
 TRAIN_TEST_IMAGES = 32
