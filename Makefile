@@ -47,7 +47,7 @@ DEB_PACKAGES := gcc make pkgconf protobuf-c-compiler libprotobuf-c-dev libonnx-d
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/graph/*.c src/ops/*.c src/onnx/*.c \
                              src/passes/*.c src/train/*.c src/exec/*.c src/exec/cpu/*.c \
-                             src/data/*.c))
+                             src/data/*.c src/models/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 GEN_SRC := $(BUILD)/gen/onnx.pb-c.c
 GEN_HDR := $(BUILD)/gen/onnx.pb-c.h

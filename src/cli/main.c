@@ -35,6 +35,7 @@ static const command commands[] = {
     { "finetune", "adapt a pretrained classifier to new data and export it as ONNX",
       ot_cmd_finetune },
     { "eval", "score a classifier on a data set: accuracy, loss, confusion matrix", ot_cmd_eval },
+    { "zoo", "list the model builders, or build one (ResNet-18/34) as ONNX", ot_cmd_zoo },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
