@@ -5,21 +5,24 @@
  * can check that a training step allocates nothing, and can be told to fail
  * after n allocations so that the out-of-memory paths are exercised.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core.h"
 
-static uint64_t n_allocs;
-static int64_t fail_after = -1;
+/* Counters are atomic: decoders on loader threads allocate too. */
+static _Atomic uint64_t n_allocs;
+static _Atomic int64_t fail_after = -1;
 
 static bool should_fail(void)
 {
-    if (fail_after < 0)
+    int64_t f = atomic_load_explicit(&fail_after, memory_order_relaxed);
+    if (f < 0)
         return false;
-    if (fail_after == 0)
+    if (f == 0)
         return true;
-    fail_after--;
+    atomic_fetch_sub_explicit(&fail_after, 1, memory_order_relaxed);
     return false;
 }
 
@@ -27,7 +30,7 @@ void *ot_malloc(size_t n)
 {
     if (should_fail())
         return NULL;
-    n_allocs++;
+    atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
     return malloc(n ? n : 1);
 }
 
@@ -35,7 +38,7 @@ void *ot_calloc(size_t count, size_t size)
 {
     if (should_fail())
         return NULL;
-    n_allocs++;
+    atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
     return calloc(count ? count : 1, size ? size : 1);
 }
 
@@ -43,7 +46,7 @@ void *ot_realloc(void *p, size_t n)
 {
     if (should_fail())
         return NULL;
-    n_allocs++;
+    atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
     return realloc(p, n ? n : 1);
 }
 
@@ -58,8 +61,8 @@ char *ot_strdup(const char *s)
     return d;
 }
 
-uint64_t ot_alloc_count(void) { return n_allocs; }
-void ot_alloc_fail_after(int64_t n) { fail_after = n; }
+uint64_t ot_alloc_count(void) { return atomic_load(&n_allocs); }
+void ot_alloc_fail_after(int64_t n) { atomic_store(&fail_after, n); }
 
 bool ot_size_mul(size_t a, size_t b, size_t *out)
 {
@@ -125,7 +128,7 @@ void *ot_arena_alloc(ot_arena *a, size_t n)
         free(nb);
         return NULL;
     }
-    n_allocs++;
+    atomic_fetch_add_explicit(&n_allocs, 1, memory_order_relaxed);
     nb->size = size;
     nb->used = n;
     memset(nb->data, 0, size);

@@ -78,7 +78,12 @@ typedef struct ot_data_loader_opts {
 
 /* Creates a loader for `ds` (borrowed) and a copy of `t`, allocating every
  * buffer it will use: (prefetch + 1) batches of (batch_size, C, S, S) floats
- * (one batch without workers), one more with skip_bad, and per-thread scratch.
+ * (one batch without workers), one more with skip_bad, and per thread an
+ * image buffer (ot_data_max_image_bytes: 192 MiB of address space for an
+ * image folder, touched only as far as its images need) and the transform's
+ * scratch. C is ot_data_out_channels for the dataset's channels; an RGB
+ * dataset's gray images (image folders) are replicated to RGB, as
+ * ot_data_load_batch does.
  * Starts the worker threads, which wait for ot_data_loader_start_epoch.
  * On success *out owns it all; release with ot_data_loader_free.
  * Returns OT_ERR_ARG (options out of range, invalid transform), OT_ERR_NOMEM,
@@ -102,12 +107,12 @@ ot_status ot_data_loader_start_epoch(ot_data_loader *l, const int64_t *perm, int
  * come in the order of perm, batch_size images each but the last; *n = 0 at
  * the end of the epoch (and on every call after). With skip_bad, a skipped
  * image's place goes to the images after it, so the batches follow the good
- * images and the count of batches is known only at the end. Allocates nothing
- * (workers may grow their scratch for an image larger than the dataset's
- * shape). Returns the error of the first image in perm order whose read or
- * transform fails (and is not skipped), with its message prefixed by
- * "image <index>"; the same error again until the next start_epoch.
- * OT_ERR_ARG when no epoch was started.
+ * images and the count of batches is known only at the end. Images are read
+ * with ot_data_decode into the thread's buffer. Allocates nothing (image
+ * folders' decoders allocate inside the workers). Returns the error of the
+ * first image in perm order whose read or transform fails (and is not
+ * skipped), with its message prefixed by "image <index>"; the same error
+ * again until the next start_epoch. OT_ERR_ARG when no epoch was started.
  */
 ot_status ot_data_loader_next(ot_data_loader *l, float **x, int64_t **labels, int *n,
                               ot_err *err);

@@ -464,6 +464,9 @@ ot_status ot_data_load_batch(const ot_dataset *ds, const int64_t *indices, int n
     plan p;
     if (!ds || (n > 0 && (!indices || !x || !labels)) || n < 0)
         return ot_err_set(err, OT_ERR_ARG, "ot_data_load_batch: invalid arguments");
+    if (ds->folder) /* images of their own sizes, decoded per item */
+        return ot_data_folder_load_batch(ds, indices, n, t, x, labels, scratch, scratch_bytes,
+                                         err);
     ot_status st = check_prepare(ds->height, ds->width, ds->channels, t, scratch, scratch_bytes,
                                  &p, err);
     if (st != OT_OK)
