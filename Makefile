@@ -36,14 +36,14 @@ endif
 
 CPPFLAGS += -Iinclude -Isrc -I$(BUILD)/gen -D_GNU_SOURCE
 CFLAGS   += -std=c11 $(OPT) -fPIC -fopenmp $(WARN) -MMD -MP
-LDLIBS   += -lprotobuf-c -ldnnl -lz -lm -lpthread -fopenmp
+LDLIBS   += -lprotobuf-c -ldnnl -ljpeg -lpng -lz -lm -lpthread -fopenmp
 LDFLAGS  += $(filter -fsanitize=%,$(OPT))
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := gcc make pkgconf protobuf-c-compiler libprotobuf-c-dev libonnx-dev \
                 libonnx-testdata libdnnl-dev python3 python3-numpy python3-onnx python3-torch \
                 python3-torchvision clang libclang-rt-14-dev libomp-14-dev zlib1g-dev \
-                dataset-fashion-mnist
+                libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/graph/*.c src/ops/*.c src/onnx/*.c \
                              src/passes/*.c src/train/*.c src/exec/*.c src/exec/cpu/*.c \

@@ -1,13 +1,17 @@
 /*
  * data.h: training data. Datasets on disk (CIFAR-10 binary, IDX as in MNIST
- * and Fashion-MNIST), the image transform that feeds a pretrained CNN, and a
- * deterministic shuffle and batch loader.
+ * and Fashion-MNIST, JPEG/PNG image folders as torchvision's ImageFolder), the
+ * image transform that feeds a pretrained CNN, and a deterministic shuffle,
+ * validation split and batch loader.
  *
- * Datasets are read fully into memory when opened (CIFAR-10's training split
- * is 150 MB) and are read-only afterwards, so any number of threads may call
- * ot_data_get and ot_data_load_batch on one dataset at once, each with its own
- * scratch buffer. Images are kept as the files store them, planar (CHW) uint8,
- * and handed out as borrowed views.
+ * CIFAR-10 and IDX datasets are read fully into memory when opened (CIFAR-10's
+ * training split is 150 MB); their images all have one size and are kept as
+ * the files store them, planar (CHW) uint8, and handed out as borrowed views.
+ * Image folders keep only the file list and labels in memory; each image has
+ * its own size and is decoded when asked for (ot_data_decode, ot_data_get,
+ * ot_data_load_batch). Datasets are read-only once open, so any number of
+ * threads may call ot_data_get, ot_data_decode and ot_data_load_batch on one
+ * dataset at once, each with its own scratch buffer.
  *
  * The transform reproduces torchvision's PIL path:
  *     Resize(S) -> CenterCrop(S) -> ToTensor() -> Normalize(mean, std)
@@ -17,7 +21,8 @@
  * pass rounded to uint8 in PIL's 22-bit fixed point. The outputs match
  * torchvision bit for bit on the golden cases in tests/golden/.
  *
- * Not here: JPEG/PNG image folders, random augmentation, CIFAR-100.
+ * Not here: random augmentation, CIFAR-100, image formats other than JPEG and
+ * PNG.
  */
 #ifndef OT_DATA_H
 #define OT_DATA_H
@@ -31,8 +36,13 @@
 /* Largest image side a dataset may declare, and the largest transform size. */
 #define OT_DATA_MAX_SIDE 16384
 #define OT_DATA_MAX_SIZE 8192
-/* Most class names a dataset may have (labels are bytes in both formats). */
+/* Most class names a CIFAR-10 or IDX dataset may have (their labels are bytes). */
 #define OT_DATA_MAX_CLASSES 256
+/* Most classes of an image folder (one per class folder; labels are int32). */
+#define OT_DATA_MAX_FOLDER_CLASSES 65536
+/* Most pixels (height x width) of one image in an image folder: 64 MPixels.
+   Each side is also at most OT_DATA_MAX_SIDE. */
+#define OT_DATA_MAX_PIXELS (64 * 1024 * 1024)
 
 typedef enum {
     OT_DATA_TRAIN = 0,
@@ -51,7 +61,8 @@ typedef struct ot_image {
 
 /* ------------------------------------------------------------- datasets */
 
-/* Opens one split of the dataset at `path`, reading it into memory.
+/* Opens one split of the dataset at `path`, reading it into memory (for an
+ * image folder: its file list).
  *
  * `path` is one of
  *   - a CIFAR-10 binary folder (or one that holds `cifar-10-batches-bin/`):
@@ -67,6 +78,22 @@ typedef struct ot_image {
  *     `labels-idx1` for `images-idx3`. A name starting `train-` or `t10k-`
  *     picks its split's sibling (opening `t10k-images...` for OT_DATA_TRAIN
  *     opens `train-images...`); any other name is a train split alone.
+ *   - an image folder (format "imagefolder"): a folder whose sub-folders
+ *     hold .jpg, .jpeg or .png files (extension in any case), laid out as for
+ *     torchvision's ImageFolder: `<root>/<class>/.../<image>`. Classes are the
+ *     sub-folders sorted by name in byte order (class c is the c-th); a class's
+ *     images are every image file under its folder, at any depth (up to 16),
+ *     sorted by (folder path, file name) as torchvision sorts os.walk. Names
+ *     starting with '.' (files and folders) and other extensions are ignored
+ *     (counted in one log line). A class folder with no images still counts
+ *     as a class, with a warning through ot_log (torchvision would refuse).
+ *     Splits: when `<root>/train` and `<root>/val` (or `<root>/test`) are
+ *     folders, they are the train and test splits (val wins over test), and
+ *     the classes are train's for both, so labels agree; a class folder in
+ *     the test split that train lacks is OT_ERR_PARSE. Otherwise `<root>`
+ *     itself is the train split and there is no test split (see
+ *     ot_data_split_indices). Nothing but the folder listing is read here:
+ *     a bad image shows when it is decoded.
  * IDX class names: one per line in a sibling `classes.txt`; else Fashion-
  * MNIST's when the path contains "fashion" (any case); else "0" .. "9".
  * Every count and length is checked against the bytes present, and every label
@@ -75,9 +102,10 @@ typedef struct ot_image {
  * On success *out owns the data; release it with ot_data_free.
  * Returns OT_ERR_IO (missing file or split, read error), OT_ERR_PARSE
  * (truncated file, wrong IDX magic, label outside the classes, image and label
- * counts that differ, corrupt gzip), OT_ERR_UNSUPPORTED (a folder in neither
- * format), OT_ERR_NOMEM, OT_ERR_ARG. Messages name the file, and the record
- * where there is one.
+ * counts that differ, corrupt gzip; an image folder split with no images or
+ * more than OT_DATA_MAX_FOLDER_CLASSES classes), OT_ERR_UNSUPPORTED (a folder
+ * in none of the formats, e.g. with no class folders), OT_ERR_NOMEM,
+ * OT_ERR_ARG. Messages name the file, and the record where there is one.
  */
 ot_status ot_data_open(const char *path, ot_data_split split, ot_dataset **out, ot_err *err);
 
@@ -97,15 +125,85 @@ int ot_data_n_classes(const ot_dataset *ds);
 /* Name of class `c`, owned by the dataset; NULL when c is out of range. */
 const char *ot_data_class_name(const ot_dataset *ds, int c);
 
-/* The image shape shared by every image of the dataset. Any pointer may be NULL. */
+/* The image shape shared by every image of the dataset. Any pointer may be NULL.
+   An image folder has no shared size: height and width are 0 and channels 3
+   (ot_data_load_batch turns gray images into RGB there). Size scratch buffers
+   with ot_data_batch_scratch_bytes and ot_data_max_image_bytes instead. */
 void ot_data_shape(const ot_dataset *ds, int *height, int *width, int *channels);
 
-/* "cifar10" or "idx". Static storage. */
+/* "cifar10", "idx" or "imagefolder". Static storage. */
 const char *ot_data_format(const ot_dataset *ds);
 
-/* Image i and its label. *img is a view into the dataset, valid until
-   ot_data_free. Returns OT_ERR_ARG when i is outside 0 .. count - 1. */
+/* Image i and its label; img or label may be NULL. Returns OT_ERR_ARG when i is
+ * outside 0 .. count - 1.
+ * CIFAR-10 and IDX: *img is a view into the dataset, valid until ot_data_free.
+ * Image folders: with img NULL only the label is looked up (nothing is read
+ * from disk, so this cannot fail on a bad image). Otherwise the file is
+ * decoded into a buffer the dataset keeps for the calling thread: *img is
+ * valid until the same thread's next ot_data_get on this dataset, or
+ * ot_data_free. Safe from several threads at once; each thread's buffer grows
+ * to its largest image and lives until ot_data_free, so a loader should
+ * prefer ot_data_decode into its own buffer. A file that cannot be decoded
+ * is OT_ERR_PARSE naming it (see ot_data_is_bad_image_error), one that cannot
+ * be opened or read OT_ERR_IO, and OT_ERR_NOMEM when memory runs out.
+ */
 ot_status ot_data_get(const ot_dataset *ds, int64_t i, ot_image *img, int *label, ot_err *err);
+
+/* Bytes that hold any one image of the dataset, decoded (channels x height x
+   width): the shared size for CIFAR-10 and IDX, 3 * OT_DATA_MAX_PIXELS
+   (192 MiB) for an image folder, whose sizes are known only when decoded.
+   Pages of a malloc'd buffer that large cost memory only once touched. */
+size_t ot_data_max_image_bytes(const ot_dataset *ds);
+
+/* Decodes image i into the caller's buf (buf_bytes bytes; no alignment
+ * needed) and points *img at it. For CIFAR-10 and IDX this copies the image.
+ * Reads no shared mutable state: any number of threads may call it at once
+ * with their own buffers. The JPEG and PNG decoders allocate and free their
+ * own working memory inside the call. Returns OT_ERR_ARG for i out of range or
+ * a buffer smaller than the image (the message gives the size needed;
+ * ot_data_max_image_bytes is always enough), OT_ERR_PARSE naming the file for
+ * an image that cannot be decoded (corrupt or truncated data, not a JPEG or
+ * PNG, an unsupported JPEG colour space, larger than OT_DATA_MAX_SIDE per side
+ * or OT_DATA_MAX_PIXELS), OT_ERR_IO when the file cannot be opened or read,
+ * OT_ERR_NOMEM. On failure *img is untouched and buf may hold partial data.
+ *
+ * JPEG (libjpeg-turbo, as PIL decodes it: islow IDCT, fancy upsampling):
+ * baseline and progressive; gray stays 1 channel; YCbCr and RGB give 3;
+ * CMYK and YCCK are taken as Adobe's inverted CMYK (as PIL assumes) and
+ * turned into RGB with PIL's formula R = K' - K'(255 - C')/255 on stored
+ * values C', K' (rounded as PIL's MULDIV255). Every libjpeg warning about
+ * corrupt data (a truncated file, bad Huffman codes, extraneous bytes) is an
+ * error, so damaged data is never filled in silently.
+ * PNG (libpng): gray, gray + alpha, palette, RGB and RGBA, 1 to 16 bits,
+ * interlaced or not. Alpha and tRNS transparency are dropped (PIL's
+ * convert("RGB")), palettes expanded, 16-bit samples cut to their high byte,
+ * low bit depths scaled to 0..255; no gamma correction. Gray and gray + alpha
+ * give 1 channel, everything else 3. A bad CRC in a critical chunk is an error.
+ */
+ot_status ot_data_decode(const ot_dataset *ds, int64_t i, ot_image *img, void *buf,
+                         size_t buf_bytes, ot_err *err);
+
+/* True when err holds the error ot_data_get, ot_data_decode or
+   ot_data_load_batch give for an image file that cannot be decoded (status
+   OT_ERR_PARSE; the message names the file). Only image folders give it after
+   ot_data_open, so a trainer may count such images and skip them. Missing or
+   unreadable files (OT_ERR_IO), out of memory and argument errors are not. */
+bool ot_data_is_bad_image_error(const ot_err *err);
+
+/* Splits the dataset's indices into a training and a validation part, per
+ * class: of class c's n_c images, round(fraction * n_c) (half up) go to
+ * validation, but at most n_c - 1, so each class keeps a training image. Which
+ * ones is decided by ot_data_shuffle on that class's images (in index order)
+ * with a seed derived from `seed` and c, so the split depends only on the
+ * labels, fraction and seed. Both lists come out sorted ascending, disjoint,
+ * and together hold every index; *n_val may be 0 for a tiny dataset.
+ * *train_idx and *val_idx are allocated with ot_malloc and owned by the
+ * caller (release with ot_free); on failure both are NULL. Returns OT_ERR_ARG
+ * when fraction is not inside (0, 1), OT_ERR_NOMEM.
+ */
+ot_status ot_data_split_indices(const ot_dataset *ds, double fraction, uint64_t seed,
+                                int64_t **train_idx, int64_t *n_train, int64_t **val_idx,
+                                int64_t *n_val, ot_err *err);
 
 /* ------------------------------------------------------------ transform */
 
@@ -152,12 +250,27 @@ void ot_data_shuffle(int64_t n, uint64_t seed, int64_t epoch, int64_t *perm);
 
 /* Transforms the images indices[0 .. n-1] into x: (n, C, S, S) floats, C from
  * ot_data_out_channels for the dataset's channels, and their labels into
- * labels[n]. Allocates nothing; `scratch` as for ot_data_prepare with the
- * dataset's shape. Returns OT_ERR_ARG for an index out of range (naming it),
- * an invalid transform, or too small a scratch buffer.
+ * labels[n]. `scratch` holds scratch_bytes bytes (ot_data_batch_scratch_bytes
+ * is enough), aligned as malloc aligns. Returns OT_ERR_ARG for an index out
+ * of range (naming it), an invalid transform, or too small a scratch buffer.
+ * CIFAR-10 and IDX: allocates nothing.
+ * Image folders: each image is decoded into the front of scratch (as
+ * ot_data_decode; the decoders allocate and free working memory per image)
+ * and transformed with the scratch behind it; C is always 3 (gray images are
+ * replicated whatever t->to_rgb says). A file that cannot be decoded stops the
+ * batch with its ot_data_decode error, prefixed with "batch item <b>"; x and
+ * labels are then partly written.
  */
 ot_status ot_data_load_batch(const ot_dataset *ds, const int64_t *indices, int n,
                              const ot_data_transform *t, float *x, int64_t *labels,
                              void *scratch, size_t scratch_bytes, ot_err *err);
+
+/* Scratch bytes ot_data_load_batch needs for any batch of this dataset with
+   transform t; 0 when t is invalid. CIFAR-10 and IDX: exactly
+   ot_data_prepare_scratch_bytes for the dataset's shape. Image folders: room
+   for the largest image allowed (ot_data_max_image_bytes, 192 MiB) plus the
+   transform's scratch for a side of OT_DATA_MAX_SIDE, about 196 MiB for S =
+   224; only what a batch's images use is ever touched. */
+size_t ot_data_batch_scratch_bytes(const ot_dataset *ds, const ot_data_transform *t);
 
 #endif

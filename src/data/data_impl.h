@@ -1,6 +1,7 @@
 /*
- * data_impl.h: what the dataset readers (cifar.c, idx.c) share with
- * dataset.c. Private to src/data/.
+ * data_impl.h: what the dataset readers (cifar.c, idx.c, folder.c) and the
+ * image decoders (decode.c) share with dataset.c and transform.c. Private to
+ * src/data/.
  */
 #ifndef OT_DATA_IMPL_H
 #define OT_DATA_IMPL_H
@@ -12,11 +13,14 @@
 /* Longest path the readers build (a folder joined with a file name). */
 #define OT_DATA_PATH_MAX 4096
 
+/* An image folder's file list and decoding state (folder.c). */
+typedef struct ot_data_folder ot_data_folder;
+
 struct ot_dataset {
-    const char *format;    /* "cifar10" or "idx"; static storage             */
+    const char *format;    /* "cifar10", "idx" or "imagefolder"; static       */
     int64_t n;             /* number of images                                */
-    int height, width;     /* shared by every image                           */
-    int channels;          /* 1 or 3                                          */
+    int height, width;     /* shared by every image; 0 for an image folder    */
+    int channels;          /* 1 or 3 (3 for an image folder)                  */
     uint8_t *buf;          /* owned: image bytes (CIFAR: whole records)       */
     uint8_t *label_buf;    /* owned: IDX labels; NULL for CIFAR               */
     const uint8_t *images; /* image 0, planar CHW; image i at i * image_stride */
@@ -26,6 +30,8 @@ struct ot_dataset {
     int n_classes;
     const char **class_names; /* n_classes strings, all in the arena         */
     ot_arena arena;
+    ot_data_folder *folder; /* owned: set for an image folder, whose images
+                               and labels live there (images, labels NULL) */
 };
 
 /* dir + "/" + name into buf; false when it does not fit. */
@@ -58,5 +64,41 @@ bool ot_data_idx_find(const char *path, ot_data_split split, char *images, char 
 bool ot_data_idx_detect(const char *path);
 ot_status ot_data_idx_load(ot_dataset *ds, const char *path, const char *images,
                            const char *labels, ot_err *err);
+
+/* Image folders (folder.c). detect: true when `path` is a folder with class
+   sub-folders holding at least one image (in `train/` for the split layout);
+   reads folder listings only, stopping at the first image. has_split: the
+   train split whenever detect is true, the test split in the train/ + val/
+   (or test/) layout. why: a one-line reason `path` is not an image folder,
+   for the error of a folder in no format. */
+bool ot_data_folder_detect(const char *path);
+bool ot_data_folder_has_split(const char *path, ot_data_split split);
+void ot_data_folder_why(const char *path, char *why, size_t cap);
+/* Lists the split's classes and images into ds (see ot_data_open). */
+ot_status ot_data_folder_load(ot_dataset *ds, const char *path, ot_data_split split,
+                              ot_err *err);
+void ot_data_folder_free(ot_data_folder *f);
+/* ot_data_get, ot_data_load_batch for a dataset with ds->folder set. */
+ot_status ot_data_folder_get(const ot_dataset *ds, int64_t i, ot_image *img, int *label,
+                             ot_err *err);
+ot_status ot_data_folder_load_batch(const ot_dataset *ds, const int64_t *indices, int n,
+                                    const ot_data_transform *t, float *x, int64_t *labels,
+                                    void *scratch, size_t scratch_bytes, ot_err *err);
+
+/* Where a decoder writes pixels: called once the header is read, it returns
+   channels x height x width bytes for the planar image, or NULL after
+   setting err (its code is then what the decoder returns). */
+typedef uint8_t *(*ot_data_dest_fn)(void *user, int height, int width, int channels,
+                                    ot_err *err);
+
+/* Decodes the JPEG or PNG file at `path` (told apart by content, not name)
+ * into planar uint8 at the memory dest gives, and describes it in *img (1 or
+ * 3 channels; see ot_data_decode for colour handling). Thread-safe: all state
+ * is per call. Returns OT_ERR_IO (cannot open or read), OT_ERR_PARSE (not JPEG
+ * or PNG, corrupt or truncated, unsupported colour space, over the size
+ * limits), OT_ERR_NOMEM, or dest's error. Messages start with the path.
+ */
+ot_status ot_data_decode_file(const char *path, ot_data_dest_fn dest, void *user, ot_image *img,
+                              ot_err *err);
 
 #endif

@@ -2,7 +2,7 @@
  * dataset.c: opening a dataset (format detection, splits), the accessors,
  * and what the readers share: paths and class-name files.
  *
- * The formats themselves are read in cifar.c and idx.c. Datasets are
+ * The formats themselves are read in cifar.c, idx.c and folder.c. Datasets are
  * immutable once open, so every accessor here is safe to call from several
  * threads at once.
  */
@@ -118,7 +118,7 @@ ot_status ot_data_open(const char *path, ot_data_split split, ot_dataset **out, 
     ot_status st = OT_OK;
     ot_dataset *ds = NULL;
     char *root = NULL, *images = NULL, *labels = NULL;
-    char why[OT_DATA_PATH_MAX + 128];
+    char why[2 * OT_DATA_PATH_MAX + 128];
     if (!path || !out || (split != OT_DATA_TRAIN && split != OT_DATA_TEST))
         return ot_err_set(err, OT_ERR_ARG, "ot_data_open: invalid arguments");
     *out = NULL;
@@ -144,12 +144,16 @@ ot_status ot_data_open(const char *path, ot_data_split split, ot_dataset **out, 
         if (!ot_data_idx_find(path, split, images, labels, OT_DATA_PATH_MAX, why, sizeof why))
             OT_FAIL(err, OT_ERR_IO, "%s", why);
         OT_TRY(ot_data_idx_load(ds, path, images, labels, err));
+    } else if (ot_data_folder_detect(path)) {
+        OT_TRY(ot_data_folder_load(ds, path, split, err));
     } else {
+        ot_data_folder_why(path, why, sizeof why);
         OT_FAIL(err, OT_ERR_UNSUPPORTED,
                 "%s: not a dataset folder: expected CIFAR-10 binary batches (data_batch_1.bin "
-                ".. data_batch_5.bin, test_batch.bin) or IDX files (train-images-idx3-ubyte[.gz], "
-                "train-labels-idx1-ubyte[.gz], t10k-...)",
-                path);
+                ".. data_batch_5.bin, test_batch.bin), IDX files (train-images-idx3-ubyte[.gz], "
+                "train-labels-idx1-ubyte[.gz], t10k-...) or an image folder "
+                "(<class>/<image>.jpg|.jpeg|.png); %s",
+                path, why);
     }
     OT_ASSERT(ds->n > 0 && ds->n_classes > 0 && ds->class_names);
     *out = ds;
@@ -169,7 +173,9 @@ bool ot_data_has_split(const char *path, ot_data_split split)
         return false;
     if (ot_data_is_dir(path) && ot_data_cifar_detect(path, root, sizeof root))
         return ot_data_cifar_has_split(root, split);
-    return ot_data_idx_find(path, split, images, labels, sizeof images, NULL, 0);
+    if (ot_data_is_file(path) || ot_data_idx_detect(path))
+        return ot_data_idx_find(path, split, images, labels, sizeof images, NULL, 0);
+    return ot_data_folder_has_split(path, split);
 }
 
 void ot_data_free(ot_dataset *ds)
@@ -178,6 +184,7 @@ void ot_data_free(ot_dataset *ds)
         return;
     ot_free(ds->buf);
     ot_free(ds->label_buf);
+    ot_data_folder_free(ds->folder);
     ot_arena_fini(&ds->arena);
     ot_free(ds);
 }
@@ -207,6 +214,8 @@ const char *ot_data_format(const ot_dataset *ds) { return ds->format; }
 
 ot_status ot_data_get(const ot_dataset *ds, int64_t i, ot_image *img, int *label, ot_err *err)
 {
+    if (ds->folder)
+        return ot_data_folder_get(ds, i, img, label, err);
     if (i < 0 || i >= ds->n)
         return ot_err_set(err, OT_ERR_ARG, "image index %lld is outside 0 .. %lld", (long long)i,
                           (long long)ds->n - 1);
