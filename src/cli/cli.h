@@ -130,6 +130,8 @@ struct ot_graph;
 int ot_cli_inspect_training(struct ot_graph *g, const char *path, const ot_cli_cmd *cmd,
                             const ot_cli_args *args, bool json);
 int ot_cmd_eval(int argc, char **argv);
+int ot_cmd_export(int argc, char **argv);
+int ot_cmd_predict(int argc, char **argv);
 int ot_cmd_zoo(int argc, char **argv);
 
 #endif

@@ -6,10 +6,15 @@
  * --train / --freeze / --freeze-until, train (src/train/trainer.c), score the
  * test split when the data set has one, record the preprocessing and class
  * names in metadata_props, and export a plain inference model.
+ * Checkpoints (docs/checkpoint.md): --checkpoint FILE is written after every
+ * epoch, every --checkpoint-every N steps, and on SIGINT/SIGTERM, whose
+ * handler only sets a flag the training loop reads after each step; the run
+ * then stops with status 130/143. --resume FILE continues a run.
  * eval: top-1 and top-5 accuracy, loss, per-class accuracy and the confusion
  * matrix, preprocessing as the model's metadata says unless overridden.
  */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +25,7 @@
 #include "onnx/onnx.h"
 #include "passes/freeze.h"
 #include "passes/head.h"
+#include "train/checkpoint.h"
 #include "train/meta.h"
 #include "train/trainer.h"
 
@@ -55,6 +61,10 @@ static const ot_cli_opt finetune_opts[] = {
     { "cache-mem", 0, "BYTES", "memory for the prefix cache before it spills (default 2G)" },
     { "cache-dir", 0, "DIR", "folder for a spilled prefix cache (default $TMPDIR or /tmp)" },
     { "max-steps", 0, "N", "stop after N steps in all (for quick checks)" },
+    { "checkpoint", 0, "FILE", "write a checkpoint after every epoch and when interrupted" },
+    { "checkpoint-every", 0, "N", "also write the checkpoint every N steps" },
+    { "resume", 0, "FILE", "continue the run a checkpoint recorded (may equal --checkpoint)" },
+    { "deterministic", 0, NULL, "bit-reproducible: one thread unless --threads is given" },
     { "json", 0, NULL, "print the final metrics as one JSON object" },
     { "dry-run", 0, NULL, "print the training plan and exit" },
     { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
@@ -71,7 +81,12 @@ static const ot_cli_cmd finetune_cmd = {
                "pooling); full trains everything. BatchNorm in the frozen part runs on its\n"
                "running statistics; in the trained part it uses batch statistics and\n"
                "updates them. The frozen prefix's output is computed once per image and\n"
-               "reused in later epochs unless --no-cache.\n",
+               "reused in later epochs unless --no-cache.\n"
+               "With --checkpoint FILE, SIGINT or SIGTERM stops the run after the current\n"
+               "step, writes FILE and exits with 130 or 143; a second signal ends it at\n"
+               "once. --resume FILE continues it; with --deterministic the result is the\n"
+               "same bytes as an uninterrupted run. `onnxtrain export FILE OUT.onnx` turns\n"
+               "a checkpoint into the plain model.\n",
     .opts = finetune_opts,
     .n_pos_min = 1,
     .n_pos_max = 1,
@@ -256,7 +271,23 @@ static ot_status fit_input_size(ot_graph *g, int size, ot_err *err)
 typedef struct progress_ctx {
     FILE *f;
     bool tty;
+    const char *resume;
+    int epochs;
 } progress_ctx;
+
+static void on_resumed(int epoch, int64_t epoch_step, int64_t step, void *user)
+{
+    progress_ctx *p = user;
+    fprintf(p->f, "resumed from %s ", p->resume);
+    if (epoch >= p->epochs)
+        fprintf(p->f, "after epoch %d: the run was finished, nothing left to train\n", epoch);
+    else if (epoch_step == 0)
+        fprintf(p->f, "after epoch %d (step %lld in all)\n", epoch, (long long)step);
+    else
+        fprintf(p->f, "in epoch %d after step %lld (step %lld in all)\n", epoch + 1,
+                (long long)epoch_step, (long long)step);
+    fflush(p->f);
+}
 
 static void on_progress(const ot_train_epoch *e, bool end, void *user)
 {
@@ -434,6 +465,56 @@ out:
     return rc;
 }
 
+/* The signal that asked the training loop to stop (0: none). The handler
+   only sets it; the loop reads it after each step. */
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+/* Routes SIGINT and SIGTERM to on_stop_signal for the training loop, keeping
+   the previous actions in old[2]. SA_RESETHAND: a second signal takes the
+   default action and ends the process at once (the last checkpoint stays
+   whole, since it is only ever replaced by a rename). */
+static void catch_stop_signals(struct sigaction *old)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESETHAND | SA_RESTART;
+    stop_signal = 0;
+    sigaction(SIGINT, &sa, &old[0]);
+    sigaction(SIGTERM, &sa, &old[1]);
+}
+
+static void restore_signals(const struct sigaction *old)
+{
+    sigaction(SIGINT, &old[0], NULL);
+    sigaction(SIGTERM, &old[1], NULL);
+}
+
+/* What a checkpoint carries besides the training state: the trained input
+   size and the preprocessing metadata, as the final export writes them, so
+   that `onnxtrain export` of the last checkpoint gives the same file. */
+typedef struct ckpt_ctx {
+    int size;
+    const ot_data_transform *t;
+    const char *const *names;
+    int n_classes;
+} ckpt_ctx;
+
+static ot_status prepare_checkpoint(ot_graph *g, void *user, ot_err *err)
+{
+    const ckpt_ctx *c = user;
+    ot_status st = fit_input_size(g, c->size, err);
+    if (st == OT_OK)
+        st = ot_train_meta_write(g, c->t, c->names, c->n_classes, err);
+    return st;
+}
+
 int ot_cmd_finetune(int argc, char **argv)
 {
     ot_cli_args a;
@@ -444,6 +525,8 @@ int ot_cmd_finetune(int argc, char **argv)
     ot_graph *g = NULL;
     ot_dataset *train = NULL, *test = NULL;
     char **train_pats = NULL, **freeze_pats = NULL;
+    const char **names = NULL;
+    char *run_options = NULL;
     ot_eval_result ev = { 0 };
     ot_err err;
     ot_err_init(&err);
@@ -513,8 +596,8 @@ int ot_cmd_finetune(int argc, char **argv)
         double lo, hi;
         double *dst;
     } reals[] = {
-        { "lr", 0, 1e6, &o.lr },
-        { "head-lr", 0, 1e6, &o.head_lr },
+        { "lr", 0, 1e30, &o.lr },
+        { "head-lr", 0, 1e30, &o.head_lr },
         { "momentum", 0, 1, &o.optim.momentum },
         { "weight-decay", 0, 1e6, &o.optim.weight_decay },
         { "clip-grad", 0, 1e30, &o.clip_grad },
@@ -596,6 +679,28 @@ int ot_cmd_finetune(int argc, char **argv)
         }
         o.max_steps = ll;
     }
+    o.checkpoint = V("checkpoint");
+    o.resume = V("resume");
+    if (o.checkpoint && out && !strcmp(o.checkpoint, out)) {
+        rc = ot_cli_usage_error(cmd, "--checkpoint and -o must name different files");
+        goto out;
+    }
+    if (V("checkpoint-every")) {
+        if (!parse_int(V("checkpoint-every"), 1, INT64_MAX, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--checkpoint-every must be a positive integer");
+            goto out;
+        }
+        if (!o.checkpoint) {
+            rc = ot_cli_usage_error(cmd, "--checkpoint-every needs --checkpoint FILE");
+            goto out;
+        }
+        o.checkpoint_every = ll;
+    }
+    if (ot_cli_count(cmd, &a, "deterministic")) {
+        o.deterministic = true;
+        if (!V("threads"))
+            o.threads = 1;
+    }
     o.no_cache = ot_cli_count(cmd, &a, "no-cache") > 0;
     if (V("cache-mem") && !ot_cli_parse_size(V("cache-mem"), &o.cache_mem)) {
         rc = ot_cli_usage_error(cmd, "--cache-mem: not a size");
@@ -622,6 +727,18 @@ int ot_cmd_finetune(int argc, char **argv)
         goto out;
     if (ot_onnx_import_file(model, &io, &g, &err) != OT_OK ||
         ot_data_open(data, OT_DATA_TRAIN, &train, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto out;
+    }
+    if (ot_graph_meta(g, OT_CKPT_META_PREFIX "format")) {
+        ot_log(OT_LOG_WARN, "%s is a training checkpoint: a new run starts from its weights "
+               "(use --resume to continue that run)", model);
+        if (ot_train_checkpoint_strip(g, &err) != OT_OK) {
+            rc = ot_cli_error("%s: %s", model, err.msg);
+            goto out;
+        }
+    }
+    if ((o.checkpoint || o.resume) && ot_train_hash_file(model, &o.model_hash, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto out;
     }
@@ -688,12 +805,65 @@ int ot_cmd_finetune(int argc, char **argv)
         ot_train_graph_fini(&tg);
         goto out;
     }
-    progress_ctx pc = { .f = log, .tty = isatty(fileno(log)) != 0 };
+    int nc = ot_data_n_classes(train);
+    names = calloc((size_t)nc + 1, sizeof *names);
+    const char *mode_names[] = { [OT_FREEZE_FEATURE_EXTRACT] = "feature-extract",
+                                 [OT_FREEZE_FINE_TUNE] = "fine-tune", [OT_FREEZE_FULL] = "full" };
+    size_t ro_len = 128 + (V("train") ? strlen(V("train")) : 0) +
+                    (V("freeze") ? strlen(V("freeze")) : 0) +
+                    (V("freeze-until") ? strlen(V("freeze-until")) : 0);
+    run_options = malloc(ro_len);
+    if (!names || !run_options) {
+        rc = ot_cli_error("out of memory");
+        goto out;
+    }
+    for (int c = 0; c < nc; c++)
+        names[c] = ot_data_class_name(train, c);
+    snprintf(run_options, ro_len, "mode=%s\nclasses=%lld\ntrain=%s\nfreeze=%s\nfreeze-until=%s\n",
+             mode_names[fo.mode], classes, V("train") ? V("train") : "",
+             V("freeze") ? V("freeze") : "", V("freeze-until") ? V("freeze-until") : "");
+    o.run_options = run_options;
+    ckpt_ctx cc = { .size = size, .t = &o.transform, .names = names, .n_classes = nc };
+    o.checkpoint_prepare = prepare_checkpoint;
+    o.checkpoint_user = &cc;
+    o.stop = &stop_signal;
+    progress_ctx pc = { .f = log, .tty = isatty(fileno(log)) != 0, .resume = o.resume,
+                        .epochs = o.epochs };
     o.progress = on_progress;
+    o.resumed = on_resumed;
     o.user = &pc;
     ot_train_result tr;
-    if (ot_train_run(g, train, &o, &tr, &err) != OT_OK) {
+    struct sigaction old_actions[2];
+    catch_stop_signals(old_actions);
+    ot_status tst = ot_train_run(g, train, &o, &tr, &err);
+    restore_signals(old_actions);
+    if (tst != OT_OK) {
         rc = ot_cli_error("%s: %s", model, err.msg);
+        goto out;
+    }
+    if (tr.stopped_by) {
+        if (pc.tty)
+            fprintf(log, "\n");
+        fflush(log);
+        const char *sig = tr.stopped_by == SIGINT ? "SIGINT" : tr.stopped_by == SIGTERM ? "SIGTERM"
+                                                                                   : "a signal";
+        char where[96];
+        if (tr.epoch_step)
+            snprintf(where, sizeof where, "step %lld of %lld in epoch %d",
+                     (long long)tr.epoch_step, (long long)tr.steps_per_epoch, tr.epoch + 1);
+        else
+            snprintf(where, sizeof where, "the end of epoch %d", tr.epoch);
+        if (o.checkpoint && tr.checkpoint_step >= 0)
+            fprintf(stderr,
+                    "onnxtrain: stopped by %s after step %lld (%s); checkpoint in %s; continue "
+                    "with --resume %s\n",
+                    sig, (long long)tr.steps, where, o.checkpoint, o.checkpoint);
+        else
+            fprintf(stderr,
+                    "onnxtrain: stopped by %s after step %lld; no checkpoint was written (use "
+                    "--checkpoint FILE to keep the progress)\n",
+                    sig, (long long)tr.steps);
+        rc = 128 + tr.stopped_by;
         goto out;
     }
     if (!tr.cache_used && tr.cache_off_reason)
@@ -709,18 +879,9 @@ int ot_cmd_finetune(int argc, char **argv)
                 ev.loss, (long long)ev.n);
     }
     {
-        int nc = ot_data_n_classes(train);
-        const char **names = calloc((size_t)nc + 1, sizeof *names);
-        if (!names) {
-            rc = ot_cli_error("out of memory");
-            goto out;
-        }
-        for (int c = 0; c < nc; c++)
-            names[c] = ot_data_class_name(train, c);
         ot_status st = fit_input_size(g, size, &err);
         if (st == OT_OK)
             st = ot_train_meta_write(g, &o.transform, names, nc, &err);
-        free(names);
         if (st != OT_OK || ot_model_export(g, out, NULL, &err) != OT_OK) {
             rc = ot_cli_error("%s", err.msg);
             goto out;
@@ -743,6 +904,8 @@ int ot_cmd_finetune(int argc, char **argv)
 out:
 #undef V
     ot_eval_result_fini(&ev);
+    free(names);
+    free(run_options);
     free_list(train_pats);
     free_list(freeze_pats);
     ot_data_free(train);

@@ -35,6 +35,8 @@ static const command commands[] = {
     { "finetune", "adapt a pretrained classifier to new data and export it as ONNX",
       ot_cmd_finetune },
     { "eval", "score a classifier on a data set: accuracy, loss, confusion matrix", ot_cmd_eval },
+    { "export", "turn a training checkpoint into the plain inference model", ot_cmd_export },
+    { "predict", "classify image files: top classes and their probabilities", ot_cmd_predict },
     { "zoo", "list the model builders, or build one (ResNet-18/34) as ONNX", ot_cmd_zoo },
 };
 

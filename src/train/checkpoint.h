@@ -75,10 +75,12 @@ typedef ot_status (*ot_train_checkpoint_prepare)(ot_graph *g, void *user, ot_err
 /*
  * Writes a checkpoint of `model` (whose initializers already hold the current
  * trained tensors) to `path`, atomically: a temporary file beside it, synced
- * and renamed. The model graph is not changed (the extra initializers and
- * metadata go on a clone). `prepare` may be NULL. `opt` may be NULL (no
- * optimizer state). Errors: OT_ERR_IO, OT_ERR_NOMEM, and what `prepare`
- * returns; on error the previous file at `path` is untouched.
+ * and renamed, every tensor inline (one file, replaced whole). The model
+ * graph is not changed (the extra initializers and metadata go on a clone).
+ * `prepare` may be NULL. `opt` may be NULL (no optimizer state).
+ * Errors: OT_ERR_IO, OT_ERR_NOMEM, OT_ERR_MODEL (the model already has a
+ * value with a reserved name), and what `prepare` returns; on error the
+ * previous file at `path` is untouched.
  */
 ot_status ot_train_checkpoint_save(const ot_graph *model, ot_optim *opt,
                                    const ot_train_checkpoint *ck,

@@ -3,8 +3,17 @@
  * trainer.h). The loop allocates nothing per step: batch buffers, executors
  * (one per batch size: the full one and the last, smaller one, sharing their
  * parameters) and the cache are set up before the first step.
+ *
+ * Checkpoints: the position is (epochs completed, steps done in the epoch in
+ * progress, steps in all); everything else a step depends on is a function
+ * of it (the shuffle of seed and epoch, the Dropout seed of seed and step,
+ * the learning rate of epoch and step), so restoring the position, the
+ * trained tensors, the BN statistics and the optimizer state resumes the run
+ * exactly. A checkpoint is written only after a finished step whose loss and
+ * parameters are finite.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
@@ -69,6 +78,9 @@ typedef struct trainer {
     float **pptr, **gptr;
     int64_t seed;        /* Dropout masks of the current step               */
     int *group;
+    /* checkpoints */
+    ot_train_checkpoint ck; /* fingerprints; progress filled at each save    */
+    int64_t ckpt_step;   /* step of the last checkpoint written; -1: none    */
 } trainer;
 
 static ot_status bind_tensor(ot_tensor *t, ot_dtype dtype, int ndim, const int64_t *dims, void *data)
@@ -204,6 +216,224 @@ static void copy_back(trainer *T, const ot_exec *x)
     }
 }
 
+/* Replays the first `n_steps` batches of epoch 0 through the prefix and
+   stores their outputs in the cache: after a resume, the cache then holds
+   the bytes the uninterrupted run computed (same batches, same executors). */
+static ot_status warm_cache(trainer *T, int64_t *perm, int64_t N, int bs, int64_t n_steps,
+                            int64_t steps_per_epoch, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_data_shuffle(N, T->o->seed, 0, perm);
+    for (int64_t s = 0; s < n_steps; s++) {
+        int64_t *idx = perm + s * bs;
+        int n = (int)(s == steps_per_epoch - 1 && N % bs ? N % bs : bs);
+        runner *r = n == bs ? &T->full : &T->last;
+        OT_TRY(ot_data_load_batch(T->data, idx, n, &T->o->transform, T->x, T->labels, T->scratch,
+                                  T->scratch_bytes, err));
+        ot_tensor img;
+        int64_t xd[4] = { n, T->C, T->S, T->S };
+        bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, T->x);
+        OT_TRY(ot_exec_run(r->prefix, &img, 1, err));
+        for (int c = 0; c < T->tg.n_cut; c++) {
+            char *out = ot_exec_output(r->prefix, c)->data;
+            for (int i = 0; i < n; i++)
+                OT_TRY(cache_io(T, idx[i], c, out + (size_t)i * T->cut_bytes[c], true, err));
+        }
+        for (int i = 0; i < n; i++)
+            T->cached[idx[i]] = 1;
+    }
+done:
+    return st;
+}
+
+/* The options that change a run, as "key=value" lines (checkpoint.h). */
+static char *options_text(const trainer *T)
+{
+    const ot_train_opts *o = T->o;
+    const ot_optim_opts *op = &o->optim;
+    static const char *const kinds[] = { "sgd", "adam", "adamw" };
+    static const char *const scheds[] = { "constant", "step", "cosine" };
+    uint64_t h = OT_HASH_INIT;
+    for (int p = 0; p < T->tg.n_params; p++) {
+        const ot_value *v = &T->model->values[T->tg.params[p]];
+        h = ot_train_hash(h, v->name, strlen(v->name) + 1);
+        h = ot_train_hash(h, &v->data.bytes, sizeof v->data.bytes);
+    }
+    const ot_data_transform *t = &o->transform;
+    size_t extra = o->run_options ? strlen(o->run_options) : 0;
+    size_t n = 2048 + extra;
+    char *s = ot_malloc(n);
+    if (!s)
+        return NULL;
+    int len = snprintf(
+        s, n,
+        "batch-size=%d\nlr=%.17g\nhead-lr=%.17g\noptimizer=%s\nweight-decay=%.17g\n"
+        "momentum=%.17g\ndampening=%.17g\nnesterov=%d\nbetas=%.17g,%.17g\neps=%.17g\n"
+        "lr-schedule=%s\nlr-step=%lld\nlr-gamma=%.17g\ncosine=%lld,%d\nwarmup=%lld\n"
+        "clip-grad=%.17g\nlabel-smoothing=%.9g\nbn=%s\nimage-size=%d\nmean=%.9g,%.9g,%.9g\n"
+        "std=%.9g,%.9g,%.9g\nto-rgb=%d\nseed=%llu\ntrained=%d tensors, %016" PRIx64 "\n",
+        o->batch_size, o->lr, o->head_lr > 0 ? o->head_lr : o->lr,
+        (unsigned)op->kind < 3 ? kinds[op->kind] : "?", op->weight_decay, op->momentum,
+        op->dampening, op->nesterov, op->beta1, op->beta2, op->eps,
+        (unsigned)o->schedule.kind < 3 ? scheds[o->schedule.kind] : "?",
+        (long long)o->schedule.step_size, o->schedule.gamma, (long long)o->schedule.t_max,
+        o->schedule.per_step, (long long)o->schedule.warmup_steps, o->clip_grad,
+        (double)o->graph.label_smoothing, o->graph.bn_all_train ? "train" : "policy", t->size,
+        (double)t->mean[0], (double)t->mean[1], (double)t->mean[2], (double)t->std[0],
+        (double)t->std[1], (double)t->std[2], t->to_rgb, (unsigned long long)o->seed,
+        T->tg.n_params, h);
+    if (len < 0 || (size_t)len >= n - extra - 1) {
+        ot_free(s);
+        return NULL;
+    }
+    if (extra) { /* the caller's options first: a mismatch names them first */
+        memmove(s + extra, s, (size_t)len + 1);
+        memcpy(s, o->run_options, extra);
+    }
+    return s;
+}
+
+/* Trained parameter names, one per line, in the optimizer's order. */
+static char *params_text(const trainer *T)
+{
+    size_t n = 1;
+    for (int p = 0; p < T->tg.n_params; p++)
+        n += strlen(T->model->values[T->tg.params[p]].name) + 1;
+    char *s = ot_malloc(n), *at = s;
+    if (!s)
+        return NULL;
+    for (int p = 0; p < T->tg.n_params; p++) {
+        const char *name = T->model->values[T->tg.params[p]].name;
+        size_t l = strlen(name);
+        memcpy(at, name, l);
+        at += l;
+        *at++ = '\n';
+    }
+    *at = '\0';
+    return s;
+}
+
+/* The first non-finite float state tensor (trained parameter or BN
+   statistic), or NULL. */
+static const char *non_finite_state(const trainer *T)
+{
+    const ot_train_graph *tg = &T->tg;
+    for (int kind = 0; kind < 2; kind++) {
+        int n = kind ? tg->n_stats : tg->n_params;
+        const int32_t *ids = kind ? tg->stats : tg->params;
+        for (int i = 0; i < n; i++) {
+            const ot_value *v = &T->model->values[ids[i]];
+            const float *x = ot_exec_state(T->full.step, ids[i]);
+            if (!x || v->dtype != OT_DTYPE_FLOAT)
+                continue;
+            size_t numel = v->data.bytes / sizeof(float);
+            for (size_t j = 0; j < numel; j++)
+                if (!isfinite(x[j]))
+                    return v->name;
+        }
+    }
+    return NULL;
+}
+
+/* OT_ERR_ARG naming the step and the tensor when a state tensor is not finite. */
+static ot_status check_finite(const trainer *T, ot_err *err)
+{
+    const char *bad = non_finite_state(T);
+    if (bad)
+        return ot_err_set(err, OT_ERR_ARG,
+                          "after step %lld the trained tensor '%s' holds NaN or infinite values "
+                          "(is the learning rate too high?)",
+                          (long long)T->ck.step, bad);
+    return OT_OK;
+}
+
+/* Writes a checkpoint of the executor's current state at the position in
+   T->ck (unless one was written at this step already). */
+static ot_status save_checkpoint(trainer *T, ot_err *err)
+{
+    if (!T->o->checkpoint || T->ckpt_step == T->ck.step)
+        return OT_OK;
+    ot_status st = check_finite(T, err);
+    if (st != OT_OK)
+        return st;
+    copy_back(T, T->full.step);
+    st = ot_train_checkpoint_save(T->model, T->opt, &T->ck, T->o->checkpoint_prepare,
+                                            T->o->checkpoint_user, T->o->checkpoint, err);
+    if (st == OT_OK)
+        T->ckpt_step = T->ck.step;
+    return st;
+}
+
+/* Appends to an error what became of the checkpoint file. */
+static void note_checkpoint(const trainer *T, ot_err *err)
+{
+    if (!T->o->checkpoint)
+        return;
+    size_t len = strlen(err->msg);
+    if (T->ckpt_step >= 0)
+        snprintf(err->msg + len, sizeof err->msg - len,
+                 "; the last checkpoint, at step %lld, is kept in %s", (long long)T->ckpt_step,
+                 T->o->checkpoint);
+    else
+        snprintf(err->msg + len, sizeof err->msg - len, "; no checkpoint was written");
+}
+
+/* Restores the state of a checkpoint into the executors and the optimizer
+   and sets T->ck's progress from it. */
+static ot_status resume(trainer *T, ot_train_result *res, ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_train_opts *o = T->o;
+    ot_graph *ckg = NULL;
+    ot_train_checkpoint saved = { 0 };
+    const ot_train_graph *tg = &T->tg;
+    st = ot_train_checkpoint_load(o->resume, &ckg, &saved, err);
+    if (st != OT_OK) { /* the message names the file already */
+        ot_err_prefix(err, "--resume");
+        return st;
+    }
+    OT_TRY(ot_train_checkpoint_match(&saved, &T->ck, err));
+    if (saved.epoch + (saved.epoch_step > 0) > o->epochs)
+        OT_FAIL(err, OT_ERR_ARG,
+                "the checkpoint is at epoch %d%s; --epochs %d is fewer (epochs may be raised on "
+                "resume, not lowered)",
+                saved.epoch + (saved.epoch_step > 0), saved.epoch_step > 0 ? " (in progress)" : "",
+                o->epochs);
+    for (int kind = 0; kind < 2; kind++) {
+        int n = kind ? tg->n_stats : tg->n_params;
+        const int32_t *ids = kind ? tg->stats : tg->params;
+        for (int i = 0; i < n; i++) {
+            const ot_value *v = &T->model->values[ids[i]];
+            void *dst = ot_exec_state(T->full.step, ids[i]);
+            if (dst)
+                OT_TRY(ot_train_checkpoint_tensor(ckg, v->name, v->dtype, dst, v->data.bytes,
+                                                  err));
+        }
+    }
+    OT_TRY(ot_train_checkpoint_restore_optim(ckg, T->opt, err));
+    T->ck.step = saved.step;
+    T->ck.epoch = saved.epoch;
+    T->ck.epoch_step = saved.epoch_step;
+    T->ck.epoch_loss_sum = saved.epoch_loss_sum;
+    T->ck.epoch_correct = saved.epoch_correct;
+    T->ck.epoch_seen = saved.epoch_seen;
+    T->ck.last_loss = saved.last_loss;
+    T->ck.last_accuracy = saved.last_accuracy;
+    res->resumed = true;
+    res->resumed_epoch = saved.epoch;
+    res->resumed_epoch_step = saved.epoch_step;
+    res->resumed_step = saved.step;
+    /* the same file may be the one we write: it is already the state here */
+    if (o->checkpoint && !strcmp(o->checkpoint, o->resume))
+        T->ckpt_step = saved.step;
+done:
+    if (st != OT_OK)
+        ot_err_prefix(err, "--resume %s", o->resume);
+    ot_train_checkpoint_fini(&saved);
+    ot_graph_free(ckg);
+    return st;
+}
+
 static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, int n, int64_t *correct,
                            double *loss_sum, ot_err *err)
 {
@@ -287,9 +517,10 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
                        ot_train_result *res, ot_err *err)
 {
     ot_status st = OT_OK;
-    trainer T = { .model = model, .data = data, .o = o, .cache_fd = -1 };
+    trainer T = { .model = model, .data = data, .o = o, .cache_fd = -1, .ckpt_step = -1 };
     int64_t *perm = NULL;
     memset(res, 0, sizeof *res);
+    res->checkpoint_step = -1;
     if (o->epochs < 1 || o->batch_size < 1)
         return ot_err_set(err, OT_ERR_ARG, "--epochs and --batch-size must be at least 1");
     int64_t N = ot_data_count(data);
@@ -368,15 +599,50 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     OT_TRY(ot_optim_new(&o->optim, T.oparams, (size_t)tg->n_params, 2, &T.opt, err));
 
     int64_t steps_per_epoch = (N + bs - 1) / bs;
-    int64_t total_steps = 0;
-    for (int epoch = 0; epoch < o->epochs; epoch++) {
+    res->steps_per_epoch = steps_per_epoch;
+    T.ck.steps_per_epoch = steps_per_epoch;
+    T.ck.epochs = o->epochs;
+    if (o->checkpoint || o->resume) {
+        T.ck.format = OT_CKPT_FORMAT;
+        T.ck.model_hash = o->model_hash;
+        T.ck.n_images = N;
+        T.ck.n_classes = ot_data_n_classes(data);
+        OT_TRY(ot_train_hash_data(data, &T.ck.data_hash, err));
+        T.ck.options = options_text(&T);
+        T.ck.params = params_text(&T);
+        if (!T.ck.options || !T.ck.params)
+            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    }
+    if (o->resume) {
+        OT_TRY(resume(&T, res, err));
+        if (o->resumed)
+            o->resumed(T.ck.epoch, T.ck.epoch_step, T.ck.step, o->user);
+        if (T.cache_on && (T.ck.epoch > 0 || T.ck.epoch_step > 0))
+            OT_TRY(warm_cache(&T, perm, N, bs, T.ck.epoch > 0 ? steps_per_epoch : T.ck.epoch_step,
+                              steps_per_epoch, err));
+    }
+    res->final_loss = T.ck.last_loss;
+    res->final_accuracy = T.ck.last_accuracy;
+    int64_t total_steps = T.ck.step;
+    bool stopped = false;
+    for (int epoch = T.ck.epoch; epoch < o->epochs && !stopped; epoch++) {
         ot_data_shuffle(N, o->seed, epoch, perm);
         double t0 = now_s(), loss_sum = 0;
-        int64_t correct = 0, seen = 0;
+        int64_t correct = 0, seen = 0, seen_here = 0, s0 = 0;
+        if (epoch == T.ck.epoch) { /* the epoch a checkpoint left in progress */
+            s0 = T.ck.epoch_step;
+            loss_sum = T.ck.epoch_loss_sum;
+            correct = T.ck.epoch_correct;
+            seen = T.ck.epoch_seen;
+        }
         bool cached_epoch = T.cache_on && epoch > 0;
         ot_train_epoch e = { .epoch = epoch + 1, .epochs = o->epochs, .steps = steps_per_epoch,
                              .cached = cached_epoch };
-        for (int64_t s = 0; s < steps_per_epoch; s++) {
+        for (int64_t s = s0; s < steps_per_epoch; s++) {
+            if (o->stop && *o->stop) {
+                stopped = true;
+                break;
+            }
             int n = (int)(s == steps_per_epoch - 1 && last_n ? last_n : bs);
             runner *r = n == bs ? &T.full : &T.last;
             double lr = ot_optim_schedule_lr(&o->schedule, o->lr, epoch, s, steps_per_epoch);
@@ -385,7 +651,9 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             T.seed = (int64_t)(o->seed * 1000003u + (uint64_t)total_steps); /* per step */
             st = run_batch(&T, r, perm + s * bs, n, &correct, &loss_sum, err);
             if (st != OT_OK) {
-                ot_err_prefix(err, "epoch %d, step %lld", epoch + 1, (long long)s + 1);
+                ot_err_prefix(err, "epoch %d, step %lld (step %lld in all)", epoch + 1,
+                              (long long)s + 1, (long long)total_steps + 1);
+                note_checkpoint(&T, err);
                 goto done;
             }
             if (o->clip_grad > 0) {
@@ -396,25 +664,53 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             double lrs[2] = { lr, hlr };
             OT_TRY(ot_optim_step(T.opt, lrs, T.pptr, (const float *const *)T.gptr, err));
             seen += n;
+            seen_here += n;
             total_steps++;
             e.step = s + 1;
             e.loss = loss_sum / (double)seen;
             e.accuracy = (double)correct / (double)seen;
             e.lr = lr;
             e.seconds = now_s() - t0;
-            e.images_per_s = e.seconds > 0 ? (double)seen / e.seconds : 0;
+            e.images_per_s = e.seconds > 0 ? (double)seen_here / e.seconds : 0;
+            res->final_loss = e.loss;
+            res->final_accuracy = e.accuracy;
+            /* the position after this step */
+            bool epoch_end = s == steps_per_epoch - 1;
+            T.ck.step = total_steps;
+            T.ck.epoch = epoch_end ? epoch + 1 : epoch;
+            T.ck.epoch_step = epoch_end ? 0 : s + 1;
+            T.ck.epoch_loss_sum = epoch_end ? 0 : loss_sum;
+            T.ck.epoch_correct = epoch_end ? 0 : correct;
+            T.ck.epoch_seen = epoch_end ? 0 : seen;
+            T.ck.last_loss = e.loss;
+            T.ck.last_accuracy = e.accuracy;
             bool stop = o->max_steps && total_steps >= o->max_steps;
+            if (epoch_end || (o->checkpoint_every > 0 && total_steps % o->checkpoint_every == 0)) {
+                st = save_checkpoint(&T, err);
+                if (st != OT_OK) {
+                    note_checkpoint(&T, err);
+                    goto done;
+                }
+            }
             if (o->progress)
-                o->progress(&e, s == steps_per_epoch - 1 || stop, o->user);
-            if (stop)
+                o->progress(&e, epoch_end || stop, o->user);
+            if (stop) {
+                stopped = true; /* not a stop request: ends the run like the last epoch */
                 break;
+            }
         }
-        res->final_loss = e.loss;
-        res->final_accuracy = e.accuracy;
-        if (o->max_steps && total_steps >= o->max_steps)
-            break;
+    }
+    if (o->stop && *o->stop)
+        res->stopped_by = (int)*o->stop;
+    /* at a stop, or where max_steps ended the run; and never a NaN model */
+    st = o->checkpoint ? save_checkpoint(&T, err) : check_finite(&T, err);
+    if (st != OT_OK) {
+        note_checkpoint(&T, err);
+        goto done;
     }
     res->steps = total_steps;
+    res->epoch = T.ck.epoch;
+    res->epoch_step = T.ck.epoch_step;
     copy_back(&T, T.full.step);
 done:
     free_runner(&T.full);
@@ -436,5 +732,7 @@ done:
     free(T.scratch);
     ot_free(perm);
     ot_train_graph_fini(&T.tg);
+    res->checkpoint_step = T.ckpt_step;
+    ot_train_checkpoint_fini(&T.ck);
     return st;
 }

@@ -12,12 +12,23 @@
  * mode; no random augmentation), its output for each image is computed in the
  * first epoch and reused in the later ones: in memory up to `cache_mem`
  * bytes, beyond that in an unlinked file under `cache_dir`.
+ *
+ * Checkpoints (checkpoint.h, docs/checkpoint.md): with `checkpoint` set the
+ * loop writes one after every epoch, every `checkpoint_every` steps, when
+ * `*stop` becomes non-zero and at the end; `resume` restores one before the
+ * first step (trained tensors, BN statistics, optimizer state, position), so
+ * that the resumed run ends as the uninterrupted one would. The cache is
+ * rebuilt after a resume by replaying the first epoch's batches through the
+ * prefix, so its contents are the same bytes as in the uninterrupted run.
  */
 #ifndef OT_TRAIN_TRAINER_H
 #define OT_TRAIN_TRAINER_H
 
 #include "data/data.h"
 #include "graph/graph.h"
+#include <signal.h>
+
+#include "train/checkpoint.h"
 #include "train/optim.h"
 #include "train/schedule.h"
 #include "train/train_graph.h"
@@ -52,9 +63,29 @@ typedef struct ot_train_opts {
     const int32_t *head_params; /* parameters that get head_lr                */
     int n_head_params;
     int64_t max_steps;     /* stop after this many steps in all (tests); 0: off */
+    bool deterministic;    /* the caller fixed the threads; nothing order-dependent */
+    /* checkpoints */
+    const char *checkpoint;     /* write checkpoints here; NULL: none            */
+    int64_t checkpoint_every;   /* also every N steps in all; 0: epochs only     */
+    const char *resume;         /* continue from this checkpoint; NULL: start    */
+    uint64_t model_hash;        /* fingerprint of the input model file
+                                   (ot_train_hash_file)                         */
+    const char *run_options;    /* "key=value\n" lines of the caller's options that
+                                   change the run and the trainer cannot see
+                                   (freeze mode, patterns, classes); may be NULL */
+    ot_train_checkpoint_prepare checkpoint_prepare; /* decorates the exported
+                                   checkpoint graph (may be NULL)               */
+    void *checkpoint_user;
+    /* Non-zero (a signal number) asks the loop to stop after the current step,
+       write a checkpoint when `checkpoint` is set, and return OT_OK with
+       res->stopped_by set. Written by a signal handler; may be NULL. */
+    volatile sig_atomic_t *stop;
     /* progress: after every step and at the end of each epoch (end = true) */
     void (*progress)(const ot_train_epoch *e, bool end, void *user);
     void *user;
+    /* after a checkpoint was restored, before the first step: the position it
+       recorded (epochs completed, steps done in the next epoch, steps in all) */
+    void (*resumed)(int epoch, int64_t epoch_step, int64_t step, void *user);
 } ot_train_opts;
 
 typedef struct ot_train_result {
@@ -64,6 +95,14 @@ typedef struct ot_train_result {
     const char *cache_off_reason;      /* static text when the cache was off   */
     int n_trainable;
     uint64_t numel_trainable;
+    int stopped_by;          /* *opts->stop when the loop stopped early; else 0  */
+    int epoch;               /* where training ended: epochs completed, and   */
+    int64_t epoch_step;      /* steps done in the epoch in progress           */
+    int64_t steps_per_epoch;
+    bool resumed;            /* started from opts->resume at:                 */
+    int resumed_epoch;       /* epochs completed                              */
+    int64_t resumed_epoch_step, resumed_step; /* step in that epoch, in all   */
+    int64_t checkpoint_step; /* step of the last checkpoint written; -1: none  */
 } ot_train_result;
 
 /* Fills options with the defaults of `onnxtrain finetune`. */
@@ -73,8 +112,12 @@ void ot_train_opts_default(ot_train_opts *o);
  * Trains `model` (OT_VAL_TRAINABLE set by ot_pass_freeze) on `data` and writes
  * the result into the model's initializers. Errors: OT_ERR_ARG (options, a
  * dataset whose images do not fit the model's input), OT_ERR_UNSUPPORTED,
- * OT_ERR_BACKEND, OT_ERR_NOMEM, OT_ERR_IO (cache file); a non-finite loss is
- * OT_ERR_ARG naming the step.
+ * OT_ERR_BACKEND, OT_ERR_NOMEM, OT_ERR_IO (cache file, checkpoint); a
+ * non-finite loss or parameter is OT_ERR_ARG naming the step (the last
+ * checkpoint is kept, never overwritten with the bad state); a checkpoint to
+ * resume from that does not match this run is OT_ERR_ARG saying what differs.
+ * A stop request is OT_OK with res->stopped_by set (the model's initializers
+ * then hold the state at the stop).
  */
 ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_opts *opts,
                        ot_train_result *res, ot_err *err);

@@ -1,0 +1,73 @@
+/*
+ * cmd_export.c: `onnxtrain export CKPT OUT.onnx`.
+ *
+ * Turns a training checkpoint (finetune --checkpoint; docs/checkpoint.md)
+ * into the plain inference model: the optimizer's initializers
+ * ("onnxtrain.optim.*") and the checkpoint metadata ("onnxtrain.checkpoint.*")
+ * are dropped; the graph, the trained weights and the preprocessing metadata
+ * stay as they are. Exporting the checkpoint a finished run wrote gives the
+ * file that run wrote with -o. CKPT and OUT may be the same file (written to
+ * a temporary name and renamed).
+ *
+ * It does not train, evaluate or change the input size: the checkpoint
+ * already declares the trained one.
+ */
+#include <stdio.h>
+
+#include "cli/cli.h"
+#include "graph/graph.h"
+#include "train/checkpoint.h"
+
+static const ot_cli_opt export_opts[] = {
+    { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
+    { NULL, 0, NULL, NULL },
+};
+
+static const ot_cli_cmd export_cmd = {
+    .name = "export",
+    .args = "CKPT OUT.onnx",
+    .summary = "Turns a training checkpoint (finetune --checkpoint) into the plain inference\n"
+               "model: the optimizer state and the checkpoint metadata are dropped.",
+    .details = "The trained weights, BatchNorm statistics and the preprocessing metadata\n"
+               "(onnxtrain.image_size, .mean, .std, .classes ...) are kept. A checkpoint\n"
+               "is itself a valid ONNX model; export makes it smaller and plain.\n",
+    .opts = export_opts,
+    .n_pos_min = 2,
+    .n_pos_max = 2,
+};
+
+int ot_cmd_export(int argc, char **argv)
+{
+    ot_cli_args a;
+    ot_graph *g = NULL;
+    int rc = ot_cli_parse(&export_cmd, argc, argv, &a);
+    if (rc != OT_EXIT_OK)
+        return rc;
+    if (a.help) {
+        ot_cli_print_usage(&export_cmd, stdout);
+        goto done;
+    }
+    ot_import_opts io = { 0 };
+    if ((rc = ot_cli_import_opts(&export_cmd, &a, &io)) != OT_EXIT_OK)
+        goto done;
+    const char *in = a.pos[0], *out = a.pos[1];
+    ot_err err;
+    ot_err_init(&err);
+    if (ot_model_import(in, &io, &g, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto done;
+    }
+    if (ot_train_checkpoint_strip(g, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", in, err.msg);
+        goto done;
+    }
+    if (ot_model_export(g, out, NULL, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto done;
+    }
+    ot_log(OT_LOG_INFO, "wrote %s", out);
+done:
+    ot_graph_free(g);
+    ot_cli_args_fini(&a);
+    return rc;
+}

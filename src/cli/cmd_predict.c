@@ -1,0 +1,597 @@
+/*
+ * cmd_predict.c: `onnxtrain predict MODEL IMAGE... [--top K] [--json]
+ * [--threads N]`.
+ *
+ * Classifies image files with a model: prepares each image as the model's
+ * metadata_props say (onnxtrain.image_size, onnxtrain.mean, onnxtrain.std,
+ * written by finetune; else the model's static input size or 224, with
+ * ImageNet normalization, as `eval` does), runs them in batches of up to
+ * PREDICT_BATCH images through the logits (a trailing Softmax or LogSoftmax
+ * is cut off, as in eval), and prints for each image the K most likely
+ * classes with their softmax probabilities. Class names come from
+ * onnxtrain.classes (one per line); without them the class index is shown.
+ *
+ * Image files: binary PGM (P5) and PPM (P6), maxval 1..65535, read here.
+ * JPEG and PNG are recognised by their signatures and refused with a clear
+ * error until src/data/ offers a decoder.
+ * TODO(predict): decode JPEG/PNG through the image-folder module's decoder
+ * once src/data/data.h exports one.
+ *
+ * Nothing is printed until every image has been decoded and run, so an error
+ * leaves stdout empty.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cli/cli.h"
+#include "data/data.h"
+#include "exec/exec.h"
+#include "onnx/onnx.h"
+#include "train/meta.h"
+#include "train/train_graph.h"
+
+/* Images per executor run: bounds memory for long file lists. */
+#define PREDICT_BATCH 32
+/* Largest image file read (a 16384 x 16384 16-bit PPM is 1.5 GiB). */
+#define MAX_IMAGE_FILE_BYTES ((size_t)2 << 30)
+
+static const ot_cli_opt predict_opts[] = {
+    { "top", 'k', "K", "show the K most likely classes of each image (default 5)" },
+    { "json", 0, NULL, "print one JSON object" },
+    { "threads", 0, "N", "threads (default OMP_NUM_THREADS, else all cores)" },
+    { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
+    { NULL, 0, NULL, NULL },
+};
+
+static const ot_cli_cmd predict_cmd = {
+    .name = "predict",
+    .args = "MODEL IMAGE...",
+    .summary = "Classifies image files: the most likely classes of each, with their\n"
+               "softmax probabilities.",
+    .details = "Images are prepared as the model's metadata says (onnxtrain.image_size,\n"
+               "onnxtrain.mean, onnxtrain.std, written by finetune), else resized to the\n"
+               "model's input size (224 when dynamic) with ImageNet normalization. Class\n"
+               "names come from onnxtrain.classes, else the class index is shown.\n"
+               "Image files: binary PPM (P6) and PGM (P5).\n"
+               "JSON: {model, classes, predictions: [{image, top: [{class, name, prob}]}]};\n"
+               "name is null when the model has no class names.\n",
+    .opts = predict_opts,
+    .n_pos_min = 2,
+    .n_pos_max = INT_MAX,
+};
+
+static bool parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    if (!s || !*s)
+        return false;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (*end || errno || v < lo || v > hi)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* ------------------------------------------------------------ image files */
+
+/* A decoded image: planar CHW bytes (owned) and the view into them. */
+typedef struct decoded {
+    uint8_t *pixels;
+    ot_image img;
+} decoded;
+
+/* Reads the whole file into *out (malloc'ed). */
+static ot_status read_file(const char *path, uint8_t **out, size_t *len, ot_err *err)
+{
+    ot_status st = OT_OK;
+    uint8_t *buf = NULL;
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ot_err_set(err, OT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
+        OT_FAIL(err, OT_ERR_IO, "%s: not a regular file", path);
+    if ((uint64_t)sb.st_size > MAX_IMAGE_FILE_BYTES)
+        OT_FAIL(err, OT_ERR_ARG, "%s: file of %lld bytes is larger than the %zu bytes allowed",
+                path, (long long)sb.st_size, MAX_IMAGE_FILE_BYTES);
+    size_t n = (size_t)sb.st_size;
+    buf = malloc(n ? n : 1);
+    if (!buf)
+        OT_FAIL(err, OT_ERR_NOMEM, "%s: out of memory", path);
+    if (fread(buf, 1, n, f) != n)
+        OT_FAIL(err, OT_ERR_IO, "%s: read error", path);
+    *out = buf;
+    *len = n;
+    buf = NULL;
+done:
+    free(buf);
+    fclose(f);
+    return st;
+}
+
+/* Skips whitespace and '#' comments of a PNM header. */
+static size_t pnm_skip(const uint8_t *p, size_t len, size_t at)
+{
+    while (at < len) {
+        if (p[at] == '#') {
+            while (at < len && p[at] != '\n' && p[at] != '\r')
+                at++;
+        } else if (p[at] == ' ' || p[at] == '\t' || p[at] == '\n' || p[at] == '\r' ||
+                   p[at] == '\v' || p[at] == '\f') {
+            at++;
+        } else {
+            break;
+        }
+    }
+    return at;
+}
+
+/* Reads a PNM header number at *at (after whitespace). False when there are
+   no digits or the value exceeds `max`. */
+static bool pnm_number(const uint8_t *p, size_t len, size_t *at, long max, long *out)
+{
+    size_t i = pnm_skip(p, len, *at);
+    long v = 0;
+    size_t start = i;
+    while (i < len && p[i] >= '0' && p[i] <= '9') {
+        v = v * 10 + (p[i] - '0');
+        if (v > max)
+            return false;
+        i++;
+    }
+    if (i == start)
+        return false;
+    *at = i;
+    *out = v;
+    return true;
+}
+
+/* Decodes binary PGM (P5) or PPM (P6) bytes (Netpbm: header "P6 W H MAXVAL",
+   one whitespace byte, then rows of samples, 2 bytes big-endian each when
+   MAXVAL > 255). Samples scale to 0..255. */
+static ot_status decode_pnm(const char *path, const uint8_t *p, size_t len, decoded *out,
+                            ot_err *err)
+{
+    int C = p[1] == '6' ? 3 : 1;
+    size_t at = 2;
+    long w, h, maxval;
+    if (!pnm_number(p, len, &at, OT_DATA_MAX_SIDE, &w) ||
+        !pnm_number(p, len, &at, OT_DATA_MAX_SIDE, &h) ||
+        !pnm_number(p, len, &at, 65535, &maxval))
+        return ot_err_set(err, OT_ERR_PARSE,
+                          "%s: bad P%c header: expected width, height (1..%d) and maxval "
+                          "(1..65535)",
+                          path, p[1], OT_DATA_MAX_SIDE);
+    if (w < 1 || h < 1 || maxval < 1)
+        return ot_err_set(err, OT_ERR_PARSE, "%s: P%c header has width %ld, height %ld, "
+                                             "maxval %ld; each must be at least 1",
+                          path, p[1], w, h, maxval);
+    if (at >= len || !(p[at] == ' ' || p[at] == '\t' || p[at] == '\n' || p[at] == '\r'))
+        return ot_err_set(err, OT_ERR_PARSE, "%s: P%c header does not end in whitespace "
+                                             "(byte offset %zu)",
+                          path, p[1], at);
+    at++;
+    size_t bps = maxval > 255 ? 2 : 1;
+    size_t numel = (size_t)w * (size_t)h * (size_t)C; /* <= 3 * 16384^2: no overflow */
+    size_t need = numel * bps;
+    if (len - at < need)
+        return ot_err_set(err, OT_ERR_PARSE,
+                          "%s: truncated P%c image: %ldx%ld needs %zu bytes of pixels from byte "
+                          "offset %zu, the file has %zu",
+                          path, p[1], w, h, need, at, len - at);
+    out->pixels = malloc(numel);
+    if (!out->pixels)
+        return ot_err_set(err, OT_ERR_NOMEM, "%s: out of memory", path);
+    const uint8_t *s = p + at;
+    size_t plane = (size_t)w * (size_t)h;
+    for (size_t i = 0; i < plane; i++)
+        for (int c = 0; c < C; c++) {
+            size_t k = i * (size_t)C + (size_t)c;
+            unsigned v = bps == 2 ? (unsigned)s[2 * k] << 8 | s[2 * k + 1] : s[k];
+            if (v > (unsigned)maxval)
+                v = (unsigned)maxval;
+            if (maxval != 255)
+                v = (v * 255u + (unsigned)maxval / 2) / (unsigned)maxval;
+            out->pixels[(size_t)c * plane + i] = (uint8_t)v; /* interleaved -> planar */
+        }
+    out->img = (ot_image){ .data = out->pixels, .height = (int)h, .width = (int)w, .channels = C };
+    return OT_OK;
+}
+
+/* Decodes the image file at `path`, choosing the format by its first bytes. */
+static ot_status decode_file(const char *path, decoded *out, ot_err *err)
+{
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    memset(out, 0, sizeof *out);
+    ot_status st = read_file(path, &bytes, &len, err);
+    if (st != OT_OK)
+        return st;
+    if (len >= 2 && bytes[0] == 'P' && (bytes[1] == '5' || bytes[1] == '6')) {
+        st = decode_pnm(path, bytes, len, out, err);
+    } else if ((len >= 8 && !memcmp(bytes, "\x89PNG\r\n\x1a\n", 8)) ||
+               (len >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff)) {
+        st = ot_err_set(err, OT_ERR_UNSUPPORTED,
+                        "%s: %s images are not supported yet; convert to PPM (P6) or PGM (P5)",
+                        path, bytes[0] == 0xff ? "JPEG" : "PNG");
+    } else if (len >= 2 && bytes[0] == 'P' && bytes[1] >= '1' && bytes[1] <= '4') {
+        st = ot_err_set(err, OT_ERR_UNSUPPORTED,
+                        "%s: plain-text or bitmap Netpbm (P%c) is not supported; use binary "
+                        "PPM (P6) or PGM (P5)",
+                        path, bytes[1]);
+    } else {
+        st = ot_err_set(err, OT_ERR_PARSE,
+                        "%s: not an image onnxtrain can read (expected binary PPM or PGM)", path);
+    }
+    free(bytes);
+    return st;
+}
+
+/* ---------------------------------------------------------------- model */
+
+/* The model's image side when its input is static and square, else 224. */
+static int default_size(const ot_graph *g, int32_t image)
+{
+    const ot_value *v = &g->values[image];
+    if (v->ndim == 4 && v->dims[2] > 0 && v->dims[2] == v->dims[3] &&
+        v->dims[2] <= OT_DATA_MAX_SIZE)
+        return (int)v->dims[2];
+    return 224;
+}
+
+/* A clone of the model whose only output is the logits (the input of a
+   trailing Softmax/LogSoftmax), with the batch and spatial dims of the image
+   input left to the data: the same specialisation as eval's. */
+static ot_status logits_graph(const ot_graph *model, int32_t *image, int *size, ot_graph **out,
+                              ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = NULL;
+    bool *keep = NULL;
+    int32_t logits = ot_train_find_logits(model);
+    *image = -1;
+    for (int32_t i = 0; i < model->n_inputs && *image < 0; i++)
+        if (!(model->values[model->inputs[i].value].flags & OT_VAL_INIT))
+            *image = model->inputs[i].value;
+    if (logits < 0 || *image < 0)
+        return ot_err_set(err, OT_ERR_ARG, "the model has no image input or no output");
+    const ot_value *mv = &model->values[*image];
+    if (mv->ndim != 4)
+        return ot_err_set(err, OT_ERR_ARG,
+                          "input '%s' has rank %d; an image classifier takes (N, C, H, W)",
+                          mv->name, mv->ndim);
+    *size = default_size(model, *image);
+    OT_TRY(ot_graph_clone(model, &g, err));
+    ot_value *iv = &g->values[*image];
+    for (int d = 0; d < iv->ndim; d++)
+        if (d != 1) {
+            iv->dims[d] = OT_DIM_DYNAMIC;
+            iv->dim_names[d] = d == 0 ? "N" : NULL;
+        }
+    for (int32_t v = 0; v < g->n_values; v++)
+        if (!(g->values[v].flags & (OT_VAL_INIT | OT_VAL_INPUT)))
+            g->values[v].flags &= ~(uint32_t)OT_VAL_SHAPE_DECLARED;
+    ot_io *io = ot_arena_alloc(&g->arena, sizeof *io);
+    keep = ot_calloc((size_t)g->n_nodes + 1, sizeof *keep);
+    if (!io || !keep)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    io->value = logits;
+    io->info = (ot_blob){ 0 };
+    g->outputs = io;
+    g->n_outputs = 1;
+    g->values[logits].flags |= OT_VAL_OUTPUT;
+    ot_graph_mark_ancestors(g, &logits, 1, keep);
+    OT_TRY(ot_graph_keep_nodes(g, keep, err));
+    *out = g;
+    g = NULL;
+done:
+    ot_free(keep);
+    ot_graph_free(g);
+    return st;
+}
+
+/* Splits the onnxtrain.classes value into lines (pointers into `text`, which
+   is modified). Returns the number of names, or -1 when out of memory. */
+static int split_names(char *text, char ***out)
+{
+    int n = 1;
+    for (const char *c = text; *c; c++)
+        n += *c == '\n';
+    char **names = malloc(sizeof *names * (size_t)n);
+    if (!names)
+        return -1;
+    int k = 0;
+    names[k++] = text;
+    for (char *c = text; *c; c++)
+        if (*c == '\n') {
+            *c = '\0';
+            names[k++] = c + 1;
+        }
+    *out = names;
+    return n;
+}
+
+/* Softmax of logits[K] into prob[K], in double. */
+static void softmax(const float *logits, int64_t K, float *prob)
+{
+    double m = -INFINITY;
+    for (int64_t k = 0; k < K; k++)
+        if ((double)logits[k] > m)
+            m = (double)logits[k];
+    double sum = 0;
+    for (int64_t k = 0; k < K; k++)
+        sum += exp((double)logits[k] - m);
+    for (int64_t k = 0; k < K; k++)
+        prob[k] = (float)(exp((double)logits[k] - m) / sum);
+}
+
+/* A class and its probability, for sorting. */
+typedef struct ranked {
+    float prob;
+    int64_t cls;
+} ranked;
+
+/* Descending probability, NaN below every number, ties by class index. */
+static int by_prob(const void *pa, const void *pb)
+{
+    const ranked *a = pa, *b = pb;
+    bool na = isnan(a->prob), nb = isnan(b->prob);
+    if (na != nb)
+        return na ? 1 : -1;
+    if (!na && a->prob != b->prob)
+        return a->prob > b->prob ? -1 : 1;
+    return a->cls < b->cls ? -1 : a->cls > b->cls;
+}
+
+/* Sorts the classes of prob[K] into order[K] as by_prob says. */
+static void rank_classes(const float *prob, int64_t K, ranked *order)
+{
+    for (int64_t k = 0; k < K; k++)
+        order[k] = (ranked){ .prob = prob[k], .cls = k };
+    qsort(order, (size_t)K, sizeof *order, by_prob);
+}
+
+/* --------------------------------------------------------------- command */
+
+int ot_cmd_predict(int argc, char **argv)
+{
+    ot_cli_args a;
+    int rc = ot_cli_parse(&predict_cmd, argc, argv, &a);
+    if (rc != OT_EXIT_OK)
+        return rc;
+    const ot_cli_cmd *cmd = &predict_cmd;
+    ot_graph *model = NULL, *g = NULL;
+    ot_exec *full = NULL, *last = NULL;
+    float *x = NULL, *prob = NULL;
+    ranked *order = NULL;
+    char *names_text = NULL;
+    char **names = NULL;
+    void *scratch = NULL;
+    decoded dec = { 0 };
+    ot_err err;
+    ot_err_init(&err);
+    if (a.help) {
+        ot_cli_print_usage(cmd, stdout);
+        goto out;
+    }
+    long long ll;
+    int top = 5, threads = 0;
+    const char *s = ot_cli_value(cmd, &a, "top");
+    if (s) {
+        if (!parse_int(s, 1, INT_MAX, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--top must be a positive integer, not '%s'", s);
+            goto out;
+        }
+        top = (int)ll;
+    }
+    if ((s = ot_cli_value(cmd, &a, "threads"))) {
+        if (!parse_int(s, 1, 4096, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--threads must be a positive integer, not '%s'", s);
+            goto out;
+        }
+        threads = (int)ll;
+    }
+    ot_import_opts io = { 0 };
+    if ((rc = ot_cli_import_opts(cmd, &a, &io)) != OT_EXIT_OK)
+        goto out;
+    const char *path = a.pos[0];
+    const char *const *images = a.pos + 1;
+    int n_images = a.n_pos - 1;
+
+    if (ot_onnx_import_file(path, &io, &model, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto out;
+    }
+    int32_t image = -1;
+    int size = 224;
+    if (logits_graph(model, &image, &size, &g, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", path, err.msg);
+        goto out;
+    }
+    ot_data_transform t;
+    ot_data_transform_init(&t, size, OT_DATA_NORM_IMAGENET);
+    ot_train_meta_read(model, &t);
+    const ot_value *iv = &g->values[image];
+    int C = iv->dims[1] > 0 ? (int)iv->dims[1] : 3;
+    if (C != 1 && C != 3) {
+        rc = ot_cli_error("%s: input '%s' has %d channels; predict reads gray (1) or RGB (3) "
+                          "images", path, iv->name, C);
+        goto out;
+    }
+    t.to_rgb = C == 3;
+    int S = t.size;
+    int bs = n_images < PREDICT_BATCH ? n_images : PREDICT_BATCH;
+    size_t img_floats = (size_t)C * (size_t)S * (size_t)S, x_bytes;
+    if (!ot_size_mul(img_floats * sizeof *x, (size_t)bs, &x_bytes) ||
+        !(x = malloc(x_bytes))) {
+        rc = ot_cli_error("out of memory for %d images of %dx%d", bs, S, S);
+        goto out;
+    }
+    size_t scratch_bytes = 0;
+    ot_exec_opts eo = { .threads = threads };
+    int64_t K = 0;
+    for (int start = 0; start < n_images; start += bs) {
+        int n = n_images - start < bs ? n_images - start : bs;
+        for (int i = 0; i < n; i++) {
+            const char *file = images[start + i];
+            if (decode_file(file, &dec, &err) != OT_OK) {
+                rc = ot_cli_error("%s", err.msg);
+                goto out;
+            }
+            if (ot_data_out_channels(&t, dec.img.channels) != C) {
+                rc = ot_cli_error("%s: RGB image; the model takes 1 channel (gray)", file);
+                goto out;
+            }
+            size_t need = ot_data_prepare_scratch_bytes(dec.img.height, dec.img.width, &t);
+            if (need == 0) {
+                rc = ot_cli_error("%s: cannot prepare a %dx%d image at size %d", file,
+                                  dec.img.width, dec.img.height, S);
+                goto out;
+            }
+            if (need > scratch_bytes) {
+                free(scratch);
+                scratch_bytes = 0;
+                if (!(scratch = malloc(need))) {
+                    rc = ot_cli_error("%s: out of memory", file);
+                    goto out;
+                }
+                scratch_bytes = need;
+            }
+            if (ot_data_prepare(&dec.img, &t, x + (size_t)i * img_floats, scratch, scratch_bytes,
+                                &err) != OT_OK) {
+                rc = ot_cli_error("%s: %s", file, err.msg);
+                goto out;
+            }
+            free(dec.pixels);
+            dec.pixels = NULL;
+        }
+        ot_exec **xp = n == bs ? &full : &last;
+        ot_tensor in = { .dtype = OT_DTYPE_FLOAT, .ndim = 4, .dims = { n, C, S, S },
+                         .bytes = img_floats * sizeof *x * (size_t)n, .data = x };
+        if (!*xp) {
+            ot_exec_input b = { .value = image, .tensor = in };
+            b.tensor.data = NULL;
+            if (ot_exec_compile(g, &b, 1, &eo, xp, &err) != OT_OK) {
+                rc = ot_cli_error("%s: %s", path, err.msg);
+                goto out;
+            }
+        }
+        if (ot_exec_run(*xp, &in, 1, &err) != OT_OK) {
+            rc = ot_cli_error("%s: %s", path, err.msg);
+            goto out;
+        }
+        const ot_tensor *y = ot_exec_output(*xp, 0);
+        int64_t k = y->ndim >= 2 ? y->dims[y->ndim - 1] : 0;
+        if (y->dtype != OT_DTYPE_FLOAT || k < 1 || ot_tensor_numel(y) != (int64_t)n * k ||
+            (K && k != K)) {
+            rc = ot_cli_error("%s: the model's output is not [N, classes] float", path);
+            goto out;
+        }
+        if (!prob) {
+            K = k;
+            size_t prob_n;
+            if (!ot_size_mul((size_t)n_images, (size_t)K, &prob_n) ||
+                !(prob = malloc(prob_n * sizeof *prob))) {
+                rc = ot_cli_error("out of memory for %d x %lld probabilities", n_images,
+                                  (long long)K);
+                goto out;
+            }
+        }
+        for (int i = 0; i < n; i++)
+            softmax((const float *)y->data + (size_t)i * (size_t)K, K,
+                    prob + (size_t)(start + i) * (size_t)K);
+    }
+
+    /* class names */
+    int n_names = 0;
+    const char *meta = ot_graph_meta(model, "onnxtrain.classes");
+    if (meta) {
+        names_text = ot_strdup(meta);
+        n_names = names_text ? split_names(names_text, &names) : -1;
+        if (n_names < 0) {
+            rc = ot_cli_error("out of memory");
+            goto out;
+        }
+        if (n_names != K)
+            ot_log(OT_LOG_WARN, "%s: onnxtrain.classes has %d names for %lld classes; classes "
+                                "without a name show their index",
+                   path, n_names, (long long)K);
+    }
+    if (top > K) {
+        ot_log(OT_LOG_WARN, "--top %d: the model has %lld classes; showing all", top,
+               (long long)K);
+        top = (int)K;
+    }
+    order = malloc(sizeof *order * (size_t)K);
+    if (!order) {
+        rc = ot_cli_error("out of memory");
+        goto out;
+    }
+    bool json = ot_cli_count(cmd, &a, "json") > 0;
+    if (json) {
+        printf("{\"model\": ");
+        ot_cli_json_str(stdout, path);
+        printf(", \"classes\": %lld, \"predictions\": [", (long long)K);
+    }
+    for (int i = 0; i < n_images; i++) {
+        const float *p = prob + (size_t)i * (size_t)K;
+        rank_classes(p, K, order);
+        if (json) {
+            printf("%s{\"image\": ", i ? ", " : "");
+            ot_cli_json_str(stdout, images[i]);
+            printf(", \"top\": [");
+        } else {
+            if (i)
+                printf("\n");
+            ot_cli_text_str(stdout, images[i]);
+            printf("\n");
+        }
+        for (int r = 0; r < top; r++) {
+            int64_t c = order[r].cls;
+            const char *name = c < n_names ? names[c] : NULL;
+            if (json) {
+                printf("%s{\"class\": %lld, \"name\": ", r ? ", " : "", (long long)c);
+                ot_cli_json_str(stdout, name);
+                if (isfinite(p[c]))
+                    printf(", \"prob\": %.9g}", (double)p[c]);
+                else
+                    printf(", \"prob\": null}");
+            } else {
+                if (isnan(p[c]))
+                    printf("  nan     ");
+                else
+                    printf("  %.4f  ", (double)p[c]);
+                if (name)
+                    ot_cli_text_str(stdout, name);
+                else
+                    printf("%lld", (long long)c);
+                printf("\n");
+            }
+        }
+        if (json)
+            printf("]}");
+    }
+    if (json)
+        printf("]}\n");
+    rc = ot_cli_finish_stdout();
+out:
+    free(dec.pixels);
+    free(order);
+    free(names);
+    ot_free(names_text);
+    free(prob);
+    free(scratch);
+    free(x);
+    ot_exec_free(full);
+    ot_exec_free(last);
+    ot_graph_free(g);
+    ot_graph_free(model);
+    ot_cli_args_fini(&a);
+    return rc;
+}
