@@ -27,6 +27,7 @@
 #include "passes/head.h"
 #include "train/checkpoint.h"
 #include "train/meta.h"
+#include "train/report.h"
 #include "train/trainer.h"
 
 static const ot_cli_opt finetune_opts[] = {
@@ -61,6 +62,15 @@ static const ot_cli_opt finetune_opts[] = {
     { "cache-mem", 0, "BYTES", "memory for the prefix cache before it spills (default 2G)" },
     { "cache-dir", 0, "DIR", "folder for a spilled prefix cache (default $TMPDIR or /tmp)" },
     { "max-steps", 0, "N", "stop after N steps in all (for quick checks)" },
+    { "workers", 0, "N", "background threads preparing batches (default 1; 0: in the loop)" },
+    { "augment", 0, NULL, "random resized crop and horizontal flip (turns the cache off)" },
+    { "skip-bad", 0, NULL, "skip and count unreadable images instead of stopping" },
+    { "val-split", 0, "F", "hold out this fraction of the training data (seeded, stratified)" },
+    { "val-data", 0, "PATH", "validation data, scored after every epoch" },
+    { "keep", 0, "best|last", "export the last epoch's weights (default) or the best one's" },
+    { "patience", 0, "N", "stop after N epochs without a better validation accuracy" },
+    { "log", 0, "FILE.csv", "write per-epoch metrics as CSV" },
+    { "plot", 0, "FILE.svg", "draw the loss and accuracy curves as SVG" },
     { "checkpoint", 0, "FILE", "write a checkpoint after every epoch and when interrupted" },
     { "checkpoint-every", 0, "N", "also write the checkpoint every N steps" },
     { "resume", 0, "FILE", "continue the run a checkpoint recorded (may equal --checkpoint)" },
@@ -273,6 +283,9 @@ typedef struct progress_ctx {
     bool tty;
     const char *resume;
     int epochs;
+    ot_train_log *log;     /* --log / --plot                                 */
+    const char *log_path, *plot_path;
+    ot_err log_err;        /* the first error writing them                   */
 } progress_ctx;
 
 static void on_resumed(int epoch, int64_t epoch_step, int64_t step, void *user)
@@ -306,10 +319,21 @@ static void on_progress(const ot_train_epoch *e, bool end, void *user)
         return;
     if (p->tty)
         fprintf(p->f, "\r%80s\r", "");
-    fprintf(p->f, "epoch %d/%d  loss %.4f  acc %.4f  lr %.3g  %.1f img/s  %.1fs%s\n", e->epoch,
-            e->epochs, e->loss, e->accuracy, e->lr, e->images_per_s, e->seconds,
+    fprintf(p->f, "epoch %d/%d  loss %.4f  acc %.4f", e->epoch, e->epochs, e->loss, e->accuracy);
+    if (!isnan(e->val_accuracy))
+        fprintf(p->f, "  val loss %.4f  val acc %.4f%s", e->val_loss, e->val_accuracy,
+                e->best ? " *" : "");
+    fprintf(p->f, "  lr %.3g  %.1f img/s  %.1fs%s\n", e->lr, e->images_per_s, e->seconds,
             e->cached ? "  (prefix cached)" : "");
     fflush(p->f);
+    if (p->log && p->log_err.code == OT_OK) {
+        int n;
+        if (ot_train_log_epoch(p->log, e, e->val_loss, e->val_accuracy, &p->log_err) == OT_OK &&
+            p->plot_path) {
+            const ot_train_log_row *rows = ot_train_log_rows(p->log, &n);
+            ot_train_plot_svg(p->plot_path, rows, n, &p->log_err);
+        }
+    }
 }
 
 static void print_eval_json(FILE *f, const ot_eval_result *r, const ot_dataset *ds)
@@ -523,7 +547,9 @@ int ot_cmd_finetune(int argc, char **argv)
         return rc;
     const ot_cli_cmd *cmd = &finetune_cmd;
     ot_graph *g = NULL;
-    ot_dataset *train = NULL, *test = NULL;
+    ot_dataset *train = NULL, *test = NULL, *val = NULL;
+    int64_t *train_idx = NULL, *val_idx = NULL;
+    progress_ctx pc = { 0 };
     char **train_pats = NULL, **freeze_pats = NULL;
     const char **names = NULL;
     char *run_options = NULL;
@@ -679,6 +705,42 @@ int ot_cmd_finetune(int argc, char **argv)
         }
         o.max_steps = ll;
     }
+    o.workers = 1;
+    if (V("workers")) {
+        if (!parse_int(V("workers"), 0, 64, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--workers must be an integer from 0 to 64");
+            goto out;
+        }
+        o.workers = (int)ll;
+    }
+    o.augment = ot_cli_count(cmd, &a, "augment") > 0;
+    o.skip_bad = ot_cli_count(cmd, &a, "skip-bad") > 0;
+    double val_split = 0;
+    if (V("val-split") && !parse_double(V("val-split"), 1e-9, 0.999999, &val_split)) {
+        rc = ot_cli_usage_error(cmd, "--val-split must be a fraction between 0 and 1");
+        goto out;
+    }
+    if (V("val-split") && V("val-data")) {
+        rc = ot_cli_usage_error(cmd, "--val-split and --val-data are exclusive");
+        goto out;
+    }
+    const char *keep = V("keep");
+    if (keep && strcmp(keep, "best") != 0 && strcmp(keep, "last") != 0) {
+        rc = ot_cli_usage_error(cmd, "--keep must be best or last");
+        goto out;
+    }
+    o.keep_best = keep && !strcmp(keep, "best");
+    if (V("patience")) {
+        if (!parse_int(V("patience"), 1, 1000000, &ll)) {
+            rc = ot_cli_usage_error(cmd, "--patience must be a positive integer");
+            goto out;
+        }
+        o.patience = (int)ll;
+    }
+    if ((o.keep_best || o.patience) && !V("val-split") && !V("val-data")) {
+        rc = ot_cli_usage_error(cmd, "--keep best and --patience need --val-split or --val-data");
+        goto out;
+    }
     o.checkpoint = V("checkpoint");
     o.resume = V("resume");
     if (o.checkpoint && out && !strcmp(o.checkpoint, out)) {
@@ -729,6 +791,31 @@ int ot_cmd_finetune(int argc, char **argv)
         ot_data_open(data, OT_DATA_TRAIN, &train, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto out;
+    }
+    if (val_split > 0) {
+        if (ot_data_split_indices(train, val_split, o.seed, &train_idx, &o.n_train_idx, &val_idx,
+                                  &o.n_val_idx, &err) != OT_OK) {
+            rc = ot_cli_error("%s", err.msg);
+            goto out;
+        }
+        o.train_idx = train_idx;
+        o.val_idx = val_idx;
+        o.val_data = train;
+        if (o.n_val_idx == 0) {
+            rc = ot_cli_error("%s: --val-split %g leaves no validation images", data, val_split);
+            goto out;
+        }
+    } else if (V("val-data")) {
+        if (ot_data_open(V("val-data"), OT_DATA_TRAIN, &val, &err) != OT_OK) {
+            rc = ot_cli_error("%s", err.msg);
+            goto out;
+        }
+        if (ot_data_n_classes(val) != ot_data_n_classes(train)) {
+            rc = ot_cli_error("%s: %d classes, the training data has %d", V("val-data"),
+                              ot_data_n_classes(val), ot_data_n_classes(train));
+            goto out;
+        }
+        o.val_data = val;
     }
     if (ot_graph_meta(g, OT_CKPT_META_PREFIX "format")) {
         ot_log(OT_LOG_WARN, "%s is a training checkpoint: a new run starts from its weights "
@@ -827,20 +914,42 @@ int ot_cmd_finetune(int argc, char **argv)
     o.checkpoint_prepare = prepare_checkpoint;
     o.checkpoint_user = &cc;
     o.stop = &stop_signal;
-    progress_ctx pc = { .f = log, .tty = isatty(fileno(log)) != 0, .resume = o.resume,
-                        .epochs = o.epochs };
+    pc.f = log;
+    pc.tty = isatty(fileno(log)) != 0;
+    pc.resume = o.resume;
+    pc.epochs = o.epochs;
     o.progress = on_progress;
     o.resumed = on_resumed;
     o.user = &pc;
+    pc.plot_path = V("plot");
+    pc.log_path = V("log");
+    if ((pc.log_path || pc.plot_path) &&
+        ot_train_log_new(pc.log_path, &pc.log, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto out;
+    }
     ot_train_result tr;
     struct sigaction old_actions[2];
     catch_stop_signals(old_actions);
     ot_status tst = ot_train_run(g, train, &o, &tr, &err);
     restore_signals(old_actions);
+    ot_train_log_free(pc.log);
+    pc.log = NULL;
     if (tst != OT_OK) {
         rc = ot_cli_error("%s: %s", model, err.msg);
         goto out;
     }
+    if (pc.log_err.code != OT_OK) {
+        rc = ot_cli_error("%s", pc.log_err.msg);
+        goto out;
+    }
+    if (tr.n_bad)
+        fprintf(log, "skipped %lld unreadable images (--skip-bad)\n", (long long)tr.n_bad);
+    if (tr.early_stopped)
+        fprintf(log, "stopped early: no better validation accuracy for %d epochs\n", o.patience);
+    if (o.keep_best && tr.best_epoch)
+        fprintf(log, "kept the weights of epoch %d (validation accuracy %.4f)\n", tr.best_epoch,
+                tr.best_val_accuracy);
     if (tr.stopped_by) {
         if (pc.tty)
             fprintf(log, "\n");
@@ -908,6 +1017,10 @@ out:
     free(run_options);
     free_list(train_pats);
     free_list(freeze_pats);
+    ot_train_log_free(pc.log);
+    ot_free(train_idx);
+    ot_free(val_idx);
+    ot_data_free(val);
     ot_data_free(train);
     ot_data_free(test);
     ot_graph_free(g);

@@ -12,10 +12,9 @@
  * onnxtrain.classes (one per line); without them the class index is shown.
  *
  * Image files: binary PGM (P5) and PPM (P6), maxval 1..65535, read here.
- * JPEG and PNG are recognised by their signatures and refused with a clear
+ * JPEG and PNG are decoded by the image-folder module (libjpeg-turbo,
+ * libpng); formerly refused with a clear
  * error until src/data/ offers a decoder.
- * TODO(predict): decode JPEG/PNG through the image-folder module's decoder
- * once src/data/data.h exports one.
  *
  * Nothing is printed until every image has been decoded and run, so an error
  * leaves stdout empty.
@@ -204,6 +203,15 @@ static ot_status decode_pnm(const char *path, const uint8_t *p, size_t len, deco
     return OT_OK;
 }
 
+static uint8_t *alloc_pixels(void *user, int h, int w, int c, ot_err *err)
+{
+    decoded *d = user;
+    d->pixels = malloc((size_t)h * (size_t)w * (size_t)c);
+    if (!d->pixels)
+        ot_err_set(err, OT_ERR_NOMEM, "out of memory for a %dx%d image", w, h);
+    return d->pixels;
+}
+
 /* Decodes the image file at `path`, choosing the format by its first bytes. */
 static ot_status decode_file(const char *path, decoded *out, ot_err *err)
 {
@@ -217,9 +225,7 @@ static ot_status decode_file(const char *path, decoded *out, ot_err *err)
         st = decode_pnm(path, bytes, len, out, err);
     } else if ((len >= 8 && !memcmp(bytes, "\x89PNG\r\n\x1a\n", 8)) ||
                (len >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff)) {
-        st = ot_err_set(err, OT_ERR_UNSUPPORTED,
-                        "%s: %s images are not supported yet; convert to PPM (P6) or PGM (P5)",
-                        path, bytes[0] == 0xff ? "JPEG" : "PNG");
+        st = ot_data_decode_file(path, alloc_pixels, out, &out->img, err);
     } else if (len >= 2 && bytes[0] == 'P' && bytes[1] >= '1' && bytes[1] <= '4') {
         st = ot_err_set(err, OT_ERR_UNSUPPORTED,
                         "%s: plain-text or bitmap Netpbm (P%c) is not supported; use binary "

@@ -273,4 +273,22 @@ ot_status ot_data_load_batch(const ot_dataset *ds, const int64_t *indices, int n
    224; only what a batch's images use is ever touched. */
 size_t ot_data_batch_scratch_bytes(const ot_dataset *ds, const ot_data_transform *t);
 
+/* ------------------------------------------------------- single files */
+
+/* Where a decoder writes pixels: called once the header is read, it returns
+   channels x height x width bytes for the planar image, or NULL after
+   setting err (its code is then what the decoder returns). */
+typedef uint8_t *(*ot_data_dest_fn)(void *user, int height, int width, int channels,
+                                    ot_err *err);
+
+/* Decodes the JPEG or PNG file at `path` (told apart by content, not name)
+ * into planar uint8 at the memory dest gives, and describes it in *img (1 or
+ * 3 channels; see ot_data_decode for colour handling). Thread-safe: all state
+ * is per call. Returns OT_ERR_IO (cannot open or read), OT_ERR_PARSE (not JPEG
+ * or PNG, corrupt or truncated, unsupported colour space, over the size
+ * limits), OT_ERR_NOMEM, or dest's error. Messages start with the path.
+ */
+ot_status ot_data_decode_file(const char *path, ot_data_dest_fn dest, void *user, ot_image *img,
+                              ot_err *err);
+
 #endif

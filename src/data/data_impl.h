@@ -85,20 +85,4 @@ ot_status ot_data_folder_load_batch(const ot_dataset *ds, const int64_t *indices
                                     const ot_data_transform *t, float *x, int64_t *labels,
                                     void *scratch, size_t scratch_bytes, ot_err *err);
 
-/* Where a decoder writes pixels: called once the header is read, it returns
-   channels x height x width bytes for the planar image, or NULL after
-   setting err (its code is then what the decoder returns). */
-typedef uint8_t *(*ot_data_dest_fn)(void *user, int height, int width, int channels,
-                                    ot_err *err);
-
-/* Decodes the JPEG or PNG file at `path` (told apart by content, not name)
- * into planar uint8 at the memory dest gives, and describes it in *img (1 or
- * 3 channels; see ot_data_decode for colour handling). Thread-safe: all state
- * is per call. Returns OT_ERR_IO (cannot open or read), OT_ERR_PARSE (not JPEG
- * or PNG, corrupt or truncated, unsupported colour space, over the size
- * limits), OT_ERR_NOMEM, or dest's error. Messages start with the path.
- */
-ot_status ot_data_decode_file(const char *path, ot_data_dest_fn dest, void *user, ot_image *img,
-                              ot_err *err);
-
 #endif

@@ -61,6 +61,13 @@ ot_status ot_eval_run(const ot_graph *model, const ot_dataset *data,
                       const ot_data_transform *transform, int batch_size, int threads,
                       ot_eval_result *res, ot_err *err)
 {
+    return ot_eval_run_subset(model, data, NULL, 0, transform, batch_size, threads, res, err);
+}
+
+ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, const int64_t *sub,
+                             int64_t n_sub, const ot_data_transform *transform, int batch_size,
+                             int threads, ot_eval_result *res, ot_err *err)
+{
     ot_status st = OT_OK;
     ot_graph *g = NULL;
     ot_exec *full = NULL, *last = NULL;
@@ -68,7 +75,7 @@ ot_status ot_eval_run(const ot_graph *model, const ot_dataset *data,
     int64_t *labels = NULL, *idx = NULL;
     void *scratch = NULL;
     memset(res, 0, sizeof *res);
-    int64_t N = ot_data_count(data);
+    int64_t N = sub ? n_sub : ot_data_count(data);
     if (N < 1 || batch_size < 1)
         return ot_err_set(err, OT_ERR_ARG, "nothing to evaluate");
     int32_t image;
@@ -82,7 +89,7 @@ ot_status ot_eval_run(const ot_graph *model, const ot_dataset *data,
                 ot_data_out_channels(transform, ch));
     int bs = batch_size > N ? (int)N : batch_size;
     size_t img_floats = (size_t)C * (size_t)S * (size_t)S;
-    size_t scratch_bytes = ot_data_prepare_scratch_bytes(h, w, transform);
+    size_t scratch_bytes = ot_data_batch_scratch_bytes(data, transform);
     x = malloc(img_floats * sizeof *x * (size_t)bs);
     labels = ot_calloc((size_t)bs, sizeof *labels);
     idx = ot_calloc((size_t)bs, sizeof *idx);
@@ -106,7 +113,7 @@ ot_status ot_eval_run(const ot_graph *model, const ot_dataset *data,
             OT_TRY(ot_exec_compile(g, &b, 1, &eo, xp, err));
         }
         for (int i = 0; i < n; i++)
-            idx[i] = start + i;
+            idx[i] = sub ? sub[start + i] : start + i;
         OT_TRY(ot_data_load_batch(data, idx, n, transform, x, labels, scratch, scratch_bytes, err));
         OT_TRY(ot_exec_run(*xp, &in, 1, err));
         const ot_tensor *y = ot_exec_output(*xp, 0);

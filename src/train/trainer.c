@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data/loader.h"
 #include "exec/exec.h"
 #include "train/loss.h"
 #include "trainer.h"
@@ -61,7 +62,13 @@ typedef struct trainer {
     runner full, last;
     int C, S;            /* channels and side of the image input              */
     size_t x_bytes;      /* one image                                         */
-    float *x;            /* batch of images                                   */
+    float *x;            /* batch of images (warm_cache)                      */
+    float *xb;           /* the current batch: the loader's buffer            */
+    ot_data_loader *loader;
+    const int64_t *map;  /* position in the training list -> dataset index    */
+    int64_t *good;       /* owned map after --skip-bad dropped images          */
+    int64_t *didx;       /* this epoch's order as dataset indices             */
+    float **best;        /* --keep best: parameters and statistics            */
     int64_t *labels;
     void *scratch;
     size_t scratch_bytes;
@@ -170,7 +177,7 @@ static ot_status cache_io(trainer *T, int64_t i, int c, void *buf, bool write, o
 static ot_status setup_cache(trainer *T, int64_t n_images, ot_err *err)
 {
     const ot_train_opts *o = T->o;
-    if (!T->tg.prefix || o->no_cache || !T->tg.cacheable || o->epochs < 2)
+    if (!T->tg.prefix || o->no_cache || !T->tg.cacheable || o->epochs < 2 || o->augment)
         return OT_OK;
     size_t total;
     if (!ot_size_mul((size_t)n_images, T->cut_total, &total))
@@ -224,12 +231,14 @@ static ot_status warm_cache(trainer *T, int64_t *perm, int64_t N, int bs, int64_
 {
     ot_status st = OT_OK;
     ot_data_shuffle(N, T->o->seed, 0, perm);
+    for (int64_t k = 0; k < N; k++)
+        T->didx[k] = T->map ? T->map[perm[k]] : perm[k];
     for (int64_t s = 0; s < n_steps; s++) {
         int64_t *idx = perm + s * bs;
         int n = (int)(s == steps_per_epoch - 1 && N % bs ? N % bs : bs);
         runner *r = n == bs ? &T->full : &T->last;
-        OT_TRY(ot_data_load_batch(T->data, idx, n, &T->o->transform, T->x, T->labels, T->scratch,
-                                  T->scratch_bytes, err));
+        OT_TRY(ot_data_load_batch(T->data, T->didx + s * bs, n, &T->o->transform, T->x, T->labels,
+                                  T->scratch, T->scratch_bytes, err));
         ot_tensor img;
         int64_t xd[4] = { n, T->C, T->S, T->S };
         bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, T->x);
@@ -434,8 +443,80 @@ done:
     return st;
 }
 
-static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, int n, int64_t *correct,
-                           double *loss_sum, ot_err *err)
+/* --skip-bad: decodes every training image once and keeps the readable ones,
+   so that batches, the cache and checkpoints all see one fixed list. */
+static ot_status scan_bad(trainer *T, int64_t *N, ot_train_result *res, ot_err *err)
+{
+    ot_status st = OT_OK;
+    size_t bytes = ot_data_max_image_bytes(T->data);
+    void *buf = malloc(bytes ? bytes : 1);
+    T->good = ot_malloc(sizeof *T->good * (size_t)(*N + 1));
+    if (!buf || !T->good)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory scanning the images");
+    int64_t kept = 0;
+    for (int64_t k = 0; k < *N; k++) {
+        int64_t i = T->map ? T->map[k] : k;
+        ot_image img;
+        ot_err e2;
+        ot_err_init(&e2);
+        ot_status s2 = ot_data_decode(T->data, i, &img, buf, bytes, &e2);
+        if (s2 == OT_OK) {
+            T->good[kept++] = i;
+        } else if (s2 == OT_ERR_PARSE || s2 == OT_ERR_IO) {
+            res->n_bad++;
+            ot_log(OT_LOG_INFO, "skipped: %s", e2.msg);
+        } else {
+            *err = e2;
+            st = s2;
+            goto done;
+        }
+    }
+    *N = kept;
+done:
+    free(buf);
+    return st;
+}
+
+/* Scores the validation set with the weights of now; tracks the best epoch
+   and, with keep_best, keeps a copy of its parameters and statistics. */
+static ot_status validate(trainer *T, ot_train_epoch *e, ot_train_result *res, ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_train_opts *o = T->o;
+    const ot_train_graph *tg = &T->tg;
+    ot_eval_result ev;
+    copy_back(T, T->full.step);
+    OT_TRY(ot_eval_run_subset(T->model, o->val_data, o->val_idx, o->val_idx ? o->n_val_idx : 0,
+                              &o->transform, o->batch_size, o->threads, &ev, err));
+    e->val_loss = ev.loss;
+    e->val_accuracy = ev.top1;
+    ot_eval_result_fini(&ev);
+    if (res->best_epoch == 0 || e->val_accuracy > res->best_val_accuracy) {
+        res->best_epoch = e->epoch;
+        res->best_val_accuracy = e->val_accuracy;
+        e->best = true;
+        if (o->keep_best) {
+            int n = tg->n_params + tg->n_stats;
+            if (!T->best) {
+                T->best = ot_calloc((size_t)n + 1, sizeof *T->best);
+                if (!T->best)
+                    OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+            }
+            for (int i = 0; i < n; i++) {
+                int32_t id = i < tg->n_params ? tg->params[i] : tg->stats[i - tg->n_params];
+                const ot_value *v = &T->model->values[id];
+                if (!T->best[i] && !(T->best[i] = malloc(v->data.bytes ? v->data.bytes : 1)))
+                    OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+                memcpy(T->best[i], v->data.data, v->data.bytes);
+            }
+        }
+    }
+done:
+    return st;
+}
+
+static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int64_t *didx, int n,
+                           int64_t *correct, double *loss_sum, ot_err *err)
 {
     ot_status st = OT_OK;
     const ot_train_graph *tg = &T->tg;
@@ -443,13 +524,19 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, int n, int
     for (int i = 0; i < n && all_cached; i++)
         all_cached = T->cached[idx[i]] != 0;
     if (!all_cached || !tg->prefix) {
-        OT_TRY(ot_data_load_batch(T->data, idx, n, &T->o->transform, T->x, T->labels, T->scratch,
-                                  T->scratch_bytes, err));
+        float *x;
+        int64_t *labels;
+        int got;
+        OT_TRY(ot_data_loader_next(T->loader, &x, &labels, &got, err));
+        if (got != n)
+            OT_FAIL(err, OT_ERR_INTERNAL, "the loader gave %d images, the step expected %d", got,
+                    n);
+        T->xb = x;
+        memcpy(T->labels, labels, sizeof *labels * (size_t)n);
     } else {
         for (int i = 0; i < n; i++) {
-            ot_image img;
             int label;
-            OT_TRY(ot_data_get(T->data, idx[i], &img, &label, err));
+            OT_TRY(ot_data_get(T->data, didx[i], NULL, &label, err));
             T->labels[i] = label;
         }
     }
@@ -464,7 +551,7 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, int n, int
         } else {
             ot_tensor img;
             int64_t xd[4] = { n, T->C, T->S, T->S };
-            bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, T->x);
+            bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, T->xb);
             OT_TRY(ot_exec_run(r->prefix, &img, 1, err));
             for (int c = 0; c < tg->n_cut; c++) {
                 r->cut_in[c].data = ot_exec_output(r->prefix, c)->data;
@@ -479,7 +566,7 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, int n, int
                     T->cached[idx[i]] = 1;
         }
     } else {
-        r->cut_in[0].data = T->x;
+        r->cut_in[0].data = T->xb;
     }
     r->cut_in[tg->n_cut].data = T->labels;
     if (tg->seed >= 0)
@@ -523,9 +610,14 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     res->checkpoint_step = -1;
     if (o->epochs < 1 || o->batch_size < 1)
         return ot_err_set(err, OT_ERR_ARG, "--epochs and --batch-size must be at least 1");
-    int64_t N = ot_data_count(data);
+    int64_t N = o->train_idx ? o->n_train_idx : ot_data_count(data);
+    T.map = o->train_idx;
+    if (o->skip_bad) {
+        OT_TRY(scan_bad(&T, &N, res, err));
+        T.map = T.good;
+    }
     if (N < 1)
-        return ot_err_set(err, OT_ERR_ARG, "the training set is empty");
+        OT_FAIL(err, OT_ERR_ARG, "the training set is empty");
 
     OT_TRY(ot_train_graph_build(model, &o->graph, &T.tg, err));
     ot_train_graph *tg = &T.tg;
@@ -545,7 +637,17 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         bs = (int)N;
     T.x = malloc(T.x_bytes * (size_t)bs);
     T.labels = ot_calloc((size_t)bs, sizeof *T.labels);
-    T.scratch_bytes = ot_data_prepare_scratch_bytes(h, w, &o->transform);
+    (void)h;
+    (void)w;
+    T.scratch_bytes = ot_data_batch_scratch_bytes(data, &o->transform);
+    T.didx = ot_malloc(sizeof *T.didx * (size_t)N);
+    if (!T.didx)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    {
+        ot_data_loader_opts lo = { .batch_size = bs, .n_workers = o->workers,
+                                   .augment = o->augment, .seed = o->seed };
+        OT_TRY(ot_data_loader_new(data, &o->transform, &lo, &T.loader, err));
+    }
     T.scratch = malloc(T.scratch_bytes ? T.scratch_bytes : 1);
     perm = ot_malloc(sizeof *perm * (size_t)N);
     if (!T.x || !T.labels || !T.scratch || !perm)
@@ -575,6 +677,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     res->cache_off_reason = !tg->prefix       ? "nothing is frozen before the first trained layer"
                             : o->no_cache     ? "--no-cache"
                             : !tg->cacheable  ? tg->why_not_cacheable
+                            : o->augment      ? "--augment changes the images every epoch"
                             : o->epochs < 2   ? "one epoch: nothing to reuse"
                                               : NULL;
 
@@ -636,8 +739,13 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             seen = T.ck.epoch_seen;
         }
         bool cached_epoch = T.cache_on && epoch > 0;
+        for (int64_t k = 0; k < N; k++)
+            T.didx[k] = T.map ? T.map[perm[k]] : perm[k];
+        if (!cached_epoch && s0 < steps_per_epoch)
+            OT_TRY(ot_data_loader_start_epoch(T.loader, T.didx + s0 * bs, N - s0 * bs, epoch,
+                                              err));
         ot_train_epoch e = { .epoch = epoch + 1, .epochs = o->epochs, .steps = steps_per_epoch,
-                             .cached = cached_epoch };
+                             .cached = cached_epoch, .val_loss = NAN, .val_accuracy = NAN };
         for (int64_t s = s0; s < steps_per_epoch; s++) {
             if (o->stop && *o->stop) {
                 stopped = true;
@@ -649,7 +757,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             double hlr = ot_optim_schedule_lr(&o->schedule, o->head_lr > 0 ? o->head_lr : o->lr,
                                               epoch, s, steps_per_epoch);
             T.seed = (int64_t)(o->seed * 1000003u + (uint64_t)total_steps); /* per step */
-            st = run_batch(&T, r, perm + s * bs, n, &correct, &loss_sum, err);
+            st = run_batch(&T, r, perm + s * bs, T.didx + s * bs, n, &correct, &loss_sum, err);
             if (st != OT_OK) {
                 ot_err_prefix(err, "epoch %d, step %lld (step %lld in all)", epoch + 1,
                               (long long)s + 1, (long long)total_steps + 1);
@@ -692,6 +800,14 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
                     goto done;
                 }
             }
+            if (epoch_end && o->val_data) {
+                OT_TRY(validate(&T, &e, res, err));
+                if (o->patience > 0 && epoch + 1 - (res->best_epoch ? res->best_epoch : epoch + 1) >=
+                                           o->patience) {
+                    res->early_stopped = true;
+                    stop = true;
+                }
+            }
             if (o->progress)
                 o->progress(&e, epoch_end || stop, o->user);
             if (stop) {
@@ -712,6 +828,15 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     res->epoch = T.ck.epoch;
     res->epoch_step = T.ck.epoch_step;
     copy_back(&T, T.full.step);
+    if (o->keep_best && T.best) { /* the best validation epoch's weights */
+        for (int i = 0; i < tg->n_params + tg->n_stats; i++) {
+            int32_t id = i < tg->n_params ? tg->params[i] : tg->stats[i - tg->n_params];
+            ot_value *v = &model->values[id];
+            memcpy(v->data.data, T.best[i], v->data.bytes);
+        }
+    } else {
+        res->best_epoch = 0;
+    }
 done:
     free_runner(&T.full);
     free_runner(&T.last);
@@ -728,6 +853,12 @@ done:
         close(T.cache_fd);
     ot_free(T.cached);
     free(T.x);
+    ot_data_loader_free(T.loader);
+    ot_free(T.didx);
+    ot_free(T.good);
+    for (int i = 0; T.best && i < T.tg.n_params + T.tg.n_stats; i++)
+        free(T.best[i]);
+    ot_free(T.best);
     ot_free(T.labels);
     free(T.scratch);
     ot_free(perm);

@@ -43,6 +43,9 @@ typedef struct ot_train_epoch {
     double images_per_s;
     double seconds;
     bool cached;         /* this epoch read the prefix from the cache      */
+    double val_loss;     /* validation after the epoch; NaN when none      */
+    double val_accuracy;
+    bool best;           /* the best validation accuracy so far            */
 } ot_train_epoch;
 
 typedef struct ot_train_opts {
@@ -63,6 +66,18 @@ typedef struct ot_train_opts {
     const int32_t *head_params; /* parameters that get head_lr                */
     int n_head_params;
     int64_t max_steps;     /* stop after this many steps in all (tests); 0: off */
+    /* data */
+    const int64_t *train_idx; /* train on these dataset indices (NULL: all)   */
+    int64_t n_train_idx;
+    const ot_dataset *val_data; /* validation set scored after every epoch     */
+    const int64_t *val_idx;     /* its indices (NULL: all)                     */
+    int64_t n_val_idx;
+    int workers;           /* loader threads; 0 prepares batches in the loop  */
+    bool augment;          /* random resized crop + flip (turns the cache off) */
+    bool skip_bad;         /* drop unreadable images (found by a first scan)  */
+    bool keep_best;        /* export the weights of the best validation epoch */
+    int patience;          /* stop after this many epochs without a better
+                              validation accuracy; 0: never                    */
     bool deterministic;    /* the caller fixed the threads; nothing order-dependent */
     /* checkpoints */
     const char *checkpoint;     /* write checkpoints here; NULL: none            */
@@ -96,6 +111,10 @@ typedef struct ot_train_result {
     int n_trainable;
     uint64_t numel_trainable;
     int stopped_by;          /* *opts->stop when the loop stopped early; else 0  */
+    int64_t n_bad;           /* images --skip-bad dropped                       */
+    int best_epoch;          /* 1-based epoch whose weights were kept; 0: last  */
+    double best_val_accuracy;
+    bool early_stopped;      /* --patience ended the run                        */
     int epoch;               /* where training ended: epochs completed, and   */
     int64_t epoch_step;      /* steps done in the epoch in progress           */
     int64_t steps_per_epoch;
@@ -135,6 +154,10 @@ typedef struct ot_eval_result {
 ot_status ot_eval_run(const ot_graph *model, const ot_dataset *data,
                       const ot_data_transform *transform, int batch_size, int threads,
                       ot_eval_result *res, ot_err *err);
+/* The same on the images idx[0..n) of data (idx NULL: all of them). */
+ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, const int64_t *idx,
+                             int64_t n, const ot_data_transform *transform, int batch_size,
+                             int threads, ot_eval_result *res, ot_err *err);
 void ot_eval_result_fini(ot_eval_result *res);
 
 #endif
