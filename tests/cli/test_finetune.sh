@@ -168,6 +168,57 @@ else
     fail "eval --json" "$(describe_run)"
 fi
 
+# validation, best epoch, log and plot
+train "--val-split --keep best --log --plot" "$T_TMP/vb.onnx" --epochs 3 --val-split 0.25 \
+    --keep best --log "$T_TMP/l.csv" --plot "$T_TMP/p.svg" &&
+    py_checks "log and plot" '
+import sys, csv, xml.etree.ElementTree as ET
+rows = list(csv.DictReader(open(sys.argv[1])))
+print("ok csv rows" if len(rows) == 3 and all(r["val_accuracy"] for r in rows)
+      else "FAIL csv rows: %r" % rows)
+root = ET.parse(sys.argv[2]).getroot()
+lines = [e for e in root.iter() if e.tag.endswith("polyline")]
+print("ok svg curves" if len(lines) >= 4 else "FAIL svg curves: %d" % len(lines))
+out = open(sys.argv[3]).read()
+print("ok kept best" if "kept the weights of epoch" in out else "FAIL kept best")
+' "$T_TMP/l.csv" "$T_TMP/p.svg" "$T_TMP/stdout"
+train "--patience" "$T_TMP/pa.onnx" --epochs 30 --val-split 0.25 --patience 1 --lr 1e-6 &&
+    { if grep -q "stopped early" "$T_TMP/stdout"; then ok "--patience stops early"; else
+        fail "--patience" "no early stop: $(tail -n 3 "$T_TMP/stdout")"; fi; }
+expect_usage "--keep best needs validation" finetune "$BN" "${COMMON[@]}" --keep best -o "$T_TMP/x.onnx"
+
+# augmentation: reproducible, and independent of the worker count
+train "--augment, 2 workers" "$T_TMP/a2.onnx" --epochs 2 --augment --workers 2 &&
+    train "--augment, no workers" "$T_TMP/a0.onnx" --epochs 2 --augment --workers 0 &&
+    { if cmp -s "$T_TMP/a2.onnx" "$T_TMP/a0.onnx"; then ok "augment: same result for any workers"; else
+        fail "augment workers" "outputs differ"; fi; }
+if grep -q "augment changes the images" "$T_TMP/stdout"; then ok "augment: cache off, said why"; else
+    fail "augment cache" "$(tail -n 3 "$T_TMP/stdout")"; fi
+
+# an image folder with a corrupt JPEG: an error naming it, or skipped and counted
+FOLD=$T_TMP/folder
+"$PY" -c '
+import os, sys, numpy as np
+from PIL import Image
+root = sys.argv[1]
+rng = np.random.default_rng(0)
+for c, name in enumerate(["cat", "dog", "fox"]):
+    os.makedirs(os.path.join(root, name), exist_ok=True)
+    for i in range(6):
+        a = np.clip(rng.normal(60 + 70 * c, 30, (40, 36 + 4 * i, 3)), 0, 255).astype(np.uint8)
+        ext = "png" if i % 2 else "jpg"
+        Image.fromarray(a).save(os.path.join(root, name, "%d.%s" % (i, ext)))
+data = open(os.path.join(root, "dog", "0.jpg"), "rb").read()
+open(os.path.join(root, "dog", "9.jpg"), "wb").write(data[: len(data) // 2])
+' "$FOLD"
+ot finetune "$BN" --data "$FOLD" --classes 3 --image-size 32 --batch-size 4 --epochs 1 -o "$T_TMP/f.onnx"
+if [ "$T_RC" -eq 1 ] && [[ $T_ERR == *"9.jpg"* ]] && [ ! -e "$T_TMP/f.onnx" ]; then
+    ok "corrupt image: error naming it"; else fail "corrupt image" "$(describe_run)"; fi
+ot finetune "$BN" --data "$FOLD" --classes 3 --image-size 32 --batch-size 4 --epochs 2 --skip-bad \
+    -o "$T_TMP/f.onnx"
+if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"skipped 1 unreadable"* ]]; then ok "--skip-bad counts"; else
+    fail "--skip-bad" "$(describe_run)"; fi
+
 # inspect --training: the plan per mode
 for mode in feature-extract fine-tune full; do
     ot inspect "$BN" --training --json --mode "$mode" --classes 10
