@@ -63,6 +63,8 @@ static const ot_cli_opt finetune_opts[] = {
     { "cache-dir", 0, "DIR", "folder for a spilled prefix cache (default $TMPDIR or /tmp)" },
     { "max-steps", 0, "N", "stop after N steps in all (for quick checks)" },
     { "workers", 0, "N", "background threads preparing batches (default 1; 0: in the loop)" },
+    { "data-classes", 0, "LIST", "use only these classes (\"5-9\", \"0,2,4\"), relabelled 0.." },
+    { "per-class", 0, "N", "use at most N training images per class (seeded choice)" },
     { "augment", 0, NULL, "random resized crop and horizontal flip (turns the cache off)" },
     { "skip-bad", 0, NULL, "skip and count unreadable images instead of stopping" },
     { "val-split", 0, "F", "hold out this fraction of the training data (seeded, stratified)" },
@@ -107,6 +109,7 @@ static const ot_cli_opt eval_opts[] = {
     { "batch-size", 0, "N", "images per run (default 32)" },
     { "image-size", 0, "S", "override the model's recorded image size" },
     { "normalize", 0, "KIND", "override the recorded normalization: imagenet, half or none" },
+    { "data-classes", 0, "LIST", "score only these classes (\"5-9\", \"0,2,4\"), relabelled 0.." },
     { "mean", 0, "R,G,B", "override the recorded per-channel mean" },
     { "std", 0, "R,G,B", "override the recorded per-channel standard deviation" },
     { "threads", 0, "N", "threads (default OMP_NUM_THREADS, else all cores)" },
@@ -233,6 +236,61 @@ static int apply_mean_std(const ot_cli_cmd *cmd, const ot_cli_args *a, ot_data_t
         return ot_cli_usage_error(cmd, "--mean must be one number or three, comma-separated");
     if (s && !parse_triple(s, true, t->std))
         return ot_cli_usage_error(cmd, "--std must be one positive number or three");
+    return OT_EXIT_OK;
+}
+
+/* Parses "5-9" / "0,2,4" / "1,3-5" into classes[]; false on bad syntax. */
+static bool parse_class_list(const char *s, int *classes, int *n, int cap)
+{
+    *n = 0;
+    while (*s) {
+        char *end;
+        long a = strtol(s, &end, 10), b = a;
+        if (end == s || a < 0)
+            return false;
+        s = end;
+        if (*s == '-') {
+            b = strtol(s + 1, &end, 10);
+            if (end == s + 1 || b < a)
+                return false;
+            s = end;
+        }
+        for (long c = a; c <= b; c++) {
+            if (*n >= cap)
+                return false;
+            classes[(*n)++] = (int)c;
+        }
+        if (*s == ',')
+            s++;
+        else if (*s)
+            return false;
+    }
+    return *n > 0;
+}
+
+/* Applies --data-classes / --per-class to *ds (replacing it). Returns an exit
+   status. */
+static int select_data(const ot_cli_cmd *cmd, const ot_cli_args *a, ot_dataset **ds,
+                       int64_t per_class, uint64_t seed)
+{
+    const char *list = ot_cli_value(cmd, a, "data-classes");
+    if (!list && per_class <= 0)
+        return OT_EXIT_OK;
+    int classes[OT_DATA_MAX_CLASSES], n = 0;
+    if (list) {
+        if (!parse_class_list(list, classes, &n, OT_DATA_MAX_CLASSES))
+            return ot_cli_usage_error(cmd, "--data-classes: expected numbers and ranges like 5-9");
+    } else {
+        n = ot_data_n_classes(*ds);
+        for (int c = 0; c < n; c++)
+            classes[c] = c;
+    }
+    ot_dataset *sel = NULL;
+    ot_err err;
+    if (ot_data_select(*ds, classes, n, per_class, seed, &sel, &err) != OT_OK)
+        return ot_cli_error("%s", err.msg);
+    ot_data_free(*ds);
+    *ds = sel;
     return OT_EXIT_OK;
 }
 
@@ -792,6 +850,15 @@ int ot_cmd_finetune(int argc, char **argv)
         rc = ot_cli_error("%s", err.msg);
         goto out;
     }
+    {
+        long long per_class = 0;
+        if (V("per-class") && !parse_int(V("per-class"), 1, INT64_MAX, &per_class)) {
+            rc = ot_cli_usage_error(cmd, "--per-class must be a positive integer");
+            goto out;
+        }
+        if ((rc = select_data(cmd, &a, &train, per_class, o.seed)) != OT_EXIT_OK)
+            goto out;
+    }
     if (val_split > 0) {
         if (ot_data_split_indices(train, val_split, o.seed, &train_idx, &o.n_train_idx, &val_idx,
                                   &o.n_val_idx, &err) != OT_OK) {
@@ -979,8 +1046,13 @@ int ot_cmd_finetune(int argc, char **argv)
         fprintf(log, "prefix cache off: %s\n", tr.cache_off_reason);
     bool have_test = ot_data_has_split(data, OT_DATA_TEST);
     if (have_test) {
-        if (ot_data_open(data, OT_DATA_TEST, &test, &err) != OT_OK ||
-            ot_eval_run(g, test, &o.transform, o.batch_size, o.threads, &ev, &err) != OT_OK) {
+        if (ot_data_open(data, OT_DATA_TEST, &test, &err) != OT_OK) {
+            rc = ot_cli_error("%s", err.msg);
+            goto out;
+        }
+        if ((rc = select_data(cmd, &a, &test, 0, o.seed)) != OT_EXIT_OK)
+            goto out;
+        if (ot_eval_run(g, test, &o.transform, o.batch_size, o.threads, &ev, &err) != OT_OK) {
             rc = ot_cli_error("%s", err.msg);
             goto out;
         }
@@ -1077,6 +1149,8 @@ int ot_cmd_eval(int argc, char **argv)
         rc = ot_cli_error("%s", err.msg);
         goto out;
     }
+    if ((rc = select_data(cmd, &a, &ds, 0, 0)) != OT_EXIT_OK)
+        goto out;
     ot_data_transform t;
     ot_data_transform_init(&t, default_size(g), OT_DATA_NORM_IMAGENET);
     ot_train_meta_read(g, &t);

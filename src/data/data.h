@@ -291,4 +291,15 @@ typedef uint8_t *(*ot_data_dest_fn)(void *user, int height, int width, int chann
 ot_status ot_data_decode_file(const char *path, ot_data_dest_fn dest, void *user, ot_image *img,
                               ot_err *err);
 
+/* --------------------------------------------------------- selections */
+
+/* A new data set (owned by the caller, release with ot_data_free) holding the
+   images of classes[0 .. n_classes) of `ds`, relabelled 0 .. n_classes-1 in
+   that order and named as in `ds`, at most `per_class` images of each (0:
+   all), chosen by ot_data_shuffle(seed) and kept in `ds`'s order. CIFAR-10
+   and IDX only. Errors: OT_ERR_UNSUPPORTED (an image folder), OT_ERR_ARG (a
+   class out of range or twice, an empty selection), OT_ERR_NOMEM. */
+ot_status ot_data_select(const ot_dataset *ds, const int *classes, int n_classes,
+                         int64_t per_class, uint64_t seed, ot_dataset **out, ot_err *err);
+
 #endif
