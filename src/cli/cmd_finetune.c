@@ -483,7 +483,7 @@ int ot_cli_inspect_training(ot_graph *g, const char *path, const ot_cli_cmd *cmd
         rc = ot_cli_error("%s: %s", path, err.msg);
         goto out;
     }
-    if (ot_pass_freeze(g, &fo, &head, &fr, &err) != OT_OK) {
+    if (ot_pass_freeze_at_size(g, &fo, &head, 224, &fr, &err) != OT_OK) {
         rc = ot_cli_usage_error(cmd, "%s", err.msg);
         goto out;
     }
@@ -926,7 +926,7 @@ int ot_cmd_finetune(int argc, char **argv)
         goto out;
     }
     ot_freeze_report fr;
-    if (ot_pass_freeze(g, &fo, &head, &fr, &err) != OT_OK) {
+    if (ot_pass_freeze_at_size(g, &fo, &head, size, &fr, &err) != OT_OK) {
         rc = ot_cli_usage_error(cmd, "%s", err.msg);
         goto out;
     }

@@ -286,6 +286,41 @@ done:
     return st;
 }
 
+ot_status ot_pass_freeze_at_size(ot_graph *g, const ot_freeze_opts *opts, const ot_head *head,
+                                 int64_t image_size, ot_freeze_report *rep, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *c = NULL;
+    int32_t image = -1;
+    for (int32_t i = 0; i < g->n_inputs && image < 0; i++)
+        if (!(g->values[g->inputs[i].value].flags & OT_VAL_INIT))
+            image = g->inputs[i].value;
+    const ot_value *iv = image >= 0 ? &g->values[image] : NULL;
+    bool dynamic = iv && iv->ndim >= 3;
+    for (int d = 2; dynamic && d < iv->ndim; d++)
+        dynamic = iv->dims[d] < 0;
+    if (!dynamic || image_size <= 0 || opts->mode != OT_FREEZE_FINE_TUNE)
+        return ot_pass_freeze(g, opts, head, rep, err);
+    OT_TRY(ot_graph_clone(g, &c, err));
+    ot_value *cv = &c->values[image];
+    for (int d = 2; d < cv->ndim; d++) {
+        cv->dims[d] = image_size;
+        cv->dim_names[d] = NULL;
+    }
+    for (int32_t v = 0; v < c->n_values; v++)
+        if (!(c->values[v].flags & (OT_VAL_INIT | OT_VAL_INPUT)))
+            c->values[v].flags &= ~(uint32_t)OT_VAL_SHAPE_DECLARED;
+    OT_TRY(ot_graph_infer_shapes(c, err));
+    OT_TRY(ot_pass_freeze(c, opts, head, rep, err));
+    for (int32_t v = 0; v < g->n_values; v++) {
+        g->values[v].flags &= ~(uint32_t)OT_VAL_TRAINABLE;
+        g->values[v].flags |= c->values[v].flags & OT_VAL_TRAINABLE;
+    }
+done:
+    ot_graph_free(c);
+    return st;
+}
+
 /* splitmix64: a small, well-mixed generator; the same on every machine. */
 static uint64_t next_u64(uint64_t *s)
 {

@@ -54,6 +54,16 @@ ot_status ot_pass_freeze(ot_graph *g, const ot_freeze_opts *opts, const ot_head 
                          ot_freeze_report *rep, ot_err *err);
 
 /*
+ * ot_pass_freeze for a model whose image input has dynamic spatial dims: the
+ * fine-tune preset finds the last stage from static shapes, so the shapes are
+ * inferred on a copy with the image side set to `image_size`, and the
+ * resulting flags are set on `g`. With static dims (or image_size 0) it is
+ * ot_pass_freeze. Errors as ot_pass_freeze.
+ */
+ot_status ot_pass_freeze_at_size(ot_graph *g, const ot_freeze_opts *opts, const ot_head *head,
+                                 int64_t image_size, ot_freeze_report *rep, ot_err *err);
+
+/*
  * Replaces the head's weight (and bias) with new tensors for `n_classes`
  * outputs, same node form and weight layout (Gemm transB=1: [N, in]), drawn
  * from U(-1/sqrt(in), 1/sqrt(in)) as nn.Linear's default initialisation, with
