@@ -134,4 +134,11 @@ int ot_cmd_export(int argc, char **argv);
 int ot_cmd_predict(int argc, char **argv);
 int ot_cmd_zoo(int argc, char **argv);
 
+/* --batch N|dynamic (convert, finetune): parses the value (OT_DIM_DYNAMIC for
+   "dynamic"), and rewrites dim 0 of a graph's inputs, outputs and value_info
+   as docs/cli.md says. apply returns an exit status and prints errors. */
+struct ot_graph;
+bool ot_cli_parse_batch(const char *s, int64_t *dim);
+int ot_cli_apply_batch(struct ot_graph *g, const char *path, int64_t dim);
+
 #endif

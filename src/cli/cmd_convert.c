@@ -92,7 +92,7 @@ static void set_batch(const batch_edit *e, ot_value *v)
 }
 
 /* Parses --batch: a positive integer, or "dynamic". */
-static bool parse_batch(const char *s, int64_t *dim)
+bool ot_cli_parse_batch(const char *s, int64_t *dim)
 {
     if (strcmp(s, "dynamic") == 0) {
         *dim = OT_DIM_DYNAMIC;
@@ -139,7 +139,7 @@ static void warn_fixed_reshapes(const ot_graph *g, const batch_edit *e)
 }
 
 /* Applies --batch to the graph. Returns an exit status. */
-static int apply_batch(ot_graph *g, const char *path, int64_t dim)
+int ot_cli_apply_batch(ot_graph *g, const char *path, int64_t dim)
 {
     int rc = OT_EXIT_OK;
     batch_edit e = { .dim = dim };
@@ -245,7 +245,7 @@ int ot_cmd_convert(int argc, char **argv)
 
     int64_t batch = 0;
     const char *batch_s = ot_cli_value(&convert_cmd, &args, "batch");
-    if (batch_s && !parse_batch(batch_s, &batch)) {
+    if (batch_s && !ot_cli_parse_batch(batch_s, &batch)) {
         rc = ot_cli_usage_error(&convert_cmd, "bad value '%s' for --batch (expected a positive "
                                 "integer or 'dynamic')", batch_s);
         goto done;
@@ -281,7 +281,7 @@ int ot_cmd_convert(int argc, char **argv)
         goto done;
     }
     if (batch_s) {
-        rc = apply_batch(g, in, batch);
+        rc = ot_cli_apply_batch(g, in, batch);
         if (rc != OT_EXIT_OK)
             goto done;
     }

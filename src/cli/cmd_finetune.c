@@ -72,6 +72,7 @@ static const ot_cli_opt finetune_opts[] = {
     { "keep", 0, "best|last", "export the last epoch's weights (default) or the best one's" },
     { "patience", 0, "N", "stop after N epochs without a better validation accuracy" },
     { "log", 0, "FILE.csv", "write per-epoch metrics as CSV" },
+    { "batch", 0, "N|dynamic", "batch dim of the exported model (default: as the input's)" },
     { "plot", 0, "FILE.svg", "draw the loss and accuracy curves as SVG" },
     { "checkpoint", 0, "FILE", "write a checkpoint after every epoch and when interrupted" },
     { "checkpoint-every", 0, "N", "also write the checkpoint every N steps" },
@@ -788,6 +789,13 @@ int ot_cmd_finetune(int argc, char **argv)
         goto out;
     }
     o.keep_best = keep && !strcmp(keep, "best");
+    {
+        int64_t b;
+        if (V("batch") && !ot_cli_parse_batch(V("batch"), &b)) {
+            rc = ot_cli_usage_error(cmd, "--batch must be a positive integer or 'dynamic'");
+            goto out;
+        }
+    }
     if (V("patience")) {
         if (!parse_int(V("patience"), 1, 1000000, &ll)) {
             rc = ot_cli_usage_error(cmd, "--patience must be a positive integer");
@@ -1060,6 +1068,13 @@ int ot_cmd_finetune(int argc, char **argv)
                 ev.loss, (long long)ev.n);
     }
     {
+        int64_t export_batch = 0;
+        if (V("batch") && (!ot_cli_parse_batch(V("batch"), &export_batch) ||
+                           (rc = ot_cli_apply_batch(g, model, export_batch)) != OT_EXIT_OK)) {
+            if (rc == OT_EXIT_OK)
+                rc = OT_EXIT_ERROR;
+            goto out;
+        }
         ot_status st = fit_input_size(g, size, &err);
         if (st == OT_OK)
             st = ot_train_meta_write(g, &o.transform, names, nc, &err);

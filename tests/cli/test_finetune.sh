@@ -152,6 +152,21 @@ print("ok opset kept" if a.opset_import[0].version == b.opset_import[0].version 
 ' "$FX/$f.onnx" "$T_TMP/$f.out.onnx"
 done
 
+# --batch sets the exported batch dim
+ot finetune "$FX/resnet18_zoo7.onnx" "${COMMON[@]}" --epochs 1 --max-steps 1 --batch dynamic \
+    -o "$T_TMP/bd.onnx"
+if [ "$T_RC" -eq 0 ]; then
+    py_checks "--batch dynamic" '
+import sys, onnx
+m = onnx.load(sys.argv[1]); onnx.checker.check_model(m)
+d = [x.dim_param or x.dim_value for x in m.graph.input[0].type.tensor_type.shape.dim]
+print("ok dynamic batch" if d[0] == "N" else "FAIL dynamic batch: %r" % d)
+' "$T_TMP/bd.onnx"
+else
+    fail "--batch dynamic" "$(describe_run)"
+fi
+expect_usage "bad --batch" finetune "$BN" "${COMMON[@]}" --batch x -o "$T_TMP/x.onnx"
+
 # eval
 ot eval "$T_TMP/fe.onnx" --data "$DATA" --json
 if [ "$T_RC" -eq 0 ]; then
