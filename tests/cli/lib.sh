@@ -174,3 +174,24 @@ py_checks() {
         fail "$name" "python exited $rc: $(tail -n 1 "$T_TMP/py.err")"
     fi
 }
+
+# Installs onnxruntime-node 1.30 into $BUILD/ort when it is not there (npm;
+# ONNXRUNTIME_NODE_INSTALL=skip keeps its install script from fetching CUDA
+# binaries). Returns 1 with a message in ENSURE_ORT_ERR when that fails.
+ensure_ort() {
+    local ort=$BUILD/ort
+    ENSURE_ORT_ERR=
+    if [ -d "$ort/node_modules/onnxruntime-node" ]; then
+        return 0
+    fi
+    if ! command -v npm >/dev/null 2>&1; then
+        ENSURE_ORT_ERR="npm is not installed"
+        return 1
+    fi
+    mkdir -p "$ort"
+    if ! ONNXRUNTIME_NODE_INSTALL=skip npm install --prefix "$ort" onnxruntime-node@1.30 \
+        --no-audit --no-fund >"$T_TMP/npm.log" 2>&1; then
+        ENSURE_ORT_ERR="npm install onnxruntime-node@1.30 failed: $(grep -i -m 1 error "$T_TMP/npm.log")"
+        return 1
+    fi
+}

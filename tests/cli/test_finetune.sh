@@ -111,6 +111,7 @@ train "repeat" "$T_TMP/fe2.onnx" --epochs 2 &&
 
 # onnxruntime agrees with onnxtrain run on the exported file
 ORT=$BUILD/ort
+ensure_ort || fail "onnxruntime setup" "$ENSURE_ORT_ERR"
 if [ -d "$ORT/node_modules/onnxruntime-node" ] && [ -s "$T_TMP/ft.onnx" ]; then
     "$PY" -c '
 import sys, numpy as np, onnx
