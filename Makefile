@@ -9,6 +9,8 @@
 #   make fuzz       libFuzzer harness for the importer (clang)
 #   make deps       install the Debian packages the project needs (as root)
 #   make install PREFIX=/usr/local
+#   make fetch-model NAME=resnet18-v1-7 [DEST=build/zoo]
+#                   download a model of models/zoo_manifest.json, SHA-256 checked
 
 BUILD    ?= build
 PREFIX   ?= /usr/local
@@ -56,7 +58,8 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/onnx.pb-c.o
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
-UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o)
+# The unit tests also cover the CLI's JSON reader (src/cli/json.c).
+UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/src/cli/json.o
 PARITY_SRC := $(sort $(wildcard tests/parity/*.c))
 PARITY_OBJ := $(PARITY_SRC:%.c=$(BUILD)/obj/%.o)
 
@@ -67,7 +70,7 @@ UNIT_BIN := $(BUILD)/test_unit
 PARITY_BIN := $(BUILD)/test_parity
 
 .PHONY: all test asan debug demo bench fuzz deps check-deps install uninstall clean format \
-        test-fast
+        test-fast fetch-model
 
 all: $(BIN) $(STATIC) $(SHARED)
 
@@ -147,6 +150,14 @@ demo: check-deps all
 bench: check-deps all
 	@BUILD=$(BUILD) bash tests/bench/run.sh
 
+# Downloads a pretrained model of the ONNX model zoo (models/zoo_manifest.json)
+# to $(DEST)/NAME.onnx, checking its SHA-256. Needs curl and internet access;
+# the onnxtrain program itself never downloads.
+DEST ?= $(BUILD)/zoo
+fetch-model:
+	@if [ -z "$(NAME)" ]; then echo "usage: make fetch-model NAME=<model> [DEST=dir]; names: onnxtrain zoo" >&2; exit 2; fi
+	@bash tools/fetch_model.sh "$(NAME)" "$(DEST)"
+
 FUZZ_BIN := $(BUILD)/fuzz/fuzz_import
 fuzz: check-deps
 	@$(MAKE) --no-print-directory CC=clang BUILD=$(BUILD)/fuzz \
@@ -160,7 +171,7 @@ fuzz: check-deps
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
-	    $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/onnxtrain
 	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/onnxtrain
 	install -m 644 $(STATIC) $(DESTDIR)$(PREFIX)/lib/libonnxtrain.a
 	install -m 755 $(SHARED) $(DESTDIR)$(PREFIX)/lib/libonnxtrain.so.0
@@ -168,10 +179,13 @@ install: all
 	install -m 644 include/onnxtrain.h $(DESTDIR)$(PREFIX)/include/onnxtrain.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|'$$(sed -n 's/^#define OT_VERSION_STRING "\(.*\)"/\1/p' include/onnxtrain.h)'|g' \
 	    onnxtrain.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/onnxtrain.pc
+	install -m 644 models/zoo_manifest.json $(DESTDIR)$(PREFIX)/share/onnxtrain/zoo_manifest.json
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/onnxtrain $(DESTDIR)$(PREFIX)/lib/libonnxtrain.* \
-	    $(DESTDIR)$(PREFIX)/include/onnxtrain.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/onnxtrain.pc
+	    $(DESTDIR)$(PREFIX)/include/onnxtrain.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/onnxtrain.pc \
+	    $(DESTDIR)$(PREFIX)/share/onnxtrain/zoo_manifest.json
+	rmdir $(DESTDIR)$(PREFIX)/share/onnxtrain 2>/dev/null || true
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
