@@ -1,12 +1,28 @@
 /*
- * cmd_zoo.c: `onnxtrain zoo` lists the model builders; `onnxtrain zoo NAME
- * --classes N -o FILE` builds one (src/models/) and writes it as ONNX, so
- * that training can start from a known network without a download.
+ * cmd_zoo.c: `onnxtrain zoo` lists the model builders and the pretrained
+ * models of the ONNX model zoo that models/zoo_manifest.json records (which
+ * `make fetch-model NAME=...` downloads; this program never does);
+ * `onnxtrain zoo NAME --classes N -o FILE` builds one (src/models/) and
+ * writes it as ONNX, so that training can start from a known network
+ * without a download.
+ *
+ * The manifest is looked for at $ONNXTRAIN_ZOO_MANIFEST, else next to the
+ * build (<dir of the executable>/../models/zoo_manifest.json, which is the
+ * source tree's for build/onnxtrain), else where `make install` puts it
+ * (<dir of the executable>/../share/onnxtrain/zoo_manifest.json, that is
+ * $(PREFIX)/share/onnxtrain for $(PREFIX)/bin/onnxtrain), else two levels up
+ * (<dir of the executable>/../../models/, for build/asan/onnxtrain and the
+ * like). A file named by the variable must be readable; without the variable
+ * and without a manifest in those places the listing has only the builders.
  */
+#include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/json.h"
 #include "models/models.h"
 
 static const ot_cli_opt zoo_opts[] = {
@@ -14,20 +30,250 @@ static const ot_cli_opt zoo_opts[] = {
     { "output", 'o', "FILE", "where to write the model" },
     { "image-size", 0, "S", "declare a static input side S (default: any size)" },
     { "seed", 0, "S", "seed of the initialisation (default 0)" },
+    { "json", 0, NULL, "list as one JSON object (builders and manifest entries)" },
     { NULL, 0, NULL, NULL },
 };
 
 static const ot_cli_cmd zoo_cmd = {
     .name = "zoo",
     .args = "[NAME]",
-    .summary = "Lists the model builders, or builds one (torchvision's layout and\n"
-               "initialisation, random weights) and writes it as ONNX.",
+    .summary = "Lists the model builders and the ONNX model zoo's pretrained classifiers,\n"
+               "or builds one (torchvision's layout and initialisation, random weights)\n"
+               "and writes it as ONNX.",
     .details = "Builders: resnet18, resnet34. The model has input 'input' [N,3,S,S] and\n"
-               "output 'logits' [N,classes], opset 13, BatchNormalization kept.\n",
+               "output 'logits' [N,classes], opset 13, BatchNormalization kept.\n"
+               "\n"
+               "The pretrained models listed come from models/zoo_manifest.json (found at\n"
+               "$ONNXTRAIN_ZOO_MANIFEST, <bin>/../models/ or <bin>/../share/onnxtrain/);\n"
+               "download one with `make fetch-model NAME=<name>` (SHA-256 checked).\n"
+               "--json prints {builders, manifest, models}: models as the manifest gives them.\n",
     .opts = zoo_opts,
     .n_pos_min = 0,
     .n_pos_max = 1,
 };
+
+
+/* ------------------------------------------------------------ manifest */
+
+#define MANIFEST_ENV "ONNXTRAIN_ZOO_MANIFEST"
+
+/* The folder of the running executable, without the trailing slash; false
+   when /proc/self/exe cannot be read. */
+static bool exe_dir(char *buf, size_t size)
+{
+    ssize_t n = readlink("/proc/self/exe", buf, size - 1);
+    if (n <= 0 || (size_t)n >= size - 1)
+        return false;
+    buf[n] = '\0';
+    char *slash = strrchr(buf, '/');
+    if (!slash)
+        return false;
+    *slash = '\0';
+    return true;
+}
+
+/* Finds and parses the manifest. *doc = NULL and path = "" when there is
+   none (and no variable names one). Returns OT_EXIT_OK, or OT_EXIT_ERROR
+   after printing why when `report`. */
+static int load_manifest(ot_json **doc, char *path, size_t path_size, bool report)
+{
+    *doc = NULL;
+    path[0] = '\0';
+    const char *env = getenv(MANIFEST_ENV);
+    if (env && *env) {
+        if ((size_t)snprintf(path, path_size, "%s", env) >= path_size)
+            return report ? ot_cli_error("%s: path too long", MANIFEST_ENV) : OT_EXIT_ERROR;
+    } else {
+        char dir[PATH_MAX];
+        if (!exe_dir(dir, sizeof dir))
+            return OT_EXIT_OK;
+        static const char *const rel[] = { "/../models/zoo_manifest.json",
+                                           "/../share/onnxtrain/zoo_manifest.json",
+                                           "/../../models/zoo_manifest.json" };
+        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+            char found[PATH_MAX];
+            if ((size_t)snprintf(path, path_size, "%s%s", dir, rel[i]) < path_size &&
+                realpath(path, found) && strlen(found) < path_size) {
+                strcpy(path, found);
+                break;
+            }
+            path[0] = '\0';
+        }
+        if (!path[0])
+            return OT_EXIT_OK;
+    }
+    ot_err err;
+    ot_err_init(&err);
+    if (ot_json_parse_file(path, doc, &err) != OT_OK)
+        return report ? ot_cli_error("zoo manifest: %s", err.msg) : OT_EXIT_ERROR;
+    /* the shape the listing relies on */
+    const ot_json *models = ot_json_get(*doc, "models");
+    const char *why = NULL;
+    size_t bad = 0;
+    if (!models || models->type != OT_JSON_ARRAY) {
+        why = "no \"models\" array at the top level";
+    } else {
+        for (size_t i = 0; i < models->len && !why; i++) {
+            const ot_json *m = &models->items[i];
+            int64_t opset;
+            bad = i;
+            if (m->type != OT_JSON_OBJECT)
+                why = "is not an object";
+            else if (!ot_json_str(ot_json_get(m, "name")))
+                why = "has no string \"name\"";
+            else if (!ot_json_int(ot_json_get(m, "opset"), &opset))
+                why = "has no integer \"opset\"";
+        }
+    }
+    if (why) {
+        if (report && models && models->type == OT_JSON_ARRAY)
+            ot_cli_error("zoo manifest: %s: models[%zu] %s", path, bad, why);
+        else if (report)
+            ot_cli_error("zoo manifest: %s: %s", path, why);
+        ot_json_free(*doc);
+        *doc = NULL;
+        return OT_EXIT_ERROR;
+    }
+    return OT_EXIT_OK;
+}
+
+/* Writes any JSON value back as compact JSON. */
+static void write_json(FILE *f, const ot_json *v)
+{
+    int64_t i64;
+    switch (v->type) {
+    case OT_JSON_NULL: fputs("null", f); break;
+    case OT_JSON_BOOL: fputs(v->boolean ? "true" : "false", f); break;
+    case OT_JSON_NUMBER:
+        if (ot_json_int(v, &i64) && i64 > -(1LL << 53) && i64 < (1LL << 53))
+            fprintf(f, "%lld", (long long)i64);
+        else
+            fprintf(f, "%.17g", v->number);
+        break;
+    case OT_JSON_STRING: ot_cli_json_str(f, v->string); break;
+    case OT_JSON_ARRAY:
+    case OT_JSON_OBJECT:
+        fputc(v->type == OT_JSON_ARRAY ? '[' : '{', f);
+        for (size_t i = 0; i < v->len; i++) {
+            if (i)
+                fputs(", ", f);
+            if (v->type == OT_JSON_OBJECT) {
+                ot_cli_json_str(f, v->keys[i]);
+                fputs(": ", f);
+            }
+            write_json(f, &v->items[i]);
+        }
+        fputc(v->type == OT_JSON_ARRAY ? ']' : '}', f);
+        break;
+    }
+}
+
+/* "[N,3,224,224]" for a shape array, "?" for anything else. */
+static void print_shape(const ot_json *shape)
+{
+    if (!shape || shape->type != OT_JSON_ARRAY) {
+        fputs("?", stdout);
+        return;
+    }
+    fputc('[', stdout);
+    for (size_t i = 0; i < shape->len; i++) {
+        const ot_json *d = &shape->items[i];
+        int64_t n;
+        if (i)
+            fputc(',', stdout);
+        if (ot_json_int(d, &n))
+            printf("%lld", (long long)n);
+        else if (ot_json_str(d))
+            ot_cli_text_str(stdout, d->string);
+        else
+            fputc('?', stdout);
+    }
+    fputc(']', stdout);
+}
+
+static void pad(size_t width, size_t to)
+{
+    for (; width < to; width++)
+        fputc(' ', stdout);
+}
+
+static void print_list_text(const ot_json *doc, const char *path)
+{
+    printf("builders (onnxtrain zoo NAME --classes N -o FILE):\n");
+    for (const char *const *n = ot_model_names(); *n; n++)
+        printf("  %s\n", *n);
+    printf("\n");
+    if (!doc) {
+        printf("pretrained models: no zoo manifest found (set %s, or see\n"
+               "models/zoo_manifest.json in the source tree)\n", MANIFEST_ENV);
+        return;
+    }
+    const ot_json *models = ot_json_get(doc, "models");
+    printf("pretrained models of the ONNX model zoo (%s;\n"
+           "download with `make fetch-model NAME=<name>`):\n", path);
+    size_t w = 4;
+    for (size_t i = 0; i < models->len; i++) {
+        size_t n = ot_cli_text_width(ot_json_str(ot_json_get(&models->items[i], "name")));
+        if (n > w)
+            w = n;
+    }
+    printf("  NAME");
+    pad(4, w);
+    printf("  OPSET  INPUT\n");
+    for (size_t i = 0; i < models->len; i++) {
+        const ot_json *m = &models->items[i];
+        const char *name = ot_json_str(ot_json_get(m, "name"));
+        int64_t opset = 0;
+        ot_json_int(ot_json_get(m, "opset"), &opset);
+        printf("  ");
+        ot_cli_text_str(stdout, name);
+        pad(ot_cli_text_width(name), w);
+        printf("  %5lld  ", (long long)opset);
+        const ot_json *in = ot_json_get(m, "input");
+        const char *in_name = ot_json_str(ot_json_get(in, "name"));
+        if (in_name) {
+            ot_cli_text_str(stdout, in_name);
+            fputc(' ', stdout);
+        }
+        print_shape(ot_json_get(in, "shape"));
+        const char *layout = ot_json_str(ot_json_get(m, "layout"));
+        if (layout && strcmp(layout, "NCHW") != 0) {
+            fputc(' ', stdout);
+            ot_cli_text_str(stdout, layout);
+        }
+        fputc('\n', stdout);
+    }
+}
+
+static void print_list_json(const ot_json *doc, const char *path)
+{
+    printf("{\"builders\": [");
+    for (const char *const *n = ot_model_names(); *n; n++) {
+        if (n != ot_model_names())
+            printf(", ");
+        ot_cli_json_str(stdout, *n);
+    }
+    printf("],\n \"manifest\": ");
+    ot_cli_json_str(stdout, doc ? path : NULL);
+    printf(",\n \"models\": [");
+    const ot_json *models = ot_json_get(doc, "models");
+    for (size_t i = 0; models && i < models->len; i++) {
+        printf(i ? ",\n  " : "\n  ");
+        write_json(stdout, &models->items[i]);
+    }
+    printf("]}\n");
+}
+
+/* True when `name` is one of the builders. */
+static bool is_builder(const char *name)
+{
+    for (const char *const *n = ot_model_names(); *n; n++)
+        if (strcmp(*n, name) == 0)
+            return true;
+    return false;
+}
+
+/* ------------------------------------------------------------- command */
 
 int ot_cmd_zoo(int argc, char **argv)
 {
@@ -36,18 +282,44 @@ int ot_cmd_zoo(int argc, char **argv)
     if (rc != OT_EXIT_OK)
         return rc;
     ot_graph *g = NULL;
+    ot_json *manifest = NULL;
+    char manifest_path[PATH_MAX + 64];
     ot_err err;
     ot_err_init(&err);
     if (a.help) {
         ot_cli_print_usage(&zoo_cmd, stdout);
         goto out;
     }
+    bool json = ot_cli_count(&zoo_cmd, &a, "json") > 0;
     if (a.n_pos == 0) {
-        printf("builders (onnxtrain zoo NAME --classes N -o FILE):\n");
-        for (const char *const *n = ot_model_names(); *n; n++)
-            printf("  %s\n", *n);
+        rc = load_manifest(&manifest, manifest_path, sizeof manifest_path, true);
+        if (rc != OT_EXIT_OK)
+            goto out;
+        if (json)
+            print_list_json(manifest, manifest_path);
+        else
+            print_list_text(manifest, manifest_path);
         rc = ot_cli_finish_stdout();
         goto out;
+    }
+    if (json) {
+        rc = ot_cli_usage_error(&zoo_cmd, "--json lists; it takes no NAME");
+        goto out;
+    }
+    if (!is_builder(a.pos[0])) {
+        /* a name of the manifest gets a pointer to the download */
+        const ot_json *models = NULL;
+        if (load_manifest(&manifest, manifest_path, sizeof manifest_path, false) == OT_EXIT_OK)
+            models = ot_json_get(manifest, "models");
+        for (size_t i = 0; models && i < models->len; i++) {
+            const char *name = ot_json_str(ot_json_get(&models->items[i], "name"));
+            if (name && strcmp(name, a.pos[0]) == 0) {
+                rc = ot_cli_error("'%s' is a pretrained model of the ONNX model zoo, not a "
+                                  "builder: download it with `make fetch-model NAME=%s`",
+                                  a.pos[0], a.pos[0]);
+                goto out;
+            }
+        }
     }
     ot_model_spec spec = { .name = a.pos[0], .classes = 1000 };
     const char *v;
@@ -85,6 +357,7 @@ int ot_cmd_zoo(int argc, char **argv)
     }
     rc = ot_cli_finish_stdout();
 out:
+    ot_json_free(manifest);
     ot_graph_free(g);
     ot_cli_args_fini(&a);
     return rc;

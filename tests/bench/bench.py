@@ -9,7 +9,7 @@ training against PyTorch.
 Environment:
     BUILD        build folder holding the onnxtrain binary (default: build)
     ONLY         workloads to run, comma-separated: inspect, convert, infer,
-                 fe, ft, full; "train" stands for fe,ft,full (default: all)
+                 loader, fe, ft, full; "train" stands for fe,ft,full (default: all)
     BENCH_REPS   timed repetitions of each inspect/convert command (default 7,
                  at least 5)
     BENCH_MODEL  a model file to use instead of ResNet-18 for inspect/convert
@@ -21,12 +21,14 @@ Environment:
                          at least 1)
     BENCH_TRAIN_IMAGES   training images per workload, e.g. "fe=512,ft=256,full=128"
                          (default fe=128,ft=128,full=96; any subset may be given)
+    BENCH_LOADER_REPS    processes per loader configuration (default 3, at least 1)
 
 Tasks and what they are compared with:
     inspect   onnxtrain inspect FILE      python3 -c 'import onnx; onnx.load(a)'
     convert   onnxtrain convert FILE OUT  python3 -c 'import onnx; onnx.save(onnx.load(a), b)'
     infer     BUILD/bench/bench_infer     tests/bench/ort_infer.js (onnxruntime-node 1.30)
                                           tests/bench/torch_infer.py (PyTorch)
+    loader    BUILD/bench/bench_loader    the training loop's consumption (fe, ft, full)
     fe        onnxtrain finetune --mode feature-extract   tests/bench/torch_train.py
     ft        onnxtrain finetune --mode fine-tune         (PyTorch, the classic
     full      onnxtrain finetune --mode full               transfer-learning loop)
@@ -76,6 +78,20 @@ tool's log, peak RSS (wait4), the test top-1 of the last run, and the ratio
 onnxtrain / PyTorch wall time (below 1: onnxtrain is faster). Other processes'
 CPU time is recorded per workload as for infer.
 
+loader: decode + transform throughput of the batch loader (src/data/loader.h)
+on an image folder of 256 JPEG files (BUILD/bench/loader_jpeg_256: 4 classes,
+sizes from 192 to 320 pixels a side around 224, smooth content with noise,
+quality 90, made here with PIL), batch 32, output 224x224 with ImageNet
+normalisation: resize + centre crop with 0 (inline in next()), 1 and 2 worker
+threads, and the random-resized-crop augmentation with 2 workers. Each
+configuration runs as its own process (tests/bench/bench_loader.c: one
+untimed epoch, then 3 timed epochs; images/s from the median epoch), the
+configurations in rotating order, BENCH_LOADER_REPS times; the report gives
+the median, the CPU time per image, and next to it what the training loop
+consumes: onnxtrain's loop images/s of the fe, ft and full workloads, from
+this run or the previous results.json (their data is CIFAR-10 upscaled in
+memory, not JPEG files, so those figures are the step's cost alone).
+
 Goals (reported, never asserted): convert peak RSS below 2.5x the file size,
 and convert at least as fast as python onnx.
 
@@ -105,7 +121,7 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-WORKLOADS = ("inspect", "convert", "infer", "fe", "ft", "full")
+WORKLOADS = ("inspect", "convert", "infer", "loader", "fe", "ft", "full")
 FILE_TASKS = ("inspect", "convert")
 TRAIN_TASKS = ("fe", "ft", "full")
 # workload -> (onnxtrain --mode, default training images, epochs)
@@ -120,6 +136,13 @@ GFLOP_PER_IMAGE = 3.63  # ResNet-18 at 224x224: 1.82 GMAC
 INFER_RUNS = {1: (5, 30), 64: (2, 5)}  # batch -> (warm-up runs, timed runs)
 INFER_RUNS_OTHER = (3, 10)
 ORT_VERSION = "1.30"
+LOADER_IMAGES = 256
+LOADER_CLASSES = 4
+LOADER_BATCH = 32
+LOADER_SIZE = 224
+LOADER_EPOCHS = 3
+# (workers, augment): inline, 1 and 2 workers plain, and augmentation on 2
+LOADER_CONFIGS = ((0, False), (1, False), (2, False), (2, True))
 
 
 def make_model(build, override=True):
@@ -701,6 +724,158 @@ def bench_train(build, ot, task, n_train, threads, reps):
     return entry, failures
 
 
+
+# ------------------------------------------------------------------ loader
+
+def loader_images(build):
+    """Returns the JPEG image folder for the loader workload, making it when
+    needed (deterministic: the same files on every run)."""
+    root = os.path.join(build, "bench", "loader_jpeg_%d" % LOADER_IMAGES)
+    stamp = os.path.join(root, ".complete")
+    if os.path.exists(stamp):
+        return root
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(224)
+    tmp = root + ".tmp"
+    if os.path.exists(tmp):
+        import shutil
+        shutil.rmtree(tmp)
+    for i in range(LOADER_IMAGES):
+        c = i % LOADER_CLASSES
+        h, w = (int(x) for x in rng.integers(192, 321, size=2))
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        base = np.array([(c * 67 + 40) % 256, (c * 113 + 90) % 256, (c * 29 + 150) % 256],
+                        np.float32)
+        fx, fy = rng.uniform(0.01, 0.08, size=2)
+        wave = 50 * np.sin(xx * fx + yy * fy + rng.uniform(0, 6.3))
+        img = base[None, None, :] + wave[:, :, None] + rng.normal(0, 12, (h, w, 3))
+        folder = os.path.join(tmp, "class_%d" % c)
+        os.makedirs(folder, exist_ok=True)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8), "RGB").save(
+            os.path.join(folder, "img_%03d.jpg" % i), quality=90)
+    with open(os.path.join(tmp, ".complete"), "w") as f:
+        f.write("%d images\n" % LOADER_IMAGES)
+    if os.path.exists(root):
+        import shutil
+        shutil.rmtree(root)
+    os.replace(tmp, root)
+    return root
+
+
+def loader_label(workers, augment):
+    return "%s, %s" % ("inline (0 workers)" if workers == 0 else
+                       "%d worker%s" % (workers, "" if workers == 1 else "s"),
+                       "augment" if augment else "resize + crop")
+
+
+def bench_loader(build, reps):
+    """Runs the loader workload; returns (section dict, failures)."""
+    tool = os.path.join(build, "bench", "bench_loader")
+    section = {"images": LOADER_IMAGES, "classes": LOADER_CLASSES, "batch": LOADER_BATCH,
+               "size": LOADER_SIZE, "epochs": LOADER_EPOCHS, "repetitions": reps,
+               "cpus": os.cpu_count()}
+    failures, notes = [], []
+    if not os.access(tool, os.X_OK):
+        failures.append("loader: %s is not built (tests/bench/run.sh builds it)" % tool)
+        section["failures"] = failures
+        return section, failures
+    try:
+        data = loader_images(build)
+    except Exception as e:  # PIL or numpy missing, disk full
+        failures.append("loader: making the JPEG folder failed: %s" % e)
+        section["failures"] = failures
+        return section, failures
+    files = [os.path.join(d, f) for d, _, fs in os.walk(data) for f in fs if f.endswith(".jpg")]
+    section.update(data=data, jpeg_bytes=sum(os.path.getsize(f) for f in files))
+    # one thread of OpenMP: the loader's own threads are what is measured
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    argv = {cfg: [tool, data, "--workers", str(cfg[0]), "--batch", str(LOADER_BATCH),
+                  "--size", str(LOADER_SIZE), "--epochs", str(LOADER_EPOCHS)]
+            + (["--augment"] if cfg[1] else []) for cfg in LOADER_CONFIGS}
+    section["commands"] = {loader_label(*cfg): shlex.join(a) for cfg, a in argv.items()}
+    log("bench: loader: %d JPEG files (%.1f MB), batch %d at %d, %d processes per "
+        "configuration" % (len(files), section["jpeg_bytes"] / 1e6, LOADER_BATCH,
+                           LOADER_SIZE, reps))
+    busy_before, t_before = cpu_busy_s(), time.monotonic()
+    ours_before = children_cpu_s()
+    samples = {cfg: [] for cfg in LOADER_CONFIGS}
+    for i in range(reps):
+        k = i % len(LOADER_CONFIGS)
+        for cfg in LOADER_CONFIGS[k:] + LOADER_CONFIGS[:k]:
+            dt, rss, rc, msg, text = run_child(argv[cfg], env=env)
+            try:
+                r = json.loads(text.strip().splitlines()[-1]) if rc == 0 else None
+            except (ValueError, IndexError):
+                r, msg = None, "printed no JSON result"
+            if not r:
+                failures.append("loader / %s: exit %d: %s" % (loader_label(*cfg), rc, msg))
+                continue
+            r["rss"] = rss
+            samples[cfg].append(r)
+        if failures:
+            break
+    rows = []
+    inline = None
+    for cfg in LOADER_CONFIGS:
+        s = samples[cfg]
+        row = {"workers": cfg[0], "augment": cfg[1], "label": loader_label(*cfg),
+               "processes": len(s)}
+        if s:
+            ips = [r["images_per_s"] for r in s]
+            med = statistics.median(ips)
+            row.update(images_per_s=med, images_per_s_min=min(ips), images_per_s_max=max(ips),
+                       images_per_s_samples=ips,
+                       cpu_ms_per_image=statistics.median(
+                           1e3 * r["cpu_s"] / (r["images"] * r["epochs"]) for r in s),
+                       peak_rss_mb=statistics.median(r["rss"] for r in s) / 1e6,
+                       checksum=s[-1].get("checksum"))
+            if cfg == (0, False):
+                inline = med
+            elif inline and not cfg[1]:
+                row["speedup_over_inline"] = med / inline
+        rows.append(row)
+    section["results"] = rows
+    busy_after = cpu_busy_s()
+    if busy_before is not None and busy_after is not None:
+        wall = time.monotonic() - t_before
+        others = max(0.0, busy_after - busy_before - (children_cpu_s() - ours_before))
+        section["other_cpu"] = {"wall_s": wall, "cpu_s": others,
+                                "cores": others / wall if wall > 0 else 0.0}
+        if wall > 0 and others / wall > 0.1:
+            notes.append("the machine was shared: other processes used %.0f CPU-seconds "
+                         "during the %.0f s of this workload (%.2f cores on average, of %d)"
+                         % (others, wall, others / wall, os.cpu_count() or 0))
+    if (os.cpu_count() or 1) < 3:
+        notes.append("this machine has %d CPUs: 2 workers can use both here, but in "
+                     "training they compete for them with the step's threads"
+                     % (os.cpu_count() or 0))
+    section["notes"] = notes
+    section["failures"] = failures
+    log("bench: loader done")
+    return section, failures
+
+
+def loader_consumption(train):
+    """onnxtrain's training-loop images/s per training workload, for the loader
+    section: {task: {...}}."""
+    out = {}
+    for task in TRAIN_TASKS:
+        e = train.get(task)
+        row = next((r for r in (e or {}).get("results", [])
+                    if r.get("tool") == "onnxtrain" and r.get("processes")), None)
+        if not row:
+            continue
+        out[task] = {"loop_images_per_s": row["loop_images_per_s"],
+                     "epoch1_images_per_s": row["epoch1_images_per_s"],
+                     "threads": e.get("threads"), "batch": e.get("batch"),
+                     "image_size": e.get("image_size"),
+                     "commit": e.get("earlier") or e.get("commit")}
+        if "later_images_per_s" in row:
+            out[task]["later_images_per_s"] = row["later_images_per_s"]
+    return out
+
+
 # -------------------------------------------------------------------- main
 
 def parse_only(value):
@@ -733,6 +908,7 @@ def main():
     batches = [int(b) for b in os.environ.get("BENCH_INFER_BATCHES", "1,64")
                .replace(" ", ",").split(",") if b.strip()]
     train_reps = max(1, int(os.environ.get("BENCH_TRAIN_REPS", "3")))
+    loader_reps = max(1, int(os.environ.get("BENCH_LOADER_REPS", "3")))
     n_images = train_images(os.environ.get("BENCH_TRAIN_IMAGES", ""))
     ot = os.path.join(build, "onnxtrain")
     out_dir = os.path.join(build, "bench")
@@ -783,6 +959,15 @@ def main():
     elif prev.get("infer"):
         result["infer"] = dict(prev["infer"], earlier=prev["infer"].get("commit") or "?")
 
+    if "loader" in selected:
+        section, f = bench_loader(build, loader_reps)
+        section.update(commit=commit, date=result["date"])
+        failures += f
+        result["loader"] = section
+    elif prev.get("loader"):
+        result["loader"] = dict(prev["loader"], earlier=prev["loader"].get("earlier")
+                                or prev["loader"].get("commit") or "?")
+
     # Training workloads not run this time come from the previous results.
     train = {}
     for task in TRAIN_TASKS:
@@ -796,6 +981,9 @@ def main():
             train[task] = dict(e, earlier=e.get("earlier") or e.get("commit") or "?")
     if train:
         result["train"] = train
+    if result.get("loader"):
+        # what the training step consumes, from this run's or the previous results
+        result["loader"]["training_consumption"] = loader_consumption(train)
     result["failures"] = failures
 
     md = render(result)
@@ -835,6 +1023,8 @@ def render(result):
         out += [""] + render_files(result)
     if result.get("infer"):
         out += [""] + render_infer(result["infer"])
+    if result.get("loader"):
+        out += [""] + render_loader(result["loader"])
     if result.get("train"):
         out += [""] + render_train(result["train"])
     for f in result.get("failures", []):
@@ -933,6 +1123,65 @@ def render_infer(s):
                 "agree at every batch size."]
     for name, why in sorted(s.get("unavailable", {}).items()):
         out += ["", "The %s column is unavailable: %s" % (name, why)]
+    for n in s.get("notes", []):
+        out += ["", "Note: " + n]
+    return out
+
+
+def render_loader(s):
+    title = "### Batch loader, JPEG image folder, batch %s at %dx%d" % (
+        s.get("batch", LOADER_BATCH), s.get("size", LOADER_SIZE), s.get("size", LOADER_SIZE))
+    out = [title + (" (earlier run, commit %s)" % s["earlier"] if s.get("earlier") else ""), ""]
+    if not s.get("results"):
+        out.append("Not run: " + "; ".join(s.get("failures") or ["?"]))
+        return out
+    out += ["Decode + transform throughput of `ot_data_loader` (src/data/loader.h) on %d JPEG "
+            "files of %d to %d pixels a side (%.1f MB), read from the page cache; each "
+            "configuration in its own process (tests/bench/bench_loader.c: one untimed epoch, "
+            "then %d timed epochs, images/s from the median epoch), in rotating order, %d "
+            "process%s each; figures are medians. CPU ms / image is the process's CPU time "
+            "(all threads) per image. %s CPUs." % (
+                s["images"], 192, 320, s.get("jpeg_bytes", 0) / 1e6, s["epochs"],
+                s["repetitions"], "" if s["repetitions"] == 1 else "es", s.get("cpus", "?")),
+            "",
+            "| configuration | images/s | range | CPU ms / image | peak RSS MB | vs inline |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for r in s["results"]:
+        if not r.get("processes"):
+            out.append("| %s | failed | | | | |" % r["label"])
+            continue
+        out.append("| %s | %.1f | %.1f–%.1f | %.2f | %.0f | %s |" % (
+            r["label"], r["images_per_s"], r["images_per_s_min"], r["images_per_s_max"],
+            r["cpu_ms_per_image"], r["peak_rss_mb"],
+            "%.2fx" % r["speedup_over_inline"] if "speedup_over_inline" in r else ""))
+    cons = s.get("training_consumption") or {}
+    if cons:
+        parts = []
+        for task in TRAIN_TASKS:
+            c = cons.get(task)
+            if c:
+                parts.append("%s: loop %.1f, epoch 1 %.1f%s" % (
+                    task, c["loop_images_per_s"], c["epoch1_images_per_s"],
+                    ", later epochs %.0f (cached, no images read)" % c["later_images_per_s"]
+                    if "later_images_per_s" in c else ""))
+        any_c = next(iter(cons.values()))
+        commits = sorted({str(c.get("commit")) for c in cons.values()})
+        out += ["", "What the training step consumes, in images/s (onnxtrain finetune's own "
+                "log, ResNet-18 at %s, batch %s, %s threads, commit %s): %s. Those workloads "
+                "read CIFAR-10 images from memory, so the figures are the step's own cost. "
+                "Images are read in epoch 1 (and in every epoch without the cache), so the "
+                "epoch-1 figure is the rate the loader must keep up with." % (
+                    any_c.get("image_size"), any_c.get("batch"), any_c.get("threads"),
+                    ", ".join(commits), "; ".join(parts))]
+        fastest = max(c["epoch1_images_per_s"] for c in cons.values())
+        plain = {r["workers"]: r["images_per_s"] for r in s["results"]
+                 if r.get("processes") and not r["augment"]}
+        if plain and fastest > 0:
+            out += ["", "Loader images/s over the fastest epoch-1 step's (%.1f): %s." % (
+                fastest, ", ".join("%d worker%s %.1fx" % (w, "" if w == 1 else "s", v / fastest)
+                                   for w, v in sorted(plain.items())))]
+    else:
+        out += ["", "No training results to compare with (run `make bench ONLY=train`)."]
     for n in s.get("notes", []):
         out += ["", "Note: " + n]
     return out

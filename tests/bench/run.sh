@@ -2,16 +2,18 @@
 # tests/bench/run.sh: the benchmarks (`make bench`). See tests/bench/bench.py
 # and docs/bench.md.
 #
-#   BUILD=build [ONLY=inspect,convert,infer,fe,ft,full|train] [BENCH_REPS=7] \
+#   BUILD=build [ONLY=inspect,convert,infer,loader,fe,ft,full|train] [BENCH_REPS=7] \
 #       [BENCH_INFER_REPS=3] [BENCH_TRAIN_REPS=3] [BENCH_TRAIN_IMAGES=fe=128,...] \
-#       bash tests/bench/run.sh
+#       [BENCH_LOADER_REPS=3] bash tests/bench/run.sh
 #
 # For the infer workload this first builds the helpers into $BUILD/bench:
 # bench_infer (tests/bench/bench_infer.c against $BUILD/libonnxtrain.a) and
 # fma_peak_* (tests/bench/fma_peak.c: AVX2+FMA, and AVX-512 where the CPU has
 # it; -march=native on CPUs without AVX2/FMA), and installs onnxruntime-node
 # 1.30 into $BUILD/ort like tests/cli/test_ort.sh when it is not there. A
-# failed install only leaves the onnxruntime column unavailable. The training
+# failed install only leaves the onnxruntime column unavailable. For the
+# loader workload it builds $BUILD/bench/bench_loader (tests/bench/bench_loader.c,
+# the same way); bench.py makes its JPEG folder with PIL. The training
 # workloads (fe, ft, full; "train" for all three) need nothing built here
 # beyond $BUILD/onnxtrain: bench.py makes their fixtures and runs
 # tests/bench/torch_train.py for PyTorch.
@@ -25,6 +27,21 @@ case ",${ONLY// /,}," in
     ,, | *,infer,*) infer=1 ;;
     *) infer=0 ;;
 esac
+
+case ",${ONLY// /,}," in
+    ,, | *,loader,*) loader=1 ;;
+    *) loader=0 ;;
+esac
+
+if [ "$loader" = 1 ]; then
+    mkdir -p "$BUILD/bench"
+    if ! $CC -O2 -fopenmp -Iinclude -Isrc -I"$BUILD/gen" tests/bench/bench_loader.c \
+        "$BUILD/libonnxtrain.a" -lprotobuf-c -ldnnl -ljpeg -lpng -lz -lm -lpthread -fopenmp \
+        -o "$BUILD/bench/bench_loader"; then
+        echo "bench: building tests/bench/bench_loader.c failed" >&2
+        exit 1
+    fi
+fi
 
 if [ "$infer" = 1 ]; then
     mkdir -p "$BUILD/bench"
