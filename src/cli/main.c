@@ -37,7 +37,8 @@ static const command commands[] = {
     { "eval", "score a classifier on a data set: accuracy, loss, confusion matrix", ot_cmd_eval },
     { "export", "turn a training checkpoint into the plain inference model", ot_cmd_export },
     { "predict", "classify image files: top classes and their probabilities", ot_cmd_predict },
-    { "zoo", "list the model builders, or build one (ResNet-18/34) as ONNX", ot_cmd_zoo },
+    { "zoo", "list the builders and the ONNX model zoo manifest, or build a ResNet-18/34",
+      ot_cmd_zoo },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
