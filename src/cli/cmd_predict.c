@@ -30,6 +30,7 @@
 #include "data/data.h"
 #include "exec/exec.h"
 #include "onnx/onnx.h"
+#include "train/trainer.h"
 #include "train/meta.h"
 #include "train/train_graph.h"
 
@@ -251,55 +252,24 @@ static int default_size(const ot_graph *g, int32_t image)
     return 224;
 }
 
-/* A clone of the model whose only output is the logits (the input of a
-   trailing Softmax/LogSoftmax), with the batch and spatial dims of the image
-   input left to the data: the same specialisation as eval's. */
+/* The eval clone (logits as the only output, any batch and image size), after
+   checking that the model takes images; *size: the side to prepare. */
 static ot_status logits_graph(const ot_graph *model, int32_t *image, int *size, ot_graph **out,
                               ot_err *err)
 {
-    ot_status st = OT_OK;
-    ot_graph *g = NULL;
-    bool *keep = NULL;
-    int32_t logits = ot_train_find_logits(model);
-    *image = -1;
-    for (int32_t i = 0; i < model->n_inputs && *image < 0; i++)
-        if (!(model->values[model->inputs[i].value].flags & OT_VAL_INIT))
-            *image = model->inputs[i].value;
-    if (logits < 0 || *image < 0)
-        return ot_err_set(err, OT_ERR_ARG, "the model has no image input or no output");
+    ot_status st = ot_eval_logits_graph(model, image, out, err);
+    if (st != OT_OK)
+        return st;
     const ot_value *mv = &model->values[*image];
-    if (mv->ndim != 4)
+    if (mv->ndim != 4) {
+        ot_graph_free(*out);
+        *out = NULL;
         return ot_err_set(err, OT_ERR_ARG,
                           "input '%s' has rank %d; an image classifier takes (N, C, H, W)",
                           mv->name, mv->ndim);
+    }
     *size = default_size(model, *image);
-    OT_TRY(ot_graph_clone(model, &g, err));
-    ot_value *iv = &g->values[*image];
-    for (int d = 0; d < iv->ndim; d++)
-        if (d != 1) {
-            iv->dims[d] = OT_DIM_DYNAMIC;
-            iv->dim_names[d] = d == 0 ? "N" : NULL;
-        }
-    for (int32_t v = 0; v < g->n_values; v++)
-        if (!(g->values[v].flags & (OT_VAL_INIT | OT_VAL_INPUT)))
-            g->values[v].flags &= ~(uint32_t)OT_VAL_SHAPE_DECLARED;
-    ot_io *io = ot_arena_alloc(&g->arena, sizeof *io);
-    keep = ot_calloc((size_t)g->n_nodes + 1, sizeof *keep);
-    if (!io || !keep)
-        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-    io->value = logits;
-    io->info = (ot_blob){ 0 };
-    g->outputs = io;
-    g->n_outputs = 1;
-    g->values[logits].flags |= OT_VAL_OUTPUT;
-    ot_graph_mark_ancestors(g, &logits, 1, keep);
-    OT_TRY(ot_graph_keep_nodes(g, keep, err));
-    *out = g;
-    g = NULL;
-done:
-    ot_free(keep);
-    ot_graph_free(g);
-    return st;
+    return OT_OK;
 }
 
 /* Splits the onnxtrain.classes value into lines (pointers into `text`, which

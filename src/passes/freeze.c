@@ -23,8 +23,7 @@ static bool is_float(ot_dtype t)
            t == OT_DTYPE_DOUBLE;
 }
 
-/* Follows Identity chains: the initializer a value comes from, or -1. */
-static int32_t source_init(const ot_graph *g, int32_t v)
+int32_t ot_pass_source_init(const ot_graph *g, int32_t v)
 {
     for (int hops = 0; v >= 0 && hops < 64; hops++) {
         const ot_value *val = &g->values[v];
@@ -61,7 +60,7 @@ bool ot_pass_is_param(const ot_graph *g, int32_t v)
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const ot_node *n = &g->nodes[i];
         for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] >= 0 && source_init(g, n->in[k]) == v) {
+            if (n->in[k] >= 0 && ot_pass_source_init(g, n->in[k]) == v) {
                 if (n->in[k] != v && strcmp(n->op_type, "Identity") == 0)
                     continue;
                 if (strcmp(n->op_type, "Identity") == 0)
@@ -80,7 +79,7 @@ static void mark_node_params(ot_graph *g, const bool *is_param, int32_t i, bool 
     for (int k = 0; k < n->n_in; k++) {
         if (n->in[k] < 0 || !is_weight_input(n, k))
             continue;
-        int32_t s = source_init(g, n->in[k]);
+        int32_t s = ot_pass_source_init(g, n->in[k]);
         if (s >= 0 && is_param[s]) {
             if (on)
                 g->values[s].flags |= OT_VAL_TRAINABLE;
@@ -271,7 +270,7 @@ ot_status ot_pass_freeze(ot_graph *g, const ot_freeze_opts *opts, const ot_head 
         for (int32_t i = 0; i < g->n_nodes && rep->first_trained_node < 0; i++) {
             const ot_node *n = &g->nodes[i];
             for (int k = 0; k < n->n_in; k++) {
-                int32_t s = n->in[k] >= 0 ? source_init(g, n->in[k]) : -1;
+                int32_t s = n->in[k] >= 0 ? ot_pass_source_init(g, n->in[k]) : -1;
                 if (s >= 0 && is_param[s] && (g->values[s].flags & OT_VAL_TRAINABLE) &&
                     is_weight_input(n, k) && strcmp(n->op_type, "Identity") != 0) {
                     rep->first_trained_node = i;

@@ -40,6 +40,10 @@ typedef struct ot_freeze_report {
                                            parameter (-1 when none): the cut        */
 } ot_freeze_report;
 
+/* The initializer a value comes from, following Identity chains (how PyTorch's
+   exporter writes tied tensors), or -1. */
+int32_t ot_pass_source_init(const ot_graph *g, int32_t v);
+
 /* Whether value `v` is a parameter in the sense above. */
 bool ot_pass_is_param(const ot_graph *g, int32_t v);
 

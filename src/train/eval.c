@@ -15,8 +15,7 @@ void ot_eval_result_fini(ot_eval_result *res)
     memset(res, 0, sizeof *res);
 }
 
-/* A clone whose only output is the logits, any batch size. */
-static ot_status logits_graph(const ot_graph *model, int32_t *image, ot_graph **out, ot_err *err)
+ot_status ot_eval_logits_graph(const ot_graph *model, int32_t *image, ot_graph **out, ot_err *err)
 {
     ot_status st = OT_OK;
     ot_graph *g = NULL;
@@ -79,7 +78,7 @@ ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, cons
     if (N < 1 || batch_size < 1)
         return ot_err_set(err, OT_ERR_ARG, "nothing to evaluate");
     int32_t image;
-    OT_TRY(logits_graph(model, &image, &g, err));
+    OT_TRY(ot_eval_logits_graph(model, &image, &g, err));
     const ot_value *iv = &g->values[image];
     int C = iv->ndim == 4 && iv->dims[1] > 0 ? (int)iv->dims[1] : 3, S = transform->size;
     int h, w, ch;

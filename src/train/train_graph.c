@@ -14,6 +14,7 @@
 
 #include "ops/ops.h"
 #include "passes/autodiff.h"
+#include "passes/freeze.h"
 #include "train_graph.h"
 
 static const ot_op_desc *find_private(const char *type)
@@ -26,27 +27,10 @@ static const ot_op_desc *find_private(const char *type)
     return NULL;
 }
 
-/* The initializer behind a value, following Identity (tied tensors). */
-static int32_t source_init(const ot_graph *g, int32_t v)
-{
-    for (int hops = 0; v >= 0 && hops < 64; hops++) {
-        const ot_value *val = &g->values[v];
-        if (val->flags & OT_VAL_INIT)
-            return v;
-        if (val->producer < 0)
-            return -1;
-        const ot_node *p = &g->nodes[val->producer];
-        if (strcmp(p->op_type, "Identity") != 0 || p->n_in < 1)
-            return -1;
-        v = p->in[0];
-    }
-    return -1;
-}
-
 static bool reads_trained(const ot_graph *g, const ot_node *n)
 {
     for (int k = 0; k < n->n_in; k++) {
-        int32_t s = n->in[k] >= 0 ? source_init(g, n->in[k]) : -1;
+        int32_t s = n->in[k] >= 0 ? ot_pass_source_init(g, n->in[k]) : -1;
         if (s >= 0 && (g->values[s].flags & OT_VAL_TRAINABLE))
             return true;
     }

@@ -160,4 +160,11 @@ ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, cons
                              int threads, ot_eval_result *res, ot_err *err);
 void ot_eval_result_fini(ot_eval_result *res);
 
+/* A clone of `model` whose only output is the logits (the input of a trailing
+   Softmax/LogSoftmax), with the image input's batch and spatial dims left to
+   the data; *image gets the image input's id. The clone borrows the model's
+   tensors (free it first). Errors: OT_ERR_ARG (no image input or output),
+   OT_ERR_NOMEM, OT_ERR_MODEL. */
+ot_status ot_eval_logits_graph(const ot_graph *model, int32_t *image, ot_graph **out, ot_err *err);
+
 #endif
