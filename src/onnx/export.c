@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "pb.h"
 
 typedef struct exporter {
@@ -28,8 +29,9 @@ typedef struct exporter {
     ProtobufCAllocator alloc;
     ot_export_opts opts;
     /* external data side file */
-    FILE *data_file;
-    char *data_tmp;          /* its temporary path                      */
+    FILE *data_file;         /* data_af.f while open                    */
+    ot_atomic_file data_af;
+    char *data_path;         /* "<out>.data" (owned)                    */
     const char *data_name;   /* the location written into the model     */
     uint64_t data_off;
     ot_err *err;
@@ -69,26 +71,16 @@ static ot_status open_data_file(exporter *ex, const char *out_path)
     if (!copy)
         return ot_err_set(ex->err, OT_ERR_NOMEM, "out of memory");
     const char *base = basename(copy);
-    size_t n = strlen(out_path) + 32;
-    ex->data_tmp = ot_malloc(n);
+    size_t n = strlen(out_path) + 8;
+    ex->data_path = ot_malloc(n);
     char *name = ot_arena_alloc(&ex->ar, strlen(base) + 8);
-    if (!ex->data_tmp || !name)
+    if (!ex->data_path || !name)
         OT_FAIL(ex->err, OT_ERR_NOMEM, "out of memory");
     snprintf(name, strlen(base) + 8, "%s.data", base);
     ex->data_name = name;
-    snprintf(ex->data_tmp, n, "%s.data.tmp.XXXXXX", out_path);
-    int fd = mkstemp(ex->data_tmp);
-    if (fd < 0) {
-        ot_free(ex->data_tmp);
-        ex->data_tmp = NULL;
-        OT_FAIL(ex->err, OT_ERR_IO, "%s.data: cannot create: %s", out_path, strerror(errno));
-    }
-    fchmod(fd, 0644);
-    ex->data_file = fdopen(fd, "wb");
-    if (!ex->data_file) {
-        close(fd);
-        OT_FAIL(ex->err, OT_ERR_IO, "%s.data: cannot open: %s", out_path, strerror(errno));
-    }
+    snprintf(ex->data_path, n, "%s.data", out_path);
+    OT_TRY(ot_atomic_open(&ex->data_af, ex->data_path, ex->err));
+    ex->data_file = ex->data_af.f;
 done:
     ot_free(copy);
     return st;
@@ -531,26 +523,13 @@ static void file_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
         fb->error = errno ? errno : EIO;
 }
 
-static ot_status finish_file(FILE *f, const char *what, ot_err *err)
-{
-    int e = 0;
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        e = errno;
-    if (fclose(f) != 0 && !e)
-        e = errno;
-    if (e)
-        return ot_err_set(err, OT_ERR_IO, "%s: write error: %s", what, strerror(e));
-    return OT_OK;
-}
-
 ot_status ot_onnx_export_file(const ot_graph *g, const char *path, const ot_export_opts *opts,
                               ot_err *err)
 {
     ot_status st = OT_OK;
     exporter ex = { .g = g, .err = err };
-    char *tmp = NULL, *data_final = NULL;
-    FILE *f = NULL;
-    bool data_renamed = false;
+    ot_atomic_file af;
+    bool model_open = false, data_renamed = false;
     ot_arena_init(&ex.ar, 64 * 1024);
     if (opts)
         ex.opts = *opts;
@@ -563,66 +542,27 @@ ot_status ot_onnx_export_file(const ot_graph *g, const char *path, const ot_expo
     Onnx__ModelProto *mp = NULL;
     OT_TRY(build_model(&ex, path, &mp));
 
-    size_t n = strlen(path) + 16;
-    tmp = ot_malloc(n);
-    if (!tmp)
-        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-    snprintf(tmp, n, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        ot_free(tmp);
-        tmp = NULL;
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    }
-    fchmod(fd, 0644);
-    f = fdopen(fd, "wb");
-    if (!f) {
-        close(fd);
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    file_buffer fb = { .base = { .append = file_append }, .f = f };
+    OT_TRY(ot_atomic_open(&af, path, err));
+    model_open = true;
+    file_buffer fb = { .base = { .append = file_append }, .f = af.f };
     errno = 0;
     protobuf_c_message_pack_to_buffer(&mp->base, &fb.base);
     if (fb.error)
         OT_FAIL(err, OT_ERR_IO, "%s: write error: %s", path, strerror(fb.error));
-    FILE *ff = f;
-    f = NULL;
-    OT_TRY(finish_file(ff, path, err));
-    if (ex.data_file) {
-        FILE *df = ex.data_file;
+    if (ex.data_file) { /* the side file goes into place first */
         ex.data_file = NULL;
-        OT_TRY(finish_file(df, ex.data_tmp, err));
-        size_t dn = strlen(path) + 8;
-        data_final = ot_malloc(dn);
-        if (!data_final)
-            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-        snprintf(data_final, dn, "%s.data", path);
-        if (rename(ex.data_tmp, data_final) != 0)
-            OT_FAIL(err, OT_ERR_IO, "%s: cannot rename into place: %s", data_final,
-                    strerror(errno));
+        OT_TRY(ot_atomic_commit(&ex.data_af, 0, err));
         data_renamed = true;
     }
-    if (rename(tmp, path) != 0)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
-    ot_free(tmp);
-    tmp = NULL;
+    model_open = false;
+    OT_TRY(ot_atomic_commit(&af, 0, err));
 done:
-    if (f)
-        fclose(f);
-    if (tmp) {
-        unlink(tmp);
-        ot_free(tmp);
-    }
-    if (ex.data_file)
-        fclose(ex.data_file);
-    if (ex.data_tmp) {
-        if (!data_renamed)
-            unlink(ex.data_tmp);
-        ot_free(ex.data_tmp);
-    }
-    if (st != OT_OK && data_renamed && data_final)
-        unlink(data_final);
-    ot_free(data_final);
+    if (model_open)
+        ot_atomic_abort(&af);
+    ot_atomic_abort(&ex.data_af);
+    if (st != OT_OK && data_renamed)
+        unlink(ex.data_path);
+    ot_free(ex.data_path);
     ot_arena_fini(&ex.ar);
     return st;
 }

@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "pb.h"
 
 /* A TensorProto file is one protobuf message, which protobuf caps at 2 GiB. */
@@ -161,8 +162,7 @@ ot_status ot_onnx_write_tensor(const char *path, const char *name, const ot_tens
                                ot_err *err)
 {
     ot_status st = OT_OK;
-    char *tmp = NULL, *name_copy = NULL;
-    FILE *f = NULL;
+    char *name_copy = NULL;
     int64_t dims[OT_MAX_DIMS];
 
     size_t esize = ot_dtype_size(t->dtype);
@@ -193,47 +193,13 @@ ot_status ot_onnx_write_tensor(const char *path, const char *name, const ot_tens
     tp.raw_data.len = t->bytes;
     tp.raw_data.data = t->data;
 
-    size_t n = strlen(path) + 16;
-    tmp = ot_malloc(n);
-    if (!tmp)
-        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-    snprintf(tmp, n, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        ot_free(tmp);
-        tmp = NULL;
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    }
-    fchmod(fd, 0644);
-    f = fdopen(fd, "wb");
-    if (!f) {
-        close(fd);
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    }
-    file_buffer fb = { .base = { .append = file_append }, .f = f };
+    ot_atomic_file af;
+    OT_TRY(ot_atomic_open(&af, path, err));
+    file_buffer fb = { .base = { .append = file_append }, .f = af.f };
     errno = 0;
     protobuf_c_message_pack_to_buffer(&tp.base, &fb.base);
-    if (fb.error)
-        OT_FAIL(err, OT_ERR_IO, "%s: write error: %s", path, strerror(fb.error));
-    int e = 0;
-    if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-        e = errno;
-    if (fclose(f) != 0 && !e)
-        e = errno;
-    f = NULL;
-    if (e)
-        OT_FAIL(err, OT_ERR_IO, "%s: write error: %s", path, strerror(e));
-    if (rename(tmp, path) != 0)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
-    ot_free(tmp);
-    tmp = NULL;
+    OT_TRY(ot_atomic_commit(&af, fb.error, err));
 done:
-    if (f)
-        fclose(f);
-    if (tmp) {
-        unlink(tmp);
-        ot_free(tmp);
-    }
     ot_free(name_copy);
     return st;
 }

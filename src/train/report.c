@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "train/report.h"
 
 struct ot_train_log {
@@ -93,51 +94,6 @@ static char *temp_name(const char *path)
     return tmp;
 }
 
-/* Writes data[0 .. len) to path through `path.tmp.XXXXXX` and a rename. */
-static ot_status write_atomic(const char *path, const char *data, size_t len, ot_err *err)
-{
-    ot_status st = OT_OK;
-    FILE *f = NULL;
-    char *tmp = temp_name(path);
-    if (!tmp)
-        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        ot_free(tmp);
-        tmp = NULL;
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    }
-    fchmod(fd, 0644);
-    f = fdopen(fd, "wb");
-    if (!f) {
-        int e = errno;
-        close(fd);
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot open: %s", path, strerror(e));
-    }
-    int e = 0;
-    if (len && fwrite(data, 1, len, f) != len)
-        e = errno ? errno : EIO;
-    if (!e && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-        e = errno;
-    if (fclose(f) != 0 && !e)
-        e = errno;
-    f = NULL;
-    if (e)
-        OT_FAIL(err, OT_ERR_IO, "%s: write error: %s", path, strerror(e));
-    if (rename(tmp, path) != 0)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot rename into place: %s", path, strerror(errno));
-    ot_free(tmp);
-    tmp = NULL;
-done:
-    if (f)
-        fclose(f);
-    if (tmp) {
-        unlink(tmp);
-        ot_free(tmp);
-    }
-    return st;
-}
-
 /* ------------------------------------------------------------------- CSV */
 
 ot_status ot_train_log_write_csv(const char *path, const ot_train_log_row *rows, int n,
@@ -162,7 +118,7 @@ ot_status ot_train_log_write_csv(const char *path, const ot_train_log_row *rows,
         sb_printf(&b, "%d,%s,%s,%s,%s,%s,%s,%s\n", r->epoch, loss, acc, vl, va, lr, ips, sec);
     }
     ot_status st = b.oom ? ot_err_set(err, OT_ERR_NOMEM, "out of memory")
-                         : write_atomic(path, b.p, b.len, err);
+                         : ot_atomic_write(path, b.p, b.len, err);
     ot_free(b.p);
     return st;
 }
@@ -481,7 +437,7 @@ ot_status ot_train_plot_svg(const char *path, const ot_train_log_row *rows, int 
     svg_panel(&b, "accuracy", "Accuracy (top-1)", ACC_Y0, rows, n, f_acc, f_val_acc, &ax, &aa);
     sb_printf(&b, "</svg>\n");
     ot_status st = b.oom ? ot_err_set(err, OT_ERR_NOMEM, "out of memory")
-                         : write_atomic(path, b.p, b.len, err);
+                         : ot_atomic_write(path, b.p, b.len, err);
     ot_free(b.p);
     return st;
 }
