@@ -139,6 +139,14 @@ int ot_cmd_zoo(int argc, char **argv);
    as docs/cli.md says. apply returns an exit status and prints errors. */
 struct ot_graph;
 bool ot_cli_parse_batch(const char *s, int64_t *dim);
+
+/* Prints the --profile report to f: time per step kind over the executors
+   (compiled with opts.profile; NULL entries are skipped), the slowest steps,
+   and extra phases measured by the caller (e.g. "data loading"). */
+struct ot_exec;
+void ot_cli_print_profile(FILE *f, const struct ot_exec *const *xs, const char *const *names,
+                          int n_exec, const char *const *extra, const double *extra_s,
+                          int n_extra);
 int ot_cli_apply_batch(struct ot_graph *g, const char *path, int64_t dim);
 
 #endif

@@ -73,6 +73,7 @@ static const ot_cli_opt finetune_opts[] = {
     { "patience", 0, "N", "stop after N epochs without a better validation accuracy" },
     { "log", 0, "FILE.csv", "write per-epoch metrics as CSV" },
     { "batch", 0, "N|dynamic", "batch dim of the exported model (default: as the input's)" },
+    { "profile", 0, NULL, "print the time per node type and per node, forward and backward" },
     { "plot", 0, "FILE.svg", "draw the loss and accuracy curves as SVG" },
     { "checkpoint", 0, "FILE", "write a checkpoint after every epoch and when interrupted" },
     { "checkpoint-every", 0, "N", "also write the checkpoint every N steps" },
@@ -359,6 +360,14 @@ static void on_resumed(int epoch, int64_t epoch_step, int64_t step, void *user)
         fprintf(p->f, "in epoch %d after step %lld (step %lld in all)\n", epoch + 1,
                 (long long)epoch_step, (long long)step);
     fflush(p->f);
+}
+
+static void on_profile(const struct ot_exec *const *xs, const char *const *names, int n,
+                       double data_wait_s, void *user)
+{
+    progress_ctx *p = user;
+    const char *extra[1] = { "waiting for data" };
+    ot_cli_print_profile(p->f, xs, names, n, extra, &data_wait_s, 1);
 }
 
 static void on_progress(const ot_train_epoch *e, bool end, void *user)
@@ -995,6 +1004,8 @@ int ot_cmd_finetune(int argc, char **argv)
     pc.epochs = o.epochs;
     o.progress = on_progress;
     o.resumed = on_resumed;
+    o.profile = ot_cli_count(cmd, &a, "profile") > 0;
+    o.profile_report = on_profile;
     o.user = &pc;
     pc.plot_path = V("plot");
     pc.log_path = V("log");

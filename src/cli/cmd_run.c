@@ -37,6 +37,7 @@ static const ot_cli_opt run_opts[] = {
     { "batch", 0, "N", "dim 0 of dynamic-batch inputs made by --random (default 1)" },
     { "seed", 0, "S", "seed of --random (default 0)" },
     { "threads", 0, "N", "CPU threads; 0 (default): OMP_NUM_THREADS, else all cores" },
+    { "profile", 0, NULL, "print the time per node type and per node (stderr)" },
     { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
     { NULL, 0, NULL, NULL },
 };
@@ -295,7 +296,8 @@ int ot_cmd_run(int argc, char **argv)
     ot_feed_exec_inputs(&feed, g, inputs);
     for (int k = 0; k < feed.n; k++)
         run_in[k] = feed.tensors[k];
-    ot_exec_opts xopts = { .threads = (int)threads };
+    ot_exec_opts xopts = { .threads = (int)threads,
+                           .profile = ot_cli_count(&run_cmd, &args, "profile") > 0 };
     if (ot_exec_compile(g, inputs, feed.n, &xopts, &x, &err) != OT_OK ||
         ot_exec_run(x, run_in, feed.n, &err) != OT_OK) {
         rc = ot_cli_error("%s: %s", model, err.msg);
@@ -311,6 +313,11 @@ int ot_cmd_run(int argc, char **argv)
         print_json(x);
     else if (!out_dir)
         print_text(x);
+    if (xopts.profile) {
+        const struct ot_exec *xs[1] = { x };
+        const char *names[1] = { "model" };
+        ot_cli_print_profile(stderr, xs, names, 1, NULL, NULL, 0);
+    }
 
 done:
     ot_exec_free(x);

@@ -84,6 +84,7 @@ typedef struct trainer {
     ot_optim_param *oparams;
     float **pptr, **gptr;
     int64_t seed;        /* Dropout masks of the current step               */
+    double data_wait_s;  /* time spent waiting for the loader (--profile)     */
     int *group;
     /* checkpoints */
     ot_train_checkpoint ck; /* fingerprints; progress filled at each save    */
@@ -110,7 +111,7 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
     ot_status st = OT_OK;
     ot_train_graph *tg = &T->tg;
     r->n = n;
-    ot_exec_opts eo = { .threads = T->o->threads };
+    ot_exec_opts eo = { .threads = T->o->threads, .profile = T->o->profile };
     int64_t xd[4] = { n, T->C, T->S, T->S };
     ot_tensor img;
     bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, NULL);
@@ -527,7 +528,10 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
         float *x;
         int64_t *labels;
         int got;
+        double w0 = T->o->profile ? now_s() : 0;
         OT_TRY(ot_data_loader_next(T->loader, &x, &labels, &got, err));
+        if (T->o->profile)
+            T->data_wait_s += now_s() - w0;
         if (got != n)
             OT_FAIL(err, OT_ERR_INTERNAL, "the loader gave %d images, the step expected %d", got,
                     n);
@@ -823,6 +827,11 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     if (st != OT_OK) {
         note_checkpoint(&T, err);
         goto done;
+    }
+    if (o->profile && o->profile_report) {
+        const struct ot_exec *xs[4] = { T.full.prefix, T.full.step, T.last.prefix, T.last.step };
+        const char *names[4] = { "prefix", "step", "prefix*", "step*" };
+        o->profile_report(xs, names, 4, T.data_wait_s, o->user);
     }
     res->steps = total_steps;
     res->epoch = T.ck.epoch;

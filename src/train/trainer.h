@@ -48,6 +48,8 @@ typedef struct ot_train_epoch {
     bool best;           /* the best validation accuracy so far            */
 } ot_train_epoch;
 
+struct ot_exec;
+
 typedef struct ot_train_opts {
     int epochs;
     int batch_size;
@@ -76,6 +78,12 @@ typedef struct ot_train_opts {
     bool augment;          /* random resized crop + flip (turns the cache off) */
     bool skip_bad;         /* drop unreadable images (found by a first scan)  */
     bool keep_best;        /* export the weights of the best validation epoch */
+    bool profile;          /* time every step; profile_report gets the result */
+    /* called once at the end with the executors (prefix and step, for the
+       full and the last batch size; NULL where absent) and the seconds the
+       loop waited for data */
+    void (*profile_report)(const struct ot_exec *const *xs, const char *const *names, int n,
+                           double data_wait_s, void *user);
     int patience;          /* stop after this many epochs without a better
                               validation accuracy; 0: never                    */
     bool deterministic;    /* the caller fixed the threads; nothing order-dependent */

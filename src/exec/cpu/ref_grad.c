@@ -282,6 +282,47 @@ ot_status ot_ref_maxpool_grad(const ot_graph *g, const ot_node *n, const ot_tens
     ot_ref_window(n, x, ot_node_attr_ints(n, "kernel_shape", &(size_t){ 0 }), dy, &q);
     int64_t NC = x->dims[0] * x->dims[1];
     int64_t isp = q.in[0] * q.in[1] * q.in[2], osp = q.o[0] * q.o[1] * q.o[2];
+    if (x->dtype == OT_DTYPE_FLOAT && dy->dtype == OT_DTYPE_FLOAT && dx->dtype == OT_DTYPE_FLOAT) {
+        /* float32: the same routing (first maximum of each window), one
+           (n, c) plane per iteration so that planes run in parallel */
+        const float *xs = x->data, *dys = dy->data;
+        float *dxs = dx->data;
+#pragma omp parallel for schedule(static)
+        for (int64_t nc = 0; nc < NC; nc++) {
+            const float *xp = xs + nc * isp, *dyp = dys + nc * osp;
+            float *dxp = dxs + nc * isp;
+            memset(dxp, 0, sizeof *dxp * (size_t)isp);
+            for (int64_t od = 0; od < q.o[0]; od++)
+                for (int64_t oh = 0; oh < q.o[1]; oh++)
+                    for (int64_t ow = 0; ow < q.o[2]; ow++) {
+                        float best = 0.0f;
+                        int64_t best_at = -1;
+                        for (int64_t kd = 0; kd < q.k[0]; kd++) {
+                            int64_t id = od * q.s[0] - q.pb[0] + kd * q.d[0];
+                            if (id < 0 || id >= q.in[0])
+                                continue;
+                            for (int64_t kh = 0; kh < q.k[1]; kh++) {
+                                int64_t ih = oh * q.s[1] - q.pb[1] + kh * q.d[1];
+                                if (ih < 0 || ih >= q.in[1])
+                                    continue;
+                                const float *row = xp + (id * q.in[1] + ih) * q.in[2];
+                                for (int64_t kw = 0; kw < q.k[2]; kw++) {
+                                    int64_t iw = ow * q.s[2] - q.pb[2] + kw * q.d[2];
+                                    if (iw < 0 || iw >= q.in[2])
+                                        continue;
+                                    if (best_at < 0 || row[iw] > best) {
+                                        best = row[iw];
+                                        best_at = (id * q.in[1] + ih) * q.in[2] + iw;
+                                    }
+                                }
+                            }
+                        }
+                        if (best_at >= 0)
+                            dxp[best_at] += dyp[(od * q.o[1] + oh) * q.o[2] + ow];
+                    }
+        }
+        return OT_OK;
+    }
     for (int64_t i = 0; i < NC * isp; i++)
         ot_ref_st(dx->dtype, dx->data, i, 0.0);
     for (int64_t nc = 0; nc < NC; nc++)
