@@ -257,6 +257,16 @@ print("ok nothing upstream trains" if mode != "fine-tune" or not frozen_bn else 
 ' "$T_TMP/plan.json" "$mode"
 done
 
+# --profile: per-kind times, forward and backward, data waits
+ot finetune "$BN" "${COMMON[@]}" --mode fine-tune --epochs 1 --max-steps 2 --profile \
+    -o "$T_TMP/prof.onnx"
+if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"profile:"* ]] && [[ $T_OUT == *ConvGradFilter* ]] &&
+    [[ $T_OUT == *"waiting for data"* ]]; then ok "finetune --profile"; else
+    fail "finetune --profile" "$(describe_run)"; fi
+ot run "$BN" --random --batch 2 --profile
+if [ "$T_RC" -eq 0 ] && [[ $T_ERR == *"profile:"* ]] && [[ $T_ERR == *Conv* ]]; then
+    ok "run --profile"; else fail "run --profile" "$(describe_run)"; fi
+
 # dry run and errors
 ot finetune "$BN" "${COMMON[@]}" --mode fine-tune --dry-run
 if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"backward nodes"* ]]; then ok "--dry-run"; else
