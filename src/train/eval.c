@@ -28,15 +28,7 @@ ot_status ot_eval_logits_graph(const ot_graph *model, int32_t *image, ot_graph *
     if (logits < 0 || *image < 0)
         return ot_err_set(err, OT_ERR_ARG, "the model has no image input or no output");
     OT_TRY(ot_graph_clone(model, &g, err));
-    ot_value *iv = &g->values[*image];
-    for (int d = 0; d < iv->ndim; d++)
-        if (d != 1) { /* batch and spatial dims: the data chooses them */
-            iv->dims[d] = OT_DIM_DYNAMIC;
-            iv->dim_names[d] = d == 0 ? "N" : NULL;
-        }
-    for (int32_t v = 0; v < g->n_values; v++)
-        if (!(g->values[v].flags & (OT_VAL_INIT | OT_VAL_INPUT)))
-            g->values[v].flags &= ~(uint32_t)OT_VAL_SHAPE_DECLARED;
+    ot_train_free_image_size(g, *image);
     ot_io *io = ot_arena_alloc(&g->arena, sizeof *io);
     keep = ot_calloc((size_t)g->n_nodes + 1, sizeof *keep);
     if (!io || !keep)

@@ -182,11 +182,7 @@ done:
     return st;
 }
 
-/* Sets a graph's outputs to `ids` (arena memory). */
-/* Lets a clone take any batch: the image input's dim 0 becomes dynamic, and
-   shapes the file declared for intermediate values (often with batch 1 in zoo
-   files) stop constraining inference. */
-static void free_batch(ot_graph *g, int32_t image)
+void ot_train_free_image_size(ot_graph *g, int32_t image)
 {
     ot_value *v = &g->values[image];
     for (int d = 0; d < v->ndim; d++)
@@ -199,6 +195,7 @@ static void free_batch(ot_graph *g, int32_t image)
             g->values[i].flags &= ~(uint32_t)OT_VAL_SHAPE_DECLARED;
 }
 
+/* Sets a graph's outputs to `ids` (arena memory). */
 static ot_status set_outputs(ot_graph *g, const int32_t *ids, int n, ot_err *err)
 {
     ot_io *io = ot_arena_alloc(&g->arena, sizeof *io * (size_t)(n ? n : 1));
@@ -254,7 +251,7 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
         OT_FAIL(err, OT_ERR_ARG, "the model has no output to train");
 
     OT_TRY(ot_graph_clone(model, &step, err));
-    free_batch(step, tg->image);
+    ot_train_free_image_size(step, tg->image);
     size_t nv = (size_t)step->n_values + 16, nn = (size_t)step->n_nodes + 1;
     tg->params = ot_calloc(nv, sizeof *tg->params);
     tg->grads = ot_calloc(nv, sizeof *tg->grads);
@@ -359,7 +356,7 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
     /* prefix graph: image -> cut values, nothing else */
     if (!prefix_empty) {
         OT_TRY(ot_graph_clone(model, &prefix, err));
-        free_batch(prefix, tg->image);
+        ot_train_free_image_size(prefix, tg->image);
         memset(keep, 0, nn);
         ot_graph_mark_ancestors(prefix, tg->cut, tg->n_cut, keep);
         OT_TRY(set_outputs(prefix, tg->cut, tg->n_cut, err));

@@ -65,6 +65,11 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
 
 void ot_train_graph_fini(ot_train_graph *tg);
 
+/* Lets a clone take any batch and image size: the image input's batch and
+   spatial dims become dynamic, and shapes the file declared for other values
+   (often with batch 1 in zoo files) stop constraining inference. */
+void ot_train_free_image_size(ot_graph *g, int32_t image);
+
 /* The value holding the logits in an inference graph: the input of a trailing
    Softmax/LogSoftmax before the (first) graph output, else that output. */
 int32_t ot_train_find_logits(const ot_graph *g);

@@ -206,6 +206,30 @@ static int32_t sole_consumer(const ctx *c, int32_t vid, int32_t after)
     return -1;
 }
 
+/* Appends the step of a primitive with one source (x, laid out as xmd) and
+   one destination (y, in the layout the primitive chose). Takes ownership of
+   pd. */
+static ot_status src_dst_step(ctx *c, dnnl_primitive_desc_t pd, int32_t xid,
+                              const dnnl_memory_desc_t *xmd, int32_t yid, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
+    ot_loc lx, ly;
+    OT_TRY(cpu_val_as(c->x, xid, xmd, &lx, err));
+    OT_TRY(cpu_val_define(c->x, yid, py, &ly, err));
+    int kinds[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
+    ot_loc locs[2] = { lx, ly };
+    dnnl_memory_desc_t mds[2] = { *xmd, *py };
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, c->n, c->n->op_type, p, 2, kinds, locs, mds, err));
+    *done = true;
+done:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
 /* ------------------------------------------------------------------- conv */
 
 static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
@@ -349,7 +373,6 @@ done:
 
 static ot_status do_pool(ctx *c, bool *done, ot_err *err)
 {
-    ot_status st = OT_OK;
     ot_graph *g = c->g;
     const ot_node *n = c->n;
     int32_t xid = n->in[0], yid = n->out[0];
@@ -400,21 +423,7 @@ static ot_status do_pool(ctx *c, bool *done, ot_err *err)
     dnnl_primitive_desc_t pd = NULL;
     if (!make_pd(c, &pd, &pdsc))
         return OT_OK;
-    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
-    ot_loc lx, ly;
-    OT_TRY(cpu_val_as(c->x, xid, &xmd, &lx, err));
-    OT_TRY(cpu_val_define(c->x, yid, py, &ly, err));
-    int kinds[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
-    ot_loc locs[2] = { lx, ly };
-    dnnl_memory_desc_t mds[2] = { xmd, *py };
-    dnnl_primitive_desc_t p = pd;
-    pd = NULL;
-    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 2, kinds, locs, mds, err));
-    *done = true;
-done:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    return st;
+    return src_dst_step(c, pd, xid, &xmd, yid, done, err);
 }
 
 /* --------------------------------------------------------------- batchnorm */
@@ -477,7 +486,6 @@ done:
 
 static ot_status do_eltwise(ctx *c, bool *done, ot_err *err)
 {
-    ot_status st = OT_OK;
     ot_graph *g = c->g;
     const ot_node *n = c->n;
     dnnl_alg_kind_t alg;
@@ -497,21 +505,7 @@ static ot_status do_eltwise(ctx *c, bool *done, ot_err *err)
     dnnl_primitive_desc_t pd = NULL;
     if (!make_pd(c, &pd, &ed))
         return OT_OK;
-    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
-    ot_loc lx, ly;
-    OT_TRY(cpu_val_as(c->x, xid, &xmd, &lx, err));
-    OT_TRY(cpu_val_define(c->x, yid, py, &ly, err));
-    int kinds[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
-    ot_loc locs[2] = { lx, ly };
-    dnnl_memory_desc_t mds[2] = { xmd, *py };
-    dnnl_primitive_desc_t p = pd;
-    pd = NULL;
-    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 2, kinds, locs, mds, err));
-    *done = true;
-done:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    return st;
+    return src_dst_step(c, pd, xid, &xmd, yid, done, err);
 }
 
 /* ------------------------------------------------------------------ binary */
@@ -650,7 +644,6 @@ done:
 
 static ot_status do_softmax_lrn(ctx *c, bool *done, ot_err *err)
 {
-    ot_status st = OT_OK;
     ot_graph *g = c->g;
     const ot_node *n = c->n;
     int32_t xid = n->in[0], yid = n->out[0];
@@ -689,21 +682,7 @@ static ot_status do_softmax_lrn(ctx *c, bool *done, ot_err *err)
             !make_pd(c, &pd, &sd))
             return OT_OK;
     }
-    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
-    ot_loc lx, ly;
-    OT_TRY(cpu_val_as(c->x, xid, &xmd, &lx, err));
-    OT_TRY(cpu_val_define(c->x, yid, py, &ly, err));
-    int kinds[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
-    ot_loc locs[2] = { lx, ly };
-    dnnl_memory_desc_t mds[2] = { xmd, *py };
-    dnnl_primitive_desc_t p = pd;
-    pd = NULL;
-    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 2, kinds, locs, mds, err));
-    *done = true;
-done:
-    if (pd)
-        dnnl_primitive_desc_destroy(pd);
-    return st;
+    return src_dst_step(c, pd, xid, &xmd, yid, done, err);
 }
 
 /* ----------------------------------------------------------- gemm, matmul */
