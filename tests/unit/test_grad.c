@@ -453,8 +453,62 @@ GRAD_CASE(grad_batchnorm_train, 12, {
     y = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, in, 5, a, 2, 3, NULL);
 })
 
+/* the same with oneDNN's batch normalization forward and backward */
+GRAD_CASE(grad_batchnorm_train_onednn, 14, {
+    c->onednn = true;
+    c->h = 5e-3;
+    int32_t in[5] = { IN(c, "x", FILL_UNI, -2, 2, true, 3, 16, 3, 3),
+                      IN(c, "scale", FILL_UNI, 0.5, 1.5, true, 16),
+                      IN(c, "bias", FILL_UNI, -1, 1, true, 16),
+                      gc_const(c, "running_mean", 1, DIMS(16), -0.5, 0.5),
+                      gc_const(c, "running_var", 1, DIMS(16), 0.5, 2) };
+    ot_attr a[2] = { ot_op_grad_attr_float("epsilon", 1e-5f),
+                     ot_op_grad_attr_float("momentum", 0.9f) };
+    y = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, in, 5, a, 2, 3, NULL);
+})
+
+/* eval-mode BatchNormGrad (running statistics) on oneDNN */
+GRAD_CASE(grad_batchnorm_eval_params_onednn, 15, {
+    c->onednn = true;
+    int32_t in[5] = { IN(c, "x", FILL_UNI, -2, 2, true, 2, 16, 3, 2),
+                      IN(c, "scale", FILL_UNI, 0.5, 1.5, true, 16),
+                      IN(c, "bias", FILL_UNI, -1, 1, true, 16),
+                      gc_const(c, "mean", 1, DIMS(16), -0.5, 0.5),
+                      gc_const(c, "var", 1, DIMS(16), 0.5, 2) };
+    y = gc_node(c, "BatchNormalization", 9, in, 5, NULL, 0);
+})
+
+/* a residual block's training step on oneDNN end to end: Conv and
+   BatchNormTrain, Relu, MaxPool and Add in the layout the convolutions chose */
+GRAD_CASE(grad_block_onednn, 16, {
+    c->onednn = true;
+    c->h = 2e-3;
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 9, 9);
+    int32_t w1 = IN(c, "w1", FILL_UNI, -0.5, 0.5, true, 16, 3, 3, 3);
+    int32_t w2 = IN(c, "w2", FILL_UNI, -0.3, 0.3, true, 16, 16, 3, 3);
+    int32_t sc = IN(c, "scale", FILL_UNI, 0.5, 1.5, true, 16);
+    int32_t bi = IN(c, "bias", FILL_UNI, -0.5, 0.5, true, 16);
+    int32_t rm = gc_const(c, "rm", 1, DIMS(16), -0.5, 0.5);
+    int32_t rv = gc_const(c, "rv", 1, DIMS(16), 0.5, 2);
+    ot_attr pads[1] = { INTS("pads", 1, 1, 1, 1) };
+    int32_t cin[2] = { x, w1 };
+    int32_t h1 = gc_node(c, "Conv", 13, cin, 2, pads, 1);
+    int32_t bin[5] = { h1, sc, bi, rm, rv };
+    int32_t h2 = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, bin, 5, NULL, 0, 3,
+                           NULL);
+    int32_t h3 = gc_node(c, "Relu", 14, &h2, 1, NULL, 0);
+    ot_attr mp[3] = { INTS("kernel_shape", 3, 3), INTS("strides", 2, 2),
+                      INTS("pads", 1, 1, 1, 1) };
+    int32_t h4 = gc_node(c, "MaxPool", 12, &h3, 1, mp, 3);
+    int32_t cin2[2] = { h4, w2 };
+    int32_t h5 = gc_node(c, "Conv", 13, cin2, 2, pads, 1);
+    int32_t ain[2] = { h5, h4 };
+    int32_t h6 = gc_node(c, "Add", 14, ain, 2, NULL, 0);
+    y = gc_node(c, "Relu", 14, &h6, 1, NULL, 0);
+})
+
 /* BatchNormTrain's running statistics: momentum as ONNX, unbiased variance */
-TEST(grad_batchnorm_train_running_stats)
+static void bn_running_stats(bool plain_only)
 {
     gcase c_, *c = &c_;
     gc_init(c, 13);
@@ -474,7 +528,7 @@ TEST(grad_batchnorm_train_running_stats)
     for (int i = 0; i < 3; i++)
         bind[i] = (ot_exec_input){ .value = c->in_ids[i], .tensor = c->in[i] };
     ot_exec *x = NULL;
-    ot_exec_opts opts = { .threads = 1, .plain_only = true };
+    ot_exec_opts opts = { .threads = 1, .plain_only = plain_only };
     CHECK_OK(ot_exec_compile(c->g, bind, 3, &opts, &x, &c->err), &c->err);
     CHECK_OK(ot_exec_run(x, c->in, 3, &c->err), &c->err);
     const float *xf = c->in[0].data, *sf = c->in[1].data, *bf = c->in[2].data;
@@ -493,14 +547,20 @@ TEST(grad_batchnorm_train_running_stats)
         for (int k = 0; k < 5; k++) {
             double got = (double)((const float *)ot_exec_output(x, k)->data)[k == 0 ? ch * 3 : ch];
             if (fabs(got - want[k]) > 1e-5 + 1e-5 * fabs(want[k])) {
-                ot_test_fail(__FILE__, __LINE__, "output %d channel %d: got %.7g want %.7g", k,
-                             ch, got, want[k]);
+                ot_test_fail(__FILE__, __LINE__, "%s: output %d channel %d: got %.7g want %.7g",
+                             plain_only ? "plain" : "oneDNN", k, ch, got, want[k]);
                 break;
             }
         }
     }
     ot_exec_free(x);
     gc_fini(c);
+}
+
+TEST(grad_batchnorm_train_running_stats)
+{
+    bn_running_stats(true);
+    bn_running_stats(false);
 }
 
 /* ------------------------------------------------------------ activations */

@@ -363,6 +363,33 @@ done:
     return st;
 }
 
+ot_status cpu_fn_step(ot_exec *x, const ot_node *n, const char *what, ot_ref_fn fn, int n_in,
+                      const ot_tensor *tin, const ot_loc *lin, int n_out, const ot_tensor *tout,
+                      const ot_loc *lout, ot_err *err)
+{
+    cpu_step *s;
+    OT_ASSERT(n_in <= CPU_MAX_ARGS && n_out <= CPU_MAX_ARGS);
+    ot_status st = cpu_step_add(state(x), &s, err);
+    if (st != OT_OK)
+        return st;
+    s->node = n;
+    s->what = what;
+    s->fn = fn;
+    s->n_in = n_in;
+    s->n_out = n_out;
+    for (int k = 0; k < n_in; k++) {
+        s->tin[k] = tin[k];
+        s->lin[k] = lin[k];
+        s->pin[k] = lin[k].kind != OT_LOC_NONE ? &s->tin[k] : NULL;
+    }
+    for (int k = 0; k < n_out; k++) {
+        s->tout[k] = tout[k];
+        s->lout[k] = lout[k];
+        s->pout[k] = lout[k].kind != OT_LOC_NONE ? &s->tout[k] : NULL;
+    }
+    return OT_OK;
+}
+
 static bool all_outputs_const(const ot_graph *g, const ot_node *n)
 {
     bool any = false;
@@ -423,6 +450,9 @@ static ot_status cpu_build(ot_exec *x, ot_err *err)
         for (int k = 0; k < n->n_in; k++)
             if (n->in[k] >= 0)
                 cs->vals[n->in[k]].n_uses++;
+        if (n->op == ot_op_table[OT_OP_CONV_GRAD_DATA] ||
+            n->op == ot_op_table[OT_OP_CONV_GRAD_FILTER])
+            cs->training = true;
     }
     for (int i = 0; i < x->n_out; i++)
         cs->vals[x->out_ids[i]].n_uses++;

@@ -24,6 +24,11 @@ typedef struct cpu_val {
     bool has_md;             /* data is laid out as `md` (else plain row-major)  */
     dnnl_memory_desc_t md;
     ot_loc plain;            /* a plain copy, once a reorder made one           */
+    /* what a oneDNN training primitive keeps beside the value for its
+       backward primitive: the batch variance beside BatchNormTrain's saved
+       inverse std, MaxPool's workspace beside its output */
+    ot_loc aux;
+    dnnl_memory_desc_t aux_md;
     int n_uses;              /* consuming node inputs + graph-output listings   */
 } cpu_val;
 
@@ -58,6 +63,7 @@ typedef struct cpu_state {
     int n_owned, cap_owned;
     uint8_t *skip;           /* nodes fused into an earlier step              */
     int *copy_out;           /* graph outputs copied after the steps (-1: none) */
+    bool training;           /* the graph has backward convolutions             */
 } cpu_state;
 
 #define CPU_TRY(call, err, what)                                                                \
@@ -109,6 +115,13 @@ ot_status cpu_own(cpu_state *cs, void *p, ot_err *err);
 ot_status cpu_prim_step(ot_exec *x, const ot_node *n, const char *what, dnnl_primitive_desc_t pd,
                         int n_args, const int *kinds, const ot_loc *locs,
                         const dnnl_memory_desc_t *mds, ot_err *err);
+
+/* Appends a plain C step that is not a node's own kernel: fn runs with n as
+   its node on tensors shaped as tin/tout at locations lin/lout (a location
+   of kind OT_LOC_NONE passes NULL). */
+ot_status cpu_fn_step(ot_exec *x, const ot_node *n, const char *what, ot_ref_fn fn, int n_in,
+                      const ot_tensor *tin, const ot_loc *lin, int n_out, const ot_tensor *tout,
+                      const ot_loc *lout, ot_err *err);
 
 /* Tries to run node n with oneDNN. *done is false when the node is left to the
    plain kernels (unsupported dtype, shape or attribute). */

@@ -20,23 +20,15 @@
 #include <math.h>
 #include <string.h>
 
-#include "cpu.h"
+#include "cpu_dnnl_impl.h"
 #include "ops/op_util.h"
 
-typedef struct ctx {
-    ot_exec *x;
-    cpu_state *cs;
-    ot_graph *g;
-    const ot_node *n;
-    dnnl_primitive_attr_t attr;
-} ctx;
-
-static bool is_f32(const ot_graph *g, int32_t vid)
+bool dn_is_f32(const ot_graph *g, int32_t vid)
 {
     return vid >= 0 && g->values[vid].dtype == OT_DTYPE_FLOAT;
 }
 
-static void md_any(const ot_value *v, dnnl_memory_desc_t *md)
+void dn_md_any(const ot_value *v, dnnl_memory_desc_t *md)
 {
     dnnl_dims_t dims;
     for (int i = 0; i < v->ndim; i++)
@@ -44,7 +36,7 @@ static void md_any(const ot_value *v, dnnl_memory_desc_t *md)
     dnnl_memory_desc_init_by_tag(md, v->ndim, dims, dnnl_f32, dnnl_format_tag_any);
 }
 
-static void md_plain_dims(int nd, const int64_t *d, dnnl_memory_desc_t *md)
+void dn_md_plain_dims(int nd, const int64_t *d, dnnl_memory_desc_t *md)
 {
     dnnl_dims_t dims, strides;
     dnnl_dim_t s = 1;
@@ -56,7 +48,7 @@ static void md_plain_dims(int nd, const int64_t *d, dnnl_memory_desc_t *md)
     dnnl_memory_desc_init_by_strides(md, nd, dims, dnnl_f32, strides);
 }
 
-static bool has_zero(const ot_value *v)
+bool dn_has_zero(const ot_value *v)
 {
     for (int i = 0; i < v->ndim; i++)
         if (v->dims[i] == 0)
@@ -66,26 +58,23 @@ static bool has_zero(const ot_value *v)
 
 /* Creates a primitive descriptor; false when oneDNN has no implementation
    (the caller then falls back). */
-static bool make_pd(ctx *c, dnnl_primitive_desc_t *pd, const void *op_desc)
+bool dn_make_pd_hint(ctx *c, dnnl_primitive_desc_t *pd, const void *op_desc,
+                     const_dnnl_primitive_desc_t hint)
 {
-    cpu_state *cs = c->cs;
-    return dnnl_primitive_desc_create(pd, op_desc, c->attr, cs->eng, NULL) == dnnl_success;
+    return dnnl_primitive_desc_create(pd, op_desc, c->attr, c->cs->eng, hint) == dnnl_success;
 }
 
-static const dnnl_memory_desc_t *pd_md(dnnl_primitive_desc_t pd, dnnl_query_t q)
+bool dn_make_pd(ctx *c, dnnl_primitive_desc_t *pd, const void *op_desc)
+{
+    return dn_make_pd_hint(c, pd, op_desc, NULL);
+}
+
+const dnnl_memory_desc_t *dn_pd_md(dnnl_primitive_desc_t pd, dnnl_query_t q)
 {
     return dnnl_primitive_desc_query_md(pd, q, 0);
 }
 
-/* Windows: pads, strides, dilations (oneDNN's, i.e. ONNX's minus one) and the
-   right padding that makes oneDNN's output size equal the inferred one. */
-typedef struct window {
-    int k;
-    dnnl_dims_t kernel, strides, dil, pl, pr;
-    bool pads_grew; /* pr was raised above the file's pads (ceil_mode)       */
-} window;
-
-static bool get_window(const ot_graph *g, const ot_node *n, const ot_value *xv,
+bool dn_get_window(const ot_graph *g, const ot_node *n, const ot_value *xv,
                        const ot_value *yv, const int64_t *kernel, window *w)
 {
     int k = xv->ndim - 2;
@@ -146,7 +135,7 @@ static bool eltwise_params(const ot_graph *g, const ot_node *n, dnnl_alg_kind_t 
     const char *t = n->op_type;
     if (n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)
         return false;
-    if (!is_f32(g, n->in[0]) || n->n_out < 1 || !is_f32(g, n->out[0]))
+    if (!dn_is_f32(g, n->in[0]) || n->n_out < 1 || !dn_is_f32(g, n->out[0]))
         return false;
     *beta = 0;
     if (!strcmp(t, "Relu")) {
@@ -209,11 +198,11 @@ static int32_t sole_consumer(const ctx *c, int32_t vid, int32_t after)
 /* Appends the step of a primitive with one source (x, laid out as xmd) and
    one destination (y, in the layout the primitive chose). Takes ownership of
    pd. */
-static ot_status src_dst_step(ctx *c, dnnl_primitive_desc_t pd, int32_t xid,
+ot_status dn_src_dst_step(ctx *c, dnnl_primitive_desc_t pd, int32_t xid,
                               const dnnl_memory_desc_t *xmd, int32_t yid, bool *done, ot_err *err)
 {
     ot_status st = OT_OK;
-    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
+    const dnnl_memory_desc_t *py = dn_pd_md(pd, dnnl_query_dst_md);
     ot_loc lx, ly;
     OT_TRY(cpu_val_as(c->x, xid, xmd, &lx, err));
     OT_TRY(cpu_val_define(c->x, yid, py, &ly, err));
@@ -241,14 +230,14 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
     dnnl_post_ops_t po = NULL;
     int32_t xid = n->in[0], wid = n->in[1], bid = n->n_in > 2 ? n->in[2] : -1;
     int32_t yid = n->out[0];
-    if (!is_f32(g, xid) || !is_f32(g, wid) || (bid >= 0 && !is_f32(g, bid)) || !is_f32(g, yid))
+    if (!dn_is_f32(g, xid) || !dn_is_f32(g, wid) || (bid >= 0 && !dn_is_f32(g, bid)) || !dn_is_f32(g, yid))
         return OT_OK;
     const ot_value *xv = &g->values[xid], *wv = &g->values[wid], *yv = &g->values[yid];
-    if (has_zero(xv) || has_zero(yv) || has_zero(wv))
+    if (dn_has_zero(xv) || dn_has_zero(yv) || dn_has_zero(wv))
         return OT_OK;
     int64_t group = ot_node_attr_int(n, "group", 1);
     window w;
-    if (!get_window(g, n, xv, yv, wv->dims + 2, &w))
+    if (!dn_get_window(g, n, xv, yv, wv->dims + 2, &w))
         return OT_OK;
 
     /* fusion candidates */
@@ -263,13 +252,13 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
             fuse_nodes[0] = nxt;
             out_vid = m->out[0];
         } else if (!strcmp(m->op_type, "Add") && m->n_in == 2 && m->opset >= 7 &&
-                   is_f32(g, m->out[0])) {
+                   dn_is_f32(g, m->out[0])) {
             int32_t other = m->in[0] == yid ? m->in[1] : m->in[0];
             const ot_value *ov = &g->values[other], *av = &g->values[m->out[0]];
             /* the other operand must already be computed (it is the
                                accumulator the conv adds into) */
             bool same = other != yid && ov->ndim == yv->ndim && av->ndim == yv->ndim &&
-                        is_f32(g, other) && c->cs->vals[other].loc.kind != OT_LOC_NONE;
+                        dn_is_f32(g, other) && c->cs->vals[other].loc.kind != OT_LOC_NONE;
             for (int i = 0; same && i < yv->ndim; i++)
                 same = ov->dims[i] == yv->dims[i] && av->dims[i] == yv->dims[i];
             if (same) {
@@ -287,8 +276,8 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
     }
 
     dnnl_memory_desc_t xmd, wmd, bmd, ymd, wplain;
-    md_any(xv, &xmd);
-    md_any(yv, &ymd);
+    dn_md_any(xv, &xmd);
+    dn_md_any(yv, &ymd);
     dnnl_dims_t wd;
     int wnd = 0;
     if (group > 1) {
@@ -304,12 +293,15 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
         int64_t d64[OT_MAX_DIMS + 1];
         for (int i = 0; i < wnd; i++)
             d64[i] = wd[i];
-        md_plain_dims(wnd, d64, &wplain);
+        dn_md_plain_dims(wnd, d64, &wplain);
     }
     if (bid >= 0)
-        md_plain_dims(1, &g->values[bid].dims[0], &bmd);
+        dn_md_plain_dims(1, &g->values[bid].dims[0], &bmd);
     dnnl_convolution_desc_t cd;
-    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference,
+    /* in a training graph the forward convolutions take the layout their
+       backward primitives use, so activations need no reorders between them */
+    dnnl_prop_kind_t prop = c->cs->training ? dnnl_forward_training : dnnl_forward_inference;
+    if (dnnl_dilated_convolution_forward_desc_init(&cd, prop,
                                                    dnnl_convolution_direct, &xmd, &wmd,
                                                    bid >= 0 ? &bmd : NULL, &ymd, w.strides, w.dil,
                                                    w.pl, w.pr) != dnnl_success)
@@ -325,13 +317,13 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
                     err, "conv");
         CPU_TRY(dnnl_primitive_attr_set_post_ops(c->attr, po), err, "conv");
     }
-    if (!make_pd(c, &pd, &cd))
+    if (!dn_make_pd(c, &pd, &cd))
         goto done; /* not implemented: plain kernel */
 
     ot_loc lx, lw, lb = { 0 }, ly;
-    const dnnl_memory_desc_t *px = pd_md(pd, dnnl_query_src_md);
-    const dnnl_memory_desc_t *pw = pd_md(pd, dnnl_query_weights_md);
-    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
+    const dnnl_memory_desc_t *px = dn_pd_md(pd, dnnl_query_src_md);
+    const dnnl_memory_desc_t *pw = dn_pd_md(pd, dnnl_query_weights_md);
+    const dnnl_memory_desc_t *py = dn_pd_md(pd, dnnl_query_dst_md);
     OT_TRY(cpu_val_as(c->x, xid, px, &lx, err));
     {
         ot_loc wplain_loc;
@@ -371,59 +363,71 @@ done:
 
 /* -------------------------------------------------------------------- pool */
 
+bool dn_pool_params(const ot_graph *g, const ot_node *n, const ot_value *xv, const ot_value *yv,
+                    window *w, dnnl_alg_kind_t *alg)
+{
+    if (dn_has_zero(xv) || dn_has_zero(yv) || xv->ndim < 3 || xv->ndim > 5 ||
+        yv->ndim != xv->ndim)
+        return false;
+    bool global = strstr(n->op_type, "Global") == n->op_type;
+    bool is_max = strstr(n->op_type, "Max") != NULL;
+    if (global) {
+        w->k = xv->ndim - 2;
+        for (int i = 0; i < w->k; i++) {
+            w->kernel[i] = xv->dims[2 + i];
+            w->strides[i] = 1;
+            w->dil[i] = 0;
+            w->pl[i] = w->pr[i] = 0;
+        }
+        w->pads_grew = false;
+    } else {
+        size_t nk;
+        int64_t kernel[3];
+        const int64_t *ks = ot_node_attr_ints(n, "kernel_shape", &nk);
+        if (!ks || nk != (size_t)(xv->ndim - 2))
+            return false;
+        for (size_t i = 0; i < nk; i++)
+            kernel[i] = ks[i];
+        if (!dn_get_window(g, n, xv, yv, kernel, w))
+            return false;
+        if (ot_node_attr_int(n, "storage_order", 0) != 0)
+            return false;
+    }
+    *alg = dnnl_pooling_max;
+    if (!is_max) {
+        bool include = ot_node_attr_int(n, "count_include_pad", 0) != 0;
+        if (include && w->pads_grew)
+            return false; /* ceil_mode's extra cells must not count: plain kernel */
+        *alg = include ? dnnl_pooling_avg_include_padding : dnnl_pooling_avg_exclude_padding;
+    }
+    return true;
+}
+
 static ot_status do_pool(ctx *c, bool *done, ot_err *err)
 {
     ot_graph *g = c->g;
     const ot_node *n = c->n;
     int32_t xid = n->in[0], yid = n->out[0];
-    if (!is_f32(g, xid) || !is_f32(g, yid) || (n->n_out > 1 && n->out[1] >= 0))
+    if (!dn_is_f32(g, xid) || !dn_is_f32(g, yid) || (n->n_out > 1 && n->out[1] >= 0))
         return OT_OK;
     const ot_value *xv = &g->values[xid], *yv = &g->values[yid];
-    if (has_zero(xv) || has_zero(yv) || xv->ndim < 3 || xv->ndim > 5)
-        return OT_OK;
-    bool global = !strncmp(n->op_type, "Global", 6);
-    bool is_max = strstr(n->op_type, "Max") != NULL;
-    int64_t kernel[3];
     window w;
-    if (global) {
-        w.k = xv->ndim - 2;
-        for (int i = 0; i < w.k; i++) {
-            w.kernel[i] = xv->dims[2 + i];
-            w.strides[i] = 1;
-            w.dil[i] = 0;
-            w.pl[i] = w.pr[i] = 0;
-        }
-        w.pads_grew = false;
-    } else {
-        size_t nk;
-        const int64_t *ks = ot_node_attr_ints(n, "kernel_shape", &nk);
-        if (!ks || nk != (size_t)(xv->ndim - 2))
-            return OT_OK;
-        for (size_t i = 0; i < nk; i++)
-            kernel[i] = ks[i];
-        if (!get_window(g, n, xv, yv, kernel, &w))
-            return OT_OK;
-        if (ot_node_attr_int(n, "storage_order", 0) != 0)
-            return OT_OK;
-    }
-    dnnl_alg_kind_t alg = dnnl_pooling_max;
-    if (!is_max) {
-        bool include = ot_node_attr_int(n, "count_include_pad", 0) != 0;
-        if (include && w.pads_grew)
-            return OT_OK; /* ceil_mode's extra cells must not count: plain kernel */
-        alg = include ? dnnl_pooling_avg_include_padding : dnnl_pooling_avg_exclude_padding;
-    }
+    dnnl_alg_kind_t alg;
+    if (!dn_pool_params(g, n, xv, yv, &w, &alg))
+        return OT_OK;
+    if (alg == dnnl_pooling_max && dn_maxpool_has_grad(c, xid))
+        return dn_maxpool_train(c, &w, done, err);
     dnnl_memory_desc_t xmd, ymd;
     cpu_val_md(c->x, xid, &xmd);
-    md_any(yv, &ymd);
+    dn_md_any(yv, &ymd);
     dnnl_pooling_v2_desc_t pdsc;
     if (dnnl_pooling_v2_forward_desc_init(&pdsc, dnnl_forward_inference, alg, &xmd, &ymd,
                                           w.strides, w.kernel, w.dil, w.pl, w.pr) != dnnl_success)
         return OT_OK;
     dnnl_primitive_desc_t pd = NULL;
-    if (!make_pd(c, &pd, &pdsc))
+    if (!dn_make_pd(c, &pd, &pdsc))
         return OT_OK;
-    return src_dst_step(c, pd, xid, &xmd, yid, done, err);
+    return dn_src_dst_step(c, pd, xid, &xmd, yid, done, err);
 }
 
 /* --------------------------------------------------------------- batchnorm */
@@ -441,11 +445,11 @@ static ot_status do_bn(ctx *c, bool *done, ot_err *err)
     if (ot_node_attr_int(n, "training_mode", 0) != 0)
         return OT_OK;
     for (int k = 0; k < 5; k++)
-        if (!is_f32(g, n->in[k]))
+        if (!dn_is_f32(g, n->in[k]))
             return OT_OK;
     int32_t xid = n->in[0], yid = n->out[0];
     const ot_value *xv = &g->values[xid];
-    if (!is_f32(g, yid) || has_zero(xv) || xv->ndim < 2 || xv->ndim > 5)
+    if (!dn_is_f32(g, yid) || dn_has_zero(xv) || xv->ndim < 2 || xv->ndim > 5)
         return OT_OK;
     for (int k = 1; k < 5; k++)
         if (g->values[n->in[k]].ndim != 1)
@@ -459,16 +463,16 @@ static ot_status do_bn(ctx *c, bool *done, ot_err *err)
             dnnl_use_global_stats | dnnl_use_scale | dnnl_use_shift) != dnnl_success)
         return OT_OK;
     dnnl_primitive_desc_t pd = NULL;
-    if (!make_pd(c, &pd, &bd))
+    if (!dn_make_pd(c, &pd, &bd))
         return OT_OK;
-    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
+    const dnnl_memory_desc_t *py = dn_pd_md(pd, dnnl_query_dst_md);
     ot_loc l[6];
     OT_TRY(cpu_val_as(c->x, xid, &xmd, &l[0], err));
     for (int k = 1; k < 5; k++)
         OT_TRY(cpu_val_plain(c->x, n->in[k], &l[k], err));
     OT_TRY(cpu_val_define(c->x, yid, py, &l[5], err));
     dnnl_memory_desc_t cmd;
-    md_plain_dims(1, &g->values[n->in[1]].dims[0], &cmd);
+    dn_md_plain_dims(1, &g->values[n->in[1]].dims[0], &cmd);
     int kinds[6] = { DNNL_ARG_SRC, DNNL_ARG_SCALE, DNNL_ARG_SHIFT, DNNL_ARG_MEAN,
                      DNNL_ARG_VARIANCE, DNNL_ARG_DST };
     dnnl_memory_desc_t mds[6] = { xmd, cmd, cmd, cmd, cmd, *py };
@@ -494,7 +498,7 @@ static ot_status do_eltwise(ctx *c, bool *done, ot_err *err)
         return OT_OK;
     int32_t xid = n->in[0], yid = n->out[0];
     const ot_value *xv = &g->values[xid];
-    if (has_zero(xv) || xv->ndim < 1)
+    if (dn_has_zero(xv) || xv->ndim < 1)
         return OT_OK;
     dnnl_memory_desc_t xmd;
     cpu_val_md(c->x, xid, &xmd);
@@ -503,9 +507,9 @@ static ot_status do_eltwise(ctx *c, bool *done, ot_err *err)
         dnnl_success)
         return OT_OK;
     dnnl_primitive_desc_t pd = NULL;
-    if (!make_pd(c, &pd, &ed))
+    if (!dn_make_pd(c, &pd, &ed))
         return OT_OK;
-    return src_dst_step(c, pd, xid, &xmd, yid, done, err);
+    return dn_src_dst_step(c, pd, xid, &xmd, yid, done, err);
 }
 
 /* ------------------------------------------------------------------ binary */
@@ -515,12 +519,12 @@ static ot_status do_binary(ctx *c, bool *done, ot_err *err)
     ot_status st = OT_OK;
     ot_graph *g = c->g;
     const ot_node *n = c->n;
-    if (n->n_in != 2 || n->opset < 7 || !is_f32(g, n->in[0]) || !is_f32(g, n->in[1]) ||
-        !is_f32(g, n->out[0]))
+    if (n->n_in != 2 || n->opset < 7 || !dn_is_f32(g, n->in[0]) || !dn_is_f32(g, n->in[1]) ||
+        !dn_is_f32(g, n->out[0]))
         return OT_OK;
     int32_t a = n->in[0], b = n->in[1], yid = n->out[0];
     const ot_value *yv = &g->values[yid];
-    if (yv->ndim < 1 || has_zero(yv))
+    if (yv->ndim < 1 || dn_has_zero(yv))
         return OT_OK;
     const ot_value *av = &g->values[a], *bv = &g->values[b];
     bool a_full = av->ndim == yv->ndim, b_full = bv->ndim == yv->ndim;
@@ -551,17 +555,17 @@ static ot_status do_binary(ctx *c, bool *done, ot_err *err)
         int off = yv->ndim - bv->ndim;
         for (int i = 0; i < yv->ndim; i++)
             d[i] = i < off ? 1 : bv->dims[i - off];
-        md_plain_dims(yv->ndim, d, &bmd);
+        dn_md_plain_dims(yv->ndim, d, &bmd);
     }
-    md_any(yv, &ymd);
+    dn_md_any(yv, &ymd);
     dnnl_binary_desc_t bd;
     dnnl_alg_kind_t alg = !strcmp(n->op_type, "Add") ? dnnl_binary_add : dnnl_binary_mul;
     if (dnnl_binary_desc_init(&bd, alg, &amd, &bmd, &ymd) != dnnl_success)
         return OT_OK;
     dnnl_primitive_desc_t pd = NULL;
-    if (!make_pd(c, &pd, &bd))
+    if (!dn_make_pd(c, &pd, &bd))
         return OT_OK;
-    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
+    const dnnl_memory_desc_t *py = dn_pd_md(pd, dnnl_query_dst_md);
     ot_loc la, lb, ly;
     OT_TRY(cpu_val_as(c->x, a, &amd, &la, err));
     if (b_full || a == b)
@@ -591,15 +595,15 @@ static ot_status do_sum_concat(ctx *c, bool is_concat, bool *done, ot_err *err)
     const ot_node *n = c->n;
     int32_t yid = n->out[0];
     const ot_value *yv = &g->values[yid];
-    if (!is_f32(g, yid) || yv->ndim < 1 || has_zero(yv) || n->n_in < 1 || n->n_in > 8)
+    if (!dn_is_f32(g, yid) || yv->ndim < 1 || dn_has_zero(yv) || n->n_in < 1 || n->n_in > 8)
         return OT_OK;
     dnnl_memory_desc_t mds[10], ymd;
     float scales[8];
     for (int k = 0; k < n->n_in; k++) {
-        if (!is_f32(g, n->in[k]))
+        if (!dn_is_f32(g, n->in[k]))
             return OT_OK;
         const ot_value *v = &g->values[n->in[k]];
-        if (v->ndim != yv->ndim || has_zero(v))
+        if (v->ndim != yv->ndim || dn_has_zero(v))
             return OT_OK;
         for (int i = 0; !is_concat && i < v->ndim; i++)
             if (v->dims[i] != yv->dims[i])
@@ -609,7 +613,7 @@ static ot_status do_sum_concat(ctx *c, bool is_concat, bool *done, ot_err *err)
             mds[k] = mds[0];
         scales[k] = 1.0f;
     }
-    md_any(yv, &ymd);
+    dn_md_any(yv, &ymd);
     dnnl_primitive_desc_t pd = NULL;
     int axis = 0;
     if (is_concat && !ot_op_axis(ot_node_attr_int(n, "axis", 1), yv->ndim, &axis))
@@ -620,7 +624,7 @@ static ot_status do_sum_concat(ctx *c, bool is_concat, bool *done, ot_err *err)
                                                                  c->attr, c->cs->eng);
     if (s != dnnl_success)
         return OT_OK;
-    const dnnl_memory_desc_t *py = pd_md(pd, dnnl_query_dst_md);
+    const dnnl_memory_desc_t *py = dn_pd_md(pd, dnnl_query_dst_md);
     int kinds[10];
     ot_loc locs[10];
     for (int k = 0; k < n->n_in; k++) {
@@ -647,14 +651,14 @@ static ot_status do_softmax_lrn(ctx *c, bool *done, ot_err *err)
     ot_graph *g = c->g;
     const ot_node *n = c->n;
     int32_t xid = n->in[0], yid = n->out[0];
-    if (!is_f32(g, xid) || !is_f32(g, yid))
+    if (!dn_is_f32(g, xid) || !dn_is_f32(g, yid))
         return OT_OK;
     const ot_value *xv = &g->values[xid];
-    if (xv->ndim < 1 || has_zero(xv))
+    if (xv->ndim < 1 || dn_has_zero(xv))
         return OT_OK;
     dnnl_memory_desc_t xmd, ymd;
     cpu_val_md(c->x, xid, &xmd);
-    md_any(xv, &ymd);
+    dn_md_any(xv, &ymd);
     dnnl_primitive_desc_t pd = NULL;
     if (!strcmp(n->op_type, "LRN")) {
         int64_t size = ot_node_attr_int(n, "size", 1);
@@ -665,7 +669,7 @@ static ot_status do_softmax_lrn(ctx *c, bool *done, ot_err *err)
                                        &xmd, size, ot_node_attr_float(n, "alpha", 1e-4f),
                                        ot_node_attr_float(n, "beta", 0.75f),
                                        ot_node_attr_float(n, "bias", 1.0f)) != dnnl_success ||
-            !make_pd(c, &pd, &ld))
+            !dn_make_pd(c, &pd, &ld))
             return OT_OK;
     } else {
         int64_t axis = ot_node_attr_int(n, "axis", n->opset < 13 ? 1 : -1);
@@ -679,10 +683,10 @@ static ot_status do_softmax_lrn(ctx *c, bool *done, ot_err *err)
                                                               : dnnl_softmax_log;
         if (dnnl_softmax_v2_forward_desc_init(&sd, dnnl_forward_inference, alg, &xmd, &ymd, ax) !=
                 dnnl_success ||
-            !make_pd(c, &pd, &sd))
+            !dn_make_pd(c, &pd, &sd))
             return OT_OK;
     }
-    return src_dst_step(c, pd, xid, &xmd, yid, done, err);
+    return dn_src_dst_step(c, pd, xid, &xmd, yid, done, err);
 }
 
 /* ----------------------------------------------------------- gemm, matmul */
@@ -703,10 +707,10 @@ static ot_status do_matmul(ctx *c, bool is_gemm, bool *done, ot_err *err)
     const ot_node *n = c->n;
     int32_t a = n->in[0], b = n->in[1], cid = is_gemm && n->n_in > 2 ? n->in[2] : -1;
     int32_t yid = n->out[0];
-    if (!is_f32(g, a) || !is_f32(g, b) || !is_f32(g, yid) || (cid >= 0 && !is_f32(g, cid)))
+    if (!dn_is_f32(g, a) || !dn_is_f32(g, b) || !dn_is_f32(g, yid) || (cid >= 0 && !dn_is_f32(g, cid)))
         return OT_OK;
     const ot_value *av = &g->values[a], *bv = &g->values[b], *yv = &g->values[yid];
-    if (has_zero(av) || has_zero(bv) || has_zero(yv))
+    if (dn_has_zero(av) || dn_has_zero(bv) || dn_has_zero(yv))
         return OT_OK;
     dnnl_memory_desc_t amd, bmd, cmd, ymd;
     float alpha = 1.0f;
@@ -733,7 +737,7 @@ static ot_status do_matmul(ctx *c, bool is_gemm, bool *done, ot_err *err)
             } else if (cv->ndim != 0) {
                 return OT_OK;
             }
-            md_plain_dims(2, d, &cmd);
+            dn_md_plain_dims(2, d, &cmd);
         }
     } else {
         if (av->ndim < 2 || bv->ndim < 2 || yv->ndim < 2)
@@ -745,9 +749,9 @@ static ot_status do_matmul(ctx *c, bool is_gemm, bool *done, ot_err *err)
             ad[i] = ia >= 0 ? av->dims[ia] : 1;
             bd[i] = ib >= 0 ? bv->dims[ib] : 1;
         }
-        md_plain_dims(nd, ad, &amd);
-        md_plain_dims(nd, bd, &bmd);
-        md_plain_dims(nd, yv->dims, &ymd);
+        dn_md_plain_dims(nd, ad, &amd);
+        dn_md_plain_dims(nd, bd, &bmd);
+        dn_md_plain_dims(nd, yv->dims, &ymd);
     }
     if (alpha != 1.0f)
         CPU_TRY(dnnl_primitive_attr_set_output_scales(c->attr, 1, 0, &alpha), err, n->op_type);
@@ -755,7 +759,7 @@ static ot_status do_matmul(ctx *c, bool is_gemm, bool *done, ot_err *err)
     if (dnnl_matmul_desc_init(&md, &amd, &bmd, cid >= 0 ? &cmd : NULL, &ymd) != dnnl_success)
         return OT_OK;
     dnnl_primitive_desc_t pd = NULL;
-    if (!make_pd(c, &pd, &md))
+    if (!dn_make_pd(c, &pd, &md))
         return OT_OK;
     ot_loc la, lb, lc = { 0 }, ly;
     OT_TRY(cpu_val_plain(c->x, a, &la, err));
@@ -789,21 +793,21 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
     dnnl_primitive_desc_t fwd = NULL, pd = NULL;
     int32_t dy = n->in[0], other = n->in[1];
     int32_t out0 = n->out[0], db = !is_data && n->n_out > 1 ? n->out[1] : -1;
-    if (!is_f32(g, dy) || !is_f32(g, other) || !is_f32(g, out0) || (db >= 0 && !is_f32(g, db)))
+    if (!dn_is_f32(g, dy) || !dn_is_f32(g, other) || !dn_is_f32(g, out0) || (db >= 0 && !dn_is_f32(g, db)))
         return OT_OK;
     const ot_value *dyv = &g->values[dy];
     /* x: the forward input's shape; w: the weights' */
     const ot_value *xv = is_data ? &g->values[out0] : &g->values[other];
     const ot_value *wv = is_data ? &g->values[other] : &g->values[out0];
-    if (has_zero(xv) || has_zero(dyv) || has_zero(wv) || xv->ndim < 3 || xv->ndim > 5)
+    if (dn_has_zero(xv) || dn_has_zero(dyv) || dn_has_zero(wv) || xv->ndim < 3 || xv->ndim > 5)
         return OT_OK;
     int64_t group = ot_node_attr_int(n, "group", 1);
     window w;
-    if (!get_window(g, n, xv, dyv, wv->dims + 2, &w))
+    if (!dn_get_window(g, n, xv, dyv, wv->dims + 2, &w))
         return OT_OK;
     dnnl_memory_desc_t xmd, wmd, dymd, bmd, wplain;
-    md_any(xv, &xmd);
-    md_any(dyv, &dymd);
+    dn_md_any(xv, &xmd);
+    dn_md_any(dyv, &dymd);
     dnnl_dims_t wd;
     int wnd = 0;
     if (group > 1) {
@@ -819,10 +823,10 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
         int64_t d64[OT_MAX_DIMS + 1];
         for (int i = 0; i < wnd; i++)
             d64[i] = wd[i];
-        md_plain_dims(wnd, d64, &wplain);
+        dn_md_plain_dims(wnd, d64, &wplain);
     }
     int64_t oc = wv->dims[0];
-    md_plain_dims(1, &oc, &bmd);
+    dn_md_plain_dims(1, &oc, &bmd);
     dnnl_convolution_desc_t fd, bd;
     if (dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training,
                                                    dnnl_convolution_direct, &xmd, &wmd,
@@ -839,7 +843,7 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
     if (s2 != dnnl_success ||
         dnnl_primitive_desc_create(&pd, &bd, c->attr, c->cs->eng, fwd) != dnnl_success)
         goto done;
-    const dnnl_memory_desc_t *pdy = pd_md(pd, dnnl_query_diff_dst_md);
+    const dnnl_memory_desc_t *pdy = dn_pd_md(pd, dnnl_query_diff_dst_md);
     ot_loc ldy, l1, l2, lb = { 0 };
     OT_TRY(cpu_val_as(c->x, dy, pdy, &ldy, err));
     int kinds[4];
@@ -847,8 +851,8 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
     dnnl_memory_desc_t mds[4];
     int na;
     if (is_data) {
-        const dnnl_memory_desc_t *pw = pd_md(pd, dnnl_query_weights_md);
-        const dnnl_memory_desc_t *pdx = pd_md(pd, dnnl_query_diff_src_md);
+        const dnnl_memory_desc_t *pw = dn_pd_md(pd, dnnl_query_weights_md);
+        const dnnl_memory_desc_t *pdx = dn_pd_md(pd, dnnl_query_diff_src_md);
         ot_loc wplain_loc;
         OT_TRY(cpu_val_plain(c->x, other, &wplain_loc, err));
         OT_TRY(cpu_reorder(c->x, &wplain, wplain_loc, pw, &l1, err));
@@ -858,8 +862,8 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
         mds[0] = *pdy, mds[1] = *pw, mds[2] = *pdx;
         na = 3;
     } else {
-        const dnnl_memory_desc_t *px = pd_md(pd, dnnl_query_src_md);
-        const dnnl_memory_desc_t *pdw = pd_md(pd, dnnl_query_diff_weights_md);
+        const dnnl_memory_desc_t *px = dn_pd_md(pd, dnnl_query_src_md);
+        const dnnl_memory_desc_t *pdw = dn_pd_md(pd, dnnl_query_diff_weights_md);
         OT_TRY(cpu_val_as(c->x, other, px, &l1, err));
         /* dW is read as the plain [OC, C/group, k...] tensor, so a grouped
            layout is reordered by hand; otherwise the output takes pdw */
@@ -894,13 +898,25 @@ ot_status cpu_dnnl_node(ot_exec *x, int32_t node_id, bool *done, ot_err *err)
     const char *t = c.n->op_type;
     bool conv_grad = c.n->op == ot_op_table[OT_OP_CONV_GRAD_DATA] ||
                      c.n->op == ot_op_table[OT_OP_CONV_GRAD_FILTER];
-    if (c.n->domain[0] && strcmp(c.n->domain, "ai.onnx") != 0 && !conv_grad)
+    bool private_op = conv_grad || c.n->op == ot_op_table[OT_OP_BATCHNORM_TRAIN] ||
+                      c.n->op == ot_op_table[OT_OP_BATCHNORM_GRAD] ||
+                      c.n->op == ot_op_table[OT_OP_RELU_GRAD] ||
+                      c.n->op == ot_op_table[OT_OP_MAXPOOL_GRAD];
+    if (c.n->domain[0] && strcmp(c.n->domain, "ai.onnx") != 0 && !private_op)
         return OT_OK;
     if (c.n->n_out < 1 || c.n->out[0] < 0)
         return OT_OK;
     CPU_TRY(dnnl_primitive_attr_create(&c.attr), err, t);
     CPU_TRY(dnnl_primitive_attr_set_scratchpad_mode(c.attr, dnnl_scratchpad_mode_user), err, t);
-    if (conv_grad)
+    if (c.n->op == ot_op_table[OT_OP_BATCHNORM_TRAIN])
+        st = dn_bn_train(&c, done, err);
+    else if (c.n->op == ot_op_table[OT_OP_BATCHNORM_GRAD])
+        st = dn_bn_grad(&c, done, err);
+    else if (c.n->op == ot_op_table[OT_OP_RELU_GRAD])
+        st = dn_relu_grad(&c, done, err);
+    else if (c.n->op == ot_op_table[OT_OP_MAXPOOL_GRAD])
+        st = dn_maxpool_grad(&c, done, err);
+    else if (conv_grad)
         st = do_conv_grad(&c, c.n->op == ot_op_table[OT_OP_CONV_GRAD_DATA], done, err);
     else if (!strcmp(t, "Conv"))
         st = do_conv(&c, node_id, done, err);
