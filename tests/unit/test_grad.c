@@ -551,6 +551,79 @@ GRAD_CASE(grad_block_onednn, 16, {
     y = gc_node(c, "Relu", 14, &h6, 1, NULL, 0);
 })
 
+/* Inference fusions: Conv + BatchNormalization on constants folded into the
+   weights, + Add + Relu as post-ops, accumulating into the shortcut's buffer
+   (no copy); outputs as the plain kernels' */
+TEST(exec_conv_bn_add_relu_fusion)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, 17);
+    ot_attr pads[1] = { INTS("pads", 1, 1, 1, 1) };
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, false, 2, 16, 6, 6);
+    int32_t c0in[2] = { x, gc_const(c, "w0", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
+    int32_t a0 = gc_node(c, "Conv", 13, c0in, 2, pads, 1);
+    int32_t a = gc_node(c, "Relu", 14, &a0, 1, NULL, 0);
+    int32_t c1in[2] = { a, gc_const(c, "w1", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
+    int32_t h1 = gc_node(c, "Conv", 13, c1in, 2, pads, 1);
+    int32_t c2in[2] = { h1, gc_const(c, "w2", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
+    int32_t h = gc_node(c, "Conv", 13, c2in, 2, pads, 1);
+    int32_t bin[5] = { h, gc_const(c, "scale", 1, DIMS(16), 0.5, 1.5),
+                       gc_const(c, "bias", 1, DIMS(16), -1, 1),
+                       gc_const(c, "mean", 1, DIMS(16), -0.5, 0.5),
+                       gc_const(c, "var", 1, DIMS(16), 0.5, 2) };
+    int32_t b = gc_node(c, "BatchNormalization", 15, bin, 5, NULL, 0);
+    int32_t ain[2] = { b, a };
+    int32_t s = gc_node(c, "Add", 14, ain, 2, NULL, 0);
+    int32_t y = gc_node(c, "Relu", 14, &s, 1, NULL, 0);
+    CHECK(y >= 0);
+    CHECK_OK(ot_pass_add_output(c->g, y, &c->err), &c->err);
+    ot_exec_input bind = { .value = c->in_ids[0], .tensor = c->in[0] };
+    ot_exec *fx = NULL;
+    ot_exec_opts opts = { .threads = 1 };
+    CHECK_OK(ot_exec_compile(c->g, &bind, 1, &opts, &fx, &c->err), &c->err);
+    CHECK_OK(ot_exec_run(fx, c->in, 1, &c->err), &c->err);
+    bool fused = false;
+    int reorders = 0;
+    for (int i = 0; i < ot_exec_n_steps(fx); i++) {
+        ot_exec_step_time t;
+        ot_exec_step_profile(fx, i, &t);
+        fused |= !strcmp(t.kind, "Conv+BN+Add+Relu");
+        reorders += !strcmp(t.kind, "reorder");
+    }
+    CHECK(fused);
+    CHECK(reorders <= 2); /* x in, y out: the shortcut is not copied */
+    CHECK(gc_vs_plain(c, fx, &bind, "conv_bn_add_relu"));
+    ot_exec_free(fx);
+    gc_fini(c);
+}
+
+/* The same where the shortcut is the fused Conv's own input: it is copied
+   into the output first, never overwritten while the Conv reads it */
+TEST(exec_conv_add_shortcut_is_input)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, 18);
+    ot_attr pads[1] = { INTS("pads", 1, 1, 1, 1) };
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, false, 2, 16, 6, 6);
+    int32_t c0in[2] = { x, gc_const(c, "w0", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
+    int32_t a0 = gc_node(c, "Conv", 13, c0in, 2, pads, 1);
+    int32_t a = gc_node(c, "Relu", 14, &a0, 1, NULL, 0);
+    int32_t c1in[2] = { a, gc_const(c, "w1", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
+    int32_t h = gc_node(c, "Conv", 13, c1in, 2, pads, 1);
+    int32_t ain[2] = { h, a };
+    int32_t y = gc_node(c, "Add", 14, ain, 2, NULL, 0);
+    CHECK(y >= 0);
+    CHECK_OK(ot_pass_add_output(c->g, y, &c->err), &c->err);
+    ot_exec_input bind = { .value = c->in_ids[0], .tensor = c->in[0] };
+    ot_exec *fx = NULL;
+    ot_exec_opts opts = { .threads = 1 };
+    CHECK_OK(ot_exec_compile(c->g, &bind, 1, &opts, &fx, &c->err), &c->err);
+    CHECK_OK(ot_exec_run(fx, c->in, 1, &c->err), &c->err);
+    CHECK(gc_vs_plain(c, fx, &bind, "conv_add_shortcut_is_input"));
+    ot_exec_free(fx);
+    gc_fini(c);
+}
+
 /* BatchNormTrain's running statistics: momentum as ONNX, unbiased variance */
 static void bn_running_stats(bool plain_only)
 {

@@ -17,7 +17,9 @@
  * matmul, reorder, post-ops, user scratchpad mode).
  */
 #include <float.h>
+#include <stddef.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cpu_dnnl_impl.h"
@@ -221,6 +223,96 @@ done:
 
 /* ------------------------------------------------------------------- conv */
 
+/* The data of a constant float32 value (NULL when it is not one). */
+static const float *const_f32(const ctx *c, int32_t vid)
+{
+    if (vid < 0 || !dn_is_f32(c->g, vid) || c->cs->vals[vid].loc.kind != OT_LOC_CONST)
+        return NULL;
+    return c->cs->vals[vid].loc.ptr;
+}
+
+/* An inference-mode BatchNormalization over a Conv's output whose statistics,
+   scale and bias are constants, like the Conv's weights (and bias): it folds
+   into them. */
+static bool foldable_bn(const ctx *c, const ot_node *m, int32_t wid, int32_t bid)
+{
+    if (strcmp(m->op_type, "BatchNormalization") != 0 || (m->domain[0] && strcmp(m->domain, "ai.onnx")) ||
+        m->n_in != 5 || ot_node_attr_int(m, "training_mode", 0) != 0 ||
+        ot_node_attr_int(m, "spatial", 1) != 1 || !dn_is_f32(c->g, m->out[0]))
+        return false;
+    for (int k = 1; k < m->n_out; k++)
+        if (m->out[k] >= 0)
+            return false;
+    int64_t oc = c->g->values[wid].dims[0];
+    for (int k = 1; k < 5; k++)
+        if (!const_f32(c, m->in[k]) || c->g->values[m->in[k]].ndim != 1 ||
+            c->g->values[m->in[k]].dims[0] != oc)
+            return false;
+    return const_f32(c, wid) && (bid < 0 || const_f32(c, bid));
+}
+
+/* W' = W * k and b' = (b - mean) * k + B per output channel, k = scale /
+   sqrt(var + eps), into buffers the executor keeps (plain layout). */
+static ot_status fold_bn(ctx *c, const ot_node *bn, int32_t wid, int32_t bid, ot_loc *lw,
+                         ot_loc *lb, ot_err *err)
+{
+    const ot_value *wv = &c->g->values[wid];
+    int64_t oc = wv->dims[0], per = 1;
+    for (int i = 1; i < wv->ndim; i++)
+        per *= wv->dims[i];
+    size_t wbytes = sizeof(float) * (size_t)(oc * per), bbytes = sizeof(float) * (size_t)oc;
+    float *w2 = aligned_alloc(64, (wbytes + 63) & ~(size_t)63);
+    float *b2 = aligned_alloc(64, (bbytes + 63) & ~(size_t)63);
+    if (!w2 || !b2) {
+        free(w2);
+        free(b2);
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    }
+    ot_status st = cpu_own(c->cs, w2, err);
+    if (st != OT_OK) {
+        free(b2);
+        return st;
+    }
+    if ((st = cpu_own(c->cs, b2, err)) != OT_OK)
+        return st;
+    const float *w = const_f32(c, wid), *b = bid >= 0 ? const_f32(c, bid) : NULL;
+    const float *scale = const_f32(c, bn->in[1]), *shift = const_f32(c, bn->in[2]);
+    const float *mean = const_f32(c, bn->in[3]), *var = const_f32(c, bn->in[4]);
+    double eps = ot_node_attr_float(bn, "epsilon", 1e-5f);
+    for (int64_t o = 0; o < oc; o++) {
+        double k = (double)scale[o] / sqrt((double)var[o] + eps);
+        for (int64_t i = 0; i < per; i++)
+            w2[o * per + i] = (float)((double)w[o * per + i] * k);
+        b2[o] = (float)(((b ? (double)b[o] : 0.0) - (double)mean[o]) * k + (double)shift[o]);
+    }
+    *lw = (ot_loc){ .kind = OT_LOC_CONST, .ptr = w2 };
+    *lb = (ot_loc){ .kind = OT_LOC_CONST, .ptr = b2 };
+    return OT_OK;
+}
+
+/* Whether a Conv (node conv_node) fused with the Add of `other` may write
+   into other's buffer: a planned buffer already laid out as the Conv's dst,
+   not a graph output, read by no node after the Conv but that Add (the
+   caller makes sure it is not the Conv's own input). */
+static bool can_take_over(const ctx *c, int32_t other, int32_t conv_node,
+                          const dnnl_memory_desc_t *dst)
+{
+    const cpu_val *ov = &c->cs->vals[other];
+    if (ov->loc.kind != OT_LOC_BUF || (c->g->values[other].flags & OT_VAL_OUTPUT))
+        return false;
+    dnnl_memory_desc_t omd;
+    cpu_val_md(c->x, other, &omd);
+    if (!dnnl_memory_desc_equal(&omd, dst))
+        return false;
+    int later = 0;
+    for (int32_t i = conv_node + 1; i < c->g->n_nodes; i++) {
+        const ot_node *m = &c->g->nodes[i];
+        for (int k = 0; k < m->n_in; k++)
+            later += m->in[k] == other;
+    }
+    return later == 1; /* the Add */
+}
+
 static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
 {
     ot_status st = OT_OK;
@@ -240,12 +332,19 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
     if (!dn_get_window(g, n, xv, yv, wv->dims + 2, &w))
         return OT_OK;
 
-    /* fusion candidates */
-    int32_t out_vid = yid, add_other = -1;
+    /* fusion candidates: an inference BatchNormalization on constants folds
+       into the weights; then an eltwise op, or an Add (+ Relu) */
+    int32_t out_vid = yid, add_other = -1, bn_node = -1;
     int32_t fuse_nodes[2] = { -1, -1 };
     dnnl_alg_kind_t alg;
     float alpha, beta;
     int32_t nxt = sole_consumer(c, yid, node_id);
+    if (!c->x->opts.no_fusion && nxt >= 0 && foldable_bn(c, &g->nodes[nxt], wid, bid)) {
+        bn_node = nxt;
+        yid = out_vid = g->nodes[nxt].out[0];
+        yv = &g->values[yid];
+        nxt = sole_consumer(c, yid, bn_node);
+    }
     if (!c->x->opts.no_fusion && nxt >= 0) {
         const ot_node *m = &g->nodes[nxt];
         if (eltwise_params(g, m, &alg, &alpha, &beta)) {
@@ -295,17 +394,26 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
             d64[i] = wd[i];
         dn_md_plain_dims(wnd, d64, &wplain);
     }
-    if (bid >= 0)
-        dn_md_plain_dims(1, &g->values[bid].dims[0], &bmd);
+    ot_loc wplain_loc, lb = { 0 };
+    bool has_bias = bid >= 0 || bn_node >= 0;
+    if (bn_node >= 0) {
+        OT_TRY(fold_bn(c, &g->nodes[bn_node], wid, bid, &wplain_loc, &lb, err));
+    } else {
+        OT_TRY(cpu_val_plain(c->x, wid, &wplain_loc, err));
+        if (bid >= 0)
+            OT_TRY(cpu_val_plain(c->x, bid, &lb, err));
+    }
+    if (has_bias)
+        dn_md_plain_dims(1, &wv->dims[0], &bmd);
     dnnl_convolution_desc_t cd;
     /* in a training graph the forward convolutions take the layout their
        backward primitives use, so activations need no reorders between them */
     dnnl_prop_kind_t prop = c->cs->training ? dnnl_forward_training : dnnl_forward_inference;
     if (dnnl_dilated_convolution_forward_desc_init(&cd, prop,
                                                    dnnl_convolution_direct, &xmd, &wmd,
-                                                   bid >= 0 ? &bmd : NULL, &ymd, w.strides, w.dil,
+                                                   has_bias ? &bmd : NULL, &ymd, w.strides, w.dil,
                                                    w.pl, w.pr) != dnnl_success)
-        return OT_OK;
+        goto done;
     if (fuse_nodes[0] >= 0) {
         CPU_TRY(dnnl_post_ops_create(&po), err, "conv");
         if (add_other >= 0)
@@ -320,38 +428,47 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
     if (!dn_make_pd(c, &pd, &cd))
         goto done; /* not implemented: plain kernel */
 
-    ot_loc lx, lw, lb = { 0 }, ly;
+    ot_loc lx, lw, ly;
     const dnnl_memory_desc_t *px = dn_pd_md(pd, dnnl_query_src_md);
     const dnnl_memory_desc_t *pw = dn_pd_md(pd, dnnl_query_weights_md);
     const dnnl_memory_desc_t *py = dn_pd_md(pd, dnnl_query_dst_md);
     OT_TRY(cpu_val_as(c->x, xid, px, &lx, err));
-    {
-        ot_loc wplain_loc;
-        OT_TRY(cpu_val_plain(c->x, wid, &wplain_loc, err));
-        OT_TRY(cpu_reorder(c->x, &wplain, wplain_loc, pw, &lw, err));
-    }
-    if (bid >= 0)
-        OT_TRY(cpu_val_plain(c->x, bid, &lb, err));
-    OT_TRY(cpu_val_define(c->x, out_vid, py, &ly, err));
-    if (add_other >= 0) {
-        /* the sum post-op accumulates into dst: start dst as the other operand */
-        dnnl_memory_desc_t omd;
-        cpu_val_md(c->x, add_other, &omd);
-        ot_loc lo = c->cs->vals[add_other].loc;
-        OT_TRY(cpu_reorder_into(c->x, &omd, lo, py, ly, err));
+    OT_TRY(cpu_reorder(c->x, &wplain, wplain_loc, pw, &lw, err));
+    if (add_other >= 0 && add_other != xid && can_take_over(c, add_other, node_id, py)) {
+        /* the sum post-op accumulates into dst: the other operand's buffer
+           becomes the output when nothing reads that operand later */
+        cpu_val *ov = &c->cs->vals[add_other], *yc = &c->cs->vals[out_vid];
+        ly = ov->loc;
+        memset(yc, 0, offsetof(cpu_val, n_uses));
+        yc->loc = ly;
+        yc->has_md = !cpu_md_is_plain(py, &g->values[out_vid]);
+        yc->md = *py;
+    } else {
+        OT_TRY(cpu_val_define(c->x, out_vid, py, &ly, err));
+        if (add_other >= 0) {
+            /* otherwise dst starts as a copy of the other operand */
+            dnnl_memory_desc_t omd;
+            cpu_val_md(c->x, add_other, &omd);
+            ot_loc lo = c->cs->vals[add_other].loc;
+            OT_TRY(cpu_reorder_into(c->x, &omd, lo, py, ly, err));
+        }
     }
     int kinds[4] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS };
     ot_loc locs[4] = { lx, lw, ly, lb };
     dnnl_memory_desc_t mds[4] = { *px, *pw, *py, bmd };
     dnnl_primitive_desc_t p = pd;
     pd = NULL;
-    const char *what = add_other >= 0 ? (fuse_nodes[1] >= 0 ? "Conv+Add+Relu" : "Conv+Add")
-                       : fuse_nodes[0] >= 0 ? "Conv+eltwise"
-                                            : "Conv";
-    OT_TRY(cpu_prim_step(c->x, n, what, p, bid >= 0 ? 4 : 3, kinds, locs, mds, err));
+    static const char *const whats[2][3] = { { "Conv", "Conv+eltwise", "Conv+Add" },
+                                             { "Conv+BN", "Conv+BN+eltwise", "Conv+BN+Add" } };
+    const char *what = whats[bn_node >= 0][add_other >= 0 ? 2 : fuse_nodes[0] >= 0 ? 1 : 0];
+    if (add_other >= 0 && fuse_nodes[1] >= 0)
+        what = bn_node >= 0 ? "Conv+BN+Add+Relu" : "Conv+Add+Relu";
+    OT_TRY(cpu_prim_step(c->x, n, what, p, has_bias ? 4 : 3, kinds, locs, mds, err));
     for (int i = 0; i < 2; i++)
         if (fuse_nodes[i] >= 0)
             c->cs->skip[fuse_nodes[i]] = 1;
+    if (bn_node >= 0)
+        c->cs->skip[bn_node] = 1;
     *done = true;
 done:
     if (po)
