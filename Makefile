@@ -37,7 +37,7 @@ OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-f
 endif
 
 CPPFLAGS += -Iinclude -Isrc -I$(BUILD)/gen -D_GNU_SOURCE
-CFLAGS   += -std=c11 $(OPT) -fPIC -fopenmp $(WARN) -MMD -MP
+CFLAGS   += -std=c11 $(OPT) -fPIC -fopenmp -fno-math-errno $(WARN) -MMD -MP
 LDLIBS   += -lprotobuf-c -ldnnl -ljpeg -lpng -lz -lm -lpthread -fopenmp
 LDFLAGS  += $(filter -fsanitize=%,$(OPT))
 

@@ -22,11 +22,15 @@
 
 #include "train/optim.h"
 
+/* Element-wise loops over one tensor: vectorised, and split over the
+   threads when the tensor is large enough to pay for the fork (each element
+   is independent, so the result is the same for any thread count). */
 #if defined(_OPENMP)
-#define SIMD _Pragma("omp simd")
+#define SIMD _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)")
 #else
 #define SIMD
 #endif
+#define PARALLEL_MIN 65536
 
 struct ot_optim {
     ot_optim_opts opts;
@@ -217,8 +221,8 @@ static void sgd_momentum(float *restrict p, const float *restrict g, float *rest
  *   p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
  * The float operations follow PyTorch's mul_/add_/addcmul_/sqrt/div/add_/
  * addcdiv_ sequence; the scalars come in already rounded to float.
- * This loop is not vectorised: sqrtf may set errno, which the compiler must
- * keep unless the build adds -fno-math-errno (which changes no result).
+ * The build uses -fno-math-errno, so sqrtf is the vector square root (correctly
+ * rounded, as the scalar one) and the loop vectorises.
  */
 typedef struct adam_scalars {
     float decay;     /* AdamW: 1 - lr * wd; 1 for Adam        */
@@ -236,6 +240,7 @@ static void adam_update(float *restrict p, const float *restrict g, float *restr
     const float decay = s->decay, l2 = s->l2, b1 = s->beta1, c1 = s->one_minus_beta1;
     const float b2 = s->beta2, c2 = s->one_minus_beta2, bc2 = s->bc2_sqrt, eps = s->eps;
     const float neg_step = s->neg_step;
+    SIMD
     for (size_t j = 0; j < n; j++) {
         float pj = p[j] * decay; /* exact when decay is 1 (Adam) */
         float gj = g[j] + l2 * pj; /* l2 = 0: the same bits, see sgd_plain */
@@ -345,8 +350,9 @@ ot_status ot_optim_clip_grad_norm(const ot_optim_param *params, size_t n_params,
     if (coef < 1.0f)
         for (size_t i = 0; i < n_params; i++) {
             float *restrict g = grads[i];
+            const size_t n = params[i].numel;
             SIMD
-            for (size_t j = 0; j < params[i].numel; j++)
+            for (size_t j = 0; j < n; j++)
                 g[j] = g[j] * coef;
         }
     return OT_OK;
