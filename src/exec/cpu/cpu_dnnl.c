@@ -252,8 +252,10 @@ static bool foldable_bn(const ctx *c, const ot_node *m, int32_t wid, int32_t bid
 }
 
 /* W' = W * k and b' = (b - mean) * k + B per output channel, k = scale /
-   sqrt(var + eps), into buffers the executor keeps (plain layout). */
-static ot_status fold_bn(ctx *c, const ot_node *bn, int32_t wid, int32_t bid, ot_loc *lw,
+   sqrt(var + eps), plain. b' is kept by the executor; *w_fold belongs to the
+   caller, which keeps it only when the Conv reads it as it is (a reorder
+   into the Conv's layout makes the copy the executor keeps). */
+static ot_status fold_bn(ctx *c, const ot_node *bn, int32_t wid, int32_t bid, float **w_fold,
                          ot_loc *lb, ot_err *err)
 {
     const ot_value *wv = &c->g->values[wid];
@@ -268,13 +270,11 @@ static ot_status fold_bn(ctx *c, const ot_node *bn, int32_t wid, int32_t bid, ot
         free(b2);
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     }
-    ot_status st = cpu_own(c->cs, w2, err);
+    ot_status st = cpu_own(c->cs, b2, err); /* frees b2 on failure */
     if (st != OT_OK) {
-        free(b2);
+        free(w2);
         return st;
     }
-    if ((st = cpu_own(c->cs, b2, err)) != OT_OK)
-        return st;
     const float *w = const_f32(c, wid), *b = bid >= 0 ? const_f32(c, bid) : NULL;
     const float *scale = const_f32(c, bn->in[1]), *shift = const_f32(c, bn->in[2]);
     const float *mean = const_f32(c, bn->in[3]), *var = const_f32(c, bn->in[4]);
@@ -285,7 +285,7 @@ static ot_status fold_bn(ctx *c, const ot_node *bn, int32_t wid, int32_t bid, ot
             w2[o * per + i] = (float)((double)w[o * per + i] * k);
         b2[o] = (float)(((b ? (double)b[o] : 0.0) - (double)mean[o]) * k + (double)shift[o]);
     }
-    *lw = (ot_loc){ .kind = OT_LOC_CONST, .ptr = w2 };
+    *w_fold = w2;
     *lb = (ot_loc){ .kind = OT_LOC_CONST, .ptr = b2 };
     return OT_OK;
 }
@@ -320,6 +320,7 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
     const ot_node *n = c->n;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_post_ops_t po = NULL;
+    float *w_fold = NULL; /* BN-folded weights, until the executor keeps them */
     int32_t xid = n->in[0], wid = n->in[1], bid = n->n_in > 2 ? n->in[2] : -1;
     int32_t yid = n->out[0];
     if (!dn_is_f32(g, xid) || !dn_is_f32(g, wid) || (bid >= 0 && !dn_is_f32(g, bid)) || !dn_is_f32(g, yid))
@@ -397,7 +398,8 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
     ot_loc wplain_loc, lb = { 0 };
     bool has_bias = bid >= 0 || bn_node >= 0;
     if (bn_node >= 0) {
-        OT_TRY(fold_bn(c, &g->nodes[bn_node], wid, bid, &wplain_loc, &lb, err));
+        OT_TRY(fold_bn(c, &g->nodes[bn_node], wid, bid, &w_fold, &lb, err));
+        wplain_loc = (ot_loc){ .kind = OT_LOC_CONST, .ptr = w_fold };
     } else {
         OT_TRY(cpu_val_plain(c->x, wid, &wplain_loc, err));
         if (bid >= 0)
@@ -471,6 +473,7 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
         c->cs->skip[bn_node] = 1;
     *done = true;
 done:
+    free(w_fold);
     if (po)
         dnnl_post_ops_destroy(po);
     if (pd)
