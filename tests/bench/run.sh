@@ -2,23 +2,25 @@
 # tests/bench/run.sh: the benchmarks (`make bench`). See tests/bench/bench.py
 # and docs/bench.md.
 #
-#   BUILD=build [ONLY=inspect,convert,infer,loader,fe,ft,full|train] [BENCH_REPS=7] \
-#       [BENCH_INFER_REPS=3] [BENCH_TRAIN_REPS=3] [BENCH_TRAIN_IMAGES=fe=128,...] \
-#       [BENCH_LOADER_REPS=3] bash tests/bench/run.sh
+#   BUILD=build [ONLY=inspect,convert,infer,loader,fe,ft,full,ft5,fe32,ft32,full32
+#       or train|train224|train32] [BENCH_REPS=7] [BENCH_INFER_REPS=3]
+#       [BENCH_TRAIN_REPS=3] [BENCH_TRAIN_IMAGES=fe=512,...] [BENCH_LOADER_REPS=3]
+#       bash tests/bench/run.sh
 #
 # For the infer workload this first builds the helpers into $BUILD/bench:
 # bench_infer (tests/bench/bench_infer.c against $BUILD/libonnxtrain.a) and
-# fma_peak_* (tests/bench/fma_peak.c: AVX2+FMA, and AVX-512 where the CPU has
-# it; -march=native on CPUs without AVX2/FMA), and installs onnxruntime-node
-# 1.30 into $BUILD/ort like tests/cli/test_ort.sh when it is not there. A
-# failed install only leaves the onnxruntime column unavailable. For the
-# loader workload it builds $BUILD/bench/bench_loader (tests/bench/bench_loader.c,
-# the same way); bench.py makes its JPEG folder with PIL. The training
-# workloads (fe, ft, full; "train" for all three) need nothing built here
-# beyond $BUILD/onnxtrain: bench.py makes their fixtures and runs
+# installs onnxruntime-node 1.30 into $BUILD/ort like tests/cli/test_ort.sh
+# when it is not there. A failed install only leaves the onnxruntime column
+# unavailable. For infer and the training workloads it builds fma_peak_*
+# (tests/bench/fma_peak.c: AVX2+FMA, and AVX-512 where the CPU has it;
+# -march=native on CPUs without AVX2/FMA), the FMA ceiling behind "% of
+# peak". For the loader workload it builds $BUILD/bench/bench_loader
+# (tests/bench/bench_loader.c, the same way); bench.py makes its JPEG folder
+# with PIL. The training workloads need nothing else built here beyond
+# $BUILD/onnxtrain: bench.py makes their fixtures and runs
 # tests/bench/torch_train.py for PyTorch.
 #
-# Prints Markdown; writes $BUILD/bench/results.{md,json}.
+# Prints Markdown; writes $BUILD/bench/results.{md,json,svg}.
 cd "$(dirname "$0")/../.." || exit 1
 export BUILD=${BUILD:-build}
 CC=${CC:-cc}
@@ -28,9 +30,16 @@ case ",${ONLY// /,}," in
     *) infer=0 ;;
 esac
 
+# the loader workload runs only when named (ONLY=loader)
 case ",${ONLY// /,}," in
-    ,, | *,loader,*) loader=1 ;;
+    *,loader,*) loader=1 ;;
     *) loader=0 ;;
+esac
+
+# the FMA ceiling: for infer and for the training workloads (fe*, ft*, full*, train*)
+case ",${ONLY// /,}," in
+    ,, | *,infer,* | *,fe* | *,ft* | *,full* | *,train*) fma=1 ;;
+    *) fma=0 ;;
 esac
 
 if [ "$loader" = 1 ]; then
@@ -52,22 +61,6 @@ if [ "$infer" = 1 ]; then
         exit 1
     fi
 
-    flags=$(grep -m 1 '^flags' /proc/cpuinfo 2>/dev/null)
-    has() { [[ " $flags " == *" $1 "* ]]; }
-    rm -f "$BUILD"/bench/fma_peak_*
-    if has fma && has avx2; then
-        $CC -O2 -fopenmp -mfma -mavx2 tests/bench/fma_peak.c -o "$BUILD/bench/fma_peak_avx2" ||
-            echo "bench: building fma_peak (AVX2) failed" >&2
-        if has avx512f; then
-            $CC -O2 -fopenmp -mfma -mavx2 -mavx512f tests/bench/fma_peak.c \
-                -o "$BUILD/bench/fma_peak_avx512" ||
-                echo "bench: building fma_peak (AVX-512) failed" >&2
-        fi
-    else
-        $CC -O2 -fopenmp -march=native tests/bench/fma_peak.c -o "$BUILD/bench/fma_peak_native" ||
-            echo "bench: building fma_peak (-march=native) failed" >&2
-    fi
-
     # onnxruntime-node 1.30, as tests/cli/test_ort.sh installs it.
     ORT=$BUILD/ort
     ort_version() {
@@ -84,6 +77,25 @@ if [ "$infer" = 1 ]; then
             export BENCH_ORT_NOTE="npm install onnxruntime-node@1.30 failed: $(grep -i -m 1 error "$BUILD/bench/npm.log")"
             echo "bench: $BENCH_ORT_NOTE; the onnxruntime column is unavailable" >&2
         fi
+    fi
+fi
+
+if [ "$fma" = 1 ]; then
+    mkdir -p "$BUILD/bench"
+    flags=$(grep -m 1 '^flags' /proc/cpuinfo 2>/dev/null)
+    has() { [[ " $flags " == *" $1 "* ]]; }
+    rm -f "$BUILD"/bench/fma_peak_*
+    if has fma && has avx2; then
+        $CC -O2 -fopenmp -mfma -mavx2 tests/bench/fma_peak.c -o "$BUILD/bench/fma_peak_avx2" ||
+            echo "bench: building fma_peak (AVX2) failed" >&2
+        if has avx512f; then
+            $CC -O2 -fopenmp -mfma -mavx2 -mavx512f tests/bench/fma_peak.c \
+                -o "$BUILD/bench/fma_peak_avx512" ||
+                echo "bench: building fma_peak (AVX-512) failed" >&2
+        fi
+    else
+        $CC -O2 -fopenmp -march=native tests/bench/fma_peak.c -o "$BUILD/bench/fma_peak_native" ||
+            echo "bench: building fma_peak (-march=native) failed" >&2
     fi
 fi
 

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """PyTorch's classic transfer-learning tutorial loop on a CIFAR-10-format
-folder, for tests/bench/bench.py (`make bench`, workloads fe, ft and full).
+folder, for tests/bench/bench.py (`make bench`, the training workloads fe, ft,
+full, ft5 at 224 and fe32, ft32, full32 at 32).
 
     /usr/bin/python3 tests/bench/torch_train.py --data DIR
         --mode feature-extract|fine-tune|full [--epochs N] [--batch-size 32]
@@ -11,8 +12,9 @@ same job):
 
   - data: DIR/data_batch_*.bin for training and DIR/test_batch.bin for the test
     split (1 label byte + 3072 bytes of 32x32 RGB planes per record), each image
-    made a PIL image and put through torchvision's Resize(image_size),
-    ToTensor() and Normalize(ImageNet mean, std); no augmentation; a DataLoader
+    made a PIL image and put through torchvision's Resize(image_size) (a no-op
+    at --image-size 32, CIFAR's own size), ToTensor() and Normalize(ImageNet
+    mean, std); no augmentation; a DataLoader
     with num_workers=0, shuffle=True and a generator seeded with --seed;
   - model: torchvision resnet18(weights=None) (random weights: the benchmark
     times the work, not the accuracy), fc replaced by nn.Linear(512, classes),
