@@ -300,7 +300,7 @@ ot_status ot_data_loader_new(const ot_dataset *ds, const ot_data_transform *t,
     l->skip_bad = opts->skip_bad;
     l->seed = opts->seed;
     l->n_workers = opts->n_workers;
-    int prefetch = opts->prefetch ? opts->prefetch : (opts->n_workers > 2 ? opts->n_workers : 2);
+    int prefetch = opts->prefetch ? opts->prefetch : (opts->n_workers > 1 ? opts->n_workers : 1);
     l->n_slots = l->n_workers == 0 ? 1 : prefetch + 1;
     l->cap = ot_data_count(ds);
     l->failed = OT_OK;

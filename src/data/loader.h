@@ -69,7 +69,9 @@ typedef struct ot_data_loader_opts {
     int n_workers;  /* 0: prepare in the caller's thread inside next(); 1 .. 256:
                        background threads                                        */
     int prefetch;   /* batches prepared ahead of the one the caller holds; 0 picks
-                       max(2, n_workers). Ignored without workers                 */
+                       n_workers (one batch per worker in flight; a worker is
+                       20x faster than a training step, so one suffices and
+                       each extra batch is memory). Ignored without workers    */
     bool augment;   /* ot_data_prepare_augmented instead of ot_data_prepare      */
     uint64_t seed;  /* augmentation seed                                          */
     bool skip_bad;  /* skip images whose read or transform fails with
