@@ -236,7 +236,8 @@ static const float *const_f32(const ctx *c, int32_t vid)
    into them. */
 static bool foldable_bn(const ctx *c, const ot_node *m, int32_t wid, int32_t bid)
 {
-    if (strcmp(m->op_type, "BatchNormalization") != 0 || (m->domain[0] && strcmp(m->domain, "ai.onnx")) ||
+    if (strcmp(m->op_type, "BatchNormalization") != 0 ||
+        (m->domain[0] && strcmp(m->domain, "ai.onnx")) ||
         m->n_in != 5 || ot_node_attr_int(m, "training_mode", 0) != 0 ||
         ot_node_attr_int(m, "spatial", 1) != 1 || !dn_is_f32(c->g, m->out[0]))
         return false;
@@ -323,7 +324,8 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
     float *w_fold = NULL; /* BN-folded weights, until the executor keeps them */
     int32_t xid = n->in[0], wid = n->in[1], bid = n->n_in > 2 ? n->in[2] : -1;
     int32_t yid = n->out[0];
-    if (!dn_is_f32(g, xid) || !dn_is_f32(g, wid) || (bid >= 0 && !dn_is_f32(g, bid)) || !dn_is_f32(g, yid))
+    if (!dn_is_f32(g, xid) || !dn_is_f32(g, wid) || (bid >= 0 && !dn_is_f32(g, bid)) ||
+        !dn_is_f32(g, yid))
         return OT_OK;
     const ot_value *xv = &g->values[xid], *wv = &g->values[wid], *yv = &g->values[yid];
     if (dn_has_zero(xv) || dn_has_zero(yv) || dn_has_zero(wv))
@@ -827,7 +829,8 @@ static ot_status do_matmul(ctx *c, bool is_gemm, bool *done, ot_err *err)
     const ot_node *n = c->n;
     int32_t a = n->in[0], b = n->in[1], cid = is_gemm && n->n_in > 2 ? n->in[2] : -1;
     int32_t yid = n->out[0];
-    if (!dn_is_f32(g, a) || !dn_is_f32(g, b) || !dn_is_f32(g, yid) || (cid >= 0 && !dn_is_f32(g, cid)))
+    if (!dn_is_f32(g, a) || !dn_is_f32(g, b) || !dn_is_f32(g, yid) ||
+        (cid >= 0 && !dn_is_f32(g, cid)))
         return OT_OK;
     const ot_value *av = &g->values[a], *bv = &g->values[b], *yv = &g->values[yid];
     if (dn_has_zero(av) || dn_has_zero(bv) || dn_has_zero(yv))
@@ -913,7 +916,8 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
     dnnl_primitive_desc_t fwd = NULL, pd = NULL;
     int32_t dy = n->in[0], other = n->in[1];
     int32_t out0 = n->out[0], db = !is_data && n->n_out > 1 ? n->out[1] : -1;
-    if (!dn_is_f32(g, dy) || !dn_is_f32(g, other) || !dn_is_f32(g, out0) || (db >= 0 && !dn_is_f32(g, db)))
+    if (!dn_is_f32(g, dy) || !dn_is_f32(g, other) || !dn_is_f32(g, out0) ||
+        (db >= 0 && !dn_is_f32(g, db)))
         return OT_OK;
     const ot_value *dyv = &g->values[dy];
     /* x: the forward input's shape; w: the weights' */

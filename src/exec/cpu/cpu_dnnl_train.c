@@ -236,7 +236,8 @@ ot_status dn_bn_grad(ctx *c, bool *done, ot_err *err)
         else
             OT_TRY(temp_buf(c, sizeof(float) * (size_t)C, &l[6 + k], err));
     }
-    l[8] = l[4]; /* listed as an input of backward with use_shift, never read */
+    l[8] = l[4]; /* oneDNN 2.6 wants a shift argument with use_shift even in backward,
+                    where the result does not depend on it: any [C] buffer */
     int kinds[9] = { DNNL_ARG_SRC,        DNNL_ARG_MEAN,       DNNL_ARG_VARIANCE,
                      DNNL_ARG_DIFF_DST,   DNNL_ARG_SCALE,      DNNL_ARG_DIFF_SRC,
                      DNNL_ARG_DIFF_SCALE, DNNL_ARG_DIFF_SHIFT, DNNL_ARG_SHIFT };
