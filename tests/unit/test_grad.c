@@ -548,7 +548,8 @@ GRAD_CASE(grad_block_onednn, 16, {
     int32_t h5 = gc_node(c, "Conv", 13, cin2, 2, pads, 1);
     int32_t ain[2] = { h5, h4 };
     int32_t h6 = gc_node(c, "Add", 14, ain, 2, NULL, 0);
-    y = gc_node(c, "Relu", 14, &h6, 1, NULL, 0);
+    int32_t h7 = gc_node(c, "Relu", 14, &h6, 1, NULL, 0);
+    y = gc_node(c, "GlobalAveragePool", 1, &h7, 1, NULL, 0);
 })
 
 /* Inference fusions: Conv + BatchNormalization on constants folded into the
@@ -759,6 +760,12 @@ GRAD_CASE(grad_avgpool_exclude_pad, 33, {
 
 GRAD_CASE(grad_globalavgpool, 34, {
     int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 3, 4);
+    y = gc_node(c, "GlobalAveragePool", 1, &in, 1, NULL, 0);
+})
+
+GRAD_CASE(grad_globalavgpool_onednn, 36, {
+    c->onednn = true;
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 2, 16, 3, 4);
     y = gc_node(c, "GlobalAveragePool", 1, &in, 1, NULL, 0);
 })
 

@@ -1025,7 +1025,8 @@ ot_status cpu_dnnl_node(ot_exec *x, int32_t node_id, bool *done, ot_err *err)
     bool private_op = conv_grad || c.n->op == ot_op_table[OT_OP_BATCHNORM_TRAIN] ||
                       c.n->op == ot_op_table[OT_OP_BATCHNORM_GRAD] ||
                       c.n->op == ot_op_table[OT_OP_RELU_GRAD] ||
-                      c.n->op == ot_op_table[OT_OP_MAXPOOL_GRAD];
+                      c.n->op == ot_op_table[OT_OP_MAXPOOL_GRAD] ||
+                      c.n->op == ot_op_table[OT_OP_GLOBALAVGPOOL_GRAD];
     if (c.n->domain[0] && strcmp(c.n->domain, "ai.onnx") != 0 && !private_op)
         return OT_OK;
     if (c.n->n_out < 1 || c.n->out[0] < 0)
@@ -1040,6 +1041,8 @@ ot_status cpu_dnnl_node(ot_exec *x, int32_t node_id, bool *done, ot_err *err)
         st = dn_relu_grad(&c, done, err);
     else if (c.n->op == ot_op_table[OT_OP_MAXPOOL_GRAD])
         st = dn_maxpool_grad(&c, done, err);
+    else if (c.n->op == ot_op_table[OT_OP_GLOBALAVGPOOL_GRAD])
+        st = dn_gap_grad(&c, done, err);
     else if (conv_grad)
         st = do_conv_grad(&c, c.n->op == ot_op_table[OT_OP_CONV_GRAD_DATA], done, err);
     else if (!strcmp(t, "Conv"))

@@ -50,12 +50,14 @@ ot_status dn_src_dst_step(ctx *c, dnnl_primitive_desc_t pd, int32_t xid,
                           const dnnl_memory_desc_t *xmd, int32_t yid, bool *done, ot_err *err);
 
 /* cpu_dnnl_train.c: MaxPool that keeps oneDNN's workspace for its gradient,
-   BatchNormTrain, BatchNormGrad, ReluGrad and MaxPoolGrad. */
+   BatchNormTrain, BatchNormGrad, ReluGrad, MaxPoolGrad and
+   GlobalAveragePoolGrad. */
 bool dn_maxpool_has_grad(const ctx *c, int32_t xid);
 ot_status dn_maxpool_train(ctx *c, const window *w, bool *done, ot_err *err);
 ot_status dn_maxpool_grad(ctx *c, bool *done, ot_err *err);
 ot_status dn_bn_train(ctx *c, bool *done, ot_err *err);
 ot_status dn_bn_grad(ctx *c, bool *done, ot_err *err);
 ot_status dn_relu_grad(ctx *c, bool *done, ot_err *err);
+ot_status dn_gap_grad(ctx *c, bool *done, ot_err *err);
 
 #endif

@@ -15,6 +15,8 @@
  *   MaxPool         forward_training with a workspace (cpu_val.aux of its
  *                   output) when the graph holds its MaxPoolGrad
  *   MaxPoolGrad     pooling backward with that workspace
+ *   GlobalAveragePoolGrad  average pooling backward, dX in the layout of the
+ *                   forward pool's input
  *
  * Float32 only; anything else (or a shape oneDNN refuses) stays with the
  * plain kernels, which are also what the tests compare against.
@@ -429,6 +431,72 @@ ot_status dn_maxpool_grad(ctx *c, bool *done, ot_err *err)
     dnnl_primitive_desc_t p = pd;
     pd = NULL;
     OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 3, kinds, l, mds, err));
+    *done = true;
+done:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (fwd)
+        dnnl_primitive_desc_destroy(fwd);
+    return st;
+}
+
+/* ------------------------------------------------- GlobalAveragePoolGrad */
+
+ot_status dn_gap_grad(ctx *c, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    dnnl_primitive_desc_t fwd = NULL, pd = NULL;
+    int32_t dy = n->in[0], dx = n->out[0];
+    if (!dn_is_f32(g, dy) || !dn_is_f32(g, dx))
+        return OT_OK;
+    const ot_value *dyv = &g->values[dy], *dxv = &g->values[dx];
+    if (dxv->ndim < 3 || dxv->ndim > 5 || dyv->ndim != dxv->ndim || dn_has_zero(dxv))
+        return OT_OK;
+    window w;
+    w.k = dxv->ndim - 2;
+    for (int i = 0; i < dxv->ndim; i++)
+        if (i < 2 ? dyv->dims[i] != dxv->dims[i] : dyv->dims[i] != 1)
+            return OT_OK;
+    for (int i = 0; i < w.k; i++) {
+        w.kernel[i] = dxv->dims[2 + i];
+        w.strides[i] = 1;
+        w.dil[i] = w.pl[i] = w.pr[i] = 0;
+    }
+    /* dX in the layout of the forward pool's input (the next backward op
+       reads it there), plain when there is none */
+    dnnl_memory_desc_t xmd, ymd;
+    cpu_plain_md(dxv, &xmd);
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const ot_node *m = &g->nodes[i];
+        if (!strcmp(m->op_type, "GlobalAveragePool") && m->n_in == 1 && m->in[0] >= 0 &&
+            same_dims(&g->values[m->in[0]], dxv) && c->cs->vals[m->in[0]].loc.kind != OT_LOC_NONE) {
+            cpu_val_md(c->x, m->in[0], &xmd);
+            break;
+        }
+    }
+    dn_md_any(dyv, &ymd);
+    dnnl_pooling_v2_desc_t fd, bd;
+    if (dnnl_pooling_v2_forward_desc_init(&fd, dnnl_forward_training,
+                                          dnnl_pooling_avg_exclude_padding, &xmd, &ymd, w.strides,
+                                          w.kernel, w.dil, w.pl, w.pr) != dnnl_success ||
+        !dn_make_pd(c, &fwd, &fd) ||
+        dnnl_pooling_v2_backward_desc_init(&bd, dnnl_pooling_avg_exclude_padding, &xmd,
+                                           dn_pd_md(fwd, dnnl_query_dst_md), w.strides, w.kernel,
+                                           w.dil, w.pl, w.pr) != dnnl_success ||
+        !dn_make_pd_hint(c, &pd, &bd, fwd))
+        goto done;
+    const dnnl_memory_desc_t *pdy = dn_pd_md(pd, dnnl_query_diff_dst_md);
+    const dnnl_memory_desc_t *pdx = dn_pd_md(pd, dnnl_query_diff_src_md);
+    ot_loc l[2];
+    OT_TRY(cpu_val_as(c->x, dy, pdy, &l[0], err));
+    OT_TRY(cpu_val_define(c->x, dx, pdx, &l[1], err));
+    int kinds[2] = { DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC };
+    dnnl_memory_desc_t mds[2] = { *pdy, *pdx };
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 2, kinds, l, mds, err));
     *done = true;
 done:
     if (pd)
