@@ -72,7 +72,7 @@ typedef struct summary {
 
 static const char *norm_domain(const char *d)
 {
-    return (!d || strcmp(d, "ai.onnx") == 0) ? "" : d;
+    return ot_domain_is_default(d) ? "" : d;
 }
 
 static const char *str_or_empty(const char *s) { return s ? s : ""; }

@@ -62,7 +62,7 @@ void *ot_exec_loc_ptr(const ot_exec *x, ot_loc loc)
 static bool is_shape_operand(const ot_node *n, int k)
 {
     const char *t = n->op_type;
-    if (strcmp(n->domain, "") != 0 && strcmp(n->domain, "ai.onnx") != 0)
+    if (!ot_domain_is_default(n->domain))
         return false;
     if (!strcmp(t, "Reshape") || !strcmp(t, "Squeeze") || !strcmp(t, "Unsqueeze"))
         return k == 1;

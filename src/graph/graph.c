@@ -178,15 +178,17 @@ ot_status ot_graph_add_node(ot_graph *g, int32_t *id, ot_err *err)
     return OT_OK;
 }
 
+bool ot_domain_is_default(const char *domain)
+{
+    return !domain || !domain[0] || strcmp(domain, "ai.onnx") == 0;
+}
+
 int64_t ot_graph_opset(const ot_graph *g, const char *domain)
 {
-    if (strcmp(domain, "ai.onnx") == 0)
-        domain = "";
+    bool dflt = ot_domain_is_default(domain);
     for (int32_t i = 0; i < g->n_opsets; i++) {
         const char *d = g->opsets[i].domain;
-        if (strcmp(d, "ai.onnx") == 0)
-            d = "";
-        if (strcmp(d, domain) == 0)
+        if (dflt ? ot_domain_is_default(d) : strcmp(d, domain) == 0)
             return g->opsets[i].version;
     }
     return 0;

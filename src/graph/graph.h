@@ -218,6 +218,9 @@ ot_status ot_graph_intern_value(ot_graph *g, const char *name, int32_t *id, ot_e
    arrays it stores must live in g->arena. Errors: OT_ERR_NOMEM. */
 ot_status ot_graph_add_node(ot_graph *g, int32_t *id, ot_err *err);
 
+/* Whether a domain names ONNX's default one: "" (or NULL) and "ai.onnx". */
+bool ot_domain_is_default(const char *domain);
+
 /* The opset version the model imports for a domain ("" and "ai.onnx" are the
    same), or 0 when it imports none. */
 int64_t ot_graph_opset(const ot_graph *g, const char *domain);

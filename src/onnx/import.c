@@ -406,7 +406,7 @@ static ot_status add_nodes(importer *im, Onnx__GraphProto *gp)
         if (!ot_pb_pack(&shell.base, ar, &n->shell))
             OT_FAIL(im->err, OT_ERR_NOMEM, "out of memory");
 
-        bool is_default = !*n->domain || strcmp(n->domain, "ai.onnx") == 0;
+        bool is_default = ot_domain_is_default(n->domain);
         if (is_default)
             n->op = ot_op_find("", n->op_type, n->opset);
         if (!n->op) {
@@ -458,8 +458,8 @@ static ot_status convert_model(importer *im, Onnx__ModelProto *mp)
         g->opsets[i].version = o->has_version ? o->version : 0;
         if (!g->opsets[i].domain)
             return ot_err_set(im->err, OT_ERR_NOMEM, "out of memory");
-        bool is_default = !*g->opsets[i].domain || strcmp(g->opsets[i].domain, "ai.onnx") == 0;
-        if (is_default && g->opsets[i].version > OT_ONNX_MAX_OPSET)
+        if (ot_domain_is_default(g->opsets[i].domain) &&
+            g->opsets[i].version > OT_ONNX_MAX_OPSET)
             return ot_err_set(im->err, OT_ERR_UNSUPPORTED,
                               "opset %lld of the default domain is newer than supported (1 to %d)",
                               (long long)g->opsets[i].version, OT_ONNX_MAX_OPSET);

@@ -23,16 +23,14 @@ static const char *const onnx_names[] = {
 #include "ops/onnx_names.inc"
 };
 
-static bool is_default_domain(const char *d) { return !d || !d[0] || strcmp(d, "ai.onnx") == 0; }
-
 const ot_op_desc *ot_op_find(const char *domain, const char *type, int64_t opset)
 {
     if (!type)
         return NULL;
-    bool dflt = is_default_domain(domain);
+    bool dflt = ot_domain_is_default(domain);
     for (int i = 0; i < OT_OP_COUNT_; i++) {
         const ot_op_desc *d = ot_op_table[i];
-        if (dflt ? !is_default_domain(d->domain) : strcmp(d->domain, domain) != 0)
+        if (dflt ? !ot_domain_is_default(d->domain) : strcmp(d->domain, domain) != 0)
             continue;
         if (strcmp(d->type, type) == 0 && opset >= d->opset_min && opset <= d->opset_max)
             return d;

@@ -19,14 +19,9 @@ static const char *const trailing_ops[] = {
     "Squeeze", "Dropout",    "GlobalAveragePool", "AveragePool", "Relu",
 };
 
-static bool is_default_domain(const char *domain)
-{
-    return !domain || domain[0] == '\0' || strcmp(domain, "ai.onnx") == 0;
-}
-
 static bool op_is(const ot_node *n, const char *type)
 {
-    return n->op_type && is_default_domain(n->domain) && strcmp(n->op_type, type) == 0;
+    return n->op_type && ot_domain_is_default(n->domain) && strcmp(n->op_type, type) == 0;
 }
 
 static bool is_trailing(const ot_node *n)

@@ -39,8 +39,7 @@ static bool reads_trained(const ot_graph *g, const ot_node *n)
 
 static bool is_bn(const ot_node *n)
 {
-    return n->op && !strcmp(n->op_type, "BatchNormalization") &&
-           (!n->domain[0] || !strcmp(n->domain, "ai.onnx"));
+    return n->op && !strcmp(n->op_type, "BatchNormalization") && ot_domain_is_default(n->domain);
 }
 
 int32_t ot_train_find_logits(const ot_graph *g)
@@ -124,7 +123,7 @@ done:
 
 static bool is_dropout(const ot_node *n)
 {
-    return n->op && !strcmp(n->op_type, "Dropout") && (!n->domain[0] || !strcmp(n->domain, "ai.onnx"));
+    return n->op && !strcmp(n->op_type, "Dropout") && ot_domain_is_default(n->domain);
 }
 
 /* Replaces Dropout node i of the step graph by DropoutTrain (a random mask

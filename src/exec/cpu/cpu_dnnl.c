@@ -135,7 +135,7 @@ static bool eltwise_params(const ot_graph *g, const ot_node *n, dnnl_alg_kind_t 
                            float *beta)
 {
     const char *t = n->op_type;
-    if (n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)
+    if (!ot_domain_is_default(n->domain))
         return false;
     if (!dn_is_f32(g, n->in[0]) || n->n_out < 1 || !dn_is_f32(g, n->out[0]))
         return false;
@@ -236,8 +236,7 @@ static const float *const_f32(const ctx *c, int32_t vid)
    into them. */
 static bool foldable_bn(const ctx *c, const ot_node *m, int32_t wid, int32_t bid)
 {
-    if (strcmp(m->op_type, "BatchNormalization") != 0 ||
-        (m->domain[0] && strcmp(m->domain, "ai.onnx")) ||
+    if (strcmp(m->op_type, "BatchNormalization") != 0 || !ot_domain_is_default(m->domain) ||
         m->n_in != 5 || ot_node_attr_int(m, "training_mode", 0) != 0 ||
         ot_node_attr_int(m, "spatial", 1) != 1 || !dn_is_f32(c->g, m->out[0]))
         return false;
@@ -1027,7 +1026,7 @@ ot_status cpu_dnnl_node(ot_exec *x, int32_t node_id, bool *done, ot_err *err)
                       c.n->op == ot_op_table[OT_OP_RELU_GRAD] ||
                       c.n->op == ot_op_table[OT_OP_MAXPOOL_GRAD] ||
                       c.n->op == ot_op_table[OT_OP_GLOBALAVGPOOL_GRAD];
-    if (c.n->domain[0] && strcmp(c.n->domain, "ai.onnx") != 0 && !private_op)
+    if (!ot_domain_is_default(c.n->domain) && !private_op)
         return OT_OK;
     if (c.n->n_out < 1 || c.n->out[0] < 0)
         return OT_OK;

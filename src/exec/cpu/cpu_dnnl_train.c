@@ -391,7 +391,7 @@ ot_status dn_maxpool_grad(ctx *c, bool *done, ot_err *err)
     int32_t yid = -1;
     for (int32_t i = 0; i < g->n_nodes && yid < 0; i++) {
         const ot_node *m = &g->nodes[i];
-        if (strcmp(m->op_type, "MaxPool") != 0 || (m->domain[0] && strcmp(m->domain, "ai.onnx")) ||
+        if (strcmp(m->op_type, "MaxPool") != 0 || !ot_domain_is_default(m->domain) ||
             m->in[0] != xid || m->out[0] < 0 || c->cs->vals[m->out[0]].aux.kind == OT_LOC_NONE ||
             !same_dims(&g->values[m->out[0]], dyv))
             continue;
