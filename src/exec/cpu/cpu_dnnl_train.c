@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "cpu_dnnl_impl.h"
+#include "ops/grad_util.h"
 
 /* A buffer alive during the step about to be appended. */
 static ot_status temp_buf(ctx *c, size_t bytes, ot_loc *loc, ot_err *err)
@@ -39,16 +40,6 @@ static ot_status temp_buf(ctx *c, size_t bytes, ot_loc *loc, ot_err *err)
 static bool is_vec(const ot_graph *g, int32_t vid, int64_t len)
 {
     return dn_is_f32(g, vid) && g->values[vid].ndim == 1 && g->values[vid].dims[0] == len;
-}
-
-static bool same_dims(const ot_value *a, const ot_value *b)
-{
-    if (a->ndim != b->ndim)
-        return false;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->dims[i] != b->dims[i])
-            return false;
-    return true;
 }
 
 static ot_tensor vec_tensor(int64_t len)
@@ -184,13 +175,13 @@ ot_status dn_bn_grad(ctx *c, bool *done, ot_err *err)
     int32_t dx = out_or_none(n, 0), dscale = out_or_none(n, 1), dbias = out_or_none(n, 2);
     const ot_value *xv = &g->values[xid];
     if (!dn_is_f32(g, dy) || !dn_is_f32(g, xid) || xv->ndim < 2 || xv->ndim > 5 ||
-        dn_has_zero(xv) || !same_dims(&g->values[dy], xv))
+        dn_has_zero(xv) || !ot_op_grad_same_shape(g, dy, xid))
         return OT_OK;
     int64_t C = xv->dims[1];
     for (int k = 2; k < 5; k++)
         if (!is_vec(g, n->in[k], C))
             return OT_OK;
-    if ((dx >= 0 && (!dn_is_f32(g, dx) || !same_dims(&g->values[dx], xv))) ||
+    if ((dx >= 0 && (!dn_is_f32(g, dx) || !ot_op_grad_same_shape(g, dx, xid))) ||
         (dscale >= 0 && !is_vec(g, dscale, C)) || (dbias >= 0 && !is_vec(g, dbias, C)))
         return OT_OK;
     bool training = ot_node_attr_int(n, "training_mode", 1) != 0;
@@ -268,8 +259,8 @@ ot_status dn_relu_grad(ctx *c, bool *done, ot_err *err)
     if (!dn_is_f32(g, dy) || !dn_is_f32(g, yid) || !dn_is_f32(g, dx))
         return OT_OK;
     const ot_value *yv = &g->values[yid];
-    if (yv->ndim < 1 || dn_has_zero(yv) || !same_dims(yv, &g->values[dy]) ||
-        !same_dims(yv, &g->values[dx]))
+    if (yv->ndim < 1 || dn_has_zero(yv) || !ot_op_grad_same_shape(g, yid, dy) ||
+        !ot_op_grad_same_shape(g, yid, dx))
         return OT_OK;
     dnnl_memory_desc_t ymd;
     cpu_val_md(c->x, yid, &ymd);
@@ -354,12 +345,7 @@ ot_status dn_maxpool_train(ctx *c, const window *w, bool *done, ot_err *err)
     ot_loc l[3];
     OT_TRY(cpu_val_as(c->x, xid, &xmd, &l[0], err));
     OT_TRY(cpu_val_define(c->x, yid, py, &l[1], err));
-    {
-        int id;
-        OT_TRY(ot_exec_add_buf(c->x, dnnl_memory_desc_get_size(pws), c->cs->n_steps,
-                               c->cs->n_steps, &id, err));
-        l[2] = (ot_loc){ .kind = OT_LOC_BUF, .id = id };
-    }
+    OT_TRY(temp_buf(c, dnnl_memory_desc_get_size(pws), &l[2], err));
     cpu_val *yv = &c->cs->vals[yid];
     yv->aux = l[2];
     yv->aux_md = *pws;
@@ -393,7 +379,7 @@ ot_status dn_maxpool_grad(ctx *c, bool *done, ot_err *err)
         const ot_node *m = &g->nodes[i];
         if (strcmp(m->op_type, "MaxPool") != 0 || !ot_domain_is_default(m->domain) ||
             m->in[0] != xid || m->out[0] < 0 || c->cs->vals[m->out[0]].aux.kind == OT_LOC_NONE ||
-            !same_dims(&g->values[m->out[0]], dyv))
+            !ot_op_grad_same_shape(g, m->out[0], dy))
             continue;
         window wf, wb;
         dnnl_alg_kind_t af, ab;
@@ -401,7 +387,7 @@ ot_status dn_maxpool_grad(ctx *c, bool *done, ot_err *err)
             window_eq(&wf, &wb) && af == ab)
             yid = m->out[0];
     }
-    if (yid < 0 || !same_dims(&g->values[dx], xv))
+    if (yid < 0 || !ot_op_grad_same_shape(g, dx, xid))
         return OT_OK;
     window w;
     dnnl_alg_kind_t alg;
@@ -454,16 +440,13 @@ ot_status dn_gap_grad(ctx *c, bool *done, ot_err *err)
     const ot_value *dyv = &g->values[dy], *dxv = &g->values[dx];
     if (dxv->ndim < 3 || dxv->ndim > 5 || dyv->ndim != dxv->ndim || dn_has_zero(dxv))
         return OT_OK;
-    window w;
-    w.k = dxv->ndim - 2;
     for (int i = 0; i < dxv->ndim; i++)
         if (i < 2 ? dyv->dims[i] != dxv->dims[i] : dyv->dims[i] != 1)
             return OT_OK;
-    for (int i = 0; i < w.k; i++) {
-        w.kernel[i] = dxv->dims[2 + i];
-        w.strides[i] = 1;
-        w.dil[i] = w.pl[i] = w.pr[i] = 0;
-    }
+    window w;
+    dnnl_alg_kind_t alg;
+    if (!dn_pool_params(g, n, dxv, dyv, &w, &alg))
+        return OT_OK;
     /* dX in the layout of the forward pool's input (the next backward op
        reads it there), plain when there is none */
     dnnl_memory_desc_t xmd, ymd;
@@ -471,18 +454,18 @@ ot_status dn_gap_grad(ctx *c, bool *done, ot_err *err)
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const ot_node *m = &g->nodes[i];
         if (!strcmp(m->op_type, "GlobalAveragePool") && m->n_in == 1 && m->in[0] >= 0 &&
-            same_dims(&g->values[m->in[0]], dxv) && c->cs->vals[m->in[0]].loc.kind != OT_LOC_NONE) {
+            ot_op_grad_same_shape(g, m->in[0], dx) &&
+            c->cs->vals[m->in[0]].loc.kind != OT_LOC_NONE) {
             cpu_val_md(c->x, m->in[0], &xmd);
             break;
         }
     }
     dn_md_any(dyv, &ymd);
     dnnl_pooling_v2_desc_t fd, bd;
-    if (dnnl_pooling_v2_forward_desc_init(&fd, dnnl_forward_training,
-                                          dnnl_pooling_avg_exclude_padding, &xmd, &ymd, w.strides,
-                                          w.kernel, w.dil, w.pl, w.pr) != dnnl_success ||
+    if (dnnl_pooling_v2_forward_desc_init(&fd, dnnl_forward_training, alg, &xmd, &ymd,
+                                          w.strides, w.kernel, w.dil, w.pl, w.pr) != dnnl_success ||
         !dn_make_pd(c, &fwd, &fd) ||
-        dnnl_pooling_v2_backward_desc_init(&bd, dnnl_pooling_avg_exclude_padding, &xmd,
+        dnnl_pooling_v2_backward_desc_init(&bd, alg, &xmd,
                                            dn_pd_md(fwd, dnnl_query_dst_md), w.strides, w.kernel,
                                            w.dil, w.pl, w.pr) != dnnl_success ||
         !dn_make_pd_hint(c, &pd, &bd, fwd))
