@@ -223,6 +223,29 @@ done:
 
 /* ------------------------------------------------------------------- conv */
 
+/* A Conv's weights W (OC, C/group, k...) as oneDNN sees them: grouped
+   convolutions get a leading group dim (group, OC/group, C/group, k...).
+   *any lets the primitive choose the layout; *plain is W's row-major one. */
+static void conv_weight_mds(const ot_value *wv, int64_t group, dnnl_memory_desc_t *any,
+                            dnnl_memory_desc_t *plain)
+{
+    int64_t d[OT_MAX_DIMS + 1];
+    int nd = 0;
+    if (group > 1) {
+        d[nd++] = group;
+        d[nd++] = wv->dims[0] / group;
+    } else {
+        d[nd++] = wv->dims[0];
+    }
+    for (int i = 1; i < wv->ndim; i++)
+        d[nd++] = wv->dims[i];
+    dnnl_dims_t dims;
+    for (int i = 0; i < nd; i++)
+        dims[i] = d[i];
+    dnnl_memory_desc_init_by_tag(any, nd, dims, dnnl_f32, dnnl_format_tag_any);
+    dn_md_plain_dims(nd, d, plain);
+}
+
 /* The data of a constant float32 value (NULL when it is not one). */
 static const float *const_f32(const ctx *c, int32_t vid)
 {
@@ -379,23 +402,7 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
     dnnl_memory_desc_t xmd, wmd, bmd, ymd, wplain;
     dn_md_any(xv, &xmd);
     dn_md_any(yv, &ymd);
-    dnnl_dims_t wd;
-    int wnd = 0;
-    if (group > 1) {
-        wd[wnd++] = group;
-        wd[wnd++] = wv->dims[0] / group;
-    } else {
-        wd[wnd++] = wv->dims[0];
-    }
-    for (int i = 1; i < wv->ndim; i++)
-        wd[wnd++] = wv->dims[i];
-    dnnl_memory_desc_init_by_tag(&wmd, wnd, wd, dnnl_f32, dnnl_format_tag_any);
-    {
-        int64_t d64[OT_MAX_DIMS + 1];
-        for (int i = 0; i < wnd; i++)
-            d64[i] = wd[i];
-        dn_md_plain_dims(wnd, d64, &wplain);
-    }
+    conv_weight_mds(wv, group, &wmd, &wplain);
     ot_loc wplain_loc, lb = { 0 };
     bool has_bias = bid >= 0 || bn_node >= 0;
     if (bn_node >= 0) {
@@ -931,23 +938,7 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
     dnnl_memory_desc_t xmd, wmd, dymd, bmd, wplain;
     dn_md_any(xv, &xmd);
     dn_md_any(dyv, &dymd);
-    dnnl_dims_t wd;
-    int wnd = 0;
-    if (group > 1) {
-        wd[wnd++] = group;
-        wd[wnd++] = wv->dims[0] / group;
-    } else {
-        wd[wnd++] = wv->dims[0];
-    }
-    for (int i = 1; i < wv->ndim; i++)
-        wd[wnd++] = wv->dims[i];
-    dnnl_memory_desc_init_by_tag(&wmd, wnd, wd, dnnl_f32, dnnl_format_tag_any);
-    {
-        int64_t d64[OT_MAX_DIMS + 1];
-        for (int i = 0; i < wnd; i++)
-            d64[i] = wd[i];
-        dn_md_plain_dims(wnd, d64, &wplain);
-    }
+    conv_weight_mds(wv, group, &wmd, &wplain);
     int64_t oc = wv->dims[0];
     dn_md_plain_dims(1, &oc, &bmd);
     dnnl_convolution_desc_t fd, bd;
