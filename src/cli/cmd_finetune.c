@@ -61,6 +61,9 @@ static const ot_cli_opt finetune_opts[] = {
     { "no-cache", 0, NULL, "do not cache the frozen prefix's output across epochs" },
     { "cache-mem", 0, "BYTES", "memory for the prefix cache before it spills (default 2G)" },
     { "cache-dir", 0, "DIR", "folder for a spilled prefix cache (default $TMPDIR or /tmp)" },
+    { "cache-dtype", 0, "f32|bf16",
+      "how the cache stores the prefix's output: f32 (default, exact) or bf16 (half the "
+      "memory; the features are rounded in every epoch, which changes the numerics)" },
     { "max-steps", 0, "N", "stop after N steps in all (for quick checks)" },
     { "workers", 0, "N", "background threads preparing batches (default 1; 0: in the loop)" },
     { "data-classes", 0, "LIST", "use only these classes (\"5-9\", \"0,2,4\"), relabelled 0.." },
@@ -844,6 +847,15 @@ int ot_cmd_finetune(int argc, char **argv)
         goto out;
     }
     o.cache_dir = V("cache-dir");
+    if (V("cache-dtype")) {
+        const char *cd = V("cache-dtype");
+        if (!strcmp(cd, "bf16") || !strcmp(cd, "bfloat16"))
+            o.cache_bf16 = true;
+        else if (strcmp(cd, "f32") && strcmp(cd, "float32") && strcmp(cd, "float")) {
+            rc = ot_cli_usage_error(cmd, "--cache-dtype must be f32 or bf16");
+            goto out;
+        }
+    }
     ot_data_norm norm;
     if (norm_of(V("normalize"), &norm) != OT_OK) {
         rc = ot_cli_usage_error(cmd, "--normalize must be imagenet, half or none");
@@ -972,6 +984,7 @@ int ot_cmd_finetune(int argc, char **argv)
                 : o.no_cache       ? "off (--no-cache)"
                 : !tg.cacheable    ? tg.why_not_cacheable
                 : o.epochs < 2     ? "off (one epoch)"
+                : o.cache_bf16     ? "on (bf16)"
                                    : "on");
         ot_train_graph_fini(&tg);
         goto out;
@@ -1062,7 +1075,11 @@ int ot_cmd_finetune(int argc, char **argv)
         goto out;
     }
     if (!tr.cache_used && tr.cache_off_reason)
-        fprintf(log, "prefix cache off: %s\n", tr.cache_off_reason);
+        fprintf(log, "prefix cache off: %s%s\n", tr.cache_off_reason,
+                o.cache_bf16 ? " (--cache-dtype bf16 had no effect)" : "");
+    else if (tr.cache_used)
+        fprintf(log, "prefix cache: %.1f MB of %s\n", (double)tr.cache_bytes / 1e6,
+                tr.cache_bf16 ? "bf16 (features rounded in every epoch)" : "f32");
     bool have_test = ot_data_has_split(data, OT_DATA_TEST);
     if (have_test) {
         if (ot_data_open(data, OT_DATA_TEST, &test, &err) != OT_OK) {
@@ -1097,9 +1114,11 @@ int ot_cmd_finetune(int argc, char **argv)
     fprintf(log, "wrote %s\n", out);
     if (json) {
         printf("{\"epochs\": %d, \"steps\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, "
-               "\"trainable_params\": %llu, \"cache\": %s",
+               "\"trainable_params\": %llu, \"cache\": %s, \"cache_dtype\": \"%s\", "
+               "\"cache_bytes\": %llu",
                o.epochs, (long long)tr.steps, tr.final_loss, tr.final_accuracy,
-               (unsigned long long)tr.numel_trainable, tr.cache_used ? "true" : "false");
+               (unsigned long long)tr.numel_trainable, tr.cache_used ? "true" : "false",
+               tr.cache_bf16 ? "bf16" : "f32", (unsigned long long)tr.cache_bytes);
         if (have_test)
             printf(", \"test\": {\"top1\": %.6f, \"top5\": %.6f, \"loss\": %.6f, \"n\": %lld}",
                    ev.top1, ev.top5, ev.loss, (long long)ev.n);

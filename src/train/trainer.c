@@ -74,6 +74,11 @@ typedef struct trainer {
     size_t scratch_bytes;
     size_t *cut_bytes;   /* per cut value, bytes of one image's slice          */
     size_t cut_total;    /* sum of cut_bytes                                  */
+    size_t *rec_bytes;   /* per cut value, bytes of one image's cache record  */
+    size_t rec_total;    /* sum of rec_bytes                                  */
+    bool *rec_bf16;      /* per cut value: its records are bfloat16           */
+    uint16_t *rec_tmp;   /* one bfloat16 record, for the cache file           */
+    uint64_t cache_bytes; /* the cache's size                                 */
     float **cut_buf;     /* per cut value: a batch's worth, for the cache path */
     /* cache */
     bool cache_on;
@@ -154,24 +159,51 @@ static void free_runner(runner *r)
     memset(r, 0, sizeof *r);
 }
 
-/* The cache record of image i, cut value c. */
+/* Rounds n floats to the nearest bfloat16 in place (what the cache keeps). */
+static void round_bf16(float *p, size_t n)
+{
+#pragma omp parallel for if (n >= 65536)
+    for (size_t i = 0; i < n; i++)
+        p[i] = ot_bf16_to_f32(ot_f32_to_bf16(p[i]));
+}
+
+/* Rounds the prefix's output for n images in place where the cache keeps
+   bfloat16, so that a step sees the same values whether they come from the
+   prefix or from the cache. */
+static void round_cut(trainer *T, int c, float *p, int n)
+{
+    if (T->rec_bf16 && T->rec_bf16[c])
+        round_bf16(p, T->cut_bytes[c] / sizeof(float) * (size_t)n);
+}
+
+/* The cache record of image i, cut value c: buf holds the image's slice as
+   the executor has it (cut_bytes[c]); the record may be bfloat16. */
 static ot_status cache_io(trainer *T, int64_t i, int c, void *buf, bool write, ot_err *err)
 {
-    size_t off = (size_t)i * T->cut_total;
+    size_t off = (size_t)i * T->rec_total;
     for (int k = 0; k < c; k++)
-        off += T->cut_bytes[k];
-    size_t n = T->cut_bytes[c];
+        off += T->rec_bytes[k];
+    size_t n = T->rec_bytes[c];
+    bool bf = T->rec_bf16[c];
+    float *f = buf;
+    uint16_t *h = T->cache_mem ? (uint16_t *)(void *)(T->cache_mem + off) : T->rec_tmp;
+    if (bf && write)
+        for (size_t k = 0; k < n / 2; k++)
+            h[k] = ot_f32_to_bf16(f[k]);
     if (T->cache_mem) {
-        if (write)
-            memcpy(T->cache_mem + off, buf, n);
-        else
-            memcpy(buf, T->cache_mem + off, n);
-        return OT_OK;
+        if (!bf)
+            memcpy(write ? T->cache_mem + off : buf, write ? buf : T->cache_mem + off, n);
+    } else {
+        void *rec = bf ? (void *)T->rec_tmp : buf;
+        ssize_t r = write ? pwrite(T->cache_fd, rec, n, (off_t)off)
+                          : pread(T->cache_fd, rec, n, (off_t)off);
+        if (r != (ssize_t)n)
+            return ot_err_set(err, OT_ERR_IO, "prefix cache file: %s",
+                              r < 0 ? strerror(errno) : "short read or write");
     }
-    ssize_t r = write ? pwrite(T->cache_fd, buf, n, (off_t)off) : pread(T->cache_fd, buf, n, (off_t)off);
-    if (r != (ssize_t)n)
-        return ot_err_set(err, OT_ERR_IO, "prefix cache file: %s",
-                          r < 0 ? strerror(errno) : "short read or write");
+    if (bf && !write)
+        for (size_t k = 0; k < n / 2; k++)
+            f[k] = ot_bf16_to_f32(h[k]);
     return OT_OK;
 }
 
@@ -180,12 +212,27 @@ static ot_status setup_cache(trainer *T, int64_t n_images, ot_err *err)
     const ot_train_opts *o = T->o;
     if (!T->tg.prefix || o->no_cache || !T->tg.cacheable || o->epochs < 2 || o->augment)
         return OT_OK;
+    int n_cut = T->tg.n_cut;
+    T->rec_bytes = ot_calloc((size_t)n_cut + 1, sizeof *T->rec_bytes);
+    T->rec_bf16 = ot_calloc((size_t)n_cut + 1, sizeof *T->rec_bf16);
+    if (!T->rec_bytes || !T->rec_bf16)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    size_t max_rec = 0;
+    for (int c = 0; c < n_cut; c++) {
+        /* only float values can be kept as bfloat16 */
+        T->rec_bf16[c] = o->cache_bf16 && T->full.cut_in[c].dtype == OT_DTYPE_FLOAT;
+        T->rec_bytes[c] = T->rec_bf16[c] ? T->cut_bytes[c] / 2 : T->cut_bytes[c];
+        T->rec_total += T->rec_bytes[c];
+        if (T->rec_bf16[c] && T->rec_bytes[c] > max_rec)
+            max_rec = T->rec_bytes[c];
+    }
     size_t total;
-    if (!ot_size_mul((size_t)n_images, T->cut_total, &total))
+    if (!ot_size_mul((size_t)n_images, T->rec_total, &total))
         return OT_OK;
     T->cached = ot_calloc((size_t)n_images + 1, 1);
     if (!T->cached)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    T->cache_bytes = total;
     uint64_t budget = o->cache_mem ? o->cache_mem : (2ull << 30);
     if (total <= budget) {
         T->cache_mem = malloc(total ? total : 1);
@@ -194,6 +241,8 @@ static ot_status setup_cache(trainer *T, int64_t n_images, ot_err *err)
             return OT_OK;
         }
     }
+    if (max_rec && !(T->rec_tmp = malloc(max_rec)))
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     const char *dir = o->cache_dir ? o->cache_dir : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     char path[4096];
     snprintf(path, sizeof path, "%s/onnxtrain-cache-XXXXXX", dir);
@@ -246,6 +295,7 @@ static ot_status warm_cache(trainer *T, int64_t *perm, int64_t N, int bs, int64_
         OT_TRY(ot_exec_run(r->prefix, &img, 1, err));
         for (int c = 0; c < T->tg.n_cut; c++) {
             char *out = ot_exec_output(r->prefix, c)->data;
+            round_cut(T, c, (float *)(void *)out, n);
             for (int i = 0; i < n; i++)
                 OT_TRY(cache_io(T, idx[i], c, out + (size_t)i * T->cut_bytes[c], true, err));
         }
@@ -270,6 +320,10 @@ static char *options_text(const trainer *T)
         h = ot_train_hash(h, &v->data.bytes, sizeof v->data.bytes);
     }
     const ot_data_transform *t = &o->transform;
+    /* bfloat16 records change what the steps see; f32 ones do not */
+    bool cache_bf16 = false;
+    for (int c = 0; T->cache_on && c < T->tg.n_cut; c++)
+        cache_bf16 |= T->rec_bf16[c];
     size_t extra = o->run_options ? strlen(o->run_options) : 0;
     size_t n = 2048 + extra;
     char *s = ot_malloc(n);
@@ -281,7 +335,7 @@ static char *options_text(const trainer *T)
         "momentum=%.17g\ndampening=%.17g\nnesterov=%d\nbetas=%.17g,%.17g\neps=%.17g\n"
         "lr-schedule=%s\nlr-step=%lld\nlr-gamma=%.17g\ncosine=%lld,%d\nwarmup=%lld\n"
         "clip-grad=%.17g\nlabel-smoothing=%.9g\nbn=%s\nimage-size=%d\nmean=%.9g,%.9g,%.9g\n"
-        "std=%.9g,%.9g,%.9g\nto-rgb=%d\nseed=%llu\ntrained=%d tensors, %016" PRIx64 "\n",
+        "std=%.9g,%.9g,%.9g\nto-rgb=%d\nseed=%llu\ntrained=%d tensors, %016" PRIx64 "\n%s",
         o->batch_size, o->lr, o->head_lr > 0 ? o->head_lr : o->lr,
         (unsigned)op->kind < 3 ? kinds[op->kind] : "?", op->weight_decay, op->momentum,
         op->dampening, op->nesterov, op->beta1, op->beta2, op->eps,
@@ -291,7 +345,7 @@ static char *options_text(const trainer *T)
         (double)o->graph.label_smoothing, o->graph.bn_all_train ? "train" : "policy", t->size,
         (double)t->mean[0], (double)t->mean[1], (double)t->mean[2], (double)t->std[0],
         (double)t->std[1], (double)t->std[2], t->to_rgb, (unsigned long long)o->seed,
-        T->tg.n_params, h);
+        T->tg.n_params, h, cache_bf16 ? "cache-dtype=bf16\n" : "");
     if (len < 0 || (size_t)len >= n - extra - 1) {
         ot_free(s);
         return NULL;
@@ -560,6 +614,8 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
             for (int c = 0; c < tg->n_cut; c++) {
                 r->cut_in[c].data = ot_exec_output(r->prefix, c)->data;
                 if (T->cache_on)
+                    round_cut(T, c, r->cut_in[c].data, n);
+                if (T->cache_on)
                     for (int i = 0; i < n; i++)
                         OT_TRY(cache_io(T, idx[i], c,
                                         (char *)r->cut_in[c].data + (size_t)i * T->cut_bytes[c],
@@ -678,6 +734,11 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
                 OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
         }
     res->cache_used = T.cache_on;
+    if (T.cache_on) {
+        res->cache_bytes = T.cache_bytes;
+        for (int c = 0; c < tg->n_cut; c++)
+            res->cache_bf16 |= T.rec_bf16[c];
+    }
     res->cache_off_reason = !tg->prefix       ? "nothing is frozen before the first trained layer"
                             : o->no_cache     ? "--no-cache"
                             : !tg->cacheable  ? tg->why_not_cacheable
@@ -861,6 +922,9 @@ done:
     if (T.cache_fd >= 0)
         close(T.cache_fd);
     ot_free(T.cached);
+    ot_free(T.rec_bytes);
+    ot_free(T.rec_bf16);
+    free(T.rec_tmp);
     free(T.x);
     ot_data_loader_free(T.loader);
     ot_free(T.didx);

@@ -11,7 +11,10 @@
  * The frozen-prefix cache: when the prefix is deterministic (BN there in eval
  * mode; no random augmentation), its output for each image is computed in the
  * first epoch and reused in the later ones: in memory up to `cache_mem`
- * bytes, beyond that in an unlinked file under `cache_dir`.
+ * bytes, beyond that in an unlinked file under `cache_dir`. With
+ * `cache_bf16` the records hold bfloat16 (round to nearest even) and the
+ * prefix's output is rounded the same way before every step, so the first
+ * epoch, the cached ones and a resumed run all see the same features.
  *
  * Checkpoints (checkpoint.h, docs/checkpoint.md): with `checkpoint` set the
  * loop writes one after every epoch, every `checkpoint_every` steps, when
@@ -63,6 +66,10 @@ typedef struct ot_train_opts {
     bool no_cache;
     uint64_t cache_mem;    /* 0: 2 GiB                                        */
     const char *cache_dir; /* NULL: $TMPDIR or /tmp                           */
+    bool cache_bf16;       /* store the cached prefix output as bfloat16: half
+                              the bytes; when the cache is used, every epoch
+                              (the first included) trains on the rounded
+                              values. Changes the numerics; off by default.   */
     ot_data_transform transform;
     ot_train_graph_opts graph;
     const int32_t *head_params; /* parameters that get head_lr                */
@@ -115,6 +122,8 @@ typedef struct ot_train_result {
     double final_loss, final_accuracy; /* of the last epoch                  */
     int64_t steps;
     bool cache_used;
+    bool cache_bf16;         /* the cache held bfloat16 records                 */
+    uint64_t cache_bytes;    /* size of the cache (memory or file)              */
     const char *cache_off_reason;      /* static text when the cache was off   */
     int n_trainable;
     uint64_t numel_trainable;

@@ -11,8 +11,10 @@
 #   - the checkpoint passes onnx.checker, keeps the optimizer state as unused
 #     initializers and the progress in metadata; `export` gives the final
 #     model (same tensors, same bytes);
+#   - with --cache-dtype bf16, a run stopped inside the second epoch and
+#     resumed (the cache rebuilt) gives the uninterrupted run's bytes;
 #   - resuming a finished run writes the output; a mismatched --resume (lr,
-#     data, model, fewer epochs, not a checkpoint) is refused;
+#     data, model, fewer epochs, cache dtype, not a checkpoint) is refused;
 #   - the NaN guard: --lr 1e30 stops with a message naming the step, exit 1,
 #     and the checkpoint from before stays whole and finite.
 # Skipped when OT_FAST=1.
@@ -227,6 +229,18 @@ else
     fail "raised --epochs" "$(describe_run)"
 fi
 
+# -------------- bf16 cache: stopped inside epoch 2 (--max-steps), resumed
+ot finetune "$BN" "${DET[@]}" --cache-dtype bf16 -o "$D/bf_ref.onnx"
+ot finetune "$BN" "${DET[@]}" --cache-dtype bf16 -o "$D/bf.onnx" --checkpoint "$D/bf.ckpt" \
+    --max-steps 6
+ot finetune "$BN" "${DET[@]}" --cache-dtype bf16 -o "$D/bf.onnx" --checkpoint "$D/bf.ckpt" \
+    --resume "$D/bf.ckpt"
+if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"resumed from"* ]]; then
+    same_bytes "bf16 cache: resumed = uninterrupted" "$D/bf.onnx" "$D/bf_ref.onnx"
+else
+    fail "bf16 cache: resume" "$(describe_run)"
+fi
+
 # ------------------------------------------------------ mismatched resumes
 expect_error "refused: other lr" "options differ&lr&0.01" \
     finetune "$BN" "${DET[@]}" --lr 0.01 -o "$D/x.onnx" --resume "$D/ref.ckpt"
@@ -238,6 +252,8 @@ expect_error "refused: other model" "another model" \
     finetune "$FX/resnet18_eval.onnx" "${DET[@]}" -o "$D/x.onnx" --resume "$D/ref.ckpt"
 expect_error "refused: fewer epochs" "epochs" \
     finetune "$BN" "${BASE[@]}" --epochs 2 --deterministic -o "$D/x.onnx" --resume "$D/ref.ckpt"
+expect_error "refused: other cache dtype" "options differ&cache-dtype" \
+    finetune "$BN" "${DET[@]}" --cache-dtype bf16 -o "$D/x.onnx" --resume "$D/ref.ckpt"
 expect_error "refused: not a checkpoint" "not an onnxtrain checkpoint" \
     finetune "$BN" "${DET[@]}" -o "$D/x.onnx" --resume "$D/ref.onnx"
 if [ -e "$D/x.onnx" ]; then fail "refused: no output" "$D/x.onnx was written"; else ok "refused: no output"; fi

@@ -4,7 +4,7 @@
 # ResNet-18 fixtures: what each mode trains and freezes (bit-identical frozen
 # tensors, BN statistics as the policy says), the exported file (onnx.checker,
 # metadata, onnxruntime agreeing with `onnxtrain run`), the prefix cache giving
-# the same weights as no cache, determinism, the zoo-style opset-7 file and a
+# the same weights as no cache, the bf16 cache (--cache-dtype), determinism, the zoo-style opset-7 file and a
 # BN-folded export, and errors. Skipped when OT_FAST=1.
 #
 #   BUILD=build bash tests/cli/test_finetune.sh
@@ -103,6 +103,57 @@ train "cache in a file" "$T_TMP/c2.onnx" --mode fine-tune --epochs 2 --seed 3 --
     if ls "$T_TMP"/onnxtrain-cache-* >/dev/null 2>&1; then fail "cache file" "left behind"; else
         ok "cache file removed"; fi
 }
+
+# --cache-dtype bf16: half the cache, features rounded in every epoch (the
+# first included), the same bytes from a spilled cache, weights close to f32's
+train "bf16 cache" "$T_TMP/b1.onnx" --mode fine-tune --epochs 2 --seed 3 --cache-dtype bf16 \
+    --log "$T_TMP/b1.csv" --json && {
+    echo "$T_OUT" | tail -n 1 >"$T_TMP/b1.json"
+    if [[ $T_ERR == *"of bf16"* ]]; then ok "bf16 cache: said so"; else
+        fail "bf16 cache: said so" "$(describe_run)"; fi
+}
+train "f32 cache, logged" "$T_TMP/b0.onnx" --mode fine-tune --epochs 2 --seed 3 \
+    --log "$T_TMP/b0.csv" --json && echo "$T_OUT" | tail -n 1 >"$T_TMP/b0.json"
+train "bf16 cache in a file" "$T_TMP/b2.onnx" --mode fine-tune --epochs 2 --seed 3 \
+    --cache-dtype bf16 --cache-mem 1K --cache-dir "$T_TMP" &&
+    { if cmp -s "$T_TMP/b1.onnx" "$T_TMP/b2.onnx"; then ok "bf16: file cache = memory cache"; else
+        fail "bf16: file cache" "outputs differ"; fi; }
+py_checks "bf16 vs f32" '
+import sys, csv, json, onnx, numpy as np
+from onnx import numpy_helper as nh
+d = sys.argv[1]
+def ok(name, cond, why=""):
+    print(("ok %s" % name) if cond else ("FAIL %s: %s" % (name, why)))
+j0, j1 = (json.load(open(d + "/b%d.json" % i)) for i in (0, 1))
+ok("json cache_dtype", (j0["cache_dtype"], j1["cache_dtype"]) == ("f32", "bf16"), (j0, j1))
+ok("bf16 cache is half the bytes", j0["cache_bytes"] > 0 and 2 * j1["cache_bytes"] == j0["cache_bytes"],
+   (j0["cache_bytes"], j1["cache_bytes"]))
+l0, l1 = ([float(r["loss"]) for r in csv.DictReader(open(d + "/b%d.csv" % i))] for i in (0, 1))
+# the first epoch already trains on rounded features: its loss moves, a little
+ok("epoch 1 sees rounded features", l0[0] != l1[0] and abs(l0[0] - l1[0]) < 1e-2 * abs(l0[0]),
+   (l0, l1))
+# the updates (trained - initial) of the tensors the run changed, compared:
+# Adam moves by about lr whatever the gradient, so single values may differ
+# by a few steps of lr; the update as a whole must be nearly the same
+i = {t.name: nh.to_array(t) for t in onnx.load(sys.argv[2]).graph.initializer}
+a = {t.name: nh.to_array(t) for t in onnx.load(d + "/b0.onnx").graph.initializer}
+b = {t.name: nh.to_array(t) for t in onnx.load(d + "/b1.onnx").graph.initializer}
+ks = [k for k in a if k in i and a[k].dtype == np.float32 and a[k].shape == i[k].shape]
+da = np.concatenate([(a[k] - i[k]).ravel() for k in ks])
+db = np.concatenate([(b[k] - i[k]).ravel() for k in ks])
+rel = float(np.linalg.norm(da - db) / np.linalg.norm(da))
+ok("update within 5%% of the f32 one (%.2g)" % rel, 0 < rel < 0.05, rel)
+' "$T_TMP" "$BN"
+expect_usage "--cache-dtype: bad value" finetune "$BN" "${COMMON[@]}" -o "$T_TMP/x.onnx" \
+    --cache-dtype fp8
+if [ -e "$T_TMP/x.onnx" ]; then fail "--cache-dtype: no output" "written"; else
+    ok "--cache-dtype: no output"; fi
+ot finetune "$BN" "${COMMON[@]}" -o "$T_TMP/b3.onnx" --epochs 1 --cache-dtype bf16
+if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"bf16 had no effect"* ]]; then
+    ok "bf16 without a cache: said so"
+else
+    fail "bf16 without a cache: said so" "$(describe_run)"
+fi
 
 # deterministic: same options, same bytes
 train "repeat" "$T_TMP/fe2.onnx" --epochs 2 &&
