@@ -260,7 +260,18 @@ ot_status cpu_val_as(ot_exec *x, int32_t vid, const dnnl_memory_desc_t *want, ot
     }
     if (cpu_md_is_plain(want, v))
         return cpu_val_plain(x, vid, loc, err);
-    return cpu_reorder(x, &cur, cv->loc, want, loc, err);
+    /* values are written once, so a copy made for an earlier reader serves
+       the later ones (its buffer lives until the last of them) */
+    if (cv->alt.kind != OT_LOC_NONE && dnnl_memory_desc_equal(&cv->alt_md, want)) {
+        *loc = cv->alt;
+        return OT_OK;
+    }
+    ot_status st = cpu_reorder(x, &cur, cv->loc, want, loc, err);
+    if (st == OT_OK) {
+        cv->alt = *loc;
+        cv->alt_md = *want;
+    }
+    return st;
 }
 
 ot_status cpu_val_plain(ot_exec *x, int32_t vid, ot_loc *loc, ot_err *err)

@@ -24,6 +24,8 @@ typedef struct cpu_val {
     bool has_md;             /* data is laid out as `md` (else plain row-major)  */
     dnnl_memory_desc_t md;
     ot_loc plain;            /* a plain copy, once a reorder made one           */
+    ot_loc alt;              /* the latest copy in another layout, `alt_md`,    */
+    dnnl_memory_desc_t alt_md; /* shared by later readers wanting that layout   */
     /* what a oneDNN training primitive keeps beside the value for its
        backward primitive: the batch variance beside BatchNormTrain's saved
        inverse std, MaxPool's workspace beside its output */
