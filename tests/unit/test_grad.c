@@ -625,6 +625,38 @@ TEST(exec_conv_add_shortcut_is_input)
     gc_fini(c);
 }
 
+/* One plain input read by two convolutions that want the same blocked
+   layout: it is reordered once, and both read that copy */
+TEST(exec_reorder_shared_by_readers)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, 19);
+    ot_attr pads[1] = { INTS("pads", 1, 1, 1, 1) };
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, false, 2, 16, 6, 6);
+    int32_t ain[2] = { x, gc_const(c, "wa", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
+    int32_t bin[2] = { x, gc_const(c, "wb", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
+    int32_t cin[2] = { gc_node(c, "Conv", 13, ain, 2, pads, 1),
+                       gc_node(c, "Conv", 13, bin, 2, pads, 1) };
+    int32_t y = gc_node(c, "Mul", 14, cin, 2, NULL, 0);
+    CHECK(y >= 0);
+    CHECK_OK(ot_pass_add_output(c->g, y, &c->err), &c->err);
+    ot_exec_input bind = { .value = c->in_ids[0], .tensor = c->in[0] };
+    ot_exec *fx = NULL;
+    ot_exec_opts opts = { .threads = 1 };
+    CHECK_OK(ot_exec_compile(c->g, &bind, 1, &opts, &fx, &c->err), &c->err);
+    CHECK_OK(ot_exec_run(fx, c->in, 1, &c->err), &c->err);
+    int reorders = 0;
+    for (int i = 0; i < ot_exec_n_steps(fx); i++) {
+        ot_exec_step_time t;
+        ot_exec_step_profile(fx, i, &t);
+        reorders += !strcmp(t.kind, "reorder");
+    }
+    CHECK(reorders <= 2); /* x in once, y out */
+    CHECK(gc_vs_plain(c, fx, &bind, "reorder_shared"));
+    ot_exec_free(fx);
+    gc_fini(c);
+}
+
 /* BatchNormTrain's running statistics: momentum as ONNX, unbiased variance */
 static void bn_running_stats(bool plain_only)
 {
