@@ -552,6 +552,33 @@ GRAD_CASE(grad_block_onednn, 16, {
     y = gc_node(c, "GlobalAveragePool", 1, &h7, 1, NULL, 0);
 })
 
+/* Compiles the case for its first input (one thread) and runs it once. */
+static ot_exec *gc_compile_run(gcase *c, ot_exec_input *bind)
+{
+    *bind = (ot_exec_input){ .value = c->in_ids[0], .tensor = c->in[0] };
+    ot_exec *fx = NULL;
+    ot_exec_opts opts = { .threads = 1 };
+    if (ot_exec_compile(c->g, bind, 1, &opts, &fx, &c->err) != OT_OK ||
+        ot_exec_run(fx, c->in, 1, &c->err) != OT_OK) {
+        fprintf(stderr, "  %s\n", c->err.msg);
+        ot_exec_free(fx);
+        return NULL;
+    }
+    return fx;
+}
+
+/* How many of the executor's steps are of this kind ("reorder", "Conv+BN"...). */
+static int gc_steps_of_kind(const ot_exec *fx, const char *kind)
+{
+    int n = 0;
+    for (int i = 0; i < ot_exec_n_steps(fx); i++) {
+        ot_exec_step_time t;
+        ot_exec_step_profile(fx, i, &t);
+        n += !strcmp(t.kind, kind);
+    }
+    return n;
+}
+
 /* Inference fusions: Conv + BatchNormalization on constants folded into the
    weights, + Add + Relu as post-ops, accumulating into the shortcut's buffer
    (no copy); outputs as the plain kernels' */
@@ -578,21 +605,11 @@ TEST(exec_conv_bn_add_relu_fusion)
     int32_t y = gc_node(c, "Relu", 14, &s, 1, NULL, 0);
     CHECK(y >= 0);
     CHECK_OK(ot_pass_add_output(c->g, y, &c->err), &c->err);
-    ot_exec_input bind = { .value = c->in_ids[0], .tensor = c->in[0] };
-    ot_exec *fx = NULL;
-    ot_exec_opts opts = { .threads = 1 };
-    CHECK_OK(ot_exec_compile(c->g, &bind, 1, &opts, &fx, &c->err), &c->err);
-    CHECK_OK(ot_exec_run(fx, c->in, 1, &c->err), &c->err);
-    bool fused = false;
-    int reorders = 0;
-    for (int i = 0; i < ot_exec_n_steps(fx); i++) {
-        ot_exec_step_time t;
-        ot_exec_step_profile(fx, i, &t);
-        fused |= !strcmp(t.kind, "Conv+BN+Add+Relu");
-        reorders += !strcmp(t.kind, "reorder");
-    }
-    CHECK(fused);
-    CHECK(reorders <= 2); /* x in, y out: the shortcut is not copied */
+    ot_exec_input bind;
+    ot_exec *fx = gc_compile_run(c, &bind);
+    CHECK(fx);
+    CHECK(gc_steps_of_kind(fx, "Conv+BN+Add+Relu") == 1);
+    CHECK(gc_steps_of_kind(fx, "reorder") <= 2); /* x in, y out: the shortcut is not copied */
     CHECK(gc_vs_plain(c, fx, &bind, "conv_bn_add_relu"));
     ot_exec_free(fx);
     gc_fini(c);
@@ -615,11 +632,9 @@ TEST(exec_conv_add_shortcut_is_input)
     int32_t y = gc_node(c, "Add", 14, ain, 2, NULL, 0);
     CHECK(y >= 0);
     CHECK_OK(ot_pass_add_output(c->g, y, &c->err), &c->err);
-    ot_exec_input bind = { .value = c->in_ids[0], .tensor = c->in[0] };
-    ot_exec *fx = NULL;
-    ot_exec_opts opts = { .threads = 1 };
-    CHECK_OK(ot_exec_compile(c->g, &bind, 1, &opts, &fx, &c->err), &c->err);
-    CHECK_OK(ot_exec_run(fx, c->in, 1, &c->err), &c->err);
+    ot_exec_input bind;
+    ot_exec *fx = gc_compile_run(c, &bind);
+    CHECK(fx);
     CHECK(gc_vs_plain(c, fx, &bind, "conv_add_shortcut_is_input"));
     ot_exec_free(fx);
     gc_fini(c);
@@ -640,18 +655,10 @@ TEST(exec_reorder_shared_by_readers)
     int32_t y = gc_node(c, "Mul", 14, cin, 2, NULL, 0);
     CHECK(y >= 0);
     CHECK_OK(ot_pass_add_output(c->g, y, &c->err), &c->err);
-    ot_exec_input bind = { .value = c->in_ids[0], .tensor = c->in[0] };
-    ot_exec *fx = NULL;
-    ot_exec_opts opts = { .threads = 1 };
-    CHECK_OK(ot_exec_compile(c->g, &bind, 1, &opts, &fx, &c->err), &c->err);
-    CHECK_OK(ot_exec_run(fx, c->in, 1, &c->err), &c->err);
-    int reorders = 0;
-    for (int i = 0; i < ot_exec_n_steps(fx); i++) {
-        ot_exec_step_time t;
-        ot_exec_step_profile(fx, i, &t);
-        reorders += !strcmp(t.kind, "reorder");
-    }
-    CHECK(reorders <= 2); /* x in once, y out */
+    ot_exec_input bind;
+    ot_exec *fx = gc_compile_run(c, &bind);
+    CHECK(fx);
+    CHECK(gc_steps_of_kind(fx, "reorder") <= 2); /* x in once, y out */
     CHECK(gc_vs_plain(c, fx, &bind, "reorder_shared"));
     ot_exec_free(fx);
     gc_fini(c);
