@@ -9,9 +9,10 @@ training against PyTorch.
 Environment:
     BUILD        build folder holding the onnxtrain binary (default: build)
     ONLY         workloads to run, comma-separated: inspect, convert, infer,
-                 loader, fe, ft, full, ft5, fe32, ft32, full32; "train" stands for
-                 all seven training workloads, "train224" for fe,ft,full,ft5,
-                 "train32" for fe32,ft32,full32 (default: everything)
+                 loader, fe, ft, full, ft5, fe32, ft32, full32, bf16; "train"
+                 stands for all seven training workloads, "train224" for
+                 fe,ft,full,ft5, "train32" for fe32,ft32,full32 (default:
+                 everything but loader)
     BENCH_REPS   timed repetitions of each inspect/convert command (default 7,
                  at least 5)
     BENCH_MODEL  a model file to use instead of ResNet-18 for inspect/convert
@@ -25,6 +26,10 @@ Environment:
                          (default fe=512,ft=256,full=128,ft5=512,fe32=512,ft32=256,
                          full32=256; any subset may be given)
     BENCH_LOADER_REPS    processes per loader configuration (default 3, at least 1)
+    OT_DEMO_DATA         the demo's data set for bf16 (default
+                         /usr/share/datasets/fashion-mnist, as models/demo.sh)
+    BENCH_T0             set by run.sh: its start time (time.time()), so the run's
+                         time includes the helpers' build
 
 Tasks and what they are compared with:
     inspect   onnxtrain inspect FILE      python3 -c 'import onnx; onnx.load(a)'
@@ -37,6 +42,8 @@ Tasks and what they are compared with:
       ft32                                                 transfer-learning loop)
     full,     onnxtrain finetune --mode full
       full32
+    bf16      the demo's transfer step with --cache-dtype bf16   the same with the
+                                                                 default cache (f32)
 
 inspect/convert: each command runs once untimed (page cache), then the commands
 of a task run in turns, in alternating order, BENCH_REPS times each. Wall time
@@ -49,7 +56,7 @@ import).
 
 infer: steady-state throughput of ResNet-18 (BUILD/fixtures/resnet18_eval.onnx,
 224x224) at each batch size on BENCH_THREADS threads. Every tool runs in its
-own process, which does warm-up runs and then timed runs (batch 1: 5 + 30,
+own process, which does warm-up runs and then timed runs (batch 1: 3 + 20,
 batch 64: 1 + 3, other sizes: 3 + 10) and prints images/s as batch / median
 run time; the processes of the tools take turns, in rotating order,
 BENCH_INFER_REPS times, and the report gives the median images/s over those
@@ -93,10 +100,13 @@ ceiling (see train_gflop_per_image: epoch 1's images/s x the nominal work per
 image, forward 3.63 GFLOP at 224 scaled by (size / 224)^2, fe 1x, ft 1.45x,
 full 3x forward), peak RSS (wait4), the test top-1 of the last run, the
 speed-up PyTorch wall time / onnxtrain's (above 1: onnxtrain is faster) and
-the RSS ratio onnxtrain / PyTorch. The ceiling (tests/bench/fma_peak.c) is
-measured before and after the training workloads, and infer's of the same
-run counts too; the best is kept. Other processes' CPU time is recorded per
-workload as for infer.
+the RSS ratio onnxtrain / PyTorch. Other processes' CPU time is recorded per
+workload as for infer. The first training workload imports torch once
+untimed (the page cache); the later ones find it warm.
+
+FMA ceiling (tests/bench/fma_peak.c, for infer's and training's % of peak):
+measured once before the first of those workloads and once after the last,
+the best kept, and used by both.
 
 loader: decode + transform throughput of the batch loader (src/data/loader.h)
 on an image folder of 256 JPEG files (BUILD/bench/loader_jpeg_256: 4 classes,
@@ -113,20 +123,41 @@ ft, full, ft5), from this run or the previous results.json (their data is
 CIFAR-10 upscaled in memory, not JPEG files, so those figures are the step's
 cost alone).
 
+bf16: the accuracy effect of the bf16 prefix cache (`finetune --cache-dtype
+bf16`, off by default) on the demo. models/demo.sh's transfer step
+(run_transfer: feature-extract at lr 1e-2 and fine-tune at lr 1e-3, classes
+5-9, 25 images per class, 10 epochs, batch 25, 32x32, 2 threads, seed 1) from
+the demo's pretrained model (made once by the demo's own steps 1 and 2 into
+BUILD/bench/demo and kept: BUILD/demo/pretrained_0-4.onnx may be the reduced
+one `make test` writes there), once with the default cache and once with
+--cache-dtype bf16; each model scored by `onnxtrain eval --data-classes 5-9
+--json` on the full test split of those classes. The report gives top-1, top-5, loss and the differences bf16 - f32
+per mode, the cache size from finetune's log, and a line under the Goals.
+One process each: the figures are accuracies, not timings.
+
+Time: the wall time of every section of the run (each workload, the FMA
+ceiling, the fixtures, run.sh's helper builds, the rest) goes into
+results.json ("time") and the "Where the bench's time went" table of
+results.md; a goal compares a full default run with 15 minutes, measured when
+this was one, else estimated from this run's sections and the earlier runs'.
+
 Goals (reported, never asserted; the "Goals" section of results.md, the
 "goals" list of results.json): convert peak RSS below 2.5x the file size and
 convert at least as fast as python onnx; onnxtrain's images/s at least
 onnxruntime's at batch 1 and 64; PyTorch wall time / onnxtrain's at least 7
 (fe), 1.5 (ft), 1.7 (full), 3 (ft5) and 1.5 (fe32, ft32, full32); onnxtrain's
-peak RSS at most 0.7x PyTorch's in every training workload.
+peak RSS at most 0.7x PyTorch's in every training workload; a full default
+run of the bench in at most 15 minutes.
 
 Writes BUILD/bench/results.md, BUILD/bench/results.json and
 BUILD/bench/results.svg (a bar chart of the speed-ups with their goals, made
 here without any plotting package) and prints the Markdown; the last line on
 stderr is "bench: total N s". Workloads not run this time keep their results
 from the previous results.json, marked as earlier. Exits 1 when an onnxtrain
-command fails (or a python onnx one).
+command fails (or a python onnx one); bf16 without the data set or without
+--cache-dtype in this onnxtrain is "not run", not a failure.
 """
+import contextlib
 import json
 import os
 import platform
@@ -149,7 +180,7 @@ def log(msg):
 
 
 TRAIN_TASKS = ("fe", "ft", "full", "ft5", "fe32", "ft32", "full32")
-WORKLOADS = ("inspect", "convert", "infer", "loader") + TRAIN_TASKS
+WORKLOADS = ("inspect", "convert", "infer", "loader") + TRAIN_TASKS + ("bf16",)
 FILE_TASKS = ("inspect", "convert")
 # workload -> (onnxtrain --mode, default training images, epochs, image size)
 TRAIN_CONFIG = {
@@ -179,9 +210,10 @@ TRAIN_SPEEDUP_GOAL = {"fe": 7.0, "ft": 1.5, "full": 1.7, "ft5": 3.0, "fe32": 1.5
 TRAIN_RSS_GOAL = 0.7  # onnxtrain peak RSS / PyTorch's, at most
 INFER_GOAL = 1.0  # onnxtrain images/s / onnxruntime's, at least
 INFER_GOAL_BATCHES = (1, 64)
-# batch -> (warm-up runs, timed runs) per process; batch 64 kept short to
-# hold the whole bench near its time budget (3 processes per tool remain)
-INFER_RUNS = {1: (5, 30), 64: (1, 3)}
+# batch -> (warm-up runs, timed runs) per process; short, to hold the whole
+# bench near its time budget (3 processes per tool remain): batch 1 costs
+# about 20 ms a run, batch 64 1.1-1.7 s
+INFER_RUNS = {1: (3, 20), 64: (1, 3)}
 INFER_RUNS_OTHER = (3, 10)
 ORT_VERSION = "1.30"
 LOADER_IMAGES = 256
@@ -191,6 +223,58 @@ LOADER_SIZE = 224
 LOADER_EPOCHS = 3
 # (workers, augment): inline, 1 and 2 workers plain, and augmentation on 2
 LOADER_CONFIGS = ((0, False), (1, False), (2, False), (2, True))
+# The bench's own time budget (performance issue): a full default run
+DURATION_GOAL_S = 15 * 60
+# bf16 workload: the demo's transfer step (models/demo.sh, run_transfer) from
+# the demo's pretrained model, with the default prefix cache and with
+# --cache-dtype bf16; (short name, --mode, --lr) per transfer
+DEMO_DATA = os.environ.get("OT_DEMO_DATA") or "/usr/share/datasets/fashion-mnist"
+DEMO_COMMON = ["--image-size", "32", "--threads", "2", "--seed", "1"]
+BF16_TRANSFERS = (("fe", "feature-extract", "1e-2"), ("ft", "fine-tune", "1e-3"))
+BF16_ARGS = ["--data-classes", "5-9", "--per-class", "25", "--classes", "5", "--epochs", "10",
+             "--batch-size", "25"]
+BF16_EVAL_ARGS = ["--data-classes", "5-9", "--json"]
+CACHE_DTYPES = ("f32", "bf16")
+
+
+class Clock:
+    """Wall time per section of the run (each workload, the fixtures, the FMA
+    ceiling): `sections` maps a name to seconds, in the order first timed.
+    Sections nest: a section's time excludes that of the sections timed
+    inside it (a workload's fixtures count as "fixtures", not twice)."""
+
+    def __init__(self):
+        self.start = time.monotonic()
+        self.sections = {}
+        self._inner = []  # per open section: seconds of the sections nested in it
+
+    @contextlib.contextmanager
+    def section(self, name):
+        t0 = time.monotonic()
+        self._inner.append(0.0)
+        try:
+            yield
+        finally:
+            dt = time.monotonic() - t0
+            self.sections[name] = self.sections.get(name, 0.0) + dt - self._inner.pop()
+            if self._inner:
+                self._inner[-1] += dt
+
+
+class Fixtures:
+    """The run's inputs, each made (or found up to date) once per run, timed
+    as the "fixtures" section. get(key, fn, *args) returns fn(*args), called
+    on a key's first use; an exception is not remembered."""
+
+    def __init__(self, clock):
+        self.clock = clock
+        self.made = {}
+
+    def get(self, key, fn, *args):
+        if key not in self.made:
+            with self.clock.section("fixtures"):
+                self.made[key] = fn(*args)
+        return self.made[key]
 
 
 def make_model(build, override=True):
@@ -270,31 +354,15 @@ def commands(ot, model, out_dir, selected):
     return tasks
 
 
-def bench_files(ot, model, size, out_dir, selected, reps):
-    """Runs inspect/convert; returns (rows, failures)."""
+def bench_files(ot, model, size, out_dir, selected, reps, clock):
+    """Runs inspect/convert, each task timed as its own section of `clock`;
+    returns (rows, failures)."""
     tasks = commands(ot, model, out_dir, selected)
     samples = {}  # (task, tool) -> list of (s, rss)
     failures = []
     for task, cmds in tasks.items():
-        for tool, argv, out in cmds:  # warm-up and a first check
-            dt, rss, rc, msg = run_once(argv, out)
-            if rc != 0:
-                failures.append("%s / %s: exit %d: %s" % (task, tool, rc, msg))
-            elif out and not os.path.exists(out):
-                failures.append("%s / %s: wrote no %s" % (task, tool, out))
-            samples[(task, tool)] = []
-        if any(f.startswith(task + " /") for f in failures):
-            continue
-        for i in range(reps):
-            order = cmds if i % 2 == 0 else cmds[::-1]
-            for tool, argv, out in order:
-                dt, rss, rc, msg = run_once(argv, out)
-                if rc != 0:
-                    failures.append("%s / %s: exit %d on repetition %d: %s"
-                                    % (task, tool, rc, i + 1, msg))
-                    break
-                samples[(task, tool)].append((dt, rss))
-        log("bench: %s done" % task)
+        with clock.section(task):
+            bench_file_task(task, cmds, reps, samples, failures)
 
     rows = []
     for task, cmds in tasks.items():
@@ -320,6 +388,30 @@ def bench_files(ot, model, size, out_dir, selected, reps):
         if os.path.exists(p):
             os.unlink(p)
     return rows, failures
+
+
+def bench_file_task(task, cmds, reps, samples, failures):
+    """Runs one file task's commands: once untimed, then `reps` times each in
+    alternating order; adds to samples[(task, tool)] and failures."""
+    for tool, argv, out in cmds:  # warm-up and a first check
+        dt, rss, rc, msg = run_once(argv, out)
+        if rc != 0:
+            failures.append("%s / %s: exit %d: %s" % (task, tool, rc, msg))
+        elif out and not os.path.exists(out):
+            failures.append("%s / %s: wrote no %s" % (task, tool, out))
+        samples[(task, tool)] = []
+    if any(f.startswith(task + " /") for f in failures):
+        return
+    for i in range(reps):
+        order = cmds if i % 2 == 0 else cmds[::-1]
+        for tool, argv, out in order:
+            dt, rss, rc, msg = run_once(argv, out)
+            if rc != 0:
+                failures.append("%s / %s: exit %d on repetition %d: %s"
+                                % (task, tool, rc, i + 1, msg))
+                break
+            samples[(task, tool)].append((dt, rss))
+    log("bench: %s done" % task)
 
 
 def file_goals(rows):
@@ -415,9 +507,10 @@ def tool_run(tool, batch, threads, warmup, runs):
     return r, None
 
 
-def bench_infer(build, ot, threads, batches, reps):
-    """Runs the infer workload; returns (section dict, failures)."""
-    model = make_model(build, override=False)
+def bench_infer(build, ot, model, threads, batches, reps):
+    """Runs the infer workload on `model` (the ResNet-18 fixture); returns
+    (section dict, failures). The FMA ceiling is measured by the caller and
+    added by infer_ceiling()."""
     failures, notes = [], []
     tools, unavailable = infer_tools(build, model, threads)
     if not os.access(tools[0]["argv"][0], os.X_OK):
@@ -428,8 +521,6 @@ def bench_infer(build, ot, threads, batches, reps):
     load_before = os.getloadavg()[0]
     busy_before, t_before = cpu_busy_s(), time.monotonic()
     ours_before = children_cpu_s()
-    log("bench: infer: fp32 FMA ceiling on %d threads" % threads)
-    ceiling = fma_ceiling(build, threads)
 
     # A first check of every tool, which also warms the page cache.
     for tool in list(tools):
@@ -518,18 +609,6 @@ def bench_infer(build, ot, threads, batches, reps):
                 "peak_rss_mb": statistics.median(r for _, r in proc_samples) / 1e6}
         section["batches"].append(entry)
 
-    # The ceiling again after the runs: the best of both (the machine is shared).
-    for isa, v in fma_ceiling(build, threads).items():
-        ceiling[isa] = max(ceiling.get(isa, 0.0), v)
-    if ceiling:
-        isa = max(ceiling, key=ceiling.get)
-        section["ceiling"] = {"by_isa": ceiling, "isa": isa, "gflops": ceiling[isa]}
-        for entry in section["batches"]:
-            for row in entry["results"]:
-                if "gflops" in row:
-                    row["pct_of_peak"] = 100.0 * row["gflops"] / ceiling[isa]
-    else:
-        notes.append("no FMA ceiling measured (fma_peak not built)")
     # Other work on the machine shows in the load average (the run itself adds
     # up to `threads`).
     section["loadavg_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
@@ -549,6 +628,20 @@ def bench_infer(build, ot, threads, batches, reps):
     section["failures"] = failures
     log("bench: infer done")
     return section, failures
+
+
+def infer_ceiling(section, ceiling):
+    """Adds the run's FMA ceiling ({"by_isa", "isa", "gflops"} or None) to an
+    infer section: the ceiling and each row's % of it."""
+    if not ceiling:
+        section.setdefault("notes", []).append("no FMA ceiling measured (fma_peak not built)")
+        return
+    section["ceiling"] = {k: ceiling[k] for k in ("by_isa", "isa", "gflops", "measurements")
+                          if k in ceiling}
+    for entry in section.get("batches", []):
+        for row in entry["results"]:
+            if "gflops" in row:
+                row["pct_of_peak"] = 100.0 * row["gflops"] / ceiling["gflops"]
 
 
 def cpu_busy_s():
@@ -600,9 +693,9 @@ def train_images(value):
     return out
 
 
-def train_fixtures(build, n_train):
-    """Returns (model path, data folder), making them when needed, or raises
-    RuntimeError."""
+def train_model(build):
+    """Returns the path of the ResNet-18 fixture with BatchNorm nodes, making
+    it when needed, or raises RuntimeError."""
     fixtures = os.path.join(build, "fixtures")
     r = subprocess.run([PY, os.path.join(ROOT, "tests", "fixtures", "make_resnet18.py"),
                         fixtures], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -610,6 +703,12 @@ def train_fixtures(build, n_train):
     if r.returncode != 0 or not os.path.exists(model):
         raise RuntimeError("tests/fixtures/make_resnet18.py failed: %s"
                            % (r.stderr.strip().splitlines() or ["?"])[-1])
+    return model
+
+
+def train_data(build, n_train):
+    """Returns the CIFAR-10-format folder with n_train training images,
+    making it when needed, or raises RuntimeError."""
     data = os.path.join(build, "bench", "cifar_%d" % n_train)
     r = subprocess.run([PY, os.path.join(ROOT, "tests", "fixtures", "make_tiny_cifar.py"),
                         data, str(n_train), str(TRAIN_TEST_IMAGES)],
@@ -617,7 +716,7 @@ def train_fixtures(build, n_train):
     if r.returncode != 0 or not os.path.exists(os.path.join(data, "data_batch_1.bin")):
         raise RuntimeError("tests/fixtures/make_tiny_cifar.py failed: %s"
                            % (r.stderr.strip().splitlines() or ["?"])[-1])
-    return model, data
+    return data
 
 
 OT_EPOCH = re.compile(r"^epoch (\d+)/(\d+)\s+loss (\S+)\s+acc (\S+)\s+lr \S+\s+"
@@ -671,8 +770,10 @@ def train_run(tool, out, n_train):
     return r, None
 
 
-def bench_train(build, ot, task, n_train, threads, reps):
-    """Runs one training workload; returns (entry dict, failures)."""
+def bench_train(build, ot, task, n_train, threads, reps, fixtures, warm_torch):
+    """Runs one training workload; returns (entry dict, failures). With
+    warm_torch, first imports torch once untimed (the page cache; later
+    workloads find it warm from this one's PyTorch processes)."""
     mode, _, epochs, size = TRAIN_CONFIG[task]
     entry = {"task": task, "mode": mode, "images": n_train, "epochs": epochs,
              "test_images": TRAIN_TEST_IMAGES, "threads": threads, "batch": TRAIN_BATCH,
@@ -680,7 +781,8 @@ def bench_train(build, ot, task, n_train, threads, reps):
              "gflop_per_image": train_gflop_per_image(mode, size)}
     failures, notes = [], []
     try:
-        model, data = train_fixtures(build, n_train)
+        model = fixtures.get("resnet18_bn", train_model, build)
+        data = fixtures.get(("cifar", n_train), train_data, build, n_train)
     except RuntimeError as e:
         failures.append("%s: %s" % (task, e))
         entry["failures"] = failures
@@ -704,9 +806,10 @@ def bench_train(build, ot, task, n_train, threads, reps):
         t["env"] = env
     entry["commands"] = {t["name"]: shlex.join(t["argv"]) for t in tools}
 
-    # Untimed: warm the page cache for the model, the data and torch's import.
+    # Untimed: warm the page cache for the model and torch's import.
     run_child([ot, "inspect", model], env=env)
-    run_child([PY, "-c", "import torch, torchvision, PIL"], env=env)
+    if warm_torch:
+        run_child([PY, "-c", "import torch, torchvision, PIL"], env=env)
 
     load_before = os.getloadavg()[0]
     busy_before, t_before = cpu_busy_s(), time.monotonic()
@@ -814,6 +917,132 @@ def train_derived(entry, ceiling):
     return entry
 
 
+# -------------------------------------------------------------------- bf16
+
+def demo_pretrained(build, ot, data, commit):
+    """Returns (path, {"commit", "date", "commands"}) of the demo's pretrained
+    model, made by the demo's own steps 1 and 2 (models/demo.sh: `onnxtrain
+    zoo`, then pretraining on classes 0-4) into BUILD/bench/demo when missing
+    and kept there. Not BUILD/demo/pretrained_0-4.onnx: `make test` runs the
+    demo at a reduced size (OT_DEMO_QUICK=1) into the same folder, so that
+    file may be a weaker model than `make demo`'s. Raises RuntimeError."""
+    folder = os.path.join(build, "bench", "demo")
+    path = os.path.join(folder, "pretrained_0-4.onnx")
+    stamp = os.path.join(folder, "pretrained_0-4.json")
+    if os.path.exists(path) and os.path.exists(stamp):
+        with open(stamp) as f:
+            return path, json.load(f)
+    os.makedirs(folder, exist_ok=True)
+    base = os.path.join(folder, "resnet18_base.onnx")
+    log("bench: bf16: making the demo's pretrained model with its steps 1 and 2 into %s "
+        "(once; a minute or two)" % folder)
+    steps = [
+        [ot, "zoo", "resnet18", "--classes", "5", "--seed", "1", "-o", base],
+        [ot, "finetune", base, "--data", data] + DEMO_COMMON
+        + ["--data-classes", "0-4", "--per-class", "1000", "--mode", "full", "--lr", "1e-3",
+           "--epochs", "2", "--batch-size", "64", "-o", path],
+    ]
+    for argv in steps:
+        _, _, rc, msg, _ = run_child(argv)
+        if rc != 0:
+            raise RuntimeError("%s: exit %d: %s" % (shlex.join(argv), rc, msg))
+    os.unlink(base)
+    info = {"commit": commit, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "commands": [shlex.join(a) for a in steps]}
+    with open(stamp + ".tmp", "w") as f:
+        json.dump(info, f, indent=2)
+        f.write("\n")
+    os.replace(stamp + ".tmp", stamp)
+    return path, info
+
+
+OT_CACHE = re.compile(r"^prefix cache: (\S+) MB of (\w+)")
+
+
+def bf16_run(ot, model, data, name, mode, lr, dtype, out_dir):
+    """One transfer of the demo (name, mode, lr) with the prefix cache in
+    `dtype`, scored by `onnxtrain eval`; returns (result dict, None) or (None,
+    message)."""
+    out = os.path.join(out_dir, "%s_%s.onnx" % (name, dtype))
+    argv = ([ot, "finetune", model, "--data", data] + DEMO_COMMON + BF16_ARGS
+            + ["--mode", mode, "--lr", lr]
+            + (["--cache-dtype", dtype] if dtype != "f32" else []) + ["-o", out])
+    r = {"command": shlex.join(argv)}
+    dt, rss, rc, msg, text = run_child(argv, cleanup=out)
+    if rc != 0:
+        return None, "%s: exit %d: %s" % (r["command"], rc, msg)
+    r.update(train_wall_s=dt, train_rss_mb=rss / 1e6)
+    for line in text.splitlines():
+        m = OT_CACHE.match(line.strip())
+        if m:
+            r.update(cache_mb=float(m.group(1)), cache_dtype=m.group(2))
+    argv = [ot, "eval", out, "--data", data] + BF16_EVAL_ARGS
+    dt, _, rc, msg, text = run_child(argv)
+    os.unlink(out)
+    if rc != 0:
+        return None, "%s: exit %d: %s" % (shlex.join(argv), rc, msg)
+    try:
+        ev = json.loads(text.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None, "%s printed no JSON result" % shlex.join(argv)
+    r.update(eval_command=shlex.join(argv), eval_wall_s=dt, top1=ev["top1"],
+             top5=ev["top5"], loss=ev.get("loss"), n=ev.get("n"))
+    return r, None
+
+
+def bench_bf16(build, ot, fixtures, commit):
+    """Runs the bf16 workload: the demo's transfers (BF16_TRANSFERS) with the
+    default prefix cache and with --cache-dtype bf16, each model scored on the
+    full test split of classes 5-9; returns (section dict, failures). Without
+    the data set or without --cache-dtype in this onnxtrain, the section says
+    why and nothing fails."""
+    section = {"data": DEMO_DATA, "transfers": [], "unavailable": None}
+    failures = []
+    if not os.path.exists(DEMO_DATA):
+        section["unavailable"] = "no data set at %s (Debian's dataset-fashion-mnist)" % DEMO_DATA
+    else:
+        r = subprocess.run([ot, "finetune", "--help"], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+        if "--cache-dtype" not in r.stdout:
+            section["unavailable"] = "this onnxtrain has no --cache-dtype option"
+    if section["unavailable"]:
+        log("bench: bf16: not run: %s" % section["unavailable"])
+        section["failures"] = failures
+        return section, failures
+    try:
+        model, made = fixtures.get("demo_pretrained", demo_pretrained, build, ot, DEMO_DATA,
+                                   commit)
+    except RuntimeError as e:
+        failures.append("bf16: making the demo's pretrained model: %s" % e)
+        section["failures"] = failures
+        return section, failures
+    section.update(model=model, model_made=made)
+    out_dir = os.path.join(build, "bench", "bf16")
+    os.makedirs(out_dir, exist_ok=True)
+    log("bench: bf16: the demo's transfers from %s, prefix cache f32 and bf16" % model)
+    for name, mode, lr in BF16_TRANSFERS:
+        t = {"name": name, "mode": mode, "lr": lr}
+        for dtype in CACHE_DTYPES:
+            r, err = bf16_run(ot, model, DEMO_DATA, name, mode, lr, dtype, out_dir)
+            if r:
+                t[dtype] = r
+                log("bench: bf16: %s, cache %s: top-1 %.4f (%.1f s + eval %.1f s)"
+                    % (name, dtype, r["top1"], r["train_wall_s"], r["eval_wall_s"]))
+            else:
+                failures.append("bf16 / %s, cache %s: %s" % (name, dtype, err))
+        if "f32" in t and "bf16" in t:
+            for k in ("top1", "top5", "loss"):
+                if t["f32"].get(k) is not None and t["bf16"].get(k) is not None:
+                    t["delta_" + k] = t["bf16"][k] - t["f32"][k]
+        section["transfers"].append(t)
+    # what the default run's log says it cached in: the default's dtype
+    defaults = {t["f32"].get("cache_dtype") for t in section["transfers"] if "f32" in t}
+    section["default_cache_dtype"] = defaults.pop() if len(defaults) == 1 else None
+    section["failures"] = failures
+    log("bench: bf16 done")
+    return section, failures
+
+
 # ------------------------------------------------------------------ loader
 
 def loader_images(build):
@@ -858,7 +1087,7 @@ def loader_label(workers, augment):
                        "augment" if augment else "resize + crop")
 
 
-def bench_loader(build, reps):
+def bench_loader(build, reps, fixtures):
     """Runs the loader workload; returns (section dict, failures)."""
     tool = os.path.join(build, "bench", "bench_loader")
     section = {"images": LOADER_IMAGES, "classes": LOADER_CLASSES, "batch": LOADER_BATCH,
@@ -870,7 +1099,7 @@ def bench_loader(build, reps):
         section["failures"] = failures
         return section, failures
     try:
-        data = loader_images(build)
+        data = fixtures.get("loader_images", loader_images, build)
     except Exception as e:  # PIL or numpy missing, disk full
         failures.append("loader: making the JPEG folder failed: %s" % e)
         section["failures"] = failures
@@ -997,7 +1226,8 @@ def load_previous(path):
 
 
 def main():
-    t_start = time.monotonic()
+    clock = Clock()
+    helpers_s = run_sh_seconds()
     build = os.environ.get("BUILD", "build")
     selected = parse_only(os.environ.get("ONLY", "").strip())
     reps = max(5, int(os.environ.get("BENCH_REPS", "7")))
@@ -1016,6 +1246,7 @@ def main():
     json_path = os.path.join(out_dir, "results.json")
     prev = load_previous(json_path)
     commit = git_describe()
+    fixtures = Fixtures(clock)
 
     result = {
         "host": {"machine": platform.machine(), "cpus": os.cpu_count(), "cpu": cpu_name(),
@@ -1027,10 +1258,10 @@ def main():
     file_sel = [t for t in FILE_TASKS if t in selected]
     rows = []
     if file_sel:
-        model = make_model(build)
+        model = fixtures.get(("model", True), make_model, build)
         size = os.path.getsize(model)
         log("bench: %s (%.1f MB), %d repetitions" % (model, size / 1e6, reps))
-        rows, f = bench_files(ot, model, size, out_dir, file_sel, reps)
+        rows, f = bench_files(ot, model, size, out_dir, file_sel, reps, clock)
         failures += f
         result.update(model=model, file_bytes=size, repetitions=reps)
     elif prev.get("results"):
@@ -1049,8 +1280,19 @@ def main():
     result["results"] = rows
     result["file_goals"] = file_goals(rows)
 
+    # The FMA ceiling (infer's and training's % of peak): measured before the
+    # first of those workloads and after the last, the best kept.
+    train_sel = [t for t in TRAIN_TASKS if t in selected]
+    ceilings = []
+    if "infer" in selected or train_sel:
+        with clock.section("FMA ceiling"):
+            log("bench: fp32 FMA ceiling on %d threads" % threads)
+            ceilings.append(fma_ceiling(build, threads))
+
     if "infer" in selected:
-        section, f = bench_infer(build, ot, threads, batches, infer_reps)
+        with clock.section("infer"):
+            model = fixtures.get(("model", False), make_model, build, False)
+            section, f = bench_infer(build, ot, model, threads, batches, infer_reps)
         section.update(commit=commit, date=result["date"])
         failures += f
         result["infer"] = section
@@ -1058,7 +1300,8 @@ def main():
         result["infer"] = dict(prev["infer"], earlier=prev["infer"].get("commit") or "?")
 
     if "loader" in selected:
-        section, f = bench_loader(build, loader_reps)
+        with clock.section("loader"):
+            section, f = bench_loader(build, loader_reps, fixtures)
         section.update(commit=commit, date=result["date"])
         failures += f
         result["loader"] = section
@@ -1068,35 +1311,34 @@ def main():
 
     # Training workloads not run this time come from the previous results.
     train = {}
-    train_sel = [t for t in TRAIN_TASKS if t in selected]
-    ceiling = None
-    if train_sel:
-        log("bench: training: fp32 FMA ceiling on %d threads" % threads)
-        by_isa = fma_ceiling(build, threads)
     for task in TRAIN_TASKS:
         if task in selected:
-            entry, f = bench_train(build, ot, task, n_images[task], threads, train_reps)
+            with clock.section(task):
+                entry, f = bench_train(build, ot, task, n_images[task], threads, train_reps,
+                                       fixtures, warm_torch=task == train_sel[0])
             entry.update(commit=commit, date=result["date"])
             failures += f
             train[task] = entry
         elif task in prev.get("train", {}):
             e = prev["train"][task]
             train[task] = dict(e, earlier=e.get("earlier") or e.get("commit") or "?")
-    if train_sel:
-        # the ceiling again after the runs, and infer's of this run: the best
-        sources = [fma_ceiling(build, threads)]
-        if result.get("infer", {}).get("ceiling") and not result["infer"].get("earlier") \
-                and result["infer"].get("threads") == threads:
-            sources.append(result["infer"]["ceiling"]["by_isa"])
-        for src in sources:
+
+    ceiling = None
+    if ceilings:
+        with clock.section("FMA ceiling"):
+            ceilings.append(fma_ceiling(build, threads))
+        by_isa = {}
+        for src in ceilings:
             for isa, v in src.items():
                 by_isa[isa] = max(by_isa.get(isa, 0.0), v)
         if by_isa:
             isa = max(by_isa, key=by_isa.get)
             ceiling = {"by_isa": by_isa, "isa": isa, "gflops": by_isa[isa],
-                       "threads": threads, "commit": commit}
-    elif prev.get("train_ceiling"):
-        ceiling = prev["train_ceiling"]
+                       "threads": threads, "commit": commit, "measurements": len(ceilings)}
+    if "infer" in selected:
+        infer_ceiling(result["infer"], ceiling)
+    if not train_sel:
+        ceiling = prev.get("train_ceiling")
     if train:
         for entry in train.values():
             train_derived(entry, ceiling)
@@ -1106,14 +1348,26 @@ def main():
     if result.get("loader"):
         # what the training step consumes, from this run's or the previous results
         result["loader"]["training_consumption"] = loader_consumption(train)
+
+    if "bf16" in selected:
+        with clock.section("bf16"):
+            section, f = bench_bf16(build, ot, fixtures, commit)
+        section.update(commit=commit, date=result["date"], wall_s=clock.sections["bf16"])
+        failures += f
+        result["bf16"] = section
+    elif prev.get("bf16"):
+        result["bf16"] = dict(prev["bf16"], earlier=prev["bf16"].get("earlier")
+                              or prev["bf16"].get("commit") or "?")
+
     result["failures"] = failures
+    result["time"] = run_time(clock, helpers_s, selected, prev, commit)
+    result["total_s"] = result["time"]["total_s"]
     result["goals"] = goals(result)
     svg_path = os.path.join(out_dir, "results.svg")
     with open(svg_path + ".tmp", "w") as f:
         f.write(render_chart(result))
     os.replace(svg_path + ".tmp", svg_path)
     result["chart"] = svg_path
-    result["total_s"] = time.monotonic() - t_start
 
     md = render(result)
     print(md)
@@ -1123,9 +1377,88 @@ def main():
         json.dump(result, f, indent=2)
         f.write("\n")
     os.replace(json_path + ".tmp", json_path)
-    log("bench: total %.0f s (%s)" % (time.monotonic() - t_start,
+    log("bench: total %.0f s (%s)" % (time.monotonic() - clock.start + helpers_s,
                                      ",".join(result["workloads"])))
     return 1 if failures else 0
+
+
+# -------------------------------------------------------------------- time
+
+# the sections of a full default run that run.sh and bench.py time, in
+# report order (the workloads, the reference row of inspect/convert, the
+# ceiling); fixtures, helpers and the rest are each run's own
+DEFAULT_SECTIONS = (("inspect", "convert", "reference", "FMA ceiling", "infer")
+                    + TRAIN_TASKS + ("bf16",))
+SECTION_LABEL = {
+    "helpers": "run.sh: building the helpers",
+    "reference": "reference row (python3 -c 'import onnx')",
+    "FMA ceiling": "FMA ceiling (fma_peak)",
+    "fixtures": "fixtures (models, data)",
+    "other": "start-up, report, between sections",
+}
+
+
+def run_sh_seconds():
+    """Seconds tests/bench/run.sh spent before starting bench.py (building
+    the helpers), from the BENCH_T0 it exports; 0 without it."""
+    try:
+        dt = time.time() - float(os.environ.get("BENCH_T0", ""))
+    except ValueError:
+        return 0.0
+    return dt if 0.0 <= dt < 3600.0 else 0.0
+
+
+def earlier_seconds(prev, key):
+    """An earlier run's time for a DEFAULT_SECTIONS key: (seconds, commit,
+    approximate) or None. Runs from before the time was recorded give an
+    approximation: a workload's other_cpu window (infer and training: its
+    runs, without fixtures or warm-ups), or (runs + 1) x the median per
+    command of inspect/convert."""
+    rec = (prev.get("time") or {}).get("sections_by_key", {}).get(key)
+    if rec:
+        return rec["s"], rec.get("commit"), rec.get("approx", False)
+    if key == "infer":
+        e = prev.get("infer") or {}
+    else:
+        e = (prev.get("train") or {}).get(key) or {}
+    if (e.get("other_cpu") or {}).get("wall_s"):
+        return e["other_cpu"]["wall_s"], e.get("earlier") or e.get("commit"), True
+    rows = [r for r in prev.get("results", []) if r.get("task") == key and r.get("runs")]
+    if rows:
+        return (sum((r["runs"] + 1) * r["median_s"] for r in rows),
+                rows[0].get("earlier") or prev.get("commit"), True)
+    return None
+
+
+def run_time(clock, helpers_s, selected, prev, commit):
+    """Where this run's time went and what a full default run takes:
+    {"total_s", "sections": [{"name", "s"}] (this run, in order),
+    "sections_by_key": {key: {"s", "commit", "approx"[, "earlier"]}} (every
+    DEFAULT_SECTIONS key, this run's or an earlier run's), "default_run": {"s",
+    "estimated", "missing"}, "goal_s"}."""
+    total = time.monotonic() - clock.start + helpers_s
+    sections = [{"name": "helpers", "s": helpers_s}] if helpers_s else []
+    sections += [{"name": k, "s": v} for k, v in clock.sections.items()]
+    sections.append({"name": "other", "s": max(0.0, total - sum(x["s"] for x in sections))})
+    this = {x["name"]: x["s"] for x in sections}
+    by_key, missing = {}, []
+    for key in DEFAULT_SECTIONS:
+        if key in this:
+            by_key[key] = {"s": this[key], "commit": commit, "approx": False}
+            continue
+        e = earlier_seconds(prev, key)
+        if e:
+            by_key[key] = {"s": e[0], "commit": e[1], "approx": e[2], "earlier": True}
+        else:
+            missing.append(key)
+    default = parse_only("")
+    estimated = not default <= selected
+    # this run less what a default run does not do, plus the earlier runs' rest
+    s = total - sum(v for k, v in this.items() if k in WORKLOADS and k not in default)
+    s += sum(v["s"] for v in by_key.values() if v.get("earlier"))
+    return {"total_s": total, "sections": sections, "sections_by_key": by_key,
+            "default_run": {"s": s, "estimated": estimated, "missing": missing},
+            "goal_s": DURATION_GOAL_S}
 
 
 # ------------------------------------------------------------------- goals
@@ -1134,22 +1467,24 @@ TRAIN_TITLE = {"feature-extract": "feature extraction", "fine-tune": "fine-tunin
                "full": "full training"}
 
 
-def goal(name, bar, kind, what, measured, op, target, earlier=None, note=None):
+def goal(name, bar, kind, what, measured, op, target, earlier=None, note=None, unit="x"):
     """One goal: {"name", "bar" (the chart's label, or None), "kind", "what",
-    "measured", "op", "target", "met" (None when not measured), "earlier",
-    "note"}."""
+    "measured", "op", "target", "unit" ("x" for ratios, "min"), "met" (None
+    when not measured), "earlier", "note"}."""
     met = None
     if measured is not None:
         met = {">=": measured >= target, "<=": measured <= target, "<": measured < target}[op]
     return {"name": name, "bar": bar, "kind": kind, "what": what, "measured": measured,
-            "op": op, "target": target, "met": met, "earlier": earlier, "note": note}
+            "op": op, "target": target, "unit": unit, "met": met, "earlier": earlier,
+            "note": note}
 
 
 def goals(result):
     """The issue's goals with this run's (or the previous run's) medians, as a
     list of goal() dicts: convert against python onnx, inference against
     onnxruntime at batch 1 and 64, each training workload's wall time and peak
-    RSS against PyTorch."""
+    RSS against PyTorch, and the bench's own duration (a full default run,
+    this one or estimated from its sections and the earlier runs')."""
     out = []
     rows = result.get("results", [])
     conv_ot = next((r for r in rows if r["task"] == "convert" and r["tool"] == "onnxtrain"
@@ -1200,6 +1535,20 @@ def goals(result):
                 out.append(goal("%s peak RSS" % task, None, "rss",
                                 what + ": onnxtrain peak RSS / PyTorch's", e.get("rss_ratio"),
                                 "<=", TRAIN_RSS_GOAL, e.get("earlier"), note))
+
+    t = result.get("time") or {}
+    run = t.get("default_run")
+    if run:
+        note = None
+        if run["estimated"]:
+            n = sum(1 for v in t["sections_by_key"].values() if v.get("earlier"))
+            note = ("estimated from this run and earlier runs' times (%d of %d sections; "
+                    "\"Where the bench's time went\")" % (n, len(t["sections_by_key"])))
+            if run["missing"]:
+                note += "; no time recorded for %s, so at least this" % ", ".join(run["missing"])
+        out.append(goal("bench duration", None, "time", "the bench itself: a full default "
+                        "`make bench`, minutes", run["s"] / 60.0, "<=",
+                        t.get("goal_s", DURATION_GOAL_S) / 60.0, note=note, unit="min"))
     return out
 
 
@@ -1211,7 +1560,9 @@ def render_goals(result):
            "ratios: below 1, onnxtrain uses less). Chart: [results.svg](results.svg).", "",
            "| goal | measured | target | status |", "|---|---:|---:|---|"]
     for g in gl:
-        unit = "x"
+        unit = g.get("unit", "x")
+        if unit != "x":
+            unit = " " + unit
         measured = "%.2f%s" % (g["measured"], unit) if g["measured"] is not None else "not run"
         if g["measured"] is None and g.get("note"):
             measured = "n/a"
@@ -1229,7 +1580,29 @@ def render_goals(result):
     n_none = sum(1 for g in gl if g["met"] is None)
     out += ["", "%d of %d goals met, %d missed%s." % (
         n_met, len(gl), n_missed, ", %d not measured" % n_none if n_none else "")]
+    out += ["", bf16_line(result.get("bf16"))]
     return out
+
+
+def bf16_line(s):
+    """The Goals section's line on the one fast path that changes numerics."""
+    text = ("Numerics: the bf16 prefix cache (`finetune --cache-dtype bf16`) is an option, off "
+            "by default (the cache holds f32)")
+    if not s:
+        return text + "; its accuracy effect on the demo was not measured (`ONLY=bf16`)."
+    when = " (earlier run, commit %s)" % s["earlier"] if s.get("earlier") else ""
+    if s.get("unavailable"):
+        return text + "; its accuracy effect on the demo was not measured%s: %s." % (
+            when, s["unavailable"])
+    if s.get("default_cache_dtype") and s["default_cache_dtype"] != "f32":
+        text = ("Numerics: the bf16 prefix cache (`finetune --cache-dtype bf16`) is an option; "
+                "**the default run's log says its cache holds %s**" % s["default_cache_dtype"])
+    deltas = ["%s %+.4f" % (t["name"], t["delta_top1"]) for t in s.get("transfers", [])
+              if "delta_top1" in t]
+    if not deltas:
+        return text + "; its accuracy effect on the demo was not measured%s." % when
+    return text + ". Its effect on the demo's test top-1 (bf16 less f32)%s: %s (section \"bf16 " \
+        "prefix cache\" above)." % (when, ", ".join(deltas))
 
 
 # ------------------------------------------------------------------- chart
@@ -1398,8 +1771,12 @@ def render(result):
         out += [""] + render_loader(result["loader"])
     if result.get("train"):
         out += [""] + render_train(result["train"], result.get("train_ceiling"))
+    if result.get("bf16"):
+        out += [""] + render_bf16(result["bf16"])
     if result.get("goals"):
         out += [""] + render_goals(result)
+    if result.get("time"):
+        out += [""] + render_time(result)
     for f in result.get("failures", []):
         out.append("")
         out.append("FAILED: " + f)
@@ -1407,6 +1784,92 @@ def render(result):
         out += ["", "This run (%s) took %.0f s." % (", ".join(result["workloads"]),
                                                     result["total_s"])]
     return "\n".join(out) + "\n"
+
+
+def render_bf16(s):
+    title = "### bf16 prefix cache: accuracy on the demo (Fashion-MNIST, classes 5-9, 32x32)"
+    out = [title + (" (earlier run, commit %s)" % s["earlier"] if s.get("earlier") else ""), ""]
+    if s.get("unavailable"):
+        out.append("Not run: %s." % s["unavailable"])
+        return out
+    if not s.get("transfers"):
+        out.append("Not run: " + "; ".join(s.get("failures") or ["?"]))
+        return out
+    made = s.get("model_made") or {}
+    out += ["The demo's transfer step (models/demo.sh, `run_transfer`: 25 images per class, "
+            "10 epochs, batch 25, 2 threads, seed 1) from `%s` (the demo's steps 1 and 2, "
+            "made by the bench at commit %s), once with the default "
+            "prefix cache and once with `--cache-dtype bf16` (the frozen prefix's output "
+            "stored as bfloat16, every epoch training on the rounded features); each model "
+            "scored by `onnxtrain eval --data-classes 5-9` on the full test split of those "
+            "classes (%s images). One run each; \"s\" is the finetune process's wall time. "
+            "With 5 classes, top-5 is 1 by construction." % (
+                s.get("model"), made.get("commit") or "?",
+                next((t[d].get("n") for t in s["transfers"] for d in CACHE_DTYPES if d in t),
+                     "?")),
+            "",
+            "| transfer | cache | top-1 | top-5 | loss | Δ top-1 | Δ top-5 | cache MB | s |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for t in s["transfers"]:
+        label = "%s (`--mode %s`, lr %s)" % (t["name"], t["mode"], t["lr"])
+        for dtype in CACHE_DTYPES:
+            r = t.get(dtype)
+            if not r:
+                out.append("| %s | %s | failed | | | | | | |" % (label, dtype))
+                continue
+            delta = dtype != "f32" and "delta_top1" in t
+            out.append("| %s | %s | %.4f | %.4f | %s | %s | %s | %s | %.1f |" % (
+                label, r.get("cache_dtype") or dtype, r["top1"], r["top5"],
+                "%.4f" % r["loss"] if r.get("loss") is not None else "",
+                "%+.4f" % t["delta_top1"] if delta else "",
+                "%+.4f" % t["delta_top5"] if delta else "",
+                "%.1f" % r["cache_mb"] if "cache_mb" in r else "", r["train_wall_s"]))
+    out += ["", "Δ is bf16's figure less f32's. The bf16 cache is off by default: the run "
+            "without the option cached %s. This workload took %.0f s (%d finetune runs and "
+            "as many evals; the pretrained model not included)." % (
+                s.get("default_cache_dtype") or "?", s.get("wall_s", 0.0),
+                sum(1 for t in s["transfers"] for d in CACHE_DTYPES if d in t))]
+    for f in s.get("failures", []) if s.get("earlier") else []:
+        out += ["", "Note (earlier): FAILED: " + f]
+    return out
+
+
+def render_time(result):
+    t = result["time"]
+    total = t["total_s"]
+    out = ["### Where the bench's time went", "",
+           "This run (%s): wall time per section; a workload's fixtures count under "
+           "fixtures. `make bench`'s own build of onnxtrain is not included." % (
+               ", ".join(result["workloads"])), "",
+           "| section | s | share |", "|---|---:|---:|"]
+    for x in t["sections"]:
+        out.append("| %s | %.1f | %.1f%% |" % (SECTION_LABEL.get(x["name"], x["name"]), x["s"],
+                                              100.0 * x["s"] / total if total else 0.0))
+    out.append("| total | %.1f | 100%% |" % total)
+    run = t["default_run"]
+    goal_min = t.get("goal_s", DURATION_GOAL_S) / 60.0
+    if not run["estimated"]:
+        out += ["", "This was a full default run: %.0f s%s, %.1f minutes, against the goal of "
+                "%g minutes (Goals)." % (run["s"], " without the loader's section"
+                                         if run["s"] < total else "", run["s"] / 60.0, goal_min)]
+        return out
+    out += ["", "A full default run, estimated from this run's sections and the earlier "
+            "runs' (\"approx.\": a run from before the sections were recorded; a workload's "
+            "runs without its fixtures and warm-up): %s%.0f s, %.1f minutes, against the goal "
+            "of %g minutes." % ("at least " if run["missing"] else "", run["s"],
+                                run["s"] / 60.0, goal_min), "",
+            "| section | s | share | from |", "|---|---:|---:|---|"]
+    for key, v in t["sections_by_key"].items():
+        out.append("| %s | %.1f | %.1f%% | %s |" % (
+            SECTION_LABEL.get(key, key), v["s"], 100.0 * v["s"] / run["s"] if run["s"] else 0.0,
+            "earlier run, commit %s%s" % (v.get("commit") or "?", ", approx." if v.get("approx")
+                                          else "") if v.get("earlier") else "this run"))
+    rest = run["s"] - sum(v["s"] for v in t["sections_by_key"].values())
+    out.append("| fixtures, helpers, other (this run's) | %.1f | %.1f%% | this run |" % (
+        rest, 100.0 * rest / run["s"] if run["s"] else 0.0))
+    if run["missing"]:
+        out += ["", "No time recorded for: %s." % ", ".join(run["missing"])]
+    return out
 
 
 def render_files(result):

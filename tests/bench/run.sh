@@ -2,7 +2,7 @@
 # tests/bench/run.sh: the benchmarks (`make bench`). See tests/bench/bench.py
 # and docs/bench.md.
 #
-#   BUILD=build [ONLY=inspect,convert,infer,loader,fe,ft,full,ft5,fe32,ft32,full32
+#   BUILD=build [ONLY=inspect,convert,infer,loader,fe,ft,full,ft5,fe32,ft32,full32,bf16
 #       or train|train224|train32] [BENCH_REPS=7] [BENCH_INFER_REPS=3]
 #       [BENCH_TRAIN_REPS=3] [BENCH_TRAIN_IMAGES=fe=512,...] [BENCH_LOADER_REPS=3]
 #       bash tests/bench/run.sh
@@ -18,9 +18,14 @@
 # (tests/bench/bench_loader.c, the same way); bench.py makes its JPEG folder
 # with PIL. The training workloads need nothing else built here beyond
 # $BUILD/onnxtrain: bench.py makes their fixtures and runs
-# tests/bench/torch_train.py for PyTorch.
+# tests/bench/torch_train.py for PyTorch. The bf16 workload needs only
+# $BUILD/onnxtrain and the demo's data set.
 #
-# Prints Markdown; writes $BUILD/bench/results.{md,json,svg}.
+# Prints Markdown; writes $BUILD/bench/results.{md,json,svg}. BENCH_T0, the
+# start time exported here, lets bench.py count the helpers' build in the
+# run's time.
+export BENCH_T0
+BENCH_T0=$(date +%s.%N)
 cd "$(dirname "$0")/../.." || exit 1
 export BUILD=${BUILD:-build}
 CC=${CC:-cc}
