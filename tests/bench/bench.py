@@ -1786,9 +1786,14 @@ def render(result):
     return "\n".join(out) + "\n"
 
 
+def section_title(title, s):
+    """A section's heading, marked when its figures come from an earlier run."""
+    return title + (" (earlier run, commit %s)" % s["earlier"] if s.get("earlier") else "")
+
+
 def render_bf16(s):
     title = "### bf16 prefix cache: accuracy on the demo (Fashion-MNIST, classes 5-9, 32x32)"
-    out = [title + (" (earlier run, commit %s)" % s["earlier"] if s.get("earlier") else ""), ""]
+    out = [section_title(title, s), ""]
     if s.get("unavailable"):
         out.append("Not run: %s." % s["unavailable"])
         return out
@@ -1906,7 +1911,7 @@ def render_files(result):
 
 def render_infer(s):
     title = "### ResNet-18 inference, 224x224, %s threads" % s.get("threads", "?")
-    out = [title + (" (earlier run, commit %s)" % s["earlier"] if s.get("earlier") else ""), ""]
+    out = [section_title(title, s), ""]
     if not s.get("batches"):
         out.append("Not run: " + "; ".join(s.get("failures") or ["?"]))
         return out
@@ -1965,7 +1970,7 @@ def render_infer(s):
 def render_loader(s):
     title = "### Batch loader, JPEG image folder, batch %s at %dx%d" % (
         s.get("batch", LOADER_BATCH), s.get("size", LOADER_SIZE), s.get("size", LOADER_SIZE))
-    out = [title + (" (earlier run, commit %s)" % s["earlier"] if s.get("earlier") else ""), ""]
+    out = [section_title(title, s), ""]
     if not s.get("results"):
         out.append("Not run: " + "; ".join(s.get("failures") or ["?"]))
         return out
