@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -100,8 +101,8 @@ static const ot_cli_cmd finetune_cmd = {
                "updates them. The frozen prefix's output is computed once per image and\n"
                "reused in later epochs unless --no-cache.\n"
                "With --checkpoint FILE, SIGINT or SIGTERM stops the run after the current\n"
-               "step, writes FILE and exits with 130 or 143; a second signal ends it at\n"
-               "once. --resume FILE continues it; with --deterministic the result is the\n"
+               "step, writes FILE and exits with 130 or 143; a second signal a second or\n"
+               "more later ends it at once. --resume FILE continues it; with --deterministic the result is the\n"
                "same bytes as an uninterrupted run. `onnxtrain export FILE OUT.onnx` turns\n"
                "a checkpoint into the plain model.\n",
     .opts = finetune_opts,
@@ -563,23 +564,41 @@ out:
 /* The signal that asked the training loop to stop (0: none). The handler
    only sets it; the loop reads it after each step. */
 static volatile sig_atomic_t stop_signal;
+static struct timespec stop_first; /* when it came; read only by the handler */
 
+/* The first SIGINT or SIGTERM asks the loop to stop. One that follows
+   within a second is the same request delivered twice (timeout(1), for one,
+   signals the process and then its process group) and is ignored; a later
+   one takes the default action and ends the process at once (the last
+   checkpoint stays whole, since it is only ever replaced by a rename). */
 static void on_stop_signal(int sig)
 {
-    stop_signal = sig;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!stop_signal) {
+        stop_first = now;
+        stop_signal = sig;
+        return;
+    }
+    double waited = (double)(now.tv_sec - stop_first.tv_sec) +
+                    (double)(now.tv_nsec - stop_first.tv_nsec) * 1e-9;
+    if (waited < 1.0)
+        return;
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 /* Routes SIGINT and SIGTERM to on_stop_signal for the training loop, keeping
-   the previous actions in old[2]. SA_RESETHAND: a second signal takes the
-   default action and ends the process at once (the last checkpoint stays
-   whole, since it is only ever replaced by a rename). */
+   the previous actions in old[2]. Each blocks the other while it runs. */
 static void catch_stop_signals(struct sigaction *old)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESETHAND | SA_RESTART;
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sa.sa_flags = SA_RESTART;
     stop_signal = 0;
     sigaction(SIGINT, &sa, &old[0]);
     sigaction(SIGTERM, &sa, &old[1]);

@@ -6,6 +6,9 @@
 #     or SIGINT (inside the first epoch) and resumed: the same output bytes
 #     with --deterministic; with two threads and no --deterministic, the same
 #     tensors within a tolerance;
+#   - two SIGTERMs at once (as timeout(1) sends them) are one clean stop; a
+#     second signal a second later ends the process at once, the checkpoint
+#     whole;
 #   - SIGKILL while checkpoints are written: the file always loads with python
 #     onnx, and resuming from it gives the same output bytes;
 #   - the checkpoint passes onnx.checker, keeps the optimizer state as unused
@@ -173,6 +176,46 @@ ot finetune "$BN" "${DET[@]}" -o "$D/int.onnx" --checkpoint "$D/int.ckpt" --chec
     --resume "$D/int.ckpt"
 if [ "$T_RC" -eq 0 ]; then ok "SIGINT: resume"; else fail "SIGINT: resume" "$(describe_run)"; fi
 same_bytes "SIGINT: same output bytes" "$D/int.onnx" "$D/ref.onnx"
+
+# ------------- two signals at once are one request; a later one ends the run
+# (timeout(1) signals the process and then its group: the same request twice)
+py_checks "double signal" '
+import os, signal, subprocess, sys, time
+ckpt, cmd = sys.argv[1], sys.argv[2:]
+def ok(name, cond, why=""):
+    print(("ok %s" % name) if cond else ("FAIL %s: %s" % (name, why)))
+def start(extra):
+    if os.path.exists(ckpt):
+        os.unlink(ckpt)
+    p = subprocess.Popen(cmd + extra, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    t0 = time.time()
+    while not os.path.exists(ckpt) and time.time() - t0 < 120 and p.poll() is None:
+        time.sleep(0.02)
+    return p
+p = start(["--image-size", "32", "--mode", "fine-tune", "--epochs", "3"])
+p.send_signal(signal.SIGTERM)
+time.sleep(0.02)  # delivered and handled: the second comes as a second signal
+p.send_signal(signal.SIGTERM)
+err = p.communicate(timeout=120)[1].decode()
+ok("two at once: a clean stop", p.returncode == 143 and "stopped by SIGTERM" in err,
+   (p.returncode, err[-300:]))
+# full training at 224: a step takes long enough to be stopped in the middle
+# of; the process is held (SIGSTOP) while the second signal waits
+p = start(["--image-size", "224", "--mode", "full", "--epochs", "1"])
+p.send_signal(signal.SIGTERM)
+time.sleep(0.05)
+p.send_signal(signal.SIGSTOP)
+time.sleep(1.2)
+p.send_signal(signal.SIGTERM)
+p.send_signal(signal.SIGCONT)
+err = p.communicate(timeout=120)[1].decode()
+ok("a second later: ends at once", p.returncode == -signal.SIGTERM and "stopped by" not in err,
+   (p.returncode, err[-300:]))
+import onnx
+ok("a second later: the checkpoint is whole", len(onnx.load(ckpt).graph.initializer) > 0)
+' "$D/dbl.ckpt" "$OT" finetune "$BN" --data "$DATA" --classes 10 --batch-size 16 --deterministic \
+    -o "$D/dbl.onnx" --checkpoint "$D/dbl.ckpt" --checkpoint-every 1
 
 # ----------------------- SIGKILL while checkpoints are written, then resume
 py_checks "SIGKILL" '
