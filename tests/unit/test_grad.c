@@ -59,6 +59,7 @@ typedef struct gcase {
     /* instead of finite differences, compare every output (y, the loss, the
        gradients) of a oneDNN executor with the plain kernels' */
     bool vs_plain;
+    const char *fused[4]; /* step kinds the oneDNN executor must have      */
     ot_err err;
 } gcase;
 
@@ -227,6 +228,18 @@ static double loss_of(const ot_tensor *y, const ot_tensor *r)
     return s;
 }
 
+/* How many of the executor's steps are of this kind ("reorder", "Conv+BN"...). */
+static int gc_steps_of_kind(const ot_exec *fx, const char *kind)
+{
+    int n = 0;
+    for (int i = 0; i < ot_exec_n_steps(fx); i++) {
+        ot_exec_step_time t;
+        ot_exec_step_profile(fx, i, &t);
+        n += !strcmp(t.kind, kind);
+    }
+    return n;
+}
+
 /* Compiles c's graph with the plain kernels only and compares every output
    with x's (oneDNN's): |a - b| <= 1e-4 + 1e-4 |b|. */
 static bool gc_vs_plain(gcase *c, ot_exec *x, const ot_exec_input *bind, const char *what)
@@ -315,6 +328,11 @@ static bool gc_check(gcase *c, int32_t y, const char *what)
     if (ot_exec_run(x, c->in, c->n_in, &c->err) != OT_OK)
         goto fail;
     if (c->vs_plain) {
+        for (int k = 0; k < 4 && c->fused[k]; k++)
+            if (gc_steps_of_kind(x, c->fused[k]) < 1) {
+                ot_test_fail(__FILE__, __LINE__, "%s: no '%s' step", what, c->fused[k]);
+                goto out;
+            }
         ok = gc_vs_plain(c, x, bind, what);
         goto out;
     }
@@ -521,12 +539,15 @@ GRAD_CASE(grad_batchnorm_eval_params_onednn, 15, {
 })
 
 /* a residual block's training step on oneDNN end to end (Conv and
-   BatchNormTrain, Relu, MaxPool and Add in the layout the convolutions chose)
+   BatchNormTrain, Relu, MaxPool and Add in the layout the convolutions chose,
+   BatchNormTrain+Relu and Conv+Add+Relu fused)
    against the plain kernels: across ReLU and max kinks finite differences
    cannot check a whole block, the single-op cases above check the rules */
 GRAD_CASE(grad_block_onednn, 16, {
     c->onednn = true;
     c->vs_plain = true;
+    c->fused[0] = "BatchNormTrain+Relu"; /* Relu's gradient reads its output */
+    c->fused[1] = "Conv+Add+Relu";
     int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 9, 9);
     int32_t w1 = IN(c, "w1", FILL_UNI, -0.5, 0.5, true, 16, 3, 3, 3);
     int32_t w2 = IN(c, "w2", FILL_UNI, -0.3, 0.3, true, 16, 16, 3, 3);
@@ -552,6 +573,19 @@ GRAD_CASE(grad_block_onednn, 16, {
     y = gc_node(c, "GlobalAveragePool", 1, &h7, 1, NULL, 0);
 })
 
+/* the residual Add + Relu of a training graph as one binary primitive with
+   a post-op, in forward and backward against the plain kernels */
+GRAD_CASE(grad_add_relu_onednn, 20, {
+    c->onednn = true;
+    c->vs_plain = true;
+    c->fused[0] = "Add+Relu";
+    int32_t a = IN(c, "a", FILL_UNI, -1, 1, true, 2, 16, 5, 5);
+    int32_t b = IN(c, "b", FILL_UNI, -1, 1, true, 2, 16, 5, 5);
+    int32_t ain[2] = { a, b };
+    int32_t h = gc_node(c, "Add", 14, ain, 2, NULL, 0);
+    y = gc_node(c, "Relu", 14, &h, 1, NULL, 0);
+})
+
 /* Compiles the case for its first input (one thread) and runs it once. */
 static ot_exec *gc_compile_run(gcase *c, ot_exec_input *bind)
 {
@@ -565,18 +599,6 @@ static ot_exec *gc_compile_run(gcase *c, ot_exec_input *bind)
         return NULL;
     }
     return fx;
-}
-
-/* How many of the executor's steps are of this kind ("reorder", "Conv+BN"...). */
-static int gc_steps_of_kind(const ot_exec *fx, const char *kind)
-{
-    int n = 0;
-    for (int i = 0; i < ot_exec_n_steps(fx); i++) {
-        ot_exec_step_time t;
-        ot_exec_step_profile(fx, i, &t);
-        n += !strcmp(t.kind, kind);
-    }
-    return n;
 }
 
 /* Inference fusions: Conv + BatchNormalization on constants folded into the

@@ -184,7 +184,7 @@ static bool eltwise_params(const ot_graph *g, const ot_node *n, dnnl_alg_kind_t 
 }
 
 /* The single consumer node of v (its index), or -1. */
-static int32_t sole_consumer(const ctx *c, int32_t vid, int32_t after)
+int32_t dn_sole_consumer(const ctx *c, int32_t vid, int32_t after)
 {
     if (c->cs->vals[vid].n_uses != 1 || (c->g->values[vid].flags & OT_VAL_OUTPUT))
         return -1;
@@ -363,12 +363,12 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
     int32_t fuse_nodes[2] = { -1, -1 };
     dnnl_alg_kind_t alg;
     float alpha, beta;
-    int32_t nxt = sole_consumer(c, yid, node_id);
+    int32_t nxt = dn_sole_consumer(c, yid, node_id);
     if (!c->x->opts.no_fusion && nxt >= 0 && foldable_bn(c, &g->nodes[nxt], wid, bid)) {
         bn_node = nxt;
         yid = out_vid = g->nodes[nxt].out[0];
         yv = &g->values[yid];
-        nxt = sole_consumer(c, yid, bn_node);
+        nxt = dn_sole_consumer(c, yid, bn_node);
     }
     if (!c->x->opts.no_fusion && nxt >= 0) {
         const ot_node *m = &g->nodes[nxt];
@@ -389,7 +389,7 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
                 fuse_nodes[0] = nxt;
                 add_other = other;
                 out_vid = m->out[0];
-                int32_t nn = sole_consumer(c, out_vid, nxt);
+                int32_t nn = dn_sole_consumer(c, out_vid, nxt);
                 if (nn >= 0 && eltwise_params(g, &g->nodes[nn], &alg, &alpha, &beta) &&
                     !strcmp(g->nodes[nn].op_type, "Relu")) {
                     fuse_nodes[1] = nn;
@@ -690,9 +690,36 @@ static ot_status do_binary(ctx *c, bool *done, ot_err *err)
     dnnl_alg_kind_t alg = !strcmp(n->op_type, "Add") ? dnnl_binary_add : dnnl_binary_mul;
     if (dnnl_binary_desc_init(&bd, alg, &amd, &bmd, &ymd) != dnnl_success)
         return OT_OK;
+    /* an activation that alone reads the result becomes a post-op (the
+       residual Add + Relu of a training graph, whose gradient needs only the
+       Relu's output) */
+    int32_t act = -1;
+    dnnl_post_ops_t po = NULL;
     dnnl_primitive_desc_t pd = NULL;
-    if (!dn_make_pd(c, &pd, &bd))
-        return OT_OK;
+    dnnl_alg_kind_t ealg;
+    float alpha, beta;
+    if (!c->x->opts.no_fusion) {
+        int32_t m = dn_sole_consumer(c, yid, (int32_t)(n - g->nodes));
+        if (m >= 0 && eltwise_params(g, &g->nodes[m], &ealg, &alpha, &beta) &&
+            dnnl_post_ops_create(&po) == dnnl_success &&
+            dnnl_post_ops_append_eltwise(po, 1.0f, ealg, alpha, beta) == dnnl_success &&
+            dnnl_primitive_attr_set_post_ops(c->attr, po) == dnnl_success)
+            act = m;
+    }
+    if (!dn_make_pd(c, &pd, &bd)) {
+        if (act < 0)
+            goto done;
+        /* without the post-op */
+        act = -1;
+        dnnl_post_ops_t none = NULL;
+        if (dnnl_post_ops_create(&none) != dnnl_success)
+            goto done;
+        dnnl_status_t ps = dnnl_primitive_attr_set_post_ops(c->attr, none);
+        dnnl_post_ops_destroy(none);
+        if (ps != dnnl_success || !dn_make_pd(c, &pd, &bd))
+            goto done;
+    }
+    int32_t out = act >= 0 ? g->nodes[act].out[0] : yid;
     const dnnl_memory_desc_t *py = dn_pd_md(pd, dnnl_query_dst_md);
     ot_loc la, lb, ly;
     OT_TRY(cpu_val_as(c->x, a, &amd, &la, err));
@@ -700,15 +727,23 @@ static ot_status do_binary(ctx *c, bool *done, ot_err *err)
         OT_TRY(cpu_val_as(c->x, b, &amd, &lb, err));
     else
         OT_TRY(cpu_val_plain(c->x, b, &lb, err));
-    OT_TRY(cpu_val_define(c->x, yid, py, &ly, err));
+    OT_TRY(cpu_val_define(c->x, out, py, &ly, err));
     int kinds[3] = { DNNL_ARG_SRC_0, DNNL_ARG_SRC_1, DNNL_ARG_DST };
     ot_loc locs[3] = { la, lb, ly };
     dnnl_memory_desc_t mds[3] = { amd, bmd, *py };
     dnnl_primitive_desc_t p = pd;
     pd = NULL;
-    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 3, kinds, locs, mds, err));
+    bool is_add = alg == dnnl_binary_add;
+    const char *what = act < 0 ? n->op_type
+                       : !strcmp(g->nodes[act].op_type, "Relu") ? (is_add ? "Add+Relu" : "Mul+Relu")
+                                                                : (is_add ? "Add+eltwise" : "Mul+eltwise");
+    OT_TRY(cpu_prim_step(c->x, n, what, p, 3, kinds, locs, mds, err));
+    if (act >= 0)
+        c->cs->skip[act] = 1;
     *done = true;
 done:
+    if (po)
+        dnnl_post_ops_destroy(po);
     if (pd)
         dnnl_primitive_desc_destroy(pd);
     return st;

@@ -44,6 +44,9 @@ bool dn_get_window(const ot_graph *g, const ot_node *n, const ot_value *xv, cons
    as xv and yv. */
 bool dn_pool_params(const ot_graph *g, const ot_node *n, const ot_value *xv, const ot_value *yv,
                     window *w, dnnl_alg_kind_t *alg);
+/* The node after `after` that reads vid, when it is vid's only reader and
+   vid is not a graph output; else -1. */
+int32_t dn_sole_consumer(const ctx *c, int32_t vid, int32_t after);
 /* Appends a primitive with one source (x as xmd) and one destination (y, in
    the layout the primitive chose). Takes ownership of pd. */
 ot_status dn_src_dst_step(ctx *c, dnnl_primitive_desc_t pd, int32_t xid,

@@ -109,32 +109,54 @@ ot_status dn_bn_train(ctx *c, bool *done, ot_err *err)
     dnnl_memory_desc_t xmd, cmd;
     cpu_val_md(c->x, xid, &xmd);
     dn_md_plain_dims(1, &C, &cmd);
+    /* a Relu that alone reads the normalised output is fused: the primitive
+       writes the Relu's output (its gradient needs only that), and the
+       pre-activation values are never stored */
+    int32_t relu = -1;
+    if (!c->x->opts.no_fusion) {
+        int32_t m = dn_sole_consumer(c, yid, (int32_t)(n - g->nodes));
+        if (m >= 0 && !strcmp(g->nodes[m].op_type, "Relu") &&
+            ot_domain_is_default(g->nodes[m].domain) && dn_is_f32(g, g->nodes[m].out[0]))
+            relu = m;
+    }
     dnnl_batch_normalization_desc_t bd;
-    if (dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &xmd, eps,
-                                                   dnnl_use_scale | dnnl_use_shift) !=
-            dnnl_success ||
-        !dn_make_pd(c, &pd, &bd))
+    for (int fused = relu >= 0; fused >= 0 && !pd; fused--) {
+        unsigned flags = dnnl_use_scale | dnnl_use_shift | (fused ? dnnl_fuse_norm_relu : 0u);
+        if (dnnl_batch_normalization_forward_desc_init(&bd, dnnl_forward_training, &xmd, eps,
+                                                       flags) == dnnl_success &&
+            dn_make_pd(c, &pd, &bd))
+            break;
+        relu = -1;
+    }
+    if (!pd)
         return OT_OK;
+    int32_t out = relu >= 0 ? g->nodes[relu].out[0] : yid;
     const dnnl_memory_desc_t *py = dn_pd_md(pd, dnnl_query_dst_md);
-    ot_loc lx, lscale, lshift, ly, lmean, lvar;
+    ot_loc lx, lscale, lshift, ly, lmean, lvar, lws = { 0 };
     OT_TRY(cpu_val_as(c->x, xid, &xmd, &lx, err));
     OT_TRY(cpu_val_plain(c->x, n->in[1], &lscale, err));
     OT_TRY(cpu_val_plain(c->x, n->in[2], &lshift, err));
-    OT_TRY(cpu_val_define(c->x, yid, py, &ly, err));
+    OT_TRY(cpu_val_define(c->x, out, py, &ly, err));
     if (out_or_none(n, 3) >= 0)
         OT_TRY(cpu_val_define(c->x, n->out[3], NULL, &lmean, err));
     else
         OT_TRY(temp_buf(c, sizeof(float) * (size_t)C, &lmean, err));
     OT_TRY(temp_buf(c, sizeof(float) * (size_t)C, &lvar, err));
+    const dnnl_memory_desc_t *pws = relu >= 0 ? dn_pd_md(pd, dnnl_query_workspace_md) : NULL;
+    if (pws)
+        OT_TRY(temp_buf(c, dnnl_memory_desc_get_size(pws), &lws, err));
     {
-        int kinds[6] = { DNNL_ARG_SRC, DNNL_ARG_SCALE, DNNL_ARG_SHIFT,
-                         DNNL_ARG_DST, DNNL_ARG_MEAN,  DNNL_ARG_VARIANCE };
-        ot_loc locs[6] = { lx, lscale, lshift, ly, lmean, lvar };
-        dnnl_memory_desc_t mds[6] = { xmd, cmd, cmd, *py, cmd, cmd };
+        int kinds[7] = { DNNL_ARG_SRC, DNNL_ARG_SCALE,    DNNL_ARG_SHIFT,    DNNL_ARG_DST,
+                         DNNL_ARG_MEAN, DNNL_ARG_VARIANCE, DNNL_ARG_WORKSPACE };
+        ot_loc locs[7] = { lx, lscale, lshift, ly, lmean, lvar, lws };
+        dnnl_memory_desc_t mds[7] = { xmd, cmd, cmd, *py, cmd, cmd, pws ? *pws : cmd };
         dnnl_primitive_desc_t p = pd;
         pd = NULL;
-        OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 6, kinds, locs, mds, err));
+        OT_TRY(cpu_prim_step(c->x, n, relu >= 0 ? "BatchNormTrain+Relu" : n->op_type, p,
+                             pws ? 7 : 6, kinds, locs, mds, err));
     }
+    if (relu >= 0)
+        c->cs->skip[relu] = 1;
     /* running estimates and the saved inverse std */
     ot_tensor tin[4], tout[3];
     ot_loc lin[4] = { lmean, lvar }, lout[3] = { { 0 } };
