@@ -79,6 +79,7 @@ typedef struct trainer {
     bool *rec_bf16;      /* per cut value: its records are bfloat16           */
     uint16_t *rec_tmp;   /* one bfloat16 record, for the cache file           */
     uint64_t cache_bytes; /* the cache's size                                 */
+    bool cache_bf16;     /* some record is bfloat16: the steps see rounded values */
     float **cut_buf;     /* per cut value: a batch's worth, for the cache path */
     /* cache */
     bool cache_on;
@@ -223,6 +224,7 @@ static ot_status setup_cache(trainer *T, int64_t n_images, ot_err *err)
         T->rec_bf16[c] = o->cache_bf16 && T->full.cut_in[c].dtype == OT_DTYPE_FLOAT;
         T->rec_bytes[c] = T->rec_bf16[c] ? T->cut_bytes[c] / 2 : T->cut_bytes[c];
         T->rec_total += T->rec_bytes[c];
+        T->cache_bf16 |= T->rec_bf16[c];
         if (T->rec_bf16[c] && T->rec_bytes[c] > max_rec)
             max_rec = T->rec_bytes[c];
     }
@@ -320,10 +322,6 @@ static char *options_text(const trainer *T)
         h = ot_train_hash(h, &v->data.bytes, sizeof v->data.bytes);
     }
     const ot_data_transform *t = &o->transform;
-    /* bfloat16 records change what the steps see; f32 ones do not */
-    bool cache_bf16 = false;
-    for (int c = 0; T->cache_on && c < T->tg.n_cut; c++)
-        cache_bf16 |= T->rec_bf16[c];
     size_t extra = o->run_options ? strlen(o->run_options) : 0;
     size_t n = 2048 + extra;
     char *s = ot_malloc(n);
@@ -345,7 +343,9 @@ static char *options_text(const trainer *T)
         (double)o->graph.label_smoothing, o->graph.bn_all_train ? "train" : "policy", t->size,
         (double)t->mean[0], (double)t->mean[1], (double)t->mean[2], (double)t->std[0],
         (double)t->std[1], (double)t->std[2], t->to_rgb, (unsigned long long)o->seed,
-        T->tg.n_params, h, cache_bf16 ? "cache-dtype=bf16\n" : "");
+        T->tg.n_params, h,
+        /* bfloat16 records change what the steps see; f32 ones do not */
+        T->cache_on && T->cache_bf16 ? "cache-dtype=bf16\n" : "");
     if (len < 0 || (size_t)len >= n - extra - 1) {
         ot_free(s);
         return NULL;
@@ -613,13 +613,13 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
             OT_TRY(ot_exec_run(r->prefix, &img, 1, err));
             for (int c = 0; c < tg->n_cut; c++) {
                 r->cut_in[c].data = ot_exec_output(r->prefix, c)->data;
-                if (T->cache_on)
-                    round_cut(T, c, r->cut_in[c].data, n);
-                if (T->cache_on)
-                    for (int i = 0; i < n; i++)
-                        OT_TRY(cache_io(T, idx[i], c,
-                                        (char *)r->cut_in[c].data + (size_t)i * T->cut_bytes[c],
-                                        true, err));
+                if (!T->cache_on)
+                    continue;
+                round_cut(T, c, r->cut_in[c].data, n);
+                for (int i = 0; i < n; i++)
+                    OT_TRY(cache_io(T, idx[i], c,
+                                    (char *)r->cut_in[c].data + (size_t)i * T->cut_bytes[c], true,
+                                    err));
             }
             if (T->cache_on)
                 for (int i = 0; i < n; i++)
@@ -736,8 +736,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     res->cache_used = T.cache_on;
     if (T.cache_on) {
         res->cache_bytes = T.cache_bytes;
-        for (int c = 0; c < tg->n_cut; c++)
-            res->cache_bf16 |= T.rec_bf16[c];
+        res->cache_bf16 = T.cache_bf16;
     }
     res->cache_off_reason = !tg->prefix       ? "nothing is frozen before the first trained layer"
                             : o->no_cache     ? "--no-cache"
