@@ -62,9 +62,7 @@ static const ot_cli_opt finetune_opts[] = {
     { "no-cache", 0, NULL, "do not cache the frozen prefix's output across epochs" },
     { "cache-mem", 0, "BYTES", "memory for the prefix cache before it spills (default 2G)" },
     { "cache-dir", 0, "DIR", "folder for a spilled prefix cache (default $TMPDIR or /tmp)" },
-    { "cache-dtype", 0, "f32|bf16",
-      "how the cache stores the prefix's output: f32 (default, exact) or bf16 (half the "
-      "memory; the features are rounded in every epoch, which changes the numerics)" },
+    { "cache-dtype", 0, "f32|bf16", "f32 (default) or bf16: half the cache memory, rounded features" },
     { "max-steps", 0, "N", "stop after N steps in all (for quick checks)" },
     { "workers", 0, "N", "background threads preparing batches (default 1; 0: in the loop)" },
     { "data-classes", 0, "LIST", "use only these classes (\"5-9\", \"0,2,4\"), relabelled 0.." },
@@ -102,9 +100,9 @@ static const ot_cli_cmd finetune_cmd = {
                "reused in later epochs unless --no-cache.\n"
                "With --checkpoint FILE, SIGINT or SIGTERM stops the run after the current\n"
                "step, writes FILE and exits with 130 or 143; a second signal a second or\n"
-               "more later ends it at once. --resume FILE continues it; with --deterministic the result is the\n"
-               "same bytes as an uninterrupted run. `onnxtrain export FILE OUT.onnx` turns\n"
-               "a checkpoint into the plain model.\n",
+               "more later ends it at once. --resume FILE continues it; with\n"
+               "--deterministic the result is the same bytes as an uninterrupted run.\n"
+               "`onnxtrain export FILE OUT.onnx` turns a checkpoint into the plain model.\n",
     .opts = finetune_opts,
     .n_pos_min = 1,
     .n_pos_max = 1,
