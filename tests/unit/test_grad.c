@@ -500,31 +500,27 @@ GRAD_CASE(grad_batchnorm_eval_params, 11, {
     y = gc_node(c, "BatchNormalization", 9, in, 5, NULL, 0);
 })
 
-/* training mode (BatchNormTrain): dX, dScale, dB through batch statistics */
-GRAD_CASE(grad_batchnorm_train, 12, {
+/* A BatchNormTrain on x [3, C, 3, 3] with trained scale and bias; its y. */
+static int32_t gc_bn_train(gcase *c, int64_t C)
+{
     c->h = 5e-3;
-    int32_t in[5] = { IN(c, "x", FILL_UNI, -2, 2, true, 3, 2, 3, 3),
-                      IN(c, "scale", FILL_UNI, 0.5, 1.5, true, 2),
-                      IN(c, "bias", FILL_UNI, -1, 1, true, 2),
-                      gc_const(c, "running_mean", 1, DIMS(2), -0.5, 0.5),
-                      gc_const(c, "running_var", 1, DIMS(2), 0.5, 2) };
+    int32_t in[5] = { IN(c, "x", FILL_UNI, -2, 2, true, 3, C, 3, 3),
+                      IN(c, "scale", FILL_UNI, 0.5, 1.5, true, C),
+                      IN(c, "bias", FILL_UNI, -1, 1, true, C),
+                      gc_const(c, "running_mean", 1, DIMS(C), -0.5, 0.5),
+                      gc_const(c, "running_var", 1, DIMS(C), 0.5, 2) };
     ot_attr a[2] = { ot_op_grad_attr_float("epsilon", 1e-5f),
                      ot_op_grad_attr_float("momentum", 0.9f) };
-    y = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, in, 5, a, 2, 3, NULL);
-})
+    return gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, in, 5, a, 2, 3, NULL);
+}
+
+/* training mode (BatchNormTrain): dX, dScale, dB through batch statistics */
+GRAD_CASE(grad_batchnorm_train, 12, { y = gc_bn_train(c, 2); })
 
 /* the same with oneDNN's batch normalization forward and backward */
 GRAD_CASE(grad_batchnorm_train_onednn, 14, {
     c->onednn = true;
-    c->h = 5e-3;
-    int32_t in[5] = { IN(c, "x", FILL_UNI, -2, 2, true, 3, 16, 3, 3),
-                      IN(c, "scale", FILL_UNI, 0.5, 1.5, true, 16),
-                      IN(c, "bias", FILL_UNI, -1, 1, true, 16),
-                      gc_const(c, "running_mean", 1, DIMS(16), -0.5, 0.5),
-                      gc_const(c, "running_var", 1, DIMS(16), 0.5, 2) };
-    ot_attr a[2] = { ot_op_grad_attr_float("epsilon", 1e-5f),
-                     ot_op_grad_attr_float("momentum", 0.9f) };
-    y = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, in, 5, a, 2, 3, NULL);
+    y = gc_bn_train(c, 16);
 })
 
 /* eval-mode BatchNormGrad (running statistics) on oneDNN */
