@@ -597,6 +597,14 @@ static ot_exec *gc_compile_run(gcase *c, ot_exec_input *bind)
     return fx;
 }
 
+/* A 16 -> 16 channel 3x3 Conv (pads 1) of x with constant weights named w. */
+static int32_t gc_conv3x3(gcase *c, int32_t x, const char *w)
+{
+    ot_attr pads[1] = { INTS("pads", 1, 1, 1, 1) };
+    int32_t in[2] = { x, gc_const(c, w, 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
+    return gc_node(c, "Conv", 13, in, 2, pads, 1);
+}
+
 /* Inference fusions: Conv + BatchNormalization on constants folded into the
    weights, + Add + Relu as post-ops, accumulating into the shortcut's buffer
    (no copy); outputs as the plain kernels' */
@@ -604,15 +612,10 @@ TEST(exec_conv_bn_add_relu_fusion)
 {
     gcase c_, *c = &c_;
     gc_init(c, 17);
-    ot_attr pads[1] = { INTS("pads", 1, 1, 1, 1) };
     int32_t x = IN(c, "x", FILL_UNI, -1, 1, false, 2, 16, 6, 6);
-    int32_t c0in[2] = { x, gc_const(c, "w0", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
-    int32_t a0 = gc_node(c, "Conv", 13, c0in, 2, pads, 1);
+    int32_t a0 = gc_conv3x3(c, x, "w0");
     int32_t a = gc_node(c, "Relu", 14, &a0, 1, NULL, 0);
-    int32_t c1in[2] = { a, gc_const(c, "w1", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
-    int32_t h1 = gc_node(c, "Conv", 13, c1in, 2, pads, 1);
-    int32_t c2in[2] = { h1, gc_const(c, "w2", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
-    int32_t h = gc_node(c, "Conv", 13, c2in, 2, pads, 1);
+    int32_t h = gc_conv3x3(c, gc_conv3x3(c, a, "w1"), "w2");
     int32_t bin[5] = { h, gc_const(c, "scale", 1, DIMS(16), 0.5, 1.5),
                        gc_const(c, "bias", 1, DIMS(16), -1, 1),
                        gc_const(c, "mean", 1, DIMS(16), -0.5, 0.5),
@@ -639,13 +642,10 @@ TEST(exec_conv_add_shortcut_is_input)
 {
     gcase c_, *c = &c_;
     gc_init(c, 18);
-    ot_attr pads[1] = { INTS("pads", 1, 1, 1, 1) };
     int32_t x = IN(c, "x", FILL_UNI, -1, 1, false, 2, 16, 6, 6);
-    int32_t c0in[2] = { x, gc_const(c, "w0", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
-    int32_t a0 = gc_node(c, "Conv", 13, c0in, 2, pads, 1);
+    int32_t a0 = gc_conv3x3(c, x, "w0");
     int32_t a = gc_node(c, "Relu", 14, &a0, 1, NULL, 0);
-    int32_t c1in[2] = { a, gc_const(c, "w1", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
-    int32_t h = gc_node(c, "Conv", 13, c1in, 2, pads, 1);
+    int32_t h = gc_conv3x3(c, a, "w1");
     int32_t ain[2] = { h, a };
     int32_t y = gc_node(c, "Add", 14, ain, 2, NULL, 0);
     CHECK(y >= 0);
@@ -664,12 +664,9 @@ TEST(exec_reorder_shared_by_readers)
 {
     gcase c_, *c = &c_;
     gc_init(c, 19);
-    ot_attr pads[1] = { INTS("pads", 1, 1, 1, 1) };
     int32_t x = IN(c, "x", FILL_UNI, -1, 1, false, 2, 16, 6, 6);
-    int32_t ain[2] = { x, gc_const(c, "wa", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
-    int32_t bin[2] = { x, gc_const(c, "wb", 4, DIMS(16, 16, 3, 3), -0.3, 0.3) };
-    int32_t cin[2] = { gc_node(c, "Conv", 13, ain, 2, pads, 1),
-                       gc_node(c, "Conv", 13, bin, 2, pads, 1) };
+    int32_t ca = gc_conv3x3(c, x, "wa");
+    int32_t cin[2] = { ca, gc_conv3x3(c, x, "wb") };
     int32_t y = gc_node(c, "Mul", 14, cin, 2, NULL, 0);
     CHECK(y >= 0);
     CHECK_OK(ot_pass_add_output(c->g, y, &c->err), &c->err);
