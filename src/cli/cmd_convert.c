@@ -280,6 +280,8 @@ int ot_cmd_convert(int argc, char **argv)
         rc = ot_cli_error("%s", err.msg);
         goto done;
     }
+    if (ot_graph_check_finite(g, &err) != OT_OK) /* converted as it is, bytes unchanged */
+        ot_log(OT_LOG_WARN, "%s: %s", in, err.msg);
     if (batch_s) {
         rc = ot_cli_apply_batch(g, in, batch);
         if (rc != OT_EXIT_OK)

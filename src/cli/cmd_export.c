@@ -57,7 +57,7 @@ int ot_cmd_export(int argc, char **argv)
         rc = ot_cli_error("%s", err.msg);
         goto done;
     }
-    if (ot_train_checkpoint_strip(g, &err) != OT_OK) {
+    if (ot_graph_check_finite(g, &err) != OT_OK || ot_train_checkpoint_strip(g, &err) != OT_OK) {
         rc = ot_cli_error("%s: %s", in, err.msg);
         goto done;
     }

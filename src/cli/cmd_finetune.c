@@ -938,6 +938,10 @@ int ot_cmd_finetune(int argc, char **argv)
             goto out;
         }
     }
+    if (ot_graph_check_finite(g, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", model, err.msg);
+        goto out;
+    }
     if ((o.checkpoint || o.resume) && ot_train_hash_file(model, &o.model_hash, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto out;
@@ -1204,6 +1208,10 @@ int ot_cmd_eval(int argc, char **argv)
         goto out;
     if (ot_onnx_import_file(a.pos[0], &io, &g, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
+        goto out;
+    }
+    if (ot_graph_check_finite(g, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", a.pos[0], err.msg);
         goto out;
     }
     ot_data_split split = ot_data_has_split(data, OT_DATA_TEST) ? OT_DATA_TEST : OT_DATA_TRAIN;

@@ -590,6 +590,8 @@ int ot_cmd_inspect(int argc, char **argv)
         rc = ot_cli_error("%s", err.msg);
         goto done;
     }
+    if (ot_graph_check_finite(g, &err) != OT_OK) /* inspect shows the model as it is */
+        ot_log(OT_LOG_WARN, "%s: %s", path, err.msg);
     rc = summarize(g, &s);
     if (rc != OT_EXIT_OK)
         goto done;

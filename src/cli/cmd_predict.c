@@ -384,6 +384,10 @@ int ot_cmd_predict(int argc, char **argv)
         rc = ot_cli_error("%s", err.msg);
         goto out;
     }
+    if (ot_graph_check_finite(model, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", path, err.msg);
+        goto out;
+    }
     int32_t image = -1;
     int size = 224;
     if (logits_graph(model, &image, &size, &g, &err) != OT_OK) {

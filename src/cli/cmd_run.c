@@ -269,6 +269,10 @@ int ot_cmd_run(int argc, char **argv)
         rc = ot_cli_error("%s", err.msg);
         goto done;
     }
+    if (ot_graph_check_finite(g, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", model, err.msg);
+        goto done;
+    }
     for (int i = 0; i < n_files; i++) {
         if (ot_feed_add_file(&feed, g, files[i], i, &err) != OT_OK) {
             rc = ot_cli_error("%s", err.msg);

@@ -503,6 +503,10 @@ static void run_folder(runner *r, const char *dir, result *res)
         set_error(res, err.code, "%s", err.msg);
         goto done;
     }
+    if (ot_graph_check_finite(g, &err) != OT_OK) {
+        set_error(res, err.code, "%s: %s", model, err.msg);
+        goto done;
+    }
     if (!check_types(g, res))
         goto done;
     n_sets = list_numbered(dir, "test_data_set_", "", &sets);

@@ -257,4 +257,15 @@ void ot_value_shape_str(const ot_value *v, char *buf, size_t n);
 /* "name (OpType)" or "#id (OpType)" for unnamed nodes, for messages. */
 const char *ot_node_label(const ot_graph *g, const ot_node *n, char *buf, size_t size);
 
+/* Looks for NaN and infinity in the model's weights: float initializers used
+ * as Conv/ConvTranspose W and B, Gemm and MatMul operands, the bias of a
+ * MatMul+Add, BatchNormalization/InstanceNormalization/LayerNormalization/
+ * GroupNormalization scale, bias, mean and var, PRelu slope; trainable and
+ * training-state initializers (OT_VAL_TRAINABLE, OT_VAL_STATE); optimizer
+ * state ("onnxtrain.optim.*"). Other constants may be infinite and are not
+ * looked at. One pass over those tensors (src/graph/finite.c).
+ * Errors: OT_ERR_MODEL naming the first bad tensor, the node and input that
+ * use it, the element and whether it is NaN, +Inf or -Inf; OT_ERR_NOMEM. */
+ot_status ot_graph_check_finite(const ot_graph *g, ot_err *err);
+
 #endif

@@ -315,6 +315,11 @@ ot_status ot_train_checkpoint_load(const char *path, ot_graph **graph, ot_train_
     memset(ck, 0, sizeof *ck);
     *graph = NULL;
     OT_TRY(ot_onnx_import_file(path, NULL, &g, err));
+    if (ot_graph_check_finite(g, err) != OT_OK) {
+        st = err->code;
+        ot_err_prefix(err, "%s", path);
+        goto done;
+    }
     int64_t v;
     if (!read_i64(g, OT_CKPT_META_PREFIX "format", 1, &v))
         OT_FAIL(err, OT_ERR_PARSE,

@@ -1,0 +1,87 @@
+#!/bin/bash
+# test_hostile_classes.sh: hostile inputs about classes and weights, made at
+# test time by tests/hostile/classes.py (tiny 8x8 models and data sets):
+#   - NaN or infinity in weights, BatchNorm statistics or optimizer state: an
+#     error naming the tensor for finetune, resume, export, run, eval and
+#     predict, a warning for inspect; an infinite Clip bound stays legal.
+# Every error leaves no output file.
+#
+#   BUILD=build bash tests/cli/test_hostile_classes.sh
+cd "$(dirname "$0")/../.." || exit 1
+. tests/cli/lib.sh
+need_cli
+
+D=$T_TMP/h
+if ! "$PY" tests/hostile/classes.py "$D" >"$T_TMP/make.log" 2>&1; then
+    fail setup "generator: $(tail -n 1 "$T_TMP/make.log")"
+    finish
+fi
+TR=(--image-size 8 --epochs 1 --batch-size 4 --threads 2)
+
+# no_output NAME FILE: the failed command left neither FILE nor a temporary.
+no_output() {
+    if [ -e "$2" ] || compgen -G "$2.tmp*" >/dev/null; then
+        fail "$1: no output" "$2 or a temporary of it exists"
+    else
+        ok "$1: no output"
+    fi
+}
+
+# error_out NAME FRAGMENT OUT ARGS...: expect_error, then no OUT.
+error_out() {
+    local name=$1 frag=$2 out=$3
+    shift 3
+    rm -f "$out"
+    expect_error "$name" "$frag" "$@"
+    no_output "$name" "$out"
+}
+
+# --------------------------------------------------------------- non-finite weights
+O=$T_TMP/o.onnx
+error_out "finetune: NaN conv weights" "conv.weight&nan" "$O" \
+    finetune "$D/nan_conv.onnx" --data "$D/cifar3" "${TR[@]}" -o "$O"
+error_out "finetune: +Inf BN variance" "bn.running_var&+inf" "$O" \
+    finetune "$D/inf_bn.onnx" --data "$D/cifar3" "${TR[@]}" -o "$O"
+error_out "finetune --mode full: NaN head bias" "fc.bias&nan" "$O" \
+    finetune "$D/nan_gemm.onnx" --data "$D/cifar3" --mode full "${TR[@]}" -o "$O"
+expect_error "run: NaN conv weights" "conv.weight&nan" run "$D/nan_conv.onnx" --random
+expect_error "eval: NaN conv weights" "conv.weight&nan" eval "$D/nan_conv.onnx" --data "$D/cifar3"
+expect_error "predict: NaN head bias" "fc.bias&nan" predict "$D/nan_gemm.onnx" "$D/img.ppm"
+ot inspect "$D/nan_conv.onnx"
+if [ "$T_RC" -eq 0 ] && matches "$T_ERR" "warning&conv.weight&nan"; then
+    ok "inspect: a warning, exit 0"
+else
+    fail "inspect: a warning, exit 0" "$(describe_run)"
+fi
+ot run "$D/model3.onnx" --random
+if [ "$T_RC" -eq 0 ]; then ok "run: an infinite Clip bound is legal"; else
+    fail "run: an infinite Clip bound is legal" "$(describe_run)"; fi
+
+# A checkpoint whose optimizer state holds NaN: resume and export refuse it.
+CK=$T_TMP/ck.onnx
+ot finetune "$D/model3.onnx" --data "$D/cifar3" "${TR[@]}" --optimizer adam --epochs 2 \
+    --checkpoint "$CK" -o "$T_TMP/ck_out.onnx"
+if [ "$T_RC" -ne 0 ] || [ ! -s "$CK" ]; then
+    fail "checkpoint setup" "$(describe_run)"
+else
+    "$PY" - "$CK" "$T_TMP/ck_nan.onnx" >/dev/null <<'PYEOF'
+import sys, onnx, numpy as np
+from onnx import numpy_helper as nh
+m = onnx.load(sys.argv[1])
+for i, t in enumerate(m.graph.initializer):
+    if t.name.startswith("onnxtrain.optim.") and t.data_type == onnx.TensorProto.FLOAT:
+        a = nh.to_array(t).copy()
+        a.flat[0] = np.nan
+        m.graph.initializer[i].CopyFrom(nh.from_array(a, t.name))
+        break
+onnx.save(m, sys.argv[2])
+PYEOF
+    [ -s "$T_TMP/ck_nan.onnx" ] || fail "checkpoint with NaN" "not written"
+    error_out "resume: NaN optimizer state" "onnxtrain.optim.&nan" "$T_TMP/r.onnx" \
+        finetune "$D/model3.onnx" --data "$D/cifar3" "${TR[@]}" --optimizer adam --epochs 3 \
+        --checkpoint "$T_TMP/ck_nan.onnx" --resume "$T_TMP/ck_nan.onnx" -o "$T_TMP/r.onnx"
+    error_out "export: NaN optimizer state" "onnxtrain.optim.&nan" "$T_TMP/x.onnx" \
+        export "$T_TMP/ck_nan.onnx" "$T_TMP/x.onnx"
+fi
+
+finish
