@@ -17,6 +17,7 @@
 #include "cli/cli.h"
 #include "graph/graph.h"
 #include "train/checkpoint.h"
+#include "train/meta.h"
 
 static const ot_cli_opt export_opts[] = {
     { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
@@ -58,6 +59,18 @@ int ot_cmd_export(int argc, char **argv)
         goto done;
     }
     if (ot_graph_check_finite(g, &err) != OT_OK || ot_train_checkpoint_strip(g, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", in, err.msg);
+        goto done;
+    }
+    /* class names as the readers take them; older newline-joined ones are
+       written again as JSON */
+    char **names = NULL;
+    int n_names = 0;
+    ot_status st = ot_train_meta_classes(g, &names, &n_names, &err);
+    if (st == OT_OK && names)
+        st = ot_train_meta_set_classes(g, (const char *const *)names, n_names, &err);
+    ot_free(names);
+    if (st != OT_OK) {
         rc = ot_cli_error("%s: %s", in, err.msg);
         goto done;
     }

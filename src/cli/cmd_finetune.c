@@ -627,6 +627,43 @@ static ot_status prepare_checkpoint(ot_graph *g, void *user, ot_err *err)
     return st;
 }
 
+/* Reads the model's class names (ot_train_meta_classes: malformed ones are an
+   error) and warns when they are not the data's, since the scores go by label
+   index. Returns an exit code. */
+static int check_model_names(const char *model, const ot_graph *g, const ot_dataset *ds)
+{
+    ot_err err;
+    ot_err_init(&err);
+    char **names = NULL;
+    int n = 0;
+    if (ot_train_meta_classes(g, &names, &n, &err) != OT_OK)
+        return ot_cli_error("%s: %s", model, err.msg);
+    int nc = ot_data_n_classes(ds);
+    if (names && n != nc)
+        ot_log(OT_LOG_WARN, "%s: the model names %d classes (onnxtrain.classes), the data %d; "
+                            "labels are matched by index",
+               model, n, nc);
+    else
+        for (int c = 0; c < n; c++)
+            if (strcmp(names[c], ot_data_class_name(ds, c))) {
+                ot_log(OT_LOG_WARN, "%s: class %d is '%s' in the model (onnxtrain.classes) "
+                                    "but '%s' in the data; labels are matched by index",
+                       model, c, names[c], ot_data_class_name(ds, c));
+                break;
+            }
+    ot_free(names);
+    return OT_EXIT_OK;
+}
+
+/* Outputs of the model's first output when it is [N, K] with K known; else 0. */
+static int64_t output_classes(const ot_graph *g)
+{
+    if (g->n_outputs < 1)
+        return 0;
+    const ot_value *v = &g->values[g->outputs[0].value];
+    return v->ndim == 2 && v->dims[1] > 0 ? v->dims[1] : 0;
+}
+
 int ot_cmd_finetune(int argc, char **argv)
 {
     ot_cli_args a;
@@ -975,6 +1012,20 @@ int ot_cmd_finetune(int argc, char **argv)
                           ot_data_n_classes(train));
         goto out;
     }
+    if (!classes && (rc = check_model_names(model, g, train)) != OT_EXIT_OK)
+        goto out;
+    {
+        int64_t n_out = head.found ? head.out_features : output_classes(g);
+        if (ot_train_check_classes(train, o.train_idx, o.n_train_idx, n_out, &err) != OT_OK) {
+            rc = ot_cli_error("%s: %s", data, err.msg);
+            goto out;
+        }
+        if (o.val_data && ot_train_check_classes(o.val_data, o.val_idx, o.n_val_idx, n_out,
+                                                 &err) != OT_OK) {
+            rc = ot_cli_error("%s: %s", val ? V("val-data") : data, err.msg);
+            goto out;
+        }
+    }
     ot_freeze_report fr;
     if (ot_pass_freeze_at_size(g, &fo, &head, size, &fr, &err) != OT_OK) {
         rc = ot_cli_usage_error(cmd, "%s", err.msg);
@@ -1219,7 +1270,8 @@ int ot_cmd_eval(int argc, char **argv)
         rc = ot_cli_error("%s", err.msg);
         goto out;
     }
-    if ((rc = select_data(cmd, &a, &ds, 0, 0)) != OT_EXIT_OK)
+    if ((rc = select_data(cmd, &a, &ds, 0, 0)) != OT_EXIT_OK ||
+        (rc = check_model_names(a.pos[0], g, ds)) != OT_EXIT_OK)
         goto out;
     ot_data_transform t;
     ot_data_transform_init(&t, default_size(g), OT_DATA_NORM_IMAGENET);

@@ -9,7 +9,8 @@
  * PREDICT_BATCH images through the logits (a trailing Softmax or LogSoftmax
  * is cut off, as in eval), and prints for each image the K most likely
  * classes with their softmax probabilities. Class names come from
- * onnxtrain.classes (one per line); without them the class index is shown.
+ * onnxtrain.classes (ot_train_meta_classes); without them, or when their count
+ * differs from the model's outputs, the class index is shown.
  *
  * Image files: binary PGM (P5) and PPM (P6), maxval 1..65535, read here.
  * JPEG and PNG are decoded by the image-folder module (libjpeg-turbo,
@@ -272,27 +273,6 @@ static ot_status logits_graph(const ot_graph *model, int32_t *image, int *size, 
     return OT_OK;
 }
 
-/* Splits the onnxtrain.classes value into lines (pointers into `text`, which
-   is modified). Returns the number of names, or -1 when out of memory. */
-static int split_names(char *text, char ***out)
-{
-    int n = 1;
-    for (const char *c = text; *c; c++)
-        n += *c == '\n';
-    char **names = malloc(sizeof *names * (size_t)n);
-    if (!names)
-        return -1;
-    int k = 0;
-    names[k++] = text;
-    for (char *c = text; *c; c++)
-        if (*c == '\n') {
-            *c = '\0';
-            names[k++] = c + 1;
-        }
-    *out = names;
-    return n;
-}
-
 /* Softmax of logits[K] into prob[K], in double. */
 static void softmax(const float *logits, int64_t K, float *prob)
 {
@@ -346,7 +326,6 @@ int ot_cmd_predict(int argc, char **argv)
     ot_exec *full = NULL, *last = NULL;
     float *x = NULL, *prob = NULL;
     ranked *order = NULL;
-    char *names_text = NULL;
     char **names = NULL;
     void *scratch = NULL;
     decoded dec = { 0 };
@@ -490,18 +469,16 @@ int ot_cmd_predict(int argc, char **argv)
 
     /* class names */
     int n_names = 0;
-    const char *meta = ot_graph_meta(model, "onnxtrain.classes");
-    if (meta) {
-        names_text = ot_strdup(meta);
-        n_names = names_text ? split_names(names_text, &names) : -1;
-        if (n_names < 0) {
-            rc = ot_cli_error("out of memory");
-            goto out;
-        }
-        if (n_names != K)
-            ot_log(OT_LOG_WARN, "%s: onnxtrain.classes has %d names for %lld classes; classes "
-                                "without a name show their index",
-                   path, n_names, (long long)K);
+    if (ot_train_meta_classes(model, &names, &n_names, &err) != OT_OK) {
+        rc = ot_cli_error("%s: %s", path, err.msg);
+        goto out;
+    }
+    if (names && n_names != K) {
+        /* which name belongs to which output is unknown: show none */
+        ot_log(OT_LOG_WARN, "%s: onnxtrain.classes has %d names for %lld classes; showing class "
+                            "indices instead",
+               path, n_names, (long long)K);
+        n_names = 0;
     }
     if (top > K) {
         ot_log(OT_LOG_WARN, "--top %d: the model has %lld classes; showing all", top,
@@ -563,8 +540,7 @@ int ot_cmd_predict(int argc, char **argv)
 out:
     free(dec.pixels);
     free(order);
-    free(names);
-    ot_free(names_text);
+    ot_free(names);
     free(prob);
     free(scratch);
     free(x);

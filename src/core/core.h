@@ -86,6 +86,12 @@ void ot_alloc_fail_after(int64_t n); /* fail the allocation after n more; -1: ne
 bool ot_size_mul(size_t a, size_t b, size_t *out);
 bool ot_size_add(size_t a, size_t b, size_t *out);
 
+/* UTF-8 (src/core/utf8.c). ot_utf8_seq: length of the valid sequence at p
+   (before end), or 0 when the bytes there are not valid UTF-8 (overlong,
+   surrogate, above U+10FFFF, truncated). ot_utf8_valid: all n bytes of s are. */
+size_t ot_utf8_seq(const unsigned char *p, const unsigned char *end);
+bool ot_utf8_valid(const char *s, size_t n);
+
 /* An arena: many small allocations, released together. Blocks are 64-byte
    aligned. Large requests get their own block. */
 typedef struct ot_arena_block ot_arena_block;

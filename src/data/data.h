@@ -97,7 +97,8 @@ typedef struct ot_image {
  * IDX class names: one per line in a sibling `classes.txt`; else Fashion-
  * MNIST's when the path contains "fashion" (any case); else "0" .. "9".
  * Every count and length is checked against the bytes present, and every label
- * against the classes.
+ * against the classes. Class names, from any source, must be valid UTF-8 and
+ * unique (OT_ERR_PARSE naming the class, or the duplicate and both classes).
  *
  * On success *out owns the data; release it with ot_data_free.
  * Returns OT_ERR_IO (missing file or split, read error), OT_ERR_PARSE

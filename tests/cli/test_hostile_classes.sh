@@ -3,7 +3,13 @@
 # test time by tests/hostile/classes.py (tiny 8x8 models and data sets):
 #   - NaN or infinity in weights, BatchNorm statistics or optimizer state: an
 #     error naming the tensor for finetune, resume, export, run, eval and
-#     predict, a warning for inspect; an infinite Clip bound stays legal.
+#     predict, a warning for inspect; an infinite Clip bound stays legal;
+#   - class names with a newline or invalid UTF-8: stored as a JSON array that
+#     every reader agrees on, the newline-joined form of earlier versions still
+#     read, invalid UTF-8 refused at input;
+#   - degenerate class setups (one class, a one-output head, more names than
+#     outputs) refused before training, for every data format;
+#   - duplicate class names, from any source, refused naming the duplicate.
 # Every error leaves no output file.
 #
 #   BUILD=build bash tests/cli/test_hostile_classes.sh
@@ -83,5 +89,79 @@ PYEOF
     error_out "export: NaN optimizer state" "onnxtrain.optim.&nan" "$T_TMP/x.onnx" \
         export "$T_TMP/ck_nan.onnx" "$T_TMP/x.onnx"
 fi
+
+# ---------------------------------------------------------------- class names
+NL=$T_TMP/nl.onnx
+ot finetune "$D/model3.onnx" --data "$D/folder_nl" "${TR[@]}" -o "$NL"
+if [ "$T_RC" -eq 0 ] && [ -s "$NL" ]; then
+    ok "finetune: a newline in a class name"
+    py_checks "names stored" '
+import json, sys, onnx
+md = {p.key: p.value for p in onnx.load(sys.argv[1]).metadata_props}
+v = md.get("onnxtrain.classes", "")
+print("ok json array" if v.startswith("[") and json.loads(v) == ["a\nb", "c", "d"]
+      else "FAIL json array: %r" % v)
+' "$NL"
+    ot predict "$NL" "$D/img.ppm" --top 3 --json
+    py_checks "predict names" '
+import json, sys
+r = json.loads(sys.argv[1])
+top = r["predictions"][0]["top"]
+names = {t["class"]: t["name"] for t in top}
+print("ok three names" if r["classes"] == 3 and names == {0: "a\nb", 1: "c", 2: "d"}
+      else "FAIL three names: %r" % r)
+' "$T_OUT"
+    ot eval "$NL" --data "$D/folder_nl"
+    if [ "$T_RC" -eq 0 ] && [ "$T_NERR" -eq 0 ]; then ok "eval: names agree"; else
+        fail "eval: names agree" "$(describe_run)"; fi
+else
+    fail "finetune: a newline in a class name" "$(describe_run)"
+fi
+ot predict "$D/classes_legacy.onnx" "$D/img.ppm" --top 3 --json
+py_checks "predict legacy names" '
+import json, sys
+r = json.loads(sys.argv[1])
+names = sorted(t["name"] for t in r["predictions"][0]["top"])
+print("ok newline-joined" if names == ["x", "y", "z"] else "FAIL newline-joined: %r" % r)
+' "$T_OUT"
+ot predict "$D/classes_legacy4.onnx" "$D/img.ppm" --top 3 --json
+if [ "$T_RC" -eq 0 ] && matches "$T_ERR" "4 names for 3 classes" &&
+    matches "$T_OUT" '"name": null'; then
+    ok "predict: 4 names for 3 outputs shows indices"
+else
+    fail "predict: 4 names for 3 outputs shows indices" "$(describe_run); $T_OUT"
+fi
+expect_error "predict: malformed classes metadata" "onnxtrain.classes&json" \
+    predict "$D/classes_bad.onnx" "$D/img.ppm"
+error_out "finetune: folder name not UTF-8" "utf-8&class 1" "$O" \
+    finetune "$D/model3.onnx" --data "$D/folder_utf8" --classes 2 "${TR[@]}" -o "$O"
+error_out "finetune: CIFAR name not UTF-8" "utf-8&class 1" "$O" \
+    finetune "$D/model3.onnx" --data "$D/cifar_utf8" --classes 2 "${TR[@]}" -o "$O"
+
+# ---------------------------------------------------------------- class setup
+error_out "finetune: one CIFAR class" "1 class&at least 2" "$O" \
+    finetune "$D/model3.onnx" --data "$D/cifar1" "${TR[@]}" -o "$O"
+error_out "finetune: one folder class" "1 class&at least 2" "$O" \
+    finetune "$D/model3.onnx" --data "$D/folder1" "${TR[@]}" -o "$O"
+error_out "finetune --classes 1" "1 output&at least 2" "$O" \
+    finetune "$D/model3.onnx" --data "$D/cifar3" --classes 1 "${TR[@]}" -o "$O"
+error_out "finetune --data-classes 2: one class" "1 class&at least 2" "$O" \
+    finetune "$D/model3.onnx" --data "$D/cifar3" --data-classes 2 --classes 2 "${TR[@]}" -o "$O"
+error_out "finetune: 10 IDX names, --classes 3" "10 classes&3 outputs" "$O" \
+    finetune "$D/model3.onnx" --data "$D/idx10" --classes 3 "${TR[@]}" -o "$O"
+error_out "finetune: 10 CIFAR names, --classes 3, a label 5" "10 classes&3 outputs" "$O" \
+    finetune "$D/model3.onnx" --data "$D/cifar3_lbl5" --classes 3 "${TR[@]}" -o "$O"
+error_out "finetune: a 10-output head, 3 classes" "3 classes&10 outputs" "$O" \
+    finetune "$D/model10.onnx" --data "$D/cifar3" "${TR[@]}" -o "$O"
+
+# ----------------------------------------------------------- duplicate names
+error_out "finetune: duplicate CIFAR names" "duplicate&'cat'" "$O" \
+    finetune "$D/model3.onnx" --data "$D/cifar_dup" "${TR[@]}" -o "$O"
+error_out "finetune: duplicate IDX names" "duplicate&'z'" "$O" \
+    finetune "$D/model3.onnx" --data "$D/idx_dup" "${TR[@]}" -o "$O"
+expect_error "eval: duplicate CIFAR names" "duplicate&'cat'" eval "$D/model3.onnx" \
+    --data "$D/cifar_dup"
+expect_error "predict: duplicate names in the metadata" "duplicate&'a'" \
+    predict "$D/classes_dup.onnx" "$D/img.ppm"
 
 finish

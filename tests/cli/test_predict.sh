@@ -89,7 +89,7 @@ py_checks "json" '
 import json, sys, onnx
 r = json.load(open(sys.argv[1]))
 m = onnx.load(sys.argv[2])
-names = {p.key: p.value for p in m.metadata_props}["onnxtrain.classes"].split("\n")
+names = json.loads({p.key: p.value for p in m.metadata_props}["onnxtrain.classes"])
 def ok(name, cond, why=""):
     print(("ok %s" % name) if cond else ("FAIL %s: %s" % (name, why)))
 ok("keys", set(r) == {"model", "classes", "predictions"} and r["classes"] == 10, list(r))
