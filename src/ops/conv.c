@@ -46,11 +46,16 @@ static ot_status conv_infer(ot_graph *g, ot_node *n, ot_err *err)
     if (group <= 0)
         return ot_op_err(err, OT_ERR_MODEL, g, n, "group is %lld, expected positive",
                          (long long)group);
-    if (C >= 0 && WC >= 0 && C != WC * group)
+    int64_t WCg;
+    if (WC >= 0 && !ot_op_i64_mul(WC, group, &WCg))
+        return ot_op_err(err, OT_ERR_SHAPE, g, n,
+                         "W '%s' has %lld channels per group, and %lld groups overflow", w->name,
+                         (long long)WC, (long long)group);
+    if (C >= 0 && WC >= 0 && C != WCg)
         return ot_op_err(err, OT_ERR_SHAPE, g, n,
                          "input X '%s' has %lld channels, but W '%s' expects %lld (C/group %lld "
                          "x group %lld)",
-                         x->name, (long long)C, w->name, (long long)(WC * group), (long long)WC,
+                         x->name, (long long)C, w->name, (long long)WCg, (long long)WC,
                          (long long)group);
     if (M >= 0 && M % group != 0)
         return ot_op_err(err, OT_ERR_SHAPE, g, n,

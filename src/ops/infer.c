@@ -61,6 +61,30 @@ static ot_status merge(ot_graph *g, const ot_node *n, ot_value *v, const declare
     return OT_OK;
 }
 
+/* An inferred shape must have a size that fits: the product of its static dims
+   (zeros left out, so that a zero cannot hide an overflow that a later
+   Reshape or Flatten would meet) times the element size, in int64 and size_t.
+   Hostile attributes (pads, a Reshape target) can otherwise ask for more. */
+static ot_status check_size(ot_graph *g, const ot_node *n, const ot_value *v, ot_err *err)
+{
+    if (v->ndim < 0)
+        return OT_OK;
+    size_t esize = ot_dtype_size(v->dtype);
+    int64_t numel = 1, bytes;
+    bool fits = true;
+    for (int i = 0; i < v->ndim && fits; i++)
+        if (v->dims[i] > 0)
+            fits = ot_op_i64_mul(numel, v->dims[i], &numel);
+    fits = fits && ot_op_i64_mul(numel, esize ? (int64_t)esize : 1, &bytes) &&
+           (uint64_t)bytes <= SIZE_MAX;
+    if (fits)
+        return OT_OK;
+    char shape[200];
+    ot_value_shape_str(v, shape, sizeof shape);
+    return ot_op_err(err, OT_ERR_SHAPE, g, n,
+                     "output '%s' would have shape %s, whose size overflows", v->name, shape);
+}
+
 ot_status ot_graph_infer_shapes(ot_graph *g, ot_err *err)
 {
     ot_status st = OT_OK;
@@ -110,6 +134,7 @@ ot_status ot_graph_infer_shapes(ot_graph *g, ot_err *err)
             if (v->ndim > OT_MAX_DIMS)
                 v->ndim = -1;
             OT_TRY(merge(g, n, v, &dc[i], err));
+            OT_TRY(check_size(g, n, v, err));
         }
     }
 done:

@@ -133,6 +133,11 @@ bool ot_op_dim_mul(int64_t a, int64_t b, int64_t *out)
     return true;
 }
 
+/* GCC and clang builtins: exact, and no undefined behaviour on overflow. */
+bool ot_op_i64_add(int64_t a, int64_t b, int64_t *out) { return !__builtin_add_overflow(a, b, out); }
+bool ot_op_i64_sub(int64_t a, int64_t b, int64_t *out) { return !__builtin_sub_overflow(a, b, out); }
+bool ot_op_i64_mul(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
+
 void ot_op_dims_prod(const ot_op_dims *d, int from, int to, int64_t *dim, const char **name)
 {
     int64_t p = 1;
@@ -242,23 +247,40 @@ ot_status ot_op_window(const ot_graph *g, const ot_node *n, const ot_op_dims *x,
             continue;
         }
         if (same) {
-            *o = (in + s - 1) / s;
+            *o = in / s + (in % s != 0); /* ceil(in / s) without overflow */
             continue;
         }
-        int64_t dk = (kernel[i] - 1) * d + 1;
-        int64_t span = valid ? in - dk : in + pb + pe - dk;
+        /* dk = (kernel - 1) * d + 1; span = in + pb + pe - dk; every step checked,
+           since the attributes come from the file */
+        int64_t dk, in_pb, padded, span;
+        bool fits = ot_op_i64_mul(kernel[i] - 1, d, &dk) && ot_op_i64_add(dk, 1, &dk) &&
+                    ot_op_i64_add(in, pb, &in_pb) && ot_op_i64_add(in_pb, pe, &padded) &&
+                    ot_op_i64_sub(valid ? in : padded, dk, &span);
+        if (!fits)
+            return ot_op_err(err, OT_ERR_SHAPE, g, n,
+                             "the window arithmetic overflows in spatial dim %d (input %lld, "
+                             "kernel %lld, stride %lld, dilation %lld, pads %lld and %lld)",
+                             i, (long long)in, (long long)kernel[i], (long long)s, (long long)d,
+                             (long long)pb, (long long)pe);
         if (span < 0)
             return ot_op_err(err, OT_ERR_SHAPE, g, n,
                              "window %lld (kernel %lld, dilation %lld) is larger than the padded "
                              "input %lld in spatial dim %d",
                              (long long)dk, (long long)kernel[i], (long long)d,
-                             (long long)(valid ? in : in + pb + pe), i);
+                             (long long)(valid ? in : padded), i);
+        /* span >= 0 and s >= 1, so span / s + 2 cannot overflow unless span is
+           near INT64_MAX with s = 1; the checked add catches that */
+        int64_t last;
         if (ceil_mode && !valid) {
-            *o = (span + s - 1) / s + 1;
-            if ((*o - 1) * s >= in + pb) /* last window starts in the right padding */
+            if (!ot_op_i64_add(span / s + (span % s != 0), 1, o))
+                return ot_op_err(err, OT_ERR_SHAPE, g, n,
+                                 "output size overflows in spatial dim %d", i);
+            /* the last window must start inside the input or its left padding */
+            if (!ot_op_i64_mul(*o - 1, s, &last) || last >= in_pb)
                 (*o)--;
-        } else {
-            *o = span / s + 1;
+        } else if (!ot_op_i64_add(span / s, 1, o)) {
+            return ot_op_err(err, OT_ERR_SHAPE, g, n, "output size overflows in spatial dim %d",
+                             i);
         }
     }
 done:

@@ -75,6 +75,11 @@ void ot_op_dims_prod(const ot_op_dims *d, int from, int to, int64_t *dim, const 
 /* a * b for non-negative dims; false on overflow. */
 bool ot_op_dim_mul(int64_t a, int64_t b, int64_t *out);
 
+/* Checked signed arithmetic: false when the result does not fit int64. */
+bool ot_op_i64_add(int64_t a, int64_t b, int64_t *out);
+bool ot_op_i64_sub(int64_t a, int64_t b, int64_t *out);
+bool ot_op_i64_mul(int64_t a, int64_t b, int64_t *out);
+
 /* numpy broadcasting of two shapes. Errors: OT_ERR_SHAPE naming both shapes. */
 ot_status ot_op_broadcast(const ot_graph *g, const ot_node *n, const ot_op_dims *a,
                           const ot_op_dims *b, ot_op_dims *out, ot_err *err);

@@ -146,9 +146,12 @@ static ot_status concat_infer(ot_graph *g, ot_node *n, ot_err *err)
         for (int d = 0; d < r; d++) {
             int64_t a = yd.dims[d], b = x->dims[d];
             if (d == axis) {
-                if (a >= 0 && b >= 0)
-                    yd.dims[d] = a + b;
-                else
+                if (a >= 0 && b >= 0 && !ot_op_i64_add(a, b, &yd.dims[d]))
+                    return ot_op_err(err, OT_ERR_SHAPE, g, n,
+                                     "the sum of dim %d over the inputs overflows at input %d "
+                                     "'%s' (%lld + %lld)",
+                                     d, i, x->name, (long long)a, (long long)b);
+                else if (a < 0 || b < 0)
                     yd.dims[d] = OT_DIM_DYNAMIC, yd.names[d] = NULL;
             } else if (a >= 0 && b >= 0 && a != b) {
                 return ot_op_err(err, OT_ERR_SHAPE, g, n,
@@ -676,18 +679,24 @@ static ot_status pad_infer(ot_graph *g, ot_node *n, ot_err *err)
         if (!ot_op_axis(axes[i], r, &a))
             return ot_op_err(err, OT_ERR_MODEL, g, n, "axis %lld is out of range for rank %d",
                              (long long)axes[i], r);
-        int64_t add = pads[i] + pads[n_axes + i];
+        int64_t add, sum;
+        if (!ot_op_i64_add(pads[i], pads[n_axes + i], &add) ||
+            (yd.dims[a] >= 0 && !ot_op_i64_add(yd.dims[a], add, &sum)))
+            return ot_op_err(err, OT_ERR_SHAPE, g, n,
+                             "pads %lld and %lld on dim %d of size %lld overflow",
+                             (long long)pads[i], (long long)pads[n_axes + i], a,
+                             (long long)yd.dims[a]);
         if (yd.dims[a] < 0) {
             if (add != 0)
                 yd.names[a] = NULL;
             continue;
         }
-        if (yd.dims[a] + add < 0)
+        if (sum < 0)
             return ot_op_err(err, OT_ERR_SHAPE, g, n,
                              "pads %lld and %lld make dim %d of size %lld negative",
                              (long long)pads[i], (long long)pads[n_axes + i], a,
                              (long long)yd.dims[a]);
-        yd.dims[a] += add;
+        yd.dims[a] = sum;
     }
     ot_op_set(y, x->dtype, &yd);
     return OT_OK;
