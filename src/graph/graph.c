@@ -55,9 +55,13 @@ ot_status ot_graph_clone(const ot_graph *src, ot_graph **out, ot_err *err)
         ot_free(g);
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory cloning the graph");
     }
-    memcpy(g->values, src->values, sizeof *g->values * (size_t)src->n_values);
-    memcpy(g->nodes, src->nodes, sizeof *g->nodes * (size_t)src->n_nodes);
-    memcpy(g->name_index, src->name_index, sizeof *g->name_index * src->name_index_cap);
+    /* a graph without nodes (or values) has NULL arrays: memcpy must not see them */
+    if (src->n_values)
+        memcpy(g->values, src->values, sizeof *g->values * (size_t)src->n_values);
+    if (src->n_nodes)
+        memcpy(g->nodes, src->nodes, sizeof *g->nodes * (size_t)src->n_nodes);
+    if (src->name_index_cap)
+        memcpy(g->name_index, src->name_index, sizeof *g->name_index * src->name_index_cap);
     g->cap_values = src->n_values;
     g->cap_nodes = src->n_nodes;
     *out = g;
