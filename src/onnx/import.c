@@ -61,6 +61,48 @@ static ot_status check_declared_size(importer *im, const ot_value *v, const char
     return OT_OK;
 }
 
+/* A graph input, output or value_info that names an initializer declares what
+   the initializer already says: its elem_type and its static dims must match
+   (IR 3 lists every initializer as a graph input). Dims without a value and
+   elem_type 0 match anything. */
+static ot_status check_init_declaration(importer *im, const ot_value *v,
+                                        const Onnx__TypeProto__Tensor *tt, const char *what)
+{
+    if (v->flags & OT_VAL_OPAQUE)
+        return OT_OK; /* kept whole; the IR knows too little to compare */
+    if (tt->has_elem_type && tt->elem_type != 0 && tt->elem_type != (int32_t)v->dtype)
+        return ot_err_set(im->err, OT_ERR_MODEL,
+                          "%s '%s' is declared %s, but its initializer is %s", what, v->name,
+                          ot_dtype_name((ot_dtype)(tt->elem_type < OT_DTYPE_COUNT_
+                                                       ? tt->elem_type : 0)),
+                          ot_dtype_name(v->dtype));
+    const Onnx__TensorShapeProto *sh = tt->shape;
+    if (!sh)
+        return OT_OK;
+    bool same = sh->n_dim == (size_t)v->ndim;
+    for (size_t i = 0; i < sh->n_dim && same; i++)
+        if (sh->dim[i]->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
+            same = sh->dim[i]->dim_value == v->dims[i];
+    if (same)
+        return OT_OK;
+    char decl[256], init[256];
+    size_t len = (size_t)snprintf(decl, sizeof decl, "[");
+    for (size_t i = 0; i < sh->n_dim && len < sizeof decl; i++) {
+        const Onnx__TensorShapeProto__Dimension *d = sh->dim[i];
+        if (d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
+            len += (size_t)snprintf(decl + len, sizeof decl - len, "%s%lld", i ? "," : "",
+                                    (long long)d->dim_value);
+        else
+            len += (size_t)snprintf(decl + len, sizeof decl - len, "%s?", i ? "," : "");
+    }
+    if (len < sizeof decl)
+        snprintf(decl + len, sizeof decl - len, "]");
+    ot_value_shape_str(v, init, sizeof init);
+    return ot_err_set(im->err, OT_ERR_MODEL,
+                      "%s '%s' is declared with shape %s, but its initializer has shape %s", what,
+                      v->name, decl, init);
+}
+
 /* Reads dtype and shape of a ValueInfoProto into a value whose type is not
    yet known. Non-tensor types (sequence, map, optional) stay unknown. */
 static ot_status read_value_type(importer *im, const Onnx__ValueInfoProto *vi, int32_t id,
@@ -68,13 +110,19 @@ static ot_status read_value_type(importer *im, const Onnx__ValueInfoProto *vi, i
 {
     ot_graph *g = im->g;
     ot_value *v = &g->values[id];
-    if (v->ndim >= 0 || v->dtype != OT_DTYPE_UNDEFINED)
-        return OT_OK; /* an earlier declaration (or the initializer) wins */
     const Onnx__TypeProto *tp = vi->type;
     if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !tp->tensor_type)
         return OT_OK;
     const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
-    if (tt->has_elem_type && tt->elem_type >= 0 && tt->elem_type < OT_DTYPE_COUNT_)
+    if (tt->has_elem_type && (tt->elem_type < 0 || tt->elem_type > OT_ONNX_MAX_ELEM_TYPE))
+        return ot_err_set(im->err, OT_ERR_MODEL,
+                          "%s '%s': elem_type %d is not an ONNX data type (0 to %d)", what,
+                          v->name, (int)tt->elem_type, OT_ONNX_MAX_ELEM_TYPE);
+    if (v->flags & OT_VAL_INIT)
+        return check_init_declaration(im, v, tt, what);
+    if (v->ndim >= 0 || v->dtype != OT_DTYPE_UNDEFINED)
+        return OT_OK; /* an earlier declaration wins */
+    if (tt->has_elem_type && tt->elem_type < OT_DTYPE_COUNT_)
         v->dtype = (ot_dtype)tt->elem_type;
     v->flags |= OT_VAL_SHAPE_DECLARED;
     if (!tt->shape)
@@ -336,6 +384,30 @@ static ot_status read_attr(importer *im, const ot_node *n, Onnx__AttributeProto 
     return OT_OK;
 }
 
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Refuses a node with two attributes of one name: sorts the names, so that the
+   check is n log n. */
+static ot_status check_attr_names(importer *im, const ot_node *n)
+{
+    char label[400];
+    const char *names[OT_ONNX_MAX_NODE_ATTRS];
+    OT_ASSERT(n->n_attrs <= OT_ONNX_MAX_NODE_ATTRS);
+    if (n->n_attrs < 2)
+        return OT_OK;
+    for (int i = 0; i < n->n_attrs; i++)
+        names[i] = n->attrs[i].name;
+    qsort(names, (size_t)n->n_attrs, sizeof *names, by_name);
+    for (int i = 1; i < n->n_attrs; i++)
+        if (strcmp(names[i - 1], names[i]) == 0)
+            return ot_err_set(im->err, OT_ERR_MODEL, "%s: attribute '%s' appears twice",
+                              ot_node_label(im->g, n, label, sizeof label), names[i]);
+    return OT_OK;
+}
+
 static ot_status add_nodes(importer *im, Onnx__GraphProto *gp)
 {
     ot_status st = OT_OK;
@@ -357,8 +429,7 @@ static ot_status add_nodes(importer *im, Onnx__GraphProto *gp)
         n->domain = ot_arena_strdup(ar, str_or_empty(np->domain));
         n->in = ot_arena_alloc(ar, sizeof *n->in * (np->n_input + 1));
         n->out = ot_arena_alloc(ar, sizeof *n->out * (np->n_output + 1));
-        n->attrs = ot_arena_alloc(ar, sizeof *n->attrs * (np->n_attribute + 1));
-        if (!n->name || !n->op_type || !n->domain || !n->in || !n->out || !n->attrs)
+        if (!n->name || !n->op_type || !n->domain || !n->in || !n->out)
             OT_FAIL(im->err, OT_ERR_NOMEM, "out of memory");
         if (np->n_input > INT32_MAX / 2 || np->n_output > INT32_MAX / 2 ||
             np->n_attribute > INT32_MAX / 2)
@@ -392,14 +463,18 @@ static ot_status add_nodes(importer *im, Onnx__GraphProto *gp)
             n->out[k] = vid;
             g->values[vid].flags &= ~(uint32_t)OT_VAL_DECLARED;
         }
+        if (np->n_attribute > OT_ONNX_MAX_NODE_ATTRS)
+            OT_FAIL(im->err, OT_ERR_MODEL, "%s has %zu attributes, at most %d are accepted",
+                    ot_node_label(g, n, label, sizeof label), np->n_attribute,
+                    OT_ONNX_MAX_NODE_ATTRS);
+        n->attrs = ot_arena_alloc(ar, sizeof *n->attrs * (np->n_attribute + 1));
+        if (!n->attrs)
+            OT_FAIL(im->err, OT_ERR_NOMEM, "out of memory");
         for (size_t k = 0; k < np->n_attribute; k++) {
             OT_TRY(read_attr(im, n, np->attribute[k], &n->attrs[k]));
             n->n_attrs++;
-            for (int j = 0; j < n->n_attrs - 1; j++)
-                if (strcmp(n->attrs[j].name, n->attrs[k].name) == 0)
-                    OT_FAIL(im->err, OT_ERR_MODEL, "%s: attribute '%s' appears twice",
-                            ot_node_label(g, n, label, sizeof label), n->attrs[k].name);
         }
+        OT_TRY(check_attr_names(im, n));
         /* the shell keeps name, op_type, domain, doc_string and unknown fields */
         Onnx__NodeProto shell = *np;
         shell.n_input = shell.n_output = shell.n_attribute = 0;
@@ -445,6 +520,11 @@ static ot_status convert_model(importer *im, Onnx__ModelProto *mp)
     Onnx__GraphProto *gp = mp->graph;
 
     g->ir_version = mp->has_ir_version ? mp->ir_version : 0;
+    if (g->ir_version < 0)
+        return ot_err_set(im->err, OT_ERR_MODEL,
+                          "IR version %lld is not valid (supported: 3 to 10; 0 or absent for "
+                          "files older than IR 3)",
+                          (long long)g->ir_version);
     if (g->ir_version > 10)
         return ot_err_set(im->err, OT_ERR_UNSUPPORTED,
                           "IR version %lld is newer than supported (3 to 10)",
@@ -458,6 +538,15 @@ static ot_status convert_model(importer *im, Onnx__ModelProto *mp)
         g->opsets[i].version = o->has_version ? o->version : 0;
         if (!g->opsets[i].domain)
             return ot_err_set(im->err, OT_ERR_NOMEM, "out of memory");
+        if (ot_domain_is_default(g->opsets[i].domain) && g->opsets[i].version < 1)
+            return ot_err_set(im->err, OT_ERR_MODEL,
+                              "opset %lld of the default domain is not valid (supported: 1 to "
+                              "%d)",
+                              (long long)g->opsets[i].version, OT_ONNX_MAX_OPSET);
+        if (g->opsets[i].version < 0)
+            return ot_err_set(im->err, OT_ERR_MODEL,
+                              "opset %lld of domain '%s' is not valid (expected a version >= 1)",
+                              (long long)g->opsets[i].version, g->opsets[i].domain);
         if (ot_domain_is_default(g->opsets[i].domain) &&
             g->opsets[i].version > OT_ONNX_MAX_OPSET)
             return ot_err_set(im->err, OT_ERR_UNSUPPORTED,

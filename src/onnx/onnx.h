@@ -19,6 +19,14 @@
 /* Newest default-domain opset the importer accepts. */
 #define OT_ONNX_MAX_OPSET 21
 
+/* Largest TensorProto.DataType the importer accepts in a declared type (ONNX
+   1.16 defines 0 to 22; the IR computes with 1 to 16 and keeps the others). */
+#define OT_ONNX_MAX_ELEM_TYPE 22
+
+/* Most attributes one node may have. ONNX's operators define at most a few
+   dozen; a file with more is refused before its attributes are read. */
+#define OT_ONNX_MAX_NODE_ATTRS 1024
+
 /* Imports a model file. `opts` may be NULL. On success *out owns a graph whose
    nodes are topologically ordered and whose shapes are inferred.
    Errors: OT_ERR_IO, OT_ERR_PARSE, OT_ERR_MODEL, OT_ERR_UNSUPPORTED,
