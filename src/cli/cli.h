@@ -136,7 +136,9 @@ int ot_cmd_zoo(int argc, char **argv);
 
 /* --batch N|dynamic (convert, finetune): parses the value (OT_DIM_DYNAMIC for
    "dynamic"), and rewrites dim 0 of a graph's inputs, outputs and value_info
-   as docs/cli.md says. apply returns an exit status and prints errors. */
+   as docs/cli.md says. apply returns an exit status and prints errors; it
+   refuses a size that makes a declared tensor larger than max_bytes (0: the
+   default limit, 16 GiB), naming the accepted range. */
 struct ot_graph;
 bool ot_cli_parse_batch(const char *s, int64_t *dim);
 
@@ -147,6 +149,6 @@ struct ot_exec;
 void ot_cli_print_profile(FILE *f, const struct ot_exec *const *xs, const char *const *names,
                           int n_exec, const char *const *extra, const double *extra_s,
                           int n_extra);
-int ot_cli_apply_batch(struct ot_graph *g, const char *path, int64_t dim);
+int ot_cli_apply_batch(struct ot_graph *g, const char *path, int64_t dim, uint64_t max_bytes);
 
 #endif

@@ -139,7 +139,7 @@ static void warn_fixed_reshapes(const ot_graph *g, const batch_edit *e)
 }
 
 /* Applies --batch to the graph. Returns an exit status. */
-int ot_cli_apply_batch(ot_graph *g, const char *path, int64_t dim)
+int ot_cli_apply_batch(ot_graph *g, const char *path, int64_t dim, uint64_t max_bytes)
 {
     int rc = OT_EXIT_OK;
     batch_edit e = { .dim = dim };
@@ -209,6 +209,41 @@ int ot_cli_apply_batch(ot_graph *g, const char *path, int64_t dim)
         const ot_value *v = &g->values[g->value_info[i].value];
         if (!(v->flags & OT_VAL_INIT) && is_old_batch(&e, v))
             change[g->value_info[i].value] = true;
+    }
+    /* The new shapes must stay within the tensor size limit, or the file
+       written would be refused on import. */
+    if (dim > 0) {
+        uint64_t limit = max_bytes ? max_bytes : OT_DEFAULT_MAX_TENSOR_BYTES;
+        int64_t max_batch = INT64_MAX;
+        const ot_value *worst = NULL;
+        for (int32_t i = 0; i < g->n_values; i++) {
+            const ot_value *v = &g->values[i];
+            if (!change[i])
+                continue;
+            /* bytes per batch entry; dims of unknown size count as 1, as on import */
+            uint64_t per = ot_dtype_size(v->dtype) ? ot_dtype_size(v->dtype) : 1;
+            for (int d = 1; d < v->ndim && per; d++)
+                if (v->dims[d] >= 0)
+                    per = (uint64_t)v->dims[d] > limit ? limit + 1 : per * (uint64_t)v->dims[d];
+            if (per > limit)
+                per = limit + 1; /* checked on import, but keep the product bounded */
+            int64_t most = per ? (int64_t)(limit / per) : INT64_MAX;
+            if (most < max_batch)
+                max_batch = most, worst = v;
+        }
+        if (dim > max_batch) {
+            free(change);
+            if (max_batch < 1)
+                rc = ot_cli_error("%s: --batch: '%s' exceeds the tensor size limit of %" PRIu64
+                                  " bytes (--max-tensor-size) at any batch size",
+                                  path, vname(worst), limit);
+            else
+                rc = ot_cli_error("%s: --batch %" PRId64 " is too large: '%s' would exceed the "
+                                  "tensor size limit of %" PRIu64 " bytes (--max-tensor-size); "
+                                  "this model accepts --batch 1 to %" PRId64 " or 'dynamic'",
+                                  path, dim, vname(worst), limit, max_batch);
+            goto done;
+        }
     }
     int n_changed = 0;
     for (int32_t i = 0; i < g->n_values; i++) {
@@ -283,7 +318,7 @@ int ot_cmd_convert(int argc, char **argv)
     if (ot_graph_check_finite(g, &err) != OT_OK) /* converted as it is, bytes unchanged */
         ot_log(OT_LOG_WARN, "%s: %s", in, err.msg);
     if (batch_s) {
-        rc = ot_cli_apply_batch(g, in, batch);
+        rc = ot_cli_apply_batch(g, in, batch, iopts.max_tensor_bytes);
         if (rc != OT_EXIT_OK)
             goto done;
     }

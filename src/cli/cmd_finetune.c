@@ -1170,7 +1170,7 @@ int ot_cmd_finetune(int argc, char **argv)
     {
         int64_t export_batch = 0;
         if (V("batch") && (!ot_cli_parse_batch(V("batch"), &export_batch) ||
-                           (rc = ot_cli_apply_batch(g, model, export_batch)) != OT_EXIT_OK)) {
+                           (rc = ot_cli_apply_batch(g, model, export_batch, 0)) != OT_EXIT_OK)) {
             if (rc == OT_EXIT_OK)
                 rc = OT_EXIT_ERROR;
             goto out;
