@@ -18,6 +18,35 @@
 
 static cpu_state *state(const ot_exec *x) { return x->be_state; }
 
+/* Carves a step's arrays out of one block: n_in inputs and n_out outputs of a
+   plain kernel, or n_args arguments of a primitive. */
+static ot_status step_arrays(cpu_step *s, int n_in, int n_out, int n_args, ot_err *err)
+{
+    size_t in = (size_t)n_in, out = (size_t)n_out, args = (size_t)n_args;
+    size_t bytes = sizeof *s->tin * (in + out) + sizeof *s->pin * in + sizeof *s->pout * out +
+                   sizeof *s->lin * (in + out) + sizeof *s->args * args +
+                   sizeof *s->arg_loc * args;
+    char *p = ot_calloc(1, bytes ? bytes : 1);
+    if (!p)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    s->mem = p;
+    /* largest alignment first: tensors, then pointers, then the small records */
+    s->tin = (ot_tensor *)(void *)p;
+    s->tout = s->tin + in;
+    p += sizeof *s->tin * (in + out);
+    s->pin = (const ot_tensor **)(void *)p;
+    p += sizeof *s->pin * in;
+    s->pout = (ot_tensor **)(void *)p;
+    p += sizeof *s->pout * out;
+    s->args = (dnnl_exec_arg_t *)(void *)p;
+    p += sizeof *s->args * args;
+    s->lin = (ot_loc *)(void *)p;
+    s->lout = s->lin + in;
+    p += sizeof *s->lin * (in + out);
+    s->arg_loc = (ot_loc *)(void *)p;
+    return OT_OK;
+}
+
 ot_status cpu_step_add(cpu_state *cs, cpu_step **out, ot_err *err)
 {
     if (cs->n_steps == cs->cap_steps) {
@@ -47,6 +76,17 @@ ot_status cpu_own(cpu_state *cs, void *p, ot_err *err)
         cs->cap_owned = cap;
     }
     cs->owned[cs->n_owned++] = p;
+    return OT_OK;
+}
+
+ot_status cpu_md_keep(dnnl_memory_desc_t **slot, const dnnl_memory_desc_t *md, ot_err *err)
+{
+    if (!*slot) {
+        *slot = ot_malloc(sizeof **slot);
+        if (!*slot)
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    }
+    **slot = *md;
     return OT_OK;
 }
 
@@ -157,21 +197,24 @@ ot_status cpu_prim_step(ot_exec *x, const ot_node *n, const char *what, dnnl_pri
     s->what = what;
     s->prim = prim;
     prim = NULL;
+    OT_TRY(step_arrays(s, 0, 0, n_args + (sp_bytes ? 1 : 0), err));
     for (int i = 0; i < n_args; i++) {
         s->args[i].arg = kinds[i];
         s->arg_loc[i] = locs[i];
-        s->arg_md[i] = mds[i];
+        CPU_TRY(dnnl_memory_create(&s->args[i].memory, &mds[i], cs->eng, DNNL_MEMORY_NONE), err,
+                what);
+        s->n_args = i + 1;
         if (locs[i].kind == OT_LOC_INPUT)
             s->patch_inputs = true;
     }
-    s->n_args = n_args;
     if (sp_bytes) {
         int id;
         OT_TRY(ot_exec_add_buf(x, sp_bytes, cs->n_steps - 1, cs->n_steps - 1, &id, err));
         s = &cs->steps[cs->n_steps - 1];
         s->args[s->n_args].arg = DNNL_ARG_SCRATCHPAD;
         s->arg_loc[s->n_args] = (ot_loc){ .kind = OT_LOC_BUF, .id = id };
-        s->arg_md[s->n_args] = *sp;
+        CPU_TRY(dnnl_memory_create(&s->args[s->n_args].memory, sp, cs->eng, DNNL_MEMORY_NONE),
+                err, what);
         s->n_args++;
     }
 done:
@@ -262,15 +305,15 @@ ot_status cpu_val_as(ot_exec *x, int32_t vid, const dnnl_memory_desc_t *want, ot
         return cpu_val_plain(x, vid, loc, err);
     /* values are written once, so a copy made for an earlier reader serves
        the later ones (its buffer lives until the last of them) */
-    if (cv->alt.kind != OT_LOC_NONE && dnnl_memory_desc_equal(&cv->alt_md, want)) {
+    if (cv->alt.kind != OT_LOC_NONE && cv->alt_md && dnnl_memory_desc_equal(cv->alt_md, want)) {
         *loc = cv->alt;
         return OT_OK;
     }
     ot_status st = cpu_reorder(x, &cur, cv->loc, want, loc, err);
-    if (st == OT_OK) {
+    if (st == OT_OK)
+        st = cpu_md_keep(&cv->alt_md, want, err);
+    if (st == OT_OK)
         cv->alt = *loc;
-        cv->alt_md = *want;
-    }
     return st;
 }
 
@@ -358,6 +401,7 @@ static ot_status ref_step(ot_exec *x, int32_t node_id, ot_err *err)
     s->node = n;
     s->what = n->op_type;
     s->fn = fn;
+    OT_TRY(step_arrays(s, n->n_in, n->n_out, 0, err));
     s->n_in = n->n_in;
     s->n_out = n->n_out;
     for (int k = 0; k < n->n_in; k++) {
@@ -386,6 +430,9 @@ ot_status cpu_fn_step(ot_exec *x, const ot_node *n, const char *what, ot_ref_fn 
     s->node = n;
     s->what = what;
     s->fn = fn;
+    st = step_arrays(s, n_in, n_out, 0, err);
+    if (st != OT_OK)
+        return st;
     s->n_in = n_in;
     s->n_out = n_out;
     for (int k = 0; k < n_in; k++) {
@@ -534,9 +581,8 @@ static ot_status cpu_bind(ot_exec *x, ot_err *err)
             }
         for (int k = 0; k < sp->n_args; k++) {
             void *p = ot_exec_loc_ptr(x, sp->arg_loc[k]);
-            CPU_TRY(dnnl_memory_create(&sp->args[k].memory, &sp->arg_md[k], cs->eng,
-                                       p ? p : DNNL_MEMORY_NONE),
-                    err, sp->what);
+            if (p) /* inputs get theirs per run (patch_inputs) */
+                CPU_TRY(dnnl_memory_set_data_handle(sp->args[k].memory, p), err, sp->what);
         }
     }
 done:
@@ -619,9 +665,14 @@ static void cpu_free(ot_exec *x)
                 dnnl_memory_destroy(sp->args[k].memory);
         if (sp->prim)
             dnnl_primitive_destroy(sp->prim);
+        ot_free(sp->mem);
     }
     for (int i = 0; i < cs->n_owned; i++)
         free(cs->owned[i]);
+    for (int32_t v = 0; cs->vals && v < x->g->n_values; v++) {
+        ot_free(cs->vals[v].alt_md);
+        ot_free(cs->vals[v].aux_md);
+    }
     ot_free(cs->owned);
     ot_free(cs->steps);
     ot_free(cs->vals);

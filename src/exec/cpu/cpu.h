@@ -25,34 +25,41 @@ typedef struct cpu_val {
     dnnl_memory_desc_t md;
     ot_loc plain;            /* a plain copy, once a reorder made one           */
     ot_loc alt;              /* the latest copy in another layout, `alt_md`,    */
-    dnnl_memory_desc_t alt_md; /* shared by later readers wanting that layout   */
+    dnnl_memory_desc_t *alt_md; /* shared by later readers wanting that layout  */
     /* what a oneDNN training primitive keeps beside the value for its
        backward primitive: the batch variance beside BatchNormTrain's saved
        inverse std, MaxPool's workspace beside its output */
     ot_loc aux;
-    dnnl_memory_desc_t aux_md;
+    dnnl_memory_desc_t *aux_md;
+    /* alt_md and aux_md are heap copies (cpu_md_keep), NULL until set: few
+       values need them, and inline they tripled the record (2 KB a value) */
     int n_uses;              /* consuming node inputs + graph-output listings   */
 } cpu_val;
 
+/* One step. Its argument arrays are sized for the step and live in one heap
+   block, `mem` (inline arrays of CPU_MAX_ARGS, with a memory descriptor per
+   argument, made a step about 15 KB and a 200,000-node chain 4 GB). A
+   primitive's memories are made with the step, without data; cpu_bind points
+   them at their buffers. */
 typedef struct cpu_step {
     const ot_node *node;     /* NULL for a reorder                              */
     const char *what;        /* "reorder", op type, for messages and profiles   */
-    /* a plain C kernel */
+    /* a plain C kernel: n_in / n_out entries each */
     ot_ref_fn fn;
     int n_in, n_out;
-    ot_tensor tin[CPU_MAX_ARGS], tout[CPU_MAX_ARGS];
-    const ot_tensor *pin[CPU_MAX_ARGS];
-    ot_tensor *pout[CPU_MAX_ARGS];
-    ot_loc lin[CPU_MAX_ARGS], lout[CPU_MAX_ARGS];
-    /* a oneDNN primitive */
+    ot_tensor *tin, *tout;
+    const ot_tensor **pin;
+    ot_tensor **pout;
+    ot_loc *lin, *lout;
+    /* a oneDNN primitive: n_args entries (room for one more, the scratchpad) */
     dnnl_primitive_t prim;
     int n_args;
-    dnnl_exec_arg_t args[CPU_MAX_ARGS];
-    ot_loc arg_loc[CPU_MAX_ARGS];
-    dnnl_memory_desc_t arg_md[CPU_MAX_ARGS];
+    dnnl_exec_arg_t *args;
+    ot_loc *arg_loc;
     bool patch_inputs;       /* has an OT_LOC_INPUT argument: set handles per run */
     uint64_t runs;           /* profile                                         */
     double seconds;
+    void *mem;               /* owns tin ... lout, args and arg_loc             */
 } cpu_step;
 
 typedef struct cpu_state {
@@ -110,6 +117,10 @@ ot_status cpu_val_define(ot_exec *x, int32_t vid, const dnnl_memory_desc_t *md, 
 
 /* Keeps a compile-time buffer for the executor's lifetime. */
 ot_status cpu_own(cpu_state *cs, void *p, ot_err *err);
+
+/* Sets *slot (a cpu_val's alt_md or aux_md) to a copy of md, allocating it the
+   first time; cpu_free releases it. Errors: OT_ERR_NOMEM. */
+ot_status cpu_md_keep(dnnl_memory_desc_t **slot, const dnnl_memory_desc_t *md, ot_err *err);
 
 /* Creates a primitive from pd, records its scratchpad as a buffer, and
    appends a step with args (arg kinds, locations, descriptors).

@@ -173,8 +173,8 @@ ot_status dn_bn_train(ctx *c, bool *done, ot_err *err)
     OT_TRY(cpu_fn_step(c->x, n, "BatchNormStats", bn_stats, 4, tin, lin, 3, tout, lout, err));
     if (out_or_none(n, 4) >= 0) {
         cpu_val *inv = &c->cs->vals[n->out[4]];
+        OT_TRY(cpu_md_keep(&inv->aux_md, &cmd, err));
         inv->aux = lvar;
-        inv->aux_md = cmd;
     }
     *done = true;
 done:
@@ -369,8 +369,8 @@ ot_status dn_maxpool_train(ctx *c, const window *w, bool *done, ot_err *err)
     OT_TRY(cpu_val_define(c->x, yid, py, &l[1], err));
     OT_TRY(temp_buf(c, dnnl_memory_desc_get_size(pws), &l[2], err));
     cpu_val *yv = &c->cs->vals[yid];
+    OT_TRY(cpu_md_keep(&yv->aux_md, pws, err));
     yv->aux = l[2];
-    yv->aux_md = *pws;
     int kinds[3] = { DNNL_ARG_SRC, DNNL_ARG_DST, DNNL_ARG_WORKSPACE };
     dnnl_memory_desc_t mds[3] = { xmd, *py, *pws };
     dnnl_primitive_desc_t p = pd;
@@ -426,7 +426,7 @@ ot_status dn_maxpool_grad(ctx *c, bool *done, ot_err *err)
         !dn_make_pd_hint(c, &pd, &bd, fwd))
         goto done;
     const dnnl_memory_desc_t *pws = dn_pd_md(pd, dnnl_query_workspace_md);
-    if (!pws || !dnnl_memory_desc_equal(pws, &yc->aux_md))
+    if (!pws || !yc->aux_md || !dnnl_memory_desc_equal(pws, yc->aux_md))
         goto done;
     const dnnl_memory_desc_t *pdy = dn_pd_md(pd, dnnl_query_diff_dst_md);
     const dnnl_memory_desc_t *pdx = dn_pd_md(pd, dnnl_query_diff_src_md);
@@ -435,7 +435,7 @@ ot_status dn_maxpool_grad(ctx *c, bool *done, ot_err *err)
     OT_TRY(cpu_val_define(c->x, dx, pdx, &l[1], err));
     l[2] = yc->aux;
     int kinds[3] = { DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC, DNNL_ARG_WORKSPACE };
-    dnnl_memory_desc_t mds[3] = { *pdy, *pdx, yc->aux_md };
+    dnnl_memory_desc_t mds[3] = { *pdy, *pdx, *yc->aux_md };
     dnnl_primitive_desc_t p = pd;
     pd = NULL;
     OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 3, kinds, l, mds, err));
