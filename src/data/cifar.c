@@ -131,11 +131,17 @@ ot_status ot_data_cifar_load(ot_dataset *ds, const char *root, ot_data_split spl
 
     /* Class names before the labels, which are checked against them. */
     char meta[OT_DATA_PATH_MAX];
-    if (ot_data_path_join(meta, sizeof meta, root, "batches.meta.txt") && ot_data_is_file(meta))
-        OT_TRY(ot_data_read_names(ds, meta, err));
-    else
+    bool named = false;
+    if (ot_data_path_join(meta, sizeof meta, root, "batches.meta.txt"))
+        OT_TRY(ot_data_read_names_if_present(ds, meta, &named, err));
+    if (!named)
         OT_TRY(ot_data_set_names(ds, cifar10_names, 10, err));
 
+    if (total > ds->max_bytes)
+        OT_FAIL(err, OT_ERR_ARG,
+                "%s: the %d batch files hold %zu bytes, over the data memory limit of %llu "
+                "bytes (raise it with --max-data-size)",
+                root, n_files, total, (unsigned long long)ds->max_bytes);
     ds->buf = ot_malloc(total);
     if (!ds->buf)
         OT_FAIL(err, OT_ERR_NOMEM, "%s: out of memory for %zu bytes", root, total);

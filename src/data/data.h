@@ -110,9 +110,41 @@ typedef struct ot_image {
  */
 ot_status ot_data_open(const char *path, ot_data_split split, ot_dataset **out, ot_err *err);
 
+/* What opening a data set may cost. Files are untrusted: an IDX header can
+ * promise terabytes from a few bytes of gzip, and a folder walk can reach a
+ * whole file system. */
+typedef struct ot_data_opts {
+    /* Memory for what opening reads: CIFAR-10 and IDX images and labels, an
+       image folder's file list. 0: OT_DATA_DEFAULT_MAX_BYTES. */
+    uint64_t max_bytes;
+    /* Folder entries (files and folders) one walk of an image folder looks
+       at, following symlinks. 0: OT_DATA_DEFAULT_MAX_ENTRIES. */
+    int64_t max_entries;
+} ot_data_opts;
+
+#define OT_DATA_DEFAULT_MAX_BYTES ((uint64_t)4 << 30)
+#define OT_DATA_DEFAULT_MAX_ENTRIES ((int64_t)5000000)
+
+/* ot_data_open within the limits of `opts` (NULL: the defaults). Before any
+ * image memory is allocated, an IDX header's claim is checked against the
+ * file (a plain file must hold exactly the bytes the header announces; a
+ * gzip'd one can hold at most OT_DATA_GZIP_MAX_RATIO times its size) and
+ * against max_bytes, as are the CIFAR-10 batch sizes. Going over max_bytes or
+ * max_entries is OT_ERR_ARG with a message that names the limit and the
+ * option that raises it (--max-data-size, --max-files).
+ */
+ot_status ot_data_open_with(const char *path, ot_data_split split, const ot_data_opts *opts,
+                            ot_dataset **out, ot_err *err);
+
+/* Deflate's largest expansion is about 1032:1; a gzip'd IDX file whose header
+   promises more than this many times the file's size is refused unread. */
+#define OT_DATA_GZIP_MAX_RATIO 1040
+
 /* True when `path` is a dataset that has the split (its files exist; they are
    not read). Lets the trainer decide whether to evaluate on a test split. */
 bool ot_data_has_split(const char *path, ot_data_split split);
+/* ot_data_has_split with the walk limit of `opts` (NULL: the defaults). */
+bool ot_data_has_split_with(const char *path, ot_data_split split, const ot_data_opts *opts);
 
 /* Releases a dataset and every view into it. NULL does nothing. */
 void ot_data_free(ot_dataset *ds);

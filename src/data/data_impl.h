@@ -32,6 +32,8 @@ struct ot_dataset {
     ot_arena arena;
     ot_data_folder *folder; /* owned: set for an image folder, whose images
                                and labels live there (images, labels NULL) */
+    uint64_t max_bytes;     /* limits while opening (ot_data_opts, resolved) */
+    int64_t max_entries;
 };
 
 /* dir + "/" + name into buf; false when it does not fit. */
@@ -45,6 +47,12 @@ const char *ot_data_basename(const char *path);
 /* Class names: one per line of the text file `path` (blank lines and
    surrounding white space dropped). OT_ERR_IO, OT_ERR_PARSE, OT_ERR_NOMEM. */
 ot_status ot_data_read_names(ot_dataset *ds, const char *path, ot_err *err);
+/* An optional names file (batches.meta.txt, classes.txt): reads it into ds
+   and sets *found when `path` exists; leaves ds alone when nothing has that
+   name. Something there that is not a regular file (a folder, a device, a
+   dangling symlink) is OT_ERR_IO rather than a silent fall-back. */
+ot_status ot_data_read_names_if_present(ot_dataset *ds, const char *path, bool *found,
+                                        ot_err *err);
 /* Copies n names into the dataset's arena. OT_ERR_NOMEM. */
 ot_status ot_data_set_names(ot_dataset *ds, const char *const *names, int n, ot_err *err);
 
@@ -72,7 +80,10 @@ ot_status ot_data_idx_load(ot_dataset *ds, const char *path, const char *images,
    (or test/) layout. why: a one-line reason `path` is not an image folder,
    for the error of a folder in no format. */
 bool ot_data_folder_detect(const char *path);
-bool ot_data_folder_has_split(const char *path, ot_data_split split);
+/* detect with a budget of max_entries folder entries (0: the default):
+   *found as detect; running out of the budget is OT_ERR_ARG naming it. */
+ot_status ot_data_folder_probe(const char *path, int64_t max_entries, bool *found, ot_err *err);
+bool ot_data_folder_has_split(const char *path, ot_data_split split, int64_t max_entries);
 void ot_data_folder_why(const char *path, char *why, size_t cap);
 /* Lists the split's classes and images into ds (see ot_data_open). */
 ot_status ot_data_folder_load(ot_dataset *ds, const char *path, ot_data_split split,

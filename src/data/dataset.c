@@ -155,7 +155,29 @@ static ot_status check_names(const ot_dataset *ds, const char *path, ot_err *err
     return st;
 }
 
+ot_status ot_data_read_names_if_present(ot_dataset *ds, const char *path, bool *found,
+                                        ot_err *err)
+{
+    struct stat s;
+    *found = false;
+    if (lstat(path, &s) != 0)
+        return OT_OK;
+    if (stat(path, &s) != 0)
+        return ot_err_set(err, OT_ERR_IO, "%s: class names file is a dangling symlink", path);
+    if (!S_ISREG(s.st_mode))
+        return ot_err_set(err, OT_ERR_IO, "%s: class names file is not a regular file (a %s)",
+                          path, S_ISDIR(s.st_mode) ? "folder" : "device, FIFO or socket");
+    *found = true;
+    return ot_data_read_names(ds, path, err);
+}
+
 ot_status ot_data_open(const char *path, ot_data_split split, ot_dataset **out, ot_err *err)
+{
+    return ot_data_open_with(path, split, NULL, out, err);
+}
+
+ot_status ot_data_open_with(const char *path, ot_data_split split, const ot_data_opts *opts,
+                            ot_dataset **out, ot_err *err)
 {
     ot_status st = OT_OK;
     ot_dataset *ds = NULL;
@@ -171,6 +193,10 @@ ot_status ot_data_open(const char *path, ot_data_split split, ot_dataset **out, 
     if (!ds || !root || !images || !labels)
         OT_FAIL(err, OT_ERR_NOMEM, "%s: out of memory", path);
     ot_arena_init(&ds->arena, 4096);
+    ds->max_bytes = opts && opts->max_bytes ? opts->max_bytes : OT_DATA_DEFAULT_MAX_BYTES;
+    ds->max_entries = opts && opts->max_entries > 0 ? opts->max_entries
+                                                    : OT_DATA_DEFAULT_MAX_ENTRIES;
+    bool is_folder = false;
 
     const char *split_name = split == OT_DATA_TRAIN ? "train" : "test";
     if (!ot_data_is_dir(path) && !ot_data_is_file(path))
@@ -186,7 +212,9 @@ ot_status ot_data_open(const char *path, ot_data_split split, ot_dataset **out, 
         if (!ot_data_idx_find(path, split, images, labels, OT_DATA_PATH_MAX, why, sizeof why))
             OT_FAIL(err, OT_ERR_IO, "%s", why);
         OT_TRY(ot_data_idx_load(ds, path, images, labels, err));
-    } else if (ot_data_folder_detect(path)) {
+    } else if ((st = ot_data_folder_probe(path, ds->max_entries, &is_folder, err)) != OT_OK) {
+        goto done;
+    } else if (is_folder) {
         OT_TRY(ot_data_folder_load(ds, path, split, err));
     } else {
         ot_data_folder_why(path, why, sizeof why);
@@ -211,6 +239,11 @@ done:
 
 bool ot_data_has_split(const char *path, ot_data_split split)
 {
+    return ot_data_has_split_with(path, split, NULL);
+}
+
+bool ot_data_has_split_with(const char *path, ot_data_split split, const ot_data_opts *opts)
+{
     char root[OT_DATA_PATH_MAX], images[OT_DATA_PATH_MAX], labels[OT_DATA_PATH_MAX];
     if (!path || (split != OT_DATA_TRAIN && split != OT_DATA_TEST))
         return false;
@@ -218,7 +251,7 @@ bool ot_data_has_split(const char *path, ot_data_split split)
         return ot_data_cifar_has_split(root, split);
     if (ot_data_is_file(path) || ot_data_idx_detect(path))
         return ot_data_idx_find(path, split, images, labels, sizeof images, NULL, 0);
-    return ot_data_folder_has_split(path, split);
+    return ot_data_folder_has_split(path, split, opts ? opts->max_entries : 0);
 }
 
 void ot_data_free(ot_dataset *ds)

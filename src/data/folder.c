@@ -12,9 +12,13 @@
  * the order of sorted(os.walk(class_dir)) then sorted(file names): by
  * (folder path, file name). Ours differs in that names starting with '.' are
  * skipped (".ipynb_checkpoints", macOS "._x.jpg"), recursion stops 16 folders
- * down and at symlink loops, an empty class folder stays a class (with a
- * warning), and only .jpg, .jpeg and .png count (torchvision also reads .bmp,
- * .ppm, .pgm, .tif, .tiff, .webp: they are counted as ignored).
+ * down and at symlink loops (a link to the split folder or to a folder on the
+ * way down), an empty class folder stays a class (with a warning), and only
+ * .jpg, .jpeg and .png count (torchvision also reads .bmp, .ppm, .pgm, .tif,
+ * .tiff, .webp: they are counted as ignored). A walk looks at no more than
+ * max_entries folder entries and keeps a file list no larger than max_bytes
+ * (ot_data_opts), so `--data /` or a tree of symlinks ends in an error naming
+ * the limit instead of walking the whole file system.
  *
  * Opening lists the folders and keeps the relative paths, one NUL-separated
  * buffer, and int32 labels: ImageNet's 1.28 M files take about 50 MB. Images
@@ -112,9 +116,25 @@ static bool split_root(const char *path, ot_data_split split, char *out, size_t 
     return true;
 }
 
+/* Counts one folder entry against the walk's budget (NULL: no budget). */
+static ot_status spend_entry(int64_t *left, int64_t limit, const char *dir, ot_err *err)
+{
+    if (!left)
+        return OT_OK;
+    if (*left <= 0)
+        return ot_err_set(err, OT_ERR_ARG,
+                          "%s: the image folder walk looked at more than %lld files and folders "
+                          "(raise the limit with --max-files)",
+                          dir, (long long)limit);
+    (*left)--;
+    return OT_OK;
+}
+
 /* The non-hidden sub-folders of dir (symlinks followed), sorted. *names and
-   each name are ot_malloc'd; free with free_names. */
-static ot_status list_dirs(const char *dir, char ***names, int *n, ot_err *err)
+   each name are ot_malloc'd; free with free_names. Each entry read costs one
+   from *left (NULL: no budget) of `limit`. */
+static ot_status list_dirs(const char *dir, char ***names, int *n, int64_t *left, int64_t limit,
+                           ot_err *err)
 {
     ot_status st = OT_OK;
     char path[OT_DATA_PATH_MAX];
@@ -125,6 +145,9 @@ static ot_status list_dirs(const char *dir, char ***names, int *n, ot_err *err)
         OT_FAIL(err, OT_ERR_IO, "%s: cannot list folder", dir);
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        OT_TRY(spend_entry(left, limit, dir, err));
         if (is_hidden(e->d_name))
             continue;
         bool sub = e->d_type == DT_DIR;
@@ -183,6 +206,19 @@ typedef struct {
     const char *s; /* names + off, set once the class is complete */
 } item;
 
+/* A folder's identity, for the set of folders a class walk has seen. */
+typedef struct {
+    dev_t dev;
+    ino_t ino;
+    bool used;
+} dir_id;
+
+static size_t dir_hash(dev_t dev, ino_t ino)
+{
+    uint64_t h = (uint64_t)ino * 0x9e3779b97f4a7c15ull ^ (uint64_t)dev * 0xc2b2ae3d27d4eb4full;
+    return (size_t)(h ^ h >> 29);
+}
+
 typedef struct {
     const char *root;  /* the split folder                          */
     size_t root_len;   /* strlen(root) + 1 for the '/'              */
@@ -196,12 +232,93 @@ typedef struct {
     bool deep_warned;
     dev_t dev[FOLDER_MAX_DEPTH + 2]; /* the folders being walked, for loops */
     ino_t ino[FOLDER_MAX_DEPTH + 2];
+    dev_t root_dev;    /* the split folder, also a loop target      */
+    ino_t root_ino;
+    int64_t entries_left; /* folder entries the walk may still read */
+    int64_t max_entries;
+    uint64_t max_bytes;   /* most bytes of file list                */
+    int64_t n_listed;     /* images listed so far, all classes      */
+    dir_id *seen;         /* folders walked for this class (hash set) */
+    size_t seen_cap, n_seen;
 } walk;
+
+/* Adds folder (dev, ino) to the walk's set of folders seen; false when it
+   was there already (a second symlink to it), or memory ran out (*nomem). */
+static bool seen_add(walk *w, dev_t dev, ino_t ino, bool *nomem)
+{
+    if (2 * (w->n_seen + 1) > w->seen_cap) {
+        size_t ncap = w->seen_cap ? 2 * w->seen_cap : 64;
+        dir_id *ns = ot_calloc(ncap, sizeof *ns);
+        if (!ns) {
+            *nomem = true;
+            return false;
+        }
+        for (size_t i = 0; i < w->seen_cap; i++) {
+            if (!w->seen[i].used)
+                continue;
+            size_t h = dir_hash(w->seen[i].dev, w->seen[i].ino) & (ncap - 1);
+            while (ns[h].used)
+                h = (h + 1) & (ncap - 1);
+            ns[h] = w->seen[i];
+        }
+        ot_free(w->seen);
+        w->seen = ns;
+        w->seen_cap = ncap;
+    }
+    size_t h = dir_hash(dev, ino) & (w->seen_cap - 1);
+    for (; w->seen[h].used; h = (h + 1) & (w->seen_cap - 1))
+        if (w->seen[h].dev == dev && w->seen[h].ino == ino)
+            return false;
+    w->seen[h] = (dir_id){.dev = dev, .ino = ino, .used = true};
+    w->n_seen++;
+    return true;
+}
+
+/* Forgets the folders seen (a new class starts). A large table is dropped
+   rather than cleared, so that many small classes after a big one stay cheap. */
+static void seen_clear(walk *w)
+{
+    if (w->seen_cap > 1024) {
+        ot_free(w->seen);
+        w->seen = NULL;
+        w->seen_cap = 0;
+    } else if (w->seen) {
+        memset(w->seen, 0, w->seen_cap * sizeof *w->seen);
+    }
+    w->n_seen = 0;
+}
+
+/* Sets up w's limits and the split folder's identity; OT_ERR_IO when the
+   folder cannot be read. */
+static ot_status walk_init(walk *w, const char *root, int64_t max_entries, uint64_t max_bytes,
+                           ot_err *err)
+{
+    struct stat s;
+    if (stat(root, &s) != 0)
+        return ot_err_set(err, OT_ERR_IO, "%s: cannot read", root);
+    w->root = root;
+    w->root_len = strlen(root) + 1;
+    w->root_dev = s.st_dev;
+    w->root_ino = s.st_ino;
+    w->max_entries = max_entries > 0 ? max_entries : OT_DATA_DEFAULT_MAX_ENTRIES;
+    w->entries_left = w->max_entries;
+    w->max_bytes = max_bytes > 0 ? max_bytes : OT_DATA_DEFAULT_MAX_BYTES;
+    return OT_OK;
+}
 
 static ot_status add_image(walk *w, const char *path, ot_err *err)
 {
     const char *rel = path + w->root_len;
     size_t len = strlen(rel) + 1;
+    /* The list costs its names plus, per image, an offset, a label and a
+       sort item. */
+    uint64_t per_image = sizeof(size_t) + sizeof(int32_t) + sizeof(item);
+    uint64_t bytes = (uint64_t)w->names_len + len + per_image * (uint64_t)(w->n_listed + 1);
+    if (bytes > w->max_bytes)
+        return ot_err_set(err, OT_ERR_ARG,
+                          "%s: the list of %lld image files needs more than the data memory "
+                          "limit of %llu bytes (raise it with --max-data-size)",
+                          w->root, (long long)w->n_listed + 1, (unsigned long long)w->max_bytes);
     if (w->names_len + len > w->names_cap) {
         size_t ncap = w->names_cap ? w->names_cap : 1 << 16;
         while (ncap < w->names_len + len)
@@ -227,6 +344,7 @@ static ot_status add_image(walk *w, const char *path, ot_err *err)
     it->s = NULL;
     memcpy(w->names + w->names_len, rel, len);
     w->names_len += len;
+    w->n_listed++;
     return OT_OK;
 }
 
@@ -239,11 +357,22 @@ static ot_status walk_dir(walk *w, char *path, int depth, ot_err *err)
     struct stat s;
     if (stat(path, &s) != 0)
         return ot_err_set(err, OT_ERR_IO, "%s: cannot read", path);
-    for (int k = 0; k < depth; k++)
-        if (w->dev[k] == s.st_dev && w->ino[k] == s.st_ino) {
-            ot_log(OT_LOG_WARN, "%s: skipped: a symlink back to a folder above it", path);
-            return OT_OK;
-        }
+    bool loop = s.st_dev == w->root_dev && s.st_ino == w->root_ino;
+    for (int k = 0; k < depth && !loop; k++)
+        loop = w->dev[k] == s.st_dev && w->ino[k] == s.st_ino;
+    if (loop) {
+        ot_log(OT_LOG_WARN, "%s: skipped: a symlink back to a folder above it", path);
+        return OT_OK;
+    }
+    /* Symlinks can reach one folder by many paths (n links per level give
+       n^depth paths): each folder is walked once per class. */
+    bool nomem = false;
+    if (!seen_add(w, s.st_dev, s.st_ino, &nomem)) {
+        if (nomem)
+            return ot_err_set(err, OT_ERR_NOMEM, "%s: out of memory", path);
+        ot_log(OT_LOG_DEBUG, "%s: skipped: its folder was walked already", path);
+        return OT_OK;
+    }
     w->dev[depth] = s.st_dev;
     w->ino[depth] = s.st_ino;
     DIR *d = opendir(path);
@@ -251,9 +380,12 @@ static ot_status walk_dir(walk *w, char *path, int depth, ot_err *err)
         return ot_err_set(err, OT_ERR_IO, "%s: cannot list folder", path);
     struct dirent *e;
     while (!w->found && (e = readdir(d)) != NULL) {
-        if (is_hidden(e->d_name))
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         path[len] = '\0';
+        OT_TRY(spend_entry(&w->entries_left, w->max_entries, path, err));
+        if (is_hidden(e->d_name))
+            continue;
         size_t name_len = strlen(e->d_name);
         if (len + 1 + name_len >= OT_DATA_PATH_MAX)
             OT_FAIL(err, OT_ERR_IO, "%s/%s: path over %d bytes", path, e->d_name,
@@ -302,36 +434,62 @@ static int cmp_item(const void *pa, const void *pb)
     return strcmp(a->s + a->dir_len, b->s + b->dir_len);
 }
 
-/* True when some sub-folder of root holds an image (at any searched depth). */
-static bool has_images(const char *root)
+/* *found: some sub-folder of root holds an image (at any searched depth).
+   A folder that cannot be read counts as holding none; the walk's entry
+   budget running out is an error. */
+static ot_status has_images(const char *root, int64_t max_entries, bool *found, ot_err *err)
 {
+    ot_status st = OT_OK;
     char **classes = NULL;
     int n = 0;
-    bool found = false;
-    ot_err err;
-    if (list_dirs(root, &classes, &n, &err) != OT_OK)
-        return false;
-    walk w = {.root = root, .root_len = strlen(root) + 1, .detect = true};
+    ot_err ignored;
+    *found = false;
+    walk w = {.detect = true};
+    if (walk_init(&w, root, max_entries, 0, &ignored) != OT_OK)
+        return OT_OK;
+    st = list_dirs(root, &classes, &n, &w.entries_left, w.max_entries, err);
+    if (st != OT_OK)
+        return err->code == OT_ERR_ARG ? st : OT_OK;
     char path[OT_DATA_PATH_MAX];
-    for (int c = 0; c < n && !found; c++)
-        if (ot_data_path_join(path, sizeof path, root, classes[c]) &&
-            walk_dir(&w, path, 0, &err) == OT_OK)
-            found = w.found;
+    for (int c = 0; c < n && !*found && st == OT_OK; c++) {
+        if (!ot_data_path_join(path, sizeof path, root, classes[c]))
+            continue;
+        seen_clear(&w);
+        if (walk_dir(&w, path, 0, err) == OT_OK)
+            *found = w.found;
+        else if (err->code == OT_ERR_ARG)
+            st = OT_ERR_ARG; /* the budget ran out */
+    }
+    if (st != OT_OK)
+        *found = false;
+    ot_free(w.seen);
     free_names(classes, n);
-    return found;
+    return st;
+}
+
+ot_status ot_data_folder_probe(const char *path, int64_t max_entries, bool *found, ot_err *err)
+{
+    char root[OT_DATA_PATH_MAX];
+    *found = false;
+    if (!ot_data_is_dir(path) || !split_root(path, OT_DATA_TRAIN, root, sizeof root))
+        return OT_OK;
+    return has_images(root, max_entries, found, err);
 }
 
 bool ot_data_folder_detect(const char *path)
 {
-    char root[OT_DATA_PATH_MAX];
-    return ot_data_is_dir(path) && split_root(path, OT_DATA_TRAIN, root, sizeof root) &&
-           has_images(root);
+    bool found = false;
+    ot_err err;
+    return ot_data_folder_probe(path, 0, &found, &err) == OT_OK && found;
 }
 
-bool ot_data_folder_has_split(const char *path, ot_data_split split)
+bool ot_data_folder_has_split(const char *path, ot_data_split split, int64_t max_entries)
 {
     char root[OT_DATA_PATH_MAX];
-    return ot_data_folder_detect(path) && split_root(path, split, root, sizeof root);
+    bool found = false;
+    ot_err err;
+    return ot_data_folder_probe(path, max_entries, &found, &err) == OT_OK && found &&
+           split_root(path, split, root, sizeof root);
 }
 
 void ot_data_folder_why(const char *path, char *why, size_t cap)
@@ -341,7 +499,7 @@ void ot_data_folder_why(const char *path, char *why, size_t cap)
     int n = 0;
     ot_err err;
     if (!split_root(path, OT_DATA_TRAIN, root, sizeof root) ||
-        list_dirs(root, &classes, &n, &err) != OT_OK)
+        list_dirs(root, &classes, &n, NULL, 0, &err) != OT_OK)
         snprintf(why, cap, "cannot list %s", path);
     else if (n == 0)
         snprintf(why, cap, "%s has no class folders", root);
@@ -380,6 +538,7 @@ static ot_status scan_class(walk *w, const char *name, int label, size_t **off, 
         return ot_err_set(err, OT_ERR_IO, "%s/%s: path over %d bytes", w->root, name,
                           OT_DATA_PATH_MAX);
     w->n_items = 0;
+    seen_clear(w);
     ot_status st = walk_dir(w, path, 0, err);
     if (st != OT_OK)
         return st;
@@ -428,15 +587,16 @@ ot_status ot_data_folder_load(ot_dataset *ds, const char *path, ot_data_split sp
         OT_FAIL(err, OT_ERR_IO,
                 "%s: image folder has no %s split (expected %s/train and %s/val or %s/test)", path,
                 split == OT_DATA_TRAIN ? "train" : "test", path, path, path);
+    OT_TRY(walk_init(&w, root, ds->max_entries, ds->max_bytes, err));
     /* Classes and their labels come from the train split, so both splits agree. */
     OT_TRY(split_root(path, OT_DATA_TRAIN, train_root, sizeof train_root)
-               ? list_dirs(train_root, &classes, &n_classes, err)
+               ? list_dirs(train_root, &classes, &n_classes, &w.entries_left, w.max_entries, err)
                : ot_err_set(err, OT_ERR_IO, "%s: path too long", path));
     if (n_classes == 0)
         OT_FAIL(err, OT_ERR_UNSUPPORTED, "%s: image folder has no class folders", train_root);
     bool other = strcmp(root, train_root) != 0; /* the test split of train/ + val/ */
     if (other) {
-        OT_TRY(list_dirs(root, &here, &n_here, err));
+        OT_TRY(list_dirs(root, &here, &n_here, &w.entries_left, w.max_entries, err));
         for (int c = 0; c < n_here; c++)
             if (!bsearch(&here[c], classes, (size_t)n_classes, sizeof *classes, cmp_str))
                 OT_FAIL(err, OT_ERR_PARSE,
@@ -445,8 +605,6 @@ ot_status ot_data_folder_load(ot_dataset *ds, const char *path, ot_data_split sp
                         root, here[c], train_root);
     }
 
-    w.root = root;
-    w.root_len = strlen(root) + 1;
     for (int c = 0; c < n_classes; c++) {
         if (other &&
             (n_here == 0 || !bsearch(&classes[c], here, (size_t)n_here, sizeof *here, cmp_str)))
@@ -487,6 +645,7 @@ done:
     free_names(here, n_here);
     ot_free(w.names);
     ot_free(w.items);
+    ot_free(w.seen);
     ot_free(off);
     ot_free(labels);
     ot_data_folder_free(f);

@@ -5,9 +5,13 @@
  * An IDX file is a 4-byte magic (0, 0, type, number of dims), one big-endian
  * uint32 per dim, then the items. We read type 0x08 (unsigned byte) only:
  * images with 3 dims (N, H, W), labels with 1 dim (N). zlib's gz* functions
- * read gzip'd and plain files alike. Buffers grow as bytes actually arrive, so
- * a header that promises more than the file holds costs no more memory than
- * the file.
+ * read gzip'd and plain files alike. The header's claim is checked before
+ * anything is allocated for it: a plain file must hold exactly the announced
+ * bytes, a gzip'd one no more than OT_DATA_GZIP_MAX_RATIO times its size
+ * (deflate cannot expand more), and images plus labels must fit the data
+ * memory limit (ot_data_opts.max_bytes). Buffers then grow only as bytes
+ * actually arrive, and never past the claim, so a gzip bomb costs at most the
+ * limit.
  *
  * Not supported: other item types, colour IDX images (4 dims).
  */
@@ -15,6 +19,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include "data/data_impl.h"
@@ -201,8 +206,10 @@ typedef struct {
     uint8_t *data;
 } idx_file;
 
-/* Reads an IDX file of unsigned bytes with `ndims` dims (1: labels, 3: images). */
-static ot_status read_idx(const char *path, int ndims, const char *what, idx_file *f, ot_err *err)
+/* Reads an IDX file of unsigned bytes with `ndims` dims (1: labels, 3: images),
+   whose items may take at most `budget` bytes of memory. */
+static ot_status read_idx(const char *path, int ndims, const char *what, uint64_t budget,
+                          idx_file *f, ot_err *err)
 {
     ot_status st = OT_OK;
     uint8_t head[4 + 4 * 3];
@@ -245,6 +252,34 @@ static ot_status read_idx(const char *path, int ndims, const char *what, idx_fil
     if (!ot_size_mul(f->n, f->item_bytes, &total))
         OT_FAIL(err, OT_ERR_PARSE, "%s: %zu %s of %zu bytes overflow", path, f->n, what,
                 f->item_bytes);
+
+    /* Is the claim possible for this file, and affordable? */
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        OT_FAIL(err, OT_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    uint64_t file_bytes = sb.st_size > (off_t)head_bytes ? (uint64_t)sb.st_size : head_bytes;
+    if (gzdirect(gz)) {
+        if (file_bytes < head_bytes + (uint64_t)total)
+            OT_FAIL(err, OT_ERR_PARSE,
+                    "%s: truncated at record %llu of %zu: the header promises %zu data bytes, "
+                    "the file holds %llu",
+                    path, (unsigned long long)((file_bytes - head_bytes) / f->item_bytes), f->n,
+                    total, (unsigned long long)(file_bytes - head_bytes));
+        if (file_bytes > head_bytes + (uint64_t)total)
+            OT_FAIL(err, OT_ERR_PARSE, "%s: bytes follow the %zu %s that the header announces",
+                    path, f->n, what);
+    } else if ((uint64_t)total / OT_DATA_GZIP_MAX_RATIO > file_bytes) {
+        OT_FAIL(err, OT_ERR_PARSE,
+                "%s: the header promises %zu %s (%zu bytes), more than a gzip file of %llu "
+                "bytes can hold (deflate expands at most %d:1)",
+                path, f->n, what, total, (unsigned long long)file_bytes,
+                OT_DATA_GZIP_MAX_RATIO);
+    }
+    if ((uint64_t)total > budget)
+        OT_FAIL(err, OT_ERR_ARG,
+                "%s: %zu %s of %zu bytes need %zu bytes, over what is left of the data memory "
+                "limit (%llu bytes; raise it with --max-data-size)",
+                path, f->n, what, f->item_bytes, total, (unsigned long long)budget);
 
     /* Grow the buffer as data arrives. */
     size_t cap = total < IDX_FIRST_CHUNK ? total : IDX_FIRST_CHUNK, have = 0;
@@ -308,8 +343,11 @@ ot_status ot_data_idx_load(ot_dataset *ds, const char *path, const char *images,
     char names[OT_DATA_PATH_MAX];
     const char *base = ot_data_basename(images);
     int w = snprintf(names, sizeof names, "%.*sclasses.txt", (int)(base - images), images);
-    if (w >= 0 && (size_t)w < sizeof names && ot_data_is_file(names)) {
-        OT_TRY(ot_data_read_names(ds, names, err));
+    bool named = false;
+    if (w >= 0 && (size_t)w < sizeof names)
+        OT_TRY(ot_data_read_names_if_present(ds, names, &named, err));
+    if (named) {
+        /* classes.txt names them */
     } else if (mentions_fashion(path) || mentions_fashion(images)) {
         OT_TRY(ot_data_set_names(ds, fashion_names, 10, err));
     } else {
@@ -317,8 +355,9 @@ ot_status ot_data_idx_load(ot_dataset *ds, const char *path, const char *images,
         default_names = true;
     }
 
-    OT_TRY(read_idx(images, 3, "images", &im, err));
-    OT_TRY(read_idx(labels, 1, "labels", &lb, err));
+    OT_TRY(read_idx(images, 3, "images", ds->max_bytes, &im, err));
+    OT_TRY(read_idx(labels, 1, "labels", ds->max_bytes - (uint64_t)im.n * im.item_bytes, &lb,
+                    err));
     if (lb.n != im.n)
         OT_FAIL(err, OT_ERR_PARSE, "%s: %zu labels for the %zu images of %s", labels, lb.n, im.n,
                 images);
