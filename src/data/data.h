@@ -246,11 +246,19 @@ typedef enum {
     OT_DATA_NORM_HALF,     /* mean .5, std .5: the output lies in [-1, 1]           */
 } ot_data_norm;
 
+/* The accepted normalization: pixels are scaled to 0 .. 1 before it, so a
+   mean outside -1 .. 2 or a std outside 0.001 .. 1000 is a mistake (a 0..255
+   scale, a typo) that would feed the network huge or infinite values. */
+#define OT_DATA_MEAN_MIN (-1.0)
+#define OT_DATA_MEAN_MAX 2.0
+#define OT_DATA_STD_MIN 0.001
+#define OT_DATA_STD_MAX 1000.0
+
 /* Resize(size) -> CenterCrop(size) -> x / 255 -> (x - mean[c]) / std[c]. */
 typedef struct ot_data_transform {
     int size;       /* output side S, 1 .. OT_DATA_MAX_SIZE                     */
-    float mean[3];  /* per output channel                                      */
-    float std[3];   /* per output channel; nonzero                             */
+    float mean[3];  /* per output channel, OT_DATA_MEAN_MIN .. OT_DATA_MEAN_MAX */
+    float std[3];   /* per output channel, OT_DATA_STD_MIN .. OT_DATA_STD_MAX   */
     bool to_rgb;    /* gray images are replicated to 3 channels                */
 } ot_data_transform;
 

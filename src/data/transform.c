@@ -77,7 +77,8 @@ static bool transform_ok(const ot_data_transform *t, int out_channels)
     if (!t || t->size < 1 || t->size > OT_DATA_MAX_SIZE)
         return false;
     for (int c = 0; c < out_channels; c++)
-        if (!isfinite(t->mean[c]) || !isfinite(t->std[c]) || t->std[c] == 0.0f)
+        if (!(t->mean[c] >= (float)OT_DATA_MEAN_MIN && t->mean[c] <= (float)OT_DATA_MEAN_MAX) ||
+            !(t->std[c] >= (float)OT_DATA_STD_MIN && t->std[c] <= (float)OT_DATA_STD_MAX))
             return false;
     return true;
 }
@@ -301,9 +302,10 @@ static ot_status check_prepare(int h, int w, int channels, const ot_data_transfo
                           channels);
     if (!t || !transform_ok(t, ot_data_out_channels(t, channels)))
         return ot_err_set(err, OT_ERR_ARG,
-                          "transform: size %d is outside 1 .. %d, or a mean or std is not finite "
-                          "or a std is zero",
-                          t ? t->size : 0, OT_DATA_MAX_SIZE);
+                          "transform: size %d is outside 1 .. %d, or a mean is outside %g .. %g "
+                          "or a std outside %g .. %g",
+                          t ? t->size : 0, OT_DATA_MAX_SIZE, OT_DATA_MEAN_MIN, OT_DATA_MEAN_MAX,
+                          OT_DATA_STD_MIN, OT_DATA_STD_MAX);
     if (!make_plan(h, w, t, p))
         return ot_err_set(err, OT_ERR_ARG, "transform: image of %d x %d is outside 1 .. %d", h, w,
                           OT_DATA_MAX_SIDE);

@@ -389,9 +389,19 @@ bool ot_train_meta_read(const ot_graph *g, ot_data_transform *t)
     t->size = (int)s;
     float m[3], d[3];
     const char *ms = ot_graph_meta(g, "onnxtrain.mean"), *ds = ot_graph_meta(g, "onnxtrain.std");
-    if (ms && ds && parse3(ms, m) && parse3(ds, d) && d[0] > 0 && d[1] > 0 && d[2] > 0) {
-        memcpy(t->mean, m, sizeof m);
-        memcpy(t->std, d, sizeof d);
+    if (ms && ds && parse3(ms, m) && parse3(ds, d)) {
+        bool ok = true;
+        for (int c = 0; c < 3; c++)
+            ok = ok && m[c] >= (float)OT_DATA_MEAN_MIN && m[c] <= (float)OT_DATA_MEAN_MAX &&
+                 d[c] >= (float)OT_DATA_STD_MIN && d[c] <= (float)OT_DATA_STD_MAX;
+        if (ok) {
+            memcpy(t->mean, m, sizeof m);
+            memcpy(t->std, d, sizeof d);
+        } else {
+            ot_log(OT_LOG_WARN, "model metadata: onnxtrain.mean '%s' or onnxtrain.std '%s' is "
+                   "outside %g .. %g / %g .. %g; using the default normalization", ms, ds,
+                   OT_DATA_MEAN_MIN, OT_DATA_MEAN_MAX, OT_DATA_STD_MIN, OT_DATA_STD_MAX);
+        }
     }
     return true;
 }
