@@ -90,6 +90,43 @@ void ot_cli_verbose(void);
    text is not such a number or the value overflows. */
 bool ot_cli_parse_size(const char *s, uint64_t *out);
 
+/*
+ * One parser per kind of value, shared by every command, so that the same
+ * text is accepted everywhere and every error states the accepted range.
+ * Numbers are decimal only: no hex, no "inf" or "nan", no leading '+' or
+ * white space, no trailing characters; a value that overflows is refused,
+ * never wrapped or clamped.
+ *   ot_cli_parse_int:  [-]digits, within lo .. hi.
+ *   ot_cli_parse_real: [-]digits[.digits][e[+|-]digits] (or .digits), finite,
+ *                      not rounded to zero or infinity, within lo .. hi.
+ * False when the text is not such a value.
+ */
+bool ot_cli_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out);
+bool ot_cli_parse_real(const char *s, double lo, double hi, double *out);
+
+/*
+ * The option `name` of cmd, when given, parsed into *out (left alone when
+ * the option is absent). Returns OT_EXIT_OK, or prints the usage error
+ *   bad value 'TEXT' for --NAME (expected an integer from LO to HI)
+ * (a decimal number / bytes for the other kinds) and returns OT_EXIT_USAGE.
+ * ot_cli_size_opt reads a byte count as ot_cli_parse_size does.
+ */
+int ot_cli_int_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name, int64_t lo,
+                   int64_t hi, int64_t *out);
+int ot_cli_real_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name, double lo,
+                    double hi, double *out);
+int ot_cli_size_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name,
+                    uint64_t lo, uint64_t hi, uint64_t *out);
+
+/* The ranges every command shares. */
+#define OT_CLI_THREADS_MAX 4096 /* --threads: 1 .. 4096                     */
+#define OT_CLI_SEED_MAX INT64_MAX /* --seed: 0 .. 2^63 - 1                  */
+
+/* --threads N (1 .. OT_CLI_THREADS_MAX; *out stays as it is when absent) and
+   --seed S (0 .. OT_CLI_SEED_MAX), as ot_cli_int_opt. */
+int ot_cli_threads_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, int *out);
+int ot_cli_seed_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, uint64_t *out);
+
 /* Parses the shared --max-tensor-size option, if given, into opts. Returns
    OT_EXIT_OK or a usage error. */
 int ot_cli_import_opts(const ot_cli_cmd *cmd, const ot_cli_args *args, ot_import_opts *opts);

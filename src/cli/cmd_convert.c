@@ -297,12 +297,10 @@ int ot_cmd_convert(int argc, char **argv)
     }
     eopts.placement = external ? OT_DATA_EXTERNAL : inline_data ? OT_DATA_INLINE : OT_DATA_KEEP;
     if (threshold_s) {
-        uint64_t t;
-        if (!ot_cli_parse_size(threshold_s, &t)) {
-            rc = ot_cli_usage_error(&convert_cmd, "bad value '%s' for --external-threshold "
-                                    "(expected bytes, e.g. 4K)", threshold_s);
+        uint64_t t = 0;
+        if ((rc = ot_cli_size_opt(&convert_cmd, &args, "external-threshold", 0, UINT64_MAX,
+                                  &t)) != OT_EXIT_OK)
             goto done;
-        }
         if (!external)
             ot_log(OT_LOG_WARN, "--external-threshold is ignored without --external-data");
         eopts.external_threshold = t ? t : 1; /* 0 would mean the default */

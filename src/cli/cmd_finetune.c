@@ -84,6 +84,8 @@ static const ot_cli_opt finetune_opts[] = {
     { "json", 0, NULL, "print the final metrics as one JSON object" },
     { "dry-run", 0, NULL, "print the training plan and exit" },
     { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
+    { "max-data-size", 0, "BYTES", "memory for CIFAR-10/IDX data and file lists (default 4G)" },
+    { "max-files", 0, "N", "entries an image folder's walk may visit (default 5000000)" },
     { NULL, 0, NULL, NULL },
 };
 
@@ -119,6 +121,8 @@ static const ot_cli_opt eval_opts[] = {
     { "threads", 0, "N", "threads (default OMP_NUM_THREADS, else all cores)" },
     { "json", 0, NULL, "print one JSON object" },
     { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
+    { "max-data-size", 0, "BYTES", "memory for CIFAR-10/IDX data and file lists (default 4G)" },
+    { "max-files", 0, "N", "entries an image folder's walk may visit (default 5000000)" },
     { NULL, 0, NULL, NULL },
 };
 
@@ -136,28 +140,28 @@ static const ot_cli_cmd eval_cmd = {
     .n_pos_max = 1,
 };
 
-static bool parse_int(const char *s, long long lo, long long hi, long long *out)
+/* An int option within lo .. hi (hi at most INT_MAX) into *out. */
+static int int_opt(const ot_cli_cmd *cmd, const ot_cli_args *a, const char *name, int lo,
+                   int hi, int *out)
 {
-    char *end;
-    if (!s || !*s)
-        return false;
-    long long v = strtoll(s, &end, 10);
-    if (*end || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
+    int64_t v = *out;
+    int rc = ot_cli_int_opt(cmd, a, name, lo, hi, &v);
+    *out = (int)v;
+    return rc;
 }
 
-static bool parse_double(const char *s, double lo, double hi, double *out)
+/* The data-set limits --max-data-size and --max-files (finetune, eval). */
+static int data_opts(const ot_cli_cmd *cmd, const ot_cli_args *a, ot_data_opts *o)
 {
-    char *end;
-    if (!s || !*s)
-        return false;
-    double v = strtod(s, &end);
-    if (*end || !(v >= lo && v <= hi))
-        return false;
-    *out = v;
-    return true;
+    int rc;
+    int64_t files = OT_DATA_DEFAULT_MAX_ENTRIES;
+    o->max_bytes = OT_DATA_DEFAULT_MAX_BYTES;
+    if ((rc = ot_cli_size_opt(cmd, a, "max-data-size", 1, UINT64_MAX, &o->max_bytes)) !=
+            OT_EXIT_OK ||
+        (rc = ot_cli_int_opt(cmd, a, "max-files", 1, INT64_MAX, &files)) != OT_EXIT_OK)
+        return rc;
+    o->max_entries = files;
+    return OT_EXIT_OK;
 }
 
 /* Splits "a,b,c" into an array of strings (malloc'ed copy). */
@@ -205,26 +209,27 @@ static ot_status norm_of(const char *s, ot_data_norm *n)
     return OT_OK;
 }
 
-/* Parses "a,b,c" (or one value for all channels) into v[3]; std must be > 0. */
-static bool parse_triple(const char *s, bool positive, float *v)
+/* Parses "a,b,c" (or one value for all channels), each a decimal number in
+   lo .. hi, into v[3]. */
+static bool parse_triple(const char *s, double lo, double hi, float *v)
 {
     double d[3];
     int n = 0;
-    const char *p = s;
-    while (n < 3) {
-        char *end;
-        d[n] = strtod(p, &end);
-        if (end == p || !isfinite(d[n]) || (positive && !(d[n] > 0)))
+    char word[64];
+    for (const char *p = s;; n++) {
+        size_t len = strcspn(p, ",");
+        if (n == 3 || len >= sizeof word)
             return false;
-        n++;
-        if (*end == '\0')
+        memcpy(word, p, len);
+        word[len] = '\0';
+        if (!ot_cli_parse_real(word, lo, hi, &d[n]))
+            return false;
+        if (p[len] == '\0') {
+            n++;
             break;
-        if (*end != ',')
-            return false;
-        p = end + 1;
+        }
+        p += len + 1;
     }
-    if (*p && n == 3 && strchr(p, ','))
-        return false;
     if (n != 1 && n != 3)
         return false;
     for (int i = 0; i < 3; i++)
@@ -236,11 +241,33 @@ static bool parse_triple(const char *s, bool positive, float *v)
 static int apply_mean_std(const ot_cli_cmd *cmd, const ot_cli_args *a, ot_data_transform *t)
 {
     const char *m = ot_cli_value(cmd, a, "mean"), *s = ot_cli_value(cmd, a, "std");
-    if (m && !parse_triple(m, false, t->mean))
-        return ot_cli_usage_error(cmd, "--mean must be one number or three, comma-separated");
-    if (s && !parse_triple(s, true, t->std))
-        return ot_cli_usage_error(cmd, "--std must be one positive number or three");
+    if (m && !parse_triple(m, OT_DATA_MEAN_MIN, OT_DATA_MEAN_MAX, t->mean))
+        return ot_cli_usage_error(cmd, "bad value '%s' for --mean (expected one decimal number "
+                                       "or three, comma-separated, each from %g to %g)",
+                                  m, OT_DATA_MEAN_MIN, OT_DATA_MEAN_MAX);
+    if (s && !parse_triple(s, OT_DATA_STD_MIN, OT_DATA_STD_MAX, t->std))
+        return ot_cli_usage_error(cmd, "bad value '%s' for --std (expected one decimal number "
+                                       "or three, comma-separated, each from %g to %g)",
+                                  s, OT_DATA_STD_MIN, OT_DATA_STD_MAX);
     return OT_EXIT_OK;
+}
+
+/* Reads a class number (decimal digits, below OT_DATA_MAX_FOLDER_CLASSES)
+   at *s and moves *s past it. */
+static bool class_number(const char **s, long *out)
+{
+    long v = 0;
+    const char *p = *s;
+    if (*p < '0' || *p > '9')
+        return false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        v = v * 10 + (*p - '0');
+        if (v >= OT_DATA_MAX_FOLDER_CLASSES)
+            return false;
+    }
+    *s = p;
+    *out = v;
+    return true;
 }
 
 /* Parses "5-9" / "0,2,4" / "1,3-5" into classes[]; false on bad syntax. */
@@ -248,16 +275,14 @@ static bool parse_class_list(const char *s, int *classes, int *n, int cap)
 {
     *n = 0;
     while (*s) {
-        char *end;
-        long a = strtol(s, &end, 10), b = a;
-        if (end == s || a < 0)
+        long a, b;
+        if (!class_number(&s, &a))
             return false;
-        s = end;
+        b = a;
         if (*s == '-') {
-            b = strtol(s + 1, &end, 10);
-            if (end == s + 1 || b < a)
+            s++;
+            if (!class_number(&s, &b) || b < a)
                 return false;
-            s = end;
         }
         for (long c = a; c <= b; c++) {
             if (*n >= cap)
@@ -473,10 +498,10 @@ int ot_cli_inspect_training(ot_graph *g, const char *path, const ot_cli_cmd *cmd
         go.bn_all_train = true;
     else if (bn && strcmp(bn, "policy") != 0)
         return ot_cli_usage_error(cmd, "--bn must be policy or train");
-    long long classes = 0;
-    if (ot_cli_value(cmd, a, "classes") &&
-        !parse_int(ot_cli_value(cmd, a, "classes"), 1, 1 << 20, &classes))
-        return ot_cli_usage_error(cmd, "--classes must be a positive integer");
+    int64_t classes = 0;
+    int crc = ot_cli_int_opt(cmd, a, "classes", 1, 1 << 20, &classes);
+    if (crc != OT_EXIT_OK)
+        return crc;
     int n_train = 0, n_freeze = 0;
     train_pats = split_list(ot_cli_value(cmd, a, "train"), &n_train);
     freeze_pats = split_list(ot_cli_value(cmd, a, "freeze"), &n_freeze);
@@ -707,27 +732,12 @@ int ot_cmd_finetune(int argc, char **argv)
         rc = ot_cli_usage_error(cmd, "--mode must be feature-extract, fine-tune or full");
         goto out;
     }
-    long long ll;
     double d;
-    long long classes = 0;
-    if (V("classes") && !parse_int(V("classes"), 1, 1 << 20, &classes)) {
-        rc = ot_cli_usage_error(cmd, "--classes must be a positive integer");
+    int64_t classes = 0;
+    if ((rc = ot_cli_int_opt(cmd, &a, "classes", 1, 1 << 20, &classes)) != OT_EXIT_OK ||
+        (rc = int_opt(cmd, &a, "epochs", 1, 1000000, &o.epochs)) != OT_EXIT_OK ||
+        (rc = int_opt(cmd, &a, "batch-size", 1, 1 << 16, &o.batch_size)) != OT_EXIT_OK)
         goto out;
-    }
-    if (V("epochs")) {
-        if (!parse_int(V("epochs"), 1, 1000000, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--epochs must be a positive integer");
-            goto out;
-        }
-        o.epochs = (int)ll;
-    }
-    if (V("batch-size")) {
-        if (!parse_int(V("batch-size"), 1, 1 << 16, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--batch-size must be a positive integer");
-            goto out;
-        }
-        o.batch_size = (int)ll;
-    }
     const char *optname = V("optimizer");
     ot_optim_kind kind = OT_OPTIM_ADAM;
     if (optname && !strcmp(optname, "sgd"))
@@ -753,23 +763,16 @@ int ot_cmd_finetune(int argc, char **argv)
         { "weight-decay", 0, 1e6, &o.optim.weight_decay },
         { "clip-grad", 0, 1e30, &o.clip_grad },
     };
-    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++) {
-        if (!V(reals[i].name))
-            continue;
-        if (!parse_double(V(reals[i].name), reals[i].lo, reals[i].hi, reals[i].dst)) {
-            rc = ot_cli_usage_error(cmd, "--%s: not a valid number", reals[i].name);
+    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
+        if ((rc = ot_cli_real_opt(cmd, &a, reals[i].name, reals[i].lo, reals[i].hi,
+                                  reals[i].dst)) != OT_EXIT_OK)
             goto out;
-        }
-    }
     if (!V("lr"))
         ot_log(OT_LOG_INFO, "learning rate %g (the default for this mode)", o.lr);
-    if (V("label-smoothing")) {
-        if (!parse_double(V("label-smoothing"), 0, 1, &d)) {
-            rc = ot_cli_usage_error(cmd, "--label-smoothing must be in [0, 1]");
-            goto out;
-        }
-        o.graph.label_smoothing = (float)d;
-    }
+    d = o.graph.label_smoothing;
+    if ((rc = ot_cli_real_opt(cmd, &a, "label-smoothing", 0, 1, &d)) != OT_EXIT_OK)
+        goto out;
+    o.graph.label_smoothing = (float)d;
     const char *bn = V("bn");
     if (bn && !strcmp(bn, "train"))
         o.graph.bn_all_train = true;
@@ -789,62 +792,23 @@ int ot_cmd_finetune(int argc, char **argv)
         rc = ot_cli_usage_error(cmd, "--lr-schedule must be constant, step or cosine");
         goto out;
     }
-    if (V("lr-step")) {
-        if (!parse_int(V("lr-step"), 1, 1000000, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--lr-step must be a positive integer");
-            goto out;
-        }
-        o.schedule.step_size = ll;
-    }
-    if (V("lr-gamma")) {
-        if (!parse_double(V("lr-gamma"), 0, 1e6, &o.schedule.gamma)) {
-            rc = ot_cli_usage_error(cmd, "--lr-gamma: not a valid number");
-            goto out;
-        }
-    }
-    if (V("warmup")) {
-        if (!parse_int(V("warmup"), 0, 1LL << 40, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--warmup must be a non-negative integer");
-            goto out;
-        }
-        o.schedule.warmup_steps = ll;
-    }
-    if (V("threads")) {
-        if (!parse_int(V("threads"), 1, 4096, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--threads must be a positive integer");
-            goto out;
-        }
-        o.threads = (int)ll;
-    }
-    if (V("seed")) {
-        if (!parse_int(V("seed"), 0, INT64_MAX, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--seed must be a non-negative integer");
-            goto out;
-        }
-        o.seed = (uint64_t)ll;
-    }
-    if (V("max-steps")) {
-        if (!parse_int(V("max-steps"), 1, INT64_MAX, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--max-steps must be a positive integer");
-            goto out;
-        }
-        o.max_steps = ll;
-    }
+    int64_t ll;
     o.workers = 1;
-    if (V("workers")) {
-        if (!parse_int(V("workers"), 0, 64, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--workers must be an integer from 0 to 64");
-            goto out;
-        }
-        o.workers = (int)ll;
-    }
+    if ((rc = ot_cli_int_opt(cmd, &a, "lr-step", 1, 1000000, &o.schedule.step_size)) !=
+            OT_EXIT_OK ||
+        (rc = ot_cli_real_opt(cmd, &a, "lr-gamma", 0, 1e6, &o.schedule.gamma)) != OT_EXIT_OK ||
+        (rc = ot_cli_int_opt(cmd, &a, "warmup", 0, 1LL << 40, &o.schedule.warmup_steps)) !=
+            OT_EXIT_OK ||
+        (rc = ot_cli_threads_opt(cmd, &a, &o.threads)) != OT_EXIT_OK ||
+        (rc = ot_cli_seed_opt(cmd, &a, &o.seed)) != OT_EXIT_OK ||
+        (rc = ot_cli_int_opt(cmd, &a, "max-steps", 1, INT64_MAX, &o.max_steps)) != OT_EXIT_OK ||
+        (rc = int_opt(cmd, &a, "workers", 0, 64, &o.workers)) != OT_EXIT_OK)
+        goto out;
     o.augment = ot_cli_count(cmd, &a, "augment") > 0;
     o.skip_bad = ot_cli_count(cmd, &a, "skip-bad") > 0;
     double val_split = 0;
-    if (V("val-split") && !parse_double(V("val-split"), 1e-9, 0.999999, &val_split)) {
-        rc = ot_cli_usage_error(cmd, "--val-split must be a fraction between 0 and 1");
+    if ((rc = ot_cli_real_opt(cmd, &a, "val-split", 1e-9, 0.999999, &val_split)) != OT_EXIT_OK)
         goto out;
-    }
     if (V("val-split") && V("val-data")) {
         rc = ot_cli_usage_error(cmd, "--val-split and --val-data are exclusive");
         goto out;
@@ -862,13 +826,8 @@ int ot_cmd_finetune(int argc, char **argv)
             goto out;
         }
     }
-    if (V("patience")) {
-        if (!parse_int(V("patience"), 1, 1000000, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--patience must be a positive integer");
-            goto out;
-        }
-        o.patience = (int)ll;
-    }
+    if ((rc = int_opt(cmd, &a, "patience", 1, 1000000, &o.patience)) != OT_EXIT_OK)
+        goto out;
     if ((o.keep_best || o.patience) && !V("val-split") && !V("val-data")) {
         rc = ot_cli_usage_error(cmd, "--keep best and --patience need --val-split or --val-data");
         goto out;
@@ -880,10 +839,8 @@ int ot_cmd_finetune(int argc, char **argv)
         goto out;
     }
     if (V("checkpoint-every")) {
-        if (!parse_int(V("checkpoint-every"), 1, INT64_MAX, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--checkpoint-every must be a positive integer");
+        if ((rc = ot_cli_int_opt(cmd, &a, "checkpoint-every", 1, INT64_MAX, &ll)) != OT_EXIT_OK)
             goto out;
-        }
         if (!o.checkpoint) {
             rc = ot_cli_usage_error(cmd, "--checkpoint-every needs --checkpoint FILE");
             goto out;
@@ -896,10 +853,8 @@ int ot_cmd_finetune(int argc, char **argv)
             o.threads = 1;
     }
     o.no_cache = ot_cli_count(cmd, &a, "no-cache") > 0;
-    if (V("cache-mem") && !ot_cli_parse_size(V("cache-mem"), &o.cache_mem)) {
-        rc = ot_cli_usage_error(cmd, "--cache-mem: not a size");
+    if ((rc = ot_cli_size_opt(cmd, &a, "cache-mem", 0, UINT64_MAX, &o.cache_mem)) != OT_EXIT_OK)
         goto out;
-    }
     o.cache_dir = V("cache-dir");
     if (V("cache-dtype")) {
         const char *cd = V("cache-dtype");
@@ -926,19 +881,23 @@ int ot_cmd_finetune(int argc, char **argv)
     bool json = ot_cli_count(cmd, &a, "json") > 0;
 
     ot_import_opts io = { 0 };
-    if ((rc = ot_cli_import_opts(cmd, &a, &io)) != OT_EXIT_OK)
+    ot_data_transform early; /* --mean/--std are checked before any file is read */
+    ot_data_transform_init(&early, 1, OT_DATA_NORM_NONE);
+    if ((rc = ot_cli_import_opts(cmd, &a, &io)) != OT_EXIT_OK ||
+        (rc = apply_mean_std(cmd, &a, &early)) != OT_EXIT_OK)
+        goto out;
+    ot_data_opts dopts;
+    if ((rc = data_opts(cmd, &a, &dopts)) != OT_EXIT_OK)
         goto out;
     if (ot_onnx_import_file(model, &io, &g, &err) != OT_OK ||
-        ot_data_open(data, OT_DATA_TRAIN, &train, &err) != OT_OK) {
+        ot_data_open_with(data, OT_DATA_TRAIN, &dopts, &train, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto out;
     }
     {
-        long long per_class = 0;
-        if (V("per-class") && !parse_int(V("per-class"), 1, INT64_MAX, &per_class)) {
-            rc = ot_cli_usage_error(cmd, "--per-class must be a positive integer");
+        int64_t per_class = 0;
+        if ((rc = ot_cli_int_opt(cmd, &a, "per-class", 1, INT64_MAX, &per_class)) != OT_EXIT_OK)
             goto out;
-        }
         if ((rc = select_data(cmd, &a, &train, per_class, o.seed)) != OT_EXIT_OK)
             goto out;
     }
@@ -956,7 +915,7 @@ int ot_cmd_finetune(int argc, char **argv)
             goto out;
         }
     } else if (V("val-data")) {
-        if (ot_data_open(V("val-data"), OT_DATA_TRAIN, &val, &err) != OT_OK) {
+        if (ot_data_open_with(V("val-data"), OT_DATA_TRAIN, &dopts, &val, &err) != OT_OK) {
             rc = ot_cli_error("%s", err.msg);
             goto out;
         }
@@ -984,13 +943,8 @@ int ot_cmd_finetune(int argc, char **argv)
         goto out;
     }
     int size = default_size(g);
-    if (V("image-size")) {
-        if (!parse_int(V("image-size"), 1, OT_DATA_MAX_SIZE, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--image-size must be a positive integer");
-            goto out;
-        }
-        size = (int)ll;
-    }
+    if ((rc = int_opt(cmd, &a, "image-size", 1, OT_DATA_MAX_SIZE, &size)) != OT_EXIT_OK)
+        goto out;
     ot_data_transform_init(&o.transform, size, norm);
     if ((rc = apply_mean_std(cmd, &a, &o.transform)) != OT_EXIT_OK)
         goto out;
@@ -1076,7 +1030,7 @@ int ot_cmd_finetune(int argc, char **argv)
     for (int c = 0; c < nc; c++)
         names[c] = ot_data_class_name(train, c);
     snprintf(run_options, ro_len, "mode=%s\nclasses=%lld\ntrain=%s\nfreeze=%s\nfreeze-until=%s\n",
-             mode_names[fo.mode], classes, V("train") ? V("train") : "",
+             mode_names[fo.mode], (long long)classes, V("train") ? V("train") : "",
              V("freeze") ? V("freeze") : "", V("freeze-until") ? V("freeze-until") : "");
     o.run_options = run_options;
     ckpt_ctx cc = { .size = size, .t = &o.transform, .names = names, .n_classes = nc };
@@ -1152,9 +1106,9 @@ int ot_cmd_finetune(int argc, char **argv)
     else if (tr.cache_used)
         fprintf(log, "prefix cache: %.1f MB of %s\n", (double)tr.cache_bytes / 1e6,
                 tr.cache_bf16 ? "bf16 (features rounded in every epoch)" : "f32");
-    bool have_test = ot_data_has_split(data, OT_DATA_TEST);
+    bool have_test = ot_data_has_split_with(data, OT_DATA_TEST, &dopts);
     if (have_test) {
-        if (ot_data_open(data, OT_DATA_TEST, &test, &err) != OT_OK) {
+        if (ot_data_open_with(data, OT_DATA_TEST, &dopts, &test, &err) != OT_OK) {
             rc = ot_cli_error("%s", err.msg);
             goto out;
         }
@@ -1238,24 +1192,17 @@ int ot_cmd_eval(int argc, char **argv)
         rc = ot_cli_usage_error(cmd, "missing --data PATH");
         goto out;
     }
-    long long ll;
     int bs = 32, threads = 0;
-    if (ot_cli_value(cmd, &a, "batch-size")) {
-        if (!parse_int(ot_cli_value(cmd, &a, "batch-size"), 1, 1 << 16, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--batch-size must be a positive integer");
-            goto out;
-        }
-        bs = (int)ll;
-    }
-    if (ot_cli_value(cmd, &a, "threads")) {
-        if (!parse_int(ot_cli_value(cmd, &a, "threads"), 1, 4096, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--threads must be a positive integer");
-            goto out;
-        }
-        threads = (int)ll;
-    }
+    ot_data_opts dopts;
+    if ((rc = int_opt(cmd, &a, "batch-size", 1, 1 << 16, &bs)) != OT_EXIT_OK ||
+        (rc = ot_cli_threads_opt(cmd, &a, &threads)) != OT_EXIT_OK ||
+        (rc = data_opts(cmd, &a, &dopts)) != OT_EXIT_OK)
+        goto out;
     ot_import_opts io = { 0 };
-    if ((rc = ot_cli_import_opts(cmd, &a, &io)) != OT_EXIT_OK)
+    ot_data_transform early; /* --mean/--std are checked before any file is read */
+    ot_data_transform_init(&early, 1, OT_DATA_NORM_NONE);
+    if ((rc = ot_cli_import_opts(cmd, &a, &io)) != OT_EXIT_OK ||
+        (rc = apply_mean_std(cmd, &a, &early)) != OT_EXIT_OK)
         goto out;
     if (ot_onnx_import_file(a.pos[0], &io, &g, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
@@ -1265,8 +1212,9 @@ int ot_cmd_eval(int argc, char **argv)
         rc = ot_cli_error("%s: %s", a.pos[0], err.msg);
         goto out;
     }
-    ot_data_split split = ot_data_has_split(data, OT_DATA_TEST) ? OT_DATA_TEST : OT_DATA_TRAIN;
-    if (ot_data_open(data, split, &ds, &err) != OT_OK) {
+    ot_data_split split =
+        ot_data_has_split_with(data, OT_DATA_TEST, &dopts) ? OT_DATA_TEST : OT_DATA_TRAIN;
+    if (ot_data_open_with(data, split, &dopts, &ds, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto out;
     }
@@ -1276,13 +1224,8 @@ int ot_cmd_eval(int argc, char **argv)
     ot_data_transform t;
     ot_data_transform_init(&t, default_size(g), OT_DATA_NORM_IMAGENET);
     ot_train_meta_read(g, &t);
-    if (ot_cli_value(cmd, &a, "image-size")) {
-        if (!parse_int(ot_cli_value(cmd, &a, "image-size"), 1, OT_DATA_MAX_SIZE, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--image-size must be a positive integer");
-            goto out;
-        }
-        t.size = (int)ll;
-    }
+    if ((rc = int_opt(cmd, &a, "image-size", 1, OT_DATA_MAX_SIZE, &t.size)) != OT_EXIT_OK)
+        goto out;
     if (ot_cli_value(cmd, &a, "normalize")) {
         ot_data_norm norm;
         if (norm_of(ot_cli_value(cmd, &a, "normalize"), &norm) != OT_OK) {

@@ -65,19 +65,6 @@ static const ot_cli_cmd predict_cmd = {
     .n_pos_max = INT_MAX,
 };
 
-static bool parse_int(const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    if (!s || !*s)
-        return false;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (*end || errno || v < lo || v > hi)
-        return false;
-    *out = v;
-    return true;
-}
-
 /* ------------------------------------------------------------ image files */
 
 /* A decoded image: planar CHW bytes (owned) and the view into them. */
@@ -335,23 +322,12 @@ int ot_cmd_predict(int argc, char **argv)
         ot_cli_print_usage(cmd, stdout);
         goto out;
     }
-    long long ll;
-    int top = 5, threads = 0;
-    const char *s = ot_cli_value(cmd, &a, "top");
-    if (s) {
-        if (!parse_int(s, 1, INT_MAX, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--top must be a positive integer, not '%s'", s);
-            goto out;
-        }
-        top = (int)ll;
-    }
-    if ((s = ot_cli_value(cmd, &a, "threads"))) {
-        if (!parse_int(s, 1, 4096, &ll)) {
-            rc = ot_cli_usage_error(cmd, "--threads must be a positive integer, not '%s'", s);
-            goto out;
-        }
-        threads = (int)ll;
-    }
+    int64_t top64 = 5;
+    int threads = 0;
+    if ((rc = ot_cli_int_opt(cmd, &a, "top", 1, INT_MAX, &top64)) != OT_EXIT_OK ||
+        (rc = ot_cli_threads_opt(cmd, &a, &threads)) != OT_EXIT_OK)
+        goto out;
+    int top = (int)top64;
     ot_import_opts io = { 0 };
     if ((rc = ot_cli_import_opts(cmd, &a, &io)) != OT_EXIT_OK)
         goto out;

@@ -36,7 +36,7 @@ static const ot_cli_opt run_opts[] = {
     { "random", 0, NULL, "feed seeded random data to the inputs not given with --input" },
     { "batch", 0, "N", "dim 0 of dynamic-batch inputs made by --random (default 1)" },
     { "seed", 0, "S", "seed of --random (default 0)" },
-    { "threads", 0, "N", "CPU threads; 0 (default): OMP_NUM_THREADS, else all cores" },
+    { "threads", 0, "N", "CPU threads, 1 to 4096 (default OMP_NUM_THREADS, else all cores)" },
     { "profile", 0, NULL, "print the time per node type and per node (stderr)" },
     { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
     { NULL, 0, NULL, NULL },
@@ -228,29 +228,17 @@ int ot_cmd_run(int argc, char **argv)
     bool json = ot_cli_count(&run_cmd, &args, "json") > 0;
     bool random = ot_cli_count(&run_cmd, &args, "random") > 0;
     const char *out_dir = ot_cli_value(&run_cmd, &args, "output-dir");
-    int64_t batch = 1, threads = 0, seed = 0;
-    const char *s = ot_cli_value(&run_cmd, &args, "batch");
-    if (s && (!ot_feed_parse_int(s, INT32_MAX, &batch) || batch < 1)) {
-        rc = ot_cli_usage_error(&run_cmd, "bad value '%s' for --batch (expected a positive "
-                                "integer)", s);
+    int64_t batch = 1;
+    uint64_t seed = 0;
+    int threads = 0;
+    if ((rc = ot_cli_int_opt(&run_cmd, &args, "batch", 1, INT32_MAX, &batch)) != OT_EXIT_OK ||
+        (rc = ot_cli_seed_opt(&run_cmd, &args, &seed)) != OT_EXIT_OK ||
+        (rc = ot_cli_threads_opt(&run_cmd, &args, &threads)) != OT_EXIT_OK)
         goto done;
-    }
-    if (s && !random)
+    if (ot_cli_value(&run_cmd, &args, "batch") && !random)
         ot_log(OT_LOG_WARN, "--batch is ignored without --random");
-    s = ot_cli_value(&run_cmd, &args, "seed");
-    if (s && !ot_feed_parse_int(s, INT64_MAX, &seed)) {
-        rc = ot_cli_usage_error(&run_cmd, "bad value '%s' for --seed (expected a non-negative "
-                                "integer)", s);
-        goto done;
-    }
-    if (s && !random)
+    if (ot_cli_value(&run_cmd, &args, "seed") && !random)
         ot_log(OT_LOG_WARN, "--seed is ignored without --random");
-    s = ot_cli_value(&run_cmd, &args, "threads");
-    if (s && !ot_feed_parse_int(s, 4096, &threads)) {
-        rc = ot_cli_usage_error(&run_cmd, "bad value '%s' for --threads (expected 0 to 4096)",
-                                s);
-        goto done;
-    }
 
     files = malloc(sizeof *files * (size_t)(argc > 0 ? argc : 1));
     if (!files) {

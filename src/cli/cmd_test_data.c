@@ -37,7 +37,7 @@ static const ot_cli_opt td_opts[] = {
     { "rtol", 0, "R", "relative tolerance (default 1e-3)" },
     { "atol", 0, "A", "absolute tolerance (default 1e-5)" },
     { "json", 0, NULL, "print the results as one JSON object" },
-    { "threads", 0, "N", "CPU threads; 0 (default): OMP_NUM_THREADS, else all cores" },
+    { "threads", 0, "N", "CPU threads, 1 to 4096 (default OMP_NUM_THREADS, else all cores)" },
     { NULL, 0, NULL, NULL },
 };
 
@@ -579,18 +579,6 @@ static void print_json_result(const char *dir, const result *res, bool first)
     printf("}");
 }
 
-static bool parse_tol(const char *s, double *out)
-{
-    if (!s)
-        return true;
-    char *end = NULL;
-    double v = strtod(s, &end);
-    if (!*s || *end || !(v >= 0.0) || isinf(v))
-        return false;
-    *out = v;
-    return true;
-}
-
 int ot_cmd_test_data(int argc, char **argv)
 {
     ot_cli_args args;
@@ -602,23 +590,10 @@ int ot_cmd_test_data(int argc, char **argv)
         ot_cli_print_usage(&td_cmd, stdout);
         goto done;
     }
-    const char *s = ot_cli_value(&td_cmd, &args, "rtol");
-    if (!parse_tol(s, &r.rtol)) {
-        rc = ot_cli_usage_error(&td_cmd, "bad value '%s' for --rtol (expected a number >= 0)", s);
+    if ((rc = ot_cli_real_opt(&td_cmd, &args, "rtol", 0, 1e30, &r.rtol)) != OT_EXIT_OK ||
+        (rc = ot_cli_real_opt(&td_cmd, &args, "atol", 0, 1e30, &r.atol)) != OT_EXIT_OK ||
+        (rc = ot_cli_threads_opt(&td_cmd, &args, &r.threads)) != OT_EXIT_OK)
         goto done;
-    }
-    s = ot_cli_value(&td_cmd, &args, "atol");
-    if (!parse_tol(s, &r.atol)) {
-        rc = ot_cli_usage_error(&td_cmd, "bad value '%s' for --atol (expected a number >= 0)", s);
-        goto done;
-    }
-    s = ot_cli_value(&td_cmd, &args, "threads");
-    int64_t threads = 0;
-    if (s && !ot_feed_parse_int(s, 4096, &threads)) {
-        rc = ot_cli_usage_error(&td_cmd, "bad value '%s' for --threads (expected 0 to 4096)", s);
-        goto done;
-    }
-    r.threads = (int)threads;
     bool json = ot_cli_count(&td_cmd, &args, "json") > 0;
     r.verbose = !json && ot_log_enabled(OT_LOG_INFO);
 

@@ -322,30 +322,12 @@ int ot_cmd_zoo(int argc, char **argv)
         }
     }
     ot_model_spec spec = { .name = a.pos[0], .classes = 1000 };
-    const char *v;
-    char *end;
-    if ((v = ot_cli_value(&zoo_cmd, &a, "classes"))) {
-        spec.classes = strtoll(v, &end, 10);
-        if (*end || spec.classes < 1 || spec.classes > (1 << 20)) {
-            rc = ot_cli_usage_error(&zoo_cmd, "--classes must be a positive integer");
-            goto out;
-        }
-    }
-    if ((v = ot_cli_value(&zoo_cmd, &a, "image-size"))) {
-        spec.image_size = strtoll(v, &end, 10);
-        if (*end || spec.image_size < 2 || spec.image_size > 8192) {
-            rc = ot_cli_usage_error(&zoo_cmd, "--image-size must be an integer from 2 to 8192");
-            goto out;
-        }
-    }
-    if ((v = ot_cli_value(&zoo_cmd, &a, "seed"))) {
-        long long s = strtoll(v, &end, 10);
-        if (*end || s < 0) {
-            rc = ot_cli_usage_error(&zoo_cmd, "--seed must be a non-negative integer");
-            goto out;
-        }
-        spec.seed = (uint64_t)s;
-    }
+    if ((rc = ot_cli_int_opt(&zoo_cmd, &a, "classes", 1, 1 << 20, &spec.classes)) !=
+            OT_EXIT_OK ||
+        (rc = ot_cli_int_opt(&zoo_cmd, &a, "image-size", 2, 8192, &spec.image_size)) !=
+            OT_EXIT_OK ||
+        (rc = ot_cli_seed_opt(&zoo_cmd, &a, &spec.seed)) != OT_EXIT_OK)
+        goto out;
     const char *path = ot_cli_value(&zoo_cmd, &a, "output");
     if (!path) {
         rc = ot_cli_usage_error(&zoo_cmd, "missing -o FILE");

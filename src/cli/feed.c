@@ -401,22 +401,6 @@ done:
     return st;
 }
 
-bool ot_feed_parse_int(const char *s, int64_t max, int64_t *out)
-{
-    if (!s || *s < '0' || *s > '9')
-        return false;
-    int64_t v = 0;
-    for (; *s; s++) {
-        if (*s < '0' || *s > '9')
-            return false;
-        if (v > (max - (*s - '0')) / 10)
-            return false;
-        v = v * 10 + (*s - '0');
-    }
-    *out = v;
-    return true;
-}
-
 static const ot_cli_opt *find_opt(const ot_cli_cmd *cmd, const char *name, size_t len, char c)
 {
     for (int i = 0; cmd->opts && cmd->opts[i].name && i < OT_CLI_MAX_OPTS; i++) {

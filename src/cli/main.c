@@ -8,6 +8,8 @@
  * (ot_log) go to stderr as `onnxtrain: warning: ...`; warnings show by
  * default, -v adds info and -vv debug.
  */
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -489,19 +491,138 @@ bool ot_cli_parse_size(const char *s, uint64_t *out)
     return true;
 }
 
-int ot_cli_import_opts(const ot_cli_cmd *cmd, const ot_cli_args *args, ot_import_opts *opts)
+bool ot_cli_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out)
 {
-    const char *s = ot_cli_value(cmd, args, "max-tensor-size");
+    if (!s)
+        return false;
+    bool neg = *s == '-';
+    if (neg)
+        s++;
+    if (*s < '0' || *s > '9')
+        return false;
+    /* Accumulate the magnitude as unsigned: INT64_MIN's does not fit int64. */
+    uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return false;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (limit - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    int64_t x = neg ? (v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v) : (int64_t)v;
+    if (x < lo || x > hi)
+        return false;
+    *out = x;
+    return true;
+}
+
+/* True when s is a decimal number as ot_cli_parse_real describes. */
+static bool is_decimal(const char *s)
+{
+    if (*s == '-')
+        s++;
+    size_t whole = strspn(s, "0123456789");
+    s += whole;
+    size_t frac = 0;
+    if (*s == '.') {
+        s++;
+        frac = strspn(s, "0123456789");
+        s += frac;
+    }
+    if (whole + frac == 0)
+        return false;
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-')
+            s++;
+        size_t exp = strspn(s, "0123456789");
+        if (exp == 0)
+            return false;
+        s += exp;
+    }
+    return *s == '\0';
+}
+
+bool ot_cli_parse_real(const char *s, double lo, double hi, double *out)
+{
+    if (!s || !is_decimal(s))
+        return false;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end || errno == ERANGE || !isfinite(v))
+        return false;
+    if (!(v >= lo && v <= hi))
+        return false;
+    *out = v;
+    return true;
+}
+
+int ot_cli_int_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name, int64_t lo,
+                   int64_t hi, int64_t *out)
+{
+    const char *s = ot_cli_value(cmd, args, name);
     if (!s)
         return OT_EXIT_OK;
-    uint64_t n;
-    if (!ot_cli_parse_size(s, &n))
-        return ot_cli_usage_error(cmd, "bad value '%s' for --max-tensor-size (expected bytes, "
-                                       "e.g. 512M or 16G)", s);
-    if (n == 0)
-        return ot_cli_usage_error(cmd, "--max-tensor-size must be positive");
-    opts->max_tensor_bytes = n;
+    if (!ot_cli_parse_int(s, lo, hi, out))
+        return ot_cli_usage_error(cmd, "bad value '%s' for --%s (expected an integer from %lld "
+                                       "to %lld)",
+                                  s, name, (long long)lo, (long long)hi);
     return OT_EXIT_OK;
+}
+
+int ot_cli_real_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name, double lo,
+                    double hi, double *out)
+{
+    const char *s = ot_cli_value(cmd, args, name);
+    if (!s)
+        return OT_EXIT_OK;
+    if (!ot_cli_parse_real(s, lo, hi, out))
+        return ot_cli_usage_error(cmd, "bad value '%s' for --%s (expected a decimal number from "
+                                       "%g to %g)",
+                                  s, name, lo, hi);
+    return OT_EXIT_OK;
+}
+
+int ot_cli_size_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name,
+                    uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    const char *s = ot_cli_value(cmd, args, name);
+    if (!s)
+        return OT_EXIT_OK;
+    uint64_t v;
+    if (!ot_cli_parse_size(s, &v) || v < lo || v > hi)
+        return ot_cli_usage_error(cmd, "bad value '%s' for --%s (expected bytes from %llu to "
+                                       "%llu, suffix K, M, G or T, e.g. 512M or 4G)",
+                                  s, name, (unsigned long long)lo, (unsigned long long)hi);
+    *out = v;
+    return OT_EXIT_OK;
+}
+
+int ot_cli_threads_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, int *out)
+{
+    int64_t v = *out;
+    int rc = ot_cli_int_opt(cmd, args, "threads", 1, OT_CLI_THREADS_MAX, &v);
+    *out = (int)v;
+    return rc;
+}
+
+int ot_cli_seed_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, uint64_t *out)
+{
+    int64_t v = (int64_t)(*out & (uint64_t)INT64_MAX);
+    int rc = ot_cli_int_opt(cmd, args, "seed", 0, OT_CLI_SEED_MAX, &v);
+    if (rc == OT_EXIT_OK && ot_cli_value(cmd, args, "seed"))
+        *out = (uint64_t)v;
+    return rc;
+}
+
+int ot_cli_import_opts(const ot_cli_cmd *cmd, const ot_cli_args *args, ot_import_opts *opts)
+{
+    uint64_t n = opts->max_tensor_bytes;
+    int rc = ot_cli_size_opt(cmd, args, "max-tensor-size", 1, UINT64_MAX, &n);
+    opts->max_tensor_bytes = n;
+    return rc;
 }
 
 /* ----------------------------------------------------------------- main */
@@ -538,10 +659,15 @@ int main(int argc, char **argv)
             break;
         }
         if (strcmp(a, "--version") == 0) {
+            if (k + 1 < argc)
+                return main_usage_error("--version: unexpected argument '%s'", argv[k + 1]);
             printf("onnxtrain %s\n", ot_version());
             return ot_cli_finish_stdout();
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            if (k + 1 < argc)
+                return main_usage_error("%s: unexpected argument '%s' (for a command's help: "
+                                        "onnxtrain help COMMAND)", a, argv[k + 1]);
             print_main_usage(stdout);
             return ot_cli_finish_stdout();
         }
