@@ -372,8 +372,22 @@ typedef struct progress_ctx {
     int epochs;
     ot_train_log *log;     /* --log / --plot                                 */
     const char *log_path, *plot_path;
-    ot_err log_err;        /* the first error writing them                   */
+    ot_err log_err;        /* the last attempt's error writing them (each
+                              attempt rewrites both whole)                   */
 } progress_ctx;
+
+/* After the log's rows were added (log_st: how writing the CSV went), writes
+   the plot of them; a failure of either stays in p->log_err until a later
+   attempt succeeds (each attempt rewrites both files whole). */
+static void write_plot(progress_ctx *p, ot_status log_st)
+{
+    int n;
+    const ot_train_log_row *rows = ot_train_log_rows(p->log, &n);
+    if (log_st == OT_OK && p->plot_path && n > 0)
+        log_st = ot_train_plot_svg(p->plot_path, rows, n, &p->log_err);
+    if (log_st == OT_OK)
+        ot_err_init(&p->log_err);
+}
 
 static void on_resumed(int epoch, int64_t epoch_step, int64_t step, void *user)
 {
@@ -421,14 +435,8 @@ static void on_progress(const ot_train_epoch *e, bool end, void *user)
     fprintf(p->f, "  lr %.3g  %.1f img/s  %.1fs%s\n", e->lr, e->images_per_s, e->seconds,
             e->cached ? "  (prefix cached)" : "");
     fflush(p->f);
-    if (p->log && p->log_err.code == OT_OK) {
-        int n;
-        if (ot_train_log_epoch(p->log, e, e->val_loss, e->val_accuracy, &p->log_err) == OT_OK &&
-            p->plot_path) {
-            const ot_train_log_row *rows = ot_train_log_rows(p->log, &n);
-            ot_train_plot_svg(p->plot_path, rows, n, &p->log_err);
-        }
-    }
+    if (p->log) /* a failure here costs the log, never the run: reported at the end */
+        write_plot(p, ot_train_log_epoch(p->log, e, e->val_loss, e->val_accuracy, &p->log_err));
 }
 
 static void print_eval_json(FILE *f, const ot_eval_result *r, const ot_dataset *ds)
@@ -1064,10 +1072,6 @@ int ot_cmd_finetune(int argc, char **argv)
         rc = ot_cli_error("%s: %s", model, err.msg);
         goto out;
     }
-    if (pc.log_err.code != OT_OK) {
-        rc = ot_cli_error("%s", pc.log_err.msg);
-        goto out;
-    }
     if (tr.n_bad)
         fprintf(log, "skipped %lld unreadable images (--skip-bad)\n", (long long)tr.n_bad);
     if (tr.early_stopped)
@@ -1097,6 +1101,8 @@ int ot_cmd_finetune(int argc, char **argv)
                     "onnxtrain: stopped by %s after step %lld; no checkpoint was written (use "
                     "--checkpoint FILE to keep the progress)\n",
                     sig, (long long)tr.steps);
+        if (pc.log_err.code != OT_OK)
+            ot_cli_error("%s", pc.log_err.msg);
         rc = 128 + tr.stopped_by;
         goto out;
     }
@@ -1153,6 +1159,8 @@ int ot_cmd_finetune(int argc, char **argv)
         printf("}\n");
     }
     rc = ot_cli_finish_stdout();
+    if (rc == OT_EXIT_OK && pc.log_err.code != OT_OK) /* the model is written, the log is not */
+        rc = ot_cli_error("%s (the trained model was written to %s)", pc.log_err.msg, out);
 out:
 #undef V
     ot_eval_result_fini(&ev);
