@@ -54,7 +54,9 @@ int ot_cmd_export(int argc, char **argv)
     const char *in = a.pos[0], *out = a.pos[1];
     ot_err err;
     ot_err_init(&err);
-    if (ot_model_import(in, &io, &g, &err) != OT_OK) {
+    /* a checkpoint's checksum must match (format 1 had none) */
+    ot_status st = ot_model_import(in, &io, &g, &err);
+    if (ot_train_checkpoint_check_import(in, g, st, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto done;
     }
@@ -66,7 +68,7 @@ int ot_cmd_export(int argc, char **argv)
        written again as JSON */
     char **names = NULL;
     int n_names = 0;
-    ot_status st = ot_train_meta_classes(g, &names, &n_names, &err);
+    st = ot_train_meta_classes(g, &names, &n_names, &err);
     if (st == OT_OK && names)
         st = ot_train_meta_set_classes(g, (const char *const *)names, n_names, &err);
     ot_free(names);

@@ -369,7 +369,7 @@ typedef struct progress_ctx {
     FILE *f;
     bool tty;
     const char *resume;
-    int epochs;
+    int epochs, patience;
     ot_train_log *log;     /* --log / --plot                                 */
     const char *log_path, *plot_path;
     ot_err log_err;        /* the last attempt's error writing them (each
@@ -389,12 +389,32 @@ static void write_plot(progress_ctx *p, ot_status log_st)
         ot_err_init(&p->log_err);
 }
 
-static void on_resumed(int epoch, int64_t epoch_step, int64_t step, void *user)
+static void on_resumed(const ot_train_checkpoint *ck, void *user)
 {
     progress_ctx *p = user;
+    int epoch = ck->epoch;
+    int64_t epoch_step = ck->epoch_step, step = ck->step;
+    /* the rows of the epochs before the stop, as the log had them (their
+       timing is not kept: left empty) */
+    if (p->log && ck->n_history > 0) {
+        ot_status st = OT_OK;
+        for (int i = 0; i < ck->n_history && st == OT_OK; i++) {
+            const ot_train_checkpoint_epoch *h = &ck->history[i];
+            ot_train_log_row row = { .epoch = h->epoch, .loss = h->loss,
+                                     .accuracy = h->accuracy, .val_loss = h->val_loss,
+                                     .val_accuracy = h->val_accuracy, .lr = h->lr,
+                                     .images_per_s = NAN, .seconds = NAN };
+            st = ot_train_log_add(p->log, &row, &p->log_err);
+        }
+        write_plot(p, st);
+    }
     fprintf(p->f, "resumed from %s ", p->resume);
     if (epoch >= p->epochs)
         fprintf(p->f, "after epoch %d: the run was finished, nothing left to train\n", epoch);
+    else if (p->patience && epoch_step == 0 && ck->best_epoch &&
+             epoch - ck->best_epoch >= p->patience)
+        fprintf(p->f, "after epoch %d: --patience had ended the run, nothing left to train\n",
+                epoch);
     else if (epoch_step == 0)
         fprintf(p->f, "after epoch %d (step %lld in all)\n", epoch, (long long)step);
     else
@@ -897,7 +917,9 @@ int ot_cmd_finetune(int argc, char **argv)
     ot_data_opts dopts;
     if ((rc = data_opts(cmd, &a, &dopts)) != OT_EXIT_OK)
         goto out;
-    if (ot_onnx_import_file(model, &io, &g, &err) != OT_OK ||
+    /* a checkpoint given as MODEL: its checksum must match (format 1 had none) */
+    ot_status ist = ot_onnx_import_file(model, &io, &g, &err);
+    if (ot_train_checkpoint_check_import(model, g, ist, &err) != OT_OK ||
         ot_data_open_with(data, OT_DATA_TRAIN, &dopts, &train, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto out;
@@ -934,13 +956,13 @@ int ot_cmd_finetune(int argc, char **argv)
         }
         o.val_data = val;
     }
-    if (ot_graph_meta(g, OT_CKPT_META_PREFIX "format")) {
-        ot_log(OT_LOG_WARN, "%s is a training checkpoint: a new run starts from its weights "
-               "(use --resume to continue that run)", model);
+    if (ot_train_checkpoint_is_one(g)) { /* its checksum was checked at the import */
         if (ot_train_checkpoint_strip(g, &err) != OT_OK) {
             rc = ot_cli_error("%s: %s", model, err.msg);
             goto out;
         }
+        ot_log(OT_LOG_WARN, "%s is a training checkpoint: a new run starts from its weights "
+               "(use --resume to continue that run)", model);
     }
     if (ot_graph_check_finite(g, &err) != OT_OK) {
         rc = ot_cli_error("%s: %s", model, err.msg);
@@ -1049,6 +1071,7 @@ int ot_cmd_finetune(int argc, char **argv)
     pc.tty = isatty(fileno(log)) != 0;
     pc.resume = o.resume;
     pc.epochs = o.epochs;
+    pc.patience = o.patience;
     o.progress = on_progress;
     o.resumed = on_resumed;
     o.profile = ot_cli_count(cmd, &a, "profile") > 0;

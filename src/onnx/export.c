@@ -19,8 +19,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "core/file.h"
+#include "onnx.h"
 #include "pb.h"
 
 typedef struct exporter {
@@ -509,11 +511,13 @@ done:
     return st;
 }
 
-/* A ProtobufCBuffer that appends to a FILE, remembering the first error. */
+/* A ProtobufCBuffer that appends to a FILE, remembering the first error and
+   the CRC-32 of what it wrote. */
 typedef struct file_buffer {
     ProtobufCBuffer base;
     FILE *f;
     int error;
+    uLong crc;
 } file_buffer;
 
 static void file_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
@@ -521,10 +525,51 @@ static void file_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
     file_buffer *fb = (file_buffer *)b;
     if (!fb->error && len && fwrite(data, 1, len, fb->f) != len)
         fb->error = errno ? errno : EIO;
+    /* zlib takes uInt lengths: feed large blocks in pieces */
+    for (size_t at = 0; at < len;) {
+        uInt n = len - at > (1u << 30) ? (1u << 30) : (uInt)(len - at);
+        fb->crc = crc32(fb->crc, data + at, n);
+        at += n;
+    }
 }
 
-ot_status ot_onnx_export_file(const ot_graph *g, const char *path, const ot_export_opts *opts,
-                              ot_err *err)
+uint32_t ot_onnx_crc32(uint32_t crc, const void *data, size_t len)
+{
+    uLong c = crc;
+    const Bytef *p = data;
+    for (size_t at = 0; at < len;) {
+        uInt n = len - at > (1u << 30) ? (1u << 30) : (uInt)(len - at);
+        c = crc32(c, p + at, n);
+        at += n;
+    }
+    return (uint32_t)c;
+}
+
+size_t ot_onnx_crc_trailer(const char *key, uint32_t crc, uint8_t *out, size_t cap)
+{
+    /* ModelProto.metadata_props is field 14 (tag 0x72); StringStringEntryProto
+       has key = 1 (tag 0x0a) and value = 2 (tag 0x12). One-byte lengths keep the
+       trailer's size a function of the key alone. */
+    size_t klen = strlen(key), entry = 2 + klen + 2 + 8;
+    if (entry > 127 || 2 + entry > cap)
+        return 0;
+    uint8_t *p = out;
+    *p++ = 0x72;
+    *p++ = (uint8_t)entry;
+    *p++ = 0x0a;
+    *p++ = (uint8_t)klen;
+    memcpy(p, key, klen);
+    p += klen;
+    *p++ = 0x12;
+    *p++ = 8;
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 7; i >= 0; i--)
+        *p++ = (uint8_t)hex[(crc >> (4 * i)) & 15];
+    return (size_t)(p - out);
+}
+
+static ot_status export_file(const ot_graph *g, const char *path, const ot_export_opts *opts,
+                             const char *crc_key, ot_err *err)
 {
     ot_status st = OT_OK;
     exporter ex = { .g = g, .err = err };
@@ -544,9 +589,16 @@ ot_status ot_onnx_export_file(const ot_graph *g, const char *path, const ot_expo
 
     OT_TRY(ot_atomic_open(&af, path, err));
     model_open = true;
-    file_buffer fb = { .base = { .append = file_append }, .f = af.f };
+    file_buffer fb = { .base = { .append = file_append }, .f = af.f, .crc = crc32(0L, Z_NULL, 0) };
     errno = 0;
     protobuf_c_message_pack_to_buffer(&mp->base, &fb.base);
+    if (crc_key) { /* one more metadata entry: the CRC-32 of every byte before it */
+        uint8_t trailer[160];
+        size_t n = ot_onnx_crc_trailer(crc_key, (uint32_t)fb.crc, trailer, sizeof trailer);
+        if (!n)
+            OT_FAIL(err, OT_ERR_INTERNAL, "checksum key '%s' is too long", crc_key);
+        file_append(&fb.base, n, trailer);
+    }
     if (fb.error)
         OT_FAIL(err, OT_ERR_IO, "%s: write error: %s", path, strerror(fb.error));
     if (ex.data_file) { /* the side file goes into place first */
@@ -565,6 +617,18 @@ done:
     ot_free(ex.data_path);
     ot_arena_fini(&ex.ar);
     return st;
+}
+
+ot_status ot_onnx_export_file(const ot_graph *g, const char *path, const ot_export_opts *opts,
+                              ot_err *err)
+{
+    return export_file(g, path, opts, NULL, err);
+}
+
+ot_status ot_onnx_export_file_crc(const ot_graph *g, const char *path,
+                                  const ot_export_opts *opts, const char *crc_key, ot_err *err)
+{
+    return export_file(g, path, opts, crc_key, err);
 }
 
 ot_status ot_model_export(const ot_graph *g, const char *path, const ot_export_opts *opts,

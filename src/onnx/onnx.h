@@ -43,6 +43,25 @@ ot_status ot_onnx_import_buffer(const void *data, size_t len, const char *name, 
 ot_status ot_onnx_export_file(const ot_graph *g, const char *path, const ot_export_opts *opts,
                               ot_err *err);
 
+/*
+ * As ot_onnx_export_file, then appends one more ModelProto.metadata_props
+ * entry {crc_key: 8 lowercase hex digits}, the CRC-32 (zlib's) of every byte
+ * of the file before that entry. The entry's bytes are
+ * ot_onnx_crc_trailer(crc_key, crc): a reader checks a file by comparing its
+ * last bytes with them. Errors: those of ot_onnx_export_file.
+ */
+ot_status ot_onnx_export_file_crc(const ot_graph *g, const char *path,
+                                  const ot_export_opts *opts, const char *crc_key, ot_err *err);
+
+/* Writes the metadata entry {key: crc as 8 hex digits} as protobuf bytes
+   (field 14 of ModelProto) into out[0 .. cap); returns their count, 0 when
+   they do not fit or the key is longer than 117 bytes. Cannot fail
+   otherwise. */
+size_t ot_onnx_crc_trailer(const char *key, uint32_t crc, uint8_t *out, size_t cap);
+
+/* zlib's CRC-32 of data[0 .. len), continuing from crc (0 to start). */
+uint32_t ot_onnx_crc32(uint32_t crc, const void *data, size_t len);
+
 /* Reads one TensorProto file (the format of ONNX test data and of the model
    zoo's test_data_set_* folders) into a tensor whose data the caller owns
    (release with ot_free(t->data)); *name_out, when not NULL, gets an ot_malloc'ed

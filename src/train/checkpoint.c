@@ -8,10 +8,14 @@
  * reports the same running loss as an uninterrupted one.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "checkpoint.h"
 #include "onnx/onnx.h"
@@ -90,7 +94,10 @@ void ot_train_checkpoint_fini(ot_train_checkpoint *ck)
         return;
     ot_free(ck->options);
     ot_free(ck->params);
+    ot_free(ck->history);
     ck->options = ck->params = NULL;
+    ck->history = NULL;
+    ck->n_history = 0;
 }
 
 /* ------------------------------------------------------------------ save */
@@ -98,6 +105,14 @@ void ot_train_checkpoint_fini(ot_train_checkpoint *ck)
 static bool has_prefix(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static const char *meta_get(const ot_graph *g, const char *key)
+{
+    for (int32_t i = 0; i < g->n_metadata; i++)
+        if (!strcmp(g->metadata[i].key, key))
+            return g->metadata[i].value;
+    return NULL;
 }
 
 /* Sets a metadata key of a graph whose metadata array it owns (a clone whose
@@ -154,12 +169,13 @@ static ot_status own_arrays(ot_graph *g, int32_t extra, int32_t *meta_cap, ot_er
     return OT_OK;
 }
 
-/* Adds one optimizer state tensor as an initializer that no node reads. */
-static ot_status add_state_init(ot_graph *g, const ot_optim_state *s, ot_err *err)
+/* Adds one state tensor as an initializer "<prefix><name>" that no node reads. */
+static ot_status add_state_init(ot_graph *g, const char *prefix, const ot_optim_state *s,
+                                ot_err *err)
 {
     ot_status st = OT_OK;
     char name[128];
-    snprintf(name, sizeof name, "%s%s", OT_CKPT_OPTIM_PREFIX, s->name);
+    snprintf(name, sizeof name, "%s%s", prefix, s->name);
     if (ot_graph_find_value(g, name) >= 0)
         return ot_err_set(err, OT_ERR_MODEL,
                           "the model already has a value named '%s', a name checkpoints reserve",
@@ -189,17 +205,41 @@ done:
     return st;
 }
 
+/* The history as text: one "epoch,loss,accuracy,val_loss,val_accuracy,lr"
+   line per finished epoch, doubles with 17 digits, "nan" where absent.
+   NULL when out of memory. */
+static char *history_text(const ot_train_checkpoint *ck)
+{
+    size_t n = (size_t)ck->n_history * 160 + 1;
+    char *s = ot_malloc(n), *at = s;
+    if (!s)
+        return NULL;
+    *s = '\0';
+    for (int i = 0; i < ck->n_history; i++) {
+        const ot_train_checkpoint_epoch *h = &ck->history[i];
+        double v[5] = { h->loss, h->accuracy, h->val_loss, h->val_accuracy, h->lr };
+        at += snprintf(at, n - (size_t)(at - s), "%d", h->epoch);
+        for (int k = 0; k < 5; k++)
+            at += isnan(v[k]) ? snprintf(at, n - (size_t)(at - s), ",nan")
+                              : snprintf(at, n - (size_t)(at - s), ",%.17g", v[k]);
+        at += snprintf(at, n - (size_t)(at - s), "\n");
+    }
+    return s;
+}
+
 ot_status ot_train_checkpoint_save(const ot_graph *model, ot_optim *opt,
+                                   const ot_optim_state *best, size_t n_best,
                                    const ot_train_checkpoint *ck,
                                    ot_train_checkpoint_prepare prepare, void *user,
                                    const char *path, ot_err *err)
 {
     ot_status st = OT_OK;
     ot_graph *g = NULL;
+    char *hist = NULL;
     int32_t meta_cap = 0;
     size_t n_state = opt ? ot_optim_state_count(opt) : 0;
     OT_TRY(ot_graph_clone(model, &g, err));
-    OT_TRY(own_arrays(g, (int32_t)n_state, &meta_cap, err));
+    OT_TRY(own_arrays(g, (int32_t)(n_state + n_best), &meta_cap, err));
     /* drop checkpoint keys the input model may carry */
     int32_t kept = 0;
     for (int32_t i = 0; i < g->n_metadata; i++)
@@ -220,8 +260,10 @@ ot_status ot_train_checkpoint_save(const ot_graph *model, ot_optim *opt,
     for (size_t i = 0; i < n_state; i++) {
         ot_optim_state s;
         OT_TRY(ot_optim_state_get(opt, i, &s, err));
-        OT_TRY(add_state_init(g, &s, err));
+        OT_TRY(add_state_init(g, OT_CKPT_OPTIM_PREFIX, &s, err));
     }
+    for (size_t i = 0; i < n_best; i++)
+        OT_TRY(add_state_init(g, OT_CKPT_BEST_PREFIX, &best[i], err));
 
     char buf[64];
 #define SET(key, ...)                                                                           \
@@ -248,63 +290,308 @@ ot_status ot_train_checkpoint_save(const ot_graph *model, ot_optim *opt,
     SET("epoch_seen", "%" PRId64, ck->epoch_seen);
     SET("last_loss", "%.17g", ck->last_loss);
     SET("last_accuracy", "%.17g", ck->last_accuracy);
+    SET("best_epoch", "%d", ck->best_epoch);
+    SET("best_val_accuracy", "%.17g", ck->best_val_accuracy);
 #undef SET
-    /* inline: one file, so that the rename replaces the whole checkpoint at once */
+    hist = history_text(ck);
+    if (!hist)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    OT_TRY(meta_set(g, &meta_cap, OT_CKPT_META_PREFIX "history", hist, err));
+    /* inline: one file, so that the rename replaces the whole checkpoint at
+       once; the CRC-32 of all of it goes last */
     ot_export_opts eo = { .placement = OT_DATA_INLINE };
-    OT_TRY(ot_model_export(g, path, &eo, err));
+    OT_TRY(ot_onnx_export_file_crc(g, path, &eo, OT_CKPT_CRC_KEY, err));
 done:
     if (st != OT_OK)
         ot_err_prefix(err, "checkpoint %s", path);
+    ot_free(hist);
     ot_graph_free(g);
     return st;
 }
 
-/* ------------------------------------------------------------------ load */
+/* -------------------------------------------------------------- checksum */
 
-static const char *meta_get(const ot_graph *g, const char *key)
+ot_status ot_train_checkpoint_check_bytes(const void *data, size_t len, const char *name,
+                                          bool *sealed, ot_err *err)
 {
-    for (int32_t i = 0; i < g->n_metadata; i++)
-        if (!strcmp(g->metadata[i].key, key))
-            return g->metadata[i].value;
-    return NULL;
+    uint8_t want[160];
+    size_t n = ot_onnx_crc_trailer(OT_CKPT_CRC_KEY, 0, want, sizeof want);
+    const uint8_t *p = data;
+    /* the trailer is fixed but for its last 8 bytes, the hex digits */
+    *sealed = len >= n && memcmp(p + len - n, want, n - 8) == 0;
+    if (!*sealed)
+        return ot_err_set(err, OT_ERR_PARSE,
+                          "%s: has no checkpoint checksum (metadata '" OT_CKPT_CRC_KEY
+                          "' at the end of the file): not a checkpoint of this onnxtrain, "
+                          "or its end is damaged",
+                          name);
+    uint32_t stored = 0;
+    for (size_t i = len - 8; i < len; i++) {
+        int c = p[i], d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        if (d < 0)
+            return ot_err_set(err, OT_ERR_PARSE,
+                              "%s: checkpoint checksum is not 8 lowercase hex digits: the file "
+                              "is damaged",
+                              name);
+        stored = stored << 4 | (uint32_t)d;
+    }
+    uint32_t crc = ot_onnx_crc32(0, p, len - n);
+    if (crc != stored)
+        return ot_err_set(err, OT_ERR_PARSE,
+                          "%s: checkpoint checksum mismatch (stored %08" PRIx32
+                          ", computed %08" PRIx32 "): the file is damaged",
+                          name, stored, crc);
+    return OT_OK;
 }
 
-static bool read_i64(const ot_graph *g, const char *key, int64_t lo, int64_t *out)
+/* Reads a whole regular file into *buf (ot_malloc'ed). Errors: OT_ERR_IO,
+   OT_ERR_PARSE (over protobuf's 2 GiB), OT_ERR_NOMEM. */
+static ot_status read_file(const char *path, uint8_t **buf, size_t *len, ot_err *err)
 {
-    const char *s = meta_get(g, key);
+    ot_status st = OT_OK;
+    uint8_t *b = NULL;
+    struct stat sb;
+    /* O_NONBLOCK: a FIFO must not hang the open; only regular files are read */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        OT_FAIL(err, OT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (fstat(fd, &sb) != 0)
+        OT_FAIL(err, OT_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    if (S_ISDIR(sb.st_mode))
+        OT_FAIL(err, OT_ERR_IO, "%s: is a folder, not a model file", path);
+    if (!S_ISREG(sb.st_mode))
+        OT_FAIL(err, OT_ERR_IO, "%s: not a regular file", path);
+    if ((uint64_t)sb.st_size > (2ull << 30))
+        OT_FAIL(err, OT_ERR_PARSE, "%s: %lld bytes is larger than a checkpoint can be (2 GiB)",
+                path, (long long)sb.st_size);
+    size_t n = (size_t)sb.st_size, got = 0;
+    b = ot_malloc(n ? n : 1);
+    if (!b)
+        OT_FAIL(err, OT_ERR_NOMEM, "%s: out of memory reading %zu bytes", path, n);
+    while (got < n) {
+        ssize_t r = read(fd, b + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            OT_FAIL(err, OT_ERR_IO, "%s: read error: %s", path, strerror(errno));
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    *buf = b;
+    *len = got;
+    b = NULL;
+done:
+    if (fd >= 0)
+        close(fd);
+    ot_free(b);
+    return st;
+}
+
+bool ot_train_checkpoint_is_one(const ot_graph *g)
+{
+    for (int32_t i = 0; i < g->n_metadata; i++)
+        if (has_prefix(g->metadata[i].key, OT_CKPT_META_PREFIX))
+            return true;
+    for (int32_t i = 0; i < g->n_inits; i++)
+        if (has_prefix(g->values[g->inits[i]].name, OT_CKPT_OPTIM_PREFIX) ||
+            has_prefix(g->values[g->inits[i]].name, OT_CKPT_BEST_PREFIX))
+            return true;
+    return false;
+}
+
+ot_status ot_train_checkpoint_check_file(const char *path, bool *sealed, ot_err *err)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    *sealed = false;
+    ot_status st = read_file(path, &buf, &len, err);
+    if (st == OT_OK)
+        st = ot_train_checkpoint_check_bytes(buf, len, path, sealed, err);
+    ot_free(buf);
+    return st;
+}
+
+ot_status ot_train_checkpoint_check_import(const char *path, const ot_graph *g, ot_status st,
+                                           ot_err *err)
+{
+    bool sealed;
+    ot_err e2;
+    ot_err_init(&e2);
+    if (st != OT_OK) { /* a damaged checkpoint: say so rather than what broke */
+        if (ot_train_checkpoint_check_file(path, &sealed, &e2) != OT_OK && sealed)
+            *err = e2;
+        return st;
+    }
+    if (!ot_train_checkpoint_is_one(g))
+        return OT_OK;
+    const char *fmt = meta_get(g, OT_CKPT_META_PREFIX "format");
+    if (fmt && !strcmp(fmt, "1")) /* had no checksum */
+        return OT_OK;
+    return ot_train_checkpoint_check_file(path, &sealed, err);
+}
+
+/* ------------------------------------------------------------------ load */
+
+/* Reading the metadata: each reader records the first problem in `bad`
+   (the key and whether it was malformed or out of range) and then does
+   nothing, so that the load reports one field. */
+typedef struct meta_reader {
+    const ot_graph *g;
+    char msg[320]; /* empty: no problem yet */
+} meta_reader;
+
+static const char *mr_get(meta_reader *r, const char *key)
+{
+    if (r->msg[0])
+        return NULL;
+    const char *s = meta_get(r->g, key);
     if (!s || !*s)
-        return false;
+        snprintf(r->msg, sizeof r->msg, "checkpoint metadata '%s' is missing", key);
+    return s && *s ? s : NULL;
+}
+
+static void mr_bad(meta_reader *r, const char *key, const char *value, const char *why)
+{
+    if (!r->msg[0])
+        snprintf(r->msg, sizeof r->msg, "checkpoint metadata '%s' = '%.40s%s' %s", key, value,
+                 strlen(value) > 40 ? "..." : "", why);
+}
+
+/* A decimal integer in [lo, hi]. */
+static int64_t mr_i64(meta_reader *r, const char *key, int64_t lo, int64_t hi)
+{
+    const char *s = mr_get(r, key);
+    if (!s)
+        return lo;
     char *end;
     errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (*end || errno || v < lo)
+    if (*end || errno == EINVAL || end == s || (s[0] != '-' && (s[0] < '0' || s[0] > '9'))) {
+        mr_bad(r, key, s, "is not a decimal integer");
+        return lo;
+    }
+    if (errno == ERANGE || v < lo || v > hi) {
+        char why[96];
+        snprintf(why, sizeof why, "is out of range (expected %lld .. %lld)", (long long)lo,
+                 (long long)hi);
+        mr_bad(r, key, s, why);
+        return lo;
+    }
+    return v;
+}
+
+/* 16 hex digits. */
+static uint64_t mr_hex(meta_reader *r, const char *key)
+{
+    const char *s = mr_get(r, key);
+    if (!s)
+        return 0;
+    uint64_t v = 0;
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n && n == 16; i++) {
+        int c = s[i], d = c >= '0' && c <= '9'   ? c - '0'
+                          : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                          : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                                 : -1;
+        if (d < 0)
+            n = 0;
+        v = v << 4 | (uint64_t)(d < 0 ? 0 : d);
+    }
+    if (n != 16)
+        mr_bad(r, key, s, "is not 16 hex digits");
+    return v;
+}
+
+/* A finite double in [lo, hi]. */
+static double mr_f64(meta_reader *r, const char *key, double lo, double hi)
+{
+    const char *s = mr_get(r, key);
+    if (!s)
+        return lo;
+    char *end;
+    double v = strtod(s, &end);
+    if (*end || end == s) {
+        mr_bad(r, key, s, "is not a number");
+        return lo;
+    }
+    if (!(v >= lo && v <= hi)) { /* NaN too */
+        char why[96];
+        snprintf(why, sizeof why, "is out of range (expected a finite number in %g .. %g)", lo,
+                 hi);
+        mr_bad(r, key, s, why);
+        return lo;
+    }
+    return v;
+}
+
+/* One number of a history line: finite in [lo, hi], or "nan" where allowed. */
+static bool hist_num(const char **p, double lo, double hi, bool nan_ok, double *out)
+{
+    char *end;
+    if (!strncmp(*p, "nan", 3)) {
+        *out = NAN;
+        *p += 3;
+        return nan_ok;
+    }
+    if (!((**p >= '0' && **p <= '9') || **p == '-' || **p == '.'))
         return false;
-    *out = v;
+    *out = strtod(*p, &end);
+    if (end == *p || !(*out >= lo && *out <= hi))
+        return false;
+    *p = end;
     return true;
 }
 
-static bool read_hex(const ot_graph *g, const char *key, uint64_t *out)
+/* Parses the history: exactly `n` lines "epoch,loss,accuracy,val_loss,
+   val_accuracy,lr" for epochs 1 .. n. */
+static void mr_history(meta_reader *r, const char *key, int n, ot_train_checkpoint *ck)
 {
-    const char *s = meta_get(g, key);
-    if (!s || strlen(s) != 16)
-        return false;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 16);
-    if (*end || errno)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool read_f64(const ot_graph *g, const char *key, double *out)
-{
-    const char *s = meta_get(g, key);
-    if (!s || !*s)
-        return false;
-    char *end;
-    *out = strtod(s, &end);
-    return *end == '\0';
+    if (r->msg[0])
+        return;
+    const char *s = meta_get(r->g, key); /* empty when no epoch is finished */
+    if (!s) {
+        snprintf(r->msg, sizeof r->msg, "checkpoint metadata '%s' is missing", key);
+        return;
+    }
+    ck->history = ot_calloc((size_t)n + 1, sizeof *ck->history);
+    if (!ck->history) {
+        snprintf(r->msg, sizeof r->msg, "out of memory");
+        return;
+    }
+    const char *p = s;
+    int i = 0;
+    for (; i < n && *p; i++) {
+        ot_train_checkpoint_epoch *h = &ck->history[i];
+        char *end;
+        errno = 0;
+        long e = strtol(p, &end, 10);
+        if (end == p || errno || e != i + 1)
+            break;
+        h->epoch = (int)e;
+        p = end;
+        double *f[5] = { &h->loss, &h->accuracy, &h->val_loss, &h->val_accuracy, &h->lr };
+        static const double hi[5] = { HUGE_VAL, 1, HUGE_VAL, 1, HUGE_VAL };
+        int k = 0;
+        for (; k < 5; k++) {
+            if (*p != ',')
+                break;
+            p++;
+            if (!hist_num(&p, 0, hi[k] == HUGE_VAL ? 1e300 : hi[k], k == 2 || k == 3, f[k]))
+                break;
+        }
+        if (k < 5 || *p != '\n' || isnan(h->val_loss) != isnan(h->val_accuracy))
+            break;
+        p++;
+    }
+    if (i < n || *p) {
+        char why[160];
+        snprintf(why, sizeof why, "is malformed at line %d (expected %d lines of "
+                 "epoch,loss,accuracy,val_loss,val_accuracy,lr)", i + 1, n);
+        mr_bad(r, key, s, why);
+        return;
+    }
+    ck->n_history = n;
 }
 
 ot_status ot_train_checkpoint_load(const char *path, ot_graph **graph, ot_train_checkpoint *ck,
@@ -312,63 +599,91 @@ ot_status ot_train_checkpoint_load(const char *path, ot_graph **graph, ot_train_
 {
     ot_status st = OT_OK;
     ot_graph *g = NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
     memset(ck, 0, sizeof *ck);
     *graph = NULL;
-    OT_TRY(ot_onnx_import_file(path, NULL, &g, err));
+    OT_TRY(read_file(path, &buf, &len, err));
+    /* the checksum first: the metadata and tensors below are then as written */
+    bool sealed;
+    st = ot_train_checkpoint_check_bytes(buf, len, path, &sealed, err);
+    if (st != OT_OK && !sealed) {
+        ot_graph *probe = NULL;
+        ot_err e2;
+        ot_err_init(&e2);
+        /* an ONNX file that is no checkpoint at all deserves that message */
+        if (ot_onnx_import_buffer(buf, len, path, NULL, NULL, &probe, &e2) == OT_OK &&
+            !meta_get(probe, OT_CKPT_META_PREFIX "format"))
+            st = ot_err_set(err, OT_ERR_PARSE,
+                            "%s: not an onnxtrain checkpoint (no metadata '" OT_CKPT_META_PREFIX
+                            "format')",
+                            path);
+        else if (probe && !strcmp(meta_get(probe, OT_CKPT_META_PREFIX "format"), "1"))
+            st = ot_err_set(err, OT_ERR_PARSE,
+                            "%s: checkpoint format 1 (an older onnxtrain) has no checksum and "
+                            "no best-epoch state; it cannot be resumed (start a new run from "
+                            "it, or `onnxtrain export` it)",
+                            path);
+        ot_graph_free(probe);
+    }
+    if (st != OT_OK)
+        goto done;
+    /* checkpoints keep every tensor inline: no folder for external data */
+    OT_TRY(ot_onnx_import_buffer(buf, len, path, NULL, NULL, &g, err));
+    ot_free(buf);
+    buf = NULL;
     if (ot_graph_check_finite(g, err) != OT_OK) {
         st = err->code;
         ot_err_prefix(err, "%s", path);
         goto done;
     }
-    int64_t v;
-    if (!read_i64(g, OT_CKPT_META_PREFIX "format", 1, &v))
+    meta_reader r = { .g = g };
+    if (!meta_get(g, OT_CKPT_META_PREFIX "format"))
         OT_FAIL(err, OT_ERR_PARSE,
                 "%s: not an onnxtrain checkpoint (no metadata '" OT_CKPT_META_PREFIX "format')",
                 path);
-    if (v > OT_CKPT_FORMAT)
+    int64_t format = mr_i64(&r, OT_CKPT_META_PREFIX "format", 1, INT32_MAX);
+    if (!r.msg[0] && format > OT_CKPT_FORMAT)
         OT_FAIL(err, OT_ERR_PARSE,
                 "%s: checkpoint format %lld is newer than this onnxtrain reads (%d)", path,
-                (long long)v, OT_CKPT_FORMAT);
-    ck->format = (int)v;
-    const char *bad = NULL;
-    int64_t images = 0, classes = 0, epoch = 0, epochs = 0;
-#define NEED(cond, key)                                                                         \
-    if (!bad && !(cond))                                                                        \
-    bad = OT_CKPT_META_PREFIX key
-    NEED(read_hex(g, OT_CKPT_META_PREFIX "model", &ck->model_hash), "model");
-    NEED(read_hex(g, OT_CKPT_META_PREFIX "data", &ck->data_hash), "data");
-    NEED(read_i64(g, OT_CKPT_META_PREFIX "images", 0, &images), "images");
-    NEED(read_i64(g, OT_CKPT_META_PREFIX "classes", 0, &classes) && classes <= INT32_MAX,
-         "classes");
-    NEED(meta_get(g, OT_CKPT_META_PREFIX "options"), "options");
-    NEED(meta_get(g, OT_CKPT_META_PREFIX "params"), "params");
-    NEED(read_i64(g, OT_CKPT_META_PREFIX "step", 0, &ck->step), "step");
-    NEED(read_i64(g, OT_CKPT_META_PREFIX "epoch", 0, &epoch) && epoch <= INT32_MAX, "epoch");
-    NEED(read_i64(g, OT_CKPT_META_PREFIX "steps_per_epoch", 1, &ck->steps_per_epoch),
-         "steps_per_epoch");
-    NEED(read_i64(g, OT_CKPT_META_PREFIX "epoch_step", 0, &ck->epoch_step) &&
-             ck->epoch_step < ck->steps_per_epoch,
-         "epoch_step");
-    NEED(read_i64(g, OT_CKPT_META_PREFIX "epochs", 0, &epochs) && epochs <= INT32_MAX, "epochs");
-    NEED(read_f64(g, OT_CKPT_META_PREFIX "epoch_loss_sum", &ck->epoch_loss_sum),
-         "epoch_loss_sum");
-    NEED(read_i64(g, OT_CKPT_META_PREFIX "epoch_correct", 0, &ck->epoch_correct),
-         "epoch_correct");
-    NEED(read_i64(g, OT_CKPT_META_PREFIX "epoch_seen", 0, &ck->epoch_seen) &&
-             ck->epoch_correct <= ck->epoch_seen,
-         "epoch_seen");
-    NEED(read_f64(g, OT_CKPT_META_PREFIX "last_loss", &ck->last_loss), "last_loss");
-    NEED(read_f64(g, OT_CKPT_META_PREFIX "last_accuracy", &ck->last_accuracy), "last_accuracy");
-#undef NEED
-    if (bad)
-        OT_FAIL(err, OT_ERR_PARSE, "%s: checkpoint metadata '%s' is missing or malformed", path,
-                bad);
-    ck->n_images = images;
-    ck->n_classes = (int)classes;
-    ck->epoch = (int)epoch;
-    ck->epochs = (int)epochs;
-    ck->options = ot_strdup(meta_get(g, OT_CKPT_META_PREFIX "options"));
-    ck->params = ot_strdup(meta_get(g, OT_CKPT_META_PREFIX "params"));
+                (long long)format, OT_CKPT_FORMAT);
+    if (!r.msg[0] && format < OT_CKPT_FORMAT)
+        OT_FAIL(err, OT_ERR_PARSE, "%s: checkpoint format %lld is older than this onnxtrain "
+                "resumes (%d)", path, (long long)format, OT_CKPT_FORMAT);
+    ck->format = (int)format;
+    /* Ranges: the epoch count is finetune's --epochs limit; images and steps
+       below 2^40 keep every product and sum the loop forms far from
+       overflow (the resume then checks them against this run exactly). */
+    const int64_t big = INT64_C(1) << 40;
+    ck->model_hash = mr_hex(&r, OT_CKPT_META_PREFIX "model");
+    ck->data_hash = mr_hex(&r, OT_CKPT_META_PREFIX "data");
+    ck->n_images = mr_i64(&r, OT_CKPT_META_PREFIX "images", 1, big);
+    ck->n_classes = (int)mr_i64(&r, OT_CKPT_META_PREFIX "classes", 1, INT32_MAX);
+    const char *options = mr_get(&r, OT_CKPT_META_PREFIX "options");
+    const char *params = meta_get(g, OT_CKPT_META_PREFIX "params");
+    if (!params && !r.msg[0])
+        snprintf(r.msg, sizeof r.msg, "checkpoint metadata '%s' is missing",
+                 OT_CKPT_META_PREFIX "params");
+    ck->epochs = (int)mr_i64(&r, OT_CKPT_META_PREFIX "epochs", 1, OT_CKPT_MAX_EPOCHS);
+    ck->epoch = (int)mr_i64(&r, OT_CKPT_META_PREFIX "epoch", 0, OT_CKPT_MAX_EPOCHS);
+    ck->steps_per_epoch = mr_i64(&r, OT_CKPT_META_PREFIX "steps_per_epoch", 1, ck->n_images);
+    ck->epoch_step =
+        mr_i64(&r, OT_CKPT_META_PREFIX "epoch_step", 0, ck->steps_per_epoch - 1);
+    /* every step is counted in one epoch: steps in all follow from the position */
+    int64_t want_step = (int64_t)ck->epoch * ck->steps_per_epoch + ck->epoch_step;
+    ck->step = mr_i64(&r, OT_CKPT_META_PREFIX "step", want_step, want_step);
+    ck->epoch_seen = mr_i64(&r, OT_CKPT_META_PREFIX "epoch_seen", 0, ck->n_images);
+    ck->epoch_correct = mr_i64(&r, OT_CKPT_META_PREFIX "epoch_correct", 0, ck->epoch_seen);
+    ck->epoch_loss_sum = mr_f64(&r, OT_CKPT_META_PREFIX "epoch_loss_sum", 0, 1e300);
+    ck->last_loss = mr_f64(&r, OT_CKPT_META_PREFIX "last_loss", 0, 1e300);
+    ck->last_accuracy = mr_f64(&r, OT_CKPT_META_PREFIX "last_accuracy", 0, 1);
+    ck->best_epoch = (int)mr_i64(&r, OT_CKPT_META_PREFIX "best_epoch", 0, ck->epoch);
+    ck->best_val_accuracy = mr_f64(&r, OT_CKPT_META_PREFIX "best_val_accuracy", 0, 1);
+    mr_history(&r, OT_CKPT_META_PREFIX "history", ck->epoch, ck);
+    if (r.msg[0])
+        OT_FAIL(err, OT_ERR_PARSE, "%s: %s", path, r.msg);
+    ck->options = ot_strdup(options);
+    ck->params = ot_strdup(params);
     if (!ck->options || !ck->params)
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     *graph = g;
@@ -376,6 +691,7 @@ ot_status ot_train_checkpoint_load(const char *path, ot_graph **graph, ot_train_
 done:
     if (st != OT_OK)
         ot_train_checkpoint_fini(ck);
+    ot_free(buf);
     ot_graph_free(g);
     return st;
 }
@@ -496,7 +812,8 @@ done:
 
 static bool is_state_value(const ot_graph *g, int32_t id)
 {
-    return has_prefix(g->values[id].name, OT_CKPT_OPTIM_PREFIX);
+    return has_prefix(g->values[id].name, OT_CKPT_OPTIM_PREFIX) ||
+           has_prefix(g->values[id].name, OT_CKPT_BEST_PREFIX);
 }
 
 ot_status ot_train_checkpoint_strip(ot_graph *g, ot_err *err)

@@ -7,7 +7,11 @@
  *     "onnxtrain.optim.<state name>" ("onnxtrain.optim.adam.m.3"). No node
  *     reads them; for IR versions below 4, where every initializer must be a
  *     graph input, they are listed as inputs too;
- *   - the progress and fingerprints as metadata_props "onnxtrain.checkpoint.*".
+ *   - with --keep best, the best epoch's trained tensors as "onnxtrain.best.<i>";
+ *   - the progress, the finished epochs' history, the best epoch and the
+ *     fingerprints as metadata_props "onnxtrain.checkpoint.*";
+ *   - last, the entry "onnxtrain.checkpoint.crc32": the CRC-32 of every byte
+ *     before it, checked before anything else is read.
  * So the file passes onnx.checker and runs as the model it holds. The format
  * is in docs/checkpoint.md.
  *
@@ -28,7 +32,13 @@
 
 #define OT_CKPT_META_PREFIX "onnxtrain.checkpoint."
 #define OT_CKPT_OPTIM_PREFIX "onnxtrain.optim."
-#define OT_CKPT_FORMAT 1
+#define OT_CKPT_BEST_PREFIX "onnxtrain.best."
+/* The last metadata entry of the file: the CRC-32 of every byte before it. */
+#define OT_CKPT_CRC_KEY OT_CKPT_META_PREFIX "crc32"
+/* 2: the CRC-32 trailer, the epoch history and the best epoch's state. */
+#define OT_CKPT_FORMAT 2
+/* Largest epoch count a checkpoint may record (finetune's --epochs limit). */
+#define OT_CKPT_MAX_EPOCHS 1000000
 
 /* FNV-1a, 64-bit: h = (h ^ byte) * 0x100000001b3 per byte, from
    OT_HASH_INIT. Not cryptographic: it detects mistakes, not attacks. */
@@ -42,6 +52,15 @@ ot_status ot_train_hash_file(const char *path, uint64_t *out, ot_err *err);
    256 records spread evenly over it (index, label, pixels). Cannot fail on a
    valid data set; errors from ot_data_get are passed on. */
 ot_status ot_train_hash_data(const ot_dataset *ds, uint64_t *out, ot_err *err);
+
+/* One finished epoch as the run reported it (the --log row without its
+   timing, which is not kept so that the file does not depend on speed). */
+typedef struct ot_train_checkpoint_epoch {
+    int epoch;                      /* 1-based                                  */
+    double loss, accuracy;          /* of the training images                   */
+    double val_loss, val_accuracy;  /* NaN when there was no validation         */
+    double lr;                      /* at the epoch's last step                 */
+} ot_train_checkpoint_epoch;
 
 /* What a checkpoint records besides tensors. */
 typedef struct ot_train_checkpoint {
@@ -63,9 +82,15 @@ typedef struct ot_train_checkpoint {
     double epoch_loss_sum;    /* the epoch in progress: sum of loss * images   */
     int64_t epoch_correct, epoch_seen;
     double last_loss, last_accuracy; /* of the last epoch trained so far       */
+    /* validation and model selection */
+    int best_epoch;           /* 1-based epoch of the best validation accuracy;
+                                 0: none (no validation, or no epoch yet)      */
+    double best_val_accuracy;
+    ot_train_checkpoint_epoch *history; /* the `epoch` finished epochs; owned */
+    int n_history;
 } ot_train_checkpoint;
 
-/* Releases the owned strings. */
+/* Releases the owned strings and the history. */
 void ot_train_checkpoint_fini(ot_train_checkpoint *ck);
 
 /* Decorates the graph a checkpoint exports (the CLI writes the preprocessing
@@ -75,24 +100,61 @@ typedef ot_status (*ot_train_checkpoint_prepare)(ot_graph *g, void *user, ot_err
 /*
  * Writes a checkpoint of `model` (whose initializers already hold the current
  * trained tensors) to `path`, atomically: a temporary file beside it, synced
- * and renamed, every tensor inline (one file, replaced whole). The model
- * graph is not changed (the extra initializers and metadata go on a clone).
- * `prepare` may be NULL. `opt` may be NULL (no optimizer state).
+ * and renamed, every tensor inline (one file, replaced whole), the CRC-32
+ * trailer last. The model graph is not changed (the extra initializers and
+ * metadata go on a clone). `prepare` may be NULL. `opt` may be NULL (no
+ * optimizer state). best[0 .. n_best) are float tensors stored as
+ * "onnxtrain.best.<i>" (the best epoch's parameters and statistics; borrowed).
  * Errors: OT_ERR_IO, OT_ERR_NOMEM, OT_ERR_MODEL (the model already has a
  * value with a reserved name), and what `prepare` returns; on error the
  * previous file at `path` is untouched.
  */
 ot_status ot_train_checkpoint_save(const ot_graph *model, ot_optim *opt,
+                                   const ot_optim_state *best, size_t n_best,
                                    const ot_train_checkpoint *ck,
                                    ot_train_checkpoint_prepare prepare, void *user,
                                    const char *path, ot_err *err);
 
 /*
- * Reads a checkpoint: *graph gets the imported file (owned by the caller,
- * release with ot_graph_free) and *ck its metadata (release with
- * ot_train_checkpoint_fini). Errors: those of import; OT_ERR_PARSE when the
- * file is ONNX but not an onnxtrain checkpoint, or its metadata is malformed
- * or of a newer format.
+ * Checks the CRC-32 trailer of the checkpoint bytes data[0 .. len) (`name`
+ * for messages); *sealed gets whether the trailer is there at all. Errors:
+ * OT_ERR_PARSE "...: checkpoint checksum mismatch (stored X, computed Y): the
+ * file is damaged", or "...: has no checkpoint checksum ..." (no format-2
+ * checkpoint, or its last bytes are damaged).
+ */
+ot_status ot_train_checkpoint_check_bytes(const void *data, size_t len, const char *name,
+                                          bool *sealed, ot_err *err);
+
+/* The same on a file (only a regular file is read; a FIFO does not block).
+   Errors: also OT_ERR_IO, OT_ERR_NOMEM. */
+ot_status ot_train_checkpoint_check_file(const char *path, bool *sealed, ot_err *err);
+
+/*
+ * For commands that import a file that may be a checkpoint (export, finetune
+ * MODEL), after ot_onnx_import_file(path) returned `st` (with graph g when
+ * OT_OK): when the import failed and the file carries a checksum trailer that
+ * does not match, *err becomes the checksum message (the file is a damaged
+ * checkpoint); when it succeeded and g is a checkpoint
+ * (ot_train_checkpoint_is_one) of a format other than 1 (which had no
+ * checksum), the file's checksum must match. Returns `st`, or the checksum
+ * error.
+ */
+ot_status ot_train_checkpoint_check_import(const char *path, const ot_graph *g, ot_status st,
+                                           ot_err *err);
+
+/* Whether an imported graph looks like a checkpoint: any "onnxtrain.
+   checkpoint.*" metadata key or "onnxtrain.optim.*" / "onnxtrain.best.*"
+   initializer (one damaged key does not hide it). Cannot fail. */
+bool ot_train_checkpoint_is_one(const ot_graph *g);
+
+/*
+ * Reads a checkpoint: checks its checksum, then *graph gets the imported file
+ * (owned by the caller, release with ot_graph_free; external data is refused)
+ * and *ck its metadata (release with ot_train_checkpoint_fini), each field
+ * checked for syntax and range. Errors: those of import and of
+ * ot_train_checkpoint_check_bytes; OT_ERR_PARSE when the file is ONNX but not
+ * an onnxtrain checkpoint, of an older or newer format, or a metadata field
+ * is malformed or out of range (the message names the field).
  */
 ot_status ot_train_checkpoint_load(const char *path, ot_graph **graph, ot_train_checkpoint *ck,
                                    ot_err *err);
@@ -119,7 +181,7 @@ ot_status ot_train_checkpoint_restore_optim(const ot_graph *ckg, ot_optim *opt, 
 
 /*
  * Turns an imported checkpoint into the plain inference model: removes the
- * optimizer initializers (and their graph inputs) and the
+ * optimizer and best-epoch initializers (and their graph inputs) and the
  * "onnxtrain.checkpoint.*" metadata; keeps everything else (the
  * preprocessing metadata included). Errors: OT_ERR_ARG when `g` is not a
  * checkpoint, OT_ERR_NOMEM.

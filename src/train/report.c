@@ -113,8 +113,11 @@ ot_status ot_train_log_write_csv(const char *path, const ot_train_log_row *rows,
         if (!isnan(r->val_accuracy))
             fmt_num(va, sizeof va, 'g', 6, r->val_accuracy);
         fmt_num(lr, sizeof lr, 'g', 6, r->lr);
-        fmt_num(ips, sizeof ips, 'f', 1, r->images_per_s);
-        fmt_num(sec, sizeof sec, 'f', 3, r->seconds);
+        ips[0] = sec[0] = '\0'; /* NaN: not known (an epoch a resumed run restored) */
+        if (!isnan(r->images_per_s))
+            fmt_num(ips, sizeof ips, 'f', 1, r->images_per_s);
+        if (!isnan(r->seconds))
+            fmt_num(sec, sizeof sec, 'f', 3, r->seconds);
         sb_printf(&b, "%d,%s,%s,%s,%s,%s,%s,%s\n", r->epoch, loss, acc, vl, va, lr, ips, sec);
     }
     ot_status st = b.oom ? ot_err_set(err, OT_ERR_NOMEM, "out of memory")

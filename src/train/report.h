@@ -12,7 +12,9 @@
  * epoch is an integer; loss, accuracy, val_loss, val_accuracy and lr are
  * written with %.6g, images_per_s with %.1f and seconds (of that epoch) with
  * %.3f. val_loss and val_accuracy are empty when there was no validation;
- * a non-finite value elsewhere is written as nan, inf or -inf.
+ * images_per_s and seconds are empty when NaN (not known: the epochs a
+ * resumed run restored from its checkpoint); a non-finite value elsewhere is
+ * written as nan, inf or -inf.
  *
  * The plot is plain SVG 1.1 with no scripts, styles sheets or external
  * resources: two panels, loss above and accuracy below, each with the

@@ -7,9 +7,13 @@
  * Checkpoints: the position is (epochs completed, steps done in the epoch in
  * progress, steps in all); everything else a step depends on is a function
  * of it (the shuffle of seed and epoch, the Dropout seed of seed and step,
- * the learning rate of epoch and step), so restoring the position, the
- * trained tensors, the BN statistics and the optimizer state resumes the run
- * exactly. A checkpoint is written only after a finished step whose loss and
+ * the learning rate of epoch and step, the augmentation of seed, epoch and
+ * image), so restoring the position, the trained tensors, the BN statistics
+ * and the optimizer state resumes the steps exactly; what the finished epochs
+ * decided (their validation, the best epoch and its tensors, which --keep
+ * best exports and --patience counts from) is restored too. Validation runs
+ * before an epoch's checkpoint, so that the checkpoint holds its outcome. A
+ * checkpoint is written only after a finished step whose loss and
  * parameters are finite.
  */
 #include <errno.h>
@@ -69,6 +73,7 @@ typedef struct trainer {
     int64_t *good;       /* owned map after --skip-bad dropped images          */
     int64_t *didx;       /* this epoch's order as dataset indices             */
     float **best;        /* --keep best: parameters and statistics            */
+    ot_optim_state *best_state; /* the same, as the checkpoint stores them     */
     int64_t *labels;
     void *scratch;
     size_t scratch_bytes;
@@ -309,7 +314,7 @@ done:
 }
 
 /* The options that change a run, as "key=value" lines (checkpoint.h). */
-static char *options_text(const trainer *T)
+static char *options_text(const trainer *T, uint64_t train_hash, const char *val)
 {
     const ot_train_opts *o = T->o;
     const ot_optim_opts *op = &o->optim;
@@ -333,7 +338,9 @@ static char *options_text(const trainer *T)
         "momentum=%.17g\ndampening=%.17g\nnesterov=%d\nbetas=%.17g,%.17g\neps=%.17g\n"
         "lr-schedule=%s\nlr-step=%lld\nlr-gamma=%.17g\ncosine=%lld,%d\nwarmup=%lld\n"
         "clip-grad=%.17g\nlabel-smoothing=%.9g\nbn=%s\nimage-size=%d\nmean=%.9g,%.9g,%.9g\n"
-        "std=%.9g,%.9g,%.9g\nto-rgb=%d\nseed=%llu\ntrained=%d tensors, %016" PRIx64 "\n%s",
+        "std=%.9g,%.9g,%.9g\nto-rgb=%d\nseed=%llu\ntrained=%d tensors, %016" PRIx64 "\n"
+        "augment=%d\ntrain-set=%lld images, %016" PRIx64 "\nvalidation=%s\nkeep=%s\n"
+        "patience=%d\n%s",
         o->batch_size, o->lr, o->head_lr > 0 ? o->head_lr : o->lr,
         (unsigned)op->kind < 3 ? kinds[op->kind] : "?", op->weight_decay, op->momentum,
         op->dampening, op->nesterov, op->beta1, op->beta2, op->eps,
@@ -343,7 +350,8 @@ static char *options_text(const trainer *T)
         (double)o->graph.label_smoothing, o->graph.bn_all_train ? "train" : "policy", t->size,
         (double)t->mean[0], (double)t->mean[1], (double)t->mean[2], (double)t->std[0],
         (double)t->std[1], (double)t->std[2], t->to_rgb, (unsigned long long)o->seed,
-        T->tg.n_params, h,
+        T->tg.n_params, h, o->augment, (long long)T->ck.n_images, train_hash, val,
+        o->keep_best ? "best" : "last", o->patience,
         /* bfloat16 records change what the steps see; f32 ones do not */
         T->cache_on && T->cache_bf16 ? "cache-dtype=bf16\n" : "");
     if (len < 0 || (size_t)len >= n - extra - 1) {
@@ -421,8 +429,25 @@ static ot_status save_checkpoint(trainer *T, ot_err *err)
     if (st != OT_OK)
         return st;
     copy_back(T, T->full.step);
-    st = ot_train_checkpoint_save(T->model, T->opt, &T->ck, T->o->checkpoint_prepare,
-                                            T->o->checkpoint_user, T->o->checkpoint, err);
+    const ot_train_graph *tg = &T->tg;
+    size_t n_best = 0;
+    if (T->best) { /* --keep best: the best epoch's tensors, to resume with */
+        n_best = (size_t)(tg->n_params + tg->n_stats);
+        if (!T->best_state && !(T->best_state = ot_calloc(n_best, sizeof *T->best_state)))
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < n_best; i++) {
+            int32_t id = (int)i < tg->n_params ? tg->params[i] : tg->stats[(int)i - tg->n_params];
+            const ot_value *v = &T->model->values[id];
+            ot_optim_state *b = &T->best_state[i];
+            snprintf(b->name, sizeof b->name, "%zu", i);
+            b->dtype = v->dtype;
+            b->numel = v->data.bytes / ot_dtype_size(v->dtype);
+            b->data = T->best[i];
+        }
+    }
+    st = ot_train_checkpoint_save(T->model, T->opt, T->best_state, n_best, &T->ck,
+                                  T->o->checkpoint_prepare, T->o->checkpoint_user,
+                                  T->o->checkpoint, err);
     if (st == OT_OK)
         T->ckpt_step = T->ck.step;
     return st;
@@ -443,8 +468,9 @@ static void note_checkpoint(const trainer *T, ot_err *err)
 }
 
 /* Restores the state of a checkpoint into the executors and the optimizer
-   and sets T->ck's progress from it. */
-static ot_status resume(trainer *T, ot_train_result *res, ot_err *err)
+   and sets T->ck's progress, history and best epoch from it. *finished: the
+   run it records has ended (--patience stopped it). */
+static ot_status resume(trainer *T, ot_train_result *res, bool *finished, ot_err *err)
 {
     ot_status st = OT_OK;
     const ot_train_opts *o = T->o;
@@ -463,6 +489,14 @@ static ot_status resume(trainer *T, ot_train_result *res, ot_err *err)
                 "resume, not lowered)",
                 saved.epoch + (saved.epoch_step > 0), saved.epoch_step > 0 ? " (in progress)" : "",
                 o->epochs);
+    /* the steps done in the epoch in progress are full batches */
+    if (saved.n_images != T->ck.n_images ||
+        saved.epoch_seen != saved.epoch_step * (int64_t)T->full.n)
+        OT_FAIL(err, OT_ERR_PARSE,
+                "checkpoint metadata 'images' = %lld and 'epoch_seen' = %lld do not fit this "
+                "run (%lld images; %lld steps of %d images)",
+                (long long)saved.n_images, (long long)saved.epoch_seen,
+                (long long)T->ck.n_images, (long long)saved.epoch_step, T->full.n);
     for (int kind = 0; kind < 2; kind++) {
         int n = kind ? tg->n_stats : tg->n_params;
         const int32_t *ids = kind ? tg->stats : tg->params;
@@ -475,6 +509,51 @@ static ot_status resume(trainer *T, ot_train_result *res, ot_err *err)
         }
     }
     OT_TRY(ot_train_checkpoint_restore_optim(ckg, T->opt, err));
+    if (ot_optim_get_step(T->opt) != saved.step)
+        OT_FAIL(err, OT_ERR_PARSE,
+                "the optimizer's step count (%lld) differs from the checkpoint's step (%lld)",
+                (long long)ot_optim_get_step(T->opt), (long long)saved.step);
+    /* validation after every finished epoch: a best epoch exactly when an
+       epoch is finished and there is validation, its accuracy the history's */
+    if (o->val_data ? (saved.best_epoch == 0) != (saved.epoch == 0) : saved.best_epoch != 0)
+        OT_FAIL(err, OT_ERR_PARSE, "checkpoint metadata 'best_epoch' = %d does not fit %d "
+                "finished epochs %s validation", saved.best_epoch, saved.epoch,
+                o->val_data ? "with" : "without");
+    for (int i = 0; i < saved.n_history; i++)
+        if (isnan(saved.history[i].val_accuracy) != !o->val_data)
+            OT_FAIL(err, OT_ERR_PARSE, "checkpoint metadata 'history': epoch %d %s validation "
+                    "numbers, and this run %s validation", i + 1,
+                    o->val_data ? "lacks" : "has", o->val_data ? "has" : "has no");
+    if (saved.best_epoch &&
+        saved.history[saved.best_epoch - 1].val_accuracy != saved.best_val_accuracy)
+        OT_FAIL(err, OT_ERR_PARSE, "checkpoint metadata 'best_val_accuracy' = %.17g is not "
+                "epoch %d's validation accuracy", saved.best_val_accuracy, saved.best_epoch);
+    if (o->keep_best && saved.best_epoch) {
+        int n = tg->n_params + tg->n_stats;
+        T->best = ot_calloc((size_t)n + 1, sizeof *T->best);
+        if (!T->best)
+            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+        for (int i = 0; i < n; i++) {
+            int32_t id = i < tg->n_params ? tg->params[i] : tg->stats[i - tg->n_params];
+            const ot_value *v = &T->model->values[id];
+            char name[64];
+            snprintf(name, sizeof name, OT_CKPT_BEST_PREFIX "%d", i);
+            if (!(T->best[i] = malloc(v->data.bytes ? v->data.bytes : 1)))
+                OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+            OT_TRY(ot_train_checkpoint_tensor(ckg, name, v->dtype, T->best[i], v->data.bytes,
+                                              err));
+        }
+    }
+    for (int i = 0; i < saved.n_history; i++)
+        T->ck.history[i] = saved.history[i];
+    T->ck.n_history = saved.n_history;
+    T->ck.best_epoch = saved.best_epoch;
+    T->ck.best_val_accuracy = saved.best_val_accuracy;
+    res->best_epoch = saved.best_epoch;
+    res->best_val_accuracy = saved.best_val_accuracy;
+    *finished = o->patience > 0 && saved.epoch_step == 0 && saved.best_epoch &&
+                saved.epoch - saved.best_epoch >= o->patience;
+    res->early_stopped = *finished;
     T->ck.step = saved.step;
     T->ck.epoch = saved.epoch;
     T->ck.epoch_step = saved.epoch_step;
@@ -775,15 +854,34 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         T.ck.n_images = N;
         T.ck.n_classes = ot_data_n_classes(data);
         OT_TRY(ot_train_hash_data(data, &T.ck.data_hash, err));
-        T.ck.options = options_text(&T);
+        /* which images train (--val-split, --skip-bad, ...) and which validate */
+        uint64_t train_hash = OT_HASH_INIT;
+        for (int64_t k = 0; k < N; k++) {
+            int64_t i = T.map ? T.map[k] : k;
+            train_hash = ot_train_hash(train_hash, &i, sizeof i);
+        }
+        char val[96] = "none";
+        if (o->val_data) {
+            uint64_t vh;
+            OT_TRY(ot_train_hash_data(o->val_data, &vh, err));
+            int64_t nv = o->val_idx ? o->n_val_idx : ot_data_count(o->val_data);
+            for (int64_t k = 0; o->val_idx && k < nv; k++)
+                vh = ot_train_hash(vh, &o->val_idx[k], sizeof o->val_idx[k]);
+            snprintf(val, sizeof val, "%lld images, %016" PRIx64, (long long)nv, vh);
+        }
+        T.ck.options = options_text(&T, train_hash, val);
         T.ck.params = params_text(&T);
         if (!T.ck.options || !T.ck.params)
             OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     }
+    T.ck.history = ot_calloc((size_t)o->epochs + 1, sizeof *T.ck.history);
+    if (!T.ck.history)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    bool finished = false;
     if (o->resume) {
-        OT_TRY(resume(&T, res, err));
+        OT_TRY(resume(&T, res, &finished, err));
         if (o->resumed)
-            o->resumed(T.ck.epoch, T.ck.epoch_step, T.ck.step, o->user);
+            o->resumed(&T.ck, o->user);
         if (T.cache_on && (T.ck.epoch > 0 || T.ck.epoch_step > 0))
             OT_TRY(warm_cache(&T, perm, N, bs, T.ck.epoch > 0 ? steps_per_epoch : T.ck.epoch_step,
                               steps_per_epoch, err));
@@ -791,7 +889,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     res->final_loss = T.ck.last_loss;
     res->final_accuracy = T.ck.last_accuracy;
     int64_t total_steps = T.ck.step;
-    bool stopped = false;
+    bool stopped = finished;
     for (int epoch = T.ck.epoch; epoch < o->epochs && !stopped; epoch++) {
         ot_data_shuffle(N, o->seed, epoch, perm);
         double t0 = now_s(), loss_sum = 0;
@@ -811,7 +909,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         ot_train_epoch e = { .epoch = epoch + 1, .epochs = o->epochs, .steps = steps_per_epoch,
                              .cached = cached_epoch, .val_loss = NAN, .val_accuracy = NAN };
         for (int64_t s = s0; s < steps_per_epoch; s++) {
-            if (o->stop && *o->stop) {
+            if ((o->stop && *o->stop) || (o->max_steps && total_steps >= o->max_steps)) {
                 stopped = true;
                 break;
             }
@@ -857,6 +955,15 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             T.ck.last_loss = e.loss;
             T.ck.last_accuracy = e.accuracy;
             bool stop = o->max_steps && total_steps >= o->max_steps;
+            if (epoch_end) { /* validation first: the checkpoint records its outcome */
+                if (o->val_data)
+                    OT_TRY(validate(&T, &e, res, err));
+                T.ck.history[T.ck.n_history++] = (ot_train_checkpoint_epoch){
+                    .epoch = epoch + 1, .loss = e.loss, .accuracy = e.accuracy,
+                    .val_loss = e.val_loss, .val_accuracy = e.val_accuracy, .lr = e.lr };
+                T.ck.best_epoch = res->best_epoch;
+                T.ck.best_val_accuracy = res->best_val_accuracy;
+            }
             if (epoch_end || (o->checkpoint_every > 0 && total_steps % o->checkpoint_every == 0)) {
                 st = save_checkpoint(&T, err);
                 if (st != OT_OK) {
@@ -864,13 +971,10 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
                     goto done;
                 }
             }
-            if (epoch_end && o->val_data) {
-                OT_TRY(validate(&T, &e, res, err));
-                if (o->patience > 0 && epoch + 1 - (res->best_epoch ? res->best_epoch : epoch + 1) >=
-                                           o->patience) {
-                    res->early_stopped = true;
-                    stop = true;
-                }
+            if (epoch_end && o->val_data && o->patience > 0 &&
+                epoch + 1 - (res->best_epoch ? res->best_epoch : epoch + 1) >= o->patience) {
+                res->early_stopped = true;
+                stop = true;
             }
             if (o->progress)
                 o->progress(&e, epoch_end || stop, o->user);
@@ -931,6 +1035,7 @@ done:
     for (int i = 0; T.best && i < T.tg.n_params + T.tg.n_stats; i++)
         free(T.best[i]);
     ot_free(T.best);
+    ot_free(T.best_state);
     ot_free(T.labels);
     free(T.scratch);
     ot_free(perm);

@@ -19,8 +19,9 @@
  * Checkpoints (checkpoint.h, docs/checkpoint.md): with `checkpoint` set the
  * loop writes one after every epoch, every `checkpoint_every` steps, when
  * `*stop` becomes non-zero and at the end; `resume` restores one before the
- * first step (trained tensors, BN statistics, optimizer state, position), so
- * that the resumed run ends as the uninterrupted one would. The cache is
+ * first step (trained tensors, BN statistics, optimizer state, position, the
+ * finished epochs' numbers, the best epoch and, with keep_best, its tensors),
+ * so that the resumed run ends as the uninterrupted one would. The cache is
  * rebuilt after a resume by replaying the first epoch's batches through the
  * prefix, so its contents are the same bytes as in the uninterrupted run.
  */
@@ -113,9 +114,10 @@ typedef struct ot_train_opts {
     /* progress: after every step and at the end of each epoch (end = true) */
     void (*progress)(const ot_train_epoch *e, bool end, void *user);
     void *user;
-    /* after a checkpoint was restored, before the first step: the position it
-       recorded (epochs completed, steps done in the next epoch, steps in all) */
-    void (*resumed)(int epoch, int64_t epoch_step, int64_t step, void *user);
+    /* after a checkpoint was restored, before the first step: what it
+       recorded (the position: ck->epoch, ->epoch_step, ->step; the finished
+       epochs: ck->history; borrowed for the call) */
+    void (*resumed)(const ot_train_checkpoint *ck, void *user);
 } ot_train_opts;
 
 typedef struct ot_train_result {

@@ -12,8 +12,8 @@
 #   - SIGKILL while checkpoints are written: the file always loads with python
 #     onnx, and resuming from it gives the same output bytes;
 #   - the checkpoint passes onnx.checker, keeps the optimizer state as unused
-#     initializers and the progress in metadata; `export` gives the final
-#     model (same tensors, same bytes);
+#     initializers and the progress, the epoch history and the CRC-32 (last)
+#     in metadata; `export` gives the final model (same tensors, same bytes);
 #   - with --cache-dtype bf16, a run stopped inside the second epoch and
 #     resumed (the cache rebuilt) gives the uninterrupted run's bytes;
 #   - resuming a finished run writes the output; a mismatched --resume (lr,
@@ -81,9 +81,13 @@ md = {p.key: p.value for p in m.metadata_props}
 if want_step != "-":
     ok("step", md.get("onnxtrain.checkpoint.step") == want_step, md.get("onnxtrain.checkpoint.step"))
 keys = ["format", "model", "data", "options", "params", "step", "epoch", "epoch_step",
-        "steps_per_epoch"]
+        "steps_per_epoch", "history", "best_epoch", "best_val_accuracy", "crc32"]
 ok("metadata", all("onnxtrain.checkpoint." + k in md for k in keys),
    [k for k in keys if "onnxtrain.checkpoint." + k not in md])
+ok("checksum last", m.metadata_props[-1].key == "onnxtrain.checkpoint.crc32",
+   m.metadata_props[-1].key)
+ok("history", len(md.get("onnxtrain.checkpoint.history", "").splitlines()) ==
+   int(md.get("onnxtrain.checkpoint.epoch", "-1")), md.get("onnxtrain.checkpoint.history"))
 ok("preprocessing metadata", md.get("onnxtrain.image_size") == "32", md.get("onnxtrain.image_size"))
 state = [t for t in m.graph.initializer if t.name.startswith("onnxtrain.optim.")]
 names = {t.name for t in state}

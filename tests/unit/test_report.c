@@ -97,6 +97,13 @@ TEST(report_csv_exact)
     snprintf(want, sizeof want, "%s7,nan,inf,-inf,,0.1,1.0,2.000\n", CSV_HEADER);
     CHECK_STR(s, want);
     free(s);
+    /* unknown timing (an epoch a resumed run restored): empty, like absent validation */
+    ot_train_log_row restored = { 2, 0.5, 0.25, NAN, NAN, 0.1, NAN, NAN };
+    CHECK_OK(ot_train_log_write_csv(path, &restored, 1, &err), &err);
+    s = slurp(path);
+    snprintf(want, sizeof want, "%s2,0.5,0.25,,,0.1,,\n", CSV_HEADER);
+    CHECK_STR(s, want);
+    free(s);
 }
 
 TEST(report_log_rows_and_replace)
