@@ -130,6 +130,7 @@ static ot_status read_value_type(importer *im, const Onnx__ValueInfoProto *vi, i
     const Onnx__TensorShapeProto *sh = tt->shape;
     /* check the size limit over all dims, even beyond OT_MAX_DIMS */
     size_t bytes = ot_dtype_size(v->dtype) ? ot_dtype_size(v->dtype) : 1;
+    size_t nonzero = 1; /* a zero dim must not hide an overflow of the others */
     for (size_t i = 0; i < sh->n_dim; i++) {
         const Onnx__TensorShapeProto__Dimension *d = sh->dim[i];
         if (d->value_case != ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE)
@@ -137,7 +138,9 @@ static ot_status read_value_type(importer *im, const Onnx__ValueInfoProto *vi, i
         if (d->dim_value < 0)
             return ot_err_set(im->err, OT_ERR_MODEL, "%s '%s': negative dimension %lld at axis %zu",
                               what, v->name, (long long)d->dim_value, i);
-        if ((uint64_t)d->dim_value > SIZE_MAX || !ot_size_mul(bytes, (size_t)d->dim_value, &bytes))
+        if ((uint64_t)d->dim_value > SIZE_MAX || !ot_size_mul(bytes, (size_t)d->dim_value, &bytes) ||
+            (d->dim_value && !ot_size_mul(nonzero, (size_t)d->dim_value, &nonzero)) ||
+            nonzero > INT64_MAX)
             return ot_err_set(im->err, OT_ERR_MODEL,
                               "%s '%s': the product of its declared dimensions overflows", what,
                               v->name);

@@ -138,28 +138,28 @@ bool ot_op_i64_add(int64_t a, int64_t b, int64_t *out) { return !__builtin_add_o
 bool ot_op_i64_sub(int64_t a, int64_t b, int64_t *out) { return !__builtin_sub_overflow(a, b, out); }
 bool ot_op_i64_mul(int64_t a, int64_t b, int64_t *out) { return !__builtin_mul_overflow(a, b, out); }
 
-void ot_op_dims_prod(const ot_op_dims *d, int from, int to, int64_t *dim, const char **name)
+bool ot_op_dims_prod(const ot_op_dims *d, int from, int to, int64_t *dim, const char **name)
 {
     int64_t p = 1;
     int n_dyn = 0;
     const char *sym = NULL;
-    bool overflow = false;
     for (int i = from; i < to; i++) {
         if (d->dims[i] < 0) {
             n_dyn++;
             sym = d->names[i];
         } else if (!ot_op_dim_mul(p, d->dims[i], &p)) {
-            overflow = true;
+            return false;
         }
     }
     *name = NULL;
-    if (n_dyn == 0 && !overflow) {
+    if (n_dyn == 0) {
         *dim = p;
-        return;
+        return true;
     }
     *dim = OT_DIM_DYNAMIC;
-    if (n_dyn == 1 && !overflow && p == 1)
+    if (n_dyn == 1 && p == 1)
         *name = sym;
+    return true;
 }
 
 /* Two dynamic dims are the same when they carry the same symbol. */

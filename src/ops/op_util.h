@@ -69,9 +69,9 @@ void ot_op_dims_str(const ot_op_dims *d, char *buf, size_t size);
 bool ot_op_axis(int64_t axis, int rank, int *out);
 
 /* Product of dims [from, to): static, or OT_DIM_DYNAMIC keeping the symbol
-   when exactly one factor is dynamic and the others are 1. Overflow reads as
-   dynamic. */
-void ot_op_dims_prod(const ot_op_dims *d, int from, int to, int64_t *dim, const char **name);
+   when exactly one factor is dynamic and the others are 1. False when the
+   product of the static dims overflows. */
+bool ot_op_dims_prod(const ot_op_dims *d, int from, int to, int64_t *dim, const char **name);
 /* a * b for non-negative dims; false on overflow. */
 bool ot_op_dim_mul(int64_t a, int64_t b, int64_t *out);
 

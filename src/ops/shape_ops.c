@@ -214,8 +214,13 @@ static ot_status flatten_infer(ot_graph *g, ot_node *n, ot_err *err)
     int a = (int)(axis < 0 ? axis + r : axis);
     ot_op_dims xd, yd = { .ndim = 2 };
     ot_op_dims_of(x, &xd);
-    ot_op_dims_prod(&xd, 0, a, &yd.dims[0], &yd.names[0]);
-    ot_op_dims_prod(&xd, a, r, &yd.dims[1], &yd.names[1]);
+    if (!ot_op_dims_prod(&xd, 0, a, &yd.dims[0], &yd.names[0]) ||
+        !ot_op_dims_prod(&xd, a, r, &yd.dims[1], &yd.names[1])) {
+        char sx[200];
+        ot_op_dims_str(&xd, sx, sizeof sx);
+        return ot_op_err(err, OT_ERR_SHAPE, g, n,
+                         "flattening %s at axis %d: the product of the dims overflows", sx, a);
+    }
     ot_op_set(y, x->dtype, &yd);
     return ot_op_fold_same(g, n->in[0], y, err);
 }

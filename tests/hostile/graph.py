@@ -66,6 +66,18 @@ def concat_sum():
                  [s])
 
 
+def flatten_zero(reshape):
+    # a zero dim beside two huge ones: no elements, but Flatten's product of
+    # the other dims overflows
+    if not reshape:
+        n = helper.make_node("Flatten", ["x"], ["y"], name="flatten", axis=1)
+        return model([n], [vi("x", [0, 2**62, 2**62])], [vi("y", None)])
+    s = numpy_helper.from_array(np.array([0, 2**62, 2**62], np.int64), "s")
+    n1 = helper.make_node("Reshape", ["x", "s"], ["r"], name="reshape", allowzero=1)
+    n2 = helper.make_node("Flatten", ["r"], ["y"], name="flatten", axis=1)
+    return model([n1, n2], [vi("x", [0])], [vi("y", None)], [s], opset=14)
+
+
 def gemm_big():
     # each input is 8 GiB, within the import limit; the output's size overflows
     n = helper.make_node("Gemm", ["a", "b"], ["y"], name="gemm")
@@ -177,6 +189,8 @@ REFUSED = [
      "node 'pad'&overflow"),
     ("reshape_concat", reshape_concat, "node 'reshape'&overflow"),
     ("concat_sum", concat_sum, "node 'concat'&overflow"),
+    ("flatten_zero_input", lambda: flatten_zero(False), "'x'&overflows"),
+    ("flatten_zero_reshape", lambda: flatten_zero(True), "node 'reshape'&overflow"),
     ("gemm_big", gemm_big, "node 'gemm'&overflow"),
     ("too_many_attrs", lambda: many_attrs(400000), "node 'relu'&attributes"),
     ("dup_attr", dup_attr, "node 'relu'&'alpha'&twice"),
