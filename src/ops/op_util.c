@@ -246,16 +246,23 @@ ot_status ot_op_window(const ot_graph *g, const ot_node *n, const ot_op_dims *x,
             *o = OT_DIM_DYNAMIC;
             continue;
         }
-        if (same) {
-            *o = in / s + (in % s != 0); /* ceil(in / s) without overflow */
-            continue;
-        }
         /* dk = (kernel - 1) * d + 1; span = in + pb + pe - dk; every step checked,
            since the attributes come from the file */
-        int64_t dk, in_pb, padded, span;
-        bool fits = ot_op_i64_mul(kernel[i] - 1, d, &dk) && ot_op_i64_add(dk, 1, &dk) &&
-                    ot_op_i64_add(in, pb, &in_pb) && ot_op_i64_add(in_pb, pe, &padded) &&
-                    ot_op_i64_sub(valid ? in : padded, dk, &span);
+        int64_t dk = 0, in_pb = 0, padded = 0, span = 0;
+        bool fits = true;
+        if (same) {
+            *o = in / s + (in % s != 0); /* ceil(in / s) without overflow */
+            /* the kernels derive the pads, (o - 1) * s + dk - in, with o - 1 < in / s */
+            if (kernel[i] >= 0)
+                fits = ot_op_i64_mul(kernel[i] - 1, d, &dk) && ot_op_i64_add(dk, 1, &dk) &&
+                       ot_op_i64_add(dk, *o > 0 ? (*o - 1) * s : 0, &padded);
+            if (fits)
+                continue;
+        } else {
+            fits = ot_op_i64_mul(kernel[i] - 1, d, &dk) && ot_op_i64_add(dk, 1, &dk) &&
+                   ot_op_i64_add(in, pb, &in_pb) && ot_op_i64_add(in_pb, pe, &padded) &&
+                   ot_op_i64_sub(valid ? in : padded, dk, &span);
+        }
         if (!fits)
             return ot_op_err(err, OT_ERR_SHAPE, g, n,
                              "the window arithmetic overflows in spatial dim %d (input %lld, "
@@ -268,8 +275,7 @@ ot_status ot_op_window(const ot_graph *g, const ot_node *n, const ot_op_dims *x,
                              "input %lld in spatial dim %d",
                              (long long)dk, (long long)kernel[i], (long long)d,
                              (long long)(valid ? in : padded), i);
-        /* span >= 0 and s >= 1, so span / s + 2 cannot overflow unless span is
-           near INT64_MAX with s = 1; the checked add catches that */
+        /* span / s + 1 overflows only when span is INT64_MAX and s is 1 */
         int64_t last;
         if (ceil_mode && !valid) {
             if (!ot_op_i64_add(span / s + (span % s != 0), 1, o))

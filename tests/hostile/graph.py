@@ -179,6 +179,8 @@ REFUSED = [
     ("pool_dilations", lambda: pool(kernel_shape=[3, 3], dilations=[2**62] * 2),
      "node 'pool'&overflow"),
     ("pool_kernel", lambda: pool(kernel_shape=[BIG, BIG]), "node 'pool'&overflow|node 'pool'&larger"),
+    ("pool_same_dilations", lambda: pool(kernel_shape=[3, 3], dilations=[2**62] * 2,
+                                         auto_pad="SAME_UPPER"), "node 'pool'&overflow"),
     ("pool_ceil", lambda: pool(kernel_shape=[2, 2], strides=[BIG] * 2, ceil_mode=1, pads=[BIG] * 4),
      "node 'pool'&overflow"),
     ("conv_pads", lambda: conv(pads=[BIG] * 4), "node 'conv'&overflow"),
