@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/file.h"
 #include "data/data.h"
 #include "onnx/onnx.h"
 #include "passes/freeze.h"
@@ -620,8 +621,9 @@ static struct timespec stop_first; /* when it came; read only by the handler */
 /* The first SIGINT or SIGTERM asks the loop to stop. One that follows
    within a second is the same request delivered twice (timeout(1), for one,
    signals the process and then its process group) and is ignored; a later
-   one takes the default action and ends the process at once (the last
-   checkpoint stays whole, since it is only ever replaced by a rename). */
+   one removes the temporary files of outputs being written and takes the
+   default action, ending the process at once (the last checkpoint stays
+   whole, since it is only ever replaced by a rename). */
 static void on_stop_signal(int sig)
 {
     struct timespec now;
@@ -635,6 +637,7 @@ static void on_stop_signal(int sig)
                     (double)(now.tv_nsec - stop_first.tv_nsec) * 1e-9;
     if (waited < 1.0)
         return;
+    ot_atomic_remove_temps(); /* a checkpoint being written is dropped */
     signal(sig, SIG_DFL);
     raise(sig);
 }
@@ -862,7 +865,7 @@ int ot_cmd_finetune(int argc, char **argv)
     }
     o.checkpoint = V("checkpoint");
     o.resume = V("resume");
-    if (o.checkpoint && out && !strcmp(o.checkpoint, out)) {
+    if (o.checkpoint && out && !strcmp(o.checkpoint, out) && !ot_file_is_special(out)) {
         rc = ot_cli_usage_error(cmd, "--checkpoint and -o must name different files");
         goto out;
     }

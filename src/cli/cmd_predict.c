@@ -27,6 +27,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/file.h"
 #include "cli/cli.h"
 #include "data/data.h"
 #include "exec/exec.h"
@@ -79,12 +80,9 @@ static ot_status read_file(const char *path, uint8_t **out, size_t *len, ot_err 
     ot_status st = OT_OK;
     uint8_t *buf = NULL;
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ot_err_set(err, OT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f = NULL;
     struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode))
-        OT_FAIL(err, OT_ERR_IO, "%s: not a regular file", path);
+    OT_TRY(ot_file_fopen_read(path, &f, &sb, err));
     if ((uint64_t)sb.st_size > MAX_IMAGE_FILE_BYTES)
         OT_FAIL(err, OT_ERR_ARG, "%s: file of %lld bytes is larger than the %zu bytes allowed",
                 path, (long long)sb.st_size, MAX_IMAGE_FILE_BYTES);
@@ -99,7 +97,8 @@ static ot_status read_file(const char *path, uint8_t **out, size_t *len, ot_err 
     buf = NULL;
 done:
     free(buf);
-    fclose(f);
+    if (f)
+        fclose(f);
     return st;
 }
 

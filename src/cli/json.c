@@ -3,6 +3,7 @@
  * range with a depth bound; each value that fails releases what it built, so
  * the caller only ever frees complete subtrees.
  */
+#include "core/file.h"
 #include "cli/json.h"
 
 #include <errno.h>
@@ -553,9 +554,10 @@ ot_status ot_json_parse(const char *text, size_t len, const char *source, ot_jso
 ot_status ot_json_parse_file(const char *path, ot_json **out, ot_err *err)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ot_err_set(err, OT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f;
+    ot_status fst = ot_file_fopen_read(path, &f, NULL, err);
+    if (fst != OT_OK)
+        return fst;
     char *buf = NULL;
     size_t len = 0, cap = 0;
     ot_status st = OT_OK;

@@ -10,12 +10,14 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
+#include "core/file.h"
 
 /* ------------------------------------------------------------ commands */
 
@@ -647,9 +649,39 @@ static int run_help(int argc, char **argv)
     return c->run(1, help_argv);
 }
 
+/* ------------------------------------------------------------- signals */
+
+/* SIGINT, SIGTERM or SIGHUP while a command writes: the temporary files of
+   its outputs are removed, then the signal takes its default action, so the
+   exit status is the conventional one (130, 143, 129 in a shell) and the
+   targets are as they were. finetune routes SIGINT and SIGTERM to its own
+   handler while it trains (cmd_finetune.c). */
+static void on_stop_signal(int sig)
+{
+    ot_atomic_remove_temps();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void catch_stop_signals(void)
+{
+    static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction old, sa;
+        if (sigaction(sigs[i], NULL, &old) != 0 || old.sa_handler == SIG_IGN)
+            continue; /* nohup and the like: an ignored signal stays ignored */
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_stop_signal;
+        sigemptyset(&sa.sa_mask);
+        sa.sa_flags = SA_RESTART;
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
 int main(int argc, char **argv)
 {
     ot_log_set(log_to_stderr, NULL, log_level);
+    catch_stop_signals();
 
     int k = 1;
     for (; k < argc && argv[k][0] == '-' && argv[k][1] != '\0'; k++) {

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <sys/stat.h>
 
+#include "core/file.h"
 #include "data/data_impl.h"
 
 #define CIFAR_SIDE 32
@@ -79,9 +80,8 @@ bool ot_data_cifar_has_split(const char *root, ot_data_split split)
 static ot_status read_batch(const char *path, uint8_t *dst, size_t bytes, ot_err *err)
 {
     ot_status st = OT_OK;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot open", path);
+    FILE *f = NULL;
+    OT_TRY(ot_file_fopen_read(path, &f, NULL, err));
     size_t got = fread(dst, 1, bytes, f);
     if (got != bytes)
         OT_FAIL(err, OT_ERR_IO, "%s: read %zu of %zu bytes (file changed while reading?)", path,

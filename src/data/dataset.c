@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "core/file.h"
 #include "data/data_impl.h"
 
 /* Longest class name kept, and the largest names file read. */
@@ -63,11 +64,10 @@ ot_status ot_data_read_names(ot_dataset *ds, const char *path, ot_err *err)
     ot_status st = OT_OK;
     char *text = NULL;
     const char **names = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot open class names", path);
+    FILE *f = NULL;
     struct stat s;
-    if (fstat(fileno(f), &s) != 0 || s.st_size > NAMES_FILE_MAX)
+    OT_TRY(ot_file_fopen_read(path, &f, &s, err));
+    if (s.st_size > NAMES_FILE_MAX)
         OT_FAIL(err, OT_ERR_PARSE, "%s: class names file is over %d bytes", path, NAMES_FILE_MAX);
     size_t size = (size_t)s.st_size;
     text = ot_malloc(size + 1);

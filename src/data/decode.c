@@ -28,6 +28,7 @@
 #include <jpeglib.h>
 #include <png.h>
 
+#include "core/file.h"
 #include "data/data_impl.h"
 
 /* Progressive JPEGs can hold any number of scans, each a pass over the whole
@@ -383,9 +384,8 @@ ot_status ot_data_decode_file(const char *path, ot_data_dest_fn dest, void *user
     static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
     ot_status st = OT_OK;
     uint8_t head[8];
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot open", path);
+    FILE *f = NULL;
+    OT_TRY(ot_file_fopen_read(path, &f, NULL, err));
     size_t got = fread(head, 1, sizeof head, f);
     if (got < sizeof head && ferror(f))
         OT_FAIL(err, OT_ERR_IO, "%s: read error", path);

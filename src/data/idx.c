@@ -20,8 +20,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
+#include "core/file.h"
 #include "data/data_impl.h"
 
 #define IDX_TYPE_UBYTE 0x08
@@ -215,9 +217,14 @@ static ot_status read_idx(const char *path, int ndims, const char *what, uint64_
     uint8_t head[4 + 4 * 3];
     size_t got = 0;
     memset(f, 0, sizeof *f);
-    gzFile gz = gzopen(path, "rb");
-    if (!gz)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot open: %s", path, errno ? strerror(errno) : "gzopen");
+    gzFile gz = NULL;
+    int fd = -1;
+    OT_TRY(ot_file_open_read(path, &fd, NULL, err));
+    gz = gzdopen(fd, "rb");
+    if (!gz) {
+        close(fd);
+        OT_FAIL(err, OT_ERR_NOMEM, "%s: cannot open: out of memory", path);
+    }
     gzbuffer(gz, 1 << 17);
 
     size_t head_bytes = 4 + 4 * (size_t)ndims;

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "ops/ops.h"
+#include "core/file.h"
 #include "pb.h"
 
 /* protobuf limits a message to 2 GiB; anything bigger is not a model file. */
@@ -663,16 +664,8 @@ ot_status ot_onnx_import_file(const char *path, const ot_import_opts *opts, ot_g
     char *dircopy = NULL;
     int fd = -1;
     *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat sb;
-    if (fd < 0)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fd, &sb) != 0)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    if (S_ISDIR(sb.st_mode))
-        OT_FAIL(err, OT_ERR_IO, "%s: is a folder, not a model file", path);
-    if (!S_ISREG(sb.st_mode))
-        OT_FAIL(err, OT_ERR_IO, "%s: not a regular file", path);
+    OT_TRY(ot_file_open_read(path, &fd, &sb, err));
     if ((uint64_t)sb.st_size > MAX_FILE_BYTES)
         OT_FAIL(err, OT_ERR_PARSE,
                 "%s: %lld bytes is larger than a protobuf can be (2 GiB); large models keep "

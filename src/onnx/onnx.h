@@ -10,6 +10,7 @@
 #ifndef OT_ONNX_H
 #define OT_ONNX_H
 
+#include "core/file.h"
 #include "graph/graph.h"
 
 /* Deepest message nesting the importer accepts (protobuf-c unpacks
@@ -74,6 +75,12 @@ ot_status ot_onnx_read_tensor(const char *path, ot_tensor *t, char **name_out, o
    (temporary file and rename). Errors: OT_ERR_IO, OT_ERR_NOMEM. */
 ot_status ot_onnx_write_tensor(const char *path, const char *name, const ot_tensor *t,
                                ot_err *err);
+
+/* ot_onnx_write_tensor up to the rename: on success *af holds the finished
+   temporary file, for ot_atomic_rename (or ot_atomic_abort), so that several
+   files can be put in place together; on failure nothing is left. */
+ot_status ot_onnx_write_tensor_staged(const char *path, const char *name, const ot_tensor *t,
+                                      ot_atomic_file *af, ot_err *err);
 
 /* Runs only the wire-format pre-scan of the importer on a ModelProto buffer
    (for tests and the fuzzer). Errors: OT_ERR_PARSE. */

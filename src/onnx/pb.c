@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "pb.h"
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -222,13 +223,17 @@ static ot_status read_external(Onnx__TensorProto *tp, const ot_tensor_src *src, 
         OT_FAIL(err, OT_ERR_MODEL,
                 "%s: external data location '%s' resolves outside the model's folder", what,
                 location);
-    fd = open(real_file, O_RDONLY | O_CLOEXEC);
     struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot open external data '%s': %s", what, location,
-                strerror(errno));
-    if (!S_ISREG(sb.st_mode))
-        OT_FAIL(err, OT_ERR_IO, "%s: external data '%s' is not a regular file", what, location);
+    if (ot_file_open_read(real_file, &fd, &sb, err) != OT_OK) {
+        /* the helper's message names the resolved path; name the location */
+        char why[OT_ERR_MSG_MAX];
+        size_t rl = strlen(real_file);
+        const char *w = strncmp(err->msg, real_file, rl) == 0 && err->msg[rl] == ':'
+                            ? err->msg + rl + 2
+                            : err->msg;
+        snprintf(why, sizeof why, "%s", w);
+        OT_FAIL(err, OT_ERR_IO, "%s: external data '%s' %s", what, location, why);
+    }
     if (offset > (uint64_t)sb.st_size || want > (uint64_t)sb.st_size - offset)
         OT_FAIL(err, OT_ERR_MODEL,
                 "%s: external data '%s' holds %lld bytes, but offset %llu + %zu bytes runs past "

@@ -43,16 +43,9 @@ static ot_status read_whole(const char *path, uint8_t **out, size_t *len_out, ot
 {
     ot_status st = OT_OK;
     uint8_t *buf = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = -1;
     struct stat sb;
-    if (fd < 0)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fd, &sb) != 0)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    if (S_ISDIR(sb.st_mode))
-        OT_FAIL(err, OT_ERR_IO, "%s: is a folder, not a tensor file", path);
-    if (!S_ISREG(sb.st_mode))
-        OT_FAIL(err, OT_ERR_IO, "%s: not a regular file", path);
+    OT_TRY(ot_file_open_read(path, &fd, &sb, err));
     if ((uint64_t)sb.st_size > MAX_TENSOR_FILE_BYTES)
         OT_FAIL(err, OT_ERR_PARSE, "%s: %lld bytes is larger than a protobuf can be (2 GiB)",
                 path, (long long)sb.st_size);
@@ -161,7 +154,19 @@ static void file_append(ProtobufCBuffer *b, size_t len, const uint8_t *data)
 ot_status ot_onnx_write_tensor(const char *path, const char *name, const ot_tensor *t,
                                ot_err *err)
 {
+    ot_atomic_file af;
+    ot_status st = ot_onnx_write_tensor_staged(path, name, t, &af, err);
+    if (st == OT_OK)
+        st = ot_atomic_rename(&af, err);
+    return st;
+}
+
+ot_status ot_onnx_write_tensor_staged(const char *path, const char *name, const ot_tensor *t,
+                                      ot_atomic_file *af, ot_err *err)
+{
     ot_status st = OT_OK;
+    memset(af, 0, sizeof *af);
+    af->slot = -1;
     char *name_copy = NULL;
     int64_t dims[OT_MAX_DIMS];
 
@@ -193,12 +198,11 @@ ot_status ot_onnx_write_tensor(const char *path, const char *name, const ot_tens
     tp.raw_data.len = t->bytes;
     tp.raw_data.data = t->data;
 
-    ot_atomic_file af;
-    OT_TRY(ot_atomic_open(&af, path, err));
-    file_buffer fb = { .base = { .append = file_append }, .f = af.f };
+    OT_TRY(ot_atomic_open(af, path, err));
+    file_buffer fb = { .base = { .append = file_append }, .f = af->f };
     errno = 0;
     protobuf_c_message_pack_to_buffer(&tp.base, &fb.base);
-    OT_TRY(ot_atomic_commit(&af, fb.error, err));
+    OT_TRY(ot_atomic_finish(af, fb.error, err));
 done:
     ot_free(name_copy);
     return st;

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/file.h"
 #include "checkpoint.h"
 #include "onnx/onnx.h"
 
@@ -40,9 +41,10 @@ static uint64_t hash_u64(uint64_t h, uint64_t v)
 
 ot_status ot_train_hash_file(const char *path, uint64_t *out, ot_err *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return ot_err_set(err, OT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    FILE *f;
+    ot_status st = ot_file_fopen_read(path, &f, NULL, err);
+    if (st != OT_OK)
+        return st;
     unsigned char buf[1 << 16];
     uint64_t h = OT_HASH_INIT;
     size_t n;

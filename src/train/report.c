@@ -82,18 +82,6 @@ static const char *fmt_num(char *buf, size_t size, char conv, int prec, double v
     return buf;
 }
 
-/* ---------------------------------------------------------- atomic write */
-
-/* The temporary name beside `path` (malloc'ed, for mkstemp), or NULL. */
-static char *temp_name(const char *path)
-{
-    size_t n = strlen(path) + sizeof ".tmp.XXXXXX";
-    char *tmp = ot_malloc(n);
-    if (tmp)
-        snprintf(tmp, n, "%s.tmp.XXXXXX", path);
-    return tmp;
-}
-
 /* ------------------------------------------------------------------- CSV */
 
 ot_status ot_train_log_write_csv(const char *path, const ot_train_log_row *rows, int n,
@@ -129,26 +117,22 @@ ot_status ot_train_log_write_csv(const char *path, const ot_train_log_row *rows,
 ot_status ot_train_log_new(const char *path, ot_train_log **out, ot_err *err)
 {
     ot_status st = OT_OK;
-    char *tmp = NULL;
     *out = NULL;
     ot_train_log *log = ot_calloc(1, sizeof *log);
     if (!log)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     if (path) {
         log->path = ot_strdup(path);
-        tmp = temp_name(path);
-        if (!log->path || !tmp)
+        if (!log->path)
             OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-        int fd = mkstemp(tmp);
-        if (fd < 0)
-            OT_FAIL(err, OT_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-        close(fd);
-        unlink(tmp);
+        /* fail now, not after the first epoch, when the file cannot be written */
+        ot_atomic_file af;
+        OT_TRY(ot_atomic_open(&af, path, err));
+        ot_atomic_abort(&af);
     }
     *out = log;
     log = NULL;
 done:
-    ot_free(tmp);
     ot_train_log_free(log);
     return st;
 }
