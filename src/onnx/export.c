@@ -9,8 +9,11 @@
  * the model is packed straight into the output file through a ProtobufCBuffer.
  *
  * Files are written to "<out>.tmp.XXXXXX" beside the target, synced and
- * renamed. External data goes to "<out basename>.data" beside the model.
+ * renamed. External data goes to a new "<out basename>.<8 hex>.data" beside
+ * the model on every write; the model's rename switches model and data
+ * together, and the data of earlier versions is removed after it.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -18,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -66,26 +70,103 @@ static void *unpack_or_new(exporter *ex, const ProtobufCMessageDescriptor *d, ot
 
 /* ------------------------------------------------------------ external data */
 
+/* The external data of a model goes to a new file on every write,
+   "<out>.<8 hex digits>.data", never over the file the previous version of
+   the model reads: the model's rename then switches both at once, and the
+   previous version's data is removed only after it (remove_old_data). */
 static ot_status open_data_file(exporter *ex, const char *out_path)
 {
     ot_status st = OT_OK;
+    if (ot_file_is_special(out_path))
+        return ot_err_set(ex->err, OT_ERR_IO,
+                          "%s: external data is written beside the model, which needs a regular "
+                          "file as output (not a device or FIFO)",
+                          out_path);
     char *copy = ot_strdup(out_path);
     if (!copy)
         return ot_err_set(ex->err, OT_ERR_NOMEM, "out of memory");
     const char *base = basename(copy);
-    size_t n = strlen(out_path) + 8;
+    size_t n = strlen(out_path) + 16;
     ex->data_path = ot_malloc(n);
-    char *name = ot_arena_alloc(&ex->ar, strlen(base) + 8);
+    char *name = ot_arena_alloc(&ex->ar, strlen(base) + 16);
     if (!ex->data_path || !name)
         OT_FAIL(ex->err, OT_ERR_NOMEM, "out of memory");
-    snprintf(name, strlen(base) + 8, "%s.data", base);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint32_t tag = (uint32_t)ts.tv_nsec ^ ((uint32_t)ts.tv_sec << 12) ^ ((uint32_t)getpid() << 20);
+    for (int tries = 0;; tries++, tag = tag * 2654435761u + 1) {
+        snprintf(ex->data_path, n, "%s.%08x.data", out_path, (unsigned)tag);
+        struct stat sb;
+        if (lstat(ex->data_path, &sb) != 0 && errno == ENOENT)
+            break;
+        if (tries >= 100)
+            OT_FAIL(ex->err, OT_ERR_IO, "%s: cannot find a free name for the external data",
+                    out_path);
+    }
+    snprintf(name, strlen(base) + 16, "%s.%08x.data", base, (unsigned)tag);
     ex->data_name = name;
-    snprintf(ex->data_path, n, "%s.data", out_path);
     OT_TRY(ot_atomic_open(&ex->data_af, ex->data_path, ex->err));
     ex->data_file = ex->data_af.f;
 done:
     ot_free(copy);
     return st;
+}
+
+/* True when `rest` (a file name after "<model base>.") names external data
+   of a version of that model: "data" or "<8 hex digits>.data". */
+static bool is_data_name(const char *rest)
+{
+    if (strcmp(rest, "data") == 0)
+        return true;
+    for (int i = 0; i < 8; i++)
+        if (!((rest[i] >= '0' && rest[i] <= '9') || (rest[i] >= 'a' && rest[i] <= 'f')))
+            return false;
+    return strcmp(rest + 8, ".data") == 0;
+}
+
+/* True when `rest` starts with "<8 hex digits>.data" (a temporary file of
+   such data then follows with ".tmp.<pid>.<n>"). */
+static bool is_data_name_prefix(const char *rest)
+{
+    char head[14];
+    memcpy(head, rest, 13);
+    head[13] = '\0';
+    return is_data_name(head);
+}
+
+/* After the model at out_path was renamed into place: removes the external
+   data files of its earlier versions (and of writes that were killed before
+   their model's rename), keeping `keep` (the new data's name, or NULL), and
+   the stale temporary files of such data. */
+static void remove_old_data(const char *out_path, const char *keep)
+{
+    char *dcopy = ot_strdup(out_path), *bcopy = ot_strdup(out_path);
+    DIR *d = NULL;
+    if (!dcopy || !bcopy)
+        goto done;
+    const char *base = basename(bcopy);
+    size_t bl = strlen(base);
+    d = opendir(dirname(dcopy));
+    if (!d)
+        goto done;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        const char *nm = e->d_name;
+        if (strncmp(nm, base, bl) != 0 || nm[bl] != '.' || (keep && strcmp(nm, keep) == 0))
+            continue;
+        const char *rest = nm + bl + 1;
+        bool old = is_data_name(rest);
+        if (!old && strlen(rest) > 13 && is_data_name_prefix(rest))
+            old = ot_atomic_temp_is_stale(rest + 13);
+        struct stat sb;
+        if (old && fstatat(dirfd(d), nm, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+            unlinkat(dirfd(d), nm, 0);
+    }
+done:
+    if (d)
+        closedir(d);
+    ot_free(dcopy);
+    ot_free(bcopy);
 }
 
 static ot_status write_external(exporter *ex, Onnx__TensorProto *tp, const ot_tensor *t,
@@ -601,19 +682,35 @@ static ot_status export_file(const ot_graph *g, const char *path, const ot_expor
     }
     if (fb.error)
         OT_FAIL(err, OT_ERR_IO, "%s: write error: %s", path, strerror(fb.error));
-    if (ex.data_file) { /* the side file goes into place first */
+    /* Both files are complete on disk before either is renamed. The data
+       takes a name nothing else uses, so until the model's rename the old
+       model still reads its old data; the model's rename is the one step
+       that switches the pair. */
+    if (ex.data_file) {
         ex.data_file = NULL;
-        OT_TRY(ot_atomic_commit(&ex.data_af, 0, err));
+        OT_TRY(ot_atomic_finish(&ex.data_af, 0, err));
+    }
+    OT_TRY(ot_atomic_finish(&af, 0, err));
+    if (ex.data_path) {
+        OT_TRY(ot_atomic_rename(&ex.data_af, err));
         data_renamed = true;
     }
     model_open = false;
-    OT_TRY(ot_atomic_commit(&af, 0, err));
+    OT_TRY(ot_atomic_rename(&af, err));
+    if (!ot_file_is_special(path)) {
+        const char *keep = NULL;
+        if (ex.data_path) {
+            keep = strrchr(ex.data_path, '/');
+            keep = keep ? keep + 1 : ex.data_path;
+        }
+        remove_old_data(path, keep);
+    }
 done:
     if (model_open)
         ot_atomic_abort(&af);
     ot_atomic_abort(&ex.data_af);
     if (st != OT_OK && data_renamed)
-        unlink(ex.data_path);
+        unlink(ex.data_path); /* the new data no model refers to */
     ot_free(ex.data_path);
     ot_arena_fini(&ex.ar);
     return st;
