@@ -22,6 +22,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cli/feed.h"
 #include "onnx/onnx.h"
@@ -170,35 +171,73 @@ static void print_text(const ot_exec *x)
     }
 }
 
-/* Writes output_<i>.pb for every output into dir. Returns an exit status. */
-static int write_outputs(const ot_exec *x, const char *dir, bool quiet)
+/* The file of an --input spec: FILE.pb or NAME=FILE.pb (as feed.c reads it). */
+static const char *spec_file(const char *spec)
+{
+    struct stat sb;
+    const char *eq = strchr(spec, '=');
+    return eq && eq > spec && stat(spec, &sb) != 0 ? eq + 1 : spec;
+}
+
+/* Writes output_<i>.pb for every output into dir, all or nothing: every file
+   is written and synced under a temporary name first, and only then are they
+   renamed into place, so that a failure (a full disk) leaves the folder's
+   earlier outputs as they were, none mixed with new ones. An output that is
+   the same file as an input is refused. Returns an exit status. */
+static int write_outputs(const ot_exec *x, const char *dir, const char *const *in_files,
+                         int n_in_files, bool quiet)
 {
     ot_err err;
+    ot_err_init(&err);
     if (ot_feed_mkdirs(dir, &err) != OT_OK)
         return ot_cli_error("%s", err.msg);
+    int n_out = ot_exec_n_outputs(x);
     size_t n = strlen(dir) + 32;
-    char *path = malloc(n);
-    if (!path)
-        return ot_cli_error("out of memory");
-    int rc = OT_EXIT_OK;
-    for (int i = 0; i < ot_exec_n_outputs(x); i++) {
-        const ot_tensor *t = ot_exec_output(x, i);
-        snprintf(path, n, "%s/output_%d.pb", dir, i);
-        if (ot_onnx_write_tensor(path, ot_exec_output_name(x, i), t, &err) != OT_OK) {
+    char *paths = malloc(n * (size_t)(n_out > 0 ? n_out : 1));
+    ot_atomic_file *af = calloc((size_t)(n_out > 0 ? n_out : 1), sizeof *af);
+    int rc = OT_EXIT_OK, staged = 0;
+    if (!paths || !af) {
+        rc = ot_cli_error("out of memory");
+        goto done;
+    }
+    for (int i = 0; i < n_out; i++) {
+        snprintf(paths + n * (size_t)i, n, "%s/output_%d.pb", dir, i);
+        for (int k = 0; k < n_in_files && rc == OT_EXIT_OK; k++)
+            rc = ot_cli_distinct(paths + n * (size_t)i, "output", spec_file(in_files[k]),
+                                 "input");
+        if (rc != OT_EXIT_OK)
+            goto done;
+    }
+    for (; staged < n_out; staged++) {
+        const char *path = paths + n * (size_t)staged;
+        if (ot_onnx_write_tensor_staged(path, ot_exec_output_name(x, staged),
+                                        ot_exec_output(x, staged), &af[staged],
+                                        &err) != OT_OK) {
             rc = ot_cli_error("%s", err.msg);
-            break;
-        }
-        if (!quiet) {
-            char dims[256];
-            ot_feed_dims_str(t, dims, sizeof dims);
-            printf("wrote ");
-            ot_cli_text_str(stdout, path);
-            printf(" (");
-            ot_cli_text_str(stdout, ot_exec_output_name(x, i));
-            printf(": %s %s)\n", ot_dtype_name(t->dtype), dims);
+            goto done;
         }
     }
-    free(path);
+    for (int i = 0; i < n_out; i++) {
+        if (ot_atomic_rename(&af[i], &err) != OT_OK) {
+            rc = ot_cli_error("%s", err.msg);
+            goto done;
+        }
+    }
+    for (int i = 0; i < n_out && !quiet; i++) {
+        const ot_tensor *t = ot_exec_output(x, i);
+        char dims[256];
+        ot_feed_dims_str(t, dims, sizeof dims);
+        printf("wrote ");
+        ot_cli_text_str(stdout, paths + n * (size_t)i);
+        printf(" (");
+        ot_cli_text_str(stdout, ot_exec_output_name(x, i));
+        printf(": %s %s)\n", ot_dtype_name(t->dtype), dims);
+    }
+done:
+    for (int i = 0; i < staged; i++)
+        ot_atomic_abort(&af[i]); /* nothing left to do for those renamed */
+    free(af);
+    free(paths);
     return rc;
 }
 
@@ -297,7 +336,7 @@ int ot_cmd_run(int argc, char **argv)
     }
 
     if (out_dir) {
-        rc = write_outputs(x, out_dir, json);
+        rc = write_outputs(x, out_dir, files, n_files, json);
         if (rc != OT_EXIT_OK)
             goto done;
     }
