@@ -78,6 +78,14 @@ void ot_cli_print_usage(const ot_cli_cmd *cmd, FILE *f);
 /* Prints `onnxtrain: error: <message>` to stderr; returns OT_EXIT_ERROR. */
 int ot_cli_error(const char *fmt, ...) OT_PRINTF(1, 2);
 
+/* Refuses an output that is the same file as an input or as another output
+   (the same path, or the same file through a hard or symbolic link), which
+   the write would replace: prints "OUT: the OUT_WHAT would replace the
+   OTHER_WHAT OTHER (the same file); write to another file" and returns
+   OT_EXIT_ERROR. OT_EXIT_OK otherwise, or when either path is NULL. */
+int ot_cli_distinct(const char *out, const char *out_what, const char *other,
+                    const char *other_what);
+
 /* Prints `onnxtrain: error: CMD: <message> (see 'onnxtrain CMD --help')`;
    returns OT_EXIT_USAGE. */
 int ot_cli_usage_error(const ot_cli_cmd *cmd, const char *fmt, ...) OT_PRINTF(2, 3);

@@ -309,6 +309,8 @@ int ot_cmd_convert(int argc, char **argv)
     const char *in = args.pos[0], *out = args.pos[1];
     ot_err err;
     ot_err_init(&err);
+    if ((rc = ot_cli_distinct(out, "output", in, "input")) != OT_EXIT_OK)
+        goto done;
     if (ot_model_import(in, &iopts, &g, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto done;

@@ -54,6 +54,8 @@ int ot_cmd_export(int argc, char **argv)
     const char *in = a.pos[0], *out = a.pos[1];
     ot_err err;
     ot_err_init(&err);
+    if ((rc = ot_cli_distinct(out, "output", in, "checkpoint")) != OT_EXIT_OK)
+        goto done;
     /* a checkpoint's checksum must match (format 1 had none) */
     ot_status st = ot_model_import(in, &io, &g, &err);
     if (ot_train_checkpoint_check_import(in, g, st, &err) != OT_OK) {

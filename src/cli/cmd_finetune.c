@@ -869,6 +869,22 @@ int ot_cmd_finetune(int argc, char **argv)
         rc = ot_cli_usage_error(cmd, "--checkpoint and -o must name different files");
         goto out;
     }
+    /* --resume and --checkpoint may be the same file: it is read first */
+    if ((rc = ot_cli_distinct(out, "output", model, "model")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(out, "output", o.resume, "checkpoint to resume")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(out, "output", o.checkpoint, "checkpoint")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(o.checkpoint, "checkpoint", model, "model")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(V("log"), "log", model, "model")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(V("log"), "log", o.resume, "checkpoint to resume")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(V("log"), "log", out, "output")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(V("log"), "log", o.checkpoint, "checkpoint")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(V("plot"), "plot", model, "model")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(V("plot"), "plot", o.resume, "checkpoint to resume")) !=
+            OT_EXIT_OK ||
+        (rc = ot_cli_distinct(V("plot"), "plot", out, "output")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(V("plot"), "plot", o.checkpoint, "checkpoint")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(V("plot"), "plot", V("log"), "log")) != OT_EXIT_OK)
+        goto out;
     if (V("checkpoint-every")) {
         if ((rc = ot_cli_int_opt(cmd, &a, "checkpoint-every", 1, INT64_MAX, &ll)) != OT_EXIT_OK)
             goto out;

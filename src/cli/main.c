@@ -261,6 +261,19 @@ int ot_cli_error(const char *fmt, ...)
     return OT_EXIT_ERROR;
 }
 
+int ot_cli_distinct(const char *out, const char *out_what, const char *other,
+                    const char *other_what)
+{
+    /* a device such as /dev/null is written directly and may take several
+       outputs; as an input it is refused by the reader */
+    if (!out || !other || ot_file_is_special(out) ||
+        (strcmp(out, other) != 0 && !ot_file_same(out, other)))
+        return OT_EXIT_OK;
+    return ot_cli_error("%s: the %s would replace the %s %s (the same file); write to another "
+                        "file",
+                        out, out_what, other_what, other);
+}
+
 int ot_cli_usage_error(const ot_cli_cmd *cmd, const char *fmt, ...)
 {
     char hint[64];
