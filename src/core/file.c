@@ -36,7 +36,7 @@ static const char *kind_of(mode_t m)
 static ot_status not_regular(const char *path, mode_t m, ot_err *err)
 {
     if (S_ISDIR(m))
-        return ot_err_set(err, OT_ERR_IO, "%s: is a folder, not a file", path);
+        return ot_err_set(err, OT_ERR_IO, "%s: is a folder, not a regular file", path);
     return ot_err_set(err, OT_ERR_IO, "%s: is not a regular file (%s)", path, kind_of(m));
 }
 

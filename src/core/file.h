@@ -48,7 +48,7 @@ typedef struct ot_atomic_file {
    waiting (a FIFO has no writer to wait for: the open is non-blocking and
    the type is checked before any read). On success *fd_out is a blocking
    descriptor the caller closes, and *sb_out (if not NULL) its fstat. Errors:
-   OT_ERR_IO "PATH: cannot open: REASON", "PATH: is a folder, not a file",
+   OT_ERR_IO "PATH: cannot open: REASON", "PATH: is a folder, not a regular file",
    "PATH: is not a regular file (a FIFO)" (or socket, device). */
 ot_status ot_file_open_read(const char *path, int *fd_out, struct stat *sb_out, ot_err *err);
 
