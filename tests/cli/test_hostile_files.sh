@@ -132,8 +132,8 @@ mkfifo "$D/extfifo/m.onnx.data"
 expect_error "inspect: external data FIFO" "m.onnx.data&not a regular file" inspect "$D/extfifo/m.onnx"
 expect_error "run: external data FIFO" "m.onnx.data&not a regular file" run "$D/extfifo/m.onnx" --random
 # data sets: a CIFAR batch, the class names file
-# (the readers that look for files in a folder pass over what is not a
-# regular file; the point here is that none waits on it)
+# (the readers that look for files in a folder pass over, or refuse, what is
+# not a regular file; the point here is that none waits on it)
 rm -rf "$D/dfifo"
 cp -r "$D/data" "$D/dfifo"
 rm "$D/dfifo/data_batch_1.bin"
@@ -144,7 +144,7 @@ rm -rf "$D/dfifo"
 cp -r "$D/data" "$D/dfifo"
 rm "$D/dfifo/batches.meta.txt"
 mkfifo "$D/dfifo/batches.meta.txt"
-expect_rc "finetune: CIFAR class names a FIFO" 0 \
+expect_error "finetune: CIFAR class names a FIFO" "batches.meta.txt&not a regular file" \
     finetune "$TINY" --data "$D/dfifo" "${FT[@]:2}" -o "$D/x.onnx"
 rm -f "$D/x.onnx"
 # image folders: one image a FIFO
