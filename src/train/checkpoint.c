@@ -353,16 +353,9 @@ static ot_status read_file(const char *path, uint8_t **buf, size_t *len, ot_err 
     ot_status st = OT_OK;
     uint8_t *b = NULL;
     struct stat sb;
-    /* O_NONBLOCK: a FIFO must not hang the open; only regular files are read */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    if (fstat(fd, &sb) != 0)
-        OT_FAIL(err, OT_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
-    if (S_ISDIR(sb.st_mode))
-        OT_FAIL(err, OT_ERR_IO, "%s: is a folder, not a model file", path);
-    if (!S_ISREG(sb.st_mode))
-        OT_FAIL(err, OT_ERR_IO, "%s: not a regular file", path);
+    int fd = -1;
+    /* a FIFO must not hang the open; only regular files are read */
+    OT_TRY(ot_file_open_read(path, &fd, &sb, err));
     if ((uint64_t)sb.st_size > (2ull << 30))
         OT_FAIL(err, OT_ERR_PARSE, "%s: %lld bytes is larger than a checkpoint can be (2 GiB)",
                 path, (long long)sb.st_size);
