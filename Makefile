@@ -6,7 +6,8 @@
 #   make debug      -O0 -g3 build in build/debug
 #   make demo       the main job on a built-in default
 #   make bench      benchmarks (build/bench/)
-#   make fuzz       libFuzzer harness for the importer (clang)
+#   make fuzz       libFuzzer harnesses: importer, checkpoint loader, data readers, image
+#                   decoders (clang; FUZZ_TARGETS, FUZZ_SECONDS)
 #   make deps       install the Debian packages the project needs (as root)
 #   make install PREFIX=/usr/local
 #   make fetch-model NAME=resnet18-v1-7 [DEST=build/zoo]
@@ -158,16 +159,22 @@ fetch-model:
 	@if [ -z "$(NAME)" ]; then echo "usage: make fetch-model NAME=<model> [DEST=dir]; names: onnxtrain zoo" >&2; exit 2; fi
 	@bash tools/fetch_model.sh "$(NAME)" "$(DEST)"
 
-FUZZ_BIN := $(BUILD)/fuzz/fuzz_import
+# FUZZ_TARGETS picks the harnesses (tests/fuzz/fuzz_<name>.c); each runs for
+# FUZZ_SECONDS (tests/fuzz/run.sh), one after the other.
+FUZZ_TARGETS ?= import checkpoint data image
 fuzz: check-deps
 	@$(MAKE) --no-print-directory CC=clang BUILD=$(BUILD)/fuzz \
 	    OPT="-O1 -g -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" \
 	    $(BUILD)/fuzz/libonnxtrain.a
-	clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
-	    -Iinclude -Isrc -I$(BUILD)/fuzz/gen \
-	    tests/fuzz/fuzz_import.c $(BUILD)/fuzz/libonnxtrain.a $(LDLIBS) \
-	    -o $(FUZZ_BIN)
-	@bash tests/fuzz/run.sh $(FUZZ_BIN) $(BUILD)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+	    clang -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
+	        -Iinclude -Isrc -I$(BUILD)/fuzz/gen \
+	        tests/fuzz/fuzz_$$t.c $(BUILD)/fuzz/libonnxtrain.a $(LDLIBS) \
+	        -o $(BUILD)/fuzz/fuzz_$$t; \
+	done
+	@status=0; for t in $(FUZZ_TARGETS); do \
+	    bash tests/fuzz/run.sh $(BUILD)/fuzz/fuzz_$$t $(BUILD) || status=1; \
+	done; exit $$status
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
