@@ -370,6 +370,10 @@ static int take_value(const ot_cli_cmd *cmd, int i, const char *shown, const cha
             return ot_cli_usage_error(cmd, "option '%s' needs a value (%s)", shown, o->arg);
         inline_value = argv[++*k];
     }
+    /* No option means anything by an empty value: an empty path would fail
+       only after the work is done, an empty number is no number. */
+    if (!*inline_value)
+        return ot_cli_usage_error(cmd, "option '%s' needs a non-empty value (%s)", shown, o->arg);
     args->count[i]++;
     args->value[i] = inline_value;
     return OT_EXIT_OK;

@@ -117,9 +117,16 @@ refused() {
     fi
 }
 F=(finetune "$M" --data "$H/good_idx" -o "$T_TMP/out.onnx")
-for v in 0x10 inf nan infinity 1e-3x " 1" 1e999 "" 1,5 -1; do
+for v in 0x10 inf nan infinity 1e-3x " 1" 1e999 1,5 -1; do
     refused "finetune --lr '$v'" "bad value&--lr&decimal number from 0" "${F[@]}" --lr "$v"
 done
+# An empty value is no value: refused before any work (an empty -o used to
+# fail only after training, --cache-dir "" was accepted).
+refused "finetune --lr ''" "--lr&non-empty" "${F[@]}" --lr ""
+refused "finetune -o ''" "-o&non-empty" finetune "$M" --data "$H/good_idx" -o ""
+refused "finetune --log=" "--log&non-empty" "${F[@]}" --log=
+refused "finetune --cache-dir ''" "--cache-dir&non-empty" "${F[@]}" --cache-dir ""
+refused "eval --data ''" "--data&non-empty" eval "$M" --data ""
 refused "finetune --seed 2^64+1" "--seed&from 0 to 9223372036854775807" \
     "${F[@]}" --seed 18446744073709551617
 refused "finetune --seed 2^63" "--seed&from 0 to 9223372036854775807" \
