@@ -230,8 +230,12 @@ p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
 t0 = time.time()
 while not os.path.exists(ckpt) and time.time() - t0 < 60 and p.poll() is None:
     time.sleep(0.02)
+# The run is held (SIGSTOP) while each load parses the file, so that a slow
+# load on a busy machine cannot let the run finish before the kill; it runs
+# on between loads, writing checkpoints.
 loads, bad = 0, []
 while loads < 3 and p.poll() is None:
+    p.send_signal(signal.SIGSTOP)
     try:
         md = {q.key: q.value for q in onnx.load(ckpt).metadata_props}
         int(md["onnxtrain.checkpoint.step"])
@@ -239,6 +243,9 @@ while loads < 3 and p.poll() is None:
     except Exception as e:
         bad.append(str(e).splitlines()[0] if str(e) else type(e).__name__)
         break
+    finally:
+        p.send_signal(signal.SIGCONT)
+    time.sleep(0.3)
 alive = p.poll() is None
 if alive:
     p.send_signal(signal.SIGKILL)
