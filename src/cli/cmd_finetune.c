@@ -817,8 +817,11 @@ int ot_cmd_finetune(int argc, char **argv)
     o.schedule.gamma = 0.1;
     if (sched && !strcmp(sched, "step"))
         o.schedule.kind = OT_SCHED_STEP;
-    else if (sched && !strcmp(sched, "cosine"))
+    else if (sched && !strcmp(sched, "cosine")) {
+        /* CosineAnnealingLR(T_max = epochs), stepped once per epoch. */
         o.schedule.kind = OT_SCHED_COSINE;
+        o.schedule.t_max = o.epochs;
+    }
     else if (sched && strcmp(sched, "constant") != 0) {
         rc = ot_cli_usage_error(cmd, "--lr-schedule must be constant, step or cosine");
         goto out;

@@ -336,7 +336,8 @@ static char *options_text(const trainer *T, uint64_t train_hash, const char *val
         s, n,
         "batch-size=%d\nlr=%.17g\nhead-lr=%.17g\noptimizer=%s\nweight-decay=%.17g\n"
         "momentum=%.17g\ndampening=%.17g\nnesterov=%d\nbetas=%.17g,%.17g\neps=%.17g\n"
-        "lr-schedule=%s\nlr-step=%lld\nlr-gamma=%.17g\ncosine=%lld,%d\nwarmup=%lld\n"
+        "lr-schedule=%s\nlr-step=%lld\nlr-gamma=%.17g\ncosine-epochs=%lld\ncosine-per-step=%d\n"
+        "warmup=%lld\n"
         "clip-grad=%.17g\nlabel-smoothing=%.9g\nbn=%s\nimage-size=%d\nmean=%.9g,%.9g,%.9g\n"
         "std=%.9g,%.9g,%.9g\nto-rgb=%d\nseed=%llu\ntrained=%d tensors, %016" PRIx64 "\n"
         "augment=%d\ntrain-set=%lld images, %016" PRIx64 "\nvalidation=%s\nkeep=%s\n"
@@ -749,6 +750,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     res->checkpoint_step = -1;
     if (o->epochs < 1 || o->batch_size < 1)
         return ot_err_set(err, OT_ERR_ARG, "--epochs and --batch-size must be at least 1");
+    OT_TRY(ot_optim_schedule_check(&o->schedule, err));
     int64_t N = o->train_idx ? o->n_train_idx : ot_data_count(data);
     T.map = o->train_idx;
     if (o->skip_bad) {

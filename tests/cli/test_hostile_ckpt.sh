@@ -237,4 +237,34 @@ expect_rc "range: an unchanged re-sealed checkpoint resumes" 0 \
     finetune "$M" "${BEST[@]}" -o "$D/x.onnx" --resume "$D/meta.ckpt"
 same_bytes "range: ... to the same output" "$D/x.onnx" "$D/u.onnx"
 
+
+# ------------------------------------------------ --lr-schedule cosine
+# The learning rate of each epoch is PyTorch's CosineAnnealingLR(T_max =
+# epochs) stepped once per epoch (it stayed at the base rate: T_max was never
+# set); a run stopped by --max-steps and resumed is the uninterrupted one; a
+# resume with more epochs is refused, since the schedule would change.
+COS=("${BASE[@]}" --epochs 4 --lr-schedule cosine)
+ot finetune "$M" "${COS[@]}" -o "$D/cu.onnx" --log "$D/cu.csv"
+if [ "$T_RC" -eq 0 ]; then ok "cosine: trains"; else fail "cosine: trains" "$(describe_run)"; fi
+py_checks "cosine" '
+import csv, sys, torch
+rows = list(csv.DictReader(open(sys.argv[1])))
+p = torch.nn.Parameter(torch.zeros(1))
+opt = torch.optim.SGD([p], lr=0.1)
+sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=4)
+want = []
+for _ in range(4):
+    want.append(opt.param_groups[0]["lr"])
+    opt.step(); sched.step()
+got = [float(r["lr"]) for r in rows]
+ok = len(got) == 4 and all(abs(g - w) <= 1e-6 * 0.1 for g, w in zip(got, want))
+print("ok lr per epoch as torch" if ok else "FAIL lr per epoch as torch: %s, torch %s" % (got, want))
+' "$D/cu.csv"
+ot finetune "$M" "${COS[@]}" -o "$D/cs.onnx" --checkpoint "$D/cs.ckpt" --max-steps 5
+ot finetune "$M" "${COS[@]}" -o "$D/cs.onnx" --checkpoint "$D/cs.ckpt" --resume "$D/cs.ckpt"
+if [ "$T_RC" -eq 0 ]; then ok "cosine: resume"; else fail "cosine: resume" "$(describe_run)"; fi
+same_bytes "cosine: resumed = uninterrupted" "$D/cs.onnx" "$D/cu.onnx"
+expect_error "cosine: more epochs at resume refused" "differ&cosine-epochs is '6' here" \
+    finetune "$M" "${BASE[@]}" --epochs 6 --lr-schedule cosine -o "$D/x.onnx" --resume "$D/cs.ckpt"
+
 finish
