@@ -1136,7 +1136,15 @@ int ot_cmd_finetune(int argc, char **argv)
                      (long long)tr.epoch_step, (long long)tr.steps_per_epoch, tr.epoch + 1);
         else
             snprintf(where, sizeof where, "the end of epoch %d", tr.epoch);
-        if (o.checkpoint && tr.checkpoint_step >= 0)
+        if (o.checkpoint && tr.checkpoint_err.code != OT_OK) {
+            fprintf(stderr, "onnxtrain: stopped by %s after step %lld (%s); %s; ", sig,
+                    (long long)tr.steps, where, tr.checkpoint_err.msg);
+            if (tr.checkpoint_step >= 0)
+                fprintf(stderr, "the last checkpoint, at step %lld, is in %s\n",
+                        (long long)tr.checkpoint_step, o.checkpoint);
+            else
+                fprintf(stderr, "no checkpoint was kept\n");
+        } else if (o.checkpoint && tr.checkpoint_step >= 0)
             fprintf(stderr,
                     "onnxtrain: stopped by %s after step %lld (%s); checkpoint in %s; continue "
                     "with --resume %s\n",
@@ -1204,8 +1212,13 @@ int ot_cmd_finetune(int argc, char **argv)
         printf("}\n");
     }
     rc = ot_cli_finish_stdout();
-    if (rc == OT_EXIT_OK && pc.log_err.code != OT_OK) /* the model is written, the log is not */
-        rc = ot_cli_error("%s (the trained model was written to %s)", pc.log_err.msg, out);
+    /* The model is written; the checkpoint or the log is not. */
+    bool ck_failed = tr.checkpoint_err.code != OT_OK, log_failed = pc.log_err.code != OT_OK;
+    if (rc == OT_EXIT_OK && (ck_failed || log_failed))
+        rc = ot_cli_error("%s%s%s (the trained model was written to %s)",
+                          ck_failed ? tr.checkpoint_err.msg : "",
+                          ck_failed && log_failed ? "; " : "",
+                          log_failed ? pc.log_err.msg : "", out);
 out:
 #undef V
     ot_eval_result_fini(&ev);

@@ -100,6 +100,7 @@ typedef struct trainer {
     /* checkpoints */
     ot_train_checkpoint ck; /* fingerprints; progress filled at each save    */
     int64_t ckpt_step;   /* step of the last checkpoint written; -1: none    */
+    ot_err ckpt_err;     /* the last attempt's write error; code OT_OK: none */
 } trainer;
 
 static ot_status bind_tensor(ot_tensor *t, ot_dtype dtype, int ndim, const int64_t *dims, void *data)
@@ -446,12 +447,25 @@ static ot_status save_checkpoint(trainer *T, ot_err *err)
             b->data = T->best[i];
         }
     }
+    /* The checkpoint is auxiliary: a file that cannot be written (a full
+       disk) costs the checkpoint, not the run. Training goes on, the next
+       checkpoint tries again, and the result reports the last failure. */
+    bool was_ok = T->ckpt_err.code == OT_OK;
     st = ot_train_checkpoint_save(T->model, T->opt, T->best_state, n_best, &T->ck,
                                   T->o->checkpoint_prepare, T->o->checkpoint_user,
-                                  T->o->checkpoint, err);
-    if (st == OT_OK)
+                                  T->o->checkpoint, &T->ckpt_err);
+    if (st == OT_OK) {
         T->ckpt_step = T->ck.step;
-    return st;
+        ot_err_init(&T->ckpt_err);
+        return OT_OK;
+    }
+    if (st != OT_ERR_IO) {
+        *err = T->ckpt_err;
+        return st;
+    }
+    if (was_ok) /* once per run of failures */
+        ot_log(OT_LOG_WARN, "%s; training goes on", T->ckpt_err.msg);
+    return OT_OK;
 }
 
 /* Appends to an error what became of the checkpoint file. */
@@ -745,6 +759,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
 {
     ot_status st = OT_OK;
     trainer T = { .model = model, .data = data, .o = o, .cache_fd = -1, .ckpt_step = -1 };
+    ot_err_init(&T.ckpt_err);
     int64_t *perm = NULL;
     memset(res, 0, sizeof *res);
     res->checkpoint_step = -1;
@@ -1043,6 +1058,7 @@ done:
     ot_free(perm);
     ot_train_graph_fini(&T.tg);
     res->checkpoint_step = T.ckpt_step;
+    res->checkpoint_err = T.ckpt_err;
     ot_train_checkpoint_fini(&T.ck);
     return st;
 }

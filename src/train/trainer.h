@@ -141,6 +141,8 @@ typedef struct ot_train_result {
     int resumed_epoch;       /* epochs completed                              */
     int64_t resumed_epoch_step, resumed_step; /* step in that epoch, in all   */
     int64_t checkpoint_step; /* step of the last checkpoint written; -1: none  */
+    ot_err checkpoint_err;   /* why the last checkpoint could not be written
+                                (I/O: training went on); code OT_OK: it was  */
 } ot_train_result;
 
 /* Fills options with the defaults of `onnxtrain finetune`. */

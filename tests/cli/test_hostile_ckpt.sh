@@ -8,9 +8,9 @@
 #     --log and --plot rows, --augment; the same output, final checkpoint and
 #     plot bytes, the same log rows but for the timing columns; options that
 #     change the result are refused when they differ;
-#   - a full disk under --log or --plot costs the log, never the model: -o is
-#     written (the same bytes), exit 1 with one error line (tmpfs, as root;
-#     skipped with a message otherwise);
+#   - a full disk under --log, --plot or --checkpoint costs that file, never
+#     the model: -o is written (the same bytes), exit 1 with one error line
+#     (tmpfs, as root; skipped with a message otherwise);
 #   - a checkpoint with one byte flipped, anywhere, is refused by export,
 #     --resume and finetune (CRC-32 trailer);
 #   - metadata out of range, with the checksum recomputed, is refused naming
@@ -139,6 +139,24 @@ else
             ok "full disk: --$what: no temporary files left"
         fi
     done
+    # A checkpoint that cannot be written is auxiliary too: a warning when it
+    # first fails, training goes on, -o is written, one error line, exit 1.
+    rm -f "$D/full_ck.onnx"
+    ot finetune "$M" "${BASE[@]}" --epochs 2 -o "$D/full_ck.onnx" --checkpoint "$MNT/ck.onnx"
+    last=$(printf '%s\n' "$T_ERR" | tail -n 1)
+    if [ "$T_RC" -eq 1 ] && [[ $last == "onnxtrain: error: "* ]] &&
+        matches "$last" "ck.onnx&space&written" && [ "$T_NERR" -eq 2 ] &&
+        matches "$(printf '%s\n' "$T_ERR" | head -n 1)" "warning&ck.onnx&training goes on"; then
+        ok "full disk: --checkpoint: a warning, then one error line"
+    else
+        fail "full disk: --checkpoint: a warning, then one error line" "$(describe_run)"
+    fi
+    same_bytes "full disk: --checkpoint: the model is written" "$D/full_ck.onnx" "$D/ref2.onnx"
+    if ls "$MNT" | grep -q -e tmp -e ck.onnx; then
+        fail "full disk: --checkpoint: nothing left" "$(ls "$MNT" | tr '\n' ' ')"
+    else
+        ok "full disk: --checkpoint: nothing left"
+    fi
     umount "$MNT"
 fi
 
