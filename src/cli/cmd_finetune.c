@@ -1106,6 +1106,14 @@ int ot_cmd_finetune(int argc, char **argv)
         rc = ot_cli_error("%s", err.msg);
         goto out;
     }
+    if (o.checkpoint) { /* fail now, not after the first epoch, when it cannot be written */
+        ot_atomic_file af;
+        if (ot_atomic_open(&af, o.checkpoint, &err) != OT_OK) {
+            rc = ot_cli_error("checkpoint %s", err.msg);
+            goto out;
+        }
+        ot_atomic_abort(&af);
+    }
     ot_train_result tr;
     struct sigaction old_actions[2];
     catch_stop_signals(old_actions);

@@ -160,6 +160,16 @@ else
     umount "$MNT"
 fi
 
+# A checkpoint path that cannot be written at all is refused before training.
+rm -f "$D/nock.onnx"
+expect_error "--checkpoint in a missing folder: refused at start" "checkpoint&no such file" \
+    finetune "$M" "${BASE[@]}" --epochs 2 -o "$D/nock.onnx" --checkpoint "$D/missing/ck.onnx"
+if [[ $T_OUT == *"epoch 1"* ]] || [ -e "$D/nock.onnx" ]; then
+    fail "--checkpoint in a missing folder: nothing trained" "$T_OUT"
+else
+    ok "--checkpoint in a missing folder: nothing trained"
+fi
+
 # ------------------------------------------------- one byte flipped: refused
 "$PY" "$GEN" flips "$D/u.ckpt" "$D" 30 >"$D/flips.txt"
 size=$(stat -c %s "$D/u.ckpt")
