@@ -137,8 +137,10 @@ static bool is_data_name_prefix(const char *rest)
 /* After the model at out_path was renamed into place: removes the external
    data files of its earlier versions (and of writes that were killed before
    their model's rename), keeping `keep` (the new data's name, or NULL), and
-   the stale temporary files of such data. */
-static void remove_old_data(const char *out_path, const char *keep)
+   the stale temporary files of such data. A file that another model imported
+   by this process read its data from (not `replaced`, the model the rename
+   replaced) is kept even when its name matches. */
+static void remove_old_data(const char *out_path, const char *keep, const struct stat *replaced)
 {
     char *dcopy = ot_strdup(out_path), *bcopy = ot_strdup(out_path);
     DIR *d = NULL;
@@ -159,7 +161,12 @@ static void remove_old_data(const char *out_path, const char *keep)
         if (!old && strlen(rest) > 13 && is_data_name_prefix(rest))
             old = ot_atomic_temp_is_stale(rest + 13);
         struct stat sb;
-        if (old && fstatat(dirfd(d), nm, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode))
+        /* a file a model read its data from this run stays: that model
+           (the input of a convert, say) still refers to it */
+        if (old && fstatat(dirfd(d), nm, &sb, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(sb.st_mode) &&
+            !ot_pb_external_was_read(sb.st_dev, sb.st_ino, replaced != NULL,
+                                     replaced ? replaced->st_dev : 0,
+                                     replaced ? replaced->st_ino : 0))
             unlinkat(dirfd(d), nm, 0);
     }
 done:
@@ -695,6 +702,9 @@ static ot_status export_file(const ot_graph *g, const char *path, const ot_expor
         OT_TRY(ot_atomic_rename(&ex.data_af, err));
         data_renamed = true;
     }
+    /* the model the rename replaces: the data it read may go */
+    struct stat replaced_sb;
+    bool replaced = stat(path, &replaced_sb) == 0;
     model_open = false;
     OT_TRY(ot_atomic_rename(&af, err));
     if (!ot_file_is_special(path)) {
@@ -703,7 +713,7 @@ static ot_status export_file(const ot_graph *g, const char *path, const ot_expor
             keep = strrchr(ex.data_path, '/');
             keep = keep ? keep + 1 : ex.data_path;
         }
-        remove_old_data(path, keep);
+        remove_old_data(path, keep, replaced ? &replaced_sb : NULL);
     }
 done:
     if (model_open)

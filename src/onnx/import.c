@@ -692,7 +692,9 @@ ot_status ot_onnx_import_file(const char *path, const ot_import_opts *opts, ot_g
     dircopy = ot_strdup(path);
     if (!dircopy)
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    ot_pb_set_reading_model(true, sb.st_dev, sb.st_ino);
     st = ot_onnx_import_buffer(buf, len, path, dirname(dircopy), opts, out, err);
+    ot_pb_set_reading_model(false, 0, 0);
 done:
     if (fd >= 0)
         close(fd);

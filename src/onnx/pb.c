@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,6 +159,70 @@ ot_status ot_pb_prescan(const uint8_t *data, size_t len, const ProtobufCMessageD
 
 /* ------------------------------------------------------------ tensor decode */
 
+/* The external data files this process has read (device and inode): the
+   exporter leaves them alone (ot_pb_external_was_read). Past N_READ_FILES
+   every file counts as read, so nothing is removed. */
+enum { N_READ_FILES = 256 };
+static struct {
+    dev_t dev, model_dev;
+    ino_t ino, model_ino;
+    bool has_model;
+} read_files[N_READ_FILES];
+static int n_read_files;
+static struct {
+    bool has;
+    dev_t dev;
+    ino_t ino;
+} reading_model;
+static bool read_files_full;
+static pthread_mutex_t read_files_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void note_external_read(const struct stat *sb)
+{
+    pthread_mutex_lock(&read_files_lock);
+    bool seen = false;
+    for (int i = 0; i < n_read_files && !seen; i++)
+        seen = read_files[i].dev == sb->st_dev && read_files[i].ino == sb->st_ino &&
+               read_files[i].has_model == reading_model.has &&
+               read_files[i].model_dev == reading_model.dev &&
+               read_files[i].model_ino == reading_model.ino;
+    if (!seen) {
+        if (n_read_files < N_READ_FILES) {
+            read_files[n_read_files].dev = sb->st_dev;
+            read_files[n_read_files].ino = sb->st_ino;
+            read_files[n_read_files].has_model = reading_model.has;
+            read_files[n_read_files].model_dev = reading_model.dev;
+            read_files[n_read_files].model_ino = reading_model.ino;
+            n_read_files++;
+        } else {
+            read_files_full = true;
+        }
+    }
+    pthread_mutex_unlock(&read_files_lock);
+}
+
+void ot_pb_set_reading_model(bool has, dev_t dev, ino_t ino)
+{
+    pthread_mutex_lock(&read_files_lock);
+    reading_model.has = has;
+    reading_model.dev = has ? dev : 0;
+    reading_model.ino = has ? ino : 0;
+    pthread_mutex_unlock(&read_files_lock);
+}
+
+bool ot_pb_external_was_read(dev_t dev, ino_t ino, bool has_model, dev_t model_dev,
+                             ino_t model_ino)
+{
+    pthread_mutex_lock(&read_files_lock);
+    bool seen = read_files_full;
+    for (int i = 0; i < n_read_files && !seen; i++)
+        seen = read_files[i].dev == dev && read_files[i].ino == ino &&
+               !(has_model && read_files[i].has_model && read_files[i].model_dev == model_dev &&
+                 read_files[i].model_ino == model_ino);
+    pthread_mutex_unlock(&read_files_lock);
+    return seen;
+}
+
 static ot_status read_external(Onnx__TensorProto *tp, const ot_tensor_src *src, const char *what,
                                size_t want, void **out, ot_err *err)
 {
@@ -234,6 +299,7 @@ static ot_status read_external(Onnx__TensorProto *tp, const ot_tensor_src *src, 
         snprintf(why, sizeof why, "%s", w);
         OT_FAIL(err, OT_ERR_IO, "%s: external data '%s' %s", what, location, why);
     }
+    note_external_read(&sb);
     if (offset > (uint64_t)sb.st_size || want > (uint64_t)sb.st_size - offset)
         OT_FAIL(err, OT_ERR_MODEL,
                 "%s: external data '%s' holds %lld bytes, but offset %llu + %zu bytes runs past "

@@ -8,6 +8,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include <sys/types.h>
 #include "onnx.pb-c.h"
 #include "onnx/onnx.h"
 
@@ -52,5 +53,23 @@ typedef struct ot_tensor_src {
 ot_status ot_pb_decode_tensor(Onnx__TensorProto *tp, const ot_tensor_src *src, bool steal,
                               const char *what, ot_tensor *t, ot_storage *storage,
                               bool *is_external, ot_err *err);
+
+/*
+ * The model file (device, inode) whose external data the tensors decoded next
+ * belong to; ot_onnx_import_file sets it around an import, and clears it with
+ * has = false.
+ */
+void ot_pb_set_reading_model(bool has, dev_t dev, ino_t ino);
+
+/*
+ * True when this process has opened the file (device, inode) as the external
+ * data of a model other than (model_dev, model_ino) (or of a model read from
+ * memory), or when it opened more such files than it keeps track of. The
+ * exporter never removes such a file as an earlier version of its output's
+ * data: the model it came from still reads it. Pass the replaced output's
+ * identity as the model (has_model false when there was none).
+ */
+bool ot_pb_external_was_read(dev_t dev, ino_t ino, bool has_model, dev_t model_dev,
+                             ino_t model_ino);
 
 #endif
