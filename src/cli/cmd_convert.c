@@ -3,9 +3,9 @@
  * [--external-data [--external-threshold BYTES] | --inline-data]`.
  *
  * Imports IN and exports it to OUT. Without options the model comes back
- * unchanged (tensor placement as imported). IN and OUT may be the same file:
- * the whole model is read first, and the exporter writes a temporary file
- * and renames it, so a failure leaves OUT as it was.
+ * unchanged (tensor placement as imported). IN and OUT must be different
+ * files (the same path or a link to IN is refused); the exporter writes a
+ * temporary file and renames it, so a failure leaves OUT as it was.
  *
  * --batch rewrites dim 0 of declared shapes only; it does not re-run shape
  * inference and does not edit constants. What changes:
@@ -44,7 +44,7 @@ static const ot_cli_cmd convert_cmd = {
     .details = "--batch changes dim 0 of the graph inputs (not initializers), of the outputs\n"
                "whose dim 0 is the old batch dim or unknown, and of value_info entries whose\n"
                "dim 0 is the old batch dim. Tensor data stays where it was unless\n"
-               "--external-data or --inline-data is given. IN and OUT may be the same file.\n",
+               "--external-data or --inline-data is given. IN and OUT must be different files.\n",
     .opts = convert_opts,
     .n_pos_min = 2,
     .n_pos_max = 2,

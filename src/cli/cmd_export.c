@@ -6,8 +6,9 @@
  * ("onnxtrain.optim.*") and the checkpoint metadata ("onnxtrain.checkpoint.*")
  * are dropped; the graph, the trained weights and the preprocessing metadata
  * stay as they are. Exporting the checkpoint a finished run wrote gives the
- * file that run wrote with -o. CKPT and OUT may be the same file (written to
- * a temporary name and renamed).
+ * file that run wrote with -o. CKPT and OUT must be different files (the
+ * same path or a link to CKPT is refused); OUT is written to a temporary
+ * name and renamed.
  *
  * It does not train, evaluate or change the input size: the checkpoint
  * already declares the trained one.
