@@ -87,42 +87,6 @@ static bool sbuf_put(sbuf *b, const void *bytes, size_t n)
     return true;
 }
 
-/* Length of the valid UTF-8 sequence at p (before end), or 0 when invalid
-   (overlong forms, surrogates, above U+10FFFF, truncated). */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    size_t n;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) < n)
-        return 0;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((p[i] & 0xc0) != 0x80)
-            return 0;
-    return n;
-}
-
 static int hex_val(unsigned char c)
 {
     if (c >= '0' && c <= '9')
@@ -191,7 +155,7 @@ static ot_status parse_string(parser *ps, char **out, size_t *out_len)
         /* the run of plain bytes up to the next quote, backslash or control */
         const unsigned char *run = ps->p;
         while (ps->p < ps->end && *ps->p != '"' && *ps->p != '\\' && *ps->p >= 0x20) {
-            size_t n = utf8_seq(ps->p, ps->end);
+            size_t n = ot_utf8_seq(ps->p, ps->end);
             if (n == 0) {
                 st = fail(ps, "invalid UTF-8 in a string");
                 goto bad;

@@ -103,38 +103,12 @@ void ot_cli_verbose(void)
 
 /* ---------------------------------------------------------- safe output */
 
-/* Length of the valid UTF-8 sequence at s, or 0 when the bytes there are not
-   one (overlong forms, surrogates and code points above U+10FFFF included). */
+/* Length of the valid UTF-8 sequence at the NUL-terminated s, or 0 when the
+   bytes there are not one. The NUL fails the continuation-byte test, so no
+   byte past it is read. */
 static size_t utf8_len(const unsigned char *s)
 {
-    unsigned char c = s[0];
-    if (c < 0x80)
-        return 1;
-    unsigned char lo = 0x80, hi = 0xbf;
-    size_t len;
-    if (c >= 0xc2 && c <= 0xdf) {
-        len = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        len = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        len = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else {
-        return 0;
-    }
-    if (s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return len;
+    return ot_utf8_seq(s, s + 4);
 }
 
 void ot_cli_json_str(FILE *f, const char *s)
