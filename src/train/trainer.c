@@ -482,6 +482,30 @@ static void note_checkpoint(const trainer *T, ot_err *err)
         snprintf(err->msg + len, sizeof err->msg - len, "; no checkpoint was written");
 }
 
+/* The i-th tensor --keep best copies: the trained parameters, then the BN
+   statistics. */
+static const ot_value *best_value(const trainer *T, int i)
+{
+    const ot_train_graph *tg = &T->tg;
+    return &T->model->values[i < tg->n_params ? tg->params[i] : tg->stats[i - tg->n_params]];
+}
+
+/* Allocates T->best, one buffer per best_value, unless it exists. */
+static ot_status alloc_best(trainer *T, ot_err *err)
+{
+    if (T->best)
+        return OT_OK;
+    int n = T->tg.n_params + T->tg.n_stats;
+    if (!(T->best = ot_calloc((size_t)n + 1, sizeof *T->best)))
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        size_t bytes = best_value(T, i)->data.bytes;
+        if (!(T->best[i] = malloc(bytes ? bytes : 1)))
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    }
+    return OT_OK;
+}
+
 /* Restores the state of a checkpoint into the executors and the optimizer
    and sets T->ck's progress, history and best epoch from it. *finished: the
    run it records has ended (--patience stopped it). */
@@ -544,17 +568,11 @@ static ot_status resume(trainer *T, ot_train_result *res, bool *finished, ot_err
         OT_FAIL(err, OT_ERR_PARSE, "checkpoint metadata 'best_val_accuracy' = %.17g is not "
                 "epoch %d's validation accuracy", saved.best_val_accuracy, saved.best_epoch);
     if (o->keep_best && saved.best_epoch) {
-        int n = tg->n_params + tg->n_stats;
-        T->best = ot_calloc((size_t)n + 1, sizeof *T->best);
-        if (!T->best)
-            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-        for (int i = 0; i < n; i++) {
-            int32_t id = i < tg->n_params ? tg->params[i] : tg->stats[i - tg->n_params];
-            const ot_value *v = &T->model->values[id];
+        OT_TRY(alloc_best(T, err));
+        for (int i = 0; i < tg->n_params + tg->n_stats; i++) {
+            const ot_value *v = best_value(T, i);
             char name[64];
             snprintf(name, sizeof name, OT_CKPT_BEST_PREFIX "%d", i);
-            if (!(T->best[i] = malloc(v->data.bytes ? v->data.bytes : 1)))
-                OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
             OT_TRY(ot_train_checkpoint_tensor(ckg, name, v->dtype, T->best[i], v->data.bytes,
                                               err));
         }
@@ -645,19 +663,9 @@ static ot_status validate(trainer *T, ot_train_epoch *e, ot_train_result *res, o
         res->best_val_accuracy = e->val_accuracy;
         e->best = true;
         if (o->keep_best) {
-            int n = tg->n_params + tg->n_stats;
-            if (!T->best) {
-                T->best = ot_calloc((size_t)n + 1, sizeof *T->best);
-                if (!T->best)
-                    OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-            }
-            for (int i = 0; i < n; i++) {
-                int32_t id = i < tg->n_params ? tg->params[i] : tg->stats[i - tg->n_params];
-                const ot_value *v = &T->model->values[id];
-                if (!T->best[i] && !(T->best[i] = malloc(v->data.bytes ? v->data.bytes : 1)))
-                    OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-                memcpy(T->best[i], v->data.data, v->data.bytes);
-            }
+            OT_TRY(alloc_best(T, err));
+            for (int i = 0; i < tg->n_params + tg->n_stats; i++)
+                memcpy(T->best[i], best_value(T, i)->data.data, best_value(T, i)->data.bytes);
         }
     }
 done:
