@@ -407,6 +407,43 @@ ot_status ot_train_checkpoint_check_file(const char *path, bool *sealed, ot_err 
     return st;
 }
 
+static int cmp_key(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* OT_ERR_PARSE when a metadata key appears twice (which value a reader took
+   would depend on the reader) or the format is newer than this build's. */
+static ot_status check_meta(const char *path, const ot_graph *g, ot_err *err)
+{
+    ot_status st = OT_OK;
+    const char **keys = NULL;
+    if (g->n_metadata > 1) {
+        keys = ot_malloc((size_t)g->n_metadata * sizeof *keys);
+        if (!keys)
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        for (int32_t i = 0; i < g->n_metadata; i++)
+            keys[i] = g->metadata[i].key;
+        qsort(keys, (size_t)g->n_metadata, sizeof *keys, cmp_key);
+        for (int32_t i = 1; i < g->n_metadata; i++)
+            if (!strcmp(keys[i - 1], keys[i]))
+                OT_FAIL(err, OT_ERR_PARSE, "%s: metadata key '%s' appears twice", path, keys[i]);
+    }
+    const char *fmt = meta_get(g, OT_CKPT_META_PREFIX "format");
+    char *end;
+    errno = 0;
+    long long f = fmt ? strtoll(fmt, &end, 10) : 1;
+    if (fmt && (errno || end == fmt || *end || f < 1))
+        OT_FAIL(err, OT_ERR_PARSE, "%s: checkpoint format '%s' is not a format number", path,
+                fmt);
+    if (f > OT_CKPT_FORMAT)
+        OT_FAIL(err, OT_ERR_PARSE, "%s: checkpoint format %lld is newer than this onnxtrain "
+                "reads (%d)", path, f, OT_CKPT_FORMAT);
+done:
+    ot_free(keys);
+    return st;
+}
+
 ot_status ot_train_checkpoint_check_import(const char *path, const ot_graph *g, ot_status st,
                                            ot_err *err)
 {
@@ -420,6 +457,9 @@ ot_status ot_train_checkpoint_check_import(const char *path, const ot_graph *g, 
     }
     if (!ot_train_checkpoint_is_one(g))
         return OT_OK;
+    ot_status mst = check_meta(path, g, err);
+    if (mst != OT_OK)
+        return mst;
     const char *fmt = meta_get(g, OT_CKPT_META_PREFIX "format");
     if (fmt && !strcmp(fmt, "1")) /* had no checksum */
         return OT_OK;
@@ -632,6 +672,7 @@ ot_status ot_train_checkpoint_load(const char *path, ot_graph **graph, ot_train_
         ot_err_prefix(err, "%s", path);
         goto done;
     }
+    OT_TRY(check_meta(path, g, err));
     meta_reader r = { .g = g };
     if (!meta_get(g, OT_CKPT_META_PREFIX "format"))
         OT_FAIL(err, OT_ERR_PARSE,

@@ -266,6 +266,15 @@ expect_rc "range: an unchanged re-sealed checkpoint resumes" 0 \
 same_bytes "range: ... to the same output" "$D/x.onnx" "$D/u.onnx"
 
 
+# A key given twice (which value a reader took would depend on the reader)
+# and a newer format are refused by --resume and by export alike.
+"$PY" "$GEN" setmeta "$D/r.ckpt" "$D/dup.ckpt" +epoch=1
+expect_error "metadata key twice: --resume" "epoch&appears twice" \
+    finetune "$M" "${BEST[@]}" -o "$D/x.onnx" --resume "$D/dup.ckpt"
+expect_error "metadata key twice: export" "epoch&appears twice" export "$D/dup.ckpt" "$D/x.onnx"
+"$PY" "$GEN" setmeta "$D/r.ckpt" "$D/f3.ckpt" format=3
+expect_error "format 3: export" "format 3&newer" export "$D/f3.ckpt" "$D/x.onnx"
+
 # ------------------------------------------------ --lr-schedule cosine
 # The learning rate of each epoch is PyTorch's CosineAnnealingLR(T_max =
 # epochs) stepped once per epoch (it stayed at the base rate: T_max was never

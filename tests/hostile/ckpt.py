@@ -16,7 +16,8 @@
                                     the CRC-32 trailer afresh, as onnxtrain
                                     does (when IN had one): such a file
                                     passes the checksum and must be refused
-                                    by its ranges
+                                    by its ranges; "+KEY=VALUE" adds a
+                                    second entry of KEY
     ckpt.py settensor IN OUT NAME INDEX VALUE
                                     sets element INDEX of initializer NAME,
                                     then recomputes the trailer
@@ -130,8 +131,9 @@ def setmeta(src, out, pairs):
     md = {p.key: p for p in m.metadata_props}
     for kv in pairs:
         k, v = kv.split("=", 1)
-        k = "onnxtrain.checkpoint." + k
-        if k in md:
+        dup = k.startswith("+")
+        k = "onnxtrain.checkpoint." + k.lstrip("+")
+        if k in md and not dup:
             md[k].value = v
         else:
             m.metadata_props.add(key=k, value=v)
