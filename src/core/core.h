@@ -92,6 +92,12 @@ bool ot_size_add(size_t a, size_t b, size_t *out);
 size_t ot_utf8_seq(const unsigned char *p, const unsigned char *end);
 bool ot_utf8_valid(const char *s, size_t n);
 
+/* Names (src/core/names.c): status `code`, the message starting with `what`,
+   when a name is not valid UTF-8 or two names are the same (both indices
+   given). n log n. */
+ot_status ot_names_check(const char *const *names, int n, ot_status code, const char *what,
+                         ot_err *err);
+
 /* An arena: many small allocations, released together. Blocks are 64-byte
    aligned. Large requests get their own block. */
 typedef struct ot_arena_block ot_arena_block;

@@ -114,47 +114,6 @@ done:
     return st;
 }
 
-/* A class name and its index, for finding duplicates by sorting. */
-typedef struct named {
-    const char *s;
-    int i;
-} named;
-
-static int by_name(const void *pa, const void *pb)
-{
-    const named *a = pa, *b = pb;
-    int c = strcmp(a->s, b->s);
-    return c ? c : (a->i > b->i) - (a->i < b->i);
-}
-
-/* Every class name must be valid UTF-8 (it ends up in a protobuf string and in
-   JSON) and name one class only (a model's outputs are shown by name). The
-   readers take names from folder names and text files, so this is checked
-   once here, for every format. O(n log n) for the 65536 folder classes. */
-static ot_status check_names(const ot_dataset *ds, const char *path, ot_err *err)
-{
-    for (int c = 0; c < ds->n_classes; c++)
-        if (!ot_utf8_valid(ds->class_names[c], strlen(ds->class_names[c])))
-            return ot_err_set(err, OT_ERR_PARSE, "%s: the name of class %d is not valid UTF-8: '%s'",
-                              path, c, ds->class_names[c]);
-    named *order = ot_malloc(sizeof *order * (size_t)ds->n_classes);
-    if (!order)
-        return ot_err_set(err, OT_ERR_NOMEM, "%s: out of memory for %d class names", path,
-                          ds->n_classes);
-    for (int c = 0; c < ds->n_classes; c++)
-        order[c] = (named){ ds->class_names[c], c };
-    qsort(order, (size_t)ds->n_classes, sizeof *order, by_name);
-    ot_status st = OT_OK;
-    for (int k = 1; k < ds->n_classes && st == OT_OK; k++)
-        if (!strcmp(order[k - 1].s, order[k].s))
-            st = ot_err_set(err, OT_ERR_PARSE,
-                            "%s: duplicate class name '%s' (classes %d and %d); class names must "
-                            "be unique",
-                            path, order[k].s, order[k - 1].i, order[k].i);
-    ot_free(order);
-    return st;
-}
-
 ot_status ot_data_read_names_if_present(ot_dataset *ds, const char *path, bool *found,
                                         ot_err *err)
 {
@@ -226,7 +185,12 @@ ot_status ot_data_open_with(const char *path, ot_data_split split, const ot_data
                 path, why);
     }
     OT_ASSERT(ds->n > 0 && ds->n_classes > 0 && ds->class_names);
-    OT_TRY(check_names(ds, path, err));
+    /* Every class name must be valid UTF-8 (it ends up in a protobuf string and
+       in JSON) and name one class only (a model's outputs are shown by name).
+       The readers take names from folder names and text files, so this is
+       checked once here, for every format. */
+    OT_TRY(ot_names_check((const char *const *)ds->class_names, ds->n_classes, OT_ERR_PARSE,
+                          path, err));
     *out = ds;
     ds = NULL;
 done:

@@ -85,50 +85,12 @@ static void json_string(char *out, size_t *at, const char *name)
     *at = k;
 }
 
-/* A class name and its index, for finding duplicates by sorting. */
-typedef struct named {
-    const char *s;
-    int i;
-} named;
-
-static int by_name(const void *pa, const void *pb)
-{
-    const named *x = pa, *y = pb;
-    int c = strcmp(x->s, y->s);
-    return c ? c : (x->i > y->i) - (x->i < y->i);
-}
-
-/* Refuses names that are not valid UTF-8 and a name given twice (as status
-   `code`, the message starting with `what`). The writer and the reader both
-   check, so no file we write holds names a reader refuses. */
-static ot_status check_names(const char *const *names, int n, ot_status code, const char *what,
-                             ot_err *err)
-{
-    for (int i = 0; i < n; i++)
-        if (!ot_utf8_valid(names[i], strlen(names[i])))
-            return ot_err_set(err, code, "%s: the name of class %d is not valid UTF-8: '%s'", what,
-                              i, names[i]);
-    named *order = ot_malloc(sizeof *order * (size_t)(n > 0 ? n : 1));
-    if (!order)
-        return ot_err_set(err, OT_ERR_NOMEM, "out of memory for %d class names", n);
-    for (int i = 0; i < n; i++)
-        order[i] = (named){ names[i], i };
-    qsort(order, (size_t)n, sizeof *order, by_name);
-    ot_status st = OT_OK;
-    for (int k = 1; k < n && st == OT_OK; k++)
-        if (!strcmp(order[k - 1].s, order[k].s))
-            st = ot_err_set(err, code, "%s: duplicate class name '%s' (classes %d and %d)", what,
-                            order[k].s, order[k - 1].i, order[k].i);
-    ot_free(order);
-    return st;
-}
-
 ot_status ot_train_meta_set_classes(ot_graph *g, const char *const *classes, int n_classes,
                                     ot_err *err)
 {
     ot_status st = OT_OK;
     char *names = NULL;
-    OT_TRY(check_names(classes, n_classes, OT_ERR_ARG, "class names", err));
+    OT_TRY(ot_names_check(classes, n_classes, OT_ERR_ARG, "class names", err));
     size_t len = 3, l;
     for (int i = 0; i < n_classes; i++)
         if (!ot_size_mul(strlen(classes[i]), 6, &l) || !ot_size_add(len, l + 3, &len))
@@ -350,7 +312,7 @@ ot_status ot_train_meta_classes(const ot_graph *g, char ***out, int *n_out, ot_e
     }
     if (n == 0)
         OT_FAIL(err, OT_ERR_MODEL, "metadata 'onnxtrain.classes' names no class");
-    OT_TRY(check_names((const char *const *)names, n, OT_ERR_MODEL,
+    OT_TRY(ot_names_check((const char *const *)names, n, OT_ERR_MODEL,
                        "metadata 'onnxtrain.classes'", err));
     *out = names;
     *n_out = n;
