@@ -50,11 +50,36 @@ void *ot_exec_loc_ptr(const ot_exec *x, ot_loc loc)
     switch (loc.kind) {
     case OT_LOC_BUF: return x->arena + x->bufs[loc.id].offset;
     case OT_LOC_CONST: return (void *)(uintptr_t)loc.ptr;
-    case OT_LOC_INPUT: return x->in_now ? x->in_now[loc.id].data : NULL;
+    case OT_LOC_INPUT:
+        if (x->in_mem)
+            return x->in_mem[loc.id];
+        return x->in_now ? x->in_now[loc.id].data : NULL;
     case OT_LOC_OUTPUT: return x->outs[loc.id].data;
     case OT_LOC_STATE: return x->state ? x->state[loc.id] : NULL;
     default: return NULL;
     }
+}
+
+ot_status ot_exec_loc_write(ot_exec *x, ot_loc loc, size_t off, const void *src, size_t bytes,
+                            ot_err *err)
+{
+    unsigned char *p = ot_exec_loc_ptr(x, loc);
+    if (!bytes)
+        return OT_OK;
+    if (!p)
+        return ot_err_set(err, OT_ERR_BACKEND, "%s: nothing to copy into", x->be->name);
+    return x->be->copy_in(x, p + off, src, bytes, err);
+}
+
+ot_status ot_exec_loc_read(const ot_exec *x, ot_loc loc, size_t off, void *dst, size_t bytes,
+                           ot_err *err)
+{
+    const unsigned char *p = ot_exec_loc_ptr(x, loc);
+    if (!bytes)
+        return OT_OK;
+    if (!p)
+        return ot_err_set(err, OT_ERR_BACKEND, "%s: nothing to copy from", x->be->name);
+    return x->be->copy_out(x, dst, p + off, bytes, err);
 }
 
 /* Consumers whose operand at this position decides output shapes or
@@ -212,10 +237,13 @@ static ot_status check_static(ot_exec *x, ot_err *err)
     return OT_OK;
 }
 
-/* Mutable copies of state values, before the backend sees the graph. */
-static ot_status make_state(ot_exec *x, ot_err *err)
+/* Marks state values, before the backend sees the graph: nothing may fold
+   or pre-reorder them. With opts.share_state, checks that the shared
+   executor holds each one. */
+static ot_status mark_state(ot_exec *x, ot_err *err)
 {
     ot_graph *g = x->g;
+    const ot_exec *sh = x->opts.share_state;
     for (int32_t v = 0; v < g->n_values; v++) {
         ot_value *val = &g->values[v];
         if (!(val->flags & OT_VAL_STATE))
@@ -228,34 +256,84 @@ static ot_status make_state(ot_exec *x, ot_err *err)
             if (!x->state)
                 return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
         }
-        const ot_exec *sh = x->opts.share_state;
         if (sh) {
-            void *p = ot_exec_state(sh, v);
-            if (!p || sh->g->values[v].data.bytes != val->data.bytes)
+            if (sh->be != x->be || !sh->state || v >= sh->g->n_values || !sh->state[v] ||
+                sh->g->values[v].data.bytes != val->data.bytes)
                 return ot_err_set(err, OT_ERR_ARG, "state value '%s' is not in the shared executor",
                                   val->name);
-            x->state[v] = p;
+            x->state[v] = sh->state[v];
             x->state_borrowed = true;
-            val->flags &= ~(uint32_t)OT_VAL_CONST;
-            continue;
         }
-        x->state[v] = aligned_alloc(ARENA_ALIGN, (val->data.bytes + ARENA_ALIGN - 1) &
-                                                     ~(size_t)(ARENA_ALIGN - 1));
-        if (!x->state[v])
-            return ot_err_set(err, OT_ERR_NOMEM, "out of memory for '%s'", val->name);
-        memcpy(x->state[v], val->data.data, val->data.bytes);
-        val->flags &= ~(uint32_t)OT_VAL_CONST; /* nothing may fold or pre-reorder it */
+        val->flags &= ~(uint32_t)OT_VAL_CONST;
     }
     return OT_OK;
 }
 
-void *ot_exec_state(const ot_exec *x, int32_t value)
+/* Backend buffers for the state values (initialised from the graph's bytes),
+   unless they are borrowed. */
+static ot_status alloc_state(ot_exec *x, ot_err *err)
 {
-    if (!x->state || value < 0 || value >= x->g->n_values)
-        return NULL;
-    return x->state[value];
+    ot_graph *g = x->g;
+    for (int32_t v = 0; x->state && !x->state_borrowed && v < g->n_values; v++) {
+        const ot_value *val = &g->values[v];
+        if (!(val->flags & OT_VAL_STATE))
+            continue;
+        ot_status st = x->be->mem_alloc(x, val->data.bytes, &x->state[v], err);
+        if (st != OT_OK)
+            return st;
+        st = x->be->copy_in(x, x->state[v], val->data.data, val->data.bytes, err);
+        if (st != OT_OK)
+            return st;
+    }
+    return OT_OK;
 }
 
+static bool is_state(const ot_exec *x, int32_t value)
+{
+    return x->state && value >= 0 && value < x->g->n_values && x->state[value];
+}
+
+void *ot_exec_state(const ot_exec *x, int32_t value)
+{
+    return is_state(x, value) && x->be->host_visible ? x->state[value] : NULL;
+}
+
+size_t ot_exec_state_bytes(const ot_exec *x, int32_t value)
+{
+    return is_state(x, value) ? x->g->values[value].data.bytes : 0;
+}
+
+static ot_status state_loc(const ot_exec *x, int32_t value, size_t bytes, ot_loc *loc,
+                           ot_err *err)
+{
+    if (!is_state(x, value))
+        return ot_err_set(err, OT_ERR_ARG, "value %d is not a state value of this executor",
+                          (int)value);
+    const ot_value *v = &x->g->values[value];
+    if (bytes != v->data.bytes)
+        return ot_err_set(err, OT_ERR_ARG, "state value '%s' has %zu bytes, not %zu", v->name,
+                          v->data.bytes, bytes);
+    *loc = (ot_loc){ .kind = OT_LOC_STATE, .id = value };
+    return OT_OK;
+}
+
+ot_status ot_exec_read_state(const ot_exec *x, int32_t value, void *dst, size_t bytes,
+                             ot_err *err)
+{
+    ot_loc loc;
+    ot_status st = state_loc(x, value, bytes, &loc, err);
+    return st != OT_OK ? st : ot_exec_loc_read(x, loc, 0, dst, bytes, err);
+}
+
+ot_status ot_exec_write_state(ot_exec *x, int32_t value, const void *src, size_t bytes,
+                              ot_err *err)
+{
+    ot_loc loc;
+    ot_status st = state_loc(x, value, bytes, &loc, err);
+    return st != OT_OK ? st : ot_exec_loc_write(x, loc, 0, src, bytes, err);
+}
+
+/* The outputs' dtypes, shapes and sizes (their memory comes after build). */
 static ot_status make_outputs(ot_exec *x, ot_err *err)
 {
     const ot_graph *g = x->g;
@@ -282,19 +360,59 @@ static ot_status make_outputs(ot_exec *x, ot_err *err)
                 return ot_err_set(err, OT_ERR_SHAPE, "graph output '%s' is too large", v->name);
         if (!ot_size_mul(numel, ot_dtype_size(v->dtype), &t->bytes))
             return ot_err_set(err, OT_ERR_SHAPE, "graph output '%s' is too large", v->name);
-        t->data = t->bytes ? aligned_alloc(ARENA_ALIGN, (t->bytes + ARENA_ALIGN - 1) &
-                                                            ~(size_t)(ARENA_ALIGN - 1))
-                           : NULL;
-        if (t->bytes && !t->data)
-            return ot_err_set(err, OT_ERR_NOMEM, "out of memory for output '%s'", v->name);
-        if (t->data)
-            memset(t->data, 0, t->bytes);
     }
     return OT_OK;
 }
 
+/* Backend memory for the arena, the state, the outputs (zeroed) and, when
+   the host cannot address it, the inputs; host copies of the outputs then. */
+static ot_status alloc_memory(ot_exec *x, ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_backend *be = x->be;
+    if (x->arena_bytes) {
+        void *p = NULL;
+        OT_TRY(be->mem_alloc(x, x->arena_bytes, &p, err));
+        x->arena = p;
+    }
+    OT_TRY(alloc_state(x, err));
+    for (int i = 0; i < x->n_out; i++)
+        if (x->outs[i].bytes)
+            OT_TRY(be->mem_alloc(x, x->outs[i].bytes, &x->outs[i].data, err));
+    if (be->host_visible)
+        goto done;
+    x->in_mem = ot_calloc((size_t)x->n_in + 1, sizeof *x->in_mem);
+    x->host_outs = ot_calloc((size_t)x->n_out + 1, sizeof *x->host_outs);
+    x->host_fresh = ot_calloc((size_t)x->n_out + 1, sizeof *x->host_fresh);
+    if (!x->in_mem || !x->host_outs || !x->host_fresh)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < x->n_in; i++)
+        if (x->in_shapes[i].bytes)
+            OT_TRY(be->mem_alloc(x, x->in_shapes[i].bytes, &x->in_mem[i], err));
+    for (int i = 0; i < x->n_out; i++) {
+        ot_tensor *h = &x->host_outs[i];
+        *h = x->outs[i];
+        h->data = NULL;
+        if (!h->bytes)
+            continue;
+        h->data = aligned_alloc(ARENA_ALIGN, (h->bytes + ARENA_ALIGN - 1) &
+                                                 ~(size_t)(ARENA_ALIGN - 1));
+        if (!h->data)
+            OT_FAIL(err, OT_ERR_NOMEM, "out of memory for output '%s'", ot_exec_output_name(x, i));
+        memset(h->data, 0, h->bytes);
+    }
+done:
+    return st;
+}
+
 ot_status ot_exec_compile(const ot_graph *g, const ot_exec_input *inputs, int n_inputs,
                           const ot_exec_opts *opts, ot_exec **out, ot_err *err)
+{
+    return ot_exec_compile_on(&ot_backend_cpu, g, inputs, n_inputs, opts, out, err);
+}
+
+ot_status ot_exec_compile_on(const ot_backend *be, const ot_graph *g, const ot_exec_input *inputs,
+                             int n_inputs, const ot_exec_opts *opts, ot_exec **out, ot_err *err)
 {
     ot_status st = OT_OK;
     *out = NULL;
@@ -303,22 +421,19 @@ ot_status ot_exec_compile(const ot_graph *g, const ot_exec_input *inputs, int n_
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     if (opts)
         x->opts = *opts;
-    x->be = &ot_backend_cpu;
+    x->be = be;
     OT_TRY(ot_graph_clone(g, &x->g, err));
     OT_TRY(bind_inputs(x, inputs, n_inputs, err));
-    OT_TRY(make_state(x, err));
+    OT_TRY(mark_state(x, err));
     OT_TRY(ot_graph_infer_shapes(x->g, err));
     OT_TRY(check_static(x, err));
     OT_TRY(make_outputs(x, err));
-    OT_TRY(x->be->build(x, err));
+    if (be->open)
+        OT_TRY(be->open(x, err));
+    OT_TRY(be->build(x, err));
     OT_TRY(ot_plan_assign(x->bufs, x->n_bufs, ARENA_ALIGN, &x->arena_bytes, err));
-    if (x->arena_bytes) {
-        x->arena = aligned_alloc(ARENA_ALIGN, x->arena_bytes);
-        if (!x->arena)
-            OT_FAIL(err, OT_ERR_NOMEM, "out of memory for a %zu-byte activation arena",
-                    x->arena_bytes);
-    }
-    OT_TRY(x->be->bind(x, err));
+    OT_TRY(alloc_memory(x, err));
+    OT_TRY(be->bind(x, err));
     *out = x;
     x = NULL;
 done:
@@ -342,14 +457,40 @@ ot_status ot_exec_run(ot_exec *x, const ot_tensor *inputs, int n_inputs, ot_err 
                               "input '%s': dtype or shape differs from the compiled one",
                               x->g->values[x->in_ids[i]].name);
     }
-    x->in_now = inputs;
-    ot_status st = x->be->run(x, err);
+    ot_status st = OT_OK;
+    if (x->in_mem) {
+        for (int i = 0; i < n_inputs; i++)
+            OT_TRY(ot_exec_loc_write(x, (ot_loc){ .kind = OT_LOC_INPUT, .id = i }, 0,
+                                     inputs[i].data, inputs[i].bytes, err));
+        for (int i = 0; i < x->n_out; i++)
+            x->host_fresh[i] = false;
+    } else {
+        x->in_now = inputs;
+    }
+    st = x->be->run(x, err);
     x->in_now = NULL;
+done:
     return st;
 }
 
 int ot_exec_n_outputs(const ot_exec *x) { return x->n_out; }
-const ot_tensor *ot_exec_output(const ot_exec *x, int i) { return &x->outs[i]; }
+
+const ot_tensor *ot_exec_output(const ot_exec *x, int i)
+{
+    if (!x->host_outs)
+        return &x->outs[i];
+    if (!x->host_fresh[i]) {
+        ot_err err;
+        ot_err_init(&err);
+        if (ot_exec_loc_read(x, (ot_loc){ .kind = OT_LOC_OUTPUT, .id = i }, 0,
+                             x->host_outs[i].data, x->host_outs[i].bytes, &err) != OT_OK) {
+            ot_log(OT_LOG_ERROR, "%s", err.msg);
+            return NULL;
+        }
+        x->host_fresh[i] = true;
+    }
+    return &x->host_outs[i];
+}
 const char *ot_exec_output_name(const ot_exec *x, int i)
 {
     return x->g->values[x->out_ids[i]].name;
@@ -368,19 +509,31 @@ void ot_exec_free(ot_exec *x)
 {
     if (!x)
         return;
-    if (x->be && x->be->free)
-        x->be->free(x);
+    const ot_backend *be = x->be;
     for (int i = 0; i < x->n_out && x->outs; i++)
-        free(x->outs[i].data);
+        if (x->outs[i].data)
+            be->mem_free(x, x->outs[i].data);
+    for (int i = 0; i < x->n_out && x->host_outs; i++)
+        free(x->host_outs[i].data);
+    for (int i = 0; i < x->n_in && x->in_mem; i++)
+        if (x->in_mem[i])
+            be->mem_free(x, x->in_mem[i]);
+    for (int32_t v = 0; x->state && !x->state_borrowed && v < x->g->n_values; v++)
+        if (x->state[v])
+            be->mem_free(x, x->state[v]);
+    if (x->arena)
+        be->mem_free(x, x->arena);
+    if (be && be->free)
+        be->free(x);
     ot_free(x->outs);
+    ot_free(x->host_outs);
+    ot_free(x->host_fresh);
+    ot_free(x->in_mem);
     ot_free(x->out_ids);
     ot_free(x->in_ids);
     ot_free(x->in_shapes);
-    for (int32_t v = 0; x->state && !x->state_borrowed && v < x->g->n_values; v++)
-        free(x->state[v]);
     ot_free(x->state);
     ot_free(x->bufs);
-    free(x->arena);
     ot_graph_free(x->g);
     ot_free(x);
 }

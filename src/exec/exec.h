@@ -60,15 +60,32 @@ bool ot_exec_input_is_shape_operand(const ot_graph *g, int32_t value);
  */
 ot_status ot_exec_run(ot_exec *x, const ot_tensor *inputs, int n_inputs, ot_err *err);
 
-/* Number of graph outputs and output i (plain row-major, owned by the executor). */
+/* Number of graph outputs and output i: a host tensor, plain row-major,
+   owned by the executor, valid until the next run (a backend whose memory the
+   host cannot address copies the output out on the first call after a run;
+   NULL when that copy fails, logged). */
 int ot_exec_n_outputs(const ot_exec *x);
 const ot_tensor *ot_exec_output(const ot_exec *x, int i);
 const char *ot_exec_output_name(const ot_exec *x, int i);
 
-/* The executor's mutable copy of a state value (an initializer flagged
-   OT_VAL_STATE when compiled: trained parameters, BN running statistics),
-   plain row-major, initialised from the graph's bytes. The trainer updates it
-   in place between runs. NULL when `value` is not a state value. */
+/*
+ * The executor's state: a mutable copy of each value flagged OT_VAL_STATE
+ * when compiled (trained parameters, BN running statistics), in the
+ * backend's memory, plain row-major, initialised from the graph's bytes.
+ * ot_exec_read_state copies one out to the host, ot_exec_write_state copies
+ * host bytes in; `bytes` must be the value's size (ot_exec_state_bytes).
+ * Executors sharing state (opts.share_state) see each other's writes.
+ * Errors: OT_ERR_ARG (not a state value, or another size), OT_ERR_BACKEND.
+ */
+size_t ot_exec_state_bytes(const ot_exec *x, int32_t value); /* 0: not a state value */
+ot_status ot_exec_read_state(const ot_exec *x, int32_t value, void *dst, size_t bytes,
+                             ot_err *err);
+ot_status ot_exec_write_state(ot_exec *x, int32_t value, const void *src, size_t bytes,
+                              ot_err *err);
+
+/* The state buffer itself, for a backend whose memory the host addresses
+   (NULL otherwise, and when `value` is not a state value). Kept while callers
+   move to the copy functions above. */
 void *ot_exec_state(const ot_exec *x, int32_t value);
 
 /* Bytes of the activation arena the planner laid out (for tests and --profile). */

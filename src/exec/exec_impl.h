@@ -18,8 +18,9 @@ typedef enum {
     OT_LOC_NONE = 0,
     OT_LOC_BUF,    /* planned buffer `id` in the arena                     */
     OT_LOC_CONST,  /* constant data owned by the graph or the executor     */
-    OT_LOC_INPUT,  /* the caller's input `id`, set at every run            */
-    OT_LOC_OUTPUT, /* output tensor `id`, owned by the executor            */
+    OT_LOC_INPUT,  /* input `id`: the caller's data during a run, or the
+                      backend buffer it is copied into (not host-visible)  */
+    OT_LOC_OUTPUT, /* output buffer `id`, owned by the executor            */
     OT_LOC_STATE,  /* mutable state buffer of value `id`                   */
 } ot_loc_kind;
 
@@ -42,11 +43,15 @@ struct ot_exec {
     int n_in;
     const ot_tensor *in_now; /* the caller's inputs during a run               */
 
+    void **in_mem;        /* backend buffers for the inputs (not host-visible) */
+
     int32_t *out_ids;
-    ot_tensor *outs;      /* plain outputs, owned                              */
+    ot_tensor *outs;      /* plain outputs in backend memory, owned           */
+    ot_tensor *host_outs; /* host copies of outs (not host-visible), owned    */
+    bool *host_fresh;     /* host_outs[i] holds the last run's output         */
     int n_out;
 
-    void **state;         /* per value id: mutable copy of an OT_VAL_STATE value */
+    void **state;         /* per value id: backend buffer of an OT_VAL_STATE value */
     bool state_borrowed;  /* the buffers belong to opts.share_state           */
 
     ot_plan_buf *bufs;
@@ -61,14 +66,46 @@ struct ot_exec {
 ot_status ot_exec_add_buf(ot_exec *x, size_t bytes, int first, int last, int *id, ot_err *err);
 /* Extends a buffer's lifetime to include `step`. */
 void ot_exec_buf_touch(ot_exec *x, int id, int step);
-/* Address of a location (valid after planning; inputs during a run). */
+/* Address of a location in backend memory (valid after planning; a
+   host-visible backend's inputs during a run). Only the backend may
+   dereference it. */
 void *ot_exec_loc_ptr(const ot_exec *x, ot_loc loc);
 
+/* Bytes [off, off + bytes) of a location, copied from the host into backend
+   memory and from backend memory out to the host, through the backend's
+   hooks. Errors: OT_ERR_BACKEND. */
+ot_status ot_exec_loc_write(ot_exec *x, ot_loc loc, size_t off, const void *src, size_t bytes,
+                            ot_err *err);
+ot_status ot_exec_loc_read(const ot_exec *x, ot_loc loc, size_t off, void *dst, size_t bytes,
+                           ot_err *err);
+
+/*
+ * A backend. exec.c calls, in order: open (optional: the device context,
+ * x->be_state), build (steps and buffer declarations), mem_alloc for the
+ * arena, the state, the outputs and (when not host-visible) the inputs, bind,
+ * then run per ot_exec_run; copy_in / copy_out whenever the caller's data
+ * crosses; at the end mem_free for each buffer, then free.
+ *
+ * exec.c never dereferences what mem_alloc returns: it only stores the
+ * address, adds offsets to it, and hands it back to the hooks. A backend
+ * whose memory the host can address sets host_visible: the executor then
+ * passes the caller's inputs by address and returns outputs without copies.
+ */
 struct ot_backend {
     const char *name;
+    bool host_visible;
+    ot_status (*open)(ot_exec *x, ot_err *err);
+    /* `bytes` (> 0) of zeroed backend memory, aligned to at least 64 bytes. */
+    ot_status (*mem_alloc)(ot_exec *x, size_t bytes, void **out, ot_err *err);
+    void (*mem_free)(ot_exec *x, void *p);
+    /* Host `src` into backend memory at `dst`, and backend `src` to host `dst`
+       (addresses from ot_exec_loc_ptr). */
+    ot_status (*copy_in)(ot_exec *x, void *dst, const void *src, size_t bytes, ot_err *err);
+    ot_status (*copy_out)(const ot_exec *x, void *dst, const void *src, size_t bytes,
+                          ot_err *err);
     /* Builds steps and declares buffers. Errors name the node. */
     ot_status (*build)(ot_exec *x, ot_err *err);
-    /* Binds to the planned arena (x->arena is allocated). */
+    /* Binds to the planned arena, the state and the outputs (all allocated). */
     ot_status (*bind)(ot_exec *x, ot_err *err);
     ot_status (*run)(ot_exec *x, ot_err *err);
     void (*step_profile)(const ot_exec *x, int i, ot_exec_step_time *out);
@@ -76,5 +113,10 @@ struct ot_backend {
 };
 
 extern const ot_backend ot_backend_cpu;
+
+/* ot_exec_compile on a given backend (tests run the CPU backend as if its
+   memory were not host-visible). */
+ot_status ot_exec_compile_on(const ot_backend *be, const ot_graph *g, const ot_exec_input *inputs,
+                             int n_inputs, const ot_exec_opts *opts, ot_exec **out, ot_err *err);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 
 #include "exec/exec.h"
+#include "exec/exec_impl.h"
 #include "exec/plan.h"
 #include "onnx/onnx.h"
 #include "test.h"
@@ -238,17 +239,111 @@ TEST(exec_state_values_are_mutable_copies)
     CHECK_OK(ot_exec_run(x, &in, 1, &err), &err);
     float y0;
     memcpy(&y0, ot_exec_output(x, 0)->data, 4);
-    float *state = ot_exec_state(x, bias);
-    CHECK(state != NULL);
-    CHECK(ot_exec_state(x, input) == NULL);
+    size_t nb = ot_exec_state_bytes(x, bias);
+    CHECK(nb == g->values[bias].data.bytes && nb >= 4);
+    CHECK_EQ_INT(ot_exec_state_bytes(x, input), 0);
+    float state[64];
+    CHECK(nb <= sizeof state);
+    CHECK_OK(ot_exec_read_state(x, bias, state, nb, &err), &err);
+    CHECK(state[0] == orig0);
     state[0] += 1.0f;
+    CHECK_OK(ot_exec_write_state(x, bias, state, nb, &err), &err);
     CHECK_OK(ot_exec_run(x, &in, 1, &err), &err);
     float y1, now0;
     memcpy(&y1, ot_exec_output(x, 0)->data, 4);
     memcpy(&now0, g->values[bias].data.data, 4);
     CHECK(fabsf(y1 - y0 - 1.0f) < 1e-5f);
     CHECK(now0 == orig0);
+    /* the wrong size, or a value that is not state, is an error */
+    CHECK_EQ_INT(ot_exec_read_state(x, bias, state, nb - 4, &err), OT_ERR_ARG);
+    CHECK_EQ_INT(ot_exec_write_state(x, input, state, 4, &err), OT_ERR_ARG);
+    CHECK(strstr(err.msg, "not a state value") != NULL);
     ot_free(in.data);
     ot_exec_free(x);
+    ot_graph_free(g);
+}
+
+/* The CPU backend as if the host could not address its memory: the executor
+   then copies inputs in, state and outputs out through the hooks, and never
+   touches backend memory itself; results match the host-visible run. */
+static int copies_in, copies_out;
+
+static ot_status counting_copy_in(ot_exec *x, void *dst, const void *src, size_t bytes,
+                                  ot_err *err)
+{
+    copies_in++;
+    return ot_backend_cpu.copy_in(x, dst, src, bytes, err);
+}
+
+static ot_status counting_copy_out(const ot_exec *x, void *dst, const void *src, size_t bytes,
+                                   ot_err *err)
+{
+    copies_out++;
+    return ot_backend_cpu.copy_out(x, dst, src, bytes, err);
+}
+
+TEST(exec_backend_memory_goes_through_hooks)
+{
+    const char *dir = "/usr/share/libonnx-testdata/data/pytorch-converted/test_Linear/";
+    char path[512];
+    ot_err err;
+    ot_graph *g = NULL;
+    ot_exec *host = NULL, *dev = NULL, *dev2 = NULL;
+    ot_tensor in;
+    snprintf(path, sizeof path, "%smodel.onnx", dir);
+    CHECK_OK(ot_onnx_import_file(path, NULL, &g, &err), &err);
+    snprintf(path, sizeof path, "%stest_data_set_0/input_0.pb", dir);
+    CHECK_OK(ot_onnx_read_tensor(path, &in, NULL, &err), &err);
+    int32_t bias = -1, input = -1;
+    for (int32_t i = 0; i < g->n_inits; i++)
+        if (g->values[g->inits[i]].ndim == 1)
+            bias = g->inits[i];
+    for (int32_t i = 0; i < g->n_inputs; i++)
+        if (!(g->values[g->inputs[i].value].flags & OT_VAL_INIT))
+            input = g->inputs[i].value;
+    CHECK(bias >= 0 && input >= 0);
+    g->values[bias].flags |= OT_VAL_STATE;
+    ot_backend opaque = ot_backend_cpu;
+    opaque.host_visible = false;
+    opaque.copy_in = counting_copy_in;
+    opaque.copy_out = counting_copy_out;
+    ot_exec_input b = { .value = input, .tensor = in };
+    CHECK_OK(ot_exec_compile(g, &b, 1, NULL, &host, &err), &err);
+    copies_in = copies_out = 0;
+    CHECK_OK(ot_exec_compile_on(&opaque, g, &b, 1, NULL, &dev, &err), &err);
+    CHECK_EQ_INT(copies_in, 1); /* the state's initial bytes */
+    CHECK(ot_exec_state(dev, bias) == NULL);
+    CHECK_OK(ot_exec_run(host, &in, 1, &err), &err);
+    CHECK_OK(ot_exec_run(dev, &in, 1, &err), &err);
+    CHECK_EQ_INT(copies_in, 2); /* the input */
+    CHECK_EQ_INT(copies_out, 0); /* nothing asked for yet */
+    const ot_tensor *a = ot_exec_output(host, 0), *d = ot_exec_output(dev, 0);
+    CHECK(d != NULL && d->data != NULL && d->data != a->data);
+    CHECK(a->bytes == d->bytes && memcmp(a->data, d->data, a->bytes) == 0);
+    CHECK(ot_exec_output(dev, 0) == d);
+    CHECK_EQ_INT(copies_out, 1); /* copied once per run */
+    /* state written through one executor is seen by one that shares it */
+    ot_exec_opts share = { .share_state = dev };
+    CHECK_OK(ot_exec_compile_on(&opaque, g, &b, 1, &share, &dev2, &err), &err);
+    size_t nb = ot_exec_state_bytes(dev, bias);
+    float st[64];
+    CHECK(nb >= 4 && nb <= sizeof st);
+    CHECK_OK(ot_exec_read_state(dev, bias, st, nb, &err), &err);
+    CHECK(memcmp(st, g->values[bias].data.data, nb) == 0);
+    st[0] += 1.0f;
+    CHECK_OK(ot_exec_write_state(dev, bias, st, nb, &err), &err);
+    CHECK_OK(ot_exec_run(dev2, &in, 1, &err), &err);
+    float y0, y1;
+    memcpy(&y0, a->data, 4);
+    memcpy(&y1, ot_exec_output(dev2, 0)->data, 4);
+    CHECK(fabsf(y1 - y0 - 1.0f) < 1e-5f);
+    /* executors of different backends share nothing */
+    ot_exec *mixed = NULL;
+    CHECK_EQ_INT(ot_exec_compile(g, &b, 1, &share, &mixed, &err), OT_ERR_ARG);
+    CHECK(mixed == NULL);
+    ot_free(in.data);
+    ot_exec_free(dev2);
+    ot_exec_free(dev);
+    ot_exec_free(host);
     ot_graph_free(g);
 }

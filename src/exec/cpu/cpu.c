@@ -686,8 +686,47 @@ static void cpu_free(ot_exec *x)
     x->be_state = NULL;
 }
 
+static ot_status cpu_mem_alloc(ot_exec *x, size_t bytes, void **out, ot_err *err)
+{
+    (void)x;
+    size_t size;
+    if (!ot_size_add(bytes, 63, &size))
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory for %zu bytes", bytes);
+    *out = aligned_alloc(64, size & ~(size_t)63);
+    if (!*out)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory for %zu bytes", bytes);
+    memset(*out, 0, bytes);
+    return OT_OK;
+}
+
+static void cpu_mem_free(ot_exec *x, void *p)
+{
+    (void)x;
+    free(p);
+}
+
+static ot_status cpu_copy_in(ot_exec *x, void *dst, const void *src, size_t bytes, ot_err *err)
+{
+    (void)x, (void)err;
+    memcpy(dst, src, bytes);
+    return OT_OK;
+}
+
+static ot_status cpu_copy_out(const ot_exec *x, void *dst, const void *src, size_t bytes,
+                              ot_err *err)
+{
+    (void)x, (void)err;
+    memcpy(dst, src, bytes);
+    return OT_OK;
+}
+
 const ot_backend ot_backend_cpu = {
     .name = "cpu",
+    .host_visible = true,
+    .mem_alloc = cpu_mem_alloc,
+    .mem_free = cpu_mem_free,
+    .copy_in = cpu_copy_in,
+    .copy_out = cpu_copy_out,
     .build = cpu_build,
     .bind = cpu_bind,
     .run = cpu_run,
