@@ -124,8 +124,7 @@ deps:
 
 # Runs `make deps` only when a package is missing.
 check-deps:
-	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEB_PACKAGES) 2>&1 | \
-	            grep -v ' installed$$' | awk '{print $$1}' | tr '\n' ' '); \
+	@missing=$$(sh tools/missing_packages.sh $(DEB_PACKAGES)); \
 	if [ -n "$$missing" ]; then echo "missing packages: $$missing"; $(MAKE) --no-print-directory deps; fi
 
 # ------------------------------------------------------------------ tests

@@ -196,4 +196,13 @@ void ot_cli_print_profile(FILE *f, const struct ot_exec *const *xs, const char *
                           int n_extra);
 int ot_cli_apply_batch(struct ot_graph *g, const char *path, int64_t dim, uint64_t max_bytes);
 
+/* The batch dim of a trained model as written (finetune -o, its checkpoints,
+   export): batch_s is the --batch value, already checked by
+   ot_cli_parse_batch, applied as convert does. Without it (NULL) the batch
+   becomes dynamic ('N') when some image input declares a fixed one (a
+   PyTorch export traced at batch 2 would otherwise refuse batch 1 in a
+   runtime); a model whose inputs are all dynamic already, or that has an
+   input without a batch dim, is left as it is. Returns an exit status. */
+int ot_cli_export_batch(struct ot_graph *g, const char *path, const char *batch_s);
+
 #endif

@@ -261,6 +261,31 @@ done:
     return rc;
 }
 
+int ot_cli_export_batch(ot_graph *g, const char *path, const char *batch_s)
+{
+    int64_t dim = OT_DIM_DYNAMIC;
+    if (batch_s) {
+        if (!ot_cli_parse_batch(batch_s, &dim))
+            return ot_cli_error("bad value '%s' for --batch (expected a positive integer or "
+                                "'dynamic')", batch_s);
+        return ot_cli_apply_batch(g, path, dim, 0);
+    }
+    bool fixed = false;
+    for (int32_t i = 0; i < g->n_inputs; i++) {
+        const ot_value *v = &g->values[g->inputs[i].value];
+        if (v->flags & OT_VAL_INIT)
+            continue;
+        if (v->ndim < 1 || v->ndim > OT_MAX_DIMS)
+            return OT_EXIT_OK;
+        fixed = fixed || v->dims[0] >= 0;
+    }
+    if (!fixed)
+        return OT_EXIT_OK;
+    ot_log(OT_LOG_INFO, "%s: the model declares a fixed batch; the output's is dynamic (N) "
+           "(--batch N keeps a fixed one)", path);
+    return ot_cli_apply_batch(g, path, OT_DIM_DYNAMIC, 0);
+}
+
 int ot_cmd_convert(int argc, char **argv)
 {
     ot_cli_args args;

@@ -5,8 +5,9 @@
  * into the plain inference model: the optimizer's initializers
  * ("onnxtrain.optim.*") and the checkpoint metadata ("onnxtrain.checkpoint.*")
  * are dropped; the graph, the trained weights and the preprocessing metadata
- * stay as they are. Exporting the checkpoint a finished run wrote gives the
- * file that run wrote with -o. CKPT and OUT must be different files (the
+ * stay as they are. The batch dim becomes dynamic unless --batch fixes one,
+ * as finetune does, so exporting the checkpoint a finished run wrote gives
+ * the file that run wrote with -o (given the same --batch). CKPT and OUT must be different files (the
  * same path or a link to CKPT is refused); OUT is written to a temporary
  * name and renamed.
  *
@@ -21,6 +22,7 @@
 #include "train/meta.h"
 
 static const ot_cli_opt export_opts[] = {
+    { "batch", 0, "N|dynamic", "batch dim of the exported model (default dynamic, N)" },
     { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
     { NULL, 0, NULL, NULL },
 };
@@ -32,7 +34,8 @@ static const ot_cli_cmd export_cmd = {
                "model: the optimizer state and the checkpoint metadata are dropped.",
     .details = "The trained weights, BatchNorm statistics and the preprocessing metadata\n"
                "(onnxtrain.image_size, .mean, .std, .classes ...) are kept. A checkpoint\n"
-               "is itself a valid ONNX model; export makes it smaller and plain.\n",
+               "is itself a valid ONNX model; export makes it smaller and plain. The batch\n"
+               "dim is dynamic (N) unless --batch gives a size, as for finetune -o.\n",
     .opts = export_opts,
     .n_pos_min = 2,
     .n_pos_max = 2,
@@ -53,6 +56,13 @@ int ot_cmd_export(int argc, char **argv)
     if ((rc = ot_cli_import_opts(&export_cmd, &a, &io)) != OT_EXIT_OK)
         goto done;
     const char *in = a.pos[0], *out = a.pos[1];
+    const char *batch_s = ot_cli_value(&export_cmd, &a, "batch");
+    int64_t batch = 0;
+    if (batch_s && !ot_cli_parse_batch(batch_s, &batch)) {
+        rc = ot_cli_usage_error(&export_cmd, "bad value '%s' for --batch (expected a positive "
+                                "integer or 'dynamic')", batch_s);
+        goto done;
+    }
     ot_err err;
     ot_err_init(&err);
     if ((rc = ot_cli_distinct(out, "output", in, "checkpoint")) != OT_EXIT_OK)
@@ -79,6 +89,8 @@ int ot_cmd_export(int argc, char **argv)
         rc = ot_cli_error("%s: %s", in, err.msg);
         goto done;
     }
+    if ((rc = ot_cli_export_batch(g, in, batch_s)) != OT_EXIT_OK)
+        goto done;
     if (ot_model_export(g, out, NULL, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto done;

@@ -33,7 +33,9 @@
 #include "train/trainer.h"
 
 static const ot_cli_opt finetune_opts[] = {
-    { "data", 0, "PATH", "training data: a CIFAR-10 binary folder or IDX (MNIST) files" },
+    { "data", 0, "PATH",
+      "training data: an image folder (a folder of JPEG/PNG files per class), CIFAR-10 binary "
+      "or IDX (MNIST) files" },
     { "output", 'o', "OUT.onnx", "where to write the fine-tuned model" },
     { "classes", 0, "N", "replace the head with a new one of N classes" },
     { "mode", 0, "MODE", "feature-extract (default), fine-tune or full" },
@@ -75,7 +77,7 @@ static const ot_cli_opt finetune_opts[] = {
     { "keep", 0, "best|last", "export the last epoch's weights (default) or the best one's" },
     { "patience", 0, "N", "stop after N epochs without a better validation accuracy" },
     { "log", 0, "FILE.csv", "write per-epoch metrics as CSV" },
-    { "batch", 0, "N|dynamic", "batch dim of the exported model (default: as the input's)" },
+    { "batch", 0, "N|dynamic", "batch dim of the exported model (default dynamic, N)" },
     { "profile", 0, NULL, "print the time per node type and per node, forward and backward" },
     { "plot", 0, "FILE.svg", "draw the loss and accuracy curves as SVG" },
     { "checkpoint", 0, "FILE", "write a checkpoint after every epoch and when interrupted" },
@@ -112,7 +114,9 @@ static const ot_cli_cmd finetune_cmd = {
 };
 
 static const ot_cli_opt eval_opts[] = {
-    { "data", 0, "PATH", "data: a CIFAR-10 binary folder or IDX (MNIST) files" },
+    { "data", 0, "PATH",
+      "data: an image folder (a folder of JPEG/PNG files per class), CIFAR-10 binary or IDX "
+      "(MNIST) files" },
     { "batch-size", 0, "N", "images per run (default 32)" },
     { "image-size", 0, "S", "override the model's recorded image size" },
     { "normalize", 0, "KIND", "override the recorded normalization: imagenet, half or none" },
@@ -120,6 +124,7 @@ static const ot_cli_opt eval_opts[] = {
     { "mean", 0, "R,G,B", "override the recorded per-channel mean" },
     { "std", 0, "R,G,B", "override the recorded per-channel standard deviation" },
     { "threads", 0, "N", "threads (default OMP_NUM_THREADS, else all cores)" },
+    { "skip-bad", 0, NULL, "skip and count unreadable images instead of stopping" },
     { "json", 0, NULL, "print one JSON object" },
     { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
     { "max-data-size", 0, "BYTES", "memory for CIFAR-10/IDX data and file lists (default 4G)" },
@@ -460,10 +465,14 @@ static void on_progress(const ot_train_epoch *e, bool end, void *user)
         write_plot(p, ot_train_log_epoch(p->log, e, e->val_loss, e->val_accuracy, &p->log_err));
 }
 
-static void print_eval_json(FILE *f, const ot_eval_result *r, const ot_dataset *ds)
+/* n_bad: images --skip-bad left out (-1: the option was not given). */
+static void print_eval_json(FILE *f, const ot_eval_result *r, const ot_dataset *ds, int64_t n_bad)
 {
-    fprintf(f, "{\"n\": %lld, \"top1\": %.6f, \"top5\": %.6f, \"loss\": %.6f, \"per_class\": [",
-            (long long)r->n, r->top1, r->top5, r->loss);
+    fprintf(f, "{\"n\": %lld, ", (long long)r->n);
+    if (n_bad >= 0)
+        fprintf(f, "\"skipped\": %lld, ", (long long)n_bad);
+    fprintf(f, "\"top1\": %.6f, \"top5\": %.6f, \"loss\": %.6f, \"per_class\": [", r->top1,
+            r->top5, r->loss);
     for (int c = 0; c < r->n_classes; c++) {
         int64_t tot = 0;
         for (int k = 0; k < r->n_classes; k++)
@@ -1189,13 +1198,8 @@ int ot_cmd_finetune(int argc, char **argv)
                 ev.loss, (long long)ev.n);
     }
     {
-        int64_t export_batch = 0;
-        if (V("batch") && (!ot_cli_parse_batch(V("batch"), &export_batch) ||
-                           (rc = ot_cli_apply_batch(g, model, export_batch, 0)) != OT_EXIT_OK)) {
-            if (rc == OT_EXIT_OK)
-                rc = OT_EXIT_ERROR;
+        if ((rc = ot_cli_export_batch(g, model, V("batch"))) != OT_EXIT_OK)
             goto out;
-        }
         ot_status st = fit_input_size(g, size, &err);
         if (st == OT_OK)
             st = ot_train_meta_write(g, &o.transform, names, nc, &err);
@@ -1255,6 +1259,7 @@ int ot_cmd_eval(int argc, char **argv)
     ot_graph *g = NULL;
     ot_dataset *ds = NULL;
     ot_eval_result ev = { 0 };
+    int64_t *good = NULL;
     ot_err err;
     ot_err_init(&err);
     if (a.help) {
@@ -1311,21 +1316,40 @@ int ot_cmd_eval(int argc, char **argv)
     }
     if ((rc = apply_mean_std(cmd, &a, &t)) != OT_EXIT_OK)
         goto out;
-    if (ot_eval_run(g, ds, &t, bs, threads, &ev, &err) != OT_OK) {
+    /* --skip-bad: the readable images, found before any is scored */
+    bool skip_bad = ot_cli_count(cmd, &a, "skip-bad") > 0;
+    int64_t n_good = 0, n_bad = -1;
+    if (skip_bad) {
+        if (ot_data_scan_readable(ds, NULL, ot_data_count(ds), &good, &n_good, &n_bad, &err) !=
+            OT_OK) {
+            rc = ot_cli_error("%s", err.msg);
+            goto out;
+        }
+        if (n_good == 0) {
+            rc = ot_cli_error("%s: none of the %lld images can be read (--skip-bad)", data,
+                              (long long)n_bad);
+            goto out;
+        }
+    }
+    if ((skip_bad ? ot_eval_run_subset(g, ds, good, n_good, &t, bs, threads, &ev, &err)
+                  : ot_eval_run(g, ds, &t, bs, threads, &ev, &err)) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto out;
     }
     if (ot_cli_count(cmd, &a, "json")) {
-        print_eval_json(stdout, &ev, ds);
+        print_eval_json(stdout, &ev, ds, n_bad);
         printf("\n");
     } else {
         printf("model: %s\ndata: %s (%s split)\n", a.pos[0], data,
                split == OT_DATA_TEST ? "test" : "train");
+        if (skip_bad)
+            printf("skipped %lld unreadable images (--skip-bad)\n", (long long)n_bad);
         print_eval_text(stdout, &ev, ds);
     }
     rc = ot_cli_finish_stdout();
 out:
     ot_eval_result_fini(&ev);
+    ot_free(good);
     ot_data_free(ds);
     ot_graph_free(g);
     ot_cli_args_fini(&a);

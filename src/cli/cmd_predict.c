@@ -12,10 +12,9 @@
  * onnxtrain.classes (ot_train_meta_classes); without them, or when their count
  * differs from the model's outputs, the class index is shown.
  *
- * Image files: binary PGM (P5) and PPM (P6), maxval 1..65535, read here.
- * JPEG and PNG are decoded by the image-folder module (libjpeg-turbo,
- * libpng); formerly refused with a clear
- * error until src/data/ offers a decoder.
+ * Image files: JPEG and PNG, decoded by the image-folder module
+ * (libjpeg-turbo, libpng), and binary PGM (P5) and PPM (P6), maxval
+ * 1..65535, read here.
  *
  * Nothing is printed until every image has been decoded and run, so an error
  * leaves stdout empty.
@@ -58,7 +57,7 @@ static const ot_cli_cmd predict_cmd = {
                "onnxtrain.mean, onnxtrain.std, written by finetune), else resized to the\n"
                "model's input size (224 when dynamic) with ImageNet normalization. Class\n"
                "names come from onnxtrain.classes, else the class index is shown.\n"
-               "Image files: binary PPM (P6) and PGM (P5).\n"
+               "Image files: JPEG, PNG, binary PPM (P6) and PGM (P5).\n"
                "JSON: {model, classes, predictions: [{image, top: [{class, name, prob}]}]};\n"
                "name is null when the model has no class names.\n",
     .opts = predict_opts,
@@ -221,7 +220,8 @@ static ot_status decode_file(const char *path, decoded *out, ot_err *err)
                         path, bytes[1]);
     } else {
         st = ot_err_set(err, OT_ERR_PARSE,
-                        "%s: not an image onnxtrain can read (expected binary PPM or PGM)", path);
+                        "%s: not an image onnxtrain can read (expected JPEG, PNG, or binary PPM "
+                        "or PGM)", path);
     }
     free(bytes);
     return st;

@@ -332,6 +332,15 @@ typedef uint8_t *(*ot_data_dest_fn)(void *user, int height, int width, int chann
 ot_status ot_data_decode_file(const char *path, ot_data_dest_fn dest, void *user, ot_image *img,
                               ot_err *err);
 
+/* The images idx[0 .. n) of ds (idx NULL: 0 .. n-1) that decode, in that
+   order, into *good (ot_malloc'd, owned by the caller; release with ot_free),
+   their count in *n_good and the count of the others in *n_bad. An image that
+   cannot be decoded (OT_ERR_PARSE) or read (OT_ERR_IO) is skipped, and a
+   warning names it; any other error (OT_ERR_NOMEM, OT_ERR_ARG) stops the
+   scan and is returned, with *good NULL. */
+ot_status ot_data_scan_readable(const ot_dataset *ds, const int64_t *idx, int64_t n,
+                                int64_t **good, int64_t *n_good, int64_t *n_bad, ot_err *err);
+
 /* --------------------------------------------------------- selections */
 
 /* A new data set (owned by the caller, release with ot_data_free) holding the

@@ -159,6 +159,24 @@ check("head", (h.get("node"), h.get("op"), h.get("in_features"), h.get("out_feat
       ("fc", "Gemm", 4, 10))
 ' "$T_TMP/tiny.json"
 
+# ---------------------------------------------------------------- help says what is read
+ot predict --help
+if [ "$T_RC" -eq 0 ] && matches "$T_OUT" "image files: jpeg, png" &&
+    ! matches "$T_OUT" "unsupported|not supported"; then
+    ok "predict --help: JPEG and PNG"
+else
+    fail "predict --help: JPEG and PNG" "$(grep -i 'image files' "$T_TMP/stdout")"
+fi
+for c in finetune eval; do
+    ot "$c" --help
+    line=$(grep -- '--data PATH' "$T_TMP/stdout")
+    if [ "$T_RC" -eq 0 ] && matches "$line" "image folder&cifar-10&idx"; then
+        ok "$c --help: --data names image folders"
+    else
+        fail "$c --help: --data names image folders" "'$line'"
+    fi
+done
+
 # ---------------------------------------------------------------- the error line
 "$OT" inspect "$T_TMP/no-such-model.onnx" >/dev/null 2>"$T_TMP/err"
 if [ "$(wc -l <"$T_TMP/err")" -eq 1 ] && grep -q '^onnxtrain: error: ' "$T_TMP/err"; then

@@ -188,7 +188,8 @@ else
     fail "onnxruntime" "onnxruntime-node is not installed in $ORT (tests/cli/test_ort.sh installs it)"
 fi
 
-# the zoo-style opset-7 file (batch 1 declared) and the BN-folded export
+# the zoo-style opset-7 file (batch 1 declared: exported dynamic) and the
+# BN-folded export (dynamic batch 'N': kept)
 for f in resnet18_zoo7 resnet18_eval; do
     ot finetune "$FX/$f.onnx" "${COMMON[@]}" --mode fine-tune --epochs 1 --max-steps 2 \
         -o "$T_TMP/$f.out.onnx"
@@ -199,7 +200,8 @@ a, b = onnx.load(sys.argv[1]), onnx.load(sys.argv[2])
 onnx.checker.check_model(b)
 da = [d.dim_value or d.dim_param for d in a.graph.input[0].type.tensor_type.shape.dim]
 db = [d.dim_value or d.dim_param for d in b.graph.input[0].type.tensor_type.shape.dim]
-print("ok batch dim kept" if da[0] == db[0] else "FAIL batch dim kept: %r -> %r" % (da, db))
+want = da[0] if isinstance(da[0], str) else "N"
+print("ok batch dim dynamic" if db[0] == want else "FAIL batch dim dynamic: %r -> %r" % (da, db))
 print("ok opset kept" if a.opset_import[0].version == b.opset_import[0].version else "FAIL opset")
 ' "$FX/$f.onnx" "$T_TMP/$f.out.onnx"
 done
@@ -218,6 +220,70 @@ else
     fail "--batch dynamic" "$(describe_run)"
 fi
 expect_usage "bad --batch" finetune "$BN" "${COMMON[@]}" --batch x -o "$T_TMP/x.onnx"
+
+# A model traced at batch 2: its export runs at batch 1 in onnxruntime, and so
+# does `export` of its checkpoint; --batch 3 fixes 3 in both.
+BATCH_DIMS='
+import sys, onnx
+m = onnx.load(sys.argv[1]); want = sys.argv[2]
+want = int(want) if want.isdigit() else want
+onnx.checker.check_model(m)
+dims = lambda vs: [v.type.tensor_type.shape.dim[0] for v in vs]
+got = [d.dim_param or d.dim_value for d in dims(m.graph.input[:1]) + dims(m.graph.output) +
+       dims(m.graph.value_info)]
+bad = [g for g in got if g != want]
+print("ok batch %s everywhere" % want if not bad else "FAIL batch %s: %r" % (want, got[:4]))
+'
+ot convert "$FX/resnet18_eval.onnx" "$T_TMP/b2.onnx" --batch 2
+ot finetune "$T_TMP/b2.onnx" "${COMMON[@]}" --epochs 1 --max-steps 1 -o "$T_TMP/b2.out.onnx" \
+    --checkpoint "$T_TMP/b2.ck.onnx"
+if [ "$T_RC" -eq 0 ]; then
+    py_checks "static batch 2: exported" "$BATCH_DIMS" "$T_TMP/b2.out.onnx" N
+    if [ -d "$ORT/node_modules/onnxruntime-node" ]; then
+        "$PY" -c '
+import sys, numpy as np
+from onnx import numpy_helper as nh
+x = np.random.default_rng(6).standard_normal((1, 3, 32, 32)).astype(np.float32)
+open(sys.argv[1], "wb").write(nh.from_array(x, "input").SerializeToString())
+' "$T_TMP/x1.pb"
+        if NODE_PATH=$ORT/node_modules timeout 120 node tests/ort/run_ort.js \
+            "$T_TMP/b2.out.onnx" "$T_TMP/x1.pb" "$T_TMP/ort1.json" 2>"$T_TMP/ort.err"; then
+            ok "static batch 2: onnxruntime runs the export at batch 1"
+        else
+            fail "static batch 2: onnxruntime at batch 1" "$(tail -n 1 "$T_TMP/ort.err")"
+        fi
+    else
+        fail "static batch 2: onnxruntime" "onnxruntime-node is not installed in $ORT"
+    fi
+    ot export "$T_TMP/b2.ck.onnx" "$T_TMP/b2.exp.onnx"
+    if [ "$T_RC" -eq 0 ] && cmp -s "$T_TMP/b2.exp.onnx" "$T_TMP/b2.out.onnx"; then
+        ok "static batch 2: export of the checkpoint is the -o file"
+    else
+        fail "static batch 2: export" "$(describe_run)"
+    fi
+else
+    fail "static batch 2: finetune" "$(describe_run)"
+fi
+ot finetune "$T_TMP/b2.onnx" "${COMMON[@]}" --epochs 1 --max-steps 1 -o "$T_TMP/b3.out.onnx" \
+    --batch 3 --checkpoint "$T_TMP/b3.ck.onnx"
+if [ "$T_RC" -eq 0 ]; then
+    py_checks "--batch 3" "$BATCH_DIMS" "$T_TMP/b3.out.onnx" 3
+    ot export "$T_TMP/b3.ck.onnx" "$T_TMP/b3.exp.onnx" --batch 3
+    if [ "$T_RC" -eq 0 ] && cmp -s "$T_TMP/b3.exp.onnx" "$T_TMP/b3.out.onnx"; then
+        ok "export --batch 3 is the -o file"
+    else
+        fail "export --batch 3" "$(describe_run)"
+    fi
+    ot export "$T_TMP/b3.ck.onnx" "$T_TMP/b3.dyn.onnx"
+    if [ "$T_RC" -eq 0 ]; then
+        py_checks "export: dynamic by default" "$BATCH_DIMS" "$T_TMP/b3.dyn.onnx" N
+    else
+        fail "export: dynamic by default" "$(describe_run)"
+    fi
+else
+    fail "--batch 3" "$(describe_run)"
+fi
+expect_usage "export: bad --batch" export "$T_TMP/b3.ck.onnx" "$T_TMP/x.onnx" --batch 0
 
 # eval
 ot eval "$T_TMP/fe.onnx" --data "$DATA" --json
@@ -285,6 +351,21 @@ ot finetune "$BN" --data "$FOLD" --classes 3 --image-size 32 --batch-size 4 --ep
     -o "$T_TMP/f.onnx"
 if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"skipped 1 unreadable"* ]]; then ok "--skip-bad counts"; else
     fail "--skip-bad" "$(describe_run)"; fi
+# eval: the corrupt file stops it, or --skip-bad leaves it out, naming it
+# without -v
+ot eval "$T_TMP/f.onnx" --data "$FOLD"
+if [ "$T_RC" -eq 1 ] && [[ $T_ERR == *"9.jpg"* ]]; then ok "eval: corrupt image is an error"; else
+    fail "eval: corrupt image" "$(describe_run)"; fi
+ot eval "$T_TMP/f.onnx" --data "$FOLD" --skip-bad
+if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"skipped 1 unreadable"* ]] && [[ $T_OUT == *"images: 18"* ]] &&
+    [ "$T_NERR" -eq 1 ] && [[ $T_ERR == *"warning: skipped: "*"dog/9.jpg"* ]]; then
+    ok "eval --skip-bad: counted and named"
+else
+    fail "eval --skip-bad" "$(describe_run)"
+fi
+ot eval "$T_TMP/f.onnx" --data "$FOLD" --skip-bad --json
+if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *'"n": 18, "skipped": 1,'* ]]; then ok "eval --skip-bad --json"
+else fail "eval --skip-bad --json" "$(describe_run)"; fi
 
 # inspect --training: the plan per mode
 for mode in feature-extract fine-tune full; do
