@@ -19,6 +19,7 @@
 #define OT_CLI_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -27,14 +28,122 @@
 /* Exit statuses. */
 enum { OT_EXIT_OK = 0, OT_EXIT_ERROR = 1, OT_EXIT_USAGE = 2 };
 
+/* What an option's value is, and how the parser checks and stores it. */
+typedef enum ot_cli_type {
+    OT_CLI_TEXT = 0, /* any non-empty text, kept in args->value only (no field)    */
+    OT_CLI_FLAG,     /* no value: the bool field becomes true                      */
+    OT_CLI_INT,      /* decimal integer in imin .. imax: int, int64_t or uint64_t   */
+    OT_CLI_REAL,     /* decimal number in rmin .. rmax: double or float             */
+    OT_CLI_SIZE,     /* bytes, suffix K, M, G or T, in umin .. umax: uint64_t       */
+    OT_CLI_ENUM,     /* one of `choices`: the int field takes the choice's value    */
+    OT_CLI_PATH,     /* a file or folder name: const char * into argv               */
+    OT_CLI_STRING,   /* other text: const char * into argv                          */
+    OT_CLI_LIST,     /* repeatable text: every value, in order, in an ot_cli_list   */
+    OT_CLI_BATCH,    /* a batch size N >= 1 or "dynamic" (OT_DIM_DYNAMIC): int64_t  */
+} ot_cli_type;
+
+/* The C type of a destination field, found by OT_CLI_AT. */
+typedef enum ot_cli_dest {
+    OT_CLI_D_NONE = 0, /* no field: read args->count[] and args->value[]           */
+    OT_CLI_D_BOOL,
+    OT_CLI_D_INT,
+    OT_CLI_D_I64,
+    OT_CLI_D_U64,
+    OT_CLI_D_DOUBLE,
+    OT_CLI_D_FLOAT,
+    OT_CLI_D_STR,
+    OT_CLI_D_LIST,
+} ot_cli_dest;
+
+/* The values of a repeatable option (OT_CLI_LIST), in the order given.
+   Points into argv and into memory owned by the ot_cli_args. */
+typedef struct ot_cli_list {
+    const char *const *v;
+    int n;
+} ot_cli_list;
+
+/* One accepted value of an OT_CLI_ENUM option. An alias is accepted but not
+   listed in the error message. */
+typedef struct ot_cli_choice {
+    const char *name;
+    int value;
+    bool alias;
+} ot_cli_choice;
+
+/* The destination of an option: field `f` of the options struct T. The field
+   type is checked at compile time: a type the parser cannot store matches no
+   association of the _Generic and does not compile. */
+#define OT_CLI_AT(T, f)                                                                        \
+    .off = offsetof(T, f),                                                                     \
+    .dest = _Generic(((T *)0)->f, bool: OT_CLI_D_BOOL, int: OT_CLI_D_INT,                     \
+                     int64_t: OT_CLI_D_I64, uint64_t: OT_CLI_D_U64, double: OT_CLI_D_DOUBLE,   \
+                     float: OT_CLI_D_FLOAT, const char *: OT_CLI_D_STR,                        \
+                     ot_cli_list: OT_CLI_D_LIST)
+
+/* Rows of a command's option table. A table is indexed by the command's enum
+   of option ids ([RUN_BATCH] = OT_CLI_INT_OPT(...)), so that code names an
+   option by its id or by its field, never by its text. */
+#define OT_CLI_FLAG_OPT(T, f, long_, short_, help_)                                           \
+    { .name = long_, .short_name = short_, .help = help_, .type = OT_CLI_FLAG, OT_CLI_AT(T, f) }
+#define OT_CLI_INT_OPT(T, f, long_, short_, arg_, lo, hi, help_)                              \
+    { .name = long_, .short_name = short_, .arg = arg_, .help = help_, .type = OT_CLI_INT,     \
+      .imin = lo, .imax = hi, OT_CLI_AT(T, f) }
+#define OT_CLI_REAL_OPT(T, f, long_, short_, arg_, lo, hi, help_)                             \
+    { .name = long_, .short_name = short_, .arg = arg_, .help = help_, .type = OT_CLI_REAL,    \
+      .rmin = lo, .rmax = hi, OT_CLI_AT(T, f) }
+#define OT_CLI_SIZE_OPT(T, f, long_, short_, arg_, lo, hi, help_)                             \
+    { .name = long_, .short_name = short_, .arg = arg_, .help = help_, .type = OT_CLI_SIZE,    \
+      .umin = lo, .umax = hi, OT_CLI_AT(T, f) }
+#define OT_CLI_ENUM_OPT(T, f, long_, short_, arg_, choices_, help_)                           \
+    { .name = long_, .short_name = short_, .arg = arg_, .help = help_, .type = OT_CLI_ENUM,    \
+      .choices = choices_, OT_CLI_AT(T, f) }
+#define OT_CLI_PATH_OPT(T, f, long_, short_, arg_, help_)                                     \
+    { .name = long_, .short_name = short_, .arg = arg_, .help = help_, .type = OT_CLI_PATH,    \
+      OT_CLI_AT(T, f) }
+#define OT_CLI_STRING_OPT(T, f, long_, short_, arg_, help_)                                   \
+    { .name = long_, .short_name = short_, .arg = arg_, .help = help_, .type = OT_CLI_STRING,  \
+      OT_CLI_AT(T, f) }
+#define OT_CLI_LIST_OPT(T, f, long_, short_, arg_, help_)                                     \
+    { .name = long_, .short_name = short_, .arg = arg_, .help = help_, .type = OT_CLI_LIST,    \
+      OT_CLI_AT(T, f) }
+
+#define OT_CLI_BATCH_OPT(T, f, long_, short_, arg_, help_)                                    \
+    { .name = long_, .short_name = short_, .arg = arg_, .help = help_, .type = OT_CLI_BATCH,   \
+      OT_CLI_AT(T, f) }
+
+/* The ranges and rows the commands share. */
+#define OT_CLI_THREADS_MAX 4096   /* --threads: 1 .. 4096                    */
+#define OT_CLI_SEED_MAX INT64_MAX /* --seed: 0 .. 2^63 - 1                   */
+#define OT_CLI_MAX_TENSOR_SIZE_OPT(T, f)                                                       \
+    OT_CLI_SIZE_OPT(T, f, "max-tensor-size", 0, "BYTES", 1, UINT64_MAX,                        \
+                    "refuse larger tensors (suffix K, M, G; default 16G)")
+
 /* One option a command accepts. `-h/--help` and `-v/--verbose` are added by
-   the parser to every command and need no row. */
+   the parser to every command and need no row. Rows are written with the
+   OT_CLI_*_OPT macros; a row without a field (a plain initializer) is only
+   counted, and its last value kept. */
 typedef struct ot_cli_opt {
-    const char *name;   /* long name without the dashes: "json"               */
-    char short_name;    /* 'o', or 0 for none                                 */
-    const char *arg;    /* placeholder of the value ("BYTES"); NULL: a flag   */
-    const char *help;   /* one line for the usage text                        */
+    const char *name;     /* long name without the dashes: "json"             */
+    char short_name;      /* 'o', or 0 for none                               */
+    const char *arg;      /* placeholder of the value ("BYTES"); NULL: a flag */
+    const char *help;     /* one line for the usage text                      */
+    ot_cli_type type;
+    ot_cli_dest dest;     /* the field's C type; OT_CLI_D_NONE: no field      */
+    size_t off;           /* the field's offset in the options struct         */
+    int64_t imin, imax;   /* OT_CLI_INT                                       */
+    uint64_t umin, umax;  /* OT_CLI_SIZE                                      */
+    double rmin, rmax;    /* OT_CLI_REAL                                      */
+    const ot_cli_choice *choices; /* OT_CLI_ENUM, ended by a NULL name        */
 } ot_cli_opt;
+
+/* A row of a table without types or fields: the option is counted and its
+   last value kept as text, read back by name (ot_cli_value, ot_cli_count). */
+typedef struct ot_cli_text_opt {
+    const char *name;
+    char short_name;
+    const char *arg;
+    const char *help;
+} ot_cli_text_opt;
 
 #define OT_CLI_MAX_OPTS 64
 
@@ -45,6 +154,7 @@ typedef struct ot_cli_cmd {
     const char *summary;       /* one line for `onnxtrain help`                */
     const char *details;       /* more text after the options, or NULL         */
     const ot_cli_opt *opts;    /* terminated by a row with name NULL           */
+    const ot_cli_text_opt *text_opts; /* instead of opts: rows without types    */
     int n_pos_min, n_pos_max;  /* positional count range                       */
 } ot_cli_cmd;
 
@@ -52,17 +162,34 @@ typedef struct ot_cli_cmd {
 typedef struct ot_cli_args {
     int count[OT_CLI_MAX_OPTS];         /* times each option of cmd->opts was given */
     const char *value[OT_CLI_MAX_OPTS]; /* its last value (options with an arg)     */
+    const char **lists;                 /* OT_CLI_LIST values (malloc'ed)           */
     const char **pos;                   /* positional arguments (malloc'ed)         */
     int n_pos;
     bool help;                          /* -h/--help was given                      */
 } ot_cli_args;
 
 /*
- * Parses argv[0..argc) (the words after the command name) against `cmd`.
- * Returns OT_EXIT_OK and fills *args, or prints a usage error and returns
- * OT_EXIT_USAGE. When --help was given, positional counts are not checked.
- * -v/--verbose raise the log level as they are seen. Free with ot_cli_args_fini.
+ * Parses argv[0..argc) (the words after the command name) against `cmd` with
+ * getopt_long, then checks each option that was given and stores it in its
+ * field of `dest`, the command's options struct, which holds the defaults
+ * before the call (NULL when no row has a field). The row index is the
+ * option's id in args->count and args->value.
+ *
+ * Unknown options, a missing or empty value, a value given to a flag, a bad
+ * or out-of-range value, and a wrong count of positionals are usage errors:
+ * printed here as one line
+ *   onnxtrain: error: CMD: <what> (see 'onnxtrain CMD --help')
+ * and returned as OT_EXIT_USAGE; OT_EXIT_OK otherwise. A bad value reads
+ *   bad value 'TEXT' for --NAME (expected an integer from LO to HI)
+ * (a decimal number, bytes, or the list of choices for the other types).
+ * Long names are taken whole, never abbreviated. When --help was given,
+ * values and positional counts are not checked. -v/--verbose raise the log
+ * level as they are seen. Free with ot_cli_args_fini (list fields point into
+ * args).
  */
+int ot_cli_parse_into(const ot_cli_cmd *cmd, int argc, char **argv, ot_cli_args *args,
+                      void *dest);
+/* ot_cli_parse_into for a table whose rows have no fields. */
 int ot_cli_parse(const ot_cli_cmd *cmd, int argc, char **argv, ot_cli_args *args);
 void ot_cli_args_fini(ot_cli_args *args);
 
@@ -126,9 +253,6 @@ int ot_cli_real_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *
 int ot_cli_size_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name,
                     uint64_t lo, uint64_t hi, uint64_t *out);
 
-/* The ranges every command shares. */
-#define OT_CLI_THREADS_MAX 4096 /* --threads: 1 .. 4096                     */
-#define OT_CLI_SEED_MAX INT64_MAX /* --seed: 0 .. 2^63 - 1                  */
 
 /* --threads N (1 .. OT_CLI_THREADS_MAX; *out stays as it is when absent) and
    --seed S (0 .. OT_CLI_SEED_MAX), as ot_cli_int_opt. */
@@ -168,12 +292,28 @@ int ot_cmd_run(int argc, char **argv);
 int ot_cmd_test_data(int argc, char **argv);
 int ot_cmd_finetune(int argc, char **argv);
 
-/* `inspect --training`: applies the freeze and head options in `args` (names
-   as in finetune) to g and prints the training plan, as text or one JSON
-   object. Returns an exit status. */
+/* The options that shape a training plan, shared by finetune and
+   `inspect --training` (the same names, values and help in both). */
+typedef struct ot_cli_plan {
+    int mode;                 /* ot_freeze_mode: --mode                        */
+    int bn_train;             /* --bn: 0 policy, 1 train                       */
+    int classes;              /* --classes: a new head of N classes; 0 keeps it */
+    const char *train;        /* --train PAT,...                               */
+    const char *freeze;       /* --freeze PAT,...                              */
+    const char *freeze_until; /* --freeze-until NAME                           */
+} ot_cli_plan;
+
+/* The values of --mode and --bn. */
+extern const ot_cli_choice ot_cli_mode_choices[];
+extern const ot_cli_choice ot_cli_bn_choices[];
+#define OT_CLI_CLASSES_MAX (1 << 20)
+
+/* `inspect --training`: applies the freeze and head options in `p` to g and
+   prints the training plan, as text or one JSON object. Returns an exit
+   status. */
 struct ot_graph;
 int ot_cli_inspect_training(struct ot_graph *g, const char *path, const ot_cli_cmd *cmd,
-                            const ot_cli_args *args, bool json);
+                            const ot_cli_plan *p, bool json);
 int ot_cmd_eval(int argc, char **argv);
 int ot_cmd_export(int argc, char **argv);
 int ot_cmd_predict(int argc, char **argv);
@@ -197,12 +337,12 @@ void ot_cli_print_profile(FILE *f, const struct ot_exec *const *xs, const char *
 int ot_cli_apply_batch(struct ot_graph *g, const char *path, int64_t dim, uint64_t max_bytes);
 
 /* The batch dim of a trained model as written (finetune -o, its checkpoints,
-   export): batch_s is the --batch value, already checked by
-   ot_cli_parse_batch, applied as convert does. Without it (NULL) the batch
+   export): *dim is the --batch value (a size, or OT_DIM_DYNAMIC), applied
+   as convert does. Without it (NULL) the batch
    becomes dynamic ('N') when some image input declares a fixed one (a
    PyTorch export traced at batch 2 would otherwise refuse batch 1 in a
    runtime); a model whose inputs are all dynamic already, or that has an
    input without a batch dim, is left as it is. Returns an exit status. */
-int ot_cli_export_batch(struct ot_graph *g, const char *path, const char *batch_s);
+int ot_cli_export_batch(struct ot_graph *g, const char *path, const int64_t *dim);
 
 #endif

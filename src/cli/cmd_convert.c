@@ -26,14 +26,34 @@
 #include "cli/cli.h"
 #include "graph/graph.h"
 
-static const ot_cli_opt convert_opts[] = {
-    { "batch", 0, "N|dynamic", "set dim 0 of inputs and outputs: a size, or 'dynamic' (N)" },
-    { "external-data", 0, NULL, "write tensors of at least the threshold to OUT.data" },
-    { "external-threshold", 0, "BYTES",
-      "threshold for --external-data (suffix K, M, G; default 1K)" },
-    { "inline-data", 0, NULL, "write every tensor inside OUT" },
-    { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
-    { NULL, 0, NULL, NULL },
+typedef struct convert_args {
+    int64_t batch;
+    bool external_data, inline_data;
+    uint64_t external_threshold, max_tensor_bytes;
+} convert_args;
+
+enum {
+    CONVERT_BATCH,
+    CONVERT_EXTERNAL_DATA,
+    CONVERT_EXTERNAL_THRESHOLD,
+    CONVERT_INLINE_DATA,
+    CONVERT_MAX_TENSOR_SIZE,
+    CONVERT_N_OPTS
+};
+
+static const ot_cli_opt convert_opts[CONVERT_N_OPTS + 1] = {
+    [CONVERT_BATCH] =
+        OT_CLI_BATCH_OPT(convert_args, batch, "batch", 0, "N|dynamic",
+                         "set dim 0 of inputs and outputs: a size, or 'dynamic' (N)"),
+    [CONVERT_EXTERNAL_DATA] =
+        OT_CLI_FLAG_OPT(convert_args, external_data, "external-data", 0,
+                        "write tensors of at least the threshold to OUT.data"),
+    [CONVERT_EXTERNAL_THRESHOLD] =
+        OT_CLI_SIZE_OPT(convert_args, external_threshold, "external-threshold", 0, "BYTES", 0,
+                        UINT64_MAX, "threshold for --external-data (suffix K, M, G; default 1K)"),
+    [CONVERT_INLINE_DATA] = OT_CLI_FLAG_OPT(convert_args, inline_data, "inline-data", 0,
+                                            "write every tensor inside OUT"),
+    [CONVERT_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(convert_args, max_tensor_bytes),
 };
 
 static const ot_cli_cmd convert_cmd = {
@@ -261,15 +281,10 @@ done:
     return rc;
 }
 
-int ot_cli_export_batch(ot_graph *g, const char *path, const char *batch_s)
+int ot_cli_export_batch(ot_graph *g, const char *path, const int64_t *dim)
 {
-    int64_t dim = OT_DIM_DYNAMIC;
-    if (batch_s) {
-        if (!ot_cli_parse_batch(batch_s, &dim))
-            return ot_cli_error("bad value '%s' for --batch (expected a positive integer or "
-                                "'dynamic')", batch_s);
-        return ot_cli_apply_batch(g, path, dim, 0);
-    }
+    if (dim)
+        return ot_cli_apply_batch(g, path, *dim, 0);
     bool fixed = false;
     for (int32_t i = 0; i < g->n_inputs; i++) {
         const ot_value *v = &g->values[g->inputs[i].value];
@@ -290,7 +305,8 @@ int ot_cmd_convert(int argc, char **argv)
 {
     ot_cli_args args;
     ot_graph *g = NULL;
-    int rc = ot_cli_parse(&convert_cmd, argc, argv, &args);
+    convert_args o = { 0 };
+    int rc = ot_cli_parse_into(&convert_cmd, argc, argv, &args, &o);
     if (rc != OT_EXIT_OK)
         return rc;
     if (args.help) {
@@ -298,37 +314,21 @@ int ot_cmd_convert(int argc, char **argv)
         goto done;
     }
 
-    ot_import_opts iopts = { 0 };
-    rc = ot_cli_import_opts(&convert_cmd, &args, &iopts);
-    if (rc != OT_EXIT_OK)
-        goto done;
-
-    int64_t batch = 0;
-    const char *batch_s = ot_cli_value(&convert_cmd, &args, "batch");
-    if (batch_s && !ot_cli_parse_batch(batch_s, &batch)) {
-        rc = ot_cli_usage_error(&convert_cmd, "bad value '%s' for --batch (expected a positive "
-                                "integer or 'dynamic')", batch_s);
-        goto done;
-    }
-
+    ot_import_opts iopts = { .max_tensor_bytes = o.max_tensor_bytes };
     ot_export_opts eopts = { 0 };
-    bool external = ot_cli_count(&convert_cmd, &args, "external-data") > 0;
-    bool inline_data = ot_cli_count(&convert_cmd, &args, "inline-data") > 0;
-    const char *threshold_s = ot_cli_value(&convert_cmd, &args, "external-threshold");
-    if (external && inline_data) {
+    if (o.external_data && o.inline_data) {
         rc = ot_cli_usage_error(&convert_cmd, "--external-data and --inline-data exclude each "
                                 "other");
         goto done;
     }
-    eopts.placement = external ? OT_DATA_EXTERNAL : inline_data ? OT_DATA_INLINE : OT_DATA_KEEP;
-    if (threshold_s) {
-        uint64_t t = 0;
-        if ((rc = ot_cli_size_opt(&convert_cmd, &args, "external-threshold", 0, UINT64_MAX,
-                                  &t)) != OT_EXIT_OK)
-            goto done;
-        if (!external)
+    eopts.placement = o.external_data ? OT_DATA_EXTERNAL
+                      : o.inline_data ? OT_DATA_INLINE
+                                      : OT_DATA_KEEP;
+    if (args.count[CONVERT_EXTERNAL_THRESHOLD]) {
+        if (!o.external_data)
             ot_log(OT_LOG_WARN, "--external-threshold is ignored without --external-data");
-        eopts.external_threshold = t ? t : 1; /* 0 would mean the default */
+        /* 0 would mean the default */
+        eopts.external_threshold = o.external_threshold ? o.external_threshold : 1;
     }
 
     const char *in = args.pos[0], *out = args.pos[1];
@@ -342,8 +342,8 @@ int ot_cmd_convert(int argc, char **argv)
     }
     if (ot_graph_check_finite(g, &err) != OT_OK) /* converted as it is, bytes unchanged */
         ot_log(OT_LOG_WARN, "%s: %s", in, err.msg);
-    if (batch_s) {
-        rc = ot_cli_apply_batch(g, in, batch, iopts.max_tensor_bytes);
+    if (args.count[CONVERT_BATCH]) {
+        rc = ot_cli_apply_batch(g, in, o.batch, iopts.max_tensor_bytes);
         if (rc != OT_EXIT_OK)
             goto done;
     }

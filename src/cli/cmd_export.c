@@ -21,10 +21,17 @@
 #include "train/checkpoint.h"
 #include "train/meta.h"
 
-static const ot_cli_opt export_opts[] = {
-    { "batch", 0, "N|dynamic", "batch dim of the exported model (default dynamic, N)" },
-    { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
-    { NULL, 0, NULL, NULL },
+typedef struct export_args {
+    int64_t batch;
+    uint64_t max_tensor_bytes;
+} export_args;
+
+enum { EXPORT_BATCH, EXPORT_MAX_TENSOR_SIZE, EXPORT_N_OPTS };
+
+static const ot_cli_opt export_opts[EXPORT_N_OPTS + 1] = {
+    [EXPORT_BATCH] = OT_CLI_BATCH_OPT(export_args, batch, "batch", 0, "N|dynamic",
+                                      "batch dim of the exported model (default dynamic, N)"),
+    [EXPORT_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(export_args, max_tensor_bytes),
 };
 
 static const ot_cli_cmd export_cmd = {
@@ -45,24 +52,16 @@ int ot_cmd_export(int argc, char **argv)
 {
     ot_cli_args a;
     ot_graph *g = NULL;
-    int rc = ot_cli_parse(&export_cmd, argc, argv, &a);
+    export_args o = { 0 };
+    int rc = ot_cli_parse_into(&export_cmd, argc, argv, &a, &o);
     if (rc != OT_EXIT_OK)
         return rc;
     if (a.help) {
         ot_cli_print_usage(&export_cmd, stdout);
         goto done;
     }
-    ot_import_opts io = { 0 };
-    if ((rc = ot_cli_import_opts(&export_cmd, &a, &io)) != OT_EXIT_OK)
-        goto done;
+    ot_import_opts io = { .max_tensor_bytes = o.max_tensor_bytes };
     const char *in = a.pos[0], *out = a.pos[1];
-    const char *batch_s = ot_cli_value(&export_cmd, &a, "batch");
-    int64_t batch = 0;
-    if (batch_s && !ot_cli_parse_batch(batch_s, &batch)) {
-        rc = ot_cli_usage_error(&export_cmd, "bad value '%s' for --batch (expected a positive "
-                                "integer or 'dynamic')", batch_s);
-        goto done;
-    }
     ot_err err;
     ot_err_init(&err);
     if ((rc = ot_cli_distinct(out, "output", in, "checkpoint")) != OT_EXIT_OK)
@@ -89,7 +88,8 @@ int ot_cmd_export(int argc, char **argv)
         rc = ot_cli_error("%s: %s", in, err.msg);
         goto done;
     }
-    if ((rc = ot_cli_export_batch(g, in, batch_s)) != OT_EXIT_OK)
+    if ((rc = ot_cli_export_batch(g, in, a.count[EXPORT_BATCH] ? &o.batch : NULL)) !=
+        OT_EXIT_OK)
         goto done;
     if (ot_model_export(g, out, NULL, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);

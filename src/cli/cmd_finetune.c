@@ -32,7 +32,7 @@
 #include "train/report.h"
 #include "train/trainer.h"
 
-static const ot_cli_opt finetune_opts[] = {
+static const ot_cli_text_opt finetune_opts[] = {
     { "data", 0, "PATH",
       "training data: an image folder (a folder of JPEG/PNG files per class), CIFAR-10 binary "
       "or IDX (MNIST) files" },
@@ -108,12 +108,12 @@ static const ot_cli_cmd finetune_cmd = {
                "more later ends it at once. --resume FILE continues it; with\n"
                "--deterministic the result is the same bytes as an uninterrupted run.\n"
                "`onnxtrain export FILE OUT.onnx` turns a checkpoint into the plain model.\n",
-    .opts = finetune_opts,
+    .text_opts = finetune_opts,
     .n_pos_min = 1,
     .n_pos_max = 1,
 };
 
-static const ot_cli_opt eval_opts[] = {
+static const ot_cli_text_opt eval_opts[] = {
     { "data", 0, "PATH",
       "data: an image folder (a folder of JPEG/PNG files per class), CIFAR-10 binary or IDX "
       "(MNIST) files" },
@@ -141,7 +141,7 @@ static const ot_cli_cmd eval_cmd = {
                "onnxtrain.mean, onnxtrain.std, written by finetune), else resized to the\n"
                "model's input size (224 when dynamic) with ImageNet normalization.\n"
                "JSON keys: top1, top5, loss, n, per_class, confusion.\n",
-    .opts = eval_opts,
+    .text_opts = eval_opts,
     .n_pos_min = 1,
     .n_pos_max = 1,
 };
@@ -514,7 +514,7 @@ static void print_eval_text(FILE *f, const ot_eval_result *r, const ot_dataset *
 }
 
 int ot_cli_inspect_training(ot_graph *g, const char *path, const ot_cli_cmd *cmd,
-                            const ot_cli_args *a, bool json)
+                            const ot_cli_plan *plan, bool json)
 {
     int rc = OT_EXIT_OK;
     char **train_pats = NULL, **freeze_pats = NULL;
@@ -522,32 +522,17 @@ int ot_cli_inspect_training(ot_graph *g, const char *path, const ot_cli_cmd *cmd
     bool built = false;
     ot_err err;
     ot_err_init(&err);
-    ot_freeze_opts fo = { .mode = OT_FREEZE_FEATURE_EXTRACT };
-    ot_train_graph_opts go = { 0 };
-    const char *mode = ot_cli_value(cmd, a, "mode");
-    if (mode && !strcmp(mode, "fine-tune"))
-        fo.mode = OT_FREEZE_FINE_TUNE;
-    else if (mode && !strcmp(mode, "full"))
-        fo.mode = OT_FREEZE_FULL;
-    else if (mode && strcmp(mode, "feature-extract") != 0)
-        return ot_cli_usage_error(cmd, "--mode must be feature-extract, fine-tune or full");
-    const char *bn = ot_cli_value(cmd, a, "bn");
-    if (bn && !strcmp(bn, "train"))
-        go.bn_all_train = true;
-    else if (bn && strcmp(bn, "policy") != 0)
-        return ot_cli_usage_error(cmd, "--bn must be policy or train");
-    int64_t classes = 0;
-    int crc = ot_cli_int_opt(cmd, a, "classes", 1, 1 << 20, &classes);
-    if (crc != OT_EXIT_OK)
-        return crc;
+    ot_freeze_opts fo = { .mode = (ot_freeze_mode)plan->mode };
+    ot_train_graph_opts go = { .bn_all_train = plan->bn_train != 0 };
+    int64_t classes = plan->classes;
     int n_train = 0, n_freeze = 0;
-    train_pats = split_list(ot_cli_value(cmd, a, "train"), &n_train);
-    freeze_pats = split_list(ot_cli_value(cmd, a, "freeze"), &n_freeze);
+    train_pats = split_list(plan->train, &n_train);
+    freeze_pats = split_list(plan->freeze, &n_freeze);
     fo.train = train_pats ? (const char *const *)train_pats + 1 : NULL;
     fo.n_train = n_train;
     fo.freeze = freeze_pats ? (const char *const *)freeze_pats + 1 : NULL;
     fo.n_freeze = n_freeze;
-    fo.until = ot_cli_value(cmd, a, "freeze-until");
+    fo.until = plan->freeze_until;
     ot_head head;
     ot_freeze_report fr;
     if (ot_pass_find_head(g, &head, &err) != OT_OK) {
@@ -862,12 +847,10 @@ int ot_cmd_finetune(int argc, char **argv)
         goto out;
     }
     o.keep_best = keep && !strcmp(keep, "best");
-    {
-        int64_t b;
-        if (V("batch") && !ot_cli_parse_batch(V("batch"), &b)) {
-            rc = ot_cli_usage_error(cmd, "--batch must be a positive integer or 'dynamic'");
-            goto out;
-        }
+    int64_t export_batch = 0;
+    if (V("batch") && !ot_cli_parse_batch(V("batch"), &export_batch)) {
+        rc = ot_cli_usage_error(cmd, "--batch must be a positive integer or 'dynamic'");
+        goto out;
     }
     if ((rc = int_opt(cmd, &a, "patience", 1, 1000000, &o.patience)) != OT_EXIT_OK)
         goto out;
@@ -1198,7 +1181,8 @@ int ot_cmd_finetune(int argc, char **argv)
                 ev.loss, (long long)ev.n);
     }
     {
-        if ((rc = ot_cli_export_batch(g, model, V("batch"))) != OT_EXIT_OK)
+        if ((rc = ot_cli_export_batch(g, model, V("batch") ? &export_batch : NULL)) !=
+            OT_EXIT_OK)
             goto out;
         ot_status st = fit_input_size(g, size, &err);
         if (st == OT_OK)

@@ -19,19 +19,50 @@
 #include "graph/graph.h"
 #include "passes/head.h"
 
-static const ot_cli_opt inspect_opts[] = {
-    { "json", 0, NULL, "print one JSON object instead of text" },
-    { "nodes", 0, NULL, "list every node: index, name, op, inputs, output shapes" },
-    { "max-tensor-size", 0, "BYTES",
-      "refuse larger tensors (suffix K, M, G; default 16G)" },
-    { "training", 0, NULL, "show the training plan finetune would use (with the options below)" },
-    { "mode", 0, "MODE", "--training: feature-extract (default), fine-tune or full" },
-    { "train", 0, "PAT,...", "--training: also train matching parameters or nodes" },
-    { "freeze", 0, "PAT,...", "--training: freeze matching parameters or nodes" },
-    { "freeze-until", 0, "NAME", "--training: freeze NAME and everything upstream" },
-    { "classes", 0, "N", "--training: with a new head of N classes" },
-    { "bn", 0, "policy|train", "--training: BatchNorm policy" },
-    { NULL, 0, NULL, NULL },
+typedef struct inspect_args {
+    bool json, nodes, training;
+    uint64_t max_tensor_bytes;
+    ot_cli_plan plan;
+} inspect_args;
+
+enum {
+    INSPECT_JSON,
+    INSPECT_NODES,
+    INSPECT_MAX_TENSOR_SIZE,
+    INSPECT_TRAINING,
+    INSPECT_MODE,
+    INSPECT_TRAIN,
+    INSPECT_FREEZE,
+    INSPECT_FREEZE_UNTIL,
+    INSPECT_CLASSES,
+    INSPECT_BN,
+    INSPECT_N_OPTS
+};
+
+static const ot_cli_opt inspect_opts[INSPECT_N_OPTS + 1] = {
+    [INSPECT_JSON] = OT_CLI_FLAG_OPT(inspect_args, json, "json", 0,
+                                     "print one JSON object instead of text"),
+    [INSPECT_NODES] = OT_CLI_FLAG_OPT(inspect_args, nodes, "nodes", 0,
+                                      "list every node: index, name, op, inputs, output shapes"),
+    [INSPECT_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(inspect_args, max_tensor_bytes),
+    [INSPECT_TRAINING] =
+        OT_CLI_FLAG_OPT(inspect_args, training, "training", 0,
+                        "show the training plan finetune would use (with the options below)"),
+    [INSPECT_MODE] = OT_CLI_ENUM_OPT(inspect_args, plan.mode, "mode", 0, "MODE",
+                                     ot_cli_mode_choices,
+                                     "--training: feature-extract (default), fine-tune or full"),
+    [INSPECT_TRAIN] = OT_CLI_STRING_OPT(inspect_args, plan.train, "train", 0, "PAT,...",
+                                        "--training: also train matching parameters or nodes"),
+    [INSPECT_FREEZE] = OT_CLI_STRING_OPT(inspect_args, plan.freeze, "freeze", 0, "PAT,...",
+                                         "--training: freeze matching parameters or nodes"),
+    [INSPECT_FREEZE_UNTIL] =
+        OT_CLI_STRING_OPT(inspect_args, plan.freeze_until, "freeze-until", 0, "NAME",
+                          "--training: freeze NAME and everything upstream"),
+    [INSPECT_CLASSES] = OT_CLI_INT_OPT(inspect_args, plan.classes, "classes", 0, "N", 1,
+                                       OT_CLI_CLASSES_MAX,
+                                       "--training: with a new head of N classes"),
+    [INSPECT_BN] = OT_CLI_ENUM_OPT(inspect_args, plan.bn_train, "bn", 0, "policy|train",
+                                   ot_cli_bn_choices, "--training: BatchNorm policy"),
 };
 
 static const ot_cli_cmd inspect_cmd = {
@@ -569,7 +600,8 @@ int ot_cmd_inspect(int argc, char **argv)
     ot_graph *g = NULL;
     summary s;
     memset(&s, 0, sizeof s);
-    int rc = ot_cli_parse(&inspect_cmd, argc, argv, &args);
+    inspect_args o = { 0 };
+    int rc = ot_cli_parse_into(&inspect_cmd, argc, argv, &args, &o);
     if (rc != OT_EXIT_OK)
         return rc;
     if (args.help) {
@@ -579,9 +611,7 @@ int ot_cmd_inspect(int argc, char **argv)
 
     ot_import_opts opts = { 0 };
     opts.skip_external_data = 1; /* shapes are enough */
-    rc = ot_cli_import_opts(&inspect_cmd, &args, &opts);
-    if (rc != OT_EXIT_OK)
-        goto done;
+    opts.max_tensor_bytes = o.max_tensor_bytes;
 
     const char *path = args.pos[0];
     ot_err err;
@@ -595,17 +625,16 @@ int ot_cmd_inspect(int argc, char **argv)
     rc = summarize(g, &s);
     if (rc != OT_EXIT_OK)
         goto done;
-    if (ot_cli_count(&inspect_cmd, &args, "training")) {
-        bool json = ot_cli_count(&inspect_cmd, &args, "json") > 0;
-        if (!json)
-            print_text(g, path, &s, ot_cli_count(&inspect_cmd, &args, "nodes") > 0);
-        rc = ot_cli_inspect_training(g, path, &inspect_cmd, &args, json);
+    if (o.training) {
+        if (!o.json)
+            print_text(g, path, &s, o.nodes);
+        rc = ot_cli_inspect_training(g, path, &inspect_cmd, &o.plan, o.json);
         goto done;
     }
-    if (ot_cli_count(&inspect_cmd, &args, "json"))
-        print_json(g, path, &s, ot_cli_count(&inspect_cmd, &args, "nodes") > 0);
+    if (o.json)
+        print_json(g, path, &s, o.nodes);
     else
-        print_text(g, path, &s, ot_cli_count(&inspect_cmd, &args, "nodes") > 0);
+        print_text(g, path, &s, o.nodes);
 
 done:
     summary_fini(&s);

@@ -40,12 +40,22 @@
 /* Largest image file read (a 16384 x 16384 16-bit PPM is 1.5 GiB). */
 #define MAX_IMAGE_FILE_BYTES ((size_t)2 << 30)
 
-static const ot_cli_opt predict_opts[] = {
-    { "top", 'k', "K", "show the K most likely classes of each image (default 5)" },
-    { "json", 0, NULL, "print one JSON object" },
-    { "threads", 0, "N", "threads (default OMP_NUM_THREADS, else all cores)" },
-    { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
-    { NULL, 0, NULL, NULL },
+typedef struct predict_args {
+    int top, threads;
+    bool json;
+    uint64_t max_tensor_bytes;
+} predict_args;
+
+enum { PREDICT_TOP, PREDICT_JSON, PREDICT_THREADS, PREDICT_MAX_TENSOR_SIZE, PREDICT_N_OPTS };
+
+static const ot_cli_opt predict_opts[PREDICT_N_OPTS + 1] = {
+    [PREDICT_TOP] = OT_CLI_INT_OPT(predict_args, top, "top", 'k', "K", 1, INT_MAX,
+                                   "show the K most likely classes of each image (default 5)"),
+    [PREDICT_JSON] = OT_CLI_FLAG_OPT(predict_args, json, "json", 0, "print one JSON object"),
+    [PREDICT_THREADS] = OT_CLI_INT_OPT(predict_args, threads, "threads", 0, "N", 1,
+                                       OT_CLI_THREADS_MAX,
+                                       "threads (default OMP_NUM_THREADS, else all cores)"),
+    [PREDICT_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(predict_args, max_tensor_bytes),
 };
 
 static const ot_cli_cmd predict_cmd = {
@@ -304,7 +314,8 @@ static void rank_classes(const float *prob, int64_t K, ranked *order)
 int ot_cmd_predict(int argc, char **argv)
 {
     ot_cli_args a;
-    int rc = ot_cli_parse(&predict_cmd, argc, argv, &a);
+    predict_args o = { .top = 5 };
+    int rc = ot_cli_parse_into(&predict_cmd, argc, argv, &a, &o);
     if (rc != OT_EXIT_OK)
         return rc;
     const ot_cli_cmd *cmd = &predict_cmd;
@@ -321,15 +332,8 @@ int ot_cmd_predict(int argc, char **argv)
         ot_cli_print_usage(cmd, stdout);
         goto out;
     }
-    int64_t top64 = 5;
-    int threads = 0;
-    if ((rc = ot_cli_int_opt(cmd, &a, "top", 1, INT_MAX, &top64)) != OT_EXIT_OK ||
-        (rc = ot_cli_threads_opt(cmd, &a, &threads)) != OT_EXIT_OK)
-        goto out;
-    int top = (int)top64;
-    ot_import_opts io = { 0 };
-    if ((rc = ot_cli_import_opts(cmd, &a, &io)) != OT_EXIT_OK)
-        goto out;
+    int top = o.top, threads = o.threads;
+    ot_import_opts io = { .max_tensor_bytes = o.max_tensor_bytes };
     const char *path = a.pos[0];
     const char *const *images = a.pos + 1;
     int n_images = a.n_pos - 1;
@@ -465,7 +469,7 @@ int ot_cmd_predict(int argc, char **argv)
         rc = ot_cli_error("out of memory");
         goto out;
     }
-    bool json = ot_cli_count(cmd, &a, "json") > 0;
+    bool json = o.json;
     if (json) {
         printf("{\"model\": ");
         ot_cli_json_str(stdout, path);

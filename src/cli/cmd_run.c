@@ -29,18 +29,48 @@
 
 #define N_FIRST 8
 
-static const ot_cli_opt run_opts[] = {
-    { "input", 0, "[NAME=]FILE.pb",
-      "an input tensor file; repeat for several (bare files bind by tensor name or position)" },
-    { "output-dir", 'o', "DIR", "write output_0.pb, output_1.pb, ... to DIR (created)" },
-    { "json", 0, NULL, "print output statistics as one JSON object" },
-    { "random", 0, NULL, "feed seeded random data to the inputs not given with --input" },
-    { "batch", 0, "N", "dim 0 of dynamic-batch inputs made by --random (default 1)" },
-    { "seed", 0, "S", "seed of --random (default 0)" },
-    { "threads", 0, "N", "CPU threads, 1 to 4096 (default OMP_NUM_THREADS, else all cores)" },
-    { "profile", 0, NULL, "print the time per node type and per node (stderr)" },
-    { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
-    { NULL, 0, NULL, NULL },
+typedef struct run_args {
+    ot_cli_list input;
+    const char *output_dir;
+    bool json, random, profile;
+    int64_t batch;
+    uint64_t seed, max_tensor_bytes;
+    int threads;
+} run_args;
+
+enum {
+    RUN_INPUT,
+    RUN_OUTPUT_DIR,
+    RUN_JSON,
+    RUN_RANDOM,
+    RUN_BATCH,
+    RUN_SEED,
+    RUN_THREADS,
+    RUN_PROFILE,
+    RUN_MAX_TENSOR_SIZE,
+    RUN_N_OPTS
+};
+
+static const ot_cli_opt run_opts[RUN_N_OPTS + 1] = {
+    [RUN_INPUT] = OT_CLI_LIST_OPT(run_args, input, "input", 0, "[NAME=]FILE.pb",
+                                  "an input tensor file; repeat for several (bare files bind by "
+                                  "tensor name or position)"),
+    [RUN_OUTPUT_DIR] = OT_CLI_PATH_OPT(run_args, output_dir, "output-dir", 'o', "DIR",
+                                       "write output_0.pb, output_1.pb, ... to DIR (created)"),
+    [RUN_JSON] = OT_CLI_FLAG_OPT(run_args, json, "json", 0,
+                                 "print output statistics as one JSON object"),
+    [RUN_RANDOM] = OT_CLI_FLAG_OPT(run_args, random, "random", 0,
+                                   "feed seeded random data to the inputs not given with --input"),
+    [RUN_BATCH] = OT_CLI_INT_OPT(run_args, batch, "batch", 0, "N", 1, INT32_MAX,
+                                 "dim 0 of dynamic-batch inputs made by --random (default 1)"),
+    [RUN_SEED] = OT_CLI_INT_OPT(run_args, seed, "seed", 0, "S", 0, OT_CLI_SEED_MAX,
+                                "seed of --random (default 0)"),
+    [RUN_THREADS] = OT_CLI_INT_OPT(run_args, threads, "threads", 0, "N", 1, OT_CLI_THREADS_MAX,
+                                   "CPU threads, 1 to 4096 (default OMP_NUM_THREADS, else all "
+                                   "cores)"),
+    [RUN_PROFILE] = OT_CLI_FLAG_OPT(run_args, profile, "profile", 0,
+                                    "print the time per node type and per node (stderr)"),
+    [RUN_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(run_args, max_tensor_bytes),
 };
 
 static const ot_cli_cmd run_cmd = {
@@ -249,10 +279,10 @@ int ot_cmd_run(int argc, char **argv)
     ot_feed feed = { 0 };
     ot_exec_input *inputs = NULL;
     ot_tensor *run_in = NULL;
-    const char **files = NULL;
     ot_err err;
     ot_err_init(&err);
-    int rc = ot_cli_parse(&run_cmd, argc, argv, &args);
+    run_args o = { .batch = 1 };
+    int rc = ot_cli_parse_into(&run_cmd, argc, argv, &args, &o);
     if (rc != OT_EXIT_OK)
         return rc;
     if (args.help) {
@@ -260,32 +290,15 @@ int ot_cmd_run(int argc, char **argv)
         goto done;
     }
 
-    ot_import_opts iopts = { 0 };
-    rc = ot_cli_import_opts(&run_cmd, &args, &iopts);
-    if (rc != OT_EXIT_OK)
-        goto done;
-    bool json = ot_cli_count(&run_cmd, &args, "json") > 0;
-    bool random = ot_cli_count(&run_cmd, &args, "random") > 0;
-    const char *out_dir = ot_cli_value(&run_cmd, &args, "output-dir");
-    int64_t batch = 1;
-    uint64_t seed = 0;
-    int threads = 0;
-    if ((rc = ot_cli_int_opt(&run_cmd, &args, "batch", 1, INT32_MAX, &batch)) != OT_EXIT_OK ||
-        (rc = ot_cli_seed_opt(&run_cmd, &args, &seed)) != OT_EXIT_OK ||
-        (rc = ot_cli_threads_opt(&run_cmd, &args, &threads)) != OT_EXIT_OK)
-        goto done;
-    if (ot_cli_value(&run_cmd, &args, "batch") && !random)
+    ot_import_opts iopts = { .max_tensor_bytes = o.max_tensor_bytes };
+    if (args.count[RUN_BATCH] && !o.random)
         ot_log(OT_LOG_WARN, "--batch is ignored without --random");
-    if (ot_cli_value(&run_cmd, &args, "seed") && !random)
+    if (args.count[RUN_SEED] && !o.random)
         ot_log(OT_LOG_WARN, "--seed is ignored without --random");
 
-    files = malloc(sizeof *files * (size_t)(argc > 0 ? argc : 1));
-    if (!files) {
-        rc = ot_cli_error("out of memory");
-        goto done;
-    }
-    int n_files = ot_feed_collect_option(&run_cmd, "input", argc, argv, files);
-    if (n_files == 0 && !random) {
+    const char *const *files = o.input.v;
+    int n_files = o.input.n;
+    if (n_files == 0 && !o.random) {
         rc = ot_cli_usage_error(&run_cmd, "no input given (use --input FILE.pb or --random)");
         goto done;
     }
@@ -306,7 +319,7 @@ int ot_cmd_run(int argc, char **argv)
             goto done;
         }
     }
-    if (random && ot_feed_random(&feed, g, batch, (uint64_t)seed, &err) != OT_OK) {
+    if (o.random && ot_feed_random(&feed, g, o.batch, o.seed, &err) != OT_OK) {
         rc = ot_cli_error("%s: %s", model, err.msg);
         goto done;
     }
@@ -327,22 +340,21 @@ int ot_cmd_run(int argc, char **argv)
     ot_feed_exec_inputs(&feed, g, inputs);
     for (int k = 0; k < feed.n; k++)
         run_in[k] = feed.tensors[k];
-    ot_exec_opts xopts = { .threads = (int)threads,
-                           .profile = ot_cli_count(&run_cmd, &args, "profile") > 0 };
+    ot_exec_opts xopts = { .threads = o.threads, .profile = o.profile };
     if (ot_exec_compile(g, inputs, feed.n, &xopts, &x, &err) != OT_OK ||
         ot_exec_run(x, run_in, feed.n, &err) != OT_OK) {
         rc = ot_cli_error("%s: %s", model, err.msg);
         goto done;
     }
 
-    if (out_dir) {
-        rc = write_outputs(x, out_dir, files, n_files, json);
+    if (o.output_dir) {
+        rc = write_outputs(x, o.output_dir, files, n_files, o.json);
         if (rc != OT_EXIT_OK)
             goto done;
     }
-    if (json)
+    if (o.json)
         print_json(x);
-    else if (!out_dir)
+    else if (!o.output_dir)
         print_text(x);
     if (xopts.profile) {
         const struct ot_exec *xs[1] = { x };
@@ -356,7 +368,6 @@ done:
     ot_graph_free(g);
     free(inputs);
     free(run_in);
-    free(files);
     ot_cli_args_fini(&args);
     return rc;
 }

@@ -33,12 +33,23 @@
 #include "cli/feed.h"
 #include "onnx/onnx.h"
 
-static const ot_cli_opt td_opts[] = {
-    { "rtol", 0, "R", "relative tolerance (default 1e-3)" },
-    { "atol", 0, "A", "absolute tolerance (default 1e-5)" },
-    { "json", 0, NULL, "print the results as one JSON object" },
-    { "threads", 0, "N", "CPU threads, 1 to 4096 (default OMP_NUM_THREADS, else all cores)" },
-    { NULL, 0, NULL, NULL },
+typedef struct td_args {
+    double rtol, atol;
+    bool json;
+    int threads;
+} td_args;
+
+enum { TD_RTOL, TD_ATOL, TD_JSON, TD_THREADS, TD_N_OPTS };
+
+static const ot_cli_opt td_opts[TD_N_OPTS + 1] = {
+    [TD_RTOL] = OT_CLI_REAL_OPT(td_args, rtol, "rtol", 0, "R", 0, 1e30,
+                                "relative tolerance (default 1e-3)"),
+    [TD_ATOL] = OT_CLI_REAL_OPT(td_args, atol, "atol", 0, "A", 0, 1e30,
+                                "absolute tolerance (default 1e-5)"),
+    [TD_JSON] = OT_CLI_FLAG_OPT(td_args, json, "json", 0, "print the results as one JSON object"),
+    [TD_THREADS] = OT_CLI_INT_OPT(td_args, threads, "threads", 0, "N", 1, OT_CLI_THREADS_MAX,
+                                  "CPU threads, 1 to 4096 (default OMP_NUM_THREADS, else all "
+                                  "cores)"),
 };
 
 static const ot_cli_cmd td_cmd = {
@@ -582,19 +593,19 @@ static void print_json_result(const char *dir, const result *res, bool first)
 int ot_cmd_test_data(int argc, char **argv)
 {
     ot_cli_args args;
-    runner r = { .rtol = 1e-3, .atol = 1e-5 };
-    int rc = ot_cli_parse(&td_cmd, argc, argv, &args);
+    runner r = { 0 };
+    td_args o = { .rtol = 1e-3, .atol = 1e-5 };
+    int rc = ot_cli_parse_into(&td_cmd, argc, argv, &args, &o);
     if (rc != OT_EXIT_OK)
         return rc;
     if (args.help) {
         ot_cli_print_usage(&td_cmd, stdout);
         goto done;
     }
-    if ((rc = ot_cli_real_opt(&td_cmd, &args, "rtol", 0, 1e30, &r.rtol)) != OT_EXIT_OK ||
-        (rc = ot_cli_real_opt(&td_cmd, &args, "atol", 0, 1e30, &r.atol)) != OT_EXIT_OK ||
-        (rc = ot_cli_threads_opt(&td_cmd, &args, &r.threads)) != OT_EXIT_OK)
-        goto done;
-    bool json = ot_cli_count(&td_cmd, &args, "json") > 0;
+    r.rtol = o.rtol;
+    r.atol = o.atol;
+    r.threads = o.threads;
+    bool json = o.json;
     r.verbose = !json && ot_log_enabled(OT_LOG_INFO);
 
     int passed = 0, failed = 0;

@@ -25,13 +25,26 @@
 #include "cli/json.h"
 #include "models/models.h"
 
-static const ot_cli_opt zoo_opts[] = {
-    { "classes", 0, "N", "outputs of the head (default 1000)" },
-    { "output", 'o', "FILE", "where to write the model" },
-    { "image-size", 0, "S", "declare a static input side S (default: any size)" },
-    { "seed", 0, "S", "seed of the initialisation (default 0)" },
-    { "json", 0, NULL, "list as one JSON object (builders and manifest entries)" },
-    { NULL, 0, NULL, NULL },
+typedef struct zoo_args {
+    int64_t classes, image_size;
+    uint64_t seed;
+    const char *output;
+    bool json;
+} zoo_args;
+
+enum { ZOO_CLASSES, ZOO_OUTPUT, ZOO_IMAGE_SIZE, ZOO_SEED, ZOO_JSON, ZOO_N_OPTS };
+
+static const ot_cli_opt zoo_opts[ZOO_N_OPTS + 1] = {
+    [ZOO_CLASSES] = OT_CLI_INT_OPT(zoo_args, classes, "classes", 0, "N", 1, OT_CLI_CLASSES_MAX,
+                                   "outputs of the head (default 1000)"),
+    [ZOO_OUTPUT] = OT_CLI_PATH_OPT(zoo_args, output, "output", 'o', "FILE",
+                                   "where to write the model"),
+    [ZOO_IMAGE_SIZE] = OT_CLI_INT_OPT(zoo_args, image_size, "image-size", 0, "S", 2, 8192,
+                                      "declare a static input side S (default: any size)"),
+    [ZOO_SEED] = OT_CLI_INT_OPT(zoo_args, seed, "seed", 0, "S", 0, OT_CLI_SEED_MAX,
+                                "seed of the initialisation (default 0)"),
+    [ZOO_JSON] = OT_CLI_FLAG_OPT(zoo_args, json, "json", 0,
+                                 "list as one JSON object (builders and manifest entries)"),
 };
 
 static const ot_cli_cmd zoo_cmd = {
@@ -278,7 +291,8 @@ static bool is_builder(const char *name)
 int ot_cmd_zoo(int argc, char **argv)
 {
     ot_cli_args a;
-    int rc = ot_cli_parse(&zoo_cmd, argc, argv, &a);
+    zoo_args o = { .classes = 1000 };
+    int rc = ot_cli_parse_into(&zoo_cmd, argc, argv, &a, &o);
     if (rc != OT_EXIT_OK)
         return rc;
     ot_graph *g = NULL;
@@ -290,7 +304,7 @@ int ot_cmd_zoo(int argc, char **argv)
         ot_cli_print_usage(&zoo_cmd, stdout);
         goto out;
     }
-    bool json = ot_cli_count(&zoo_cmd, &a, "json") > 0;
+    bool json = o.json;
     if (a.n_pos == 0) {
         rc = load_manifest(&manifest, manifest_path, sizeof manifest_path, true);
         if (rc != OT_EXIT_OK)
@@ -321,14 +335,9 @@ int ot_cmd_zoo(int argc, char **argv)
             }
         }
     }
-    ot_model_spec spec = { .name = a.pos[0], .classes = 1000 };
-    if ((rc = ot_cli_int_opt(&zoo_cmd, &a, "classes", 1, 1 << 20, &spec.classes)) !=
-            OT_EXIT_OK ||
-        (rc = ot_cli_int_opt(&zoo_cmd, &a, "image-size", 2, 8192, &spec.image_size)) !=
-            OT_EXIT_OK ||
-        (rc = ot_cli_seed_opt(&zoo_cmd, &a, &spec.seed)) != OT_EXIT_OK)
-        goto out;
-    const char *path = ot_cli_value(&zoo_cmd, &a, "output");
+    ot_model_spec spec = { .name = a.pos[0], .classes = o.classes, .image_size = o.image_size,
+                           .seed = o.seed };
+    const char *path = o.output;
     if (!path) {
         rc = ot_cli_usage_error(&zoo_cmd, "missing -o FILE");
         goto out;

@@ -77,10 +77,4 @@ void ot_feed_index_str(const ot_tensor *t, int64_t flat, char *buf, size_t size)
 /* Creates a folder and its missing parents (mkdir -p). Errors: OT_ERR_IO. */
 ot_status ot_feed_mkdirs(const char *path, ot_err *err);
 
-/* Collects every value of a repeatable long option (`--name V`, `--name=V`)
-   from the words given to `cmd`, skipping the values of its other options and
-   stopping at `--`. Returns the count; `out` has room for argc entries. */
-int ot_feed_collect_option(const ot_cli_cmd *cmd, const char *name, int argc, char **argv,
-                           const char **out);
-
 #endif

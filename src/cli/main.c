@@ -9,6 +9,8 @@
  * default, -v adds info and -vv debug.
  */
 #include <errno.h>
+#include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -18,6 +20,7 @@
 
 #include "cli/cli.h"
 #include "core/file.h"
+#include "passes/freeze.h"
 
 /* ------------------------------------------------------------ commands */
 
@@ -272,8 +275,31 @@ static int main_usage_error(const char *fmt, ...)
 
 /* -------------------------------------------------------------- parsing */
 
+/* A table of text rows seen as typed rows: *view is cmd with opts = rows
+   (room for OT_CLI_MAX_OPTS + 1). Returns the command to read. */
+static const ot_cli_cmd *typed_view(const ot_cli_cmd *cmd, ot_cli_cmd *view, ot_cli_opt *rows)
+{
+    if (!cmd->text_opts)
+        return cmd;
+    *view = *cmd;
+    int i = 0;
+    for (; cmd->text_opts[i].name; i++) {
+        OT_ASSERT(i < OT_CLI_MAX_OPTS);
+        const ot_cli_text_opt *t = &cmd->text_opts[i];
+        rows[i] = (ot_cli_opt){ .name = t->name, .short_name = t->short_name, .arg = t->arg,
+                                .help = t->help };
+    }
+    rows[i] = (ot_cli_opt){ .name = NULL };
+    view->opts = rows;
+    view->text_opts = NULL;
+    return view;
+}
+
 int ot_cli_opt_index(const ot_cli_cmd *cmd, const char *name)
 {
+    ot_cli_cmd view;
+    ot_cli_opt rows[OT_CLI_MAX_OPTS + 1];
+    cmd = typed_view(cmd, &view, rows);
     for (int i = 0; cmd->opts && cmd->opts[i].name && i < OT_CLI_MAX_OPTS; i++)
         if (strcmp(cmd->opts[i].name, name) == 0)
             return i;
@@ -290,22 +316,6 @@ const char *ot_cli_value(const ot_cli_cmd *cmd, const ot_cli_args *args, const c
 {
     int i = ot_cli_opt_index(cmd, name);
     return i < 0 ? NULL : args->value[i];
-}
-
-static int find_long(const ot_cli_cmd *cmd, const char *name, size_t len)
-{
-    for (int i = 0; cmd->opts && cmd->opts[i].name && i < OT_CLI_MAX_OPTS; i++)
-        if (strlen(cmd->opts[i].name) == len && strncmp(cmd->opts[i].name, name, len) == 0)
-            return i;
-    return -1;
-}
-
-static int find_short(const ot_cli_cmd *cmd, char c)
-{
-    for (int i = 0; cmd->opts && cmd->opts[i].name && i < OT_CLI_MAX_OPTS; i++)
-        if (cmd->opts[i].short_name == c)
-            return i;
-    return -1;
 }
 
 /* Copies the n-th word (0-based) of a usage argument list ("IN OUT") into buf,
@@ -328,84 +338,322 @@ static void pos_name(const char *args, int n, char *buf, size_t size)
     snprintf(buf, size, "argument");
 }
 
-/* Stores the value of option i, taken from `inline_value` or the next word. */
-static int take_value(const ot_cli_cmd *cmd, int i, const char *shown, const char *inline_value,
-                      int argc, char **argv, int *k, ot_cli_args *args)
+/* Codes getopt_long returns for the long options: row i is LONG_BASE + i,
+   above every char, so that optopt tells a long option from a short one. */
+enum { LONG_BASE = 256, CODE_HELP = LONG_BASE + OT_CLI_MAX_OPTS, CODE_VERBOSE };
+
+static int n_rows(const ot_cli_cmd *cmd)
 {
-    const ot_cli_opt *o = &cmd->opts[i];
-    if (!o->arg) {
-        if (inline_value)
-            return ot_cli_usage_error(cmd, "option '%s' takes no value", shown);
-        args->count[i]++;
-        return OT_EXIT_OK;
+    int n = 0;
+    while (cmd->opts && cmd->opts[n].name) {
+        n++;
+        OT_ASSERT(n <= OT_CLI_MAX_OPTS);
     }
-    if (!inline_value) {
-        if (*k + 1 >= argc)
-            return ot_cli_usage_error(cmd, "option '%s' needs a value (%s)", shown, o->arg);
-        inline_value = argv[++*k];
-    }
-    /* No option means anything by an empty value: an empty path would fail
-       only after the work is done, an empty number is no number. */
-    if (!*inline_value)
-        return ot_cli_usage_error(cmd, "option '%s' needs a non-empty value (%s)", shown, o->arg);
-    args->count[i]++;
-    args->value[i] = inline_value;
-    return OT_EXIT_OK;
+    return n;
 }
 
-int ot_cli_parse(const ot_cli_cmd *cmd, int argc, char **argv, ot_cli_args *args)
+static int find_short(const ot_cli_cmd *cmd, int n, int c)
 {
+    for (int i = 0; i < n; i++)
+        if (cmd->opts[i].short_name == c)
+            return i;
+    return -1;
+}
+
+/* The option word getopt_long just took (argv[optind - 1], or the one before
+   when the value was the next word) has the whole long name: getopt_long also
+   takes unambiguous prefixes, which a later option could make ambiguous. */
+static bool whole_name(char **argv, const char *name)
+{
+    const char *word = (optarg && optarg == argv[optind - 1]) ? argv[optind - 2]
+                                                               : argv[optind - 1];
+    size_t len = strcspn(word + 2, "=");
+    return strlen(name) == len;
+}
+
+/* The word of an unknown long option, without its "=value". */
+static int unknown_long(const ot_cli_cmd *cmd, const char *word)
+{
+    return ot_cli_usage_error(cmd, "unknown option '--%.*s'", (int)strcspn(word + 2, "="),
+                              word + 2);
+}
+
+/* Checks the value of row i and stores it in its field of dest. */
+static int store(const ot_cli_cmd *cmd, int i, const char *s, int list_n,
+                 const char *const *list, void *dest)
+{
+    const ot_cli_opt *o = &cmd->opts[i];
+    if (o->dest == OT_CLI_D_NONE)
+        return OT_EXIT_OK;
+    OT_ASSERT(dest != NULL);
+    char *at = (char *)dest + o->off;
+    switch (o->type) {
+    case OT_CLI_FLAG: {
+        OT_ASSERT(o->dest == OT_CLI_D_BOOL);
+        bool t = true;
+        memcpy(at, &t, sizeof t);
+        return OT_EXIT_OK;
+    }
+    case OT_CLI_INT: {
+        int64_t v;
+        if (!ot_cli_parse_int(s, o->imin, o->imax, &v))
+            return ot_cli_usage_error(cmd, "bad value '%s' for --%s (expected an integer from "
+                                           "%lld to %lld)",
+                                      s, o->name, (long long)o->imin, (long long)o->imax);
+        if (o->dest == OT_CLI_D_INT) {
+            OT_ASSERT(o->imin >= INT_MIN && o->imax <= INT_MAX);
+            int x = (int)v;
+            memcpy(at, &x, sizeof x);
+        } else if (o->dest == OT_CLI_D_U64) {
+            OT_ASSERT(o->imin >= 0);
+            uint64_t x = (uint64_t)v;
+            memcpy(at, &x, sizeof x);
+        } else {
+            OT_ASSERT(o->dest == OT_CLI_D_I64);
+            memcpy(at, &v, sizeof v);
+        }
+        return OT_EXIT_OK;
+    }
+    case OT_CLI_REAL: {
+        double v;
+        if (!ot_cli_parse_real(s, o->rmin, o->rmax, &v))
+            return ot_cli_usage_error(cmd, "bad value '%s' for --%s (expected a decimal number "
+                                           "from %g to %g)",
+                                      s, o->name, o->rmin, o->rmax);
+        if (o->dest == OT_CLI_D_FLOAT) {
+            float x = (float)v;
+            memcpy(at, &x, sizeof x);
+        } else {
+            OT_ASSERT(o->dest == OT_CLI_D_DOUBLE);
+            memcpy(at, &v, sizeof v);
+        }
+        return OT_EXIT_OK;
+    }
+    case OT_CLI_SIZE: {
+        OT_ASSERT(o->dest == OT_CLI_D_U64);
+        uint64_t v;
+        if (!ot_cli_parse_size(s, &v) || v < o->umin || v > o->umax)
+            return ot_cli_usage_error(cmd, "bad value '%s' for --%s (expected bytes from %llu "
+                                           "to %llu, suffix K, M, G or T, e.g. 512M or 4G)",
+                                      s, o->name, (unsigned long long)o->umin,
+                                      (unsigned long long)o->umax);
+        memcpy(at, &v, sizeof v);
+        return OT_EXIT_OK;
+    }
+    case OT_CLI_ENUM: {
+        OT_ASSERT(o->dest == OT_CLI_D_INT && o->choices);
+        const ot_cli_choice *c = o->choices;
+        for (; c->name; c++)
+            if (strcmp(c->name, s) == 0) {
+                memcpy(at, &c->value, sizeof c->value);
+                return OT_EXIT_OK;
+            }
+        /* "a, b or c": the choices that are not aliases */
+        char names[256];
+        size_t len = 0;
+        int n = 0, shown = 0;
+        for (c = o->choices; c->name; c++)
+            n += !c->alias;
+        names[0] = '\0';
+        for (c = o->choices; c->name && len < sizeof names; c++) {
+            if (c->alias)
+                continue;
+            const char *sep = shown == 0 ? "" : shown == n - 1 ? " or " : ", ";
+            len += (size_t)snprintf(names + len, sizeof names - len, "%s%s", sep, c->name);
+            shown++;
+        }
+        return ot_cli_usage_error(cmd, "bad value '%s' for --%s (expected %s)", s, o->name,
+                                  names);
+    }
+    case OT_CLI_PATH:
+    case OT_CLI_STRING:
+        OT_ASSERT(o->dest == OT_CLI_D_STR);
+        memcpy(at, &s, sizeof s);
+        return OT_EXIT_OK;
+    case OT_CLI_LIST: {
+        OT_ASSERT(o->dest == OT_CLI_D_LIST);
+        ot_cli_list l = { list, list_n };
+        memcpy(at, &l, sizeof l);
+        return OT_EXIT_OK;
+    }
+    case OT_CLI_BATCH: {
+        OT_ASSERT(o->dest == OT_CLI_D_I64);
+        int64_t v;
+        if (!ot_cli_parse_batch(s, &v))
+            return ot_cli_usage_error(cmd, "bad value '%s' for --%s (expected a positive integer "
+                                           "or 'dynamic')",
+                                      s, o->name);
+        memcpy(at, &v, sizeof v);
+        return OT_EXIT_OK;
+    }
+    case OT_CLI_TEXT:
+        break;
+    }
+    OT_ASSERT(!"an option row with a field has a type that takes one");
+    return OT_EXIT_USAGE;
+}
+
+int ot_cli_parse_into(const ot_cli_cmd *cmd, int argc, char **argv, ot_cli_args *args,
+                      void *dest)
+{
+    ot_cli_cmd view;
+    ot_cli_opt rows[OT_CLI_MAX_OPTS + 1];
+    cmd = typed_view(cmd, &view, rows);
     memset(args, 0, sizeof *args);
-    args->pos = malloc(sizeof *args->pos * (size_t)(argc > 0 ? argc : 1));
-    if (!args->pos)
-        return ot_cli_error("out of memory");
+    int n = n_rows(cmd);
+    size_t words = (size_t)(argc > 0 ? argc : 1);
+    args->pos = malloc(sizeof *args->pos * words);
+    args->lists = malloc(sizeof *args->lists * words);
+    struct option *longs = malloc(sizeof *longs * (size_t)(n + 3));
+    char *shorts = malloc((size_t)n * 2 + 8);
+    /* the values of list options as given, and their rows */
+    const char **list_val = malloc(sizeof *list_val * words);
+    int *list_row = malloc(sizeof *list_row * words);
+    char **av = malloc(sizeof *av * (words + 2));
     int rc = OT_EXIT_OK;
-    bool options_done = false;
-    for (int k = 0; k < argc && rc == OT_EXIT_OK; k++) {
-        const char *a = argv[k];
-        if (options_done || a[0] != '-' || a[1] == '\0') {
-            args->pos[args->n_pos++] = a; /* "-" alone is a positional (stdin) */
+    if (!args->pos || !args->lists || !longs || !shorts || !list_val || !list_row || !av) {
+        rc = ot_cli_error("out of memory");
+        goto done;
+    }
+
+    /* "-": positionals come back in order as code 1 (no permuting, whatever
+       POSIXLY_CORRECT says); ":": a missing value is reported as ':'. */
+    size_t ns = 0;
+    shorts[ns++] = '-';
+    shorts[ns++] = ':';
+    int nl = 0;
+    for (int i = 0; i < n; i++) {
+        const ot_cli_opt *o = &cmd->opts[i];
+        longs[nl++] = (struct option){ o->name, o->arg ? required_argument : no_argument, NULL,
+                                       LONG_BASE + i };
+        if (o->short_name) {
+            shorts[ns++] = o->short_name;
+            if (o->arg)
+                shorts[ns++] = ':';
+        }
+    }
+    if (find_short(cmd, n, 'h') < 0)
+        shorts[ns++] = 'h';
+    if (find_short(cmd, n, 'v') < 0)
+        shorts[ns++] = 'v';
+    shorts[ns] = '\0';
+    longs[nl++] = (struct option){ "help", no_argument, NULL, CODE_HELP };
+    longs[nl++] = (struct option){ "verbose", no_argument, NULL, CODE_VERBOSE };
+    longs[nl] = (struct option){ NULL, 0, NULL, 0 };
+
+    /* getopt_long counts argv[0] as the program name */
+    char prog[] = "onnxtrain";
+    av[0] = prog;
+    for (int k = 0; k < argc; k++)
+        av[k + 1] = argv[k];
+    av[argc + 1] = NULL;
+    int ac = argc + 1;
+
+    int opterr_was = opterr;
+    opterr = 0;
+    optind = 0; /* a full restart of glibc's scanner */
+    int c, n_lists = 0;
+    while (rc == OT_EXIT_OK && (c = getopt_long(ac, av, shorts, longs, NULL)) != -1) {
+        if (c == 1) {
+            args->pos[args->n_pos++] = optarg;
             continue;
         }
-        if (strcmp(a, "--") == 0) {
-            options_done = true;
+        if (c == '?') {
+            if (optopt >= LONG_BASE)
+                rc = ot_cli_usage_error(cmd, "option '--%s' takes no value",
+                                        optopt >= CODE_HELP
+                                            ? (optopt == CODE_HELP ? "help" : "verbose")
+                                            : cmd->opts[optopt - LONG_BASE].name);
+            else if (optopt == 0)
+                rc = unknown_long(cmd, av[optind - 1]);
+            else
+                rc = ot_cli_usage_error(cmd, "unknown option '-%c'", optopt);
             continue;
         }
-        if (a[1] == '-') { /* --name, --name=value, --name value */
-            const char *name = a + 2;
-            const char *eq = strchr(name, '=');
-            size_t len = eq ? (size_t)(eq - name) : strlen(name);
-            int i = find_long(cmd, name, len);
-            if (i < 0 && !eq && strcmp(name, "help") == 0) {
-                args->help = true;
-            } else if (i < 0 && !eq && strcmp(name, "verbose") == 0) {
-                ot_cli_verbose();
-            } else if (i < 0) {
-                rc = ot_cli_usage_error(cmd, "unknown option '--%.*s'", (int)len, name);
+        if (c == ':') {
+            const ot_cli_opt *o;
+            char shown[80];
+            if (optopt >= LONG_BASE) {
+                o = &cmd->opts[optopt - LONG_BASE];
+                if (strlen(o->name) != strcspn(av[optind - 1] + 2, "=")) {
+                    rc = unknown_long(cmd, av[optind - 1]);
+                    continue;
+                }
+                snprintf(shown, sizeof shown, "--%s", o->name);
             } else {
-                char shown[80];
-                snprintf(shown, sizeof shown, "--%s", cmd->opts[i].name);
-                rc = take_value(cmd, i, shown, eq ? eq + 1 : NULL, argc, argv, &k, args);
+                o = &cmd->opts[find_short(cmd, n, optopt)];
+                snprintf(shown, sizeof shown, "-%c", optopt);
             }
+            rc = ot_cli_usage_error(cmd, "option '%s' needs a value (%s)", shown, o->arg);
             continue;
         }
-        /* a cluster of short options: -vv, -hv, -oFILE */
-        for (const char *c = a + 1; *c && rc == OT_EXIT_OK; c++) {
-            int i = find_short(cmd, *c);
-            if (i < 0 && *c == 'h') {
-                args->help = true;
-            } else if (i < 0 && *c == 'v') {
-                ot_cli_verbose();
-            } else if (i < 0) {
-                rc = ot_cli_usage_error(cmd, "unknown option '-%c'", *c);
-            } else {
-                char shown[8];
-                snprintf(shown, sizeof shown, "-%c", *c);
-                const char *rest = cmd->opts[i].arg && c[1] ? c + 1 : NULL;
-                rc = take_value(cmd, i, shown, rest, argc, argv, &k, args);
-                if (rest)
-                    break;
+        int i;
+        char shown[80];
+        if (c >= LONG_BASE) {
+            const char *name = c == CODE_HELP      ? "help"
+                               : c == CODE_VERBOSE ? "verbose"
+                                                   : cmd->opts[c - LONG_BASE].name;
+            if (!whole_name(av, name)) {
+                rc = unknown_long(cmd, (optarg && optarg == av[optind - 1]) ? av[optind - 2]
+                                                                             : av[optind - 1]);
+                continue;
             }
+            if (c == CODE_HELP) {
+                args->help = true;
+                continue;
+            }
+            if (c == CODE_VERBOSE) {
+                ot_cli_verbose();
+                continue;
+            }
+            i = c - LONG_BASE;
+            snprintf(shown, sizeof shown, "--%s", name);
+        } else {
+            i = find_short(cmd, n, c);
+            if (i < 0 && c == 'h') {
+                args->help = true;
+                continue;
+            }
+            if (i < 0 && c == 'v') {
+                ot_cli_verbose();
+                continue;
+            }
+            OT_ASSERT(i >= 0);
+            snprintf(shown, sizeof shown, "-%c", c);
+        }
+        const ot_cli_opt *o = &cmd->opts[i];
+        /* No option means anything by an empty value: an empty path would
+           fail only after the work is done, an empty number is no number. */
+        if (o->arg && !*optarg) {
+            rc = ot_cli_usage_error(cmd, "option '%s' needs a non-empty value (%s)", shown,
+                                    o->arg);
+            continue;
+        }
+        args->count[i]++;
+        if (o->arg)
+            args->value[i] = optarg;
+        if (o->type == OT_CLI_LIST) {
+            list_val[n_lists] = optarg;
+            list_row[n_lists++] = i;
+        }
+    }
+    for (; rc == OT_EXIT_OK && optind < ac; optind++) /* the words after "--" */
+        args->pos[args->n_pos++] = av[optind];
+    opterr = opterr_was;
+
+    if (rc == OT_EXIT_OK && !args->help) {
+        /* the values, in table order; each list's values side by side in
+           args->lists, in the order given */
+        int filled = 0;
+        for (int i = 0; i < n && rc == OT_EXIT_OK; i++) {
+            if (!args->count[i])
+                continue;
+            const char **list = args->lists + filled;
+            if (cmd->opts[i].type == OT_CLI_LIST)
+                for (int k = 0; k < n_lists; k++)
+                    if (list_row[k] == i)
+                        args->lists[filled++] = list_val[k];
+            rc = store(cmd, i, args->value[i], args->count[i], list, dest);
         }
     }
     if (rc == OT_EXIT_OK && !args->help) {
@@ -417,20 +665,36 @@ int ot_cli_parse(const ot_cli_cmd *cmd, int argc, char **argv, ot_cli_args *args
             rc = ot_cli_usage_error(cmd, "unexpected argument '%s'", args->pos[cmd->n_pos_max]);
         }
     }
+done:
+    free(longs);
+    free(shorts);
+    free(list_val);
+    free(list_row);
+    free(av);
     if (rc != OT_EXIT_OK)
         ot_cli_args_fini(args);
     return rc;
 }
 
+int ot_cli_parse(const ot_cli_cmd *cmd, int argc, char **argv, ot_cli_args *args)
+{
+    return ot_cli_parse_into(cmd, argc, argv, args, NULL);
+}
+
 void ot_cli_args_fini(ot_cli_args *args)
 {
     free(args->pos);
+    free(args->lists);
     args->pos = NULL;
+    args->lists = NULL;
     args->n_pos = 0;
 }
 
 void ot_cli_print_usage(const ot_cli_cmd *cmd, FILE *f)
 {
+    ot_cli_cmd view;
+    ot_cli_opt rows[OT_CLI_MAX_OPTS + 1];
+    cmd = typed_view(cmd, &view, rows);
     fprintf(f, "usage: onnxtrain %s [options] %s\n\n%s\n", cmd->name, cmd->args ? cmd->args : "",
             cmd->summary);
     fprintf(f, "\noptions:\n");
@@ -617,6 +881,19 @@ int ot_cli_import_opts(const ot_cli_cmd *cmd, const ot_cli_args *args, ot_import
     opts->max_tensor_bytes = n;
     return rc;
 }
+
+const ot_cli_choice ot_cli_mode_choices[] = {
+    { "feature-extract", OT_FREEZE_FEATURE_EXTRACT, false },
+    { "fine-tune", OT_FREEZE_FINE_TUNE, false },
+    { "full", OT_FREEZE_FULL, false },
+    { NULL, 0, false },
+};
+
+const ot_cli_choice ot_cli_bn_choices[] = {
+    { "policy", 0, false },
+    { "train", 1, false },
+    { NULL, 0, false },
+};
 
 /* ----------------------------------------------------------------- main */
 
