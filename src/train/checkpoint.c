@@ -1,7 +1,9 @@
 /*
  * checkpoint.c: training checkpoints as ONNX files (see checkpoint.h and
  * docs/checkpoint.md): save onto a clone of the model graph, load and parse
- * the metadata, compare fingerprints, restore tensors, strip for export.
+ * the metadata, compare fingerprints, restore tensors, strip for export;
+ * at the end, the trainer's glue (ot_train_ckpt_*): fingerprints of a run,
+ * save, resume and the --keep best copies.
  *
  * Numbers in the metadata are decimal; doubles are written with 17
  * significant digits, which read back as the same double, so a resumed run
@@ -19,7 +21,9 @@
 
 #include "core/file.h"
 #include "checkpoint.h"
+#include "exec/exec.h"
 #include "onnx/onnx.h"
+#include "train/trainer.h"
 
 uint64_t ot_train_hash(uint64_t h, const void *data, size_t n)
 {
@@ -875,4 +879,400 @@ ot_status ot_train_checkpoint_strip(ot_graph *g, ot_err *err)
             g->metadata[k++] = g->metadata[i];
     g->n_metadata = k;
     return OT_OK;
+}
+
+/* ---- the trainer's checkpoint glue ------------------------------------ */
+
+void ot_train_ckpt_sync(ot_train_ckpt_run *r)
+{
+    const ot_train_graph *tg = r->tg;
+    for (int kind = 0; kind < 2; kind++) {
+        int n = kind ? tg->n_stats : tg->n_params;
+        const int32_t *ids = kind ? tg->stats : tg->params;
+        for (int i = 0; i < n; i++) {
+            ot_value *v = &r->model->values[ids[i]];
+            const void *s = ot_exec_state(r->step, ids[i]);
+            if (s && v->data.data) {
+                memcpy(v->data.data, s, v->data.bytes);
+                v->flags |= OT_VAL_DIRTY;
+            }
+        }
+    }
+}
+
+/* The options that change a run, as "key=value" lines (checkpoint.h). */
+static char *options_text(const ot_train_ckpt_run *r, uint64_t train_hash, const char *val,
+                          bool cache_bf16)
+{
+    const ot_train_opts *o = r->o;
+    const ot_optim_opts *op = &o->optim;
+    static const char *const kinds[] = { "sgd", "adam", "adamw" };
+    static const char *const scheds[] = { "constant", "step", "cosine" };
+    uint64_t h = OT_HASH_INIT;
+    for (int p = 0; p < r->tg->n_params; p++) {
+        const ot_value *v = &r->model->values[r->tg->params[p]];
+        h = ot_train_hash(h, v->name, strlen(v->name) + 1);
+        h = ot_train_hash(h, &v->data.bytes, sizeof v->data.bytes);
+    }
+    const ot_data_transform *t = &o->transform;
+    size_t extra = o->run_options ? strlen(o->run_options) : 0;
+    size_t n = 2048 + extra;
+    char *s = ot_malloc(n);
+    if (!s)
+        return NULL;
+    int len = snprintf(
+        s, n,
+        "batch-size=%d\nlr=%.17g\nhead-lr=%.17g\noptimizer=%s\nweight-decay=%.17g\n"
+        "momentum=%.17g\ndampening=%.17g\nnesterov=%d\nbetas=%.17g,%.17g\neps=%.17g\n"
+        "lr-schedule=%s\nlr-step=%lld\nlr-gamma=%.17g\ncosine-epochs=%lld\ncosine-per-step=%d\n"
+        "warmup=%lld\n"
+        "clip-grad=%.17g\nlabel-smoothing=%.9g\nbn=%s\nimage-size=%d\nmean=%.9g,%.9g,%.9g\n"
+        "std=%.9g,%.9g,%.9g\nto-rgb=%d\nseed=%llu\ntrained=%d tensors, %016" PRIx64 "\n"
+        "augment=%d\ntrain-set=%lld images, %016" PRIx64 "\nvalidation=%s\nkeep=%s\n"
+        "patience=%d\n%s",
+        o->batch_size, o->lr, o->head_lr > 0 ? o->head_lr : o->lr,
+        (unsigned)op->kind < 3 ? kinds[op->kind] : "?", op->weight_decay, op->momentum,
+        op->dampening, op->nesterov, op->beta1, op->beta2, op->eps,
+        (unsigned)o->schedule.kind < 3 ? scheds[o->schedule.kind] : "?",
+        (long long)o->schedule.step_size, o->schedule.gamma, (long long)o->schedule.t_max,
+        o->schedule.per_step, (long long)o->schedule.warmup_steps, o->clip_grad,
+        (double)o->graph.label_smoothing, o->graph.bn_all_train ? "train" : "policy", t->size,
+        (double)t->mean[0], (double)t->mean[1], (double)t->mean[2], (double)t->std[0],
+        (double)t->std[1], (double)t->std[2], t->to_rgb, (unsigned long long)o->seed,
+        r->tg->n_params, h, o->augment, (long long)r->ck.n_images, train_hash, val,
+        o->keep_best ? "best" : "last", o->patience,
+        /* bfloat16 records change what the steps see; f32 ones do not */
+        cache_bf16 ? "cache-dtype=bf16\n" : "");
+    if (len < 0 || (size_t)len >= n - extra - 1) {
+        ot_free(s);
+        return NULL;
+    }
+    if (extra) { /* the caller's options first: a mismatch names them first */
+        memmove(s + extra, s, (size_t)len + 1);
+        memcpy(s, o->run_options, extra);
+    }
+    return s;
+}
+
+/* Trained parameter names, one per line, in the optimizer's order. */
+static char *params_text(const ot_graph *model, const ot_train_graph *tg)
+{
+    size_t n = 1;
+    for (int p = 0; p < tg->n_params; p++)
+        n += strlen(model->values[tg->params[p]].name) + 1;
+    char *s = ot_malloc(n), *at = s;
+    if (!s)
+        return NULL;
+    for (int p = 0; p < tg->n_params; p++) {
+        const char *name = model->values[tg->params[p]].name;
+        size_t l = strlen(name);
+        memcpy(at, name, l);
+        at += l;
+        *at++ = '\n';
+    }
+    *at = '\0';
+    return s;
+}
+
+/* The first non-finite float state tensor (trained parameter or BN
+   statistic), or NULL. */
+static const char *non_finite_state(const ot_train_ckpt_run *r)
+{
+    const ot_train_graph *tg = r->tg;
+    for (int kind = 0; kind < 2; kind++) {
+        int n = kind ? tg->n_stats : tg->n_params;
+        const int32_t *ids = kind ? tg->stats : tg->params;
+        for (int i = 0; i < n; i++) {
+            const ot_value *v = &r->model->values[ids[i]];
+            const float *x = ot_exec_state(r->step, ids[i]);
+            if (!x || v->dtype != OT_DTYPE_FLOAT)
+                continue;
+            size_t numel = v->data.bytes / sizeof(float);
+            for (size_t j = 0; j < numel; j++)
+                if (!isfinite(x[j]))
+                    return v->name;
+        }
+    }
+    return NULL;
+}
+
+ot_status ot_train_ckpt_check_finite(const ot_train_ckpt_run *r, ot_err *err)
+{
+    const char *bad = non_finite_state(r);
+    if (bad)
+        return ot_err_set(err, OT_ERR_ARG,
+                          "after step %lld the trained tensor '%s' holds NaN or infinite values "
+                          "(is the learning rate too high?)",
+                          (long long)r->ck.step, bad);
+    return OT_OK;
+}
+
+ot_status ot_train_ckpt_save(ot_train_ckpt_run *r, ot_err *err)
+{
+    if (!r->o->checkpoint || r->saved_step == r->ck.step)
+        return OT_OK;
+    ot_status st = ot_train_ckpt_check_finite(r, err);
+    if (st != OT_OK)
+        return st;
+    ot_train_ckpt_sync(r);
+    const ot_train_graph *tg = r->tg;
+    size_t n_best = 0;
+    if (r->best) { /* --keep best: the best epoch's tensors, to resume with */
+        n_best = (size_t)(tg->n_params + tg->n_stats);
+        if (!r->best_state && !(r->best_state = ot_calloc(n_best, sizeof *r->best_state)))
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < n_best; i++) {
+            int32_t id = (int)i < tg->n_params ? tg->params[i] : tg->stats[(int)i - tg->n_params];
+            const ot_value *v = &r->model->values[id];
+            ot_optim_state *b = &r->best_state[i];
+            snprintf(b->name, sizeof b->name, "%zu", i);
+            b->dtype = v->dtype;
+            b->numel = v->data.bytes / ot_dtype_size(v->dtype);
+            b->data = r->best[i];
+        }
+    }
+    /* The checkpoint is auxiliary: a file that cannot be written (a full
+       disk) costs the checkpoint, not the run. Training goes on, the next
+       checkpoint tries again, and the result reports the last failure. */
+    bool was_ok = r->save_err.code == OT_OK;
+    st = ot_train_checkpoint_save(r->model, r->opt, r->best_state, n_best, &r->ck,
+                                  r->o->checkpoint_prepare, r->o->checkpoint_user,
+                                  r->o->checkpoint, &r->save_err);
+    if (st == OT_OK) {
+        r->saved_step = r->ck.step;
+        ot_err_init(&r->save_err);
+        return OT_OK;
+    }
+    if (st != OT_ERR_IO) {
+        *err = r->save_err;
+        return st;
+    }
+    if (was_ok) /* once per run of failures */
+        ot_log(OT_LOG_WARN, "%s; training goes on", r->save_err.msg);
+    return OT_OK;
+}
+
+void ot_train_ckpt_note(const ot_train_ckpt_run *r, ot_err *err)
+{
+    if (!r->o->checkpoint)
+        return;
+    size_t len = strlen(err->msg);
+    if (r->saved_step >= 0)
+        snprintf(err->msg + len, sizeof err->msg - len,
+                 "; the last checkpoint, at step %lld, is kept in %s", (long long)r->saved_step,
+                 r->o->checkpoint);
+    else
+        snprintf(err->msg + len, sizeof err->msg - len, "; no checkpoint was written");
+}
+
+const ot_value *ot_train_ckpt_best_value(const ot_train_ckpt_run *r, int i)
+{
+    const ot_train_graph *tg = r->tg;
+    return &r->model->values[i < tg->n_params ? tg->params[i] : tg->stats[i - tg->n_params]];
+}
+
+/* Allocates r->best, one buffer per best value, unless it exists. */
+static ot_status alloc_best(ot_train_ckpt_run *r, ot_err *err)
+{
+    if (r->best)
+        return OT_OK;
+    int n = r->tg->n_params + r->tg->n_stats;
+    if (!(r->best = ot_calloc((size_t)n + 1, sizeof *r->best)))
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        size_t bytes = ot_train_ckpt_best_value(r, i)->data.bytes;
+        if (!(r->best[i] = ot_malloc(bytes ? bytes : 1)))
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    }
+    return OT_OK;
+}
+
+ot_status ot_train_ckpt_resume(ot_train_ckpt_run *r, ot_train_result *res, bool *finished,
+                               ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_train_opts *o = r->o;
+    ot_graph *ckg = NULL;
+    ot_train_checkpoint saved = { 0 };
+    const ot_train_graph *tg = r->tg;
+    st = ot_train_checkpoint_load(o->resume, &ckg, &saved, err);
+    if (st != OT_OK) { /* the message names the file already */
+        ot_err_prefix(err, "--resume");
+        return st;
+    }
+    OT_TRY(ot_train_checkpoint_match(&saved, &r->ck, err));
+    if (saved.epoch + (saved.epoch_step > 0) > o->epochs)
+        OT_FAIL(err, OT_ERR_ARG,
+                "the checkpoint is at epoch %d%s; --epochs %d is fewer (epochs may be raised on "
+                "resume, not lowered)",
+                saved.epoch + (saved.epoch_step > 0), saved.epoch_step > 0 ? " (in progress)" : "",
+                o->epochs);
+    /* the steps done in the epoch in progress are full batches */
+    if (saved.n_images != r->ck.n_images ||
+        saved.epoch_seen != saved.epoch_step * (int64_t)r->batch)
+        OT_FAIL(err, OT_ERR_PARSE,
+                "checkpoint metadata 'images' = %lld and 'epoch_seen' = %lld do not fit this "
+                "run (%lld images; %lld steps of %d images)",
+                (long long)saved.n_images, (long long)saved.epoch_seen,
+                (long long)r->ck.n_images, (long long)saved.epoch_step, r->batch);
+    for (int kind = 0; kind < 2; kind++) {
+        int n = kind ? tg->n_stats : tg->n_params;
+        const int32_t *ids = kind ? tg->stats : tg->params;
+        for (int i = 0; i < n; i++) {
+            const ot_value *v = &r->model->values[ids[i]];
+            void *dst = ot_exec_state(r->step, ids[i]);
+            if (dst)
+                OT_TRY(ot_train_checkpoint_tensor(ckg, v->name, v->dtype, dst, v->data.bytes,
+                                                  err));
+        }
+    }
+    OT_TRY(ot_train_checkpoint_restore_optim(ckg, r->opt, err));
+    if (ot_optim_get_step(r->opt) != saved.step)
+        OT_FAIL(err, OT_ERR_PARSE,
+                "the optimizer's step count (%lld) differs from the checkpoint's step (%lld)",
+                (long long)ot_optim_get_step(r->opt), (long long)saved.step);
+    /* validation after every finished epoch: a best epoch exactly when an
+       epoch is finished and there is validation, its accuracy the history's */
+    if (o->val_data ? (saved.best_epoch == 0) != (saved.epoch == 0) : saved.best_epoch != 0)
+        OT_FAIL(err, OT_ERR_PARSE, "checkpoint metadata 'best_epoch' = %d does not fit %d "
+                "finished epochs %s validation", saved.best_epoch, saved.epoch,
+                o->val_data ? "with" : "without");
+    for (int i = 0; i < saved.n_history; i++)
+        if (isnan(saved.history[i].val_accuracy) != !o->val_data)
+            OT_FAIL(err, OT_ERR_PARSE, "checkpoint metadata 'history': epoch %d %s validation "
+                    "numbers, and this run %s validation", i + 1,
+                    o->val_data ? "lacks" : "has", o->val_data ? "has" : "has no");
+    if (saved.best_epoch &&
+        saved.history[saved.best_epoch - 1].val_accuracy != saved.best_val_accuracy)
+        OT_FAIL(err, OT_ERR_PARSE, "checkpoint metadata 'best_val_accuracy' = %.17g is not "
+                "epoch %d's validation accuracy", saved.best_val_accuracy, saved.best_epoch);
+    if (o->keep_best && saved.best_epoch) {
+        OT_TRY(alloc_best(r, err));
+        for (int i = 0; i < tg->n_params + tg->n_stats; i++) {
+            const ot_value *v = ot_train_ckpt_best_value(r, i);
+            char name[64];
+            snprintf(name, sizeof name, OT_CKPT_BEST_PREFIX "%d", i);
+            OT_TRY(ot_train_checkpoint_tensor(ckg, name, v->dtype, r->best[i], v->data.bytes,
+                                              err));
+        }
+    }
+    for (int i = 0; i < saved.n_history; i++)
+        r->ck.history[i] = saved.history[i];
+    r->ck.n_history = saved.n_history;
+    r->ck.best_epoch = saved.best_epoch;
+    r->ck.best_val_accuracy = saved.best_val_accuracy;
+    res->best_epoch = saved.best_epoch;
+    res->best_val_accuracy = saved.best_val_accuracy;
+    *finished = o->patience > 0 && saved.epoch_step == 0 && saved.best_epoch &&
+                saved.epoch - saved.best_epoch >= o->patience;
+    res->early_stopped = *finished;
+    r->ck.step = saved.step;
+    r->ck.epoch = saved.epoch;
+    r->ck.epoch_step = saved.epoch_step;
+    r->ck.epoch_loss_sum = saved.epoch_loss_sum;
+    r->ck.epoch_correct = saved.epoch_correct;
+    r->ck.epoch_seen = saved.epoch_seen;
+    r->ck.last_loss = saved.last_loss;
+    r->ck.last_accuracy = saved.last_accuracy;
+    res->resumed = true;
+    res->resumed_epoch = saved.epoch;
+    res->resumed_epoch_step = saved.epoch_step;
+    res->resumed_step = saved.step;
+    /* the same file may be the one we write: it is already the state here */
+    if (o->checkpoint && !strcmp(o->checkpoint, o->resume))
+        r->saved_step = saved.step;
+done:
+    if (st != OT_OK)
+        ot_err_prefix(err, "--resume %s", o->resume);
+    ot_train_checkpoint_fini(&saved);
+    ot_graph_free(ckg);
+    return st;
+}
+
+
+void ot_train_ckpt_run_init(ot_train_ckpt_run *r, ot_graph *model, const ot_train_graph *tg,
+                            const ot_train_opts *o)
+{
+    memset(r, 0, sizeof *r);
+    r->model = model;
+    r->tg = tg;
+    r->o = o;
+    r->saved_step = -1;
+    ot_err_init(&r->save_err);
+}
+
+void ot_train_ckpt_run_fini(ot_train_ckpt_run *r)
+{
+    for (int i = 0; r->best && i < r->tg->n_params + r->tg->n_stats; i++)
+        ot_free(r->best[i]);
+    ot_free(r->best);
+    ot_free(r->best_state);
+    ot_train_checkpoint_fini(&r->ck);
+    r->best = NULL;
+    r->best_state = NULL;
+}
+
+ot_status ot_train_ckpt_begin(ot_train_ckpt_run *r, const ot_dataset *data, int64_t n,
+                              const int64_t *map, int64_t steps_per_epoch, bool cache_bf16,
+                              ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_train_opts *o = r->o;
+    r->ck.steps_per_epoch = steps_per_epoch;
+    r->ck.epochs = o->epochs;
+    if (o->checkpoint || o->resume) {
+        r->ck.format = OT_CKPT_FORMAT;
+        r->ck.model_hash = o->model_hash;
+        r->ck.n_images = n;
+        r->ck.n_classes = ot_data_n_classes(data);
+        OT_TRY(ot_train_hash_data(data, &r->ck.data_hash, err));
+        /* which images train (--val-split, --skip-bad, ...) and which validate */
+        uint64_t train_hash = OT_HASH_INIT;
+        for (int64_t k = 0; k < n; k++) {
+            int64_t i = map ? map[k] : k;
+            train_hash = ot_train_hash(train_hash, &i, sizeof i);
+        }
+        char val[96] = "none";
+        if (o->val_data) {
+            uint64_t vh;
+            OT_TRY(ot_train_hash_data(o->val_data, &vh, err));
+            int64_t nv = o->val_idx ? o->n_val_idx : ot_data_count(o->val_data);
+            for (int64_t k = 0; o->val_idx && k < nv; k++)
+                vh = ot_train_hash(vh, &o->val_idx[k], sizeof o->val_idx[k]);
+            snprintf(val, sizeof val, "%lld images, %016" PRIx64, (long long)nv, vh);
+        }
+        r->ck.options = options_text(r, train_hash, val, cache_bf16);
+        r->ck.params = params_text(r->model, r->tg);
+        if (!r->ck.options || !r->ck.params)
+            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    }
+    r->ck.history = ot_calloc((size_t)o->epochs + 1, sizeof *r->ck.history);
+    if (!r->ck.history)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+done:
+    return st;
+}
+
+ot_status ot_train_ckpt_keep_best(ot_train_ckpt_run *r, ot_err *err)
+{
+    ot_status st = alloc_best(r, err);
+    if (st != OT_OK)
+        return st;
+    for (int i = 0; i < r->tg->n_params + r->tg->n_stats; i++) {
+        const ot_value *v = ot_train_ckpt_best_value(r, i);
+        memcpy(r->best[i], v->data.data, v->data.bytes);
+    }
+    return OT_OK;
+}
+
+bool ot_train_ckpt_restore_best(ot_train_ckpt_run *r)
+{
+    if (!r->best)
+        return false;
+    for (int i = 0; i < r->tg->n_params + r->tg->n_stats; i++) {
+        ot_value *v = &r->model->values[i < r->tg->n_params ? r->tg->params[i]
+                                                             : r->tg->stats[i - r->tg->n_params]];
+        memcpy(v->data.data, r->best[i], v->data.bytes);
+    }
+    return true;
 }

@@ -20,8 +20,10 @@
  * of where the files lie) and of the options that change the run (a text of
  * "key=value" lines, kept verbatim so that a mismatch can name the option).
  *
- * Not here: the training loop (trainer.c decides when to save and restores
- * the executor's state), signal handling (the CLI).
+ * The end of this header is the trainer's checkpoint glue (ot_train_ckpt_*):
+ * the fingerprints of a run, saving the executor's state, resuming into it,
+ * and the --keep best copies that a checkpoint carries. Not here: the
+ * training loop (trainer.c decides when to save), signal handling (the CLI).
  */
 #ifndef OT_TRAIN_CHECKPOINT_H
 #define OT_TRAIN_CHECKPOINT_H
@@ -29,6 +31,7 @@
 #include "data/data.h"
 #include "graph/graph.h"
 #include "train/optim.h"
+#include "train/train_graph.h"
 
 #define OT_CKPT_META_PREFIX "onnxtrain.checkpoint."
 #define OT_CKPT_OPTIM_PREFIX "onnxtrain.optim."
@@ -187,5 +190,93 @@ ot_status ot_train_checkpoint_restore_optim(const ot_graph *ckg, ot_optim *opt, 
  * checkpoint, OT_ERR_NOMEM.
  */
 ot_status ot_train_checkpoint_strip(ot_graph *g, ot_err *err);
+
+/* ---- the trainer's checkpoint glue ------------------------------------ */
+
+struct ot_exec;
+struct ot_train_opts;
+struct ot_train_result;
+
+/* What a training run's checkpoints, its resume and --keep best need. */
+typedef struct ot_train_ckpt_run {
+    /* set by the trainer (step and opt before the first save or resume) */
+    ot_graph *model;
+    const ot_train_graph *tg;
+    const struct ot_train_opts *o;
+    struct ot_exec *step;     /* the executor holding the trained state        */
+    ot_optim *opt;
+    int batch;                /* images in a full step                         */
+    /* owned */
+    ot_train_checkpoint ck;   /* fingerprints; progress filled at each save    */
+    int64_t saved_step;       /* step of the last checkpoint written; -1: none */
+    ot_err save_err;          /* the last attempt's write error; OT_OK: none   */
+    float **best;             /* --keep best: the best epoch's tensors, in the
+                                 order of ot_train_ckpt_best_value             */
+    ot_optim_state *best_state; /* the same, as the checkpoint stores them     */
+} ot_train_ckpt_run;
+
+/* Sets up r for the trainer's model, train graphs and options (nothing
+   saved yet). Cannot fail. */
+void ot_train_ckpt_run_init(ot_train_ckpt_run *r, ot_graph *model, const ot_train_graph *tg,
+                            const struct ot_train_opts *o);
+
+/* Releases what r owns. */
+void ot_train_ckpt_run_fini(ot_train_ckpt_run *r);
+
+/*
+ * Before the first step: the run's shape (steps per epoch) and, when the run
+ * writes or resumes checkpoints, its fingerprints: the data set, the n
+ * training images (dataset indices map[0 .. n), NULL: 0 .. n), the
+ * validation set, and the options that change the run (cache_bf16: the
+ * prefix cache hands the steps bfloat16-rounded values). Errors:
+ * OT_ERR_NOMEM, those of ot_train_hash_data.
+ */
+ot_status ot_train_ckpt_begin(ot_train_ckpt_run *r, const ot_dataset *data, int64_t n,
+                              const int64_t *map, int64_t steps_per_epoch, bool cache_bf16,
+                              ot_err *err);
+
+/* Copies the executor's trained parameters and BN statistics into the
+   model's initializers (marked OT_VAL_DIRTY). */
+void ot_train_ckpt_sync(ot_train_ckpt_run *r);
+
+/* OT_ERR_ARG naming the step and the tensor when a trained parameter or BN
+   statistic of the executor is not finite. */
+ot_status ot_train_ckpt_check_finite(const ot_train_ckpt_run *r, ot_err *err);
+
+/*
+ * Writes a checkpoint of the executor's state at the position in r->ck
+ * (unless one was written at this step already, or the run has none). A
+ * file that cannot be written (OT_ERR_IO) costs the checkpoint, not the run:
+ * the error goes to r->save_err, one warning per run of failures, OT_OK.
+ * Errors: that of ot_train_ckpt_check_finite, and what the save returns
+ * other than OT_ERR_IO.
+ */
+ot_status ot_train_ckpt_save(ot_train_ckpt_run *r, ot_err *err);
+
+/* Appends to an error message what became of the checkpoint file. */
+void ot_train_ckpt_note(const ot_train_ckpt_run *r, ot_err *err);
+
+/*
+ * Restores the checkpoint o->resume into the executor and the optimizer and
+ * sets r->ck's progress, history and best epoch from it; res gets the resume
+ * position and the best epoch. *finished: the run it records has ended
+ * (--patience stopped it). Errors: OT_ERR_ARG (it does not fit this run,
+ * saying what differs), OT_ERR_PARSE, and those of ot_train_checkpoint_load,
+ * each prefixed with "--resume FILE".
+ */
+ot_status ot_train_ckpt_resume(ot_train_ckpt_run *r, struct ot_train_result *res,
+                               bool *finished, ot_err *err);
+
+/* The i-th tensor --keep best copies: the trained parameters, then the BN
+   statistics. */
+const ot_value *ot_train_ckpt_best_value(const ot_train_ckpt_run *r, int i);
+
+/* --keep best: copies the model's current trained tensors (after
+   ot_train_ckpt_sync) as the best epoch's. Errors: OT_ERR_NOMEM. */
+ot_status ot_train_ckpt_keep_best(ot_train_ckpt_run *r, ot_err *err);
+
+/* Writes the kept best epoch's tensors into the model's initializers;
+   false when none were kept. */
+bool ot_train_ckpt_restore_best(ot_train_ckpt_run *r);
 
 #endif

@@ -81,10 +81,10 @@ ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, cons
     int bs = batch_size > N ? (int)N : batch_size;
     size_t img_floats = (size_t)C * (size_t)S * (size_t)S;
     size_t scratch_bytes = ot_data_batch_scratch_bytes(data, transform);
-    x = malloc(img_floats * sizeof *x * (size_t)bs);
+    x = ot_malloc(img_floats * sizeof *x * (size_t)bs);
     labels = ot_calloc((size_t)bs, sizeof *labels);
     idx = ot_calloc((size_t)bs, sizeof *idx);
-    scratch = malloc(scratch_bytes ? scratch_bytes : 1);
+    scratch = ot_malloc(scratch_bytes ? scratch_bytes : 1);
     res->n_classes = ot_data_n_classes(data);
     res->confusion = ot_calloc((size_t)res->n_classes * (size_t)res->n_classes + 1,
                                sizeof *res->confusion);
@@ -141,8 +141,8 @@ done:
     ot_exec_free(full);
     ot_exec_free(last);
     ot_graph_free(g);
-    free(x);
-    free(scratch);
+    ot_free(x);
+    ot_free(scratch);
     ot_free(labels);
     ot_free(idx);
     if (st != OT_OK)

@@ -8,7 +8,7 @@
  * new BN running statistics. At the end the trained tensors are written back
  * into the model graph's initializers (marked DIRTY) for export.
  *
- * The frozen-prefix cache: when the prefix is deterministic (BN there in eval
+ * The frozen-prefix cache (prefix_cache.h): when the prefix is deterministic (BN there in eval
  * mode; no random augmentation), its output for each image is computed in the
  * first epoch and reused in the later ones: in memory up to `cache_mem`
  * bytes, beyond that in an unlinked file under `cache_dir`. With
