@@ -123,6 +123,8 @@ enum {
     OT_NODE_OPAQUE = 1u << 0,     /* op not in the table: kept, not executable      */
     OT_NODE_DIRTY = 1u << 1,      /* made or changed by a pass                      */
     OT_NODE_UNKNOWN_ATTR = 1u << 2, /* has an attribute its op does not know        */
+    OT_NODE_NOTED = 1u << 3,      /* covered by an earlier node's once-per-model
+                                     warning (ops/batchnorm.c: spatial=0)           */
 };
 
 struct ot_op_desc;

@@ -9,7 +9,8 @@
  * Legacy attributes: consumed_inputs (opsets < 6) and is_test (< 7) do not
  * change the result and are kept. spatial (opsets < 9, default 1): spatial=0
  * with per-channel (C) parameters computes the same thing and is accepted
- * with a warning; with per-activation (C, D1, ...) parameters it is refused.
+ * with one warning per model (naming the first such node and counting the
+ * others); with per-activation (C, D1, ...) parameters it is refused.
  *
  * Reference: https://onnx.ai/onnx/operators/onnx__BatchNormalization.html
  */
@@ -27,6 +28,20 @@ static const ot_attr_spec bn_attrs[] = {
 };
 
 static const char *const param_names[] = { "X", "scale", "B", "mean", "var" };
+
+/* An old BatchNormalization with spatial=0 whose parameters are all at most
+   1-D (per-channel), so that it computes what spatial=1 does. */
+static bool spatial0_per_channel(const ot_graph *g, const ot_node *n)
+{
+    if (n->op != &ot_op_batchnorm || n->opset > 8 || ot_node_attr_int(n, "spatial", 1) != 0)
+        return false;
+    for (int i = 1; i < 5 && i < n->n_in; i++) {
+        const ot_value *p = n->in[i] >= 0 ? &g->values[n->in[i]] : NULL;
+        if (p && p->ndim > 1)
+            return false;
+    }
+    return true;
+}
 
 static ot_status bn_validate(ot_graph *g, ot_node *n, ot_err *err)
 {
@@ -52,9 +67,24 @@ static ot_status bn_validate(ot_graph *g, ot_node *n, ot_err *err)
                              param_names[i], p->name, s);
         }
     }
+    /* One warning per model: the first such node counts the others and marks
+       them, so that their checks stay quiet. */
+    if (n->flags & OT_NODE_NOTED)
+        return OT_OK;
+    int n_more = 0;
+    for (ot_node *m = n + 1; m < g->nodes + g->n_nodes; m++)
+        if (spatial0_per_channel(g, m)) {
+            m->flags |= OT_NODE_NOTED;
+            n_more++;
+        }
     char label[512];
-    ot_log(OT_LOG_WARN, "%s: spatial=0 with per-channel parameters; computed as spatial=1",
-           ot_node_label(g, n, label, sizeof label));
+    if (n_more)
+        ot_log(OT_LOG_WARN, "%d BatchNormalization nodes (the first: %s) have spatial=0 with "
+               "per-channel parameters; computed as spatial=1", n_more + 1,
+               ot_node_label(g, n, label, sizeof label));
+    else
+        ot_log(OT_LOG_WARN, "%s: spatial=0 with per-channel parameters; computed as spatial=1",
+               ot_node_label(g, n, label, sizeof label));
     return OT_OK;
 }
 

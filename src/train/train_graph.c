@@ -66,6 +66,39 @@ static ot_status new_value(ot_graph *g, const char *base, const char *suffix, in
     return ot_graph_intern_value(g, name, id, err);
 }
 
+/* The error for a BatchNorm in the trained part whose running statistic
+   (input k: 3 mean, 4 variance) is not a float initializer: training updates
+   the statistics in place, so they must be stored tensors. Says what the
+   input is instead, and the ways out. */
+static ot_status stats_not_stored(const ot_graph *g, const ot_node *n, int k, ot_err *err)
+{
+    char label[400], what[700];
+    const char *stat = k == 3 ? "running mean" : "running variance";
+    int32_t id = n->in[k];
+    const ot_value *v = id >= 0 ? &g->values[id] : NULL;
+    const char *name = v && v->name ? v->name : "";
+    if (!v)
+        snprintf(what, sizeof what, "its %s (input %d) is omitted", stat, k);
+    else if (v->flags & OT_VAL_INIT)
+        snprintf(what, sizeof what, "its %s '%s' is a %s initializer, not float", stat, name,
+                 ot_dtype_name(v->dtype));
+    else if (v->producer >= 0) {
+        char plabel[400];
+        snprintf(what, sizeof what, "its %s '%s' is computed by %s, not stored as a float "
+                 "initializer", stat, name,
+                 ot_node_label(g, &g->nodes[v->producer], plabel, sizeof plabel));
+    } else
+        snprintf(what, sizeof what, "its %s '%s' is a graph input, not stored as a float "
+                 "initializer", stat, name);
+    return ot_err_set(err, OT_ERR_UNSUPPORTED,
+                      "%s: %s, so training cannot update it (the statistics of a trained "
+                      "BatchNorm are model tensors updated in place); re-export the model in "
+                      "eval mode (torch.onnx.export with training=TrainingMode.EVAL, the default, "
+                      "and do_constant_folding=True) or keep this BatchNorm frozen "
+                      "(--mode feature-extract, or --freeze-until a node after it)",
+                      ot_node_label(g, n, label, sizeof label), what);
+}
+
 /* Replaces BN node i of the step graph by BatchNormTrain and records its
    running statistics. */
 static ot_status bn_to_train(ot_graph *g, int32_t i, ot_train_graph *tg, ot_err *err)
@@ -82,9 +115,7 @@ static ot_status bn_to_train(ot_graph *g, int32_t i, ot_train_graph *tg, ot_err 
     for (int k = 3; k < 5; k++)
         if (n->in[k] < 0 || !(g->values[n->in[k]].flags & OT_VAL_INIT) ||
             g->values[n->in[k]].dtype != OT_DTYPE_FLOAT)
-            return ot_err_set(err, OT_ERR_UNSUPPORTED,
-                              "%s: running statistics must be float initializers to train",
-                              ot_node_label(g, n, label, sizeof label));
+            return stats_not_stored(g, n, k, err);
     float eps = ot_node_attr_float(n, "epsilon", 1e-5f);
     float momentum = ot_node_attr_float(n, "momentum", 0.9f);
     int32_t *out = ot_arena_alloc(&g->arena, sizeof *out * 5);
