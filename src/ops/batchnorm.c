@@ -132,6 +132,7 @@ done:
 }
 
 const ot_op_desc ot_op_batchnorm = {
+    .id = OT_OP_BATCHNORM,
     .domain = "",
     .type = "BatchNormalization",
     .opset_min = 1,

@@ -99,6 +99,7 @@ done:
 }
 
 const ot_op_desc ot_op_conv = {
+    .id = OT_OP_CONV,
     .domain = "",
     .type = "Conv",
     .opset_min = 1,

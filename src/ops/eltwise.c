@@ -203,8 +203,9 @@ done:
     return st;
 }
 
-#define UNARY_DESC(sym, name, attr_list, infer_fn, validate_fn, in_max, out_max, grad_fn)       \
+#define UNARY_DESC(sym, op_id, name, attr_list, infer_fn, validate_fn, in_max, out_max, grad_fn) \
     const ot_op_desc sym = {                                                                    \
+        .id = op_id,                                                                            \
         .domain = "",                                                                           \
         .type = name,                                                                           \
         .opset_min = 1,                                                                         \
@@ -219,19 +220,20 @@ done:
         .grad = grad_fn,                                                                        \
     }
 
-UNARY_DESC(ot_op_relu, "Relu", legacy_attrs, unary_infer, NULL, 1, 1, ot_op_grad_relu);
-UNARY_DESC(ot_op_leakyrelu, "LeakyRelu", leakyrelu_attrs, unary_infer, NULL, 1, 1,
+UNARY_DESC(ot_op_relu, OT_OP_RELU, "Relu", legacy_attrs, unary_infer, NULL, 1, 1, ot_op_grad_relu);
+UNARY_DESC(ot_op_leakyrelu, OT_OP_LEAKYRELU, "LeakyRelu", leakyrelu_attrs, unary_infer, NULL, 1, 1,
            ot_op_grad_leakyrelu);
-UNARY_DESC(ot_op_sigmoid, "Sigmoid", legacy_attrs, unary_infer, NULL, 1, 1,
+UNARY_DESC(ot_op_sigmoid, OT_OP_SIGMOID, "Sigmoid", legacy_attrs, unary_infer, NULL, 1, 1,
            ot_op_grad_sigmoid);
-UNARY_DESC(ot_op_clip, "Clip", clip_attrs, clip_infer, clip_validate, 3, 1,
+UNARY_DESC(ot_op_clip, OT_OP_CLIP, "Clip", clip_attrs, clip_infer, clip_validate, 3, 1,
            ot_op_grad_clip);
-UNARY_DESC(ot_op_identity, "Identity", no_attrs, identity_infer, NULL, 1, 1,
+UNARY_DESC(ot_op_identity, OT_OP_IDENTITY, "Identity", no_attrs, identity_infer, NULL, 1, 1,
            ot_op_grad_identity);
-UNARY_DESC(ot_op_dropout, "Dropout", dropout_attrs, dropout_infer, dropout_validate, 3, 2,
-           ot_op_grad_dropout);
+UNARY_DESC(ot_op_dropout, OT_OP_DROPOUT, "Dropout", dropout_attrs, dropout_infer, dropout_validate,
+           3, 2, ot_op_grad_dropout);
 
 const ot_op_desc ot_op_add = {
+    .id = OT_OP_ADD,
     .domain = "",
     .type = "Add",
     .opset_min = 1,
@@ -246,6 +248,7 @@ const ot_op_desc ot_op_add = {
 };
 
 const ot_op_desc ot_op_mul = {
+    .id = OT_OP_MUL,
     .domain = "",
     .type = "Mul",
     .opset_min = 1,
@@ -260,6 +263,7 @@ const ot_op_desc ot_op_mul = {
 };
 
 const ot_op_desc ot_op_sum = {
+    .id = OT_OP_SUM,
     .domain = "",
     .type = "Sum",
     .opset_min = 1,

@@ -150,6 +150,7 @@ done:
 }
 
 const ot_op_desc ot_op_gemm = {
+    .id = OT_OP_GEMM,
     .domain = "",
     .type = "Gemm",
     .opset_min = 1,
@@ -165,6 +166,7 @@ const ot_op_desc ot_op_gemm = {
 };
 
 const ot_op_desc ot_op_matmul = {
+    .id = OT_OP_MATMUL,
     .domain = "",
     .type = "MatMul",
     .opset_min = 1,

@@ -456,8 +456,9 @@ static ot_status slice_axis_infer(ot_graph *g, ot_node *n, ot_err *err)
 
 /* ---------------------------------------------------------- descriptors */
 
-#define PRIVATE_OP(sym, name, in_min, in_max, out_min, out_max, attr_list, infer_fn)             \
+#define PRIVATE_OP(sym, op_id, name, in_min, in_max, out_min, out_max, attr_list, infer_fn)     \
     const ot_op_desc sym = {                                                                    \
+        .id = op_id,                                                                            \
         .domain = OT_OP_DOMAIN_PRIVATE,                                                         \
         .type = name,                                                                           \
         .opset_min = 1,                                                                         \
@@ -471,31 +472,41 @@ static ot_status slice_axis_infer(ot_graph *g, ot_node *n, ot_err *err)
         .no_grad = true, /* a backward op: second derivatives are not supported */            \
     }
 
-PRIVATE_OP(ot_op_conv_grad_data, "ConvGradData", 3, 3, 1, 1, conv_attrs, conv_grad_data_infer);
-PRIVATE_OP(ot_op_conv_grad_filter, "ConvGradFilter", 2, 2, 1, 2, conv_attrs,
+PRIVATE_OP(ot_op_conv_grad_data, OT_OP_CONV_GRAD_DATA, "ConvGradData", 3, 3, 1, 1, conv_attrs,
+           conv_grad_data_infer);
+PRIVATE_OP(ot_op_conv_grad_filter, OT_OP_CONV_GRAD_FILTER, "ConvGradFilter", 2, 2, 1, 2, conv_attrs,
            conv_grad_filter_infer);
-PRIVATE_OP(ot_op_relu_grad, "ReluGrad", 2, 2, 1, 1, no_attrs, like_in1_infer);
-PRIVATE_OP(ot_op_leakyrelu_grad, "LeakyReluGrad", 2, 2, 1, 1, leakyrelu_attrs, like_in1_infer);
-PRIVATE_OP(ot_op_clip_grad, "ClipGrad", 2, 4, 1, 1, clip_attrs, like_in1_infer);
-PRIVATE_OP(ot_op_sigmoid_grad, "SigmoidGrad", 2, 2, 1, 1, no_attrs, like_in1_infer);
-PRIVATE_OP(ot_op_maxpool_grad, "MaxPoolGrad", 2, 2, 1, 1, pool_attrs, like_in1_infer);
-PRIVATE_OP(ot_op_avgpool_grad, "AveragePoolGrad", 2, 2, 1, 1, pool_attrs,
-           pool_grad_from_shape_infer);
-PRIVATE_OP(ot_op_globalavgpool_grad, "GlobalAveragePoolGrad", 2, 2, 1, 1, no_attrs,
-           pool_grad_from_shape_infer);
-PRIVATE_OP(ot_op_globalmaxpool_grad, "GlobalMaxPoolGrad", 2, 2, 1, 1, no_attrs, like_in1_infer);
-PRIVATE_OP(ot_op_batchnorm_grad, "BatchNormGrad", 5, 5, 1, 3, bn_grad_attrs, bn_grad_infer);
-PRIVATE_OP(ot_op_softmax_grad, "SoftmaxGrad", 2, 2, 1, 1, softmax_attrs, like_in1_infer);
-PRIVATE_OP(ot_op_logsoftmax_grad, "LogSoftmaxGrad", 2, 2, 1, 1, softmax_attrs,
+PRIVATE_OP(ot_op_relu_grad, OT_OP_RELU_GRAD, "ReluGrad", 2, 2, 1, 1, no_attrs, like_in1_infer);
+PRIVATE_OP(ot_op_leakyrelu_grad, OT_OP_LEAKYRELU_GRAD, "LeakyReluGrad", 2, 2, 1, 1, leakyrelu_attrs,
            like_in1_infer);
-PRIVATE_OP(ot_op_dropout_grad, "DropoutGrad", 2, 4, 1, 1, dropout_attrs, like_in1_infer);
-PRIVATE_OP(ot_op_softmax_xent_grad, "SoftmaxCrossEntropyGrad", 3, 3, 1, 1, xent_attrs,
+PRIVATE_OP(ot_op_clip_grad, OT_OP_CLIP_GRAD, "ClipGrad", 2, 4, 1, 1, clip_attrs, like_in1_infer);
+PRIVATE_OP(ot_op_sigmoid_grad, OT_OP_SIGMOID_GRAD, "SigmoidGrad", 2, 2, 1, 1, no_attrs,
            like_in1_infer);
-PRIVATE_OP(ot_op_slice_axis, "SliceAxis", 1, 1, 1, 1, slice_attrs, slice_axis_infer);
+PRIVATE_OP(ot_op_maxpool_grad, OT_OP_MAXPOOL_GRAD, "MaxPoolGrad", 2, 2, 1, 1, pool_attrs,
+           like_in1_infer);
+PRIVATE_OP(ot_op_avgpool_grad, OT_OP_AVGPOOL_GRAD, "AveragePoolGrad", 2, 2, 1, 1, pool_attrs,
+           pool_grad_from_shape_infer);
+PRIVATE_OP(ot_op_globalavgpool_grad, OT_OP_GLOBALAVGPOOL_GRAD, "GlobalAveragePoolGrad", 2, 2, 1, 1,
+           no_attrs, pool_grad_from_shape_infer);
+PRIVATE_OP(ot_op_globalmaxpool_grad, OT_OP_GLOBALMAXPOOL_GRAD, "GlobalMaxPoolGrad", 2, 2, 1, 1,
+           no_attrs, like_in1_infer);
+PRIVATE_OP(ot_op_batchnorm_grad, OT_OP_BATCHNORM_GRAD, "BatchNormGrad", 5, 5, 1, 3, bn_grad_attrs,
+           bn_grad_infer);
+PRIVATE_OP(ot_op_softmax_grad, OT_OP_SOFTMAX_GRAD, "SoftmaxGrad", 2, 2, 1, 1, softmax_attrs,
+           like_in1_infer);
+PRIVATE_OP(ot_op_logsoftmax_grad, OT_OP_LOGSOFTMAX_GRAD, "LogSoftmaxGrad", 2, 2, 1, 1,
+           softmax_attrs, like_in1_infer);
+PRIVATE_OP(ot_op_dropout_grad, OT_OP_DROPOUT_GRAD, "DropoutGrad", 2, 4, 1, 1, dropout_attrs,
+           like_in1_infer);
+PRIVATE_OP(ot_op_softmax_xent_grad, OT_OP_SOFTMAX_XENT_GRAD, "SoftmaxCrossEntropyGrad", 3, 3, 1, 1,
+           xent_attrs, like_in1_infer);
+PRIVATE_OP(ot_op_slice_axis, OT_OP_SLICE_AXIS, "SliceAxis", 1, 1, 1, 1, slice_attrs,
+           slice_axis_infer);
 
 /* Private forward ops: differentiable, so they carry rules instead. */
 
 const ot_op_desc ot_op_batchnorm_train = {
+    .id = OT_OP_BATCHNORM_TRAIN,
     .domain = OT_OP_DOMAIN_PRIVATE,
     .type = "BatchNormTrain",
     .opset_min = 1,
@@ -537,6 +548,7 @@ static ot_status dropout_train_infer(ot_graph *g, ot_node *n, ot_err *err)
 }
 
 const ot_op_desc ot_op_dropout_train = {
+    .id = OT_OP_DROPOUT_TRAIN,
     .domain = OT_OP_DOMAIN_PRIVATE,
     .type = "DropoutTrain",
     .opset_min = 1,
@@ -551,6 +563,7 @@ const ot_op_desc ot_op_dropout_train = {
 };
 
 const ot_op_desc ot_op_softmax_xent = {
+    .id = OT_OP_SOFTMAX_XENT,
     .domain = OT_OP_DOMAIN_PRIVATE,
     .type = "SoftmaxCrossEntropy",
     .opset_min = 1,
@@ -565,6 +578,7 @@ const ot_op_desc ot_op_softmax_xent = {
 };
 
 const ot_op_desc ot_op_reduce_sum_to = {
+    .id = OT_OP_REDUCE_SUM_TO,
     .domain = OT_OP_DOMAIN_PRIVATE,
     .type = "ReduceSumTo",
     .opset_min = 1,
@@ -579,6 +593,7 @@ const ot_op_desc ot_op_reduce_sum_to = {
 };
 
 const ot_op_desc ot_op_broadcast_to = {
+    .id = OT_OP_BROADCAST_TO,
     .domain = OT_OP_DOMAIN_PRIVATE,
     .type = "BroadcastTo",
     .opset_min = 1,

@@ -54,7 +54,17 @@ typedef struct ot_attr_spec {
 typedef ot_status (*ot_op_grad_fn)(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
                                    const bool *need_dx, ot_err *err);
 
+/* Op ids, one per row of ops.def, in its order: the index of the op's row
+   in ot_op_table and in every backend's kernel table. */
+typedef enum {
+#define OT_OP(id, desc) OT_OP_##id,
+#include "ops.def"
+#undef OT_OP
+    OT_OP_COUNT_
+} ot_op_id;
+
 typedef struct ot_op_desc {
+    ot_op_id id;        /* its row in ops.def (tests/unit/test_op_table.c checks) */
     const char *domain; /* "" for the default domain                           */
     const char *type;
     int opset_min, opset_max;
@@ -76,15 +86,14 @@ typedef struct ot_op_desc {
 /* The private domain of backward ops and training-only forward ops. */
 #define OT_OP_DOMAIN_PRIVATE "ai.onnxtrain"
 
-/* The table, generated from ops.def. */
-typedef enum {
-#define OT_OP(id, desc) OT_OP_##id,
-#include "ops.def"
-#undef OT_OP
-    OT_OP_COUNT_
-} ot_op_id;
-
+/* The table, generated from ops.def: ot_op_table[id]->id == id. */
 extern const ot_op_desc *const ot_op_table[OT_OP_COUNT_];
+
+/* Whether node n runs op `id` (false for an opaque node). */
+static inline bool ot_node_is(const ot_node *n, ot_op_id id)
+{
+    return n->op && n->op == ot_op_table[id];
+}
 
 /* The descriptor for (domain, type) valid at the given opset; NULL when the
    table has none. Domain "ai.onnx" is the default domain. */

@@ -110,6 +110,7 @@ static ot_status global_pool_infer(ot_graph *g, ot_node *n, ot_err *err)
 }
 
 const ot_op_desc ot_op_maxpool = {
+    .id = OT_OP_MAXPOOL,
     .domain = "",
     .type = "MaxPool",
     .opset_min = 1,
@@ -125,6 +126,7 @@ const ot_op_desc ot_op_maxpool = {
 };
 
 const ot_op_desc ot_op_avgpool = {
+    .id = OT_OP_AVGPOOL,
     .domain = "",
     .type = "AveragePool",
     .opset_min = 1,
@@ -140,6 +142,7 @@ const ot_op_desc ot_op_avgpool = {
 };
 
 const ot_op_desc ot_op_globalavgpool = {
+    .id = OT_OP_GLOBALAVGPOOL,
     .domain = "",
     .type = "GlobalAveragePool",
     .opset_min = 1,
@@ -154,6 +157,7 @@ const ot_op_desc ot_op_globalavgpool = {
 };
 
 const ot_op_desc ot_op_globalmaxpool = {
+    .id = OT_OP_GLOBALMAXPOOL,
     .domain = "",
     .type = "GlobalMaxPool",
     .opset_min = 1,

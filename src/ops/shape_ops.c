@@ -806,8 +806,9 @@ static ot_status constant_infer(ot_graph *g, ot_node *n, ot_err *err)
 
 /* ------------------------------------------------------------ descriptors */
 
-#define DESC(sym, name, in_min, in_max, attr_list, infer_fn, validate_fn, grad_fn, nograd)       \
+#define DESC(sym, op_id, name, in_min, in_max, attr_list, infer_fn, validate_fn, grad_fn, nograd) \
     const ot_op_desc sym = {                                                                    \
+        .id = op_id,                                                                            \
         .domain = "",                                                                           \
         .type = name,                                                                           \
         .opset_min = 1,                                                                         \
@@ -823,23 +824,23 @@ static ot_status constant_infer(ot_graph *g, ot_node *n, ot_err *err)
         .no_grad = nograd,                                                                      \
     }
 
-DESC(ot_op_concat, "Concat", 1, -1, concat_attrs, concat_infer, concat_validate,
+DESC(ot_op_concat, OT_OP_CONCAT, "Concat", 1, -1, concat_attrs, concat_infer, concat_validate,
      ot_op_grad_concat, false);
-DESC(ot_op_flatten, "Flatten", 1, 1, flatten_attrs, flatten_infer, NULL, ot_op_grad_reshape_like,
-     false);
-DESC(ot_op_reshape, "Reshape", 1, 2, reshape_attrs, reshape_infer, reshape_validate,
+DESC(ot_op_flatten, OT_OP_FLATTEN, "Flatten", 1, 1, flatten_attrs, flatten_infer, NULL,
      ot_op_grad_reshape_like, false);
-DESC(ot_op_squeeze, "Squeeze", 1, 2, axes_attrs, squeeze_infer, squeeze_validate,
+DESC(ot_op_reshape, OT_OP_RESHAPE, "Reshape", 1, 2, reshape_attrs, reshape_infer, reshape_validate,
      ot_op_grad_reshape_like, false);
-DESC(ot_op_unsqueeze, "Unsqueeze", 1, 2, axes_attrs, unsqueeze_infer, squeeze_validate,
+DESC(ot_op_squeeze, OT_OP_SQUEEZE, "Squeeze", 1, 2, axes_attrs, squeeze_infer, squeeze_validate,
      ot_op_grad_reshape_like, false);
-DESC(ot_op_transpose, "Transpose", 1, 1, transpose_attrs, transpose_infer, NULL,
+DESC(ot_op_unsqueeze, OT_OP_UNSQUEEZE, "Unsqueeze", 1, 2, axes_attrs, unsqueeze_infer,
+     squeeze_validate, ot_op_grad_reshape_like, false);
+DESC(ot_op_transpose, OT_OP_TRANSPOSE, "Transpose", 1, 1, transpose_attrs, transpose_infer, NULL,
      ot_op_grad_transpose, false);
 /* Shape: its output is an integer vector, a function of shapes only. */
-DESC(ot_op_shape, "Shape", 1, 1, shape_attrs, shape_infer, NULL, NULL, true);
+DESC(ot_op_shape, OT_OP_SHAPE, "Shape", 1, 1, shape_attrs, shape_infer, NULL, NULL, true);
 /* TODO(autodiff): Gather and Pad need rules (scatter-add; a slice of dY). */
-DESC(ot_op_gather, "Gather", 2, 2, gather_attrs, gather_infer, NULL, NULL, false);
-DESC(ot_op_pad, "Pad", 1, 4, pad_attrs, pad_infer, pad_validate, NULL, false);
+DESC(ot_op_gather, OT_OP_GATHER, "Gather", 2, 2, gather_attrs, gather_infer, NULL, NULL, false);
+DESC(ot_op_pad, OT_OP_PAD, "Pad", 1, 4, pad_attrs, pad_infer, pad_validate, NULL, false);
 /* Constant: no inputs, nothing to differentiate. */
-DESC(ot_op_constant, "Constant", 0, 0, constant_attrs, constant_infer, constant_validate, NULL,
-     true);
+DESC(ot_op_constant, OT_OP_CONSTANT, "Constant", 0, 0, constant_attrs, constant_infer,
+     constant_validate, NULL, true);

@@ -68,6 +68,7 @@ static ot_status lrn_infer(ot_graph *g, ot_node *n, ot_err *err)
 }
 
 const ot_op_desc ot_op_softmax = {
+    .id = OT_OP_SOFTMAX,
     .domain = "",
     .type = "Softmax",
     .opset_min = 1,
@@ -82,6 +83,7 @@ const ot_op_desc ot_op_softmax = {
 };
 
 const ot_op_desc ot_op_logsoftmax = {
+    .id = OT_OP_LOGSOFTMAX,
     .domain = "",
     .type = "LogSoftmax",
     .opset_min = 1,
@@ -96,6 +98,7 @@ const ot_op_desc ot_op_logsoftmax = {
 };
 
 const ot_op_desc ot_op_lrn = {
+    .id = OT_OP_LRN,
     .domain = "",
     .type = "LRN",
     .opset_min = 1,

@@ -12,6 +12,7 @@ TEST(op_table_rows_are_well_formed)
     for (int i = 0; i < OT_OP_COUNT_; i++) {
         const ot_op_desc *d = ot_op_table[i];
         CHECK(d != NULL);
+        CHECK_EQ_INT(d->id, i); /* backends find kernels by this id */
         CHECK(d->type && d->type[0]);
         CHECK(d->domain != NULL);
         CHECK(d->infer != NULL);

@@ -134,28 +134,23 @@ bool dn_get_window(const ot_graph *g, const ot_node *n, const ot_value *xv,
 static bool eltwise_params(const ot_graph *g, const ot_node *n, dnnl_alg_kind_t *alg, float *alpha,
                            float *beta)
 {
-    const char *t = n->op_type;
-    if (!ot_domain_is_default(n->domain))
-        return false;
-    if (!dn_is_f32(g, n->in[0]) || n->n_out < 1 || !dn_is_f32(g, n->out[0]))
+    if (!n->op || !dn_is_f32(g, n->in[0]) || n->n_out < 1 || !dn_is_f32(g, n->out[0]))
         return false;
     *beta = 0;
-    if (!strcmp(t, "Relu")) {
+    switch (n->op->id) {
+    case OT_OP_RELU:
         *alg = dnnl_eltwise_relu;
         *alpha = 0;
         return true;
-    }
-    if (!strcmp(t, "LeakyRelu")) {
+    case OT_OP_LEAKYRELU:
         *alg = dnnl_eltwise_relu;
         *alpha = ot_node_attr_float(n, "alpha", 0.01f);
         return true;
-    }
-    if (!strcmp(t, "Sigmoid")) {
+    case OT_OP_SIGMOID:
         *alg = dnnl_eltwise_logistic;
         *alpha = 0;
         return true;
-    }
-    if (!strcmp(t, "Clip")) {
+    case OT_OP_CLIP: {
         float lo = -FLT_MAX, hi = FLT_MAX;
         if (n->opset < 11) {
             lo = ot_node_attr_float(n, "min", -FLT_MAX);
@@ -180,7 +175,8 @@ static bool eltwise_params(const ot_graph *g, const ot_node *n, dnnl_alg_kind_t 
         *beta = hi;
         return true;
     }
-    return false;
+    default: return false;
+    }
 }
 
 /* The single consumer node of v (its index), or -1. */
@@ -259,8 +255,7 @@ static const float *const_f32(const ctx *c, int32_t vid)
    into them. */
 static bool foldable_bn(const ctx *c, const ot_node *m, int32_t wid, int32_t bid)
 {
-    if (strcmp(m->op_type, "BatchNormalization") != 0 || !ot_domain_is_default(m->domain) ||
-        m->n_in != 5 || ot_node_attr_int(m, "training_mode", 0) != 0 ||
+    if (!ot_node_is(m, OT_OP_BATCHNORM) || m->n_in != 5 || ot_node_attr_int(m, "training_mode", 0) != 0 ||
         ot_node_attr_int(m, "spatial", 1) != 1 || !dn_is_f32(c->g, m->out[0]))
         return false;
     for (int k = 1; k < m->n_out; k++)
@@ -336,9 +331,10 @@ static bool can_take_over(const ctx *c, int32_t other, int32_t conv_node,
     return later == 1; /* the Add */
 }
 
-static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
+static ot_status do_conv(ctx *c, bool *done, ot_err *err)
 {
     ot_status st = OT_OK;
+    int32_t node_id = c->node_id;
     ot_graph *g = c->g;
     const ot_node *n = c->n;
     dnnl_primitive_desc_t pd = NULL;
@@ -375,7 +371,7 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
         if (eltwise_params(g, m, &alg, &alpha, &beta)) {
             fuse_nodes[0] = nxt;
             out_vid = m->out[0];
-        } else if (!strcmp(m->op_type, "Add") && m->n_in == 2 && m->opset >= 7 &&
+        } else if (ot_node_is(m, OT_OP_ADD) && m->n_in == 2 && m->opset >= 7 &&
                    dn_is_f32(g, m->out[0])) {
             int32_t other = m->in[0] == yid ? m->in[1] : m->in[0];
             const ot_value *ov = &g->values[other], *av = &g->values[m->out[0]];
@@ -391,7 +387,7 @@ static ot_status do_conv(ctx *c, int32_t node_id, bool *done, ot_err *err)
                 out_vid = m->out[0];
                 int32_t nn = dn_sole_consumer(c, out_vid, nxt);
                 if (nn >= 0 && eltwise_params(g, &g->nodes[nn], &alg, &alpha, &beta) &&
-                    !strcmp(g->nodes[nn].op_type, "Relu")) {
+                    ot_node_is(&g->nodes[nn], OT_OP_RELU)) {
                     fuse_nodes[1] = nn;
                     out_vid = g->nodes[nn].out[0];
                 }
@@ -497,8 +493,11 @@ bool dn_pool_params(const ot_graph *g, const ot_node *n, const ot_value *xv, con
     if (dn_has_zero(xv) || dn_has_zero(yv) || xv->ndim < 3 || xv->ndim > 5 ||
         yv->ndim != xv->ndim)
         return false;
-    bool global = strstr(n->op_type, "Global") == n->op_type;
-    bool is_max = strstr(n->op_type, "Max") != NULL;
+    ot_op_id id = n->op ? n->op->id : OT_OP_COUNT_;
+    bool global = id == OT_OP_GLOBALAVGPOOL || id == OT_OP_GLOBALMAXPOOL ||
+                  id == OT_OP_GLOBALAVGPOOL_GRAD || id == OT_OP_GLOBALMAXPOOL_GRAD;
+    bool is_max = id == OT_OP_MAXPOOL || id == OT_OP_GLOBALMAXPOOL || id == OT_OP_MAXPOOL_GRAD ||
+                  id == OT_OP_GLOBALMAXPOOL_GRAD;
     if (global) {
         w->k = xv->ndim - 2;
         for (int i = 0; i < w->k; i++) {
@@ -687,7 +686,7 @@ static ot_status do_binary(ctx *c, bool *done, ot_err *err)
     }
     dn_md_any(yv, &ymd);
     dnnl_binary_desc_t bd;
-    dnnl_alg_kind_t alg = !strcmp(n->op_type, "Add") ? dnnl_binary_add : dnnl_binary_mul;
+    dnnl_alg_kind_t alg = ot_node_is(n, OT_OP_ADD) ? dnnl_binary_add : dnnl_binary_mul;
     if (dnnl_binary_desc_init(&bd, alg, &amd, &bmd, &ymd) != dnnl_success)
         return OT_OK;
     /* an activation that alone reads the result becomes a post-op (the
@@ -735,7 +734,7 @@ static ot_status do_binary(ctx *c, bool *done, ot_err *err)
     pd = NULL;
     bool is_add = alg == dnnl_binary_add;
     const char *what = act < 0 ? n->op_type
-                       : !strcmp(g->nodes[act].op_type, "Relu") ? (is_add ? "Add+Relu" : "Mul+Relu")
+                       : ot_node_is(&g->nodes[act], OT_OP_RELU) ? (is_add ? "Add+Relu" : "Mul+Relu")
                                                                 : (is_add ? "Add+eltwise" : "Mul+eltwise");
     OT_TRY(cpu_prim_step(c->x, n, what, p, 3, kinds, locs, mds, err));
     if (act >= 0)
@@ -823,7 +822,7 @@ static ot_status do_softmax_lrn(ctx *c, bool *done, ot_err *err)
     cpu_val_md(c->x, xid, &xmd);
     dn_md_any(xv, &ymd);
     dnnl_primitive_desc_t pd = NULL;
-    if (!strcmp(n->op_type, "LRN")) {
+    if (ot_node_is(n, OT_OP_LRN)) {
         int64_t size = ot_node_attr_int(n, "size", 1);
         if (size % 2 == 0 || xv->ndim < 3)
             return OT_OK; /* oneDNN's window is symmetric */
@@ -842,8 +841,8 @@ static ot_status do_softmax_lrn(ctx *c, bool *done, ot_err *err)
         if (n->opset < 13 && ax != xv->ndim - 1)
             return OT_OK; /* the 2-D coercion differs from a one-axis softmax */
         dnnl_softmax_v2_desc_t sd;
-        dnnl_alg_kind_t alg = !strcmp(n->op_type, "Softmax") ? dnnl_softmax_accurate
-                                                              : dnnl_softmax_log;
+        dnnl_alg_kind_t alg = ot_node_is(n, OT_OP_SOFTMAX) ? dnnl_softmax_accurate
+                                                             : dnnl_softmax_log;
         if (dnnl_softmax_v2_forward_desc_init(&sd, dnnl_forward_inference, alg, &xmd, &ymd, ax) !=
                 dnnl_success ||
             !dn_make_pd(c, &pd, &sd))
@@ -1039,59 +1038,75 @@ done:
     return st;
 }
 
+static ot_status do_gemm(ctx *c, bool *done, ot_err *err) { return do_matmul(c, true, done, err); }
+static ot_status do_matmul_op(ctx *c, bool *done, ot_err *err)
+{
+    return do_matmul(c, false, done, err);
+}
+static ot_status do_sum(ctx *c, bool *done, ot_err *err) { return do_sum_concat(c, false, done, err); }
+static ot_status do_concat(ctx *c, bool *done, ot_err *err)
+{
+    return do_sum_concat(c, true, done, err);
+}
+static ot_status do_conv_grad_data(ctx *c, bool *done, ot_err *err)
+{
+    return do_conv_grad(c, true, done, err);
+}
+static ot_status do_conv_grad_filter(ctx *c, bool *done, ot_err *err)
+{
+    return do_conv_grad(c, false, done, err);
+}
+
+/* The oneDNN builders, indexed by op id (ops.def) like the plain kernels'
+   table (ref.c). A builder appends the node's steps, or leaves *done false
+   when oneDNN cannot take the node as compiled (the plain kernel runs it);
+   an op without a row always runs its plain kernel. */
+typedef ot_status (*dn_build_fn)(ctx *c, bool *done, ot_err *err);
+
+static const dn_build_fn dn_table[OT_OP_COUNT_] = {
+    [OT_OP_CONV] = do_conv,
+    [OT_OP_MAXPOOL] = do_pool,
+    [OT_OP_AVGPOOL] = do_pool,
+    [OT_OP_GLOBALAVGPOOL] = do_pool,
+    [OT_OP_GLOBALMAXPOOL] = do_pool,
+    [OT_OP_BATCHNORM] = do_bn,
+    [OT_OP_RELU] = do_eltwise,
+    [OT_OP_LEAKYRELU] = do_eltwise,
+    [OT_OP_SIGMOID] = do_eltwise,
+    [OT_OP_CLIP] = do_eltwise,
+    [OT_OP_ADD] = do_binary,
+    [OT_OP_MUL] = do_binary,
+    [OT_OP_SUM] = do_sum,
+    [OT_OP_CONCAT] = do_concat,
+    [OT_OP_SOFTMAX] = do_softmax_lrn,
+    [OT_OP_LOGSOFTMAX] = do_softmax_lrn,
+    [OT_OP_LRN] = do_softmax_lrn,
+    [OT_OP_GEMM] = do_gemm,
+    [OT_OP_MATMUL] = do_matmul_op,
+    [OT_OP_CONV_GRAD_DATA] = do_conv_grad_data,
+    [OT_OP_CONV_GRAD_FILTER] = do_conv_grad_filter,
+    [OT_OP_BATCHNORM_TRAIN] = dn_bn_train,
+    [OT_OP_BATCHNORM_GRAD] = dn_bn_grad,
+    [OT_OP_RELU_GRAD] = dn_relu_grad,
+    [OT_OP_MAXPOOL_GRAD] = dn_maxpool_grad,
+    [OT_OP_GLOBALAVGPOOL_GRAD] = dn_gap_grad,
+};
+
 ot_status cpu_dnnl_node(ot_exec *x, int32_t node_id, bool *done, ot_err *err)
 {
     ot_status st = OT_OK;
-    ctx c = { .x = x, .cs = x->be_state, .g = x->g, .n = &x->g->nodes[node_id] };
+    ctx c = { .x = x, .cs = x->be_state, .g = x->g, .n = &x->g->nodes[node_id],
+              .node_id = node_id };
     *done = false;
-    const char *t = c.n->op_type;
-    bool conv_grad = c.n->op == ot_op_table[OT_OP_CONV_GRAD_DATA] ||
-                     c.n->op == ot_op_table[OT_OP_CONV_GRAD_FILTER];
-    bool private_op = conv_grad || c.n->op == ot_op_table[OT_OP_BATCHNORM_TRAIN] ||
-                      c.n->op == ot_op_table[OT_OP_BATCHNORM_GRAD] ||
-                      c.n->op == ot_op_table[OT_OP_RELU_GRAD] ||
-                      c.n->op == ot_op_table[OT_OP_MAXPOOL_GRAD] ||
-                      c.n->op == ot_op_table[OT_OP_GLOBALAVGPOOL_GRAD];
-    if (!ot_domain_is_default(c.n->domain) && !private_op)
+    const ot_op_desc *op = c.n->op;
+    if (!op || (unsigned)op->id >= OT_OP_COUNT_ || ot_op_table[op->id] != op || !dn_table[op->id])
         return OT_OK;
     if (c.n->n_out < 1 || c.n->out[0] < 0)
         return OT_OK;
+    const char *t = c.n->op_type;
     CPU_TRY(dnnl_primitive_attr_create(&c.attr), err, t);
     CPU_TRY(dnnl_primitive_attr_set_scratchpad_mode(c.attr, dnnl_scratchpad_mode_user), err, t);
-    if (c.n->op == ot_op_table[OT_OP_BATCHNORM_TRAIN])
-        st = dn_bn_train(&c, done, err);
-    else if (c.n->op == ot_op_table[OT_OP_BATCHNORM_GRAD])
-        st = dn_bn_grad(&c, done, err);
-    else if (c.n->op == ot_op_table[OT_OP_RELU_GRAD])
-        st = dn_relu_grad(&c, done, err);
-    else if (c.n->op == ot_op_table[OT_OP_MAXPOOL_GRAD])
-        st = dn_maxpool_grad(&c, done, err);
-    else if (c.n->op == ot_op_table[OT_OP_GLOBALAVGPOOL_GRAD])
-        st = dn_gap_grad(&c, done, err);
-    else if (conv_grad)
-        st = do_conv_grad(&c, c.n->op == ot_op_table[OT_OP_CONV_GRAD_DATA], done, err);
-    else if (!strcmp(t, "Conv"))
-        st = do_conv(&c, node_id, done, err);
-    else if (!strcmp(t, "MaxPool") || !strcmp(t, "AveragePool") ||
-             !strcmp(t, "GlobalAveragePool") || !strcmp(t, "GlobalMaxPool"))
-        st = do_pool(&c, done, err);
-    else if (!strcmp(t, "BatchNormalization"))
-        st = do_bn(&c, done, err);
-    else if (!strcmp(t, "Relu") || !strcmp(t, "LeakyRelu") || !strcmp(t, "Sigmoid") ||
-             !strcmp(t, "Clip"))
-        st = do_eltwise(&c, done, err);
-    else if (!strcmp(t, "Add") || !strcmp(t, "Mul"))
-        st = do_binary(&c, done, err);
-    else if (!strcmp(t, "Sum"))
-        st = do_sum_concat(&c, false, done, err);
-    else if (!strcmp(t, "Concat"))
-        st = do_sum_concat(&c, true, done, err);
-    else if (!strcmp(t, "Softmax") || !strcmp(t, "LogSoftmax") || !strcmp(t, "LRN"))
-        st = do_softmax_lrn(&c, done, err);
-    else if (!strcmp(t, "Gemm"))
-        st = do_matmul(&c, true, done, err);
-    else if (!strcmp(t, "MatMul"))
-        st = do_matmul(&c, false, done, err);
+    st = dn_table[op->id](&c, done, err);
 done:
     if (c.attr)
         dnnl_primitive_attr_destroy(c.attr);

@@ -14,6 +14,7 @@ typedef struct ctx {
     cpu_state *cs;
     ot_graph *g;
     const ot_node *n;
+    int32_t node_id;            /* n's index in g->nodes                   */
     dnnl_primitive_attr_t attr; /* user scratchpad mode */
 } ctx;
 

@@ -115,7 +115,7 @@ ot_status dn_bn_train(ctx *c, bool *done, ot_err *err)
     int32_t relu = -1;
     if (!c->x->opts.no_fusion) {
         int32_t m = dn_sole_consumer(c, yid, (int32_t)(n - g->nodes));
-        if (m >= 0 && !strcmp(g->nodes[m].op_type, "Relu") &&
+        if (m >= 0 && ot_node_is(&g->nodes[m], OT_OP_RELU) &&
             ot_domain_is_default(g->nodes[m].domain) && dn_is_f32(g, g->nodes[m].out[0]))
             relu = m;
     }
@@ -399,7 +399,7 @@ ot_status dn_maxpool_grad(ctx *c, bool *done, ot_err *err)
     int32_t yid = -1;
     for (int32_t i = 0; i < g->n_nodes && yid < 0; i++) {
         const ot_node *m = &g->nodes[i];
-        if (strcmp(m->op_type, "MaxPool") != 0 || !ot_domain_is_default(m->domain) ||
+        if (!ot_node_is(m, OT_OP_MAXPOOL) ||
             m->in[0] != xid || m->out[0] < 0 || c->cs->vals[m->out[0]].aux.kind == OT_LOC_NONE ||
             !ot_op_grad_same_shape(g, m->out[0], dy))
             continue;
@@ -475,7 +475,7 @@ ot_status dn_gap_grad(ctx *c, bool *done, ot_err *err)
     cpu_plain_md(dxv, &xmd);
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const ot_node *m = &g->nodes[i];
-        if (!strcmp(m->op_type, "GlobalAveragePool") && m->n_in == 1 && m->in[0] >= 0 &&
+        if (ot_node_is(m, OT_OP_GLOBALAVGPOOL) && m->n_in == 1 && m->in[0] >= 0 &&
             ot_op_grad_same_shape(g, m->in[0], dx) &&
             c->cs->vals[m->in[0]].loc.kind != OT_LOC_NONE) {
             cpu_val_md(c->x, m->in[0], &xmd);

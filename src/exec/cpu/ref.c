@@ -1,6 +1,7 @@
 /*
- * ref.c: the table of plain C kernels, one row per op of the op table, and
- * the two lookups ref.h promises (kernel, supports).
+ * ref.c: the table of plain C kernels, one row per op of the op table
+ * indexed by op id (ops.def), and the two lookups ref.h promises (kernel,
+ * supports).
  *
  * It does not choose between these kernels and oneDNN's; the CPU backend
  * does, asking ot_ref_supports for what oneDNN lacks. Every row of ops.def
@@ -75,15 +76,14 @@ static const ref_row ref_table[OT_OP_COUNT_] = {
     [OT_OP_SLICE_AXIS] = ROW(slice_axis),
 };
 
-/* The row for a node's op, or NULL (opaque node, or an op without a kernel). */
+/* The row for a node's op, by the op's id, or NULL (opaque node, or an op
+   without a kernel). */
 static const ref_row *find_row(const ot_node *n)
 {
-    if (!n->op)
+    if (!n->op || (unsigned)n->op->id >= OT_OP_COUNT_ || ot_op_table[n->op->id] != n->op)
         return NULL;
-    for (int i = 0; i < OT_OP_COUNT_; i++)
-        if (ot_op_table[i] == n->op)
-            return ref_table[i].run ? &ref_table[i] : NULL;
-    return NULL;
+    const ref_row *r = &ref_table[n->op->id];
+    return r->run ? r : NULL;
 }
 
 ot_ref_fn ot_ref_kernel(const ot_node *n)
