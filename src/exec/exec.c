@@ -3,8 +3,13 @@
  *
  * Compilation: clone the graph, bind the inputs' shapes (and the values of
  * shape-deciding inputs), re-run shape inference so every value is static,
- * let the backend build its steps and declare buffers, plan the buffers into
- * one arena, and let the backend bind its primitives to their addresses.
+ * apply the shared rewrites the backend opts into (rewrite.c), let the
+ * backend build its steps and declare buffers, plan the buffers into one
+ * arena, allocate it, the state and the outputs through the backend's memory
+ * hooks, and let the backend bind its primitives to their addresses.
+ *
+ * exec.c never dereferences backend memory: data crosses between the caller
+ * and the backend through the copy hooks (ot_exec_loc_read/write).
  *
  * Not here: kernels (src/exec/cpu/), the choice of layouts (the backend's).
  */
@@ -428,6 +433,13 @@ ot_status ot_exec_compile_on(const ot_backend *be, const ot_graph *g, const ot_e
     OT_TRY(ot_graph_infer_shapes(x->g, err));
     OT_TRY(check_static(x, err));
     OT_TRY(make_outputs(x, err));
+    x->rewrites = be->rewrites ? be->rewrites(x) : 0;
+    if (x->rewrites & OT_REWRITE_CONST)
+        ot_rewrite_mark_folded(x->g);
+    if (x->rewrites & OT_REWRITE_BN_FOLD)
+        OT_TRY(ot_rewrite_fold_bn(x->g, &x->consts, NULL, err));
+    if (x->rewrites & OT_REWRITE_FUSE)
+        OT_TRY(ot_fuse_plan_init(&x->fuse, x->g, err));
     if (be->open)
         OT_TRY(be->open(x, err));
     OT_TRY(be->build(x, err));
@@ -534,6 +546,8 @@ void ot_exec_free(ot_exec *x)
     ot_free(x->in_shapes);
     ot_free(x->state);
     ot_free(x->bufs);
+    ot_fuse_plan_fini(&x->fuse);
+    ot_const_pool_free(&x->consts);
     ot_graph_free(x->g);
     ot_free(x);
 }

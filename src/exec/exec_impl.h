@@ -12,6 +12,7 @@
 
 #include "exec.h"
 #include "plan.h"
+#include "rewrite.h"
 
 /* Where a tensor's bytes live. */
 typedef enum {
@@ -54,6 +55,10 @@ struct ot_exec {
     void **state;         /* per value id: backend buffer of an OT_VAL_STATE value */
     bool state_borrowed;  /* the buffers belong to opts.share_state           */
 
+    unsigned rewrites;    /* OT_REWRITE_* the backend opted into              */
+    ot_const_pool consts; /* constants the rewrites made (folded weights)      */
+    ot_fuse_plan fuse;    /* with OT_REWRITE_FUSE: the fusion rules' counts    */
+
     ot_plan_buf *bufs;
     int n_bufs, cap_bufs;
     unsigned char *arena;
@@ -80,8 +85,10 @@ ot_status ot_exec_loc_read(const ot_exec *x, ot_loc loc, size_t off, void *dst, 
                            ot_err *err);
 
 /*
- * A backend. exec.c calls, in order: open (optional: the device context,
- * x->be_state), build (steps and buffer declarations), mem_alloc for the
+ * A backend. exec.c calls, in order: rewrites (optional: which shared
+ * rewrites of rewrite.h to apply to x->g before the backend sees it), open
+ * (optional: the device context, x->be_state), build (steps and buffer
+ * declarations, with x->fuse when it opted into OT_REWRITE_FUSE), mem_alloc for the
  * arena, the state, the outputs and (when not host-visible) the inputs, bind,
  * then run per ot_exec_run; copy_in / copy_out whenever the caller's data
  * crosses; at the end mem_free for each buffer, then free.
@@ -94,6 +101,7 @@ ot_status ot_exec_loc_read(const ot_exec *x, ot_loc loc, size_t off, void *dst, 
 struct ot_backend {
     const char *name;
     bool host_visible;
+    unsigned (*rewrites)(const ot_exec *x);
     ot_status (*open)(ot_exec *x, ot_err *err);
     /* `bytes` (> 0) of zeroed backend memory, aligned to at least 64 bytes. */
     ot_status (*mem_alloc)(ot_exec *x, size_t bytes, void **out, ot_err *err);

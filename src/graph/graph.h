@@ -125,6 +125,9 @@ enum {
     OT_NODE_UNKNOWN_ATTR = 1u << 2, /* has an attribute its op does not know        */
     OT_NODE_NOTED = 1u << 3,      /* covered by an earlier node's once-per-model
                                      warning (ops/batchnorm.c: spatial=0)           */
+    /* set on an executor's specialised clone by src/exec/rewrite.c */
+    OT_NODE_FOLDED = 1u << 4,     /* every output is a constant: no step             */
+    OT_NODE_BN_FOLDED = 1u << 5,  /* a Conv that absorbed its BatchNormalization     */
 };
 
 struct ot_op_desc;

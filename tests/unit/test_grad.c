@@ -20,6 +20,7 @@
 
 #include "exec/cpu/ref.h"
 #include "exec/exec.h"
+#include "exec/rewrite.h"
 #include "ops/grad_util.h"
 #include "passes/autodiff.h"
 #include "test.h"
@@ -1205,4 +1206,234 @@ TEST(ref_dropout_train_mask_statistics)
     CHECK(kept > N * 0.68 && kept < N * 0.72);
     CHECK(same);
     CHECK(differ > N / 5);
+}
+
+/* ------------------------------------------- shared rewrites (exec/rewrite.c) */
+
+/* The node that writes value v, or -1. */
+static int32_t producer_of(const ot_graph *g, int32_t v)
+{
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_out; k++)
+            if (g->nodes[i].out[k] == v)
+                return i;
+    return -1;
+}
+
+/* An inference BatchNormalization of h (16 channels) on constants; *scale
+   gets its scale's value id. */
+static int32_t rw_bn(gcase *c, int32_t h, int32_t *scale)
+{
+    int32_t bin[5] = { h, gc_const(c, "scale", 1, DIMS(16), 0.5, 1.5),
+                       gc_const(c, "bias", 1, DIMS(16), -1, 1),
+                       gc_const(c, "mean", 1, DIMS(16), -0.5, 0.5),
+                       gc_const(c, "var", 1, DIMS(16), 0.5, 2) };
+    if (scale)
+        *scale = bin[1];
+    return gc_node(c, "BatchNormalization", 15, bin, 5, NULL, 0);
+}
+
+/* Folds a clone of c->g, with value `state` (unless -1) flagged as training
+   state; returns how many BatchNormalizations folded (-1: error). */
+static int rw_fold_count(gcase *c, int32_t state)
+{
+    ot_graph *g = NULL;
+    ot_const_pool pool = { 0 };
+    int n = -1;
+    if (ot_graph_clone(c->g, &g, &c->err) == OT_OK) {
+        if (state >= 0)
+            g->values[state].flags |= OT_VAL_STATE;
+        if (ot_rewrite_fold_bn(g, &pool, &n, &c->err) != OT_OK)
+            n = -1;
+    }
+    ot_const_pool_free(&pool);
+    ot_graph_free(g);
+    return n;
+}
+
+/* A Conv on constant weights whose only reader is an inference BN on
+   constants folds: W' = W * scale / sqrt(var + eps), b' = (0 - mean) * k +
+   bias; the Conv writes the BN's output and the caller's graph is unchanged.
+   The executor then has one Conv+BN+eltwise step and the plain kernels'
+   result. */
+TEST(rewrite_bn_folds_into_conv)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, 31);
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, false, 2, 16, 6, 6);
+    int32_t h = gc_conv3x3(c, x, "w");
+    int32_t scale;
+    int32_t b = rw_bn(c, h, &scale);
+    int32_t y = gc_node(c, "Relu", 14, &b, 1, NULL, 0);
+    CHECK(y >= 0);
+    CHECK_OK(ot_pass_add_output(c->g, y, &c->err), &c->err);
+    int32_t ci = producer_of(c->g, h), bi = producer_of(c->g, b);
+    int32_t wid = c->g->nodes[ci].in[1];
+    ot_graph *g = NULL;
+    ot_const_pool pool = { 0 };
+    int n = 0;
+    CHECK_OK(ot_graph_clone(c->g, &g, &c->err), &c->err);
+    CHECK_OK(ot_rewrite_fold_bn(g, &pool, &n, &c->err), &c->err);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(g->n_nodes, c->g->n_nodes - 1);
+    int32_t conv = producer_of(g, b);
+    CHECK(conv >= 0 && ot_node_is(&g->nodes[conv], OT_OP_CONV));
+    const ot_node *cn = &g->nodes[conv];
+    CHECK((cn->flags & OT_NODE_BN_FOLDED) != 0);
+    CHECK_EQ_INT(cn->n_in, 3);
+    const ot_node *bn = &c->g->nodes[bi];
+    const float *w = c->g->values[wid].data.data, *w2 = g->values[cn->in[1]].data.data;
+    const float *sc = c->g->values[bn->in[1]].data.data, *sh = c->g->values[bn->in[2]].data.data;
+    const float *mu = c->g->values[bn->in[3]].data.data, *va = c->g->values[bn->in[4]].data.data;
+    const float *b2 = g->values[cn->in[2]].data.data;
+    for (int o = 0; o < 16; o += 5) {
+        double k = (double)sc[o] / sqrt((double)va[o] + 1e-5);
+        CHECK(w2[o * 144 + 7] == (float)((double)w[o * 144 + 7] * k));
+        CHECK(b2[o] == (float)((0.0 - (double)mu[o]) * k + (double)sh[o]));
+    }
+    CHECK((g->values[cn->in[1]].flags & OT_VAL_CONST) && g->values[cn->in[1]].ndim == 4);
+    /* the caller's graph still has its BN and the Conv's own operands */
+    CHECK_EQ_INT(c->g->nodes[ci].n_in, 2);
+    CHECK_EQ_INT(c->g->nodes[ci].in[1], wid);
+    CHECK_EQ_INT(c->g->nodes[ci].out[0], h);
+    CHECK((c->g->nodes[ci].flags & OT_NODE_BN_FOLDED) == 0);
+    ot_const_pool_free(&pool);
+    ot_graph_free(g);
+    c->onednn = true;
+    ot_exec_input bind;
+    ot_exec *fx = gc_compile_run(c, &bind);
+    CHECK(fx);
+    CHECK_EQ_INT(gc_steps_of_kind(fx, "Conv+BN+eltwise"), 1);
+    CHECK(gc_vs_plain(c, fx, &bind, "conv_bn_relu"));
+    ot_exec_free(fx);
+    gc_fini(c);
+}
+
+/* What must not fold: a Conv output that something else reads too (a graph
+   output, or a second node), a BN whose scale is trained (state), a
+   BatchNormTrain (training mode). */
+TEST(rewrite_bn_fold_refusals)
+{
+    for (int kind = 0; kind < 4; kind++) {
+        gcase c_, *c = &c_;
+        gc_init(c, 32 + (uint64_t)kind);
+        int32_t x = IN(c, "x", FILL_UNI, -1, 1, false, 2, 16, 6, 6);
+        int32_t h = gc_conv3x3(c, x, "w");
+        int32_t scale = -1, b;
+        if (kind == 3) {
+            int32_t bin[5] = { h, gc_const(c, "scale", 1, DIMS(16), 0.5, 1.5),
+                               gc_const(c, "bias", 1, DIMS(16), -1, 1),
+                               gc_const(c, "mean", 1, DIMS(16), -0.5, 0.5),
+                               gc_const(c, "var", 1, DIMS(16), 0.5, 2) };
+            b = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, bin, 5, NULL, 0, 3, NULL);
+        } else {
+            b = rw_bn(c, h, &scale);
+        }
+        CHECK(b >= 0);
+        CHECK_OK(ot_pass_add_output(c->g, b, &c->err), &c->err);
+        if (kind == 0)
+            CHECK_OK(ot_pass_add_output(c->g, h, &c->err), &c->err);
+        if (kind == 1)
+            CHECK(gc_node(c, "Relu", 14, &h, 1, NULL, 0) >= 0);
+        int n = rw_fold_count(c, kind == 2 ? scale : -1);
+        if (n != 0)
+            ot_test_fail(__FILE__, __LINE__, "case %d: %d folded (%s)", kind, n, c->err.msg);
+        gc_fini(c);
+        if (n != 0)
+            return;
+    }
+}
+
+/* Marks: a node whose outputs inference folded (Shape of a static input). */
+TEST(rewrite_marks_folded_nodes)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, 36);
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, false, 2, 16, 6, 6);
+    int32_t s = gc_node(c, "Shape", 13, &x, 1, NULL, 0);
+    int32_t y = gc_node(c, "Relu", 14, &x, 1, NULL, 0);
+    CHECK(s >= 0 && y >= 0);
+    CHECK(c->g->values[s].flags & OT_VAL_CONST);
+    CHECK_EQ_INT(ot_rewrite_mark_folded(c->g), 1);
+    CHECK(c->g->nodes[producer_of(c->g, s)].flags & OT_NODE_FOLDED);
+    CHECK(!(c->g->nodes[producer_of(c->g, y)].flags & OT_NODE_FOLDED));
+    gc_fini(c);
+}
+
+/* The fusion rules on one graph:
+     a = Relu(Conv0(x))         Conv0 + Relu: an activation
+     h = Conv1(a)               Conv1 + Add(a) + Relu: a computed earlier,
+     z = Relu(Add(h, a))          read by nothing after Conv1 but the Add
+     k = Conv2(z)               Conv2 + Add(q): q comes after Conv2, so no
+     q = Sigmoid(z)               group
+     t = Add(k, q)              Add + LeakyRelu: an activation
+     u = LeakyRelu(t)
+     v = Conv3(u), out v and w  Conv3 read twice: no group
+     w = Relu(v)
+   and BatchNormTrain + Relu, BatchNormTrain + Sigmoid (no group). */
+TEST(rewrite_fusion_rules)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, 37);
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, false, 2, 16, 6, 6);
+    int32_t a0 = gc_conv3x3(c, x, "w0");
+    int32_t a = gc_node(c, "Relu", 14, &a0, 1, NULL, 0);
+    int32_t h = gc_conv3x3(c, a, "w1");
+    int32_t in1[2] = { h, a };
+    int32_t s = gc_node(c, "Add", 14, in1, 2, NULL, 0);
+    int32_t z = gc_node(c, "Relu", 14, &s, 1, NULL, 0);
+    int32_t k = gc_conv3x3(c, z, "w2");
+    int32_t q = gc_node(c, "Sigmoid", 13, &z, 1, NULL, 0);
+    int32_t in2[2] = { k, q };
+    int32_t t = gc_node(c, "Add", 14, in2, 2, NULL, 0);
+    int32_t u = gc_node(c, "LeakyRelu", 6, &t, 1, NULL, 0);
+    int32_t v = gc_conv3x3(c, u, "w3");
+    int32_t w = gc_node(c, "Relu", 14, &v, 1, NULL, 0);
+    int32_t bin[5] = { w, gc_const(c, "scale", 1, DIMS(16), 0.5, 1.5),
+                       gc_const(c, "bias", 1, DIMS(16), -1, 1),
+                       gc_const(c, "mean", 1, DIMS(16), -0.5, 0.5),
+                       gc_const(c, "var", 1, DIMS(16), 0.5, 2) };
+    int32_t n1 = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, bin, 5, NULL, 0, 3, NULL);
+    int32_t r1 = gc_node(c, "Relu", 14, &n1, 1, NULL, 0);
+    bin[0] = r1;
+    int32_t n2 = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, bin, 5, NULL, 0, 3, NULL);
+    int32_t r2 = gc_node(c, "Sigmoid", 13, &n2, 1, NULL, 0);
+    CHECK(r2 >= 0);
+    CHECK_OK(ot_pass_add_output(c->g, v, &c->err), &c->err);
+    CHECK_OK(ot_pass_add_output(c->g, r2, &c->err), &c->err);
+    const ot_graph *g = c->g;
+    ot_fuse_plan p;
+    ot_fusion f;
+    CHECK_OK(ot_fuse_plan_init(&p, g, &c->err), &c->err);
+
+    ot_fuse_find(&p, producer_of(g, a0), NULL, &f);
+    CHECK(f.kind == OT_FUSE_ACT && f.act == producer_of(g, a) && f.out == a);
+    ot_fuse_find(&p, producer_of(g, h), NULL, &f);
+    CHECK(f.kind == OT_FUSE_ADD && f.add == producer_of(g, s) && f.add_other == a);
+    CHECK(f.act == producer_of(g, z) && f.out == z && f.other_dies);
+    ot_fuse_find(&p, producer_of(g, k), NULL, &f);
+    CHECK(f.kind == OT_FUSE_NONE);
+    ot_fuse_find(&p, producer_of(g, t), NULL, &f);
+    CHECK(f.kind == OT_FUSE_ACT && f.act == producer_of(g, u));
+    ot_fuse_find(&p, producer_of(g, v), NULL, &f);
+    CHECK(f.kind == OT_FUSE_NONE);
+    ot_fuse_find(&p, producer_of(g, n1), NULL, &f);
+    CHECK(f.kind == OT_FUSE_ACT && f.act == producer_of(g, r1));
+    ot_fuse_find(&p, producer_of(g, n2), NULL, &f);
+    CHECK(f.kind == OT_FUSE_NONE);
+    /* a follower already taken into another group is not offered again */
+    uint8_t *taken = calloc((size_t)g->n_nodes, 1);
+    CHECK(taken);
+    taken[producer_of(g, a)] = 1;
+    ot_fuse_find(&p, producer_of(g, a0), taken, &f);
+    free(taken);
+    CHECK(f.kind == OT_FUSE_NONE);
+    /* the Add's other operand read again later: the group may not write over it */
+    ot_fuse_plan_fini(&p);
+    CHECK_OK(ot_pass_add_output(c->g, a, &c->err), &c->err);
+    CHECK_OK(ot_fuse_plan_init(&p, c->g, &c->err), &c->err);
+    ot_fuse_find(&p, producer_of(g, h), NULL, &f);
+    ot_fuse_plan_fini(&p);
+    CHECK(f.kind == OT_FUSE_ADD && !f.other_dies);
+    gc_fini(c);
 }

@@ -1,8 +1,8 @@
 /*
  * cpu.c: the CPU backend: steps, layouts, reorders, binding and running.
  *
- * build: walks the nodes in order; a node whose outputs are all constant
- * (folded by shape inference) is skipped; otherwise oneDNN takes it when it
+ * build: walks the nodes in order; a node the shared constant folding marked
+ * (OT_NODE_FOLDED, rewrite.c) is skipped; otherwise oneDNN takes it when it
  * can (cpu_dnnl.c), else the plain C kernel (ref.c), else compilation fails
  * naming the node. bind: creates oneDNN memory objects on the planned
  * addresses. run: executes the steps; nothing is allocated.
@@ -152,7 +152,7 @@ ot_status cpu_val_define(ot_exec *x, int32_t vid, const dnnl_memory_desc_t *md, 
     const ot_value *v = &x->g->values[vid];
     cpu_val *cv = &cs->vals[vid];
     bool plain = !md || cpu_md_is_plain(md, v);
-    memset(cv, 0, offsetof(cpu_val, n_uses));
+    memset(cv, 0, sizeof *cv);
     if (plain && (v->flags & OT_VAL_OUTPUT)) {
         for (int i = 0; i < x->n_out; i++)
             if (x->out_ids[i] == vid) {
@@ -448,19 +448,6 @@ ot_status cpu_fn_step(ot_exec *x, const ot_node *n, const char *what, ot_ref_fn 
     return OT_OK;
 }
 
-static bool all_outputs_const(const ot_graph *g, const ot_node *n)
-{
-    bool any = false;
-    for (int k = 0; k < n->n_out; k++) {
-        if (n->out[k] < 0)
-            continue;
-        if (!(g->values[n->out[k]].flags & OT_VAL_CONST))
-            return false;
-        any = true;
-    }
-    return any;
-}
-
 static ot_status cpu_build(ot_exec *x, ot_err *err)
 {
     ot_status st = OT_OK;
@@ -503,21 +490,14 @@ static ot_status cpu_build(ot_exec *x, ot_err *err)
             cv->loc.id = i;
         }
     }
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        const ot_node *n = &g->nodes[i];
-        for (int k = 0; k < n->n_in; k++)
-            if (n->in[k] >= 0)
-                cs->vals[n->in[k]].n_uses++;
-        if (n->op == ot_op_table[OT_OP_CONV_GRAD_DATA] ||
-            n->op == ot_op_table[OT_OP_CONV_GRAD_FILTER])
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        if (ot_node_is(&g->nodes[i], OT_OP_CONV_GRAD_DATA) ||
+            ot_node_is(&g->nodes[i], OT_OP_CONV_GRAD_FILTER))
             cs->training = true;
-    }
-    for (int i = 0; i < x->n_out; i++)
-        cs->vals[x->out_ids[i]].n_uses++;
 
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const ot_node *n = &g->nodes[i];
-        if (cs->skip[i] || all_outputs_const(g, n))
+        if (cs->skip[i] || (n->flags & OT_NODE_FOLDED))
             continue;
         bool done = false;
         if (!x->opts.plain_only)
@@ -720,9 +700,20 @@ static ot_status cpu_copy_out(const ot_exec *x, void *dst, const void *src, size
     return OT_OK;
 }
 
+/* Every node whose outputs inference folded is skipped; BN folding and the
+   fusion rules go with the oneDNN path, which maps them to post-ops. */
+static unsigned cpu_rewrites(const ot_exec *x)
+{
+    unsigned r = OT_REWRITE_CONST;
+    if (!x->opts.plain_only && !x->opts.no_fusion)
+        r |= OT_REWRITE_BN_FOLD | OT_REWRITE_FUSE;
+    return r;
+}
+
 const ot_backend ot_backend_cpu = {
     .name = "cpu",
     .host_visible = true,
+    .rewrites = cpu_rewrites,
     .mem_alloc = cpu_mem_alloc,
     .mem_free = cpu_mem_free,
     .copy_in = cpu_copy_in,

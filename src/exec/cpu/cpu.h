@@ -33,7 +33,6 @@ typedef struct cpu_val {
     dnnl_memory_desc_t *aux_md;
     /* alt_md and aux_md are heap copies (cpu_md_keep), NULL until set: few
        values need them, and inline they tripled the record (2 KB a value) */
-    int n_uses;              /* consuming node inputs + graph-output listings   */
 } cpu_val;
 
 /* One step. Its argument arrays are sized for the step and live in one heap

@@ -6,9 +6,15 @@
  * chosen (blocked) layout for its output; pools, batch norm, eltwise, LRN and
  * binary ops take their input as it is laid out. Gemm and MatMul run as
  * oneDNN matmul on plain data, transposes expressed as strides.
- * Fusion: Conv followed by Relu / LeakyRelu / Clip becomes an eltwise
+ * Fusion: the shared rules (src/exec/rewrite.c) offer groups, this file
+ * maps them to post-ops: Conv followed by an activation becomes an eltwise
  * post-op; Conv whose only consumer is an Add (optionally followed by Relu)
- * accumulates into the Add's other operand with a sum post-op.
+ * accumulates into the Add's other operand with a sum post-op; Add or Mul
+ * followed by an activation, a binary primitive with an eltwise post-op.
+ * A Conv that absorbed a BatchNormalization (the shared BN folding) is a
+ * plain Conv here, on the folded weights.
+ * Nodes are found through a table indexed by op id (dn_table, at the end),
+ * the same shape as the plain kernels' table (ref.c).
  * Anything oneDNN does not implement for the given shapes falls back to the
  * plain kernels (*done stays false), so compilation never fails for that.
  *
@@ -179,18 +185,13 @@ static bool eltwise_params(const ot_graph *g, const ot_node *n, dnnl_alg_kind_t 
     }
 }
 
-/* The single consumer node of v (its index), or -1. */
+/* The single consumer node of v (its index), or -1: the shared rule
+   (rewrite.c), with the nodes this backend already took into groups. */
 int32_t dn_sole_consumer(const ctx *c, int32_t vid, int32_t after)
 {
-    if (c->cs->vals[vid].n_uses != 1 || (c->g->values[vid].flags & OT_VAL_OUTPUT))
-        return -1;
-    for (int32_t i = after + 1; i < c->g->n_nodes; i++) {
-        const ot_node *m = &c->g->nodes[i];
-        for (int k = 0; k < m->n_in; k++)
-            if (m->in[k] == vid)
-                return c->cs->skip[i] ? -1 : i;
-    }
-    return -1;
+    if (!c->x->fuse.uses)
+        return -1; /* no fusion */
+    return ot_fuse_sole_consumer(&c->x->fuse, vid, after, c->cs->skip);
 }
 
 /* Appends the step of a primitive with one source (x, laid out as xmd) and
@@ -242,93 +243,18 @@ static void conv_weight_mds(const ot_value *wv, int64_t group, dnnl_memory_desc_
     dn_md_plain_dims(nd, d, plain);
 }
 
-/* The data of a constant float32 value (NULL when it is not one). */
-static const float *const_f32(const ctx *c, int32_t vid)
+/* Whether a Conv fused with an Add may write into the Add's other operand's
+   buffer: the shared rules say nothing reads it after the Add (f->other_dies),
+   and it is a planned buffer already laid out as the Conv's dst (the caller
+   makes sure it is not the Conv's own input). */
+static bool can_take_over(const ctx *c, const ot_fusion *f, const dnnl_memory_desc_t *dst)
 {
-    if (vid < 0 || !dn_is_f32(c->g, vid) || c->cs->vals[vid].loc.kind != OT_LOC_CONST)
-        return NULL;
-    return c->cs->vals[vid].loc.ptr;
-}
-
-/* An inference-mode BatchNormalization over a Conv's output whose statistics,
-   scale and bias are constants, like the Conv's weights (and bias): it folds
-   into them. */
-static bool foldable_bn(const ctx *c, const ot_node *m, int32_t wid, int32_t bid)
-{
-    if (!ot_node_is(m, OT_OP_BATCHNORM) || m->n_in != 5 || ot_node_attr_int(m, "training_mode", 0) != 0 ||
-        ot_node_attr_int(m, "spatial", 1) != 1 || !dn_is_f32(c->g, m->out[0]))
-        return false;
-    for (int k = 1; k < m->n_out; k++)
-        if (m->out[k] >= 0)
-            return false;
-    int64_t oc = c->g->values[wid].dims[0];
-    for (int k = 1; k < 5; k++)
-        if (!const_f32(c, m->in[k]) || c->g->values[m->in[k]].ndim != 1 ||
-            c->g->values[m->in[k]].dims[0] != oc)
-            return false;
-    return const_f32(c, wid) && (bid < 0 || const_f32(c, bid));
-}
-
-/* W' = W * k and b' = (b - mean) * k + B per output channel, k = scale /
-   sqrt(var + eps), plain. b' is kept by the executor; *w_fold belongs to the
-   caller, which keeps it only when the Conv reads it as it is (a reorder
-   into the Conv's layout makes the copy the executor keeps). */
-static ot_status fold_bn(ctx *c, const ot_node *bn, int32_t wid, int32_t bid, float **w_fold,
-                         ot_loc *lb, ot_err *err)
-{
-    const ot_value *wv = &c->g->values[wid];
-    int64_t oc = wv->dims[0], per = 1;
-    for (int i = 1; i < wv->ndim; i++)
-        per *= wv->dims[i];
-    size_t wbytes = sizeof(float) * (size_t)(oc * per), bbytes = sizeof(float) * (size_t)oc;
-    float *w2 = aligned_alloc(64, (wbytes + 63) & ~(size_t)63);
-    float *b2 = aligned_alloc(64, (bbytes + 63) & ~(size_t)63);
-    if (!w2 || !b2) {
-        free(w2);
-        free(b2);
-        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
-    }
-    ot_status st = cpu_own(c->cs, b2, err); /* frees b2 on failure */
-    if (st != OT_OK) {
-        free(w2);
-        return st;
-    }
-    const float *w = const_f32(c, wid), *b = bid >= 0 ? const_f32(c, bid) : NULL;
-    const float *scale = const_f32(c, bn->in[1]), *shift = const_f32(c, bn->in[2]);
-    const float *mean = const_f32(c, bn->in[3]), *var = const_f32(c, bn->in[4]);
-    double eps = ot_node_attr_float(bn, "epsilon", 1e-5f);
-    for (int64_t o = 0; o < oc; o++) {
-        double k = (double)scale[o] / sqrt((double)var[o] + eps);
-        for (int64_t i = 0; i < per; i++)
-            w2[o * per + i] = (float)((double)w[o * per + i] * k);
-        b2[o] = (float)(((b ? (double)b[o] : 0.0) - (double)mean[o]) * k + (double)shift[o]);
-    }
-    *w_fold = w2;
-    *lb = (ot_loc){ .kind = OT_LOC_CONST, .ptr = b2 };
-    return OT_OK;
-}
-
-/* Whether a Conv (node conv_node) fused with the Add of `other` may write
-   into other's buffer: a planned buffer already laid out as the Conv's dst,
-   not a graph output, read by no node after the Conv but that Add (the
-   caller makes sure it is not the Conv's own input). */
-static bool can_take_over(const ctx *c, int32_t other, int32_t conv_node,
-                          const dnnl_memory_desc_t *dst)
-{
-    const cpu_val *ov = &c->cs->vals[other];
-    if (ov->loc.kind != OT_LOC_BUF || (c->g->values[other].flags & OT_VAL_OUTPUT))
+    const cpu_val *ov = &c->cs->vals[f->add_other];
+    if (!f->other_dies || ov->loc.kind != OT_LOC_BUF)
         return false;
     dnnl_memory_desc_t omd;
-    cpu_val_md(c->x, other, &omd);
-    if (!dnnl_memory_desc_equal(&omd, dst))
-        return false;
-    int later = 0;
-    for (int32_t i = conv_node + 1; i < c->g->n_nodes; i++) {
-        const ot_node *m = &c->g->nodes[i];
-        for (int k = 0; k < m->n_in; k++)
-            later += m->in[k] == other;
-    }
-    return later == 1; /* the Add */
+    cpu_val_md(c->x, f->add_other, &omd);
+    return dnnl_memory_desc_equal(&omd, dst);
 }
 
 static ot_status do_conv(ctx *c, bool *done, ot_err *err)
@@ -339,7 +265,6 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
     const ot_node *n = c->n;
     dnnl_primitive_desc_t pd = NULL;
     dnnl_post_ops_t po = NULL;
-    float *w_fold = NULL; /* BN-folded weights, until the executor keeps them */
     int32_t xid = n->in[0], wid = n->in[1], bid = n->n_in > 2 ? n->in[2] : -1;
     int32_t yid = n->out[0];
     if (!dn_is_f32(g, xid) || !dn_is_f32(g, wid) || (bid >= 0 && !dn_is_f32(g, bid)) ||
@@ -353,46 +278,26 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
     if (!dn_get_window(g, n, xv, yv, wv->dims + 2, &w))
         return OT_OK;
 
-    /* fusion candidates: an inference BatchNormalization on constants folds
-       into the weights; then an eltwise op, or an Add (+ Relu) */
-    int32_t out_vid = yid, add_other = -1, bn_node = -1;
+    /* the group the shared fusion rules offer (rewrite.c): an activation as
+       an eltwise post-op, or an Add (+ Relu) as a sum post-op; a Conv that
+       absorbed a BatchNormalization (OT_REWRITE_BN_FOLD) reads the folded
+       weights and bias like its own */
+    int32_t out_vid = yid, add_other = -1;
     int32_t fuse_nodes[2] = { -1, -1 };
-    dnnl_alg_kind_t alg;
-    float alpha, beta;
-    int32_t nxt = dn_sole_consumer(c, yid, node_id);
-    if (!c->x->opts.no_fusion && nxt >= 0 && foldable_bn(c, &g->nodes[nxt], wid, bid)) {
-        bn_node = nxt;
-        yid = out_vid = g->nodes[nxt].out[0];
-        yv = &g->values[yid];
-        nxt = dn_sole_consumer(c, yid, bn_node);
-    }
-    if (!c->x->opts.no_fusion && nxt >= 0) {
-        const ot_node *m = &g->nodes[nxt];
-        if (eltwise_params(g, m, &alg, &alpha, &beta)) {
-            fuse_nodes[0] = nxt;
-            out_vid = m->out[0];
-        } else if (ot_node_is(m, OT_OP_ADD) && m->n_in == 2 && m->opset >= 7 &&
-                   dn_is_f32(g, m->out[0])) {
-            int32_t other = m->in[0] == yid ? m->in[1] : m->in[0];
-            const ot_value *ov = &g->values[other], *av = &g->values[m->out[0]];
-            /* the other operand must already be computed (it is the
-                               accumulator the conv adds into) */
-            bool same = other != yid && ov->ndim == yv->ndim && av->ndim == yv->ndim &&
-                        dn_is_f32(g, other) && c->cs->vals[other].loc.kind != OT_LOC_NONE;
-            for (int i = 0; same && i < yv->ndim; i++)
-                same = ov->dims[i] == yv->dims[i] && av->dims[i] == yv->dims[i];
-            if (same) {
-                fuse_nodes[0] = nxt;
-                add_other = other;
-                out_vid = m->out[0];
-                int32_t nn = dn_sole_consumer(c, out_vid, nxt);
-                if (nn >= 0 && eltwise_params(g, &g->nodes[nn], &alg, &alpha, &beta) &&
-                    ot_node_is(&g->nodes[nn], OT_OP_RELU)) {
-                    fuse_nodes[1] = nn;
-                    out_vid = g->nodes[nn].out[0];
-                }
-            }
-        }
+    bool bn_folded = (n->flags & OT_NODE_BN_FOLDED) != 0;
+    dnnl_alg_kind_t alg = dnnl_eltwise_relu;
+    float alpha = 0, beta = 0;
+    ot_fusion f = { .kind = OT_FUSE_NONE };
+    if (c->x->fuse.uses)
+        ot_fuse_find(&c->x->fuse, node_id, c->cs->skip, &f);
+    if (f.kind == OT_FUSE_ACT && eltwise_params(g, &g->nodes[f.act], &alg, &alpha, &beta)) {
+        fuse_nodes[0] = f.act;
+        out_vid = f.out;
+    } else if (f.kind == OT_FUSE_ADD) {
+        fuse_nodes[0] = f.add;
+        fuse_nodes[1] = f.act;
+        add_other = f.add_other;
+        out_vid = f.out;
     }
 
     dnnl_memory_desc_t xmd, wmd, bmd, ymd, wplain;
@@ -400,15 +305,10 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
     dn_md_any(yv, &ymd);
     conv_weight_mds(wv, group, &wmd, &wplain);
     ot_loc wplain_loc, lb = { 0 };
-    bool has_bias = bid >= 0 || bn_node >= 0;
-    if (bn_node >= 0) {
-        OT_TRY(fold_bn(c, &g->nodes[bn_node], wid, bid, &w_fold, &lb, err));
-        wplain_loc = (ot_loc){ .kind = OT_LOC_CONST, .ptr = w_fold };
-    } else {
-        OT_TRY(cpu_val_plain(c->x, wid, &wplain_loc, err));
-        if (bid >= 0)
-            OT_TRY(cpu_val_plain(c->x, bid, &lb, err));
-    }
+    bool has_bias = bid >= 0;
+    OT_TRY(cpu_val_plain(c->x, wid, &wplain_loc, err));
+    if (bid >= 0)
+        OT_TRY(cpu_val_plain(c->x, bid, &lb, err));
     if (has_bias)
         dn_md_plain_dims(1, &wv->dims[0], &bmd);
     dnnl_convolution_desc_t cd;
@@ -440,12 +340,19 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
     const dnnl_memory_desc_t *py = dn_pd_md(pd, dnnl_query_dst_md);
     OT_TRY(cpu_val_as(c->x, xid, px, &lx, err));
     OT_TRY(cpu_reorder(c->x, &wplain, wplain_loc, pw, &lw, err));
-    if (add_other >= 0 && add_other != xid && can_take_over(c, add_other, node_id, py)) {
+    if (bn_folded && lw.ptr != wplain_loc.ptr &&
+        ot_const_pool_release(&c->x->consts, wplain_loc.ptr)) {
+        /* the folded weights, now copied in the Conv's layout, are read by
+           nothing else */
+        c->cs->vals[wid].loc = (ot_loc){ .kind = OT_LOC_NONE };
+        g->values[wid].data.data = NULL;
+    }
+    if (add_other >= 0 && add_other != xid && can_take_over(c, &f, py)) {
         /* the sum post-op accumulates into dst: the other operand's buffer
            becomes the output when nothing reads that operand later */
         cpu_val *ov = &c->cs->vals[add_other], *yc = &c->cs->vals[out_vid];
         ly = ov->loc;
-        memset(yc, 0, offsetof(cpu_val, n_uses));
+        memset(yc, 0, sizeof *yc);
         yc->loc = ly;
         yc->has_md = !cpu_md_is_plain(py, &g->values[out_vid]);
         yc->md = *py;
@@ -466,18 +373,15 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
     pd = NULL;
     static const char *const whats[2][3] = { { "Conv", "Conv+eltwise", "Conv+Add" },
                                              { "Conv+BN", "Conv+BN+eltwise", "Conv+BN+Add" } };
-    const char *what = whats[bn_node >= 0][add_other >= 0 ? 2 : fuse_nodes[0] >= 0 ? 1 : 0];
+    const char *what = whats[bn_folded][add_other >= 0 ? 2 : fuse_nodes[0] >= 0 ? 1 : 0];
     if (add_other >= 0 && fuse_nodes[1] >= 0)
-        what = bn_node >= 0 ? "Conv+BN+Add+Relu" : "Conv+Add+Relu";
+        what = bn_folded ? "Conv+BN+Add+Relu" : "Conv+Add+Relu";
     OT_TRY(cpu_prim_step(c->x, n, what, p, has_bias ? 4 : 3, kinds, locs, mds, err));
     for (int i = 0; i < 2; i++)
         if (fuse_nodes[i] >= 0)
             c->cs->skip[fuse_nodes[i]] = 1;
-    if (bn_node >= 0)
-        c->cs->skip[bn_node] = 1;
     *done = true;
 done:
-    free(w_fold);
     if (po)
         dnnl_post_ops_destroy(po);
     if (pd)
@@ -697,9 +601,12 @@ static ot_status do_binary(ctx *c, bool *done, ot_err *err)
     dnnl_primitive_desc_t pd = NULL;
     dnnl_alg_kind_t ealg;
     float alpha, beta;
-    if (!c->x->opts.no_fusion) {
-        int32_t m = dn_sole_consumer(c, yid, (int32_t)(n - g->nodes));
-        if (m >= 0 && eltwise_params(g, &g->nodes[m], &ealg, &alpha, &beta) &&
+    ot_fusion f = { .kind = OT_FUSE_NONE };
+    if (c->x->fuse.uses)
+        ot_fuse_find(&c->x->fuse, c->node_id, c->cs->skip, &f);
+    if (f.kind == OT_FUSE_ACT) {
+        int32_t m = f.act;
+        if (eltwise_params(g, &g->nodes[m], &ealg, &alpha, &beta) &&
             dnnl_post_ops_create(&po) == dnnl_success &&
             dnnl_post_ops_append_eltwise(po, 1.0f, ealg, alpha, beta) == dnnl_success &&
             dnnl_primitive_attr_set_post_ops(c->attr, po) == dnnl_success)

@@ -113,12 +113,11 @@ ot_status dn_bn_train(ctx *c, bool *done, ot_err *err)
        writes the Relu's output (its gradient needs only that), and the
        pre-activation values are never stored */
     int32_t relu = -1;
-    if (!c->x->opts.no_fusion) {
-        int32_t m = dn_sole_consumer(c, yid, (int32_t)(n - g->nodes));
-        if (m >= 0 && ot_node_is(&g->nodes[m], OT_OP_RELU) &&
-            ot_domain_is_default(g->nodes[m].domain) && dn_is_f32(g, g->nodes[m].out[0]))
-            relu = m;
-    }
+    ot_fusion f = { .kind = OT_FUSE_NONE };
+    if (c->x->fuse.uses)
+        ot_fuse_find(&c->x->fuse, c->node_id, c->cs->skip, &f);
+    if (f.kind == OT_FUSE_ACT)
+        relu = f.act;
     dnnl_batch_normalization_desc_t bd;
     for (int fused = relu >= 0; fused >= 0 && !pd; fused--) {
         unsigned flags = dnnl_use_scale | dnnl_use_shift | (fused ? dnnl_fuse_norm_relu : 0u);
