@@ -82,11 +82,25 @@ ot_status ot_train_hash_data(const ot_dataset *ds, uint64_t *out, ot_err *err)
         int64_t i = (int64_t)((uint64_t)k * (uint64_t)n / (uint64_t)n_sample);
         ot_image img;
         int label;
-        ot_status st = ot_data_get(ds, i, &img, &label, err);
+        ot_err e2;
+        ot_err_init(&e2);
+        /* the label alone cannot fail; an image file that cannot be decoded
+           or read counts as its index and label (--skip-bad leaves it out of
+           the run, and without it the run stops when it reaches it) */
+        ot_status st = ot_data_get(ds, i, NULL, &label, err);
         if (st != OT_OK)
             return st;
         h = hash_u64(h, (uint64_t)i);
         h = hash_u64(h, (uint64_t)label);
+        st = ot_data_get(ds, i, &img, NULL, &e2);
+        if (st == OT_ERR_PARSE || st == OT_ERR_IO) {
+            h = hash_u64(h, UINT64_MAX);
+            continue;
+        }
+        if (st != OT_OK) {
+            *err = e2;
+            return st;
+        }
         h = ot_train_hash(h, img.data,
                           (size_t)img.channels * (size_t)img.height * (size_t)img.width);
     }

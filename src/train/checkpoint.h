@@ -52,8 +52,9 @@ uint64_t ot_train_hash(uint64_t h, const void *data, size_t n);
 ot_status ot_train_hash_file(const char *path, uint64_t *out, ot_err *err);
 
 /* Hashes a data set: count, classes and their names, image shape, and up to
-   256 records spread evenly over it (index, label, pixels). Cannot fail on a
-   valid data set; errors from ot_data_get are passed on. */
+   256 records spread evenly over it (index, label, pixels). An image file
+   that cannot be decoded or read (OT_ERR_PARSE, OT_ERR_IO) is recorded by
+   index and label only; other errors of ot_data_get are passed on. */
 ot_status ot_train_hash_data(const ot_dataset *ds, uint64_t *out, ot_err *err);
 
 /* One finished epoch as the run reported it (the --log row without its

@@ -70,6 +70,8 @@ typedef struct trainer {
     ot_data_loader *loader;
     const int64_t *map;  /* position in the training list -> dataset index    */
     int64_t *good;       /* owned map after --skip-bad dropped images          */
+    int64_t *val_good;   /* --skip-bad: the readable validation images (owned) */
+    int64_t n_val_good;
     int64_t *didx;       /* this epoch's order as dataset indices             */
     int64_t *labels;
     void *scratch;
@@ -180,37 +182,26 @@ done:
     return st;
 }
 
-/* --skip-bad: decodes every training image once and keeps the readable ones,
-   so that batches, the cache and checkpoints all see one fixed list. */
+/* --skip-bad: decodes every training and validation image once and keeps
+   the readable ones, so that batches, the cache, checkpoints and every
+   validation see one fixed list. */
 static ot_status scan_bad(trainer *T, int64_t *N, ot_train_result *res, ot_err *err)
 {
     ot_status st = OT_OK;
-    size_t bytes = ot_data_max_image_bytes(T->data);
-    void *buf = ot_malloc(bytes ? bytes : 1);
-    T->good = ot_malloc(sizeof *T->good * (size_t)(*N + 1));
-    if (!buf || !T->good)
-        OT_FAIL(err, OT_ERR_NOMEM, "out of memory scanning the images");
-    int64_t kept = 0;
-    for (int64_t k = 0; k < *N; k++) {
-        int64_t i = T->map ? T->map[k] : k;
-        ot_image img;
-        ot_err e2;
-        ot_err_init(&e2);
-        ot_status s2 = ot_data_decode(T->data, i, &img, buf, bytes, &e2);
-        if (s2 == OT_OK) {
-            T->good[kept++] = i;
-        } else if (s2 == OT_ERR_PARSE || s2 == OT_ERR_IO) {
-            res->n_bad++;
-            ot_log(OT_LOG_INFO, "skipped: %s", e2.msg);
-        } else {
-            *err = e2;
-            st = s2;
-            goto done;
-        }
+    const ot_train_opts *o = T->o;
+    int64_t n_good = 0, n_bad = 0;
+    OT_TRY(ot_data_scan_readable(T->data, T->map, *N, &T->good, &n_good, &res->n_bad, err));
+    *N = n_good;
+    if (o->val_data) {
+        int64_t nv = o->val_idx ? o->n_val_idx : ot_data_count(o->val_data);
+        OT_TRY(ot_data_scan_readable(o->val_data, o->val_idx, nv, &T->val_good, &T->n_val_good,
+                                     &n_bad, err));
+        res->n_bad += n_bad;
+        if (T->n_val_good == 0)
+            OT_FAIL(err, OT_ERR_ARG, "none of the %lld validation images can be read",
+                    (long long)nv);
     }
-    *N = kept;
 done:
-    ot_free(buf);
     return st;
 }
 
@@ -222,8 +213,13 @@ static ot_status validate(trainer *T, ot_train_epoch *e, ot_train_result *res, o
     const ot_train_opts *o = T->o;
     ot_eval_result ev;
     ot_train_ckpt_sync(&T->ckpt);
-    OT_TRY(ot_eval_run_subset(T->model, o->val_data, o->val_idx, o->val_idx ? o->n_val_idx : 0,
-                              &o->transform, o->batch_size, o->threads, &ev, err));
+    if (T->val_good)
+        OT_TRY(ot_eval_run_subset(T->model, o->val_data, T->val_good, T->n_val_good,
+                                  &o->transform, o->batch_size, o->threads, &ev, err));
+    else
+        OT_TRY(ot_eval_run_subset(T->model, o->val_data, o->val_idx,
+                                  o->val_idx ? o->n_val_idx : 0, &o->transform, o->batch_size,
+                                  o->threads, &ev, err));
     e->val_loss = ev.loss;
     e->val_accuracy = ev.top1;
     ot_eval_result_fini(&ev);
@@ -571,6 +567,7 @@ done:
     ot_data_loader_free(T.loader);
     ot_free(T.didx);
     ot_free(T.good);
+    ot_free(T.val_good);
     ot_free(T.labels);
     ot_free(T.scratch);
     ot_free(perm);

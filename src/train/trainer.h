@@ -130,7 +130,8 @@ typedef struct ot_train_result {
     int n_trainable;
     uint64_t numel_trainable;
     int stopped_by;          /* *opts->stop when the loop stopped early; else 0  */
-    int64_t n_bad;           /* images --skip-bad dropped                       */
+    int64_t n_bad;           /* images --skip-bad dropped (training and
+                                validation sets together)                       */
     int best_epoch;          /* 1-based epoch whose weights were kept; 0: last  */
     double best_val_accuracy;
     bool early_stopped;      /* --patience ended the run                        */

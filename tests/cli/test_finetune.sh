@@ -351,6 +351,30 @@ ot finetune "$BN" --data "$FOLD" --classes 3 --image-size 32 --batch-size 4 --ep
     -o "$T_TMP/f.onnx"
 if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"skipped 1 unreadable"* ]]; then ok "--skip-bad counts"; else
     fail "--skip-bad" "$(describe_run)"; fi
+# ... the skipped file named without -v; also with --checkpoint and --resume
+# (the data's fingerprint reads sampled images), and in the validation set
+FT_FOLD=(finetune "$BN" --data "$FOLD" --classes 3 --image-size 32 --batch-size 4 --skip-bad)
+ot "${FT_FOLD[@]}" --epochs 2 --checkpoint "$T_TMP/fck.onnx" -o "$T_TMP/f2.onnx"
+if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"skipped 1 unreadable"* ]] && [ -s "$T_TMP/fck.onnx" ] &&
+    [[ $T_ERR == *"warning: skipped: "*"dog/9.jpg"* ]]; then
+    ok "--skip-bad --checkpoint"
+else
+    fail "--skip-bad --checkpoint" "$(describe_run)"
+fi
+ot "${FT_FOLD[@]}" --epochs 3 --resume "$T_TMP/fck.onnx" --checkpoint "$T_TMP/fck.onnx" \
+    -o "$T_TMP/f3.onnx"
+if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"resumed from"*"after epoch 2"* ]] &&
+    [[ $T_OUT == *"epoch 3/3"* ]]; then
+    ok "--skip-bad --resume"
+else
+    fail "--skip-bad --resume" "$(describe_run)"
+fi
+ot "${FT_FOLD[@]}" --epochs 1 --val-data "$FOLD" -o "$T_TMP/f4.onnx"
+if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"val acc"* ]] && [[ $T_OUT == *"skipped 2 unreadable"* ]]; then
+    ok "--skip-bad: validation images too"
+else
+    fail "--skip-bad: validation images too" "$(describe_run)"
+fi
 # eval: the corrupt file stops it, or --skip-bad leaves it out, naming it
 # without -v
 ot eval "$T_TMP/f.onnx" --data "$FOLD"
