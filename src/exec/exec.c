@@ -253,7 +253,9 @@ static ot_status mark_state(ot_exec *x, ot_err *err)
         ot_value *val = &g->values[v];
         if (!(val->flags & OT_VAL_STATE))
             continue;
-        if (!(val->flags & OT_VAL_INIT) || !val->data.data || !ot_dtype_size(val->dtype))
+        /* no bytes: state that starts at zero (the optimizer's moments) */
+        if (!(val->flags & OT_VAL_INIT) || (!val->data.data && val->data.bytes == 0) ||
+            !ot_dtype_size(val->dtype))
             return ot_err_set(err, OT_ERR_ARG, "state value '%s' is not an initializer with data",
                               val->name);
         if (!x->state) {
@@ -274,6 +276,63 @@ static ot_status mark_state(ot_exec *x, ot_err *err)
     return OT_OK;
 }
 
+/* The node outputs that overwrite a state value in place (ot_op_desc's
+   in_place), in x->state_out. The state is read, then written: the writer
+   must be the only one and the last node reading the old value, so that
+   every reader sees the value from before the step. */
+static ot_status find_state_writes(ot_exec *x, ot_err *err)
+{
+    const ot_graph *g = x->g;
+    char label[400], other[400];
+    int32_t *writer = NULL;
+    for (int32_t i = 0; x->state && i < g->n_nodes; i++) {
+        const ot_node *n = &g->nodes[i];
+        if (!n->op || !n->op->in_place)
+            continue;
+        for (int k = 0; k < n->n_out && k < n->op->n_out_max; k++) {
+            int j = n->op->in_place[k];
+            if (j < 0 || j >= n->n_in || n->out[k] < 0 || n->in[j] < 0 ||
+                !(g->values[n->in[j]].flags & OT_VAL_STATE))
+                continue;
+            int32_t sv = n->in[j];
+            if (!x->state_out) {
+                x->state_out = ot_malloc(sizeof *x->state_out * ((size_t)g->n_values + 1));
+                writer = ot_malloc(sizeof *writer * ((size_t)g->n_values + 1));
+                if (!x->state_out || !writer) {
+                    ot_free(writer);
+                    return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+                }
+                for (int32_t v = 0; v < g->n_values; v++)
+                    x->state_out[v] = writer[v] = -1;
+            }
+            if (writer[sv] >= 0) {
+                ot_node_label(g, &g->nodes[writer[sv]], other, sizeof other);
+                ot_free(writer);
+                return ot_err_set(err, OT_ERR_MODEL, "%s and %s both update state '%s' in place",
+                                  other, ot_node_label(g, n, label, sizeof label),
+                                  g->values[sv].name);
+            }
+            writer[sv] = i;
+            x->state_out[n->out[k]] = sv;
+        }
+    }
+    for (int32_t i = 0; writer && i < g->n_nodes; i++) {
+        const ot_node *n = &g->nodes[i];
+        for (int k = 0; k < n->n_in; k++) {
+            int32_t v = n->in[k];
+            if (v < 0 || writer[v] < 0 || writer[v] >= i)
+                continue;
+            ot_node_label(g, &g->nodes[writer[v]], other, sizeof other);
+            ot_free(writer);
+            return ot_err_set(err, OT_ERR_MODEL,
+                              "%s updates state '%s' in place before %s reads it", other,
+                              g->values[v].name, ot_node_label(g, n, label, sizeof label));
+        }
+    }
+    ot_free(writer);
+    return OT_OK;
+}
+
 /* Backend buffers for the state values (initialised from the graph's bytes),
    unless they are borrowed. */
 static ot_status alloc_state(ot_exec *x, ot_err *err)
@@ -286,6 +345,8 @@ static ot_status alloc_state(ot_exec *x, ot_err *err)
         ot_status st = x->be->mem_alloc(x, val->data.bytes, &x->state[v], err);
         if (st != OT_OK)
             return st;
+        if (!val->data.data)
+            continue; /* mem_alloc zeroed it */
         st = x->be->copy_in(x, x->state[v], val->data.data, val->data.bytes, err);
         if (st != OT_OK)
             return st;
@@ -430,6 +491,7 @@ ot_status ot_exec_compile_on(const ot_backend *be, const ot_graph *g, const ot_e
     OT_TRY(ot_graph_clone(g, &x->g, err));
     OT_TRY(bind_inputs(x, inputs, n_inputs, err));
     OT_TRY(mark_state(x, err));
+    OT_TRY(find_state_writes(x, err));
     OT_TRY(ot_graph_infer_shapes(x->g, err));
     OT_TRY(check_static(x, err));
     OT_TRY(make_outputs(x, err));
@@ -545,6 +607,7 @@ void ot_exec_free(ot_exec *x)
     ot_free(x->in_ids);
     ot_free(x->in_shapes);
     ot_free(x->state);
+    ot_free(x->state_out);
     ot_free(x->bufs);
     ot_fuse_plan_fini(&x->fuse);
     ot_const_pool_free(&x->consts);

@@ -54,6 +54,10 @@ struct ot_exec {
 
     void **state;         /* per value id: backend buffer of an OT_VAL_STATE value */
     bool state_borrowed;  /* the buffers belong to opts.share_state           */
+    /* per value id: the state value this node output overwrites in place (the
+       op's in_place list, the input being state), -1 for none; NULL when no
+       output does. A backend places such an output in that state buffer. */
+    int32_t *state_out;
 
     unsigned rewrites;    /* OT_REWRITE_* the backend opted into              */
     ot_const_pool consts; /* constants the rewrites made (folded weights)      */

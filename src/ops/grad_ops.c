@@ -32,7 +32,9 @@
  *                    new_running_mean, new_running_var, saved_mean,
  *                    saved_inv_std; batch statistics, running estimates as
  *                    ONNX: running * momentum + batch * (1 - momentum), the
- *                    variance estimate unbiased, the normalisation biased
+ *                    variance estimate unbiased, the normalisation biased;
+ *                    the new estimates overwrite the running ones in place
+ *                    when those are executor state (a training step)
  *   SoftmaxCrossEntropy (logits (N, C), labels int (N)) -> loss: the mean
  *                    over N of -sum_c q log softmax, q = (1-eps) onehot + eps/C
  *   ReduceSumTo      (X [, shape]) -> X summed down to `shape` (numpy
@@ -505,6 +507,10 @@ PRIVATE_OP(ot_op_slice_axis, OT_OP_SLICE_AXIS, "SliceAxis", 1, 1, 1, 1, slice_at
 
 /* Private forward ops: differentiable, so they carry rules instead. */
 
+/* The new running statistics overwrite the running statistics when those are
+   executor state (a training step), instead of being copied back. */
+static const int8_t bn_train_in_place[5] = { -1, 3, 4, -1, -1 };
+
 const ot_op_desc ot_op_batchnorm_train = {
     .id = OT_OP_BATCHNORM_TRAIN,
     .domain = OT_OP_DOMAIN_PRIVATE,
@@ -518,6 +524,7 @@ const ot_op_desc ot_op_batchnorm_train = {
     .attrs = bn_train_attrs,
     .infer = bn_train_infer,
     .grad = ot_op_grad_batchnorm_train,
+    .in_place = bn_train_in_place,
 };
 
 /* DropoutTrain (X, seed) -> Y, mask: y = x * mask / (1 - ratio), mask drawn per

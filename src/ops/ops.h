@@ -81,6 +81,14 @@ typedef struct ot_op_desc {
     /* The gradient rule (ot_op_grad_fn above); NULL when the op has none. */
     ot_op_grad_fn grad;
     bool no_grad; /* no gradient rule, with the reason beside the row */
+    /* Outputs that overwrite an input in place when that input is executor
+       state (OT_VAL_STATE): in_place[k] is the input output k replaces, -1
+       for none; NULL when no output does (n_out_max entries otherwise). The
+       optimizer updates and BatchNormTrain's running statistics use it, so
+       that a step updates the state where it lives. Such a node must be the
+       last reader of that state value in its graph (ot_exec_compile checks),
+       and no pass may drop those outputs. */
+    const int8_t *in_place;
 } ot_op_desc;
 
 /* The private domain of backward ops and training-only forward ops. */
@@ -106,5 +114,10 @@ bool ot_op_is_onnx_defined(const char *type);
    names (sets OT_NODE_UNKNOWN_ATTR and logs them; not an error here), input
    and output counts, and the op's validate hook. Errors name file, node, op. */
 ot_status ot_op_check_node(ot_graph *g, ot_node *n, ot_err *err);
+
+/* The value of a 0-d double TENSOR attribute (the optimizer updates keep their
+   hyper-parameters so, unrounded); `def` when absent or of another kind.
+   Cannot fail. */
+double ot_op_attr_double(const ot_node *n, const char *name, double def);
 
 #endif

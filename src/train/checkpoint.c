@@ -247,8 +247,8 @@ static char *history_text(const ot_train_checkpoint *ck)
     return s;
 }
 
-ot_status ot_train_checkpoint_save(const ot_graph *model, ot_optim *opt,
-                                   const ot_optim_state *best, size_t n_best,
+ot_status ot_train_checkpoint_save(const ot_graph *model, const ot_optim_state *state,
+                                   size_t n_state, const ot_optim_state *best, size_t n_best,
                                    const ot_train_checkpoint *ck,
                                    ot_train_checkpoint_prepare prepare, void *user,
                                    const char *path, ot_err *err)
@@ -257,7 +257,6 @@ ot_status ot_train_checkpoint_save(const ot_graph *model, ot_optim *opt,
     ot_graph *g = NULL;
     char *hist = NULL;
     int32_t meta_cap = 0;
-    size_t n_state = opt ? ot_optim_state_count(opt) : 0;
     OT_TRY(ot_graph_clone(model, &g, err));
     OT_TRY(own_arrays(g, (int32_t)(n_state + n_best), &meta_cap, err));
     /* drop checkpoint keys the input model may carry */
@@ -277,11 +276,8 @@ ot_status ot_train_checkpoint_save(const ot_graph *model, ot_optim *opt,
         g->metadata = kv;
         meta_cap = g->n_metadata + 32;
     }
-    for (size_t i = 0; i < n_state; i++) {
-        ot_optim_state s;
-        OT_TRY(ot_optim_state_get(opt, i, &s, err));
-        OT_TRY(add_state_init(g, OT_CKPT_OPTIM_PREFIX, &s, err));
-    }
+    for (size_t i = 0; i < n_state; i++)
+        OT_TRY(add_state_init(g, OT_CKPT_OPTIM_PREFIX, &state[i], err));
     for (size_t i = 0; i < n_best; i++)
         OT_TRY(add_state_init(g, OT_CKPT_BEST_PREFIX, &best[i], err));
 
@@ -846,17 +842,16 @@ ot_status ot_train_checkpoint_tensor(const ot_graph *ckg, const char *name, ot_d
     return OT_OK;
 }
 
-ot_status ot_train_checkpoint_restore_optim(const ot_graph *ckg, ot_optim *opt, ot_err *err)
+ot_status ot_train_checkpoint_restore_optim(const ot_graph *ckg, const ot_optim_state *state,
+                                            size_t n_state, ot_err *err)
 {
     ot_status st = OT_OK;
-    size_t n = ot_optim_state_count(opt);
-    for (size_t i = 0; i < n; i++) {
-        ot_optim_state s;
-        OT_TRY(ot_optim_state_get(opt, i, &s, err));
+    for (size_t i = 0; i < n_state; i++) {
+        const ot_optim_state *s = &state[i];
         char name[128];
-        snprintf(name, sizeof name, "%s%s", OT_CKPT_OPTIM_PREFIX, s.name);
-        OT_TRY(ot_train_checkpoint_tensor(ckg, name, s.dtype, s.data,
-                                          s.numel * ot_dtype_size(s.dtype), err));
+        snprintf(name, sizeof name, "%s%s", OT_CKPT_OPTIM_PREFIX, s->name);
+        OT_TRY(ot_train_checkpoint_tensor(ckg, name, s->dtype, s->data,
+                                          s->numel * ot_dtype_size(s->dtype), err));
     }
 done:
     return st;
@@ -1049,7 +1044,8 @@ ot_status ot_train_ckpt_save(ot_train_ckpt_run *r, ot_err *err)
        disk) costs the checkpoint, not the run. Training goes on, the next
        checkpoint tries again, and the result reports the last failure. */
     bool was_ok = r->save_err.code == OT_OK;
-    st = ot_train_checkpoint_save(r->model, r->opt, r->best_state, n_best, &r->ck,
+    r->ostep = r->ck.step;
+    st = ot_train_checkpoint_save(r->model, r->ostate, r->n_ostate, r->best_state, n_best, &r->ck,
                                   r->o->checkpoint_prepare, r->o->checkpoint_user,
                                   r->o->checkpoint, &r->save_err);
     if (st == OT_OK) {
@@ -1140,11 +1136,11 @@ ot_status ot_train_ckpt_resume(ot_train_ckpt_run *r, ot_train_result *res, bool 
                                                   err));
         }
     }
-    OT_TRY(ot_train_checkpoint_restore_optim(ckg, r->opt, err));
-    if (ot_optim_get_step(r->opt) != saved.step)
+    OT_TRY(ot_train_checkpoint_restore_optim(ckg, r->ostate, r->n_ostate, err));
+    if (r->ostep != saved.step)
         OT_FAIL(err, OT_ERR_PARSE,
                 "the optimizer's step count (%lld) differs from the checkpoint's step (%lld)",
-                (long long)ot_optim_get_step(r->opt), (long long)saved.step);
+                (long long)r->ostep, (long long)saved.step);
     /* validation after every finished epoch: a best epoch exactly when an
        epoch is finished and there is validation, its accuracy the history's */
     if (o->val_data ? (saved.best_epoch == 0) != (saved.epoch == 0) : saved.best_epoch != 0)
@@ -1221,9 +1217,11 @@ void ot_train_ckpt_run_fini(ot_train_ckpt_run *r)
         ot_free(r->best[i]);
     ot_free(r->best);
     ot_free(r->best_state);
+    ot_free(r->ostate);
     ot_train_checkpoint_fini(&r->ck);
     r->best = NULL;
     r->best_state = NULL;
+    r->ostate = NULL;
 }
 
 ot_status ot_train_ckpt_begin(ot_train_ckpt_run *r, const ot_dataset *data, int64_t n,
@@ -1232,6 +1230,19 @@ ot_status ot_train_ckpt_begin(ot_train_ckpt_run *r, const ot_dataset *data, int6
 {
     ot_status st = OT_OK;
     const ot_train_opts *o = r->o;
+    /* the moments live in the step executor's state, the step count here */
+    const ot_train_graph *tg = r->tg;
+    r->n_ostate = ot_optim_state_count(&tg->optim);
+    r->ostate = ot_calloc(r->n_ostate, sizeof *r->ostate);
+    if (!r->ostate)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    for (size_t i = 0; i < r->n_ostate; i++) {
+        int32_t id;
+        ot_optim_state_describe(tg->step, &tg->optim, o->optim.kind, i, &r->ostate[i], &id);
+        r->ostate[i].data = id >= 0 ? ot_exec_state(r->step, id) : (void *)&r->ostep;
+        if (!r->ostate[i].data)
+            OT_FAIL(err, OT_ERR_INTERNAL, "no executor state for '%s'", r->ostate[i].name);
+    }
     r->ck.steps_per_epoch = steps_per_epoch;
     r->ck.epochs = o->epochs;
     if (o->checkpoint || o->resume) {

@@ -3,7 +3,7 @@
  *
  * A checkpoint is the model graph being trained (head swapped, current
  * trained parameters and BN running statistics as its initializers), plus:
- *   - the optimizer's state (ot_optim_state_get) as extra initializers named
+ *   - the optimizer's state (ot_optim_state) as extra initializers named
  *     "onnxtrain.optim.<state name>" ("onnxtrain.optim.adam.m.3"). No node
  *     reads them; for IR versions below 4, where every initializer must be a
  *     graph input, they are listed as inputs too;
@@ -106,15 +106,15 @@ typedef ot_status (*ot_train_checkpoint_prepare)(ot_graph *g, void *user, ot_err
  * trained tensors) to `path`, atomically: a temporary file beside it, synced
  * and renamed, every tensor inline (one file, replaced whole), the CRC-32
  * trailer last. The model graph is not changed (the extra initializers and
- * metadata go on a clone). `prepare` may be NULL. `opt` may be NULL (no
- * optimizer state). best[0 .. n_best) are float tensors stored as
+ * metadata go on a clone). `prepare` may be NULL. state[0 .. n_state) is the
+ * optimizer's state (optim.h; borrowed; none when n_state is 0). best[0 .. n_best) are float tensors stored as
  * "onnxtrain.best.<i>" (the best epoch's parameters and statistics; borrowed).
  * Errors: OT_ERR_IO, OT_ERR_NOMEM, OT_ERR_MODEL (the model already has a
  * value with a reserved name), and what `prepare` returns; on error the
  * previous file at `path` is untouched.
  */
-ot_status ot_train_checkpoint_save(const ot_graph *model, ot_optim *opt,
-                                   const ot_optim_state *best, size_t n_best,
+ot_status ot_train_checkpoint_save(const ot_graph *model, const ot_optim_state *state,
+                                   size_t n_state, const ot_optim_state *best, size_t n_best,
                                    const ot_train_checkpoint *ck,
                                    ot_train_checkpoint_prepare prepare, void *user,
                                    const char *path, ot_err *err);
@@ -179,9 +179,11 @@ ot_status ot_train_checkpoint_match(const ot_train_checkpoint *saved,
 ot_status ot_train_checkpoint_tensor(const ot_graph *ckg, const char *name, ot_dtype dtype,
                                      void *dst, size_t bytes, ot_err *err);
 
-/* Restores every optimizer state tensor from "onnxtrain.optim.<name>".
-   Errors: as ot_train_checkpoint_tensor. */
-ot_status ot_train_checkpoint_restore_optim(const ot_graph *ckg, ot_optim *opt, ot_err *err);
+/* Restores every optimizer state tensor state[0 .. n_state) from
+   "onnxtrain.optim.<name>" into its data. Errors: as
+   ot_train_checkpoint_tensor. */
+ot_status ot_train_checkpoint_restore_optim(const ot_graph *ckg, const ot_optim_state *state,
+                                            size_t n_state, ot_err *err);
 
 /*
  * Turns an imported checkpoint into the plain inference model: removes the
@@ -200,14 +202,19 @@ struct ot_train_result;
 
 /* What a training run's checkpoints, its resume and --keep best need. */
 typedef struct ot_train_ckpt_run {
-    /* set by the trainer (step and opt before the first save or resume) */
+    /* set by the trainer (step before ot_train_ckpt_begin) */
     ot_graph *model;
     const ot_train_graph *tg;
     const struct ot_train_opts *o;
-    struct ot_exec *step;     /* the executor holding the trained state        */
-    ot_optim *opt;
+    struct ot_exec *step;     /* the executor holding the trained state (the
+                                 parameters, BN statistics and moments)       */
     int batch;                /* images in a full step                         */
     /* owned */
+    ot_optim_state *ostate;   /* the optimizer's state as checkpoints name it
+                                 (optim.h): the step count, then the moments
+                                 in the executor's state                      */
+    size_t n_ostate;
+    int64_t ostep;            /* the step count ostate[0] holds                */
     ot_train_checkpoint ck;   /* fingerprints; progress filled at each save    */
     int64_t saved_step;       /* step of the last checkpoint written; -1: none */
     ot_err save_err;          /* the last attempt's write error; OT_OK: none   */
@@ -225,7 +232,8 @@ void ot_train_ckpt_run_init(ot_train_ckpt_run *r, ot_graph *model, const ot_trai
 void ot_train_ckpt_run_fini(ot_train_ckpt_run *r);
 
 /*
- * Before the first step: the run's shape (steps per epoch) and, when the run
+ * Before the first step: the optimizer's state list (r->ostate, from the step
+ * graph's optimizer pass and the executor r->step), the run's shape (steps per epoch) and, when the run
  * writes or resumes checkpoints, its fingerprints: the data set, the n
  * training images (dataset indices map[0 .. n), NULL: 0 .. n), the
  * validation set, and the options that change the run (cache_bf16: the
@@ -258,7 +266,8 @@ ot_status ot_train_ckpt_save(ot_train_ckpt_run *r, ot_err *err);
 void ot_train_ckpt_note(const ot_train_ckpt_run *r, ot_err *err);
 
 /*
- * Restores the checkpoint o->resume into the executor and the optimizer and
+ * Restores the checkpoint o->resume into the executor (parameters, BN
+ * statistics, the optimizer's moments and step count) and
  * sets r->ck's progress, history and best epoch from it; res gets the resume
  * position and the best epoch. *finished: the run it records has ended
  * (--patience stopped it). Errors: OT_ERR_ARG (it does not fit this run,

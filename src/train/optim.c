@@ -1,47 +1,27 @@
 /*
- * optim.c: SGD, Adam and AdamW updates, gradient-norm clipping, and the state
- * enumeration for checkpoints (API in optim.h).
+ * optim.c: the optimizer pass (API in optim.h): SGD, Adam and AdamW updates
+ * and gradient-norm clipping as nodes at the end of a step graph, the checks
+ * of their hyper-parameters, and the names checkpoints give their state.
  *
- * The rules are PyTorch 1.13's single-tensor (foreach=False) implementations,
- * with the same order of float32 operations, so that results agree with
- * torch.optim to a few ulps. Scalars (1 - beta1, lr / (1 - beta1^t), ...) are
- * formed in double and rounded to float once, as PyTorch does with Python
- * scalars. The inner loops run over contiguous arrays with no branches and no
- * aliasing (`restrict`), so that the compiler vectorises them.
+ * Per trained parameter P with gradient G:
+ *   SGD        SgdStep(P, G, lr, step [, B] [, coef]) -> P' [, B']
+ *   Adam(W)    Adam(W)Step(P, G, lr, step, M, V [, coef]) -> P', M', V'
+ * where B, M and V are new state values (zero at the start) and P', B', M',
+ * V' overwrite P, B, M, V in the executor (the ops' in_place lists). With
+ * clipping, GradSumSquares nodes chain the squared norms of all gradients in
+ * parameter order (s_0 = |G_0|^2, s_i = s_{i-1} + |G_i|^2, each in double),
+ * and ClipGradCoef turns the total into the coefficient every update
+ * applies to its gradient, and the norm itself.
  *
- * All state lives in one block allocated by ot_optim_new: per parameter one
- * momentum buffer (SGD with momentum) or two moments (Adam, AdamW).
- *
- * References: https://pytorch.org/docs/1.13/generated/torch.optim.SGD.html,
- * .../torch.optim.Adam.html, .../torch.optim.AdamW.html,
- * .../torch.nn.utils.clip_grad_norm_.html.
+ * Not here: the formulas (src/exec/cpu/ref_optim.c), the learning-rate
+ * schedule (schedule.c).
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "ops/grad_util.h"
 #include "train/optim.h"
-
-/* Element-wise loops over one tensor: vectorised, and split over the
-   threads when the tensor is large enough to pay for the fork (each element
-   is independent, so the result is the same for any thread count). */
-#if defined(_OPENMP)
-#define SIMD _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)")
-#else
-#define SIMD
-#endif
-#define PARALLEL_MIN 65536
-
-struct ot_optim {
-    ot_optim_opts opts;
-    ot_optim_param *params; /* n_params, copied from the caller             */
-    size_t n_params;
-    int n_groups;
-    int n_bufs;        /* state buffers per parameter: 0, 1 (SGD) or 2 (Adam) */
-    float **buf;       /* n_params * n_bufs pointers into `state`            */
-    float *state;      /* every buffer, zeroed at creation                   */
-    int64_t step;      /* steps taken, PyTorch's state["step"]               */
-};
 
 ot_optim_opts ot_optim_opts_default(ot_optim_kind kind)
 {
@@ -56,7 +36,7 @@ ot_optim_opts ot_optim_opts_default(ot_optim_kind kind)
     return o;
 }
 
-static ot_status check_opts(const ot_optim_opts *o, ot_err *err)
+ot_status ot_optim_check_opts(const ot_optim_opts *o, ot_err *err)
 {
     if (o->kind != OT_OPTIM_SGD && o->kind != OT_OPTIM_ADAM && o->kind != OT_OPTIM_ADAMW)
         return ot_err_set(err, OT_ERR_ARG, "optimizer: unknown kind %d", (int)o->kind);
@@ -83,312 +63,235 @@ static ot_status check_opts(const ot_optim_opts *o, ot_err *err)
     return OT_OK;
 }
 
-ot_status ot_optim_new(const ot_optim_opts *opts, const ot_optim_param *params, size_t n_params,
-                       int n_groups, ot_optim **out, ot_err *err)
+ot_status ot_optim_check_lr(const double *group_lr, int n_groups, ot_err *err)
 {
-    ot_status st = OT_OK;
-    ot_optim *opt = NULL;
-    if (!opts || !out || (!params && n_params > 0))
-        OT_FAIL(err, OT_ERR_ARG, "optimizer: NULL options, parameters or output");
-    *out = NULL;
-    if (n_groups < 1)
-        OT_FAIL(err, OT_ERR_ARG, "optimizer: %d parameter groups, expected at least 1", n_groups);
-    OT_TRY(check_opts(opts, err));
-    for (size_t i = 0; i < n_params; i++)
-        if (params[i].group < 0 || params[i].group >= n_groups)
-            OT_FAIL(err, OT_ERR_ARG, "optimizer: parameter %zu is in group %d, expected [0, %d)",
-                    i, params[i].group, n_groups);
-
-    opt = ot_calloc(1, sizeof *opt);
-    if (!opt)
-        OT_FAIL(err, OT_ERR_NOMEM, "optimizer: out of memory");
-    opt->opts = *opts;
-    opt->n_params = n_params;
-    opt->n_groups = n_groups;
-    if (opts->kind == OT_OPTIM_SGD)
-        opt->n_bufs = opts->momentum != 0.0 ? 1 : 0;
-    else
-        opt->n_bufs = 2;
-
-    size_t n_ptrs, total = 0;
-    if (!ot_size_mul(n_params, (size_t)opt->n_bufs, &n_ptrs))
-        OT_FAIL(err, OT_ERR_NOMEM, "optimizer: state too large");
-    for (size_t i = 0; i < n_params; i++)
-        if (!ot_size_add(total, params[i].numel, &total))
-            OT_FAIL(err, OT_ERR_NOMEM, "optimizer: state too large");
-    if (!ot_size_mul(total, (size_t)opt->n_bufs, &total) ||
-        !ot_size_mul(total, sizeof(float), &total))
-        OT_FAIL(err, OT_ERR_NOMEM, "optimizer: state too large");
-
-    opt->params = ot_calloc(n_params ? n_params : 1, sizeof *opt->params);
-    opt->buf = ot_calloc(n_ptrs ? n_ptrs : 1, sizeof *opt->buf);
-    opt->state = ot_calloc(1, total ? total : 1);
-    if (!opt->params || !opt->buf || !opt->state)
-        OT_FAIL(err, OT_ERR_NOMEM, "optimizer: out of memory for %zu bytes of state", total);
-    if (n_params)
-        memcpy(opt->params, params, n_params * sizeof *params);
-
-    /* Buffer b of parameter i is buf[i * n_bufs + b]; all of buffer 0 first. */
-    float *p = opt->state;
-    for (int b = 0; b < opt->n_bufs; b++)
-        for (size_t i = 0; i < n_params; i++) {
-            opt->buf[i * (size_t)opt->n_bufs + (size_t)b] = p;
-            p += params[i].numel;
-        }
-    *out = opt;
-    opt = NULL;
-done:
-    ot_optim_free(opt);
-    return st;
-}
-
-void ot_optim_free(ot_optim *opt)
-{
-    if (!opt)
-        return;
-    ot_free(opt->state);
-    ot_free(opt->buf);
-    ot_free(opt->params);
-    ot_free(opt);
-}
-
-const ot_optim_opts *ot_optim_get_opts(const ot_optim *opt) { return &opt->opts; }
-
-int64_t ot_optim_get_step(const ot_optim *opt) { return opt->step; }
-
-/* ------------------------------------------------------------------ kernels */
-
-/*
- * SGD (torch.optim.SGD), for one tensor of n elements, with lr, weight decay
- * wd, momentum mu, dampening tau:
- *   d = g + wd * p
- *   b = d                                first step
- *   b = mu * b + (1 - tau) * d           later steps
- *   d = d + mu * b  (nesterov)  or  d = b
- *   p = p - lr * d
- * Without momentum, p = p - lr * d directly. The float roundings follow
- * PyTorch's: d.add(p, alpha=wd), b.mul_(mu).add_(d, alpha=1 - tau),
- * p.add_(d, alpha=-lr).
- *
- * PyTorch skips the decay term when wd is 0; adding wd * p = +-0 instead gives
- * the same bits for every finite p (only an inf or nan parameter differs,
- * which is a diverged run either way) and keeps the loop free of branches,
- * which the vectoriser needs (a conditional float op may trap).
- */
-static void sgd_plain(float *restrict p, const float *restrict g, size_t n, float neg_lr, float wd)
-{
-    SIMD
-    for (size_t j = 0; j < n; j++) {
-        float d = g[j] + wd * p[j];
-        p[j] = p[j] + neg_lr * d;
-    }
-}
-
-/* The momentum case. The first step is the general rule with mu_b = 0 and
-   c_d = 1 on a zeroed buffer: b = 0 * 0 + 1 * d = d exactly, as PyTorch's
-   clone. Later steps use mu_b = mu and c_d = 1 - tau. */
-static void sgd_momentum(float *restrict p, const float *restrict g, float *restrict b, size_t n,
-                         float neg_lr, float wd, float mu, float mu_b, float c_d, bool nesterov)
-{
-    if (nesterov) {
-        SIMD
-        for (size_t j = 0; j < n; j++) {
-            float d = g[j] + wd * p[j];
-            float bj = b[j] * mu_b;
-            bj = bj + c_d * d;
-            b[j] = bj;
-            p[j] = p[j] + neg_lr * (d + mu * bj);
-        }
-    } else {
-        SIMD
-        for (size_t j = 0; j < n; j++) {
-            float d = g[j] + wd * p[j];
-            float bj = b[j] * mu_b;
-            bj = bj + c_d * d;
-            b[j] = bj;
-            p[j] = p[j] + neg_lr * bj;
-        }
-    }
-}
-
-/*
- * Adam / AdamW (torch.optim.Adam, torch.optim.AdamW), for one tensor, at step
- * t (1 for the first step):
- *   AdamW:  p = p * (1 - lr * wd)                 decoupled decay
- *   Adam:   g = g + wd * p                         L2 (wd = 0 adds +-0, see sgd_plain)
- *   m = beta1 * m + (1 - beta1) * g
- *   v = beta2 * v + (1 - beta2) * g * g
- *   p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
- * The float operations follow PyTorch's mul_/add_/addcmul_/sqrt/div/add_/
- * addcdiv_ sequence; the scalars come in already rounded to float.
- * The build uses -fno-math-errno, so sqrtf is the vector square root (correctly
- * rounded, as the scalar one) and the loop vectorises.
- */
-typedef struct adam_scalars {
-    float decay;     /* AdamW: 1 - lr * wd; 1 for Adam        */
-    float l2;        /* Adam: wd; 0 for AdamW                 */
-    float beta1, one_minus_beta1;
-    float beta2, one_minus_beta2;
-    float bc2_sqrt;  /* sqrt(1 - beta2^t)                     */
-    float eps;
-    float neg_step;  /* -lr / (1 - beta1^t)                   */
-} adam_scalars;
-
-static void adam_update(float *restrict p, const float *restrict g, float *restrict m,
-                        float *restrict v, size_t n, const adam_scalars *s)
-{
-    const float decay = s->decay, l2 = s->l2, b1 = s->beta1, c1 = s->one_minus_beta1;
-    const float b2 = s->beta2, c2 = s->one_minus_beta2, bc2 = s->bc2_sqrt, eps = s->eps;
-    const float neg_step = s->neg_step;
-    SIMD
-    for (size_t j = 0; j < n; j++) {
-        float pj = p[j] * decay; /* exact when decay is 1 (Adam) */
-        float gj = g[j] + l2 * pj; /* l2 = 0: the same bits, see sgd_plain */
-        float mj = m[j] * b1;
-        mj = mj + c1 * gj;
-        float vj = v[j] * b2;
-        vj = vj + c2 * gj * gj;
-        float denom = sqrtf(vj) / bc2 + eps;
-        m[j] = mj;
-        v[j] = vj;
-        p[j] = pj + neg_step * mj / denom;
-    }
-}
-
-ot_status ot_optim_step(ot_optim *opt, const double *group_lr, float *const *params,
-                        const float *const *grads, ot_err *err)
-{
-    if (!opt || !group_lr || (opt->n_params && (!params || !grads)))
-        return ot_err_set(err, OT_ERR_ARG, "optimizer step: NULL argument");
-    for (int k = 0; k < opt->n_groups; k++)
+    for (int k = 0; k < n_groups; k++)
         if (!(group_lr[k] >= 0.0 && isfinite(group_lr[k])))
             return ot_err_set(err, OT_ERR_ARG,
                               "optimizer step: learning rate %g of group %d, expected a "
                               "finite value >= 0",
                               group_lr[k], k);
-    for (size_t i = 0; i < opt->n_params; i++)
-        if (opt->params[i].numel && (!params[i] || !grads[i]))
-            return ot_err_set(err, OT_ERR_ARG, "optimizer step: parameter %zu has no %s", i,
-                              params[i] ? "gradient" : "data");
-    if (opt->step < 0 || opt->step == INT64_MAX)
-        return ot_err_set(err, OT_ERR_ARG, "optimizer step: step count %lld is out of range",
-                          (long long)opt->step);
-
-    const ot_optim_opts *o = &opt->opts;
-    const bool first = opt->step == 0;
-    opt->step++;
-    const double t = (double)opt->step;
-
-    for (size_t i = 0; i < opt->n_params; i++) {
-        const size_t n = opt->params[i].numel;
-        const double lr = group_lr[opt->params[i].group];
-        if (n == 0)
-            continue;
-        if (o->kind == OT_OPTIM_SGD) {
-            if (opt->n_bufs == 0)
-                sgd_plain(params[i], grads[i], n, (float)-lr, (float)o->weight_decay);
-            else {
-                if (first)
-                    memset(opt->buf[i], 0, n * sizeof(float));
-                sgd_momentum(params[i], grads[i], opt->buf[i], n, (float)-lr,
-                             (float)o->weight_decay, (float)o->momentum,
-                             first ? 0.0f : (float)o->momentum,
-                             first ? 1.0f : (float)(1.0 - o->dampening), o->nesterov);
-            }
-            continue;
-        }
-        const bool is_adamw = o->kind == OT_OPTIM_ADAMW;
-        adam_scalars s = {
-            .decay = is_adamw ? (float)(1.0 - lr * o->weight_decay) : 1.0f,
-            .l2 = is_adamw ? 0.0f : (float)o->weight_decay,
-            .beta1 = (float)o->beta1,
-            .one_minus_beta1 = (float)(1.0 - o->beta1),
-            .beta2 = (float)o->beta2,
-            .one_minus_beta2 = (float)(1.0 - o->beta2),
-            .bc2_sqrt = (float)sqrt(1.0 - pow(o->beta2, t)),
-            .eps = (float)o->eps,
-            .neg_step = (float)(-(lr / (1.0 - pow(o->beta1, t)))),
-        };
-        adam_update(params[i], grads[i], opt->buf[2 * i], opt->buf[2 * i + 1], n, &s);
-    }
     return OT_OK;
 }
 
-/*
- * clip_grad_norm_: norm = ||(||g_0||, ||g_1||, ...)||_2, the L2 norm of all
- * gradients together; coef = max_norm / (norm + 1e-6) in float, as PyTorch
- * forms it from a float32 norm; gradients are scaled when coef < 1 (PyTorch
- * multiplies by min(coef, 1), which is the same).
- */
-ot_status ot_optim_clip_grad_norm(const ot_optim_param *params, size_t n_params,
-                                  float *const *grads, float max_norm, float *total_norm,
+/* A 0-d double TENSOR attribute (the ops read them with ot_op_attr_double):
+   its tensor and bytes live in g's arena. */
+static ot_status double_attr(ot_graph *g, const char *name, double v, ot_attr *a, ot_err *err)
+{
+    ot_tensor *t = ot_arena_alloc(&g->arena, sizeof *t);
+    double *d = ot_arena_alloc(&g->arena, sizeof *d);
+    if (!t || !d)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    *d = v;
+    memset(t, 0, sizeof *t);
+    t->dtype = OT_DTYPE_DOUBLE;
+    t->ndim = 0;
+    t->bytes = sizeof *d;
+    t->data = d;
+    memset(a, 0, sizeof *a);
+    a->name = name;
+    a->type = OT_ATTR_TENSOR;
+    a->t = t;
+    return OT_OK;
+}
+
+/* A scalar graph input of dtype t, appended to g's inputs. */
+static ot_status add_scalar_input(ot_graph *g, const char *name, ot_dtype t, int32_t *id,
                                   ot_err *err)
 {
-    if ((!params || !grads) && n_params > 0)
-        return ot_err_set(err, OT_ERR_ARG, "clip_grad_norm: NULL parameters or gradients");
-    if (!(max_norm > 0.0f) || isinf(max_norm))
-        return ot_err_set(err, OT_ERR_ARG, "clip_grad_norm: max_norm %g, expected > 0",
-                          (double)max_norm);
-    double sum_sq = 0.0;
-    for (size_t i = 0; i < n_params; i++) {
-        const float *g = grads[i];
-        if (params[i].numel && !g)
-            return ot_err_set(err, OT_ERR_ARG, "clip_grad_norm: gradient %zu is NULL", i);
-        double s = 0.0;
-        for (size_t j = 0; j < params[i].numel; j++)
-            s += (double)g[j] * (double)g[j];
-        sum_sq += s;
-    }
-    const float norm = (float)sqrt(sum_sq);
-    if (!isfinite(norm))
-        return ot_err_set(err, OT_ERR_ARG,
-                          "clip_grad_norm: the total gradient norm is %g, cannot clip",
-                          (double)norm);
-    if (total_norm)
-        *total_norm = norm;
-    const float coef = max_norm / (norm + 1e-6f);
-    if (coef < 1.0f)
-        for (size_t i = 0; i < n_params; i++) {
-            float *restrict g = grads[i];
-            const size_t n = params[i].numel;
-            SIMD
-            for (size_t j = 0; j < n; j++)
-                g[j] = g[j] * coef;
-        }
+    ot_status st = OT_OK;
+    OT_TRY(ot_op_grad_new_value(g, name, id, err));
+    ot_value *v = &g->values[*id];
+    v->dtype = t;
+    v->ndim = 0;
+    v->producer = -1;
+    v->flags |= OT_VAL_INPUT | OT_VAL_SHAPE_DECLARED;
+    ot_io *io = ot_arena_alloc(&g->arena, sizeof *io * ((size_t)g->n_inputs + 1));
+    if (!io)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    if (g->n_inputs)
+        memcpy(io, g->inputs, sizeof *io * (size_t)g->n_inputs);
+    io[g->n_inputs].value = *id;
+    io[g->n_inputs].info = (ot_blob){ 0 };
+    g->inputs = io;
+    g->n_inputs++;
+done:
+    return st;
+}
+
+/* A zero-initialised state value shaped like parameter p (the executor fills
+   a state value without bytes with zeros). */
+static ot_status add_moment(ot_graph *g, int32_t p, const char *suffix, int32_t *id, ot_err *err)
+{
+    char hint[512];
+    snprintf(hint, sizeof hint, "%s/%s", g->values[p].name, suffix);
+    ot_status st = ot_op_grad_new_value(g, hint, id, err);
+    if (st != OT_OK)
+        return st;
+    const ot_value *pv = &g->values[p];
+    ot_value *v = &g->values[*id];
+    v->dtype = OT_DTYPE_FLOAT;
+    v->ndim = pv->ndim;
+    memcpy(v->dims, pv->dims, sizeof v->dims);
+    v->producer = -1;
+    v->flags = OT_VAL_INIT | OT_VAL_STATE | OT_VAL_SHAPE_DECLARED;
+    v->storage = OT_STORE_RAW;
+    v->data = pv->data;
+    v->data.dtype = OT_DTYPE_FLOAT;
+    v->data.data = NULL;
     return OT_OK;
 }
 
-/* ------------------------------------------------------------------- state */
-
-size_t ot_optim_state_count(const ot_optim *opt)
+ot_status ot_optim_add_updates(ot_graph *g, const ot_optim_opts *o, const int32_t *params,
+                               const int32_t *grads, const int *groups, int n_params,
+                               double clip_norm, ot_optim_graph *og, ot_err *err)
 {
-    return opt ? 1 + opt->n_params * (size_t)opt->n_bufs : 0;
+    ot_status st = OT_OK;
+    memset(og, 0, sizeof *og);
+    og->lr[0] = og->lr[1] = og->step = og->grad_norm = -1;
+    OT_TRY(ot_optim_check_opts(o, err));
+    if (!(clip_norm >= 0.0) || isinf(clip_norm))
+        OT_FAIL(err, OT_ERR_ARG, "clip_grad_norm: max_norm %g, expected > 0", clip_norm);
+    for (int i = 0; i < n_params; i++) {
+        const ot_value *v = &g->values[params[i]];
+        if (groups && groups[i] != 0 && groups[i] != 1)
+            OT_FAIL(err, OT_ERR_ARG, "optimizer: parameter %d is in group %d, expected 0 or 1",
+                    i, groups[i]);
+        if (v->dtype != OT_DTYPE_FLOAT)
+            OT_FAIL(err, OT_ERR_UNSUPPORTED, "parameter '%s' is %s; training needs float",
+                    v->name, ot_dtype_name(v->dtype));
+        if (!(v->flags & OT_VAL_STATE))
+            OT_FAIL(err, OT_ERR_ARG, "optimizer: parameter '%s' is not executor state",
+                    v->name);
+    }
+    int32_t before = g->n_nodes;
+    og->n_params = n_params;
+    og->n_bufs = o->kind == OT_OPTIM_SGD ? (o->momentum != 0.0 ? 1 : 0) : 2;
+    og->bufs = ot_calloc((size_t)(og->n_bufs * n_params) + 1, sizeof *og->bufs);
+    if (!og->bufs)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+
+    for (int grp = 0; grp < 2; grp++) {
+        bool used = false;
+        for (int i = 0; i < n_params && !used; i++)
+            used = (groups ? groups[i] : 0) == grp;
+        if (used)
+            OT_TRY(add_scalar_input(g, grp ? "onnxtrain/lr_head" : "onnxtrain/lr",
+                                    OT_DTYPE_DOUBLE, &og->lr[grp], err));
+    }
+    OT_TRY(add_scalar_input(g, "onnxtrain/step", OT_DTYPE_INT64, &og->step, err));
+
+    /* clipping: the squared norms chained in parameter order, then the
+       coefficient */
+    int32_t coef = -1;
+    if (clip_norm > 0.0) {
+        int32_t acc = -1;
+        for (int i = 0; i < n_params; i++) {
+            char name[512];
+            snprintf(name, sizeof name, "clip/%s", g->values[params[i]].name);
+            const char *out_names[1] = { "clip/sum_squares" };
+            int32_t in[2] = { grads[i], acc };
+            OT_TRY(ot_op_grad_emit(g, ot_op_table[OT_OP_GRAD_SUM_SQUARES], 0, name, in,
+                                   acc >= 0 ? 2 : 1, NULL, 0, out_names, &acc, 1, err));
+        }
+        ot_attr a = ot_op_grad_attr_float("max_norm", (float)clip_norm);
+        const char *out_names[2] = { "clip/coef", "clip/norm" };
+        int32_t outs[2];
+        OT_TRY(ot_op_grad_emit(g, ot_op_table[OT_OP_CLIP_GRAD_COEF], 0, "clip", &acc, 1, &a, 1,
+                               out_names, outs, 2, err));
+        coef = outs[0];
+        og->grad_norm = outs[1];
+    }
+
+    /* the updates */
+    ot_attr attrs[4];
+    int n_attrs = 0;
+    const ot_op_desc *op;
+    if (o->kind == OT_OPTIM_SGD) {
+        op = ot_op_table[OT_OP_SGD_STEP];
+        OT_TRY(double_attr(g, "weight_decay", o->weight_decay, &attrs[0], err));
+        OT_TRY(double_attr(g, "momentum", o->momentum, &attrs[1], err));
+        OT_TRY(double_attr(g, "dampening", o->dampening, &attrs[2], err));
+        attrs[3] = ot_op_grad_attr_int("nesterov", o->nesterov ? 1 : 0);
+        n_attrs = 4;
+    } else {
+        op = ot_op_table[o->kind == OT_OPTIM_ADAMW ? OT_OP_ADAMW_STEP : OT_OP_ADAM_STEP];
+        OT_TRY(double_attr(g, "weight_decay", o->weight_decay, &attrs[0], err));
+        OT_TRY(double_attr(g, "beta1", o->beta1, &attrs[1], err));
+        OT_TRY(double_attr(g, "beta2", o->beta2, &attrs[2], err));
+        OT_TRY(double_attr(g, "eps", o->eps, &attrs[3], err));
+        n_attrs = 4;
+    }
+    static const char *const buf_names[2][2] = { { "momentum_buffer", "" },
+                                                 { "exp_avg", "exp_avg_sq" } };
+    for (int i = 0; i < n_params; i++) {
+        int32_t p = params[i];
+        for (int b = 0; b < og->n_bufs; b++)
+            OT_TRY(add_moment(g, p, buf_names[o->kind == OT_OPTIM_SGD ? 0 : 1][b],
+                              &og->bufs[b * n_params + i], err));
+        int32_t in[7];
+        int n_in = 0;
+        in[n_in++] = p;
+        in[n_in++] = grads[i];
+        in[n_in++] = og->lr[groups ? groups[i] : 0];
+        in[n_in++] = og->step;
+        for (int b = 0; b < og->n_bufs; b++)
+            in[n_in++] = og->bufs[b * n_params + i];
+        if (coef >= 0) {
+            if (o->kind == OT_OPTIM_SGD && og->n_bufs == 0)
+                in[n_in++] = -1; /* no momentum buffer */
+            in[n_in++] = coef;
+        }
+        char name[512], hint[3][520];
+        const char *base = g->values[p].name;
+        snprintf(name, sizeof name, "update/%s", base);
+        snprintf(hint[0], sizeof hint[0], "%s/updated", base);
+        const char *out_names[3] = { hint[0], NULL, NULL };
+        for (int b = 0; b < og->n_bufs; b++) {
+            snprintf(hint[1 + b], sizeof hint[1 + b], "%s/%s_updated", base,
+                     buf_names[o->kind == OT_OPTIM_SGD ? 0 : 1][b]);
+            out_names[1 + b] = hint[1 + b];
+        }
+        int32_t outs[3];
+        OT_TRY(ot_op_grad_emit(g, op, 0, name, in, n_in, attrs, n_attrs, out_names, outs,
+                               1 + og->n_bufs, err));
+    }
+    og->n_nodes = g->n_nodes - before;
+done:
+    if (st != OT_OK)
+        ot_optim_graph_fini(og);
+    return st;
 }
 
-ot_status ot_optim_state_get(ot_optim *opt, size_t index, ot_optim_state *out, ot_err *err)
+void ot_optim_graph_fini(ot_optim_graph *og)
 {
-    if (!opt || !out)
-        return ot_err_set(err, OT_ERR_ARG, "optimizer state: NULL argument");
-    size_t count = ot_optim_state_count(opt);
-    if (index >= count)
-        return ot_err_set(err, OT_ERR_ARG, "optimizer state: entry %zu, expected < %zu", index,
-                          count);
+    ot_free(og->bufs);
+    memset(og, 0, sizeof *og);
+}
+
+size_t ot_optim_state_count(const ot_optim_graph *og)
+{
+    return 1 + (size_t)og->n_params * (size_t)og->n_bufs;
+}
+
+void ot_optim_state_describe(const ot_graph *g, const ot_optim_graph *og, ot_optim_kind kind,
+                             size_t index, ot_optim_state *out, int32_t *value)
+{
     memset(out, 0, sizeof *out);
     if (index == 0) {
         snprintf(out->name, sizeof out->name, "step");
         out->dtype = OT_DTYPE_INT64;
-        out->data = &opt->step;
         out->numel = 1;
-        return OT_OK;
+        *value = -1;
+        return;
     }
-    /* Entries 1.. list buffer 0 of every parameter, then buffer 1. */
+    /* entries 1.. list buffer 0 of every parameter, then buffer 1 */
     size_t k = index - 1;
-    size_t b = k / opt->n_params, i = k % opt->n_params;
-    static const char *const names[2][2] = {{"sgd.momentum_buffer", ""}, {"adam.m", "adam.v"}};
-    const char *base = names[opt->opts.kind == OT_OPTIM_SGD ? 0 : 1][b];
-    snprintf(out->name, sizeof out->name, "%s.%zu", base, i);
+    size_t b = k / (size_t)og->n_params, i = k % (size_t)og->n_params;
+    static const char *const names[2][2] = { { "sgd.momentum_buffer", "" },
+                                             { "adam.m", "adam.v" } };
+    snprintf(out->name, sizeof out->name, "%s.%zu", names[kind == OT_OPTIM_SGD ? 0 : 1][b], i);
+    *value = og->bufs[k];
     out->dtype = OT_DTYPE_FLOAT;
-    out->data = opt->buf[i * (size_t)opt->n_bufs + b];
-    out->numel = opt->params[i].numel;
-    return OT_OK;
+    out->numel = g->values[*value].data.bytes / sizeof(float);
 }

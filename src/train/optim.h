@@ -1,20 +1,28 @@
 /*
- * optim.h: optimizers (SGD, Adam, AdamW) over a fixed set of float32
- * parameter tensors, and gradient-norm clipping.
+ * optim.h: the optimizer pass, which makes a step graph update its own state,
+ * and the optimizers' hyper-parameters (SGD, Adam, AdamW) and
+ * gradient-norm clipping.
  *
- * The trainer owns the parameters and their gradients and hands them to each
- * step as arrays of pointers, in the order given at creation. The optimizer
- * owns its state (momentum buffers, first and second moments, the step count),
- * allocated once by ot_optim_new; ot_optim_step allocates nothing.
+ * ot_optim_add_updates appends to a step graph (after autodiff), per trained
+ * parameter, one update node of a private op (SgdStep, AdamStep, AdamWStep;
+ * src/ops/optim_ops.c) that overwrites the parameter and its moments in the
+ * executor's state, and, with clipping, the nodes that compute the global
+ * gradient norm and the clipping coefficient the updates apply. The moments
+ * (SGD momentum buffers, Adam's first and second moments) are state values
+ * of the graph that start at zero; the learning rate of each parameter group
+ * and the step count are scalar graph inputs the caller binds at every run.
+ * A run of the compiled step then trains one step with nothing done on the
+ * host.
  *
- * Each parameter belongs to a group; a step takes one learning rate per group
- * (PyTorch's param_groups), so a new classifier head can learn at `--head-lr`
- * while the body uses the base rate, each scaled by the same LR schedule.
+ * Each parameter belongs to a group (PyTorch's param_groups), so a new
+ * classifier head can learn at `--head-lr` while the body uses the base rate,
+ * each scaled by the same LR schedule.
  *
  * The update rules follow PyTorch 1.13's torch.optim.SGD, Adam and AdamW with
- * maximize=False, amsgrad=False, foreach=False (formulas in optim.c). Not
- * supported: sparse gradients, per-group momentum or weight decay, parameters
- * without a gradient (every step updates every parameter).
+ * maximize=False, amsgrad=False, foreach=False (formulas in
+ * src/exec/cpu/ref_optim.c). Not supported: sparse gradients, per-group
+ * momentum or weight decay, parameters without a gradient (every step
+ * updates every parameter).
  * References: https://pytorch.org/docs/1.13/optim.html,
  * Kingma & Ba, "Adam", ICLR 2015; Loshchilov & Hutter, "Decoupled Weight
  * Decay Regularization" (AdamW), ICLR 2019.
@@ -22,7 +30,7 @@
 #ifndef OT_TRAIN_OPTIM_H
 #define OT_TRAIN_OPTIM_H
 
-#include "core/core.h"
+#include "graph/graph.h"
 
 typedef enum {
     OT_OPTIM_SGD = 0,
@@ -47,85 +55,78 @@ typedef struct ot_optim_opts {
     double eps;          /* added to sqrt(v_hat)                              */
 } ot_optim_opts;
 
-/* One parameter tensor: its length and its group (index into the per-group
-   learning rates of ot_optim_step). */
-typedef struct ot_optim_param {
-    size_t numel;
-    int group;
-} ot_optim_param;
-
-typedef struct ot_optim ot_optim;
-
 /* PyTorch's defaults for `kind`: SGD momentum 0, dampening 0, no nesterov,
    weight decay 0; Adam betas (0.9, 0.999), eps 1e-8, weight decay 0; AdamW the
    same with weight decay 0.01. Cannot fail. */
 ot_optim_opts ot_optim_opts_default(ot_optim_kind kind);
 
+/* Checks the hyper-parameters. Errors: OT_ERR_ARG (unknown kind, a value out
+   of range, nesterov without momentum or with dampening). */
+ot_status ot_optim_check_opts(const ot_optim_opts *opts, ot_err *err);
+
+/* Checks learning rates before a step: OT_ERR_ARG naming the group when one
+   is negative or not finite. */
+ot_status ot_optim_check_lr(const double *group_lr, int n_groups, ot_err *err);
+
+/* What ot_optim_add_updates added to a graph (value ids of that graph). */
+typedef struct ot_optim_graph {
+    int n_params;
+    int n_bufs;        /* state buffers per parameter: 0, 1 (SGD momentum) or 2 (Adam) */
+    int32_t *bufs;     /* n_bufs * n_params ids; buffer b of parameter i at
+                          [b * n_params + i]; owned, see ot_optim_graph_fini */
+    int32_t lr[2];     /* double scalar inputs: the rate of group 0 (base) and
+                          of group 1 (head); -1 for a group without parameters */
+    int32_t step;      /* int64 scalar input: the step's number, 1 at the first */
+    int32_t grad_norm; /* float scalar: the global gradient norm before
+                          clipping (make it a graph output to read it); -1
+                          without clipping                                  */
+    int n_nodes;       /* nodes added                                        */
+} ot_optim_graph;
+
 /*
- * Creates an optimizer for n_params tensors described by params[] (copied),
- * in n_groups groups, and allocates its state, zeroed. On success *out is
- * owned by the caller (release with ot_optim_free).
- * Errors: OT_ERR_ARG (NULL pointer, n_groups < 1, a group outside
- * [0, n_groups), a hyper-parameter out of range, nesterov without momentum or
- * with dampening), OT_ERR_NOMEM.
+ * Appends the updates to `g`: params[i] (float initializers flagged
+ * OT_VAL_STATE) are updated from grads[i] (their gradients in g) at the rate
+ * of group groups[i] (0 or 1; groups NULL: all 0). With clip_norm > 0 the
+ * gradients are first scaled as torch.nn.utils.clip_grad_norm_(max_norm =
+ * clip_norm) does. Adds the moments as zero-initialised state values and
+ * the rate and step inputs to the graph's inputs. The update nodes come
+ * last, after every node that reads a parameter. On success *og describes
+ * them (release with ot_optim_graph_fini).
+ * Errors: OT_ERR_ARG (options, a group outside {0, 1}, a parameter that is
+ * not a state value), OT_ERR_UNSUPPORTED (a parameter that is not float),
+ * OT_ERR_NOMEM, and shape inference's errors.
  */
-ot_status ot_optim_new(const ot_optim_opts *opts, const ot_optim_param *params, size_t n_params,
-                       int n_groups, ot_optim **out, ot_err *err);
+ot_status ot_optim_add_updates(ot_graph *g, const ot_optim_opts *opts, const int32_t *params,
+                               const int32_t *grads, const int *groups, int n_params,
+                               double clip_norm, ot_optim_graph *og, ot_err *err);
 
-/* Releases the optimizer and its state. NULL does nothing. */
-void ot_optim_free(ot_optim *opt);
-
-/* The options the optimizer was created with. Borrowed from opt. */
-const ot_optim_opts *ot_optim_get_opts(const ot_optim *opt);
-
-/* Steps taken so far (0 after creation). */
-int64_t ot_optim_get_step(const ot_optim *opt);
+void ot_optim_graph_fini(ot_optim_graph *og);
 
 /*
- * One update of every parameter: params[i] (numel floats, updated in place)
- * from grads[i] (read only), with learning rate group_lr[group of i].
- * group_lr has n_groups entries. Allocates nothing.
- * Errors: OT_ERR_ARG (NULL pointer, a negative or non-finite learning rate, a
- * negative step count restored from a checkpoint); nothing is updated then.
- */
-ot_status ot_optim_step(ot_optim *opt, const double *group_lr, float *const *params,
-                        const float *const *grads, ot_err *err);
-
-/*
- * Gradient-norm clipping as torch.nn.utils.clip_grad_norm_ (L2):
- *   norm = sqrt(sum_i sum_j grads[i][j]^2),
- *   coef = max_norm / (norm + 1e-6); when coef < 1, every grad *= coef.
- * params[] gives the lengths (the same array as for ot_optim_new). Writes
- * the norm before clipping to *total_norm when it is not NULL.
- * Errors: OT_ERR_ARG (NULL pointer, max_norm not positive, or a non-finite
- * norm, as torch with error_if_nonfinite=True; grads are untouched then).
- */
-ot_status ot_optim_clip_grad_norm(const ot_optim_param *params, size_t n_params,
-                                  float *const *grads, float max_norm, float *total_norm,
-                                  ot_err *err);
-
-/*
- * Checkpoint hooks. The state is a list of named tensors:
- *   "step"                       int64, 1 element
+ * The optimizer's state as checkpoints store it, a list of named tensors:
+ *   "step"                       int64, 1 element: steps taken
  *   "sgd.momentum_buffer.<i>"    float, numel of param i (SGD with momentum)
  *   "adam.m.<i>", "adam.v.<i>"   float, numel of param i (Adam and AdamW:
  *                                first moment exp_avg, second moment exp_avg_sq)
- * ot_optim_state_count gives their number; ot_optim_state_get describes entry
- * `index`: `data` points into the optimizer (borrowed, valid until
- * ot_optim_free) and is writable, so saving reads it and restoring copies a
- * saved tensor into it. A momentum buffer is meaningful only once step > 0,
- * as in PyTorch, where it is created by the first step.
+ * Entry 0 is the step count; entry k >= 1 is og->bufs[k - 1]. A momentum
+ * buffer is meaningful only once step > 0, as in PyTorch, where it is
+ * created by the first step.
  */
 typedef struct ot_optim_state {
     char name[48];
     ot_dtype dtype; /* OT_DTYPE_FLOAT or OT_DTYPE_INT64 */
-    void *data;
+    void *data;     /* borrowed */
     size_t numel;
 } ot_optim_state;
 
-size_t ot_optim_state_count(const ot_optim *opt);
+/* Number of entries: 1 + n_params * n_bufs. */
+size_t ot_optim_state_count(const ot_optim_graph *og);
 
-/* Errors: OT_ERR_ARG (NULL pointer, index >= ot_optim_state_count). */
-ot_status ot_optim_state_get(ot_optim *opt, size_t index, ot_optim_state *out, ot_err *err);
+/* Entry `index`'s name (into out->name) and, for k >= 1, the value id of its
+   buffer (*value; -1 for the step count); out->dtype and out->numel from
+   the graph g; out->data is left NULL for the caller to point at the bytes.
+   `kind` names the buffers. Cannot fail for index < ot_optim_state_count. */
+void ot_optim_state_describe(const ot_graph *g, const ot_optim_graph *og, ot_optim_kind kind,
+                             size_t index, ot_optim_state *out, int32_t *value);
 
 #endif

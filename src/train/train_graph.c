@@ -270,6 +270,7 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
     int32_t *outs = NULL;
     memset(tg, 0, sizeof *tg);
     tg->image = tg->logits = tg->loss = tg->labels = -1;
+    tg->optim.lr[0] = tg->optim.lr[1] = tg->optim.step = tg->optim.grad_norm = -1;
 
     for (int32_t i = 0; i < model->n_inputs && tg->image < 0; i++)
         if (!(model->values[model->inputs[i].value].flags & OT_VAL_INIT))
@@ -425,20 +426,48 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
         if (tg->grads[i] < 0)
             OT_FAIL(err, OT_ERR_ARG, "trainable parameter '%s' does not affect the loss",
                     step->values[tg->params[i]].name);
-    int n_out = 2 + tg->n_params + tg->n_stats;
-    outs = ot_malloc(sizeof *outs * (size_t)n_out);
+    tg->group = ot_calloc((size_t)tg->n_params + 1, sizeof *tg->group);
+    if (!tg->group)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    for (int p = 0; p < tg->n_params; p++)
+        for (int h = 0; h < opts->n_head_params; h++)
+            if (opts->head_params[h] == tg->params[p])
+                tg->group[p] = 1;
+    int32_t before_optim = step->n_nodes;
+    if (opts->optim) {
+        OT_TRY(ot_optim_add_updates(step, opts->optim, tg->params, tg->grads, tg->group,
+                                    tg->n_params, opts->clip_grad, &tg->optim, err));
+        tg->has_optim = true;
+    }
+    /* outputs: loss, logits, then the gradient norm (with clipping) or, with
+       no optimizer, the gradients; the updates and the BN statistics write
+       the state, and are kept for that */
+    int n_out = 2 + (tg->has_optim ? (tg->optim.grad_norm >= 0) : tg->n_params);
+    int n_targets = n_out;
+    for (int32_t i = before_optim; i < step->n_nodes; i++)
+        n_targets += step->nodes[i].n_out;
+    outs = ot_malloc(sizeof *outs * (size_t)(n_targets + tg->n_stats + 1));
     if (!outs)
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     outs[0] = tg->loss;
     outs[1] = tg->logits;
-    memcpy(outs + 2, tg->grads, sizeof *outs * (size_t)tg->n_params);
-    memcpy(outs + 2 + tg->n_params, tg->stats_new, sizeof *outs * (size_t)tg->n_stats);
+    if (!tg->has_optim)
+        memcpy(outs + 2, tg->grads, sizeof *outs * (size_t)tg->n_params);
+    else if (tg->optim.grad_norm >= 0)
+        outs[2] = tg->optim.grad_norm;
     OT_TRY(set_outputs(step, outs, n_out, err));
+    n_targets = n_out;
+    for (int32_t i = before_optim; i < step->n_nodes; i++)
+        for (int k = 0; k < step->nodes[i].n_out; k++)
+            if (step->nodes[i].out[k] >= 0)
+                outs[n_targets++] = step->nodes[i].out[k];
+    memcpy(outs + n_targets, tg->stats_new, sizeof *outs * (size_t)tg->n_stats);
+    n_targets += tg->n_stats;
     {
         bool *k2 = ot_calloc((size_t)step->n_nodes + 1, sizeof *k2);
         if (!k2)
             OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-        ot_graph_mark_ancestors(step, outs, n_out, k2);
+        ot_graph_mark_ancestors(step, outs, n_targets, k2);
         /* prefix nodes go (their outputs are inputs now), except those that
            only make constants (Constant nodes, folded shape arithmetic) */
         for (int32_t i = 0; i < n_nodes; i++) {
@@ -477,5 +506,7 @@ void ot_train_graph_fini(ot_train_graph *tg)
     ot_free(tg->stats);
     ot_free(tg->stats_new);
     ot_free(tg->cut);
+    ot_free(tg->group);
+    ot_optim_graph_fini(&tg->optim);
     memset(tg, 0, sizeof *tg);
 }

@@ -5,8 +5,10 @@
  *   prefix graph   the frozen prefix: image -> cut values. A pure function of
  *                  the image when BN there is in eval mode and no Dropout is
  *                  active, so its outputs can be cached across epochs.
- *   step graph     cut values + labels -> loss, logits, the gradient of every
- *                  trained parameter, and the new BN running statistics.
+ *   step graph     cut values + labels (+ learning rates and the step
+ *                  count) -> loss and logits; the step updates the trained
+ *                  parameters, the optimizer's moments and the BN running
+ *                  statistics in the executor's state (see below).
  *
  * The BN policy (docs/training.md): BatchNormalization nodes that read a
  * trained scale or bias run in training mode (batch statistics, running
@@ -17,16 +19,29 @@
  *
  * Both graphs are clones sharing the model graph's tensors; trained
  * parameters and running statistics are OT_VAL_STATE in the step graph, so
- * the executor keeps mutable copies the trainer updates.
+ * the executor keeps mutable copies. The step updates them itself:
+ * BatchNormTrain writes its new running statistics over the old ones, and
+ * with opts.optim the optimizer pass (optim.h) appends one update node per
+ * trained parameter (and the clipping nodes), whose moments are state too.
+ * Without opts.optim the step graph outputs the gradients instead (tests
+ * compare them with PyTorch's).
  */
 #ifndef OT_TRAIN_GRAPH_H
 #define OT_TRAIN_GRAPH_H
 
 #include "graph/graph.h"
+#include "train/optim.h"
 
 typedef struct ot_train_graph_opts {
     bool bn_all_train;      /* --bn train                                    */
     float label_smoothing;
+    /* the optimizer the step applies; NULL: no updates, the step outputs the
+       gradients (outputs 2 .. 2 + n_params)                                 */
+    const ot_optim_opts *optim;
+    double clip_grad;           /* with optim: global norm to clip to; 0: off */
+    const int32_t *head_params; /* with optim: the parameters that learn at
+                                   the head's rate (group 1)                 */
+    int n_head_params;
 } ot_train_graph_opts;
 
 typedef struct ot_train_graph {
@@ -46,7 +61,12 @@ typedef struct ot_train_graph {
     int32_t *grads;         /* their gradients in the step graph               */
     int n_stats;
     int32_t *stats;         /* running statistics updated by training-mode BN  */
-    int32_t *stats_new;     /* the step graph's values holding their new value */
+    int32_t *stats_new;     /* the step graph's values of their new value (the
+                               executor writes them over the statistics)       */
+    bool has_optim;         /* opts.optim was set: the step updates            */
+    ot_optim_graph optim;   /* what the optimizer pass added; the step's
+                               output 2 is optim.grad_norm when it is >= 0     */
+    int *group;             /* per trained parameter: 0, or 1 for the head     */
     bool cacheable;         /* prefix deterministic: cache may apply           */
     const char *why_not_cacheable; /* static text when !cacheable              */
     int n_bn_train, n_bn_eval;

@@ -54,7 +54,9 @@ static double now_s(void)
 typedef struct runner {
     int n;
     ot_exec *prefix, *step;
-    ot_tensor *cut_in;   /* step inputs: the cut values, then the labels      */
+    ot_tensor *cut_in;   /* step inputs: the cut values, the labels, the Dropout
+                            seed, the learning rates, the step number         */
+    int n_in;
 } runner;
 
 typedef struct trainer {
@@ -77,9 +79,8 @@ typedef struct trainer {
     void *scratch;
     size_t scratch_bytes;
     ot_train_cache cache; /* the frozen prefix's outputs (prefix_cache.h)      */
-    ot_optim *opt;
-    ot_optim_param *oparams;
-    float **pptr, **gptr;
+    double lr[2];        /* the step's learning rates: base and head          */
+    int64_t step_no;     /* the step's number, 1 at the first (the updates')  */
     int64_t seed;        /* Dropout masks of the current step               */
     double data_wait_s;  /* time spent waiting for the loader (--profile)     */
     ot_train_ckpt_run ckpt; /* checkpoints, resume, --keep best (checkpoint.h) */
@@ -109,7 +110,7 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
     int64_t xd[4] = { n, T->C, T->S, T->S };
     ot_tensor img;
     bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, NULL);
-    r->cut_in = ot_calloc((size_t)tg->n_cut + 2, sizeof *r->cut_in);
+    r->cut_in = ot_calloc((size_t)tg->n_cut + 6, sizeof *r->cut_in);
     if (!r->cut_in)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     if (tg->prefix) {
@@ -121,15 +122,27 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
         r->cut_in[0] = img;
     }
     int64_t ld[1] = { n };
-    bind_tensor(&r->cut_in[tg->n_cut], OT_DTYPE_INT64, 1, ld, T->labels);
-    int n_in = tg->n_cut + 1;
-    if (tg->seed >= 0)
-        bind_tensor(&r->cut_in[n_in++], OT_DTYPE_INT64, 0, NULL, &T->seed);
-    ot_exec_input *ins = ot_calloc((size_t)n_in, sizeof *ins);
+    ot_exec_input *ins = ot_calloc((size_t)tg->n_cut + 6, sizeof *ins);
     if (!ins)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    for (int c = 0; c < tg->n_cut; c++)
+        ins[c].value = tg->cut[c];
+    int n_in = tg->n_cut;
+    ins[n_in].value = tg->labels;
+    bind_tensor(&r->cut_in[n_in++], OT_DTYPE_INT64, 1, ld, T->labels);
+    if (tg->seed >= 0) {
+        ins[n_in].value = tg->seed;
+        bind_tensor(&r->cut_in[n_in++], OT_DTYPE_INT64, 0, NULL, &T->seed);
+    }
+    for (int grp = 0; grp < 2; grp++)
+        if (tg->optim.lr[grp] >= 0) {
+            ins[n_in].value = tg->optim.lr[grp];
+            bind_tensor(&r->cut_in[n_in++], OT_DTYPE_DOUBLE, 0, NULL, &T->lr[grp]);
+        }
+    ins[n_in].value = tg->optim.step;
+    bind_tensor(&r->cut_in[n_in++], OT_DTYPE_INT64, 0, NULL, &T->step_no);
+    r->n_in = n_in;
     for (int c = 0; c < n_in; c++) {
-        ins[c].value = c < tg->n_cut ? tg->cut[c] : c == tg->n_cut ? tg->labels : tg->seed;
         ins[c].tensor = r->cut_in[c];
         ins[c].tensor.data = NULL;
     }
@@ -292,10 +305,7 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
     } else {
         r->cut_in[0].data = T->xb;
     }
-    r->cut_in[tg->n_cut].data = T->labels;
-    if (tg->seed >= 0)
-        r->cut_in[tg->n_cut + 1].data = &T->seed;
-    OT_TRY(ot_exec_run(r->step, r->cut_in, tg->n_cut + 1 + (tg->seed >= 0), err));
+    OT_TRY(ot_exec_run(r->step, r->cut_in, r->n_in, err));
     const ot_tensor *lt = ot_exec_output(r->step, 0), *logits = ot_exec_output(r->step, 1);
     float loss;
     memcpy(&loss, lt->data, sizeof loss);
@@ -311,14 +321,12 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
         *correct += best == T->labels[i];
     }
     *loss_sum += (double)loss * n;
-    for (int p = 0; p < tg->n_params; p++) {
-        T->pptr[p] = ot_exec_state(r->step, tg->params[p]);
-        T->gptr[p] = ot_exec_output(r->step, 2 + p)->data;
-    }
-    for (int s = 0; s < tg->n_stats; s++) {
-        void *dst = ot_exec_state(r->step, tg->stats[s]);
-        const ot_tensor *src = ot_exec_output(r->step, 2 + tg->n_params + s);
-        memcpy(dst, src->data, src->bytes);
+    if (tg->optim.grad_norm >= 0) { /* as clip_grad_norm_(error_if_nonfinite=True) */
+        float norm;
+        memcpy(&norm, ot_exec_output(r->step, 2)->data, sizeof norm);
+        if (!isfinite(norm))
+            OT_FAIL(err, OT_ERR_ARG, "clip_grad_norm: the total gradient norm is %g, cannot clip",
+                    (double)norm);
     }
 done:
     return st;
@@ -346,7 +354,14 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     if (N < 1)
         OT_FAIL(err, OT_ERR_ARG, "the training set is empty");
 
-    OT_TRY(ot_train_graph_build(model, &o->graph, &T.tg, err));
+    {
+        ot_train_graph_opts go = o->graph;
+        go.optim = &o->optim;
+        go.clip_grad = o->clip_grad;
+        go.head_params = o->head_lr > 0 ? o->head_params : NULL;
+        go.n_head_params = o->head_lr > 0 ? o->n_head_params : 0;
+        OT_TRY(ot_train_graph_build(model, &go, &T.tg, err));
+    }
     ot_train_graph *tg = &T.tg;
     const ot_value *iv = &model->values[tg->image];
     if (iv->ndim != 4)
@@ -400,30 +415,13 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
                             : o->epochs < 2   ? "one epoch: nothing to reuse"
                                               : NULL;
 
-    /* optimizer: one group for the head when it has its own rate */
-    T.oparams = ot_calloc((size_t)tg->n_params + 1, sizeof *T.oparams);
-    T.pptr = ot_calloc((size_t)tg->n_params + 1, sizeof *T.pptr);
-    T.gptr = ot_calloc((size_t)tg->n_params + 1, sizeof *T.gptr);
-    if (!T.oparams || !T.pptr || !T.gptr)
-        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-    for (int p = 0; p < tg->n_params; p++) {
-        const ot_value *v = &model->values[tg->params[p]];
-        T.oparams[p].numel = v->data.bytes / sizeof(float);
-        for (int h2 = 0; h2 < o->n_head_params; h2++)
-            if (o->head_params[h2] == tg->params[p] && o->head_lr > 0)
-                T.oparams[p].group = 1;
-        res->numel_trainable += T.oparams[p].numel;
-        if (v->dtype != OT_DTYPE_FLOAT)
-            OT_FAIL(err, OT_ERR_UNSUPPORTED, "parameter '%s' is %s; training needs float", v->name,
-                    ot_dtype_name(v->dtype));
-    }
+    for (int p = 0; p < tg->n_params; p++)
+        res->numel_trainable += model->values[tg->params[p]].data.bytes / sizeof(float);
     res->n_trainable = tg->n_params;
-    OT_TRY(ot_optim_new(&o->optim, T.oparams, (size_t)tg->n_params, 2, &T.opt, err));
 
     int64_t steps_per_epoch = (N + bs - 1) / bs;
     res->steps_per_epoch = steps_per_epoch;
     T.ckpt.step = T.full.step;
-    T.ckpt.opt = T.opt;
     T.ckpt.batch = bs;
     OT_TRY(ot_train_ckpt_begin(&T.ckpt, data, N, T.map, steps_per_epoch,
                                T.cache.on && T.cache.bf16, err));
@@ -470,20 +468,18 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             double hlr = ot_optim_schedule_lr(&o->schedule, o->head_lr > 0 ? o->head_lr : o->lr,
                                               epoch, s, steps_per_epoch);
             T.seed = (int64_t)(o->seed * 1000003u + (uint64_t)total_steps); /* per step */
-            st = run_batch(&T, r, perm + s * bs, T.didx + s * bs, n, &correct, &loss_sum, err);
+            T.lr[0] = lr;
+            T.lr[1] = hlr;
+            T.step_no = total_steps + 1;
+            st = ot_optim_check_lr(T.lr, 2, err);
+            if (st == OT_OK)
+                st = run_batch(&T, r, perm + s * bs, T.didx + s * bs, n, &correct, &loss_sum, err);
             if (st != OT_OK) {
                 ot_err_prefix(err, "epoch %d, step %lld (step %lld in all)", epoch + 1,
                               (long long)s + 1, (long long)total_steps + 1);
                 ot_train_ckpt_note(&T.ckpt, err);
                 goto done;
             }
-            if (o->clip_grad > 0) {
-                float norm;
-                OT_TRY(ot_optim_clip_grad_norm(T.oparams, (size_t)tg->n_params, T.gptr,
-                                               (float)o->clip_grad, &norm, err));
-            }
-            double lrs[2] = { lr, hlr };
-            OT_TRY(ot_optim_step(T.opt, lrs, T.pptr, (const float *const *)T.gptr, err));
             seen += n;
             seen_here += n;
             total_steps++;
@@ -558,10 +554,6 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
 done:
     free_runner(&T.full);
     free_runner(&T.last);
-    ot_optim_free(T.opt);
-    ot_free(T.oparams);
-    ot_free(T.pptr);
-    ot_free(T.gptr);
     ot_train_cache_fini(&T.cache);
     ot_free(T.x);
     ot_data_loader_free(T.loader);

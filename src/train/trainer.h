@@ -3,9 +3,10 @@
  *
  * ot_train_run fine-tunes a model graph in place: it builds the prefix and
  * step graphs (train_graph.h), compiles them, and for each epoch shuffles the
- * data, computes (or reads from the cache) the frozen prefix's output, runs
- * the step graph, updates the parameters with the optimizer, and copies the
- * new BN running statistics. At the end the trained tensors are written back
+ * data, computes (or reads from the cache) the frozen prefix's output, and
+ * runs the step graph with this step's learning rates and number: the step
+ * itself updates the parameters, the optimizer's moments and the BN running
+ * statistics in the executor's state. At the end the trained tensors are written back
  * into the model graph's initializers (marked DIRTY) for export.
  *
  * The frozen-prefix cache (prefix_cache.h): when the prefix is deterministic (BN there in eval

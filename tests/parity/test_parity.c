@@ -19,13 +19,14 @@
  *   grads         every trained gradient, relative L2 error <= 1e-4 per tensor
  *   bn_stats      running statistics after the step, relative L2 <= 1e-4
  *   sgd/adam/adamw  weights after one step of SGD(0.1, momentum 0.9),
- *                 Adam(1e-3), AdamW(1e-3, wd 0.01), each from the initial
+ *                 Adam(1e-3), AdamW(1e-3, wd 0.01) run by the step graph
+ *                 with its update nodes, each from the initial
  *                 weights, relative L2 <= 1e-4 per tensor (Adam, AdamW:
  *                 elements whose true gradient is zero are held to Adam's
  *                 step bound instead, see agg_add_adam)
  *   curve         the losses of 5 Adam steps on 5 batches, relative <= 1e-2
- *   curve_bn_stats  the running statistics after those 5 steps (copied into
- *                 the state after each step, as the trainer does), relative
+ *   curve_bn_stats  the running statistics after those 5 steps (written into
+ *                 the state by each step, as in training), relative
  *                 L2 <= 5e-2, and they must have moved from the initial ones
  *                 by 2x that. Looser than the rest because Adam's first steps
  *                 turn float32 rounding noise in zero gradients into steps of
@@ -438,9 +439,16 @@ typedef struct ctx {
     ot_graph *model;
     ot_train_graph tg;
     ot_exec *prefix, *step;
-    ot_tensor *step_in; /* cut values, then labels */
+    ot_tensor *step_in; /* cut values, labels, then (with an optimizer) the
+                           learning rate and the step number */
+    int n_in;
     ot_tensor img;
+    ot_optim_opts optim;
+    double lr;
+    int64_t t;          /* the step number of the next run */
 } ctx;
+
+static ot_optim_opts optim_opts(const char *kind, double *lr);
 
 static void ctx_free(ctx *c)
 {
@@ -466,8 +474,11 @@ static void bind(ot_tensor *t, ot_dtype dtype, int ndim, const int64_t *dims, vo
     t->data = data;
 }
 
-/* Import, freeze, build, compile (as trainer.c's make_runner does). */
-static bool ctx_setup(ctx *c, const mode_desc *md, const char *onnx_path, int n, int ch, int side)
+/* Import, freeze, build, compile (as trainer.c's make_runner does). With
+   `kind` ("sgd", "adam", "adamw") the step graph updates the parameters (the
+   trainer's graph); without, it outputs the gradients. */
+static bool ctx_setup(ctx *c, const mode_desc *md, const char *onnx_path, int n, int ch, int side,
+                      const char *kind)
 {
     ot_err err;
     ot_err_init(&err);
@@ -494,13 +505,18 @@ static bool ctx_setup(ctx *c, const mode_desc *md, const char *onnx_path, int n,
     if (st == OT_OK) {
         stage = "train graph";
         ot_train_graph_opts to = { .bn_all_train = md->bn_all_train, .label_smoothing = 0 };
+        if (kind) {
+            c->optim = optim_opts(kind, &c->lr);
+            to.optim = &c->optim;
+        }
+        c->t = 1;
         st = ot_train_graph_build(c->model, &to, &c->tg, &err);
     }
     ot_train_graph *tg = &c->tg;
     int64_t xd[4] = { n, ch, side, side };
     bind(&c->img, OT_DTYPE_FLOAT, 4, xd, NULL);
     if (st == OT_OK) {
-        c->step_in = calloc((size_t)tg->n_cut + 1, sizeof *c->step_in);
+        c->step_in = calloc((size_t)tg->n_cut + 3, sizeof *c->step_in);
         if (tg->prefix) {
             stage = "compile prefix";
             ot_exec_input in = { .value = tg->image, .tensor = c->img };
@@ -515,13 +531,21 @@ static bool ctx_setup(ctx *c, const mode_desc *md, const char *onnx_path, int n,
         stage = "compile step";
         int64_t ld[1] = { n };
         bind(&c->step_in[tg->n_cut], OT_DTYPE_INT64, 1, ld, NULL);
-        ot_exec_input *ins = calloc((size_t)tg->n_cut + 1, sizeof *ins);
-        for (int k = 0; k <= tg->n_cut; k++) {
+        ot_exec_input *ins = calloc((size_t)tg->n_cut + 3, sizeof *ins);
+        for (int k = 0; k <= tg->n_cut; k++)
             ins[k].value = k < tg->n_cut ? tg->cut[k] : tg->labels;
+        c->n_in = tg->n_cut + 1;
+        if (kind) {
+            ins[c->n_in].value = tg->optim.lr[0];
+            bind(&c->step_in[c->n_in++], OT_DTYPE_DOUBLE, 0, NULL, &c->lr);
+            ins[c->n_in].value = tg->optim.step;
+            bind(&c->step_in[c->n_in++], OT_DTYPE_INT64, 0, NULL, &c->t);
+        }
+        for (int k = 0; k < c->n_in; k++) {
             ins[k].tensor = c->step_in[k];
             ins[k].tensor.data = NULL;
         }
-        st = ot_exec_compile(tg->step, ins, tg->n_cut + 1, NULL, &c->step, &err);
+        st = ot_exec_compile(tg->step, ins, c->n_in, NULL, &c->step, &err);
         free(ins);
     }
     if (st != OT_OK) {
@@ -535,8 +559,8 @@ static bool ctx_setup(ctx *c, const mode_desc *md, const char *onnx_path, int n,
 }
 
 /* Runs the prefix and the step on one batch; the step's outputs are then
-   readable. Copies the new BN statistics into the state (trainer.c's
-   run_batch). */
+   readable, and the step has updated its state (the BN statistics, and with
+   an optimizer the parameters), as in trainer.c's run_batch. */
 static bool ctx_run(ctx *c, void *x, void *labels, float *loss)
 {
     ot_err err;
@@ -554,35 +578,14 @@ static bool ctx_run(ctx *c, void *x, void *labels, float *loss)
     }
     c->step_in[tg->n_cut].data = labels;
     if (st == OT_OK)
-        st = ot_exec_run(c->step, c->step_in, tg->n_cut + 1, &err);
+        st = ot_exec_run(c->step, c->step_in, c->n_in, &err);
+    c->t++;
     if (st != OT_OK) {
         fail(c->md->name, "run", "%s", err.msg);
         return false;
     }
     memcpy(loss, ot_exec_output(c->step, 0)->data, sizeof *loss);
-    for (int s = 0; s < tg->n_stats; s++) {
-        void *dst = ot_exec_state(c->step, tg->stats[s]);
-        const ot_tensor *src = ot_exec_output(c->step, 2 + tg->n_params + s);
-        if (dst)
-            memcpy(dst, src->data, src->bytes);
-    }
-    return true;
-}
-
-/* Puts the initial weights and statistics back into the step's state. */
-static void ctx_reset(ctx *c)
-{
-    ot_train_graph *tg = &c->tg;
-    for (int kind = 0; kind < 2; kind++) {
-        int n = kind ? tg->n_stats : tg->n_params;
-        const int32_t *ids = kind ? tg->stats : tg->params;
-        for (int i = 0; i < n; i++) {
-            const ot_value *v = &c->model->values[ids[i]];
-            void *s = ot_exec_state(c->step, ids[i]);
-            if (s && v->data.data)
-                memcpy(s, v->data.data, v->data.bytes);
-        }
-    }
+    return true; /* the step updated the BN statistics in its state */
 }
 
 static const char *vname(const ctx *c, int32_t id)
@@ -713,51 +716,6 @@ static ot_optim_opts optim_opts(const char *kind, double *lr)
     return o;
 }
 
-static ot_optim *new_optim(ctx *c, const char *kind, double *lr)
-{
-    ot_err err;
-    ot_err_init(&err);
-    ot_train_graph *tg = &c->tg;
-    ot_optim_param *op = calloc((size_t)tg->n_params, sizeof *op);
-    for (int p = 0; p < tg->n_params; p++)
-        op[p].numel = (size_t)vnumel(c, tg->params[p]);
-    ot_optim_opts o = optim_opts(kind, lr);
-    ot_optim *opt = NULL;
-    if (ot_optim_new(&o, op, (size_t)tg->n_params, 1, &opt, &err) != OT_OK) {
-        fail(c->md->name, kind, "ot_optim_new: %s", err.msg);
-        opt = NULL;
-    }
-    free(op);
-    return opt;
-}
-
-/* One optimizer step on the state pointers with the step's gradient outputs. */
-static bool optim_step(ctx *c, ot_optim *opt, double lr, const char *what)
-{
-    ot_err err;
-    ot_err_init(&err);
-    ot_train_graph *tg = &c->tg;
-    float **pp = calloc((size_t)tg->n_params, sizeof *pp);
-    const float **gp = calloc((size_t)tg->n_params, sizeof *gp);
-    bool good = true;
-    for (int p = 0; p < tg->n_params; p++) {
-        pp[p] = ot_exec_state(c->step, tg->params[p]);
-        gp[p] = ot_exec_output(c->step, 2 + p)->data;
-        if (!pp[p]) {
-            fail(c->md->name, what, "no state for trained parameter '%s'", vname(c, tg->params[p]));
-            good = false;
-            break;
-        }
-    }
-    if (good && ot_optim_step(opt, &lr, pp, gp, &err) != OT_OK) {
-        fail(c->md->name, what, "ot_optim_step: %s", err.msg);
-        good = false;
-    }
-    free(pp);
-    free(gp);
-    return good;
-}
-
 static void run_mode(const mode_desc *md, const char *dir, const blob *batches)
 {
     const char *m = md->name;
@@ -777,7 +735,7 @@ static void run_mode(const mode_desc *md, const char *dir, const blob *batches)
     }
     int n = (int)x0->dims[0];
     ctx c;
-    if (!ctx_setup(&c, md, path, n, (int)x0->dims[1], (int)x0->dims[2])) {
+    if (!ctx_setup(&c, md, path, n, (int)x0->dims[1], (int)x0->dims[2], NULL)) {
         ctx_free(&c);
         blob_free(&ref);
         return;
@@ -830,24 +788,24 @@ static void run_mode(const mode_desc *md, const char *dir, const blob *batches)
         agg_report(&a);
     }
 
-    /* one step of each optimizer from the initial weights; the gradient
-       outputs stay valid until the next run */
+    /* one step of each optimizer from the initial weights, by the step graph
+       the trainer runs (the updates are its nodes) */
     static const char *const kinds[3] = { "sgd", "adam", "adamw" };
     for (int k = 0; k < 3; k++) {
         char what[64];
         snprintf(what, sizeof what, "%s_refs", kinds[k]);
         check_moves(&c, &ref, kinds[k], tg->params, tg->n_params, what, TOL);
-        ctx_reset(&c);
-        double lr;
-        ot_optim *opt = new_optim(&c, kinds[k], &lr);
-        if (!opt)
-            continue;
-        if (optim_step(&c, opt, lr, kinds[k])) {
+        ctx oc;
+        float oloss;
+        bool ran = ctx_setup(&oc, md, path, n, (int)x0->dims[1], (int)x0->dims[2], kinds[k]) &&
+                   ctx_run(&oc, x0->data, y0->data, &oloss);
+        if (ran) {
+            double lr = oc.lr;
             agg a;
             agg_init(&a, m, kinds[k], TOL);
             for (int p = 0; p < tg->n_params; p++) {
                 const char *pn = vname(&c, tg->params[p]);
-                const float *w = ot_exec_state(c.step, tg->params[p]);
+                const float *w = ot_exec_state(oc.step, oc.tg.params[p]);
                 const rec *r = blob_findf(&ref, "%s/%s", kinds[k], pn);
                 if (k == 0)
                     agg_add(&a, pn, w, r, vnumel(&c, tg->params[p]));
@@ -858,7 +816,7 @@ static void run_mode(const mode_desc *md, const char *dir, const blob *batches)
             }
             agg_report(&a);
         }
-        ot_optim_free(opt);
+        ctx_free(&oc);
     }
 
     /* the Adam loss curve over 5 batches, from the initial state */
@@ -884,11 +842,10 @@ static void run_mode(const mode_desc *md, const char *dir, const blob *batches)
         else
             ok(m, "curve_refs", "spans %.3f; training moves it by up to %.1f%%", hi - lo,
                100 * moved);
-        ctx_reset(&c);
-        double lr;
-        ot_optim *opt = new_optim(&c, "adam", &lr);
-        if (!opt)
+        ctx_free(&c);
+        if (!ctx_setup(&c, md, path, n, (int)x0->dims[1], (int)x0->dims[2], "adam"))
             goto done;
+        tg = &c.tg;
         float got[N_CURVE];
         bool ran = true;
         for (int s = 0; s < N_CURVE && ran; s++) {
@@ -898,9 +855,8 @@ static void run_mode(const mode_desc *md, const char *dir, const blob *batches)
                 ran = false;
                 break;
             }
-            ran = ctx_run(&c, x->data, y->data, &got[s]) && optim_step(&c, opt, lr, "curve");
+            ran = ctx_run(&c, x->data, y->data, &got[s]);
         }
-        ot_optim_free(opt);
         if (ran) {
             double worst = 0;
             int ws = 0;

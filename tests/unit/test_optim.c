@@ -1,6 +1,13 @@
 /*
  * test_optim.c: losses, optimizers, gradient clipping and LR schedules
- * (src/train/loss.c, optim.c, schedule.c).
+ * (src/train/loss.c, optim.c, schedule.c; the update kernels in
+ * src/exec/cpu/ref_optim.c).
+ *
+ * The optimizer tests build a small graph per case: one state value per
+ * parameter, its gradient as a graph input, and the nodes the optimizer pass
+ * appends (SgdStep, AdamStep, AdamWStep, and the clipping nodes); they compile
+ * it with the executor and run one step per run, so they check the pass, the
+ * in-place state updates and the plain kernels together.
  *
  * Analytic tests: a one-Gemm model y = w.x + b with loss (y - t)^2, where one
  * SGD step and the first Adam step (lr * sign(g)) have closed forms; uniform
@@ -23,6 +30,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "exec/exec.h"
+#include "ops/grad_util.h"
 #include "test.h"
 #include "train/loss.h"
 #include "train/optim.h"
@@ -216,14 +225,157 @@ static bool close_f32(const char *what, const float *actual, const float *expect
     return close_f64(what, a, e, n, ATOL_F32, false);
 }
 
-/* ------------------------------------------------------- golden optimizers */
+/* ------------------------------------------------ the optimizer harness */
 
 #define N_PARAMS 3
 #define N_STEPS 5
 #define MAX_NUMEL 16
 
+
+/* One parameter tensor: its length and its group (0 base, 1 head). */
+typedef struct pdesc {
+    size_t numel;
+    int group;
+} pdesc;
+
+#define H_MAX 4
+
+/* A step graph with only updates: parameters p<i> (state), gradients g<i>
+   (inputs), the rates, the step number. */
+typedef struct optim_h {
+    ot_graph *g;
+    ot_exec *x;
+    ot_optim_graph og;
+    int n;
+    int32_t p[H_MAX], gin[H_MAX];
+    size_t numel[H_MAX];
+    ot_tensor in[H_MAX + 3];
+    int n_in;
+    double lr[2];
+    int64_t step;  /* steps taken */
+    int64_t t;     /* the bound step number */
+    float norm;    /* with clipping: the last norm */
+} optim_h;
+
+static void h_free(optim_h *h)
+{
+    ot_exec_free(h->x);
+    ot_optim_graph_fini(&h->og);
+    ot_graph_free(h->g);
+    memset(h, 0, sizeof *h);
+}
+
+static void h_vec(ot_tensor *t, ot_dtype dtype, int ndim, size_t numel, void *data)
+{
+    memset(t, 0, sizeof *t);
+    t->dtype = dtype;
+    t->ndim = ndim;
+    t->dims[0] = (int64_t)numel;
+    t->bytes = (ndim ? numel : 1) * ot_dtype_size(dtype);
+    t->data = data;
+}
+
+/* Builds and compiles the graph of n parameters (all zero; h_step writes
+   them). Errors: what the pass and the compilation return. */
+static ot_status h_new(const ot_optim_opts *o, const pdesc *d, int n, double clip, optim_h *h,
+                       ot_err *err)
+{
+    ot_status st = OT_OK;
+    memset(h, 0, sizeof *h);
+    OT_ASSERT(n <= H_MAX);
+    h->g = ot_graph_new();
+    if (!h->g)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    ot_graph *g = h->g;
+    int groups[H_MAX];
+    g->inputs = ot_arena_alloc(&g->arena, sizeof *g->inputs * H_MAX);
+    if (!g->inputs)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        char name[16];
+        float zeros[MAX_NUMEL] = { 0 };
+        int64_t dims[1] = { (int64_t)d[i].numel };
+        OT_ASSERT(d[i].numel <= MAX_NUMEL);
+        snprintf(name, sizeof name, "p%d", i);
+        OT_TRY(ot_op_grad_const_f32(g, name, dims, 1, zeros, &h->p[i], err));
+        g->values[h->p[i]].flags = OT_VAL_INIT | OT_VAL_PARAM | OT_VAL_STATE;
+        snprintf(name, sizeof name, "g%d", i);
+        OT_TRY(ot_graph_intern_value(g, name, &h->gin[i], err));
+        ot_value *v = &g->values[h->gin[i]];
+        v->dtype = OT_DTYPE_FLOAT;
+        v->ndim = 1;
+        v->dims[0] = dims[0];
+        v->producer = -1;
+        v->flags = OT_VAL_INPUT | OT_VAL_SHAPE_DECLARED;
+        g->inputs[g->n_inputs].value = h->gin[i];
+        g->inputs[g->n_inputs].info = (ot_blob){ 0 };
+        g->n_inputs++;
+        h->numel[i] = d[i].numel;
+        groups[i] = d[i].group;
+    }
+    h->n = n;
+    OT_TRY(ot_optim_add_updates(g, o, h->p, h->gin, groups, n, clip, &h->og, err));
+    if (h->og.grad_norm >= 0) {
+        g->outputs = ot_arena_alloc(&g->arena, sizeof *g->outputs);
+        if (!g->outputs)
+            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+        g->outputs[0].value = h->og.grad_norm;
+        g->outputs[0].info = (ot_blob){ 0 };
+        g->n_outputs = 1;
+        g->values[h->og.grad_norm].flags |= OT_VAL_OUTPUT;
+    }
+    ot_exec_input bind[H_MAX + 3];
+    memset(bind, 0, sizeof bind);
+    for (int i = 0; i < n; i++) {
+        bind[h->n_in].value = h->gin[i];
+        h_vec(&h->in[h->n_in++], OT_DTYPE_FLOAT, 1, d[i].numel, NULL);
+    }
+    for (int grp = 0; grp < 2; grp++)
+        if (h->og.lr[grp] >= 0) {
+            bind[h->n_in].value = h->og.lr[grp];
+            h_vec(&h->in[h->n_in++], OT_DTYPE_DOUBLE, 0, 1, &h->lr[grp]);
+        }
+    bind[h->n_in].value = h->og.step;
+    h_vec(&h->in[h->n_in++], OT_DTYPE_INT64, 0, 1, &h->t);
+    for (int i = 0; i < h->n_in; i++)
+        bind[i].tensor = h->in[i];
+    ot_exec_opts eo = { .threads = 1 };
+    OT_TRY(ot_exec_compile(g, bind, h->n_in, &eo, &h->x, err));
+done:
+    if (st != OT_OK)
+        h_free(h);
+    return st;
+}
+
+/* One update of every parameter: params[i] (written into the state, then
+   read back) from grads[i] at lr[group]. */
+static ot_status h_step(optim_h *h, const double *lr, float *const *params,
+                        const float *const *grads, ot_err *err)
+{
+    ot_status st = OT_OK;
+    OT_TRY(ot_optim_check_lr(lr, 2, err));
+    for (int i = 0; i < h->n; i++) {
+        OT_TRY(ot_exec_write_state(h->x, h->p[i], params[i], h->numel[i] * sizeof(float), err));
+        h->in[i].data = (void *)(uintptr_t)grads[i];
+    }
+    h->lr[0] = lr[0];
+    h->lr[1] = lr[1];
+    h->t = h->step + 1;
+    OT_TRY(ot_exec_run(h->x, h->in, h->n_in, err));
+    h->step++;
+    for (int i = 0; i < h->n; i++)
+        OT_TRY(ot_exec_read_state(h->x, h->p[i], params[i], h->numel[i] * sizeof(float), err));
+    if (h->og.grad_norm >= 0)
+        memcpy(&h->norm, ot_exec_output(h->x, 0)->data, sizeof h->norm);
+done:
+    return st;
+}
+
+/* ------------------------------------------------------- golden optimizers */
+
+
 typedef struct golden_params {
-    ot_optim_param desc[N_PARAMS];
+    pdesc desc[N_PARAMS];
     float init[N_PARAMS][MAX_NUMEL];
     float grad[N_STEPS][N_PARAMS][MAX_NUMEL];
 } golden_params;
@@ -272,9 +424,9 @@ static bool run_golden_case(const golden *g, const golden_params *gp, const char
 
     ot_err err;
     ot_err_init(&err);
-    ot_optim *opt = NULL;
-    if (ot_optim_new(&opts, gp->desc, N_PARAMS, 2, &opt, &err) != OT_OK) {
-        ot_test_fail(__FILE__, __LINE__, "%s: ot_optim_new: %s", name, err.msg);
+    optim_h h;
+    if (h_new(&opts, gp->desc, N_PARAMS, 0.0, &h, &err) != OT_OK) {
+        ot_test_fail(__FILE__, __LINE__, "%s: the optimizer graph: %s", name, err.msg);
         return false;
     }
     float p[N_PARAMS][MAX_NUMEL];
@@ -290,7 +442,7 @@ static bool run_golden_case(const golden *g, const golden_params *gp, const char
         ok = golden_get(g, key, lr, 2);
         for (int i = 0; i < N_PARAMS; i++)
             gg[i] = gp->grad[k][i];
-        if (ok && ot_optim_step(opt, lr, pp, gg, &err) != OT_OK) {
+        if (ok && h_step(&h, lr, pp, gg, &err) != OT_OK) {
             ot_test_fail(__FILE__, __LINE__, "%s: step %d: %s", name, k, err.msg);
             ok = false;
         }
@@ -301,12 +453,7 @@ static bool run_golden_case(const golden *g, const golden_params *gp, const char
                  close_f32(key, p[i], want, gp->desc[i].numel);
         }
     }
-    if (ok && ot_optim_get_step(opt) != N_STEPS) {
-        ot_test_fail(__FILE__, __LINE__, "%s: step count %lld, expected %d", name,
-                     (long long)ot_optim_get_step(opt), N_STEPS);
-        ok = false;
-    }
-    ot_optim_free(opt);
+    h_free(&h);
     return ok;
 }
 
@@ -346,19 +493,32 @@ TEST(optim_golden_clip)
     double max_norm = 0.0, want_norm = 0.0;
     ok = ok && golden_get(&g, "clip.max_norm", &max_norm, 1) &&
          golden_get(&g, "clip.norm", &want_norm, 1);
-    float grads[N_PARAMS][MAX_NUMEL];
-    float *gg[N_PARAMS];
-    memcpy(grads, gp.grad[0], sizeof grads);
-    for (int i = 0; i < N_PARAMS; i++)
-        gg[i] = grads[i];
-    float norm = 0.0f;
+    /* plain SGD at rate 1 from zero parameters: p' = -(g * coef) exactly */
+    float grads[N_PARAMS][MAX_NUMEL], p[N_PARAMS][MAX_NUMEL];
+    float *pp[N_PARAMS];
+    const float *gg[N_PARAMS];
+    memset(p, 0, sizeof p);
+    for (int i = 0; i < N_PARAMS; i++) {
+        gg[i] = gp.grad[0][i];
+        pp[i] = p[i];
+        gp.desc[i].group = 0;
+    }
     ot_err err;
     ot_err_init(&err);
-    if (ok && ot_optim_clip_grad_norm(gp.desc, N_PARAMS, gg, (float)max_norm, &norm, &err)) {
+    ot_optim_opts sgd = ot_optim_opts_default(OT_OPTIM_SGD);
+    optim_h h;
+    const double lr[2] = { 1.0, 1.0 };
+    if (ok && (h_new(&sgd, gp.desc, N_PARAMS, (double)(float)max_norm, &h, &err) != OT_OK ||
+               h_step(&h, lr, pp, gg, &err) != OT_OK)) {
         ot_test_fail(__FILE__, __LINE__, "clip: %s", err.msg);
         ok = false;
     }
-    double got_norm = (double)norm;
+    for (int i = 0; i < N_PARAMS; i++)
+        for (size_t j = 0; j < MAX_NUMEL; j++)
+            grads[i][j] = -p[i][j];
+    double got_norm = ok ? (double)h.norm : 0.0;
+    if (h.g)
+        h_free(&h);
     ok = ok && close_f64("clip.norm", &got_norm, &want_norm, 1, ATOL_F32, false);
     for (int i = 0; i < N_PARAMS && ok; i++) {
         char key[32];
@@ -482,6 +642,19 @@ static void gemm_grads(const float *w, float b, const float *x, float t, float *
     *db = r;
 }
 
+/* One step of a harness graph built for the case (h_new + h_step + h_free). */
+static ot_status one_step(const ot_optim_opts *o, const pdesc *d, int n, const double *lr,
+                          float *const *params, const float *const *grads, ot_err *err)
+{
+    optim_h h;
+    ot_status st = h_new(o, d, n, 0.0, &h, err);
+    if (st != OT_OK)
+        return st;
+    st = h_step(&h, lr, params, grads, err);
+    h_free(&h);
+    return st;
+}
+
 TEST(optim_sgd_one_gemm_closed_form)
 {
     float w[GEMM_K] = {0.5f, -1.0f, 0.25f, 2.0f}, b = 0.125f;
@@ -490,18 +663,14 @@ TEST(optim_sgd_one_gemm_closed_form)
     gemm_grads(w, b, x, t, dw, &db);
     /* y = 0.5 - 2 - 0.25 + 1 + 0.125 = -0.625; dL/dy = 2 (y - t) = -7.25. */
     CHECK(db == -7.25f);
-    const ot_optim_param desc[2] = {{GEMM_K, 0}, {1, 0}};
+    const pdesc desc[2] = {{GEMM_K, 0}, {1, 0}};
     ot_optim_opts opts = ot_optim_opts_default(OT_OPTIM_SGD);
-    ot_optim *opt = NULL;
     ot_err err;
     ot_err_init(&err);
-    CHECK_OK(ot_optim_new(&opts, desc, 2, 1, &opt, &err), &err);
     float *params[2] = {w, &b};
     const float *grads[2] = {dw, &db};
-    const double lr = 0.0625; /* a power of two: every product below is exact */
-    ot_status st = ot_optim_step(opt, &lr, params, grads, &err);
-    ot_optim_free(opt);
-    CHECK_OK(st, &err);
+    const double lr[2] = {0.0625, 0.0625}; /* a power of two: every product below is exact */
+    CHECK_OK(one_step(&opts, desc, 2, lr, params, grads, &err), &err);
     /* w' = w + 0.0625 * 7.25 * x, b' = b + 0.0625 * 7.25 = 0.578125 */
     const float want_w[GEMM_K] = {0.5f + 0.453125f, -1.0f + 0.90625f, 0.25f - 0.453125f,
                                   2.0f + 0.2265625f};
@@ -521,32 +690,34 @@ TEST(optim_sgd_momentum_closed_form)
     const float g = 1.0f;
     float *params[1] = {&p};
     const float *grads[1] = {&g};
-    const ot_optim_param desc[1] = {{1, 0}};
+    const pdesc desc[1] = {{1, 0}};
     ot_optim_opts opts = ot_optim_opts_default(OT_OPTIM_SGD);
     opts.momentum = 0.5;
     opts.dampening = 0.5;
     opts.weight_decay = 0.25;
-    const double lr = 0.5;
+    const double lr[2] = {0.5, 0.5};
     ot_err err;
     ot_err_init(&err);
-    ot_optim *opt = NULL;
-    CHECK_OK(ot_optim_new(&opts, desc, 1, 1, &opt, &err), &err);
-    ot_status st = ot_optim_step(opt, &lr, params, grads, &err);
+    optim_h h;
+    CHECK_OK(h_new(&opts, desc, 1, 0.0, &h, &err), &err);
+    ot_status st = h_step(&h, lr, params, grads, &err);
     float p1 = p;
     if (st == OT_OK)
-        st = ot_optim_step(opt, &lr, params, grads, &err);
-    ot_optim_free(opt);
+        st = h_step(&h, lr, params, grads, &err);
+    /* the momentum buffer is state of the executor, updated by the step */
+    float buf = 0.0f;
+    if (st == OT_OK)
+        st = ot_exec_read_state(h.x, h.og.bufs[0], &buf, sizeof buf, &err);
+    h_free(&h);
     CHECK_OK(st, &err);
     CHECK(p1 == 0.375f);
     CHECK(p == -0.2109375f);
+    CHECK(buf == 1.171875f);
 
     opts.dampening = 0.0;
     opts.nesterov = true;
     p = 1.0f;
-    CHECK_OK(ot_optim_new(&opts, desc, 1, 1, &opt, &err), &err);
-    st = ot_optim_step(opt, &lr, params, grads, &err);
-    ot_optim_free(opt);
-    CHECK_OK(st, &err);
+    CHECK_OK(one_step(&opts, desc, 1, lr, params, grads, &err), &err);
     CHECK(p == 0.0625f);
 }
 
@@ -564,19 +735,15 @@ TEST(optim_adam_first_step_sign)
     for (int kk = 0; kk < 2; kk++) {
         memcpy(w, w0, sizeof w);
         b = b0;
-        const ot_optim_param desc[2] = {{GEMM_K, 0}, {1, 1}};
+        const pdesc desc[2] = {{GEMM_K, 0}, {1, 1}};
         ot_optim_opts opts = ot_optim_opts_default(kinds[kk]);
         opts.weight_decay = 0.0;
-        ot_optim *opt = NULL;
         ot_err err;
         ot_err_init(&err);
-        CHECK_OK(ot_optim_new(&opts, desc, 2, 2, &opt, &err), &err);
         float *params[2] = {w, &b};
         const float *grads[2] = {dw, &db};
         const double lr[2] = {1e-3, 1e-2};
-        ot_status st = ot_optim_step(opt, lr, params, grads, &err);
-        ot_optim_free(opt);
-        CHECK_OK(st, &err);
+        CHECK_OK(one_step(&opts, desc, 2, lr, params, grads, &err), &err);
         for (int k = 0; k < GEMM_K; k++) {
             float want = w0[k] - (dw[k] > 0.0f ? 1e-3f : -1e-3f);
             if (!(fabsf(w[k] - want) <= 1e-6f * fabsf(want) + 1e-9f)) {
@@ -598,62 +765,117 @@ TEST(optim_adamw_decoupled_decay)
     const float g[2] = {0.0f, 0.0f};
     float *params[1] = {p};
     const float *grads[1] = {g};
-    const ot_optim_param desc[1] = {{2, 0}};
+    const pdesc desc[1] = {{2, 0}};
     ot_optim_opts opts = ot_optim_opts_default(OT_OPTIM_ADAMW);
     CHECK(opts.weight_decay == 0.01);
     opts.weight_decay = 0.5;
-    const double lr = 0.25;
+    const double lr[2] = {0.25, 0.25};
     ot_err err;
     ot_err_init(&err);
-    ot_optim *opt = NULL;
-    CHECK_OK(ot_optim_new(&opts, desc, 1, 1, &opt, &err), &err);
-    ot_status st = ot_optim_step(opt, &lr, params, grads, &err);
-    ot_optim_free(opt);
-    CHECK_OK(st, &err);
+    CHECK_OK(one_step(&opts, desc, 1, lr, params, grads, &err), &err);
     CHECK(p[0] == 1.75f);
     CHECK(p[1] == -3.5f);
 }
 
-TEST(optim_new_rejects_bad_options)
+TEST(optim_pass_rejects_bad_options)
 {
-    const ot_optim_param desc[2] = {{3, 0}, {2, 1}};
-    ot_optim *opt = NULL;
+    const pdesc desc[2] = {{3, 0}, {2, 1}};
+    optim_h h;
     ot_err err;
     ot_err_init(&err);
     ot_optim_opts o = ot_optim_opts_default(OT_OPTIM_SGD);
     o.nesterov = true; /* without momentum */
-    CHECK_EQ_INT(ot_optim_new(&o, desc, 2, 2, &opt, &err), OT_ERR_ARG);
+    CHECK_EQ_INT(h_new(&o, desc, 2, 0.0, &h, &err), OT_ERR_ARG);
     CHECK(strstr(err.msg, "nesterov") != NULL);
     o.momentum = 0.9;
     o.dampening = 0.1;
-    CHECK_EQ_INT(ot_optim_new(&o, desc, 2, 2, &opt, &err), OT_ERR_ARG);
+    CHECK_EQ_INT(h_new(&o, desc, 2, 0.0, &h, &err), OT_ERR_ARG);
     o = ot_optim_opts_default(OT_OPTIM_ADAM);
-    CHECK_EQ_INT(ot_optim_new(&o, desc, 2, 1, &opt, &err), OT_ERR_ARG); /* group 1 of 1 */
+    const pdesc bad_group[2] = {{3, 0}, {2, 2}};
+    CHECK_EQ_INT(h_new(&o, bad_group, 2, 0.0, &h, &err), OT_ERR_ARG);
     CHECK(strstr(err.msg, "parameter 1") != NULL);
+    CHECK_EQ_INT(h_new(&o, desc, 2, -1.0, &h, &err), OT_ERR_ARG); /* clip norm */
     o.beta2 = 1.0;
-    CHECK_EQ_INT(ot_optim_new(&o, desc, 2, 2, &opt, &err), OT_ERR_ARG);
-    CHECK(opt == NULL);
+    CHECK_EQ_INT(h_new(&o, desc, 2, 0.0, &h, &err), OT_ERR_ARG);
+    CHECK(h.x == NULL && h.g == NULL);
 
-    o = ot_optim_opts_default(OT_OPTIM_SGD);
-    CHECK_OK(ot_optim_new(&o, desc, 2, 2, &opt, &err), &err);
-    float p0[3] = {0}, p1[2] = {0};
-    const float g0[3] = {0}, g1[2] = {0};
-    float *params[2] = {p0, p1};
-    const float *grads[2] = {g0, g1};
     const double bad_lr[2] = {0.1, (double)NAN};
-    ot_status st = ot_optim_step(opt, bad_lr, params, grads, &err);
-    int64_t steps = ot_optim_get_step(opt);
-    ot_optim_free(opt);
-    CHECK_EQ_INT(st, OT_ERR_ARG);
+    CHECK_EQ_INT(ot_optim_check_lr(bad_lr, 2, &err), OT_ERR_ARG);
     CHECK(strstr(err.msg, "group 1") != NULL);
-    CHECK_EQ_INT(steps, 0);
 }
 
-/* Checkpoint hooks: names and sizes; copying the state of an optimizer into a
-   fresh one makes the next step bit-identical. */
+/* The step graph: one update node per parameter, last; the moments are
+   state values without bytes (zero at the start); the rate and step inputs
+   are there; the node that reads a parameter after its update is refused. */
+TEST(optim_pass_graph_shape)
+{
+    const pdesc desc[2] = {{3, 0}, {2, 1}};
+    optim_h h;
+    ot_err err;
+    ot_err_init(&err);
+    ot_optim_opts o = ot_optim_opts_default(OT_OPTIM_ADAM);
+    CHECK_OK(h_new(&o, desc, 2, 0.5, &h, &err), &err);
+    const ot_graph *g = h.g;
+    int n_updates = 0, n_sums = 0, n_coef = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const ot_node *n = &g->nodes[i];
+        n_updates += n->op == ot_op_table[OT_OP_ADAM_STEP];
+        n_sums += n->op == ot_op_table[OT_OP_GRAD_SUM_SQUARES];
+        n_coef += n->op == ot_op_table[OT_OP_CLIP_GRAD_COEF];
+    }
+    CHECK_EQ_INT(n_updates, 2);
+    CHECK_EQ_INT(n_sums, 2);
+    CHECK_EQ_INT(n_coef, 1);
+    CHECK_EQ_INT(h.og.n_nodes, 5);
+    CHECK(g->nodes[g->n_nodes - 1].op == ot_op_table[OT_OP_ADAM_STEP]);
+    CHECK_EQ_INT(h.og.n_bufs, 2);
+    for (int k = 0; k < 4; k++) {
+        const ot_value *m = &g->values[h.og.bufs[k]];
+        CHECK((m->flags & OT_VAL_STATE) && m->data.data == NULL);
+        CHECK(m->data.bytes == desc[k % 2].numel * sizeof(float));
+    }
+    CHECK(h.og.lr[0] >= 0 && h.og.lr[1] >= 0 && h.og.step >= 0 && h.og.grad_norm >= 0);
+    CHECK_EQ_INT(g->values[h.og.lr[0]].dtype, OT_DTYPE_DOUBLE);
+    CHECK_EQ_INT(g->values[h.og.step].dtype, OT_DTYPE_INT64);
+    /* a Relu reading p0 after its update: the executor refuses the order */
+    int32_t id, y;
+    CHECK_OK(ot_graph_add_node(h.g, &id, &err), &err);
+    CHECK_OK(ot_graph_intern_value(h.g, "late", &y, &err), &err);
+    ot_node *n = &h.g->nodes[id];
+    n->op = ot_op_table[OT_OP_RELU];
+    n->op_type = "Relu";
+    n->domain = "";
+    n->opset = 14;
+    n->name = "late_reader";
+    n->in = ot_arena_alloc(&h.g->arena, sizeof *n->in);
+    n->out = ot_arena_alloc(&h.g->arena, sizeof *n->out);
+    CHECK(n->in && n->out);
+    n->in[0] = h.p[0];
+    n->out[0] = y;
+    n->n_in = n->n_out = 1;
+    h.g->values[y].producer = id;
+    ot_exec *x = NULL;
+    ot_exec_input bind[H_MAX + 3];
+    memset(bind, 0, sizeof bind);
+    int nb = 0;
+    for (int i = 0; i < 2; i++)
+        bind[nb++] = (ot_exec_input){ .value = h.gin[i], .tensor = h.in[i] };
+    bind[nb++] = (ot_exec_input){ .value = h.og.lr[0], .tensor = h.in[2] };
+    bind[nb++] = (ot_exec_input){ .value = h.og.lr[1], .tensor = h.in[3] };
+    bind[nb++] = (ot_exec_input){ .value = h.og.step, .tensor = h.in[4] };
+    ot_status st = ot_exec_compile(h.g, bind, nb, NULL, &x, &err);
+    ot_exec_free(x);
+    h_free(&h);
+    CHECK_EQ_INT(st, OT_ERR_MODEL);
+    if (!strstr(err.msg, "in place before node 'late_reader'"))
+        ot_test_fail(__FILE__, __LINE__, "message: %s", err.msg);
+}
+
+/* Checkpoint names and sizes; copying the moments and the step count of one
+   executor into a fresh one makes the next step bit-identical. */
 TEST(optim_state_save_restore)
 {
-    const ot_optim_param desc[2] = {{3, 0}, {2, 1}};
+    const pdesc desc[2] = {{3, 0}, {2, 1}};
     const float g[2][3] = {{0.5f, -0.25f, 1.0f}, {2.0f, -1.0f, 0.0f}};
     float a0[3] = {1, 2, 3}, a1[2] = {-1, 1};
     float *pa[2] = {a0, a1};
@@ -666,15 +888,14 @@ TEST(optim_state_save_restore)
     for (int kk = 0; kk < 2; kk++) {
         ot_optim_opts o = ot_optim_opts_default(kinds[kk]);
         o.momentum = 0.9;
-        ot_optim *a = NULL, *b = NULL;
-        CHECK_OK(ot_optim_new(&o, desc, 2, 2, &a, &err), &err);
-        if (ot_optim_new(&o, desc, 2, 2, &b, &err) != OT_OK) {
-            ot_optim_free(a);
+        optim_h a, b;
+        CHECK_OK(h_new(&o, desc, 2, 0.0, &a, &err), &err);
+        if (h_new(&o, desc, 2, 0.0, &b, &err) != OT_OK) {
+            h_free(&a);
             CHECK_OK(err.code, &err);
         }
-        bool ok = ot_optim_step(a, lr, pa, gr, &err) == OT_OK &&
-                  ot_optim_step(a, lr, pa, gr, &err) == OT_OK;
-        size_t count = ot_optim_state_count(a);
+        bool ok = h_step(&a, lr, pa, gr, &err) == OT_OK && h_step(&a, lr, pa, gr, &err) == OT_OK;
+        size_t count = ot_optim_state_count(&a.og);
         size_t want_count = kinds[kk] == OT_OPTIM_SGD ? 3 : 5;
         static const char *const adam_names[] = {"step", "adam.m.0", "adam.m.1", "adam.v.0",
                                                  "adam.v.1"};
@@ -683,26 +904,30 @@ TEST(optim_state_save_restore)
         const char *const *names = kinds[kk] == OT_OPTIM_SGD ? sgd_names : adam_names;
         ok = ok && count == want_count;
         for (size_t i = 0; i < count && ok; i++) {
-            ot_optim_state sa, sb;
-            ok = ot_optim_state_get(a, i, &sa, &err) == OT_OK &&
-                 ot_optim_state_get(b, i, &sb, &err) == OT_OK && strcmp(sa.name, names[i]) == 0 &&
-                 strcmp(sa.name, sb.name) == 0 && sa.numel == sb.numel &&
+            ot_optim_state sa;
+            int32_t va, vb;
+            ot_optim_state_describe(a.g, &a.og, o.kind, i, &sa, &vb);
+            ot_optim_state_describe(b.g, &b.og, o.kind, i, &sa, &va);
+            ok = strcmp(sa.name, names[i]) == 0 && va == vb &&
                  sa.numel == (i == 0 ? 1 : desc[(i - 1) % 2].numel) &&
                  sa.dtype == (i == 0 ? OT_DTYPE_INT64 : OT_DTYPE_FLOAT);
-            if (ok)
-                memcpy(sb.data, sa.data, sa.numel * ot_dtype_size(sa.dtype));
+            if (ok && i == 0) {
+                b.step = a.step;
+                continue;
+            }
+            float buf[3];
+            size_t bytes = sa.numel * sizeof(float);
+            ok = ok && ot_exec_read_state(a.x, va, buf, bytes, &err) == OT_OK &&
+                 ot_exec_write_state(b.x, vb, buf, bytes, &err) == OT_OK;
         }
-        ot_optim_state dummy;
-        ok = ok && ot_optim_state_get(a, count, &dummy, &err) == OT_ERR_ARG;
-        ok = ok && ot_optim_get_step(b) == 2;
+        ok = ok && b.step == 2;
         float b0[3], b1[2];
         memcpy(b0, a0, sizeof b0);
         memcpy(b1, a1, sizeof b1);
         float *pb[2] = {b0, b1};
-        ok = ok && ot_optim_step(a, lr, pa, gr, &err) == OT_OK &&
-             ot_optim_step(b, lr, pb, gr, &err) == OT_OK;
-        ot_optim_free(a);
-        ot_optim_free(b);
+        ok = ok && h_step(&a, lr, pa, gr, &err) == OT_OK && h_step(&b, lr, pb, gr, &err) == OT_OK;
+        h_free(&a);
+        h_free(&b);
         if (!ok) {
             ot_test_fail(__FILE__, __LINE__, "kind %d: state enumeration or copy failed: %s",
                          (int)kinds[kk], err.msg);
@@ -715,21 +940,23 @@ TEST(optim_state_save_restore)
 
 TEST(optim_step_allocates_nothing)
 {
-    const ot_optim_param desc[1] = {{4, 0}};
+    const pdesc desc[1] = {{4, 0}};
     float p[4] = {1, 2, 3, 4};
     const float g[4] = {0.1f, 0.2f, -0.3f, 0.4f};
     float *params[1] = {p};
     const float *grads[1] = {g};
-    const double lr = 0.1;
+    const double lr[2] = {0.1, 0.1};
     ot_err err;
     ot_err_init(&err);
     ot_optim_opts o = ot_optim_opts_default(OT_OPTIM_ADAM);
-    ot_optim *opt = NULL;
-    CHECK_OK(ot_optim_new(&o, desc, 1, 1, &opt, &err), &err);
+    optim_h h;
+    CHECK_OK(h_new(&o, desc, 1, 1.0, &h, &err), &err);
+    ot_status st = h_step(&h, lr, params, grads, &err);
     uint64_t before = ot_alloc_count();
-    ot_status st = ot_optim_step(opt, &lr, params, grads, &err);
+    if (st == OT_OK)
+        st = h_step(&h, lr, params, grads, &err);
     uint64_t after = ot_alloc_count();
-    ot_optim_free(opt);
+    h_free(&h);
     CHECK_OK(st, &err);
     CHECK(before == after);
 }
@@ -737,23 +964,47 @@ TEST(optim_step_allocates_nothing)
 TEST(optim_clip_grad_norm)
 {
     /* Norm of {3, 4} and {12} is 13. max_norm 26.5: unchanged; 6.5: halved
-       (coef 6.5 / (13 + 1e-6), within 1e-7 of 0.5). */
-    float g0[2] = {3, 4}, g1[1] = {12};
-    float *grads[2] = {g0, g1};
-    const ot_optim_param desc[2] = {{2, 0}, {1, 0}};
-    float norm = 0.0f;
+       (coef 6.5 / (13 + 1e-6), within 1e-7 of 0.5). Plain SGD at rate 1 from
+       zero parameters gives back -(g * coef). */
+    const float g0[2] = {3, 4}, g1[1] = {12};
+    const float *grads[2] = {g0, g1};
+    float p0[2], p1[1];
+    float *params[2] = {p0, p1};
+    const pdesc desc[2] = {{2, 0}, {1, 0}};
+    const double lr[2] = {1.0, 1.0};
+    ot_optim_opts o = ot_optim_opts_default(OT_OPTIM_SGD);
     ot_err err;
     ot_err_init(&err);
-    CHECK_OK(ot_optim_clip_grad_norm(desc, 2, grads, 26.5f, &norm, &err), &err);
-    CHECK(norm == 13.0f);
-    CHECK(g0[0] == 3.0f && g0[1] == 4.0f && g1[0] == 12.0f);
-    CHECK_OK(ot_optim_clip_grad_norm(desc, 2, grads, 6.5f, &norm, &err), &err);
-    CHECK(norm == 13.0f);
-    CHECK(fabsf(g0[0] - 1.5f) < 1e-6f && fabsf(g0[1] - 2.0f) < 1e-6f &&
-          fabsf(g1[0] - 6.0f) < 1e-5f);
-    g1[0] = INFINITY;
-    CHECK_EQ_INT(ot_optim_clip_grad_norm(desc, 2, grads, 1.0f, &norm, &err), OT_ERR_ARG);
-    CHECK(isinf(g1[0]) && fabsf(g0[0] - 1.5f) < 1e-6f);
+    static const double max_norm[2] = {26.5, 6.5};
+    for (int c = 0; c < 2; c++) {
+        optim_h h;
+        memset(p0, 0, sizeof p0);
+        memset(p1, 0, sizeof p1);
+        CHECK_OK(h_new(&o, desc, 2, max_norm[c], &h, &err), &err);
+        ot_status st = h_step(&h, lr, params, grads, &err);
+        float norm = h.norm;
+        h_free(&h);
+        CHECK_OK(st, &err);
+        CHECK(norm == 13.0f);
+        if (c == 0)
+            CHECK(p0[0] == -3.0f && p0[1] == -4.0f && p1[0] == -12.0f);
+        else
+            CHECK(fabsf(p0[0] + 1.5f) < 1e-6f && fabsf(p0[1] + 2.0f) < 1e-6f &&
+                  fabsf(p1[0] + 6.0f) < 1e-5f);
+    }
+    /* a norm that is not finite: the norm says so, the gradients go unscaled
+       (the trainer stops on it) */
+    const float ginf[1] = {INFINITY};
+    const float *grads_inf[2] = {g0, ginf};
+    optim_h h;
+    memset(p0, 0, sizeof p0);
+    CHECK_OK(h_new(&o, desc, 2, 1.0, &h, &err), &err);
+    ot_status st = h_step(&h, lr, params, grads_inf, &err);
+    float norm = h.norm;
+    h_free(&h);
+    CHECK_OK(st, &err);
+    CHECK(isinf(norm));
+    CHECK(p0[0] == -3.0f);
 }
 
 /* ------------------------------------------------------------ loss checks */

@@ -153,6 +153,15 @@ ot_status cpu_val_define(ot_exec *x, int32_t vid, const dnnl_memory_desc_t *md, 
     cpu_val *cv = &cs->vals[vid];
     bool plain = !md || cpu_md_is_plain(md, v);
     memset(cv, 0, sizeof *cv);
+    if (x->state_out && x->state_out[vid] >= 0) {
+        /* the step overwrites a state value in place (its plain buffer); the
+           kernels that do (optimizer updates, BN statistics) write plain */
+        OT_ASSERT(plain);
+        cv->loc.kind = OT_LOC_STATE;
+        cv->loc.id = x->state_out[vid];
+        *loc = cv->loc;
+        return OT_OK;
+    }
     if (plain && (v->flags & OT_VAL_OUTPUT)) {
         for (int i = 0; i < x->n_out; i++)
             if (x->out_ids[i] == vid) {

@@ -74,6 +74,11 @@ static const ref_row ref_table[OT_OP_COUNT_] = {
     [OT_OP_SOFTMAX_XENT] = ROW(softmax_xent),
     [OT_OP_SOFTMAX_XENT_GRAD] = ROW(softmax_xent_grad),
     [OT_OP_SLICE_AXIS] = ROW(slice_axis),
+    [OT_OP_SGD_STEP] = ROW(sgd_step),
+    [OT_OP_ADAM_STEP] = ROW(adam_step),
+    [OT_OP_ADAMW_STEP] = ROW(adam_step),
+    [OT_OP_GRAD_SUM_SQUARES] = ROW(grad_sum_squares),
+    [OT_OP_CLIP_GRAD_COEF] = ROW(clip_grad_coef),
 };
 
 /* The row for a node's op, by the op's id, or NULL (opaque node, or an op

@@ -63,6 +63,11 @@ OT_REF_DECL(globalmaxpool_grad);
 OT_REF_DECL(batchnorm_grad);
 OT_REF_DECL(batchnorm_train);
 OT_REF_DECL(dropout_train);
+/* ref_optim.c: optimizer updates and gradient clipping (src/ops/optim_ops.c) */
+OT_REF_DECL(sgd_step);
+OT_REF_DECL(adam_step); /* AdamStep and AdamWStep */
+OT_REF_DECL(grad_sum_squares);
+OT_REF_DECL(clip_grad_coef);
 /* ref_grad_eltwise.c */
 OT_REF_DECL(relu_grad);
 OT_REF_DECL(leakyrelu_grad);

@@ -1,0 +1,355 @@
+/*
+ * ref_optim.c: the optimizer updates and gradient clipping of a step graph
+ * (SgdStep, AdamStep, AdamWStep, GradSumSquares, ClipGradCoef; ops in
+ * src/ops/optim_ops.c).
+ *
+ * The rules are PyTorch 1.13's single-tensor (foreach=False) implementations
+ * of torch.optim.SGD, Adam and AdamW (maximize=False, amsgrad=False), with the
+ * same order of float32 operations, so that results agree with torch.optim to
+ * a few ulps (tests/golden/optim_golden.txt). Scalars (1 - beta1,
+ * lr / (1 - beta1^t), ...) are formed in double from the double
+ * hyper-parameters and rounded to float once, as PyTorch does with Python
+ * scalars. The inner loops run over contiguous arrays with no branches and no
+ * aliasing (`restrict`), so that the compiler vectorises them, and split over
+ * the threads when a tensor is large; every element is independent, so the
+ * result does not depend on the thread count.
+ *
+ * In a training step the outputs are the inputs' buffers (the parameter and
+ * its moments are executor state, updated in place); elsewhere (tests) the
+ * inputs are copied to the outputs first and updated there.
+ *
+ * References: https://pytorch.org/docs/1.13/generated/torch.optim.SGD.html,
+ * .../torch.optim.Adam.html, .../torch.optim.AdamW.html,
+ * .../torch.nn.utils.clip_grad_norm_.html.
+ */
+#include "exec/cpu/ref_impl.h"
+
+#if defined(_OPENMP)
+#define SIMD _Pragma("omp parallel for simd schedule(static) if (n >= PARALLEL_MIN)")
+#else
+#define SIMD
+#endif
+#define PARALLEL_MIN 65536
+
+/*
+ * SGD for one tensor of n elements, with lr, weight decay wd, momentum mu,
+ * dampening tau, the gradient first scaled by gs (1: exact, no clipping):
+ *   d = g + wd * p
+ *   b = d                                first step
+ *   b = mu * b + (1 - tau) * d           later steps
+ *   d = d + mu * b  (nesterov)  or  d = b
+ *   p = p - lr * d
+ * Without momentum, p = p - lr * d directly. The float roundings follow
+ * PyTorch's: d.add(p, alpha=wd), b.mul_(mu).add_(d, alpha=1 - tau),
+ * p.add_(d, alpha=-lr).
+ *
+ * PyTorch skips the decay term when wd is 0; adding wd * p = +-0 instead gives
+ * the same bits for every finite p (only an inf or nan parameter differs,
+ * which is a diverged run either way) and keeps the loop free of branches,
+ * which the vectoriser needs (a conditional float op may trap). Likewise
+ * g * 1 is g.
+ */
+static void sgd_plain(float *restrict p, const float *restrict g, size_t n, float gs, float neg_lr,
+                      float wd)
+{
+    SIMD
+    for (size_t j = 0; j < n; j++) {
+        float d = g[j] * gs + wd * p[j];
+        p[j] = p[j] + neg_lr * d;
+    }
+}
+
+/* The momentum case. The first step is the general rule with mu_b = 0 and
+   c_d = 1 on a zeroed buffer: b = 0 * 0 + 1 * d = d exactly, as PyTorch's
+   clone. Later steps use mu_b = mu and c_d = 1 - tau. */
+static void sgd_momentum(float *restrict p, const float *restrict g, float *restrict b, size_t n,
+                         float gs, float neg_lr, float wd, float mu, float mu_b, float c_d,
+                         bool nesterov)
+{
+    if (nesterov) {
+        SIMD
+        for (size_t j = 0; j < n; j++) {
+            float d = g[j] * gs + wd * p[j];
+            float bj = b[j] * mu_b;
+            bj = bj + c_d * d;
+            b[j] = bj;
+            p[j] = p[j] + neg_lr * (d + mu * bj);
+        }
+    } else {
+        SIMD
+        for (size_t j = 0; j < n; j++) {
+            float d = g[j] * gs + wd * p[j];
+            float bj = b[j] * mu_b;
+            bj = bj + c_d * d;
+            b[j] = bj;
+            p[j] = p[j] + neg_lr * bj;
+        }
+    }
+}
+
+/*
+ * Adam / AdamW for one tensor, at step t (1 for the first step):
+ *   AdamW:  p = p * (1 - lr * wd)                 decoupled decay
+ *   Adam:   g = g + wd * p                         L2 (wd = 0 adds +-0, see sgd_plain)
+ *   m = beta1 * m + (1 - beta1) * g
+ *   v = beta2 * v + (1 - beta2) * g * g
+ *   p = p - (lr / (1 - beta1^t)) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+ * The float operations follow PyTorch's mul_/add_/addcmul_/sqrt/div/add_/
+ * addcdiv_ sequence; the scalars come in already rounded to float.
+ * The build uses -fno-math-errno, so sqrtf is the vector square root (correctly
+ * rounded, as the scalar one) and the loop vectorises.
+ */
+typedef struct adam_scalars {
+    float gs;        /* gradient scale (clipping); 1: none    */
+    float decay;     /* AdamW: 1 - lr * wd; 1 for Adam        */
+    float l2;        /* Adam: wd; 0 for AdamW                 */
+    float beta1, one_minus_beta1;
+    float beta2, one_minus_beta2;
+    float bc2_sqrt;  /* sqrt(1 - beta2^t)                     */
+    float eps;
+    float neg_step;  /* -lr / (1 - beta1^t)                   */
+} adam_scalars;
+
+static void adam_update(float *restrict p, const float *restrict g, float *restrict m,
+                        float *restrict v, size_t n, const adam_scalars *s)
+{
+    const float gs = s->gs, decay = s->decay, l2 = s->l2, b1 = s->beta1, c1 = s->one_minus_beta1;
+    const float b2 = s->beta2, c2 = s->one_minus_beta2, bc2 = s->bc2_sqrt, eps = s->eps;
+    const float neg_step = s->neg_step;
+    SIMD
+    for (size_t j = 0; j < n; j++) {
+        float pj = p[j] * decay;        /* exact when decay is 1 (Adam) */
+        float gj = g[j] * gs + l2 * pj; /* l2 = 0: the same bits, see sgd_plain */
+        float mj = m[j] * b1;
+        mj = mj + c1 * gj;
+        float vj = v[j] * b2;
+        vj = vj + c2 * gj * gj;
+        float denom = sqrtf(vj) / bc2 + eps;
+        m[j] = mj;
+        v[j] = vj;
+        p[j] = pj + neg_step * mj / denom;
+    }
+}
+
+/* ------------------------------------------------------------- checks */
+
+static bool is_f32_like(const ot_tensor *t, const ot_tensor *p)
+{
+    if (!t || t->dtype != OT_DTYPE_FLOAT || t->bytes != p->bytes)
+        return false;
+    return true;
+}
+
+static bool is_scalar(const ot_tensor *t, ot_dtype dtype)
+{
+    return t && t->dtype == dtype && t->bytes == ot_dtype_size(dtype);
+}
+
+/* P, G, lr, step, n_bufs buffers, an optional coef at input `coef_at`;
+   outputs P' and the buffers. */
+static bool update_supports(const ot_node *n, const ot_tensor *const *in,
+                            const ot_tensor *const *out, int n_bufs, int coef_at, const char **why)
+{
+    const ot_tensor *p = ot_ref_in(n, in, 0);
+    if (!p || p->dtype != OT_DTYPE_FLOAT || !is_f32_like(ot_ref_in(n, in, 1), p)) {
+        *why = "the parameter and its gradient must be float tensors of one size";
+        return false;
+    }
+    if (!is_scalar(ot_ref_in(n, in, 2), OT_DTYPE_DOUBLE) ||
+        !is_scalar(ot_ref_in(n, in, 3), OT_DTYPE_INT64)) {
+        *why = "the learning rate must be a double scalar and the step an int64 scalar";
+        return false;
+    }
+    const ot_tensor *coef = ot_ref_in(n, in, coef_at);
+    if (coef && !is_scalar(coef, OT_DTYPE_FLOAT)) {
+        *why = "the clipping coefficient must be a float scalar";
+        return false;
+    }
+    if (!is_f32_like(ot_ref_cout(n, out, 0), p)) {
+        *why = "the updated parameter must be a float tensor like the parameter";
+        return false;
+    }
+    for (int b = 0; b < n_bufs; b++)
+        if (!is_f32_like(ot_ref_in(n, in, 4 + b), p) ||
+            !is_f32_like(ot_ref_cout(n, out, 1 + b), p)) {
+            *why = "the optimizer state must be float tensors like the parameter, in and out";
+            return false;
+        }
+    return true;
+}
+
+/* The buffer output k updates: the input's own when the executor placed them
+   together (state updated in place), else the output after a copy. */
+static float *in_out(const ot_tensor *in, ot_tensor *out)
+{
+    if (out->data != in->data && out->bytes)
+        memcpy(out->data, in->data, out->bytes);
+    return out->data;
+}
+
+static float grad_scale(const ot_tensor *coef)
+{
+    if (!coef)
+        return 1.0f;
+    float c;
+    memcpy(&c, coef->data, sizeof c);
+    return c < 1.0f ? c : 1.0f; /* clip_grad_norm_ scales only when coef < 1 */
+}
+
+static double scalar_f64(const ot_tensor *t)
+{
+    double v;
+    memcpy(&v, t->data, sizeof v);
+    return v;
+}
+
+static int64_t scalar_i64(const ot_tensor *t)
+{
+    int64_t v;
+    memcpy(&v, t->data, sizeof v);
+    return v;
+}
+
+/* ---------------------------------------------------------------- SGD */
+
+/* SgdStep has a momentum buffer when it has output B'; the clipping
+   coefficient is input 5 either way (input 4 omitted without momentum). */
+static int sgd_bufs(const ot_node *n) { return n->n_out > 1 && n->out[1] >= 0 ? 1 : 0; }
+
+bool ot_ref_sgd_step_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                              const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    return update_supports(n, in, out, sgd_bufs(n), 5, why);
+}
+
+ot_status ot_ref_sgd_step(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                          ot_tensor *const *out, ot_err *err)
+{
+    (void)g, (void)err;
+    const int n_bufs = sgd_bufs(n);
+    const size_t numel = in[0]->bytes / sizeof(float);
+    float *p = in_out(in[0], out[0]);
+    const float *gr = in[1]->data;
+    const double lr = scalar_f64(in[2]);
+    const bool first = scalar_i64(in[3]) <= 1;
+    const float gs = grad_scale(ot_ref_in(n, in, 5));
+    const double wd = ot_op_attr_double(n, "weight_decay", 0.0);
+    const double mu = ot_op_attr_double(n, "momentum", 0.0);
+    const double tau = ot_op_attr_double(n, "dampening", 0.0);
+    if (n_bufs == 0) {
+        sgd_plain(p, gr, numel, gs, (float)-lr, (float)wd);
+        return OT_OK;
+    }
+    float *b = in_out(in[4], out[1]);
+    if (first)
+        memset(b, 0, numel * sizeof(float));
+    sgd_momentum(p, gr, b, numel, gs, (float)-lr, (float)wd, (float)mu, first ? 0.0f : (float)mu,
+                 first ? 1.0f : (float)(1.0 - tau), ot_node_attr_int(n, "nesterov", 0) != 0);
+    return OT_OK;
+}
+
+/* ---------------------------------------------------------- Adam, AdamW */
+
+bool ot_ref_adam_step_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                               const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    return update_supports(n, in, out, 2, 6, why);
+}
+
+ot_status ot_ref_adam_step(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                           ot_tensor *const *out, ot_err *err)
+{
+    (void)g, (void)err;
+    const size_t numel = in[0]->bytes / sizeof(float);
+    float *p = in_out(in[0], out[0]);
+    float *m = in_out(in[4], out[1]);
+    float *v = in_out(in[5], out[2]);
+    const double lr = scalar_f64(in[2]);
+    const double t = (double)scalar_i64(in[3]);
+    const bool is_adamw = n->op == ot_op_table[OT_OP_ADAMW_STEP];
+    const double wd = ot_op_attr_double(n, "weight_decay", 0.0);
+    const double beta1 = ot_op_attr_double(n, "beta1", 0.9);
+    const double beta2 = ot_op_attr_double(n, "beta2", 0.999);
+    const double eps = ot_op_attr_double(n, "eps", 1e-8);
+    adam_scalars s = {
+        .gs = grad_scale(ot_ref_in(n, in, 6)),
+        .decay = is_adamw ? (float)(1.0 - lr * wd) : 1.0f,
+        .l2 = is_adamw ? 0.0f : (float)wd,
+        .beta1 = (float)beta1,
+        .one_minus_beta1 = (float)(1.0 - beta1),
+        .beta2 = (float)beta2,
+        .one_minus_beta2 = (float)(1.0 - beta2),
+        .bc2_sqrt = (float)sqrt(1.0 - pow(beta2, t)),
+        .eps = (float)eps,
+        .neg_step = (float)(-(lr / (1.0 - pow(beta1, t)))),
+    };
+    adam_update(p, in[1]->data, m, v, numel, &s);
+    return OT_OK;
+}
+
+/* ------------------------------------------------------------ clipping */
+
+bool ot_ref_grad_sum_squares_supports(const ot_graph *g, const ot_node *n,
+                                      const ot_tensor *const *in, const ot_tensor *const *out,
+                                      const char **why)
+{
+    (void)g;
+    const ot_tensor *acc = ot_ref_in(n, in, 1);
+    if (!in[0] || in[0]->dtype != OT_DTYPE_FLOAT || (acc && !is_scalar(acc, OT_DTYPE_DOUBLE)) ||
+        !is_scalar(ot_ref_cout(n, out, 0), OT_DTYPE_DOUBLE)) {
+        *why = "expects a float gradient, a double sum in and a double sum out";
+        return false;
+    }
+    return true;
+}
+
+/* acc + the squares of G summed in double, in index order (the order of
+   clip_grad_norm_'s reference implementation here since the start, so that
+   the norm has the same bits). */
+ot_status ot_ref_grad_sum_squares(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                                  ot_tensor *const *out, ot_err *err)
+{
+    (void)g, (void)err;
+    const float *x = in[0]->data;
+    const size_t numel = in[0]->bytes / sizeof(float);
+    double s = 0.0;
+    for (size_t j = 0; j < numel; j++)
+        s += (double)x[j] * (double)x[j];
+    const ot_tensor *acc = ot_ref_in(n, in, 1);
+    double total = (acc ? scalar_f64(acc) : 0.0) + s;
+    memcpy(out[0]->data, &total, sizeof total);
+    return OT_OK;
+}
+
+bool ot_ref_clip_grad_coef_supports(const ot_graph *g, const ot_node *n,
+                                    const ot_tensor *const *in, const ot_tensor *const *out,
+                                    const char **why)
+{
+    (void)g;
+    if (!is_scalar(in[0], OT_DTYPE_DOUBLE) || !is_scalar(ot_ref_cout(n, out, 0), OT_DTYPE_FLOAT) ||
+        (ot_ref_cout(n, out, 1) && !is_scalar(ot_ref_cout(n, out, 1), OT_DTYPE_FLOAT))) {
+        *why = "expects a double sum of squares in and float scalars out";
+        return false;
+    }
+    return true;
+}
+
+/* norm = sqrt(sum) in float; coef = max_norm / (norm + 1e-6) in float, as
+   PyTorch forms it from a float32 norm. A norm that is not finite leaves the
+   gradients unscaled (coef 1): the caller reads the norm output and stops, as
+   clip_grad_norm_ with error_if_nonfinite=True. */
+ot_status ot_ref_clip_grad_coef(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                                ot_tensor *const *out, ot_err *err)
+{
+    (void)g, (void)err;
+    const float max_norm = ot_node_attr_float(n, "max_norm", 1.0f);
+    const float norm = (float)sqrt(scalar_f64(in[0]));
+    const float coef = isfinite(norm) ? max_norm / (norm + 1e-6f) : 1.0f;
+    memcpy(out[0]->data, &coef, sizeof coef);
+    ot_tensor *nt = ot_ref_out(n, out, 1);
+    if (nt)
+        memcpy(nt->data, &norm, sizeof norm);
+    return OT_OK;
+}

@@ -1,0 +1,227 @@
+/*
+ * test_step.c: the step graph updates its own state (src/train/train_graph.c
+ * with the optimizer pass of src/train/optim.c).
+ *
+ * On a ResNet-18 built at 32x32 with fc and the last BatchNorm trained: the
+ * step graph holds one update node per trained parameter, after every other
+ * node, and the clipping nodes; one run of the compiled step moves each
+ * parameter exactly as SGD with momentum moves it from the gradients the
+ * update-free step graph outputs, fills the momentum buffers, and writes the
+ * training-mode BN's running statistics into the state (the same bytes as
+ * the update-free graph's run). Runs allocate nothing, and an executor for
+ * another batch size shares the parameters and the moments.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "exec/exec.h"
+#include "models/models.h"
+#include "ops/ops.h"
+#include "test.h"
+#include "train/train_graph.h"
+
+#define BATCH 2
+#define SIDE 32
+
+typedef struct step_run {
+    ot_train_graph tg;
+    ot_exec *prefix, *step;
+    ot_tensor in[12];
+    int n_in;
+    int64_t labels[BATCH];
+    double lr[2];
+    int64_t t;
+} step_run;
+
+static void run_free(step_run *r)
+{
+    ot_exec_free(r->step);
+    ot_exec_free(r->prefix);
+    ot_train_graph_fini(&r->tg);
+}
+
+static void scalar(ot_tensor *t, ot_dtype dtype, void *data)
+{
+    memset(t, 0, sizeof *t);
+    t->dtype = dtype;
+    t->bytes = ot_dtype_size(dtype);
+    t->data = data;
+}
+
+/* Builds the graphs, compiles the prefix and the step for `batch` images,
+   and runs the prefix on x (the step's cut inputs then point at its
+   outputs). share: an executor whose state the step shares (may be NULL). */
+static ot_status run_new(const ot_graph *model, const ot_train_graph_opts *go, const float *x,
+                         int batch, const ot_exec *share, step_run *r, ot_err *err)
+{
+    ot_status st = OT_OK;
+    memset(r, 0, sizeof *r);
+    OT_TRY(ot_train_graph_build(model, go, &r->tg, err));
+    ot_train_graph *tg = &r->tg;
+    OT_ASSERT(tg->prefix && tg->n_cut <= 4);
+    ot_tensor img;
+    memset(&img, 0, sizeof img);
+    img.dtype = OT_DTYPE_FLOAT;
+    img.ndim = 4;
+    img.dims[0] = batch;
+    img.dims[1] = 3;
+    img.dims[2] = img.dims[3] = SIDE;
+    img.bytes = (size_t)batch * 3 * SIDE * SIDE * sizeof(float);
+    ot_exec_input in = { .value = tg->image, .tensor = img };
+    OT_TRY(ot_exec_compile(tg->prefix, &in, 1, NULL, &r->prefix, err));
+    img.data = (void *)(uintptr_t)x;
+    OT_TRY(ot_exec_run(r->prefix, &img, 1, err));
+    ot_exec_input bind[12];
+    memset(bind, 0, sizeof bind);
+    for (int c = 0; c < tg->n_cut; c++) {
+        r->in[c] = *ot_exec_output(r->prefix, c);
+        bind[c].value = tg->cut[c];
+    }
+    int k = tg->n_cut;
+    memset(&r->in[k], 0, sizeof r->in[k]);
+    r->in[k].dtype = OT_DTYPE_INT64;
+    r->in[k].ndim = 1;
+    r->in[k].dims[0] = batch;
+    r->in[k].bytes = (size_t)batch * sizeof(int64_t);
+    r->in[k].data = r->labels;
+    bind[k].value = tg->labels;
+    r->n_in = k + 1;
+    for (int grp = 0; grp < 2; grp++)
+        if (tg->optim.lr[grp] >= 0) {
+            bind[r->n_in].value = tg->optim.lr[grp];
+            scalar(&r->in[r->n_in++], OT_DTYPE_DOUBLE, &r->lr[grp]);
+        }
+    if (tg->optim.step >= 0) {
+        bind[r->n_in].value = tg->optim.step;
+        scalar(&r->in[r->n_in++], OT_DTYPE_INT64, &r->t);
+    }
+    for (int i = 0; i < r->n_in; i++) {
+        bind[i].tensor = r->in[i];
+        bind[i].tensor.data = NULL;
+    }
+    ot_exec_opts eo = { .share_state = share };
+    OT_TRY(ot_exec_compile(tg->step, bind, r->n_in, &eo, &r->step, err));
+    for (int i = 0; i < batch; i++)
+        r->labels[i] = i % 3;
+    r->lr[0] = r->lr[1] = 0.0625;
+    r->t = 1;
+done:
+    return st;
+}
+
+static int count_op(const ot_graph *g, int op)
+{
+    int k = 0;
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        k += g->nodes[i].op == ot_op_table[op];
+    return k;
+}
+
+TEST(step_graph_updates_its_state)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_graph *model = NULL;
+    ot_model_spec spec = { .name = "resnet18", .classes = 3, .image_size = SIDE, .seed = 7 };
+    CHECK_OK(ot_model_build(&spec, &model, &err), &err);
+    static const char *const trained[] = { "fc.weight", "fc.bias", "layer4.1.bn2.weight",
+                                           "layer4.1.bn2.bias" };
+    for (int i = 0; i < 4; i++) {
+        int32_t v = ot_graph_find_value(model, trained[i]);
+        CHECK(v >= 0);
+        model->values[v].flags |= OT_VAL_TRAINABLE;
+    }
+    static float x[BATCH * 3 * SIDE * SIDE];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = (float)((i * 7919) % 255) / 255.0f - 0.5f;
+
+    /* the reference: gradients as outputs, no updates */
+    step_run ref, upd, small;
+    ot_train_graph_opts go = { 0 };
+    if (run_new(model, &go, x, BATCH, NULL, &ref, &err) != OT_OK) {
+        ot_test_fail(__FILE__, __LINE__, "update-free step: %s", err.msg);
+        run_free(&ref);
+        ot_graph_free(model);
+        return;
+    }
+    ot_optim_opts sgd = ot_optim_opts_default(OT_OPTIM_SGD);
+    sgd.momentum = 0.5;
+    go.optim = &sgd;
+    go.clip_grad = 1e6; /* clipping nodes, coefficient far above 1: no scaling */
+    if (run_new(model, &go, x, BATCH, NULL, &upd, &err) != OT_OK) {
+        ot_test_fail(__FILE__, __LINE__, "step: %s", err.msg);
+        run_free(&ref);
+        run_free(&upd);
+        ot_graph_free(model);
+        return;
+    }
+    const ot_train_graph *tg = &upd.tg;
+    const ot_graph *sg = tg->step;
+    CHECK_EQ_INT(tg->n_params, 4);
+    CHECK_EQ_INT(tg->n_stats, 2);
+    CHECK_EQ_INT(count_op(sg, OT_OP_SGD_STEP), 4);
+    CHECK_EQ_INT(count_op(sg, OT_OP_GRAD_SUM_SQUARES), 4);
+    CHECK_EQ_INT(count_op(sg, OT_OP_CLIP_GRAD_COEF), 1);
+    for (int32_t i = sg->n_nodes - 4; i < sg->n_nodes; i++)
+        CHECK(sg->nodes[i].op == ot_op_table[OT_OP_SGD_STEP]);
+    CHECK_EQ_INT(sg->n_outputs, 3); /* loss, logits, the gradient norm */
+    CHECK_EQ_INT(ref.tg.step->n_outputs, 2 + 4);
+
+    CHECK_OK(ot_exec_run(ref.step, ref.in, ref.n_in, &err), &err);
+    CHECK_OK(ot_exec_run(upd.step, upd.in, upd.n_in, &err), &err);
+    float loss_ref, loss_upd;
+    memcpy(&loss_ref, ot_exec_output(ref.step, 0)->data, sizeof loss_ref);
+    memcpy(&loss_upd, ot_exec_output(upd.step, 0)->data, sizeof loss_upd);
+    CHECK(loss_ref == loss_upd);
+    /* first SGD step with momentum: b = g, p' = p + (-lr) * g */
+    for (int p = 0; p < tg->n_params; p++) {
+        const ot_value *v = &model->values[tg->params[p]];
+        size_t n = v->data.bytes / sizeof(float);
+        const float *p0 = v->data.data, *g = ot_exec_output(ref.step, 2 + p)->data;
+        const float *p1 = ot_exec_state(upd.step, tg->params[p]);
+        const float *b = ot_exec_state(upd.step, tg->optim.bufs[p]);
+        CHECK(p1 && b);
+        size_t moved = 0, bad = 0;
+        for (size_t j = 0; j < n; j++) {
+            float want = p0[j] + -0.0625f * g[j];
+            moved += p1[j] != p0[j];
+            bad += p1[j] != want || b[j] != g[j];
+        }
+        if (bad || !moved) {
+            ot_test_fail(__FILE__, __LINE__, "'%s': %zu of %zu values differ from SGD, %zu moved",
+                         v->name, bad, n, moved);
+            break;
+        }
+    }
+    /* the running statistics: written in place by both steps, and changed */
+    for (int s = 0; s < tg->n_stats; s++) {
+        const ot_value *v = &model->values[tg->stats[s]];
+        const void *a = ot_exec_state(ref.step, tg->stats[s]);
+        const void *b = ot_exec_state(upd.step, tg->stats[s]);
+        CHECK(a && b && memcmp(a, b, v->data.bytes) == 0);
+        CHECK(memcmp(b, v->data.data, v->data.bytes) != 0);
+    }
+    float norm;
+    memcpy(&norm, ot_exec_output(upd.step, 2)->data, sizeof norm);
+    CHECK(isfinite(norm) && norm > 0.0f);
+
+    /* the second step allocates nothing */
+    upd.t = 2;
+    uint64_t before = ot_alloc_count();
+    CHECK_OK(ot_exec_run(upd.step, upd.in, upd.n_in, &err), &err);
+    CHECK_EQ_INT(ot_alloc_count(), before);
+
+    /* an executor for one image shares the parameters and the moments */
+    if (run_new(model, &go, x, 1, upd.step, &small, &err) != OT_OK) {
+        ot_test_fail(__FILE__, __LINE__, "shared step: %s", err.msg);
+    } else {
+        CHECK(ot_exec_state(small.step, tg->params[0]) == ot_exec_state(upd.step, tg->params[0]));
+        CHECK(ot_exec_state(small.step, small.tg.optim.bufs[0]) ==
+              ot_exec_state(upd.step, tg->optim.bufs[0]));
+        CHECK(small.tg.optim.bufs[0] == tg->optim.bufs[0]);
+    }
+    run_free(&small);
+    run_free(&upd);
+    run_free(&ref);
+    ot_graph_free(model);
+}
