@@ -41,12 +41,16 @@ CPPFLAGS += -Iinclude -Isrc -I$(BUILD)/gen -D_GNU_SOURCE
 CFLAGS   += -std=c11 $(OPT) -fPIC -fopenmp -fno-math-errno $(WARN) -MMD -MP
 LDLIBS   += -lprotobuf-c -ldnnl -ljpeg -lpng -lz -lm -lpthread -fopenmp
 LDFLAGS  += $(filter -fsanitize=%,$(OPT))
+# The command (not the library) writes and reads JSON through jansson.
+JANSSON_CFLAGS := $(shell pkg-config --cflags jansson 2>/dev/null)
+JANSSON_LIBS   := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
+CPPFLAGS += $(JANSSON_CFLAGS)
 
 # Debian packages the build, the tests and the demo need.
 DEB_PACKAGES := gcc make pkgconf protobuf-c-compiler libprotobuf-c-dev libonnx-dev \
                 libonnx-testdata libdnnl-dev python3 python3-numpy python3-onnx python3-torch \
                 python3-torchvision clang libclang-rt-14-dev libomp-14-dev zlib1g-dev \
-                libjpeg62-turbo-dev libpng-dev dataset-fashion-mnist
+                libjpeg62-turbo-dev libpng-dev libjansson-dev dataset-fashion-mnist
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/graph/*.c src/ops/*.c src/onnx/*.c \
                              src/passes/*.c src/train/*.c src/exec/*.c src/exec/cpu/*.c \
@@ -59,7 +63,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/onnx.pb-c.o
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
-# The unit tests also cover the CLI's JSON reader (src/cli/json.c).
+# The unit tests also cover the CLI's JSON helpers (src/cli/json.c, on jansson).
 UNIT_OBJ := $(UNIT_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/src/cli/json.o
 PARITY_SRC := $(sort $(wildcard tests/parity/*.c))
 PARITY_OBJ := $(PARITY_SRC:%.c=$(BUILD)/obj/%.o)
@@ -102,10 +106,10 @@ $(SHARED): $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libonnxtrain.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BIN): $(CLI_OBJ) $(STATIC)
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(JANSSON_LIBS) $(LDLIBS)
 
 $(UNIT_BIN): $(UNIT_OBJ) $(STATIC)
-	$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(STATIC) $(LDLIBS)
+	$(CC) $(LDFLAGS) -o $@ $(UNIT_OBJ) $(STATIC) $(JANSSON_LIBS) $(LDLIBS)
 
 $(PARITY_BIN): $(PARITY_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $(PARITY_OBJ) $(STATIC) $(LDLIBS)

@@ -263,10 +263,6 @@ int ot_cli_seed_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, uint64_t *ou
    OT_EXIT_OK or a usage error. */
 int ot_cli_import_opts(const ot_cli_cmd *cmd, const ot_cli_args *args, ot_import_opts *opts);
 
-/* Writes `s` as a JSON string literal (with quotes): control characters as
-   \u00XX, invalid UTF-8 bytes as \ufffd. NULL writes null. */
-void ot_cli_json_str(FILE *f, const char *s);
-
 /* Writes `s` for a human reader: valid UTF-8 as is, control characters and
    invalid bytes as \xNN, so that a name from a file cannot break the layout
    or drive the terminal. */

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/json.h"
 #include "core/file.h"
 #include "data/data.h"
 #include "onnx/onnx.h"
@@ -466,30 +467,36 @@ static void on_progress(const ot_train_epoch *e, bool end, void *user)
 }
 
 /* n_bad: images --skip-bad left out (-1: the option was not given). */
-static void print_eval_json(FILE *f, const ot_eval_result *r, const ot_dataset *ds, int64_t n_bad)
+/* eval --json: the metrics with 6 decimals as the text shows them (NaN and
+   infinities as null), per-class accuracy, the confusion matrix. */
+static int print_eval_json(const ot_eval_result *r, const ot_dataset *ds, int64_t n_bad)
 {
-    fprintf(f, "{\"n\": %lld, ", (long long)r->n);
+    json_t *o = ot_json_set(json_object(), "n", json_integer(r->n));
     if (n_bad >= 0)
-        fprintf(f, "\"skipped\": %lld, ", (long long)n_bad);
-    fprintf(f, "\"top1\": %.6f, \"top5\": %.6f, \"loss\": %.6f, \"per_class\": [", r->top1,
-            r->top5, r->loss);
+        o = ot_json_set(o, "skipped", json_integer(n_bad));
+    o = ot_json_set(o, "top1", ot_json_fixed(r->top1, 6));
+    o = ot_json_set(o, "top5", ot_json_fixed(r->top5, 6));
+    o = ot_json_set(o, "loss", ot_json_fixed(r->loss, 6));
+    json_t *per = json_array(), *conf = json_array();
     for (int c = 0; c < r->n_classes; c++) {
         int64_t tot = 0;
-        for (int k = 0; k < r->n_classes; k++)
+        json_t *row = json_array();
+        for (int k = 0; k < r->n_classes; k++) {
             tot += r->confusion[c * r->n_classes + k];
-        fprintf(f, "%s{\"class\": ", c ? ", " : "");
-        ot_cli_json_str(f, ot_data_class_name(ds, c));
-        fprintf(f, ", \"n\": %lld, \"accuracy\": %.6f}", (long long)tot,
-                tot ? (double)r->confusion[c * r->n_classes + c] / (double)tot : 0.0);
+            row = ot_json_push(row, json_integer(r->confusion[c * r->n_classes + k]));
+        }
+        json_t *e = ot_json_set(json_object(), "class", ot_json_text(ot_data_class_name(ds, c)));
+        e = ot_json_set(e, "n", json_integer(tot));
+        e = ot_json_set(e, "accuracy",
+                        ot_json_fixed(tot ? (double)r->confusion[c * r->n_classes + c] / (double)tot
+                                          : 0.0,
+                                      6));
+        per = ot_json_push(per, e);
+        conf = ot_json_push(conf, row);
     }
-    fprintf(f, "], \"confusion\": [");
-    for (int c = 0; c < r->n_classes; c++) {
-        fprintf(f, "%s[", c ? ", " : "");
-        for (int k = 0; k < r->n_classes; k++)
-            fprintf(f, "%s%lld", k ? ", " : "", (long long)r->confusion[c * r->n_classes + k]);
-        fprintf(f, "]");
-    }
-    fprintf(f, "]}");
+    o = ot_json_set(o, "per_class", per);
+    o = ot_json_set(o, "confusion", conf);
+    return ot_cli_print_json(o);
 }
 
 static void print_eval_text(FILE *f, const ot_eval_result *r, const ot_dataset *ds)
@@ -557,29 +564,29 @@ int ot_cli_inspect_training(ot_graph *g, const char *path, const ot_cli_cmd *cmd
                         : !tg.cacheable ? tg.why_not_cacheable
                                         : NULL;
     if (json) {
-        printf("{\"model\": ");
-        ot_cli_json_str(stdout, path);
-        printf(", \"trainable_params\": %llu, \"frozen_params\": %llu, \"trainable_tensors\": %d, "
-               "\"frozen_tensors\": %d, \"first_trained_node\": ",
-               (unsigned long long)fr.numel_trainable, (unsigned long long)fr.numel_frozen,
-               fr.n_trainable, fr.n_params - fr.n_trainable);
-        ot_cli_json_str(stdout, first);
-        printf(", \"cut\": [");
-        for (int c = 0; c < tg.n_cut; c++) {
-            printf("%s", c ? ", " : "");
-            ot_cli_json_str(stdout, g->values[tg.cut[c]].name);
-        }
-        printf("], \"bn_train\": %d, \"bn_eval\": %d, \"dropout_train\": %d, "
-               "\"backward_nodes\": %d, \"cache\": %s, \"cache_note\": ",
-               tg.n_bn_train, tg.n_bn_eval, tg.n_dropout_train, tg.n_backward_nodes,
-               cache ? "false" : "true");
-        ot_cli_json_str(stdout, cache ? cache : "applies when there is more than one epoch");
-        printf(", \"trainable\": [");
-        for (int p = 0; p < tg.n_params; p++) {
-            printf("%s", p ? ", " : "");
-            ot_cli_json_str(stdout, g->values[tg.params[p]].name);
-        }
-        printf("]}\n");
+        json_t *j = ot_json_set(json_object(), "model", ot_json_text(path));
+        j = ot_json_set(j, "trainable_params", json_integer((json_int_t)fr.numel_trainable));
+        j = ot_json_set(j, "frozen_params", json_integer((json_int_t)fr.numel_frozen));
+        j = ot_json_set(j, "trainable_tensors", json_integer(fr.n_trainable));
+        j = ot_json_set(j, "frozen_tensors", json_integer(fr.n_params - fr.n_trainable));
+        j = ot_json_set(j, "first_trained_node", ot_json_text(first));
+        json_t *cut = json_array();
+        for (int c = 0; c < tg.n_cut; c++)
+            cut = ot_json_push(cut, ot_json_text(g->values[tg.cut[c]].name));
+        j = ot_json_set(j, "cut", cut);
+        j = ot_json_set(j, "bn_train", json_integer(tg.n_bn_train));
+        j = ot_json_set(j, "bn_eval", json_integer(tg.n_bn_eval));
+        j = ot_json_set(j, "dropout_train", json_integer(tg.n_dropout_train));
+        j = ot_json_set(j, "backward_nodes", json_integer(tg.n_backward_nodes));
+        j = ot_json_set(j, "cache", json_boolean(!cache));
+        j = ot_json_set(j, "cache_note",
+                        ot_json_text(cache ? cache : "applies when there is more than one epoch"));
+        json_t *trainable = json_array();
+        for (int p = 0; p < tg.n_params; p++)
+            trainable = ot_json_push(trainable, ot_json_text(g->values[tg.params[p]].name));
+        j = ot_json_set(j, "trainable", trainable);
+        if ((rc = ot_cli_print_json(j)) != OT_EXIT_OK)
+            goto out;
     } else {
         char t1[32], t2[32];
         ot_cli_group_digits(fr.numel_trainable, t1, sizeof t1);
@@ -1194,18 +1201,23 @@ int ot_cmd_finetune(int argc, char **argv)
     }
     fprintf(log, "wrote %s\n", out);
     if (json) {
-        printf("{\"epochs\": %d, \"steps\": %lld, \"train_loss\": %.6f, \"train_accuracy\": %.6f, "
-               "\"trainable_params\": %llu, \"cache\": %s, \"cache_dtype\": \"%s\", "
-               "\"cache_bytes\": %llu",
-               o.epochs, (long long)tr.steps, tr.final_loss, tr.final_accuracy,
-               (unsigned long long)tr.numel_trainable, tr.cache_used ? "true" : "false",
-               tr.cache_bf16 ? "bf16" : "f32", (unsigned long long)tr.cache_bytes);
-        if (have_test)
-            printf(", \"test\": {\"top1\": %.6f, \"top5\": %.6f, \"loss\": %.6f, \"n\": %lld}",
-                   ev.top1, ev.top5, ev.loss, (long long)ev.n);
-        printf(", \"output\": ");
-        ot_cli_json_str(stdout, out);
-        printf("}\n");
+        json_t *j = ot_json_set(json_object(), "epochs", json_integer(o.epochs));
+        j = ot_json_set(j, "steps", json_integer(tr.steps));
+        j = ot_json_set(j, "train_loss", ot_json_fixed(tr.final_loss, 6));
+        j = ot_json_set(j, "train_accuracy", ot_json_fixed(tr.final_accuracy, 6));
+        j = ot_json_set(j, "trainable_params", json_integer((json_int_t)tr.numel_trainable));
+        j = ot_json_set(j, "cache", json_boolean(tr.cache_used));
+        j = ot_json_set(j, "cache_dtype", ot_json_text(tr.cache_bf16 ? "bf16" : "f32"));
+        j = ot_json_set(j, "cache_bytes", json_integer((json_int_t)tr.cache_bytes));
+        if (have_test) {
+            json_t *t = ot_json_set(json_object(), "top1", ot_json_fixed(ev.top1, 6));
+            t = ot_json_set(t, "top5", ot_json_fixed(ev.top5, 6));
+            t = ot_json_set(t, "loss", ot_json_fixed(ev.loss, 6));
+            j = ot_json_set(j, "test", ot_json_set(t, "n", json_integer(ev.n)));
+        }
+        j = ot_json_set(j, "output", ot_json_text(out));
+        if ((rc = ot_cli_print_json(j)) != OT_EXIT_OK)
+            goto out;
     }
     rc = ot_cli_finish_stdout();
     /* The model is written; the checkpoint or the log is not. */
@@ -1321,8 +1333,8 @@ int ot_cmd_eval(int argc, char **argv)
         goto out;
     }
     if (ot_cli_count(cmd, &a, "json")) {
-        print_eval_json(stdout, &ev, ds, n_bad);
-        printf("\n");
+        if ((rc = print_eval_json(&ev, ds, n_bad)) != OT_EXIT_OK)
+            goto out;
     } else {
         printf("model: %s\ndata: %s (%s split)\n", a.pos[0], data,
                split == OT_DATA_TEST ? "test" : "train");

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/json.h"
 #include "graph/graph.h"
 #include "passes/head.h"
 
@@ -442,81 +443,66 @@ static void print_text(const ot_graph *g, const char *path, const summary *s, bo
 
 /* ----------------------------------------------------------- JSON output */
 
-static void json_shape(const ot_value *v)
+static json_t *json_shape(const ot_value *v)
 {
-    if (v->ndim < 0 || v->ndim > OT_MAX_DIMS) {
-        fputs("null", stdout);
-        return;
-    }
-    putchar('[');
+    if (v->ndim < 0 || v->ndim > OT_MAX_DIMS)
+        return json_null();
+    json_t *a = json_array();
     for (int i = 0; i < v->ndim; i++) {
-        if (i)
-            putchar(',');
         if (v->dims[i] >= 0)
-            printf("%" PRId64, v->dims[i]);
+            a = ot_json_push(a, json_integer(v->dims[i]));
         else if (v->dim_names[i] && v->dim_names[i][0])
-            ot_cli_json_str(stdout, v->dim_names[i]);
+            a = ot_json_push(a, ot_json_text(v->dim_names[i]));
         else
-            fputs("null", stdout);
+            a = ot_json_push(a, json_null());
     }
-    putchar(']');
+    return a;
 }
 
-static void json_value(const ot_value *v)
+static json_t *json_value(const ot_value *v)
 {
-    fputs("{\"name\":", stdout);
-    ot_cli_json_str(stdout, str_or_empty(v->name));
-    fputs(",\"dtype\":", stdout);
-    ot_cli_json_str(stdout, v->dtype == OT_DTYPE_UNDEFINED ? NULL : ot_dtype_name((int)v->dtype));
-    fputs(",\"shape\":", stdout);
-    json_shape(v);
-    putchar('}');
+    json_t *o = json_object();
+    o = ot_json_set(o, "name", ot_json_text(str_or_empty(v->name)));
+    o = ot_json_set(o, "dtype", ot_json_text(v->dtype == OT_DTYPE_UNDEFINED
+                                                  ? NULL
+                                                  : ot_dtype_name((int)v->dtype)));
+    return ot_json_set(o, "shape", json_shape(v));
 }
 
-static void json_io_list(const ot_graph *g, const ot_io *io, int32_t n, bool skip_inits)
+static json_t *json_io_list(const ot_graph *g, const ot_io *io, int32_t n, bool skip_inits)
 {
-    int k = 0;
-    putchar('[');
+    json_t *a = json_array();
     for (int32_t i = 0; i < n; i++) {
         const ot_value *v = &g->values[io[i].value];
-        if (skip_inits && (v->flags & OT_VAL_INIT))
-            continue;
-        fputs(k++ ? ",\n    " : "\n    ", stdout);
-        json_value(v);
+        if (!(skip_inits && (v->flags & OT_VAL_INIT)))
+            a = ot_json_push(a, json_value(v));
     }
-    fputs(k ? "\n  ]" : "]", stdout);
+    return a;
 }
 
-static void json_nodes(const ot_graph *g)
+static json_t *json_nodes(const ot_graph *g)
 {
-    putchar('[');
+    json_t *a = json_array();
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const ot_node *n = &g->nodes[i];
-        fputs(i ? ",\n    " : "\n    ", stdout);
-        printf("{\"index\":%d,\"name\":", (int)i);
-        ot_cli_json_str(stdout, str_or_empty(n->name));
-        fputs(",\"op\":", stdout);
-        ot_cli_json_str(stdout, str_or_empty(n->op_type));
-        fputs(",\"domain\":", stdout);
-        ot_cli_json_str(stdout, norm_domain(n->domain));
-        fputs(",\"inputs\":[", stdout);
-        for (int k = 0; k < n->n_in; k++) {
-            if (k)
-                putchar(',');
-            ot_cli_json_str(stdout, n->in[k] < 0 ? NULL : value_name(g, n->in[k]));
-        }
-        fputs("],\"outputs\":[", stdout);
-        for (int k = 0; k < n->n_out; k++) {
-            if (k)
-                putchar(',');
-            if (n->out[k] < 0 || n->out[k] >= g->n_values)
-                fputs("null", stdout);
-            else
-                json_value(&g->values[n->out[k]]);
-        }
-        fputs("]}", stdout);
+        json_t *o = json_object();
+        o = ot_json_set(o, "index", json_integer(i));
+        o = ot_json_set(o, "name", ot_json_text(str_or_empty(n->name)));
+        o = ot_json_set(o, "op", ot_json_text(str_or_empty(n->op_type)));
+        o = ot_json_set(o, "domain", ot_json_text(norm_domain(n->domain)));
+        json_t *in = json_array();
+        for (int k = 0; k < n->n_in; k++)
+            in = ot_json_push(in, ot_json_text(n->in[k] < 0 ? NULL : value_name(g, n->in[k])));
+        o = ot_json_set(o, "inputs", in);
+        json_t *out = json_array();
+        for (int k = 0; k < n->n_out; k++)
+            out = ot_json_push(out, n->out[k] < 0 || n->out[k] >= g->n_values
+                                        ? json_null()
+                                        : json_value(&g->values[n->out[k]]));
+        o = ot_json_set(o, "outputs", out);
+        a = ot_json_push(a, o);
     }
-    fputs(g->n_nodes ? "\n  ]" : "]", stdout);
+    return a;
 }
 
 /* True when an earlier opset entry names the same domain. */
@@ -528,68 +514,64 @@ static bool opset_repeated(const ot_graph *g, int32_t i)
     return false;
 }
 
-static void print_json(const ot_graph *g, const char *path, const summary *s, bool nodes)
+static int print_json(const ot_graph *g, const char *path, const summary *s, bool nodes)
 {
-    fputs("{\n  \"model\": ", stdout);
-    ot_cli_json_str(stdout, path);
-    printf(",\n  \"ir_version\": %" PRId64 ",\n  \"opsets\": {", g->ir_version);
-    for (int32_t i = 0, k = 0; i < g->n_opsets; i++) {
+    json_t *o = json_object();
+    o = ot_json_set(o, "model", ot_json_text(path));
+    o = ot_json_set(o, "ir_version", json_integer(g->ir_version));
+    json_t *opsets = json_object();
+    for (int32_t i = 0; i < g->n_opsets; i++) {
         if (opset_repeated(g, i))
             continue; /* "" and "ai.onnx" both: one key */
-        if (k++)
-            fputs(", ", stdout);
-        ot_cli_json_str(stdout, norm_domain(g->opsets[i].domain));
-        printf(": %" PRId64, g->opsets[i].version);
+        /* a domain that is not UTF-8 is a key of U+FFFD in its place */
+        json_t *d = ot_json_text(norm_domain(g->opsets[i].domain));
+        opsets = ot_json_set(opsets, d ? json_string_value(d) : "",
+                             d ? json_integer(g->opsets[i].version) : NULL);
+        json_decref(d);
     }
-    fputs("},\n  \"producer\": {\"name\": ", stdout);
-    ot_cli_json_str(stdout, str_or_empty(g->producer_name));
-    fputs(", \"version\": ", stdout);
-    ot_cli_json_str(stdout, str_or_empty(g->producer_version));
-    fputs("},\n  \"inputs\": ", stdout);
-    json_io_list(g, g->inputs, g->n_inputs, true);
-    printf(",\n  \"n_inputs_initializers\": %d,\n  \"outputs\": ", s->n_input_inits);
-    json_io_list(g, g->outputs, g->n_outputs, false);
-    fputs(",\n  \"ops\": {", stdout);
+    o = ot_json_set(o, "opsets", opsets);
+    json_t *prod = json_object();
+    prod = ot_json_set(prod, "name", ot_json_text(str_or_empty(g->producer_name)));
+    prod = ot_json_set(prod, "version", ot_json_text(str_or_empty(g->producer_version)));
+    o = ot_json_set(o, "producer", prod);
+    o = ot_json_set(o, "inputs", json_io_list(g, g->inputs, g->n_inputs, true));
+    o = ot_json_set(o, "n_inputs_initializers", json_integer(s->n_input_inits));
+    o = ot_json_set(o, "outputs", json_io_list(g, g->outputs, g->n_outputs, false));
+    json_t *ops = json_object();
     for (int i = 0; i < s->n_ops; i++) {
-        if (i)
-            fputs(", ", stdout);
-        ot_cli_json_str(stdout, s->ops[i].label);
-        printf(": %d", s->ops[i].count);
+        json_t *l = ot_json_text(s->ops[i].label);
+        ops = ot_json_set(ops, l ? json_string_value(l) : "", l ? json_integer(s->ops[i].count)
+                                                                : NULL);
+        json_decref(l);
     }
-    printf("},\n  \"n_nodes\": %d,\n  \"n_initializers\": %d,\n", (int)g->n_nodes,
-           (int)g->n_inits);
-    printf("  \"n_params\": %" PRIu64 ",\n  \"param_bytes\": %" PRIu64 ",\n  \"head\": ",
-           s->n_params, s->param_bytes);
+    o = ot_json_set(o, "ops", ops);
+    o = ot_json_set(o, "n_nodes", json_integer(g->n_nodes));
+    o = ot_json_set(o, "n_initializers", json_integer(g->n_inits));
+    o = ot_json_set(o, "n_params", json_integer((json_int_t)s->n_params));
+    o = ot_json_set(o, "param_bytes", json_integer((json_int_t)s->param_bytes));
+    json_t *head = json_null();
     if (s->head.found) {
         const ot_node *n = &g->nodes[s->head.node];
-        fputs("{\"node\": ", stdout);
-        ot_cli_json_str(stdout, str_or_empty(n->name));
-        printf(", \"index\": %d, \"op\": ", (int)s->head.node);
-        ot_cli_json_str(stdout, s->head.kind);
-        printf(", \"in_features\": %" PRId64 ", \"out_features\": %" PRId64 ", \"weight\": ",
-               s->head.in_features, s->head.out_features);
-        ot_cli_json_str(stdout, value_name(g, s->head.weight));
-        fputs(", \"bias\": ", stdout);
-        ot_cli_json_str(stdout, s->head.bias >= 0 ? value_name(g, s->head.bias) : NULL);
-        putchar('}');
-    } else {
-        fputs("null", stdout);
+        head = json_object();
+        head = ot_json_set(head, "node", ot_json_text(str_or_empty(n->name)));
+        head = ot_json_set(head, "index", json_integer(s->head.node));
+        head = ot_json_set(head, "op", ot_json_text(s->head.kind));
+        head = ot_json_set(head, "in_features", json_integer(s->head.in_features));
+        head = ot_json_set(head, "out_features", json_integer(s->head.out_features));
+        head = ot_json_set(head, "weight", ot_json_text(value_name(g, s->head.weight)));
+        head = ot_json_set(head, "bias", ot_json_text(s->head.bias >= 0
+                                                          ? value_name(g, s->head.bias)
+                                                          : NULL));
     }
-    fputs(",\n  \"opaque_ops\": [", stdout);
-    int k = 0;
-    for (int i = 0; i < s->n_ops; i++) {
-        if (!s->ops[i].opaque)
-            continue;
-        if (k++)
-            fputs(", ", stdout);
-        ot_cli_json_str(stdout, s->ops[i].label);
-    }
-    putchar(']');
-    if (nodes) {
-        fputs(",\n  \"nodes\": ", stdout);
-        json_nodes(g);
-    }
-    fputs("\n}\n", stdout);
+    o = ot_json_set(o, "head", head);
+    json_t *opaque = json_array();
+    for (int i = 0; i < s->n_ops; i++)
+        if (s->ops[i].opaque)
+            opaque = ot_json_push(opaque, ot_json_text(s->ops[i].label));
+    o = ot_json_set(o, "opaque_ops", opaque);
+    if (nodes)
+        o = ot_json_set(o, "nodes", json_nodes(g));
+    return ot_cli_print_json(o);
 }
 
 /* ------------------------------------------------------------- command */
@@ -632,7 +614,7 @@ int ot_cmd_inspect(int argc, char **argv)
         goto done;
     }
     if (o.json)
-        print_json(g, path, &s, o.nodes);
+        rc = print_json(g, path, &s, o.nodes);
     else
         print_text(g, path, &s, o.nodes);
 

@@ -28,6 +28,7 @@
 
 #include "core/file.h"
 #include "cli/cli.h"
+#include "cli/json.h"
 #include "data/data.h"
 #include "exec/exec.h"
 #include "onnx/onnx.h"
@@ -470,19 +471,12 @@ int ot_cmd_predict(int argc, char **argv)
         goto out;
     }
     bool json = o.json;
-    if (json) {
-        printf("{\"model\": ");
-        ot_cli_json_str(stdout, path);
-        printf(", \"classes\": %lld, \"predictions\": [", (long long)K);
-    }
+    json_t *preds = json ? json_array() : NULL;
     for (int i = 0; i < n_images; i++) {
         const float *p = prob + (size_t)i * (size_t)K;
         rank_classes(p, K, order);
-        if (json) {
-            printf("%s{\"image\": ", i ? ", " : "");
-            ot_cli_json_str(stdout, images[i]);
-            printf(", \"top\": [");
-        } else {
+        json_t *tops = json ? json_array() : NULL;
+        if (!json) {
             if (i)
                 printf("\n");
             ot_cli_text_str(stdout, images[i]);
@@ -492,12 +486,10 @@ int ot_cmd_predict(int argc, char **argv)
             int64_t c = order[r].cls;
             const char *name = c < n_names ? names[c] : NULL;
             if (json) {
-                printf("%s{\"class\": %lld, \"name\": ", r ? ", " : "", (long long)c);
-                ot_cli_json_str(stdout, name);
-                if (isfinite(p[c]))
-                    printf(", \"prob\": %.9g}", (double)p[c]);
-                else
-                    printf(", \"prob\": null}");
+                json_t *e = ot_json_set(json_object(), "class", json_integer(c));
+                e = ot_json_set(e, "name", ot_json_text(name));
+                e = ot_json_set(e, "prob", ot_json_real((double)p[c]));
+                tops = ot_json_push(tops, e);
             } else {
                 if (isnan(p[c]))
                     printf("  nan     ");
@@ -510,11 +502,17 @@ int ot_cmd_predict(int argc, char **argv)
                 printf("\n");
             }
         }
-        if (json)
-            printf("]}");
+        if (json) {
+            json_t *pred = ot_json_set(json_object(), "image", ot_json_text(images[i]));
+            preds = ot_json_push(preds, ot_json_set(pred, "top", tops));
+        }
     }
-    if (json)
-        printf("]}\n");
+    if (json) {
+        json_t *doc = ot_json_set(json_object(), "model", ot_json_text(path));
+        doc = ot_json_set(doc, "classes", json_integer(K));
+        if ((rc = ot_cli_print_json(ot_json_set(doc, "predictions", preds))) != OT_EXIT_OK)
+            goto out;
+    }
     rc = ot_cli_finish_stdout();
 out:
     free(dec.pixels);

@@ -25,6 +25,7 @@
 #include <sys/stat.h>
 
 #include "cli/feed.h"
+#include "cli/json.h"
 #include "onnx/onnx.h"
 
 #define N_FIRST 8
@@ -136,50 +137,48 @@ static void compute_stats(const ot_tensor *t, stats *s)
     }
 }
 
-static void json_num(FILE *f, double v, bool valid)
+/* Element i of t as a JSON value: null for NaN and infinities. */
+static json_t *json_elem(const ot_tensor *t, int64_t i)
 {
-    if (!valid || v != v || isinf(v))
-        fputs("null", f);
-    else
-        fprintf(f, "%.9g", v);
+    if (t->dtype == OT_DTYPE_FLOAT || t->dtype == OT_DTYPE_DOUBLE ||
+        t->dtype == OT_DTYPE_FLOAT16 || t->dtype == OT_DTYPE_BFLOAT16)
+        return ot_json_real(ot_tensor_get_f64(t, i));
+    if (t->dtype == OT_DTYPE_UINT64) {
+        uint64_t u;
+        memcpy(&u, (const unsigned char *)t->data + (size_t)i * 8, 8);
+        return u <= INT64_MAX ? json_integer((json_int_t)u) : json_real((double)u);
+    }
+    return json_integer(ot_tensor_get_i64(t, i));
 }
 
-static void print_json(const ot_exec *x)
+static int print_json(const ot_exec *x)
 {
-    printf("{\"outputs\":[");
+    json_t *outs = json_array();
     for (int i = 0; i < ot_exec_n_outputs(x); i++) {
         const ot_tensor *t = ot_exec_output(x, i);
         stats s;
         compute_stats(t, &s);
         bool has = s.argmax >= 0;
-        printf("%s{\"name\":", i ? "," : "");
-        ot_cli_json_str(stdout, ot_exec_output_name(x, i));
-        printf(",\"dtype\":\"%s\",\"shape\":[", ot_dtype_name(t->dtype));
+        json_t *o = json_object();
+        o = ot_json_set(o, "name", ot_json_text(ot_exec_output_name(x, i)));
+        o = ot_json_set(o, "dtype", ot_json_text(ot_dtype_name(t->dtype)));
+        json_t *shape = json_array();
         for (int d = 0; d < t->ndim; d++)
-            printf("%s%" PRId64, d ? "," : "", t->dims[d]);
-        printf("],\"min\":");
-        json_num(stdout, s.min, has);
-        printf(",\"max\":");
-        json_num(stdout, s.max, has);
-        printf(",\"mean\":");
-        json_num(stdout, s.mean, has);
-        printf(",\"std\":");
-        json_num(stdout, s.std, has);
-        printf(",\"argmax\":");
-        if (has)
-            printf("%" PRId64, s.argmax);
-        else
-            printf("null");
-        printf(",\"first\":[");
+            shape = ot_json_push(shape, json_integer(t->dims[d]));
+        o = ot_json_set(o, "shape", shape);
+        o = ot_json_set(o, "min", has ? ot_json_real(s.min) : json_null());
+        o = ot_json_set(o, "max", has ? ot_json_real(s.max) : json_null());
+        o = ot_json_set(o, "mean", has ? ot_json_real(s.mean) : json_null());
+        o = ot_json_set(o, "std", has ? ot_json_real(s.std) : json_null());
+        o = ot_json_set(o, "argmax", has ? json_integer(s.argmax) : json_null());
+        json_t *first = json_array();
         int64_t n = ot_tensor_numel(t);
-        for (int64_t k = 0; k < n && k < N_FIRST; k++) {
-            if (k)
-                putchar(',');
-            ot_feed_print_elem(stdout, t, k, true);
-        }
-        printf("]}");
+        for (int64_t k = 0; k < n && k < N_FIRST; k++)
+            first = ot_json_push(first, json_elem(t, k));
+        o = ot_json_set(o, "first", first);
+        outs = ot_json_push(outs, o);
     }
-    printf("]}\n");
+    return ot_cli_print_json(ot_json_set(json_object(), "outputs", outs));
 }
 
 static void print_text(const ot_exec *x)
@@ -193,7 +192,7 @@ static void print_text(const ot_exec *x)
         printf(": %s %s:", ot_dtype_name(t->dtype), dims);
         for (int64_t k = 0; k < n && k < N_FIRST; k++) {
             putchar(' ');
-            ot_feed_print_elem(stdout, t, k, false);
+            ot_feed_print_elem(stdout, t, k);
         }
         if (n > N_FIRST)
             printf(" ... (%" PRId64 " values)", n);
@@ -353,7 +352,7 @@ int ot_cmd_run(int argc, char **argv)
             goto done;
     }
     if (o.json)
-        print_json(x);
+        rc = print_json(x);
     else if (!o.output_dir)
         print_text(x);
     if (xopts.profile) {

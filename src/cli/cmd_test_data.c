@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "cli/feed.h"
+#include "cli/json.h"
 #include "onnx/onnx.h"
 
 typedef struct td_args {
@@ -326,12 +327,12 @@ static bool compare(const runner *r, const char *oname, int set, const ot_tensor
     } else {
         FILE *m = fmemopen(gv, sizeof gv, "w");
         if (m) {
-            ot_feed_print_elem(m, got, worst, false);
+            ot_feed_print_elem(m, got, worst);
             fclose(m);
         }
         m = fmemopen(wv, sizeof wv, "w");
         if (m) {
-            ot_feed_print_elem(m, want, worst, false);
+            ot_feed_print_elem(m, want, worst);
             fclose(m);
         }
     }
@@ -571,23 +572,22 @@ static void print_text(const char *dir, const result *res)
     fflush(stdout);
 }
 
-static void print_json_result(const char *dir, const result *res, bool first)
+static json_t *json_result(const char *dir, const result *res)
 {
     static const char *const kinds[] = { "pass", "fail", "error" };
-    printf("%s{\"dir\":", first ? "" : ",\n");
-    ot_cli_json_str(stdout, dir);
-    printf(",\"status\":\"%s\",\"data_sets\":%d,\"max_abs_err\":%.9g,\"max_rel_err\":%.9g",
-           kinds[res->kind], res->n_sets, res->max_abs, res->max_rel);
-    if (res->kind != R_PASS) {
-        printf(",\"reason\":");
-        ot_cli_json_str(stdout, res->reason);
-    }
+    json_t *o = json_object();
+    o = ot_json_set(o, "dir", ot_json_text(dir));
+    o = ot_json_set(o, "status", ot_json_text(kinds[res->kind]));
+    o = ot_json_set(o, "data_sets", json_integer(res->n_sets));
+    o = ot_json_set(o, "max_abs_err", ot_json_real(res->max_abs));
+    o = ot_json_set(o, "max_rel_err", ot_json_real(res->max_rel));
+    if (res->kind != R_PASS)
+        o = ot_json_set(o, "reason", ot_json_text(res->reason));
     if (res->kind == R_ERROR) {
-        printf(",\"code\":");
-        ot_cli_json_str(stdout, ot_status_str(res->code));
-        printf(",\"unsupported_dtype\":%s", res->unsupported_dtype ? "true" : "false");
+        o = ot_json_set(o, "code", ot_json_text(ot_status_str(res->code)));
+        o = ot_json_set(o, "unsupported_dtype", json_boolean(res->unsupported_dtype));
     }
-    printf("}");
+    return o;
 }
 
 int ot_cmd_test_data(int argc, char **argv)
@@ -609,8 +609,7 @@ int ot_cmd_test_data(int argc, char **argv)
     r.verbose = !json && ot_log_enabled(OT_LOG_INFO);
 
     int passed = 0, failed = 0;
-    if (json)
-        printf("{\"results\":[\n");
+    json_t *results = json ? json_array() : NULL;
     for (int i = 0; i < args.n_pos; i++) {
         result res;
         run_folder(&r, args.pos[i], &res);
@@ -619,15 +618,20 @@ int ot_cmd_test_data(int argc, char **argv)
         else
             failed++;
         if (json)
-            print_json_result(args.pos[i], &res, i == 0);
+            results = ot_json_push(results, json_result(args.pos[i], &res));
         else
             print_text(args.pos[i], &res);
     }
-    if (json)
-        printf("\n],\"passed\":%d,\"failed\":%d}\n", passed, failed);
-    else
-        printf("test-data: %d passed, %d failed\n", passed, failed);
     rc = failed ? OT_EXIT_ERROR : OT_EXIT_OK;
+    if (json) {
+        json_t *top = ot_json_set(json_object(), "results", results);
+        top = ot_json_set(top, "passed", json_integer(passed));
+        top = ot_json_set(top, "failed", json_integer(failed));
+        if (ot_cli_print_json(top) != OT_EXIT_OK)
+            rc = OT_EXIT_ERROR;
+    } else {
+        printf("test-data: %d passed, %d failed\n", passed, failed);
+    }
 done:
     free(r.cache);
     ot_cli_args_fini(&args);

@@ -88,7 +88,7 @@ static bool exe_dir(char *buf, size_t size)
 /* Finds and parses the manifest. *doc = NULL and path = "" when there is
    none (and no variable names one). Returns OT_EXIT_OK, or OT_EXIT_ERROR
    after printing why when `report`. */
-static int load_manifest(ot_json **doc, char *path, size_t path_size, bool report)
+static int load_manifest(json_t **doc, char *path, size_t path_size, bool report)
 {
     *doc = NULL;
     path[0] = '\0';
@@ -117,87 +117,56 @@ static int load_manifest(ot_json **doc, char *path, size_t path_size, bool repor
     }
     ot_err err;
     ot_err_init(&err);
-    if (ot_json_parse_file(path, doc, &err) != OT_OK)
+    if (ot_json_load_file(path, doc, &err) != OT_OK)
         return report ? ot_cli_error("zoo manifest: %s", err.msg) : OT_EXIT_ERROR;
     /* the shape the listing relies on */
-    const ot_json *models = ot_json_get(*doc, "models");
+    const json_t *models = json_object_get(*doc, "models");
     const char *why = NULL;
     size_t bad = 0;
-    if (!models || models->type != OT_JSON_ARRAY) {
+    if (!json_is_array(models)) {
         why = "no \"models\" array at the top level";
     } else {
-        for (size_t i = 0; i < models->len && !why; i++) {
-            const ot_json *m = &models->items[i];
+        for (size_t i = 0; i < json_array_size(models) && !why; i++) {
+            const json_t *m = json_array_get(models, i);
             int64_t opset;
             bad = i;
-            if (m->type != OT_JSON_OBJECT)
+            if (!json_is_object(m))
                 why = "is not an object";
-            else if (!ot_json_str(ot_json_get(m, "name")))
+            else if (!json_is_string(json_object_get(m, "name")))
                 why = "has no string \"name\"";
-            else if (!ot_json_int(ot_json_get(m, "opset"), &opset))
+            else if (!ot_json_get_int(json_object_get(m, "opset"), &opset))
                 why = "has no integer \"opset\"";
         }
     }
     if (why) {
-        if (report && models && models->type == OT_JSON_ARRAY)
+        if (report && json_is_array(models))
             ot_cli_error("zoo manifest: %s: models[%zu] %s", path, bad, why);
         else if (report)
             ot_cli_error("zoo manifest: %s: %s", path, why);
-        ot_json_free(*doc);
+        json_decref(*doc);
         *doc = NULL;
         return OT_EXIT_ERROR;
     }
     return OT_EXIT_OK;
 }
 
-/* Writes any JSON value back as compact JSON. */
-static void write_json(FILE *f, const ot_json *v)
-{
-    int64_t i64;
-    switch (v->type) {
-    case OT_JSON_NULL: fputs("null", f); break;
-    case OT_JSON_BOOL: fputs(v->boolean ? "true" : "false", f); break;
-    case OT_JSON_NUMBER:
-        if (ot_json_int(v, &i64) && i64 > -(1LL << 53) && i64 < (1LL << 53))
-            fprintf(f, "%lld", (long long)i64);
-        else
-            fprintf(f, "%.17g", v->number);
-        break;
-    case OT_JSON_STRING: ot_cli_json_str(f, v->string); break;
-    case OT_JSON_ARRAY:
-    case OT_JSON_OBJECT:
-        fputc(v->type == OT_JSON_ARRAY ? '[' : '{', f);
-        for (size_t i = 0; i < v->len; i++) {
-            if (i)
-                fputs(", ", f);
-            if (v->type == OT_JSON_OBJECT) {
-                ot_cli_json_str(f, v->keys[i]);
-                fputs(": ", f);
-            }
-            write_json(f, &v->items[i]);
-        }
-        fputc(v->type == OT_JSON_ARRAY ? ']' : '}', f);
-        break;
-    }
-}
-
 /* "[N,3,224,224]" for a shape array, "?" for anything else. */
-static void print_shape(const ot_json *shape)
+static void print_shape(const json_t *shape)
 {
-    if (!shape || shape->type != OT_JSON_ARRAY) {
+    if (!json_is_array(shape)) {
         fputs("?", stdout);
         return;
     }
     fputc('[', stdout);
-    for (size_t i = 0; i < shape->len; i++) {
-        const ot_json *d = &shape->items[i];
+    for (size_t i = 0; i < json_array_size(shape); i++) {
+        const json_t *d = json_array_get(shape, i);
         int64_t n;
         if (i)
             fputc(',', stdout);
-        if (ot_json_int(d, &n))
+        if (ot_json_get_int(d, &n))
             printf("%lld", (long long)n);
-        else if (ot_json_str(d))
-            ot_cli_text_str(stdout, d->string);
+        else if (json_is_string(d))
+            ot_cli_text_str(stdout, json_string_value(d));
         else
             fputc('?', stdout);
     }
@@ -210,7 +179,7 @@ static void pad(size_t width, size_t to)
         fputc(' ', stdout);
 }
 
-static void print_list_text(const ot_json *doc, const char *path)
+static void print_list_text(const json_t *doc, const char *path)
 {
     printf("builders (onnxtrain zoo NAME --classes N -o FILE):\n");
     for (const char *const *n = ot_model_names(); *n; n++)
@@ -221,35 +190,36 @@ static void print_list_text(const ot_json *doc, const char *path)
                "models/zoo_manifest.json in the source tree)\n", MANIFEST_ENV);
         return;
     }
-    const ot_json *models = ot_json_get(doc, "models");
+    const json_t *models = json_object_get(doc, "models");
     printf("pretrained models of the ONNX model zoo (%s;\n"
            "download with `make fetch-model NAME=<name>`):\n", path);
     size_t w = 4;
-    for (size_t i = 0; i < models->len; i++) {
-        size_t n = ot_cli_text_width(ot_json_str(ot_json_get(&models->items[i], "name")));
+    for (size_t i = 0; i < json_array_size(models); i++) {
+        size_t n = ot_cli_text_width(
+            json_string_value(json_object_get(json_array_get(models, i), "name")));
         if (n > w)
             w = n;
     }
     printf("  NAME");
     pad(4, w);
     printf("  OPSET  INPUT\n");
-    for (size_t i = 0; i < models->len; i++) {
-        const ot_json *m = &models->items[i];
-        const char *name = ot_json_str(ot_json_get(m, "name"));
+    for (size_t i = 0; i < json_array_size(models); i++) {
+        const json_t *m = json_array_get(models, i);
+        const char *name = json_string_value(json_object_get(m, "name"));
         int64_t opset = 0;
-        ot_json_int(ot_json_get(m, "opset"), &opset);
+        ot_json_get_int(json_object_get(m, "opset"), &opset);
         printf("  ");
         ot_cli_text_str(stdout, name);
         pad(ot_cli_text_width(name), w);
         printf("  %5lld  ", (long long)opset);
-        const ot_json *in = ot_json_get(m, "input");
-        const char *in_name = ot_json_str(ot_json_get(in, "name"));
+        const json_t *in = json_object_get(m, "input");
+        const char *in_name = json_string_value(json_object_get(in, "name"));
         if (in_name) {
             ot_cli_text_str(stdout, in_name);
             fputc(' ', stdout);
         }
-        print_shape(ot_json_get(in, "shape"));
-        const char *layout = ot_json_str(ot_json_get(m, "layout"));
+        print_shape(json_object_get(in, "shape"));
+        const char *layout = json_string_value(json_object_get(m, "layout"));
         if (layout && strcmp(layout, "NCHW") != 0) {
             fputc(' ', stdout);
             ot_cli_text_str(stdout, layout);
@@ -258,23 +228,17 @@ static void print_list_text(const ot_json *doc, const char *path)
     }
 }
 
-static void print_list_json(const ot_json *doc, const char *path)
+static int print_list_json(json_t *doc, const char *path)
 {
-    printf("{\"builders\": [");
-    for (const char *const *n = ot_model_names(); *n; n++) {
-        if (n != ot_model_names())
-            printf(", ");
-        ot_cli_json_str(stdout, *n);
-    }
-    printf("],\n \"manifest\": ");
-    ot_cli_json_str(stdout, doc ? path : NULL);
-    printf(",\n \"models\": [");
-    const ot_json *models = ot_json_get(doc, "models");
-    for (size_t i = 0; models && i < models->len; i++) {
-        printf(i ? ",\n  " : "\n  ");
-        write_json(stdout, &models->items[i]);
-    }
-    printf("]}\n");
+    json_t *builders = json_array();
+    for (const char *const *n = ot_model_names(); *n; n++)
+        builders = ot_json_push(builders, ot_json_text(*n));
+    json_t *top = ot_json_set(json_object(), "builders", builders);
+    top = ot_json_set(top, "manifest", ot_json_text(doc ? path : NULL));
+    /* the entries as the manifest gives them (read as valid UTF-8) */
+    json_t *models = json_object_get(doc, "models");
+    top = ot_json_set(top, "models", models ? json_incref(models) : json_array());
+    return ot_cli_print_json(top);
 }
 
 /* True when `name` is one of the builders. */
@@ -296,7 +260,7 @@ int ot_cmd_zoo(int argc, char **argv)
     if (rc != OT_EXIT_OK)
         return rc;
     ot_graph *g = NULL;
-    ot_json *manifest = NULL;
+    json_t *manifest = NULL;
     char manifest_path[PATH_MAX + 64];
     ot_err err;
     ot_err_init(&err);
@@ -309,9 +273,9 @@ int ot_cmd_zoo(int argc, char **argv)
         rc = load_manifest(&manifest, manifest_path, sizeof manifest_path, true);
         if (rc != OT_EXIT_OK)
             goto out;
-        if (json)
-            print_list_json(manifest, manifest_path);
-        else
+        if (json && (rc = print_list_json(manifest, manifest_path)) != OT_EXIT_OK)
+            goto out;
+        if (!json)
             print_list_text(manifest, manifest_path);
         rc = ot_cli_finish_stdout();
         goto out;
@@ -322,11 +286,12 @@ int ot_cmd_zoo(int argc, char **argv)
     }
     if (!is_builder(a.pos[0])) {
         /* a name of the manifest gets a pointer to the download */
-        const ot_json *models = NULL;
+        const json_t *models = NULL;
         if (load_manifest(&manifest, manifest_path, sizeof manifest_path, false) == OT_EXIT_OK)
-            models = ot_json_get(manifest, "models");
-        for (size_t i = 0; models && i < models->len; i++) {
-            const char *name = ot_json_str(ot_json_get(&models->items[i], "name"));
+            models = json_object_get(manifest, "models");
+        for (size_t i = 0; i < json_array_size(models); i++) {
+            const char *name = json_string_value(json_object_get(json_array_get(models, i),
+                                                                 "name"));
             if (name && strcmp(name, a.pos[0]) == 0) {
                 rc = ot_cli_error("'%s' is a pretrained model of the ONNX model zoo, not a "
                                   "builder: download it with `make fetch-model NAME=%s`",
@@ -348,7 +313,7 @@ int ot_cmd_zoo(int argc, char **argv)
     }
     rc = ot_cli_finish_stdout();
 out:
-    ot_json_free(manifest);
+    json_decref(manifest);
     ot_graph_free(g);
     ot_cli_args_fini(&a);
     return rc;

@@ -354,16 +354,16 @@ static bool is_float_dtype(ot_dtype d)
            d == OT_DTYPE_BFLOAT16;
 }
 
-void ot_feed_print_elem(FILE *out, const ot_tensor *t, int64_t i, bool json)
+void ot_feed_print_elem(FILE *out, const ot_tensor *t, int64_t i)
 {
     if (is_float_dtype(t->dtype)) {
         double v = ot_tensor_get_f64(t, i);
         if (v != v)
-            fputs(json ? "null" : "nan", out);
+            fputs("nan", out);
         else if (v > 1.7976931348623157e308)
-            fputs(json ? "null" : "inf", out);
+            fputs("inf", out);
         else if (v < -1.7976931348623157e308)
-            fputs(json ? "null" : "-inf", out);
+            fputs("-inf", out);
         else
             fprintf(out, "%.7g", v);
     } else if (t->dtype == OT_DTYPE_UINT64) {

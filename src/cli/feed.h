@@ -64,9 +64,9 @@ void ot_feed_exec_inputs(const ot_feed *f, const ot_graph *g, ot_exec_input *inp
    and equal data for the constant inputs. */
 bool ot_feed_same_signature(const ot_exec_input *a, const ot_exec_input *b, int n);
 
-/* Prints element i of a numeric tensor: integers exactly, floats with %.7g,
-   non-finite as nan, inf, -inf (text) or null (json). */
-void ot_feed_print_elem(FILE *out, const ot_tensor *t, int64_t i, bool json);
+/* Prints element i of a numeric tensor for people: integers exactly, floats
+   with %.7g, non-finite as nan, inf, -inf. */
+void ot_feed_print_elem(FILE *out, const ot_tensor *t, int64_t i);
 
 /* Formats dims as "[1,3,224,224]" ("[]" for a scalar). */
 void ot_feed_dims_str(const ot_tensor *t, char *buf, size_t size);

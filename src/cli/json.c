@@ -1,521 +1,137 @@
 /*
- * json.c: the JSON reader of json.h. A recursive-descent parser over a byte
- * range with a depth bound; each value that fails releases what it built, so
- * the caller only ever frees complete subtrees.
+ * json.c: the CLI's JSON through jansson (json.h): safe values, the printer
+ * of --json outputs, and the file reader of the zoo manifest.
  */
-#include "core/file.h"
 #include "cli/json.h"
 
-#include <errno.h>
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct parser {
-    const unsigned char *start, *p, *end;
-    const char *source;
-    ot_err *err;
-} parser;
+#include "core/file.h"
 
-static ot_status fail_at(parser *ps, const unsigned char *at, ot_status code, const char *what)
+json_t *ot_json_text(const char *s)
 {
-    return ot_err_set(ps->err, code, "%s: byte %zu: %s", ps->source, (size_t)(at - ps->start),
-                      what);
-}
-
-static ot_status fail(parser *ps, const char *what)
-{
-    return fail_at(ps, ps->p, OT_ERR_PARSE, what);
-}
-
-static ot_status fail_nomem(parser *ps)
-{
-    return fail_at(ps, ps->p, OT_ERR_NOMEM, "out of memory");
-}
-
-static void skip_ws(parser *ps)
-{
-    while (ps->p < ps->end &&
-           (*ps->p == ' ' || *ps->p == '\t' || *ps->p == '\n' || *ps->p == '\r'))
-        ps->p++;
-}
-
-/* Releases what v owns (not v itself). */
-static void value_fini(ot_json *v)
-{
-    if (v->type == OT_JSON_STRING) {
-        free(v->string);
-    } else if (v->type == OT_JSON_ARRAY || v->type == OT_JSON_OBJECT) {
-        for (size_t i = 0; i < v->len; i++) {
-            value_fini(&v->items[i]);
-            if (v->keys)
-                free(v->keys[i]);
-        }
-        free(v->items);
-        free(v->keys);
+    if (!s)
+        return json_null();
+    const unsigned char *p = (const unsigned char *)s;
+    size_t len = strlen(s), bad = 0;
+    /* the NUL fails the continuation-byte test, so no byte past it is read */
+    for (size_t i = 0; i < len;) {
+        size_t n = ot_utf8_seq(p + i, p + i + 4);
+        bad += n == 0;
+        i += n ? n : 1;
     }
-    memset(v, 0, sizeof *v);
-}
-
-/* ------------------------------------------------------------- strings */
-
-/* Growable byte buffer for a string's decoded bytes. */
-typedef struct sbuf {
-    char *data;
-    size_t len, cap;
-} sbuf;
-
-static bool sbuf_put(sbuf *b, const void *bytes, size_t n)
-{
-    if (b->cap - b->len <= n) { /* keep room for the NUL */
-        size_t cap = b->cap ? b->cap : 32;
-        while (cap - b->len <= n) {
-            if (cap > SIZE_MAX / 2)
-                return false;
-            cap *= 2;
-        }
-        char *d = realloc(b->data, cap);
-        if (!d)
-            return false;
-        b->data = d;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, bytes, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return true;
-}
-
-static int hex_val(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-/* Reads the 4 hex digits after "\u" at ps->p; advances past them. */
-static bool read_hex4(parser *ps, unsigned *out)
-{
-    if (ps->end - ps->p < 4)
-        return false;
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        int h = hex_val(ps->p[i]);
-        if (h < 0)
-            return false;
-        v = v * 16 + (unsigned)h;
-    }
-    ps->p += 4;
-    *out = v;
-    return true;
-}
-
-static size_t utf8_encode(unsigned cp, unsigned char *o)
-{
-    if (cp < 0x80) {
-        o[0] = (unsigned char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (unsigned char)(0xc0 | (cp >> 6));
-        o[1] = (unsigned char)(0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (unsigned char)(0xe0 | (cp >> 12));
-        o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        o[2] = (unsigned char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (unsigned char)(0xf0 | (cp >> 18));
-    o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-    o[3] = (unsigned char)(0x80 | (cp & 0x3f));
-    return 4;
-}
-
-/* Parses the string whose opening quote is at ps->p into a malloc'ed C
-   string (*out) of *out_len bytes. */
-static ot_status parse_string(parser *ps, char **out, size_t *out_len)
-{
-    const unsigned char *open = ps->p;
-    ps->p++; /* the quote */
-    sbuf b = { 0 };
-    ot_status st;
-    for (;;) {
-        if (ps->p >= ps->end) {
-            st = fail_at(ps, open, OT_ERR_PARSE, "unterminated string");
-            goto bad;
-        }
-        /* the run of plain bytes up to the next quote, backslash or control */
-        const unsigned char *run = ps->p;
-        while (ps->p < ps->end && *ps->p != '"' && *ps->p != '\\' && *ps->p >= 0x20) {
-            size_t n = ot_utf8_seq(ps->p, ps->end);
-            if (n == 0) {
-                st = fail(ps, "invalid UTF-8 in a string");
-                goto bad;
-            }
-            ps->p += n;
-        }
-        if (ps->p > run && !sbuf_put(&b, run, (size_t)(ps->p - run))) {
-            st = fail_nomem(ps);
-            goto bad;
-        }
-        if (ps->p >= ps->end)
-            continue; /* reports the unterminated string */
-        unsigned char c = *ps->p;
-        if (c == '"') {
-            ps->p++;
-            break;
-        }
-        if (c < 0x20) {
-            st = fail(ps, "control character in a string (must be escaped)");
-            goto bad;
-        }
-        /* a backslash */
-        const unsigned char *esc = ps->p;
-        ps->p++;
-        if (ps->p >= ps->end) {
-            st = fail_at(ps, open, OT_ERR_PARSE, "unterminated string");
-            goto bad;
-        }
-        unsigned char e = *ps->p++;
-        unsigned char o[4];
-        size_t on = 1;
-        switch (e) {
-        case '"': o[0] = '"'; break;
-        case '\\': o[0] = '\\'; break;
-        case '/': o[0] = '/'; break;
-        case 'b': o[0] = '\b'; break;
-        case 'f': o[0] = '\f'; break;
-        case 'n': o[0] = '\n'; break;
-        case 'r': o[0] = '\r'; break;
-        case 't': o[0] = '\t'; break;
-        case 'u': {
-            unsigned cp;
-            if (!read_hex4(ps, &cp)) {
-                st = fail_at(ps, esc, OT_ERR_PARSE, "\\u must be followed by 4 hex digits");
-                goto bad;
-            }
-            if (cp >= 0xdc00 && cp <= 0xdfff) {
-                st = fail_at(ps, esc, OT_ERR_PARSE, "unpaired low surrogate escape");
-                goto bad;
-            }
-            if (cp >= 0xd800 && cp <= 0xdbff) {
-                unsigned lo;
-                if (ps->end - ps->p < 2 || ps->p[0] != '\\' || ps->p[1] != 'u') {
-                    st = fail_at(ps, esc, OT_ERR_PARSE, "unpaired high surrogate escape");
-                    goto bad;
-                }
-                ps->p += 2;
-                if (!read_hex4(ps, &lo)) {
-                    st = fail_at(ps, ps->p - 2, OT_ERR_PARSE,
-                                 "\\u must be followed by 4 hex digits");
-                    goto bad;
-                }
-                if (lo < 0xdc00 || lo > 0xdfff) {
-                    st = fail_at(ps, esc, OT_ERR_PARSE, "unpaired high surrogate escape");
-                    goto bad;
-                }
-                cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-            }
-            if (cp == 0) {
-                st = fail_at(ps, esc, OT_ERR_PARSE, "\\u0000 in a string is not supported");
-                goto bad;
-            }
-            on = utf8_encode(cp, o);
-            break;
-        }
-        default:
-            st = fail_at(ps, esc, OT_ERR_PARSE, "invalid escape in a string");
-            goto bad;
-        }
-        if (!sbuf_put(&b, o, on)) {
-            st = fail_nomem(ps);
-            goto bad;
-        }
-    }
-    if (!b.data && !sbuf_put(&b, "", 0)) {
-        st = fail_nomem(ps);
-        goto bad;
-    }
-    *out = b.data;
-    *out_len = b.len;
-    return OT_OK;
-bad:
-    free(b.data);
-    return st;
-}
-
-/* ------------------------------------------------------------- numbers */
-
-static bool is_digit(const parser *ps)
-{
-    return ps->p < ps->end && *ps->p >= '0' && *ps->p <= '9';
-}
-
-static ot_status parse_number(parser *ps, ot_json *v)
-{
-    const unsigned char *s = ps->p;
-    if (ps->p < ps->end && *ps->p == '-')
-        ps->p++;
-    if (!is_digit(ps))
-        return fail(ps, "invalid number: expected a digit");
-    if (*ps->p == '0') {
-        ps->p++;
-        if (is_digit(ps))
-            return fail(ps, "invalid number: leading zero");
-    } else {
-        while (is_digit(ps))
-            ps->p++;
-    }
-    if (ps->p < ps->end && *ps->p == '.') {
-        ps->p++;
-        if (!is_digit(ps))
-            return fail(ps, "invalid number: expected a digit after '.'");
-        while (is_digit(ps))
-            ps->p++;
-    }
-    if (ps->p < ps->end && (*ps->p == 'e' || *ps->p == 'E')) {
-        ps->p++;
-        if (ps->p < ps->end && (*ps->p == '+' || *ps->p == '-'))
-            ps->p++;
-        if (!is_digit(ps))
-            return fail(ps, "invalid number: expected a digit in the exponent");
-        while (is_digit(ps))
-            ps->p++;
-    }
-    /* strtod wants a NUL-terminated copy; the grammar above is all it reads */
-    size_t n = (size_t)(ps->p - s);
-    char small[64];
-    char *copy = n < sizeof small ? small : malloc(n + 1);
-    if (!copy)
-        return fail_nomem(ps);
-    memcpy(copy, s, n);
-    copy[n] = '\0';
-    errno = 0;
-    double d = strtod(copy, NULL);
-    int overflow = errno == ERANGE && isinf(d);
-    if (copy != small)
-        free(copy);
-    if (overflow || !isfinite(d))
-        return fail_at(ps, s, OT_ERR_PARSE, "number out of range");
-    v->type = OT_JSON_NUMBER;
-    v->number = d;
-    return OT_OK;
-}
-
-/* -------------------------------------------------------------- values */
-
-static ot_status parse_value(parser *ps, ot_json *v, int depth);
-
-static bool match_word(parser *ps, const char *w)
-{
-    size_t n = strlen(w);
-    if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, w, n) != 0)
-        return false;
-    ps->p += n;
-    return true;
-}
-
-/* Makes room for one more element (and key, for objects). */
-static bool grow(ot_json *v, size_t *cap, bool keys)
-{
-    if (v->len < *cap)
-        return true;
-    size_t nc = *cap ? *cap * 2 : 4;
-    if (nc > SIZE_MAX / sizeof(ot_json))
-        return false;
-    ot_json *items = realloc(v->items, nc * sizeof *items);
-    if (!items)
-        return false;
-    v->items = items;
-    if (keys) {
-        char **k = realloc(v->keys, nc * sizeof *k);
-        if (!k)
-            return false;
-        v->keys = k;
-    }
-    *cap = nc;
-    return true;
-}
-
-static ot_status parse_array(parser *ps, ot_json *v, int depth)
-{
-    v->type = OT_JSON_ARRAY;
-    size_t cap = 0;
-    ps->p++; /* [ */
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == ']') {
-        ps->p++;
-        return OT_OK;
-    }
-    for (;;) {
-        if (!grow(v, &cap, false))
-            return fail_nomem(ps);
-        ot_json *item = &v->items[v->len];
-        memset(item, 0, sizeof *item);
-        ot_status st = parse_value(ps, item, depth + 1);
-        if (st != OT_OK)
-            return st;
-        v->len++;
-        skip_ws(ps);
-        if (ps->p >= ps->end)
-            return fail(ps, "unexpected end of input in an array (expected ',' or ']')");
-        if (*ps->p == ']') {
-            ps->p++;
-            return OT_OK;
-        }
-        if (*ps->p != ',')
-            return fail(ps, "expected ',' or ']' in an array");
-        ps->p++;
-    }
-}
-
-static ot_status parse_object(parser *ps, ot_json *v, int depth)
-{
-    v->type = OT_JSON_OBJECT;
-    size_t cap = 0;
-    ps->p++; /* { */
-    skip_ws(ps);
-    if (ps->p < ps->end && *ps->p == '}') {
-        ps->p++;
-        return OT_OK;
-    }
-    for (;;) {
-        skip_ws(ps);
-        if (ps->p >= ps->end)
-            return fail(ps, "unexpected end of input in an object (expected a name)");
-        if (*ps->p != '"')
-            return fail(ps, "expected a string as an object member name");
-        char *key;
-        size_t key_len;
-        ot_status st = parse_string(ps, &key, &key_len);
-        if (st != OT_OK)
-            return st;
-        if (!grow(v, &cap, true)) {
-            free(key);
-            return fail_nomem(ps);
-        }
-        skip_ws(ps);
-        if (ps->p >= ps->end || *ps->p != ':') {
-            free(key);
-            return ps->p >= ps->end ? fail(ps, "unexpected end of input (expected ':')")
-                                    : fail(ps, "expected ':' after an object member name");
-        }
-        ps->p++;
-        ot_json *item = &v->items[v->len];
-        memset(item, 0, sizeof *item);
-        st = parse_value(ps, item, depth + 1);
-        if (st != OT_OK) {
-            free(key);
-            return st;
-        }
-        v->keys[v->len] = key;
-        v->len++;
-        skip_ws(ps);
-        if (ps->p >= ps->end)
-            return fail(ps, "unexpected end of input in an object (expected ',' or '}')");
-        if (*ps->p == '}') {
-            ps->p++;
-            return OT_OK;
-        }
-        if (*ps->p != ',')
-            return fail(ps, "expected ',' or '}' in an object");
-        ps->p++;
-    }
-}
-
-/* Parses one value (after white space) into *v, which is zeroed. On failure
-   *v is released and zeroed again. */
-static ot_status parse_value(parser *ps, ot_json *v, int depth)
-{
-    skip_ws(ps);
-    if (ps->p >= ps->end)
-        return fail(ps, "unexpected end of input (expected a value)");
-    ot_status st;
-    switch (*ps->p) {
-    case '{':
-    case '[':
-        if (depth >= OT_JSON_MAX_DEPTH) {
-            char msg[80];
-            snprintf(msg, sizeof msg, "nesting deeper than %d arrays and objects",
-                     OT_JSON_MAX_DEPTH);
-            return fail(ps, msg);
-        }
-        st = *ps->p == '{' ? parse_object(ps, v, depth) : parse_array(ps, v, depth);
-        break;
-    case '"':
-        v->type = OT_JSON_STRING;
-        st = parse_string(ps, &v->string, &v->len);
-        if (st != OT_OK)
-            v->type = OT_JSON_NULL;
-        break;
-    case 't':
-    case 'f':
-    case 'n':
-        if (match_word(ps, "true")) {
-            v->type = OT_JSON_BOOL;
-            v->boolean = true;
-        } else if (match_word(ps, "false")) {
-            v->type = OT_JSON_BOOL;
-        } else if (match_word(ps, "null")) {
-            v->type = OT_JSON_NULL;
+    if (!bad)
+        return json_stringn(s, len);
+    /* U+FFFD is 3 bytes for each bad one */
+    char *fixed = malloc(len + 2 * bad + 1);
+    if (!fixed)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n = ot_utf8_seq(p + i, p + i + 4);
+        if (n) {
+            memcpy(fixed + k, s + i, n);
+            k += n;
+            i += n;
         } else {
-            return fail(ps, "invalid literal (expected true, false or null)");
+            memcpy(fixed + k, "\xef\xbf\xbd", 3);
+            k += 3;
+            i++;
         }
-        return OT_OK;
-    default:
-        if (*ps->p == '-' || (*ps->p >= '0' && *ps->p <= '9'))
-            return parse_number(ps, v);
-        return fail(ps, "unexpected character (expected a value)");
     }
-    if (st != OT_OK)
-        value_fini(v);
-    return st;
+    json_t *v = json_stringn(fixed, k);
+    free(fixed);
+    return v;
 }
 
-ot_status ot_json_parse(const char *text, size_t len, const char *source, ot_json **out,
-                        ot_err *err)
+json_t *ot_json_real(double v)
 {
-    *out = NULL;
-    parser ps = {
-        .start = (const unsigned char *)text,
-        .p = (const unsigned char *)text,
-        .end = (const unsigned char *)text + len,
-        .source = source ? source : "<json>",
-        .err = err,
-    };
-    if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0)
-        ps.p += 3;
-    skip_ws(&ps);
-    if (ps.p >= ps.end)
-        return fail(&ps, "empty document");
-    ot_json *root = calloc(1, sizeof *root);
-    if (!root)
-        return fail_nomem(&ps);
-    ot_status st = parse_value(&ps, root, 0);
-    if (st == OT_OK) {
-        skip_ws(&ps);
-        if (ps.p < ps.end) {
-            st = fail(&ps, "unexpected data after the document");
-            value_fini(root);
-        }
-    }
-    if (st != OT_OK) {
-        free(root);
-        return st;
-    }
-    *out = root;
-    return OT_OK;
+    return isfinite(v) ? json_real(v) : json_null();
 }
 
-ot_status ot_json_parse_file(const char *path, ot_json **out, ot_err *err)
+json_t *ot_json_fixed(double v, int decimals)
+{
+    if (!isfinite(v))
+        return json_null();
+    double scale = pow(10.0, decimals), r = round(v * scale) / scale;
+    return json_real(isfinite(r) ? r : v);
+}
+
+json_t *ot_json_set(json_t *obj, const char *key, json_t *v)
+{
+    if (!obj || !v) {
+        json_decref(obj);
+        json_decref(v);
+        return NULL;
+    }
+    if (json_object_set_new(obj, key, v) != 0) { /* v is released */
+        json_decref(obj);
+        return NULL;
+    }
+    return obj;
+}
+
+json_t *ot_json_push(json_t *arr, json_t *v)
+{
+    if (!arr || !v) {
+        json_decref(arr);
+        json_decref(v);
+        return NULL;
+    }
+    if (json_array_append_new(arr, v) != 0) {
+        json_decref(arr);
+        return NULL;
+    }
+    return arr;
+}
+
+/* Nine significant digits: a float's value exactly, a double's to print. */
+#define DUMP_FLAGS (JSON_ENCODE_ANY | JSON_REAL_PRECISION(9))
+
+bool ot_json_write(FILE *f, json_t *root)
+{
+    int rc = 0;
+    if (json_is_object(root) && json_object_size(root) > 0) {
+        const char *key;
+        json_t *v;
+        bool first = true;
+        fputc('{', f);
+        json_object_foreach(root, key, v) {
+            fputs(first ? "\n  " : ",\n  ", f);
+            first = false;
+            json_t *k = json_string(key);
+            rc |= k ? json_dumpf(k, f, DUMP_FLAGS) : -1;
+            json_decref(k);
+            fputs(": ", f);
+            rc |= json_dumpf(v, f, DUMP_FLAGS);
+        }
+        fputs("\n}\n", f);
+    } else {
+        rc |= json_dumpf(root, f, DUMP_FLAGS);
+        fputc('\n', f);
+    }
+    return rc == 0;
+}
+
+bool ot_json_get_int(const json_t *v, int64_t *out)
+{
+    if (json_is_integer(v)) {
+        *out = (int64_t)json_integer_value(v);
+        return true;
+    }
+    if (!json_is_real(v))
+        return false;
+    double d = json_real_value(v);
+    /* 2^63 itself does not fit */
+    if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0) || d != floor(d))
+        return false;
+    *out = (int64_t)d;
+    return true;
+}
+
+ot_status ot_json_load_file(const char *path, json_t **out, ot_err *err)
 {
     *out = NULL;
     FILE *f;
@@ -527,11 +143,6 @@ ot_status ot_json_parse_file(const char *path, ot_json **out, ot_err *err)
     ot_status st = OT_OK;
     for (;;) {
         if (cap - len < 65536) {
-            if (cap >= OT_JSON_MAX_FILE_BYTES + 1) {
-                st = ot_err_set(err, OT_ERR_IO, "%s: larger than %zu bytes", path,
-                                OT_JSON_MAX_FILE_BYTES);
-                break;
-            }
             size_t nc = cap ? cap * 2 : 65536;
             if (nc > OT_JSON_MAX_FILE_BYTES + 65536)
                 nc = OT_JSON_MAX_FILE_BYTES + 65536;
@@ -557,49 +168,16 @@ ot_status ot_json_parse_file(const char *path, ot_json **out, ot_err *err)
         }
     }
     fclose(f);
-    if (st == OT_OK)
-        st = ot_json_parse(buf ? buf : "", len, path, out, err);
+    if (st == OT_OK) {
+        size_t skip = len >= 3 && memcmp(buf, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+        json_error_t je;
+        *out = json_loadb(buf ? buf + skip : "", len - skip, JSON_REJECT_DUPLICATES, &je);
+        if (!*out) {
+            /* jansson counts the bytes it read, the bad one included */
+            size_t at = skip + (je.position > 0 ? (size_t)je.position - 1 : 0);
+            st = ot_err_set(err, OT_ERR_PARSE, "%s: byte %zu: %s", path, at, je.text);
+        }
+    }
     free(buf);
     return st;
-}
-
-void ot_json_free(ot_json *v)
-{
-    if (!v)
-        return;
-    value_fini(v);
-    free(v);
-}
-
-const ot_json *ot_json_get(const ot_json *v, const char *key)
-{
-    if (!v || v->type != OT_JSON_OBJECT)
-        return NULL;
-    for (size_t i = 0; i < v->len; i++)
-        if (strcmp(v->keys[i], key) == 0)
-            return &v->items[i];
-    return NULL;
-}
-
-const ot_json *ot_json_at(const ot_json *v, size_t i)
-{
-    if (!v || v->type != OT_JSON_ARRAY || i >= v->len)
-        return NULL;
-    return &v->items[i];
-}
-
-const char *ot_json_str(const ot_json *v)
-{
-    return v && v->type == OT_JSON_STRING ? v->string : NULL;
-}
-
-bool ot_json_int(const ot_json *v, int64_t *out)
-{
-    if (!v || v->type != OT_JSON_NUMBER)
-        return false;
-    double d = v->number;
-    if (d != floor(d) || d < -9223372036854775808.0 || d >= 9223372036854775808.0)
-        return false;
-    *out = (int64_t)d;
-    return true;
 }

@@ -1,16 +1,18 @@
 /*
- * json.h: a small JSON reader for the CLI's data files (models/
- * zoo_manifest.json). RFC 8259 documents into a tree of ot_json values.
+ * json.h: JSON for the CLI through jansson: the values of every --json
+ * output, how they are printed, and the reader of its data files
+ * (models/zoo_manifest.json).
  *
- * Strict: one value with optional white space around it (a leading UTF-8
- * byte-order mark is skipped), no comments, no trailing commas, strings must
- * be valid UTF-8 without raw control characters, escapes as the RFC lists
- * them (\uXXXX with surrogate pairs; lone surrogates and \u0000 are refused,
- * so every string is a C string), numbers in the RFC's grammar and finite as
- * a double. Nesting deeper than OT_JSON_MAX_DEPTH arrays and objects is
- * refused, so neither the parser nor ot_json_free recurses without bound.
- * Errors are OT_ERR_PARSE with "SOURCE: byte N: what" (N counted from 0).
- * An object may repeat a name; ot_json_get returns the first member.
+ * Output: strings are always valid JSON (NULL becomes null, bytes that are
+ * not valid UTF-8 become U+FFFD), NaN and infinities become null, members
+ * keep the order they were added in. Building never fails half-way without
+ * notice: ot_json_set and ot_json_push pass a NULL (out of memory) up to the
+ * root, and ot_cli_print_json reports it.
+ *
+ * Reading: strict RFC 8259 as jansson reads it (valid UTF-8, no \u0000, no
+ * lone surrogates, numbers that fit a double, nothing after the value, at
+ * most 2048 levels of nesting), a leading UTF-8 byte-order mark skipped, and
+ * an object that names a member twice refused.
  */
 #ifndef OT_CLI_JSON_H
 #define OT_CLI_JSON_H
@@ -18,58 +20,52 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
 
 #include "core/core.h"
 
-#define OT_JSON_MAX_DEPTH 64
-/* ot_json_parse_file refuses larger files. */
+/* ot_json_load_file refuses larger files. */
 #define OT_JSON_MAX_FILE_BYTES ((size_t)64 << 20)
 
-typedef enum ot_json_type {
-    OT_JSON_NULL,
-    OT_JSON_BOOL,
-    OT_JSON_NUMBER,
-    OT_JSON_STRING,
-    OT_JSON_ARRAY,
-    OT_JSON_OBJECT,
-} ot_json_type;
+/* A string value of s: NULL gives null, each byte of s that does not start a
+   valid UTF-8 sequence gives U+FFFD. NULL when out of memory. */
+json_t *ot_json_text(const char *s);
 
-typedef struct ot_json ot_json;
-struct ot_json {
-    ot_json_type type;
-    bool boolean;   /* OT_JSON_BOOL                                          */
-    double number;  /* OT_JSON_NUMBER                                        */
-    char *string;   /* OT_JSON_STRING: UTF-8, NUL-terminated; `len` bytes    */
-    size_t len;     /* string bytes, or the count of elements / members      */
-    ot_json *items; /* OT_JSON_ARRAY: elements; OT_JSON_OBJECT: member values */
-    char **keys;    /* OT_JSON_OBJECT: member names, parallel to items       */
-};
+/* A number value of v; null when v is NaN or infinite. NULL when out of
+   memory. */
+json_t *ot_json_real(double v);
 
-/* Parses text[0 .. len) (need not be NUL-terminated). `source` names the
-   text in error messages (a file name). On success *out owns the tree;
-   release it with ot_json_free. Errors: OT_ERR_PARSE, OT_ERR_NOMEM. */
-ot_status ot_json_parse(const char *text, size_t len, const char *source, ot_json **out,
-                        ot_err *err);
+/* ot_json_real of v rounded to `decimals` places (as "%.*f" would show it). */
+json_t *ot_json_fixed(double v, int decimals);
 
-/* Reads and parses the file at `path`. Adds OT_ERR_IO (cannot open or read,
-   larger than OT_JSON_MAX_FILE_BYTES). */
-ot_status ot_json_parse_file(const char *path, ot_json **out, ot_err *err);
+/* Adds v (the reference is taken) to object obj under key and returns obj.
+   When obj or v is NULL, or the add fails, releases both and returns NULL,
+   so `obj = ot_json_set(obj, "k", v)` carries a failure to the root. */
+json_t *ot_json_set(json_t *obj, const char *key, json_t *v);
 
-/* Releases a tree from ot_json_parse. NULL does nothing. */
-void ot_json_free(ot_json *v);
+/* As ot_json_set, appending v to array arr. */
+json_t *ot_json_push(json_t *arr, json_t *v);
 
-/* The value of member `key` of an object; NULL when v is NULL, not an
-   object, or has no such member. */
-const ot_json *ot_json_get(const ot_json *v, const char *key);
+/* Writes root to f: an object with one member per line, anything else on
+   one line, then a newline. Numbers with 9 significant digits. False when
+   a value could not be written (out of memory). */
+bool ot_json_write(FILE *f, json_t *root);
 
-/* Element i of an array; NULL when v is not an array or i is out of range. */
-const ot_json *ot_json_at(const ot_json *v, size_t i);
+/* ot_json_write to stdout, then releases root; NULL (a failed build) or a
+   failed write prints the error line "out of memory". Returns an exit
+   status. Lives in main.c with the other error lines. */
+int ot_cli_print_json(json_t *root);
 
-/* The string of a string value; NULL for anything else (NULL included). */
-const char *ot_json_str(const ot_json *v);
+/* Reads the JSON file at `path` (a regular file of at most
+   OT_JSON_MAX_FILE_BYTES) into *out (release with json_decref). Errors:
+   OT_ERR_IO (cannot open or read, too large), OT_ERR_PARSE ("PATH: byte N:
+   what", N counted from 0), OT_ERR_NOMEM. */
+ot_status ot_json_load_file(const char *path, json_t **out, ot_err *err);
 
 /* True, with *out set, when v is a number with an integral value that fits
-   an int64_t. */
-bool ot_json_int(const ot_json *v, int64_t *out);
+   an int64_t (7 and 7.0 alike). */
+bool ot_json_get_int(const json_t *v, int64_t *out);
 
 #endif

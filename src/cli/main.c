@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/json.h"
 #include "core/file.h"
 #include "passes/freeze.h"
 
@@ -114,34 +115,6 @@ static size_t utf8_len(const unsigned char *s)
     return ot_utf8_seq(s, s + 4);
 }
 
-void ot_cli_json_str(FILE *f, const char *s)
-{
-    if (!s) {
-        fputs("null", f);
-        return;
-    }
-    const unsigned char *p = (const unsigned char *)s;
-    fputc('"', f);
-    while (*p) {
-        if (*p == '"' || *p == '\\') {
-            fputc('\\', f);
-            fputc(*p++, f);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            fprintf(f, "\\u%04x", (unsigned)*p++);
-        } else {
-            size_t len = utf8_len(p);
-            if (len == 0) {
-                fputs("\\ufffd", f);
-                p++;
-            } else {
-                fwrite(p, 1, len, f);
-                p += len;
-            }
-        }
-    }
-    fputc('"', f);
-}
-
 void ot_cli_text_str(FILE *f, const char *s)
 {
     if (!s)
@@ -208,6 +181,13 @@ int ot_cli_finish_stdout(void)
     if (fflush(stdout) != 0 || ferror(stdout))
         return ot_cli_error("cannot write to standard output");
     return OT_EXIT_OK;
+}
+
+int ot_cli_print_json(json_t *root)
+{
+    bool ok = root && ot_json_write(stdout, root);
+    json_decref(root);
+    return ok ? OT_EXIT_OK : ot_cli_error("out of memory");
 }
 
 /* ----------------------------------------------------------- error lines */

@@ -73,7 +73,7 @@ fi
 # ceil(8 / (2**63 - 1)) windows: one output element, computed without overflow
 for f in pool_ceil_stride pool_same_stride; do
     ot run --random --json "$CORPUS/$f.onnx"
-    if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *'"shape":[1,1,1,1]'* ]]; then
+    if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *'"shape": [1, 1, 1, 1]'* ]]; then
         ok "run $f"
     else
         fail "run $f" "expected exit 0 and shape [1,1,1,1]; $(describe_run); stdout: $T_OUT"
