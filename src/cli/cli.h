@@ -4,9 +4,16 @@
  * The helpers live in main.c; each subcommand is one cmd_<name>.c whose entry
  * point main.c dispatches to.
  *
+ * Each command describes its options in one table of typed rows (ot_cli_opt:
+ * long and short name, type, range, the field of the command's options
+ * struct that takes the value, help line); ot_cli_parse_into reads argv with
+ * getopt_long against it, checks and stores every value, and reports every
+ * usage error; the usage text is printed from the same table.
+ *
  * Conventions every command follows:
  *   - options and positional arguments in any order; `--opt=value` and
- *     `--opt value`; `--` ends the options; `-vv` is `-v -v`;
+ *     `--opt value`; `--` ends the options; `-vv` is `-v -v`; long names
+ *     are taken whole (no abbreviations);
  *   - `-h`/`--help` prints the command's usage to stdout, exit 0;
  *   - `-v` (info) and `-vv` (debug) raise the log level; warnings always show;
  *   - errors: one line `onnxtrain: error: <message>` on stderr, exit 1;

@@ -609,7 +609,11 @@ int ot_cmd_test_data(int argc, char **argv)
     r.verbose = !json && ot_log_enabled(OT_LOG_INFO);
 
     int passed = 0, failed = 0;
-    json_t *results = json ? json_array() : NULL;
+    bool written = true;
+    /* one result per line as each folder ends, so that a reader learns what
+       ran before a crash */
+    if (json)
+        fputs("{\"results\": [\n", stdout);
     for (int i = 0; i < args.n_pos; i++) {
         result res;
         run_folder(&r, args.pos[i], &res);
@@ -617,18 +621,21 @@ int ot_cmd_test_data(int argc, char **argv)
             passed++;
         else
             failed++;
-        if (json)
-            results = ot_json_push(results, json_result(args.pos[i], &res));
-        else
+        if (json) {
+            json_t *j = json_result(args.pos[i], &res);
+            fputs(i ? ",\n" : "", stdout);
+            written = ot_json_write_line(stdout, j) && written;
+            json_decref(j);
+            fflush(stdout);
+        } else {
             print_text(args.pos[i], &res);
+        }
     }
     rc = failed ? OT_EXIT_ERROR : OT_EXIT_OK;
     if (json) {
-        json_t *top = ot_json_set(json_object(), "results", results);
-        top = ot_json_set(top, "passed", json_integer(passed));
-        top = ot_json_set(top, "failed", json_integer(failed));
-        if (ot_cli_print_json(top) != OT_EXIT_OK)
-            rc = OT_EXIT_ERROR;
+        printf("\n], \"passed\": %d, \"failed\": %d}\n", passed, failed);
+        if (!written)
+            rc = ot_cli_error("out of memory");
     } else {
         printf("test-data: %d passed, %d failed\n", passed, failed);
     }

@@ -115,6 +115,11 @@ bool ot_json_write(FILE *f, json_t *root)
     return rc == 0;
 }
 
+bool ot_json_write_line(FILE *f, const json_t *v)
+{
+    return v && json_dumpf(v, f, DUMP_FLAGS) == 0;
+}
+
 bool ot_json_get_int(const json_t *v, int64_t *out)
 {
     if (json_is_integer(v)) {

@@ -53,6 +53,10 @@ json_t *ot_json_push(json_t *arr, json_t *v);
    a value could not be written (out of memory). */
 bool ot_json_write(FILE *f, json_t *root);
 
+/* Writes v on one line, no newline after it: for outputs that stream one
+   record per line. False as ot_json_write. */
+bool ot_json_write_line(FILE *f, const json_t *v);
+
 /* ot_json_write to stdout, then releases root; NULL (a failed build) or a
    failed write prints the error line "out of memory". Returns an exit
    status. Lives in main.c with the other error lines. */

@@ -9,43 +9,31 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/cli/lib.sh
 need_cli
 
-# names.onnx: the tiny classifier with a node, an input and the producer named
-#   with bytes that are not UTF-8 (patched into the file after it is saved);
+# names.onnx: tests/fixtures/make_tiny_classifier.py with a node, the input
+#   and the producer named with bytes that are not UTF-8 (patched into the
+#   file after it is saved, at the same lengths);
+# inf.onnx: the same at 32x32 with a head whose weights (3e38) overflow, so
+#   its logits are inf and the cross-entropy NaN;
 # sq.onnx: y = x * x, x [2]; nan.pb: x = [NaN, inf];
 # td/: a test folder for sq.onnx whose expected output is finite where the
 #   model overflows to inf;
-# img\xff.ppm: an image whose file name is not UTF-8;
-# inf.onnx: a 32x32 classifier whose head's weights (3e38) overflow, so its
-#   logits are inf and the cross-entropy NaN.
+# img\xff.ppm: an image whose file name is not UTF-8.
 D=$T_TMP/data
 mkdir -p "$D/td/test_data_set_0"
-"$PY" - "$D" <<'EOF' || { fail setup "cannot build the models"; finish; }
+MK=tests/fixtures/make_tiny_classifier.py
+"$PY" $MK "$D/names.onnx" --input xAAAA --conv convBBBB --producer prodCCCC >"$T_TMP/make.log" 2>&1 &&
+"$PY" $MK "$D/inf.onnx" --size 32 --fc-fill 3e38 >>"$T_TMP/make.log" 2>&1 &&
+"$PY" - "$D" <<'EOF' || { fail setup "cannot build the models: $(tail -n 1 "$T_TMP/make.log")"; finish; }
 import os, sys
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 d = sys.argv[1]
-rng = np.random.default_rng(0)
-inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
-         for n, s in (("conv.w", (4, 3, 3, 3)), ("conv.b", (4,)),
-                      ("fc.w", (10, 4)), ("fc.b", (10,)))]
-nodes = [helper.make_node("Conv", ["xAAAA", "conv.w", "conv.b"], ["c"], name="convBBBB",
-                          kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-         helper.make_node("Relu", ["c"], ["r"], name="relu"),
-         helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
-         helper.make_node("Flatten", ["p"], ["f"], name="flatten", axis=1),
-         helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["y"], name="fc", transB=1)]
-g = helper.make_graph(nodes, "tiny",
-                      [helper.make_tensor_value_info("xAAAA", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
-                      initializer=inits)
-m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="prodCCCC")
-m.ir_version = 7
-b = m.SerializeToString()
-# same lengths, so the protobuf stays well formed
+p = os.path.join(d, "names.onnx")
+b = open(p, "rb").read()
 b = b.replace(b"xAAAA", b"x\xff\x80A\x01").replace(b"convBBBB", b"conv\xc0\xaf\"\n")
 b = b.replace(b"prodCCCC", b"prod\xed\xa0\x80\x7f")
-open(os.path.join(d, "names.onnx"), "wb").write(b)
+open(p, "wb").write(b)
 
 lg = helper.make_graph([helper.make_node("Mul", ["x", "x"], ["y"], name="sq")], "sq",
                        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
@@ -59,18 +47,7 @@ for name, arr in (("input_0", [1e30, 1.0]), ("output_0", [0.0, 1.0])):
     open(os.path.join(d, "td", "test_data_set_0", name + ".pb"), "wb").write(t.SerializeToString())
 bad = numpy_helper.from_array(np.array([np.nan, np.inf], dtype=np.float32), "x")
 open(os.path.join(d, "nan.pb"), "wb").write(bad.SerializeToString())
-W = {"conv.w": np.abs(rng.standard_normal((4, 3, 3, 3))).astype(np.float32),
-     "conv.b": np.ones(4, np.float32), "fc.w": np.full((10, 4), 3e38, np.float32),
-     "fc.b": np.zeros(10, np.float32)}
-nodes[0] = helper.make_node("Conv", ["x", "conv.w", "conv.b"], ["c"], name="conv",
-                            kernel_shape=[3, 3], pads=[1, 1, 1, 1])
-ig = helper.make_graph(nodes, "inf",
-                       [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 32, 32])],
-                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
-                       initializer=[numpy_helper.from_array(v, n) for n, v in W.items()])
-im = helper.make_model(ig, opset_imports=[helper.make_opsetid("", 13)])
-im.ir_version = 7
-onnx.save(im, os.path.join(d, "inf.onnx"))
+rng = np.random.default_rng(0)
 open(os.path.join(d.encode(), b"img\xff.ppm"), "wb").write(
     b"P6 8 8 255\n" + rng.integers(0, 256, 8 * 8 * 3, dtype=np.uint8).tobytes())
 EOF

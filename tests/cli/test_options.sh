@@ -11,33 +11,17 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/cli/lib.sh
 need_cli
 
-# tiny.onnx: x [N,3,8,8] -> Conv -> Relu -> GlobalAveragePool -> Flatten ->
-# Gemm -> y [N,10]; x1.pb: a batch of one, named x.
+# tiny.onnx: tests/fixtures/make_tiny_classifier.py; x1.pb: a batch of one,
+# named x; a.ppm: an 8x8 image.
 D=$T_TMP/data
 mkdir -p "$D"
-"$PY" - "$D" <<'EOF' || { fail setup "cannot build the tiny model"; finish; }
+"$PY" tests/fixtures/make_tiny_classifier.py "$D/tiny.onnx" >"$T_TMP/make.log" 2>&1 &&
+"$PY" - "$D" <<'EOF' || { fail setup "cannot build the tiny model: $(tail -n 1 "$T_TMP/make.log")"; finish; }
 import os, sys
 import numpy as np
-import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import numpy_helper
 d = sys.argv[1]
 rng = np.random.default_rng(0)
-inits = [numpy_helper.from_array(rng.standard_normal(s).astype(np.float32), n)
-         for n, s in (("conv.w", (4, 3, 3, 3)), ("conv.b", (4,)),
-                      ("fc.w", (10, 4)), ("fc.b", (10,)))]
-nodes = [helper.make_node("Conv", ["x", "conv.w", "conv.b"], ["c"], name="conv",
-                          kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-         helper.make_node("Relu", ["c"], ["r"], name="relu"),
-         helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
-         helper.make_node("Flatten", ["p"], ["f"], name="flatten", axis=1),
-         helper.make_node("Gemm", ["f", "fc.w", "fc.b"], ["y"], name="fc", transB=1)]
-g = helper.make_graph(nodes, "tiny",
-                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
-                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
-                      initializer=inits)
-m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], producer_name="tiny")
-m.ir_version = 7
-onnx.save(m, os.path.join(d, "tiny.onnx"))
 x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
 with open(os.path.join(d, "x1.pb"), "wb") as f:
     f.write(numpy_helper.from_array(x, "x").SerializeToString())
