@@ -38,11 +38,11 @@ enum { OT_EXIT_OK = 0, OT_EXIT_ERROR = 1, OT_EXIT_USAGE = 2 };
 /* What an option's value is, and how the parser checks and stores it. */
 typedef enum ot_cli_type {
     OT_CLI_TEXT = 0, /* any non-empty text, kept in args->value only (no field)    */
-    OT_CLI_FLAG,     /* no value: the bool field becomes true                      */
+    OT_CLI_FLAG,     /* no value: the bool (or int) field becomes true (1)         */
     OT_CLI_INT,      /* decimal integer in imin .. imax: int, int64_t or uint64_t   */
     OT_CLI_REAL,     /* decimal number in rmin .. rmax: double or float             */
     OT_CLI_SIZE,     /* bytes, suffix K, M, G or T, in umin .. umax: uint64_t       */
-    OT_CLI_ENUM,     /* one of `choices`: the int field takes the choice's value    */
+    OT_CLI_ENUM,     /* one of `choices`: the int (or enum) field takes its value   */
     OT_CLI_PATH,     /* a file or folder name: const char * into argv               */
     OT_CLI_STRING,   /* other text: const char * into argv                          */
     OT_CLI_LIST,     /* repeatable text: every value, in order, in an ot_cli_list   */
@@ -54,6 +54,7 @@ typedef enum ot_cli_dest {
     OT_CLI_D_NONE = 0, /* no field: read args->count[] and args->value[]           */
     OT_CLI_D_BOOL,
     OT_CLI_D_INT,
+    OT_CLI_D_UINT,     /* unsigned int, and an enum type without negative values */
     OT_CLI_D_I64,
     OT_CLI_D_U64,
     OT_CLI_D_DOUBLE,
@@ -82,8 +83,9 @@ typedef struct ot_cli_choice {
    association of the _Generic and does not compile. */
 #define OT_CLI_AT(T, f)                                                                        \
     .off = offsetof(T, f),                                                                     \
-    .dest = _Generic(((T *)0)->f, bool: OT_CLI_D_BOOL, int: OT_CLI_D_INT,                     \
-                     int64_t: OT_CLI_D_I64, uint64_t: OT_CLI_D_U64, double: OT_CLI_D_DOUBLE,   \
+    .dest = _Generic(((T *)0)->f, bool: OT_CLI_D_BOOL, int: OT_CLI_D_INT,                      \
+                     unsigned int: OT_CLI_D_UINT, int64_t: OT_CLI_D_I64,                       \
+                     uint64_t: OT_CLI_D_U64, double: OT_CLI_D_DOUBLE,                          \
                      float: OT_CLI_D_FLOAT, const char *: OT_CLI_D_STR,                        \
                      ot_cli_list: OT_CLI_D_LIST)
 

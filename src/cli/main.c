@@ -369,9 +369,13 @@ static int store(const ot_cli_cmd *cmd, int i, const char *s, int list_n,
     char *at = (char *)dest + o->off;
     switch (o->type) {
     case OT_CLI_FLAG: {
-        OT_ASSERT(o->dest == OT_CLI_D_BOOL);
+        OT_ASSERT(o->dest == OT_CLI_D_BOOL || o->dest == OT_CLI_D_INT);
         bool t = true;
-        memcpy(at, &t, sizeof t);
+        int one = 1;
+        if (o->dest == OT_CLI_D_BOOL)
+            memcpy(at, &t, sizeof t);
+        else
+            memcpy(at, &one, sizeof one);
         return OT_EXIT_OK;
     }
     case OT_CLI_INT: {
@@ -421,11 +425,17 @@ static int store(const ot_cli_cmd *cmd, int i, const char *s, int list_n,
         return OT_EXIT_OK;
     }
     case OT_CLI_ENUM: {
-        OT_ASSERT(o->dest == OT_CLI_D_INT && o->choices);
+        OT_ASSERT((o->dest == OT_CLI_D_INT || o->dest == OT_CLI_D_UINT) && o->choices);
         const ot_cli_choice *c = o->choices;
         for (; c->name; c++)
             if (strcmp(c->name, s) == 0) {
-                memcpy(at, &c->value, sizeof c->value);
+                /* an enum without negative values is stored as unsigned int */
+                OT_ASSERT(o->dest == OT_CLI_D_INT || c->value >= 0);
+                unsigned u = (unsigned)c->value;
+                if (o->dest == OT_CLI_D_INT)
+                    memcpy(at, &c->value, sizeof c->value);
+                else
+                    memcpy(at, &u, sizeof u);
                 return OT_EXIT_OK;
             }
         /* "a, b or c": the choices that are not aliases */
