@@ -120,6 +120,12 @@ typedef struct ot_cli_choice {
     { .name = long_, .short_name = short_, .arg = arg_, .help = help_, .type = OT_CLI_BATCH,   \
       OT_CLI_AT(T, f) }
 
+/* --device NAME on the commands that compute (run, test-data, predict,
+   finetune, eval): the row, and the check of its value. */
+#define OT_CLI_DEVICE_HELP "where to compute: cpu (default); cuda, cuda:N (GPUs: not in this build)"
+#define OT_CLI_DEVICE_OPT(T, f)                                                                \
+    OT_CLI_STRING_OPT(T, f, "device", 0, "NAME", OT_CLI_DEVICE_HELP)
+
 /* The ranges and rows the commands share. */
 #define OT_CLI_THREADS_MAX 4096   /* --threads: 1 .. 4096                    */
 #define OT_CLI_SEED_MAX INT64_MAX /* --seed: 0 .. 2^63 - 1                   */
@@ -225,6 +231,12 @@ int ot_cli_distinct(const char *out, const char *out_what, const char *other,
 /* Prints `onnxtrain: error: CMD: <message> (see 'onnxtrain CMD --help')`;
    returns OT_EXIT_USAGE. */
 int ot_cli_usage_error(const ot_cli_cmd *cmd, const char *fmt, ...) OT_PRINTF(2, 3);
+
+/* Parses a --device value (NULL: the CPU) into *out. Returns OT_EXIT_OK, or
+   reports and returns OT_EXIT_USAGE for a name that is not a device and
+   OT_EXIT_ERROR for a device this build cannot use. */
+struct ot_device;
+int ot_cli_device(const ot_cli_cmd *cmd, const char *name, struct ot_device *out);
 
 /* Raises the log level by one step (warn -> info -> debug). */
 void ot_cli_verbose(void);

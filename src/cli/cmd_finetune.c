@@ -62,6 +62,7 @@ static const ot_cli_text_opt finetune_opts[] = {
     { "mean", 0, "R,G,B", "per-channel mean, overriding --normalize (0..1 scale)" },
     { "std", 0, "R,G,B", "per-channel standard deviation, overriding --normalize" },
     { "threads", 0, "N", "threads (default OMP_NUM_THREADS, else all cores)" },
+    { "device", 0, "NAME", OT_CLI_DEVICE_HELP },
     { "seed", 0, "S", "seed for the new head and the data order (default 0)" },
     { "no-cache", 0, NULL, "do not cache the frozen prefix's output across epochs" },
     { "cache-mem", 0, "BYTES", "memory for the prefix cache before it spills (default 2G)" },
@@ -125,6 +126,7 @@ static const ot_cli_text_opt eval_opts[] = {
     { "mean", 0, "R,G,B", "override the recorded per-channel mean" },
     { "std", 0, "R,G,B", "override the recorded per-channel standard deviation" },
     { "threads", 0, "N", "threads (default OMP_NUM_THREADS, else all cores)" },
+    { "device", 0, "NAME", OT_CLI_DEVICE_HELP },
     { "skip-bad", 0, NULL, "skip and count unreadable images instead of stopping" },
     { "json", 0, NULL, "print one JSON object" },
     { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
@@ -829,6 +831,10 @@ int ot_cmd_finetune(int argc, char **argv)
     }
     int64_t ll;
     o.workers = 1;
+    ot_exec_opts xo = { 0 };
+    if ((rc = ot_cli_device(cmd, V("device"), &xo.device)) != OT_EXIT_OK)
+        goto out;
+    o.device = V("device");
     if ((rc = ot_cli_int_opt(cmd, &a, "lr-step", 1, 1000000, &o.schedule.step_size)) !=
             OT_EXIT_OK ||
         (rc = ot_cli_real_opt(cmd, &a, "lr-gamma", 0, 1e6, &o.schedule.gamma)) != OT_EXIT_OK ||
@@ -1180,7 +1186,8 @@ int ot_cmd_finetune(int argc, char **argv)
         }
         if ((rc = select_data(cmd, &a, &test, 0, o.seed)) != OT_EXIT_OK)
             goto out;
-        if (ot_eval_run(g, test, &o.transform, o.batch_size, o.threads, &ev, &err) != OT_OK) {
+        xo.cpu.threads = o.threads;
+        if (ot_eval_run(g, test, &o.transform, o.batch_size, &xo, &ev, &err) != OT_OK) {
             rc = ot_cli_error("%s", err.msg);
             goto out;
         }
@@ -1267,10 +1274,12 @@ int ot_cmd_eval(int argc, char **argv)
         rc = ot_cli_usage_error(cmd, "missing --data PATH");
         goto out;
     }
-    int bs = 32, threads = 0;
+    int bs = 32;
+    ot_exec_opts xo = { 0 };
     ot_data_opts dopts;
     if ((rc = int_opt(cmd, &a, "batch-size", 1, 1 << 16, &bs)) != OT_EXIT_OK ||
-        (rc = ot_cli_threads_opt(cmd, &a, &threads)) != OT_EXIT_OK ||
+        (rc = ot_cli_threads_opt(cmd, &a, &xo.cpu.threads)) != OT_EXIT_OK ||
+        (rc = ot_cli_device(cmd, ot_cli_value(cmd, &a, "device"), &xo.device)) != OT_EXIT_OK ||
         (rc = data_opts(cmd, &a, &dopts)) != OT_EXIT_OK)
         goto out;
     ot_import_opts io = { 0 };
@@ -1327,8 +1336,8 @@ int ot_cmd_eval(int argc, char **argv)
             goto out;
         }
     }
-    if ((skip_bad ? ot_eval_run_subset(g, ds, good, n_good, &t, bs, threads, &ev, &err)
-                  : ot_eval_run(g, ds, &t, bs, threads, &ev, &err)) != OT_OK) {
+    if ((skip_bad ? ot_eval_run_subset(g, ds, good, n_good, &t, bs, &xo, &ev, &err)
+                  : ot_eval_run(g, ds, &t, bs, &xo, &ev, &err)) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto out;
     }

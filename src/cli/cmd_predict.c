@@ -45,9 +45,17 @@ typedef struct predict_args {
     int top, threads;
     bool json;
     uint64_t max_tensor_bytes;
+    const char *device;
 } predict_args;
 
-enum { PREDICT_TOP, PREDICT_JSON, PREDICT_THREADS, PREDICT_MAX_TENSOR_SIZE, PREDICT_N_OPTS };
+enum {
+    PREDICT_TOP,
+    PREDICT_JSON,
+    PREDICT_THREADS,
+    PREDICT_MAX_TENSOR_SIZE,
+    PREDICT_DEVICE,
+    PREDICT_N_OPTS
+};
 
 static const ot_cli_opt predict_opts[PREDICT_N_OPTS + 1] = {
     [PREDICT_TOP] = OT_CLI_INT_OPT(predict_args, top, "top", 'k', "K", 1, INT_MAX,
@@ -57,6 +65,7 @@ static const ot_cli_opt predict_opts[PREDICT_N_OPTS + 1] = {
                                        OT_CLI_THREADS_MAX,
                                        "threads (default OMP_NUM_THREADS, else all cores)"),
     [PREDICT_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(predict_args, max_tensor_bytes),
+    [PREDICT_DEVICE] = OT_CLI_DEVICE_OPT(predict_args, device),
 };
 
 static const ot_cli_cmd predict_cmd = {
@@ -334,6 +343,9 @@ int ot_cmd_predict(int argc, char **argv)
         goto out;
     }
     int top = o.top, threads = o.threads;
+    ot_device device;
+    if ((rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK)
+        goto out;
     ot_import_opts io = { .max_tensor_bytes = o.max_tensor_bytes };
     const char *path = a.pos[0];
     const char *const *images = a.pos + 1;
@@ -373,7 +385,7 @@ int ot_cmd_predict(int argc, char **argv)
         goto out;
     }
     size_t scratch_bytes = 0;
-    ot_exec_opts eo = { .threads = threads };
+    ot_exec_opts eo = { .device = device, .cpu.threads = threads };
     int64_t K = 0;
     for (int start = 0; start < n_images; start += bs) {
         int n = n_images - start < bs ? n_images - start : bs;

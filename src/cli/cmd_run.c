@@ -37,6 +37,7 @@ typedef struct run_args {
     int64_t batch;
     uint64_t seed, max_tensor_bytes;
     int threads;
+    const char *device;
 } run_args;
 
 enum {
@@ -49,6 +50,7 @@ enum {
     RUN_THREADS,
     RUN_PROFILE,
     RUN_MAX_TENSOR_SIZE,
+    RUN_DEVICE,
     RUN_N_OPTS
 };
 
@@ -72,12 +74,13 @@ static const ot_cli_opt run_opts[RUN_N_OPTS + 1] = {
     [RUN_PROFILE] = OT_CLI_FLAG_OPT(run_args, profile, "profile", 0,
                                     "print the time per node type and per node (stderr)"),
     [RUN_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(run_args, max_tensor_bytes),
+    [RUN_DEVICE] = OT_CLI_DEVICE_OPT(run_args, device),
 };
 
 static const ot_cli_cmd run_cmd = {
     .name = "run",
     .args = "MODEL",
-    .summary = "Runs an ONNX model once on the CPU and prints or writes its outputs.",
+    .summary = "Runs an ONNX model once on a device (the CPU) and prints or writes its outputs.",
     .details =
         "Inputs are TensorProto files (.pb, as in ONNX test data). '--input x=FILE.pb' binds\n"
         "the graph input x; a bare FILE.pb binds to the input its tensor names, else to the\n"
@@ -289,6 +292,9 @@ int ot_cmd_run(int argc, char **argv)
         goto done;
     }
 
+    ot_device device;
+    if ((rc = ot_cli_device(&run_cmd, o.device, &device)) != OT_EXIT_OK)
+        goto done;
     ot_import_opts iopts = { .max_tensor_bytes = o.max_tensor_bytes };
     if (args.count[RUN_BATCH] && !o.random)
         ot_log(OT_LOG_WARN, "--batch is ignored without --random");
@@ -339,7 +345,7 @@ int ot_cmd_run(int argc, char **argv)
     ot_feed_exec_inputs(&feed, g, inputs);
     for (int k = 0; k < feed.n; k++)
         run_in[k] = feed.tensors[k];
-    ot_exec_opts xopts = { .threads = o.threads, .profile = o.profile };
+    ot_exec_opts xopts = { .device = device, .cpu.threads = o.threads, .profile = o.profile };
     if (ot_exec_compile(g, inputs, feed.n, &xopts, &x, &err) != OT_OK ||
         ot_exec_run(x, run_in, feed.n, &err) != OT_OK) {
         rc = ot_cli_error("%s: %s", model, err.msg);

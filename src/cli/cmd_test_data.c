@@ -38,9 +38,10 @@ typedef struct td_args {
     double rtol, atol;
     bool json;
     int threads;
+    const char *device;
 } td_args;
 
-enum { TD_RTOL, TD_ATOL, TD_JSON, TD_THREADS, TD_N_OPTS };
+enum { TD_RTOL, TD_ATOL, TD_JSON, TD_THREADS, TD_DEVICE, TD_N_OPTS };
 
 static const ot_cli_opt td_opts[TD_N_OPTS + 1] = {
     [TD_RTOL] = OT_CLI_REAL_OPT(td_args, rtol, "rtol", 0, "R", 0, 1e30,
@@ -51,6 +52,7 @@ static const ot_cli_opt td_opts[TD_N_OPTS + 1] = {
     [TD_THREADS] = OT_CLI_INT_OPT(td_args, threads, "threads", 0, "N", 1, OT_CLI_THREADS_MAX,
                                   "CPU threads, 1 to 4096 (default OMP_NUM_THREADS, else all "
                                   "cores)"),
+    [TD_DEVICE] = OT_CLI_DEVICE_OPT(td_args, device),
 };
 
 static const ot_cli_cmd td_cmd = {
@@ -93,6 +95,7 @@ typedef struct cached {
 typedef struct runner {
     double rtol, atol;
     int threads;
+    ot_device device;
     bool verbose;
     cached *cache;
     int n_cache, cap_cache;
@@ -201,7 +204,7 @@ static ot_status get_exec(runner *r, const ot_graph *g, const ot_exec_input *inp
         }
     }
     *reused = false;
-    ot_exec_opts opts = { .threads = r->threads };
+    ot_exec_opts opts = { .device = r->device, .cpu.threads = r->threads };
     OT_TRY(ot_exec_compile(g, inputs, n, &opts, &x, err));
     if (r->n_cache == r->cap_cache) {
         int cap = r->cap_cache ? r->cap_cache * 2 : 4;
@@ -602,6 +605,8 @@ int ot_cmd_test_data(int argc, char **argv)
         ot_cli_print_usage(&td_cmd, stdout);
         goto done;
     }
+    if ((rc = ot_cli_device(&td_cmd, o.device, &r.device)) != OT_EXIT_OK)
+        goto done;
     r.rtol = o.rtol;
     r.atol = o.atol;
     r.threads = o.threads;

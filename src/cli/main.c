@@ -20,6 +20,7 @@
 
 #include "cli/cli.h"
 #include "cli/json.h"
+#include "exec/exec.h"
 #include "core/file.h"
 #include "passes/freeze.h"
 
@@ -240,6 +241,18 @@ int ot_cli_usage_error(const ot_cli_cmd *cmd, const char *fmt, ...)
     vreport(cmd->name, hint, fmt, ap);
     va_end(ap);
     return OT_EXIT_USAGE;
+}
+
+int ot_cli_device(const ot_cli_cmd *cmd, const char *name, ot_device *out)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_status st = ot_device_parse(name, out, &err);
+    if (st == OT_ERR_ARG)
+        return ot_cli_usage_error(cmd, "--device: %s", err.msg);
+    if (st != OT_OK)
+        return ot_cli_error("%s", err.msg);
+    return OT_EXIT_OK;
 }
 
 static int main_usage_error(const char *fmt, ...) OT_PRINTF(1, 2);

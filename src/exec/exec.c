@@ -13,6 +13,7 @@
  *
  * Not here: kernels (src/exec/cpu/), the choice of layouts (the backend's).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -471,10 +472,70 @@ done:
     return st;
 }
 
+/* -------------------------------------------------------------- devices */
+
+const char *ot_device_name(const ot_device *dev, char *buf, size_t size)
+{
+    if (dev->kind == OT_DEVICE_CUDA)
+        snprintf(buf, size, "cuda:%d", dev->index);
+    else
+        snprintf(buf, size, "cpu");
+    return buf;
+}
+
+/* The backend of a device kind in this build, or NULL. */
+static const ot_backend *backend_of(const ot_device *dev)
+{
+    switch (dev->kind) {
+    case OT_DEVICE_CPU: return &ot_backend_cpu;
+    default: return NULL;
+    }
+}
+
+ot_status ot_device_check(const ot_device *dev, ot_err *err)
+{
+    char name[32];
+    if (backend_of(dev))
+        return OT_OK;
+    return ot_err_set(err, OT_ERR_UNSUPPORTED, "device '%s': this build has no %s backend",
+                      ot_device_name(dev, name, sizeof name),
+                      dev->kind == OT_DEVICE_CUDA ? "CUDA" : "such");
+}
+
+ot_status ot_device_parse(const char *name, ot_device *out, ot_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!name || !name[0] || !strcmp(name, "cpu"))
+        return OT_OK;
+    bool cuda = !strncmp(name, "cuda", 4) && (!name[4] || name[4] == ':');
+    if (cuda && name[4] == ':') {
+        /* a decimal index without sign, spaces or leading zeros */
+        const char *p = name + 5;
+        long v = 0;
+        cuda = *p >= '0' && *p <= '9' && !(p[0] == '0' && p[1]);
+        for (; cuda && *p; p++) {
+            cuda = *p >= '0' && *p <= '9' && v <= 99999;
+            v = v * 10 + (*p - '0');
+        }
+        out->index = cuda ? (int)v : 0;
+    }
+    if (!cuda)
+        return ot_err_set(err, OT_ERR_ARG, "unknown device '%s' (known: cpu, cuda, cuda:N)",
+                          name);
+    out->kind = OT_DEVICE_CUDA;
+    return ot_device_check(out, err);
+}
+
 ot_status ot_exec_compile(const ot_graph *g, const ot_exec_input *inputs, int n_inputs,
                           const ot_exec_opts *opts, ot_exec **out, ot_err *err)
 {
-    return ot_exec_compile_on(&ot_backend_cpu, g, inputs, n_inputs, opts, out, err);
+    static const ot_exec_opts defaults;
+    const ot_device *dev = opts ? &opts->device : &defaults.device;
+    *out = NULL;
+    ot_status st = ot_device_check(dev, err);
+    if (st != OT_OK)
+        return st;
+    return ot_exec_compile_on(backend_of(dev), g, inputs, n_inputs, opts, out, err);
 }
 
 ot_status ot_exec_compile_on(const ot_backend *be, const ot_graph *g, const ot_exec_input *inputs,

@@ -25,23 +25,57 @@ typedef struct ot_exec_input {
     bool const_value;   /* treat the data as a compile-time constant          */
 } ot_exec_input;
 
-typedef struct ot_exec_opts {
+/*
+ * Devices. A device is named "cpu", "cuda" (the first GPU) or "cuda:N"; each
+ * kind of device has a backend (its memory, kernels and rewrites), and a
+ * build has the backends it was built with: this one has the CPU's only.
+ */
+typedef enum {
+    OT_DEVICE_CPU = 0,
+    OT_DEVICE_CUDA,
+} ot_device_kind;
+
+typedef struct ot_device {
+    ot_device_kind kind;
+    int index; /* which device of its kind (cuda:N) */
+} ot_device;
+
+/* Parses a device name into *out. Errors: OT_ERR_ARG (not a device name:
+   the message lists the known ones), OT_ERR_UNSUPPORTED (a known device this
+   build has no backend for; *out is set). NULL or "" is the CPU. */
+ot_status ot_device_parse(const char *name, ot_device *out, ot_err *err);
+
+/* Checks that this build has a backend for the device. Errors:
+   OT_ERR_UNSUPPORTED, one line naming the device. */
+ot_status ot_device_check(const ot_device *dev, ot_err *err);
+
+/* "cpu", "cuda:0", ... into buf; returns buf. */
+const char *ot_device_name(const ot_device *dev, char *buf, size_t size);
+
+/* What only the CPU backend reads. */
+typedef struct ot_exec_cpu_opts {
     int threads;       /* 0: OMP_NUM_THREADS when set, else all cores         */
-    bool no_fusion;    /* disable post-op fusion (for tests)                  */
+    bool no_fusion;    /* no shared BN folding or fusion (tests)              */
     bool plain_only;   /* use the plain C kernels for everything (tests)      */
+} ot_exec_cpu_opts;
+
+typedef struct ot_exec_opts {
+    ot_device device;  /* where to run; zeroed: the CPU                       */
     bool profile;      /* time every step (ot_exec_profile)                   */
     /* Use this executor's state buffers instead of making copies (executors
        of one training run compiled for different batch sizes share their
-       parameters). It must outlive the new executor and hold every state
-       value the new graph has. */
+       parameters). It must outlive the new executor, run on the same device,
+       and hold every state value the new graph has. */
     const struct ot_exec *share_state;
+    ot_exec_cpu_opts cpu;
 } ot_exec_opts;
 
 /*
  * Compiles `g` for the given inputs (every graph input that is not an
- * initializer must be bound). `opts` may be NULL. On success *out owns the
- * executor. Errors: OT_ERR_ARG (input missing or of the wrong dtype/rank),
- * OT_ERR_SHAPE, OT_ERR_UNSUPPORTED (a node no backend runs, named with its op),
+ * initializer must be bound). `opts` may be NULL (the CPU, defaults). On
+ * success *out owns the executor. Errors: OT_ERR_ARG (input missing or of the
+ * wrong dtype/rank), OT_ERR_SHAPE, OT_ERR_UNSUPPORTED (a node the backend does
+ * not run, named with its op; a device this build has no backend for),
  * OT_ERR_BACKEND, OT_ERR_NOMEM.
  */
 ot_status ot_exec_compile(const ot_graph *g, const ot_exec_input *inputs, int n_inputs,

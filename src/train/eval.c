@@ -49,15 +49,15 @@ done:
 }
 
 ot_status ot_eval_run(const ot_graph *model, const ot_dataset *data,
-                      const ot_data_transform *transform, int batch_size, int threads,
-                      ot_eval_result *res, ot_err *err)
+                      const ot_data_transform *transform, int batch_size,
+                      const ot_exec_opts *xo, ot_eval_result *res, ot_err *err)
 {
-    return ot_eval_run_subset(model, data, NULL, 0, transform, batch_size, threads, res, err);
+    return ot_eval_run_subset(model, data, NULL, 0, transform, batch_size, xo, res, err);
 }
 
 ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, const int64_t *sub,
                              int64_t n_sub, const ot_data_transform *transform, int batch_size,
-                             int threads, ot_eval_result *res, ot_err *err)
+                             const ot_exec_opts *xo, ot_eval_result *res, ot_err *err)
 {
     ot_status st = OT_OK;
     ot_graph *g = NULL;
@@ -90,7 +90,11 @@ ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, cons
                                sizeof *res->confusion);
     if (!x || !labels || !idx || !scratch || !res->confusion)
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-    ot_exec_opts eo = { .threads = threads };
+    ot_exec_opts eo = { 0 };
+    if (xo) {
+        eo.device = xo->device;
+        eo.cpu = xo->cpu;
+    }
     double loss_sum = 0;
     int64_t top1 = 0, top5 = 0;
     for (int64_t start = 0; start < N; start += bs) {

@@ -101,12 +101,20 @@ static ot_status bind_tensor(ot_tensor *t, ot_dtype dtype, int ndim, const int64
     return OT_OK;
 }
 
+/* The executors' options: the run's device and threads. */
+static ot_status exec_opts(const ot_train_opts *o, ot_exec_opts *eo, ot_err *err)
+{
+    *eo = (ot_exec_opts){ .cpu.threads = o->threads, .profile = o->profile };
+    return ot_device_parse(o->device, &eo->device, err);
+}
+
 static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share, ot_err *err)
 {
     ot_status st = OT_OK;
     ot_train_graph *tg = &T->tg;
     r->n = n;
-    ot_exec_opts eo = { .threads = T->o->threads, .profile = T->o->profile };
+    ot_exec_opts eo;
+    OT_TRY(exec_opts(T->o, &eo, err));
     int64_t xd[4] = { n, T->C, T->S, T->S };
     ot_tensor img;
     bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, NULL);
@@ -225,14 +233,16 @@ static ot_status validate(trainer *T, ot_train_epoch *e, ot_train_result *res, o
     ot_status st = OT_OK;
     const ot_train_opts *o = T->o;
     ot_eval_result ev;
+    ot_exec_opts eo;
     ot_train_ckpt_sync(&T->ckpt);
+    OT_TRY(exec_opts(o, &eo, err));
     if (T->val_good)
         OT_TRY(ot_eval_run_subset(T->model, o->val_data, T->val_good, T->n_val_good,
-                                  &o->transform, o->batch_size, o->threads, &ev, err));
+                                  &o->transform, o->batch_size, &eo, &ev, err));
     else
         OT_TRY(ot_eval_run_subset(T->model, o->val_data, o->val_idx,
                                   o->val_idx ? o->n_val_idx : 0, &o->transform, o->batch_size,
-                                  o->threads, &ev, err));
+                                  &eo, &ev, err));
     e->val_loss = ev.loss;
     e->val_accuracy = ev.top1;
     ot_eval_result_fini(&ev);

@@ -30,6 +30,7 @@
 #define OT_TRAIN_TRAINER_H
 
 #include "data/data.h"
+#include "exec/exec.h"
 #include "graph/graph.h"
 #include <signal.h>
 
@@ -64,6 +65,7 @@ typedef struct ot_train_opts {
     ot_optim_schedule schedule;
     double clip_grad;      /* 0: off                                          */
     int threads;           /* 0: OMP_NUM_THREADS, else all cores              */
+    const char *device;    /* where to compute (ot_device_parse); NULL: cpu   */
     uint64_t seed;
     bool no_cache;
     uint64_t cache_mem;    /* 0: 2 GiB                                        */
@@ -173,14 +175,16 @@ typedef struct ot_eval_result {
 } ot_eval_result;
 
 /* Runs the model on every image of `data` and scores its outputs (the logits,
-   before a trailing Softmax). Errors as ot_train_run. */
+   before a trailing Softmax), compiled with `xo` (device, CPU threads; NULL:
+   the CPU with its defaults; share_state and profile are not used). Errors as
+   ot_train_run. */
 ot_status ot_eval_run(const ot_graph *model, const ot_dataset *data,
-                      const ot_data_transform *transform, int batch_size, int threads,
-                      ot_eval_result *res, ot_err *err);
+                      const ot_data_transform *transform, int batch_size,
+                      const ot_exec_opts *xo, ot_eval_result *res, ot_err *err);
 /* The same on the images idx[0..n) of data (idx NULL: all of them). */
 ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, const int64_t *idx,
                              int64_t n, const ot_data_transform *transform, int batch_size,
-                             int threads, ot_eval_result *res, ot_err *err);
+                             const ot_exec_opts *xo, ot_eval_result *res, ot_err *err);
 void ot_eval_result_fini(ot_eval_result *res);
 
 /* A clone of `model` whose only output is the logits (the input of a trailing

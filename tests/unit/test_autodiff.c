@@ -262,7 +262,7 @@ TEST(autodiff_symbolic_batch)
             bind[i] = (ot_exec_input){ .value = ids[i], .tensor = t[i] };
         }
         ot_exec *ex = NULL;
-        ot_exec_opts opts = { .threads = 1 };
+        ot_exec_opts opts = { .cpu.threads = 1 };
         ot_status st = ot_exec_compile(g, bind, 5, &opts, &ex, &err);
         if (st == OT_OK)
             st = ot_exec_run(ex, t, 5, &err);

@@ -91,7 +91,7 @@ static void run_node_test(const char *dir, bool plain_only)
         bind[n_in].const_value = ot_exec_input_is_shape_operand(g, vid);
         n_in++;
     }
-    ot_exec_opts opts = { .threads = 1, .plain_only = plain_only };
+    ot_exec_opts opts = { .cpu.threads = 1, .cpu.plain_only = plain_only };
     if (ot_exec_compile(g, bind, n_in, &opts, &x, &err) != OT_OK)
         goto fail;
     if (ot_exec_run(x, in, n_in, &err) != OT_OK)
@@ -345,5 +345,50 @@ TEST(exec_backend_memory_goes_through_hooks)
     ot_exec_free(dev2);
     ot_exec_free(dev);
     ot_exec_free(host);
+    ot_graph_free(g);
+}
+
+/* Device names: cpu, cuda and cuda:N are known; this build runs only cpu, so
+   a CUDA device is a one-line "no CUDA backend" error, at parse and at
+   compile; anything else is not a device name. */
+TEST(exec_device_names)
+{
+    ot_err err;
+    ot_device d;
+    char name[32];
+    CHECK_OK(ot_device_parse("cpu", &d, &err), &err);
+    CHECK(d.kind == OT_DEVICE_CPU);
+    CHECK_OK(ot_device_parse(NULL, &d, &err), &err);
+    CHECK(d.kind == OT_DEVICE_CPU);
+    CHECK_STR(ot_device_name(&d, name, sizeof name), "cpu");
+    CHECK_EQ_INT(ot_device_parse("cuda", &d, &err), OT_ERR_UNSUPPORTED);
+    CHECK(d.kind == OT_DEVICE_CUDA && d.index == 0);
+    CHECK_STR(err.msg, "device 'cuda:0': this build has no CUDA backend");
+    CHECK_EQ_INT(ot_device_parse("cuda:12", &d, &err), OT_ERR_UNSUPPORTED);
+    CHECK(d.kind == OT_DEVICE_CUDA && d.index == 12);
+    CHECK_STR(ot_device_name(&d, name, sizeof name), "cuda:12");
+    const char *bad[] = { "gpu", "CPU", "cuda:", "cuda:-1", "cuda:01", "cuda:1x", "cuda0",
+                          "cpu:0", " cpu", "cuda:9999999999" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_EQ_INT(ot_device_parse(bad[i], &d, &err), OT_ERR_ARG);
+        CHECK(strstr(err.msg, "unknown device") && strstr(err.msg, "cpu, cuda, cuda:N"));
+    }
+    /* compiling for a device without a backend fails before any work */
+    ot_graph *g = NULL;
+    ot_exec *x = NULL;
+    CHECK_OK(ot_onnx_import_file(NODE "test_relu/model.onnx", NULL, &g, &err), &err);
+    ot_exec_input b = { .value = g->inputs[0].value };
+    b.tensor.dtype = OT_DTYPE_FLOAT;
+    b.tensor.ndim = 3;
+    b.tensor.dims[0] = 3;
+    b.tensor.dims[1] = 4;
+    b.tensor.dims[2] = 5;
+    ot_exec_opts o = { .device = { .kind = OT_DEVICE_CUDA, .index = 1 } };
+    CHECK_EQ_INT(ot_exec_compile(g, &b, 1, &o, &x, &err), OT_ERR_UNSUPPORTED);
+    CHECK(x == NULL);
+    CHECK_STR(err.msg, "device 'cuda:1': this build has no CUDA backend");
+    o.device.kind = OT_DEVICE_CPU;
+    CHECK_OK(ot_exec_compile(g, &b, 1, &o, &x, &err), &err);
+    ot_exec_free(x);
     ot_graph_free(g);
 }

@@ -246,7 +246,7 @@ static int gc_steps_of_kind(const ot_exec *fx, const char *kind)
 static bool gc_vs_plain(gcase *c, ot_exec *x, const ot_exec_input *bind, const char *what)
 {
     ot_exec *p = NULL;
-    ot_exec_opts opts = { .threads = 1, .plain_only = true };
+    ot_exec_opts opts = { .cpu.threads = 1, .cpu.plain_only = true };
     bool ok = false;
     if (ot_exec_compile(c->g, bind, c->n_in, &opts, &p, &c->err) != OT_OK ||
         ot_exec_run(p, c->in, c->n_in, &c->err) != OT_OK) {
@@ -323,7 +323,7 @@ static bool gc_check(gcase *c, int32_t y, const char *what)
         bind[i].tensor = c->in[i];
         bind[i].const_value = false;
     }
-    ot_exec_opts opts = { .threads = 1, .plain_only = !c->onednn };
+    ot_exec_opts opts = { .cpu.threads = 1, .cpu.plain_only = !c->onednn };
     if (ot_exec_compile(g, bind, c->n_in, &opts, &x, &c->err) != OT_OK)
         goto fail;
     if (ot_exec_run(x, c->in, c->n_in, &c->err) != OT_OK)
@@ -588,7 +588,7 @@ static ot_exec *gc_compile_run(gcase *c, ot_exec_input *bind)
 {
     *bind = (ot_exec_input){ .value = c->in_ids[0], .tensor = c->in[0] };
     ot_exec *fx = NULL;
-    ot_exec_opts opts = { .threads = 1 };
+    ot_exec_opts opts = { .cpu.threads = 1 };
     if (ot_exec_compile(c->g, bind, 1, &opts, &fx, &c->err) != OT_OK ||
         ot_exec_run(fx, c->in, 1, &c->err) != OT_OK) {
         fprintf(stderr, "  %s\n", c->err.msg);
@@ -701,7 +701,7 @@ static void bn_running_stats(bool plain_only)
     for (int i = 0; i < 3; i++)
         bind[i] = (ot_exec_input){ .value = c->in_ids[i], .tensor = c->in[i] };
     ot_exec *x = NULL;
-    ot_exec_opts opts = { .threads = 1, .plain_only = plain_only };
+    ot_exec_opts opts = { .cpu.threads = 1, .cpu.plain_only = plain_only };
     CHECK_OK(ot_exec_compile(c->g, bind, 3, &opts, &x, &c->err), &c->err);
     CHECK_OK(ot_exec_run(x, c->in, 3, &c->err), &c->err);
     const float *xf = c->in[0].data, *sf = c->in[1].data, *bf = c->in[2].data;
@@ -1071,7 +1071,7 @@ TEST(grad_dropout_fixed_mask)
     CHECK_OK(ot_pass_add_output(c->g, out, &c->err), &c->err);
     ot_exec_input bind = { .value = dy, .tensor = c->in[0] };
     ot_exec *x = NULL;
-    ot_exec_opts opts = { .threads = 1, .plain_only = true };
+    ot_exec_opts opts = { .cpu.threads = 1, .cpu.plain_only = true };
     CHECK_OK(ot_exec_compile(c->g, &bind, 1, &opts, &x, &c->err), &c->err);
     CHECK_OK(ot_exec_run(x, c->in, 1, &c->err), &c->err);
     const float *got = ot_exec_output(x, 0)->data, *d = c->in[0].data;

@@ -339,7 +339,7 @@ static ot_status h_new(const ot_optim_opts *o, const pdesc *d, int n, double cli
     h_vec(&h->in[h->n_in++], OT_DTYPE_INT64, 0, 1, &h->t);
     for (int i = 0; i < h->n_in; i++)
         bind[i].tensor = h->in[i];
-    ot_exec_opts eo = { .threads = 1 };
+    ot_exec_opts eo = { .cpu.threads = 1 };
     OT_TRY(ot_exec_compile(g, bind, h->n_in, &eo, &h->x, err));
 done:
     if (st != OT_OK)

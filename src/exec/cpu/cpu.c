@@ -469,7 +469,7 @@ static ot_status cpu_build(ot_exec *x, ot_err *err)
     CPU_TRY(dnnl_stream_create(&cs->stream, cs->eng, dnnl_stream_default_flags), err, "cpu");
 #ifdef _OPENMP
     {
-        int threads = x->opts.threads;
+        int threads = x->opts.cpu.threads;
         if (threads <= 0 && !getenv("OMP_NUM_THREADS"))
             threads = omp_get_num_procs();
         if (threads > 0)
@@ -509,7 +509,7 @@ static ot_status cpu_build(ot_exec *x, ot_err *err)
         if (cs->skip[i] || (n->flags & OT_NODE_FOLDED))
             continue;
         bool done = false;
-        if (!x->opts.plain_only)
+        if (!x->opts.cpu.plain_only)
             OT_TRY(cpu_dnnl_node(x, i, &done, err));
         if (!done)
             OT_TRY(ref_step(x, i, err));
@@ -714,7 +714,7 @@ static ot_status cpu_copy_out(const ot_exec *x, void *dst, const void *src, size
 static unsigned cpu_rewrites(const ot_exec *x)
 {
     unsigned r = OT_REWRITE_CONST;
-    if (!x->opts.plain_only && !x->opts.no_fusion)
+    if (!x->opts.cpu.plain_only && !x->opts.cpu.no_fusion)
         r |= OT_REWRITE_BN_FOLD | OT_REWRITE_FUSE;
     return r;
 }

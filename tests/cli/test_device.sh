@@ -1,0 +1,86 @@
+#!/bin/bash
+# test_device.sh: --device on the commands that compute (run, test-data,
+# predict, finetune, eval). A name that is not a device is a usage error
+# (exit 2, one line); cuda and cuda:N are known but this build has no CUDA
+# backend (exit 1, one line saying so); --device cpu gives the same bytes as
+# no --device.
+#
+#   BUILD=build bash tests/cli/test_device.sh
+cd "$(dirname "$0")/../.." || exit 1
+. tests/cli/lib.sh
+need_cli
+
+FX=$BUILD/fixtures
+DATA=$BUILD/tiny_cifar
+if ! "$PY" tests/fixtures/make_resnet18.py "$FX" >"$T_TMP/make.log" 2>&1 ||
+    ! "$PY" tests/fixtures/make_tiny_cifar.py "$DATA" >>"$T_TMP/make.log" 2>&1; then
+    fail setup "fixtures: $(tail -n 1 "$T_TMP/make.log")"
+    finish
+fi
+BN=$FX/resnet18_bn.onnx
+NODE=/usr/share/libonnx-testdata/data/node/test_relu
+TRAIN=(--data "$DATA" --classes 10 --image-size 32 --batch-size 8 --threads 2 --epochs 1
+       --max-steps 2 --deterministic --no-cache)
+
+# a fine-tuned model (for eval and predict) and an image
+ot finetune "$BN" "${TRAIN[@]}" -o "$T_TMP/ft.onnx"
+if [ "$T_RC" -ne 0 ]; then
+    fail "setup: finetune" "$(describe_run)"
+    finish
+fi
+"$PY" -c '
+import sys, numpy as np
+a = np.random.default_rng(5).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+open(sys.argv[1], "wb").write(b"P6\n32 32\n255\n" + a.tobytes())
+' "$T_TMP/a.ppm"
+
+# each command with arguments that would otherwise run
+declare -A ARGS=(
+    [run]="$BN --random --batch 2 --output-dir $T_TMP/run_OUT"
+    [test-data]="$NODE"
+    [predict]="$T_TMP/ft.onnx $T_TMP/a.ppm --json --threads 2"
+    [eval]="$T_TMP/ft.onnx --data $DATA --json --threads 2"
+    [finetune]="$BN ${TRAIN[*]} -o $T_TMP/finetune_OUT.onnx"
+)
+
+for cmd in run test-data predict eval finetune; do
+    # shellcheck disable=SC2086  # the arguments are words
+    set -- ${ARGS[$cmd]}
+    expect_usage "$cmd --device gpu" "$cmd" "$@" --device gpu
+    matches "$T_ERR" "unknown device 'gpu'&cpu, cuda, cuda:N" ||
+        fail "$cmd --device gpu: message" "$T_ERR"
+    expect_usage "$cmd --device cuda:x" "$cmd" "$@" --device cuda:x
+    expect_error "$cmd --device cuda" "device 'cuda:0': this build has no CUDA backend" \
+        "$cmd" "$@" --device cuda
+    expect_error "$cmd --device cuda:1" "device 'cuda:1': this build has no CUDA backend" \
+        "$cmd" "$@" --device cuda:1
+    case $cmd in
+        run|finetune) [ ! -e "$T_TMP/${cmd}_OUT" ] && [ ! -e "$T_TMP/${cmd}_OUT.onnx" ] &&
+            ok "$cmd --device cuda: nothing written" ||
+            fail "$cmd --device cuda: nothing written" "an output exists" ;;
+    esac
+
+    # --device cpu: the same bytes as without --device
+    for how in plain cpu; do
+        # shellcheck disable=SC2086
+        set -- ${ARGS[$cmd]//_OUT/_$how}
+        if [ "$how" = cpu ]; then
+            ot "$cmd" "$@" --device cpu
+        else
+            ot "$cmd" "$@"
+        fi
+        printf '%s' "$T_OUT" >"$T_TMP/$cmd.$how.stdout"
+        [ "$T_RC" -eq 0 ] || fail "$cmd ($how)" "$(describe_run)"
+    done
+    case $cmd in
+        run) cmp -s "$T_TMP/run_plain/output_0.pb" "$T_TMP/run_cpu/output_0.pb" ;;
+        finetune) cmp -s "$T_TMP/finetune_plain.onnx" "$T_TMP/finetune_cpu.onnx" ;;
+        *) cmp -s "$T_TMP/$cmd.plain.stdout" "$T_TMP/$cmd.cpu.stdout" ;;
+    esac && ok "$cmd --device cpu: same output" ||
+        fail "$cmd --device cpu: same output" "outputs differ"
+    ot "$cmd" --help
+    matches "$T_OUT" "--device NAME" && ok "$cmd --help names --device" ||
+        fail "$cmd --help names --device" "$(first_line "$T_OUT")"
+done
+
+finish
