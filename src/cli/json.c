@@ -92,27 +92,9 @@ json_t *ot_json_push(json_t *arr, json_t *v)
 
 bool ot_json_write(FILE *f, json_t *root)
 {
-    int rc = 0;
-    if (json_is_object(root) && json_object_size(root) > 0) {
-        const char *key;
-        json_t *v;
-        bool first = true;
-        fputc('{', f);
-        json_object_foreach(root, key, v) {
-            fputs(first ? "\n  " : ",\n  ", f);
-            first = false;
-            json_t *k = json_string(key);
-            rc |= k ? json_dumpf(k, f, DUMP_FLAGS) : -1;
-            json_decref(k);
-            fputs(": ", f);
-            rc |= json_dumpf(v, f, DUMP_FLAGS);
-        }
-        fputs("\n}\n", f);
-    } else {
-        rc |= json_dumpf(root, f, DUMP_FLAGS);
-        fputc('\n', f);
-    }
-    return rc == 0;
+    bool ok = root && json_dumpf(root, f, DUMP_FLAGS) == 0;
+    fputc('\n', f);
+    return ok;
 }
 
 bool ot_json_write_line(FILE *f, const json_t *v)

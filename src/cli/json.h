@@ -48,9 +48,10 @@ json_t *ot_json_set(json_t *obj, const char *key, json_t *v);
 /* As ot_json_set, appending v to array arr. */
 json_t *ot_json_push(json_t *arr, json_t *v);
 
-/* Writes root to f: an object with one member per line, anything else on
-   one line, then a newline. Numbers with 9 significant digits. False when
-   a value could not be written (out of memory). */
+/* Writes root to f on one line (", " and ": " between items, so that a line
+   tool can take the document with `tail -n 1`), then a newline. Numbers
+   with 9 significant digits. False when a value could not be written (out
+   of memory). */
 bool ot_json_write(FILE *f, json_t *root);
 
 /* Writes v on one line, no newline after it: for outputs that stream one
