@@ -1045,6 +1045,13 @@ ot_status ot_train_ckpt_save(ot_train_ckpt_run *r, ot_err *err)
        checkpoint tries again, and the result reports the last failure. */
     bool was_ok = r->save_err.code == OT_OK;
     r->ostep = r->ck.step;
+    for (size_t i = 0; r->ostate_copies && i < r->n_ostate; i++)
+        if (r->ostate_value[i] >= 0) {
+            st = ot_exec_read_state(r->step, r->ostate_value[i], r->ostate[i].data,
+                                    r->ostate[i].numel * sizeof(float), err);
+            if (st != OT_OK)
+                return st;
+        }
     st = ot_train_checkpoint_save(r->model, r->ostate, r->n_ostate, r->best_state, n_best, &r->ck,
                                   r->o->checkpoint_prepare, r->o->checkpoint_user,
                                   r->o->checkpoint, &r->save_err);
@@ -1137,6 +1144,10 @@ ot_status ot_train_ckpt_resume(ot_train_ckpt_run *r, ot_train_result *res, bool 
         }
     }
     OT_TRY(ot_train_checkpoint_restore_optim(ckg, r->ostate, r->n_ostate, err));
+    for (size_t i = 0; r->ostate_copies && i < r->n_ostate; i++)
+        if (r->ostate_value[i] >= 0)
+            OT_TRY(ot_exec_write_state(r->step, r->ostate_value[i], r->ostate[i].data,
+                                       r->ostate[i].numel * sizeof(float), err));
     if (r->ostep != saved.step)
         OT_FAIL(err, OT_ERR_PARSE,
                 "the optimizer's step count (%lld) differs from the checkpoint's step (%lld)",
@@ -1217,7 +1228,12 @@ void ot_train_ckpt_run_fini(ot_train_ckpt_run *r)
         ot_free(r->best[i]);
     ot_free(r->best);
     ot_free(r->best_state);
+    for (size_t i = 0; r->ostate && r->ostate_copies && i < r->n_ostate; i++)
+        if (r->ostate_value[i] >= 0)
+            ot_free(r->ostate[i].data);
     ot_free(r->ostate);
+    ot_free(r->ostate_value);
+    r->ostate_value = NULL;
     ot_train_checkpoint_fini(&r->ck);
     r->best = NULL;
     r->best_state = NULL;
@@ -1234,14 +1250,20 @@ ot_status ot_train_ckpt_begin(ot_train_ckpt_run *r, const ot_dataset *data, int6
     const ot_train_graph *tg = r->tg;
     r->n_ostate = ot_optim_state_count(&tg->optim);
     r->ostate = ot_calloc(r->n_ostate, sizeof *r->ostate);
-    if (!r->ostate)
+    r->ostate_value = ot_calloc(r->n_ostate, sizeof *r->ostate_value);
+    if (!r->ostate || !r->ostate_value)
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < r->n_ostate; i++) {
-        int32_t id;
-        ot_optim_state_describe(tg->step, &tg->optim, o->optim.kind, i, &r->ostate[i], &id);
-        r->ostate[i].data = id >= 0 ? ot_exec_state(r->step, id) : (void *)&r->ostep;
+    for (size_t i = 0; i < r->n_ostate; i++)
+        ot_optim_state_describe(tg->step, &tg->optim, o->optim.kind, i, &r->ostate[i],
+                                &r->ostate_value[i]);
+    r->ostate[0].data = &r->ostep;
+    r->ostate_copies = r->n_ostate > 1 && !ot_exec_state(r->step, r->ostate_value[1]);
+    for (size_t i = 1; i < r->n_ostate && (o->checkpoint || o->resume); i++) {
+        size_t bytes = r->ostate[i].numel * sizeof(float);
+        r->ostate[i].data = r->ostate_copies ? ot_calloc(1, bytes ? bytes : 1)
+                                             : ot_exec_state(r->step, r->ostate_value[i]);
         if (!r->ostate[i].data)
-            OT_FAIL(err, OT_ERR_INTERNAL, "no executor state for '%s'", r->ostate[i].name);
+            OT_FAIL(err, OT_ERR_NOMEM, "out of memory for the optimizer's state");
     }
     r->ck.steps_per_epoch = steps_per_epoch;
     r->ck.epochs = o->epochs;

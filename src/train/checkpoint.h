@@ -211,8 +211,12 @@ typedef struct ot_train_ckpt_run {
     int batch;                /* images in a full step                         */
     /* owned */
     ot_optim_state *ostate;   /* the optimizer's state as checkpoints name it
-                                 (optim.h): the step count, then the moments
-                                 in the executor's state                      */
+                                 (optim.h): the step count, then the moments:
+                                 the executor's state buffers where the host
+                                 addresses them, else host copies made at
+                                 each save and written back on resume        */
+    int32_t *ostate_value;    /* per entry: the state value, -1 for the count  */
+    bool ostate_copies;       /* the moments' data are owned host copies       */
     size_t n_ostate;
     int64_t ostep;            /* the step count ostate[0] holds                */
     ot_train_checkpoint ck;   /* fingerprints; progress filled at each save    */
