@@ -458,21 +458,10 @@ static ot_status slice_axis_infer(ot_graph *g, ot_node *n, ot_err *err)
 
 /* ---------------------------------------------------------- descriptors */
 
+/* no_grad: a backward op; second derivatives are not supported */
 #define PRIVATE_OP(sym, op_id, name, in_min, in_max, out_min, out_max, attr_list, infer_fn)     \
-    const ot_op_desc sym = {                                                                    \
-        .id = op_id,                                                                            \
-        .domain = OT_OP_DOMAIN_PRIVATE,                                                         \
-        .type = name,                                                                           \
-        .opset_min = 1,                                                                         \
-        .opset_max = 1,                                                                         \
-        .n_in_min = in_min,                                                                     \
-        .n_in_max = in_max,                                                                     \
-        .n_out_min = out_min,                                                                   \
-        .n_out_max = out_max,                                                                   \
-        .attrs = attr_list,                                                                     \
-        .infer = infer_fn,                                                                      \
-        .no_grad = true, /* a backward op: second derivatives are not supported */            \
-    }
+    OT_OP_PRIVATE_NO_GRAD(sym, op_id, name, in_min, in_max, out_min, out_max, attr_list,       \
+                          infer_fn, NULL)
 
 PRIVATE_OP(ot_op_conv_grad_data, OT_OP_CONV_GRAD_DATA, "ConvGradData", 3, 3, 1, 1, conv_attrs,
            conv_grad_data_infer);

@@ -136,4 +136,25 @@ ot_status ot_op_set_ints(ot_graph *g, ot_value *v, ot_dtype dtype, const ot_op_d
    inferred shape is static, y gets the same elements. Errors: OT_ERR_NOMEM. */
 ot_status ot_op_fold_same(ot_graph *g, int32_t x_id, ot_value *y, ot_err *err);
 
+/* A descriptor of the private domain "ai.onnxtrain", opset 1, that autodiff
+   never differentiates (backward ops, the optimizer updates): `inplace` as
+   ot_op_desc's in_place (NULL: none). */
+#define OT_OP_PRIVATE_NO_GRAD(sym, op_id, name, in_min, in_max, out_min, out_max, attr_list,   \
+                              infer_fn, inplace)                                                \
+    const ot_op_desc sym = {                                                                    \
+        .id = op_id,                                                                            \
+        .domain = OT_OP_DOMAIN_PRIVATE,                                                         \
+        .type = name,                                                                           \
+        .opset_min = 1,                                                                         \
+        .opset_max = 1,                                                                         \
+        .n_in_min = in_min,                                                                     \
+        .n_in_max = in_max,                                                                     \
+        .n_out_min = out_min,                                                                   \
+        .n_out_max = out_max,                                                                   \
+        .attrs = attr_list,                                                                     \
+        .infer = infer_fn,                                                                      \
+        .in_place = inplace,                                                                    \
+        .no_grad = true,                                                                        \
+    }
+
 #endif

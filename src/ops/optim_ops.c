@@ -180,31 +180,14 @@ static const ot_attr_spec clip_coef_attrs[] = {
 static const int8_t sgd_in_place[2] = { 0, 4 };
 static const int8_t adam_in_place[3] = { 0, 4, 5 };
 
-#define UPDATE_OP(sym, op_id, name, in_min, in_max, out_min, out_max, attr_list, infer_fn,     \
-                  inplace)                                                                      \
-    const ot_op_desc sym = {                                                                    \
-        .id = op_id,                                                                            \
-        .domain = OT_OP_DOMAIN_PRIVATE,                                                         \
-        .type = name,                                                                           \
-        .opset_min = 1,                                                                         \
-        .opset_max = 1,                                                                         \
-        .n_in_min = in_min,                                                                     \
-        .n_in_max = in_max,                                                                     \
-        .n_out_min = out_min,                                                                   \
-        .n_out_max = out_max,                                                                   \
-        .attrs = attr_list,                                                                     \
-        .infer = infer_fn,                                                                      \
-        .in_place = inplace,                                                                    \
-        .no_grad = true, /* runs after the backward pass: nothing differentiates it */        \
-    }
-
-UPDATE_OP(ot_op_sgd_step, OT_OP_SGD_STEP, "SgdStep", 4, 6, 1, 2, sgd_attrs, sgd_infer,
-          sgd_in_place);
-UPDATE_OP(ot_op_adam_step, OT_OP_ADAM_STEP, "AdamStep", 6, 7, 3, 3, adam_attrs, adam_infer,
-          adam_in_place);
-UPDATE_OP(ot_op_adamw_step, OT_OP_ADAMW_STEP, "AdamWStep", 6, 7, 3, 3, adam_attrs, adam_infer,
-          adam_in_place);
-UPDATE_OP(ot_op_grad_sum_squares, OT_OP_GRAD_SUM_SQUARES, "GradSumSquares", 1, 2, 1, 1, no_attrs,
-          sum_squares_infer, NULL);
-UPDATE_OP(ot_op_clip_grad_coef, OT_OP_CLIP_GRAD_COEF, "ClipGradCoef", 1, 1, 2, 2,
-          clip_coef_attrs, clip_coef_infer, NULL);
+/* no_grad: they run after the backward pass; nothing differentiates them */
+OT_OP_PRIVATE_NO_GRAD(ot_op_sgd_step, OT_OP_SGD_STEP, "SgdStep", 4, 6, 1, 2, sgd_attrs,
+                      sgd_infer, sgd_in_place);
+OT_OP_PRIVATE_NO_GRAD(ot_op_adam_step, OT_OP_ADAM_STEP, "AdamStep", 6, 7, 3, 3, adam_attrs,
+                      adam_infer, adam_in_place);
+OT_OP_PRIVATE_NO_GRAD(ot_op_adamw_step, OT_OP_ADAMW_STEP, "AdamWStep", 6, 7, 3, 3, adam_attrs,
+                      adam_infer, adam_in_place);
+OT_OP_PRIVATE_NO_GRAD(ot_op_grad_sum_squares, OT_OP_GRAD_SUM_SQUARES, "GradSumSquares", 1, 2, 1,
+                      1, no_attrs, sum_squares_infer, NULL);
+OT_OP_PRIVATE_NO_GRAD(ot_op_clip_grad_coef, OT_OP_CLIP_GRAD_COEF, "ClipGradCoef", 1, 1, 2, 2,
+                      clip_coef_attrs, clip_coef_infer, NULL);
