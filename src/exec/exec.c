@@ -360,11 +360,6 @@ static bool is_state(const ot_exec *x, int32_t value)
     return x->state && value >= 0 && value < x->g->n_values && x->state[value];
 }
 
-void *ot_exec_state(const ot_exec *x, int32_t value)
-{
-    return is_state(x, value) && x->be->host_visible ? x->state[value] : NULL;
-}
-
 size_t ot_exec_state_bytes(const ot_exec *x, int32_t value)
 {
     return is_state(x, value) ? x->g->values[value].data.bytes : 0;

@@ -117,11 +117,6 @@ ot_status ot_exec_read_state(const ot_exec *x, int32_t value, void *dst, size_t 
 ot_status ot_exec_write_state(ot_exec *x, int32_t value, const void *src, size_t bytes,
                               ot_err *err);
 
-/* The state buffer itself, for a backend whose memory the host addresses
-   (NULL otherwise, and when `value` is not a state value). Kept while callers
-   move to the copy functions above. */
-void *ot_exec_state(const ot_exec *x, int32_t value);
-
 /* Bytes of the activation arena the planner laid out (for tests and --profile). */
 size_t ot_exec_arena_bytes(const ot_exec *x);
 

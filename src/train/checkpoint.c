@@ -892,7 +892,7 @@ ot_status ot_train_checkpoint_strip(ot_graph *g, ot_err *err)
 
 /* ---- the trainer's checkpoint glue ------------------------------------ */
 
-void ot_train_ckpt_sync(ot_train_ckpt_run *r)
+ot_status ot_train_ckpt_sync(ot_train_ckpt_run *r, ot_err *err)
 {
     const ot_train_graph *tg = r->tg;
     for (int kind = 0; kind < 2; kind++) {
@@ -900,13 +900,15 @@ void ot_train_ckpt_sync(ot_train_ckpt_run *r)
         const int32_t *ids = kind ? tg->stats : tg->params;
         for (int i = 0; i < n; i++) {
             ot_value *v = &r->model->values[ids[i]];
-            const void *s = ot_exec_state(r->step, ids[i]);
-            if (s && v->data.data) {
-                memcpy(v->data.data, s, v->data.bytes);
-                v->flags |= OT_VAL_DIRTY;
-            }
+            if (!v->data.data || !ot_exec_state_bytes(r->step, ids[i]))
+                continue;
+            ot_status st = ot_exec_read_state(r->step, ids[i], v->data.data, v->data.bytes, err);
+            if (st != OT_OK)
+                return st;
+            v->flags |= OT_VAL_DIRTY;
         }
     }
+    return OT_OK;
 }
 
 /* The options that change a run, as "key=value" lines (checkpoint.h). */
@@ -984,36 +986,52 @@ static char *params_text(const ot_graph *model, const ot_train_graph *tg)
 }
 
 /* The first non-finite float state tensor (trained parameter or BN
-   statistic), or NULL. */
-static const char *non_finite_state(const ot_train_ckpt_run *r)
+   statistic) through *bad, or NULL: each is copied out of the executor into
+   one scratch buffer, the model's bytes are left as they are. */
+static ot_status non_finite_state(const ot_train_ckpt_run *r, const char **bad, ot_err *err)
 {
+    ot_status st = OT_OK;
     const ot_train_graph *tg = r->tg;
-    for (int kind = 0; kind < 2; kind++) {
+    float *x = NULL;
+    size_t cap = 0;
+    *bad = NULL;
+    for (int kind = 0; kind < 2 && !*bad; kind++) {
         int n = kind ? tg->n_stats : tg->n_params;
         const int32_t *ids = kind ? tg->stats : tg->params;
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n && !*bad; i++) {
             const ot_value *v = &r->model->values[ids[i]];
-            const float *x = ot_exec_state(r->step, ids[i]);
-            if (!x || v->dtype != OT_DTYPE_FLOAT)
+            size_t bytes = ot_exec_state_bytes(r->step, ids[i]);
+            if (!bytes || v->dtype != OT_DTYPE_FLOAT)
                 continue;
-            size_t numel = v->data.bytes / sizeof(float);
-            for (size_t j = 0; j < numel; j++)
-                if (!isfinite(x[j]))
-                    return v->name;
+            if (bytes > cap) {
+                ot_free(x);
+                cap = bytes;
+                if (!(x = ot_malloc(cap)))
+                    OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+            }
+            OT_TRY(ot_exec_read_state(r->step, ids[i], x, bytes, err));
+            for (size_t j = 0; j < bytes / sizeof(float); j++)
+                if (!isfinite(x[j])) {
+                    *bad = v->name;
+                    break;
+                }
         }
     }
-    return NULL;
+done:
+    ot_free(x);
+    return st;
 }
 
 ot_status ot_train_ckpt_check_finite(const ot_train_ckpt_run *r, ot_err *err)
 {
-    const char *bad = non_finite_state(r);
-    if (bad)
+    const char *bad;
+    ot_status st = non_finite_state(r, &bad, err);
+    if (st == OT_OK && bad)
         return ot_err_set(err, OT_ERR_ARG,
                           "after step %lld the trained tensor '%s' holds NaN or infinite values "
                           "(is the learning rate too high?)",
                           (long long)r->ck.step, bad);
-    return OT_OK;
+    return st;
 }
 
 ot_status ot_train_ckpt_save(ot_train_ckpt_run *r, ot_err *err)
@@ -1023,7 +1041,9 @@ ot_status ot_train_ckpt_save(ot_train_ckpt_run *r, ot_err *err)
     ot_status st = ot_train_ckpt_check_finite(r, err);
     if (st != OT_OK)
         return st;
-    ot_train_ckpt_sync(r);
+    st = ot_train_ckpt_sync(r, err);
+    if (st != OT_OK)
+        return st;
     const ot_train_graph *tg = r->tg;
     size_t n_best = 0;
     if (r->best) { /* --keep best: the best epoch's tensors, to resume with */
@@ -1045,10 +1065,10 @@ ot_status ot_train_ckpt_save(ot_train_ckpt_run *r, ot_err *err)
        checkpoint tries again, and the result reports the last failure. */
     bool was_ok = r->save_err.code == OT_OK;
     r->ostep = r->ck.step;
-    for (size_t i = 0; r->ostate_copies && i < r->n_ostate; i++)
-        if (r->ostate_value[i] >= 0) {
-            st = ot_exec_read_state(r->step, r->ostate_value[i], r->ostate[i].data,
-                                    r->ostate[i].numel * sizeof(float), err);
+    for (size_t i = 0; i < r->n_ostate; i++)
+        if (r->ostate_id[i] >= 0) {
+            st = ot_exec_read_state(r->step, r->ostate_id[i], r->ostate[i].data,
+                                    ot_exec_state_bytes(r->step, r->ostate_id[i]), err);
             if (st != OT_OK)
                 return st;
         }
@@ -1136,18 +1156,21 @@ ot_status ot_train_ckpt_resume(ot_train_ckpt_run *r, ot_train_result *res, bool 
         int n = kind ? tg->n_stats : tg->n_params;
         const int32_t *ids = kind ? tg->stats : tg->params;
         for (int i = 0; i < n; i++) {
+            /* through the model's bytes (the run ends by copying the state
+               over them) into the executor */
             const ot_value *v = &r->model->values[ids[i]];
-            void *dst = ot_exec_state(r->step, ids[i]);
-            if (dst)
-                OT_TRY(ot_train_checkpoint_tensor(ckg, v->name, v->dtype, dst, v->data.bytes,
-                                                  err));
+            if (!v->data.data || !ot_exec_state_bytes(r->step, ids[i]))
+                continue;
+            OT_TRY(ot_train_checkpoint_tensor(ckg, v->name, v->dtype, v->data.data,
+                                              v->data.bytes, err));
+            OT_TRY(ot_exec_write_state(r->step, ids[i], v->data.data, v->data.bytes, err));
         }
     }
     OT_TRY(ot_train_checkpoint_restore_optim(ckg, r->ostate, r->n_ostate, err));
-    for (size_t i = 0; r->ostate_copies && i < r->n_ostate; i++)
-        if (r->ostate_value[i] >= 0)
-            OT_TRY(ot_exec_write_state(r->step, r->ostate_value[i], r->ostate[i].data,
-                                       r->ostate[i].numel * sizeof(float), err));
+    for (size_t i = 0; i < r->n_ostate; i++)
+        if (r->ostate_id[i] >= 0)
+            OT_TRY(ot_exec_write_state(r->step, r->ostate_id[i], r->ostate[i].data,
+                                       ot_exec_state_bytes(r->step, r->ostate_id[i]), err));
     if (r->ostep != saved.step)
         OT_FAIL(err, OT_ERR_PARSE,
                 "the optimizer's step count (%lld) differs from the checkpoint's step (%lld)",
@@ -1228,12 +1251,12 @@ void ot_train_ckpt_run_fini(ot_train_ckpt_run *r)
         ot_free(r->best[i]);
     ot_free(r->best);
     ot_free(r->best_state);
-    for (size_t i = 0; r->ostate && r->ostate_copies && i < r->n_ostate; i++)
-        if (r->ostate_value[i] >= 0)
+    for (size_t i = 0; r->ostate && r->ostate_id && i < r->n_ostate; i++)
+        if (r->ostate_id[i] >= 0)
             ot_free(r->ostate[i].data);
     ot_free(r->ostate);
-    ot_free(r->ostate_value);
-    r->ostate_value = NULL;
+    ot_free(r->ostate_id);
+    r->ostate_id = NULL;
     ot_train_checkpoint_fini(&r->ck);
     r->best = NULL;
     r->best_state = NULL;
@@ -1246,24 +1269,28 @@ ot_status ot_train_ckpt_begin(ot_train_ckpt_run *r, const ot_dataset *data, int6
 {
     ot_status st = OT_OK;
     const ot_train_opts *o = r->o;
-    /* the moments live in the step executor's state, the step count here */
+    /* the moments live in the step executor's state, the step count here;
+       checkpoints see them through host copies */
     const ot_train_graph *tg = r->tg;
+    bool copies = o->checkpoint || o->resume;
     r->n_ostate = ot_optim_state_count(&tg->optim);
     r->ostate = ot_calloc(r->n_ostate, sizeof *r->ostate);
-    r->ostate_value = ot_calloc(r->n_ostate, sizeof *r->ostate_value);
-    if (!r->ostate || !r->ostate_value)
+    r->ostate_id = ot_calloc(r->n_ostate + 1, sizeof *r->ostate_id);
+    if (!r->ostate || !r->ostate_id)
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < r->n_ostate; i++)
-        ot_optim_state_describe(tg->step, &tg->optim, o->optim.kind, i, &r->ostate[i],
-                                &r->ostate_value[i]);
-    r->ostate[0].data = &r->ostep;
-    r->ostate_copies = r->n_ostate > 1 && !ot_exec_state(r->step, r->ostate_value[1]);
-    for (size_t i = 1; i < r->n_ostate && (o->checkpoint || o->resume); i++) {
-        size_t bytes = r->ostate[i].numel * sizeof(float);
-        r->ostate[i].data = r->ostate_copies ? ot_calloc(1, bytes ? bytes : 1)
-                                             : ot_exec_state(r->step, r->ostate_value[i]);
-        if (!r->ostate[i].data)
-            OT_FAIL(err, OT_ERR_NOMEM, "out of memory for the optimizer's state");
+    for (size_t i = 0; i < r->n_ostate; i++) {
+        int32_t id;
+        ot_optim_state_describe(tg->step, &tg->optim, o->optim.kind, i, &r->ostate[i], &id);
+        r->ostate_id[i] = id;
+        if (id < 0) {
+            r->ostate[i].data = &r->ostep;
+            continue;
+        }
+        size_t bytes = ot_exec_state_bytes(r->step, id);
+        if (!bytes)
+            OT_FAIL(err, OT_ERR_INTERNAL, "no executor state for '%s'", r->ostate[i].name);
+        if (copies && !(r->ostate[i].data = ot_malloc(bytes)))
+            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     }
     r->ck.steps_per_epoch = steps_per_epoch;
     r->ck.epochs = o->epochs;

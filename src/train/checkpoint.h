@@ -211,12 +211,11 @@ typedef struct ot_train_ckpt_run {
     int batch;                /* images in a full step                         */
     /* owned */
     ot_optim_state *ostate;   /* the optimizer's state as checkpoints name it
-                                 (optim.h): the step count, then the moments:
-                                 the executor's state buffers where the host
-                                 addresses them, else host copies made at
-                                 each save and written back on resume        */
-    int32_t *ostate_value;    /* per entry: the state value, -1 for the count  */
-    bool ostate_copies;       /* the moments' data are owned host copies       */
+                                 (optim.h): the step count, then host copies
+                                 of the moments in the executor's state (made
+                                 at each save, written back on resume; no
+                                 copies without --checkpoint or --resume)     */
+    int32_t *ostate_id;       /* the state value of each moment; -1: the count */
     size_t n_ostate;
     int64_t ostep;            /* the step count ostate[0] holds                */
     ot_train_checkpoint ck;   /* fingerprints; progress filled at each save    */
@@ -249,11 +248,13 @@ ot_status ot_train_ckpt_begin(ot_train_ckpt_run *r, const ot_dataset *data, int6
                               ot_err *err);
 
 /* Copies the executor's trained parameters and BN statistics into the
-   model's initializers (marked OT_VAL_DIRTY). */
-void ot_train_ckpt_sync(ot_train_ckpt_run *r);
+   model's initializers (marked OT_VAL_DIRTY). Errors: the executor's copy
+   (OT_ERR_BACKEND). */
+ot_status ot_train_ckpt_sync(ot_train_ckpt_run *r, ot_err *err);
 
 /* OT_ERR_ARG naming the step and the tensor when a trained parameter or BN
-   statistic of the executor is not finite. */
+   statistic of the executor is not finite (read by copy; OT_ERR_NOMEM,
+   OT_ERR_BACKEND). */
 ot_status ot_train_ckpt_check_finite(const ot_train_ckpt_run *r, ot_err *err);
 
 /*

@@ -234,7 +234,7 @@ static ot_status validate(trainer *T, ot_train_epoch *e, ot_train_result *res, o
     const ot_train_opts *o = T->o;
     ot_eval_result ev;
     ot_exec_opts eo;
-    ot_train_ckpt_sync(&T->ckpt);
+    OT_TRY(ot_train_ckpt_sync(&T->ckpt, err));
     OT_TRY(exec_opts(o, &eo, err));
     if (T->val_good)
         OT_TRY(ot_eval_run_subset(T->model, o->val_data, T->val_good, T->n_val_good,
@@ -557,7 +557,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     res->steps = total_steps;
     res->epoch = ck->epoch;
     res->epoch_step = ck->epoch_step;
-    ot_train_ckpt_sync(&T.ckpt);
+    OT_TRY(ot_train_ckpt_sync(&T.ckpt, err));
     /* the best validation epoch's weights */
     if (!(o->keep_best && ot_train_ckpt_restore_best(&T.ckpt)))
         res->best_epoch = 0;

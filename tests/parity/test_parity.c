@@ -308,6 +308,27 @@ static void agg_init(agg *a, const char *mode, const char *what, double tol)
     a->worst_rel = -1;
 }
 
+/* A host copy of an executor's state value, valid until the next call
+   (NULL when the value is not state or the copy fails). */
+static float *state_buf;
+static size_t state_cap;
+
+static const float *state_view(const ot_exec *x, int32_t id)
+{
+    size_t bytes = ot_exec_state_bytes(x, id);
+    ot_err err;
+    if (!bytes)
+        return NULL;
+    if (bytes > state_cap) {
+        float *nb = realloc(state_buf, bytes);
+        if (!nb)
+            return NULL;
+        state_buf = nb;
+        state_cap = bytes;
+    }
+    return ot_exec_read_state(x, id, state_buf, bytes, &err) == OT_OK ? state_buf : NULL;
+}
+
 static void agg_add(agg *a, const char *name, const float *got, const rec *ref, int64_t numel)
 {
     if (!ref) {
@@ -783,7 +804,7 @@ static void run_mode(const mode_desc *md, const char *dir, const blob *batches)
         agg a;
         agg_init(&a, m, "bn_stats", TOL);
         for (int s = 0; s < tg->n_stats; s++)
-            agg_add(&a, vname(&c, tg->stats[s]), ot_exec_state(c.step, tg->stats[s]),
+            agg_add(&a, vname(&c, tg->stats[s]), state_view(c.step, tg->stats[s]),
                     blob_findf(&ref, "stats/%s", vname(&c, tg->stats[s])), vnumel(&c, tg->stats[s]));
         agg_report(&a);
     }
@@ -805,7 +826,7 @@ static void run_mode(const mode_desc *md, const char *dir, const blob *batches)
             agg_init(&a, m, kinds[k], TOL);
             for (int p = 0; p < tg->n_params; p++) {
                 const char *pn = vname(&c, tg->params[p]);
-                const float *w = ot_exec_state(oc.step, oc.tg.params[p]);
+                const float *w = state_view(oc.step, oc.tg.params[p]);
                 const rec *r = blob_findf(&ref, "%s/%s", kinds[k], pn);
                 if (k == 0)
                     agg_add(&a, pn, w, r, vnumel(&c, tg->params[p]));
@@ -884,7 +905,7 @@ static void run_mode(const mode_desc *md, const char *dir, const blob *batches)
                 agg a;
                 agg_init(&a, m, "curve_bn_stats", TOL_CURVE_STATS);
                 for (int s = 0; s < tg->n_stats; s++)
-                    agg_add(&a, vname(&c, tg->stats[s]), ot_exec_state(c.step, tg->stats[s]),
+                    agg_add(&a, vname(&c, tg->stats[s]), state_view(c.step, tg->stats[s]),
                             blob_findf(&ref, "curve_stats/%s", vname(&c, tg->stats[s])),
                             vnumel(&c, tg->stats[s]));
                 agg_report(&a);
@@ -924,5 +945,6 @@ int main(int argc, char **argv)
     }
     blob_free(&batches);
     printf("%d passed, %d failed\n", n_pass, n_fail);
+    free(state_buf);
     return n_fail ? 1 : 0;
 }

@@ -12,6 +12,7 @@
  * another batch size shares the parameters and the moments.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "exec/exec.h"
@@ -178,15 +179,19 @@ TEST(step_graph_updates_its_state)
         const ot_value *v = &model->values[tg->params[p]];
         size_t n = v->data.bytes / sizeof(float);
         const float *p0 = v->data.data, *g = ot_exec_output(ref.step, 2 + p)->data;
-        const float *p1 = ot_exec_state(upd.step, tg->params[p]);
-        const float *b = ot_exec_state(upd.step, tg->optim.bufs[p]);
+        float *p1 = malloc(v->data.bytes + 1), *b = malloc(v->data.bytes + 1);
         CHECK(p1 && b);
         size_t moved = 0, bad = 0;
-        for (size_t j = 0; j < n; j++) {
+        if (ot_exec_read_state(upd.step, tg->params[p], p1, v->data.bytes, &err) != OT_OK ||
+            ot_exec_read_state(upd.step, tg->optim.bufs[p], b, v->data.bytes, &err) != OT_OK)
+            bad = n + 1;
+        for (size_t j = 0; j < n && !bad; j++) {
             float want = p0[j] + -0.0625f * g[j];
             moved += p1[j] != p0[j];
             bad += p1[j] != want || b[j] != g[j];
         }
+        free(p1);
+        free(b);
         if (bad || !moved) {
             ot_test_fail(__FILE__, __LINE__, "'%s': %zu of %zu values differ from SGD, %zu moved",
                          v->name, bad, n, moved);
@@ -196,10 +201,15 @@ TEST(step_graph_updates_its_state)
     /* the running statistics: written in place by both steps, and changed */
     for (int s = 0; s < tg->n_stats; s++) {
         const ot_value *v = &model->values[tg->stats[s]];
-        const void *a = ot_exec_state(ref.step, tg->stats[s]);
-        const void *b = ot_exec_state(upd.step, tg->stats[s]);
-        CHECK(a && b && memcmp(a, b, v->data.bytes) == 0);
-        CHECK(memcmp(b, v->data.data, v->data.bytes) != 0);
+        char *a = malloc(v->data.bytes + 1), *b = malloc(v->data.bytes + 1);
+        bool same = a && b &&
+                    ot_exec_read_state(ref.step, tg->stats[s], a, v->data.bytes, &err) == OT_OK &&
+                    ot_exec_read_state(upd.step, tg->stats[s], b, v->data.bytes, &err) == OT_OK &&
+                    memcmp(a, b, v->data.bytes) == 0;
+        bool moved = same && memcmp(b, v->data.data, v->data.bytes) != 0;
+        free(a);
+        free(b);
+        CHECK(same && moved);
     }
     float norm;
     memcpy(&norm, ot_exec_output(upd.step, 2)->data, sizeof norm);
@@ -215,10 +225,24 @@ TEST(step_graph_updates_its_state)
     if (run_new(model, &go, x, 1, upd.step, &small, &err) != OT_OK) {
         ot_test_fail(__FILE__, __LINE__, "shared step: %s", err.msg);
     } else {
-        CHECK(ot_exec_state(small.step, tg->params[0]) == ot_exec_state(upd.step, tg->params[0]));
-        CHECK(ot_exec_state(small.step, small.tg.optim.bufs[0]) ==
-              ot_exec_state(upd.step, tg->optim.bufs[0]));
+        /* what one writes, the other reads */
         CHECK(small.tg.optim.bufs[0] == tg->optim.bufs[0]);
+        const int32_t ids[2] = { tg->params[0], tg->optim.bufs[0] };
+        for (int k = 0; k < 2; k++) {
+            size_t nb = ot_exec_state_bytes(upd.step, ids[k]);
+            float *w = malloc(nb + 1), *r = malloc(nb + 1);
+            bool shared = w && r && nb == ot_exec_state_bytes(small.step, ids[k]) && nb >= 4 &&
+                          ot_exec_read_state(upd.step, ids[k], w, nb, &err) == OT_OK;
+            if (shared) {
+                w[0] += 1.0f;
+                shared = ot_exec_write_state(small.step, ids[k], w, nb, &err) == OT_OK &&
+                         ot_exec_read_state(upd.step, ids[k], r, nb, &err) == OT_OK &&
+                         memcmp(w, r, nb) == 0;
+            }
+            free(w);
+            free(r);
+            CHECK(shared);
+        }
     }
     run_free(&small);
     run_free(&upd);
