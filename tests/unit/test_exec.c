@@ -209,29 +209,44 @@ TEST(exec_compile_refuses_wrong_binding)
     ot_graph_free(g);
 }
 
+/* ONNX's pytorch-converted Linear test model with its bias flagged as state,
+   and its test input. */
+static ot_status linear_with_state_bias(ot_graph **g, ot_tensor *in, int32_t *bias,
+                                        int32_t *input, ot_err *err)
+{
+    const char *dir = "/usr/share/libonnx-testdata/data/pytorch-converted/test_Linear/";
+    char path[512];
+    snprintf(path, sizeof path, "%smodel.onnx", dir);
+    ot_status st = ot_onnx_import_file(path, NULL, g, err);
+    if (st != OT_OK)
+        return st;
+    snprintf(path, sizeof path, "%stest_data_set_0/input_0.pb", dir);
+    st = ot_onnx_read_tensor(path, in, NULL, err);
+    if (st != OT_OK)
+        return st;
+    const ot_graph *m = *g;
+    for (int32_t i = 0; i < m->n_inits; i++)
+        if (m->values[m->inits[i]].ndim == 1)
+            *bias = m->inits[i];
+    for (int32_t i = 0; i < m->n_inputs; i++)
+        if (!(m->values[m->inputs[i].value].flags & OT_VAL_INIT))
+            *input = m->inputs[i].value;
+    if (*bias < 0 || *input < 0)
+        return ot_err_set(err, OT_ERR_MODEL, "test_Linear has no bias or no input");
+    (*g)->values[*bias].flags |= OT_VAL_STATE;
+    return OT_OK;
+}
+
 /* A state value (a trained parameter) is a mutable copy: changing it between
    runs changes the output; the graph's own bytes stay as they were. */
 TEST(exec_state_values_are_mutable_copies)
 {
-    const char *dir = "/usr/share/libonnx-testdata/data/pytorch-converted/test_Linear/";
-    char path[512];
     ot_err err;
     ot_graph *g = NULL;
     ot_exec *x = NULL;
     ot_tensor in;
-    snprintf(path, sizeof path, "%smodel.onnx", dir);
-    CHECK_OK(ot_onnx_import_file(path, NULL, &g, &err), &err);
-    snprintf(path, sizeof path, "%stest_data_set_0/input_0.pb", dir);
-    CHECK_OK(ot_onnx_read_tensor(path, &in, NULL, &err), &err);
     int32_t bias = -1, input = -1;
-    for (int32_t i = 0; i < g->n_inits; i++)
-        if (g->values[g->inits[i]].ndim == 1)
-            bias = g->inits[i];
-    for (int32_t i = 0; i < g->n_inputs; i++)
-        if (!(g->values[g->inputs[i].value].flags & OT_VAL_INIT))
-            input = g->inputs[i].value;
-    CHECK(bias >= 0 && input >= 0);
-    g->values[bias].flags |= OT_VAL_STATE;
+    CHECK_OK(linear_with_state_bias(&g, &in, &bias, &input, &err), &err);
     float orig0;
     memcpy(&orig0, g->values[bias].data.data, 4);
     ot_exec_input b = { .value = input, .tensor = in };
@@ -284,25 +299,12 @@ static ot_status counting_copy_out(const ot_exec *x, void *dst, const void *src,
 
 TEST(exec_backend_memory_goes_through_hooks)
 {
-    const char *dir = "/usr/share/libonnx-testdata/data/pytorch-converted/test_Linear/";
-    char path[512];
     ot_err err;
     ot_graph *g = NULL;
     ot_exec *host = NULL, *dev = NULL, *dev2 = NULL;
     ot_tensor in;
-    snprintf(path, sizeof path, "%smodel.onnx", dir);
-    CHECK_OK(ot_onnx_import_file(path, NULL, &g, &err), &err);
-    snprintf(path, sizeof path, "%stest_data_set_0/input_0.pb", dir);
-    CHECK_OK(ot_onnx_read_tensor(path, &in, NULL, &err), &err);
     int32_t bias = -1, input = -1;
-    for (int32_t i = 0; i < g->n_inits; i++)
-        if (g->values[g->inits[i]].ndim == 1)
-            bias = g->inits[i];
-    for (int32_t i = 0; i < g->n_inputs; i++)
-        if (!(g->values[g->inputs[i].value].flags & OT_VAL_INIT))
-            input = g->inputs[i].value;
-    CHECK(bias >= 0 && input >= 0);
-    g->values[bias].flags |= OT_VAL_STATE;
+    CHECK_OK(linear_with_state_bias(&g, &in, &bias, &input, &err), &err);
     ot_backend opaque = ot_backend_cpu;
     opaque.host_visible = false;
     opaque.copy_in = counting_copy_in;

@@ -1220,14 +1220,23 @@ static int32_t producer_of(const ot_graph *g, int32_t v)
     return -1;
 }
 
-/* An inference BatchNormalization of h (16 channels) on constants; *scale
-   gets its scale's value id. */
+/* The operands of a 16-channel BatchNormalization of h: h, then constant
+   scale, bias, mean and variance. */
+static void rw_bn_operands(gcase *c, int32_t h, int32_t *bin)
+{
+    bin[0] = h;
+    bin[1] = gc_const(c, "scale", 1, DIMS(16), 0.5, 1.5);
+    bin[2] = gc_const(c, "bias", 1, DIMS(16), -1, 1);
+    bin[3] = gc_const(c, "mean", 1, DIMS(16), -0.5, 0.5);
+    bin[4] = gc_const(c, "var", 1, DIMS(16), 0.5, 2);
+}
+
+/* An inference BatchNormalization of h on constants; *scale gets its scale's
+   value id. */
 static int32_t rw_bn(gcase *c, int32_t h, int32_t *scale)
 {
-    int32_t bin[5] = { h, gc_const(c, "scale", 1, DIMS(16), 0.5, 1.5),
-                       gc_const(c, "bias", 1, DIMS(16), -1, 1),
-                       gc_const(c, "mean", 1, DIMS(16), -0.5, 0.5),
-                       gc_const(c, "var", 1, DIMS(16), 0.5, 2) };
+    int32_t bin[5];
+    rw_bn_operands(c, h, bin);
     if (scale)
         *scale = bin[1];
     return gc_node(c, "BatchNormalization", 15, bin, 5, NULL, 0);
@@ -1321,10 +1330,8 @@ TEST(rewrite_bn_fold_refusals)
         int32_t h = gc_conv3x3(c, x, "w");
         int32_t scale = -1, b;
         if (kind == 3) {
-            int32_t bin[5] = { h, gc_const(c, "scale", 1, DIMS(16), 0.5, 1.5),
-                               gc_const(c, "bias", 1, DIMS(16), -1, 1),
-                               gc_const(c, "mean", 1, DIMS(16), -0.5, 0.5),
-                               gc_const(c, "var", 1, DIMS(16), 0.5, 2) };
+            int32_t bin[5];
+            rw_bn_operands(c, h, bin);
             b = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, bin, 5, NULL, 0, 3, NULL);
         } else {
             b = rw_bn(c, h, &scale);
@@ -1389,10 +1396,8 @@ TEST(rewrite_fusion_rules)
     int32_t u = gc_node(c, "LeakyRelu", 6, &t, 1, NULL, 0);
     int32_t v = gc_conv3x3(c, u, "w3");
     int32_t w = gc_node(c, "Relu", 14, &v, 1, NULL, 0);
-    int32_t bin[5] = { w, gc_const(c, "scale", 1, DIMS(16), 0.5, 1.5),
-                       gc_const(c, "bias", 1, DIMS(16), -1, 1),
-                       gc_const(c, "mean", 1, DIMS(16), -0.5, 0.5),
-                       gc_const(c, "var", 1, DIMS(16), 0.5, 2) };
+    int32_t bin[5];
+    rw_bn_operands(c, w, bin);
     int32_t n1 = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "BatchNormTrain", 1, bin, 5, NULL, 0, 3, NULL);
     int32_t r1 = gc_node(c, "Relu", 14, &n1, 1, NULL, 0);
     bin[0] = r1;
