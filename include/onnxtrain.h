@@ -6,12 +6,17 @@
  * did not change. Handles are opaque; every function that can fail returns an
  * ot_status and fills an ot_err with a one-line message.
  *
+ * Besides import and export, it offers the whole fine-tuning recipe of
+ * `onnxtrain finetune` as one call (ot_finetune), and scoring and prediction
+ * (ot_evaluate, ot_predict); docs/library.md walks through them.
+ *
  * This header is the stable surface for programs that link libonnxtrain.
  * Internal headers (src/graph/graph.h and friends) expose more.
  */
 #ifndef ONNXTRAIN_H
 #define ONNXTRAIN_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -98,6 +103,261 @@ size_t ot_graph_n_nodes(const ot_graph *g);
 size_t ot_graph_n_initializers(const ot_graph *g);
 /* Total number of elements over the graph's initializers. */
 uint64_t ot_graph_n_params(const ot_graph *g);
+
+/* ---------------------------------------------------------------- fine-tuning */
+
+/* Which parameters train (docs/training.md). */
+typedef enum {
+    OT_FT_FEATURE_EXTRACT = 0, /* only the head                                     */
+    OT_FT_FINE_TUNE,           /* the head and the last stage (everything at the
+                                  final spatial resolution before global pooling)   */
+    OT_FT_FULL,                /* everything                                        */
+} ot_ft_mode;
+
+typedef enum { OT_FT_ADAM = 0, OT_FT_SGD, OT_FT_ADAMW } ot_ft_optimizer;
+typedef enum { OT_FT_LR_CONSTANT = 0, OT_FT_LR_STEP, OT_FT_LR_COSINE } ot_ft_schedule;
+
+/* Pixel normalisation presets: ImageNet's mean and std, (x - 0.5) / 0.5, or
+   none (pixels in 0 .. 1). */
+typedef enum { OT_FT_NORM_IMAGENET = 0, OT_FT_NORM_HALF, OT_FT_NORM_NONE } ot_ft_norm;
+
+/* What a progress report is about. */
+typedef enum {
+    OT_FT_MESSAGE = 0, /* a line of the run's account: the model and data, the
+                          training plan, the outcome, the test score         */
+    OT_FT_INFO,        /* a detail (-v in the command line)                  */
+    OT_FT_WARNING,     /* something the caller should know and may fix       */
+    OT_FT_PLAN,        /* the plan of a dry run (the run then ends)          */
+    OT_FT_TRAIN_BEGIN, /* the loop starts: *stop is read from here on        */
+    OT_FT_STEP,        /* after each step: the epoch's numbers so far        */
+    OT_FT_EPOCH,       /* after each epoch (and a step that ends the run),
+                          with validation when there is some                 */
+    OT_FT_TRAIN_END,   /* the loop has ended                                 */
+} ot_ft_event;
+
+typedef struct ot_ft_progress {
+    ot_ft_event event;
+    const char *message;  /* MESSAGE, INFO, WARNING, PLAN: one line, no newline;
+                             NULL for the others                              */
+    /* STEP, EPOCH */
+    int epoch, epochs;    /* 1-based                                         */
+    int64_t step, steps;  /* steps done in this epoch, and per epoch         */
+    double loss;          /* mean over the epoch's images so far             */
+    double accuracy;      /* top-1 on the epoch's training images so far     */
+    double lr;
+    double images_per_s, seconds;
+    int cached;           /* the epoch read the frozen prefix from the cache */
+    double val_loss, val_accuracy; /* EPOCH with validation; else NaN        */
+    int best;             /* the best validation accuracy so far             */
+} ot_ft_progress;
+
+typedef void (*ot_ft_progress_fn)(const ot_ft_progress *p, void *user);
+
+/*
+ * Everything a fine-tuning run can be told. Start from
+ * ot_finetune_opts_default(), which gives the defaults of `onnxtrain
+ * finetune`, and set what you need; docs/cli.md describes each option under
+ * its command-line name. Strings and arrays are borrowed for the call.
+ */
+typedef struct ot_finetune_opts {
+    /* the model: a file, or a graph of the caller's (then trained in place,
+       and model_path, if set, only names it in messages) */
+    const char *model_path;
+    ot_graph *model;
+    ot_import_opts import;
+    /* data: an image folder, CIFAR-10 binary or IDX (MNIST) files */
+    const char *data;
+    uint64_t max_data_bytes;    /* memory for CIFAR-10/IDX data and file lists;
+                                   0: 4 GiB                                    */
+    int64_t max_files;          /* entries a folder's walk may visit; 0: 5M    */
+    const int *data_classes;    /* use only these classes, relabelled 0 ..     */
+    int n_data_classes;         /* 0: all                                      */
+    int64_t per_class;          /* at most this many training images per class
+                                   (a seeded choice); 0: all                   */
+    int skip_bad;               /* leave out unreadable images                 */
+    double val_split;           /* hold out this fraction for validation       */
+    const char *val_data;       /* or validate on this data set                */
+    /* head and freezing */
+    int64_t classes;            /* 0: as many as the data has (the head is
+                                   replaced when its outputs differ); else the
+                                   new head's outputs, which must be the data's */
+    ot_ft_mode mode;
+    const char *const *train;   /* name patterns also trained                  */
+    int n_train;
+    const char *const *freeze;  /* name patterns frozen                        */
+    int n_freeze;
+    const char *freeze_until;   /* freeze this node or value and all upstream  */
+    int bn_train;               /* 1: every BatchNorm in train mode; 0: by region */
+    /* optimisation */
+    ot_ft_optimizer optimizer;
+    double lr;                  /* < 0: the mode's default (1e-3 feature-extract,
+                                   1e-4 otherwise, 1e-5 for a model whose BN
+                                   was folded into its convolutions)           */
+    double head_lr;             /* 0: lr                                       */
+    double momentum;            /* SGD; < 0: 0.9                               */
+    double weight_decay;        /* < 0: 0 (AdamW 0.01)                         */
+    double label_smoothing;
+    double clip_grad;           /* the gradients' total L2 norm; 0: off        */
+    ot_ft_schedule schedule;
+    int64_t lr_step;            /* step schedule: epochs between decays (7)    */
+    double lr_gamma;            /* step schedule: decay factor (0.1)           */
+    int64_t warmup;             /* linear warm-up steps                        */
+    int epochs;                 /* 5                                           */
+    int batch_size;             /* 32                                          */
+    int64_t max_steps;          /* stop after this many steps in all; 0: off   */
+    /* images */
+    int image_size;             /* 0: the model's input size (224 if dynamic)  */
+    ot_ft_norm normalize;
+    int has_mean, has_std;      /* mean / std below override the preset        */
+    float mean[3], std[3];      /* per channel, on the 0 .. 1 scale            */
+    int augment;                /* random resized crop and horizontal flip     */
+    /* model selection */
+    int keep_best;              /* export the best validation epoch's weights  */
+    int patience;               /* stop after this many epochs without a better
+                                   validation accuracy; 0: never               */
+    /* checkpoints */
+    const char *checkpoint;     /* written after every epoch and at a stop     */
+    int64_t checkpoint_every;   /* also every N steps                          */
+    const char *resume;         /* continue the run this checkpoint recorded   */
+    /* the frozen prefix's cache */
+    int no_cache;
+    uint64_t cache_mem;         /* 0: 2 GiB                                    */
+    const char *cache_dir;      /* NULL: $TMPDIR or /tmp                       */
+    int cache_bf16;
+    /* where and how it runs */
+    const char *device;         /* "cpu", "cuda", "cuda:N" (NULL: "cpu"); a
+                                   device this build lacks is an error        */
+    int threads;                /* 0: OMP_NUM_THREADS, else all cores          */
+    int workers;                /* threads preparing batches (1)               */
+    uint64_t seed;              /* the new head, the data order, the split     */
+    int deterministic;          /* bit-reproducible: one thread unless threads */
+    /* output: the plain inference model with the preprocessing and class
+       names in its metadata; NULL writes nothing (the graph stays trained
+       when `model` was given) */
+    const char *output;
+    ot_export_opts export_opts;
+    int dry_run;                /* report the plan (OT_FT_PLAN) and stop       */
+    /* Non-zero (a signal number) asks the loop to stop after the current
+       step: the checkpoint is written, nothing is exported, and the call
+       returns OT_OK with result->stopped_by set. May be set from a signal
+       handler. NULL: never. */
+    volatile sig_atomic_t *stop;
+    ot_ft_progress_fn progress; /* NULL: silent                                */
+    void *user;
+} ot_finetune_opts;
+
+/* The defaults of `onnxtrain finetune`. */
+ot_finetune_opts ot_finetune_opts_default(void);
+
+typedef struct ot_finetune_result {
+    int64_t n_train, n_val;     /* images trained on and validated on          */
+    int n_classes;
+    int head_replaced;          /* the head was swapped for a new one          */
+    int bn_folded;              /* the trained part has convolutions and no
+                                   normalisation (BN folded at export)         */
+    double lr;                  /* the learning rate used                      */
+    uint64_t trainable_values;
+    int trainable_tensors;
+    /* training */
+    int64_t steps;
+    double train_loss, train_accuracy; /* of the last epoch                    */
+    int cache_used, cache_bf16;
+    uint64_t cache_bytes;
+    int64_t n_bad;              /* images skip_bad left out                    */
+    int best_epoch;             /* keep_best: the epoch exported; else 0       */
+    double best_val_accuracy;
+    int early_stopped;          /* patience ended the run                      */
+    /* a stop request (opts->stop) */
+    int stopped_by;             /* the signal number; 0: ran to the end        */
+    int epoch;                  /* epochs completed                            */
+    int64_t epoch_step;         /* steps done in the epoch in progress         */
+    int64_t steps_per_epoch;
+    int64_t checkpoint_step;    /* the last checkpoint written; -1: none       */
+    ot_err checkpoint_err;      /* code OT_OK, or why the last checkpoint could
+                                   not be written (training went on)          */
+    /* the data set's test split, when it has one */
+    int has_test;
+    double test_top1, test_top5, test_loss;
+    int64_t test_n;
+    int usage_error;            /* the error is in the options (a bad pattern) */
+} ot_finetune_result;
+
+/*
+ * Runs the fine-tuning recipe: import the model, open the data, replace the
+ * head, freeze by mode and patterns, train (with validation, checkpoints,
+ * resume), score the test split when the data has one, record the
+ * preprocessing and class names in the model's metadata and export it to
+ * opts->output. Progress goes to opts->progress. A checkpoint that cannot be
+ * written does not stop the run (result->checkpoint_err says why).
+ * Errors: OT_ERR_ARG (options, data that do not fit the model, a loss or
+ * parameter that became non-finite), OT_ERR_IO, OT_ERR_PARSE,
+ * OT_ERR_MODEL, OT_ERR_UNSUPPORTED, OT_ERR_NOMEM, each with a one-line
+ * message; nothing is exported then.
+ */
+ot_status ot_finetune(const ot_finetune_opts *opts, ot_finetune_result *result, ot_err *err);
+
+/* ---------------------------------------------------------------- scoring */
+
+typedef struct ot_evaluate_opts {
+    const char *model_path;     /* or model (borrowed, not changed)            */
+    const ot_graph *model;
+    ot_import_opts import;
+    const char *data;           /* scored on its test split, else its training split */
+    uint64_t max_data_bytes;
+    int64_t max_files;
+    const int *data_classes;    /* score only these classes, relabelled 0 ..   */
+    int n_data_classes;
+    int skip_bad;
+    /* preprocessing: the model's metadata (written by ot_finetune), else its
+       input size (224 if dynamic) and ImageNet normalisation; these override */
+    int image_size;             /* 0: as recorded                              */
+    int has_normalize;
+    ot_ft_norm normalize;
+    int has_mean, has_std;
+    float mean[3], std[3];
+    int batch_size;             /* 32                                          */
+    const char *device;         /* NULL: "cpu"                                 */
+    int threads;
+    ot_ft_progress_fn progress; /* warnings (class names that differ); may be NULL */
+    void *user;
+} ot_evaluate_opts;
+
+ot_evaluate_opts ot_evaluate_opts_default(void);
+
+typedef struct ot_evaluation {
+    int64_t n;                  /* images scored                               */
+    int64_t n_bad;              /* left out by skip_bad                        */
+    int test_split;             /* 1: the test split was scored                */
+    double top1, top5, loss;    /* fractions; mean cross-entropy              */
+    int n_classes;
+    char **class_names;         /* n_classes names of the data                 */
+    int64_t *confusion;         /* n_classes x n_classes, [true][predicted]    */
+} ot_evaluation;
+
+/* Scores a classifier on a data set. Release the result with
+   ot_evaluation_fini. Errors as ot_finetune. */
+ot_status ot_evaluate(const ot_evaluate_opts *opts, ot_evaluation *result, ot_err *err);
+void ot_evaluation_fini(ot_evaluation *result);
+
+/* ---------------------------------------------------------------- prediction */
+
+typedef struct ot_prediction {
+    int n_classes;
+    float *prob;                /* softmax of the logits, n_classes            */
+    int top;                    /* the most probable class                     */
+    const char *top_name;       /* its name from the model's metadata, or NULL */
+} ot_prediction;
+
+/*
+ * Classifies one image file (JPEG, PNG, PPM/PGM) with a model, preprocessed
+ * as ot_evaluate does (the model's metadata, else its input size and
+ * ImageNet normalisation). `model` is borrowed. Release the result with
+ * ot_prediction_fini. Errors: OT_ERR_IO, OT_ERR_PARSE (the image),
+ * OT_ERR_ARG (no image input), those of the executor.
+ */
+ot_status ot_predict(const ot_graph *model, const char *image_path, int threads,
+                     ot_prediction *result, ot_err *err);
+void ot_prediction_fini(ot_prediction *result);
 
 #ifdef __cplusplus
 }

@@ -2,16 +2,18 @@
  * cmd_finetune.c: `onnxtrain finetune MODEL --data PATH -o OUT.onnx` and
  * `onnxtrain eval MODEL --data PATH`.
  *
- * finetune: import, find the head, swap it for --classes, freeze by --mode /
- * --train / --freeze / --freeze-until, train (src/train/trainer.c), score the
- * test split when the data set has one, record the preprocessing and class
- * names in metadata_props, and export a plain inference model.
+ * finetune: maps the options to ot_finetune_opts and runs the recipe
+ * (src/train/finetune.c: import, head from the data or --classes, freeze by
+ * --mode / --train / --freeze / --freeze-until, train, score the test split
+ * when the data set has one, record the preprocessing and class names in
+ * metadata_props, export a plain inference model), printing its report.
  * Checkpoints (docs/checkpoint.md): --checkpoint FILE is written after every
  * epoch, every --checkpoint-every N steps, and on SIGINT/SIGTERM, whose
  * handler only sets a flag the training loop reads after each step; the run
  * then stops with status 130/143. --resume FILE continues a run.
- * eval: top-1 and top-5 accuracy, loss, per-class accuracy and the confusion
- * matrix, preprocessing as the model's metadata says unless overridden.
+ * eval: ot_evaluate: top-1 and top-5 accuracy, loss, per-class accuracy and
+ * the confusion matrix, preprocessing as the model's metadata says unless
+ * overridden.
  */
 #include <math.h>
 #include <signal.h>
@@ -29,6 +31,7 @@
 #include "passes/freeze.h"
 #include "passes/head.h"
 #include "train/checkpoint.h"
+#include "train/finetune.h"
 #include "train/meta.h"
 #include "train/report.h"
 #include "train/trainer.h"
@@ -38,7 +41,9 @@ static const ot_cli_text_opt finetune_opts[] = {
       "training data: an image folder (a folder of JPEG/PNG files per class), CIFAR-10 binary "
       "or IDX (MNIST) files" },
     { "output", 'o', "OUT.onnx", "where to write the fine-tuned model" },
-    { "classes", 0, "N", "replace the head with a new one of N classes" },
+    { "classes", 0, "N",
+      "classes of the new head (default: the data's, replacing a head that differs); an N "
+      "other than the data's is an error (exit 1)" },
     { "mode", 0, "MODE", "feature-extract (default), fine-tune or full" },
     { "train", 0, "PAT,...", "also train parameters or nodes matching these patterns" },
     { "freeze", 0, "PAT,...", "freeze parameters or nodes matching these patterns" },
@@ -47,7 +52,9 @@ static const ot_cli_text_opt finetune_opts[] = {
     { "epochs", 0, "N", "passes over the training data (default 5)" },
     { "batch-size", 0, "N", "images per step (default 32)" },
     { "optimizer", 0, "NAME", "sgd, adam (default) or adamw" },
-    { "lr", 0, "RATE", "learning rate (default 1e-3 feature-extract, else 1e-4)" },
+    { "lr", 0, "RATE",
+      "learning rate (default 1e-3 feature-extract, else 1e-4, and 1e-5 for a model whose "
+      "BatchNorm was folded into its convolutions)" },
     { "head-lr", 0, "RATE", "learning rate of the head's parameters" },
     { "momentum", 0, "M", "SGD momentum (default 0.9)" },
     { "weight-decay", 0, "WD", "weight decay (default 0; AdamW 0.01)" },
@@ -205,14 +212,14 @@ static void free_list(char **l)
     }
 }
 
-static ot_status norm_of(const char *s, ot_data_norm *n)
+static ot_status norm_of(const char *s, ot_ft_norm *n)
 {
     if (!s || !strcmp(s, "imagenet"))
-        *n = OT_DATA_NORM_IMAGENET;
+        *n = OT_FT_NORM_IMAGENET;
     else if (!strcmp(s, "half"))
-        *n = OT_DATA_NORM_HALF;
+        *n = OT_FT_NORM_HALF;
     else if (!strcmp(s, "none"))
-        *n = OT_DATA_NORM_NONE;
+        *n = OT_FT_NORM_NONE;
     else
         return OT_ERR_ARG;
     return OT_OK;
@@ -246,18 +253,22 @@ static bool parse_triple(const char *s, double lo, double hi, float *v)
     return true;
 }
 
-/* Applies --mean/--std over the transform. Returns an exit status. */
-static int apply_mean_std(const ot_cli_cmd *cmd, const ot_cli_args *a, ot_data_transform *t)
+/* Reads --mean and --std into mean and std, setting has_mean and has_std.
+   Returns an exit status. */
+static int read_mean_std(const ot_cli_cmd *cmd, const ot_cli_args *a, int *has_mean, float *mean,
+                         int *has_std, float *std)
 {
     const char *m = ot_cli_value(cmd, a, "mean"), *s = ot_cli_value(cmd, a, "std");
-    if (m && !parse_triple(m, OT_DATA_MEAN_MIN, OT_DATA_MEAN_MAX, t->mean))
+    if (m && !parse_triple(m, OT_DATA_MEAN_MIN, OT_DATA_MEAN_MAX, mean))
         return ot_cli_usage_error(cmd, "bad value '%s' for --mean (expected one decimal number "
                                        "or three, comma-separated, each from %g to %g)",
                                   m, OT_DATA_MEAN_MIN, OT_DATA_MEAN_MAX);
-    if (s && !parse_triple(s, OT_DATA_STD_MIN, OT_DATA_STD_MAX, t->std))
+    if (s && !parse_triple(s, OT_DATA_STD_MIN, OT_DATA_STD_MAX, std))
         return ot_cli_usage_error(cmd, "bad value '%s' for --std (expected one decimal number "
                                        "or three, comma-separated, each from %g to %g)",
                                   s, OT_DATA_STD_MIN, OT_DATA_STD_MAX);
+    *has_mean = m != NULL;
+    *has_std = s != NULL;
     return OT_EXIT_OK;
 }
 
@@ -306,77 +317,23 @@ static bool parse_class_list(const char *s, int *classes, int *n, int cap)
     return *n > 0;
 }
 
-/* Applies --data-classes / --per-class to *ds (replacing it). Returns an exit
+/* Reads --data-classes into classes[] (*n 0 when not given). Returns an exit
    status. */
-static int select_data(const ot_cli_cmd *cmd, const ot_cli_args *a, ot_dataset **ds,
-                       int64_t per_class, uint64_t seed)
+static int read_data_classes(const ot_cli_cmd *cmd, const ot_cli_args *a, int *classes, int *n)
 {
     const char *list = ot_cli_value(cmd, a, "data-classes");
-    if (!list && per_class <= 0)
-        return OT_EXIT_OK;
-    int classes[OT_DATA_MAX_CLASSES], n = 0;
-    if (list) {
-        if (!parse_class_list(list, classes, &n, OT_DATA_MAX_CLASSES))
-            return ot_cli_usage_error(cmd, "--data-classes: expected numbers and ranges like 5-9");
-    } else {
-        n = ot_data_n_classes(*ds);
-        for (int c = 0; c < n; c++)
-            classes[c] = c;
-    }
-    ot_dataset *sel = NULL;
-    ot_err err;
-    if (ot_data_select(*ds, classes, n, per_class, seed, &sel, &err) != OT_OK)
-        return ot_cli_error("%s", err.msg);
-    ot_data_free(*ds);
-    *ds = sel;
+    *n = 0;
+    if (list && !parse_class_list(list, classes, n, OT_DATA_MAX_CLASSES))
+        return ot_cli_usage_error(cmd, "--data-classes: expected numbers and ranges like 5-9");
     return OT_EXIT_OK;
-}
-
-/* The model's image side when its input is static and square, else 224. */
-static int default_size(const ot_graph *g)
-{
-    for (int32_t i = 0; i < g->n_inputs; i++) {
-        const ot_value *v = &g->values[g->inputs[i].value];
-        if (v->flags & OT_VAL_INIT)
-            continue;
-        if (v->ndim == 4 && v->dims[2] > 0 && v->dims[2] == v->dims[3])
-            return (int)v->dims[2];
-        break;
-    }
-    return 224;
-}
-
-/* A model that declares a static image size other than the one it was
-   trained at gets the trained size declared, so that a runtime feeds it what
-   the recorded preprocessing produces. value_info shapes are then rewritten
-   from inference. */
-static ot_status fit_input_size(ot_graph *g, int size, ot_err *err)
-{
-    for (int32_t i = 0; i < g->n_inputs; i++) {
-        ot_value *v = &g->values[g->inputs[i].value];
-        if (v->flags & OT_VAL_INIT)
-            continue;
-        if (v->ndim != 4 || (v->dims[2] < 0 && v->dims[3] < 0) ||
-            (v->dims[2] == size && v->dims[3] == size))
-            return OT_OK;
-        ot_log(OT_LOG_INFO, "input '%s': declared image size set to the trained %dx%d", v->name,
-               size, size);
-        v->dims[2] = v->dims[3] = size;
-        v->dim_names[2] = v->dim_names[3] = NULL;
-        v->flags |= OT_VAL_SHAPE_DIRTY;
-        for (int32_t k = 0; k < g->n_value_info; k++) {
-            ot_value *w = &g->values[g->value_info[k].value];
-            w->flags &= ~(uint32_t)OT_VAL_SHAPE_DECLARED;
-            w->flags |= OT_VAL_SHAPE_DIRTY;
-        }
-        return ot_graph_infer_shapes(g, err);
-    }
-    return OT_OK;
 }
 
 typedef struct progress_ctx {
     FILE *f;
     bool tty;
+    struct sigaction old_actions[2]; /* SIGINT, SIGTERM while the loop runs */
+    int export_rc;         /* the exit status of a failed --batch edit      */
+    const int64_t *export_batch; /* --batch N or dynamic; NULL: not given   */
     const char *resume;
     int epochs, patience;
     ot_train_log *log;     /* --log / --plot                                 */
@@ -440,9 +397,11 @@ static void on_profile(const struct ot_exec *const *xs, const char *const *names
     ot_cli_print_profile(p->f, xs, names, n, extra, &data_wait_s, 1);
 }
 
-static void on_progress(const ot_train_epoch *e, bool end, void *user)
+static void catch_stop_signals(struct sigaction *old);
+static void restore_signals(const struct sigaction *old);
+
+static void on_epoch(progress_ctx *p, const ot_train_epoch *e, bool end)
 {
-    progress_ctx *p = user;
     if (p->tty && !end) {
         double eta = e->images_per_s > 0 && e->step > 0
                          ? e->seconds / (double)e->step * (double)(e->steps - e->step)
@@ -468,10 +427,61 @@ static void on_progress(const ot_train_epoch *e, bool end, void *user)
         write_plot(p, ot_train_log_epoch(p->log, e, e->val_loss, e->val_accuracy, &p->log_err));
 }
 
-/* n_bad: images --skip-bad left out (-1: the option was not given). */
+/* The run's report: its lines to the log stream (stderr with --json), the
+   dry run's plan to stdout, details and warnings through the log, the
+   epochs as the progress line; SIGINT and SIGTERM are caught while the loop
+   runs. */
+static void on_progress(const ot_ft_progress *r, void *user)
+{
+    progress_ctx *p = user;
+    switch (r->event) {
+    case OT_FT_MESSAGE:
+        fprintf(p->f, "%s\n", r->message);
+        break;
+    case OT_FT_PLAN:
+        fprintf(stdout, "%s\n", r->message);
+        break;
+    case OT_FT_INFO:
+        ot_log(OT_LOG_INFO, "%s", r->message);
+        break;
+    case OT_FT_WARNING:
+        ot_log(OT_LOG_WARN, "%s", r->message);
+        break;
+    case OT_FT_TRAIN_BEGIN:
+        catch_stop_signals(p->old_actions);
+        break;
+    case OT_FT_TRAIN_END:
+        restore_signals(p->old_actions);
+        break;
+    case OT_FT_STEP:
+    case OT_FT_EPOCH: {
+        ot_train_epoch e = { .epoch = r->epoch, .epochs = r->epochs, .step = r->step,
+                             .steps = r->steps, .loss = r->loss, .accuracy = r->accuracy,
+                             .lr = r->lr, .images_per_s = r->images_per_s,
+                             .seconds = r->seconds, .cached = r->cached != 0,
+                             .val_loss = r->val_loss, .val_accuracy = r->val_accuracy,
+                             .best = r->best != 0 };
+        on_epoch(p, &e, r->event == OT_FT_EPOCH);
+        break;
+    }
+    }
+}
+
+/* The export's batch dim (--batch, else dynamic). A failure was reported;
+   its exit status waits in export_rc. */
+static ot_status prepare_export(ot_graph *g, const char *model, void *user, ot_err *err)
+{
+    progress_ctx *p = user;
+    p->export_rc = ot_cli_export_batch(g, model, p->export_batch);
+    if (p->export_rc == OT_EXIT_OK)
+        return OT_OK;
+    return ot_err_set(err, OT_ERR_ARG, "--batch");
+}
+
 /* eval --json: the metrics with 6 decimals as the text shows them (NaN and
-   infinities as null), per-class accuracy, the confusion matrix. */
-static int print_eval_json(const ot_eval_result *r, const ot_dataset *ds, int64_t n_bad)
+   infinities as null), per-class accuracy, the confusion matrix; n_bad: images
+   --skip-bad left out (-1: not given). */
+static int print_eval_json(const ot_evaluation *r, int64_t n_bad)
 {
     json_t *o = ot_json_set(json_object(), "n", json_integer(r->n));
     if (n_bad >= 0)
@@ -487,7 +497,7 @@ static int print_eval_json(const ot_eval_result *r, const ot_dataset *ds, int64_
             tot += r->confusion[c * r->n_classes + k];
             row = ot_json_push(row, json_integer(r->confusion[c * r->n_classes + k]));
         }
-        json_t *e = ot_json_set(json_object(), "class", ot_json_text(ot_data_class_name(ds, c)));
+        json_t *e = ot_json_set(json_object(), "class", ot_json_text(r->class_names[c]));
         e = ot_json_set(e, "n", json_integer(tot));
         e = ot_json_set(e, "accuracy",
                         ot_json_fixed(tot ? (double)r->confusion[c * r->n_classes + c] / (double)tot
@@ -501,7 +511,7 @@ static int print_eval_json(const ot_eval_result *r, const ot_dataset *ds, int64_
     return ot_cli_print_json(o);
 }
 
-static void print_eval_text(FILE *f, const ot_eval_result *r, const ot_dataset *ds)
+static void print_eval_text(FILE *f, const ot_evaluation *r)
 {
     fprintf(f, "images: %lld\ntop-1: %.4f\ntop-5: %.4f\nloss: %.4f\nper class:\n", (long long)r->n,
             r->top1, r->top5, r->loss);
@@ -509,7 +519,7 @@ static void print_eval_text(FILE *f, const ot_eval_result *r, const ot_dataset *
         int64_t tot = 0;
         for (int k = 0; k < r->n_classes; k++)
             tot += r->confusion[c * r->n_classes + k];
-        fprintf(f, "  %-16s %.4f (%lld)\n", ot_data_class_name(ds, c),
+        fprintf(f, "  %-16s %.4f (%lld)\n", r->class_names[c],
                 tot ? (double)r->confusion[c * r->n_classes + c] / (double)tot : 0.0,
                 (long long)tot);
     }
@@ -667,62 +677,46 @@ static void restore_signals(const struct sigaction *old)
     sigaction(SIGTERM, &old[1], NULL);
 }
 
-/* What a checkpoint carries besides the training state: the trained input
-   size and the preprocessing metadata, as the final export writes them, so
-   that `onnxtrain export` of the last checkpoint gives the same file. */
-typedef struct ckpt_ctx {
-    int size;
-    const ot_data_transform *t;
-    const char *const *names;
-    int n_classes;
-} ckpt_ctx;
-
-static ot_status prepare_checkpoint(ot_graph *g, void *user, ot_err *err)
+/* Prints how a stop request ended the run (stderr) and returns its exit
+   status, 128 + the signal. */
+static int report_stop(const ot_finetune_result *tr, const char *checkpoint, progress_ctx *pc)
 {
-    const ckpt_ctx *c = user;
-    ot_status st = fit_input_size(g, c->size, err);
-    if (st == OT_OK)
-        st = ot_train_meta_write(g, c->t, c->names, c->n_classes, err);
-    return st;
-}
-
-/* Reads the model's class names (ot_train_meta_classes: malformed ones are an
-   error) and warns when they are not the data's, since the scores go by label
-   index. Returns an exit code. */
-static int check_model_names(const char *model, const ot_graph *g, const ot_dataset *ds)
-{
-    ot_err err;
-    ot_err_init(&err);
-    char **names = NULL;
-    int n = 0;
-    if (ot_train_meta_classes(g, &names, &n, &err) != OT_OK)
-        return ot_cli_error("%s: %s", model, err.msg);
-    int nc = ot_data_n_classes(ds);
-    if (names && n != nc)
-        ot_log(OT_LOG_WARN, "%s: the model names %d classes (onnxtrain.classes), the data %d; "
-                            "labels are matched by index",
-               model, n, nc);
+    if (pc->tty)
+        fprintf(pc->f, "\n");
+    fflush(pc->f);
+    const char *sig = tr->stopped_by == SIGINT ? "SIGINT" : tr->stopped_by == SIGTERM ? "SIGTERM"
+                                                                                 : "a signal";
+    char where[96];
+    if (tr->epoch_step)
+        snprintf(where, sizeof where, "step %lld of %lld in epoch %d",
+                 (long long)tr->epoch_step, (long long)tr->steps_per_epoch, tr->epoch + 1);
     else
-        for (int c = 0; c < n; c++)
-            if (strcmp(names[c], ot_data_class_name(ds, c))) {
-                ot_log(OT_LOG_WARN, "%s: class %d is '%s' in the model (onnxtrain.classes) "
-                                    "but '%s' in the data; labels are matched by index",
-                       model, c, names[c], ot_data_class_name(ds, c));
-                break;
-            }
-    ot_free(names);
-    return OT_EXIT_OK;
+        snprintf(where, sizeof where, "the end of epoch %d", tr->epoch);
+    if (checkpoint && tr->checkpoint_err.code != OT_OK) {
+        fprintf(stderr, "onnxtrain: stopped by %s after step %lld (%s); %s; ", sig,
+                (long long)tr->steps, where, tr->checkpoint_err.msg);
+        if (tr->checkpoint_step >= 0)
+            fprintf(stderr, "the last checkpoint, at step %lld, is in %s\n",
+                    (long long)tr->checkpoint_step, checkpoint);
+        else
+            fprintf(stderr, "no checkpoint was kept\n");
+    } else if (checkpoint && tr->checkpoint_step >= 0)
+        fprintf(stderr,
+                "onnxtrain: stopped by %s after step %lld (%s); checkpoint in %s; continue "
+                "with --resume %s\n",
+                sig, (long long)tr->steps, where, checkpoint, checkpoint);
+    else
+        fprintf(stderr,
+                "onnxtrain: stopped by %s after step %lld; no checkpoint was written (use "
+                "--checkpoint FILE to keep the progress)\n",
+                sig, (long long)tr->steps);
+    if (pc->log_err.code != OT_OK)
+        ot_cli_error("%s", pc->log_err.msg);
+    return 128 + tr->stopped_by;
 }
 
-/* Outputs of the model's first output when it is [N, K] with K known; else 0. */
-static int64_t output_classes(const ot_graph *g)
-{
-    if (g->n_outputs < 1)
-        return 0;
-    const ot_value *v = &g->values[g->outputs[0].value];
-    return v->ndim == 2 && v->dims[1] > 0 ? v->dims[1] : 0;
-}
-
+/* Maps the command line to the recipe's options (ot_finetune_opts), runs it
+   (src/train/finetune.c) and prints its report. */
 int ot_cmd_finetune(int argc, char **argv)
 {
     ot_cli_args a;
@@ -730,14 +724,8 @@ int ot_cmd_finetune(int argc, char **argv)
     if (rc != OT_EXIT_OK)
         return rc;
     const ot_cli_cmd *cmd = &finetune_cmd;
-    ot_graph *g = NULL;
-    ot_dataset *train = NULL, *test = NULL, *val = NULL;
-    int64_t *train_idx = NULL, *val_idx = NULL;
     progress_ctx pc = { 0 };
     char **train_pats = NULL, **freeze_pats = NULL;
-    const char **names = NULL;
-    char *run_options = NULL;
-    ot_eval_result ev = { 0 };
     ot_err err;
     ot_err_init(&err);
     if (a.help) {
@@ -754,38 +742,32 @@ int ot_cmd_finetune(int argc, char **argv)
         rc = ot_cli_usage_error(cmd, "missing -o OUT.onnx");
         goto out;
     }
-    ot_train_opts o;
-    ot_train_opts_default(&o);
-    ot_freeze_opts fo = { .mode = OT_FREEZE_FEATURE_EXTRACT };
+    ot_finetune_opts o = ot_finetune_opts_default();
+    o.model_path = model;
+    o.data = data;
+    o.output = out;
     const char *mode = V("mode");
     if (mode && !strcmp(mode, "fine-tune"))
-        fo.mode = OT_FREEZE_FINE_TUNE;
+        o.mode = OT_FT_FINE_TUNE;
     else if (mode && !strcmp(mode, "full"))
-        fo.mode = OT_FREEZE_FULL;
+        o.mode = OT_FT_FULL;
     else if (mode && strcmp(mode, "feature-extract") != 0) {
         rc = ot_cli_usage_error(cmd, "--mode must be feature-extract, fine-tune or full");
         goto out;
     }
-    double d;
-    int64_t classes = 0;
-    if ((rc = ot_cli_int_opt(cmd, &a, "classes", 1, 1 << 20, &classes)) != OT_EXIT_OK ||
+    if ((rc = ot_cli_int_opt(cmd, &a, "classes", 1, 1 << 20, &o.classes)) != OT_EXIT_OK ||
         (rc = int_opt(cmd, &a, "epochs", 1, 1000000, &o.epochs)) != OT_EXIT_OK ||
         (rc = int_opt(cmd, &a, "batch-size", 1, 1 << 16, &o.batch_size)) != OT_EXIT_OK)
         goto out;
     const char *optname = V("optimizer");
-    ot_optim_kind kind = OT_OPTIM_ADAM;
     if (optname && !strcmp(optname, "sgd"))
-        kind = OT_OPTIM_SGD;
+        o.optimizer = OT_FT_SGD;
     else if (optname && !strcmp(optname, "adamw"))
-        kind = OT_OPTIM_ADAMW;
+        o.optimizer = OT_FT_ADAMW;
     else if (optname && strcmp(optname, "adam") != 0) {
         rc = ot_cli_usage_error(cmd, "--optimizer must be sgd, adam or adamw");
         goto out;
     }
-    o.optim = ot_optim_opts_default(kind);
-    if (kind == OT_OPTIM_SGD)
-        o.optim.momentum = 0.9;
-    o.lr = fo.mode == OT_FREEZE_FEATURE_EXTRACT ? 1e-3 : 1e-4;
     struct {
         const char *name;
         double lo, hi;
@@ -793,53 +775,38 @@ int ot_cmd_finetune(int argc, char **argv)
     } reals[] = {
         { "lr", 0, 1e30, &o.lr },
         { "head-lr", 0, 1e30, &o.head_lr },
-        { "momentum", 0, 1, &o.optim.momentum },
-        { "weight-decay", 0, 1e6, &o.optim.weight_decay },
+        { "momentum", 0, 1, &o.momentum },
+        { "weight-decay", 0, 1e6, &o.weight_decay },
         { "clip-grad", 0, 1e30, &o.clip_grad },
+        { "label-smoothing", 0, 1, &o.label_smoothing },
     };
     for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
         if ((rc = ot_cli_real_opt(cmd, &a, reals[i].name, reals[i].lo, reals[i].hi,
                                   reals[i].dst)) != OT_EXIT_OK)
             goto out;
-    if (!V("lr"))
-        ot_log(OT_LOG_INFO, "learning rate %g (the default for this mode)", o.lr);
-    d = o.graph.label_smoothing;
-    if ((rc = ot_cli_real_opt(cmd, &a, "label-smoothing", 0, 1, &d)) != OT_EXIT_OK)
-        goto out;
-    o.graph.label_smoothing = (float)d;
     const char *bn = V("bn");
     if (bn && !strcmp(bn, "train"))
-        o.graph.bn_all_train = true;
+        o.bn_train = 1;
     else if (bn && strcmp(bn, "policy") != 0) {
         rc = ot_cli_usage_error(cmd, "--bn must be policy or train");
         goto out;
     }
     const char *sched = V("lr-schedule");
-    o.schedule.kind = OT_SCHED_CONSTANT;
-    o.schedule.step_size = 7;
-    o.schedule.gamma = 0.1;
     if (sched && !strcmp(sched, "step"))
-        o.schedule.kind = OT_SCHED_STEP;
-    else if (sched && !strcmp(sched, "cosine")) {
-        /* CosineAnnealingLR(T_max = epochs), stepped once per epoch. */
-        o.schedule.kind = OT_SCHED_COSINE;
-        o.schedule.t_max = o.epochs;
-    }
+        o.schedule = OT_FT_LR_STEP;
+    else if (sched && !strcmp(sched, "cosine"))
+        o.schedule = OT_FT_LR_COSINE;
     else if (sched && strcmp(sched, "constant") != 0) {
         rc = ot_cli_usage_error(cmd, "--lr-schedule must be constant, step or cosine");
         goto out;
     }
-    int64_t ll;
-    o.workers = 1;
-    ot_exec_opts xo = { 0 };
-    if ((rc = ot_cli_device(cmd, V("device"), &xo.device)) != OT_EXIT_OK)
+    ot_device device;
+    if ((rc = ot_cli_device(cmd, V("device"), &device)) != OT_EXIT_OK)
         goto out;
     o.device = V("device");
-    if ((rc = ot_cli_int_opt(cmd, &a, "lr-step", 1, 1000000, &o.schedule.step_size)) !=
-            OT_EXIT_OK ||
-        (rc = ot_cli_real_opt(cmd, &a, "lr-gamma", 0, 1e6, &o.schedule.gamma)) != OT_EXIT_OK ||
-        (rc = ot_cli_int_opt(cmd, &a, "warmup", 0, 1LL << 40, &o.schedule.warmup_steps)) !=
-            OT_EXIT_OK ||
+    if ((rc = ot_cli_int_opt(cmd, &a, "lr-step", 1, 1000000, &o.lr_step)) != OT_EXIT_OK ||
+        (rc = ot_cli_real_opt(cmd, &a, "lr-gamma", 0, 1e6, &o.lr_gamma)) != OT_EXIT_OK ||
+        (rc = ot_cli_int_opt(cmd, &a, "warmup", 0, 1LL << 40, &o.warmup)) != OT_EXIT_OK ||
         (rc = ot_cli_threads_opt(cmd, &a, &o.threads)) != OT_EXIT_OK ||
         (rc = ot_cli_seed_opt(cmd, &a, &o.seed)) != OT_EXIT_OK ||
         (rc = ot_cli_int_opt(cmd, &a, "max-steps", 1, INT64_MAX, &o.max_steps)) != OT_EXIT_OK ||
@@ -847,13 +814,14 @@ int ot_cmd_finetune(int argc, char **argv)
         goto out;
     o.augment = ot_cli_count(cmd, &a, "augment") > 0;
     o.skip_bad = ot_cli_count(cmd, &a, "skip-bad") > 0;
-    double val_split = 0;
-    if ((rc = ot_cli_real_opt(cmd, &a, "val-split", 1e-9, 0.999999, &val_split)) != OT_EXIT_OK)
+    if ((rc = ot_cli_real_opt(cmd, &a, "val-split", 1e-9, 0.999999, &o.val_split)) !=
+        OT_EXIT_OK)
         goto out;
     if (V("val-split") && V("val-data")) {
         rc = ot_cli_usage_error(cmd, "--val-split and --val-data are exclusive");
         goto out;
     }
+    o.val_data = V("val-data");
     const char *keep = V("keep");
     if (keep && strcmp(keep, "best") != 0 && strcmp(keep, "last") != 0) {
         rc = ot_cli_usage_error(cmd, "--keep must be best or last");
@@ -865,6 +833,7 @@ int ot_cmd_finetune(int argc, char **argv)
         rc = ot_cli_usage_error(cmd, "--batch must be a positive integer or 'dynamic'");
         goto out;
     }
+    pc.export_batch = V("batch") ? &export_batch : NULL;
     if ((rc = int_opt(cmd, &a, "patience", 1, 1000000, &o.patience)) != OT_EXIT_OK)
         goto out;
     if ((o.keep_best || o.patience) && !V("val-split") && !V("val-data")) {
@@ -894,19 +863,15 @@ int ot_cmd_finetune(int argc, char **argv)
         (rc = ot_cli_distinct(V("plot"), "plot", V("log"), "log")) != OT_EXIT_OK)
         goto out;
     if (V("checkpoint-every")) {
-        if ((rc = ot_cli_int_opt(cmd, &a, "checkpoint-every", 1, INT64_MAX, &ll)) != OT_EXIT_OK)
+        if ((rc = ot_cli_int_opt(cmd, &a, "checkpoint-every", 1, INT64_MAX,
+                                 &o.checkpoint_every)) != OT_EXIT_OK)
             goto out;
         if (!o.checkpoint) {
             rc = ot_cli_usage_error(cmd, "--checkpoint-every needs --checkpoint FILE");
             goto out;
         }
-        o.checkpoint_every = ll;
     }
-    if (ot_cli_count(cmd, &a, "deterministic")) {
-        o.deterministic = true;
-        if (!V("threads"))
-            o.threads = 1;
-    }
+    o.deterministic = ot_cli_count(cmd, &a, "deterministic") > 0;
     o.no_cache = ot_cli_count(cmd, &a, "no-cache") > 0;
     if ((rc = ot_cli_size_opt(cmd, &a, "cache-mem", 0, UINT64_MAX, &o.cache_mem)) != OT_EXIT_OK)
         goto out;
@@ -914,313 +879,94 @@ int ot_cmd_finetune(int argc, char **argv)
     if (V("cache-dtype")) {
         const char *cd = V("cache-dtype");
         if (!strcmp(cd, "bf16") || !strcmp(cd, "bfloat16"))
-            o.cache_bf16 = true;
+            o.cache_bf16 = 1;
         else if (strcmp(cd, "f32") && strcmp(cd, "float32") && strcmp(cd, "float")) {
             rc = ot_cli_usage_error(cmd, "--cache-dtype must be f32 or bf16");
             goto out;
         }
     }
-    ot_data_norm norm;
-    if (norm_of(V("normalize"), &norm) != OT_OK) {
+    if (norm_of(V("normalize"), &o.normalize) != OT_OK) {
         rc = ot_cli_usage_error(cmd, "--normalize must be imagenet, half or none");
         goto out;
     }
     int n_train = 0, n_freeze = 0;
     train_pats = split_list(V("train"), &n_train);
     freeze_pats = split_list(V("freeze"), &n_freeze);
-    fo.train = train_pats ? (const char *const *)train_pats + 1 : NULL;
-    fo.n_train = n_train;
-    fo.freeze = freeze_pats ? (const char *const *)freeze_pats + 1 : NULL;
-    fo.n_freeze = n_freeze;
-    fo.until = V("freeze-until");
+    o.train = train_pats ? (const char *const *)train_pats + 1 : NULL;
+    o.n_train = n_train;
+    o.freeze = freeze_pats ? (const char *const *)freeze_pats + 1 : NULL;
+    o.n_freeze = n_freeze;
+    o.freeze_until = V("freeze-until");
     bool json = ot_cli_count(cmd, &a, "json") > 0;
-
-    ot_import_opts io = { 0 };
-    ot_data_transform early; /* --mean/--std are checked before any file is read */
-    ot_data_transform_init(&early, 1, OT_DATA_NORM_NONE);
-    if ((rc = ot_cli_import_opts(cmd, &a, &io)) != OT_EXIT_OK ||
-        (rc = apply_mean_std(cmd, &a, &early)) != OT_EXIT_OK)
-        goto out;
+    o.dry_run = ot_cli_count(cmd, &a, "dry-run") > 0;
+    int data_classes[OT_DATA_MAX_CLASSES];
     ot_data_opts dopts;
-    if ((rc = data_opts(cmd, &a, &dopts)) != OT_EXIT_OK)
+    if ((rc = ot_cli_import_opts(cmd, &a, &o.import)) != OT_EXIT_OK ||
+        (rc = read_mean_std(cmd, &a, &o.has_mean, o.mean, &o.has_std, o.std)) != OT_EXIT_OK ||
+        (rc = data_opts(cmd, &a, &dopts)) != OT_EXIT_OK ||
+        (rc = read_data_classes(cmd, &a, data_classes, &o.n_data_classes)) != OT_EXIT_OK ||
+        (rc = ot_cli_int_opt(cmd, &a, "per-class", 1, INT64_MAX, &o.per_class)) != OT_EXIT_OK ||
+        (rc = int_opt(cmd, &a, "image-size", 1, OT_DATA_MAX_SIZE, &o.image_size)) != OT_EXIT_OK)
         goto out;
-    /* a checkpoint given as MODEL: its checksum must match (format 1 had none) */
-    ot_status ist = ot_onnx_import_file(model, &io, &g, &err);
-    if (ot_train_checkpoint_check_import(model, g, ist, &err) != OT_OK ||
-        ot_data_open_with(data, OT_DATA_TRAIN, &dopts, &train, &err) != OT_OK) {
-        rc = ot_cli_error("%s", err.msg);
-        goto out;
-    }
-    {
-        int64_t per_class = 0;
-        if ((rc = ot_cli_int_opt(cmd, &a, "per-class", 1, INT64_MAX, &per_class)) != OT_EXIT_OK)
-            goto out;
-        if ((rc = select_data(cmd, &a, &train, per_class, o.seed)) != OT_EXIT_OK)
-            goto out;
-    }
-    if (val_split > 0) {
-        if (ot_data_split_indices(train, val_split, o.seed, &train_idx, &o.n_train_idx, &val_idx,
-                                  &o.n_val_idx, &err) != OT_OK) {
-            rc = ot_cli_error("%s", err.msg);
-            goto out;
-        }
-        o.train_idx = train_idx;
-        o.val_idx = val_idx;
-        o.val_data = train;
-        if (o.n_val_idx == 0) {
-            rc = ot_cli_error("%s: --val-split %g leaves no validation images", data, val_split);
-            goto out;
-        }
-    } else if (V("val-data")) {
-        if (ot_data_open_with(V("val-data"), OT_DATA_TRAIN, &dopts, &val, &err) != OT_OK) {
-            rc = ot_cli_error("%s", err.msg);
-            goto out;
-        }
-        if (ot_data_n_classes(val) != ot_data_n_classes(train)) {
-            rc = ot_cli_error("%s: %d classes, the training data has %d", V("val-data"),
-                              ot_data_n_classes(val), ot_data_n_classes(train));
-            goto out;
-        }
-        o.val_data = val;
-    }
-    if (ot_train_checkpoint_is_one(g)) { /* its checksum was checked at the import */
-        if (ot_train_checkpoint_strip(g, &err) != OT_OK) {
-            rc = ot_cli_error("%s: %s", model, err.msg);
-            goto out;
-        }
-        ot_log(OT_LOG_WARN, "%s is a training checkpoint: a new run starts from its weights "
-               "(use --resume to continue that run)", model);
-    }
-    if (ot_graph_check_finite(g, &err) != OT_OK) {
-        rc = ot_cli_error("%s: %s", model, err.msg);
-        goto out;
-    }
-    if ((o.checkpoint || o.resume) && ot_train_hash_file(model, &o.model_hash, &err) != OT_OK) {
-        rc = ot_cli_error("%s", err.msg);
-        goto out;
-    }
-    int size = default_size(g);
-    if ((rc = int_opt(cmd, &a, "image-size", 1, OT_DATA_MAX_SIZE, &size)) != OT_EXIT_OK)
-        goto out;
-    ot_data_transform_init(&o.transform, size, norm);
-    if ((rc = apply_mean_std(cmd, &a, &o.transform)) != OT_EXIT_OK)
-        goto out;
-    ot_head head;
-    if (ot_pass_find_head(g, &head, &err) != OT_OK) {
-        rc = ot_cli_error("%s", err.msg);
-        goto out;
-    }
-    if (classes) {
-        if (ot_pass_swap_head(g, &head, classes, o.seed, &err) != OT_OK) {
-            rc = ot_cli_error("%s: %s", model, err.msg);
-            goto out;
-        }
-        head.out_features = classes;
-    } else if (head.found && head.out_features < ot_data_n_classes(train)) {
-        rc = ot_cli_error("%s: the head has %lld outputs but the data has %d classes; use "
-                          "--classes %d",
-                          model, (long long)head.out_features, ot_data_n_classes(train),
-                          ot_data_n_classes(train));
-        goto out;
-    }
-    if (!classes && (rc = check_model_names(model, g, train)) != OT_EXIT_OK)
-        goto out;
-    {
-        int64_t n_out = head.found ? head.out_features : output_classes(g);
-        if (ot_train_check_classes(train, o.train_idx, o.n_train_idx, n_out, &err) != OT_OK) {
-            rc = ot_cli_error("%s: %s", data, err.msg);
-            goto out;
-        }
-        if (o.val_data && ot_train_check_classes(o.val_data, o.val_idx, o.n_val_idx, n_out,
-                                                 &err) != OT_OK) {
-            rc = ot_cli_error("%s: %s", val ? V("val-data") : data, err.msg);
-            goto out;
-        }
-    }
-    ot_freeze_report fr;
-    if (ot_pass_freeze_at_size(g, &fo, &head, size, &fr, &err) != OT_OK) {
-        rc = ot_cli_usage_error(cmd, "%s", err.msg);
-        goto out;
-    }
-    int32_t head_params[2] = { head.weight, head.bias };
-    o.head_params = head_params;
-    o.n_head_params = head.found ? (head.bias >= 0 ? 2 : 1) : 0;
+    o.data_classes = data_classes;
+    o.max_data_bytes = dopts.max_bytes;
+    o.max_files = dopts.max_entries;
+
     FILE *log = json ? stderr : stdout;
-    fprintf(log, "model: %s\ndata: %s (%s, %lld images, %d classes)\n", model, data,
-            ot_data_format(train), (long long)ot_data_count(train), ot_data_n_classes(train));
-    fprintf(log, "training %d of %d parameters (%llu of %llu values), first trained node: %s\n",
-            fr.n_trainable, fr.n_params, (unsigned long long)fr.numel_trainable,
-            (unsigned long long)(fr.numel_trainable + fr.numel_frozen),
-            fr.first_trained_node >= 0 ? g->nodes[fr.first_trained_node].name : "-");
-    if (ot_cli_count(cmd, &a, "dry-run")) {
-        ot_train_graph tg;
-        if (ot_train_graph_build(g, &o.graph, &tg, &err) != OT_OK) {
-            rc = ot_cli_error("%s: %s", model, err.msg);
-            goto out;
-        }
-        fprintf(stdout,
-                "plan: %d epochs, batch %d, image %dx%d, lr %g; BatchNorm: %d train mode, %d "
-                "eval mode; %d Dropout in train mode; %d backward nodes; frozen prefix: %s; cache: %s\n",
-                o.epochs, o.batch_size, size, size, o.lr, tg.n_bn_train, tg.n_bn_eval, tg.n_dropout_train,
-                tg.n_backward_nodes, tg.prefix ? "yes" : "none",
-                !tg.prefix         ? "off (nothing frozen upstream)"
-                : o.no_cache       ? "off (--no-cache)"
-                : !tg.cacheable    ? tg.why_not_cacheable
-                : o.epochs < 2     ? "off (one epoch)"
-                : o.cache_bf16     ? "on (bf16)"
-                                   : "on");
-        ot_train_graph_fini(&tg);
-        goto out;
-    }
-    int nc = ot_data_n_classes(train);
-    names = calloc((size_t)nc + 1, sizeof *names);
-    const char *mode_names[] = { [OT_FREEZE_FEATURE_EXTRACT] = "feature-extract",
-                                 [OT_FREEZE_FINE_TUNE] = "fine-tune", [OT_FREEZE_FULL] = "full" };
-    size_t ro_len = 128 + (V("train") ? strlen(V("train")) : 0) +
-                    (V("freeze") ? strlen(V("freeze")) : 0) +
-                    (V("freeze-until") ? strlen(V("freeze-until")) : 0);
-    run_options = malloc(ro_len);
-    if (!names || !run_options) {
-        rc = ot_cli_error("out of memory");
-        goto out;
-    }
-    for (int c = 0; c < nc; c++)
-        names[c] = ot_data_class_name(train, c);
-    snprintf(run_options, ro_len, "mode=%s\nclasses=%lld\ntrain=%s\nfreeze=%s\nfreeze-until=%s\n",
-             mode_names[fo.mode], (long long)classes, V("train") ? V("train") : "",
-             V("freeze") ? V("freeze") : "", V("freeze-until") ? V("freeze-until") : "");
-    o.run_options = run_options;
-    ckpt_ctx cc = { .size = size, .t = &o.transform, .names = names, .n_classes = nc };
-    o.checkpoint_prepare = prepare_checkpoint;
-    o.checkpoint_user = &cc;
-    o.stop = &stop_signal;
     pc.f = log;
     pc.tty = isatty(fileno(log)) != 0;
     pc.resume = o.resume;
     pc.epochs = o.epochs;
     pc.patience = o.patience;
-    o.progress = on_progress;
-    o.resumed = on_resumed;
-    o.profile = ot_cli_count(cmd, &a, "profile") > 0;
-    o.profile_report = on_profile;
-    o.user = &pc;
     pc.plot_path = V("plot");
     pc.log_path = V("log");
-    if ((pc.log_path || pc.plot_path) &&
+    if (!o.dry_run && (pc.log_path || pc.plot_path) &&
         ot_train_log_new(pc.log_path, &pc.log, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto out;
     }
-    if (o.checkpoint) { /* fail now, not after the first epoch, when it cannot be written */
-        ot_atomic_file af;
-        if (ot_atomic_open(&af, o.checkpoint, &err) != OT_OK) {
-            rc = ot_cli_error("checkpoint %s", err.msg);
-            goto out;
-        }
-        ot_atomic_abort(&af);
-    }
-    ot_train_result tr;
-    struct sigaction old_actions[2];
-    catch_stop_signals(old_actions);
-    ot_status tst = ot_train_run(g, train, &o, &tr, &err);
-    restore_signals(old_actions);
+    o.stop = &stop_signal;
+    o.progress = on_progress;
+    o.user = &pc;
+    ot_finetune_hooks hooks = { .resumed = on_resumed,
+                                .profile = ot_cli_count(cmd, &a, "profile") > 0,
+                                .profile_report = on_profile,
+                                .prepare_export = prepare_export,
+                                .user = &pc };
+    ot_finetune_result tr;
+    ot_status st = ot_finetune_run(&o, &hooks, &tr, &err);
     ot_train_log_free(pc.log);
     pc.log = NULL;
-    if (tst != OT_OK) {
-        rc = ot_cli_error("%s: %s", model, err.msg);
+    if (st != OT_OK) {
+        rc = pc.export_rc                 ? pc.export_rc
+             : tr.usage_error             ? ot_cli_usage_error(cmd, "%s", err.msg)
+                                          : ot_cli_error("%s", err.msg);
         goto out;
     }
-    if (tr.n_bad)
-        fprintf(log, "skipped %lld unreadable images (--skip-bad)\n", (long long)tr.n_bad);
-    if (tr.early_stopped)
-        fprintf(log, "stopped early: no better validation accuracy for %d epochs\n", o.patience);
-    if (o.keep_best && tr.best_epoch)
-        fprintf(log, "kept the weights of epoch %d (validation accuracy %.4f)\n", tr.best_epoch,
-                tr.best_val_accuracy);
+    if (o.dry_run)
+        goto out;
     if (tr.stopped_by) {
-        if (pc.tty)
-            fprintf(log, "\n");
-        fflush(log);
-        const char *sig = tr.stopped_by == SIGINT ? "SIGINT" : tr.stopped_by == SIGTERM ? "SIGTERM"
-                                                                                   : "a signal";
-        char where[96];
-        if (tr.epoch_step)
-            snprintf(where, sizeof where, "step %lld of %lld in epoch %d",
-                     (long long)tr.epoch_step, (long long)tr.steps_per_epoch, tr.epoch + 1);
-        else
-            snprintf(where, sizeof where, "the end of epoch %d", tr.epoch);
-        if (o.checkpoint && tr.checkpoint_err.code != OT_OK) {
-            fprintf(stderr, "onnxtrain: stopped by %s after step %lld (%s); %s; ", sig,
-                    (long long)tr.steps, where, tr.checkpoint_err.msg);
-            if (tr.checkpoint_step >= 0)
-                fprintf(stderr, "the last checkpoint, at step %lld, is in %s\n",
-                        (long long)tr.checkpoint_step, o.checkpoint);
-            else
-                fprintf(stderr, "no checkpoint was kept\n");
-        } else if (o.checkpoint && tr.checkpoint_step >= 0)
-            fprintf(stderr,
-                    "onnxtrain: stopped by %s after step %lld (%s); checkpoint in %s; continue "
-                    "with --resume %s\n",
-                    sig, (long long)tr.steps, where, o.checkpoint, o.checkpoint);
-        else
-            fprintf(stderr,
-                    "onnxtrain: stopped by %s after step %lld; no checkpoint was written (use "
-                    "--checkpoint FILE to keep the progress)\n",
-                    sig, (long long)tr.steps);
-        if (pc.log_err.code != OT_OK)
-            ot_cli_error("%s", pc.log_err.msg);
-        rc = 128 + tr.stopped_by;
+        rc = report_stop(&tr, o.checkpoint, &pc);
         goto out;
-    }
-    if (!tr.cache_used && tr.cache_off_reason)
-        fprintf(log, "prefix cache off: %s%s\n", tr.cache_off_reason,
-                o.cache_bf16 ? " (--cache-dtype bf16 had no effect)" : "");
-    else if (tr.cache_used)
-        fprintf(log, "prefix cache: %.1f MB of %s\n", (double)tr.cache_bytes / 1e6,
-                tr.cache_bf16 ? "bf16 (features rounded in every epoch)" : "f32");
-    bool have_test = ot_data_has_split_with(data, OT_DATA_TEST, &dopts);
-    if (have_test) {
-        if (ot_data_open_with(data, OT_DATA_TEST, &dopts, &test, &err) != OT_OK) {
-            rc = ot_cli_error("%s", err.msg);
-            goto out;
-        }
-        if ((rc = select_data(cmd, &a, &test, 0, o.seed)) != OT_EXIT_OK)
-            goto out;
-        xo.cpu.threads = o.threads;
-        if (ot_eval_run(g, test, &o.transform, o.batch_size, &xo, &ev, &err) != OT_OK) {
-            rc = ot_cli_error("%s", err.msg);
-            goto out;
-        }
-        fprintf(log, "test: top-1 %.4f  top-5 %.4f  loss %.4f  (%lld images)\n", ev.top1, ev.top5,
-                ev.loss, (long long)ev.n);
-    }
-    {
-        if ((rc = ot_cli_export_batch(g, model, V("batch") ? &export_batch : NULL)) !=
-            OT_EXIT_OK)
-            goto out;
-        ot_status st = fit_input_size(g, size, &err);
-        if (st == OT_OK)
-            st = ot_train_meta_write(g, &o.transform, names, nc, &err);
-        if (st != OT_OK || ot_model_export(g, out, NULL, &err) != OT_OK) {
-            rc = ot_cli_error("%s", err.msg);
-            goto out;
-        }
     }
     fprintf(log, "wrote %s\n", out);
     if (json) {
         json_t *j = ot_json_set(json_object(), "epochs", json_integer(o.epochs));
         j = ot_json_set(j, "steps", json_integer(tr.steps));
-        j = ot_json_set(j, "train_loss", ot_json_fixed(tr.final_loss, 6));
-        j = ot_json_set(j, "train_accuracy", ot_json_fixed(tr.final_accuracy, 6));
-        j = ot_json_set(j, "trainable_params", json_integer((json_int_t)tr.numel_trainable));
+        j = ot_json_set(j, "train_loss", ot_json_fixed(tr.train_loss, 6));
+        j = ot_json_set(j, "train_accuracy", ot_json_fixed(tr.train_accuracy, 6));
+        j = ot_json_set(j, "trainable_params", json_integer((json_int_t)tr.trainable_values));
         j = ot_json_set(j, "cache", json_boolean(tr.cache_used));
         j = ot_json_set(j, "cache_dtype", ot_json_text(tr.cache_bf16 ? "bf16" : "f32"));
         j = ot_json_set(j, "cache_bytes", json_integer((json_int_t)tr.cache_bytes));
-        if (have_test) {
-            json_t *t = ot_json_set(json_object(), "top1", ot_json_fixed(ev.top1, 6));
-            t = ot_json_set(t, "top5", ot_json_fixed(ev.top5, 6));
-            t = ot_json_set(t, "loss", ot_json_fixed(ev.loss, 6));
-            j = ot_json_set(j, "test", ot_json_set(t, "n", json_integer(ev.n)));
+        j = ot_json_set(j, "train_images", json_integer(tr.n_train));
+        j = ot_json_set(j, "val_images", json_integer(tr.n_val));
+        j = ot_json_set(j, "classes", json_integer(tr.n_classes));
+        if (tr.has_test) {
+            json_t *t = ot_json_set(json_object(), "top1", ot_json_fixed(tr.test_top1, 6));
+            t = ot_json_set(t, "top5", ot_json_fixed(tr.test_top5, 6));
+            t = ot_json_set(t, "loss", ot_json_fixed(tr.test_loss, 6));
+            j = ot_json_set(j, "test", ot_json_set(t, "n", json_integer(tr.test_n)));
         }
         j = ot_json_set(j, "output", ot_json_text(out));
         if ((rc = ot_cli_print_json(j)) != OT_EXIT_OK)
@@ -1236,22 +982,22 @@ int ot_cmd_finetune(int argc, char **argv)
                           log_failed ? pc.log_err.msg : "", out);
 out:
 #undef V
-    ot_eval_result_fini(&ev);
-    free(names);
-    free(run_options);
     free_list(train_pats);
     free_list(freeze_pats);
     ot_train_log_free(pc.log);
-    ot_free(train_idx);
-    ot_free(val_idx);
-    ot_data_free(val);
-    ot_data_free(train);
-    ot_data_free(test);
-    ot_graph_free(g);
     ot_cli_args_fini(&a);
     return rc;
 }
 
+/* Warnings of ot_evaluate through the log. */
+static void on_eval_progress(const ot_ft_progress *r, void *user)
+{
+    (void)user;
+    if (r->message)
+        ot_log(r->event == OT_FT_WARNING ? OT_LOG_WARN : OT_LOG_INFO, "%s", r->message);
+}
+
+/* Maps the command line to ot_evaluate's options and prints the scores. */
 int ot_cmd_eval(int argc, char **argv)
 {
     ot_cli_args a;
@@ -1259,104 +1005,63 @@ int ot_cmd_eval(int argc, char **argv)
     if (rc != OT_EXIT_OK)
         return rc;
     const ot_cli_cmd *cmd = &eval_cmd;
-    ot_graph *g = NULL;
-    ot_dataset *ds = NULL;
-    ot_eval_result ev = { 0 };
-    int64_t *good = NULL;
+    ot_evaluation ev = { 0 };
     ot_err err;
     ot_err_init(&err);
     if (a.help) {
         ot_cli_print_usage(cmd, stdout);
         goto out;
     }
-    const char *data = ot_cli_value(cmd, &a, "data");
-    if (!data) {
+    ot_evaluate_opts o = ot_evaluate_opts_default();
+    o.model_path = a.pos[0];
+    o.data = ot_cli_value(cmd, &a, "data");
+    if (!o.data) {
         rc = ot_cli_usage_error(cmd, "missing --data PATH");
         goto out;
     }
-    int bs = 32;
-    ot_exec_opts xo = { 0 };
     ot_data_opts dopts;
-    if ((rc = int_opt(cmd, &a, "batch-size", 1, 1 << 16, &bs)) != OT_EXIT_OK ||
-        (rc = ot_cli_threads_opt(cmd, &a, &xo.cpu.threads)) != OT_EXIT_OK ||
-        (rc = ot_cli_device(cmd, ot_cli_value(cmd, &a, "device"), &xo.device)) != OT_EXIT_OK ||
-        (rc = data_opts(cmd, &a, &dopts)) != OT_EXIT_OK)
+    int data_classes[OT_DATA_MAX_CLASSES];
+    if ((rc = int_opt(cmd, &a, "batch-size", 1, 1 << 16, &o.batch_size)) != OT_EXIT_OK ||
+        (rc = ot_cli_threads_opt(cmd, &a, &o.threads)) != OT_EXIT_OK ||
+        (rc = data_opts(cmd, &a, &dopts)) != OT_EXIT_OK ||
+        (rc = ot_cli_import_opts(cmd, &a, &o.import)) != OT_EXIT_OK ||
+        (rc = read_mean_std(cmd, &a, &o.has_mean, o.mean, &o.has_std, o.std)) != OT_EXIT_OK ||
+        (rc = read_data_classes(cmd, &a, data_classes, &o.n_data_classes)) != OT_EXIT_OK ||
+        (rc = int_opt(cmd, &a, "image-size", 1, OT_DATA_MAX_SIZE, &o.image_size)) != OT_EXIT_OK)
         goto out;
-    ot_import_opts io = { 0 };
-    ot_data_transform early; /* --mean/--std are checked before any file is read */
-    ot_data_transform_init(&early, 1, OT_DATA_NORM_NONE);
-    if ((rc = ot_cli_import_opts(cmd, &a, &io)) != OT_EXIT_OK ||
-        (rc = apply_mean_std(cmd, &a, &early)) != OT_EXIT_OK)
-        goto out;
-    if (ot_onnx_import_file(a.pos[0], &io, &g, &err) != OT_OK) {
-        rc = ot_cli_error("%s", err.msg);
-        goto out;
-    }
-    if (ot_graph_check_finite(g, &err) != OT_OK) {
-        rc = ot_cli_error("%s: %s", a.pos[0], err.msg);
-        goto out;
-    }
-    ot_data_split split =
-        ot_data_has_split_with(data, OT_DATA_TEST, &dopts) ? OT_DATA_TEST : OT_DATA_TRAIN;
-    if (ot_data_open_with(data, split, &dopts, &ds, &err) != OT_OK) {
-        rc = ot_cli_error("%s", err.msg);
-        goto out;
-    }
-    if ((rc = select_data(cmd, &a, &ds, 0, 0)) != OT_EXIT_OK ||
-        (rc = check_model_names(a.pos[0], g, ds)) != OT_EXIT_OK)
-        goto out;
-    ot_data_transform t;
-    ot_data_transform_init(&t, default_size(g), OT_DATA_NORM_IMAGENET);
-    ot_train_meta_read(g, &t);
-    if ((rc = int_opt(cmd, &a, "image-size", 1, OT_DATA_MAX_SIZE, &t.size)) != OT_EXIT_OK)
-        goto out;
+    o.data_classes = data_classes;
+    o.max_data_bytes = dopts.max_bytes;
+    o.max_files = dopts.max_entries;
     if (ot_cli_value(cmd, &a, "normalize")) {
-        ot_data_norm norm;
-        if (norm_of(ot_cli_value(cmd, &a, "normalize"), &norm) != OT_OK) {
+        if (norm_of(ot_cli_value(cmd, &a, "normalize"), &o.normalize) != OT_OK) {
             rc = ot_cli_usage_error(cmd, "--normalize must be imagenet, half or none");
             goto out;
         }
-        int s = t.size;
-        ot_data_transform_init(&t, s, norm);
+        o.has_normalize = 1;
     }
-    if ((rc = apply_mean_std(cmd, &a, &t)) != OT_EXIT_OK)
+    o.skip_bad = ot_cli_count(cmd, &a, "skip-bad") > 0;
+    o.progress = on_eval_progress;
+    ot_device device;
+    if ((rc = ot_cli_device(cmd, ot_cli_value(cmd, &a, "device"), &device)) != OT_EXIT_OK)
         goto out;
-    /* --skip-bad: the readable images, found before any is scored */
-    bool skip_bad = ot_cli_count(cmd, &a, "skip-bad") > 0;
-    int64_t n_good = 0, n_bad = -1;
-    if (skip_bad) {
-        if (ot_data_scan_readable(ds, NULL, ot_data_count(ds), &good, &n_good, &n_bad, &err) !=
-            OT_OK) {
-            rc = ot_cli_error("%s", err.msg);
-            goto out;
-        }
-        if (n_good == 0) {
-            rc = ot_cli_error("%s: none of the %lld images can be read (--skip-bad)", data,
-                              (long long)n_bad);
-            goto out;
-        }
-    }
-    if ((skip_bad ? ot_eval_run_subset(g, ds, good, n_good, &t, bs, &xo, &ev, &err)
-                  : ot_eval_run(g, ds, &t, bs, &xo, &ev, &err)) != OT_OK) {
+    o.device = ot_cli_value(cmd, &a, "device");
+    if (ot_evaluate(&o, &ev, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto out;
     }
     if (ot_cli_count(cmd, &a, "json")) {
-        if ((rc = print_eval_json(&ev, ds, n_bad)) != OT_EXIT_OK)
+        if ((rc = print_eval_json(&ev, ev.n_bad)) != OT_EXIT_OK)
             goto out;
     } else {
-        printf("model: %s\ndata: %s (%s split)\n", a.pos[0], data,
-               split == OT_DATA_TEST ? "test" : "train");
-        if (skip_bad)
-            printf("skipped %lld unreadable images (--skip-bad)\n", (long long)n_bad);
-        print_eval_text(stdout, &ev, ds);
+        printf("model: %s\ndata: %s (%s split)\n", a.pos[0], o.data,
+               ev.test_split ? "test" : "train");
+        if (o.skip_bad)
+            printf("skipped %lld unreadable images (--skip-bad)\n", (long long)ev.n_bad);
+        print_eval_text(stdout, &ev);
     }
     rc = ot_cli_finish_stdout();
 out:
-    ot_eval_result_fini(&ev);
-    ot_free(good);
-    ot_data_free(ds);
-    ot_graph_free(g);
+    ot_evaluation_fini(&ev);
     ot_cli_args_fini(&a);
     return rc;
 }

@@ -303,7 +303,7 @@ expect_error "refused: other mode" "options differ&mode" \
 expect_error "refused: other data" "other data&64 images" \
     finetune "$BN" "${DET[@]}" --data "$D/other_data" -o "$D/x.onnx" --resume "$D/ref.ckpt"
 expect_error "refused: other model" "another model" \
-    finetune "$FX/resnet18_eval.onnx" "${DET[@]}" -o "$D/x.onnx" --resume "$D/ref.ckpt"
+    finetune "$FX/resnet18_zoo7.onnx" "${DET[@]}" -o "$D/x.onnx" --resume "$D/ref.ckpt"
 expect_error "refused: fewer epochs" "epochs" \
     finetune "$BN" "${BASE[@]}" --epochs 2 --deterministic -o "$D/x.onnx" --resume "$D/ref.ckpt"
 expect_error "refused: other cache dtype" "options differ&cache-dtype" \

@@ -157,8 +157,24 @@ error_out "finetune: 10 IDX names, --classes 3" "10 classes&3 outputs" "$O" \
     finetune "$D/model3.onnx" --data "$D/idx10" --classes 3 "${TR[@]}" -o "$O"
 error_out "finetune: 10 CIFAR names, --classes 3, a label 5" "10 classes&3 outputs" "$O" \
     finetune "$D/model3.onnx" --data "$D/cifar3_lbl5" --classes 3 "${TR[@]}" -o "$O"
-error_out "finetune: a 10-output head, 3 classes" "3 classes&10 outputs" "$O" \
-    finetune "$D/model10.onnx" --data "$D/cifar3" "${TR[@]}" -o "$O"
+# without --classes the number comes from the data: a 10-output head is
+# replaced by a 3-class one; a --classes that disagrees is refused at start
+rm -f "$O"
+ot finetune "$D/model10.onnx" --data "$D/cifar3" "${TR[@]}" -o "$O"
+if [ "$T_RC" -eq 0 ] && matches "$T_OUT" "new head: 3 classes, from the data&10 outputs" &&
+    [ -s "$O" ]; then
+    ok "finetune: a 10-output head, 3 classes: head from the data"
+else
+    fail "finetune: a 10-output head, 3 classes: head from the data" "$(describe_run)"
+fi
+py_checks "finetune: head from the data: 3 outputs" '
+import sys, onnx
+m = onnx.load(sys.argv[1])
+d = [x.dim_value for x in m.graph.output[0].type.tensor_type.shape.dim]
+print("ok 3 outputs" if d[-1] == 3 else "FAIL 3 outputs: %r" % d)
+' "$O"
+error_out "finetune: --classes 10, 3 classes in the data" "--classes 10 disagrees&3 classes" \
+    "$O" finetune "$D/model10.onnx" --data "$D/cifar3" --classes 10 "${TR[@]}" -o "$O"
 
 # ----------------------------------------------------------- duplicate names
 error_out "finetune: duplicate CIFAR names" "duplicate&'cat'" "$O" \
