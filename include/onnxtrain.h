@@ -345,11 +345,11 @@ typedef struct ot_prediction {
     int n_classes;
     float *prob;                /* softmax of the logits, n_classes            */
     int top;                    /* the most probable class                     */
-    const char *top_name;       /* its name from the model's metadata, or NULL */
+    char *top_name;             /* its name from the model's metadata, or NULL */
 } ot_prediction;
 
 /*
- * Classifies one image file (JPEG, PNG, PPM/PGM) with a model, preprocessed
+ * Classifies one image file (JPEG or PNG) with a model, preprocessed
  * as ot_evaluate does (the model's metadata, else its input size and
  * ImageNet normalisation). `model` is borrowed. Release the result with
  * ot_prediction_fini. Errors: OT_ERR_IO, OT_ERR_PARSE (the image),

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/file.h"
+#include "exec/exec.h"
 #include "finetune.h"
 #include "onnx/onnx.h"
 #include "passes/freeze.h"
@@ -178,7 +179,7 @@ static bool is_norm(const char *type)
            !strcmp(type, "LpNormalization") || !strcmp(type, "MeanVarianceNormalization");
 }
 
-bool ot_finetune_bn_folded(const ot_graph *g, int32_t first_trained_node)
+bool ot_finetune_bn_folded(const ot_graph *g, int32_t first_trained_node, int32_t head_node)
 {
     if (first_trained_node < 0)
         return false;
@@ -187,14 +188,14 @@ bool ot_finetune_bn_folded(const ot_graph *g, int32_t first_trained_node)
         const ot_node *n = &g->nodes[i];
         if (is_norm(n->op_type))
             return false;
-        if (strcmp(n->op_type, "Conv") != 0 || n->n_in < 2 || n->in[1] < 0)
+        /* a 1x1 convolution head (SqueezeNet's) is not the trained body */
+        if (i == head_node || strcmp(n->op_type, "Conv") != 0 || n->n_in < 2 || n->in[1] < 0)
             continue;
         int32_t w = ot_pass_source_init(g, n->in[1]);
         if (w >= 0 && (g->values[w].flags & OT_VAL_TRAINABLE))
             n_conv++;
     }
-    /* a 1x1 convolution head alone (SqueezeNet's) is not a trained body */
-    return n_conv >= 2;
+    return n_conv > 0;
 }
 
 /* "a,b" from patterns (the run's fingerprint names them as given). */
@@ -534,7 +535,7 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
 
     /* the learning rate: a model whose BatchNorm was folded away trains its
        body with no normalisation, which a rate safe with BN makes diverge */
-    res->bn_folded = ot_finetune_bn_folded(g, fr.first_trained_node);
+    res->bn_folded = ot_finetune_bn_folded(g, fr.first_trained_node, head.found ? head.node : -1);
     t.lr = o->lr >= 0                        ? o->lr
            : o->mode == OT_FT_FEATURE_EXTRACT ? 1e-3
            : res->bn_folded                   ? 1e-5
@@ -806,5 +807,98 @@ done:
     ot_free(good);
     ot_data_free(ds);
     ot_graph_free(owned);
+    return st;
+}
+
+void ot_prediction_fini(ot_prediction *r)
+{
+    ot_free(r->prob);
+    ot_free(r->top_name);
+    memset(r, 0, sizeof *r);
+}
+
+static uint8_t *pixels_dest(void *user, int h, int w, int c, ot_err *err)
+{
+    uint8_t **px = user;
+    *px = ot_malloc((size_t)h * (size_t)w * (size_t)c);
+    if (!*px)
+        ot_err_set(err, OT_ERR_NOMEM, "out of memory for a %dx%d image", w, h);
+    return *px;
+}
+
+ot_status ot_predict(const ot_graph *model, const char *image_path, int threads,
+                     ot_prediction *r, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = NULL;
+    ot_exec *x = NULL;
+    uint8_t *pixels = NULL;
+    float *in = NULL;
+    void *scratch = NULL;
+    char **names = NULL;
+    int n_names = 0;
+    memset(r, 0, sizeof *r);
+    OT_TRY(ot_graph_check_finite(model, err));
+    int32_t image;
+    OT_TRY(ot_eval_logits_graph(model, &image, &g, err));
+    const ot_value *iv = &model->values[image];
+    if (iv->ndim != 4)
+        OT_FAIL(err, OT_ERR_ARG, "input '%s' has rank %d; an image classifier takes (N, C, H, W)",
+                iv->name, iv->ndim);
+    ot_data_transform t;
+    ot_finetune_model_transform(model, &t);
+    ot_image img;
+    OT_TRY(ot_data_decode_file(image_path, pixels_dest, &pixels, &img, err));
+    int C = ot_data_out_channels(&t, img.channels), S = t.size;
+    if (iv->dims[1] > 0 && iv->dims[1] != C)
+        OT_FAIL(err, OT_ERR_ARG, "%s: the model takes %lld channels, the image gives %d",
+                image_path, (long long)iv->dims[1], C);
+    size_t scratch_bytes = ot_data_prepare_scratch_bytes(img.height, img.width, &t);
+    in = ot_malloc(sizeof *in * (size_t)C * (size_t)S * (size_t)S);
+    scratch = ot_malloc(scratch_bytes ? scratch_bytes : 1);
+    if (!in || !scratch)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    st = ot_data_prepare(&img, &t, in, scratch, scratch_bytes, err);
+    if (st != OT_OK) {
+        ot_err_prefix(err, "%s", image_path);
+        goto done;
+    }
+    ot_tensor tin = { .dtype = OT_DTYPE_FLOAT, .ndim = 4, .dims = { 1, C, S, S },
+                      .bytes = sizeof *in * (size_t)C * (size_t)S * (size_t)S };
+    ot_exec_input b = { .value = image, .tensor = tin };
+    ot_exec_opts eo = { .cpu.threads = threads };
+    OT_TRY(ot_exec_compile(g, &b, 1, &eo, &x, err));
+    tin.data = in;
+    OT_TRY(ot_exec_run(x, &tin, 1, err));
+    const ot_tensor *y = ot_exec_output(x, 0);
+    int64_t K = y->ndim >= 2 ? y->dims[y->ndim - 1] : 0;
+    if (y->dtype != OT_DTYPE_FLOAT || K < 1 || ot_tensor_numel(y) != K)
+        OT_FAIL(err, OT_ERR_ARG, "the model's output is not [N, classes] float");
+    if (!(r->prob = ot_malloc(sizeof *r->prob * (size_t)K)))
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    const float *lg = y->data;
+    double m = -INFINITY, sum = 0;
+    for (int64_t k = 0; k < K; k++)
+        m = (double)lg[k] > m ? (double)lg[k] : m;
+    for (int64_t k = 0; k < K; k++)
+        sum += exp((double)lg[k] - m);
+    for (int64_t k = 0; k < K; k++) {
+        r->prob[k] = (float)(exp((double)lg[k] - m) / sum);
+        if (r->prob[k] > r->prob[r->top])
+            r->top = (int)k;
+    }
+    r->n_classes = (int)K;
+    OT_TRY(ot_train_meta_classes(model, &names, &n_names, err));
+    if (names && n_names == K && !(r->top_name = ot_strdup(names[r->top])))
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+done:
+    if (st != OT_OK)
+        ot_prediction_fini(r);
+    ot_free(names);
+    ot_free(in);
+    ot_free(scratch);
+    ot_free(pixels);
+    ot_exec_free(x);
+    ot_graph_free(g);
     return st;
 }

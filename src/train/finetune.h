@@ -41,8 +41,9 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *ho
 void ot_finetune_model_transform(const ot_graph *g, ot_data_transform *t);
 
 /* Whether the trained part of a frozen graph (OT_VAL_TRAINABLE set) has a
-   convolution and no normalisation node at or after the first trained node:
-   the sign of a model exported with its BatchNorm folded. */
-bool ot_finetune_bn_folded(const ot_graph *g, int32_t first_trained_node);
+   convolution besides the head node and no normalisation node at or after
+   the first trained node: the sign of a model exported with its BatchNorm
+   folded (a model designed without normalisation looks the same). */
+bool ot_finetune_bn_folded(const ot_graph *g, int32_t first_trained_node, int32_t head_node);
 
 #endif

@@ -302,8 +302,15 @@ expect_error "refused: other mode" "options differ&mode" \
     finetune "$BN" "${DET[@]}" --mode full -o "$D/x.onnx" --resume "$D/ref.ckpt"
 expect_error "refused: other data" "other data&64 images" \
     finetune "$BN" "${DET[@]}" --data "$D/other_data" -o "$D/x.onnx" --resume "$D/ref.ckpt"
+# the same network in another file (one more metadata entry)
+"$PY" -c '
+import sys, onnx
+m = onnx.load(sys.argv[1])
+m.metadata_props.add(key="note", value="another file")
+onnx.save(m, sys.argv[2])
+' "$BN" "$D/other_bn.onnx"
 expect_error "refused: other model" "another model" \
-    finetune "$FX/resnet18_zoo7.onnx" "${DET[@]}" -o "$D/x.onnx" --resume "$D/ref.ckpt"
+    finetune "$D/other_bn.onnx" "${DET[@]}" -o "$D/x.onnx" --resume "$D/ref.ckpt"
 expect_error "refused: fewer epochs" "epochs" \
     finetune "$BN" "${BASE[@]}" --epochs 2 --deterministic -o "$D/x.onnx" --resume "$D/ref.ckpt"
 expect_error "refused: other cache dtype" "options differ&cache-dtype" \

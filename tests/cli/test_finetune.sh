@@ -445,4 +445,66 @@ ot finetune "$BN" "${COMMON[@]}" --train 'nothing.matches*' -o "$T_TMP/none.onnx
 if [ "$T_RC" -ne 0 ] && [ "$T_NERR" -eq 1 ] && [ ! -e "$T_TMP/none.onnx" ]; then
     ok "unmatched --train pattern"; else fail "unmatched --train" "$(describe_run)"; fi
 
+
+# ------------------------------------------------ classes and sizes from the data
+ot finetune "$BN" --data "$DATA" --image-size 32 --batch-size 16 --threads 2 --epochs 1 \
+    --max-steps 1 --val-split 0.25 --json -o "$T_TMP/cls.onnx"
+if [ "$T_RC" -eq 0 ] && matches "$T_ERR" "new head: 10 classes, from the data&1000 outputs" &&
+    matches "$T_ERR" "training on 70 images, validating on 26 (10 classes)"; then
+    ok "no --classes: the head and the sizes from the data"
+else
+    fail "no --classes: the head and the sizes from the data" "$(describe_run)"
+fi
+py_checks "no --classes" '
+import json, sys, onnx
+m = onnx.load(sys.argv[1])
+d = [x.dim_value for x in m.graph.output[0].type.tensor_type.shape.dim]
+print("ok 10 outputs" if d[-1] == 10 else "FAIL 10 outputs: %r" % d)
+j = json.loads(sys.argv[2])
+ok = (j.get("train_images"), j.get("val_images"), j.get("classes")) == (70, 26, 10)
+print("ok json sizes" if ok else "FAIL json sizes: %r" % j)
+' "$T_TMP/cls.onnx" "$T_OUT"
+expect_error "--classes that disagrees with the data" "--classes 7 disagrees&10 classes" \
+    finetune "$BN" --data "$DATA" --classes 7 --image-size 32 --epochs 1 -o "$T_TMP/x7.onnx"
+if [ -e "$T_TMP/x7.onnx" ]; then fail "--classes 7: no output" "written"; else
+    ok "--classes 7: no output"; fi
+
+# ------------------------------------------------ BatchNorm folded at export
+if "$PY" tests/fixtures/make_bn_folded.py "$T_TMP/folded.onnx" "$T_TMP/kept.onnx" \
+    >"$T_TMP/fold.log" 2>&1; then
+    FOLD=(--data "$DATA" --image-size 32 --batch-size 16 --threads 1 --deterministic --epochs 1)
+    for mode in fine-tune full; do
+        ot finetune "$T_TMP/folded.onnx" "${FOLD[@]}" --mode $mode -o "$T_TMP/f.onnx"
+        loss=$(sed -n 's/^epoch 1\/1  loss \([0-9.e+-]*\) .*/\1/p' <<<"$T_OUT")
+        if [ "$T_RC" -eq 0 ] && matches "$T_ERR" "warning&folded&re-export&TrainingMode&1e-5" &&
+            matches "$T_OUT" "lr 1e-05 " && [ -n "$loss" ] &&
+            awk -v l="$loss" 'BEGIN { exit !(l > 0 && l < 10) }'; then
+            ok "BN folded, $mode: warning, default lr 1e-5, first-epoch loss $loss"
+        else
+            fail "BN folded, $mode" "loss '$loss'; $(describe_run)"
+        fi
+    done
+    ot finetune "$T_TMP/folded.onnx" "${FOLD[@]}" --mode full --lr 1e-4 -o "$T_TMP/f.onnx"
+    if [ "$T_RC" -eq 0 ] && matches "$T_ERR" "warning&folded&lower learning rate" &&
+        matches "$T_OUT" "lr 0.0001 "; then
+        ok "BN folded: an explicit --lr is honoured"
+    else
+        fail "BN folded: an explicit --lr is honoured" "$(describe_run)"
+    fi
+    ot finetune "$T_TMP/kept.onnx" "${FOLD[@]}" --mode full -o "$T_TMP/f.onnx"
+    if [ "$T_RC" -eq 0 ] && ! matches "$T_ERR" "folded" && matches "$T_OUT" "lr 0.0001 "; then
+        ok "BN kept: no warning, default lr 1e-4"
+    else
+        fail "BN kept: no warning, default lr 1e-4" "$(describe_run)"
+    fi
+    ot finetune "$T_TMP/folded.onnx" "${FOLD[@]}" --mode feature-extract -o "$T_TMP/f.onnx"
+    if [ "$T_RC" -eq 0 ] && ! matches "$T_ERR" "folded"; then
+        ok "BN folded, feature-extract: no warning"
+    else
+        fail "BN folded, feature-extract: no warning" "$(describe_run)"
+    fi
+else
+    fail "BN-folded fixture" "$(tail -n 1 "$T_TMP/fold.log")"
+fi
+
 finish
