@@ -1,7 +1,8 @@
 #!/bin/bash
 # test_install.sh: `make install` into a scratch prefix, then build and run
 # docs/example.c against the installed copy through pkg-config, shared and
-# static, and run the installed CLI. Also: DESTDIR staging and uninstall.
+# static (a copy, and a fine-tune, evaluation and export on the test
+# fixtures), and run the installed CLI. Also: DESTDIR staging and uninstall.
 #
 #   BUILD=build bash tests/cli/test_install.sh
 cd "$(dirname "$0")/../.." || exit 1
@@ -175,6 +176,45 @@ if [ -x "$T_TMP/example" ]; then
     if [ "$rc" -eq 1 ] && [ -s "$T_TMP/ex.err" ]; then ok "example reports an unwritable output"; else
         fail "example reports an unwritable output" "exit $rc, stderr '$(head -n 1 "$T_TMP/ex.err")'"
     fi
+fi
+
+# --------------------------------------------------------------- example, fine-tuning
+# The installed library fine-tunes the ResNet-18 fixture on the tiny CIFAR set
+# at 32x32, evaluates the written model and exports it, through the public
+# header only.
+FX_BN=$BUILD/fixtures/resnet18_bn.onnx
+TINY=$BUILD/tiny_cifar
+if [ -x "$T_TMP/example" ] && [ -f "$FX_BN" ] && [ -d "$TINY" ]; then
+    rm -f "$T_TMP/tuned.onnx"
+    LD_LIBRARY_PATH=$PREFIX/lib "$T_TMP/example" "$FX_BN" "$TINY" "$T_TMP/tuned.onnx" 32 \
+        >"$T_TMP/ft.out" 2>"$T_TMP/ft.err"
+    rc=$?
+    out=$(cat "$T_TMP/ft.out")
+    if [ "$rc" -eq 0 ] && matches "$out" "new head: 10 classes&training on 96 images&epoch 2/2&evaluated&top-1&on 48 images&wrote" &&
+        [ -s "$T_TMP/tuned.onnx" ]; then
+        ok "example fine-tunes, evaluates and exports"
+    else
+        fail "example fine-tunes, evaluates and exports" "exit $rc: $(head -n 2 "$T_TMP/ft.err") $(tail -n 3 "$T_TMP/ft.out")"
+    fi
+    py_checks "example's tuned model" '
+import sys, onnx
+m = onnx.load(sys.argv[1])
+onnx.checker.check_model(m)
+d = [x.dim_value for x in m.graph.output[0].type.tensor_type.shape.dim]
+print("ok 10 outputs" if d[-1] == 10 else "FAIL 10 outputs: %r" % d)
+md = {p.key: p.value for p in m.metadata_props}
+print("ok metadata" if md.get("onnxtrain.image_size") == "32" else "FAIL metadata: %r" % md)
+' "$T_TMP/tuned.onnx"
+    LD_LIBRARY_PATH=$PREFIX/lib "$T_TMP/example" "$FX_BN" "$T_TMP/no_data" "$T_TMP/never.onnx" 32 \
+        >"$T_TMP/ft.out" 2>"$T_TMP/ft.err"
+    rc=$?
+    if [ "$rc" -eq 1 ] && matches "$(cat "$T_TMP/ft.err")" "no_data" && [ ! -e "$T_TMP/never.onnx" ]; then
+        ok "example reports missing data"
+    else
+        fail "example reports missing data" "exit $rc, stderr '$(head -n 1 "$T_TMP/ft.err")'"
+    fi
+else
+    fail "example fine-tunes" "needs the example, $FX_BN and $TINY (make test builds them)"
 fi
 
 # --------------------------------------------------------------- installed CLI
