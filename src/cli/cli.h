@@ -151,15 +151,6 @@ typedef struct ot_cli_opt {
     const ot_cli_choice *choices; /* OT_CLI_ENUM, ended by a NULL name        */
 } ot_cli_opt;
 
-/* A row of a table without types or fields: the option is counted and its
-   last value kept as text, read back by name (ot_cli_value, ot_cli_count). */
-typedef struct ot_cli_text_opt {
-    const char *name;
-    char short_name;
-    const char *arg;
-    const char *help;
-} ot_cli_text_opt;
-
 #define OT_CLI_MAX_OPTS 64
 
 /* A command's description, for its usage text and the parser. */
@@ -169,7 +160,6 @@ typedef struct ot_cli_cmd {
     const char *summary;       /* one line for `onnxtrain help`                */
     const char *details;       /* more text after the options, or NULL         */
     const ot_cli_opt *opts;    /* terminated by a row with name NULL           */
-    const ot_cli_text_opt *text_opts; /* instead of opts: rows without types    */
     int n_pos_min, n_pos_max;  /* positional count range                       */
 } ot_cli_cmd;
 
@@ -204,15 +194,7 @@ typedef struct ot_cli_args {
  */
 int ot_cli_parse_into(const ot_cli_cmd *cmd, int argc, char **argv, ot_cli_args *args,
                       void *dest);
-/* ot_cli_parse_into for a table whose rows have no fields. */
-int ot_cli_parse(const ot_cli_cmd *cmd, int argc, char **argv, ot_cli_args *args);
 void ot_cli_args_fini(ot_cli_args *args);
-
-/* The option's index in cmd->opts by long name; -1 when absent (a bug). */
-int ot_cli_opt_index(const ot_cli_cmd *cmd, const char *name);
-/* Times the option was given, and its last value (NULL if none). */
-int ot_cli_count(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name);
-const char *ot_cli_value(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name);
 
 /* Prints the command's usage text to `f`. */
 void ot_cli_print_usage(const ot_cli_cmd *cmd, FILE *f);
@@ -259,30 +241,6 @@ bool ot_cli_parse_size(const char *s, uint64_t *out);
  */
 bool ot_cli_parse_int(const char *s, int64_t lo, int64_t hi, int64_t *out);
 bool ot_cli_parse_real(const char *s, double lo, double hi, double *out);
-
-/*
- * The option `name` of cmd, when given, parsed into *out (left alone when
- * the option is absent). Returns OT_EXIT_OK, or prints the usage error
- *   bad value 'TEXT' for --NAME (expected an integer from LO to HI)
- * (a decimal number / bytes for the other kinds) and returns OT_EXIT_USAGE.
- * ot_cli_size_opt reads a byte count as ot_cli_parse_size does.
- */
-int ot_cli_int_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name, int64_t lo,
-                   int64_t hi, int64_t *out);
-int ot_cli_real_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name, double lo,
-                    double hi, double *out);
-int ot_cli_size_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name,
-                    uint64_t lo, uint64_t hi, uint64_t *out);
-
-
-/* --threads N (1 .. OT_CLI_THREADS_MAX; *out stays as it is when absent) and
-   --seed S (0 .. OT_CLI_SEED_MAX), as ot_cli_int_opt. */
-int ot_cli_threads_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, int *out);
-int ot_cli_seed_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, uint64_t *out);
-
-/* Parses the shared --max-tensor-size option, if given, into opts. Returns
-   OT_EXIT_OK or a usage error. */
-int ot_cli_import_opts(const ot_cli_cmd *cmd, const ot_cli_args *args, ot_import_opts *opts);
 
 /* Writes `s` for a human reader: valid UTF-8 as is, control characters and
    invalid bytes as \xNN, so that a name from a file cannot break the layout

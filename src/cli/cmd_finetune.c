@@ -36,69 +36,206 @@
 #include "train/report.h"
 #include "train/trainer.h"
 
-static const ot_cli_text_opt finetune_opts[] = {
-    { "data", 0, "PATH",
-      "training data: an image folder (a folder of JPEG/PNG files per class), CIFAR-10 binary "
-      "or IDX (MNIST) files" },
-    { "output", 'o', "OUT.onnx", "where to write the fine-tuned model" },
-    { "classes", 0, "N",
-      "classes of the new head (default: the data's, replacing a head that differs); an N "
-      "other than the data's is an error (exit 1)" },
-    { "mode", 0, "MODE", "feature-extract (default), fine-tune or full" },
-    { "train", 0, "PAT,...", "also train parameters or nodes matching these patterns" },
-    { "freeze", 0, "PAT,...", "freeze parameters or nodes matching these patterns" },
-    { "freeze-until", 0, "NAME", "freeze the node or value NAME and everything upstream" },
-    { "bn", 0, "policy|train", "BatchNorm: by region (default), or train mode everywhere" },
-    { "epochs", 0, "N", "passes over the training data (default 5)" },
-    { "batch-size", 0, "N", "images per step (default 32)" },
-    { "optimizer", 0, "NAME", "sgd, adam (default) or adamw" },
-    { "lr", 0, "RATE",
-      "learning rate (default 1e-3 feature-extract, else 1e-4, and 1e-5 for a model whose "
-      "BatchNorm was folded into its convolutions)" },
-    { "head-lr", 0, "RATE", "learning rate of the head's parameters" },
-    { "momentum", 0, "M", "SGD momentum (default 0.9)" },
-    { "weight-decay", 0, "WD", "weight decay (default 0; AdamW 0.01)" },
-    { "label-smoothing", 0, "EPS", "cross-entropy label smoothing (default 0)" },
-    { "lr-schedule", 0, "KIND", "constant (default), step or cosine" },
-    { "lr-step", 0, "EPOCHS", "step schedule: epochs between decays (default 7)" },
-    { "lr-gamma", 0, "G", "step schedule: decay factor (default 0.1)" },
-    { "warmup", 0, "STEPS", "linear learning-rate warm-up over this many steps" },
-    { "clip-grad", 0, "NORM", "clip the gradients' total L2 norm" },
-    { "image-size", 0, "S", "resize the shorter side to S and center-crop SxS" },
-    { "normalize", 0, "KIND", "imagenet (default), half or none" },
-    { "mean", 0, "R,G,B", "per-channel mean, overriding --normalize (0..1 scale)" },
-    { "std", 0, "R,G,B", "per-channel standard deviation, overriding --normalize" },
-    { "threads", 0, "N", "threads (default OMP_NUM_THREADS, else all cores)" },
-    { "device", 0, "NAME", OT_CLI_DEVICE_HELP },
-    { "seed", 0, "S", "seed for the new head and the data order (default 0)" },
-    { "no-cache", 0, NULL, "do not cache the frozen prefix's output across epochs" },
-    { "cache-mem", 0, "BYTES", "memory for the prefix cache before it spills (default 2G)" },
-    { "cache-dir", 0, "DIR", "folder for a spilled prefix cache (default $TMPDIR or /tmp)" },
-    { "cache-dtype", 0, "f32|bf16", "f32 (default) or bf16: half the cache memory, rounded features" },
-    { "max-steps", 0, "N", "stop after N steps in all (for quick checks)" },
-    { "workers", 0, "N", "background threads preparing batches (default 1; 0: in the loop)" },
-    { "data-classes", 0, "LIST", "use only these classes (\"5-9\", \"0,2,4\"), relabelled 0.." },
-    { "per-class", 0, "N", "use at most N training images per class (seeded choice)" },
-    { "augment", 0, NULL, "random resized crop and horizontal flip (turns the cache off)" },
-    { "skip-bad", 0, NULL, "skip and count unreadable images instead of stopping" },
-    { "val-split", 0, "F", "hold out this fraction of the training data (seeded, stratified)" },
-    { "val-data", 0, "PATH", "validation data, scored after every epoch" },
-    { "keep", 0, "best|last", "export the last epoch's weights (default) or the best one's" },
-    { "patience", 0, "N", "stop after N epochs without a better validation accuracy" },
-    { "log", 0, "FILE.csv", "write per-epoch metrics as CSV" },
-    { "batch", 0, "N|dynamic", "batch dim of the exported model (default dynamic, N)" },
-    { "profile", 0, NULL, "print the time per node type and per node, forward and backward" },
-    { "plot", 0, "FILE.svg", "draw the loss and accuracy curves as SVG" },
-    { "checkpoint", 0, "FILE", "write a checkpoint after every epoch and when interrupted" },
-    { "checkpoint-every", 0, "N", "also write the checkpoint every N steps" },
-    { "resume", 0, "FILE", "continue the run a checkpoint recorded (may equal --checkpoint)" },
-    { "deterministic", 0, NULL, "bit-reproducible: one thread unless --threads is given" },
-    { "json", 0, NULL, "print the final metrics as one JSON object" },
-    { "dry-run", 0, NULL, "print the training plan and exit" },
-    { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
-    { "max-data-size", 0, "BYTES", "memory for CIFAR-10/IDX data and file lists (default 4G)" },
-    { "max-files", 0, "N", "entries an image folder's walk may visit (default 5000000)" },
-    { NULL, 0, NULL, NULL },
+/* finetune's options: the recipe's own (ft, filled by the table) and what the
+   command does itself with the rest. */
+typedef struct finetune_args {
+    ot_finetune_opts ft;
+    const char *train, *freeze;     /* PAT,... lists, split into ft.train/freeze */
+    const char *mean, *std;         /* R,G,B, read into ft.mean/std              */
+    const char *data_classes;       /* "5-9", read into ft.data_classes          */
+    const char *log, *plot;
+    int64_t batch;                  /* --batch: the export's batch dim           */
+    bool json, profile;
+} finetune_args;
+
+static const ot_cli_choice mode_choices[] = {
+    { "feature-extract", OT_FT_FEATURE_EXTRACT, false },
+    { "fine-tune", OT_FT_FINE_TUNE, false },
+    { "full", OT_FT_FULL, false },
+    { NULL, 0, false },
+};
+
+static const ot_cli_choice optimizer_choices[] = {
+    { "sgd", OT_FT_SGD, false },
+    { "adam", OT_FT_ADAM, false },
+    { "adamw", OT_FT_ADAMW, false },
+    { NULL, 0, false },
+};
+
+static const ot_cli_choice schedule_choices[] = {
+    { "constant", OT_FT_LR_CONSTANT, false },
+    { "step", OT_FT_LR_STEP, false },
+    { "cosine", OT_FT_LR_COSINE, false },
+    { NULL, 0, false },
+};
+
+static const ot_cli_choice normalize_choices[] = {
+    { "imagenet", OT_FT_NORM_IMAGENET, false },
+    { "half", OT_FT_NORM_HALF, false },
+    { "none", OT_FT_NORM_NONE, false },
+    { NULL, 0, false },
+};
+
+/* --cache-dtype: 1 stores bf16 */
+static const ot_cli_choice cache_dtype_choices[] = {
+    { "f32", 0, false },
+    { "bf16", 1, false },
+    { "float32", 0, true },
+    { "float", 0, true },
+    { "bfloat16", 1, true },
+    { NULL, 0, false },
+};
+
+/* --keep: 1 exports the best epoch's weights */
+static const ot_cli_choice keep_choices[] = {
+    { "best", 1, false },
+    { "last", 0, false },
+    { NULL, 0, false },
+};
+
+enum {
+    FT_DATA, FT_OUTPUT, FT_CLASSES, FT_MODE, FT_TRAIN, FT_FREEZE, FT_FREEZE_UNTIL, FT_BN,
+    FT_EPOCHS, FT_BATCH_SIZE, FT_OPTIMIZER, FT_LR, FT_HEAD_LR, FT_MOMENTUM, FT_WEIGHT_DECAY,
+    FT_LABEL_SMOOTHING, FT_LR_SCHEDULE, FT_LR_STEP, FT_LR_GAMMA, FT_WARMUP, FT_CLIP_GRAD,
+    FT_IMAGE_SIZE, FT_NORMALIZE, FT_MEAN, FT_STD, FT_THREADS, FT_DEVICE, FT_SEED, FT_NO_CACHE,
+    FT_CACHE_MEM, FT_CACHE_DIR, FT_CACHE_DTYPE, FT_MAX_STEPS, FT_WORKERS, FT_DATA_CLASSES,
+    FT_PER_CLASS, FT_AUGMENT, FT_SKIP_BAD, FT_VAL_SPLIT, FT_VAL_DATA, FT_KEEP, FT_PATIENCE, FT_LOG,
+    FT_BATCH, FT_PROFILE, FT_PLOT, FT_CHECKPOINT, FT_CHECKPOINT_EVERY, FT_RESUME, FT_DETERMINISTIC,
+    FT_JSON, FT_DRY_RUN, FT_MAX_TENSOR_SIZE, FT_MAX_DATA_SIZE, FT_MAX_FILES, FT_N_OPTS
+};
+
+static const ot_cli_opt finetune_opts[FT_N_OPTS + 1] = {
+    [FT_DATA] = OT_CLI_PATH_OPT(finetune_args, ft.data, "data", 0, "PATH",
+                                "training data: an image folder (a folder of JPEG/PNG files per "
+                                "class), CIFAR-10 binary or IDX (MNIST) files"),
+    [FT_OUTPUT] = OT_CLI_PATH_OPT(finetune_args, ft.output, "output", 'o', "OUT.onnx",
+                                  "where to write the fine-tuned model"),
+    [FT_CLASSES] =
+        OT_CLI_INT_OPT(finetune_args, ft.classes, "classes", 0, "N", 1, OT_CLI_CLASSES_MAX,
+                       "classes of the new head (default: the data's, replacing a head that "
+                       "differs); an N other than the data's is an error (exit 1)"),
+    [FT_MODE] = OT_CLI_ENUM_OPT(finetune_args, ft.mode, "mode", 0, "MODE", mode_choices,
+                                "feature-extract (default), fine-tune or full"),
+    [FT_TRAIN] = OT_CLI_STRING_OPT(finetune_args, train, "train", 0, "PAT,...",
+                                   "also train parameters or nodes matching these patterns"),
+    [FT_FREEZE] = OT_CLI_STRING_OPT(finetune_args, freeze, "freeze", 0, "PAT,...",
+                                    "freeze parameters or nodes matching these patterns"),
+    [FT_FREEZE_UNTIL] = OT_CLI_STRING_OPT(finetune_args, ft.freeze_until, "freeze-until", 0,
+                                          "NAME",
+                                          "freeze the node or value NAME and everything upstream"),
+    [FT_BN] = OT_CLI_ENUM_OPT(finetune_args, ft.bn_train, "bn", 0, "policy|train",
+                              ot_cli_bn_choices,
+                              "BatchNorm: by region (default), or train mode everywhere"),
+    [FT_EPOCHS] = OT_CLI_INT_OPT(finetune_args, ft.epochs, "epochs", 0, "N", 1, 1000000,
+                                 "passes over the training data (default 5)"),
+    [FT_BATCH_SIZE] = OT_CLI_INT_OPT(finetune_args, ft.batch_size, "batch-size", 0, "N", 1,
+                                     1 << 16, "images per step (default 32)"),
+    [FT_OPTIMIZER] = OT_CLI_ENUM_OPT(finetune_args, ft.optimizer, "optimizer", 0, "NAME",
+                                     optimizer_choices, "sgd, adam (default) or adamw"),
+    [FT_LR] = OT_CLI_REAL_OPT(finetune_args, ft.lr, "lr", 0, "RATE", 0, 1e30,
+                              "learning rate (default 1e-3 feature-extract, else 1e-4, and 1e-5 "
+                              "for a model whose BatchNorm was folded into its convolutions)"),
+    [FT_HEAD_LR] = OT_CLI_REAL_OPT(finetune_args, ft.head_lr, "head-lr", 0, "RATE", 0, 1e30,
+                                   "learning rate of the head's parameters"),
+    [FT_MOMENTUM] = OT_CLI_REAL_OPT(finetune_args, ft.momentum, "momentum", 0, "M", 0, 1,
+                                    "SGD momentum (default 0.9)"),
+    [FT_WEIGHT_DECAY] = OT_CLI_REAL_OPT(finetune_args, ft.weight_decay, "weight-decay", 0, "WD", 0,
+                                        1e6, "weight decay (default 0; AdamW 0.01)"),
+    [FT_LABEL_SMOOTHING] = OT_CLI_REAL_OPT(finetune_args, ft.label_smoothing, "label-smoothing", 0,
+                                           "EPS", 0, 1,
+                                           "cross-entropy label smoothing (default 0)"),
+    [FT_LR_SCHEDULE] = OT_CLI_ENUM_OPT(finetune_args, ft.schedule, "lr-schedule", 0, "KIND",
+                                       schedule_choices, "constant (default), step or cosine"),
+    [FT_LR_STEP] = OT_CLI_INT_OPT(finetune_args, ft.lr_step, "lr-step", 0, "EPOCHS", 1, 1000000,
+                                  "step schedule: epochs between decays (default 7)"),
+    [FT_LR_GAMMA] = OT_CLI_REAL_OPT(finetune_args, ft.lr_gamma, "lr-gamma", 0, "G", 0, 1e6,
+                                    "step schedule: decay factor (default 0.1)"),
+    [FT_WARMUP] = OT_CLI_INT_OPT(finetune_args, ft.warmup, "warmup", 0, "STEPS", 0, 1LL << 40,
+                                 "linear learning-rate warm-up over this many steps"),
+    [FT_CLIP_GRAD] = OT_CLI_REAL_OPT(finetune_args, ft.clip_grad, "clip-grad", 0, "NORM", 0, 1e30,
+                                     "clip the gradients' total L2 norm"),
+    [FT_IMAGE_SIZE] = OT_CLI_INT_OPT(finetune_args, ft.image_size, "image-size", 0, "S", 1,
+                                     OT_DATA_MAX_SIZE,
+                                     "resize the shorter side to S and center-crop SxS"),
+    [FT_NORMALIZE] = OT_CLI_ENUM_OPT(finetune_args, ft.normalize, "normalize", 0, "KIND",
+                                     normalize_choices, "imagenet (default), half or none"),
+    [FT_MEAN] = OT_CLI_STRING_OPT(finetune_args, mean, "mean", 0, "R,G,B",
+                                  "per-channel mean, overriding --normalize (0..1 scale)"),
+    [FT_STD] = OT_CLI_STRING_OPT(finetune_args, std, "std", 0, "R,G,B",
+                                 "per-channel standard deviation, overriding --normalize"),
+    [FT_THREADS] = OT_CLI_INT_OPT(finetune_args, ft.threads, "threads", 0, "N", 1,
+                                  OT_CLI_THREADS_MAX,
+                                  "threads (default OMP_NUM_THREADS, else all cores)"),
+    [FT_DEVICE] = OT_CLI_DEVICE_OPT(finetune_args, ft.device),
+    [FT_SEED] = OT_CLI_INT_OPT(finetune_args, ft.seed, "seed", 0, "S", 0, OT_CLI_SEED_MAX,
+                               "seed for the new head and the data order (default 0)"),
+    [FT_NO_CACHE] = OT_CLI_FLAG_OPT(finetune_args, ft.no_cache, "no-cache", 0,
+                                    "do not cache the frozen prefix's output across epochs"),
+    [FT_CACHE_MEM] = OT_CLI_SIZE_OPT(finetune_args, ft.cache_mem, "cache-mem", 0, "BYTES", 0,
+                                     UINT64_MAX,
+                                     "memory for the prefix cache before it spills (default 2G)"),
+    [FT_CACHE_DIR] =
+        OT_CLI_PATH_OPT(finetune_args, ft.cache_dir, "cache-dir", 0, "DIR",
+                        "folder for a spilled prefix cache (default $TMPDIR or /tmp)"),
+    [FT_CACHE_DTYPE] = OT_CLI_ENUM_OPT(finetune_args, ft.cache_bf16, "cache-dtype", 0, "f32|bf16",
+                                       cache_dtype_choices,
+                                       "f32 (default) or bf16: half the cache memory, rounded "
+                                       "features"),
+    [FT_MAX_STEPS] = OT_CLI_INT_OPT(finetune_args, ft.max_steps, "max-steps", 0, "N", 1, INT64_MAX,
+                                    "stop after N steps in all (for quick checks)"),
+    [FT_WORKERS] = OT_CLI_INT_OPT(finetune_args, ft.workers, "workers", 0, "N", 0, 64,
+                                  "background threads preparing batches (default 1; 0: in the "
+                                  "loop)"),
+    [FT_DATA_CLASSES] = OT_CLI_STRING_OPT(finetune_args, data_classes, "data-classes", 0, "LIST",
+                                          "use only these classes (\"5-9\", \"0,2,4\"), "
+                                          "relabelled 0.."),
+    [FT_PER_CLASS] = OT_CLI_INT_OPT(finetune_args, ft.per_class, "per-class", 0, "N", 1, INT64_MAX,
+                                    "use at most N training images per class (seeded choice)"),
+    [FT_AUGMENT] =
+        OT_CLI_FLAG_OPT(finetune_args, ft.augment, "augment", 0,
+                        "random resized crop and horizontal flip (turns the cache off)"),
+    [FT_SKIP_BAD] = OT_CLI_FLAG_OPT(finetune_args, ft.skip_bad, "skip-bad", 0,
+                                    "skip and count unreadable images instead of stopping"),
+    [FT_VAL_SPLIT] = OT_CLI_REAL_OPT(finetune_args, ft.val_split, "val-split", 0, "F", 1e-9,
+                                     0.999999,
+                                     "hold out this fraction of the training data (seeded, "
+                                     "stratified)"),
+    [FT_VAL_DATA] = OT_CLI_PATH_OPT(finetune_args, ft.val_data, "val-data", 0, "PATH",
+                                    "validation data, scored after every epoch"),
+    [FT_KEEP] = OT_CLI_ENUM_OPT(finetune_args, ft.keep_best, "keep", 0, "best|last", keep_choices,
+                                "export the last epoch's weights (default) or the best one's"),
+    [FT_PATIENCE] = OT_CLI_INT_OPT(finetune_args, ft.patience, "patience", 0, "N", 1, 1000000,
+                                   "stop after N epochs without a better validation accuracy"),
+    [FT_LOG] = OT_CLI_PATH_OPT(finetune_args, log, "log", 0, "FILE.csv",
+                               "write per-epoch metrics as CSV"),
+    [FT_BATCH] = OT_CLI_BATCH_OPT(finetune_args, batch, "batch", 0, "N|dynamic",
+                                  "batch dim of the exported model (default dynamic, N)"),
+    [FT_PROFILE] = OT_CLI_FLAG_OPT(finetune_args, profile, "profile", 0,
+                                   "print the time per node type and per node, forward and "
+                                   "backward"),
+    [FT_PLOT] = OT_CLI_PATH_OPT(finetune_args, plot, "plot", 0, "FILE.svg",
+                                "draw the loss and accuracy curves as SVG"),
+    [FT_CHECKPOINT] = OT_CLI_PATH_OPT(finetune_args, ft.checkpoint, "checkpoint", 0, "FILE",
+                                      "write a checkpoint after every epoch and when interrupted"),
+    [FT_CHECKPOINT_EVERY] = OT_CLI_INT_OPT(finetune_args, ft.checkpoint_every, "checkpoint-every",
+                                           0, "N", 1, INT64_MAX,
+                                           "also write the checkpoint every N steps"),
+    [FT_RESUME] = OT_CLI_PATH_OPT(finetune_args, ft.resume, "resume", 0, "FILE",
+                                  "continue the run a checkpoint recorded (may equal "
+                                  "--checkpoint)"),
+    [FT_DETERMINISTIC] = OT_CLI_FLAG_OPT(finetune_args, ft.deterministic, "deterministic", 0,
+                                         "bit-reproducible: one thread unless --threads is given"),
+    [FT_JSON] = OT_CLI_FLAG_OPT(finetune_args, json, "json", 0,
+                                "print the final metrics as one JSON object"),
+    [FT_DRY_RUN] = OT_CLI_FLAG_OPT(finetune_args, ft.dry_run, "dry-run", 0,
+                                   "print the training plan and exit"),
+    [FT_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(finetune_args, ft.import.max_tensor_bytes),
+    [FT_MAX_DATA_SIZE] = OT_CLI_SIZE_OPT(finetune_args, ft.max_data_bytes, "max-data-size", 0,
+                                         "BYTES", 1, UINT64_MAX,
+                                         "memory for CIFAR-10/IDX data and file lists (default "
+                                         "4G)"),
+    [FT_MAX_FILES] = OT_CLI_INT_OPT(finetune_args, ft.max_files, "max-files", 0, "N", 1, INT64_MAX,
+                                    "entries an image folder's walk may visit (default 5000000)"),
 };
 
 static const ot_cli_cmd finetune_cmd = {
@@ -117,29 +254,55 @@ static const ot_cli_cmd finetune_cmd = {
                "more later ends it at once. --resume FILE continues it; with\n"
                "--deterministic the result is the same bytes as an uninterrupted run.\n"
                "`onnxtrain export FILE OUT.onnx` turns a checkpoint into the plain model.\n",
-    .text_opts = finetune_opts,
+    .opts = finetune_opts,
     .n_pos_min = 1,
     .n_pos_max = 1,
 };
 
-static const ot_cli_text_opt eval_opts[] = {
-    { "data", 0, "PATH",
-      "data: an image folder (a folder of JPEG/PNG files per class), CIFAR-10 binary or IDX "
-      "(MNIST) files" },
-    { "batch-size", 0, "N", "images per run (default 32)" },
-    { "image-size", 0, "S", "override the model's recorded image size" },
-    { "normalize", 0, "KIND", "override the recorded normalization: imagenet, half or none" },
-    { "data-classes", 0, "LIST", "score only these classes (\"5-9\", \"0,2,4\"), relabelled 0.." },
-    { "mean", 0, "R,G,B", "override the recorded per-channel mean" },
-    { "std", 0, "R,G,B", "override the recorded per-channel standard deviation" },
-    { "threads", 0, "N", "threads (default OMP_NUM_THREADS, else all cores)" },
-    { "device", 0, "NAME", OT_CLI_DEVICE_HELP },
-    { "skip-bad", 0, NULL, "skip and count unreadable images instead of stopping" },
-    { "json", 0, NULL, "print one JSON object" },
-    { "max-tensor-size", 0, "BYTES", "refuse larger tensors (suffix K, M, G; default 16G)" },
-    { "max-data-size", 0, "BYTES", "memory for CIFAR-10/IDX data and file lists (default 4G)" },
-    { "max-files", 0, "N", "entries an image folder's walk may visit (default 5000000)" },
-    { NULL, 0, NULL, NULL },
+/* eval's options: the scoring's own (ev) and the rest. */
+typedef struct eval_args {
+    ot_evaluate_opts ev;
+    const char *mean, *std, *data_classes;
+    bool json;
+} eval_args;
+
+enum {
+    EV_DATA, EV_BATCH_SIZE, EV_IMAGE_SIZE, EV_NORMALIZE, EV_DATA_CLASSES, EV_MEAN, EV_STD,
+    EV_THREADS, EV_DEVICE, EV_SKIP_BAD, EV_JSON, EV_MAX_TENSOR_SIZE, EV_MAX_DATA_SIZE,
+    EV_MAX_FILES, EV_N_OPTS
+};
+
+static const ot_cli_opt eval_opts[EV_N_OPTS + 1] = {
+    [EV_DATA] = OT_CLI_PATH_OPT(eval_args, ev.data, "data", 0, "PATH",
+                                "data: an image folder (a folder of JPEG/PNG files per class), "
+                                "CIFAR-10 binary or IDX (MNIST) files"),
+    [EV_BATCH_SIZE] = OT_CLI_INT_OPT(eval_args, ev.batch_size, "batch-size", 0, "N", 1, 1 << 16,
+                                     "images per run (default 32)"),
+    [EV_IMAGE_SIZE] = OT_CLI_INT_OPT(eval_args, ev.image_size, "image-size", 0, "S", 1,
+                                     OT_DATA_MAX_SIZE, "override the model's recorded image size"),
+    [EV_NORMALIZE] =
+        OT_CLI_ENUM_OPT(eval_args, ev.normalize, "normalize", 0, "KIND", normalize_choices,
+                        "override the recorded normalization: imagenet, half or none"),
+    [EV_DATA_CLASSES] = OT_CLI_STRING_OPT(eval_args, data_classes, "data-classes", 0, "LIST",
+                                          "score only these classes (\"5-9\", \"0,2,4\"), "
+                                          "relabelled 0.."),
+    [EV_MEAN] = OT_CLI_STRING_OPT(eval_args, mean, "mean", 0, "R,G,B",
+                                  "override the recorded per-channel mean"),
+    [EV_STD] = OT_CLI_STRING_OPT(eval_args, std, "std", 0, "R,G,B",
+                                 "override the recorded per-channel standard deviation"),
+    [EV_THREADS] = OT_CLI_INT_OPT(eval_args, ev.threads, "threads", 0, "N", 1, OT_CLI_THREADS_MAX,
+                                  "threads (default OMP_NUM_THREADS, else all cores)"),
+    [EV_DEVICE] = OT_CLI_DEVICE_OPT(eval_args, ev.device),
+    [EV_SKIP_BAD] = OT_CLI_FLAG_OPT(eval_args, ev.skip_bad, "skip-bad", 0,
+                                    "skip and count unreadable images instead of stopping"),
+    [EV_JSON] = OT_CLI_FLAG_OPT(eval_args, json, "json", 0, "print one JSON object"),
+    [EV_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(eval_args, ev.import.max_tensor_bytes),
+    [EV_MAX_DATA_SIZE] = OT_CLI_SIZE_OPT(eval_args, ev.max_data_bytes, "max-data-size", 0, "BYTES",
+                                         1, UINT64_MAX,
+                                         "memory for CIFAR-10/IDX data and file lists (default "
+                                         "4G)"),
+    [EV_MAX_FILES] = OT_CLI_INT_OPT(eval_args, ev.max_files, "max-files", 0, "N", 1, INT64_MAX,
+                                    "entries an image folder's walk may visit (default 5000000)"),
 };
 
 static const ot_cli_cmd eval_cmd = {
@@ -151,34 +314,10 @@ static const ot_cli_cmd eval_cmd = {
                "onnxtrain.mean, onnxtrain.std, written by finetune), else resized to the\n"
                "model's input size (224 when dynamic) with ImageNet normalization.\n"
                "JSON keys: top1, top5, loss, n, per_class, confusion.\n",
-    .text_opts = eval_opts,
+    .opts = eval_opts,
     .n_pos_min = 1,
     .n_pos_max = 1,
 };
-
-/* An int option within lo .. hi (hi at most INT_MAX) into *out. */
-static int int_opt(const ot_cli_cmd *cmd, const ot_cli_args *a, const char *name, int lo,
-                   int hi, int *out)
-{
-    int64_t v = *out;
-    int rc = ot_cli_int_opt(cmd, a, name, lo, hi, &v);
-    *out = (int)v;
-    return rc;
-}
-
-/* The data-set limits --max-data-size and --max-files (finetune, eval). */
-static int data_opts(const ot_cli_cmd *cmd, const ot_cli_args *a, ot_data_opts *o)
-{
-    int rc;
-    int64_t files = OT_DATA_DEFAULT_MAX_ENTRIES;
-    o->max_bytes = OT_DATA_DEFAULT_MAX_BYTES;
-    if ((rc = ot_cli_size_opt(cmd, a, "max-data-size", 1, UINT64_MAX, &o->max_bytes)) !=
-            OT_EXIT_OK ||
-        (rc = ot_cli_int_opt(cmd, a, "max-files", 1, INT64_MAX, &files)) != OT_EXIT_OK)
-        return rc;
-    o->max_entries = files;
-    return OT_EXIT_OK;
-}
 
 /* Splits "a,b,c" into an array of strings (malloc'ed copy). */
 static char **split_list(const char *s, int *n)
@@ -212,19 +351,6 @@ static void free_list(char **l)
     }
 }
 
-static ot_status norm_of(const char *s, ot_ft_norm *n)
-{
-    if (!s || !strcmp(s, "imagenet"))
-        *n = OT_FT_NORM_IMAGENET;
-    else if (!strcmp(s, "half"))
-        *n = OT_FT_NORM_HALF;
-    else if (!strcmp(s, "none"))
-        *n = OT_FT_NORM_NONE;
-    else
-        return OT_ERR_ARG;
-    return OT_OK;
-}
-
 /* Parses "a,b,c" (or one value for all channels), each a decimal number in
    lo .. hi, into v[3]. */
 static bool parse_triple(const char *s, double lo, double hi, float *v)
@@ -253,12 +379,11 @@ static bool parse_triple(const char *s, double lo, double hi, float *v)
     return true;
 }
 
-/* Reads --mean and --std into mean and std, setting has_mean and has_std.
-   Returns an exit status. */
-static int read_mean_std(const ot_cli_cmd *cmd, const ot_cli_args *a, int *has_mean, float *mean,
-                         int *has_std, float *std)
+/* Reads the values m of --mean and s of --std (NULL: not given) into mean and
+   std, setting has_mean and has_std. Returns an exit status. */
+static int read_mean_std(const ot_cli_cmd *cmd, const char *m, const char *s, int *has_mean,
+                         float *mean, int *has_std, float *std)
 {
-    const char *m = ot_cli_value(cmd, a, "mean"), *s = ot_cli_value(cmd, a, "std");
     if (m && !parse_triple(m, OT_DATA_MEAN_MIN, OT_DATA_MEAN_MAX, mean))
         return ot_cli_usage_error(cmd, "bad value '%s' for --mean (expected one decimal number "
                                        "or three, comma-separated, each from %g to %g)",
@@ -317,11 +442,10 @@ static bool parse_class_list(const char *s, int *classes, int *n, int cap)
     return *n > 0;
 }
 
-/* Reads --data-classes into classes[] (*n 0 when not given). Returns an exit
-   status. */
-static int read_data_classes(const ot_cli_cmd *cmd, const ot_cli_args *a, int *classes, int *n)
+/* Reads the value `list` of --data-classes into classes[] (*n 0 when NULL).
+   Returns an exit status. */
+static int read_data_classes(const ot_cli_cmd *cmd, const char *list, int *classes, int *n)
 {
-    const char *list = ot_cli_value(cmd, a, "data-classes");
     *n = 0;
     if (list && !parse_class_list(list, classes, n, OT_DATA_MAX_CLASSES))
         return ot_cli_usage_error(cmd, "--data-classes: expected numbers and ranges like 5-9");
@@ -720,10 +844,12 @@ static int report_stop(const ot_finetune_result *tr, const char *checkpoint, pro
 int ot_cmd_finetune(int argc, char **argv)
 {
     ot_cli_args a;
-    int rc = ot_cli_parse(&finetune_cmd, argc, argv, &a);
+    const ot_cli_cmd *cmd = &finetune_cmd;
+    finetune_args fa = { .ft = ot_finetune_opts_default() };
+    ot_finetune_opts *const po = &fa.ft;
+    int rc = ot_cli_parse_into(cmd, argc, argv, &a, &fa);
     if (rc != OT_EXIT_OK)
         return rc;
-    const ot_cli_cmd *cmd = &finetune_cmd;
     progress_ctx pc = { 0 };
     char **train_pats = NULL, **freeze_pats = NULL;
     ot_err err;
@@ -732,116 +858,30 @@ int ot_cmd_finetune(int argc, char **argv)
         ot_cli_print_usage(cmd, stdout);
         goto out;
     }
-#define V(name) ot_cli_value(cmd, &a, name)
-    const char *model = a.pos[0], *data = V("data"), *out = V("output");
+    ot_finetune_opts o = *po;
+    const char *model = a.pos[0], *data = o.data, *out = o.output;
+    o.model_path = model;
     if (!data) {
         rc = ot_cli_usage_error(cmd, "missing --data PATH");
         goto out;
     }
-    if (!out && !ot_cli_count(cmd, &a, "dry-run")) {
+    if (!out && !o.dry_run) {
         rc = ot_cli_usage_error(cmd, "missing -o OUT.onnx");
         goto out;
     }
-    ot_finetune_opts o = ot_finetune_opts_default();
-    o.model_path = model;
-    o.data = data;
-    o.output = out;
-    const char *mode = V("mode");
-    if (mode && !strcmp(mode, "fine-tune"))
-        o.mode = OT_FT_FINE_TUNE;
-    else if (mode && !strcmp(mode, "full"))
-        o.mode = OT_FT_FULL;
-    else if (mode && strcmp(mode, "feature-extract") != 0) {
-        rc = ot_cli_usage_error(cmd, "--mode must be feature-extract, fine-tune or full");
-        goto out;
-    }
-    if ((rc = ot_cli_int_opt(cmd, &a, "classes", 1, 1 << 20, &o.classes)) != OT_EXIT_OK ||
-        (rc = int_opt(cmd, &a, "epochs", 1, 1000000, &o.epochs)) != OT_EXIT_OK ||
-        (rc = int_opt(cmd, &a, "batch-size", 1, 1 << 16, &o.batch_size)) != OT_EXIT_OK)
-        goto out;
-    const char *optname = V("optimizer");
-    if (optname && !strcmp(optname, "sgd"))
-        o.optimizer = OT_FT_SGD;
-    else if (optname && !strcmp(optname, "adamw"))
-        o.optimizer = OT_FT_ADAMW;
-    else if (optname && strcmp(optname, "adam") != 0) {
-        rc = ot_cli_usage_error(cmd, "--optimizer must be sgd, adam or adamw");
-        goto out;
-    }
-    struct {
-        const char *name;
-        double lo, hi;
-        double *dst;
-    } reals[] = {
-        { "lr", 0, 1e30, &o.lr },
-        { "head-lr", 0, 1e30, &o.head_lr },
-        { "momentum", 0, 1, &o.momentum },
-        { "weight-decay", 0, 1e6, &o.weight_decay },
-        { "clip-grad", 0, 1e30, &o.clip_grad },
-        { "label-smoothing", 0, 1, &o.label_smoothing },
-    };
-    for (size_t i = 0; i < sizeof reals / sizeof reals[0]; i++)
-        if ((rc = ot_cli_real_opt(cmd, &a, reals[i].name, reals[i].lo, reals[i].hi,
-                                  reals[i].dst)) != OT_EXIT_OK)
-            goto out;
-    const char *bn = V("bn");
-    if (bn && !strcmp(bn, "train"))
-        o.bn_train = 1;
-    else if (bn && strcmp(bn, "policy") != 0) {
-        rc = ot_cli_usage_error(cmd, "--bn must be policy or train");
-        goto out;
-    }
-    const char *sched = V("lr-schedule");
-    if (sched && !strcmp(sched, "step"))
-        o.schedule = OT_FT_LR_STEP;
-    else if (sched && !strcmp(sched, "cosine"))
-        o.schedule = OT_FT_LR_COSINE;
-    else if (sched && strcmp(sched, "constant") != 0) {
-        rc = ot_cli_usage_error(cmd, "--lr-schedule must be constant, step or cosine");
-        goto out;
-    }
     ot_device device;
-    if ((rc = ot_cli_device(cmd, V("device"), &device)) != OT_EXIT_OK)
+    if ((rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK)
         goto out;
-    o.device = V("device");
-    if ((rc = ot_cli_int_opt(cmd, &a, "lr-step", 1, 1000000, &o.lr_step)) != OT_EXIT_OK ||
-        (rc = ot_cli_real_opt(cmd, &a, "lr-gamma", 0, 1e6, &o.lr_gamma)) != OT_EXIT_OK ||
-        (rc = ot_cli_int_opt(cmd, &a, "warmup", 0, 1LL << 40, &o.warmup)) != OT_EXIT_OK ||
-        (rc = ot_cli_threads_opt(cmd, &a, &o.threads)) != OT_EXIT_OK ||
-        (rc = ot_cli_seed_opt(cmd, &a, &o.seed)) != OT_EXIT_OK ||
-        (rc = ot_cli_int_opt(cmd, &a, "max-steps", 1, INT64_MAX, &o.max_steps)) != OT_EXIT_OK ||
-        (rc = int_opt(cmd, &a, "workers", 0, 64, &o.workers)) != OT_EXIT_OK)
-        goto out;
-    o.augment = ot_cli_count(cmd, &a, "augment") > 0;
-    o.skip_bad = ot_cli_count(cmd, &a, "skip-bad") > 0;
-    if ((rc = ot_cli_real_opt(cmd, &a, "val-split", 1e-9, 0.999999, &o.val_split)) !=
-        OT_EXIT_OK)
-        goto out;
-    if (V("val-split") && V("val-data")) {
+    bool val = a.count[FT_VAL_SPLIT] || a.count[FT_VAL_DATA];
+    if (a.count[FT_VAL_SPLIT] && a.count[FT_VAL_DATA]) {
         rc = ot_cli_usage_error(cmd, "--val-split and --val-data are exclusive");
         goto out;
     }
-    o.val_data = V("val-data");
-    const char *keep = V("keep");
-    if (keep && strcmp(keep, "best") != 0 && strcmp(keep, "last") != 0) {
-        rc = ot_cli_usage_error(cmd, "--keep must be best or last");
-        goto out;
-    }
-    o.keep_best = keep && !strcmp(keep, "best");
-    int64_t export_batch = 0;
-    if (V("batch") && !ot_cli_parse_batch(V("batch"), &export_batch)) {
-        rc = ot_cli_usage_error(cmd, "--batch must be a positive integer or 'dynamic'");
-        goto out;
-    }
-    pc.export_batch = V("batch") ? &export_batch : NULL;
-    if ((rc = int_opt(cmd, &a, "patience", 1, 1000000, &o.patience)) != OT_EXIT_OK)
-        goto out;
-    if ((o.keep_best || o.patience) && !V("val-split") && !V("val-data")) {
+    pc.export_batch = a.count[FT_BATCH] ? &fa.batch : NULL;
+    if ((o.keep_best || o.patience) && !val) {
         rc = ot_cli_usage_error(cmd, "--keep best and --patience need --val-split or --val-data");
         goto out;
     }
-    o.checkpoint = V("checkpoint");
-    o.resume = V("resume");
     if (o.checkpoint && out && !strcmp(o.checkpoint, out) && !ot_file_is_special(out)) {
         rc = ot_cli_usage_error(cmd, "--checkpoint and -o must name different files");
         goto out;
@@ -851,66 +891,36 @@ int ot_cmd_finetune(int argc, char **argv)
         (rc = ot_cli_distinct(out, "output", o.resume, "checkpoint to resume")) != OT_EXIT_OK ||
         (rc = ot_cli_distinct(out, "output", o.checkpoint, "checkpoint")) != OT_EXIT_OK ||
         (rc = ot_cli_distinct(o.checkpoint, "checkpoint", model, "model")) != OT_EXIT_OK ||
-        (rc = ot_cli_distinct(V("log"), "log", model, "model")) != OT_EXIT_OK ||
-        (rc = ot_cli_distinct(V("log"), "log", o.resume, "checkpoint to resume")) != OT_EXIT_OK ||
-        (rc = ot_cli_distinct(V("log"), "log", out, "output")) != OT_EXIT_OK ||
-        (rc = ot_cli_distinct(V("log"), "log", o.checkpoint, "checkpoint")) != OT_EXIT_OK ||
-        (rc = ot_cli_distinct(V("plot"), "plot", model, "model")) != OT_EXIT_OK ||
-        (rc = ot_cli_distinct(V("plot"), "plot", o.resume, "checkpoint to resume")) !=
+        (rc = ot_cli_distinct(fa.log, "log", model, "model")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(fa.log, "log", o.resume, "checkpoint to resume")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(fa.log, "log", out, "output")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(fa.log, "log", o.checkpoint, "checkpoint")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(fa.plot, "plot", model, "model")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(fa.plot, "plot", o.resume, "checkpoint to resume")) !=
             OT_EXIT_OK ||
-        (rc = ot_cli_distinct(V("plot"), "plot", out, "output")) != OT_EXIT_OK ||
-        (rc = ot_cli_distinct(V("plot"), "plot", o.checkpoint, "checkpoint")) != OT_EXIT_OK ||
-        (rc = ot_cli_distinct(V("plot"), "plot", V("log"), "log")) != OT_EXIT_OK)
+        (rc = ot_cli_distinct(fa.plot, "plot", out, "output")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(fa.plot, "plot", o.checkpoint, "checkpoint")) != OT_EXIT_OK ||
+        (rc = ot_cli_distinct(fa.plot, "plot", fa.log, "log")) != OT_EXIT_OK)
         goto out;
-    if (V("checkpoint-every")) {
-        if ((rc = ot_cli_int_opt(cmd, &a, "checkpoint-every", 1, INT64_MAX,
-                                 &o.checkpoint_every)) != OT_EXIT_OK)
-            goto out;
-        if (!o.checkpoint) {
-            rc = ot_cli_usage_error(cmd, "--checkpoint-every needs --checkpoint FILE");
-            goto out;
-        }
-    }
-    o.deterministic = ot_cli_count(cmd, &a, "deterministic") > 0;
-    o.no_cache = ot_cli_count(cmd, &a, "no-cache") > 0;
-    if ((rc = ot_cli_size_opt(cmd, &a, "cache-mem", 0, UINT64_MAX, &o.cache_mem)) != OT_EXIT_OK)
-        goto out;
-    o.cache_dir = V("cache-dir");
-    if (V("cache-dtype")) {
-        const char *cd = V("cache-dtype");
-        if (!strcmp(cd, "bf16") || !strcmp(cd, "bfloat16"))
-            o.cache_bf16 = 1;
-        else if (strcmp(cd, "f32") && strcmp(cd, "float32") && strcmp(cd, "float")) {
-            rc = ot_cli_usage_error(cmd, "--cache-dtype must be f32 or bf16");
-            goto out;
-        }
-    }
-    if (norm_of(V("normalize"), &o.normalize) != OT_OK) {
-        rc = ot_cli_usage_error(cmd, "--normalize must be imagenet, half or none");
+    if (a.count[FT_CHECKPOINT_EVERY] && !o.checkpoint) {
+        rc = ot_cli_usage_error(cmd, "--checkpoint-every needs --checkpoint FILE");
         goto out;
     }
     int n_train = 0, n_freeze = 0;
-    train_pats = split_list(V("train"), &n_train);
-    freeze_pats = split_list(V("freeze"), &n_freeze);
+    train_pats = split_list(fa.train, &n_train);
+    freeze_pats = split_list(fa.freeze, &n_freeze);
     o.train = train_pats ? (const char *const *)train_pats + 1 : NULL;
     o.n_train = n_train;
     o.freeze = freeze_pats ? (const char *const *)freeze_pats + 1 : NULL;
     o.n_freeze = n_freeze;
-    o.freeze_until = V("freeze-until");
-    bool json = ot_cli_count(cmd, &a, "json") > 0;
-    o.dry_run = ot_cli_count(cmd, &a, "dry-run") > 0;
+    bool json = fa.json;
     int data_classes[OT_DATA_MAX_CLASSES];
-    ot_data_opts dopts;
-    if ((rc = ot_cli_import_opts(cmd, &a, &o.import)) != OT_EXIT_OK ||
-        (rc = read_mean_std(cmd, &a, &o.has_mean, o.mean, &o.has_std, o.std)) != OT_EXIT_OK ||
-        (rc = data_opts(cmd, &a, &dopts)) != OT_EXIT_OK ||
-        (rc = read_data_classes(cmd, &a, data_classes, &o.n_data_classes)) != OT_EXIT_OK ||
-        (rc = ot_cli_int_opt(cmd, &a, "per-class", 1, INT64_MAX, &o.per_class)) != OT_EXIT_OK ||
-        (rc = int_opt(cmd, &a, "image-size", 1, OT_DATA_MAX_SIZE, &o.image_size)) != OT_EXIT_OK)
+    if ((rc = read_mean_std(cmd, fa.mean, fa.std, &o.has_mean, o.mean, &o.has_std, o.std)) !=
+            OT_EXIT_OK ||
+        (rc = read_data_classes(cmd, fa.data_classes, data_classes, &o.n_data_classes)) !=
+            OT_EXIT_OK)
         goto out;
     o.data_classes = data_classes;
-    o.max_data_bytes = dopts.max_bytes;
-    o.max_files = dopts.max_entries;
 
     FILE *log = json ? stderr : stdout;
     pc.f = log;
@@ -918,8 +928,8 @@ int ot_cmd_finetune(int argc, char **argv)
     pc.resume = o.resume;
     pc.epochs = o.epochs;
     pc.patience = o.patience;
-    pc.plot_path = V("plot");
-    pc.log_path = V("log");
+    pc.plot_path = fa.plot;
+    pc.log_path = fa.log;
     if (!o.dry_run && (pc.log_path || pc.plot_path) &&
         ot_train_log_new(pc.log_path, &pc.log, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
@@ -929,7 +939,7 @@ int ot_cmd_finetune(int argc, char **argv)
     o.progress = on_progress;
     o.user = &pc;
     ot_finetune_hooks hooks = { .resumed = on_resumed,
-                                .profile = ot_cli_count(cmd, &a, "profile") > 0,
+                                .profile = fa.profile,
                                 .profile_report = on_profile,
                                 .prepare_export = prepare_export,
                                 .user = &pc };
@@ -981,7 +991,6 @@ int ot_cmd_finetune(int argc, char **argv)
                           ck_failed && log_failed ? "; " : "",
                           log_failed ? pc.log_err.msg : "", out);
 out:
-#undef V
     free_list(train_pats);
     free_list(freeze_pats);
     ot_train_log_free(pc.log);
@@ -1001,10 +1010,11 @@ static void on_eval_progress(const ot_ft_progress *r, void *user)
 int ot_cmd_eval(int argc, char **argv)
 {
     ot_cli_args a;
-    int rc = ot_cli_parse(&eval_cmd, argc, argv, &a);
+    const ot_cli_cmd *cmd = &eval_cmd;
+    eval_args ea = { .ev = ot_evaluate_opts_default() };
+    int rc = ot_cli_parse_into(cmd, argc, argv, &a, &ea);
     if (rc != OT_EXIT_OK)
         return rc;
-    const ot_cli_cmd *cmd = &eval_cmd;
     ot_evaluation ev = { 0 };
     ot_err err;
     ot_err_init(&err);
@@ -1012,44 +1022,29 @@ int ot_cmd_eval(int argc, char **argv)
         ot_cli_print_usage(cmd, stdout);
         goto out;
     }
-    ot_evaluate_opts o = ot_evaluate_opts_default();
+    ot_evaluate_opts o = ea.ev;
     o.model_path = a.pos[0];
-    o.data = ot_cli_value(cmd, &a, "data");
     if (!o.data) {
         rc = ot_cli_usage_error(cmd, "missing --data PATH");
         goto out;
     }
-    ot_data_opts dopts;
+    ot_device device;
+    if ((rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK)
+        goto out;
     int data_classes[OT_DATA_MAX_CLASSES];
-    if ((rc = int_opt(cmd, &a, "batch-size", 1, 1 << 16, &o.batch_size)) != OT_EXIT_OK ||
-        (rc = ot_cli_threads_opt(cmd, &a, &o.threads)) != OT_EXIT_OK ||
-        (rc = data_opts(cmd, &a, &dopts)) != OT_EXIT_OK ||
-        (rc = ot_cli_import_opts(cmd, &a, &o.import)) != OT_EXIT_OK ||
-        (rc = read_mean_std(cmd, &a, &o.has_mean, o.mean, &o.has_std, o.std)) != OT_EXIT_OK ||
-        (rc = read_data_classes(cmd, &a, data_classes, &o.n_data_classes)) != OT_EXIT_OK ||
-        (rc = int_opt(cmd, &a, "image-size", 1, OT_DATA_MAX_SIZE, &o.image_size)) != OT_EXIT_OK)
+    if ((rc = read_mean_std(cmd, ea.mean, ea.std, &o.has_mean, o.mean, &o.has_std, o.std)) !=
+            OT_EXIT_OK ||
+        (rc = read_data_classes(cmd, ea.data_classes, data_classes, &o.n_data_classes)) !=
+            OT_EXIT_OK)
         goto out;
     o.data_classes = data_classes;
-    o.max_data_bytes = dopts.max_bytes;
-    o.max_files = dopts.max_entries;
-    if (ot_cli_value(cmd, &a, "normalize")) {
-        if (norm_of(ot_cli_value(cmd, &a, "normalize"), &o.normalize) != OT_OK) {
-            rc = ot_cli_usage_error(cmd, "--normalize must be imagenet, half or none");
-            goto out;
-        }
-        o.has_normalize = 1;
-    }
-    o.skip_bad = ot_cli_count(cmd, &a, "skip-bad") > 0;
+    o.has_normalize = a.count[EV_NORMALIZE] > 0;
     o.progress = on_eval_progress;
-    ot_device device;
-    if ((rc = ot_cli_device(cmd, ot_cli_value(cmd, &a, "device"), &device)) != OT_EXIT_OK)
-        goto out;
-    o.device = ot_cli_value(cmd, &a, "device");
     if (ot_evaluate(&o, &ev, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto out;
     }
-    if (ot_cli_count(cmd, &a, "json")) {
+    if (ea.json) {
         if ((rc = print_eval_json(&ev, ev.n_bad)) != OT_EXIT_OK)
             goto out;
     } else {

@@ -268,49 +268,6 @@ static int main_usage_error(const char *fmt, ...)
 
 /* -------------------------------------------------------------- parsing */
 
-/* A table of text rows seen as typed rows: *view is cmd with opts = rows
-   (room for OT_CLI_MAX_OPTS + 1). Returns the command to read. */
-static const ot_cli_cmd *typed_view(const ot_cli_cmd *cmd, ot_cli_cmd *view, ot_cli_opt *rows)
-{
-    if (!cmd->text_opts)
-        return cmd;
-    *view = *cmd;
-    int i = 0;
-    for (; cmd->text_opts[i].name; i++) {
-        OT_ASSERT(i < OT_CLI_MAX_OPTS);
-        const ot_cli_text_opt *t = &cmd->text_opts[i];
-        rows[i] = (ot_cli_opt){ .name = t->name, .short_name = t->short_name, .arg = t->arg,
-                                .help = t->help };
-    }
-    rows[i] = (ot_cli_opt){ .name = NULL };
-    view->opts = rows;
-    view->text_opts = NULL;
-    return view;
-}
-
-int ot_cli_opt_index(const ot_cli_cmd *cmd, const char *name)
-{
-    ot_cli_cmd view;
-    ot_cli_opt rows[OT_CLI_MAX_OPTS + 1];
-    cmd = typed_view(cmd, &view, rows);
-    for (int i = 0; cmd->opts && cmd->opts[i].name && i < OT_CLI_MAX_OPTS; i++)
-        if (strcmp(cmd->opts[i].name, name) == 0)
-            return i;
-    return -1;
-}
-
-int ot_cli_count(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name)
-{
-    int i = ot_cli_opt_index(cmd, name);
-    return i < 0 ? 0 : args->count[i];
-}
-
-const char *ot_cli_value(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name)
-{
-    int i = ot_cli_opt_index(cmd, name);
-    return i < 0 ? NULL : args->value[i];
-}
-
 /* Copies the n-th word (0-based) of a usage argument list ("IN OUT") into buf,
    without brackets; "argument" when there is no such word. */
 static void pos_name(const char *args, int n, char *buf, size_t size)
@@ -499,9 +456,6 @@ static int store(const ot_cli_cmd *cmd, int i, const char *s, int list_n,
 int ot_cli_parse_into(const ot_cli_cmd *cmd, int argc, char **argv, ot_cli_args *args,
                       void *dest)
 {
-    ot_cli_cmd view;
-    ot_cli_opt rows[OT_CLI_MAX_OPTS + 1];
-    cmd = typed_view(cmd, &view, rows);
     memset(args, 0, sizeof *args);
     int n = n_rows(cmd);
     size_t words = (size_t)(argc > 0 ? argc : 1);
@@ -679,11 +633,6 @@ done:
     return rc;
 }
 
-int ot_cli_parse(const ot_cli_cmd *cmd, int argc, char **argv, ot_cli_args *args)
-{
-    return ot_cli_parse_into(cmd, argc, argv, args, NULL);
-}
-
 void ot_cli_args_fini(ot_cli_args *args)
 {
     free(args->pos);
@@ -695,9 +644,6 @@ void ot_cli_args_fini(ot_cli_args *args)
 
 void ot_cli_print_usage(const ot_cli_cmd *cmd, FILE *f)
 {
-    ot_cli_cmd view;
-    ot_cli_opt rows[OT_CLI_MAX_OPTS + 1];
-    cmd = typed_view(cmd, &view, rows);
     fprintf(f, "usage: onnxtrain %s [options] %s\n\n%s\n", cmd->name, cmd->args ? cmd->args : "",
             cmd->summary);
     fprintf(f, "\noptions:\n");
@@ -817,72 +763,6 @@ bool ot_cli_parse_real(const char *s, double lo, double hi, double *out)
         return false;
     *out = v;
     return true;
-}
-
-int ot_cli_int_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name, int64_t lo,
-                   int64_t hi, int64_t *out)
-{
-    const char *s = ot_cli_value(cmd, args, name);
-    if (!s)
-        return OT_EXIT_OK;
-    if (!ot_cli_parse_int(s, lo, hi, out))
-        return ot_cli_usage_error(cmd, "bad value '%s' for --%s (expected an integer from %lld "
-                                       "to %lld)",
-                                  s, name, (long long)lo, (long long)hi);
-    return OT_EXIT_OK;
-}
-
-int ot_cli_real_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name, double lo,
-                    double hi, double *out)
-{
-    const char *s = ot_cli_value(cmd, args, name);
-    if (!s)
-        return OT_EXIT_OK;
-    if (!ot_cli_parse_real(s, lo, hi, out))
-        return ot_cli_usage_error(cmd, "bad value '%s' for --%s (expected a decimal number from "
-                                       "%g to %g)",
-                                  s, name, lo, hi);
-    return OT_EXIT_OK;
-}
-
-int ot_cli_size_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, const char *name,
-                    uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    const char *s = ot_cli_value(cmd, args, name);
-    if (!s)
-        return OT_EXIT_OK;
-    uint64_t v;
-    if (!ot_cli_parse_size(s, &v) || v < lo || v > hi)
-        return ot_cli_usage_error(cmd, "bad value '%s' for --%s (expected bytes from %llu to "
-                                       "%llu, suffix K, M, G or T, e.g. 512M or 4G)",
-                                  s, name, (unsigned long long)lo, (unsigned long long)hi);
-    *out = v;
-    return OT_EXIT_OK;
-}
-
-int ot_cli_threads_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, int *out)
-{
-    int64_t v = *out;
-    int rc = ot_cli_int_opt(cmd, args, "threads", 1, OT_CLI_THREADS_MAX, &v);
-    *out = (int)v;
-    return rc;
-}
-
-int ot_cli_seed_opt(const ot_cli_cmd *cmd, const ot_cli_args *args, uint64_t *out)
-{
-    int64_t v = (int64_t)(*out & (uint64_t)INT64_MAX);
-    int rc = ot_cli_int_opt(cmd, args, "seed", 0, OT_CLI_SEED_MAX, &v);
-    if (rc == OT_EXIT_OK && ot_cli_value(cmd, args, "seed"))
-        *out = (uint64_t)v;
-    return rc;
-}
-
-int ot_cli_import_opts(const ot_cli_cmd *cmd, const ot_cli_args *args, ot_import_opts *opts)
-{
-    uint64_t n = opts->max_tensor_bytes;
-    int rc = ot_cli_size_opt(cmd, args, "max-tensor-size", 1, UINT64_MAX, &n);
-    opts->max_tensor_bytes = n;
-    return rc;
 }
 
 const ot_cli_choice ot_cli_mode_choices[] = {

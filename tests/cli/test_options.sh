@@ -4,7 +4,8 @@
 # bad value (integer, decimal, byte count, choice, batch), a missing or empty
 # value, a value given to a flag, unknown and abbreviated names; and the
 # forms that are accepted: --opt=value, --opt value, -kN, -k N, options after
-# positionals (also under POSIXLY_CORRECT), `--`, repeated list options.
+# positionals (also under POSIXLY_CORRECT), `--`, repeated list options;
+# finetune and eval choices and ranges.
 #
 #   BUILD=build bash tests/cli/test_options.sh
 cd "$(dirname "$0")/../.." || exit 1
@@ -159,5 +160,28 @@ j = json.loads(sys.argv[1])
 n = [len(p["top"]) for p in j["predictions"]]
 print("ok two classes" if n == [2] else "FAIL two classes: %r" % n)
 ' "$T_OUT"
+
+
+# ------------------------------------------------------------ finetune and eval
+F=(finetune "$M" --data "$D" -o "$T_TMP/f.onnx")
+usage "finetune: bad --optimizer" "bad value 'adagrad' for --optimizer (expected sgd, adam or adamw)" \
+    "${F[@]}" --optimizer adagrad
+usage "finetune: an alias is accepted, not listed" \
+    "bad value 'fp8' for --cache-dtype (expected f32 or bf16)" "${F[@]}" --cache-dtype fp8
+usage "finetune: bad --lr-schedule" "bad value 'linear' for --lr-schedule (expected constant, step or cosine)" \
+    "${F[@]}" --lr-schedule linear
+usage "finetune: bad --keep" "bad value 'worst' for --keep (expected best or last)" \
+    "${F[@]}" --keep worst
+usage "finetune: --val-split out of range" "bad value '1' for --val-split (expected a decimal number" \
+    "${F[@]}" --val-split 1
+usage "finetune: --batch-size=0" "bad value '0' for --batch-size (expected an integer from 1 to 65536)" \
+    "${F[@]}" --batch-size=0
+usage "finetune: --cache-mem suffix" "bad value '2X' for --cache-mem (expected bytes" \
+    "${F[@]}" --cache-mem 2X
+usage "finetune: -o without a value" "option '-o' needs a value (OUT.onnx)" finetune "$M" --data "$D" -o
+usage "eval: bad --normalize" "bad value 'unit' for --normalize (expected imagenet, half or none)" \
+    eval "$M" --data "$D" --normalize unit
+usage "eval: --threads 0" "bad value '0' for --threads (expected an integer from 1 to 4096)" \
+    eval "$M" --data "$D" --threads 0
 
 finish
