@@ -367,6 +367,7 @@ static ot_status score_test(const ot_finetune_opts *o, const ot_data_opts *dopts
 {
     ot_status st = OT_OK;
     ot_eval_result ev = { 0 };
+    int64_t *good = NULL, n_good = 0, n_bad = 0;
     if (!ot_data_has_split_with(o->data, OT_DATA_TEST, dopts))
         return OT_OK;
     OT_TRY(ot_data_open_with(o->data, OT_DATA_TEST, dopts, &d->test, err));
@@ -379,7 +380,20 @@ static ot_status score_test(const ot_finetune_opts *o, const ot_data_opts *dopts
     }
     ot_exec_opts xo = { .cpu.threads = t->threads };
     OT_TRY(ot_device_parse(t->device, &xo.device, err));
-    OT_TRY(ot_eval_run(g, d->test, &t->transform, t->batch_size, &xo, &ev, err));
+    if (o->skip_bad) {
+        /* unreadable test images are left out and counted, as in training */
+        OT_TRY(ot_data_scan_readable(d->test, NULL, ot_data_count(d->test), &good, &n_good,
+                                     &n_bad, err));
+        if (n_bad > 0)
+            say(o, OT_FT_WARNING, "test: left out %lld unreadable image%s (--skip-bad)",
+                (long long)n_bad, n_bad == 1 ? "" : "s");
+        if (n_good == 0)
+            goto done;
+        OT_TRY(ot_eval_run_subset(g, d->test, good, n_good, &t->transform, t->batch_size, &xo,
+                                  &ev, err));
+    } else {
+        OT_TRY(ot_eval_run(g, d->test, &t->transform, t->batch_size, &xo, &ev, err));
+    }
     res->has_test = 1;
     res->test_top1 = ev.top1;
     res->test_top5 = ev.top5;
@@ -388,6 +402,7 @@ static ot_status score_test(const ot_finetune_opts *o, const ot_data_opts *dopts
     say(o, OT_FT_MESSAGE, "test: top-1 %.4f  top-5 %.4f  loss %.4f  (%lld images)", ev.top1,
         ev.top5, ev.loss, (long long)ev.n);
 done:
+    ot_free(good);
     ot_eval_result_fini(&ev);
     return st;
 }

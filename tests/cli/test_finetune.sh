@@ -375,6 +375,18 @@ if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"val acc"* ]] && [[ $T_OUT == *"skipped 2 
 else
     fail "--skip-bad: validation images too" "$(describe_run)"
 fi
+# ... and in the test split that is scored at the end
+mkdir -p "$T_TMP/fold2/train" "$T_TMP/fold2/test"
+cp -r "$FOLD"/* "$T_TMP/fold2/test/" && cp -r "$FOLD"/* "$T_TMP/fold2/train/" &&
+    rm "$T_TMP/fold2/train/dog/9.jpg"
+ot finetune "$BN" --data "$T_TMP/fold2" --classes 3 --image-size 32 --batch-size 4 --skip-bad \
+    --epochs 1 -o "$T_TMP/f5.onnx"
+if [ "$T_RC" -eq 0 ] && [[ $T_ERR == *"test: left out 1 unreadable image (--skip-bad)"* ]] &&
+    [[ $T_OUT == *"test: top-1"*"(18 images)"* ]]; then
+    ok "--skip-bad: test split too"
+else
+    fail "--skip-bad: test split too" "$(describe_run)"
+fi
 # eval: the corrupt file stops it, or --skip-bad leaves it out, naming it
 # without -v
 ot eval "$T_TMP/f.onnx" --data "$FOLD"
