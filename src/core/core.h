@@ -79,7 +79,7 @@ void *ot_calloc(size_t count, size_t size);
 void *ot_realloc(void *p, size_t n);
 void ot_free(void *p);
 char *ot_strdup(const char *s);
-uint64_t ot_alloc_count(void);      /* allocations made so far (debug builds)       */
+uint64_t ot_alloc_count(void);      /* allocations made so far (every build)        */
 void ot_alloc_fail_after(int64_t n); /* fail the allocation after n more; -1: never */
 
 /* Overflow-checked size arithmetic: false when the result does not fit. */
