@@ -1,6 +1,6 @@
 /*
- * rewrite.c: constant folding marks, BatchNormalization folding into Conv,
- * and the fusion rules (see rewrite.h).
+ * rewrite.c: constant folding marks, BatchNormalization folding into Conv
+ * and Gemm, and the fusion rules (see rewrite.h).
  *
  * Not here: how a backend computes a fused group (src/exec/cpu/cpu_dnnl.c
  * maps groups to oneDNN post-ops), or shape inference's own folding
@@ -141,17 +141,45 @@ static bool has_zero_dim(const ot_value *v)
     return false;
 }
 
-/* Whether BatchNormalization m folds into Conv n: inference mode, spatial,
-   float32, no training outputs, and every operand of both constant. */
-static bool bn_folds(const ot_graph *g, const ot_node *n, const ot_node *m)
+/* The number of output channels of Conv or Gemm n whose BatchNormalization
+   could fold into it (constant float32 weights and bias, shapes the fold
+   handles), or 0. A Gemm qualifies with a 2-D A, constant B, beta 1 and a
+   bias C absent or of shape [N] or [1, N], so that the BN's channels are
+   Gemm's output columns. */
+static int64_t fold_channels(const ot_graph *g, const ot_node *n)
 {
     int32_t xid = n->in[0], wid = n->in[1], bid = n->n_in > 2 ? n->in[2] : -1;
     if (!is_f32(g, xid) || !const_f32(g, wid) || (bid >= 0 && !const_f32(g, bid)) ||
         !is_f32(g, n->out[0]))
-        return false;
+        return 0;
     const ot_value *xv = &g->values[xid], *wv = &g->values[wid], *yv = &g->values[n->out[0]];
-    if (xv->ndim < 3 || xv->ndim > 5 || wv->ndim != xv->ndim || has_zero_dim(xv) ||
-        has_zero_dim(wv) || has_zero_dim(yv))
+    if (has_zero_dim(xv) || has_zero_dim(wv) || has_zero_dim(yv))
+        return 0;
+    if (ot_node_is(n, OT_OP_CONV)) {
+        if (xv->ndim < 3 || xv->ndim > 5 || wv->ndim != xv->ndim)
+            return 0;
+        return wv->dims[0];
+    }
+    if (!ot_node_is(n, OT_OP_GEMM) || xv->ndim != 2 || wv->ndim != 2 || yv->ndim != 2 ||
+        ot_node_attr_float(n, "beta", 1.0f) != 1.0f)
+        return 0;
+    int64_t cols = ot_node_attr_int(n, "transB", 0) ? wv->dims[0] : wv->dims[1];
+    if (bid >= 0) {
+        const ot_value *bv = &g->values[bid];
+        if (!((bv->ndim == 1 && bv->dims[0] == cols) ||
+              (bv->ndim == 2 && bv->dims[0] == 1 && bv->dims[1] == cols)))
+            return 0;
+    }
+    return cols;
+}
+
+/* Whether BatchNormalization m folds into Conv or Gemm n: inference mode,
+   spatial, float32, no training outputs, and every operand of both
+   constant. */
+static bool bn_folds(const ot_graph *g, const ot_node *n, const ot_node *m)
+{
+    int64_t oc = fold_channels(g, n);
+    if (oc <= 0)
         return false;
     if (!ot_node_is(m, OT_OP_BATCHNORM) || m->n_in != 5 ||
         ot_node_attr_int(m, "training_mode", 0) != 0 || ot_node_attr_int(m, "spatial", 1) != 1 ||
@@ -160,7 +188,6 @@ static bool bn_folds(const ot_graph *g, const ot_node *n, const ot_node *m)
     for (int k = 1; k < m->n_out; k++)
         if (m->out[k] >= 0)
             return false;
-    int64_t oc = wv->dims[0];
     for (int k = 1; k < 5; k++)
         if (!const_f32(g, m->in[k]) || g->values[m->in[k]].ndim != 1 ||
             g->values[m->in[k]].dims[0] != oc)
@@ -195,8 +222,10 @@ static ot_status new_const(ot_graph *g, const ot_value *like, const char *base, 
 }
 
 /* W' = W * k and b' = (b - mean) * k + shift per output channel, k = scale /
-   sqrt(var + eps), in double, rounded once to float. Conv `ci` then reads
-   (X, W', b') and writes the BN's output. */
+   sqrt(var + eps), in double, rounded once to float. A Conv's output
+   channels are its weights' rows; a Gemm's are B's columns (rows with
+   transB). Node `ci` then reads (X, W', b') and writes the BN's output; a
+   Gemm's new bias has the shape of the BN's scale, [N]. */
 static ot_status fold_one(ot_graph *g, int32_t ci, int32_t bi, ot_const_pool *pool, ot_err *err)
 {
     ot_status st = OT_OK;
@@ -204,10 +233,16 @@ static ot_status fold_one(ot_graph *g, int32_t ci, int32_t bi, ot_const_pool *po
     int32_t wid = g->nodes[ci].in[1];
     int32_t bid = g->nodes[ci].n_in > 2 ? g->nodes[ci].in[2] : -1;
     const ot_value *wv = &g->values[wid];
-    int64_t oc = wv->dims[0], per = 1;
-    for (int i = 1; i < wv->ndim; i++)
-        per *= wv->dims[i];
-    size_t wbytes = sizeof(float) * (size_t)(oc * per), bbytes = sizeof(float) * (size_t)oc;
+    int64_t total = 1;
+    for (int i = 0; i < wv->ndim; i++)
+        total *= wv->dims[i];
+    /* element i belongs to channel (i / per) % oc: per = 1 and oc = the
+       columns for a Gemm without transB, per = the rest of the row
+       otherwise */
+    int64_t oc = fold_channels(g, &g->nodes[ci]), per = total / oc;
+    if (ot_node_is(&g->nodes[ci], OT_OP_GEMM) && !ot_node_attr_int(&g->nodes[ci], "transB", 0))
+        per = 1;
+    size_t wbytes = sizeof(float) * (size_t)total, bbytes = sizeof(float) * (size_t)oc;
     float *w2 = pool_alloc(pool, wbytes), *b2 = pool_alloc(pool, bbytes);
     if (!w2 || !b2)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory folding a BatchNormalization");
@@ -215,10 +250,12 @@ static ot_status fold_one(ot_graph *g, int32_t ci, int32_t bi, ot_const_pool *po
     const float *scale = const_f32(g, bn->in[1]), *shift = const_f32(g, bn->in[2]);
     const float *mean = const_f32(g, bn->in[3]), *var = const_f32(g, bn->in[4]);
     double eps = ot_node_attr_float(bn, "epsilon", 1e-5f);
+    for (int64_t i = 0; i < total; i++) {
+        int64_t o = (i / per) % oc;
+        w2[i] = (float)((double)w[i] * ((double)scale[o] / sqrt((double)var[o] + eps)));
+    }
     for (int64_t o = 0; o < oc; o++) {
         double k = (double)scale[o] / sqrt((double)var[o] + eps);
-        for (int64_t i = 0; i < per; i++)
-            w2[o * per + i] = (float)((double)w[o * per + i] * k);
         b2[o] = (float)(((b ? (double)b[o] : 0.0) - (double)mean[o]) * k + (double)shift[o]);
     }
     /* interning values may move g->values: copies of the shapes */
@@ -264,7 +301,8 @@ ot_status ot_rewrite_fold_bn(ot_graph *g, ot_const_pool *pool, int *n_folded, ot
         keep[i] = true;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const ot_node *n = &g->nodes[i];
-        if (!ot_node_is(n, OT_OP_CONV) || (n->flags & OT_NODE_FOLDED) || n->n_in < 2 ||
+        if (!(ot_node_is(n, OT_OP_CONV) || ot_node_is(n, OT_OP_GEMM)) ||
+            (n->flags & OT_NODE_FOLDED) || n->n_in < 2 ||
             n->n_out < 1 || n->out[0] < 0)
             continue;
         int32_t m = ot_fuse_sole_consumer(&p, n->out[0], i, NULL);

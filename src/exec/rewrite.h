@@ -12,12 +12,13 @@
  *                       every node whose outputs are all constant
  *                       OT_NODE_FOLDED, and the backend gives it no step.
  *   OT_REWRITE_BN_FOLD  An inference BatchNormalization that alone reads a
- *                       Conv's output, with constant weights, bias, scale,
- *                       shift and statistics, folds into the Conv: new
+ *                       Conv's or a Gemm's output (a Gemm: 2-D, beta 1, C
+ *                       absent or [N] or [1, N]), with constant weights,
+ *                       bias, scale, shift and statistics, folds into it: new
  *                       constant weights W*k and bias (b - mean)*k + shift,
  *                       k = scale / sqrt(var + eps), per output channel; the
- *                       Conv writes the BN's output, the BN node goes, and the
- *                       Conv is flagged OT_NODE_BN_FOLDED.
+ *                       node writes the BN's output, the BN node goes, and
+ *                       the node is flagged OT_NODE_BN_FOLDED.
  *   OT_REWRITE_FUSE     The fusion rules: ot_fuse_find tells a backend, for a
  *                       node it is about to build, which following nodes it
  *                       may compute in the same step.
@@ -54,9 +55,9 @@ bool ot_const_pool_release(ot_const_pool *pool, const void *block);
    many. */
 int ot_rewrite_mark_folded(ot_graph *g);
 
-/* Folds every eligible BatchNormalization into its Conv (see above); *n_folded
-   says how many (may be NULL). The new weights and biases are values named
-   after the Conv's weights, with their bytes in `pool`. Errors: OT_ERR_NOMEM,
+/* Folds every eligible BatchNormalization into its Conv or Gemm (see above);
+   *n_folded says how many (may be NULL). The new weights and biases are
+   values named after the node's weights, with their bytes in `pool`. Errors: OT_ERR_NOMEM,
    OT_ERR_MODEL (the graph no longer sorts, which would be a bug). */
 ot_status ot_rewrite_fold_bn(ot_graph *g, ot_const_pool *pool, int *n_folded, ot_err *err);
 

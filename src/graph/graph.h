@@ -127,7 +127,7 @@ enum {
                                      warning (ops/batchnorm.c: spatial=0)           */
     /* set on an executor's specialised clone by src/exec/rewrite.c */
     OT_NODE_FOLDED = 1u << 4,     /* every output is a constant: no step             */
-    OT_NODE_BN_FOLDED = 1u << 5,  /* a Conv that absorbed its BatchNormalization     */
+    OT_NODE_BN_FOLDED = 1u << 5,  /* a Conv or Gemm that absorbed its BatchNorm      */
 };
 
 struct ot_op_desc;

@@ -1318,6 +1318,79 @@ TEST(rewrite_bn_folds_into_conv)
     gc_fini(c);
 }
 
+/* A Gemm on a constant B whose only reader is an inference BN (BatchNorm1d
+   after Linear) folds: B's columns (rows with transB) scaled by k, bias
+   (c - mean) * k + shift; with a C of shape [N], [1, N] or none. Outputs as
+   the plain kernels', which do not fold. Not folded: beta != 1, a C of
+   shape [M, N]. */
+TEST(rewrite_bn_folds_into_gemm)
+{
+    for (int kind = 0; kind < 6; kind++) {
+        gcase c_, *c = &c_;
+        gc_init(c, 40 + (uint64_t)kind);
+        int tb = kind & 1, K = 5;
+        int32_t x = IN(c, "x", FILL_UNI, -1, 1, false, 3, 5);
+        int32_t in[3] = { x,
+                          tb ? gc_const(c, "w", 2, DIMS(16, 5), -0.5, 0.5)
+                             : gc_const(c, "w", 2, DIMS(5, 16), -0.5, 0.5),
+                          -1 };
+        int n_in = 2;
+        if (kind == 2 || kind == 4)
+            in[n_in++] = gc_const(c, "c", 1, DIMS(16), -1, 1);
+        else if (kind == 3)
+            in[n_in++] = gc_const(c, "c", 2, DIMS(1, 16), -1, 1);
+        else if (kind == 5)
+            in[n_in++] = gc_const(c, "c", 2, DIMS(3, 16), -1, 1);
+        ot_attr a[2] = { ot_op_grad_attr_int("transB", tb),
+                         ot_op_grad_attr_float("beta", kind == 4 ? 0.5f : 1.0f) };
+        int32_t h = gc_node(c, "Gemm", 13, in, n_in, a, 2);
+        int32_t b = rw_bn(c, h, NULL);
+        CHECK(b >= 0);
+        CHECK_OK(ot_pass_add_output(c->g, b, &c->err), &c->err);
+        int want = kind < 4 ? 1 : 0;
+        ot_graph *g = NULL;
+        ot_const_pool pool = { 0 };
+        int n = -1;
+        CHECK_OK(ot_graph_clone(c->g, &g, &c->err), &c->err);
+        CHECK_OK(ot_rewrite_fold_bn(g, &pool, &n, &c->err), &c->err);
+        if (n != want)
+            ot_test_fail(__FILE__, __LINE__, "case %d: %d folded, want %d", kind, n, want);
+        if (n == 1) {
+            int32_t gi = producer_of(g, b);
+            CHECK(gi >= 0 && ot_node_is(&g->nodes[gi], OT_OP_GEMM));
+            const ot_node *gn = &g->nodes[gi], *bn = &c->g->nodes[producer_of(c->g, b)];
+            CHECK_EQ_INT(gn->n_in, 3);
+            const float *w = c->g->values[in[1]].data.data, *w2 = g->values[gn->in[1]].data.data;
+            const float *cb = n_in > 2 ? c->g->values[in[2]].data.data : NULL;
+            const float *b2 = g->values[gn->in[2]].data.data;
+            const float *sc = c->g->values[bn->in[1]].data.data;
+            const float *sh = c->g->values[bn->in[2]].data.data;
+            const float *mu = c->g->values[bn->in[3]].data.data;
+            const float *va = c->g->values[bn->in[4]].data.data;
+            for (int o = 0; o < 16; o += 3) {
+                double k = (double)sc[o] / sqrt((double)va[o] + 1e-5);
+                for (int i = 0; i < K; i++) {
+                    int at = tb ? o * K + i : i * 16 + o;
+                    CHECK(w2[at] == (float)((double)w[at] * k));
+                }
+                CHECK(b2[o] == (float)(((cb ? (double)cb[o] : 0.0) - (double)mu[o]) * k +
+                                       (double)sh[o]));
+            }
+            CHECK(g->values[gn->in[2]].ndim == 1 && g->values[gn->in[2]].dims[0] == 16);
+        }
+        ot_const_pool_free(&pool);
+        ot_graph_free(g);
+        c->onednn = true;
+        ot_exec_input bind;
+        ot_exec *fx = gc_compile_run(c, &bind);
+        CHECK(fx);
+        if (fx)
+            CHECK(gc_vs_plain(c, fx, &bind, "gemm_bn"));
+        ot_exec_free(fx);
+        gc_fini(c);
+    }
+}
+
 /* What must not fold: a Conv output that something else reads too (a graph
    output, or a second node), a BN whose scale is trained (state), a
    BatchNormTrain (training mode). */
