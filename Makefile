@@ -37,7 +37,7 @@ ifeq ($(SAN),1)
 OPT := -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 endif
 
-CPPFLAGS += -Iinclude -Isrc -I$(BUILD)/gen -D_GNU_SOURCE
+CPPFLAGS += -Iinclude -Isrc -I. -I$(BUILD)/gen -D_GNU_SOURCE
 CFLAGS   += -std=c11 $(OPT) -fPIC -fopenmp -fno-math-errno $(WARN) -MMD -MP
 LDLIBS   += -lprotobuf-c -ldnnl -ljpeg -lpng -lz -lm -lpthread -fopenmp
 LDFLAGS  += $(filter -fsanitize=%,$(OPT))
@@ -54,7 +54,7 @@ DEB_PACKAGES := gcc make pkgconf protobuf-c-compiler libprotobuf-c-dev libonnx-d
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/graph/*.c src/ops/*.c src/onnx/*.c \
                              src/passes/*.c src/train/*.c src/exec/*.c src/exec/cpu/*.c \
-                             src/data/*.c src/models/*.c))
+                             src/data/*.c src/models/*.c converters/*.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 GEN_SRC := $(BUILD)/gen/onnx.pb-c.c
 GEN_HDR := $(BUILD)/gen/onnx.pb-c.h

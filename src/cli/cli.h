@@ -126,6 +126,27 @@ typedef struct ot_cli_choice {
 #define OT_CLI_DEVICE_OPT(T, f)                                                                \
     OT_CLI_STRING_OPT(T, f, "device", 0, "NAME", OT_CLI_DEVICE_HELP)
 
+/* The deployment conversions (converters/converters.h) that convert,
+   finetune and export share: the ids go into the command's option enum
+   (OT_CLI_CONVERT_IDS(CONVERT)), the rows into its table
+   (OT_CLI_CONVERT_ROWS(CONVERT, convert_args, conv)), where `conv` is an
+   ot_convert_opts field of the command's options struct. */
+#define OT_CLI_CONVERT_IDS(P) P##_OPSET, P##_CLEAN_INPUTS, P##_FOLD_BN, P##_SIMPLIFY
+#define OT_CLI_CONVERT_ROWS(P, T, f)                                                           \
+    [P##_OPSET] = OT_CLI_INT_OPT(T, f.opset, "opset", 0, "N", 7, 21,                           \
+                                 "convert the model to ONNX opset N (7 to 21)"),               \
+    [P##_CLEAN_INPUTS] = OT_CLI_FLAG_OPT(T, f.clean_inputs, "clean-inputs", 0,                 \
+                                         "stop listing initializers as graph inputs"),         \
+    [P##_FOLD_BN] = OT_CLI_FLAG_OPT(T, f.fold_bn, "fold-bn", 0,                                \
+                                    "fold BatchNormalization into the Conv or Gemm it follows"),   \
+    [P##_SIMPLIFY] = OT_CLI_FLAG_OPT(T, f.simplify, "simplify", 0,                             \
+                                     "fold constants, drop no-op and dead nodes")
+
+/* Runs the conversions `o` asks for on g (the model read from `path`);
+   prints a failure. Returns an exit status. */
+struct ot_convert_opts;
+int ot_cli_convert(struct ot_graph *g, const char *path, const struct ot_convert_opts *o);
+
 /* The ranges and rows the commands share. */
 #define OT_CLI_THREADS_MAX 4096   /* --threads: 1 .. 4096                    */
 #define OT_CLI_SEED_MAX INT64_MAX /* --seed: 0 .. 2^63 - 1                   */

@@ -24,12 +24,14 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "converters/converters.h"
 #include "graph/graph.h"
 
 typedef struct convert_args {
     int64_t batch;
     bool external_data, inline_data;
     uint64_t external_threshold, max_tensor_bytes;
+    ot_convert_opts conv;
 } convert_args;
 
 enum {
@@ -38,6 +40,7 @@ enum {
     CONVERT_EXTERNAL_THRESHOLD,
     CONVERT_INLINE_DATA,
     CONVERT_MAX_TENSOR_SIZE,
+    OT_CLI_CONVERT_IDS(CONVERT),
     CONVERT_N_OPTS
 };
 
@@ -54,17 +57,21 @@ static const ot_cli_opt convert_opts[CONVERT_N_OPTS + 1] = {
     [CONVERT_INLINE_DATA] = OT_CLI_FLAG_OPT(convert_args, inline_data, "inline-data", 0,
                                             "write every tensor inside OUT"),
     [CONVERT_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(convert_args, max_tensor_bytes),
+    OT_CLI_CONVERT_ROWS(CONVERT, convert_args, conv),
 };
 
 static const ot_cli_cmd convert_cmd = {
     .name = "convert",
     .args = "IN OUT",
-    .summary = "Reads an ONNX model and writes it back, optionally with another batch size\n"
-               "or another placement of tensor data. Unchanged parts are written as read.",
+    .summary = "Reads an ONNX model and writes it back, optionally converted for deployment\n"
+               "(opset, BatchNorm folding, simplification), with another batch size or\n"
+               "another placement of tensor data. Unchanged parts are written as read.",
     .details = "--batch changes dim 0 of the graph inputs (not initializers), of the outputs\n"
                "whose dim 0 is the old batch dim or unknown, and of value_info entries whose\n"
                "dim 0 is the old batch dim. Tensor data stays where it was unless\n"
-               "--external-data or --inline-data is given. IN and OUT must be different files.\n",
+               "--external-data or --inline-data is given. IN and OUT must be different files.\n"
+               "The conversions run in a fixed order whatever the order of the options:\n"
+               "--opset, --clean-inputs, --fold-bn, --simplify (docs/deploy.md).\n",
     .opts = convert_opts,
     .n_pos_min = 2,
     .n_pos_max = 2,
@@ -301,6 +308,17 @@ int ot_cli_export_batch(ot_graph *g, const char *path, const int64_t *dim)
     return ot_cli_apply_batch(g, path, OT_DIM_DYNAMIC, 0);
 }
 
+int ot_cli_convert(ot_graph *g, const char *path, const ot_convert_opts *o)
+{
+    if (!ot_convert_wanted(o))
+        return OT_EXIT_OK;
+    ot_err err;
+    ot_err_init(&err);
+    if (ot_convert(g, o, &err) != OT_OK)
+        return ot_cli_error("%s: %s", path, err.msg);
+    return OT_EXIT_OK;
+}
+
 int ot_cmd_convert(int argc, char **argv)
 {
     ot_cli_args args;
@@ -342,6 +360,8 @@ int ot_cmd_convert(int argc, char **argv)
     }
     if (ot_graph_check_finite(g, &err) != OT_OK) /* converted as it is, bytes unchanged */
         ot_log(OT_LOG_WARN, "%s: %s", in, err.msg);
+    if ((rc = ot_cli_convert(g, in, &o.conv)) != OT_EXIT_OK)
+        goto done;
     if (args.count[CONVERT_BATCH]) {
         rc = ot_cli_apply_batch(g, in, o.batch, iopts.max_tensor_bytes);
         if (rc != OT_EXIT_OK)

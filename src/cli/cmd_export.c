@@ -17,6 +17,7 @@
 #include <stdio.h>
 
 #include "cli/cli.h"
+#include "converters/converters.h"
 #include "graph/graph.h"
 #include "train/checkpoint.h"
 #include "train/meta.h"
@@ -24,14 +25,16 @@
 typedef struct export_args {
     int64_t batch;
     uint64_t max_tensor_bytes;
+    ot_convert_opts conv;
 } export_args;
 
-enum { EXPORT_BATCH, EXPORT_MAX_TENSOR_SIZE, EXPORT_N_OPTS };
+enum { EXPORT_BATCH, EXPORT_MAX_TENSOR_SIZE, OT_CLI_CONVERT_IDS(EXPORT), EXPORT_N_OPTS };
 
 static const ot_cli_opt export_opts[EXPORT_N_OPTS + 1] = {
     [EXPORT_BATCH] = OT_CLI_BATCH_OPT(export_args, batch, "batch", 0, "N|dynamic",
                                       "batch dim of the exported model (default dynamic, N)"),
     [EXPORT_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(export_args, max_tensor_bytes),
+    OT_CLI_CONVERT_ROWS(EXPORT, export_args, conv),
 };
 
 static const ot_cli_cmd export_cmd = {
@@ -42,7 +45,9 @@ static const ot_cli_cmd export_cmd = {
     .details = "The trained weights, BatchNorm statistics and the preprocessing metadata\n"
                "(onnxtrain.image_size, .mean, .std, .classes ...) are kept. A checkpoint\n"
                "is itself a valid ONNX model; export makes it smaller and plain. The batch\n"
-               "dim is dynamic (N) unless --batch gives a size, as for finetune -o.\n",
+               "dim is dynamic (N) unless --batch gives a size, as for finetune -o.\n"
+               "--opset, --clean-inputs, --fold-bn and --simplify convert the model for\n"
+               "deployment as `onnxtrain convert` does (docs/deploy.md).\n",
     .opts = export_opts,
     .n_pos_min = 2,
     .n_pos_max = 2,
@@ -88,6 +93,8 @@ int ot_cmd_export(int argc, char **argv)
         rc = ot_cli_error("%s: %s", in, err.msg);
         goto done;
     }
+    if ((rc = ot_cli_convert(g, in, &o.conv)) != OT_EXIT_OK)
+        goto done;
     if ((rc = ot_cli_export_batch(g, in, a.count[EXPORT_BATCH] ? &o.batch : NULL)) !=
         OT_EXIT_OK)
         goto done;

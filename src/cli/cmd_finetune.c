@@ -25,6 +25,7 @@
 
 #include "cli/cli.h"
 #include "cli/json.h"
+#include "converters/converters.h"
 #include "core/file.h"
 #include "data/data.h"
 #include "onnx/onnx.h"
@@ -46,6 +47,7 @@ typedef struct finetune_args {
     const char *log, *plot;
     int64_t batch;                  /* --batch: the export's batch dim           */
     bool json, profile;
+    ot_convert_opts conv;           /* --opset, --fold-bn ...: the export's      */
 } finetune_args;
 
 static const ot_cli_choice mode_choices[] = {
@@ -101,7 +103,8 @@ enum {
     FT_CACHE_MEM, FT_CACHE_DIR, FT_CACHE_DTYPE, FT_MAX_STEPS, FT_WORKERS, FT_DATA_CLASSES,
     FT_PER_CLASS, FT_AUGMENT, FT_SKIP_BAD, FT_VAL_SPLIT, FT_VAL_DATA, FT_KEEP, FT_PATIENCE, FT_LOG,
     FT_BATCH, FT_PROFILE, FT_PLOT, FT_CHECKPOINT, FT_CHECKPOINT_EVERY, FT_RESUME, FT_DETERMINISTIC,
-    FT_JSON, FT_DRY_RUN, FT_MAX_TENSOR_SIZE, FT_MAX_DATA_SIZE, FT_MAX_FILES, FT_N_OPTS
+    FT_JSON, FT_DRY_RUN, FT_MAX_TENSOR_SIZE, FT_MAX_DATA_SIZE, FT_MAX_FILES,
+    OT_CLI_CONVERT_IDS(FT), FT_N_OPTS
 };
 
 static const ot_cli_opt finetune_opts[FT_N_OPTS + 1] = {
@@ -236,6 +239,7 @@ static const ot_cli_opt finetune_opts[FT_N_OPTS + 1] = {
                                          "4G)"),
     [FT_MAX_FILES] = OT_CLI_INT_OPT(finetune_args, ft.max_files, "max-files", 0, "N", 1, INT64_MAX,
                                     "entries an image folder's walk may visit (default 5000000)"),
+    OT_CLI_CONVERT_ROWS(FT, finetune_args, conv),
 };
 
 static const ot_cli_cmd finetune_cmd = {
@@ -253,7 +257,9 @@ static const ot_cli_cmd finetune_cmd = {
                "step, writes FILE and exits with 130 or 143; a second signal a second or\n"
                "more later ends it at once. --resume FILE continues it; with\n"
                "--deterministic the result is the same bytes as an uninterrupted run.\n"
-               "`onnxtrain export FILE OUT.onnx` turns a checkpoint into the plain model.\n",
+               "`onnxtrain export FILE OUT.onnx` turns a checkpoint into the plain model.\n"
+               "--opset, --clean-inputs, --fold-bn and --simplify convert the written model\n"
+               "for deployment as `onnxtrain convert` does (docs/deploy.md).\n",
     .opts = finetune_opts,
     .n_pos_min = 1,
     .n_pos_max = 1,
@@ -458,6 +464,7 @@ typedef struct progress_ctx {
     struct sigaction old_actions[2]; /* SIGINT, SIGTERM while the loop runs */
     int export_rc;         /* the exit status of a failed --batch edit      */
     const int64_t *export_batch; /* --batch N or dynamic; NULL: not given   */
+    const ot_convert_opts *convert; /* conversions of the exported model     */
     const char *resume;
     int epochs, patience;
     ot_train_log *log;     /* --log / --plot                                 */
@@ -596,10 +603,12 @@ static void on_progress(const ot_ft_progress *r, void *user)
 static ot_status prepare_export(ot_graph *g, const char *model, void *user, ot_err *err)
 {
     progress_ctx *p = user;
-    p->export_rc = ot_cli_export_batch(g, model, p->export_batch);
+    p->export_rc = ot_cli_convert(g, model, p->convert);
+    if (p->export_rc == OT_EXIT_OK)
+        p->export_rc = ot_cli_export_batch(g, model, p->export_batch);
     if (p->export_rc == OT_EXIT_OK)
         return OT_OK;
-    return ot_err_set(err, OT_ERR_ARG, "--batch");
+    return ot_err_set(err, OT_ERR_ARG, "the export's conversion or --batch");
 }
 
 /* eval --json: the metrics with 6 decimals as the text shows them (NaN and
@@ -878,6 +887,7 @@ int ot_cmd_finetune(int argc, char **argv)
         goto out;
     }
     pc.export_batch = a.count[FT_BATCH] ? &fa.batch : NULL;
+    pc.convert = &fa.conv;
     if ((o.keep_best || o.patience) && !val) {
         rc = ot_cli_usage_error(cmd, "--keep best and --patience need --val-split or --val-data");
         goto out;
