@@ -101,6 +101,8 @@ static bool is_shape_operand(const ot_node *n, int k)
         return k >= 1;
     if (!strcmp(t, "Clip") || !strcmp(t, "Dropout"))
         return k >= 1;
+    if (!strncmp(t, "Reduce", 6))
+        return k == 1; /* the axes */
     return false;
 }
 

@@ -168,8 +168,9 @@ static ot_status legacy_binary_infer(ot_graph *g, ot_node *n, const ot_value *a,
     return OT_OK;
 }
 
-/* Add, Mul, Sum: numpy broadcasting over all inputs; all of one dtype. */
-static ot_status broadcast_infer(ot_graph *g, ot_node *n, ot_err *err)
+/* Add, Mul, Sum (and Sub, Div, Pow before opset 12: math_ops.c): numpy
+   broadcasting over all inputs; all of one dtype. */
+ot_status ot_op_broadcast_infer(ot_graph *g, ot_node *n, ot_err *err)
 {
     ot_status st = OT_OK;
     ot_value *y = ot_op_out(g, n, 0);
@@ -243,7 +244,7 @@ const ot_op_desc ot_op_add = {
     .n_out_min = 1,
     .n_out_max = 1,
     .attrs = binary_attrs,
-    .infer = broadcast_infer,
+    .infer = ot_op_broadcast_infer,
     .grad = ot_op_grad_add,
 };
 
@@ -258,7 +259,7 @@ const ot_op_desc ot_op_mul = {
     .n_out_min = 1,
     .n_out_max = 1,
     .attrs = binary_attrs,
-    .infer = broadcast_infer,
+    .infer = ot_op_broadcast_infer,
     .grad = ot_op_grad_mul,
 };
 
@@ -273,6 +274,6 @@ const ot_op_desc ot_op_sum = {
     .n_out_min = 1,
     .n_out_max = 1,
     .attrs = legacy_attrs,
-    .infer = broadcast_infer,
+    .infer = ot_op_broadcast_infer,
     .grad = ot_op_grad_sum_op,
 };

@@ -112,6 +112,17 @@ ot_status ot_op_grad_sum_op(ot_graph *g, int32_t node, const int32_t *dy, int32_
                             const bool *need_dx, ot_err *err);
 ot_status ot_op_grad_mul(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
                          const bool *need_dx, ot_err *err);
+/* grad_math.c: the math ops (math_ops.c, reduce.c) */
+ot_status ot_op_grad_sub(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                         const bool *need_dx, ot_err *err);
+ot_status ot_op_grad_div(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                         const bool *need_dx, ot_err *err);
+ot_status ot_op_grad_pow(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                         const bool *need_dx, ot_err *err);
+ot_status ot_op_grad_unary_math(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                                const bool *need_dx, ot_err *err);
+ot_status ot_op_grad_reduce(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                            const bool *need_dx, ot_err *err);
 ot_status ot_op_grad_concat(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
                             const bool *need_dx, ot_err *err);
 ot_status ot_op_grad_reshape_like(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,

@@ -84,6 +84,11 @@ bool ot_op_i64_mul(int64_t a, int64_t b, int64_t *out);
 ot_status ot_op_broadcast(const ot_graph *g, const ot_node *n, const ot_op_dims *a,
                           const ot_op_dims *b, ot_op_dims *out, ot_err *err);
 
+/* Shape inference of the broadcasting element-wise ops (Add, Mul, Sum, Sub,
+   Div): numpy broadcasting over all inputs of one numeric dtype, and the
+   legacy form (broadcast, axis) of two-input ops before opset 7. */
+ot_status ot_op_broadcast_infer(ot_graph *g, ot_node *n, ot_err *err);
+
 /* Sliding windows (Conv, MaxPool, AveragePool). x: (N, C, D1, ..., Dk);
    kernel: k dims (OT_DIM_DYNAMIC when unknown). Reads strides, pads,
    dilations and auto_pad from the node and checks their lengths; fills the

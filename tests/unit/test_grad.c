@@ -1009,6 +1009,238 @@ GRAD_CASE(grad_softmax_cross_entropy_smoothing, 74, {
     y = gc_node_n(c, OT_OP_DOMAIN_PRIVATE, "SoftmaxCrossEntropy", 1, in, 2, &a, 1, 1, NULL);
 })
 
+/* ------------------------------------------------------------- math ops */
+
+GRAD_CASE(grad_sub_broadcast, 90, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 1, 4),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3, 1) };
+    y = gc_node(c, "Sub", 14, in, 2, NULL, 0);
+})
+
+/* opset 6: B placed at `axis` */
+GRAD_CASE(grad_sub_legacy_axis, 91, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 3, 4),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3) };
+    ot_attr a[2] = { ot_op_grad_attr_int("broadcast", 1), ot_op_grad_attr_int("axis", 1) };
+    y = gc_node(c, "Sub", 6, in, 2, a, 2);
+})
+
+GRAD_CASE(grad_div_broadcast, 92, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 3, 4),
+                      IN(c, "b", FILL_UNI, 0.5, 2, true, 3, 1) };
+    y = gc_node(c, "Div", 14, in, 2, NULL, 0);
+})
+
+GRAD_CASE(grad_div_legacy_axis, 93, {
+    int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 3, 4),
+                      IN(c, "b", FILL_UNI, 0.5, 2, true, 3, 4) };
+    ot_attr a[2] = { ot_op_grad_attr_int("broadcast", 1), ot_op_grad_attr_int("axis", 1) };
+    y = gc_node(c, "Div", 6, in, 2, a, 2);
+})
+
+GRAD_CASE(grad_pow_const_exponent, 94, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, 0.5, 2, true, 2, 3, 4), -1 };
+    in[1] = gc_const(c, "e", 0, NULL, 1.5, 1.5);
+    y = gc_node(c, "Pow", 15, in, 2, NULL, 0);
+})
+
+/* an int64 exponent, a negative base */
+GRAD_CASE(grad_pow_int_exponent, 95, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -2, 2, true, 3, 4), -1 };
+    in[1] = gc_const_i64(c, "e", 1, DIMS(1), DIMS(3));
+    y = gc_node(c, "Pow", 15, in, 2, NULL, 0);
+})
+
+/* a trained or computed exponent: a one-line refusal naming the node */
+TEST(grad_pow_exponent_refused)
+{
+    for (int trained = 0; trained < 2; trained++) {
+        gcase c_, *c = &c_;
+        gc_init(c, 96);
+        int32_t in[2] = { IN(c, "x", FILL_UNI, 0.5, 2, true, 3),
+                          IN(c, "e", FILL_UNI, 1, 2, trained != 0, 1) };
+        int32_t yv = gc_node(c, "Pow", 15, in, 2, NULL, 0), r, params[2] = { in[0], in[1] };
+        int32_t grads[2];
+        int32_t L = gc_loss(c, yv, &r);
+        CHECK(L >= 0);
+        ot_status st = ot_pass_autodiff(c->g, L, params, trained ? 2 : 1, grads, &c->err);
+        CHECK_EQ_INT(st, OT_ERR_UNSUPPORTED);
+        CHECK(strstr(c->err.msg, "Pow") != NULL);
+        CHECK(strstr(c->err.msg, trained ? "trained exponent" : "non-constant exponent") != NULL);
+        gc_fini(c);
+    }
+}
+
+/* Ops oneDNN's eltwise runs (cpu_dnnl.c); the others stay plain C. */
+static bool has_onednn_eltwise(const char *type)
+{
+    static const char *const t[] = { "Sqrt", "Reciprocal", "Exp", "Log", "Tanh",
+                                     "HardSwish", "Elu", "Gelu", "Pow" };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+        if (!strcmp(t[i], type))
+            return true;
+    return false;
+}
+
+/* One unary op on x in [lo, hi): finite differences, then oneDNN's forward
+   against the plain kernels (a step of the op's kind required where oneDNN
+   has the op). */
+static void unary_case(const char *type, int opset, double lo, double hi, const ot_attr *attrs,
+                       int n_attrs, uint64_t seed)
+{
+    for (int vs = 0; vs < 2; vs++) {
+        gcase c_, *c = &c_;
+        gc_init(c, seed);
+        c->onednn = c->vs_plain = vs == 1;
+        if (vs && has_onednn_eltwise(type))
+            c->fused[0] = type;
+        int32_t x = IN(c, "x", FILL_UNI, lo, hi, true, 2, 3, 4);
+        gc_check(c, gc_node(c, type, opset, &x, 1, attrs, n_attrs), type);
+        gc_fini(c);
+    }
+}
+
+TEST(grad_unary_math)
+{
+    ot_attr hs[2] = { ot_op_grad_attr_float("alpha", 0.3f), ot_op_grad_attr_float("beta", 0.4f) };
+    ot_attr elu = ot_op_grad_attr_float("alpha", 0.7f);
+    ot_attr selu[2] = { ot_op_grad_attr_float("alpha", 1.5f),
+                        ot_op_grad_attr_float("gamma", 1.1f) };
+    ot_attr tanh_form = { .name = "approximate", .type = OT_ATTR_STRING, .s = "tanh", .s_len = 4 };
+    unary_case("Sqrt", 13, 0.5, 2, NULL, 0, 100);
+    unary_case("Reciprocal", 13, 0.5, 2, NULL, 0, 101);
+    unary_case("Exp", 13, -2, 2, NULL, 0, 102);
+    unary_case("Log", 13, 0.5, 2, NULL, 0, 103);
+    unary_case("Tanh", 13, -2, 2, NULL, 0, 104);
+    unary_case("Erf", 13, -2, 2, NULL, 0, 105);
+    unary_case("HardSigmoid", 6, -1, 1, hs, 2, 106); /* kinks at -4/3 and 2 */
+    unary_case("HardSigmoid", 6, 1.1, 1.9, hs, 2, 107);
+    unary_case("HardSwish", 14, -2.5, 2.5, NULL, 0, 108);
+    unary_case("Elu", 6, -2, 2, &elu, 1, 109);
+    unary_case("Selu", 6, -2, 2, selu, 2, 110);
+    unary_case("Softplus", 1, -3, 3, NULL, 0, 111);
+    unary_case("Gelu", 20, -3, 3, NULL, 0, 112);
+    unary_case("Gelu", 20, -3, 3, &tanh_form, 1, 113);
+}
+
+GRAD_CASE(grad_reduce_mean_axes_attr, 120, {
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 4, 2);
+    ot_attr a = INTS("axes", 2, -1);
+    y = gc_node(c, "ReduceMean", 13, &x, 1, &a, 1);
+})
+
+GRAD_CASE(grad_reduce_sum_axes_input_no_keepdims, 121, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 4), -1 };
+    in[1] = gc_const_i64(c, "axes", 1, DIMS(2), DIMS(0, 2));
+    ot_attr a = ot_op_grad_attr_int("keepdims", 0);
+    y = gc_node(c, "ReduceSum", 13, in, 2, &a, 1);
+})
+
+/* distinct values: the maximum is unique */
+GRAD_CASE(grad_reduce_max, 122, {
+    int32_t x = IN(c, "x", FILL_DISTINCT, -1, 1, true, 2, 3, 4);
+    ot_attr a = INTS("axes", 1);
+    y = gc_node(c, "ReduceMax", 13, &x, 1, &a, 1);
+})
+
+GRAD_CASE(grad_reduce_l2_opset18, 123, {
+    int32_t in[2] = { IN(c, "x", FILL_AWAY0, -1, 1, true, 2, 3, 4), -1 };
+    in[1] = gc_const_i64(c, "axes", 1, DIMS(1), DIMS(-1));
+    y = gc_node(c, "ReduceL2", 18, in, 2, NULL, 0);
+})
+
+/* no axes: every dim (keepdims: a [1, 1] result) */
+GRAD_CASE(grad_reduce_mean_all, 124, {
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 3, 4);
+    y = gc_node(c, "ReduceMean", 13, &x, 1, NULL, 0);
+})
+
+/* empty axes with noop_with_empty_axes: Y = X, dX = dY */
+GRAD_CASE(grad_reduce_sum_noop, 125, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 3, 4), -1 };
+    in[1] = gc_const_i64(c, "axes", 1, DIMS(0), NULL);
+    ot_attr a = ot_op_grad_attr_int("noop_with_empty_axes", 1);
+    y = gc_node(c, "ReduceSum", 13, in, 2, &a, 1);
+})
+
+/* oneDNN's reduction, binary Sub/Div and eltwise against the plain kernels:
+   a ReduceMean over H and W, as the exported global pooling, and LayerNorm
+   written out as ONNX ops (Sub, Pow, ReduceMean, Add, Sqrt, Div) */
+TEST(grad_math_onednn_vs_plain)
+{
+    for (int k = 0; k < 2; k++) {
+        gcase c_, *c = &c_;
+        gc_init(c, 126 + (uint64_t)k);
+        c->onednn = c->vs_plain = true;
+        int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 4, 5), y;
+        if (k == 0) {
+            ot_attr a = INTS("axes", 2, 3);
+            y = gc_node(c, "ReduceMean", 13, &x, 1, &a, 1);
+            c->fused[0] = "ReduceMean";
+        } else {
+            ot_attr a = INTS("axes", -1);
+            int32_t mu = gc_node(c, "ReduceMean", 13, &x, 1, &a, 1);
+            int32_t in[2] = { x, mu };
+            int32_t d = gc_node(c, "Sub", 14, in, 2, NULL, 0);
+            in[0] = d;
+            in[1] = gc_const(c, "two", 0, NULL, 2, 2);
+            int32_t sq = gc_node(c, "Pow", 15, in, 2, NULL, 0);
+            int32_t var = gc_node(c, "ReduceMean", 13, &sq, 1, &a, 1);
+            in[0] = var;
+            in[1] = gc_const(c, "eps", 0, NULL, 1e-5, 1e-5);
+            int32_t ve = gc_node(c, "Add", 14, in, 2, NULL, 0);
+            int32_t sd = gc_node(c, "Sqrt", 13, &ve, 1, NULL, 0);
+            in[0] = d;
+            in[1] = sd;
+            y = gc_node(c, "Div", 14, in, 2, NULL, 0);
+            c->fused[0] = "Sub";
+            c->fused[1] = "Div";
+            c->fused[2] = "Pow";
+        }
+        gc_check(c, y, k ? "layernorm as ONNX ops" : "ReduceMean over H, W");
+        gc_fini(c);
+    }
+}
+
+/* the same LayerNorm by finite differences */
+GRAD_CASE(grad_layernorm_as_onnx_ops, 128, {
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 5);
+    ot_attr a = INTS("axes", -1);
+    int32_t mu = gc_node(c, "ReduceMean", 13, &x, 1, &a, 1);
+    int32_t in[2] = { x, mu };
+    int32_t d = gc_node(c, "Sub", 14, in, 2, NULL, 0);
+    in[0] = d;
+    in[1] = gc_const(c, "two", 0, NULL, 2, 2);
+    int32_t sq = gc_node(c, "Pow", 15, in, 2, NULL, 0);
+    int32_t var = gc_node(c, "ReduceMean", 13, &sq, 1, &a, 1);
+    in[0] = var;
+    in[1] = gc_const(c, "eps", 0, NULL, 1e-5, 1e-5);
+    int32_t ve = gc_node(c, "Add", 14, in, 2, NULL, 0);
+    int32_t sd = gc_node(c, "Sqrt", 13, &ve, 1, NULL, 0);
+    in[0] = d;
+    in[1] = sd;
+    y = gc_node(c, "Div", 14, in, 2, NULL, 0);
+})
+
+/* attention: softmax(Q K^T / sqrt(d)) V with batched MatMuls */
+GRAD_CASE(grad_attention, 129, {
+    int32_t q = IN(c, "q", FILL_UNI, -1, 1, true, 2, 2, 3, 4);
+    int32_t k = IN(c, "k", FILL_UNI, -1, 1, true, 2, 2, 3, 4);
+    int32_t v = IN(c, "v", FILL_UNI, -1, 1, true, 2, 2, 3, 4);
+    ot_attr perm = INTS("perm", 0, 1, 3, 2);
+    int32_t kt = gc_node(c, "Transpose", 13, &k, 1, &perm, 1);
+    int32_t in[2] = { q, kt };
+    int32_t s = gc_node(c, "MatMul", 13, in, 2, NULL, 0);
+    in[0] = s;
+    in[1] = gc_const(c, "scale", 0, NULL, 2, 2);
+    int32_t sc = gc_node(c, "Div", 14, in, 2, NULL, 0);
+    ot_attr ax = ot_op_grad_attr_int("axis", -1);
+    int32_t p = gc_node(c, "Softmax", 13, &sc, 1, &ax, 1);
+    in[0] = p;
+    in[1] = v;
+    y = gc_node(c, "MatMul", 13, in, 2, NULL, 0);
+})
+
 /* the helper: labels input added, loss a scalar */
 TEST(grad_add_loss_helper)
 {

@@ -598,3 +598,91 @@ TEST(infer_concat_softmax)
     CHECK_SHAPE(g, "l", "[N,96,8,8]");
     ot_graph_free(g);
 }
+
+TEST(infer_math_ops)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    input(g, "x", OT_DTYPE_FLOAT, "N,3,8,8");
+    weight(g, "m", "3,1,1");
+    input(g, "e", OT_DTYPE_INT64, "");
+    add(g, "sub", "Sub", 14, "x,m", "d");
+    add(g, "div", "Div", 14, "d,m", "q");
+    add(g, "pow", "Pow", 15, "q,e", "p"); /* int64 exponent: Y is the base's type */
+    add(g, "erf", "Erf", 13, "p", "r");
+    ot_node *n = add(g, "gelu", "Gelu", 20, "r", "s");
+    a_str(n, "approximate", "tanh");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "d", "[N,3,8,8]");
+    CHECK_SHAPE(g, "q", "[N,3,8,8]");
+    CHECK_SHAPE(g, "p", "[N,3,8,8]");
+    CHECK(val(g, "p")->dtype == OT_DTYPE_FLOAT);
+    CHECK_SHAPE(g, "s", "[N,3,8,8]");
+    ot_graph_free(g);
+
+    /* unary math ops take float types only */
+    g = ot_graph_new();
+    input(g, "i", OT_DTYPE_INT64, "4");
+    add(g, "sq", "Sqrt", 13, "i", "y");
+    CHECK_EQ_INT(run(g, &err), OT_ERR_MODEL);
+    CHECK(strstr(err.msg, "node 'sq' (Sqrt)") != NULL);
+    ot_graph_free(g);
+
+    /* Gelu's approximate is none or tanh */
+    g = ot_graph_new();
+    input(g, "x", OT_DTYPE_FLOAT, "4");
+    n = add(g, "gelu", "Gelu", 20, "x", "y");
+    a_str(n, "approximate", "fast");
+    CHECK(ot_op_check_node(g, n, &err) != OT_OK);
+    CHECK(strstr(err.msg, "'none' or 'tanh'") != NULL);
+    ot_graph_free(g);
+}
+
+TEST(infer_reductions)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    input(g, "x", OT_DTYPE_FLOAT, "N,3,8,6");
+    init_ints(g, "hw", 2, (const int64_t[]){ -1, 2 });
+    init_ints(g, "none", 0, NULL);
+    ot_node *n = add(g, "mean", "ReduceMean", 13, "x", "gap");
+    a_ints(g, n, "axes", 2, (const int64_t[]){ 2, 3 });
+    n = add(g, "mean0", "ReduceMean", 13, "x", "m0");
+    a_ints(g, n, "axes", 2, (const int64_t[]){ -2, -1 });
+    a_int(n, "keepdims", 0);
+    n = add(g, "sum", "ReduceSum", 13, "x,hw", "s");
+    a_int(n, "keepdims", 0);
+    add(g, "all", "ReduceMax", 13, "x", "mx");
+    n = add(g, "noop", "ReduceSum", 13, "x,none", "same");
+    a_int(n, "noop_with_empty_axes", 1);
+    add(g, "l2", "ReduceL2", 18, "x,hw", "l2");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "gap", "[N,3,1,1]");
+    CHECK_SHAPE(g, "m0", "[N,3]");
+    CHECK_SHAPE(g, "s", "[N,3]");
+    CHECK_SHAPE(g, "mx", "[1,1,1,1]");
+    CHECK_SHAPE(g, "same", "[N,3,8,6]");
+    CHECK_SHAPE(g, "l2", "[N,3,1,1]");
+    ot_graph_free(g);
+
+    /* an axis out of range, a repeated one */
+    for (int k = 0; k < 2; k++) {
+        g = ot_graph_new();
+        input(g, "x", OT_DTYPE_FLOAT, "2,3");
+        n = add(g, "bad", "ReduceSum", 11, "x", "y");
+        a_ints(g, n, "axes", k + 1, (const int64_t[]){ k ? 1 : 2, -1 });
+        CHECK_EQ_INT(run(g, &err), OT_ERR_MODEL);
+        CHECK(strstr(err.msg, "node 'bad' (ReduceSum)") != NULL);
+        CHECK(strstr(err.msg, "out of range") != NULL);
+        ot_graph_free(g);
+    }
+
+    /* the axes as an input only from opset 18 (ReduceSum: 13) */
+    g = ot_graph_new();
+    input(g, "x", OT_DTYPE_FLOAT, "2,3");
+    init_ints(g, "ax", 1, (const int64_t[]){ 1 });
+    n = add(g, "old", "ReduceMean", 13, "x,ax", "y");
+    CHECK(ot_op_check_node(g, n, &err) != OT_OK);
+    CHECK(strstr(err.msg, "only from opset 18") != NULL);
+    ot_graph_free(g);
+}

@@ -136,6 +136,54 @@ bool dn_get_window(const ot_graph *g, const ot_node *n, const ot_value *xv,
     return true;
 }
 
+/* The math ops (math_ops.c) oneDNN's eltwise computes: alg and params.
+   Pow only with a constant scalar exponent and no broadcast; Reciprocal is
+   pow with exponent -1. */
+static bool math_eltwise_params(const ot_graph *g, const ot_node *n, dnnl_alg_kind_t *alg,
+                                float *alpha, float *beta)
+{
+    *alpha = 0;
+    *beta = 0;
+    switch (n->op->id) {
+    case OT_OP_SQRT: *alg = dnnl_eltwise_sqrt; return true;
+    case OT_OP_EXP: *alg = dnnl_eltwise_exp; return true;
+    case OT_OP_LOG: *alg = dnnl_eltwise_log; return true;
+    case OT_OP_TANH: *alg = dnnl_eltwise_tanh; return true;
+    case OT_OP_HARDSWISH:
+        *alg = dnnl_eltwise_hardswish;
+        *alpha = 1.0f / 6.0f;
+        *beta = 0.5f;
+        return true;
+    case OT_OP_ELU:
+        *alg = dnnl_eltwise_elu;
+        *alpha = ot_node_attr_float(n, "alpha", 1.0f);
+        return true;
+    case OT_OP_GELU:
+        *alg = strcmp(ot_node_attr_string(n, "approximate", "none"), "tanh") ? dnnl_eltwise_gelu_erf
+                                                                             : dnnl_eltwise_gelu_tanh;
+        return true;
+    case OT_OP_RECIPROCAL:
+        *alg = dnnl_eltwise_pow;
+        *alpha = 1.0f;
+        *beta = -1.0f;
+        return true;
+    case OT_OP_POW: {
+        const ot_tensor *e = n->n_in > 1 ? ot_graph_const(g, n->in[1]) : NULL;
+        const ot_value *xv = &g->values[n->in[0]], *yv = &g->values[n->out[0]];
+        if (!e || !e->data || ot_tensor_numel(e) != 1 || xv->ndim != yv->ndim)
+            return false;
+        for (int i = 0; i < xv->ndim; i++)
+            if (xv->dims[i] != yv->dims[i])
+                return false;
+        *alg = dnnl_eltwise_pow;
+        *alpha = 1.0f;
+        *beta = (float)ot_tensor_get_f64(e, 0);
+        return true;
+    }
+    default: return false;
+    }
+}
+
 /* An eltwise node that can follow a primitive as a post-op: alg and params. */
 static bool eltwise_params(const ot_graph *g, const ot_node *n, dnnl_alg_kind_t *alg, float *alpha,
                            float *beta)
@@ -181,7 +229,7 @@ static bool eltwise_params(const ot_graph *g, const ot_node *n, dnnl_alg_kind_t 
         *beta = hi;
         return true;
     }
-    default: return false;
+    default: return math_eltwise_params(g, n, alg, alpha, beta);
     }
 }
 
@@ -563,7 +611,8 @@ static ot_status do_binary(ctx *c, bool *done, ot_err *err)
         a_full = av->dims[i] == yv->dims[i];
     for (int i = 0; b_full && i < yv->ndim; i++)
         b_full = bv->dims[i] == yv->dims[i];
-    if (!a_full && b_full) { /* both ops commute: the full-size one goes first */
+    bool commutes = ot_node_is(n, OT_OP_ADD) || ot_node_is(n, OT_OP_MUL);
+    if (!a_full && b_full && commutes) { /* the full-size one goes first */
         int32_t t = a;
         a = b;
         b = t;
@@ -590,7 +639,10 @@ static ot_status do_binary(ctx *c, bool *done, ot_err *err)
     }
     dn_md_any(yv, &ymd);
     dnnl_binary_desc_t bd;
-    dnnl_alg_kind_t alg = ot_node_is(n, OT_OP_ADD) ? dnnl_binary_add : dnnl_binary_mul;
+    dnnl_alg_kind_t alg = ot_node_is(n, OT_OP_ADD)   ? dnnl_binary_add
+                          : ot_node_is(n, OT_OP_SUB) ? dnnl_binary_sub
+                          : ot_node_is(n, OT_OP_DIV) ? dnnl_binary_div
+                                                     : dnnl_binary_mul;
     if (dnnl_binary_desc_init(&bd, alg, &amd, &bmd, &ymd) != dnnl_success)
         return OT_OK;
     /* an activation that alone reads the result becomes a post-op (the
@@ -983,6 +1035,21 @@ static const dn_build_fn dn_table[OT_OP_COUNT_] = {
     [OT_OP_CLIP] = do_eltwise,
     [OT_OP_ADD] = do_binary,
     [OT_OP_MUL] = do_binary,
+    [OT_OP_SUB] = do_binary,
+    [OT_OP_DIV] = do_binary,
+    [OT_OP_POW] = do_eltwise,
+    [OT_OP_SQRT] = do_eltwise,
+    [OT_OP_RECIPROCAL] = do_eltwise,
+    [OT_OP_EXP] = do_eltwise,
+    [OT_OP_LOG] = do_eltwise,
+    [OT_OP_TANH] = do_eltwise,
+    [OT_OP_HARDSWISH] = do_eltwise,
+    [OT_OP_ELU] = do_eltwise,
+    [OT_OP_GELU] = do_eltwise,
+    [OT_OP_REDUCE_MEAN] = dn_reduce,
+    [OT_OP_REDUCE_SUM] = dn_reduce,
+    [OT_OP_REDUCE_MAX] = dn_reduce,
+    [OT_OP_REDUCE_L2] = dn_reduce,
     [OT_OP_SUM] = do_sum,
     [OT_OP_CONCAT] = do_concat,
     [OT_OP_SOFTMAX] = do_softmax_lrn,

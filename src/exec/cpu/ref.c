@@ -8,7 +8,7 @@
  * has a kernel here; tests/unit/test_ref.c checks that.
  *
  * Reference: the kernels' files (ref_conv.c, ref_pool.c, ref_norm.c,
- * ref_eltwise.c, ref_gemm.c, ref_shape.c) cite the ONNX operator pages.
+ * ref_eltwise.c, ref_math.c, ref_gemm.c, ref_shape.c) cite the ONNX operator pages.
  */
 #include "exec/cpu/ref_impl.h"
 
@@ -36,6 +36,25 @@ static const ref_row ref_table[OT_OP_COUNT_] = {
     [OT_OP_ADD] = ROW(add),
     [OT_OP_SUM] = ROW(sum),
     [OT_OP_MUL] = ROW(mul),
+    [OT_OP_SUB] = ROW(sub),
+    [OT_OP_DIV] = ROW(div),
+    [OT_OP_POW] = ROW(pow),
+    [OT_OP_SQRT] = ROW(math_unary),
+    [OT_OP_RECIPROCAL] = ROW(math_unary),
+    [OT_OP_EXP] = ROW(math_unary),
+    [OT_OP_LOG] = ROW(math_unary),
+    [OT_OP_TANH] = ROW(math_unary),
+    [OT_OP_ERF] = ROW(math_unary),
+    [OT_OP_HARDSIGMOID] = ROW(math_unary),
+    [OT_OP_HARDSWISH] = ROW(math_unary),
+    [OT_OP_ELU] = ROW(math_unary),
+    [OT_OP_SELU] = ROW(math_unary),
+    [OT_OP_SOFTPLUS] = ROW(math_unary),
+    [OT_OP_GELU] = ROW(math_unary),
+    [OT_OP_REDUCE_MEAN] = ROW(reduce),
+    [OT_OP_REDUCE_SUM] = ROW(reduce),
+    [OT_OP_REDUCE_MAX] = ROW(reduce),
+    [OT_OP_REDUCE_L2] = ROW(reduce),
     [OT_OP_CONCAT] = ROW(concat),
     [OT_OP_FLATTEN] = ROW(copy),
     [OT_OP_RESHAPE] = ROW(copy),
@@ -66,6 +85,8 @@ static const ref_row ref_table[OT_OP_COUNT_] = {
     [OT_OP_BATCHNORM_GRAD] = ROW(batchnorm_grad),
     [OT_OP_BATCHNORM_TRAIN] = ROW(batchnorm_train),
     [OT_OP_DROPOUT_TRAIN] = ROW(dropout_train),
+    [OT_OP_UNARY_GRAD] = ROW(unary_grad),
+    [OT_OP_REDUCE_GRAD] = ROW(reduce_grad),
     [OT_OP_REDUCE_SUM_TO] = ROW(reduce_sum_to),
     [OT_OP_BROADCAST_TO] = ROW(broadcast_to),
     [OT_OP_SOFTMAX_GRAD] = ROW(softmax_grad),

@@ -1,11 +1,12 @@
 /*
  * ref_eltwise.c: element-wise ops as plain C loops: Relu, LeakyRelu, Clip,
- * Sigmoid, Dropout (inference), Add, Mul and Sum.
+ * Sigmoid, Dropout (inference), Add, Sub, Mul, Div and Sum.
  *
  * Dtypes: every op takes float, double, float16 and bfloat16 (half types
  * computed in float); Relu, Clip, Add, Mul and Sum also take the integer
- * types but uint64 (integer Add/Mul wrap around, as two's complement does).
- * Add/Mul/Sum broadcast as numpy does (multidirectional); Add/Mul before
+ * types but uint64 (integer Add/Sub/Mul wrap around, as two's complement
+ * does; integer Div truncates, and gives 0 for a zero divisor).
+ * Add/Sub/Mul/Div/Sum broadcast as numpy does (multidirectional); Add/Mul before
  * opset 7 use the legacy form instead: with broadcast=1, B's dims match a run
  * of A's starting at `axis` (default: A's last dims). Clip reads min/max from
  * attributes before opset 11 and from optional scalar inputs from 11 (an
@@ -244,7 +245,7 @@ ot_status ot_ref_dropout(const ot_graph *g, const ot_node *n, const ot_tensor *c
 
 /* ---------------------------------------------------- broadcast binary ops */
 
-typedef enum { B_ADD, B_MUL, B_COPY } binary_op;
+typedef enum { B_ADD, B_MUL, B_COPY, B_SUB, B_DIV } binary_op;
 
 /* An iteration over y's elements with each operand's element strides (0 on
    a broadcast dim); y itself is contiguous. */
@@ -295,11 +296,32 @@ static void coalesce(const ot_tensor *y, bcast *it)
     }
 }
 
-#define ROW_IMPL(NAME, T, U)                                                                    \
+/* Division: of floats as C divides; of integers truncated toward zero, as
+   ONNX's reference (numpy's true division cast back), with 0 for a zero
+   divisor and the wrap-around of INT64_MIN / -1 instead of a trap. */
+static float div_f32(float a, float b) { return a / b; }
+static double div_f64(double a, double b) { return a / b; }
+static int64_t div_s(int64_t a, int64_t b)
+{
+    if (b == 0)
+        return 0;
+    return b == -1 ? (int64_t)(0 - (uint64_t)a) : a / b;
+}
+static uint64_t div_u(uint64_t a, uint64_t b) { return b == 0 ? 0 : a / b; }
+
+#define ROW_IMPL(NAME, T, U, DIV)                                                               \
     static void NAME(binary_op op, T *y, const T *a, int64_t as, const T *b, int64_t bs,        \
                      int64_t len)                                                               \
     {                                                                                           \
         switch (op) {                                                                           \
+        case B_SUB:                                                                             \
+            for (int64_t i = 0; i < len; i++)                                                   \
+                y[i] = (T)((U)a[i * as] - (U)b[i * bs]);                                        \
+            break;                                                                              \
+        case B_DIV:                                                                             \
+            for (int64_t i = 0; i < len; i++)                                                   \
+                y[i] = (T)DIV(a[i * as], b[i * bs]);                                            \
+            break;                                                                              \
         case B_ADD:                                                                             \
             for (int64_t i = 0; i < len; i++)                                                   \
                 y[i] = (T)((U)a[i * as] + (U)b[i * bs]);                                        \
@@ -315,16 +337,16 @@ static void coalesce(const ot_tensor *y, bcast *it)
         }                                                                                       \
     }
 
-ROW_IMPL(row_f32, float, float)
-ROW_IMPL(row_f64, double, double)
-ROW_IMPL(row_i8, int8_t, uint64_t)
-ROW_IMPL(row_u8, uint8_t, uint64_t)
-ROW_IMPL(row_i16, int16_t, uint64_t)
-ROW_IMPL(row_u16, uint16_t, uint64_t)
-ROW_IMPL(row_i32, int32_t, uint64_t)
-ROW_IMPL(row_u32, uint32_t, uint64_t)
-ROW_IMPL(row_i64, int64_t, uint64_t)
-ROW_IMPL(row_u64, uint64_t, uint64_t)
+ROW_IMPL(row_f32, float, float, div_f32)
+ROW_IMPL(row_f64, double, double, div_f64)
+ROW_IMPL(row_i8, int8_t, uint64_t, div_s)
+ROW_IMPL(row_u8, uint8_t, uint64_t, div_s)
+ROW_IMPL(row_i16, int16_t, uint64_t, div_s)
+ROW_IMPL(row_u16, uint16_t, uint64_t, div_s)
+ROW_IMPL(row_i32, int32_t, uint64_t, div_s)
+ROW_IMPL(row_u32, uint32_t, uint64_t, div_s)
+ROW_IMPL(row_i64, int64_t, uint64_t, div_s)
+ROW_IMPL(row_u64, uint64_t, uint64_t, div_u)
 
 /* Half types: computed in float, stored rounded. */
 static void row_half(binary_op op, ot_dtype dt, uint16_t *y, const uint16_t *a, int64_t as,
@@ -332,8 +354,11 @@ static void row_half(binary_op op, ot_dtype dt, uint16_t *y, const uint16_t *a, 
 {
     for (int64_t i = 0; i < len; i++) {
         double va = ot_ref_ld(dt, a, i * as), vb = ot_ref_ld(dt, b, i * bs);
-        double v = op == B_ADD ? (double)((float)va + (float)vb)
-                   : op == B_MUL ? (double)((float)va * (float)vb) : va;
+        double v = op == B_ADD   ? (double)((float)va + (float)vb)
+                   : op == B_MUL ? (double)((float)va * (float)vb)
+                   : op == B_SUB ? (double)((float)va - (float)vb)
+                   : op == B_DIV ? (double)((float)va / (float)vb)
+                                 : va;
         ot_ref_st(dt, y, i, v);
     }
 }
@@ -424,11 +449,11 @@ static bool binary_supports(const ot_node *n, const ot_tensor *const *in,
 {
     const ot_tensor *y = ot_ref_cout(n, out, 0);
     if (!y || n->n_in < 1) {
-        *why = "Add/Mul/Sum: inputs and output are required";
+        *why = "Add/Sub/Mul/Div/Sum: inputs and output are required";
         return false;
     }
     if (!binary_dtype_ok(y->dtype)) {
-        *why = "Add/Mul/Sum: dtype not supported (numeric types only)";
+        *why = "Add/Sub/Mul/Div/Sum: dtype not supported (numeric types only)";
         return false;
     }
     int start = -1;
@@ -437,11 +462,11 @@ static bool binary_supports(const ot_node *n, const ot_tensor *const *in,
     for (int i = 0; i < n->n_in; i++) {
         const ot_tensor *t = ot_ref_in(n, in, i);
         if (!t || t->dtype != y->dtype) {
-            *why = "Add/Mul/Sum: every input must be present and of the output's dtype";
+            *why = "Add/Sub/Mul/Div/Sum: every input must be present and of the output's dtype";
             return false;
         }
         if (!broadcasts_to(t, y, i == 1 && start >= 0 ? start : y->ndim - t->ndim)) {
-            *why = "Add/Mul/Sum: an input does not broadcast to the output's shape";
+            *why = "Add/Sub/Mul/Div/Sum: an input does not broadcast to the output's shape";
             return false;
         }
     }
@@ -475,6 +500,33 @@ bool ot_ref_mul_supports(const ot_graph *g, const ot_node *n, const ot_tensor *c
 {
     (void)g;
     return n->n_in == 2 && binary_supports(n, in, out, false, why);
+}
+
+/* Sub and Div: as Add (math_ops.c) */
+bool ot_ref_sub_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                         const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    return n->n_in == 2 && binary_supports(n, in, out, false, why);
+}
+
+bool ot_ref_div_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                         const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    return n->n_in == 2 && binary_supports(n, in, out, false, why);
+}
+
+ot_status ot_ref_sub(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                     ot_tensor *const *out, ot_err *err)
+{
+    return binary_run(g, n, in, out, B_SUB, err);
+}
+
+ot_status ot_ref_div(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                     ot_tensor *const *out, ot_err *err)
+{
+    return binary_run(g, n, in, out, B_DIV, err);
 }
 
 bool ot_ref_sum_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,

@@ -42,6 +42,14 @@ OT_REF_DECL(dropout);
 OT_REF_DECL(add);
 OT_REF_DECL(mul);
 OT_REF_DECL(sum);
+OT_REF_DECL(sub);
+OT_REF_DECL(div);
+/* ref_math.c */
+OT_REF_DECL(math_unary); /* Sqrt, Reciprocal, Exp, Log, Tanh, Erf, HardSigmoid, ... */
+OT_REF_DECL(pow);
+OT_REF_DECL(reduce); /* ReduceMean, ReduceSum, ReduceMax, ReduceL2 */
+OT_REF_DECL(unary_grad);
+OT_REF_DECL(reduce_grad);
 /* ref_gemm.c */
 OT_REF_DECL(gemm);
 OT_REF_DECL(matmul);

@@ -1,0 +1,484 @@
+/*
+ * ref_math.c: the math ops as plain C loops (src/ops/math_ops.c, reduce.c,
+ * grad_math.c): the unary float ops (Sqrt, Reciprocal, Exp, Log, Tanh, Erf,
+ * HardSigmoid, HardSwish, Elu, Selu, Softplus, Gelu), Pow, ReduceMean,
+ * ReduceSum, ReduceMax, ReduceL2 and the backward ops UnaryGrad and
+ * ReduceGrad. (Sub and Div share Add's loops in ref_eltwise.c.)
+ *
+ * Everything is computed in double and stored in the output's dtype. The
+ * unary ops and the backward ops take the float types; Pow any numeric base
+ * and exponent (integer results truncated, as ONNX's reference casts numpy's
+ * result); the reductions any numeric type but uint64.
+ *
+ * Reference: https://onnx.ai/onnx/operators/ (the page of each op)
+ */
+#include <stdint.h>
+
+#include "exec/cpu/ref_impl.h"
+#include "ops/reduce.h"
+
+#define SQRT_2 1.4142135623730951
+#define SQRT_2_OVER_PI 0.7978845608028654
+#define TWO_OVER_SQRT_PI 1.1283791670955126
+#define INV_SQRT_2PI 0.3989422804014327
+
+typedef enum {
+    M_SQRT, M_RECIPROCAL, M_EXP, M_LOG, M_TANH, M_ERF, M_HARDSIGMOID, M_HARDSWISH, M_ELU,
+    M_SELU, M_SOFTPLUS, M_GELU, M_GELU_TANH, M_POW, M_NONE
+} math_kind;
+
+typedef struct math_fn {
+    math_kind kind;
+    double alpha, beta, gamma;
+} math_fn;
+
+static const char *const kind_names[M_NONE] = {
+    "Sqrt", "Reciprocal", "Exp", "Log", "Tanh", "Erf", "HardSigmoid", "HardSwish", "Elu",
+    "Selu", "Softplus", "Gelu", "Gelu", "Pow",
+};
+
+/* The function a node applies: a forward op's, or UnaryGrad's `op`. */
+static math_fn math_of(const ot_node *n)
+{
+    math_fn f = { .kind = M_NONE };
+    const char *type = ot_node_is(n, OT_OP_UNARY_GRAD) ? ot_node_attr_string(n, "op", "")
+                                                        : n->op_type;
+    for (int k = 0; k < M_NONE; k++)
+        if (!strcmp(type, kind_names[k])) {
+            f.kind = (math_kind)k;
+            break;
+        }
+    if (f.kind == M_GELU && !strcmp(ot_node_attr_string(n, "approximate", "none"), "tanh"))
+        f.kind = M_GELU_TANH;
+    double a_def = f.kind == M_HARDSIGMOID ? 0.2 : f.kind == M_SELU ? 1.67326319217681884765625
+                                                                    : 1.0;
+    f.alpha = (double)ot_node_attr_float(n, "alpha", (float)a_def);
+    f.beta = (double)ot_node_attr_float(n, "beta", 0.5f);
+    f.gamma = (double)ot_node_attr_float(n, "gamma", 1.05070102214813232421875f);
+    return f;
+}
+
+static double hard_sigmoid(double x, double alpha, double beta)
+{
+    double v = alpha * x + beta;
+    return v < 0 ? 0 : v > 1 ? 1 : v;
+}
+
+static double apply(const math_fn *f, double x)
+{
+    switch (f->kind) {
+    case M_SQRT: return sqrt(x);
+    case M_RECIPROCAL: return 1.0 / x;
+    case M_EXP: return exp(x);
+    case M_LOG: return log(x);
+    case M_TANH: return tanh(x);
+    case M_ERF: return erf(x);
+    case M_HARDSIGMOID: return hard_sigmoid(x, f->alpha, f->beta);
+    case M_HARDSWISH: return x * hard_sigmoid(x, 1.0 / 6.0, 0.5);
+    case M_ELU: return x > 0 ? x : f->alpha * expm1(x);
+    case M_SELU: return f->gamma * (x > 0 ? x : f->alpha * expm1(x));
+    case M_SOFTPLUS: return x > 0 ? x + log1p(exp(-x)) : log1p(exp(x));
+    case M_GELU: return 0.5 * x * (1.0 + erf(x / SQRT_2));
+    case M_GELU_TANH:
+        return 0.5 * x * (1.0 + tanh(SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)));
+    case M_POW: return pow(x, f->alpha);
+    case M_NONE: break;
+    }
+    return 0;
+}
+
+/* f'(x) */
+static double derivative(const math_fn *f, double x)
+{
+    switch (f->kind) {
+    case M_SQRT: return 0.5 / sqrt(x);
+    case M_RECIPROCAL: return -1.0 / (x * x);
+    case M_EXP: return exp(x);
+    case M_LOG: return 1.0 / x;
+    case M_TANH: {
+        double t = tanh(x);
+        return 1.0 - t * t;
+    }
+    case M_ERF: return TWO_OVER_SQRT_PI * exp(-x * x);
+    case M_HARDSIGMOID: {
+        double v = f->alpha * x + f->beta;
+        return v > 0 && v < 1 ? f->alpha : 0;
+    }
+    case M_HARDSWISH: return x < -3 ? 0 : x <= 3 ? x / 3.0 + 0.5 : 1;
+    case M_ELU: return x > 0 ? 1 : f->alpha * exp(x);
+    case M_SELU: return f->gamma * (x > 0 ? 1 : f->alpha * exp(x));
+    case M_SOFTPLUS: return x >= 0 ? 1.0 / (1.0 + exp(-x)) : exp(x) / (1.0 + exp(x));
+    case M_GELU: return 0.5 * (1.0 + erf(x / SQRT_2)) + x * INV_SQRT_2PI * exp(-0.5 * x * x);
+    case M_GELU_TANH: {
+        double u = SQRT_2_OVER_PI * (x + 0.044715 * x * x * x);
+        double t = tanh(u);
+        return 0.5 * (1.0 + t) +
+               0.5 * x * (1.0 - t * t) * SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044715 * x * x);
+    }
+    case M_POW: return f->alpha * pow(x, f->alpha - 1.0);
+    case M_NONE: break;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ unary ops */
+
+bool ot_ref_math_unary_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                                const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    const ot_tensor *x = ot_ref_in(n, in, 0), *y = ot_ref_cout(n, out, 0);
+    if (!x || !y || y->dtype != x->dtype || ot_tensor_numel(y) != ot_tensor_numel(x)) {
+        *why = "element-wise op: Y must be like X";
+        return false;
+    }
+    if (!ot_ref_is_float(x->dtype)) {
+        *why = "only float, double, float16 and bfloat16 are supported";
+        return false;
+    }
+    if (math_of(n).kind == M_NONE) {
+        *why = "not an element-wise math op";
+        return false;
+    }
+    return true;
+}
+
+/* x  ->  y = f(x) */
+ot_status ot_ref_math_unary(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                            ot_tensor *const *out, ot_err *err)
+{
+    const char *why = NULL;
+    if (!ot_ref_math_unary_supports(g, n, in, (const ot_tensor *const *)out, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: %s", n->op_type, why);
+    math_fn f = math_of(n);
+    const ot_tensor *x = in[0];
+    ot_tensor *y = out[0];
+    int64_t numel = ot_tensor_numel(x);
+    if (x->dtype == OT_DTYPE_FLOAT) {
+        const float *xs = x->data;
+        float *ys = y->data;
+        for (int64_t i = 0; i < numel; i++)
+            ys[i] = (float)apply(&f, (double)xs[i]);
+        return OT_OK;
+    }
+    for (int64_t i = 0; i < numel; i++)
+        ot_ref_st(y->dtype, y->data, i, apply(&f, ot_ref_ld(x->dtype, x->data, i)));
+    return OT_OK;
+}
+
+/* dY, X  ->  dX = dY * f'(X) */
+bool ot_ref_unary_grad_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                                const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    const ot_tensor *dy = ot_ref_in(n, in, 0), *x = ot_ref_in(n, in, 1);
+    const ot_tensor *dx = ot_ref_cout(n, out, 0);
+    if (!dy || !x || !dx || ot_tensor_numel(dy) != ot_tensor_numel(x) ||
+        ot_tensor_numel(dx) != ot_tensor_numel(x) || dx->dtype != dy->dtype) {
+        *why = "UnaryGrad: dY, X and dX must have one shape";
+        return false;
+    }
+    if (!ot_ref_is_float(dy->dtype) || !ot_ref_is_float(x->dtype)) {
+        *why = "UnaryGrad: only float types are supported";
+        return false;
+    }
+    if (math_of(n).kind == M_NONE) {
+        *why = "UnaryGrad: unknown op";
+        return false;
+    }
+    return true;
+}
+
+ot_status ot_ref_unary_grad(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                            ot_tensor *const *out, ot_err *err)
+{
+    const char *why = NULL;
+    if (!ot_ref_unary_grad_supports(g, n, in, (const ot_tensor *const *)out, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s", why);
+    math_fn f = math_of(n);
+    const ot_tensor *dy = in[0], *x = in[1];
+    ot_tensor *dx = out[0];
+    int64_t numel = ot_tensor_numel(x);
+    for (int64_t i = 0; i < numel; i++)
+        ot_ref_st(dx->dtype, dx->data, i,
+                  ot_ref_ld(dy->dtype, dy->data, i) *
+                      derivative(&f, ot_ref_ld(x->dtype, x->data, i)));
+    return OT_OK;
+}
+
+/* ------------------------------------------------------------------ Pow */
+
+/* Element strides of t right-aligned in y's dims (0 on broadcast dims);
+   false when t does not broadcast to y. */
+static bool bcast_strides(const ot_tensor *t, const ot_tensor *y, int64_t *s)
+{
+    int off = y->ndim - t->ndim;
+    int64_t stride = 1;
+    if (off < 0)
+        return false;
+    for (int i = y->ndim - 1; i >= 0; i--) {
+        int j = i - off;
+        if (j < 0) {
+            s[i] = 0;
+            continue;
+        }
+        if (t->dims[j] != 1 && t->dims[j] != y->dims[i])
+            return false;
+        s[i] = t->dims[j] == 1 ? 0 : stride;
+        stride *= t->dims[j];
+    }
+    return true;
+}
+
+static bool numeric(ot_dtype t) { return ot_ref_is_float(t) || ot_ref_is_int(t); }
+
+bool ot_ref_pow_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                         const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    const ot_tensor *a = ot_ref_in(n, in, 0), *b = ot_ref_in(n, in, 1);
+    const ot_tensor *y = ot_ref_cout(n, out, 0);
+    int64_t s[OT_MAX_DIMS];
+    if (!a || !b || !y || y->dtype != a->dtype) {
+        *why = "Pow: Y must be of X's dtype";
+        return false;
+    }
+    if (!numeric(a->dtype) || !(numeric(b->dtype) || b->dtype == OT_DTYPE_UINT64)) {
+        *why = "Pow: numeric types only (uint64 as the exponent only)";
+        return false;
+    }
+    if (n->opset < 7 && ot_node_attr_int(n, "broadcast", 0) != 0 && b->ndim != a->ndim &&
+        ot_node_find_attr(n, "axis")) {
+        *why = "Pow: legacy broadcasting with an axis is not supported";
+        return false;
+    }
+    if (!bcast_strides(a, y, s) || !bcast_strides(b, y, s)) {
+        *why = "Pow: the inputs do not broadcast to the output's shape";
+        return false;
+    }
+    return true;
+}
+
+/* X, Y (broadcast)  ->  Z = X ^ Y */
+ot_status ot_ref_pow(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                     ot_tensor *const *out, ot_err *err)
+{
+    const char *why = NULL;
+    if (!ot_ref_pow_supports(g, n, in, (const ot_tensor *const *)out, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s", why);
+    const ot_tensor *a = in[0], *b = in[1];
+    ot_tensor *y = out[0];
+    int64_t sa[OT_MAX_DIMS], sb[OT_MAX_DIMS], idx[OT_MAX_DIMS] = { 0 }, ia = 0, ib = 0;
+    bcast_strides(a, y, sa);
+    bcast_strides(b, y, sb);
+    int64_t numel = ot_tensor_numel(y);
+    for (int64_t i = 0; i < numel; i++) {
+        ot_ref_st(y->dtype, y->data, i,
+                  pow(ot_ref_ld(a->dtype, a->data, ia), ot_ref_ld(b->dtype, b->data, ib)));
+        for (int d = y->ndim - 1; d >= 0; d--) { /* odometer */
+            idx[d]++;
+            ia += sa[d];
+            ib += sb[d];
+            if (idx[d] < y->dims[d])
+                break;
+            ia -= sa[d] * y->dims[d];
+            ib -= sb[d] * y->dims[d];
+            idx[d] = 0;
+        }
+    }
+    return OT_OK;
+}
+
+/* ----------------------------------------------------------- reductions */
+
+/* The reduction of X over the masked dims: X's strides split into kept and
+   reduced dims, both walked in row-major order. */
+typedef struct red_walk {
+    int nk, nr;
+    int64_t kd[OT_MAX_DIMS], ks[OT_MAX_DIMS]; /* kept dims and X strides      */
+    int64_t rd[OT_MAX_DIMS], rs[OT_MAX_DIMS]; /* reduced dims and X strides   */
+    int64_t n_out, n_red;
+} red_walk;
+
+static void red_init(const ot_tensor *x, const bool *mask, red_walk *w)
+{
+    int64_t stride = 1, xs[OT_MAX_DIMS];
+    for (int d = x->ndim - 1; d >= 0; d--) {
+        xs[d] = stride;
+        stride *= x->dims[d];
+    }
+    w->nk = w->nr = 0;
+    w->n_out = w->n_red = 1;
+    for (int d = 0; d < x->ndim; d++) {
+        if (mask[d]) {
+            w->rd[w->nr] = x->dims[d];
+            w->rs[w->nr++] = xs[d];
+            w->n_red *= x->dims[d];
+        } else {
+            w->kd[w->nk] = x->dims[d];
+            w->ks[w->nk++] = xs[d];
+            w->n_out *= x->dims[d];
+        }
+    }
+}
+
+/* X offset of the i-th element of a row-major walk over dims d (strides s). */
+static int64_t walk_offset(int nd, const int64_t *d, const int64_t *s, int64_t i)
+{
+    int64_t off = 0;
+    for (int k = nd - 1; k >= 0; k--) {
+        off += (i % d[k]) * s[k];
+        i /= d[k];
+    }
+    return off;
+}
+
+typedef enum { R_SUM, R_MEAN, R_MAX, R_L2, R_NONE } red_kind;
+
+static red_kind red_of(const char *type)
+{
+    static const char *const names[R_NONE] = { "ReduceSum", "ReduceMean", "ReduceMax",
+                                               "ReduceL2" };
+    for (int k = 0; k < R_NONE; k++)
+        if (!strcmp(type, names[k]))
+            return (red_kind)k;
+    return R_NONE;
+}
+
+/* The axes tensor of a reduction (input 1, int), or NULL. */
+static const ot_tensor *axes_in(const ot_node *n, const ot_tensor *const *in)
+{
+    const ot_tensor *t = ot_ref_in(n, in, 1);
+    return t && (t->dtype == OT_DTYPE_INT64 || t->dtype == OT_DTYPE_INT32) ? t : NULL;
+}
+
+bool ot_ref_reduce_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                            const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    const ot_tensor *x = ot_ref_in(n, in, 0), *y = ot_ref_cout(n, out, 0);
+    bool mask[OT_MAX_DIMS];
+    if (!x || !y || y->dtype != x->dtype || !numeric(x->dtype) || red_of(n->op_type) == R_NONE) {
+        *why = "reduction: numeric X (but uint64), Y of X's dtype";
+        return false;
+    }
+    const ot_tensor *axes = ot_ref_in(n, in, 1);
+    if (axes && !axes_in(n, in)) {
+        *why = "reduction: the axes must be an int32/int64 tensor";
+        return false;
+    }
+    /* axes given as an input may be unknown at compile time */
+    if (axes && !axes->data && ot_tensor_numel(axes) > 0)
+        return true;
+    if (!ot_op_reduce_axes(n, axes, x->ndim, mask)) {
+        *why = "reduction: axes out of range or repeated";
+        return false;
+    }
+    red_walk w;
+    red_init(x, mask, &w);
+    if (ot_tensor_numel(y) != w.n_out) {
+        *why = "reduction: Y's size does not match the axes";
+        return false;
+    }
+    return true;
+}
+
+/* data [, axes]  ->  reduced */
+ot_status ot_ref_reduce(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                        ot_tensor *const *out, ot_err *err)
+{
+    const char *why = NULL;
+    if (!ot_ref_reduce_supports(g, n, in, (const ot_tensor *const *)out, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: %s", n->op_type, why);
+    const ot_tensor *x = in[0];
+    ot_tensor *y = out[0];
+    bool mask[OT_MAX_DIMS];
+    ot_op_reduce_axes(n, axes_in(n, in), x->ndim, mask);
+    red_walk w;
+    red_init(x, mask, &w);
+    red_kind kind = red_of(n->op_type);
+    for (int64_t o = 0; o < w.n_out; o++) {
+        int64_t base = walk_offset(w.nk, w.kd, w.ks, o);
+        double acc = kind == R_MAX ? -HUGE_VAL : 0;
+        for (int64_t r = 0; r < w.n_red; r++) {
+            double v = ot_ref_ld(x->dtype, x->data, base + walk_offset(w.nr, w.rd, w.rs, r));
+            if (kind == R_MAX)
+                acc = v > acc || v != v ? v : acc;
+            else
+                acc += kind == R_L2 ? v * v : v;
+        }
+        if (kind == R_MEAN)
+            acc = w.n_red ? acc / (double)w.n_red : (double)NAN;
+        else if (kind == R_L2)
+            acc = sqrt(acc);
+        ot_ref_st(y->dtype, y->data, o, acc);
+    }
+    return OT_OK;
+}
+
+/* dY, X [, Y]  ->  dX (ReduceGrad, see src/ops/grad_math.c) */
+bool ot_ref_reduce_grad_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                                 const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    const ot_tensor *dy = ot_ref_in(n, in, 0), *x = ot_ref_in(n, in, 1);
+    const ot_tensor *yv = ot_ref_in(n, in, 2), *dx = ot_ref_cout(n, out, 0);
+    red_kind kind = red_of(ot_node_attr_string(n, "mode", ""));
+    bool mask[OT_MAX_DIMS];
+    if (!dy || !x || !dx || kind == R_NONE || !ot_ref_is_float(dy->dtype) ||
+        !ot_ref_is_float(x->dtype) || dx->dtype != dy->dtype ||
+        ot_tensor_numel(dx) != ot_tensor_numel(x)) {
+        *why = "ReduceGrad: float dY and X, dX like X, mode a reduction";
+        return false;
+    }
+    if (!ot_op_reduce_axes(n, NULL, x->ndim, mask)) {
+        *why = "ReduceGrad: axes out of range or repeated";
+        return false;
+    }
+    red_walk w;
+    red_init(x, mask, &w);
+    bool need_y = kind == R_MAX || kind == R_L2;
+    if (ot_tensor_numel(dy) != w.n_out ||
+        (need_y && (!yv || ot_tensor_numel(yv) != w.n_out || !ot_ref_is_float(yv->dtype)))) {
+        *why = "ReduceGrad: dY (and Y) must have the reduced shape";
+        return false;
+    }
+    return true;
+}
+
+ot_status ot_ref_reduce_grad(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                             ot_tensor *const *out, ot_err *err)
+{
+    const char *why = NULL;
+    if (!ot_ref_reduce_grad_supports(g, n, in, (const ot_tensor *const *)out, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s", why);
+    const ot_tensor *dy = in[0], *x = in[1], *yv = ot_ref_in(n, in, 2);
+    ot_tensor *dx = out[0];
+    red_kind kind = red_of(ot_node_attr_string(n, "mode", ""));
+    bool mask[OT_MAX_DIMS];
+    ot_op_reduce_axes(n, NULL, x->ndim, mask);
+    red_walk w;
+    red_init(x, mask, &w);
+    for (int64_t o = 0; o < w.n_out; o++) {
+        int64_t base = walk_offset(w.nk, w.kd, w.ks, o);
+        double g0 = ot_ref_ld(dy->dtype, dy->data, o);
+        double yo = yv ? ot_ref_ld(yv->dtype, yv->data, o) : 0;
+        double ties = 0;
+        if (kind == R_MAX)
+            for (int64_t r = 0; r < w.n_red; r++)
+                ties += ot_ref_ld(x->dtype, x->data, base + walk_offset(w.nr, w.rd, w.rs, r)) ==
+                        yo;
+        for (int64_t r = 0; r < w.n_red; r++) {
+            int64_t i = base + walk_offset(w.nr, w.rd, w.rs, r);
+            double v = ot_ref_ld(x->dtype, x->data, i), d = g0;
+            if (kind == R_MEAN)
+                d = g0 / (double)w.n_red;
+            else if (kind == R_MAX)
+                d = v == yo ? g0 / ties : 0;
+            else if (kind == R_L2)
+                d = yo != 0 ? g0 * v / yo : 0;
+            ot_ref_st(dx->dtype, dx->data, i, d);
+        }
+    }
+    return OT_OK;
+}
