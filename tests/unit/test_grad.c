@@ -1241,6 +1241,15 @@ GRAD_CASE(grad_attention, 129, {
     y = gc_node(c, "MatMul", 13, in, 2, NULL, 0);
 })
 
+/* 20 inputs (the executor's plain kernels take any number); the gradient
+   is itself a Sum of 20 contributions */
+GRAD_CASE(grad_sum_many_inputs, 130, {
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3), in[20];
+    for (int i = 0; i < 20; i++)
+        in[i] = x;
+    y = gc_node(c, "Sum", 13, in, 20, NULL, 0);
+})
+
 /* the helper: labels input added, loss a scalar */
 TEST(grad_add_loss_helper)
 {

@@ -365,13 +365,17 @@ static ot_status ref_step(ot_exec *x, int32_t node_id, ot_err *err)
     if (!fn)
         return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: no CPU kernel for this op",
                           ot_node_label(g, n, label, sizeof label));
-    if (n->n_in > CPU_MAX_ARGS || n->n_out > CPU_MAX_ARGS)
-        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: more than %d inputs or outputs",
-                          ot_node_label(g, n, label, sizeof label), CPU_MAX_ARGS);
-    ot_loc lin[CPU_MAX_ARGS], lout[CPU_MAX_ARGS];
-    ot_tensor tin[CPU_MAX_ARGS], tout[CPU_MAX_ARGS];
-    const ot_tensor *pin[CPU_MAX_ARGS];
-    ot_tensor *pout[CPU_MAX_ARGS];
+    /* any number of inputs and outputs (Sum, Concat, Max...): the argument
+       arrays are sized for the node */
+    size_t n_args = (size_t)n->n_in + (size_t)n->n_out + 1;
+    ot_loc *lin = ot_calloc(n_args, sizeof *lin), *lout = lin + n->n_in;
+    ot_tensor *tin = ot_calloc(n_args, sizeof *tin), *tout = tin + n->n_in;
+    const ot_tensor **pin = ot_calloc(n_args, sizeof *pin);
+    ot_tensor **pout = ot_calloc(n_args, sizeof *pout);
+    if (!lin || !tin || !pin || !pout) {
+        st = ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     for (int k = 0; k < n->n_in; k++) {
         pin[k] = NULL;
         memset(&lin[k], 0, sizeof lin[k]);
@@ -400,9 +404,11 @@ static ot_status ref_step(ot_exec *x, int32_t node_id, ot_err *err)
         pout[k] = &tout[k];
     }
     const char *why = "unsupported";
-    if (!ot_ref_supports(g, n, pin, (const ot_tensor *const *)pout, &why))
-        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: not supported by the CPU backend: %s",
-                          ot_node_label(g, n, label, sizeof label), why);
+    if (!ot_ref_supports(g, n, pin, (const ot_tensor *const *)pout, &why)) {
+        st = ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: not supported by the CPU backend: %s",
+                        ot_node_label(g, n, label, sizeof label), why);
+        goto done;
+    }
     for (int k = 0; k < n->n_out; k++)
         if (n->out[k] >= 0)
             OT_TRY(cpu_val_define(x, n->out[k], NULL, &lout[k], err));
@@ -425,6 +431,10 @@ static ot_status ref_step(ot_exec *x, int32_t node_id, ot_err *err)
         s->pout[k] = pout[k] ? &s->tout[k] : NULL;
     }
 done:
+    ot_free(lin);
+    ot_free(tin);
+    ot_free(pin);
+    ot_free(pout);
     return st;
 }
 
