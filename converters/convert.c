@@ -133,6 +133,40 @@ ot_status cv_add_init(ot_graph *g, const char *base, ot_dtype dtype, int ndim,
     return OT_OK;
 }
 
+ot_status cv_make_init(ot_graph *g, int32_t vid, ot_err *err)
+{
+    ot_value *v = &g->values[vid];
+    void *copy = NULL;
+    if (v->data.bytes) {
+        copy = ot_malloc(v->data.bytes);
+        if (!copy)
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        memcpy(copy, v->data.data, v->data.bytes);
+    }
+    int32_t *inits = ot_arena_alloc(&g->arena, sizeof *inits * (size_t)(g->n_inits + 1));
+    if (!inits) {
+        ot_free(copy);
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    }
+    v->data.data = copy;
+    v->flags |= OT_VAL_INIT | OT_VAL_CONST | OT_VAL_DIRTY;
+    if (v->dtype == OT_DTYPE_FLOAT || v->dtype == OT_DTYPE_FLOAT16 ||
+        v->dtype == OT_DTYPE_DOUBLE || v->dtype == OT_DTYPE_BFLOAT16)
+        v->flags |= OT_VAL_PARAM;
+    v->storage = OT_STORE_RAW;
+    v->tensor_shell = (ot_blob){ 0 };
+    if (g->n_inits)
+        memcpy(inits, g->inits, sizeof *inits * (size_t)g->n_inits);
+    inits[g->n_inits++] = vid;
+    g->inits = inits;
+    if (g->ir_version < 4 && !(v->flags & OT_VAL_INPUT)) {
+        if (!append_io(g, &g->inputs, &g->n_inputs, vid))
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        g->values[vid].flags |= OT_VAL_INPUT;
+    }
+    return OT_OK;
+}
+
 ot_status cv_add_i64(ot_graph *g, const char *base, const int64_t *v, int n, int32_t *id,
                      ot_err *err)
 {

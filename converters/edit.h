@@ -23,6 +23,10 @@ ot_status cv_node_err(ot_err *err, ot_status code, const ot_graph *g, const ot_n
    Errors: OT_ERR_NOMEM. */
 ot_status cv_add_init(ot_graph *g, const char *base, ot_dtype dtype, int ndim,
                       const int64_t *dims, void *data, size_t bytes, int32_t *id, ot_err *err);
+/* Turns value `v`, a node output whose constant data shape inference
+   computed, into an initializer of the same name holding a heap copy of
+   that data (the caller removes the node). Errors: OT_ERR_NOMEM. */
+ot_status cv_make_init(ot_graph *g, int32_t v, ot_err *err);
 /* A 1-D int64 initializer holding v[0..n). */
 ot_status cv_add_i64(ot_graph *g, const char *base, const int64_t *v, int n, int32_t *id,
                      ot_err *err);

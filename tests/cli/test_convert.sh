@@ -6,7 +6,16 @@
 #     max error against the float64 reference is no worse than the unfolded
 #     float32 model's (numpy, every op rounded on its own) nor than onnxtrain
 #     running the unfolded file; the output name stays;
+#   - --simplify on tests/fixtures/make_simplify.py's models (static and
+#     dynamic batch): what is left (no Identity, Dropout, Constant, no-op
+#     Reshape/Transpose/Cast, dead nodes or unused initializers; the shape
+#     chain folded at a static batch), names of inputs and outputs kept,
+#     outputs equal before and after (onnxtrain and onnxruntime, <= 1e-5),
+#     and simplify of the simplified file byte-identical;
 #   - the conversion options are accepted by finetune and export too.
+#
+# onnxruntime (npm onnxruntime-node, tests/ort) is used when it is installed
+# or installs; without it those comparisons are reported as skipped.
 #
 #   BUILD=build bash tests/cli/test_convert.sh
 cd "$(dirname "$0")/../.." || exit 1
@@ -18,6 +27,62 @@ if ! "$PY" tests/fixtures/make_bn_fold.py "$FX" >"$T_TMP/make.log" 2>&1; then
     fail setup "fixtures: $(tail -n 1 "$T_TMP/make.log")"
     finish
 fi
+
+HAVE_ORT=0
+if command -v node >/dev/null 2>&1 && ensure_ort; then
+    HAVE_ORT=1
+    export NODE_PATH=$(realpath "$BUILD/ort")/node_modules
+else
+    echo "skip onnxruntime comparisons: ${ENSURE_ORT_ERR:-node is not installed}"
+fi
+
+# same_outputs NAME BEFORE AFTER INPUT.pb [TOL]: the two models' outputs in
+# onnxtrain, and in onnxruntime when there, differ by at most TOL (1e-5).
+same_outputs() {
+    local name=$1 a=$2 b=$3 input=$4 tol=${5:-1e-5}
+    local args=("$T_TMP/sa_$name" "$T_TMP/sb_$name" "$tol")
+    ot run "$a" --input "$input" --output-dir "$T_TMP/sa_$name"
+    if [ "$T_RC" -ne 0 ] && matches "$T_ERR" "not in onnxtrain's op table"; then
+        # an op onnxtrain does not run (yet): onnxruntime alone compares
+        echo "skip $name/onnxtrain: $(first_line "$T_ERR")"
+        args=(- - "$tol")
+    elif [ "$T_RC" -ne 0 ]; then
+        fail "$name/onnxtrain" "before: $(describe_run)"
+        return
+    else
+        ot run "$b" --input "$input" --output-dir "$T_TMP/sb_$name"
+        [ "$T_RC" -eq 0 ] || { fail "$name/onnxtrain" "after: $(describe_run)"; return; }
+    fi
+    if [ "$HAVE_ORT" = 1 ]; then
+        if ! node tests/ort/run_ort.js "$a" "$input" "$T_TMP/oa_$name.json" >"$T_TMP/node.log" 2>&1 ||
+            ! node tests/ort/run_ort.js "$b" "$input" "$T_TMP/ob_$name.json" >>"$T_TMP/node.log" 2>&1; then
+            fail "$name/onnxruntime" "$(tail -n 1 "$T_TMP/node.log")"
+        else
+            args+=("$T_TMP/oa_$name.json" "$T_TMP/ob_$name.json")
+        fi
+    fi
+    py_checks "$name" '
+import json, sys, glob, numpy as np, onnx
+from onnx import numpy_helper as nh
+da, db, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
+def pbs(d):
+    return [nh.to_array(onnx.load_tensor(f)).astype(np.float64)
+            for f in sorted(glob.glob(d + "/output_*.pb"))]
+def report(what, xa, xb):
+    if len(xa) != len(xb) or not xa:
+        print("FAIL %s: %d outputs before, %d after" % (what, len(xa), len(xb))); return
+    for i, (p, q) in enumerate(zip(xa, xb)):
+        if p.shape != q.shape:
+            print("FAIL %s: output %d shape %s before, %s after" % (what, i, p.shape, q.shape)); return
+    d = max(float(np.abs(p - q).max()) if p.size else 0.0 for p, q in zip(xa, xb))
+    print(("ok %s max abs diff %.3g" if d <= tol else "FAIL %s: max abs diff %.3g > tol") % (what, d))
+if da != "-":
+    report("onnxtrain", pbs(da), pbs(db))
+if len(sys.argv) > 5:
+    js = lambda f: [np.array(o["data"], np.float64).reshape(o["dims"]) for o in json.load(open(f))["outputs"]]
+    report("onnxruntime", js(sys.argv[4]), js(sys.argv[5]))
+' "${args[@]}"
+}
 
 # ------------------------------------------------------------- --fold-bn
 ot convert "$FX/bn_fold.onnx" "$FX/folded.onnx" --fold-bn
@@ -55,6 +120,42 @@ e_ot = np.abs(run("out_bn_fold") - ref).max()
 print(("ok" if e_fold <= e_u32 else "FAIL") + " error-vs-float64: folded %.3g, unfolded float32 %.3g" % (e_fold, e_u32))
 print(("ok" if e_fold <= e_ot else "FAIL") + " error-vs-onnxtrain: folded %.3g, unfolded in onnxtrain %.3g" % (e_fold, e_ot))
 ' "$FX" "$T_TMP"
+fi
+
+# ------------------------------------------------------------- --simplify
+if ! "$PY" tests/fixtures/make_simplify.py "$FX" >"$T_TMP/make.log" 2>&1; then
+    fail simplify/setup "fixtures: $(tail -n 1 "$T_TMP/make.log")"
+else
+    for m in static dynamic; do
+        ot convert "$FX/simplify_$m.onnx" "$T_TMP/simp_$m.onnx" --simplify
+        [ "$T_RC" -eq 0 ] || { fail "simplify-$m/convert" "$(describe_run)"; continue; }
+        ot convert "$T_TMP/simp_$m.onnx" "$T_TMP/simp2_$m.onnx" --simplify
+        if [ "$T_RC" -eq 0 ] && cmp -s "$T_TMP/simp_$m.onnx" "$T_TMP/simp2_$m.onnx"; then
+            ok "simplify-$m/idempotent"
+        else
+            fail "simplify-$m/idempotent" "simplify of the simplified file differs ($(describe_run))"
+        fi
+        same_outputs "simplify-$m" "$FX/simplify_$m.onnx" "$T_TMP/simp_$m.onnx" "$FX/x.pb"
+        py_checks "simplify-$m" '
+import sys, onnx
+m = onnx.load(sys.argv[1]); kind = sys.argv[2]
+onnx.checker.check_model(m)
+ops = [n.op_type for n in m.graph.node]
+names = [n.name for n in m.graph.node]
+gone = [o for o in ["Identity", "Dropout", "Constant", "Transpose", "Cast", "Sigmoid"] if o in ops]
+print("FAIL removed: still there: %s" % gone if gone else "ok removed")
+print("ok one-reshape" if ops.count("Reshape") == 1 else "FAIL one-reshape: %s" % ops)
+if kind == "static":
+    print("ok shape-chain-folded" if not {"Shape", "Gather", "Concat", "Unsqueeze"} & set(ops)
+          else "FAIL shape-chain-folded: %s" % ops)
+else:
+    print("ok shape-chain-kept" if "Shape" in ops else "FAIL shape-chain-kept: %s" % ops)
+inits = {i.name for i in m.graph.initializer}
+print("FAIL unused-initializers: %s" % (inits & {"unused", "ratio", "shape3"}) if inits & {"unused", "ratio", "shape3"} else "ok unused-initializers")
+print("ok io-names" if [i.name for i in m.graph.input] == ["x"] and [o.name for o in m.graph.output] == ["y"]
+      else "FAIL io-names: %s %s" % (m.graph.input, m.graph.output))
+' "$T_TMP/simp_$m.onnx" "$m"
+    done
 fi
 
 # ------------------------------------------------- the same options elsewhere
