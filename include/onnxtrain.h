@@ -236,6 +236,10 @@ typedef struct ot_finetune_opts {
        when `model` was given) */
     const char *output;
     ot_export_opts export_opts;
+    int64_t export_batch;       /* the written model's batch dim: 0 dynamic ('N')
+                                   when the model declares a fixed one (a
+                                   PyTorch export traced at batch 2), else as
+                                   it is; > 0 this size; -1 dynamic always   */
     int dry_run;                /* report the plan (OT_FT_PLAN) and stop       */
     /* Non-zero (a signal number) asks the loop to stop after the current
        step: the checkpoint is written, nothing is exported, and the call

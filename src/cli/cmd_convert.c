@@ -7,7 +7,7 @@
  * files (the same path or a link to IN is refused); the exporter writes a
  * temporary file and renames it, so a failure leaves OUT as it was.
  *
- * --batch rewrites dim 0 of declared shapes only; it does not re-run shape
+ * --batch (src/passes/batch.c) rewrites dim 0 of declared shapes only; it does not re-run shape
  * inference and does not edit constants. What changes:
  *   - every graph input that is not an initializer (rank 0 or unknown rank is
  *     refused: there is no batch dim to set);
@@ -26,6 +26,7 @@
 #include "cli/cli.h"
 #include "converters/converters.h"
 #include "graph/graph.h"
+#include "passes/batch.h"
 
 typedef struct convert_args {
     int64_t batch;
@@ -77,47 +78,6 @@ static const ot_cli_cmd convert_cmd = {
     .n_pos_max = 2,
 };
 
-/* The batch dim of one graph input before the rewrite. */
-typedef struct batch_dim {
-    int64_t dim;      /* >= 0, or OT_DIM_DYNAMIC          */
-    const char *name; /* symbol of a dynamic dim, or NULL */
-} batch_dim;
-
-typedef struct batch_edit {
-    int64_t dim;      /* the new dim 0                    */
-    const char *name; /* "N" when dynamic, else NULL      */
-    batch_dim *old;   /* the inputs' old dim 0, deduplicated */
-    int n_old;
-} batch_edit;
-
-static bool same_name(const char *a, const char *b)
-{
-    if (!a || !b)
-        return !a && !b;
-    return strcmp(a, b) == 0;
-}
-
-static bool is_old_batch(const batch_edit *e, const ot_value *v)
-{
-    if (v->ndim < 1 || v->ndim > OT_MAX_DIMS)
-        return false;
-    for (int i = 0; i < e->n_old; i++) {
-        if (e->old[i].dim >= 0 ? v->dims[0] == e->old[i].dim
-                               : v->dims[0] < 0 && same_name(v->dim_names[0], e->old[i].name))
-            return true;
-    }
-    return false;
-}
-
-static void set_batch(const batch_edit *e, ot_value *v)
-{
-    if (v->dims[0] == e->dim && same_name(v->dim_names[0], e->name))
-        return; /* already so: keep the declaration as imported */
-    v->dims[0] = e->dim;
-    v->dim_names[0] = e->name;
-    v->flags |= OT_VAL_SHAPE_DIRTY;
-}
-
 /* Parses --batch: a positive integer, or "dynamic". */
 bool ot_cli_parse_batch(const char *s, int64_t *dim)
 {
@@ -137,175 +97,32 @@ bool ot_cli_parse_batch(const char *s, int64_t *dim)
     return true;
 }
 
-static const char *vname(const ot_value *v) { return v->name ? v->name : ""; }
-
-/* Warns about Reshape nodes whose constant target shape starts with an old
-   static batch size: they pin the batch no matter what the inputs declare. */
-static void warn_fixed_reshapes(const ot_graph *g, const batch_edit *e)
-{
-    for (int32_t i = 0; i < g->n_nodes; i++) {
-        const ot_node *n = &g->nodes[i];
-        if (!n->op_type || strcmp(n->op_type, "Reshape") != 0 || n->n_in < 2)
-            continue;
-        const ot_tensor *t = ot_graph_const(g, n->in[1]);
-        if (!t || t->dtype != OT_DTYPE_INT64 || t->ndim != 1 || !t->data || t->bytes < 8)
-            continue;
-        int64_t first;
-        memcpy(&first, t->data, sizeof first);
-        for (int k = 0; k < e->n_old; k++) {
-            if (e->old[k].dim > 0 && first == e->old[k].dim && first != e->dim) {
-                char label[256];
-                ot_log(OT_LOG_WARN,
-                       "%s has a constant target shape with batch %" PRId64
-                       "; the model may not run with another batch size",
-                       ot_node_label(g, n, label, sizeof label), first);
-                break;
-            }
-        }
-    }
-}
-
 /* Applies --batch to the graph. Returns an exit status. */
 int ot_cli_apply_batch(ot_graph *g, const char *path, int64_t dim, uint64_t max_bytes)
 {
-    int rc = OT_EXIT_OK;
-    batch_edit e = { .dim = dim };
-    e.old = malloc(sizeof *e.old * (size_t)(g->n_inputs > 0 ? g->n_inputs : 1));
-    if (!e.old)
-        return ot_cli_error("out of memory");
-    if (dim == OT_DIM_DYNAMIC) {
-        e.name = ot_arena_strdup(&g->arena, "N");
-        if (!e.name) {
-            rc = ot_cli_error("out of memory");
-            goto done;
-        }
-    }
-
-    /* The old batch dims, and the inputs that cannot take a new one. */
-    for (int32_t i = 0; i < g->n_inputs; i++) {
-        const ot_value *v = &g->values[g->inputs[i].value];
-        if (v->flags & OT_VAL_INIT)
-            continue;
-        if (v->ndim < 0 || v->ndim > OT_MAX_DIMS) {
-            rc = ot_cli_error("%s: --batch: input '%s' has an unknown rank, so no batch dim "
-                              "to set", path, vname(v));
-            goto done;
-        }
-        if (v->ndim == 0) {
-            rc = ot_cli_error("%s: --batch: input '%s' is a scalar (rank 0) and has no batch "
-                              "dim", path, vname(v));
-            goto done;
-        }
-        batch_dim b = { v->dims[0], v->dims[0] < 0 ? v->dim_names[0] : NULL };
-        bool seen = false;
-        for (int k = 0; k < e.n_old; k++)
-            seen = seen || (e.old[k].dim == b.dim && same_name(e.old[k].name, b.name));
-        if (!seen)
-            e.old[e.n_old++] = b;
-    }
-    if (e.n_old == 0) {
-        rc = ot_cli_error("%s: --batch: the model has no graph inputs besides initializers",
-                          path);
-        goto done;
-    }
-
-    /* Decide for every value before changing any, so that a value listed in
-       several places (input and value_info) is judged by its old shape. */
-    bool *change = calloc((size_t)(g->n_values > 0 ? g->n_values : 1), sizeof *change);
-    if (!change) {
-        rc = ot_cli_error("out of memory");
-        goto done;
-    }
-    for (int32_t i = 0; i < g->n_inputs; i++)
-        if (!(g->values[g->inputs[i].value].flags & OT_VAL_INIT))
-            change[g->inputs[i].value] = true;
-    for (int32_t i = 0; i < g->n_outputs; i++) {
-        const ot_value *v = &g->values[g->outputs[i].value];
-        if ((v->flags & OT_VAL_INIT) || v->ndim < 1 || v->ndim > OT_MAX_DIMS)
-            continue;
-        if (is_old_batch(&e, v) || (v->dims[0] < 0 && !v->dim_names[0]))
-            change[g->outputs[i].value] = true;
-        else if (v->dims[0] >= 0)
-            ot_log(OT_LOG_WARN, "--batch: output '%s' has dim 0 = %" PRId64
-                   ", not the inputs' batch dim; left unchanged", vname(v), v->dims[0]);
-        else
-            ot_log(OT_LOG_WARN, "--batch: output '%s' has dim 0 = %s, not the inputs' batch "
-                   "dim; left unchanged", vname(v), v->dim_names[0]);
-    }
-    for (int32_t i = 0; i < g->n_value_info; i++) {
-        const ot_value *v = &g->values[g->value_info[i].value];
-        if (!(v->flags & OT_VAL_INIT) && is_old_batch(&e, v))
-            change[g->value_info[i].value] = true;
-    }
-    /* The new shapes must stay within the tensor size limit, or the file
-       written would be refused on import. */
-    if (dim > 0) {
-        uint64_t limit = max_bytes ? max_bytes : OT_DEFAULT_MAX_TENSOR_BYTES;
-        int64_t max_batch = INT64_MAX;
-        const ot_value *worst = NULL;
-        for (int32_t i = 0; i < g->n_values; i++) {
-            const ot_value *v = &g->values[i];
-            if (!change[i])
-                continue;
-            /* bytes per batch entry; dims of unknown size count as 1, as on import */
-            uint64_t per = ot_dtype_size(v->dtype) ? ot_dtype_size(v->dtype) : 1;
-            for (int d = 1; d < v->ndim && per; d++)
-                if (v->dims[d] >= 0)
-                    per = (uint64_t)v->dims[d] > limit ? limit + 1 : per * (uint64_t)v->dims[d];
-            if (per > limit)
-                per = limit + 1; /* checked on import, but keep the product bounded */
-            int64_t most = per ? (int64_t)(limit / per) : INT64_MAX;
-            if (most < max_batch)
-                max_batch = most, worst = v;
-        }
-        if (dim > max_batch) {
-            free(change);
-            if (max_batch < 1)
-                rc = ot_cli_error("%s: --batch: '%s' exceeds the tensor size limit of %" PRIu64
-                                  " bytes (--max-tensor-size) at any batch size",
-                                  path, vname(worst), limit);
-            else
-                rc = ot_cli_error("%s: --batch %" PRId64 " is too large: '%s' would exceed the "
-                                  "tensor size limit of %" PRIu64 " bytes (--max-tensor-size); "
-                                  "this model accepts --batch 1 to %" PRId64 " or 'dynamic'",
-                                  path, dim, vname(worst), limit, max_batch);
-            goto done;
-        }
-    }
-    int n_changed = 0;
-    for (int32_t i = 0; i < g->n_values; i++) {
-        if (change[i]) {
-            set_batch(&e, &g->values[i]);
-            n_changed++;
-        }
-    }
-    free(change);
-    ot_log(OT_LOG_INFO, "--batch: set dim 0 of %d declared values", n_changed);
-    warn_fixed_reshapes(g, &e);
-
-done:
-    free(e.old);
-    return rc;
+    ot_err err;
+    ot_err_init(&err);
+    int n = 0;
+    if (ot_pass_set_batch(g, dim, max_bytes, &n, &err) != OT_OK)
+        return ot_cli_error("%s: --batch: %s%s", path, err.msg,
+                            strstr(err.msg, "tensor size limit") ? " (--max-tensor-size)" : "");
+    ot_log(OT_LOG_INFO, "--batch: set dim 0 of %d declared values", n);
+    return OT_EXIT_OK;
 }
 
 int ot_cli_export_batch(ot_graph *g, const char *path, const int64_t *dim)
 {
     if (dim)
         return ot_cli_apply_batch(g, path, *dim, 0);
-    bool fixed = false;
-    for (int32_t i = 0; i < g->n_inputs; i++) {
-        const ot_value *v = &g->values[g->inputs[i].value];
-        if (v->flags & OT_VAL_INIT)
-            continue;
-        if (v->ndim < 1 || v->ndim > OT_MAX_DIMS)
-            return OT_EXIT_OK;
-        fixed = fixed || v->dims[0] >= 0;
-    }
-    if (!fixed)
-        return OT_EXIT_OK;
-    ot_log(OT_LOG_INFO, "%s: the model declares a fixed batch; the output's is dynamic (N) "
-           "(--batch N keeps a fixed one)", path);
-    return ot_cli_apply_batch(g, path, OT_DIM_DYNAMIC, 0);
+    ot_err err;
+    ot_err_init(&err);
+    bool made_dynamic = false;
+    if (ot_pass_export_batch(g, 0, &made_dynamic, &err) != OT_OK)
+        return ot_cli_error("%s: %s", path, err.msg);
+    if (made_dynamic)
+        ot_log(OT_LOG_INFO, "%s: the model declares a fixed batch; the output's is dynamic (N) "
+               "(--batch N keeps a fixed one)", path);
+    return OT_EXIT_OK;
 }
 
 int ot_cli_convert(ot_graph *g, const char *path, const ot_convert_opts *o)

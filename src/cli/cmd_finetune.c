@@ -462,8 +462,7 @@ typedef struct progress_ctx {
     FILE *f;
     bool tty;
     struct sigaction old_actions[2]; /* SIGINT, SIGTERM while the loop runs */
-    int export_rc;         /* the exit status of a failed --batch edit      */
-    const int64_t *export_batch; /* --batch N or dynamic; NULL: not given   */
+    int export_rc;         /* the exit status of a failed conversion        */
     const ot_convert_opts *convert; /* conversions of the exported model     */
     const char *resume;
     int epochs, patience;
@@ -598,17 +597,15 @@ static void on_progress(const ot_ft_progress *r, void *user)
     }
 }
 
-/* The export's batch dim (--batch, else dynamic). A failure was reported;
-   its exit status waits in export_rc. */
+/* The export's conversions (--opset, --fold-bn ...). A failure was
+   reported; its exit status waits in export_rc. */
 static ot_status prepare_export(ot_graph *g, const char *model, void *user, ot_err *err)
 {
     progress_ctx *p = user;
     p->export_rc = ot_cli_convert(g, model, p->convert);
     if (p->export_rc == OT_EXIT_OK)
-        p->export_rc = ot_cli_export_batch(g, model, p->export_batch);
-    if (p->export_rc == OT_EXIT_OK)
         return OT_OK;
-    return ot_err_set(err, OT_ERR_ARG, "the export's conversion or --batch");
+    return ot_err_set(err, OT_ERR_ARG, "the export's conversion");
 }
 
 /* eval --json: the metrics with 6 decimals as the text shows them (NaN and
@@ -886,7 +883,7 @@ int ot_cmd_finetune(int argc, char **argv)
         rc = ot_cli_usage_error(cmd, "--val-split and --val-data are exclusive");
         goto out;
     }
-    pc.export_batch = a.count[FT_BATCH] ? &fa.batch : NULL;
+    o.export_batch = a.count[FT_BATCH] ? fa.batch : 0;
     pc.convert = &fa.conv;
     if ((o.keep_best || o.patience) && !val) {
         rc = ot_cli_usage_error(cmd, "--keep best and --patience need --val-split or --val-data");

@@ -11,6 +11,7 @@
 #include "exec/exec.h"
 #include "finetune.h"
 #include "onnx/onnx.h"
+#include "passes/batch.h"
 #include "passes/freeze.h"
 #include "passes/head.h"
 #include "train/checkpoint.h"
@@ -112,6 +113,22 @@ static ot_status fit_input_size(ot_graph *g, int size, ot_err *err)
         }
         return ot_graph_infer_shapes(g, err);
     }
+    return OT_OK;
+}
+
+/* The written model's batch dim (o->export_batch; 0: a fixed one becomes
+   dynamic). */
+static ot_status export_batch(const ot_finetune_opts *o, ot_graph *g, ot_err *err)
+{
+    bool made_dynamic = false;
+    ot_status st = ot_pass_export_batch(g, o->export_batch, &made_dynamic, err);
+    if (st != OT_OK) {
+        ot_err_prefix(err, "--batch: ");
+        return st;
+    }
+    if (made_dynamic)
+        say(o, OT_FT_INFO, "the model declares a fixed batch; the exported model's is dynamic "
+            "(N)");
     return OT_OK;
 }
 
@@ -217,6 +234,9 @@ static ot_status train_opts_of(const ot_finetune_opts *o, ot_train_opts *t, ot_e
     ot_train_opts_default(t);
     if (o->epochs < 1 || o->batch_size < 1)
         return ot_err_set(err, OT_ERR_ARG, "epochs and batch size must be at least 1");
+    if (o->export_batch < -1)
+        return ot_err_set(err, OT_ERR_ARG, "export_batch must be -1 (dynamic), 0 (dynamic "
+                          "when fixed) or a batch size, not %lld", (long long)o->export_batch);
     if ((unsigned)o->mode > OT_FT_FULL || (unsigned)o->optimizer > OT_FT_ADAMW ||
         (unsigned)o->schedule > OT_FT_LR_COSINE || (unsigned)o->normalize > OT_FT_NORM_NONE)
         return ot_err_set(err, OT_ERR_ARG, "an option holds an unknown mode, optimizer, "
@@ -681,6 +701,7 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
     OT_TRY(score_test(o, &dopts, g, &t, &d, res, err));
     if (h && h->prepare_export)
         OT_TRY(h->prepare_export(g, model, h->user, err));
+    OT_TRY(export_batch(o, g, err));
     OT_TRY(fit_input_size(g, size, err));
     OT_TRY(ot_train_meta_write(g, &t.transform, names, nc, err));
     if (o->output)

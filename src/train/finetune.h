@@ -26,8 +26,9 @@ typedef struct ot_finetune_hooks {
     bool profile;
     void (*profile_report)(const struct ot_exec *const *xs, const char *const *names, int n,
                            double data_wait_s, void *user);
-    /* the trained graph before its metadata is written and it is exported
-       (the export's batch dim); `model` names the input file */
+    /* the trained graph before its batch dim is set, its metadata written
+       and it is exported (the command's conversions for deployment);
+       `model` names the input file */
     ot_status (*prepare_export)(ot_graph *g, const char *model, void *user, ot_err *err);
     void *user;
 } ot_finetune_hooks;

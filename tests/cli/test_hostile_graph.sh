@@ -136,7 +136,7 @@ m.ir_version = 8
 onnx.save(m, sys.argv[1])
 PYEOF
 mkdir -p "$T_TMP/batch"
-expect_error "convert --batch 99999999999" "--batch 99999999999&1 to 28532" \
+expect_error "convert --batch 99999999999" "--batch: a batch of 99999999999 is too large&1 to 28532" \
     convert "$T_TMP/relu224.onnx" "$T_TMP/batch/big.onnx" --batch 99999999999
 expect_error "convert --batch 28533" "1 to 28532" \
     convert "$T_TMP/relu224.onnx" "$T_TMP/batch/big.onnx" --batch 28533
