@@ -761,6 +761,44 @@ static char **copy_names(const ot_dataset *ds)
     return names;
 }
 
+ot_status ot_evaluate_data(const ot_evaluate_opts *o, const ot_graph *g, ot_data_split split,
+                           ot_dataset **out, ot_data_transform *t, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_dataset *ds = NULL;
+    *out = NULL;
+    const char *model = o->model_path ? o->model_path : "model";
+    ot_data_opts dopts = { .max_bytes = o->max_data_bytes ? o->max_data_bytes
+                                                          : OT_DATA_DEFAULT_MAX_BYTES,
+                           .max_entries = o->max_files ? o->max_files
+                                                       : OT_DATA_DEFAULT_MAX_ENTRIES };
+    OT_TRY(ot_data_open_with(o->data, split, &dopts, &ds, err));
+    if (o->n_data_classes > 0) {
+        ot_dataset *sel = NULL;
+        OT_TRY(ot_data_select(ds, o->data_classes, o->n_data_classes, 0, 0, &sel, err));
+        ot_data_free(ds);
+        ds = sel;
+    }
+    ot_finetune_opts fo = ot_finetune_opts_default();
+    fo.progress = o->progress;
+    fo.user = o->user;
+    OT_TRY(check_model_names(model, g, ds, &fo, err));
+    ot_finetune_model_transform(g, t);
+    if (o->image_size > 0)
+        t->size = o->image_size;
+    if (o->has_normalize)
+        ot_data_transform_init(t, t->size, norm_of(o->normalize));
+    if (o->has_mean)
+        memcpy(t->mean, o->mean, sizeof t->mean);
+    if (o->has_std)
+        memcpy(t->std, o->std, sizeof t->std);
+    *out = ds;
+    ds = NULL;
+done:
+    ot_data_free(ds);
+    return st;
+}
+
 ot_status ot_evaluate(const ot_evaluate_opts *o, ot_evaluation *res, ot_err *err)
 {
     ot_status st = OT_OK;
@@ -794,27 +832,8 @@ ot_status ot_evaluate(const ot_evaluate_opts *o, ot_evaluation *res, ot_err *err
     ot_data_split split =
         ot_data_has_split_with(o->data, OT_DATA_TEST, &dopts) ? OT_DATA_TEST : OT_DATA_TRAIN;
     res->test_split = split == OT_DATA_TEST;
-    OT_TRY(ot_data_open_with(o->data, split, &dopts, &ds, err));
-    if (o->n_data_classes > 0) {
-        ot_dataset *sel = NULL;
-        OT_TRY(ot_data_select(ds, o->data_classes, o->n_data_classes, 0, 0, &sel, err));
-        ot_data_free(ds);
-        ds = sel;
-    }
-    ot_finetune_opts fo = ot_finetune_opts_default();
-    fo.progress = o->progress;
-    fo.user = o->user;
-    OT_TRY(check_model_names(model, g, ds, &fo, err));
     ot_data_transform t;
-    ot_finetune_model_transform(g, &t);
-    if (o->image_size > 0)
-        t.size = o->image_size;
-    if (o->has_normalize)
-        ot_data_transform_init(&t, t.size, norm_of(o->normalize));
-    if (o->has_mean)
-        memcpy(t.mean, o->mean, sizeof t.mean);
-    if (o->has_std)
-        memcpy(t.std, o->std, sizeof t.std);
+    OT_TRY(ot_evaluate_data(o, g, split, &ds, &t, err));
     /* skip_bad: the readable images, found before any is scored */
     int64_t n_good = 0;
     if (o->skip_bad) {

@@ -37,6 +37,14 @@ typedef struct ot_finetune_hooks {
 ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *hooks,
                           ot_finetune_result *res, ot_err *err);
 
+/* The data ot_evaluate scores `g` on, split `split` of o->data with o's
+   class selection, and the preprocessing it applies (the model's, overridden
+   by o); *ds is the caller's to free. Warns through o->progress when the
+   model's class names are not the data's. Errors: those of ot_data_open_with
+   and ot_data_select; OT_ERR_MODEL (malformed class names in the model). */
+ot_status ot_evaluate_data(const ot_evaluate_opts *o, const ot_graph *g, ot_data_split split,
+                           ot_dataset **ds, ot_data_transform *t, ot_err *err);
+
 /* The preprocessing a model records (ot_train_meta_read), else its input
    size (224 when dynamic) with ImageNet normalisation. */
 void ot_finetune_model_transform(const ot_graph *g, ot_data_transform *t);
