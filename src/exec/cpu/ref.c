@@ -100,6 +100,10 @@ static const ref_row ref_table[OT_OP_COUNT_] = {
     [OT_OP_ADAMW_STEP] = ROW(adam_step),
     [OT_OP_GRAD_SUM_SQUARES] = ROW(grad_sum_squares),
     [OT_OP_CLIP_GRAD_COEF] = ROW(clip_grad_coef),
+    [OT_OP_QUANTIZE_LINEAR] = ROW(quantize_linear),
+    [OT_OP_DEQUANTIZE_LINEAR] = ROW(dequantize_linear),
+    [OT_OP_FAKE_QUANT] = ROW(fake_quant),
+    [OT_OP_FAKE_QUANT_GRAD] = ROW(fake_quant_grad),
 };
 
 /* The row for a node's op, by the op's id, or NULL (opaque node, or an op

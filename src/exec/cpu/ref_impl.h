@@ -89,6 +89,11 @@ OT_REF_DECL(broadcast_to);
 OT_REF_DECL(slice_axis);
 OT_REF_DECL(softmax_xent);
 OT_REF_DECL(softmax_xent_grad);
+/* ref_quant.c: QuantizeLinear, DequantizeLinear, FakeQuant and its gradient */
+OT_REF_DECL(quantize_linear);
+OT_REF_DECL(dequantize_linear);
+OT_REF_DECL(fake_quant);
+OT_REF_DECL(fake_quant_grad);
 
 /* The window geometry of one Conv or pool, spatial dims padded to 3 (1-D and
    2-D windows get leading spatial dims of size 1). */
