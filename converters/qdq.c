@@ -39,6 +39,8 @@ static const ot_tensor *float_init(const ot_graph *g, int32_t v)
     return t && t->dtype == OT_DTYPE_FLOAT && t->data ? t : NULL;
 }
 
+static int weight_axis(const ot_node *n, const ot_tensor *w);
+
 void ot_int8_activations(const ot_graph *g, bool *want)
 {
     for (int32_t i = 0; i < g->n_nodes; i++) {
@@ -52,6 +54,14 @@ void ot_int8_activations(const ot_graph *g, bool *want)
             if (is_activation(g, n->in[k]))
                 want[n->in[k]] = true;
     }
+}
+
+int ot_int8_weight_axis(const ot_graph *g, const ot_node *n)
+{
+    if (n->n_in < 2 || !(is_type(n, "Conv") || is_type(n, "Gemm") || is_type(n, "MatMul")))
+        return -1;
+    const ot_tensor *w = float_init(g, n->in[1]);
+    return w ? weight_axis(n, w) : -1;
 }
 
 /* Which axis of node n's weight holds its output channels; -1: not a

@@ -64,6 +64,11 @@ ot_status ot_fp16_convert(ot_graph *g, const ot_fp16_opts *o, ot_quant_report *r
    Q/DQ pairs on: what calibration must measure. */
 void ot_int8_activations(const ot_graph *g, bool *want);
 
+/* The axis of node n's weight (input 1) that holds its output channels when
+   ot_int8_convert quantises that weight (a float initializer of a Conv, Gemm
+   or 2-D MatMul); -1 otherwise. */
+int ot_int8_weight_axis(const ot_graph *g, const ot_node *n);
+
 /*
  * Static int8 quantisation in the QDQ format (opset >= 13): the weights of
  * Conv, Gemm and MatMul become int8 initializers (symmetric, one scale per

@@ -240,6 +240,15 @@ typedef struct ot_finetune_opts {
                                    when the model declares a fixed one (a
                                    PyTorch export traced at batch 2), else as
                                    it is; > 0 this size; -1 dynamic always   */
+    /* quantisation-aware training: after the epochs, calibrate on up to
+       calib_images training images (0: 1024) with calib_method (0 minmax,
+       1 percentile, 2 entropy), insert fake quantisation, train qat_epochs
+       more epochs (0: 1) at a tenth of the rate; the output is then the int8
+       QDQ model (docs/deploy.md) */
+    int qat;
+    int qat_epochs;
+    int64_t calib_images;
+    int calib_method;
     int dry_run;                /* report the plan (OT_FT_PLAN) and stop       */
     /* Non-zero (a signal number) asks the loop to stop after the current
        step: the checkpoint is written, nothing is exported, and the call
@@ -284,6 +293,12 @@ typedef struct ot_finetune_result {
     double test_top1, test_top5, test_loss;
     int64_t test_n;
     int usage_error;            /* the error is in the options (a bad pattern) */
+    /* qat: the test top-1 of the float model and of its int8 post-training
+       quantisation (NaN without a test split); test_top1 is then the int8
+       model's after quantisation-aware training */
+    int qat;
+    double fp32_top1, ptq_top1;
+    int64_t qat_steps;
 } ot_finetune_result;
 
 /*

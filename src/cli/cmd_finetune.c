@@ -103,7 +103,7 @@ enum {
     FT_CACHE_MEM, FT_CACHE_DIR, FT_CACHE_DTYPE, FT_MAX_STEPS, FT_WORKERS, FT_DATA_CLASSES,
     FT_PER_CLASS, FT_AUGMENT, FT_SKIP_BAD, FT_VAL_SPLIT, FT_VAL_DATA, FT_KEEP, FT_PATIENCE, FT_LOG,
     FT_BATCH, FT_PROFILE, FT_PLOT, FT_CHECKPOINT, FT_CHECKPOINT_EVERY, FT_RESUME, FT_DETERMINISTIC,
-    FT_JSON, FT_DRY_RUN, FT_MAX_TENSOR_SIZE, FT_MAX_DATA_SIZE, FT_MAX_FILES,
+    FT_JSON, FT_DRY_RUN, FT_MAX_TENSOR_SIZE, FT_MAX_DATA_SIZE, FT_MAX_FILES, FT_QAT, FT_QAT_EPOCHS,
     OT_CLI_CONVERT_IDS(FT), FT_N_OPTS
 };
 
@@ -232,6 +232,10 @@ static const ot_cli_opt finetune_opts[FT_N_OPTS + 1] = {
                                 "print the final metrics as one JSON object"),
     [FT_DRY_RUN] = OT_CLI_FLAG_OPT(finetune_args, ft.dry_run, "dry-run", 0,
                                    "print the training plan and exit"),
+    [FT_QAT] = OT_CLI_FLAG_OPT(finetune_args, ft.qat, "qat", 0,
+                               "end with quantisation-aware training; write the int8 QDQ model"),
+    [FT_QAT_EPOCHS] = OT_CLI_INT_OPT(finetune_args, ft.qat_epochs, "qat-epochs", 0, "N", 1, 1000000,
+                                     "epochs of quantisation-aware training (default 1)"),
     [FT_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(finetune_args, ft.import.max_tensor_bytes),
     [FT_MAX_DATA_SIZE] = OT_CLI_SIZE_OPT(finetune_args, ft.max_data_bytes, "max-data-size", 0,
                                          "BYTES", 1, UINT64_MAX,
@@ -984,6 +988,13 @@ int ot_cmd_finetune(int argc, char **argv)
             t = ot_json_set(t, "top5", ot_json_fixed(tr.test_top5, 6));
             t = ot_json_set(t, "loss", ot_json_fixed(tr.test_loss, 6));
             j = ot_json_set(j, "test", ot_json_set(t, "n", json_integer(tr.test_n)));
+        }
+        if (tr.qat) {
+            json_t *q = ot_json_set(json_object(), "steps", json_integer(tr.qat_steps));
+            q = ot_json_set(q, "fp32_top1", ot_json_fixed(tr.fp32_top1, 6));
+            q = ot_json_set(q, "int8_ptq_top1", ot_json_fixed(tr.ptq_top1, 6));
+            q = ot_json_set(q, "int8_qat_top1", ot_json_fixed(tr.has_test ? tr.test_top1 : (double)NAN, 6));
+            j = ot_json_set(j, "qat", q);
         }
         j = ot_json_set(j, "output", ot_json_text(out));
         if ((rc = ot_cli_print_json(j)) != OT_EXIT_OK)

@@ -16,6 +16,8 @@
 #include "passes/head.h"
 #include "train/checkpoint.h"
 #include "train/meta.h"
+#include "train/calibrate.h"
+#include "train/qat.h"
 
 ot_finetune_opts ot_finetune_opts_default(void)
 {
@@ -381,22 +383,25 @@ done:
 }
 
 /* The test split, scored with the trained model; *have: there is one. */
+/* Scores g on the test split (opened on the first call) under `label`. */
 static ot_status score_test(const ot_finetune_opts *o, const ot_data_opts *dopts, ot_graph *g,
-                            const ot_train_opts *t, run_data *d, ot_finetune_result *res,
-                            ot_err *err)
+                            const ot_train_opts *t, run_data *d, const char *label,
+                            ot_finetune_result *res, ot_err *err)
 {
     ot_status st = OT_OK;
     ot_eval_result ev = { 0 };
     int64_t *good = NULL, n_good = 0, n_bad = 0;
-    if (!ot_data_has_split_with(o->data, OT_DATA_TEST, dopts))
+    if (!d->test && !ot_data_has_split_with(o->data, OT_DATA_TEST, dopts))
         return OT_OK;
-    OT_TRY(ot_data_open_with(o->data, OT_DATA_TEST, dopts, &d->test, err));
-    if (o->n_data_classes > 0) {
-        ot_dataset *sel = NULL;
-        OT_TRY(ot_data_select(d->test, o->data_classes, o->n_data_classes, 0, o->seed, &sel,
-                              err));
-        ot_data_free(d->test);
-        d->test = sel;
+    if (!d->test) {
+        OT_TRY(ot_data_open_with(o->data, OT_DATA_TEST, dopts, &d->test, err));
+        if (o->n_data_classes > 0) {
+            ot_dataset *sel = NULL;
+            OT_TRY(ot_data_select(d->test, o->data_classes, o->n_data_classes, 0, o->seed, &sel,
+                                  err));
+            ot_data_free(d->test);
+            d->test = sel;
+        }
     }
     ot_exec_opts xo = { .cpu.threads = t->threads };
     OT_TRY(ot_device_parse(t->device, &xo.device, err));
@@ -419,11 +424,73 @@ static ot_status score_test(const ot_finetune_opts *o, const ot_data_opts *dopts
     res->test_top5 = ev.top5;
     res->test_loss = ev.loss;
     res->test_n = ev.n;
-    say(o, OT_FT_MESSAGE, "test: top-1 %.4f  top-5 %.4f  loss %.4f  (%lld images)", ev.top1,
-        ev.top5, ev.loss, (long long)ev.n);
+    say(o, OT_FT_MESSAGE, "%s: top-1 %.4f  top-5 %.4f  loss %.4f  (%lld images)", label,
+        ev.top1, ev.top5, ev.loss, (long long)ev.n);
 done:
     ot_free(good);
     ot_eval_result_fini(&ev);
+    return st;
+}
+
+/* finetune --qat: the float model's test score; calibration on the
+   training images; fake quantisation in the graph (the test score then is
+   that of int8 post-training quantisation, as the QDQ export computes it);
+   qat_epochs more epochs at a tenth of the rate; the fake quantisation out,
+   the int8 QDQ conversion with the same scales in, and its test score. */
+static ot_status qat_phase(const ot_finetune_opts *o, const ot_data_opts *dopts, ot_graph *g,
+                           const ot_train_opts *t, run_data *d, ot_finetune_result *res,
+                           ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_calib_ranges ranges = { 0 };
+    bool *want = NULL;
+    res->qat = 1;
+    res->fp32_top1 = res->ptq_top1 = NAN;
+    OT_TRY(score_test(o, dopts, g, t, d, "test, float32", res, err));
+    if (res->has_test)
+        res->fp32_top1 = res->test_top1;
+    want = ot_calloc((size_t)g->n_values + 1, sizeof *want);
+    if (!want)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    ot_int8_activations(g, want);
+    ot_calib_opts co = { .method = (ot_calib_method)o->calib_method,
+                         .max_images = o->calib_images > 0 ? o->calib_images : 1024,
+                         .batch_size = 8 };
+    co.exec.cpu.threads = t->threads;
+    OT_TRY(ot_device_parse(t->device, &co.exec.device, err));
+    ot_calib_stats cs;
+    OT_TRY(ot_calibrate(g, want, d->train, &t->transform, &co, &ranges, &cs, err));
+    int n_fq;
+    OT_TRY(ot_qat_insert(g, &ranges, &n_fq, err));
+    say(o, OT_FT_MESSAGE, "quantisation-aware training: %d activations calibrated on %lld "
+        "images, %d fake-quantisation points", cs.n_values, (long long)cs.n_images, n_fq);
+    OT_TRY(score_test(o, dopts, g, t, d, "test, int8 before QAT", res, err));
+    if (res->has_test)
+        res->ptq_top1 = res->test_top1;
+    ot_train_opts qt = *t;
+    qt.epochs = o->qat_epochs > 0 ? o->qat_epochs : 1;
+    qt.lr = t->lr * 0.1;
+    qt.head_lr = t->head_lr * 0.1;
+    qt.checkpoint = NULL;
+    qt.resume = NULL;
+    qt.keep_best = false;
+    qt.patience = 0;
+    ot_train_result tr;
+    event(o, OT_FT_TRAIN_BEGIN);
+    st = ot_train_run(g, d->train, &qt, &tr, err);
+    event(o, OT_FT_TRAIN_END);
+    OT_TRY(st);
+    res->qat_steps = tr.steps;
+    res->steps += tr.steps;
+    OT_TRY(ot_qat_strip(g, err));
+    ot_quant_report rep;
+    OT_TRY(ot_int8_convert(g, &ranges, &rep, err));
+    say(o, OT_FT_MESSAGE, "int8 QDQ: %d weights per channel, %d activations per tensor",
+        rep.n_converted, rep.n_kept);
+    OT_TRY(score_test(o, dopts, g, t, d, "test, int8 after QAT", res, err));
+done:
+    ot_free(want);
+    ot_calib_ranges_fini(&ranges);
     return st;
 }
 
@@ -698,7 +765,10 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
     else if (tr.cache_used)
         say(o, OT_FT_MESSAGE, "prefix cache: %.1f MB of %s", (double)tr.cache_bytes / 1e6,
             tr.cache_bf16 ? "bf16 (features rounded in every epoch)" : "f32");
-    OT_TRY(score_test(o, &dopts, g, &t, &d, res, err));
+    if (o->qat)
+        OT_TRY(qat_phase(o, &dopts, g, &t, &d, res, err));
+    else
+        OT_TRY(score_test(o, &dopts, g, &t, &d, "test", res, err));
     if (h && h->prepare_export)
         OT_TRY(h->prepare_export(g, model, h->user, err));
     OT_TRY(export_batch(o, g, err));

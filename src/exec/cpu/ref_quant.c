@@ -182,23 +182,21 @@ bool ot_ref_fake_quant_grad_supports(const ot_graph *g, const ot_node *n,
     return fq_supports(n, x, ot_ref_in(n, in, 2), ot_ref_cout(n, out, 0), why);
 }
 
-/* The scale of channel c: the input's, or max |x| / qmax over the slice. */
-static void fq_scales(const ot_node *n, const ot_tensor *x, const ot_tensor *s, const q_layout *l,
-                      float *out_one, int64_t c, double qmax)
+/* The scale of channel c: the input's, or max |x| / qmax over its slices
+   (outer x inner elements). */
+static float fq_scale(const ot_node *n, const ot_tensor *x, const ot_tensor *s, const q_layout *l,
+                      int64_t c, int64_t outer, double qmax)
 {
-    if (!ot_node_attr_int(n, "dynamic", 0)) {
-        *out_one = ((const float *)s->data)[l->n_ch == 1 ? 0 : c];
-        return;
-    }
+    if (!ot_node_attr_int(n, "dynamic", 0))
+        return ((const float *)s->data)[l->n_ch == 1 ? 0 : c];
     const float *xp = x->data;
-    int64_t numel = ot_tensor_numel(x);
     float m = 0;
-    for (int64_t i = 0; i < numel; i++)
-        if (chan(l, i) == c) {
-            float a = fabsf(xp[i]);
+    for (int64_t o = 0; o < outer; o++)
+        for (int64_t k = 0; k < l->inner; k++) {
+            float a = fabsf(xp[(o * l->n_ch + c) * l->inner + k]);
             m = a > m ? a : m;
         }
-    *out_one = m > 0 ? (float)((double)m / qmax) : 1.0f;
+    return m > 0 ? (float)((double)m / qmax) : 1.0f;
 }
 
 ot_status ot_ref_fake_quant(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
@@ -216,9 +214,9 @@ ot_status ot_ref_fake_quant(const ot_graph *g, const ot_node *n, const ot_tensor
     int64_t numel = ot_tensor_numel(x);
     /* channel-major walk: for c, the elements of its slices */
     int64_t outer = numel / (l.n_ch * l.inner);
+#pragma omp parallel for if (numel > 65536 && l.n_ch > 1)
     for (int64_t c = 0; c < l.n_ch; c++) {
-        float sc;
-        fq_scales(n, x, s, &l, &sc, c, qmax);
+        float sc = fq_scale(n, x, s, &l, c, outer, qmax);
         for (int64_t o = 0; o < outer; o++)
             for (int64_t k = 0; k < l.inner; k++) {
                 int64_t i = (o * l.n_ch + c) * l.inner + k;
@@ -244,9 +242,9 @@ ot_status ot_ref_fake_quant_grad(const ot_graph *g, const ot_node *n, const ot_t
     float *dxp = out[0]->data;
     int64_t numel = ot_tensor_numel(x);
     int64_t outer = numel / (l.n_ch * l.inner);
+#pragma omp parallel for if (numel > 65536 && l.n_ch > 1)
     for (int64_t c = 0; c < l.n_ch; c++) {
-        float sc;
-        fq_scales(n, x, s, &l, &sc, c, qmax);
+        float sc = fq_scale(n, x, s, &l, c, outer, qmax);
         double lo = qmin * (double)sc, hi = qmax * (double)sc;
         for (int64_t o = 0; o < outer; o++)
             for (int64_t k = 0; k < l.inner; k++) {
