@@ -15,16 +15,19 @@ static bool want_opset(const ot_convert_opts *o) { return o->opset != 0; }
 static bool want_clean(const ot_convert_opts *o) { return o->clean_inputs; }
 static bool want_fold(const ot_convert_opts *o) { return o->fold_bn; }
 static bool want_simplify(const ot_convert_opts *o) { return o->simplify; }
+static bool want_fp16(const ot_convert_opts *o) { return o->fp16; }
+static bool want_int8(const ot_convert_opts *o) { return o->int8; }
 
 /* The fixed order: the opset first (the later converters write nodes of the
    target opset), then the clean-ups, then the number formats, whose
-   converters see the folded, simplified graph. The fp16 and int8 rows come
-   here, after simplify. */
+   converters see the folded, simplified graph. */
 const ot_converter ot_converters[] = {
     { "opset", want_opset, ot_convert_opset },
     { "clean-inputs", want_clean, ot_convert_clean_inputs },
     { "fold-bn", want_fold, ot_convert_fold_bn },
     { "simplify", want_simplify, ot_convert_simplify },
+    { "fp16", want_fp16, ot_convert_fp16 },
+    { "int8", want_int8, ot_convert_int8 },
 };
 const int ot_n_converters = (int)(sizeof ot_converters / sizeof ot_converters[0]);
 

@@ -47,9 +47,20 @@ typedef struct ot_convert_opts {
     /* float16 (converters/fp16.c) */
     bool fp16;             /* --fp16                                            */
     bool no_keep_io_types; /* --no-keep-io-types: inputs and outputs in fp16 too */
+    bool keep_io_types;    /* --keep-io-types: the default, said explicitly     */
     /* int8 QDQ (converters/qdq.c) */
     bool int8;                            /* --int8                          */
     const struct ot_calib_ranges *ranges; /* measured by calibration          */
+    /* Calibration, which the command runs between the converters above and
+       fp16/int8 (it runs the model: src/train/calibrate.h); the converters
+       read only `ranges`. */
+    const char *calib_data;  /* --calib-data DIR: images (its training split)  */
+    int64_t calib_images;    /* --calib-images N: at most N images; 0: 1024    */
+    unsigned int calib_method; /* --calib-method: 0 minmax, 1 percentile
+                                  (99.99), 2 entropy (ot_calib_method)       */
+    /* the calibration images' preprocessing (image size, normalisation)
+       and where the model runs; NULL: the model's metadata, the CPU */
+    const struct ot_evaluate_opts *calib_prep;
 } ot_convert_opts;
 
 /* A converter: edits g as opts ask. */
@@ -78,6 +89,9 @@ ot_status ot_convert(ot_graph *g, const ot_convert_opts *opts, ot_err *err);
 ot_status ot_convert_opset(ot_graph *g, const ot_convert_opts *opts, ot_err *err);
 ot_status ot_convert_clean_inputs(ot_graph *g, const ot_convert_opts *opts, ot_err *err);
 ot_status ot_convert_fold_bn(ot_graph *g, const ot_convert_opts *opts, ot_err *err);
+/* converters/fp16.c, converters/qdq.c (see converters/quant.h) */
+ot_status ot_convert_fp16(ot_graph *g, const ot_convert_opts *opts, ot_err *err);
+ot_status ot_convert_int8(ot_graph *g, const ot_convert_opts *opts, ot_err *err);
 ot_status ot_convert_simplify(ot_graph *g, const ot_convert_opts *opts, ot_err *err);
 
 #endif

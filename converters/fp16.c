@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "converters/edit.h"
 #include "converters/quant.h"
 #include "ops/ops.h"
 
@@ -129,26 +130,12 @@ static int node_prec(const ot_graph *g, const ot_node *n, const ot_fp16_opts *o,
     return PREC_16;
 }
 
-/* Sets a Cast node's `to` (its attribute rebuilt on export). */
+/* Sets a Cast node's `to`. */
 static ot_status set_cast_to(ot_graph *g, int32_t node, ot_dtype to, ot_err *err)
 {
-    ot_node *n = &g->nodes[node];
-    for (int a = 0; a < n->n_attrs; a++)
-        if (strcmp(n->attrs[a].name, "to") == 0) {
-            if (n->attrs[a].i != to) {
-                /* attribute arrays of imported nodes may be shared with clones:
-                   copy before changing */
-                ot_attr *as = ot_arena_memdup(&g->arena, n->attrs, sizeof *as * (size_t)n->n_attrs);
-                if (!as)
-                    return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
-                as[a].i = to;
-                memset(&as[a].raw, 0, sizeof as[a].raw);
-                n->attrs = as;
-                n->flags |= OT_NODE_DIRTY;
-            }
-            return OT_OK;
-        }
-    return OT_OK;
+    if (ot_node_attr_int(&g->nodes[node], "to", 0) == to)
+        return OT_OK;
+    return cv_set_attr_int(g, node, "to", to, err);
 }
 
 static ot_status add_cast(ot_graph *g, int32_t src, ot_dtype to, const char *out_name,
@@ -163,10 +150,15 @@ static ot_status add_cast(ot_graph *g, int32_t src, ot_dtype to, const char *out
         if (st != OT_OK)
             return st;
     }
-    ot_attr a = { .name = "to", .type = OT_ATTR_INT, .i = to };
+    int32_t node;
     snprintf(name, sizeof name, "%s_Cast_%s", out_name, tag);
     *out = v;
-    return ot_quant_add_node(g, "Cast", name, &src, 1, &v, 1, &a, 1, err);
+    ot_status st = cv_add_node(g, "Cast", name, &src, 1, &v, 1, &node, err);
+    if (st == OT_OK)
+        st = cv_set_attr_int(g, node, "to", to, err);
+    if (st == OT_OK)
+        g->values[v].producer = node;
+    return st;
 }
 
 static void to_half(const float *x, uint16_t *h, int64_t n)
@@ -338,5 +330,16 @@ done:
     ot_free(home);
     ot_free(cast16);
     ot_free(cast32);
+    return st;
+}
+
+ot_status ot_convert_fp16(ot_graph *g, const ot_convert_opts *opts, ot_err *err)
+{
+    ot_fp16_opts o = { .no_keep_io_types = opts->no_keep_io_types, .ranges = opts->ranges };
+    ot_quant_report r;
+    ot_status st = ot_fp16_convert(g, &o, &r, err);
+    if (st == OT_OK)
+        ot_log(OT_LOG_INFO, "fp16: %d nodes in float16, %d kept in float32 (%d for their "
+               "calibrated range), %d Casts", r.n_converted, r.n_kept, r.n_range_kept, r.n_casts);
     return st;
 }

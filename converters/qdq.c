@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "converters/edit.h"
 #include "converters/quant.h"
 
 static bool is_type(const ot_node *n, const char *t)
@@ -100,11 +101,12 @@ static ot_status add_dequant(ot_graph *g, const char *base, int32_t q, int32_t s
     ot_status st = ot_quant_add_like(g, name, like, OT_DTYPE_FLOAT, out, err);
     if (st != OT_OK)
         return st;
-    ot_attr ax = { .name = "axis", .type = OT_ATTR_INT, .i = axis };
-    int32_t in[3] = { q, s, zp };
+    int32_t in[3] = { q, s, zp }, node;
     snprintf(name, sizeof name, "%s_DequantizeLinear", base);
-    return ot_quant_add_node(g, "DequantizeLinear", name, in, 3, out, 1, &ax, axis >= 0 ? 1 : 0,
-                             err);
+    st = cv_add_node(g, "DequantizeLinear", name, in, 3, out, 1, &node, err);
+    if (st == OT_OK && axis >= 0)
+        st = cv_set_attr_int(g, node, "axis", axis, err);
+    return st;
 }
 
 /* Replaces input `slot` of node `node` (a float weight) by int8 + DQ;
@@ -274,10 +276,9 @@ ot_status ot_int8_convert(ot_graph *g, const ot_calib_ranges *ranges, ot_quant_r
         OT_TRY(add_scalar_consts(g, base, act_scale(ranges->amax[v]), &s_id, &zp_id, err));
         snprintf(name, sizeof name, "%s_quantized", base);
         OT_TRY(ot_quant_add_like(g, name, v, OT_DTYPE_INT8, &q, err));
-        int32_t in[3] = { v, s_id, zp_id };
+        int32_t in[3] = { v, s_id, zp_id }, q_node;
         snprintf(name, sizeof name, "%s_QuantizeLinear", base);
-        OT_TRY(ot_quant_add_node(g, "QuantizeLinear", name, in, 3, &q, 1, NULL, 0, err));
-        int32_t q_node = g->n_nodes - 1;
+        OT_TRY(cv_add_node(g, "QuantizeLinear", name, in, 3, &q, 1, &q_node, err));
         OT_TRY(add_dequant(g, base, q, s_id, zp_id, -1, v, &dq, err));
         int32_t dq_node = g->n_nodes - 1;
         for (int32_t i = 0; i < g->n_nodes; i++) {
@@ -301,5 +302,18 @@ done:
     ot_free(want);
     ot_free(replaced);
     ot_free(wscale);
+    return st;
+}
+
+ot_status ot_convert_int8(ot_graph *g, const ot_convert_opts *opts, ot_err *err)
+{
+    if (!opts->ranges)
+        return ot_err_set(err, OT_ERR_ARG, "int8 needs the activations' calibrated ranges "
+                          "(--calib-data)");
+    ot_quant_report r;
+    ot_status st = ot_int8_convert(g, opts->ranges, &r, err);
+    if (st == OT_OK)
+        ot_log(OT_LOG_INFO, "int8: %d weights per channel, %d activations per tensor",
+               r.n_converted, r.n_kept);
     return st;
 }

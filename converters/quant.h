@@ -84,14 +84,8 @@ ot_status ot_int8_convert(ot_graph *g, const ot_calib_ranges *ranges, ot_quant_r
 
 /* ------------------------------------------------ edits (quant_edit.c) */
 
-/* Appends a default-domain node of the model's opset (opaque when the op
-   table has no row for it). Outputs are value ids made by the caller. The
-   graph must be re-sorted (ot_graph_sort) before export. */
-ot_status ot_quant_add_node(ot_graph *g, const char *type, const char *name, const int32_t *in,
-                            int n_in, const int32_t *out, int n_out, const ot_attr *attrs,
-                            int n_attrs, ot_err *err);
-
-/* Adds an initializer of any numeric dtype (a copy of `data`). */
+/* Adds an initializer of any numeric dtype (a copy of `data`; the graph must
+   own its initializer bytes, not be a clone). */
 ot_status ot_quant_add_const(ot_graph *g, const char *hint, ot_dtype dtype, const int64_t *dims,
                              int ndim, const void *data, int32_t *id, ot_err *err);
 

@@ -5,9 +5,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "converters/edit.h"
 #include "converters/quant.h"
 #include "ops/grad_util.h"
-#include "ops/ops.h"
 
 ot_status ot_calib_ranges_init(ot_calib_ranges *r, int32_t n_values, ot_err *err)
 {
@@ -35,72 +35,6 @@ void ot_calib_ranges_fini(ot_calib_ranges *r)
     memset(r, 0, sizeof *r);
 }
 
-static bool copy_attr(ot_graph *g, const ot_attr *src, ot_attr *dst)
-{
-    *dst = *src;
-    memset(&dst->raw, 0, sizeof dst->raw);
-    dst->name = ot_arena_strdup(&g->arena, src->name);
-    if (!dst->name)
-        return false;
-    if (src->type == OT_ATTR_INTS && src->n) {
-        dst->ints = ot_arena_memdup(&g->arena, src->ints, src->n * sizeof *src->ints);
-        return dst->ints != NULL;
-    }
-    return src->type == OT_ATTR_INT || src->type == OT_ATTR_FLOAT;
-}
-
-ot_status ot_quant_add_node(ot_graph *g, const char *type, const char *name, const int32_t *in,
-                            int n_in, const int32_t *out, int n_out, const ot_attr *attrs,
-                            int n_attrs, ot_err *err)
-{
-    int32_t id;
-    int32_t *ins = ot_arena_alloc(&g->arena, sizeof *ins * (size_t)(n_in + 1));
-    int32_t *outs = ot_arena_alloc(&g->arena, sizeof *outs * (size_t)(n_out + 1));
-    ot_attr *as = ot_arena_alloc(&g->arena, sizeof *as * (size_t)(n_attrs + 1));
-    const char *nm = ot_arena_strdup(&g->arena, name);
-    if (!ins || !outs || !as || !nm)
-        return ot_err_set(err, OT_ERR_NOMEM, "out of memory adding node '%s'", name);
-    memcpy(ins, in, sizeof *ins * (size_t)n_in);
-    memcpy(outs, out, sizeof *outs * (size_t)n_out);
-    for (int i = 0; i < n_attrs; i++)
-        if (!copy_attr(g, &attrs[i], &as[i]))
-            return ot_err_set(err, OT_ERR_NOMEM, "out of memory adding node '%s'", name);
-    ot_status st = ot_graph_add_node(g, &id, err);
-    if (st != OT_OK)
-        return st;
-    ot_node *n = &g->nodes[id];
-    int64_t opset = ot_graph_opset(g, "");
-    n->op = ot_op_find("", type, opset);
-    n->op_type = n->op ? n->op->type : type;
-    n->domain = "";
-    n->opset = (int)opset;
-    n->name = nm;
-    n->in = ins;
-    n->n_in = n_in;
-    n->out = outs;
-    n->n_out = n_out;
-    n->attrs = as;
-    n->n_attrs = n_attrs;
-    n->flags = OT_NODE_DIRTY | (n->op ? 0 : OT_NODE_OPAQUE);
-    for (int i = 0; i < n_out; i++)
-        g->values[outs[i]].producer = id;
-    return OT_OK;
-}
-
-/* Appends value id to the initializer list (an arena array: grown by copy). */
-static ot_status add_init(ot_graph *g, int32_t id, ot_err *err)
-{
-    int32_t *ni = ot_arena_alloc(&g->arena, sizeof *ni * (size_t)(g->n_inits + 1));
-    if (!ni)
-        return ot_err_set(err, OT_ERR_NOMEM, "out of memory adding an initializer");
-    if (g->n_inits)
-        memcpy(ni, g->inits, sizeof *ni * (size_t)g->n_inits);
-    ni[g->n_inits] = id;
-    g->inits = ni;
-    g->n_inits++;
-    return OT_OK;
-}
-
 ot_status ot_quant_add_const(ot_graph *g, const char *hint, ot_dtype dtype, const int64_t *dims,
                              int ndim, const void *data, int32_t *id, ot_err *err)
 {
@@ -108,32 +42,11 @@ ot_status ot_quant_add_const(ot_graph *g, const char *hint, ot_dtype dtype, cons
     for (int i = 0; i < ndim; i++)
         numel *= (size_t)dims[i];
     size_t bytes = numel * ot_dtype_size(dtype);
-    void *copy = NULL;
-    if (bytes) {
-        copy = g->borrows_data ? ot_arena_alloc(&g->arena, bytes) : ot_malloc(bytes);
-        if (!copy)
-            return ot_err_set(err, OT_ERR_NOMEM, "out of memory for constant '%s'", hint);
-        memcpy(copy, data, bytes);
-    }
-    ot_status st = ot_op_grad_new_value(g, hint, id, err);
-    if (st != OT_OK) {
-        if (!g->borrows_data)
-            ot_free(copy);
-        return st;
-    }
-    ot_value *v = &g->values[*id];
-    v->dtype = dtype;
-    v->ndim = ndim;
-    v->flags = OT_VAL_INIT | OT_VAL_CONST | (dtype == OT_DTYPE_FLOAT ? OT_VAL_PARAM : 0);
-    v->producer = -1;
-    v->storage = OT_STORE_RAW;
-    v->data.dtype = dtype;
-    v->data.ndim = ndim;
-    for (int i = 0; i < ndim; i++)
-        v->dims[i] = v->data.dims[i] = dims[i];
-    v->data.data = copy;
-    v->data.bytes = bytes;
-    return add_init(g, *id, err);
+    void *copy = ot_malloc(bytes ? bytes : 1);
+    if (!copy)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory for constant '%s'", hint);
+    memcpy(copy, data, bytes);
+    return cv_add_init(g, hint, dtype, ndim, dims, copy, bytes, id, err);
 }
 
 ot_status ot_quant_add_like(ot_graph *g, const char *hint, int32_t src, ot_dtype dtype,

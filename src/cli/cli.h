@@ -131,7 +131,9 @@ typedef struct ot_cli_choice {
    (OT_CLI_CONVERT_IDS(CONVERT)), the rows into its table
    (OT_CLI_CONVERT_ROWS(CONVERT, convert_args, conv)), where `conv` is an
    ot_convert_opts field of the command's options struct. */
-#define OT_CLI_CONVERT_IDS(P) P##_OPSET, P##_CLEAN_INPUTS, P##_FOLD_BN, P##_SIMPLIFY
+#define OT_CLI_CONVERT_IDS(P)                                                                  \
+    P##_OPSET, P##_CLEAN_INPUTS, P##_FOLD_BN, P##_SIMPLIFY, P##_FP16, P##_KEEP_IO_TYPES,          \
+        P##_NO_KEEP_IO_TYPES, P##_INT8, P##_CALIB_DATA, P##_CALIB_IMAGES, P##_CALIB_METHOD
 #define OT_CLI_CONVERT_ROWS(P, T, f)                                                           \
     [P##_OPSET] = OT_CLI_INT_OPT(T, f.opset, "opset", 0, "N", 7, 21,                           \
                                  "convert the model to ONNX opset N (7 to 21)"),               \
@@ -140,12 +142,36 @@ typedef struct ot_cli_choice {
     [P##_FOLD_BN] = OT_CLI_FLAG_OPT(T, f.fold_bn, "fold-bn", 0,                                \
                                     "fold BatchNormalization into the Conv or Gemm it follows"),   \
     [P##_SIMPLIFY] = OT_CLI_FLAG_OPT(T, f.simplify, "simplify", 0,                             \
-                                     "fold constants, drop no-op and dead nodes")
+                                     "fold constants, drop no-op and dead nodes"),             \
+    [P##_FP16] = OT_CLI_FLAG_OPT(T, f.fp16, "fp16", 0,                                         \
+                                 "float16 weights and compute, sensitive ops kept float32"),   \
+    [P##_KEEP_IO_TYPES] = OT_CLI_FLAG_OPT(T, f.keep_io_types, "keep-io-types", 0,              \
+                                          "--fp16: float32 inputs and outputs (the default)"), \
+    [P##_NO_KEEP_IO_TYPES] = OT_CLI_FLAG_OPT(T, f.no_keep_io_types, "no-keep-io-types", 0,     \
+                                             "--fp16: float16 inputs and outputs too"),        \
+    [P##_INT8] = OT_CLI_FLAG_OPT(T, f.int8, "int8", 0,                                         \
+                                 "int8 QDQ: per-channel weights, calibrated activations"),     \
+    [P##_CALIB_DATA] = OT_CLI_PATH_OPT(T, f.calib_data, "calib-data", 0, "DIR",                \
+                                       "images to calibrate on (--int8; --fp16: keep float32 " \
+                                       "what overflows float16)"),                             \
+    [P##_CALIB_IMAGES] = OT_CLI_INT_OPT(T, f.calib_images, "calib-images", 0, "N", 1,          \
+                                        INT64_MAX, "calibrate on at most N images (default "   \
+                                        "1024)"),                                              \
+    [P##_CALIB_METHOD] = OT_CLI_ENUM_OPT(T, f.calib_method, "calib-method", 0,                 \
+                                         "minmax|percentile|entropy", ot_cli_calib_methods,    \
+                                         "how ranges are chosen (default minmax)")
 
 /* Runs the conversions `o` asks for on g (the model read from `path`);
    prints a failure. Returns an exit status. */
 struct ot_convert_opts;
 int ot_cli_convert(struct ot_graph *g, const char *path, const struct ot_convert_opts *o);
+
+/* The precision conversions of `o` (--fp16, --int8) with their calibration
+   and report (src/cli/quantize.c); ot_cli_convert calls it after the other
+   converters. Returns an exit status. */
+int ot_cli_quantize(struct ot_graph *g, const char *path, const struct ot_convert_opts *o);
+/* The choices of --calib-method. */
+extern const ot_cli_choice ot_cli_calib_methods[];
 
 /* The ranges and rows the commands share. */
 #define OT_CLI_THREADS_MAX 4096   /* --threads: 1 .. 4096                    */
@@ -172,7 +198,7 @@ typedef struct ot_cli_opt {
     const ot_cli_choice *choices; /* OT_CLI_ENUM, ended by a NULL name        */
 } ot_cli_opt;
 
-#define OT_CLI_MAX_OPTS 64
+#define OT_CLI_MAX_OPTS 96
 
 /* A command's description, for its usage text and the parser. */
 typedef struct ot_cli_cmd {

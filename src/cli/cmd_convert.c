@@ -131,9 +131,11 @@ int ot_cli_convert(ot_graph *g, const char *path, const ot_convert_opts *o)
         return OT_EXIT_OK;
     ot_err err;
     ot_err_init(&err);
-    if (ot_convert(g, o, &err) != OT_OK)
+    ot_convert_opts first = *o; /* fp16 and int8 after calibration */
+    first.fp16 = first.int8 = false;
+    if (ot_convert(g, &first, &err) != OT_OK)
         return ot_cli_error("%s: %s", path, err.msg);
-    return OT_EXIT_OK;
+    return ot_cli_quantize(g, path, o);
 }
 
 int ot_cmd_convert(int argc, char **argv)

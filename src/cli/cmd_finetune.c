@@ -932,6 +932,31 @@ int ot_cmd_finetune(int argc, char **argv)
             OT_EXIT_OK)
         goto out;
     o.data_classes = data_classes;
+    /* the export's calibration (--int8, --fp16): the training data as it
+       was fed; --qat calibrates inside the run and writes int8 itself */
+    ot_evaluate_opts calib = ot_evaluate_opts_default();
+    calib.image_size = o.image_size;
+    calib.has_normalize = 1;
+    calib.normalize = o.normalize;
+    calib.has_mean = o.has_mean;
+    calib.has_std = o.has_std;
+    memcpy(calib.mean, o.mean, sizeof calib.mean);
+    memcpy(calib.std, o.std, sizeof calib.std);
+    calib.data_classes = o.data_classes;
+    calib.n_data_classes = o.n_data_classes;
+    calib.threads = o.threads;
+    calib.device = o.device;
+    if (!fa.conv.calib_data)
+        fa.conv.calib_data = o.data;
+    fa.conv.calib_prep = &calib;
+    o.calib_images = fa.conv.calib_images;
+    o.calib_method = (int)fa.conv.calib_method;
+    if (o.qat && fa.conv.fp16) {
+        rc = ot_cli_usage_error(cmd, "--qat writes an int8 model: --fp16 excludes it");
+        goto out;
+    }
+    if (o.qat)
+        fa.conv.int8 = false;
 
     FILE *log = json ? stderr : stdout;
     pc.f = log;
