@@ -7,6 +7,11 @@
  *               HardSwish, Elu, Selu, Softplus, Gelu, Pow); alpha, beta,
  *               gamma, approximate: the forward's attributes (Pow: alpha is
  *               the exponent)
+ *   PReluGrad   (dY, X, slope) -> dX, dSlope at X's shape (summed down to the
+ *               slope's by ReduceSumTo)
+ *   ExtremumGrad (dY, Y, X_0, ..., X_n-1) -> dY * (X_k == Y) / (number of
+ *               inputs equal to Y), at Y's shape; index: k (Max and Min:
+ *               ties share the gradient evenly)
  *   ReduceGrad  (dY, X [, Y]) -> dX, X's shape   mode: ReduceSum, ReduceMean,
  *               ReduceMax or ReduceL2; axes: the reduced dims (explicit,
  *               non-negative); keepdims as the forward. Y (the forward output)
@@ -240,6 +245,103 @@ ot_status ot_op_grad_reduce(ot_graph *g, int32_t node, const int32_t *dy, int32_
                     in, uses_y ? 3 : 2, as, 3, grad_name(g, node, 0, hint), &dx[0], err);
 }
 
+/* PRelu: dX = dY * (X < 0 ? slope : 1); dSlope = dY * (X < 0 ? X : 0)
+   summed over the dims the slope is broadcast along (before opset 7, a 1-D
+   slope sits at dim 1). */
+ot_status ot_op_grad_prelu(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                           const bool *need_dx, ot_err *err)
+{
+    ot_status st = OT_OK;
+    char name[NAME_MAX_], h0[NAME_MAX_], h1[NAME_MAX_];
+    if (dy[0] < 0 || !(need_dx[0] || need_dx[1]))
+        return OT_OK;
+    const ot_node *n = &g->nodes[node];
+    int32_t x = n->in[0], slope = n->in[1], outs[2];
+    const char *names[2] = { need_dx[0] ? grad_name(g, node, 0, h0) : NULL, NULL };
+    if (need_dx[1]) {
+        snprintf(h1, sizeof h1, "grad/%s/full", g->values[slope].name);
+        names[1] = h1;
+    }
+    int32_t in[3] = { dy[0], x, slope };
+    OT_TRY(ot_op_grad_emit(g, &ot_op_prelu_grad, 0,
+                           ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 3, NULL, 0,
+                           names, outs, need_dx[1] ? 2 : 1, err));
+    if (need_dx[0])
+        dx[0] = outs[0];
+    if (need_dx[1]) {
+        const ot_value *sv = &g->values[slope];
+        int64_t axis = n->opset < 7 && sv->ndim == 1 && sv->dims[0] != 1 ? 1 : -1;
+        OT_TRY(ot_op_grad_reduce_to(g, ot_op_grad_node_name(g, node, "slope", name, sizeof name),
+                                    outs[1], slope, axis, &dx[1], err));
+    }
+done:
+    return st;
+}
+
+/* Max, Min: dX_k = dY where X_k is the chosen value, shared evenly among the
+   inputs that tie (ExtremumGrad), summed over X_k's broadcast dims. */
+ot_status ot_op_grad_max_min(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                             const bool *need_dx, ot_err *err)
+{
+    ot_status st = OT_OK;
+    char name[NAME_MAX_], hint[NAME_MAX_], sfx[32];
+    int32_t *in = NULL;
+    if (dy[0] < 0)
+        return OT_OK;
+    int n_in = g->nodes[node].n_in;
+    in = ot_malloc(sizeof *in * (size_t)(n_in + 2));
+    if (!in)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    in[0] = dy[0];
+    in[1] = g->nodes[node].out[0];
+    for (int k = 0; k < n_in; k++)
+        in[2 + k] = g->nodes[node].in[k];
+    for (int k = 0; k < n_in; k++) {
+        if (!need_dx[k])
+            continue;
+        int32_t full;
+        ot_attr a = ot_op_grad_attr_int("index", k);
+        snprintf(sfx, sizeof sfx, "%d", k);
+        snprintf(hint, sizeof hint, "grad/%s/full", g->values[in[2 + k]].name);
+        OT_TRY(emit_one(g, &ot_op_extremum_grad,
+                        ot_op_grad_node_name(g, node, sfx, name, sizeof name), in, n_in + 2, &a,
+                        1, hint, &full, err));
+        snprintf(sfx, sizeof sfx, "%d_sum", k);
+        OT_TRY(ot_op_grad_reduce_to(g, ot_op_grad_node_name(g, node, sfx, name, sizeof name),
+                                    full, in[2 + k], -1, &dx[k], err));
+    }
+done:
+    ot_free(in);
+    return st;
+}
+
+/* Mean of n inputs: dX_k = dY / n summed over X_k's broadcast dims. */
+ot_status ot_op_grad_mean(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                          const bool *need_dx, ot_err *err)
+{
+    ot_status st = OT_OK;
+    char name[NAME_MAX_], sfx[32];
+    if (dy[0] < 0)
+        return OT_OK;
+    int n_in = g->nodes[node].n_in, need = 0;
+    for (int k = 0; k < n_in; k++)
+        need += need_dx[k];
+    if (!need)
+        return OT_OK;
+    int32_t part = dy[0];
+    if (n_in > 1)
+        OT_TRY(times_const(g, node, "share", dy[0], 1.0f / (float)n_in, &part, err));
+    for (int k = 0; k < n_in; k++) {
+        if (!need_dx[k])
+            continue;
+        snprintf(sfx, sizeof sfx, "%d", k);
+        OT_TRY(ot_op_grad_reduce_to(g, ot_op_grad_node_name(g, node, sfx, name, sizeof name),
+                                    part, g->nodes[node].in[k], -1, &dx[k], err));
+    }
+done:
+    return st;
+}
+
 /* ------------------------------------------------------- backward ops */
 
 static const ot_attr_spec unary_grad_attrs[] = {
@@ -251,6 +353,8 @@ static const ot_attr_spec unary_grad_attrs[] = {
     { 0 },
 };
 
+static const ot_attr_spec no_attrs[] = { { 0 } };
+
 static const ot_attr_spec reduce_grad_attrs[] = {
     { "axes", OT_ATTR_INTS, NULL, NULL, 0, 0, false },
     { "keepdims", OT_ATTR_INT, "1", ot_op_check_bool, 0, 0, false },
@@ -258,21 +362,48 @@ static const ot_attr_spec reduce_grad_attrs[] = {
     { 0 },
 };
 
-/* dY, X, ... -> dX shaped like X, of dY's (float) dtype */
+/* dY, X, ... -> every output (dX, PReluGrad's dSlope) shaped like X, of dY's
+   (float) dtype */
 static ot_status like_x_infer(ot_graph *g, ot_node *n, ot_err *err)
 {
-    ot_value *dyv = ot_op_in(g, n, 0), *x = ot_op_in(g, n, 1), *out = ot_op_out(g, n, 0);
-    if (!out || !ot_op_known(dyv) || !ot_op_known(x))
+    ot_value *dyv = ot_op_in(g, n, 0), *x = ot_op_in(g, n, 1);
+    if (!ot_op_known(dyv) || !ot_op_known(x))
         return OT_OK;
     if (!ot_op_is_float(dyv->dtype))
         return ot_op_need_float(g, n, 0, dyv, err);
     ot_op_dims d;
     ot_op_dims_of(x, &d);
-    ot_op_set(out, dyv->dtype, &d);
+    for (int i = 0; i < n->n_out; i++) {
+        ot_value *out = ot_op_out(g, n, i);
+        if (out)
+            ot_op_set(out, dyv->dtype, &d);
+    }
     return OT_OK;
 }
 
 OT_OP_PRIVATE_NO_GRAD(ot_op_unary_grad, OT_OP_UNARY_GRAD, "UnaryGrad", 2, 2, 1, 1,
                       unary_grad_attrs, like_x_infer, NULL);
+
+OT_OP_PRIVATE_NO_GRAD(ot_op_prelu_grad, OT_OP_PRELU_GRAD, "PReluGrad", 3, 3, 1, 2, no_attrs,
+                      like_x_infer, NULL);
+static const ot_attr_spec extremum_grad_attrs[] = {
+    { "index", OT_ATTR_INT, "0", NULL, 0, 0, false },
+    { 0 },
+};
+
+/* dY, Y, X... -> like Y */
+static ot_status extremum_grad_infer(ot_graph *g, ot_node *n, ot_err *err)
+{
+    ot_value *dyv = ot_op_in(g, n, 0), *out = ot_op_out(g, n, 0);
+    if (!out || !ot_op_known(dyv))
+        return OT_OK;
+    if (!ot_op_is_float(dyv->dtype))
+        return ot_op_need_float(g, n, 0, dyv, err);
+    ot_op_copy(out, dyv);
+    return OT_OK;
+}
+
+OT_OP_PRIVATE_NO_GRAD(ot_op_extremum_grad, OT_OP_EXTREMUM_GRAD, "ExtremumGrad", 3, -1, 1, 1,
+                      extremum_grad_attrs, extremum_grad_infer, NULL);
 OT_OP_PRIVATE_NO_GRAD(ot_op_reduce_grad, OT_OP_REDUCE_GRAD, "ReduceGrad", 2, 3, 1, 1,
                       reduce_grad_attrs, like_x_infer, NULL);

@@ -123,6 +123,15 @@ ot_status ot_op_grad_unary_math(ot_graph *g, int32_t node, const int32_t *dy, in
                                 const bool *need_dx, ot_err *err);
 ot_status ot_op_grad_reduce(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
                             const bool *need_dx, ot_err *err);
+ot_status ot_op_grad_prelu(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                           const bool *need_dx, ot_err *err);
+ot_status ot_op_grad_max_min(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                             const bool *need_dx, ot_err *err);
+ot_status ot_op_grad_mean(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                          const bool *need_dx, ot_err *err);
+/* norm_ops.c: LayerNormalization, InstanceNormalization, GroupNormalization */
+ot_status ot_op_grad_norm(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                          const bool *need_dx, ot_err *err);
 ot_status ot_op_grad_concat(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
                             const bool *need_dx, ot_err *err);
 ot_status ot_op_grad_reshape_like(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,

@@ -8,6 +8,10 @@
  * Binary, numpy broadcasting as Add and Mul (legacy broadcast/axis before
  * opset 7): Sub and Div (one numeric dtype), Pow (from opset 12 the exponent
  * may be of another numeric type than the base; the output has the base's).
+ * PRelu: Y = X < 0 ? slope * X : X, slope broadcast to X (right-aligned;
+ * before opset 7 a 1-D slope is per channel, dim 1); float types.
+ * Variadic, any number of inputs broadcast together (from opset 8; before,
+ * of one shape): Max and Min (numeric), Mean (float).
  *
  * Gradients: grad_math.c. Reductions: reduce.c.
  *
@@ -106,6 +110,41 @@ done:
     return st;
 }
 
+/* X, slope -> Y like X; slope broadcasts to X */
+static ot_status prelu_infer(ot_graph *g, ot_node *n, ot_err *err)
+{
+    ot_value *x = ot_op_in(g, n, 0), *slope = ot_op_in(g, n, 1), *y = ot_op_out(g, n, 0);
+    if (!ot_op_known(x) || !ot_op_known(slope))
+        return OT_OK;
+    if (!ot_op_is_float(x->dtype))
+        return ot_op_need_float(g, n, 0, x, err);
+    if (slope->dtype != x->dtype)
+        return ot_op_err(err, OT_ERR_MODEL, g, n, "slope '%s' is %s, but X '%s' is %s",
+                         slope->name, ot_dtype_name(slope->dtype), x->name,
+                         ot_dtype_name(x->dtype));
+    /* before opset 7 a 1-D slope of more than one element is per channel */
+    int start = n->opset < 7 && slope->ndim == 1 && slope->dims[0] != 1 && x->ndim >= 2
+                    ? 1
+                    : x->ndim - slope->ndim;
+    bool fits = start >= 0 && start + slope->ndim <= x->ndim;
+    for (int i = 0; fits && i < slope->ndim; i++) {
+        int64_t ds = slope->dims[i], dx = x->dims[start + i];
+        fits = ds == 1 || ds < 0 || dx < 0 || ds == dx;
+    }
+    if (!fits) {
+        char sx[200], ss[200];
+        ot_op_dims xd, sd;
+        ot_op_dims_of(x, &xd);
+        ot_op_dims_of(slope, &sd);
+        ot_op_dims_str(&xd, sx, sizeof sx);
+        ot_op_dims_str(&sd, ss, sizeof ss);
+        return ot_op_err(err, OT_ERR_SHAPE, g, n, "slope %s does not broadcast to X %s", ss, sx);
+    }
+    if (y)
+        ot_op_copy(y, x);
+    return OT_OK;
+}
+
 #define MATH_DESC(sym, op_id, name, first, n_in, attr_list, infer_fn, grad_fn)                  \
     const ot_op_desc sym = {                                                                    \
         .id = op_id,                                                                            \
@@ -142,4 +181,25 @@ MATH_DESC(ot_op_sub, OT_OP_SUB, "Sub", 1, 2, binary_attrs, ot_op_broadcast_infer
           ot_op_grad_sub);
 MATH_DESC(ot_op_div, OT_OP_DIV, "Div", 1, 2, binary_attrs, ot_op_broadcast_infer,
           ot_op_grad_div);
+#define VARIADIC_DESC(sym, op_id, name, grad_fn)                                                \
+    const ot_op_desc sym = {                                                                    \
+        .id = op_id,                                                                            \
+        .domain = "",                                                                           \
+        .type = name,                                                                           \
+        .opset_min = 1,                                                                         \
+        .opset_max = 21,                                                                        \
+        .n_in_min = 1,                                                                          \
+        .n_in_max = -1,                                                                         \
+        .n_out_min = 1,                                                                         \
+        .n_out_max = 1,                                                                         \
+        .attrs = legacy_attrs,                                                                  \
+        .infer = ot_op_broadcast_infer,                                                         \
+        .grad = grad_fn,                                                                        \
+    }
+
+VARIADIC_DESC(ot_op_max, OT_OP_MAX, "Max", ot_op_grad_max_min);
+VARIADIC_DESC(ot_op_min, OT_OP_MIN, "Min", ot_op_grad_max_min);
+VARIADIC_DESC(ot_op_mean, OT_OP_MEAN, "Mean", ot_op_grad_mean);
+
+MATH_DESC(ot_op_prelu, OT_OP_PRELU, "PRelu", 1, 2, legacy_attrs, prelu_infer, ot_op_grad_prelu);
 MATH_DESC(ot_op_pow, OT_OP_POW, "Pow", 1, 2, binary_attrs, pow_infer, ot_op_grad_pow);

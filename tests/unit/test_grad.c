@@ -1250,6 +1250,112 @@ GRAD_CASE(grad_sum_many_inputs, 130, {
     y = gc_node(c, "Sum", 13, in, 20, NULL, 0);
 })
 
+/* ------------------------------------------------ normalizations, PRelu */
+
+GRAD_CASE(grad_layernorm_axis1, 131, {
+    int32_t in[3] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 4),
+                      IN(c, "scale", FILL_UNI, 0.5, 1.5, true, 3, 4),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3, 4) };
+    ot_attr a[2] = { ot_op_grad_attr_int("axis", 1), ot_op_grad_attr_float("epsilon", 1e-3f) };
+    y = gc_node(c, "LayerNormalization", 17, in, 3, a, 2);
+})
+
+/* the last axis, no bias, Mean and InvStdDev outputs present */
+GRAD_CASE(grad_layernorm_last_axis_stats, 132, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 5),
+                      IN(c, "scale", FILL_UNI, 0.5, 1.5, true, 5) };
+    y = gc_node_n(c, "", "LayerNormalization", 17, in, 2, NULL, 0, 3, NULL);
+})
+
+GRAD_CASE(grad_instancenorm, 133, {
+    int32_t in[3] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 4, 2),
+                      IN(c, "scale", FILL_UNI, 0.5, 1.5, true, 3),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3) };
+    y = gc_node(c, "InstanceNormalization", 6, in, 3, NULL, 0);
+})
+
+/* opset 18: scale and bias per group */
+GRAD_CASE(grad_groupnorm_18, 134, {
+    int32_t in[3] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 4, 3, 2),
+                      IN(c, "scale", FILL_UNI, 0.5, 1.5, true, 2),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 2) };
+    ot_attr a = ot_op_grad_attr_int("num_groups", 2);
+    y = gc_node(c, "GroupNormalization", 18, in, 3, &a, 1);
+})
+
+/* opset 21: per channel */
+GRAD_CASE(grad_groupnorm_21, 135, {
+    int32_t in[3] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 4, 3),
+                      IN(c, "scale", FILL_UNI, 0.5, 1.5, true, 4),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 4) };
+    ot_attr a = ot_op_grad_attr_int("num_groups", 2);
+    y = gc_node(c, "GroupNormalization", 21, in, 3, &a, 1);
+})
+
+/* oneDNN's layer normalization (the forward) against the plain kernels */
+GRAD_CASE(grad_layernorm_onednn_vs_plain, 137, {
+    c->onednn = c->vs_plain = true;
+    c->fused[0] = "LayerNormalization";
+    int32_t in[3] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 8),
+                      IN(c, "scale", FILL_UNI, 0.5, 1.5, true, 3, 8),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3, 8) };
+    ot_attr a = ot_op_grad_attr_int("axis", -2);
+    y = gc_node(c, "LayerNormalization", 17, in, 3, &a, 1);
+})
+
+GRAD_CASE(grad_prelu_slope_broadcast, 136, {
+    int32_t in[2] = { IN(c, "x", FILL_AWAY0, -1, 1, true, 2, 3, 4),
+                      IN(c, "slope", FILL_UNI, 0.1, 0.5, true, 3, 1) };
+    y = gc_node(c, "PRelu", 16, in, 2, NULL, 0);
+})
+
+/* opset 6: a 1-D slope is per channel */
+GRAD_CASE(grad_prelu_legacy_per_channel, 143, {
+    int32_t in[2] = { IN(c, "x", FILL_AWAY0, -1, 1, true, 2, 3, 4),
+                      IN(c, "slope", FILL_UNI, 0.1, 0.5, true, 3) };
+    y = gc_node(c, "PRelu", 6, in, 2, NULL, 0);
+})
+
+/* ------------------------------------------------------- Max, Min, Mean */
+
+/* distinct values, and the inputs' ramps offset from each other by more
+   than h: no ties */
+GRAD_CASE(grad_max_broadcast, 138, {
+    int32_t in[3] = { IN(c, "a", FILL_DISTINCT, -1, 0, true, 2, 3),
+                      IN(c, "b", FILL_DISTINCT, -0.975, 0, true, 3),
+                      IN(c, "c", FILL_DISTINCT, -0.9875, 0, true, 2, 1) };
+    y = gc_node(c, "Max", 13, in, 3, NULL, 0);
+})
+
+GRAD_CASE(grad_min_broadcast, 139, {
+    int32_t in[3] = { IN(c, "a", FILL_DISTINCT, -1, 0, true, 2, 3),
+                      IN(c, "b", FILL_DISTINCT, -0.975, 0, true, 3),
+                      IN(c, "c", FILL_DISTINCT, -0.9875, 0, true, 2, 1) };
+    y = gc_node(c, "Min", 13, in, 3, NULL, 0);
+})
+
+/* Max(x, x) = x: the tie shares dY, so dX = dY (not 2 dY) */
+GRAD_CASE(grad_max_tie, 140, {
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3);
+    int32_t in[2] = { x, x };
+    y = gc_node(c, "Max", 13, in, 2, NULL, 0);
+})
+
+GRAD_CASE(grad_mean_broadcast, 141, {
+    int32_t in[3] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 3),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3),
+                      IN(c, "c", FILL_UNI, -1, 1, true, 2, 1) };
+    y = gc_node(c, "Mean", 13, in, 3, NULL, 0);
+})
+
+/* 18 inputs */
+GRAD_CASE(grad_mean_many_inputs, 142, {
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3), in[18];
+    for (int i = 0; i < 18; i++)
+        in[i] = x;
+    y = gc_node(c, "Mean", 13, in, 18, NULL, 0);
+})
+
 /* the helper: labels input added, loss a scalar */
 TEST(grad_add_loss_helper)
 {

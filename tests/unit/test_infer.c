@@ -686,3 +686,54 @@ TEST(infer_reductions)
     CHECK(strstr(err.msg, "only from opset 18") != NULL);
     ot_graph_free(g);
 }
+
+TEST(infer_normalizations_prelu)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    input(g, "x", OT_DTYPE_FLOAT, "N,4,6,6");
+    weight(g, "ln_s", "6,6");
+    weight(g, "c4", "4");
+    weight(g, "g2", "2");
+    weight(g, "slope", "4,1,1");
+    ot_node *n = add(g, "ln", "LayerNormalization", 17, "x,ln_s", "y,mean,inv");
+    a_int(n, "axis", -2);
+    add(g, "in", "InstanceNormalization", 6, "x,c4,c4", "yi");
+    n = add(g, "gn", "GroupNormalization", 18, "x,g2,g2", "yg");
+    a_int(n, "num_groups", 2);
+    n = add(g, "gn21", "GroupNormalization", 21, "x,c4,c4", "yg21");
+    a_int(n, "num_groups", 2);
+    add(g, "pr", "PRelu", 16, "x,slope", "yp");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "y", "[N,4,6,6]");
+    CHECK_SHAPE(g, "mean", "[N,4,1,1]");
+    CHECK_SHAPE(g, "inv", "[N,4,1,1]");
+    CHECK_SHAPE(g, "yi", "[N,4,6,6]");
+    CHECK_SHAPE(g, "yg", "[N,4,6,6]");
+    CHECK_SHAPE(g, "yg21", "[N,4,6,6]");
+    CHECK_SHAPE(g, "yp", "[N,4,6,6]");
+    ot_graph_free(g);
+
+    /* groups that do not divide C; a per-group scale at opset 21; a scale
+       of the wrong size; a slope that does not broadcast */
+    static const char *const cases[][4] = {
+        { "GroupNormalization", "18", "3", "channels do not split into 3 groups" },
+        { "GroupNormalization", "21", "2", "expected 4 (one per channel)" },
+        { "LayerNormalization", "17", "", "expected 6 (the normalized dims)" },
+        { "PRelu", "16", "", "does not broadcast" },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        g = ot_graph_new();
+        input(g, "x", OT_DTYPE_FLOAT, "2,4,6");
+        weight(g, "s", "2");
+        weight(g, "sl", "2,1");
+        const char *ins = !strcmp(cases[k][0], "PRelu") ? "x,sl" : "x,s,s";
+        n = add(g, "bad", cases[k][0], atoi(cases[k][1]), ins, "y");
+        if (cases[k][2][0])
+            a_int(n, "num_groups", atoi(cases[k][2]));
+        CHECK_EQ_INT(run(g, &err), OT_ERR_SHAPE);
+        CHECK(strstr(err.msg, "node 'bad'") != NULL);
+        CHECK(strstr(err.msg, cases[k][3]) != NULL);
+        ot_graph_free(g);
+    }
+}

@@ -1050,6 +1050,7 @@ static const dn_build_fn dn_table[OT_OP_COUNT_] = {
     [OT_OP_REDUCE_SUM] = dn_reduce,
     [OT_OP_REDUCE_MAX] = dn_reduce,
     [OT_OP_REDUCE_L2] = dn_reduce,
+    [OT_OP_LAYERNORM] = dn_layernorm,
     [OT_OP_SUM] = do_sum,
     [OT_OP_CONCAT] = do_concat,
     [OT_OP_SOFTMAX] = do_softmax_lrn,

@@ -1,7 +1,8 @@
 /*
  * cpu_dnnl_impl.h: what the oneDNN files of the CPU backend share:
  * cpu_dnnl.c (forward ops and the backward convolutions),
- * cpu_dnnl_train.c (the other training ops) and cpu_dnnl_math.c (reductions).
+ * cpu_dnnl_train.c (the other training ops) and cpu_dnnl_math.c (reductions,
+ * layer normalization).
  */
 #ifndef OT_EXEC_CPU_DNNL_IMPL_H
 #define OT_EXEC_CPU_DNNL_IMPL_H
@@ -64,7 +65,9 @@ ot_status dn_bn_grad(ctx *c, bool *done, ot_err *err);
 ot_status dn_relu_grad(ctx *c, bool *done, ot_err *err);
 ot_status dn_gap_grad(ctx *c, bool *done, ot_err *err);
 
-/* cpu_dnnl_math.c: ReduceMean, ReduceSum, ReduceMax and ReduceL2. */
+/* cpu_dnnl_math.c: ReduceMean, ReduceSum, ReduceMax and ReduceL2;
+   LayerNormalization. */
 ot_status dn_reduce(ctx *c, bool *done, ot_err *err);
+ot_status dn_layernorm(ctx *c, bool *done, ot_err *err);
 
 #endif

@@ -1,6 +1,7 @@
 /*
  * ref_eltwise.c: element-wise ops as plain C loops: Relu, LeakyRelu, Clip,
- * Sigmoid, Dropout (inference), Add, Sub, Mul, Div and Sum.
+ * Sigmoid, Dropout (inference), Add, Sub, Mul, Div, and the variadic Sum,
+ * Max, Min and Mean.
  *
  * Dtypes: every op takes float, double, float16 and bfloat16 (half types
  * computed in float); Relu, Clip, Add, Mul and Sum also take the integer
@@ -245,7 +246,7 @@ ot_status ot_ref_dropout(const ot_graph *g, const ot_node *n, const ot_tensor *c
 
 /* ---------------------------------------------------- broadcast binary ops */
 
-typedef enum { B_ADD, B_MUL, B_COPY, B_SUB, B_DIV } binary_op;
+typedef enum { B_ADD, B_MUL, B_COPY, B_SUB, B_DIV, B_MAX, B_MIN } binary_op;
 
 /* An iteration over y's elements with each operand's element strides (0 on
    a broadcast dim); y itself is contiguous. */
@@ -322,6 +323,18 @@ static uint64_t div_u(uint64_t a, uint64_t b) { return b == 0 ? 0 : a / b; }
             for (int64_t i = 0; i < len; i++)                                                   \
                 y[i] = (T)DIV(a[i * as], b[i * bs]);                                            \
             break;                                                                              \
+        case B_MAX: /* a NaN wins, as numpy's maximum */                                        \
+            for (int64_t i = 0; i < len; i++) {                                                 \
+                T va = a[i * as], vb = b[i * bs];                                               \
+                y[i] = va > vb || va != va ? va : vb;                                           \
+            }                                                                                   \
+            break;                                                                              \
+        case B_MIN:                                                                             \
+            for (int64_t i = 0; i < len; i++) {                                                 \
+                T va = a[i * as], vb = b[i * bs];                                               \
+                y[i] = va < vb || va != va ? va : vb;                                           \
+            }                                                                                   \
+            break;                                                                              \
         case B_ADD:                                                                             \
             for (int64_t i = 0; i < len; i++)                                                   \
                 y[i] = (T)((U)a[i * as] + (U)b[i * bs]);                                        \
@@ -358,6 +371,8 @@ static void row_half(binary_op op, ot_dtype dt, uint16_t *y, const uint16_t *a, 
                    : op == B_MUL ? (double)((float)va * (float)vb)
                    : op == B_SUB ? (double)((float)va - (float)vb)
                    : op == B_DIV ? (double)((float)va / (float)vb)
+                   : op == B_MAX ? (va > vb || va != va ? va : vb)
+                   : op == B_MIN ? (va < vb || va != va ? va : vb)
                                  : va;
         ot_ref_st(dt, y, i, v);
     }
@@ -548,14 +563,13 @@ ot_status ot_ref_mul(const ot_graph *g, const ot_node *n, const ot_tensor *const
     return binary_run(g, n, in, out, B_MUL, err);
 }
 
-/* x0, x1, ... (broadcast)  ->  y = x0 + x1 + ... (y accumulates in place) */
-ot_status ot_ref_sum(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
-                     ot_tensor *const *out, ot_err *err)
+/* x0, x1, ... (broadcast)  ->  y = x0 op x1 op ... (y accumulates in place) */
+static ot_status variadic_run(const ot_node *n, const ot_tensor *const *in, ot_tensor *const *out,
+                              binary_op op, ot_err *err)
 {
     const char *why = NULL;
-    (void)g;
     if (!binary_supports(n, in, (const ot_tensor *const *)out, true, &why))
-        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s", why);
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: %s", n->op_type, why);
     ot_tensor *y = out[0];
     if (n->n_in == 1) {
         binary(B_COPY, y, in[0], y->ndim - in[0]->ndim, in[0], y->ndim - in[0]->ndim);
@@ -563,8 +577,56 @@ ot_status ot_ref_sum(const ot_graph *g, const ot_node *n, const ot_tensor *const
     }
     /* inputs aliasing y (in place) are read before y is written only for the
        first pair; later ones must not alias y */
-    binary(B_ADD, y, in[0], y->ndim - in[0]->ndim, in[1], y->ndim - in[1]->ndim);
+    binary(op, y, in[0], y->ndim - in[0]->ndim, in[1], y->ndim - in[1]->ndim);
     for (int i = 2; i < n->n_in; i++)
-        binary(B_ADD, y, y, 0, in[i], y->ndim - in[i]->ndim);
+        binary(op, y, y, 0, in[i], y->ndim - in[i]->ndim);
     return OT_OK;
+}
+
+ot_status ot_ref_sum(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                     ot_tensor *const *out, ot_err *err)
+{
+    (void)g;
+    return variadic_run(n, in, out, B_ADD, err);
+}
+
+/* Max, Min (math_ops.c): as Sum; Mean: float types, the sum divided by n. */
+bool ot_ref_max_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                         const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    return binary_supports(n, in, out, true, why);
+}
+
+bool ot_ref_mean_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                          const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    const ot_tensor *y = ot_ref_cout(n, out, 0);
+    if (y && !ot_ref_is_float(y->dtype)) {
+        *why = "Mean: float types only";
+        return false;
+    }
+    return binary_supports(n, in, out, true, why);
+}
+
+ot_status ot_ref_max(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                     ot_tensor *const *out, ot_err *err)
+{
+    (void)g;
+    return variadic_run(n, in, out, ot_node_is(n, OT_OP_MIN) ? B_MIN : B_MAX, err);
+}
+
+ot_status ot_ref_mean(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                      ot_tensor *const *out, ot_err *err)
+{
+    const char *why = NULL;
+    if (!ot_ref_mean_supports(g, n, in, (const ot_tensor *const *)out, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s", why);
+    ot_status st = variadic_run(n, in, out, B_ADD, err);
+    ot_tensor *y = out[0];
+    int64_t numel = ot_tensor_numel(y);
+    for (int64_t i = 0; st == OT_OK && i < numel; i++)
+        ot_ref_st(y->dtype, y->data, i, ot_ref_ld(y->dtype, y->data, i) / (double)n->n_in);
+    return st;
 }

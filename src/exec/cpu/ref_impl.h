@@ -44,12 +44,20 @@ OT_REF_DECL(mul);
 OT_REF_DECL(sum);
 OT_REF_DECL(sub);
 OT_REF_DECL(div);
+OT_REF_DECL(max); /* Max and Min */
+OT_REF_DECL(mean);
 /* ref_math.c */
 OT_REF_DECL(math_unary); /* Sqrt, Reciprocal, Exp, Log, Tanh, Erf, HardSigmoid, ... */
 OT_REF_DECL(pow);
 OT_REF_DECL(reduce); /* ReduceMean, ReduceSum, ReduceMax, ReduceL2 */
 OT_REF_DECL(unary_grad);
 OT_REF_DECL(reduce_grad);
+OT_REF_DECL(prelu);
+OT_REF_DECL(prelu_grad);
+OT_REF_DECL(extremum_grad);
+/* ref_normalize.c */
+OT_REF_DECL(normalize); /* LayerNormalization, InstanceNormalization, GroupNormalization */
+OT_REF_DECL(norm_grad);
 /* ref_gemm.c */
 OT_REF_DECL(gemm);
 OT_REF_DECL(matmul);

@@ -1,9 +1,9 @@
 /*
  * ref_math.c: the math ops as plain C loops (src/ops/math_ops.c, reduce.c,
  * grad_math.c): the unary float ops (Sqrt, Reciprocal, Exp, Log, Tanh, Erf,
- * HardSigmoid, HardSwish, Elu, Selu, Softplus, Gelu), Pow, ReduceMean,
- * ReduceSum, ReduceMax, ReduceL2 and the backward ops UnaryGrad and
- * ReduceGrad. (Sub and Div share Add's loops in ref_eltwise.c.)
+ * HardSigmoid, HardSwish, Elu, Selu, Softplus, Gelu), Pow, PRelu,
+ * ReduceMean, ReduceSum, ReduceMax, ReduceL2 and the backward ops UnaryGrad,
+ * PReluGrad and ReduceGrad. (Sub and Div share Add's loops in ref_eltwise.c.)
  *
  * Everything is computed in double and stored in the output's dtype. The
  * unary ops and the backward ops take the float types; Pow any numeric base
@@ -208,17 +208,16 @@ ot_status ot_ref_unary_grad(const ot_graph *g, const ot_node *n, const ot_tensor
 
 /* ------------------------------------------------------------------ Pow */
 
-/* Element strides of t right-aligned in y's dims (0 on broadcast dims);
-   false when t does not broadcast to y. */
-static bool bcast_strides(const ot_tensor *t, const ot_tensor *y, int64_t *s)
+/* Element strides of t placed at y's dims [off, off + t->ndim) (0 on
+   broadcast dims); false when t does not broadcast to y so. */
+static bool place_strides(const ot_tensor *t, const ot_tensor *y, int off, int64_t *s)
 {
-    int off = y->ndim - t->ndim;
     int64_t stride = 1;
-    if (off < 0)
+    if (off < 0 || off + t->ndim > y->ndim)
         return false;
     for (int i = y->ndim - 1; i >= 0; i--) {
         int j = i - off;
-        if (j < 0) {
+        if (j < 0 || j >= t->ndim) {
             s[i] = 0;
             continue;
         }
@@ -228,6 +227,12 @@ static bool bcast_strides(const ot_tensor *t, const ot_tensor *y, int64_t *s)
         stride *= t->dims[j];
     }
     return true;
+}
+
+/* The same, right-aligned (numpy). */
+static bool bcast_strides(const ot_tensor *t, const ot_tensor *y, int64_t *s)
+{
+    return place_strides(t, y, y->ndim - t->ndim, s);
 }
 
 static bool numeric(ot_dtype t) { return ot_ref_is_float(t) || ot_ref_is_int(t); }
@@ -479,6 +484,182 @@ ot_status ot_ref_reduce_grad(const ot_graph *g, const ot_node *n, const ot_tenso
                 d = yo != 0 ? g0 * v / yo : 0;
             ot_ref_st(dx->dtype, dx->data, i, d);
         }
+    }
+    return OT_OK;
+}
+
+/* ---------------------------------------------------------------- PRelu */
+
+/* Where the slope sits among X's dims: before opset 7 a 1-D slope of more
+   than one element is per channel (dim 1); else right-aligned. */
+static int prelu_start(const ot_node *n, const ot_tensor *x, const ot_tensor *slope)
+{
+    if (n->opset < 7 && slope->ndim == 1 && slope->dims[0] > 1 && x->ndim >= 2)
+        return 1;
+    return x->ndim - slope->ndim;
+}
+
+/* X and slope of one float dtype, slope broadcasting to X; outputs like X. */
+static bool prelu_ok(const ot_node *n, const ot_tensor *const *in, const ot_tensor *const *out,
+                     int first_x, const char **why)
+{
+    const ot_tensor *x = ot_ref_in(n, in, first_x), *slope = ot_ref_in(n, in, first_x + 1);
+    int64_t s[OT_MAX_DIMS];
+    if (!x || !slope || !ot_ref_is_float(x->dtype) || slope->dtype != x->dtype ||
+        !place_strides(slope, x, prelu_start(n, x, slope), s)) {
+        *why = "PRelu: X and slope of one float dtype, slope broadcasting to X";
+        return false;
+    }
+    for (int i = 0; i < n->n_out; i++) {
+        const ot_tensor *o = ot_ref_cout(n, out, i);
+        if (o && (ot_tensor_numel(o) != ot_tensor_numel(x) || !ot_ref_is_float(o->dtype))) {
+            *why = "PRelu: outputs must be shaped like X";
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Runs the statements that follow for each element i of X, with k the
+   offset of its slope element. */
+#define PRELU_WALK(x, slope, ...)                                                              \
+    do {                                                                                        \
+        int64_t ss_[OT_MAX_DIMS], idx_[OT_MAX_DIMS] = { 0 }, k = 0;                             \
+        place_strides(slope, x, prelu_start(n, x, slope), ss_);                                 \
+        int64_t numel_ = ot_tensor_numel(x);                                                    \
+        for (int64_t i = 0; i < numel_; i++) {                                                  \
+            __VA_ARGS__;                                                                        \
+            for (int d_ = x->ndim - 1; d_ >= 0; d_--) {                                         \
+                idx_[d_]++;                                                                     \
+                k += ss_[d_];                                                                   \
+                if (idx_[d_] < x->dims[d_])                                                     \
+                    break;                                                                      \
+                k -= ss_[d_] * x->dims[d_];                                                     \
+                idx_[d_] = 0;                                                                   \
+            }                                                                                   \
+        }                                                                                       \
+    } while (0)
+
+bool ot_ref_prelu_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                           const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    return prelu_ok(n, in, out, 0, why);
+}
+
+/* X, slope  ->  Y = X < 0 ? slope * X : X */
+ot_status ot_ref_prelu(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                       ot_tensor *const *out, ot_err *err)
+{
+    const char *why = NULL;
+    if (!ot_ref_prelu_supports(g, n, in, (const ot_tensor *const *)out, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s", why);
+    const ot_tensor *x = in[0], *slope = in[1];
+    ot_tensor *y = out[0];
+    PRELU_WALK(x, slope, {
+        double v = ot_ref_ld(x->dtype, x->data, i);
+        ot_ref_st(y->dtype, y->data, i, v < 0 ? v * ot_ref_ld(slope->dtype, slope->data, k) : v);
+    });
+    return OT_OK;
+}
+
+bool ot_ref_prelu_grad_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                                const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    const ot_tensor *dy = ot_ref_in(n, in, 0), *x = ot_ref_in(n, in, 1);
+    if (!dy || !x || !ot_ref_is_float(dy->dtype) || ot_tensor_numel(dy) != ot_tensor_numel(x)) {
+        *why = "PReluGrad: dY must be a float tensor shaped like X";
+        return false;
+    }
+    return prelu_ok(n, in, out, 1, why);
+}
+
+/* dY, X, slope  ->  dX = dY * (X < 0 ? slope : 1) [, dSlope = dY * min(X, 0)] */
+ot_status ot_ref_prelu_grad(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                            ot_tensor *const *out, ot_err *err)
+{
+    const char *why = NULL;
+    if (!ot_ref_prelu_grad_supports(g, n, in, (const ot_tensor *const *)out, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s", why);
+    const ot_tensor *dy = in[0], *x = in[1], *slope = in[2];
+    ot_tensor *dx = ot_ref_out(n, out, 0), *ds = ot_ref_out(n, out, 1);
+    PRELU_WALK(x, slope, {
+        double v = ot_ref_ld(x->dtype, x->data, i), gy = ot_ref_ld(dy->dtype, dy->data, i);
+        if (dx)
+            ot_ref_st(dx->dtype, dx->data, i,
+                      v < 0 ? gy * ot_ref_ld(slope->dtype, slope->data, k) : gy);
+        if (ds)
+            ot_ref_st(ds->dtype, ds->data, i, v < 0 ? gy * v : 0);
+    });
+    return OT_OK;
+}
+
+/* ------------------------------------------------------------- Max, Min */
+
+/* ExtremumGrad: dY, Y, X_0, ..., X_n-1 (broadcast to Y)  ->  dX_k at Y's
+   shape = dY where X_k equals Y, divided by the number of inputs that do. */
+bool ot_ref_extremum_grad_supports(const ot_graph *g, const ot_node *n,
+                                   const ot_tensor *const *in, const ot_tensor *const *out,
+                                   const char **why)
+{
+    (void)g;
+    const ot_tensor *dy = ot_ref_in(n, in, 0), *y = ot_ref_in(n, in, 1);
+    const ot_tensor *dx = ot_ref_cout(n, out, 0);
+    int64_t k = ot_node_attr_int(n, "index", 0), s[OT_MAX_DIMS];
+    if (!dy || !y || !dx || !ot_ref_is_float(dy->dtype) || dx->dtype != dy->dtype ||
+        ot_tensor_numel(dy) != ot_tensor_numel(y) || ot_tensor_numel(dx) != ot_tensor_numel(y) ||
+        !numeric(y->dtype) || k < 0 || k >= n->n_in - 2) {
+        *why = "ExtremumGrad: float dY and dX shaped like Y, index within the inputs";
+        return false;
+    }
+    for (int j = 2; j < n->n_in; j++) {
+        const ot_tensor *x = ot_ref_in(n, in, j);
+        if (!x || x->dtype != y->dtype || !bcast_strides(x, y, s)) {
+            *why = "ExtremumGrad: every input of Y's dtype, broadcasting to Y";
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The offset in t (broadcast to y, right-aligned) of y's element at idx. */
+static int64_t bcast_offset(const ot_tensor *t, const ot_tensor *y, const int64_t *idx)
+{
+    int64_t off = 0, stride = 1;
+    for (int j = t->ndim - 1; j >= 0; j--) {
+        if (t->dims[j] != 1)
+            off += idx[y->ndim - t->ndim + j] * stride;
+        stride *= t->dims[j];
+    }
+    return off;
+}
+
+ot_status ot_ref_extremum_grad(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                               ot_tensor *const *out, ot_err *err)
+{
+    const char *why = NULL;
+    if (!ot_ref_extremum_grad_supports(g, n, in, (const ot_tensor *const *)out, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s", why);
+    const ot_tensor *dy = in[0], *y = in[1];
+    ot_tensor *dx = out[0];
+    int k = 2 + (int)ot_node_attr_int(n, "index", 0);
+    int64_t numel = ot_tensor_numel(y), idx[OT_MAX_DIMS];
+    for (int64_t i = 0; i < numel; i++) {
+        int64_t rest = i;
+        for (int d = y->ndim - 1; d >= 0; d--) {
+            idx[d] = rest % y->dims[d];
+            rest /= y->dims[d];
+        }
+        double yv = ot_ref_ld(y->dtype, y->data, i), ties = 0, mine = 0;
+        for (int j = 2; j < n->n_in; j++) {
+            bool eq = ot_ref_ld(in[j]->dtype, in[j]->data, bcast_offset(in[j], y, idx)) == yv;
+            ties += eq;
+            if (j == k)
+                mine = eq;
+        }
+        ot_ref_st(dx->dtype, dx->data, i,
+                  mine && ties > 0 ? ot_ref_ld(dy->dtype, dy->data, i) / ties : 0);
     }
     return OT_OK;
 }
