@@ -50,11 +50,12 @@ CPPFLAGS += $(JANSSON_CFLAGS)
 DEB_PACKAGES := gcc make pkgconf protobuf-c-compiler libprotobuf-c-dev libonnx-dev \
                 libonnx-testdata libdnnl-dev python3 python3-numpy python3-onnx python3-torch \
                 python3-torchvision clang libclang-rt-14-dev libomp-14-dev zlib1g-dev \
-                libjpeg62-turbo-dev libpng-dev libjansson-dev dataset-fashion-mnist
+                libjpeg62-turbo-dev libpng-dev libjansson-dev dataset-fashion-mnist \
+                libopenmpi-dev openmpi-bin
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/graph/*.c src/ops/*.c src/onnx/*.c \
                              src/passes/*.c src/train/*.c src/exec/*.c src/exec/cpu/*.c \
-                             src/data/*.c src/models/*.c converters/*.c))
+                             src/data/*.c src/models/*.c converters/*.c src/dist/dist.c))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 GEN_SRC := $(BUILD)/gen/onnx.pb-c.c
 GEN_HDR := $(BUILD)/gen/onnx.pb-c.h
@@ -69,6 +70,11 @@ PARITY_SRC := $(sort $(wildcard tests/parity/*.c))
 PARITY_OBJ := $(PARITY_SRC:%.c=$(BUILD)/obj/%.o)
 
 BIN      := $(BUILD)/onnxtrain
+# The MPI shim (src/dist/mpi_shim.c), loaded at run time under an MPI
+# launcher; built only where OpenMPI's development files are installed.
+MPI_CFLAGS := $(shell pkg-config --cflags ompi-c 2>/dev/null)
+MPI_LIBS   := $(shell pkg-config --libs ompi-c 2>/dev/null)
+MPI_SHIM   := $(if $(MPI_LIBS),$(BUILD)/libonnxtrain_mpi.so)
 STATIC   := $(BUILD)/libonnxtrain.a
 SHARED   := $(BUILD)/libonnxtrain.so
 UNIT_BIN := $(BUILD)/test_unit
@@ -77,7 +83,7 @@ PARITY_BIN := $(BUILD)/test_parity
 .PHONY: all test asan debug demo bench fuzz deps check-deps install uninstall clean format \
         test-fast fetch-model
 
-all: $(BIN) $(STATIC) $(SHARED)
+all: $(BIN) $(STATIC) $(SHARED) $(MPI_SHIM)
 
 # ---------------------------------------------------------------- generated code
 # protobuf-c code for the system's ONNX schema; never committed, never edited.
@@ -104,6 +110,11 @@ $(STATIC): $(LIB_OBJ)
 
 $(SHARED): $(LIB_OBJ)
 	$(CC) -shared -Wl,-soname,libonnxtrain.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/libonnxtrain_mpi.so: src/dist/mpi_shim.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 $(OPT) -fPIC -D_GNU_SOURCE $(WARN) $(MPI_CFLAGS) -shared $(LDFLAGS) -o $@ $< \
+	    $(MPI_LIBS) -lpthread
 
 $(BIN): $(CLI_OBJ) $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(JANSSON_LIBS) $(LDLIBS)
@@ -190,12 +201,15 @@ install: all
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|'$$(sed -n 's/^#define OT_VERSION_STRING "\(.*\)"/\1/p' include/onnxtrain.h)'|g' \
 	    onnxtrain.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/onnxtrain.pc
 	install -m 644 models/zoo_manifest.json $(DESTDIR)$(PREFIX)/share/onnxtrain/zoo_manifest.json
+	$(if $(MPI_SHIM),install -d $(DESTDIR)$(PREFIX)/lib/onnxtrain && \
+	    install -m 755 $(MPI_SHIM) $(DESTDIR)$(PREFIX)/lib/onnxtrain/libonnxtrain_mpi.so)
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/onnxtrain $(DESTDIR)$(PREFIX)/lib/libonnxtrain.* \
 	    $(DESTDIR)$(PREFIX)/include/onnxtrain.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/onnxtrain.pc \
-	    $(DESTDIR)$(PREFIX)/share/onnxtrain/zoo_manifest.json
-	rmdir $(DESTDIR)$(PREFIX)/share/onnxtrain 2>/dev/null || true
+	    $(DESTDIR)$(PREFIX)/share/onnxtrain/zoo_manifest.json \
+	    $(DESTDIR)$(PREFIX)/lib/onnxtrain/libonnxtrain_mpi.so
+	rmdir $(DESTDIR)$(PREFIX)/share/onnxtrain $(DESTDIR)$(PREFIX)/lib/onnxtrain 2>/dev/null || true
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

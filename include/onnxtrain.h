@@ -231,6 +231,10 @@ typedef struct ot_finetune_opts {
     int workers;                /* threads preparing batches (1)               */
     uint64_t seed;              /* the new head, the data order, the split     */
     int deterministic;          /* bit-reproducible: one thread unless threads */
+    /* data-parallel training under an MPI launcher (docs/distributed.md);
+       the process must have called its set-up (the command line does) */
+    double bucket_mb;           /* gradient all-reduce bucket (0: 25 MB)       */
+    int sync_bn;                /* BN batch statistics over all ranks          */
     /* output: the plain inference model with the preprocessing and class
        names in its metadata; NULL writes nothing (the graph stays trained
        when `model` was given) */
@@ -282,6 +286,13 @@ typedef struct ot_finetune_result {
     int early_stopped;          /* patience ended the run                      */
     /* a stop request (opts->stop) */
     int stopped_by;             /* the signal number; 0: ran to the end        */
+    /* data-parallel */
+    int ranks;                  /* processes that trained together: 1         */
+    int n_buckets;              /* gradient all-reduces per step               */
+    int n_bn_train;             /* BatchNorm layers that train                 */
+    double reduce_s;            /* this rank's seconds in all-reduces          */
+    uint64_t reduce_bytes;      /* the bytes it all-reduced                    */
+    int agreed_error;           /* the failure is every rank's (all stop)      */
     int epoch;                  /* epochs completed                            */
     int64_t epoch_step;         /* steps done in the epoch in progress         */
     int64_t steps_per_epoch;

@@ -269,6 +269,8 @@ int ot_cli_device(const ot_cli_cmd *cmd, const char *name, struct ot_device *out
 
 /* Raises the log level by one step (warn -> info -> debug). */
 void ot_cli_verbose(void);
+/* Library messages: errors only (the ranks of a distributed run but 0). */
+void ot_cli_errors_only(void);
 
 /* Parses a byte count: digits with an optional suffix K, M, G or T (powers of
    1024, case-insensitive, optionally followed by "B" or "iB"). False when the

@@ -28,6 +28,7 @@
 #include "converters/converters.h"
 #include "core/file.h"
 #include "data/data.h"
+#include "dist/dist.h"
 #include "onnx/onnx.h"
 #include "passes/freeze.h"
 #include "passes/head.h"
@@ -48,6 +49,8 @@ typedef struct finetune_args {
     int64_t batch;                  /* --batch: the export's batch dim           */
     bool json, profile;
     ot_convert_opts conv;           /* --opset, --fold-bn ...: the export's      */
+    int distributed;                /* ot_dist_mode                              */
+    double rank_timeout;
 } finetune_args;
 
 static const ot_cli_choice mode_choices[] = {
@@ -89,6 +92,13 @@ static const ot_cli_choice cache_dtype_choices[] = {
 };
 
 /* --keep: 1 exports the best epoch's weights */
+/* --distributed */
+static const ot_cli_choice distributed_choices[] = {
+    { "auto", OT_DIST_AUTO, false },
+    { "off", OT_DIST_OFF, false },
+    { NULL, 0, false },
+};
+
 static const ot_cli_choice keep_choices[] = {
     { "best", 1, false },
     { "last", 0, false },
@@ -104,7 +114,7 @@ enum {
     FT_PER_CLASS, FT_AUGMENT, FT_SKIP_BAD, FT_VAL_SPLIT, FT_VAL_DATA, FT_KEEP, FT_PATIENCE, FT_LOG,
     FT_BATCH, FT_PROFILE, FT_PLOT, FT_CHECKPOINT, FT_CHECKPOINT_EVERY, FT_RESUME, FT_DETERMINISTIC,
     FT_JSON, FT_DRY_RUN, FT_MAX_TENSOR_SIZE, FT_MAX_DATA_SIZE, FT_MAX_FILES, FT_QAT, FT_QAT_EPOCHS,
-    OT_CLI_CONVERT_IDS(FT), FT_N_OPTS
+    FT_DISTRIBUTED, FT_BUCKET_MB, FT_SYNC_BN, FT_RANK_TIMEOUT, OT_CLI_CONVERT_IDS(FT), FT_N_OPTS
 };
 
 static const ot_cli_opt finetune_opts[FT_N_OPTS + 1] = {
@@ -243,6 +253,18 @@ static const ot_cli_opt finetune_opts[FT_N_OPTS + 1] = {
                                          "4G)"),
     [FT_MAX_FILES] = OT_CLI_INT_OPT(finetune_args, ft.max_files, "max-files", 0, "N", 1, INT64_MAX,
                                     "entries an image folder's walk may visit (default 5000000)"),
+    [FT_DISTRIBUTED] = OT_CLI_ENUM_OPT(finetune_args, distributed, "distributed", 0, "auto|off",
+                                       distributed_choices,
+                                       "under mpirun/srun run as its ranks (auto, default), or "
+                                       "as one process (off)"),
+    [FT_BUCKET_MB] = OT_CLI_REAL_OPT(finetune_args, ft.bucket_mb, "bucket-mb", 0, "MB", 0.001,
+                                     1e6, "gradients all-reduced per message (default 25)"),
+    [FT_SYNC_BN] = OT_CLI_FLAG_OPT(finetune_args, ft.sync_bn, "sync-bn", 0,
+                                   "BatchNorm batch statistics over all ranks"),
+    [FT_RANK_TIMEOUT] = OT_CLI_REAL_OPT(finetune_args, rank_timeout, "rank-timeout", 0, "S", 1,
+                                        86400,
+                                        "end the job when a rank is silent this long "
+                                        "(default 30)"),
     OT_CLI_CONVERT_ROWS(FT, finetune_args, conv),
 };
 
@@ -849,6 +871,28 @@ static int report_stop(const ot_finetune_result *tr, const char *checkpoint, pro
     return 128 + tr->stopped_by;
 }
 
+/* Under an MPI launcher (--distributed auto): joins the job; ranks other
+   than 0 write nothing (no model, log, plot or checkpoint; their standard
+   output is discarded) and report only errors, prefixed with their rank. */
+static int start_ranks(const finetune_args *fa, ot_finetune_opts *o, progress_ctx *pc,
+                       const char **out)
+{
+    ot_err err;
+    ot_err_init(&err);
+    if (ot_dist_init((ot_dist_mode)fa->distributed, fa->rank_timeout, &err) != OT_OK)
+        return ot_cli_error("%s", err.msg);
+    if (ot_dist_rank() == 0)
+        return OT_EXIT_OK;
+    o->checkpoint = NULL; /* besides: the trainer saves on rank 0 only */
+    pc->log_path = pc->plot_path = NULL;
+    (void)out;
+    if (!freopen("/dev/null", "w", stdout))
+        return ot_cli_error("rank %d: cannot discard standard output", ot_dist_rank());
+    pc->f = stdout;
+    ot_cli_errors_only();
+    return OT_EXIT_OK;
+}
+
 /* Maps the command line to the recipe's options (ot_finetune_opts), runs it
    (src/train/finetune.c) and prints its report. */
 int ot_cmd_finetune(int argc, char **argv)
@@ -966,6 +1010,8 @@ int ot_cmd_finetune(int argc, char **argv)
     pc.patience = o.patience;
     pc.plot_path = fa.plot;
     pc.log_path = fa.log;
+    if (!o.dry_run && (rc = start_ranks(&fa, &o, &pc, &out)) != OT_EXIT_OK)
+        goto out;
     if (!o.dry_run && (pc.log_path || pc.plot_path) &&
         ot_train_log_new(pc.log_path, &pc.log, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
@@ -982,6 +1028,12 @@ int ot_cmd_finetune(int argc, char **argv)
     ot_finetune_result tr;
     ot_status st = ot_finetune_run(&o, &hooks, &tr, &err);
     ot_train_log_free(pc.log);
+    if (st != OT_OK && ot_dist_current() && !tr.agreed_error) {
+        /* the other ranks may wait for this one in a collective */
+        ot_cli_error("%s", err.msg);
+        fflush(stderr);
+        ot_dist_abort(OT_EXIT_ERROR);
+    }
     pc.log = NULL;
     if (st != OT_OK) {
         rc = pc.export_rc                 ? pc.export_rc
@@ -1038,6 +1090,7 @@ out:
     free_list(freeze_pats);
     ot_train_log_free(pc.log);
     ot_cli_args_fini(&a);
+    ot_dist_fini();
     return rc;
 }
 

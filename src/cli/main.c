@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "cli/cli.h"
 #include "cli/json.h"
 #include "exec/exec.h"
@@ -95,8 +96,16 @@ static void log_to_stderr(ot_log_level level, const char *msg, void *user)
     const char *name = (unsigned)level < 4 ? names[level] : "debug";
     fflush(stdout);
     fprintf(stderr, "onnxtrain: %s: ", name);
+    if (ot_dist_current())
+        fprintf(stderr, "rank %d: ", ot_dist_rank());
     ot_cli_text_str(stderr, msg);
     fputc('\n', stderr);
+}
+
+void ot_cli_errors_only(void)
+{
+    log_level = OT_LOG_ERROR;
+    ot_log_set(log_to_stderr, NULL, log_level);
 }
 
 void ot_cli_verbose(void)
@@ -202,6 +211,8 @@ static void vreport(const char *cmd, const char *hint, const char *fmt, va_list 
     vsnprintf(msg, sizeof msg, fmt, ap);
     fflush(stdout);
     fputs("onnxtrain: error: ", stderr);
+    if (ot_dist_current())
+        fprintf(stderr, "rank %d: ", ot_dist_rank());
     if (cmd)
         fprintf(stderr, "%s: ", cmd);
     ot_cli_text_str(stderr, msg);

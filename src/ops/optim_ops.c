@@ -153,6 +153,25 @@ done:
     return st;
 }
 
+/* GradAllReduce: outputs like its inputs, float gradients all */
+static ot_status all_reduce_infer(ot_graph *g, ot_node *n, ot_err *err)
+{
+    if (n->n_out != n->n_in)
+        return ot_op_err(err, OT_ERR_MODEL, g, n, "%d inputs but %d outputs", n->n_in, n->n_out);
+    for (int i = 0; i < n->n_in; i++) {
+        ot_value *x = ot_op_in(g, n, i);
+        if (!x)
+            return ot_op_err(err, OT_ERR_MODEL, g, n, "input %d is missing", i);
+        if (!ot_op_known(x))
+            continue;
+        if (x->dtype != OT_DTYPE_FLOAT)
+            return ot_op_err(err, OT_ERR_MODEL, g, n, "gradient '%s' is %s, expected float",
+                             x->name, ot_dtype_name(x->dtype));
+        set_like(g, n, i, OT_DTYPE_FLOAT, x);
+    }
+    return OT_OK;
+}
+
 static const ot_attr_spec sgd_attrs[] = {
     { "weight_decay", OT_ATTR_TENSOR, NULL, NULL, 0, 0, false },
     { "momentum", OT_ATTR_TENSOR, NULL, NULL, 0, 0, false },
@@ -189,5 +208,8 @@ OT_OP_PRIVATE_NO_GRAD(ot_op_adamw_step, OT_OP_ADAMW_STEP, "AdamWStep", 6, 7, 3, 
                       adam_infer, adam_in_place);
 OT_OP_PRIVATE_NO_GRAD(ot_op_grad_sum_squares, OT_OP_GRAD_SUM_SQUARES, "GradSumSquares", 1, 2, 1,
                       1, no_attrs, sum_squares_infer, NULL);
+/* runs between the backward pass and the updates, one node per bucket */
+OT_OP_PRIVATE_NO_GRAD(ot_op_grad_all_reduce, OT_OP_GRAD_ALL_REDUCE, "GradAllReduce", 1, 16, 1, 16,
+                      no_attrs, all_reduce_infer, NULL);
 OT_OP_PRIVATE_NO_GRAD(ot_op_clip_grad_coef, OT_OP_CLIP_GRAD_COEF, "ClipGradCoef", 1, 1, 2, 2,
                       clip_coef_attrs, clip_coef_infer, NULL);

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dist/dist.h"
 #include "core/file.h"
 #include "checkpoint.h"
 #include "exec/exec.h"
@@ -766,7 +767,7 @@ static const char *opt_find(const char *text, const char *key, size_t key_len, s
 
 /* Finds the first key whose value differs between the two texts (or that
    only one has) and describes it. False when the texts agree key by key. */
-static bool opt_diff(const char *now, const char *saved, char *out, size_t n)
+static bool opt_diff(const char *now, const char *saved, char *out, size_t n, const char *where)
 {
     for (int pass = 0; pass < 2; pass++) {
         const char *a = pass ? saved : now, *b = pass ? now : saved;
@@ -780,11 +781,11 @@ static bool opt_diff(const char *now, const char *saved, char *out, size_t n)
                 if (!vb || la != lb || memcmp(eq + 1, vb, la) != 0) {
                     const char *vnow = pass ? vb : eq + 1, *vsaved = pass ? eq + 1 : vb;
                     size_t lnow = pass ? lb : la, lsaved = pass ? la : lb;
-                    snprintf(out, n, "%.*s is %s%.*s%s here, %s%.*s%s in the checkpoint",
+                    snprintf(out, n, "%.*s is %s%.*s%s here, %s%.*s%s %s",
                              (int)key_len, p, vnow ? "'" : "", vnow ? (int)lnow : 6,
                              vnow ? vnow : "absent", vnow ? "'" : "", vsaved ? "'" : "",
                              vsaved ? (int)lsaved : 6, vsaved ? vsaved : "absent",
-                             vsaved ? "'" : "");
+                             vsaved ? "'" : "", where);
                     return true;
                 }
             }
@@ -811,7 +812,7 @@ ot_status ot_train_checkpoint_match(const ot_train_checkpoint *saved,
                           (long long)now->n_images, now->n_classes, now->data_hash);
     char diff[512];
     if (opt_diff(now->options ? now->options : "", saved->options ? saved->options : "", diff,
-                 sizeof diff))
+                 sizeof diff, "in the checkpoint"))
         return ot_err_set(err, OT_ERR_ARG, "the options differ from the checkpoint's: %s",
                           diff);
     if (strcmp(saved->params ? saved->params : "", now->params ? now->params : "") != 0)
@@ -821,6 +822,29 @@ ot_status ot_train_checkpoint_match(const ot_train_checkpoint *saved,
         return ot_err_set(err, OT_ERR_ARG,
                           "the checkpoint has %lld steps per epoch, this run %lld",
                           (long long)saved->steps_per_epoch, (long long)now->steps_per_epoch);
+    return OT_OK;
+}
+
+ot_status ot_train_fingerprint_match(const ot_train_checkpoint *ref,
+                                     const ot_train_checkpoint *now, const char *ref_name,
+                                     ot_err *err)
+{
+    if (ref->model_hash != now->model_hash)
+        return ot_err_set(err, OT_ERR_ARG,
+                          "the model file differs from %s's (fingerprint %016" PRIx64
+                          " here, %016" PRIx64 " there)",
+                          ref_name, now->model_hash, ref->model_hash);
+    if (ref->data_hash != now->data_hash)
+        return ot_err_set(err, OT_ERR_ARG,
+                          "the data differs from %s's (%lld images, %d classes, fingerprint "
+                          "%016" PRIx64 " here; %lld images, %d classes, %016" PRIx64 " there)",
+                          ref_name, (long long)now->n_images, now->n_classes, now->data_hash,
+                          (long long)ref->n_images, ref->n_classes, ref->data_hash);
+    char diff[512], where[64];
+    snprintf(where, sizeof where, "on %s", ref_name);
+    if (opt_diff(now->options ? now->options : "", ref->options ? ref->options : "", diff,
+                 sizeof diff, where))
+        return ot_err_set(err, OT_ERR_ARG, "the options differ from %s's: %s", ref_name, diff);
     return OT_OK;
 }
 
@@ -1294,7 +1318,8 @@ ot_status ot_train_ckpt_begin(ot_train_ckpt_run *r, const ot_dataset *data, int6
     }
     r->ck.steps_per_epoch = steps_per_epoch;
     r->ck.epochs = o->epochs;
-    if (o->checkpoint || o->resume) {
+    ot_comm *comm = ot_dist_current();
+    if (o->checkpoint || o->resume || (comm && comm->size > 1)) { /* ranks compare them */
         r->ck.format = OT_CKPT_FORMAT;
         r->ck.model_hash = o->model_hash;
         r->ck.n_images = n;

@@ -171,6 +171,13 @@ ot_status ot_train_checkpoint_load(const char *path, ot_graph **graph, ot_train_
 ot_status ot_train_checkpoint_match(const ot_train_checkpoint *saved,
                                     const ot_train_checkpoint *now, ot_err *err);
 
+/* The same for two runs that must agree (the ranks of a data-parallel
+   run): the model file, the data and the options of `now` against those of
+   `ref`, named `ref_name` ("rank 0") in the message. */
+ot_status ot_train_fingerprint_match(const ot_train_checkpoint *ref,
+                                     const ot_train_checkpoint *now, const char *ref_name,
+                                     ot_err *err);
+
 /*
  * Copies the initializer `name` of a checkpoint graph into dst (`bytes` bytes
  * of `dtype`). Errors: OT_ERR_MODEL when it is missing or its dtype or size

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "core/file.h"
 #include "exec/exec.h"
 #include "finetune.h"
@@ -567,7 +568,7 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
         ot_err_prefix(err, "%s", model);
         goto done;
     }
-    if ((o->checkpoint || o->resume) && o->model_path)
+    if ((o->checkpoint || o->resume || ot_dist_current()) && o->model_path)
         OT_TRY(ot_train_hash_file(o->model_path, &t.model_hash, err));
     int size = o->image_size > 0 ? o->image_size : default_size(g);
     ot_data_transform_init(&t.transform, size, norm_of(o->normalize));
@@ -724,10 +725,26 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
         ot_atomic_abort(&af);
     }
 
+    t.bucket_bytes = (size_t)(o->bucket_mb * 1e6);
+    t.sync_bn = o->sync_bn;
     ot_train_result tr;
     event(o, OT_FT_TRAIN_BEGIN);
     st = ot_train_run(g, d.train, &t, &tr, err);
     event(o, OT_FT_TRAIN_END);
+    res->ranks = tr.ranks;
+    res->n_buckets = tr.n_buckets;
+    res->n_bn_train = tr.n_bn_train;
+    if (st == OT_OK && tr.ranks > 1)
+        say(o, OT_FT_MESSAGE,
+            "data-parallel: %d ranks, each batch of %d split between them; gradients "
+            "all-reduced in %d bucket%s per step; BatchNorm: %s",
+            tr.ranks, t.batch_size, tr.n_buckets, tr.n_buckets == 1 ? "" : "s",
+            tr.n_bn_train == 0 ? "none trains"
+            : "each rank normalises its own images, running statistics averaged (no "
+              "--sync-bn)");
+    res->reduce_s = tr.reduce_s;
+    res->reduce_bytes = tr.reduce_bytes;
+    res->agreed_error = tr.agreed_error;
     if (st != OT_OK) {
         ot_err_prefix(err, "%s", model);
         goto done;
@@ -774,7 +791,7 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
     OT_TRY(export_batch(o, g, err));
     OT_TRY(fit_input_size(g, size, err));
     OT_TRY(ot_train_meta_write(g, &t.transform, names, nc, err));
-    if (o->output)
+    if (o->output && ot_dist_rank() == 0) /* data-parallel: rank 0 writes */
         OT_TRY(ot_model_export(g, o->output, &o->export_opts, err));
 done:
     ot_free(names);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ops/grad_util.h"
 #include "ops/ops.h"
 #include "passes/autodiff.h"
 #include "passes/freeze.h"
@@ -261,13 +262,77 @@ static ot_status set_inputs(ot_graph *g, const int32_t *ids, int n, ot_err *err)
     return OT_OK;
 }
 
+/* Data-parallel training: GradAllReduce nodes over the gradients in the
+   order the backward pass produces them (the order of their producing
+   nodes), one per bucket of about `bytes`; red[i] becomes the reduced
+   gradient of parameter i. The schedule is fixed here, from the trained
+   parameters only, so every rank runs the same reductions in the same
+   order. */
+static ot_status add_all_reduce(ot_graph *g, ot_train_graph *tg, size_t bytes, int32_t *red,
+                                ot_err *err)
+{
+    ot_status st = OT_OK;
+    int n = tg->n_params;
+    int *order = ot_calloc((size_t)n + 1, sizeof *order);
+    int32_t *prod = ot_calloc((size_t)n + 1, sizeof *prod);
+    int32_t *in = ot_calloc((size_t)n + 1, sizeof *in), *out = ot_calloc((size_t)n + 1, sizeof *out);
+    const char **names = ot_calloc((size_t)n + 1, sizeof *names);
+    if (!order || !prod || !in || !out || !names)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        prod[i] = -1;
+        for (int32_t k = g->n_nodes - 1; k >= 0 && prod[i] < 0; k--)
+            for (int o = 0; o < g->nodes[k].n_out; o++)
+                if (g->nodes[k].out[o] == tg->grads[i])
+                    prod[i] = k;
+        order[i] = i;
+    }
+    for (int i = 1; i < n; i++) { /* stable insertion sort by producer */
+        int v = order[i], j = i;
+        while (j > 0 && prod[order[j - 1]] > prod[v]) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = v;
+    }
+    for (int i = 0; i < n;) {
+        int k = 0;
+        size_t b = 0;
+        /* shape inference takes at most 16 outputs a node */
+        while (i + k < n && k < 16 && (k == 0 || b < bytes)) {
+            int p = order[i + k];
+            in[k] = tg->grads[p];
+            names[k] = "allreduce/grad";
+            b += g->values[tg->params[p]].data.bytes;
+            k++;
+        }
+        char name[64];
+        snprintf(name, sizeof name, "allreduce/bucket%d", tg->n_buckets);
+        OT_TRY(ot_op_grad_emit(g, ot_op_table[OT_OP_GRAD_ALL_REDUCE], 0, name, in, k, NULL, 0,
+                               names, out, k, err));
+        for (int j = 0; j < k; j++)
+            red[order[i + j]] = out[j];
+        if (b / sizeof(float) > tg->max_bucket_numel)
+            tg->max_bucket_numel = b / sizeof(float);
+        tg->n_buckets++;
+        i += k;
+    }
+done:
+    ot_free(order);
+    ot_free(prod);
+    ot_free(in);
+    ot_free(out);
+    ot_free(names);
+    return st;
+}
+
 ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts *opts,
                                ot_train_graph *tg, ot_err *err)
 {
     ot_status st = OT_OK;
     ot_graph *step = NULL, *prefix = NULL;
     bool *trained = NULL, *keep = NULL;
-    int32_t *outs = NULL;
+    int32_t *outs = NULL, *reduced = NULL;
     memset(tg, 0, sizeof *tg);
     tg->image = tg->logits = tg->loss = tg->labels = -1;
     tg->optim.lr[0] = tg->optim.lr[1] = tg->optim.step = tg->optim.grad_norm = -1;
@@ -433,9 +498,15 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
         for (int h = 0; h < opts->n_head_params; h++)
             if (opts->head_params[h] == tg->params[p])
                 tg->group[p] = 1;
+    reduced = ot_calloc((size_t)tg->n_params + 1, sizeof *reduced);
+    if (!reduced)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    memcpy(reduced, tg->grads, sizeof *reduced * (size_t)tg->n_params);
+    if (opts->bucket_bytes > 0 && opts->optim)
+        OT_TRY(add_all_reduce(step, tg, opts->bucket_bytes, reduced, err));
     int32_t before_optim = step->n_nodes;
     if (opts->optim) {
-        OT_TRY(ot_optim_add_updates(step, opts->optim, tg->params, tg->grads, tg->group,
+        OT_TRY(ot_optim_add_updates(step, opts->optim, tg->params, reduced, tg->group,
                                     tg->n_params, opts->clip_grad, &tg->optim, err));
         tg->has_optim = true;
     }
@@ -492,6 +563,7 @@ done:
     ot_free(trained);
     ot_free(keep);
     ot_free(outs);
+    ot_free(reduced);
     if (st != OT_OK)
         ot_train_graph_fini(tg);
     return st;

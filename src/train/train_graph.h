@@ -42,6 +42,11 @@ typedef struct ot_train_graph_opts {
     const int32_t *head_params; /* with optim: the parameters that learn at
                                    the head's rate (group 1)                 */
     int n_head_params;
+    /* data-parallel training (src/dist/dist.h): > 0 puts GradAllReduce
+       nodes between the backward pass and the updates, each reducing the
+       gradients of about this many bytes, in the order the backward pass
+       produces them; 0: none                                                */
+    size_t bucket_bytes;
 } ot_train_graph_opts;
 
 typedef struct ot_train_graph {
@@ -72,6 +77,8 @@ typedef struct ot_train_graph {
     int n_bn_train, n_bn_eval;
     int n_dropout_train;
     int n_backward_nodes;
+    int n_buckets;          /* GradAllReduce nodes (opts.bucket_bytes)         */
+    size_t max_bucket_numel; /* floats in the largest bucket                   */
 } ot_train_graph;
 
 /*

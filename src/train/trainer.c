@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "data/loader.h"
+#include "dist/dist.h"
 #include "exec/exec.h"
 #include "train/loss.h"
 #include "train/prefix_cache.h"
@@ -84,6 +85,12 @@ typedef struct trainer {
     int64_t seed;        /* Dropout masks of the current step               */
     double data_wait_s;  /* time spent waiting for the loader (--profile)     */
     ot_train_ckpt_run ckpt; /* checkpoints, resume, --keep best (checkpoint.h) */
+    /* data-parallel: this rank's share of each batch (docs/distributed.md) */
+    ot_comm *comm;       /* NULL for one process                            */
+    int rank, ranks;
+    int64_t *rdidx;      /* this rank's images of the epoch, for the loader   */
+    bool loader_on;      /* the loader runs this epoch; else the cache, and
+                            what a rank's cache lacks is read in the loop    */
 } trainer;
 
 static ot_status bind_tensor(ot_tensor *t, ot_dtype dtype, int ndim, const int64_t *dims, void *data)
@@ -264,7 +271,12 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
     const ot_train_graph *tg = &T->tg;
     ot_train_cache *cache = &T->cache;
     bool all_cached = ot_train_cache_has(cache, idx, n);
-    if (!all_cached || !tg->prefix) {
+    if ((!all_cached || !tg->prefix) && !T->loader_on) {
+        /* a rank's cache holds the images it met; this one it did not */
+        OT_TRY(ot_data_load_batch(T->data, didx, n, &T->o->transform, T->x, T->labels, T->scratch,
+                                  T->scratch_bytes, err));
+        T->xb = T->x;
+    } else if (!all_cached || !tg->prefix) {
         float *x;
         int64_t *labels;
         int got;
@@ -319,7 +331,7 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
     const ot_tensor *lt = ot_exec_output(r->step, 0), *logits = ot_exec_output(r->step, 1);
     float loss;
     memcpy(&loss, lt->data, sizeof loss);
-    if (!isfinite(loss))
+    if (!isfinite(loss) && T->ranks == 1) /* ranks: checked on the sum of all */
         OT_FAIL(err, OT_ERR_ARG, "the loss became %s", isnan(loss) ? "NaN" : "infinite");
     int64_t C = logits->dims[logits->ndim - 1];
     const float *lg = logits->data;
@@ -342,16 +354,128 @@ done:
     return st;
 }
 
+/* Data-parallel: every rank takes rank 0's trained parameters, BN
+   statistics and optimizer moments, so that all start from the same state
+   (the new head's initialisation included). */
+static ot_status bcast_state(trainer *T, ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_train_graph *tg = &T->tg;
+    void *buf = NULL;
+    size_t cap = 0;
+    int n_ids = tg->n_params + tg->n_stats + tg->optim.n_bufs * tg->n_params;
+    for (int i = 0; i < n_ids; i++) {
+        int32_t id = i < tg->n_params                ? tg->params[i]
+                     : i < tg->n_params + tg->n_stats ? tg->stats[i - tg->n_params]
+                                                      : tg->optim.bufs[i - tg->n_params - tg->n_stats];
+        size_t bytes = ot_exec_state_bytes(T->full.step, id);
+        if (!bytes)
+            continue;
+        if (bytes > cap) {
+            ot_free(buf);
+            cap = bytes;
+            if (!(buf = ot_malloc(cap)))
+                OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+        }
+        OT_TRY(ot_exec_read_state(T->full.step, id, buf, bytes, err));
+        OT_TRY(ot_comm_bcast(T->comm, buf, bytes, 0, err));
+        OT_TRY(ot_exec_write_state(T->full.step, id, buf, bytes, err));
+    }
+done:
+    ot_free(buf);
+    return st;
+}
+
+/* Data-parallel without --sync-bn: each rank normalised its own images, so
+   its BN running statistics differ; after every step they become the mean
+   over the ranks (buf: room for the largest). */
+static ot_status avg_stats(trainer *T, float *buf, ot_err *err)
+{
+    ot_status st = OT_OK;
+    for (int i = 0; i < T->tg.n_stats; i++) {
+        int32_t id = T->tg.stats[i];
+        size_t bytes = ot_exec_state_bytes(T->full.step, id), n = bytes / sizeof *buf;
+        OT_TRY(ot_exec_read_state(T->full.step, id, buf, bytes, err));
+        OT_TRY(ot_comm_allreduce_f32(T->comm, buf, n, err));
+        for (size_t k = 0; k < n; k++)
+            buf[k] /= (float)T->ranks;
+        OT_TRY(ot_exec_write_state(T->full.step, id, buf, bytes, err));
+    }
+done:
+    return st;
+}
+
+/* Data-parallel: compares this rank's fingerprints (model file, data,
+   options; ot_train_ckpt_begin) with rank 0's. Every rank learns whether
+   any differs; those that do say what differs, rank 0 which ranks. */
+static ot_status check_ranks_agree(trainer *T, ot_train_result *res, ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_train_checkpoint *mine = &T->ckpt.ck;
+    ot_train_checkpoint ref = { 0 };
+    double *bad = ot_calloc((size_t)T->ranks, sizeof *bad);
+    uint64_t head[5] = { mine->model_hash, mine->data_hash, (uint64_t)mine->n_images,
+                         (uint64_t)mine->n_classes,
+                         mine->options ? strlen(mine->options) + 1 : 1 };
+    if (!bad)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    OT_TRY(ot_comm_bcast(T->comm, head, sizeof head, 0, err));
+    ref.model_hash = head[0];
+    ref.data_hash = head[1];
+    ref.n_images = (int64_t)head[2];
+    ref.n_classes = (int)head[3];
+    if (head[4] > (1u << 24) || !(ref.options = ot_calloc(head[4] + 1, 1)))
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory for rank 0's options");
+    if (T->rank == 0 && mine->options)
+        memcpy(ref.options, mine->options, head[4]);
+    OT_TRY(ot_comm_bcast(T->comm, ref.options, head[4], 0, err));
+    ot_err mismatch;
+    ot_err_init(&mismatch);
+    bool differs = ot_train_fingerprint_match(&ref, mine, "rank 0", &mismatch) != OT_OK;
+    bad[T->rank] = differs;
+    OT_TRY(ot_comm_allreduce_f64(T->comm, bad, (size_t)T->ranks, err));
+    if (differs) {
+        res->agreed_error = true;
+        OT_FAIL(err, OT_ERR_ARG, "%s", mismatch.msg);
+    }
+    for (int r = 0; r < T->ranks; r++)
+        if (bad[r] > 0) {
+            char list[256] = "";
+            size_t at = 0;
+            for (int k = r; k < T->ranks && at < sizeof list - 16; k++)
+                if (bad[k] > 0)
+                    at += (size_t)snprintf(list + at, sizeof list - at, "%s%d", at ? ", " : "", k);
+            res->agreed_error = true;
+            OT_FAIL(err, OT_ERR_ARG,
+                    "the ranks disagree: rank%s %s ran with another model, data or options "
+                    "than rank 0 (their messages say what differs)",
+                    strchr(list, ',') ? "s" : "", list);
+        }
+done:
+    ot_free(ref.options);
+    ot_free(bad);
+    return st;
+}
+
 ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_opts *o,
                        ot_train_result *res, ot_err *err)
 {
     ot_status st = OT_OK;
-    trainer T = { .model = model, .data = data, .o = o };
+    trainer T = { .model = model, .data = data, .o = o, .ranks = 1, .loader_on = true };
+    T.comm = ot_dist_current();
+    if (T.comm && T.comm->size > 1) {
+        T.rank = T.comm->rank;
+        T.ranks = T.comm->size;
+    } else {
+        T.comm = NULL;
+    }
     ot_train_cache_init(&T.cache);
     ot_train_ckpt_run_init(&T.ckpt, model, &T.tg, o);
     int64_t *perm = NULL;
+    float *stats_buf = NULL; /* data-parallel: the BN statistics (avg_stats) */
     memset(res, 0, sizeof *res);
     res->checkpoint_step = -1;
+    res->ranks = T.ranks;
     if (o->epochs < 1 || o->batch_size < 1)
         return ot_err_set(err, OT_ERR_ARG, "--epochs and --batch-size must be at least 1");
     OT_TRY(ot_optim_schedule_check(&o->schedule, err));
@@ -370,7 +494,19 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         go.clip_grad = o->clip_grad;
         go.head_params = o->head_lr > 0 ? o->head_params : NULL;
         go.n_head_params = o->head_lr > 0 ? o->n_head_params : 0;
+        go.bucket_bytes = T.ranks > 1 ? (o->bucket_bytes ? o->bucket_bytes : 25u << 20) : 0;
         OT_TRY(ot_train_graph_build(model, &go, &T.tg, err));
+        res->n_buckets = T.tg.n_buckets;
+        res->n_bn_train = T.tg.n_bn_train;
+        if (T.ranks > 1 && o->sync_bn && T.tg.n_bn_train > 0) {
+            res->agreed_error = true;
+            OT_FAIL(err, OT_ERR_UNSUPPORTED,
+                    "--sync-bn over %d ranks is not implemented: %d BatchNorm layers train; "
+                    "without it each rank normalises its own images",
+                    T.ranks, T.tg.n_bn_train);
+        }
+        if (T.comm)
+            OT_TRY(ot_dist_reserve(T.comm, T.tg.max_bucket_numel, err));
     }
     ot_train_graph *tg = &T.tg;
     const ot_value *iv = &model->values[tg->image];
@@ -387,16 +523,30 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     int bs = o->batch_size;
     if (bs > N)
         bs = (int)N;
-    T.x = ot_malloc(T.x_bytes * (size_t)bs);
-    T.labels = ot_calloc((size_t)bs, sizeof *T.labels);
+    int last_n = (int)(N % bs);
+    /* this rank's share of a full batch and of the last one */
+    int lbs = (int)ot_dist_share(bs, T.rank, T.ranks, NULL);
+    int llast = (int)ot_dist_share(last_n, T.rank, T.ranks, NULL);
+    if (T.ranks > 1 && (bs < T.ranks || (last_n && last_n < T.ranks))) {
+        res->agreed_error = true;
+        OT_FAIL(err, OT_ERR_ARG,
+                "%d ranks need at least one image each in every batch: --batch-size %d over "
+                "%lld images leaves %s of %d; choose a batch size that leaves none or at "
+                "least %d",
+                T.ranks, o->batch_size, (long long)N, bs < T.ranks ? "batches" : "a last batch",
+                bs < T.ranks ? bs : last_n, T.ranks);
+    }
+    T.x = ot_malloc(T.x_bytes * (size_t)lbs);
+    T.labels = ot_calloc((size_t)lbs, sizeof *T.labels);
+    T.rdidx = ot_malloc(sizeof *T.rdidx * (size_t)N);
     (void)h;
     (void)w;
     T.scratch_bytes = ot_data_batch_scratch_bytes(data, &o->transform);
     T.didx = ot_malloc(sizeof *T.didx * (size_t)N);
-    if (!T.didx)
+    if (!T.didx || !T.rdidx)
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     {
-        ot_data_loader_opts lo = { .batch_size = bs, .n_workers = o->workers,
+        ot_data_loader_opts lo = { .batch_size = lbs, .n_workers = o->workers,
                                    .augment = o->augment, .seed = o->seed };
         OT_TRY(ot_data_loader_new(data, &o->transform, &lo, &T.loader, err));
     }
@@ -405,13 +555,12 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     if (!T.x || !T.labels || !T.scratch || !perm)
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory for the batch buffers");
 
-    OT_TRY(make_runner(&T, &T.full, bs, NULL, err));
-    int last_n = (int)(N % bs);
-    if (last_n)
-        OT_TRY(make_runner(&T, &T.last, last_n, T.full.step, err));
+    OT_TRY(make_runner(&T, &T.full, lbs, NULL, err));
+    if (last_n && llast != lbs)
+        OT_TRY(make_runner(&T, &T.last, llast, T.full.step, err));
 
     if (tg->prefix && !o->no_cache && tg->cacheable && o->epochs >= 2 && !o->augment)
-        OT_TRY(ot_train_cache_open(&T.cache, T.full.cut_in, tg->n_cut, bs, N, o->cache_bf16,
+        OT_TRY(ot_train_cache_open(&T.cache, T.full.cut_in, tg->n_cut, lbs, N, o->cache_bf16,
                                    o->cache_mem, o->cache_dir, err));
     res->cache_used = T.cache.on;
     if (T.cache.on) {
@@ -437,18 +586,32 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
                                T.cache.on && T.cache.bf16, err));
     ot_train_checkpoint *ck = &T.ckpt.ck;
     bool finished = false;
+    if (T.comm)
+        OT_TRY(check_ranks_agree(&T, res, err));
     if (o->resume) {
         OT_TRY(ot_train_ckpt_resume(&T.ckpt, res, &finished, err));
         if (o->resumed)
             o->resumed(ck, o->user);
-        if (T.cache.on && (ck->epoch > 0 || ck->epoch_step > 0))
+        /* ranks fill their caches as they go (run_batch) */
+        if (T.cache.on && T.ranks == 1 && (ck->epoch > 0 || ck->epoch_step > 0))
             OT_TRY(warm_cache(&T, perm, N, bs, ck->epoch > 0 ? steps_per_epoch : ck->epoch_step,
                               steps_per_epoch, err));
     }
+    if (T.comm)
+        OT_TRY(bcast_state(&T, err));
     res->final_loss = ck->last_loss;
     res->final_accuracy = ck->last_accuracy;
     int64_t total_steps = ck->step;
     bool stopped = finished;
+    int stop_sig = 0; /* data-parallel: a stop request any rank received */
+    if (T.comm && tg->n_stats) {
+        size_t most = 0;
+        for (int i = 0; i < tg->n_stats; i++)
+            if (ot_exec_state_bytes(T.full.step, tg->stats[i]) > most)
+                most = ot_exec_state_bytes(T.full.step, tg->stats[i]);
+        if (!(stats_buf = ot_malloc(most)))
+            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    }
     for (int epoch = ck->epoch; epoch < o->epochs && !stopped; epoch++) {
         ot_data_shuffle(N, o->seed, epoch, perm);
         double t0 = now_s(), loss_sum = 0;
@@ -462,18 +625,34 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         bool cached_epoch = T.cache.on && epoch > 0;
         for (int64_t k = 0; k < N; k++)
             T.didx[k] = T.map ? T.map[perm[k]] : perm[k];
-        if (!cached_epoch && s0 < steps_per_epoch)
+        T.loader_on = !cached_epoch;
+        if (!cached_epoch && s0 < steps_per_epoch && T.ranks == 1)
             OT_TRY(ot_data_loader_start_epoch(T.loader, T.didx + s0 * bs, N - s0 * bs, epoch,
                                               err));
+        else if (!cached_epoch && s0 < steps_per_epoch) { /* this rank's share of each batch */
+            int64_t m = 0;
+            for (int64_t s = s0; s < steps_per_epoch; s++) {
+                int64_t off, ng = s == steps_per_epoch - 1 && last_n ? last_n : bs;
+                int64_t k = ot_dist_share(ng, T.rank, T.ranks, &off);
+                memcpy(T.rdidx + m, T.didx + s * bs + off, sizeof *T.rdidx * (size_t)k);
+                m += k;
+            }
+            OT_TRY(ot_data_loader_start_epoch(T.loader, T.rdidx, m, epoch, err));
+        }
         ot_train_epoch e = { .epoch = epoch + 1, .epochs = o->epochs, .steps = steps_per_epoch,
                              .cached = cached_epoch, .val_loss = NAN, .val_accuracy = NAN };
         for (int64_t s = s0; s < steps_per_epoch; s++) {
-            if ((o->stop && *o->stop) || (o->max_steps && total_steps >= o->max_steps)) {
+            if ((T.ranks > 1 ? stop_sig : (o->stop && *o->stop)) ||
+                (o->max_steps && total_steps >= o->max_steps)) {
                 stopped = true;
                 break;
             }
-            int n = (int)(s == steps_per_epoch - 1 && last_n ? last_n : bs);
-            runner *r = n == bs ? &T.full : &T.last;
+            int ng = (int)(s == steps_per_epoch - 1 && last_n ? last_n : bs);
+            int64_t off;
+            int n = (int)ot_dist_share(ng, T.rank, T.ranks, &off);
+            runner *r = n == lbs ? &T.full : &T.last;
+            if (T.comm)
+                T.comm->grad_weight = (float)((double)n / (double)ng);
             double lr = ot_optim_schedule_lr(&o->schedule, o->lr, epoch, s, steps_per_epoch);
             double hlr = ot_optim_schedule_lr(&o->schedule, o->head_lr > 0 ? o->head_lr : o->lr,
                                               epoch, s, steps_per_epoch);
@@ -482,8 +661,30 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             T.lr[1] = hlr;
             T.step_no = total_steps + 1;
             st = ot_optim_check_lr(T.lr, 2, err);
-            if (st == OT_OK)
+            if (st == OT_OK && T.ranks == 1)
                 st = run_batch(&T, r, perm + s * bs, T.didx + s * bs, n, &correct, &loss_sum, err);
+            else if (st == OT_OK) { /* the step's numbers over all ranks */
+                int64_t c1 = 0;
+                double l1 = 0;
+                st = run_batch(&T, r, perm + s * bs + off, T.didx + s * bs + off, n, &c1, &l1,
+                               err);
+                double v[4] = { l1, (double)c1, o->stop && *o->stop ? (double)*o->stop : 0,
+                                o->stop && *o->stop ? 1 : 0 };
+                if (st == OT_OK)
+                    st = ot_comm_allreduce_f64(T.comm, v, 4, err);
+                if (st == OT_OK && tg->n_stats)
+                    st = avg_stats(&T, stats_buf, err);
+                if (st == OT_OK && !isfinite(v[0])) {
+                    res->agreed_error = true;
+                    st = ot_err_set(err, OT_ERR_ARG, "the loss became %s",
+                                    isnan(v[0]) ? "NaN" : "infinite");
+                }
+                loss_sum += v[0];
+                correct += (int64_t)v[1];
+                if (v[3] > 0)
+                    stop_sig = (int)(v[2] / v[3] + 0.5);
+                n = ng;
+            }
             if (st != OT_OK) {
                 ot_err_prefix(err, "epoch %d, step %lld (step %lld in all)", epoch + 1,
                               (long long)s + 1, (long long)total_steps + 1);
@@ -521,7 +722,8 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
                 ck->best_epoch = res->best_epoch;
                 ck->best_val_accuracy = res->best_val_accuracy;
             }
-            if (epoch_end || (o->checkpoint_every > 0 && total_steps % o->checkpoint_every == 0)) {
+            if (T.rank == 0 &&
+                (epoch_end || (o->checkpoint_every > 0 && total_steps % o->checkpoint_every == 0))) {
                 st = ot_train_ckpt_save(&T.ckpt, err);
                 if (st != OT_OK) {
                     ot_train_ckpt_note(&T.ckpt, err);
@@ -541,10 +743,11 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             }
         }
     }
-    if (o->stop && *o->stop)
-        res->stopped_by = (int)*o->stop;
+    if (T.ranks > 1 ? stop_sig : (o->stop && *o->stop))
+        res->stopped_by = T.ranks > 1 ? stop_sig : (int)*o->stop;
     /* at a stop, or where max_steps ended the run; and never a NaN model */
-    st = o->checkpoint ? ot_train_ckpt_save(&T.ckpt, err) : ot_train_ckpt_check_finite(&T.ckpt, err);
+    st = o->checkpoint && T.rank == 0 ? ot_train_ckpt_save(&T.ckpt, err)
+                                      : ot_train_ckpt_check_finite(&T.ckpt, err);
     if (st != OT_OK) {
         ot_train_ckpt_note(&T.ckpt, err);
         goto done;
@@ -568,6 +771,12 @@ done:
     ot_free(T.x);
     ot_data_loader_free(T.loader);
     ot_free(T.didx);
+    ot_free(T.rdidx);
+    ot_free(stats_buf);
+    if (T.comm) {
+        res->reduce_s = T.comm->reduce_s;
+        res->reduce_bytes = T.comm->reduce_bytes;
+    }
     ot_free(T.good);
     ot_free(T.val_good);
     ot_free(T.labels);

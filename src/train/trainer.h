@@ -98,6 +98,10 @@ typedef struct ot_train_opts {
     int patience;          /* stop after this many epochs without a better
                               validation accuracy; 0: never                    */
     bool deterministic;    /* the caller fixed the threads; nothing order-dependent */
+    /* data-parallel (src/dist/dist.h; used when ot_dist_current() has more
+       than one rank): each rank trains on its share of every batch */
+    size_t bucket_bytes;   /* gradients all-reduced per bucket; 0: 25 MB     */
+    bool sync_bn;          /* BN batch statistics over all ranks             */
     /* checkpoints */
     const char *checkpoint;     /* write checkpoints here; NULL: none            */
     int64_t checkpoint_every;   /* also every N steps in all; 0: epochs only     */
@@ -147,6 +151,12 @@ typedef struct ot_train_result {
     int64_t checkpoint_step; /* step of the last checkpoint written; -1: none  */
     ot_err checkpoint_err;   /* why the last checkpoint could not be written
                                 (I/O: training went on); code OT_OK: it was  */
+    int ranks;               /* processes that trained (data-parallel): 1   */
+    int n_buckets;           /* gradient all-reduces per step               */
+    int n_bn_train;          /* BatchNorm layers in training mode           */
+    double reduce_s;         /* seconds this rank spent in all-reduces      */
+    uint64_t reduce_bytes;   /* bytes it all-reduced                        */
+    bool agreed_error;       /* the error is every rank's (no abort needed) */
 } ot_train_result;
 
 /* Fills options with the defaults of `onnxtrain finetune`. */

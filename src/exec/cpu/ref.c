@@ -114,6 +114,7 @@ static const ref_row ref_table[OT_OP_COUNT_] = {
     [OT_OP_DEQUANTIZE_LINEAR] = ROW(dequantize_linear),
     [OT_OP_FAKE_QUANT] = ROW(fake_quant),
     [OT_OP_FAKE_QUANT_GRAD] = ROW(fake_quant_grad),
+    [OT_OP_GRAD_ALL_REDUCE] = ROW(grad_all_reduce),
 };
 
 /* The row for a node's op, by the op's id, or NULL (opaque node, or an op

@@ -83,6 +83,7 @@ OT_REF_DECL(dropout_train);
 OT_REF_DECL(sgd_step);
 OT_REF_DECL(adam_step); /* AdamStep and AdamWStep */
 OT_REF_DECL(grad_sum_squares);
+OT_REF_DECL(grad_all_reduce);
 OT_REF_DECL(clip_grad_coef);
 /* ref_grad_eltwise.c */
 OT_REF_DECL(relu_grad);

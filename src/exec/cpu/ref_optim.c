@@ -22,6 +22,7 @@
  * .../torch.optim.Adam.html, .../torch.optim.AdamW.html,
  * .../torch.nn.utils.clip_grad_norm_.html.
  */
+#include "dist/dist.h"
 #include "exec/cpu/ref_impl.h"
 
 #if defined(_OPENMP)
@@ -351,5 +352,60 @@ ot_status ot_ref_clip_grad_coef(const ot_graph *g, const ot_node *n, const ot_te
     ot_tensor *nt = ot_ref_out(n, out, 1);
     if (nt)
         memcpy(nt->data, &norm, sizeof norm);
+    return OT_OK;
+}
+
+/* ------------------------------------------------------- gradient all-reduce */
+
+bool ot_ref_grad_all_reduce_supports(const ot_graph *g, const ot_node *n,
+                                     const ot_tensor *const *in, const ot_tensor *const *out,
+                                     const char **why)
+{
+    (void)g;
+    for (int i = 0; i < n->n_in; i++)
+        if (!in[i] || in[i]->dtype != OT_DTYPE_FLOAT || !out[i] || out[i]->bytes != in[i]->bytes) {
+            *why = "expects float gradients and outputs of their sizes";
+            return false;
+        }
+    return true;
+}
+
+/* out[i] = the sum over the ranks of grad_weight * in[i], the bucket packed
+   into the communicator's buffer and reduced as one message; with one
+   process (no communicator), out = in. */
+ot_status ot_ref_grad_all_reduce(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                                 ot_tensor *const *out, ot_err *err)
+{
+    (void)g;
+    ot_comm *c = ot_dist_current();
+    if (!c || c->size < 2) {
+        for (int i = 0; i < n->n_in; i++)
+            memcpy(out[i]->data, in[i]->data, in[i]->bytes);
+        return OT_OK;
+    }
+    size_t total = 0;
+    for (int i = 0; i < n->n_in; i++)
+        total += in[i]->bytes / sizeof(float);
+    if (total > c->stage_n)
+        return ot_err_set(err, OT_ERR_INTERNAL, "GradAllReduce: bucket of %zu floats, buffer of %zu",
+                          total, c->stage_n);
+    const float w = c->grad_weight;
+    float *p = c->stage;
+    for (int i = 0; i < n->n_in; i++) {
+        const float *x = in[i]->data;
+        size_t k = in[i]->bytes / sizeof(float);
+        for (size_t j = 0; j < k; j++)
+            p[j] = w * x[j];
+        p += k;
+    }
+    ot_status st = ot_comm_allreduce_f32(c, c->stage, total, err);
+    if (st != OT_OK)
+        return st;
+    p = c->stage;
+    for (int i = 0; i < n->n_in; i++) {
+        size_t k = in[i]->bytes / sizeof(float);
+        memcpy(out[i]->data, p, k * sizeof(float));
+        p += k;
+    }
     return OT_OK;
 }

@@ -1,0 +1,251 @@
+/*
+ * dist.c: the current communicator (dist.h): detection of an MPI launch,
+ * loading the MPI shim (mpi_shim.c) at run time, and the MPI ops over it.
+ */
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dist/dist.h"
+
+#define SHIM_NAME "libonnxtrain_mpi.so"
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int ot_dist_detect(const char **var)
+{
+    /* OpenMPI's mpirun; PMIx/PMI launchers (MPICH's hydra, srun --mpi=pmix);
+       Slurm's srun: SLURM_NTASKS alone is set in an allocation (sbatch,
+       salloc) too, so only with SLURM_STEP_ID and a SLURM_PROCID, inside a
+       step that srun started */
+    static const char *const vars[] = { "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE",
+                                        "SLURM_STEP_NUM_TASKS" };
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (!v || !*v)
+            continue;
+        if (i == 3 && !getenv("SLURM_PROCID"))
+            continue;
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*end || n < 1 || n > INT_MAX)
+            continue;
+        if (var)
+            *var = vars[i];
+        return (int)n;
+    }
+    if (var)
+        *var = NULL;
+    return 1;
+}
+
+/* The shim's entry points. */
+typedef struct shim {
+    void *dl;
+    int (*init)(int *rank, int *size, double timeout_s, char *msg, int len);
+    int (*bcast)(void *buf, size_t bytes, int root, char *msg, int len);
+    int (*allreduce_sum)(void *buf, size_t n, int is_double, char *msg, int len);
+    void (*abort)(int code);
+    void (*finalize)(void);
+} shim;
+
+static shim g_shim;
+static ot_comm g_comm;
+static ot_comm *g_current;
+
+static ot_status mpi_bcast(ot_comm *c, void *buf, size_t bytes, int root, ot_err *err)
+{
+    char msg[256] = "";
+    if (g_shim.bcast(buf, bytes, root, msg, (int)sizeof msg))
+        return ot_err_set(err, OT_ERR_BACKEND, "rank %d: %s", c->rank, msg);
+    return OT_OK;
+}
+
+static ot_status mpi_allreduce_f32(ot_comm *c, float *buf, size_t n, ot_err *err)
+{
+    char msg[256] = "";
+    if (g_shim.allreduce_sum(buf, n, 0, msg, (int)sizeof msg))
+        return ot_err_set(err, OT_ERR_BACKEND, "rank %d: %s", c->rank, msg);
+    return OT_OK;
+}
+
+static ot_status mpi_allreduce_f64(ot_comm *c, double *buf, size_t n, ot_err *err)
+{
+    char msg[256] = "";
+    if (g_shim.allreduce_sum(buf, n, 1, msg, (int)sizeof msg))
+        return ot_err_set(err, OT_ERR_BACKEND, "rank %d: %s", c->rank, msg);
+    return OT_OK;
+}
+
+static void mpi_abort(ot_comm *c, int code)
+{
+    (void)c;
+    g_shim.abort(code);
+}
+
+static void mpi_fini(ot_comm *c)
+{
+    (void)c;
+    g_shim.finalize();
+}
+
+static const ot_comm_ops mpi_ops = {
+    .name = "mpi",
+    .bcast = mpi_bcast,
+    .allreduce_f32 = mpi_allreduce_f32,
+    .allreduce_f64 = mpi_allreduce_f64,
+    .abort = mpi_abort,
+    .fini = mpi_fini,
+};
+
+/* dlopen's the shim: $ONNXTRAIN_MPI_LIB, else beside the executable, else
+   in ../lib/onnxtrain (installed), else the loader's search path. */
+static void *open_shim(char *why, size_t size)
+{
+    const char *env = getenv("ONNXTRAIN_MPI_LIB");
+    if (env && *env) {
+        void *dl = dlopen(env, RTLD_NOW | RTLD_LOCAL);
+        if (!dl)
+            snprintf(why, size, "%s", dlerror());
+        return dl;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            char path[PATH_MAX + 64];
+            const char *rel[] = { "/" SHIM_NAME, "/../lib/onnxtrain/" SHIM_NAME };
+            for (int i = 0; i < 2; i++) {
+                snprintf(path, sizeof path, "%s%s", exe, rel[i]);
+                if (access(path, F_OK) != 0)
+                    continue;
+                void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+                if (!dl)
+                    snprintf(why, size, "%s", dlerror());
+                return dl;
+            }
+        }
+    }
+    void *dl = dlopen(SHIM_NAME, RTLD_NOW | RTLD_LOCAL);
+    if (!dl)
+        snprintf(why, size, "%s", dlerror());
+    return dl;
+}
+
+ot_status ot_dist_init(ot_dist_mode mode, double timeout_s, ot_err *err)
+{
+    const char *var;
+    int n = ot_dist_detect(&var);
+    if (mode == OT_DIST_OFF || n <= 1 || g_current)
+        return OT_OK;
+    char why[512] = "";
+    void *dl = open_shim(why, sizeof why);
+    if (!dl)
+        return ot_err_set(err, OT_ERR_UNSUPPORTED,
+                          "started by an MPI launcher (%s=%d) but the MPI library cannot be "
+                          "loaded: %s (install OpenMPI, or --distributed off runs one process)",
+                          var, n, why);
+    shim s = { .dl = dl };
+    *(void **)&s.init = dlsym(dl, "otm_init");
+    *(void **)&s.bcast = dlsym(dl, "otm_bcast");
+    *(void **)&s.allreduce_sum = dlsym(dl, "otm_allreduce_sum");
+    *(void **)&s.abort = dlsym(dl, "otm_abort");
+    *(void **)&s.finalize = dlsym(dl, "otm_finalize");
+    if (!s.init || !s.bcast || !s.allreduce_sum || !s.abort || !s.finalize) {
+        dlclose(dl);
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s lacks the otm_* entry points", SHIM_NAME);
+    }
+    if (timeout_s <= 0)
+        timeout_s = 30;
+    char msg[256] = "";
+    int rank = 0, size = 1;
+    if (s.init(&rank, &size, timeout_s, msg, (int)sizeof msg)) {
+        dlclose(dl);
+        return ot_err_set(err, OT_ERR_BACKEND, "MPI: %s", msg);
+    }
+    g_shim = s;
+    g_comm = (ot_comm){ .rank = rank, .size = size, .ops = &mpi_ops, .timeout_s = timeout_s,
+                        .grad_weight = 1.0f };
+    g_current = &g_comm;
+    return OT_OK;
+}
+
+ot_comm *ot_dist_current(void)
+{
+    return g_current;
+}
+
+int ot_dist_rank(void)
+{
+    return g_current ? g_current->rank : 0;
+}
+
+void ot_dist_fini(void)
+{
+    if (!g_current)
+        return;
+    g_current->ops->fini(g_current);
+    ot_free(g_current->stage);
+    g_current->stage = NULL;
+    g_current->stage_n = 0;
+    g_current = NULL;
+    /* the shim stays loaded: MPI's own libraries may still run exit handlers */
+}
+
+void ot_dist_abort(int code)
+{
+    if (g_current)
+        g_current->ops->abort(g_current, code);
+    exit(code);
+}
+
+ot_status ot_comm_allreduce_f32(ot_comm *c, float *buf, size_t n, ot_err *err)
+{
+    double t0 = now_s();
+    ot_status st = c->ops->allreduce_f32(c, buf, n, err);
+    c->reduce_s += now_s() - t0;
+    c->reduce_bytes += n * sizeof *buf;
+    return st;
+}
+
+ot_status ot_comm_allreduce_f64(ot_comm *c, double *buf, size_t n, ot_err *err)
+{
+    double t0 = now_s();
+    ot_status st = c->ops->allreduce_f64(c, buf, n, err);
+    c->reduce_s += now_s() - t0;
+    c->reduce_bytes += n * sizeof *buf;
+    return st;
+}
+
+int64_t ot_dist_share(int64_t total, int rank, int size, int64_t *offset)
+{
+    int64_t q = total / size, rem = total % size;
+    if (offset)
+        *offset = q * rank + (rank < rem ? rank : rem);
+    return q + (rank < rem ? 1 : 0);
+}
+
+ot_status ot_dist_reserve(ot_comm *c, size_t n, ot_err *err)
+{
+    if (n <= c->stage_n)
+        return OT_OK;
+    float *p = ot_malloc(n * sizeof *p);
+    if (!p)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory for the all-reduce buffer");
+    ot_free(c->stage);
+    c->stage = p;
+    c->stage_n = n;
+    return OT_OK;
+}

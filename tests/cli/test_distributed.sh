@@ -1,0 +1,208 @@
+#!/bin/bash
+# test_distributed.sh: data-parallel `finetune` under OpenMPI's mpirun, on
+# loopback with 2 and 3 ranks (--oversubscribe), on the tiny fixtures:
+# N ranks x B/N equal one process x B (trained tensors within 1e-5 relative,
+# L2; frozen ones bit-identical), --deterministic reruns give the same bytes,
+# rank 0 alone prints and writes, ranks that disagree on the options are
+# refused naming the option, a checkpoint of 2 ranks resumes with 1 and 3, a
+# stopped rank ends the job within the time-out naming it, batches too small
+# for the ranks and --sync-bn with training BatchNorm are refused.
+#
+#   BUILD=build bash tests/cli/test_distributed.sh
+cd "$(dirname "$0")/../.." || exit 1
+# shellcheck source=tests/cli/lib.sh
+. tests/cli/lib.sh
+
+skip_if_fast
+need_cli
+
+if ! command -v mpirun >/dev/null 2>&1; then
+    fail setup "mpirun is needed (Debian package openmpi-bin)"
+    finish
+fi
+if [ ! -e "$BUILD/libonnxtrain_mpi.so" ]; then
+    fail setup "$BUILD/libonnxtrain_mpi.so is not built (Debian package libopenmpi-dev)"
+    finish
+fi
+# root in containers and CI; loopback only
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader,tcp
+export OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+export OMP_NUM_THREADS=1
+
+FX=$BUILD/fixtures
+DATA=$BUILD/tiny_cifar
+if ! "$PY" tests/fixtures/make_resnet18.py "$FX" >"$T_TMP/make.log" 2>&1 ||
+    ! "$PY" tests/fixtures/make_tiny_cifar.py "$DATA" >>"$T_TMP/make.log" 2>&1; then
+    fail setup "fixtures: $(tail -n 1 "$T_TMP/make.log")"
+    finish
+fi
+BN=$FX/resnet18_bn.onnx
+D=$T_TMP
+# 96 images in batches of 7: 13 full batches and one of 5; 3 ranks take
+# 3+2+2 of a full batch and 2+2+1 of the last; 20 steps span the cached epoch
+RUN=(finetune "$BN" --data "$DATA" --classes 10 --image-size 32 --batch-size 7 --epochs 2
+     --max-steps 20 --optimizer sgd --momentum 0.9 --lr 0.01 --deterministic --threads 1)
+
+# mpirun_ot NP OUT ARGS...: the CLI as NP ranks; sets T_RC, T_OUT, T_ERR
+mpirun_ot() {
+    local np=$1
+    shift
+    timeout 120 mpirun --oversubscribe -np "$np" "$OT" "$@" >"$D/mpi.out" 2>"$D/mpi.err"
+    T_RC=$?
+    T_OUT=$(tr '\r' '\n' <"$D/mpi.out")
+    T_ERR=$(cat "$D/mpi.err")
+}
+
+# Trained tensors within TOL relative (L2) of the reference; the others,
+# and every tensor the reference left as the input model had it, the same bits.
+EQUIV='
+import sys, onnx, numpy as np
+from onnx import numpy_helper as nh
+ref, got, base, tol = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+load = lambda p: {t.name: nh.to_array(t) for t in onnx.load(p).graph.initializer}
+r, g, b = load(ref), load(got), load(base)
+def ok(name, cond, why=""):
+    print(("ok %s" % name) if cond else ("FAIL %s: %s" % (name, why)))
+ok("names", sorted(r) == sorted(g))
+worst, where, frozen_bad = 0.0, "-", []
+for k in r:
+    if k not in g:
+        continue
+    if k in b and b[k].shape == r[k].shape and np.array_equal(b[k], r[k]):
+        if not np.array_equal(r[k], g[k]):
+            frozen_bad.append(k)
+        continue
+    x, y = g[k].astype(np.float64), r[k].astype(np.float64)
+    d = float(np.linalg.norm(x - y) / max(np.linalg.norm(y), 1e-30))
+    if d > worst:
+        worst, where = d, k
+ok("trained", worst <= tol, "worst %s: %g (tolerance %g)" % (where, worst, tol))
+ok("frozen", not frozen_bad, "changed: %s" % frozen_bad[:3])
+'
+
+# ------------------------------------------------------- the reference
+ot "${RUN[@]}" -o "$D/ref.onnx"
+if [ "$T_RC" -ne 0 ] || [ ! -s "$D/ref.onnx" ]; then
+    fail "reference run" "$(describe_run)"
+    finish
+fi
+
+for np in 2 3; do
+    mpirun_ot "$np" "${RUN[@]}" -o "$D/r$np.onnx" --log "$D/r$np.csv"
+    if [ "$T_RC" -ne 0 ] || [ ! -s "$D/r$np.onnx" ]; then
+        fail "$np ranks run" "exit $T_RC: $(head -n 3 "$D/mpi.err")"
+        continue
+    fi
+    ok "$np ranks run"
+    py_checks "equal $np ranks" "$EQUIV" "$D/ref.onnx" "$D/r$np.onnx" "$BN" 1e-5
+    # rank 0 alone prints the report and writes
+    n_wrote=$(grep -c "^wrote " <<<"$T_OUT")
+    n_epoch=$(grep -c "^epoch 2/2  loss" <<<"$T_OUT")
+    if [ "$n_wrote" -eq 1 ] && [ "$n_epoch" -eq 1 ] && [ -z "$T_ERR" ] &&
+        grep -q "data-parallel: $np ranks" <<<"$T_OUT" && [ -s "$D/r$np.csv" ]; then
+        ok "$np ranks: one report"
+    else
+        fail "$np ranks: one report" "wrote x$n_wrote, epoch 2/2 x$n_epoch, stderr: $(head -c 300 "$D/mpi.err")"
+    fi
+done
+
+# --deterministic: the same bytes again with the same number of ranks
+mpirun_ot 2 "${RUN[@]}" -o "$D/r2b.onnx"
+if [ "$T_RC" -eq 0 ] && cmp -s "$D/r2.onnx" "$D/r2b.onnx"; then
+    ok "deterministic rerun"
+else
+    fail "deterministic rerun" "exit $T_RC, or the files differ"
+fi
+
+# ranks that disagree: refused at the start, the option named, no output
+rm -f "$D/bad.onnx"
+timeout 60 mpirun --oversubscribe -np 1 "$OT" "${RUN[@]}" -o "$D/bad.onnx" --lr 0.01 : \
+    -np 1 "$OT" "${RUN[@]}" -o "$D/bad.onnx" --lr 0.02 >"$D/mpi.out" 2>"$D/mpi.err"
+rc=$?
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && [ ! -e "$D/bad.onnx" ] &&
+    grep -q "rank 1: .*lr is '0.02.*' here, '0.01.*' on rank 0" "$D/mpi.err" &&
+    grep -q "rank 0: .*the ranks disagree: rank 1" "$D/mpi.err"; then
+    ok "mismatch refused"
+else
+    fail "mismatch refused" "exit $rc: $(head -c 400 "$D/mpi.err")"
+fi
+
+# too few images for the ranks in a batch
+mpirun_ot 2 finetune "$BN" --data "$DATA" --classes 10 --image-size 32 --batch-size 1 \
+    --max-steps 1 -o "$D/small.onnx"
+if [ "$T_RC" -ne 0 ] && [ "$T_RC" -ne 124 ] && grep -q "at least one image each" <<<"$T_ERR"; then
+    ok "batch too small"
+else
+    fail "batch too small" "exit $T_RC: $(head -c 300 "$D/mpi.err")"
+fi
+
+# --sync-bn is not there yet when BatchNorm trains: refused, not ignored
+mpirun_ot 2 "${RUN[@]}" --mode fine-tune --sync-bn --max-steps 1 -o "$D/sync.onnx"
+if [ "$T_RC" -ne 0 ] && [ "$T_RC" -ne 124 ] && grep -q "sync-bn over 2 ranks" <<<"$T_ERR"; then
+    ok "sync-bn refused"
+else
+    fail "sync-bn refused" "exit $T_RC: $(head -c 300 "$D/mpi.err")"
+fi
+
+# a checkpoint of 2 ranks at step 9 resumes with 1 and with 3 ranks
+mpirun_ot 2 "${RUN[@]}" --max-steps 9 -o "$D/half.onnx" --checkpoint "$D/half.ckpt"
+if [ "$T_RC" -ne 0 ] || [ ! -s "$D/half.ckpt" ]; then
+    fail "checkpoint of 2 ranks" "exit $T_RC: $(head -c 300 "$D/mpi.err")"
+else
+    ok "checkpoint of 2 ranks"
+    ot "${RUN[@]}" --resume "$D/half.ckpt" -o "$D/res1.onnx"
+    if [ "$T_RC" -eq 0 ]; then
+        py_checks "resume with 1" "$EQUIV" "$D/ref.onnx" "$D/res1.onnx" "$BN" 1e-5
+    else
+        fail "resume with 1" "$(describe_run)"
+    fi
+    mpirun_ot 3 "${RUN[@]}" --resume "$D/half.ckpt" -o "$D/res3.onnx"
+    if [ "$T_RC" -eq 0 ]; then
+        py_checks "resume with 3" "$EQUIV" "$D/ref.onnx" "$D/res3.onnx" "$BN" 1e-5
+    else
+        fail "resume with 3" "exit $T_RC: $(head -c 300 "$D/mpi.err")"
+    fi
+fi
+
+# a stopped rank: the job ends within the time-out, the rank named
+mpirun --oversubscribe -np 2 "$OT" "${RUN[@]}" --mode full --max-steps 1000 --epochs 50 \
+    --rank-timeout 3 -o "$D/stop.onnx" >"$D/mpi.out" 2>"$D/mpi.err" &
+MP=$!
+victim=
+for _ in $(seq 1 100); do
+    sleep 0.1
+    kids=$(pgrep -P "$MP" | sort -n)
+    [ "$(wc -w <<<"$kids")" -ge 2 ] && victim=$(tail -n 1 <<<"$kids") && break
+done
+sleep 2
+t0=$(date +%s)
+[ -n "$victim" ] && kill -STOP "$victim"
+for _ in $(seq 1 300); do
+    kill -0 "$MP" 2>/dev/null || break
+    sleep 0.1
+done
+took=$(($(date +%s) - t0))
+if kill -0 "$MP" 2>/dev/null; then
+    kill "$MP"
+    [ -n "$victim" ] && kill -CONT "$victim" 2>/dev/null
+    fail "stopped rank" "the job still runs after ${took}s"
+else
+    wait "$MP"
+    rc=$?
+    [ -n "$victim" ] && kill -CONT "$victim" 2>/dev/null
+    if [ "$rc" -ne 0 ] && [ "$took" -le 20 ] && grep -q "rank 1 sent no heartbeat" "$D/mpi.err"; then
+        ok "stopped rank"
+    else
+        fail "stopped rank" "exit $rc after ${took}s: $(head -c 300 "$D/mpi.err")"
+    fi
+fi
+
+# --distributed off under mpirun: one process as before
+mpirun_ot 1 "${RUN[@]}" --max-steps 2 --distributed off -o "$D/off.onnx"
+if [ "$T_RC" -eq 0 ] && [ -s "$D/off.onnx" ] && ! grep -q "data-parallel" <<<"$T_OUT"; then
+    ok "distributed off"
+else
+    fail "distributed off" "exit $T_RC: $(head -c 300 "$D/mpi.err")"
+fi
+
+finish
