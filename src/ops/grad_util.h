@@ -129,6 +129,9 @@ ot_status ot_op_grad_max_min(ot_graph *g, int32_t node, const int32_t *dy, int32
                              const bool *need_dx, ot_err *err);
 ot_status ot_op_grad_mean(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
                           const bool *need_dx, ot_err *err);
+/* einsum.c */
+ot_status ot_op_grad_einsum(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
+                            const bool *need_dx, ot_err *err);
 /* norm_ops.c: LayerNormalization, InstanceNormalization, GroupNormalization */
 ot_status ot_op_grad_norm(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
                           const bool *need_dx, ot_err *err);

@@ -1356,6 +1356,54 @@ GRAD_CASE(grad_mean_many_inputs, 142, {
     y = gc_node(c, "Mean", 13, in, 18, NULL, 0);
 })
 
+/* ---------------------------------------------------------------- Einsum */
+
+static void einsum_case(const char *eq, uint64_t seed, int n_a, const int64_t *a_dims, int n_b,
+                        const int64_t *b_dims)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, seed);
+    int32_t in[2] = { gc_input(c, "a", OT_DTYPE_FLOAT, n_a, a_dims, FILL_UNI, -1, 1, true),
+                      n_b ? gc_input(c, "b", OT_DTYPE_FLOAT, n_b, b_dims, FILL_UNI, -1, 1, true)
+                          : -1 };
+    ot_attr a = { .name = "equation", .type = OT_ATTR_STRING, .s = eq, .s_len = strlen(eq) };
+    gc_check(c, gc_node(c, "Einsum", 12, in, n_b ? 2 : 1, &a, 1), eq);
+    gc_fini(c);
+}
+
+/* attention's forms, a broadcast batch through the ellipsis, a transposed
+   operand, the implicit output, a transpose */
+TEST(grad_einsum_matmul_forms)
+{
+    einsum_case("bhid,bhjd->bhij", 150, 4, DIMS(2, 2, 3, 4), 4, DIMS(2, 2, 5, 4));
+    einsum_case("bhij,bhjd->bhid", 151, 4, DIMS(2, 2, 3, 5), 4, DIMS(2, 2, 5, 4));
+    einsum_case("...ij,...jk->...ik", 152, 4, DIMS(2, 1, 3, 4), 3, DIMS(3, 4, 2));
+    einsum_case("bij,bkj->bik", 153, 3, DIMS(2, 3, 4), 3, DIMS(2, 5, 4));
+    einsum_case("ij,jk", 154, 2, DIMS(3, 4), 2, DIMS(4, 2));
+    einsum_case("ij->ji", 155, 2, DIMS(3, 4), 0, NULL);
+}
+
+/* a diagonal, a sum over a label only one input has: forward yes, gradient
+   refused naming the equation */
+TEST(grad_einsum_refusals)
+{
+    static const char *const eqs[2] = { "ii->i", "ij->i" };
+    for (int k = 0; k < 2; k++) {
+        gcase c_, *c = &c_;
+        gc_init(c, 156);
+        int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 3, 3), r, g;
+        ot_attr a = { .name = "equation", .type = OT_ATTR_STRING, .s = eqs[k],
+                      .s_len = strlen(eqs[k]) };
+        int32_t y = gc_node(c, "Einsum", 12, &x, 1, &a, 1);
+        CHECK(y >= 0);
+        CHECK_EQ_INT(c->g->values[y].ndim, 1);
+        int32_t L = gc_loss(c, y, &r);
+        CHECK_EQ_INT(ot_pass_autodiff(c->g, L, &x, 1, &g, &c->err), OT_ERR_UNSUPPORTED);
+        CHECK(strstr(c->err.msg, eqs[k]) != NULL);
+        gc_fini(c);
+    }
+}
+
 /* the helper: labels input added, loss a scalar */
 TEST(grad_add_loss_helper)
 {

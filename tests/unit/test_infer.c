@@ -737,3 +737,43 @@ TEST(infer_normalizations_prelu)
         ot_graph_free(g);
     }
 }
+
+TEST(infer_einsum)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    input(g, "q", OT_DTYPE_FLOAT, "N,2,3,4");
+    input(g, "k", OT_DTYPE_FLOAT, "N,2,5,4");
+    input(g, "a", OT_DTYPE_FLOAT, "3,4");
+    input(g, "b", OT_DTYPE_FLOAT, "4,2");
+    input(g, "d", OT_DTYPE_FLOAT, "3,5,5");
+    ot_node *n = add(g, "att", "Einsum", 12, "q,k", "s");
+    a_str(n, "equation", "bhid,bhjd->bhij");
+    n = add(g, "mm", "Einsum", 12, "a,b", "ab");
+    a_str(n, "equation", "ij, jk");
+    n = add(g, "diag", "Einsum", 12, "d", "dd");
+    a_str(n, "equation", "...ii ->...i");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "s", "[N,2,3,5]");
+    CHECK_SHAPE(g, "ab", "[3,2]");
+    CHECK_SHAPE(g, "dd", "[3,5]");
+    ot_graph_free(g);
+
+    static const char *const bad[][2] = {
+        { "ij,jk->ix", "occurs in no input" },
+        { "ij,kk->ik", "dims differ" },
+        { "ijk,jk->ik", "do not match its input's rank" },
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        g = ot_graph_new();
+        input(g, "a", OT_DTYPE_FLOAT, "3,4");
+        input(g, "b", OT_DTYPE_FLOAT, "4,2");
+        n = add(g, "bad", "Einsum", 12, "a,b", "y");
+        a_str(n, "equation", bad[k][0]);
+        CHECK_EQ_INT(run(g, &err), OT_ERR_SHAPE);
+        CHECK(strstr(err.msg, "node 'bad' (Einsum)") != NULL);
+        CHECK(strstr(err.msg, bad[k][0]) != NULL);
+        CHECK(strstr(err.msg, bad[k][1]) != NULL);
+        ot_graph_free(g);
+    }
+}

@@ -62,6 +62,7 @@ static const ref_row ref_table[OT_OP_COUNT_] = {
     [OT_OP_MAX] = ROW(max),
     [OT_OP_MIN] = ROW(max),
     [OT_OP_MEAN] = ROW(mean),
+    [OT_OP_EINSUM] = ROW(einsum),
     [OT_OP_CONCAT] = ROW(concat),
     [OT_OP_FLATTEN] = ROW(copy),
     [OT_OP_RESHAPE] = ROW(copy),

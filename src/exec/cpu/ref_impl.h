@@ -55,6 +55,7 @@ OT_REF_DECL(reduce_grad);
 OT_REF_DECL(prelu);
 OT_REF_DECL(prelu_grad);
 OT_REF_DECL(extremum_grad);
+OT_REF_DECL(einsum);
 /* ref_normalize.c */
 OT_REF_DECL(normalize); /* LayerNormalization, InstanceNormalization, GroupNormalization */
 OT_REF_DECL(norm_grad);

@@ -2,8 +2,8 @@
  * ref_math.c: the math ops as plain C loops (src/ops/math_ops.c, reduce.c,
  * grad_math.c): the unary float ops (Sqrt, Reciprocal, Exp, Log, Tanh, Erf,
  * HardSigmoid, HardSwish, Elu, Selu, Softplus, Gelu), Pow, PRelu,
- * ReduceMean, ReduceSum, ReduceMax, ReduceL2 and the backward ops UnaryGrad,
- * PReluGrad and ReduceGrad. (Sub and Div share Add's loops in ref_eltwise.c.)
+ * ReduceMean, ReduceSum, ReduceMax, ReduceL2, Einsum (any equation) and the
+ * backward ops UnaryGrad, PReluGrad, ExtremumGrad and ReduceGrad. (Sub and Div share Add's loops in ref_eltwise.c.)
  *
  * Everything is computed in double and stored in the output's dtype. The
  * unary ops and the backward ops take the float types; Pow any numeric base
@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "exec/cpu/ref_impl.h"
+#include "ops/einsum.h"
 #include "ops/reduce.h"
 
 #define SQRT_2 1.4142135623730951
@@ -660,6 +661,124 @@ ot_status ot_ref_extremum_grad(const ot_graph *g, const ot_node *n, const ot_ten
         }
         ot_ref_st(dx->dtype, dx->data, i,
                   mine && ties > 0 ? ot_ref_ld(dy->dtype, dy->data, i) / ties : 0);
+    }
+    return OT_OK;
+}
+
+/* --------------------------------------------------------------- Einsum */
+
+/* The equation parsed for the inputs' ranks and sized from their dims. */
+static bool einsum_setup(const ot_node *n, const ot_tensor *const *in, ot_einsum *e,
+                         int64_t *size, const char **why)
+{
+    int ranks[OT_EINSUM_MAX_IN];
+    const int64_t *dims[OT_EINSUM_MAX_IN];
+    if (n->n_in > OT_EINSUM_MAX_IN) {
+        *why = "Einsum: more than 8 inputs";
+        return false;
+    }
+    for (int k = 0; k < n->n_in; k++) {
+        if (!ot_ref_in(n, in, k)) {
+            *why = "Einsum: every input is required";
+            return false;
+        }
+        ranks[k] = in[k]->ndim;
+        dims[k] = in[k]->dims;
+    }
+    return ot_einsum_parse(ot_node_attr_string(n, "equation", ""), n->n_in, ranks, e, why) &&
+           ot_einsum_sizes(e, dims, size, why);
+}
+
+bool ot_ref_einsum_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                            const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    const ot_tensor *y = ot_ref_cout(n, out, 0);
+    ot_einsum e;
+    int64_t size[OT_EINSUM_MAX_LABELS], numel = 1;
+    if (!y || !numeric(y->dtype)) {
+        *why = "Einsum: numeric types only";
+        return false;
+    }
+    if (!einsum_setup(n, in, &e, size, why))
+        return false;
+    for (int k = 0; k < n->n_in; k++)
+        if (in[k]->dtype != y->dtype) {
+            *why = "Einsum: every input of the output's dtype";
+            return false;
+        }
+    for (int i = 0; i < e.out_rank; i++)
+        numel *= size[e.out_lab[i]];
+    if (numel != ot_tensor_numel(y)) {
+        *why = "Einsum: the output's shape does not match the equation";
+        return false;
+    }
+    return true;
+}
+
+/* Offsets into each input of the index `i` of a row-major walk over the
+   labels lab[0..nl) (sizes from size), added to off. */
+static void einsum_offsets(int n_in, int nl, const int *lab, const int64_t *size,
+                           int64_t (*stride)[OT_EINSUM_MAX_LABELS], int64_t i, int64_t *off)
+{
+    for (int j = nl - 1; j >= 0; j--) {
+        int64_t v = i % size[lab[j]];
+        i /= size[lab[j]];
+        for (int k = 0; k < n_in; k++)
+            off[k] += v * stride[k][lab[j]];
+    }
+}
+
+/* X_0, ...  ->  Y: for each output element, the sum over the labels not in
+   the output of the product of the inputs' elements (in double) */
+ot_status ot_ref_einsum(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                        ot_tensor *const *out, ot_err *err)
+{
+    const char *why = NULL;
+    if (!ot_ref_einsum_supports(g, n, in, (const ot_tensor *const *)out, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s", why);
+    ot_einsum e;
+    int64_t size[OT_EINSUM_MAX_LABELS];
+    int64_t stride[OT_EINSUM_MAX_IN][OT_EINSUM_MAX_LABELS];
+    einsum_setup(n, in, &e, size, &why);
+    memset(stride, 0, sizeof stride);
+    for (int k = 0; k < e.n_in; k++) {
+        int64_t st = 1;
+        for (int i = e.in_rank[k] - 1; i >= 0; i--) {
+            int l = e.in_lab[k][i];
+            if (!(in[k]->dims[i] == 1 && size[l] != 1)) /* a broadcast dim stays 0 */
+                stride[k][l] += st;
+            st *= in[k]->dims[i];
+        }
+    }
+    int out_lab[OT_MAX_DIMS], sum_lab[OT_EINSUM_MAX_LABELS], n_sum = 0;
+    bool in_out[OT_EINSUM_MAX_LABELS] = { false };
+    int64_t n_out = 1, n_red = 1;
+    for (int i = 0; i < e.out_rank; i++) {
+        out_lab[i] = e.out_lab[i];
+        in_out[out_lab[i]] = true;
+        n_out *= size[out_lab[i]];
+    }
+    for (int l = 0; l < OT_EINSUM_MAX_LABELS; l++)
+        if (e.used[l] && !in_out[l]) {
+            sum_lab[n_sum++] = l;
+            n_red *= size[l];
+        }
+    ot_tensor *y = out[0];
+    for (int64_t o = 0; o < n_out; o++) {
+        int64_t base[OT_EINSUM_MAX_IN] = { 0 };
+        einsum_offsets(e.n_in, e.out_rank, out_lab, size, stride, o, base);
+        double acc = 0;
+        for (int64_t r = 0; r < n_red; r++) {
+            int64_t off[OT_EINSUM_MAX_IN];
+            memcpy(off, base, sizeof off);
+            einsum_offsets(e.n_in, n_sum, sum_lab, size, stride, r, off);
+            double p = 1;
+            for (int k = 0; k < e.n_in; k++)
+                p *= ot_ref_ld(in[k]->dtype, in[k]->data, off[k]);
+            acc += p;
+        }
+        ot_ref_st(y->dtype, y->data, o, acc);
     }
     return OT_OK;
 }
