@@ -111,18 +111,6 @@ ot_status ot_op_grad_unary_math(ot_graph *g, int32_t node, const int32_t *dy, in
     return unary_grad(g, node, dy[0], g->nodes[node].in[0], false, 0, &dx[0], err);
 }
 
-/* Where operand 1 of a legacy (opset < 7, broadcast=1) binary op sits in the
-   output: its `axis`, default right-aligned. -1 for numpy broadcasting. */
-static int64_t legacy_axis(const ot_graph *g, int32_t node)
-{
-    const ot_node *n = &g->nodes[node];
-    if (n->opset >= 7 || ot_node_attr_int(n, "broadcast", 0) == 0)
-        return -1;
-    const ot_value *a = &g->values[n->in[0]], *b = &g->values[n->in[1]];
-    int64_t axis = ot_node_attr_int(n, "axis", a->ndim - b->ndim);
-    return axis < 0 ? axis + a->ndim : axis;
-}
-
 /* Sub: dA = dY and dB = -dY, each summed over its operand's broadcast dims. */
 ot_status ot_op_grad_sub(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
                          const bool *need_dx, ot_err *err)
@@ -131,7 +119,7 @@ ot_status ot_op_grad_sub(ot_graph *g, int32_t node, const int32_t *dy, int32_t *
     char name[NAME_MAX_];
     if (dy[0] < 0)
         return OT_OK;
-    int64_t axis = legacy_axis(g, node);
+    int64_t axis = ot_op_grad_legacy_axis(g, node);
     if (need_dx[0])
         OT_TRY(ot_op_grad_reduce_to(g, ot_op_grad_node_name(g, node, "a", name, sizeof name),
                                     dy[0], g->nodes[node].in[0], -1, &dx[0], err));
@@ -154,7 +142,7 @@ ot_status ot_op_grad_div(ot_graph *g, int32_t node, const int32_t *dy, int32_t *
     char name[NAME_MAX_], hint[NAME_MAX_];
     if (dy[0] < 0 || !(need_dx[0] || need_dx[1]))
         return OT_OK;
-    int64_t axis = legacy_axis(g, node);
+    int64_t axis = ot_op_grad_legacy_axis(g, node);
     const ot_node *n = &g->nodes[node];
     int32_t a = n->in[0], b = n->in[1], y = n->out[0], q;
     {

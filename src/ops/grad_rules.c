@@ -347,9 +347,7 @@ ot_status ot_op_grad_globalmaxpool(ot_graph *g, int32_t node, const int32_t *dy,
     return pool_rule(g, node, dy, dx, need_dx, &ot_op_globalmaxpool_grad, false, err);
 }
 
-/* Where operand 1 of a legacy (opset < 7, broadcast=1) Add/Mul sits in the
-   output: its `axis`, default right-aligned. -1 for numpy broadcasting. */
-static int64_t legacy_axis(const ot_graph *g, int32_t node)
+int64_t ot_op_grad_legacy_axis(const ot_graph *g, int32_t node)
 {
     const ot_node *n = &g->nodes[node];
     if (n->opset >= 7 || ot_node_attr_int(n, "broadcast", 0) == 0)
@@ -367,7 +365,7 @@ ot_status ot_op_grad_add(ot_graph *g, int32_t node, const int32_t *dy, int32_t *
     char name[NAME_MAX_];
     if (dy[0] < 0)
         return OT_OK;
-    int64_t axis = legacy_axis(g, node);
+    int64_t axis = ot_op_grad_legacy_axis(g, node);
     for (int i = 0; i < 2; i++)
         if (need_dx[i])
             OT_TRY(ot_op_grad_reduce_to(g, ot_op_grad_node_name(g, node, i ? "b" : "a", name,
@@ -405,7 +403,7 @@ ot_status ot_op_grad_mul(ot_graph *g, int32_t node, const int32_t *dy, int32_t *
     char name[NAME_MAX_], hint[NAME_MAX_];
     if (dy[0] < 0)
         return OT_OK;
-    int64_t axis = legacy_axis(g, node);
+    int64_t axis = ot_op_grad_legacy_axis(g, node);
     int32_t a = in_id(g, node, 0), b = in_id(g, node, 1), prod;
     if (need_dx[0]) {
         /* dY has A's shape in the legacy form: keep B's legacy placement */

@@ -72,6 +72,11 @@ ot_status ot_op_grad_sum(ot_graph *g, const char *hint, const int32_t *ids, int 
 ot_status ot_op_grad_add_output(ot_graph *g, int32_t node, int index, const char *hint,
                                 int32_t *id, ot_err *err);
 
+/* Where operand 1 of a legacy (opset < 7, broadcast=1) binary op (Add, Mul,
+   Sub, Div) sits in the output: its `axis`, default right-aligned. -1 for
+   numpy broadcasting. */
+int64_t ot_op_grad_legacy_axis(const ot_graph *g, int32_t node);
+
 /* The static shape of x equals that of y (ranks and every dim known, or
    dynamic with the same symbol). */
 bool ot_op_grad_same_shape(const ot_graph *g, int32_t x, int32_t y);

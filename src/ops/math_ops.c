@@ -145,15 +145,15 @@ static ot_status prelu_infer(ot_graph *g, ot_node *n, ot_err *err)
     return OT_OK;
 }
 
-#define MATH_DESC(sym, op_id, name, first, n_in, attr_list, infer_fn, grad_fn)                  \
+#define MATH_DESC(sym, op_id, name, first, in_min, in_max, attr_list, infer_fn, grad_fn)        \
     const ot_op_desc sym = {                                                                    \
         .id = op_id,                                                                            \
         .domain = "",                                                                           \
         .type = name,                                                                           \
         .opset_min = first,                                                                     \
         .opset_max = 21,                                                                        \
-        .n_in_min = n_in,                                                                       \
-        .n_in_max = n_in,                                                                       \
+        .n_in_min = in_min,                                                                     \
+        .n_in_max = in_max,                                                                     \
         .n_out_min = 1,                                                                         \
         .n_out_max = 1,                                                                         \
         .attrs = attr_list,                                                                     \
@@ -162,7 +162,7 @@ static ot_status prelu_infer(ot_graph *g, ot_node *n, ot_err *err)
     }
 
 #define UNARY(sym, op_id, name, first, attr_list)                                               \
-    MATH_DESC(sym, op_id, name, first, 1, attr_list, float_unary_infer, ot_op_grad_unary_math)
+    MATH_DESC(sym, op_id, name, first, 1, 1, attr_list, float_unary_infer, ot_op_grad_unary_math)
 
 UNARY(ot_op_sqrt, OT_OP_SQRT, "Sqrt", 1, legacy_attrs);
 UNARY(ot_op_reciprocal, OT_OP_RECIPROCAL, "Reciprocal", 1, legacy_attrs);
@@ -177,29 +177,17 @@ UNARY(ot_op_selu, OT_OP_SELU, "Selu", 1, selu_attrs);
 UNARY(ot_op_softplus, OT_OP_SOFTPLUS, "Softplus", 1, no_attrs);
 UNARY(ot_op_gelu, OT_OP_GELU, "Gelu", 20, gelu_attrs);
 
-MATH_DESC(ot_op_sub, OT_OP_SUB, "Sub", 1, 2, binary_attrs, ot_op_broadcast_infer,
+MATH_DESC(ot_op_sub, OT_OP_SUB, "Sub", 1, 2, 2, binary_attrs, ot_op_broadcast_infer,
           ot_op_grad_sub);
-MATH_DESC(ot_op_div, OT_OP_DIV, "Div", 1, 2, binary_attrs, ot_op_broadcast_infer,
+MATH_DESC(ot_op_div, OT_OP_DIV, "Div", 1, 2, 2, binary_attrs, ot_op_broadcast_infer,
           ot_op_grad_div);
-#define VARIADIC_DESC(sym, op_id, name, grad_fn)                                                \
-    const ot_op_desc sym = {                                                                    \
-        .id = op_id,                                                                            \
-        .domain = "",                                                                           \
-        .type = name,                                                                           \
-        .opset_min = 1,                                                                         \
-        .opset_max = 21,                                                                        \
-        .n_in_min = 1,                                                                          \
-        .n_in_max = -1,                                                                         \
-        .n_out_min = 1,                                                                         \
-        .n_out_max = 1,                                                                         \
-        .attrs = legacy_attrs,                                                                  \
-        .infer = ot_op_broadcast_infer,                                                         \
-        .grad = grad_fn,                                                                        \
-    }
+MATH_DESC(ot_op_max, OT_OP_MAX, "Max", 1, 1, -1, legacy_attrs, ot_op_broadcast_infer,
+          ot_op_grad_max_min);
+MATH_DESC(ot_op_min, OT_OP_MIN, "Min", 1, 1, -1, legacy_attrs, ot_op_broadcast_infer,
+          ot_op_grad_max_min);
+MATH_DESC(ot_op_mean, OT_OP_MEAN, "Mean", 1, 1, -1, legacy_attrs, ot_op_broadcast_infer,
+          ot_op_grad_mean);
 
-VARIADIC_DESC(ot_op_max, OT_OP_MAX, "Max", ot_op_grad_max_min);
-VARIADIC_DESC(ot_op_min, OT_OP_MIN, "Min", ot_op_grad_max_min);
-VARIADIC_DESC(ot_op_mean, OT_OP_MEAN, "Mean", ot_op_grad_mean);
-
-MATH_DESC(ot_op_prelu, OT_OP_PRELU, "PRelu", 1, 2, legacy_attrs, prelu_infer, ot_op_grad_prelu);
-MATH_DESC(ot_op_pow, OT_OP_POW, "Pow", 1, 2, binary_attrs, pow_infer, ot_op_grad_pow);
+MATH_DESC(ot_op_prelu, OT_OP_PRELU, "PRelu", 1, 2, 2, legacy_attrs, prelu_infer,
+          ot_op_grad_prelu);
+MATH_DESC(ot_op_pow, OT_OP_POW, "Pow", 1, 2, 2, binary_attrs, pow_infer, ot_op_grad_pow);

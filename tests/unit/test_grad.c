@@ -1358,17 +1358,36 @@ GRAD_CASE(grad_mean_many_inputs, 142, {
 
 /* ---------------------------------------------------------------- Einsum */
 
-static void einsum_case(const char *eq, uint64_t seed, int n_a, const int64_t *a_dims, int n_b,
-                        const int64_t *b_dims)
+/* Finite differences; with `onednn`, the oneDNN executor (an Einsum step
+   required: its matmul) against the plain kernels instead. */
+static void einsum_case_on(const char *eq, uint64_t seed, int n_a, const int64_t *a_dims, int n_b,
+                           const int64_t *b_dims, bool onednn)
 {
     gcase c_, *c = &c_;
     gc_init(c, seed);
+    c->onednn = c->vs_plain = onednn;
+    if (onednn)
+        c->fused[0] = "Einsum";
     int32_t in[2] = { gc_input(c, "a", OT_DTYPE_FLOAT, n_a, a_dims, FILL_UNI, -1, 1, true),
                       n_b ? gc_input(c, "b", OT_DTYPE_FLOAT, n_b, b_dims, FILL_UNI, -1, 1, true)
                           : -1 };
     ot_attr a = { .name = "equation", .type = OT_ATTR_STRING, .s = eq, .s_len = strlen(eq) };
     gc_check(c, gc_node(c, "Einsum", 12, in, n_b ? 2 : 1, &a, 1), eq);
     gc_fini(c);
+}
+
+static void einsum_case(const char *eq, uint64_t seed, int n_a, const int64_t *a_dims, int n_b,
+                        const int64_t *b_dims)
+{
+    einsum_case_on(eq, seed, n_a, a_dims, n_b, b_dims, false);
+}
+
+TEST(grad_einsum_onednn_vs_plain)
+{
+    einsum_case_on("bhid,bhjd->bhij", 157, 4, DIMS(2, 2, 3, 4), 4, DIMS(2, 2, 5, 4), true);
+    einsum_case_on("bhij,bhjd->bhid", 158, 4, DIMS(2, 2, 3, 5), 4, DIMS(2, 2, 5, 4), true);
+    einsum_case_on("...ij,...jk->...ik", 159, 4, DIMS(2, 1, 3, 4), 3, DIMS(3, 4, 2), true);
+    einsum_case_on("bji,bkj->bki", 160, 3, DIMS(2, 4, 3), 3, DIMS(2, 5, 4), true);
 }
 
 /* attention's forms, a broadcast batch through the ellipsis, a transposed

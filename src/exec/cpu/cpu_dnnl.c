@@ -159,8 +159,9 @@ static bool math_eltwise_params(const ot_graph *g, const ot_node *n, dnnl_alg_ki
         *alpha = ot_node_attr_float(n, "alpha", 1.0f);
         return true;
     case OT_OP_GELU:
-        *alg = strcmp(ot_node_attr_string(n, "approximate", "none"), "tanh") ? dnnl_eltwise_gelu_erf
-                                                                             : dnnl_eltwise_gelu_tanh;
+        *alg = strcmp(ot_node_attr_string(n, "approximate", "none"), "tanh")
+                   ? dnnl_eltwise_gelu_erf
+                   : dnnl_eltwise_gelu_tanh;
         return true;
     case OT_OP_RECIPROCAL:
         *alg = dnnl_eltwise_pow;
@@ -1051,6 +1052,7 @@ static const dn_build_fn dn_table[OT_OP_COUNT_] = {
     [OT_OP_REDUCE_MAX] = dn_reduce,
     [OT_OP_REDUCE_L2] = dn_reduce,
     [OT_OP_LAYERNORM] = dn_layernorm,
+    [OT_OP_EINSUM] = dn_einsum,
     [OT_OP_SUM] = do_sum,
     [OT_OP_CONCAT] = do_concat,
     [OT_OP_SOFTMAX] = do_softmax_lrn,

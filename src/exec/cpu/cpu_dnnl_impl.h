@@ -66,8 +66,9 @@ ot_status dn_relu_grad(ctx *c, bool *done, ot_err *err);
 ot_status dn_gap_grad(ctx *c, bool *done, ot_err *err);
 
 /* cpu_dnnl_math.c: ReduceMean, ReduceSum, ReduceMax and ReduceL2;
-   LayerNormalization. */
+   LayerNormalization; Einsum as a batched matrix product. */
 ot_status dn_reduce(ctx *c, bool *done, ot_err *err);
 ot_status dn_layernorm(ctx *c, bool *done, ot_err *err);
+ot_status dn_einsum(ctx *c, bool *done, ot_err *err);
 
 #endif

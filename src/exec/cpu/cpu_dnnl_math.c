@@ -1,7 +1,8 @@
 /*
  * cpu_dnnl_math.c: the reductions (ReduceMean, ReduceSum, ReduceMax,
  * ReduceL2; src/ops/reduce.c) as oneDNN 2.6 reduction primitives, and
- * LayerNormalization (src/ops/norm_ops.c) as its layer normalization (v2 C
+ * LayerNormalization (src/ops/norm_ops.c) as its layer normalization, and
+ * the Einsum equations that are batched matrix products as its matmul (v2 C
  * API).
  *
  * Float32 only. The destination is described with the reduced dims kept as
@@ -9,9 +10,12 @@
  * written row-major. A reduction over no dim, or anything oneDNN declines,
  * runs the plain kernel (src/exec/cpu/ref_math.c).
  *
- * Reference: oneDNN v2.6 reduction and layer normalization primitives.
+ * Reference: oneDNN v2.6 reduction, layer normalization and matmul primitives.
  */
 #include "cpu_dnnl_impl.h"
+#include <string.h>
+
+#include "ops/einsum.h"
 #include "ops/op_util.h"
 #include "ops/reduce.h"
 
@@ -136,6 +140,108 @@ ot_status dn_layernorm(ctx *c, bool *done, ot_err *err)
     dnnl_primitive_desc_t p = pd;
     pd = NULL;
     OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, bid >= 0 ? 4 : 3, kinds, locs, mds, err));
+    *done = true;
+done:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+/* Einsum of two inputs that is a batched matrix product: every label is a
+   batch label (in both inputs and the output; an ellipsis dim may be
+   missing from one input, which then broadcasts), or the one row label (A
+   and Y), the one column label (B and Y) or the one summed label (A and B).
+   oneDNN's matmul then reads A as [batch..., M, K], B as [batch..., K, N] and
+   writes Y as [batch..., M, N], the permutations of the equation expressed
+   as strides over the row-major tensors. Anything else: plain kernel. */
+ot_status dn_einsum(ctx *c, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    if (n->n_in != 2 || !dn_is_f32(g, n->in[0]) || !dn_is_f32(g, n->in[1]) ||
+        !dn_is_f32(g, n->out[0]))
+        return OT_OK;
+    const ot_value *v[3] = { &g->values[n->in[0]], &g->values[n->in[1]],
+                             &g->values[n->out[0]] };
+    int ranks[2] = { v[0]->ndim, v[1]->ndim };
+    const int64_t *dims[2] = { v[0]->dims, v[1]->dims };
+    const char *why = NULL;
+    ot_einsum e;
+    int64_t size[OT_EINSUM_MAX_LABELS];
+    for (int k = 0; k < 3; k++)
+        if (dn_has_zero(v[k]))
+            return OT_OK;
+    if (!ot_einsum_parse(ot_node_attr_string(n, "equation", ""), 2, ranks, &e, &why) ||
+        !ot_einsum_sizes(&e, dims, size, &why))
+        return OT_OK;
+    /* where[k][l]: the dim of label l in operand k (A, B, Y), -1 if absent */
+    int where[3][OT_EINSUM_MAX_LABELS];
+    memset(where, -1, sizeof where);
+    const int8_t *labs[3] = { e.in_lab[0], e.in_lab[1], e.out_lab };
+    int rk[3] = { e.in_rank[0], e.in_rank[1], e.out_rank };
+    for (int k = 0; k < 3; k++)
+        for (int i = 0; i < rk[k]; i++) {
+            if (where[k][labs[k][i]] >= 0)
+                return OT_OK; /* a diagonal */
+            where[k][labs[k][i]] = i;
+        }
+    int lm = -1, ln = -1, lk = -1, batch[OT_MAX_DIMS], nb = 0;
+    for (int i = 0; i < e.out_rank; i++) {
+        int l = e.out_lab[i];
+        bool a = where[0][l] >= 0, b = where[1][l] >= 0;
+        if ((a && b) || l >= OT_EINSUM_LETTERS)
+            batch[nb++] = l;
+        else if (a && lm < 0)
+            lm = l;
+        else if (b && ln < 0)
+            ln = l;
+        else
+            return OT_OK;
+    }
+    for (int l = 0; l < OT_EINSUM_MAX_LABELS; l++) {
+        if (!e.used[l] || where[2][l] >= 0)
+            continue;
+        if (where[0][l] < 0 || where[1][l] < 0 || lk >= 0)
+            return OT_OK; /* summed in one input only, or two summed labels */
+        lk = l;
+    }
+    if (lm < 0 || ln < 0 || lk < 0 || nb + 2 > DNNL_MAX_NDIMS)
+        return OT_OK;
+    /* the three descriptors: batch dims, then (M, K), (K, N), (M, N) */
+    int order[3][2] = { { lm, lk }, { lk, ln }, { lm, ln } };
+    dnnl_memory_desc_t md[3];
+    for (int k = 0; k < 3; k++) {
+        int64_t rs[OT_MAX_DIMS];
+        int64_t s = 1;
+        for (int i = v[k]->ndim - 1; i >= 0; i--) {
+            rs[i] = s;
+            s *= v[k]->dims[i];
+        }
+        dnnl_dims_t dd, ss;
+        for (int i = 0; i < nb + 2; i++) {
+            int l = i < nb ? batch[i] : order[k][i - nb];
+            int at = where[k][l];
+            dd[i] = at >= 0 ? v[k]->dims[at] : 1;
+            ss[i] = at >= 0 ? rs[at] : 1;
+        }
+        if (dnnl_memory_desc_init_by_strides(&md[k], nb + 2, dd, dnnl_f32, ss) != dnnl_success)
+            return OT_OK;
+    }
+    dnnl_matmul_desc_t mmd;
+    if (dnnl_matmul_desc_init(&mmd, &md[0], &md[1], NULL, &md[2]) != dnnl_success)
+        return OT_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    if (!dn_make_pd(c, &pd, &mmd))
+        return OT_OK;
+    ot_loc l[3];
+    OT_TRY(cpu_val_plain(c->x, n->in[0], &l[0], err));
+    OT_TRY(cpu_val_plain(c->x, n->in[1], &l[1], err));
+    OT_TRY(cpu_val_define(c->x, n->out[0], NULL, &l[2], err));
+    int kinds[3] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST };
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 3, kinds, l, md, err));
     *done = true;
 done:
     if (pd)

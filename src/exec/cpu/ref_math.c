@@ -3,7 +3,8 @@
  * grad_math.c): the unary float ops (Sqrt, Reciprocal, Exp, Log, Tanh, Erf,
  * HardSigmoid, HardSwish, Elu, Selu, Softplus, Gelu), Pow, PRelu,
  * ReduceMean, ReduceSum, ReduceMax, ReduceL2, Einsum (any equation) and the
- * backward ops UnaryGrad, PReluGrad, ExtremumGrad and ReduceGrad. (Sub and Div share Add's loops in ref_eltwise.c.)
+ * backward ops UnaryGrad, PReluGrad, ExtremumGrad and ReduceGrad. (Sub and
+ * Div share Add's loops in ref_eltwise.c.)
  *
  * Everything is computed in double and stored in the output's dtype. The
  * unary ops and the backward ops take the float types; Pow any numeric base
