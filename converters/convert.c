@@ -61,7 +61,7 @@ ot_status cv_node_err(ot_err *err, ot_status code, const ot_graph *g, const ot_n
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return ot_err_set(err, code, "node %s: %s", ot_node_label(g, n, label, sizeof label), msg);
+    return ot_err_set(err, code, "%s: %s", ot_node_label(g, n, label, sizeof label), msg);
 }
 
 /* A name not used yet: base, else base_2, base_3 ... */

@@ -94,4 +94,8 @@ ot_status ot_convert_fp16(ot_graph *g, const ot_convert_opts *opts, ot_err *err)
 ot_status ot_convert_int8(ot_graph *g, const ot_convert_opts *opts, ot_err *err);
 ot_status ot_convert_simplify(ot_graph *g, const ot_convert_opts *opts, ot_err *err);
 
+/* Whether the opset converter has the history (and adapters) of a
+   default-domain op; every op of the op table must have one (test_convert). */
+bool ot_convert_opset_knows(const char *op_type);
+
 #endif

@@ -13,7 +13,7 @@
 
 #include "converters/converters.h"
 
-/* Records "node 'x' (Op): <message>" in err; returns code. */
+/* Records "node 'x' (Op): <message>" in err (ot_node_label); returns code. */
 ot_status cv_node_err(ot_err *err, ot_status code, const ot_graph *g, const ot_node *n,
                       const char *fmt, ...) OT_PRINTF(5, 6);
 

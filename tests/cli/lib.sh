@@ -195,3 +195,54 @@ ensure_ort() {
         return 1
     fi
 }
+
+# same_outputs NAME BEFORE AFTER INPUT.pb [TOL]: a conversion kept the
+# outputs: the two models' outputs in onnxtrain, and in onnxruntime when
+# HAVE_ORT=1 (NODE_PATH set), differ by at most TOL (default 1e-5). A model
+# onnxtrain cannot run (an op outside its table) is compared in onnxruntime
+# alone, and that is said.
+same_outputs() {
+    local name=$1 a=$2 b=$3 input=$4 tol=${5:-1e-5}
+    local args=("$T_TMP/sa_$name" "$T_TMP/sb_$name" "$tol")
+    ot run "$a" --input "$input" --output-dir "$T_TMP/sa_$name"
+    if [ "$T_RC" -ne 0 ] && matches "$T_ERR" "not in onnxtrain's op table"; then
+        # an op onnxtrain does not run (yet): onnxruntime alone compares
+        echo "skip $name/onnxtrain: $(first_line "$T_ERR")"
+        args=(- - "$tol")
+    elif [ "$T_RC" -ne 0 ]; then
+        fail "$name/onnxtrain" "before: $(describe_run)"
+        return
+    else
+        ot run "$b" --input "$input" --output-dir "$T_TMP/sb_$name"
+        [ "$T_RC" -eq 0 ] || { fail "$name/onnxtrain" "after: $(describe_run)"; return; }
+    fi
+    if [ "$HAVE_ORT" = 1 ]; then
+        if ! node tests/ort/run_ort.js "$a" "$input" "$T_TMP/oa_$name.json" >"$T_TMP/node.log" 2>&1 ||
+            ! node tests/ort/run_ort.js "$b" "$input" "$T_TMP/ob_$name.json" >>"$T_TMP/node.log" 2>&1; then
+            fail "$name/onnxruntime" "$(tail -n 1 "$T_TMP/node.log")"
+        else
+            args+=("$T_TMP/oa_$name.json" "$T_TMP/ob_$name.json")
+        fi
+    fi
+    py_checks "$name" '
+import json, sys, glob, numpy as np, onnx
+from onnx import numpy_helper as nh
+da, db, tol = sys.argv[1], sys.argv[2], float(sys.argv[3])
+def pbs(d):
+    return [nh.to_array(onnx.load_tensor(f)).astype(np.float64)
+            for f in sorted(glob.glob(d + "/output_*.pb"))]
+def report(what, xa, xb):
+    if len(xa) != len(xb) or not xa:
+        print("FAIL %s: %d outputs before, %d after" % (what, len(xa), len(xb))); return
+    for i, (p, q) in enumerate(zip(xa, xb)):
+        if p.shape != q.shape:
+            print("FAIL %s: output %d shape %s before, %s after" % (what, i, p.shape, q.shape)); return
+    d = max(float(np.abs(p - q).max()) if p.size else 0.0 for p, q in zip(xa, xb))
+    print(("ok %s max abs diff %.3g" if d <= tol else "FAIL %s: max abs diff %.3g > tol") % (what, d))
+if da != "-":
+    report("onnxtrain", pbs(da), pbs(db))
+if len(sys.argv) > 5:
+    js = lambda f: [np.array(o["data"], np.float64).reshape(o["dims"]) for o in json.load(open(f))["outputs"]]
+    report("onnxruntime", js(sys.argv[4]), js(sys.argv[5]))
+' "${args[@]}"
+}

@@ -177,4 +177,7 @@ async function main() {
     fs.renameSync(tmp, outPath);
 }
 
-main().catch((e) => fail(e && e.message ? e.message : String(e)));
+if (require.main === module) {
+    main().catch((e) => fail(e && e.message ? e.message : String(e)));
+}
+module.exports = { parseTensor, jsonValue };
