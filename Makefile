@@ -51,7 +51,7 @@ DEB_PACKAGES := gcc make pkgconf protobuf-c-compiler libprotobuf-c-dev libonnx-d
                 libonnx-testdata libdnnl-dev python3 python3-numpy python3-onnx python3-torch \
                 python3-torchvision clang libclang-rt-14-dev libomp-14-dev zlib1g-dev \
                 libjpeg62-turbo-dev libpng-dev libjansson-dev dataset-fashion-mnist \
-                libopenmpi-dev openmpi-bin
+                libopenmpi-dev openmpi-bin python3-opencv
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/graph/*.c src/ops/*.c src/onnx/*.c \
                              src/passes/*.c src/train/*.c src/exec/*.c src/exec/cpu/*.c \
@@ -203,12 +203,16 @@ install: all
 	install -m 644 models/zoo_manifest.json $(DESTDIR)$(PREFIX)/share/onnxtrain/zoo_manifest.json
 	$(if $(MPI_SHIM),install -d $(DESTDIR)$(PREFIX)/lib/onnxtrain && \
 	    install -m 755 $(MPI_SHIM) $(DESTDIR)$(PREFIX)/lib/onnxtrain/libonnxtrain_mpi.so)
+	install -d $(DESTDIR)$(PREFIX)/share/onnxtrain/runtimes
+	install -m 644 tools/runtimes/verify_ort.js tools/runtimes/verify_opencv.py \
+	    $(DESTDIR)$(PREFIX)/share/onnxtrain/runtimes/
 
 uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/onnxtrain $(DESTDIR)$(PREFIX)/lib/libonnxtrain.* \
 	    $(DESTDIR)$(PREFIX)/include/onnxtrain.h $(DESTDIR)$(PREFIX)/lib/pkgconfig/onnxtrain.pc \
 	    $(DESTDIR)$(PREFIX)/share/onnxtrain/zoo_manifest.json \
 	    $(DESTDIR)$(PREFIX)/lib/onnxtrain/libonnxtrain_mpi.so
+	rm -rf $(DESTDIR)$(PREFIX)/share/onnxtrain/runtimes
 	rmdir $(DESTDIR)$(PREFIX)/share/onnxtrain $(DESTDIR)$(PREFIX)/lib/onnxtrain 2>/dev/null || true
 
 format:

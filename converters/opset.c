@@ -277,41 +277,56 @@ static ot_status axes_down_11(cx *c, int32_t n, ot_err *err)
     return fix_neg_axes(c, n, "axes", r, 11, err);
 }
 
-/* axes: attribute (before v) <-> int64 input 1 (from v). */
-static ot_status axes_attr_to_input(cx *c, int32_t n, int v, ot_err *err)
+/* A list attribute `name` (before the boundary) <-> the int64 input at
+   `index` (from it): Squeeze/Unsqueeze/ReduceX axes, Split's split, Slice's
+   starts/ends/axes. */
+static ot_status ints_attr_to_input(cx *c, int32_t n, const char *name, int index, ot_err *err)
 {
-    (void)v;
-    size_t na = 0;
-    const int64_t *axes = ot_node_attr_ints(N(c, n), "axes", &na);
-    if (!axes)
+    size_t cnt = 0;
+    const int64_t *v = ot_node_attr_ints(N(c, n), name, &cnt);
+    if (!v)
         return OT_OK;
     char base[256];
     int32_t id;
-    ot_status st = cv_add_i64(c->g, node_base(c, n, "axes", base, sizeof base), axes, (int)na,
-                              &id, err);
+    ot_status st = cv_add_i64(c->g, node_base(c, n, name, base, sizeof base), v, (int)cnt, &id,
+                              err);
     if (st == OT_OK)
-        st = set_input(c, n, 1, id, err);
+        st = set_input(c, n, index, id, err);
     if (st == OT_OK)
-        cv_del_attr(c->g, n, "axes");
+        cv_del_attr(c->g, n, name);
     return st;
+}
+
+/* The constant int64 input at `index` back into attribute `name` (an empty
+   list leaves no attribute); refused when the input is computed. The caller
+   drops the inputs. */
+static ot_status input_to_ints_attr(cx *c, int32_t n, int index, const char *name, int v,
+                                    ot_err *err)
+{
+    int32_t a = in_at(c, n, index);
+    if (a < 0)
+        return OT_OK;
+    int64_t vals[64];
+    int cnt;
+    if (!const_ints(c, a, vals, 64, &cnt)) {
+        char why[160];
+        snprintf(why, sizeof why, "its %s input is computed at run time, and older opsets take "
+                 "%s as an attribute", name, name);
+        return refuse(c, n, v, why, err);
+    }
+    return cnt > 0 ? cv_set_attr_ints(c->g, n, name, vals, (size_t)cnt, err) : OT_OK;
+}
+
+static ot_status axes_attr_to_input(cx *c, int32_t n, int v, ot_err *err)
+{
+    (void)v;
+    return ints_attr_to_input(c, n, "axes", 1, err);
 }
 
 static ot_status axes_input_to_attr(cx *c, int32_t n, int v, ot_err *err)
 {
-    int32_t a = in_at(c, n, 1);
-    if (a < 0)
-        return OT_OK;
-    int64_t axes[OT_MAX_DIMS * 2];
-    int na;
-    if (!const_ints(c, a, axes, OT_MAX_DIMS * 2, &na))
-        return refuse(c, n, v, "its axes input is computed at run time, and older opsets take "
-                      "axes as an attribute", err);
-    ot_status st = OT_OK;
-    if (na > 0)
-        st = cv_set_attr_ints(c->g, n, "axes", axes, (size_t)na, err);
-    if (st == OT_OK)
-        st = keep_inputs(c, n, 1, err);
-    return st;
+    ot_status st = input_to_ints_attr(c, n, 1, "axes", v, err);
+    return st == OT_OK ? keep_inputs(c, n, 1, err) : st;
 }
 
 static ot_status axes_up_13(cx *c, int32_t n, ot_err *err) { return axes_attr_to_input(c, n, 13, err); }
@@ -752,38 +767,16 @@ static ot_status shape_down_15(cx *c, int32_t n, ot_err *err)
     return OT_OK;
 }
 
-/* Squeeze/Unsqueeze at 13, Split at 13: list attribute <-> input. */
+/* Split at 13: split attribute <-> input. */
 static ot_status split_up_13(cx *c, int32_t n, ot_err *err)
 {
-    size_t ns = 0;
-    const int64_t *sp = ot_node_attr_ints(N(c, n), "split", &ns);
-    if (!sp)
-        return OT_OK;
-    char base[256];
-    int32_t id;
-    ot_status st = cv_add_i64(c->g, node_base(c, n, "split", base, sizeof base), sp, (int)ns,
-                              &id, err);
-    if (st == OT_OK)
-        st = set_input(c, n, 1, id, err);
-    if (st == OT_OK)
-        cv_del_attr(c->g, n, "split");
-    return st;
+    return ints_attr_to_input(c, n, "split", 1, err);
 }
 
 static ot_status split_down_13(cx *c, int32_t n, ot_err *err)
 {
-    int32_t s = in_at(c, n, 1);
-    if (s < 0)
-        return OT_OK;
-    int64_t sp[64];
-    int ns;
-    if (!const_ints(c, s, sp, 64, &ns))
-        return refuse(c, n, 13, "its split input is computed at run time, and older opsets take "
-                      "it as an attribute", err);
-    ot_status st = cv_set_attr_ints(c->g, n, "split", sp, (size_t)ns, err);
-    if (st == OT_OK)
-        st = keep_inputs(c, n, 1, err);
-    return st;
+    ot_status st = input_to_ints_attr(c, n, 1, "split", 13, err);
+    return st == OT_OK ? keep_inputs(c, n, 1, err) : st;
 }
 
 static ot_status split_down_18(cx *c, int32_t n, ot_err *err)
@@ -824,28 +817,16 @@ static ot_status pow_down_12(cx *c, int32_t n, ot_err *err)
 /* Slice: starts/ends/axes attributes (before 10) <-> inputs with steps. */
 static ot_status slice_up_10(cx *c, int32_t n, ot_err *err)
 {
-    ot_status st = OT_OK;
-    const char *names[3] = { "starts", "ends", "axes" };
-    for (int k = 0; k < 3; k++) {
-        size_t cnt = 0;
-        const int64_t *v = ot_node_attr_ints(N(c, n), names[k], &cnt);
-        if (!v)
-            continue;
-        char base[256];
-        int32_t id;
-        OT_TRY(cv_add_i64(c->g, node_base(c, n, names[k], base, sizeof base), v, (int)cnt, &id,
-                          err));
-        OT_TRY(set_input(c, n, 1 + k, id, err));
-        cv_del_attr(c->g, n, names[k]);
-    }
-done:
+    ot_status st = ints_attr_to_input(c, n, "starts", 1, err);
+    if (st == OT_OK)
+        st = ints_attr_to_input(c, n, "ends", 2, err);
+    if (st == OT_OK)
+        st = ints_attr_to_input(c, n, "axes", 3, err);
     return st;
 }
 
 static ot_status slice_down_10(cx *c, int32_t n, ot_err *err)
 {
-    ot_status st = OT_OK;
-    const char *names[3] = { "starts", "ends", "axes" };
     int64_t steps[OT_MAX_DIMS];
     int nsteps;
     if (in_at(c, n, 4) >= 0) {
@@ -855,20 +836,12 @@ static ot_status slice_down_10(cx *c, int32_t n, ot_err *err)
             if (steps[i] != 1)
                 return refuse(c, n, 10, "steps other than 1 do not exist before opset 10", err);
     }
-    for (int k = 0; k < 3; k++) {
-        int32_t v = in_at(c, n, 1 + k);
-        if (v < 0)
-            continue;
-        int64_t vals[OT_MAX_DIMS];
-        int cnt;
-        if (!const_ints(c, v, vals, OT_MAX_DIMS, &cnt))
-            return refuse(c, n, 10, "its starts, ends or axes are computed at run time, and "
-                          "older opsets take them as attributes", err);
-        OT_TRY(cv_set_attr_ints(c->g, n, names[k], vals, (size_t)cnt, err));
-    }
-    OT_TRY(keep_inputs(c, n, 1, err));
-done:
-    return st;
+    ot_status st = input_to_ints_attr(c, n, 1, "starts", 10, err);
+    if (st == OT_OK)
+        st = input_to_ints_attr(c, n, 2, "ends", 10, err);
+    if (st == OT_OK)
+        st = input_to_ints_attr(c, n, 3, "axes", 10, err);
+    return st == OT_OK ? keep_inputs(c, n, 1, err) : st;
 }
 
 static ot_status slice_down_11(cx *c, int32_t n, ot_err *err)

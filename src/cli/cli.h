@@ -342,6 +342,7 @@ int ot_cmd_eval(int argc, char **argv);
 int ot_cmd_export(int argc, char **argv);
 int ot_cmd_predict(int argc, char **argv);
 int ot_cmd_zoo(int argc, char **argv);
+int ot_cmd_verify(int argc, char **argv);
 
 /* --batch N|dynamic (convert, finetune): parses the value (OT_DIM_DYNAMIC for
    "dynamic"), and rewrites dim 0 of a graph's inputs, outputs and value_info

@@ -36,7 +36,7 @@ typedef struct command {
 static const command commands[] = {
     { "inspect", "print a summary of an ONNX model (ops, shapes, parameters, head)",
       ot_cmd_inspect },
-    { "convert", "re-export an ONNX model: batch size, external or inline tensor data",
+    { "convert", "re-export an ONNX model: opset, BN folding, simplification, batch, data",
       ot_cmd_convert },
     { "run", "run a model once on the CPU: input tensor files in, outputs printed or written",
       ot_cmd_run },
@@ -49,6 +49,8 @@ static const command commands[] = {
     { "predict", "classify image files: top classes and their probabilities", ot_cmd_predict },
     { "zoo", "list the builders and the ONNX model zoo manifest, or build a ResNet-18/34",
       ot_cmd_zoo },
+    { "verify", "run a model in onnxtrain, onnxruntime and OpenCV, compare, lint for others",
+      ot_cmd_verify },
 };
 
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
