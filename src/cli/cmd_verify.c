@@ -527,6 +527,27 @@ static void lint_report(const ot_graph *g, const lint_facts *f)
               "CV-3");
 }
 
+/* What a runtime script's exit status `st` says: 127 the interpreter is
+   missing, 3 the runtime is; else it ran and wrote OUT.json (0) or failed.
+   Fills v and, when the model ran, *got. */
+static void runtime_status(int st, const char *no_interp, const char *no_runtime,
+                           const char *log, const char *out, verdict *v, outputs *got)
+{
+    if (st == 127) {
+        snprintf(v->why, sizeof v->why, "%s", no_interp);
+    } else if (st == 3) {
+        snprintf(v->why, sizeof v->why, "%s", no_runtime);
+    } else if (st != 0) {
+        v->available = true;
+        char l[400];
+        last_line(log, l, sizeof l);
+        snprintf(v->why, sizeof v->why, "exit %d: %s", st, l);
+    } else {
+        v->available = true;
+        v->loaded = read_json_outputs(out, got, v->why, sizeof v->why);
+    }
+}
+
 /* ------------------------------------------------------------- command */
 
 static void report(const verdict *v, double tol, bool baseline_is_self)
@@ -679,31 +700,19 @@ int ot_cmd_verify(int argc, char **argv)
                 av[k++] = specs[i];
             av[k] = NULL;
             int st = run_child(av, log);
-            if (st == 127) {
-                snprintf(vs[1].why, sizeof vs[1].why, "node (Node.js) is not installed");
-            } else if (st == 3) {
-                snprintf(vs[1].why, sizeof vs[1].why, "onnxruntime-node is not installed "
-                         "(npm install onnxruntime-node; NODE_PATH)");
-            } else if (st != 0) {
-                vs[1].available = true;
-                char l[400];
-                last_line(log, l, sizeof l);
-                snprintf(vs[1].why, sizeof vs[1].why, "exit %d: %s", st, l);
-            } else {
-                vs[1].available = true;
-                vs[1].loaded = read_json_outputs(out, &got, vs[1].why, sizeof vs[1].why);
-                if (vs[1].loaded && !have_base) {
-                    base = got;
-                    memset(&got, 0, sizeof got);
-                    have_base = true;
-                    base_what = "onnxruntime (onnxtrain does not run the model)";
-                    vs[1].shapes_ok = true;
-                } else if (vs[1].loaded) {
-                    compare(o.reference || vs[0].loaded ? (ref ? &base : &mine) : &base, &got,
-                            &vs[1]);
-                }
-                outputs_free(&got);
+            runtime_status(st, "node (Node.js) is not installed",
+                           "onnxruntime-node is not installed (npm install onnxruntime-node; "
+                           "NODE_PATH)", log, out, &vs[1], &got);
+            if (vs[1].loaded && !have_base) {
+                base = got;
+                memset(&got, 0, sizeof got);
+                have_base = true;
+                base_what = "onnxruntime (onnxtrain does not run the model)";
+                vs[1].shapes_ok = true;
+            } else if (vs[1].loaded) {
+                compare(ref ? &base : &mine, &got, &vs[1]);
             }
+            outputs_free(&got);
         }
         /* OpenCV */
         if (!find_script("verify_opencv.py", script, sizeof script)) {
@@ -734,23 +743,12 @@ int ot_cmd_verify(int argc, char **argv)
                 if (r != 127 || st == 127)
                     st = r;
             }
-            if (st == 127) {
-                snprintf(vs[2].why, sizeof vs[2].why, "python3 is not installed");
-            } else if (st == 3) {
-                snprintf(vs[2].why, sizeof vs[2].why, "OpenCV's Python module is not "
-                         "installed (python3-opencv)");
-            } else if (st != 0) {
-                vs[2].available = true;
-                char l[400];
-                last_line(log, l, sizeof l);
-                snprintf(vs[2].why, sizeof vs[2].why, "exit %d: %s", st, l);
-            } else {
-                vs[2].available = true;
-                vs[2].loaded = read_json_outputs(out, &got, vs[2].why, sizeof vs[2].why);
-                if (vs[2].loaded && have_base)
-                    compare(ref ? &base : (vs[0].loaded ? &mine : &base), &got, &vs[2]);
-                outputs_free(&got);
-            }
+            runtime_status(st, "python3 is not installed",
+                           "OpenCV's Python module is not installed (python3-opencv)", log, out,
+                           &vs[2], &got);
+            if (vs[2].loaded && have_base)
+                compare(ref ? &base : (vs[0].loaded ? &mine : &base), &got, &vs[2]);
+            outputs_free(&got);
             vs[2].expected_refusal = lf.fp16_init || lf.dq_on_const || lf.conv_no_kernel;
         }
     }
