@@ -591,21 +591,36 @@ static bool tail_is_ones(const ot_value *x, int a)
     return true;
 }
 
-static ot_status softmax_up_13(cx *c, int32_t n, ot_err *err)
+/* The normalised axis of a Softmax whose default is `def`; when both forms
+   agree (the last axis, or only 1s after it) it is written explicitly and
+   *same is set. */
+static ot_status softmax_axis(cx *c, int32_t n, int64_t def, int32_t *x, int *r, int64_t *a,
+                              bool *same, ot_err *err)
 {
-    ot_status st = OT_OK;
-    int32_t x = in_at(c, n, 0);
-    int r = rank_of(c, x);
-    if (r < 0)
+    *x = in_at(c, n, 0);
+    *r = rank_of(c, *x);
+    *same = false;
+    if (*r < 0)
         return refuse(c, n, 13, "the meaning of axis changed and the input's rank is unknown",
                       err);
-    int64_t a = ot_node_attr_int(N(c, n), "axis", 1);
-    if (a < 0)
-        a += r;
-    if (a < 0 || a >= r)
+    *a = ot_node_attr_int(N(c, n), "axis", def);
+    if (*a < 0)
+        *a += *r;
+    if (*a < 0 || *a >= *r)
         return refuse(c, n, 13, "axis is out of range", err);
-    if (a == r - 1 || tail_is_ones(&c->g->values[x], (int)a))
-        return cv_set_attr_int(c->g, n, "axis", a, err);
+    *same = *a == *r - 1 || tail_is_ones(&c->g->values[*x], (int)*a);
+    return *same ? cv_set_attr_int(c->g, n, "axis", *a, err) : OT_OK;
+}
+
+static ot_status softmax_up_13(cx *c, int32_t n, ot_err *err)
+{
+    int32_t x;
+    int r;
+    int64_t a;
+    bool same;
+    ot_status st = softmax_axis(c, n, 1, &x, &r, &a, &same, err);
+    if (st != OT_OK || same)
+        return st;
     /* Flatten(axis=a) -> Softmax(axis=1) -> Reshape(Shape(x)) */
     char base[256];
     int32_t flat, shape, y = N(c, n)->out[0], y2, id;
@@ -629,19 +644,13 @@ done:
 
 static ot_status softmax_down_13(cx *c, int32_t n, ot_err *err)
 {
-    ot_status st = OT_OK;
-    int32_t x = in_at(c, n, 0);
-    int r = rank_of(c, x);
-    if (r < 0)
-        return refuse(c, n, 13, "the meaning of axis changed and the input's rank is unknown",
-                      err);
-    int64_t a = ot_node_attr_int(N(c, n), "axis", -1);
-    if (a < 0)
-        a += r;
-    if (a < 0 || a >= r)
-        return refuse(c, n, 13, "axis is out of range", err);
-    if (a == r - 1 || tail_is_ones(&c->g->values[x], (int)a))
-        return cv_set_attr_int(c->g, n, "axis", a, err);
+    int32_t x;
+    int r;
+    int64_t a;
+    bool same;
+    ot_status st = softmax_axis(c, n, -1, &x, &r, &a, &same, err);
+    if (st != OT_OK || same)
+        return st;
     /* Transpose axis a to the end, normalise over it, transpose back */
     int64_t perm[OT_MAX_DIMS], inv[OT_MAX_DIMS];
     int k = 0;
