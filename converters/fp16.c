@@ -88,19 +88,34 @@ static int64_t reduce_extent(const ot_graph *g, const ot_node *n)
     return e;
 }
 
-/* Whether a node's outputs were measured beyond float16. */
+/* Whether |x| of a value exceeds float16: measured (ranges) for
+   activations, read from the bytes for float initializers. */
+static bool beyond_fp16(const ot_graph *g, int32_t v, const ot_calib_ranges *r)
+{
+    if (v < 0)
+        return false;
+    const ot_value *x = &g->values[v];
+    if ((x->flags & OT_VAL_INIT) && x->dtype == OT_DTYPE_FLOAT && x->data.data) {
+        const float *p = x->data.data;
+        int64_t n = ot_tensor_numel(&x->data);
+        for (int64_t i = 0; i < n; i++)
+            if (fabsf(p[i]) > OT_FP16_MAX)
+                return true;
+        return false;
+    }
+    return r && v < r->n_values &&
+           (fabsf(r->lo[v]) > OT_FP16_MAX || fabsf(r->hi[v]) > OT_FP16_MAX);
+}
+
+/* Whether a node reads or writes a value beyond float16. */
 static bool out_of_range(const ot_graph *g, const ot_node *n, const ot_calib_ranges *r)
 {
-    if (!r)
-        return false;
-    for (int k = 0; k < n->n_out; k++) {
-        int32_t v = n->out[k];
-        if (v < 0 || v >= r->n_values)
-            continue;
-        if (fabsf(r->lo[v]) > OT_FP16_MAX || fabsf(r->hi[v]) > OT_FP16_MAX)
+    for (int k = 0; k < n->n_in; k++)
+        if (beyond_fp16(g, n->in[k], r))
             return true;
-    }
-    (void)g;
+    for (int k = 0; k < n->n_out; k++)
+        if (beyond_fp16(g, n->out[k], r))
+            return true;
     return false;
 }
 

@@ -53,9 +53,10 @@ typedef struct ot_quant_report {
  * never a Cast of a Cast). Kept in float32: Softmax, LogSoftmax,
  * BatchNormalization and the other normalisations, reductions over more than
  * max_reduce elements, ops whose float operands must stay float32 or that the
- * table does not know, and (with ranges) nodes with an output whose measured
- * range exceeds float16. Errors: OT_ERR_UNSUPPORTED (a float64 or bfloat16
- * model, a model that already holds float16), OT_ERR_NOMEM.
+ * table does not know, nodes reading a float initializer beyond float16, and
+ * (with ranges) nodes reading or writing a value whose measured range
+ * exceeds float16. Errors: OT_ERR_UNSUPPORTED (a model that already
+ * holds float16 initializers), OT_ERR_NOMEM.
  */
 ot_status ot_fp16_convert(ot_graph *g, const ot_fp16_opts *o, ot_quant_report *rep,
                           ot_err *err);

@@ -117,9 +117,10 @@ int ot_cli_quantize(ot_graph *g, const char *path, const ot_convert_opts *o)
             rc = ot_cli_error("%s: calibration: %s", path, err.msg);
             goto done;
         }
-        printf("calibration: %lld images of %s, %d activations (%s), histograms %.1f MB, one "
-               "batch %.1f MB\n", (long long)cs.n_images, o->calib_data, cs.n_values,
-               method_name(o->calib_method), (double)cs.hist_bytes / 1e6,
+        printf("calibration: %lld images of %s, %d activations (%s), %.1f MB of activations "
+               "seen, histograms %.1f MB, one batch %.1f MB\n", (long long)cs.n_images,
+               o->calib_data, cs.n_values, method_name(o->calib_method),
+               (double)cs.seen_bytes / 1e6, (double)cs.hist_bytes / 1e6,
                (double)cs.batch_bytes / 1e6);
         q.ranges = &ranges;
         has_test = o->int8 && ot_data_has_split(o->calib_data, OT_DATA_TEST);

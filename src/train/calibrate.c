@@ -258,8 +258,10 @@ ot_status ot_calibrate(const ot_graph *model, const bool *want, const ot_dataset
         for (int i = 0; i < n; i++)
             idx[i] = (int64_t)((double)(start + i) * (double)count / (double)N);
         OT_TRY(ot_data_load_batch(ds, idx, n, t, x, labels, scratch, scratch_bytes, err));
-        if (image_wanted)
+        if (image_wanted) {
             add_tensor(&hs[0], bins, x, (int64_t)(img_floats * (size_t)n));
+            stats->seen_bytes += img_floats * (size_t)n * sizeof *x;
+        }
         if (n_out) {
             ot_exec **xp = n == bs ? &full : &last;
             if (!*xp) {
@@ -284,6 +286,7 @@ ot_status ot_calibrate(const ot_graph *model, const bool *want, const ot_dataset
                 if (!y || y->dtype != OT_DTYPE_FLOAT)
                     OT_FAIL(err, OT_ERR_BACKEND, "no output for '%s'", g->values[targets[j]].name);
                 add_tensor(&hs[j + (image_wanted ? 1 : 0)], bins, y->data, ot_tensor_numel(y));
+                stats->seen_bytes += y->bytes;
             }
         }
         stats->n_images += n;

@@ -42,6 +42,8 @@ typedef struct ot_calib_stats {
     int bins;            /* per histogram                                       */
     size_t hist_bytes;   /* the histograms together                             */
     size_t batch_bytes;  /* one batch: input, the executor's arena, the outputs */
+    uint64_t seen_bytes; /* the activations measured, all batches together: what
+                            keeping them would take                           */
 } ot_calib_stats;
 
 /*

@@ -12,7 +12,8 @@
 //
 // The TensorProto parser reads what the test data uses: dims, data_type, name,
 // raw_data and the typed fields float_data, int32_data, int64_data, double_data
-// (packed or not). External data, strings and segments are refused.
+// (packed or not). External data, strings and segments are refused. float16
+// tensors come in as raw_data and their outputs are written as numbers.
 'use strict';
 
 const fs = require('fs');
@@ -28,6 +29,7 @@ const DTYPES = {
     6: ['int32', Int32Array, 4],
     7: ['int64', BigInt64Array, 8],
     9: ['bool', Uint8Array, 1],
+    10: ['float16', Uint16Array, 2],
     11: ['float64', Float64Array, 8],
     12: ['uint32', Uint32Array, 4],
     13: ['uint64', BigUint64Array, 8],
@@ -153,6 +155,14 @@ function jsonValue(v) {
     return v;
 }
 
+// IEEE binary16 bits (how float16 tensors hold their data) to a number.
+function halfToFloat(h) {
+    const e = (h >> 10) & 0x1f, m = h & 0x3ff, s = h & 0x8000 ? -1 : 1;
+    if (e === 0) return s * m * Math.pow(2, -24);
+    if (e === 31) return m ? NaN : s * Infinity;
+    return s * (1 + m / 1024) * Math.pow(2, e - 15);
+}
+
 async function main() {
     const argv = process.argv.slice(2);
     if (argv.length !== 3) fail('usage: run_ort.js MODEL INPUT.pb OUT.json');
@@ -169,8 +179,9 @@ async function main() {
     const results = await session.run({ [name]: input.tensor });
     const outputs = session.outputNames.map((n) => {
         const t = results[n];
+        const data = t.data instanceof Uint16Array ? Array.from(t.data, halfToFloat) : t.data;
         return { name: n, type: t.type, dims: Array.from(t.dims, Number),
-            data: Array.from(t.data, jsonValue) };
+            data: Array.from(data, jsonValue) };
     });
     const tmp = outPath + '.tmp';
     fs.writeFileSync(tmp, JSON.stringify({ outputs }));
