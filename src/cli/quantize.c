@@ -87,7 +87,8 @@ int ot_cli_quantize(ot_graph *g, const char *path, const ot_convert_opts *o)
     ot_evaluate_opts eo = o->calib_prep ? *o->calib_prep : ot_evaluate_opts_default();
     eo.data = o->calib_data;
     eo.model_path = path;
-    eo.progress = on_warning;
+    if (!o->calib_prep)
+        eo.progress = on_warning; /* finetune has warned about the data already */
     bool has_test = false;
     double fp32_top1 = NAN;
     int64_t n_test = 0;

@@ -100,6 +100,47 @@ done:
     return st;
 }
 
+/* In a graph being specialised for execution (a clone: borrows_data), a
+   DequantizeLinear of constants (an int8 weight) is evaluated here, so that
+   the executor sees float constant weights and its fast kernels take them
+   as they take a float model's. The bytes live in the clone's arena. */
+static ot_status fold_weights(ot_graph *g, ot_node *n, ot_value *y, ot_err *err)
+{
+    const ot_tensor *x = ot_graph_const(g, n->in[0]), *s = ot_graph_const(g, n->in[1]);
+    const ot_tensor *zp = n->n_in > 2 && n->in[2] >= 0 ? ot_graph_const(g, n->in[2]) : NULL;
+    if (!g->borrows_data || !x || !s || !x->data || !s->data || s->dtype != OT_DTYPE_FLOAT ||
+        (n->n_in > 2 && n->in[2] >= 0 && (!zp || !zp->data)))
+        return OT_OK;
+    int64_t numel = ot_tensor_numel(x), ns = ot_tensor_numel(s), inner = 1;
+    if (ns > 1) {
+        int axis;
+        if (!ot_op_axis(ot_node_attr_int(n, "axis", 1), x->ndim, &axis) || x->dims[axis] != ns)
+            return OT_OK;
+        for (int i = axis + 1; i < x->ndim; i++)
+            inner *= x->dims[i];
+    }
+    if (zp && ot_tensor_numel(zp) != ns)
+        return OT_OK;
+    float *out = ot_arena_alloc(&g->arena, (size_t)(numel ? numel : 1) * sizeof *out);
+    if (!out)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory folding '%s'", y->name);
+    const float *sc = s->data;
+    for (int64_t i = 0; i < numel; i++) {
+        int64_t c = ns > 1 ? (i / inner) % ns : 0;
+        double z = zp ? ot_tensor_get_f64(zp, c) : 0;
+        out[i] = (float)((ot_tensor_get_f64(x, i) - z) * (double)sc[c]);
+    }
+    memset(&y->data, 0, sizeof y->data);
+    y->data.dtype = OT_DTYPE_FLOAT;
+    y->data.ndim = x->ndim;
+    for (int i = 0; i < x->ndim; i++)
+        y->data.dims[i] = x->dims[i];
+    y->data.data = out;
+    y->data.bytes = (size_t)numel * sizeof *out;
+    y->flags |= OT_VAL_CONST;
+    return OT_OK;
+}
+
 static ot_status dq_infer(ot_graph *g, ot_node *n, ot_err *err)
 {
     ot_value *x = ot_op_in(g, n, 0), *s = ot_op_in(g, n, 1), *y = ot_op_out(g, n, 0);
@@ -114,7 +155,7 @@ static ot_status dq_infer(ot_graph *g, ot_node *n, ot_err *err)
     ot_op_dims d;
     ot_op_dims_of(x, &d);
     ot_op_set(y, s->dtype, &d);
-    return OT_OK;
+    return fold_weights(g, n, y, err);
 }
 
 static ot_status fq_infer(ot_graph *g, ot_node *n, ot_err *err)
