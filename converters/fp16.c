@@ -153,6 +153,21 @@ static ot_status set_cast_to(ot_graph *g, int32_t node, ot_dtype to, ot_err *err
     return cv_set_attr_int(g, node, "to", to, err);
 }
 
+/* Whether value v has readers among the first NN nodes and all of them are
+   float16 nodes. */
+static bool read_in_16(const ot_graph *g, int32_t v, const uint8_t *prec, int32_t NN)
+{
+    int readers = 0;
+    for (int32_t i = 0; i < NN; i++)
+        for (int k = 0; k < g->nodes[i].n_in; k++)
+            if (g->nodes[i].in[k] == v) {
+                if (prec[i] != PREC_16)
+                    return false;
+                readers++;
+            }
+    return readers > 0;
+}
+
 static ot_status add_cast(ot_graph *g, int32_t src, ot_dtype to, const char *out_name,
                           int32_t out_value, int32_t *out, ot_err *err)
 {
@@ -219,26 +234,12 @@ ot_status ot_fp16_convert(ot_graph *g, const ot_fp16_opts *o, ot_quant_report *r
             if (is_type(p, "Cast")) {
                 /* an existing Cast to float: writes float16 when all its
                    readers are float16 nodes and it is no kept output */
-                bool all16 = !(x->flags & OT_VAL_OUTPUT) || o->no_keep_io_types;
-                int readers = 0;
-                for (int32_t i = 0; i < NN && all16; i++)
-                    for (int k = 0; k < g->nodes[i].n_in; k++)
-                        if (g->nodes[i].in[k] == v) {
-                            readers++;
-                            all16 &= prec[i] == PREC_16;
-                        }
-                home[v] = all16 && readers ? PREC_16 : PREC_32;
+                bool out = (x->flags & OT_VAL_OUTPUT) && !o->no_keep_io_types;
+                home[v] = !out && read_in_16(g, v, prec, NN) ? PREC_16 : PREC_32;
             }
         } else if (x->flags & OT_VAL_INIT) {
-            bool all16 = !(x->flags & OT_VAL_OUTPUT);
-            int readers = 0;
-            for (int32_t i = 0; i < NN && all16; i++)
-                for (int k = 0; k < g->nodes[i].n_in; k++)
-                    if (g->nodes[i].in[k] == v) {
-                        readers++;
-                        all16 &= prec[i] == PREC_16;
-                    }
-            home[v] = all16 && readers && x->data.data ? PREC_16 : PREC_32;
+            bool out = x->flags & OT_VAL_OUTPUT;
+            home[v] = !out && x->data.data && read_in_16(g, v, prec, NN) ? PREC_16 : PREC_32;
         } else if (x->flags & OT_VAL_INPUT) {
             home[v] = o->no_keep_io_types ? PREC_16 : PREC_32;
         } else {
