@@ -290,6 +290,7 @@ typedef struct ot_finetune_result {
     int ranks;                  /* processes that trained together: 1         */
     int n_buckets;              /* gradient all-reduces per step               */
     int n_bn_train;             /* BatchNorm layers that train                 */
+    int sync_bn;                /* their batch statistics spanned the ranks    */
     double reduce_s;            /* this rank's seconds in all-reduces          */
     uint64_t reduce_bytes;      /* the bytes it all-reduced                    */
     int agreed_error;           /* the failure is every rank's (all stop)      */

@@ -198,8 +198,10 @@ void ot_dist_fini(void)
         return;
     g_current->ops->fini(g_current);
     ot_free(g_current->stage);
+    ot_free(g_current->dstage);
     g_current->stage = NULL;
-    g_current->stage_n = 0;
+    g_current->dstage = NULL;
+    g_current->stage_n = g_current->dstage_n = 0;
     g_current = NULL;
     /* the shim stays loaded: MPI's own libraries may still run exit handlers */
 }
@@ -237,15 +239,23 @@ int64_t ot_dist_share(int64_t total, int rank, int size, int64_t *offset)
     return q + (rank < rem ? 1 : 0);
 }
 
-ot_status ot_dist_reserve(ot_comm *c, size_t n, ot_err *err)
+ot_status ot_dist_reserve(ot_comm *c, size_t n, size_t nd, ot_err *err)
 {
-    if (n <= c->stage_n)
-        return OT_OK;
-    float *p = ot_malloc(n * sizeof *p);
-    if (!p)
-        return ot_err_set(err, OT_ERR_NOMEM, "out of memory for the all-reduce buffer");
-    ot_free(c->stage);
-    c->stage = p;
-    c->stage_n = n;
+    if (n > c->stage_n) {
+        float *p = ot_malloc(n * sizeof *p);
+        if (!p)
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory for the all-reduce buffer");
+        ot_free(c->stage);
+        c->stage = p;
+        c->stage_n = n;
+    }
+    if (nd > c->dstage_n) {
+        double *p = ot_malloc(nd * sizeof *p);
+        if (!p)
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory for the all-reduce buffer");
+        ot_free(c->dstage);
+        c->dstage = p;
+        c->dstage_n = nd;
+    }
     return OT_OK;
 }

@@ -50,6 +50,8 @@ struct ot_comm {
     float grad_weight;
     float *stage;          /* one bucket, packed (ot_dist_reserve)             */
     size_t stage_n;
+    double *dstage;        /* per-channel sums of synchronised BatchNorm       */
+    size_t dstage_n;
 };
 
 typedef enum {
@@ -92,8 +94,10 @@ static inline ot_status ot_comm_bcast(ot_comm *c, void *buf, size_t bytes, int r
 ot_status ot_comm_allreduce_f32(ot_comm *c, float *buf, size_t n, ot_err *err);
 ot_status ot_comm_allreduce_f64(ot_comm *c, double *buf, size_t n, ot_err *err);
 
-/* Makes c->stage hold at least n floats. Errors: OT_ERR_NOMEM. */
-ot_status ot_dist_reserve(ot_comm *c, size_t n, ot_err *err);
+/* Makes c->stage hold at least n floats and c->dstage nd doubles (the
+   buffers the kernels that reduce use, so that they allocate nothing while
+   running). Errors: OT_ERR_NOMEM. */
+ot_status ot_dist_reserve(ot_comm *c, size_t n, size_t nd, ot_err *err);
 
 /* The share of `total` items rank `rank` of `size` takes: total / size, one
    more for the first total % size ranks; *offset gets where it starts, so

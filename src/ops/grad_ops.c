@@ -90,12 +90,15 @@ static const ot_attr_spec clip_attrs[] = {
 static const ot_attr_spec bn_grad_attrs[] = {
     { "epsilon", OT_ATTR_FLOAT, "1e-5", NULL, 0, 0, false },
     { "training_mode", OT_ATTR_INT, "1", ot_op_check_bool, 0, 0, false },
+    /* 1: batch statistics over the ranks of data-parallel training */
+    { "sync", OT_ATTR_INT, "0", ot_op_check_bool, 0, 0, false },
     { 0 },
 };
 
 static const ot_attr_spec bn_train_attrs[] = {
     { "epsilon", OT_ATTR_FLOAT, "1e-5", NULL, 0, 0, false },
     { "momentum", OT_ATTR_FLOAT, "0.9", NULL, 0, 0, false },
+    { "sync", OT_ATTR_INT, "0", ot_op_check_bool, 0, 0, false },
     { 0 },
 };
 

@@ -734,14 +734,16 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
     res->ranks = tr.ranks;
     res->n_buckets = tr.n_buckets;
     res->n_bn_train = tr.n_bn_train;
+    res->sync_bn = tr.sync_bn;
     if (st == OT_OK && tr.ranks > 1)
         say(o, OT_FT_MESSAGE,
             "data-parallel: %d ranks, each batch of %d split between them; gradients "
             "all-reduced in %d bucket%s per step; BatchNorm: %s",
             tr.ranks, t.batch_size, tr.n_buckets, tr.n_buckets == 1 ? "" : "s",
             tr.n_bn_train == 0 ? "none trains"
-            : "each rank normalises its own images, running statistics averaged (no "
-              "--sync-bn)");
+            : tr.sync_bn       ? "batch statistics over all ranks (--sync-bn)"
+                               : "each rank normalises its own images, running statistics "
+                                 "averaged (no --sync-bn)");
     res->reduce_s = tr.reduce_s;
     res->reduce_bytes = tr.reduce_bytes;
     res->agreed_error = tr.agreed_error;

@@ -326,6 +326,34 @@ done:
     return st;
 }
 
+/* --sync-bn: every training-mode BatchNormTrain and BatchNormGrad gets
+   sync=1, so that its kernel reduces the batch statistics (and, backward,
+   their gradients' sums) over the ranks. */
+static ot_status mark_sync_bn(ot_graph *g, ot_train_graph *tg, ot_err *err)
+{
+    for (int32_t k = 0; k < g->n_nodes; k++) {
+        ot_node *n = &g->nodes[k];
+        bool fwd = ot_node_is(n, OT_OP_BATCHNORM_TRAIN);
+        if (!fwd && !(ot_node_is(n, OT_OP_BATCHNORM_GRAD) &&
+                      ot_node_attr_int(n, "training_mode", 1) != 0))
+            continue;
+        ot_attr *a = ot_arena_alloc(&g->arena, sizeof *a * ((size_t)n->n_attrs + 1));
+        if (!a)
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        int m = 0;
+        for (int i = 0; i < n->n_attrs; i++)
+            if (strcmp(n->attrs[i].name, "sync") != 0)
+                a[m++] = n->attrs[i];
+        a[m++] = ot_op_grad_attr_int("sync", 1);
+        n->attrs = a;
+        n->n_attrs = m;
+        const ot_value *x = &g->values[n->in[fwd ? 0 : 1]];
+        if (x->ndim >= 2 && x->dims[1] > tg->max_bn_channels)
+            tg->max_bn_channels = x->dims[1];
+    }
+    return OT_OK;
+}
+
 ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts *opts,
                                ot_train_graph *tg, ot_err *err)
 {
@@ -504,6 +532,8 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
     memcpy(reduced, tg->grads, sizeof *reduced * (size_t)tg->n_params);
     if (opts->bucket_bytes > 0 && opts->optim)
         OT_TRY(add_all_reduce(step, tg, opts->bucket_bytes, reduced, err));
+    if (opts->bucket_bytes > 0 && opts->sync_bn)
+        OT_TRY(mark_sync_bn(step, tg, err));
     int32_t before_optim = step->n_nodes;
     if (opts->optim) {
         OT_TRY(ot_optim_add_updates(step, opts->optim, tg->params, reduced, tg->group,

@@ -47,6 +47,9 @@ typedef struct ot_train_graph_opts {
        gradients of about this many bytes, in the order the backward pass
        produces them; 0: none                                                */
     size_t bucket_bytes;
+    /* with bucket_bytes: BatchNorm in training mode reduces its batch
+       statistics over the ranks (BatchNormTrain and BatchNormGrad sync=1) */
+    bool sync_bn;
 } ot_train_graph_opts;
 
 typedef struct ot_train_graph {
@@ -79,6 +82,7 @@ typedef struct ot_train_graph {
     int n_backward_nodes;
     int n_buckets;          /* GradAllReduce nodes (opts.bucket_bytes)         */
     size_t max_bucket_numel; /* floats in the largest bucket                   */
+    int64_t max_bn_channels; /* widest training-mode BatchNorm (sync_bn)        */
 } ot_train_graph;
 
 /*

@@ -495,18 +495,14 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         go.head_params = o->head_lr > 0 ? o->head_params : NULL;
         go.n_head_params = o->head_lr > 0 ? o->n_head_params : 0;
         go.bucket_bytes = T.ranks > 1 ? (o->bucket_bytes ? o->bucket_bytes : 25u << 20) : 0;
+        go.sync_bn = o->sync_bn;
         OT_TRY(ot_train_graph_build(model, &go, &T.tg, err));
         res->n_buckets = T.tg.n_buckets;
         res->n_bn_train = T.tg.n_bn_train;
-        if (T.ranks > 1 && o->sync_bn && T.tg.n_bn_train > 0) {
-            res->agreed_error = true;
-            OT_FAIL(err, OT_ERR_UNSUPPORTED,
-                    "--sync-bn over %d ranks is not implemented: %d BatchNorm layers train; "
-                    "without it each rank normalises its own images",
-                    T.ranks, T.tg.n_bn_train);
-        }
+        res->sync_bn = T.ranks > 1 && o->sync_bn && T.tg.n_bn_train > 0;
         if (T.comm)
-            OT_TRY(ot_dist_reserve(T.comm, T.tg.max_bucket_numel, err));
+            OT_TRY(ot_dist_reserve(T.comm, T.tg.max_bucket_numel,
+                                   2 * (size_t)T.tg.max_bn_channels + 2, err));
     }
     ot_train_graph *tg = &T.tg;
     const ot_value *iv = &model->values[tg->image];
@@ -672,7 +668,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
                                 o->stop && *o->stop ? 1 : 0 };
                 if (st == OT_OK)
                     st = ot_comm_allreduce_f64(T.comm, v, 4, err);
-                if (st == OT_OK && tg->n_stats)
+                if (st == OT_OK && tg->n_stats && !res->sync_bn)
                     st = avg_stats(&T, stats_buf, err);
                 if (st == OT_OK && !isfinite(v[0])) {
                     res->agreed_error = true;

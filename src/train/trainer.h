@@ -154,6 +154,7 @@ typedef struct ot_train_result {
     int ranks;               /* processes that trained (data-parallel): 1   */
     int n_buckets;           /* gradient all-reduces per step               */
     int n_bn_train;          /* BatchNorm layers in training mode           */
+    bool sync_bn;            /* their statistics were reduced over the ranks */
     double reduce_s;         /* seconds this rank spent in all-reduces      */
     uint64_t reduce_bytes;   /* bytes it all-reduced                        */
     bool agreed_error;       /* the error is every rank's (no abort needed) */

@@ -91,7 +91,8 @@ ot_status dn_bn_train(ctx *c, bool *done, ot_err *err)
     ot_graph *g = c->g;
     const ot_node *n = c->n;
     dnnl_primitive_desc_t pd = NULL;
-    if (n->n_in != 5 || n->out[0] < 0)
+    /* sync: statistics over the ranks, which the plain kernel reduces */
+    if (n->n_in != 5 || n->out[0] < 0 || ot_node_attr_int(n, "sync", 0))
         return OT_OK;
     int32_t xid = n->in[0], yid = n->out[0];
     const ot_value *xv = &g->values[xid];
@@ -190,7 +191,7 @@ ot_status dn_bn_grad(ctx *c, bool *done, ot_err *err)
     ot_graph *g = c->g;
     const ot_node *n = c->n;
     dnnl_primitive_desc_t fwd = NULL, pd = NULL;
-    if (n->n_in != 5)
+    if (n->n_in != 5 || ot_node_attr_int(n, "sync", 0))
         return OT_OK;
     int32_t dy = n->in[0], xid = n->in[1];
     int32_t dx = out_or_none(n, 0), dscale = out_or_none(n, 1), dbias = out_or_none(n, 2);

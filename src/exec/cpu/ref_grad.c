@@ -17,6 +17,7 @@
  * in Ioffe & Szegedy 2015, section 3, simplified to
  * dX = scale * inv_std / M * (M dY - sum dY - xhat sum dY xhat).
  */
+#include "dist/dist.h"
 #include "exec/cpu/ref_impl.h"
 
 static int64_t ceil_div(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
@@ -570,6 +571,151 @@ bool ot_ref_batchnorm_grad_supports(const ot_graph *g, const ot_node *n,
     return true;
 }
 
+/* ----------------------------------------------- synchronised BatchNorm */
+
+/* The communicator a node with sync=1 reduces over; NULL: local statistics
+   (no sync attribute, or one process). */
+static ot_comm *bn_comm(const ot_node *n)
+{
+    if (!ot_node_attr_int(n, "sync", 0))
+        return NULL;
+    ot_comm *c = ot_dist_current();
+    return c && c->size > 1 ? c : NULL;
+}
+
+/* BatchNormTrain over all ranks (float32): the batch is the union of the
+   ranks' images, so mean and variance are the sums over the ranks divided
+   by the images in all (two all-reduces: the sums and the count, then the
+   squared deviations from the common mean). */
+static ot_status bn_train_sync(ot_comm *cm, const ot_node *n, const ot_tensor *const *in,
+                               ot_tensor *const *out, ot_err *err)
+{
+    const ot_tensor *x = in[0], *scale = in[1], *bias = in[2], *rmean = in[3], *rvar = in[4];
+    ot_tensor *stat[5] = { NULL, ot_ref_out(n, out, 1), ot_ref_out(n, out, 2),
+                           ot_ref_out(n, out, 3), ot_ref_out(n, out, 4) };
+    double eps = ot_node_attr_float(n, "epsilon", 1e-5f);
+    double momentum = ot_node_attr_float(n, "momentum", 0.9f);
+    int64_t N = x->dims[0], C = x->dims[1], sp = ot_ref_prod(x, 2, x->ndim);
+    if (cm->dstage_n < 2 * (size_t)C + 2)
+        return ot_err_set(err, OT_ERR_INTERNAL, "BatchNormTrain sync: no room for %lld channels",
+                          (long long)C);
+    const float *xs = x->data;
+    float *ys = out[0]->data;
+    double *s = cm->dstage, *q = cm->dstage + C + 1;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        double s1 = 0;
+        for (int64_t nn = 0; nn < N; nn++) {
+            const float *xr = xs + (nn * C + c) * sp;
+            for (int64_t i = 0; i < sp; i++)
+                s1 += (double)xr[i];
+        }
+        s[c] = s1;
+    }
+    s[C] = (double)(N * sp);
+    ot_status st = ot_comm_allreduce_f64(cm, s, (size_t)C + 1, err);
+    if (st != OT_OK)
+        return st;
+    double M = s[C];
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        double mu = M > 0 ? s[c] / M : 0.0, s2 = 0;
+        for (int64_t nn = 0; nn < N; nn++) {
+            const float *xr = xs + (nn * C + c) * sp;
+            for (int64_t i = 0; i < sp; i++) {
+                double d = (double)xr[i] - mu;
+                s2 += d * d;
+            }
+        }
+        q[c] = s2;
+    }
+    st = ot_comm_allreduce_f64(cm, q, (size_t)C, err);
+    if (st != OT_OK)
+        return st;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        double mu = M > 0 ? s[c] / M : 0.0;
+        double var = M > 0 ? q[c] / M : 0.0, unbiased = M > 1 ? q[c] / (M - 1) : var;
+        double inv_std = 1.0 / sqrt(var + eps);
+        double a = ot_tensor_get_f64(scale, c) * inv_std;
+        double b = ot_tensor_get_f64(bias, c) - mu * a;
+        for (int64_t nn = 0; nn < N; nn++) {
+            const float *xr = xs + (nn * C + c) * sp;
+            float *yr = ys + (nn * C + c) * sp;
+            for (int64_t i = 0; i < sp; i++)
+                yr[i] = (float)((double)xr[i] * a + b);
+        }
+        double val[5] = { 0, ot_tensor_get_f64(rmean, c) * momentum + mu * (1 - momentum),
+                          ot_tensor_get_f64(rvar, c) * momentum + unbiased * (1 - momentum), mu,
+                          inv_std };
+        for (int i = 1; i < 5; i++)
+            if (stat[i])
+                ot_ref_st(stat[i]->dtype, stat[i]->data, c, val[i]);
+    }
+    return OT_OK;
+}
+
+/* BatchNormGrad after bn_train_sync (float32, training mode). Rank r's dY
+   is the gradient of its own mean loss, 1/w of the whole batch's (w =
+   cm->grad_weight, its share of the images); the sums over the batch are
+   the ranks' sums weighted by w, and dX keeps rank r's scale:
+   dX = k/M_r (M_r dY - SDY - xhat SDYX), k = scale inv_std, M_r its own
+   count. dScale and dB stay this rank's sums (GradAllReduce weighs them). */
+static ot_status bn_grad_sync(ot_comm *cm, const ot_node *n, const ot_tensor *const *in,
+                              ot_tensor *const *out, ot_err *err)
+{
+    const ot_tensor *dy = in[0], *x = in[1], *scale = in[2], *mean = in[3], *istd = in[4];
+    ot_tensor *dx = ot_ref_out(n, out, 0), *dscale = ot_ref_out(n, out, 1),
+              *db = ot_ref_out(n, out, 2);
+    int64_t N = x->dims[0], C = x->dims[1], sp = ot_ref_prod(x, 2, x->ndim);
+    double M = (double)(N * sp), w = cm->grad_weight;
+    if (cm->dstage_n < 2 * (size_t)C + 2)
+        return ot_err_set(err, OT_ERR_INTERNAL, "BatchNormGrad sync: no room for %lld channels",
+                          (long long)C);
+    const float *xs = x->data, *dys = dy->data;
+    double *s = cm->dstage;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        double mu = ot_tensor_get_f64(mean, c), inv_std = ot_tensor_get_f64(istd, c);
+        double sdy = 0, sdyx = 0;
+        for (int64_t nn = 0; nn < N; nn++) {
+            const float *xr = xs + (nn * C + c) * sp, *dr = dys + (nn * C + c) * sp;
+            for (int64_t i = 0; i < sp; i++) {
+                sdy += (double)dr[i];
+                sdyx += (double)dr[i] * ((double)xr[i] - mu);
+            }
+        }
+        sdyx *= inv_std;
+        if (db)
+            ot_ref_st(db->dtype, db->data, c, sdy);
+        if (dscale)
+            ot_ref_st(dscale->dtype, dscale->data, c, sdyx);
+        s[c] = w * sdy;
+        s[C + c] = w * sdyx;
+    }
+    ot_status st = ot_comm_allreduce_f64(cm, s, 2 * (size_t)C, err);
+    if (st != OT_OK || !dx)
+        return st;
+    float *dxs = dx->data;
+#pragma omp parallel for schedule(static)
+    for (int64_t c = 0; c < C; c++) {
+        double mu = ot_tensor_get_f64(mean, c), inv_std = ot_tensor_get_f64(istd, c);
+        double k = ot_tensor_get_f64(scale, c) * inv_std, sdy = s[c], sdyx = s[C + c];
+        float a = (float)k, b = 0.0f, c0 = 0.0f;
+        if (M > 0) {
+            b = (float)(-k / M * sdyx * inv_std);
+            c0 = (float)(-k / M * sdy + k / M * sdyx * inv_std * mu);
+        }
+        for (int64_t nn = 0; nn < N; nn++) {
+            const float *xr = xs + (nn * C + c) * sp, *dr = dys + (nn * C + c) * sp;
+            float *o = dxs + (nn * C + c) * sp;
+            for (int64_t i = 0; i < sp; i++)
+                o[i] = a * dr[i] + b * xr[i] + c0;
+        }
+    }
+    return OT_OK;
+}
+
 /* dY, X: (N, C, D...)  scale, mean, inv_std|var: (C)  ->  dX, dScale, dB.
    xhat = (x - mean) * inv_std; dB = sum dY; dScale = sum dY xhat; training:
    dX = scale inv_std / M (M dY - dB - xhat dScale); else dX = dY scale inv_std. */
@@ -587,6 +733,9 @@ ot_status ot_ref_batchnorm_grad(const ot_graph *g, const ot_node *n, const ot_te
     int64_t N = x->dims[0], C = x->dims[1], sp = ot_ref_prod(x, 2, x->ndim);
     double M = (double)(N * sp);
     ot_dtype t = x->dtype;
+    ot_comm *cm = training ? bn_comm(n) : NULL;
+    if (cm && t == OT_DTYPE_FLOAT && dy->dtype == OT_DTYPE_FLOAT && (!dx || dx->dtype == t))
+        return bn_grad_sync(cm, n, in, out, err);
     if (t == OT_DTYPE_FLOAT && dy->dtype == OT_DTYPE_FLOAT && (!dx || dx->dtype == t)) {
         /* float32: the same sums in double, channels in parallel */
         const float *xs = x->data, *dys = dy->data;
@@ -702,6 +851,11 @@ ot_status ot_ref_batchnorm_train(const ot_graph *g, const ot_node *n, const ot_t
     int64_t N = x->dims[0], C = x->dims[1], sp = ot_ref_prod(x, 2, x->ndim);
     double M = (double)(N * sp);
     ot_dtype t = x->dtype;
+    ot_comm *cm = bn_comm(n);
+    if (cm && t == OT_DTYPE_FLOAT && y->dtype == t)
+        return bn_train_sync(cm, n, in, out, err);
+    if (cm)
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "BatchNormTrain sync: float32 only");
     if (t == OT_DTYPE_FLOAT) {
         /* float32: the same statistics in double, channels in parallel */
         const float *xs = x->data;
