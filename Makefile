@@ -80,7 +80,7 @@ SHARED   := $(BUILD)/libonnxtrain.so
 UNIT_BIN := $(BUILD)/test_unit
 PARITY_BIN := $(BUILD)/test_parity
 
-.PHONY: all test asan debug demo bench fuzz deps check-deps install uninstall clean format \
+.PHONY: all test test-models asan debug demo bench fuzz deps check-deps install uninstall clean format \
         test-fast fetch-model
 
 all: $(BIN) $(STATIC) $(SHARED) $(MPI_SHIM)
@@ -150,6 +150,13 @@ test: check-deps
 # The fast suites only (no PyTorch fixtures, no full test-data sweep).
 test-fast: all $(UNIT_BIN) $(PARITY_BIN)
 	@BUILD=$(BUILD) OT_FAST=1 bash tests/run.sh
+
+# Every torchvision family of tests/fixtures/make_family_tests.py, the slow
+# ones included, then docs/models.md from the results.
+test-models: check-deps all
+	@BUILD=$(BUILD) bash tests/cli/test_families.sh --all; rc=$$?; \
+	    /usr/bin/python3 tools/gen_models_table.py $(BUILD)/families/results.tsv docs/models.md; \
+	    exit $$rc
 
 asan: check-deps
 	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan all build/asan/test_unit \

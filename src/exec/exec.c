@@ -97,7 +97,7 @@ static bool is_shape_operand(const ot_node *n, int k)
         return false;
     if (!strcmp(t, "Reshape") || !strcmp(t, "Squeeze") || !strcmp(t, "Unsqueeze"))
         return k == 1;
-    if (!strcmp(t, "Pad"))
+    if (!strcmp(t, "Pad") || !strcmp(t, "Slice"))
         return k >= 1;
     if (!strcmp(t, "Clip") || !strcmp(t, "Dropout"))
         return k >= 1;

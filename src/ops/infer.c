@@ -8,7 +8,8 @@
  * Opaque nodes (no op) keep their outputs as declared.
  *
  * It does not check attributes (table.c, ot_op_check_node) and does not
- * evaluate anything beyond the small integer folding the ops do.
+ * evaluate anything beyond the small integer folding the ops do and the
+ * integer arithmetic of ot_op_fold_ints (fold.c).
  */
 #include <string.h>
 
@@ -136,6 +137,7 @@ ot_status ot_graph_infer_shapes(ot_graph *g, ot_err *err)
             OT_TRY(merge(g, n, v, &dc[i], err));
             OT_TRY(check_size(g, n, v, err));
         }
+        OT_TRY(ot_op_fold_ints(g, n, err));
     }
 done:
     return st;

@@ -435,6 +435,12 @@ ot_status ot_op_set_ints(ot_graph *g, ot_value *v, ot_dtype dtype, const ot_op_d
         numel *= d->dims[i];
     OT_ASSERT(numel >= 0 && numel <= OT_OP_FOLD_MAX);
     OT_ASSERT(dtype == OT_DTYPE_INT64 || dtype == OT_DTYPE_INT32);
+    /* a vector taken from a partial one may hold no symbol: it is known
+       (Gather of the channel count from the shape of an (N, C, H, W) input) */
+    bool any_sym = false;
+    for (int64_t i = 0; partial && i < numel; i++)
+        any_sym = any_sym || ot_op_is_sym(vals[i]);
+    partial = partial && any_sym;
     if (partial)
         dtype = OT_DTYPE_INT64; /* symbols need 64 bits */
     size_t esize = ot_dtype_size(dtype);

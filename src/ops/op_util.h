@@ -130,8 +130,9 @@ void ot_op_sym_dim(const ot_graph *g, int64_t e, int64_t *dim, const char **name
    vector (*partial true). NULL otherwise. Borrowed from the graph. */
 const ot_tensor *ot_op_ints(const ot_graph *g, int32_t vid, bool *partial);
 
-/* Makes v a constant (or partial, when `partial`) tensor of dtype (int32 or
-   int64) and shape d (static) holding vals. Data goes to g->arena.
+/* Makes v a constant (or partial, when `partial` and some element is a
+   symbol) tensor of dtype (int32 or int64) and shape d (static) holding
+   vals. Data goes to g->arena.
    Errors: OT_ERR_NOMEM. */
 ot_status ot_op_set_ints(ot_graph *g, ot_value *v, ot_dtype dtype, const ot_op_dims *d,
                          const int64_t *vals, bool partial, ot_err *err);
@@ -140,6 +141,12 @@ ot_status ot_op_set_ints(ot_graph *g, ot_value *v, ot_dtype dtype, const ot_op_d
    Flatten, Reshape, Squeeze, Unsqueeze): when x's elements are known and y's
    inferred shape is static, y gets the same elements. Errors: OT_ERR_NOMEM. */
 ot_status ot_op_fold_same(ot_graph *g, int32_t x_id, ot_value *y, ot_err *err);
+
+/* Folds integer arithmetic (Add, Sub, Mul, Div, Mod, Neg, Abs, Max, Min) on
+   small, fully known int32/int64 tensors into n's output, after n's own
+   infer ran (ot_graph_infer_shapes calls it for every node; fold.c).
+   Errors: OT_ERR_NOMEM. */
+ot_status ot_op_fold_ints(ot_graph *g, ot_node *n, ot_err *err);
 
 /* A descriptor of the private domain "ai.onnxtrain", opset 1, that autodiff
    never differentiates (backward ops, the optimizer updates): `inplace` as

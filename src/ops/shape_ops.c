@@ -20,6 +20,7 @@
  */
 #include <string.h>
 
+#include "ops/grad_shape.h"
 #include "ops/grad_util.h"
 #include "ops/op_util.h"
 
@@ -838,9 +839,10 @@ DESC(ot_op_transpose, OT_OP_TRANSPOSE, "Transpose", 1, 1, transpose_attrs, trans
      ot_op_grad_transpose, false);
 /* Shape: its output is an integer vector, a function of shapes only. */
 DESC(ot_op_shape, OT_OP_SHAPE, "Shape", 1, 1, shape_attrs, shape_infer, NULL, NULL, true);
-/* TODO(autodiff): Gather and Pad need rules (scatter-add; a slice of dY). */
+/* TODO(autodiff): Gather needs a rule (scatter-add). */
 DESC(ot_op_gather, OT_OP_GATHER, "Gather", 2, 2, gather_attrs, gather_infer, NULL, NULL, false);
-DESC(ot_op_pad, OT_OP_PAD, "Pad", 1, 4, pad_attrs, pad_infer, pad_validate, NULL, false);
+DESC(ot_op_pad, OT_OP_PAD, "Pad", 1, 4, pad_attrs, pad_infer, pad_validate, ot_op_grad_pad,
+     false);
 /* Constant: no inputs, nothing to differentiate. */
 DESC(ot_op_constant, OT_OP_CONSTANT, "Constant", 0, 0, constant_attrs, constant_infer,
      constant_validate, NULL, true);

@@ -9,6 +9,7 @@
  * References: https://onnx.ai/onnx/operators/onnx__Softmax.html,
  * https://onnx.ai/onnx/operators/onnx__LRN.html
  */
+#include "ops/grad_shape.h"
 #include "ops/grad_util.h"
 #include "ops/op_util.h"
 
@@ -110,4 +111,5 @@ const ot_op_desc ot_op_lrn = {
     .attrs = lrn_attrs,
     .infer = lrn_infer,
     .validate = lrn_validate,
+    .grad = ot_op_grad_lrn,
 };

@@ -12,6 +12,7 @@
  */
 #include <fnmatch.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,15 +90,61 @@ static void mark_node_params(ot_graph *g, const bool *is_param, int32_t i, bool 
     }
 }
 
-/* The node that pools to 1x1: the last GlobalAveragePool / GlobalMaxPool, or
-   a pool whose output is 1x1 (before the head as in ResNet, or after a 1x1
-   Conv head as in SqueezeNet). */
+/* The axes a ReduceMean / ReduceMax reduces over (attribute before opset 18,
+   a constant input from 18 on); false when they are not known. */
+static bool reduce_axes(const ot_graph *g, const ot_node *n, int64_t *axes, size_t *n_axes)
+{
+    size_t na = 0;
+    const int64_t *a = ot_node_attr_ints(n, "axes", &na);
+    if (!a && n->n_in > 1 && n->in[1] >= 0) {
+        const ot_value *v = &g->values[n->in[1]];
+        if (!(v->flags & OT_VAL_CONST) || v->dtype != OT_DTYPE_INT64 || !v->data.data)
+            return false;
+        a = v->data.data;
+        na = v->data.bytes / sizeof *a;
+    }
+    if (!a || na > OT_MAX_DIMS)
+        return false;
+    memcpy(axes, a, na * sizeof *a);
+    *n_axes = na;
+    return true;
+}
+
+/* A ReduceMean or ReduceMax over every spatial dim of an (N, C, spatial...)
+   input: the global pooling of MNASNet, ConvNeXt and EfficientNet exports
+   (x.mean([2, 3])). */
+static bool is_spatial_reduce(const ot_graph *g, const ot_node *n)
+{
+    if (strcmp(n->op_type, "ReduceMean") != 0 && strcmp(n->op_type, "ReduceMax") != 0)
+        return false;
+    if (n->n_in < 1 || n->in[0] < 0)
+        return false;
+    const ot_value *x = &g->values[n->in[0]];
+    int64_t axes[OT_MAX_DIMS];
+    size_t na = 0;
+    if (x->ndim < 3 || !reduce_axes(g, n, axes, &na) || na != (size_t)(x->ndim - 2))
+        return false;
+    bool seen[OT_MAX_DIMS] = { false };
+    for (size_t i = 0; i < na; i++) {
+        int64_t ax = axes[i] < 0 ? axes[i] + x->ndim : axes[i];
+        if (ax < 2 || ax >= x->ndim || seen[ax])
+            return false;
+        seen[ax] = true;
+    }
+    return true;
+}
+
+/* The node that pools to 1x1: the last GlobalAveragePool / GlobalMaxPool, a
+   ReduceMean / ReduceMax over the spatial dims, or a pool whose output is 1x1
+   (an adaptive pooling exported as AveragePool, before the head as in
+   ResNet, or after a 1x1 Conv head as in SqueezeNet). */
 static int32_t find_global_pool(const ot_graph *g)
 {
     int32_t last = -1;
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const ot_node *n = &g->nodes[i];
-        if (!strcmp(n->op_type, "GlobalAveragePool") || !strcmp(n->op_type, "GlobalMaxPool"))
+        if (!strcmp(n->op_type, "GlobalAveragePool") || !strcmp(n->op_type, "GlobalMaxPool") ||
+            is_spatial_reduce(g, n))
             last = i;
         else if ((!strcmp(n->op_type, "AveragePool") || !strcmp(n->op_type, "MaxPool")) &&
                  n->out[0] >= 0) {
@@ -138,6 +185,187 @@ static void mark_upstream(const ot_graph *g, int32_t target_node, bool *up)
                 up[p] = true;
         }
     }
+}
+
+/* A linear layer: Gemm or MatMul whose weight is a rank-2 initializer. */
+static bool is_linear(const ot_graph *g, const ot_node *n)
+{
+    if ((strcmp(n->op_type, "Gemm") != 0 && strcmp(n->op_type, "MatMul") != 0) || n->n_in < 2 ||
+        n->in[1] < 0)
+        return false;
+    int32_t w = ot_pass_source_init(g, n->in[1]);
+    return w >= 0 && g->values[w].ndim == 2;
+}
+
+/* Ops an MLP classifier has between its linear layers: activations, dropout,
+   and the bias Add of a MatMul+Add layer. */
+static bool is_mlp_glue(const ot_graph *g, const ot_node *n)
+{
+    static const char *const glue[] = { "Relu",  "LeakyRelu",   "Clip",        "Sigmoid",
+                                        "Tanh",  "HardSigmoid", "HardSwish",   "Gelu",
+                                        "Elu",   "Selu",        "Dropout",     "Identity" };
+    for (size_t i = 0; i < sizeof glue / sizeof glue[0]; i++)
+        if (!strcmp(n->op_type, glue[i]))
+            return true;
+    if (!strcmp(n->op_type, "Add") && n->n_in == 2)
+        for (int k = 0; k < 2; k++)
+            if (n->in[k] >= 0 && ot_pass_source_init(g, n->in[k]) >= 0)
+                return true;
+    return false;
+}
+
+#define MAX_MLP 16
+
+/* The linear layers of the classifier, from the head back: the head, then
+   each linear layer that feeds the previous one through glue ops only.
+   Returns how many (at least 1 when the head is linear); `stop` gets the
+   node the walk stopped at (-1 when none), the one that feeds the MLP. */
+static int mlp_layers(const ot_graph *g, const ot_head *head, int32_t *layers, int32_t *stop)
+{
+    int n_layers = 0;
+    *stop = -1;
+    if (!head || !head->found || !is_linear(g, &g->nodes[head->node]))
+        return 0;
+    layers[n_layers++] = head->node;
+    int32_t i = head->node;
+    for (int hops = 0; hops < g->n_nodes; hops++) {
+        const ot_node *n = &g->nodes[i];
+        if (n->n_in < 1 || n->in[0] < 0)
+            return n_layers;
+        int32_t p = g->values[n->in[0]].producer;
+        if (p < 0)
+            return n_layers;
+        const ot_node *m = &g->nodes[p];
+        if (is_linear(g, m)) {
+            if (n_layers == MAX_MLP)
+                return n_layers;
+            layers[n_layers++] = p;
+        } else if (!is_mlp_glue(g, m)) {
+            *stop = p;
+            return n_layers;
+        }
+        i = p;
+    }
+    return n_layers;
+}
+
+/* A Flatten or Reshape that turns the feature map (an input with static
+   spatial dims) into the classifier's vector: where the head's chain began,
+   when the graph has no global pooling. -1 when `n` is not one. */
+static int32_t flatten_point(const ot_graph *g, int32_t node)
+{
+    if (node < 0)
+        return -1;
+    const ot_node *n = &g->nodes[node];
+    if ((strcmp(n->op_type, "Flatten") != 0 && strcmp(n->op_type, "Reshape") != 0) ||
+        n->n_in < 1 || n->in[0] < 0)
+        return -1;
+    const ot_value *x = &g->values[n->in[0]];
+    if (x->ndim < 3)
+        return -1;
+    for (int d = 2; d < x->ndim; d++)
+        if (x->dims[d] < 1)
+            return -1;
+    return node;
+}
+
+/* Appends to buf the spatial resolutions the graph's feature maps go
+   through, in order, each with the first node that produces it. */
+static void list_stages(const ot_graph *g, char *buf, size_t size)
+{
+    size_t len = 0;
+    int n_listed = 0;
+    const ot_value *prev = NULL;
+    buf[0] = 0;
+    for (int32_t i = 0; i < g->n_nodes && len + 1 < size; i++) {
+        const ot_node *n = &g->nodes[i];
+        if (n->n_out < 1 || n->out[0] < 0)
+            continue;
+        const ot_value *y = &g->values[n->out[0]];
+        if (y->ndim != 4 || y->dims[2] < 1 || y->dims[3] < 1 ||
+            (prev && y->dims[2] == prev->dims[2] && y->dims[3] == prev->dims[3]))
+            continue;
+        bool seen = false;
+        for (int32_t j = 0; j < i && !seen; j++) {
+            const ot_node *m = &g->nodes[j];
+            if (m->n_out < 1 || m->out[0] < 0)
+                continue;
+            const ot_value *z = &g->values[m->out[0]];
+            seen = z->ndim == 4 && z->dims[2] == y->dims[2] && z->dims[3] == y->dims[3];
+        }
+        prev = y;
+        if (seen)
+            continue;
+        if (n_listed == 12) {
+            len += (size_t)snprintf(buf + len, size - len, ", ...");
+            break;
+        }
+        int w = snprintf(buf + len, size - len, "%s%lldx%lld from '%s'", n_listed ? ", " : "",
+                         (long long)y->dims[2], (long long)y->dims[3], n->name ? n->name : "");
+        if (w < 0)
+            break;
+        len += (size_t)w;
+        n_listed++;
+    }
+    if (len >= size)
+        buf[size - 1] = 0;
+}
+
+/* Marks the params of nodes in the last stage: the nodes upstream of `pool`
+   whose output has the spatial size of `r`, and every node downstream of
+   `pool`. Returns how many parameterised nodes upstream were marked. */
+static int mark_stage(ot_graph *g, const bool *is_param, int32_t pool, const ot_value *r, bool *up)
+{
+    int n_stage = 0;
+    memset(up, 0, sizeof *up * (size_t)g->n_nodes);
+    mark_upstream(g, pool, up);
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const ot_node *n = &g->nodes[i];
+        bool in_stage = false;
+        if (!up[i]) {
+            in_stage = true; /* downstream of the pooling: the head */
+        } else {
+            for (int k = 0; k < n->n_out && !in_stage; k++)
+                in_stage = n->out[k] >= 0 && spatial_is(&g->values[n->out[k]], r);
+            if (in_stage)
+                for (int k = 0; k < n->n_in; k++)
+                    if (n->in[k] >= 0 && is_weight_input(n, k)) {
+                        int32_t src = ot_pass_source_init(g, n->in[k]);
+                        if (src >= 0 && is_param[src]) {
+                            n_stage++;
+                            break;
+                        }
+                    }
+        }
+        if (in_stage)
+            mark_node_params(g, is_param, i, true);
+    }
+    return n_stage;
+}
+
+/* The output of the last node upstream of `pool` (inclusive) that reads a
+   parameter and writes a feature map with static spatial dims, or NULL. */
+static const ot_value *last_param_map(const ot_graph *g, const bool *is_param, int32_t pool,
+                                      const bool *up)
+{
+    for (int32_t i = pool; i >= 0; i--) {
+        const ot_node *n = &g->nodes[i];
+        if (!up[i] || n->n_out < 1 || n->out[0] < 0)
+            continue;
+        const ot_value *y = &g->values[n->out[0]];
+        bool map = y->ndim >= 3;
+        for (int d = 2; map && d < y->ndim; d++)
+            map = y->dims[d] > 0;
+        if (!map)
+            continue;
+        for (int k = 0; k < n->n_in; k++)
+            if (n->in[k] >= 0 && is_weight_input(n, k)) {
+                int32_t src = ot_pass_source_init(g, n->in[k]);
+                if (src >= 0 && is_param[src])
+                    return y;
+            }
+    }
+    return NULL;
 }
 
 static bool name_matches(const char *pat, const char *name)
@@ -201,24 +429,39 @@ ot_status ot_pass_freeze(ot_graph *g, const ot_freeze_opts *opts, const ot_head 
             mark_node_params(g, is_param, head->bias_node, true);
         break;
     case OT_FREEZE_FINE_TUNE: {
+        /* An MLP classifier of three or more linear layers (AlexNet, VGG):
+           its layers after the first, which maps the flattened features.
+           Otherwise the last stage before the global pooling, or, without
+           one, before the Flatten that feeds the classifier. */
+        int32_t layers[MAX_MLP], stop = -1;
+        int n_layers = mlp_layers(g, head, layers, &stop);
+        if (n_layers >= 3) {
+            mark_upstream(g, layers[n_layers - 1], up);
+            for (int32_t i = 0; i < g->n_nodes; i++)
+                if (!up[i])
+                    mark_node_params(g, is_param, i, true);
+            break;
+        }
         int32_t pool = find_global_pool(g);
-        if (pool < 0 || g->nodes[pool].in[0] < 0)
+        if (pool < 0)
+            pool = flatten_point(g, stop);
+        if (pool < 0 || g->nodes[pool].in[0] < 0) {
+            char stages[600];
+            list_stages(g, stages, sizeof stages);
             OT_FAIL(err, OT_ERR_ARG,
                     "fine-tune mode trains the last stage before the global pooling, and the "
-                    "graph has no global pooling (use --train PATTERN or --freeze-until NAME)");
+                    "graph has no global pooling nor a flattened feature map before its head "
+                    "(stages found: %s); choose with --train PATTERN (the parameters or nodes "
+                    "to train) or --freeze-until NAME (the last frozen node)",
+                    stages[0] ? stages : "none");
+        }
         const ot_value *r = &g->values[g->nodes[pool].in[0]];
-        mark_upstream(g, pool, up);
-        for (int32_t i = 0; i < g->n_nodes; i++) {
-            const ot_node *n = &g->nodes[i];
-            bool in_stage = false;
-            if (!up[i]) {
-                in_stage = true; /* downstream of the pooling: the head */
-            } else {
-                for (int k = 0; k < n->n_out && !in_stage; k++)
-                    in_stage = n->out[k] >= 0 && spatial_is(&g->values[n->out[k]], r);
-            }
-            if (in_stage)
-                mark_node_params(g, is_param, i, true);
+        if (mark_stage(g, is_param, pool, r, up) == 0) {
+            /* the pooled map comes after the last stage's layers (a MaxPool
+               before the Flatten): take the resolution those layers work at */
+            const ot_value *last = last_param_map(g, is_param, pool, up);
+            if (last)
+                mark_stage(g, is_param, pool, last, up);
         }
         break;
     }

@@ -569,16 +569,21 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
         if (!k2)
             OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
         ot_graph_mark_ancestors(step, outs, n_targets, k2);
-        /* prefix nodes go (their outputs are inputs now), except those that
-           only make constants (Constant nodes, folded shape arithmetic) */
+        /* prefix nodes go (their outputs are inputs now). What they computed
+           as constants (Constant nodes, shape arithmetic that shape inference
+           folded, such as the channel count of a prefix activation) becomes
+           constant data of the step graph: the nodes that made it may read
+           prefix values (Shape) that the step does not have. */
         for (int32_t i = 0; i < n_nodes; i++) {
             if (trained[i] || !k2[i])
                 continue;
             const ot_node *n = &step->nodes[i];
-            bool all_const = n->n_out > 0;
-            for (int k = 0; k < n->n_out; k++)
-                all_const &= n->out[k] < 0 || (step->values[n->out[k]].flags & OT_VAL_CONST);
-            k2[i] = all_const;
+            for (int k = 0; k < n->n_out; k++) {
+                ot_value *v = n->out[k] >= 0 ? &step->values[n->out[k]] : NULL;
+                if (v && (v->flags & OT_VAL_CONST) && (v->data.data || !v->data.bytes))
+                    v->flags |= OT_VAL_INIT; /* the step graph borrows the bytes */
+            }
+            k2[i] = false;
         }
         st = ot_graph_keep_nodes(step, k2, err);
         ot_free(k2);

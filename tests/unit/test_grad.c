@@ -25,7 +25,7 @@
 #include "passes/autodiff.h"
 #include "test.h"
 
-#define MAX_IN 8
+#define MAX_IN 24
 #define MAX_SAMPLES 120
 #define RTOL 1e-2
 #define ATOL 1e-3
@@ -924,6 +924,126 @@ GRAD_CASE(grad_transpose_default, 55, {
     int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 4);
     y = gc_node(c, "Transpose", 13, &in, 1, NULL, 0);
 })
+
+/* Concat and Sum past the 16 arguments a kernel step once had (DenseNet) */
+GRAD_CASE(grad_concat_many, 56, {
+    int32_t in[20];
+    char nm[8];
+    c->onednn = true; /* oneDNN's concat, past its former 8 inputs */
+    for (int i = 0; i < 20; i++) {
+        snprintf(nm, sizeof nm, "x%d", i);
+        in[i] = IN(c, nm, FILL_UNI, -1, 1, i % 3 != 1, 2, 1 + i % 2, 2);
+    }
+    ot_attr a = ot_op_grad_attr_int("axis", 1);
+    y = gc_node(c, "Concat", 13, in, 20, &a, 1);
+})
+
+GRAD_CASE(grad_sum_many, 57, {
+    int32_t in[18];
+    char nm[8];
+    for (int i = 0; i < 18; i++) {
+        snprintf(nm, sizeof nm, "x%d", i);
+        /* shapes (2, 3), (3), (2, 1) in turn; the first three get gradients
+           (same-shaped ones would share one gradient value) */
+        in[i] = i % 3 == 0   ? IN(c, nm, FILL_UNI, -1, 1, i < 3, 2, 3)
+                : i % 3 == 1 ? IN(c, nm, FILL_UNI, -1, 1, i < 3, 3)
+                             : IN(c, nm, FILL_UNI, -1, 1, i < 3, 2, 1);
+    }
+    y = gc_node(c, "Sum", 13, in, 18, NULL, 0);
+})
+
+/* Pad (constant): dX is dY inside the padding */
+GRAD_CASE(grad_pad_input, 58, {
+    int32_t in[3] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 3, 2), -1, -1 };
+    in[1] = gc_const_i64(c, "pads", 1, DIMS(8), DIMS(0, 1, 2, 0, 0, 0, 1, 3));
+    in[2] = gc_const(c, "value", 0, NULL, 0.5, 0.5);
+    y = gc_node(c, "Pad", 13, in, 3, NULL, 0);
+})
+
+GRAD_CASE(grad_pad_attr, 59, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 1, 2, 3);
+    ot_attr a = INTS("pads", 0, 2, 1, 0, 1, 0);
+    y = gc_node(c, "Pad", 2, &in, 1, &a, 1);
+})
+
+/* Slice: dX is dY padded with zeros back to X's shape */
+GRAD_CASE(grad_slice, 61, {
+    int32_t in[5] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 5, 4), -1, -1, -1, -1 };
+    in[1] = gc_const_i64(c, "starts", 1, DIMS(2), DIMS(1, -3));
+    in[2] = gc_const_i64(c, "ends", 1, DIMS(2), DIMS(1000, -1));
+    in[3] = gc_const_i64(c, "axes", 1, DIMS(2), DIMS(1, 2));
+    in[4] = gc_const_i64(c, "steps", 1, DIMS(2), DIMS(1, 1));
+    y = gc_node(c, "Slice", 13, in, 5, NULL, 0);
+})
+
+GRAD_CASE(grad_slice_attr, 62, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 3, 4);
+    ot_attr a[2] = { INTS("starts", 1), INTS("ends", 3) };
+    y = gc_node(c, "Slice", 1, &in, 1, a, 2);
+})
+
+/* Cast float -> double -> float: dX = dY through both */
+GRAD_CASE(grad_cast_float, 63, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3);
+    ot_attr to_d = ot_op_grad_attr_int("to", OT_DTYPE_DOUBLE);
+    ot_attr to_f = ot_op_grad_attr_int("to", OT_DTYPE_FLOAT);
+    int32_t d = gc_node(c, "Cast", 13, &in, 1, &to_d, 1);
+    y = gc_node(c, "Cast", 13, &d, 1, &to_f, 1);
+})
+
+/* Slice with a step of 2 keeps the clear refusal */
+TEST(grad_slice_step_refused)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, 64);
+    int32_t in[5] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 6), -1, -1, -1, -1 };
+    in[1] = gc_const_i64(c, "starts", 1, DIMS(1), DIMS(0));
+    in[2] = gc_const_i64(c, "ends", 1, DIMS(1), DIMS(6));
+    in[3] = gc_const_i64(c, "axes", 1, DIMS(1), DIMS(1));
+    in[4] = gc_const_i64(c, "steps", 1, DIMS(1), DIMS(2));
+    int32_t y = gc_node(c, "Slice", 13, in, 5, NULL, 0), r, dx = -1;
+    CHECK(y >= 0);
+    int32_t L = y >= 0 ? gc_loss(c, y, &r) : -1;
+    CHECK(L >= 0);
+    CHECK(ot_pass_autodiff(c->g, L, &c->in_ids[0], 1, &dx, &c->err) == OT_ERR_UNSUPPORTED);
+    CHECK(strstr(c->err.msg, "step other than 1") != NULL);
+    gc_fini(c);
+}
+
+/* LRN, odd and even windows (AlexNet's size 5, GoogLeNet's; 4 is lopsided),
+   with a large alpha so that the normalisation matters */
+GRAD_CASE(grad_lrn, 65, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 2, 6, 2, 2);
+    ot_attr a[4] = { ot_op_grad_attr_float("alpha", 0.8f), ot_op_grad_attr_float("beta", 0.75f),
+                     ot_op_grad_attr_float("bias", 1.5f), ot_op_grad_attr_int("size", 3) };
+    y = gc_node(c, "LRN", 13, &in, 1, a, 4);
+})
+
+GRAD_CASE(grad_lrn_even, 66, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 1, 5, 3);
+    ot_attr a[2] = { ot_op_grad_attr_float("alpha", 0.5f), ot_op_grad_attr_int("size", 4) };
+    y = gc_node(c, "LRN", 13, &in, 1, a, 2);
+})
+
+TEST(grad_pad_refusals)
+{
+    /* reflect mode and a crop keep the clear refusal */
+    for (int k = 0; k < 2; k++) {
+        gcase c_, *c = &c_;
+        gc_init(c, 60 + (uint64_t)k);
+        int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 4), -1 };
+        in[1] = gc_const_i64(c, "pads", 1, DIMS(4), k ? DIMS(0, -1, 0, 1) : DIMS(0, 1, 0, 1));
+        ot_attr a = { .name = "mode", .type = OT_ATTR_STRING, .s = "reflect" };
+        int32_t y = gc_node(c, "Pad", 13, in, 2, &a, k ? 0 : 1), r, dx = -1;
+        CHECK(y >= 0);
+        int32_t L = y >= 0 ? gc_loss(c, y, &r) : -1;
+        CHECK(L >= 0);
+        ot_status st = ot_pass_autodiff(c->g, L, &c->in_ids[0], 1, &dx, &c->err);
+        CHECK(st == OT_ERR_UNSUPPORTED);
+        CHECK(strstr(c->err.msg, k ? "negative pads" : "reflect") != NULL);
+        gc_fini(c);
+    }
+}
 
 /* ------------------------------------------------------------ Gemm/MatMul */
 

@@ -777,3 +777,93 @@ TEST(infer_einsum)
         ot_graph_free(g);
     }
 }
+
+/* Slice in both forms: negative starts, steps, clamping, a dynamic dim */
+TEST(infer_slice)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    int64_t st[] = { 1, -3 }, en[] = { 1000, -1 }, ax[] = { 1, 3 }, sp[] = { 2, 1 };
+    int64_t nst[] = { -1 }, nen[] = { INT64_MIN }, nax[] = { 2 }, nsp[] = { -2 };
+    input(g, "x", OT_DTYPE_FLOAT, "N,5,6,7");
+    init_ints(g, "st", 2, st);
+    init_ints(g, "en", 2, en);
+    init_ints(g, "ax", 2, ax);
+    init_ints(g, "sp", 2, sp);
+    init_ints(g, "nst", 1, nst);
+    init_ints(g, "nen", 1, nen);
+    init_ints(g, "nax", 1, nax);
+    init_ints(g, "nsp", 1, nsp);
+    add(g, "s13", "Slice", 13, "x,st,en,ax,sp", "y13");
+    add(g, "sneg", "Slice", 13, "x,nst,nen,nax,nsp", "yneg");
+    ot_node *n = add(g, "s1", "Slice", 1, "x", "y1");
+    a_ints(g, n, "starts", 2, (const int64_t[]){ 0, 2 });
+    a_ints(g, n, "ends", 2, (const int64_t[]){ 1, 4 });
+    a_ints(g, n, "axes", 2, (const int64_t[]){ 0, 2 });
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "y13", "[N,2,6,2]");
+    CHECK_SHAPE(g, "yneg", "[N,5,3,7]"); /* 5, 3, 1 */
+    CHECK_SHAPE(g, "y1", "[?,5,2,7]");   /* a slice of the dynamic batch dim */
+    ot_graph_free(g);
+
+    /* a repeated axis names the node */
+    g = ot_graph_new();
+    input(g, "x", OT_DTYPE_FLOAT, "2,3");
+    n = add(g, "bad", "Slice", 1, "x", "y");
+    a_ints(g, n, "starts", 2, (const int64_t[]){ 0, 0 });
+    a_ints(g, n, "ends", 2, (const int64_t[]){ 1, 1 });
+    a_ints(g, n, "axes", 2, (const int64_t[]){ 1, -1 });
+    CHECK(run(g, &err) == OT_ERR_MODEL);
+    CHECK(strstr(err.msg, "'bad'") && strstr(err.msg, "repeated"));
+    ot_graph_free(g);
+}
+
+/* PyTorch's shape arithmetic (ShuffleNet's channel shuffle, chunk's split
+   points) folds to constants once the input shape is static: Shape ->
+   Gather -> Mul/Add -> Cast -> Unsqueeze -> Concat -> Reshape, and Slice of
+   a shape vector; with a dynamic batch the batch element stays a symbol. */
+TEST(infer_fold_shape_arithmetic)
+{
+    for (int dynamic = 0; dynamic < 2; dynamic++) {
+        ot_graph *g = ot_graph_new();
+        ot_err err;
+        int64_t i0[] = { 0 }, i1[] = { 1 }, two[] = { 2 }, m3[] = { -3 }, ax0[] = { 0 };
+        int64_t s2[] = { 2 }, e9[] = { 9 };
+        input(g, "x", OT_DTYPE_FLOAT, dynamic ? "N,8,4,4" : "2,8,4,4");
+        init_ints(g, "i0", 1, i0);
+        init_ints(g, "i1", 1, i1);
+        init_ints(g, "two", 1, two);
+        init_ints(g, "m3", 1, m3);
+        init_ints(g, "ax0", 1, ax0);
+        init_ints(g, "s2", 1, s2);
+        init_ints(g, "e9", 1, e9);
+        add(g, "shape", "Shape", 13, "x", "s");
+        ot_node *n = add(g, "g0", "Gather", 13, "s,i0", "n");
+        a_int(n, "axis", 0);
+        n = add(g, "g1", "Gather", 13, "s,i1", "c");
+        a_int(n, "axis", 0);
+        add(g, "mul", "Mul", 14, "c,two", "c2");  /* 16 */
+        add(g, "addn", "Add", 14, "c2,m3", "c3"); /* 13 */
+        n = add(g, "cast", "Cast", 13, "c3", "c4");
+        a_int(n, "to", OT_DTYPE_INT32);
+        n = add(g, "cast2", "Cast", 13, "c4", "c5");
+        a_int(n, "to", OT_DTYPE_INT64);
+        init_ints(g, "m1", 1, (const int64_t[]){ -1 });
+        n = add(g, "cat", "Concat", 13, "n,two,m1", "target"); /* n, 2, -1 */
+        a_int(n, "axis", 0);
+        add(g, "reshape", "Reshape", 13, "x,target", "y");
+        add(g, "hw", "Slice", 13, "s,s2,e9", "hw"); /* the spatial dims */
+        CHECK_OK(run(g, &err), &err);
+        const ot_tensor *t = ot_graph_const(g, ot_graph_find_value(g, "c5"));
+        CHECK(t && t->dtype == OT_DTYPE_INT64 && ot_tensor_get_i64(t, 0) == 13);
+        t = ot_graph_const(g, ot_graph_find_value(g, "c4"));
+        CHECK(t && t->dtype == OT_DTYPE_INT32 && ot_tensor_get_i64(t, 0) == 13);
+        t = ot_graph_const(g, ot_graph_find_value(g, "hw"));
+        CHECK(t && ot_tensor_numel(t) == 2 && ot_tensor_get_i64(t, 0) == 4 &&
+              ot_tensor_get_i64(t, 1) == 4);
+        CHECK_SHAPE(g, "y", dynamic ? "[N,2,64]" : "[2,2,64]");
+        t = ot_graph_const(g, ot_graph_find_value(g, "target"));
+        CHECK(dynamic ? t == NULL : (t && ot_tensor_get_i64(t, 0) == 2));
+        ot_graph_free(g);
+    }
+}

@@ -285,6 +285,16 @@ static bool in_list(const char *const *list, const char *name)
     return false;
 }
 
+/* Cases whose data ONNX stores as uint16 where the model says bfloat16
+   (numpy has no bfloat16): the kernel cannot be compared with them. */
+static const char *const bf16_stored_as_uint16[] = {
+    "test_cast_BFLOAT16_to_FLOAT",
+    "test_cast_FLOAT_to_BFLOAT16",
+    "test_castlike_BFLOAT16_to_FLOAT_expanded",
+    "test_castlike_FLOAT_to_BFLOAT16_expanded",
+    NULL,
+};
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -309,8 +319,10 @@ TEST(ref_node_tests_all)
     int n_pass = 0, n_fail = 0, n_unsup = 0, n_skip = 0, n_bad = 0;
     bool verbose = getenv("OT_REF_VERBOSE") != NULL; /* lists every case */
     for (int i = 0; i < n_names; i++) {
-        char msg[512];
-        case_result r = run_case(names[i], msg, sizeof msg);
+        char msg[512] = "bfloat16 data stored as uint16";
+        case_result r = in_list(bf16_stored_as_uint16, names[i])
+                            ? CASE_SKIP
+                            : run_case(names[i], msg, sizeof msg);
         if (verbose)
             printf("  %s %s %s\n", r == CASE_PASS ? "pass" : r == CASE_SKIP ? "skip" : "----",
                    names[i], msg);

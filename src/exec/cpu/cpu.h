@@ -17,8 +17,6 @@
 #include "exec/exec_impl.h"
 #include "ref.h"
 
-#define CPU_MAX_ARGS 16
-
 typedef struct cpu_val {
     ot_loc loc;              /* where the data is                               */
     bool has_md;             /* data is laid out as `md` (else plain row-major)  */
@@ -36,7 +34,7 @@ typedef struct cpu_val {
 } cpu_val;
 
 /* One step. Its argument arrays are sized for the step and live in one heap
-   block, `mem` (inline arrays of CPU_MAX_ARGS, with a memory descriptor per
+   block, `mem` (fixed inline arrays, with a memory descriptor per
    argument, made a step about 15 KB and a 200,000-node chain 4 GB). A
    primitive's memories are made with the step, without data; cpu_bind points
    them at their buffers. */

@@ -717,38 +717,51 @@ static ot_status do_sum_concat(ctx *c, bool is_concat, bool *done, ot_err *err)
     const ot_node *n = c->n;
     int32_t yid = n->out[0];
     const ot_value *yv = &g->values[yid];
-    if (!dn_is_f32(g, yid) || yv->ndim < 1 || dn_has_zero(yv) || n->n_in < 1 || n->n_in > 8)
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_memory_desc_t *mds = NULL;
+    float *scales = NULL;
+    int *kinds = NULL;
+    ot_loc *locs = NULL;
+    /* any number of inputs up to oneDNN's argument range (DenseNet
+       concatenates dozens); beyond it the plain kernel runs the node */
+    if (!dn_is_f32(g, yid) || yv->ndim < 1 || dn_has_zero(yv) || n->n_in < 1 ||
+        n->n_in > DNNL_ARG_MULTIPLE_DST - DNNL_ARG_MULTIPLE_SRC)
         return OT_OK;
-    dnnl_memory_desc_t mds[10], ymd;
-    float scales[8];
+    size_t n_args = (size_t)n->n_in + 1;
+    mds = ot_calloc(n_args, sizeof *mds);
+    scales = ot_calloc(n_args, sizeof *scales);
+    kinds = ot_calloc(n_args, sizeof *kinds);
+    locs = ot_calloc(n_args, sizeof *locs);
+    if (!mds || !scales || !kinds || !locs)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    dnnl_memory_desc_t ymd;
     for (int k = 0; k < n->n_in; k++) {
         if (!dn_is_f32(g, n->in[k]))
-            return OT_OK;
+            goto done;
         const ot_value *v = &g->values[n->in[k]];
         if (v->ndim != yv->ndim || dn_has_zero(v))
-            return OT_OK;
+            goto done;
         for (int i = 0; !is_concat && i < v->ndim; i++)
             if (v->dims[i] != yv->dims[i])
-                return OT_OK;
+                goto done;
         cpu_val_md(c->x, n->in[k], &mds[k]);
         if (!is_concat && k > 0)
             mds[k] = mds[0];
         scales[k] = 1.0f;
     }
     dn_md_any(yv, &ymd);
-    dnnl_primitive_desc_t pd = NULL;
     int axis = 0;
     if (is_concat && !ot_op_axis(ot_node_attr_int(n, "axis", 1), yv->ndim, &axis))
-        return OT_OK;
+        goto done;
     dnnl_status_t s = is_concat ? dnnl_concat_primitive_desc_create(&pd, &ymd, n->n_in, axis, mds,
                                                                     c->attr, c->cs->eng)
                                 : dnnl_sum_primitive_desc_create(&pd, &ymd, n->n_in, scales, mds,
                                                                  c->attr, c->cs->eng);
-    if (s != dnnl_success)
-        return OT_OK;
+    if (s != dnnl_success) {
+        pd = NULL;
+        goto done;
+    }
     const dnnl_memory_desc_t *py = dn_pd_md(pd, dnnl_query_dst_md);
-    int kinds[10];
-    ot_loc locs[10];
     for (int k = 0; k < n->n_in; k++) {
         kinds[k] = DNNL_ARG_MULTIPLE_SRC + k;
         OT_TRY(cpu_val_as(c->x, n->in[k], &mds[k], &locs[k], err));
@@ -763,6 +776,10 @@ static ot_status do_sum_concat(ctx *c, bool is_concat, bool *done, ot_err *err)
 done:
     if (pd)
         dnnl_primitive_desc_destroy(pd);
+    ot_free(mds);
+    ot_free(scales);
+    ot_free(kinds);
+    ot_free(locs);
     return st;
 }
 

@@ -70,6 +70,10 @@ OT_REF_DECL(shape);
 OT_REF_DECL(gather);
 OT_REF_DECL(pad);
 OT_REF_DECL(constant);
+/* ref_index.c */
+OT_REF_DECL(slice);
+OT_REF_DECL(cast);
+OT_REF_DECL(lrn_grad);
 /* ref_grad.c: backward ops of the private domain (src/ops/grad_ops.c) */
 OT_REF_DECL(conv_grad_data);
 OT_REF_DECL(conv_grad_filter);
