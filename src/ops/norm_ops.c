@@ -185,9 +185,12 @@ ot_status ot_op_grad_norm(ot_graph *g, int32_t node, const int32_t *dy, int32_t 
 {
     ot_status st = OT_OK;
     char name[512], h[3][512];
-    if (dy[0] < 0 || !(need_dx[0] || need_dx[1] || need_dx[2]))
-        return OT_OK;
     const ot_node *n = &g->nodes[node];
+    bool any = false;
+    for (int i = 0; i < n->n_in && i < 3; i++) /* need_dx has one entry per input */
+        any = any || need_dx[i];
+    if (dy[0] < 0 || !any)
+        return OT_OK;
     int32_t x = n->in[0], b = n->n_in > 2 ? n->in[2] : -1;
     int axis = 1;
     if (n->op == &ot_op_layernorm &&
@@ -201,7 +204,7 @@ ot_status ot_op_grad_norm(ot_graph *g, int32_t node, const int32_t *dy, int32_t 
     };
     const char *names[3] = { NULL, NULL, NULL };
     for (int i = 0; i < 3; i++)
-        if (need_dx[i] && i < n->n_in && n->in[i] >= 0) {
+        if (i < n->n_in && need_dx[i] && n->in[i] >= 0) {
             snprintf(h[i], sizeof h[i], "grad/%s", g->values[n->in[i]].name);
             names[i] = h[i];
         }

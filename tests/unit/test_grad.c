@@ -928,7 +928,7 @@ GRAD_CASE(grad_transpose_default, 55, {
 /* Concat and Sum past the 16 arguments a kernel step once had (DenseNet) */
 GRAD_CASE(grad_concat_many, 56, {
     int32_t in[20];
-    char nm[8];
+    char nm[16];
     c->onednn = true; /* oneDNN's concat, past its former 8 inputs */
     for (int i = 0; i < 20; i++) {
         snprintf(nm, sizeof nm, "x%d", i);
@@ -940,7 +940,7 @@ GRAD_CASE(grad_concat_many, 56, {
 
 GRAD_CASE(grad_sum_many, 57, {
     int32_t in[18];
-    char nm[8];
+    char nm[16];
     for (int i = 0; i < 18; i++) {
         snprintf(nm, sizeof nm, "x%d", i);
         /* shapes (2, 3), (3), (2, 1) in turn; the first three get gradients

@@ -62,7 +62,8 @@ static int32_t init_ints(ot_graph *g, const char *name, int n, const int64_t *va
     v->data.dims[0] = n;
     v->data.bytes = sizeof(int64_t) * (size_t)n;
     v->data.data = ot_malloc(v->data.bytes + 1);
-    memcpy(v->data.data, vals, v->data.bytes);
+    if (n > 0)
+        memcpy(v->data.data, vals, v->data.bytes);
     return id;
 }
 
