@@ -35,26 +35,6 @@ static ot_attr attr_string(const char *name, const char *s)
     return a;
 }
 
-/* "grad/<name of input i>" in buf. */
-static const char *grad_name(const ot_graph *g, int32_t node, int i, char *buf)
-{
-    snprintf(buf, NAME_MAX_, "grad/%s", g->values[g->nodes[node].in[i]].name);
-    return buf;
-}
-
-static ot_status emit_one(ot_graph *g, const ot_op_desc *op, const char *name, const int32_t *in,
-                          int n_in, const ot_attr *attrs, int n_attrs, const char *out_name,
-                          int32_t *out, ot_err *err)
-{
-    const char *names[1] = { out_name };
-    return ot_op_grad_emit(g, op, 0, name, in, n_in, attrs, n_attrs, names, out, 1, err);
-}
-
-static ot_status no_rule(ot_graph *g, int32_t node, const char *what, ot_err *err)
-{
-    return ot_op_err(err, OT_ERR_UNSUPPORTED, g, &g->nodes[node], "no gradient for %s", what);
-}
-
 /* v * c for a scalar constant c. */
 static ot_status times_const(ot_graph *g, int32_t node, const char *sfx, int32_t v, float c,
                              int32_t *out, ot_err *err)
@@ -65,8 +45,8 @@ static ot_status times_const(ot_graph *g, int32_t node, const char *sfx, int32_t
     OT_TRY(ot_op_grad_const_f32(g, ot_op_grad_node_name(g, node, sfx, name, sizeof name), NULL,
                                 0, &c, &in[1], err));
     snprintf(hint, sizeof hint, "%s/scaled", g->values[v].name);
-    OT_TRY(emit_one(g, &ot_op_mul, ot_op_grad_node_name(g, node, sfx, name, sizeof name), in, 2,
-                    NULL, 0, hint, out, err));
+    OT_TRY(ot_op_grad_emit1(g, &ot_op_mul, ot_op_grad_node_name(g, node, sfx, name, sizeof name),
+                            in, 2, NULL, 0, hint, out, err));
 done:
     return st;
 }
@@ -93,8 +73,9 @@ static ot_status unary_grad(ot_graph *g, int32_t node, int32_t dy, int32_t x, bo
     if (ap && ap->type == OT_ATTR_STRING)
         as[k++] = *ap;
     int32_t in[2] = { dy, x };
-    return emit_one(g, &ot_op_unary_grad, ot_op_grad_node_name(g, node, NULL, name, sizeof name),
-                    in, 2, as, k, grad_name(g, node, 0, hint), dx, err);
+    return ot_op_grad_emit1(g, &ot_op_unary_grad,
+                            ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 2, as, k,
+                            ot_op_grad_dx_name(g, node, 0, hint), dx, err);
 }
 
 /* Sqrt: 1/(2 sqrt x); Reciprocal: -1/x^2; Exp: exp x; Log: 1/x; Tanh:
@@ -160,8 +141,9 @@ ot_status ot_op_grad_div(ot_graph *g, int32_t node, const int32_t *dy, int32_t *
     if (need_dx[1]) {
         int32_t in[2] = { q, y }, prod, neg;
         snprintf(hint, sizeof hint, "grad/%s/times_y", g->values[b].name);
-        OT_TRY(emit_one(g, &ot_op_mul, ot_op_grad_node_name(g, node, "qy", name, sizeof name),
-                        in, 2, NULL, 0, hint, &prod, err));
+        OT_TRY(ot_op_grad_emit1(g, &ot_op_mul,
+                                ot_op_grad_node_name(g, node, "qy", name, sizeof name), in, 2, NULL,
+                                0, hint, &prod, err));
         OT_TRY(times_const(g, node, "neg", prod, -1.0f, &neg, err));
         OT_TRY(ot_op_grad_reduce_to(g, ot_op_grad_node_name(g, node, "b", name, sizeof name),
                                     neg, b, axis, &dx[1], err));
@@ -180,17 +162,19 @@ ot_status ot_op_grad_pow(ot_graph *g, int32_t node, const int32_t *dy, int32_t *
     const ot_node *n = &g->nodes[node];
     int32_t a = n->in[0], b = n->in[1];
     if (need_dx[1])
-        return no_rule(g, node, "a trained exponent (Pow trains only with a constant exponent)",
-                       err);
+        return ot_op_grad_unsupported(
+            g, node, "a trained exponent (Pow trains only with a constant exponent)", err);
     const ot_tensor *e = ot_graph_const(g, b);
     if (!e || ot_tensor_numel(e) != 1 || !e->data ||
         (g->values[b].flags & (OT_VAL_TRAINABLE | OT_VAL_STATE)))
-        return no_rule(g, node,
-                       "a non-constant exponent (Pow trains only with a constant scalar "
-                       "exponent)",
-                       err);
+        return ot_op_grad_unsupported(
+            g, node,
+            "a non-constant exponent (Pow trains only with a constant scalar "
+            "exponent)",
+            err);
     if (!ot_op_grad_same_shape(g, dy[0], a))
-        return no_rule(g, node, "an exponent that broadcasts the base to a larger shape", err);
+        return ot_op_grad_unsupported(
+            g, node, "an exponent that broadcasts the base to a larger shape", err);
     return unary_grad(g, node, dy[0], a, true, (float)ot_tensor_get_f64(e, 0), &dx[0], err);
 }
 
@@ -211,11 +195,12 @@ ot_status ot_op_grad_reduce(ot_graph *g, int32_t node, const int32_t *dy, int32_
     if (n->n_in > 1 && n->in[1] >= 0 && !ot_node_find_attr(n, "axes")) {
         axes = ot_graph_const(g, n->in[1]);
         if (!axes || (ot_tensor_numel(axes) > 0 && !axes->data))
-            return no_rule(g, node, "axes that are not a constant", err);
+            return ot_op_grad_unsupported(g, node, "axes that are not a constant", err);
     }
     bool mask[OT_MAX_DIMS];
     if (xv->ndim < 0 || xv->ndim > OT_MAX_DIMS || !ot_op_reduce_axes(n, axes, xv->ndim, mask))
-        return no_rule(g, node, "axes out of range or an input of unknown rank", err);
+        return ot_op_grad_unsupported(g, node, "axes out of range or an input of unknown rank",
+                                      err);
     int64_t list[OT_MAX_DIMS];
     size_t k = 0;
     for (int d = 0; d < xv->ndim; d++)
@@ -229,8 +214,9 @@ ot_status ot_op_grad_reduce(ot_graph *g, int32_t node, const int32_t *dy, int32_
     ot_attr as[3] = { attr_string("mode", n->op->type), ot_op_grad_attr_ints("axes", list, k),
                       ot_op_grad_attr_int("keepdims", ot_node_attr_int(n, "keepdims", 1)) };
     int32_t in[3] = { dy[0], x, uses_y ? n->out[0] : -1 };
-    return emit_one(g, &ot_op_reduce_grad, ot_op_grad_node_name(g, node, NULL, name, sizeof name),
-                    in, uses_y ? 3 : 2, as, 3, grad_name(g, node, 0, hint), &dx[0], err);
+    return ot_op_grad_emit1(
+        g, &ot_op_reduce_grad, ot_op_grad_node_name(g, node, NULL, name, sizeof name), in,
+        uses_y ? 3 : 2, as, 3, ot_op_grad_dx_name(g, node, 0, hint), &dx[0], err);
 }
 
 /* PRelu: dX = dY * (X < 0 ? slope : 1); dSlope = dY * (X < 0 ? X : 0)
@@ -245,7 +231,7 @@ ot_status ot_op_grad_prelu(ot_graph *g, int32_t node, const int32_t *dy, int32_t
         return OT_OK;
     const ot_node *n = &g->nodes[node];
     int32_t x = n->in[0], slope = n->in[1], outs[2];
-    const char *names[2] = { need_dx[0] ? grad_name(g, node, 0, h0) : NULL, NULL };
+    const char *names[2] = { need_dx[0] ? ot_op_grad_dx_name(g, node, 0, h0) : NULL, NULL };
     if (need_dx[1]) {
         snprintf(h1, sizeof h1, "grad/%s/full", g->values[slope].name);
         names[1] = h1;
@@ -291,9 +277,9 @@ ot_status ot_op_grad_max_min(ot_graph *g, int32_t node, const int32_t *dy, int32
         ot_attr a = ot_op_grad_attr_int("index", k);
         snprintf(sfx, sizeof sfx, "%d", k);
         snprintf(hint, sizeof hint, "grad/%s/full", g->values[in[2 + k]].name);
-        OT_TRY(emit_one(g, &ot_op_extremum_grad,
-                        ot_op_grad_node_name(g, node, sfx, name, sizeof name), in, n_in + 2, &a,
-                        1, hint, &full, err));
+        OT_TRY(ot_op_grad_emit1(g, &ot_op_extremum_grad,
+                                ot_op_grad_node_name(g, node, sfx, name, sizeof name), in, n_in + 2,
+                                &a, 1, hint, &full, err));
         snprintf(sfx, sizeof sfx, "%d_sum", k);
         OT_TRY(ot_op_grad_reduce_to(g, ot_op_grad_node_name(g, node, sfx, name, sizeof name),
                                     full, in[2 + k], -1, &dx[k], err));

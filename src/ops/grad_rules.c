@@ -24,22 +24,6 @@
 
 #define NAME_MAX_ 512
 
-/* "grad/<name of input i>" in buf. */
-static const char *dx_name(const ot_graph *g, int32_t node, int i, char *buf)
-{
-    snprintf(buf, NAME_MAX_, "grad/%s", g->values[g->nodes[node].in[i]].name);
-    return buf;
-}
-
-/* Emits a node with one output named `out_name`. */
-static ot_status emit1(ot_graph *g, const ot_op_desc *op, const char *name, const int32_t *in,
-                       int n_in, const ot_attr *attrs, int n_attrs, const char *out_name,
-                       int32_t *out, ot_err *err)
-{
-    const char *names[1] = { out_name };
-    return ot_op_grad_emit(g, op, 0, name, in, n_in, attrs, n_attrs, names, out, 1, err);
-}
-
 /* The value id of input i of node, or -1. */
 static int32_t in_id(const ot_graph *g, int32_t node, int i)
 {
@@ -51,11 +35,6 @@ static int32_t out_id(const ot_graph *g, int32_t node, int i)
 {
     const ot_node *n = &g->nodes[node];
     return i < n->n_out ? n->out[i] : -1;
-}
-
-static ot_status unsupported(ot_graph *g, int32_t node, const char *what, ot_err *err)
-{
-    return ot_op_err(err, OT_ERR_UNSUPPORTED, g, &g->nodes[node], "no gradient for %s", what);
 }
 
 /* Conv: y = conv(x, w) + b.
@@ -80,9 +59,9 @@ ot_status ot_op_grad_conv(ot_graph *g, int32_t node, const int32_t *dy, int32_t 
         in[0] = dy[0];
         in[1] = w;
         in[2] = shape;
-        OT_TRY(emit1(g, &ot_op_conv_grad_data, ot_op_grad_node_name(g, node, "data", name,
-                                                                      sizeof name),
-                     in, 3, attrs, n_attrs, dx_name(g, node, 0, hint), &dx[0], err));
+        OT_TRY(ot_op_grad_emit1(g, &ot_op_conv_grad_data,
+                                ot_op_grad_node_name(g, node, "data", name, sizeof name), in, 3,
+                                attrs, n_attrs, ot_op_grad_dx_name(g, node, 0, hint), &dx[0], err));
     }
     bool need_b = in_id(g, node, 2) >= 0 && need_dx[2];
     if (need_dx[1] || need_b) {
@@ -98,17 +77,18 @@ ot_status ot_op_grad_conv(ot_graph *g, int32_t node, const int32_t *dy, int32_t 
         int64_t ks[OT_MAX_DIMS];
         if (!has_ks) {
             if (wv->ndim < 3)
-                return unsupported(g, node, "a weight of unknown rank", err);
+                return ot_op_grad_unsupported(g, node, "a weight of unknown rank", err);
             for (int i = 2; i < wv->ndim; i++) {
                 if (wv->dims[i] < 0)
-                    return unsupported(g, node, "a weight with dynamic kernel dims", err);
+                    return ot_op_grad_unsupported(g, node, "a weight with dynamic kernel dims",
+                                                  err);
                 ks[i - 2] = wv->dims[i];
             }
             as[k++] = ot_op_grad_attr_ints("kernel_shape", ks, (size_t)(wv->ndim - 2));
         }
         int32_t in[2] = { dy[0], x }, outs[2];
-        const char *names[2] = { need_dx[1] ? dx_name(g, node, 1, hint) : NULL,
-                                 need_b ? dx_name(g, node, 2, hint2) : NULL };
+        const char *names[2] = { need_dx[1] ? ot_op_grad_dx_name(g, node, 1, hint) : NULL,
+                                 need_b ? ot_op_grad_dx_name(g, node, 2, hint2) : NULL };
         OT_TRY(ot_op_grad_emit(g, &ot_op_conv_grad_filter, 0,
                                ot_op_grad_node_name(g, node, "filter", name, sizeof name), in, 2,
                                as, k, names, outs, need_b ? 2 : 1, err));
@@ -147,10 +127,11 @@ ot_status ot_op_grad_batchnorm(ot_graph *g, int32_t node, const int32_t *dy, int
         return OT_OK;
     const ot_node *n = &g->nodes[node];
     if (n->opset >= 14 && ot_node_attr_int(n, "training_mode", 0) != 0)
-        return unsupported(g, node,
-                           "training-mode BatchNormalization (the BN policy pass turns it into "
-                           "BatchNormTrain)",
-                           err);
+        return ot_op_grad_unsupported(
+            g, node,
+            "training-mode BatchNormalization (the BN policy pass turns it into "
+            "BatchNormTrain)",
+            err);
     float eps = ot_node_attr_float(n, "epsilon", 1e-5f);
     int32_t x = in_id(g, node, 0), scale = in_id(g, node, 1), var = in_id(g, node, 4);
     const ot_value *xv = &g->values[x];
@@ -175,17 +156,18 @@ ot_status ot_op_grad_batchnorm(ot_graph *g, int32_t node, const int32_t *dy, int
                                     dims, xv->ndim - 1, k, &kid, err));
         in[0] = dy[0];
         in[1] = kid;
-        OT_TRY(emit1(g, &ot_op_mul, ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 2,
-                     NULL, 0, dx_name(g, node, 0, h0), &dx[0], err));
+        OT_TRY(ot_op_grad_emit1(g, &ot_op_mul,
+                                ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 2, NULL,
+                                0, ot_op_grad_dx_name(g, node, 0, h0), &dx[0], err));
         goto done;
     }
     {
         int32_t in[5] = { dy[0], x, scale, in_id(g, node, 3), var }, outs[3];
         ot_attr as[2] = { ot_op_grad_attr_int("training_mode", 0),
                           ot_op_grad_attr_float("epsilon", eps) };
-        const char *names[3] = { need_dx[0] ? dx_name(g, node, 0, h0) : NULL,
-                                 need_dx[1] ? dx_name(g, node, 1, h1) : NULL,
-                                 need_dx[2] ? dx_name(g, node, 2, h2) : NULL };
+        const char *names[3] = { need_dx[0] ? ot_op_grad_dx_name(g, node, 0, h0) : NULL,
+                                 need_dx[1] ? ot_op_grad_dx_name(g, node, 1, h1) : NULL,
+                                 need_dx[2] ? ot_op_grad_dx_name(g, node, 2, h2) : NULL };
         int n_out = need_dx[2] ? 3 : need_dx[1] ? 2 : 1;
         OT_TRY(ot_op_grad_emit(g, &ot_op_batchnorm_grad, 0,
                                ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 5, as,
@@ -222,9 +204,9 @@ ot_status ot_op_grad_batchnorm_train(ot_graph *g, int32_t node, const int32_t *d
         int32_t in[5] = { dy[0], in_id(g, node, 0), in_id(g, node, 1), mean, inv_std }, outs[3];
         ot_attr as[2] = { ot_op_grad_attr_int("training_mode", 1),
                           ot_op_grad_attr_float("epsilon", eps) };
-        const char *names[3] = { need_dx[0] ? dx_name(g, node, 0, h0) : NULL,
-                                 need_dx[1] ? dx_name(g, node, 1, h1) : NULL,
-                                 need_dx[2] ? dx_name(g, node, 2, h2) : NULL };
+        const char *names[3] = { need_dx[0] ? ot_op_grad_dx_name(g, node, 0, h0) : NULL,
+                                 need_dx[1] ? ot_op_grad_dx_name(g, node, 1, h1) : NULL,
+                                 need_dx[2] ? ot_op_grad_dx_name(g, node, 2, h2) : NULL };
         int n_out = need_dx[2] ? 3 : need_dx[1] ? 2 : 1;
         OT_TRY(ot_op_grad_emit(g, &ot_op_batchnorm_grad, 0,
                                ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 5, as,
@@ -245,8 +227,8 @@ static ot_status unary_rule(ot_graph *g, int32_t node, const int32_t *dy, int32_
     if (dy[0] < 0 || !need_dx[0])
         return OT_OK;
     int32_t in[2] = { dy[0], use_output ? out_id(g, node, 0) : in_id(g, node, 0) };
-    return emit1(g, op, ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 2, attrs,
-                 n_attrs, dx_name(g, node, 0, hint), &dx[0], err);
+    return ot_op_grad_emit1(g, op, ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 2,
+                            attrs, n_attrs, ot_op_grad_dx_name(g, node, 0, hint), &dx[0], err);
 }
 
 /* Relu: dX = dY * (Y > 0) (0 at the kink, as PyTorch). */
@@ -293,8 +275,9 @@ ot_status ot_op_grad_clip(ot_graph *g, int32_t node, const int32_t *dy, int32_t 
                 n_in = 2 + i;
             }
     }
-    return emit1(g, &ot_op_clip_grad, ot_op_grad_node_name(g, node, NULL, name, sizeof name), in,
-                 n_in, as, n_attrs, dx_name(g, node, 0, hint), &dx[0], err);
+    return ot_op_grad_emit1(g, &ot_op_clip_grad,
+                            ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, n_in, as,
+                            n_attrs, ot_op_grad_dx_name(g, node, 0, hint), &dx[0], err);
 }
 
 /* Window pools and GlobalMaxPool take (dY, X); AveragePool and
@@ -311,8 +294,9 @@ static ot_status pool_rule(ot_graph *g, int32_t node, const int32_t *dy, int32_t
     if (shape_only)
         OT_TRY(ot_op_grad_shape_of(g, in[1], &in[1], err));
     const ot_node *n = &g->nodes[node];
-    OT_TRY(emit1(g, op, ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 2, n->attrs,
-                 n->n_attrs, dx_name(g, node, 0, hint), &dx[0], err));
+    OT_TRY(ot_op_grad_emit1(g, op, ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 2,
+                            n->attrs, n->n_attrs, ot_op_grad_dx_name(g, node, 0, hint), &dx[0],
+                            err));
 done:
     return st;
 }
@@ -420,8 +404,9 @@ ot_status ot_op_grad_mul(ot_graph *g, int32_t node, const int32_t *dy, int32_t *
     if (need_dx[1]) {
         int32_t in[2] = { dy[0], a };
         snprintf(hint, sizeof hint, "grad/%s/times_a", g->values[b].name);
-        OT_TRY(emit1(g, &ot_op_mul, ot_op_grad_node_name(g, node, "b", name, sizeof name), in, 2,
-                     NULL, 0, hint, &prod, err));
+        OT_TRY(ot_op_grad_emit1(g, &ot_op_mul,
+                                ot_op_grad_node_name(g, node, "b", name, sizeof name), in, 2, NULL,
+                                0, hint, &prod, err));
         OT_TRY(ot_op_grad_reduce_to(g, ot_op_grad_node_name(g, node, "b_sum", name, sizeof name),
                                     prod, b, axis, &dx[1], err));
     }
@@ -441,23 +426,24 @@ ot_status ot_op_grad_concat(ot_graph *g, int32_t node, const int32_t *dy, int32_
     const ot_value *yv = &g->values[dy[0]];
     int axis;
     if (yv->ndim < 1 || !ot_op_axis(ot_node_attr_int(&g->nodes[node], "axis", 1), yv->ndim, &axis))
-        return unsupported(g, node, "a Concat of unknown rank", err);
+        return ot_op_grad_unsupported(g, node, "a Concat of unknown rank", err);
     int64_t start = 0;
     int n_in = g->nodes[node].n_in;
     for (int i = 0; i < n_in; i++) {
         int32_t x = in_id(g, node, i);
         const ot_value *xv = &g->values[x];
         if (xv->ndim != yv->ndim || xv->dims[axis] < 0)
-            return unsupported(g, node, "a Concat input of dynamic size along the axis", err);
+            return ot_op_grad_unsupported(g, node, "a Concat input of dynamic size along the axis",
+                                          err);
         int64_t len = xv->dims[axis];
         if (need_dx[i]) {
             ot_attr as[3] = { ot_op_grad_attr_int("axis", axis),
                               ot_op_grad_attr_int("start", start),
                               ot_op_grad_attr_int("end", start + len) };
             snprintf(sfx, sizeof sfx, "%d", i);
-            OT_TRY(emit1(g, &ot_op_slice_axis, ot_op_grad_node_name(g, node, sfx, name,
-                                                                     sizeof name),
-                         &dy[0], 1, as, 3, dx_name(g, node, i, hint), &dx[i], err));
+            OT_TRY(ot_op_grad_emit1(g, &ot_op_slice_axis,
+                                    ot_op_grad_node_name(g, node, sfx, name, sizeof name), &dy[0],
+                                    1, as, 3, ot_op_grad_dx_name(g, node, i, hint), &dx[i], err));
         }
         start += len;
         yv = &g->values[dy[0]];
@@ -484,8 +470,9 @@ ot_status ot_op_grad_reshape_like(ot_graph *g, int32_t node, const int32_t *dy, 
     int32_t in[2] = { dy[0], -1 };
     OT_TRY(ot_op_grad_shape_of(g, x, &in[1], err));
     ot_attr a = ot_op_grad_attr_int("allowzero", 1);
-    OT_TRY(emit1(g, &ot_op_reshape, ot_op_grad_node_name(g, node, NULL, name, sizeof name), in,
-                 2, &a, 1, dx_name(g, node, 0, hint), &dx[0], err));
+    OT_TRY(ot_op_grad_emit1(g, &ot_op_reshape,
+                            ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 2, &a, 1,
+                            ot_op_grad_dx_name(g, node, 0, hint), &dx[0], err));
 done:
     return st;
 }
@@ -504,16 +491,17 @@ ot_status ot_op_grad_transpose(ot_graph *g, int32_t node, const int32_t *dy, int
     ot_attr a;
     if (p) {
         if (len > OT_MAX_DIMS)
-            return unsupported(g, node, "a permutation of that rank", err);
+            return ot_op_grad_unsupported(g, node, "a permutation of that rank", err);
         for (size_t i = 0; i < len; i++) {
             if (p[i] < 0 || (size_t)p[i] >= len)
-                return unsupported(g, node, "an invalid permutation", err);
+                return ot_op_grad_unsupported(g, node, "an invalid permutation", err);
             q[p[i]] = (int64_t)i;
         }
         a = ot_op_grad_attr_ints("perm", q, len);
     }
-    return emit1(g, &ot_op_transpose, ot_op_grad_node_name(g, node, NULL, name, sizeof name),
-                 &dy[0], 1, &a, p ? 1 : 0, dx_name(g, node, 0, hint), &dx[0], err);
+    return ot_op_grad_emit1(g, &ot_op_transpose,
+                            ot_op_grad_node_name(g, node, NULL, name, sizeof name), &dy[0], 1, &a,
+                            p ? 1 : 0, ot_op_grad_dx_name(g, node, 0, hint), &dx[0], err);
 }
 
 /* Multiplies v by a scalar constant c (unless c is 1). */
@@ -530,8 +518,8 @@ static ot_status scale_by(ot_graph *g, int32_t node, const char *sfx, int32_t v,
     OT_TRY(ot_op_grad_const_f32(g, ot_op_grad_node_name(g, node, sfx, name, sizeof name), NULL,
                                 0, &c, &in[1], err));
     snprintf(hint, sizeof hint, "%s/scaled", g->values[v].name);
-    OT_TRY(emit1(g, &ot_op_mul, ot_op_grad_node_name(g, node, sfx, name, sizeof name), in, 2,
-                 NULL, 0, hint, out, err));
+    OT_TRY(ot_op_grad_emit1(g, &ot_op_mul, ot_op_grad_node_name(g, node, sfx, name, sizeof name),
+                            in, 2, NULL, 0, hint, out, err));
 done:
     return st;
 }
@@ -550,8 +538,8 @@ static ot_status gemm2(ot_graph *g, int32_t node, const char *sfx, int32_t a, in
     if (alpha != 1.0f)
         as[k++] = ot_op_grad_attr_float("alpha", alpha);
     int32_t in[2] = { a, b };
-    return emit1(g, &ot_op_gemm, ot_op_grad_node_name(g, node, sfx, name, sizeof name), in, 2,
-                 as, k, out_name, out, err);
+    return ot_op_grad_emit1(g, &ot_op_gemm, ot_op_grad_node_name(g, node, sfx, name, sizeof name),
+                            in, 2, as, k, out_name, out, err);
 }
 
 /* Gemm: Y = alpha * A' B' + beta * C with A' = transA ? A^T : A, B' likewise.
@@ -574,14 +562,14 @@ ot_status ot_op_grad_gemm(ot_graph *g, int32_t node, const int32_t *dy, int32_t 
     float alpha = ot_node_attr_float(n, "alpha", 1.0f), beta = ot_node_attr_float(n, "beta", 1.0f);
     int32_t a = in_id(g, node, 0), b = in_id(g, node, 1), c = in_id(g, node, 2), d = dy[0];
     if (need_dx[0]) {
-        dx_name(g, node, 0, hint);
+        ot_op_grad_dx_name(g, node, 0, hint);
         if (!ta)
             OT_TRY(gemm2(g, node, "a", d, b, 0, !tb, alpha, hint, &dx[0], err));
         else
             OT_TRY(gemm2(g, node, "a", b, d, tb, 1, alpha, hint, &dx[0], err));
     }
     if (need_dx[1]) {
-        dx_name(g, node, 1, hint);
+        ot_op_grad_dx_name(g, node, 1, hint);
         if (!tb)
             OT_TRY(gemm2(g, node, "b", a, d, !ta, 0, alpha, hint, &dx[1], err));
         else
@@ -610,8 +598,9 @@ static ot_status swap_last2(ot_graph *g, int32_t node, const char *sfx, int32_t 
     perm[r - 1] = r - 2;
     ot_attr a = ot_op_grad_attr_ints("perm", perm, (size_t)r);
     snprintf(hint, sizeof hint, "grad/%s/T", g->values[v].name);
-    return emit1(g, &ot_op_transpose, ot_op_grad_node_name(g, node, sfx, name, sizeof name), &v,
-                 1, &a, 1, hint, out, err);
+    return ot_op_grad_emit1(g, &ot_op_transpose,
+                            ot_op_grad_node_name(g, node, sfx, name, sizeof name), &v, 1, &a, 1,
+                            hint, out, err);
 }
 
 /* MatMul: Y = A B (batch dims broadcast). dA = dY B^T and dB = A^T dY (B^T:
@@ -627,12 +616,14 @@ ot_status ot_op_grad_matmul(ot_graph *g, int32_t node, const int32_t *dy, int32_
     int32_t a = in_id(g, node, 0), b = in_id(g, node, 1), d = dy[0];
     int ra = g->values[a].ndim, rb = g->values[b].ndim;
     if (ra < 2 || rb < 2)
-        return unsupported(g, node, "MatMul with a 1-D (or unknown-rank) operand", err);
+        return ot_op_grad_unsupported(g, node, "MatMul with a 1-D (or unknown-rank) operand", err);
     if (ra == 2 && rb == 2) {
         if (need_dx[0])
-            OT_TRY(gemm2(g, node, "a", d, b, 0, 1, 1.0f, dx_name(g, node, 0, hint), &dx[0], err));
+            OT_TRY(gemm2(g, node, "a", d, b, 0, 1, 1.0f, ot_op_grad_dx_name(g, node, 0, hint),
+                         &dx[0], err));
         if (need_dx[1])
-            OT_TRY(gemm2(g, node, "b", a, d, 1, 0, 1.0f, dx_name(g, node, 1, hint), &dx[1], err));
+            OT_TRY(gemm2(g, node, "b", a, d, 1, 0, 1.0f, ot_op_grad_dx_name(g, node, 1, hint),
+                         &dx[1], err));
         return OT_OK;
     }
     if (need_dx[0]) {
@@ -641,8 +632,9 @@ ot_status ot_op_grad_matmul(ot_graph *g, int32_t node, const int32_t *dy, int32_
         in[0] = d;
         in[1] = bt;
         snprintf(hint, sizeof hint, "grad/%s/full", g->values[a].name);
-        OT_TRY(emit1(g, &ot_op_matmul, ot_op_grad_node_name(g, node, "a", name, sizeof name), in,
-                     2, NULL, 0, hint, &prod, err));
+        OT_TRY(ot_op_grad_emit1(g, &ot_op_matmul,
+                                ot_op_grad_node_name(g, node, "a", name, sizeof name), in, 2, NULL,
+                                0, hint, &prod, err));
         OT_TRY(ot_op_grad_reduce_to(g, ot_op_grad_node_name(g, node, "a_sum", name, sizeof name),
                                     prod, a, -1, &dx[0], err));
     }
@@ -652,8 +644,9 @@ ot_status ot_op_grad_matmul(ot_graph *g, int32_t node, const int32_t *dy, int32_
         in[0] = at;
         in[1] = d;
         snprintf(hint, sizeof hint, "grad/%s/full", g->values[b].name);
-        OT_TRY(emit1(g, &ot_op_matmul, ot_op_grad_node_name(g, node, "b", name, sizeof name), in,
-                     2, NULL, 0, hint, &prod, err));
+        OT_TRY(ot_op_grad_emit1(g, &ot_op_matmul,
+                                ot_op_grad_node_name(g, node, "b", name, sizeof name), in, 2, NULL,
+                                0, hint, &prod, err));
         OT_TRY(ot_op_grad_reduce_to(g, ot_op_grad_node_name(g, node, "b_sum", name, sizeof name),
                                     prod, b, -1, &dx[1], err));
     }
@@ -687,10 +680,9 @@ ot_status ot_op_grad_dropout(ot_graph *g, int32_t node, const int32_t *dy, int32
                     n_in = 2 + i;
                 }
         }
-        OT_TRY(emit1(g, &ot_op_dropout_grad, ot_op_grad_node_name(g, node, NULL, name,
-                                                                   sizeof name),
-                     in, n_in, &a, n->opset < 12 ? 1 : 0, dx_name(g, node, 0, hint), &dx[0],
-                     err));
+        OT_TRY(ot_op_grad_emit1(
+            g, &ot_op_dropout_grad, ot_op_grad_node_name(g, node, NULL, name, sizeof name), in,
+            n_in, &a, n->opset < 12 ? 1 : 0, ot_op_grad_dx_name(g, node, 0, hint), &dx[0], err));
     }
 done:
     return st;
@@ -717,9 +709,9 @@ ot_status ot_op_grad_dropout_train(ot_graph *g, int32_t node, const int32_t *dy,
     {
         int32_t in[4] = { dy[0], mask, ratio_id, train_id };
         ot_attr a = ot_op_grad_attr_float("ratio", ratio);
-        OT_TRY(emit1(g, &ot_op_dropout_grad, ot_op_grad_node_name(g, node, NULL, name,
-                                                                   sizeof name),
-                     in, 4, &a, 1, dx_name(g, node, 0, hint), &dx[0], err));
+        OT_TRY(ot_op_grad_emit1(g, &ot_op_dropout_grad,
+                                ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 4, &a,
+                                1, ot_op_grad_dx_name(g, node, 0, hint), &dx[0], err));
     }
 done:
     return st;
@@ -763,8 +755,9 @@ ot_status ot_op_grad_reduce_sum_to(ot_graph *g, int32_t node, const int32_t *dy,
     const ot_attr *axis = ot_node_find_attr(n, "axis");
     int32_t in[2] = { dy[0], -1 };
     OT_TRY(ot_op_grad_shape_of(g, in_id(g, node, 0), &in[1], err));
-    OT_TRY(emit1(g, &ot_op_broadcast_to, ot_op_grad_node_name(g, node, NULL, name, sizeof name),
-                 in, 2, axis, axis ? 1 : 0, dx_name(g, node, 0, hint), &dx[0], err));
+    OT_TRY(ot_op_grad_emit1(g, &ot_op_broadcast_to,
+                            ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 2, axis,
+                            axis ? 1 : 0, ot_op_grad_dx_name(g, node, 0, hint), &dx[0], err));
 done:
     return st;
 }
@@ -794,7 +787,7 @@ ot_status ot_op_grad_softmax_xent(ot_graph *g, int32_t node, const int32_t *dy, 
     ot_attr a = ot_op_grad_attr_float("label_smoothing",
                                       ot_node_attr_float(n, "label_smoothing", 0.0f));
     int32_t in[3] = { dy[0], n->in[0], n->in[1] };
-    return emit1(g, &ot_op_softmax_xent_grad,
-                 ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 3, &a, 1,
-                 dx_name(g, node, 0, hint), &dx[0], err);
+    return ot_op_grad_emit1(g, &ot_op_softmax_xent_grad,
+                            ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 3, &a, 1,
+                            ot_op_grad_dx_name(g, node, 0, hint), &dx[0], err);
 }

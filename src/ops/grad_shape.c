@@ -22,11 +22,6 @@
 
 #define NAME_MAX_ 512
 
-static ot_status no_grad_for(ot_graph *g, int32_t node, const char *what, ot_err *err)
-{
-    return ot_op_err(err, OT_ERR_UNSUPPORTED, g, &g->nodes[node], "no gradient for %s", what);
-}
-
 /* The values of constant integer input i (1-D), or false. */
 static bool const_ints(const ot_graph *g, const ot_node *n, int i, int64_t *vals, int max,
                        int *count)
@@ -75,11 +70,11 @@ ot_status ot_op_grad_pad(ot_graph *g, int32_t node, const int32_t *dy, int32_t *
     const ot_node *n = &g->nodes[node];
     const char *mode = ot_node_attr_string(n, "mode", "constant");
     if (strcmp(mode, "constant") != 0)
-        return no_grad_for(g, node, "a Pad in reflect or edge mode", err);
+        return ot_op_grad_unsupported(g, node, "a Pad in reflect or edge mode", err);
     int32_t x = n->in[0];
     int r = g->values[x].ndim;
     if (r < 1 || r > OT_MAX_DIMS)
-        return no_grad_for(g, node, "a Pad of unknown rank", err);
+        return ot_op_grad_unsupported(g, node, "a Pad of unknown rank", err);
     int64_t pads[2 * OT_MAX_DIMS], axes[OT_MAX_DIMS];
     int n_pads = 0, n_axes = r;
     for (int i = 0; i < r; i++)
@@ -99,20 +94,20 @@ ot_status ot_op_grad_pad(ot_graph *g, int32_t node, const int32_t *dy, int32_t *
             known = known && const_ints(g, n, 3, axes, OT_MAX_DIMS, &n_axes);
     }
     if (!known || n_pads != 2 * n_axes)
-        return no_grad_for(g, node, "a Pad whose pads are not constant", err);
+        return ot_op_grad_unsupported(g, node, "a Pad whose pads are not constant", err);
     int32_t cur = dy[0];
     for (int i = 0; i < n_axes; i++) {
         int a;
         if (!ot_op_axis(axes[i], r, &a))
-            return no_grad_for(g, node, "a Pad axis out of range", err);
+            return ot_op_grad_unsupported(g, node, "a Pad axis out of range", err);
         int64_t begin = pads[i], end = pads[i + n_axes];
         if (begin < 0 || end < 0)
-            return no_grad_for(g, node, "a Pad with negative pads (a crop)", err);
+            return ot_op_grad_unsupported(g, node, "a Pad with negative pads (a crop)", err);
         if (begin == 0 && end == 0)
             continue;
         int64_t len = g->values[x].dims[a];
         if (len < 0)
-            return no_grad_for(g, node, "a Pad along an axis of dynamic size", err);
+            return ot_op_grad_unsupported(g, node, "a Pad along an axis of dynamic size", err);
         ot_attr as[3] = { ot_op_grad_attr_int("axis", a), ot_op_grad_attr_int("start", begin),
                           ot_op_grad_attr_int("end", begin + len) };
         snprintf(sfx, sizeof sfx, "%d", a);

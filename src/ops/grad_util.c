@@ -311,3 +311,22 @@ const char *ot_op_grad_node_name(const ot_graph *g, int32_t node, const char *su
         snprintf(buf, size, "%s", base);
     return buf;
 }
+
+const char *ot_op_grad_dx_name(const ot_graph *g, int32_t node, int i, char *buf)
+{
+    snprintf(buf, OT_GRAD_NAME_MAX, "grad/%s", g->values[g->nodes[node].in[i]].name);
+    return buf;
+}
+
+ot_status ot_op_grad_emit1(ot_graph *g, const ot_op_desc *op, const char *name, const int32_t *in,
+                           int n_in, const ot_attr *attrs, int n_attrs, const char *out_name,
+                           int32_t *out, ot_err *err)
+{
+    const char *names[1] = { out_name };
+    return ot_op_grad_emit(g, op, 0, name, in, n_in, attrs, n_attrs, names, out, 1, err);
+}
+
+ot_status ot_op_grad_unsupported(ot_graph *g, int32_t node, const char *what, ot_err *err)
+{
+    return ot_op_err(err, OT_ERR_UNSUPPORTED, g, &g->nodes[node], "no gradient for %s", what);
+}

@@ -86,6 +86,21 @@ bool ot_op_grad_same_shape(const ot_graph *g, int32_t x, int32_t y);
 const char *ot_op_grad_node_name(const ot_graph *g, int32_t node, const char *suffix, char *buf,
                                  size_t size);
 
+/* Size of the name buffers the rules pass to the helpers below. */
+#define OT_GRAD_NAME_MAX 512
+
+/* "grad/<name of input i of node>" in buf (OT_GRAD_NAME_MAX bytes). */
+const char *ot_op_grad_dx_name(const ot_graph *g, int32_t node, int i, char *buf);
+
+/* ot_op_grad_emit for a node with one output named `out_name`. */
+ot_status ot_op_grad_emit1(ot_graph *g, const ot_op_desc *op, const char *name, const int32_t *in,
+                           int n_in, const ot_attr *attrs, int n_attrs, const char *out_name,
+                           int32_t *out, ot_err *err);
+
+/* The refusal of a rule: OT_ERR_UNSUPPORTED, "no gradient for <what>", naming
+   the node. */
+ot_status ot_op_grad_unsupported(ot_graph *g, int32_t node, const char *what, ot_err *err);
+
 /* ------------------------------------------------------- gradient rules */
 
 /* Each states its derivative beside its definition in grad_rules.c. */
