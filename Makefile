@@ -47,7 +47,7 @@ JANSSON_LIBS   := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansso
 CPPFLAGS += $(JANSSON_CFLAGS)
 
 # Debian packages the build, the tests and the demo need.
-DEB_PACKAGES := gcc make pkgconf protobuf-c-compiler libprotobuf-c-dev libonnx-dev \
+DEB_PACKAGES := gcc g++ make pkgconf protobuf-c-compiler libprotobuf-c-dev libonnx-dev \
                 libonnx-testdata libdnnl-dev python3 python3-numpy python3-onnx python3-torch \
                 python3-torchvision clang libclang-rt-14-dev libomp-14-dev zlib1g-dev \
                 libjpeg62-turbo-dev libpng-dev libjansson-dev dataset-fashion-mnist \
@@ -127,6 +127,39 @@ $(PARITY_BIN): $(PARITY_OBJ) $(STATIC)
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(UNIT_OBJ:.o=.d) $(PARITY_OBJ:.o=.d)
 
+# The CUDA backend's own kernels (src/exec/cuda/kernels/*.cu) on the host:
+# the C++ compiler builds them against kernels/emu.h, and their test
+# (tests/gpu/test_kernels.c) runs them against the plain C kernels here, on
+# any machine; tests/cli/test_cuda_kernels.sh is its suite.
+CUK_SRC := $(sort $(wildcard src/exec/cuda/kernels/*.cu))
+CUK_EMU_OBJ := $(CUK_SRC:%.cu=$(BUILD)/emu/%.o) $(BUILD)/emu/src/exec/cuda/cuda_kernels.o \
+               $(BUILD)/emu/tests/gpu/test_kernels.o
+CUK_EMU_BIN := $(BUILD)/test_kernels_emu
+
+$(BUILD)/emu/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(CXX) -x c++ -std=c++14 -DOT_CUDA_EMU $(CPPFLAGS) $(OPT) -fPIC -fno-exceptions -fno-rtti \
+	    -Wall -Wextra -MMD -MP -c $< -o $@
+
+$(BUILD)/emu/%.o: %.c | $(GEN_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) -DOT_CUDA_EMU $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+
+$(CUK_EMU_BIN): $(CUK_EMU_OBJ) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $(CUK_EMU_OBJ) $(STATIC) $(LDLIBS)
+
+-include $(CUK_EMU_OBJ:.o=.d)
+
+# The same test on the device, when the CUDA backend is built (CUDA=1):
+# linked statically against the CUDA runtime like the backend; run it on a
+# machine with a GPU (tests/gpu/check.sh, or by hand).
+ifeq ($(CUDA),1)
+CUK_DEV_BIN := $(BUILD)/test_kernels
+$(BUILD)/obj/tests/gpu/test_kernels.o: CPPFLAGS += $(CUDA_CPPFLAGS)
+$(CUK_DEV_BIN): $(BUILD)/obj/tests/gpu/test_kernels.o $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
+endif
+
 # ------------------------------------------------------------------ set-up
 deps:
 	@if [ "$$(id -u)" = 0 ]; then \
@@ -144,11 +177,11 @@ check-deps:
 
 # ------------------------------------------------------------------ tests
 test: check-deps
-	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(PARITY_BIN)
+	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(PARITY_BIN) $(CUK_EMU_BIN) $(CUK_DEV_BIN)
 	@BUILD=$(BUILD) bash tests/run.sh
 
 # The fast suites only (no PyTorch fixtures, no full test-data sweep).
-test-fast: all $(UNIT_BIN) $(PARITY_BIN)
+test-fast: all $(UNIT_BIN) $(PARITY_BIN) $(CUK_EMU_BIN) $(CUK_DEV_BIN)
 	@BUILD=$(BUILD) OT_FAST=1 bash tests/run.sh
 
 # Every torchvision family of tests/fixtures/make_family_tests.py, the slow
@@ -160,7 +193,7 @@ test-models: check-deps all
 
 asan: check-deps
 	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan all build/asan/test_unit \
-	    build/asan/test_parity
+	    build/asan/test_parity build/asan/test_kernels_emu
 	@BUILD=build/asan OT_FAST=$${OT_FAST:-1} ASAN_OPTIONS=detect_leaks=1 bash tests/run.sh
 
 debug:

@@ -43,4 +43,9 @@ bool ot_cuda_supports(const ot_graph *g, const ot_node *n, const ot_tensor *cons
 size_t ot_cuda_scratch_bytes(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
                              const ot_tensor *const *out);
 
+/* The file of src/exec/cuda/kernels/ that holds op id's kernels, or NULL
+   with *reason saying why there is none (the backend runs the op itself;
+   NULL for an op nobody covers). */
+const char *ot_cuda_kernel_file(ot_op_id id, const char **reason);
+
 #endif

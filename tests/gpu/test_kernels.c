@@ -1,0 +1,1099 @@
+/*
+ * test_kernels.c: the CUDA backend's own kernels (src/exec/cuda/cuda_kernels.c
+ * and kernels/) against the plain C kernels (src/exec/cpu/ref.h).
+ *
+ *   test_kernels            every check below; "N passed, N failed" last
+ *   test_kernels --table    prints the op table's "Kernels" rows (docs/gpu.md)
+ *
+ * 1. The table: every op the CPU backend runs has a CUDA kernel or a reason
+ *    why not, and docs/gpu.md's "Kernels" section lists exactly that.
+ * 2. The ONNX backend node tests (Debian libonnx-testdata) of each op with a
+ *    kernel: the inputs of test_data_set_0 through the plain kernel on the
+ *    host and through the CUDA kernel on the device, outputs compared with
+ *    the CPU tolerances (|got - want| <= 1e-5 + 1e-4 |want|, integers
+ *    exactly). Small integer inputs (axes, pads, Slice's operands) are
+ *    treated as the constants an exported model has.
+ * 3. Hand-built nodes with random inputs for the backward, loss and
+ *    optimizer ops (no node tests exist for the private domain) and for
+ *    shapes that the node tests do not reach (BatchNorm's multi-part sums).
+ * Each op passes when all its cases do; one line per op.
+ *
+ * Built twice: against the CUDA runtime (the device check, run by
+ * tests/gpu/check.sh; without a device it prints "skipped: no CUDA device"
+ * and counts nothing), and with -DOT_CUDA_EMU against the host emulation of
+ * kernels/emu.h, which runs here in `make test` and checks the kernels'
+ * arithmetic and indexing, not the device.
+ */
+#include <dirent.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef OT_CUDA_EMU
+#include "exec/cuda/kernels/emu.h"
+#else
+#include <cuda_runtime.h>
+#endif
+
+#include "exec/cpu/ref.h"
+#include "exec/cuda/cuda_kernels.h"
+#include "onnx/onnx.h"
+
+#define NODE_DIR "/usr/share/libonnx-testdata/data/node"
+#define MAX_IO 16
+
+/* ------------------------------------------------------------- results */
+
+static int op_pass[OT_OP_COUNT_], op_fail[OT_OP_COUNT_], op_skip[OT_OP_COUNT_];
+static char op_msg[OT_OP_COUNT_][320];
+static int n_pass, n_fail;
+static bool verbose;
+
+static void record(ot_op_id op, int res, const char *what, const char *msg)
+{
+    if (res > 0) {
+        op_pass[op]++;
+    } else if (res < 0) {
+        op_fail[op]++;
+        if (!op_msg[op][0])
+            snprintf(op_msg[op], sizeof op_msg[op], "%s: %s", what, msg);
+    } else {
+        op_skip[op]++;
+    }
+    if (verbose)
+        printf("  %s %s: %s\n", res > 0 ? "pass" : res < 0 ? "FAIL" : "skip", what, msg);
+}
+
+/* -------------------------------------------------------------- device */
+
+static ot_cuda_ctx ctx;
+
+static void *dev_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (cudaMalloc(&p, bytes ? bytes : 1) != cudaSuccess)
+        return NULL;
+    return p;
+}
+
+/* Element-wise comparison with the CPU tolerances; the worst element into
+   msg on failure. */
+static bool compare(const ot_tensor *got, const ot_tensor *want, char *msg, size_t size)
+{
+    bool is_float = want->dtype == OT_DTYPE_FLOAT || want->dtype == OT_DTYPE_DOUBLE;
+    int64_t numel = ot_tensor_numel(want);
+    for (int64_t i = 0; i < numel; i++) {
+        if (!is_float) {
+            int64_t a = ot_tensor_get_i64(got, i), b = ot_tensor_get_i64(want, i);
+            if (a != b) {
+                snprintf(msg, size, "element %lld: got %lld, want %lld (exact)", (long long)i,
+                         (long long)a, (long long)b);
+                return false;
+            }
+            continue;
+        }
+        double a = ot_tensor_get_f64(got, i), b = ot_tensor_get_f64(want, i);
+        bool same = (isnan(a) && isnan(b)) || (isinf(a) && isinf(b) && (a > 0) == (b > 0)) ||
+                    fabs(a - b) <= 1e-5 + 1e-4 * fabs(b);
+        if (!same) {
+            snprintf(msg, size, "element %lld of %lld: got %.9g, want %.9g", (long long)i,
+                     (long long)numel, a, b);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Runs node n (graph g, may be NULL) on host tensors `in` through the plain
+   kernel and through the CUDA kernel on device copies, outputs shaped as
+   `out` (their data ignored). 1: the same outputs, -1: they differ or a
+   kernel failed, 0: one side does not handle the case (msg says why). */
+static int run_both(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                    ot_tensor *const *out, char *msg, size_t size)
+{
+    ot_tensor href[MAX_IO], dout[MAX_IO], din[MAX_IO], back;
+    ot_tensor *hp[MAX_IO], *dp[MAX_IO];
+    const ot_tensor *dip[MAX_IO];
+    void *scratch = NULL;
+    const char *why = NULL;
+    ot_err err;
+    int res = -1;
+    ot_err_init(&err);
+    memset(href, 0, sizeof href);
+    memset(dout, 0, sizeof dout);
+    memset(din, 0, sizeof din);
+    memset(&back, 0, sizeof back);
+    msg[0] = 0;
+    if (n->n_in > MAX_IO || n->n_out > MAX_IO) {
+        snprintf(msg, size, "too many inputs or outputs");
+        return 0;
+    }
+    if (!ot_ref_supports(g, n, in, (const ot_tensor *const *)out, &why)) {
+        snprintf(msg, size, "plain kernel: %s", why ? why : "unsupported");
+        return 0;
+    }
+    if (!ot_cuda_supports(g, n, in, (const ot_tensor *const *)out, &why)) {
+        snprintf(msg, size, "CUDA kernel: %s", why ? why : "unsupported");
+        return 0;
+    }
+    for (int j = 0; j < n->n_out; j++) {
+        hp[j] = dp[j] = NULL;
+        if (!out[j])
+            continue;
+        href[j] = *out[j];
+        href[j].data = calloc(out[j]->bytes ? out[j]->bytes : 1, 1);
+        dout[j] = *out[j];
+        dout[j].data = dev_alloc(out[j]->bytes);
+        if (!href[j].data || !dout[j].data) {
+            snprintf(msg, size, "out of memory");
+            goto done;
+        }
+        /* all bits set: NaN for floats, so that an unwritten element shows */
+        cudaMemsetAsync(dout[j].data, 0xff, out[j]->bytes, (cudaStream_t)ctx.stream);
+        hp[j] = &href[j];
+        dp[j] = &dout[j];
+    }
+    for (int j = 0; j < n->n_in; j++) {
+        dip[j] = NULL;
+        if (!in[j])
+            continue;
+        din[j] = *in[j];
+        din[j].data = dev_alloc(in[j]->bytes);
+        if (!din[j].data) {
+            snprintf(msg, size, "out of memory");
+            goto done;
+        }
+        if (in[j]->bytes)
+            cudaMemcpy(din[j].data, in[j]->data, in[j]->bytes, cudaMemcpyHostToDevice);
+        dip[j] = &din[j];
+    }
+    if (ot_ref_kernel(n)(g, n, in, hp, &err) != OT_OK) {
+        snprintf(msg, size, "plain kernel: %.200s", err.msg);
+        res = 0;
+        goto done;
+    }
+    size_t sb = ot_cuda_scratch_bytes(g, n, dip, (const ot_tensor *const *)dp);
+    scratch = dev_alloc(sb);
+    ctx.scratch = scratch;
+    ctx.scratch_bytes = sb;
+    if (!scratch) {
+        snprintf(msg, size, "out of memory");
+        goto done;
+    }
+    if (ot_cuda_kernel(n)(&ctx, g, n, dip, dp, &err) != OT_OK) {
+        snprintf(msg, size, "CUDA kernel: %.200s", err.msg);
+        goto done;
+    }
+    cudaError_t ce = cudaStreamSynchronize((cudaStream_t)ctx.stream);
+    if (ce == cudaSuccess)
+        ce = cudaGetLastError();
+    if (ce != cudaSuccess) {
+        snprintf(msg, size, "CUDA: %s", cudaGetErrorString(ce));
+        goto done;
+    }
+    res = 1;
+    for (int j = 0; j < n->n_out && res > 0; j++) {
+        if (!hp[j])
+            continue;
+        char m[256];
+        back = *out[j];
+        back.data = malloc(out[j]->bytes ? out[j]->bytes : 1);
+        if (!back.data) {
+            res = -1;
+            break;
+        }
+        if (out[j]->bytes)
+            cudaMemcpy(back.data, dout[j].data, out[j]->bytes, cudaMemcpyDeviceToHost);
+        if (!compare(&back, &href[j], m, sizeof m)) {
+            snprintf(msg, size, "output %d: %s", j, m);
+            res = -1;
+        }
+        free(back.data);
+        back.data = NULL;
+    }
+    if (res > 0)
+        snprintf(msg, size, "ok");
+done:
+    for (int j = 0; j < MAX_IO; j++) {
+        free(href[j].data);
+        if (dout[j].data)
+            cudaFree(dout[j].data);
+        if (din[j].data)
+            cudaFree(din[j].data);
+    }
+    if (scratch)
+        cudaFree(scratch);
+    return res;
+}
+
+/* ------------------------------------------------------ the op table */
+
+/* Prints the docs' rows: op, kernel file or the reason for none. */
+static void print_table(void)
+{
+    printf("| op | CUDA kernel |\n|---|---|\n");
+    for (int id = 0; id < OT_OP_COUNT_; id++) {
+        const ot_op_desc *d = ot_op_table[id];
+        const char *reason, *file = ot_cuda_kernel_file((ot_op_id)id, &reason);
+        printf("| %s%s%s | %s%s%s |\n", d->domain[0] ? d->domain : "", d->domain[0] ? ":" : "",
+               d->type, file ? "kernels/" : "", file ? file : "none: ",
+               file ? "" : reason ? reason : "MISSING");
+    }
+}
+
+/* Every op the CPU runs (a plain kernel) has a CUDA kernel or a reason, and
+   docs/gpu.md lists each row as print_table writes it. */
+static void check_table(const char *docs)
+{
+    int bad = 0;
+    for (int id = 0; id < OT_OP_COUNT_; id++) {
+        ot_node n;
+        memset(&n, 0, sizeof n);
+        n.op = ot_op_table[id];
+        n.op_type = n.op->type;
+        const char *reason, *file = ot_cuda_kernel_file((ot_op_id)id, &reason);
+        if (ot_ref_kernel(&n) && !ot_cuda_kernel(&n) && !reason) {
+            printf("FAIL table: %s runs on the CPU but has no CUDA kernel and no reason "
+                   "(add a row to src/exec/cuda/cuda_kernels.c)\n",
+                   n.op_type);
+            bad++;
+        }
+        if ((file != NULL) != (ot_cuda_kernel(&n) != NULL)) {
+            printf("FAIL table: %s: kernel and file disagree\n", n.op_type);
+            bad++;
+        }
+    }
+    FILE *f = fopen(docs, "r");
+    char *text = NULL;
+    long len = 0;
+    if (f && fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        text = calloc((size_t)len + 1, 1);
+        if (text && fread(text, 1, (size_t)len, f) != (size_t)len) {
+            free(text);
+            text = NULL;
+        }
+    }
+    if (f)
+        fclose(f);
+    if (!text) {
+        printf("FAIL table: cannot read %s\n", docs);
+        bad++;
+    }
+    for (int id = 0; text && id < OT_OP_COUNT_; id++) {
+        const ot_op_desc *d = ot_op_table[id];
+        const char *reason, *file = ot_cuda_kernel_file((ot_op_id)id, &reason);
+        char row[512];
+        snprintf(row, sizeof row, "| %s%s%s | %s%s%s |\n", d->domain[0] ? d->domain : "",
+                 d->domain[0] ? ":" : "", d->type, file ? "kernels/" : "",
+                 file ? file : "none: ", file ? "" : reason ? reason : "MISSING");
+        if (!strstr(text, row)) {
+            printf("FAIL table: %s lacks the row %s", docs, row);
+            bad++;
+        }
+    }
+    free(text);
+    if (bad) {
+        printf("FAIL op table (%d problems; `test_kernels --table` prints the rows)\n", bad);
+        n_fail++;
+    } else {
+        printf("pass op table\n");
+        n_pass++;
+    }
+}
+
+/* ------------------------------------------------------- node tests */
+
+/* the inputs an exported model holds as constants: small integer lists
+   (axes, pads, Slice's operands) and scalars (Dropout's ratio) */
+static bool small_const(const ot_tensor *t)
+{
+    return ((t->dtype == OT_DTYPE_INT64 || t->dtype == OT_DTYPE_INT32) &&
+            ot_tensor_numel(t) <= 16) ||
+           ot_tensor_numel(t) == 1;
+}
+
+/* One node test folder; records the result under its op. */
+static void node_case(const char *name)
+{
+    char path[1024], msg[400];
+    ot_err err;
+    ot_graph *g = NULL;
+    ot_tensor ins[MAX_IO], outs[MAX_IO];
+    const ot_tensor *inp[MAX_IO];
+    ot_tensor *outp[MAX_IO];
+    bool owned[MAX_IO] = { false }, made_const[MAX_IO] = { false };
+    memset(ins, 0, sizeof ins);
+    memset(outs, 0, sizeof outs);
+    ot_err_init(&err);
+    snprintf(path, sizeof path, "%s/%s/model.onnx", NODE_DIR, name);
+    if (ot_onnx_import_file(path, NULL, &g, &err) != OT_OK)
+        return;
+    ot_node *n = &g->nodes[0];
+    if (g->n_nodes != 1 || !n->op || !ot_cuda_kernel(n) || n->n_in > MAX_IO ||
+        n->n_out > MAX_IO) {
+        ot_graph_free(g);
+        return;
+    }
+    ot_op_id op = n->op->id;
+    for (int j = 0; j < n->n_in; j++) {
+        int32_t id = n->in[j];
+        inp[j] = NULL;
+        if (id < 0)
+            continue;
+        int k = -1, pos = 0;
+        for (int i = 0; i < g->n_inputs; i++) {
+            const ot_value *v = &g->values[g->inputs[i].value];
+            if (v->flags & OT_VAL_INIT)
+                continue;
+            if (g->inputs[i].value == id)
+                k = pos;
+            pos++;
+        }
+        if (k >= 0) {
+            snprintf(path, sizeof path, "%s/%s/test_data_set_0/input_%d.pb", NODE_DIR, name, k);
+            if (ot_onnx_read_tensor(path, &ins[j], NULL, &err) != OT_OK)
+                goto done;
+            owned[j] = true;
+            inp[j] = &ins[j];
+            ot_value *v = &g->values[id];
+            if (j > 0 && small_const(&ins[j]) && !(v->flags & OT_VAL_CONST)) {
+                v->data = ins[j];
+                v->flags |= OT_VAL_CONST;
+                made_const[j] = true;
+            }
+        } else if (ot_graph_const(g, id)) {
+            inp[j] = ot_graph_const(g, id);
+        } else {
+            goto done;
+        }
+    }
+    for (int j = 0; j < n->n_out; j++) {
+        int32_t id = n->out[j];
+        outp[j] = NULL;
+        if (id < 0)
+            continue;
+        int k = -1;
+        for (int i = 0; i < g->n_outputs; i++)
+            if (g->outputs[i].value == id)
+                k = i;
+        ot_tensor *o = &outs[j];
+        if (k >= 0) {
+            snprintf(path, sizeof path, "%s/%s/test_data_set_0/output_%d.pb", NODE_DIR, name, k);
+            if (ot_onnx_read_tensor(path, o, NULL, &err) != OT_OK)
+                goto done;
+            ot_free(o->data);
+            o->data = NULL;
+        } else {
+            const ot_value *v = &g->values[id];
+            if (v->ndim < 0 || ot_dtype_size(v->dtype) == 0)
+                goto done;
+            o->dtype = v->dtype;
+            o->ndim = v->ndim;
+            for (int d = 0; d < v->ndim; d++) {
+                if (v->dims[d] < 0)
+                    goto done;
+                o->dims[d] = v->dims[d];
+            }
+            o->bytes = (size_t)ot_tensor_numel(o) * ot_dtype_size(o->dtype);
+        }
+        outp[j] = o;
+    }
+    record(op, run_both(g, n, inp, outp, msg, sizeof msg), name, msg);
+done:
+    for (int j = 0; j < MAX_IO; j++) {
+        if (made_const[j]) {
+            memset(&g->values[n->in[j]].data, 0, sizeof(ot_tensor));
+            g->values[n->in[j]].flags &= ~(uint32_t)OT_VAL_CONST;
+        }
+        if (owned[j])
+            ot_free(ins[j].data);
+    }
+    ot_graph_free(g);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void node_tests(void)
+{
+    DIR *d = opendir(NODE_DIR);
+    char **names = NULL;
+    size_t count = 0, cap = 0;
+    if (!d) {
+        printf("note: %s not found; node tests skipped\n", NODE_DIR);
+        return;
+    }
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "test_", 5) != 0)
+            continue;
+        if (count == cap) {
+            cap = cap ? 2 * cap : 256;
+            char **p = realloc(names, cap * sizeof *names);
+            if (!p)
+                break;
+            names = p;
+        }
+        names[count] = strdup(e->d_name);
+        if (names[count])
+            count++;
+    }
+    closedir(d);
+    qsort(names, count, sizeof *names, cmp_str);
+    for (size_t i = 0; i < count; i++) {
+        node_case(names[i]);
+        free(names[i]);
+    }
+    free(names);
+}
+
+/* --------------------------------------------------- hand-built nodes */
+
+/* A node with its own attributes, ids and tensors. */
+typedef struct tcase {
+    ot_node n;
+    ot_attr attrs[12];
+    int64_t ints[12][8];
+    ot_tensor tens[12];
+    int32_t in_ids[MAX_IO], out_ids[8];
+    ot_tensor in[MAX_IO], out[8];
+} tcase;
+
+static uint32_t rng = 12345;
+
+static double urand(void)
+{
+    rng = rng * 1664525u + 1013904223u;
+    return (double)(rng >> 8) / 16777216.0;
+}
+
+static void tc_init(tcase *t, ot_op_id op, int opset, int n_in, int n_out)
+{
+    memset(t, 0, sizeof *t);
+    t->n.op = ot_op_table[op];
+    t->n.op_type = t->n.op->type;
+    t->n.domain = t->n.op->domain;
+    t->n.name = "case";
+    t->n.opset = opset;
+    t->n.n_in = n_in;
+    t->n.n_out = n_out;
+    t->n.in = t->in_ids;
+    t->n.out = t->out_ids;
+    t->n.attrs = t->attrs;
+    for (int i = 0; i < n_in; i++)
+        t->in_ids[i] = i;
+    for (int i = 0; i < n_out; i++)
+        t->out_ids[i] = 100 + i;
+}
+
+static ot_attr *tc_attr(tcase *t, const char *name, ot_attr_type type)
+{
+    ot_attr *a = &t->attrs[t->n.n_attrs++];
+    a->name = name;
+    a->type = type;
+    return a;
+}
+
+static void tc_int(tcase *t, const char *name, int64_t v) { tc_attr(t, name, OT_ATTR_INT)->i = v; }
+static void tc_float(tcase *t, const char *name, float v)
+{
+    tc_attr(t, name, OT_ATTR_FLOAT)->f = v;
+}
+static void tc_str(tcase *t, const char *name, const char *s)
+{
+    ot_attr *a = tc_attr(t, name, OT_ATTR_STRING);
+    a->s = s;
+    a->s_len = strlen(s);
+}
+static void tc_ints(tcase *t, const char *name, int count, const int64_t *v)
+{
+    int slot = t->n.n_attrs;
+    ot_attr *a = tc_attr(t, name, OT_ATTR_INTS);
+    memcpy(t->ints[slot], v, (size_t)count * sizeof *v);
+    a->ints = t->ints[slot];
+    a->n = (size_t)count;
+}
+/* a 0-d double TENSOR attribute (the optimizer's hyper-parameters) */
+static void tc_double(tcase *t, const char *name, double v)
+{
+    int slot = t->n.n_attrs;
+    ot_attr *a = tc_attr(t, name, OT_ATTR_TENSOR);
+    ot_tensor *x = &t->tens[slot];
+    x->dtype = OT_DTYPE_DOUBLE;
+    x->ndim = 0;
+    x->bytes = sizeof(double);
+    x->data = &t->ints[slot][0];
+    memcpy(x->data, &v, sizeof v);
+    a->t = x;
+}
+
+enum { RAND, POS, MASK, LABELS, ZERO, COARSE, RELU };
+
+/* Sets tensor *t: dtype, dims (ndim of them, -1 terminated list) and data:
+   RAND uniform in [-1, 1), POS in [0.5, 1.5), MASK random bools, LABELS
+   integers in [0, arg), ZERO zeros, COARSE eighths in [-0.5, 0.5) (ties),
+   RELU max(RAND, 0) (exact zeros). */
+static void tc_tensor(ot_tensor *t, ot_dtype dt, int fill, int arg, int ndim, ...)
+{
+    va_list ap;
+    memset(t, 0, sizeof *t);
+    t->dtype = dt;
+    t->ndim = ndim;
+    va_start(ap, ndim);
+    for (int i = 0; i < ndim; i++)
+        t->dims[i] = va_arg(ap, int64_t);
+    va_end(ap);
+    int64_t numel = ot_tensor_numel(t);
+    t->bytes = (size_t)numel * ot_dtype_size(dt);
+    t->data = calloc(t->bytes ? t->bytes : 1, 1);
+    for (int64_t i = 0; t->data && i < numel; i++) {
+        double v = fill == RAND     ? urand() * 2 - 1
+                   : fill == POS    ? urand() + 0.5
+                   : fill == MASK   ? (double)(urand() < 0.6)
+                   : fill == LABELS ? floor(urand() * arg)
+                   : fill == COARSE ? floor(urand() * 8) / 8 - 0.5
+                   : fill == RELU   ? fmax(urand() * 2 - 1, 0)
+                                    : 0;
+        switch (dt) {
+        case OT_DTYPE_FLOAT: ((float *)t->data)[i] = (float)v; break;
+        case OT_DTYPE_DOUBLE: ((double *)t->data)[i] = v; break;
+        case OT_DTYPE_INT64: ((int64_t *)t->data)[i] = (int64_t)v; break;
+        case OT_DTYPE_INT32: ((int32_t *)t->data)[i] = (int32_t)v; break;
+        default: ((uint8_t *)t->data)[i] = (uint8_t)v; break;
+        }
+    }
+}
+
+#define IN(t, i, dt, fill, arg, ...) tc_tensor(&(t)->in[i], dt, fill, arg, __VA_ARGS__)
+#define OUT(t, i, dt, ...) tc_tensor(&(t)->out[i], dt, ZERO, 0, __VA_ARGS__)
+#define D(x) ((int64_t)(x))
+
+/* Runs a hand-built case and frees its tensors. */
+static void tc_run(tcase *t, const char *what)
+{
+    const ot_tensor *in[MAX_IO];
+    ot_tensor *out[8];
+    char msg[400], label[200];
+    for (int i = 0; i < t->n.n_in; i++)
+        in[i] = t->in_ids[i] >= 0 ? &t->in[i] : NULL;
+    for (int i = 0; i < t->n.n_out; i++)
+        out[i] = t->out_ids[i] >= 0 ? &t->out[i] : NULL;
+    snprintf(label, sizeof label, "%s (%s)", t->n.op_type, what);
+    record(t->n.op->id, run_both(NULL, &t->n, in, out, msg, sizeof msg), label, msg);
+    for (int i = 0; i < MAX_IO; i++)
+        free(t->in[i].data);
+    for (int i = 0; i < 8; i++)
+        free(t->out[i].data);
+}
+
+static void cases_batchnorm(void)
+{
+    static const int64_t shapes[][4] = { { 4, 16, 9, 9 }, { 8, 6, 20, 20 }, { 3, 5, 1, 1 } };
+    for (int s = 0; s < 3; s++) {
+        const int64_t *d = shapes[s];
+        tcase t;
+        tc_init(&t, OT_OP_BATCHNORM_TRAIN, 1, 5, 5);
+        tc_float(&t, "epsilon", 1e-5f);
+        tc_float(&t, "momentum", 0.9f);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+        for (int i = 1; i < 5; i++)
+            IN(&t, i, OT_DTYPE_FLOAT, i == 4 ? POS : RAND, 0, 1, d[1]);
+        OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], d[2], d[3]);
+        for (int i = 1; i < 5; i++)
+            OUT(&t, i, OT_DTYPE_FLOAT, 1, d[1]);
+        tc_run(&t, "statistics and running estimates");
+
+        for (int training = 0; training < 2; training++) {
+            tc_init(&t, OT_OP_BATCHNORM_GRAD, 1, 5, 3);
+            tc_int(&t, "training_mode", training);
+            IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+            IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+            IN(&t, 2, OT_DTYPE_FLOAT, RAND, 0, 1, d[1]);
+            IN(&t, 3, OT_DTYPE_FLOAT, RAND, 0, 1, d[1]);
+            IN(&t, 4, OT_DTYPE_FLOAT, POS, 0, 1, d[1]);
+            OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], d[2], d[3]);
+            OUT(&t, 1, OT_DTYPE_FLOAT, 1, d[1]);
+            OUT(&t, 2, OT_DTYPE_FLOAT, 1, d[1]);
+            tc_run(&t, training ? "training" : "inference");
+        }
+
+        tc_init(&t, OT_OP_BATCHNORM, 15, 5, 3);
+        tc_int(&t, "training_mode", 1);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+        for (int i = 1; i < 5; i++)
+            IN(&t, i, OT_DTYPE_FLOAT, i == 4 ? POS : RAND, 0, 1, d[1]);
+        OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], d[2], d[3]);
+        OUT(&t, 1, OT_DTYPE_FLOAT, 1, d[1]);
+        OUT(&t, 2, OT_DTYPE_FLOAT, 1, d[1]);
+        tc_run(&t, "opset 15 training mode");
+    }
+}
+
+/* pools: forward and backward on one geometry */
+static void pool_case(const char *what, int k, const int64_t *xd, const int64_t *yd,
+                      const int64_t *ks, const int64_t *st, const int64_t *pads, int ceil,
+                      int include_pad)
+{
+    static const ot_op_id ops[] = { OT_OP_MAXPOOL, OT_OP_AVGPOOL, OT_OP_MAXPOOL_GRAD,
+                                    OT_OP_AVGPOOL_GRAD };
+    for (int o = 0; o < 4; o++) {
+        tcase t;
+        bool grad = o >= 2;
+        tc_init(&t, ops[o], grad ? 1 : 11, grad ? 2 : 1, 1);
+        tc_ints(&t, "kernel_shape", k, ks);
+        tc_ints(&t, "strides", k, st);
+        tc_ints(&t, "pads", 2 * k, pads);
+        tc_int(&t, "ceil_mode", ceil);
+        tc_int(&t, "count_include_pad", include_pad);
+        int r = k + 2;
+        ot_tensor *x = &t.in[grad ? 1 : 0];
+        tc_tensor(x, OT_DTYPE_FLOAT, COARSE, 0, r, xd[0], xd[1], xd[2], xd[3], xd[4]);
+        if (grad) {
+            tc_tensor(&t.in[0], OT_DTYPE_FLOAT, RAND, 0, r, yd[0], yd[1], yd[2], yd[3], yd[4]);
+            tc_tensor(&t.out[0], OT_DTYPE_FLOAT, ZERO, 0, r, xd[0], xd[1], xd[2], xd[3], xd[4]);
+            if (ops[o] == OT_OP_AVGPOOL_GRAD) {
+                t.n.n_in = 1; /* AveragePoolGrad: dY only */
+                free(t.in[1].data);
+                t.in[1].data = NULL;
+            }
+        } else {
+            tc_tensor(&t.out[0], OT_DTYPE_FLOAT, ZERO, 0, r, yd[0], yd[1], yd[2], yd[3], yd[4]);
+        }
+        tc_run(&t, what);
+    }
+}
+
+static void cases_pools(void)
+{
+    pool_case("3x3 s2 p1", 2, (int64_t[]){ 2, 3, 17, 17, 0 }, (int64_t[]){ 2, 3, 9, 9, 0 },
+              (int64_t[]){ 3, 3 }, (int64_t[]){ 2, 2 }, (int64_t[]){ 1, 1, 1, 1 }, 0, 0);
+    pool_case("2x2 s2 ceil, pad counted", 2, (int64_t[]){ 1, 2, 7, 9, 0 },
+              (int64_t[]){ 1, 2, 4, 5, 0 }, (int64_t[]){ 2, 2 }, (int64_t[]){ 2, 2 },
+              (int64_t[]){ 0, 0, 0, 0 }, 1, 1);
+    pool_case("1-D k3 s1 p1", 1, (int64_t[]){ 2, 2, 10, 0, 0 }, (int64_t[]){ 2, 2, 10, 0, 0 },
+              (int64_t[]){ 3 }, (int64_t[]){ 1 }, (int64_t[]){ 1, 1 }, 0, 1);
+    pool_case("3-D 2x2x2 s2", 3, (int64_t[]){ 1, 2, 4, 6, 4 }, (int64_t[]){ 1, 2, 2, 3, 2 },
+              (int64_t[]){ 2, 2, 2 }, (int64_t[]){ 2, 2, 2 }, (int64_t[]){ 0, 0, 0, 0, 0, 0 }, 0,
+              0);
+    static const ot_op_id gops[] = { OT_OP_GLOBALAVGPOOL_GRAD, OT_OP_GLOBALMAXPOOL_GRAD };
+    for (int o = 0; o < 2; o++) {
+        tcase t;
+        tc_init(&t, gops[o], 1, o ? 2 : 1, 1);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, D(3), D(5), D(1), D(1));
+        if (o)
+            IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 4, D(3), D(5), D(6), D(7));
+        OUT(&t, 0, OT_DTYPE_FLOAT, 4, D(3), D(5), D(6), D(7));
+        tc_run(&t, "3x5x6x7");
+    }
+}
+
+static void cases_eltwise_grads(void)
+{
+    static const ot_op_id ops[] = { OT_OP_RELU_GRAD, OT_OP_LEAKYRELU_GRAD, OT_OP_SIGMOID_GRAD,
+                                    OT_OP_CLIP_GRAD, OT_OP_DROPOUT_GRAD };
+    for (int o = 0; o < 5; o++) {
+        tcase t;
+        tc_init(&t, ops[o], 1, 2, 1);
+        tc_float(&t, "alpha", 0.2f);
+        tc_float(&t, "min", -0.3f);
+        tc_float(&t, "max", 0.4f);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 3, D(4), D(5), D(33));
+        if (ops[o] == OT_OP_DROPOUT_GRAD)
+            IN(&t, 1, OT_DTYPE_BOOL, MASK, 0, 3, D(4), D(5), D(33));
+        else if (ops[o] == OT_OP_RELU_GRAD)
+            IN(&t, 1, OT_DTYPE_FLOAT, RELU, 0, 3, D(4), D(5), D(33));
+        else if (ops[o] == OT_OP_CLIP_GRAD)
+            IN(&t, 1, OT_DTYPE_FLOAT, COARSE, 0, 3, D(4), D(5), D(33));
+        else
+            IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 3, D(4), D(5), D(33));
+        OUT(&t, 0, OT_DTYPE_FLOAT, 3, D(4), D(5), D(33));
+        tc_run(&t, "4x5x33");
+    }
+    static const char *const math[] = { "Sqrt",     "Reciprocal", "Exp",  "Log",      "Tanh",
+                                        "Erf",      "HardSigmoid", "HardSwish", "Elu", "Selu",
+                                        "Softplus", "Gelu",       "Pow" };
+    for (size_t m = 0; m < sizeof math / sizeof math[0]; m++) {
+        tcase t;
+        tc_init(&t, OT_OP_UNARY_GRAD, 1, 2, 1);
+        tc_str(&t, "op", math[m]);
+        if (!strcmp(math[m], "Pow"))
+            tc_float(&t, "alpha", 2.5f);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 2, D(7), D(41));
+        bool pos = !strcmp(math[m], "Sqrt") || !strcmp(math[m], "Log") ||
+                   !strcmp(math[m], "Pow") || !strcmp(math[m], "Reciprocal");
+        IN(&t, 1, OT_DTYPE_FLOAT, pos ? POS : RAND, 0, 2, D(7), D(41));
+        OUT(&t, 0, OT_DTYPE_FLOAT, 2, D(7), D(41));
+        tc_run(&t, math[m]);
+    }
+    /* PReluGrad, slope per channel */
+    tcase t;
+    tc_init(&t, OT_OP_PRELU_GRAD, 1, 3, 2);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, D(2), D(3), D(4), D(5));
+    IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 4, D(2), D(3), D(4), D(5));
+    IN(&t, 2, OT_DTYPE_FLOAT, RAND, 0, 3, D(3), D(1), D(1));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 4, D(2), D(3), D(4), D(5));
+    OUT(&t, 1, OT_DTYPE_FLOAT, 4, D(2), D(3), D(4), D(5));
+    tc_run(&t, "per-channel slope");
+    /* ExtremumGrad: Max of three inputs, one broadcast, with ties */
+    for (int k = 0; k < 3; k++) {
+        tc_init(&t, OT_OP_EXTREMUM_GRAD, 1, 5, 1);
+        tc_int(&t, "index", k);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 2, D(4), D(6));
+        IN(&t, 2, OT_DTYPE_FLOAT, RAND, 0, 2, D(4), D(6));
+        IN(&t, 3, OT_DTYPE_FLOAT, RAND, 0, 1, D(6));
+        IN(&t, 4, OT_DTYPE_FLOAT, RAND, 0, 2, D(4), D(6));
+        memcpy(t.in[4].data, t.in[2].data, 6 * sizeof(float)); /* a tie in row 0 */
+        IN(&t, 1, OT_DTYPE_FLOAT, ZERO, 0, 2, D(4), D(6));
+        for (int i = 0; i < 24; i++) {
+            float a = ((float *)t.in[2].data)[i], b = ((float *)t.in[3].data)[i % 6],
+                  c = ((float *)t.in[4].data)[i];
+            float m = a > b ? a : b;
+            ((float *)t.in[1].data)[i] = m > c ? m : c;
+        }
+        OUT(&t, 0, OT_DTYPE_FLOAT, 2, D(4), D(6));
+        tc_run(&t, k == 1 ? "broadcast input" : "input with ties");
+    }
+}
+
+static void cases_reduce(void)
+{
+    static const char *const modes[] = { "ReduceSum", "ReduceMean", "ReduceMax", "ReduceL2" };
+    for (int m = 0; m < 4; m++) {
+        tcase t;
+        tc_init(&t, OT_OP_REDUCE_GRAD, 1, 3, 1);
+        tc_str(&t, "mode", modes[m]);
+        tc_ints(&t, "axes", 2, (int64_t[]){ 0, 2 });
+        tc_int(&t, "keepdims", 1);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 3, D(1), D(5), D(1));
+        IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 3, D(3), D(5), D(4));
+        IN(&t, 2, OT_DTYPE_FLOAT, ZERO, 0, 3, D(1), D(5), D(1));
+        for (int c = 0; c < 5; c++) { /* Y: the forward reduction of X */
+            double acc = m == 2 ? -HUGE_VAL : 0;
+            for (int a = 0; a < 3; a++)
+                for (int b = 0; b < 4; b++) {
+                    double v = ((float *)t.in[1].data)[(a * 5 + c) * 4 + b];
+                    acc = m == 2 ? (v > acc ? v : acc) : acc + (m == 3 ? v * v : v);
+                }
+            ((float *)t.in[2].data)[c] =
+                (float)(m == 1 ? acc / 12 : m == 3 ? sqrt(acc) : acc);
+        }
+        OUT(&t, 0, OT_DTYPE_FLOAT, 3, D(3), D(5), D(4));
+        tc_run(&t, modes[m]);
+    }
+    /* forward reductions with axes as an attribute, large enough for parts */
+    for (int m = 0; m < 4; m++) {
+        static const ot_op_id ops[] = { OT_OP_REDUCE_SUM, OT_OP_REDUCE_MEAN, OT_OP_REDUCE_MAX,
+                                        OT_OP_REDUCE_L2 };
+        tcase t;
+        tc_init(&t, ops[m], 11, 1, 1);
+        tc_ints(&t, "axes", 2, (int64_t[]){ 0, 2 });
+        tc_int(&t, "keepdims", 0);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 3, D(40), D(3), D(50));
+        OUT(&t, 0, OT_DTYPE_FLOAT, 1, D(3));
+        tc_run(&t, "2000 elements an output");
+    }
+    tcase t;
+    tc_init(&t, OT_OP_REDUCE_SUM_TO, 1, 1, 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, D(6), D(4), D(5), D(3));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 3, D(4), D(1), D(3));
+    tc_run(&t, "to (4, 1, 3)");
+    tc_init(&t, OT_OP_REDUCE_SUM_TO, 1, 1, 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 2, D(300), D(20));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 0);
+    tc_run(&t, "to a scalar");
+    tc_init(&t, OT_OP_BROADCAST_TO, 1, 1, 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 3, D(4), D(1), D(3));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 4, D(6), D(4), D(5), D(3));
+    tc_run(&t, "from (4, 1, 3)");
+    tc_init(&t, OT_OP_GRAD_SUM_SQUARES, 1, 2, 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 2, D(123), D(457));
+    IN(&t, 1, OT_DTYPE_DOUBLE, POS, 0, 0);
+    OUT(&t, 0, OT_DTYPE_DOUBLE, 0);
+    tc_run(&t, "with an accumulated sum");
+    tc_init(&t, OT_OP_CLIP_GRAD_COEF, 1, 1, 2);
+    tc_float(&t, "max_norm", 0.5f);
+    IN(&t, 0, OT_DTYPE_DOUBLE, POS, 0, 0);
+    OUT(&t, 0, OT_DTYPE_FLOAT, 0);
+    OUT(&t, 1, OT_DTYPE_FLOAT, 0);
+    tc_run(&t, "coefficient and norm");
+}
+
+static void cases_loss(void)
+{
+    for (int grad = 0; grad < 2; grad++)
+        for (int smooth = 0; smooth < 2; smooth++) {
+            tcase t;
+            tc_init(&t, grad ? OT_OP_SOFTMAX_XENT_GRAD : OT_OP_SOFTMAX_XENT, 1, grad ? 3 : 2, 1);
+            if (smooth)
+                tc_float(&t, "label_smoothing", 0.1f);
+            if (grad)
+                IN(&t, 0, OT_DTYPE_FLOAT, POS, 0, 0);
+            IN(&t, grad, OT_DTYPE_FLOAT, RAND, 0, 2, D(9), D(11));
+            IN(&t, grad + 1, OT_DTYPE_INT64, LABELS, 11, 1, D(9));
+            if (grad)
+                OUT(&t, 0, OT_DTYPE_FLOAT, 2, D(9), D(11));
+            else
+                OUT(&t, 0, OT_DTYPE_FLOAT, 0);
+            tc_run(&t, smooth ? "label smoothing 0.1" : "plain");
+        }
+    static const ot_op_id ops[] = { OT_OP_SOFTMAX_GRAD, OT_OP_LOGSOFTMAX_GRAD };
+    for (int o = 0; o < 2; o++)
+        for (int axis = 0; axis < 3; axis++) {
+            tcase t;
+            tc_init(&t, ops[o], 1, 2, 1);
+            tc_int(&t, "axis", axis);
+            IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 3, D(3), D(4), D(5));
+            IN(&t, 1, OT_DTYPE_FLOAT, POS, 0, 3, D(3), D(4), D(5));
+            OUT(&t, 0, OT_DTYPE_FLOAT, 3, D(3), D(4), D(5));
+            tc_run(&t, axis == 0 ? "axis 0" : axis == 1 ? "axis 1" : "axis 2");
+        }
+}
+
+static void cases_norm(void)
+{
+    struct {
+        const char *mode;
+        int axis, groups, np;
+        const char *what;
+    } m[] = {
+        { "LayerNormalization", 1, 1, 30, "layer, axis 1" },
+        { "LayerNormalization", 2, 1, 5, "layer, axis 2" },
+        { "InstanceNormalization", 1, 1, 6, "instance" },
+        { "GroupNormalization", 1, 3, 6, "group, scale per channel" },
+        { "GroupNormalization", 1, 3, 3, "group, scale per group" },
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        tcase t;
+        tc_init(&t, OT_OP_NORM_GRAD, 1, 3, 3);
+        tc_str(&t, "mode", m[i].mode);
+        tc_int(&t, "axis", m[i].axis);
+        tc_int(&t, "num_groups", m[i].groups);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 3, D(4), D(6), D(5));
+        IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 3, D(4), D(6), D(5));
+        IN(&t, 2, OT_DTYPE_FLOAT, RAND, 0, 1, D(m[i].np));
+        OUT(&t, 0, OT_DTYPE_FLOAT, 3, D(4), D(6), D(5));
+        OUT(&t, 1, OT_DTYPE_FLOAT, 1, D(m[i].np));
+        OUT(&t, 2, OT_DTYPE_FLOAT, 1, D(m[i].np));
+        tc_run(&t, m[i].what);
+    }
+    tcase t;
+    tc_init(&t, OT_OP_LRN_GRAD, 1, 2, 1);
+    tc_int(&t, "size", 3);
+    tc_float(&t, "alpha", 0.01f);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, D(2), D(7), D(3), D(3));
+    IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 4, D(2), D(7), D(3), D(3));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 4, D(2), D(7), D(3), D(3));
+    tc_run(&t, "size 3");
+}
+
+static void cases_data(void)
+{
+    tcase t;
+    tc_init(&t, OT_OP_SLICE_AXIS, 1, 1, 1);
+    tc_int(&t, "axis", 1);
+    tc_int(&t, "start", 2);
+    tc_int(&t, "end", 5);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 3, D(4), D(7), D(3));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 3, D(4), D(3), D(3));
+    tc_run(&t, "axis 1, 2..5");
+    tc_init(&t, OT_OP_DROPOUT_TRAIN, 1, 2, 2);
+    tc_float(&t, "ratio", 0.3f);
+    tc_int(&t, "salt", 7);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 2, D(31), D(17));
+    IN(&t, 1, OT_DTYPE_INT64, LABELS, 1000000, 0);
+    OUT(&t, 0, OT_DTYPE_FLOAT, 2, D(31), D(17));
+    OUT(&t, 1, OT_DTYPE_BOOL, 2, D(31), D(17));
+    tc_run(&t, "ratio 0.3");
+    tc_init(&t, OT_OP_GRAD_ALL_REDUCE, 1, 2, 2);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 1, D(10));
+    IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 2, D(3), D(3));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 1, D(10));
+    OUT(&t, 1, OT_DTYPE_FLOAT, 2, D(3), D(3));
+    tc_run(&t, "one process");
+    for (int grad = 0; grad < 2; grad++)
+        for (int dyn = 0; dyn < 2; dyn++) {
+            tc_init(&t, grad ? OT_OP_FAKE_QUANT_GRAD : OT_OP_FAKE_QUANT, 1,
+                    (grad ? 2 : 1) + !dyn, 1);
+            tc_int(&t, "dynamic", dyn);
+            tc_int(&t, "per_channel", dyn);
+            tc_int(&t, "axis", 1);
+            if (grad)
+                IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 3, D(3), D(4), D(5));
+            IN(&t, grad, OT_DTYPE_FLOAT, RAND, 0, 3, D(3), D(4), D(5));
+            if (!dyn) {
+                IN(&t, grad + 1, OT_DTYPE_FLOAT, POS, 0, 0);
+                ((float *)t.in[grad + 1].data)[0] = 0.004f;
+            }
+            OUT(&t, 0, OT_DTYPE_FLOAT, 3, D(3), D(4), D(5));
+            tc_run(&t, dyn ? "dynamic, per channel" : "static scale");
+        }
+}
+
+static void cases_optim(void)
+{
+    for (int step = 1; step <= 2; step++)
+        for (int v = 0; v < 3; v++) {
+            tcase t;
+            bool mom = v > 0;
+            tc_init(&t, OT_OP_SGD_STEP, 1, 6, mom ? 2 : 1);
+            if (!mom)
+                t.in_ids[4] = -1;
+            tc_double(&t, "weight_decay", 1e-3);
+            if (mom)
+                tc_double(&t, "momentum", 0.9);
+            tc_double(&t, "dampening", 0.1);
+            tc_int(&t, "nesterov", v == 2);
+            IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 2, D(37), D(29));
+            IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 2, D(37), D(29));
+            IN(&t, 2, OT_DTYPE_DOUBLE, POS, 0, 0);
+            IN(&t, 3, OT_DTYPE_INT64, ZERO, 0, 0);
+            ((int64_t *)t.in[3].data)[0] = step;
+            if (mom)
+                IN(&t, 4, OT_DTYPE_FLOAT, RAND, 0, 2, D(37), D(29));
+            IN(&t, 5, OT_DTYPE_FLOAT, POS, 0, 0); /* clipping coefficient */
+            OUT(&t, 0, OT_DTYPE_FLOAT, 2, D(37), D(29));
+            if (mom)
+                OUT(&t, 1, OT_DTYPE_FLOAT, 2, D(37), D(29));
+            tc_run(&t, !mom ? "plain" : v == 1 ? "momentum" : "nesterov");
+        }
+    for (int w = 0; w < 2; w++) {
+        tcase t;
+        tc_init(&t, w ? OT_OP_ADAMW_STEP : OT_OP_ADAM_STEP, 1, 7, 3);
+        tc_double(&t, "weight_decay", 0.01);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 1, D(1000));
+        IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 1, D(1000));
+        IN(&t, 2, OT_DTYPE_DOUBLE, POS, 0, 0);
+        IN(&t, 3, OT_DTYPE_INT64, ZERO, 0, 0);
+        ((int64_t *)t.in[3].data)[0] = 3;
+        IN(&t, 4, OT_DTYPE_FLOAT, RAND, 0, 1, D(1000));
+        IN(&t, 5, OT_DTYPE_FLOAT, POS, 0, 1, D(1000));
+        IN(&t, 6, OT_DTYPE_FLOAT, POS, 0, 0);
+        ((float *)t.in[6].data)[0] = 0.7f;
+        for (int i = 0; i < 3; i++)
+            OUT(&t, i, OT_DTYPE_FLOAT, 1, D(1000));
+        tc_run(&t, "step 3, clipped");
+    }
+}
+
+/* forward ops at training sizes the node tests do not reach */
+static void cases_forward(void)
+{
+    tcase t;
+    tc_init(&t, OT_OP_ADD, 14, 2, 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, D(4), D(8), D(6), D(6));
+    IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 3, D(8), D(1), D(1));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 4, D(4), D(8), D(6), D(6));
+    tc_run(&t, "per-channel bias");
+    tc_init(&t, OT_OP_SUM, 13, 3, 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 2, D(5), D(7));
+    IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 1, D(7));
+    IN(&t, 2, OT_DTYPE_FLOAT, RAND, 0, 2, D(5), D(1));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 2, D(5), D(7));
+    tc_run(&t, "three broadcast inputs");
+    tc_init(&t, OT_OP_GLOBALAVGPOOL, 1, 1, 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, D(4), D(32), D(7), D(7));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 4, D(4), D(32), D(1), D(1));
+    tc_run(&t, "4x32x7x7");
+    tc_init(&t, OT_OP_SOFTMAX, 13, 1, 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 2, D(16), D(1000));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 2, D(16), D(1000));
+    tc_run(&t, "16x1000");
+    for (int tanh_form = 0; tanh_form < 2; tanh_form++) {
+        tc_init(&t, OT_OP_GELU, 20, 1, 1);
+        if (tanh_form)
+            tc_str(&t, "approximate", "tanh");
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 2, D(6), D(50));
+        OUT(&t, 0, OT_DTYPE_FLOAT, 2, D(6), D(50));
+        tc_run(&t, tanh_form ? "tanh form" : "erf form");
+    }
+    for (int per_group = 0; per_group < 2; per_group++) {
+        tc_init(&t, OT_OP_GROUPNORM, 18, 3, 1);
+        tc_int(&t, "num_groups", 3);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, D(2), D(6), D(4), D(5));
+        IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 1, D(per_group ? 3 : 6));
+        IN(&t, 2, OT_DTYPE_FLOAT, RAND, 0, 1, D(per_group ? 3 : 6));
+        OUT(&t, 0, OT_DTYPE_FLOAT, 4, D(2), D(6), D(4), D(5));
+        tc_run(&t, per_group ? "scale per group" : "scale per channel");
+    }
+    tc_init(&t, OT_OP_LAYERNORM, 17, 3, 3);
+    tc_int(&t, "axis", -1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 3, D(2), D(9), D(64));
+    IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 1, D(64));
+    IN(&t, 2, OT_DTYPE_FLOAT, RAND, 0, 1, D(64));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 3, D(2), D(9), D(64));
+    OUT(&t, 1, OT_DTYPE_FLOAT, 3, D(2), D(9), D(1));
+    OUT(&t, 2, OT_DTYPE_FLOAT, 3, D(2), D(9), D(1));
+    tc_run(&t, "with Mean and InvStdDev");
+}
+
+/* ------------------------------------------------------------------ main */
+
+int main(int argc, char **argv)
+{
+    const char *docs = "docs/gpu.md";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--table")) {
+            print_table();
+            return 0;
+        }
+        if (!strcmp(argv[i], "-v"))
+            verbose = true;
+        else if (!strcmp(argv[i], "--docs") && i + 1 < argc)
+            docs = argv[++i];
+    }
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count < 1) {
+        printf("skipped: no CUDA device\n");
+        return 0;
+    }
+#ifdef OT_CUDA_EMU
+    printf("note: host emulation of the device (kernels/emu.h), not a GPU\n");
+#endif
+    cudaStream_t s;
+    if (cudaStreamCreate(&s) != cudaSuccess) {
+        printf("skipped: no CUDA device (no stream)\n");
+        return 0;
+    }
+    ctx.stream = s;
+    ctx.seed = 1;
+    cudaDeviceGetAttribute(&ctx.sm_count, cudaDevAttrMultiProcessorCount, 0);
+
+    check_table(docs);
+    node_tests();
+    cases_batchnorm();
+    cases_pools();
+    cases_eltwise_grads();
+    cases_reduce();
+    cases_loss();
+    cases_norm();
+    cases_data();
+    cases_optim();
+    cases_forward();
+
+    for (int id = 0; id < OT_OP_COUNT_; id++) {
+        const char *type = ot_op_table[id]->type;
+        if (op_fail[id]) {
+            printf("FAIL %s: %d of %d cases; first: %s\n", type, op_fail[id],
+                   op_fail[id] + op_pass[id], op_msg[id]);
+            n_fail++;
+        } else if (op_pass[id]) {
+            printf("pass %s (%d cases%s)\n", type, op_pass[id], op_skip[id] ? ", some skipped" : "");
+            n_pass++;
+        } else {
+            const char *reason, *file = ot_cuda_kernel_file((ot_op_id)id, &reason);
+            if (file) { /* a kernel that nothing checked */
+                printf("FAIL %s: no case ran (every case skipped)\n", type);
+                n_fail++;
+            } else {
+                printf("none %s: %s\n", type, reason ? reason : "no kernel");
+            }
+        }
+    }
+    cudaStreamDestroy(s);
+    printf("%d passed, %d failed\n", n_pass, n_fail);
+    return n_fail ? 1 : 0;
+}
