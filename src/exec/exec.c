@@ -103,6 +103,10 @@ static bool is_shape_operand(const ot_node *n, int k)
         return k >= 1;
     if (!strncmp(t, "Reduce", 6))
         return k == 1; /* the axes */
+    if (!strcmp(t, "Expand") || !strcmp(t, "Tile") || !strcmp(t, "Split"))
+        return k == 1; /* the shape, the repeats, the sizes */
+    if (!strcmp(t, "ConstantOfShape") || !strcmp(t, "Range"))
+        return true;
     return false;
 }
 

@@ -149,51 +149,6 @@ static const ot_attr_spec slice_attrs[] = {
 
 /* -------------------------------------------------------------- helpers */
 
-/* The shape that input i (an int64 shape vector) asks for: known elements,
-   symbols of dynamic dims resolved, unknown entries dynamic. Absent input:
-   a scalar when absent_scalar. False when not even the rank is known. */
-static bool shape_operand(ot_graph *g, const ot_node *n, int i, bool absent_scalar,
-                          ot_op_dims *d)
-{
-    memset(d, 0, sizeof *d);
-    d->ndim = -1;
-    if (i >= n->n_in || n->in[i] < 0) {
-        if (absent_scalar)
-            d->ndim = 0;
-        return absent_scalar;
-    }
-    const ot_value *sv = &g->values[n->in[i]];
-    const ot_tensor *c = ot_graph_const(g, n->in[i]);
-    if (c && c->ndim == 1 && c->dims[0] == 0) {
-        d->ndim = 0;
-        return true;
-    }
-    bool partial = false;
-    const ot_tensor *t = ot_op_ints(g, n->in[i], &partial);
-    if (t && t->ndim == 1 && t->dims[0] <= OT_MAX_DIMS) {
-        d->ndim = (int)t->dims[0];
-        for (int k = 0; k < d->ndim; k++) {
-            int64_t e = ot_tensor_get_i64(t, k);
-            d->names[k] = NULL;
-            if (partial && ot_op_is_sym(e)) {
-                int32_t vid;
-                int dd;
-                ot_op_sym_dim(g, e, &d->dims[k], &d->names[k], &vid, &dd);
-            } else {
-                d->dims[k] = e >= 0 ? e : OT_DIM_DYNAMIC;
-            }
-        }
-        return true;
-    }
-    if (ot_op_known(sv) && sv->ndim == 1 && sv->dims[0] >= 0 && sv->dims[0] <= OT_MAX_DIMS) {
-        d->ndim = (int)sv->dims[0];
-        for (int k = 0; k < d->ndim; k++)
-            d->dims[k] = OT_DIM_DYNAMIC;
-        return true;
-    }
-    return false;
-}
-
 /* Output i gets dtype t and shape d, when present. */
 static void set_out(ot_graph *g, ot_node *n, int i, ot_dtype t, const ot_op_dims *d)
 {
@@ -247,7 +202,7 @@ static ot_status from_shape_infer(ot_graph *g, ot_node *n, int i, ot_err *err)
     ot_value *dy;
     ot_op_dims d;
     OT_TRY(need_dy(g, n, &dy, err));
-    if (!ot_op_known(dy) || !shape_operand(g, n, i, false, &d))
+    if (!ot_op_known(dy) || !ot_op_shape_operand(g, n, i, false, &d))
         return OT_OK;
     if (d.ndim != dy->ndim)
         return ot_op_err(err, OT_ERR_SHAPE, g, n, "x_shape has %d dims, dY '%s' has rank %d",
@@ -387,7 +342,7 @@ static ot_status reduce_sum_to_infer(ot_graph *g, ot_node *n, ot_err *err)
     ot_value *x;
     ot_op_dims d, xd;
     OT_TRY(need_dy(g, n, &x, err));
-    if (!ot_op_known(x) || !shape_operand(g, n, 1, true, &d))
+    if (!ot_op_known(x) || !ot_op_shape_operand(g, n, 1, true, &d))
         return OT_OK;
     ot_op_dims_of(x, &xd);
     OT_TRY(check_broadcast(g, n, &xd, &d, err));
@@ -403,7 +358,7 @@ static ot_status broadcast_to_infer(ot_graph *g, ot_node *n, ot_err *err)
     ot_value *x;
     ot_op_dims d, xd;
     OT_TRY(need_dy(g, n, &x, err));
-    if (!ot_op_known(x) || !shape_operand(g, n, 1, false, &d))
+    if (!ot_op_known(x) || !ot_op_shape_operand(g, n, 1, false, &d))
         return OT_OK;
     ot_op_dims_of(x, &xd);
     OT_TRY(check_broadcast(g, n, &d, &xd, err));

@@ -398,7 +398,8 @@ void ot_op_sym_dim(const ot_graph *g, int64_t e, int64_t *dim, const char **name
     *name = src->dims[k] < 0 ? src->dim_names[k] : NULL;
 }
 
-const ot_tensor *ot_op_ints(const ot_graph *g, int32_t vid, bool *partial)
+static const ot_tensor *small_elems(const ot_graph *g, int32_t vid, bool with_bool,
+                                    bool *partial)
 {
     *partial = false;
     if (vid < 0 || vid >= g->n_values)
@@ -412,9 +413,10 @@ const ot_tensor *ot_op_ints(const ot_graph *g, int32_t vid, bool *partial)
         t = &v->data;
         *partial = true;
     }
-    if (t->dtype != OT_DTYPE_INT64 && t->dtype != OT_DTYPE_INT32)
+    if (t->dtype != OT_DTYPE_INT64 && t->dtype != OT_DTYPE_INT32 &&
+        (!with_bool || t->dtype != OT_DTYPE_BOOL))
         return NULL;
-    if (t->ndim < 0 || t->ndim > OT_MAX_DIMS || !t->data)
+    if (t->ndim < 0 || t->ndim > OT_MAX_DIMS)
         return NULL;
     int64_t numel = 1;
     for (int i = 0; i < t->ndim; i++) {
@@ -422,9 +424,63 @@ const ot_tensor *ot_op_ints(const ot_graph *g, int32_t vid, bool *partial)
             return NULL;
         numel *= t->dims[i];
     }
-    if (numel > OT_OP_FOLD_MAX || t->bytes < (size_t)numel * ot_dtype_size(t->dtype))
+    /* an empty tensor (a Slice past the end of a shape) has no bytes */
+    if (numel > OT_OP_FOLD_MAX || (numel > 0 && !t->data) ||
+        t->bytes < (size_t)numel * ot_dtype_size(t->dtype))
         return NULL;
     return t;
+}
+
+const ot_tensor *ot_op_ints(const ot_graph *g, int32_t vid, bool *partial)
+{
+    return small_elems(g, vid, false, partial);
+}
+
+const ot_tensor *ot_op_ints_or_bools(const ot_graph *g, int32_t vid, bool *partial)
+{
+    return small_elems(g, vid, true, partial);
+}
+
+bool ot_op_shape_operand(const ot_graph *g, const ot_node *n, int i, bool absent_scalar,
+                         ot_op_dims *d)
+{
+    memset(d, 0, sizeof *d);
+    d->ndim = -1;
+    if (i >= n->n_in || n->in[i] < 0) {
+        if (absent_scalar)
+            d->ndim = 0;
+        return absent_scalar;
+    }
+    const ot_value *sv = &g->values[n->in[i]];
+    const ot_tensor *c = ot_graph_const(g, n->in[i]);
+    if (c && c->ndim == 1 && c->dims[0] == 0) {
+        d->ndim = 0;
+        return true;
+    }
+    bool partial = false;
+    const ot_tensor *t = ot_op_ints(g, n->in[i], &partial);
+    if (t && t->ndim == 1 && t->dims[0] <= OT_MAX_DIMS) {
+        d->ndim = (int)t->dims[0];
+        for (int k = 0; k < d->ndim; k++) {
+            int64_t e = ot_tensor_get_i64(t, k);
+            d->names[k] = NULL;
+            if (partial && ot_op_is_sym(e)) {
+                int32_t vid;
+                int dd;
+                ot_op_sym_dim(g, e, &d->dims[k], &d->names[k], &vid, &dd);
+            } else {
+                d->dims[k] = e >= 0 ? e : OT_DIM_DYNAMIC;
+            }
+        }
+        return true;
+    }
+    if (ot_op_known(sv) && sv->ndim == 1 && sv->dims[0] >= 0 && sv->dims[0] <= OT_MAX_DIMS) {
+        d->ndim = (int)sv->dims[0];
+        for (int k = 0; k < d->ndim; k++)
+            d->dims[k] = OT_DIM_DYNAMIC;
+        return true;
+    }
+    return false;
 }
 
 ot_status ot_op_set_ints(ot_graph *g, ot_value *v, ot_dtype dtype, const ot_op_dims *d,
@@ -434,7 +490,7 @@ ot_status ot_op_set_ints(ot_graph *g, ot_value *v, ot_dtype dtype, const ot_op_d
     for (int i = 0; i < d->ndim; i++)
         numel *= d->dims[i];
     OT_ASSERT(numel >= 0 && numel <= OT_OP_FOLD_MAX);
-    OT_ASSERT(dtype == OT_DTYPE_INT64 || dtype == OT_DTYPE_INT32);
+    OT_ASSERT(dtype == OT_DTYPE_INT64 || dtype == OT_DTYPE_INT32 || dtype == OT_DTYPE_BOOL);
     /* a vector taken from a partial one may hold no symbol: it is known
        (Gather of the channel count from the shape of an (N, C, H, W) input) */
     bool any_sym = false;
@@ -453,6 +509,8 @@ ot_status ot_op_set_ints(ot_graph *g, ot_value *v, ot_dtype dtype, const ot_op_d
     for (int64_t i = 0; i < numel; i++) {
         if (dtype == OT_DTYPE_INT64) {
             memcpy((char *)data + (size_t)i * 8, &vals[i], 8);
+        } else if (dtype == OT_DTYPE_BOOL) {
+            ((uint8_t *)data)[i] = vals[i] != 0;
         } else {
             int32_t x = (int32_t)vals[i];
             memcpy((char *)data + (size_t)i * 4, &x, 4);

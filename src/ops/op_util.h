@@ -130,8 +130,19 @@ void ot_op_sym_dim(const ot_graph *g, int64_t e, int64_t *dim, const char **name
    vector (*partial true). NULL otherwise. Borrowed from the graph. */
 const ot_tensor *ot_op_ints(const ot_graph *g, int32_t vid, bool *partial);
 
+/* As ot_op_ints, bool tensors too (elements read as 0 and 1): what the
+   folding of comparisons and Where reads. */
+const ot_tensor *ot_op_ints_or_bools(const ot_graph *g, int32_t vid, bool *partial);
+
+/* The shape that input i of n (an int64 shape vector) asks for: known
+   elements, symbols of dynamic dims resolved, unknown entries dynamic. An
+   absent input is a scalar when absent_scalar. False when not even the rank
+   is known. */
+bool ot_op_shape_operand(const ot_graph *g, const ot_node *n, int i, bool absent_scalar,
+                         ot_op_dims *d);
+
 /* Makes v a constant (or partial, when `partial` and some element is a
-   symbol) tensor of dtype (int32 or int64) and shape d (static) holding
+   symbol) tensor of dtype (int32, int64 or bool) and shape d (static) holding
    vals. Data goes to g->arena.
    Errors: OT_ERR_NOMEM. */
 ot_status ot_op_set_ints(ot_graph *g, ot_value *v, ot_dtype dtype, const ot_op_dims *d,

@@ -20,6 +20,7 @@
  */
 #include <string.h>
 
+#include "ops/expand_ops.h"
 #include "ops/grad_shape.h"
 #include "ops/grad_util.h"
 #include "ops/op_util.h"
@@ -535,7 +536,32 @@ static ot_status transpose_infer(ot_graph *g, ot_node *n, ot_err *err)
         yd.names[i] = xd.names[p];
     }
     ot_op_set(y, x->dtype, &yd);
-    return OT_OK;
+
+    /* fold: small known data (Swin's pads are a transposed index pair) */
+    bool partial = false;
+    const ot_tensor *t = ot_op_ints(g, n->in[0], &partial);
+    if (!t || t->ndim != r)
+        return OT_OK;
+    int64_t numel = ot_tensor_numel(t), vals[OT_OP_FOLD_MAX], idx[OT_MAX_DIMS] = { 0 };
+    int64_t stride[OT_MAX_DIMS];
+    for (int d = r - 1, s = 1; d >= 0; d--) {
+        stride[d] = s;
+        s *= (int)t->dims[d];
+    }
+    for (int d = 0; d < r; d++)
+        yd.dims[d] = t->dims[perm ? perm[d] : r - 1 - d];
+    for (int64_t e = 0; e < numel; e++) {
+        int64_t off = 0;
+        for (int d = 0; d < r; d++)
+            off += idx[d] * stride[perm ? perm[d] : r - 1 - d];
+        vals[e] = ot_tensor_get_i64(t, off);
+        for (int d = r - 1; d >= 0; d--) {
+            if (++idx[d] < yd.dims[d])
+                break;
+            idx[d] = 0;
+        }
+    }
+    return ot_op_set_ints(g, y, t->dtype, &yd, vals, partial, err);
 }
 
 /* ------------------------------------------------------------------ Shape */
@@ -839,8 +865,9 @@ DESC(ot_op_transpose, OT_OP_TRANSPOSE, "Transpose", 1, 1, transpose_attrs, trans
      ot_op_grad_transpose, false);
 /* Shape: its output is an integer vector, a function of shapes only. */
 DESC(ot_op_shape, OT_OP_SHAPE, "Shape", 1, 1, shape_attrs, shape_infer, NULL, NULL, true);
-/* TODO(autodiff): Gather needs a rule (scatter-add). */
-DESC(ot_op_gather, OT_OP_GATHER, "Gather", 2, 2, gather_attrs, gather_infer, NULL, NULL, false);
+/* Gather's gradient: expand_ops.c (GatherGrad, a scatter-add). */
+DESC(ot_op_gather, OT_OP_GATHER, "Gather", 2, 2, gather_attrs, gather_infer, NULL,
+     ot_op_grad_gather, false);
 DESC(ot_op_pad, OT_OP_PAD, "Pad", 1, 4, pad_attrs, pad_infer, pad_validate, ot_op_grad_pad,
      false);
 /* Constant: no inputs, nothing to differentiate. */

@@ -2049,3 +2049,124 @@ TEST(rewrite_fusion_rules)
     CHECK(f.kind == OT_FUSE_ADD && !f.other_dies);
     gc_fini(c);
 }
+
+/* ------------------------------------------------- index and logic ops */
+
+/* Split (sizes as an input): dX is the outputs' gradients concatenated;
+   output 1 does not reach the loss and contributes zeros */
+GRAD_CASE(grad_split_input, 301, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 6, 3), -1 }, outs[3];
+    in[1] = gc_const_i64(c, "split", 1, DIMS(3), DIMS(1, 2, 3));
+    ot_attr a = ot_op_grad_attr_int("axis", 1);
+    gc_node_n(c, "", "Split", 13, in, 2, &a, 1, 3, outs);
+    int32_t cat[2] = { outs[2], outs[0] };
+    ot_attr ca = ot_op_grad_attr_int("axis", 1);
+    y = gc_node(c, "Concat", 13, cat, 2, &ca, 1);
+})
+
+/* Split before opset 13 (attribute) and at 18 (num_outputs, a short last part) */
+GRAD_CASE(grad_split_attr, 302, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 4, 5), outs[2];
+    ot_attr a[2] = { ot_op_grad_attr_int("axis", -1), INTS("split", 2, 3) };
+    gc_node_n(c, "", "Split", 11, &in, 1, a, 2, 2, outs);
+    int32_t m[2] = { outs[1], outs[1] };
+    y = gc_node(c, "Mul", 14, m, 2, NULL, 0);
+})
+
+GRAD_CASE(grad_split_num_outputs, 303, {
+    int32_t in = IN(c, "x", FILL_UNI, -1, 1, true, 7, 2), outs[3];
+    ot_attr a = ot_op_grad_attr_int("num_outputs", 3);
+    gc_node_n(c, "", "Split", 18, &in, 1, &a, 1, 3, outs);
+    int32_t cat[2] = { outs[2], outs[0] }; /* sizes 1 and 3 */
+    ot_attr ca = ot_op_grad_attr_int("axis", 0);
+    y = gc_node(c, "Concat", 13, cat, 2, &ca, 1);
+})
+
+/* Expand: dX sums dY over the broadcast dims (ViT's class token) */
+GRAD_CASE(grad_expand, 304, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 1, 1, 4), -1 };
+    in[1] = gc_const_i64(c, "shape", 1, DIMS(3), DIMS(3, 2, 1));
+    y = gc_node(c, "Expand", 13, in, 2, NULL, 0);
+})
+
+GRAD_CASE(grad_expand_inner, 305, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 3, 1), -1 };
+    in[1] = gc_const_i64(c, "shape", 1, DIMS(3), DIMS(2, 1, 5));
+    y = gc_node(c, "Expand", 13, in, 2, NULL, 0);
+})
+
+/* Tile: dX sums dY over the copies */
+GRAD_CASE(grad_tile, 306, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 1), -1 };
+    in[1] = gc_const_i64(c, "repeats", 1, DIMS(3), DIMS(3, 1, 2));
+    y = gc_node(c, "Tile", 13, in, 2, NULL, 0);
+})
+
+/* Where: each branch gets dY where it was chosen, summed to its shape; the
+   condition (from Greater) takes none */
+GRAD_CASE(grad_where, 307, {
+    int32_t u = IN(c, "u", FILL_UNI, -1, 1, false, 2, 3);
+    int32_t zero = gc_const(c, "zero", 0, NULL, 0.0, 0.0);
+    int32_t gin[2] = { u, zero };
+    int32_t cond = gc_node(c, "Greater", 13, gin, 2, NULL, 0);
+    int32_t in[3] = { cond, IN(c, "a", FILL_UNI, -1, 1, true, 2, 3),
+                      IN(c, "b", FILL_UNI, -1, 1, true, 3) };
+    y = gc_node(c, "Where", 16, in, 3, NULL, 0);
+})
+
+/* Gather: dX is dY scattered back, repeated indices adding up (embeddings) */
+GRAD_CASE(grad_gather_rows, 308, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 5, 3), -1 };
+    in[1] = gc_const_i64(c, "idx", 2, DIMS(2, 2), DIMS(0, 2, 2, -1));
+    y = gc_node(c, "Gather", 13, in, 2, NULL, 0);
+})
+
+/* Gather of one token along axis 1 (ViT's class token: x[:, 0]) */
+GRAD_CASE(grad_gather_token, 309, {
+    int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 4, 3), -1 };
+    in[1] = gc_const_i64(c, "idx", 0, NULL, DIMS(0));
+    ot_attr a = ot_op_grad_attr_int("axis", 1);
+    y = gc_node(c, "Gather", 13, in, 2, &a, 1);
+})
+
+/* ScatterND: dData is dY outside the written rows, dUpdates dY's rows */
+GRAD_CASE(grad_scatter_nd, 310, {
+    int32_t in[3] = { IN(c, "data", FILL_UNI, -1, 1, true, 4, 3), -1,
+                      IN(c, "upd", FILL_UNI, -1, 1, true, 2, 3) };
+    in[1] = gc_const_i64(c, "idx", 2, DIMS(2, 1), DIMS(3, 1));
+    y = gc_node(c, "ScatterND", 13, in, 3, NULL, 0);
+})
+
+/* element indices (k = rank): single elements replaced */
+GRAD_CASE(grad_scatter_nd_elements, 311, {
+    int32_t in[3] = { IN(c, "data", FILL_UNI, -1, 1, true, 2, 3), -1,
+                      IN(c, "upd", FILL_UNI, -1, 1, true, 3) };
+    in[1] = gc_const_i64(c, "idx", 2, DIMS(3, 2), DIMS(0, 1, 1, 2, -2, 0));
+    y = gc_node(c, "ScatterND", 13, in, 3, NULL, 0);
+})
+
+/* refusals that name the node's form: a float Mod, a ScatterND that adds */
+TEST(grad_index_refusals)
+{
+    for (int k = 0; k < 2; k++) {
+        gcase c_, *c = &c_;
+        gc_init(c, 312 + (uint64_t)k);
+        int32_t x = IN(c, "x", FILL_AWAY0, -1, 1, true, 2, 3), y, r, dx = -1;
+        if (k == 0) {
+            int32_t in[2] = { x, gc_const(c, "m", 0, NULL, 0.7, 0.7) };
+            ot_attr a = ot_op_grad_attr_int("fmod", 1);
+            y = gc_node(c, "Mod", 13, in, 2, &a, 1);
+        } else {
+            int32_t in[3] = { x, gc_const_i64(c, "idx", 2, DIMS(1, 1), DIMS(1)),
+                              gc_const(c, "u", 2, DIMS(1, 3), 0, 1) };
+            ot_attr a = { .name = "reduction", .type = OT_ATTR_STRING, .s = "add", .s_len = 3 };
+            y = gc_node(c, "ScatterND", 16, in, 3, &a, 1);
+        }
+        CHECK(y >= 0);
+        int32_t L = y >= 0 ? gc_loss(c, y, &r) : -1;
+        CHECK(L >= 0);
+        CHECK(ot_pass_autodiff(c->g, L, &c->in_ids[0], 1, &dx, &c->err) == OT_ERR_UNSUPPORTED);
+        CHECK(strstr(c->err.msg, k ? "reduction 'add'" : "floating-point Mod") != NULL);
+        gc_fini(c);
+    }
+}

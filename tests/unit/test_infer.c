@@ -868,3 +868,151 @@ TEST(infer_fold_shape_arithmetic)
         ot_graph_free(g);
     }
 }
+
+/* Split, Expand, Tile, ConstantOfShape, Range, ScatterND, the comparisons
+   and Where: output shapes and dtypes, and errors naming the node */
+TEST(infer_index_logic_ops)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    input(g, "x", OT_DTYPE_FLOAT, "N,7,4");
+    input(g, "v", OT_DTYPE_FLOAT, "4");
+    init_ints(g, "sizes", 2, (const int64_t[]){ 3, 4 });
+    init_ints(g, "eshape", 3, (const int64_t[]){ 2, 1, 4 });
+    init_ints(g, "reps", 3, (const int64_t[]){ 1, 2, 3 });
+    init_ints(g, "cshape", 2, (const int64_t[]){ 3, 5 });
+    init_ints(g, "idx", 2, (const int64_t[]){ 1, 3 });
+    ot_node *n = add(g, "split13", "Split", 13, "x,sizes", "s0,s1");
+    a_int(n, "axis", 1);
+    n = add(g, "split18", "Split", 18, "x", "t0,t1,t2");
+    a_int(n, "axis", -2);
+    a_int(n, "num_outputs", 3);
+    n = add(g, "split11", "Split", 11, "x", "u0,u1");
+    a_int(n, "axis", 2);
+    add(g, "expand", "Expand", 13, "v,eshape", "e");
+    add(g, "tile", "Tile", 13, "x,reps", "tl");
+    add(g, "cos", "ConstantOfShape", 9, "cshape", "zeros");
+    add(g, "eq", "Equal", 13, "x,v", "mask");
+    add(g, "nt", "Not", 1, "mask", "nmask");
+    add(g, "where", "Where", 16, "nmask,x,v", "w");
+    add(g, "mod", "Mod", 13, "sizes,idx", "m");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "s0", "[N,3,4]");
+    CHECK_SHAPE(g, "s1", "[N,4,4]");
+    CHECK_SHAPE(g, "t0", "[N,3,4]");
+    CHECK_SHAPE(g, "t2", "[N,1,4]");
+    CHECK_SHAPE(g, "u1", "[N,7,2]");
+    CHECK_SHAPE(g, "e", "[2,1,4]");
+    CHECK_SHAPE(g, "tl", "[N,14,12]"); /* a repeat of 1 keeps the symbol */
+    CHECK_SHAPE(g, "zeros", "[3,5]");
+    CHECK(val(g, "zeros")->dtype == OT_DTYPE_FLOAT && val(g, "mask")->dtype == OT_DTYPE_BOOL);
+    CHECK_SHAPE(g, "w", "[N,7,4]");
+    const ot_tensor *t = ot_graph_const(g, ot_graph_find_value(g, "m"));
+    CHECK(t && ot_tensor_get_i64(t, 0) == 0 && ot_tensor_get_i64(t, 1) == 1);
+    ot_graph_free(g);
+
+    /* Range: float and integer counts, folded when small */
+    g = ot_graph_new();
+    int32_t sc[3] = { init_ints(g, "st", 1, (const int64_t[]){ 10 }),
+                      init_ints(g, "lim", 1, (const int64_t[]){ 3 }),
+                      init_ints(g, "dl", 1, (const int64_t[]){ -3 }) };
+    for (int i = 0; i < 3; i++) /* scalars */
+        g->values[sc[i]].ndim = 0, g->values[sc[i]].data.ndim = 0;
+    add(g, "range", "Range", 11, "st,lim,dl", "r");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "r", "[3]");
+    t = ot_graph_const(g, ot_graph_find_value(g, "r"));
+    CHECK(t && ot_tensor_get_i64(t, 0) == 10 && ot_tensor_get_i64(t, 2) == 4);
+    ot_graph_free(g);
+
+    /* errors name the node */
+    const struct {
+        const char *type;
+        int opset;
+        const char *ins, *outs, *want;
+    } bad[] = {
+        { "Split", 13, "x,sizes", "a,b", "does not add up" },
+        { "Split", 13, "x", "a,b", "equal parts" },
+        { "Expand", 13, "x,eshape", "a", "do not broadcast" },
+        { "Where", 16, "x,x,x", "a", "expected bool" },
+        { "Mod", 13, "x,x", "a", "fmod must be 1" },
+        { "ScatterND", 13, "x,upd_idx,x", "a", "updates" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        g = ot_graph_new();
+        input(g, "x", OT_DTYPE_FLOAT, "3,5");
+        init_ints(g, "sizes", 2, (const int64_t[]){ 1, 1 });
+        init_ints(g, "eshape", 2, (const int64_t[]){ 4, 5 });
+        int32_t ui = input(g, "upd_idx", OT_DTYPE_INT64, "2,1");
+        (void)ui;
+        n = add(g, "bad", bad[i].type, bad[i].opset, bad[i].ins, bad[i].outs);
+        ot_status st = run(g, &err);
+        CHECK(st != OT_OK);
+        if (!strstr(err.msg, "'bad'") || !strstr(err.msg, bad[i].want))
+            ot_test_fail(__FILE__, __LINE__, "%s: %s", bad[i].type, err.msg);
+        ot_graph_free(g);
+    }
+}
+
+/* PyTorch's Expand of a class token (ViT): Where(Equal(shape, -1), 1,
+   shape) folds over a shape vector with a symbolic batch, so the Expand
+   keeps [N,1,C]; Swin's window-mask arithmetic (Range, ConstantOfShape,
+   Transpose, an empty Slice of a shape) folds to constants. */
+TEST(infer_fold_expand_and_window_chains)
+{
+    ot_graph *g = ot_graph_new();
+    ot_err err;
+    input(g, "x", OT_DTYPE_FLOAT, "N,5,8");
+    weight(g, "tok", "1,1,8");
+    init_ints(g, "i0", 1, (const int64_t[]){ 0 });
+    init_ints(g, "m1", 3, (const int64_t[]){ -1, -1, -1 });
+    init_ints(g, "tail", 2, (const int64_t[]){ -1, -1 });
+    add(g, "shape", "Shape", 13, "x", "s");
+    ot_node *n = add(g, "g0", "Gather", 13, "s,i0", "nb");
+    a_int(n, "axis", 0);
+    n = add(g, "cat", "Concat", 13, "nb,tail", "target"); /* N, -1, -1 */
+    a_int(n, "axis", 0);
+    add(g, "eq", "Equal", 13, "target,m1", "is_neg");
+    init_ints(g, "shp3", 1, (const int64_t[]){ 3 });
+    n = add(g, "ones", "ConstantOfShape", 9, "shp3", "one3");
+    ot_attr *a = attr(n, "value", OT_ATTR_TENSOR);
+    static int64_t one = 1;
+    static ot_tensor one_t = { .dtype = OT_DTYPE_INT64, .ndim = 1, .dims = { 1 },
+                               .data = &one, .bytes = 8 };
+    a->t = &one_t;
+    add(g, "where", "Where", 16, "is_neg,one3,target", "eshape");
+    add(g, "expand", "Expand", 13, "tok,eshape", "cls");
+    CHECK_OK(run(g, &err), &err);
+    CHECK_SHAPE(g, "cls", "[N,1,8]");
+    const ot_tensor *t = ot_graph_const(g, ot_graph_find_value(g, "one3"));
+    CHECK(t && ot_tensor_numel(t) == 3 && ot_tensor_get_i64(t, 2) == 1);
+    ot_graph_free(g);
+
+    g = ot_graph_new();
+    input(g, "x", OT_DTYPE_FLOAT, "2,8,6");
+    init_ints(g, "two", 1, (const int64_t[]){ 2 });
+    init_ints(g, "big", 1, (const int64_t[]){ INT64_MAX });
+    init_ints(g, "perm_in", 4, (const int64_t[]){ 1, 2, 3, 4 });
+    init_ints(g, "s22", 2, (const int64_t[]){ 2, 2 });
+    add(g, "shape", "Shape", 13, "x", "s");
+    add(g, "empty", "Slice", 13, "s,big,big", "none"); /* [] */
+    n = add(g, "cat", "Concat", 13, "s,none", "s_again");
+    a_int(n, "axis", 0);
+    add(g, "rs", "Reshape", 13, "perm_in,s22", "grid");
+    n = add(g, "tr", "Transpose", 13, "grid", "grid_t");
+    a_ints(g, n, "perm", 2, (const int64_t[]){ 1, 0 });
+    n = add(g, "cos", "ConstantOfShape", 9, "two", "z2");
+    a = attr(n, "value", OT_ATTR_TENSOR);
+    static int64_t seven = 7;
+    static ot_tensor seven_t = { .dtype = OT_DTYPE_INT64, .ndim = 1, .dims = { 1 },
+                                 .data = &seven, .bytes = 8 };
+    a->t = &seven_t;
+    CHECK_OK(run(g, &err), &err);
+    t = ot_graph_const(g, ot_graph_find_value(g, "s_again"));
+    CHECK(t && ot_tensor_numel(t) == 3 && ot_tensor_get_i64(t, 1) == 8);
+    t = ot_graph_const(g, ot_graph_find_value(g, "grid_t"));
+    CHECK(t && ot_tensor_get_i64(t, 1) == 3 && ot_tensor_get_i64(t, 2) == 2);
+    t = ot_graph_const(g, ot_graph_find_value(g, "z2"));
+    CHECK(t && ot_tensor_numel(t) == 2 && ot_tensor_get_i64(t, 1) == 7);
+    ot_graph_free(g);
+}

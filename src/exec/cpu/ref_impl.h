@@ -74,6 +74,18 @@ OT_REF_DECL(constant);
 OT_REF_DECL(slice);
 OT_REF_DECL(cast);
 OT_REF_DECL(lrn_grad);
+/* ref_logic.c: index and logic ops, and their backward ops */
+OT_REF_DECL(compare); /* Equal, Greater, Less, And, Not */
+OT_REF_DECL(where);
+OT_REF_DECL(mod);
+OT_REF_DECL(split);
+OT_REF_DECL(expand);
+OT_REF_DECL(tile);
+OT_REF_DECL(constant_of_shape);
+OT_REF_DECL(range);
+OT_REF_DECL(scatter_nd);
+OT_REF_DECL(gather_grad);
+OT_REF_DECL(scatter_nd_grad);
 /* ref_grad.c: backward ops of the private domain (src/ops/grad_ops.c) */
 OT_REF_DECL(conv_grad_data);
 OT_REF_DECL(conv_grad_filter);

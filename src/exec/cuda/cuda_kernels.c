@@ -1843,6 +1843,7 @@ static ot_status k_all_reduce(ot_cuda_ctx *c, const ot_graph *g, const ot_node *
 
 #define CUDNN "convolution: runs on cuDNN in the backend (src/exec/cuda/)"
 #define CUBLAS "matrix product: runs on cuBLASLt in the backend (src/exec/cuda/)"
+#define INDEX_OPS "no CUDA kernel yet (the CPU backend runs it: src/exec/cpu/ref_logic.c)"
 
 static const cuk_row cuk_table[OT_OP_COUNT_] = {
     [OT_OP_CONV] = NONE(CUDNN),
@@ -1904,6 +1905,21 @@ static const cuk_row cuk_table[OT_OP_COUNT_] = {
     [OT_OP_PAD] = ROW("data.cu", k_pad, s_pad),
     [OT_OP_SLICE] = ROW("data.cu", k_slice, s_slice),
     [OT_OP_CAST] = ROW("eltwise.cu", k_cast, s_cast),
+    [OT_OP_SPLIT] = NONE(INDEX_OPS),
+    [OT_OP_EXPAND] = NONE(INDEX_OPS),
+    [OT_OP_TILE] = NONE(INDEX_OPS),
+    [OT_OP_CONSTANT_OF_SHAPE] = NONE(INDEX_OPS),
+    [OT_OP_RANGE] = NONE(INDEX_OPS),
+    [OT_OP_SCATTER_ND] = NONE(INDEX_OPS),
+    [OT_OP_EQUAL] = NONE(INDEX_OPS),
+    [OT_OP_GREATER] = NONE(INDEX_OPS),
+    [OT_OP_LESS] = NONE(INDEX_OPS),
+    [OT_OP_NOT] = NONE(INDEX_OPS),
+    [OT_OP_AND] = NONE(INDEX_OPS),
+    [OT_OP_WHERE] = NONE(INDEX_OPS),
+    [OT_OP_MOD] = NONE(INDEX_OPS),
+    [OT_OP_GATHER_GRAD] = NONE(INDEX_OPS),
+    [OT_OP_SCATTER_ND_GRAD] = NONE(INDEX_OPS),
     [OT_OP_CONV_GRAD_DATA] = NONE(CUDNN),
     [OT_OP_CONV_GRAD_FILTER] = NONE(CUDNN),
     [OT_OP_RELU_GRAD] = ROW("eltwise.cu", k_pair, s_pair),
