@@ -979,6 +979,39 @@ static void cases_optim(void)
     }
 }
 
+/* the index ops' backward, and ScatterND's reductions */
+static void cases_index(void)
+{
+    tcase t;
+    static const int64_t gidx[] = { 2, -1, 0, 2, 3, 2 };
+    tc_init(&t, OT_OP_GATHER_GRAD, 1, 2, 1);
+    tc_int(&t, "axis", 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, D(3), D(2), D(3), D(5));
+    IN(&t, 1, OT_DTYPE_INT64, ZERO, 0, 2, D(2), D(3));
+    memcpy(t.in[1].data, gidx, sizeof gidx);
+    OUT(&t, 0, OT_DTYPE_FLOAT, 3, D(3), D(4), D(5));
+    tc_run(&t, "repeated and negative indices");
+    static const int64_t sidx[] = { 1, 0, 3, 0, 1, 0 }; /* tuples (1,0) (3,0) (1,0) */
+    for (int mode = 0; mode < 3; mode++) {
+        tc_init(&t, OT_OP_SCATTER_ND, 18, 3, 1);
+        if (mode)
+            tc_str(&t, "reduction", mode == 1 ? "max" : "min");
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 3, D(4), D(2), D(5));
+        IN(&t, 1, OT_DTYPE_INT64, ZERO, 0, 2, D(3), D(2));
+        memcpy(t.in[1].data, sidx, sizeof sidx);
+        IN(&t, 2, OT_DTYPE_FLOAT, RAND, 0, 2, D(3), D(5));
+        OUT(&t, 0, OT_DTYPE_FLOAT, 3, D(4), D(2), D(5));
+        tc_run(&t, mode == 0 ? "repeated tuple" : mode == 1 ? "max" : "min");
+    }
+    tc_init(&t, OT_OP_SCATTER_ND_GRAD, 1, 2, 2);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 3, D(4), D(2), D(5));
+    IN(&t, 1, OT_DTYPE_INT64, ZERO, 0, 2, D(3), D(2));
+    memcpy(t.in[1].data, sidx, sizeof sidx);
+    OUT(&t, 0, OT_DTYPE_FLOAT, 3, D(4), D(2), D(5));
+    OUT(&t, 1, OT_DTYPE_FLOAT, 2, D(3), D(5));
+    tc_run(&t, "repeated tuple");
+}
+
 /* forward ops at training sizes the node tests do not reach */
 static void cases_forward(void)
 {
@@ -1073,6 +1106,7 @@ int main(int argc, char **argv)
     cases_data();
     cases_optim();
     cases_forward();
+    cases_index();
 
     for (int id = 0; id < OT_OP_COUNT_; id++) {
         const char *type = ot_op_table[id]->type;

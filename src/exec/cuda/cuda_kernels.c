@@ -19,9 +19,10 @@
  * input such as these that is computed at run time is refused, since the
  * host cannot read device memory without synchronising.
  *
- * Two plain-kernel errors cannot be raised on the device: a label outside
- * [0, C) makes SoftmaxCrossEntropy's loss NaN, and a Gather index out of
- * range reads zeros.
+ * The plain kernels' data errors cannot be raised on the device: a label
+ * outside [0, C) makes SoftmaxCrossEntropy's loss NaN, a Gather index out of
+ * range reads zeros, the scatters skip an index out of range, and an
+ * integer Mod by zero gives 0.
  */
 #include "exec/cuda/cuda_kernels.h"
 
@@ -31,6 +32,7 @@
 #include "dist/dist.h"
 #include "exec/cpu/ref_impl.h"
 #include "exec/cuda/kernels/kernels.h"
+#include "ops/expand_ops.h"
 #include "ops/index_ops.h"
 #include "ops/reduce.h"
 
@@ -1716,6 +1718,335 @@ static ot_status k_constant(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
     return OT_OK;
 }
 
+/* ------------------------------------------------------- index and logic */
+
+/* y's walk with the operands' right-aligned strides (0 on a dim of 1), as
+   ref_logic.c's bc_init */
+static void bc3_of(const ot_tensor *y, const ot_tensor *const *xs, int n, otk_bc3 *it)
+{
+    memset(it, 0, sizeof *it);
+    it->nd = y->ndim > 0 ? y->ndim : 1;
+    it->dims[0] = 1;
+    for (int d = 0; d < y->ndim; d++)
+        it->dims[d] = y->dims[d];
+    for (int k = 0; k < n; k++) {
+        const ot_tensor *t = xs[k];
+        int64_t st = 1;
+        for (int d = t->ndim - 1; d >= 0; d--) {
+            it->s[k][y->ndim - t->ndim + d] = t->dims[d] == 1 ? 0 : st;
+            st *= t->dims[d];
+        }
+    }
+}
+
+static bool compare_dtype(ot_dtype t)
+{
+    return t == OT_DTYPE_FLOAT || t == OT_DTYPE_INT32 || t == OT_DTYPE_INT64 ||
+           t == OT_DTYPE_BOOL || t == OT_DTYPE_UINT8 || t == OT_DTYPE_INT8;
+}
+
+static bool s_compare(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                      const ot_tensor *const *out, const char **why)
+{
+    const ot_tensor *a = in_at(n, in, 0);
+    if (!a || !compare_dtype(a->dtype)) {
+        *why = "the CUDA kernel compares float32, int32, int64, int8, uint8 and bool";
+        return false;
+    }
+    return ref_check(ot_ref_compare_supports, g, n, in, out, why);
+}
+
+static ot_status k_compare(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
+                           const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
+{
+    (void)g;
+    ot_tensor *y = out[0];
+    bool is_not = ot_node_is(n, OT_OP_NOT);
+    int op = is_not ? OTK_NOT : ot_node_is(n, OT_OP_EQUAL) ? OTK_EQUAL
+             : ot_node_is(n, OT_OP_GREATER)               ? OTK_GREATER
+             : ot_node_is(n, OT_OP_LESS)                  ? OTK_LESS
+                                                          : OTK_AND;
+    otk_bc3 it;
+    bc3_of(y, in, is_not ? 1 : 2, &it);
+    CK(otk_compare(c->stream, op, (int)in[0]->dtype, &it, in[0]->data,
+                   is_not ? in[0]->data : in[1]->data, (uint8_t *)y->data, ot_tensor_numel(y)));
+    return OT_OK;
+}
+
+DATA_SUPPORTS(s_where, where)
+
+static ot_status k_where(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
+                         const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
+{
+    (void)g;
+    ot_tensor *y = out[0];
+    otk_bc3 it;
+    bc3_of(y, in, 3, &it);
+    CK(otk_where(c->stream, (int)dsize(y->dtype), &it, (const uint8_t *)in[0]->data, in[1]->data,
+                 in[2]->data, y->data, ot_tensor_numel(y)));
+    return OT_OK;
+}
+
+static bool s_mod(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                  const ot_tensor *const *out, const char **why)
+{
+    const ot_tensor *y = cout_at(n, out, 0);
+    if (!y || !(y->dtype == OT_DTYPE_FLOAT || int_ok(y->dtype))) {
+        *why = "the CUDA kernel takes float32, int32 and int64";
+        return false;
+    }
+    return ref_check(ot_ref_mod_supports, g, n, in, out, why);
+}
+
+static ot_status k_mod(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
+                       const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
+{
+    (void)g;
+    ot_tensor *y = out[0];
+    otk_bc3 it;
+    bc3_of(y, in, 2, &it);
+    CK(otk_mod(c->stream, (int)y->dtype, ot_node_attr_int(n, "fmod", 0) != 0, &it, in[0]->data,
+               in[1]->data, y->data, ot_tensor_numel(y)));
+    return OT_OK;
+}
+
+#define MAX_SPLIT 64
+
+/* Split's axis and part sizes, from the attribute or the constant input */
+static bool split_plan(const ot_graph *g, const ot_node *n, const ot_tensor *x, int *axis,
+                       int64_t *sizes, const char **why)
+{
+    int64_t ax = ot_node_attr_int(n, "axis", 0);
+    if (x->ndim < 1 || ax < -(int64_t)x->ndim || ax >= x->ndim || n->n_out > MAX_SPLIT) {
+        *why = "Split: axis out of range or too many outputs";
+        return false;
+    }
+    *axis = (int)(ax < 0 ? ax + x->ndim : ax);
+    return ot_split_sizes(n, host_const(g, n, 1), x->dims[*axis], sizes, why);
+}
+
+static bool s_split(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                    const ot_tensor *const *out, const char **why)
+{
+    if (!known(g, n, in, 1)) {
+        *why = "Split: 'split' must be a constant";
+        return false;
+    }
+    if (!es_ok(in_at(n, in, 0))) {
+        *why = "the CUDA kernel moves elements of 1, 2, 4 or 8 bytes";
+        return false;
+    }
+    return ref_check(ot_ref_split_supports, g, n, in, out, why);
+}
+
+static ot_status k_split(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
+                         const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
+{
+    const ot_tensor *x = in[0];
+    int64_t sizes[MAX_SPLIT];
+    int axis = 0;
+    const char *why = NULL;
+    if (!split_plan(g, n, x, &axis, sizes, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s", why ? why : "Split: no plan");
+    int64_t outer = ot_ref_prod(x, 0, axis), inner = ot_ref_prod(x, axis + 1, x->ndim);
+    int64_t start = 0;
+    for (int i = 0; i < n->n_out; i++) {
+        ot_tensor *y = out_at(n, out, i);
+        int64_t len = sizes[i] * inner;
+        otk_copy p = { .nd = 2,
+                       .dims = { outer, len },
+                       .ss = { x->dims[axis] * inner, 1 },
+                       .ds = { len, 1 },
+                       .sbase = start * inner,
+                       .dbase = 0 };
+        if (y && outer * len > 0)
+            CK(otk_copy_plan(c->stream, &p, (int)dsize(x->dtype), x->data, y->data));
+        start += sizes[i];
+    }
+    return OT_OK;
+}
+
+DATA_SUPPORTS(s_expand, expand)
+
+static ot_status k_expand(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
+                          const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
+{
+    (void)g, (void)n;
+    ot_tensor *y = out[0];
+    otk_bc3 it;
+    otk_copy p;
+    bc3_of(y, in, 1, &it);
+    plan_into_y(y, it.s[0], 0, &p);
+    if (ot_tensor_numel(y) > 0)
+        CK(otk_copy_plan(c->stream, &p, (int)dsize(y->dtype), in[0]->data, y->data));
+    return OT_OK;
+}
+
+DATA_SUPPORTS(s_tile, tile)
+
+static ot_status k_tile(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
+                        const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
+{
+    (void)g, (void)n;
+    const ot_tensor *x = in[0];
+    ot_tensor *y = out[0];
+    otk_bc3 it;
+    memset(&it, 0, sizeof it);
+    it.nd = y->ndim;
+    for (int d = 0; d < y->ndim; d++) {
+        it.dims[d] = y->dims[d];
+        it.s[0][d] = x->dims[d];
+    }
+    if (ot_tensor_numel(y) > 0)
+        CK(otk_tile(c->stream, (int)dsize(y->dtype), &it, x->data, y->data, ot_tensor_numel(y)));
+    return OT_OK;
+}
+
+static bool s_constant_of_shape(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                                const ot_tensor *const *out, const char **why)
+{
+    if (!es_ok(cout_at(n, out, 0))) {
+        *why = "the CUDA kernel fills elements of 1, 2, 4 or 8 bytes";
+        return false;
+    }
+    return ref_check(ot_ref_constant_of_shape_supports, g, n, in, out, why);
+}
+
+static ot_status k_constant_of_shape(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
+                                     const ot_tensor *const *in, ot_tensor *const *out,
+                                     ot_err *err)
+{
+    (void)g, (void)in;
+    ot_tensor *y = out[0];
+    const ot_attr *a = ot_node_find_attr(n, "value");
+    uint64_t bits = 0;
+    size_t es = dsize(y->dtype);
+    if (a && a->t && a->t->data)
+        memcpy(&bits, a->t->data, es);
+    CK(otk_fill_bits(c->stream, (int)es, bits, y->data, ot_tensor_numel(y)));
+    return OT_OK;
+}
+
+static bool s_range(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                    const ot_tensor *const *out, const char **why)
+{
+    const ot_tensor *y = cout_at(n, out, 0);
+    if (!y || !(y->dtype == OT_DTYPE_FLOAT || int_ok(y->dtype))) {
+        *why = "the CUDA kernel takes float32, int32 and int64";
+        return false;
+    }
+    return ref_check(ot_ref_range_supports, g, n, in, out, why);
+}
+
+static ot_status k_range(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
+                         const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
+{
+    (void)g;
+    ot_tensor *y = out[0];
+    CK(otk_range(c->stream, (int)y->dtype, in[0]->data, in[2]->data, y->data, y->dims[0]));
+    return OT_OK;
+}
+
+/* ScatterND's plan over data dims `d` (ref_logic.c's nd_plan) */
+static void nd_plan(const ot_tensor *data, const ot_tensor *idx, otk_nd *q)
+{
+    memset(q, 0, sizeof *q);
+    q->k = idx->dims[idx->ndim - 1];
+    q->slice = ot_ref_prod(data, (int)q->k, data->ndim);
+    q->count = ot_ref_prod(idx, 0, idx->ndim - 1);
+    for (int d = 0; d < data->ndim; d++)
+        q->dims[d] = data->dims[d];
+}
+
+static int scatter_mode(const ot_node *n)
+{
+    const char *red = ot_node_attr_string(n, "reduction", "none");
+    return !strcmp(red, "add") ? OTK_SCATTER_ADD : !strcmp(red, "mul") ? OTK_SCATTER_MUL
+           : !strcmp(red, "max") ? OTK_SCATTER_MAX : !strcmp(red, "min") ? OTK_SCATTER_MIN
+                                                                         : OTK_SCATTER_NONE;
+}
+
+static bool s_scatter_nd(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                         const ot_tensor *const *out, const char **why)
+{
+    const ot_tensor *x = in_at(n, in, 0);
+    if (!es_ok(x)) {
+        *why = "the CUDA kernel moves elements of 1, 2, 4 or 8 bytes";
+        return false;
+    }
+    if (scatter_mode(n) != OTK_SCATTER_NONE && !(x->dtype == OT_DTYPE_FLOAT || int_ok(x->dtype))) {
+        *why = "ScatterND: the CUDA kernel reduces float32, int32 and int64";
+        return false;
+    }
+    return ref_check(ot_ref_scatter_nd_supports, g, n, in, out, why);
+}
+
+static ot_status k_scatter_nd(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
+                              const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
+{
+    (void)g;
+    const ot_tensor *x = in[0], *idx = in[1];
+    ot_tensor *y = out[0];
+    otk_nd q;
+    nd_plan(x, idx, &q);
+    CK(otk_memcpy_d2d(c->stream, y->data, x->data, x->bytes));
+    if (q.slice > 0 && q.count > 0)
+        CK(otk_scatter_nd(c->stream, &q, scatter_mode(n), (int)x->dtype, (int)dsize(x->dtype),
+                          (const int64_t *)idx->data, in[2]->data, y->data));
+    return OT_OK;
+}
+
+static bool s_scatter_nd_grad(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                              const ot_tensor *const *out, const char **why)
+{
+    if (!es_ok(in_at(n, in, 0))) {
+        *why = "the CUDA kernel moves elements of 1, 2, 4 or 8 bytes";
+        return false;
+    }
+    return ref_check(ot_ref_scatter_nd_grad_supports, g, n, in, out, why);
+}
+
+static ot_status k_scatter_nd_grad(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
+                                   const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
+{
+    (void)g;
+    const ot_tensor *dy = in[0], *idx = in[1];
+    ot_tensor *dd = out_at(n, out, 0), *du = out_at(n, out, 1);
+    otk_nd q;
+    nd_plan(dy, idx, &q);
+    if (dd)
+        CK(otk_memcpy_d2d(c->stream, dd->data, dy->data, dy->bytes));
+    if (q.slice > 0 && q.count > 0)
+        CK(otk_scatter_nd_grad(c->stream, &q, (int)dsize(dy->dtype), (const int64_t *)idx->data,
+                               dy->data, dd ? dd->data : NULL, du ? du->data : NULL));
+    return OT_OK;
+}
+
+static bool s_gather_grad(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                          const ot_tensor *const *out, const char **why)
+{
+    const ot_tensor *dy = in_at(n, in, 0), *dx = cout_at(n, out, 0);
+    if (!dy || !dx || dy->dtype != OT_DTYPE_FLOAT || dx->dtype != OT_DTYPE_FLOAT) {
+        *why = "the CUDA kernel takes float32 gradients only";
+        return false;
+    }
+    return ref_check(ot_ref_gather_grad_supports, g, n, in, out, why);
+}
+
+static ot_status k_gather_grad(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
+                               const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
+{
+    (void)g;
+    const ot_tensor *idx = in[1];
+    ot_tensor *dx = out[0];
+    int64_t ax = ot_node_attr_int(n, "axis", 0);
+    int axis = (int)(ax < 0 ? ax + dx->ndim : ax);
+    CK(otk_gather_grad_f32(c->stream, CF(in[0]), idx->data, idx->dtype == OT_DTYPE_INT64, F(dx),
+                           ot_ref_prod(dx, 0, axis), ot_tensor_numel(idx), dx->dims[axis],
+                           ot_ref_prod(dx, axis + 1, dx->ndim)));
+    return OT_OK;
+}
+
 /* ------------------------------------------------------------ optimizer */
 
 static bool s_sgd(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
@@ -1843,7 +2174,6 @@ static ot_status k_all_reduce(ot_cuda_ctx *c, const ot_graph *g, const ot_node *
 
 #define CUDNN "convolution: runs on cuDNN in the backend (src/exec/cuda/)"
 #define CUBLAS "matrix product: runs on cuBLASLt in the backend (src/exec/cuda/)"
-#define INDEX_OPS "no CUDA kernel yet (the CPU backend runs it: src/exec/cpu/ref_logic.c)"
 
 static const cuk_row cuk_table[OT_OP_COUNT_] = {
     [OT_OP_CONV] = NONE(CUDNN),
@@ -1905,21 +2235,6 @@ static const cuk_row cuk_table[OT_OP_COUNT_] = {
     [OT_OP_PAD] = ROW("data.cu", k_pad, s_pad),
     [OT_OP_SLICE] = ROW("data.cu", k_slice, s_slice),
     [OT_OP_CAST] = ROW("eltwise.cu", k_cast, s_cast),
-    [OT_OP_SPLIT] = NONE(INDEX_OPS),
-    [OT_OP_EXPAND] = NONE(INDEX_OPS),
-    [OT_OP_TILE] = NONE(INDEX_OPS),
-    [OT_OP_CONSTANT_OF_SHAPE] = NONE(INDEX_OPS),
-    [OT_OP_RANGE] = NONE(INDEX_OPS),
-    [OT_OP_SCATTER_ND] = NONE(INDEX_OPS),
-    [OT_OP_EQUAL] = NONE(INDEX_OPS),
-    [OT_OP_GREATER] = NONE(INDEX_OPS),
-    [OT_OP_LESS] = NONE(INDEX_OPS),
-    [OT_OP_NOT] = NONE(INDEX_OPS),
-    [OT_OP_AND] = NONE(INDEX_OPS),
-    [OT_OP_WHERE] = NONE(INDEX_OPS),
-    [OT_OP_MOD] = NONE(INDEX_OPS),
-    [OT_OP_GATHER_GRAD] = NONE(INDEX_OPS),
-    [OT_OP_SCATTER_ND_GRAD] = NONE(INDEX_OPS),
     [OT_OP_CONV_GRAD_DATA] = NONE(CUDNN),
     [OT_OP_CONV_GRAD_FILTER] = NONE(CUDNN),
     [OT_OP_RELU_GRAD] = ROW("eltwise.cu", k_pair, s_pair),
@@ -1957,6 +2272,21 @@ static const cuk_row cuk_table[OT_OP_COUNT_] = {
     [OT_OP_FAKE_QUANT] = ROWZ("eltwise.cu", k_fake_quant, s_fake_quant, z_fake_quant),
     [OT_OP_FAKE_QUANT_GRAD] = ROWZ("eltwise.cu", k_fake_quant, s_fake_quant, z_fake_quant),
     [OT_OP_GRAD_ALL_REDUCE] = ROW("data.cu", k_all_reduce, s_all_reduce),
+    [OT_OP_SPLIT] = ROW("data.cu", k_split, s_split),
+    [OT_OP_EXPAND] = ROW("data.cu", k_expand, s_expand),
+    [OT_OP_TILE] = ROW("logic.cu", k_tile, s_tile),
+    [OT_OP_CONSTANT_OF_SHAPE] = ROW("logic.cu", k_constant_of_shape, s_constant_of_shape),
+    [OT_OP_RANGE] = ROW("logic.cu", k_range, s_range),
+    [OT_OP_SCATTER_ND] = ROW("logic.cu", k_scatter_nd, s_scatter_nd),
+    [OT_OP_EQUAL] = ROW("logic.cu", k_compare, s_compare),
+    [OT_OP_GREATER] = ROW("logic.cu", k_compare, s_compare),
+    [OT_OP_LESS] = ROW("logic.cu", k_compare, s_compare),
+    [OT_OP_NOT] = ROW("logic.cu", k_compare, s_compare),
+    [OT_OP_AND] = ROW("logic.cu", k_compare, s_compare),
+    [OT_OP_WHERE] = ROW("logic.cu", k_where, s_where),
+    [OT_OP_MOD] = ROW("logic.cu", k_mod, s_mod),
+    [OT_OP_GATHER_GRAD] = ROW("logic.cu", k_gather_grad, s_gather_grad),
+    [OT_OP_SCATTER_ND_GRAD] = ROW("logic.cu", k_scatter_nd_grad, s_scatter_nd_grad),
 };
 
 /* The row for a node's op, or NULL (opaque node). */

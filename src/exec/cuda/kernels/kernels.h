@@ -103,6 +103,24 @@ typedef struct otk_padding {
     int64_t xdims[OTK_MAX_DIMS], ydims[OTK_MAX_DIMS], begin[OTK_MAX_DIMS], xs[OTK_MAX_DIMS];
 } otk_padding;
 
+/* Up to three operands broadcast to y's dims (right-aligned, element
+   strides, 0 on a broadcast dim). */
+typedef struct otk_bc3 {
+    int nd;
+    int64_t dims[OTK_MAX_DIMS];
+    int64_t s[3][OTK_MAX_DIMS];
+} otk_bc3;
+
+/* ScatterND's plan: tuples of k indices into the leading dims, each naming
+   a slice of `slice` elements; `count` tuples */
+typedef struct otk_nd {
+    int64_t k, slice, count;
+    int64_t dims[OTK_MAX_DIMS];
+} otk_nd;
+
+enum { OTK_EQUAL, OTK_GREATER, OTK_LESS, OTK_AND, OTK_NOT };
+enum { OTK_SCATTER_NONE, OTK_SCATTER_ADD, OTK_SCATTER_MUL, OTK_SCATTER_MAX, OTK_SCATTER_MIN };
+
 typedef struct otk_dims {
     int64_t n;
     int64_t v[OTK_MAX_DIMS];
@@ -217,6 +235,24 @@ int otk_gather(void *stream, int es, const void *x, const void *idx, int idx64, 
 int otk_pad(void *stream, const otk_padding *q, int es, const void *x, const void *fill_p,
             uint64_t fill_bits, void *y);
 int otk_shape(void *stream, const otk_dims *d, int64_t *y);
+
+/* logic.cu (dtype: an OTK_DT_ code; es: element size in bytes) */
+int otk_compare(void *stream, int op, int dtype, const otk_bc3 *it, const void *a, const void *b,
+                uint8_t *y, int64_t n);
+int otk_where(void *stream, int es, const otk_bc3 *it, const uint8_t *c, const void *a,
+              const void *b, void *y, int64_t n);
+int otk_mod(void *stream, int dtype, int fmod_c, const otk_bc3 *it, const void *a, const void *b,
+            void *y, int64_t n);
+/* it->dims: y's dims, it->s[0]: x's dims */
+int otk_tile(void *stream, int es, const otk_bc3 *it, const void *x, void *y, int64_t n);
+int otk_fill_bits(void *stream, int es, uint64_t bits, void *y, int64_t n);
+int otk_range(void *stream, int dtype, const void *start, const void *delta, void *y, int64_t n);
+int otk_scatter_nd(void *stream, const otk_nd *q, int mode, int dtype, int es,
+                   const int64_t *idx, const void *u, void *y);
+int otk_scatter_nd_grad(void *stream, const otk_nd *q, int es, const int64_t *idx, const void *dy,
+                        void *dd, void *du);
+int otk_gather_grad_f32(void *stream, const float *dy, const void *idx, int idx64, float *dx,
+                        int64_t outer, int64_t n_idx, int64_t dax, int64_t inner);
 
 #ifdef __cplusplus
 }
