@@ -10,6 +10,8 @@
 #                   decoders (clang; FUZZ_TARGETS, FUZZ_SECONDS)
 #   make deps       install the Debian packages the project needs (as root)
 #   make install PREFIX=/usr/local
+#   make CUDA=0     without the CUDA backend (default CUDA=auto: built when nvcc and
+#                   the cuDNN and cuBLASLt headers are under CUDA_HOME)
 #   make fetch-model NAME=resnet18-v1-7 [DEST=build/zoo]
 #                   download a model of models/zoo_manifest.json, SHA-256 checked
 
@@ -56,11 +58,47 @@ DEB_PACKAGES := gcc g++ make pkgconf protobuf-c-compiler libprotobuf-c-dev libon
 LIB_SRC := $(sort $(wildcard src/core/*.c src/graph/*.c src/ops/*.c src/onnx/*.c \
                              src/passes/*.c src/train/*.c src/exec/*.c src/exec/cpu/*.c \
                              src/data/*.c src/models/*.c converters/*.c src/dist/dist.c))
+
+# ------------------------------------------------------------------ CUDA backend
+# src/exec/cuda/: built when the toolkit, cuDNN and cuBLASLt headers are found
+# (CUDA=auto), or never (CUDA=0); left out of sanitizer builds unless CUDA=1.
+# The CUDA runtime is linked statically (it loads the driver itself); cuDNN
+# and cuBLASLt are opened at run time (src/exec/cuda/cuda_load.c), so the
+# binary starts where there is no driver, GPU or library. Its C files always
+# compile with -Werror and -DCUDNN_WARN_DEPRECATED: no deprecated cuDNN call.
+CUDA_HOME ?= /usr/local/cuda
+CUDA      ?= auto
+ifeq ($(CUDA),auto)
+ifeq ($(SAN),1)
+CUDA := 0
+else
+CUDA := $(if $(and $(wildcard $(CUDA_HOME)/bin/nvcc),$(wildcard $(CUDA_HOME)/include/cudnn_backend.h),$(wildcard $(CUDA_HOME)/include/cublasLt.h)),1,0)
+endif
+endif
+NVCC       ?= $(CUDA_HOME)/bin/nvcc
+CUDA_ARCHS ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+              -gencode arch=compute_90,code=compute_90
+CUDA_C_SRC  := $(sort $(wildcard src/exec/cuda/*.c src/exec/cuda/*/*.c))
+CUDA_CU_SRC := $(sort $(wildcard src/exec/cuda/*.cu src/exec/cuda/*/*.cu))
+# Without the kernels' table (ot_cuda_kernel), the backend refuses every node
+# that needs one of its own kernels.
+CUDA_TABLE  := $(shell grep -l -E '^ot_cuda_fn[[:space:]]+ot_cuda_kernel.const ot_node' $(CUDA_C_SRC) $(CUDA_CU_SRC) /dev/null 2>/dev/null)
+ifeq ($(CUDA),1)
+LIB_SRC  += $(CUDA_C_SRC)
+CUDA_OBJ := $(CUDA_CU_SRC:%.cu=$(BUILD)/obj/%.cu.o)
+CUDA_CPPFLAGS := -isystem $(CUDA_HOME)/include -DCUDNN_WARN_DEPRECATED \
+                 $(if $(CUDA_TABLE),,-DOT_CUDA_NO_KERNELS=1)
+LDLIBS   += $(CUDA_HOME)/lib64/libcudart_static.a -ldl -lrt -lstdc++
+endif
+# Which objects depend on whether CUDA is in: a file whose contents change
+# with CUDA, so that switching rebuilds them.
+CUDA_FLAG := $(BUILD)/cuda.flag
+$(shell mkdir -p $(BUILD); [ "$$(cat $(CUDA_FLAG) 2>/dev/null)" = "$(CUDA)" ] || echo "$(CUDA)" >$(CUDA_FLAG))
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 GEN_SRC := $(BUILD)/gen/onnx.pb-c.c
 GEN_HDR := $(BUILD)/gen/onnx.pb-c.h
 
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/onnx.pb-c.o
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/onnx.pb-c.o $(CUDA_OBJ)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 
 UNIT_SRC := $(sort $(wildcard tests/unit/*.c))
@@ -104,12 +142,26 @@ $(BUILD)/obj/%.o: %.c | $(GEN_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
 
-$(STATIC): $(LIB_OBJ)
-	@rm -f $@
-	$(AR) rcs $@ $^
+$(BUILD)/obj/src/exec/cuda/%.o: src/exec/cuda/%.c $(CUDA_FLAG) | $(GEN_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CUDA_CPPFLAGS) $(CFLAGS) -Werror -c $< -o $@
 
-$(SHARED): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,libonnxtrain.so.0 $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(BUILD)/obj/%.cu.o: %.cu | $(GEN_HDR)
+	@mkdir -p $(dir $@)
+	$(NVCC) -std=c++17 -O3 -lineinfo $(CUDA_ARCHS) -Xcompiler -fPIC,-Wall $(CPPFLAGS) \
+	    -isystem $(CUDA_HOME)/include -MMD -MP -c $< -o $@
+
+# exec.c picks the backends built in; tests/unit/test_cuda.c tests the CUDA one
+$(BUILD)/obj/src/exec/exec.o $(BUILD)/obj/tests/unit/test_cuda.o: $(CUDA_FLAG)
+$(BUILD)/obj/src/exec/exec.o: CPPFLAGS += -DOT_CUDA=$(CUDA)
+$(BUILD)/obj/tests/unit/test_cuda.o: CPPFLAGS += -DOT_CUDA=$(CUDA) $(CUDA_CPPFLAGS)
+
+$(STATIC): $(LIB_OBJ) $(CUDA_FLAG)
+	@rm -f $@
+	$(AR) rcs $@ $(LIB_OBJ)
+
+$(SHARED): $(LIB_OBJ) $(CUDA_FLAG)
+	$(CC) -shared -Wl,-soname,libonnxtrain.so.0 $(LDFLAGS) -o $@ $(LIB_OBJ) $(LDLIBS)
 
 $(BUILD)/libonnxtrain_mpi.so: src/dist/mpi_shim.c
 	@mkdir -p $(dir $@)
@@ -239,6 +291,7 @@ install: all
 	ln -sf libonnxtrain.so.0 $(DESTDIR)$(PREFIX)/lib/libonnxtrain.so
 	install -m 644 include/onnxtrain.h $(DESTDIR)$(PREFIX)/include/onnxtrain.h
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|'$$(sed -n 's/^#define OT_VERSION_STRING "\(.*\)"/\1/p' include/onnxtrain.h)'|g' \
+	    -e 's|@CUDA_LIBS@|$(if $(filter 1,$(CUDA)), -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++)|' \
 	    onnxtrain.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/onnxtrain.pc
 	install -m 644 models/zoo_manifest.json $(DESTDIR)$(PREFIX)/share/onnxtrain/zoo_manifest.json
 	$(if $(MPI_SHIM),install -d $(DESTDIR)$(PREFIX)/lib/onnxtrain && \

@@ -226,7 +226,8 @@ typedef struct ot_finetune_opts {
     int cache_bf16;
     /* where and how it runs */
     const char *device;         /* "cpu", "cuda", "cuda:N" (NULL: "cpu"); a
-                                   device this build lacks is an error        */
+                                   device this build lacks, or one not usable
+                                   here, is an error saying why (docs/gpu.md) */
     int threads;                /* 0: OMP_NUM_THREADS, else all cores          */
     int workers;                /* threads preparing batches (1)               */
     uint64_t seed;              /* the new head, the data order, the split     */
@@ -347,7 +348,7 @@ typedef struct ot_evaluate_opts {
     int has_mean, has_std;
     float mean[3], std[3];
     int batch_size;             /* 32                                          */
-    const char *device;         /* NULL: "cpu"                                 */
+    const char *device;         /* NULL: "cpu"; as ot_finetune_opts.device     */
     int threads;
     ot_ft_progress_fn progress; /* warnings (class names that differ); may be NULL */
     void *user;

@@ -122,7 +122,7 @@ typedef struct ot_cli_choice {
 
 /* --device NAME on the commands that compute (run, test-data, predict,
    finetune, eval): the row, and the check of its value. */
-#define OT_CLI_DEVICE_HELP "where to compute: cpu (default); cuda, cuda:N (GPUs: not in this build)"
+#define OT_CLI_DEVICE_HELP "where to compute: cpu (default), cuda or cuda:N (a GPU: onnxtrain --version says whether one is usable)"
 #define OT_CLI_DEVICE_OPT(T, f)                                                                \
     OT_CLI_STRING_OPT(T, f, "device", 0, "NAME", OT_CLI_DEVICE_HELP)
 

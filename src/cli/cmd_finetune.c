@@ -272,7 +272,7 @@ static const ot_cli_cmd finetune_cmd = {
     .name = "finetune",
     .args = "MODEL",
     .summary = "Adapts a pretrained classifier to new data: swaps the head, freezes what\n"
-               "the mode says, trains on the CPU and writes a plain inference ONNX file.",
+               "the mode says, trains (on the CPU or a GPU) and writes a plain inference ONNX file.",
     .details = "Modes: feature-extract trains only the head; fine-tune also trains the\n"
                "last stage (everything at the final spatial resolution before the global\n"
                "pooling; for a classifier of three or more linear layers, as in AlexNet\n"

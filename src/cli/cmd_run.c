@@ -80,7 +80,7 @@ static const ot_cli_opt run_opts[RUN_N_OPTS + 1] = {
 static const ot_cli_cmd run_cmd = {
     .name = "run",
     .args = "MODEL",
-    .summary = "Runs an ONNX model once on a device (the CPU) and prints or writes its outputs.",
+    .summary = "Runs an ONNX model once on a device (the CPU or a GPU) and prints or writes its outputs.",
     .details =
         "Inputs are TensorProto files (.pb, as in ONNX test data). '--input x=FILE.pb' binds\n"
         "the graph input x; a bare FILE.pb binds to the input its tensor names, else to the\n"

@@ -857,7 +857,15 @@ int main(int argc, char **argv)
         if (strcmp(a, "--version") == 0) {
             if (k + 1 < argc)
                 return main_usage_error("--version: unexpected argument '%s'", argv[k + 1]);
-            printf("onnxtrain %s\n", ot_version());
+            char backends[2 * OT_ERR_MSG_MAX];
+            ot_device_backends(backends, sizeof backends);
+            printf("onnxtrain %s\nbackends:\n", ot_version());
+            for (const char *line = backends; *line;) {
+                const char *end = strchr(line, '\n');
+                int len = end ? (int)(end - line) : (int)strlen(line);
+                printf("  %.*s\n", len, line);
+                line += len + (end != NULL);
+            }
             return ot_cli_finish_stdout();
         }
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {

@@ -19,6 +19,9 @@
 
 #include "exec_impl.h"
 #include "ops/ops.h"
+#if OT_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 
 #define ARENA_ALIGN 64
 
@@ -489,6 +492,9 @@ static const ot_backend *backend_of(const ot_device *dev)
 {
     switch (dev->kind) {
     case OT_DEVICE_CPU: return &ot_backend_cpu;
+#if OT_CUDA
+    case OT_DEVICE_CUDA: return &ot_backend_cuda;
+#endif
     default: return NULL;
     }
 }
@@ -496,11 +502,35 @@ static const ot_backend *backend_of(const ot_device *dev)
 ot_status ot_device_check(const ot_device *dev, ot_err *err)
 {
     char name[32];
-    if (backend_of(dev))
-        return OT_OK;
-    return ot_err_set(err, OT_ERR_UNSUPPORTED, "device '%s': this build has no %s backend",
-                      ot_device_name(dev, name, sizeof name),
-                      dev->kind == OT_DEVICE_CUDA ? "CUDA" : "such");
+    ot_device_name(dev, name, sizeof name);
+    if (!backend_of(dev))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "device '%s': this build has no %s backend",
+                          name, dev->kind == OT_DEVICE_CUDA ? "CUDA" : "such");
+#if OT_CUDA
+    ot_err why;
+    ot_err_init(&why);
+    if (dev->kind == OT_DEVICE_CUDA && ot_cuda_probe(dev->index, &why) != OT_OK)
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "device '%s' is not usable: %s", name,
+                          why.msg);
+#endif
+    return OT_OK;
+}
+
+void ot_device_backends(char *buf, size_t size)
+{
+    char cuda[OT_ERR_MSG_MAX + 64] = "not built in";
+#if OT_CUDA
+    ot_err err;
+    ot_err_init(&err);
+    char found[256];
+    if (ot_cuda_probe(0, &err) == OT_OK) {
+        ot_cuda_describe(found, sizeof found);
+        snprintf(cuda, sizeof cuda, "built in, usable (%s)", found);
+    } else {
+        snprintf(cuda, sizeof cuda, "built in, not usable here: %s", err.msg);
+    }
+#endif
+    snprintf(buf, size, "cpu: built in, usable\ncuda: %s\n", cuda);
 }
 
 ot_status ot_device_parse(const char *name, ot_device *out, ot_err *err)

@@ -28,7 +28,8 @@ typedef struct ot_exec_input {
 /*
  * Devices. A device is named "cpu", "cuda" (the first GPU) or "cuda:N"; each
  * kind of device has a backend (its memory, kernels and rewrites), and a
- * build has the backends it was built with: this one has the CPU's only.
+ * build has the backends it was built with: the CPU's always, CUDA's when
+ * built with the toolkit (docs/gpu.md).
  */
 typedef enum {
     OT_DEVICE_CPU = 0,
@@ -45,9 +46,14 @@ typedef struct ot_device {
    build has no backend for; *out is set). NULL or "" is the CPU. */
 ot_status ot_device_parse(const char *name, ot_device *out, ot_err *err);
 
-/* Checks that this build has a backend for the device. Errors:
-   OT_ERR_UNSUPPORTED, one line naming the device. */
+/* Checks that this build has a backend for the device and that the device
+   is usable here (for CUDA: the libraries, the driver and the device).
+   Errors: OT_ERR_UNSUPPORTED, one line naming the device and why. */
 ot_status ot_device_check(const ot_device *dev, ot_err *err);
+
+/* The backends, one line each, "NAME: built in, usable (...)", "NAME: built
+   in, not usable here: WHY" or "NAME: not built in" (for --version). */
+void ot_device_backends(char *buf, size_t size);
 
 /* "cpu", "cuda:0", ... into buf; returns buf. */
 const char *ot_device_name(const ot_device *dev, char *buf, size_t size);

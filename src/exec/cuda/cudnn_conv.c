@@ -1,0 +1,369 @@
+/*
+ * cudnn_conv.c: convolution forward, backward-data and backward-filter on
+ * cuDNN 9's backend (graph) API, with an in-memory plan cache.
+ *
+ * Per convolution: tensor descriptors for x, w and y (NCHW strides), a
+ * convolution descriptor, the operation, an operation graph of that one
+ * operation, heuristics mode A on the device's property descriptor, and the
+ * first engine configuration whose plan finalizes, stays within the
+ * workspace cap and computes in full fp32 (no tensor-core TF32, no
+ * down-converted inputs, no reduced-precision reduction). Plans are cached
+ * per device by a key of the geometry, the dtype, the layout and the cuDNN
+ * version. Only the handle and what follows the operation need a device.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cuda.h"
+#include "exec/cpu/ref_impl.h"
+
+enum { UID_X = 1, UID_W = 2, UID_Y = 3 };
+
+struct ot_conv_plan {
+    char key[512];
+    ot_conv_descs d;
+    cudnnBackendDescriptor_t graph, cfg, plan;
+    int64_t ws;
+    struct ot_conv_plan *next;
+};
+
+static ot_status dnn_fail(const ot_cudnn_api *api, cudnnStatus_t s, const char *what, ot_err *err)
+{
+    char last[256] = "";
+    api->cudnnGetLastErrorString(last, sizeof last);
+    char *nl = strchr(last, '\n');
+    if (nl)
+        *nl = '\0';
+    return ot_err_set(err, OT_ERR_BACKEND, "cuDNN: %s: %s%s%s", what, api->cudnnGetErrorString(s),
+                      last[0] ? ": " : "", last);
+}
+
+#define DNN(call, what)                                                                         \
+    do {                                                                                        \
+        cudnnStatus_t s_ = (call);                                                              \
+        if (s_ != CUDNN_STATUS_SUCCESS) {                                                       \
+            st = dnn_fail(api, s_, what, err);                                                  \
+            goto done;                                                                          \
+        }                                                                                       \
+    } while (0)
+
+#define SET(desc, attr, type, count, ptr) api->cudnnBackendSetAttribute(desc, attr, type, count, ptr)
+
+ot_status ot_conv_geom_of(const ot_graph *g, const ot_node *n, const ot_tensor *x,
+                          const ot_tensor *w, const ot_tensor *y, ot_conv_kind kind,
+                          ot_conv_geom *q, ot_err *err)
+{
+    char label[400];
+    memset(q, 0, sizeof *q);
+    q->kind = kind;
+    if (x->dtype != OT_DTYPE_FLOAT || w->dtype != OT_DTYPE_FLOAT || y->dtype != OT_DTYPE_FLOAT)
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: only float convolutions run on CUDA",
+                          ot_node_label(g, n, label, sizeof label));
+    int k = x->ndim - 2;
+    if (k < 1 || k > 3 || w->ndim != x->ndim || y->ndim != x->ndim)
+        return ot_err_set(err, OT_ERR_UNSUPPORTED,
+                          "%s: only 1-D, 2-D and 3-D convolutions run on CUDA",
+                          ot_node_label(g, n, label, sizeof label));
+    ot_ref_geom r;
+    ot_ref_window(n, x, w->dims + 2, y, &r);
+    /* 1-D and 2-D as 2-D (the last two of the geometry's three spatial
+       dims), 3-D as 3-D */
+    int s = k == 3 ? 3 : 2, first = 3 - s;
+    q->nd = s + 2;
+    q->x[0] = x->dims[0], q->x[1] = x->dims[1];
+    q->w[0] = w->dims[0], q->w[1] = w->dims[1];
+    q->y[0] = y->dims[0], q->y[1] = y->dims[1];
+    for (int i = 0; i < s; i++) {
+        int j = first + i;
+        q->x[2 + i] = r.in[j];
+        q->w[2 + i] = r.k[j];
+        q->y[2 + i] = r.o[j];
+        q->pre[i] = r.pb[j];
+        q->post[i] = r.pe[j];
+        q->stride[i] = r.s[j];
+        q->dil[i] = r.d[j];
+    }
+    return OT_OK;
+}
+
+static ot_status tensor_desc(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
+                             cudnnBackendDescriptor_t *out, ot_err *err)
+{
+    ot_status st = OT_OK;
+    int64_t strides[5], s = 1, align = 16;
+    cudnnDataType_t dt = CUDNN_DATA_FLOAT;
+    for (int i = nd - 1; i >= 0; i--) {
+        strides[i] = s;
+        s *= dims[i];
+    }
+    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_TENSOR_DESCRIPTOR, out), "tensor");
+    DNN(SET(*out, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt), "tensor dtype");
+    DNN(SET(*out, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, nd, dims), "tensor dims");
+    DNN(SET(*out, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, nd, strides), "tensor strides");
+    DNN(SET(*out, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), "tensor id");
+    DNN(SET(*out, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align),
+        "tensor alignment");
+    DNN(api->cudnnBackendFinalize(*out), "tensor");
+done:
+    return st;
+}
+
+void ot_conv_descs_free(const ot_cudnn_api *api, ot_conv_descs *d)
+{
+    cudnnBackendDescriptor_t *all[] = { &d->op, &d->conv, &d->x, &d->w, &d->y };
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++)
+        if (*all[i]) {
+            api->cudnnBackendDestroyDescriptor(*all[i]);
+            *all[i] = NULL;
+        }
+}
+
+ot_status ot_conv_descs_build(const ot_cudnn_api *api, const ot_conv_geom *q, ot_conv_descs *d,
+                              ot_err *err)
+{
+    ot_status st = OT_OK;
+    memset(d, 0, sizeof *d);
+    int64_t spatial = q->nd - 2;
+    cudnnDataType_t comp = CUDNN_DATA_FLOAT;
+    cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
+    float alpha = 1.0f, beta = 0.0f;
+    OT_TRY(tensor_desc(api, q->nd, q->x, UID_X, &d->x, err));
+    OT_TRY(tensor_desc(api, q->nd, q->w, UID_W, &d->w, err));
+    OT_TRY(tensor_desc(api, q->nd, q->y, UID_Y, &d->y, err));
+    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, &d->conv),
+        "convolution");
+    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp),
+        "convolution compute type");
+    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode),
+        "convolution mode");
+    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &spatial),
+        "convolution rank");
+    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, spatial, q->dil),
+        "convolution dilations");
+    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, spatial, q->stride),
+        "convolution strides");
+    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, spatial, q->pre),
+        "convolution pads");
+    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, spatial, q->post),
+        "convolution pads");
+    DNN(api->cudnnBackendFinalize(d->conv), "convolution");
+
+    static const cudnnBackendDescriptorType_t types[] = {
+        CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR,
+        CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR,
+        CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR,
+    };
+    /* alpha, beta, conv, x, w, y in each kind's attribute names */
+    static const cudnnBackendAttributeName_t names[3][6] = {
+        { CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA,
+          CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X,
+          CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y },
+        { CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA,
+          CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX,
+          CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY },
+        { CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA,
+          CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X,
+          CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY },
+    };
+    const cudnnBackendAttributeName_t *a = names[q->kind];
+    DNN(api->cudnnBackendCreateDescriptor(types[q->kind], &d->op), "operation");
+    DNN(SET(d->op, a[0], CUDNN_TYPE_FLOAT, 1, &alpha), "operation alpha");
+    DNN(SET(d->op, a[1], CUDNN_TYPE_FLOAT, 1, &beta), "operation beta");
+    DNN(SET(d->op, a[2], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d->conv), "operation convolution");
+    DNN(SET(d->op, a[3], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d->x), "operation x");
+    DNN(SET(d->op, a[4], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d->w), "operation w");
+    DNN(SET(d->op, a[5], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d->y), "operation y");
+    DNN(api->cudnnBackendFinalize(d->op), "operation");
+done:
+    if (st != OT_OK)
+        ot_conv_descs_free(api, d);
+    return st;
+}
+
+static void plan_key(const ot_cuda_dev *dev, const ot_conv_geom *q, char *key, size_t size)
+{
+    int at = snprintf(key, size, "conv%d/f32/nchw/cudnn%zu/dev%d/", (int)q->kind,
+                      dev->dnn->version, dev->index);
+    const int64_t *arrs[] = { q->x, q->w, q->y, q->pre, q->post, q->stride, q->dil };
+    for (int a = 0; a < 7; a++) {
+        int count = a < 3 ? q->nd : q->nd - 2;
+        for (int i = 0; i < count && at > 0 && (size_t)at < size; i++)
+            at += snprintf(key + at, size - (size_t)at, "%lld%c", (long long)arrs[a][i],
+                           i + 1 < count ? ',' : ';');
+    }
+}
+
+/* Whether an engine computes in full fp32. */
+static bool engine_fp32(const ot_cudnn_api *api, cudnnBackendDescriptor_t cfg)
+{
+    cudnnBackendDescriptor_t eng = NULL;
+    cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
+    int64_t n = 0;
+    bool ok = false;
+    if (api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &eng) ||
+        api->cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE,
+                                      CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &eng) ||
+        api->cudnnBackendGetAttribute(eng, CUDNN_ATTR_ENGINE_NUMERICAL_NOTE,
+                                      CUDNN_TYPE_NUMERICAL_NOTE, CUDNN_NUMERICAL_NOTE_TYPE_COUNT,
+                                      &n, notes))
+        goto done;
+    ok = true;
+    for (int64_t i = 0; i < n && i < CUDNN_NUMERICAL_NOTE_TYPE_COUNT; i++)
+        if (notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE ||
+            notes[i] == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS ||
+            notes[i] == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION)
+            ok = false;
+done:
+    if (eng)
+        api->cudnnBackendDestroyDescriptor(eng);
+    return ok;
+}
+
+/* Heuristics, then the first configuration that makes a plan we accept. */
+static ot_status make_plan(ot_cuda_dev *dev, ot_conv_plan *p, ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_cudnn_api *api = dev->dnn;
+    cudnnBackendDescriptor_t heur = NULL, *cfgs = NULL;
+    int64_t n_cfg = 0;
+    cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
+    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, &p->graph),
+        "operation graph");
+    DNN(SET(p->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &p->d.op),
+        "operation graph");
+    DNN(api->cudnnBackendFinalize(p->graph), "operation graph");
+    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &heur),
+        "heuristics");
+    DNN(SET(heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+            &p->graph), "heuristics");
+    DNN(SET(heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode), "heuristics");
+    DNN(SET(heur, CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+            &dev->devprop), "heuristics");
+    DNN(api->cudnnBackendFinalize(heur), "heuristics");
+    DNN(api->cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                      CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n_cfg, NULL),
+        "heuristics");
+    if (n_cfg > 0) {
+        cfgs = ot_calloc((size_t)n_cfg, sizeof *cfgs);
+        if (!cfgs)
+            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; i < n_cfg; i++)
+            DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, &cfgs[i]),
+                "engine configuration");
+        int64_t got = 0;
+        DNN(api->cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
+                                          CUDNN_TYPE_BACKEND_DESCRIPTOR, n_cfg, &got, cfgs),
+            "heuristics");
+        n_cfg = got < n_cfg ? got : n_cfg;
+    }
+    for (int64_t i = 0; i < n_cfg && !p->plan; i++) {
+        cudnnBackendDescriptor_t plan = NULL;
+        int64_t ws = 0, cnt = 0;
+        if (!engine_fp32(api, cfgs[i]))
+            continue;
+        if (api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan) ||
+            SET(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                &cfgs[i]) ||
+            SET(plan, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                &dev->devprop) ||
+            api->cudnnBackendFinalize(plan) ||
+            api->cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
+                                          CUDNN_TYPE_INT64, 1, &cnt, &ws) ||
+            ws < 0 || (size_t)ws > OT_CUDA_WS_CAP) {
+            if (plan)
+                api->cudnnBackendDestroyDescriptor(plan);
+            continue;
+        }
+        p->plan = plan;
+        p->cfg = cfgs[i];
+        cfgs[i] = NULL;
+        p->ws = ws;
+    }
+    if (!p->plan)
+        OT_FAIL(err, OT_ERR_BACKEND,
+                "cuDNN: none of %lld engine configurations makes an fp32 plan for this "
+                "convolution", (long long)n_cfg);
+done:
+    for (int64_t i = 0; cfgs && i < n_cfg; i++)
+        if (cfgs[i])
+            api->cudnnBackendDestroyDescriptor(cfgs[i]);
+    ot_free(cfgs);
+    if (heur)
+        api->cudnnBackendDestroyDescriptor(heur);
+    return st;
+}
+
+ot_status ot_conv_plan_get(ot_cuda_dev *dev, const ot_conv_geom *q, const ot_conv_plan **out,
+                           size_t *ws, ot_err *err)
+{
+    char key[512];
+    plan_key(dev, q, key, sizeof key);
+    ot_status st = OT_OK;
+    pthread_mutex_lock(&dev->lock);
+    for (ot_conv_plan *p = dev->plans; p; p = p->next)
+        if (!strcmp(p->key, key)) {
+            *out = p;
+            *ws = (size_t)p->ws;
+            goto done;
+        }
+    ot_conv_plan *p = ot_calloc(1, sizeof *p);
+    if (!p)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    snprintf(p->key, sizeof p->key, "%s", key);
+    st = ot_conv_descs_build(dev->dnn, q, &p->d, err);
+    if (st == OT_OK)
+        st = make_plan(dev, p, err);
+    if (st != OT_OK) {
+        const ot_cudnn_api *api = dev->dnn;
+        cudnnBackendDescriptor_t rest[] = { p->plan, p->cfg, p->graph };
+        for (int i = 0; i < 3; i++)
+            if (rest[i])
+                api->cudnnBackendDestroyDescriptor(rest[i]);
+        ot_conv_descs_free(api, &p->d);
+        ot_free(p);
+        goto done;
+    }
+    p->next = dev->plans;
+    dev->plans = p;
+    dev->n_plans++;
+    *out = p;
+    *ws = (size_t)p->ws;
+done:
+    pthread_mutex_unlock(&dev->lock);
+    return st;
+}
+
+ot_status ot_conv_varpack(ot_cuda_dev *dev, const ot_conv_plan *p, void *x, void *w, void *y,
+                          void *ws, cudnnBackendDescriptor_t *out, ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_cudnn_api *api = dev->dnn;
+    void *ptrs[3] = { x, w, y };
+    int64_t uids[3] = { UID_X, UID_W, UID_Y };
+    (void)p;
+    *out = NULL;
+    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, out),
+        "variant pack");
+    DNN(SET(*out, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, ptrs),
+        "variant pack");
+    DNN(SET(*out, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uids), "variant pack");
+    DNN(SET(*out, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws),
+        "variant pack");
+    DNN(api->cudnnBackendFinalize(*out), "variant pack");
+done:
+    if (st != OT_OK && *out) {
+        api->cudnnBackendDestroyDescriptor(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+ot_status ot_conv_run(ot_cuda_dev *dev, const ot_conv_plan *p, cudnnBackendDescriptor_t vp,
+                      ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_cudnn_api *api = dev->dnn;
+    DNN(api->cudnnBackendExecute(dev->dnn_handle, p->plan, vp), "convolution");
+done:
+    return st;
+}

@@ -1,0 +1,106 @@
+#!/bin/bash
+# test_cuda.sh: the CUDA backend where there is no GPU: the binary needs no
+# CUDA library to start (the runtime is linked in, cuDNN and cuBLASLt are
+# opened at run time), --version says whether the backend is usable and why
+# not, and --device cuda fails with that reason in one line (exit 1) when a
+# library is missing or too old (ONNXTRAIN_CUDNN / ONNXTRAIN_CUBLASLT point
+# at a missing file or at a stand-in library of an old version). In a build
+# without CUDA (make CUDA=0) it only checks that --version says so.
+#
+#   BUILD=build bash tests/cli/test_cuda.sh
+cd "$(dirname "$0")/../.." || exit 1
+. tests/cli/lib.sh
+need_cli
+
+ot --version
+if [ "$T_RC" -ne 0 ]; then
+    fail "--version" "$(describe_run)"
+    finish
+fi
+if [[ $T_OUT == *"cuda: not built in"* ]]; then
+    ok "--version: cuda not built in"
+    echo "skipped: the loader checks (this build has no CUDA backend)"
+    finish
+fi
+matches "$T_OUT" "cpu: built in, usable" && ok "--version lists cpu" ||
+    fail "--version lists cpu" "$T_OUT"
+matches "$T_OUT" "cuda: built in, " && ok "--version lists cuda" ||
+    fail "--version lists cuda" "$T_OUT"
+
+# no CUDA library among the binary's dynamic dependencies
+if ldd "$OT" | grep -E 'libcuda|libcudart|libcudnn|libcublas' >"$T_TMP/ldd"; then
+    fail "no CUDA library linked" "$(tr '\n' ' ' <"$T_TMP/ldd")"
+else
+    ok "no CUDA library linked"
+fi
+
+NODE=/usr/share/libonnx-testdata/data/node/test_relu
+MODEL=$NODE/model.onnx
+
+# stand-ins: every symbol the loader looks up, versions too old
+fns_dnn="cudnnGetErrorString cudnnGetLastErrorString cudnnCreate cudnnDestroy cudnnSetStream
+    cudnnBackendCreateDescriptor cudnnBackendDestroyDescriptor cudnnBackendFinalize
+    cudnnBackendSetAttribute cudnnBackendGetAttribute cudnnBackendExecute"
+fns_lt="cublasLtGetStatusString cublasLtCreate cublasLtDestroy cublasLtMatmul
+    cublasLtMatmulDescCreate cublasLtMatmulDescDestroy cublasLtMatmulDescSetAttribute
+    cublasLtMatrixLayoutCreate cublasLtMatrixLayoutDestroy cublasLtMatrixLayoutSetAttribute
+    cublasLtMatmulPreferenceCreate cublasLtMatmulPreferenceDestroy
+    cublasLtMatmulPreferenceSetAttribute cublasLtMatmulAlgoGetHeuristic"
+{
+    echo '#include <stddef.h>'
+    echo 'size_t cudnnGetVersion(void) { return 8907; }'
+    for f in $fns_dnn; do echo "void $f(void) {}"; done
+} >"$T_TMP/dnn.c"
+{
+    echo '#include <stddef.h>'
+    echo 'size_t cublasLtGetVersion(void) { return 110203; }'
+    for f in $fns_lt; do echo "void $f(void) {}"; done
+} >"$T_TMP/lt.c"
+if ! cc -shared -fPIC -o "$T_TMP/libcudnn_old.so" "$T_TMP/dnn.c" ||
+    ! cc -shared -fPIC -o "$T_TMP/libcublasLt_old.so" "$T_TMP/lt.c"; then
+    fail setup "cannot build the stand-in libraries"
+    finish
+fi
+
+# expect_cuda_error NAME FRAGMENT VAR=VALUE...: --version names the reason,
+# and run --device cuda fails with it in one line
+expect_cuda_error() {
+    local name=$1 frag=$2
+    shift 2
+    T_OUT=$(env "$@" "$OT" --version 2>&1)
+    matches "$T_OUT" "cuda: built in, not usable here: $frag" && ok "$name: --version" ||
+        fail "$name: --version" "$T_OUT"
+    export "$@"
+    expect_error "$name: run --device cuda" "device 'cuda:0' is not usable: $frag" \
+        run "$MODEL" --random --device cuda --output-dir "$T_TMP/out"
+    unset "${@%%=*}"
+    [ ! -e "$T_TMP/out" ] && ok "$name: nothing written" || fail "$name: nothing written" "out"
+}
+
+expect_cuda_error "cuDNN missing" "cuDNN library missing: " ONNXTRAIN_CUDNN=/nonexistent/libcudnn.so.9
+expect_cuda_error "cuDNN too old" "cuDNN 8.9.7 is too old (9.8 or newer is needed)" \
+    ONNXTRAIN_CUDNN="$T_TMP/libcudnn_old.so"
+expect_cuda_error "not cuDNN" "cuDNN library unusable: it has no cudnnGetVersion" \
+    ONNXTRAIN_CUDNN="$T_TMP/libcublasLt_old.so"
+expect_cuda_error "cuBLASLt missing" "cuBLASLt library missing: " \
+    ONNXTRAIN_CUBLASLT=/nonexistent/libcublasLt.so.13
+expect_cuda_error "cuBLASLt too old" "cuBLASLt 11.2.3 is too old (12.0 or newer is needed)" \
+    ONNXTRAIN_CUBLASLT="$T_TMP/libcublasLt_old.so"
+
+# with the toolkit's libraries and no GPU: the driver or the device is why
+ot --version
+case $T_OUT in
+    *"cuda: built in, usable"*)
+        echo "skipped: no-GPU errors (a CUDA device is usable here)" ;;
+    *)
+        matches "$T_OUT" "not usable here: no CUDA driver|not usable here: no CUDA device|not usable here: the CUDA driver|library missing" &&
+            ok "--version: why not usable" || fail "--version: why not usable" "$T_OUT"
+        expect_error "run --device cuda:7" "device 'cuda:7' is not usable" \
+            run "$MODEL" --random --device cuda:7
+        # the library, the library API and the options parse the same names
+        ot test-data "$NODE" --device cuda
+        [ "$T_RC" -eq 1 ] && [ "$T_NERR" -eq 1 ] && ok "test-data --device cuda: one line" ||
+            fail "test-data --device cuda: one line" "$(describe_run)" ;;
+esac
+
+finish
