@@ -12,10 +12,50 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/cli/lib.sh
 need_cli
 
+# tests/gpu/check.sh on a small bundle (the binary only): without a usable
+# GPU every device check is "skipped: no CUDA device" and it exits 0; a
+# build without CUDA fails its version check; no bundle fails at once.
+# check_script NAME RC SPEC: runs it, expects exit RC and check.json to
+# match SPEC (python3 expressions over `j`, one per line)
+check_script() {
+    local name=$1 want=$2 spec=$3 rc
+    rm -rf "$T_TMP/gout"
+    PYTHON=$PY GPU_BUNDLE=$T_TMP/bundle OUT=$T_TMP/gout bash tests/gpu/check.sh run >"$T_TMP/check.out" 2>&1
+    rc=$?
+    if [ "$rc" -ne "$want" ]; then
+        fail "$name: exit" "expected $want, got $rc: $(tail -n 1 "$T_TMP/check.out")"
+        return
+    fi
+    ok "$name: exit $want"
+    py_checks "$name" "
+import json, sys
+j = json.load(open(sys.argv[1]))
+for line in sys.argv[2].strip().splitlines():
+    print(('ok ' if eval(line) else 'FAIL ') + line + ('' if eval(line) else ': ' + json.dumps(j)[:300]))
+" "$T_TMP/gout/check.json" "$spec"
+}
 ot --version
 if [ "$T_RC" -ne 0 ]; then
     fail "--version" "$(describe_run)"
     finish
+fi
+check_script "check.sh without a bundle" 1 '
+j["checks"]["bundle"]["status"] == "fail"
+j["failed"] == ["bundle"]'
+mkdir -p "$T_TMP/pk/bin" "$T_TMP/bundle"
+cp "$OT" "$T_TMP/pk/bin/"
+tar -C "$T_TMP/pk" -cf - . | xz -1 >"$T_TMP/bundle/bundle.tar.xz"
+if [[ $T_OUT == *"cuda: not built in"* ]]; then
+    check_script "check.sh, no CUDA backend" 1 '
+j["checks"]["version"]["status"] == "fail"
+"no CUDA backend" in j["checks"]["version"]["detail"]'
+elif [[ $T_OUT == *"cuda: built in, not usable here"* ]]; then
+    check_script "check.sh, no GPU" 0 '
+j["checks"]["bundle"]["status"] == "pass"
+j["checks"]["version"]["status"] == "skipped: no CUDA device"
+j["failed"] == []
+sorted(j["skipped"]) == sorted(["version", "node_tests", "model_tests", "backward_rules", "train_20", "no_alloc_per_step", "sanitizer", "bench"])
+all(v["status"] != "pass" for k, v in j["checks"].items() if k != "bundle")'
 fi
 if [[ $T_OUT == *"cuda: not built in"* ]]; then
     ok "--version: cuda not built in"

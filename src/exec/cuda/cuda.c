@@ -805,6 +805,8 @@ static void cuda_free(ot_exec *x)
     ot_free(cs->const_off);
     ot_free(cs);
     x->be_state = NULL;
+    ot_log(OT_LOG_DEBUG, "cuda: %llu device allocations so far",
+           (unsigned long long)ot_cuda_malloc_count());
 }
 
 /* cudaMalloc, zeroed on the executor's stream (before anything else runs on
