@@ -20,6 +20,8 @@
 #
 # Checks (names in check.json):
 #   version            onnxtrain --version: the CUDA backend is usable
+#   kernels            build/test_kernels: the backend's own kernels against
+#                      the plain C kernels, on the device
 #   node_tests         every ONNX node test the CPU passes also passes on CUDA
 #                      (the CPU's tolerances); ops the CUDA backend refuses
 #                      are listed
@@ -42,10 +44,12 @@ BUNDLE=${GPU_BUNDLE:-.gpu}
 if [ "$MODE" = pack ]; then
     set -e
     make -j2 all >/dev/null
+    make -j2 build/test_kernels >/dev/null 2>&1 || true
     stage=$(mktemp -d "${TMPDIR:-/tmp}/ot-gpu-pack.XXXXXX")
     trap 'rm -rf "$stage"' EXIT
     mkdir -p "$stage/bin" "$stage/lib" "$stage/data"
     cp build/onnxtrain "$stage/bin/"
+    [ -x build/test_kernels ] && cp build/test_kernels "$stage/bin/"
     # the shared libraries beside the C library's own
     ldd build/onnxtrain | awk '/=> \//{print $3}' | while read -r lib; do
         case $(basename "$lib") in
@@ -103,7 +107,7 @@ PYEOF
 }
 
 skip_all() {
-    for c in node_tests model_tests backward_rules train_20 no_alloc_per_step sanitizer \
+    for c in kernels node_tests model_tests backward_rules train_20 no_alloc_per_step sanitizer \
              bench; do
         record "$c" "skipped: $1" ""
     done
@@ -148,6 +152,25 @@ FX=$WORK/fixtures
 
 # ------------------------------------------------------------ correctness
 if [[ " $PHASES " == *" correctness "* ]]; then
+    # the backend's own kernels against the plain C kernels (their program
+    # reads the node tests from Debian's folder)
+    if [ ! -x "$WORK/bin/test_kernels" ]; then
+        record kernels fail "test_kernels is not in the bundle"
+    else
+        if [ ! -d /usr/share/libonnx-testdata/data/node ]; then
+            mkdir -p /usr/share/libonnx-testdata/data 2>/dev/null &&
+                ln -s "$NODE" /usr/share/libonnx-testdata/data/node 2>/dev/null
+        fi
+        timeout 300 "$WORK/bin/test_kernels" >"$WORK/kernels.txt" 2>&1
+        rc=$?
+        cat "$WORK/kernels.txt" >>"$LOG"
+        last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$WORK/kernels.txt" | tail -n 1)
+        if [ $rc -eq 0 ] && [ -n "$last" ]; then
+            record kernels pass "$last"
+        else
+            record kernels fail "exit $rc, ${last:-no summary}: $(grep -m3 -i fail "$WORK/kernels.txt" | tr '\n' ' ')"
+        fi
+    fi
     # node tests: the CPU's passes must pass on CUDA too
     "$BIN" test-data --json "$NODE"/test_* --device cpu >"$WORK/node_cpu.json" 2>>"$LOG"
     "$BIN" test-data --json "$NODE"/test_* --device cuda >"$WORK/node_cuda.json" 2>>"$LOG"

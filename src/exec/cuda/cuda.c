@@ -25,7 +25,7 @@
 
 #include "cuda.h"
 
-#if OT_CUDA_NO_KERNELS
+#ifdef OT_CUDA_NO_KERNELS
 /* A build without the kernels' table: every node that needs one is refused. */
 static ot_cuda_fn kernel_of(const ot_node *n)
 {
