@@ -27,10 +27,13 @@
 #                      are listed
 #   model_tests        ResNet-18 (eval, BN, zoo opset 7), MobileNetV2,
 #                      SqueezeNet against PyTorch's outputs, CPU and CUDA
-#   backward_rules     the training step's gradients CUDA vs CPU: see train_20
+#   backward_rules     the gradient checks of tests/unit/test_grad.c with their
+#                      executors on CUDA (OT_TEST_DEVICE=cuda): finite
+#                      differences, and CUDA against the CPU's plain kernels
 #   train_20           ResNet-18 at 32x32, 20 fp32 steps (full mode) on both
-#                      devices: loss curves and final weights close; fine-tune
-#                      mode: frozen weights bit-identical to the input model
+#                      devices: loss curves and final weights close
+#   frozen             fine-tune mode on CUDA: frozen weights bit-identical to
+#                      the input model's
 #   no_alloc_per_step  cudaMalloc calls do not grow with the number of steps
 #   sanitizer          one training step under compute-sanitizer memcheck
 #   bench_*            ResNet-18 at 224x224 against PyTorch on the same GPU
@@ -50,6 +53,9 @@ if [ "$MODE" = pack ]; then
     mkdir -p "$stage/bin" "$stage/lib" "$stage/data"
     cp build/onnxtrain "$stage/bin/"
     [ -x build/test_kernels ] && cp build/test_kernels "$stage/bin/"
+    make -j2 build/test_unit >/dev/null
+    cp build/test_unit "$stage/bin/"
+    strip --strip-debug "$stage"/bin/*
     # the shared libraries beside the C library's own
     ldd build/onnxtrain | awk '/=> \//{print $3}' | while read -r lib; do
         case $(basename "$lib") in
@@ -107,7 +113,7 @@ PYEOF
 }
 
 skip_all() {
-    for c in kernels node_tests model_tests backward_rules train_20 no_alloc_per_step sanitizer \
+    for c in kernels node_tests model_tests backward_rules train_20 frozen no_alloc_per_step sanitizer \
              bench; do
         record "$c" "skipped: $1" ""
     done
@@ -261,13 +267,24 @@ print("%s\t%d tensors unchanged, %d trained; frozen but changed: %s" % (
     "pass" if not frozen_changed else "fail", len(same), len(changed), " ".join(frozen_changed[:5]) or "none"))
 PYEOF
 )
-            record backward_rules "${detail%%$'\t'*}" "frozen tensors after fine-tune on CUDA: ${detail#*$'\t'}; per-rule gradient checks CUDA vs CPU are not written yet: the 20-step comparison covers the rules ResNet-18 uses"
+            record frozen "${detail%%$'\t'*}" "frozen tensors after fine-tune on CUDA: ${detail#*$'\t'}"
         else
-            record backward_rules fail "fine-tune on CUDA failed: $(tail -n 1 "$LOG")"
+            record frozen fail "fine-tune on CUDA failed: $(tail -n 1 "$LOG")"
         fi
     else
         record train_20 fail "$(tail -n 1 "$LOG")"
-        record backward_rules fail "the training run failed"
+        record frozen fail "the training run failed"
+    fi
+
+    # every gradient check of test_grad.c, its executors on CUDA
+    (cd "$WORK" && OT_TEST_DEVICE=cuda timeout 300 "$WORK/bin/test_unit" grad_) >"$WORK/grad.txt" 2>&1
+    rc=$?
+    cat "$WORK/grad.txt" >>"$LOG"
+    last=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$WORK/grad.txt" | tail -n 1)
+    if [ $rc -eq 0 ] && [ -n "$last" ]; then
+        record backward_rules pass "test_grad on CUDA: $last"
+    else
+        record backward_rules fail "exit $rc, ${last:-no summary}: $(grep -m3 FAIL "$WORK/grad.txt" | tr '\n' ' ')"
     fi
 
     # nothing allocated per step: the count after 2 and after 6 steps

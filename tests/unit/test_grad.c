@@ -13,6 +13,10 @@
  * tensor). Pass: |g - g_num| <= ATOL + RTOL * |g_num|. Inputs stay off kinks:
  * ReLU-like inputs away from 0, max-pool inputs distinct and spaced wider than
  * h, Clip inputs away from the bounds.
+ *
+ * OT_TEST_DEVICE=cuda runs the checks' executors on the GPU (the oneDNN
+ * cases then compare the GPU's outputs with the CPU's plain kernels):
+ * tests/gpu/check.sh does, on a machine with one.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -63,6 +67,20 @@ typedef struct gcase {
     const char *fused[4]; /* step kinds the oneDNN executor must have      */
     ot_err err;
 } gcase;
+
+/* Where the checks compute: OT_TEST_DEVICE, else the CPU. A name that is not
+   a usable device ends the program rather than checking the CPU instead. */
+static ot_device test_device(void)
+{
+    ot_device d;
+    ot_err e;
+    ot_err_init(&e);
+    if (ot_device_parse(getenv("OT_TEST_DEVICE"), &d, &e) != OT_OK) {
+        fprintf(stderr, "OT_TEST_DEVICE: %s\n", e.msg);
+        exit(2);
+    }
+    return d;
+}
 
 static void gc_init(gcase *c, uint64_t seed)
 {
@@ -323,13 +341,14 @@ static bool gc_check(gcase *c, int32_t y, const char *what)
         bind[i].tensor = c->in[i];
         bind[i].const_value = false;
     }
-    ot_exec_opts opts = { .cpu.threads = 1, .cpu.plain_only = !c->onednn };
+    ot_exec_opts opts = { .device = test_device(), .cpu.threads = 1,
+                          .cpu.plain_only = !c->onednn };
     if (ot_exec_compile(g, bind, c->n_in, &opts, &x, &c->err) != OT_OK)
         goto fail;
     if (ot_exec_run(x, c->in, c->n_in, &c->err) != OT_OK)
         goto fail;
     if (c->vs_plain) {
-        for (int k = 0; k < 4 && c->fused[k]; k++)
+        for (int k = 0; k < 4 && c->fused[k] && opts.device.kind == OT_DEVICE_CPU; k++)
             if (gc_steps_of_kind(x, c->fused[k]) < 1) {
                 ot_test_fail(__FILE__, __LINE__, "%s: no '%s' step", what, c->fused[k]);
                 goto out;
@@ -588,7 +607,7 @@ static ot_exec *gc_compile_run(gcase *c, ot_exec_input *bind)
 {
     *bind = (ot_exec_input){ .value = c->in_ids[0], .tensor = c->in[0] };
     ot_exec *fx = NULL;
-    ot_exec_opts opts = { .cpu.threads = 1 };
+    ot_exec_opts opts = { .device = test_device(), .cpu.threads = 1 };
     if (ot_exec_compile(c->g, bind, 1, &opts, &fx, &c->err) != OT_OK ||
         ot_exec_run(fx, c->in, 1, &c->err) != OT_OK) {
         fprintf(stderr, "  %s\n", c->err.msg);
