@@ -170,6 +170,23 @@ ot_status cv_make_init(ot_graph *g, int32_t vid, ot_err *err)
     return OT_OK;
 }
 
+ot_status cv_make_init_from(ot_graph *g, int32_t vid, ot_dtype dtype, int ndim,
+                            const int64_t *dims, void *data, size_t bytes, ot_err *err)
+{
+    ot_value *v = &g->values[vid];
+    v->dtype = v->data.dtype = dtype;
+    v->ndim = v->data.ndim = ndim;
+    for (int i = 0; i < ndim; i++)
+        v->dims[i] = v->data.dims[i] = dims[i];
+    v->data.data = data;
+    v->data.bytes = bytes;
+    ot_status st = cv_make_init(g, vid, err); /* copies the bytes */
+    if (st != OT_OK)
+        v->data = (ot_tensor){ 0 };
+    ot_free(data);
+    return st;
+}
+
 ot_status cv_add_i64(ot_graph *g, const char *base, const int64_t *v, int n, int32_t *id,
                      ot_err *err)
 {
@@ -291,6 +308,34 @@ ot_status cv_set_attr_ints(ot_graph *g, int32_t node, const char *name, const in
     a->type = OT_ATTR_INTS;
     a->ints = c;
     a->n = n;
+    return OT_OK;
+}
+
+ot_status cv_set_attr_floats(ot_graph *g, int32_t node, const char *name, const float *v,
+                             size_t n, ot_err *err)
+{
+    float *c = ot_arena_alloc(&g->arena, sizeof *c * (n ? n : 1));
+    ot_attr *a = c ? attr_slot(g, node, name) : NULL;
+    if (!a)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    if (n)
+        memcpy(c, v, sizeof *c * n);
+    a->type = OT_ATTR_FLOATS;
+    a->floats = c;
+    a->n = n;
+    return OT_OK;
+}
+
+ot_status cv_set_attr_string(ot_graph *g, int32_t node, const char *name, const char *v,
+                             ot_err *err)
+{
+    const char *c = ot_arena_strdup(&g->arena, v);
+    ot_attr *a = c ? attr_slot(g, node, name) : NULL;
+    if (!a)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    a->type = OT_ATTR_STRING;
+    a->s = c;
+    a->s_len = strlen(c);
     return OT_OK;
 }
 

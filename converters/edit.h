@@ -48,6 +48,10 @@ ot_status cv_set_attr_int(ot_graph *g, int32_t node, const char *name, int64_t v
 ot_status cv_set_attr_ints(ot_graph *g, int32_t node, const char *name, const int64_t *v,
                            size_t n, ot_err *err);
 ot_status cv_set_attr_float(ot_graph *g, int32_t node, const char *name, float v, ot_err *err);
+ot_status cv_set_attr_floats(ot_graph *g, int32_t node, const char *name, const float *v,
+                             size_t n, ot_err *err);
+ot_status cv_set_attr_string(ot_graph *g, int32_t node, const char *name, const char *v,
+                             ot_err *err);
 void cv_del_attr(ot_graph *g, int32_t node, const char *name);
 /* Replaces the node's inputs (or outputs) with in[0..n). */
 ot_status cv_set_inputs(ot_graph *g, int32_t node, const int32_t *in, int n, ot_err *err);
@@ -69,6 +73,19 @@ ot_status cv_keep_nodes(ot_graph *g, const bool *keep, ot_err *err);
 /* Drops initializers (and their graph-input listing) that no node reads and
    that are not graph outputs; returns how many. */
 int cv_drop_unused_inits(ot_graph *g);
+
+/* Makes value `v` (a node output) an initializer of the same name, dtype
+   and shape given, holding `data` (`bytes` long; ot_malloc'ed, taken over
+   in every case). Errors: OT_ERR_NOMEM. */
+ot_status cv_make_init_from(ot_graph *g, int32_t v, ot_dtype dtype, int ndim,
+                            const int64_t *dims, void *data, size_t bytes, ot_err *err);
+
+/* converters/fold_float.c: the float32 result of node n when every input is
+   constant and the op is one it evaluates exactly (see there): *out
+   (ot_malloc'ed), *bytes and its shape (ndim, dims[OT_MAX_DIMS]); false
+   otherwise. */
+bool cv_fold_float(const ot_graph *g, const ot_node *n, float **out, size_t *bytes, int *ndim,
+                   int64_t *dims);
 
 /* Sorts and re-infers shapes after edits. */
 ot_status cv_refresh(ot_graph *g, ot_err *err);

@@ -58,6 +58,14 @@ typedef struct history {
     boundary b[MAX_B];
 } history;
 
+/* Ops that another replaced: at opset `v` the older op is removed and the
+   newer one introduced. The rename itself is the newer op's boundary at v
+   (up: from the older op, down: back to it), which no conversion within the
+   newer op's own range crosses. */
+static const struct {
+    const char *older, *newer;
+} renames[] = { { "Upsample", "Resize" } };
+
 /* ------------------------------------------------------------ helpers */
 
 static ot_node *N(cx *c, int32_t n) { return &c->g->nodes[n]; }
@@ -1036,6 +1044,294 @@ static ot_status topk_down_11(cx *c, int32_t n, ot_err *err)
     return axis_down_11(c, n, err);
 }
 
+/* Resize and Upsample. Upsample (7, scales attribute; 9, scales input) is
+   removed at 10, where Resize takes its place with the same meaning
+   (onnxruntime runs both through one kernel: asymmetric coordinates, and for
+   nearest the floor of x / scale when upsampling, its ceiling when
+   downsampling). Resize 11 adds the roi input and the coordinate and
+   rounding attributes; 13 makes roi and scales optional; 18 adds antialias,
+   axes and keep_aspect_ratio_policy; 19 the half_pixel_symmetric mode. */
+
+/* Returns a failing status at once. */
+#define RET(expr)                                                                               \
+    do {                                                                                        \
+        ot_status rs_ = (expr);                                                                 \
+        if (rs_ != OT_OK)                                                                       \
+            return rs_;                                                                         \
+    } while (0)
+
+/* A float32 initializer holding v[0..n) (1-D; n may be 0). */
+static ot_status add_f32(cx *c, int32_t n, const char *suffix, const float *v, int cnt,
+                         int32_t *id, ot_err *err)
+{
+    char base[256];
+    size_t bytes = sizeof(float) * (size_t)cnt;
+    float *d = ot_malloc(bytes ? bytes : 1);
+    if (!d)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    if (cnt)
+        memcpy(d, v, bytes);
+    int64_t dim = cnt;
+    return cv_add_init(c->g, node_base(c, n, suffix, base, sizeof base), OT_DTYPE_FLOAT, 1, &dim,
+                       d, bytes, id, err);
+}
+
+/* The elements of a constant float tensor of at most `max` elements (any
+   shape); false otherwise. */
+static bool const_floats(cx *c, int32_t v, float *out, int max, int *cnt)
+{
+    const ot_tensor *t = v >= 0 ? ot_graph_const(c->g, v) : NULL;
+    if (!t || t->dtype != OT_DTYPE_FLOAT || t->bytes / 4 > (size_t)max)
+        return false;
+    *cnt = (int)(t->bytes / 4);
+    if (*cnt)
+        memcpy(out, t->data, t->bytes);
+    return true;
+}
+
+static ot_status upsample_up_9(cx *c, int32_t n, ot_err *err)
+{
+    const ot_attr *a = ot_node_find_attr(N(c, n), "scales");
+    if (!a || a->type != OT_ATTR_FLOATS)
+        return refuse(c, n, 9, "it has no scales attribute", err);
+    int32_t id;
+    ot_status st = add_f32(c, n, "scales", a->floats, (int)a->n, &id, err);
+    if (st == OT_OK)
+        st = set_input(c, n, 1, id, err);
+    if (st == OT_OK)
+        cv_del_attr(c->g, n, "scales");
+    return st;
+}
+
+static ot_status upsample_down_9(cx *c, int32_t n, ot_err *err)
+{
+    float sc[OT_MAX_DIMS];
+    int cnt;
+    if (!const_floats(c, in_at(c, n, 1), sc, OT_MAX_DIMS, &cnt) || cnt == 0)
+        return refuse(c, n, 9, "its scales input is not a constant, and older opsets take "
+                      "scales as an attribute", err);
+    ot_status st = cv_set_attr_floats(c->g, n, "scales", sc, (size_t)cnt, err);
+    return st == OT_OK ? keep_inputs(c, n, 1, err) : st;
+}
+
+/* Upsample 9 <-> Resize 10: the same inputs, attributes and meaning. */
+static ot_status upsample_to_resize(cx *c, int32_t n, ot_err *err)
+{
+    (void)err;
+    N(c, n)->op_type = "Resize";
+    N(c, n)->flags |= OT_NODE_DIRTY;
+    return OT_OK;
+}
+
+static ot_status resize_to_upsample(cx *c, int32_t n, ot_err *err)
+{
+    (void)err;
+    N(c, n)->op_type = "Upsample";
+    N(c, n)->flags |= OT_NODE_DIRTY;
+    return OT_OK;
+}
+
+/* Resize 10 -> 11: an empty roi, asymmetric coordinates, and the rounding
+   of nearest made explicit (floor upsampling, ceil downsampling). */
+static ot_status resize_up_11(cx *c, int32_t n, ot_err *err)
+{
+    const char *mode = ot_node_attr_string(N(c, n), "mode", "nearest");
+    const char *nearest = NULL;
+    if (strcmp(mode, "nearest") == 0) {
+        float sc[OT_MAX_DIMS];
+        int cnt;
+        if (!const_floats(c, in_at(c, n, 1), sc, OT_MAX_DIMS, &cnt))
+            return refuse(c, n, 11, "nearest with computed scales rounds down when upsampling "
+                          "and up when downsampling, which opset 11 cannot say without the "
+                          "scales", err);
+        bool up = false, down = false;
+        for (int i = 0; i < cnt; i++) {
+            up = up || sc[i] > 1.0f;
+            down = down || sc[i] < 1.0f;
+        }
+        if (up && down)
+            return refuse(c, n, 11, "nearest that upsamples some dims and downsamples others "
+                          "rounds differently per dim, which opset 11 cannot say", err);
+        nearest = down ? "ceil" : "floor";
+    }
+    int32_t x = in_at(c, n, 0), scales = in_at(c, n, 1), roi;
+    ot_status st = add_f32(c, n, "roi", NULL, 0, &roi, err);
+    int32_t in[3] = { x, roi, scales };
+    if (st == OT_OK)
+        st = cv_set_inputs(c->g, n, in, 3, err);
+    if (st == OT_OK)
+        st = cv_set_attr_string(c->g, n, "coordinate_transformation_mode", "asymmetric", err);
+    if (st == OT_OK && nearest)
+        st = cv_set_attr_string(c->g, n, "nearest_mode", nearest, err);
+    return st;
+}
+
+/* Resize 11 -> 10: only the forms opset 10 computes: asymmetric linear;
+   nearest that rounds as Resize 10 does, or integer upsampling whose
+   rounding never meets a tie (half_pixel with round_prefer_*), or scale 1;
+   constant scales, or constant sizes of a static input. */
+static ot_status resize_down_11(cx *c, int32_t n, ot_err *err)
+{
+    const ot_node *nd = N(c, n);
+    const char *mode = ot_node_attr_string(nd, "mode", "nearest");
+    const char *ctm = ot_node_attr_string(nd, "coordinate_transformation_mode", "half_pixel");
+    const char *nm = ot_node_attr_string(nd, "nearest_mode", "round_prefer_floor");
+    if (strcmp(mode, "nearest") && strcmp(mode, "linear"))
+        return refuse(c, n, 11, "mode 'cubic' does not exist before opset 11", err);
+    int32_t x = in_at(c, n, 0);
+    float sc[OT_MAX_DIMS];
+    int cnt = 0;
+    int32_t scales = in_at(c, n, 2);
+    bool computed = false;
+    if (!const_floats(c, scales, sc, OT_MAX_DIMS, &cnt))
+        cnt = 0, computed = scales >= 0 && !ot_graph_const(c->g, scales);
+    if (computed)
+        return refuse(c, n, 11, "its scales are computed at run time, and opset 10 cannot "
+                      "check their form", err);
+    if (cnt == 0) { /* sizes: scales of a static input */
+        int64_t sz[OT_MAX_DIMS];
+        int ns;
+        int r = rank_of(c, x);
+        if (!const_ints(c, in_at(c, n, 3), sz, OT_MAX_DIMS, &ns) || r < 0 || ns != r)
+            return refuse(c, n, 11, "it has neither constant scales nor constant sizes of an "
+                          "input of known shape, and opset 10 takes scales", err);
+        for (int i = 0; i < r; i++) {
+            int64_t d = c->g->values[x].dims[i];
+            if (d <= 0)
+                return refuse(c, n, 11, "sizes need the input's static shape to become the "
+                              "scales opset 10 takes", err);
+            sc[i] = (float)sz[i] / (float)d;
+            if ((int64_t)(sc[i] * (float)d) != sz[i] || (int64_t)((double)sc[i] * (double)d) != sz[i])
+                return refuse(c, n, 11, "sizes that no float scale gives exactly", err);
+        }
+        cnt = r;
+        int32_t id;
+        RET(add_f32(c, n, "scales", sc, cnt, &id, err));
+        scales = id;
+    }
+    bool asym = strcmp(ctm, "asymmetric") == 0;
+    bool half = strcmp(ctm, "half_pixel") == 0 || strcmp(ctm, "pytorch_half_pixel") == 0;
+    for (int i = 0; i < cnt; i++) {
+        if (sc[i] == 1.0f)
+            continue;
+        bool ok;
+        if (strcmp(mode, "linear") == 0)
+            ok = asym;
+        else if (asym)
+            ok = (sc[i] > 1.0f && strcmp(nm, "floor") == 0) ||
+                 (sc[i] < 1.0f && strcmp(nm, "ceil") == 0);
+        else
+            ok = half && sc[i] > 1.0f && sc[i] == (float)(int64_t)sc[i] &&
+                 strncmp(nm, "round_prefer_", 13) == 0;
+        if (!ok) {
+            char why[200];
+            snprintf(why, sizeof why, "mode '%s' with coordinate_transformation_mode '%s'%s%s "
+                     "and scale %g computes something else in opset 10", mode, ctm,
+                     strcmp(mode, "nearest") ? "" : " and nearest_mode ",
+                     strcmp(mode, "nearest") ? "" : nm, (double)sc[i]);
+            return refuse(c, n, 11, why, err);
+        }
+    }
+    int32_t in[2] = { x, scales };
+    RET(cv_set_inputs(c->g, n, in, 2, err));
+    const char *gone[] = { "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a",
+                           "exclude_outside", "extrapolation_value" };
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++)
+        cv_del_attr(c->g, n, gone[i]);
+    return OT_OK;
+}
+
+/* Resize 13 -> 11: roi and scales were required (empty when unused). */
+static ot_status resize_down_13(cx *c, int32_t n, ot_err *err)
+{
+    for (int i = 1; i <= 2; i++) {
+        if (in_at(c, n, i) >= 0)
+            continue;
+        int32_t id;
+        RET(add_f32(c, n, i == 1 ? "roi" : "scales", NULL, 0, &id, err));
+        RET(set_input(c, n, i, id, err));
+    }
+    return OT_OK;
+}
+
+/* Resize 18 -> 13: antialias and keep_aspect_ratio_policy only at their
+   defaults; axes expanded to every dim. */
+static ot_status resize_down_18(cx *c, int32_t n, ot_err *err)
+{
+    const ot_node *nd = N(c, n);
+    if (ot_node_attr_int(nd, "antialias", 0) != 0)
+        return refuse(c, n, 18, "antialias=1 does not exist before opset 18", err);
+    if (strcmp(ot_node_attr_string(nd, "keep_aspect_ratio_policy", "stretch"), "stretch") &&
+        in_at(c, n, 3) >= 0)
+        return refuse(c, n, 18, "keep_aspect_ratio_policy other than 'stretch' does not exist "
+                      "before opset 18", err);
+    size_t na = 0;
+    const int64_t *axes = ot_node_attr_ints(nd, "axes", &na);
+    if (axes) {
+        int32_t x = in_at(c, n, 0);
+        int r = rank_of(c, x);
+        if (r < 0)
+            return refuse(c, n, 18, "axes need the input's rank, which is unknown", err);
+        int64_t ax[OT_MAX_DIMS];
+        if (na > (size_t)r)
+            return refuse(c, n, 18, "more axes than dims", err);
+        for (size_t i = 0; i < na; i++) {
+            ax[i] = axes[i] < 0 ? axes[i] + r : axes[i];
+            if (ax[i] < 0 || ax[i] >= r)
+                return refuse(c, n, 18, "an axis is out of range", err);
+        }
+        float sc[OT_MAX_DIMS];
+        int64_t sz[OT_MAX_DIMS];
+        int cnt;
+        int32_t id;
+        if (in_at(c, n, 3) >= 0) {
+            if (!const_ints(c, in_at(c, n, 3), sz, OT_MAX_DIMS, &cnt) || cnt != (int)na)
+                return refuse(c, n, 18, "axes with computed sizes have no older form", err);
+            int64_t full[OT_MAX_DIMS];
+            for (int d = 0; d < r; d++) {
+                full[d] = c->g->values[x].dims[d];
+                if (full[d] < 0) {
+                    bool listed = false;
+                    for (size_t i = 0; i < na; i++)
+                        listed = listed || ax[i] == d;
+                    if (!listed)
+                        return refuse(c, n, 18, "axes leave out a dim of unknown size, which "
+                                      "older sizes must state", err);
+                }
+            }
+            for (size_t i = 0; i < na; i++)
+                full[ax[i]] = sz[i];
+            char base[256];
+            RET(cv_add_i64(c->g, node_base(c, n, "sizes", base, sizeof base), full, r,
+                                  &id, err));
+            RET(set_input(c, n, 3, id, err));
+        } else {
+            if (!const_floats(c, in_at(c, n, 2), sc, OT_MAX_DIMS, &cnt) || cnt != (int)na)
+                return refuse(c, n, 18, "axes with computed scales have no older form", err);
+            float full[OT_MAX_DIMS];
+            for (int d = 0; d < r; d++)
+                full[d] = 1.0f;
+            for (size_t i = 0; i < na; i++)
+                full[ax[i]] = sc[i];
+            RET(add_f32(c, n, "scales", full, r, &id, err));
+            RET(set_input(c, n, 2, id, err));
+        }
+    }
+    cv_del_attr(c->g, n, "axes");
+    cv_del_attr(c->g, n, "antialias");
+    cv_del_attr(c->g, n, "keep_aspect_ratio_policy");
+    return OT_OK;
+}
+
+static ot_status resize_down_19(cx *c, int32_t n, ot_err *err)
+{
+    if (strcmp(ot_node_attr_string(N(c, n), "coordinate_transformation_mode", "half_pixel"),
+               "half_pixel_symmetric") == 0)
+        return refuse(c, n, 19, "coordinate_transformation_mode 'half_pixel_symmetric' does "
+                      "not exist before opset 19", err);
+    return OT_OK;
+}
+
 /* Changes that no adapter can bridge. */
 static ot_status never_down(cx *c, int32_t n, ot_err *err)
 {
@@ -1175,6 +1471,9 @@ static const history histories[] = {
     { "Relu", 1, 0, { { 13, NULL, NULL, T }, { 14, NULL, NULL, T } } },
     { "Reshape", 5, 0, { { 13, NULL, NULL, T }, { 14, NULL, reshape_down_14, false },
                         { 19, NULL, NULL, T }, { 21, NULL, NULL, T } } },
+    { "Resize", 10, 0, { { 10, upsample_to_resize, resize_to_upsample, false },
+                        { 11, resize_up_11, resize_down_11, false }, { 13, NULL, resize_down_13, T },
+                        { 18, NULL, resize_down_18, false }, { 19, NULL, resize_down_19, false } } },
     { "Round", 11, 0, { { 0 } } },
     { "ScatterND", 11, 0, { { 13, NULL, NULL, T }, { 16, NULL, scatternd_down_16, false },
                            { 18, NULL, scatternd_down_16, false } } },
@@ -1208,6 +1507,7 @@ static const history histories[] = {
     { "Trilu", 14, 0, { { 0 } } },
     { "Unsqueeze", 1, 0, { { 11, NULL, AXS, false }, { 13, axes_up_13, axes_down_13, T },
                           { 21, NULL, NULL, T } } },
+    { "Upsample", 7, 10, { { 9, upsample_up_9, upsample_down_9, false } } },
     { "Where", 9, 0, { { 16, NULL, NULL, T } } },
     { "Xor", 1, 0, { { 0 } } },
 };
@@ -1268,30 +1568,21 @@ static ot_status check_types(cx *c, int32_t n, int v, int kind, ot_err *err)
     return OT_OK;
 }
 
-/* Rewrites node n from opset c->from to c->to. */
-static ot_status convert_node(cx *c, int32_t n, const history *h, ot_err *err)
+/* Applies h's adapters for the boundaries between opsets `from` and `to`. */
+static ot_status convert_range(cx *c, int32_t n, const history *h, int from, int to,
+                               ot_err *err)
 {
     ot_status st = OT_OK;
-    if (c->to < h->first) {
-        char why[96];
-        snprintf(why, sizeof why, "the op does not exist before opset %d", h->first);
-        return refuse(c, n, h->first, why, err);
-    }
-    if (h->removed && c->to >= h->removed) {
-        char why[96];
-        snprintf(why, sizeof why, "the op does not exist from opset %d", h->removed);
-        return refuse(c, n, h->removed, why, err);
-    }
     int nb = 0;
     while (nb < MAX_B && h->b[nb].v)
         nb++;
-    if (c->to > c->from) {
+    if (to > from) {
         for (int i = 0; i < nb && st == OT_OK; i++)
-            if (h->b[i].v > c->from && h->b[i].v <= c->to && h->b[i].up)
+            if (h->b[i].v > from && h->b[i].v <= to && h->b[i].up)
                 st = h->b[i].up(c, n, err);
     } else {
         for (int i = nb - 1; i >= 0 && st == OT_OK; i--) {
-            if (h->b[i].v <= c->to || h->b[i].v > c->from)
+            if (h->b[i].v <= to || h->b[i].v > from)
                 continue;
             if (h->b[i].types)
                 st = check_types(c, n, h->b[i].v, h->b[i].types, err);
@@ -1300,6 +1591,64 @@ static ot_status convert_node(cx *c, int32_t n, const history *h, ot_err *err)
         }
     }
     return st;
+}
+
+/* The op h replaced (older) or that replaces h; NULL when none. */
+static const history *renamed(const history *h, bool older)
+{
+    for (size_t i = 0; i < sizeof renames / sizeof renames[0]; i++)
+        if (strcmp(older ? renames[i].newer : renames[i].older, h->type) == 0)
+            return find_history(older ? renames[i].older : renames[i].newer);
+    return NULL;
+}
+
+/* The rename: the newer op's boundary at its first opset. */
+static const boundary *rename_of(const history *newer)
+{
+    return newer->b[0].v == newer->first ? &newer->b[0] : NULL;
+}
+
+/* Rewrites node n from opset c->from to c->to. */
+static ot_status convert_node(cx *c, int32_t n, const history *h, ot_err *err)
+{
+    if (c->to < h->first) {
+        const history *old = renamed(h, true);
+        const boundary *b = old ? rename_of(h) : NULL;
+        if (b && c->to >= old->first) { /* down to the op it replaced */
+            RET(convert_range(c, n, h, c->from, h->first, err));
+            RET(b->down(c, n, err));
+            return convert_range(c, n, old, h->first - 1, c->to, err);
+        }
+        char why[96];
+        snprintf(why, sizeof why, "the op does not exist before opset %d", h->first);
+        return refuse(c, n, h->first, why, err);
+    }
+    if (h->removed && c->to >= h->removed) {
+        const history *nw = renamed(h, false);
+        const boundary *b = nw ? rename_of(nw) : NULL;
+        if (b) { /* up to the op that replaces it */
+            RET(convert_range(c, n, h, c->from, h->removed - 1, err));
+            RET(b->up(c, n, err));
+            return convert_range(c, n, nw, h->removed, c->to, err);
+        }
+        char why[96];
+        snprintf(why, sizeof why, "the op does not exist from opset %d", h->removed);
+        return refuse(c, n, h->removed, why, err);
+    }
+    return convert_range(c, n, h, c->from, c->to, err);
+}
+
+/* Control flow (If, Loop, Scan) and any node with a graph attribute. */
+static bool has_subgraph(const ot_node *nd)
+{
+    static const char *const flow[] = { "If", "Loop", "Scan" };
+    for (size_t i = 0; i < sizeof flow / sizeof flow[0]; i++)
+        if (strcmp(nd->op_type, flow[i]) == 0)
+            return true;
+    for (int i = 0; i < nd->n_attrs; i++)
+        if (nd->attrs[i].type == OT_ATTR_GRAPH || nd->attrs[i].type == OT_ATTR_GRAPHS)
+            return true;
+    return false;
 }
 
 /* The IR version each opset needs at least (onnx/helper.py's table). */
@@ -1339,6 +1688,11 @@ ot_status ot_convert_opset(ot_graph *g, const ot_convert_opts *opts, ot_err *err
             other_domain = nd->domain;
             continue;
         }
+        if (has_subgraph(nd))
+            return cv_node_err(err, OT_ERR_UNSUPPORTED, g, nd, "cannot convert from opset %d "
+                               "to %d: %s carries subgraphs, whose nodes the converter does "
+                               "not convert (convert the model with a tool that does, or "
+                               "unroll it first)", c.from, c.to, nd->op_type);
         if (!find_history(nd->op_type))
             return cv_node_err(err, OT_ERR_UNSUPPORTED, g, nd, "cannot convert from opset %d "
                                "to %d: the converter has no adapters for %s", c.from, c.to,

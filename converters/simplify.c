@@ -4,7 +4,11 @@
  *   - constant folding: a node whose every output shape inference evaluated
  *     (Constant; Shape of a static shape; the Gather, Concat, Unsqueeze,
  *     Squeeze, Slice, Cast ... chains over such values that PyTorch exports
- *     write, src/ops/shape_ops.c) becomes initializers of the same names;
+ *     write, src/ops/shape_ops.c) becomes initializers of the same names; so
+ *     does a float32 node whose inputs are all constant when its result is
+ *     exact IEEE arithmetic or element movement (converters/fold_float.c:
+ *     Add, Sub, Mul, Div, Neg, Abs, Sqrt, Reciprocal, Relu, Transpose,
+ *     Concat, Reshape ...);
  *   - pass-through nodes: Identity; Dropout in inference (no mask read, no
  *     constant training_mode true); a Reshape whose output shape is its
  *     input's (static dims, or dynamic ones of the same symbol); a Reshape
@@ -17,8 +21,8 @@
  * output, the node before it writes that name instead; a pass-through from
  * a graph input (or initializer) straight to a graph output is kept. Running
  * it on its own output changes nothing (tests/cli/test_convert.sh checks the
- * bytes). It evaluates nothing itself: float arithmetic on constants is
- * left for the runtime.
+ * bytes). Float ops whose last bits depend on the runtime (Exp, Tanh,
+ * MatMul, reductions ...) are left for it.
  */
 #include <string.h>
 
@@ -117,8 +121,8 @@ static int32_t pass_through(const ot_graph *g, const ot_node *n, const int *uses
 }
 
 /* One sweep; *changed says whether it did anything. */
-static ot_status sweep(ot_graph *g, bool *changed, int *n_folded, int *n_bypassed,
-                       int *n_dead, int *n_inits, ot_err *err)
+static ot_status sweep(ot_graph *g, bool *changed, int *n_folded, int *n_float,
+                       int *n_bypassed, int *n_dead, int *n_inits, ot_err *err)
 {
     ot_status st = OT_OK;
     int *uses = cv_count_uses(g);
@@ -139,6 +143,19 @@ static ot_status sweep(ot_graph *g, bool *changed, int *n_folded, int *n_bypasse
                 OT_TRY(cv_make_init(g, g->nodes[i].out[k], err));
             keep[i] = false;
             (*n_folded)++;
+            *changed = true;
+            continue;
+        }
+        float *fv;
+        size_t fb;
+        int fr;
+        int64_t fd[OT_MAX_DIMS];
+        if (n->n_out == 1 && n->out[0] >= 0 && !cv_is_output(g, n->out[0]) &&
+            cv_fold_float(g, n, &fv, &fb, &fr, fd)) {
+            OT_TRY(cv_make_init_from(g, g->nodes[i].out[0], OT_DTYPE_FLOAT, fr, fd, fv, fb,
+                                     err));
+            keep[i] = false;
+            (*n_float)++;
             *changed = true;
             continue;
         }
@@ -215,17 +232,18 @@ done:
 ot_status ot_convert_simplify(ot_graph *g, const ot_convert_opts *opts, ot_err *err)
 {
     (void)opts;
-    int n_folded = 0, n_bypassed = 0, n_dead = 0, n_inits = 0;
+    int n_folded = 0, n_float = 0, n_bypassed = 0, n_dead = 0, n_inits = 0;
     for (int round = 0; round < 64; round++) {
         bool changed;
-        ot_status st = sweep(g, &changed, &n_folded, &n_bypassed, &n_dead, &n_inits, err);
+        ot_status st = sweep(g, &changed, &n_folded, &n_float, &n_bypassed, &n_dead, &n_inits,
+                             err);
         if (st != OT_OK)
             return st;
         if (!changed)
             break;
     }
-    ot_log(OT_LOG_INFO, "--simplify: %d nodes folded into constants, %d pass-through nodes "
-           "removed, %d dead nodes removed, %d unused initializers removed", n_folded,
-           n_bypassed, n_dead, n_inits);
+    ot_log(OT_LOG_INFO, "--simplify: %d nodes folded into constants (%d of them float "
+           "arithmetic), %d pass-through nodes removed, %d dead nodes removed, %d unused "
+           "initializers removed", n_folded + n_float, n_float, n_bypassed, n_dead, n_inits);
     return OT_OK;
 }

@@ -370,4 +370,9 @@ int ot_cli_apply_batch(struct ot_graph *g, const char *path, int64_t dim, uint64
    input without a batch dim, is left as it is. Returns an exit status. */
 int ot_cli_export_batch(struct ot_graph *g, const char *path, const int64_t *dim);
 
+/* Reads the value `list` of --data-classes ("5-9", "0,2,4-6") into
+   classes[OT_DATA_MAX_CLASSES] (*n 0 when list is NULL). Returns an exit
+   status (a usage error for a malformed list). */
+int ot_cli_read_data_classes(const ot_cli_cmd *cmd, const char *list, int *classes, int *n);
+
 #endif

@@ -475,9 +475,7 @@ static bool parse_class_list(const char *s, int *classes, int *n, int cap)
     return *n > 0;
 }
 
-/* Reads the value `list` of --data-classes into classes[] (*n 0 when NULL).
-   Returns an exit status. */
-static int read_data_classes(const ot_cli_cmd *cmd, const char *list, int *classes, int *n)
+int ot_cli_read_data_classes(const ot_cli_cmd *cmd, const char *list, int *classes, int *n)
 {
     *n = 0;
     if (list && !parse_class_list(list, classes, n, OT_DATA_MAX_CLASSES))
@@ -973,7 +971,7 @@ int ot_cmd_finetune(int argc, char **argv)
     int data_classes[OT_DATA_MAX_CLASSES];
     if ((rc = read_mean_std(cmd, fa.mean, fa.std, &o.has_mean, o.mean, &o.has_std, o.std)) !=
             OT_EXIT_OK ||
-        (rc = read_data_classes(cmd, fa.data_classes, data_classes, &o.n_data_classes)) !=
+        (rc = ot_cli_read_data_classes(cmd, fa.data_classes, data_classes, &o.n_data_classes)) !=
             OT_EXIT_OK)
         goto out;
     o.data_classes = data_classes;
@@ -1131,7 +1129,7 @@ int ot_cmd_eval(int argc, char **argv)
     int data_classes[OT_DATA_MAX_CLASSES];
     if ((rc = read_mean_std(cmd, ea.mean, ea.std, &o.has_mean, o.mean, &o.has_std, o.std)) !=
             OT_EXIT_OK ||
-        (rc = read_data_classes(cmd, ea.data_classes, data_classes, &o.n_data_classes)) !=
+        (rc = ot_cli_read_data_classes(cmd, ea.data_classes, data_classes, &o.n_data_classes)) !=
             OT_EXIT_OK)
         goto out;
     o.data_classes = data_classes;

@@ -20,7 +20,12 @@
  * are only linted: the rules of docs/deploy.md, each with its source.
  *
  * Inputs: the tensors of DIR (input_0.pb, input_1.pb ..., as in ONNX test
- * data) or seeded random data (batch N for a dynamic batch dim).
+ * data); or, when DIR holds no input_0.pb, the images of an image data set
+ * (image folders, CIFAR-10, IDX: its test split, else its training split;
+ * --images N, --data-classes) read by onnxtrain's loaders with the
+ * preprocessing the model records, run in batches, with each runtime's
+ * top-1 accuracy against the labels beside its agreement; or seeded random
+ * data (batch N for a dynamic batch dim).
  *
  * Exit status 1 when a runtime that ran disagrees beyond the tolerance, or
  * fails to load a model it should load (onnxruntime: any valid model;
@@ -39,25 +44,33 @@
 #include "cli/cli.h"
 #include "cli/feed.h"
 #include "cli/json.h"
+#include "data/data.h"
 #include "graph/graph.h"
 #include "ops/ops.h"
+#include "train/finetune.h"
 
 typedef struct verify_args {
-    const char *reference, *data;
-    int64_t batch, seed;
+    const char *reference, *data, *data_classes;
+    int64_t batch, seed, images;
     double tolerance;
     uint64_t max_tensor_bytes;
 } verify_args;
 
-enum { VF_REFERENCE, VF_DATA, VF_BATCH, VF_SEED, VF_TOLERANCE, VF_MAX_TENSOR_SIZE, VF_N_OPTS };
+enum { VF_REFERENCE, VF_DATA, VF_IMAGES, VF_DATA_CLASSES, VF_BATCH, VF_SEED, VF_TOLERANCE,
+       VF_MAX_TENSOR_SIZE, VF_N_OPTS };
 
 static const ot_cli_opt verify_opts[VF_N_OPTS + 1] = {
     [VF_REFERENCE] = OT_CLI_PATH_OPT(verify_args, reference, "reference", 0, "REF.onnx",
                                      "compare against this model run in onnxtrain (e.g. the "
                                      "model before conversion)"),
     [VF_DATA] = OT_CLI_PATH_OPT(verify_args, data, "data", 0, "DIR",
-                                "input tensors DIR/input_0.pb, input_1.pb ... (default: seeded "
-                                "random data)"),
+                                "input tensors DIR/input_0.pb, input_1.pb ..., or an image data "
+                                "set (its test split; default: seeded random data)"),
+    [VF_IMAGES] = OT_CLI_INT_OPT(verify_args, images, "images", 0, "N", 1, INT64_MAX / 4,
+                                 "--data images: at most N, spread evenly (default all)"),
+    [VF_DATA_CLASSES] = OT_CLI_STRING_OPT(verify_args, data_classes, "data-classes", 0, "LIST",
+                                          "--data images: only these classes, relabelled 0.. "
+                                          "(e.g. 5-9)"),
     [VF_BATCH] = OT_CLI_INT_OPT(verify_args, batch, "batch", 0, "N", 1, 4096,
                                 "batch of the random data for a dynamic batch dim (default 2)"),
     [VF_SEED] = OT_CLI_INT_OPT(verify_args, seed, "seed", 0, "S", 0, OT_CLI_SEED_MAX,
@@ -76,7 +89,11 @@ static const ot_cli_cmd verify_cmd = {
     .details = "Each runtime is reported as run (loaded or not, with the reason; max abs\n"
                "difference and top-1 agreement against the baseline), not available, or\n"
                "linted only. The baseline is --reference run in onnxtrain, else MODEL run\n"
-               "in onnxtrain. Exit status 1 when a runtime that ran disagrees beyond\n"
+               "in onnxtrain. --data DIR without input_0.pb is an image data set: its test\n"
+               "split (else training split) with the model's recorded preprocessing, and\n"
+               "each runtime's top-1 accuracy on its labels is printed too. The last line\n"
+               "says which runtimes ran and which were only linted.\n"
+               "Exit status 1 when a runtime that ran disagrees beyond\n"
                "--tolerance or fails to load a model it should load. docs/deploy.md lists\n"
                "the lint rules and their sources.\n",
     .opts = verify_opts,
@@ -550,7 +567,281 @@ static void runtime_status(int st, const char *no_interp, const char *no_runtime
 
 /* ------------------------------------------------------------- command */
 
-static void report(const verdict *v, double tol, bool baseline_is_self)
+enum { RT_ONNXTRAIN, RT_ORT, RT_OPENCV, RT_N };
+enum { BASE_NONE, BASE_REF, BASE_ONNXTRAIN, BASE_ORT };
+
+/* One verify run: the models, and per runtime its verdict summed over the
+   batches of inputs. */
+typedef struct vrun {
+    ot_graph *g, *ref;
+    const char *model, *reference;
+    const char *tmp;
+    verdict vs[RT_N];
+    lint_facts lf;
+    int base;      /* BASE_*: decided by the first batch                 */
+    int batches;   /* batches run so far                                 */
+    bool ort_script, cv_script;
+    char ort_path[4096], cv_path[4096];
+    /* labelled images: per runtime (and the reference) the top-1 hits */
+    int64_t labelled, hits[RT_N], ref_hits;
+} vrun;
+
+static void merge(verdict *into, const verdict *v)
+{
+    if (v->max_abs > into->max_abs || isnan(v->max_abs))
+        into->max_abs = v->max_abs;
+    into->agree += v->agree;
+    into->rows += v->rows;
+    into->shapes_ok = into->shapes_ok && v->shapes_ok;
+}
+
+/* Images of output 0 (N, C) whose top-1 is their label. */
+static int64_t label_hits(const outputs *o, const int64_t *labels, int64_t n)
+{
+    if (!labels || o->n < 1 || o->ndim[0] != 2 || o->dims[0][0] != n || o->dims[0][1] < 1)
+        return 0;
+    int64_t cols = o->dims[0][1], hits = 0;
+    for (int64_t r = 0; r < n; r++) {
+        int64_t best = 0;
+        for (int64_t c = 1; c < cols; c++)
+            if (o->data[0][r * cols + c] > o->data[0][r * cols + best])
+                best = c;
+        hits += best == labels[r];
+    }
+    return hits;
+}
+
+/* Runs a runtime script on MODEL with the batch's .npy inputs. */
+static int run_script(vrun *r, bool python, const char *script, char **specs, int n_specs,
+                      const char *out, const char *log)
+{
+    char names[4096] = "";
+    size_t at = 0;
+    for (int32_t i = 0; i < r->g->n_outputs && at < sizeof names - 1; i++)
+        at += (size_t)snprintf(names + at, sizeof names - at, "%s%s", i ? "," : "",
+                               r->g->values[r->g->outputs[i].value].name);
+    char *av[64] = { python ? "python3" : "node", (char *)(uintptr_t)script,
+                     (char *)(uintptr_t)r->model, (char *)(uintptr_t)out };
+    int k = 4;
+    if (python)
+        av[k++] = names;
+    for (int i = 0; i < n_specs && k < 62; i++)
+        av[k++] = specs[i];
+    av[k] = NULL;
+    if (!python)
+        return run_child(av, log);
+    /* $ONNXTRAIN_PYTHON, else python3 on PATH, else Debian's, whose
+       python3-opencv may be the one installed */
+    const char *pys[3] = { getenv("ONNXTRAIN_PYTHON"), "python3", "/usr/bin/python3" };
+    int st = 127;
+    for (int p = 0; p < 3 && (st == 127 || st == 3); p++) {
+        if (!pys[p] || !*pys[p] || (p == 2 && access(pys[p], X_OK) != 0))
+            continue;
+        av[0] = (char *)(uintptr_t)pys[p];
+        int rr = run_child(av, log);
+        if (rr != 127 || st == 127)
+            st = rr;
+    }
+    return st;
+}
+
+/* Runs one batch of inputs through every runtime and sums the comparisons
+   into r. labels (n of them) or NULL. Errors: the reference does not run,
+   out of memory, an input with no .npy form. */
+static ot_status verify_batch(vrun *r, const ot_feed *feed, const int64_t *labels, int64_t n,
+                              ot_err *err)
+{
+    ot_status st = OT_OK;
+    outputs base = { 0 }, mine = { 0 }, got[RT_N] = { { 0 } };
+    bool ran[RT_N] = { false };
+    char **specs = calloc((size_t)feed->n + 1, sizeof *specs);
+    char out[4200], log[4200];
+    bool first = r->batches++ == 0;
+    if (!specs)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < feed->n; i++) {
+        const char *nm = r->g->values[feed->ids[i]].name;
+        size_t len = strlen(r->tmp) + strlen(nm) + 32;
+        if (!(specs[i] = malloc(len)))
+            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+        snprintf(specs[i], len, "%s=%s/input_%d.npy", nm, r->tmp, i);
+        if (!write_npy(strchr(specs[i], '=') + 1, &feed->tensors[i]))
+            OT_FAIL(err, OT_ERR_UNSUPPORTED, "input '%s': its type has no .npy form for the "
+                    "runtimes", nm);
+    }
+    if (r->ref) {
+        ot_feed rfeed = { 0 };
+        st = feed_like(&rfeed, r->ref, feed, r->g, err);
+        if (st == OT_OK)
+            st = run_onnxtrain(r->ref, &rfeed, &base, err);
+        ot_feed_fini(&rfeed);
+        if (st != OT_OK) {
+            ot_err_prefix(err, "%s: the reference does not run in onnxtrain", r->reference);
+            goto done;
+        }
+        r->ref_hits += label_hits(&base, labels, n);
+    }
+    /* onnxtrain */
+    verdict *v = &r->vs[RT_ONNXTRAIN];
+    v->available = true;
+    if (first || v->loaded) {
+        ot_err e;
+        ot_err_init(&e);
+        ran[RT_ONNXTRAIN] = run_onnxtrain(r->g, feed, &mine, &e) == OT_OK;
+        if (!ran[RT_ONNXTRAIN])
+            snprintf(v->why, sizeof v->why, "%s", e.msg);
+        v->loaded = ran[RT_ONNXTRAIN];
+    }
+    /* onnxruntime and OpenCV */
+    for (int rt = RT_ORT; rt <= RT_OPENCV; rt++) {
+        v = &r->vs[rt];
+        bool have = rt == RT_ORT ? r->ort_script : r->cv_script;
+        if (!have || (!first && !v->loaded))
+            continue;
+        snprintf(out, sizeof out, "%s/%s.json", r->tmp, rt == RT_ORT ? "ort" : "cv");
+        snprintf(log, sizeof log, "%s/%s.log", r->tmp, rt == RT_ORT ? "ort" : "cv");
+        unlink(out);
+        int cst = run_script(r, rt == RT_OPENCV, rt == RT_ORT ? r->ort_path : r->cv_path, specs,
+                             feed->n, out, log);
+        outputs_free(&got[rt]);
+        v->loaded = false;
+        if (rt == RT_ORT)
+            runtime_status(cst, "node (Node.js) is not installed",
+                           "onnxruntime-node is not installed (npm install onnxruntime-node; "
+                           "NODE_PATH)", log, out, v, &got[rt]);
+        else
+            runtime_status(cst, "python3 is not installed",
+                           "OpenCV's Python module is not installed (python3-opencv)", log, out,
+                           v, &got[rt]);
+        ran[rt] = v->loaded;
+    }
+    if (first)
+        r->base = r->ref ? BASE_REF : ran[RT_ONNXTRAIN] ? BASE_ONNXTRAIN
+                : ran[RT_ORT] ? BASE_ORT : BASE_NONE;
+    const outputs *b = r->base == BASE_REF ? &base : r->base == BASE_ONNXTRAIN ? &mine
+                     : r->base == BASE_ORT ? &got[RT_ORT] : NULL;
+    if ((r->base == BASE_ONNXTRAIN && !ran[RT_ONNXTRAIN]) || (r->base == BASE_ORT && !ran[RT_ORT]))
+        OT_FAIL(err, OT_ERR_UNSUPPORTED, "the baseline runtime failed on a later batch");
+    for (int rt = 0; rt < RT_N; rt++) {
+        if (!ran[rt])
+            continue;
+        const outputs *o = rt == RT_ONNXTRAIN ? &mine : &got[rt];
+        r->hits[rt] += label_hits(o, labels, n);
+        if (!b)
+            continue;
+        verdict one = { 0 };
+        compare(b, o, &one);
+        if (first) {
+            r->vs[rt].max_abs = 0;
+            r->vs[rt].shapes_ok = true;
+            r->vs[rt].agree = r->vs[rt].rows = 0;
+        }
+        merge(&r->vs[rt], &one);
+    }
+    r->labelled += labels ? n : 0;
+done:
+    for (int i = 0; specs && i < feed->n; i++)
+        free(specs[i]);
+    free(specs);
+    outputs_free(&base);
+    outputs_free(&mine);
+    for (int rt = 0; rt < RT_N; rt++)
+        outputs_free(&got[rt]);
+    return st;
+}
+
+/* Whether --data names a folder of tensor files (input_0.pb ...) rather
+   than an image data set. */
+static bool tensor_dir(const char *dir)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/input_0.pb", dir);
+    return access(path, R_OK) == 0;
+}
+
+/* Runs the images of an image data set through the runtimes in batches:
+   its test split (else its training split), with the preprocessing the
+   model records (ot_finetune_model_transform), at most max_images spread
+   evenly. */
+static ot_status verify_images(vrun *r, const char *dir, const int *classes, int n_classes,
+                               int64_t max_images, char *what, size_t what_size, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_dataset *ds = NULL;
+    ot_data_transform t;
+    ot_feed feed = { 0 };
+    float *x = NULL;
+    int64_t *labels = NULL, *idx = NULL;
+    void *scratch = NULL;
+    const ot_graph *meta = r->ref ? r->ref : r->g;
+    ot_evaluate_opts eo = ot_evaluate_opts_default();
+    eo.data = dir;
+    eo.data_classes = classes;
+    eo.n_data_classes = n_classes;
+    ot_data_split split = ot_data_has_split(dir, OT_DATA_TEST) ? OT_DATA_TEST : OT_DATA_TRAIN;
+    OT_TRY(ot_evaluate_data(&eo, meta, split, &ds, &t, err));
+    OT_TRY(ot_feed_init(&feed, r->g, err));
+    if (feed.n != 1)
+        OT_FAIL(err, OT_ERR_ARG, "--data with images needs a model with one input (it has %d)",
+                feed.n);
+    const ot_value *iv = &r->g->values[feed.ids[0]];
+    int h, w, ch;
+    ot_data_shape(ds, &h, &w, &ch);
+    int C = ot_data_out_channels(&t, ch), S = t.size;
+    if (iv->ndim != 4 || (iv->dims[1] >= 0 && iv->dims[1] != C) ||
+        (iv->dims[2] >= 0 && iv->dims[2] != S) || (iv->dims[3] >= 0 && iv->dims[3] != S))
+        OT_FAIL(err, OT_ERR_ARG, "input '%s' does not take the %dx%dx%d images the model's "
+                "preprocessing gives", iv->name, C, S, S);
+    int64_t total = ot_data_count(ds);
+    int64_t N = max_images > 0 && max_images < total ? max_images : total;
+    size_t img = (size_t)C * (size_t)S * (size_t)S * sizeof(float);
+    int64_t bs = (int64_t)((48u << 20) / img);
+    bs = bs < 1 ? 1 : bs > 500 ? 500 : bs;
+    if (iv->dims[0] > 0)
+        bs = iv->dims[0]; /* a fixed batch */
+    if (bs > N && iv->dims[0] <= 0)
+        bs = N;
+    if (N % bs && iv->dims[0] > 0)
+        N -= N % bs; /* whole batches only */
+    if (N < 1)
+        OT_FAIL(err, OT_ERR_ARG, "no images to run (the model's batch is %lld)",
+                (long long)iv->dims[0]);
+    size_t scratch_bytes = ot_data_batch_scratch_bytes(ds, &t);
+    x = ot_malloc(img * (size_t)bs);
+    labels = ot_calloc((size_t)bs, sizeof *labels);
+    idx = ot_calloc((size_t)bs, sizeof *idx);
+    scratch = ot_malloc(scratch_bytes ? scratch_bytes : 1);
+    if (!x || !labels || !idx || !scratch)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    feed.bound[0] = true;
+    for (int64_t start = 0; start < N; start += bs) {
+        int n = (int)(N - start < bs ? N - start : bs);
+        for (int i = 0; i < n; i++)
+            idx[i] = N == total ? start + i : (start + i) * total / N;
+        OT_TRY(ot_data_load_batch(ds, idx, n, &t, x, labels, scratch, scratch_bytes, err));
+        feed.tensors[0] = (ot_tensor){ .dtype = OT_DTYPE_FLOAT, .ndim = 4,
+                                       .dims = { n, C, S, S }, .data = x,
+                                       .bytes = img * (size_t)n };
+        st = verify_batch(r, &feed, labels, n, err);
+        feed.tensors[0].data = NULL;
+        if (st != OT_OK)
+            goto done;
+    }
+    snprintf(what, what_size, "%lld images of the %s split of %s (%dx%d, the model's "
+             "preprocessing), in batches of %lld", (long long)N,
+             split == OT_DATA_TEST ? "test" : "training", dir, S, S, (long long)bs);
+done:
+    feed.tensors ? (void)(feed.tensors[0].data = NULL) : (void)0;
+    ot_feed_fini(&feed);
+    ot_data_free(ds);
+    ot_free(x);
+    ot_free(labels);
+    ot_free(idx);
+    ot_free(scratch);
+    return st;
+}
+
+static void report(const vrun *r, const verdict *v, int rt, double tol, bool baseline_is_self)
 {
     if (!v->available) {
         printf("  %-12s not run: %s\n", v->name, v->why);
@@ -570,19 +861,22 @@ static void report(const verdict *v, double tol, bool baseline_is_self)
     if (v->rows)
         printf(", top-1 agreement %d/%d (%.2f%%)", v->agree, v->rows,
                100.0 * v->agree / v->rows);
+    if (r->labelled)
+        printf(", top-1 accuracy %.4f", (double)r->hits[rt] / (double)r->labelled);
     printf("\n");
 }
 
 int ot_cmd_verify(int argc, char **argv)
 {
     ot_cli_args args;
-    ot_graph *g = NULL, *ref = NULL;
+    vrun r = { .vs = { { .name = "onnxtrain" }, { .name = "onnxruntime" },
+                       { .name = "OpenCV DNN" } } };
     ot_feed feed = { 0 };
-    outputs base = { 0 }, mine = { 0 }, got = { 0 };
-    char tmp[4096] = "";
+    char tmp[4096] = "", what[8400] = "";
     ot_err err;
     ot_err_init(&err);
     verify_args o = { .batch = 2, .tolerance = 1e-4 };
+    int data_classes[OT_DATA_MAX_CLASSES], n_data_classes = 0;
     int rc = ot_cli_parse_into(&verify_cmd, argc, argv, &args, &o);
     if (rc != OT_EXIT_OK)
         return rc;
@@ -590,36 +884,23 @@ int ot_cmd_verify(int argc, char **argv)
         ot_cli_print_usage(&verify_cmd, stdout);
         goto done;
     }
-    const char *model = args.pos[0];
+    if ((rc = ot_cli_read_data_classes(&verify_cmd, o.data_classes, data_classes,
+                                       &n_data_classes)) != OT_EXIT_OK)
+        goto done;
+    if ((o.images || o.data_classes) && (!o.data || tensor_dir(o.data))) {
+        rc = ot_cli_usage_error(&verify_cmd, "--images and --data-classes need --data with an "
+                                "image data set");
+        goto done;
+    }
+    r.model = args.pos[0];
+    r.reference = o.reference;
     ot_import_opts io = { .max_tensor_bytes = o.max_tensor_bytes };
-    if (ot_model_import(model, &io, &g, &err) != OT_OK) {
+    if (ot_model_import(r.model, &io, &r.g, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         goto done;
     }
-    if (o.reference && ot_model_import(o.reference, &io, &ref, &err) != OT_OK) {
+    if (o.reference && ot_model_import(o.reference, &io, &r.ref, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
-        goto done;
-    }
-    /* the inputs */
-    if (ot_feed_init(&feed, g, &err) != OT_OK) {
-        rc = ot_cli_error("%s", err.msg);
-        goto done;
-    }
-    if (o.data) {
-        for (int i = 0; i < feed.n; i++) {
-            char path[4096];
-            snprintf(path, sizeof path, "%s/input_%d.pb", o.data, i);
-            if (ot_feed_add_file(&feed, g, path, i, &err) != OT_OK) {
-                rc = ot_cli_error("%s", err.msg);
-                goto done;
-            }
-        }
-    } else if (ot_feed_random(&feed, g, o.batch, (uint64_t)o.seed, &err) != OT_OK) {
-        rc = ot_cli_error("%s: %s", model, err.msg);
-        goto done;
-    }
-    if (ot_feed_check(&feed, g, &err) != OT_OK) {
-        rc = ot_cli_error("%s: %s", model, err.msg);
         goto done;
     }
     const char *tdir = getenv("TMPDIR");
@@ -629,164 +910,103 @@ int ot_cmd_verify(int argc, char **argv)
         tmp[0] = '\0';
         goto done;
     }
-    char **specs = calloc((size_t)feed.n + 1, sizeof *specs);
-    if (!specs) {
-        rc = ot_cli_error("out of memory");
-        goto done;
-    }
-    bool npy_ok = true;
-    for (int i = 0; i < feed.n; i++) {
-        const char *nm = g->values[feed.ids[i]].name;
-        size_t len = strlen(tmp) + strlen(nm) + 32;
-        specs[i] = malloc(len);
-        if (!specs[i]) {
-            npy_ok = false;
-            break;
-        }
-        snprintf(specs[i], len, "%s=%s/input_%d.npy", nm, tmp, i);
-        npy_ok = npy_ok && write_npy(strchr(specs[i], '=') + 1 + 0, &feed.tensors[i]);
-    }
+    r.tmp = tmp;
+    lint_scan(r.g, &r.lf);
+    r.ort_script = find_script("verify_ort.js", r.ort_path, sizeof r.ort_path);
+    if (!r.ort_script)
+        snprintf(r.vs[RT_ORT].why, sizeof r.vs[RT_ORT].why, "tools/runtimes/verify_ort.js not "
+                 "found (set ONNXTRAIN_RUNTIMES)");
+    r.cv_script = find_script("verify_opencv.py", r.cv_path, sizeof r.cv_path);
+    if (!r.cv_script)
+        snprintf(r.vs[RT_OPENCV].why, sizeof r.vs[RT_OPENCV].why, "tools/runtimes/"
+                 "verify_opencv.py not found (set ONNXTRAIN_RUNTIMES)");
+    r.vs[RT_OPENCV].expected_refusal = r.lf.fp16_init || r.lf.dq_on_const || r.lf.conv_no_kernel;
 
-    /* baseline and onnxtrain */
-    verdict vs[3] = { { .name = "onnxtrain" }, { .name = "onnxruntime" },
-                      { .name = "OpenCV DNN" } };
-    bool have_base = false;
-    const char *base_what = NULL;
-    if (ref) {
-        ot_feed rfeed = { 0 };
-        ot_status rs = feed_like(&rfeed, ref, &feed, g, &err);
-        if (rs == OT_OK)
-            rs = run_onnxtrain(ref, &rfeed, &base, &err);
-        ot_feed_fini(&rfeed);
-        if (rs == OT_OK) {
-            have_base = true;
-            base_what = "the reference in onnxtrain";
-        } else {
-            rc = ot_cli_error("%s: the reference does not run in onnxtrain: %s", o.reference,
-                              err.msg);
-            goto cleanup;
-        }
-    }
-    vs[0].available = true;
-    ot_err_init(&err);
-    if (run_onnxtrain(g, &feed, &mine, &err) == OT_OK) {
-        vs[0].loaded = true;
-        if (!have_base) {
-            have_base = true;
-            base_what = "the model in onnxtrain";
+    ot_status st;
+    if (o.data && !tensor_dir(o.data)) {
+        st = verify_images(&r, o.data, n_data_classes ? data_classes : NULL, n_data_classes,
+                           o.images, what, sizeof what, &err);
+        if (st != OT_OK) {
+            rc = ot_cli_error("%s: --data %s: %s", r.model, o.data, err.msg);
+            goto done;
         }
     } else {
-        snprintf(vs[0].why, sizeof vs[0].why, "%s", err.msg);
-    }
-
-    lint_facts lf;
-    lint_scan(g, &lf);
-
-    /* onnxruntime */
-    char script[4096], out[4200], log[4200];
-    if (!npy_ok) {
-        snprintf(vs[1].why, sizeof vs[1].why, "an input type has no .npy form");
-        snprintf(vs[2].why, sizeof vs[2].why, "an input type has no .npy form");
-    } else {
-        if (!find_script("verify_ort.js", script, sizeof script)) {
-            snprintf(vs[1].why, sizeof vs[1].why, "tools/runtimes/verify_ort.js not found "
-                     "(set ONNXTRAIN_RUNTIMES)");
-        } else {
-            snprintf(out, sizeof out, "%s/ort.json", tmp);
-            snprintf(log, sizeof log, "%s/ort.log", tmp);
-            char *av[64] = { "node", script, (char *)(uintptr_t)model, out };
-            int k = 4;
-            for (int i = 0; i < feed.n && k < 62; i++)
-                av[k++] = specs[i];
-            av[k] = NULL;
-            int st = run_child(av, log);
-            runtime_status(st, "node (Node.js) is not installed",
-                           "onnxruntime-node is not installed (npm install onnxruntime-node; "
-                           "NODE_PATH)", log, out, &vs[1], &got);
-            if (vs[1].loaded && !have_base) {
-                base = got;
-                memset(&got, 0, sizeof got);
-                have_base = true;
-                base_what = "onnxruntime (onnxtrain does not run the model)";
-                vs[1].shapes_ok = true;
-            } else if (vs[1].loaded) {
-                compare(ref ? &base : &mine, &got, &vs[1]);
-            }
-            outputs_free(&got);
+        /* the inputs: tensor files, or seeded random data */
+        if (ot_feed_init(&feed, r.g, &err) != OT_OK) {
+            rc = ot_cli_error("%s", err.msg);
+            goto done;
         }
-        /* OpenCV */
-        if (!find_script("verify_opencv.py", script, sizeof script)) {
-            snprintf(vs[2].why, sizeof vs[2].why, "tools/runtimes/verify_opencv.py not found "
-                     "(set ONNXTRAIN_RUNTIMES)");
-        } else {
-            char names[4096] = "";
-            size_t at = 0;
-            for (int32_t i = 0; i < g->n_outputs && at < sizeof names - 1; i++)
-                at += (size_t)snprintf(names + at, sizeof names - at, "%s%s", i ? "," : "",
-                                       g->values[g->outputs[i].value].name);
-            snprintf(out, sizeof out, "%s/cv.json", tmp);
-            snprintf(log, sizeof log, "%s/cv.log", tmp);
-            char *av[64] = { "python3", script, (char *)(uintptr_t)model, out, names };
-            int k = 5;
-            for (int i = 0; i < feed.n && k < 62; i++)
-                av[k++] = specs[i];
-            av[k] = NULL;
-            /* $ONNXTRAIN_PYTHON, else python3 on PATH, else Debian's, whose
-               python3-opencv may be the one installed */
-            const char *pys[3] = { getenv("ONNXTRAIN_PYTHON"), "python3", "/usr/bin/python3" };
-            int st = 127;
-            for (int p = 0; p < 3 && (st == 127 || st == 3); p++) {
-                if (!pys[p] || !*pys[p] || (p == 2 && access(pys[p], X_OK) != 0))
-                    continue;
-                av[0] = (char *)(uintptr_t)pys[p];
-                int r = run_child(av, log);
-                if (r != 127 || st == 127)
-                    st = r;
+        if (o.data) {
+            for (int i = 0; i < feed.n; i++) {
+                char path[4096];
+                snprintf(path, sizeof path, "%s/input_%d.pb", o.data, i);
+                if (ot_feed_add_file(&feed, r.g, path, i, &err) != OT_OK) {
+                    rc = ot_cli_error("%s", err.msg);
+                    goto done;
+                }
             }
-            runtime_status(st, "python3 is not installed",
-                           "OpenCV's Python module is not installed (python3-opencv)", log, out,
-                           &vs[2], &got);
-            if (vs[2].loaded && have_base)
-                compare(ref ? &base : (vs[0].loaded ? &mine : &base), &got, &vs[2]);
-            outputs_free(&got);
-            vs[2].expected_refusal = lf.fp16_init || lf.dq_on_const || lf.conv_no_kernel;
+            snprintf(what, sizeof what, "the tensors of %s", o.data);
+        } else {
+            if (ot_feed_random(&feed, r.g, o.batch, (uint64_t)o.seed, &err) != OT_OK) {
+                rc = ot_cli_error("%s: %s", r.model, err.msg);
+                goto done;
+            }
+            snprintf(what, sizeof what, "seeded random data (seed %lld)", (long long)o.seed);
+        }
+        if (ot_feed_check(&feed, r.g, &err) != OT_OK) {
+            rc = ot_cli_error("%s: %s", r.model, err.msg);
+            goto done;
+        }
+        if (verify_batch(&r, &feed, NULL, 0, &err) != OT_OK) {
+            rc = ot_cli_error("%s", err.msg);
+            goto done;
         }
     }
-    if (vs[0].loaded && have_base)
-        compare(ref ? &base : &mine, &mine, &vs[0]);
 
-    printf("verify %s", model);
+    printf("verify %s", r.model);
     if (o.reference)
         printf(" against %s", o.reference);
-    printf("\nbaseline: %s\n", have_base ? base_what : "none (no runtime ran the model)");
+    printf("\ninputs: %s\n", what);
+    static const char *const base_names[] = {
+        "none (no runtime ran the model)", "the reference in onnxtrain",
+        "the model in onnxtrain", "onnxruntime (onnxtrain does not run the model)" };
+    printf("baseline: %s\n", base_names[r.base]);
+    if (r.ref && r.labelled)
+        printf("  reference    top-1 accuracy %.4f on %lld labelled images\n",
+               (double)r.ref_hits / (double)r.labelled, (long long)r.labelled);
     printf("runtimes run here:\n");
     bool bad = false;
-    for (int i = 0; i < 3; i++) {
-        report(&vs[i], o.tolerance, !ref && i == 0);
-        if (!vs[i].available)
+    for (int i = 0; i < RT_N; i++) {
+        const verdict *v = &r.vs[i];
+        report(&r, v, i, o.tolerance, (!r.ref && i == RT_ONNXTRAIN) ||
+               (r.base == BASE_ORT && i == RT_ORT));
+        if (!v->available)
             continue;
-        if (!vs[i].loaded && i == 1)
+        if (!v->loaded && i == RT_ORT)
             bad = true; /* onnxruntime loads every valid model */
-        if (!vs[i].loaded && i == 2 && !vs[i].expected_refusal)
+        if (!v->loaded && i == RT_OPENCV && !v->expected_refusal)
             bad = true;
-        if (vs[i].loaded && have_base && (!vs[i].shapes_ok || vs[i].max_abs > o.tolerance))
+        if (v->loaded && r.base != BASE_NONE && (!v->shapes_ok || v->max_abs > o.tolerance))
             bad = true;
     }
-    lint_report(g, &lf);
+    lint_report(r.g, &r.lf);
+    /* what ran and what was only linted, in one line */
     printf("run: ");
     int n_run = 0;
-    for (int i = 0; i < 3; i++)
-        if (vs[i].available)
-            printf("%s%s", n_run++ ? ", " : "", vs[i].name);
-    printf("%s; linted only: TensorRT, OpenVINO, OpenCV 4.6 rules\n", n_run ? "" : "none");
+    for (int i = 0; i < RT_N; i++)
+        if (r.vs[i].available)
+            printf("%s%s%s", n_run++ ? ", " : "", r.vs[i].name,
+                   r.vs[i].loaded ? "" : " (did not run the model)");
+    printf("%s; not found here: ", n_run ? "" : "none");
+    int n_missing = 0;
+    for (int i = 0; i < RT_N; i++)
+        if (!r.vs[i].available)
+            printf("%s%s", n_missing++ ? ", " : "", r.vs[i].name);
+    printf("%s; linted only: TensorRT, OpenVINO (and the OpenCV 4.6 rules)\n",
+           n_missing ? "" : "none");
     rc = bad ? OT_EXIT_ERROR : ot_cli_finish_stdout();
     if (bad)
         fflush(stdout);
-
-cleanup:
-    for (int i = 0; i < feed.n; i++)
-        free(specs[i]);
-    free(specs);
 done:
     if (tmp[0]) {
         DIR *d = opendir(tmp);
@@ -802,11 +1022,9 @@ done:
             closedir(d);
         rmdir(tmp);
     }
-    outputs_free(&base);
-    outputs_free(&mine);
     ot_feed_fini(&feed);
-    ot_graph_free(g);
-    ot_graph_free(ref);
+    ot_graph_free(r.g);
+    ot_graph_free(r.ref);
     ot_cli_args_fini(&args);
     return rc;
 }

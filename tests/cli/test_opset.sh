@@ -12,7 +12,14 @@
 #     in onnxtrain and in onnxruntime;
 #   - refusals: allowzero=1 below 14, a training-mode BatchNormalization
 #     below 14, a computed Squeeze axes input below 13, an op the converter
-#     has no history for; custom-domain ops carried with a warning.
+#     has no history for, If (subgraphs), Resize forms that opset 10 or 18
+#     lacks; custom-domain ops carried with a warning;
+#   - Resize and Upsample with constant scales or sizes: Upsample 7 and 9,
+#     Resize 11, 13 and 18 (nearest floor, ceil and half_pixel, linear,
+#     sizes, axes) converted across 7..21 and back, each against the
+#     original in onnxruntime (<= 1e-5), Upsample renamed Resize from 10;
+#   - every op of onnxtrain's op table converted up and down in at least one
+#     node test that matches in onnxruntime.
 # Skipped when OT_FAST=1; onnxruntime comes from npm as in test_ort.sh.
 #
 #   BUILD=build bash tests/cli/test_opset.sh
@@ -80,9 +87,50 @@ save("squeeze_computed", [h.make_node("Squeeze", ["x", "axes"], ["y"], name="sq"
 save("custom", [h.make_node("Relu", ["x"], ["r"], name="relu"),
                 h.make_node("Foo", ["r"], ["y"], name="foo", domain="com.example")],
      [f("x", [2, 3])], [f("y", [2, 3])], [], 13, ["com.example"])
-save("no_history", [h.make_node("Resize", ["x", "", "sc"], ["y"], name="rs")],
-     [f("x", [1, 1, 2, 2])], [f("y", [1, 1, 4, 4])],
-     [nh.from_array(np.array([1, 1, 2, 2], np.float32), "sc")], 13)
+save("no_history", [h.make_node("Det", ["x"], ["y"], name="det")],
+     [f("x", [2, 3, 3])], [f("y", [2])], [], 13)
+branch = lambda name, v: h.make_graph([h.make_node("Constant", [], ["o"], value=nh.from_array(np.array([v], np.float32)))],
+                                      name, [], [f("o", [1])])
+save("control_flow", [h.make_node("If", ["c"], ["y"], name="iff", then_branch=branch("t", 1.0),
+                                  else_branch=branch("e", 2.0))],
+     [h.make_tensor_value_info("c", TP.BOOL, [])], [f("y", [1])], [], 13)
+# Resize and Upsample with constant scales or sizes (the node tests feed
+# them as graph inputs, which the conversions below opset 11 need constant)
+sc = lambda name, v: nh.from_array(np.array(v, np.float32), name)
+ints = lambda name, v: nh.from_array(np.array(v, np.int64), name)
+x23, x46 = f("x", [1, 1, 2, 3]), f("x", [1, 1, 4, 6])
+Y = f("y", None)
+save("upsample7_nearest", [h.make_node("Upsample", ["x"], ["y"], name="up", scales=[1.0, 1.0, 2.0, 3.0])],
+     [x23], [Y], [], 7)
+save("upsample9_linear", [h.make_node("Upsample", ["x", "s"], ["y"], name="up", mode="linear")],
+     [x23], [Y], [sc("s", [1, 1, 2, 2])], 9)
+save("resize13_floor", [h.make_node("Resize", ["x", "", "s"], ["y"], name="rs", mode="nearest",
+                                    coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
+     [x23], [Y], [sc("s", [1, 1, 2, 2])], 13)
+save("resize13_half_pixel", [h.make_node("Resize", ["x", "", "s"], ["y"], name="rs")],
+     [x23], [Y], [sc("s", [1, 1, 3, 2])], 13)
+save("resize11_sizes", [h.make_node("Resize", ["x", "roi", "s", "sz"], ["y"], name="rs",
+                                    coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
+     [x23], [Y], [sc("roi", []), sc("s", []), ints("sz", [1, 1, 4, 6])], 11)
+save("resize13_linear", [h.make_node("Resize", ["x", "", "s"], ["y"], name="rs", mode="linear",
+                                     coordinate_transformation_mode="asymmetric")],
+     [x23], [Y], [sc("s", [1, 1, 2, 2])], 13)
+save("resize13_down", [h.make_node("Resize", ["x", "", "s"], ["y"], name="rs",
+                                   coordinate_transformation_mode="asymmetric", nearest_mode="ceil")],
+     [x46], [Y], [sc("s", [1, 1, 0.5, 0.5])], 13)
+save("resize18_axes", [h.make_node("Resize", ["x", "", "s"], ["y"], name="rs", axes=[2, 3],
+                                   coordinate_transformation_mode="asymmetric", nearest_mode="floor")],
+     [x23], [Y], [sc("s", [2, 2])], 18)
+save("resize13_cubic", [h.make_node("Resize", ["x", "", "s"], ["y"], name="rsc", mode="cubic")],
+     [x23], [Y], [sc("s", [1, 1, 2, 2])], 13)
+save("resize13_half_linear", [h.make_node("Resize", ["x", "", "s"], ["y"], name="rsl", mode="linear")],
+     [x23], [Y], [sc("s", [1, 1, 2, 2])], 13)
+save("resize19_symmetric", [h.make_node("Resize", ["x", "", "s"], ["y"], name="rss",
+                                        coordinate_transformation_mode="half_pixel_symmetric")],
+     [x23], [Y], [sc("s", [1, 1, 2, 2])], 19)
+rng = np.random.default_rng(0)
+for n_, shp in (("x23", [1, 1, 2, 3]), ("x46", [1, 1, 4, 6])):
+    onnx.save_tensor(nh.from_array(rng.standard_normal(shp).astype(np.float32), "x"), "%s/%s.pb" % (out, n_))
 PYEOF
 expect_error refuse/allowzero "'rz' (reshape)&opset 14 to 13&allowzero=1" \
     convert "$T_TMP/allowzero.onnx" "$T_TMP/x.onnx" --opset 13
@@ -90,8 +138,16 @@ expect_error refuse/bn-training "'bnt' (batchnormalization)&training_mode=1" \
     convert "$T_TMP/bn_training.onnx" "$T_TMP/x.onnx" --opset 12
 expect_error refuse/squeeze-computed-axes "'sq' (squeeze)&axes input is computed" \
     convert "$T_TMP/squeeze_computed.onnx" "$T_TMP/x.onnx" --opset 11
-expect_error refuse/no-history "'rs' (resize)&no adapters for resize" \
+expect_error refuse/no-history "'det' (det)&no adapters for det" \
     convert "$T_TMP/no_history.onnx" "$T_TMP/x.onnx" --opset 11
+expect_error refuse/control-flow "'iff' (if)&carries subgraphs&does not convert" \
+    convert "$T_TMP/control_flow.onnx" "$T_TMP/x.onnx" --opset 17
+expect_error refuse/resize-cubic "'rsc' (resize)&opset 13 to 10&mode 'cubic'" \
+    convert "$T_TMP/resize13_cubic.onnx" "$T_TMP/x.onnx" --opset 10
+expect_error refuse/resize-half-pixel-linear "'rsl' (resize)&half_pixel&computes something else in opset 10" \
+    convert "$T_TMP/resize13_half_linear.onnx" "$T_TMP/x.onnx" --opset 9
+expect_error refuse/resize-half-pixel-symmetric "'rss' (resize)&half_pixel_symmetric" \
+    convert "$T_TMP/resize19_symmetric.onnx" "$T_TMP/x.onnx" --opset 18
 [ ! -e "$T_TMP/x.onnx" ] && ok refuse/nothing-written || fail refuse/nothing-written "x.onnx exists"
 ot convert "$T_TMP/custom.onnx" "$T_TMP/custom_17.onnx" --opset 17
 if [ "$T_RC" -eq 0 ] && matches "$T_ERR" "warning&other domains&com.example&carried unchanged"; then
@@ -106,6 +162,33 @@ else
     fail custom "$(describe_run)"
 fi
 
+# Resize / Upsample: each conversion against the original in onnxruntime,
+# and the way back
+resize_case() { # MODEL INPUT TARGET [BACK]
+    local m=$1 in=$2 t=$3 back=${4:-}
+    ot convert "$T_TMP/$m.onnx" "$T_TMP/${m}_$t.onnx" --opset "$t"
+    [ "$T_RC" -eq 0 ] || { fail "resize-$m-to-$t" "$(describe_run)"; return; }
+    same_outputs "resize-$m-to-$t" "$T_TMP/$m.onnx" "$T_TMP/${m}_$t.onnx" "$T_TMP/$in.pb"
+    [ -n "$back" ] || return
+    ot convert "$T_TMP/${m}_$t.onnx" "$T_TMP/${m}_${t}_$back.onnx" --opset "$back"
+    [ "$T_RC" -eq 0 ] || { fail "resize-$m-to-$t-to-$back" "$(describe_run)"; return; }
+    same_outputs "resize-$m-to-$t-to-$back" "$T_TMP/$m.onnx" "$T_TMP/${m}_${t}_$back.onnx" "$T_TMP/$in.pb"
+}
+for t in 9 10 11 13 18 21; do resize_case upsample7_nearest x23 "$t" 7; done
+for t in 7 10 13 21; do resize_case upsample9_linear x23 "$t" 9; done
+for t in 7 9 10 11 18 21; do resize_case resize13_floor x23 "$t" 13; done
+for t in 7 10; do resize_case resize13_half_pixel x23 "$t"; done
+for t in 7 10 13 19; do resize_case resize11_sizes x23 "$t"; done
+for t in 7 10; do resize_case resize13_linear x23 "$t" 13; done
+resize_case resize13_down x46 10 13
+for t in 13 10; do resize_case resize18_axes x23 "$t"; done
+py_checks resize/upsample-is-resize-from-10 '
+import sys, onnx
+ops = lambda p: [n.op_type for n in onnx.load(p).graph.node]
+print("ok renamed" if ops(sys.argv[1]) == ["Resize"] and ops(sys.argv[2]) == ["Upsample"]
+      else "FAIL renamed: %s %s" % (ops(sys.argv[1]), ops(sys.argv[2])))
+' "$T_TMP/upsample7_nearest_10.onnx" "$T_TMP/upsample7_nearest_10_7.onnx"
+
 # ------------------------------------------------------ backend node tests
 "$PY" - "$OT" "$ROOT/node" "$T_TMP" >"$T_TMP/node.out" 2>"$T_TMP/node.err" <<'PYEOF'
 import glob, json, os, re, subprocess, sys
@@ -119,7 +202,19 @@ known = set(re.findall(r'\{ "(\w+)", \d+, \d+, \{', hist))
 # ops whose adapters rewrite nodes: each must convert both ways at least once
 adapted = ["Clip", "Dropout", "Squeeze", "Unsqueeze", "Pad", "Softmax", "LogSoftmax",
            "ReduceSum", "ReduceMean", "ReduceMax", "Slice", "Split", "Reshape",
-           "BatchNormalization", "Concat", "Flatten", "Gather", "MaxPool", "AveragePool"]
+           "BatchNormalization", "Concat", "Flatten", "Gather", "MaxPool", "AveragePool",
+           "Resize"]
+# every op of onnxtrain's op table, checked both ways like the adapted ones
+table = ["Conv", "BatchNormalization", "Relu", "LeakyRelu", "Clip", "Sigmoid", "MaxPool",
+         "AveragePool", "GlobalAveragePool", "GlobalMaxPool", "Add", "Sum", "Mul", "Sub", "Div",
+         "Pow", "Sqrt", "Reciprocal", "Exp", "Log", "Tanh", "Erf", "HardSigmoid", "HardSwish",
+         "Elu", "Selu", "Softplus", "Gelu", "ReduceMean", "ReduceSum", "ReduceMax", "ReduceL2",
+         "PRelu", "LayerNormalization", "InstanceNormalization", "GroupNormalization", "Max",
+         "Min", "Mean", "Einsum", "Concat", "Flatten", "Reshape", "Squeeze", "Unsqueeze",
+         "Transpose", "Gemm", "MatMul", "Dropout", "Softmax", "LogSoftmax", "LRN", "Identity",
+         "Constant", "Shape", "Gather", "Pad", "Slice", "Cast", "QuantizeLinear",
+         "DequantizeLinear"]
+adapted += [op for op in table if op not in adapted]
 targets = [7, 10, 12, 14, 18, 21]
 okdt = {1, 6, 7, 9, 11}
 cases, jobs = [], []
