@@ -118,7 +118,7 @@ SHARED   := $(BUILD)/libonnxtrain.so
 UNIT_BIN := $(BUILD)/test_unit
 PARITY_BIN := $(BUILD)/test_parity
 
-.PHONY: all test test-models asan debug demo bench fuzz deps check-deps install uninstall clean format \
+.PHONY: all test test-models asan debug demo bench bench-deploy fuzz deps check-deps install uninstall clean format \
         test-fast fetch-model
 
 all: $(BIN) $(STATIC) $(SHARED) $(MPI_SHIM)
@@ -256,6 +256,12 @@ demo: check-deps all
 
 bench: check-deps all
 	@BUILD=$(BUILD) bash tests/bench/run.sh
+	@case ",$(ONLY)," in ,, | *,deploy,*) $(MAKE) --no-print-directory bench-deploy ;; esac
+
+# onnxruntime's int8 against float32 speed and convert's against python onnx
+# (tests/bench/bench_deploy.py); make bench runs it last
+bench-deploy: check-deps all
+	@BUILD=$(BUILD) /usr/bin/python3 tests/bench/bench_deploy.py
 
 # Downloads a pretrained model of the ONNX model zoo (models/zoo_manifest.json)
 # to $(DEST)/NAME.onnx, checking its SHA-256. Needs curl and internet access;

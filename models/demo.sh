@@ -24,7 +24,8 @@
 #     with --qat: it prints the float32 model's top-1 on the test split, the
 #     int8 one's after calibration (post-training quantisation, as --int8
 #     writes it) and after one epoch of quantisation-aware training, and
-#     writes the int8 QDQ model.
+#     writes the int8 QDQ model; the demo ends with those int8 scores next
+#     to the float32 one.
 #
 # Each stage prints its time. OT_DEMO_QUICK=1 runs the same pipeline at a
 # reduced size without step 6 (the tests use it; tests/cli/test_quant.sh
@@ -141,11 +142,27 @@ if [ "${OT_DEMO_QUICK:-0}" != 1 ]; then
     QARGS=(--data-classes 5-9 --per-class "$LAST" --classes 5 --mode fine-tune --lr 1e-3
            --epochs "$QEPOCHS" --batch-size "$BATCH" --seed 1 --calib-images "$CALIB")
     step "6. int8 export of the fine-tuned model ($LAST/class, seed 1) with --qat"
-    "$BIN" finetune "$OUT/pretrained_0-4.onnx" "${COMMON[@]}" "${QARGS[@]}" --qat \
-        -o "$OUT/${LAST}_fine-tune_int8.onnx" | grep -E "^(test, |quantisation)" | sed 's/^/   /'
+    "$BIN" finetune "$OUT/pretrained_0-4.onnx" "${COMMON[@]}" "${QARGS[@]}" --qat --json \
+        -o "$OUT/${LAST}_fine-tune_int8.onnx" >"$OUT/runs/qat.json" 2>"$OUT/runs/qat.log" || {
+        cat "$OUT/runs/qat.log" >&2
+        exit 1
+    }
+    grep -E "^(test, |quantisation)" "$OUT/runs/qat.log" | sed 's/^/   /'
     ls -l "$OUT/${LAST}_fine-tune_1.onnx" "$OUT/${LAST}_fine-tune_int8.onnx" |
         awk '{ printf "   %s: %.1f MB\n", $NF, $5 / 1e6 }'
 fi
 echo "   ($((SECONDS - STAGE_START)) s)"
 echo
+if [ "${OT_DEMO_QUICK:-0}" != 1 ]; then
+    # the deployment result next to the float32 one
+    "$PY" - "$OUT/runs/qat.json" "$OUT/${LAST}_fine-tune_int8.onnx" "$LAST" <<'PY'
+import json, os, sys
+q = json.load(open(sys.argv[1]))["qat"]
+print("int8 (%s, %.1f MB, %s/class fine-tune, seed 1) on the 5,000 test images of classes 5-9:"
+      % (os.path.basename(sys.argv[2]), os.path.getsize(sys.argv[2]) / 1e6, sys.argv[3]))
+print("   float32 %.4f   int8 post-training %.4f (%+.2f points)   int8 after QAT %.4f (%+.2f points)"
+      % (q["fp32_top1"], q["int8_ptq_top1"], 100 * (q["int8_ptq_top1"] - q["fp32_top1"]),
+         q["int8_qat_top1"], 100 * (q["int8_qat_top1"] - q["fp32_top1"])))
+PY
+fi
 echo "demo: done in $((SECONDS - DEMO_START)) s (models in $OUT)"

@@ -11,6 +11,10 @@
 #     of the int8 file agrees with onnxruntime's;
 #   - a model whose activations overflow float16: with --calib-data the
 #     overflowing nodes stay float32 and the output is finite, without it not;
+#   - verify --data on the tiny CIFAR images (fp16 against float32): all
+#     test images, the reference's top-1 accuracy equal to eval's,
+#     onnxruntime's equal to the one computed from its own outputs;
+#     --images, --data-classes;
 #   - calibration memory: RSS of a 1024-image calibration (more activations
 #     than 64 MB) against a 64-image one;
 #   - finetune --qat writes a QDQ model and reports float32, int8 before and
@@ -202,6 +206,60 @@ print("ok overflow kept float32: max rel diff %.3g" % (np.abs(y - ref).max() / n
       if np.isfinite(y).all() and np.abs(y - ref).max() <= 1e-2 * np.abs(ref).max()
       else "FAIL overflow kept float32: not finite or off")
 ' "$T_TMP"
+fi
+
+# ------------------------------------------------- verify on the images
+# verify --data on an image data set: the tiny CIFAR test split through
+# onnxtrain's loaders with the model's preprocessing, in batches; the
+# reference's top-1 accuracy must be eval's, onnxruntime's on the float16
+# file the one computed here from the same images (in.pb, labels of
+# test_batch.bin), its agreement with the reference near 100%
+if [ "${ort_ok:-0}" = 1 ]; then
+    ot verify "$T_TMP/fp16.onnx" --reference "$FT" --data "$DATA" --tolerance 0.05
+    printf '%s\n' "$T_OUT" >"$T_TMP/verify.out"
+    sed 's/^/     /' "$T_TMP/verify.out"
+    if [ "$T_RC" -eq 0 ] && matches "$T_OUT" "inputs: &images of the test split" &&
+        matches "$T_OUT" "onnxruntime&ran: max abs diff&top-1 agreement&top-1 accuracy" &&
+        matches "$T_OUT" "opencv dnn&did not load&the lint predicts this" &&
+        matches "$T_OUT" "linted only: tensorrt, openvino"; then
+        ok "verify --data images: fp16 against float32"
+    else
+        fail "verify --data images" "$(describe_run); $(tr '\n' '|' <"$T_TMP/verify.out")"
+    fi
+    ot eval "$FT" --data "$DATA" --json
+    printf '%s\n' "$T_OUT" >"$T_TMP/eval.json"
+    py_checks verify-data '
+import json, re, sys
+import numpy as np
+d, batch = sys.argv[1], sys.argv[2]
+out = open(d + "/verify.out").read()
+labels = np.fromfile(batch, np.uint8).reshape(-1, 3073)[:, 0]
+o = json.load(open(d + "/fp16.json"))["outputs"][0]
+y = np.array(o["data"], np.float64).reshape(o["dims"])
+want = float((y.argmax(1) == labels).mean())
+m = re.search(r"onnxruntime\s+ran:.*top-1 agreement (\d+)/(\d+).*top-1 accuracy ([0-9.]+)", out)
+r = re.search(r"reference\s+top-1 accuracy ([0-9.]+) on (\d+) labelled", out)
+ev = json.load(open(d + "/eval.json"))
+if not m or not r:
+    print("FAIL parse: %r" % out[:300])
+else:
+    n = len(labels)
+    print(("ok" if int(m.group(2)) == n == int(r.group(2)) else "FAIL") + " all %d test images" % n)
+    print(("ok" if abs(float(m.group(3)) - want) <= 1.0 / n + 1e-9 else "FAIL") +
+          " onnxruntime top-1 accuracy %s, computed here %.4f" % (m.group(3), want))
+    print(("ok" if abs(float(r.group(1)) - ev["top1"]) < 1e-4 else "FAIL") +
+          " reference top-1 accuracy %s, eval %.4f" % (r.group(1), ev["top1"]))
+    print(("ok" if int(m.group(1)) >= 0.97 * n else "FAIL") +
+          " fp16 agreement %s/%s" % (m.group(1), m.group(2)))
+' "$T_TMP" "$DATA/test_batch.bin"
+    ot verify "$FT" --data "$DATA" --images 10 --data-classes 0-4
+    if [ "$T_RC" -eq 0 ] && matches "$T_OUT" "inputs: 10 images of the test split" &&
+        matches "$T_OUT" "onnxruntime&top-1 agreement 10/10"; then
+        ok "verify --data images: --images, --data-classes"
+    else
+        fail "verify --images" "$(describe_run); $(printf '%s' "$T_OUT" | tr '\n' '|')"
+    fi
+    expect_usage "verify --images without images" verify "$FT" --images 10
 fi
 
 # ---------------------------------------------------------------- memory
