@@ -1332,10 +1332,54 @@ static ot_status resize_down_19(cx *c, int32_t n, ot_err *err)
     return OT_OK;
 }
 
-/* Changes that no adapter can bridge. */
-static ot_status never_down(cx *c, int32_t n, ot_err *err)
+/* GroupNormalization 21: scale and bias per channel; at 18 per group. Up,
+   constant per-group values are repeated over their channels; down, the
+   constant per-channel values must be equal within each group. */
+static ot_status groupnorm_21(cx *c, int32_t n, bool up, ot_err *err)
 {
-    return refuse(c, n, c->to, "the older definition computes something else", err);
+    int64_t G = ot_node_attr_int(N(c, n), "num_groups", 0);
+    int32_t x = in_at(c, n, 0);
+    int64_t C = rank_of(c, x) >= 2 ? c->g->values[x].dims[1] : -1;
+    if (G <= 0 || C <= 0 || C % G)
+        return refuse(c, n, 21, "scale and bias changed from per group to per channel, which "
+                      "needs num_groups and a known channel count", err);
+    for (int k = 1; k <= 2; k++) {
+        int32_t v = in_at(c, n, k);
+        const float *f = cv_const_f32(c->g, v);
+        int64_t have = f ? (int64_t)(c->g->values[v].data.bytes / 4) : -1;
+        if (!f || have != (up ? G : C))
+            return refuse(c, n, 21, "scale and bias changed from per group to per channel, and "
+                          "they are not constants of the size the change needs", err);
+        int64_t m = up ? C : G;
+        float *d = ot_malloc(sizeof *d * (size_t)m);
+        if (!d)
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        for (int64_t i = 0; i < m; i++)
+            d[i] = up ? f[i / (C / G)] : f[i * (C / G)];
+        for (int64_t i = 0; !up && i < C; i++) {
+            if (f[i] != d[i / (C / G)]) {
+                ot_free(d);
+                return refuse(c, n, 21, "its per-channel scale or bias differs within a group, "
+                              "which the per-group form of opset 18 cannot hold", err);
+            }
+        }
+        char base[256];
+        int32_t id;
+        RET(cv_add_init(c->g, node_base(c, n, k == 1 ? "scale" : "bias", base, sizeof base),
+                        OT_DTYPE_FLOAT, 1, &m, d, sizeof *d * (size_t)m, &id, err));
+        RET(set_input(c, n, k, id, err));
+    }
+    return OT_OK;
+}
+
+static ot_status groupnorm_up_21(cx *c, int32_t n, ot_err *err)
+{
+    return groupnorm_21(c, n, true, err);
+}
+
+static ot_status groupnorm_down_21(cx *c, int32_t n, ot_err *err)
+{
+    return groupnorm_21(c, n, false, err);
 }
 
 /* ------------------------------------------------------------ histories */
@@ -1408,7 +1452,7 @@ static const history histories[] = {
     { "GlobalMaxPool", 1, 0, { { 0 } } },
     { "Greater", 1, 0, { { 9, NULL, NULL, TI }, { 13, NULL, NULL, T } } },
     { "GreaterOrEqual", 12, 0, { { 16, NULL, NULL, T } } },
-    { "GroupNormalization", 18, 0, { { 21, NULL, never_down, false } } },
+    { "GroupNormalization", 18, 0, { { 21, groupnorm_up_21, groupnorm_down_21, false } } },
     { "HardSigmoid", 1, 0, { { 0 } } },
     { "HardSwish", 14, 0, { { 0 } } },
     { "Identity", 1, 0, { { 13, NULL, NULL, T }, { 14, NULL, NULL, T }, { 16, NULL, NULL, T },

@@ -29,23 +29,15 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import cpu_name, make_model  # noqa: E402  (tests/bench/bench.py)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PY = "/usr/bin/python3"
 
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def timed(argv, env=None):
@@ -57,15 +49,6 @@ def timed(argv, env=None):
         raise RuntimeError("%s: exit %d: %s" % (os.path.basename(argv[0]), r.returncode,
                                                  (r.stderr.strip().splitlines() or ["?"])[-1]))
     return dt, r.stdout
-
-
-def model_path(build):
-    if os.environ.get("BENCH_MODEL"):
-        return os.environ["BENCH_MODEL"]
-    fx = os.path.join(build, "fixtures")
-    subprocess.run([PY, os.path.join(ROOT, "tests", "fixtures", "make_resnet18.py"), fx],
-                   check=True, stdout=subprocess.DEVNULL)
-    return os.path.join(fx, "resnet18_eval.onnx")
 
 
 def bench_convert(ot, model, out_dir, reps):
@@ -117,9 +100,10 @@ def main():
     ot = os.path.join(build, "onnxtrain")
     out_dir = os.path.join(build, "bench")
     os.makedirs(out_dir, exist_ok=True)
-    model = model_path(build)
+    model = make_model(build)
     load0 = os.getloadavg()
-    doc = {"cpu": cpu_name(), "cpus": os.cpu_count(), "reps": reps, "model": model}
+    doc = {"cpu": cpu_name() or "unknown CPU", "cpus": os.cpu_count(), "reps": reps,
+           "model": model}
     failed = False
     for key, fn in (("convert", lambda: bench_convert(ot, model, out_dir, reps)),
                     ("int8", lambda: bench_int8(ot, model, build, out_dir, reps, batch))):
