@@ -532,7 +532,7 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
     memcpy(reduced, tg->grads, sizeof *reduced * (size_t)tg->n_params);
     if (opts->bucket_bytes > 0 && opts->optim)
         OT_TRY(add_all_reduce(step, tg, opts->bucket_bytes, reduced, err));
-    if (opts->bucket_bytes > 0 && opts->sync_bn)
+    if (opts->sync_bn)
         OT_TRY(mark_sync_bn(step, tg, err));
     int32_t before_optim = step->n_nodes;
     if (opts->optim) {

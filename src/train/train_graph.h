@@ -47,8 +47,10 @@ typedef struct ot_train_graph_opts {
        gradients of about this many bytes, in the order the backward pass
        produces them; 0: none                                                */
     size_t bucket_bytes;
-    /* with bucket_bytes: BatchNorm in training mode reduces its batch
-       statistics over the ranks (BatchNormTrain and BatchNormGrad sync=1) */
+    /* BatchNorm in training mode gets sync=1 (BatchNormTrain, and
+       BatchNormGrad): over several ranks its kernels reduce the batch
+       statistics; in one process the same plain kernels run alone, so that
+       one process computes what N ranks compute (docs/distributed.md)     */
     bool sync_bn;
 } ot_train_graph_opts;
 

@@ -107,6 +107,33 @@ for np in 2 3; do
     fi
 done
 
+# --sync-bn where BatchNorm trains: 20 steps of fine-tune mode on 2 and 3
+# ranks equal one process with --sync-bn (which runs the same BatchNorm
+# kernels alone); full mode over 20 steps on SqueezeNet (no BatchNorm: every
+# layer trains, the gradients of all of them all-reduced)
+for np in 2 3; do
+    [ "$np" = 2 ] && ot "${RUN[@]}" --mode fine-tune --sync-bn -o "$D/ft1.onnx"
+    mpirun_ot "$np" "${RUN[@]}" --mode fine-tune --sync-bn -o "$D/ft$np.onnx"
+    if [ "$T_RC" -eq 0 ] && [ -s "$D/ft1.onnx" ]; then
+        py_checks "fine-tune $np ranks" "$EQUIV" "$D/ft1.onnx" "$D/ft$np.onnx" "$BN" 1e-5
+    else
+        fail "fine-tune $np ranks" "exit $T_RC: $(head -c 300 "$D/mpi.err")"
+    fi
+done
+SQ=$FX/squeezenet1_1/model.onnx
+if ! "$PY" tests/fixtures/make_model_tests.py "$FX" >"$T_TMP/make.log" 2>&1; then
+    fail "full 2 ranks" "make_model_tests.py: $(tail -n 1 "$T_TMP/make.log")"
+else
+    FULL=(finetune "$SQ" "${RUN[@]:2}" --mode full)
+    ot "${FULL[@]}" -o "$D/full1.onnx"
+    mpirun_ot 2 "${FULL[@]}" -o "$D/full2.onnx"
+    if [ "$T_RC" -eq 0 ] && [ -s "$D/full1.onnx" ]; then
+        py_checks "full 2 ranks" "$EQUIV" "$D/full1.onnx" "$D/full2.onnx" "$SQ" 1e-5
+    else
+        fail "full 2 ranks" "exit $T_RC: $(head -c 300 "$D/mpi.err")"
+    fi
+fi
+
 # --deterministic: the same bytes again with the same number of ranks
 mpirun_ot 2 "${RUN[@]}" -o "$D/r2b.onnx"
 if [ "$T_RC" -eq 0 ] && cmp -s "$D/r2.onnx" "$D/r2b.onnx"; then
