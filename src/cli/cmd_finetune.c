@@ -297,12 +297,14 @@ typedef struct eval_args {
     ot_evaluate_opts ev;
     const char *mean, *std, *data_classes;
     bool json;
+    int distributed;      /* ot_dist_mode */
+    double rank_timeout;
 } eval_args;
 
 enum {
     EV_DATA, EV_BATCH_SIZE, EV_IMAGE_SIZE, EV_NORMALIZE, EV_DATA_CLASSES, EV_MEAN, EV_STD,
     EV_THREADS, EV_DEVICE, EV_SKIP_BAD, EV_JSON, EV_MAX_TENSOR_SIZE, EV_MAX_DATA_SIZE,
-    EV_MAX_FILES, EV_N_OPTS
+    EV_MAX_FILES, EV_DISTRIBUTED, EV_RANK_TIMEOUT, EV_N_OPTS
 };
 
 static const ot_cli_opt eval_opts[EV_N_OPTS + 1] = {
@@ -336,6 +338,14 @@ static const ot_cli_opt eval_opts[EV_N_OPTS + 1] = {
                                          "4G)"),
     [EV_MAX_FILES] = OT_CLI_INT_OPT(eval_args, ev.max_files, "max-files", 0, "N", 1, INT64_MAX,
                                     "entries an image folder's walk may visit (default 5000000)"),
+    [EV_DISTRIBUTED] = OT_CLI_ENUM_OPT(eval_args, distributed, "distributed", 0, "auto|off",
+                                       distributed_choices,
+                                       "under mpirun/srun each rank scores its share (auto, "
+                                       "default), or every process all (off)"),
+    [EV_RANK_TIMEOUT] = OT_CLI_REAL_OPT(eval_args, rank_timeout, "rank-timeout", 0, "S", 1,
+                                        86400,
+                                        "end the job when a rank is silent this long "
+                                        "(default 30)"),
 };
 
 static const ot_cli_cmd eval_cmd = {
@@ -1135,8 +1145,22 @@ int ot_cmd_eval(int argc, char **argv)
     o.data_classes = data_classes;
     o.has_normalize = a.count[EV_NORMALIZE] > 0;
     o.progress = on_eval_progress;
+    /* under a launcher: each rank scores its share, rank 0 prints the scores */
+    if (ot_dist_init((ot_dist_mode)ea.distributed, ea.rank_timeout, &err) != OT_OK) {
+        rc = ot_cli_error("%s", err.msg);
+        goto out;
+    }
+    if (ot_dist_rank() != 0) {
+        if (!freopen("/dev/null", "w", stdout)) {
+            rc = ot_cli_error("rank %d: cannot discard standard output", ot_dist_rank());
+            goto out;
+        }
+        ot_cli_errors_only();
+    }
     if (ot_evaluate(&o, &ev, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
+        if (ot_dist_current()) /* the other ranks may wait in a reduction */
+            ot_dist_abort(OT_EXIT_ERROR);
         goto out;
     }
     if (ea.json) {
@@ -1151,6 +1175,7 @@ int ot_cmd_eval(int argc, char **argv)
     }
     rc = ot_cli_finish_stdout();
 out:
+    ot_dist_fini();
     ot_evaluation_fini(&ev);
     ot_cli_args_fini(&a);
     return rc;

@@ -918,6 +918,8 @@ ot_status ot_train_checkpoint_strip(ot_graph *g, ot_err *err)
 
 ot_status ot_train_ckpt_sync(ot_train_ckpt_run *r, ot_err *err)
 {
+    pthread_mutex_lock(&r->lock);
+    ot_status st = OT_OK;
     const ot_train_graph *tg = r->tg;
     for (int kind = 0; kind < 2; kind++) {
         int n = kind ? tg->n_stats : tg->n_params;
@@ -926,13 +928,15 @@ ot_status ot_train_ckpt_sync(ot_train_ckpt_run *r, ot_err *err)
             ot_value *v = &r->model->values[ids[i]];
             if (!v->data.data || !ot_exec_state_bytes(r->step, ids[i]))
                 continue;
-            ot_status st = ot_exec_read_state(r->step, ids[i], v->data.data, v->data.bytes, err);
+            st = ot_exec_read_state(r->step, ids[i], v->data.data, v->data.bytes, err);
             if (st != OT_OK)
-                return st;
+                goto done;
             v->flags |= OT_VAL_DIRTY;
         }
     }
-    return OT_OK;
+done:
+    pthread_mutex_unlock(&r->lock);
+    return st;
 }
 
 /* The options that change a run, as "key=value" lines (checkpoint.h). */
@@ -1058,7 +1062,7 @@ ot_status ot_train_ckpt_check_finite(const ot_train_ckpt_run *r, ot_err *err)
     return st;
 }
 
-ot_status ot_train_ckpt_save(ot_train_ckpt_run *r, ot_err *err)
+static ot_status save_locked(ot_train_ckpt_run *r, ot_err *err)
 {
     if (!r->o->checkpoint || r->saved_step == r->ck.step)
         return OT_OK;
@@ -1111,6 +1115,105 @@ ot_status ot_train_ckpt_save(ot_train_ckpt_run *r, ot_err *err)
     if (was_ok) /* once per run of failures */
         ot_log(OT_LOG_WARN, "%s; training goes on", r->save_err.msg);
     return OT_OK;
+}
+
+ot_status ot_train_ckpt_save(ot_train_ckpt_run *r, ot_err *err)
+{
+    pthread_mutex_lock(&r->lock);
+    ot_status st = save_locked(r, err);
+    pthread_mutex_unlock(&r->lock);
+    return st;
+}
+
+/* The i-th of the trained parameters, then the BN statistics. */
+static int32_t state_id(const ot_train_graph *tg, int i)
+{
+    return i < tg->n_params ? tg->params[i] : tg->stats[i - tg->n_params];
+}
+
+static ot_status snap_alloc(ot_train_ckpt_run *r, ot_err *err)
+{
+    const ot_train_graph *tg = r->tg;
+    int n = tg->n_params + tg->n_stats;
+    if (!(r->snap = ot_calloc((size_t)n + 1, sizeof *r->snap)) ||
+        !(r->snap_ostate = ot_calloc(r->n_ostate + 1, sizeof *r->snap_ostate)))
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++) {
+        size_t bytes = ot_exec_state_bytes(r->step, state_id(tg, i));
+        if (bytes && !(r->snap[i] = ot_malloc(bytes)))
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory for the state's copy");
+    }
+    for (size_t i = 0; i < r->n_ostate; i++) {
+        r->snap_ostate[i] = r->ostate[i];
+        if (r->ostate_id[i] < 0) {
+            r->snap_ostate[i].data = &r->snap_ostep;
+            continue;
+        }
+        size_t bytes = ot_exec_state_bytes(r->step, r->ostate_id[i]);
+        if (!(r->snap_ostate[i].data = ot_malloc(bytes ? bytes : 1)))
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory for the state's copy");
+    }
+    return OT_OK;
+}
+
+ot_status ot_train_ckpt_snap(ot_train_ckpt_run *r, ot_err *err)
+{
+    if (!r->o->checkpoint)
+        return OT_OK;
+    ot_status st = OT_OK;
+    const ot_train_graph *tg = r->tg;
+    pthread_mutex_lock(&r->lock);
+    if (!r->snap)
+        OT_TRY(snap_alloc(r, err));
+    for (int i = 0; i < tg->n_params + tg->n_stats; i++)
+        if (r->snap[i])
+            OT_TRY(ot_exec_read_state(r->step, state_id(tg, i), r->snap[i],
+                                      ot_exec_state_bytes(r->step, state_id(tg, i)), err));
+    for (size_t i = 0; i < r->n_ostate; i++)
+        if (r->ostate_id[i] >= 0)
+            OT_TRY(ot_exec_read_state(r->step, r->ostate_id[i], r->snap_ostate[i].data,
+                                      ot_exec_state_bytes(r->step, r->ostate_id[i]), err));
+    r->snap_ostep = r->ck.step;
+    r->snap_ck = r->ck;
+    r->snap_step = r->ck.step;
+done:
+    pthread_mutex_unlock(&r->lock);
+    return st;
+}
+
+ot_status ot_train_ckpt_save_snap(ot_train_ckpt_run *r, int64_t *step, ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_train_graph *tg = r->tg;
+    *step = -1;
+    pthread_mutex_lock(&r->lock);
+    if (!r->o->checkpoint || r->snap_step < 0 || r->snap_step == r->saved_step)
+        goto done;
+    for (int i = 0; i < tg->n_params + tg->n_stats; i++) {
+        ot_value *v = &r->model->values[state_id(tg, i)];
+        if (!r->snap[i] || !v->data.data)
+            continue;
+        if (v->dtype == OT_DTYPE_FLOAT)
+            for (size_t k = 0; k < v->data.bytes / sizeof(float); k++)
+                if (!isfinite(((const float *)r->snap[i])[k]))
+                    OT_FAIL(err, OT_ERR_ARG,
+                            "after step %lld the trained tensor '%s' holds NaN or infinite "
+                            "values: no checkpoint written",
+                            (long long)r->snap_step, v->name);
+        memcpy(v->data.data, r->snap[i], v->data.bytes);
+        v->flags |= OT_VAL_DIRTY;
+    }
+    size_t n_best = r->best_state ? (size_t)(tg->n_params + tg->n_stats) : 0;
+    st = ot_train_checkpoint_save(r->model, r->snap_ostate, r->n_ostate, r->best_state, n_best,
+                                  &r->snap_ck, r->o->checkpoint_prepare, r->o->checkpoint_user,
+                                  r->o->checkpoint, err);
+    if (st == OT_OK) {
+        r->saved_step = r->snap_step;
+        *step = r->snap_step;
+    }
+done:
+    pthread_mutex_unlock(&r->lock);
+    return st;
 }
 
 void ot_train_ckpt_note(const ot_train_ckpt_run *r, ot_err *err)
@@ -1266,7 +1369,13 @@ void ot_train_ckpt_run_init(ot_train_ckpt_run *r, ot_graph *model, const ot_trai
     r->tg = tg;
     r->o = o;
     r->saved_step = -1;
+    r->snap_step = -1;
     ot_err_init(&r->save_err);
+    pthread_mutexattr_t a;
+    pthread_mutexattr_init(&a);
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE); /* save holds it over sync */
+    pthread_mutex_init(&r->lock, &a);
+    pthread_mutexattr_destroy(&a);
 }
 
 void ot_train_ckpt_run_fini(ot_train_ckpt_run *r)
@@ -1279,12 +1388,22 @@ void ot_train_ckpt_run_fini(ot_train_ckpt_run *r)
         if (r->ostate_id[i] >= 0)
             ot_free(r->ostate[i].data);
     ot_free(r->ostate);
+    for (int i = 0; r->snap && i < r->tg->n_params + r->tg->n_stats; i++)
+        ot_free(r->snap[i]);
+    for (size_t i = 0; r->snap_ostate && i < r->n_ostate; i++)
+        if (r->ostate_id[i] >= 0)
+            ot_free(r->snap_ostate[i].data);
+    ot_free(r->snap);
+    ot_free(r->snap_ostate);
+    r->snap = NULL;
+    r->snap_ostate = NULL;
     ot_free(r->ostate_id);
     r->ostate_id = NULL;
     ot_train_checkpoint_fini(&r->ck);
     r->best = NULL;
     r->best_state = NULL;
     r->ostate = NULL;
+    pthread_mutex_destroy(&r->lock);
 }
 
 ot_status ot_train_ckpt_begin(ot_train_ckpt_run *r, const ot_dataset *data, int64_t n,
@@ -1354,14 +1473,14 @@ done:
 
 ot_status ot_train_ckpt_keep_best(ot_train_ckpt_run *r, ot_err *err)
 {
+    pthread_mutex_lock(&r->lock);
     ot_status st = alloc_best(r, err);
-    if (st != OT_OK)
-        return st;
-    for (int i = 0; i < r->tg->n_params + r->tg->n_stats; i++) {
+    for (int i = 0; st == OT_OK && i < r->tg->n_params + r->tg->n_stats; i++) {
         const ot_value *v = ot_train_ckpt_best_value(r, i);
         memcpy(r->best[i], v->data.data, v->data.bytes);
     }
-    return OT_OK;
+    pthread_mutex_unlock(&r->lock);
+    return st;
 }
 
 bool ot_train_ckpt_restore_best(ot_train_ckpt_run *r)

@@ -28,6 +28,8 @@
 #ifndef OT_TRAIN_CHECKPOINT_H
 #define OT_TRAIN_CHECKPOINT_H
 
+#include <pthread.h>
+
 #include "data/data.h"
 #include "graph/graph.h"
 #include "train/optim.h"
@@ -231,6 +233,15 @@ typedef struct ot_train_ckpt_run {
     float **best;             /* --keep best: the best epoch's tensors, in the
                                  order of ot_train_ckpt_best_value             */
     ot_optim_state *best_state; /* the same, as the checkpoint stores them     */
+    /* data-parallel stops (ot_train_ckpt_snap): host copies of the state
+       after the last completed step, which another thread writes at a stop
+       while the next step runs; lock guards them and the model's tensors */
+    pthread_mutex_t lock;
+    void **snap;              /* the trained parameters, then BN statistics   */
+    ot_optim_state *snap_ostate; /* the optimizer's state, own copies         */
+    int64_t snap_ostep;
+    ot_train_checkpoint snap_ck; /* the position (strings and history shared) */
+    int64_t snap_step;        /* step of the copies; -1: none                  */
 } ot_train_ckpt_run;
 
 /* Sets up r for the trainer's model, train graphs and options (nothing
@@ -273,6 +284,19 @@ ot_status ot_train_ckpt_check_finite(const ot_train_ckpt_run *r, ot_err *err);
  * other than OT_ERR_IO.
  */
 ot_status ot_train_ckpt_save(ot_train_ckpt_run *r, ot_err *err);
+
+/*
+ * Data-parallel runs with a checkpoint: ot_train_ckpt_snap copies the state
+ * and position of the step just completed (call it after each step and once
+ * before the first); ot_train_ckpt_save_snap, safe to call from another
+ * thread while a step runs, writes the checkpoint of those copies at once,
+ * so that a stop need not wait for the step in progress (*step: the step
+ * written; -1: none, the run has no checkpoint or it was written already).
+ * Errors: OT_ERR_NOMEM, OT_ERR_BACKEND (snap); those of
+ * ot_train_checkpoint_save and OT_ERR_ARG for a non-finite tensor (save_snap).
+ */
+ot_status ot_train_ckpt_snap(ot_train_ckpt_run *r, ot_err *err);
+ot_status ot_train_ckpt_save_snap(ot_train_ckpt_run *r, int64_t *step, ot_err *err);
 
 /* Appends to an error message what became of the checkpoint file. */
 void ot_train_ckpt_note(const ot_train_ckpt_run *r, ot_err *err);

@@ -1,10 +1,13 @@
 /*
  * eval.c: scores a model on a dataset: top-1, top-5, mean cross-entropy and
  * the confusion matrix, from the logits (the input of a trailing Softmax).
+ * Data-parallel (ot_eval_run_ranks): each rank scores its contiguous share
+ * of the images and the counts are summed over the ranks.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/dist.h"
 #include "exec/exec.h"
 #include "train/loss.h"
 #include "trainer.h"
@@ -59,6 +62,40 @@ ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, cons
                              int64_t n_sub, const ot_data_transform *transform, int batch_size,
                              const ot_exec_opts *xo, ot_eval_result *res, ot_err *err)
 {
+    return ot_eval_run_ranks(model, data, sub, n_sub, transform, batch_size, xo, NULL, res, err);
+}
+
+/* Sums the counts of every rank's share (loss_sum, top1, top5, then the
+   confusion matrix) into *loss_sum, *top1, *top5 and res->confusion. */
+static ot_status reduce_counts(ot_comm *comm, ot_eval_result *res, double *loss_sum,
+                               int64_t *top1, int64_t *top5, ot_err *err)
+{
+    size_t nc = (size_t)res->n_classes * (size_t)res->n_classes;
+    double *v = ot_malloc((nc + 3) * sizeof *v);
+    if (!v)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    v[0] = *loss_sum;
+    v[1] = (double)*top1;
+    v[2] = (double)*top5;
+    for (size_t i = 0; i < nc; i++)
+        v[3 + i] = (double)res->confusion[i];
+    ot_status st = ot_comm_allreduce_f64(comm, v, nc + 3, err);
+    if (st == OT_OK) {
+        *loss_sum = v[0];
+        *top1 = (int64_t)v[1];
+        *top5 = (int64_t)v[2];
+        for (size_t i = 0; i < nc; i++)
+            res->confusion[i] = (int64_t)v[3 + i];
+    }
+    ot_free(v);
+    return st;
+}
+
+ot_status ot_eval_run_ranks(const ot_graph *model, const ot_dataset *data, const int64_t *sub,
+                            int64_t n_sub, const ot_data_transform *transform, int batch_size,
+                            const ot_exec_opts *xo, ot_comm *comm, ot_eval_result *res,
+                            ot_err *err)
+{
     ot_status st = OT_OK;
     ot_graph *g = NULL;
     ot_exec *full = NULL, *last = NULL;
@@ -69,6 +106,10 @@ ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, cons
     int64_t N = sub ? n_sub : ot_data_count(data);
     if (N < 1 || batch_size < 1)
         return ot_err_set(err, OT_ERR_ARG, "nothing to evaluate");
+    if (comm && comm->size < 2)
+        comm = NULL;
+    /* this rank's images: [first, first + mine) of the N */
+    int64_t first = 0, mine = comm ? ot_dist_share(N, comm->rank, comm->size, &first) : N;
     int32_t image;
     OT_TRY(ot_eval_logits_graph(model, &image, &g, err));
     const ot_value *iv = &g->values[image];
@@ -79,6 +120,8 @@ ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, cons
         OT_FAIL(err, OT_ERR_ARG, "the model takes %d channels, the data gives %d", C,
                 ot_data_out_channels(transform, ch));
     int bs = batch_size > N ? (int)N : batch_size;
+    if (comm && bs > mine)
+        bs = mine > 0 ? (int)mine : 1;
     size_t img_floats = (size_t)C * (size_t)S * (size_t)S;
     size_t scratch_bytes = ot_data_batch_scratch_bytes(data, transform);
     x = ot_malloc(img_floats * sizeof *x * (size_t)bs);
@@ -97,8 +140,8 @@ ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, cons
     }
     double loss_sum = 0;
     int64_t top1 = 0, top5 = 0;
-    for (int64_t start = 0; start < N; start += bs) {
-        int n = (int)(N - start < bs ? N - start : bs);
+    for (int64_t start = first; start < first + mine; start += bs) {
+        int n = (int)(first + mine - start < bs ? first + mine - start : bs);
         ot_exec **xp = n == bs ? &full : &last;
         ot_tensor in = { .dtype = OT_DTYPE_FLOAT, .ndim = 4, .dims = { n, C, S, S },
                          .bytes = img_floats * sizeof *x * (size_t)n, .data = x };
@@ -137,6 +180,8 @@ ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, cons
                 res->confusion[labels[i] * res->n_classes + best]++;
         }
     }
+    if (comm)
+        OT_TRY(reduce_counts(comm, res, &loss_sum, &top1, &top5, err));
     res->n = N;
     res->top1 = (double)top1 / (double)N;
     res->top5 = (double)top5 / (double)N;

@@ -415,10 +415,11 @@ static ot_status score_test(const ot_finetune_opts *o, const ot_data_opts *dopts
                 (long long)n_bad, n_bad == 1 ? "" : "s");
         if (n_good == 0)
             goto done;
-        OT_TRY(ot_eval_run_subset(g, d->test, good, n_good, &t->transform, t->batch_size, &xo,
-                                  &ev, err));
-    } else {
-        OT_TRY(ot_eval_run(g, d->test, &t->transform, t->batch_size, &xo, &ev, err));
+        OT_TRY(ot_eval_run_ranks(g, d->test, good, n_good, &t->transform, t->batch_size, &xo,
+                                 ot_dist_current(), &ev, err));
+    } else { /* data-parallel: sharded over the ranks */
+        OT_TRY(ot_eval_run_ranks(g, d->test, NULL, 0, &t->transform, t->batch_size, &xo,
+                                 ot_dist_current(), &ev, err));
     }
     res->has_test = 1;
     res->test_top1 = ev.top1;
@@ -932,9 +933,9 @@ ot_status ot_evaluate(const ot_evaluate_opts *o, ot_evaluation *res, ot_err *err
             OT_FAIL(err, OT_ERR_ARG, "%s: none of the %lld images can be read (--skip-bad)",
                     o->data, (long long)res->n_bad);
     }
-    OT_TRY(o->skip_bad ? ot_eval_run_subset(g, ds, good, n_good, &t, o->batch_size, &xo, &ev,
-                                            err)
-                       : ot_eval_run(g, ds, &t, o->batch_size, &xo, &ev, err));
+    /* under an MPI launcher: each rank scores its share */
+    OT_TRY(ot_eval_run_ranks(g, ds, o->skip_bad ? good : NULL, o->skip_bad ? n_good : 0, &t,
+                             o->batch_size, &xo, ot_dist_current(), &ev, err));
     if (!(res->class_names = copy_names(ds)))
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     res->n = ev.n;

@@ -19,10 +19,14 @@
  * parameters are finite.
  */
 #include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "data/loader.h"
 #include "dist/dist.h"
@@ -91,6 +95,9 @@ typedef struct trainer {
     int64_t *rdidx;      /* this rank's images of the epoch, for the loader   */
     bool loader_on;      /* the loader runs this epoch; else the cache, and
                             what a rank's cache lacks is read in the loop    */
+    pthread_t watch;     /* data-parallel: acts on a stop request at once    */
+    atomic_int watch_on;
+    bool watching;
 } trainer;
 
 static ot_status bind_tensor(ot_tensor *t, ot_dtype dtype, int ndim, const int64_t *dims, void *data)
@@ -243,13 +250,14 @@ static ot_status validate(trainer *T, ot_train_epoch *e, ot_train_result *res, o
     ot_exec_opts eo;
     OT_TRY(ot_train_ckpt_sync(&T->ckpt, err));
     OT_TRY(exec_opts(o, &eo, err));
+    /* data-parallel: each rank scores its share, the counts are summed */
     if (T->val_good)
-        OT_TRY(ot_eval_run_subset(T->model, o->val_data, T->val_good, T->n_val_good,
-                                  &o->transform, o->batch_size, &eo, &ev, err));
+        OT_TRY(ot_eval_run_ranks(T->model, o->val_data, T->val_good, T->n_val_good,
+                                 &o->transform, o->batch_size, &eo, T->comm, &ev, err));
     else
-        OT_TRY(ot_eval_run_subset(T->model, o->val_data, o->val_idx,
-                                  o->val_idx ? o->n_val_idx : 0, &o->transform, o->batch_size,
-                                  &eo, &ev, err));
+        OT_TRY(ot_eval_run_ranks(T->model, o->val_data, o->val_idx,
+                                 o->val_idx ? o->n_val_idx : 0, &o->transform, o->batch_size,
+                                 &eo, T->comm, &ev, err));
     e->val_loss = ev.loss;
     e->val_accuracy = ev.top1;
     ot_eval_result_fini(&ev);
@@ -403,6 +411,71 @@ static ot_status avg_stats(trainer *T, float *buf, ot_err *err)
     }
 done:
     return st;
+}
+
+/* Data-parallel, rank 0: a stop request (SIGINT, SIGTERM) ends the job at
+   once instead of at the end of the step. A launcher passes the signal to
+   every rank and kills them soon after (OpenMPI's mpirun: SIGKILL a second
+   after SIGTERM), so rank 0 writes the checkpoint of the last completed
+   step from its copies (ot_train_ckpt_snap) while the step in progress runs
+   on, and exits with 128 + the signal; the launcher then ends the other
+   ranks (which keep running till then: one that exited first would make
+   the launcher kill rank 0 at once). A signal that reaches another rank
+   alone stops every rank at the end of the step (the loop's reduction). */
+static void *watch_stop(void *arg)
+{
+    trainer *T = arg;
+    const struct timespec nap = { 0, 5 * 1000 * 1000 };
+    while (atomic_load(&T->watch_on)) {
+        int sig = *T->o->stop;
+        if (!sig) {
+            nanosleep(&nap, NULL);
+            continue;
+        }
+        const char *name = sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "a signal";
+        ot_err e;
+        ot_err_init(&e);
+        int64_t step = -1;
+        if (ot_train_ckpt_save_snap(&T->ckpt, &step, &e) != OT_OK)
+            ot_log(OT_LOG_ERROR, "stopped by %s; %s", name, e.msg);
+        else if (step >= 0 || T->ckpt.saved_step >= 0)
+            ot_log(OT_LOG_WARN,
+                   "stopped by %s after step %lld; checkpoint in %s; continue with --resume %s",
+                   name, (long long)(step >= 0 ? step : T->ckpt.saved_step), T->o->checkpoint,
+                   T->o->checkpoint);
+        else
+            ot_log(OT_LOG_WARN,
+                   "stopped by %s; no checkpoint was written (use --checkpoint FILE to keep "
+                   "the progress)",
+                   name);
+        fflush(stdout);
+        fflush(stderr);
+        _exit(128 + sig);
+    }
+    return NULL;
+}
+
+static ot_status watch_start(trainer *T, ot_err *err)
+{
+    if (!T->comm || !T->o->stop || T->rank != 0)
+        return OT_OK;
+    ot_status st = ot_train_ckpt_snap(&T->ckpt, err);
+    if (st != OT_OK)
+        return st;
+    atomic_store(&T->watch_on, 1);
+    if (pthread_create(&T->watch, NULL, watch_stop, T) != 0)
+        return ot_err_set(err, OT_ERR_NOMEM, "cannot start the thread that watches for stops");
+    T->watching = true;
+    return OT_OK;
+}
+
+static void watch_stop_end(trainer *T)
+{
+    if (!T->watching)
+        return;
+    atomic_store(&T->watch_on, 0);
+    pthread_join(T->watch, NULL);
+    T->watching = false;
 }
 
 /* Data-parallel: compares this rank's fingerprints (model file, data,
@@ -595,6 +668,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     }
     if (T.comm)
         OT_TRY(bcast_state(&T, err));
+    OT_TRY(watch_start(&T, err));
     res->final_loss = ck->last_loss;
     res->final_accuracy = ck->last_accuracy;
     int64_t total_steps = ck->step;
@@ -726,6 +800,11 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
                     goto done;
                 }
             }
+            if (T.watching) { /* what a stop writes at once */
+                st = ot_train_ckpt_snap(&T.ckpt, err);
+                if (st != OT_OK)
+                    goto done;
+            }
             if (epoch_end && o->val_data && o->patience > 0 &&
                 epoch + 1 - (res->best_epoch ? res->best_epoch : epoch + 1) >= o->patience) {
                 res->early_stopped = true;
@@ -761,6 +840,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     if (!(o->keep_best && ot_train_ckpt_restore_best(&T.ckpt)))
         res->best_epoch = 0;
 done:
+    watch_stop_end(&T);
     free_runner(&T.full);
     free_runner(&T.last);
     ot_train_cache_fini(&T.cache);

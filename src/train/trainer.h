@@ -196,6 +196,15 @@ ot_status ot_eval_run(const ot_graph *model, const ot_dataset *data,
 ot_status ot_eval_run_subset(const ot_graph *model, const ot_dataset *data, const int64_t *idx,
                              int64_t n, const ot_data_transform *transform, int batch_size,
                              const ot_exec_opts *xo, ot_eval_result *res, ot_err *err);
+/* The same, sharded over the ranks of `comm` (every rank calls it with the
+   same images): each scores its share (ot_dist_share of the images, in
+   order) and every rank gets the scores of all of them. comm NULL or of one
+   rank: ot_eval_run_subset. Errors: also those of the all-reduce. */
+struct ot_comm;
+ot_status ot_eval_run_ranks(const ot_graph *model, const ot_dataset *data, const int64_t *idx,
+                            int64_t n, const ot_data_transform *transform, int batch_size,
+                            const ot_exec_opts *xo, struct ot_comm *comm, ot_eval_result *res,
+                            ot_err *err);
 void ot_eval_result_fini(ot_eval_result *res);
 
 /* A clone of `model` whose only output is the logits (the input of a trailing

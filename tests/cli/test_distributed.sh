@@ -6,8 +6,11 @@
 # rank 0 alone prints and writes, ranks that disagree on the options are
 # refused naming the option, a checkpoint of 2 ranks resumes with 1 and 3, a
 # stopped rank ends the job within the time-out naming it, batches too small
-# for the ranks are refused, and --sync-bn gives one process's BatchNorm
-# statistics and gradient step (fine-tune and full).
+# for the ranks are refused, --sync-bn gives one process's BatchNorm
+# statistics and gradient step (fine-tune and full) and 20 fine-tune steps,
+# validation and eval are sharded with the scores of one process, SIGTERM to
+# mpirun writes the last completed step's checkpoint at once, and srun's
+# environment is detected.
 #
 #   BUILD=build bash tests/cli/test_distributed.sh
 cd "$(dirname "$0")/../.." || exit 1
@@ -257,6 +260,121 @@ else
     else
         fail "stopped rank" "exit $rc after ${took}s: $(head -c 300 "$D/mpi.err")"
     fi
+fi
+
+# validation and eval sharded: an image folder of 20 whose last image (in
+# the last rank's share) cannot be read; with 3 ranks only rank 2 meets it
+"$PY" - "$D/folder" <<'PYEOF'
+import os, sys, numpy as np
+from PIL import Image
+root = sys.argv[1]
+rng = np.random.RandomState(0)
+for c in range(10):
+    os.makedirs(os.path.join(root, "c%d" % c), exist_ok=True)
+    for i in range(2):
+        Image.fromarray(rng.randint(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+            os.path.join(root, "c%d" % c, "%02d.png" % i))
+open(os.path.join(root, "c9", "01.png"), "wb").write(b"not a png")
+PYEOF
+mpirun_ot 3 eval "$D/ref.onnx" --data "$D/folder"
+if [ "$T_RC" -ne 0 ] && grep -q "rank 2: .*c9/01.png" <<<"$T_ERR" &&
+    ! grep -q "rank [01]: .*c9/01.png" <<<"$T_ERR"; then
+    ok "eval sharded"
+else
+    fail "eval sharded" "exit $T_RC: $(head -c 400 "$D/mpi.err")"
+fi
+mpirun_ot 3 "${RUN[@]}" --epochs 1 --max-steps 14 --val-data "$D/folder" -o "$D/val.onnx"
+if [ "$T_RC" -ne 0 ] && grep -q "rank 2: .*c9/01.png" <<<"$T_ERR" &&
+    ! grep -q "rank [01]: .*c9/01.png" <<<"$T_ERR"; then
+    ok "validation sharded"
+else
+    fail "validation sharded" "exit $T_RC: $(head -c 400 "$D/mpi.err")"
+fi
+# the scores of 3 ranks are those of one process
+ot eval "$D/ref.onnx" --data "$DATA" --batch-size 5 --json
+echo "$T_OUT" >"$D/eval1.json"
+mpirun_ot 3 eval "$D/ref.onnx" --data "$DATA" --batch-size 5 --json
+echo "$T_OUT" >"$D/eval3.json"
+if [ "$T_RC" -eq 0 ] && [ -z "$T_ERR" ]; then
+    py_checks "eval 3 ranks" '
+import sys, json
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+for k in ("n", "top1", "top5", "confusion"):
+    print(("ok %s" % k) if a[k] == b[k] else "FAIL %s: %s against %s" % (k, b[k], a[k]))
+d = abs(a["loss"] - b["loss"])
+print("ok loss" if d <= 1e-5 * max(1, abs(a["loss"])) else "FAIL loss: %g against %g" % (b["loss"], a["loss"]))
+' "$D/eval1.json" "$D/eval3.json"
+else
+    fail "eval 3 ranks" "exit $T_RC: $(head -c 300 "$D/mpi.err")"
+fi
+
+# SIGTERM to mpirun in the middle of slow steps (full mode at 224x224,
+# batches of 64: 5 s and more each): mpirun passes SIGTERM to the ranks and
+# kills them a little later; rank 0 writes the checkpoint of the last
+# completed step at once (waiting for the step in progress would lose it)
+# and the job ends; the checkpoint resumes at that step. mpirun's delay
+# before SIGKILL is 1 s by default; 4 s here, for the 90 MB checkpoint on a
+# loaded CI machine (still less than a step)
+rm -f "$D/sig.ckpt"
+SIG=(finetune "$BN" --data "$DATA" --classes 10 --image-size 224 --batch-size 64 --epochs 5
+     --mode full --optimizer sgd --lr 0.001 --threads 1 --checkpoint "$D/sig.ckpt")
+mpirun --mca odls_base_sigkill_timeout 4 --oversubscribe -np 2 "$OT" "${SIG[@]}" \
+    -o "$D/sig.onnx" >"$D/mpi.out" 2>"$D/mpi.err" &
+MP=$!
+# the signal once the first step is done (its progress line), in the second
+for _ in $(seq 1 1200); do
+    grep -q "step 1/" "$D/mpi.out" 2>/dev/null && break
+    kill -0 "$MP" 2>/dev/null || break
+    sleep 0.1
+done
+t0=$(date +%s)
+kill -TERM "$MP"
+for _ in $(seq 1 200); do
+    kill -0 "$MP" 2>/dev/null || break
+    sleep 0.1
+done
+took=$(($(date +%s) - t0))
+if kill -0 "$MP" 2>/dev/null; then
+    kill -KILL "$MP"
+    fail "SIGTERM to mpirun" "the job still runs after ${took}s"
+else
+    wait "$MP"
+    rc=$?
+    step=$(grep -o "stopped by SIGTERM after step [0-9]*" "$D/mpi.err" | grep -o "[0-9]*$")
+    if [ "$rc" -ne 0 ] && [ "$took" -le 12 ] && [ "${step:-0}" -ge 1 ] && [ -s "$D/sig.ckpt" ] &&
+        [ ! -e "$D/sig.onnx" ]; then
+        ok "SIGTERM to mpirun"
+        ot "${SIG[@]:0:${#SIG[@]}-2}" --resume "$D/sig.ckpt" --max-steps "$step" \
+            -o "$D/sig2.onnx"
+        if [ "$T_RC" -eq 0 ] && grep -q "(step $step in all)" <<<"$T_OUT"; then
+            ok "resume after SIGTERM"
+        else
+            fail "resume after SIGTERM" "step $step: $(describe_run)"
+        fi
+    else
+        fail "SIGTERM to mpirun" "exit $rc after ${took}s, step '$step': $(head -c 400 "$D/mpi.err")"
+    fi
+fi
+
+# srun's environment, faked: the launch is detected from it (here the MPI
+# library is made unloadable, so the error names the variable); with
+# --distributed off the process runs alone
+SRUN=(env SLURM_STEP_NUM_TASKS=2 SLURM_PROCID=0 ONNXTRAIN_MPI_LIB=/nonexistent/libmpi.so)
+"${SRUN[@]}" "$OT" "${RUN[@]}" --max-steps 1 -o "$D/srun.onnx" >"$D/mpi.out" 2>"$D/mpi.err"
+rc=$?
+if [ "$rc" -eq 1 ] && grep -q "MPI launcher (SLURM_STEP_NUM_TASKS=2)" "$D/mpi.err" &&
+    [ ! -e "$D/srun.onnx" ]; then
+    ok "srun detected"
+else
+    fail "srun detected" "exit $rc: $(head -c 300 "$D/mpi.err")"
+fi
+"${SRUN[@]}" "$OT" "${RUN[@]}" --max-steps 1 --distributed off -o "$D/srun.onnx" \
+    >"$D/mpi.out" 2>"$D/mpi.err"
+rc=$?
+if [ "$rc" -eq 0 ] && [ -s "$D/srun.onnx" ]; then
+    ok "srun, distributed off"
+else
+    fail "srun, distributed off" "exit $rc: $(head -c 300 "$D/mpi.err")"
 fi
 
 # --distributed off under mpirun: one process as before

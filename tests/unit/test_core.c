@@ -1,8 +1,11 @@
-/* test_core.c: errors, arenas, checked arithmetic, dtypes and half floats. */
+/* test_core.c: errors, arenas, checked arithmetic, dtypes, half floats and launch detection. */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "core/core.h"
+#include "dist/dist.h"
 #include "test.h"
 
 TEST(core_err_prefix_keeps_code_and_one_line)
@@ -101,4 +104,47 @@ TEST(core_alloc_fail_injection)
     p = ot_malloc(16);
     CHECK(p != NULL);
     ot_free(p);
+}
+
+/* Launch detection (src/dist/dist.c) from faked environments: OpenMPI's
+   mpirun, PMIx, and Slurm's srun, whose SLURM_STEP_NUM_TASKS counts only
+   with a SLURM_PROCID (inside a step srun started; sbatch and salloc set
+   SLURM_NTASKS alone). */
+TEST(dist_detect_launchers)
+{
+    static const char *const vars[] = { "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE",
+                                        "SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "SLURM_NTASKS" };
+    char *saved[6];
+    for (int i = 0; i < 6; i++) {
+        const char *v = getenv(vars[i]);
+        saved[i] = v ? strdup(v) : NULL;
+        unsetenv(vars[i]);
+    }
+    const char *var = "x";
+    CHECK_EQ_INT(ot_dist_detect(&var), 1);
+    CHECK(var == NULL);
+    setenv("SLURM_NTASKS", "4", 1); /* an allocation, no step: one process */
+    CHECK_EQ_INT(ot_dist_detect(&var), 1);
+    setenv("SLURM_STEP_NUM_TASKS", "4", 1); /* no SLURM_PROCID: not an srun task */
+    CHECK_EQ_INT(ot_dist_detect(&var), 1);
+    setenv("SLURM_PROCID", "2", 1);
+    CHECK_EQ_INT(ot_dist_detect(&var), 4);
+    CHECK_STR(var, "SLURM_STEP_NUM_TASKS");
+    setenv("SLURM_STEP_NUM_TASKS", "four", 1); /* not a count */
+    CHECK_EQ_INT(ot_dist_detect(&var), 1);
+    setenv("PMIX_SIZE", "3", 1);
+    CHECK_EQ_INT(ot_dist_detect(&var), 3);
+    CHECK_STR(var, "PMIX_SIZE");
+    setenv("OMPI_COMM_WORLD_SIZE", "2", 1); /* mpirun's own variable first */
+    CHECK_EQ_INT(ot_dist_detect(&var), 2);
+    CHECK_STR(var, "OMPI_COMM_WORLD_SIZE");
+    setenv("OMPI_COMM_WORLD_SIZE", "0", 1);
+    CHECK_EQ_INT(ot_dist_detect(&var), 3);
+    for (int i = 0; i < 6; i++) {
+        if (saved[i])
+            setenv(vars[i], saved[i], 1);
+        else
+            unsetenv(vars[i]);
+        free(saved[i]);
+    }
 }
