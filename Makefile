@@ -5,7 +5,7 @@
 #   make asan       AddressSanitizer + UBSan build in build/asan, then its tests
 #   make debug      -O0 -g3 build in build/debug
 #   make demo       the main job on a built-in default
-#   make bench      benchmarks (build/bench/)
+#   make bench      benchmarks (build/bench/); make bench-dist: its distributed section alone
 #   make fuzz       libFuzzer harnesses: importer, checkpoint loader, data readers, image
 #                   decoders (clang; FUZZ_TARGETS, FUZZ_SECONDS)
 #   make deps       install the Debian packages the project needs (as root)
@@ -119,7 +119,7 @@ UNIT_BIN := $(BUILD)/test_unit
 PARITY_BIN := $(BUILD)/test_parity
 
 .PHONY: all test test-models asan debug demo bench bench-deploy fuzz deps check-deps install uninstall clean format \
-        test-fast fetch-model
+        test-fast fetch-model bench-dist
 
 all: $(BIN) $(STATIC) $(SHARED) $(MPI_SHIM)
 
@@ -257,11 +257,16 @@ demo: check-deps all
 bench: check-deps all
 	@BUILD=$(BUILD) bash tests/bench/run.sh
 	@case ",$(ONLY)," in ,, | *,deploy,*) $(MAKE) --no-print-directory bench-deploy ;; esac
+	@BUILD=$(BUILD) bash tests/bench/bench_dist.sh
 
 # onnxruntime's int8 against float32 speed and convert's against python onnx
 # (tests/bench/bench_deploy.py); make bench runs it last
 bench-deploy: check-deps all
 	@BUILD=$(BUILD) /usr/bin/python3 tests/bench/bench_deploy.py
+
+# the distributed section (tests/bench/bench_dist.sh); make bench runs it too
+bench-dist: check-deps all
+	@BUILD=$(BUILD) bash tests/bench/bench_dist.sh
 
 # Downloads a pretrained model of the ONNX model zoo (models/zoo_manifest.json)
 # to $(DEST)/NAME.onnx, checking its SHA-256. Needs curl and internet access;

@@ -745,6 +745,12 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
             : tr.sync_bn       ? "batch statistics over all ranks (--sync-bn)"
                                : "each rank normalises its own images, running statistics "
                                  "averaged (no --sync-bn)");
+    if (st == OT_OK && tr.ranks > 1 && tr.reduce_s > 0)
+        say(o, OT_FT_MESSAGE,
+            "all-reduce: %.1f MB in %.3f s on this rank (%.0f MB/s; waiting for the other "
+            "ranks included)",
+            (double)tr.reduce_bytes / 1e6, tr.reduce_s,
+            (double)tr.reduce_bytes / 1e6 / tr.reduce_s);
     res->reduce_s = tr.reduce_s;
     res->reduce_bytes = tr.reduce_bytes;
     res->agreed_error = tr.agreed_error;

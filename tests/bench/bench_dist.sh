@@ -1,0 +1,129 @@
+#!/bin/bash
+# tests/bench/bench_dist.sh: the distributed section of the benchmarks
+# (`make bench-dist`; `make bench` runs it after the others). On this
+# machine: 2 ranks x 1 thread against 1 process x 2 threads for each mode
+# (the ratio shows what communication costs here; on one machine it cannot
+# show scaling), the share of the training loop spent in all-reduces that
+# compute did not hide, the all-reduce bandwidth of MPI_Iallreduce
+# (tests/bench/allreduce_bw.c) and the bucket size it suggests, and the
+# scaling estimate for N machines of docs/distributed.md from these numbers.
+# Published figures need a quiet machine: on a loaded one the ranks wait
+# for the scheduler, not for each other.
+#
+#   BUILD=build [BENCH_DIST_SIZE=224] [BENCH_DIST_BATCH=16] [BENCH_DIST_STEPS=6]
+#       bash tests/bench/bench_dist.sh
+#
+# Prints Markdown; writes $BUILD/bench/dist.md. Skipped (saying why, exit 0)
+# where mpirun, mpicc or $BUILD/libonnxtrain_mpi.so is missing.
+cd "$(dirname "$0")/../.." || exit 1
+BUILD=${BUILD:-build}
+OT=$BUILD/onnxtrain
+SIZE=${BENCH_DIST_SIZE:-224}
+BATCH=${BENCH_DIST_BATCH:-16}
+STEPS=${BENCH_DIST_STEPS:-6}
+OUT=$BUILD/bench
+mkdir -p "$OUT"
+
+echo "## Distributed: 2 ranks x 1 thread against 1 process x 2 threads"
+echo
+why=
+command -v mpirun >/dev/null 2>&1 || why="mpirun is not installed (openmpi-bin)"
+command -v mpicc >/dev/null 2>&1 || why="mpicc is not installed (libopenmpi-dev)"
+[ -e "$BUILD/libonnxtrain_mpi.so" ] || why="$BUILD/libonnxtrain_mpi.so is not built"
+[ -x "$OT" ] || why="$OT is not built"
+if [ -n "$why" ]; then
+    echo "skipped: $why"
+    exit 0
+fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader,tcp
+export OMPI_MCA_btl_tcp_if_include=lo OMPI_MCA_oob_tcp_if_include=lo
+FX=$BUILD/fixtures
+DATA=$BUILD/tiny_cifar
+if ! /usr/bin/python3 tests/fixtures/make_resnet18.py "$FX" >"$OUT/dist_make.log" 2>&1 ||
+    ! /usr/bin/python3 tests/fixtures/make_tiny_cifar.py "$DATA" >>"$OUT/dist_make.log" 2>&1; then
+    echo "failed: fixtures: $(tail -n 1 "$OUT/dist_make.log")"
+    exit 1
+fi
+if ! mpicc -O2 tests/bench/allreduce_bw.c -o "$OUT/allreduce_bw" ||
+    ! mpirun --oversubscribe -np 2 "$OUT/allreduce_bw" >"$OUT/allreduce_bw.txt"; then
+    echo "failed: tests/bench/allreduce_bw.c"
+    exit 1
+fi
+
+# one run per mode and layout: the epoch line's seconds and images/s, and
+# rank 0's all-reduce line
+for mode in feature-extract fine-tune full; do
+    RUN=(finetune "$FX/resnet18_bn.onnx" --data "$DATA" --classes 10 --image-size "$SIZE"
+         --batch-size "$BATCH" --epochs 1 --max-steps "$STEPS" --optimizer sgd --lr 0.001
+         --mode "$mode" --no-cache)
+    OMP_NUM_THREADS=2 "$OT" "${RUN[@]}" --threads 2 -o "$OUT/dist_1.onnx" 2>&1 |
+        tr '\r' '\n' >"$OUT/dist_$mode.1.txt"
+    OMP_NUM_THREADS=1 mpirun --oversubscribe -np 2 "$OT" "${RUN[@]}" --threads 1 \
+        -o "$OUT/dist_2.onnx" 2>&1 | tr '\r' '\n' >"$OUT/dist_$mode.2.txt"
+done
+
+/usr/bin/python3 - "$OUT" "$SIZE" "$BATCH" "$STEPS" <<'PYEOF' | tee "$OUT/dist.md"
+import re, sys
+out, size, batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+
+def run(path):
+    text = open(path).read()
+    ep = re.findall(r"^epoch 1/1 .*?([0-9.]+) img/s\s+([0-9.]+)s\s*$", text, re.M)
+    ar = re.search(r"all-reduce: ([0-9.]+) MB in ([0-9.]+) s", text)
+    if not ep:
+        return None
+    ips, secs = float(ep[-1][0]), float(ep[-1][1])
+    return ips, secs, (float(ar.group(1)), float(ar.group(2))) if ar else (0.0, 0.0)
+
+bw = []
+for line in open(out + "/allreduce_bw.txt"):
+    f = line.split()
+    if len(f) >= 3:
+        bw.append((int(f[0]), float(f[1]), float(f[2])))
+peak = max(b[2] for b in bw)
+suggest = min(b[0] for b in bw if b[2] >= 0.9 * peak)
+print("MPI_Iallreduce of floats between 2 ranks (shared memory, tests/bench/allreduce_bw.c):")
+print()
+print("| bytes | seconds | MB/s |")
+print("|---:|---:|---:|")
+for b in bw:
+    print("| %d | %.3g | %.0f |" % b)
+print()
+print("Peak %.0f MB/s; the smallest message within 90%% of it: %.2f MB (the size a bucket "
+      "should reach; --bucket-mb defaults to 25)." % (peak, suggest / 1e6))
+print()
+print("ResNet-18 at %dx%d, batches of %d, %d steps (the first included), no prefix cache:"
+      % (size, size, batch, steps))
+print()
+print("| mode | 1 x 2 threads img/s | 2 x 1 thread img/s | ratio | all-reduce MB/step | "
+      "all-reduce s/step | not hidden |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+rows = {}
+for mode in ("feature-extract", "fine-tune", "full"):
+    one, two = run("%s/dist_%s.1.txt" % (out, mode)), run("%s/dist_%s.2.txt" % (out, mode))
+    if not one or not two:
+        print("| %s | failed: see %s/dist_%s.*.txt | | | | | |" % (mode, out, mode))
+        continue
+    mb, red = two[2][0] / steps, two[2][1] / steps
+    share = two[2][1] / two[1] if two[1] > 0 else 0
+    rows[mode] = (two[1] / steps, mb, red)
+    print("| %s | %.1f | %.1f | %.2f | %.2f | %.3f | %.1f%% |"
+          % (mode, one[0], two[0], two[0] / one[0], mb, red, 100 * share))
+print()
+print("'not hidden': rank 0's seconds in all-reduces (the waits for the other rank "
+      "included) over the loop's; the reductions run after the backward pass.")
+if "full" in rows:
+    t, mb, red = rows["full"]
+    comp = t - red
+    print()
+    print("Scaling estimate, full mode, global batch %d (docs/distributed.md): a step on N "
+          "machines costs compute/N (one thread each) plus a ring all-reduce of the gradients, "
+          "2(N-1)/N x %.1f MB over the link:" % (batch, mb))
+    print()
+    print("| N | link | step s | speed-up |")
+    print("|---:|---|---:|---:|")
+    for link, mbs in (("this machine's MPI (%.0f MB/s)" % peak, peak), ("10 Gb/s (1200 MB/s)", 1200.0)):
+        for n in (2, 4, 8):
+            s = 2 * comp / n + 2 * (n - 1) / n * mb / mbs
+            print("| %d | %s | %.2f | %.2f |" % (n, link, s, 2 * comp / s))
+PYEOF
