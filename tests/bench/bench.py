@@ -1205,6 +1205,10 @@ def parse_only(value):
     if not value:
         return set(WORKLOADS) - {"loader"}
     sel = {w.strip() for w in value.replace(" ", ",").split(",") if w.strip()}
+    if "dist" in sel:  # the distributed section: tests/bench/bench_dist.sh
+        sel.discard("dist")
+        if not sel:
+            sys.exit(0)
     for group, tasks in TRAIN_GROUPS.items():
         if group in sel:
             sel = (sel - {group}) | set(tasks)

@@ -10,12 +10,17 @@
 # Published figures need a quiet machine: on a loaded one the ranks wait
 # for the scheduler, not for each other.
 #
-#   BUILD=build [BENCH_DIST_SIZE=224] [BENCH_DIST_BATCH=16] [BENCH_DIST_STEPS=6]
-#       bash tests/bench/bench_dist.sh
+#   BUILD=build [ONLY=dist] [BENCH_DIST_SIZE=224] [BENCH_DIST_BATCH=16]
+#       [BENCH_DIST_STEPS=6] bash tests/bench/bench_dist.sh
 #
 # Prints Markdown; writes $BUILD/bench/dist.md. Skipped (saying why, exit 0)
 # where mpirun, mpicc or $BUILD/libonnxtrain_mpi.so is missing.
 cd "$(dirname "$0")/../.." || exit 1
+# `make bench ONLY=...` runs this section only when the list names dist
+case ",${ONLY// /,}," in
+    ,, | *,dist,*) ;;
+    *) exit 0 ;;
+esac
 BUILD=${BUILD:-build}
 OT=$BUILD/onnxtrain
 SIZE=${BENCH_DIST_SIZE:-224}
