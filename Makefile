@@ -260,7 +260,7 @@ bench: check-deps all
 	@BUILD=$(BUILD) bash tests/bench/bench_dist.sh
 
 # onnxruntime's int8 against float32 speed and convert's against python onnx
-# (tests/bench/bench_deploy.py); make bench runs it last
+# (tests/bench/bench_deploy.py); make bench runs it too
 bench-deploy: check-deps all
 	@BUILD=$(BUILD) /usr/bin/python3 tests/bench/bench_deploy.py
 
