@@ -26,17 +26,24 @@ NOTES = {
     "googlenet": "64x64, no auxiliary classifiers",
     "zoo_caffenet": "the AlexNet above in the model zoo's form: LRN, Softmax last, opset 9, "
                     "initializers as graph inputs, batch 1 declared",
+    "vit_b_16": "32x32; torchvision's VisionTransformer with patch 8, 2 layers, 2 heads, "
+                "width 64, MLP 128",
+    "vit_b_16_op17": "the ViT above exported at opset 17 (LayerNormalization nodes)",
+    "swin_t": "32x32; torchvision's SwinTransformer with patch 4, embed 16, depths [2, 2], "
+              "2 heads, window 4",
+    "swin_t_op17": "the Swin above exported at opset 17 (LayerNormalization nodes)",
+    "vit_b_16_224": "torchvision's vit_b_16 at full size, 224x224",
+    "swin_t_224": "torchvision's swin_t at full size, 224x224",
 }
 
 # The issue's families without a fixture in tests/fixtures/make_family_tests.py
 # yet, and what stands in the way, for the section that lists them when the
 # results have no row for them.
 UNTESTED = {
-    "vit_b_16": "no fixture yet; the export's class-token expand needs ConstantOfShape, "
-                "Equal, Where and Expand, and fine-tune needs Gather's gradient and a "
-                "preset for the last encoder block",
-    "swin_t": "no fixture yet; the export needs ConstantOfShape, Equal, Where, Expand, "
-              "Range, Mod and ScatterND",
+    "vit_b_16_224": "the full-size fixture is in the --all set (make test-models); no run "
+                    "recorded yet",
+    "swin_t_224": "the full-size fixture is in the --all set (make test-models); no run "
+                  "recorded yet",
     "efficientnet_v2_s": "no fixture yet (EfficientNet-B0 stands for the family)",
     "zoo forms beyond zoo_caffenet":
         "no fixtures yet for Reshape heads with batch-1 shape constants (training at another "
@@ -54,8 +61,8 @@ and regenerates this file); do not edit it by hand.
 
 Each family is torchvision 0.14's definition with random weights (BatchNorm
 statistics and biases drawn at random, logits scaled to a standard deviation
-of about 1), exported by PyTorch at opset 13 with a dynamic batch, small as
-the notes say. The columns:
+of about 1), exported by PyTorch at opset 13 (17 where the notes say) with a
+dynamic batch, small as the notes say. The columns:
 
 - **import**: `inspect` finds the head PyTorch has and the file's parameter
   count;
@@ -71,6 +78,9 @@ of three or more linear layers (AlexNet, VGG) the layers after the first
 one; otherwise the last stage before the global pooling (GlobalAveragePool,
 ReduceMean over the spatial dims, or a pool to 1x1) and everything after it;
 without a pooling, the stage before the Flatten that feeds the classifier.
+For a transformer (ViT, Swin) it is the last encoder block (from the
+residual junction before its attention to the last residual Add), the final
+norm and the head, whether the head reads a class token or pools the tokens.
 Where none applies, finetune lists the stages it found and how to choose with
 `--train` / `--freeze-until`.
 

@@ -5,8 +5,8 @@
  *     13; without it equal parts, or from opset 18 `num_outputs` parts of
  *     ceil(dim / n) with a smaller last one. dX = Concat of the outputs'
  *     gradients, zeros (ConstantOfShape) for outputs without one.
- *   Expand (8-21): X broadcast with `shape` (numpy rules, both ways).
- *     dX = dY summed down to X's shape.
+ *   Expand (8-21): X broadcast with `shape` (numpy rules, both ways); small
+ *     integer data folds (fold.c). dX = dY summed down to X's shape.
  *   Tile (6-21): X repeated `repeats[d]` times along each dim. dX = dY
  *     reshaped to (r0, d0, r1, d1, ...) and summed over the r axes (static
  *     dims but at most one).
@@ -20,6 +20,9 @@
  *   GatherGrad (private): Gather's backward, dX = zeros of X's shape with
  *     dY's rows added at the gathered indices (repeated indices accumulate).
  *   ScatterNDGrad (private): ScatterND's backward, both outputs above.
+ *   SliceGrad (private): the backward of a Slice with steps other than 1
+ *     (Swin's patch merging, x[:, 0::2]): zeros with dY at the positions
+ *     start + i * step of each dim.
  *
  * Reference: https://onnx.ai/onnx/operators/ (the page of each op)
  */
@@ -189,39 +192,6 @@ done:
 
 /* ----------------------------------------------------------------- Expand */
 
-/* Small integer data expanded to a static shape (the index grids of Swin's
-   window masks at small sizes) folds like Gather's. */
-static ot_status fold_expand(ot_graph *g, ot_node *n, ot_err *err)
-{
-    ot_value *y = ot_op_out(g, n, 0);
-    bool partial = false;
-    const ot_tensor *t = ot_op_ints(g, n->in[0], &partial);
-    if (!t || !y || y->ndim < t->ndim)
-        return OT_OK;
-    ot_op_dims yd;
-    ot_op_dims_of(y, &yd);
-    int64_t numel = 1, vals[OT_OP_FOLD_MAX], idx[OT_MAX_DIMS] = { 0 };
-    for (int d = 0; d < yd.ndim; d++) {
-        if (yd.dims[d] < 0)
-            return OT_OK;
-        numel *= yd.dims[d];
-        if (numel > OT_OP_FOLD_MAX)
-            return OT_OK;
-    }
-    for (int64_t e = 0; e < numel; e++) {
-        int64_t off = 0;
-        for (int d = 0; d < t->ndim; d++)
-            off = off * t->dims[d] + (t->dims[d] == 1 ? 0 : idx[yd.ndim - t->ndim + d]);
-        vals[e] = ot_tensor_get_i64(t, off);
-        for (int d = yd.ndim - 1; d >= 0; d--) {
-            if (++idx[d] < yd.dims[d])
-                break;
-            idx[d] = 0;
-        }
-    }
-    return ot_op_set_ints(g, y, t->dtype, &yd, vals, partial, err);
-}
-
 /* x: (d..)  shape: (s..)  ->  y: broadcast(d, s) */
 static ot_status expand_infer(ot_graph *g, ot_node *n, ot_err *err)
 {
@@ -238,7 +208,7 @@ static ot_status expand_infer(ot_graph *g, ot_node *n, ot_err *err)
     if (st != OT_OK)
         return st;
     ot_op_set(y, x->dtype, &yd);
-    return fold_expand(g, n, err);
+    return OT_OK;
 }
 static ot_status expand_grad(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
                              const bool *need_dx, ot_err *err)
@@ -552,6 +522,55 @@ done:
     return st;
 }
 
+/* ------------------------------------------------ strided Slice backward */
+
+ot_status ot_op_grad_strided_slice(ot_graph *g, int32_t node, int32_t dy, const ot_slice_axis *sa,
+                                   int32_t *dx, ot_err *err)
+{
+    char name[NAME_MAX_], hint[NAME_MAX_];
+    ot_status st = OT_OK;
+    int32_t x = g->nodes[node].in[0], shape = -1;
+    int r = g->values[x].ndim;
+    int64_t starts[OT_MAX_DIMS], steps[OT_MAX_DIMS];
+    for (int d = 0; d < r; d++)
+        starts[d] = sa[d].start, steps[d] = sa[d].step;
+    OT_TRY(ot_op_grad_shape_of(g, x, &shape, err));
+    ot_attr a[2] = { ot_op_grad_attr_ints("starts", starts, (size_t)r),
+                     ot_op_grad_attr_ints("steps", steps, (size_t)r) };
+    int32_t in[2] = { dy, shape };
+    snprintf(hint, sizeof hint, "grad/%s", g->values[x].name);
+    const char *names[1] = { hint };
+    OT_TRY(ot_op_grad_emit(g, &ot_op_slice_grad, 0,
+                           ot_op_grad_node_name(g, node, NULL, name, sizeof name), in, 2, a, 2,
+                           names, &dx[0], 1, err));
+done:
+    return st;
+}
+
+static const ot_attr_spec slice_grad_attrs[] = {
+    { "starts", OT_ATTR_INTS, NULL, NULL, 0, 0, false },
+    { "steps", OT_ATTR_INTS, NULL, NULL, 0, 0, false },
+    { 0 },
+};
+
+/* dY, shape of X  ->  dX (dY's dtype, that shape); one start and step per dim */
+static ot_status slice_grad_infer(ot_graph *g, ot_node *n, ot_err *err)
+{
+    ot_value *dy = ot_op_in(g, n, 0), *y = ot_op_out(g, n, 0);
+    ot_op_dims d;
+    if (!y || !ot_op_known(dy) || !ot_op_shape_operand(g, n, 1, false, &d))
+        return OT_OK;
+    size_t ns = 0, nt = 0;
+    const int64_t *st = ot_node_attr_ints(n, "starts", &ns);
+    const int64_t *sp = ot_node_attr_ints(n, "steps", &nt);
+    if (d.ndim != dy->ndim || !st || !sp || ns != (size_t)d.ndim || nt != ns)
+        return ot_op_err(err, OT_ERR_SHAPE, g, n,
+                         "dY '%s', the shape and one start and step per dim must agree",
+                         dy->name);
+    ot_op_set(y, dy->dtype, &d);
+    return OT_OK;
+}
+
 static const ot_attr_spec gather_grad_attrs[] = {
     { "axis", OT_ATTR_INT, "0", NULL, 0, 0, false },
     { 0 },
@@ -609,40 +628,26 @@ static ot_status scatter_nd_grad_infer(ot_graph *g, ot_node *n, ot_err *err)
 
 /* ------------------------------------------------------------ descriptors */
 
-#define INDEX_DESC(sym, op_id, name, first, in_min, in_max, out_max, attr_list, infer_fn,      \
-                   validate_fn, grad_fn)                                                       \
-    const ot_op_desc sym = {                                                                    \
-        .id = op_id,                                                                            \
-        .domain = "",                                                                           \
-        .type = name,                                                                           \
-        .opset_min = first,                                                                     \
-        .opset_max = 21,                                                                        \
-        .n_in_min = in_min,                                                                     \
-        .n_in_max = in_max,                                                                     \
-        .n_out_min = 1,                                                                         \
-        .n_out_max = out_max,                                                                   \
-        .attrs = attr_list,                                                                     \
-        .infer = infer_fn,                                                                      \
-        .validate = validate_fn,                                                                \
-        .grad = grad_fn,                                                                        \
-        .no_grad = grad_fn == NULL,                                                             \
-    }
-
 static const ot_attr_spec no_attrs[] = { { 0 } };
 
-INDEX_DESC(ot_op_split, OT_OP_SPLIT, "Split", 2, 1, 2, OT_OP_FOLD_MAX, split_attrs, split_infer,
-           split_validate, split_grad);
-INDEX_DESC(ot_op_expand, OT_OP_EXPAND, "Expand", 8, 2, 2, 1, no_attrs, expand_infer, NULL,
-           expand_grad);
-INDEX_DESC(ot_op_tile, OT_OP_TILE, "Tile", 6, 2, 2, 1, no_attrs, tile_infer, NULL, tile_grad);
+OT_OP_DEFAULT_DESC(ot_op_split, OT_OP_SPLIT, "Split", 2, 1, 2, OT_OP_FOLD_MAX, split_attrs,
+                   split_infer, split_validate, split_grad);
+OT_OP_DEFAULT_DESC(ot_op_expand, OT_OP_EXPAND, "Expand", 8, 2, 2, 1, no_attrs, expand_infer, NULL,
+                   expand_grad);
+OT_OP_DEFAULT_DESC(ot_op_tile, OT_OP_TILE, "Tile", 6, 2, 2, 1, no_attrs, tile_infer, NULL,
+                   tile_grad);
 /* No gradient: generated from shapes and scalars. */
-INDEX_DESC(ot_op_constant_of_shape, OT_OP_CONSTANT_OF_SHAPE, "ConstantOfShape", 9, 1, 1, 1,
-           constant_of_shape_attrs, constant_of_shape_infer, constant_of_shape_validate, NULL);
-INDEX_DESC(ot_op_range, OT_OP_RANGE, "Range", 11, 3, 3, 1, no_attrs, range_infer, NULL, NULL);
-INDEX_DESC(ot_op_scatter_nd, OT_OP_SCATTER_ND, "ScatterND", 11, 3, 3, 1, scatter_nd_attrs,
-           scatter_nd_infer, NULL, scatter_nd_grad);
+OT_OP_DEFAULT_DESC(ot_op_constant_of_shape, OT_OP_CONSTANT_OF_SHAPE, "ConstantOfShape", 9, 1, 1,
+                   1, constant_of_shape_attrs, constant_of_shape_infer,
+                   constant_of_shape_validate, NULL);
+OT_OP_DEFAULT_DESC(ot_op_range, OT_OP_RANGE, "Range", 11, 3, 3, 1, no_attrs, range_infer, NULL,
+                   NULL);
+OT_OP_DEFAULT_DESC(ot_op_scatter_nd, OT_OP_SCATTER_ND, "ScatterND", 11, 3, 3, 1,
+                   scatter_nd_attrs, scatter_nd_infer, NULL, scatter_nd_grad);
 
 OT_OP_PRIVATE_NO_GRAD(ot_op_gather_grad, OT_OP_GATHER_GRAD, "GatherGrad", 3, 3, 1, 1,
                       gather_grad_attrs, gather_grad_infer, NULL);
+OT_OP_PRIVATE_NO_GRAD(ot_op_slice_grad, OT_OP_SLICE_GRAD, "SliceGrad", 2, 2, 1, 1,
+                      slice_grad_attrs, slice_grad_infer, NULL);
 OT_OP_PRIVATE_NO_GRAD(ot_op_scatter_nd_grad, OT_OP_SCATTER_ND_GRAD, "ScatterNDGrad", 2, 2, 1, 2,
                       no_attrs, scatter_nd_grad_infer, NULL);

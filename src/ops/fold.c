@@ -3,7 +3,7 @@
  * inference (ot_op_fold_ints), for the element-wise ops that exporters use
  * on shapes: Add, Sub, Mul, Div, Mod, Neg, Abs, Max, Min; the comparisons
  * and logic that pick between shape elements (Equal, Greater, Less, And,
- * Not, Where); and the generators ConstantOfShape and Range.
+ * Not, Where); Expand; and the generators ConstantOfShape and Range.
  *
  * PyTorch's exporter computes sizes at run time (x.size(1) // 2 becomes
  * Shape -> Gather -> Div -> Cast -> Unsqueeze -> Concat -> Reshape). With the
@@ -19,7 +19,9 @@
  * PyTorch's Expand writes `Where(Equal(shape, -1), 1, shape)`: Equal of a
  * symbol and a negative number is false (a dim is never negative) and of a
  * symbol and itself true; Where with a known condition carries the symbols
- * it picks.
+ * it picks. Arithmetic with a symbol gives an unknown element
+ * (OT_OP_SYM_NONE; x * 1 and x + 0 keep the symbol), so that a Reshape to
+ * (L * N, C) still knows C.
  * Integer division truncates toward zero as C (and onnxruntime) does; a
  * division by zero is not folded (the kernel meets it at run time).
  */
@@ -29,7 +31,7 @@
 
 typedef enum {
     F_NONE, F_ADD, F_SUB, F_MUL, F_DIV, F_MOD, F_NEG, F_ABS, F_MAX, F_MIN,
-    F_EQUAL, F_GREATER, F_LESS, F_AND, F_NOT, F_WHERE
+    F_EQUAL, F_GREATER, F_LESS, F_AND, F_NOT, F_WHERE, F_EXPAND
 } fold_kind;
 
 static fold_kind kind_of(const char *t)
@@ -40,7 +42,8 @@ static fold_kind kind_of(const char *t)
     } ops[] = { { "Add", F_ADD }, { "Sub", F_SUB }, { "Mul", F_MUL }, { "Div", F_DIV },
                 { "Mod", F_MOD }, { "Neg", F_NEG }, { "Abs", F_ABS }, { "Max", F_MAX },
                 { "Min", F_MIN }, { "Equal", F_EQUAL }, { "Greater", F_GREATER },
-                { "Less", F_LESS }, { "And", F_AND }, { "Not", F_NOT }, { "Where", F_WHERE } };
+                { "Less", F_LESS }, { "And", F_AND }, { "Not", F_NOT }, { "Where", F_WHERE },
+                { "Expand", F_EXPAND } };
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
         if (!strcmp(t, ops[i].type))
             return ops[i].kind;
@@ -171,14 +174,16 @@ ot_status ot_op_fold_ints(ot_graph *g, ot_node *n, ot_err *err)
     int want = unary ? 1 : k == F_WHERE ? 3 : 2;
     if (n->n_in != want && !(n->n_in > 2 && (k == F_MAX || k == F_MIN)))
         return OT_OK;
+    int n_data = k == F_EXPAND ? 1 : n->n_in; /* Expand's shape is no operand */
     const ot_tensor *ts[OT_OP_FOLD_MAX];
     bool partial[OT_OP_FOLD_MAX];
     if (n->n_in > OT_OP_FOLD_MAX)
         return OT_OK;
-    for (int i = 0; i < n->n_in; i++) {
+    for (int i = 0; i < n_data; i++) {
         partial[i] = false;
         ts[i] = n->in[i] >= 0 ? ot_op_ints_or_bools(g, n->in[i], &partial[i]) : NULL;
-        bool may_be_partial = k == F_EQUAL || (k == F_WHERE && i > 0);
+        bool may_be_partial = k == F_EQUAL || (k == F_WHERE && i > 0) || k == F_EXPAND ||
+                              (!logic && k != F_WHERE && y->dtype == OT_DTYPE_INT64);
         if (!ts[i] || (partial[i] && !may_be_partial) || ts[i]->ndim > yd.ndim)
             return OT_OK;
         for (int d = 0; d < ts[i]->ndim; d++) {
@@ -191,23 +196,35 @@ ot_status ot_op_fold_ints(ot_graph *g, ot_node *n, ot_err *err)
     bool any_partial = false;
     int64_t vals[OT_OP_FOLD_MAX], idx[OT_MAX_DIMS] = { 0 }, a[3];
     for (int64_t e = 0; e < numel; e++) {
-        for (int i = 0; i < n->n_in && i < 3; i++)
+        for (int i = 0; i < n_data && i < 3; i++)
             a[i] = ot_tensor_get_i64(ts[i], bcast_offset(ts[i], yd.ndim, idx));
         int64_t acc = a[0];
-        if (k == F_WHERE) {
+        if (k == F_EXPAND) {
+            any_partial |= partial[0]; /* the elements, symbols included, repeat */
+        } else if (k == F_WHERE) {
             acc = a[0] ? a[1] : a[2];
             any_partial |= partial[a[0] ? 1 : 2];
         } else if (k == F_EQUAL) {
             if (!equal_elems(partial[0] || partial[1], a[0], a[1], &acc))
                 return OT_OK;
         } else if (unary) {
-            if (!apply(k, fmod_c, acc, 0, &acc))
+            if (partial[0] && ot_op_is_sym(acc))
+                acc = OT_OP_SYM_NONE, any_partial = true;
+            else if (!apply(k, fmod_c, acc, 0, &acc))
                 return OT_OK;
         } else {
             for (int i = 1; i < n->n_in; i++) {
                 int64_t b = ot_tensor_get_i64(ts[i], bcast_offset(ts[i], yd.ndim, idx));
-                if (!apply(k, fmod_c, acc, b, &acc))
+                bool sa = (i == 1 ? partial[0] : any_partial) && ot_op_is_sym(acc);
+                bool sb = partial[i] && ot_op_is_sym(b);
+                if (sa || sb) { /* a size known only at run time */
+                    if (!(sa && !sb && ((k == F_MUL && b == 1) || ((k == F_ADD || k == F_SUB) &&
+                                                                  b == 0))))
+                        acc = OT_OP_SYM_NONE;
+                    any_partial = true;
+                } else if (!apply(k, fmod_c, acc, b, &acc)) {
                     return OT_OK;
+                }
             }
         }
         vals[e] = y->dtype == OT_DTYPE_INT32 ? (int64_t)(int32_t)acc : acc;

@@ -6,16 +6,18 @@
  * writes: x.shape[2:], x.size(1) // 2 cast back to int64), partial shape
  * vectors included, so that a Reshape after them gets a constant shape.
  *
- * Slice's gradient pads dY with zeros back to X's shape (steps of 1); Cast's
- * casts dY back to X's float type. Cast to or from a non-float type, and
- * Slice with another step, have no gradient (a clear refusal when such a node
- * lies between a trained parameter and the loss).
+ * Slice's gradient pads dY with zeros back to X's shape (steps of 1; other
+ * steps scatter dY into zeros with SliceGrad, expand_ops.c); Cast's casts dY
+ * back to X's float type. Cast to or from a non-float type has no gradient
+ * (a clear refusal when such a node lies between a trained parameter and the
+ * loss).
  *
  * Reference: https://onnx.ai/onnx/operators/onnx__Slice.html, onnx__Cast.html
  */
 #include <stdio.h>
 #include <string.h>
 
+#include "ops/expand_ops.h"
 #include "ops/grad_util.h"
 #include "ops/index_ops.h"
 #include "ops/op_util.h"
@@ -283,10 +285,10 @@ static ot_status slice_grad(ot_graph *g, int32_t node, const int32_t *dy, int32_
                           has_steps ? steps : NULL, count, sa, &why))
         return ot_op_err(err, OT_ERR_MODEL, g, n, "%s", why);
     int64_t pads[2 * OT_MAX_DIMS];
-    for (int d = 0; d < r; d++) {
+    for (int d = 0; d < r; d++)
         if (sa[d].step != 1)
-            return ot_op_err(err, OT_ERR_UNSUPPORTED, g, n,
-                             "no gradient for a Slice with a step other than 1");
+            return ot_op_grad_strided_slice(g, node, dy[0], sa, dx, err);
+    for (int d = 0; d < r; d++) {
         pads[d] = sa[d].start;
         pads[r + d] = dims[d] - sa[d].start - sa[d].len;
     }

@@ -65,8 +65,11 @@ static bool broadcast_inputs(ot_graph *g, ot_node *n, int from, ot_op_dims *out,
 
 static bool numeric_or_bool(ot_dtype t) { return t == OT_DTYPE_BOOL || ot_dtype_is_numeric(t); }
 
-/* Equal, Greater, Less: (a, b) of one numeric or bool type -> bool */
-static ot_status compare_infer(ot_graph *g, ot_node *n, ot_err *err)
+/* Equal, Greater, Less, And, Not, Mod: inputs of one type, broadcast ->
+   bool (the comparisons and logic) or that type (Mod). Equal takes numbers
+   and bool (strings import and are refused when compiled), Greater, Less
+   and Mod numbers (Mod's fmod must be 1 for floats), And and Not bool. */
+static ot_status same_type_infer(ot_graph *g, ot_node *n, ot_err *err)
 {
     ot_op_dims d;
     ot_dtype t;
@@ -74,30 +77,21 @@ static ot_status compare_infer(ot_graph *g, ot_node *n, ot_err *err)
     ot_value *y = ot_op_out(g, n, 0);
     if (!broadcast_inputs(g, n, 0, &d, &t, &st, err))
         return st;
-    bool ok = ot_node_is(n, OT_OP_EQUAL) ? numeric_or_bool(t) || t == OT_DTYPE_STRING
-                                         : ot_dtype_is_numeric(t);
+    ot_op_id id = n->op->id;
+    bool logic = id == OT_OP_AND || id == OT_OP_NOT;
+    bool ok = logic               ? t == OT_DTYPE_BOOL
+              : id == OT_OP_EQUAL ? numeric_or_bool(t) || t == OT_DTYPE_STRING
+                                  : ot_dtype_is_numeric(t) && t != OT_DTYPE_BOOL;
     if (!ok)
-        return ot_op_err(err, OT_ERR_MODEL, g, n, "input '%s' is %s, expected a numeric type",
+        return ot_op_err(err, OT_ERR_MODEL, g, n, "input '%s' is %s, expected %s",
+                         ot_op_in(g, n, 0)->name, ot_dtype_name(t),
+                         logic ? "bool" : "a numeric type");
+    if (id == OT_OP_MOD && ot_op_is_float(t) && ot_node_attr_int(n, "fmod", 0) == 0)
+        return ot_op_err(err, OT_ERR_MODEL, g, n,
+                         "fmod must be 1 for floating-point inputs ('%s' is %s)",
                          ot_op_in(g, n, 0)->name, ot_dtype_name(t));
     if (y)
-        ot_op_set(y, OT_DTYPE_BOOL, &d);
-    return OT_OK;
-}
-
-/* And, Not: bool inputs -> bool */
-static ot_status logic_infer(ot_graph *g, ot_node *n, ot_err *err)
-{
-    ot_op_dims d;
-    ot_dtype t;
-    ot_status st;
-    ot_value *y = ot_op_out(g, n, 0);
-    if (!broadcast_inputs(g, n, 0, &d, &t, &st, err))
-        return st;
-    if (t != OT_DTYPE_BOOL)
-        return ot_op_err(err, OT_ERR_MODEL, g, n, "input '%s' is %s, expected bool",
-                         ot_op_in(g, n, 0)->name, ot_dtype_name(t));
-    if (y)
-        ot_op_set(y, OT_DTYPE_BOOL, &d);
+        ot_op_set(y, id == OT_OP_MOD ? t : OT_DTYPE_BOOL, &d);
     return OT_OK;
 }
 
@@ -119,27 +113,6 @@ static ot_status where_infer(ot_graph *g, ot_node *n, ot_err *err)
         return st;
     if (y)
         ot_op_set(y, t, &r);
-    return OT_OK;
-}
-
-/* Mod: (a, b) of one numeric type -> that type; fmod 1 for floats */
-static ot_status mod_infer(ot_graph *g, ot_node *n, ot_err *err)
-{
-    ot_op_dims d;
-    ot_dtype t;
-    ot_status st;
-    ot_value *y = ot_op_out(g, n, 0);
-    if (!broadcast_inputs(g, n, 0, &d, &t, &st, err))
-        return st;
-    if (!ot_dtype_is_numeric(t))
-        return ot_op_err(err, OT_ERR_MODEL, g, n, "input '%s' is %s, expected a numeric type",
-                         ot_op_in(g, n, 0)->name, ot_dtype_name(t));
-    if (ot_op_is_float(t) && ot_node_attr_int(n, "fmod", 0) == 0)
-        return ot_op_err(err, OT_ERR_MODEL, g, n,
-                         "fmod must be 1 for floating-point inputs ('%s' is %s)",
-                         ot_op_in(g, n, 0)->name, ot_dtype_name(t));
-    if (y)
-        ot_op_set(y, t, &d);
     return OT_OK;
 }
 
@@ -187,28 +160,16 @@ static ot_status mod_grad(ot_graph *g, int32_t node, const int32_t *dy, int32_t 
                      "no gradient for a floating-point Mod");
 }
 
-#define LOGIC_DESC(sym, op_id, name, first, in_n, attr_list, infer_fn, grad_fn)                \
-    const ot_op_desc sym = {                                                                    \
-        .id = op_id,                                                                            \
-        .domain = "",                                                                           \
-        .type = name,                                                                           \
-        .opset_min = first,                                                                     \
-        .opset_max = 21,                                                                        \
-        .n_in_min = in_n,                                                                       \
-        .n_in_max = in_n,                                                                       \
-        .n_out_min = 1,                                                                         \
-        .n_out_max = 1,                                                                         \
-        .attrs = attr_list,                                                                     \
-        .infer = infer_fn,                                                                      \
-        .grad = grad_fn,                                                                        \
-        .no_grad = grad_fn == NULL,                                                             \
-    }
-
 /* No gradient: bool outputs (masks). */
-LOGIC_DESC(ot_op_equal, OT_OP_EQUAL, "Equal", 7, 2, no_attrs, compare_infer, NULL);
-LOGIC_DESC(ot_op_greater, OT_OP_GREATER, "Greater", 7, 2, no_attrs, compare_infer, NULL);
-LOGIC_DESC(ot_op_less, OT_OP_LESS, "Less", 7, 2, no_attrs, compare_infer, NULL);
-LOGIC_DESC(ot_op_and, OT_OP_AND, "And", 7, 2, no_attrs, logic_infer, NULL);
-LOGIC_DESC(ot_op_not, OT_OP_NOT, "Not", 1, 1, no_attrs, logic_infer, NULL);
-LOGIC_DESC(ot_op_where, OT_OP_WHERE, "Where", 9, 3, no_attrs, where_infer, where_grad);
-LOGIC_DESC(ot_op_mod, OT_OP_MOD, "Mod", 10, 2, mod_attrs, mod_infer, mod_grad);
+OT_OP_DEFAULT_DESC(ot_op_equal, OT_OP_EQUAL, "Equal", 7, 2, 2, 1, no_attrs, same_type_infer, NULL,
+                   NULL);
+OT_OP_DEFAULT_DESC(ot_op_greater, OT_OP_GREATER, "Greater", 7, 2, 2, 1, no_attrs,
+                   same_type_infer, NULL, NULL);
+OT_OP_DEFAULT_DESC(ot_op_less, OT_OP_LESS, "Less", 7, 2, 2, 1, no_attrs, same_type_infer, NULL,
+                   NULL);
+OT_OP_DEFAULT_DESC(ot_op_and, OT_OP_AND, "And", 7, 2, 2, 1, no_attrs, same_type_infer, NULL, NULL);
+OT_OP_DEFAULT_DESC(ot_op_not, OT_OP_NOT, "Not", 1, 1, 1, 1, no_attrs, same_type_infer, NULL, NULL);
+OT_OP_DEFAULT_DESC(ot_op_where, OT_OP_WHERE, "Where", 9, 3, 3, 1, no_attrs, where_infer, NULL,
+                   where_grad);
+OT_OP_DEFAULT_DESC(ot_op_mod, OT_OP_MOD, "Mod", 10, 2, 2, 1, mod_attrs, same_type_infer, NULL,
+                   mod_grad);

@@ -159,6 +159,28 @@ ot_status ot_op_fold_same(ot_graph *g, int32_t x_id, ot_value *y, ot_err *err);
    Errors: OT_ERR_NOMEM. */
 ot_status ot_op_fold_ints(ot_graph *g, ot_node *n, ot_err *err);
 
+/* A descriptor of the default domain for opsets first..21, with one to
+   out_max outputs; validate_fn may be NULL; no_grad when grad_fn is NULL
+   (say why beside the row). */
+#define OT_OP_DEFAULT_DESC(sym, op_id, name, first, in_min, in_max, out_max, attr_list,        \
+                           infer_fn, validate_fn, grad_fn)                                     \
+    const ot_op_desc sym = {                                                                    \
+        .id = op_id,                                                                            \
+        .domain = "",                                                                           \
+        .type = name,                                                                           \
+        .opset_min = first,                                                                     \
+        .opset_max = 21,                                                                        \
+        .n_in_min = in_min,                                                                     \
+        .n_in_max = in_max,                                                                     \
+        .n_out_min = 1,                                                                         \
+        .n_out_max = out_max,                                                                   \
+        .attrs = attr_list,                                                                     \
+        .infer = infer_fn,                                                                      \
+        .validate = validate_fn,                                                                \
+        .grad = grad_fn,                                                                        \
+        .no_grad = grad_fn == NULL,                                                             \
+    }
+
 /* A descriptor of the private domain "ai.onnxtrain", opset 1, that autodiff
    never differentiates (backward ops, the optimizer updates): `inplace` as
    ot_op_desc's in_place (NULL: none). */

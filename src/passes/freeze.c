@@ -9,6 +9,12 @@
  * make the change to R and their shortcut branch. Everything downstream of
  * the pooling belongs to the head. For ResNet-18 that is layer4 and fc; for
  * MobileNetV2 the blocks at 7x7 and the classifier.
+ *
+ * Transformers (ViT, Swin) are found first: walking back from the head
+ * through the token selection (the class token's Gather or Slice) or the
+ * token pooling and the final norm reaches the last residual Add; the block
+ * ends there and begins at the residual junction before the block's
+ * attention (its Softmax). The block, the final norm and the head train.
  */
 #include <fnmatch.h>
 #include <math.h>
@@ -368,6 +374,94 @@ static const ot_value *last_param_map(const ot_graph *g, const bool *is_param, i
     return NULL;
 }
 
+/* ------------------------------------------------------- transformers */
+
+/* A value computed from the input (not an initializer, a Constant or a
+   folded constant). */
+static bool is_activation(const ot_graph *g, int32_t v)
+{
+    return v >= 0 && !(g->values[v].flags & OT_VAL_CONST) && ot_pass_source_init(g, v) < 0 &&
+           g->values[v].producer >= 0;
+}
+
+/* Whether node `a` is upstream of node `b` (a == b counts). */
+static bool upstream_of(const ot_graph *g, int32_t a, int32_t b, bool *scratch)
+{
+    if (a < 0 || b < 0 || a > b)
+        return false;
+    memset(scratch, 0, sizeof *scratch * (size_t)g->n_nodes);
+    mark_upstream(g, b, scratch);
+    return scratch[a];
+}
+
+/* A residual junction: an Add of two activations where one (the skip, its
+   value in *skip) is computed upstream of the other (the branch). */
+static bool is_residual(const ot_graph *g, int32_t node, int32_t *skip, bool *scratch)
+{
+    const ot_node *n = &g->nodes[node];
+    if (strcmp(n->op_type, "Add") != 0 || n->n_in != 2 || !is_activation(g, n->in[0]) ||
+        !is_activation(g, n->in[1]))
+        return false;
+    int32_t p0 = g->values[n->in[0]].producer, p1 = g->values[n->in[1]].producer;
+    if (upstream_of(g, p0, p1, scratch)) {
+        *skip = n->in[0];
+        return true;
+    }
+    if (upstream_of(g, p1, p0, scratch)) {
+        *skip = n->in[1];
+        return true;
+    }
+    return false;
+}
+
+/*
+ * The last encoder block of a transformer, as the node its input comes from
+ * (*start): walking back from the head along the activations (the token
+ * selection, Gather or Slice of the class token, or the token pooling, then
+ * the final norm) to the first residual Add R; then back along the residual
+ * stream (each junction's skip input) to the first junction whose segment up
+ * to R holds an attention (a Softmax). The block is everything upstream of R
+ * and not upstream of *start. False when the graph has no such structure
+ * (the CNN presets apply then).
+ */
+static bool last_encoder_block(const ot_graph *g, const ot_head *head, int32_t *start, bool *a,
+                               bool *b)
+{
+    if (!head || !head->found)
+        return false;
+    int32_t r = -1, skip = -1, i = head->node;
+    for (int hops = 0; hops < g->n_nodes && r < 0; hops++) {
+        const ot_node *n = &g->nodes[i];
+        int32_t next = -1;
+        for (int k = 0; k < n->n_in && next < 0; k++)
+            if (is_activation(g, n->in[k]))
+                next = g->values[n->in[k]].producer;
+        if (next < 0)
+            return false;
+        if (is_residual(g, next, &skip, a))
+            r = next;
+        i = next;
+    }
+    if (r < 0)
+        return false;
+    for (int steps = 0; steps < 64; steps++) {
+        int32_t p = g->values[skip].producer;
+        /* a: upstream of R; b: upstream of p. Attention between them? */
+        memset(a, 0, sizeof *a * (size_t)g->n_nodes);
+        mark_upstream(g, r, a);
+        memset(b, 0, sizeof *b * (size_t)g->n_nodes);
+        mark_upstream(g, p, b);
+        for (int32_t k = 0; k < g->n_nodes; k++)
+            if (a[k] && !b[k] && !strcmp(g->nodes[k].op_type, "Softmax")) {
+                *start = p;
+                return true;
+            }
+        if (!is_residual(g, p, &skip, a))
+            return false;
+    }
+    return false;
+}
+
 static bool name_matches(const char *pat, const char *name)
 {
     return name && name[0] && fnmatch(pat, name, 0) == 0;
@@ -437,6 +531,22 @@ ot_status ot_pass_freeze(ot_graph *g, const ot_freeze_opts *opts, const ot_head 
         int n_layers = mlp_layers(g, head, layers, &stop);
         if (n_layers >= 3) {
             mark_upstream(g, layers[n_layers - 1], up);
+            for (int32_t i = 0; i < g->n_nodes; i++)
+                if (!up[i])
+                    mark_node_params(g, is_param, i, true);
+            break;
+        }
+        /* A transformer (ViT, Swin): the last encoder block, the final norm
+           and the head, whatever reads the tokens (a class token, a pooling) */
+        bool *other = ot_calloc((size_t)g->n_nodes + 1, sizeof *other);
+        if (!other)
+            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+        int32_t start = -1;
+        bool block = last_encoder_block(g, head, &start, up, other);
+        ot_free(other);
+        if (block) {
+            memset(up, 0, sizeof *up * (size_t)g->n_nodes);
+            mark_upstream(g, start, up);
             for (int32_t i = 0; i < g->n_nodes; i++)
                 if (!up[i])
                     mark_node_params(g, is_param, i, true);

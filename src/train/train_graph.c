@@ -354,6 +354,51 @@ static ot_status mark_sync_bn(ot_graph *g, ot_train_graph *tg, ot_err *err)
     return OT_OK;
 }
 
+
+/*
+ * Shape arithmetic on the image's own shape (ViT's x.reshape(n, hidden, -1)
+ * with n = x.shape[0]) that the step reads is computed in the step when the
+ * step reads the image anyway (full mode): with the batch dynamic while the
+ * graphs are built, such a vector is not a constant that could become step
+ * data, and it would cross the cut as an input the step cannot see at
+ * compile time. A node moves when it is not trained, its outputs are not
+ * float, and it reads only constants, shape-only values and (Shape) the
+ * image.
+ */
+static ot_status shape_chains_to_step(const ot_graph *step, int32_t image, bool *trained,
+                                      ot_err *err)
+{
+    bool image_in_step = false;
+    for (int32_t i = 0; i < step->n_nodes && !image_in_step; i++)
+        for (int k = 0; trained[i] && k < step->nodes[i].n_in; k++)
+            image_in_step |= step->nodes[i].in[k] == image;
+    if (!image_in_step)
+        return OT_OK;
+    bool *shape_only = ot_calloc((size_t)step->n_nodes + 1, sizeof *shape_only);
+    if (!shape_only)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    for (int32_t i = 0; i < step->n_nodes; i++) {
+        const ot_node *n = &step->nodes[i];
+        bool ok = !trained[i] && n->op && n->n_out > 0;
+        for (int k = 0; ok && k < n->n_out; k++) {
+            const ot_value *v = n->out[k] >= 0 ? &step->values[n->out[k]] : NULL;
+            ok = !v || (v->dtype == OT_DTYPE_INT64 || v->dtype == OT_DTYPE_INT32 ||
+                        v->dtype == OT_DTYPE_BOOL);
+        }
+        for (int k = 0; ok && k < n->n_in; k++) {
+            int32_t v = n->in[k];
+            if (v < 0 || (step->values[v].flags & OT_VAL_CONST))
+                continue;
+            int32_t p = step->values[v].producer;
+            ok = (v == image && ot_node_is(n, OT_OP_SHAPE)) || (p >= 0 && shape_only[p]);
+        }
+        shape_only[i] = ok;
+    }
+    for (int32_t i = 0; i < step->n_nodes; i++)
+        trained[i] |= shape_only[i];
+    ot_free(shape_only);
+    return OT_OK;
+}
 ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts *opts,
                                ot_train_graph *tg, ot_err *err)
 {
@@ -446,6 +491,7 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
                     trained[i] = trained[step->values[n->in[k]].producer];
         }
     }
+    OT_TRY(shape_chains_to_step(step, tg->image, trained, err));
     tg->cacheable = !opts->bn_all_train;
     tg->why_not_cacheable =
         opts->bn_all_train ? "--bn train: BatchNorm in the frozen prefix uses batch statistics"

@@ -11,7 +11,9 @@
 #            in onnxruntime with the logits `onnxtrain run` gives (max abs
 #            diff <= 1e-4); the tensors the mode freezes (inspect --training
 #            --json; the statistics of a BatchNorm it trains excepted) are
-#            bit-identical to the imported ones, and some trained one changed
+#            bit-identical to the imported ones, and some trained one changed;
+#            for the transformers, fine-tune trains from the last encoder
+#            block (FINE_TUNE_FROM)
 #
 # Each family lists the checks it must pass (EXPECT below); the others run
 # too and are recorded, not counted, so that the table in docs/models.md
@@ -47,6 +49,19 @@ declare -A EXPECT=(
     [efficientnet_b0]="import run feature-extract fine-tune full"
     [convnext_tiny]="run feature-extract fine-tune full"
     [zoo_caffenet]="import run feature-extract fine-tune full"
+    [vit_b_16]="import run feature-extract fine-tune full"
+    [vit_b_16_op17]="import run feature-extract fine-tune full"
+    [swin_t]="import run feature-extract fine-tune full"
+    [swin_t_op17]="import run feature-extract fine-tune full"
+)
+
+# family -> the node its fine-tune preset must train from (a glob): the
+# transformers' last encoder block
+declare -A FINE_TUNE_FROM=(
+    [vit_b_16]="/encoder/layers/encoder_layer_1/ln_1/*"
+    [vit_b_16_op17]="/encoder/layers/encoder_layer_1/ln_1/*"
+    [swin_t]="/features/features.3/features.3.1/norm1/*"
+    [swin_t_op17]="/features/features.3/features.3.1/norm1/*"
 )
 
 FX=$BUILD/families
@@ -187,6 +202,12 @@ for fam in $FAMILIES; do
         printf '%s\n' "$T_OUT" | tail -n 1 >"$T_TMP/plan.json"
         first=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["first_trained_node"])' \
             "$T_TMP/plan.json" 2>/dev/null)
+        want=${FINE_TUNE_FROM[$fam]:-}
+        # shellcheck disable=SC2053 # a glob on purpose
+        if [ "$mode" = fine-tune ] && [ -n "$want" ] && [[ $first != $want ]]; then
+            record "$fam" "$mode" fail "the preset trains from $first, expected $want"
+            continue
+        fi
         ot finetune "$dir/model.onnx" --data "$DATA" --image-size "$side" --batch-size 2 \
             --epochs 1 --max-steps 2 --mode "$mode" --seed 1 --threads 2 -o "$out"
         if [ "$T_RC" -ne 0 ]; then

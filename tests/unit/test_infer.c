@@ -982,8 +982,21 @@ TEST(infer_fold_expand_and_window_chains)
     a->t = &one_t;
     add(g, "where", "Where", 16, "is_neg,one3,target", "eshape");
     add(g, "expand", "Expand", 13, "tok,eshape", "cls");
+    /* MultiheadAttention's (L * N, C) reshape: the product with a symbol is
+       unknown, C stays known */
+    init_ints(g, "i1", 1, (const int64_t[]){ 1 });
+    init_ints(g, "i2", 1, (const int64_t[]){ 2 });
+    n = add(g, "g1", "Gather", 13, "s,i1", "len");
+    a_int(n, "axis", 0);
+    n = add(g, "g2", "Gather", 13, "s,i2", "ch");
+    a_int(n, "axis", 0);
+    add(g, "mul", "Mul", 14, "len,nb", "rows");
+    n = add(g, "cat2", "Concat", 13, "rows,ch", "flat");
+    a_int(n, "axis", 0);
+    add(g, "rs", "Reshape", 13, "x,flat", "x2d");
     CHECK_OK(run(g, &err), &err);
     CHECK_SHAPE(g, "cls", "[N,1,8]");
+    CHECK_SHAPE(g, "x2d", "[?,8]");
     const ot_tensor *t = ot_graph_const(g, ot_graph_find_value(g, "one3"));
     CHECK(t && ot_tensor_numel(t) == 3 && ot_tensor_get_i64(t, 2) == 1);
     ot_graph_free(g);

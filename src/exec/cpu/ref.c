@@ -97,6 +97,7 @@ static const ref_row ref_table[OT_OP_COUNT_] = {
     [OT_OP_MOD] = ROW(mod),
     [OT_OP_GATHER_GRAD] = ROW(gather_grad),
     [OT_OP_SCATTER_ND_GRAD] = ROW(scatter_nd_grad),
+    [OT_OP_SLICE_GRAD] = ROW(slice_grad),
     [OT_OP_CONV_GRAD_DATA] = ROW(conv_grad_data),
     [OT_OP_CONV_GRAD_FILTER] = ROW(conv_grad_filter),
     [OT_OP_RELU_GRAD] = ROW(relu_grad),

@@ -86,6 +86,7 @@ OT_REF_DECL(range);
 OT_REF_DECL(scatter_nd);
 OT_REF_DECL(gather_grad);
 OT_REF_DECL(scatter_nd_grad);
+OT_REF_DECL(slice_grad);
 /* ref_grad.c: backward ops of the private domain (src/ops/grad_ops.c) */
 OT_REF_DECL(conv_grad_data);
 OT_REF_DECL(conv_grad_filter);

@@ -2,7 +2,7 @@
  * ref_logic.c: plain kernels of the index and logic ops (src/ops/logic_ops.c,
  * src/ops/expand_ops.c): Equal, Greater, Less, And, Not, Where and Mod with
  * numpy broadcasting; Split, Expand, Tile, ConstantOfShape, Range and
- * ScatterND; the backward ops GatherGrad and ScatterNDGrad.
+ * ScatterND; the backward ops GatherGrad, ScatterNDGrad and SliceGrad.
  *
  * Comparisons read integers (and bool) exactly as int64 and every other
  * type as double. Data movement copies elements of any fixed-size dtype.
@@ -757,6 +757,62 @@ ot_status ot_ref_scatter_nd_grad(const ot_graph *g, const ot_node *n, const ot_t
         for (int64_t j = 0; j < count; j++) {
             nd_offset(dy, idx, k, slice, j, &off);
             memset((char *)dd->data + (size_t)off * es, 0, bytes);
+        }
+    }
+    return OT_OK;
+}
+
+bool ot_ref_slice_grad_supports(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                                const ot_tensor *const *out, const char **why)
+{
+    (void)g;
+    const ot_tensor *dy = ot_ref_in(n, in, 0), *dx = ot_ref_cout(n, out, 0);
+    size_t ns = 0, nt = 0;
+    const int64_t *st = ot_node_attr_ints(n, "starts", &ns);
+    const int64_t *sp = ot_node_attr_ints(n, "steps", &nt);
+    if (!dy || !dx || !plain_dtype(dy->dtype) || dx->dtype != dy->dtype || dx->ndim != dy->ndim ||
+        dx->ndim < 1 || !st || !sp || ns != (size_t)dx->ndim || nt != ns) {
+        *why = "SliceGrad: dY and dX of one dtype and rank, a start and step per dim";
+        return false;
+    }
+    for (int d = 0; d < dx->ndim; d++) {
+        int64_t last = st[d] + (dy->dims[d] - 1) * sp[d];
+        if (dy->dims[d] > 0 && (st[d] < 0 || st[d] >= dx->dims[d] || last < 0 ||
+                                last >= dx->dims[d] || sp[d] == 0)) {
+            *why = "SliceGrad: a slice position is outside dX";
+            return false;
+        }
+    }
+    return true;
+}
+
+/* dX = 0; dX[start + i * step] = dY[i] along every dim */
+ot_status ot_ref_slice_grad(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                            ot_tensor *const *out, ot_err *err)
+{
+    const char *why = NULL;
+    if (!ot_ref_slice_grad_supports(g, n, in, (const ot_tensor *const *)out, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s", why);
+    const ot_tensor *dy = in[0];
+    ot_tensor *dx = out[0];
+    const int64_t *st = ot_node_attr_ints(n, "starts", &(size_t){ 0 });
+    const int64_t *sp = ot_node_attr_ints(n, "steps", &(size_t){ 0 });
+    size_t es = ot_dtype_size(dx->dtype);
+    int r = dx->ndim;
+    memset(dx->data, 0, (size_t)ot_tensor_numel(dx) * es);
+    int64_t numel = ot_tensor_numel(dy), stride[OT_MAX_DIMS], idx[OT_MAX_DIMS] = { 0 };
+    stride[r - 1] = 1;
+    for (int d = r - 2; d >= 0; d--)
+        stride[d] = stride[d + 1] * dx->dims[d + 1];
+    for (int64_t e = 0; e < numel; e++) {
+        int64_t off = 0;
+        for (int d = 0; d < r; d++)
+            off += (st[d] + idx[d] * sp[d]) * stride[d];
+        memcpy((char *)dx->data + (size_t)off * es, (const char *)dy->data + (size_t)e * es, es);
+        for (int d = r - 1; d >= 0; d--) {
+            if (++idx[d] < dy->dims[d])
+                break;
+            idx[d] = 0;
         }
     }
     return OT_OK;

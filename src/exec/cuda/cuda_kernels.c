@@ -2287,6 +2287,8 @@ static const cuk_row cuk_table[OT_OP_COUNT_] = {
     [OT_OP_MOD] = ROW("logic.cu", k_mod, s_mod),
     [OT_OP_GATHER_GRAD] = ROW("logic.cu", k_gather_grad, s_gather_grad),
     [OT_OP_SCATTER_ND_GRAD] = ROW("logic.cu", k_scatter_nd_grad, s_scatter_nd_grad),
+    [OT_OP_SLICE_GRAD] = NONE("no CUDA kernel yet (the CPU backend runs it: "
+                              "src/exec/cpu/ref_logic.c)"),
 };
 
 /* The row for a node's op, or NULL (opaque node). */
