@@ -6,6 +6,9 @@
 #   make debug      -O0 -g3 build in build/debug
 #   make demo       the main job on a built-in default
 #   make bench      benchmarks (build/bench/); make bench-dist: its distributed section alone
+#   make test-models  every family (tests/cli/test_families.sh and
+#                   test_family_parity.sh with --all), then docs/models.md
+#   make bench-models one training step per family against PyTorch
 #   make fuzz       libFuzzer harnesses: importer, checkpoint loader, data readers, image
 #                   decoders (clang; FUZZ_TARGETS, FUZZ_SECONDS)
 #   make deps       install the Debian packages the project needs (as root)
@@ -118,7 +121,7 @@ SHARED   := $(BUILD)/libonnxtrain.so
 UNIT_BIN := $(BUILD)/test_unit
 PARITY_BIN := $(BUILD)/test_parity
 
-.PHONY: all test test-models asan debug demo bench bench-deploy fuzz deps check-deps install uninstall clean format \
+.PHONY: all test test-models models-table bench-models asan debug demo bench bench-deploy fuzz deps check-deps install uninstall clean format \
         test-fast fetch-model bench-dist
 
 all: $(BIN) $(STATIC) $(SHARED) $(MPI_SHIM)
@@ -238,10 +241,27 @@ test-fast: all $(UNIT_BIN) $(PARITY_BIN) $(CUK_EMU_BIN) $(CUK_DEV_BIN)
 
 # Every torchvision family of tests/fixtures/make_family_tests.py, the slow
 # ones included, then docs/models.md from the results.
-test-models: check-deps all
+test-models: check-deps all $(PARITY_BIN)
 	@BUILD=$(BUILD) bash tests/cli/test_families.sh --all; rc=$$?; \
-	    /usr/bin/python3 tools/gen_models_table.py $(BUILD)/families/results.tsv docs/models.md; \
-	    exit $$rc
+	    BUILD=$(BUILD) bash tests/cli/test_family_parity.sh --all || rc=1; \
+	    $(MAKE) --no-print-directory models-table; exit $$rc
+
+# docs/models.md from the last results of test-models and bench-models
+models-table:
+	@/usr/bin/python3 tools/gen_models_table.py $(BUILD)/families/results.tsv docs/models.md \
+	    --parity $(BUILD)/families/parity.tsv --bench $(BUILD)/families/bench.tsv
+
+# One full-mode training step per family, onnxtrain against PyTorch
+# (tests/bench/bench_families.py; BENCH_MODELS_ARGS="--size 64 --batch 2" for
+# a quick run), then docs/models.md. Publish figures from a quiet machine only.
+BENCH_MODELS_ARGS ?= --size 224 --batch 8 --threads 2
+bench-models: check-deps all
+	@mkdir -p $(BUILD)/families
+	@[ -f $(BUILD)/tiny_cifar/data_batch_1.bin ] || \
+	    /usr/bin/python3 tests/fixtures/make_tiny_cifar.py $(BUILD)/tiny_cifar
+	@/usr/bin/python3 tests/bench/bench_families.py $(BUILD)/onnxtrain $(BUILD)/tiny_cifar \
+	    $(BUILD)/families/bench.tsv $(BENCH_MODELS_ARGS)
+	@if [ -f $(BUILD)/families/results.tsv ]; then $(MAKE) --no-print-directory models-table; fi
 
 asan: check-deps
 	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan all build/asan/test_unit \

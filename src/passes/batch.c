@@ -216,3 +216,38 @@ ot_status ot_pass_export_batch(ot_graph *g, int64_t dim, bool *made_dynamic, ot_
         *made_dynamic = true;
     return st;
 }
+
+int ot_pass_batch_reshapes(ot_graph *g)
+{
+    int64_t b = 0;
+    for (int32_t i = 0; i < g->n_inputs; i++) {
+        const ot_value *v = &g->values[g->inputs[i].value];
+        if (v->flags & OT_VAL_INIT)
+            continue;
+        if (v->ndim < 1 || v->dims[0] < 1 || (b && v->dims[0] != b))
+            return 0;
+        b = v->dims[0];
+    }
+    int n = 0;
+    for (int32_t i = 0; b && i < g->n_nodes; i++) {
+        const ot_node *node = &g->nodes[i];
+        if (!node->op_type || strcmp(node->op_type, "Reshape") != 0 || node->n_in < 2 ||
+            node->in[0] < 0 || node->in[1] < 0 || ot_node_attr_int(node, "allowzero", 0) != 0)
+            continue;
+        const ot_value *x = &g->values[node->in[0]];
+        ot_value *s = &g->values[node->in[1]];
+        if (!ot_graph_const(g, node->in[1]) || x->ndim < 1 || x->dims[0] != b)
+            continue;
+        ot_tensor *t = &s->data;
+        int64_t first;
+        if (t->dtype != OT_DTYPE_INT64 || t->ndim != 1 || !t->data || t->bytes < sizeof first)
+            continue;
+        memcpy(&first, t->data, sizeof first);
+        if (first != b)
+            continue;
+        first = 0;
+        memcpy(t->data, &first, sizeof first);
+        n++;
+    }
+    return n;
+}

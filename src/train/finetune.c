@@ -578,6 +578,12 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
     if (o->has_std)
         memcpy(t.transform.std, o->std, sizeof t.transform.std);
 
+    /* a Reshape head with the declared batch as a constant follows the batch */
+    int n_reshapes = ot_pass_batch_reshapes(g);
+    if (n_reshapes)
+        say(o, OT_FT_INFO, "%d Reshape target shape%s starting with the declared batch now "
+            "copy%s the batch", n_reshapes, n_reshapes == 1 ? "" : "s", n_reshapes == 1 ? "ies" : "");
+
     /* the head: as many classes as the data has, unless told */
     ot_head head;
     OT_TRY(ot_pass_find_head(g, &head, err));

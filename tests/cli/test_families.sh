@@ -41,7 +41,7 @@ declare -A EXPECT=(
     [squeezenet1_0]="import run feature-extract fine-tune full"
     [densenet121]="import run feature-extract fine-tune full"
     [googlenet]="import run feature-extract fine-tune full"
-    [inception_v3]="import run"
+    [inception_v3]="import run feature-extract fine-tune full"
     [shufflenet_v2_x0_5]="import run feature-extract fine-tune full"
     [mnasnet0_5]="import run feature-extract fine-tune full"
     [regnet_y_400mf]="import run feature-extract fine-tune full"
@@ -53,6 +53,7 @@ declare -A EXPECT=(
     [vit_b_16_op17]="import run feature-extract fine-tune full"
     [swin_t]="import run feature-extract fine-tune full"
     [swin_t_op17]="import run feature-extract fine-tune full"
+    [zoo_resnet18v1]="import run feature-extract fine-tune full"
 )
 
 # family -> the node its fine-tune preset must train from (a glob): the
