@@ -12,7 +12,8 @@ Environment:
                  loader, fe, ft, full, ft5, fe32, ft32, full32, bf16; "train"
                  stands for all seven training workloads, "train224" for
                  fe,ft,full,ft5, "train32" for fe32,ft32,full32 (default:
-                 everything but loader)
+                 everything but loader); "dist" and "deploy" name the sections
+                 that make bench runs after this script, and are skipped here
     BENCH_REPS   timed repetitions of each inspect/convert command (default 7,
                  at least 5)
     BENCH_MODEL  a model file to use instead of ResNet-18 for inspect/convert
@@ -1205,8 +1206,9 @@ def parse_only(value):
     if not value:
         return set(WORKLOADS) - {"loader"}
     sel = {w.strip() for w in value.replace(" ", ",").split(",") if w.strip()}
-    if "dist" in sel:  # the distributed section: tests/bench/bench_dist.sh
-        sel.discard("dist")
+    # sections of their own: tests/bench/bench_dist.sh, tests/bench/bench_deploy.py
+    if sel & {"dist", "deploy"}:
+        sel -= {"dist", "deploy"}
         if not sel:
             sys.exit(0)
     for group, tasks in TRAIN_GROUPS.items():
