@@ -237,4 +237,11 @@ static inline void ot_ref_st(ot_dtype t, void *p, int64_t i, double v)
     }
 }
 
+/* Pad's begin pads per dim of a rank-r input (the end pads follow from the
+   output's dims): from the attribute before opset 11, else from the constant
+   `pads` and optional `axes` tensors (host memory; axes NULL: all dims).
+   False when they are missing or malformed. */
+bool ot_ref_pad_begins(const ot_node *n, const ot_tensor *pads, const ot_tensor *axes, int r,
+                       int64_t *begin);
+
 #endif

@@ -326,11 +326,9 @@ ot_status ot_ref_gather(const ot_graph *g, const ot_node *n, const ot_tensor *co
 
 typedef enum { PAD_CONSTANT, PAD_REFLECT, PAD_EDGE, PAD_WRAP } pad_mode;
 
-/* The begin pads per dim of x (end pads follow from y's dims). */
-static bool pad_begins(const ot_node *n, const ot_tensor *const *in, const ot_tensor *x,
+bool ot_ref_pad_begins(const ot_node *n, const ot_tensor *pads, const ot_tensor *axes, int r,
                        int64_t *begin)
 {
-    int r = x->ndim;
     for (int i = 0; i < r; i++)
         begin[i] = 0;
     if (n->opset < 11) {
@@ -342,7 +340,6 @@ static bool pad_begins(const ot_node *n, const ot_tensor *const *in, const ot_te
             begin[i] = p[i];
         return true;
     }
-    const ot_tensor *pads = ot_ref_in(n, in, 1), *axes = ot_ref_in(n, in, 3);
     if (!pads || !pads->data || (pads->dtype != OT_DTYPE_INT64 && pads->dtype != OT_DTYPE_INT32))
         return false;
     int64_t n_pads = ot_tensor_numel(pads), n_axes = r;
@@ -406,7 +403,8 @@ bool ot_ref_pad_supports(const ot_graph *g, const ot_node *n, const ot_tensor *c
         return false;
     }
     /* pads may be unknown at compile time only when they come as an input */
-    if ((n->opset < 11 || (ot_ref_in(n, in, 1) && in[1]->data)) && !pad_begins(n, in, x, begin)) {
+    if ((n->opset < 11 || (ot_ref_in(n, in, 1) && in[1]->data)) &&
+        !ot_ref_pad_begins(n, ot_ref_in(n, in, 1), ot_ref_in(n, in, 3), x->ndim, begin)) {
         *why = "Pad: pads do not match the input's rank (or axes)";
         return false;
     }
@@ -449,7 +447,7 @@ ot_status ot_ref_pad(const ot_graph *g, const ot_node *n, const ot_tensor *const
     int64_t begin[OT_MAX_DIMS], xs[OT_MAX_DIMS], idx[OT_MAX_DIMS] = { 0 };
     pad_mode mode;
     pad_get_mode(n, &mode);
-    if (!pad_begins(n, in, x, begin))
+    if (!ot_ref_pad_begins(n, ot_ref_in(n, in, 1), ot_ref_in(n, in, 3), x->ndim, begin))
         return ot_err_set(err, OT_ERR_ARG, "Pad: pads do not match the input's rank (or axes)");
     for (int i = 0; i < r; i++) {
         int64_t end = y->dims[i] - x->dims[i] - begin[i];

@@ -1583,36 +1583,13 @@ static ot_status k_gather(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
     return OT_OK;
 }
 
-/* Pad's begin pads (ref_shape.c's pad_begins, on the host copies) */
+/* Pad's begin pads from the host copies of its constant operands */
 static bool pad_begins(const ot_graph *g, const ot_node *n, const ot_tensor *x, int64_t *begin)
 {
-    int r = x->ndim;
-    for (int i = 0; i < r; i++)
-        begin[i] = 0;
-    if (n->opset < 11) {
-        size_t len = 0;
-        const int64_t *p = ot_node_attr_ints(n, n->opset < 2 ? "paddings" : "pads", &len);
-        if (!p || len != 2 * (size_t)r)
-            return false;
-        for (int i = 0; i < r; i++)
-            begin[i] = p[i];
-        return true;
-    }
-    const ot_tensor *pads = host_const(g, n, 1), *axes = host_const(g, n, 3);
-    if (!pads || (n->n_in > 3 && n->in[3] >= 0 && !axes))
+    const ot_tensor *axes = host_const(g, n, 3);
+    if (n->opset >= 11 && n->n_in > 3 && n->in[3] >= 0 && !axes)
         return false;
-    int64_t n_pads = ot_tensor_numel(pads), n_axes = axes ? ot_tensor_numel(axes) : r;
-    if (n_pads != 2 * n_axes)
-        return false;
-    for (int64_t i = 0; i < n_axes; i++) {
-        int64_t a = axes ? ot_tensor_get_i64(axes, i) : i;
-        if (a < 0)
-            a += r;
-        if (a < 0 || a >= r)
-            return false;
-        begin[a] = ot_tensor_get_i64(pads, i);
-    }
-    return true;
+    return ot_ref_pad_begins(n, host_const(g, n, 1), axes, x->ndim, begin);
 }
 
 static bool s_pad(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
