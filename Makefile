@@ -5,7 +5,9 @@
 #   make asan       AddressSanitizer + UBSan build in build/asan, then its tests
 #   make debug      -O0 -g3 build in build/debug
 #   make demo       the main job on a built-in default
-#   make bench      benchmarks (build/bench/); make bench-dist: its distributed section alone
+#   make bench      the ResNet-18 benchmark table (build/bench/), within 15 minutes on 2
+#                   cores; FULL=1 at the first performance issue's sizes; make bench-all:
+#                   with bench-deploy, bench-dist, bench-load and bench-models
 #   make test-models  every family (tests/cli/test_families.sh and
 #                   test_family_parity.sh with --all), then docs/models.md
 #   make bench-models one training step per family against PyTorch
@@ -122,7 +124,7 @@ UNIT_BIN := $(BUILD)/test_unit
 PARITY_BIN := $(BUILD)/test_parity
 
 .PHONY: all test test-models models-table bench-models asan debug demo bench bench-deploy fuzz deps check-deps install uninstall clean format \
-        test-fast fetch-model bench-dist
+        test-fast fetch-model bench-dist bench-all bench-load
 
 all: $(BIN) $(STATIC) $(SHARED) $(MPI_SHIM)
 
@@ -274,17 +276,33 @@ debug:
 demo: check-deps all
 	@bash models/demo.sh $(BUILD)
 
+# the ResNet-18 table (tests/bench/run.sh, docs/bench.md); FULL=1 at the first
+# performance issue's sizes; ONLY=deploy or ONLY=dist run those sections
 bench: check-deps all
 	@BUILD=$(BUILD) bash tests/bench/run.sh
-	@case ",$(ONLY)," in ,, | *,deploy,*) $(MAKE) --no-print-directory bench-deploy ;; esac
-	@BUILD=$(BUILD) bash tests/bench/bench_dist.sh
+	@case ",$(ONLY)," in *,deploy,*) $(MAKE) --no-print-directory bench-deploy ;; esac
+	@case ",$(ONLY)," in *,dist,*) $(MAKE) --no-print-directory bench-dist ;; esac
+
+# every section: the ResNet-18 table, deployment, distributed, threads under
+# load, the per-family steps
+bench-all: check-deps all
+	@$(MAKE) --no-print-directory bench
+	@$(MAKE) --no-print-directory bench-deploy
+	@$(MAKE) --no-print-directory bench-dist
+	@$(MAKE) --no-print-directory bench-load
+	@$(MAKE) --no-print-directory bench-models
 
 # onnxruntime's int8 against float32 speed and convert's against python onnx
-# (tests/bench/bench_deploy.py); make bench runs it too
+# (tests/bench/bench_deploy.py)
 bench-deploy: check-deps all
 	@BUILD=$(BUILD) /usr/bin/python3 tests/bench/bench_deploy.py
 
-# the distributed section (tests/bench/bench_dist.sh); make bench runs it too
+# threads under load: onnxtrain's and PyTorch's training loop alone and beside
+# a competing single-threaded process (tests/bench/bench_load.py)
+bench-load: check-deps all
+	@BUILD=$(BUILD) /usr/bin/python3 tests/bench/bench_load.py
+
+# the distributed section (tests/bench/bench_dist.sh)
 bench-dist: check-deps all
 	@BUILD=$(BUILD) bash tests/bench/bench_dist.sh
 

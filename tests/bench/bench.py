@@ -27,6 +27,13 @@ Environment:
                          (default fe=512,ft=256,full=128,ft5=512,fe32=512,ft32=256,
                          full32=256; any subset may be given)
     BENCH_LOADER_REPS    processes per loader configuration (default 3, at least 1)
+    BENCH_BOUND_REPS     timed steps per mode and dtype of the bound (default 5, at
+                         least 3); BENCH_BOUND_BATCH and BENCH_BOUND_SIZE (default 32
+                         and 224) change its batch and image size (a bound of another
+                         size is not compared with the training loop)
+    FULL                 1: every workload but the loader's, at the first performance
+                         issue's sizes (the default run: DEFAULT_WORKLOADS, with
+                         DEFAULT_IMAGES' image counts)
     OT_DEMO_DATA         the demo's data set for bf16 (default
                          /usr/share/datasets/fashion-mnist, as models/demo.sh)
     BENCH_T0             set by run.sh: its start time (time.time()), so the run's
@@ -180,8 +187,14 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-TRAIN_TASKS = ("fe", "ft", "full", "ft5", "fe32", "ft32", "full32")
-WORKLOADS = ("inspect", "convert", "infer", "loader") + TRAIN_TASKS + ("bf16",)
+TRAIN_TASKS = ("fe", "ft", "full", "ft5", "fe32", "ft32", "full32", "full_bf16", "ft5_bf16")
+WORKLOADS = ("inspect", "convert", "infer", "loader", "bound") + TRAIN_TASKS + ("bf16",)
+# make bench: the ResNet-18 table of the second performance issue, sized to
+# finish within DURATION_GOAL_S on 2 cores; FULL=1 (make bench FULL=1) runs
+# every workload but the loader's, at the first performance issue's sizes
+DEFAULT_WORKLOADS = ("inspect", "convert", "infer", "bound", "fe", "full", "ft5", "full_bf16",
+                     "ft5_bf16")
+FULL = os.environ.get("FULL", "") not in ("", "0")
 FILE_TASKS = ("inspect", "convert")
 # workload -> (onnxtrain --mode, default training images, epochs, image size)
 TRAIN_CONFIG = {
@@ -192,7 +205,18 @@ TRAIN_CONFIG = {
     "fe32": ("feature-extract", 512, 5, 32),
     "ft32": ("fine-tune", 256, 1, 32),
     "full32": ("full", 256, 1, 32),
+    "full_bf16": ("full", 128, 1, 224),
+    "ft5_bf16": ("fine-tune", 512, 5, 224),
 }
+# the default run's image counts (each onnxtrain process at least ~10 s on 2
+# cores, PyTorch's 5-epoch processes about a minute); FULL=1 keeps TRAIN_CONFIG's
+DEFAULT_IMAGES = {"fe": 640, "full": 256, "ft5": 256, "full_bf16": 256, "ft5_bf16": 256}
+if not FULL:
+    for _t, _n in DEFAULT_IMAGES.items():
+        TRAIN_CONFIG[_t] = (TRAIN_CONFIG[_t][0], _n) + TRAIN_CONFIG[_t][2:]
+# mixed-precision workloads: onnxtrain --precision P against PyTorch under
+# torch.autocast("cpu", dtype=bfloat16) (tests/bench/torch_train.py --autocast)
+TRAIN_PRECISION = {"full_bf16": "bf16", "ft5_bf16": "bf16"}
 # ONLY= names that stand for several training workloads
 TRAIN_GROUPS = {
     "train": TRAIN_TASKS,
@@ -206,10 +230,24 @@ GFLOP_PER_IMAGE = 3.63  # ResNet-18 forward at 224x224: 1.81 GMAC
 # size that is a multiple of 32), for fine-tuning's backward pass
 LAYER4_SHARE = 0.2266
 # goals (reported, never asserted): PyTorch wall time / onnxtrain wall time
-TRAIN_SPEEDUP_GOAL = {"fe": 7.0, "ft": 1.5, "full": 1.7, "ft5": 3.0, "fe32": 1.5,
-                      "ft32": 1.5, "full32": 1.5}
+TRAIN_SPEEDUP_GOAL = {"fe": 8.0, "ft": 1.5, "full": 2.5, "ft5": 3.5, "fe32": 1.5,
+                      "ft32": 1.5, "full32": 1.5, "full_bf16": 1.5, "ft5_bf16": 1.5}
 TRAIN_RSS_GOAL = 0.7  # onnxtrain peak RSS / PyTorch's, at most
-INFER_GOAL = 1.0  # onnxtrain images/s / onnxruntime's, at least
+INFER_GOAL = 1.1  # onnxtrain images/s / onnxruntime's, at least
+# the isolated convolution bound (tests/bench/conv_bound.c): ResNet-18's 20
+# convolutions as oneDNN primitives alone, batch 32 at 224; each training
+# mode's loop as a fraction of its mode's bound, at least BOUND_GOAL
+BOUND_BATCH = int(os.environ.get("BENCH_BOUND_BATCH") or 32)
+BOUND_SIZE = int(os.environ.get("BENCH_BOUND_SIZE") or 224)
+BOUND_GOAL = 0.85
+# (training workload, its figure, bound mode, dtype): the loop speed compared
+# with the bound: feature extraction's and fine-tuning's epoch 1 (the prefix
+# pass and the first epoch of layer4's training), full training's whole loop
+BOUND_PAIRS = (("fe", "epoch1_images_per_s", "fe", "f32"),
+               ("ft5", "epoch1_images_per_s", "ft", "f32"),
+               ("full", "loop_images_per_s", "full", "f32"),
+               ("ft5_bf16", "epoch1_images_per_s", "ft", "bf16"),
+               ("full_bf16", "loop_images_per_s", "full", "bf16"))
 INFER_GOAL_BATCHES = (1, 64)
 # batch -> (warm-up runs, timed runs) per process; short, to hold the whole
 # bench near its time budget (3 processes per tool remain): batch 1 costs
@@ -776,7 +814,9 @@ def bench_train(build, ot, task, n_train, threads, reps, fixtures, warm_torch):
     warm_torch, first imports torch once untimed (the page cache; later
     workloads find it warm from this one's PyTorch processes)."""
     mode, _, epochs, size = TRAIN_CONFIG[task]
+    precision = TRAIN_PRECISION.get(task, "fp32")
     entry = {"task": task, "mode": mode, "images": n_train, "epochs": epochs,
+             "precision": precision,
              "test_images": TRAIN_TEST_IMAGES, "threads": threads, "batch": TRAIN_BATCH,
              "image_size": size, "repetitions": reps,
              "gflop_per_image": train_gflop_per_image(mode, size)}
@@ -802,10 +842,19 @@ def bench_train(build, ot, task, n_train, threads, reps, fixtures, warm_torch):
          "argv": [PY, os.path.join(ROOT, "tests", "bench", "torch_train.py"), "--data", data,
                   "--mode", mode] + common},
     ]
+    if precision != "fp32":
+        tools[0]["argv"] += ["--precision", precision]
+        tools[1]["argv"] += ["--autocast", precision]
     for t in tools:
         t["argv"] += ["-o", t["out"]]
         t["env"] = env
     entry["commands"] = {t["name"]: shlex.join(t["argv"]) for t in tools}
+    if precision != "fp32" and not accepts_option(ot, "finetune", "--precision"):
+        # an onnxtrain without the option: the workload is not run, not failed
+        why = "this onnxtrain has no `finetune --precision`"
+        log("bench: %s: not run: %s" % (task, why))
+        entry.update(results=[], unavailable={"onnxtrain": why}, notes=[], failures=[])
+        return entry, []
 
     # Untimed: warm the page cache for the model and torch's import.
     run_child([ot, "inspect", model], env=env)
@@ -886,6 +935,69 @@ def bench_train(build, ot, task, n_train, threads, reps, fixtures, warm_torch):
     entry["failures"] = failures
     log("bench: %s done" % task)
     return entry, failures
+
+
+def accepts_option(ot, command, option):
+    """Whether `onnxtrain COMMAND --help` lists OPTION."""
+    r = subprocess.run([ot, command, "--help"], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True)
+    return re.search(r"(^|[\s,])%s\b" % re.escape(option), r.stdout) is not None
+
+
+# ------------------------------------------------------------------- bound
+
+def bench_bound(build, threads, reps):
+    """The isolated convolution bound: BUILD/bench/conv_bound (run.sh builds
+    it) on `threads` threads, batch BOUND_BATCH at BOUND_SIZE, `reps` timed
+    steps per mode and dtype. Returns (section dict, failures)."""
+    exe = os.path.join(build, "bench", "conv_bound")
+    argv = [exe, "--batch", str(BOUND_BATCH), "--size", str(BOUND_SIZE), "--reps", str(reps)]
+    section = {"command": shlex.join(argv), "threads": threads}
+    if not os.access(exe, os.X_OK):
+        return section, ["bound: %s is not built (tests/bench/run.sh builds it)" % exe]
+    log("bench: convolution bound: ResNet-18's 20 convolutions alone, batch %d at %d, "
+        "%d threads" % (BOUND_BATCH, BOUND_SIZE, threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        data = json.loads(r.stdout)
+    except ValueError:
+        data = None
+    if r.returncode != 0 or not data:
+        msg = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]
+        return section, ["bound: conv_bound failed: %s" % msg]
+    section.update(data)
+    for e in section.get("results", []):
+        if e.get("supported"):
+            log("bench: bound %s %s: %.1f images/s (%.0f GFLOP/s)"
+                % (e["mode"], e["dtype"], e["images_per_s"], e["gflops"]))
+    return section, []
+
+
+def bound_fractions(result):
+    """Each training mode's loop speed over its isolated convolution bound
+    (BOUND_PAIRS): a list of {"task", "figure", "mode", "dtype",
+    "images_per_s", "bound_images_per_s", "fraction"}, from this run's or the
+    previous run's figures."""
+    bound = result.get("bound") or {}
+    by = {(e["mode"], e["dtype"]): e for e in bound.get("results", []) if e.get("supported")}
+    out = []
+    for task, figure, mode, dtype in BOUND_PAIRS:
+        b = by.get((mode, dtype))
+        e = (result.get("train") or {}).get(task) or {}
+        ot = next((r for r in e.get("results", []) if r["tool"] == "onnxtrain"
+                   and r.get(figure)), None)
+        row = {"task": task, "figure": figure, "mode": mode, "dtype": dtype,
+               "bound_images_per_s": b["images_per_s"] if b else None,
+               "images_per_s": ot[figure] if ot else None, "fraction": None}
+        if e.get("image_size", 224) != BOUND_SIZE or e.get("batch", 32) != BOUND_BATCH:
+            row["images_per_s"] = None
+        if row["images_per_s"] and row["bound_images_per_s"]:
+            row["fraction"] = row["images_per_s"] / row["bound_images_per_s"]
+        if e.get("earlier"):
+            row["earlier"] = e["earlier"]
+        out.append(row)
+    return out
 
 
 def train_derived(entry, ceiling):
@@ -1201,10 +1313,11 @@ def loader_consumption(train):
 
 def parse_only(value):
     """Parses ONLY ("fe", "inspect,convert", "train32"); returns the set of
-    workloads (when empty: all of them but the loader's, which measures a
-    part of the pipeline rather than a job and runs only when named)."""
+    workloads (when empty: DEFAULT_WORKLOADS, or with FULL=1 all of them but
+    the loader's, which measures a part of the pipeline rather than a job and
+    runs only when named)."""
     if not value:
-        return set(WORKLOADS) - {"loader"}
+        return set(WORKLOADS) - {"loader"} if FULL else set(DEFAULT_WORKLOADS)
     sel = {w.strip() for w in value.replace(" ", ",").split(",") if w.strip()}
     # sections of their own: tests/bench/bench_dist.sh, tests/bench/bench_deploy.py
     if sel & {"dist", "deploy"}:
@@ -1305,6 +1418,17 @@ def main():
     elif prev.get("infer"):
         result["infer"] = dict(prev["infer"], earlier=prev["infer"].get("commit") or "?")
 
+    if "bound" in selected:
+        with clock.section("bound"):
+            section, f = bench_bound(build, threads,
+                                     max(3, int(os.environ.get("BENCH_BOUND_REPS", "5"))))
+        section.update(commit=commit, date=result["date"])
+        failures += f
+        result["bound"] = section
+    elif prev.get("bound"):
+        result["bound"] = dict(prev["bound"], earlier=prev["bound"].get("earlier")
+                               or prev["bound"].get("commit") or "?")
+
     if "loader" in selected:
         with clock.section("loader"):
             section, f = bench_loader(build, loader_reps, fixtures)
@@ -1351,6 +1475,8 @@ def main():
         result["train"] = train
         if ceiling:
             result["train_ceiling"] = ceiling
+    if result.get("bound"):
+        result["bound"]["fractions"] = bound_fractions(result)
     if result.get("loader"):
         # what the training step consumes, from this run's or the previous results
         result["loader"]["training_consumption"] = loader_consumption(train)
@@ -1393,12 +1519,13 @@ def main():
 # the sections of a full default run that run.sh and bench.py time, in
 # report order (the workloads, the reference row of inspect/convert, the
 # ceiling); fixtures, helpers and the rest are each run's own
-DEFAULT_SECTIONS = (("inspect", "convert", "reference", "FMA ceiling", "infer")
-                    + TRAIN_TASKS + ("bf16",))
+DEFAULT_SECTIONS = (("inspect", "convert", "reference", "FMA ceiling")
+                    + tuple(w for w in DEFAULT_WORKLOADS if w not in ("inspect", "convert")))
 SECTION_LABEL = {
     "helpers": "run.sh: building the helpers",
     "reference": "reference row (python3 -c 'import onnx')",
     "FMA ceiling": "FMA ceiling (fma_peak)",
+    "bound": "convolution bound (conv_bound)",
     "fixtures": "fixtures (models, data)",
     "other": "start-up, report, between sections",
 }
@@ -1518,8 +1645,9 @@ def goals(result):
                         infer.get("earlier"), note))
 
     train = result.get("train") or {}
+    tasks = [t for t in TRAIN_TASKS if t in DEFAULT_WORKLOADS or t in train]
     for kind in ("wall", "rss"):
-        for task in TRAIN_TASKS:
+        for task in tasks:
             mode, n, epochs, size = TRAIN_CONFIG[task]
             e = train.get(task) or {}
             work = "%d x %d at %d" % (e.get("images", n), e.get("epochs", epochs),
@@ -1532,7 +1660,11 @@ def goals(result):
                 note = "onnxtrain failed"
             elif e.get("unavailable", {}).get("pytorch"):
                 note = "PyTorch unavailable: %s" % e["unavailable"]["pytorch"]
-            what = "%s: %s, %s" % (task, TRAIN_TITLE[mode], work)
+            what = "%s: %s, %s%s" % (task, TRAIN_TITLE[mode], work,
+                                     ", " + TRAIN_PRECISION[task] if task in TRAIN_PRECISION
+                                     else "")
+            if e.get("unavailable", {}).get("onnxtrain"):
+                note = "not run: %s" % e["unavailable"]["onnxtrain"]
             if kind == "wall":
                 out.append(goal("%s wall time" % task, task, "wall",
                                 what + ": PyTorch wall time / onnxtrain's", e.get("speedup"),
@@ -1541,6 +1673,15 @@ def goals(result):
                 out.append(goal("%s peak RSS" % task, None, "rss",
                                 what + ": onnxtrain peak RSS / PyTorch's", e.get("rss_ratio"),
                                 "<=", TRAIN_RSS_GOAL, e.get("earlier"), note))
+
+    bound = result.get("bound") or {}
+    for f in bound.get("fractions", []):
+        figure = "epoch 1" if f["figure"] == "epoch1_images_per_s" else "loop"
+        out.append(goal("%s bound" % f["task"], None, "bound",
+                        "%s: %s %s images/s / the isolated convolution bound (%s, %s)"
+                        % (f["task"], TRAIN_TITLE[TRAIN_CONFIG[f["task"]][0]], figure,
+                           f["mode"], f["dtype"]),
+                        f["fraction"], ">=", BOUND_GOAL, f.get("earlier") or bound.get("earlier")))
 
     t = result.get("time") or {}
     run = t.get("default_run")
@@ -1777,6 +1918,8 @@ def render(result):
         out += [""] + render_loader(result["loader"])
     if result.get("train"):
         out += [""] + render_train(result["train"], result.get("train_ceiling"))
+    if result.get("bound"):
+        out += [""] + render_bound(result["bound"], result.get("train") or {})
     if result.get("bf16"):
         out += [""] + render_bf16(result["bf16"])
     if result.get("goals"):
@@ -1795,6 +1938,46 @@ def render(result):
 def section_title(title, s):
     """A section's heading, marked when its figures come from an earlier run."""
     return title + (" (earlier run, commit %s)" % s["earlier"] if s.get("earlier") else "")
+
+
+def render_bound(s, train):
+    out = [section_title("### The isolated convolution bound", s), "",
+           "ResNet-18's 20 convolutions alone as oneDNN primitives in the layouts they prefer "
+           "(tests/bench/conv_bound.c; %s), batch %s at %s, %s threads, median of %s steps: "
+           "fe = the 20 forward convolutions; ft = conv1..layer3 forward, layer4's forward, "
+           "weight gradients and data gradients (not of the two convolutions reading the "
+           "frozen prefix); full = every forward and weight gradient and every data "
+           "gradient but conv1's. bf16: bf16 data, fp32 weight gradients."
+           % (s.get("command", "?"), s.get("batch"), s.get("size"), s.get("threads"),
+              s.get("reps")), "",
+           "| mode | dtype | step ms | images/s | GFLOP/s | oneDNN implementation |",
+           "|---|---|---:|---:|---:|---|"]
+    for e in s.get("results", []):
+        if e.get("supported"):
+            out.append("| %s | %s | %.1f | %.1f | %.0f | %s |" % (
+                e["mode"], e["dtype"], e["step_ms"], e["images_per_s"], e["gflops"],
+                e.get("impl", "")))
+        else:
+            out.append("| %s | %s | | not supported: %s | | |" % (e["mode"], e["dtype"],
+                                                                   e.get("why", "?")))
+    fr = s.get("fractions") or []
+    if fr:
+        out += ["", "Each training mode's loop against its bound (onnxtrain's median from the "
+                "training table; fe and ft: epoch 1, where the frozen prefix is computed; "
+                "full: the whole loop), next to the whole-process speed-up over PyTorch:", "",
+                "| workload | figure | onnxtrain images/s | bound images/s | fraction | "
+                "speed-up vs PyTorch |", "|---|---|---:|---:|---:|---:|"]
+        for f in fr:
+            e = train.get(f["task"]) or {}
+            sp = e.get("speedup")
+            out.append("| %s (%s) | %s | %s | %s | %s | %s |" % (
+                f["task"], f["dtype"],
+                "epoch 1" if f["figure"] == "epoch1_images_per_s" else "loop",
+                "%.1f" % f["images_per_s"] if f["images_per_s"] else "not run",
+                "%.1f" % f["bound_images_per_s"] if f["bound_images_per_s"] else "n/a",
+                "%.0f%%" % (100 * f["fraction"]) if f["fraction"] else "",
+                "%.2fx" % sp if sp else ""))
+    return out
 
 
 def render_bf16(s):

@@ -2,8 +2,8 @@
 # tests/bench/run.sh: the benchmarks (`make bench`). See tests/bench/bench.py
 # and docs/bench.md.
 #
-#   BUILD=build [ONLY=inspect,convert,infer,loader,fe,ft,full,ft5,fe32,ft32,full32,bf16
-#       or train|train224|train32] [BENCH_REPS=7] [BENCH_INFER_REPS=3]
+#   BUILD=build [FULL=1] [ONLY=inspect,convert,infer,loader,bound,fe,ft,full,ft5,fe32,
+#       ft32,full32,full_bf16,ft5_bf16,bf16 or train|train224|train32] [BENCH_REPS=7] [BENCH_INFER_REPS=3]
 #       [BENCH_TRAIN_REPS=3] [BENCH_TRAIN_IMAGES=fe=512,...] [BENCH_LOADER_REPS=3]
 #       bash tests/bench/run.sh
 #
@@ -14,7 +14,8 @@
 # unavailable. For infer and the training workloads it builds fma_peak_*
 # (tests/bench/fma_peak.c: AVX2+FMA, and AVX-512 where the CPU has it;
 # -march=native on CPUs without AVX2/FMA), the FMA ceiling behind "% of
-# peak". For the loader workload it builds $BUILD/bench/bench_loader
+# peak". For the bound workload it builds $BUILD/bench/conv_bound
+# (tests/bench/conv_bound.c against oneDNN). For the loader workload it builds $BUILD/bench/bench_loader
 # (tests/bench/bench_loader.c, the same way); bench.py makes its JPEG folder
 # with PIL. The training workloads need nothing else built here beyond
 # $BUILD/onnxtrain: bench.py makes their fixtures and runs
@@ -35,6 +36,12 @@ case ",${ONLY// /,}," in
     *) infer=0 ;;
 esac
 
+# the convolution bound: by default and when named (ONLY=bound)
+case ",${ONLY// /,}," in
+    ,, | *,bound,*) bound=1 ;;
+    *) bound=0 ;;
+esac
+
 # the loader workload runs only when named (ONLY=loader)
 case ",${ONLY// /,}," in
     *,loader,*) loader=1 ;;
@@ -46,6 +53,14 @@ case ",${ONLY// /,}," in
     ,, | *,infer,* | *,fe* | *,ft* | *,full* | *,train*) fma=1 ;;
     *) fma=0 ;;
 esac
+
+if [ "$bound" = 1 ]; then
+    mkdir -p "$BUILD/bench"
+    if ! $CC -O2 -fopenmp tests/bench/conv_bound.c -ldnnl -o "$BUILD/bench/conv_bound"; then
+        echo "bench: building tests/bench/conv_bound.c failed" >&2
+        exit 1
+    fi
+fi
 
 if [ "$loader" = 1 ]; then
     mkdir -p "$BUILD/bench"

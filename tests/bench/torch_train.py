@@ -5,7 +5,8 @@ full, ft5 at 224 and fe32, ft32, full32 at 32).
 
     /usr/bin/python3 tests/bench/torch_train.py --data DIR
         --mode feature-extract|fine-tune|full [--epochs N] [--batch-size 32]
-        [--threads 2] [--image-size 224] [--classes 10] [--seed 0] [-o OUT.onnx]
+        [--threads 2] [--image-size 224] [--classes 10] [--seed 0]
+        [--autocast bf16] [-o OUT.onnx]
 
 What it does, as the tutorial does it (and as `onnxtrain finetune` does the
 same job):
@@ -27,6 +28,11 @@ same job):
   - after the last epoch: one evaluation of the test split (model.eval(),
     torch.no_grad()), as onnxtrain does after training, then torch.onnx.export
     of the model in eval mode (opset 13, dynamic batch) to -o.
+
+With --autocast bf16 the training forward pass and loss run under
+torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's mixed precision on the
+CPU (bf16 convolutions and matmuls, fp32 weights and optimizer); evaluation and
+export stay fp32.
 
 torch.set_num_threads(--threads) and one inter-op thread. Prints one line per
 epoch on stderr and, last on stdout, one JSON line:
@@ -70,6 +76,7 @@ def main():
     ap.add_argument("--image-size", type=int, default=224)
     ap.add_argument("--classes", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--autocast", choices=["off", "bf16"], default="off")
     ap.add_argument("-o", "--output")
     a = ap.parse_args()
 
@@ -137,8 +144,9 @@ def main():
             x = x.contiguous(memory_format=torch.channels_last)
             optimizer.zero_grad()
             with torch.set_grad_enabled(True):
-                out = model(x)
-                loss = criterion(out, y)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.autocast == "bf16"):
+                    out = model(x)
+                    loss = criterion(out, y)
                 loss.backward()
                 optimizer.step()
             n += x.shape[0]
@@ -154,7 +162,8 @@ def main():
 
     result = {"tool": "pytorch", "version": torch.__version__, "mode": a.mode,
               "threads": torch.get_num_threads(), "batch_size": a.batch_size,
-              "image_size": a.image_size, "images": len(train), "epochs": epochs}
+              "image_size": a.image_size, "images": len(train), "epochs": epochs,
+              "autocast": a.autocast}
     model.eval()
     if test is not None:
         n = correct = 0
