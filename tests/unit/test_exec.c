@@ -9,6 +9,7 @@
 #include "exec/exec_impl.h"
 #include "exec/plan.h"
 #include "onnx/onnx.h"
+#include "ops/ops.h"
 #include "test.h"
 
 #define NODE "/usr/share/libonnx-testdata/data/node/"
@@ -405,4 +406,76 @@ TEST(exec_device_names)
     CHECK_OK(ot_exec_compile(g, &b, 1, &o, &x, &err), &err);
     ot_exec_free(x);
     ot_graph_free(g);
+}
+
+/* Appends node `type` (one output) to g at the opset of its Relu. */
+static int32_t add_node(ot_graph *g, const char *type, const int32_t *in, int n_in,
+                        const char *out)
+{
+    ot_err err;
+    int32_t id, y;
+    int64_t opset = g->nodes[0].opset;
+    if (ot_graph_intern_value(g, out, &y, &err) != OT_OK || ot_graph_add_node(g, &id, &err) != OT_OK)
+        return -1;
+    ot_node *n = &g->nodes[id];
+    n->name = ot_arena_strdup(&g->arena, out);
+    n->op_type = ot_arena_strdup(&g->arena, type);
+    n->opset = opset;
+    n->op = ot_op_find("", type, opset);
+    n->n_in = n_in;
+    n->n_out = 1;
+    n->in = ot_arena_memdup(&g->arena, in, sizeof *in * (size_t)n_in);
+    n->out = ot_arena_memdup(&g->arena, &y, sizeof y);
+    return y;
+}
+
+/* A Sum whose operand dies at it writes into that operand's buffer (as the
+   gradient Sums at residual joins do): z = Relu(Relu(x) + Sigmoid(x)) needs
+   two activation buffers instead of three, and computes the same bytes as
+   the executor without fusion, where the Sum has a buffer of its own. */
+TEST(exec_sum_in_place)
+{
+    ot_err err;
+    for (int order = 0; order < 2; order++) {
+        /* the dying operand that takes the result is the first, or (swapped
+           into first place) the second */
+        ot_graph *g = NULL;
+        CHECK_OK(ot_onnx_import_file(NODE "test_relu/model.onnx", NULL, &g, &err), &err);
+        int32_t xid = g->inputs[0].value, rid = g->nodes[0].out[0];
+        g->values[rid].flags &= ~OT_VAL_OUTPUT;
+        int32_t sid = add_node(g, "Sigmoid", &xid, 1, "b");
+        int32_t both[2] = { order ? sid : rid, order ? rid : sid };
+        int32_t s = add_node(g, "Sum", both, 2, "s");
+        int32_t z = add_node(g, "Relu", &s, 1, "z");
+        CHECK(sid >= 0 && s >= 0 && z >= 0);
+        g->outputs[0].value = z;
+        g->values[z].flags |= OT_VAL_OUTPUT;
+        CHECK_OK(ot_graph_sort(g, &err), &err);
+        ot_tensor in = { .dtype = OT_DTYPE_FLOAT, .ndim = 3, .dims = { 3, 4, 5 } };
+        float xs[60];
+        for (int i = 0; i < 60; i++)
+            xs[i] = (float)((i * 37) % 23) / 7.0f - 1.5f;
+        in.data = xs;
+        in.bytes = sizeof xs;
+        ot_exec_input b = { .value = xid, .tensor = in };
+        ot_exec *x[2] = { NULL, NULL };
+        for (int k = 0; k < 2; k++) {
+            ot_exec_opts o = { .cpu.no_fusion = k == 1 };
+            CHECK_OK(ot_exec_compile(g, &b, 1, &o, &x[k], &err), &err);
+            CHECK_OK(ot_exec_run(x[k], &in, 1, &err), &err);
+        }
+        /* 60 floats, each buffer 64-byte aligned */
+        CHECK_EQ_INT(ot_exec_arena_bytes(x[0]), 2 * 256);
+        CHECK_EQ_INT(ot_exec_arena_bytes(x[1]), 3 * 256);
+        const ot_tensor *y0 = ot_exec_output(x[0], 0), *y1 = ot_exec_output(x[1], 0);
+        CHECK(y0 && y1 && y0->bytes == sizeof xs && memcmp(y0->data, y1->data, sizeof xs) == 0);
+        const float *yv = y0->data;
+        for (int i = 0; i < 60; i++) {
+            float want = fmaxf(xs[i], 0.0f) + 1.0f / (1.0f + expf(-xs[i]));
+            CHECK(fabsf(yv[i] - want) < 1e-5f);
+        }
+        for (int k = 0; k < 2; k++)
+            ot_exec_free(x[k]);
+        ot_graph_free(g);
+    }
 }

@@ -710,6 +710,42 @@ done:
 
 /* ------------------------------------------------------------ sum, concat */
 
+/* Which operand of a Sum may hold its result (dst laid out as dst): one whose
+   planned buffer has that layout, that is read by no later node, is not a
+   graph output and appears once among the operands, when the Sum's result
+   is neither a graph output nor state. oneDNN's sum runs in
+   place on its first source, so only operand 0 qualifies, or either of two
+   (a + b and b + a round alike). -1: none; the sum gets a buffer of its own.
+   The gradient Sums at residual joins accumulate this way. */
+static int sum_in_place_operand(const ctx *c, const dnnl_memory_desc_t *dst)
+{
+    const ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    int32_t yid = n->out[0];
+    if (!c->x->fuse.uses || n->n_in < 2 || (g->values[yid].flags & OT_VAL_OUTPUT) ||
+        (c->x->state_out && c->x->state_out[yid] >= 0))
+        return -1;
+    for (int k = 0; k < (n->n_in == 2 ? 2 : 1); k++) {
+        int32_t vid = n->in[k];
+        const cpu_val *cv = &c->cs->vals[vid];
+        if (cv->loc.kind != OT_LOC_BUF || (g->values[vid].flags & OT_VAL_OUTPUT))
+            continue;
+        dnnl_memory_desc_t md;
+        cpu_val_md(c->x, vid, &md);
+        if (!dnnl_memory_desc_equal(&md, dst))
+            continue;
+        int reads = 0;
+        for (int j = 0; j < n->n_in; j++)
+            reads += n->in[j] == vid;
+        for (int32_t i = c->node_id + 1; i < g->n_nodes && reads == 1; i++)
+            for (int j = 0; j < g->nodes[i].n_in; j++)
+                reads += g->nodes[i].in[j] == vid;
+        if (reads == 1)
+            return k;
+    }
+    return -1;
+}
+
 static ot_status do_sum_concat(ctx *c, bool is_concat, bool *done, ot_err *err)
 {
     ot_status st = OT_OK;
@@ -767,7 +803,22 @@ static ot_status do_sum_concat(ctx *c, bool is_concat, bool *done, ot_err *err)
         OT_TRY(cpu_val_as(c->x, n->in[k], &mds[k], &locs[k], err));
     }
     kinds[n->n_in] = DNNL_ARG_DST;
-    OT_TRY(cpu_val_define(c->x, yid, py, &locs[n->n_in], err));
+    int own = is_concat ? -1 : sum_in_place_operand(c, py);
+    if (own >= 0 && dnnl_memory_desc_equal(&mds[0], py)) {
+        /* every operand is laid out as dst; the one that dies here becomes
+           the first source and the destination */
+        ot_loc lo = locs[own];
+        locs[own] = locs[0];
+        locs[0] = lo;
+        cpu_val *yc = &c->cs->vals[yid];
+        memset(yc, 0, sizeof *yc);
+        yc->loc = lo;
+        yc->has_md = !cpu_md_is_plain(py, yv);
+        yc->md = *py;
+        locs[n->n_in] = lo;
+    } else {
+        OT_TRY(cpu_val_define(c->x, yid, py, &locs[n->n_in], err));
+    }
     mds[n->n_in] = *py;
     dnnl_primitive_desc_t p = pd;
     pd = NULL;
