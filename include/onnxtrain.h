@@ -72,6 +72,28 @@ typedef struct ot_export_opts {
     uint64_t external_threshold; /* 0: 1024 bytes */
 } ot_export_opts;
 
+/*
+ * The arithmetic of convolutions and matrix products (docs/cli.md,
+ * --precision). FP32 is the default: full single precision, no TF32 on a GPU.
+ * TF32 lets a GPU's tensor cores round the inputs of products to TF32. BF16
+ * and FP16 are mixed precision: the products take bfloat16 / float16
+ * operands, while master weights, BatchNorm statistics, the loss and the
+ * optimizer stay fp32, and an exported model stays fp32. AUTO picks, per
+ * model and input shape, the fastest of what the device supports. A value
+ * the device does not support (the CPU: tf32, fp16) is an OT_ERR_UNSUPPORTED
+ * error saying why.
+ */
+typedef enum {
+    OT_PRECISION_FP32 = 0,
+    OT_PRECISION_TF32,
+    OT_PRECISION_BF16,
+    OT_PRECISION_FP16,
+    OT_PRECISION_AUTO,
+} ot_precision;
+
+/* "fp32", "tf32", "bf16", "fp16", "auto"; "?" for another value. */
+const char *ot_precision_name(ot_precision p);
+
 /* Returns the library version, "MAJOR.MINOR.PATCH". Static storage. */
 const char *ot_version(void);
 
@@ -228,6 +250,7 @@ typedef struct ot_finetune_opts {
     const char *device;         /* "cpu", "cuda", "cuda:N" (NULL: "cpu"); a
                                    device this build lacks, or one not usable
                                    here, is an error saying why (docs/gpu.md) */
+    ot_precision precision;     /* products' arithmetic (FP32)                 */
     int threads;                /* 0: OMP_NUM_THREADS, else all cores          */
     int workers;                /* threads preparing batches (1)               */
     uint64_t seed;              /* the new head, the data order, the split     */
@@ -281,6 +304,8 @@ typedef struct ot_finetune_result {
     double train_loss, train_accuracy; /* of the last epoch                    */
     int cache_used, cache_bf16;
     uint64_t cache_bytes;
+    ot_precision precision;     /* what the training step computed in (auto:
+                                   what it picked)                             */
     int64_t n_bad;              /* images skip_bad left out                    */
     int best_epoch;             /* keep_best: the epoch exported; else 0       */
     double best_val_accuracy;
@@ -349,6 +374,7 @@ typedef struct ot_evaluate_opts {
     float mean[3], std[3];
     int batch_size;             /* 32                                          */
     const char *device;         /* NULL: "cpu"; as ot_finetune_opts.device     */
+    ot_precision precision;     /* as ot_finetune_opts.precision               */
     int threads;
     ot_ft_progress_fn progress; /* warnings (class names that differ); may be NULL */
     void *user;

@@ -126,6 +126,16 @@ typedef struct ot_cli_choice {
 #define OT_CLI_DEVICE_OPT(T, f)                                                                \
     OT_CLI_STRING_OPT(T, f, "device", 0, "NAME", OT_CLI_DEVICE_HELP)
 
+/* --precision fp32|tf32|bf16|fp16|auto on the same commands: the row (an
+   ot_precision field) and the check against the device (ot_cli_precision). */
+extern const ot_cli_choice ot_cli_precision_choices[];
+#define OT_CLI_PRECISION_HELP                                                                  \
+    "arithmetic of convolutions and matrix products: fp32 (default), bf16 (mixed precision, "  \
+    "fp32 master weights), tf32 or fp16 (GPU only), auto (the faster, measured once per "      \
+    "machine and shape)"
+#define OT_CLI_PRECISION_OPT(T, f)                                                             \
+    OT_CLI_ENUM_OPT(T, f, "precision", 0, "P", ot_cli_precision_choices, OT_CLI_PRECISION_HELP)
+
 /* The deployment conversions (converters/converters.h) that convert,
    finetune and export share: the ids go into the command's option enum
    (OT_CLI_CONVERT_IDS(CONVERT)), the rows into its table
@@ -266,6 +276,11 @@ int ot_cli_usage_error(const ot_cli_cmd *cmd, const char *fmt, ...) OT_PRINTF(2,
    OT_EXIT_ERROR for a device this build cannot use. */
 struct ot_device;
 int ot_cli_device(const ot_cli_cmd *cmd, const char *name, struct ot_device *out);
+
+/* Checks --precision against the device (after ot_cli_device): reports a
+   precision the device does not compute in, one line, and returns
+   OT_EXIT_ERROR; else OT_EXIT_OK. */
+int ot_cli_precision(const struct ot_device *dev, ot_precision p);
 
 /* Raises the log level by one step (warn -> info -> debug). */
 void ot_cli_verbose(void);

@@ -46,6 +46,7 @@ typedef struct predict_args {
     bool json;
     uint64_t max_tensor_bytes;
     const char *device;
+    ot_precision precision;
 } predict_args;
 
 enum {
@@ -54,6 +55,7 @@ enum {
     PREDICT_THREADS,
     PREDICT_MAX_TENSOR_SIZE,
     PREDICT_DEVICE,
+    PREDICT_PRECISION,
     PREDICT_N_OPTS
 };
 
@@ -66,6 +68,7 @@ static const ot_cli_opt predict_opts[PREDICT_N_OPTS + 1] = {
                                        "threads (default OMP_NUM_THREADS, else all cores)"),
     [PREDICT_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(predict_args, max_tensor_bytes),
     [PREDICT_DEVICE] = OT_CLI_DEVICE_OPT(predict_args, device),
+    [PREDICT_PRECISION] = OT_CLI_PRECISION_OPT(predict_args, precision),
 };
 
 static const ot_cli_cmd predict_cmd = {
@@ -344,7 +347,8 @@ int ot_cmd_predict(int argc, char **argv)
     }
     int top = o.top, threads = o.threads;
     ot_device device;
-    if ((rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK)
+    if ((rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK ||
+        (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK)
         goto out;
     ot_import_opts io = { .max_tensor_bytes = o.max_tensor_bytes };
     const char *path = a.pos[0];
@@ -385,7 +389,7 @@ int ot_cmd_predict(int argc, char **argv)
         goto out;
     }
     size_t scratch_bytes = 0;
-    ot_exec_opts eo = { .device = device, .cpu.threads = threads };
+    ot_exec_opts eo = { .device = device, .cpu.threads = threads, .precision = o.precision };
     int64_t K = 0;
     for (int start = 0; start < n_images; start += bs) {
         int n = n_images - start < bs ? n_images - start : bs;

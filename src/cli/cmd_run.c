@@ -38,6 +38,7 @@ typedef struct run_args {
     uint64_t seed, max_tensor_bytes;
     int threads;
     const char *device;
+    ot_precision precision;
 } run_args;
 
 enum {
@@ -51,6 +52,7 @@ enum {
     RUN_PROFILE,
     RUN_MAX_TENSOR_SIZE,
     RUN_DEVICE,
+    RUN_PRECISION,
     RUN_N_OPTS
 };
 
@@ -75,6 +77,7 @@ static const ot_cli_opt run_opts[RUN_N_OPTS + 1] = {
                                     "print the time per node type and per node (stderr)"),
     [RUN_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(run_args, max_tensor_bytes),
     [RUN_DEVICE] = OT_CLI_DEVICE_OPT(run_args, device),
+    [RUN_PRECISION] = OT_CLI_PRECISION_OPT(run_args, precision),
 };
 
 static const ot_cli_cmd run_cmd = {
@@ -293,7 +296,8 @@ int ot_cmd_run(int argc, char **argv)
     }
 
     ot_device device;
-    if ((rc = ot_cli_device(&run_cmd, o.device, &device)) != OT_EXIT_OK)
+    if ((rc = ot_cli_device(&run_cmd, o.device, &device)) != OT_EXIT_OK ||
+        (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK)
         goto done;
     ot_import_opts iopts = { .max_tensor_bytes = o.max_tensor_bytes };
     if (args.count[RUN_BATCH] && !o.random)
@@ -345,7 +349,8 @@ int ot_cmd_run(int argc, char **argv)
     ot_feed_exec_inputs(&feed, g, inputs);
     for (int k = 0; k < feed.n; k++)
         run_in[k] = feed.tensors[k];
-    ot_exec_opts xopts = { .device = device, .cpu.threads = o.threads, .profile = o.profile };
+    ot_exec_opts xopts = { .device = device, .cpu.threads = o.threads, .profile = o.profile,
+                           .precision = o.precision };
     if (ot_exec_compile(g, inputs, feed.n, &xopts, &x, &err) != OT_OK ||
         ot_exec_run(x, run_in, feed.n, &err) != OT_OK) {
         rc = ot_cli_error("%s: %s", model, err.msg);

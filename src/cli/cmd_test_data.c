@@ -39,9 +39,10 @@ typedef struct td_args {
     bool json;
     int threads;
     const char *device;
+    ot_precision precision;
 } td_args;
 
-enum { TD_RTOL, TD_ATOL, TD_JSON, TD_THREADS, TD_DEVICE, TD_N_OPTS };
+enum { TD_RTOL, TD_ATOL, TD_JSON, TD_THREADS, TD_DEVICE, TD_PRECISION, TD_N_OPTS };
 
 static const ot_cli_opt td_opts[TD_N_OPTS + 1] = {
     [TD_RTOL] = OT_CLI_REAL_OPT(td_args, rtol, "rtol", 0, "R", 0, 1e30,
@@ -53,6 +54,7 @@ static const ot_cli_opt td_opts[TD_N_OPTS + 1] = {
                                   "CPU threads, 1 to 4096 (default OMP_NUM_THREADS, else all "
                                   "cores)"),
     [TD_DEVICE] = OT_CLI_DEVICE_OPT(td_args, device),
+    [TD_PRECISION] = OT_CLI_PRECISION_OPT(td_args, precision),
 };
 
 static const ot_cli_cmd td_cmd = {
@@ -96,6 +98,7 @@ typedef struct runner {
     double rtol, atol;
     int threads;
     ot_device device;
+    ot_precision precision;
     bool verbose;
     cached *cache;
     int n_cache, cap_cache;
@@ -204,7 +207,8 @@ static ot_status get_exec(runner *r, const ot_graph *g, const ot_exec_input *inp
         }
     }
     *reused = false;
-    ot_exec_opts opts = { .device = r->device, .cpu.threads = r->threads };
+    ot_exec_opts opts = { .device = r->device, .cpu.threads = r->threads,
+                          .precision = r->precision };
     OT_TRY(ot_exec_compile(g, inputs, n, &opts, &x, err));
     if (r->n_cache == r->cap_cache) {
         int cap = r->cap_cache ? r->cap_cache * 2 : 4;
@@ -605,8 +609,10 @@ int ot_cmd_test_data(int argc, char **argv)
         ot_cli_print_usage(&td_cmd, stdout);
         goto done;
     }
-    if ((rc = ot_cli_device(&td_cmd, o.device, &r.device)) != OT_EXIT_OK)
+    if ((rc = ot_cli_device(&td_cmd, o.device, &r.device)) != OT_EXIT_OK ||
+        (rc = ot_cli_precision(&r.device, o.precision)) != OT_EXIT_OK)
         goto done;
+    r.precision = o.precision;
     r.rtol = o.rtol;
     r.atol = o.atol;
     r.threads = o.threads;

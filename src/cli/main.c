@@ -268,6 +268,23 @@ int ot_cli_device(const ot_cli_cmd *cmd, const char *name, ot_device *out)
     return OT_EXIT_OK;
 }
 
+const ot_cli_choice ot_cli_precision_choices[] = {
+    { "fp32", OT_PRECISION_FP32, false }, { "tf32", OT_PRECISION_TF32, false },
+    { "bf16", OT_PRECISION_BF16, false }, { "fp16", OT_PRECISION_FP16, false },
+    { "auto", OT_PRECISION_AUTO, false }, { "float32", OT_PRECISION_FP32, true },
+    { "bfloat16", OT_PRECISION_BF16, true }, { "float16", OT_PRECISION_FP16, true },
+    { NULL, 0, false },
+};
+
+int ot_cli_precision(const ot_device *dev, ot_precision p)
+{
+    ot_err err;
+    ot_err_init(&err);
+    if (ot_precision_check(dev, p, &err) != OT_OK)
+        return ot_cli_error("%s", err.msg);
+    return OT_EXIT_OK;
+}
+
 static int main_usage_error(const char *fmt, ...) OT_PRINTF(1, 2);
 
 static int main_usage_error(const char *fmt, ...)

@@ -557,6 +557,42 @@ ot_status ot_device_parse(const char *name, ot_device *out, ot_err *err)
     return ot_device_check(out, err);
 }
 
+const char *ot_precision_name(ot_precision p)
+{
+    switch (p) {
+    case OT_PRECISION_FP32: return "fp32";
+    case OT_PRECISION_TF32: return "tf32";
+    case OT_PRECISION_BF16: return "bf16";
+    case OT_PRECISION_FP16: return "fp16";
+    case OT_PRECISION_AUTO: return "auto";
+    }
+    return "?";
+}
+
+ot_status ot_precision_check(const ot_device *dev, ot_precision p, ot_err *err)
+{
+    char name[32];
+    ot_device_name(dev, name, sizeof name);
+    if ((unsigned)p > OT_PRECISION_AUTO)
+        return ot_err_set(err, OT_ERR_ARG, "precision %d is not one of fp32, tf32, bf16, fp16, auto",
+                          (int)p);
+    if (p == OT_PRECISION_FP32 || p == OT_PRECISION_AUTO)
+        return OT_OK;
+    const ot_backend *be = backend_of(dev);
+    if (!be)
+        return ot_device_check(dev, err);
+    if (!be->precision)
+        return ot_err_set(err, OT_ERR_UNSUPPORTED,
+                          "--precision %s on %s: this backend computes in fp32 only",
+                          ot_precision_name(p), name);
+    ot_err why;
+    ot_err_init(&why);
+    if (be->precision(p, &why) != OT_OK)
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "--precision %s on %s: %s",
+                          ot_precision_name(p), name, why.msg);
+    return OT_OK;
+}
+
 ot_status ot_exec_compile(const ot_graph *g, const ot_exec_input *inputs, int n_inputs,
                           const ot_exec_opts *opts, ot_exec **out, ot_err *err)
 {
@@ -564,6 +600,8 @@ ot_status ot_exec_compile(const ot_graph *g, const ot_exec_input *inputs, int n_
     const ot_device *dev = opts ? &opts->device : &defaults.device;
     *out = NULL;
     ot_status st = ot_device_check(dev, err);
+    if (st == OT_OK && opts)
+        st = ot_precision_check(dev, opts->precision, err);
     if (st != OT_OK)
         return st;
     return ot_exec_compile_on(backend_of(dev), g, inputs, n_inputs, opts, out, err);
@@ -579,6 +617,7 @@ ot_status ot_exec_compile_on(const ot_backend *be, const ot_graph *g, const ot_e
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     if (opts)
         x->opts = *opts;
+    x->precision = x->opts.precision == OT_PRECISION_AUTO ? OT_PRECISION_FP32 : x->opts.precision;
     x->be = be;
     OT_TRY(ot_graph_clone(g, &x->g, err));
     OT_TRY(bind_inputs(x, inputs, n_inputs, err));
@@ -606,6 +645,8 @@ done:
     ot_exec_free(x);
     return st;
 }
+
+ot_precision ot_exec_precision(const ot_exec *x) { return x->precision; }
 
 ot_status ot_exec_run(ot_exec *x, const ot_tensor *inputs, int n_inputs, ot_err *err)
 {

@@ -58,6 +58,15 @@ void ot_device_backends(char *buf, size_t size);
 /* "cpu", "cuda:0", ... into buf; returns buf. */
 const char *ot_device_name(const ot_device *dev, char *buf, size_t size);
 
+/* Checks that the device's backend computes in precision `p` (FP32 always;
+   AUTO always, as it falls back to FP32). Errors: OT_ERR_UNSUPPORTED, one
+   line naming the precision, the device and why. */
+ot_status ot_precision_check(const ot_device *dev, ot_precision p, ot_err *err);
+
+/* What an executor's convolutions and matrix products compute in: the
+   requested precision, or what AUTO picked (never AUTO). */
+ot_precision ot_exec_precision(const struct ot_exec *x);
+
 /* What only the CPU backend reads. */
 typedef struct ot_exec_cpu_opts {
     int threads;       /* 0: OMP_NUM_THREADS when set, else all cores         */
@@ -68,6 +77,7 @@ typedef struct ot_exec_cpu_opts {
 typedef struct ot_exec_opts {
     ot_device device;  /* where to run; zeroed: the CPU                       */
     bool profile;      /* time every step (ot_exec_profile)                   */
+    ot_precision precision; /* products' arithmetic (ot_precision_check)      */
     /* Use this executor's state buffers instead of making copies (executors
        of one training run compiled for different batch sizes share their
        parameters). It must outlive the new executor, run on the same device,

@@ -38,6 +38,8 @@ struct ot_exec {
     const ot_backend *be;
     void *be_state;
     ot_exec_opts opts;
+    ot_precision precision; /* what the products compute in: opts.precision,
+                               AUTO resolved by the backend's build          */
 
     int32_t *in_ids;      /* graph inputs in binding order                    */
     ot_tensor *in_shapes; /* their compiled dtype and dims                    */
@@ -121,6 +123,10 @@ struct ot_backend {
     ot_status (*bind)(ot_exec *x, ot_err *err);
     ot_status (*run)(ot_exec *x, ot_err *err);
     void (*step_profile)(const ot_exec *x, int i, ot_exec_step_time *out);
+    /* Whether it computes in precision `p` other than FP32 and AUTO, or why
+       not (OT_ERR_UNSUPPORTED, the reason after "--precision P on DEVICE: ").
+       NULL: FP32 only. */
+    ot_status (*precision)(ot_precision p, ot_err *err);
     void (*free)(ot_exec *x);
 };
 

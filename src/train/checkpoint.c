@@ -968,7 +968,7 @@ static char *options_text(const ot_train_ckpt_run *r, uint64_t train_hash, const
         "clip-grad=%.17g\nlabel-smoothing=%.9g\nbn=%s\nimage-size=%d\nmean=%.9g,%.9g,%.9g\n"
         "std=%.9g,%.9g,%.9g\nto-rgb=%d\nseed=%llu\ntrained=%d tensors, %016" PRIx64 "\n"
         "augment=%d\ntrain-set=%lld images, %016" PRIx64 "\nvalidation=%s\nkeep=%s\n"
-        "patience=%d\n%s",
+        "patience=%d\n%s%s%s%s",
         o->batch_size, o->lr, o->head_lr > 0 ? o->head_lr : o->lr,
         (unsigned)op->kind < 3 ? kinds[op->kind] : "?", op->weight_decay, op->momentum,
         op->dampening, op->nesterov, op->beta1, op->beta2, op->eps,
@@ -981,7 +981,11 @@ static char *options_text(const ot_train_ckpt_run *r, uint64_t train_hash, const
         r->tg->n_params, h, o->augment, (long long)r->ck.n_images, train_hash, val,
         o->keep_best ? "best" : "last", o->patience,
         /* bfloat16 records change what the steps see; f32 ones do not */
-        cache_bf16 ? "cache-dtype=bf16\n" : "");
+        cache_bf16 ? "cache-dtype=bf16\n" : "",
+        /* so does any precision but the default */
+        o->precision != OT_PRECISION_FP32 ? "precision=" : "",
+        o->precision != OT_PRECISION_FP32 ? ot_precision_name(o->precision) : "",
+        o->precision != OT_PRECISION_FP32 ? "\n" : "");
     if (len < 0 || (size_t)len >= n - extra - 1) {
         ot_free(s);
         return NULL;

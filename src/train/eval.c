@@ -136,6 +136,7 @@ ot_status ot_eval_run_ranks(const ot_graph *model, const ot_dataset *data, const
     ot_exec_opts eo = { 0 };
     if (xo) {
         eo.device = xo->device;
+        eo.precision = xo->precision;
         eo.cpu = xo->cpu;
     }
     double loss_sum = 0;

@@ -246,9 +246,12 @@ static ot_status train_opts_of(const ot_finetune_opts *o, ot_train_opts *t, ot_e
                           "schedule or normalisation");
     ot_device device;
     ot_status st = ot_device_parse(o->device, &device, err);
+    if (st == OT_OK)
+        st = ot_precision_check(&device, o->precision, err);
     if (st != OT_OK)
         return st;
     t->device = o->device;
+    t->precision = o->precision;
     t->epochs = o->epochs;
     t->batch_size = o->batch_size;
     ot_optim_kind kind = o->optimizer == OT_FT_SGD     ? OT_OPTIM_SGD
@@ -288,7 +291,9 @@ static ot_status train_opts_of(const ot_finetune_opts *o, ot_train_opts *t, ot_e
     t->no_cache = o->no_cache != 0;
     t->cache_mem = o->cache_mem;
     t->cache_dir = o->cache_dir;
-    t->cache_bf16 = o->cache_bf16 != 0;
+    /* bf16 products: the frozen prefix computes in bf16, so its cache keeps
+       bf16 too */
+    t->cache_bf16 = o->cache_bf16 != 0 || o->precision == OT_PRECISION_BF16;
     t->stop = o->stop;
     if ((o->keep_best || o->patience) && o->val_split <= 0 && !o->val_data)
         return ot_err_set(err, OT_ERR_ARG, "--keep best and --patience need --val-split or "
@@ -404,7 +409,7 @@ static ot_status score_test(const ot_finetune_opts *o, const ot_data_opts *dopts
             d->test = sel;
         }
     }
-    ot_exec_opts xo = { .cpu.threads = t->threads };
+    ot_exec_opts xo = { .cpu.threads = t->threads, .precision = t->precision };
     OT_TRY(ot_device_parse(t->device, &xo.device, err));
     if (o->skip_bad) {
         /* unreadable test images are left out and counted, as in training */
@@ -769,6 +774,7 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
     res->train_accuracy = tr.final_accuracy;
     res->cache_used = tr.cache_used;
     res->cache_bf16 = tr.cache_bf16;
+    res->precision = tr.precision;
     res->cache_bytes = tr.cache_bytes;
     res->n_bad = tr.n_bad;
     res->best_epoch = tr.best_epoch;
@@ -916,8 +922,9 @@ ot_status ot_evaluate(const ot_evaluate_opts *o, ot_evaluation *res, ot_err *err
         return ot_err_set(err, OT_ERR_ARG, "no %s", o->data ? "model" : "data");
     if (o->batch_size < 1)
         return ot_err_set(err, OT_ERR_ARG, "the batch size must be at least 1");
-    ot_exec_opts xo = { .cpu.threads = o->threads };
+    ot_exec_opts xo = { .cpu.threads = o->threads, .precision = o->precision };
     OT_TRY(ot_device_parse(o->device, &xo.device, err));
+    OT_TRY(ot_precision_check(&xo.device, o->precision, err));
     ot_data_opts dopts = { .max_bytes = o->max_data_bytes ? o->max_data_bytes
                                                           : OT_DATA_DEFAULT_MAX_BYTES,
                            .max_entries = o->max_files ? o->max_files

@@ -118,7 +118,8 @@ static ot_status bind_tensor(ot_tensor *t, ot_dtype dtype, int ndim, const int64
 /* The executors' options: the run's device and threads. */
 static ot_status exec_opts(const ot_train_opts *o, ot_exec_opts *eo, ot_err *err)
 {
-    *eo = (ot_exec_opts){ .cpu.threads = o->threads, .profile = o->profile };
+    *eo = (ot_exec_opts){ .cpu.threads = o->threads, .profile = o->profile,
+                          .precision = o->precision };
     return ot_device_parse(o->device, &eo->device, err);
 }
 
@@ -632,6 +633,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         OT_TRY(ot_train_cache_open(&T.cache, T.full.cut_in, tg->n_cut, lbs, N, o->cache_bf16,
                                    o->cache_mem, o->cache_dir, err));
     res->cache_used = T.cache.on;
+    res->precision = ot_exec_precision(T.full.step);
     if (T.cache.on) {
         res->cache_bytes = T.cache.bytes;
         res->cache_bf16 = T.cache.bf16;

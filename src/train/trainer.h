@@ -66,6 +66,7 @@ typedef struct ot_train_opts {
     double clip_grad;      /* 0: off                                          */
     int threads;           /* 0: OMP_NUM_THREADS, else all cores              */
     const char *device;    /* where to compute (ot_device_parse); NULL: cpu   */
+    ot_precision precision; /* products' arithmetic (ot_precision_check)      */
     uint64_t seed;
     bool no_cache;
     uint64_t cache_mem;    /* 0: 2 GiB                                        */
@@ -132,6 +133,7 @@ typedef struct ot_train_result {
     int64_t steps;
     bool cache_used;
     bool cache_bf16;         /* the cache held bfloat16 records                 */
+    ot_precision precision;  /* what the step computed in (auto: its pick)      */
     uint64_t cache_bytes;    /* size of the cache (memory or file)              */
     const char *cache_off_reason;      /* static text when the cache was off   */
     int n_trainable;

@@ -512,6 +512,8 @@ static ot_status cpu_build(ot_exec *x, ot_err *err)
         if (ot_node_is(&g->nodes[i], OT_OP_CONV_GRAD_DATA) ||
             ot_node_is(&g->nodes[i], OT_OP_CONV_GRAD_FILTER))
             cs->training = true;
+    cs->bf16 = x->opts.precision == OT_PRECISION_BF16 && ot_cpu_has_bf16();
+    x->precision = cs->bf16 ? OT_PRECISION_BF16 : OT_PRECISION_FP32;
 
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const ot_node *n = &g->nodes[i];
@@ -736,6 +738,40 @@ static unsigned cpu_rewrites(const ot_exec *x)
     return r;
 }
 
+/* bf16 needs oneDNN's AVX-512 kernels. Without AVX512-BF16 or AMX they
+   emulate the bf16 products with fp32 FMAs: the same numbers, more slowly;
+   that is allowed (auto never picks it there). TF32 is a GPU tensor-core
+   format and the x86 kernels have no fp16 arithmetic. */
+static ot_status cpu_precision(ot_precision p, ot_err *err)
+{
+    if (p == OT_PRECISION_TF32)
+        return ot_err_set(err, OT_ERR_UNSUPPORTED,
+                          "TF32 is a GPU tensor-core format, the CPU has no TF32 arithmetic "
+                          "(use fp32, bf16 or auto)");
+    if (p == OT_PRECISION_FP16)
+        return ot_err_set(err, OT_ERR_UNSUPPORTED,
+                          "the CPU kernels (oneDNN 2.6 on x86) have no fp16 arithmetic "
+                          "(use bf16, fp32 or auto)");
+    if (p == OT_PRECISION_BF16 && !ot_cpu_has_bf16())
+        return ot_err_set(err, OT_ERR_UNSUPPORTED,
+                          "this CPU has no AVX-512, which oneDNN's bf16 kernels need "
+                          "(use fp32 or auto)");
+    return OT_OK;
+}
+
+bool ot_cpu_has_bf16(void)
+{
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    return (isa & (unsigned)dnnl_cpu_isa_avx512_core) == (unsigned)dnnl_cpu_isa_avx512_core;
+}
+
+bool ot_cpu_bf16_native(void)
+{
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    return (isa & (unsigned)dnnl_cpu_isa_avx512_core_bf16) ==
+           (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+}
+
 const ot_backend ot_backend_cpu = {
     .name = "cpu",
     .host_visible = true,
@@ -748,5 +784,6 @@ const ot_backend ot_backend_cpu = {
     .bind = cpu_bind,
     .run = cpu_run,
     .step_profile = cpu_step_profile,
+    .precision = cpu_precision,
     .free = cpu_free,
 };

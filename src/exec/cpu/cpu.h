@@ -17,6 +17,11 @@
 #include "exec/exec_impl.h"
 #include "ref.h"
 
+/* oneDNN has bf16 kernels for this CPU (AVX-512); they run on native bf16
+   instructions (AVX512-BF16 or AMX) rather than emulated. */
+bool ot_cpu_has_bf16(void);
+bool ot_cpu_bf16_native(void);
+
 typedef struct cpu_val {
     ot_loc loc;              /* where the data is                               */
     bool has_md;             /* data is laid out as `md` (else plain row-major)  */
@@ -70,6 +75,8 @@ typedef struct cpu_state {
     uint8_t *skip;           /* nodes fused into an earlier step              */
     int *copy_out;           /* graph outputs copied after the steps (-1: none) */
     bool training;           /* the graph has backward convolutions             */
+    bool bf16;               /* convolutions and matrix products take bf16
+                                operands (fp32 results): --precision bf16     */
 } cpu_state;
 
 #define CPU_TRY(call, err, what)                                                                \

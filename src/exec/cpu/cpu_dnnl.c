@@ -56,6 +56,13 @@ void dn_md_plain_dims(int nd, const int64_t *d, dnnl_memory_desc_t *md)
     dnnl_memory_desc_init_by_strides(md, nd, dims, dnnl_f32, strides);
 }
 
+void dn_md_bf16(dnnl_memory_desc_t *md, bool on)
+{
+    /* a descriptor of format `any` or with strides in elements: only the
+       element type changes */
+    md->data_type = on ? dnnl_bf16 : dnnl_f32;
+}
+
 bool dn_has_zero(const ot_value *v)
 {
     for (int i = 0; i < v->ndim; i++)
@@ -353,6 +360,11 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
     dn_md_any(xv, &xmd);
     dn_md_any(yv, &ymd);
     conv_weight_mds(wv, group, &wmd, &wplain);
+    /* --precision bf16: bf16 source and weights (converted by the reorders
+       below), fp32 bias and result */
+    bool bf16 = c->cs->bf16;
+    dn_md_bf16(&xmd, bf16);
+    dn_md_bf16(&wmd, bf16);
     ot_loc wplain_loc, lb = { 0 };
     bool has_bias = bid >= 0;
     OT_TRY(cpu_val_plain(c->x, wid, &wplain_loc, err));
@@ -364,12 +376,13 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
     /* in a training graph the forward convolutions take the layout their
        backward primitives use, so activations need no reorders between them */
     dnnl_prop_kind_t prop = c->cs->training ? dnnl_forward_training : dnnl_forward_inference;
+retry:
     if (dnnl_dilated_convolution_forward_desc_init(&cd, prop,
                                                    dnnl_convolution_direct, &xmd, &wmd,
                                                    has_bias ? &bmd : NULL, &ymd, w.strides, w.dil,
                                                    w.pl, w.pr) != dnnl_success)
         goto done;
-    if (fuse_nodes[0] >= 0) {
+    if (fuse_nodes[0] >= 0 && !po) {
         CPU_TRY(dnnl_post_ops_create(&po), err, "conv");
         if (add_other >= 0)
             CPU_TRY(dnnl_post_ops_append_sum(po, 1.0f), err, "conv");
@@ -380,8 +393,15 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
                     err, "conv");
         CPU_TRY(dnnl_primitive_attr_set_post_ops(c->attr, po), err, "conv");
     }
-    if (!dn_make_pd(c, &pd, &cd))
+    if (!dn_make_pd(c, &pd, &cd)) {
+        if (bf16) { /* no bf16 implementation of this one: fp32 */
+            bf16 = false;
+            dn_md_bf16(&xmd, false);
+            dn_md_bf16(&wmd, false);
+            goto retry;
+        }
         goto done; /* not implemented: plain kernel */
+    }
 
     ot_loc lx, lw, ly;
     const dnnl_memory_desc_t *px = dn_pd_md(pd, dnnl_query_src_md);
@@ -947,20 +967,33 @@ static ot_status do_matmul(ctx *c, bool is_gemm, bool *done, ot_err *err)
     if (alpha != 1.0f)
         CPU_TRY(dnnl_primitive_attr_set_output_scales(c->attr, 1, 0, &alpha), err, n->op_type);
     dnnl_matmul_desc_t md;
-    if (dnnl_matmul_desc_init(&md, &amd, &bmd, cid >= 0 ? &cmd : NULL, &ymd) != dnnl_success)
-        return OT_OK;
     dnnl_primitive_desc_t pd = NULL;
-    if (!dn_make_pd(c, &pd, &md))
-        return OT_OK;
+    /* --precision bf16: bf16 copies of A and B (same strides), fp32 result */
+    dnnl_memory_desc_t amd16 = amd, bmd16 = bmd;
+    bool bf16 = c->cs->bf16;
+    for (;; bf16 = false) {
+        dn_md_bf16(&amd16, bf16);
+        dn_md_bf16(&bmd16, bf16);
+        if (dnnl_matmul_desc_init(&md, &amd16, &bmd16, cid >= 0 ? &cmd : NULL, &ymd) ==
+                dnnl_success &&
+            dn_make_pd(c, &pd, &md))
+            break;
+        if (!bf16)
+            return OT_OK;
+    }
     ot_loc la, lb, lc = { 0 }, ly;
     OT_TRY(cpu_val_plain(c->x, a, &la, err));
     OT_TRY(cpu_val_plain(c->x, b, &lb, err));
+    if (bf16) {
+        OT_TRY(cpu_reorder(c->x, &amd, la, &amd16, &la, err));
+        OT_TRY(cpu_reorder(c->x, &bmd, lb, &bmd16, &lb, err));
+    }
     if (cid >= 0)
         OT_TRY(cpu_val_plain(c->x, cid, &lc, err));
     OT_TRY(cpu_val_define(c->x, yid, NULL, &ly, err));
     int kinds[4] = { DNNL_ARG_SRC, DNNL_ARG_WEIGHTS, DNNL_ARG_DST, DNNL_ARG_BIAS };
     ot_loc locs[4] = { la, lb, ly, lc };
-    dnnl_memory_desc_t mds[4] = { amd, bmd, ymd, cmd };
+    dnnl_memory_desc_t mds[4] = { amd16, bmd16, ymd, cmd };
     dnnl_primitive_desc_t p = pd;
     pd = NULL;
     OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, cid >= 0 ? 4 : 3, kinds, locs, mds, err));
@@ -1004,20 +1037,34 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
     int64_t oc = wv->dims[0];
     dn_md_plain_dims(1, &oc, &bmd);
     dnnl_convolution_desc_t fd, bd;
-    if (dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training,
-                                                   dnnl_convolution_direct, &xmd, &wmd,
-                                                   db >= 0 ? &bmd : NULL, &dymd, w.strides, w.dil,
-                                                   w.pl, w.pr) != dnnl_success ||
-        dnnl_primitive_desc_create(&fwd, &fd, c->attr, c->cs->eng, NULL) != dnnl_success)
-        goto done;
-    dnnl_status_t s2 =
-        is_data ? dnnl_dilated_convolution_backward_data_desc_init(
-                      &bd, dnnl_convolution_direct, &xmd, &wmd, &dymd, w.strides, w.dil, w.pl, w.pr)
-                : dnnl_dilated_convolution_backward_weights_desc_init(
-                      &bd, dnnl_convolution_direct, &xmd, &wmd, db >= 0 ? &bmd : NULL, &dymd,
-                      w.strides, w.dil, w.pl, w.pr);
-    if (s2 != dnnl_success ||
-        dnnl_primitive_desc_create(&pd, &bd, c->attr, c->cs->eng, fwd) != dnnl_success)
+    /* --precision bf16: bf16 dY and the forward operands the gradient reads
+       (W for dX, X for dW); the gradient itself in fp32, for the optimizer */
+    for (int bf16 = c->cs->bf16; bf16 >= 0; bf16--) {
+        dnnl_memory_desc_t fx = xmd, fw = wmd, fy = dymd, bx = xmd, bw = wmd, by = dymd;
+        dn_md_bf16(&fx, bf16);
+        dn_md_bf16(&fw, bf16);
+        dn_md_bf16(&by, bf16);
+        dn_md_bf16(is_data ? &bw : &bx, bf16);
+        if (dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training,
+                                                       dnnl_convolution_direct, &fx, &fw,
+                                                       db >= 0 ? &bmd : NULL, &fy, w.strides,
+                                                       w.dil, w.pl, w.pr) != dnnl_success ||
+            dnnl_primitive_desc_create(&fwd, &fd, c->attr, c->cs->eng, NULL) != dnnl_success)
+            continue;
+        dnnl_status_t s2 =
+            is_data ? dnnl_dilated_convolution_backward_data_desc_init(
+                          &bd, dnnl_convolution_direct, &bx, &bw, &by, w.strides, w.dil, w.pl,
+                          w.pr)
+                    : dnnl_dilated_convolution_backward_weights_desc_init(
+                          &bd, dnnl_convolution_direct, &bx, &bw, db >= 0 ? &bmd : NULL, &by,
+                          w.strides, w.dil, w.pl, w.pr);
+        if (s2 == dnnl_success &&
+            dnnl_primitive_desc_create(&pd, &bd, c->attr, c->cs->eng, fwd) == dnnl_success)
+            break;
+        dnnl_primitive_desc_destroy(fwd);
+        fwd = NULL;
+    }
+    if (!pd)
         goto done;
     const dnnl_memory_desc_t *pdy = dn_pd_md(pd, dnnl_query_diff_dst_md);
     ot_loc ldy, l1, l2, lb = { 0 };

@@ -31,6 +31,8 @@ bool dn_is_f32(const ot_graph *g, int32_t vid);
 bool dn_has_zero(const ot_value *v);
 /* A descriptor of v's dims in a layout the primitive chooses. */
 void dn_md_any(const ot_value *v, dnnl_memory_desc_t *md);
+/* Sets an fp32 descriptor's element type to bf16 (on) or back to fp32. */
+void dn_md_bf16(dnnl_memory_desc_t *md, bool on);
 /* A row-major descriptor of the given dims. */
 void dn_md_plain_dims(int nd, const int64_t *d, dnnl_memory_desc_t *md);
 /* A primitive descriptor (hint: a forward one, for backward primitives); false
