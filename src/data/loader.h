@@ -155,6 +155,25 @@ ot_status ot_data_prepare_box(const ot_image *img, const ot_data_transform *t, i
                               int box_h, int box_w, bool flip, float *out, void *scratch,
                               size_t scratch_bytes, ot_err *err);
 
+/* transform.c: ot_data_prepare's resample of an h x w image as tables, for
+   a device that runs it on many images of that size (the CUDA backend's
+   otk_prepare_u8): the output side S, the resized size rh x rw, the crop
+   offset (top, left), the taps per output sample of the horizontal and
+   vertical passes (kw, kh; 0 where a pass does not run because that side
+   keeps its size), and n_coef, the int32 count of the tables. */
+typedef struct ot_data_resample {
+    int S, h, w, rh, rw, top, left, kw, kh;
+    size_t n_coef;
+} ot_data_resample;
+
+/* Fills *r; false when the sizes or the transform are out of range. */
+bool ot_data_resample_plan(int h, int w, const ot_data_transform *t, ot_data_resample *r);
+
+/* Writes the tables to coef (n_coef int32): the horizontal pass's
+   coefficients (S x kw) and bounds (S pairs of first tap and tap count),
+   then the vertical pass's (S x kh, S pairs), in PIL's 22-bit fixed point. */
+void ot_data_resample_coefs(const ot_data_resample *r, int32_t *coef);
+
 /* A replacement for ot_data_get, for tests that need images that fail to
    read. Called from the worker threads at once; must be thread-safe. */
 typedef ot_status (*ot_data_source_fn)(void *user, int64_t index, ot_image *img, int *label,

@@ -293,6 +293,37 @@ static void prepare_planned(const plan *p, const ot_image *img, const ot_data_tr
     }
 }
 
+/* ---------------------------------------------- the resample as tables */
+
+bool ot_data_resample_plan(int h, int w, const ot_data_transform *t, ot_data_resample *r)
+{
+    plan p;
+    if (!transform_ok(t, 1) || !make_plan(h, w, t, &p))
+        return false;
+    r->S = p.S;
+    r->h = h;
+    r->w = w;
+    r->rh = p.rh;
+    r->rw = p.rw;
+    r->top = p.top;
+    r->left = p.left;
+    r->kw = p.kw;
+    r->kh = p.kh;
+    r->n_coef = (size_t)p.S * ((size_t)p.kw + 2) + (size_t)p.S * ((size_t)p.kh + 2);
+    return true;
+}
+
+void ot_data_resample_coefs(const ot_data_resample *r, int32_t *coef)
+{
+    int S = r->S;
+    int32_t *kx = coef, *bx = kx + (size_t)S * r->kw;
+    int32_t *ky = bx + 2 * (size_t)S, *by = ky + (size_t)S * r->kh;
+    if (r->kw)
+        coefficients(r->w, r->rw, r->left, S, r->kw, kx, bx);
+    if (r->kh)
+        coefficients(r->h, r->rh, r->top, S, r->kh, ky, by);
+}
+
 /* Checks everything ot_data_prepare and ot_data_load_batch rely on. */
 static ot_status check_prepare(int h, int w, int channels, const ot_data_transform *t,
                                const void *scratch, size_t scratch_bytes, plan *p, ot_err *err)

@@ -38,7 +38,9 @@
 #endif
 
 #include "exec/cpu/ref.h"
+#include "data/loader.h"
 #include "exec/cuda/cuda_kernels.h"
+#include "exec/cuda/kernels/kernels.h"
 #include "onnx/onnx.h"
 
 #define NODE_DIR "/usr/share/libonnx-testdata/data/node"
@@ -1065,6 +1067,171 @@ static void cases_forward(void)
 
 /* ------------------------------------------------------------------ main */
 
+/* Einsum in the forms classifiers and attention use, and the general ones
+   (a diagonal, a trace, an ellipsis that broadcasts, three inputs). */
+static void cases_einsum(void)
+{
+    static const struct {
+        const char *eq;
+        int n_in;
+        int nd[3];
+        int64_t d[3][4];
+        int ny;
+        int64_t yd[4];
+    } c[] = {
+        { "ij,jk->ik", 2, { 2, 2 }, { { 7, 5 }, { 5, 3 } }, 2, { 7, 3 } },
+        { "bij,bjk->bik", 2, { 3, 3 }, { { 4, 6, 5 }, { 4, 5, 3 } }, 3, { 4, 6, 3 } },
+        { "bhqd,bhkd->bhqk", 2, { 4, 4 }, { { 2, 3, 5, 4 }, { 2, 3, 6, 4 } }, 4, { 2, 3, 5, 6 } },
+        { "bhqk,bhkd->bhqd", 2, { 4, 4 }, { { 2, 3, 5, 6 }, { 2, 3, 6, 4 } }, 4, { 2, 3, 5, 4 } },
+        { "nc,kc->nk", 2, { 2, 2 }, { { 5, 40 }, { 3, 40 } }, 2, { 5, 3 } },
+        { "...ij,...jk->...ik", 2, { 4, 3 }, { { 2, 1, 3, 4 }, { 5, 4, 2 } }, 4, { 2, 5, 3, 2 } },
+        { "ii->i", 1, { 2 }, { { 6, 6 } }, 1, { 6 } },
+        { "ii", 1, { 2 }, { { 6, 6 } }, 0, { 0 } },
+        { "ij->", 1, { 2 }, { { 30, 20 } }, 0, { 0 } },
+        { "i,j->ij", 2, { 1, 1 }, { { 4 }, { 7 } }, 2, { 4, 7 } },
+        { "ij,jk,kl->il", 3, { 2, 2, 2 }, { { 3, 4 }, { 4, 5 }, { 5, 2 } }, 2, { 3, 2 } },
+        { "nchw->nhwc", 1, { 4 }, { { 2, 3, 4, 5 } }, 4, { 2, 4, 5, 3 } },
+    };
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        tcase t;
+        tc_init(&t, OT_OP_EINSUM, 12, c[i].n_in, 1);
+        tc_str(&t, "equation", c[i].eq);
+        for (int k = 0; k < c[i].n_in; k++) {
+            const int64_t *d = c[i].d[k];
+            IN(&t, k, OT_DTYPE_FLOAT, RAND, 0, c[i].nd[k], d[0], d[1], d[2], d[3]);
+        }
+        const int64_t *y = c[i].yd;
+        OUT(&t, 0, OT_DTYPE_FLOAT, c[i].ny, y[0], y[1], y[2], y[3]);
+        tc_run(&t, c[i].eq);
+    }
+}
+
+/* The loader's transform on the device (prep.cu) against the CPU loader
+   (ot_data_prepare) on random uint8 images of CIFAR's and IDX's forms and
+   of sizes that enlarge, shrink, keep one side or both; bit for bit. The
+   mirrored run is compared with the CPU's output mirrored. */
+static int prep_pass, prep_fail;
+static char prep_msg[320];
+
+static void prep_case(int n, int c_in, int h, int w, int S, ot_data_norm norm, bool to_rgb)
+{
+    ot_data_transform t;
+    ot_data_resample r;
+    ot_err err;
+    char what[96];
+    ot_err_init(&err);
+    ot_data_transform_init(&t, S, norm);
+    t.to_rgb = to_rgb;
+    snprintf(what, sizeof what, "%d x %d x %d -> %d%s", c_in, h, w, S,
+             c_in == 1 && to_rgb ? " (gray to RGB)" : "");
+    int c_out = ot_data_out_channels(&t, c_in);
+    size_t px = (size_t)c_in * h * w, po = (size_t)c_out * S * S;
+    size_t scratch_bytes = ot_data_prepare_scratch_bytes(h, w, &t);
+    uint8_t *img = malloc((size_t)n * px);
+    float *want = malloc((size_t)n * po * sizeof(float));
+    float *got = malloc((size_t)n * po * sizeof(float));
+    void *scratch = malloc(scratch_bytes);
+    bool ok = img && want && got && scratch && ot_data_resample_plan(h, w, &t, &r);
+    int32_t *coef = ok ? malloc((r.n_coef ? r.n_coef : 1) * sizeof(int32_t)) : NULL;
+    void *d_img = NULL, *d_coef = NULL, *d_tmp = NULL, *d_out = NULL;
+    if (!coef) {
+        snprintf(prep_msg, sizeof prep_msg, "%s: no plan", what);
+        prep_fail++;
+        goto done;
+    }
+    for (size_t i = 0; i < (size_t)n * px; i++)
+        img[i] = (uint8_t)(urand() * 256);
+    for (int b = 0; b < n; b++) {
+        ot_image im = { img + (size_t)b * px, h, w, c_in };
+        if (ot_data_prepare(&im, &t, want + (size_t)b * po, scratch, scratch_bytes, &err) !=
+            OT_OK) {
+            snprintf(prep_msg, sizeof prep_msg, "%s: CPU: %.200s", what, err.msg);
+            prep_fail++;
+            goto done;
+        }
+    }
+    ot_data_resample_coefs(&r, coef);
+    otk_prep q = { .n = n, .c_in = c_in, .c_out = c_out, .h = h, .w = w, .S = S, .top = r.top,
+                   .left = r.left, .kw = r.kw, .kh = r.kh };
+    for (int c = 0; c < 3; c++) {
+        q.mean[c] = t.mean[c];
+        q.std[c] = t.std[c];
+    }
+    d_img = dev_alloc((size_t)n * px);
+    d_coef = dev_alloc(r.n_coef * sizeof(int32_t));
+    d_tmp = dev_alloc((size_t)n * c_in * h * S);
+    d_out = dev_alloc((size_t)n * po * sizeof(float));
+    if (!d_img || !d_coef || !d_tmp || !d_out) {
+        snprintf(prep_msg, sizeof prep_msg, "%s: device memory", what);
+        prep_fail++;
+        goto done;
+    }
+    cudaMemcpy(d_img, img, (size_t)n * px, cudaMemcpyHostToDevice);
+    cudaMemcpy(d_coef, coef, r.n_coef * sizeof(int32_t), cudaMemcpyHostToDevice);
+    for (int flip = 0; flip < 2; flip++) {
+        q.flip = flip;
+        int e = otk_prepare_u8(ctx.stream, &q, d_img, d_coef, d_tmp, d_out);
+        if (e == 0)
+            e = (int)cudaStreamSynchronize(ctx.stream);
+        if (e == 0)
+            e = (int)cudaMemcpy(got, d_out, (size_t)n * po * sizeof(float),
+                                cudaMemcpyDeviceToHost);
+        size_t bad = (size_t)-1;
+        for (size_t i = 0; e == 0 && bad == (size_t)-1 && i < (size_t)n * po; i++) {
+            size_t j = i % S, row = i - j;
+            float ref = want[row + (flip ? (size_t)S - 1 - j : j)];
+            if (memcmp(&got[i], &ref, sizeof ref) != 0)
+                bad = i;
+        }
+        if (e == 0 && bad == (size_t)-1) {
+            prep_pass++;
+            if (verbose)
+                printf("  pass prepare %s%s\n", what, flip ? " mirrored" : "");
+            continue;
+        }
+        prep_fail++;
+        if (!prep_msg[0]) {
+            if (e)
+                snprintf(prep_msg, sizeof prep_msg, "%s: launch error %d", what, e);
+            else
+                snprintf(prep_msg, sizeof prep_msg, "%s%s: element %zu: got %.9g, want %.9g",
+                         what, flip ? " mirrored" : "", bad, (double)got[bad],
+                         (double)want[bad - bad % S + (flip ? (size_t)S - 1 - bad % S : bad % S)]);
+        }
+    }
+done:
+    cudaFree(d_img);
+    cudaFree(d_coef);
+    cudaFree(d_tmp);
+    cudaFree(d_out);
+    free(coef);
+    free(img);
+    free(want);
+    free(got);
+    free(scratch);
+}
+
+static void cases_prepare(void)
+{
+    prep_case(3, 3, 32, 32, 64, OT_DATA_NORM_IMAGENET, true); /* CIFAR, enlarged */
+    prep_case(2, 3, 32, 32, 32, OT_DATA_NORM_HALF, true);     /* CIFAR as it is   */
+    prep_case(2, 3, 32, 32, 24, OT_DATA_NORM_NONE, true);     /* CIFAR, shrunk    */
+    prep_case(4, 1, 28, 28, 32, OT_DATA_NORM_IMAGENET, true); /* IDX to RGB       */
+    prep_case(2, 1, 28, 28, 20, OT_DATA_NORM_HALF, false);    /* IDX stays gray   */
+    prep_case(2, 3, 40, 30, 24, OT_DATA_NORM_IMAGENET, true); /* tall, both shrink */
+    prep_case(2, 3, 36, 32, 30, OT_DATA_NORM_HALF, true);     /* wide crop        */
+    prep_case(2, 3, 32, 40, 32, OT_DATA_NORM_NONE, true);     /* crop only        */
+    prep_case(1, 3, 17, 50, 61, OT_DATA_NORM_IMAGENET, true); /* odd sizes        */
+    if (prep_fail) {
+        printf("FAIL prepare_u8 (loader transform): %d of %d cases; first: %s\n", prep_fail,
+               prep_fail + prep_pass, prep_msg);
+        n_fail++;
+    } else {
+        printf("pass prepare_u8 (loader transform, %d cases)\n", prep_pass);
+        n_pass++;
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *docs = "docs/gpu.md";
@@ -1107,6 +1274,8 @@ int main(int argc, char **argv)
     cases_optim();
     cases_forward();
     cases_index();
+    cases_einsum();
+    cases_prepare();
 
     for (int id = 0; id < OT_OP_COUNT_; id++) {
         const char *type = ot_op_table[id]->type;

@@ -32,6 +32,7 @@
 #include "dist/dist.h"
 #include "exec/cpu/ref_impl.h"
 #include "exec/cuda/kernels/kernels.h"
+#include "ops/einsum.h"
 #include "ops/expand_ops.h"
 #include "ops/index_ops.h"
 #include "ops/reduce.h"
@@ -2143,6 +2144,97 @@ static ot_status k_all_reduce(ot_cuda_ctx *c, const ot_graph *g, const ot_node *
     return OT_OK;
 }
 
+/* --------------------------------------------------------------- Einsum */
+
+/* The walk of an Einsum node: the plain kernel's label strides per input,
+   split into the output's dims and the summed labels (in id order). False
+   with *why when the equation does not parse or does not fit the kernel's
+   limits (4 inputs, 8 summed labels). */
+static bool einsum_walk(const ot_node *n, const ot_tensor *const *in, otk_einsum *w,
+                        const char **why)
+{
+    ot_einsum e;
+    int ranks[OTK_EIN_MAX_IN];
+    const int64_t *dims[OTK_EIN_MAX_IN];
+    int64_t size[OT_EINSUM_MAX_LABELS], stride[OTK_EIN_MAX_IN][OT_EINSUM_MAX_LABELS];
+    if (n->n_in > OTK_EIN_MAX_IN) {
+        *why = "Einsum: the CUDA kernel takes at most 4 inputs";
+        return false;
+    }
+    for (int k = 0; k < n->n_in; k++) {
+        const ot_tensor *t = in_at(n, in, k);
+        if (!t) {
+            *why = "Einsum: every input is required";
+            return false;
+        }
+        ranks[k] = t->ndim;
+        dims[k] = t->dims;
+    }
+    if (!ot_einsum_parse(ot_node_attr_string(n, "equation", ""), n->n_in, ranks, &e, why) ||
+        !ot_einsum_sizes(&e, dims, size, why))
+        return false;
+    memset(w, 0, sizeof *w);
+    memset(stride, 0, sizeof stride);
+    for (int k = 0; k < e.n_in; k++) {
+        int64_t st = 1;
+        for (int i = e.in_rank[k] - 1; i >= 0; i--) {
+            int l = e.in_lab[k][i];
+            if (!(dims[k][i] == 1 && size[l] != 1)) /* a broadcast dim stays 0 */
+                stride[k][l] += st;
+            st *= dims[k][i];
+        }
+    }
+    bool in_out[OT_EINSUM_MAX_LABELS] = { false };
+    w->n_in = e.n_in;
+    w->no = e.out_rank;
+    w->n_out = 1;
+    w->n_red = 1;
+    for (int j = 0; j < e.out_rank; j++) {
+        int l = e.out_lab[j];
+        in_out[l] = true;
+        w->od[j] = size[l];
+        w->n_out *= size[l];
+        for (int k = 0; k < e.n_in; k++)
+            w->os[k][j] = stride[k][l];
+    }
+    for (int l = 0; l < OT_EINSUM_MAX_LABELS; l++) {
+        if (!e.used[l] || in_out[l])
+            continue;
+        if (w->ns == OTK_EIN_MAX_SUM) {
+            *why = "Einsum: the CUDA kernel sums over at most 8 labels";
+            return false;
+        }
+        w->sd[w->ns] = size[l];
+        w->n_red *= size[l];
+        for (int k = 0; k < e.n_in; k++)
+            w->ss[k][w->ns] = stride[k][l];
+        w->ns++;
+    }
+    return true;
+}
+
+static bool s_einsum(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                     const ot_tensor *const *out, const char **why)
+{
+    otk_einsum w;
+    return all_f32(n, in, out, why) && ref_check(ot_ref_einsum_supports, g, n, in, out, why) &&
+           einsum_walk(n, in, &w, why);
+}
+
+static ot_status k_einsum(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
+                          const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
+{
+    (void)g;
+    otk_einsum w;
+    const char *why = NULL;
+    if (!einsum_walk(n, in, &w, &why))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s", why);
+    for (int k = 0; k < w.n_in; k++)
+        w.x[k] = CF(in[k]);
+    CK(otk_einsum_f32(c->stream, &w, F(out[0])));
+    return OT_OK;
+}
+
 /* --------------------------------------------------------------- table */
 
 #define ROW(f, k, s) { k, f, s, NULL, NULL }
@@ -2192,7 +2284,7 @@ static const cuk_row cuk_table[OT_OP_COUNT_] = {
     [OT_OP_MAX] = ROW("eltwise.cu", k_binary, s_binary),
     [OT_OP_MIN] = ROW("eltwise.cu", k_binary, s_binary),
     [OT_OP_MEAN] = ROW("eltwise.cu", k_binary, s_binary),
-    [OT_OP_EINSUM] = NONE("not on CUDA yet: the backend refuses it when compiling"),
+    [OT_OP_EINSUM] = ROW("einsum.cu", k_einsum, s_einsum),
     [OT_OP_CONCAT] = ROW("data.cu", k_concat, s_concat),
     [OT_OP_FLATTEN] = ROW("data.cu", k_copy, s_copy),
     [OT_OP_RESHAPE] = ROW("data.cu", k_copy, s_copy),

@@ -254,6 +254,33 @@ int otk_scatter_nd_grad(void *stream, const otk_nd *q, int es, const int64_t *id
 int otk_gather_grad_f32(void *stream, const float *dy, const void *idx, int idx64, float *dx,
                         int64_t outer, int64_t n_idx, int64_t dax, int64_t inner);
 
+/* einsum.cu: y[o] = sum over the summed labels of the product of the inputs'
+   elements; x[k]'s element stride per output dim (os, dims od) and per
+   summed label (ss, sizes sd), 0 on a broadcast dim. */
+#define OTK_EIN_MAX_IN 4
+#define OTK_EIN_MAX_SUM 8
+typedef struct otk_einsum {
+    int n_in, no, ns;
+    int64_t n_out, n_red;
+    int64_t od[OTK_MAX_DIMS], sd[OTK_EIN_MAX_SUM];
+    int64_t os[OTK_EIN_MAX_IN][OTK_MAX_DIMS], ss[OTK_EIN_MAX_IN][OTK_EIN_MAX_SUM];
+    const float *x[OTK_EIN_MAX_IN];
+} otk_einsum;
+int otk_einsum_f32(void *stream, const otk_einsum *e, float *y);
+
+/* prep.cu: n images of c_in planar uint8 planes h x w -> n x c_out x S x S
+   float32, the data loader's evaluation transform (src/data/transform.c)
+   with the tables of ot_data_resample_coefs in coef (host order: kx, bx,
+   ky, by; kw or kh 0 where that pass copies the crop window at left or
+   top); a gray image (c_in 1) feeds every output channel; flip mirrors the
+   columns. tmp: n * c_in * h * S bytes. */
+typedef struct otk_prep {
+    int n, c_in, c_out, h, w, S, top, left, kw, kh, flip;
+    float mean[3], std[3];
+} otk_prep;
+int otk_prepare_u8(void *stream, const otk_prep *q, const uint8_t *img, const int32_t *coef,
+                   uint8_t *tmp, float *out);
+
 #ifdef __cplusplus
 }
 #endif

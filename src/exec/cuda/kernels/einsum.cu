@@ -1,0 +1,52 @@
+/*
+ * einsum.cu: Einsum, any equation the plain kernel takes, on float32.
+ *
+ * One thread per output element walks the summed labels in row-major order
+ * (the labels in id order, as the plain kernel does) and adds the products
+ * of the inputs' elements in double, in input order, then rounds once: the
+ * same operations in the same order as src/exec/cpu/ref_math.c, so the two
+ * agree bit for bit. The host (cuda_kernels.c) parses the equation and hands
+ * over each input's element stride per output dim and per summed label (0 on
+ * a broadcast dim; a label repeated within an input adds its strides, which
+ * walks the diagonal).
+ */
+#include "exec/cuda/kernels/common.cuh"
+
+__global__ void k_einsum(otk_einsum e, float *y)
+{
+    OTK_FOR(o, e.n_out)
+    {
+        int64_t base[OTK_EIN_MAX_IN] = { 0 };
+        int64_t i = o;
+        for (int j = e.no - 1; j >= 0; j--) {
+            int64_t v = i % e.od[j];
+            i /= e.od[j];
+            for (int k = 0; k < e.n_in; k++)
+                base[k] += v * e.os[k][j];
+        }
+        double acc = 0;
+        for (int64_t r = 0; r < e.n_red; r++) {
+            int64_t off[OTK_EIN_MAX_IN];
+            int64_t q = r;
+            for (int k = 0; k < e.n_in; k++)
+                off[k] = base[k];
+            for (int j = e.ns - 1; j >= 0; j--) {
+                int64_t v = q % e.sd[j];
+                q /= e.sd[j];
+                for (int k = 0; k < e.n_in; k++)
+                    off[k] += v * e.ss[k][j];
+            }
+            double p = 1;
+            for (int k = 0; k < e.n_in; k++)
+                p *= (double)e.x[k][off[k]];
+            acc += p;
+        }
+        y[o] = (float)acc;
+    }
+}
+
+int otk_einsum_f32(void *stream, const otk_einsum *e, float *y)
+{
+    OTK_LAUNCH(k_einsum, e->n_out, stream, *e, y);
+    return otk_status();
+}
