@@ -34,7 +34,12 @@
 #                      devices: loss curves and final weights close
 #   frozen             fine-tune mode on CUDA: frozen weights bit-identical to
 #                      the input model's
-#   no_alloc_per_step  cudaMalloc calls do not grow with the number of steps
+#   no_alloc_per_step  cudaMalloc and pinned host allocations do not grow with
+#                      the number of steps
+#   host_memory_flat   peak host RSS after 1,000 steps within 2% + 4 MiB of
+#                      that after 200 (a partial last batch every epoch)
+#   loader_not_limiting  --profile's "waiting for data" at most 5% of the
+#                      loop in full training at 224x224, batch 32
 #   sanitizer          one training step under compute-sanitizer memcheck
 #   bench_*            ResNet-18 at 224x224 against PyTorch on the same GPU
 cd "$(dirname "$0")/../.." || exit 1
@@ -113,8 +118,8 @@ PYEOF
 }
 
 skip_all() {
-    for c in kernels node_tests model_tests backward_rules train_20 frozen no_alloc_per_step sanitizer \
-             bench; do
+    for c in kernels node_tests model_tests backward_rules train_20 frozen no_alloc_per_step \
+             host_memory_flat loader_not_limiting sanitizer bench; do
         record "$c" "skipped: $1" ""
     done
     exit 0
@@ -287,18 +292,57 @@ PYEOF
         record backward_rules fail "exit $rc, ${last:-no summary}: $(grep -m3 FAIL "$WORK/grad.txt" | tr '\n' ' ')"
     fi
 
-    # nothing allocated per step: the count after 2 and after 6 steps
+    # nothing allocated per step: the counts of cudaMalloc and of pinned host
+    # allocations (cudaHostAlloc) after 2 and after 6 steps
     count() {
         timeout 120 "$BIN" -vv finetune "$R18" --data "$DATA" --classes 10 --image-size 32 \
             --batch-size 8 --epochs 1 --max-steps "$1" --mode full --no-cache --workers 0 \
-            --device cuda -o "$WORK/alloc.onnx" 2>&1 | sed -n 's/.*cuda: \([0-9]*\) device allocations.*/\1/p' | tail -n 1
+            --device cuda -o "$WORK/alloc.onnx" 2>&1 |
+            sed -n 's/.*cuda: \([0-9]*\) device allocations so far, \([0-9]*\) pinned.*/\1 \2/p' | tail -n 1
     }
     n2=$(count 2)
     n6=$(count 6)
     if [ -n "$n2" ] && [ "$n2" = "$n6" ]; then
-        record no_alloc_per_step pass "$n2 cudaMalloc calls after 2 steps and after 6"
+        record no_alloc_per_step pass "cudaMalloc and pinned host allocations: $n2 after 2 steps and after 6"
     else
-        record no_alloc_per_step fail "after 2 steps: ${n2:-?}, after 6: ${n6:-?}"
+        record no_alloc_per_step fail "cudaMalloc, pinned: after 2 steps: ${n2:-?}, after 6: ${n6:-?}"
+    fi
+
+    # host memory flat: peak RSS of 200 and of 1,000 steps, batch 10 over the
+    # 96 training images (a last batch of 6 every epoch: two executors)
+    peak_kb() {
+        "$PY" - "$BIN" "$R18" "$DATA" "$1" "$WORK/flat.onnx" <<'PYEOF'
+import resource, subprocess, sys
+b, m, d, n, o = sys.argv[1:]
+r = subprocess.run(["timeout", "150", b, "finetune", m, "--data", d, "--classes", "10",
+                    "--image-size", "32", "--batch-size", "10", "--epochs", "1000",
+                    "--max-steps", n, "--mode", "full", "--no-cache", "--device", "cuda",
+                    "-o", o], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss if r.returncode == 0 else "")
+PYEOF
+    }
+    k200=$(peak_kb 200)
+    k1000=$(peak_kb 1000)
+    if [ -n "$k200" ] && [ -n "$k1000" ] && [ "$k1000" -le $((k200 + k200 / 50 + 4096)) ]; then
+        record host_memory_flat pass "peak RSS ${k200} KiB after 200 steps, ${k1000} KiB after 1000"
+    else
+        record host_memory_flat fail "peak RSS after 200 steps: ${k200:-run failed} KiB, after 1000: ${k1000:-run failed} KiB (allowed: 2% + 4 MiB)"
+    fi
+
+    # the loader never limits a GPU step: full training at 224 (the CPU
+    # loader resizing 32x32 images, 4 workers), the time the step waited for
+    # a batch against the whole loop, from --profile
+    timeout 150 "$BIN" finetune "$R18" --data "$DATA" --classes 10 --image-size 224 \
+        --batch-size 32 --epochs 20 --max-steps 30 --mode full --no-cache --workers 4 \
+        --device cuda --profile -o "$WORK/wait.onnx" >"$WORK/wait.txt" 2>&1
+    wait_line=$(grep -E '^waiting for data' "$WORK/wait.txt" | tail -n 1)
+    share=$(echo "$wait_line" | awk '{gsub("%", "", $NF); print $NF}')
+    if [ -z "$wait_line" ]; then
+        record loader_not_limiting fail "no profile: $(tail -n 1 "$WORK/wait.txt")"
+    elif awk -v s="$share" 'BEGIN { exit !(s <= 5.0) }'; then
+        record loader_not_limiting pass "waiting for data: ${share}% of the loop (224x224, batch 32)"
+    else
+        record loader_not_limiting fail "waiting for data: ${share}% of the loop (224x224, batch 32; allowed 5%)"
     fi
 
     # one training step under compute-sanitizer memcheck

@@ -24,6 +24,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda.h"
+#include "cuda_stage.h"
 
 #ifdef OT_CUDA_NO_KERNELS
 /* A build without the kernels' table: every node that needs one is refused. */
@@ -161,6 +162,7 @@ typedef struct cuda_state {
     int ws_id;             /* the shared workspace's buffer, or -1           */
     size_t ws_bytes;
     ot_cuda_ctx ctx;
+    ot_cuda_stage stage;   /* the inputs' pinned staging and copy stream     */
 } cuda_state;
 
 #define ONES_ID (-1)
@@ -677,6 +679,10 @@ static ot_status cuda_bind(ot_exec *x, ot_err *err)
     ot_status st = OT_OK;
     cuda_state *cs = state(x);
     OT_TRY(upload_constants(x, err));
+    /* the input buffers' zeroing (compute stream) before any copy into them
+       on the copy stream */
+    CU(cudaStreamSynchronize(cs->stream), "zeroing memory");
+    OT_TRY(ot_cuda_stage_init(&cs->stage, x, err));
     void *ws = cs->ws_id >= 0 ? ot_exec_loc_ptr(x, (ot_loc){ .kind = OT_LOC_BUF, .id = cs->ws_id })
                               : NULL;
     cs->ctx.scratch = ws;
@@ -746,6 +752,7 @@ static ot_status cuda_run(ot_exec *x, ot_err *err)
     if (s != CUDNN_STATUS_SUCCESS)
         OT_FAIL(err, OT_ERR_BACKEND, "cuDNN: setting the stream: %s",
                 dev->dnn->cudnnGetErrorString(s));
+    OT_TRY(ot_cuda_stage_fence(&cs->stage, cs->stream, err));
     for (int i = 0; i < cs->n_steps; i++) {
         cuda_step *sp = &cs->steps[i];
         double t0 = prof ? now_seconds() : 0;
@@ -762,6 +769,7 @@ static ot_status cuda_run(ot_exec *x, ot_err *err)
         }
     }
     CU(cudaStreamSynchronize(cs->stream), "running the steps");
+    ot_cuda_stage_done(&cs->stage);
     CU(cudaGetLastError(), "running the steps");
     cs->ctx.counter++;
 done:
@@ -796,6 +804,7 @@ static void cuda_free(ot_exec *x)
         ot_free(sp->pin);
         ot_free(sp->pout);
     }
+    ot_cuda_stage_free(&cs->stage);
     if (cs->const_mem)
         cudaFree(cs->const_mem);
     if (cs->stream)
@@ -805,8 +814,9 @@ static void cuda_free(ot_exec *x)
     ot_free(cs->const_off);
     ot_free(cs);
     x->be_state = NULL;
-    ot_log(OT_LOG_DEBUG, "cuda: %llu device allocations so far",
-           (unsigned long long)ot_cuda_malloc_count());
+    ot_log(OT_LOG_DEBUG, "cuda: %llu device allocations so far, %llu pinned host allocations",
+           (unsigned long long)ot_cuda_malloc_count(),
+           (unsigned long long)ot_cuda_host_alloc_count());
 }
 
 /* cudaMalloc, zeroed on the executor's stream (before anything else runs on
@@ -843,6 +853,10 @@ static ot_status cuda_copy_in(ot_exec *x, void *dst, const void *src, size_t byt
 {
     ot_status st = OT_OK;
     cuda_state *cs = state(x);
+    bool staged = false;
+    OT_TRY(ot_cuda_stage_copy(&cs->stage, x, dst, src, bytes, &staged, err));
+    if (staged)
+        return OT_OK;
     CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cs->stream), "copying in");
     CU(cudaStreamSynchronize(cs->stream), "copying in");
 done:

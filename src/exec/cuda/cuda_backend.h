@@ -22,4 +22,7 @@ void ot_cuda_describe(char *buf, size_t size);
 /* cudaMalloc calls this process has made (tests: nothing per step). */
 uint64_t ot_cuda_malloc_count(void);
 
+/* cudaHostAlloc calls (pinned staging of the inputs) this process has made. */
+uint64_t ot_cuda_host_alloc_count(void);
+
 #endif

@@ -1,0 +1,109 @@
+/*
+ * cuda_stage.c: the inputs' pinned staging and asynchronous copies (the
+ * contract is in cuda_stage.h).
+ */
+#include "cuda_stage.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "cuda_backend.h"
+
+static uint64_t n_host_allocs;
+
+uint64_t ot_cuda_host_alloc_count(void)
+{
+    return __atomic_load_n(&n_host_allocs, __ATOMIC_RELAXED);
+}
+
+#define CU(call, what)                                                                          \
+    do {                                                                                        \
+        cudaError_t e_ = (call);                                                                \
+        if (e_ != cudaSuccess)                                                                  \
+            return ot_err_set(err, OT_ERR_BACKEND, "CUDA: %s: %s", what,                        \
+                              cudaGetErrorString(e_));                                          \
+    } while (0)
+
+#define STAGE_ALIGN ((size_t)256)
+
+ot_status ot_cuda_stage_init(ot_cuda_stage *s, const ot_exec *x, ot_err *err)
+{
+    memset(s, 0, sizeof *s);
+    if (!x->in_mem || x->n_in < 1)
+        return OT_OK;
+    s->off = ot_calloc((size_t)x->n_in, sizeof *s->off);
+    s->pending = ot_calloc((size_t)x->n_in, sizeof *s->pending);
+    if (!s->off || !s->pending)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    s->n_in = x->n_in;
+    size_t total = 0;
+    for (int i = 0; i < x->n_in; i++) {
+        s->off[i] = total;
+        total += (x->in_shapes[i].bytes + STAGE_ALIGN - 1) & ~(STAGE_ALIGN - 1);
+    }
+    if (!total)
+        return OT_OK;
+    void *p = NULL;
+    CU(cudaHostAlloc(&p, total, cudaHostAllocDefault), "allocating pinned host memory");
+    s->host = p;
+    __atomic_add_fetch(&n_host_allocs, 1, __ATOMIC_RELAXED);
+    CU(cudaStreamCreateWithFlags(&s->copy, cudaStreamNonBlocking), "creating the copy stream");
+    CU(cudaEventCreateWithFlags(&s->copied, cudaEventDisableTiming), "creating an event");
+    return OT_OK;
+}
+
+ot_status ot_cuda_stage_copy(ot_cuda_stage *s, const ot_exec *x, void *dst, const void *src,
+                             size_t bytes, bool *handled, ot_err *err)
+{
+    *handled = false;
+    if (!s->host || !s->copied)
+        return OT_OK;
+    uintptr_t d = (uintptr_t)dst;
+    for (int i = 0; i < s->n_in; i++) {
+        uintptr_t b = (uintptr_t)x->in_mem[i];
+        if (!b || d < b || bytes > x->in_shapes[i].bytes ||
+            (size_t)(d - b) > x->in_shapes[i].bytes - bytes)
+            continue;
+        unsigned char *h = s->host + s->off[i] + (size_t)(d - b);
+        if (s->pending[i]) /* the region's previous copy may still be reading it */
+            CU(cudaEventSynchronize(s->copied), "waiting for a copy");
+        memcpy(h, src, bytes);
+        CU(cudaMemcpyAsync(dst, h, bytes, cudaMemcpyHostToDevice, s->copy), "copying in");
+        CU(cudaEventRecord(s->copied, s->copy), "recording a copy");
+        s->pending[i] = true;
+        s->any = true;
+        *handled = true;
+        return OT_OK;
+    }
+    return OT_OK;
+}
+
+ot_status ot_cuda_stage_fence(ot_cuda_stage *s, cudaStream_t compute, ot_err *err)
+{
+    if (!s->any)
+        return OT_OK;
+    CU(cudaStreamWaitEvent(compute, s->copied, 0), "waiting for the inputs");
+    return OT_OK;
+}
+
+void ot_cuda_stage_done(ot_cuda_stage *s)
+{
+    for (int i = 0; i < s->n_in; i++)
+        s->pending[i] = false;
+    s->any = false;
+}
+
+void ot_cuda_stage_free(ot_cuda_stage *s)
+{
+    if (s->copy)
+        cudaStreamSynchronize(s->copy);
+    if (s->copied)
+        cudaEventDestroy(s->copied);
+    if (s->copy)
+        cudaStreamDestroy(s->copy);
+    if (s->host)
+        cudaFreeHost(s->host);
+    ot_free(s->off);
+    ot_free(s->pending);
+    memset(s, 0, sizeof *s);
+}
