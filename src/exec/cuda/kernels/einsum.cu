@@ -12,30 +12,32 @@
  */
 #include "exec/cuda/kernels/common.cuh"
 
+/* off[k] += input k's offset of index i of a row-major walk over nd dims
+   with strides st[k] */
+__device__ __forceinline__ void ein_offsets(int n_in, int nd, const int64_t *dims,
+                                            const int64_t (*st)[OTK_MAX_DIMS], int64_t i,
+                                            int64_t *off)
+{
+    for (int j = nd - 1; j >= 0; j--) {
+        int64_t v = i % dims[j];
+        i /= dims[j];
+        for (int k = 0; k < n_in; k++)
+            off[k] += v * st[k][j];
+    }
+}
+
 __global__ void k_einsum(otk_einsum e, float *y)
 {
     OTK_FOR(o, e.n_out)
     {
         int64_t base[OTK_EIN_MAX_IN] = { 0 };
-        int64_t i = o;
-        for (int j = e.no - 1; j >= 0; j--) {
-            int64_t v = i % e.od[j];
-            i /= e.od[j];
-            for (int k = 0; k < e.n_in; k++)
-                base[k] += v * e.os[k][j];
-        }
+        ein_offsets(e.n_in, e.no, e.od, e.os, o, base);
         double acc = 0;
         for (int64_t r = 0; r < e.n_red; r++) {
             int64_t off[OTK_EIN_MAX_IN];
-            int64_t q = r;
             for (int k = 0; k < e.n_in; k++)
                 off[k] = base[k];
-            for (int j = e.ns - 1; j >= 0; j--) {
-                int64_t v = q % e.sd[j];
-                q /= e.sd[j];
-                for (int k = 0; k < e.n_in; k++)
-                    off[k] += v * e.ss[k][j];
-            }
+            ein_offsets(e.n_in, e.ns, e.sd, e.ss, r, off);
             double p = 1;
             for (int k = 0; k < e.n_in; k++)
                 p *= (double)e.x[k][off[k]];

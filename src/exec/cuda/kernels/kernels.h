@@ -258,7 +258,7 @@ int otk_gather_grad_f32(void *stream, const float *dy, const void *idx, int idx6
    elements; x[k]'s element stride per output dim (os, dims od) and per
    summed label (ss, sizes sd), 0 on a broadcast dim. */
 #define OTK_EIN_MAX_IN 4
-#define OTK_EIN_MAX_SUM 8
+#define OTK_EIN_MAX_SUM OTK_MAX_DIMS
 typedef struct otk_einsum {
     int n_in, no, ns;
     int64_t n_out, n_red;
