@@ -282,6 +282,25 @@ int ot_cli_device(const ot_cli_cmd *cmd, const char *name, struct ot_device *out
    OT_EXIT_ERROR; else OT_EXIT_OK. */
 int ot_cli_precision(const struct ot_device *dev, ot_precision p);
 
+/* --autotune and --plan-cache DIR beside --device: how a GPU picks and keeps
+   its convolution plans. The ids go into the command's option enum
+   (OT_CLI_PLAN_IDS(RUN)), the rows into its table (OT_CLI_PLAN_ROWS(RUN,
+   run_args, plans)), where `plans` is an ot_cli_plan_args field;
+   ot_cli_plans applies them to the process (ot_exec_set_plan_opts). */
+typedef struct ot_cli_plan_args {
+    bool autotune;
+    const char *plan_cache;
+} ot_cli_plan_args;
+#define OT_CLI_PLAN_IDS(P) P##_AUTOTUNE, P##_PLAN_CACHE
+#define OT_CLI_PLAN_ROWS(P, T, f)                                                              \
+    [P##_AUTOTUNE] = OT_CLI_FLAG_OPT(T, f.autotune, "autotune", 0,                             \
+                                     "on a GPU, time the best convolution engines and keep "   \
+                                     "the fastest"),                                           \
+    [P##_PLAN_CACHE] = OT_CLI_STRING_OPT(T, f.plan_cache, "plan-cache", 0, "DIR",              \
+                                         "on a GPU, the folder where convolution plans are "   \
+                                         "kept (default $XDG_CACHE_HOME/onnxtrain)")
+int ot_cli_plans(const ot_cli_plan_args *a);
+
 /* Raises the log level by one step (warn -> info -> debug). */
 void ot_cli_verbose(void);
 /* Library messages: errors only (the ranks of a distributed run but 0). */

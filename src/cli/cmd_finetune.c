@@ -51,6 +51,7 @@ typedef struct finetune_args {
     ot_convert_opts conv;           /* --opset, --fold-bn ...: the export's      */
     int distributed;                /* ot_dist_mode                              */
     double rank_timeout;
+    ot_cli_plan_args plans;
 } finetune_args;
 
 static const ot_cli_choice mode_choices[] = {
@@ -109,7 +110,7 @@ enum {
     FT_DATA, FT_OUTPUT, FT_CLASSES, FT_MODE, FT_TRAIN, FT_FREEZE, FT_FREEZE_UNTIL, FT_BN,
     FT_EPOCHS, FT_BATCH_SIZE, FT_OPTIMIZER, FT_LR, FT_HEAD_LR, FT_MOMENTUM, FT_WEIGHT_DECAY,
     FT_LABEL_SMOOTHING, FT_LR_SCHEDULE, FT_LR_STEP, FT_LR_GAMMA, FT_WARMUP, FT_CLIP_GRAD,
-    FT_IMAGE_SIZE, FT_NORMALIZE, FT_MEAN, FT_STD, FT_THREADS, FT_DEVICE, FT_PRECISION, FT_SEED, FT_NO_CACHE,
+    FT_IMAGE_SIZE, FT_NORMALIZE, FT_MEAN, FT_STD, FT_THREADS, FT_DEVICE, FT_PRECISION, OT_CLI_PLAN_IDS(FT), FT_SEED, FT_NO_CACHE,
     FT_CACHE_MEM, FT_CACHE_DIR, FT_CACHE_DTYPE, FT_MAX_STEPS, FT_WORKERS, FT_DATA_CLASSES,
     FT_PER_CLASS, FT_AUGMENT, FT_SKIP_BAD, FT_VAL_SPLIT, FT_VAL_DATA, FT_KEEP, FT_PATIENCE, FT_LOG,
     FT_BATCH, FT_PROFILE, FT_PLOT, FT_CHECKPOINT, FT_CHECKPOINT_EVERY, FT_RESUME, FT_DETERMINISTIC,
@@ -181,6 +182,7 @@ static const ot_cli_opt finetune_opts[FT_N_OPTS + 1] = {
                                   "threads (default OMP_NUM_THREADS, else all cores)"),
     [FT_DEVICE] = OT_CLI_DEVICE_OPT(finetune_args, ft.device),
     [FT_PRECISION] = OT_CLI_PRECISION_OPT(finetune_args, ft.precision),
+    OT_CLI_PLAN_ROWS(FT, finetune_args, plans),
     [FT_SEED] = OT_CLI_INT_OPT(finetune_args, ft.seed, "seed", 0, "S", 0, OT_CLI_SEED_MAX,
                                "seed for the new head and the data order (default 0)"),
     [FT_NO_CACHE] = OT_CLI_FLAG_OPT(finetune_args, ft.no_cache, "no-cache", 0,
@@ -300,11 +302,12 @@ typedef struct eval_args {
     bool json;
     int distributed;      /* ot_dist_mode */
     double rank_timeout;
+    ot_cli_plan_args plans;
 } eval_args;
 
 enum {
     EV_DATA, EV_BATCH_SIZE, EV_IMAGE_SIZE, EV_NORMALIZE, EV_DATA_CLASSES, EV_MEAN, EV_STD,
-    EV_THREADS, EV_DEVICE, EV_PRECISION, EV_SKIP_BAD, EV_JSON, EV_MAX_TENSOR_SIZE, EV_MAX_DATA_SIZE,
+    EV_THREADS, EV_DEVICE, EV_PRECISION, OT_CLI_PLAN_IDS(EV), EV_SKIP_BAD, EV_JSON, EV_MAX_TENSOR_SIZE, EV_MAX_DATA_SIZE,
     EV_MAX_FILES, EV_DISTRIBUTED, EV_RANK_TIMEOUT, EV_N_OPTS
 };
 
@@ -330,6 +333,7 @@ static const ot_cli_opt eval_opts[EV_N_OPTS + 1] = {
                                   "threads (default OMP_NUM_THREADS, else all cores)"),
     [EV_DEVICE] = OT_CLI_DEVICE_OPT(eval_args, ev.device),
     [EV_PRECISION] = OT_CLI_PRECISION_OPT(eval_args, ev.precision),
+    OT_CLI_PLAN_ROWS(EV, eval_args, plans),
     [EV_SKIP_BAD] = OT_CLI_FLAG_OPT(eval_args, ev.skip_bad, "skip-bad", 0,
                                     "skip and count unreadable images instead of stopping"),
     [EV_JSON] = OT_CLI_FLAG_OPT(eval_args, json, "json", 0, "print one JSON object"),
@@ -936,7 +940,8 @@ int ot_cmd_finetune(int argc, char **argv)
     }
     ot_device device;
     if ((rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK ||
-        (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK)
+        (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK ||
+        (rc = ot_cli_plans(&fa.plans)) != OT_EXIT_OK)
         goto out;
     bool val = a.count[FT_VAL_SPLIT] || a.count[FT_VAL_DATA];
     if (a.count[FT_VAL_SPLIT] && a.count[FT_VAL_DATA]) {
@@ -1139,7 +1144,8 @@ int ot_cmd_eval(int argc, char **argv)
     }
     ot_device device;
     if ((rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK ||
-        (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK)
+        (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK ||
+        (rc = ot_cli_plans(&ea.plans)) != OT_EXIT_OK)
         goto out;
     int data_classes[OT_DATA_MAX_CLASSES];
     if ((rc = read_mean_std(cmd, ea.mean, ea.std, &o.has_mean, o.mean, &o.has_std, o.std)) !=

@@ -47,6 +47,7 @@ typedef struct predict_args {
     uint64_t max_tensor_bytes;
     const char *device;
     ot_precision precision;
+    ot_cli_plan_args plans;
 } predict_args;
 
 enum {
@@ -56,6 +57,7 @@ enum {
     PREDICT_MAX_TENSOR_SIZE,
     PREDICT_DEVICE,
     PREDICT_PRECISION,
+    OT_CLI_PLAN_IDS(PREDICT),
     PREDICT_N_OPTS
 };
 
@@ -69,6 +71,7 @@ static const ot_cli_opt predict_opts[PREDICT_N_OPTS + 1] = {
     [PREDICT_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(predict_args, max_tensor_bytes),
     [PREDICT_DEVICE] = OT_CLI_DEVICE_OPT(predict_args, device),
     [PREDICT_PRECISION] = OT_CLI_PRECISION_OPT(predict_args, precision),
+    OT_CLI_PLAN_ROWS(PREDICT, predict_args, plans),
 };
 
 static const ot_cli_cmd predict_cmd = {
@@ -348,7 +351,8 @@ int ot_cmd_predict(int argc, char **argv)
     int top = o.top, threads = o.threads;
     ot_device device;
     if ((rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK ||
-        (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK)
+        (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK ||
+        (rc = ot_cli_plans(&o.plans)) != OT_EXIT_OK)
         goto out;
     ot_import_opts io = { .max_tensor_bytes = o.max_tensor_bytes };
     const char *path = a.pos[0];

@@ -39,6 +39,7 @@ typedef struct run_args {
     int threads;
     const char *device;
     ot_precision precision;
+    ot_cli_plan_args plans;
 } run_args;
 
 enum {
@@ -53,6 +54,7 @@ enum {
     RUN_MAX_TENSOR_SIZE,
     RUN_DEVICE,
     RUN_PRECISION,
+    OT_CLI_PLAN_IDS(RUN),
     RUN_N_OPTS
 };
 
@@ -78,6 +80,7 @@ static const ot_cli_opt run_opts[RUN_N_OPTS + 1] = {
     [RUN_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(run_args, max_tensor_bytes),
     [RUN_DEVICE] = OT_CLI_DEVICE_OPT(run_args, device),
     [RUN_PRECISION] = OT_CLI_PRECISION_OPT(run_args, precision),
+    OT_CLI_PLAN_ROWS(RUN, run_args, plans),
 };
 
 static const ot_cli_cmd run_cmd = {
@@ -297,7 +300,8 @@ int ot_cmd_run(int argc, char **argv)
 
     ot_device device;
     if ((rc = ot_cli_device(&run_cmd, o.device, &device)) != OT_EXIT_OK ||
-        (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK)
+        (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK ||
+        (rc = ot_cli_plans(&o.plans)) != OT_EXIT_OK)
         goto done;
     ot_import_opts iopts = { .max_tensor_bytes = o.max_tensor_bytes };
     if (args.count[RUN_BATCH] && !o.random)

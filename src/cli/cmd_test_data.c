@@ -40,9 +40,10 @@ typedef struct td_args {
     int threads;
     const char *device;
     ot_precision precision;
+    ot_cli_plan_args plans;
 } td_args;
 
-enum { TD_RTOL, TD_ATOL, TD_JSON, TD_THREADS, TD_DEVICE, TD_PRECISION, TD_N_OPTS };
+enum { TD_RTOL, TD_ATOL, TD_JSON, TD_THREADS, TD_DEVICE, TD_PRECISION, OT_CLI_PLAN_IDS(TD), TD_N_OPTS };
 
 static const ot_cli_opt td_opts[TD_N_OPTS + 1] = {
     [TD_RTOL] = OT_CLI_REAL_OPT(td_args, rtol, "rtol", 0, "R", 0, 1e30,
@@ -55,6 +56,7 @@ static const ot_cli_opt td_opts[TD_N_OPTS + 1] = {
                                   "cores)"),
     [TD_DEVICE] = OT_CLI_DEVICE_OPT(td_args, device),
     [TD_PRECISION] = OT_CLI_PRECISION_OPT(td_args, precision),
+    OT_CLI_PLAN_ROWS(TD, td_args, plans),
 };
 
 static const ot_cli_cmd td_cmd = {
@@ -610,7 +612,8 @@ int ot_cmd_test_data(int argc, char **argv)
         goto done;
     }
     if ((rc = ot_cli_device(&td_cmd, o.device, &r.device)) != OT_EXIT_OK ||
-        (rc = ot_cli_precision(&r.device, o.precision)) != OT_EXIT_OK)
+        (rc = ot_cli_precision(&r.device, o.precision)) != OT_EXIT_OK ||
+        (rc = ot_cli_plans(&o.plans)) != OT_EXIT_OK)
         goto done;
     r.precision = o.precision;
     r.rtol = o.rtol;

@@ -285,6 +285,16 @@ int ot_cli_precision(const ot_device *dev, ot_precision p)
     return OT_EXIT_OK;
 }
 
+int ot_cli_plans(const ot_cli_plan_args *a)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_exec_plan_opts o = { .autotune = a->autotune, .cache_dir = a->plan_cache };
+    if (ot_exec_set_plan_opts(&o, &err) != OT_OK)
+        return ot_cli_error("%s", err.msg);
+    return OT_EXIT_OK;
+}
+
 static int main_usage_error(const char *fmt, ...) OT_PRINTF(1, 2);
 
 static int main_usage_error(const char *fmt, ...)

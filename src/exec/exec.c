@@ -13,6 +13,7 @@
  *
  * Not here: kernels (src/exec/cpu/), the choice of layouts (the backend's).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -488,6 +489,33 @@ const char *ot_device_name(const ot_device *dev, char *buf, size_t size)
 }
 
 /* The backend of a device kind in this build, or NULL. */
+/* The process's plan options (ot_exec_set_plan_opts). */
+static pthread_mutex_t plan_opts_lock = PTHREAD_MUTEX_INITIALIZER;
+static ot_exec_plan_opts plan_opts;
+static char *plan_dir;
+
+ot_status ot_exec_set_plan_opts(const ot_exec_plan_opts *o, ot_err *err)
+{
+    char *dir = NULL;
+    if (o->cache_dir && !(dir = ot_strdup(o->cache_dir)))
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    pthread_mutex_lock(&plan_opts_lock);
+    ot_free(plan_dir);
+    plan_dir = dir;
+    plan_opts = *o;
+    plan_opts.cache_dir = plan_dir;
+    pthread_mutex_unlock(&plan_opts_lock);
+    return OT_OK;
+}
+
+ot_exec_plan_opts ot_exec_get_plan_opts(void)
+{
+    pthread_mutex_lock(&plan_opts_lock);
+    ot_exec_plan_opts o = plan_opts;
+    pthread_mutex_unlock(&plan_opts_lock);
+    return o;
+}
+
 static const ot_backend *backend_of(const ot_device *dev)
 {
     switch (dev->kind) {

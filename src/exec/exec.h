@@ -67,6 +67,23 @@ ot_status ot_precision_check(const ot_device *dev, ot_precision p, ot_err *err);
    requested precision, or what AUTO picked (never AUTO). */
 ot_precision ot_exec_precision(const struct ot_exec *x);
 
+/* How the CUDA backend picks convolution plans and keeps them, for the whole
+   process (plans are cached per device for the process's life): autotune
+   times the heuristics' top candidates and keeps the fastest; the plans'
+   engine choices persist in cache_dir (NULL: $XDG_CACHE_HOME/onnxtrain, else
+   ~/.cache/onnxtrain), unless no_disk. Read when an executor is compiled on
+   a GPU; the CPU ignores it. The default: no autotune, the default folder. */
+typedef struct ot_exec_plan_opts {
+    bool autotune;
+    const char *cache_dir;
+    bool no_disk;
+} ot_exec_plan_opts;
+
+/* Sets the process's plan options (cache_dir is copied). Errors: OT_ERR_NOMEM. */
+ot_status ot_exec_set_plan_opts(const ot_exec_plan_opts *o, ot_err *err);
+/* The current ones (cache_dir valid until the next set). */
+ot_exec_plan_opts ot_exec_get_plan_opts(void);
+
 /* What only the CPU backend reads. */
 typedef struct ot_exec_cpu_opts {
     int threads;       /* 0: OMP_NUM_THREADS when set, else all cores         */

@@ -127,6 +127,17 @@ expect_cuda_error "cuBLASLt missing" "cuBLASLt library missing: " \
 expect_cuda_error "cuBLASLt too old" "cuBLASLt 11.2.3 is too old (12.0 or newer is needed)" \
     ONNXTRAIN_CUBLASLT="$T_TMP/libcublasLt_old.so"
 
+# --autotune and --plan-cache: an empty folder is refused; on the CPU they
+# change nothing and the cache folder is never made
+expect_usage "run --plan-cache ''" run "$MODEL" --random --plan-cache ""
+ot run "$MODEL" --random --seed 3 --output-dir "$T_TMP/plain"
+ot run "$MODEL" --random --seed 3 --autotune --plan-cache "$T_TMP/pc" --output-dir "$T_TMP/tuned"
+if [ "$T_RC" -eq 0 ] && [ ! -e "$T_TMP/pc" ] && diff -r "$T_TMP/plain" "$T_TMP/tuned" >/dev/null; then
+    ok "run --autotune --plan-cache on the CPU: same outputs, no folder"
+else
+    fail "run --autotune --plan-cache on the CPU" "$(describe_run)"
+fi
+
 # with the toolkit's libraries and no GPU: the driver or the device is why
 ot --version
 case $T_OUT in

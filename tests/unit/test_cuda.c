@@ -7,6 +7,7 @@
  * (make CUDA=0) only the device names are checked.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "exec/exec.h"
@@ -163,6 +164,254 @@ TEST(cuda_cublaslt_descriptors_without_a_device)
     ot_gemm_free(&dev, &g);
     ot_gemm_geom empty = { .m = 0, .n = 4, .k = 4, .batch = 1 };
     CHECK_EQ_INT(ot_gemm_descs(lt, &empty, &g, &err), OT_ERR_UNSUPPORTED);
+}
+
+
+/* ------------------------------------------------------------ plan cache */
+
+TEST(cuda_plan_keys)
+{
+    const int64_t x[] = { 2, 64, 8, 8 }, w[] = { 64, 64, 3, 3 }, y[] = { 2, 64, 8, 8 };
+    ot_conv_geom q = geom(OT_CONV_FWD, 4, x, w, y, 1, 1, 1);
+    ot_plan_env env = { .cudnn_version = 91900, .device_name = "NVIDIA H200", .cc_major = 9 };
+    char a[OT_PLAN_KEY_MAX], b[OT_PLAN_KEY_MAX];
+    CHECK(ot_conv_plan_key(&env, &q, a, sizeof a));
+    CHECK_STR(a, "conv0/f32/nchw/2,64,8,8;64,64,3,3;2,64,8,8;1,1;1,1;1,1;1,1;/cudnn91900/"
+                 "NVIDIA_H200/sm90");
+    CHECK(!strpbrk(a, " \t\n"));
+    /* every part of the key tells plans apart */
+    ot_plan_env other[] = { env, env, env, env };
+    other[0].cudnn_version = 91800;
+    other[1].device_name = "NVIDIA H100 80GB HBM3";
+    other[2].cc_major = 8;
+    other[3].cc_minor = 1;
+    for (int i = 0; i < 4; i++) {
+        CHECK(ot_conv_plan_key(&other[i], &q, b, sizeof b));
+        CHECK(strcmp(a, b) != 0);
+    }
+    ot_conv_geom q2 = q;
+    q2.kind = OT_CONV_DGRAD;
+    CHECK(ot_conv_plan_key(&env, &q2, b, sizeof b) && strcmp(a, b) != 0);
+    q2 = q;
+    q2.x[0] = 3, q2.y[0] = 3;
+    CHECK(ot_conv_plan_key(&env, &q2, b, sizeof b) && strcmp(a, b) != 0);
+    q2 = q;
+    q2.stride[1] = 2;
+    CHECK(ot_conv_plan_key(&env, &q2, b, sizeof b) && strcmp(a, b) != 0);
+    /* too long for the buffer: refused, never cut */
+    CHECK(!ot_conv_plan_key(&env, &q, b, 40));
+    /* folders: given, else XDG_CACHE_HOME, else HOME's .cache */
+    char dir[256];
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char save_xdg[512] = "", save_home[512] = "";
+    if (xdg)
+        snprintf(save_xdg, sizeof save_xdg, "%s", xdg);
+    if (home)
+        snprintf(save_home, sizeof save_home, "%s", home);
+    CHECK(ot_plan_store_dir("/tmp/given", dir, sizeof dir));
+    CHECK_STR(dir, "/tmp/given");
+    setenv("XDG_CACHE_HOME", "/tmp/xdg", 1);
+    CHECK(ot_plan_store_dir(NULL, dir, sizeof dir));
+    CHECK_STR(dir, "/tmp/xdg/onnxtrain");
+    unsetenv("XDG_CACHE_HOME");
+    setenv("HOME", "/tmp/home", 1);
+    CHECK(ot_plan_store_dir(NULL, dir, sizeof dir));
+    CHECK_STR(dir, "/tmp/home/.cache/onnxtrain");
+    unsetenv("HOME");
+    CHECK(!ot_plan_store_dir(NULL, dir, sizeof dir));
+    if (xdg)
+        setenv("XDG_CACHE_HOME", save_xdg, 1);
+    if (home)
+        setenv("HOME", save_home, 1);
+}
+
+static ot_plan_rec plan_rec(const char *key, int64_t engine, int n_knobs, double ms)
+{
+    ot_plan_rec r;
+    memset(&r, 0, sizeof r);
+    snprintf(r.key, sizeof r.key, "%s", key);
+    r.engine = engine;
+    r.ws = 1024 * engine;
+    r.ms = ms;
+    r.n_knobs = n_knobs;
+    for (int i = 0; i < n_knobs; i++)
+        r.knob_type[i] = i + 1, r.knob_value[i] = -i * 3;
+    return r;
+}
+
+static size_t slurp(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return n;
+}
+
+static void spit(const char *path, const char *buf, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(buf, 1, n, f);
+        fclose(f);
+    }
+}
+
+static int dir_entries(const char *dir)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "ls -A '%s' | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    if (p) {
+        if (fscanf(p, "%d", &n) != 1)
+            n = -1;
+        pclose(p);
+    }
+    return n;
+}
+
+TEST(cuda_plan_store_file)
+{
+    char root[] = "/tmp/ot_plan_store_XXXXXX";
+    CHECK(mkdtemp(root) != NULL);
+    char dir[256], path[300], other[300];
+    snprintf(dir, sizeof dir, "%s/a/b", root);
+    snprintf(path, sizeof path, "%s/%s", dir, OT_PLAN_FILE);
+    ot_err err;
+    ot_err_init(&err);
+    ot_plan_store s = { 0 }, t = { 0 };
+    CHECK_EQ_INT(ot_plan_store_load(dir, &s), OT_PLAN_FILE_MISSING);
+    ot_plan_rec r1 = plan_rec("conv0/k1/sm90", 3, 2, 0.25), r2 = plan_rec("conv1/k2/sm90", 7, 0, 0);
+    CHECK_OK(ot_plan_store_put(&s, &r1, &err), &err);
+    CHECK_OK(ot_plan_store_put(&s, &r2, &err), &err);
+    ot_plan_rec bad = plan_rec("with blank", 1, 0, 0);
+    CHECK_EQ_INT(ot_plan_store_put(&s, &bad, &err), OT_ERR_ARG);
+    /* the folder and its parents are made; the write leaves only the file */
+    CHECK_OK(ot_plan_store_save(&s, dir, &err), &err);
+    CHECK_EQ_INT(dir_entries(dir), 1);
+    CHECK_EQ_INT(ot_plan_store_load(dir, &t), OT_PLAN_FILE_OK);
+    CHECK_EQ_INT(t.n, 2);
+    const ot_plan_rec *g = ot_plan_store_find(&t, "conv0/k1/sm90");
+    CHECK(g && g->engine == 3 && g->ws == 3072 && g->n_knobs == 2 && g->knob_type[1] == 2 &&
+          g->knob_value[1] == -3 && g->ms > 0.2499 && g->ms < 0.2501);
+    g = ot_plan_store_find(&t, "conv1/k2/sm90");
+    CHECK(g && g->engine == 7 && g->n_knobs == 0);
+    CHECK(!ot_plan_store_find(&t, "conv2"));
+    /* a second writer merges with the file: its record replaces the same
+       key, the others stay */
+    ot_plan_store u = { 0 };
+    ot_plan_rec r3 = plan_rec("conv0/k1/sm90", 9, 1, 0), r4 = plan_rec("conv9/k/sm80", 1, 0, 0);
+    CHECK_OK(ot_plan_store_put(&u, &r3, &err), &err);
+    CHECK_OK(ot_plan_store_put(&u, &r4, &err), &err);
+    CHECK_OK(ot_plan_store_save(&u, dir, &err), &err);
+    CHECK_EQ_INT(ot_plan_store_load(dir, &t), OT_PLAN_FILE_OK);
+    CHECK_EQ_INT(t.n, 3);
+    g = ot_plan_store_find(&t, "conv0/k1/sm90");
+    CHECK(g && g->engine == 9);
+    CHECK(ot_plan_store_find(&t, "conv1/k2/sm90") && ot_plan_store_find(&t, "conv9/k/sm80"));
+    CHECK_EQ_INT(dir_entries(dir), 1);
+
+    /* damaged files are ignored whole, and replaced by the next write */
+    char good[8192], buf[8192];
+    size_t n = slurp(path, good, sizeof good);
+    CHECK(n > 0 && good[n - 1] == '\n');
+    struct {
+        const char *what;
+        ot_plan_file_state want;
+    } cases[] = { { "garbage", OT_PLAN_FILE_FOREIGN },  { "version", OT_PLAN_FILE_FOREIGN },
+                  { "truncated", OT_PLAN_FILE_CORRUPT }, { "flipped", OT_PLAN_FILE_CORRUPT },
+                  { "no end", OT_PLAN_FILE_CORRUPT },   { "empty", OT_PLAN_FILE_FOREIGN } };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        memcpy(buf, good, n);
+        size_t m = n;
+        if (!strcmp(cases[c].what, "garbage"))
+            m = (size_t)snprintf(buf, sizeof buf, "\x7f" "ELF\x02\x01 not ours\n");
+        else if (!strcmp(cases[c].what, "version"))
+            buf[strlen("onnxtrain cudnn plan cache ")] = '2';
+        else if (!strcmp(cases[c].what, "truncated"))
+            m = n - 30;
+        else if (!strcmp(cases[c].what, "flipped"))
+            buf[40] ^= 1;
+        else if (!strcmp(cases[c].what, "no end")) {
+            m = n - 1;
+            while (m > 0 && buf[m - 1] != '\n')
+                m--;
+        } else
+            m = 0;
+        spit(path, buf, m);
+        CHECK_EQ_INT(ot_plan_store_load(dir, &t), cases[c].want);
+        CHECK_EQ_INT(t.n, 0);
+        CHECK_OK(ot_plan_store_save(&s, dir, &err), &err);
+        CHECK_EQ_INT(ot_plan_store_load(dir, &t), OT_PLAN_FILE_OK);
+        CHECK_EQ_INT(t.n, 2);
+    }
+    /* an end line whose count disagrees with the records */
+    n = slurp(path, good, sizeof good);
+    char *end = strstr(good, "\nend 2 ");
+    CHECK(end != NULL);
+    if (end) {
+        end[5] = '3';
+        spit(path, good, n);
+        CHECK_EQ_INT(ot_plan_store_load(dir, &t), OT_PLAN_FILE_CORRUPT);
+    }
+
+    /* a folder that cannot be made: an error naming it, nothing written */
+    snprintf(other, sizeof other, "%s/file", root);
+    spit(other, "x", 1);
+    char under[400];
+    snprintf(under, sizeof under, "%s/sub", other);
+    CHECK_EQ_INT(ot_plan_store_save(&s, under, &err), OT_ERR_IO);
+    CHECK(strstr(err.msg, other) != NULL);
+    CHECK_EQ_INT((int)slurp(other, buf, sizeof buf), 1);
+
+    ot_plan_store_free(&s);
+    ot_plan_store_free(&t);
+    ot_plan_store_free(&u);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0);
+}
+
+/* An engine configuration rebuilt from its record: what the disk cache
+   keeps and restores. Engine finalization may need a device; the part that
+   does is reported skipped. */
+TEST(cuda_engine_record_round_trip)
+{
+    const ot_cudnn_api *api = dnn_or_skip();
+    if (!api)
+        return;
+    ot_err err;
+    ot_err_init(&err);
+    const int64_t x[] = { 2, 16, 8, 8 }, w[] = { 16, 16, 3, 3 }, y[] = { 2, 16, 8, 8 };
+    ot_conv_geom q = geom(OT_CONV_FWD, 4, x, w, y, 1, 1, 1);
+    ot_conv_descs d;
+    cudnnBackendDescriptor_t graph = NULL, cfg = NULL;
+    CHECK_OK(ot_conv_descs_build(api, &q, &d, &err), &err);
+    ot_status st = ot_conv_graph_build(api, &d, &graph, &err);
+    if (st != OT_OK) {
+        printf("  skipped (the operation graph needs a device): %s\n", err.msg);
+        ot_conv_descs_free(api, &d);
+        return;
+    }
+    ot_plan_rec r = plan_rec("k", 0, 0, 0), back;
+    st = ot_conv_engine_cfg(api, graph, NULL, &r, &cfg, &err);
+    if (st != OT_OK) {
+        printf("  skipped (engines need a device): %s\n", err.msg);
+    } else {
+        memset(&back, 0, sizeof back);
+        CHECK_OK(ot_conv_engine_rec(api, cfg, &back, &err), &err);
+        CHECK(back.engine == 0);
+        api->cudnnBackendDestroyDescriptor(cfg);
+    }
+    /* an engine index no cuDNN has: a one-line error, nothing left over */
+    r.engine = 1 << 30;
+    CHECK_EQ_INT(ot_conv_engine_cfg(api, graph, NULL, &r, &cfg, &err), OT_ERR_BACKEND);
+    CHECK(!cfg && strstr(err.msg, "cuDNN: engine") == err.msg && !strchr(err.msg, '\n'));
+    api->cudnnBackendDestroyDescriptor(graph);
+    ot_conv_descs_free(api, &d);
 }
 
 #endif

@@ -81,6 +81,9 @@ static ot_status dev_open(int index, ot_cuda_dev *d, ot_err *err)
     CU(cudaSetDevice(index), "selecting the device");
     CU(cudaGetDeviceProperties(&prop, index), "device properties");
     d->sm_count = prop.multiProcessorCount;
+    snprintf(d->name, sizeof d->name, "%s", prop.name);
+    d->cc_major = prop.major;
+    d->cc_minor = prop.minor;
     d->total_mem = prop.totalGlobalMem;
     const ot_cudnn_api *api = d->dnn;
     const ot_cublaslt_api *lt = d->lt;
@@ -575,6 +578,8 @@ static ot_status cuda_open(ot_exec *x, ot_err *err)
     x->be_state = cs;
     cs->ws_id = -1;
     OT_TRY(ot_cuda_dev_get(x->opts.device.index, &cs->dev, err));
+    ot_exec_plan_opts po = ot_exec_get_plan_opts();
+    ot_cuda_plans_configure(cs->dev, &po);
     CU(cudaSetDevice(cs->dev->index), "selecting the device");
     CU(cudaStreamCreateWithFlags(&cs->stream, cudaStreamNonBlocking), "creating a stream");
     cs->ctx.stream = cs->stream;
@@ -628,6 +633,7 @@ static ot_status cuda_build(ot_exec *x, ot_err *err)
         s->lout[0] = (ot_loc){ .kind = OT_LOC_OUTPUT, .id = i };
         s->bytes = x->outs[i].bytes;
     }
+    ot_cuda_plans_flush(cs->dev);
     x->n_steps = cs->n_steps;
     for (int s = 0; s < cs->n_steps; s++) {
         const cuda_step *sp = &cs->steps[s];

@@ -16,6 +16,7 @@
 #include "exec/exec_impl.h"
 #include "cuda_kernels.h"
 #include "cuda_load.h"
+#include "plan_store.h"
 
 typedef struct ot_conv_plan ot_conv_plan;
 
@@ -34,9 +35,27 @@ typedef struct ot_cuda_dev {
     pthread_mutex_t lock;
     ot_conv_plan *plans; /* the plan cache, a list */
     int n_plans;
+    char name[256];       /* the device's name, in plan keys                  */
+    int cc_major, cc_minor; /* compute capability, in plan keys             */
+    ot_exec_plan_opts opts; /* as last configured (autotune)                */
+    bool disk;            /* plans persist in dir                            */
+    char dir[4096];
+    ot_plan_store store;  /* the disk cache's records (loaded from dir)      */
+    bool store_dirty;     /* records not yet written                         */
 } ot_cuda_dev;
 
 ot_status ot_cuda_dev_get(int index, ot_cuda_dev **out, ot_err *err);
+
+/* Applies the process's plan options to the device (reading the disk cache
+   of a new folder), and writes plans made since the last write back to it
+   (a failure is a warning: the run goes on). */
+void ot_cuda_plans_configure(ot_cuda_dev *dev, const ot_exec_plan_opts *o);
+void ot_cuda_plans_flush(ot_cuda_dev *dev);
+
+/* Autotune: how many acceptable configurations of the heuristics' list are
+   timed, and how many timed runs each gets after a warm-up. */
+#define OT_CONV_TUNE_CANDIDATES 8
+#define OT_CONV_TUNE_RUNS 3
 
 /* Largest workspace a convolution plan or a matrix product may take. */
 #define OT_CUDA_WS_CAP ((size_t)512 << 20)
@@ -71,10 +90,28 @@ ot_status ot_conv_descs_build(const ot_cudnn_api *api, const ot_conv_geom *q, ot
                               ot_err *err);
 void ot_conv_descs_free(const ot_cudnn_api *api, ot_conv_descs *d);
 
-/* The plan of a convolution on the device: from the cache (keyed by the
-   geometry, the dtype, the cuDNN version and the device), else the first
-   configuration of heuristics mode A that finalizes within the workspace cap
-   and does not use TF32; *ws its workspace bytes. */
+/* The plan key of a convolution (ot_plan_key of its kind, dtype, layout and
+   shapes); false when it does not fit. */
+bool ot_conv_plan_key(const ot_plan_env *env, const ot_conv_geom *q, char *key, size_t size);
+
+/* The operation graph of one convolution (needs no device). */
+ot_status ot_conv_graph_build(const ot_cudnn_api *api, const ot_conv_descs *d,
+                              cudnnBackendDescriptor_t *graph, ot_err *err);
+
+/* An engine configuration as a record (engine index, knob choices), and a
+   configuration of `graph` rebuilt from one (devprop may be NULL). */
+ot_status ot_conv_engine_rec(const ot_cudnn_api *api, cudnnBackendDescriptor_t cfg,
+                            ot_plan_rec *r, ot_err *err);
+ot_status ot_conv_engine_cfg(const ot_cudnn_api *api, cudnnBackendDescriptor_t graph,
+                             cudnnBackendDescriptor_t devprop, const ot_plan_rec *r,
+                             cudnnBackendDescriptor_t *cfg, ot_err *err);
+
+/* The plan of a convolution on the device: from the in-memory cache (keyed
+   by ot_conv_plan_key), else from the disk cache's record of that key, else
+   the first configuration of heuristics mode A that finalizes within the
+   workspace cap and does not use TF32 (with autotune: the fastest of the
+   first OT_CONV_TUNE_CANDIDATES such, timed with CUDA events), which the
+   disk cache then records; *ws its workspace bytes. */
 ot_status ot_conv_plan_get(ot_cuda_dev *dev, const ot_conv_geom *q, const ot_conv_plan **out,
                            size_t *ws, ot_err *err);
 

@@ -14,16 +14,19 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <cuda_runtime_api.h>
+
 #include "cuda.h"
 #include "exec/cpu/ref_impl.h"
 
 enum { UID_X = 1, UID_W = 2, UID_Y = 3 };
 
 struct ot_conv_plan {
-    char key[512];
+    char key[OT_PLAN_KEY_MAX];
     ot_conv_descs d;
     cudnnBackendDescriptor_t graph, cfg, plan;
     int64_t ws;
+    double ms; /* timed with --autotune, else 0 */
     struct ot_conv_plan *next;
 };
 
@@ -180,17 +183,30 @@ done:
     return st;
 }
 
-static void plan_key(const ot_cuda_dev *dev, const ot_conv_geom *q, char *key, size_t size)
+/* The operation's text in a plan key: kind, dtype, layout and shapes. */
+static void plan_what(const ot_conv_geom *q, char *what, size_t size)
 {
-    int at = snprintf(key, size, "conv%d/f32/nchw/cudnn%zu/dev%d/", (int)q->kind,
-                      dev->dnn->version, dev->index);
+    int at = snprintf(what, size, "conv%d/f32/nchw/", (int)q->kind);
     const int64_t *arrs[] = { q->x, q->w, q->y, q->pre, q->post, q->stride, q->dil };
     for (int a = 0; a < 7; a++) {
         int count = a < 3 ? q->nd : q->nd - 2;
         for (int i = 0; i < count && at > 0 && (size_t)at < size; i++)
-            at += snprintf(key + at, size - (size_t)at, "%lld%c", (long long)arrs[a][i],
+            at += snprintf(what + at, size - (size_t)at, "%lld%c", (long long)arrs[a][i],
                            i + 1 < count ? ',' : ';');
     }
+}
+
+bool ot_conv_plan_key(const ot_plan_env *env, const ot_conv_geom *q, char *key, size_t size)
+{
+    char what[OT_PLAN_KEY_MAX];
+    plan_what(q, what, sizeof what);
+    return ot_plan_key(env, what, key, size);
+}
+
+static ot_plan_env dev_env(const ot_cuda_dev *dev)
+{
+    return (ot_plan_env){ .cudnn_version = dev->dnn->version, .device_name = dev->name,
+                          .cc_major = dev->cc_major, .cc_minor = dev->cc_minor };
 }
 
 /* Whether an engine computes in full fp32. */
@@ -219,19 +235,260 @@ done:
     return ok;
 }
 
-/* Heuristics, then the first configuration that makes a plan we accept. */
-static ot_status make_plan(ot_cuda_dev *dev, ot_conv_plan *p, ot_err *err)
+ot_status ot_conv_engine_rec(const ot_cudnn_api *api, cudnnBackendDescriptor_t cfg,
+                            ot_plan_rec *r, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cudnnBackendDescriptor_t eng = NULL, knobs[OT_PLAN_MAX_KNOBS] = { 0 };
+    int64_t n = 0;
+    r->n_knobs = 0;
+    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &eng), "engine");
+    DNN(api->cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_ENGINE,
+                                      CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &n, &eng), "engine");
+    DNN(api->cudnnBackendGetAttribute(eng, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1,
+                                      &n, &r->engine), "engine index");
+    for (int i = 0; i < OT_PLAN_MAX_KNOBS; i++)
+        DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR, &knobs[i]),
+            "knob choice");
+    n = 0;
+    DNN(api->cudnnBackendGetAttribute(cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES,
+                                      CUDNN_TYPE_BACKEND_DESCRIPTOR, OT_PLAN_MAX_KNOBS, &n, knobs),
+        "knob choices");
+    for (int64_t i = 0; i < n && i < OT_PLAN_MAX_KNOBS; i++) {
+        cudnnBackendKnobType_t t;
+        int64_t got = 0;
+        DNN(api->cudnnBackendGetAttribute(knobs[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE,
+                                          CUDNN_TYPE_KNOB_TYPE, 1, &got, &t), "knob type");
+        DNN(api->cudnnBackendGetAttribute(knobs[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE,
+                                          CUDNN_TYPE_INT64, 1, &got, &r->knob_value[r->n_knobs]),
+            "knob value");
+        r->knob_type[r->n_knobs++] = (int64_t)t;
+    }
+done:
+    for (int i = 0; i < OT_PLAN_MAX_KNOBS; i++)
+        if (knobs[i])
+            api->cudnnBackendDestroyDescriptor(knobs[i]);
+    if (eng)
+        api->cudnnBackendDestroyDescriptor(eng);
+    return st;
+}
+
+ot_status ot_conv_engine_cfg(const ot_cudnn_api *api, cudnnBackendDescriptor_t graph,
+                             cudnnBackendDescriptor_t devprop, const ot_plan_rec *r,
+                             cudnnBackendDescriptor_t *cfg, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cudnnBackendDescriptor_t eng = NULL, knobs[OT_PLAN_MAX_KNOBS] = { 0 };
+    *cfg = NULL;
+    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINE_DESCRIPTOR, &eng), "engine");
+    DNN(SET(eng, CUDNN_ATTR_ENGINE_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &graph),
+        "engine graph");
+    DNN(SET(eng, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &r->engine),
+        "engine index");
+    if (devprop)
+        DNN(SET(eng, CUDNN_ATTR_ENGINE_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &devprop),
+            "engine device");
+    DNN(api->cudnnBackendFinalize(eng), "engine");
+    for (int i = 0; i < r->n_knobs; i++) {
+        cudnnBackendKnobType_t t = (cudnnBackendKnobType_t)r->knob_type[i];
+        DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_KNOB_CHOICE_DESCRIPTOR, &knobs[i]),
+            "knob choice");
+        DNN(SET(knobs[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_TYPE, CUDNN_TYPE_KNOB_TYPE, 1, &t),
+            "knob type");
+        DNN(SET(knobs[i], CUDNN_ATTR_KNOB_CHOICE_KNOB_VALUE, CUDNN_TYPE_INT64, 1,
+                &r->knob_value[i]), "knob value");
+        DNN(api->cudnnBackendFinalize(knobs[i]), "knob choice");
+    }
+    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, cfg),
+        "engine configuration");
+    DNN(SET(*cfg, CUDNN_ATTR_ENGINECFG_ENGINE, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &eng),
+        "engine configuration");
+    if (r->n_knobs)
+        DNN(SET(*cfg, CUDNN_ATTR_ENGINECFG_KNOB_CHOICES, CUDNN_TYPE_BACKEND_DESCRIPTOR,
+                r->n_knobs, knobs), "engine knobs");
+    DNN(api->cudnnBackendFinalize(*cfg), "engine configuration");
+done:
+    if (st != OT_OK && *cfg) {
+        api->cudnnBackendDestroyDescriptor(*cfg);
+        *cfg = NULL;
+    }
+    for (int i = 0; i < OT_PLAN_MAX_KNOBS; i++)
+        if (knobs[i])
+            api->cudnnBackendDestroyDescriptor(knobs[i]);
+    if (eng)
+        api->cudnnBackendDestroyDescriptor(eng);
+    return st;
+}
+
+ot_status ot_conv_graph_build(const ot_cudnn_api *api, const ot_conv_descs *d,
+                              cudnnBackendDescriptor_t *graph, ot_err *err)
+{
+    ot_status st = OT_OK;
+    *graph = NULL;
+    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, graph),
+        "operation graph");
+    DNN(SET(*graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d->op),
+        "operation graph");
+    DNN(api->cudnnBackendFinalize(*graph), "operation graph");
+done:
+    if (st != OT_OK && *graph) {
+        api->cudnnBackendDestroyDescriptor(*graph);
+        *graph = NULL;
+    }
+    return st;
+}
+
+/* A plan of `cfg` within the workspace cap, or NULL. */
+static cudnnBackendDescriptor_t try_plan(ot_cuda_dev *dev, cudnnBackendDescriptor_t cfg,
+                                         int64_t *ws)
+{
+    const ot_cudnn_api *api = dev->dnn;
+    cudnnBackendDescriptor_t plan = NULL;
+    int64_t cnt = 0;
+    if (api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan) ||
+        SET(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+            &cfg) ||
+        SET(plan, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+            &dev->devprop) ||
+        api->cudnnBackendFinalize(plan) ||
+        api->cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
+                                      CUDNN_TYPE_INT64, 1, &cnt, ws) ||
+        *ws < 0 || (size_t)*ws > OT_CUDA_WS_CAP) {
+        if (plan)
+            api->cudnnBackendDestroyDescriptor(plan);
+        return NULL;
+    }
+    return plan;
+}
+
+/* Scratch buffers for timing candidates: x, w, y and the workspace. */
+typedef struct tune_bufs {
+    void *p[4];
+    size_t ws;
+    cudaEvent_t ev[2];
+    bool ready;
+} tune_bufs;
+
+static size_t elems(const int64_t *d, int nd)
+{
+    size_t n = 1;
+    for (int i = 0; i < nd; i++)
+        n *= (size_t)d[i];
+    return n;
+}
+
+static void tune_free(tune_bufs *b)
+{
+    for (int i = 0; i < 4; i++)
+        if (b->p[i])
+            cudaFree(b->p[i]);
+    if (b->ready) {
+        cudaEventDestroy(b->ev[0]);
+        cudaEventDestroy(b->ev[1]);
+    }
+    memset(b, 0, sizeof *b);
+}
+
+static bool tune_alloc(const ot_conv_geom *q, tune_bufs *b, size_t ws)
+{
+    size_t bytes[4] = { elems(q->x, q->nd) * 4, elems(q->w, q->nd) * 4, elems(q->y, q->nd) * 4,
+                        ws ? ws : 16 };
+    memset(b, 0, sizeof *b);
+    b->ws = ws;
+    for (int i = 0; i < 4; i++)
+        if (cudaMalloc(&b->p[i], bytes[i]) != cudaSuccess ||
+            cudaMemset(b->p[i], 0, bytes[i]) != cudaSuccess)
+            goto fail;
+    if (cudaEventCreate(&b->ev[0]) != cudaSuccess)
+        goto fail;
+    if (cudaEventCreate(&b->ev[1]) != cudaSuccess) {
+        cudaEventDestroy(b->ev[0]);
+        goto fail;
+    }
+    b->ready = true;
+    return true;
+fail:
+    tune_free(b);
+    cudaGetLastError();
+    return false;
+}
+
+/* Milliseconds per run of a plan (the best of a few after one warm-up), or
+   a negative value when it fails to run. */
+static double time_plan(ot_cuda_dev *dev, cudnnBackendDescriptor_t plan, tune_bufs *b)
+{
+    const ot_cudnn_api *api = dev->dnn;
+    cudnnBackendDescriptor_t vp = NULL;
+    void *ptrs[3] = { b->p[0], b->p[1], b->p[2] };
+    int64_t uids[3] = { UID_X, UID_W, UID_Y };
+    double best = -1;
+    if (api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &vp) ||
+        SET(vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, ptrs) ||
+        SET(vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uids) ||
+        SET(vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &b->p[3]) ||
+        api->cudnnBackendFinalize(vp))
+        goto done;
+    cudaStream_t stream = NULL;
+    api->cudnnSetStream(dev->dnn_handle, stream);
+    if (api->cudnnBackendExecute(dev->dnn_handle, plan, vp) ||
+        cudaStreamSynchronize(stream) != cudaSuccess)
+        goto done;
+    for (int r = 0; r < OT_CONV_TUNE_RUNS; r++) {
+        float ms = 0;
+        if (cudaEventRecord(b->ev[0], stream) != cudaSuccess ||
+            api->cudnnBackendExecute(dev->dnn_handle, plan, vp) ||
+            cudaEventRecord(b->ev[1], stream) != cudaSuccess ||
+            cudaEventSynchronize(b->ev[1]) != cudaSuccess ||
+            cudaEventElapsedTime(&ms, b->ev[0], b->ev[1]) != cudaSuccess) {
+            best = -1;
+            goto done;
+        }
+        if (best < 0 || (double)ms < best)
+            best = (double)ms;
+    }
+done:
+    cudaGetLastError();
+    if (vp)
+        api->cudnnBackendDestroyDescriptor(vp);
+    return best;
+}
+
+/* The plan from the record on disk, when it still makes one. */
+static bool plan_from_rec(ot_cuda_dev *dev, ot_conv_plan *p, const ot_plan_rec *r)
+{
+    ot_err err;
+    ot_err_init(&err);
+    cudnnBackendDescriptor_t cfg = NULL;
+    if (ot_conv_engine_cfg(dev->dnn, p->graph, dev->devprop, r, &cfg, &err) != OT_OK) {
+        ot_log(OT_LOG_WARN, "plan cache: engine %lld of %s no longer makes a plan (%s)",
+               (long long)r->engine, p->key, err.msg);
+        return false;
+    }
+    if (!engine_fp32(dev->dnn, cfg) || !(p->plan = try_plan(dev, cfg, &p->ws))) {
+        dev->dnn->cudnnBackendDestroyDescriptor(cfg);
+        return false;
+    }
+    p->cfg = cfg;
+    return true;
+}
+
+/* The plan: from the disk cache's record (a timed one when autotuning),
+   else heuristics mode A's first acceptable configuration, or, with
+   autotune, the fastest of its first OT_CONV_TUNE_CANDIDATES acceptable
+   ones; the choice goes to the disk cache's records. */
+static ot_status make_plan(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan *p, ot_err *err)
 {
     ot_status st = OT_OK;
     const ot_cudnn_api *api = dev->dnn;
     cudnnBackendDescriptor_t heur = NULL, *cfgs = NULL;
     int64_t n_cfg = 0;
     cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
-    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, &p->graph),
-        "operation graph");
-    DNN(SET(p->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &p->d.op),
-        "operation graph");
-    DNN(api->cudnnBackendFinalize(p->graph), "operation graph");
+    tune_bufs bufs = { 0 };
+    OT_TRY(ot_conv_graph_build(api, &p->d, &p->graph, err));
+    const ot_plan_rec *known = dev->disk ? ot_plan_store_find(&dev->store, p->key) : NULL;
+    /* an untimed record does not answer --autotune */
+    if (known && !(dev->opts.autotune && known->ms <= 0) && plan_from_rec(dev, p, known))
+        goto done;
     DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &heur),
         "heuristics");
     DNN(SET(heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
@@ -256,34 +513,58 @@ static ot_status make_plan(ot_cuda_dev *dev, ot_conv_plan *p, ot_err *err)
             "heuristics");
         n_cfg = got < n_cfg ? got : n_cfg;
     }
-    for (int64_t i = 0; i < n_cfg && !p->plan; i++) {
-        cudnnBackendDescriptor_t plan = NULL;
-        int64_t ws = 0, cnt = 0;
-        if (!engine_fp32(api, cfgs[i]))
+    int tried = 0, limit = dev->opts.autotune ? OT_CONV_TUNE_CANDIDATES : 1;
+    double best = -1;
+    for (int64_t i = 0; i < n_cfg && tried < limit; i++) {
+        int64_t ws = 0;
+        cudnnBackendDescriptor_t plan;
+        if (!engine_fp32(api, cfgs[i]) || !(plan = try_plan(dev, cfgs[i], &ws)))
             continue;
-        if (api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan) ||
-            SET(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-                &cfgs[i]) ||
-            SET(plan, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-                &dev->devprop) ||
-            api->cudnnBackendFinalize(plan) ||
-            api->cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
-                                          CUDNN_TYPE_INT64, 1, &cnt, &ws) ||
-            ws < 0 || (size_t)ws > OT_CUDA_WS_CAP) {
-            if (plan)
+        tried++;
+        double ms = 0;
+        if (limit > 1) {
+            if (!bufs.ready || bufs.ws < (size_t)ws) {
+                tune_free(&bufs);
+                tune_alloc(q, &bufs, (size_t)ws);
+            }
+            ms = bufs.ready ? time_plan(dev, plan, &bufs) : 0;
+            if (ms < 0) { /* does not run here: not a candidate */
                 api->cudnnBackendDestroyDescriptor(plan);
+                continue;
+            }
+        }
+        if (p->plan && ms >= best) {
+            api->cudnnBackendDestroyDescriptor(plan);
             continue;
+        }
+        if (p->plan) {
+            api->cudnnBackendDestroyDescriptor(p->plan);
+            api->cudnnBackendDestroyDescriptor(p->cfg);
         }
         p->plan = plan;
         p->cfg = cfgs[i];
         cfgs[i] = NULL;
         p->ws = ws;
+        p->ms = best = ms;
     }
     if (!p->plan)
         OT_FAIL(err, OT_ERR_BACKEND,
                 "cuDNN: none of %lld engine configurations makes an fp32 plan for this "
                 "convolution", (long long)n_cfg);
+    if (dev->disk) {
+        ot_plan_rec r;
+        memset(&r, 0, sizeof r);
+        snprintf(r.key, sizeof r.key, "%s", p->key);
+        r.ws = p->ws;
+        r.ms = p->ms;
+        ot_err e2;
+        ot_err_init(&e2);
+        if (ot_conv_engine_rec(api, p->cfg, &r, &e2) == OT_OK &&
+            ot_plan_store_put(&dev->store, &r, &e2) == OT_OK)
+            dev->store_dirty = true;
+    }
 done:
+    tune_free(&bufs);
     for (int64_t i = 0; cfgs && i < n_cfg; i++)
         if (cfgs[i])
             api->cudnnBackendDestroyDescriptor(cfgs[i]);
@@ -293,11 +574,42 @@ done:
     return st;
 }
 
+void ot_cuda_plans_configure(ot_cuda_dev *dev, const ot_exec_plan_opts *o)
+{
+    pthread_mutex_lock(&dev->lock);
+    dev->opts.autotune = o->autotune;
+    char dir[sizeof dev->dir];
+    bool disk = !o->no_disk && ot_plan_store_dir(o->cache_dir, dir, sizeof dir);
+    if (disk && (!dev->disk || strcmp(dir, dev->dir))) {
+        snprintf(dev->dir, sizeof dev->dir, "%s", dir);
+        ot_plan_store_load(dev->dir, &dev->store);
+        dev->store_dirty = false;
+    }
+    dev->disk = disk;
+    pthread_mutex_unlock(&dev->lock);
+}
+
+void ot_cuda_plans_flush(ot_cuda_dev *dev)
+{
+    pthread_mutex_lock(&dev->lock);
+    if (dev->disk && dev->store_dirty) {
+        ot_err err;
+        ot_err_init(&err);
+        if (ot_plan_store_save(&dev->store, dev->dir, &err) != OT_OK)
+            ot_log(OT_LOG_WARN, "plan cache not written: %s", err.msg);
+        else
+            dev->store_dirty = false;
+    }
+    pthread_mutex_unlock(&dev->lock);
+}
+
 ot_status ot_conv_plan_get(ot_cuda_dev *dev, const ot_conv_geom *q, const ot_conv_plan **out,
                            size_t *ws, ot_err *err)
 {
-    char key[512];
-    plan_key(dev, q, key, sizeof key);
+    char key[OT_PLAN_KEY_MAX];
+    ot_plan_env env = dev_env(dev);
+    if (!ot_conv_plan_key(&env, q, key, sizeof key))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED, "convolution too large to name its plan");
     ot_status st = OT_OK;
     pthread_mutex_lock(&dev->lock);
     for (ot_conv_plan *p = dev->plans; p; p = p->next)
@@ -312,7 +624,7 @@ ot_status ot_conv_plan_get(ot_cuda_dev *dev, const ot_conv_geom *q, const ot_con
     snprintf(p->key, sizeof p->key, "%s", key);
     st = ot_conv_descs_build(dev->dnn, q, &p->d, err);
     if (st == OT_OK)
-        st = make_plan(dev, p, err);
+        st = make_plan(dev, q, p, err);
     if (st != OT_OK) {
         const ot_cudnn_api *api = dev->dnn;
         cudnnBackendDescriptor_t rest[] = { p->plan, p->cfg, p->graph };
