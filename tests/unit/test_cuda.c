@@ -414,4 +414,60 @@ TEST(cuda_engine_record_round_trip)
     ot_conv_descs_free(api, &d);
 }
 
+
+/* Fused epilogues: the operation graphs of conv + bias + ReLU, conv + bias +
+   residual Add + ReLU and backward-data + ReLU backward finalize without a
+   device; forms that have no fused graph are refused. */
+TEST(cuda_fused_graphs_finalize_without_a_device)
+{
+    const ot_cudnn_api *api = dnn_or_skip();
+    if (!api)
+        return;
+    ot_err err;
+    ot_err_init(&err);
+    const int64_t x[] = { 2, 64, 8, 8 }, w[] = { 64, 64, 3, 3 }, y[] = { 2, 64, 8, 8 };
+    const int64_t xs[] = { 2, 3, 32, 32 }, ws[] = { 64, 3, 7, 7 }, ys[] = { 2, 64, 16, 16 };
+    const struct {
+        ot_conv_kind kind;
+        bool stem;
+        ot_conv_epilogue e;
+        int ops;
+    } cases[] = {
+        { OT_CONV_FWD, true, { .bias = true, .relu = true }, 3 },
+        { OT_CONV_FWD, false, { .bias = true, .add = true, .relu = true }, 4 },
+        { OT_CONV_FWD, false, { .add = true, .relu = true }, 3 },
+        { OT_CONV_FWD, false, { .relu = true }, 2 },
+        { OT_CONV_FWD, false, { .bias = true }, 2 },
+        { OT_CONV_DGRAD, false, { .relu = true }, 2 },
+        { OT_CONV_DGRAD, true, { .relu = true }, 2 },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        ot_conv_geom q = cases[c].stem ? geom(cases[c].kind, 4, xs, ws, ys, 3, 2, 1)
+                                       : geom(cases[c].kind, 4, x, w, y, 1, 1, 1);
+        ot_conv_fused f;
+        ot_status st = ot_conv_fused_build(api, &q, &cases[c].e, &f, &err);
+        if (st != OT_OK)
+            printf("  case %zu: %s\n", c, err.msg);
+        CHECK_OK(st, &err);
+        CHECK(f.graph != NULL);
+        CHECK_EQ_INT(f.n_ops, cases[c].ops);
+        ot_conv_fused_free(api, &f);
+        CHECK(!f.graph && !f.n_descs && !f.conv.op);
+    }
+    /* no fused form: backward-filter, backward-data with a bias, no epilogue */
+    ot_conv_geom q = geom(OT_CONV_WGRAD, 4, x, w, y, 1, 1, 1);
+    ot_conv_fused f;
+    ot_conv_epilogue relu = { .relu = true }, bias = { .bias = true, .relu = true }, none = { 0 };
+    CHECK_EQ_INT(ot_conv_fused_build(api, &q, &relu, &f, &err), OT_ERR_UNSUPPORTED);
+    q.kind = OT_CONV_DGRAD;
+    CHECK_EQ_INT(ot_conv_fused_build(api, &q, &bias, &f, &err), OT_ERR_UNSUPPORTED);
+    q.kind = OT_CONV_FWD;
+    CHECK_EQ_INT(ot_conv_fused_build(api, &q, &none, &f, &err), OT_ERR_UNSUPPORTED);
+    /* a wrong output shape: cuDNN's reason, nothing left over */
+    ot_conv_geom bad = geom(OT_CONV_FWD, 4, xs, ws, (const int64_t[]){ 2, 64, 15, 15 }, 3, 2, 1);
+    CHECK_EQ_INT(ot_conv_fused_build(api, &bad, &relu, &f, &err), OT_ERR_BACKEND);
+    CHECK(strstr(err.msg, "cuDNN: ") == err.msg && !strchr(err.msg, '\n'));
+    CHECK(!f.graph && !f.n_descs);
+}
+
 #endif

@@ -42,6 +42,7 @@ typedef struct ot_cuda_dev {
     char dir[4096];
     ot_plan_store store;  /* the disk cache's records (loaded from dir)      */
     bool store_dirty;     /* records not yet written                         */
+    int n_reused, n_made, n_timed; /* plans from disk, made, made by timing  */
 } ot_cuda_dev;
 
 ot_status ot_cuda_dev_get(int index, ot_cuda_dev **out, ot_err *err);
@@ -88,6 +89,50 @@ typedef struct ot_conv_descs {
 
 ot_status ot_conv_descs_build(const ot_cudnn_api *api, const ot_conv_geom *q, ot_conv_descs *d,
                               ot_err *err);
+/* The same, the convolution's output (y forward, dx backward-data) virtual
+   when virtual_out: an epilogue reads it (cudnn_fused.c). */
+ot_status ot_conv_descs_build_virtual(const ot_cudnn_api *api, const ot_conv_geom *q,
+                                      bool virtual_out, ot_conv_descs *d, ot_err *err);
+
+/* The tensors' unique ids in variant packs. */
+enum {
+    OT_CONV_UID_X = 1, OT_CONV_UID_W = 2, OT_CONV_UID_Y = 3,
+    OT_CONV_UID_BIAS = 4,     /* fused forward: [1, C, 1, 1]                    */
+    OT_CONV_UID_Z = 5,        /* fused forward: the residual added              */
+    OT_CONV_UID_RELU = 6,     /* fused backward-data: the ReLU's tensor         */
+    OT_CONV_UID_OUT = 7,      /* fused: what the graph writes                   */
+    OT_CONV_UID_CONV_OUT = 99, /* fused: the convolution's virtual output       */
+    OT_CONV_UID_VIRTUAL = 100, /* fused: further virtual tensors from here      */
+};
+
+/* A plain row-major tensor descriptor (virtual: never in memory), and a
+   cuDNN failure as one line "cuDNN: WHAT: STATUS: LAST ERROR". */
+ot_status ot_cudnn_tensor(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
+                          bool is_virtual, cudnnBackendDescriptor_t *out, ot_err *err);
+ot_status ot_cudnn_fail(const ot_cudnn_api *api, cudnnStatus_t s, const char *what, ot_err *err);
+
+/* A convolution's fused epilogue (cudnn_fused.c): forward, any of + bias,
+   + z (a residual of y's shape), then ReLU; backward-data, relu alone
+   (ReLU's backward on dx, by the sign of the ReLU's tensor). */
+typedef struct ot_conv_epilogue {
+    bool bias, add, relu;
+} ot_conv_epilogue;
+
+#define OT_CONV_FUSED_MAX_DESCS 24
+typedef struct ot_conv_fused {
+    ot_conv_descs conv;
+    cudnnBackendDescriptor_t descs[OT_CONV_FUSED_MAX_DESCS]; /* tensors, pointwise ops */
+    int n_descs, n_ops;
+    cudnnBackendDescriptor_t graph;
+} ot_conv_fused;
+
+/* The operation graph of a convolution with its epilogue (needs no device).
+   Errors: OT_ERR_UNSUPPORTED (backward-filter, an epilogue the kind has no
+   form for, or none), OT_ERR_BACKEND (cuDNN refused a descriptor: its reason
+   in one line). On error *f holds nothing. */
+ot_status ot_conv_fused_build(const ot_cudnn_api *api, const ot_conv_geom *q,
+                              const ot_conv_epilogue *e, ot_conv_fused *f, ot_err *err);
+void ot_conv_fused_free(const ot_cudnn_api *api, ot_conv_fused *f);
 void ot_conv_descs_free(const ot_cudnn_api *api, ot_conv_descs *d);
 
 /* The plan key of a convolution (ot_plan_key of its kind, dtype, layout and

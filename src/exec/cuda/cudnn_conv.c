@@ -19,7 +19,7 @@
 #include "cuda.h"
 #include "exec/cpu/ref_impl.h"
 
-enum { UID_X = 1, UID_W = 2, UID_Y = 3 };
+enum { UID_X = OT_CONV_UID_X, UID_W = OT_CONV_UID_W, UID_Y = OT_CONV_UID_Y };
 
 struct ot_conv_plan {
     char key[OT_PLAN_KEY_MAX];
@@ -30,7 +30,7 @@ struct ot_conv_plan {
     struct ot_conv_plan *next;
 };
 
-static ot_status dnn_fail(const ot_cudnn_api *api, cudnnStatus_t s, const char *what, ot_err *err)
+ot_status ot_cudnn_fail(const ot_cudnn_api *api, cudnnStatus_t s, const char *what, ot_err *err)
 {
     char last[256] = "";
     api->cudnnGetLastErrorString(last, sizeof last);
@@ -45,7 +45,7 @@ static ot_status dnn_fail(const ot_cudnn_api *api, cudnnStatus_t s, const char *
     do {                                                                                        \
         cudnnStatus_t s_ = (call);                                                              \
         if (s_ != CUDNN_STATUS_SUCCESS) {                                                       \
-            st = dnn_fail(api, s_, what, err);                                                  \
+            st = ot_cudnn_fail(api, s_, what, err);                                                  \
             goto done;                                                                          \
         }                                                                                       \
     } while (0)
@@ -89,8 +89,8 @@ ot_status ot_conv_geom_of(const ot_graph *g, const ot_node *n, const ot_tensor *
     return OT_OK;
 }
 
-static ot_status tensor_desc(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
-                             cudnnBackendDescriptor_t *out, ot_err *err)
+ot_status ot_cudnn_tensor(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
+                          bool is_virtual, cudnnBackendDescriptor_t *out, ot_err *err)
 {
     ot_status st = OT_OK;
     int64_t strides[5], s = 1, align = 16;
@@ -106,6 +106,9 @@ static ot_status tensor_desc(const ot_cudnn_api *api, int nd, const int64_t *dim
     DNN(SET(*out, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), "tensor id");
     DNN(SET(*out, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align),
         "tensor alignment");
+    if (is_virtual)
+        DNN(SET(*out, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &is_virtual),
+            "tensor virtual");
     DNN(api->cudnnBackendFinalize(*out), "tensor");
 done:
     return st;
@@ -124,15 +127,23 @@ void ot_conv_descs_free(const ot_cudnn_api *api, ot_conv_descs *d)
 ot_status ot_conv_descs_build(const ot_cudnn_api *api, const ot_conv_geom *q, ot_conv_descs *d,
                               ot_err *err)
 {
+    return ot_conv_descs_build_virtual(api, q, false, d, err);
+}
+
+ot_status ot_conv_descs_build_virtual(const ot_cudnn_api *api, const ot_conv_geom *q,
+                                      bool virtual_out, ot_conv_descs *d, ot_err *err)
+{
     ot_status st = OT_OK;
     memset(d, 0, sizeof *d);
     int64_t spatial = q->nd - 2;
     cudnnDataType_t comp = CUDNN_DATA_FLOAT;
     cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
     float alpha = 1.0f, beta = 0.0f;
-    OT_TRY(tensor_desc(api, q->nd, q->x, UID_X, &d->x, err));
-    OT_TRY(tensor_desc(api, q->nd, q->w, UID_W, &d->w, err));
-    OT_TRY(tensor_desc(api, q->nd, q->y, UID_Y, &d->y, err));
+    /* the output that an epilogue reads stays virtual: y forward, dx backward */
+    bool vx = virtual_out && q->kind == OT_CONV_DGRAD, vy = virtual_out && q->kind == OT_CONV_FWD;
+    OT_TRY(ot_cudnn_tensor(api, q->nd, q->x, vx ? OT_CONV_UID_CONV_OUT : UID_X, vx, &d->x, err));
+    OT_TRY(ot_cudnn_tensor(api, q->nd, q->w, UID_W, false, &d->w, err));
+    OT_TRY(ot_cudnn_tensor(api, q->nd, q->y, vy ? OT_CONV_UID_CONV_OUT : UID_Y, vy, &d->y, err));
     DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, &d->conv),
         "convolution");
     DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp),
@@ -487,8 +498,10 @@ static ot_status make_plan(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan
     OT_TRY(ot_conv_graph_build(api, &p->d, &p->graph, err));
     const ot_plan_rec *known = dev->disk ? ot_plan_store_find(&dev->store, p->key) : NULL;
     /* an untimed record does not answer --autotune */
-    if (known && !(dev->opts.autotune && known->ms <= 0) && plan_from_rec(dev, p, known))
+    if (known && !(dev->opts.autotune && known->ms <= 0) && plan_from_rec(dev, p, known)) {
+        dev->n_reused++;
         goto done;
+    }
     DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &heur),
         "heuristics");
     DNN(SET(heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
@@ -551,6 +564,8 @@ static ot_status make_plan(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan
         OT_FAIL(err, OT_ERR_BACKEND,
                 "cuDNN: none of %lld engine configurations makes an fp32 plan for this "
                 "convolution", (long long)n_cfg);
+    dev->n_made++;
+    dev->n_timed += limit > 1 && best > 0;
     if (dev->disk) {
         ot_plan_rec r;
         memset(&r, 0, sizeof r);
@@ -592,6 +607,8 @@ void ot_cuda_plans_configure(ot_cuda_dev *dev, const ot_exec_plan_opts *o)
 void ot_cuda_plans_flush(ot_cuda_dev *dev)
 {
     pthread_mutex_lock(&dev->lock);
+    ot_log(OT_LOG_DEBUG, "cuda: convolution plans so far: %d from the plan cache on disk, %d made "
+           "(%d timed)", dev->n_reused, dev->n_made, dev->n_timed);
     if (dev->disk && dev->store_dirty) {
         ot_err err;
         ot_err_init(&err);

@@ -1,0 +1,164 @@
+/*
+ * cudnn_fused.c: convolutions with fused epilogues as cuDNN operation
+ * graphs (the backend API's runtime fusion):
+ *
+ *   forward:        y = relu?(conv(x, w) + bias? + z?)
+ *   backward-data:  dx = relu_bwd(dgrad(dy, w), r)   (r: the ReLU's input
+ *                   or output before the convolution; dx is 0 where r <= 0)
+ *
+ * The intermediate tensors are virtual (never in memory); bias is [1, C, 1,
+ * 1] (broadcast), z and r have the shape of the convolution's output or
+ * input. Every pointwise step computes in fp32. Only the graph is built
+ * here, which needs no device; a plan for it is made like the plain
+ * convolution's, and when no engine finalizes one, the executor keeps the
+ * unfused steps.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cuda.h"
+
+#define DNN(call, what)                                                                         \
+    do {                                                                                        \
+        cudnnStatus_t s_ = (call);                                                              \
+        if (s_ != CUDNN_STATUS_SUCCESS) {                                                       \
+            st = ot_cudnn_fail(api, s_, what, err);                                             \
+            goto done;                                                                          \
+        }                                                                                       \
+    } while (0)
+
+#define SET(desc, attr, type, count, ptr) api->cudnnBackendSetAttribute(desc, attr, type, count, ptr)
+
+void ot_conv_fused_free(const ot_cudnn_api *api, ot_conv_fused *f)
+{
+    if (f->graph)
+        api->cudnnBackendDestroyDescriptor(f->graph);
+    for (int i = f->n_descs - 1; i >= 0; i--)
+        if (f->descs[i])
+            api->cudnnBackendDestroyDescriptor(f->descs[i]);
+    ot_conv_descs_free(api, &f->conv);
+    memset(f, 0, sizeof *f);
+}
+
+static ot_status keep(ot_conv_fused *f, cudnnBackendDescriptor_t d)
+{
+    OT_ASSERT(f->n_descs < OT_CONV_FUSED_MAX_DESCS);
+    f->descs[f->n_descs++] = d;
+    return OT_OK;
+}
+
+/* A pointwise operation out = mode(a, b) (b NULL: unary); relu_bwd reads
+   a as dy and b as x and writes dx. */
+static ot_status pointwise(const ot_cudnn_api *api, ot_conv_fused *f, cudnnPointwiseMode_t mode,
+                           cudnnBackendDescriptor_t a, cudnnBackendDescriptor_t b,
+                           cudnnBackendDescriptor_t out, cudnnBackendDescriptor_t *op, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cudnnBackendDescriptor_t pw = NULL;
+    cudnnDataType_t prec = CUDNN_DATA_FLOAT;
+    *op = NULL;
+    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_POINTWISE_DESCRIPTOR, &pw), "pointwise");
+    keep(f, pw);
+    DNN(SET(pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode), "pointwise mode");
+    DNN(SET(pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &prec),
+        "pointwise precision");
+    if (mode == CUDNN_POINTWISE_RELU_FWD || mode == CUDNN_POINTWISE_RELU_BWD) {
+        double zero = 0.0;
+        DNN(SET(pw, CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP, CUDNN_TYPE_DOUBLE, 1, &zero),
+            "pointwise clip");
+    }
+    DNN(api->cudnnBackendFinalize(pw), "pointwise");
+    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, op),
+        "pointwise operation");
+    keep(f, *op);
+    DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+            &pw), "pointwise operation");
+    if (mode == CUDNN_POINTWISE_RELU_BWD) {
+        DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_DYDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a),
+            "pointwise dy");
+        DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b),
+            "pointwise x");
+        DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_DXDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &out),
+            "pointwise dx");
+    } else {
+        DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a),
+            "pointwise x");
+        if (b)
+            DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
+                    &b), "pointwise b");
+        DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &out),
+            "pointwise y");
+    }
+    DNN(api->cudnnBackendFinalize(*op), "pointwise operation");
+done:
+    return st;
+}
+
+ot_status ot_conv_fused_build(const ot_cudnn_api *api, const ot_conv_geom *q,
+                              const ot_conv_epilogue *e, ot_conv_fused *f, ot_err *err)
+{
+    ot_status st = OT_OK;
+    memset(f, 0, sizeof *f);
+    bool fwd = q->kind == OT_CONV_FWD;
+    if (q->kind == OT_CONV_WGRAD || (fwd && !e->bias && !e->add && !e->relu) ||
+        (!fwd && (e->bias || e->add || !e->relu)))
+        return ot_err_set(err, OT_ERR_UNSUPPORTED,
+                          "cuDNN: no fused form for this convolution and epilogue");
+    /* the convolution writes a virtual tensor */
+    ot_conv_geom vq = *q;
+    OT_TRY(ot_conv_descs_build_virtual(api, &vq, true, &f->conv, err));
+    cudnnBackendDescriptor_t ops[5] = { f->conv.op };
+    int n_ops = 1;
+    /* the value flowing through the epilogue: the convolution's output (its
+       y forward, its dx backward) */
+    cudnnBackendDescriptor_t cur = fwd ? f->conv.y : f->conv.x, t, op;
+    const int64_t *dims = fwd ? q->y : q->x;
+    int64_t vuid = OT_CONV_UID_VIRTUAL;
+    int steps = fwd ? (e->bias + e->add + e->relu) : 1, done_steps = 0;
+    if (fwd && e->bias) {
+        int64_t bd[5] = { 1, q->y[1], 1, 1, 1 };
+        cudnnBackendDescriptor_t b;
+        OT_TRY(ot_cudnn_tensor(api, q->nd, bd, OT_CONV_UID_BIAS, false, &b, err));
+        keep(f, b);
+        bool last = ++done_steps == steps;
+        OT_TRY(ot_cudnn_tensor(api, q->nd, dims, last ? OT_CONV_UID_OUT : vuid++, !last, &t, err));
+        keep(f, t);
+        OT_TRY(pointwise(api, f, CUDNN_POINTWISE_ADD, cur, b, t, &op, err));
+        ops[n_ops++] = op;
+        cur = t;
+    }
+    if (fwd && e->add) {
+        cudnnBackendDescriptor_t z;
+        OT_TRY(ot_cudnn_tensor(api, q->nd, dims, OT_CONV_UID_Z, false, &z, err));
+        keep(f, z);
+        bool last = ++done_steps == steps;
+        OT_TRY(ot_cudnn_tensor(api, q->nd, dims, last ? OT_CONV_UID_OUT : vuid++, !last, &t, err));
+        keep(f, t);
+        OT_TRY(pointwise(api, f, CUDNN_POINTWISE_ADD, cur, z, t, &op, err));
+        ops[n_ops++] = op;
+        cur = t;
+    }
+    if (e->relu) {
+        OT_TRY(ot_cudnn_tensor(api, q->nd, dims, OT_CONV_UID_OUT, false, &t, err));
+        keep(f, t);
+        if (fwd) {
+            OT_TRY(pointwise(api, f, CUDNN_POINTWISE_RELU_FWD, cur, NULL, t, &op, err));
+        } else {
+            cudnnBackendDescriptor_t r;
+            OT_TRY(ot_cudnn_tensor(api, q->nd, dims, OT_CONV_UID_RELU, false, &r, err));
+            keep(f, r);
+            OT_TRY(pointwise(api, f, CUDNN_POINTWISE_RELU_BWD, cur, r, t, &op, err));
+        }
+        ops[n_ops++] = op;
+    }
+    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, &f->graph),
+        "fused operation graph");
+    DNN(SET(f->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n_ops, ops),
+        "fused operation graph");
+    DNN(api->cudnnBackendFinalize(f->graph), "fused operation graph");
+    f->n_ops = n_ops;
+done:
+    if (st != OT_OK)
+        ot_conv_fused_free(api, f);
+    return st;
+}
