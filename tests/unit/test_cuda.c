@@ -390,7 +390,7 @@ TEST(cuda_engine_record_round_trip)
     ot_conv_descs d;
     cudnnBackendDescriptor_t graph = NULL, cfg = NULL;
     CHECK_OK(ot_conv_descs_build(api, &q, &d, &err), &err);
-    ot_status st = ot_conv_graph_build(api, &d, &graph, &err);
+    ot_status st = ot_cudnn_graph(api, &d.op, 1, &graph, &err);
     if (st != OT_OK) {
         printf("  skipped (the operation graph needs a device): %s\n", err.msg);
         ot_conv_descs_free(api, &d);

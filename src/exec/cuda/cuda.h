@@ -111,6 +111,20 @@ ot_status ot_cudnn_tensor(const ot_cudnn_api *api, int nd, const int64_t *dims, 
                           bool is_virtual, cudnnBackendDescriptor_t *out, ot_err *err);
 ot_status ot_cudnn_fail(const ot_cudnn_api *api, cudnnStatus_t s, const char *what, ot_err *err);
 
+/* In a function with `api`, `st`, `err` and a `done:` label: a cuDNN call
+   whose failure becomes the error (ot_cudnn_fail), and a shorter
+   cudnnBackendSetAttribute. */
+#define OT_DNN(call, what)                                                                      \
+    do {                                                                                        \
+        cudnnStatus_t s_ = (call);                                                              \
+        if (s_ != CUDNN_STATUS_SUCCESS) {                                                       \
+            st = ot_cudnn_fail(api, s_, what, err);                                             \
+            goto done;                                                                          \
+        }                                                                                       \
+    } while (0)
+#define OT_DNN_SET(desc, attr, type, count, ptr)                                                \
+    api->cudnnBackendSetAttribute(desc, attr, type, count, ptr)
+
 /* A convolution's fused epilogue (cudnn_fused.c): forward, any of + bias,
    + z (a residual of y's shape), then ReLU; backward-data, relu alone
    (ReLU's backward on dx, by the sign of the ReLU's tensor). */
@@ -139,9 +153,9 @@ void ot_conv_descs_free(const ot_cudnn_api *api, ot_conv_descs *d);
    shapes); false when it does not fit. */
 bool ot_conv_plan_key(const ot_plan_env *env, const ot_conv_geom *q, char *key, size_t size);
 
-/* The operation graph of one convolution (needs no device). */
-ot_status ot_conv_graph_build(const ot_cudnn_api *api, const ot_conv_descs *d,
-                              cudnnBackendDescriptor_t *graph, ot_err *err);
+/* An operation graph of finalized operations (needs no device). */
+ot_status ot_cudnn_graph(const ot_cudnn_api *api, cudnnBackendDescriptor_t *ops, int n_ops,
+                         cudnnBackendDescriptor_t *graph, ot_err *err);
 
 /* An engine configuration as a record (engine index, knob choices), and a
    configuration of `graph` rebuilt from one (devprop may be NULL). */

@@ -41,16 +41,8 @@ ot_status ot_cudnn_fail(const ot_cudnn_api *api, cudnnStatus_t s, const char *wh
                       last[0] ? ": " : "", last);
 }
 
-#define DNN(call, what)                                                                         \
-    do {                                                                                        \
-        cudnnStatus_t s_ = (call);                                                              \
-        if (s_ != CUDNN_STATUS_SUCCESS) {                                                       \
-            st = ot_cudnn_fail(api, s_, what, err);                                                  \
-            goto done;                                                                          \
-        }                                                                                       \
-    } while (0)
-
-#define SET(desc, attr, type, count, ptr) api->cudnnBackendSetAttribute(desc, attr, type, count, ptr)
+#define DNN OT_DNN
+#define SET OT_DNN_SET
 
 ot_status ot_conv_geom_of(const ot_graph *g, const ot_node *n, const ot_tensor *x,
                           const ot_tensor *w, const ot_tensor *y, ot_conv_kind kind,
@@ -331,14 +323,14 @@ done:
     return st;
 }
 
-ot_status ot_conv_graph_build(const ot_cudnn_api *api, const ot_conv_descs *d,
-                              cudnnBackendDescriptor_t *graph, ot_err *err)
+ot_status ot_cudnn_graph(const ot_cudnn_api *api, cudnnBackendDescriptor_t *ops, int n_ops,
+                         cudnnBackendDescriptor_t *graph, ot_err *err)
 {
     ot_status st = OT_OK;
     *graph = NULL;
     DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, graph),
         "operation graph");
-    DNN(SET(*graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d->op),
+    DNN(SET(*graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n_ops, ops),
         "operation graph");
     DNN(api->cudnnBackendFinalize(*graph), "operation graph");
 done:
@@ -430,14 +422,10 @@ static double time_plan(ot_cuda_dev *dev, cudnnBackendDescriptor_t plan, tune_bu
 {
     const ot_cudnn_api *api = dev->dnn;
     cudnnBackendDescriptor_t vp = NULL;
-    void *ptrs[3] = { b->p[0], b->p[1], b->p[2] };
-    int64_t uids[3] = { UID_X, UID_W, UID_Y };
     double best = -1;
-    if (api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, &vp) ||
-        SET(vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, ptrs) ||
-        SET(vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uids) ||
-        SET(vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &b->p[3]) ||
-        api->cudnnBackendFinalize(vp))
+    ot_err err;
+    ot_err_init(&err);
+    if (ot_conv_varpack(dev, NULL, b->p[0], b->p[1], b->p[2], b->p[3], &vp, &err) != OT_OK)
         goto done;
     cudaStream_t stream = NULL;
     api->cudnnSetStream(dev->dnn_handle, stream);
@@ -495,7 +483,7 @@ static ot_status make_plan(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan
     int64_t n_cfg = 0;
     cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
     tune_bufs bufs = { 0 };
-    OT_TRY(ot_conv_graph_build(api, &p->d, &p->graph, err));
+    OT_TRY(ot_cudnn_graph(api, &p->d.op, 1, &p->graph, err));
     const ot_plan_rec *known = dev->disk ? ot_plan_store_find(&dev->store, p->key) : NULL;
     /* an untimed record does not answer --autotune */
     if (known && !(dev->opts.autotune && known->ms <= 0) && plan_from_rec(dev, p, known)) {

@@ -18,16 +18,8 @@
 
 #include "cuda.h"
 
-#define DNN(call, what)                                                                         \
-    do {                                                                                        \
-        cudnnStatus_t s_ = (call);                                                              \
-        if (s_ != CUDNN_STATUS_SUCCESS) {                                                       \
-            st = ot_cudnn_fail(api, s_, what, err);                                             \
-            goto done;                                                                          \
-        }                                                                                       \
-    } while (0)
-
-#define SET(desc, attr, type, count, ptr) api->cudnnBackendSetAttribute(desc, attr, type, count, ptr)
+#define DNN OT_DNN
+#define SET OT_DNN_SET
 
 void ot_conv_fused_free(const ot_cudnn_api *api, ot_conv_fused *f)
 {
@@ -115,26 +107,20 @@ ot_status ot_conv_fused_build(const ot_cudnn_api *api, const ot_conv_geom *q,
     const int64_t *dims = fwd ? q->y : q->x;
     int64_t vuid = OT_CONV_UID_VIRTUAL;
     int steps = fwd ? (e->bias + e->add + e->relu) : 1, done_steps = 0;
-    if (fwd && e->bias) {
+    /* + bias, then + z: each into the output when it is the last step */
+    const bool adds[2] = { fwd && e->bias, fwd && e->add };
+    for (int k = 0; k < 2; k++) {
+        if (!adds[k])
+            continue;
         int64_t bd[5] = { 1, q->y[1], 1, 1, 1 };
-        cudnnBackendDescriptor_t b;
-        OT_TRY(ot_cudnn_tensor(api, q->nd, bd, OT_CONV_UID_BIAS, false, &b, err));
-        keep(f, b);
+        cudnnBackendDescriptor_t other;
+        OT_TRY(ot_cudnn_tensor(api, q->nd, k == 0 ? bd : dims,
+                               k == 0 ? OT_CONV_UID_BIAS : OT_CONV_UID_Z, false, &other, err));
+        keep(f, other);
         bool last = ++done_steps == steps;
         OT_TRY(ot_cudnn_tensor(api, q->nd, dims, last ? OT_CONV_UID_OUT : vuid++, !last, &t, err));
         keep(f, t);
-        OT_TRY(pointwise(api, f, CUDNN_POINTWISE_ADD, cur, b, t, &op, err));
-        ops[n_ops++] = op;
-        cur = t;
-    }
-    if (fwd && e->add) {
-        cudnnBackendDescriptor_t z;
-        OT_TRY(ot_cudnn_tensor(api, q->nd, dims, OT_CONV_UID_Z, false, &z, err));
-        keep(f, z);
-        bool last = ++done_steps == steps;
-        OT_TRY(ot_cudnn_tensor(api, q->nd, dims, last ? OT_CONV_UID_OUT : vuid++, !last, &t, err));
-        keep(f, t);
-        OT_TRY(pointwise(api, f, CUDNN_POINTWISE_ADD, cur, z, t, &op, err));
+        OT_TRY(pointwise(api, f, CUDNN_POINTWISE_ADD, cur, other, t, &op, err));
         ops[n_ops++] = op;
         cur = t;
     }
@@ -151,11 +137,7 @@ ot_status ot_conv_fused_build(const ot_cudnn_api *api, const ot_conv_geom *q,
         }
         ops[n_ops++] = op;
     }
-    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, &f->graph),
-        "fused operation graph");
-    DNN(SET(f->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n_ops, ops),
-        "fused operation graph");
-    DNN(api->cudnnBackendFinalize(f->graph), "fused operation graph");
+    OT_TRY(ot_cudnn_graph(api, ops, n_ops, &f->graph, err));
     f->n_ops = n_ops;
 done:
     if (st != OT_OK)
