@@ -4,7 +4,8 @@
 #   make test       every test suite; ends with "N passed, N failed"
 #   make asan       AddressSanitizer + UBSan build in build/asan, then its tests
 #   make debug      -O0 -g3 build in build/debug
-#   make demo       the main job on a built-in default
+#   make demo       the main job on a built-in default; PRECISION=bf16 (or auto) runs
+#                   every training and scoring in that precision, into build/demo-bf16
 #   make bench      the ResNet-18 benchmark table (build/bench/), within 15 minutes on 2
 #                   cores; FULL=1 at the first performance issue's sizes; make bench-all:
 #                   with bench-deploy, bench-dist, bench-load and bench-models
@@ -274,7 +275,7 @@ debug:
 	@$(MAKE) --no-print-directory DEBUG=1 BUILD=build/debug all
 
 demo: check-deps all
-	@bash models/demo.sh $(BUILD)
+	@OT_DEMO_PRECISION=$(PRECISION) bash models/demo.sh $(BUILD)
 
 # the ResNet-18 table (tests/bench/run.sh, docs/bench.md); FULL=1 at the first
 # performance issue's sizes; ONLY=deploy or ONLY=dist run those sections

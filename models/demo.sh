@@ -27,13 +27,21 @@
 #     writes the int8 QDQ model; the demo ends with those int8 scores next
 #     to the float32 one.
 #
+# OT_DEMO_PRECISION=bf16 (make demo PRECISION=bf16; or auto) passes
+# --precision to every run, which then writes to $BUILD/demo-bf16 so that
+# the fp32 results stay beside it.
+#
 # Each stage prints its time. OT_DEMO_QUICK=1 runs the same pipeline at a
 # reduced size without step 6 (the tests use it; tests/cli/test_quant.sh
 # covers --qat).
 set -euo pipefail
 BUILD=${1:-build}
 BIN=$BUILD/onnxtrain
-OUT=$BUILD/demo
+PRECISION=${OT_DEMO_PRECISION:-fp32}
+case $PRECISION in
+    fp32) OUT=$BUILD/demo ;;
+    *) OUT=$BUILD/demo-$PRECISION ;;
+esac
 DATA=${OT_DEMO_DATA:-/usr/share/datasets/fashion-mnist}
 PY=/usr/bin/python3
 mkdir -p "$OUT/runs"
@@ -46,7 +54,7 @@ else
     SHOTS="5 25" SEEDS="1 2 3" STEPS=50 CALIB=1024
 fi
 BATCH=25
-COMMON=(--data "$DATA" --image-size 32 --threads 2)
+COMMON=(--data "$DATA" --image-size 32 --threads 2 --precision "$PRECISION")
 
 DEMO_START=$SECONDS
 STAGE_START=

@@ -301,6 +301,9 @@ typedef struct ot_cli_plan_args {
                                          "kept (default $XDG_CACHE_HOME/onnxtrain)")
 int ot_cli_plans(const ot_cli_plan_args *a);
 
+/* With --precision auto, says in one line on `f` what it picked and why. */
+void ot_cli_precision_said(FILE *f, ot_precision p);
+
 /* Raises the log level by one step (warn -> info -> debug). */
 void ot_cli_verbose(void);
 /* Library messages: errors only (the ranks of a distributed run but 0). */

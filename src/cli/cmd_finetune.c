@@ -1064,6 +1064,7 @@ int ot_cmd_finetune(int argc, char **argv)
         rc = report_stop(&tr, o.checkpoint, &pc);
         goto out;
     }
+    ot_cli_precision_said(log, o.precision);
     fprintf(log, "wrote %s\n", out);
     if (json) {
         json_t *j = ot_json_set(json_object(), "epochs", json_integer(o.epochs));
@@ -1174,6 +1175,7 @@ int ot_cmd_eval(int argc, char **argv)
             ot_dist_abort(OT_EXIT_ERROR);
         goto out;
     }
+    ot_cli_precision_said(stderr, o.precision);
     if (ea.json) {
         if ((rc = print_eval_json(&ev, ev.n_bad)) != OT_EXIT_OK)
             goto out;

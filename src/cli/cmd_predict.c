@@ -440,6 +440,7 @@ int ot_cmd_predict(int argc, char **argv)
                 rc = ot_cli_error("%s: %s", path, err.msg);
                 goto out;
             }
+            ot_cli_precision_said(stderr, o.precision);
         }
         if (ot_exec_run(*xp, &in, 1, &err) != OT_OK) {
             rc = ot_cli_error("%s: %s", path, err.msg);

@@ -360,6 +360,7 @@ int ot_cmd_run(int argc, char **argv)
         rc = ot_cli_error("%s: %s", model, err.msg);
         goto done;
     }
+    ot_cli_precision_said(stderr, o.precision);
 
     if (o.output_dir) {
         rc = write_outputs(x, o.output_dir, files, n_files, o.json);

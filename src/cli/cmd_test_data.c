@@ -653,6 +653,7 @@ int ot_cmd_test_data(int argc, char **argv)
     } else {
         printf("test-data: %d passed, %d failed\n", passed, failed);
     }
+    ot_cli_precision_said(stderr, o.precision);
 done:
     free(r.cache);
     ot_cli_args_fini(&args);

@@ -295,6 +295,18 @@ int ot_cli_plans(const ot_cli_plan_args *a)
     return OT_EXIT_OK;
 }
 
+void ot_cli_precision_said(FILE *f, ot_precision p)
+{
+    if (p != OT_PRECISION_AUTO)
+        return;
+    char line[1024];
+    ot_exec_auto_note(line, sizeof line);
+    fflush(stdout);
+    fprintf(f, "precision auto: ");
+    ot_cli_text_str(f, line);
+    fputc('\n', f);
+}
+
 static int main_usage_error(const char *fmt, ...) OT_PRINTF(1, 2);
 
 static int main_usage_error(const char *fmt, ...)

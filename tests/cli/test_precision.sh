@@ -74,7 +74,7 @@ with torch.no_grad():
     m[1].running_mean.uniform_(-0.2, 0.2)
 x = torch.randn(2, 3, 32, 32)
 torch.onnx.export(m, x, d + "/cnn.onnx", input_names=["input"], output_names=["y"],
-                  opset_version=13)
+                  opset_version=13, dynamic_axes={"input": {0: "N"}, "y": {0: "N"}})
 open(d + "/cnn_x.pb", "wb").write(nh.from_array(x.numpy(), "input").SerializeToString())
 with torch.no_grad():
     y32 = m(x).numpy()
@@ -112,6 +112,87 @@ ok("bf16 error <= 1.5x autocast bf16 error", e_ot16 <= 1.5 * e_pt16, (e_ot16, e_
 ok("bf16 top class = autocast", (o16.argmax(1) == t16.argmax(1)).all())
 ' "$T_TMP"
     fi
+fi
+
+# ---- auto: measured once per machine and shape, cached in one file under
+# $XDG_CACHE_HOME written by rename, reused (a hand-edited pick is obeyed)
+export XDG_CACHE_HOME=$T_TMP/xdg
+CF=$XDG_CACHE_HOME/onnxtrain/precision-auto
+auto_run() { # NAME OUTDIR [options]
+    local name=$1 dir=$2
+    shift 2
+    ot run "$T_TMP/cnn.onnx" --input "$T_TMP/cnn_x.pb" --output-dir "$dir" --precision auto "$@"
+    if [ "$T_RC" -ne 0 ]; then
+        fail "$name" "$(describe_run)"
+        return 1
+    fi
+    AUTO_LINE=$(grep '^precision auto: ' "$T_TMP/stderr")
+    if [ "$(grep -c '^precision auto: ' "$T_TMP/stderr")" -eq 1 ] &&
+        matches "$AUTO_LINE" "auto: fp32 (|auto: bf16 ("; then
+        ok "$name: one line says the pick"
+    else
+        fail "$name: one line says the pick" "$T_ERR"
+    fi
+}
+same_as_pick() { # NAME OUTDIR: the output is that of the precision picked
+    local want=$T_TMP/c32/output_0.pb
+    [[ $AUTO_LINE == "precision auto: bf16"* ]] && want=$T_TMP/c16/output_0.pb
+    if cmp -s "$2/output_0.pb" "$want"; then ok "$1: computes what it says"; else
+        fail "$1: computes what it says" "output differs from the picked precision's"; fi
+}
+if [ -s "$T_TMP/cnn.onnx" ]; then
+    auto_run "auto, first run" "$T_TMP/a1" && {
+        same_as_pick "auto, first run" "$T_TMP/a1"
+        matches "$AUTO_LINE" "measured now" && ok "auto, first run: measured" ||
+            fail "auto, first run: measured" "$AUTO_LINE"
+        if [ "$(wc -l <"$CF")" -eq 1 ] && grep -Eq '^[0-9a-f]{16} (fp32|bf16) [0-9.]+ [0-9.]+$' "$CF"; then
+            ok "auto: cache file, one line"
+        else
+            fail "auto: cache file, one line" "$(head -c 300 "$CF" 2>&1)"
+        fi
+    }
+    ino1=$(stat -c %i "$CF" 2>/dev/null)
+    cp "$CF" "$T_TMP/cf1" 2>/dev/null
+    auto_run "auto, second run" "$T_TMP/a2" && {
+        same_as_pick "auto, second run" "$T_TMP/a2"
+        matches "$AUTO_LINE" "measured before&cached in" && ok "auto, second run: reused" ||
+            fail "auto, second run: reused" "$AUTO_LINE"
+        cmp -s "$CF" "$T_TMP/cf1" && ok "auto: a hit leaves the file" || fail "auto: a hit" "file changed"
+    }
+    # the pick turned over by hand is obeyed: the cache is what decides
+    if [ -s "$T_TMP/cf1" ]; then
+        if grep -q ' fp32 ' "$T_TMP/cf1"; then sed 's/ fp32 / bf16 /' "$T_TMP/cf1" >"$CF"; else
+            sed 's/ bf16 / fp32 /' "$T_TMP/cf1" >"$CF"; fi
+        auto_run "auto, edited cache" "$T_TMP/a3" && same_as_pick "auto, edited cache" "$T_TMP/a3"
+        if [ "$(cut -d' ' -f2 "$CF")" != "$(cut -d' ' -f2 "$T_TMP/cf1")" ] &&
+            [[ $AUTO_LINE == "precision auto: $(cut -d' ' -f2 "$CF")"* ]]; then
+            ok "auto: obeys the cached pick"
+        else
+            fail "auto: obeys the cached pick" "$AUTO_LINE"
+        fi
+    fi
+    # another shape adds a line (by a rename: a new inode), keeping the others;
+    # lines that are not the cache's are dropped
+    cp "$T_TMP/cf1" "$CF"
+    printf 'garbage\n' >>"$CF"
+    ino1=$(stat -c %i "$CF")
+    "$PY" -c '
+import sys, numpy as np
+from onnx import numpy_helper as nh
+x = np.random.default_rng(1).standard_normal((4, 3, 32, 32)).astype(np.float32)
+open(sys.argv[1], "wb").write(nh.from_array(x, "input").SerializeToString())
+' "$T_TMP/cnn_x4.pb"
+    ot run "$T_TMP/cnn.onnx" --input "$T_TMP/cnn_x4.pb" --precision auto --output-dir "$T_TMP/a4"
+    if [ "$T_RC" -eq 0 ] && [ "$(wc -l <"$CF")" -eq 2 ] && grep -qF "$(cat "$T_TMP/cf1")" "$CF" &&
+        ! grep -q garbage "$CF" && [ "$(stat -c %i "$CF")" != "$ino1" ]; then
+        ok "auto: new shape appended by rename"
+    else
+        fail "auto: new shape appended by rename" "$(describe_run) $(cat "$CF")"
+    fi
+    if ls "$XDG_CACHE_HOME/onnxtrain" | grep -q tmp; then fail "auto: temporaries" "left behind"; else
+        ok "auto: no temporary left"; fi
+    # a cache that cannot be written only costs the measurement
+    XDG_CACHE_HOME=$T_TMP/img.ppm auto_run "auto, unwritable cache" "$T_TMP/a5"
 fi
 
 skip_if_fast

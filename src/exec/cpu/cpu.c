@@ -513,6 +513,8 @@ static ot_status cpu_build(ot_exec *x, ot_err *err)
             ot_node_is(&g->nodes[i], OT_OP_CONV_GRAD_FILTER))
             cs->training = true;
     cs->bf16 = x->opts.precision == OT_PRECISION_BF16 && ot_cpu_has_bf16();
+    if (x->opts.precision == OT_PRECISION_AUTO && !x->opts.cpu.plain_only)
+        cs->bf16 = cpu_auto_bf16(x, cs);
     x->precision = cs->bf16 ? OT_PRECISION_BF16 : OT_PRECISION_FP32;
 
     for (int32_t i = 0; i < g->n_nodes; i++) {

@@ -22,6 +22,11 @@
 bool ot_cpu_has_bf16(void);
 bool ot_cpu_bf16_native(void);
 
+struct cpu_state;
+/* --precision auto (cpu_auto.c): whether the graph's convolutions are faster
+   in bf16 here, from the per-machine cache or measured now. */
+bool cpu_auto_bf16(const ot_exec *x, const struct cpu_state *cs);
+
 typedef struct cpu_val {
     ot_loc loc;              /* where the data is                               */
     bool has_md;             /* data is laid out as `md` (else plain row-major)  */
