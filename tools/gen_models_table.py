@@ -51,7 +51,9 @@ NOTES = {
     "zoo_squeezenet1_1": "zoo SqueezeNet 1.1 form: opset 9, Softmax last, initializers as inputs",
     "zoo_mobilenetv2_nhwc": "MobileNetV2 with an NHWC input and a leading Transpose "
                             "(EfficientNet-Lite4's form), opset 9, Softmax last",
-    "zoo_densenet121": "zoo DenseNet-121 form: opset 8, BN spatial=1, Reshape head, Softmax last",
+    "zoo_densenet121": "zoo DenseNet-121 form (densenet-3): opset 3, BN with consumed_inputs, "
+                       "is_test=1 and spatial=1, Gemm broadcast=1, Reshape head with a shape "
+                       "attribute, Softmax last",
     "zoo_googlenet": "zoo GoogLeNet / Inception v1-v2 stand-in: torchvision GoogLeNet (with BN), "
                      "Reshape head, opset 9, Softmax last",
     "zoo_vgg16_bn": "zoo VGG-16-BN form: opset 8, BN spatial=1, Reshape head, classifier 256 wide",
@@ -59,6 +61,10 @@ NOTES = {
     "zoo_zfnet": "ZFNet-512 stand-in: CaffeNet's layers with a 7x7 stride-2 first convolution, "
                  "LRN, Reshape head",
     "zoo_shufflenet_v2": "zoo ShuffleNet v2 form: opset 8, BN spatial=1, Softmax last",
+    "zoo_shufflenet_v1": "zoo ShuffleNet v1 form: 3 groups, widths 24/240/480/960, two units per "
+                         "stage (built here), channel shuffle as Reshape-Transpose-Reshape with "
+                         "batch-1 shapes, opset 8 (PyTorch folds its BatchNorms into the "
+                         "convolutions), Softmax last",
 }
 
 # The issue's families without a fixture in tests/fixtures/make_family_tests.py
@@ -69,9 +75,8 @@ UNTESTED = {
                     "recorded yet",
     "swin_t_224": "the full-size fixture is in the --all set (make test-models); no run "
                   "recorded yet",
-    "efficientnet_v2_s": "no fixture yet (EfficientNet-B0 stands for the family)",
     "zoo forms not emulated":
-        "BatchNormalization consumed_inputs (opsets 1-5), ShuffleNet v1, ResNet depths other "
+        "ResNet depths other "
         "than 18, EfficientNet-Lite4 itself (its NHWC form is tested on MobileNetV2), Inception "
         "v1 with LRN and no BatchNorm (GoogLeNet stands in)",
 }

@@ -217,6 +217,25 @@ ot_status ot_pass_export_batch(ot_graph *g, int64_t dim, bool *made_dynamic, ot_
     return st;
 }
 
+/* Reshape before opset 5: the target shape is the `shape` attribute (0
+   copies the input's dim there too). Returns 1 when its batch was made 0. */
+static int batch_reshape_attr(ot_graph *g, ot_node *node, int64_t b)
+{
+    const ot_value *x = &g->values[node->in[0]];
+    if (x->ndim < 1 || x->dims[0] != b)
+        return 0;
+    for (int32_t k = 0; k < node->n_attrs; k++) {
+        ot_attr *a = &node->attrs[k];
+        if (strcmp(a->name, "shape") != 0 || a->type != OT_ATTR_INTS || a->n < 1 ||
+            a->ints[0] != b)
+            continue;
+        a->ints[0] = 0;
+        memset(&a->raw, 0, sizeof a->raw); /* written from the fields on export */
+        return 1;
+    }
+    return 0;
+}
+
 int ot_pass_batch_reshapes(ot_graph *g)
 {
     int64_t b = 0;
@@ -230,9 +249,15 @@ int ot_pass_batch_reshapes(ot_graph *g)
     }
     int n = 0;
     for (int32_t i = 0; b && i < g->n_nodes; i++) {
-        const ot_node *node = &g->nodes[i];
-        if (!node->op_type || strcmp(node->op_type, "Reshape") != 0 || node->n_in < 2 ||
-            node->in[0] < 0 || node->in[1] < 0 || ot_node_attr_int(node, "allowzero", 0) != 0)
+        ot_node *node = &g->nodes[i];
+        if (!node->op_type || strcmp(node->op_type, "Reshape") != 0 || node->n_in < 1 ||
+            node->in[0] < 0 || ot_node_attr_int(node, "allowzero", 0) != 0)
+            continue;
+        if (node->n_in == 1) {
+            n += batch_reshape_attr(g, node, b);
+            continue;
+        }
+        if (node->in[1] < 0)
             continue;
         const ot_value *x = &g->values[node->in[0]];
         ot_value *s = &g->values[node->in[1]];

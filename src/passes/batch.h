@@ -41,7 +41,7 @@ ot_status ot_pass_export_batch(ot_graph *g, int64_t dim, bool *made_dynamic, ot_
  * Makes Reshape nodes follow the batch: where every graph input declares the
  * same fixed batch B, a Reshape whose constant target shape starts with B,
  * whose data has dim 0 = B and whose allowzero is 0 gets 0 (copy dim 0)
- * there instead. At batch B it computes the same; at any other batch the
+ * there instead; so does the `shape` attribute of a Reshape before opset 5. At batch B it computes the same; at any other batch the
  * shape follows. The model zoo's Caffe2-era heads are Reshape(x, [1, -1])
  * in files that declare batch 1. Returns the number of Reshapes changed.
  */

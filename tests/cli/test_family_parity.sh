@@ -25,7 +25,8 @@ T_TIMEOUT=${T_TIMEOUT_MODELS:-900}
 # `make test` runs these; --all (make test-models) adds the slower ones
 DEFAULT="alexnet squeezenet1_0 resnext50_32x4d googlenet shufflenet_v2_x0_5 mnasnet0_5
  regnet_y_400mf mobilenet_v3_small zoo_caffenet"
-SLOW="vgg11_bn densenet121 vgg11 wide_resnet50_2 efficientnet_b0 inception_v3 convnext_tiny"
+SLOW="vgg11_bn densenet121 vgg11 wide_resnet50_2 efficientnet_b0 efficientnet_v2_s
+ inception_v3 convnext_tiny"
 MODES="feature_extract fine_tune full"
 
 PARITY=$BUILD/test_parity
