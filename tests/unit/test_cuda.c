@@ -162,6 +162,10 @@ TEST(cuda_cublaslt_descriptors_without_a_device)
     ot_gemm_geom batched = { .m = 4, .n = 4, .k = 4, .batch = 3, .sa = 16, .sb = 0, .alpha = 1.0f };
     CHECK_OK(ot_gemm_descs(lt, &batched, &g, &err), &err);
     ot_gemm_free(&dev, &g);
+    ot_gemm_geom tf32 = q;
+    tf32.tf32 = true;
+    CHECK_OK(ot_gemm_descs(lt, &tf32, &g, &err), &err);
+    ot_gemm_free(&dev, &g);
     ot_gemm_geom empty = { .m = 0, .n = 4, .k = 4, .batch = 1 };
     CHECK_EQ_INT(ot_gemm_descs(lt, &empty, &g, &err), OT_ERR_UNSUPPORTED);
 }
@@ -198,6 +202,10 @@ TEST(cuda_plan_keys)
     q2 = q;
     q2.stride[1] = 2;
     CHECK(ot_conv_plan_key(&env, &q2, b, sizeof b) && strcmp(a, b) != 0);
+    q2 = q;
+    q2.tf32 = true;
+    CHECK(ot_conv_plan_key(&env, &q2, b, sizeof b) && strcmp(a, b) != 0);
+    CHECK(strstr(b, "conv0/tf32/nchw/") == b);
     /* too long for the buffer: refused, never cut */
     CHECK(!ot_conv_plan_key(&env, &q, b, 40));
     /* folders: given, else XDG_CACHE_HOME, else HOME's .cache */

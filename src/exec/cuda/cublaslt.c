@@ -65,7 +65,9 @@ ot_status ot_gemm_descs(const ot_cublaslt_api *lt, const ot_gemm_geom *q, ot_gem
        [k, n]; as column-major that is (k x n) to transpose, or (n x k) */
     cublasOperation_t opa = q->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t opb = q->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    LT(lt->cublasLtMatmulDescCreate(&g->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F), "matmul");
+    LT(lt->cublasLtMatmulDescCreate(&g->desc,
+                                    q->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+                                    CUDA_R_32F), "matmul");
     LT(lt->cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa),
        "matmul");
     LT(lt->cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb),

@@ -298,7 +298,9 @@ static ot_status gemm_step(ot_exec *x, const ot_node *n, const char *what, const
     s->lin[1] = b;
     s->lin[2] = c;
     s->lout[0] = d;
-    st = ot_gemm_build(cs->dev, q, &s->gemm, err);
+    ot_gemm_geom gq = *q;
+    gq.tf32 = x->precision == OT_PRECISION_TF32;
+    st = ot_gemm_build(cs->dev, &gq, &s->gemm, err);
     if (st != OT_OK) {
         char label[400];
         if (n)
@@ -357,6 +359,7 @@ static ot_status conv_node(ot_exec *x, const ot_node *n, ot_err *err)
             t[1].dims[2 + i] = ks[i];
     }
     OT_TRY(ot_conv_geom_of(g, n, &t[0], &t[1], &t[2], kind, &q, err));
+    q.tf32 = x->precision == OT_PRECISION_TF32;
     /* reads first, then what the step writes */
     ot_loc lx = kind == OT_CONV_DGRAD ? (ot_loc){ 0 } : value_loc(x, vx);
     ot_loc lw = kind == OT_CONV_WGRAD ? (ot_loc){ 0 } : value_loc(x, vw);
@@ -887,10 +890,21 @@ static unsigned cuda_rewrites(const ot_exec *x)
     return OT_REWRITE_CONST;
 }
 
+/* fp32 and tf32; mixed precision is not built here yet. */
+static ot_status cuda_precision(ot_precision p, ot_err *err)
+{
+    if (p == OT_PRECISION_TF32)
+        return OT_OK;
+    return ot_err_set(err, OT_ERR_UNSUPPORTED,
+                      "the CUDA backend computes in fp32 or tf32 only (mixed precision is not "
+                      "built yet)");
+}
+
 const ot_backend ot_backend_cuda = {
     .name = "cuda",
     .host_visible = false,
     .rewrites = cuda_rewrites,
+    .precision = cuda_precision,
     .open = cuda_open,
     .mem_alloc = cuda_mem_alloc,
     .mem_free = cuda_mem_free,

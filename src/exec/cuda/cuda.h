@@ -6,7 +6,9 @@
  * Layout: every tensor is plain row-major (NCHW) on the device, as on the
  * graph's edges; cuDNN gets NCHW strides. Numerics: fp32 with TF32 off
  * (engines that would use tensor cores on fp32 data are skipped, cuBLASLt
- * computes in CUBLAS_COMPUTE_32F), so results compare with the CPU's.
+ * computes in CUBLAS_COMPUTE_32F), so results compare with the CPU's;
+ * --precision tf32 allows TF32 (tensor-core engines, and
+ * CUBLAS_COMPUTE_32F_FAST_TF32).
  */
 #ifndef OT_EXEC_CUDA_H
 #define OT_EXEC_CUDA_H
@@ -72,6 +74,7 @@ typedef struct ot_conv_geom {
     int nd;
     int64_t x[5], w[5], y[5];
     int64_t pre[3], post[3], stride[3], dil[3];
+    bool tf32; /* --precision tf32: engines may use TF32 tensor cores */
 } ot_conv_geom;
 
 /* The geometry of a Conv (x, w, y), ConvGradData (dx, w, dy) or
@@ -193,6 +196,7 @@ typedef struct ot_gemm_geom {
     bool ta, tb;
     int64_t batch, sa, sb;
     float alpha, beta;
+    bool tf32; /* CUBLAS_COMPUTE_32F_FAST_TF32 instead of CUBLAS_COMPUTE_32F */
 } ot_gemm_geom;
 
 typedef struct ot_gemm {

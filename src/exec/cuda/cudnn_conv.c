@@ -189,7 +189,7 @@ done:
 /* The operation's text in a plan key: kind, dtype, layout and shapes. */
 static void plan_what(const ot_conv_geom *q, char *what, size_t size)
 {
-    int at = snprintf(what, size, "conv%d/f32/nchw/", (int)q->kind);
+    int at = snprintf(what, size, "conv%d/%s/nchw/", (int)q->kind, q->tf32 ? "tf32" : "f32");
     const int64_t *arrs[] = { q->x, q->w, q->y, q->pre, q->post, q->stride, q->dil };
     for (int a = 0; a < 7; a++) {
         int count = a < 3 ? q->nd : q->nd - 2;
@@ -212,8 +212,9 @@ static ot_plan_env dev_env(const ot_cuda_dev *dev)
                           .cc_major = dev->cc_major, .cc_minor = dev->cc_minor };
 }
 
-/* Whether an engine computes in full fp32. */
-static bool engine_fp32(const ot_cudnn_api *api, cudnnBackendDescriptor_t cfg)
+/* Whether an engine computes in full fp32 (with tf32: TF32 tensor cores
+   allowed, never inputs converted to a narrower type). */
+static bool engine_fp32(const ot_cudnn_api *api, cudnnBackendDescriptor_t cfg, bool tf32)
 {
     cudnnBackendDescriptor_t eng = NULL;
     cudnnBackendNumericalNote_t notes[CUDNN_NUMERICAL_NOTE_TYPE_COUNT];
@@ -228,7 +229,7 @@ static bool engine_fp32(const ot_cudnn_api *api, cudnnBackendDescriptor_t cfg)
         goto done;
     ok = true;
     for (int64_t i = 0; i < n && i < CUDNN_NUMERICAL_NOTE_TYPE_COUNT; i++)
-        if (notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE ||
+        if ((notes[i] == CUDNN_NUMERICAL_NOTE_TENSOR_CORE && !tf32) ||
             notes[i] == CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS ||
             notes[i] == CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION)
             ok = false;
@@ -453,7 +454,8 @@ done:
 }
 
 /* The plan from the record on disk, when it still makes one. */
-static bool plan_from_rec(ot_cuda_dev *dev, ot_conv_plan *p, const ot_plan_rec *r)
+static bool plan_from_rec(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan *p,
+                          const ot_plan_rec *r)
 {
     ot_err err;
     ot_err_init(&err);
@@ -463,7 +465,7 @@ static bool plan_from_rec(ot_cuda_dev *dev, ot_conv_plan *p, const ot_plan_rec *
                (long long)r->engine, p->key, err.msg);
         return false;
     }
-    if (!engine_fp32(dev->dnn, cfg) || !(p->plan = try_plan(dev, cfg, &p->ws))) {
+    if (!engine_fp32(dev->dnn, cfg, q->tf32) || !(p->plan = try_plan(dev, cfg, &p->ws))) {
         dev->dnn->cudnnBackendDestroyDescriptor(cfg);
         return false;
     }
@@ -486,7 +488,7 @@ static ot_status make_plan(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan
     OT_TRY(ot_cudnn_graph(api, &p->d.op, 1, &p->graph, err));
     const ot_plan_rec *known = dev->disk ? ot_plan_store_find(&dev->store, p->key) : NULL;
     /* an untimed record does not answer --autotune */
-    if (known && !(dev->opts.autotune && known->ms <= 0) && plan_from_rec(dev, p, known)) {
+    if (known && !(dev->opts.autotune && known->ms <= 0) && plan_from_rec(dev, q, p, known)) {
         dev->n_reused++;
         goto done;
     }
@@ -519,7 +521,7 @@ static ot_status make_plan(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan
     for (int64_t i = 0; i < n_cfg && tried < limit; i++) {
         int64_t ws = 0;
         cudnnBackendDescriptor_t plan;
-        if (!engine_fp32(api, cfgs[i]) || !(plan = try_plan(dev, cfgs[i], &ws)))
+        if (!engine_fp32(api, cfgs[i], q->tf32) || !(plan = try_plan(dev, cfgs[i], &ws)))
             continue;
         tried++;
         double ms = 0;
