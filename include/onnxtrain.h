@@ -259,6 +259,8 @@ typedef struct ot_finetune_opts {
        the process must have called its set-up (the command line does) */
     double bucket_mb;           /* gradient all-reduce bucket (0: 25 MB)       */
     int sync_bn;                /* BN batch statistics over all ranks          */
+    int no_overlap;             /* gradients reduced after the backward pass,
+                                   not during it (the same sums)               */
     /* output: the plain inference model with the preprocessing and class
        names in its metadata; NULL writes nothing (the graph stays trained
        when `model` was given) */
@@ -317,7 +319,10 @@ typedef struct ot_finetune_result {
     int n_buckets;              /* gradient all-reduces per step               */
     int n_bn_train;             /* BatchNorm layers that train                 */
     int sync_bn;                /* their batch statistics spanned the ranks    */
-    double reduce_s;            /* this rank's seconds in all-reduces          */
+    double reduce_s;            /* this rank's seconds in all-reduces (waits
+                                   for reductions started earlier included)    */
+    double grad_busy_s;         /* seconds its gradient reductions took from
+                                   their start to their completion             */
     uint64_t reduce_bytes;      /* the bytes it all-reduced                    */
     int agreed_error;           /* the failure is every rank's (all stop)      */
     int epoch;                  /* epochs completed                            */

@@ -115,7 +115,7 @@ enum {
     FT_PER_CLASS, FT_AUGMENT, FT_SKIP_BAD, FT_VAL_SPLIT, FT_VAL_DATA, FT_KEEP, FT_PATIENCE, FT_LOG,
     FT_BATCH, FT_PROFILE, FT_PLOT, FT_CHECKPOINT, FT_CHECKPOINT_EVERY, FT_RESUME, FT_DETERMINISTIC,
     FT_JSON, FT_DRY_RUN, FT_MAX_TENSOR_SIZE, FT_MAX_DATA_SIZE, FT_MAX_FILES, FT_QAT, FT_QAT_EPOCHS,
-    FT_DISTRIBUTED, FT_BUCKET_MB, FT_SYNC_BN, FT_RANK_TIMEOUT, OT_CLI_CONVERT_IDS(FT), FT_N_OPTS
+    FT_DISTRIBUTED, FT_BUCKET_MB, FT_SYNC_BN, FT_NO_OVERLAP, FT_RANK_TIMEOUT, OT_CLI_CONVERT_IDS(FT), FT_N_OPTS
 };
 
 static const ot_cli_opt finetune_opts[FT_N_OPTS + 1] = {
@@ -264,6 +264,9 @@ static const ot_cli_opt finetune_opts[FT_N_OPTS + 1] = {
                                      1e6, "gradients all-reduced per message (default 25)"),
     [FT_SYNC_BN] = OT_CLI_FLAG_OPT(finetune_args, ft.sync_bn, "sync-bn", 0,
                                    "BatchNorm batch statistics over all ranks"),
+    [FT_NO_OVERLAP] = OT_CLI_FLAG_OPT(finetune_args, ft.no_overlap, "no-overlap", 0,
+                                      "all-reduce the gradients after the backward pass, not "
+                                      "during it"),
     [FT_RANK_TIMEOUT] = OT_CLI_REAL_OPT(finetune_args, rank_timeout, "rank-timeout", 0, "S", 1,
                                         86400,
                                         "end the job when a rank is silent this long "

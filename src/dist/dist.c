@@ -54,6 +54,8 @@ typedef struct shim {
     int (*init)(int *rank, int *size, double timeout_s, char *msg, int len);
     int (*bcast)(void *buf, size_t bytes, int root, char *msg, int len);
     int (*allreduce_sum)(void *buf, size_t n, int is_double, char *msg, int len);
+    int (*grad_start)(float *buf, size_t n, int *ticket, char *msg, int len);
+    int (*grad_wait)(int ticket, double *busy_s, char *msg, int len);
     void (*abort)(int code);
     void (*finalize)(void);
 } shim;
@@ -86,6 +88,22 @@ static ot_status mpi_allreduce_f64(ot_comm *c, double *buf, size_t n, ot_err *er
     return OT_OK;
 }
 
+static ot_status mpi_grad_start(ot_comm *c, float *buf, size_t n, int *ticket, ot_err *err)
+{
+    char msg[256] = "";
+    if (g_shim.grad_start(buf, n, ticket, msg, (int)sizeof msg))
+        return ot_err_set(err, OT_ERR_BACKEND, "rank %d: %s", c->rank, msg);
+    return OT_OK;
+}
+
+static ot_status mpi_grad_wait(ot_comm *c, int ticket, double *busy_s, ot_err *err)
+{
+    char msg[256] = "";
+    if (g_shim.grad_wait(ticket, busy_s, msg, (int)sizeof msg))
+        return ot_err_set(err, OT_ERR_BACKEND, "rank %d: %s", c->rank, msg);
+    return OT_OK;
+}
+
 static void mpi_abort(ot_comm *c, int code)
 {
     (void)c;
@@ -103,6 +121,8 @@ static const ot_comm_ops mpi_ops = {
     .bcast = mpi_bcast,
     .allreduce_f32 = mpi_allreduce_f32,
     .allreduce_f64 = mpi_allreduce_f64,
+    .grad_start = mpi_grad_start,
+    .grad_wait = mpi_grad_wait,
     .abort = mpi_abort,
     .fini = mpi_fini,
 };
@@ -161,9 +181,12 @@ ot_status ot_dist_init(ot_dist_mode mode, double timeout_s, ot_err *err)
     *(void **)&s.init = dlsym(dl, "otm_init");
     *(void **)&s.bcast = dlsym(dl, "otm_bcast");
     *(void **)&s.allreduce_sum = dlsym(dl, "otm_allreduce_sum");
+    *(void **)&s.grad_start = dlsym(dl, "otm_grad_start");
+    *(void **)&s.grad_wait = dlsym(dl, "otm_grad_wait");
     *(void **)&s.abort = dlsym(dl, "otm_abort");
     *(void **)&s.finalize = dlsym(dl, "otm_finalize");
-    if (!s.init || !s.bcast || !s.allreduce_sum || !s.abort || !s.finalize) {
+    if (!s.init || !s.bcast || !s.allreduce_sum || !s.grad_start || !s.grad_wait || !s.abort ||
+        !s.finalize) {
         dlclose(dl);
         return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s lacks the otm_* entry points", SHIM_NAME);
     }
@@ -228,6 +251,24 @@ ot_status ot_comm_allreduce_f64(ot_comm *c, double *buf, size_t n, ot_err *err)
     ot_status st = c->ops->allreduce_f64(c, buf, n, err);
     c->reduce_s += now_s() - t0;
     c->reduce_bytes += n * sizeof *buf;
+    return st;
+}
+
+ot_status ot_comm_grad_start(ot_comm *c, float *buf, size_t n, int *ticket, ot_err *err)
+{
+    double t0 = now_s();
+    ot_status st = c->ops->grad_start(c, buf, n, ticket, err);
+    c->reduce_s += now_s() - t0;
+    c->reduce_bytes += n * sizeof *buf;
+    return st;
+}
+
+ot_status ot_comm_grad_wait(ot_comm *c, int ticket, ot_err *err)
+{
+    double t0 = now_s(), busy = 0;
+    ot_status st = c->ops->grad_wait(c, ticket, &busy, err);
+    c->reduce_s += now_s() - t0;
+    c->grad_busy_s += busy;
     return st;
 }
 

@@ -33,6 +33,15 @@ typedef struct ot_comm_ops {
     /* in place: buf[i] = sum over the ranks of their buf[i] */
     ot_status (*allreduce_f32)(ot_comm *c, float *buf, size_t n, ot_err *err);
     ot_status (*allreduce_f64)(ot_comm *c, double *buf, size_t n, ot_err *err);
+    /* gradient reductions that overlap the computation: grad_start starts
+       the in-place sum over the ranks of buf[0..n) and names it by *ticket;
+       grad_wait waits for it (tickets in the order they were started), with
+       *busy_s the seconds from its start to its completion. buf stays
+       untouched between the two. Additions as allreduce_f32's would make on
+       the same buffer: a reduction waited for at once gives what a blocking
+       one gives. */
+    ot_status (*grad_start)(ot_comm *c, float *buf, size_t n, int *ticket, ot_err *err);
+    ot_status (*grad_wait)(ot_comm *c, int ticket, double *busy_s, ot_err *err);
     /* ends every rank of the job with `code` (never returns) */
     void (*abort)(ot_comm *c, int code);
     void (*fini)(ot_comm *c);
@@ -43,12 +52,15 @@ struct ot_comm {
     const ot_comm_ops *ops;
     void *impl;
     double timeout_s;      /* bound of every collective (--rank-timeout)       */
-    double reduce_s;       /* seconds spent in all-reduces (profiling)         */
+    double reduce_s;       /* seconds spent in all-reduces (profiling): the
+                              calls, and the waits of started ones            */
+    double grad_busy_s;    /* seconds the gradients' reductions took from their
+                              start to their completion (overlapped or not)   */
     uint64_t reduce_bytes; /* bytes all-reduced                                */
     /* the weight of this rank's gradients in the current step: its images
        over the step's images in all (GradAllReduce scales by it) */
     float grad_weight;
-    float *stage;          /* one bucket, packed (ot_dist_reserve)             */
+    float *stage;          /* every bucket, packed (ot_dist_reserve)           */
     size_t stage_n;
     double *dstage;        /* per-channel sums of synchronised BatchNorm       */
     size_t dstage_n;
@@ -93,6 +105,10 @@ static inline ot_status ot_comm_bcast(ot_comm *c, void *buf, size_t bytes, int r
 }
 ot_status ot_comm_allreduce_f32(ot_comm *c, float *buf, size_t n, ot_err *err);
 ot_status ot_comm_allreduce_f64(ot_comm *c, double *buf, size_t n, ot_err *err);
+/* c->ops->grad_start / grad_wait, counted in reduce_s, reduce_bytes and
+   grad_busy_s. */
+ot_status ot_comm_grad_start(ot_comm *c, float *buf, size_t n, int *ticket, ot_err *err);
+ot_status ot_comm_grad_wait(ot_comm *c, int ticket, ot_err *err);
 
 /* Makes c->stage hold at least n floats and c->dstage nd doubles (the
    buffers the kernels that reduce use, so that they allocate nothing while

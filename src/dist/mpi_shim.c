@@ -29,6 +29,8 @@
 int otm_init(int *rank, int *size, double timeout_s, char *msg, int len);
 int otm_bcast(void *buf, size_t bytes, int root, char *msg, int len);
 int otm_allreduce_sum(void *buf, size_t n, int is_double, char *msg, int len);
+int otm_grad_start(float *buf, size_t n, int *ticket, char *msg, int len);
+int otm_grad_wait(int ticket, double *busy_s, char *msg, int len);
 void otm_abort(int code);
 void otm_finalize(void);
 
@@ -40,6 +42,30 @@ static int g_hb_started;
 static double g_timeout = 30.0;
 static double *g_last_seen; /* per rank, the heartbeat thread's own */
 static atomic_int g_silent = -1;  /* a rank found silent, -1: none */
+
+/*
+ * Gradient all-reduces started ahead of their wait (otm_grad_start /
+ * otm_grad_wait): MPI_Iallreduce on a communicator of their own (so that
+ * other collectives issued meanwhile, synchronised BatchNorm's, cannot
+ * interleave with them differently on different ranks), driven by the
+ * heartbeat thread, which calls MPI_Test on them while any is pending: Open
+ * MPI moves a non-blocking collective on only inside MPI calls. A ticket is
+ * a run of requests (one per chunk of 2^28 floats, as otm_allreduce_sum
+ * cuts); tickets are handed out in order and the table restarts whenever
+ * every ticket has been waited for (once per step).
+ */
+#define CHUNK_FLOATS (1 << 28)
+typedef struct grad_req {
+    MPI_Request rq;
+    atomic_int done; /* 1: complete, 2: MPI_Test failed */
+    int rc;
+    double t_start, t_done;
+} grad_req;
+static MPI_Comm g_grad_comm = MPI_COMM_NULL;
+static pthread_mutex_t g_grad_mu = PTHREAD_MUTEX_INITIALIZER;
+static grad_req *g_reqs;
+static int g_n_reqs, g_cap_reqs, g_n_waited;
+static atomic_int g_pending; /* requests started, not yet complete */
 
 static double now_s(void)
 {
@@ -61,6 +87,27 @@ static void mpi_msg(int rc, const char *what, char *msg, int len)
     if (MPI_Error_string(rc, text, &n) != MPI_SUCCESS)
         snprintf(text, sizeof text, "error %d", rc);
     snprintf(msg, (size_t)len, "%s: %s", what, text);
+}
+
+/* MPI_Test on every pending gradient request (the heartbeat thread, or the
+   waiting thread where there is no heartbeat). */
+static void progress_grads(void)
+{
+    pthread_mutex_lock(&g_grad_mu);
+    for (int i = g_n_waited; i < g_n_reqs; i++) {
+        grad_req *q = &g_reqs[i];
+        if (atomic_load(&q->done))
+            continue;
+        int flag = 0;
+        int rc = MPI_Test(&q->rq, &flag, MPI_STATUS_IGNORE);
+        if (rc != MPI_SUCCESS || flag) {
+            q->rc = rc;
+            q->t_done = now_s();
+            atomic_store(&q->done, rc == MPI_SUCCESS ? 1 : 2);
+            atomic_fetch_sub(&g_pending, 1);
+        }
+    }
+    pthread_mutex_unlock(&g_grad_mu);
 }
 
 static void *heartbeat(void *arg)
@@ -102,7 +149,14 @@ static void *heartbeat(void *arg)
                 MPI_Abort(MPI_COMM_WORLD, 1);
                 return NULL;
             }
-        nap(20 * 1000 * 1000);
+        /* pending gradient reductions: progress them, and come back soon */
+        int polls = 0;
+        while (atomic_load(&g_pending) > 0 && polls++ < 400) {
+            progress_grads();
+            nap(25 * 1000);
+        }
+        if (polls == 0)
+            nap(20 * 1000 * 1000);
     }
     return NULL;
 }
@@ -131,6 +185,10 @@ int otm_init(int *rank, int *size, double timeout_s, char *msg, int len)
         g_last_seen = calloc((size_t)g_size, sizeof *g_last_seen);
         if (!g_last_seen || MPI_Comm_dup(MPI_COMM_WORLD, &g_hb_comm) != MPI_SUCCESS) {
             snprintf(msg, (size_t)len, "out of memory for the heartbeat");
+            return 1;
+        }
+        if (MPI_Comm_dup(MPI_COMM_WORLD, &g_grad_comm) != MPI_SUCCESS) {
+            snprintf(msg, (size_t)len, "MPI_Comm_dup failed");
             return 1;
         }
         atomic_store(&g_hb_run, 1);
@@ -211,6 +269,115 @@ int otm_allreduce_sum(void *buf, size_t n, int is_double, char *msg, int len)
     return 0;
 }
 
+/* Starts the sum over the ranks of buf[0..n) in place; *ticket names it for
+   otm_grad_wait. buf must stay untouched until then. */
+int otm_grad_start(float *buf, size_t n, int *ticket, char *msg, int len)
+{
+    MPI_Comm comm = g_grad_comm != MPI_COMM_NULL ? g_grad_comm : MPI_COMM_WORLD;
+    int chunks = (int)((n + CHUNK_FLOATS - 1) / CHUNK_FLOATS);
+    if (chunks < 1)
+        chunks = 1;
+    pthread_mutex_lock(&g_grad_mu);
+    if (g_n_waited == g_n_reqs)
+        g_n_reqs = g_n_waited = 0; /* all waited for: the table restarts */
+    if (g_n_reqs + chunks + 1 > g_cap_reqs) {
+        int cap = (g_n_reqs + chunks + 1) * 2;
+        grad_req *r = realloc(g_reqs, (size_t)cap * sizeof *r);
+        if (!r) {
+            pthread_mutex_unlock(&g_grad_mu);
+            snprintf(msg, (size_t)len, "out of memory for the all-reduce requests");
+            return 1;
+        }
+        g_reqs = r;
+        g_cap_reqs = cap;
+    }
+    int first = g_n_reqs;
+    /* the marker: how many requests the ticket spans */
+    g_reqs[first].rc = chunks;
+    atomic_store(&g_reqs[first].done, 1);
+    g_n_reqs++;
+    double t0 = now_s();
+    for (int c = 0; c < chunks; c++) {
+        size_t off = (size_t)c * CHUNK_FLOATS;
+        int k = n - off > (size_t)CHUNK_FLOATS ? CHUNK_FLOATS : (int)(n - off);
+        grad_req *q = &g_reqs[g_n_reqs];
+        q->t_start = t0;
+        q->rc = MPI_SUCCESS;
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + off, k, MPI_FLOAT, MPI_SUM, comm, &q->rq);
+        if (rc != MPI_SUCCESS) {
+            pthread_mutex_unlock(&g_grad_mu);
+            mpi_msg(rc, "MPI_Iallreduce", msg, len);
+            return 1;
+        }
+        atomic_store(&q->done, 0);
+        atomic_fetch_add(&g_pending, 1);
+        g_n_reqs++;
+    }
+    pthread_mutex_unlock(&g_grad_mu);
+    *ticket = first;
+    return 0;
+}
+
+/* Waits (until the deadline) for the reduction `ticket` names; *busy_s gets
+   the seconds from its start to its completion. Tickets are waited for in
+   the order they were started. */
+int otm_grad_wait(int ticket, double *busy_s, char *msg, int len)
+{
+    pthread_mutex_lock(&g_grad_mu);
+    int ok = ticket >= g_n_waited && ticket < g_n_reqs;
+    int chunks = ok ? g_reqs[ticket].rc : 0;
+    pthread_mutex_unlock(&g_grad_mu);
+    if (!ok) {
+        snprintf(msg, (size_t)len, "all-reduce: no such request %d", ticket);
+        return 1;
+    }
+    double t0 = now_s();
+    long spins = 0;
+    for (;;) {
+        int all = 1, failed = 0;
+        pthread_mutex_lock(&g_grad_mu);
+        for (int c = 1; c <= chunks; c++) {
+            int d = atomic_load(&g_reqs[ticket + c].done);
+            all &= d != 0;
+            if (d == 2)
+                failed = g_reqs[ticket + c].rc;
+        }
+        pthread_mutex_unlock(&g_grad_mu);
+        if (failed) {
+            mpi_msg(failed, "all-reduce", msg, len);
+            return 1;
+        }
+        if (all)
+            break;
+        if (!g_hb_started)
+            progress_grads();
+        if (++spins > 200)
+            nap(20 * 1000);
+        if (now_s() - t0 > g_timeout + 5.0) {
+            int s = atomic_load(&g_silent);
+            if (s >= 0)
+                snprintf(msg, (size_t)len, "all-reduce: rank %d stopped answering", s);
+            else
+                snprintf(msg, (size_t)len,
+                         "all-reduce: the other ranks did not take part for %.0f s (one died "
+                         "or is stopped)",
+                         g_timeout + 5.0);
+            return 1;
+        }
+    }
+    pthread_mutex_lock(&g_grad_mu);
+    double busy = 0;
+    for (int c = 1; c <= chunks; c++)
+        if (g_reqs[ticket + c].t_done - g_reqs[ticket + c].t_start > busy)
+            busy = g_reqs[ticket + c].t_done - g_reqs[ticket + c].t_start;
+    if (ticket + chunks + 1 > g_n_waited)
+        g_n_waited = ticket + chunks + 1;
+    pthread_mutex_unlock(&g_grad_mu);
+    if (busy_s)
+        *busy_s = busy;
+    return 0;
+}
+
 void otm_abort(int code)
 {
     MPI_Abort(MPI_COMM_WORLD, code);
@@ -240,6 +407,10 @@ void otm_finalize(void)
         }
         MPI_Comm_free(&g_hb_comm);
     }
+    if (g_grad_comm != MPI_COMM_NULL)
+        MPI_Comm_free(&g_grad_comm);
+    free(g_reqs);
+    g_reqs = NULL;
     free(g_last_seen);
     g_last_seen = NULL;
     MPI_Finalize();

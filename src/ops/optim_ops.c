@@ -153,11 +153,20 @@ done:
     return st;
 }
 
-/* GradAllReduce: outputs like its inputs, float gradients all */
+/* GradAllReduce: outputs like its inputs, float gradients all. With
+   phase=1 it only starts the bucket's reduction (one output: the token that
+   names it); with phase=2 it takes that token first and the gradients after
+   it (their shapes), and gives the reduced gradients. */
 static ot_status all_reduce_infer(ot_graph *g, ot_node *n, ot_err *err)
 {
-    if (n->n_out != n->n_in)
+    int64_t phase = ot_node_attr_int(n, "phase", 0);
+    int first = phase == 2 ? 1 : 0;
+    if (phase < 0 || phase > 2 || ot_node_attr_int(n, "offset", 0) < 0)
+        return ot_op_err(err, OT_ERR_MODEL, g, n, "phase must be 0, 1 or 2 and offset >= 0");
+    if (phase == 1 ? n->n_out != 1 : n->n_out != n->n_in - first)
         return ot_op_err(err, OT_ERR_MODEL, g, n, "%d inputs but %d outputs", n->n_in, n->n_out);
+    if (n->n_in - first > 16)
+        return ot_op_err(err, OT_ERR_MODEL, g, n, "more than 16 gradients");
     for (int i = 0; i < n->n_in; i++) {
         ot_value *x = ot_op_in(g, n, i);
         if (!x)
@@ -167,8 +176,11 @@ static ot_status all_reduce_infer(ot_graph *g, ot_node *n, ot_err *err)
         if (x->dtype != OT_DTYPE_FLOAT)
             return ot_op_err(err, OT_ERR_MODEL, g, n, "gradient '%s' is %s, expected float",
                              x->name, ot_dtype_name(x->dtype));
-        set_like(g, n, i, OT_DTYPE_FLOAT, x);
+        if (phase != 1 && i >= first)
+            set_like(g, n, i - first, OT_DTYPE_FLOAT, x);
     }
+    if (phase == 1)
+        set_scalar(g, n, 0, OT_DTYPE_FLOAT);
     return OT_OK;
 }
 
@@ -190,6 +202,14 @@ static const ot_attr_spec adam_attrs[] = {
 
 static const ot_attr_spec no_attrs[] = { { 0 } };
 
+static const ot_attr_spec all_reduce_attrs[] = {
+    /* 0: reduce and wait; 1: start (output: a token); 2: wait for the token */
+    { "phase", OT_ATTR_INT, "0", NULL, 0, 0, false },
+    /* where the bucket sits in the communicator's buffer, in floats */
+    { "offset", OT_ATTR_INT, "0", NULL, 0, 0, false },
+    { 0 },
+};
+
 static const ot_attr_spec clip_coef_attrs[] = {
     { "max_norm", OT_ATTR_FLOAT, NULL, NULL, 0, 0, false },
     { 0 },
@@ -209,7 +229,7 @@ OT_OP_PRIVATE_NO_GRAD(ot_op_adamw_step, OT_OP_ADAMW_STEP, "AdamWStep", 6, 7, 3, 
 OT_OP_PRIVATE_NO_GRAD(ot_op_grad_sum_squares, OT_OP_GRAD_SUM_SQUARES, "GradSumSquares", 1, 2, 1,
                       1, no_attrs, sum_squares_infer, NULL);
 /* runs between the backward pass and the updates, one node per bucket */
-OT_OP_PRIVATE_NO_GRAD(ot_op_grad_all_reduce, OT_OP_GRAD_ALL_REDUCE, "GradAllReduce", 1, 16, 1, 16,
-                      no_attrs, all_reduce_infer, NULL);
+OT_OP_PRIVATE_NO_GRAD(ot_op_grad_all_reduce, OT_OP_GRAD_ALL_REDUCE, "GradAllReduce", 1, 17, 1, 16,
+                      all_reduce_attrs, all_reduce_infer, NULL);
 OT_OP_PRIVATE_NO_GRAD(ot_op_clip_grad_coef, OT_OP_CLIP_GRAD_COEF, "ClipGradCoef", 1, 1, 2, 2,
                       clip_coef_attrs, clip_coef_infer, NULL);

@@ -739,6 +739,7 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
 
     t.bucket_bytes = (size_t)(o->bucket_mb * 1e6);
     t.sync_bn = o->sync_bn;
+    t.no_overlap = o->no_overlap;
     ot_train_result tr;
     event(o, OT_FT_TRAIN_BEGIN);
     st = ot_train_run(g, d.train, &t, &tr, err);
@@ -758,11 +759,14 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
                                  "averaged (no --sync-bn)");
     if (st == OT_OK && tr.ranks > 1 && tr.reduce_s > 0)
         say(o, OT_FT_MESSAGE,
-            "all-reduce: %.1f MB in %.3f s on this rank (%.0f MB/s; waiting for the other "
-            "ranks included)",
-            (double)tr.reduce_bytes / 1e6, tr.reduce_s,
-            (double)tr.reduce_bytes / 1e6 / tr.reduce_s);
+            "all-reduce: %.1f MB in %.3f s on this rank (not hidden behind compute: the "
+            "calls, and the waits for the other ranks); the gradients' reductions took "
+            "%.3f s from start to end (%s)",
+            (double)tr.reduce_bytes / 1e6, tr.reduce_s, tr.grad_busy_s,
+            o->no_overlap ? "after the backward pass, --no-overlap"
+                          : "started during the backward pass");
     res->reduce_s = tr.reduce_s;
+    res->grad_busy_s = tr.grad_busy_s;
     res->reduce_bytes = tr.reduce_bytes;
     res->agreed_error = tr.agreed_error;
     if (st != OT_OK) {

@@ -262,22 +262,43 @@ static ot_status set_inputs(ot_graph *g, const int32_t *ids, int n, ot_err *err)
     return OT_OK;
 }
 
+/* Moves node `from` (> to) to position `to`, the nodes in between one
+   further; producers follow. */
+static void move_node(ot_graph *g, int32_t from, int32_t to)
+{
+    ot_node n = g->nodes[from];
+    memmove(&g->nodes[to + 1], &g->nodes[to], sizeof n * (size_t)(from - to));
+    g->nodes[to] = n;
+    for (int32_t i = to; i <= from; i++)
+        for (int o = 0; o < g->nodes[i].n_out; o++)
+            if (g->nodes[i].out[o] >= 0)
+                g->values[g->nodes[i].out[o]].producer = i;
+}
+
 /* Data-parallel training: GradAllReduce nodes over the gradients in the
    order the backward pass produces them (the order of their producing
    nodes), one per bucket of about `bytes`; red[i] becomes the reduced
    gradient of parameter i. The schedule is fixed here, from the trained
    parameters only, so every rank runs the same reductions in the same
-   order. */
-static ot_status add_all_reduce(ot_graph *g, ot_train_graph *tg, size_t bytes, int32_t *red,
-                                ot_err *err)
+   order. With `overlap`, each bucket is a pair: a start (phase=1) placed
+   right after the node that completes the bucket, so that its reduction
+   runs during the rest of the backward pass, and a wait (phase=2) where the
+   single node would be, before the updates. Bucket b sits at
+   offset[b] floats in the communicator's buffer (tg->stage_numel in all). */
+static ot_status add_all_reduce(ot_graph *g, ot_train_graph *tg, size_t bytes, bool overlap,
+                                int32_t *red, ot_err *err)
 {
     ot_status st = OT_OK;
     int n = tg->n_params;
     int *order = ot_calloc((size_t)n + 1, sizeof *order);
     int32_t *prod = ot_calloc((size_t)n + 1, sizeof *prod);
-    int32_t *in = ot_calloc((size_t)n + 1, sizeof *in), *out = ot_calloc((size_t)n + 1, sizeof *out);
+    int32_t *in = ot_calloc((size_t)n + 2, sizeof *in), *out = ot_calloc((size_t)n + 1, sizeof *out);
     const char **names = ot_calloc((size_t)n + 1, sizeof *names);
-    if (!order || !prod || !in || !out || !names)
+    /* per bucket: its start node and the node after which it runs */
+    int32_t *start = ot_calloc((size_t)n + 1, sizeof *start);
+    int32_t *after = ot_calloc((size_t)n + 1, sizeof *after);
+    int n_pairs = 0;
+    if (!order || !prod || !in || !out || !names || !start || !after)
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n; i++) {
         prod[i] = -1;
@@ -301,21 +322,47 @@ static ot_status add_all_reduce(ot_graph *g, ot_train_graph *tg, size_t bytes, i
         /* shape inference takes at most 16 outputs a node */
         while (i + k < n && k < 16 && (k == 0 || b < bytes)) {
             int p = order[i + k];
-            in[k] = tg->grads[p];
+            in[k + 1] = tg->grads[p];
             names[k] = "allreduce/grad";
             b += g->values[tg->params[p]].data.bytes;
             k++;
         }
         char name[64];
+        ot_attr a[2] = { ot_op_grad_attr_int("phase", overlap ? 2 : 0),
+                         ot_op_grad_attr_int("offset", (int64_t)tg->stage_numel) };
         snprintf(name, sizeof name, "allreduce/bucket%d", tg->n_buckets);
-        OT_TRY(ot_op_grad_emit(g, ot_op_table[OT_OP_GRAD_ALL_REDUCE], 0, name, in, k, NULL, 0,
-                               names, out, k, err));
+        if (overlap) {
+            char sname[80];
+            snprintf(sname, sizeof sname, "%s/start", name);
+            ot_attr sa[2] = { ot_op_grad_attr_int("phase", 1), a[1] };
+            const char *tname = "allreduce/token";
+            start[n_pairs] = g->n_nodes;
+            after[n_pairs] = prod[order[i + k - 1]];
+            n_pairs++;
+            OT_TRY(ot_op_grad_emit(g, ot_op_table[OT_OP_GRAD_ALL_REDUCE], 0, sname, in + 1, k, sa,
+                                   2, &tname, in, 1, err));
+        }
+        OT_TRY(ot_op_grad_emit(g, ot_op_table[OT_OP_GRAD_ALL_REDUCE], 0, name,
+                               overlap ? in : in + 1, overlap ? k + 1 : k, a, 2, names, out, k,
+                               err));
         for (int j = 0; j < k; j++)
             red[order[i + j]] = out[j];
         if (b / sizeof(float) > tg->max_bucket_numel)
             tg->max_bucket_numel = b / sizeof(float);
+        tg->stage_numel += b / sizeof(float);
         tg->n_buckets++;
         i += k;
+    }
+    /* each start right after the node that completes its bucket (in bucket
+       order, which is the order of those nodes) */
+    for (int p = 0; p < n_pairs; p++) {
+        int32_t to = after[p] + 1;
+        if (to < start[p]) {
+            move_node(g, start[p], to);
+            for (int q = p + 1; q < n_pairs; q++)
+                if (after[q] >= to)
+                    after[q]++;
+        }
     }
 done:
     ot_free(order);
@@ -323,6 +370,8 @@ done:
     ot_free(in);
     ot_free(out);
     ot_free(names);
+    ot_free(start);
+    ot_free(after);
     return st;
 }
 
@@ -577,7 +626,7 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     memcpy(reduced, tg->grads, sizeof *reduced * (size_t)tg->n_params);
     if (opts->bucket_bytes > 0 && opts->optim)
-        OT_TRY(add_all_reduce(step, tg, opts->bucket_bytes, reduced, err));
+        OT_TRY(add_all_reduce(step, tg, opts->bucket_bytes, opts->overlap, reduced, err));
     if (opts->sync_bn)
         OT_TRY(mark_sync_bn(step, tg, err));
     int32_t before_optim = step->n_nodes;

@@ -47,6 +47,11 @@ typedef struct ot_train_graph_opts {
        gradients of about this many bytes, in the order the backward pass
        produces them; 0: none                                                */
     size_t bucket_bytes;
+    /* with bucket_bytes: start each bucket's reduction as soon as the
+       backward pass has produced its gradients, and wait for it before the
+       updates (GradAllReduce phase=1 / phase=2); otherwise each reduction
+       runs and is waited for after the backward pass. The sums are the same. */
+    bool overlap;
     /* BatchNorm in training mode gets sync=1 (BatchNormTrain, and
        BatchNormGrad): over several ranks its kernels reduce the batch
        statistics; in one process the same plain kernels run alone, so that
@@ -84,6 +89,7 @@ typedef struct ot_train_graph {
     int n_backward_nodes;
     int n_buckets;          /* GradAllReduce nodes (opts.bucket_bytes)         */
     size_t max_bucket_numel; /* floats in the largest bucket                   */
+    size_t stage_numel;     /* floats in all buckets (the communicator's buffer) */
     int64_t max_bn_channels; /* widest training-mode BatchNorm (sync_bn)        */
 } ot_train_graph;
 

@@ -570,12 +570,13 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         go.n_head_params = o->head_lr > 0 ? o->n_head_params : 0;
         go.bucket_bytes = T.ranks > 1 ? (o->bucket_bytes ? o->bucket_bytes : 25u << 20) : 0;
         go.sync_bn = o->sync_bn;
+        go.overlap = !o->no_overlap;
         OT_TRY(ot_train_graph_build(model, &go, &T.tg, err));
         res->n_buckets = T.tg.n_buckets;
         res->n_bn_train = T.tg.n_bn_train;
         res->sync_bn = T.ranks > 1 && o->sync_bn && T.tg.n_bn_train > 0;
         if (T.comm)
-            OT_TRY(ot_dist_reserve(T.comm, T.tg.max_bucket_numel,
+            OT_TRY(ot_dist_reserve(T.comm, T.tg.stage_numel,
                                    2 * (size_t)T.tg.max_bn_channels + 2, err));
     }
     ot_train_graph *tg = &T.tg;
@@ -853,6 +854,7 @@ done:
     ot_free(stats_buf);
     if (T.comm) {
         res->reduce_s = T.comm->reduce_s;
+        res->grad_busy_s = T.comm->grad_busy_s;
         res->reduce_bytes = T.comm->reduce_bytes;
     }
     ot_free(T.good);

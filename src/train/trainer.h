@@ -103,6 +103,8 @@ typedef struct ot_train_opts {
        than one rank): each rank trains on its share of every batch */
     size_t bucket_bytes;   /* gradients all-reduced per bucket; 0: 25 MB     */
     bool sync_bn;          /* BN batch statistics over all ranks             */
+    bool no_overlap;       /* reduce each bucket after the backward pass,
+                              not during it (the same sums)                  */
     /* checkpoints */
     const char *checkpoint;     /* write checkpoints here; NULL: none            */
     int64_t checkpoint_every;   /* also every N steps in all; 0: epochs only     */
@@ -158,6 +160,8 @@ typedef struct ot_train_result {
     int n_bn_train;          /* BatchNorm layers in training mode           */
     bool sync_bn;            /* their statistics were reduced over the ranks */
     double reduce_s;         /* seconds this rank spent in all-reduces      */
+    double grad_busy_s;      /* seconds its gradient reductions took from
+                                their start to their completion             */
     uint64_t reduce_bytes;   /* bytes it all-reduced                        */
     bool agreed_error;       /* the error is every rank's (no abort needed) */
 } ot_train_result;

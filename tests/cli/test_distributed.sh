@@ -10,7 +10,8 @@
 # statistics and gradient step (fine-tune and full) and 20 fine-tune steps,
 # validation and eval are sharded with the scores of one process, SIGTERM to
 # mpirun writes the last completed step's checkpoint at once, and srun's
-# environment is detected.
+# environment is detected. The gradients' all-reduces overlap the backward
+# pass and give the bytes of all-reduces run after it (--no-overlap).
 #
 #   BUILD=build bash tests/cli/test_distributed.sh
 cd "$(dirname "$0")/../.." || exit 1
@@ -123,6 +124,21 @@ for np in 2 3; do
         fail "fine-tune $np ranks" "exit $T_RC: $(head -c 300 "$D/mpi.err")"
     fi
 done
+# the gradients' reductions start during the backward pass (the report says
+# so), and give the bytes of reductions run after it (--no-overlap): the
+# same sums, with synchronised BatchNorm's reductions issued in between
+if grep -q "started during the backward pass" <<<"$T_OUT"; then
+    ok "overlap reported"
+else
+    fail "overlap reported" "$(grep "all-reduce:" <<<"$T_OUT")"
+fi
+mpirun_ot 3 "${RUN[@]}" --mode fine-tune --sync-bn --no-overlap -o "$D/ft3b.onnx"
+if [ "$T_RC" -eq 0 ] && cmp -s "$D/ft3.onnx" "$D/ft3b.onnx" &&
+    grep -q "after the backward pass, --no-overlap" <<<"$T_OUT"; then
+    ok "overlap same bytes"
+else
+    fail "overlap same bytes" "exit $T_RC, or the files differ: $(head -c 300 "$D/mpi.err")"
+fi
 SQ=$FX/squeezenet1_1/model.onnx
 if ! "$PY" tests/fixtures/make_model_tests.py "$FX" >"$T_TMP/make.log" 2>&1; then
     fail "full 2 ranks" "make_model_tests.py: $(tail -n 1 "$T_TMP/make.log")"

@@ -249,3 +249,103 @@ TEST(step_graph_updates_its_state)
     run_free(&ref);
     ot_graph_free(model);
 }
+
+/* The gradient all-reduce of data-parallel training, overlapped: with
+   bucket_bytes and overlap, every bucket is a start (phase=1) placed right
+   after the node that produces its last gradient (only other starts in
+   between), so starts run inside the backward pass, and a wait (phase=2)
+   after the whole backward pass; in one process the step computes what the
+   step without reductions computes, bit for bit. */
+TEST(step_graph_overlaps_all_reduce)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_graph *model = NULL;
+    ot_model_spec spec = { .name = "resnet18", .classes = 3, .image_size = SIDE, .seed = 7 };
+    CHECK_OK(ot_model_build(&spec, &model, &err), &err);
+    static const char *const trained[] = { "fc.weight", "fc.bias", "layer4.1.conv2.weight",
+                                           "layer4.1.bn2.weight", "layer4.1.bn2.bias",
+                                           "layer4.1.conv1.weight" };
+    for (int i = 0; i < 6; i++) {
+        int32_t v = ot_graph_find_value(model, trained[i]);
+        CHECK(v >= 0);
+        model->values[v].flags |= OT_VAL_TRAINABLE;
+    }
+    static float x[BATCH * 3 * SIDE * SIDE];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = (float)((i * 7919) % 255) / 255.0f - 0.5f;
+    ot_optim_opts sgd = ot_optim_opts_default(OT_OPTIM_SGD);
+    ot_train_graph_opts go = { .optim = &sgd };
+    step_run plain, ovl;
+    if (run_new(model, &go, x, BATCH, NULL, &plain, &err) != OT_OK) {
+        ot_test_fail(__FILE__, __LINE__, "step: %s", err.msg);
+        run_free(&plain);
+        ot_graph_free(model);
+        return;
+    }
+    go.bucket_bytes = 1; /* one gradient a bucket */
+    go.overlap = true;
+    if (run_new(model, &go, x, BATCH, NULL, &ovl, &err) != OT_OK) {
+        ot_test_fail(__FILE__, __LINE__, "overlapped step: %s", err.msg);
+        run_free(&plain);
+        run_free(&ovl);
+        ot_graph_free(model);
+        return;
+    }
+    const ot_graph *sg = ovl.tg.step;
+    CHECK_EQ_INT(ovl.tg.n_buckets, 6);
+    CHECK_EQ_INT(count_op(sg, OT_OP_GRAD_ALL_REDUCE), 12);
+    size_t floats = 0;
+    for (int p = 0; p < ovl.tg.n_params; p++)
+        floats += model->values[ovl.tg.params[p]].data.bytes / sizeof(float);
+    CHECK(ovl.tg.stage_numel == floats);
+    int32_t last_backward = -1, first_wait = -1, early_starts = 0, starts = 0, start_at[6];
+    for (int32_t i = 0; i < sg->n_nodes; i++) {
+        const ot_node *n = &sg->nodes[i];
+        bool ar = n->op == ot_op_table[OT_OP_GRAD_ALL_REDUCE];
+        int64_t phase = ar ? ot_node_attr_int(n, "phase", 0) : -1;
+        if (phase == 2 && first_wait < 0)
+            first_wait = i;
+        if (!ar && first_wait < 0)
+            last_backward = i;
+        if (phase != 1)
+            continue;
+        starts++;
+        int32_t prod = -1;
+        for (int k = 0; k < n->n_in; k++)
+            if (sg->values[n->in[k]].producer > prod)
+                prod = sg->values[n->in[k]].producer;
+        bool only_starts = prod >= 0;
+        for (int32_t j = prod + 1; j < i && only_starts; j++)
+            only_starts = sg->nodes[j].op == ot_op_table[OT_OP_GRAD_ALL_REDUCE] &&
+                          ot_node_attr_int(&sg->nodes[j], "phase", 0) == 1;
+        CHECK(only_starts);
+        if (starts <= 6)
+            start_at[starts - 1] = i;
+    }
+    CHECK_EQ_INT(starts, 6);
+    CHECK(first_wait > last_backward);
+    for (int b = 0; b < 6 && b < starts; b++)
+        early_starts += start_at[b] < last_backward;
+    CHECK(early_starts >= 4); /* the head's and layer4.1's start before conv1's gradient */
+    /* one process: the reductions copy */
+    CHECK_OK(ot_exec_run(plain.step, plain.in, plain.n_in, &err), &err);
+    CHECK_OK(ot_exec_run(ovl.step, ovl.in, ovl.n_in, &err), &err);
+    for (int p = 0; p < ovl.tg.n_params; p++) {
+        const ot_value *v = &model->values[ovl.tg.params[p]];
+        char *a = malloc(v->data.bytes + 1), *b = malloc(v->data.bytes + 1);
+        CHECK(plain.tg.params[p] == ovl.tg.params[p]);
+        bool same = a && b &&
+                    ot_exec_read_state(plain.step, plain.tg.params[p], a, v->data.bytes, &err) ==
+                        OT_OK &&
+                    ot_exec_read_state(ovl.step, ovl.tg.params[p], b, v->data.bytes, &err) ==
+                        OT_OK &&
+                    memcmp(a, b, v->data.bytes) == 0 && memcmp(a, v->data.data, v->data.bytes);
+        free(a);
+        free(b);
+        CHECK(same);
+    }
+    run_free(&plain);
+    run_free(&ovl);
+    ot_graph_free(model);
+}

@@ -362,50 +362,128 @@ bool ot_ref_grad_all_reduce_supports(const ot_graph *g, const ot_node *n,
                                      const char **why)
 {
     (void)g;
+    int64_t phase = ot_node_attr_int(n, "phase", 0);
+    int first = phase == 2 ? 1 : 0;
     for (int i = 0; i < n->n_in; i++)
-        if (!in[i] || in[i]->dtype != OT_DTYPE_FLOAT || !out[i] || out[i]->bytes != in[i]->bytes) {
-            *why = "expects float gradients and outputs of their sizes";
+        if (!in[i] || in[i]->dtype != OT_DTYPE_FLOAT) {
+            *why = "expects float gradients";
+            return false;
+        }
+    if (phase == 1) {
+        if (!out[0] || out[0]->dtype != OT_DTYPE_FLOAT || out[0]->bytes != sizeof(float)) {
+            *why = "expects a float scalar token";
+            return false;
+        }
+        return true;
+    }
+    if (phase == 2 && in[0]->bytes != sizeof(float)) {
+        *why = "expects a float scalar token first";
+        return false;
+    }
+    for (int i = first; i < n->n_in; i++)
+        if (!out[i - first] || out[i - first]->bytes != in[i]->bytes) {
+            *why = "expects outputs of the gradients' sizes";
             return false;
         }
     return true;
 }
 
-/* out[i] = the sum over the ranks of grad_weight * in[i], the bucket packed
-   into the communicator's buffer and reduced as one message; with one
-   process (no communicator), out = in. */
-ot_status ot_ref_grad_all_reduce(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
-                                 ot_tensor *const *out, ot_err *err)
+/* The bucket's place in the communicator's buffer: `offset` floats in, the
+   gradients in[first..n_in) one after the other. */
+static ot_status bucket_stage(const ot_node *n, const ot_comm *c, const ot_tensor *const *in,
+                              int first, float **stage, size_t *total, ot_err *err)
 {
-    (void)g;
-    ot_comm *c = ot_dist_current();
-    if (!c || c->size < 2) {
-        for (int i = 0; i < n->n_in; i++)
-            memcpy(out[i]->data, in[i]->data, in[i]->bytes);
-        return OT_OK;
-    }
-    size_t total = 0;
-    for (int i = 0; i < n->n_in; i++)
-        total += in[i]->bytes / sizeof(float);
-    if (total > c->stage_n)
-        return ot_err_set(err, OT_ERR_INTERNAL, "GradAllReduce: bucket of %zu floats, buffer of %zu",
-                          total, c->stage_n);
+    size_t off = (size_t)ot_node_attr_int(n, "offset", 0), k = 0;
+    for (int i = first; i < n->n_in; i++)
+        k += in[i]->bytes / sizeof(float);
+    if (off + k > c->stage_n)
+        return ot_err_set(err, OT_ERR_INTERNAL,
+                          "GradAllReduce: bucket of %zu floats at %zu, buffer of %zu", k, off,
+                          c->stage_n);
+    *stage = c->stage + off;
+    *total = k;
+    return OT_OK;
+}
+
+/* Packs grad_weight * in[first..] into the bucket's place and starts its
+   reduction. */
+static ot_status bucket_start(const ot_node *n, ot_comm *c, const ot_tensor *const *in,
+                              int first, int *ticket, ot_err *err)
+{
+    float *stage;
+    size_t total;
+    ot_status st = bucket_stage(n, c, in, first, &stage, &total, err);
+    if (st != OT_OK)
+        return st;
     const float w = c->grad_weight;
-    float *p = c->stage;
-    for (int i = 0; i < n->n_in; i++) {
+    float *p = stage;
+    for (int i = first; i < n->n_in; i++) {
         const float *x = in[i]->data;
         size_t k = in[i]->bytes / sizeof(float);
         for (size_t j = 0; j < k; j++)
             p[j] = w * x[j];
         p += k;
     }
-    ot_status st = ot_comm_allreduce_f32(c, c->stage, total, err);
+    return ot_comm_grad_start(c, stage, total, ticket, err);
+}
+
+/* Waits for the bucket's reduction and unpacks it into out[]. */
+static ot_status bucket_finish(const ot_node *n, ot_comm *c, const ot_tensor *const *in,
+                               int first, int ticket, ot_tensor *const *out, ot_err *err)
+{
+    float *stage;
+    size_t total;
+    ot_status st = bucket_stage(n, c, in, first, &stage, &total, err);
+    if (st == OT_OK)
+        st = ot_comm_grad_wait(c, ticket, err);
     if (st != OT_OK)
         return st;
-    p = c->stage;
-    for (int i = 0; i < n->n_in; i++) {
+    const float *p = stage;
+    for (int i = first; i < n->n_in; i++) {
         size_t k = in[i]->bytes / sizeof(float);
-        memcpy(out[i]->data, p, k * sizeof(float));
+        memcpy(out[i - first]->data, p, k * sizeof(float));
         p += k;
     }
     return OT_OK;
+}
+
+/* out[i] = the sum over the ranks of grad_weight * in[i], the bucket packed
+   into its place in the communicator's buffer and reduced as one message;
+   with one process (no communicator), out = in. phase=1 starts the
+   reduction as soon as the gradients exist (during the backward pass) and
+   writes the request's ticket into its token; phase=2, before the updates,
+   waits for it: the same packing and the same message, so the same sums as
+   phase 0's start-then-wait. */
+ot_status ot_ref_grad_all_reduce(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                                 ot_tensor *const *out, ot_err *err)
+{
+    (void)g;
+    ot_comm *c = ot_dist_current();
+    int64_t phase = ot_node_attr_int(n, "phase", 0);
+    int first = phase == 2 ? 1 : 0;
+    if (!c || c->size < 2) {
+        if (phase == 1)
+            memset(out[0]->data, 0, sizeof(float));
+        else
+            for (int i = first; i < n->n_in; i++)
+                memcpy(out[i - first]->data, in[i]->data, in[i]->bytes);
+        return OT_OK;
+    }
+    int ticket = 0;
+    ot_status st = OT_OK;
+    if (phase == 2) {
+        float t;
+        memcpy(&t, in[0]->data, sizeof t);
+        ticket = (int)t;
+    } else {
+        st = bucket_start(n, c, in, 0, &ticket, err);
+    }
+    if (st != OT_OK)
+        return st;
+    if (phase == 1) {
+        const float t = (float)ticket; /* tickets stay far below 2^24 */
+        memcpy(out[0]->data, &t, sizeof t);
+        return OT_OK;
+    }
+    return bucket_finish(n, c, in, first, ticket, out, err);
 }
