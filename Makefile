@@ -280,7 +280,7 @@ demo: check-deps all
 # the ResNet-18 table (tests/bench/run.sh, docs/bench.md); FULL=1 at the first
 # performance issue's sizes; ONLY=deploy or ONLY=dist run those sections
 bench: check-deps all
-	@BUILD=$(BUILD) bash tests/bench/run.sh
+	@BUILD=$(BUILD) OT_LDLIBS="$(JANSSON_LIBS) $(LDLIBS)" bash tests/bench/run.sh
 	@case ",$(ONLY)," in *,deploy,*) $(MAKE) --no-print-directory bench-deploy ;; esac
 	@case ",$(ONLY)," in *,dist,*) $(MAKE) --no-print-directory bench-dist ;; esac
 

@@ -30,6 +30,10 @@ BENCH_T0=$(date +%s.%N)
 cd "$(dirname "$0")/../.." || exit 1
 export BUILD=${BUILD:-build}
 CC=${CC:-cc}
+# what the library links with: the Makefile passes its own list (with the CUDA
+# runtime when the backend is built in)
+# shellcheck disable=SC2206  # a list of linker arguments
+LIBS=(${OT_LDLIBS:--lprotobuf-c -ldnnl -ljpeg -lpng -lz -lm -lpthread -fopenmp})
 
 case ",${ONLY// /,}," in
     ,, | *,infer,*) infer=1 ;;
@@ -65,8 +69,7 @@ fi
 if [ "$loader" = 1 ]; then
     mkdir -p "$BUILD/bench"
     if ! $CC -O2 -fopenmp -Iinclude -Isrc -I"$BUILD/gen" tests/bench/bench_loader.c \
-        "$BUILD/libonnxtrain.a" -lprotobuf-c -ldnnl -ljpeg -lpng -lz -lm -lpthread -fopenmp \
-        -o "$BUILD/bench/bench_loader"; then
+        "$BUILD/libonnxtrain.a" "${LIBS[@]}" -o "$BUILD/bench/bench_loader"; then
         echo "bench: building tests/bench/bench_loader.c failed" >&2
         exit 1
     fi
@@ -75,8 +78,7 @@ fi
 if [ "$infer" = 1 ]; then
     mkdir -p "$BUILD/bench"
     if ! $CC -O2 -fopenmp -Iinclude -Isrc -I"$BUILD/gen" tests/bench/bench_infer.c \
-        "$BUILD/libonnxtrain.a" -lprotobuf-c -ldnnl -lm -lpthread -fopenmp \
-        -o "$BUILD/bench/bench_infer"; then
+        "$BUILD/libonnxtrain.a" "${LIBS[@]}" -o "$BUILD/bench/bench_infer"; then
         echo "bench: building tests/bench/bench_infer.c failed" >&2
         exit 1
     fi
