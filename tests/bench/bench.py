@@ -1336,6 +1336,12 @@ def parse_only(value):
     return sel
 
 
+def from_earlier(section):
+    """A section of the previous results.json carried into this run's, marked
+    with the commit that measured it (kept through any number of runs)."""
+    return dict(section, earlier=section.get("earlier") or section.get("commit") or "?")
+
+
 def load_previous(path):
     try:
         with open(path) as f:
@@ -1416,7 +1422,7 @@ def main():
         failures += f
         result["infer"] = section
     elif prev.get("infer"):
-        result["infer"] = dict(prev["infer"], earlier=prev["infer"].get("commit") or "?")
+        result["infer"] = from_earlier(prev["infer"])
 
     if "bound" in selected:
         with clock.section("bound"):
@@ -1426,8 +1432,7 @@ def main():
         failures += f
         result["bound"] = section
     elif prev.get("bound"):
-        result["bound"] = dict(prev["bound"], earlier=prev["bound"].get("earlier")
-                               or prev["bound"].get("commit") or "?")
+        result["bound"] = from_earlier(prev["bound"])
 
     if "loader" in selected:
         with clock.section("loader"):
@@ -1436,8 +1441,7 @@ def main():
         failures += f
         result["loader"] = section
     elif prev.get("loader"):
-        result["loader"] = dict(prev["loader"], earlier=prev["loader"].get("earlier")
-                                or prev["loader"].get("commit") or "?")
+        result["loader"] = from_earlier(prev["loader"])
 
     # Training workloads not run this time come from the previous results.
     train = {}
@@ -1450,8 +1454,7 @@ def main():
             failures += f
             train[task] = entry
         elif task in prev.get("train", {}):
-            e = prev["train"][task]
-            train[task] = dict(e, earlier=e.get("earlier") or e.get("commit") or "?")
+            train[task] = from_earlier(prev["train"][task])
 
     ceiling = None
     if ceilings:
@@ -1488,8 +1491,7 @@ def main():
         failures += f
         result["bf16"] = section
     elif prev.get("bf16"):
-        result["bf16"] = dict(prev["bf16"], earlier=prev["bf16"].get("earlier")
-                              or prev["bf16"].get("commit") or "?")
+        result["bf16"] = from_earlier(prev["bf16"])
 
     result["failures"] = failures
     result["time"] = run_time(clock, helpers_s, selected, prev, commit)
