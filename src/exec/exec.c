@@ -92,6 +92,21 @@ ot_status ot_exec_loc_read(const ot_exec *x, ot_loc loc, size_t off, void *dst, 
     return x->be->copy_out(x, dst, p + off, bytes, err);
 }
 
+/* Waits for a launch in flight (no error when none). */
+static ot_status settle(ot_exec *x, ot_err *err)
+{
+    if (!x->in_flight)
+        return OT_OK;
+    x->in_flight = false;
+    return x->be->wait(x, err);
+}
+
+/* For the calls that read through a const executor: outputs, state. */
+static ot_status settle_const(const ot_exec *x, ot_err *err)
+{
+    return settle((ot_exec *)(uintptr_t)x, err);
+}
+
 /* Consumers whose operand at this position decides output shapes or
    primitive parameters. */
 static bool is_shape_operand(const ot_node *n, int k)
@@ -182,6 +197,15 @@ static ot_status bind_inputs(ot_exec *x, const ot_exec_input *inputs, int n_inpu
         x->in_shapes[i].data = NULL;
     }
     x->n_in = n_inputs;
+    x->in_ahead = ot_calloc((size_t)n_inputs + 1, sizeof *x->in_ahead);
+    if (!x->in_ahead)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n_inputs; i++)
+        if (inputs[i].prefetch && !inputs[i].const_value) {
+            if (!x->in_prefetch && !(x->in_prefetch = ot_calloc((size_t)n_inputs, sizeof(bool))))
+                return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+            x->in_prefetch[i] = true;
+        }
     for (int32_t i = 0; i < g->n_inputs; i++) {
         const ot_value *v = &g->values[g->inputs[i].value];
         bool bound = false;
@@ -394,6 +418,8 @@ ot_status ot_exec_read_state(const ot_exec *x, int32_t value, void *dst, size_t 
 {
     ot_loc loc;
     ot_status st = state_loc(x, value, bytes, &loc, err);
+    if (st == OT_OK)
+        st = settle_const(x, err);
     return st != OT_OK ? st : ot_exec_loc_read(x, loc, 0, dst, bytes, err);
 }
 
@@ -402,6 +428,8 @@ ot_status ot_exec_write_state(ot_exec *x, int32_t value, const void *src, size_t
 {
     ot_loc loc;
     ot_status st = state_loc(x, value, bytes, &loc, err);
+    if (st == OT_OK)
+        st = settle(x, err);
     return st != OT_OK ? st : ot_exec_loc_write(x, loc, 0, src, bytes, err);
 }
 
@@ -676,8 +704,42 @@ done:
 
 ot_precision ot_exec_precision(const ot_exec *x) { return x->precision; }
 
+bool ot_exec_overlaps(const ot_exec *x) { return x->be->launch != NULL; }
+
+ot_status ot_exec_wait(ot_exec *x, ot_err *err) { return settle(x, err); }
+
+ot_status ot_exec_prefetch(ot_exec *x, int i, const ot_tensor *t, ot_err *err)
+{
+    if (i < 0 || i >= x->n_in || !x->in_prefetch || !x->in_prefetch[i])
+        return ot_err_set(err, OT_ERR_ARG, "input %d was not compiled to be handed in ahead", i);
+    if (t->bytes != x->in_shapes[i].bytes || (t->bytes && !t->data))
+        return ot_err_set(err, OT_ERR_ARG, "input '%s': %zu bytes handed in ahead, it has %zu",
+                          x->g->values[x->in_ids[i]].name, t->bytes, x->in_shapes[i].bytes);
+    if (!x->in_mem)
+        return OT_OK; /* the run reads the caller's memory */
+    ot_status st;
+    if (x->be->prefetch) /* while a launch may be in flight */
+        st = x->be->prefetch(x, i, t->data, t->bytes, err);
+    else /* no launch stays in flight here: the input buffer is free now */
+        st = ot_exec_loc_write(x, (ot_loc){ .kind = OT_LOC_INPUT, .id = i }, 0, t->data,
+                               t->bytes, err);
+    x->in_ahead[i] = st == OT_OK;
+    return st;
+}
+
 ot_status ot_exec_run(ot_exec *x, const ot_tensor *inputs, int n_inputs, ot_err *err)
 {
+    ot_status st = ot_exec_launch(x, inputs, n_inputs, err);
+    if (st != OT_OK)
+        return st;
+    return settle(x, err);
+}
+
+ot_status ot_exec_launch(ot_exec *x, const ot_tensor *inputs, int n_inputs, ot_err *err)
+{
+    ot_status st = settle(x, err);
+    if (st != OT_OK)
+        return st;
     if (n_inputs != x->n_in)
         return ot_err_set(err, OT_ERR_ARG, "%d inputs given, the executor was compiled for %d",
                           n_inputs, x->n_in);
@@ -692,17 +754,26 @@ ot_status ot_exec_run(ot_exec *x, const ot_tensor *inputs, int n_inputs, ot_err 
                               "input '%s': dtype or shape differs from the compiled one",
                               x->g->values[x->in_ids[i]].name);
     }
-    ot_status st = OT_OK;
     if (x->in_mem) {
-        for (int i = 0; i < n_inputs; i++)
+        for (int i = 0; i < n_inputs; i++) {
+            if (x->in_ahead[i]) { /* its bytes were handed in ahead */
+                x->in_ahead[i] = false;
+                continue;
+            }
             OT_TRY(ot_exec_loc_write(x, (ot_loc){ .kind = OT_LOC_INPUT, .id = i }, 0,
                                      inputs[i].data, inputs[i].bytes, err));
+        }
         for (int i = 0; i < x->n_out; i++)
             x->host_fresh[i] = false;
     } else {
         x->in_now = inputs;
     }
-    st = x->be->run(x, err);
+    if (x->be->launch) {
+        st = x->be->launch(x, err);
+        x->in_flight = st == OT_OK;
+    } else {
+        st = x->be->run(x, err);
+    }
     x->in_now = NULL;
 done:
     return st;
@@ -717,7 +788,8 @@ const ot_tensor *ot_exec_output(const ot_exec *x, int i)
     if (!x->host_fresh[i]) {
         ot_err err;
         ot_err_init(&err);
-        if (ot_exec_loc_read(x, (ot_loc){ .kind = OT_LOC_OUTPUT, .id = i }, 0,
+        if (settle_const(x, &err) != OT_OK ||
+            ot_exec_loc_read(x, (ot_loc){ .kind = OT_LOC_OUTPUT, .id = i }, 0,
                              x->host_outs[i].data, x->host_outs[i].bytes, &err) != OT_OK) {
             ot_log(OT_LOG_ERROR, "%s", err.msg);
             return NULL;
@@ -745,6 +817,12 @@ void ot_exec_free(ot_exec *x)
     if (!x)
         return;
     const ot_backend *be = x->be;
+    if (x->in_flight) {
+        ot_err err;
+        ot_err_init(&err);
+        if (settle(x, &err) != OT_OK)
+            ot_log(OT_LOG_WARN, "%s", err.msg);
+    }
     for (int i = 0; i < x->n_out && x->outs; i++)
         if (x->outs[i].data)
             be->mem_free(x, x->outs[i].data);
@@ -764,6 +842,8 @@ void ot_exec_free(ot_exec *x)
     ot_free(x->host_outs);
     ot_free(x->host_fresh);
     ot_free(x->in_mem);
+    ot_free(x->in_prefetch);
+    ot_free(x->in_ahead);
     ot_free(x->out_ids);
     ot_free(x->in_ids);
     ot_free(x->in_shapes);

@@ -23,6 +23,8 @@ typedef struct ot_exec_input {
     int32_t value;      /* value id of the graph input                        */
     ot_tensor tensor;   /* dtype and dims; data used only when const_value    */
     bool const_value;   /* treat the data as a compile-time constant          */
+    bool prefetch;      /* handed in ahead of runs (ot_exec_prefetch): a
+                           backend that overlaps runs keeps a second buffer  */
 } ot_exec_input;
 
 /*
@@ -132,6 +134,25 @@ bool ot_exec_input_is_shape_operand(const ot_graph *g, int32_t value);
  * (shape or dtype differs from the compiled one).
  */
 ot_status ot_exec_run(ot_exec *x, const ot_tensor *inputs, int n_inputs, ot_err *err);
+
+/*
+ * Overlapped runs. ot_exec_launch starts a run as ot_exec_run does and may
+ * return before it finishes (ot_exec_overlaps: the CUDA backend); every
+ * other call on the executor (outputs, state, the next launch or run) waits
+ * for it first, and ot_exec_wait waits for it and reports its error.
+ * Meanwhile ot_exec_prefetch hands in input i of the next run (an input
+ * compiled with `prefetch`): its bytes are taken now, and their upload
+ * overlaps the run in flight; the next run uses them instead of copying its
+ * inputs[i], which must still be given (same shape; a backend that reads the
+ * caller's memory, the CPU, reads inputs[i], so it must hold the same
+ * bytes). On the CPU launch runs to the end and prefetch takes nothing.
+ * Errors: as ot_exec_run; OT_ERR_ARG for an input not compiled for
+ * prefetch or of another size.
+ */
+bool ot_exec_overlaps(const ot_exec *x);
+ot_status ot_exec_launch(ot_exec *x, const ot_tensor *inputs, int n_inputs, ot_err *err);
+ot_status ot_exec_wait(ot_exec *x, ot_err *err);
+ot_status ot_exec_prefetch(ot_exec *x, int i, const ot_tensor *t, ot_err *err);
 
 /* Number of graph outputs and output i: a host tensor, plain row-major,
    owned by the executor, valid until the next run (a backend whose memory the

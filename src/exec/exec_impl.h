@@ -47,6 +47,9 @@ struct ot_exec {
     const ot_tensor *in_now; /* the caller's inputs during a run               */
 
     void **in_mem;        /* backend buffers for the inputs (not host-visible) */
+    bool *in_prefetch;    /* per input: compiled with `prefetch` (NULL: none)  */
+    bool *in_ahead;       /* per input: handed in ahead for the next run       */
+    bool in_flight;       /* a launch not yet waited for                       */
 
     int32_t *out_ids;
     ot_tensor *outs;      /* plain outputs in backend memory, owned           */
@@ -122,6 +125,12 @@ struct ot_backend {
     /* Binds to the planned arena, the state and the outputs (all allocated). */
     ot_status (*bind)(ot_exec *x, ot_err *err);
     ot_status (*run)(ot_exec *x, ot_err *err);
+    /* Optional, together (ot_exec_launch): run's steps enqueued without
+       waiting for them, the wait, and input i's bytes of the next run taken
+       while a launch may be in flight (an input with x->in_prefetch). */
+    ot_status (*launch)(ot_exec *x, ot_err *err);
+    ot_status (*wait)(ot_exec *x, ot_err *err);
+    ot_status (*prefetch)(ot_exec *x, int i, const void *src, size_t bytes, ot_err *err);
     void (*step_profile)(const ot_exec *x, int i, ot_exec_step_time *out);
     /* Whether it computes in precision `p` other than FP32 and AUTO, or why
        not (OT_ERR_UNSUPPORTED, the reason after "--precision P on DEVICE: ").

@@ -95,6 +95,13 @@ typedef struct trainer {
     int64_t *rdidx;      /* this rank's images of the epoch, for the loader   */
     bool loader_on;      /* the loader runs this epoch; else the cache, and
                             what a rank's cache lacks is read in the loop    */
+    /* The next step's batch handed in ahead (ONNXTRAIN_PREFETCH, on by
+       default where runs overlap the host: CUDA): fetched from the loader
+       and prefetched into its executor while this step computes. */
+    bool ahead_on;
+    int ahead_n;         /* its images (0: none handed in)                    */
+    float *ahead_x;      /* the loader's buffer: valid until its next call    */
+    int64_t *ahead_labels;
     pthread_t watch;     /* data-parallel: acts on a stop request at once    */
     atomic_int watch_on;
     bool watching;
@@ -169,6 +176,7 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
         ins[c].tensor = r->cut_in[c];
         ins[c].tensor.data = NULL;
     }
+    ins[0].prefetch = T->ahead_on && !tg->prefix; /* the images */
     eo.share_state = share;
     st = ot_exec_compile(tg->step, ins, n_in, &eo, &r->step, err);
     ot_free(ins);
@@ -273,8 +281,50 @@ done:
     return st;
 }
 
+/* Whether batches are handed in ahead: ONNXTRAIN_PREFETCH=0 never, =1
+   always (the CPU too, where it changes nothing but the order of the
+   loader's calls), else where the device's runs overlap the host. */
+static bool ahead_wanted(const ot_train_opts *o)
+{
+    const char *e = getenv("ONNXTRAIN_PREFETCH");
+    if (e && *e)
+        return strcmp(e, "0") != 0;
+    ot_device d;
+    ot_err err;
+    ot_err_init(&err);
+    return ot_device_parse(o->device, &d, &err) == OT_OK && d.kind == OT_DEVICE_CUDA;
+}
+
+/* The next step's batch (n images, for runner `next`), from the loader into
+   its executor while the step in flight computes. */
+static ot_status fetch_ahead(trainer *T, runner *next, int n, ot_err *err)
+{
+    ot_status st = OT_OK;
+    float *x;
+    int64_t *labels;
+    int got;
+    double w0 = T->o->profile ? now_s() : 0;
+    OT_TRY(ot_data_loader_next(T->loader, &x, &labels, &got, err));
+    if (T->o->profile)
+        T->data_wait_s += now_s() - w0;
+    if (got != n)
+        OT_FAIL(err, OT_ERR_INTERNAL, "the loader gave %d images, the step expected %d", got, n);
+    ot_tensor img;
+    int64_t xd[4] = { n, T->C, T->S, T->S };
+    bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, x);
+    OT_TRY(ot_exec_prefetch(next->step, 0, &img, err));
+    memcpy(T->ahead_labels, labels, sizeof *labels * (size_t)n);
+    T->ahead_x = x;
+    T->ahead_n = n;
+done:
+    return st;
+}
+
+/* One step. `next` (with next_n images) is the step after this one when
+   its batch may be handed in ahead, else NULL. */
 static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int64_t *didx, int n,
-                           int64_t *correct, double *loss_sum, ot_err *err)
+                           runner *next, int next_n, int64_t *correct, double *loss_sum,
+                           ot_err *err)
 {
     ot_status st = OT_OK;
     const ot_train_graph *tg = &T->tg;
@@ -285,6 +335,13 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
         OT_TRY(ot_data_load_batch(T->data, didx, n, &T->o->transform, T->x, T->labels, T->scratch,
                                   T->scratch_bytes, err));
         T->xb = T->x;
+    } else if (T->ahead_n) { /* handed in ahead by the step before */
+        if (T->ahead_n != n || tg->prefix)
+            OT_FAIL(err, OT_ERR_INTERNAL, "a batch of %d images was handed in ahead, the step "
+                    "expected %d", T->ahead_n, n);
+        T->xb = T->ahead_x;
+        memcpy(T->labels, T->ahead_labels, sizeof *T->labels * (size_t)n);
+        T->ahead_n = 0;
     } else if (!all_cached || !tg->prefix) {
         float *x;
         int64_t *labels;
@@ -336,7 +393,10 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
     } else {
         r->cut_in[0].data = T->xb;
     }
-    OT_TRY(ot_exec_run(r->step, r->cut_in, r->n_in, err));
+    OT_TRY(ot_exec_launch(r->step, r->cut_in, r->n_in, err));
+    if (next && !tg->prefix && T->loader_on)
+        OT_TRY(fetch_ahead(T, next, next_n, err));
+    OT_TRY(ot_exec_wait(r->step, err));
     const ot_tensor *lt = ot_exec_output(r->step, 0), *logits = ot_exec_output(r->step, 1);
     float loss;
     memcpy(&loss, lt->data, sizeof loss);
@@ -609,6 +669,8 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     }
     T.x = ot_malloc(T.x_bytes * (size_t)lbs);
     T.labels = ot_calloc((size_t)lbs, sizeof *T.labels);
+    T.ahead_labels = ot_calloc((size_t)lbs, sizeof *T.ahead_labels);
+    T.ahead_on = ahead_wanted(o);
     T.rdidx = ot_malloc(sizeof *T.rdidx * (size_t)N);
     (void)h;
     (void)w;
@@ -623,7 +685,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     }
     T.scratch = ot_malloc(T.scratch_bytes ? T.scratch_bytes : 1);
     perm = ot_malloc(sizeof *perm * (size_t)N);
-    if (!T.x || !T.labels || !T.scratch || !perm)
+    if (!T.x || !T.labels || !T.ahead_labels || !T.scratch || !perm)
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory for the batch buffers");
 
     OT_TRY(make_runner(&T, &T.full, lbs, NULL, err));
@@ -699,6 +761,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         for (int64_t k = 0; k < N; k++)
             T.didx[k] = T.map ? T.map[perm[k]] : perm[k];
         T.loader_on = !cached_epoch;
+        T.ahead_n = 0;
         if (!cached_epoch && s0 < steps_per_epoch && T.ranks == 1)
             OT_TRY(ot_data_loader_start_epoch(T.loader, T.didx + s0 * bs, N - s0 * bs, epoch,
                                               err));
@@ -734,13 +797,22 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             T.lr[1] = hlr;
             T.step_no = total_steps + 1;
             st = ot_optim_check_lr(T.lr, 2, err);
+            /* the step after, when its batch may be handed in ahead */
+            runner *next = NULL;
+            int next_n = 0;
+            if (T.ahead_on && T.ranks == 1 && s + 1 < steps_per_epoch &&
+                !(o->max_steps && total_steps + 1 >= o->max_steps)) {
+                next_n = (int)(s + 1 == steps_per_epoch - 1 && last_n ? last_n : bs);
+                next = next_n == lbs ? &T.full : &T.last;
+            }
             if (st == OT_OK && T.ranks == 1)
-                st = run_batch(&T, r, perm + s * bs, T.didx + s * bs, n, &correct, &loss_sum, err);
+                st = run_batch(&T, r, perm + s * bs, T.didx + s * bs, n, next, next_n, &correct,
+                               &loss_sum, err);
             else if (st == OT_OK) { /* the step's numbers over all ranks */
                 int64_t c1 = 0;
                 double l1 = 0;
-                st = run_batch(&T, r, perm + s * bs + off, T.didx + s * bs + off, n, &c1, &l1,
-                               err);
+                st = run_batch(&T, r, perm + s * bs + off, T.didx + s * bs + off, n, NULL, 0,
+                               &c1, &l1, err);
                 double v[4] = { l1, (double)c1, o->stop && *o->stop ? (double)*o->stop : 0,
                                 o->stop && *o->stop ? 1 : 0 };
                 if (st == OT_OK)
@@ -860,6 +932,7 @@ done:
     ot_free(T.good);
     ot_free(T.val_good);
     ot_free(T.labels);
+    ot_free(T.ahead_labels);
     ot_free(T.scratch);
     ot_free(perm);
     res->checkpoint_step = T.ckpt.saved_step;

@@ -98,4 +98,20 @@ for cmd in run test-data predict eval finetune; do
         fail "$cmd --help names --device" "$(first_line "$T_OUT")"
 done
 
+# each batch handed in ahead of its step (ONNXTRAIN_PREFETCH=1, the order
+# of a device whose runs overlap the host, here on the CPU): the same
+# weights and per-epoch log (less its timings) as one batch at a time, over epochs
+# with a smaller last batch (20 images, batch 8) and loader threads
+PF=(--data "$DATA" --classes 10 --image-size 32 --per-class 2 --batch-size 8 --threads 2
+    --epochs 2 --workers 2 --deterministic --no-cache --mode full)
+for how in 0 1; do
+    ONNXTRAIN_PREFETCH=$how ot finetune "$BN" "${PF[@]}" --log "$T_TMP/pf$how.csv" \
+        -o "$T_TMP/pf$how.onnx"
+    [ "$T_RC" -eq 0 ] || fail "finetune, ONNXTRAIN_PREFETCH=$how" "$(describe_run)"
+done
+cmp -s "$T_TMP/pf0.onnx" "$T_TMP/pf1.onnx" &&
+    cmp -s <(cut -d, -f1-6 "$T_TMP/pf0.csv") <(cut -d, -f1-6 "$T_TMP/pf1.csv") &&
+    [ "$(wc -l <"$T_TMP/pf1.csv")" -eq 3 ] && ok "batches handed in ahead: the same model and log" ||
+    fail "batches handed in ahead: the same model and log" "the outputs differ"
+
 finish

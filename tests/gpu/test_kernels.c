@@ -1280,7 +1280,7 @@ static void cases_stage(void)
         bad = "a copy past an input's end is staged";
     if (bad)
         goto done;
-    if (ot_cuda_stage_fence(&st, ctx.stream, &err) != OT_OK ||
+    if (ot_cuda_stage_fence(&st, &x, ctx.stream, &err) != OT_OK ||
         cudaStreamSynchronize(ctx.stream) != cudaSuccess) {
         bad = "fence";
         goto done;
@@ -1296,7 +1296,7 @@ static void cases_stage(void)
     if (!bad && (cudaMemcpy(back, mem[1], bytes[1], cudaMemcpyDeviceToHost) != cudaSuccess ||
                  memcmp(back + 8, src, 32) != 0))
         bad = "the second input's bytes differ";
-    ot_cuda_stage_free(&st);
+    ot_cuda_stage_free(&st, &x);
 done:
     if (bad) {
         printf("FAIL input staging (cuda_stage.c): %s%s%s\n", bad, err.msg[0] ? ": " : "",
@@ -1309,6 +1309,116 @@ done:
     for (int i = 0; i < 2; i++)
         cudaFree(mem[i]);
     cudaFree(other);
+}
+
+static ot_status stage_mem_alloc(ot_exec *x, size_t bytes, void **out, ot_err *err)
+{
+    (void)x;
+    *out = dev_alloc(bytes);
+    return *out ? OT_OK : ot_err_set(err, OT_ERR_NOMEM, "out of device memory");
+}
+
+static void stage_mem_free(ot_exec *x, void *p)
+{
+    (void)x;
+    cudaFree(p);
+}
+
+/* Handing the next run's input in ahead (cuda_stage.c's prefetch slots):
+   only an input compiled for it gets a slot, of its size; a prefetch leaves
+   the input buffer as it is (the run in flight reads it) and survives that
+   run's end; the next run's fence copies the slot into the input buffer;
+   the wrong input or size is refused. */
+static void cases_prefetch(void)
+{
+    static const size_t bytes[2] = { 4096, 24 };
+    static const ot_backend be = { .name = "stage", .mem_alloc = stage_mem_alloc,
+                                   .mem_free = stage_mem_free };
+    ot_exec x;
+    ot_tensor shapes[2];
+    bool pre[2] = { true, false };
+    void *mem[2] = { dev_alloc(bytes[0]), dev_alloc(bytes[1]) };
+    unsigned char a[4096], b[4096], back[4096];
+    ot_cuda_stage st;
+    ot_err err;
+    const char *bad = NULL;
+    bool handled = false, init = false;
+    memset(&x, 0, sizeof x);
+    memset(shapes, 0, sizeof shapes);
+    ot_err_init(&err);
+    for (int i = 0; i < 2; i++)
+        shapes[i].bytes = bytes[i];
+    x.be = &be;
+    x.n_in = 2;
+    x.in_mem = mem;
+    x.in_shapes = shapes;
+    x.in_prefetch = pre;
+    for (size_t i = 0; i < sizeof a; i++) {
+        a[i] = (unsigned char)(i * 5 + 1);
+        b[i] = (unsigned char)(i * 11 + 7);
+    }
+    if (!mem[0] || !mem[1] || ot_cuda_stage_init(&st, &x, &err) != OT_OK ||
+        !(init = true) || ot_cuda_stage_slots(&st, &x, &err) != OT_OK) {
+        bad = "set-up";
+        goto done;
+    }
+    if (!st.slot || !st.slot[0] || st.slot[1])
+        bad = "the slots are not those of the inputs compiled for prefetch";
+    /* run k: its input copied at launch, fenced */
+    else if (ot_cuda_stage_copy(&st, &x, mem[0], a, bytes[0], &handled, &err) != OT_OK ||
+             !handled || ot_cuda_stage_fence(&st, &x, ctx.stream, &err) != OT_OK)
+        bad = "the first run's input";
+    /* while run k is in flight: the next batch */
+    else if (ot_cuda_stage_prefetch(&st, &x, 0, b, bytes[0], &err) != OT_OK)
+        bad = "a prefetch is refused";
+    else if (!st.ready[0] || !st.any)
+        bad = "a prefetched input is not ready";
+    if (bad)
+        goto done;
+    if (cudaStreamSynchronize(ctx.stream) != cudaSuccess ||
+        cudaMemcpy(back, mem[0], bytes[0], cudaMemcpyDeviceToHost) != cudaSuccess ||
+        memcmp(back, a, bytes[0]) != 0) {
+        bad = "a prefetch changed the input buffer of the run in flight";
+        goto done;
+    }
+    ot_cuda_stage_done(&st); /* run k waited for */
+    if (!st.ready[0] || !st.any) {
+        bad = "the end of the run in flight dropped the prefetched input";
+        goto done;
+    }
+    /* run k+1 */
+    if (ot_cuda_stage_fence(&st, &x, ctx.stream, &err) != OT_OK ||
+        cudaStreamSynchronize(ctx.stream) != cudaSuccess) {
+        bad = "fence";
+        goto done;
+    }
+    if (st.ready[0])
+        bad = "the fence left the slot ready";
+    else if (cudaMemcpy(back, mem[0], bytes[0], cudaMemcpyDeviceToHost) != cudaSuccess ||
+             memcmp(back, b, bytes[0]) != 0)
+        bad = "the next run's input buffer does not hold the prefetched bytes";
+    ot_cuda_stage_done(&st);
+    if (!bad && st.any)
+        bad = "a taken slot stays pending";
+    if (!bad && ot_cuda_stage_prefetch(&st, &x, 1, b, bytes[1], &err) == OT_OK)
+        bad = "an input without a slot is prefetched";
+    if (!bad && ot_cuda_stage_prefetch(&st, &x, 0, b, bytes[0] - 4, &err) == OT_OK)
+        bad = "a prefetch of another size is taken";
+    if (!bad)
+        ot_err_init(&err);
+done:
+    if (init)
+        ot_cuda_stage_free(&st, &x);
+    if (bad) {
+        printf("FAIL input prefetch (cuda_stage.c): %s%s%s\n", bad, err.msg[0] ? ": " : "",
+               err.msg);
+        n_fail++;
+    } else {
+        printf("pass input prefetch (cuda_stage.c)\n");
+        n_pass++;
+    }
+    for (int i = 0; i < 2; i++)
+        cudaFree(mem[i]);
 }
 
 int main(int argc, char **argv)
@@ -1356,6 +1466,7 @@ int main(int argc, char **argv)
     cases_einsum();
     cases_prepare();
     cases_stage();
+    cases_prefetch();
 
     for (int id = 0; id < OT_OP_COUNT_; id++) {
         const char *type = ot_op_table[id]->type;

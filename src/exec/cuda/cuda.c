@@ -688,10 +688,11 @@ static ot_status cuda_bind(ot_exec *x, ot_err *err)
     ot_status st = OT_OK;
     cuda_state *cs = state(x);
     OT_TRY(upload_constants(x, err));
-    /* the input buffers' zeroing (compute stream) before any copy into them
-       on the copy stream */
-    CU(cudaStreamSynchronize(cs->stream), "zeroing memory");
     OT_TRY(ot_cuda_stage_init(&cs->stage, x, err));
+    OT_TRY(ot_cuda_stage_slots(&cs->stage, x, err));
+    /* the input buffers' and slots' zeroing (compute stream) before any copy
+       into them on the copy stream */
+    CU(cudaStreamSynchronize(cs->stream), "zeroing memory");
     void *ws = cs->ws_id >= 0 ? ot_exec_loc_ptr(x, (ot_loc){ .kind = OT_LOC_BUF, .id = cs->ws_id })
                               : NULL;
     cs->ctx.scratch = ws;
@@ -748,7 +749,9 @@ done:
     return st;
 }
 
-static ot_status cuda_run(ot_exec *x, ot_err *err)
+/* Enqueues the steps on the executor's stream; returns without waiting for
+   them (cuda_wait waits). */
+static ot_status cuda_launch(ot_exec *x, ot_err *err)
 {
     ot_status st = OT_OK;
     cuda_state *cs = state(x);
@@ -761,7 +764,7 @@ static ot_status cuda_run(ot_exec *x, ot_err *err)
     if (s != CUDNN_STATUS_SUCCESS)
         OT_FAIL(err, OT_ERR_BACKEND, "cuDNN: setting the stream: %s",
                 dev->dnn->cudnnGetErrorString(s));
-    OT_TRY(ot_cuda_stage_fence(&cs->stage, cs->stream, err));
+    OT_TRY(ot_cuda_stage_fence(&cs->stage, x, cs->stream, err));
     for (int i = 0; i < cs->n_steps; i++) {
         cuda_step *sp = &cs->steps[i];
         double t0 = prof ? now_seconds() : 0;
@@ -777,12 +780,39 @@ static ot_status cuda_run(ot_exec *x, ot_err *err)
             sp->runs++;
         }
     }
-    CU(cudaStreamSynchronize(cs->stream), "running the steps");
-    ot_cuda_stage_done(&cs->stage);
-    CU(cudaGetLastError(), "running the steps");
     cs->ctx.counter++;
 done:
     pthread_mutex_unlock(&dev->lock);
+    if (st != OT_OK) /* nothing stays in flight after a failure */
+        cudaStreamSynchronize(cs->stream);
+    return st;
+}
+
+static ot_status cuda_wait(ot_exec *x, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cuda_state *cs = state(x);
+    CU(cudaSetDevice(cs->dev->index), "selecting the device");
+    CU(cudaStreamSynchronize(cs->stream), "running the steps");
+    ot_cuda_stage_done(&cs->stage);
+    CU(cudaGetLastError(), "running the steps");
+done:
+    return st;
+}
+
+static ot_status cuda_run(ot_exec *x, ot_err *err)
+{
+    ot_status st = cuda_launch(x, err);
+    return st != OT_OK ? st : cuda_wait(x, err);
+}
+
+static ot_status cuda_prefetch(ot_exec *x, int i, const void *src, size_t bytes, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cuda_state *cs = state(x);
+    CU(cudaSetDevice(cs->dev->index), "selecting the device");
+    st = ot_cuda_stage_prefetch(&cs->stage, x, i, src, bytes, err);
+done:
     return st;
 }
 
@@ -813,7 +843,7 @@ static void cuda_free(ot_exec *x)
         ot_free(sp->pin);
         ot_free(sp->pout);
     }
-    ot_cuda_stage_free(&cs->stage);
+    ot_cuda_stage_free(&cs->stage, x);
     if (cs->const_mem)
         cudaFree(cs->const_mem);
     if (cs->stream)
@@ -913,6 +943,9 @@ const ot_backend ot_backend_cuda = {
     .build = cuda_build,
     .bind = cuda_bind,
     .run = cuda_run,
+    .launch = cuda_launch,
+    .wait = cuda_wait,
+    .prefetch = cuda_prefetch,
     .step_profile = cuda_step_profile,
     .free = cuda_free,
 };

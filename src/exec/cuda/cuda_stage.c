@@ -52,6 +52,50 @@ ot_status ot_cuda_stage_init(ot_cuda_stage *s, const ot_exec *x, ot_err *err)
     return OT_OK;
 }
 
+ot_status ot_cuda_stage_slots(ot_cuda_stage *s, ot_exec *x, ot_err *err)
+{
+    if (!x->in_prefetch || !s->host)
+        return OT_OK;
+    s->slot = ot_calloc((size_t)x->n_in, sizeof *s->slot);
+    s->ready = ot_calloc((size_t)x->n_in, sizeof *s->ready);
+    if (!s->slot || !s->ready)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    bool any = false;
+    for (int i = 0; i < x->n_in; i++)
+        if (x->in_prefetch[i] && x->in_shapes[i].bytes) {
+            ot_status st = x->be->mem_alloc(x, x->in_shapes[i].bytes, &s->slot[i], err);
+            if (st != OT_OK)
+                return st;
+            any = true;
+        }
+    if (any)
+        CU(cudaEventCreateWithFlags(&s->taken, cudaEventDisableTiming), "creating an event");
+    return OT_OK;
+}
+
+ot_status ot_cuda_stage_prefetch(ot_cuda_stage *s, const ot_exec *x, int i, const void *src,
+                                 size_t bytes, ot_err *err)
+{
+    if (i < 0 || i >= s->n_in || !s->slot || !s->slot[i] || !s->taken)
+        return ot_err_set(err, OT_ERR_ARG, "input %d was not compiled to be handed in ahead", i);
+    if (bytes != x->in_shapes[i].bytes)
+        return ot_err_set(err, OT_ERR_ARG, "input %d: %zu bytes handed in ahead, it has %zu", i,
+                          bytes, x->in_shapes[i].bytes);
+    unsigned char *h = s->host + s->off[i];
+    /* the region's last copy may still be reading it (the fence waited on
+       the device, not here) */
+    if (s->pending[i] || s->ready[i])
+        CU(cudaEventSynchronize(s->copied), "waiting for a copy");
+    memcpy(h, src, bytes);
+    /* the slot is free once the last run's fence copied it out */
+    CU(cudaStreamWaitEvent(s->copy, s->taken, 0), "waiting for the slot");
+    CU(cudaMemcpyAsync(s->slot[i], h, bytes, cudaMemcpyHostToDevice, s->copy), "copying ahead");
+    CU(cudaEventRecord(s->copied, s->copy), "recording a copy");
+    s->ready[i] = true;
+    s->any = true;
+    return OT_OK;
+}
+
 ot_status ot_cuda_stage_copy(ot_cuda_stage *s, const ot_exec *x, void *dst, const void *src,
                              size_t bytes, bool *handled, ot_err *err)
 {
@@ -78,25 +122,44 @@ ot_status ot_cuda_stage_copy(ot_cuda_stage *s, const ot_exec *x, void *dst, cons
     return OT_OK;
 }
 
-ot_status ot_cuda_stage_fence(ot_cuda_stage *s, cudaStream_t compute, ot_err *err)
+ot_status ot_cuda_stage_fence(ot_cuda_stage *s, const ot_exec *x, cudaStream_t compute,
+                               ot_err *err)
 {
     if (!s->any)
         return OT_OK;
     CU(cudaStreamWaitEvent(compute, s->copied, 0), "waiting for the inputs");
+    bool took = false;
+    for (int i = 0; s->ready && i < s->n_in; i++)
+        if (s->ready[i]) {
+            CU(cudaMemcpyAsync(x->in_mem[i], s->slot[i], x->in_shapes[i].bytes,
+                               cudaMemcpyDeviceToDevice, compute), "taking an input handed in ahead");
+            s->ready[i] = false;
+            s->pending[i] = true; /* its region: read by a copy not yet known done */
+            took = true;
+        }
+    if (took)
+        CU(cudaEventRecord(s->taken, compute), "recording the inputs taken");
     return OT_OK;
 }
 
 void ot_cuda_stage_done(ot_cuda_stage *s)
 {
-    for (int i = 0; i < s->n_in; i++)
-        s->pending[i] = false;
     s->any = false;
+    for (int i = 0; i < s->n_in; i++) {
+        s->pending[i] = false;
+        s->any |= s->ready && s->ready[i]; /* handed in for the run after */
+    }
 }
 
-void ot_cuda_stage_free(ot_cuda_stage *s)
+void ot_cuda_stage_free(ot_cuda_stage *s, ot_exec *x)
 {
     if (s->copy)
         cudaStreamSynchronize(s->copy);
+    for (int i = 0; s->slot && i < s->n_in; i++)
+        if (s->slot[i])
+            x->be->mem_free(x, s->slot[i]);
+    if (s->taken)
+        cudaEventDestroy(s->taken);
     if (s->copied)
         cudaEventDestroy(s->copied);
     if (s->copy)
@@ -105,5 +168,7 @@ void ot_cuda_stage_free(ot_cuda_stage *s)
         cudaFreeHost(s->host);
     ot_free(s->off);
     ot_free(s->pending);
+    ot_free(s->slot);
+    ot_free(s->ready);
     memset(s, 0, sizeof *s);
 }
