@@ -6,6 +6,8 @@
 #   make debug      -O0 -g3 build in build/debug
 #   make demo       the main job on a built-in default; PRECISION=bf16 (or auto) runs
 #                   every training and scoring in that precision, into build/demo-bf16
+#   make demo-precision  the demo's steps 1-4 in fp32 and bf16: bf16's mean top-1
+#                   against fp32's spread over the seeds (build/demo-precision/)
 #   make bench      the ResNet-18 benchmark table (build/bench/), within 15 minutes on 2
 #                   cores; FULL=1 at the first performance issue's sizes; make bench-all:
 #                   with bench-deploy, bench-dist, bench-load and bench-models
@@ -125,7 +127,7 @@ UNIT_BIN := $(BUILD)/test_unit
 PARITY_BIN := $(BUILD)/test_parity
 
 .PHONY: all test test-models models-table bench-models asan debug demo bench bench-deploy fuzz deps check-deps install uninstall clean format \
-        test-fast fetch-model bench-dist bench-all bench-load
+        test-fast fetch-model bench-dist bench-all bench-load demo-precision
 
 all: $(BIN) $(STATIC) $(SHARED) $(MPI_SHIM)
 
@@ -276,6 +278,11 @@ debug:
 
 demo: check-deps all
 	@OT_DEMO_PRECISION=$(PRECISION) bash models/demo.sh $(BUILD)
+
+# the demo's steps 1-4 in fp32 and in bf16, and bf16's top-1 against fp32's
+# spread over the seeds (build/demo-precision/precision.md)
+demo-precision: check-deps all
+	@bash models/demo_precision.sh $(BUILD)
 
 # the ResNet-18 table (tests/bench/run.sh, docs/bench.md); FULL=1 at the first
 # performance issue's sizes; ONLY=deploy or ONLY=dist run those sections

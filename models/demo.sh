@@ -33,7 +33,8 @@
 #
 # Each stage prints its time. OT_DEMO_QUICK=1 runs the same pipeline at a
 # reduced size without step 6 (the tests use it; tests/cli/test_quant.sh
-# covers --qat).
+# covers --qat). OT_DEMO_UNTIL=4 stops after step 4's table, and OT_DEMO_OUT
+# names another output folder (make demo-precision uses both).
 set -euo pipefail
 BUILD=${1:-build}
 BIN=$BUILD/onnxtrain
@@ -42,6 +43,7 @@ case $PRECISION in
     fp32) OUT=$BUILD/demo ;;
     *) OUT=$BUILD/demo-$PRECISION ;;
 esac
+OUT=${OT_DEMO_OUT:-$OUT}
 DATA=${OT_DEMO_DATA:-/usr/share/datasets/fashion-mnist}
 PY=/usr/bin/python3
 mkdir -p "$OUT/runs"
@@ -117,6 +119,10 @@ for s in shots:
                                                       min(t), max(t),
                                                       " ".join("%.4f" % x for x in t)))
 PY
+if [ "${OT_DEMO_UNTIL:-}" = 4 ]; then
+    echo "   ($((SECONDS - STAGE_START)) s)"
+    exit 0
+fi
 
 FT=$OUT/${SHOTS%% *}_fine-tune_${SEEDS%% *}.onnx
 step "5. $(basename "$FT") in onnxruntime (onnxruntime-node from npm)"

@@ -304,6 +304,14 @@ int ot_cli_plans(const ot_cli_plan_args *a);
 /* With --precision auto, says in one line on `f` what it picked and why. */
 void ot_cli_precision_said(FILE *f, ot_precision p);
 
+/* The thread count for a command that computes on the CPU: `given`
+   (--threads) when it is positive; 0 (the library's default: OMP_NUM_THREADS)
+   when OMP_NUM_THREADS is set; else the cores of the affinity mask that
+   other processes are not using, from /proc/stat between the process's
+   start and now (at least 0.1 s apart), saying so in one line on `f`
+   (NULL: an info message). 0 where /proc/stat cannot be read. */
+int ot_cli_threads(int given, FILE *f);
+
 /* Raises the log level by one step (warn -> info -> debug). */
 void ot_cli_verbose(void);
 /* Library messages: errors only (the ranks of a distributed run but 0). */

@@ -179,7 +179,7 @@ static const ot_cli_opt finetune_opts[FT_N_OPTS + 1] = {
                                  "per-channel standard deviation, overriding --normalize"),
     [FT_THREADS] = OT_CLI_INT_OPT(finetune_args, ft.threads, "threads", 0, "N", 1,
                                   OT_CLI_THREADS_MAX,
-                                  "threads (default OMP_NUM_THREADS, else all cores)"),
+                                  "threads (default OMP_NUM_THREADS, else the free cores)"),
     [FT_DEVICE] = OT_CLI_DEVICE_OPT(finetune_args, ft.device),
     [FT_PRECISION] = OT_CLI_PRECISION_OPT(finetune_args, ft.precision),
     OT_CLI_PLAN_ROWS(FT, finetune_args, plans),
@@ -333,7 +333,7 @@ static const ot_cli_opt eval_opts[EV_N_OPTS + 1] = {
     [EV_STD] = OT_CLI_STRING_OPT(eval_args, std, "std", 0, "R,G,B",
                                  "override the recorded per-channel standard deviation"),
     [EV_THREADS] = OT_CLI_INT_OPT(eval_args, ev.threads, "threads", 0, "N", 1, OT_CLI_THREADS_MAX,
-                                  "threads (default OMP_NUM_THREADS, else all cores)"),
+                                  "threads (default OMP_NUM_THREADS, else the free cores)"),
     [EV_DEVICE] = OT_CLI_DEVICE_OPT(eval_args, ev.device),
     [EV_PRECISION] = OT_CLI_PRECISION_OPT(eval_args, ev.precision),
     OT_CLI_PLAN_ROWS(EV, eval_args, plans),
@@ -1032,6 +1032,10 @@ int ot_cmd_finetune(int argc, char **argv)
     pc.log_path = fa.log;
     if (!o.dry_run && (rc = start_ranks(&fa, &o, &pc, &out)) != OT_EXIT_OK)
         goto out;
+    /* --deterministic alone means one thread (the library's rule); the ranks
+       of a distributed run keep the library's default */
+    if (!o.deterministic && !o.dry_run && !ot_dist_current())
+        calib.threads = o.threads = ot_cli_threads(o.threads, log);
     if (!o.dry_run && (pc.log_path || pc.plot_path) &&
         ot_train_log_new(pc.log_path, &pc.log, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
@@ -1172,6 +1176,7 @@ int ot_cmd_eval(int argc, char **argv)
         }
         ot_cli_errors_only();
     }
+    o.threads = ot_cli_threads(o.threads, NULL);
     if (ot_evaluate(&o, &ev, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         if (ot_dist_current()) /* the other ranks may wait in a reduction */

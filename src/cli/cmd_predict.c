@@ -67,7 +67,7 @@ static const ot_cli_opt predict_opts[PREDICT_N_OPTS + 1] = {
     [PREDICT_JSON] = OT_CLI_FLAG_OPT(predict_args, json, "json", 0, "print one JSON object"),
     [PREDICT_THREADS] = OT_CLI_INT_OPT(predict_args, threads, "threads", 0, "N", 1,
                                        OT_CLI_THREADS_MAX,
-                                       "threads (default OMP_NUM_THREADS, else all cores)"),
+                                       "threads (default OMP_NUM_THREADS, else the free cores)"),
     [PREDICT_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(predict_args, max_tensor_bytes),
     [PREDICT_DEVICE] = OT_CLI_DEVICE_OPT(predict_args, device),
     [PREDICT_PRECISION] = OT_CLI_PRECISION_OPT(predict_args, precision),
@@ -348,7 +348,7 @@ int ot_cmd_predict(int argc, char **argv)
         ot_cli_print_usage(cmd, stdout);
         goto out;
     }
-    int top = o.top, threads = o.threads;
+    int top = o.top, threads = ot_cli_threads(o.threads, NULL);
     ot_device device;
     if ((rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK ||
         (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK ||

@@ -73,8 +73,8 @@ static const ot_cli_opt run_opts[RUN_N_OPTS + 1] = {
     [RUN_SEED] = OT_CLI_INT_OPT(run_args, seed, "seed", 0, "S", 0, OT_CLI_SEED_MAX,
                                 "seed of --random (default 0)"),
     [RUN_THREADS] = OT_CLI_INT_OPT(run_args, threads, "threads", 0, "N", 1, OT_CLI_THREADS_MAX,
-                                   "CPU threads, 1 to 4096 (default OMP_NUM_THREADS, else all "
-                                   "cores)"),
+                                   "CPU threads, 1 to 4096 (default OMP_NUM_THREADS, else the "
+                                   "free cores)"),
     [RUN_PROFILE] = OT_CLI_FLAG_OPT(run_args, profile, "profile", 0,
                                     "print the time per node type and per node (stderr)"),
     [RUN_MAX_TENSOR_SIZE] = OT_CLI_MAX_TENSOR_SIZE_OPT(run_args, max_tensor_bytes),
@@ -353,7 +353,8 @@ int ot_cmd_run(int argc, char **argv)
     ot_feed_exec_inputs(&feed, g, inputs);
     for (int k = 0; k < feed.n; k++)
         run_in[k] = feed.tensors[k];
-    ot_exec_opts xopts = { .device = device, .cpu.threads = o.threads, .profile = o.profile,
+    ot_exec_opts xopts = { .device = device, .cpu.threads = ot_cli_threads(o.threads, NULL),
+                           .profile = o.profile,
                            .precision = o.precision };
     if (ot_exec_compile(g, inputs, feed.n, &xopts, &x, &err) != OT_OK ||
         ot_exec_run(x, run_in, feed.n, &err) != OT_OK) {

@@ -17,11 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "dist/dist.h"
 #include "cli/cli.h"
 #include "cli/json.h"
 #include "exec/exec.h"
+#include "core/cpuload.h"
 #include "core/file.h"
 #include "passes/freeze.h"
 
@@ -881,6 +884,74 @@ static void catch_stop_signals(void)
     }
 }
 
+/* ------------------------------------------------------------- threads */
+
+/* GNU OpenMP reads its wait policy from the environment once, when the
+   library is loaded, before main() (and before any constructor of this
+   executable, since shared libraries are initialised first). Its default
+   spins about 300,000 times at every barrier and between parallel regions
+   before it sleeps, so a thread waiting for a team mate whose core another
+   process holds keeps its own core busy for milliseconds. A command that
+   computes therefore runs itself again, once, with a short spin
+   (GOMP_SPINCOUNT) when the user has set neither OMP_WAIT_POLICY nor
+   GOMP_SPINCOUNT; the variable stays in its environment (and its
+   children's). Where the exec fails the command carries on unchanged. */
+#define OT_CLI_SPINCOUNT "10000"
+
+static void short_spin_reexec(char **argv, const char *name)
+{
+    static const char *const computing[] = { "run", "test-data", "finetune", "eval",
+                                             "predict", "verify", "convert" };
+    bool computes = false;
+    for (size_t i = 0; i < sizeof computing / sizeof computing[0]; i++)
+        computes |= !strcmp(name, computing[i]);
+    if (!computes || getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT"))
+        return;
+    if (setenv("GOMP_SPINCOUNT", OT_CLI_SPINCOUNT, 1) != 0)
+        return;
+    fflush(NULL);
+    execv("/proc/self/exe", argv);
+    unsetenv("GOMP_SPINCOUNT");
+}
+
+/* /proc/stat at the start of the command, for ot_cli_threads */
+static ot_cpu_sample start_load;
+
+int ot_cli_threads(int given, FILE *f)
+{
+    if (given > 0)
+        return given;
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env && *env)
+        return 0;
+    ot_cpu_sample now;
+    ot_cpu_sample_now(&now);
+    double wait = 0.1 - (now.wall_s - start_load.wall_s);
+    if (wait > 0.0) {
+        struct timespec ts = { 0, (long)(wait * 1e9) };
+        nanosleep(&ts, NULL);
+        ot_cpu_sample_now(&now);
+    }
+    if (!start_load.ok || !now.ok)
+        return 0;
+    double busy = ot_cpu_others_busy(&start_load, &now);
+    int threads = ot_cpu_free_threads(now.n_cpus, busy);
+    const char *spin = getenv("GOMP_SPINCOUNT"), *policy = getenv("OMP_WAIT_POLICY");
+    char line[256];
+    snprintf(line, sizeof line,
+             "threads: %d (%d core%s, %.1f busy with other processes; %s%s)", threads,
+             now.n_cpus, now.n_cpus == 1 ? "" : "s", busy,
+             policy ? "OMP_WAIT_POLICY=" : spin ? "GOMP_SPINCOUNT=" : "OpenMP's default wait",
+             policy ? policy : spin ? spin : "");
+    if (f) {
+        ot_cli_text_str(f, line);
+        fputc('\n', f);
+    } else {
+        ot_log(OT_LOG_INFO, "%s", line);
+    }
+    return threads;
+}
+
 int main(int argc, char **argv)
 {
     ot_log_set(log_to_stderr, NULL, log_level);
@@ -929,6 +1000,8 @@ int main(int argc, char **argv)
         return main_usage_error("missing command");
 
     const char *name = argv[k];
+    short_spin_reexec(argv, name);
+    ot_cpu_sample_now(&start_load);
     int rc;
     if (strcmp(name, "help") == 0) {
         rc = run_help(argc - k - 1, argv + k + 1);

@@ -208,9 +208,11 @@ TRAIN_CONFIG = {
     "full_bf16": ("full", 128, 1, 224),
     "ft5_bf16": ("fine-tune", 512, 5, 224),
 }
-# the default run's image counts (each onnxtrain process at least ~10 s on 2
-# cores, PyTorch's 5-epoch processes about a minute); FULL=1 keeps TRAIN_CONFIG's
-DEFAULT_IMAGES = {"fe": 640, "full": 256, "ft5": 256, "full_bf16": 256, "ft5_bf16": 256}
+# the default run's image counts, sized for about 13 minutes on 2 cores of the
+# AMD EPYC (docs/bench.md, "How long it takes"): onnxtrain's full-training
+# processes run about 10 s, its ft5 and bf16 ones 6-10 s, fe's about 5 s
+# (PyTorch's fe process then runs 60 s); FULL=1 keeps TRAIN_CONFIG's
+DEFAULT_IMAGES = {"fe": 352, "full": 224, "ft5": 160, "full_bf16": 224, "ft5_bf16": 160}
 if not FULL:
     for _t, _n in DEFAULT_IMAGES.items():
         TRAIN_CONFIG[_t] = (TRAIN_CONFIG[_t][0], _n) + TRAIN_CONFIG[_t][2:]
@@ -1932,8 +1934,8 @@ def render(result):
         out.append("")
         out.append("FAILED: " + f)
     if "total_s" in result:
-        out += ["", "This run (%s) took %.0f s." % (", ".join(result["workloads"]),
-                                                    result["total_s"])]
+        out += ["", "This run (%s) took %.0f s (%.1f minutes)." % (
+            ", ".join(result["workloads"]), result["total_s"], result["total_s"] / 60.0)]
     return "\n".join(out) + "\n"
 
 

@@ -29,6 +29,12 @@ T_TIMEOUT=${T_TIMEOUT:-120}
 T_PASS=0
 T_FAIL=0
 
+# Without --threads or OMP_NUM_THREADS the CLI takes the cores other
+# processes leave free at its start; the suites keep every core instead, as
+# the library's default, so that results never depend on the machine's load
+# (test_threads.sh unsets it to test the choice).
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
+
 # Sanitizer reports must not look like the CLI's own exit status 1.
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}exitcode=86"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}exitcode=86:print_stacktrace=1"

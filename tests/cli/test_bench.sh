@@ -11,6 +11,18 @@ cd "$(dirname "$0")/../.." || exit 1
 . tests/cli/lib.sh
 need_cli
 
+# runs NAME OUT CMD...: CMD (environment assignments first, as env takes
+# them) with its standard output in OUT; ok, or fail with stderr's last line
+runs() {
+    local name=$1 out=$2
+    shift 2
+    if env "$@" >"$out" 2>"$T_TMP/runs.err"; then
+        ok "$name"
+    else
+        fail "$name" "$(tail -n 1 "$T_TMP/runs.err")"
+    fi
+}
+
 B=$T_TMP/build
 mkdir -p "$B/bench"
 ln -s "$(realpath "$OT")" "$B/onnxtrain"
@@ -20,12 +32,8 @@ if ! cc -O2 -fopenmp tests/bench/conv_bound.c -ldnnl -o "$B/bench/conv_bound" 2>
 fi
 ok "conv_bound builds"
 
-if OMP_NUM_THREADS=2 "$B/bench/conv_bound" --batch 2 --size 64 --reps 1 --warmup 0 \
-    >"$T_TMP/bound.json" 2>"$T_TMP/bound.err"; then
-    ok "conv_bound runs"
-else
-    fail "conv_bound runs" "$(tail -n 1 "$T_TMP/bound.err")"
-fi
+runs "conv_bound runs" "$T_TMP/bound.json" OMP_NUM_THREADS=2 "$B/bench/conv_bound" \
+    --batch 2 --size 64 --reps 1 --warmup 0
 
 # The work per mode against ResNet-18's convolutions as PyTorch's model has
 # them (forward hooks at 64x64, batch 2): fe = every forward; ft = forward +
@@ -85,12 +93,8 @@ cat >"$B/bench/results.json" <<'JSON'
                "loop_images_per_s": 10.0, "epoch1_images_per_s": 10.0,
                "peak_rss_mb": 100.0}]}}}
 JSON
-if ONLY=bound BUILD=$B BENCH_BOUND_BATCH=2 BENCH_BOUND_SIZE=64 BENCH_BOUND_REPS=3 \
-    $PY tests/bench/bench.py >"$T_TMP/bench.md" 2>"$T_TMP/bench.err"; then
-    ok "bench.py ONLY=bound"
-else
-    fail "bench.py ONLY=bound" "$(tail -n 1 "$T_TMP/bench.err")"
-fi
+runs "bench.py ONLY=bound" "$T_TMP/bench.md" ONLY=bound BUILD="$B" BENCH_BOUND_BATCH=2 \
+    BENCH_BOUND_SIZE=64 BENCH_BOUND_REPS=3 "$PY" tests/bench/bench.py
 py_checks "bench bound" '
 import json, sys
 j = json.load(open(sys.argv[1]))
@@ -109,19 +113,23 @@ print("ok bound goal" if g and g[0]["target"] == 0.85 else "FAIL bound goal: %s"
 print("ok report" if "### The isolated convolution bound" in md else "FAIL report: no section")
 ' "$B/bench/results.json" "$T_TMP/bench.md"
 
-# Threads under load at 32x32: both tools alone and beside a spinning process.
+# Threads under load at 32x32: the tools alone and beside a spinning process;
+# onnxtrain as a user runs it (its own thread count, recorded) and with
+# --threads 2.
 skip_if_fast
-if BUILD=$B BENCH_LOAD_SIZE=32 BENCH_LOAD_IMAGES=64 BENCH_LOAD_REPS=1 \
-    $PY tests/bench/bench_load.py >"$T_TMP/load.md" 2>"$T_TMP/load.err"; then
-    ok "bench_load runs"
-else
-    fail "bench_load runs" "$(tail -n 1 "$T_TMP/load.err")"
-fi
+runs "bench_load runs" "$T_TMP/load.md" BUILD="$B" BENCH_LOAD_SIZE=32 BENCH_LOAD_IMAGES=64 \
+    BENCH_LOAD_REPS=1 "$PY" tests/bench/bench_load.py
 py_checks "bench load" '
-import json, sys
+import json, os, sys
 j = json.load(open(sys.argv[1]))
 by = {t["tool"]: t for t in j["tools"]}
-for tool in ("onnxtrain", "pytorch"):
+picked = [n for c in ("alone", "loaded") for n in by["onnxtrain"].get(c, {}).get("threads_picked", [])]
+if len(picked) == 2 and all(1 <= n <= os.cpu_count() for n in picked):
+    print("ok onnxtrain picked its threads, alone and loaded")
+else:
+    print("FAIL onnxtrain picked its threads, alone and loaded: %s" % picked)
+print("ok --threads row" if "onnxtrain --threads 2" in by else "FAIL --threads row: %s" % list(by))
+for tool in ("onnxtrain", "onnxtrain --threads 2", "pytorch"):
     t = by.get(tool, {})
     if tool in j["unavailable"]:
         print("ok %s unavailable, said so" % tool)

@@ -3,11 +3,52 @@
 # zoo builder, pretraining with augmentation on five Fashion-MNIST classes,
 # transfer to the other five by feature extraction and fine-tuning next to
 # training from scratch, two seeds each, the table of mean and spread over
-# the seeds, stage timings, onnxruntime check. Skipped when OT_FAST=1.
+# the seeds, stage timings, onnxruntime check. Skipped when OT_FAST=1, but
+# for make demo-precision's comparison (models/demo_precision.py) on run
+# files written here.
 #
 #   BUILD=build bash tests/cli/test_demo.sh
 cd "$(dirname "$0")/../.." || exit 1
 . tests/cli/lib.sh
+
+# demo_precision.py: bf16's mean against fp32's spread over the seeds
+P=$T_TMP/prec
+mkdir -p "$P/fp32" "$P/bf16"
+put() { # FOLDER SHOTS METHOD SEED TOP1
+    echo "{\"epochs\": 4, \"test\": {\"top1\": $5, \"n\": 5000}}" >"$P/$1/$2_$3_$4.json"
+}
+put fp32 5 fine-tune 1 0.80; put fp32 5 fine-tune 2 0.82; put fp32 5 fine-tune 3 0.84
+put bf16 5 fine-tune 1 0.81; put bf16 5 fine-tune 2 0.83; put bf16 5 fine-tune 3 0.83
+put fp32 5 feature-extract 1 0.70; put fp32 5 feature-extract 2 0.70
+put fp32 5 feature-extract 3 0.71
+put bf16 5 feature-extract 1 0.72; put bf16 5 feature-extract 2 0.72
+put bf16 5 feature-extract 3 0.72
+echo '{"qat": {}}' >"$P/fp32/qat.json"
+if "$PY" models/demo_precision.py "$P/fp32" "$P/bf16" "$P/out" >"$T_TMP/prec.md" 2>&1; then
+    ok "demo_precision runs"
+else
+    fail "demo_precision runs" "$(tail -n 1 "$T_TMP/prec.md")"
+fi
+py_checks "demo_precision" '
+import json, sys
+j = json.load(open(sys.argv[1]))
+md = open(sys.argv[2]).read()
+rows = {(r["shots"], r["method"]): r for r in j["rows"]}
+ft, fe = rows.get((5, "fine-tune")), rows.get((5, "feature-extract"))
+print("ok two transfers" if len(rows) == 2 else "FAIL two transfers: %s" % list(rows))
+if ft and abs(ft["fp32"]["mean"] - 0.82) < 1e-9 and abs(ft["fp32"]["sd"] - 0.02) < 1e-9 \
+        and ft["within_sd"] and ft["within_range"]:
+    print("ok fine-tune within fp32 spread")
+else:
+    print("FAIL fine-tune within fp32 spread: %s" % ft)
+if fe and not fe["within_sd"] and not fe["within_range"] and abs(fe["delta"] - 0.0166667) < 1e-6:
+    print("ok feature-extract outside")
+else:
+    print("FAIL feature-extract outside: %s" % fe)
+print("ok goal missed" if j["met"] is False and "**missed**" in md else "FAIL goal: %s" % j["met"])
+print("ok table" if "| 5/class | fine-tune | 0.8200 | 0.0200 |" in md else "FAIL table: %s" % md)
+' "$P/out/precision.json" "$P/out/precision.md"
+
 skip_if_fast
 need_cli
 
