@@ -955,7 +955,6 @@ int ot_cli_threads(int given, FILE *f)
 int main(int argc, char **argv)
 {
     ot_log_set(log_to_stderr, NULL, log_level);
-    catch_stop_signals();
 
     int k = 1;
     for (; k < argc && argv[k][0] == '-' && argv[k][1] != '\0'; k++) {
@@ -1000,7 +999,9 @@ int main(int argc, char **argv)
         return main_usage_error("missing command");
 
     const char *name = argv[k];
+    /* before the handlers: exec restores the default actions */
     short_spin_reexec(argv, name);
+    catch_stop_signals();
     ot_cpu_sample_now(&start_load);
     int rc;
     if (strcmp(name, "help") == 0) {
