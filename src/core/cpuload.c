@@ -4,6 +4,8 @@
  */
 #include "core/cpuload.h"
 
+#include "core/core.h"
+
 #include <ctype.h>
 #include <sched.h>
 #include <stdio.h>
@@ -59,10 +61,41 @@ static double clock_s(clockid_t id)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* The whole of a /proc file (its size is not known before), NUL-terminated,
+   up to 4 MiB; NULL where it cannot be read. The caller frees it. */
+static char *read_proc(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 16, n = 0;
+    char *buf = ot_malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - 1 - n, f);
+        if (n < cap - 1 || cap >= (4u << 20))
+            break;
+        char *bigger = ot_realloc(buf, cap * 2);
+        if (!bigger) {
+            ot_free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = bigger;
+        cap *= 2;
+    }
+    fclose(f);
+    if (buf) {
+        /* a line cut at the size limit is left out */
+        char *last = n ? memrchr(buf, '\n', n) : NULL;
+        buf[last ? (size_t)(last - buf) + 1 : 0] = '\0';
+    }
+    return buf;
+}
+
 void ot_cpu_sample_now(ot_cpu_sample *s)
 {
     memset(s, 0, sizeof *s);
-    static unsigned char mask[OT_CPULOAD_MAX_CPUS];
+    unsigned char mask[OT_CPULOAD_MAX_CPUS];
     int n_mask = 0;
     cpu_set_t set;
     CPU_ZERO(&set);
@@ -75,15 +108,11 @@ void ot_cpu_sample_now(ot_cpu_sample *s)
     }
     s->wall_s = clock_s(CLOCK_MONOTONIC);
     s->own_s = clock_s(CLOCK_PROCESS_CPUTIME_ID);
-    FILE *f = fopen("/proc/stat", "r");
-    if (!f)
+    char *text = read_proc("/proc/stat");
+    if (!text)
         return;
-    /* the per-CPU lines come first; 64 KiB holds them for hundreds of CPUs */
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    ot_cpu_sample_parse(buf, n_mask ? mask : NULL, n_mask, s);
+    ot_cpu_sample_parse(text, n_mask ? mask : NULL, n_mask, s);
+    ot_free(text);
 }
 
 double ot_cpu_others_busy(const ot_cpu_sample *a, const ot_cpu_sample *b)

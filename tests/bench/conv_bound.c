@@ -21,7 +21,13 @@
  * reference ("ref:") implementation, is reported as not supported.
  *
  *   conv_bound [--batch N] [--size S] [--reps R] [--warmup W]
- *              [--modes fe,ft,full] [--dtypes f32,bf16]
+ *              [--modes fe,ft,full] [--dtypes f32,bf16] [--winograd]
+ *
+ * --winograd (not a bound: an inference experiment) asks oneDNN for its
+ * Winograd algorithm for the forward_inference primitives of the 3x3
+ * stride-1 convolutions, falling back to direct where it has none; "winograd"
+ * in the JSON counts the primitives that got it. Winograd changes the
+ * rounding (fewer multiplications, larger intermediate sums).
  *
  * Prints one JSON object. Built and run by tests/bench/run.sh (make bench).
  */
@@ -56,6 +62,7 @@ struct prims {
 
 static dnnl_engine_t engine;
 static dnnl_stream_t stream;
+static int winograd, n_winograd;
 
 static double now(void)
 {
@@ -154,6 +161,14 @@ static int build(const struct conv *c, int batch, dnnl_data_type_t dt, struct pr
     dnnl_convolution_desc_t cd;
     dnnl_prop_kind_t props[2] = { dnnl_forward_inference, dnnl_forward_training };
     for (int i = 0; i < 2; i++) {
+        if (i == 0 && winograd && c->k == 3 && c->s == 1 &&
+            dnnl_convolution_forward_desc_init(&cd, props[i], dnnl_convolution_winograd, &s_md,
+                                               &w_md, NULL, &d_md, strides, pad,
+                                               pad) == dnnl_success &&
+            dnnl_primitive_desc_create(&pd[i], &cd, NULL, engine, NULL) == dnnl_success) {
+            n_winograd++;
+            continue;
+        }
         dnnl_convolution_forward_desc_init(&cd, props[i], dnnl_convolution_direct, &s_md, &w_md,
                                            NULL, &d_md, strides, pad, pad);
         if (dnnl_primitive_desc_create(&pd[i], &cd, NULL, engine, NULL) != dnnl_success) {
@@ -287,7 +302,7 @@ static int in_list(const char *list, const char *name)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: conv_bound [--batch N] [--size S] [--reps R] [--warmup W]\n"
-               "                  [--modes fe,ft,full] [--dtypes f32,bf16]\n");
+               "                  [--modes fe,ft,full] [--dtypes f32,bf16] [--winograd]\n");
 }
 
 int main(int argc, char **argv)
@@ -298,7 +313,8 @@ int main(int argc, char **argv)
         { "batch", required_argument, NULL, 'b' },  { "size", required_argument, NULL, 's' },
         { "reps", required_argument, NULL, 'r' },   { "warmup", required_argument, NULL, 'w' },
         { "modes", required_argument, NULL, 'm' },  { "dtypes", required_argument, NULL, 'd' },
-        { "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 }
+        { "winograd", no_argument, NULL, 'W' },     { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 }
     };
     int o;
     while ((o = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -320,6 +336,9 @@ int main(int argc, char **argv)
             break;
         case 'd':
             dtypes = optarg;
+            break;
+        case 'W':
+            winograd = 1;
             break;
         case 'h':
             usage(stdout);
@@ -395,7 +414,7 @@ int main(int argc, char **argv)
         }
         /* the primitives and memories live until the process ends */
     }
-    printf("\n]}\n");
+    printf("\n], \"winograd\": %d}\n", n_winograd);
     free(t);
     return 0;
 }
