@@ -8,7 +8,8 @@
 #
 #   bash models/demo_precision.sh [BUILD]
 #
-# Writes BUILD/demo-precision/{fp32,bf16}/ (the demo's files) and
+# Writes BUILD/demo-precision/{fp32,bf16}/runs/ (the demo's run files; its
+# models, 45 MB each, are deleted once scored) and
 # BUILD/demo-precision/precision.{md,json}; prints the table. OT_DEMO_QUICK=1
 # runs the demo's reduced size (2 seeds, 4 steps: a check of the pipeline,
 # not of accuracy). Exits 1 when a run fails.
@@ -20,5 +21,6 @@ mkdir -p "$OUT"
 for p in fp32 bf16; do
     echo "== the demo in $p"
     OT_DEMO_PRECISION=$p OT_DEMO_UNTIL=4 OT_DEMO_OUT=$OUT/$p bash models/demo.sh "$BUILD"
+    rm -f "$OUT/$p"/*.onnx
 done
 "$PY" models/demo_precision.py "$OUT/fp32/runs" "$OUT/bf16/runs" "$OUT"
