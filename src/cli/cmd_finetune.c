@@ -1176,7 +1176,8 @@ int ot_cmd_eval(int argc, char **argv)
         }
         ot_cli_errors_only();
     }
-    o.threads = ot_cli_threads(o.threads, NULL);
+    if (!ot_dist_current()) /* the ranks keep the library's default */
+        o.threads = ot_cli_threads(o.threads, NULL);
     if (ot_evaluate(&o, &ev, &err) != OT_OK) {
         rc = ot_cli_error("%s", err.msg);
         if (ot_dist_current()) /* the other ranks may wait in a reduction */
