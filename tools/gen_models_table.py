@@ -136,6 +136,12 @@ with the batch the file declares (`[1, -1]` with batch 1) is made to copy the
 batch instead (`ot_pass_batch_reshapes`, src/passes/batch.c), so such a file
 trains at any batch and its export runs at any batch.
 
+An image input whose only consumer is a Transpose with perm [0, 3, 1, 2]
+(EfficientNet-Lite4's form), or of rank 4 with a last dim of 1 or 3 and a
+dim 1 that is neither, takes NHWC images (`src/train/layout.c`): training,
+evaluation, calibration and prediction transpose the loader's NCHW batches
+on the host, and the export keeps the NHWC input.
+
 """
 
 

@@ -32,6 +32,7 @@
 #include "data/data.h"
 #include "exec/exec.h"
 #include "onnx/onnx.h"
+#include "train/layout.h"
 #include "train/trainer.h"
 #include "train/meta.h"
 #include "train/train_graph.h"
@@ -258,11 +259,9 @@ static ot_status decode_file(const char *path, decoded *out, ot_err *err)
 /* The model's image side when its input is static and square, else 224. */
 static int default_size(const ot_graph *g, int32_t image)
 {
-    const ot_value *v = &g->values[image];
-    if (v->ndim == 4 && v->dims[2] > 0 && v->dims[2] == v->dims[3] &&
-        v->dims[2] <= OT_DATA_MAX_SIZE)
-        return (int)v->dims[2];
-    return 224;
+    ot_image_layout l = ot_image_layout_find(g, image);
+    int64_t side = ot_image_side(g, image, &l);
+    return side > 0 && side <= OT_DATA_MAX_SIZE ? (int)side : 224;
 }
 
 /* The eval clone (logits as the only output, any batch and image size), after
@@ -337,7 +336,7 @@ int ot_cmd_predict(int argc, char **argv)
     const ot_cli_cmd *cmd = &predict_cmd;
     ot_graph *model = NULL, *g = NULL;
     ot_exec *full = NULL, *last = NULL;
-    float *x = NULL, *prob = NULL;
+    float *x = NULL, *xt = NULL, *prob = NULL;
     ranked *order = NULL;
     char **names = NULL;
     void *scratch = NULL;
@@ -377,7 +376,8 @@ int ot_cmd_predict(int argc, char **argv)
     ot_data_transform_init(&t, size, OT_DATA_NORM_IMAGENET);
     ot_train_meta_read(model, &t);
     const ot_value *iv = &g->values[image];
-    int C = iv->dims[1] > 0 ? (int)iv->dims[1] : 3;
+    ot_image_layout lay = ot_image_layout_find(model, image);
+    int C = ot_image_channels(g, image, &lay, 3);
     if (C != 1 && C != 3) {
         rc = ot_cli_error("%s: input '%s' has %d channels; predict reads gray (1) or RGB (3) "
                           "images", path, iv->name, C);
@@ -388,7 +388,7 @@ int ot_cmd_predict(int argc, char **argv)
     int bs = n_images < PREDICT_BATCH ? n_images : PREDICT_BATCH;
     size_t img_floats = (size_t)C * (size_t)S * (size_t)S, x_bytes;
     if (!ot_size_mul(img_floats * sizeof *x, (size_t)bs, &x_bytes) ||
-        !(x = malloc(x_bytes))) {
+        !(x = malloc(x_bytes)) || (lay.nhwc && !(xt = malloc(x_bytes)))) {
         rc = ot_cli_error("out of memory for %d images of %dx%d", bs, S, S);
         goto out;
     }
@@ -431,8 +431,7 @@ int ot_cmd_predict(int argc, char **argv)
             dec.pixels = NULL;
         }
         ot_exec **xp = n == bs ? &full : &last;
-        ot_tensor in = { .dtype = OT_DTYPE_FLOAT, .ndim = 4, .dims = { n, C, S, S },
-                         .bytes = img_floats * sizeof *x * (size_t)n, .data = x };
+        ot_tensor in = ot_image_tensor(&lay, n, C, S, NULL);
         if (!*xp) {
             ot_exec_input b = { .value = image, .tensor = in };
             b.tensor.data = NULL;
@@ -442,6 +441,7 @@ int ot_cmd_predict(int argc, char **argv)
             }
             ot_cli_precision_said(stderr, o.precision);
         }
+        in.data = ot_image_batch(&lay, x, xt, n, C, S);
         if (ot_exec_run(*xp, &in, 1, &err) != OT_OK) {
             rc = ot_cli_error("%s: %s", path, err.msg);
             goto out;
@@ -542,6 +542,7 @@ out:
     free(prob);
     free(scratch);
     free(x);
+    free(xt);
     ot_exec_free(full);
     ot_exec_free(last);
     ot_graph_free(g);

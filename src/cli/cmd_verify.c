@@ -48,6 +48,7 @@
 #include "graph/graph.h"
 #include "ops/ops.h"
 #include "train/finetune.h"
+#include "train/layout.h"
 
 typedef struct verify_args {
     const char *reference, *data, *data_classes;
@@ -770,7 +771,7 @@ static ot_status verify_images(vrun *r, const char *dir, const int *classes, int
     ot_dataset *ds = NULL;
     ot_data_transform t;
     ot_feed feed = { 0 };
-    float *x = NULL;
+    float *x = NULL, *xt = NULL;
     int64_t *labels = NULL, *idx = NULL;
     void *scratch = NULL;
     const ot_graph *meta = r->ref ? r->ref : r->g;
@@ -788,8 +789,10 @@ static ot_status verify_images(vrun *r, const char *dir, const int *classes, int
     int h, w, ch;
     ot_data_shape(ds, &h, &w, &ch);
     int C = ot_data_out_channels(&t, ch), S = t.size;
-    if (iv->ndim != 4 || (iv->dims[1] >= 0 && iv->dims[1] != C) ||
-        (iv->dims[2] >= 0 && iv->dims[2] != S) || (iv->dims[3] >= 0 && iv->dims[3] != S))
+    ot_image_layout lay = ot_image_layout_find(r->g, feed.ids[0]);
+    if (iv->ndim != 4 || (iv->dims[lay.c] >= 0 && iv->dims[lay.c] != C) ||
+        (iv->dims[lay.h] >= 0 && iv->dims[lay.h] != S) ||
+        (iv->dims[lay.w] >= 0 && iv->dims[lay.w] != S))
         OT_FAIL(err, OT_ERR_ARG, "input '%s' does not take the %dx%dx%d images the model's "
                 "preprocessing gives", iv->name, C, S, S);
     int64_t total = ot_data_count(ds);
@@ -808,10 +811,11 @@ static ot_status verify_images(vrun *r, const char *dir, const int *classes, int
                 (long long)iv->dims[0]);
     size_t scratch_bytes = ot_data_batch_scratch_bytes(ds, &t);
     x = ot_malloc(img * (size_t)bs);
+    xt = lay.nhwc ? ot_malloc(img * (size_t)bs) : NULL;
     labels = ot_calloc((size_t)bs, sizeof *labels);
     idx = ot_calloc((size_t)bs, sizeof *idx);
     scratch = ot_malloc(scratch_bytes ? scratch_bytes : 1);
-    if (!x || !labels || !idx || !scratch)
+    if (!x || !labels || !idx || !scratch || (lay.nhwc && !xt))
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     feed.bound[0] = true;
     for (int64_t start = 0; start < N; start += bs) {
@@ -819,9 +823,7 @@ static ot_status verify_images(vrun *r, const char *dir, const int *classes, int
         for (int i = 0; i < n; i++)
             idx[i] = N == total ? start + i : (start + i) * total / N;
         OT_TRY(ot_data_load_batch(ds, idx, n, &t, x, labels, scratch, scratch_bytes, err));
-        feed.tensors[0] = (ot_tensor){ .dtype = OT_DTYPE_FLOAT, .ndim = 4,
-                                       .dims = { n, C, S, S }, .data = x,
-                                       .bytes = img * (size_t)n };
+        feed.tensors[0] = ot_image_tensor(&lay, n, C, S, ot_image_batch(&lay, x, xt, n, C, S));
         st = verify_batch(r, &feed, labels, n, err);
         feed.tensors[0].data = NULL;
         if (st != OT_OK)
@@ -835,6 +837,7 @@ done:
     ot_feed_fini(&feed);
     ot_data_free(ds);
     ot_free(x);
+    ot_free(xt);
     ot_free(labels);
     ot_free(idx);
     ot_free(scratch);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "train/calibrate.h"
+#include "train/layout.h"
 #include "train/train_graph.h"
 #include "train/trainer.h"
 
@@ -163,7 +164,7 @@ ot_status ot_calibrate(const ot_graph *model, const bool *want, const ot_dataset
     ot_exec *full = NULL, *last = NULL;
     calib_hist *hs = NULL;
     uint64_t *counts = NULL;
-    float *x = NULL;
+    float *x = NULL, *xt = NULL;
     int64_t *labels = NULL, *idx = NULL;
     void *scratch = NULL;
     bool *keep = NULL;
@@ -234,8 +235,8 @@ ot_status ot_calibrate(const ot_graph *model, const bool *want, const ot_dataset
         OT_TRY(ot_graph_keep_nodes(g, keep, err));
     }
     /* the batches */
-    const ot_value *iv = &g->values[image];
-    int C = iv->ndim == 4 && iv->dims[1] > 0 ? (int)iv->dims[1] : 3, S = t->size;
+    ot_image_layout lay = ot_image_layout_find(model, image);
+    int C = ot_image_channels(model, image, &lay, 3), S = t->size;
     int h, w, ch;
     ot_data_shape(ds, &h, &w, &ch);
     if (ot_data_out_channels(t, ch) != C)
@@ -246,6 +247,8 @@ ot_status ot_calibrate(const ot_graph *model, const bool *want, const ot_dataset
     size_t img_floats = (size_t)C * (size_t)S * (size_t)S;
     size_t scratch_bytes = ot_data_batch_scratch_bytes(ds, t);
     x = ot_malloc(img_floats * sizeof *x * (size_t)bs);
+    if (lay.nhwc && !(xt = ot_malloc(img_floats * sizeof *x * (size_t)bs)))
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     labels = ot_calloc((size_t)bs, sizeof *labels);
     idx = ot_calloc((size_t)bs, sizeof *idx);
     scratch = ot_malloc(scratch_bytes ? scratch_bytes : 1);
@@ -253,8 +256,7 @@ ot_status ot_calibrate(const ot_graph *model, const bool *want, const ot_dataset
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     for (int64_t start = 0; start < N; start += bs) {
         int n = (int)(N - start < bs ? N - start : bs);
-        ot_tensor in = { .dtype = OT_DTYPE_FLOAT, .ndim = 4, .dims = { n, C, S, S },
-                         .bytes = img_floats * sizeof *x * (size_t)n, .data = x };
+        ot_tensor in = ot_image_tensor(&lay, n, C, S, x);
         for (int i = 0; i < n; i++)
             idx[i] = (int64_t)((double)(start + i) * (double)count / (double)N);
         OT_TRY(ot_data_load_batch(ds, idx, n, t, x, labels, scratch, scratch_bytes, err));
@@ -280,6 +282,7 @@ ot_status ot_calibrate(const ot_graph *model, const bool *want, const ot_dataset
                     stats->batch_bytes = ot_exec_arena_bytes(*xp) + ob + in.bytes + scratch_bytes;
                 }
             }
+            in.data = ot_image_batch(&lay, x, xt, n, C, S);
             OT_TRY(ot_exec_run(*xp, &in, 1, err));
             for (int j = 0; j < n_out; j++) {
                 const ot_tensor *y = ot_exec_output(*xp, j);
@@ -308,6 +311,7 @@ done:
     ot_free(hs);
     ot_free(counts);
     ot_free(x);
+    ot_free(xt);
     ot_free(labels);
     ot_free(idx);
     ot_free(scratch);

@@ -9,6 +9,7 @@
 
 #include "dist/dist.h"
 #include "exec/exec.h"
+#include "train/layout.h"
 #include "train/loss.h"
 #include "trainer.h"
 
@@ -99,7 +100,7 @@ ot_status ot_eval_run_ranks(const ot_graph *model, const ot_dataset *data, const
     ot_status st = OT_OK;
     ot_graph *g = NULL;
     ot_exec *full = NULL, *last = NULL;
-    float *x = NULL;
+    float *x = NULL, *xt = NULL;
     int64_t *labels = NULL, *idx = NULL;
     void *scratch = NULL;
     memset(res, 0, sizeof *res);
@@ -112,8 +113,8 @@ ot_status ot_eval_run_ranks(const ot_graph *model, const ot_dataset *data, const
     int64_t first = 0, mine = comm ? ot_dist_share(N, comm->rank, comm->size, &first) : N;
     int32_t image;
     OT_TRY(ot_eval_logits_graph(model, &image, &g, err));
-    const ot_value *iv = &g->values[image];
-    int C = iv->ndim == 4 && iv->dims[1] > 0 ? (int)iv->dims[1] : 3, S = transform->size;
+    ot_image_layout lay = ot_image_layout_find(model, image);
+    int C = ot_image_channels(g, image, &lay, 3), S = transform->size;
     int h, w, ch;
     ot_data_shape(data, &h, &w, &ch);
     if (ot_data_out_channels(transform, ch) != C)
@@ -125,6 +126,8 @@ ot_status ot_eval_run_ranks(const ot_graph *model, const ot_dataset *data, const
     size_t img_floats = (size_t)C * (size_t)S * (size_t)S;
     size_t scratch_bytes = ot_data_batch_scratch_bytes(data, transform);
     x = ot_malloc(img_floats * sizeof *x * (size_t)bs);
+    if (lay.nhwc && !(xt = ot_malloc(img_floats * sizeof *x * (size_t)bs)))
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     labels = ot_calloc((size_t)bs, sizeof *labels);
     idx = ot_calloc((size_t)bs, sizeof *idx);
     scratch = ot_malloc(scratch_bytes ? scratch_bytes : 1);
@@ -144,8 +147,7 @@ ot_status ot_eval_run_ranks(const ot_graph *model, const ot_dataset *data, const
     for (int64_t start = first; start < first + mine; start += bs) {
         int n = (int)(first + mine - start < bs ? first + mine - start : bs);
         ot_exec **xp = n == bs ? &full : &last;
-        ot_tensor in = { .dtype = OT_DTYPE_FLOAT, .ndim = 4, .dims = { n, C, S, S },
-                         .bytes = img_floats * sizeof *x * (size_t)n, .data = x };
+        ot_tensor in = ot_image_tensor(&lay, n, C, S, NULL);
         if (!*xp) {
             ot_exec_input b = { .value = image, .tensor = in };
             b.tensor.data = NULL;
@@ -154,6 +156,7 @@ ot_status ot_eval_run_ranks(const ot_graph *model, const ot_dataset *data, const
         for (int i = 0; i < n; i++)
             idx[i] = sub ? sub[start + i] : start + i;
         OT_TRY(ot_data_load_batch(data, idx, n, transform, x, labels, scratch, scratch_bytes, err));
+        in.data = ot_image_batch(&lay, x, xt, n, C, S);
         OT_TRY(ot_exec_run(*xp, &in, 1, err));
         const ot_tensor *y = ot_exec_output(*xp, 0);
         int64_t K = y->ndim >= 2 ? y->dims[y->ndim - 1] : 0;
@@ -192,6 +195,7 @@ done:
     ot_exec_free(last);
     ot_graph_free(g);
     ot_free(x);
+    ot_free(xt);
     ot_free(scratch);
     ot_free(labels);
     ot_free(idx);

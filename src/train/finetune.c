@@ -16,6 +16,7 @@
 #include "passes/freeze.h"
 #include "passes/head.h"
 #include "train/checkpoint.h"
+#include "train/layout.h"
 #include "train/meta.h"
 #include "train/calibrate.h"
 #include "train/qat.h"
@@ -78,8 +79,10 @@ static int default_size(const ot_graph *g)
         const ot_value *v = &g->values[g->inputs[i].value];
         if (v->flags & OT_VAL_INIT)
             continue;
-        if (v->ndim == 4 && v->dims[2] > 0 && v->dims[2] == v->dims[3])
-            return (int)v->dims[2];
+        int32_t id = g->inputs[i].value;
+        ot_image_layout l = ot_image_layout_find(g, id);
+        if (ot_image_side(g, id, &l) > 0)
+            return (int)ot_image_side(g, id, &l);
         break;
     }
     return 224;
@@ -101,13 +104,14 @@ static ot_status fit_input_size(ot_graph *g, int size, ot_err *err)
         ot_value *v = &g->values[g->inputs[i].value];
         if (v->flags & OT_VAL_INIT)
             continue;
-        if (v->ndim != 4 || (v->dims[2] < 0 && v->dims[3] < 0) ||
-            (v->dims[2] == size && v->dims[3] == size))
+        ot_image_layout l = ot_image_layout_find(g, g->inputs[i].value);
+        if (v->ndim != 4 || (v->dims[l.h] < 0 && v->dims[l.w] < 0) ||
+            (v->dims[l.h] == size && v->dims[l.w] == size))
             return OT_OK;
         ot_log(OT_LOG_INFO, "input '%s': declared image size set to the trained %dx%d", v->name,
                size, size);
-        v->dims[2] = v->dims[3] = size;
-        v->dim_names[2] = v->dim_names[3] = NULL;
+        v->dims[l.h] = v->dims[l.w] = size;
+        v->dim_names[l.h] = v->dim_names[l.w] = NULL;
         v->flags |= OT_VAL_SHAPE_DIRTY;
         for (int32_t k = 0; k < g->n_value_info; k++) {
             ot_value *w = &g->values[g->value_info[k].value];
@@ -1001,7 +1005,7 @@ ot_status ot_predict(const ot_graph *model, const char *image_path, int threads,
     ot_graph *g = NULL;
     ot_exec *x = NULL;
     uint8_t *pixels = NULL;
-    float *in = NULL;
+    float *in = NULL, *tmp = NULL;
     void *scratch = NULL;
     char **names = NULL;
     int n_names = 0;
@@ -1018,25 +1022,26 @@ ot_status ot_predict(const ot_graph *model, const char *image_path, int threads,
     ot_image img;
     OT_TRY(ot_data_decode_file(image_path, pixels_dest, &pixels, &img, err));
     int C = ot_data_out_channels(&t, img.channels), S = t.size;
-    if (iv->dims[1] > 0 && iv->dims[1] != C)
-        OT_FAIL(err, OT_ERR_ARG, "%s: the model takes %lld channels, the image gives %d",
-                image_path, (long long)iv->dims[1], C);
+    ot_image_layout lay = ot_image_layout_find(model, image);
+    if (ot_image_channels(model, image, &lay, C) != C)
+        OT_FAIL(err, OT_ERR_ARG, "%s: the model takes %d channels, the image gives %d",
+                image_path, ot_image_channels(model, image, &lay, C), C);
     size_t scratch_bytes = ot_data_prepare_scratch_bytes(img.height, img.width, &t);
     in = ot_malloc(sizeof *in * (size_t)C * (size_t)S * (size_t)S);
+    tmp = lay.nhwc ? ot_malloc(sizeof *in * (size_t)C * (size_t)S * (size_t)S) : NULL;
     scratch = ot_malloc(scratch_bytes ? scratch_bytes : 1);
-    if (!in || !scratch)
+    if (!in || !scratch || (lay.nhwc && !tmp))
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     st = ot_data_prepare(&img, &t, in, scratch, scratch_bytes, err);
     if (st != OT_OK) {
         ot_err_prefix(err, "%s", image_path);
         goto done;
     }
-    ot_tensor tin = { .dtype = OT_DTYPE_FLOAT, .ndim = 4, .dims = { 1, C, S, S },
-                      .bytes = sizeof *in * (size_t)C * (size_t)S * (size_t)S };
+    ot_tensor tin = ot_image_tensor(&lay, 1, C, S, NULL);
     ot_exec_input b = { .value = image, .tensor = tin };
     ot_exec_opts eo = { .cpu.threads = threads };
     OT_TRY(ot_exec_compile(g, &b, 1, &eo, &x, err));
-    tin.data = in;
+    tin.data = ot_image_batch(&lay, in, tmp, 1, C, S);
     OT_TRY(ot_exec_run(x, &tin, 1, err));
     const ot_tensor *y = ot_exec_output(x, 0);
     int64_t K = y->ndim >= 2 ? y->dims[y->ndim - 1] : 0;
@@ -1064,6 +1069,7 @@ done:
         ot_prediction_fini(r);
     ot_free(names);
     ot_free(in);
+    ot_free(tmp);
     ot_free(scratch);
     ot_free(pixels);
     ot_exec_free(x);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "meta.h"
+#include "train/layout.h"
 
 const char *ot_graph_meta(const ot_graph *g, const char *key)
 {
@@ -113,6 +114,17 @@ done:
     return st;
 }
 
+/* Whether the image input (the first that is not an initializer) is NHWC. */
+static bool image_nhwc(const ot_graph *g)
+{
+    for (int32_t i = 0; i < g->n_inputs; i++) {
+        int32_t v = g->inputs[i].value;
+        if (!(g->values[v].flags & OT_VAL_INIT))
+            return ot_image_layout_find(g, v).nhwc;
+    }
+    return false;
+}
+
 ot_status ot_train_meta_write(ot_graph *g, const ot_data_transform *t, const char *const *classes,
                               int n_classes, ot_err *err)
 {
@@ -125,7 +137,7 @@ ot_status ot_train_meta_write(ot_graph *g, const ot_data_transform *t, const cha
     fmt3(buf, sizeof buf, t->std);
     OT_TRY(set_meta(g, "onnxtrain.std", buf, err));
     OT_TRY(set_meta(g, "onnxtrain.channel_order", "RGB", err));
-    OT_TRY(set_meta(g, "onnxtrain.layout", "NCHW", err));
+    OT_TRY(set_meta(g, "onnxtrain.layout", image_nhwc(g) ? "NHWC" : "NCHW", err));
     if (classes && n_classes > 0)
         OT_TRY(ot_train_meta_set_classes(g, classes, n_classes, err));
 done:

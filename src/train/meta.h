@@ -7,7 +7,8 @@
  *   onnxtrain.mean           "0.485,0.456,0.406"
  *   onnxtrain.std            "0.229,0.224,0.225"
  *   onnxtrain.channel_order  "RGB"
- *   onnxtrain.layout         "NCHW"
+ *   onnxtrain.layout         "NCHW", or "NHWC" for an input that takes NHWC
+ *                            images (train/layout.h)
  *   onnxtrain.classes        class names, a JSON array of strings:
  *                            ["cat","dog"] (earlier versions wrote the names
  *                            joined by newlines; readers still take that)

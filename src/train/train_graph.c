@@ -16,6 +16,7 @@
 #include "ops/ops.h"
 #include "passes/autodiff.h"
 #include "passes/freeze.h"
+#include "train/layout.h"
 #include "train_graph.h"
 
 static const ot_op_desc *find_private(const char *type)
@@ -215,9 +216,10 @@ done:
 
 void ot_train_free_image_size(ot_graph *g, int32_t image)
 {
+    ot_image_layout l = ot_image_layout_find(g, image);
     ot_value *v = &g->values[image];
     for (int d = 0; d < v->ndim; d++)
-        if (d != 1) { /* batch and spatial dims: the run chooses them */
+        if (d != l.c) { /* batch and spatial dims: the run chooses them */
             v->dims[d] = OT_DIM_DYNAMIC;
             v->dim_names[d] = d == 0 ? "N" : NULL;
         }
@@ -597,11 +599,13 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
         if (tg->seed >= 0)
             ins[tg->n_cut + 1] = tg->seed;
         OT_TRY(set_inputs(step, ins, tg->n_cut + 1 + (tg->seed >= 0), err));
-        /* cut values take whatever batch and image size the run has */
+        /* cut values take whatever batch and image size the run has (the
+           image keeps its channels where its layout has them) */
+        int image_c = ot_image_layout_find(model, tg->image).c;
         for (int c = 0; c < tg->n_cut; c++) {
             ot_value *v = &step->values[tg->cut[c]];
             for (int d = 0; d < v->ndim; d++)
-                if (d != 1) {
+                if (d != (tg->cut[c] == tg->image ? image_c : 1)) {
                     v->dims[d] = OT_DIM_DYNAMIC;
                     v->dim_names[d] = NULL;
                 }

@@ -31,6 +31,7 @@
 #include "data/loader.h"
 #include "dist/dist.h"
 #include "exec/exec.h"
+#include "train/layout.h"
 #include "train/loss.h"
 #include "train/prefix_cache.h"
 #include "trainer.h"
@@ -71,9 +72,11 @@ typedef struct trainer {
     ot_train_graph tg;
     runner full, last;
     int C, S;            /* channels and side of the image input              */
+    ot_image_layout lay; /* where the image input has its channels            */
     size_t x_bytes;      /* one image                                         */
     float *x;            /* batch of images (warm_cache)                      */
-    float *xb;           /* the current batch: the loader's buffer            */
+    float *xb;           /* the current batch as the model takes it           */
+    float *xt;           /* an NHWC input: the batch transposed (else NULL)   */
     ot_data_loader *loader;
     const int64_t *map;  /* position in the training list -> dataset index    */
     int64_t *good;       /* owned map after --skip-bad dropped images          */
@@ -100,7 +103,8 @@ typedef struct trainer {
        and prefetched into its executor while this step computes. */
     bool ahead_on;
     int ahead_n;         /* its images (0: none handed in)                    */
-    float *ahead_x;      /* the loader's buffer: valid until its next call    */
+    float *ahead_x;      /* the loader's buffer (valid until its next call), or
+                            T->xt for an NHWC input                          */
     int64_t *ahead_labels;
     pthread_t watch;     /* data-parallel: acts on a stop request at once    */
     atomic_int watch_on;
@@ -137,9 +141,7 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
     r->n = n;
     ot_exec_opts eo;
     OT_TRY(exec_opts(T->o, &eo, err));
-    int64_t xd[4] = { n, T->C, T->S, T->S };
-    ot_tensor img;
-    bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, NULL);
+    ot_tensor img = ot_image_tensor(&T->lay, n, T->C, T->S, NULL);
     r->cut_in = ot_calloc((size_t)tg->n_cut + 6, sizeof *r->cut_in);
     if (!r->cut_in)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
@@ -208,9 +210,8 @@ static ot_status warm_cache(trainer *T, int64_t *perm, int64_t N, int bs, int64_
         runner *r = n == bs ? &T->full : &T->last;
         OT_TRY(ot_data_load_batch(T->data, T->didx + s * bs, n, &T->o->transform, T->x, T->labels,
                                   T->scratch, T->scratch_bytes, err));
-        ot_tensor img;
-        int64_t xd[4] = { n, T->C, T->S, T->S };
-        bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, T->x);
+        ot_tensor img = ot_image_tensor(&T->lay, n, T->C, T->S,
+                                        ot_image_batch(&T->lay, T->x, T->xt, n, T->C, T->S));
         OT_TRY(ot_exec_run(r->prefix, &img, 1, err));
         for (int c = 0; c < T->tg.n_cut; c++) {
             char *out = ot_exec_output(r->prefix, c)->data;
@@ -309,9 +310,11 @@ static ot_status fetch_ahead(trainer *T, runner *next, int n, ot_err *err)
         T->data_wait_s += now_s() - w0;
     if (got != n)
         OT_FAIL(err, OT_ERR_INTERNAL, "the loader gave %d images, the step expected %d", got, n);
-    ot_tensor img;
-    int64_t xd[4] = { n, T->C, T->S, T->S };
-    bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, x);
+    /* an NHWC batch is transposed into T->xt: the step in flight has taken
+       its input (ot_exec_launch: the CPU's has ended, a device's has its
+       bytes) */
+    x = ot_image_batch(&T->lay, x, T->xt, n, T->C, T->S);
+    ot_tensor img = ot_image_tensor(&T->lay, n, T->C, T->S, x);
     OT_TRY(ot_exec_prefetch(next->step, 0, &img, err));
     memcpy(T->ahead_labels, labels, sizeof *labels * (size_t)n);
     T->ahead_x = x;
@@ -330,7 +333,8 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
     const ot_train_graph *tg = &T->tg;
     ot_train_cache *cache = &T->cache;
     bool all_cached = ot_train_cache_has(cache, idx, n);
-    if ((!all_cached || !tg->prefix) && !T->loader_on) {
+    bool need_image = !all_cached || !tg->prefix, laid_out = false;
+    if (need_image && !T->loader_on) {
         /* a rank's cache holds the images it met; this one it did not */
         OT_TRY(ot_data_load_batch(T->data, didx, n, &T->o->transform, T->x, T->labels, T->scratch,
                                   T->scratch_bytes, err));
@@ -339,10 +343,11 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
         if (T->ahead_n != n || tg->prefix)
             OT_FAIL(err, OT_ERR_INTERNAL, "a batch of %d images was handed in ahead, the step "
                     "expected %d", T->ahead_n, n);
-        T->xb = T->ahead_x;
+        T->xb = T->ahead_x; /* as the model takes it (fetch_ahead) */
+        laid_out = true;
         memcpy(T->labels, T->ahead_labels, sizeof *T->labels * (size_t)n);
         T->ahead_n = 0;
-    } else if (!all_cached || !tg->prefix) {
+    } else if (need_image) {
         float *x;
         int64_t *labels;
         int got;
@@ -362,6 +367,8 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
             T->labels[i] = label;
         }
     }
+    if (need_image && !laid_out) /* as the model takes it */
+        T->xb = ot_image_batch(&T->lay, T->xb, T->xt, n, T->C, T->S);
     if (tg->prefix) {
         if (all_cached) {
             for (int c = 0; c < tg->n_cut; c++)
@@ -372,9 +379,7 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
             for (int c = 0; c < tg->n_cut; c++)
                 r->cut_in[c].data = cache->cut_buf[c];
         } else {
-            ot_tensor img;
-            int64_t xd[4] = { n, T->C, T->S, T->S };
-            bind_tensor(&img, OT_DTYPE_FLOAT, 4, xd, T->xb);
+            ot_tensor img = ot_image_tensor(&T->lay, n, T->C, T->S, T->xb);
             OT_TRY(ot_exec_run(r->prefix, &img, 1, err));
             for (int c = 0; c < tg->n_cut; c++) {
                 r->cut_in[c].data = ot_exec_output(r->prefix, c)->data;
@@ -643,7 +648,8 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     const ot_value *iv = &model->values[tg->image];
     if (iv->ndim != 4)
         OT_FAIL(err, OT_ERR_ARG, "image input '%s' must be 4-D (N, C, H, W)", iv->name);
-    T.C = iv->dims[1] > 0 ? (int)iv->dims[1] : 3;
+    T.lay = ot_image_layout_find(model, tg->image);
+    T.C = ot_image_channels(model, tg->image, &T.lay, 3);
     T.S = o->transform.size;
     int h, w, ch;
     ot_data_shape(data, &h, &w, &ch);
@@ -668,6 +674,8 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
                 bs < T.ranks ? bs : last_n, T.ranks);
     }
     T.x = ot_malloc(T.x_bytes * (size_t)lbs);
+    if (T.lay.nhwc && !(T.xt = ot_malloc(T.x_bytes * (size_t)lbs)))
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory for the batch buffers");
     T.labels = ot_calloc((size_t)lbs, sizeof *T.labels);
     T.ahead_labels = ot_calloc((size_t)lbs, sizeof *T.ahead_labels);
     T.ahead_on = ahead_wanted(o);
@@ -920,6 +928,7 @@ done:
     free_runner(&T.last);
     ot_train_cache_fini(&T.cache);
     ot_free(T.x);
+    ot_free(T.xt);
     ot_data_loader_free(T.loader);
     ot_free(T.didx);
     ot_free(T.rdidx);

@@ -67,6 +67,7 @@ declare -A EXPECT=(
     [zoo_zfnet]="import run feature-extract fine-tune full"
     [zoo_shufflenet_v2]="import run feature-extract fine-tune full"
     [zoo_shufflenet_v1]="import run feature-extract fine-tune full"
+    [zoo_mobilenetv2_nhwc]="import run feature-extract fine-tune full"
 )
 
 # family -> the node its fine-tune preset must train from (a glob): the
