@@ -65,6 +65,21 @@ NOTES = {
                          "stage (built here), channel shuffle as Reshape-Transpose-Reshape with "
                          "batch-1 shapes, opset 8 (PyTorch folds its BatchNorms into the "
                          "convolutions), Softmax last",
+    "zoo_efficientnet_lite4": "zoo EfficientNet-Lite4 form: EfficientNet-Lite (built here: "
+                              "EfficientNet-B0's MBConv stages without squeeze-excitation, ReLU6 "
+                              "as Clip, stem 32 and head 1280) at width 1.0 with 1-2 blocks per "
+                              "stage (Lite4: width 1.4, 2-8 blocks, 300x300), NHWC input with a "
+                              "leading Transpose, mean over H and W, opset 11, Softmax last",
+    "zoo_resnet50v1": "zoo ResNet-50 v1 form: ResNet-50 (3, 4, 6, 3 bottleneck blocks) with "
+                      "the stride in each stage's first 1x1 convolution, BatchNorms kept, the "
+                      "forms of zoo_resnet18v1",
+    "zoo_resnet50_caffe2": "zoo resnet50-caffe2-v1-6 form: the ResNet-50 v1 above at opset 6, "
+                           "BN with is_test=1 and spatial=1 (no consumed_inputs), Gemm "
+                           "broadcast=1, Reshape head, residual Sum, Softmax last",
+    "zoo_inception_v1": "zoo Inception v1 / Caffe GoogLeNet form: the paper's GoogLeNet (built "
+                        "here) without BatchNorm, LRN after the first pooling and after conv2, "
+                        "padded max pools instead of Caffe's ceil mode, convolutions scaled to "
+                        "unit output on a calibration batch, Reshape head, opset 9, Softmax last",
 }
 
 # The issue's families without a fixture in tests/fixtures/make_family_tests.py
@@ -76,9 +91,8 @@ UNTESTED = {
     "swin_t_224": "the full-size fixture is in the --all set (make test-models); no run "
                   "recorded yet",
     "zoo forms not emulated":
-        "ResNet depths other "
-        "than 18, EfficientNet-Lite4 itself (its NHWC form is tested on MobileNetV2), Inception "
-        "v1 with LRN and no BatchNorm (GoogLeNet stands in)",
+        "ResNet v1/v2 at 34, 101 and 152 layers (18 and 50 are emulated; the deeper ones repeat "
+        "the same blocks), Inception v2 (BN-Inception; GoogLeNet with BN stands in)",
 }
 
 HEADER = """# Models

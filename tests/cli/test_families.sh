@@ -68,6 +68,10 @@ declare -A EXPECT=(
     [zoo_shufflenet_v2]="import run feature-extract fine-tune full"
     [zoo_shufflenet_v1]="import run feature-extract fine-tune full"
     [zoo_mobilenetv2_nhwc]="import run feature-extract fine-tune full"
+    [zoo_efficientnet_lite4]="import run feature-extract fine-tune full"
+    [zoo_resnet50v1]="import run feature-extract fine-tune full"
+    [zoo_resnet50_caffe2]="import run feature-extract fine-tune full"
+    [zoo_inception_v1]="import run feature-extract fine-tune full"
 )
 
 # family -> the node its fine-tune preset must train from (a glob): the

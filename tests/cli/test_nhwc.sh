@@ -151,13 +151,19 @@ else
     fail "finetune nhwc ONNXTRAIN_PREFETCH=1" "$(describe_run)"
 fi
 
-# run: the NHWC export on the transposed tensor gives the NCHW export's output
+# same_run NAME NCHW_MODEL NHWC_MODEL: `run` of the NHWC model on the
+# transposed tensor writes the bytes the NCHW model writes
+same_run() {
+    ot run "$2" --input "$D/x_nchw.pb" --output-dir "$D/out_a"
+    local a=$T_RC
+    ot run "$3" --input "$D/x_nhwc.pb" --output-dir "$D/out_b"
+    if [ "$a" -eq 0 ] && [ "$T_RC" -eq 0 ] && cmp -s "$D/out_a/output_0.pb" "$D/out_b/output_0.pb"
+    then ok "$1"; else fail "$1" "$(describe_run)"; fi
+    rm -rf "$D/out_a" "$D/out_b"
+}
+
 for m in nhwc nhwc_reshape; do
-    ot run "$D/nchw_full.onnx" --input "$D/x_nchw.pb" --output-dir "$D/run_nchw"
-    a=$T_RC
-    ot run "$D/${m}_full.onnx" --input "$D/x_nhwc.pb" --output-dir "$D/run_$m"
-    if [ "$a" -eq 0 ] && [ "$T_RC" -eq 0 ] && cmp -s "$D/run_nchw/output_0.pb" "$D/run_$m/output_0.pb"
-    then ok "run $m: the NCHW export's output"; else fail "run $m" "$(describe_run)"; fi
+    same_run "run $m: the NCHW export's output" "$D/nchw_full.onnx" "$D/${m}_full.onnx"
 done
 
 # eval and predict: the same text for the NHWC exports as for the NCHW one
@@ -200,11 +206,7 @@ a=$T_RC
 ot "${FT[@]}" "$D/nhwc.onnx" --mode feature-extract --epochs 1 --int8 --calib-data "$DATA" \
     -o "$D/nhwc_int8.onnx"
 if [ "$a" -eq 0 ] && [ "$T_RC" -eq 0 ]; then
-    ot run "$D/nchw_int8.onnx" --input "$D/x_nchw.pb" --output-dir "$D/q_nchw"
-    a=$T_RC
-    ot run "$D/nhwc_int8.onnx" --input "$D/x_nhwc.pb" --output-dir "$D/q_nhwc"
-    if [ "$a" -eq 0 ] && [ "$T_RC" -eq 0 ] && cmp -s "$D/q_nchw/output_0.pb" "$D/q_nhwc/output_0.pb"
-    then ok "int8: same calibration, same output"; else fail "int8 run" "$(describe_run)"; fi
+    same_run "int8: same calibration, same output" "$D/nchw_int8.onnx" "$D/nhwc_int8.onnx"
 else
     fail "int8 finetune" "$(describe_run)"
 fi
