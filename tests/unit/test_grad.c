@@ -602,6 +602,80 @@ GRAD_CASE(grad_add_relu_onednn, 20, {
     y = gc_node(c, "Relu", 14, &h, 1, NULL, 0);
 })
 
+/* A squeeze-excite block with hard activations in the layout the
+   convolutions chose (24 channels: padded in a 16-channel blocked layout):
+   the channel-scale Mul, its gradient's ReduceSumTo, HardSigmoid and the
+   HardSwish / HardSigmoid gradients run as loops on that layout
+   (cpu_blocked.c), against the plain kernels */
+GRAD_CASE(grad_squeeze_excite_blocked, 21, {
+    c->onednn = true;
+    c->vs_plain = true;
+    c->fused[0] = "Mul(channel scale)";
+    c->fused[1] = "ReduceSumTo(channels)";
+    c->fused[2] = "HardSigmoid(blocked)";
+    c->fused[3] = "UnaryGrad(blocked)";
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 7, 7);
+    int32_t w1 = IN(c, "w1", FILL_UNI, -0.8, 0.8, true, 24, 3, 3, 3);
+    int32_t w2 = IN(c, "w2", FILL_UNI, -0.5, 0.5, true, 24, 24, 1, 1);
+    int32_t w3 = IN(c, "w3", FILL_UNI, -0.5, 0.5, true, 8, 24, 1, 1);
+    ot_attr pads[1] = { INTS("pads", 1, 1, 1, 1) };
+    int32_t in[2] = { x, w1 };
+    int32_t h = gc_node(c, "Conv", 13, in, 2, pads, 1);
+    int32_t hs = gc_node(c, "HardSwish", 14, &h, 1, NULL, 0);
+    int32_t sq = gc_node(c, "GlobalAveragePool", 1, &hs, 1, NULL, 0);
+    in[0] = sq, in[1] = w2;
+    int32_t e = gc_node(c, "Conv", 13, in, 2, NULL, 0);
+    int32_t s = gc_node(c, "HardSigmoid", 6, &e, 1, NULL, 0);
+    in[0] = s, in[1] = hs; /* the scale first: either order is found */
+    int32_t m = gc_node(c, "Mul", 14, in, 2, NULL, 0);
+    in[0] = m, in[1] = w3;
+    y = gc_node(c, "Conv", 13, in, 2, NULL, 0);
+})
+
+/* a RegNet-like block on oneDNN against the plain kernels: 1x1
+   convolutions around a grouped 3x3 one with 8 channels per group (40
+   channels: not a multiple of 16, so oneDNN's 1x1 convolutions may leave
+   nhwc, which the grouped one then keeps), its weight gradient from a
+   grouped blocked layout reordered into the plain tensor */
+GRAD_CASE(grad_grouped_conv_onednn, 22, {
+    c->onednn = true;
+    c->vs_plain = true;
+    c->fused[0] = "ConvGradFilter";
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 16, 28, 28);
+    int32_t w1 = IN(c, "w1", FILL_UNI, -0.5, 0.5, true, 40, 16, 1, 1);
+    int32_t w2 = IN(c, "w2", FILL_UNI, -0.5, 0.5, true, 40, 8, 3, 3);
+    int32_t w3 = IN(c, "w3", FILL_UNI, -0.5, 0.5, true, 24, 40, 1, 1);
+    int32_t in[2] = { x, w1 };
+    int32_t h = gc_node(c, "Conv", 13, in, 2, NULL, 0);
+    in[0] = h, in[1] = w2;
+    ot_attr a[2] = { ot_op_grad_attr_int("group", 5), INTS("pads", 1, 1, 1, 1) };
+    h = gc_node(c, "Conv", 13, in, 2, a, 2);
+    in[0] = h, in[1] = w3;
+    y = gc_node(c, "Conv", 13, in, 2, NULL, 0);
+})
+
+/* the gradient Sum where a 24-channel activation (padded in a 16-channel
+   blocked layout, which oneDNN 2.6 sums only in its reference
+   implementation) feeds two convolutions: one loop over the layout */
+GRAD_CASE(grad_sum_padded_blocked, 23, {
+    c->onednn = true;
+    c->vs_plain = true;
+    c->fused[0] = "Sum(loop)";
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 8, 8);
+    int32_t w1 = IN(c, "w1", FILL_UNI, -0.5, 0.5, true, 24, 3, 3, 3);
+    int32_t w2 = IN(c, "w2", FILL_UNI, -0.5, 0.5, true, 16, 24, 3, 3);
+    int32_t w3 = IN(c, "w3", FILL_UNI, -0.5, 0.5, true, 16, 24, 1, 1);
+    ot_attr pads[1] = { INTS("pads", 1, 1, 1, 1) };
+    int32_t in[2] = { x, w1 };
+    int32_t h = gc_node(c, "Conv", 13, in, 2, pads, 1);
+    in[0] = h, in[1] = w2;
+    int32_t a = gc_node(c, "Conv", 13, in, 2, pads, 1);
+    in[1] = w3;
+    int32_t b = gc_node(c, "Conv", 13, in, 2, NULL, 0);
+    in[0] = a, in[1] = b;
+    y = gc_node(c, "Add", 14, in, 2, NULL, 0);
+})
+
 /* Compiles the case for its first input (one thread) and runs it once. */
 static ot_exec *gc_compile_run(gcase *c, ot_exec_input *bind)
 {

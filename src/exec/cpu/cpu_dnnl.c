@@ -376,6 +376,7 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
     /* in a training graph the forward convolutions take the layout their
        backward primitives use, so activations need no reorders between them */
     dnnl_prop_kind_t prop = c->cs->training ? dnnl_forward_training : dnnl_forward_inference;
+    bool nxc = dn_blk_grouped_nxc(c, xid, group, xv->dims[1], xv, &xmd, yv, &ymd);
 retry:
     if (dnnl_dilated_convolution_forward_desc_init(&cd, prop,
                                                    dnnl_convolution_direct, &xmd, &wmd,
@@ -393,7 +394,16 @@ retry:
                     err, "conv");
         CPU_TRY(dnnl_primitive_attr_set_post_ops(c->attr, po), err, "conv");
     }
-    if (!dn_make_pd(c, &pd, &cd)) {
+    if (nxc && (!dn_make_pd(c, &pd, &cd) || dn_blk_is_ref(pd))) {
+        if (pd)
+            dnnl_primitive_desc_destroy(pd);
+        pd = NULL;
+        nxc = false;
+        dn_md_any(xv, &xmd);
+        dn_md_any(yv, &ymd);
+        goto retry;
+    }
+    if (!pd && !dn_make_pd(c, &pd, &cd)) {
         if (bf16) { /* no bf16 implementation of this one: fp32 */
             bf16 = false;
             dn_md_bf16(&xmd, false);
@@ -622,6 +632,9 @@ static ot_status do_binary(ctx *c, bool *done, ot_err *err)
     if (n->n_in != 2 || n->opset < 7 || !dn_is_f32(g, n->in[0]) || !dn_is_f32(g, n->in[1]) ||
         !dn_is_f32(g, n->out[0]))
         return OT_OK;
+    /* X [N, C, ...] * S [N, C, 1...]: cpu_blocked.c */
+    if (ot_node_is(n, OT_OP_MUL) && ((st = dn_blk_scale(c, done, err)) != OT_OK || *done))
+        return st;
     int32_t a = n->in[0], b = n->in[1], yid = n->out[0];
     const ot_value *yv = &g->values[yid];
     if (yv->ndim < 1 || dn_has_zero(yv))
@@ -815,6 +828,10 @@ static ot_status do_sum_concat(ctx *c, bool is_concat, bool *done, ot_err *err)
                                                                  c->attr, c->cs->eng);
     if (s != dnnl_success) {
         pd = NULL;
+        goto done;
+    }
+    if (!is_concat && dn_blk_is_ref(pd)) { /* cpu_blocked.c */
+        st = dn_blk_sum(c, &mds[0], done, err);
         goto done;
     }
     const dnnl_memory_desc_t *py = dn_pd_md(pd, dnnl_query_dst_md);
@@ -1037,6 +1054,9 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
     int64_t oc = wv->dims[0];
     dn_md_plain_dims(1, &oc, &bmd);
     dnnl_convolution_desc_t fd, bd;
+    bool nxc = dn_blk_grouped_nxc(c, is_data ? dy : other, group, xv->dims[1], xv, &xmd, dyv,
+                                  &dymd);
+again:
     /* --precision bf16: bf16 dY and the forward operands the gradient reads
        (W for dX, X for dW); the gradient itself in fp32, for the optimizer */
     for (int bf16 = c->cs->bf16; bf16 >= 0; bf16--) {
@@ -1064,10 +1084,22 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
         dnnl_primitive_desc_destroy(fwd);
         fwd = NULL;
     }
+    if (nxc && (!pd || dn_blk_is_ref(pd))) {
+        if (pd)
+            dnnl_primitive_desc_destroy(pd);
+        if (fwd)
+            dnnl_primitive_desc_destroy(fwd);
+        pd = fwd = NULL;
+        nxc = false;
+        dn_md_any(xv, &xmd);
+        dn_md_any(dyv, &dymd);
+        goto again;
+    }
     if (!pd)
         goto done;
     const dnnl_memory_desc_t *pdy = dn_pd_md(pd, dnnl_query_diff_dst_md);
-    ot_loc ldy, l1, l2, lb = { 0 };
+    ot_loc ldy, l1, l2, lb = { 0 }, dw_plain = { .kind = OT_LOC_NONE };
+    dnnl_memory_desc_t dw_md;
     OT_TRY(cpu_val_as(c->x, dy, pdy, &ldy, err));
     int kinds[4];
     ot_loc locs[4];
@@ -1089,10 +1121,17 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
         const dnnl_memory_desc_t *pdw = dn_pd_md(pd, dnnl_query_diff_weights_md);
         OT_TRY(cpu_val_as(c->x, other, px, &l1, err));
         /* dW is read as the plain [OC, C/group, k...] tensor, so a grouped
-           layout is reordered by hand; otherwise the output takes pdw */
-        if (group > 1 && !dnnl_memory_desc_equal(pdw, &wplain))
-            goto done;
+           layout is reordered by hand, from a buffer of this step, after
+           it; otherwise the output takes pdw */
         OT_TRY(cpu_val_define(c->x, out0, group > 1 ? NULL : pdw, &l2, err));
+        if (group > 1 && !dnnl_memory_desc_equal(pdw, &wplain)) {
+            int id;
+            dw_plain = l2;
+            dw_md = *pdw;
+            OT_TRY(ot_exec_add_buf(c->x, dnnl_memory_desc_get_size(pdw), c->cs->n_steps,
+                                   c->cs->n_steps + 1, &id, err));
+            l2 = (ot_loc){ .kind = OT_LOC_BUF, .id = id };
+        }
         if (db >= 0)
             OT_TRY(cpu_val_define(c->x, db, NULL, &lb, err));
         kinds[0] = DNNL_ARG_DIFF_DST, kinds[1] = DNNL_ARG_SRC, kinds[2] = DNNL_ARG_DIFF_WEIGHTS;
@@ -1104,6 +1143,8 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
     dnnl_primitive_desc_t p = pd;
     pd = NULL;
     OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, na, kinds, locs, mds, err));
+    if (dw_plain.kind != OT_LOC_NONE)
+        OT_TRY(cpu_reorder_into(c->x, &dw_md, l2, &wplain, dw_plain, err));
     *done = true;
 done:
     if (pd)
@@ -1182,6 +1223,9 @@ static const dn_build_fn dn_table[OT_OP_COUNT_] = {
     [OT_OP_RELU_GRAD] = dn_relu_grad,
     [OT_OP_MAXPOOL_GRAD] = dn_maxpool_grad,
     [OT_OP_GLOBALAVGPOOL_GRAD] = dn_gap_grad,
+    [OT_OP_HARDSIGMOID] = dn_blk_eltwise,
+    [OT_OP_UNARY_GRAD] = dn_blk_eltwise,
+    [OT_OP_REDUCE_SUM_TO] = dn_blk_sum_to,
 };
 
 ot_status cpu_dnnl_node(ot_exec *x, int32_t node_id, bool *done, ot_err *err)

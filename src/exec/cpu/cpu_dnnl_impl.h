@@ -73,4 +73,26 @@ ot_status dn_reduce(ctx *c, bool *done, ot_err *err);
 ot_status dn_layernorm(ctx *c, bool *done, ot_err *err);
 ot_status dn_einsum(ctx *c, bool *done, ot_err *err);
 
+/* cpu_blocked.c: plain loops on oneDNN's activation layouts: Mul by a
+   [N, C, 1...] scale, ReduceSumTo to [N or 1, C, 1...], HardSigmoid and the
+   UnaryGrad of HardSigmoid and HardSwish. */
+ot_status dn_blk_scale(ctx *c, bool *done, ot_err *err);
+ot_status dn_blk_sum_to(ctx *c, bool *done, ot_err *err);
+ot_status dn_blk_eltwise(ctx *c, bool *done, ot_err *err);
+/* A grouped, not depthwise, convolution (forward or backward) whose deciding
+   operand vid is already nhwc (as oneDNN's 1x1 convolutions leave
+   activations whose channels are not a multiple of 16) keeps nhwc: sets a
+   and b (descriptors of av and bv) to nhwc and returns true; the caller
+   returns to `any` when the primitive it gets is dn_blk_is_ref. Without it
+   RegNet's 8-channel groups pick nChw8c and reorder twice per convolution. */
+bool dn_blk_grouped_nxc(ctx *c, int32_t vid, int64_t group, int64_t in_channels,
+                        const ot_value *av, dnnl_memory_desc_t *a, const ot_value *bv,
+                        dnnl_memory_desc_t *b);
+/* Sum of operands that share md, as one loop over md's elements: where
+   oneDNN 2.6 has only its reference sum (blocked layouts with padded
+   channels: 104 or 440 channels in nChw16c). */
+ot_status dn_blk_sum(ctx *c, const dnnl_memory_desc_t *md, bool *done, ot_err *err);
+/* oneDNN chose its reference (slow) implementation. */
+bool dn_blk_is_ref(const_dnnl_primitive_desc_t pd);
+
 #endif
