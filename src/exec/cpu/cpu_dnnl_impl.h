@@ -79,12 +79,14 @@ ot_status dn_einsum(ctx *c, bool *done, ot_err *err);
 ot_status dn_blk_scale(ctx *c, bool *done, ot_err *err);
 ot_status dn_blk_sum_to(ctx *c, bool *done, ot_err *err);
 ot_status dn_blk_eltwise(ctx *c, bool *done, ot_err *err);
-/* A grouped, not depthwise, convolution (forward or backward) whose deciding
-   operand vid is already nhwc (as oneDNN's 1x1 convolutions leave
-   activations whose channels are not a multiple of 16) keeps nhwc: sets a
-   and b (descriptors of av and bv) to nhwc and returns true; the caller
-   returns to `any` when the primitive it gets is dn_blk_is_ref. Without it
-   RegNet's 8-channel groups pick nChw8c and reorder twice per convolution. */
+/* Convolutions (forward or backward) in nhwc: every one of a training
+   graph that holds a grouped convolution with groups of other than a
+   multiple of 16 channels (RegNet, ResNeXt), and a grouped, not depthwise,
+   one whose deciding operand vid is already nhwc. Sets a and b
+   (descriptors of av and bv) to nhwc and returns true; the caller returns
+   to `any` when the primitive it gets is dn_blk_is_ref. Without it RegNet's
+   8-channel groups pick nChw8c between convolutions in nChw16c and reorder
+   twice per convolution and pass. */
 bool dn_blk_grouped_nxc(ctx *c, int32_t vid, int64_t group, int64_t in_channels,
                         const ot_value *av, dnnl_memory_desc_t *a, const ot_value *bv,
                         dnnl_memory_desc_t *b);
