@@ -69,14 +69,13 @@ static bool view_of(const dnnl_memory_desc_t *md, chan_view *v)
     }
     const dnnl_blocking_desc_t *bk = &md->format_desc.blocking;
     int64_t C = md->dims[1], b;
-    bool nhwc = false;
     if (bk->inner_nblks == 0) {
         if (md->padded_dims[1] != C)
             return false;
         if (dense_as(md, 1, false))
             b = 1;
         else if (dense_as(md, C, true))
-            b = C, nhwc = true;
+            b = C;
         else
             return false;
     } else if (bk->inner_nblks == 1 && bk->inner_idxs[0] == 1 && bk->inner_blks[0] > 1) {
@@ -86,7 +85,6 @@ static bool view_of(const dnnl_memory_desc_t *md, chan_view *v)
     } else {
         return false;
     }
-    (void)nhwc;
     *v = (chan_view){ .N = md->dims[0], .C = C, .CB = md->padded_dims[1] / b, .S = S, .b = b };
     return true;
 }
