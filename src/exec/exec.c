@@ -205,6 +205,25 @@ static ot_status bind_inputs(ot_exec *x, const ot_exec_input *inputs, int n_inpu
             if (!x->in_prefetch && !(x->in_prefetch = ot_calloc((size_t)n_inputs, sizeof(bool))))
                 return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
             x->in_prefetch[i] = true;
+            const ot_exec_u8 *u = inputs[i].u8;
+            if (!u)
+                continue;
+            const ot_tensor *t = &inputs[i].tensor;
+            if (t->dtype != OT_DTYPE_FLOAT || t->ndim != 4 || t->dims[2] != t->dims[3] ||
+                u->c_in < 1 || u->h < 1 || u->w < 1 || !u->host ||
+                (u->c_in != 1 && u->c_in != t->dims[1]) || t->dims[1] > 3 ||
+                (!u->coef && u->n_coef))
+                return ot_err_set(err, OT_ERR_ARG, "input '%s': not a float [n, C, S, S] input "
+                                  "of uint8 images of C or 1 planes", g->values[inputs[i].value].name);
+            if (!x->in_u8 && !(x->in_u8 = ot_calloc((size_t)n_inputs, sizeof *x->in_u8)))
+                return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+            x->in_u8[i] = *u;
+            int32_t *coef = ot_malloc((u->n_coef ? u->n_coef : 1) * sizeof *coef);
+            if (!coef)
+                return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+            if (u->n_coef)
+                memcpy(coef, u->coef, u->n_coef * sizeof *coef);
+            x->in_u8[i].coef = coef;
         }
     for (int32_t i = 0; i < g->n_inputs; i++) {
         const ot_value *v = &g->values[g->inputs[i].value];
@@ -727,6 +746,27 @@ ot_status ot_exec_prefetch(ot_exec *x, int i, const ot_tensor *t, ot_err *err)
     return st;
 }
 
+ot_status ot_exec_prefetch_u8(ot_exec *x, int i, const uint8_t *images, float *host_out,
+                              ot_err *err)
+{
+    if (i < 0 || i >= x->n_in || !x->in_u8 || !x->in_u8[i].c_in)
+        return ot_err_set(err, OT_ERR_ARG, "input %d was not compiled for uint8 images", i);
+    const ot_exec_u8 *u = &x->in_u8[i];
+    int n = (int)x->in_shapes[i].dims[0];
+    if (x->in_mem && x->be->prefetch_u8) {
+        size_t bytes = (size_t)n * (size_t)u->c_in * (size_t)u->h * (size_t)u->w;
+        ot_status st = x->be->prefetch_u8(x, i, images, bytes, err);
+        x->in_ahead[i] = st == OT_OK;
+        return st;
+    }
+    ot_status st = u->host(u->user, images, n, host_out, err);
+    if (st != OT_OK)
+        return st;
+    ot_tensor t = x->in_shapes[i];
+    t.data = host_out;
+    return ot_exec_prefetch(x, i, &t, err);
+}
+
 ot_status ot_exec_run(ot_exec *x, const ot_tensor *inputs, int n_inputs, ot_err *err)
 {
     ot_status st = ot_exec_launch(x, inputs, n_inputs, err);
@@ -844,6 +884,9 @@ void ot_exec_free(ot_exec *x)
     ot_free(x->in_mem);
     ot_free(x->in_prefetch);
     ot_free(x->in_ahead);
+    for (int i = 0; x->in_u8 && i < x->n_in; i++)
+        ot_free((void *)(uintptr_t)x->in_u8[i].coef);
+    ot_free(x->in_u8);
     ot_free(x->out_ids);
     ot_free(x->in_ids);
     ot_free(x->in_shapes);

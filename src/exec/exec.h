@@ -19,12 +19,31 @@ typedef struct ot_exec ot_exec;
 
 /* One graph input bound for compilation: its shape, and for inputs whose
    values decide shapes (or when `const_value` is set) its data. */
+/* uint8 images that become a float input where the input lives: the data
+   loader's evaluation transform (PIL's bilinear resize to the side S, the
+   centre crop, ToTensor, Normalize: src/data/transform.c), for n images of
+   c_in planes of h x w (planar, as ot_image), the input [n, C, S, S]. The
+   tables are ot_data_resample_coefs' (top, left, kw, kh from its plan);
+   they are copied when compiled. A backend that computes on the host (the
+   CPU) calls `host` instead, which writes the n images' floats to `out`. */
+typedef struct ot_exec_u8 {
+    int c_in, h, w;
+    int top, left, kw, kh;
+    const int32_t *coef;
+    size_t n_coef;
+    float mean[3], std[3];
+    ot_status (*host)(void *user, const uint8_t *images, int n, float *out, ot_err *err);
+    void *user;
+} ot_exec_u8;
+
 typedef struct ot_exec_input {
     int32_t value;      /* value id of the graph input                        */
     ot_tensor tensor;   /* dtype and dims; data used only when const_value    */
     bool const_value;   /* treat the data as a compile-time constant          */
     bool prefetch;      /* handed in ahead of runs (ot_exec_prefetch): a
                            backend that overlaps runs keeps a second buffer  */
+    const ot_exec_u8 *u8; /* with prefetch: handed in as uint8 images
+                           (ot_exec_prefetch_u8), a float [n, C, S, S] input */
 } ot_exec_input;
 
 /*
@@ -153,6 +172,15 @@ bool ot_exec_overlaps(const ot_exec *x);
 ot_status ot_exec_launch(ot_exec *x, const ot_tensor *inputs, int n_inputs, ot_err *err);
 ot_status ot_exec_wait(ot_exec *x, ot_err *err);
 ot_status ot_exec_prefetch(ot_exec *x, int i, const ot_tensor *t, ot_err *err);
+/* The same for an input compiled with `u8`: `images` holds its n uint8
+   images (n is the input's first dim). The CUDA backend uploads them and
+   runs the transform on the device at the next run's start; a backend
+   without it writes the floats with u8->host to `host_out` (the input's
+   size) and hands that in, so pass `host_out` as inputs[i].data to the next
+   run. Errors: OT_ERR_ARG (not compiled with u8), what `host` returns,
+   OT_ERR_BACKEND. */
+ot_status ot_exec_prefetch_u8(ot_exec *x, int i, const uint8_t *images, float *host_out,
+                              ot_err *err);
 
 /* Number of graph outputs and output i: a host tensor, plain row-major,
    owned by the executor, valid until the next run (a backend whose memory the

@@ -49,6 +49,8 @@ struct ot_exec {
     void **in_mem;        /* backend buffers for the inputs (not host-visible) */
     bool *in_prefetch;    /* per input: compiled with `prefetch` (NULL: none)  */
     bool *in_ahead;       /* per input: handed in ahead for the next run       */
+    ot_exec_u8 *in_u8;    /* per input: its uint8 transform (coef copied), or
+                             zeroed (c_in 0); NULL when no input has one      */
     bool in_flight;       /* a launch not yet waited for                       */
 
     int32_t *out_ids;
@@ -131,6 +133,10 @@ struct ot_backend {
     ot_status (*launch)(ot_exec *x, ot_err *err);
     ot_status (*wait)(ot_exec *x, ot_err *err);
     ot_status (*prefetch)(ot_exec *x, int i, const void *src, size_t bytes, ot_err *err);
+    /* Optional: input i's uint8 images (x->in_u8[i]) of the next run, the
+       transform run on the device when that run starts. */
+    ot_status (*prefetch_u8)(ot_exec *x, int i, const uint8_t *images, size_t bytes,
+                             ot_err *err);
     void (*step_profile)(const ot_exec *x, int i, ot_exec_step_time *out);
     /* Whether it computes in precision `p` other than FP32 and AUTO, or why
        not (OT_ERR_UNSUPPORTED, the reason after "--precision P on DEVICE: ").

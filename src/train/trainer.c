@@ -102,6 +102,15 @@ typedef struct trainer {
        default where runs overlap the host: CUDA): fetched from the loader
        and prefetched into its executor while this step computes. */
     bool ahead_on;
+    /* In-memory data sets (CIFAR-10, IDX) without --augment: the uint8
+       images handed to the executor, which resizes and normalises them
+       where it runs (ONNXTRAIN_DEVICE_PREP, on by default on CUDA). */
+    bool u8_on;
+    ot_exec_u8 u8;
+    int32_t *u8_coef;
+    uint8_t *u8_img;     /* a batch of uint8 images                           */
+    int u8_h, u8_w, u8_c;
+    size_t u8_px;        /* bytes of one                                      */
     int ahead_n;         /* its images (0: none handed in)                    */
     float *ahead_x;      /* the loader's buffer (valid until its next call), or
                             T->xt for an NHWC input                          */
@@ -146,7 +155,8 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
     if (!r->cut_in)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     if (tg->prefix) {
-        ot_exec_input in = { .value = tg->image, .tensor = img };
+        ot_exec_input in = { .value = tg->image, .tensor = img, .prefetch = T->u8_on,
+                             .u8 = T->u8_on ? &T->u8 : NULL };
         OT_TRY(ot_exec_compile(tg->prefix, &in, 1, &eo, &r->prefix, err));
         for (int c = 0; c < tg->n_cut; c++)
             r->cut_in[c] = *ot_exec_output(r->prefix, c);
@@ -178,7 +188,8 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
         ins[c].tensor = r->cut_in[c];
         ins[c].tensor.data = NULL;
     }
-    ins[0].prefetch = T->ahead_on && !tg->prefix; /* the images */
+    ins[0].prefetch = (T->ahead_on || T->u8_on) && !tg->prefix; /* the images */
+    ins[0].u8 = T->u8_on && !tg->prefix ? &T->u8 : NULL;
     eo.share_state = share;
     st = ot_exec_compile(tg->step, ins, n_in, &eo, &r->step, err);
     ot_free(ins);
@@ -296,14 +307,105 @@ static bool ahead_wanted(const ot_train_opts *o)
     return ot_device_parse(o->device, &d, &err) == OT_OK && d.kind == OT_DEVICE_CUDA;
 }
 
+/* ONNXTRAIN_DEVICE_PREP=0 never, =1 always (on the CPU, the executor calls
+   u8_host: the loader's own transform), else on CUDA; only for a data set
+   in memory, one process, no --augment, an NCHW image input. */
+static bool u8_wanted(const trainer *T)
+{
+    const ot_train_opts *o = T->o;
+    int h = 0, w = 0, c = 0;
+    ot_data_shape(T->data, &h, &w, &c);
+    if (T->ranks > 1 || o->augment || T->lay.nhwc || h < 1 || w < 1 || (c != 1 && c != 3) ||
+        ot_data_out_channels(&o->transform, c) != T->C)
+        return false;
+    const char *e = getenv("ONNXTRAIN_DEVICE_PREP");
+    if (e && *e)
+        return strcmp(e, "0") != 0;
+    ot_device d;
+    ot_err err;
+    ot_err_init(&err);
+    return ot_device_parse(o->device, &d, &err) == OT_OK && d.kind == OT_DEVICE_CUDA;
+}
+
+/* The transform on the host, for an executor that computes there. */
+static ot_status u8_host(void *user, const uint8_t *images, int n, float *out, ot_err *err)
+{
+    trainer *T = user;
+    ot_status st = OT_OK;
+    size_t po = T->x_bytes / sizeof *out;
+    for (int b = 0; b < n; b++) {
+        ot_image im = { images + (size_t)b * T->u8_px, T->u8_h, T->u8_w, T->u8_c };
+        OT_TRY(ot_data_prepare(&im, &T->o->transform, out + (size_t)b * po, T->scratch,
+                               T->scratch_bytes, err));
+    }
+done:
+    return st;
+}
+
+/* The uint8 transform's tables and buffers; false (u8 off) when the plan
+   does not fit. */
+static ot_status u8_setup(trainer *T, int lbs, ot_err *err)
+{
+    ot_data_resample r;
+    ot_data_shape(T->data, &T->u8_h, &T->u8_w, &T->u8_c);
+    if (!ot_data_resample_plan(T->u8_h, T->u8_w, &T->o->transform, &r) || r.S != T->S) {
+        T->u8_on = false;
+        return OT_OK;
+    }
+    T->u8_px = (size_t)T->u8_c * (size_t)T->u8_h * (size_t)T->u8_w;
+    T->u8_coef = ot_malloc((r.n_coef ? r.n_coef : 1) * sizeof *T->u8_coef);
+    T->u8_img = ot_malloc(T->u8_px * (size_t)lbs);
+    if (!T->u8_coef || !T->u8_img)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    ot_data_resample_coefs(&r, T->u8_coef);
+    T->u8 = (ot_exec_u8){ .c_in = T->u8_c, .h = T->u8_h, .w = T->u8_w, .top = r.top,
+                          .left = r.left, .kw = r.kw, .kh = r.kh, .coef = T->u8_coef,
+                          .n_coef = r.n_coef, .host = u8_host, .user = T };
+    for (int c = 0; c < 3; c++) {
+        T->u8.mean[c] = T->o->transform.mean[c];
+        T->u8.std[c] = T->o->transform.std[c];
+    }
+    return OT_OK;
+}
+
+/* n images (dataset indices didx) and their labels into T->u8_img, then
+   handed to `x`'s image input for its next run. */
+static ot_status u8_batch(trainer *T, ot_exec *x, const int64_t *didx, int n, int64_t *labels,
+                          ot_err *err)
+{
+    ot_status st = OT_OK;
+    double w0 = T->o->profile ? now_s() : 0;
+    for (int b = 0; b < n; b++) {
+        ot_image im;
+        int label;
+        OT_TRY(ot_data_get(T->data, didx[b], &im, &label, err));
+        if (im.height != T->u8_h || im.width != T->u8_w || im.channels != T->u8_c)
+            OT_FAIL(err, OT_ERR_INTERNAL, "image %lld is not of the data set's shape",
+                    (long long)didx[b]);
+        memcpy(T->u8_img + (size_t)b * T->u8_px, im.data, T->u8_px);
+        labels[b] = label;
+    }
+    OT_TRY(ot_exec_prefetch_u8(x, 0, T->u8_img, T->x, err));
+    if (T->o->profile)
+        T->data_wait_s += now_s() - w0;
+done:
+    return st;
+}
+
 /* The next step's batch (n images, for runner `next`), from the loader into
    its executor while the step in flight computes. */
-static ot_status fetch_ahead(trainer *T, runner *next, int n, ot_err *err)
+static ot_status fetch_ahead(trainer *T, runner *next, const int64_t *didx, int n, ot_err *err)
 {
     ot_status st = OT_OK;
     float *x;
     int64_t *labels;
     int got;
+    if (T->u8_on) {
+        OT_TRY(u8_batch(T, next->step, didx, n, T->ahead_labels, err));
+        T->ahead_x = T->x;
+        T->ahead_n = n;
+        goto done;
+    }
     double w0 = T->o->profile ? now_s() : 0;
     OT_TRY(ot_data_loader_next(T->loader, &x, &labels, &got, err));
     if (T->o->profile)
@@ -326,15 +428,19 @@ done:
 /* One step. `next` (with next_n images) is the step after this one when
    its batch may be handed in ahead, else NULL. */
 static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int64_t *didx, int n,
-                           runner *next, int next_n, int64_t *correct, double *loss_sum,
-                           ot_err *err)
+                           runner *next, const int64_t *next_didx, int next_n, int64_t *correct,
+                           double *loss_sum, ot_err *err)
 {
     ot_status st = OT_OK;
     const ot_train_graph *tg = &T->tg;
     ot_train_cache *cache = &T->cache;
     bool all_cached = ot_train_cache_has(cache, idx, n);
     bool need_image = !all_cached || !tg->prefix, laid_out = false;
-    if (need_image && !T->loader_on) {
+    if (T->u8_on && !T->ahead_n && need_image) { /* u8_on: NCHW inputs only */
+        OT_TRY(u8_batch(T, tg->prefix ? r->prefix : r->step, didx, n, T->labels, err));
+        T->xb = T->x;
+        laid_out = true;
+    } else if (need_image && !T->loader_on) {
         /* a rank's cache holds the images it met; this one it did not */
         OT_TRY(ot_data_load_batch(T->data, didx, n, &T->o->transform, T->x, T->labels, T->scratch,
                                   T->scratch_bytes, err));
@@ -400,7 +506,7 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
     }
     OT_TRY(ot_exec_launch(r->step, r->cut_in, r->n_in, err));
     if (next && !tg->prefix && T->loader_on)
-        OT_TRY(fetch_ahead(T, next, next_n, err));
+        OT_TRY(fetch_ahead(T, next, next_didx, next_n, err));
     OT_TRY(ot_exec_wait(r->step, err));
     const ot_tensor *lt = ot_exec_output(r->step, 0), *logits = ot_exec_output(r->step, 1);
     float loss;
@@ -679,6 +785,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     T.labels = ot_calloc((size_t)lbs, sizeof *T.labels);
     T.ahead_labels = ot_calloc((size_t)lbs, sizeof *T.ahead_labels);
     T.ahead_on = ahead_wanted(o);
+    T.u8_on = u8_wanted(&T);
     T.rdidx = ot_malloc(sizeof *T.rdidx * (size_t)N);
     (void)h;
     (void)w;
@@ -696,6 +803,8 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     if (!T.x || !T.labels || !T.ahead_labels || !T.scratch || !perm)
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory for the batch buffers");
 
+    if (T.u8_on)
+        OT_TRY(u8_setup(&T, lbs, err));
     OT_TRY(make_runner(&T, &T.full, lbs, NULL, err));
     if (last_n && llast != lbs)
         OT_TRY(make_runner(&T, &T.last, llast, T.full.step, err));
@@ -770,7 +879,9 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             T.didx[k] = T.map ? T.map[perm[k]] : perm[k];
         T.loader_on = !cached_epoch;
         T.ahead_n = 0;
-        if (!cached_epoch && s0 < steps_per_epoch && T.ranks == 1)
+        if (T.u8_on) /* batches come from u8_batch */
+            ;
+        else if (!cached_epoch && s0 < steps_per_epoch && T.ranks == 1)
             OT_TRY(ot_data_loader_start_epoch(T.loader, T.didx + s0 * bs, N - s0 * bs, epoch,
                                               err));
         else if (!cached_epoch && s0 < steps_per_epoch) { /* this rank's share of each batch */
@@ -814,13 +925,13 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
                 next = next_n == lbs ? &T.full : &T.last;
             }
             if (st == OT_OK && T.ranks == 1)
-                st = run_batch(&T, r, perm + s * bs, T.didx + s * bs, n, next, next_n, &correct,
-                               &loss_sum, err);
+                st = run_batch(&T, r, perm + s * bs, T.didx + s * bs, n, next,
+                               T.didx + (s + 1) * bs, next_n, &correct, &loss_sum, err);
             else if (st == OT_OK) { /* the step's numbers over all ranks */
                 int64_t c1 = 0;
                 double l1 = 0;
-                st = run_batch(&T, r, perm + s * bs + off, T.didx + s * bs + off, n, NULL, 0,
-                               &c1, &l1, err);
+                st = run_batch(&T, r, perm + s * bs + off, T.didx + s * bs + off, n, NULL, NULL,
+                               0, &c1, &l1, err);
                 double v[4] = { l1, (double)c1, o->stop && *o->stop ? (double)*o->stop : 0,
                                 o->stop && *o->stop ? 1 : 0 };
                 if (st == OT_OK)
@@ -942,6 +1053,8 @@ done:
     ot_free(T.val_good);
     ot_free(T.labels);
     ot_free(T.ahead_labels);
+    ot_free(T.u8_coef);
+    ot_free(T.u8_img);
     ot_free(T.scratch);
     ot_free(perm);
     res->checkpoint_step = T.ckpt.saved_step;

@@ -99,19 +99,29 @@ for cmd in run test-data predict eval finetune; do
 done
 
 # each batch handed in ahead of its step (ONNXTRAIN_PREFETCH=1, the order
-# of a device whose runs overlap the host, here on the CPU): the same
-# weights and per-epoch log (less its timings) as one batch at a time, over epochs
-# with a smaller last batch (20 images, batch 8) and loader threads
+# of a device whose runs overlap the host, here on the CPU), and the uint8
+# images handed to the executor, which resizes them where it runs
+# (ONNXTRAIN_DEVICE_PREP=1; on the CPU with the loader's own transform):
+# the same weights and per-epoch log (less its timings) as one batch at a
+# time from the loader, over epochs with a smaller last batch (20 images,
+# batch 8), in full training and behind a frozen prefix (fine-tune)
 PF=(--data "$DATA" --classes 10 --image-size 32 --per-class 2 --batch-size 8 --threads 2
-    --epochs 2 --workers 2 --deterministic --no-cache --mode full)
-for how in 0 1; do
-    ONNXTRAIN_PREFETCH=$how ot finetune "$BN" "${PF[@]}" --log "$T_TMP/pf$how.csv" \
-        -o "$T_TMP/pf$how.onnx"
-    [ "$T_RC" -eq 0 ] || fail "finetune, ONNXTRAIN_PREFETCH=$how" "$(describe_run)"
+    --epochs 2 --workers 2 --deterministic --no-cache)
+# same_run NAME A B: the two runs' models and logs agree
+same_run() {
+    cmp -s "$T_TMP/$2.onnx" "$T_TMP/$3.onnx" &&
+        cmp -s <(cut -d, -f1-6 "$T_TMP/$2.csv") <(cut -d, -f1-6 "$T_TMP/$3.csv") &&
+        [ "$(wc -l <"$T_TMP/$3.csv")" -eq 3 ] && ok "$1: the same model and log" ||
+        fail "$1: the same model and log" "$2 and $3 differ"
+}
+for how in full:0:0 full:1:0 full:1:1 fine-tune:0:0 fine-tune:0:1; do
+    IFS=: read -r mode pre prep <<<"$how"
+    ONNXTRAIN_PREFETCH=$pre ONNXTRAIN_DEVICE_PREP=$prep ot finetune "$BN" "${PF[@]}" \
+        --mode "$mode" --log "$T_TMP/pf_$mode$pre$prep.csv" -o "$T_TMP/pf_$mode$pre$prep.onnx"
+    [ "$T_RC" -eq 0 ] || fail "finetune $how" "$(describe_run)"
 done
-cmp -s "$T_TMP/pf0.onnx" "$T_TMP/pf1.onnx" &&
-    cmp -s <(cut -d, -f1-6 "$T_TMP/pf0.csv") <(cut -d, -f1-6 "$T_TMP/pf1.csv") &&
-    [ "$(wc -l <"$T_TMP/pf1.csv")" -eq 3 ] && ok "batches handed in ahead: the same model and log" ||
-    fail "batches handed in ahead: the same model and log" "the outputs differ"
+same_run "batches handed in ahead" pf_full00 pf_full10
+same_run "uint8 batches handed in ahead" pf_full00 pf_full11
+same_run "uint8 batches behind a frozen prefix" pf_fine-tune00 pf_fine-tune01
 
 finish

@@ -44,6 +44,9 @@
 #                      handed in ahead of its step (the default on CUDA) and
 #                      with ONNXTRAIN_PREFETCH=0: the same losses; the
 #                      images/s of both in the detail
+#   device_prep        the same with the uint8 images resized and normalised
+#                      on the device (the default for CIFAR and IDX): the
+#                      same losses as with the CPU loader's batches
 #   sanitizer          one training step under compute-sanitizer memcheck
 #   plan_cache         --autotune times plans and writes them to --plan-cache
 #                      DIR; a second run takes every plan from there and
@@ -126,7 +129,8 @@ PYEOF
 
 skip_all() {
     for c in kernels node_tests model_tests backward_rules train_20 frozen no_alloc_per_step \
-             host_memory_flat loader_not_limiting upload_overlap sanitizer plan_cache bench; do
+             host_memory_flat loader_not_limiting upload_overlap device_prep sanitizer plan_cache \
+             bench; do
         record "$c" "skipped: $1" ""
     done
     exit 0
@@ -354,8 +358,8 @@ PYEOF
 
     # batch k+1 uploaded while step k computes: the same losses with and
     # without, and the loop's images/s of each (the log's last line)
-    overlap() { # PREFETCH NAME
-        ONNXTRAIN_PREFETCH=$1 timeout 150 "$BIN" finetune "$R18" --data "$DATA" --classes 10 \
+    overlap() { # PREFETCH NAME (the loader's batches: ONNXTRAIN_DEVICE_PREP=0)
+        ONNXTRAIN_PREFETCH=$1 ONNXTRAIN_DEVICE_PREP=${PREP:-0} timeout 150 "$BIN" finetune "$R18" --data "$DATA" --classes 10 \
             --image-size 224 --batch-size 32 --epochs 20 --max-steps 30 --mode full --no-cache \
             --workers 4 --deterministic --device cuda --log "$WORK/$2.csv" -o "$WORK/$2.onnx" \
             >>"$LOG" 2>&1
@@ -376,6 +380,25 @@ PYEOF
         record upload_overlap "${detail%%$'\t'*}" "${detail#*$'\t'}"
     else
         record upload_overlap fail "a training run failed: $(tail -n 1 "$LOG")"
+    fi
+    # the uint8 images resized on the device (the default for CIFAR): the
+    # same losses as the CPU loader's batches (the kernel is bit-identical)
+    if PREP=1 overlap 1 prep && [ -f "$WORK/inline.csv" ]; then
+        detail=$("$PY" - "$WORK/prep.csv" "$WORK/inline.csv" <<'PYEOF'
+import csv, sys
+a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
+la = [float(r["loss"]) for r in a]
+lb = [float(r["loss"]) for r in b]
+d = max((abs(x - y) / max(1.0, abs(y)) for x, y in zip(la, lb)), default=float("inf"))
+ips = lambda rows: sum(float(r["images_per_s"]) for r in rows[1:]) / max(1, len(rows) - 1)
+ok = len(la) == len(lb) > 0 and d <= 1e-4
+print("%s\tloss difference %.3g over %d epochs; images/s (epochs after the first): %.1f resized on the device, %.1f from the CPU loader one at a time" % (
+    "pass" if ok else "fail", d, len(la), ips(a), ips(b)))
+PYEOF
+)
+        record device_prep "${detail%%$'\t'*}" "${detail#*$'\t'}"
+    else
+        record device_prep fail "the training run failed: $(tail -n 1 "$LOG")"
     fi
 
     # one training step under compute-sanitizer memcheck

@@ -1358,7 +1358,7 @@ static void cases_prefetch(void)
         b[i] = (unsigned char)(i * 11 + 7);
     }
     if (!mem[0] || !mem[1] || ot_cuda_stage_init(&st, &x, &err) != OT_OK ||
-        !(init = true) || ot_cuda_stage_slots(&st, &x, &err) != OT_OK) {
+        !(init = true) || ot_cuda_stage_slots(&st, &x, ctx.stream, &err) != OT_OK) {
         bad = "set-up";
         goto done;
     }
@@ -1369,7 +1369,7 @@ static void cases_prefetch(void)
              !handled || ot_cuda_stage_fence(&st, &x, ctx.stream, &err) != OT_OK)
         bad = "the first run's input";
     /* while run k is in flight: the next batch */
-    else if (ot_cuda_stage_prefetch(&st, &x, 0, b, bytes[0], &err) != OT_OK)
+    else if (ot_cuda_stage_prefetch(&st, &x, 0, b, bytes[0], false, &err) != OT_OK)
         bad = "a prefetch is refused";
     else if (!st.ready[0] || !st.any)
         bad = "a prefetched input is not ready";
@@ -1400,9 +1400,9 @@ static void cases_prefetch(void)
     ot_cuda_stage_done(&st);
     if (!bad && st.any)
         bad = "a taken slot stays pending";
-    if (!bad && ot_cuda_stage_prefetch(&st, &x, 1, b, bytes[1], &err) == OT_OK)
+    if (!bad && ot_cuda_stage_prefetch(&st, &x, 1, b, bytes[1], false, &err) == OT_OK)
         bad = "an input without a slot is prefetched";
-    if (!bad && ot_cuda_stage_prefetch(&st, &x, 0, b, bytes[0] - 4, &err) == OT_OK)
+    if (!bad && ot_cuda_stage_prefetch(&st, &x, 0, b, bytes[0] - 4, false, &err) == OT_OK)
         bad = "a prefetch of another size is taken";
     if (!bad)
         ot_err_init(&err);
@@ -1419,6 +1419,104 @@ done:
     }
     for (int i = 0; i < 2; i++)
         cudaFree(mem[i]);
+}
+
+/* uint8 images handed in ahead (an input with x->in_u8): the next run's
+   fence resizes and normalises them into the input buffer, equal to the CPU
+   loader's output (ot_data_prepare) bit for bit; float bytes for that input
+   are refused. Two 3 x 20 x 24 images to 16 x 16. */
+static void cases_prefetch_u8(void)
+{
+    enum { N = 2, C = 3, H = 20, W = 24, S = 16 };
+    static const ot_backend be = { .name = "stage", .mem_alloc = stage_mem_alloc,
+                                   .mem_free = stage_mem_free };
+    const size_t px = (size_t)C * H * W, po = (size_t)C * S * S;
+    ot_data_transform t;
+    ot_data_resample r;
+    ot_exec x;
+    ot_tensor shape;
+    ot_exec_u8 u8s;
+    bool pre = true;
+    void *mem = dev_alloc(N * po * sizeof(float));
+    uint8_t img[N * C * H * W];
+    float want[N * C * S * S], got[N * C * S * S];
+    ot_cuda_stage st;
+    ot_err err;
+    const char *bad = NULL;
+    bool init = false;
+    int32_t *coef = NULL;
+    void *scratch = NULL;
+    memset(&x, 0, sizeof x);
+    memset(&shape, 0, sizeof shape);
+    ot_err_init(&err);
+    ot_data_transform_init(&t, S, OT_DATA_NORM_IMAGENET);
+    for (size_t i = 0; i < sizeof img; i++)
+        img[i] = (uint8_t)(urand() * 256);
+    size_t sb = ot_data_prepare_scratch_bytes(H, W, &t);
+    scratch = malloc(sb ? sb : 1);
+    if (!mem || !scratch || !ot_data_resample_plan(H, W, &t, &r) ||
+        !(coef = malloc(r.n_coef * sizeof *coef))) {
+        bad = "set-up";
+        goto done;
+    }
+    ot_data_resample_coefs(&r, coef);
+    for (int b = 0; b < N; b++) {
+        ot_image im = { img + b * px, H, W, C };
+        if (ot_data_prepare(&im, &t, want + b * po, scratch, sb, &err) != OT_OK) {
+            bad = "the CPU loader";
+            goto done;
+        }
+    }
+    u8s = (ot_exec_u8){ .c_in = C, .h = H, .w = W, .top = r.top, .left = r.left, .kw = r.kw,
+                        .kh = r.kh, .coef = coef, .n_coef = r.n_coef };
+    for (int c = 0; c < 3; c++) {
+        u8s.mean[c] = t.mean[c];
+        u8s.std[c] = t.std[c];
+    }
+    shape.dtype = OT_DTYPE_FLOAT;
+    shape.ndim = 4;
+    shape.dims[0] = N, shape.dims[1] = C, shape.dims[2] = S, shape.dims[3] = S;
+    shape.bytes = N * po * sizeof(float);
+    x.be = &be;
+    x.n_in = 1;
+    x.in_mem = &mem;
+    x.in_shapes = &shape;
+    x.in_prefetch = &pre;
+    x.in_u8 = &u8s;
+    if (ot_cuda_stage_init(&st, &x, &err) != OT_OK || !(init = true) ||
+        ot_cuda_stage_slots(&st, &x, ctx.stream, &err) != OT_OK) {
+        bad = "set-up";
+        goto done;
+    }
+    if (ot_cuda_stage_prefetch(&st, &x, 0, want, shape.bytes, false, &err) == OT_OK) {
+        bad = "float bytes for an input of uint8 images are taken";
+        goto done;
+    }
+    if (ot_cuda_stage_prefetch(&st, &x, 0, img, sizeof img, true, &err) != OT_OK ||
+        ot_cuda_stage_fence(&st, &x, ctx.stream, &err) != OT_OK ||
+        cudaStreamSynchronize(ctx.stream) != cudaSuccess ||
+        cudaMemcpy(got, mem, sizeof got, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        bad = "prefetch and fence";
+        goto done;
+    }
+    if (memcmp(got, want, sizeof got) != 0)
+        bad = "the input buffer differs from the CPU loader's output";
+    else
+        ot_err_init(&err);
+done:
+    if (init)
+        ot_cuda_stage_free(&st, &x);
+    if (bad) {
+        printf("FAIL uint8 images handed in ahead (cuda_stage.c): %s%s%s\n", bad,
+               err.msg[0] ? ": " : "", err.msg);
+        n_fail++;
+    } else {
+        printf("pass uint8 images handed in ahead (cuda_stage.c)\n");
+        n_pass++;
+    }
+    free(coef);
+    free(scratch);
+    cudaFree(mem);
 }
 
 int main(int argc, char **argv)
@@ -1467,6 +1565,7 @@ int main(int argc, char **argv)
     cases_prepare();
     cases_stage();
     cases_prefetch();
+    cases_prefetch_u8();
 
     for (int id = 0; id < OT_OP_COUNT_; id++) {
         const char *type = ot_op_table[id]->type;

@@ -689,7 +689,7 @@ static ot_status cuda_bind(ot_exec *x, ot_err *err)
     cuda_state *cs = state(x);
     OT_TRY(upload_constants(x, err));
     OT_TRY(ot_cuda_stage_init(&cs->stage, x, err));
-    OT_TRY(ot_cuda_stage_slots(&cs->stage, x, err));
+    OT_TRY(ot_cuda_stage_slots(&cs->stage, x, cs->stream, err));
     /* the input buffers' and slots' zeroing (compute stream) before any copy
        into them on the copy stream */
     CU(cudaStreamSynchronize(cs->stream), "zeroing memory");
@@ -806,12 +806,23 @@ static ot_status cuda_run(ot_exec *x, ot_err *err)
     return st != OT_OK ? st : cuda_wait(x, err);
 }
 
+static ot_status cuda_prefetch_u8(ot_exec *x, int i, const uint8_t *images, size_t bytes,
+                                  ot_err *err)
+{
+    ot_status st = OT_OK;
+    cuda_state *cs = state(x);
+    CU(cudaSetDevice(cs->dev->index), "selecting the device");
+    st = ot_cuda_stage_prefetch(&cs->stage, x, i, images, bytes, true, err);
+done:
+    return st;
+}
+
 static ot_status cuda_prefetch(ot_exec *x, int i, const void *src, size_t bytes, ot_err *err)
 {
     ot_status st = OT_OK;
     cuda_state *cs = state(x);
     CU(cudaSetDevice(cs->dev->index), "selecting the device");
-    st = ot_cuda_stage_prefetch(&cs->stage, x, i, src, bytes, err);
+    st = ot_cuda_stage_prefetch(&cs->stage, x, i, src, bytes, false, err);
 done:
     return st;
 }
@@ -946,6 +957,7 @@ const ot_backend ot_backend_cuda = {
     .launch = cuda_launch,
     .wait = cuda_wait,
     .prefetch = cuda_prefetch,
+    .prefetch_u8 = cuda_prefetch_u8,
     .step_profile = cuda_step_profile,
     .free = cuda_free,
 };

@@ -26,6 +26,39 @@ uint64_t ot_cuda_host_alloc_count(void)
 
 #define STAGE_ALIGN ((size_t)256)
 
+/* The bytes of input i's uint8 images (0: not such an input). */
+static size_t u8_bytes(const ot_exec *x, int i)
+{
+    if (!x->in_u8 || !x->in_u8[i].c_in)
+        return 0;
+    const ot_exec_u8 *u = &x->in_u8[i];
+    return (size_t)x->in_shapes[i].dims[0] * (size_t)u->c_in * (size_t)u->h * (size_t)u->w;
+}
+
+/* Input i's transform: its slot, row buffer and tables (device), the
+   tables uploaded later. */
+static ot_status u8_slot(ot_cuda_stage *s, ot_exec *x, int i, ot_err *err)
+{
+    const ot_exec_u8 *u = &x->in_u8[i];
+    const ot_tensor *t = &x->in_shapes[i];
+    otk_prep *q = &s->prep[i];
+    *q = (otk_prep){ .n = (int)t->dims[0], .c_in = u->c_in, .c_out = (int)t->dims[1], .h = u->h,
+                     .w = u->w, .S = (int)t->dims[3], .top = u->top, .left = u->left,
+                     .kw = u->kw, .kh = u->kh };
+    for (int c = 0; c < 3; c++) {
+        q->mean[c] = u->mean[c];
+        q->std[c] = u->std[c];
+    }
+    size_t tmp = (size_t)q->n * (size_t)q->c_in * (size_t)q->h * (size_t)q->S;
+    ot_status st = x->be->mem_alloc(x, u8_bytes(x, i), &s->slot[i], err);
+    if (st == OT_OK)
+        st = x->be->mem_alloc(x, tmp ? tmp : 1, &s->u8_tmp[i], err);
+    if (st == OT_OK)
+        st = x->be->mem_alloc(x, (u->n_coef ? u->n_coef : 1) * sizeof(int32_t), &s->u8_coef[i],
+                              err);
+    return st;
+}
+
 ot_status ot_cuda_stage_init(ot_cuda_stage *s, const ot_exec *x, ot_err *err)
 {
     memset(s, 0, sizeof *s);
@@ -39,7 +72,8 @@ ot_status ot_cuda_stage_init(ot_cuda_stage *s, const ot_exec *x, ot_err *err)
     size_t total = 0;
     for (int i = 0; i < x->n_in; i++) {
         s->off[i] = total;
-        total += (x->in_shapes[i].bytes + STAGE_ALIGN - 1) & ~(STAGE_ALIGN - 1);
+        size_t b = x->in_shapes[i].bytes, u = u8_bytes(x, i);
+        total += ((b > u ? b : u) + STAGE_ALIGN - 1) & ~(STAGE_ALIGN - 1);
     }
     if (!total)
         return OT_OK;
@@ -52,35 +86,53 @@ ot_status ot_cuda_stage_init(ot_cuda_stage *s, const ot_exec *x, ot_err *err)
     return OT_OK;
 }
 
-ot_status ot_cuda_stage_slots(ot_cuda_stage *s, ot_exec *x, ot_err *err)
+ot_status ot_cuda_stage_slots(ot_cuda_stage *s, ot_exec *x, cudaStream_t compute, ot_err *err)
 {
     if (!x->in_prefetch || !s->host)
         return OT_OK;
-    s->slot = ot_calloc((size_t)x->n_in, sizeof *s->slot);
-    s->ready = ot_calloc((size_t)x->n_in, sizeof *s->ready);
-    if (!s->slot || !s->ready)
+    size_t n = (size_t)x->n_in;
+    s->slot = ot_calloc(n, sizeof *s->slot);
+    s->ready = ot_calloc(n, sizeof *s->ready);
+    s->prep = ot_calloc(n, sizeof *s->prep);
+    s->u8_tmp = ot_calloc(n, sizeof *s->u8_tmp);
+    s->u8_coef = ot_calloc(n, sizeof *s->u8_coef);
+    if (!s->slot || !s->ready || !s->prep || !s->u8_tmp || !s->u8_coef)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
-    bool any = false;
-    for (int i = 0; i < x->n_in; i++)
-        if (x->in_prefetch[i] && x->in_shapes[i].bytes) {
-            ot_status st = x->be->mem_alloc(x, x->in_shapes[i].bytes, &s->slot[i], err);
-            if (st != OT_OK)
-                return st;
-            any = true;
-        }
+    bool any = false, tables = false;
+    for (int i = 0; i < x->n_in; i++) {
+        if (!x->in_prefetch[i] || !x->in_shapes[i].bytes)
+            continue;
+        ot_status st = u8_bytes(x, i) ? u8_slot(s, x, i, err)
+                                      : x->be->mem_alloc(x, x->in_shapes[i].bytes, &s->slot[i],
+                                                         err);
+        if (st != OT_OK)
+            return st;
+        any = true;
+        tables |= u8_bytes(x, i) != 0;
+    }
     if (any)
         CU(cudaEventCreateWithFlags(&s->taken, cudaEventDisableTiming), "creating an event");
+    if (tables) /* after the zeroing of the new memory on the compute stream */
+        CU(cudaStreamSynchronize(compute), "zeroing memory");
+    for (int i = 0; tables && i < x->n_in; i++)
+        if (s->u8_coef[i] && x->in_u8[i].n_coef)
+            CU(cudaMemcpy(s->u8_coef[i], x->in_u8[i].coef, x->in_u8[i].n_coef * sizeof(int32_t),
+                          cudaMemcpyHostToDevice), "uploading the resize tables");
     return OT_OK;
 }
 
 ot_status ot_cuda_stage_prefetch(ot_cuda_stage *s, const ot_exec *x, int i, const void *src,
-                                 size_t bytes, ot_err *err)
+                                 size_t bytes, bool u8, ot_err *err)
 {
     if (i < 0 || i >= s->n_in || !s->slot || !s->slot[i] || !s->taken)
         return ot_err_set(err, OT_ERR_ARG, "input %d was not compiled to be handed in ahead", i);
-    if (bytes != x->in_shapes[i].bytes)
+    size_t want = u8 ? u8_bytes(x, i) : x->in_shapes[i].bytes;
+    if ((s->prep[i].n != 0) != u8)
+        return ot_err_set(err, OT_ERR_ARG, "input %d takes %s", i,
+                          u8 ? "no uint8 images" : "only uint8 images");
+    if (bytes != want)
         return ot_err_set(err, OT_ERR_ARG, "input %d: %zu bytes handed in ahead, it has %zu", i,
-                          bytes, x->in_shapes[i].bytes);
+                          bytes, want);
     unsigned char *h = s->host + s->off[i];
     /* the region's last copy may still be reading it (the fence waited on
        the device, not here) */
@@ -130,7 +182,15 @@ ot_status ot_cuda_stage_fence(ot_cuda_stage *s, const ot_exec *x, cudaStream_t c
     CU(cudaStreamWaitEvent(compute, s->copied, 0), "waiting for the inputs");
     bool took = false;
     for (int i = 0; s->ready && i < s->n_in; i++)
-        if (s->ready[i]) {
+        if (s->ready[i] && s->prep[i].n) {
+            if (otk_prepare_u8(compute, &s->prep[i], s->slot[i], s->u8_coef[i], s->u8_tmp[i],
+                               x->in_mem[i]) != 0)
+                return ot_err_set(err, OT_ERR_BACKEND, "CUDA: resizing the images: %s",
+                                  cudaGetErrorString(cudaGetLastError()));
+            s->ready[i] = false;
+            s->pending[i] = true;
+            took = true;
+        } else if (s->ready[i]) {
             CU(cudaMemcpyAsync(x->in_mem[i], s->slot[i], x->in_shapes[i].bytes,
                                cudaMemcpyDeviceToDevice, compute), "taking an input handed in ahead");
             s->ready[i] = false;
@@ -155,9 +215,14 @@ void ot_cuda_stage_free(ot_cuda_stage *s, ot_exec *x)
 {
     if (s->copy)
         cudaStreamSynchronize(s->copy);
-    for (int i = 0; s->slot && i < s->n_in; i++)
+    for (int i = 0; s->slot && i < s->n_in; i++) {
         if (s->slot[i])
             x->be->mem_free(x, s->slot[i]);
+        if (s->u8_tmp && s->u8_tmp[i])
+            x->be->mem_free(x, s->u8_tmp[i]);
+        if (s->u8_coef && s->u8_coef[i])
+            x->be->mem_free(x, s->u8_coef[i]);
+    }
     if (s->taken)
         cudaEventDestroy(s->taken);
     if (s->copied)
@@ -170,5 +235,8 @@ void ot_cuda_stage_free(ot_cuda_stage *s, ot_exec *x)
     ot_free(s->pending);
     ot_free(s->slot);
     ot_free(s->ready);
+    ot_free(s->prep);
+    ot_free(s->u8_tmp);
+    ot_free(s->u8_coef);
     memset(s, 0, sizeof *s);
 }

@@ -36,6 +36,7 @@
 #endif
 
 #include "exec/exec_impl.h"
+#include "exec/cuda/kernels/kernels.h"
 
 typedef struct ot_cuda_stage {
     cudaStream_t copy;    /* the copy stream                                   */
@@ -49,6 +50,9 @@ typedef struct ot_cuda_stage {
     bool *ready;          /* per input: the slot holds the next run's bytes    */
     cudaEvent_t taken;    /* recorded on the compute stream after the slots
                              were copied into the input buffers                */
+    otk_prep *prep;       /* per input with x->in_u8: the transform (n 0: none) */
+    void **u8_tmp;        /* its rows pass's output (device)                   */
+    void **u8_coef;       /* its tables (device)                               */
 } ot_cuda_stage;
 
 /* The pinned block, stream and event for the executor's inputs (nothing
@@ -56,14 +60,18 @@ typedef struct ot_cuda_stage {
 ot_status ot_cuda_stage_init(ot_cuda_stage *s, const ot_exec *x, ot_err *err);
 
 /* The prefetch slots of the inputs x->in_prefetch marks, from
-   x->be->mem_alloc (after ot_cuda_stage_init). */
-ot_status ot_cuda_stage_slots(ot_cuda_stage *s, ot_exec *x, ot_err *err);
+   x->be->mem_alloc (after ot_cuda_stage_init); an input with uint8 images
+   (x->in_u8) gets a slot of their size, the transform's row buffer and its
+   tables, uploaded after `compute` (which zeroes new memory) is synchronised. */
+ot_status ot_cuda_stage_slots(ot_cuda_stage *s, ot_exec *x, cudaStream_t compute, ot_err *err);
 
-/* Input i's bytes of the next run (whole: bytes == its size), into its slot
-   while a run may still be in flight. Errors: OT_ERR_ARG (no slot: not
-   compiled for prefetch), OT_ERR_BACKEND. */
+/* Input i's bytes of the next run (whole: bytes == its size; with u8, its
+   uint8 images), into its slot while a run may still be in flight; the
+   fence then copies it, or runs the transform (otk_prepare_u8) into the
+   input buffer. Errors: OT_ERR_ARG (no slot: not compiled for prefetch; u8
+   and the input's kind differ; another size), OT_ERR_BACKEND. */
 ot_status ot_cuda_stage_prefetch(ot_cuda_stage *s, const ot_exec *x, int i, const void *src,
-                                 size_t bytes, ot_err *err);
+                                 size_t bytes, bool u8, ot_err *err);
 
 /* Copies host src into backend memory dst through the input's pinned region
    when dst lies in an input buffer (*handled true), else leaves it to the
