@@ -27,6 +27,8 @@
 #                      are listed
 #   model_tests        ResNet-18 (eval, BN, zoo opset 7), MobileNetV2,
 #                      SqueezeNet against PyTorch's outputs, CPU and CUDA
+#   fused_conv         SqueezeNet's model test with the convolutions' cuDNN
+#                      epilogues fused (at least one) and unfused
 #   backward_rules     the gradient checks of tests/unit/test_grad.c with their
 #                      executors on CUDA (OT_TEST_DEVICE=cuda): finite
 #                      differences, and CUDA against the CPU's plain kernels
@@ -128,7 +130,7 @@ PYEOF
 }
 
 skip_all() {
-    for c in kernels node_tests model_tests backward_rules train_20 frozen no_alloc_per_step \
+    for c in kernels node_tests model_tests fused_conv backward_rules train_20 frozen no_alloc_per_step \
              host_memory_flat loader_not_limiting upload_overlap device_prep sanitizer plan_cache \
              bench; do
         record "$c" "skipped: $1" ""
@@ -228,6 +230,21 @@ PYEOF
             record model_tests pass "5 models, CPU and CUDA"
         else
             record model_tests fail "cpu exit $rc_cpu, cuda exit $rc_cuda: $(grep -v PASS "$WORK/models_cuda.txt" | head -3)"
+        fi
+        # the convolutions' fused cuDNN epilogues (SqueezeNet: Conv+Bias+Relu;
+        # the model tests above ran with them): the same tests unfused, and
+        # how many convolutions fused ("-vv")
+        "$BIN" -vv test-data "$FX"/squeezenet1_1 --device cuda >"$WORK/fused.txt" 2>&1
+        rc_f=$?
+        ONNXTRAIN_CUDNN_FUSION=0 "$BIN" test-data "$FX"/squeezenet1_1 --device cuda \
+            >"$WORK/unfused.txt" 2>&1
+        rc_u=$?
+        nf=$(grep -c 'cuDNN fused)' "$WORK/fused.txt")
+        nn=$(grep -c 'no cuDNN engine fuses' "$WORK/fused.txt")
+        if [ $rc_f -eq 0 ] && [ $rc_u -eq 0 ] && [ "$nf" -gt 0 ]; then
+            record fused_conv pass "SqueezeNet on CUDA: $nf convolutions fused, $nn unfused (no engine); passes fused and with ONNXTRAIN_CUDNN_FUSION=0"
+        else
+            record fused_conv fail "fused exit $rc_f, unfused exit $rc_u, $nf fused, $nn without an engine: $(grep -m2 -E 'FAIL|error' "$WORK/fused.txt" | tr '\n' ' ')"
         fi
     else
         record model_tests fail "make_model_tests.py failed: $(tail -n 1 "$LOG")"

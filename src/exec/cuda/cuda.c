@@ -146,7 +146,10 @@ typedef struct cuda_step {
     cudnnBackendDescriptor_t vp;
     ot_gemm gemm;
     size_t bytes;          /* copy                                           */
-    void *ptr[4];          /* conv, gemm, copy: the bound addresses          */
+    void *ptr[6];          /* conv, gemm, copy: the bound addresses          */
+    ot_conv_epilogue ep;   /* a fused convolution (ep.bias, ep.add or ep.relu):
+                              its operands x, w, bias, z, out in lin       */
+    bool fused;
     double seconds;
     uint64_t runs;
 } cuda_step;
@@ -424,6 +427,83 @@ done:
     return st;
 }
 
+/* A Conv and what ot_fuse_find lets it take along (its Relu, or an Add of
+   an earlier value and optionally a Relu) as one cuDNN graph, when an
+   engine makes a plan for it (2-D float convolutions): *fused true and the
+   followers marked in `taken`; else *fused false and nothing is changed
+   (the nodes then run one by one). ONNXTRAIN_CUDNN_FUSION=0 turns it off. */
+static ot_status fused_conv_node(ot_exec *x, int32_t head, uint8_t *taken, bool *fused,
+                                 ot_err *err)
+{
+    cuda_state *cs = state(x);
+    const ot_graph *g = x->g;
+    const ot_node *n = &g->nodes[head];
+    ot_fusion f;
+    *fused = false;
+    if (!(x->rewrites & OT_REWRITE_FUSE) || !ot_node_is(n, OT_OP_CONV) || n->n_in < 2 ||
+        n->out[0] < 0)
+        return OT_OK;
+    ot_fuse_find(&x->fuse, head, taken, &f);
+    bool relu = f.act >= 0 && ot_node_is(&g->nodes[f.act], OT_OP_RELU);
+    if (f.kind == OT_FUSE_NONE || (f.kind == OT_FUSE_ACT && !relu) ||
+        (f.kind == OT_FUSE_ADD && f.act >= 0 && !relu))
+        return OT_OK;
+    ot_tensor t[3];
+    ot_conv_geom q;
+    ot_err e2;
+    ot_err_init(&e2);
+    tensor_of(&g->values[n->in[0]], &t[0]);
+    tensor_of(&g->values[n->in[1]], &t[1]);
+    tensor_of(&g->values[n->out[0]], &t[2]);
+    if (t[0].ndim != 4 || ot_tensor_numel(&t[0]) == 0 || ot_tensor_numel(&t[1]) == 0 ||
+        ot_tensor_numel(&t[2]) == 0 ||
+        ot_conv_geom_of(g, n, &t[0], &t[1], &t[2], OT_CONV_FWD, &q, &e2) != OT_OK)
+        return OT_OK;
+    q.tf32 = x->precision == OT_PRECISION_TF32;
+    int32_t vbias = n->n_in > 2 ? n->in[2] : -1;
+    ot_conv_epilogue ep = { .bias = vbias >= 0, .add = f.kind == OT_FUSE_ADD, .relu = relu };
+    const ot_conv_plan *plan;
+    size_t ws = 0;
+    char label[400];
+    if (ot_conv_fused_plan_get(cs->dev, &q, &ep, &plan, &ws, &e2) != OT_OK) {
+        ot_log(OT_LOG_DEBUG, "cuda: %s: no cuDNN engine fuses its epilogue, unfused (%s)",
+               ot_node_label(g, n, label, sizeof label), e2.msg);
+        return OT_OK;
+    }
+    static const char *const kinds[2][2][2] = {
+        { { "Conv", "Conv+Relu (cuDNN fused)" },
+          { "Conv+Add (cuDNN fused)", "Conv+Add+Relu (cuDNN fused)" } },
+        { { "Conv+Bias", "Conv+Bias+Relu (cuDNN fused)" },
+          { "Conv+Bias+Add (cuDNN fused)", "Conv+Bias+Add+Relu (cuDNN fused)" } },
+    };
+    ot_loc lx = value_loc(x, n->in[0]), lw = value_loc(x, n->in[1]);
+    ot_loc lb = ep.bias ? value_loc(x, vbias) : (ot_loc){ 0 };
+    ot_loc lz = ep.add ? value_loc(x, f.add_other) : (ot_loc){ 0 };
+    ot_loc lo;
+    cuda_step *s;
+    ot_status st = value_define(x, f.out, &lo, err);
+    if (st == OT_OK)
+        st = step_add(cs, ST_CONV, n, kinds[ep.bias][ep.add][ep.relu], 4, 1, &s, err);
+    if (st != OT_OK)
+        return st;
+    s->lin[0] = lx;
+    s->lin[1] = lw;
+    s->lin[2] = lb;
+    s->lin[3] = lz;
+    s->lout[0] = lo;
+    s->plan = plan;
+    s->ep = ep;
+    s->fused = true;
+    need_ws(cs, ws);
+    if (f.act >= 0)
+        taken[f.act] = 1;
+    if (ep.add)
+        taken[f.add] = 1;
+    *fused = true;
+    ot_log(OT_LOG_DEBUG, "cuda: %s: %s", ot_node_label(g, n, label, sizeof label), s->what);
+    return OT_OK;
+}
+
 /* Gemm (2-D, transA/transB, alpha, beta, C of [M, N], [N], [1, N] or
    [M, 1]) and MatMul (batched, B or A shared over the batch). */
 static ot_status gemm_node(ot_exec *x, const ot_node *n, ot_err *err)
@@ -594,6 +674,7 @@ done:
 static ot_status cuda_build(ot_exec *x, ot_err *err)
 {
     ot_status st = OT_OK;
+    uint8_t *taken = NULL; /* nodes computed inside a fused step */
     cuda_state *cs = state(x);
     const ot_graph *g = x->g;
     cs->vloc = ot_calloc((size_t)g->n_values + 1, sizeof *cs->vloc);
@@ -612,9 +693,15 @@ static ot_status cuda_build(ot_exec *x, ot_err *err)
         if (cs->vloc[x->in_ids[i]].kind == OT_LOC_NONE)
             cs->vloc[x->in_ids[i]] = (ot_loc){ .kind = OT_LOC_INPUT, .id = i };
 
+    if (!(taken = ot_calloc((size_t)g->n_nodes + 1, 1)))
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const ot_node *n = &g->nodes[i];
-        if (n->flags & OT_NODE_FOLDED)
+        bool fused = false;
+        if ((n->flags & OT_NODE_FOLDED) || taken[i])
+            continue;
+        OT_TRY(fused_conv_node(x, i, taken, &fused, err));
+        if (fused)
             continue;
         if (ot_node_is(n, OT_OP_CONV) || ot_node_is(n, OT_OP_CONV_GRAD_DATA) ||
             ot_node_is(n, OT_OP_CONV_GRAD_FILTER))
@@ -650,6 +737,7 @@ static ot_status cuda_build(ot_exec *x, ot_err *err)
     if (cs->ones_n)
         cs->ones_off = cs->const_bytes;
 done:
+    ot_free(taken);
     return st;
 }
 
@@ -699,7 +787,7 @@ static ot_status cuda_bind(ot_exec *x, ot_err *err)
     cs->ctx.scratch_bytes = cs->ws_bytes;
     for (int s = 0; s < cs->n_steps; s++) {
         cuda_step *sp = &cs->steps[s];
-        for (int k = 0; k < sp->n_in + sp->n_out && k < 4; k++)
+        for (int k = 0; k < sp->n_in + sp->n_out && k < 6; k++)
             sp->ptr[k] = sp->lin[k].kind != OT_LOC_NONE ? loc_ptr(x, sp->lin[k]) : NULL;
         switch (sp->kind) {
         case ST_KERNEL:
@@ -711,8 +799,12 @@ static ot_status cuda_bind(ot_exec *x, ot_err *err)
                     sp->tout[k].data = sp->tout[k].bytes ? loc_ptr(x, sp->lout[k]) : NULL;
             break;
         case ST_CONV:
-            OT_TRY(ot_conv_varpack(cs->dev, sp->plan, sp->ptr[0], sp->ptr[1], sp->ptr[2], ws,
-                                   &sp->vp, err));
+            if (sp->fused)
+                OT_TRY(ot_conv_fused_varpack(cs->dev, &sp->ep, sp->ptr[0], sp->ptr[1], sp->ptr[2],
+                                             sp->ptr[3], sp->ptr[4], ws, &sp->vp, err));
+            else
+                OT_TRY(ot_conv_varpack(cs->dev, sp->plan, sp->ptr[0], sp->ptr[1], sp->ptr[2], ws,
+                                       &sp->vp, err));
             break;
         default: break;
         }
@@ -924,11 +1016,14 @@ done:
     return st;
 }
 
-/* Constant folding only: no BN folding or fusion rules (yet). */
+/* Constant folding, and the fusion rules' groups for the convolutions'
+   cuDNN epilogues (fused_conv_node; ONNXTRAIN_CUDNN_FUSION=0: none); no BN
+   folding. */
 static unsigned cuda_rewrites(const ot_exec *x)
 {
     (void)x;
-    return OT_REWRITE_CONST;
+    const char *e = getenv("ONNXTRAIN_CUDNN_FUSION");
+    return OT_REWRITE_CONST | (e && !strcmp(e, "0") ? 0u : (unsigned)OT_REWRITE_FUSE);
 }
 
 /* fp32 and tf32; mixed precision is not built here yet. */

@@ -150,6 +150,19 @@ typedef struct ot_conv_fused {
 ot_status ot_conv_fused_build(const ot_cudnn_api *api, const ot_conv_geom *q,
                               const ot_conv_epilogue *e, ot_conv_fused *f, ot_err *err);
 void ot_conv_fused_free(const ot_cudnn_api *api, ot_conv_fused *f);
+
+/* The plan of a convolution with its epilogue (forward), cached and kept
+   on disk as ot_conv_plan_get's under a key naming the epilogue; never
+   timed (--autotune times the plain convolutions). Errors: as
+   ot_conv_plan_get's, and when no engine takes the graph: the caller then
+   runs the steps unfused. */
+ot_status ot_conv_fused_plan_get(ot_cuda_dev *dev, const ot_conv_geom *q,
+                                 const ot_conv_epilogue *e, const ot_conv_plan **out, size_t *ws,
+                                 ot_err *err);
+/* Its variant pack: x, w, then bias (e->bias), z (e->add), and out. */
+ot_status ot_conv_fused_varpack(ot_cuda_dev *dev, const ot_conv_epilogue *e, void *x, void *w,
+                                void *bias, void *z, void *out, void *ws,
+                                cudnnBackendDescriptor_t *vp, ot_err *err);
 void ot_conv_descs_free(const ot_cudnn_api *api, ot_conv_descs *d);
 
 /* The plan key of a convolution (ot_plan_key of its kind, dtype, layout and

@@ -27,6 +27,7 @@ struct ot_conv_plan {
     cudnnBackendDescriptor_t graph, cfg, plan;
     int64_t ws;
     double ms; /* timed with --autotune, else 0 */
+    ot_conv_fused *fused; /* a fused epilogue's graph (graph is its graph), or NULL */
     struct ot_conv_plan *next;
 };
 
@@ -199,11 +200,23 @@ static void plan_what(const ot_conv_geom *q, char *what, size_t size)
     }
 }
 
-bool ot_conv_plan_key(const ot_plan_env *env, const ot_conv_geom *q, char *key, size_t size)
+/* The key with a fused epilogue's steps after the convolution's (e NULL:
+   none). */
+static bool plan_key_ep(const ot_plan_env *env, const ot_conv_geom *q,
+                        const ot_conv_epilogue *e, char *key, size_t size)
 {
     char what[OT_PLAN_KEY_MAX];
     plan_what(q, what, sizeof what);
+    size_t at = strlen(what);
+    if (e && at < sizeof what)
+        snprintf(what + at, sizeof what - at, "+%s%s%s", e->bias ? "bias" : "",
+                 e->add ? "add" : "", e->relu ? "relu" : "");
     return ot_plan_key(env, what, key, size);
+}
+
+bool ot_conv_plan_key(const ot_plan_env *env, const ot_conv_geom *q, char *key, size_t size)
+{
+    return plan_key_ep(env, q, NULL, key, size);
 }
 
 static ot_plan_env dev_env(const ot_cuda_dev *dev)
@@ -485,7 +498,8 @@ static ot_status make_plan(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan
     int64_t n_cfg = 0;
     cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
     tune_bufs bufs = { 0 };
-    OT_TRY(ot_cudnn_graph(api, &p->d.op, 1, &p->graph, err));
+    if (!p->graph) /* a fused plan comes with its graph */
+        OT_TRY(ot_cudnn_graph(api, &p->d.op, 1, &p->graph, err));
     const ot_plan_rec *known = dev->disk ? ot_plan_store_find(&dev->store, p->key) : NULL;
     /* an untimed record does not answer --autotune */
     if (known && !(dev->opts.autotune && known->ms <= 0) && plan_from_rec(dev, q, p, known)) {
@@ -516,7 +530,8 @@ static ot_status make_plan(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan
             "heuristics");
         n_cfg = got < n_cfg ? got : n_cfg;
     }
-    int tried = 0, limit = dev->opts.autotune ? OT_CONV_TUNE_CANDIDATES : 1;
+    /* the timing buffers have no epilogue operands: a fused plan is not timed */
+    int tried = 0, limit = dev->opts.autotune && !p->fused ? OT_CONV_TUNE_CANDIDATES : 1;
     double best = -1;
     for (int64_t i = 0; i < n_cfg && tried < limit; i++) {
         int64_t ws = 0;
@@ -610,12 +625,12 @@ void ot_cuda_plans_flush(ot_cuda_dev *dev)
     pthread_mutex_unlock(&dev->lock);
 }
 
-ot_status ot_conv_plan_get(ot_cuda_dev *dev, const ot_conv_geom *q, const ot_conv_plan **out,
-                           size_t *ws, ot_err *err)
+static ot_status plan_get(ot_cuda_dev *dev, const ot_conv_geom *q, const ot_conv_epilogue *e,
+                          const ot_conv_plan **out, size_t *ws, ot_err *err)
 {
     char key[OT_PLAN_KEY_MAX];
     ot_plan_env env = dev_env(dev);
-    if (!ot_conv_plan_key(&env, q, key, sizeof key))
+    if (!plan_key_ep(&env, q, e, key, sizeof key))
         return ot_err_set(err, OT_ERR_UNSUPPORTED, "convolution too large to name its plan");
     ot_status st = OT_OK;
     pthread_mutex_lock(&dev->lock);
@@ -629,15 +644,26 @@ ot_status ot_conv_plan_get(ot_cuda_dev *dev, const ot_conv_geom *q, const ot_con
     if (!p)
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     snprintf(p->key, sizeof p->key, "%s", key);
-    st = ot_conv_descs_build(dev->dnn, q, &p->d, err);
+    if (e) {
+        p->fused = ot_calloc(1, sizeof *p->fused);
+        st = p->fused ? ot_conv_fused_build(dev->dnn, q, e, p->fused, err)
+                      : ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        if (st == OT_OK)
+            p->graph = p->fused->graph;
+    } else {
+        st = ot_conv_descs_build(dev->dnn, q, &p->d, err);
+    }
     if (st == OT_OK)
         st = make_plan(dev, q, p, err);
     if (st != OT_OK) {
         const ot_cudnn_api *api = dev->dnn;
-        cudnnBackendDescriptor_t rest[] = { p->plan, p->cfg, p->graph };
+        cudnnBackendDescriptor_t rest[] = { p->plan, p->cfg, p->fused ? NULL : p->graph };
         for (int i = 0; i < 3; i++)
             if (rest[i])
                 api->cudnnBackendDestroyDescriptor(rest[i]);
+        if (p->fused)
+            ot_conv_fused_free(api, p->fused);
+        ot_free(p->fused);
         ot_conv_descs_free(api, &p->d);
         ot_free(p);
         goto done;
@@ -650,6 +676,19 @@ ot_status ot_conv_plan_get(ot_cuda_dev *dev, const ot_conv_geom *q, const ot_con
 done:
     pthread_mutex_unlock(&dev->lock);
     return st;
+}
+
+ot_status ot_conv_plan_get(ot_cuda_dev *dev, const ot_conv_geom *q, const ot_conv_plan **out,
+                           size_t *ws, ot_err *err)
+{
+    return plan_get(dev, q, NULL, out, ws, err);
+}
+
+ot_status ot_conv_fused_plan_get(ot_cuda_dev *dev, const ot_conv_geom *q,
+                                 const ot_conv_epilogue *e, const ot_conv_plan **out, size_t *ws,
+                                 ot_err *err)
+{
+    return plan_get(dev, q, e, out, ws, err);
 }
 
 ot_status ot_conv_varpack(ot_cuda_dev *dev, const ot_conv_plan *p, void *x, void *w, void *y,

@@ -144,3 +144,39 @@ done:
         ot_conv_fused_free(api, f);
     return st;
 }
+
+ot_status ot_conv_fused_varpack(ot_cuda_dev *dev, const ot_conv_epilogue *e, void *x, void *w,
+                                void *bias, void *z, void *out, void *ws,
+                                cudnnBackendDescriptor_t *vp, ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_cudnn_api *api = dev->dnn;
+    void *ptrs[5] = { x, w };
+    int64_t uids[5] = { OT_CONV_UID_X, OT_CONV_UID_W };
+    int n = 2;
+    if (e->bias) {
+        ptrs[n] = bias;
+        uids[n++] = OT_CONV_UID_BIAS;
+    }
+    if (e->add) {
+        ptrs[n] = z;
+        uids[n++] = OT_CONV_UID_Z;
+    }
+    ptrs[n] = out;
+    uids[n++] = OT_CONV_UID_OUT;
+    *vp = NULL;
+    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, vp),
+        "variant pack");
+    DNN(SET(*vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs),
+        "variant pack");
+    DNN(SET(*vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids), "variant pack");
+    DNN(SET(*vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws),
+        "variant pack");
+    DNN(api->cudnnBackendFinalize(*vp), "variant pack");
+done:
+    if (st != OT_OK && *vp) {
+        api->cudnnBackendDestroyDescriptor(*vp);
+        *vp = NULL;
+    }
+    return st;
+}
