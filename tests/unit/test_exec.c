@@ -419,6 +419,16 @@ TEST(exec_prefetch_hands_the_next_input_in)
     b.prefetch = false;
     CHECK_OK(ot_exec_compile_on(&opaque, g, &b, 1, NULL, &plain, &err), &err);
     CHECK_EQ_INT(ot_exec_prefetch(plain, 0, &tn, &err), OT_ERR_ARG);
+    /* uint8 images: only for an input compiled with them, and only a float
+       [n, C, S, S] input takes them (test_Linear's is 2-D) */
+    uint8_t img[16] = { 0 };
+    CHECK_EQ_INT(ot_exec_prefetch_u8(dev, 0, img, next, &err), OT_ERR_ARG);
+    ot_exec_u8 u8 = { .c_in = 1, .h = 4, .w = 4, .host = NULL };
+    ot_exec *bad = NULL;
+    b.prefetch = true;
+    b.u8 = &u8;
+    CHECK_EQ_INT(ot_exec_compile_on(&opaque, g, &b, 1, NULL, &bad, &err), OT_ERR_ARG);
+    CHECK(bad == NULL);
     /* the CPU reads the caller's memory: a prefetch takes nothing */
     CHECK_OK(ot_exec_prefetch(host, 0, &tn, &err), &err);
     CHECK_OK(ot_exec_run(host, &in, 1, &err), &err);
