@@ -392,33 +392,41 @@ done:
     return st;
 }
 
+/* The loader's next batch of n images (*x: its buffer, valid until its next
+   call) and their labels; the wait counts as waiting for data. */
+static ot_status loader_batch(trainer *T, int n, float **x, int64_t *labels_out, ot_err *err)
+{
+    ot_status st = OT_OK;
+    int64_t *labels;
+    int got;
+    double w0 = T->o->profile ? now_s() : 0;
+    OT_TRY(ot_data_loader_next(T->loader, x, &labels, &got, err));
+    if (T->o->profile)
+        T->data_wait_s += now_s() - w0;
+    if (got != n)
+        OT_FAIL(err, OT_ERR_INTERNAL, "the loader gave %d images, the step expected %d", got, n);
+    memcpy(labels_out, labels, sizeof *labels * (size_t)n);
+done:
+    return st;
+}
+
 /* The next step's batch (n images, for runner `next`), from the loader into
    its executor while the step in flight computes. */
 static ot_status fetch_ahead(trainer *T, runner *next, const int64_t *didx, int n, ot_err *err)
 {
     ot_status st = OT_OK;
-    float *x;
-    int64_t *labels;
-    int got;
+    float *x = T->x;
     if (T->u8_on) {
         OT_TRY(u8_batch(T, next->step, didx, n, T->ahead_labels, err));
-        T->ahead_x = T->x;
-        T->ahead_n = n;
-        goto done;
+    } else {
+        OT_TRY(loader_batch(T, n, &x, T->ahead_labels, err));
+        /* an NHWC batch is transposed into T->xt: the step in flight has
+           taken its input (ot_exec_launch: the CPU's has ended, a device's
+           has its bytes) */
+        x = ot_image_batch(&T->lay, x, T->xt, n, T->C, T->S);
+        ot_tensor img = ot_image_tensor(&T->lay, n, T->C, T->S, x);
+        OT_TRY(ot_exec_prefetch(next->step, 0, &img, err));
     }
-    double w0 = T->o->profile ? now_s() : 0;
-    OT_TRY(ot_data_loader_next(T->loader, &x, &labels, &got, err));
-    if (T->o->profile)
-        T->data_wait_s += now_s() - w0;
-    if (got != n)
-        OT_FAIL(err, OT_ERR_INTERNAL, "the loader gave %d images, the step expected %d", got, n);
-    /* an NHWC batch is transposed into T->xt: the step in flight has taken
-       its input (ot_exec_launch: the CPU's has ended, a device's has its
-       bytes) */
-    x = ot_image_batch(&T->lay, x, T->xt, n, T->C, T->S);
-    ot_tensor img = ot_image_tensor(&T->lay, n, T->C, T->S, x);
-    OT_TRY(ot_exec_prefetch(next->step, 0, &img, err));
-    memcpy(T->ahead_labels, labels, sizeof *labels * (size_t)n);
     T->ahead_x = x;
     T->ahead_n = n;
 done:
@@ -454,18 +462,7 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
         memcpy(T->labels, T->ahead_labels, sizeof *T->labels * (size_t)n);
         T->ahead_n = 0;
     } else if (need_image) {
-        float *x;
-        int64_t *labels;
-        int got;
-        double w0 = T->o->profile ? now_s() : 0;
-        OT_TRY(ot_data_loader_next(T->loader, &x, &labels, &got, err));
-        if (T->o->profile)
-            T->data_wait_s += now_s() - w0;
-        if (got != n)
-            OT_FAIL(err, OT_ERR_INTERNAL, "the loader gave %d images, the step expected %d", got,
-                    n);
-        T->xb = x;
-        memcpy(T->labels, labels, sizeof *labels * (size_t)n);
+        OT_TRY(loader_batch(T, n, &T->xb, T->labels, err));
     } else {
         for (int i = 0; i < n; i++) {
             int label;

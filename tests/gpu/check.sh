@@ -376,13 +376,16 @@ PYEOF
     # batch k+1 uploaded while step k computes: the same losses with and
     # without, and the loop's images/s of each (the log's last line)
     overlap() { # PREFETCH NAME (the loader's batches: ONNXTRAIN_DEVICE_PREP=0)
-        ONNXTRAIN_PREFETCH=$1 ONNXTRAIN_DEVICE_PREP=${PREP:-0} timeout 150 "$BIN" finetune "$R18" --data "$DATA" --classes 10 \
-            --image-size 224 --batch-size 32 --epochs 20 --max-steps 30 --mode full --no-cache \
-            --workers 4 --deterministic --device cuda --log "$WORK/$2.csv" -o "$WORK/$2.onnx" \
-            >>"$LOG" 2>&1
+        ONNXTRAIN_PREFETCH=$1 ONNXTRAIN_DEVICE_PREP=${PREP:-0} timeout 150 "$BIN" finetune \
+            "$R18" --data "$DATA" --classes 10 --image-size 224 --batch-size 32 --epochs 20 \
+            --max-steps 30 --mode full --no-cache --workers 4 --deterministic --device cuda \
+            --log "$WORK/$2.csv" -o "$WORK/$2.onnx" >>"$LOG" 2>&1
     }
-    if overlap 1 ahead && overlap 0 inline; then
-        detail=$("$PY" - "$WORK/ahead.csv" "$WORK/inline.csv" <<'PYEOF'
+    # same_losses CHECK A B WHAT_A WHAT_B: the two runs' logs, loss by loss
+    # (relative 1e-4), and the loop's images/s of each (epochs after the first)
+    same_losses() {
+        local detail
+        detail=$("$PY" - "$WORK/$2.csv" "$WORK/$3.csv" "$4" "$5" <<'PYEOF'
 import csv, sys
 a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
 la = [float(r["loss"]) for r in a]
@@ -390,30 +393,22 @@ lb = [float(r["loss"]) for r in b]
 d = max((abs(x - y) / max(1.0, abs(y)) for x, y in zip(la, lb)), default=float("inf"))
 ips = lambda rows: sum(float(r["images_per_s"]) for r in rows[1:]) / max(1, len(rows) - 1)
 ok = len(la) == len(lb) > 0 and d <= 1e-4
-print("%s\tloss difference %.3g over %d epochs; images/s (epochs after the first): %.1f handed in ahead, %.1f one at a time" % (
-    "pass" if ok else "fail", d, len(la), ips(a), ips(b)))
+print("%s\tloss difference %.3g over %d epochs; images/s (epochs after the first): %.1f %s, %.1f %s" % (
+    "pass" if ok else "fail", d, len(la), ips(a), sys.argv[3], ips(b), sys.argv[4]))
 PYEOF
 )
-        record upload_overlap "${detail%%$'\t'*}" "${detail#*$'\t'}"
+        record "$1" "${detail%%$'\t'*}" "${detail#*$'\t'}"
+    }
+    if overlap 1 ahead && overlap 0 inline; then
+        same_losses upload_overlap ahead inline "handed in ahead" "one at a time"
     else
         record upload_overlap fail "a training run failed: $(tail -n 1 "$LOG")"
     fi
     # the uint8 images resized on the device (the default for CIFAR): the
     # same losses as the CPU loader's batches (the kernel is bit-identical)
     if PREP=1 overlap 1 prep && [ -f "$WORK/inline.csv" ]; then
-        detail=$("$PY" - "$WORK/prep.csv" "$WORK/inline.csv" <<'PYEOF'
-import csv, sys
-a, b = (list(csv.DictReader(open(p))) for p in sys.argv[1:3])
-la = [float(r["loss"]) for r in a]
-lb = [float(r["loss"]) for r in b]
-d = max((abs(x - y) / max(1.0, abs(y)) for x, y in zip(la, lb)), default=float("inf"))
-ips = lambda rows: sum(float(r["images_per_s"]) for r in rows[1:]) / max(1, len(rows) - 1)
-ok = len(la) == len(lb) > 0 and d <= 1e-4
-print("%s\tloss difference %.3g over %d epochs; images/s (epochs after the first): %.1f resized on the device, %.1f from the CPU loader one at a time" % (
-    "pass" if ok else "fail", d, len(la), ips(a), ips(b)))
-PYEOF
-)
-        record device_prep "${detail%%$'\t'*}" "${detail#*$'\t'}"
+        same_losses device_prep prep inline "resized on the device" \
+            "from the CPU loader one at a time"
     else
         record device_prep fail "the training run failed: $(tail -n 1 "$LOG")"
     fi
