@@ -200,31 +200,34 @@ static ot_status bind_inputs(ot_exec *x, const ot_exec_input *inputs, int n_inpu
     x->in_ahead = ot_calloc((size_t)n_inputs + 1, sizeof *x->in_ahead);
     if (!x->in_ahead)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
-    for (int i = 0; i < n_inputs; i++)
-        if (inputs[i].prefetch && !inputs[i].const_value) {
-            if (!x->in_prefetch && !(x->in_prefetch = ot_calloc((size_t)n_inputs, sizeof(bool))))
-                return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
-            x->in_prefetch[i] = true;
-            const ot_exec_u8 *u = inputs[i].u8;
-            if (!u)
-                continue;
-            const ot_tensor *t = &inputs[i].tensor;
+    int pi = x->opts.prefetch_input - 1; /* the input handed in ahead, if any */
+    if (pi >= n_inputs || (pi >= 0 && inputs[pi].const_value))
+        return ot_err_set(err, OT_ERR_ARG, "the input to hand in ahead is not a bound input");
+    if (pi >= 0) {
+        if (!(x->in_prefetch = ot_calloc((size_t)n_inputs, sizeof(bool))))
+            return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+        x->in_prefetch[pi] = true;
+        const ot_exec_u8 *u = x->opts.prefetch_u8;
+        const ot_tensor *t = &inputs[pi].tensor;
+        if (u) {
             if (t->dtype != OT_DTYPE_FLOAT || t->ndim != 4 || t->dims[2] != t->dims[3] ||
                 u->c_in < 1 || u->h < 1 || u->w < 1 || !u->host ||
                 (u->c_in != 1 && u->c_in != t->dims[1]) || t->dims[1] > 3 ||
                 (!u->coef && u->n_coef))
                 return ot_err_set(err, OT_ERR_ARG, "input '%s': not a float [n, C, S, S] input "
-                                  "of uint8 images of C or 1 planes", g->values[inputs[i].value].name);
-            if (!x->in_u8 && !(x->in_u8 = ot_calloc((size_t)n_inputs, sizeof *x->in_u8)))
+                                  "of uint8 images of C or 1 planes",
+                                  g->values[inputs[pi].value].name);
+            if (!(x->in_u8 = ot_calloc((size_t)n_inputs, sizeof *x->in_u8)))
                 return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
-            x->in_u8[i] = *u;
+            x->in_u8[pi] = *u;
             int32_t *coef = ot_malloc((u->n_coef ? u->n_coef : 1) * sizeof *coef);
             if (!coef)
                 return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
             if (u->n_coef)
                 memcpy(coef, u->coef, u->n_coef * sizeof *coef);
-            x->in_u8[i].coef = coef;
+            x->in_u8[pi].coef = coef;
         }
+    }
     for (int32_t i = 0; i < g->n_inputs; i++) {
         const ot_value *v = &g->values[g->inputs[i].value];
         bool bound = false;

@@ -40,10 +40,6 @@ typedef struct ot_exec_input {
     int32_t value;      /* value id of the graph input                        */
     ot_tensor tensor;   /* dtype and dims; data used only when const_value    */
     bool const_value;   /* treat the data as a compile-time constant          */
-    bool prefetch;      /* handed in ahead of runs (ot_exec_prefetch): a
-                           backend that overlaps runs keeps a second buffer  */
-    const ot_exec_u8 *u8; /* with prefetch: handed in as uint8 images
-                           (ot_exec_prefetch_u8), a float [n, C, S, S] input */
 } ot_exec_input;
 
 /*
@@ -127,6 +123,12 @@ typedef struct ot_exec_opts {
        parameters). It must outlive the new executor, run on the same device,
        and hold every state value the new graph has. */
     const struct ot_exec *share_state;
+    /* The input handed in ahead of runs (ot_exec_prefetch), as its index in
+       the binding order plus one (0: none): a backend that overlaps runs
+       keeps a second buffer for it. With prefetch_u8 it takes uint8 images
+       (ot_exec_prefetch_u8) and must be a float [n, C, S, S] input. */
+    int prefetch_input;
+    const ot_exec_u8 *prefetch_u8;
     ot_exec_cpu_opts cpu;
 } ot_exec_opts;
 

@@ -155,9 +155,11 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
     if (!r->cut_in)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     if (tg->prefix) {
-        ot_exec_input in = { .value = tg->image, .tensor = img, .prefetch = T->u8_on,
-                             .u8 = T->u8_on ? &T->u8 : NULL };
-        OT_TRY(ot_exec_compile(tg->prefix, &in, 1, &eo, &r->prefix, err));
+        ot_exec_input in = { .value = tg->image, .tensor = img };
+        ot_exec_opts po = eo;
+        po.prefetch_input = T->u8_on; /* the images, as uint8 */
+        po.prefetch_u8 = T->u8_on ? &T->u8 : NULL;
+        OT_TRY(ot_exec_compile(tg->prefix, &in, 1, &po, &r->prefix, err));
         for (int c = 0; c < tg->n_cut; c++)
             r->cut_in[c] = *ot_exec_output(r->prefix, c);
     } else {
@@ -188,8 +190,8 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
         ins[c].tensor = r->cut_in[c];
         ins[c].tensor.data = NULL;
     }
-    ins[0].prefetch = (T->ahead_on || T->u8_on) && !tg->prefix; /* the images */
-    ins[0].u8 = T->u8_on && !tg->prefix ? &T->u8 : NULL;
+    eo.prefetch_input = (T->ahead_on || T->u8_on) && !tg->prefix; /* the images: input 0 */
+    eo.prefetch_u8 = T->u8_on && !tg->prefix ? &T->u8 : NULL;
     eo.share_state = share;
     st = ot_exec_compile(tg->step, ins, n_in, &eo, &r->step, err);
     ot_free(ins);

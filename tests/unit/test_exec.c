@@ -377,9 +377,10 @@ TEST(exec_prefetch_hands_the_next_input_in)
     opaque.host_visible = false;
     opaque.launch = ot_backend_cpu.run;
     opaque.wait = counting_wait;
-    ot_exec_input b = { .value = input, .tensor = in, .prefetch = true };
-    CHECK_OK(ot_exec_compile(g, &b, 1, NULL, &host, &err), &err);
-    CHECK_OK(ot_exec_compile_on(&opaque, g, &b, 1, NULL, &dev, &err), &err);
+    ot_exec_input b = { .value = input, .tensor = in };
+    ot_exec_opts po = { .prefetch_input = 1 };
+    CHECK_OK(ot_exec_compile(g, &b, 1, &po, &host, &err), &err);
+    CHECK_OK(ot_exec_compile_on(&opaque, g, &b, 1, &po, &dev, &err), &err);
     CHECK(ot_exec_overlaps(dev) && !ot_exec_overlaps(host));
     size_t nf = in.bytes / sizeof(float);
     float *next = ot_malloc(in.bytes), *junk = ot_malloc(in.bytes), y1[64], y2[64];
@@ -416,7 +417,6 @@ TEST(exec_prefetch_hands_the_next_input_in)
     short_t.bytes -= 4;
     CHECK_EQ_INT(ot_exec_prefetch(dev, 0, &short_t, &err), OT_ERR_ARG);
     CHECK_EQ_INT(ot_exec_prefetch(dev, 1, &tn, &err), OT_ERR_ARG);
-    b.prefetch = false;
     CHECK_OK(ot_exec_compile_on(&opaque, g, &b, 1, NULL, &plain, &err), &err);
     CHECK_EQ_INT(ot_exec_prefetch(plain, 0, &tn, &err), OT_ERR_ARG);
     /* uint8 images: only for an input compiled with them, and only a float
@@ -425,10 +425,11 @@ TEST(exec_prefetch_hands_the_next_input_in)
     CHECK_EQ_INT(ot_exec_prefetch_u8(dev, 0, img, next, &err), OT_ERR_ARG);
     ot_exec_u8 u8 = { .c_in = 1, .h = 4, .w = 4, .host = NULL };
     ot_exec *bad = NULL;
-    b.prefetch = true;
-    b.u8 = &u8;
-    CHECK_EQ_INT(ot_exec_compile_on(&opaque, g, &b, 1, NULL, &bad, &err), OT_ERR_ARG);
+    po.prefetch_u8 = &u8;
+    CHECK_EQ_INT(ot_exec_compile_on(&opaque, g, &b, 1, &po, &bad, &err), OT_ERR_ARG);
     CHECK(bad == NULL);
+    ot_exec_opts far = { .prefetch_input = 2 }; /* one input bound */
+    CHECK_EQ_INT(ot_exec_compile_on(&opaque, g, &b, 1, &far, &bad, &err), OT_ERR_ARG);
     /* the CPU reads the caller's memory: a prefetch takes nothing */
     CHECK_OK(ot_exec_prefetch(host, 0, &tn, &err), &err);
     CHECK_OK(ot_exec_run(host, &in, 1, &err), &err);
