@@ -162,7 +162,7 @@ ot_status ot_exec_run(ot_exec *x, const ot_tensor *inputs, int n_inputs, ot_err 
  * other call on the executor (outputs, state, the next launch or run) waits
  * for it first, and ot_exec_wait waits for it and reports its error.
  * Meanwhile ot_exec_prefetch hands in input i of the next run (an input
- * compiled with `prefetch`): its bytes are taken now, and their upload
+ * named by opts.prefetch_input): its bytes are taken now, and their upload
  * overlaps the run in flight; the next run uses them instead of copying its
  * inputs[i], which must still be given (same shape; a backend that reads the
  * caller's memory, the CPU, reads inputs[i], so it must hold the same
@@ -174,12 +174,12 @@ bool ot_exec_overlaps(const ot_exec *x);
 ot_status ot_exec_launch(ot_exec *x, const ot_tensor *inputs, int n_inputs, ot_err *err);
 ot_status ot_exec_wait(ot_exec *x, ot_err *err);
 ot_status ot_exec_prefetch(ot_exec *x, int i, const ot_tensor *t, ot_err *err);
-/* The same for an input compiled with `u8`: `images` holds its n uint8
+/* The same for the input of opts.prefetch_u8: `images` holds its n uint8
    images (n is the input's first dim). The CUDA backend uploads them and
    runs the transform on the device at the next run's start; a backend
    without it writes the floats with u8->host to `host_out` (the input's
    size) and hands that in, so pass `host_out` as inputs[i].data to the next
-   run. Errors: OT_ERR_ARG (not compiled with u8), what `host` returns,
+   run. Errors: OT_ERR_ARG (no prefetch_u8 for it), what `host` returns,
    OT_ERR_BACKEND. */
 ot_status ot_exec_prefetch_u8(ot_exec *x, int i, const uint8_t *images, float *host_out,
                               ot_err *err);

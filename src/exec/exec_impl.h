@@ -47,7 +47,7 @@ struct ot_exec {
     const ot_tensor *in_now; /* the caller's inputs during a run               */
 
     void **in_mem;        /* backend buffers for the inputs (not host-visible) */
-    bool *in_prefetch;    /* per input: compiled with `prefetch` (NULL: none)  */
+    bool *in_prefetch;    /* per input: opts.prefetch_input's (NULL: none)     */
     bool *in_ahead;       /* per input: handed in ahead for the next run       */
     ot_exec_u8 *in_u8;    /* per input: its uint8 transform (coef copied), or
                              zeroed (c_in 0); NULL when no input has one      */

@@ -13,7 +13,7 @@
  * copy finished: after a run that synchronised its stream (which waited on
  * the event) without waiting, else after waiting on the event.
  *
- * Prefetch (double buffering): an input compiled with `prefetch` also gets a
+ * Prefetch (double buffering): the input of opts.prefetch_input also gets a
  * device slot of its size, allocated at bind time. ot_cuda_stage_prefetch
  * copies the next run's bytes into the input's pinned region and from there
  * into the slot on the copy stream while the run before is still computing
