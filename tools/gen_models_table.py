@@ -124,7 +124,10 @@ say. The columns:
   the running statistics of the BatchNorms in training mode, and the weights
   after one SGD and one Adam step, each within 1e-4 (relative L2) or within
   4x PyTorch's own float32 error where that is larger (the file is exported
-  without Dropout and with every BatchNorm kept, the head not swapped);
+  without Dropout and with every BatchNorm kept, the head not swapped; for a
+  zoo_* row it is the zoo form's file itself, against the family it rewrites
+  with the BatchNorms the exporter folded folded the same way, the loss on
+  the logits before the zoo's Softmax; tests/golden/make_family_golden.py);
 - **one step, onnxtrain / PyTorch**: seconds per full-mode training step
   (SGD) of the same family at the size and batch the header names, onnxtrain
   against PyTorch (channels-last, same threads) in the same run, and PyTorch's

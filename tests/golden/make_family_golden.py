@@ -13,8 +13,11 @@ for ResNet-18, in the same container format, at the family's size:
                  (a training step would draw a random mask), exported at
                  opset 13 with TrainingMode.PRESERVE of the eval-mode model
                  and no constant folding, so that every BatchNormalization
-                 stays and each initializer keeps its PyTorch name. The
-                 head keeps its 1000 classes and its weights (no head swap).
+                 stays and each initializer keeps its PyTorch name (opset
+                 17 for the _op17 families). The head keeps its 1000 classes
+                 and its weights (no head swap). For a zoo_* family: the
+                 zoo form's file itself, as make_family_tests.py writes it
+                 (under OUTDIR/.zoo).
   batches.bin    input.0 float32 [2,3,S,S], labels.0 int64 [2]
   MODE.bin       for feature_extract, fine_tune and full: loss, logits,
                  grad/NAME, stats/NAME (running statistics of the training-mode
@@ -37,10 +40,23 @@ float64 on some gradients, MNASNet's fine-tune logits 2e-4), so test_parity
 holds each tensor to the parity tolerance or to a small multiple of PyTorch's
 own float32 error, whichever is larger.
 
-A family is rewritten when an output is missing or older than this script or
-when a preset's trained set changed.
+A zoo form's reference is the family it rewrites (the loss reads the logits
+the zoo's trailing Softmax takes): the PyTorch model with the BatchNorms the
+exporter folded into the convolution before them folded the same way, each
+file initializer matched to the model's tensor of the same shape and value
+and the model set to the file's float32 values, and the records named by the
+file's initializers. An NHWC form is refused (test_parity feeds NCHW).
+
+The references are cached: a family is recomputed only when index.json's key
+differs, a hash of the model file's bytes, the trained sets, the batch, the
+family's definition (make_family_tests.py, zoo_forms.py), PyTorch's version
+and REF_VERSION (how a step is computed here), or when an output is missing.
+The file is re-exported when that definition changed. So an unchanged
+family costs the three `inspect` calls, not a float64 step (3-15 minutes
+for the larger families on a loaded 2-core machine).
 """
 import copy
+import hashlib
 import json
 import os
 import subprocess
@@ -54,6 +70,9 @@ sys.path.insert(0, os.path.join(HERE, "..", "fixtures"))
 MODES = {"feature_extract": "feature-extract", "fine_tune": "fine-tune", "full": "full"}
 OUTPUTS = ("model.onnx", "batches.bin", "index.json") + tuple(m + ".bin" for m in MODES)
 BATCH = 2
+# What the references are computed by; a change to how a step is computed
+# must change this (the cache below does not look at this script's date).
+REF_VERSION = 2
 # The batch is drawn from this seed (20 unless listed). RegNet's full-mode
 # step at seed 20 puts a ReLU input of its last stage 6e-6 from zero, where
 # float32 rounding (PyTorch's or onnxtrain's) may flip the ReLU's gradient;
@@ -74,15 +93,42 @@ def plans(onnxtrain, onnx_path):
     return out
 
 
-def up_to_date(folder, plan):
-    stamp = os.path.getmtime(SCRIPT)
-    for name in OUTPUTS:
-        p = os.path.join(folder, name)
-        if not os.path.exists(p) or os.path.getmtime(p) < stamp:
-            return False
-    with open(os.path.join(folder, "index.json")) as f:
-        old = json.load(f)
-    return all(old["modes"].get(m, {}).get("trained") == plan[m] for m in MODES)
+def digest(*parts):
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else str(part).encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def source_key(name):
+    """What model.onnx is made from: the family's definition and weights
+    (make_family_tests.py, and zoo_forms.py for the zoo forms), how it is
+    exported here (REF_VERSION) and PyTorch's version."""
+    import torch
+
+    texts = []
+    for f in ("make_family_tests.py", "zoo_forms.py"):
+        with open(os.path.join(HERE, "..", "fixtures", f), "rb") as fh:
+            texts.append(fh.read())
+    return digest(name, REF_VERSION, torch.__version__, *texts)
+
+
+def ref_key(folder, source, plan, name):
+    """The references' cache key: the model file's bytes, the trained sets,
+    the batch and how the step is computed."""
+    with open(os.path.join(folder, "model.onnx"), "rb") as f:
+        model = f.read()
+    return digest(source, model, json.dumps(plan, sort_keys=True), BATCH,
+                  BATCH_SEED.get(name, 20))
+
+
+def read_index(folder):
+    try:
+        with open(os.path.join(folder, "index.json")) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 def build(name):
@@ -102,12 +148,70 @@ def build(name):
     return model.eval(), side
 
 
-def export(model, side, path):
-    import onnx
+def grouped_conv(conv, x):
+    """conv (a Conv2d with groups > 1) applied to x as one batched matrix
+    product over the groups (unfold, then einsum): the same function as
+    conv's own forward, in float64 for the references, where PyTorch's CPU
+    path runs one convolution per group (no oneDNN in float64): 768 of them
+    in a ConvNeXt depthwise layer, 100 times slower than float32."""
+    import torch
+    import torch.nn.functional as F
+
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = conv.kernel_size, conv.stride, conv.padding, \
+        conv.dilation
+    oh = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    ow = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    g, o = conv.groups, conv.out_channels
+    cols = F.unfold(x, (kh, kw), dilation=(dh, dw), padding=(ph, pw), stride=(sh, sw))
+    cols = cols.view(n, g, (c // g) * kh * kw, oh * ow)
+    y = torch.einsum("ngkl,gok->ngol", cols, conv.weight.view(g, o // g, -1))
+    y = y.reshape(n, o, oh, ow)
+    return y if conv.bias is None else y + conv.bias.view(1, o, 1, 1)
+
+
+def fast_float64(model):
+    """model's grouped convolutions computed by grouped_conv (float64 only)."""
+    import types
     import torch
 
+    for mod in model.modules():
+        if (isinstance(mod, torch.nn.Conv2d) and mod.groups > 1 and mod.padding_mode == "zeros"
+                and not isinstance(mod.padding, str)):
+            mod.forward = types.MethodType(grouped_conv, mod)
+    return model
+
+
+def check_grouped_conv():
+    """grouped_conv against PyTorch's own float64 convolution, its output and
+    both gradients, on small layers of the forms the families use
+    (depthwise, grouped, strided, dilated, with and without bias)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(5)
+    for cin, cout, k, stride, pad, dil, groups, side in (
+            (12, 12, 7, 1, 3, 1, 12, 9), (16, 32, 3, 2, 1, 1, 8, 9),
+            (6, 12, 3, 1, 2, 2, 3, 8), (6, 12, 1, 1, 0, 1, 3, 5), (8, 8, 5, 2, 2, 1, 8, 11)):
+        conv = torch.nn.Conv2d(cin, cout, k, stride, pad, dil, groups, bias=groups % 2 == 0)
+        conv = conv.double()
+        x = torch.randn(2, cin, side, side, dtype=torch.float64, generator=gen,
+                        requires_grad=True)
+        outs = []
+        for f in (conv.forward, lambda t: grouped_conv(conv, t)):
+            y = f(x)
+            outs.append([y] + list(torch.autograd.grad((y * y).sum(), [x, conv.weight])))
+        for want, got in zip(*outs):
+            err = float((got - want).abs().max() / want.abs().max())
+            assert err < 1e-12, ("grouped_conv", cin, cout, k, groups, err)
+
+
+def export(model, name, side, path):
+    import onnx
+    import torch
+    import make_family_tests as fam
+
     x = torch.zeros(1, 3, side, side)
-    torch.onnx.export(model, x, path + ".tmp", opset_version=13,
+    torch.onnx.export(model, x, path + ".tmp", opset_version=fam.OPSET.get(name, 13),
                       input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
                       training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
@@ -115,11 +219,84 @@ def export(model, side, path):
     inits = {t.name: tuple(t.dims) for t in m.graph.initializer}
     sd = model.state_dict()
     for n, v in sd.items():
-        if n.endswith("num_batches_tracked"):
+        if not v.is_floating_point():  # BN step counts, Swin's position index
             continue
         assert n in inits, "initializer for %s not found (exporter renamed it)" % n
         assert inits[n] == tuple(v.shape), (n, inits[n], tuple(v.shape))
     os.replace(path + ".tmp", path)
+
+
+def fold_conv_bns(model):
+    """Folds each BatchNorm that follows a convolution directly (the next
+    module in registration order, as in every torchvision family here) into
+    it, as PyTorch's exporter does in eval mode; the BatchNorm becomes an
+    Identity. In the model's precision."""
+    import torch
+
+    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
+    with torch.no_grad():
+        for (_, conv), (bn_name, bn) in zip(leaves, leaves[1:]):
+            if not (isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d)):
+                continue
+            k = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            conv.weight.mul_(k.reshape(-1, 1, 1, 1))
+            conv.bias = torch.nn.Parameter((bias - bn.running_mean) * k + bn.bias)
+            parent = model.get_submodule(bn_name.rpartition(".")[0]) if "." in bn_name else model
+            setattr(parent, bn_name.rpartition(".")[2], torch.nn.Identity())
+
+
+def zoo_reference(model, onnx_path):
+    """A zoo form's reference: the family it rewrites, in float64, with the
+    BatchNorms the exporter folded folded the same way and every tensor set
+    to the file's own (float32) value. Returns the ONNX initializer name ->
+    PyTorch parameter or buffer name; each float initializer of the file must
+    match one tensor of the model (same shape, relative difference <= 1e-5),
+    each parameter one initializer."""
+    import numpy as np
+    import onnx
+    import torch
+    from onnx import numpy_helper
+
+    model = model.double()
+    fold_conv_bns(model)
+    tensors = dict(model.named_parameters())
+    tensors.update((n, b) for n, b in model.named_buffers() if b.is_floating_point())
+    free = set(tensors)
+    names = {}
+    for init in onnx.load(onnx_path).graph.initializer:
+        v = numpy_helper.to_array(init)
+        if v.dtype != np.float32:
+            continue
+        best, err = None, None
+        for n in free:
+            t = tensors[n]
+            if tuple(t.shape) != v.shape:
+                continue
+            want = t.detach().numpy()
+            e = float(np.abs(want - v).max() / max(np.abs(want).max(), 1e-30))
+            if err is None or e < err:
+                best, err = n, e
+        if best is None or err > 1e-5:
+            raise SystemExit("%s: initializer %s %s matches no tensor of the reference model "
+                             "(closest: %s)" % (onnx_path, init.name, list(v.shape), err))
+        free.discard(best)
+        names[init.name] = best
+        with torch.no_grad():
+            tensors[best].copy_(torch.from_numpy(v.astype(np.float64)))
+    left = [n for n, _ in model.named_parameters() if n in free]
+    if left:
+        raise SystemExit("%s: PyTorch parameters not in the file: %s" % (onnx_path, left[:5]))
+    return model, names
+
+
+def zoo_fixture(outdir, name):
+    """The zoo form's file as tests/fixtures/make_family_tests.py writes it
+    (under OUTDIR/.zoo)."""
+    import make_family_tests as fam
+
+    fam.make(os.path.join(outdir, ".zoo"), name)
+    return os.path.join(outdir, ".zoo", name, "model.onnx")
 
 
 def set_modes(model, trained):
@@ -139,27 +316,39 @@ def set_modes(model, trained):
 
 
 def one_step(base, trained, x, y):
-    """The step in base's precision: [(key, tensor)], training-mode BNs."""
+    """The step in base's precision: [(key, tensor)], training-mode BNs.
+    Runs on base itself (no copy of the model: its parameters are only read,
+    and the running statistics the training-mode BNs update are put back)."""
     import torch
     from make_train_golden import forward_loss, make_optim
 
-    model = copy.deepcopy(base)
-    params = dict(model.named_parameters())
+    params = dict(base.named_parameters())
     unknown = [n for n in trained if n not in params]
     assert not unknown, "trained tensors that are not PyTorch parameters: %s" % unknown[:5]
-    bn_train = set_modes(model, set(trained))
-    loss, logits = forward_loss(model, x, y)
-    grads = torch.autograd.grad(loss, [params[n] for n in trained])
-    out = [("loss", loss.reshape(1)), ("logits", logits)]
-    out += [("grad/" + n, g) for n, g in zip(trained, grads)]
-    bufs = dict(model.named_buffers())
-    for b in bn_train:
-        for s in ("running_mean", "running_var"):
-            out.append(("stats/%s.%s" % (b, s), bufs[b + "." + s]))
+    bn_train = set_modes(base, set(trained))
+    bufs = dict(base.named_buffers())
+    keep = [b + "." + s for b in bn_train for s in ("running_mean", "running_var",
+                                                    "num_batches_tracked")]
+    saved = {k: bufs[k].clone() for k in keep}
+    try:
+        loss, logits = forward_loss(base, x, y)
+        grads = torch.autograd.grad(loss, [params[n] for n in trained])
+        out = [("loss", loss.reshape(1)), ("logits", logits)]
+        out += [("grad/" + n, g) for n, g in zip(trained, grads)]
+        for b in bn_train:
+            for s in ("running_mean", "running_var"):
+                out.append(("stats/%s.%s" % (b, s), bufs[b + "." + s].clone()))
+    finally:
+        with torch.no_grad():
+            for k, v in saved.items():
+                bufs[k].copy_(v)
+        base.eval()
+        for p in params.values():
+            p.requires_grad_(True)
     for kind in ("sgd", "adam"):
-        ps = [base.state_dict()[n].detach().clone().requires_grad_(True) for n in trained]
+        ps = [params[n].detach().clone().requires_grad_(True) for n in trained]
         for p, g in zip(ps, grads):
-            p.grad = g.detach().clone()
+            p.grad = g.detach()
         make_optim(kind, ps).step()
         out += [("%s/%s" % (kind, n), p) for n, p in zip(trained, ps)]
     return [(k, v.detach()) for k, v in out], bn_train
@@ -180,43 +369,77 @@ def rel_err(key, got, want, ref):
     return float(np.linalg.norm(got - want) / den) if den > 0 else 0.0
 
 
-def run_mode(base, base32, trained, x, y):
+def run_mode(base, base32, trained, x, y, to_file):
+    """The mode's records under the file's names (to_file: PyTorch name ->
+    initializer name)."""
     import numpy as np
     import torch
 
+    def rename(key):
+        kind, _, n = key.partition("/")
+        return kind + "/" + to_file[n] if n else key
+
     ref, bn_train = one_step(base, trained, x.double(), y)
-    ref = {k: v.to(torch.float32).numpy() for k, v in ref}
+    ref = {rename(k): v.to(torch.float32).numpy() for k, v in ref}
     r32, _ = one_step(base32, trained, x, y)
     recs = list(ref.items())
     for k, v in r32:
+        k = rename(k)
         recs.append(("f32err/" + k, np.array([rel_err(k, v.numpy(), ref[k], ref)], np.float32)))
-    return recs, {"trained": trained, "bn_train": bn_train, "loss": float(ref["loss"][0])}
+    return recs, {"trained": sorted(to_file[n] for n in trained), "bn_train": bn_train,
+                  "loss": float(ref["loss"][0])}
 
 
 def make(onnxtrain, outdir, name):
+    """Writes OUTDIR/NAME unless its references are there for the same model
+    file, trained sets and batch (index.json's key). Returns what it did."""
+    import shutil
     import torch
+    import make_family_tests as fam
     from make_train_golden import write_bin
 
+    if "nhwc" in fam.ZOO.get(name, ()):
+        raise SystemExit("%s: an NHWC input; test_parity feeds NCHW batches" % name)
     folder = os.path.join(outdir, name)
     os.makedirs(folder, exist_ok=True)
-    model, side = build(name)
     path = os.path.join(folder, "model.onnx")
-    if not os.path.exists(path) or os.path.getmtime(path) < os.path.getmtime(SCRIPT):
-        export(model, side, path)
+    index = read_index(folder)
+    source = source_key(name)
+    if index.get("source") != source or not os.path.exists(path):
+        index = {}
+        if name in fam.ZOO:
+            shutil.copyfile(zoo_fixture(outdir, name), path + ".tmp")
+            os.replace(path + ".tmp", path)
+        else:
+            model, side = build(name)
+            export(model, name, side, path)
     plan = plans(onnxtrain, path)
-    if up_to_date(folder, plan):
-        return
+    key = ref_key(folder, source, plan, name)
+    if index.get("key") == key and all(os.path.exists(os.path.join(folder, f)) for f in OUTPUTS):
+        return "cached"
+    model, side = build(name)
+    if name in fam.ZOO:
+        # the loss reads the logits before the zoo's Softmax: the family's own
+        base, to_pt = zoo_reference(model, path)
+        to_file = {v: k for k, v in to_pt.items()}
+        base32 = copy.deepcopy(base).float()
+        fast_float64(base)
+        plan_pt = {m: sorted(to_pt[n] for n in ns) for m, ns in plan.items()}
+    else:
+        to_file = {n: n for n in model.state_dict()}
+        base32 = copy.deepcopy(model)
+        base = fast_float64(model.double())
+        plan_pt = plan
     gen = torch.Generator().manual_seed(BATCH_SEED.get(name, 20))
     x = torch.randn(BATCH, 3, side, side, generator=gen)
-    classes = model(x[:1]).shape[1]
+    with torch.no_grad():
+        classes = base32(x[:1]).shape[1]
     y = torch.randint(0, classes, (BATCH,), generator=gen, dtype=torch.int64)
     write_bin(os.path.join(folder, "batches.bin"), [("input.0", x.numpy()), ("labels.0", y.numpy())])
-    base32 = copy.deepcopy(model)
-    base = model.double()
     index = {"family": name, "batch": BATCH, "image": [3, side, side], "classes": classes,
-             "modes": {}}
+             "source": source, "key": key, "modes": {}}
     for mode in MODES:
-        recs, info = run_mode(base, base32, plan[mode], x, y)
+        recs, info = run_mode(base, base32, plan_pt[mode], x, y, to_file)
         write_bin(os.path.join(folder, mode + ".bin"), recs)
         index["modes"][mode] = info
     p = os.path.join(folder, "index.json")
@@ -224,6 +447,7 @@ def make(onnxtrain, outdir, name):
         json.dump(index, f, indent=1, sort_keys=True)
         f.write("\n")
     os.replace(p + ".tmp", p)
+    return "computed"
 
 
 def main():
@@ -235,9 +459,9 @@ def main():
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     onnxtrain, outdir = sys.argv[1], sys.argv[2]
+    check_grouped_conv()
     for name in sys.argv[3:]:
-        make(onnxtrain, outdir, name)
-        print("ok", name)
+        print("ok", name, make(onnxtrain, outdir, name))
         sys.stdout.flush()
     return 0
 

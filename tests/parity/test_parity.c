@@ -74,6 +74,7 @@
 #include "core/core.h"
 #include "exec/exec.h"
 #include "onnx/onnx.h"
+#include "passes/batch.h"
 #include "passes/freeze.h"
 #include "passes/head.h"
 #include "train/optim.h"
@@ -548,14 +549,17 @@ typedef struct ctx {
     ot_graph *model;
     ot_train_graph tg;
     ot_exec *prefix, *step;
-    ot_tensor *step_in; /* cut values, labels, then (with an optimizer) the
-                           learning rate and the step number */
+    ot_tensor *step_in; /* cut values, labels, the Dropout seed where the step
+                           has one, then (with an optimizer) the learning
+                           rate and the step number */
     int n_in;
     ot_tensor img;
     ot_optim_opts optim;
     double lr;
     int64_t t;          /* the step number of the next run */
     double grad_scale;  /* --one-step: the largest RMS reference gradient */
+    int64_t seed;       /* the Dropout seed input: the references' Dropouts
+                           have ratio 0 (Swin's attention) or are removed */
 } ctx;
 
 static ot_optim_opts optim_opts(const char *kind, double *lr);
@@ -597,6 +601,10 @@ static bool ctx_setup(ctx *c, const mode_desc *md, const char *onnx_path, int n,
     c->md = md;
     const char *stage = "import";
     st = ot_onnx_import_file(onnx_path, NULL, &c->model, &err);
+    /* a zoo form's Reshape head with its declared batch follows the batch,
+       as finetune makes it */
+    if (st == OT_OK)
+        ot_pass_batch_reshapes(c->model);
     ot_head head;
     if (st == OT_OK) {
         stage = "find head";
@@ -626,7 +634,7 @@ static bool ctx_setup(ctx *c, const mode_desc *md, const char *onnx_path, int n,
     int64_t xd[4] = { n, ch, side, side };
     bind(&c->img, OT_DTYPE_FLOAT, 4, xd, NULL);
     if (st == OT_OK) {
-        c->step_in = calloc((size_t)tg->n_cut + 3, sizeof *c->step_in);
+        c->step_in = calloc((size_t)tg->n_cut + 4, sizeof *c->step_in);
         if (tg->prefix) {
             stage = "compile prefix";
             ot_exec_input in = { .value = tg->image, .tensor = c->img };
@@ -641,10 +649,14 @@ static bool ctx_setup(ctx *c, const mode_desc *md, const char *onnx_path, int n,
         stage = "compile step";
         int64_t ld[1] = { n };
         bind(&c->step_in[tg->n_cut], OT_DTYPE_INT64, 1, ld, NULL);
-        ot_exec_input *ins = calloc((size_t)tg->n_cut + 3, sizeof *ins);
+        ot_exec_input *ins = calloc((size_t)tg->n_cut + 4, sizeof *ins);
         for (int k = 0; k <= tg->n_cut; k++)
             ins[k].value = k < tg->n_cut ? tg->cut[k] : tg->labels;
         c->n_in = tg->n_cut + 1;
+        if (tg->seed >= 0) {
+            ins[c->n_in].value = tg->seed;
+            bind(&c->step_in[c->n_in++], OT_DTYPE_INT64, 0, NULL, &c->seed);
+        }
         if (kind) {
             ins[c->n_in].value = tg->optim.lr[0];
             bind(&c->step_in[c->n_in++], OT_DTYPE_DOUBLE, 0, NULL, &c->lr);
