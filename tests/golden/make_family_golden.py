@@ -47,13 +47,13 @@ file initializer matched to the model's tensor of the same shape and value
 and the model set to the file's float32 values, and the records named by the
 file's initializers. An NHWC form is refused (test_parity feeds NCHW).
 
-The references are cached: a family is recomputed only when index.json's key
-differs, a hash of the model file's bytes, the trained sets, the batch, the
-family's definition (make_family_tests.py, zoo_forms.py), PyTorch's version
-and REF_VERSION (how a step is computed here), or when an output is missing.
-The file is re-exported when that definition changed. So an unchanged
-family costs the three `inspect` calls, not a float64 step (3-15 minutes
-for the larger families on a loaded 2-core machine).
+The references are cached: the family is built and exported at each run
+(model.onnx is replaced only when its bytes change), and its references are
+recomputed only when index.json's key differs, a hash of the model file's
+bytes, the trained sets, the batch, PyTorch's version and REF_VERSION (how a
+step is computed here), or when an output is missing. So an unchanged
+family costs its export and three `inspect` calls, not a float64 step (3-15
+minutes for the larger families on a loaded 2-core machine).
 """
 import copy
 import hashlib
@@ -101,26 +101,25 @@ def digest(*parts):
     return h.hexdigest()
 
 
-def source_key(name):
-    """What model.onnx is made from: the family's definition and weights
-    (make_family_tests.py, and zoo_forms.py for the zoo forms), how it is
-    exported here (REF_VERSION) and PyTorch's version."""
+def ref_key(folder, plan, name):
+    """The references' cache key: the model file's bytes, the trained sets,
+    the batch, how the step is computed here and PyTorch's version."""
     import torch
 
-    texts = []
-    for f in ("make_family_tests.py", "zoo_forms.py"):
-        with open(os.path.join(HERE, "..", "fixtures", f), "rb") as fh:
-            texts.append(fh.read())
-    return digest(name, REF_VERSION, torch.__version__, *texts)
-
-
-def ref_key(folder, source, plan, name):
-    """The references' cache key: the model file's bytes, the trained sets,
-    the batch and how the step is computed."""
     with open(os.path.join(folder, "model.onnx"), "rb") as f:
         model = f.read()
-    return digest(source, model, json.dumps(plan, sort_keys=True), BATCH,
+    return digest(REF_VERSION, torch.__version__, model, json.dumps(plan, sort_keys=True), BATCH,
                   BATCH_SEED.get(name, 20))
+
+
+def put_file(tmp, path):
+    """tmp becomes path unless path has the same bytes (its cache key stays)."""
+    if os.path.exists(path):
+        with open(tmp, "rb") as a, open(path, "rb") as b:
+            if a.read() == b.read():
+                os.remove(tmp)
+                return
+    os.replace(tmp, path)
 
 
 def read_index(folder):
@@ -140,7 +139,8 @@ def build(name):
     torch.manual_seed(0)
     model = fam.build(name)
     x0 = torch.randn(BATCH, 3, side, side, generator=torch.Generator().manual_seed(3))
-    fam.randomize(model, x0, layer_norms=name.startswith(("vit", "swin", "convnext")))
+    fam.randomize(model, x0, layer_norms=name.startswith(("vit", "swin", "convnext")),
+                  calibrated=name in getattr(fam, "CALIBRATED", ()))
     for parent in list(model.modules()):
         for child_name, child in parent.named_children():
             if isinstance(child, torch.nn.Dropout):
@@ -211,11 +211,11 @@ def export(model, name, side, path):
     import make_family_tests as fam
 
     x = torch.zeros(1, 3, side, side)
-    torch.onnx.export(model, x, path + ".tmp", opset_version=fam.OPSET.get(name, 13),
+    torch.onnx.export(model, x, path + ".new", opset_version=fam.OPSET.get(name, 13),
                       input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
                       training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
-    m = onnx.load(path + ".tmp")
+    m = onnx.load(path + ".new")
     inits = {t.name: tuple(t.dims) for t in m.graph.initializer}
     sd = model.state_dict()
     for n, v in sd.items():
@@ -223,7 +223,7 @@ def export(model, name, side, path):
             continue
         assert n in inits, "initializer for %s not found (exporter renamed it)" % n
         assert inits[n] == tuple(v.shape), (n, inits[n], tuple(v.shape))
-    os.replace(path + ".tmp", path)
+    put_file(path + ".new", path)
 
 
 def fold_conv_bns(model):
@@ -403,21 +403,20 @@ def make(onnxtrain, outdir, name):
     folder = os.path.join(outdir, name)
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "model.onnx")
-    index = read_index(folder)
-    source = source_key(name)
-    if index.get("source") != source or not os.path.exists(path):
-        index = {}
-        if name in fam.ZOO:
-            shutil.copyfile(zoo_fixture(outdir, name), path + ".tmp")
-            os.replace(path + ".tmp", path)
-        else:
-            model, side = build(name)
-            export(model, name, side, path)
+    model = None
+    if name in fam.ZOO:
+        shutil.copyfile(zoo_fixture(outdir, name), path + ".new")
+        put_file(path + ".new", path)
+    else:
+        model, side = build(name)
+        export(model, name, side, path)
     plan = plans(onnxtrain, path)
-    key = ref_key(folder, source, plan, name)
-    if index.get("key") == key and all(os.path.exists(os.path.join(folder, f)) for f in OUTPUTS):
+    key = ref_key(folder, plan, name)
+    if read_index(folder).get("key") == key and \
+            all(os.path.exists(os.path.join(folder, f)) for f in OUTPUTS):
         return "cached"
-    model, side = build(name)
+    if model is None:
+        model, side = build(name)
     if name in fam.ZOO:
         # the loss reads the logits before the zoo's Softmax: the family's own
         base, to_pt = zoo_reference(model, path)
@@ -437,7 +436,7 @@ def make(onnxtrain, outdir, name):
     y = torch.randint(0, classes, (BATCH,), generator=gen, dtype=torch.int64)
     write_bin(os.path.join(folder, "batches.bin"), [("input.0", x.numpy()), ("labels.0", y.numpy())])
     index = {"family": name, "batch": BATCH, "image": [3, side, side], "classes": classes,
-             "source": source, "key": key, "modes": {}}
+             "key": key, "modes": {}}
     for mode in MODES:
         recs, info = run_mode(base, base32, plan_pt[mode], x, y, to_file)
         write_bin(os.path.join(folder, mode + ".bin"), recs)
