@@ -89,6 +89,25 @@ const dnnl_memory_desc_t *dn_pd_md(dnnl_primitive_desc_t pd, dnnl_query_t q)
     return dnnl_primitive_desc_query_md(pd, q, 0);
 }
 
+/* A primitive descriptor in the precision the executor computes in, or in
+   fp32 when oneDNN has no bf16 implementation of the operation: make(c, bf16,
+   arg, pd) initialises the operation's descriptors with bf16 operands (bf16
+   true) or fp32 ones and creates *pd, false when it cannot. *bf16 says which
+   made *pd (may be NULL); false when neither did (the plain kernel runs the node). */
+typedef bool (*dn_pd_maker)(ctx *c, bool bf16, void *arg, dnnl_primitive_desc_t *pd);
+
+static bool dn_make_pd_prec(ctx *c, dn_pd_maker make, void *arg, dnnl_primitive_desc_t *pd,
+                            bool *bf16)
+{
+    for (int b = c->cs->bf16 ? 1 : 0; b >= 0; b--)
+        if (make(c, b != 0, arg, pd)) {
+            if (bf16)
+                *bf16 = b != 0;
+            return true;
+        }
+    return false;
+}
+
 bool dn_get_window(const ot_graph *g, const ot_node *n, const ot_value *xv,
                        const ot_value *yv, const int64_t *kernel, window *w)
 {
@@ -313,6 +332,29 @@ static bool can_take_over(const ctx *c, const ot_fusion *f, const dnnl_memory_de
     return dnnl_memory_desc_equal(&omd, dst);
 }
 
+/* A forward convolution's descriptors for dn_make_pd_prec: with bf16, bf16
+   source and weights (converted by reorders), fp32 bias and result. */
+typedef struct conv_args {
+    dnnl_memory_desc_t x, w, y;
+    const dnnl_memory_desc_t *b;
+    const window *win;
+    dnnl_prop_kind_t prop;
+} conv_args;
+
+static bool conv_fwd_pd(ctx *c, bool bf16, void *arg, dnnl_primitive_desc_t *pd)
+{
+    const conv_args *a = arg;
+    const window *w = a->win;
+    dnnl_memory_desc_t x = a->x, wt = a->w;
+    dn_md_bf16(&x, bf16);
+    dn_md_bf16(&wt, bf16);
+    dnnl_convolution_desc_t cd;
+    return dnnl_dilated_convolution_forward_desc_init(&cd, a->prop, dnnl_convolution_direct, &x,
+                                                      &wt, a->b, &a->y, w->strides, w->dil, w->pl,
+                                                      w->pr) == dnnl_success &&
+           dn_make_pd(c, pd, &cd);
+}
+
 static ot_status do_conv(ctx *c, bool *done, ot_err *err)
 {
     ot_status st = OT_OK;
@@ -360,11 +402,6 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
     dn_md_any(xv, &xmd);
     dn_md_any(yv, &ymd);
     conv_weight_mds(wv, group, &wmd, &wplain);
-    /* --precision bf16: bf16 source and weights (converted by the reorders
-       below), fp32 bias and result */
-    bool bf16 = c->cs->bf16;
-    dn_md_bf16(&xmd, bf16);
-    dn_md_bf16(&wmd, bf16);
     ot_loc wplain_loc, lb = { 0 };
     bool has_bias = bid >= 0;
     OT_TRY(cpu_val_plain(c->x, wid, &wplain_loc, err));
@@ -372,18 +409,10 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
         OT_TRY(cpu_val_plain(c->x, bid, &lb, err));
     if (has_bias)
         dn_md_plain_dims(1, &wv->dims[0], &bmd);
-    dnnl_convolution_desc_t cd;
     /* in a training graph the forward convolutions take the layout their
        backward primitives use, so activations need no reorders between them */
-    dnnl_prop_kind_t prop = c->cs->training ? dnnl_forward_training : dnnl_forward_inference;
     bool nxc = dn_blk_grouped_nxc(c, xid, group, xv->dims[1], xv, &xmd, yv, &ymd);
-retry:
-    if (dnnl_dilated_convolution_forward_desc_init(&cd, prop,
-                                                   dnnl_convolution_direct, &xmd, &wmd,
-                                                   has_bias ? &bmd : NULL, &ymd, w.strides, w.dil,
-                                                   w.pl, w.pr) != dnnl_success)
-        goto done;
-    if (fuse_nodes[0] >= 0 && !po) {
+    if (fuse_nodes[0] >= 0) {
         CPU_TRY(dnnl_post_ops_create(&po), err, "conv");
         if (add_other >= 0)
             CPU_TRY(dnnl_post_ops_append_sum(po, 1.0f), err, "conv");
@@ -394,24 +423,17 @@ retry:
                     err, "conv");
         CPU_TRY(dnnl_primitive_attr_set_post_ops(c->attr, po), err, "conv");
     }
-    if (nxc && (!dn_make_pd(c, &pd, &cd) || dn_blk_is_ref(pd))) {
+    conv_args ca = { .x = xmd, .w = wmd, .b = has_bias ? &bmd : NULL, .y = ymd, .win = &w,
+                     .prop = c->cs->training ? dnnl_forward_training : dnnl_forward_inference };
+    if (nxc && (!dn_make_pd_prec(c, conv_fwd_pd, &ca, &pd, NULL) || dn_blk_is_ref(pd))) {
         if (pd)
             dnnl_primitive_desc_destroy(pd);
         pd = NULL;
-        nxc = false;
-        dn_md_any(xv, &xmd);
-        dn_md_any(yv, &ymd);
-        goto retry;
+        dn_md_any(xv, &ca.x);
+        dn_md_any(yv, &ca.y);
     }
-    if (!pd && !dn_make_pd(c, &pd, &cd)) {
-        if (bf16) { /* no bf16 implementation of this one: fp32 */
-            bf16 = false;
-            dn_md_bf16(&xmd, false);
-            dn_md_bf16(&wmd, false);
-            goto retry;
-        }
+    if (!pd && !dn_make_pd_prec(c, conv_fwd_pd, &ca, &pd, NULL))
         goto done; /* not implemented: plain kernel */
-    }
 
     ot_loc lx, lw, ly;
     const dnnl_memory_desc_t *px = dn_pd_md(pd, dnnl_query_src_md);
@@ -927,6 +949,23 @@ static void md_2d(int64_t rows, int64_t cols, bool trans, dnnl_memory_desc_t *md
     dnnl_memory_desc_init_by_strides(md, 2, dims, dnnl_f32, strides);
 }
 
+/* A matrix product's descriptors for dn_make_pd_prec: with bf16, bf16 copies
+   of A and B (same strides), fp32 result. */
+typedef struct matmul_args {
+    dnnl_memory_desc_t a, b;
+    const dnnl_memory_desc_t *c, *y;
+} matmul_args;
+
+static bool matmul_pd(ctx *c, bool bf16, void *arg, dnnl_primitive_desc_t *pd)
+{
+    const matmul_args *m = arg;
+    dnnl_memory_desc_t a = m->a, b = m->b;
+    dn_md_bf16(&a, bf16);
+    dn_md_bf16(&b, bf16);
+    dnnl_matmul_desc_t md;
+    return dnnl_matmul_desc_init(&md, &a, &b, m->c, m->y) == dnnl_success && dn_make_pd(c, pd, &md);
+}
+
 static ot_status do_matmul(ctx *c, bool is_gemm, bool *done, ot_err *err)
 {
     ot_status st = OT_OK;
@@ -983,21 +1022,14 @@ static ot_status do_matmul(ctx *c, bool is_gemm, bool *done, ot_err *err)
     }
     if (alpha != 1.0f)
         CPU_TRY(dnnl_primitive_attr_set_output_scales(c->attr, 1, 0, &alpha), err, n->op_type);
-    dnnl_matmul_desc_t md;
     dnnl_primitive_desc_t pd = NULL;
-    /* --precision bf16: bf16 copies of A and B (same strides), fp32 result */
+    matmul_args ma = { .a = amd, .b = bmd, .c = cid >= 0 ? &cmd : NULL, .y = &ymd };
+    bool bf16;
+    if (!dn_make_pd_prec(c, matmul_pd, &ma, &pd, &bf16))
+        return OT_OK;
     dnnl_memory_desc_t amd16 = amd, bmd16 = bmd;
-    bool bf16 = c->cs->bf16;
-    for (;; bf16 = false) {
-        dn_md_bf16(&amd16, bf16);
-        dn_md_bf16(&bmd16, bf16);
-        if (dnnl_matmul_desc_init(&md, &amd16, &bmd16, cid >= 0 ? &cmd : NULL, &ymd) ==
-                dnnl_success &&
-            dn_make_pd(c, &pd, &md))
-            break;
-        if (!bf16)
-            return OT_OK;
-    }
+    dn_md_bf16(&amd16, bf16);
+    dn_md_bf16(&bmd16, bf16);
     ot_loc la, lb, lc = { 0 }, ly;
     OT_TRY(cpu_val_plain(c->x, a, &la, err));
     OT_TRY(cpu_val_plain(c->x, b, &lb, err));
@@ -1026,12 +1058,58 @@ done:
 /* ConvGradData (dY, W, x_shape) -> dX and ConvGradFilter (dY, X) -> dW [, dB]:
    oneDNN's backward convolutions, hinted by a forward-training primitive
    descriptor of the same shapes (the v2 API requires the hint). */
+/* A backward convolution's descriptors for dn_make_pd_prec, hinted by a
+   forward-training descriptor of the same shapes (the v2 API requires the
+   hint). With bf16: bf16 dY and
+   the forward operand the gradient reads (W for dX, X for dW); the gradient
+   itself in fp32, for the optimizer. */
+typedef struct conv_grad_args {
+    dnnl_memory_desc_t x, w, dy;
+    const dnnl_memory_desc_t *b;
+    const window *win;
+    bool is_data;
+    dnnl_primitive_desc_t fwd; /* the hint of the descriptor made: the caller
+                                  destroys it after the primitive is made */
+} conv_grad_args;
+
+static bool conv_bwd_pd(ctx *c, bool bf16, void *arg, dnnl_primitive_desc_t *pd)
+{
+    conv_grad_args *a = arg;
+    const window *w = a->win;
+    dnnl_memory_desc_t fx = a->x, fw = a->w, fy = a->dy, bx = a->x, bw = a->w, by = a->dy;
+    dn_md_bf16(&fx, bf16);
+    dn_md_bf16(&fw, bf16);
+    dn_md_bf16(&by, bf16);
+    dn_md_bf16(a->is_data ? &bw : &bx, bf16);
+    dnnl_convolution_desc_t fd, bd;
+    dnnl_primitive_desc_t fwd = NULL;
+    if (dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training,
+                                                   dnnl_convolution_direct, &fx, &fw, a->b, &fy,
+                                                   w->strides, w->dil, w->pl,
+                                                   w->pr) != dnnl_success ||
+        !dn_make_pd(c, &fwd, &fd))
+        return false;
+    dnnl_status_t s2 =
+        a->is_data ? dnnl_dilated_convolution_backward_data_desc_init(
+                         &bd, dnnl_convolution_direct, &bx, &bw, &by, w->strides, w->dil, w->pl,
+                         w->pr)
+                   : dnnl_dilated_convolution_backward_weights_desc_init(
+                         &bd, dnnl_convolution_direct, &bx, &bw, a->b, &by, w->strides, w->dil,
+                         w->pl, w->pr);
+    if (s2 == dnnl_success && dn_make_pd_hint(c, pd, &bd, fwd)) {
+        a->fwd = fwd;
+        return true;
+    }
+    dnnl_primitive_desc_destroy(fwd);
+    return false;
+}
+
 static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
 {
     ot_status st = OT_OK;
     ot_graph *g = c->g;
     const ot_node *n = c->n;
-    dnnl_primitive_desc_t fwd = NULL, pd = NULL;
+    dnnl_primitive_desc_t pd = NULL;
     int32_t dy = n->in[0], other = n->in[1];
     int32_t out0 = n->out[0], db = !is_data && n->n_out > 1 ? n->out[1] : -1;
     if (!dn_is_f32(g, dy) || !dn_is_f32(g, other) || !dn_is_f32(g, out0) ||
@@ -1053,49 +1131,20 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
     conv_weight_mds(wv, group, &wmd, &wplain);
     int64_t oc = wv->dims[0];
     dn_md_plain_dims(1, &oc, &bmd);
-    dnnl_convolution_desc_t fd, bd;
     bool nxc = dn_blk_grouped_nxc(c, is_data ? dy : other, group, xv->dims[1], xv, &xmd, dyv,
                                   &dymd);
-again:
-    /* --precision bf16: bf16 dY and the forward operands the gradient reads
-       (W for dX, X for dW); the gradient itself in fp32, for the optimizer */
-    for (int bf16 = c->cs->bf16; bf16 >= 0; bf16--) {
-        dnnl_memory_desc_t fx = xmd, fw = wmd, fy = dymd, bx = xmd, bw = wmd, by = dymd;
-        dn_md_bf16(&fx, bf16);
-        dn_md_bf16(&fw, bf16);
-        dn_md_bf16(&by, bf16);
-        dn_md_bf16(is_data ? &bw : &bx, bf16);
-        if (dnnl_dilated_convolution_forward_desc_init(&fd, dnnl_forward_training,
-                                                       dnnl_convolution_direct, &fx, &fw,
-                                                       db >= 0 ? &bmd : NULL, &fy, w.strides,
-                                                       w.dil, w.pl, w.pr) != dnnl_success ||
-            dnnl_primitive_desc_create(&fwd, &fd, c->attr, c->cs->eng, NULL) != dnnl_success)
-            continue;
-        dnnl_status_t s2 =
-            is_data ? dnnl_dilated_convolution_backward_data_desc_init(
-                          &bd, dnnl_convolution_direct, &bx, &bw, &by, w.strides, w.dil, w.pl,
-                          w.pr)
-                    : dnnl_dilated_convolution_backward_weights_desc_init(
-                          &bd, dnnl_convolution_direct, &bx, &bw, db >= 0 ? &bmd : NULL, &by,
-                          w.strides, w.dil, w.pl, w.pr);
-        if (s2 == dnnl_success &&
-            dnnl_primitive_desc_create(&pd, &bd, c->attr, c->cs->eng, fwd) == dnnl_success)
-            break;
-        dnnl_primitive_desc_destroy(fwd);
-        fwd = NULL;
-    }
-    if (nxc && (!pd || dn_blk_is_ref(pd))) {
+    conv_grad_args ga = { .x = xmd, .w = wmd, .dy = dymd, .b = db >= 0 ? &bmd : NULL, .win = &w,
+                          .is_data = is_data };
+    if (nxc && (!dn_make_pd_prec(c, conv_bwd_pd, &ga, &pd, NULL) || dn_blk_is_ref(pd))) {
         if (pd)
             dnnl_primitive_desc_destroy(pd);
-        if (fwd)
-            dnnl_primitive_desc_destroy(fwd);
-        pd = fwd = NULL;
-        nxc = false;
-        dn_md_any(xv, &xmd);
-        dn_md_any(dyv, &dymd);
-        goto again;
+        if (ga.fwd)
+            dnnl_primitive_desc_destroy(ga.fwd);
+        pd = ga.fwd = NULL;
+        dn_md_any(xv, &ga.x);
+        dn_md_any(dyv, &ga.dy);
     }
-    if (!pd)
+    if (!pd && !dn_make_pd_prec(c, conv_bwd_pd, &ga, &pd, NULL))
         goto done;
     const dnnl_memory_desc_t *pdy = dn_pd_md(pd, dnnl_query_diff_dst_md);
     ot_loc ldy, l1, l2, lb = { 0 }, dw_plain = { .kind = OT_LOC_NONE };
@@ -1149,8 +1198,8 @@ again:
 done:
     if (pd)
         dnnl_primitive_desc_destroy(pd);
-    if (fwd)
-        dnnl_primitive_desc_destroy(fwd);
+    if (ga.fwd)
+        dnnl_primitive_desc_destroy(ga.fwd);
     return st;
 }
 
