@@ -435,24 +435,32 @@ static ot_status state_loc(const ot_exec *x, int32_t value, size_t bytes, ot_loc
     return OT_OK;
 }
 
+/* State crosses plain: a backend that keeps a value in a layout of its own
+   (trained convolution weights, blocked) converts it on the way. */
 ot_status ot_exec_read_state(const ot_exec *x, int32_t value, void *dst, size_t bytes,
                              ot_err *err)
 {
     ot_loc loc;
+    bool done = false;
     ot_status st = state_loc(x, value, bytes, &loc, err);
     if (st == OT_OK)
         st = settle_const(x, err);
-    return st != OT_OK ? st : ot_exec_loc_read(x, loc, 0, dst, bytes, err);
+    if (st == OT_OK && x->be->state_copy)
+        st = x->be->state_copy(x, value, dst, true, &done, err);
+    return st != OT_OK || done ? st : ot_exec_loc_read(x, loc, 0, dst, bytes, err);
 }
 
 ot_status ot_exec_write_state(ot_exec *x, int32_t value, const void *src, size_t bytes,
                               ot_err *err)
 {
     ot_loc loc;
+    bool done = false;
     ot_status st = state_loc(x, value, bytes, &loc, err);
     if (st == OT_OK)
         st = settle(x, err);
-    return st != OT_OK ? st : ot_exec_loc_write(x, loc, 0, src, bytes, err);
+    if (st == OT_OK && x->be->state_copy)
+        st = x->be->state_copy(x, value, (void *)(uintptr_t)src, false, &done, err);
+    return st != OT_OK || done ? st : ot_exec_loc_write(x, loc, 0, src, bytes, err);
 }
 
 /* The outputs' dtypes, shapes and sizes (their memory comes after build). */

@@ -112,6 +112,9 @@ typedef struct ot_exec_cpu_opts {
     int threads;       /* 0: OMP_NUM_THREADS when set, else all cores         */
     bool no_fusion;    /* no shared BN folding or fusion (tests)              */
     bool plain_only;   /* use the plain C kernels for everything (tests)      */
+    bool plain_state;  /* keep trained convolution weights and their moments
+                          plain between runs, not in the convolutions' layout
+                          (tests compare the two)                              */
 } ot_exec_cpu_opts;
 
 typedef struct ot_exec_opts {
@@ -195,10 +198,13 @@ const char *ot_exec_output_name(const ot_exec *x, int i);
 /*
  * The executor's state: a mutable copy of each value flagged OT_VAL_STATE
  * when compiled (trained parameters, BN running statistics), in the
- * backend's memory, plain row-major, initialised from the graph's bytes.
+ * backend's memory, initialised from the graph's bytes: plain row-major, or
+ * in a layout the backend keeps between runs (the CPU backend's trained
+ * convolution weights, their gradients' and moments' layout: docs/executor.md).
  * ot_exec_read_state copies one out to the host, ot_exec_write_state copies
- * host bytes in; `bytes` must be the value's size (ot_exec_state_bytes).
- * Executors sharing state (opts.share_state) see each other's writes.
+ * host bytes in, both plain row-major whatever the layout inside; `bytes`
+ * must be the value's size (ot_exec_state_bytes). Executors sharing state
+ * (opts.share_state) see each other's writes and keep the same layouts.
  * Errors: OT_ERR_ARG (not a state value, or another size), OT_ERR_BACKEND.
  */
 size_t ot_exec_state_bytes(const ot_exec *x, int32_t value); /* 0: not a state value */

@@ -138,6 +138,12 @@ struct ot_backend {
     ot_status (*prefetch_u8)(ot_exec *x, int i, const uint8_t *images, size_t bytes,
                              ot_err *err);
     void (*step_profile)(const ot_exec *x, int i, ot_exec_step_time *out);
+    /* Optional: copies state value `value` between its buffer and plain
+       row-major host bytes (to_host: out to `host`, else in from it) when the
+       backend keeps that value in a layout of its own; *done false when it
+       does not (exec.c then copies the bytes as they are). */
+    ot_status (*state_copy)(const ot_exec *x, int32_t value, void *host, bool to_host,
+                            bool *done, ot_err *err);
     /* Whether it computes in precision `p` other than FP32 and AUTO, or why
        not (OT_ERR_UNSUPPORTED, the reason after "--precision P on DEVICE: ").
        NULL: FP32 only. */

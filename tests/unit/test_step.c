@@ -12,10 +12,13 @@
  * another batch size shares the parameters and the moments.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "exec/cpu/cpu.h"
 #include "exec/exec.h"
+#include "exec/exec_impl.h"
 #include "models/models.h"
 #include "ops/ops.h"
 #include "test.h"
@@ -51,9 +54,11 @@ static void scalar(ot_tensor *t, ot_dtype dtype, void *data)
 
 /* Builds the graphs, compiles the prefix and the step for `batch` images,
    and runs the prefix on x (the step's cut inputs then point at its
-   outputs). share: an executor whose state the step shares (may be NULL). */
+   outputs). base: the step's executor options (NULL: defaults); share: an
+   executor whose state the step shares (may be NULL). */
 static ot_status run_new(const ot_graph *model, const ot_train_graph_opts *go, const float *x,
-                         int batch, const ot_exec *share, step_run *r, ot_err *err)
+                         int batch, const ot_exec_opts *base, const ot_exec *share, step_run *r,
+                         ot_err *err)
 {
     ot_status st = OT_OK;
     memset(r, 0, sizeof *r);
@@ -100,7 +105,10 @@ static ot_status run_new(const ot_graph *model, const ot_train_graph_opts *go, c
         bind[i].tensor = r->in[i];
         bind[i].tensor.data = NULL;
     }
-    ot_exec_opts eo = { .share_state = share };
+    ot_exec_opts eo = { 0 };
+    if (base)
+        eo = *base;
+    eo.share_state = share;
     OT_TRY(ot_exec_compile(tg->step, bind, r->n_in, &eo, &r->step, err));
     for (int i = 0; i < batch; i++)
         r->labels[i] = i % 3;
@@ -139,7 +147,7 @@ TEST(step_graph_updates_its_state)
     /* the reference: gradients as outputs, no updates */
     step_run ref, upd, small;
     ot_train_graph_opts go = { 0 };
-    if (run_new(model, &go, x, BATCH, NULL, &ref, &err) != OT_OK) {
+    if (run_new(model, &go, x, BATCH, NULL, NULL, &ref, &err) != OT_OK) {
         ot_test_fail(__FILE__, __LINE__, "update-free step: %s", err.msg);
         run_free(&ref);
         ot_graph_free(model);
@@ -149,7 +157,7 @@ TEST(step_graph_updates_its_state)
     sgd.momentum = 0.5;
     go.optim = &sgd;
     go.clip_grad = 1e6; /* clipping nodes, coefficient far above 1: no scaling */
-    if (run_new(model, &go, x, BATCH, NULL, &upd, &err) != OT_OK) {
+    if (run_new(model, &go, x, BATCH, NULL, NULL, &upd, &err) != OT_OK) {
         ot_test_fail(__FILE__, __LINE__, "step: %s", err.msg);
         run_free(&ref);
         run_free(&upd);
@@ -222,7 +230,7 @@ TEST(step_graph_updates_its_state)
     CHECK_EQ_INT(ot_alloc_count(), before);
 
     /* an executor for one image shares the parameters and the moments */
-    if (run_new(model, &go, x, 1, upd.step, &small, &err) != OT_OK) {
+    if (run_new(model, &go, x, 1, NULL, upd.step, &small, &err) != OT_OK) {
         ot_test_fail(__FILE__, __LINE__, "shared step: %s", err.msg);
     } else {
         /* what one writes, the other reads */
@@ -277,7 +285,7 @@ TEST(step_graph_overlaps_all_reduce)
     ot_optim_opts sgd = ot_optim_opts_default(OT_OPTIM_SGD);
     ot_train_graph_opts go = { .optim = &sgd };
     step_run plain, ovl;
-    if (run_new(model, &go, x, BATCH, NULL, &plain, &err) != OT_OK) {
+    if (run_new(model, &go, x, BATCH, NULL, NULL, &plain, &err) != OT_OK) {
         ot_test_fail(__FILE__, __LINE__, "step: %s", err.msg);
         run_free(&plain);
         ot_graph_free(model);
@@ -285,7 +293,7 @@ TEST(step_graph_overlaps_all_reduce)
     }
     go.bucket_bytes = 1; /* one gradient a bucket */
     go.overlap = true;
-    if (run_new(model, &go, x, BATCH, NULL, &ovl, &err) != OT_OK) {
+    if (run_new(model, &go, x, BATCH, NULL, NULL, &ovl, &err) != OT_OK) {
         ot_test_fail(__FILE__, __LINE__, "overlapped step: %s", err.msg);
         run_free(&plain);
         run_free(&ovl);
@@ -347,5 +355,129 @@ TEST(step_graph_overlaps_all_reduce)
     }
     run_free(&plain);
     run_free(&ovl);
+    ot_graph_free(model);
+}
+
+static int count_reorders(const ot_exec *x)
+{
+    int k = 0;
+    for (int i = 0; i < ot_exec_n_steps(x); i++) {
+        ot_exec_step_time t;
+        ot_exec_step_profile(x, i, &t);
+        k += strcmp(t.kind, "reorder") == 0;
+    }
+    return k;
+}
+
+/* Every state value of the step, plain, equal between two executors. */
+static bool same_state(const step_run *a, const step_run *b, ot_err *err)
+{
+    const ot_graph *g = a->tg.step;
+    bool same = true;
+    for (int32_t v = 0; v < g->n_values && same; v++) {
+        size_t nb = ot_exec_state_bytes(a->step, v);
+        if (!nb)
+            continue;
+        char *p = malloc(nb), *q = malloc(nb);
+        same = p && q && nb == ot_exec_state_bytes(b->step, v) &&
+               ot_exec_read_state(a->step, v, p, nb, err) == OT_OK &&
+               ot_exec_read_state(b->step, v, q, nb, err) == OT_OK && memcmp(p, q, nb) == 0;
+        if (!same)
+            ot_test_fail(__FILE__, __LINE__, "state '%s' differs", g->values[v].name);
+        free(p);
+        free(q);
+    }
+    return same;
+}
+
+/* Trained convolution weights, their gradients and Adam's moments stay in
+   the forward convolution's layout between steps (src/exec/cpu/cpu_state.c):
+   two reorders fewer per trained convolution weight in fp32 than with
+   everything plain (one with clipping, one in bf16); the same bytes after steps of two batch sizes sharing the state
+   (the clipping norm summed in plain order), in fp32 and in bf16; the state
+   really blocked inside and plain through ot_exec_read_state/write_state. */
+TEST(step_keeps_conv_weights_in_layout)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_graph *model = NULL;
+    ot_model_spec spec = { .name = "resnet18", .classes = 3, .image_size = SIDE, .seed = 7 };
+    CHECK_OK(ot_model_build(&spec, &model, &err), &err);
+    static const char *const trained[] = { "fc.weight", "fc.bias", "layer4.1.conv1.weight",
+                                           "layer4.1.conv2.weight", "layer4.1.bn2.weight",
+                                           "layer4.1.bn2.bias" };
+    for (int i = 0; i < 6; i++) {
+        int32_t v = ot_graph_find_value(model, trained[i]);
+        CHECK(v >= 0);
+        model->values[v].flags |= OT_VAL_TRAINABLE;
+    }
+    static float x[BATCH * 3 * SIDE * SIDE];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = (float)((i * 7919) % 255) / 255.0f - 0.5f;
+    ot_optim_opts adam = ot_optim_opts_default(OT_OPTIM_ADAMW);
+    ot_train_graph_opts go = { .optim = &adam, .clip_grad = 0.01 };
+    int32_t w = ot_graph_find_value(model, "layer4.1.conv2.weight");
+    /* fp32 with and without clipping, bf16 without */
+    for (int run = 0; run < 3; run++) {
+        bool bf16 = run == 2;
+        go.clip_grad = run == 0 ? 0.01 : 0.0;
+        if (bf16 && !ot_cpu_has_bf16()) {
+            printf("  skipped (no AVX-512): the bf16 half\n");
+            break;
+        }
+        ot_exec_opts kept_o = { .precision = bf16 ? OT_PRECISION_BF16 : OT_PRECISION_FP32 };
+        ot_exec_opts plain_o = kept_o;
+        plain_o.cpu.plain_state = true;
+        step_run kept, kept1, plain, plain1;
+        memset(&kept, 0, sizeof kept);
+        memset(&plain, 0, sizeof plain);
+        memset(&kept1, 0, sizeof kept1);
+        memset(&plain1, 0, sizeof plain1);
+        if (run_new(model, &go, x, BATCH, &kept_o, NULL, &kept, &err) != OT_OK ||
+            run_new(model, &go, x, BATCH, &plain_o, NULL, &plain, &err) != OT_OK ||
+            run_new(model, &go, x, 1, &kept_o, kept.step, &kept1, &err) != OT_OK ||
+            run_new(model, &go, x, 1, &plain_o, plain.step, &plain1, &err) != OT_OK) {
+            ot_test_fail(__FILE__, __LINE__, "step: %s", err.msg);
+        } else {
+            /* two trained convolutions: each loses its gradient's reorder
+               to plain, unless clipping reads the gradient plain for the
+               norm, and in fp32 its forward reorder (bf16 converts) */
+            int fewer = (go.clip_grad > 0 ? 0 : 2) + (bf16 ? 0 : 2);
+            CHECK_EQ_INT(count_reorders(kept.step), count_reorders(plain.step) - fewer);
+            CHECK_EQ_INT(count_reorders(kept1.step), count_reorders(plain1.step) - fewer);
+            /* the bytes inside are not the plain tensor's */
+            size_t nb = ot_exec_state_bytes(kept.step, w);
+            char *raw = malloc(nb), *pl = malloc(nb), *pl2 = malloc(nb);
+            CHECK(raw && pl && pl2);
+            ot_loc loc = { .kind = OT_LOC_STATE, .id = w };
+            CHECK_OK(ot_exec_loc_read(kept.step, loc, 0, raw, nb, &err), &err);
+            CHECK_OK(ot_exec_read_state(kept.step, w, pl, nb, &err), &err);
+            CHECK(memcmp(raw, pl, nb) != 0 && memcmp(pl, model->values[w].data.data, nb) == 0);
+            /* steps of both batch sizes, the smaller one on the shared state */
+            for (int64_t t = 1; t <= 3; t++) {
+                step_run *a = t == 2 ? &kept1 : &kept, *b = t == 2 ? &plain1 : &plain;
+                a->t = b->t = t;
+                CHECK_OK(ot_exec_run(a->step, a->in, a->n_in, &err), &err);
+                CHECK_OK(ot_exec_run(b->step, b->in, b->n_in, &err), &err);
+                CHECK(memcmp(ot_exec_output(a->step, 0)->data, ot_exec_output(b->step, 0)->data,
+                             sizeof(float)) == 0);
+            }
+            CHECK(same_state(&kept, &plain, &err));
+            /* written plain (a checkpoint's resume), read back plain */
+            CHECK_OK(ot_exec_read_state(kept.step, w, pl, nb, &err), &err);
+            CHECK(memcmp(pl, model->values[w].data.data, nb) != 0);
+            ((float *)(void *)pl)[1] += 1.0f;
+            CHECK_OK(ot_exec_write_state(kept1.step, w, pl, nb, &err), &err);
+            CHECK_OK(ot_exec_read_state(kept.step, w, pl2, nb, &err), &err);
+            CHECK(memcmp(pl, pl2, nb) == 0);
+            free(raw);
+            free(pl);
+            free(pl2);
+        }
+        run_free(&kept1);
+        run_free(&plain1);
+        run_free(&kept);
+        run_free(&plain);
+    }
     ot_graph_free(model);
 }

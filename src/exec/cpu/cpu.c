@@ -155,9 +155,13 @@ ot_status cpu_val_define(ot_exec *x, int32_t vid, const dnnl_memory_desc_t *md, 
     bool plain = !md || cpu_md_is_plain(md, v);
     memset(cv, 0, sizeof *cv);
     if (x->state_out && x->state_out[vid] >= 0) {
-        /* the step overwrites a state value in place (its plain buffer); the
-           kernels that do (optimizer updates, BN statistics) write plain */
-        OT_ASSERT(plain);
+        /* the step overwrites a state value in place, in its buffer's layout:
+           plain (BN statistics, most parameters) or the one a trained
+           convolution weight and its moments are kept in (cpu_state.c) */
+        const cpu_val *sv = &cs->vals[x->state_out[vid]];
+        OT_ASSERT(sv->has_md ? md && dnnl_memory_desc_equal(md, &sv->md) : plain);
+        cv->has_md = sv->has_md;
+        cv->md = sv->md;
         cv->loc.kind = OT_LOC_STATE;
         cv->loc.id = x->state_out[vid];
         *loc = cv->loc;
@@ -249,6 +253,30 @@ done:
     return st;
 }
 
+ot_status cpu_reorder_now(const cpu_state *cs, const dnnl_memory_desc_t *src, const void *from,
+                          const dnnl_memory_desc_t *dst, void *to, ot_err *err)
+{
+    ot_status st = OT_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_primitive_t prim = NULL;
+    dnnl_memory_t ms = NULL, md = NULL;
+    if (dnnl_reorder_primitive_desc_create(&pd, src, cs->eng, dst, cs->eng, NULL) ||
+        dnnl_primitive_create(&prim, pd) ||
+        dnnl_memory_create(&ms, src, cs->eng, (void *)(uintptr_t)from) ||
+        dnnl_memory_create(&md, dst, cs->eng, to))
+        st = ot_err_set(err, OT_ERR_BACKEND, "reorder: oneDNN could not set it up");
+    if (st == OT_OK) {
+        dnnl_exec_arg_t args[2] = { { DNNL_ARG_SRC, ms }, { DNNL_ARG_DST, md } };
+        if (dnnl_primitive_execute(prim, cs->stream, 2, args) || dnnl_stream_wait(cs->stream))
+            st = ot_err_set(err, OT_ERR_BACKEND, "reorder: oneDNN failed to run it");
+    }
+    dnnl_memory_destroy(ms);
+    dnnl_memory_destroy(md);
+    dnnl_primitive_destroy(prim);
+    dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
 ot_status cpu_reorder(ot_exec *x, const dnnl_memory_desc_t *src, ot_loc from,
                       const dnnl_memory_desc_t *want, ot_loc *to, ot_err *err)
 {
@@ -267,24 +295,7 @@ ot_status cpu_reorder(ot_exec *x, const dnnl_memory_desc_t *src, ot_loc from,
         st = cpu_own(cs, buf, err);
         if (st != OT_OK)
             return st;
-        dnnl_primitive_desc_t pd = NULL;
-        dnnl_primitive_t prim = NULL;
-        dnnl_memory_t ms = NULL, md = NULL;
-        if (dnnl_reorder_primitive_desc_create(&pd, src, cs->eng, want, cs->eng, NULL) ||
-            dnnl_primitive_create(&prim, pd) ||
-            dnnl_memory_create(&ms, src, cs->eng, (void *)(uintptr_t)from.ptr) ||
-            dnnl_memory_create(&md, want, cs->eng, buf))
-            st = ot_err_set(err, OT_ERR_BACKEND, "reordering a constant failed");
-        if (st == OT_OK) {
-            dnnl_exec_arg_t args[2] = { { DNNL_ARG_SRC, ms }, { DNNL_ARG_DST, md } };
-            if (dnnl_primitive_execute(prim, cs->stream, 2, args) ||
-                dnnl_stream_wait(cs->stream))
-                st = ot_err_set(err, OT_ERR_BACKEND, "reordering a constant failed");
-        }
-        dnnl_memory_destroy(ms);
-        dnnl_memory_destroy(md);
-        dnnl_primitive_destroy(prim);
-        dnnl_primitive_desc_destroy(pd);
+        st = cpu_reorder_now(cs, src, from.ptr, want, buf, err);
         to->kind = OT_LOC_CONST;
         to->id = 0;
         to->ptr = buf;
@@ -352,6 +363,12 @@ ot_status cpu_val_plain(ot_exec *x, int32_t vid, ot_loc *loc, ot_err *err)
     return st;
 }
 
+static bool same_shape(const ot_value *a, const ot_value *b)
+{
+    return a->dtype == b->dtype && a->ndim == b->ndim &&
+           memcmp(a->dims, b->dims, sizeof a->dims[0] * (size_t)a->ndim) == 0;
+}
+
 /* A plain C kernel step. */
 static ot_status ref_step(ot_exec *x, int32_t node_id, ot_err *err)
 {
@@ -375,13 +392,24 @@ static ot_status ref_step(ot_exec *x, int32_t node_id, ot_err *err)
         st = ot_err_set(err, OT_ERR_NOMEM, "out of memory");
         goto done;
     }
+    /* an optimizer update of a weight kept in a layout (cpu_state.c) runs
+       elementwise over its operands in that layout: those shaped like the
+       weight (gradient, moments) are taken in it, and written in it */
+    const dnnl_memory_desc_t *kept = NULL;
+    if (cpu_is_update(n) && n->in[0] >= 0 && cs->vals[n->in[0]].has_md &&
+        (g->values[n->in[0]].flags & OT_VAL_STATE))
+        kept = &cs->vals[n->in[0]].md;
+    const ot_value *kv = kept ? &g->values[n->in[0]] : NULL;
     for (int k = 0; k < n->n_in; k++) {
         pin[k] = NULL;
         memset(&lin[k], 0, sizeof lin[k]);
         if (n->in[k] < 0)
             continue;
         const ot_value *v = &g->values[n->in[k]];
-        OT_TRY(cpu_val_plain(x, n->in[k], &lin[k], err));
+        if (kept && same_shape(v, kv))
+            OT_TRY(cpu_val_as(x, n->in[k], kept, &lin[k], err));
+        else
+            OT_TRY(cpu_val_plain(x, n->in[k], &lin[k], err));
         tin[k].dtype = v->dtype;
         tin[k].ndim = v->ndim;
         memcpy(tin[k].dims, v->dims, sizeof tin[k].dims);
@@ -410,7 +438,9 @@ static ot_status ref_step(ot_exec *x, int32_t node_id, ot_err *err)
     }
     for (int k = 0; k < n->n_out; k++)
         if (n->out[k] >= 0)
-            OT_TRY(cpu_val_define(x, n->out[k], NULL, &lout[k], err));
+            OT_TRY(cpu_val_define(x, n->out[k],
+                                  kept && same_shape(&g->values[n->out[k]], kv) ? kept : NULL,
+                                  &lout[k], err));
     cpu_step *s;
     OT_TRY(cpu_step_add(cs, &s, err));
     s->node = n;
@@ -517,6 +547,7 @@ static ot_status cpu_build(ot_exec *x, ot_err *err)
         cs->bf16 = cpu_auto_bf16(x, cs);
     x->precision = cs->bf16 ? OT_PRECISION_BF16 : OT_PRECISION_FP32;
 
+    OT_TRY(cpu_state_plan(x, err));
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const ot_node *n = &g->nodes[i];
         if (cs->skip[i] || (n->flags & OT_NODE_FOLDED))
@@ -587,6 +618,7 @@ static ot_status cpu_bind(ot_exec *x, ot_err *err)
                 CPU_TRY(dnnl_memory_set_data_handle(sp->args[k].memory, p), err, sp->what);
         }
     }
+    st = cpu_state_bind(x, err);
 done:
     return st;
 }
@@ -680,6 +712,7 @@ static void cpu_free(ot_exec *x)
     ot_free(cs->vals);
     ot_free(cs->copy_out);
     ot_free(cs->skip);
+    ot_free(cs->state_update);
     if (cs->stream)
         dnnl_stream_destroy(cs->stream);
     if (cs->eng)
@@ -786,6 +819,7 @@ const ot_backend ot_backend_cpu = {
     .bind = cpu_bind,
     .run = cpu_run,
     .step_profile = cpu_step_profile,
+    .state_copy = cpu_state_copy,
     .precision = cpu_precision,
     .free = cpu_free,
 };

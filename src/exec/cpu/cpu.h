@@ -82,6 +82,10 @@ typedef struct cpu_state {
     bool training;           /* the graph has backward convolutions             */
     bool bf16;               /* convolutions and matrix products take bf16
                                 operands (fp32 results): --precision bf16     */
+    /* per value id: for a trained convolution weight whose layout its first
+       reader (a Conv) may still choose, its optimizer update's node; else -1
+       (cpu_state.c). NULL when no weight qualifies. */
+    int32_t *state_update;
 } cpu_state;
 
 #define CPU_TRY(call, err, what)                                                                \
@@ -122,6 +126,25 @@ void cpu_val_md(const ot_exec *x, int32_t vid, dnnl_memory_desc_t *md);
    graph output slot when v is an output written plain, else a new buffer.
    Records the layout in v's cpu_val. */
 ot_status cpu_val_define(ot_exec *x, int32_t vid, const dnnl_memory_desc_t *md, ot_loc *loc,
+                         ot_err *err);
+
+/* Runs a reorder now, between host-addressable buffers (a constant's bytes,
+   a state buffer). Errors: OT_ERR_BACKEND. */
+ot_status cpu_reorder_now(const cpu_state *cs, const dnnl_memory_desc_t *src, const void *from,
+                          const dnnl_memory_desc_t *dst, void *to, ot_err *err);
+
+/* cpu_state.c: trained convolution weights, their gradients' updates and
+   their moments kept in the forward convolution's layout between steps.
+   cpu_state_plan (before the steps): which weights may be kept, or the
+   owner's layouts for an executor sharing its state; cpu_state_keep: the
+   first Conv reading p fixes its layout (`weights`: the primitive's weights
+   descriptor); cpu_state_bind: the initial bytes reordered into the kept
+   layouts; cpu_state_copy: the backend's state_copy hook (plain outside). */
+bool cpu_is_update(const ot_node *n);
+ot_status cpu_state_plan(ot_exec *x, ot_err *err);
+void cpu_state_keep(ot_exec *x, int32_t p, const dnnl_memory_desc_t *weights);
+ot_status cpu_state_bind(ot_exec *x, ot_err *err);
+ot_status cpu_state_copy(const ot_exec *x, int32_t v, void *host, bool to_host, bool *done,
                          ot_err *err);
 
 /* Keeps a compile-time buffer for the executor's lifetime. */

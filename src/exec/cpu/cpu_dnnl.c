@@ -355,6 +355,8 @@ static bool conv_fwd_pd(ctx *c, bool bf16, void *arg, dnnl_primitive_desc_t *pd)
            dn_make_pd(c, pd, &cd);
 }
 
+static void keep_weights(ctx *c, const conv_args *ca, int32_t wid, const dnnl_memory_desc_t *pw);
+
 static ot_status do_conv(ctx *c, bool *done, ot_err *err)
 {
     ot_status st = OT_OK;
@@ -402,9 +404,8 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
     dn_md_any(xv, &xmd);
     dn_md_any(yv, &ymd);
     conv_weight_mds(wv, group, &wmd, &wplain);
-    ot_loc wplain_loc, lb = { 0 };
+    ot_loc wplain_loc = { 0 }, lb = { 0 };
     bool has_bias = bid >= 0;
-    OT_TRY(cpu_val_plain(c->x, wid, &wplain_loc, err));
     if (bid >= 0)
         OT_TRY(cpu_val_plain(c->x, bid, &lb, err));
     if (has_bias)
@@ -440,7 +441,15 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
     const dnnl_memory_desc_t *pw = dn_pd_md(pd, dnnl_query_weights_md);
     const dnnl_memory_desc_t *py = dn_pd_md(pd, dnnl_query_dst_md);
     OT_TRY(cpu_val_as(c->x, xid, px, &lx, err));
-    OT_TRY(cpu_reorder(c->x, &wplain, wplain_loc, pw, &lw, err));
+    if (c->cs->state_update && c->cs->state_update[wid] >= 0)
+        keep_weights(c, &ca, wid, pw);
+    if (c->cs->vals[wid].has_md) {
+        /* a trained weight kept in a layout between steps (cpu_state.c) */
+        OT_TRY(cpu_val_as(c->x, wid, pw, &lw, err));
+    } else {
+        OT_TRY(cpu_val_plain(c->x, wid, &wplain_loc, err));
+        OT_TRY(cpu_reorder(c->x, &wplain, wplain_loc, pw, &lw, err));
+    }
     if (bn_folded && lw.ptr != wplain_loc.ptr &&
         ot_const_pool_release(&c->x->consts, wplain_loc.ptr)) {
         /* the folded weights, now copied in the Conv's layout, are read by
@@ -1157,9 +1166,13 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
     if (is_data) {
         const dnnl_memory_desc_t *pw = dn_pd_md(pd, dnnl_query_weights_md);
         const dnnl_memory_desc_t *pdx = dn_pd_md(pd, dnnl_query_diff_src_md);
-        ot_loc wplain_loc;
-        OT_TRY(cpu_val_plain(c->x, other, &wplain_loc, err));
-        OT_TRY(cpu_reorder(c->x, &wplain, wplain_loc, pw, &l1, err));
+        if (c->cs->vals[other].has_md) { /* kept in a layout (cpu_state.c) */
+            OT_TRY(cpu_val_as(c->x, other, pw, &l1, err));
+        } else {
+            ot_loc wplain_loc;
+            OT_TRY(cpu_val_plain(c->x, other, &wplain_loc, err));
+            OT_TRY(cpu_reorder(c->x, &wplain, wplain_loc, pw, &l1, err));
+        }
         OT_TRY(cpu_val_define(c->x, out0, pdx, &l2, err));
         kinds[0] = DNNL_ARG_DIFF_DST, kinds[1] = DNNL_ARG_WEIGHTS, kinds[2] = DNNL_ARG_DIFF_SRC;
         locs[0] = ldy, locs[1] = l1, locs[2] = l2;
@@ -1201,6 +1214,31 @@ done:
     if (ga.fwd)
         dnnl_primitive_desc_destroy(ga.fwd);
     return st;
+}
+
+/* A trained weight read first by this Conv is kept between steps in the
+   layout its fp32 gradient comes in (cpu_state.c): the diff-weights layout
+   of the backward-weights primitive of the same shapes (without this Conv's
+   post-ops), which for fp32 is the forward weights' layout here, so neither
+   the forward convolution nor the update reorders; else the forward
+   weights' layout (pw). */
+static void keep_weights(ctx *c, const conv_args *ca, int32_t wid, const dnnl_memory_desc_t *pw)
+{
+    ctx bc = *c;
+    dnnl_primitive_desc_t pd = NULL;
+    conv_grad_args ga = { .x = ca->x, .w = ca->w, .dy = ca->y, .b = ca->b, .win = ca->win };
+    if (dnnl_primitive_attr_create(&bc.attr) == dnnl_success) {
+        if (dnnl_primitive_attr_set_scratchpad_mode(bc.attr, dnnl_scratchpad_mode_user) ==
+                dnnl_success &&
+            dn_make_pd_prec(&bc, conv_bwd_pd, &ga, &pd, NULL))
+            pw = dn_pd_md(pd, dnnl_query_diff_weights_md);
+        dnnl_primitive_attr_destroy(bc.attr);
+    }
+    cpu_state_keep(c->x, wid, pw);
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (ga.fwd)
+        dnnl_primitive_desc_destroy(ga.fwd);
 }
 
 static ot_status do_gemm(ctx *c, bool *done, ot_err *err) { return do_matmul(c, true, done, err); }
