@@ -10,7 +10,9 @@
 #     ends with the uninterrupted run's bytes, in fp32 (Adam, --clip-grad and
 #     a last batch of another size) and in bf16: the kept layouts are written
 #     to checkpoints plain and restored;
-#   - the checkpoint's weights are the plain tensors the export holds.
+#   - the checkpoint's weights are the plain tensors the export holds;
+#   - the BatchNorm backward steps after a BatchNormTrain+Relu apply the ReLU
+#     mask themselves (no ReluGrad step of their own).
 # tests/unit/test_step.c compares the kept layouts with plain state (the
 # same bytes) and counts the reorders per trained weight.
 #
@@ -45,6 +47,15 @@ if [ "$T_RC" -eq 0 ] && [ -n "$n" ] && [ "$n" -le 22 ] && [ "$n" -ge 1 ]; then
     ok "full ResNet-18: $n reorders per step (at most 20 weights + 2)"
 else
     fail "reorders per step" "${n:-no reorder row}: $(describe_run)"
+fi
+# BatchNorm backward joined with the ReLU mask (fuse_norm_relu): the 9
+# BatchNorm+ReLU pairs (bn1, each block's bn1) have no ReluGrad step of their own
+j=$(awk '$1 == "ReluGrad+BatchNormGrad" { print $3; exit }' <<<"$T_OUT")
+r=$(awk '$1 == "ReluGrad" { print $3; exit }' <<<"$T_OUT")
+if [ "${j:-0}" = 9 ] && [ "${r:-0}" = 8 ]; then
+    ok "full ResNet-18: 9 BatchNorm backward steps apply the ReLU mask, 8 ReluGrad left"
+else
+    fail "BatchNorm backward with the ReLU mask" "joined ${j:-none}, ReluGrad ${r:-none}"
 fi
 
 skip_if_fast

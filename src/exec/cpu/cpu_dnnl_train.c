@@ -11,7 +11,11 @@
  *   BatchNormGrad   batch normalization backward (or backward_data when
  *                   dScale and dB are not wanted), hinted by a forward one;
  *                   training_mode=0 uses the running statistics
- *   ReluGrad        eltwise backward, relu_use_dst_for_bwd (dY * (Y > 0))
+ *   ReluGrad        eltwise backward, relu_use_dst_for_bwd (dY * (Y > 0)); on
+ *                   the output of a BatchNormTrain+Relu, when only the
+ *                   BatchNormGrad reads its result, joined with it: batch
+ *                   normalization backward with fuse_norm_relu on the
+ *                   workspace the forward kept (cpu_val.aux of the output)
  *   MaxPool         forward_training with a workspace (cpu_val.aux of its
  *                   output) when the graph holds its MaxPoolGrad
  *   MaxPoolGrad     pooling backward with that workspace
@@ -155,8 +159,13 @@ ot_status dn_bn_train(ctx *c, bool *done, ot_err *err)
         OT_TRY(cpu_prim_step(c->x, n, relu >= 0 ? "BatchNormTrain+Relu" : n->op_type, p,
                              pws ? 7 : 6, kinds, locs, mds, err));
     }
-    if (relu >= 0)
+    if (relu >= 0) {
+        /* the ReLU mask, for a BatchNormGrad that applies it (bn_grad) */
+        cpu_val *ov = &c->cs->vals[out];
+        OT_TRY(cpu_md_keep(&ov->aux_md, pws, err));
+        ov->aux = lws;
         c->cs->skip[relu] = 1;
+    }
     /* running estimates and the saved inverse std */
     ot_tensor tin[4], tout[3];
     ot_loc lin[4] = { lmean, lvar }, lout[3] = { { 0 } };
@@ -185,7 +194,12 @@ done:
 
 /* ----------------------------------------------------------- BatchNormGrad */
 
-ot_status dn_bn_grad(ctx *c, bool *done, ot_err *err)
+/* BatchNormGrad; with relu (a ReluGrad node whose result only this node
+   reads, on the output of a BatchNormTrain+Relu that kept its workspace),
+   batch normalization backward with fuse_norm_relu: the ReluGrad's incoming
+   gradient, masked by the workspace inside the primitive, replaces the
+   ReluGrad step (the mask multiplies by 1 or 0: the same values). */
+static ot_status bn_grad(ctx *c, const ot_node *relu, bool *done, ot_err *err)
 {
     ot_status st = OT_OK;
     ot_graph *g = c->g;
@@ -193,7 +207,10 @@ ot_status dn_bn_grad(ctx *c, bool *done, ot_err *err)
     dnnl_primitive_desc_t fwd = NULL, pd = NULL;
     if (n->n_in != 5 || ot_node_attr_int(n, "sync", 0))
         return OT_OK;
-    int32_t dy = n->in[0], xid = n->in[1];
+    int32_t dy = relu ? relu->in[0] : n->in[0], xid = n->in[1];
+    const cpu_val *wsv = relu ? &c->cs->vals[relu->in[1]] : NULL;
+    if (wsv && (wsv->aux.kind == OT_LOC_NONE || !wsv->aux_md))
+        return OT_OK;
     int32_t dx = out_or_none(n, 0), dscale = out_or_none(n, 1), dbias = out_or_none(n, 2);
     const ot_value *xv = &g->values[xid];
     if (!dn_is_f32(g, dy) || !dn_is_f32(g, xid) || xv->ndim < 2 || xv->ndim > 5 ||
@@ -216,7 +233,8 @@ ot_status dn_bn_grad(ctx *c, bool *done, ot_err *err)
         lvar = inv->aux;
     }
     float eps = ot_node_attr_float(n, "epsilon", 1e-5f);
-    unsigned flags = dnnl_use_scale | dnnl_use_shift | (training ? 0u : dnnl_use_global_stats);
+    unsigned flags = dnnl_use_scale | dnnl_use_shift | (training ? 0u : dnnl_use_global_stats) |
+                     (wsv ? dnnl_fuse_norm_relu : 0u);
     bool params = dscale >= 0 || dbias >= 0;
     dnnl_memory_desc_t xmd, cmd;
     cpu_val_md(c->x, xid, &xmd);
@@ -232,7 +250,10 @@ ot_status dn_bn_grad(ctx *c, bool *done, ot_err *err)
         goto done;
     const dnnl_memory_desc_t *pdy = dn_pd_md(pd, dnnl_query_diff_dst_md);
     const dnnl_memory_desc_t *pdx = dn_pd_md(pd, dnnl_query_diff_src_md);
-    ot_loc l[9];
+    const dnnl_memory_desc_t *pws = wsv ? dn_pd_md(pd, dnnl_query_workspace_md) : NULL;
+    if (wsv && (!pws || !dnnl_memory_desc_equal(pws, wsv->aux_md)))
+        goto done;
+    ot_loc l[10];
     OT_TRY(cpu_val_as(c->x, xid, &xmd, &l[0], err));
     OT_TRY(cpu_val_plain(c->x, n->in[3], &l[1], err));
     if (!training)
@@ -253,13 +274,17 @@ ot_status dn_bn_grad(ctx *c, bool *done, ot_err *err)
     }
     l[8] = l[4]; /* oneDNN 2.6 wants a shift argument with use_shift even in backward,
                     where the result does not depend on it: any [C] buffer */
-    int kinds[9] = { DNNL_ARG_SRC,        DNNL_ARG_MEAN,       DNNL_ARG_VARIANCE,
-                     DNNL_ARG_DIFF_DST,   DNNL_ARG_SCALE,      DNNL_ARG_DIFF_SRC,
-                     DNNL_ARG_DIFF_SCALE, DNNL_ARG_DIFF_SHIFT, DNNL_ARG_SHIFT };
-    dnnl_memory_desc_t mds[9] = { xmd, cmd, cmd, *pdy, cmd, *pdx, cmd, cmd, cmd };
+    l[9] = wsv ? wsv->aux : l[4];
+    int kinds[10] = { DNNL_ARG_SRC,        DNNL_ARG_MEAN,       DNNL_ARG_VARIANCE,
+                      DNNL_ARG_DIFF_DST,   DNNL_ARG_SCALE,      DNNL_ARG_DIFF_SRC,
+                      DNNL_ARG_DIFF_SCALE, DNNL_ARG_DIFF_SHIFT, DNNL_ARG_SHIFT,
+                      DNNL_ARG_WORKSPACE };
+    dnnl_memory_desc_t mds[10] = { xmd, cmd, cmd, *pdy, cmd, *pdx, cmd, cmd, cmd,
+                                   wsv ? *pws : cmd };
     dnnl_primitive_desc_t p = pd;
     pd = NULL;
-    OT_TRY(cpu_prim_step(c->x, n, n->op_type, p, 9, kinds, l, mds, err));
+    OT_TRY(cpu_prim_step(c->x, n, wsv ? "ReluGrad+BatchNormGrad" : n->op_type, p, wsv ? 10 : 9,
+                         kinds, l, mds, err));
     *done = true;
 done:
     if (pd)
@@ -268,6 +293,8 @@ done:
         dnnl_primitive_desc_destroy(fwd);
     return st;
 }
+
+ot_status dn_bn_grad(ctx *c, bool *done, ot_err *err) { return bn_grad(c, NULL, done, err); }
 
 /* ---------------------------------------------------------------- ReluGrad */
 
@@ -280,6 +307,20 @@ ot_status dn_relu_grad(ctx *c, bool *done, ot_err *err)
     int32_t dy = n->in[0], yid = n->in[1], dx = n->out[0];
     if (!dn_is_f32(g, dy) || !dn_is_f32(g, yid) || !dn_is_f32(g, dx))
         return OT_OK;
+    /* the ReLU of a BatchNormTrain+Relu whose gradient only the
+       BatchNormGrad reads: one fused backward step, built now */
+    int32_t bn = c->cs->vals[yid].aux_md ? dn_sole_consumer(c, dx, c->node_id) : -1;
+    if (bn >= 0 && ot_node_is(&g->nodes[bn], OT_OP_BATCHNORM_GRAD) && g->nodes[bn].in[0] == dx &&
+        !c->cs->skip[bn]) {
+        ctx bc = *c;
+        bc.n = &g->nodes[bn];
+        bc.node_id = bn;
+        OT_TRY(bn_grad(&bc, n, done, err));
+        if (*done) {
+            c->cs->skip[bn] = 1;
+            return OT_OK;
+        }
+    }
     const ot_value *yv = &g->values[yid];
     if (yv->ndim < 1 || dn_has_zero(yv) || !ot_op_grad_same_shape(g, yid, dy) ||
         !ot_op_grad_same_shape(g, yid, dx))
