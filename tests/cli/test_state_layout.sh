@@ -78,6 +78,7 @@ for prec in fp32 bf16; do
     else
         fail "$prec: resume" "$(describe_run)"
     fi
+    rm -f "$D/cut_$prec.ckpt"* # full training's checkpoints are large
 done
 
 # --------------------- the checkpoint's weights: the export's plain tensors
