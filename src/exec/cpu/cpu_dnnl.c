@@ -92,8 +92,9 @@ const dnnl_memory_desc_t *dn_pd_md(dnnl_primitive_desc_t pd, dnnl_query_t q)
 /* A primitive descriptor in the precision the executor computes in, or in
    fp32 when oneDNN has no bf16 implementation of the operation: make(c, bf16,
    arg, pd) initialises the operation's descriptors with bf16 operands (bf16
-   true) or fp32 ones and creates *pd, false when it cannot. *bf16 says which
-   made *pd (may be NULL); false when neither did (the plain kernel runs the node). */
+   true) or fp32 ones and creates *pd, false when it cannot. *bf16 (may be
+   NULL) says which made *pd; false when neither did (the plain kernel runs
+   the node). */
 typedef bool (*dn_pd_maker)(ctx *c, bool bf16, void *arg, dnnl_primitive_desc_t *pd);
 
 static bool dn_make_pd_prec(ctx *c, dn_pd_maker make, void *arg, dnnl_primitive_desc_t *pd,
@@ -1069,9 +1070,8 @@ done:
    descriptor of the same shapes (the v2 API requires the hint). */
 /* A backward convolution's descriptors for dn_make_pd_prec, hinted by a
    forward-training descriptor of the same shapes (the v2 API requires the
-   hint). With bf16: bf16 dY and
-   the forward operand the gradient reads (W for dX, X for dW); the gradient
-   itself in fp32, for the optimizer. */
+   hint). With bf16: bf16 dY and the forward operand the gradient reads (W
+   for dX, X for dW); the gradient itself in fp32, for the optimizer. */
 typedef struct conv_grad_args {
     dnnl_memory_desc_t x, w, dy;
     const dnnl_memory_desc_t *b;
