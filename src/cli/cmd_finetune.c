@@ -911,6 +911,30 @@ static int start_ranks(const finetune_args *fa, ot_finetune_opts *o, progress_ct
     return OT_EXIT_OK;
 }
 
+/* Several ranks on CUDA devices need NCCL, which this build does not have:
+   refused before any device is opened, in one line from rank 0 (the other
+   ranks, which decide the same, exit quietly). */
+static int cuda_ranks(const finetune_args *fa, const char *name)
+{
+    ot_device want;
+    ot_err err;
+    ot_err_init(&err);
+    if (fa->distributed != OT_DIST_AUTO || ot_dist_detect(NULL) < 2 ||
+        (ot_device_parse(name, &want, &err) != OT_OK && err.code != OT_ERR_UNSUPPORTED) ||
+        want.kind != OT_DEVICE_CUDA)
+        return OT_EXIT_OK;
+    if (ot_dist_init(OT_DIST_AUTO, fa->rank_timeout, &err) != OT_OK)
+        return ot_cli_error("%s", err.msg);
+    int rc = OT_EXIT_ERROR;
+    if (ot_dist_rank() == 0)
+        rc = ot_cli_error("--device %s on %d ranks: data-parallel training on GPUs (NCCL) is "
+                          "not built yet (--device cpu trains on the ranks' CPUs; --distributed "
+                          "off runs each process alone)",
+                          name, ot_dist_current() ? ot_dist_current()->size : 1);
+    ot_dist_fini();
+    return rc;
+}
+
 /* Maps the command line to the recipe's options (ot_finetune_opts), runs it
    (src/train/finetune.c) and prints its report. */
 int ot_cmd_finetune(int argc, char **argv)
@@ -942,7 +966,8 @@ int ot_cmd_finetune(int argc, char **argv)
         goto out;
     }
     ot_device device;
-    if ((rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK ||
+    if ((rc = cuda_ranks(&fa, o.device)) != OT_EXIT_OK ||
+        (rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK ||
         (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK ||
         (rc = ot_cli_plans(&fa.plans)) != OT_EXIT_OK)
         goto out;

@@ -174,6 +174,17 @@ else
     fail "mismatch refused" "exit $rc: $(head -c 400 "$D/mpi.err")"
 fi
 
+# --device cuda over several ranks (NCCL is not built): one line, from rank 0,
+# before any device is opened (so also where no GPU is)
+mpirun_ot 2 "${RUN[@]}" --device cuda -o "$D/cuda.onnx"
+if [ "$T_RC" -ne 0 ] && [ "$T_RC" -ne 124 ] && [ ! -e "$D/cuda.onnx" ] &&
+    [ "$(grep -c "onnxtrain: error" <<<"$T_ERR")" = 1 ] &&
+    grep -q "^onnxtrain: error: rank 0: --device cuda on 2 ranks: .*NCCL" <<<"$T_ERR"; then
+    ok "cuda ranks refused"
+else
+    fail "cuda ranks refused" "exit $T_RC: $(head -c 400 "$D/mpi.err")"
+fi
+
 # too few images for the ranks in a batch
 mpirun_ot 2 finetune "$BN" --data "$DATA" --classes 10 --image-size 32 --batch-size 1 \
     --max-steps 1 -o "$D/small.onnx"
