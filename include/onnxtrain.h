@@ -257,7 +257,7 @@ typedef struct ot_finetune_opts {
     int deterministic;          /* bit-reproducible: one thread unless threads */
     /* data-parallel training under an MPI launcher (docs/distributed.md);
        the process must have called its set-up (the command line does) */
-    double bucket_mb;           /* gradient all-reduce bucket (0: 25 MB)       */
+    double bucket_mb;           /* gradient all-reduce bucket (0: default)     */
     int sync_bn;                /* BN batch statistics over all ranks          */
     int no_overlap;             /* gradients reduced after the backward pass,
                                    not during it (the same sums)               */

@@ -261,7 +261,8 @@ static const ot_cli_opt finetune_opts[FT_N_OPTS + 1] = {
                                        "under mpirun/srun run as its ranks (auto, default), or "
                                        "as one process (off)"),
     [FT_BUCKET_MB] = OT_CLI_REAL_OPT(finetune_args, ft.bucket_mb, "bucket-mb", 0, "MB", 0.001,
-                                     1e6, "gradients all-reduced per message (default 25)"),
+                                     1e6, "gradients all-reduced per message (default "
+                                     OT_DIST_STR(OT_DIST_BUCKET_MB) ")"),
     [FT_SYNC_BN] = OT_CLI_FLAG_OPT(finetune_args, ft.sync_bn, "sync-bn", 0,
                                    "BatchNorm batch statistics over all ranks"),
     [FT_NO_OVERLAP] = OT_CLI_FLAG_OPT(finetune_args, ft.no_overlap, "no-overlap", 0,

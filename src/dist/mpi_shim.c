@@ -198,6 +198,23 @@ int otm_init(int *rank, int *size, double timeout_s, char *msg, int len)
     return 0;
 }
 
+/* Whether a wait for `what` begun at t0 is past the deadline (the
+   heartbeat's time-out and 5 s); if so msg names the silent rank, when the
+   heartbeat knows one. */
+static int timed_out(double t0, const char *what, char *msg, int len)
+{
+    if (now_s() - t0 <= g_timeout + 5.0)
+        return 0;
+    int s = atomic_load(&g_silent);
+    if (s >= 0)
+        snprintf(msg, (size_t)len, "%s: rank %d stopped answering", what, s);
+    else
+        snprintf(msg, (size_t)len,
+                 "%s: the other ranks did not take part for %.0f s (one died or is stopped)",
+                 what, g_timeout + 5.0);
+    return 1;
+}
+
 /* Waits for rq until the deadline. */
 static int wait_for(MPI_Request *rq, const char *what, char *msg, int len)
 {
@@ -214,17 +231,8 @@ static int wait_for(MPI_Request *rq, const char *what, char *msg, int len)
             return 0;
         if (++spins > 2000)
             nap(50 * 1000);
-        if (now_s() - t0 > g_timeout + 5.0) {
-            int s = atomic_load(&g_silent);
-            if (s >= 0)
-                snprintf(msg, (size_t)len, "%s: rank %d stopped answering", what, s);
-            else
-                snprintf(msg, (size_t)len,
-                         "%s: the other ranks did not take part for %.0f s (one died or is "
-                         "stopped)",
-                         what, g_timeout + 5.0);
+        if (timed_out(t0, what, msg, len))
             return 1;
-        }
     }
 }
 
@@ -353,17 +361,8 @@ int otm_grad_wait(int ticket, double *busy_s, char *msg, int len)
             progress_grads();
         if (++spins > 200)
             nap(20 * 1000);
-        if (now_s() - t0 > g_timeout + 5.0) {
-            int s = atomic_load(&g_silent);
-            if (s >= 0)
-                snprintf(msg, (size_t)len, "all-reduce: rank %d stopped answering", s);
-            else
-                snprintf(msg, (size_t)len,
-                         "all-reduce: the other ranks did not take part for %.0f s (one died "
-                         "or is stopped)",
-                         g_timeout + 5.0);
+        if (timed_out(t0, "all-reduce", msg, len))
             return 1;
-        }
     }
     pthread_mutex_lock(&g_grad_mu);
     double busy = 0;

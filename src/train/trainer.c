@@ -738,7 +738,9 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         go.clip_grad = o->clip_grad;
         go.head_params = o->head_lr > 0 ? o->head_params : NULL;
         go.n_head_params = o->head_lr > 0 ? o->n_head_params : 0;
-        go.bucket_bytes = T.ranks > 1 ? (o->bucket_bytes ? o->bucket_bytes : 25u << 20) : 0;
+        go.bucket_bytes = o->bucket_bytes ? o->bucket_bytes : (size_t)(OT_DIST_BUCKET_MB * 1e6);
+        if (T.ranks < 2)
+            go.bucket_bytes = 0;
         go.sync_bn = o->sync_bn;
         go.overlap = !o->no_overlap;
         OT_TRY(ot_train_graph_build(model, &go, &T.tg, err));

@@ -101,7 +101,7 @@ typedef struct ot_train_opts {
     bool deterministic;    /* the caller fixed the threads; nothing order-dependent */
     /* data-parallel (src/dist/dist.h; used when ot_dist_current() has more
        than one rank): each rank trains on its share of every batch */
-    size_t bucket_bytes;   /* gradients all-reduced per bucket; 0: 25 MB     */
+    size_t bucket_bytes;   /* gradients all-reduced per bucket; 0: default  */
     bool sync_bn;          /* BN batch statistics over all ranks             */
     bool no_overlap;       /* reduce each bucket after the backward pass,
                               not during it (the same sums)                  */

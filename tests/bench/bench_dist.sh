@@ -71,7 +71,7 @@ OMP_NUM_THREADS=1 mpirun --oversubscribe -np 2 "$OT" "${RUN[@]}" --threads 1 \
     --no-overlap -o "$OUT/dist_2.onnx" 2>&1 | tr '\r' '\n' >"$OUT/dist_full.2b.txt"
 
 /usr/bin/python3 - "$OUT" "$SIZE" "$BATCH" "$STEPS" <<'PYEOF' | tee "$OUT/dist.md"
-import re, sys
+import math, re, sys
 out, size, batch, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 
 def run(path):
@@ -98,8 +98,12 @@ print("|---:|---:|---:|")
 for b in bw:
     print("| %d | %.3g | %.0f |" % b)
 print()
+cur = re.search(r"^#define OT_DIST_BUCKET_MB (\S+)", open("src/dist/dist.h").read(), re.M)
 print("Peak %.0f MB/s; the smallest message within 90%% of it: %.2f MB (the size a bucket "
-      "should reach; --bucket-mb defaults to 25)." % (peak, suggest / 1e6))
+      "should reach)." % (peak, suggest / 1e6))
+print()
+print("bucket-mb default from this machine: %d (OT_DIST_BUCKET_MB in src/dist/dist.h, now %s)"
+      % (max(1, math.ceil(suggest / 1e6)), cur.group(1) if cur else "?"))
 print()
 print("ResNet-18 at %dx%d, batches of %d, %d steps (the first included), no prefix cache:"
       % (size, size, batch, steps))
