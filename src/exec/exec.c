@@ -655,7 +655,9 @@ const char *ot_precision_name(ot_precision p)
     return "?";
 }
 
-ot_status ot_precision_check(const ot_device *dev, ot_precision p, ot_err *err)
+/* Whether backend `be` (NULL: none built in for dev) computes in p. */
+static ot_status precision_on(const ot_backend *be, const ot_device *dev, ot_precision p,
+                              ot_err *err)
 {
     char name[32];
     ot_device_name(dev, name, sizeof name);
@@ -664,7 +666,6 @@ ot_status ot_precision_check(const ot_device *dev, ot_precision p, ot_err *err)
                           (int)p);
     if (p == OT_PRECISION_FP32 || p == OT_PRECISION_AUTO)
         return OT_OK;
-    const ot_backend *be = backend_of(dev);
     if (!be)
         return ot_device_check(dev, err);
     if (!be->precision)
@@ -679,6 +680,11 @@ ot_status ot_precision_check(const ot_device *dev, ot_precision p, ot_err *err)
     return OT_OK;
 }
 
+ot_status ot_precision_check(const ot_device *dev, ot_precision p, ot_err *err)
+{
+    return precision_on(backend_of(dev), dev, p, err);
+}
+
 ot_status ot_exec_compile(const ot_graph *g, const ot_exec_input *inputs, int n_inputs,
                           const ot_exec_opts *opts, ot_exec **out, ot_err *err)
 {
@@ -686,8 +692,6 @@ ot_status ot_exec_compile(const ot_graph *g, const ot_exec_input *inputs, int n_
     const ot_device *dev = opts ? &opts->device : &defaults.device;
     *out = NULL;
     ot_status st = ot_device_check(dev, err);
-    if (st == OT_OK && opts)
-        st = ot_precision_check(dev, opts->precision, err);
     if (st != OT_OK)
         return st;
     return ot_exec_compile_on(backend_of(dev), g, inputs, n_inputs, opts, out, err);
@@ -698,6 +702,8 @@ ot_status ot_exec_compile_on(const ot_backend *be, const ot_graph *g, const ot_e
 {
     ot_status st = OT_OK;
     *out = NULL;
+    if (opts && (st = precision_on(be, &opts->device, opts->precision, err)) != OT_OK)
+        return st;
     ot_exec *x = ot_calloc(1, sizeof *x);
     if (!x)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");

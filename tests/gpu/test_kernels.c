@@ -1419,6 +1419,77 @@ done:
     }
     for (int i = 0; i < 2; i++)
         cudaFree(mem[i]);
+/* --precision bf16/fp16's conversions (precision.cu) against the CPU's
+   (ot_f32_to_bf16, ot_f32_to_f16 and back): random values over many
+   binades, ties, subnormals, overflow, infinities and NaN; bits equal (a
+   NaN only has to stay a NaN). */
+static void cases_half(void)
+{
+    enum { N = 4099 };
+    static float x[N], back[N];
+    static uint16_t h[N];
+    const char *bad = NULL;
+    char msg[320] = "";
+    float *dx = dev_alloc(sizeof x), *dback = dev_alloc(sizeof back);
+    uint16_t *dh = dev_alloc(sizeof h);
+    const float special[] = { 0.0f, -0.0f, 1.0f, 65504.0f, 65520.0f, 1e30f, -3e38f, 5.96e-8f,
+                              2.98e-8f, 1e-40f, 1.00048828125f, 1.00146484375f, INFINITY,
+                              -INFINITY, NAN };
+    size_t ns = sizeof special / sizeof *special;
+    for (int i = 0; i < N; i++) {
+        if ((size_t)i < ns) {
+            x[i] = special[i];
+            continue;
+        }
+        double m = urand() * 2 - 1;
+        x[i] = (float)(m * pow(2.0, (double)(i % 80) - 40));
+        if (i % 7 == 0) { /* exactly halfway between two bf16 or fp16 values */
+            uint32_t b;
+            memcpy(&b, &x[i], 4);
+            b = (b & ~0xffffu) | (i % 14 ? 0x8000u : 0x1000u);
+            memcpy(&x[i], &b, 4);
+        }
+    }
+    if (!dx || !dh || !dback) {
+        bad = "device memory";
+        goto done;
+    }
+    for (int bf16 = 0; bf16 < 2 && !bad; bf16++) {
+        cudaMemcpy(dx, x, sizeof x, cudaMemcpyHostToDevice);
+        if (otk_cast_half(ctx.stream, dx, dh, N, 1, bf16) ||
+            otk_cast_half(ctx.stream, dh, dback, N, 0, bf16) ||
+            cudaStreamSynchronize(ctx.stream) != cudaSuccess ||
+            cudaMemcpy(h, dh, sizeof h, cudaMemcpyDeviceToHost) != cudaSuccess ||
+            cudaMemcpy(back, dback, sizeof back, cudaMemcpyDeviceToHost) != cudaSuccess) {
+            bad = "launch";
+            break;
+        }
+        for (int i = 0; i < N && !bad; i++) {
+            uint16_t want = bf16 ? ot_f32_to_bf16(x[i]) : ot_f32_to_f16(x[i]);
+            float wback = bf16 ? ot_bf16_to_f32(h[i]) : ot_f16_to_f32(h[i]);
+            bool nan = isnan(x[i]);
+            if (nan ? !isnan(back[i]) : h[i] != want) {
+                snprintf(msg, sizeof msg, "%s of %.9g: got 0x%04x, want 0x%04x",
+                         bf16 ? "bf16" : "fp16", (double)x[i], h[i], want);
+                bad = msg;
+            } else if (!nan && memcmp(&back[i], &wback, 4) != 0) {
+                snprintf(msg, sizeof msg, "%s 0x%04x back to float: got %.9g, want %.9g",
+                         bf16 ? "bf16" : "fp16", h[i], (double)back[i], (double)wback);
+                bad = msg;
+            }
+        }
+    }
+done:
+    if (bad) {
+        printf("FAIL half conversions (precision.cu): %s\n", bad);
+        n_fail++;
+    } else {
+        printf("pass half conversions (precision.cu, bf16 and fp16, %d values)\n", N);
+        n_pass++;
+    }
+    cudaFree(dx);
+    cudaFree(dh);
+    cudaFree(dback);
 }
 
 /* uint8 images handed in ahead (an input with x->in_u8): the next run's
@@ -1566,6 +1637,7 @@ int main(int argc, char **argv)
     cases_stage();
     cases_prefetch();
     cases_prefetch_u8();
+    cases_half();
 
     for (int id = 0; id < OT_OP_COUNT_; id++) {
         const char *type = ot_op_table[id]->type;

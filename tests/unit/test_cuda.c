@@ -478,4 +478,108 @@ TEST(cuda_fused_graphs_finalize_without_a_device)
     CHECK(!f.graph && !f.n_descs);
 }
 
+/* The dtype a finalized tensor descriptor holds. */
+static cudnnDataType_t tensor_type(const ot_cudnn_api *api, cudnnBackendDescriptor_t t)
+{
+    cudnnDataType_t dt = CUDNN_DATA_INT8;
+    int64_t n = 0;
+    api->cudnnBackendGetAttribute(t, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &n, &dt);
+    return dt;
+}
+
+/* --precision bf16 and fp16: every kind of convolution with half x, w and y
+   (fp32 compute) makes its operation and a one-operation graph; the fused
+   forms keep their virtual output float; plan keys tell the types apart;
+   cuBLASLt takes half A and B with float C and D. */
+TEST(cuda_half_descriptors_finalize_without_a_device)
+{
+    const ot_cudnn_api *api = dnn_or_skip();
+    if (!api)
+        return;
+    ot_err err;
+    ot_err_init(&err);
+    const int64_t xs[] = { 2, 3, 32, 32 }, ws[] = { 64, 3, 7, 7 }, ys[] = { 2, 64, 16, 16 };
+    const int64_t x[] = { 2, 64, 8, 8 }, w[] = { 64, 64, 3, 3 }, y[] = { 2, 64, 8, 8 };
+    const ot_dtype halves[2] = { OT_DTYPE_BFLOAT16, OT_DTYPE_FLOAT16 };
+    const cudnnDataType_t want[2] = { CUDNN_DATA_BFLOAT16, CUDNN_DATA_HALF };
+    for (int h = 0; h < 2; h++)
+        for (int stem = 0; stem < 2; stem++)
+            for (int k = OT_CONV_FWD; k <= OT_CONV_WGRAD; k++) {
+                ot_conv_geom q = stem ? geom((ot_conv_kind)k, 4, xs, ws, ys, 3, 2, 1)
+                                      : geom((ot_conv_kind)k, 4, x, w, y, 1, 1, 1);
+                q.half = halves[h];
+                ot_conv_descs d;
+                ot_status st = ot_conv_descs_build(api, &q, &d, &err);
+                if (st != OT_OK)
+                    printf("  %s kind %d: %s\n", h ? "fp16" : "bf16", k, err.msg);
+                CHECK_OK(st, &err);
+                if (st != OT_OK)
+                    continue;
+                CHECK_EQ_INT(tensor_type(api, d.x), want[h]);
+                CHECK_EQ_INT(tensor_type(api, d.w), want[h]);
+                CHECK_EQ_INT(tensor_type(api, d.y), want[h]);
+                cudnnBackendDescriptor_t graph = NULL;
+                CHECK_OK(ot_cudnn_graph(api, &d.op, 1, &graph, &err), &err);
+                if (graph)
+                    api->cudnnBackendDestroyDescriptor(graph);
+                ot_conv_descs_free(api, &d);
+            }
+    /* fused: conv + bias + ReLU and dgrad + ReLU backward on half tensors */
+    for (int h = 0; h < 2; h++) {
+        ot_conv_geom q = geom(OT_CONV_FWD, 4, xs, ws, ys, 3, 2, 1);
+        q.half = halves[h];
+        ot_conv_epilogue e = { .bias = true, .relu = true };
+        ot_conv_fused f;
+        CHECK_OK(ot_conv_fused_build(api, &q, &e, &f, &err), &err);
+        if (f.graph) {
+            CHECK_EQ_INT(tensor_type(api, f.conv.x), want[h]);
+            CHECK_EQ_INT(tensor_type(api, f.conv.y), CUDNN_DATA_FLOAT); /* virtual */
+            ot_conv_fused_free(api, &f);
+        }
+        q = geom(OT_CONV_DGRAD, 4, x, w, y, 1, 1, 1);
+        q.half = halves[h];
+        ot_conv_epilogue relu = { .relu = true };
+        CHECK_OK(ot_conv_fused_build(api, &q, &relu, &f, &err), &err);
+        if (f.graph)
+            ot_conv_fused_free(api, &f);
+    }
+    /* plan keys */
+    ot_plan_env env = { .cudnn_version = 91900, .device_name = "NVIDIA H200", .cc_major = 9 };
+    ot_conv_geom q = geom(OT_CONV_FWD, 4, x, w, y, 1, 1, 1);
+    char kf[OT_PLAN_KEY_MAX], kb[OT_PLAN_KEY_MAX], kh[OT_PLAN_KEY_MAX];
+    CHECK(ot_conv_plan_key(&env, &q, kf, sizeof kf));
+    q.half = OT_DTYPE_BFLOAT16;
+    CHECK(ot_conv_plan_key(&env, &q, kb, sizeof kb));
+    q.half = OT_DTYPE_FLOAT16;
+    q.tf32 = true; /* half operands name the type, whatever tf32 says */
+    CHECK(ot_conv_plan_key(&env, &q, kh, sizeof kh));
+    CHECK(strstr(kb, "conv0/bf16/nchw/") == kb);
+    CHECK(strstr(kh, "conv0/f16/nchw/") == kh);
+    CHECK_STR(strstr(kf, "/nchw/"), strstr(kb, "/nchw/")); /* the rest of the key is the same */
+    /* cuBLASLt: half A and B, float C and D */
+    const ot_cublaslt_api *lt = NULL;
+    if (ot_cublaslt_load(&lt, &err) != OT_OK) {
+        printf("  skipped (cuBLASLt): %s\n", err.msg);
+        return;
+    }
+    ot_cuda_dev dev = { .lt = lt };
+    for (int h = 0; h < 2; h++) {
+        ot_gemm g;
+        ot_gemm_geom gq = { .m = 8, .n = 10, .k = 512, .tb = true, .batch = 1, .alpha = 1.0f,
+                            .half = halves[h] };
+        CHECK_OK(ot_gemm_descs(lt, &gq, &g, &err), &err);
+        cudaDataType_t ta = CUDA_R_32F, tc = CUDA_R_16F;
+        size_t got = 0;
+        lt->cublasLtMatrixLayoutGetAttribute(g.la, CUBLASLT_MATRIX_LAYOUT_TYPE, &ta, sizeof ta, &got);
+        lt->cublasLtMatrixLayoutGetAttribute(g.lc, CUBLASLT_MATRIX_LAYOUT_TYPE, &tc, sizeof tc, &got);
+        CHECK_EQ_INT(ta, h ? CUDA_R_16F : CUDA_R_16BF);
+        CHECK_EQ_INT(tc, CUDA_R_32F);
+        ot_gemm_free(&dev, &g);
+        ot_gemm_geom batched = { .m = 4, .n = 4, .k = 8, .batch = 3, .sa = 32, .sb = 0,
+                                 .alpha = 1.0f, .half = halves[h] };
+        CHECK_OK(ot_gemm_descs(lt, &batched, &g, &err), &err);
+        ot_gemm_free(&dev, &g);
+    }
+}
+
 #endif

@@ -339,6 +339,16 @@ TEST(exec_backend_memory_goes_through_hooks)
     memcpy(&y0, a->data, 4);
     memcpy(&y1, ot_exec_output(dev2, 0)->data, 4);
     CHECK(fabsf(y1 - y0 - 1.0f) < 1e-5f);
+    /* a backend given directly checks the precision as ot_exec_compile does:
+       one without the hook computes in fp32 only */
+    ot_exec *narrow = NULL;
+    opaque.precision = NULL;
+    ot_exec_opts bf16 = { .precision = OT_PRECISION_BF16 };
+    CHECK_EQ_INT(ot_exec_compile_on(&opaque, g, &b, 1, &bf16, &narrow, &err), OT_ERR_UNSUPPORTED);
+    CHECK_STR(err.msg, "--precision bf16 on cpu: this backend computes in fp32 only");
+    CHECK(narrow == NULL);
+    bf16.precision = (ot_precision)42;
+    CHECK_EQ_INT(ot_exec_compile_on(&opaque, g, &b, 1, &bf16, &narrow, &err), OT_ERR_ARG);
     /* executors of different backends share nothing */
     ot_exec *mixed = NULL;
     CHECK_EQ_INT(ot_exec_compile(g, &b, 1, &share, &mixed, &err), OT_ERR_ARG);

@@ -4,8 +4,9 @@
  *
  * cuBLASLt is column-major: a row-major D[m, n] is its D^T[n, m], so the
  * product D = op(A) op(B) is computed as D^T = op(B)^T op(A)^T, B first.
- * fp32 in and out, CUBLAS_COMPUTE_32F (no TF32), one algorithm from the
- * heuristic within the workspace cap, chosen when the step is built.
+ * fp32 in and out, CUBLAS_COMPUTE_32F (no TF32; --precision tf32 allows it;
+ * bf16 and fp16 take half A and B with float C and D), one algorithm from
+ * the heuristic within the workspace cap, chosen when the step is built.
  */
 #include <string.h>
 
@@ -21,12 +22,12 @@
         }                                                                                       \
     } while (0)
 
-static ot_status layout(const ot_cublaslt_api *lt, cublasLtMatrixLayout_t *out, int64_t rows,
-                        int64_t cols, int64_t batch, int64_t stride, ot_err *err)
+static ot_status layout(const ot_cublaslt_api *lt, cublasLtMatrixLayout_t *out, cudaDataType_t type,
+                        int64_t rows, int64_t cols, int64_t batch, int64_t stride, ot_err *err)
 {
     ot_status st = OT_OK;
     int32_t count = (int32_t)batch;
-    LT(lt->cublasLtMatrixLayoutCreate(out, CUDA_R_32F, (uint64_t)rows, (uint64_t)cols, rows),
+    LT(lt->cublasLtMatrixLayoutCreate(out, type, (uint64_t)rows, (uint64_t)cols, rows),
        "layout");
     if (batch > 1) {
         LT(lt->cublasLtMatrixLayoutSetAttribute(*out, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count,
@@ -66,15 +67,20 @@ ot_status ot_gemm_descs(const ot_cublaslt_api *lt, const ot_gemm_geom *q, ot_gem
     cublasOperation_t opa = q->tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t opb = q->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     LT(lt->cublasLtMatmulDescCreate(&g->desc,
-                                    q->tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F,
+                                    q->tf32 && !q->half ? CUBLAS_COMPUTE_32F_FAST_TF32
+                                                        : CUBLAS_COMPUTE_32F,
                                     CUDA_R_32F), "matmul");
     LT(lt->cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa),
        "matmul");
     LT(lt->cublasLtMatmulDescSetAttribute(g->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb),
        "matmul");
-    OT_TRY(layout(lt, &g->la, q->tb ? q->k : q->n, q->tb ? q->n : q->k, q->batch, q->sb, err));
-    OT_TRY(layout(lt, &g->lb, q->ta ? q->m : q->k, q->ta ? q->k : q->m, q->batch, q->sa, err));
-    OT_TRY(layout(lt, &g->lc, q->n, q->m, q->batch, q->m * q->n, err));
+    /* --precision bf16/fp16: half A and B, float C and D, fp32 sums */
+    cudaDataType_t ab = q->half == OT_DTYPE_BFLOAT16 ? CUDA_R_16BF
+                        : q->half == OT_DTYPE_FLOAT16 ? CUDA_R_16F
+                                                      : CUDA_R_32F;
+    OT_TRY(layout(lt, &g->la, ab, q->tb ? q->k : q->n, q->tb ? q->n : q->k, q->batch, q->sb, err));
+    OT_TRY(layout(lt, &g->lb, ab, q->ta ? q->m : q->k, q->ta ? q->k : q->m, q->batch, q->sa, err));
+    OT_TRY(layout(lt, &g->lc, CUDA_R_32F, q->n, q->m, q->batch, q->m * q->n, err));
 done:
     if (st != OT_OK) {
         ot_cuda_dev tmp = { .lt = lt };

@@ -25,6 +25,7 @@
 
 #include "cuda.h"
 #include "cuda_stage.h"
+#include "kernels/kernels.h"
 
 #ifdef OT_CUDA_NO_KERNELS
 /* A build without the kernels' table: every node that needs one is refused. */
@@ -129,7 +130,7 @@ done:
 
 /* ------------------------------------------------------------ steps */
 
-typedef enum { ST_KERNEL, ST_CONV, ST_GEMM, ST_COPY } step_kind;
+typedef enum { ST_KERNEL, ST_CONV, ST_GEMM, ST_COPY, ST_CAST } step_kind;
 
 typedef struct cuda_step {
     step_kind kind;
@@ -145,7 +146,9 @@ typedef struct cuda_step {
     const ot_conv_plan *plan;
     cudnnBackendDescriptor_t vp;
     ot_gemm gemm;
-    size_t bytes;          /* copy                                           */
+    size_t bytes;          /* copy; cast: elements                           */
+    ot_dtype half;         /* cast: between float and this (bf16 or fp16)    */
+    bool narrow;           /* cast: float to half (else half to float)       */
     void *ptr[6];          /* conv, gemm, copy: the bound addresses          */
     ot_conv_epilogue ep;   /* a fused convolution (ep.bias, ep.add or ep.relu):
                               its operands x, w, bias, z, out in lin       */
@@ -288,6 +291,58 @@ static void need_ws(cuda_state *cs, size_t bytes)
         cs->ws_bytes = bytes;
 }
 
+/* --------------------------------------------------------- bf16, fp16 */
+
+/* The half type of the executor's products: bf16, fp16, or 0 (float32). */
+static ot_dtype half_type(const ot_exec *x)
+{
+    return x->precision == OT_PRECISION_BF16   ? OT_DTYPE_BFLOAT16
+           : x->precision == OT_PRECISION_FP16 ? OT_DTYPE_FLOAT16
+                                               : OT_DTYPE_UNDEFINED;
+}
+
+/* An arena buffer of n 16-bit elements, alive at the next step (the steps
+   that read it extend it). */
+static ot_status half_buffer(ot_exec *x, int64_t n, ot_loc *out, ot_err *err)
+{
+    cuda_state *cs = state(x);
+    int id;
+    size_t bytes = (size_t)(n > 0 ? n : 1) * 2;
+    ot_status st = ot_exec_add_buf(x, bytes, cs->n_steps, cs->n_steps, &id, err);
+    if (st == OT_OK)
+        *out = (ot_loc){ .kind = OT_LOC_BUF, .id = id };
+    return st;
+}
+
+/* A step converting n elements between float32 at `from` and `half` at
+   `to` (narrow: float to half). */
+static ot_status cast_step(ot_exec *x, const ot_node *n, ot_loc from, ot_loc to, int64_t count,
+                           ot_dtype half, bool narrow, ot_err *err)
+{
+    cuda_step *s;
+    ot_status st = step_add(state(x), ST_CAST, n, narrow ? "cast to half" : "cast to float", 1, 1,
+                            &s, err);
+    if (st != OT_OK)
+        return st;
+    s->lin[0] = from;
+    s->lout[0] = to;
+    s->bytes = (size_t)count;
+    s->half = half;
+    s->narrow = narrow;
+    return OT_OK;
+}
+
+/* A half copy of the float32 operand at `from` (count elements), converted
+   by a step before the reader's; *out its location. */
+static ot_status half_copy(ot_exec *x, const ot_node *n, ot_loc from, int64_t count,
+                           ot_dtype half, ot_loc *out, ot_err *err)
+{
+    ot_status st = half_buffer(x, count, out, err);
+    if (st == OT_OK)
+        st = cast_step(x, n, from, *out, count, half, true, err);
+    return st;
+}
+
 /* A product step: D = alpha op(A) op(B) + beta C (c NONE: no C, or C is D). */
 static ot_status gemm_step(ot_exec *x, const ot_node *n, const char *what, const ot_gemm_geom *q,
                            ot_loc a, ot_loc b, ot_loc c, ot_loc d, ot_err *err)
@@ -329,6 +384,7 @@ static ot_status conv_node(ot_exec *x, const ot_node *n, ot_err *err)
     ot_conv_kind kind = ot_node_is(n, OT_OP_CONV)              ? OT_CONV_FWD
                         : ot_node_is(n, OT_OP_CONV_GRAD_DATA) ? OT_CONV_DGRAD
                                                               : OT_CONV_WGRAD;
+    ot_dtype half = half_type(x);
     /* x, w, y in cuDNN's roles: values and locations */
     int32_t vx, vw, vy, vbias = -1, vdb = -1;
     if (kind == OT_CONV_FWD) {
@@ -363,6 +419,7 @@ static ot_status conv_node(ot_exec *x, const ot_node *n, ot_err *err)
     }
     OT_TRY(ot_conv_geom_of(g, n, &t[0], &t[1], &t[2], kind, &q, err));
     q.tf32 = x->precision == OT_PRECISION_TF32;
+    q.half = half;
     /* reads first, then what the step writes */
     ot_loc lx = kind == OT_CONV_DGRAD ? (ot_loc){ 0 } : value_loc(x, vx);
     ot_loc lw = kind == OT_CONV_WGRAD ? (ot_loc){ 0 } : value_loc(x, vw);
@@ -387,13 +444,30 @@ static ot_status conv_node(ot_exec *x, const ot_node *n, ot_err *err)
             ot_err_prefix(err, "%s", ot_node_label(g, n, label, sizeof label));
             return st;
         }
+        /* --precision bf16/fp16: half copies of the two operands, the result
+           in a half buffer converted back to the float32 value */
+        ot_loc io[3] = { lx, lw, ly };
+        int out_role = kind == OT_CONV_FWD ? 2 : kind == OT_CONV_DGRAD ? 0 : 1;
+        int64_t count[3] = { ot_tensor_numel(&t[0]), ot_tensor_numel(&t[1]),
+                             ot_tensor_numel(&t[2]) };
+        for (int r = 0; half && r < 3; r++)
+            if (r != out_role)
+                OT_TRY(half_copy(x, n, io[r], count[r], half, &io[r], err));
+        ot_loc out_half = { 0 };
+        if (half)
+            OT_TRY(half_buffer(x, count[out_role], &out_half, err));
+        if (half)
+            io[out_role] = out_half;
         cuda_step *s;
         OT_TRY(step_add(cs, ST_CONV, n, n->op_type, 3, 0, &s, err));
-        s->lin[0] = lx;
-        s->lin[1] = lw;
-        s->lin[2] = ly;
+        s->lin[0] = io[0];
+        s->lin[1] = io[1];
+        s->lin[2] = io[2];
         s->plan = plan;
         need_ws(cs, ws);
+        ot_loc dest = kind == OT_CONV_FWD ? ly : kind == OT_CONV_DGRAD ? lx : lw;
+        if (half)
+            OT_TRY(cast_step(x, n, out_half, dest, count[out_role], half, false, err));
     }
     if (vbias >= 0 && !empty) {
         /* y[n] += b (M x 1) * ones (1 x osp), for every n */
@@ -440,8 +514,9 @@ static ot_status fused_conv_node(ot_exec *x, int32_t head, uint8_t *taken, bool 
     const ot_node *n = &g->nodes[head];
     ot_fusion f;
     *fused = false;
+    /* bf16/fp16: convolutions take the half path (conv_node), unfused */
     if (!(x->rewrites & OT_REWRITE_FUSE) || !ot_node_is(n, OT_OP_CONV) || n->n_in < 2 ||
-        n->out[0] < 0)
+        n->out[0] < 0 || half_type(x))
         return OT_OK;
     ot_fuse_find(&x->fuse, head, taken, &f);
     bool relu = f.act >= 0 && ot_node_is(&g->nodes[f.act], OT_OP_RELU);
@@ -601,6 +676,12 @@ static ot_status gemm_node(ot_exec *x, const ot_node *n, ot_err *err)
         }
     } else {
         lc = (ot_loc){ 0 };
+    }
+    /* --precision bf16/fp16: A and B as half copies, C and D float32 */
+    q.half = half_type(x);
+    if (q.half) {
+        OT_TRY(half_copy(x, n, la, value_bytes(va) / sizeof(float), q.half, &la, err));
+        OT_TRY(half_copy(x, n, lb, value_bytes(vb) / sizeof(float), q.half, &lb, err));
     }
     OT_TRY(gemm_step(x, n, n->op_type, &q, la, lb, lc, ld, err));
 done:
@@ -836,6 +917,11 @@ static ot_status run_step(ot_exec *x, cuda_step *sp, ot_err *err)
         CU(cudaMemcpyAsync(sp->ptr[1], sp->ptr[0], sp->bytes, cudaMemcpyDeviceToDevice,
                            cs->stream), "copying an output");
         break;
+    case ST_CAST:
+        CU((cudaError_t)otk_cast_half(cs->stream, sp->ptr[0], sp->ptr[1], (int64_t)sp->bytes,
+                                      sp->narrow, sp->half == OT_DTYPE_BFLOAT16),
+           sp->what);
+        break;
     }
 done:
     return st;
@@ -922,7 +1008,7 @@ done:
 static void cuda_step_profile(const ot_exec *x, int i, ot_exec_step_time *out)
 {
     const cuda_step *sp = &state(x)->steps[i];
-    static const char *const kernels[] = { "cuda", "cudnn", "cublaslt", "copy" };
+    static const char *const kernels[] = { "cuda", "cudnn", "cublaslt", "copy", "cuda" };
     out->node = sp->node ? sp->node->name : NULL;
     out->kind = sp->what;
     out->kernel = kernels[sp->kind];
@@ -996,6 +1082,7 @@ static ot_status cuda_copy_in(ot_exec *x, void *dst, const void *src, size_t byt
     ot_status st = OT_OK;
     cuda_state *cs = state(x);
     bool staged = false;
+    CU(cudaSetDevice(cs->dev->index), "selecting the device");
     OT_TRY(ot_cuda_stage_copy(&cs->stage, x, dst, src, bytes, &staged, err));
     if (staged)
         return OT_OK;
@@ -1010,6 +1097,7 @@ static ot_status cuda_copy_out(const ot_exec *x, void *dst, const void *src, siz
 {
     ot_status st = OT_OK;
     cuda_state *cs = state(x);
+    CU(cudaSetDevice(cs->dev->index), "selecting the device");
     CU(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cs->stream), "copying out");
     CU(cudaStreamSynchronize(cs->stream), "copying out");
 done:
@@ -1026,14 +1114,15 @@ static unsigned cuda_rewrites(const ot_exec *x)
     return OT_REWRITE_CONST | (e && !strcmp(e, "0") ? 0u : (unsigned)OT_REWRITE_FUSE);
 }
 
-/* fp32 and tf32; mixed precision is not built here yet. */
+/* fp32, tf32, and bf16 and fp16 as mixed precision: convolutions and
+   products on half copies of their operands, summed in fp32, everything
+   else (BatchNorm statistics, the loss, the optimizer, the parameters) in
+   float32. Every GPU the build targets (sm_80 and newer) has both. */
 static ot_status cuda_precision(ot_precision p, ot_err *err)
 {
-    if (p == OT_PRECISION_TF32)
+    if (p == OT_PRECISION_TF32 || p == OT_PRECISION_BF16 || p == OT_PRECISION_FP16)
         return OT_OK;
-    return ot_err_set(err, OT_ERR_UNSUPPORTED,
-                      "the CUDA backend computes in fp32 or tf32 only (mixed precision is not "
-                      "built yet)");
+    return ot_err_set(err, OT_ERR_UNSUPPORTED, "not a precision of the CUDA backend");
 }
 
 const ot_backend ot_backend_cuda = {

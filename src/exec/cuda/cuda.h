@@ -75,6 +75,9 @@ typedef struct ot_conv_geom {
     int64_t x[5], w[5], y[5];
     int64_t pre[3], post[3], stride[3], dil[3];
     bool tf32; /* --precision tf32: engines may use TF32 tensor cores */
+    ot_dtype half; /* --precision bf16 or fp16: x, w and y of this type
+                      (OT_DTYPE_BFLOAT16, OT_DTYPE_FLOAT16), computed in
+                      fp32; 0: float32 */
 } ot_conv_geom;
 
 /* The geometry of a Conv (x, w, y), ConvGradData (dx, w, dy) or
@@ -112,6 +115,11 @@ enum {
    cuDNN failure as one line "cuDNN: WHAT: STATUS: LAST ERROR". */
 ot_status ot_cudnn_tensor(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
                           bool is_virtual, cudnnBackendDescriptor_t *out, ot_err *err);
+/* The same of dtype dt (OT_DTYPE_FLOAT, OT_DTYPE_BFLOAT16, OT_DTYPE_FLOAT16;
+   0: float). */
+ot_status ot_cudnn_tensor_of(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
+                             bool is_virtual, ot_dtype dt, cudnnBackendDescriptor_t *out,
+                             ot_err *err);
 ot_status ot_cudnn_fail(const ot_cudnn_api *api, cudnnStatus_t s, const char *what, ot_err *err);
 
 /* In a function with `api`, `st`, `err` and a `done:` label: a cuDNN call
@@ -210,6 +218,8 @@ typedef struct ot_gemm_geom {
     int64_t batch, sa, sb;
     float alpha, beta;
     bool tf32; /* CUBLAS_COMPUTE_32F_FAST_TF32 instead of CUBLAS_COMPUTE_32F */
+    ot_dtype half; /* A and B of this type (OT_DTYPE_BFLOAT16, OT_DTYPE_FLOAT16),
+                      C and D float32, CUBLAS_COMPUTE_32F; 0: all float32 */
 } ot_gemm_geom;
 
 typedef struct ot_gemm {

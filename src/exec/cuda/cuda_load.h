@@ -40,7 +40,8 @@
     X(cublasLtMatmulDescSetAttribute) X(cublasLtMatrixLayoutCreate)                             \
     X(cublasLtMatrixLayoutDestroy) X(cublasLtMatrixLayoutSetAttribute)                          \
     X(cublasLtMatmulPreferenceCreate) X(cublasLtMatmulPreferenceDestroy)                        \
-    X(cublasLtMatmulPreferenceSetAttribute) X(cublasLtMatmulAlgoGetHeuristic)
+    X(cublasLtMatmulPreferenceSetAttribute) X(cublasLtMatmulAlgoGetHeuristic)                  \
+    X(cublasLtMatrixLayoutGetAttribute)
 
 #define OT_CUDA_FN_FIELD(name) __typeof__(&name) name;
 

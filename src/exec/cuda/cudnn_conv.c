@@ -85,9 +85,18 @@ ot_status ot_conv_geom_of(const ot_graph *g, const ot_node *n, const ot_tensor *
 ot_status ot_cudnn_tensor(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
                           bool is_virtual, cudnnBackendDescriptor_t *out, ot_err *err)
 {
+    return ot_cudnn_tensor_of(api, nd, dims, uid, is_virtual, OT_DTYPE_FLOAT, out, err);
+}
+
+ot_status ot_cudnn_tensor_of(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
+                             bool is_virtual, ot_dtype type, cudnnBackendDescriptor_t *out,
+                             ot_err *err)
+{
     ot_status st = OT_OK;
     int64_t strides[5], s = 1, align = 16;
-    cudnnDataType_t dt = CUDNN_DATA_FLOAT;
+    cudnnDataType_t dt = type == OT_DTYPE_BFLOAT16 ? CUDNN_DATA_BFLOAT16
+                         : type == OT_DTYPE_FLOAT16 ? CUDNN_DATA_HALF
+                                                    : CUDNN_DATA_FLOAT;
     for (int i = nd - 1; i >= 0; i--) {
         strides[i] = s;
         s *= dims[i];
@@ -134,9 +143,14 @@ ot_status ot_conv_descs_build_virtual(const ot_cudnn_api *api, const ot_conv_geo
     float alpha = 1.0f, beta = 0.0f;
     /* the output that an epilogue reads stays virtual: y forward, dx backward */
     bool vx = virtual_out && q->kind == OT_CONV_DGRAD, vy = virtual_out && q->kind == OT_CONV_FWD;
-    OT_TRY(ot_cudnn_tensor(api, q->nd, q->x, vx ? OT_CONV_UID_CONV_OUT : UID_X, vx, &d->x, err));
-    OT_TRY(ot_cudnn_tensor(api, q->nd, q->w, UID_W, false, &d->w, err));
-    OT_TRY(ot_cudnn_tensor(api, q->nd, q->y, vy ? OT_CONV_UID_CONV_OUT : UID_Y, vy, &d->y, err));
+    /* --precision bf16/fp16: the tensors in memory are half; a virtual output
+       an epilogue reads stays float */
+    ot_dtype dx = vx ? OT_DTYPE_FLOAT : q->half, dw = q->half, dy = vy ? OT_DTYPE_FLOAT : q->half;
+    OT_TRY(ot_cudnn_tensor_of(api, q->nd, q->x, vx ? OT_CONV_UID_CONV_OUT : UID_X, vx, dx, &d->x,
+                              err));
+    OT_TRY(ot_cudnn_tensor_of(api, q->nd, q->w, UID_W, false, dw, &d->w, err));
+    OT_TRY(ot_cudnn_tensor_of(api, q->nd, q->y, vy ? OT_CONV_UID_CONV_OUT : UID_Y, vy, dy, &d->y,
+                              err));
     DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, &d->conv),
         "convolution");
     DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp),
@@ -190,7 +204,11 @@ done:
 /* The operation's text in a plan key: kind, dtype, layout and shapes. */
 static void plan_what(const ot_conv_geom *q, char *what, size_t size)
 {
-    int at = snprintf(what, size, "conv%d/%s/nchw/", (int)q->kind, q->tf32 ? "tf32" : "f32");
+    const char *type = q->half == OT_DTYPE_BFLOAT16 ? "bf16"
+                       : q->half == OT_DTYPE_FLOAT16 ? "f16"
+                       : q->tf32                     ? "tf32"
+                                                     : "f32";
+    int at = snprintf(what, size, "conv%d/%s/nchw/", (int)q->kind, type);
     const int64_t *arrs[] = { q->x, q->w, q->y, q->pre, q->post, q->stride, q->dil };
     for (int a = 0; a < 7; a++) {
         int count = a < 3 ? q->nd : q->nd - 2;
@@ -225,8 +243,9 @@ static ot_plan_env dev_env(const ot_cuda_dev *dev)
                           .cc_major = dev->cc_major, .cc_minor = dev->cc_minor };
 }
 
-/* Whether an engine computes in full fp32 (with tf32: TF32 tensor cores
-   allowed, never inputs converted to a narrower type). */
+/* Whether an engine computes in full fp32 (with tf32, and on half operands:
+   tensor cores allowed, never inputs converted to a narrower type nor sums
+   kept in one). */
 static bool engine_fp32(const ot_cudnn_api *api, cudnnBackendDescriptor_t cfg, bool tf32)
 {
     cudnnBackendDescriptor_t eng = NULL;
@@ -478,7 +497,8 @@ static bool plan_from_rec(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan 
                (long long)r->engine, p->key, err.msg);
         return false;
     }
-    if (!engine_fp32(dev->dnn, cfg, q->tf32) || !(p->plan = try_plan(dev, cfg, &p->ws))) {
+    if (!engine_fp32(dev->dnn, cfg, q->tf32 || q->half) ||
+        !(p->plan = try_plan(dev, cfg, &p->ws))) {
         dev->dnn->cudnnBackendDestroyDescriptor(cfg);
         return false;
     }
@@ -536,7 +556,8 @@ static ot_status make_plan(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan
     for (int64_t i = 0; i < n_cfg && tried < limit; i++) {
         int64_t ws = 0;
         cudnnBackendDescriptor_t plan;
-        if (!engine_fp32(api, cfgs[i], q->tf32) || !(plan = try_plan(dev, cfgs[i], &ws)))
+        if (!engine_fp32(api, cfgs[i], q->tf32 || q->half) ||
+            !(plan = try_plan(dev, cfgs[i], &ws)))
             continue;
         tried++;
         double ms = 0;
@@ -567,8 +588,9 @@ static ot_status make_plan(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan
     }
     if (!p->plan)
         OT_FAIL(err, OT_ERR_BACKEND,
-                "cuDNN: none of %lld engine configurations makes an fp32 plan for this "
-                "convolution", (long long)n_cfg);
+                "cuDNN: none of %lld engine configurations makes a plan for this %s "
+                "convolution", (long long)n_cfg,
+                q->half == OT_DTYPE_BFLOAT16 ? "bf16" : q->half == OT_DTYPE_FLOAT16 ? "fp16" : "fp32");
     dev->n_made++;
     dev->n_timed += limit > 1 && best > 0;
     if (dev->disk) {

@@ -281,6 +281,10 @@ typedef struct otk_prep {
 int otk_prepare_u8(void *stream, const otk_prep *q, const uint8_t *img, const int32_t *coef,
                    uint8_t *tmp, float *out);
 
+/* precision.cu: n elements float32 -> bfloat16 (bf16) or float16, rounded
+   to nearest even (narrow), or back (exact); 16-bit values as uint16_t. */
+int otk_cast_half(void *stream, const void *x, void *y, int64_t n, int narrow, int bf16);
+
 #ifdef __cplusplus
 }
 #endif
