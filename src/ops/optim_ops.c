@@ -13,8 +13,9 @@
  *              M and V Adam's first and second moments (all float, one
  *              shape); lr a double scalar (the group's rate this step), step
  *              an int64 scalar (1 at the first update); coef an optional
- *              float scalar from ClipGradCoef (G is scaled by it when it is
- *              below 1). The outputs overwrite P, B, M, V in place when those
+ *              float scalar from ClipGradCoef or the loss scaling (G is
+ *              scaled by it when it is below 1; a coef that is not finite
+ *              skips the update: P, B, M, V keep their values). The outputs overwrite P, B, M, V in place when those
  *              are executor state (in_place below), so a step updates the
  *              parameters and moments where they live.
  *              Hyper-parameters are 0-d double TENSOR attributes

@@ -309,6 +309,11 @@ ot_status ot_train_checkpoint_save(const ot_graph *model, const ot_optim_state *
     SET("last_accuracy", "%.17g", ck->last_accuracy);
     SET("best_epoch", "%d", ck->best_epoch);
     SET("best_val_accuracy", "%.17g", ck->best_val_accuracy);
+    if (ck->loss_scaling) { /* dynamic loss scaling's state (loss_scale.h) */
+        SET("loss_scale", "%.9g", (double)ck->scaler.scale);
+        SET("loss_scale_growth", "%" PRId64, ck->scaler.growth_tracker);
+        SET("loss_scale_skipped", "%" PRId64, ck->scaler.skipped);
+    }
 #undef SET
     hist = history_text(ck);
     if (!hist)
@@ -731,6 +736,14 @@ ot_status ot_train_checkpoint_load(const char *path, ot_graph **graph, ot_train_
     ck->best_epoch = (int)mr_i64(&r, OT_CKPT_META_PREFIX "best_epoch", 0, ck->epoch);
     ck->best_val_accuracy = mr_f64(&r, OT_CKPT_META_PREFIX "best_val_accuracy", 0, 1);
     mr_history(&r, OT_CKPT_META_PREFIX "history", ck->epoch, ck);
+    ck->loss_scaling = meta_get(g, OT_CKPT_META_PREFIX "loss_scale") != NULL;
+    if (ck->loss_scaling) {
+        ot_loss_scaler_init(&ck->scaler, 0);
+        ck->scaler.scale = (float)mr_f64(&r, OT_CKPT_META_PREFIX "loss_scale", 1, 3.5e38);
+        ck->scaler.growth_tracker = mr_i64(&r, OT_CKPT_META_PREFIX "loss_scale_growth", 0,
+                                           ck->scaler.growth_interval - 1);
+        ck->scaler.skipped = mr_i64(&r, OT_CKPT_META_PREFIX "loss_scale_skipped", 0, ck->step);
+    }
     if (r.msg[0])
         OT_FAIL(err, OT_ERR_PARSE, "%s: %s", path, r.msg);
     ck->options = ot_strdup(options);
@@ -968,7 +981,7 @@ static char *options_text(const ot_train_ckpt_run *r, uint64_t train_hash, const
         "clip-grad=%.17g\nlabel-smoothing=%.9g\nbn=%s\nimage-size=%d\nmean=%.9g,%.9g,%.9g\n"
         "std=%.9g,%.9g,%.9g\nto-rgb=%d\nseed=%llu\ntrained=%d tensors, %016" PRIx64 "\n"
         "augment=%d\ntrain-set=%lld images, %016" PRIx64 "\nvalidation=%s\nkeep=%s\n"
-        "patience=%d\n%s%s%s%s",
+        "patience=%d\n%s%s%s%s%s",
         o->batch_size, o->lr, o->head_lr > 0 ? o->head_lr : o->lr,
         (unsigned)op->kind < 3 ? kinds[op->kind] : "?", op->weight_decay, op->momentum,
         op->dampening, op->nesterov, op->beta1, op->beta2, op->eps,
@@ -985,7 +998,9 @@ static char *options_text(const ot_train_ckpt_run *r, uint64_t train_hash, const
         /* so does any precision but the default */
         o->precision != OT_PRECISION_FP32 ? "precision=" : "",
         o->precision != OT_PRECISION_FP32 ? ot_precision_name(o->precision) : "",
-        o->precision != OT_PRECISION_FP32 ? "\n" : "");
+        o->precision != OT_PRECISION_FP32 ? "\n" : "",
+        /* and dynamic loss scaling where fp16 does not imply it */
+        o->loss_scaling && o->precision != OT_PRECISION_FP16 ? "loss-scaling=dynamic\n" : "");
     if (len < 0 || (size_t)len >= n - extra - 1) {
         ot_free(s);
         return NULL;
@@ -1096,7 +1111,7 @@ static ot_status save_locked(ot_train_ckpt_run *r, ot_err *err)
        disk) costs the checkpoint, not the run. Training goes on, the next
        checkpoint tries again, and the result reports the last failure. */
     bool was_ok = r->save_err.code == OT_OK;
-    r->ostep = r->ck.step;
+    r->ostep = r->ck.step - (r->ck.loss_scaling ? r->ck.scaler.skipped : 0);
     for (size_t i = 0; i < r->n_ostate; i++)
         if (r->ostate_id[i] >= 0) {
             st = ot_exec_read_state(r->step, r->ostate_id[i], r->ostate[i].data,
@@ -1177,7 +1192,7 @@ ot_status ot_train_ckpt_snap(ot_train_ckpt_run *r, ot_err *err)
         if (r->ostate_id[i] >= 0)
             OT_TRY(ot_exec_read_state(r->step, r->ostate_id[i], r->snap_ostate[i].data,
                                       ot_exec_state_bytes(r->step, r->ostate_id[i]), err));
-    r->snap_ostep = r->ck.step;
+    r->snap_ostep = r->ck.step - (r->ck.loss_scaling ? r->ck.scaler.skipped : 0);
     r->snap_ck = r->ck;
     r->snap_step = r->ck.step;
 done:
@@ -1302,10 +1317,17 @@ ot_status ot_train_ckpt_resume(ot_train_ckpt_run *r, ot_train_result *res, bool 
         if (r->ostate_id[i] >= 0)
             OT_TRY(ot_exec_write_state(r->step, r->ostate_id[i], r->ostate[i].data,
                                        ot_exec_state_bytes(r->step, r->ostate_id[i]), err));
-    if (r->ostep != saved.step)
+    /* updates skipped by loss scaling are steps the optimizer did not take */
+    int64_t taken = saved.step - (saved.loss_scaling ? saved.scaler.skipped : 0);
+    if (r->ostep != taken)
         OT_FAIL(err, OT_ERR_PARSE,
                 "the optimizer's step count (%lld) differs from the checkpoint's step (%lld)",
-                (long long)r->ostep, (long long)saved.step);
+                (long long)r->ostep, (long long)taken);
+    if (saved.loss_scaling != r->ck.loss_scaling)
+        OT_FAIL(err, OT_ERR_ARG, "the checkpoint was written %s dynamic loss scaling, this run "
+                "trains %s it", saved.loss_scaling ? "with" : "without",
+                r->ck.loss_scaling ? "with" : "without");
+    r->ck.scaler = saved.scaler;
     /* validation after every finished epoch: a best epoch exactly when an
        epoch is finished and there is validation, its accuracy the history's */
     if (o->val_data ? (saved.best_epoch == 0) != (saved.epoch == 0) : saved.best_epoch != 0)

@@ -32,6 +32,7 @@
 
 #include "data/data.h"
 #include "graph/graph.h"
+#include "train/loss_scale.h"
 #include "train/optim.h"
 #include "train/train_graph.h"
 
@@ -94,6 +95,11 @@ typedef struct ot_train_checkpoint {
     double best_val_accuracy;
     ot_train_checkpoint_epoch *history; /* the `epoch` finished epochs; owned */
     int n_history;
+    /* dynamic loss scaling (loss_scale.h): its state after `step`; in the
+       file only when loss_scaling ("loss_scale", "loss_scale_growth",
+       "loss_scale_skipped") */
+    bool loss_scaling;
+    ot_loss_scaler scaler;
 } ot_train_checkpoint;
 
 /* Releases the owned strings and the history. */

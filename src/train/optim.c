@@ -96,8 +96,8 @@ static ot_status double_attr(ot_graph *g, const char *name, double v, ot_attr *a
 }
 
 /* A scalar graph input of dtype t, appended to g's inputs. */
-static ot_status add_scalar_input(ot_graph *g, const char *name, ot_dtype t, int32_t *id,
-                                  ot_err *err)
+ot_status ot_optim_add_scalar_input(ot_graph *g, const char *name, ot_dtype t, int32_t *id,
+                                    ot_err *err)
 {
     ot_status st = OT_OK;
     OT_TRY(ot_op_grad_new_value(g, name, id, err));
@@ -142,9 +142,58 @@ static ot_status add_moment(ot_graph *g, int32_t p, const char *suffix, int32_t 
     return OT_OK;
 }
 
+/* GradSumSquares nodes chaining the squared norms of the gradients in
+   parameter order (`prefix` names them); *acc the total. */
+static ot_status sum_squares(ot_graph *g, const char *prefix, const int32_t *params,
+                             const int32_t *grads, int n_params, int32_t *acc, ot_err *err)
+{
+    *acc = -1;
+    for (int i = 0; i < n_params; i++) {
+        char name[512], out[64];
+        snprintf(name, sizeof name, "%s/%s", prefix, g->values[params[i]].name);
+        snprintf(out, sizeof out, "%s/sum_squares", prefix);
+        const char *out_names[1] = { out };
+        int32_t in[2] = { grads[i], *acc };
+        ot_status st = ot_op_grad_emit(g, ot_op_table[OT_OP_GRAD_SUM_SQUARES], 0, name, in,
+                                       *acc >= 0 ? 2 : 1, NULL, 0, out_names, acc, 1, err);
+        if (st != OT_OK)
+            return st;
+    }
+    return OT_OK;
+}
+
+/* Dynamic loss scaling (train/loss_scale.h): the gradients' global norm
+   (*norm: not finite when one of them overflowed) and the coefficient the
+   updates apply, 1 / scale, or NaN when the norm is not finite (norm - norm
+   is 0 or NaN), which skips every update. */
+static ot_status loss_scale_coef(ot_graph *g, const int32_t *params, const int32_t *grads,
+                                 int n_params, int32_t scale, int32_t *coef, int32_t *norm,
+                                 ot_err *err)
+{
+    ot_status st = OT_OK;
+    int32_t acc, outs[2], zero, inv;
+    OT_TRY(sum_squares(g, "loss_scale", params, grads, n_params, &acc, err));
+    ot_attr a = ot_op_grad_attr_float("max_norm", 1.0f);
+    const char *norm_names[2] = { "loss_scale/unused", "loss_scale/norm" };
+    OT_TRY(ot_op_grad_emit(g, ot_op_table[OT_OP_CLIP_GRAD_COEF], 0, "loss_scale/norm", &acc, 1,
+                           &a, 1, norm_names, outs, 2, err));
+    *norm = outs[1];
+    int32_t twice[2] = { *norm, *norm };
+    OT_TRY(ot_op_grad_emit1(g, ot_op_table[OT_OP_SUB], "loss_scale/overflow", twice, 2, NULL, 0,
+                            "loss_scale/overflow", &zero, err));
+    OT_TRY(ot_op_grad_emit1(g, ot_op_table[OT_OP_RECIPROCAL], "loss_scale/inverse", &scale, 1,
+                            NULL, 0, "loss_scale/inverse", &inv, err));
+    int32_t sum[2] = { inv, zero };
+    OT_TRY(ot_op_grad_emit1(g, ot_op_table[OT_OP_ADD], "loss_scale/coef", sum, 2, NULL, 0,
+                            "loss_scale/coef", coef, err));
+done:
+    return st;
+}
+
 ot_status ot_optim_add_updates(ot_graph *g, const ot_optim_opts *o, const int32_t *params,
                                const int32_t *grads, const int *groups, int n_params,
-                               double clip_norm, ot_optim_graph *og, ot_err *err)
+                               double clip_norm, int32_t loss_scale, ot_optim_graph *og,
+                               ot_err *err)
 {
     ot_status st = OT_OK;
     memset(og, 0, sizeof *og);
@@ -152,6 +201,9 @@ ot_status ot_optim_add_updates(ot_graph *g, const ot_optim_opts *o, const int32_
     OT_TRY(ot_optim_check_opts(o, err));
     if (!(clip_norm >= 0.0) || isinf(clip_norm))
         OT_FAIL(err, OT_ERR_ARG, "clip_grad_norm: max_norm %g, expected > 0", clip_norm);
+    if (loss_scale >= 0 && clip_norm > 0.0)
+        OT_FAIL(err, OT_ERR_UNSUPPORTED,
+                "clip_grad_norm with dynamic loss scaling (fp16) is not supported yet");
     for (int i = 0; i < n_params; i++) {
         const ot_value *v = &g->values[params[i]];
         if (groups && groups[i] != 0 && groups[i] != 1)
@@ -176,24 +228,20 @@ ot_status ot_optim_add_updates(ot_graph *g, const ot_optim_opts *o, const int32_
         for (int i = 0; i < n_params && !used; i++)
             used = (groups ? groups[i] : 0) == grp;
         if (used)
-            OT_TRY(add_scalar_input(g, grp ? "onnxtrain/lr_head" : "onnxtrain/lr",
-                                    OT_DTYPE_DOUBLE, &og->lr[grp], err));
+            OT_TRY(ot_optim_add_scalar_input(g, grp ? "onnxtrain/lr_head" : "onnxtrain/lr",
+                                             OT_DTYPE_DOUBLE, &og->lr[grp], err));
     }
-    OT_TRY(add_scalar_input(g, "onnxtrain/step", OT_DTYPE_INT64, &og->step, err));
+    OT_TRY(ot_optim_add_scalar_input(g, "onnxtrain/step", OT_DTYPE_INT64, &og->step, err));
 
     /* clipping: the squared norms chained in parameter order, then the
        coefficient */
     int32_t coef = -1;
+    if (loss_scale >= 0)
+        OT_TRY(loss_scale_coef(g, params, grads, n_params, loss_scale, &coef, &og->grad_norm,
+                               err));
     if (clip_norm > 0.0) {
         int32_t acc = -1;
-        for (int i = 0; i < n_params; i++) {
-            char name[512];
-            snprintf(name, sizeof name, "clip/%s", g->values[params[i]].name);
-            const char *out_names[1] = { "clip/sum_squares" };
-            int32_t in[2] = { grads[i], acc };
-            OT_TRY(ot_op_grad_emit(g, ot_op_table[OT_OP_GRAD_SUM_SQUARES], 0, name, in,
-                                   acc >= 0 ? 2 : 1, NULL, 0, out_names, &acc, 1, err));
-        }
+        OT_TRY(sum_squares(g, "clip", params, grads, n_params, &acc, err));
         ot_attr a = ot_op_grad_attr_float("max_norm", (float)clip_norm);
         const char *out_names[2] = { "clip/coef", "clip/norm" };
         int32_t outs[2];

@@ -78,8 +78,9 @@ typedef struct ot_optim_graph {
                           of group 1 (head); -1 for a group without parameters */
     int32_t step;      /* int64 scalar input: the step's number, 1 at the first */
     int32_t grad_norm; /* float scalar: the global gradient norm before
-                          clipping (make it a graph output to read it); -1
-                          without clipping                                  */
+                          clipping, or with loss scaling the scaled one
+                          (make it a graph output to read it); -1 without
+                          either                                            */
     int n_nodes;       /* nodes added                                        */
 } ot_optim_graph;
 
@@ -88,7 +89,12 @@ typedef struct ot_optim_graph {
  * OT_VAL_STATE) are updated from grads[i] (their gradients in g) at the rate
  * of group groups[i] (0 or 1; groups NULL: all 0). With clip_norm > 0 the
  * gradients are first scaled as torch.nn.utils.clip_grad_norm_(max_norm =
- * clip_norm) does. Adds the moments as zero-initialised state values and
+ * clip_norm) does. With loss_scale >= 0 (a float scalar value of g: dynamic
+ * loss scaling, train/loss_scale.h; not together with clipping) the
+ * gradients are those of the loss times that scale: the updates apply
+ * 1 / scale to them, and all are skipped when one is not finite; grad_norm
+ * is then the scaled gradients' global norm (not finite: the step was
+ * skipped). Adds the moments as zero-initialised state values and
  * the rate and step inputs to the graph's inputs. The update nodes come
  * last, after every node that reads a parameter. On success *og describes
  * them (release with ot_optim_graph_fini).
@@ -98,9 +104,15 @@ typedef struct ot_optim_graph {
  */
 ot_status ot_optim_add_updates(ot_graph *g, const ot_optim_opts *opts, const int32_t *params,
                                const int32_t *grads, const int *groups, int n_params,
-                               double clip_norm, ot_optim_graph *og, ot_err *err);
+                               double clip_norm, int32_t loss_scale, ot_optim_graph *og,
+                               ot_err *err);
 
 void ot_optim_graph_fini(ot_optim_graph *og);
+
+/* Adds a scalar graph input of dtype t named after `name` (made unique);
+   its value id into *id. Errors: OT_ERR_NOMEM. */
+ot_status ot_optim_add_scalar_input(ot_graph *g, const char *name, ot_dtype t, int32_t *id,
+                                    ot_err *err);
 
 /*
  * The optimizer's state as checkpoints store it, a list of named tensors:

@@ -458,7 +458,7 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
     bool *trained = NULL, *keep = NULL;
     int32_t *outs = NULL, *reduced = NULL;
     memset(tg, 0, sizeof *tg);
-    tg->image = tg->logits = tg->loss = tg->labels = -1;
+    tg->image = tg->logits = tg->loss = tg->labels = tg->loss_scale = -1;
     tg->optim.lr[0] = tg->optim.lr[1] = tg->optim.step = tg->optim.grad_norm = -1;
 
     for (int32_t i = 0; i < model->n_inputs && tg->image < 0; i++)
@@ -612,7 +612,15 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
         }
     }
     int32_t before = step->n_nodes;
-    OT_TRY(ot_pass_autodiff(step, tg->loss, tg->params, tg->n_params, tg->grads, err));
+    int32_t grad_of = tg->loss; /* what the backward pass differentiates */
+    if (opts->loss_scaling && opts->optim) {
+        OT_TRY(ot_optim_add_scalar_input(step, "onnxtrain/loss_scale", OT_DTYPE_FLOAT,
+                                         &tg->loss_scale, err));
+        int32_t in[2] = { tg->loss, tg->loss_scale };
+        OT_TRY(ot_op_grad_emit1(step, ot_op_table[OT_OP_MUL], "loss_scale/scaled_loss", in, 2,
+                                NULL, 0, "loss_scale/scaled_loss", &grad_of, err));
+    }
+    OT_TRY(ot_pass_autodiff(step, grad_of, tg->params, tg->n_params, tg->grads, err));
     tg->n_backward_nodes = step->n_nodes - before;
     for (int i = 0; i < tg->n_params; i++)
         if (tg->grads[i] < 0)
@@ -636,7 +644,8 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
     int32_t before_optim = step->n_nodes;
     if (opts->optim) {
         OT_TRY(ot_optim_add_updates(step, opts->optim, tg->params, reduced, tg->group,
-                                    tg->n_params, opts->clip_grad, &tg->optim, err));
+                                    tg->n_params, opts->clip_grad, tg->loss_scale, &tg->optim,
+                                    err));
         tg->has_optim = true;
     }
     /* outputs: loss, logits, then the gradient norm (with clipping) or, with

@@ -57,6 +57,11 @@ typedef struct ot_train_graph_opts {
        statistics; in one process the same plain kernels run alone, so that
        one process computes what N ranks compute (docs/distributed.md)     */
     bool sync_bn;
+    /* with optim: dynamic loss scaling (train/loss_scale.h): the backward
+       pass starts from the loss times a float scalar input, the updates
+       unscale and skip a step whose gradients overflowed; output 2 is then
+       the scaled gradients' norm (not finite: skipped). Not with clip_grad. */
+    bool loss_scaling;
 } ot_train_graph_opts;
 
 typedef struct ot_train_graph {
@@ -69,6 +74,8 @@ typedef struct ot_train_graph {
     int32_t labels;         /* int64 [N] input of the step graph               */
     int32_t seed;           /* int64 scalar input drawing Dropout masks; -1 when
                                the step graph has no active Dropout            */
+    int32_t loss_scale;     /* float scalar input: the loss scale (opts.
+                               loss_scaling); -1 without                       */
     int n_cut;
     int32_t *cut;           /* cut value ids (same ids in all three graphs)    */
     int n_params;

@@ -33,6 +33,7 @@
 #include "exec/exec.h"
 #include "train/layout.h"
 #include "train/loss.h"
+#include "train/loss_scale.h"
 #include "train/prefix_cache.h"
 #include "trainer.h"
 
@@ -115,6 +116,9 @@ typedef struct trainer {
     float *ahead_x;      /* the loader's buffer (valid until its next call), or
                             T->xt for an NHWC input                          */
     int64_t *ahead_labels;
+    bool scaling;        /* dynamic loss scaling (loss_scale.h)              */
+    ot_loss_scaler scaler;
+    float scale;         /* the step's loss scale input                      */
     pthread_t watch;     /* data-parallel: acts on a stop request at once    */
     atomic_int watch_on;
     bool watching;
@@ -151,7 +155,7 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
     ot_exec_opts eo;
     OT_TRY(exec_opts(T->o, &eo, err));
     ot_tensor img = ot_image_tensor(&T->lay, n, T->C, T->S, NULL);
-    r->cut_in = ot_calloc((size_t)tg->n_cut + 6, sizeof *r->cut_in);
+    r->cut_in = ot_calloc((size_t)tg->n_cut + 7, sizeof *r->cut_in);
     if (!r->cut_in)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     if (tg->prefix) {
@@ -166,7 +170,7 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
         r->cut_in[0] = img;
     }
     int64_t ld[1] = { n };
-    ot_exec_input *ins = ot_calloc((size_t)tg->n_cut + 6, sizeof *ins);
+    ot_exec_input *ins = ot_calloc((size_t)tg->n_cut + 7, sizeof *ins);
     if (!ins)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     for (int c = 0; c < tg->n_cut; c++)
@@ -185,6 +189,10 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
         }
     ins[n_in].value = tg->optim.step;
     bind_tensor(&r->cut_in[n_in++], OT_DTYPE_INT64, 0, NULL, &T->step_no);
+    if (tg->loss_scale >= 0) {
+        ins[n_in].value = tg->loss_scale;
+        bind_tensor(&r->cut_in[n_in++], OT_DTYPE_FLOAT, 0, NULL, &T->scale);
+    }
     r->n_in = n_in;
     for (int c = 0; c < n_in; c++) {
         ins[c].tensor = r->cut_in[c];
@@ -522,7 +530,14 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
         *correct += best == T->labels[i];
     }
     *loss_sum += (double)loss * n;
-    if (tg->optim.grad_norm >= 0) { /* as clip_grad_norm_(error_if_nonfinite=True) */
+    if (tg->optim.grad_norm >= 0 && T->scaling) { /* an overflow skipped the updates */
+        float norm;
+        memcpy(&norm, ot_exec_output(r->step, 2)->data, sizeof norm);
+        float was = T->scaler.scale;
+        if (ot_loss_scaler_update(&T->scaler, !isfinite(norm)))
+            ot_log(OT_LOG_INFO, "step skipped: a gradient overflowed at loss scale %g (now %g)",
+                   (double)was, (double)T->scaler.scale);
+    } else if (tg->optim.grad_norm >= 0) { /* as clip_grad_norm_(error_if_nonfinite=True) */
         float norm;
         memcpy(&norm, ot_exec_output(r->step, 2)->data, sizeof norm);
         if (!isfinite(norm))
@@ -743,6 +758,9 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             go.bucket_bytes = 0;
         go.sync_bn = o->sync_bn;
         go.overlap = !o->no_overlap;
+        T.scaling = o->loss_scaling || o->precision == OT_PRECISION_FP16;
+        go.loss_scaling = T.scaling;
+        ot_loss_scaler_init(&T.scaler, o->loss_scale_init);
         OT_TRY(ot_train_graph_build(model, &go, &T.tg, err));
         res->n_buckets = T.tg.n_buckets;
         res->n_bn_train = T.tg.n_bn_train;
@@ -837,11 +855,14 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     OT_TRY(ot_train_ckpt_begin(&T.ckpt, data, N, T.map, steps_per_epoch,
                                T.cache.on && T.cache.bf16, err));
     ot_train_checkpoint *ck = &T.ckpt.ck;
+    ck->loss_scaling = T.scaling;
+    ck->scaler = T.scaler;
     bool finished = false;
     if (T.comm)
         OT_TRY(check_ranks_agree(&T, res, err));
     if (o->resume) {
         OT_TRY(ot_train_ckpt_resume(&T.ckpt, res, &finished, err));
+        T.scaler = ck->scaler;
         if (o->resumed)
             o->resumed(ck, o->user);
         /* ranks fill their caches as they go (run_batch) */
@@ -915,7 +936,9 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             T.seed = (int64_t)(o->seed * 1000003u + (uint64_t)total_steps); /* per step */
             T.lr[0] = lr;
             T.lr[1] = hlr;
-            T.step_no = total_steps + 1;
+            /* the optimizer's count: updates skipped by loss scaling are not steps */
+            T.step_no = total_steps + 1 - T.scaler.skipped;
+            T.scale = T.scaler.scale;
             st = ot_optim_check_lr(T.lr, 2, err);
             /* the step after, when its batch may be handed in ahead */
             runner *next = NULL;
@@ -977,6 +1000,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             ck->epoch_seen = epoch_end ? 0 : seen;
             ck->last_loss = e.loss;
             ck->last_accuracy = e.accuracy;
+            ck->scaler = T.scaler;
             bool stop = o->max_steps && total_steps >= o->max_steps;
             if (epoch_end) { /* validation first: the checkpoint records its outcome */
                 if (o->val_data)
@@ -1028,6 +1052,9 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         o->profile_report(xs, names, 4, T.data_wait_s, o->user);
     }
     res->steps = total_steps;
+    res->loss_scaling = T.scaling;
+    res->skipped_steps = T.scaler.skipped;
+    res->loss_scale = T.scaler.scale;
     res->epoch = ck->epoch;
     res->epoch_step = ck->epoch_step;
     OT_TRY(ot_train_ckpt_sync(&T.ckpt, err));

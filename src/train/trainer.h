@@ -67,6 +67,9 @@ typedef struct ot_train_opts {
     int threads;           /* 0: OMP_NUM_THREADS, else all cores              */
     const char *device;    /* where to compute (ot_device_parse); NULL: cpu   */
     ot_precision precision; /* products' arithmetic (ot_precision_check)      */
+    bool loss_scaling;     /* dynamic loss scaling (loss_scale.h); on by itself
+                              with OT_PRECISION_FP16                          */
+    float loss_scale_init; /* its first scale; 0: 65536                       */
     uint64_t seed;
     bool no_cache;
     uint64_t cache_mem;    /* 0: 2 GiB                                        */
@@ -136,6 +139,10 @@ typedef struct ot_train_result {
     bool cache_used;
     bool cache_bf16;         /* the cache held bfloat16 records                 */
     ot_precision precision;  /* what the step computed in (auto: its pick)      */
+    bool loss_scaling;       /* dynamic loss scaling was on                     */
+    int64_t skipped_steps;   /* steps whose updates it skipped (in all, a
+                                resumed run's earlier ones included)            */
+    float loss_scale;        /* the scale at the end                            */
     uint64_t cache_bytes;    /* size of the cache (memory or file)              */
     const char *cache_off_reason;      /* static text when the cache was off   */
     int n_trainable;

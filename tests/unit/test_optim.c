@@ -314,7 +314,7 @@ static ot_status h_new(const ot_optim_opts *o, const pdesc *d, int n, double cli
         groups[i] = d[i].group;
     }
     h->n = n;
-    OT_TRY(ot_optim_add_updates(g, o, h->p, h->gin, groups, n, clip, &h->og, err));
+    OT_TRY(ot_optim_add_updates(g, o, h->p, h->gin, groups, n, clip, -1, &h->og, err));
     if (h->og.grad_norm >= 0) {
         g->outputs = ot_arena_alloc(&g->arena, sizeof *g->outputs);
         if (!g->outputs)

@@ -22,6 +22,7 @@
 #include "models/models.h"
 #include "ops/ops.h"
 #include "test.h"
+#include "train/loss_scale.h"
 #include "train/train_graph.h"
 
 #define BATCH 2
@@ -35,7 +36,13 @@ typedef struct step_run {
     int64_t labels[BATCH];
     double lr[2];
     int64_t t;
+    float scale; /* the loss scale input, with go->loss_scaling */
 } step_run;
+
+/* Where the steps compute without base options: the CPU in fp32, unless a
+   test says otherwise. */
+static ot_device step_device;
+static ot_precision step_precision;
 
 static void run_free(step_run *r)
 {
@@ -101,11 +108,15 @@ static ot_status run_new(const ot_graph *model, const ot_train_graph_opts *go, c
         bind[r->n_in].value = tg->optim.step;
         scalar(&r->in[r->n_in++], OT_DTYPE_INT64, &r->t);
     }
+    if (tg->loss_scale >= 0) {
+        bind[r->n_in].value = tg->loss_scale;
+        scalar(&r->in[r->n_in++], OT_DTYPE_FLOAT, &r->scale);
+    }
     for (int i = 0; i < r->n_in; i++) {
         bind[i].tensor = r->in[i];
         bind[i].tensor.data = NULL;
     }
-    ot_exec_opts eo = { 0 };
+    ot_exec_opts eo = { .device = step_device, .precision = step_precision };
     if (base)
         eo = *base;
     eo.share_state = share;
@@ -114,6 +125,7 @@ static ot_status run_new(const ot_graph *model, const ot_train_graph_opts *go, c
         r->labels[i] = i % 3;
     r->lr[0] = r->lr[1] = 0.0625;
     r->t = 1;
+    r->scale = 65536.0f;
 done:
     return st;
 }
@@ -479,5 +491,133 @@ TEST(step_keeps_conv_weights_in_layout)
         run_free(&kept);
         run_free(&plain);
     }
+    ot_graph_free(model);
+}
+
+/* Reads state value v of a step (bytes of the model's value, or of its
+   moments' shape) into a new buffer; NULL on failure. */
+static float *read_state(const step_run *r, int32_t v, size_t bytes)
+{
+    ot_err err;
+    ot_err_init(&err);
+    float *p = malloc(bytes + 1);
+    if (p && ot_exec_read_state(r->step, v, p, bytes, &err) != OT_OK) {
+        free(p);
+        p = NULL;
+    }
+    return p;
+}
+
+/* Dynamic loss scaling (train/loss_scale.h) in the step graph: the backward
+   pass starts from loss * scale, the updates take 1 / scale, so a power of
+   two gives the unscaled step's parameters and moments bit for bit (Adam,
+   two steps); a scale at which the gradients overflow skips every update
+   (parameters and moments keep their values) and output 2, the gradients'
+   norm, says so by not being finite. Loss scaling refuses clipping.
+   OT_TEST_DEVICE=cuda OT_TEST_PRECISION=fp16 (tests/gpu/check.sh) runs the
+   steps there: the scaled step then has to move the parameters to finite
+   values (fp16 rounds the scaled and the unscaled gradients differently),
+   and the overflow must skip exactly as on the CPU. */
+TEST(step_graph_scales_the_loss)
+{
+    ot_err err;
+    ot_err_init(&err);
+    bool exact = true;
+    if (getenv("OT_TEST_DEVICE")) {
+        const char *p = getenv("OT_TEST_PRECISION");
+        if (ot_device_parse(getenv("OT_TEST_DEVICE"), &step_device, &err) != OT_OK) {
+            printf("  skipped: %s\n", err.msg);
+            return;
+        }
+        step_precision = p && !strcmp(p, "fp16")   ? OT_PRECISION_FP16
+                         : p && !strcmp(p, "bf16") ? OT_PRECISION_BF16
+                                                   : OT_PRECISION_FP32;
+        exact = step_precision == OT_PRECISION_FP32;
+    }
+    ot_graph *model = NULL;
+    ot_model_spec spec = { .name = "resnet18", .classes = 3, .image_size = SIDE, .seed = 11 };
+    CHECK_OK(ot_model_build(&spec, &model, &err), &err);
+    static const char *const trained[] = { "fc.weight", "fc.bias", "layer4.1.bn2.weight",
+                                           "layer4.1.bn2.bias", "layer4.1.conv2.weight" };
+    for (int i = 0; i < 5; i++) {
+        int32_t v = ot_graph_find_value(model, trained[i]);
+        CHECK(v >= 0);
+        model->values[v].flags |= OT_VAL_TRAINABLE;
+    }
+    static float x[BATCH * 3 * SIDE * SIDE];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = (float)((i * 104729) % 251) / 251.0f - 0.5f;
+    ot_optim_opts adam = ot_optim_opts_default(OT_OPTIM_ADAM);
+    ot_train_graph_opts go = { .optim = &adam };
+    step_run plain, scaled, over;
+    memset(&scaled, 0, sizeof scaled);
+    memset(&over, 0, sizeof over);
+    CHECK_OK(run_new(model, &go, x, BATCH, NULL, NULL, &plain, &err), &err);
+    go.loss_scaling = true;
+    CHECK_OK(run_new(model, &go, x, BATCH, NULL, NULL, &scaled, &err), &err);
+    CHECK_OK(run_new(model, &go, x, BATCH, NULL, NULL, &over, &err), &err);
+    if (err.code != OT_OK)
+        goto done;
+    const ot_train_graph *tg = &scaled.tg;
+    CHECK(tg->loss_scale >= 0 && plain.tg.loss_scale < 0);
+    CHECK_EQ_INT(tg->step->n_outputs, 3); /* loss, logits, the scaled gradients' norm */
+    CHECK_EQ_INT(plain.tg.step->n_outputs, 2);
+    CHECK_EQ_INT(count_op(tg->step, OT_OP_GRAD_SUM_SQUARES), tg->n_params);
+    for (int64_t t = 1; t <= 2; t++) {
+        plain.t = scaled.t = t;
+        CHECK_OK(ot_exec_run(plain.step, plain.in, plain.n_in, &err), &err);
+        CHECK_OK(ot_exec_run(scaled.step, scaled.in, scaled.n_in, &err), &err);
+        float lp, ls, norm;
+        memcpy(&lp, ot_exec_output(plain.step, 0)->data, sizeof lp);
+        memcpy(&ls, ot_exec_output(scaled.step, 0)->data, sizeof ls);
+        memcpy(&norm, ot_exec_output(scaled.step, 2)->data, sizeof norm);
+        CHECK(lp == ls); /* the loss output is not scaled */
+        CHECK(isfinite(norm) && norm > 0.0f);
+    }
+    over.scale = 3e38f; /* loss * scale overflows: every gradient is inf or NaN */
+    CHECK_OK(ot_exec_run(over.step, over.in, over.n_in, &err), &err);
+    float norm;
+    memcpy(&norm, ot_exec_output(over.step, 2)->data, sizeof norm);
+    CHECK(!isfinite(norm));
+    for (int p = 0; p < tg->n_params; p++) {
+        const ot_value *v = &model->values[tg->params[p]];
+        size_t bytes = v->data.bytes;
+        float *a = read_state(&plain, tg->params[p], bytes);
+        float *b = read_state(&scaled, tg->params[p], bytes);
+        float *c = read_state(&over, tg->params[p], bytes);
+        float *m = read_state(&over, over.tg.optim.bufs[p], bytes);
+        float *v2 = read_state(&over, over.tg.optim.bufs[tg->n_params + p], bytes);
+        float *ma = read_state(&plain, plain.tg.optim.bufs[p], bytes);
+        float *mb = read_state(&scaled, tg->optim.bufs[p], bytes);
+        bool ok = a && b && c && m && v2 && ma && mb;
+        CHECK(ok);
+        if (ok) {
+            if (exact) {
+                CHECK(memcmp(a, b, bytes) == 0); /* scaled step == plain step */
+                CHECK(memcmp(ma, mb, bytes) == 0);
+            } else {
+                CHECK(!ot_loss_scaler_nonfinite(b, bytes / sizeof(float)));
+            }
+            CHECK(memcmp(b, v->data.data, bytes) != 0); /* and it moved */
+            CHECK(memcmp(c, v->data.data, bytes) == 0); /* the overflow: skipped */
+            bool zero = true;
+            for (size_t j = 0; j < bytes / sizeof(float); j++)
+                zero = zero && m[j] == 0.0f && v2[j] == 0.0f;
+            CHECK(zero);
+        }
+        free(a), free(b), free(c), free(m), free(v2), free(ma), free(mb);
+    }
+    /* clipping and loss scaling do not go together (yet) */
+    go.clip_grad = 1.0;
+    ot_train_graph tg2;
+    CHECK_EQ_INT(ot_train_graph_build(model, &go, &tg2, &err), OT_ERR_UNSUPPORTED);
+    CHECK(strstr(err.msg, "loss scaling") != NULL);
+    ot_train_graph_fini(&tg2);
+done:
+    step_device = (ot_device){ 0 };
+    step_precision = OT_PRECISION_FP32;
+    run_free(&plain);
+    run_free(&scaled);
+    run_free(&over);
     ot_graph_free(model);
 }

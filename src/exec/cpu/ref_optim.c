@@ -197,6 +197,18 @@ static float grad_scale(const ot_tensor *coef)
     return c < 1.0f ? c : 1.0f; /* clip_grad_norm_ scales only when coef < 1 */
 }
 
+/* A coefficient that is not finite skips the update (dynamic loss scaling,
+   train/loss_scale.h: a gradient overflowed): the parameter and its
+   buffers keep their values. */
+static bool update_skipped(const ot_tensor *coef)
+{
+    if (!coef)
+        return false;
+    float c;
+    memcpy(&c, coef->data, sizeof c);
+    return !isfinite(c);
+}
+
 static double scalar_f64(const ot_tensor *t)
 {
     double v;
@@ -236,6 +248,11 @@ ot_status ot_ref_sgd_step(const ot_graph *g, const ot_node *n, const ot_tensor *
     const bool first = scalar_i64(in[3]) <= 1;
     const float gs = grad_scale(ot_ref_in(n, in, 5));
     const double wd = ot_op_attr_double(n, "weight_decay", 0.0);
+    if (update_skipped(ot_ref_in(n, in, 5))) {
+        if (n_bufs)
+            in_out(in[4], out[1]);
+        return OT_OK;
+    }
     const double mu = ot_op_attr_double(n, "momentum", 0.0);
     const double tau = ot_op_attr_double(n, "dampening", 0.0);
     if (n_bufs == 0) {
@@ -267,6 +284,8 @@ ot_status ot_ref_adam_step(const ot_graph *g, const ot_node *n, const ot_tensor 
     float *p = in_out(in[0], out[0]);
     float *m = in_out(in[4], out[1]);
     float *v = in_out(in[5], out[2]);
+    if (update_skipped(ot_ref_in(n, in, 6)))
+        return OT_OK;
     const double lr = scalar_f64(in[2]);
     const double t = (double)scalar_i64(in[3]);
     const bool is_adamw = n->op == ot_op_table[OT_OP_ADAMW_STEP];

@@ -6,7 +6,8 @@
  * product and sum rounded, never fused, so that both backends produce the
  * same bits from the same inputs); the scalars (learning rate, step, the
  * clipping coefficient) are read from device memory, where the step graph
- * keeps them, and the bias corrections formed in double from them.
+ * keeps them, and the bias corrections formed in double from them. A
+ * coefficient that is not finite skips the update, as on the CPU.
  */
 #include "exec/cuda/kernels/common.cuh"
 
@@ -21,11 +22,20 @@ __device__ __forceinline__ float grad_scale(const float *coef)
     return c < 1.0f ? c : 1.0f;
 }
 
+/* A coefficient that is not finite skips the update (dynamic loss scaling:
+   a gradient overflowed); the parameter and its buffers stay. */
+__device__ __forceinline__ bool update_skipped(const float *coef)
+{
+    return coef && !isfinite(coef[0]);
+}
+
 /* p, g, b: the parameter, its gradient, the momentum buffer (NULL: none) */
 __global__ void k_sgd(float *p, const float *g, float *b, const double *lr_p,
                       const int64_t *step_p, const float *coef, double wd_d, double mu_d,
                       double tau_d, int nesterov, int64_t n)
 {
+    if (update_skipped(coef))
+        return;
     const float gs = grad_scale(coef), neg_lr = (float)-*lr_p, wd = (float)wd_d;
     const bool first = *step_p <= 1;
     const float mu = (float)mu_d, mu_b = first ? 0.0f : (float)mu_d;
@@ -56,6 +66,8 @@ __global__ void k_adam(float *p, const float *g, float *m, float *v, const doubl
                        const int64_t *step_p, const float *coef, int adamw, double wd_d,
                        double beta1_d, double beta2_d, double eps_d, int64_t n)
 {
+    if (update_skipped(coef))
+        return;
     const double lr = *lr_p, t = (double)*step_p;
     const float gs = grad_scale(coef);
     const float decay = adamw ? (float)(1.0 - lr * wd_d) : 1.0f;
