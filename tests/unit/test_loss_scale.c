@@ -2,17 +2,22 @@
  * test_loss_scale.c: dynamic loss scaling's rule (src/train/loss_scale.c)
  * fed the overflow flags of gradients with infinities and NaNs, against
  * PyTorch's GradScaler (initial scale 65536, x0.5 on an overflow, x2 after
- * 2000 clean steps), and its state's round trip through a checkpoint.
+ * 2000 clean steps), its state's round trip through a checkpoint, and the
+ * trainer skipping overflowed steps and resuming the state.
  */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "data/data.h"
 #include "models/models.h"
 #include "test.h"
 #include "train/checkpoint.h"
 #include "train/loss_scale.h"
+#include "train/trainer.h"
 
 TEST(loss_scale_follows_grad_scaler)
 {
@@ -126,4 +131,121 @@ TEST(loss_scale_checkpoint_round_trip)
     }
     unlink(path);
     ot_graph_free(model);
+}
+
+/* A CIFAR-10 training split of n images (label k % 10) in `dir`. */
+static bool write_cifar(const char *dir, int n)
+{
+    char path[600];
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/data_batch_1.bin", dir);
+    FILE *f = fopen(path, "wb");
+    bool ok = f != NULL;
+    for (int k = 0; ok && k < n; k++) {
+        unsigned char rec[3073];
+        rec[0] = (unsigned char)(k % 10);
+        for (int i = 1; i < 3073; i++)
+            rec[i] = (unsigned char)((k * 131 + i * 7 + (i >> 5) * 3) & 255);
+        ok = fwrite(rec, 1, sizeof rec, f) == sizeof rec;
+    }
+    if (f)
+        ok = fclose(f) == 0 && ok;
+    return ok;
+}
+
+/* A ResNet-18 at 32x32 for 10 classes with fc trained. */
+static ot_graph *head_model(ot_err *err)
+{
+    ot_graph *model = NULL;
+    ot_model_spec spec = { .name = "resnet18", .classes = 10, .image_size = 32, .seed = 5 };
+    if (ot_model_build(&spec, &model, err) != OT_OK)
+        return NULL;
+    const char *const names[2] = { "fc.weight", "fc.bias" };
+    for (int i = 0; i < 2; i++) {
+        int32_t v = ot_graph_find_value(model, names[i]);
+        if (v < 0) {
+            ot_graph_free(model);
+            return NULL;
+        }
+        model->values[v].flags |= OT_VAL_TRAINABLE;
+    }
+    return model;
+}
+
+/* The trainer with loss scaling forced on (the CPU refuses fp16): at a
+   scale that overflows, the steps are skipped (the head keeps its values)
+   and the scale halves each time; stopped after two steps and resumed from
+   the checkpoint, a run ends where the uninterrupted one does (the same
+   skipped steps, scale and weights: the state and the optimizer's step
+   count, which leaves the skipped steps out, carry over); at 65536 the
+   steps are taken. */
+TEST(loss_scale_in_the_trainer)
+{
+    ot_err err;
+    ot_err_init(&err);
+    char dir[512], ckpt[600];
+    snprintf(dir, sizeof dir, "%s/loss_scale", ot_test_tmpdir());
+    snprintf(ckpt, sizeof ckpt, "%s/run.ckpt", dir);
+    CHECK(write_cifar(dir, 20));
+    ot_dataset *ds = NULL;
+    ot_graph *a = head_model(&err), *b = head_model(&err);
+    float *w0 = NULL;
+    CHECK_OK(ot_data_open(dir, OT_DATA_TRAIN, &ds, &err), &err);
+    CHECK(a && b);
+    if (!ds || !a || !b)
+        goto done;
+    int32_t fc = ot_graph_find_value(a, "fc.weight");
+    size_t wb = a->values[fc].data.bytes;
+    w0 = malloc(wb);
+    CHECK(w0 != NULL);
+    if (!w0)
+        goto done;
+    memcpy(w0, a->values[fc].data.data, wb);
+    ot_train_opts o;
+    ot_train_opts_default(&o);
+    o.epochs = 1;
+    o.batch_size = 4;
+    o.optim = ot_optim_opts_default(OT_OPTIM_ADAM);
+    o.lr = 0.01;
+    o.threads = 1;
+    o.deterministic = true;
+    o.no_cache = true;
+    ot_data_transform_init(&o.transform, 32, OT_DATA_NORM_HALF);
+    o.loss_scaling = true;
+    o.loss_scale_init = 3e38f;
+    ot_train_result ra, rb;
+    o.max_steps = 5; /* the whole epoch, uninterrupted */
+    CHECK_OK(ot_train_run(a, ds, &o, &ra, &err), &err);
+    CHECK(ra.loss_scaling);
+    CHECK_EQ_INT(ra.steps, 5);
+    CHECK(ra.skipped_steps >= 2 && ra.skipped_steps < 5); /* 3e38, 1.5e38 overflow */
+    CHECK(ra.loss_scale == 3e38f * powf(0.5f, (float)ra.skipped_steps));
+    CHECK(memcmp(w0, a->values[fc].data.data, wb) != 0);
+    o.max_steps = 2;
+    o.checkpoint = ckpt;
+    CHECK_OK(ot_train_run(b, ds, &o, &rb, &err), &err);
+    CHECK_EQ_INT(rb.skipped_steps, 2);
+    CHECK(rb.loss_scale == 3e38f * 0.25f);
+    CHECK(memcmp(w0, b->values[fc].data.data, wb) == 0); /* nothing applied */
+    o.resume = ckpt;
+    o.max_steps = 5;
+    CHECK_OK(ot_train_run(b, ds, &o, &rb, &err), &err);
+    CHECK(rb.resumed);
+    CHECK_EQ_INT(rb.steps, 5);
+    CHECK_EQ_INT(rb.skipped_steps, ra.skipped_steps);
+    CHECK(rb.loss_scale == ra.loss_scale);
+    CHECK(memcmp(a->values[fc].data.data, b->values[fc].data.data, wb) == 0);
+    /* a scale that does not overflow: every step is taken */
+    o.resume = NULL;
+    o.checkpoint = NULL;
+    o.loss_scale_init = 0;
+    CHECK_OK(ot_train_run(b, ds, &o, &rb, &err), &err);
+    CHECK_EQ_INT(rb.skipped_steps, 0);
+    CHECK(rb.loss_scale == 65536.0f);
+done:
+    free(w0);
+    unlink(ckpt);
+    ot_graph_free(a);
+    ot_graph_free(b);
+    ot_data_free(ds);
 }
