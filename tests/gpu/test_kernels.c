@@ -1419,6 +1419,8 @@ done:
     }
     for (int i = 0; i < 2; i++)
         cudaFree(mem[i]);
+}
+
 /* --precision bf16/fp16's conversions (precision.cu) against the CPU's
    (ot_f32_to_bf16, ot_f32_to_f16 and back): random values over many
    binades, ties, subnormals, overflow, infinities and NaN; bits equal (a
