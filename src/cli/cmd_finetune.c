@@ -853,9 +853,12 @@ static void restore_signals(const struct sigaction *old)
 }
 
 /* Prints how a stop request ended the run (stderr) and returns its exit
-   status, 128 + the signal. */
+   status, 128 + the signal. Under a launcher only rank 0 says it: the other
+   ranks stop with it and print only errors. */
 static int report_stop(const ot_finetune_result *tr, const char *checkpoint, progress_ctx *pc)
 {
+    if (ot_dist_current() && ot_dist_rank() != 0)
+        return 128 + tr->stopped_by;
     if (pc->tty)
         fprintf(pc->f, "\n");
     fflush(pc->f);
