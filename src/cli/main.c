@@ -215,15 +215,27 @@ static void vreport(const char *cmd, const char *hint, const char *fmt, va_list 
     char msg[OT_ERR_MSG_MAX + 256];
     vsnprintf(msg, sizeof msg, fmt, ap);
     fflush(stdout);
-    fputs("onnxtrain: error: ", stderr);
+    /* the line is composed first and written in one call: under a launcher
+       the ranks' lines share one stream and must not interleave */
+    char *line = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&line, &len);
+    FILE *out = f ? f : stderr;
+    fputs("onnxtrain: error: ", out);
     if (ot_dist_current())
-        fprintf(stderr, "rank %d: ", ot_dist_rank());
+        fprintf(out, "rank %d: ", ot_dist_rank());
     if (cmd)
-        fprintf(stderr, "%s: ", cmd);
-    ot_cli_text_str(stderr, msg);
+        fprintf(out, "%s: ", cmd);
+    ot_cli_text_str(out, msg);
     if (hint)
-        fprintf(stderr, " (see '%s')", hint);
-    fputc('\n', stderr);
+        fprintf(out, " (see '%s')", hint);
+    fputc('\n', out);
+    if (f && fclose(f) == 0 && line) {
+        fflush(stderr);
+        if (write(STDERR_FILENO, line, len) < 0)
+            line[0] = '\0'; /* nowhere left to say it */
+    }
+    free(line);
 }
 
 int ot_cli_error(const char *fmt, ...)
