@@ -147,8 +147,11 @@ ot_status dn_bn_train(ctx *c, bool *done, ot_err *err)
         OT_TRY(temp_buf(c, sizeof(float) * (size_t)C, &lmean, err));
     OT_TRY(temp_buf(c, sizeof(float) * (size_t)C, &lvar, err));
     const dnnl_memory_desc_t *pws = relu >= 0 ? dn_pd_md(pd, dnnl_query_workspace_md) : NULL;
-    if (pws)
+    dnnl_memory_desc_t wsmd; /* a copy: the step below owns (and frees) pd */
+    if (pws) {
+        wsmd = *pws;
         OT_TRY(temp_buf(c, dnnl_memory_desc_get_size(pws), &lws, err));
+    }
     {
         int kinds[7] = { DNNL_ARG_SRC, DNNL_ARG_SCALE,    DNNL_ARG_SHIFT,    DNNL_ARG_DST,
                          DNNL_ARG_MEAN, DNNL_ARG_VARIANCE, DNNL_ARG_WORKSPACE };
@@ -162,7 +165,7 @@ ot_status dn_bn_train(ctx *c, bool *done, ot_err *err)
     if (relu >= 0) {
         /* the ReLU mask, for a BatchNormGrad that applies it (bn_grad) */
         cpu_val *ov = &c->cs->vals[out];
-        OT_TRY(cpu_md_keep(&ov->aux_md, pws, err));
+        OT_TRY(cpu_md_keep(&ov->aux_md, pws ? &wsmd : NULL, err));
         ov->aux = lws;
         c->cs->skip[relu] = 1;
     }
