@@ -303,6 +303,15 @@ done:
     return st;
 }
 
+/* Whether the run's device is a CUDA one. */
+static bool on_cuda(const ot_train_opts *o)
+{
+    ot_device d;
+    ot_err err;
+    ot_err_init(&err);
+    return ot_device_parse(o->device, &d, &err) == OT_OK && d.kind == OT_DEVICE_CUDA;
+}
+
 /* Whether batches are handed in ahead: ONNXTRAIN_PREFETCH=0 never, =1
    always (the CPU too, where it changes nothing but the order of the
    loader's calls), else where the device's runs overlap the host. */
@@ -311,10 +320,7 @@ static bool ahead_wanted(const ot_train_opts *o)
     const char *e = getenv("ONNXTRAIN_PREFETCH");
     if (e && *e)
         return strcmp(e, "0") != 0;
-    ot_device d;
-    ot_err err;
-    ot_err_init(&err);
-    return ot_device_parse(o->device, &d, &err) == OT_OK && d.kind == OT_DEVICE_CUDA;
+    return on_cuda(o);
 }
 
 /* ONNXTRAIN_DEVICE_PREP=0 never, =1 always (on the CPU, the executor calls
@@ -331,10 +337,7 @@ static bool u8_wanted(const trainer *T)
     const char *e = getenv("ONNXTRAIN_DEVICE_PREP");
     if (e && *e)
         return strcmp(e, "0") != 0;
-    ot_device d;
-    ot_err err;
-    ot_err_init(&err);
-    return ot_device_parse(o->device, &d, &err) == OT_OK && d.kind == OT_DEVICE_CUDA;
+    return on_cuda(o);
 }
 
 /* The transform on the host, for an executor that computes there. */
