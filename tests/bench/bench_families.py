@@ -16,9 +16,11 @@ with momentum:
 
   onnxtrain  `finetune --mode full --max-steps K --epochs K` on DATA (a
              CIFAR-10 folder, resized to SIZE; K epochs, so that K steps exist
-             whatever the batch: 96 images are 3 batches of 32), timed for K = 2 and K = 2 + STEPS; the difference
+             whatever the batch: 96 images are 3 batches of 32), timed for
+             K = 2 and K = 2 + STEPS, three times; the median difference
              divided by STEPS is one step (import, compilation, the first
-             steps and the export cancel out);
+             steps and the export cancel out; a difference that is not
+             positive is reported as timing noise, not as a figure);
   PyTorch    the same model, channels-last (model and batch), train() mode,
              torch.set_num_threads(THREADS), CrossEntropyLoss and SGD on a
              fixed random batch: two warm-up steps, then the median of STEPS
@@ -82,7 +84,15 @@ def ot_seconds(ot, model, data, a):
             raise RuntimeError("onnxtrain: " + (r.stderr.strip().splitlines() or ["?"])[-1])
         return t
 
-    return (run(2 + a.steps) - run(2)) / a.steps
+    # a difference of two whole processes: on a busy machine one of them can
+    # be slowed enough to make it small or negative, so take the median of
+    # three differences and refuse a result that is not positive
+    diffs = [(run(2 + a.steps) - run(2)) / a.steps for _ in range(3)]
+    d = statistics.median(diffs)
+    if d <= 0:
+        raise RuntimeError("timing noise: the longer run was not slower (%s s per step); "
+                           "rerun on a quiet machine" % ", ".join("%.3f" % x for x in diffs))
+    return d
 
 
 def torch_seconds(model, a):
@@ -130,8 +140,10 @@ def main():
             why = ""
             try:
                 model = export(name, a.size, path)
-                ot_s = ot_seconds(a.onnxtrain, path, a.data, a)
-                pt_s = torch_seconds(model, a)
+                try:
+                    ot_s = ot_seconds(a.onnxtrain, path, a.data, a)
+                finally:  # PyTorch's figure even when onnxtrain's is refused
+                    pt_s = torch_seconds(model, a)
             except Exception as e:  # a row that says why, and the next family
                 why = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
             cells = [name, str(a.size), str(a.batch), str(a.threads),
