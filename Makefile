@@ -193,7 +193,8 @@ $(PARITY_BIN): $(PARITY_OBJ) $(STATIC)
 # any machine; tests/cli/test_cuda_kernels.sh is its suite.
 CUK_SRC := $(sort $(wildcard src/exec/cuda/kernels/*.cu))
 CUK_EMU_OBJ := $(CUK_SRC:%.cu=$(BUILD)/emu/%.o) $(BUILD)/emu/src/exec/cuda/cuda_kernels.o \
-               $(BUILD)/emu/src/exec/cuda/cuda_stage.o $(BUILD)/emu/tests/gpu/test_kernels.o
+               $(BUILD)/emu/src/exec/cuda/cuda_stage.o $(BUILD)/emu/src/exec/cuda/cuda_layout.o \
+               $(BUILD)/emu/tests/gpu/test_kernels.o
 CUK_EMU_BIN := $(BUILD)/test_kernels_emu
 
 $(BUILD)/emu/%.o: %.cu

@@ -36,6 +36,12 @@
 #                      devices: loss curves and final weights close
 #   frozen             fine-tune mode on CUDA: frozen weights bit-identical to
 #                      the input model's
+#   nhwc_matches_nchw  channels-last inside the backend (the default) against
+#                      ONNXTRAIN_CUDA_NHWC=0 (everything NCHW): the model tests
+#                      pass both ways, eval of the trained model gives the same
+#                      loss and accuracy, and the 20 fp32 steps give the
+#                      same loss curve and weights within train_20's
+#                      tolerances; -vv must show nodes running NHWC
 #   no_alloc_per_step  cudaMalloc and pinned host allocations do not grow with
 #                      the number of steps
 #   host_memory_flat   peak host RSS after 1,000 steps within 2% + 4 MiB of
@@ -131,6 +137,7 @@ PYEOF
 
 skip_all() {
     for c in kernels node_tests model_tests fused_conv backward_rules train_20 frozen \
+             nhwc_matches_nchw \
              train_20_bf16 train_20_fp16 fp16_overflow_skips no_alloc_per_step \
              host_memory_flat loader_not_limiting upload_overlap device_prep sanitizer plan_cache \
              bench; do
@@ -308,6 +315,64 @@ PYEOF
     else
         record train_20 fail "$(tail -n 1 "$LOG")"
         record frozen fail "the training run failed"
+    fi
+
+    # channels-last inside the backend (the default) against everything NCHW
+    # (ONNXTRAIN_CUDA_NHWC=0): the model tests both ways (run), eval of the
+    # CUDA-trained model, and the 20 fp32 steps of train_20 again in NCHW,
+    # compared with train_20's CUDA run (NHWC) under train_20's tolerances
+    # (the engines differ, so the sums' order does); -vv says how many nodes
+    # ran NHWC, which must be some
+    nhwc_check() {
+        local nn why=""
+        "$BIN" -vv test-data "$FX"/resnet18_bn --device cuda >"$WORK/nhwc_vv.txt" 2>&1 ||
+            why="the model test failed with NHWC"
+        nn=$(sed -n 's/.*cuda: \([0-9]*\) of [0-9]* nodes run channels-last.*/\1/p' \
+            "$WORK/nhwc_vv.txt" | sort -n | tail -n 1)
+        [ -z "$why" ] && [ "${nn:-0}" -gt 0 ] || why="${why:-no node ran NHWC (-vv)}"
+        [ -z "$why" ] && ! ONNXTRAIN_CUDA_NHWC=0 "$BIN" test-data "${models[@]}" --device cuda \
+            >"$WORK/nchw_models.txt" 2>&1 && why="the model tests failed with ONNXTRAIN_CUDA_NHWC=0"
+        if [ -z "$why" ] && [ -f "$WORK/full_cuda.onnx" ]; then
+            "$BIN" eval "$WORK/full_cuda.onnx" --data "$DATA" --json --device cuda \
+                >"$WORK/eval_nhwc.json" 2>>"$LOG" &&
+                ONNXTRAIN_CUDA_NHWC=0 "$BIN" eval "$WORK/full_cuda.onnx" --data "$DATA" --json \
+                    --device cuda >"$WORK/eval_nchw.json" 2>>"$LOG" || why="eval failed"
+        fi
+        if [ -z "$why" ] && ! ONNXTRAIN_CUDA_NHWC=0 train cuda full full_nchw; then
+            why="the NCHW training run failed: $(tail -n 1 "$LOG")"
+        fi
+        if [ -n "$why" ]; then
+            record nhwc_matches_nchw fail "$why"
+            return
+        fi
+        detail=$("$PY" - "$WORK" "$nn" <<'PYEOF'
+import csv, json, sys
+import numpy as np, onnx
+from onnx import numpy_helper
+w, nn = sys.argv[1], sys.argv[2]
+def losses(p):
+    return np.array([float(r.get("train_loss") or r.get("loss")) for r in csv.DictReader(open(p))])
+a, b = losses(w + "/full_cuda.csv"), losses(w + "/full_nchw.csv")
+def weights(p):
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(p).graph.initializer}
+wa, wb = weights(w + "/full_cuda.onnx"), weights(w + "/full_nchw.onnx")
+worst = max(float(np.max(np.abs(wa[k] - wb[k])) / (np.max(np.abs(wa[k])) + 1e-12))
+            for k in wa if wa[k].dtype == np.float32 and wa[k].size)
+dl = float(np.max(np.abs(a - b))) if len(a) == len(b) else float("inf")
+ea, eb = (json.load(open(w + f)) for f in ("/eval_nhwc.json", "/eval_nchw.json"))
+de = abs(ea["loss"] - eb["loss"])
+ok = (len(a) == len(b) == 20 and dl <= 1e-3 * max(1.0, float(np.max(np.abs(a)))) and
+      worst <= 1e-2 and de <= 1e-4 * max(1.0, abs(eb["loss"])) and ea["top1"] == eb["top1"])
+print("%s\t%s nodes NHWC in ResNet-18's eval graph; 20 steps: max loss difference %.3g, worst weight difference %.3g; eval loss %.6g vs %.6g, top-1 %.4g vs %.4g; model tests pass both ways" % (
+    "pass" if ok else "fail", nn, dl, worst, ea["loss"], eb["loss"], ea["top1"], eb["top1"]))
+PYEOF
+)
+        record nhwc_matches_nchw "${detail%%$'\t'*}" "${detail#*$'\t'}"
+    }
+    if [ -f "$WORK/full_cuda.csv" ] && [ -f "$R18" ]; then
+        nhwc_check
+    else
+        record nhwc_matches_nchw fail "train_20's CUDA run is missing"
     fi
 
     # mixed precision: the same 20 steps in bf16 and in fp16 (dynamic loss

@@ -16,6 +16,10 @@
  * 3. Hand-built nodes with random inputs for the backward, loss and
  *    optimizer ops (no node tests exist for the private domain) and for
  *    shapes that the node tests do not reach (BatchNorm's multi-part sums).
+ * 4. Channels-last (cuda_layout.h): BatchNorm, the pools and their backward
+ *    with the context's nhwc, and broadcasting element-wise ops on the
+ *    permuted dims, on NHWC copies of the inputs, against the same kernels
+ *    on NCHW (bit for bit); the NCHW <-> NHWC conversion against the host's.
  * Each op passes when all its cases do; one line per op.
  *
  * Built twice: against the CUDA runtime (the device check, run by
@@ -40,6 +44,7 @@
 #include "exec/cpu/ref.h"
 #include "data/loader.h"
 #include "exec/cuda/cuda_kernels.h"
+#include "exec/cuda/cuda_layout.h"
 #include "exec/cuda/cuda_stage.h"
 #include "exec/cuda/kernels/kernels.h"
 #include "onnx/onnx.h"
@@ -1421,6 +1426,362 @@ done:
         cudaFree(mem[i]);
 }
 
+/* ------------------------------------------------------ channels-last */
+
+/* x [N, C, S] to y [N, S, C] (to_nhwc), or back, on the host. */
+static void host_nhwc(const void *x, void *y, size_t es, int64_t N, int64_t C, int64_t S,
+                      bool to_nhwc)
+{
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t p = 0; p < S; p++) {
+                int64_t a = (n * C + c) * S + p, b = (n * S + p) * C + c;
+                memcpy((char *)y + (size_t)(to_nhwc ? b : a) * es,
+                       (const char *)x + (size_t)(to_nhwc ? a : b) * es, es);
+            }
+}
+
+/* Runs n's CUDA kernel on host tensors (device copies), the outputs' bytes
+   into got[j] (malloc'd). false with msg on a failure. */
+static bool dev_run(const ot_node *n, const ot_tensor *const *in, ot_tensor *const *out,
+                    void **got, char *msg, size_t size)
+{
+    ot_tensor din[MAX_IO], dout[MAX_IO];
+    const ot_tensor *dip[MAX_IO];
+    ot_tensor *dp[MAX_IO];
+    ot_err err;
+    bool ok = false;
+    void *scratch = NULL;
+    ot_err_init(&err);
+    memset(din, 0, sizeof din);
+    memset(dout, 0, sizeof dout);
+    for (int j = 0; j < n->n_in; j++) {
+        dip[j] = NULL;
+        if (!in[j])
+            continue;
+        din[j] = *in[j];
+        din[j].data = dev_alloc(in[j]->bytes);
+        if (in[j]->bytes)
+            cudaMemcpy(din[j].data, in[j]->data, in[j]->bytes, cudaMemcpyHostToDevice);
+        dip[j] = &din[j];
+    }
+    for (int j = 0; j < n->n_out; j++) {
+        dp[j] = NULL;
+        got[j] = NULL;
+        if (!out[j])
+            continue;
+        dout[j] = *out[j];
+        dout[j].data = dev_alloc(out[j]->bytes);
+        cudaMemsetAsync(dout[j].data, 0xff, out[j]->bytes, (cudaStream_t)ctx.stream);
+        dp[j] = &dout[j];
+    }
+    const char *why = "unsupported";
+    if (!ot_cuda_supports(NULL, n, dip, (const ot_tensor *const *)dp, &why)) {
+        snprintf(msg, size, "CUDA kernel: %s", why);
+        goto done;
+    }
+    size_t sb = ot_cuda_scratch_bytes(NULL, n, dip, (const ot_tensor *const *)dp);
+    scratch = dev_alloc(sb);
+    ctx.scratch = scratch;
+    ctx.scratch_bytes = sb;
+    if (ot_cuda_kernel(n)(&ctx, NULL, n, dip, dp, &err) != OT_OK ||
+        cudaStreamSynchronize((cudaStream_t)ctx.stream) != cudaSuccess) {
+        snprintf(msg, size, "CUDA kernel: %.200s", err.msg);
+        goto done;
+    }
+    for (int j = 0; j < n->n_out; j++)
+        if (dp[j]) {
+            got[j] = malloc(out[j]->bytes ? out[j]->bytes : 1);
+            if (out[j]->bytes)
+                cudaMemcpy(got[j], dout[j].data, out[j]->bytes, cudaMemcpyDeviceToHost);
+        }
+    ok = true;
+done:
+    for (int j = 0; j < MAX_IO; j++) {
+        if (din[j].data)
+            cudaFree(din[j].data);
+        if (dout[j].data)
+            cudaFree(dout[j].data);
+    }
+    if (scratch)
+        cudaFree(scratch);
+    return ok;
+}
+
+static bool same_dims(const ot_tensor *a, const ot_tensor *b)
+{
+    if (a->ndim != b->ndim)
+        return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->dims[i] != b->dims[i])
+            return false;
+    return true;
+}
+
+/* Case t on NCHW, then channels-last: its rank-4 operands (flat: those of
+   the output's shape) on NHWC copies, the kernel told by the context's nhwc
+   (flat: every operand of more than one element seen through
+   ot_cuda_nhwc_view instead); the outputs, converted back, must be the NCHW
+   run's bytes. */
+static void tc_run_nhwc(tcase *t, bool flat, const char *what)
+{
+    const ot_tensor *in[MAX_IO], *vin[MAX_IO];
+    ot_tensor *out[8], *vout[8], view_in[MAX_IO], view_out[8];
+    void *want[8] = { 0 }, *got[8] = { 0 };
+    char msg[400] = "", label[200];
+    int res = -1;
+    const ot_tensor *shape = &t->out[0];
+    for (int i = 0; i < t->n.n_in; i++) {
+        in[i] = t->in_ids[i] >= 0 ? &t->in[i] : NULL;
+        view_in[i] = t->in[i];
+        view_in[i].data = NULL;
+    }
+    for (int i = 0; i < t->n.n_out; i++) {
+        out[i] = t->out_ids[i] >= 0 ? &t->out[i] : NULL;
+        view_out[i] = t->out[i];
+    }
+    ctx.nhwc = 0;
+    if (!dev_run(&t->n, in, out, want, msg, sizeof msg))
+        goto done;
+    /* the channels-last operands */
+    for (int i = 0; i < t->n.n_in + t->n.n_out; i++) {
+        bool is_in = i < t->n.n_in;
+        ot_tensor *v = is_in ? &view_in[i] : &view_out[i - t->n.n_in];
+        if (is_in ? !in[i] : !out[i - t->n.n_in])
+            continue;
+        bool follows = v->ndim == 4 && (!flat || same_dims(v, shape));
+        if (is_in) {
+            v->data = malloc(v->bytes ? v->bytes : 1);
+            if (follows)
+                host_nhwc(t->in[i].data, v->data, ot_dtype_size(v->dtype), v->dims[0],
+                          v->dims[1], v->dims[2] * v->dims[3], true);
+            else if (v->bytes)
+                memcpy(v->data, t->in[i].data, v->bytes);
+        }
+        if (flat && ot_tensor_numel(v) > 1) {
+            int64_t d[OT_MAX_DIMS];
+            v->ndim = ot_cuda_nhwc_view(v->ndim, v->dims, d);
+            memcpy(v->dims, d, sizeof *d * (size_t)v->ndim);
+        }
+    }
+    for (int i = 0; i < t->n.n_in; i++)
+        vin[i] = in[i] ? &view_in[i] : NULL;
+    for (int i = 0; i < t->n.n_out; i++)
+        vout[i] = out[i] ? &view_out[i] : NULL;
+    ctx.nhwc = !flat;
+    bool ran = dev_run(&t->n, vin, vout, got, msg, sizeof msg);
+    ctx.nhwc = 0;
+    if (!ran)
+        goto done;
+    res = 1;
+    for (int j = 0; j < t->n.n_out && res > 0; j++) {
+        if (!out[j])
+            continue;
+        const ot_tensor *o = out[j];
+        void *back = malloc(o->bytes ? o->bytes : 1);
+        if (o->ndim == 4 && (!flat || same_dims(o, shape)))
+            host_nhwc(got[j], back, ot_dtype_size(o->dtype), o->dims[0], o->dims[1],
+                      o->dims[2] * o->dims[3], false);
+        else if (o->bytes)
+            memcpy(back, got[j], o->bytes);
+        if (o->bytes && memcmp(back, want[j], o->bytes) != 0) {
+            snprintf(msg, sizeof msg, "output %d differs from the NCHW run's", j);
+            res = -1;
+        }
+        free(back);
+    }
+    if (res > 0)
+        snprintf(msg, sizeof msg, "ok");
+done:
+    snprintf(label, sizeof label, "%s NHWC (%s)", t->n.op_type, what);
+    record(t->n.op->id, res, label, msg);
+    for (int i = 0; i < 8; i++) {
+        free(want[i]);
+        free(got[i]);
+    }
+    for (int i = 0; i < t->n.n_in; i++)
+        free(view_in[i].data);
+    for (int i = 0; i < MAX_IO; i++)
+        free(t->in[i].data);
+    for (int i = 0; i < 8; i++)
+        free(t->out[i].data);
+}
+
+static void nhwc_pool(ot_op_id op, const int64_t *xd, const int64_t *yd, int include_pad,
+                      int ceil, const char *what)
+{
+    tcase t;
+    bool grad = op == OT_OP_MAXPOOL_GRAD || op == OT_OP_AVGPOOL_GRAD;
+    tc_init(&t, op, grad ? 1 : 11, op == OT_OP_MAXPOOL_GRAD ? 2 : 1, 1);
+    tc_ints(&t, "kernel_shape", 2, (int64_t[]){ 3, 3 });
+    tc_ints(&t, "strides", 2, (int64_t[]){ 2, 2 });
+    tc_ints(&t, "pads", 4, (int64_t[]){ 1, 1, 1, 1 });
+    tc_int(&t, "ceil_mode", ceil);
+    tc_int(&t, "count_include_pad", include_pad);
+    if (op == OT_OP_MAXPOOL_GRAD)
+        tc_tensor(&t.in[1], OT_DTYPE_FLOAT, COARSE, 0, 4, xd[0], xd[1], xd[2], xd[3]);
+    if (grad) {
+        tc_tensor(&t.in[0], OT_DTYPE_FLOAT, RAND, 0, 4, yd[0], yd[1], yd[2], yd[3]);
+        OUT(&t, 0, OT_DTYPE_FLOAT, 4, xd[0], xd[1], xd[2], xd[3]);
+    } else {
+        tc_tensor(&t.in[0], OT_DTYPE_FLOAT, COARSE, 0, 4, xd[0], xd[1], xd[2], xd[3]);
+        OUT(&t, 0, OT_DTYPE_FLOAT, 4, yd[0], yd[1], yd[2], yd[3]);
+    }
+    tc_run_nhwc(&t, false, what);
+}
+
+static void cases_nhwc(void)
+{
+    static const int64_t d[4] = { 3, 6, 5, 7 };
+    tcase t;
+    /* BatchNorm: training, its backward in both modes, inference */
+    tc_init(&t, OT_OP_BATCHNORM_TRAIN, 1, 5, 5);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+    for (int i = 1; i < 5; i++)
+        IN(&t, i, OT_DTYPE_FLOAT, i == 4 ? POS : RAND, 0, 1, d[1]);
+    OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], d[2], d[3]);
+    for (int i = 1; i < 5; i++)
+        OUT(&t, i, OT_DTYPE_FLOAT, 1, d[1]);
+    tc_run_nhwc(&t, false, "3x6x5x7");
+    for (int training = 0; training < 2; training++) {
+        tc_init(&t, OT_OP_BATCHNORM_GRAD, 1, 5, 3);
+        tc_int(&t, "training_mode", training);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+        IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+        IN(&t, 2, OT_DTYPE_FLOAT, RAND, 0, 1, d[1]);
+        IN(&t, 3, OT_DTYPE_FLOAT, RAND, 0, 1, d[1]);
+        IN(&t, 4, OT_DTYPE_FLOAT, POS, 0, 1, d[1]);
+        OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], d[2], d[3]);
+        OUT(&t, 1, OT_DTYPE_FLOAT, 1, d[1]);
+        OUT(&t, 2, OT_DTYPE_FLOAT, 1, d[1]);
+        tc_run_nhwc(&t, false, training ? "training" : "inference");
+    }
+    for (int training = 0; training < 2; training++) {
+        tc_init(&t, OT_OP_BATCHNORM, 15, 5, training ? 3 : 1);
+        tc_int(&t, "training_mode", training);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+        for (int i = 1; i < 5; i++)
+            IN(&t, i, OT_DTYPE_FLOAT, i == 4 ? POS : RAND, 0, 1, d[1]);
+        OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], d[2], d[3]);
+        if (training) {
+            OUT(&t, 1, OT_DTYPE_FLOAT, 1, d[1]);
+            OUT(&t, 2, OT_DTYPE_FLOAT, 1, d[1]);
+        }
+        tc_run_nhwc(&t, false, training ? "opset 15 training mode" : "inference");
+    }
+    /* pools and their backward: 3x3 s2 p1, and a ceil-mode average with the
+       pads counted */
+    const int64_t px[4] = { 2, 3, 11, 9 }, py[4] = { 2, 3, 6, 5 }, pyc[4] = { 2, 3, 6, 5 };
+    nhwc_pool(OT_OP_MAXPOOL, px, py, 0, 0, "3x3 s2 p1");
+    nhwc_pool(OT_OP_AVGPOOL, px, pyc, 1, 1, "3x3 s2 p1 ceil, pads counted");
+    nhwc_pool(OT_OP_MAXPOOL_GRAD, px, py, 0, 0, "3x3 s2 p1");
+    nhwc_pool(OT_OP_AVGPOOL_GRAD, px, pyc, 1, 0, "3x3 s2 p1, pads counted");
+    static const ot_op_id gops[] = { OT_OP_GLOBALAVGPOOL, OT_OP_GLOBALMAXPOOL };
+    for (int o = 0; o < 2; o++) {
+        tc_init(&t, gops[o], 11, 1, 1);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+        OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], D(1), D(1));
+        tc_run_nhwc(&t, false, "3x6x5x7");
+    }
+    static const ot_op_id ggops[] = { OT_OP_GLOBALAVGPOOL_GRAD, OT_OP_GLOBALMAXPOOL_GRAD };
+    for (int o = 0; o < 2; o++) {
+        tc_init(&t, ggops[o], 1, o ? 2 : 1, 1);
+        IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], D(1), D(1));
+        if (o)
+            IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+        OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], d[2], d[3]);
+        tc_run_nhwc(&t, false, "3x6x5x7");
+    }
+    /* reductions with a result stored alike in both layouts: over H and W
+       (kept), over C (dropped) */
+    tc_init(&t, OT_OP_REDUCE_MEAN, 13, 1, 1);
+    tc_ints(&t, "axes", 2, (int64_t[]){ 2, 3 });
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+    OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], D(1), D(1));
+    tc_run_nhwc(&t, false, "over H and W");
+    tc_init(&t, OT_OP_REDUCE_MAX, 13, 1, 1);
+    tc_ints(&t, "axes", 1, (int64_t[]){ 1 });
+    tc_int(&t, "keepdims", 0);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+    OUT(&t, 0, OT_DTYPE_FLOAT, 3, d[0], d[2], d[3]);
+    tc_run_nhwc(&t, false, "over C");
+    /* element-wise, the broadcasts the layout pass lets through: per
+       channel ([1, C, 1, 1], [C, 1, 1]), per image and channel ([N, C, 1,
+       1]), along W ([W]), and same-shaped operands */
+    tc_init(&t, OT_OP_ADD, 14, 2, 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+    IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 4, D(1), d[1], D(1), D(1));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], d[2], d[3]);
+    tc_run_nhwc(&t, true, "[1, C, 1, 1]");
+    tc_init(&t, OT_OP_MUL, 14, 2, 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 3, d[1], D(1), D(1));
+    IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+    OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], d[2], d[3]);
+    tc_run_nhwc(&t, true, "[C, 1, 1] first");
+    tc_init(&t, OT_OP_SUB, 14, 2, 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+    IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], D(1), D(1));
+    OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], d[2], d[3]);
+    tc_run_nhwc(&t, true, "[N, C, 1, 1]");
+    tc_init(&t, OT_OP_SUM, 13, 3, 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+    IN(&t, 1, OT_DTYPE_FLOAT, RAND, 0, 1, d[3]);
+    IN(&t, 2, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+    OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], d[2], d[3]);
+    tc_run_nhwc(&t, true, "[W] and same-shaped");
+    tc_init(&t, OT_OP_RELU_GRAD, 1, 2, 1);
+    IN(&t, 0, OT_DTYPE_FLOAT, RAND, 0, 4, d[0], d[1], d[2], d[3]);
+    IN(&t, 1, OT_DTYPE_FLOAT, RELU, 0, 4, d[0], d[1], d[2], d[3]);
+    OUT(&t, 0, OT_DTYPE_FLOAT, 4, d[0], d[1], d[2], d[3]);
+    tc_run_nhwc(&t, true, "same-shaped");
+
+    /* the conversion (layout.cu) against the host's, every element size,
+       there and back */
+    const char *bad = NULL;
+    char msg[200] = "";
+    static const size_t sizes[] = { 1, 2, 4, 8 };
+    const int64_t N = 2, C = 5, S = 3 * 7;
+    size_t count = (size_t)(N * C * S);
+    for (size_t k = 0; k < 4 && !bad; k++) {
+        size_t es = sizes[k], bytes = count * es;
+        unsigned char *x = malloc(bytes), *want = malloc(bytes), *got = malloc(bytes);
+        void *dx = dev_alloc(bytes), *dy = dev_alloc(bytes), *dz = dev_alloc(bytes);
+        for (size_t i = 0; i < bytes; i++)
+            x[i] = (unsigned char)(urand() * 256);
+        host_nhwc(x, want, es, N, C, S, true);
+        cudaMemcpy(dx, x, bytes, cudaMemcpyHostToDevice);
+        if (otk_nhwc_transpose(ctx.stream, (int)es, dx, dy, N, C, S, 1) ||
+            otk_nhwc_transpose(ctx.stream, (int)es, dy, dz, N, C, S, 0) ||
+            cudaStreamSynchronize(ctx.stream) != cudaSuccess) {
+            bad = "launch";
+        } else {
+            cudaMemcpy(got, dy, bytes, cudaMemcpyDeviceToHost);
+            if (memcmp(got, want, bytes) != 0) {
+                snprintf(msg, sizeof msg, "%zu-byte elements to NHWC differ", es);
+                bad = msg;
+            }
+            cudaMemcpy(got, dz, bytes, cudaMemcpyDeviceToHost);
+            if (!bad && memcmp(got, x, bytes) != 0) {
+                snprintf(msg, sizeof msg, "%zu-byte elements back to NCHW differ", es);
+                bad = msg;
+            }
+        }
+        free(x);
+        free(want);
+        free(got);
+        cudaFree(dx);
+        cudaFree(dy);
+        cudaFree(dz);
+    }
+    if (bad) {
+        printf("FAIL NCHW <-> NHWC conversion (layout.cu): %s\n", bad);
+        n_fail++;
+    } else {
+        printf("pass NCHW <-> NHWC conversion (layout.cu, 1, 2, 4 and 8-byte elements)\n");
+        n_pass++;
+    }
+}
+
 /* --precision bf16/fp16's conversions (precision.cu) against the CPU's
    (ot_f32_to_bf16, ot_f32_to_f16 and back): random values over many
    binades, ties, subnormals, overflow, infinities and NaN; bits equal (a
@@ -1640,6 +2001,7 @@ int main(int argc, char **argv)
     cases_prefetch();
     cases_prefetch_u8();
     cases_half();
+    cases_nhwc();
 
     for (int id = 0; id < OT_OP_COUNT_; id++) {
         const char *type = ot_op_table[id]->type;

@@ -14,6 +14,8 @@
 #include "test.h"
 #if OT_CUDA
 #include "exec/cuda/cuda.h"
+#include "exec/cuda/cuda_layout.h"
+#include "ops/ops.h"
 #endif
 
 TEST(cuda_device_names)
@@ -580,6 +582,331 @@ TEST(cuda_half_descriptors_finalize_without_a_device)
         CHECK_OK(ot_gemm_descs(lt, &batched, &g, &err), &err);
         ot_gemm_free(&dev, &g);
     }
+}
+
+/* ------------------------------------------------ channels-last layout */
+
+/* A float value of the given dims and flags. */
+static int32_t lay_val(ot_graph *g, const char *name, int nd, const int64_t *dims, uint32_t flags)
+{
+    ot_err err;
+    int32_t id = -1;
+    ot_err_init(&err);
+    if (ot_graph_intern_value(g, name, &id, &err) != OT_OK)
+        return -1;
+    ot_value *v = &g->values[id];
+    v->dtype = OT_DTYPE_FLOAT;
+    v->ndim = nd;
+    memcpy(v->dims, dims, sizeof *dims * (size_t)nd);
+    v->flags = flags;
+    return id;
+}
+
+#define V4(a, b, c, d) 4, (const int64_t[]){ a, b, c, d }
+#define V1(a) 1, (const int64_t[]){ a }
+
+/* Appends node op (opset 17) reading in and writing out. */
+static int32_t lay_node(ot_graph *g, ot_op_id op, int n_in, const int32_t *in, int n_out,
+                        const int32_t *out)
+{
+    ot_err err;
+    int32_t id = -1;
+    ot_err_init(&err);
+    if (ot_graph_add_node(g, &id, &err) != OT_OK)
+        return -1;
+    ot_node *n = &g->nodes[id];
+    n->op = ot_op_table[op];
+    n->op_type = n->op->type;
+    n->domain = n->op->domain;
+    n->name = n->op->type;
+    n->opset = 17;
+    n->n_in = n_in;
+    n->n_out = n_out;
+    n->in = ot_arena_memdup(&g->arena, in, sizeof *in * (size_t)n_in);
+    n->out = ot_arena_memdup(&g->arena, out, sizeof *out * (size_t)n_out);
+    return id;
+}
+
+#define IN_ (OT_VAL_INPUT)
+#define CONST_ (OT_VAL_INIT | OT_VAL_CONST | OT_VAL_PARAM)
+#define OUT_ (OT_VAL_OUTPUT)
+
+/* Conv, BN, Relu, MaxPool, GlobalAveragePool run NHWC; Flatten and Gemm
+   NCHW; the input and the weight are converted (the filter to KRSC),
+   GlobalAveragePool's [N, C, 1, 1] needs nothing. */
+TEST(cuda_layout_conv_chain_runs_nhwc)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_graph *g = ot_graph_new();
+    int32_t x = lay_val(g, "x", V4(2, 3, 8, 8), IN_), w = lay_val(g, "w", V4(4, 3, 3, 3), CONST_);
+    int32_t c = lay_val(g, "c", V4(2, 4, 8, 8), 0), b = lay_val(g, "b", V4(2, 4, 8, 8), 0);
+    int32_t r = lay_val(g, "r", V4(2, 4, 8, 8), 0), p = lay_val(g, "p", V4(2, 4, 4, 4), 0);
+    int32_t gp = lay_val(g, "gp", V4(2, 4, 1, 1), 0);
+    int32_t f = lay_val(g, "f", 2, (const int64_t[]){ 2, 4 }, 0);
+    int32_t fw = lay_val(g, "fw", 2, (const int64_t[]){ 10, 4 }, CONST_);
+    int32_t y = lay_val(g, "y", 2, (const int64_t[]){ 2, 10 }, OUT_);
+    int32_t bn[4];
+    for (int i = 0; i < 4; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "bn%d", i);
+        bn[i] = lay_val(g, name, V1(4), CONST_);
+    }
+    int32_t nodes[7];
+    nodes[0] = lay_node(g, OT_OP_CONV, 2, (int32_t[]){ x, w }, 1, &c);
+    nodes[1] = lay_node(g, OT_OP_BATCHNORM, 5, (int32_t[]){ c, bn[0], bn[1], bn[2], bn[3] }, 1, &b);
+    nodes[2] = lay_node(g, OT_OP_RELU, 1, &b, 1, &r);
+    nodes[3] = lay_node(g, OT_OP_MAXPOOL, 1, &r, 1, &p);
+    nodes[4] = lay_node(g, OT_OP_GLOBALAVGPOOL, 1, &p, 1, &gp);
+    nodes[5] = lay_node(g, OT_OP_FLATTEN, 1, &gp, 1, &f);
+    nodes[6] = lay_node(g, OT_OP_GEMM, 2, (int32_t[]){ f, fw }, 1, &y);
+    CHECK_EQ_INT(ot_cuda_nhwc_kind(g, &g->nodes[nodes[0]]), OT_NHWC_CONV);
+    CHECK_EQ_INT(ot_cuda_nhwc_kind(g, &g->nodes[nodes[1]]), OT_NHWC_KERNEL);
+    CHECK_EQ_INT(ot_cuda_nhwc_kind(g, &g->nodes[nodes[2]]), OT_NHWC_FLAT);
+    CHECK_EQ_INT(ot_cuda_nhwc_kind(g, &g->nodes[nodes[3]]), OT_NHWC_KERNEL);
+    CHECK_EQ_INT(ot_cuda_nhwc_kind(g, &g->nodes[nodes[5]]), OT_NHWC_NO);
+    ot_cuda_layout l;
+    CHECK_OK(ot_cuda_layout_plan(g, NULL, NULL, &l, &err), &err);
+    for (int i = 0; i < 7; i++)
+        CHECK_EQ_INT(l.node[nodes[i]], i < 5);
+    CHECK(l.val[c] && l.val[b] && l.val[r] && l.val[p]);
+    CHECK(!l.val[x] && !l.val[w] && !l.val[gp] && !l.val[f] && !l.val[y]);
+    CHECK_EQ_INT(l.n_nhwc_nodes, 5);
+    CHECK_EQ_INT(l.n_to_nhwc, 2); /* x and w */
+    CHECK_EQ_INT(l.n_to_nchw, 0);
+    ot_cuda_layout_release(&l);
+    /* a folded Conv (no step) starts nothing */
+    uint8_t skip[8] = { 1 };
+    CHECK_OK(ot_cuda_layout_plan(g, NULL, skip, &l, &err), &err);
+    CHECK_EQ_INT(l.n_nhwc_nodes, 0);
+    ot_cuda_layout_release(&l);
+    ot_graph_free(g);
+}
+
+/* Concat on axis 1 and Reshape need NCHW: the Conv outputs they read are
+   converted back, each once; the Concat's output is converted for the next
+   Conv; the graph input, read by two Convs, is converted once; a 1x1
+   filter is stored alike as OIHW and KRSC and is not converted. */
+TEST(cuda_layout_concat_and_reshape_edges)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_graph *g = ot_graph_new();
+    int32_t x = lay_val(g, "x", V4(2, 3, 8, 8), IN_);
+    int32_t w1 = lay_val(g, "w1", V4(4, 3, 1, 1), CONST_), w2 = lay_val(g, "w2", V4(4, 3, 1, 1), CONST_);
+    int32_t w3 = lay_val(g, "w3", V4(4, 8, 3, 3), CONST_);
+    int32_t a = lay_val(g, "a", V4(2, 4, 8, 8), 0), b = lay_val(g, "b", V4(2, 4, 8, 8), 0);
+    int32_t cc = lay_val(g, "cc", V4(2, 8, 8, 8), 0), d = lay_val(g, "d", V4(2, 4, 8, 8), 0);
+    int32_t e = lay_val(g, "e", V4(2, 4, 8, 8), 0);
+    int32_t shp = lay_val(g, "shape", V1(2), CONST_);
+    g->values[shp].dtype = OT_DTYPE_INT64;
+    int32_t f = lay_val(g, "f", 2, (const int64_t[]){ 2, 256 }, OUT_);
+    int32_t n1 = lay_node(g, OT_OP_CONV, 2, (int32_t[]){ x, w1 }, 1, &a);
+    int32_t n2 = lay_node(g, OT_OP_CONV, 2, (int32_t[]){ x, w2 }, 1, &b);
+    int32_t n3 = lay_node(g, OT_OP_CONCAT, 2, (int32_t[]){ a, b }, 1, &cc);
+    int32_t n4 = lay_node(g, OT_OP_CONV, 2, (int32_t[]){ cc, w3 }, 1, &d);
+    int32_t n5 = lay_node(g, OT_OP_RELU, 1, &d, 1, &e);
+    int32_t n6 = lay_node(g, OT_OP_RESHAPE, 2, (int32_t[]){ e, shp }, 1, &f);
+    ot_cuda_layout l;
+    CHECK_OK(ot_cuda_layout_plan(g, NULL, NULL, &l, &err), &err);
+    CHECK(l.node[n1] && l.node[n2] && !l.node[n3] && l.node[n4] && l.node[n5] && !l.node[n6]);
+    CHECK(l.val[a] && l.val[b] && !l.val[cc] && l.val[d] && l.val[e] && !l.val[f]);
+    CHECK_EQ_INT(l.n_to_nhwc, 3); /* x, w3, cc (1x1 filters are KRSC already) */
+    CHECK_EQ_INT(l.n_to_nchw, 3); /* a, b, e */
+    ot_cuda_layout_release(&l);
+    ot_graph_free(g);
+}
+
+/* A graph without a convolution stays NCHW, even with BN and pools. */
+TEST(cuda_layout_no_convolution_stays_nchw)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_graph *g = ot_graph_new();
+    int32_t x = lay_val(g, "x", V4(2, 3, 8, 8), IN_), r = lay_val(g, "r", V4(2, 3, 8, 8), 0);
+    int32_t b = lay_val(g, "b", V4(2, 3, 8, 8), 0), p = lay_val(g, "p", V4(2, 3, 4, 4), 0);
+    int32_t q = lay_val(g, "q", V4(2, 3, 4, 4), OUT_);
+    int32_t bn[4];
+    for (int i = 0; i < 4; i++) {
+        char name[8];
+        snprintf(name, sizeof name, "bn%d", i);
+        bn[i] = lay_val(g, name, V1(3), CONST_);
+    }
+    lay_node(g, OT_OP_RELU, 1, &x, 1, &r);
+    lay_node(g, OT_OP_BATCHNORM, 5, (int32_t[]){ r, bn[0], bn[1], bn[2], bn[3] }, 1, &b);
+    lay_node(g, OT_OP_MAXPOOL, 1, &b, 1, &p);
+    lay_node(g, OT_OP_ADD, 2, (int32_t[]){ p, p }, 1, &q);
+    ot_cuda_layout l;
+    CHECK_OK(ot_cuda_layout_plan(g, NULL, NULL, &l, &err), &err);
+    CHECK_EQ_INT(l.n_nhwc_nodes, 0);
+    CHECK_EQ_INT(l.n_to_nhwc + l.n_to_nchw, 0);
+    for (int32_t v = 0; v < g->n_values; v++)
+        CHECK(!l.val[v]);
+    ot_cuda_layout_release(&l);
+    ot_graph_free(g);
+}
+
+/* Broadcasts stored alike in both layouts ([1, C, 1, 1], [C, 1, 1]) keep an
+   element-wise node NHWC without a conversion; a [C, H, W] operand does
+   not; a Conv whose output is a graph output runs NCHW. */
+TEST(cuda_layout_broadcasts_and_pinned_outputs)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_graph *g = ot_graph_new();
+    int32_t x = lay_val(g, "x", V4(2, 3, 8, 8), IN_), w = lay_val(g, "w", V4(4, 3, 3, 3), CONST_);
+    int32_t c = lay_val(g, "c", V4(2, 4, 8, 8), 0), m = lay_val(g, "m", V4(2, 4, 8, 8), 0);
+    int32_t a = lay_val(g, "a", V4(2, 4, 8, 8), 0), z = lay_val(g, "z", V4(2, 4, 8, 8), 0);
+    int32_t y = lay_val(g, "y", V4(2, 4, 8, 8), OUT_);
+    int32_t s1 = lay_val(g, "s", V4(1, 4, 1, 1), CONST_);
+    int32_t k = lay_val(g, "k", 3, (const int64_t[]){ 4, 1, 1 }, CONST_);
+    int32_t big = lay_val(g, "big", 3, (const int64_t[]){ 4, 8, 8 }, CONST_);
+    int32_t n0 = lay_node(g, OT_OP_CONV, 2, (int32_t[]){ x, w }, 1, &c);
+    int32_t n1 = lay_node(g, OT_OP_MUL, 2, (int32_t[]){ c, s1 }, 1, &m);
+    int32_t n2 = lay_node(g, OT_OP_ADD, 2, (int32_t[]){ k, m }, 1, &a);
+    int32_t n3 = lay_node(g, OT_OP_ADD, 2, (int32_t[]){ a, big }, 1, &z);
+    int32_t n4 = lay_node(g, OT_OP_RELU, 1, &z, 1, &y);
+    CHECK_EQ_INT(ot_cuda_nhwc_kind(g, &g->nodes[n1]), OT_NHWC_FLAT);
+    CHECK_EQ_INT(ot_cuda_nhwc_kind(g, &g->nodes[n2]), OT_NHWC_FLAT);
+    CHECK_EQ_INT(ot_cuda_nhwc_kind(g, &g->nodes[n3]), OT_NHWC_NO);
+    CHECK(ot_cuda_nhwc_follows(g, &g->nodes[n1], OT_NHWC_FLAT, c));
+    CHECK(!ot_cuda_nhwc_follows(g, &g->nodes[n1], OT_NHWC_FLAT, s1));
+    ot_cuda_layout l;
+    CHECK_OK(ot_cuda_layout_plan(g, NULL, NULL, &l, &err), &err);
+    CHECK(l.node[n0] && l.node[n1] && l.node[n2] && !l.node[n3] && !l.node[n4]);
+    CHECK(l.val[c] && l.val[m] && l.val[a] && !l.val[z] && !l.val[y]);
+    CHECK_EQ_INT(l.n_to_nhwc, 2); /* x, w */
+    CHECK_EQ_INT(l.n_to_nchw, 1); /* a, for the Add with [C, H, W] */
+    ot_cuda_layout_release(&l);
+    /* the Conv's output pinned: everything NCHW */
+    uint8_t *pin = calloc((size_t)g->n_values, 1);
+    CHECK(pin != NULL);
+    pin[x] = pin[w] = pin[c] = 1;
+    CHECK_OK(ot_cuda_layout_plan(g, pin, NULL, &l, &err), &err);
+    CHECK_EQ_INT(l.n_nhwc_nodes, 0);
+    ot_cuda_layout_release(&l);
+    free(pin);
+    /* the operands' views */
+    int64_t d[8];
+    CHECK_EQ_INT(ot_cuda_nhwc_view(3, (const int64_t[]){ 4, 1, 1 }, d), 4);
+    CHECK(d[0] == 1 && d[1] == 1 && d[2] == 1 && d[3] == 4);
+    CHECK_EQ_INT(ot_cuda_nhwc_view(1, (const int64_t[]){ 7 }, d), 4);
+    CHECK(d[0] == 1 && d[1] == 1 && d[2] == 7 && d[3] == 1);
+    CHECK_EQ_INT(ot_cuda_nhwc_view(4, (const int64_t[]){ 2, 3, 4, 5 }, d), 4);
+    CHECK(d[0] == 2 && d[1] == 4 && d[2] == 5 && d[3] == 3);
+    ot_graph_free(g);
+}
+
+/* A training step's chain: the backward ops follow the forward's layout
+   (GlobalAveragePoolGrad from a [N, C, 1, 1] gradient included), the
+   weight gradient comes out KRSC and is converted once for the optimizer,
+   which reads the state NCHW; the input is converted once for both of its
+   readers. */
+TEST(cuda_layout_training_step)
+{
+    ot_err err;
+    ot_err_init(&err);
+    ot_graph *g = ot_graph_new();
+    int32_t x = lay_val(g, "x", V4(2, 3, 8, 8), IN_);
+    int32_t w = lay_val(g, "w", V4(4, 3, 3, 3), OT_VAL_INIT | OT_VAL_PARAM | OT_VAL_STATE);
+    int32_t c = lay_val(g, "c", V4(2, 4, 8, 8), 0), r = lay_val(g, "r", V4(2, 4, 8, 8), 0);
+    int32_t gp = lay_val(g, "gp", V4(2, 4, 1, 1), OUT_);
+    int32_t dg = lay_val(g, "dg", V4(2, 4, 1, 1), IN_);
+    int32_t shp = lay_val(g, "shape", V1(4), CONST_);
+    g->values[shp].dtype = OT_DTYPE_INT64;
+    int32_t dr = lay_val(g, "dr", V4(2, 4, 8, 8), 0), dc = lay_val(g, "dc", V4(2, 4, 8, 8), 0);
+    int32_t dw = lay_val(g, "dw", V4(4, 3, 3, 3), 0), w2 = lay_val(g, "w2", V4(4, 3, 3, 3), OUT_);
+    int32_t n[6];
+    n[0] = lay_node(g, OT_OP_CONV, 2, (int32_t[]){ x, w }, 1, &c);
+    n[1] = lay_node(g, OT_OP_RELU, 1, &c, 1, &r);
+    n[2] = lay_node(g, OT_OP_GLOBALAVGPOOL, 1, &r, 1, &gp);
+    n[3] = lay_node(g, OT_OP_GLOBALAVGPOOL_GRAD, 2, (int32_t[]){ dg, shp }, 1, &dr);
+    n[4] = lay_node(g, OT_OP_RELU_GRAD, 2, (int32_t[]){ dr, r }, 1, &dc);
+    n[5] = lay_node(g, OT_OP_CONV_GRAD_FILTER, 2, (int32_t[]){ dc, x }, 1, &dw);
+    lay_node(g, OT_OP_SGD_STEP, 2, (int32_t[]){ w, dw }, 1, &w2);
+    ot_cuda_layout l;
+    CHECK_OK(ot_cuda_layout_plan(g, NULL, NULL, &l, &err), &err);
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ_INT(l.node[n[i]], 1);
+    CHECK_EQ_INT(l.n_nhwc_nodes, 6);
+    CHECK(l.val[c] && l.val[r] && l.val[dr] && l.val[dc] && l.val[dw] && !l.val[w2] && !l.val[w]);
+    CHECK_EQ_INT(l.n_to_nhwc, 2); /* x (read by the Conv and its filter gradient), w */
+    CHECK_EQ_INT(l.n_to_nchw, 1); /* dw for SgdStep */
+    ot_cuda_layout_release(&l);
+    ot_graph_free(g);
+}
+
+/* Channels-last convolutions: the strides, every kind's descriptors and the
+   fused graphs finalize with NHWC strides and a KRSC filter, and the plan
+   keys say the layout. */
+TEST(cuda_nhwc_descriptors_finalize_without_a_device)
+{
+    int64_t st[5];
+    ot_cudnn_strides(4, (const int64_t[]){ 2, 64, 8, 6 }, true, st);
+    CHECK(st[0] == 3072 && st[1] == 1 && st[2] == 384 && st[3] == 64);
+    ot_cudnn_strides(4, (const int64_t[]){ 2, 64, 8, 6 }, false, st);
+    CHECK(st[0] == 3072 && st[1] == 48 && st[2] == 6 && st[3] == 1);
+    const ot_cudnn_api *api = dnn_or_skip();
+    if (!api)
+        return;
+    ot_err err;
+    ot_err_init(&err);
+    const struct {
+        int64_t x[4], w[4], y[4], pad, stride;
+    } cases[] = {
+        { { 2, 3, 32, 32 }, { 64, 3, 7, 7 }, { 2, 64, 16, 16 }, 3, 2 },
+        { { 2, 64, 8, 8 }, { 128, 64, 1, 1 }, { 2, 128, 4, 4 }, 0, 2 },
+        { { 2, 64, 8, 8 }, { 64, 64, 3, 3 }, { 2, 64, 8, 8 }, 1, 1 },
+        { { 2, 32, 8, 8 }, { 32, 1, 3, 3 }, { 2, 32, 8, 8 }, 1, 1 },
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++)
+        for (int k = OT_CONV_FWD; k <= OT_CONV_WGRAD; k++) {
+            ot_conv_geom q = geom((ot_conv_kind)k, 4, cases[c].x, cases[c].w, cases[c].y,
+                                  cases[c].pad, cases[c].stride, 1);
+            q.nhwc = true;
+            ot_conv_descs d;
+            ot_status s = ot_conv_descs_build(api, &q, &d, &err);
+            if (s != OT_OK)
+                printf("  case %zu kind %d: %s\n", c, k, err.msg);
+            CHECK_OK(s, &err);
+            /* the strides cuDNN holds: x channels-last, w KRSC */
+            int64_t got[4] = { 0 }, n = 0, want[4];
+            api->cudnnBackendGetAttribute(d.x, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, &n,
+                                          got);
+            ot_cudnn_strides(4, q.x, true, want);
+            CHECK(n == 4 && !memcmp(got, want, sizeof want));
+            api->cudnnBackendGetAttribute(d.w, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, &n,
+                                          got);
+            CHECK(n == 4 && got[1] == 1 && got[3] == q.w[1] && got[0] == q.w[1] * q.w[2] * q.w[3]);
+            cudnnBackendDescriptor_t graph = NULL;
+            CHECK_OK(ot_cudnn_graph(api, &d.op, 1, &graph, &err), &err);
+            if (graph)
+                api->cudnnBackendDestroyDescriptor(graph);
+            ot_conv_descs_free(api, &d);
+        }
+    /* fused forms in NHWC */
+    const ot_conv_epilogue eps[] = { { .bias = true, .relu = true },
+                                     { .bias = true, .add = true, .relu = true },
+                                     { .relu = true } };
+    for (int e = 0; e < 3; e++) {
+        ot_conv_geom q = geom(e == 2 ? OT_CONV_DGRAD : OT_CONV_FWD, 4, cases[2].x, cases[2].w,
+                              cases[2].y, 1, 1, 1);
+        q.nhwc = true;
+        ot_conv_fused f;
+        ot_status s = ot_conv_fused_build(api, &q, &eps[e], &f, &err);
+        if (s != OT_OK)
+            printf("  fused %d: %s\n", e, err.msg);
+        CHECK_OK(s, &err);
+        ot_conv_fused_free(api, &f);
+    }
+    /* plan keys differ by layout */
+    ot_plan_env env = { .cudnn_version = 91900, .device_name = "NVIDIA H200", .cc_major = 9 };
+    ot_conv_geom q = geom(OT_CONV_FWD, 4, cases[2].x, cases[2].w, cases[2].y, 1, 1, 1);
+    char kc[OT_PLAN_KEY_MAX], kn[OT_PLAN_KEY_MAX];
+    CHECK(ot_conv_plan_key(&env, &q, kc, sizeof kc));
+    q.nhwc = true;
+    CHECK(ot_conv_plan_key(&env, &q, kn, sizeof kn));
+    CHECK(strstr(kc, "/nchw/") && strstr(kn, "/nhwc/") && strcmp(kc, kn));
 }
 
 #endif

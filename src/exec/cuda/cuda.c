@@ -7,8 +7,11 @@
  * their bias and bias gradient as rank-1 products on cuBLASLt, Gemm and
  * MatMul on cuBLASLt (cublaslt.c), everything else on the backend's own
  * kernels (cuda_kernels.h). A node none of them takes is refused here, with
- * its name and op, never during a run. Every tensor is plain row-major on
- * the device; the arena, the state (parameters, gradients, optimizer
+ * its name and op, never during a run. The graph's edges are plain row-major
+ * (NCHW); inside, the layout pass (cuda_layout.h) keeps rank-4 activations
+ * channels-last along the convolutions' chains, with a conversion step where
+ * a value meets a reader in the other layout (ONNXTRAIN_CUDA_NHWC=0: none,
+ * every tensor NCHW); the arena, the state (parameters, gradients, optimizer
  * moments, BN statistics), the outputs and the inputs are device memory
  * from exec.c's plan, constants one more block uploaded when binding, and
  * convolutions, products and kernels share one workspace in the arena.
@@ -24,6 +27,7 @@
 #include <cuda_runtime_api.h>
 
 #include "cuda.h"
+#include "cuda_layout.h"
 #include "cuda_stage.h"
 #include "kernels/kernels.h"
 
@@ -130,7 +134,7 @@ done:
 
 /* ------------------------------------------------------------ steps */
 
-typedef enum { ST_KERNEL, ST_CONV, ST_GEMM, ST_COPY, ST_CAST } step_kind;
+typedef enum { ST_KERNEL, ST_CONV, ST_GEMM, ST_COPY, ST_CAST, ST_TRANSPOSE } step_kind;
 
 typedef struct cuda_step {
     step_kind kind;
@@ -153,6 +157,10 @@ typedef struct cuda_step {
     ot_conv_epilogue ep;   /* a fused convolution (ep.bias, ep.add or ep.relu):
                               its operands x, w, bias, z, out in lin       */
     bool fused;
+    bool nhwc;             /* kernel: its rank-4 operands channels-last (the
+                              context's nhwc); transpose: NCHW to NHWC, else
+                              back                                          */
+    int64_t tn, tc, ts;    /* transpose: N, C, spatial positions             */
     double seconds;
     uint64_t runs;
 } cuda_step;
@@ -172,6 +180,10 @@ typedef struct cuda_state {
     size_t ws_bytes;
     ot_cuda_ctx ctx;
     ot_cuda_stage stage;   /* the inputs' pinned staging and copy stream     */
+    ot_cuda_layout lay;    /* which values and nodes are channels-last (val
+                              NULL: none)                                    */
+    ot_loc *vother;        /* per value: its copy in the other layout, made
+                              by a transpose step for the readers that need it */
 } cuda_state;
 
 #define ONES_ID (-1)
@@ -236,6 +248,61 @@ static void *loc_ptr(const ot_exec *x, ot_loc loc)
     if (loc.kind == OT_LOC_CONST)
         return (char *)cs->const_mem + (loc.id == ONES_ID ? cs->ones_off : cs->const_off[loc.id]);
     return ot_exec_loc_ptr(x, loc);
+}
+
+static ot_status step_add(cuda_state *cs, step_kind kind, const ot_node *n, const char *what,
+                          int n_in, int n_out, cuda_step **out, ot_err *err);
+
+/* Whether node n runs channels-last. */
+static bool node_nhwc(const ot_exec *x, const ot_node *n)
+{
+    const cuda_state *cs = state(x);
+    return cs->lay.node && cs->lay.node[n - x->g->nodes];
+}
+
+/* A step converting rank-4 value val's bytes at `from` into `to`: NCHW to
+   NHWC (nhwc), or back. */
+static ot_status layout_step(ot_exec *x, const ot_value *val, ot_loc from, ot_loc to, bool nhwc,
+                             ot_err *err)
+{
+    cuda_step *s;
+    ot_status st = step_add(state(x), ST_TRANSPOSE, NULL, nhwc ? "to NHWC" : "to NCHW", 1, 1, &s,
+                            err);
+    if (st != OT_OK)
+        return st;
+    s->lin[0] = from;
+    s->lout[0] = to;
+    s->nhwc = nhwc;
+    s->tn = val->dims[0];
+    s->tc = val->dims[1];
+    s->ts = val->dims[2] * val->dims[3];
+    s->bytes = ot_dtype_size(val->dtype);
+    return OT_OK;
+}
+
+/* Where value v is read in the layout `nhwc`: where it lives, when it is
+   stored so (or alike in both layouts), else its copy in that layout, made
+   by a transpose step before the reader's and shared by the later readers. */
+static ot_status value_read(ot_exec *x, int32_t v, bool nhwc, ot_loc *out, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cuda_state *cs = state(x);
+    const ot_value *val = &x->g->values[v];
+    ot_loc loc = value_loc(x, v);
+    *out = loc;
+    if (!cs->lay.val || ot_cuda_layout_free(val) || (cs->lay.val[v] != 0) == nhwc)
+        return OT_OK;
+    if (cs->vother[v].kind != OT_LOC_NONE) {
+        *out = cs->vother[v];
+        return OT_OK;
+    }
+    int id;
+    OT_TRY(ot_exec_add_buf(x, value_bytes(val), cs->n_steps, cs->n_steps, &id, err));
+    cs->vother[v] = (ot_loc){ .kind = OT_LOC_BUF, .id = id };
+    OT_TRY(layout_step(x, val, loc, cs->vother[v], nhwc, err));
+    *out = cs->vother[v];
+done:
+    return st;
 }
 
 static ot_status step_add(cuda_state *cs, step_kind kind, const ot_node *n, const char *what,
@@ -420,10 +487,32 @@ static ot_status conv_node(ot_exec *x, const ot_node *n, ot_err *err)
     OT_TRY(ot_conv_geom_of(g, n, &t[0], &t[1], &t[2], kind, &q, err));
     q.tf32 = x->precision == OT_PRECISION_TF32;
     q.half = half;
+    /* channels-last: x, y and the filter (KRSC) in NHWC order; when no
+       engine takes that, the convolution runs NCHW between conversions (its
+       output converted into the NHWC value the pass planned) */
+    bool nhwc = node_nhwc(x, n), back_to_nhwc = false;
+    q.nhwc = nhwc;
+    if (nhwc && (kind != OT_CONV_WGRAD || vw >= 0) && ot_tensor_numel(&t[0]) &&
+        ot_tensor_numel(&t[1]) && ot_tensor_numel(&t[2])) {
+        const ot_conv_plan *probe;
+        size_t pws = 0;
+        ot_err e2;
+        ot_err_init(&e2);
+        if (ot_conv_plan_get(cs->dev, &q, &probe, &pws, &e2) != OT_OK) {
+            ot_log(OT_LOG_DEBUG, "cuda: %s: no NHWC plan, runs NCHW between conversions (%s)",
+                   ot_node_label(g, n, label, sizeof label), e2.msg);
+            nhwc = q.nhwc = false;
+            back_to_nhwc = true;
+        }
+    }
     /* reads first, then what the step writes */
-    ot_loc lx = kind == OT_CONV_DGRAD ? (ot_loc){ 0 } : value_loc(x, vx);
-    ot_loc lw = kind == OT_CONV_WGRAD ? (ot_loc){ 0 } : value_loc(x, vw);
-    ot_loc ly = kind == OT_CONV_FWD ? (ot_loc){ 0 } : value_loc(x, vy);
+    ot_loc lx = { 0 }, lw = { 0 }, ly = { 0 };
+    if (kind != OT_CONV_DGRAD)
+        OT_TRY(value_read(x, vx, nhwc, &lx, err));
+    if (kind != OT_CONV_WGRAD)
+        OT_TRY(value_read(x, vw, nhwc, &lw, err));
+    if (kind != OT_CONV_FWD)
+        OT_TRY(value_read(x, vy, nhwc, &ly, err));
     ot_loc lb = vbias >= 0 ? value_loc(x, vbias) : (ot_loc){ 0 };
     int64_t N = q.y[0], M = q.y[1], osp = 1;
     for (int i = 2; i < q.nd; i++)
@@ -436,6 +525,16 @@ static ot_status conv_node(ot_exec *x, const ot_node *n, ot_err *err)
         OT_TRY(value_define(x, vx, &lx, err));
     else if (vw >= 0)
         OT_TRY(value_define(x, vw, &lw, err));
+    /* the NCHW fallback writes an NCHW buffer, converted at the end */
+    int32_t vout = kind == OT_CONV_FWD ? vy : kind == OT_CONV_DGRAD ? vx : vw;
+    ot_loc *lout = kind == OT_CONV_FWD ? &ly : kind == OT_CONV_DGRAD ? &lx : &lw, final = *lout;
+    back_to_nhwc = back_to_nhwc && vout >= 0 && !ot_cuda_layout_free(&g->values[vout]);
+    if (back_to_nhwc) {
+        int id;
+        OT_TRY(ot_exec_add_buf(x, value_bytes(&g->values[vout]), cs->n_steps, cs->n_steps + 1,
+                               &id, err));
+        *lout = (ot_loc){ .kind = OT_LOC_BUF, .id = id };
+    }
     if (!empty && (kind != OT_CONV_WGRAD || vw >= 0)) {
         size_t ws = 0;
         const ot_conv_plan *plan;
@@ -469,18 +568,34 @@ static ot_status conv_node(ot_exec *x, const ot_node *n, ot_err *err)
         if (half)
             OT_TRY(cast_step(x, n, out_half, dest, count[out_role], half, false, err));
     }
-    if (vbias >= 0 && !empty) {
+    if (vbias >= 0 && !empty && nhwc) {
+        /* y (N osp x M) += ones (N osp x 1) * b (1 x M) */
+        ot_gemm_geom gq = { .m = N * osp, .n = M, .k = 1, .batch = 1, .alpha = 1.0f,
+                            .beta = 1.0f };
+        need_ones(cs, N * osp);
+        OT_TRY(gemm_step(x, n, "Conv bias", &gq, ones_loc(), lb, ly, ly, err));
+    } else if (vbias >= 0 && !empty) {
         /* y[n] += b (M x 1) * ones (1 x osp), for every n */
         ot_gemm_geom gq = { .m = M, .n = osp, .k = 1, .batch = N, .sa = 0, .sb = 0,
                             .alpha = 1.0f, .beta = 1.0f };
         need_ones(cs, osp);
         OT_TRY(gemm_step(x, n, "Conv bias", &gq, lb, ones_loc(), ly, ly, err));
     }
+    if (back_to_nhwc)
+        OT_TRY(layout_step(x, &g->values[vout], *lout, final, true, err));
     if (vdb >= 0) {
         ot_loc ldb;
         OT_TRY(value_define(x, vdb, &ldb, err));
         if (N * M == 0)
             goto done; /* mem_alloc zeroed it, and nothing else writes it */
+        if (nhwc) {
+            /* dB = ones (1 x N osp) * dY (N osp x M) */
+            ot_gemm_geom g1 = { .m = 1, .n = M, .k = N * osp, .batch = 1, .alpha = 1.0f };
+            need_ones(cs, N * osp);
+            OT_TRY(gemm_step(x, n, "ConvGradFilter dB", &g1, ones_loc(), ly, (ot_loc){ 0 }, ldb,
+                             err));
+            goto done;
+        }
         /* dB = ones (1 x N) * (dY summed over space: N x M) */
         ot_loc sum = ly;
         if (osp != 1) {
@@ -535,6 +650,13 @@ static ot_status fused_conv_node(ot_exec *x, int32_t head, uint8_t *taken, bool 
         ot_conv_geom_of(g, n, &t[0], &t[1], &t[2], OT_CONV_FWD, &q, &e2) != OT_OK)
         return OT_OK;
     q.tf32 = x->precision == OT_PRECISION_TF32;
+    /* channels-last: every operand in the convolution's layout, the output
+       included (a pinned output keeps the nodes apart) */
+    bool nhwc = node_nhwc(x, n);
+    q.nhwc = nhwc;
+    if (cs->lay.val && !ot_cuda_layout_free(&g->values[f.out]) &&
+        (cs->lay.val[f.out] != 0) != nhwc)
+        return OT_OK;
     int32_t vbias = n->n_in > 2 ? n->in[2] : -1;
     ot_conv_epilogue ep = { .bias = vbias >= 0, .add = f.kind == OT_FUSE_ADD, .relu = relu };
     const ot_conv_plan *plan;
@@ -551,12 +673,18 @@ static ot_status fused_conv_node(ot_exec *x, int32_t head, uint8_t *taken, bool 
         { { "Conv+Bias", "Conv+Bias+Relu (cuDNN fused)" },
           { "Conv+Bias+Add (cuDNN fused)", "Conv+Bias+Add+Relu (cuDNN fused)" } },
     };
-    ot_loc lx = value_loc(x, n->in[0]), lw = value_loc(x, n->in[1]);
+    ot_loc lx, lw, lz = { 0 };
+    ot_status st = value_read(x, n->in[0], nhwc, &lx, err);
+    if (st == OT_OK)
+        st = value_read(x, n->in[1], nhwc, &lw, err);
     ot_loc lb = ep.bias ? value_loc(x, vbias) : (ot_loc){ 0 };
-    ot_loc lz = ep.add ? value_loc(x, f.add_other) : (ot_loc){ 0 };
+    if (st == OT_OK && ep.add)
+        st = value_read(x, f.add_other, nhwc, &lz, err);
+    if (st != OT_OK)
+        return st;
     ot_loc lo;
     cuda_step *s;
-    ot_status st = value_define(x, f.out, &lo, err);
+    st = value_define(x, f.out, &lo, err);
     if (st == OT_OK)
         st = step_add(cs, ST_CONV, n, kinds[ep.bias][ep.add][ep.relu], 4, 1, &s, err);
     if (st != OT_OK)
@@ -640,8 +768,11 @@ static ot_status gemm_node(ot_exec *x, const ot_node *n, ot_err *err)
                               ot_node_label(g, n, label, sizeof label));
         }
     }
-    ot_loc la = value_loc(x, n->in[0]), lb = value_loc(x, n->in[1]);
-    ot_loc lc = vc ? value_loc(x, n->in[2]) : (ot_loc){ 0 };
+    ot_loc la, lb, lc = { 0 };
+    OT_TRY(value_read(x, n->in[0], false, &la, err));
+    OT_TRY(value_read(x, n->in[1], false, &lb, err));
+    if (vc)
+        OT_TRY(value_read(x, n->in[2], false, &lc, err));
     ot_loc ld;
     OT_TRY(value_define(x, n->out[0], &ld, err));
     if (q.m * q.n * q.batch == 0)
@@ -696,12 +827,24 @@ static ot_status kernel_node(ot_exec *x, const ot_node *n, ot_err *err)
     const ot_graph *g = x->g;
     char label[400];
     ot_cuda_fn fn = kernel_of(n);
+    ot_loc *rd = NULL;
     if (!fn)
         return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: no CUDA kernel for op '%s'",
                           ot_node_label(g, n, label, sizeof label), n->op_type);
+    /* channels-last: the operands in the node's layout read so (converted
+       before the step when stored otherwise), the others as they are */
+    bool nhwc = node_nhwc(x, n);
+    ot_nhwc_kind nk = nhwc ? ot_cuda_nhwc_kind(g, n) : OT_NHWC_NO;
+    if (!(rd = ot_calloc((size_t)n->n_in + 1, sizeof *rd)))
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    for (int k = 0; k < n->n_in; k++)
+        if (n->in[k] >= 0)
+            OT_TRY(value_read(x, n->in[k], nhwc && ot_cuda_nhwc_follows(g, n, nk, n->in[k]),
+                              &rd[k], err));
     cuda_step *s;
     OT_TRY(step_add(cs, ST_KERNEL, n, n->op_type, n->n_in, n->n_out, &s, err));
     s->fn = fn;
+    s->nhwc = nk == OT_NHWC_KERNEL;
     for (int k = 0; k < n->n_in; k++)
         if (n->in[k] >= 0) {
             tensor_of(&g->values[n->in[k]], &s->tin[k]);
@@ -712,24 +855,34 @@ static ot_status kernel_node(ot_exec *x, const ot_node *n, ot_err *err)
             tensor_of(&g->values[n->out[k]], &s->tout[k]);
             s->pout[k] = &s->tout[k];
         }
+    /* an element-wise node sees its operands as [N, H, W, C] */
+    for (int k = 0; nk == OT_NHWC_FLAT && k < n->n_in + n->n_out; k++) {
+        ot_tensor *t = &s->tin[k];
+        int64_t d[OT_MAX_DIMS];
+        if ((k < n->n_in ? s->pin[k] : s->pout[k - n->n_in]) && ot_tensor_numel(t) > 1) {
+            t->ndim = ot_cuda_nhwc_view(t->ndim, t->dims, d);
+            memcpy(t->dims, d, sizeof *d * (size_t)t->ndim);
+        }
+    }
     const char *why = "unsupported";
     if (!kernel_supports(g, n, s->pin, (const ot_tensor *const *)s->pout, &why))
-        return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: not supported by the CUDA backend: %s",
-                          ot_node_label(g, n, label, sizeof label), why);
+        OT_FAIL(err, OT_ERR_UNSUPPORTED, "%s: not supported by the CUDA backend: %s",
+                ot_node_label(g, n, label, sizeof label), why);
     need_ws(cs, kernel_scratch(g, n, s->pin, (const ot_tensor *const *)s->pout));
     int self = cs->n_steps - 1;
     for (int k = 0; k < n->n_in; k++)
         if (n->in[k] >= 0)
-            cs->steps[self].lin[k] = value_loc(x, n->in[k]);
+            cs->steps[self].lin[k] = rd[k];
     for (int k = 0; k < n->n_out; k++)
         if (n->out[k] >= 0) {
             cs->n_steps = self; /* buffers are declared at this step */
             st = value_define(x, n->out[k], &cs->steps[self].lout[k], err);
             cs->n_steps = self + 1;
             if (st != OT_OK)
-                return st;
+                goto done;
         }
 done:
+    ot_free(rd);
     return st;
 }
 
@@ -749,6 +902,44 @@ static ot_status cuda_open(ot_exec *x, ot_err *err)
     cs->ctx.stream = cs->stream;
     cs->ctx.sm_count = cs->dev->sm_count;
 done:
+    return st;
+}
+
+/* The layout pass (cuda_layout.h) over the executor's graph: the inputs,
+   the outputs, the state, the constants and the values written in place
+   over state stay NCHW. ONNXTRAIN_CUDA_NHWC=0: no pass, everything NCHW. */
+static ot_status plan_layout(ot_exec *x, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cuda_state *cs = state(x);
+    const ot_graph *g = x->g;
+    const char *e = getenv("ONNXTRAIN_CUDA_NHWC");
+    uint8_t *pinned = NULL, *skip = NULL;
+    if (e && !strcmp(e, "0"))
+        return OT_OK;
+    pinned = ot_calloc((size_t)g->n_values + 1, 1);
+    skip = ot_calloc((size_t)g->n_nodes + 1, 1);
+    cs->vother = ot_calloc((size_t)g->n_values + 1, sizeof *cs->vother);
+    if (!pinned || !skip || !cs->vother)
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    for (int32_t v = 0; v < g->n_values; v++)
+        pinned[v] = (g->values[v].flags & (OT_VAL_STATE | OT_VAL_CONST)) != 0 ||
+                    (x->state_out && x->state_out[v] >= 0);
+    for (int i = 0; i < x->n_in; i++)
+        pinned[x->in_ids[i]] = 1;
+    for (int i = 0; i < x->n_out; i++)
+        pinned[x->out_ids[i]] = 1;
+    for (int32_t i = 0; i < g->n_nodes; i++)
+        skip[i] = (g->nodes[i].flags & OT_NODE_FOLDED) != 0;
+    OT_TRY(ot_cuda_layout_plan(g, pinned, skip, &cs->lay, err));
+    ot_log(OT_LOG_DEBUG, "cuda: %d of %d nodes run channels-last (NHWC); %d values converted to "
+           "NHWC, %d to NCHW", cs->lay.n_nhwc_nodes, g->n_nodes, cs->lay.n_to_nhwc,
+           cs->lay.n_to_nchw);
+    if (!cs->lay.n_nhwc_nodes)
+        ot_cuda_layout_release(&cs->lay);
+done:
+    ot_free(pinned);
+    ot_free(skip);
     return st;
 }
 
@@ -776,6 +967,7 @@ static ot_status cuda_build(ot_exec *x, ot_err *err)
 
     if (!(taken = ot_calloc((size_t)g->n_nodes + 1, 1)))
         OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
+    OT_TRY(plan_layout(x, err));
     for (int32_t i = 0; i < g->n_nodes; i++) {
         const ot_node *n = &g->nodes[i];
         bool fused = false;
@@ -795,7 +987,8 @@ static ot_status cuda_build(ot_exec *x, ot_err *err)
     /* graph outputs not written in place: copied after the steps */
     for (int i = 0; i < x->n_out; i++) {
         int32_t v = x->out_ids[i];
-        ot_loc from = value_loc(x, v);
+        ot_loc from;
+        OT_TRY(value_read(x, v, false, &from, err));
         if ((from.kind == OT_LOC_OUTPUT && from.id == i) || !x->outs[i].bytes)
             continue;
         cuda_step *s;
@@ -907,7 +1100,13 @@ static ot_status run_step(ot_exec *x, cuda_step *sp, ot_err *err)
     cuda_state *cs = state(x);
     switch (sp->kind) {
     case ST_KERNEL:
+        cs->ctx.nhwc = sp->nhwc;
         return sp->fn(&cs->ctx, x->g, sp->node, sp->pin, sp->pout, err);
+    case ST_TRANSPOSE:
+        CU((cudaError_t)otk_nhwc_transpose(cs->stream, (int)sp->bytes, sp->ptr[0], sp->ptr[1],
+                                           sp->tn, sp->tc, sp->ts, sp->nhwc),
+           sp->what);
+        break;
     case ST_CONV:
         return ot_conv_run(cs->dev, sp->plan, sp->vp, err);
     case ST_GEMM:
@@ -1008,7 +1207,7 @@ done:
 static void cuda_step_profile(const ot_exec *x, int i, ot_exec_step_time *out)
 {
     const cuda_step *sp = &state(x)->steps[i];
-    static const char *const kernels[] = { "cuda", "cudnn", "cublaslt", "copy", "cuda" };
+    static const char *const kernels[] = { "cuda", "cudnn", "cublaslt", "copy", "cuda", "cuda" };
     out->node = sp->node ? sp->node->name : NULL;
     out->kind = sp->what;
     out->kernel = kernels[sp->kind];
@@ -1038,6 +1237,8 @@ static void cuda_free(ot_exec *x)
     if (cs->stream)
         cudaStreamDestroy(cs->stream);
     ot_free(cs->steps);
+    ot_cuda_layout_release(&cs->lay);
+    ot_free(cs->vother);
     ot_free(cs->vloc);
     ot_free(cs->const_off);
     ot_free(cs);

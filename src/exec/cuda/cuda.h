@@ -3,8 +3,11 @@
  * running), cudnn_conv.c (convolutions on cuDNN's graph API) and cublaslt.c
  * (matrix products on cuBLASLt).
  *
- * Layout: every tensor is plain row-major (NCHW) on the device, as on the
- * graph's edges; cuDNN gets NCHW strides. Numerics: fp32 with TF32 off
+ * Layout: the graph's edges are plain row-major (NCHW); inside, the layout
+ * pass (cuda_layout.h) keeps rank-4 activations channels-last (NHWC) along
+ * the convolutions' chains, and cuDNN gets NHWC strides for them and the
+ * filter as KRSC (ot_conv_geom.nhwc); ONNXTRAIN_CUDA_NHWC=0 keeps every
+ * tensor NCHW. Numerics: fp32 with TF32 off
  * (engines that would use tensor cores on fp32 data are skipped, cuBLASLt
  * computes in CUBLAS_COMPUTE_32F), so results compare with the CPU's;
  * --precision tf32 allows TF32 (tensor-core engines, and
@@ -78,6 +81,8 @@ typedef struct ot_conv_geom {
     ot_dtype half; /* --precision bf16 or fp16: x, w and y of this type
                       (OT_DTYPE_BFLOAT16, OT_DTYPE_FLOAT16), computed in
                       fp32; 0: float32 */
+    bool nhwc;     /* x and y (dx, dy) channels-last, w (dw) KRSC; the dims
+                      stay [N, C, H, W] and [K, C, R, S] (2-D only) */
 } ot_conv_geom;
 
 /* The geometry of a Conv (x, w, y), ConvGradData (dx, w, dy) or
@@ -110,6 +115,20 @@ enum {
     OT_CONV_UID_CONV_OUT = 99, /* fused: the convolution's virtual output       */
     OT_CONV_UID_VIRTUAL = 100, /* fused: further virtual tensors from here      */
 };
+
+/* The element strides of dims [N, C, spatial...] (rank nd) stored
+   row-major, or channels-last when nhwc ([N, spatial..., C]). */
+void ot_cudnn_strides(int nd, const int64_t *dims, bool nhwc, int64_t *strides);
+/* A tensor descriptor of dims with explicit strides, of dtype dt
+   (OT_DTYPE_FLOAT, OT_DTYPE_BFLOAT16, OT_DTYPE_FLOAT16; 0: float). */
+ot_status ot_cudnn_tensor_strided(const ot_cudnn_api *api, int nd, const int64_t *dims,
+                                  const int64_t *strides, int64_t uid, bool is_virtual,
+                                  ot_dtype dt, cudnnBackendDescriptor_t *out, ot_err *err);
+/* A tensor of a convolution's layout (q->nhwc), of the convolution's
+   operand dtype unless float_type. */
+ot_status ot_cudnn_conv_tensor(const ot_cudnn_api *api, const ot_conv_geom *q,
+                               const int64_t *dims, int64_t uid, bool is_virtual, ot_dtype dt,
+                               cudnnBackendDescriptor_t *out, ot_err *err);
 
 /* A plain row-major tensor descriptor (virtual: never in memory), and a
    cuDNN failure as one line "cuDNN: WHAT: STATUS: LAST ERROR". */

@@ -835,6 +835,7 @@ static void geom_of(const ot_ref_geom *r, otk_geom *q)
 {
     q->N = r->N;
     q->C = r->C;
+    q->nhwc = 0;
     for (int i = 0; i < 3; i++) {
         q->in[i] = r->in[i], q->k[i] = r->k[i], q->o[i] = r->o[i];
         q->s[i] = r->s[i], q->d[i] = r->d[i], q->pb[i] = r->pb[i], q->pe[i] = r->pe[i];
@@ -862,6 +863,7 @@ static ot_status k_maxpool(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
     otk_geom q;
     ot_ref_window(n, x, ot_node_attr_ints(n, "kernel_shape", &(size_t){ 0 }), y, &r);
     geom_of(&r, &q);
+    q.nhwc = c->nhwc;
     bool col_major = n->opset >= 8 && ot_node_attr_int(n, "storage_order", 0) != 0;
     CK(otk_maxpool_f32(c->stream, &q, CF(x), F(y), idx ? (int64_t *)idx->data : NULL,
                        col_major));
@@ -878,6 +880,7 @@ static ot_status k_avgpool(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
     otk_geom q;
     ot_ref_window(n, in[0], ot_node_attr_ints(n, "kernel_shape", &(size_t){ 0 }), out[0], &r);
     geom_of(&r, &q);
+    q.nhwc = c->nhwc;
     bool include_pad = n->opset >= 7 && ot_node_attr_int(n, "count_include_pad", 0) != 0;
     CK(otk_avgpool_f32(c->stream, &q, include_pad, CF(in[0]), F(out[0])));
     return OT_OK;
@@ -893,6 +896,7 @@ static ot_status k_maxpool_grad(ot_cuda_ctx *c, const ot_graph *g, const ot_node
     otk_geom q;
     ot_ref_window(n, in[1], ot_node_attr_ints(n, "kernel_shape", &(size_t){ 0 }), in[0], &r);
     geom_of(&r, &q);
+    q.nhwc = c->nhwc;
     CK(otk_maxpool_grad_f32(c->stream, &q, CF(in[0]), CF(in[1]), F(out[0])));
     return OT_OK;
 }
@@ -907,6 +911,7 @@ static ot_status k_avgpool_grad(ot_cuda_ctx *c, const ot_graph *g, const ot_node
     otk_geom q;
     ot_ref_window(n, out[0], ot_node_attr_ints(n, "kernel_shape", &(size_t){ 0 }), in[0], &r);
     geom_of(&r, &q);
+    q.nhwc = c->nhwc;
     bool include_pad = ot_node_attr_int(n, "count_include_pad", 0) != 0;
     CK(otk_avgpool_grad_f32(c->stream, &q, include_pad, CF(in[0]), F(out[0])));
     return OT_OK;
@@ -921,7 +926,8 @@ static ot_status k_global_pool(ot_cuda_ctx *c, const ot_graph *g, const ot_node 
     (void)g;
     const ot_tensor *x = in[0];
     CK(otk_global_pool_f32(c->stream, ot_node_is(n, OT_OP_GLOBALMAXPOOL), CF(x), F(out[0]),
-                           x->dims[0] * x->dims[1], ot_ref_prod(x, 2, x->ndim)));
+                           x->dims[0] * x->dims[1], ot_ref_prod(x, 2, x->ndim), x->dims[1],
+                           c->nhwc));
     return OT_OK;
 }
 
@@ -936,7 +942,8 @@ static ot_status k_global_pool_grad(ot_cuda_ctx *c, const ot_graph *g, const ot_
     ot_tensor *dx = out[0];
     bool is_max = ot_node_is(n, OT_OP_GLOBALMAXPOOL_GRAD);
     CK(otk_global_pool_grad_f32(c->stream, is_max, CF(in[0]), is_max ? CF(in[1]) : NULL, F(dx),
-                                dx->dims[0] * dx->dims[1], ot_ref_prod(dx, 2, dx->ndim)));
+                                dx->dims[0] * dx->dims[1], ot_ref_prod(dx, 2, dx->ndim),
+                                dx->dims[1], c->nhwc));
     return OT_OK;
 }
 
@@ -1002,7 +1009,7 @@ static ot_status k_batchnorm(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n
     CK(otk_bn_infer_f32(c->stream, training, CF(x), CF(in[1]), CF(in[2]), CF(in[3]), CF(in[4]),
                         F(out[0]), OPT_F(rm), OPT_F(rv), ot_node_attr_float(n, "epsilon", 1e-5f),
                         ot_node_attr_float(n, "momentum", 0.9f), x->dims[0], x->dims[1],
-                        ot_ref_prod(x, 2, x->ndim), c->scratch));
+                        ot_ref_prod(x, 2, x->ndim), c->nhwc, c->scratch));
     return OT_OK;
 }
 
@@ -1017,7 +1024,7 @@ static ot_status k_bn_train(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
                         OPT_F(s1), OPT_F(s2), OPT_F(s3), OPT_F(s4),
                         ot_node_attr_float(n, "epsilon", 1e-5f),
                         ot_node_attr_float(n, "momentum", 0.9f), x->dims[0], x->dims[1],
-                        ot_ref_prod(x, 2, x->ndim), c->scratch));
+                        ot_ref_prod(x, 2, x->ndim), c->nhwc, c->scratch));
     return OT_OK;
 }
 
@@ -1030,7 +1037,8 @@ static ot_status k_bn_grad(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
     CK(otk_bn_grad_f32(c->stream, CF(in[0]), CF(x), CF(in[2]), CF(in[3]), CF(in[4]),
                        ot_node_attr_int(n, "training_mode", 1) != 0,
                        ot_node_attr_float(n, "epsilon", 1e-5f), OPT_F(dx), OPT_F(ds), OPT_F(db),
-                       x->dims[0], x->dims[1], ot_ref_prod(x, 2, x->ndim), c->scratch));
+                       x->dims[0], x->dims[1], ot_ref_prod(x, 2, x->ndim), c->nhwc,
+                       c->scratch));
     return OT_OK;
 }
 
@@ -1233,14 +1241,22 @@ static int red_kind(const char *type)
                                         : OTK_RED_SUM;
 }
 
-/* the walk of a reduction of x over the masked dims (ref_math.c's red_init) */
-static void red_of(const ot_tensor *x, const bool *mask, otk_red *w)
+/* the walk of a reduction of x over the masked dims (ref_math.c's red_init);
+   nhwc: a rank-4 x stored channels-last (the kept dims still walk in
+   [N, C, H, W] order) */
+static void red_of_in(const ot_tensor *x, const bool *mask, bool nhwc, otk_red *w)
 {
     int64_t stride = 1, xs[OT_MAX_DIMS];
     memset(w, 0, sizeof *w);
     for (int d = x->ndim - 1; d >= 0; d--) {
         xs[d] = stride;
         stride *= x->dims[d];
+    }
+    if (nhwc && x->ndim == 4) {
+        xs[1] = 1;
+        xs[3] = x->dims[1];
+        xs[2] = xs[3] * x->dims[3];
+        xs[0] = xs[2] * x->dims[2];
     }
     w->n_out = w->n_red = 1;
     w->nd = x->ndim > 0 ? x->ndim : 1;
@@ -1260,16 +1276,21 @@ static void red_of(const ot_tensor *x, const bool *mask, otk_red *w)
     }
 }
 
+static void red_of(const ot_tensor *x, const bool *mask, otk_red *w)
+{
+    red_of_in(x, mask, false, w);
+}
+
 /* the reduction's walk, from the axes (input or attribute); false when the
    axes are not known on the host */
 static bool red_walk(const ot_graph *g, const ot_node *n, const ot_tensor *x, bool grad,
-                     otk_red *w)
+                     bool nhwc, otk_red *w)
 {
     bool mask[OT_MAX_DIMS] = { false };
     const ot_tensor *axes = grad ? NULL : host_const(g, n, 1);
     if (!ot_op_reduce_axes(n, axes, x->ndim, mask))
         return false;
-    red_of(x, mask, w);
+    red_of_in(x, mask, nhwc, w);
     return true;
 }
 
@@ -1305,7 +1326,9 @@ static ot_status k_reduce(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
                           const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
 {
     otk_red w;
-    if (!red_walk(g, n, in[0], false, &w))
+    /* channels-last x (the layout pass lets only a result stored alike in
+       both layouts through: over H and W, or over C) */
+    if (!red_walk(g, n, in[0], false, c->nhwc != 0, &w))
         return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s: axes out of range", n->op_type);
     CK(otk_reduce_f32(c->stream, &w, red_kind(n->op_type), CF(in[0]), F(out[0]), c->scratch));
     return OT_OK;
@@ -1317,7 +1340,7 @@ static ot_status k_reduce_grad(ot_cuda_ctx *c, const ot_graph *g, const ot_node 
                                const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
 {
     otk_red w;
-    if (!red_walk(g, n, in[1], true, &w))
+    if (!red_walk(g, n, in[1], true, false, &w))
         return ot_err_set(err, OT_ERR_UNSUPPORTED, "ReduceGrad: axes out of range");
     const ot_tensor *yv = in_at(n, in, 2);
     CK(otk_reduce_grad_f32(c->stream, &w, red_kind(ot_node_attr_string(n, "mode", "")),

@@ -26,6 +26,10 @@ typedef struct ot_cuda_ctx {
     uint64_t seed;         /* the run's seed, for dropout masks             */
     uint64_t counter;      /* advanced by the backend once per run          */
     int sm_count;          /* multiprocessors of the device (grid sizing)   */
+    int nhwc;              /* the step's rank-4 activations are channels-last
+                              (cuda_layout.h): set per step for the kernels
+                              that take it (BatchNorm, pooling); logical
+                              NCHW dims in the tensors either way            */
 } ot_cuda_ctx;
 
 typedef ot_status (*ot_cuda_fn)(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,

@@ -2,7 +2,8 @@
  * cudnn_conv.c: convolution forward, backward-data and backward-filter on
  * cuDNN 9's backend (graph) API, with an in-memory plan cache.
  *
- * Per convolution: tensor descriptors for x, w and y (NCHW strides), a
+ * Per convolution: tensor descriptors for x, w and y (NCHW strides, or
+ * NHWC strides and a KRSC filter when the geometry says nhwc), a
  * convolution descriptor, the operation, an operation graph of that one
  * operation, heuristics mode A on the device's property descriptor, and the
  * first engine configuration whose plan finalizes, stays within the
@@ -88,19 +89,54 @@ ot_status ot_cudnn_tensor(const ot_cudnn_api *api, int nd, const int64_t *dims, 
     return ot_cudnn_tensor_of(api, nd, dims, uid, is_virtual, OT_DTYPE_FLOAT, out, err);
 }
 
-ot_status ot_cudnn_tensor_of(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
-                             bool is_virtual, ot_dtype type, cudnnBackendDescriptor_t *out,
-                             ot_err *err)
+void ot_cudnn_strides(int nd, const int64_t *dims, bool nhwc, int64_t *strides)
 {
-    ot_status st = OT_OK;
-    int64_t strides[5], s = 1, align = 16;
-    cudnnDataType_t dt = type == OT_DTYPE_BFLOAT16 ? CUDNN_DATA_BFLOAT16
-                         : type == OT_DTYPE_FLOAT16 ? CUDNN_DATA_HALF
-                                                    : CUDNN_DATA_FLOAT;
+    int64_t s = 1;
+    if (nhwc && nd >= 3) {
+        /* [N, spatial..., C] in memory */
+        strides[1] = 1;
+        s = dims[1];
+        for (int i = nd - 1; i >= 2; i--) {
+            strides[i] = s;
+            s *= dims[i];
+        }
+        strides[0] = s;
+        return;
+    }
     for (int i = nd - 1; i >= 0; i--) {
         strides[i] = s;
         s *= dims[i];
     }
+}
+
+ot_status ot_cudnn_tensor_of(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
+                             bool is_virtual, ot_dtype type, cudnnBackendDescriptor_t *out,
+                             ot_err *err)
+{
+    int64_t strides[5];
+    ot_cudnn_strides(nd, dims, false, strides);
+    return ot_cudnn_tensor_strided(api, nd, dims, strides, uid, is_virtual, type, out, err);
+}
+
+ot_status ot_cudnn_conv_tensor(const ot_cudnn_api *api, const ot_conv_geom *q,
+                               const int64_t *dims, int64_t uid, bool is_virtual, ot_dtype dt,
+                               cudnnBackendDescriptor_t *out, ot_err *err)
+{
+    int64_t strides[5];
+    ot_cudnn_strides(q->nd, dims, q->nhwc, strides);
+    return ot_cudnn_tensor_strided(api, q->nd, dims, strides, uid, is_virtual, dt, out, err);
+}
+
+ot_status ot_cudnn_tensor_strided(const ot_cudnn_api *api, int nd, const int64_t *dims,
+                                  const int64_t *strides, int64_t uid, bool is_virtual,
+                                  ot_dtype type, cudnnBackendDescriptor_t *out, ot_err *err)
+{
+    ot_status st = OT_OK;
+    int64_t align = 16;
+    cudnnDataType_t dt = type == OT_DTYPE_BFLOAT16 ? CUDNN_DATA_BFLOAT16
+                         : type == OT_DTYPE_FLOAT16 ? CUDNN_DATA_HALF
+                                                    : CUDNN_DATA_FLOAT;
+    *out = NULL;
     DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_TENSOR_DESCRIPTOR, out), "tensor");
     DNN(SET(*out, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt), "tensor dtype");
     DNN(SET(*out, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, nd, dims), "tensor dims");
@@ -146,11 +182,11 @@ ot_status ot_conv_descs_build_virtual(const ot_cudnn_api *api, const ot_conv_geo
     /* --precision bf16/fp16: the tensors in memory are half; a virtual output
        an epilogue reads stays float */
     ot_dtype dx = vx ? OT_DTYPE_FLOAT : q->half, dw = q->half, dy = vy ? OT_DTYPE_FLOAT : q->half;
-    OT_TRY(ot_cudnn_tensor_of(api, q->nd, q->x, vx ? OT_CONV_UID_CONV_OUT : UID_X, vx, dx, &d->x,
-                              err));
-    OT_TRY(ot_cudnn_tensor_of(api, q->nd, q->w, UID_W, false, dw, &d->w, err));
-    OT_TRY(ot_cudnn_tensor_of(api, q->nd, q->y, vy ? OT_CONV_UID_CONV_OUT : UID_Y, vy, dy, &d->y,
-                              err));
+    OT_TRY(ot_cudnn_conv_tensor(api, q, q->x, vx ? OT_CONV_UID_CONV_OUT : UID_X, vx, dx, &d->x,
+                                err));
+    OT_TRY(ot_cudnn_conv_tensor(api, q, q->w, UID_W, false, dw, &d->w, err));
+    OT_TRY(ot_cudnn_conv_tensor(api, q, q->y, vy ? OT_CONV_UID_CONV_OUT : UID_Y, vy, dy, &d->y,
+                                err));
     DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, &d->conv),
         "convolution");
     DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp),
@@ -208,7 +244,7 @@ static void plan_what(const ot_conv_geom *q, char *what, size_t size)
                        : q->half == OT_DTYPE_FLOAT16 ? "f16"
                        : q->tf32                     ? "tf32"
                                                      : "f32";
-    int at = snprintf(what, size, "conv%d/%s/nchw/", (int)q->kind, type);
+    int at = snprintf(what, size, "conv%d/%s/%s/", (int)q->kind, type, q->nhwc ? "nhwc" : "nchw");
     const int64_t *arrs[] = { q->x, q->w, q->y, q->pre, q->post, q->stride, q->dil };
     for (int a = 0; a < 7; a++) {
         int count = a < 3 ? q->nd : q->nd - 2;

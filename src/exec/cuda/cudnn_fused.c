@@ -8,7 +8,7 @@
  *
  * The intermediate tensors are virtual (never in memory); bias is [1, C, 1,
  * 1] (broadcast), z and r have the shape of the convolution's output or
- * input. Every pointwise step computes in fp32. Only the graph is built
+ * input, all in the convolution's layout (ot_conv_geom.nhwc). Every pointwise step computes in fp32. Only the graph is built
  * here, which needs no device; a plan for it is made like the plain
  * convolution's, and when no engine finalizes one, the executor keeps the
  * unfused steps.
@@ -114,24 +114,28 @@ ot_status ot_conv_fused_build(const ot_cudnn_api *api, const ot_conv_geom *q,
             continue;
         int64_t bd[5] = { 1, q->y[1], 1, 1, 1 };
         cudnnBackendDescriptor_t other;
-        OT_TRY(ot_cudnn_tensor(api, q->nd, k == 0 ? bd : dims,
-                               k == 0 ? OT_CONV_UID_BIAS : OT_CONV_UID_Z, false, &other, err));
+        OT_TRY(ot_cudnn_conv_tensor(api, q, k == 0 ? bd : dims,
+                                    k == 0 ? OT_CONV_UID_BIAS : OT_CONV_UID_Z, false,
+                                    OT_DTYPE_FLOAT, &other, err));
         keep(f, other);
         bool last = ++done_steps == steps;
-        OT_TRY(ot_cudnn_tensor(api, q->nd, dims, last ? OT_CONV_UID_OUT : vuid++, !last, &t, err));
+        OT_TRY(ot_cudnn_conv_tensor(api, q, dims, last ? OT_CONV_UID_OUT : vuid++, !last,
+                                    OT_DTYPE_FLOAT, &t, err));
         keep(f, t);
         OT_TRY(pointwise(api, f, CUDNN_POINTWISE_ADD, cur, other, t, &op, err));
         ops[n_ops++] = op;
         cur = t;
     }
     if (e->relu) {
-        OT_TRY(ot_cudnn_tensor(api, q->nd, dims, OT_CONV_UID_OUT, false, &t, err));
+        OT_TRY(ot_cudnn_conv_tensor(api, q, dims, OT_CONV_UID_OUT, false, OT_DTYPE_FLOAT, &t,
+                                    err));
         keep(f, t);
         if (fwd) {
             OT_TRY(pointwise(api, f, CUDNN_POINTWISE_RELU_FWD, cur, NULL, t, &op, err));
         } else {
             cudnnBackendDescriptor_t r;
-            OT_TRY(ot_cudnn_tensor(api, q->nd, dims, OT_CONV_UID_RELU, false, &r, err));
+            OT_TRY(ot_cudnn_conv_tensor(api, q, dims, OT_CONV_UID_RELU, false, OT_DTYPE_FLOAT,
+                                        &r, err));
             keep(f, r);
             OT_TRY(pointwise(api, f, CUDNN_POINTWISE_RELU_BWD, cur, r, t, &op, err));
         }

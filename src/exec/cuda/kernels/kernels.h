@@ -71,6 +71,7 @@ typedef struct otk_geom {
     int64_t in[3], k[3], o[3];
     int64_t s[3], d[3];
     int64_t pb[3], pe[3];
+    int nhwc; /* pools: X and Y channels-last ([N, spatial..., C]) */
 } otk_geom;
 
 /* A reduction: kept dims and reduced dims with X's strides, and X's dims
@@ -165,26 +166,28 @@ int otk_maxpool_grad_f32(void *stream, const otk_geom *q, const float *dy, const
                          float *dx);
 int otk_avgpool_grad_f32(void *stream, const otk_geom *q, int include_pad, const float *dy,
                          float *dx);
+/* NC = N * C planes of sp positions; nhwc: X (dX) channels-last */
 int otk_global_pool_f32(void *stream, int is_max, const float *x, float *y, int64_t NC,
-                        int64_t sp);
+                        int64_t sp, int64_t C, int nhwc);
 int otk_global_pool_grad_f32(void *stream, int is_max, const float *dy, const float *x, float *dx,
-                             int64_t NC, int64_t sp);
+                             int64_t NC, int64_t sp, int64_t C, int nhwc);
 
 /* norm.cu (scratch: otk_bn_scratch_bytes for BatchNorm, 2 doubles a row
-   for NormGrad) */
+   for NormGrad; BatchNorm's nhwc: X, Y, dY, dX channels-last) */
 int64_t otk_bn_parts(int64_t M);
 size_t otk_bn_scratch_bytes(int64_t C, int64_t M);
 int otk_bn_train_f32(void *stream, const float *x, const float *scale, const float *bias,
                      const float *rmean, const float *rvar, float *y, float *o_rmean,
                      float *o_rvar, float *o_mean, float *o_istd, double eps, double momentum,
-                     int64_t N, int64_t C, int64_t sp, void *scratch);
+                     int64_t N, int64_t C, int64_t sp, int nhwc, void *scratch);
 int otk_bn_infer_f32(void *stream, int training, const float *x, const float *scale,
                      const float *bias, const float *mean, const float *var, float *y,
                      float *o_rmean, float *o_rvar, double eps, double momentum, int64_t N,
-                     int64_t C, int64_t sp, void *scratch);
+                     int64_t C, int64_t sp, int nhwc, void *scratch);
 int otk_bn_grad_f32(void *stream, const float *dy, const float *x, const float *scale,
                     const float *mean, const float *s4, int training, double eps, float *dx,
-                    float *dscale, float *db, int64_t N, int64_t C, int64_t sp, void *scratch);
+                    float *dscale, float *db, int64_t N, int64_t C, int64_t sp, int nhwc,
+                    void *scratch);
 int otk_normalize_f32(void *stream, const otk_norm *q, double eps, const float *x,
                       const float *scale, const float *bias, float *y, float *mean,
                       float *inv_std);
@@ -280,6 +283,11 @@ typedef struct otk_prep {
 } otk_prep;
 int otk_prepare_u8(void *stream, const otk_prep *q, const uint8_t *img, const int32_t *coef,
                    uint8_t *tmp, float *out);
+
+/* layout.cu: x [N, C, S] to y [N, S, C] (to_nhwc), or back; es: element
+   size in bytes */
+int otk_nhwc_transpose(void *stream, int es, const void *x, void *y, int64_t N, int64_t C,
+                       int64_t S, int to_nhwc);
 
 /* precision.cu: n elements float32 -> bfloat16 (bf16) or float16, rounded
    to nearest even (narrow), or back (exact); 16-bit values as uint16_t. */

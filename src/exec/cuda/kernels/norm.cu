@@ -15,6 +15,10 @@
  * channel adding its P partials in order; the scratch holds the partials
  * (see otk_bn_scratch_bytes). The other normalisations use one thread per
  * row, in the plain kernels' order.
+ *
+ * BatchNorm takes X channels-last too (nhwc): a channel's elements are then
+ * visited in the same order j (image, then position), so the sums, and the
+ * results, are those of NCHW bit for bit.
  */
 #include "exec/cuda/kernels/common.cuh"
 
@@ -29,10 +33,17 @@ size_t otk_bn_scratch_bytes(int64_t C, int64_t M)
     return sizeof(double) * (size_t)(C * (2 * otk_bn_parts(M) + 8));
 }
 
-/* element j of channel c: image j / sp, position j % sp */
-__device__ __forceinline__ int64_t bn_at(int64_t c, int64_t j, int64_t C, int64_t sp)
+/* element j of channel c: image j / sp, position j % sp; channels-last
+   (nhwc), the j-th pixel's channel c */
+__device__ __forceinline__ int64_t bn_at(int64_t c, int64_t j, int64_t C, int64_t sp, int nhwc)
 {
-    return ((j / sp) * C + c) * sp + j % sp;
+    return nhwc ? j * C + c : ((j / sp) * C + c) * sp + j % sp;
+}
+
+/* the channel of element i */
+__device__ __forceinline__ int64_t bn_channel(int64_t i, int64_t C, int64_t sp, int nhwc)
+{
+    return nhwc ? i % C : (i / sp) % C;
 }
 
 /* part[c * P + k] = sum over j = k, k + P, ... < M of f(j), where f is x,
@@ -40,7 +51,7 @@ __device__ __forceinline__ int64_t bn_at(int64_t c, int64_t j, int64_t C, int64_
    dy (x - mu) */
 __global__ void k_bn_partial(const float *x, const float *dy, const double *mu, const float *muf,
                              double *part, double *part2, int64_t C, int64_t sp, int64_t M,
-                             int64_t P)
+                             int64_t P, int nhwc)
 {
     OTK_FOR(t, C * P)
     {
@@ -48,7 +59,7 @@ __global__ void k_bn_partial(const float *x, const float *dy, const double *mu, 
         double s = 0, s2 = 0;
         double m = mu ? mu[c] : muf ? (double)muf[c] : 0.0;
         for (int64_t j = k; j < M; j += P) {
-            int64_t at = bn_at(c, j, C, sp);
+            int64_t at = bn_at(c, j, C, sp, nhwc);
             double v = (double)x[at];
             if (dy) {
                 double d = (double)dy[at];
@@ -81,15 +92,16 @@ __global__ void k_bn_gather(const double *part, double *out, int64_t C, int64_t 
 
 /* stats[0..C) = mean, stats[C..2C) = sum of squared deviations, over the
    N * sp elements of each channel */
-static void bn_stats(void *stream, const float *x, int64_t C, int64_t sp, int64_t M, double *ws)
+static void bn_stats(void *stream, const float *x, int64_t C, int64_t sp, int64_t M, int nhwc,
+                     double *ws)
 {
     int64_t P = otk_bn_parts(M);
     double *part = ws, *stats = ws + 2 * C * P;
     OTK_LAUNCH(k_bn_partial, C * P, stream, x, (const float *)NULL, (const double *)NULL,
-               (const float *)NULL, part, (double *)NULL, C, sp, M, P);
+               (const float *)NULL, part, (double *)NULL, C, sp, M, P, nhwc);
     OTK_LAUNCH(k_bn_gather, C, stream, part, stats, C, P, (double)M);
     OTK_LAUNCH(k_bn_partial, C * P, stream, x, (const float *)NULL, (const double *)stats,
-               (const float *)NULL, part, (double *)NULL, C, sp, M, P);
+               (const float *)NULL, part, (double *)NULL, C, sp, M, P, nhwc);
     OTK_LAUNCH(k_bn_gather, C, stream, part, stats + C, C, P, 1.0);
 }
 
@@ -126,11 +138,11 @@ __global__ void k_bn_train_final(double *stats, const float *scale, const float 
 
 /* y = x a + b: in double (BatchNormTrain) or in float (BatchNormalization) */
 __global__ void k_bn_apply(const float *x, const double *stats, float *y, int in_double,
-                           int64_t C, int64_t sp, int64_t n)
+                           int64_t C, int64_t sp, int nhwc, int64_t n)
 {
     OTK_FOR(i, n)
     {
-        int64_t c = (i / sp) % C;
+        int64_t c = bn_channel(i, C, sp, nhwc);
         double a = stats[2 * C + c], b = stats[3 * C + c];
         if (in_double)
             y[i] = (float)((double)x[i] * a + b);
@@ -142,14 +154,15 @@ __global__ void k_bn_apply(const float *x, const double *stats, float *y, int in
 int otk_bn_train_f32(void *stream, const float *x, const float *scale, const float *bias,
                      const float *rmean, const float *rvar, float *y, float *o_rmean,
                      float *o_rvar, float *o_mean, float *o_istd, double eps, double momentum,
-                     int64_t N, int64_t C, int64_t sp, void *scratch)
+                     int64_t N, int64_t C, int64_t sp, int nhwc, void *scratch)
 {
     int64_t M = N * sp;
     double *ws = (double *)scratch, *stats = ws + 2 * C * otk_bn_parts(M);
-    bn_stats(stream, x, C, sp, M, ws);
+    bn_stats(stream, x, C, sp, M, nhwc, ws);
     OTK_LAUNCH(k_bn_train_final, C, stream, stats, scale, bias, rmean, rvar, o_rmean, o_rvar,
                o_mean, o_istd, eps, momentum, (double)M, C);
-    OTK_LAUNCH(k_bn_apply, N * C * sp, stream, x, (const double *)stats, y, 1, C, sp, N * C * sp);
+    OTK_LAUNCH(k_bn_apply, N * C * sp, stream, x, (const double *)stats, y, 1, C, sp, nhwc,
+               N * C * sp);
     return otk_status();
 }
 
@@ -179,15 +192,16 @@ __global__ void k_bn_infer_final(double *stats, int training, const float *scale
 int otk_bn_infer_f32(void *stream, int training, const float *x, const float *scale,
                      const float *bias, const float *mean, const float *var, float *y,
                      float *o_rmean, float *o_rvar, double eps, double momentum, int64_t N,
-                     int64_t C, int64_t sp, void *scratch)
+                     int64_t C, int64_t sp, int nhwc, void *scratch)
 {
     int64_t M = N * sp;
     double *ws = (double *)scratch, *stats = ws + 2 * C * otk_bn_parts(M);
     if (training)
-        bn_stats(stream, x, C, sp, M, ws);
+        bn_stats(stream, x, C, sp, M, nhwc, ws);
     OTK_LAUNCH(k_bn_infer_final, C, stream, stats, training, scale, bias, mean, var, o_rmean,
                o_rvar, eps, momentum, (double)M, C);
-    OTK_LAUNCH(k_bn_apply, N * C * sp, stream, x, (const double *)stats, y, 0, C, sp, N * C * sp);
+    OTK_LAUNCH(k_bn_apply, N * C * sp, stream, x, (const double *)stats, y, 0, C, sp, nhwc,
+               N * C * sp);
     return otk_status();
 }
 
@@ -217,11 +231,11 @@ __global__ void k_bn_grad_final(double *stats, const float *scale, const float *
 }
 
 __global__ void k_bn_grad_apply(const float *dy, const float *x, const double *stats, float *dx,
-                                int64_t C, int64_t sp, int64_t n)
+                                int64_t C, int64_t sp, int nhwc, int64_t n)
 {
     OTK_FOR(i, n)
     {
-        int64_t c = (i / sp) % C;
+        int64_t c = bn_channel(i, C, sp, nhwc);
         float a = (float)stats[2 * C + c], b = (float)stats[3 * C + c],
               c0 = (float)stats[4 * C + c];
         dx[i] = __fadd_rn(__fadd_rn(__fmul_rn(a, dy[i]), __fmul_rn(b, x[i])), c0);
@@ -230,19 +244,20 @@ __global__ void k_bn_grad_apply(const float *dy, const float *x, const double *s
 
 int otk_bn_grad_f32(void *stream, const float *dy, const float *x, const float *scale,
                     const float *mean, const float *s4, int training, double eps, float *dx,
-                    float *dscale, float *db, int64_t N, int64_t C, int64_t sp, void *scratch)
+                    float *dscale, float *db, int64_t N, int64_t C, int64_t sp, int nhwc,
+                    void *scratch)
 {
     int64_t M = N * sp, P = otk_bn_parts(M);
     double *part = (double *)scratch, *stats = part + 2 * C * P;
     OTK_LAUNCH(k_bn_partial, C * P, stream, x, dy, (const double *)NULL, mean, part, part + C * P,
-               C, sp, M, P);
+               C, sp, M, P, nhwc);
     OTK_LAUNCH(k_bn_gather, C, stream, (const double *)part, stats, C, P, 1.0);
     OTK_LAUNCH(k_bn_gather, C, stream, (const double *)(part + C * P), stats + C, C, P, 1.0);
     OTK_LAUNCH(k_bn_grad_final, C, stream, stats, scale, mean, s4, training, eps, (double)M,
                dscale, db, C);
     if (dx)
         OTK_LAUNCH(k_bn_grad_apply, N * C * sp, stream, dy, x, (const double *)stats, dx, C, sp,
-                   N * C * sp);
+                   nhwc, N * C * sp);
     return otk_status();
 }
 

@@ -8,8 +8,36 @@
  * backward ops gather instead of scattering: each dX element sums, in a
  * fixed order, the windows that cover it (MaxPoolGrad: those whose first
  * maximum it is), so the result has no atomics and is reproducible.
+ *
+ * Channels-last (otk_geom.nhwc, [N, spatial..., C] in memory): the same
+ * windows in the same order, one thread per element in memory order, each
+ * plane read with a stride of C; the results are those of NCHW bit for bit.
  */
 #include "exec/cuda/kernels/common.cuh"
+
+/* Element i of a tensor of sp positions per plane: its plane (n * C + c)
+   and its position. */
+__device__ __forceinline__ void pool_decode(const otk_geom &q, int64_t i, int64_t sp,
+                                            int64_t *nc, int64_t *r)
+{
+    if (q.nhwc) {
+        int64_t n = i / (sp * q.C), rem = i % (sp * q.C);
+        *nc = n * q.C + rem % q.C;
+        *r = rem / q.C;
+    } else {
+        *nc = i / sp;
+        *r = i % sp;
+    }
+}
+
+/* Where plane nc of a tensor of sp positions per plane starts. */
+__device__ __forceinline__ int64_t pool_base(const otk_geom &q, int64_t nc, int64_t sp)
+{
+    return q.nhwc ? (nc / q.C) * sp * q.C + nc % q.C : nc * sp;
+}
+
+/* The stride between neighbouring positions of a plane. */
+__device__ __forceinline__ int64_t pool_cs(const otk_geom &q) { return q.nhwc ? q.C : 1; }
 
 /* The taps t in [0, k) whose position o*s - pb + t*d lies in [lo, hi): the
    first in *t0, the count returned. */
@@ -49,7 +77,7 @@ __device__ __forceinline__ int64_t window_argmax(const otk_geom &q, const float 
                 if (iw < 0 || iw >= q.in[2])
                     continue;
                 int64_t at = (id * q.in[1] + ih) * q.in[2] + iw;
-                float v = xp[at];
+                float v = xp[at * pool_cs(q)];
                 if (best_at < 0 || v > best) {
                     best = v;
                     best_at = at;
@@ -67,10 +95,11 @@ __global__ void k_maxpool_f32(otk_geom q, const float *x, float *y, int64_t *idx
     int64_t isp = q.in[0] * q.in[1] * q.in[2], osp = q.o[0] * q.o[1] * q.o[2];
     OTK_FOR(o, n)
     {
-        int64_t nc = o / osp, r = o % osp;
+        int64_t nc, r;
+        pool_decode(q, o, osp, &nc, &r);
         int64_t ow = r % q.o[2], oh = (r / q.o[2]) % q.o[1], od = r / (q.o[2] * q.o[1]);
         float best;
-        int64_t at = window_argmax(q, x + nc * isp, od, oh, ow, &best);
+        int64_t at = window_argmax(q, x + pool_base(q, nc, isp), od, oh, ow, &best);
         y[o] = at < 0 ? 0.0f : best;
         if (idx) {
             int64_t v = 0;
@@ -116,18 +145,19 @@ __global__ void k_avgpool_f32(otk_geom q, int include_pad, const float *x, float
     int64_t isp = q.in[0] * q.in[1] * q.in[2], osp = q.o[0] * q.o[1] * q.o[2];
     OTK_FOR(o, n)
     {
-        int64_t nc = o / osp, r = o % osp;
+        int64_t nc, r;
+        pool_decode(q, o, osp, &nc, &r);
         int64_t ow = r % q.o[2], oh = (r / q.o[2]) % q.o[1], od = r / (q.o[2] * q.o[1]);
-        int64_t t0[3], cnt[3];
+        int64_t t0[3], cnt[3], base = pool_base(q, nc, isp), cs = pool_cs(q);
         int64_t div = avg_window(q, include_pad, od, oh, ow, t0, cnt);
         double sum = 0;
         for (int64_t kd = t0[0]; kd < t0[0] + cnt[0]; kd++) {
             int64_t id = od * q.s[0] - q.pb[0] + kd * q.d[0];
             for (int64_t kh = t0[1]; kh < t0[1] + cnt[1]; kh++) {
                 int64_t ih = oh * q.s[1] - q.pb[1] + kh * q.d[1];
-                int64_t row = nc * isp + (id * q.in[1] + ih) * q.in[2];
+                int64_t row = (id * q.in[1] + ih) * q.in[2];
                 for (int64_t kw = t0[2]; kw < t0[2] + cnt[2]; kw++)
-                    sum += (double)x[row + ow * q.s[2] - q.pb[2] + kw * q.d[2]];
+                    sum += (double)x[base + (row + ow * q.s[2] - q.pb[2] + kw * q.d[2]) * cs];
             }
         }
         y[o] = (float)(div > 0 ? sum / (double)div : 0.0);
@@ -168,13 +198,14 @@ __global__ void k_maxpool_grad_f32(otk_geom q, const float *dy, const float *x, 
     int64_t isp = q.in[0] * q.in[1] * q.in[2], osp = q.o[0] * q.o[1] * q.o[2];
     OTK_FOR(i, n)
     {
-        int64_t nc = i / isp, r = i % isp;
+        int64_t nc, r, cs = pool_cs(q);
+        pool_decode(q, i, isp, &nc, &r);
         int64_t iw = r % q.in[2], ih = (r / q.in[2]) % q.in[1], id = r / (q.in[2] * q.in[1]);
         int64_t lo[3], hi[3], p3[3] = { id, ih, iw };
         for (int k = 0; k < 3; k++)
             covering(q, k, p3[k], &lo[k], &hi[k]);
-        const float *xp = x + nc * isp;
-        const float *dyp = dy + nc * osp;
+        const float *xp = x + pool_base(q, nc, isp);
+        const float *dyp = dy + pool_base(q, nc, osp);
         float acc = 0.0f;
         for (int64_t od = lo[0]; od < hi[0]; od++) {
             if (!is_tap(q, 0, od, id))
@@ -187,7 +218,7 @@ __global__ void k_maxpool_grad_f32(otk_geom q, const float *dy, const float *x, 
                         continue;
                     float best;
                     if (window_argmax(q, xp, od, oh, ow, &best) == r)
-                        acc += dyp[(od * q.o[1] + oh) * q.o[2] + ow];
+                        acc += dyp[((od * q.o[1] + oh) * q.o[2] + ow) * cs];
                 }
             }
         }
@@ -209,12 +240,13 @@ __global__ void k_avgpool_grad_f32(otk_geom q, int include_pad, const float *dy,
     int64_t isp = q.in[0] * q.in[1] * q.in[2], osp = q.o[0] * q.o[1] * q.o[2];
     OTK_FOR(i, n)
     {
-        int64_t nc = i / isp, r = i % isp;
+        int64_t nc, r, cs = pool_cs(q);
+        pool_decode(q, i, isp, &nc, &r);
         int64_t iw = r % q.in[2], ih = (r / q.in[2]) % q.in[1], id = r / (q.in[2] * q.in[1]);
         int64_t lo[3], hi[3], p3[3] = { id, ih, iw };
         for (int k = 0; k < 3; k++)
             covering(q, k, p3[k], &lo[k], &hi[k]);
-        const float *dyp = dy + nc * osp;
+        const float *dyp = dy + pool_base(q, nc, osp);
         float acc = 0.0f; /* rounded after each window, as the plain kernel's */
         for (int64_t od = lo[0]; od < hi[0]; od++) {
             if (!is_tap(q, 0, od, id))
@@ -229,7 +261,8 @@ __global__ void k_avgpool_grad_f32(otk_geom q, int include_pad, const float *dy,
                     int64_t div = avg_window(q, include_pad, od, oh, ow, t0, cnt);
                     if (div > 0)
                         acc = (float)((double)acc +
-                                      (double)dyp[(od * q.o[1] + oh) * q.o[2] + ow] / (double)div);
+                                      (double)dyp[((od * q.o[1] + oh) * q.o[2] + ow) * cs] /
+                                          (double)div);
                 }
             }
         }
@@ -247,15 +280,24 @@ int otk_avgpool_grad_f32(void *stream, const otk_geom *q, int include_pad, const
 
 /* ------------------------------------------------------------ global pools */
 
+/* the plane of (n, c) = nc and the stride of its positions, channels-last
+   (nhwc) or not */
+__device__ __forceinline__ int64_t gp_base(int64_t nc, int64_t C, int64_t sp, int nhwc)
+{
+    return nhwc ? (nc / C) * sp * C + nc % C : nc * sp;
+}
+
 /* one thread per (n, c) plane: mean (NaN for an empty plane) or max */
-__global__ void k_global_pool_f32(int is_max, const float *x, float *y, int64_t NC, int64_t sp)
+__global__ void k_global_pool_f32(int is_max, const float *x, float *y, int64_t NC, int64_t sp,
+                                  int64_t C, int nhwc)
 {
     OTK_FOR(nc, NC)
     {
-        const float *xp = x + nc * sp;
+        const float *xp = x + gp_base(nc, C, sp, nhwc);
+        int64_t cs = nhwc ? C : 1;
         double acc = is_max ? -HUGE_VAL : 0.0;
         for (int64_t i = 0; i < sp; i++) {
-            double v = (double)xp[i];
+            double v = (double)xp[i * cs];
             if (is_max)
                 acc = v > acc ? v : acc;
             else
@@ -268,47 +310,49 @@ __global__ void k_global_pool_f32(int is_max, const float *x, float *y, int64_t 
 }
 
 int otk_global_pool_f32(void *stream, int is_max, const float *x, float *y, int64_t NC,
-                        int64_t sp)
+                        int64_t sp, int64_t C, int nhwc)
 {
-    OTK_LAUNCH(k_global_pool_f32, NC, stream, is_max, x, y, NC, sp);
+    OTK_LAUNCH(k_global_pool_f32, NC, stream, is_max, x, y, NC, sp, C, nhwc);
     return otk_status();
 }
 
-__global__ void k_globalavgpool_grad_f32(const float *dy, float *dx, int64_t sp, int64_t n)
+__global__ void k_globalavgpool_grad_f32(const float *dy, float *dx, int64_t sp, int64_t C,
+                                         int nhwc, int64_t n)
 {
     OTK_FOR(i, n)
-    dx[i] = (float)((double)dy[i / sp] / (double)sp);
+    dx[i] = (float)((double)dy[nhwc ? (i / (sp * C)) * C + i % C : i / sp] / (double)sp);
 }
 
 /* one thread per plane: dY at the plane's first maximum, 0 elsewhere */
 __global__ void k_globalmaxpool_grad_f32(const float *dy, const float *x, float *dx, int64_t NC,
-                                         int64_t sp)
+                                         int64_t sp, int64_t C, int nhwc)
 {
     OTK_FOR(nc, NC)
     {
-        const float *xp = x + nc * sp;
-        float *dp = dx + nc * sp;
+        int64_t base = gp_base(nc, C, sp, nhwc), cs = nhwc ? C : 1;
+        const float *xp = x + base;
+        float *dp = dx + base;
         double best = -HUGE_VAL;
         int64_t arg = 0;
         for (int64_t i = 0; i < sp; i++) {
-            double v = (double)xp[i];
-            dp[i] = 0.0f;
+            double v = (double)xp[i * cs];
+            dp[i * cs] = 0.0f;
             if (v > best) {
                 best = v;
                 arg = i;
             }
         }
         if (sp > 0)
-            dp[arg] = dy[nc];
+            dp[arg * cs] = dy[nc];
     }
 }
 
 int otk_global_pool_grad_f32(void *stream, int is_max, const float *dy, const float *x, float *dx,
-                             int64_t NC, int64_t sp)
+                             int64_t NC, int64_t sp, int64_t C, int nhwc)
 {
     if (is_max)
-        OTK_LAUNCH(k_globalmaxpool_grad_f32, NC, stream, dy, x, dx, NC, sp);
+        OTK_LAUNCH(k_globalmaxpool_grad_f32, NC, stream, dy, x, dx, NC, sp, C, nhwc);
     else if (sp > 0)
-        OTK_LAUNCH(k_globalavgpool_grad_f32, NC * sp, stream, dy, dx, sp, NC * sp);
+        OTK_LAUNCH(k_globalavgpool_grad_f32, NC * sp, stream, dy, dx, sp, C, nhwc, NC * sp);
     return otk_status();
 }
