@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "ops/grad_util.h"
 #include "ops/ops.h"
 
 bool ot_cuda_layout_free(const ot_value *v)
@@ -41,20 +42,10 @@ static bool flat_op(const ot_node *n)
     return false;
 }
 
-/* A FLAT node's shape: its first output's. */
-static const ot_value *flat_shape(const ot_graph *g, const ot_node *n)
+/* A FLAT node's shape: its first output's (-1: none). */
+static int32_t flat_shape(const ot_node *n)
 {
-    return n->n_out > 0 && n->out[0] >= 0 ? &g->values[n->out[0]] : NULL;
-}
-
-static bool same_dims(const ot_value *a, const ot_value *b)
-{
-    if (a->ndim != b->ndim)
-        return false;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->dims[i] != b->dims[i])
-            return false;
-    return true;
+    return n->n_out > 0 ? n->out[0] : -1;
 }
 
 /* Whether v, right-aligned to rank 4, is stored alike in both layouts. */
@@ -73,8 +64,8 @@ static bool aligned_free(const ot_value *v)
 
 static bool flat_ok(const ot_graph *g, const ot_node *n)
 {
-    const ot_value *y = flat_shape(g, n);
-    if (!y || y->ndim != 4 || ot_cuda_layout_free(y))
+    int32_t yv = flat_shape(n);
+    if (yv < 0 || g->values[yv].ndim != 4 || ot_cuda_layout_free(&g->values[yv]))
         return false;
     /* the broadcast before opset 7 places B by an axis, not right-aligned */
     if (n->opset < 7 && (ot_node_is(n, OT_OP_ADD) || ot_node_is(n, OT_OP_MUL) ||
@@ -85,7 +76,7 @@ static bool flat_ok(const ot_graph *g, const ot_node *n)
         if (v < 0)
             continue;
         const ot_value *o = &g->values[v];
-        if (o->ndim < 0 || (!same_dims(o, y) && !aligned_free(o)))
+        if (o->ndim < 0 || (!ot_op_grad_same_shape(g, v, yv) && !aligned_free(o)))
             return false;
     }
     return true;
@@ -141,8 +132,8 @@ bool ot_cuda_nhwc_follows(const ot_graph *g, const ot_node *n, ot_nhwc_kind k, i
         return false;
     if (k != OT_NHWC_FLAT)
         return true;
-    const ot_value *y = flat_shape(g, n);
-    return y && same_dims(&g->values[v], y);
+    int32_t yv = flat_shape(n);
+    return yv >= 0 && ot_op_grad_same_shape(g, v, yv);
 }
 
 int ot_cuda_nhwc_view(int ndim, const int64_t *dims, int64_t *out)
