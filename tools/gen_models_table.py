@@ -43,28 +43,32 @@ NOTES = {
     "swin_t_op17": "the Swin above exported at opset 17 (LayerNormalization nodes)",
     "vit_b_16_224": "torchvision's vit_b_16 at full size, 224x224",
     "swin_t_224": "torchvision's swin_t at full size, 224x224",
-    "zoo_resnet18v1": "zoo ResNet v1 form: ResNet-18, opset 8 with BN spatial=1, Reshape head "
-                      "with a batch-1 shape constant, residual Sum, Softmax last, initializers "
-                      "as inputs",
-    "zoo_resnet18v2": "zoo ResNet v2 form: pre-activation ResNet-18 (built here), the forms of "
-                      "zoo_resnet18v1",
+    "zoo_resnet18v1": "zoo ResNet v1 form: ResNet-18, BatchNorms kept, opset 8 with BN "
+                      "spatial=1, Reshape head with a batch-1 shape constant, residual Sum, "
+                      "Softmax last, initializers as inputs",
+    "zoo_resnet18v2": "zoo ResNet v2 form: pre-activation ResNet-18 as MXNet Gluon's (built "
+                      "here: BN of the input, conv-BN-ReLU stem, BN-ReLU-conv blocks, final "
+                      "BN-ReLU), the forms of zoo_resnet18v1",
     "zoo_squeezenet1_1": "zoo SqueezeNet 1.1 form: opset 9, Softmax last, initializers as inputs",
     "zoo_mobilenetv2_nhwc": "MobileNetV2 with an NHWC input and a leading Transpose "
                             "(EfficientNet-Lite4's form), opset 9, Softmax last",
-    "zoo_densenet121": "zoo DenseNet-121 form (densenet-3): opset 3, BN with consumed_inputs, "
+    "zoo_densenet121": "zoo DenseNet-121 form (densenet-3): BatchNorms kept, opset 3, BN with "
+                       "consumed_inputs, "
                        "is_test=1 and spatial=1, Gemm broadcast=1, Reshape head with a shape "
                        "attribute, Softmax last",
-    "zoo_googlenet": "zoo GoogLeNet / Inception v1-v2 stand-in: torchvision GoogLeNet (with BN), "
-                     "Reshape head, opset 9, Softmax last",
-    "zoo_vgg16_bn": "zoo VGG-16-BN form: opset 8, BN spatial=1, Reshape head, classifier 256 wide",
+    "zoo_googlenet": "zoo GoogLeNet stand-in: torchvision GoogLeNet (with BN, folded by the "
+                     "exporter), Reshape head, opset 9, Softmax last",
+    "zoo_vgg16_bn": "zoo VGG-16-BN form: BatchNorms kept, opset 8, BN spatial=1, Reshape head, "
+                    "classifier 256 wide",
     "zoo_vgg19": "zoo VGG-19 form: Reshape head, opset 9, classifier 256 wide",
     "zoo_zfnet": "ZFNet-512 stand-in: CaffeNet's layers with a 7x7 stride-2 first convolution, "
                  "LRN, Reshape head",
-    "zoo_shufflenet_v2": "zoo ShuffleNet v2 form: opset 8, BN spatial=1, Softmax last",
+    "zoo_shufflenet_v2": "zoo ShuffleNet v2 form: BatchNorms kept, opset 8, BN spatial=1, "
+                         "Softmax last",
     "zoo_shufflenet_v1": "zoo ShuffleNet v1 form: 3 groups, widths 24/240/480/960, two units per "
                          "stage (built here), channel shuffle as Reshape-Transpose-Reshape with "
-                         "batch-1 shapes, opset 8 (PyTorch folds its BatchNorms into the "
-                         "convolutions), Softmax last",
+                         "batch-1 shapes, BatchNorms kept, opset 8 with BN spatial=1, Softmax "
+                         "last",
     "zoo_efficientnet_lite4": "zoo EfficientNet-Lite4 form: EfficientNet-Lite (built here: "
                               "EfficientNet-B0's MBConv stages without squeeze-excitation, ReLU6 "
                               "as Clip, stem 32 and head 1280) at width 1.0 with 1-2 blocks per "
@@ -80,6 +84,43 @@ NOTES = {
                         "here) without BatchNorm, LRN after the first pooling and after conv2, "
                         "padded max pools instead of Caffe's ceil mode, convolutions scaled to "
                         "unit output on a calibration batch, Reshape head, opset 9, Softmax last",
+    "zoo_resnet34v1": "zoo resnet34-v1-7 form (MXNet Gluon's): torchvision's ResNet-34 at full "
+                      "depth, BatchNorms kept, opset 8 with BN spatial=1, Flatten and Gemm "
+                      "last (no Softmax), initializers as inputs, batch 1 declared",
+    "zoo_resnet101v1": "zoo ResNet-101 v1 form: the ResNet-50 v1 above with (3, 4, 23, 3) "
+                       "blocks, full depth, the forms of zoo_resnet34v1",
+    "zoo_resnet152v1": "zoo ResNet-152 v1 form: the ResNet-50 v1 above with (3, 8, 36, 3) "
+                       "blocks, full depth, the forms of zoo_resnet34v1",
+    "zoo_resnet34v2": "zoo ResNet-34 v2 form: zoo_resnet18v2's pre-activation ResNet with "
+                      "(3, 4, 6, 3) basic blocks, the forms of zoo_resnet34v1",
+    "zoo_resnet50v2": "zoo ResNet-50 v2 form: zoo_resnet18v2's pre-activation ResNet with "
+                      "(3, 4, 6, 3) pre-activation bottlenecks (stride in the 3x3, as Gluon's), "
+                      "the forms of zoo_resnet34v1",
+    "zoo_resnet101v2": "zoo ResNet-101 v2 form: the ResNet-50 v2 above with (3, 4, 23, 3) "
+                       "blocks, full depth, the forms of zoo_resnet34v1",
+    "zoo_resnet152v2": "zoo ResNet-152 v2 form: the ResNet-50 v2 above with (3, 8, 36, 3) "
+                       "blocks, full depth, the forms of zoo_resnet34v1",
+    "zoo_inception_v2": "zoo Inception v2 form (Caffe2's BN-Inception, built here): a BatchNorm "
+                        "after each convolution, each 5x5 factorised into two 3x3, the paper's "
+                        "ten modules (3c and 4e reduce by stride-2 branches beside a max pool, "
+                        "average pools counting the padding), padded max pools instead of "
+                        "Caffe's ceil mode, BatchNorms kept, opset 8 with BN spatial=1, "
+                        "Reshape head, Softmax last, initializers as inputs",
+    "zoo_alexnet": "zoo bvlc_alexnet form: Caffe's AlexNet (built here: widths 96-256-384-384-"
+                   "256, conv2/4/5 in 2 groups, LRN after the first two ReLUs, before their "
+                   "pools), classifier 256 wide, Reshape head, opset 6 (Gemm broadcast=1), "
+                   "Softmax last",
+    "zoo_vgg16": "zoo vgg16-7 form (MXNet Gluon's): opset 9, Flatten and Gemm last (no "
+                 "Softmax), classifier 256 wide, initializers as inputs, batch 1 declared",
+    "zoo_vgg19_bn": "zoo vgg19-bn-7 form (MXNet Gluon's): BatchNorms kept, opset 8 with BN "
+                    "spatial=1, Flatten and Gemm last (no Softmax), classifier 256 wide",
+    "zoo_mobilenetv2": "zoo mobilenetv2-7 form (MXNet Gluon's): torchvision's MobileNetV2 "
+                       "features, the classifier a 1x1 convolution without bias after the "
+                       "pooling, then a Flatten, no Softmax; BatchNorms kept, opset 8 with BN "
+                       "spatial=1, initializers as inputs",
+    "zoo_squeezenet1_0": "zoo squeezenet1.0 form (Caffe2's): torchvision's SqueezeNet 1.0 with "
+                         "its [N, 1000, 1, 1] output (no Flatten), Softmax last, opset 9, "
+                         "initializers as inputs",
 }
 
 # The issue's families without a fixture in tests/fixtures/make_family_tests.py
@@ -90,9 +131,6 @@ UNTESTED = {
                     "recorded yet",
     "swin_t_224": "the full-size fixture is in the --all set (make test-models); no run "
                   "recorded yet",
-    "zoo forms not emulated":
-        "ResNet v1/v2 at 34, 101 and 152 layers (18 and 50 are emulated; the deeper ones repeat "
-        "the same blocks), Inception v2 (BN-Inception; GoogLeNet with BN stands in)",
 }
 
 HEADER = """# Models

@@ -72,6 +72,19 @@ declare -A EXPECT=(
     [zoo_resnet50v1]="import run feature-extract fine-tune full"
     [zoo_resnet50_caffe2]="import run feature-extract fine-tune full"
     [zoo_inception_v1]="import run feature-extract fine-tune full"
+    [zoo_resnet34v1]="import run feature-extract fine-tune full"
+    [zoo_resnet101v1]="import run feature-extract fine-tune full"
+    [zoo_resnet152v1]="import run feature-extract fine-tune full"
+    [zoo_resnet34v2]="import run feature-extract fine-tune full"
+    [zoo_resnet50v2]="import run feature-extract fine-tune full"
+    [zoo_resnet101v2]="import run feature-extract fine-tune full"
+    [zoo_resnet152v2]="import run feature-extract fine-tune full"
+    [zoo_inception_v2]="import run feature-extract fine-tune full"
+    [zoo_alexnet]="import run feature-extract fine-tune full"
+    [zoo_vgg16]="import run feature-extract fine-tune full"
+    [zoo_vgg19_bn]="import run feature-extract fine-tune full"
+    [zoo_mobilenetv2]="import run feature-extract fine-tune full"
+    [zoo_squeezenet1_0]="import run feature-extract fine-tune full"
 )
 
 # family -> the node its fine-tune preset must train from (a glob): the

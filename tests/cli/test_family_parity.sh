@@ -31,7 +31,9 @@ DEFAULT="alexnet squeezenet1_0 resnext50_32x4d googlenet shufflenet_v2_x0_5 mnas
 SLOW="vgg11_bn densenet121 vgg11 wide_resnet50_2 efficientnet_b0 efficientnet_v2_s
  inception_v3 convnext_tiny vit_b_16_op17 swin_t_op17 zoo_resnet18v1 zoo_resnet18v2
  zoo_squeezenet1_1 zoo_densenet121 zoo_googlenet zoo_vgg16_bn zoo_vgg19 zoo_zfnet
- zoo_shufflenet_v2 zoo_shufflenet_v1"
+ zoo_shufflenet_v2 zoo_shufflenet_v1 zoo_resnet34v1 zoo_resnet101v1 zoo_resnet152v1
+ zoo_resnet34v2 zoo_resnet50v2 zoo_resnet101v2 zoo_resnet152v2 zoo_inception_v2 zoo_alexnet
+ zoo_vgg16 zoo_vgg19_bn zoo_mobilenetv2"
 MODES="feature_extract fine_tune full"
 
 PARITY=$BUILD/test_parity

@@ -246,9 +246,10 @@ def fold_conv_bns(model):
             setattr(parent, bn_name.rpartition(".")[2], torch.nn.Identity())
 
 
-def zoo_reference(model, onnx_path):
+def zoo_reference(model, onnx_path, folded):
     """A zoo form's reference: the family it rewrites, in float64, with the
-    BatchNorms the exporter folded folded the same way and every tensor set
+    BatchNorms the exporter folded (`folded`: the file was exported in eval
+    mode, not with its BatchNorms kept) folded the same way and every tensor set
     to the file's own (float32) value. Returns the ONNX initializer name ->
     PyTorch parameter or buffer name; each float initializer of the file must
     match one tensor of the model (same shape, relative difference <= 1e-5),
@@ -259,7 +260,8 @@ def zoo_reference(model, onnx_path):
     from onnx import numpy_helper
 
     model = model.double()
-    fold_conv_bns(model)
+    if folded:
+        fold_conv_bns(model)
     tensors = dict(model.named_parameters())
     tensors.update((n, b) for n, b in model.named_buffers() if b.is_floating_point())
     free = set(tensors)
@@ -419,7 +421,7 @@ def make(onnxtrain, outdir, name):
         model, side = build(name)
     if name in fam.ZOO:
         # the loss reads the logits before the zoo's Softmax: the family's own
-        base, to_pt = zoo_reference(model, path)
+        base, to_pt = zoo_reference(model, path, name not in fam.KEEP_BN)
         to_file = {v: k for k, v in to_pt.items()}
         base32 = copy.deepcopy(base).float()
         fast_float64(base)
