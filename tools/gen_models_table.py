@@ -31,7 +31,10 @@ NOTES = {
     "resnext50_32x4d": "64x64; one block per stage",
     "wide_resnet50_2": "64x64; one block per stage",
     "inception_v3": "75x75, no auxiliary classifier; convolutions scaled to unit output on a "
-                    "calibration batch (its initialization grows activations to 1e5)",
+                    "calibration batch (its initialization grows activations to 1e5); the "
+                    "PyTorch step at 139x139 (at 75x75 the Mixed_7 maps are 1x1, where a "
+                    "training-mode BatchNorm over a batch of 2 has a gradient made of "
+                    "rounding)",
     "googlenet": "64x64, no auxiliary classifiers",
     "zoo_caffenet": "the AlexNet above in the model zoo's form: LRN, Softmax last, opset 9, "
                     "initializers as graph inputs, batch 1 declared",
@@ -123,6 +126,22 @@ NOTES = {
                          "initializers as inputs",
 }
 
+# Why a family has no PyTorch step row (test_family_parity.sh does not run
+# it), for its cell.
+PARITY_NOT_RUN = {
+    "vit_b_16_224": "not run: the float64 step of the full-size model is not in the parity "
+                    "set; vit_b_16 and vit_b_16_op17 check the same graph at a small size",
+    "swin_t_224": "not run: the float64 step of the full-size model is not in the parity set; "
+                  "swin_t and swin_t_op17 check the same graph at a small size",
+}
+
+# The families make bench-models does not time (tests/bench/bench_families.py
+# times the torchvision families at one size), and what stands for them.
+BENCH_AS = {
+    "vit_b_16": "vit_b_16_224", "vit_b_16_op17": "vit_b_16_224",
+    "swin_t": "swin_t_224", "swin_t_op17": "swin_t_224",
+}
+
 # The issue's families without a fixture in tests/fixtures/make_family_tests.py
 # yet, and what stands in the way, for the section that lists them when the
 # results have no row for them.
@@ -165,7 +184,9 @@ say. The columns:
   without Dropout and with every BatchNorm kept, the head not swapped; for a
   zoo_* row it is the zoo form's file itself, against the family it rewrites
   with the BatchNorms the exporter folded folded the same way, the loss on
-  the logits before the zoo's Softmax; tests/golden/make_family_golden.py);
+  the logits before the zoo's Softmax; tests/golden/make_family_golden.py;
+  an NHWC form gets the batch transposed, as the trainer does). The cell
+  gives per mode the largest relative L2 error of a trained gradient;
 - **one step, onnxtrain / PyTorch**: seconds per full-mode training step
   (SGD) of the same family at the size and batch the header names, onnxtrain
   against PyTorch (channels-last, same threads) in the same run, and PyTorch's
@@ -217,19 +238,34 @@ def read_tsv(path, width):
     return rows
 
 
+def grad_error(detail):
+    """The largest relative L2 error of a trained gradient, from a parity
+    row's detail ("N checks; grads: K tensors, max relative L2 X"), or None."""
+    key = "max relative L2 "
+    if key not in detail:
+        return None
+    return detail.split(key, 1)[1].split()[0].rstrip(";,")
+
+
 def parity_cell(fam, parity, missing):
-    """The modes whose step matches PyTorch's, or what failed."""
+    """The modes whose step matches PyTorch's with the largest gradient
+    error of each, or what failed."""
     got = {mode: (status, detail) for f, mode, status, detail in parity if f == fam}
     if not got:
-        return "not run"
-    passed = [short for mode, short in PARITY_MODES if got.get(mode, ("", ""))[0] == "ok"]
+        return PARITY_NOT_RUN.get(fam, "not run")
+    passed, errs = [], []
     for mode, short in PARITY_MODES:
         status, detail = got.get(mode, ("missing", "not run"))
         if status != "ok":
             missing.append((fam, "PyTorch step, " + mode.replace("_", "-"), detail))
+            continue
+        passed.append(short)
+        err = grad_error(detail)
+        errs.append("%s %s" % (short, err) if err else short)
+    figures = " (largest gradient error: %s)" % ", ".join(errs) if errs else ""
     if len(passed) == len(PARITY_MODES):
-        return "yes"
-    return ("only " + ", ".join(passed)) if passed else "no"
+        return "yes" + figures
+    return ("only " + ", ".join(passed) + figures) if passed else "no"
 
 
 def bench_cell(fam, bench):
@@ -238,6 +274,10 @@ def bench_cell(fam, bench):
             if row[6] == "-":
                 return "- (%s)" % (row[7] if len(row) > 7 and row[7] else "failed")
             return "%s s / %s s (%sx)" % (row[4], row[5], row[6])
+    if fam in BENCH_AS:
+        return "see %s" % BENCH_AS[fam]
+    if fam.startswith("zoo_"):
+        return "not timed (zoo forms are not in make bench-models' set)"
     return "not run"
 
 

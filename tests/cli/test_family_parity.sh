@@ -12,7 +12,8 @@
 #
 # Each check of test_parity counts as this suite's. Results per family and
 # mode go to $BUILD/families/parity.tsv (family, mode, ok|fail, detail) for
-# tools/gen_models_table.py; families a run does not test keep their rows.
+# tools/gen_models_table.py; the families and modes a run does not test keep
+# their rows.
 # Skipped when OT_FAST=1.
 #
 #   BUILD=build bash tests/cli/test_family_parity.sh [--all] [FAMILY...]
@@ -24,17 +25,24 @@ T_TIMEOUT=${T_TIMEOUT_MODELS:-900}
 
 # `make test` runs these; --all (make test-models) adds the slower ones. A
 # zoo_* family is its zoo form's file against the family it rewrites (see
-# make_family_golden.py); zoo_mobilenetv2_nhwc is not here: test_parity
-# feeds NCHW batches.
+# make_family_golden.py); an NHWC form gets its batches transposed, as the
+# trainer does. Inception v3's references are at 139x139 (make_family_golden.py's
+# PARITY_SIDE).
 DEFAULT="alexnet squeezenet1_0 resnext50_32x4d googlenet shufflenet_v2_x0_5 mnasnet0_5
- regnet_y_400mf mobilenet_v3_small zoo_caffenet vit_b_16 swin_t"
+ regnet_y_400mf mobilenet_v3_small zoo_caffenet vit_b_16 swin_t zoo_mobilenetv2_nhwc"
 SLOW="vgg11_bn densenet121 vgg11 wide_resnet50_2 efficientnet_b0 efficientnet_v2_s
  inception_v3 convnext_tiny vit_b_16_op17 swin_t_op17 zoo_resnet18v1 zoo_resnet18v2
  zoo_squeezenet1_1 zoo_densenet121 zoo_googlenet zoo_vgg16_bn zoo_vgg19 zoo_zfnet
  zoo_shufflenet_v2 zoo_shufflenet_v1 zoo_resnet34v1 zoo_resnet101v1 zoo_resnet152v1
  zoo_resnet34v2 zoo_resnet50v2 zoo_resnet101v2 zoo_resnet152v2 zoo_inception_v2 zoo_alexnet
- zoo_vgg16 zoo_vgg19_bn zoo_mobilenetv2"
+ zoo_vgg16 zoo_vgg19_bn zoo_mobilenetv2
+ zoo_efficientnet_lite4 zoo_resnet50v1 zoo_resnet50_caffe2 zoo_inception_v1"
 MODES="feature_extract fine_tune full"
+# The default run's modes where not all three (--all and named families run
+# all three): zoo_mobilenetv2_nhwc is there for its NHWC input; its full-mode
+# reference has a tensor whose SGD move (8e-8 relative) float32 cannot
+# resolve, which fails that mode's sgd_refs check.
+declare -A DEFAULT_MODES=([zoo_mobilenetv2_nhwc]="feature_extract fine_tune")
 
 PARITY=$BUILD/test_parity
 if [ ! -x "$PARITY" ]; then
@@ -42,6 +50,7 @@ if [ ! -x "$PARITY" ]; then
     finish
 fi
 FAMILIES=()
+[ $# -eq 0 ] && DEFAULT_RUN=1
 for a in "$@"; do
     case $a in
     --all) read -ra FAMILIES <<<"$(echo $DEFAULT $SLOW)" ;;
@@ -65,8 +74,10 @@ for fam in "${FAMILIES[@]}"; do
         done
         continue
     fi
+    modes=$MODES
+    [ -n "${DEFAULT_RUN:-}" ] && modes=${DEFAULT_MODES[$fam]:-$MODES}
     # shellcheck disable=SC2086  # the modes are words
-    timeout -k 5 "$T_TIMEOUT" "$PARITY" --model model.onnx --one-step "$OUT/$fam" $MODES \
+    timeout -k 5 "$T_TIMEOUT" "$PARITY" --model model.onnx --one-step "$OUT/$fam" $modes \
         >"$T_TMP/parity.out" 2>"$T_TMP/parity.err"
     rc=$?
     if ! grep -qE '^[0-9]+ passed, [0-9]+ failed$' "$T_TMP/parity.out"; then
@@ -78,7 +89,7 @@ for fam in "${FAMILIES[@]}"; do
         "FAIL "*) rest=${line#FAIL } && fail "$fam/${rest%%: *}" "${rest#*: }" ;;
         esac
     done <"$T_TMP/parity.out"
-    for mode in $MODES; do
+    for mode in $modes; do
         first=$(grep -m 1 "^FAIL $mode/" "$T_TMP/parity.out")
         n=$(grep -c "^ok $mode/" "$T_TMP/parity.out")
         if [ -n "$first" ]; then
@@ -104,8 +115,8 @@ if [ -f "$OUT/$fam/index.json" ]; then
     fi
 fi
 if [ -f "$BUILD/families/parity.tsv" ]; then
-    cut -f 1 "$RESULTS" | sort -u >"$T_TMP/ran"
-    awk -F '\t' 'NR == FNR { ran[$1] = 1; next } !($1 in ran)' "$T_TMP/ran" \
+    cut -f 1,2 "$RESULTS" | sort -u >"$T_TMP/ran"
+    awk -F '\t' 'NR == FNR { ran[$1 FS $2] = 1; next } !(($1 FS $2) in ran)' "$T_TMP/ran" \
         "$BUILD/families/parity.tsv" >>"$RESULTS"
 fi
 mv "$RESULTS" "$BUILD/families/parity.tsv"

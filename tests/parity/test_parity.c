@@ -30,7 +30,9 @@
  * OUTDIR/resnet18_64.onnx (the head is not swapped, so the initial weights
  * are PyTorch's), freezes by the preset, builds the training graphs, compiles
  * the prefix and step executors for N = 4 and runs them the way
- * src/train/trainer.c's run_batch does. It compares:
+ * src/train/trainer.c's run_batch does. The batches are NCHW, as the data
+ * loader gives them; a model that takes NHWC images (src/train/layout.h)
+ * gets them transposed, as the trainer does. It compares:
  *
  *   trained set   the trained parameters and the training-mode BNs' running
  *                 statistics are exactly the reference's
@@ -77,6 +79,7 @@
 #include "passes/batch.h"
 #include "passes/freeze.h"
 #include "passes/head.h"
+#include "train/layout.h"
 #include "train/optim.h"
 #include "train/train_graph.h"
 
@@ -553,7 +556,10 @@ typedef struct ctx {
                            has one, then (with an optimizer) the learning
                            rate and the step number */
     int n_in;
-    ot_tensor img;
+    ot_tensor img;      /* the image input, in the layout the model takes   */
+    ot_image_layout lay;
+    int n, ch, side;
+    float *xt;          /* an NHWC model's batch, transposed from NCHW      */
     ot_optim_opts optim;
     double lr;
     int64_t t;          /* the step number of the next run */
@@ -569,6 +575,7 @@ static void ctx_free(ctx *c)
     ot_exec_free(c->prefix);
     ot_exec_free(c->step);
     free(c->step_in);
+    free(c->xt);
     ot_train_graph_fini(&c->tg);
     ot_graph_free(c->model);
     memset(c, 0, sizeof *c);
@@ -631,9 +638,18 @@ static bool ctx_setup(ctx *c, const mode_desc *md, const char *onnx_path, int n,
         st = ot_train_graph_build(c->model, &to, &c->tg, &err);
     }
     ot_train_graph *tg = &c->tg;
-    int64_t xd[4] = { n, ch, side, side };
-    bind(&c->img, OT_DTYPE_FLOAT, 4, xd, NULL);
+    /* the batches are NCHW, as the loader's: an NHWC model gets them
+       transposed, as the trainer does (src/train/layout.h) */
+    c->n = n;
+    c->ch = ch;
+    c->side = side;
     if (st == OT_OK) {
+        c->lay = ot_image_layout_find(c->model, tg->image);
+        c->img = ot_image_tensor(&c->lay, n, ch, side, NULL);
+        if (c->lay.nhwc && !(c->xt = malloc(c->img.bytes))) {
+            fail(md->name, "setup", "out of memory");
+            return false;
+        }
         c->step_in = calloc((size_t)tg->n_cut + 4, sizeof *c->step_in);
         if (tg->prefix) {
             stage = "compile prefix";
@@ -689,6 +705,7 @@ static bool ctx_run(ctx *c, void *x, void *labels, float *loss)
     ot_err_init(&err);
     ot_status st = OT_OK;
     ot_train_graph *tg = &c->tg;
+    x = ot_image_batch(&c->lay, x, c->xt, c->n, c->ch, c->side);
     if (tg->prefix) {
         ot_tensor img = c->img;
         img.data = x;
