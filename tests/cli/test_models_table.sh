@@ -12,6 +12,8 @@
 #                 setting; a failed side shows its reason
 #   merge         bench_families.py keeps an earlier row of a family it did
 #                 not time at the same size, batch and threads only
+#   not run       a check or step recorded as "not run: REASON" shows
+#                 "not run" and lists the reason
 #   usage         a missing argument exits 2 and writes nothing
 #
 #   BUILD=build bash tests/cli/test_models_table.sh
@@ -31,6 +33,7 @@ googlenet${tab}import${tab}ok${tab}x
 vit_b_16${tab}import${tab}ok${tab}x
 vit_b_16_224${tab}import${tab}ok${tab}x
 zoo_caffenet${tab}import${tab}ok${tab}x
+convnext_tiny${tab}import${tab}missing${tab}not run: the run ended first
 EOF
 cat >"$T/parity.tsv" <<EOF
 alexnet${tab}feature_extract${tab}ok${tab}34 checks; grads: 2 tensors, max relative L2 1.10e-07 in 'w'
@@ -39,6 +42,9 @@ alexnet${tab}full${tab}ok${tab}34 checks; grads: 16 tensors, max relative L2 3.3
 googlenet${tab}feature_extract${tab}ok${tab}34 checks; grads: 2 tensors, max relative L2 4.40e-07 in 'w'
 googlenet${tab}fine_tune${tab}fail${tab}fine_tune/grads: tensor 'w' relative L2 error 1.2e-01 > 0.05
 googlenet${tab}full${tab}ok${tab}34 checks; grads: 9 tensors, max relative L2 5.50e-05 in 'w'
+convnext_tiny${tab}feature_extract${tab}missing${tab}not run: the run ended first
+convnext_tiny${tab}fine_tune${tab}missing${tab}not run: the run ended first
+convnext_tiny${tab}full${tab}missing${tab}not run: the run ended first
 EOF
 cat >"$T/bench.tsv" <<EOF
 alexnet${tab}224${tab}32${tab}2${tab}0.5000${tab}0.6000${tab}1.20${tab}
@@ -85,6 +91,14 @@ if [[ $(row alexnet) == *"| 0.5000 s / 0.6000 s (1.20x) |" ]] &&
     ok "bench cell and header"
 else
     fail "bench cell and header" "$(row alexnet) / $(row googlenet)"
+fi
+
+r=$(row convnext_tiny)
+if [[ $r == "| convnext_tiny | 64x64 | not run | not run |"*"| not run | not run |" ]] &&
+    grep -q "^- \*\*convnext_tiny, PyTorch step\*\*: not run: the run ended first" "$T/models.md"; then
+    ok "a check not run says so, with the reason"
+else
+    fail "a check not run says so, with the reason" "$r"
 fi
 
 # bench_families.py: the rows it keeps from an earlier run
