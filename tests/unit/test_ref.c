@@ -1166,3 +1166,152 @@ TEST(ref_supports_refuses_with_reason)
     CHECK(ot_ref_kernel(&t.n)(NULL, &t.n, in, out, &err) == OT_ERR_UNSUPPORTED);
     free(x.data), free(w.data), free(y.data);
 }
+
+/* ------------------------------------------- Pad and Transpose as copies */
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Element e of y in row-major order as a multi-index. */
+static void unflat(int r, const int64_t *dims, int64_t e, int64_t *idx)
+{
+    for (int d = r - 1; d >= 0; d--) {
+        idx[d] = e % dims[d];
+        e /= dims[d];
+    }
+}
+
+/* Pad (constant) against its definition: y[i] = x[i - begin] inside x, else
+   the value. Shapes big enough for the kernels' parallel row copies, pads on
+   the outer, middle and last dims, negative pads (cropping), float and int64. */
+TEST(ref_pad_rows_oracle)
+{
+    static const struct {
+        int r;
+        int64_t x[5], pads[10];
+        float value;
+    } cases[] = {
+        { 4, { 4, 48, 28, 28 }, { 0, 24, 0, 0, 0, 24, 0, 0 }, 0.0f }, /* Slice's gradient */
+        { 4, { 2, 3, 40, 40 }, { 0, 0, 1, 2, 0, 0, 3, 0 }, 1.5f },
+        { 4, { 2, 3, 40, 40 }, { 1, 0, 0, 0, 0, 2, 0, 1 }, -2.0f },
+        { 3, { 5, 7, 9 }, { 0, -2, 1, 0, 1, -3 }, 0.25f },       /* cropping: general loop */
+        { 5, { 2, 2, 3, 4, 5 }, { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, 0.0f }, /* no padding */
+        { 2, { 600, 70 }, { 3, 0, 0, 5 }, 7.0f },
+    };
+    int saved = 1;
+#ifdef _OPENMP
+    saved = omp_get_max_threads();
+    omp_set_num_threads(2);
+#endif
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        for (int as_int = 0; as_int < 2; as_int++) {
+            int r = cases[c].r;
+            ot_dtype dt = as_int ? OT_DTYPE_INT64 : OT_DTYPE_FLOAT;
+            int64_t yd[5];
+            for (int d = 0; d < r; d++)
+                yd[d] = cases[c].x[d] + cases[c].pads[d] + cases[c].pads[r + d];
+            ot_tensor x = mk(dt, r, cases[c].x), y = mk(dt, r, yd);
+            int64_t nx = ot_tensor_numel(&x), ny = ot_tensor_numel(&y);
+            for (int64_t i = 0; i < nx; i++) {
+                if (as_int)
+                    ((int64_t *)x.data)[i] = i * 3 + 1;
+                else
+                    F(&x)[i] = frand();
+            }
+            tnode t;
+            tn_init(&t, OT_OP_PAD, 2, 1, 1);
+            tn_ints(&t, "pads", 2 * r, cases[c].pads);
+            tn_float(&t, "value", cases[c].value);
+            const ot_tensor *in[1] = { &x };
+            ot_tensor *out[1] = { &y };
+            ot_err err;
+            CHECK_OK(run_node(&t, in, out, &err), &err);
+            int64_t idx[5], bad = 0;
+            for (int64_t e = 0; e < ny; e++) {
+                unflat(r, yd, e, idx);
+                int64_t at = 0;
+                bool inside = true;
+                for (int d = 0; d < r; d++) {
+                    int64_t p = idx[d] - cases[c].pads[d];
+                    inside = inside && p >= 0 && p < cases[c].x[d];
+                    at = at * cases[c].x[d] + p;
+                }
+                if (as_int) {
+                    int64_t want = inside ? ((int64_t *)x.data)[at] : (int64_t)cases[c].value;
+                    bad += ((int64_t *)y.data)[e] != want;
+                } else {
+                    float want = inside ? F(&x)[at] : cases[c].value;
+                    bad += F(&y)[e] != want;
+                }
+            }
+            if (bad)
+                fprintf(stderr, "    pad case %zu (%s): %lld wrong elements\n", c,
+                        as_int ? "int64" : "float", (long long)bad);
+            CHECK(bad == 0);
+            free(x.data), free(y.data);
+        }
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(saved);
+#endif
+    (void)saved;
+}
+
+/* Transpose against its definition: y[i] = x[i permuted back], for
+   permutations that keep trailing dims in place (ShuffleNet's channel
+   shuffle, copied as blocks), move the last dim (NCHW to NHWC, element by
+   element) or keep every dim, big enough for the parallel split. */
+TEST(ref_transpose_blocks_oracle)
+{
+    static const struct {
+        int r;
+        int64_t x[5];
+        int64_t perm[5];
+    } cases[] = {
+        { 5, { 4, 2, 58, 14, 14 }, { 0, 2, 1, 3, 4 } }, /* channel shuffle */
+        { 4, { 2, 3, 50, 60 }, { 0, 2, 3, 1 } },        /* NCHW -> NHWC */
+        { 4, { 2, 50, 60, 3 }, { 0, 3, 1, 2 } },        /* NHWC -> NCHW */
+        { 3, { 7, 5, 3 }, { 2, 0, 1 } },                /* small: one thread */
+        { 4, { 3, 4, 50, 50 }, { 0, 1, 2, 3 } },        /* identity */
+        { 4, { 6, 5, 40, 30 }, { 1, 0, 2, 3 } },        /* leading swap, blocks */
+    };
+    int saved = 1;
+#ifdef _OPENMP
+    saved = omp_get_max_threads();
+    omp_set_num_threads(2);
+#endif
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int r = cases[c].r;
+        int64_t yd[5];
+        for (int d = 0; d < r; d++)
+            yd[d] = cases[c].x[cases[c].perm[d]];
+        ot_tensor x = mk(OT_DTYPE_FLOAT, r, cases[c].x), y = mk(OT_DTYPE_FLOAT, r, yd);
+        fill_rand(&x);
+        tnode t;
+        tn_init(&t, OT_OP_TRANSPOSE, 13, 1, 1);
+        tn_ints(&t, "perm", r, cases[c].perm);
+        const ot_tensor *in[1] = { &x };
+        ot_tensor *out[1] = { &y };
+        ot_err err;
+        CHECK_OK(run_node(&t, in, out, &err), &err);
+        int64_t idx[5], xi[5], bad = 0, ny = ot_tensor_numel(&y);
+        for (int64_t e = 0; e < ny; e++) {
+            unflat(r, yd, e, idx);
+            for (int d = 0; d < r; d++)
+                xi[cases[c].perm[d]] = idx[d];
+            int64_t at = 0;
+            for (int d = 0; d < r; d++)
+                at = at * cases[c].x[d] + xi[d];
+            bad += F(&y)[e] != F(&x)[at];
+        }
+        if (bad)
+            fprintf(stderr, "    transpose case %zu: %lld wrong elements\n", c, (long long)bad);
+        CHECK(bad == 0);
+        free(x.data), free(y.data);
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(saved);
+#endif
+    (void)saved;
+}

@@ -18,6 +18,10 @@
  */
 #include "exec/cpu/ref_impl.h"
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 /* Copies one element of `es` bytes. */
 static void copy_elem(void *dst, const void *src, size_t es)
 {
@@ -31,6 +35,23 @@ static void copy_elem(void *dst, const void *src, size_t es)
 }
 
 static bool plain_dtype(ot_dtype t) { return ot_dtype_size(t) > 0 && t != OT_DTYPE_STRING; }
+
+/* Copies and fills below this many bytes stay on one thread: a parallel
+   region costs more than it saves on small tensors. */
+#define PAR_BYTES ((int64_t)1 << 16)
+
+/* Writes `count` elements of `es` bytes equal to `fill` (all zero: memset). */
+static void fill_elems(char *dst, const unsigned char *fill, size_t es, int64_t count, bool zero)
+{
+    if (count <= 0)
+        return;
+    if (zero) {
+        memset(dst, 0, (size_t)count * es);
+        return;
+    }
+    for (int64_t i = 0; i < count; i++)
+        memcpy(dst + (size_t)i * es, fill, es);
+}
 
 /* ----------------------------------------------------------------- Concat */
 
@@ -187,7 +208,7 @@ ot_status ot_ref_transpose(const ot_graph *g, const ot_node *n, const ot_tensor 
     if (numel == 0)
         return OT_OK;
     size_t es = ot_dtype_size(x->dtype);
-    int64_t xs[OT_MAX_DIMS], s[OT_MAX_DIMS], idx[OT_MAX_DIMS] = { 0 }, at = 0;
+    int64_t xs[OT_MAX_DIMS], s[OT_MAX_DIMS];
     int64_t stride = 1;
     for (int i = r - 1; i >= 0; i--) { /* x's row-major strides */
         xs[i] = stride;
@@ -195,17 +216,49 @@ ot_status ot_ref_transpose(const ot_graph *g, const ot_node *n, const ot_tensor 
     }
     for (int i = 0; i < r; i++) /* y's dim i walks x's dim perm[i] */
         s[i] = xs[perm[i]];
+    /* the trailing dims the permutation leaves in place are one contiguous
+       block in both tensors: copy blocks, walking the dims before them */
+    int m = r;
+    while (m > 0 && perm[m - 1] == m - 1)
+        m--;
+    int64_t blk = 1;
+    for (int i = m; i < r; i++)
+        blk *= x->dims[i];
     const char *src = x->data;
     char *dst = y->data;
-    for (int64_t e = 0; e < numel; e++) {
-        copy_elem(dst + (size_t)e * es, src + (size_t)at * es, es);
-        for (int d = r - 1; d >= 0; d--) {
-            idx[d]++;
-            at += s[d];
-            if (idx[d] < y->dims[d])
-                break;
-            at -= s[d] * y->dims[d];
-            idx[d] = 0;
+    if (m == 0) {
+        memcpy(dst, src, (size_t)numel * es);
+        return OT_OK;
+    }
+    int64_t rows = numel / blk;
+    size_t bytes = (size_t)blk * es;
+#pragma omp parallel if (numel * (int64_t)es >= PAR_BYTES)
+    {
+        int64_t lo = 0, hi = rows;
+#ifdef _OPENMP
+        int nt = omp_get_num_threads(), t = omp_get_thread_num();
+        lo = rows * t / nt;
+        hi = rows * (t + 1) / nt;
+#endif
+        int64_t idx[OT_MAX_DIMS] = { 0 }, at = 0, rem = lo;
+        for (int d = m - 1; d >= 0; d--) { /* the multi-index of row lo */
+            idx[d] = rem % y->dims[d];
+            rem /= y->dims[d];
+            at += idx[d] * s[d];
+        }
+        for (int64_t o = lo; o < hi; o++) {
+            if (blk == 1)
+                copy_elem(dst + (size_t)o * es, src + (size_t)at * es, es);
+            else
+                memcpy(dst + (size_t)o * bytes, src + (size_t)at * es, bytes);
+            for (int d = m - 1; d >= 0; d--) {
+                idx[d]++;
+                at += s[d];
+                if (idx[d] < y->dims[d])
+                    break;
+                at -= s[d] * y->dims[d];
+                idx[d] = 0;
+            }
         }
     }
     return OT_OK;
@@ -434,6 +487,62 @@ static int64_t pad_source(pad_mode m, int64_t p, int64_t D)
     }
 }
 
+/* Constant padding without cropping, as row copies: the dims after the
+   last padded one are one contiguous block of `inner` elements, so every
+   output row along that dim is the fill, a copy of one input row, the fill.
+   Returns false where pads are negative (cropping) and the general loop
+   below is needed. The gradient of Slice is this Pad, on large tensors. */
+static bool pad_constant_rows(const ot_tensor *x, ot_tensor *y, const int64_t *begin,
+                              const unsigned char *fill, size_t es)
+{
+    int r = x->ndim, k = -1;
+    for (int i = 0; i < r; i++) {
+        int64_t end = y->dims[i] - x->dims[i] - begin[i];
+        if (begin[i] < 0 || end < 0)
+            return false;
+        if (begin[i] || end)
+            k = i;
+    }
+    int64_t numel = ot_tensor_numel(y);
+    if (k < 0) {
+        memcpy(y->data, x->data, (size_t)numel * es);
+        return true;
+    }
+    int64_t inner = 1, rows = 1;
+    for (int i = k + 1; i < r; i++)
+        inner *= y->dims[i];
+    for (int i = 0; i < k; i++)
+        rows *= y->dims[i];
+    int64_t xrow = x->dims[k] * inner, yrow = y->dims[k] * inner, lead = begin[k] * inner;
+    int64_t tail = yrow - lead - xrow;
+    bool zero = true;
+    for (size_t b = 0; b < es; b++)
+        zero = zero && fill[b] == 0;
+    const char *src = x->data;
+    char *dst = y->data;
+#pragma omp parallel for schedule(static) if (numel * (int64_t)es >= PAR_BYTES)
+    for (int64_t o = 0; o < rows; o++) {
+        int64_t rem = o, xo = 0, mul = 1;
+        bool inside = true;
+        for (int d = k - 1; d >= 0 && inside; d--) {
+            int64_t p = rem % y->dims[d] - begin[d];
+            rem /= y->dims[d];
+            inside = p >= 0 && p < x->dims[d];
+            xo += p * mul;
+            mul *= x->dims[d];
+        }
+        char *row = dst + (size_t)(o * yrow) * es;
+        if (!inside) {
+            fill_elems(row, fill, es, yrow, zero);
+        } else {
+            fill_elems(row, fill, es, lead, zero);
+            memcpy(row + (size_t)lead * es, src + (size_t)(xo * xrow) * es, (size_t)xrow * es);
+            fill_elems(row + (size_t)(lead + xrow) * es, fill, es, tail, zero);
+        }
+    }
+    return true;
+}
+
 /* x: (d0..)  ->  y: (d0 + begin0 + end0, ...) */
 ot_status ot_ref_pad(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
                      ot_tensor *const *out, ot_err *err)
@@ -467,6 +576,8 @@ ot_status ot_ref_pad(const ot_graph *g, const ot_node *n, const ot_tensor *const
             ot_ref_st(x->dtype, fill, 0, (double)ot_node_attr_float(n, "value", 0.0f));
         }
     }
+    if (mode == PAD_CONSTANT && pad_constant_rows(x, y, begin, fill, es))
+        return OT_OK;
     int64_t stride = 1;
     for (int i = r - 1; i >= 0; i--) {
         xs[i] = stride;
