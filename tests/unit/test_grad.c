@@ -1381,7 +1381,8 @@ TEST(grad_math_onednn_vs_plain)
         if (k == 0) {
             ot_attr a = INTS("axes", 2, 3);
             y = gc_node(c, "ReduceMean", 13, &x, 1, &a, 1);
-            c->fused[0] = "ReduceMean";
+            c->fused[0] = "ReduceMean(pool)";
+            c->fused[1] = "ReduceGrad(pool)";
         } else {
             ot_attr a = INTS("axes", -1);
             int32_t mu = gc_node(c, "ReduceMean", 13, &x, 1, &a, 1);
@@ -1403,6 +1404,40 @@ TEST(grad_math_onednn_vs_plain)
             c->fused[2] = "Pow";
         }
         gc_check(c, y, k ? "layernorm as ONNX ops" : "ReduceMean over H, W");
+        gc_fini(c);
+    }
+}
+
+/* ReduceMean and ReduceMax over H and W of a convolution's blocked output
+   (ShuffleNet's, MNASNet's x.mean([2, 3])): a global pooling on oneDNN in
+   that layout with the [N, C] result written plain, and ReduceMean's
+   gradient as average pooling's backward; with 12 channels (padded to a
+   block of 16) the reduction primitive instead. Against the plain kernels,
+   and the step kinds each takes. */
+TEST(grad_spatial_reduce_as_pool)
+{
+    static const struct {
+        const char *op;
+        int64_t channels, keepdims;
+        const char *fwd, *bwd;
+    } cases[] = {
+        { "ReduceMean", 16, 0, "ReduceMean(pool)", "ReduceGrad(pool)" },
+        { "ReduceMean", 32, 1, "ReduceMean(pool)", "ReduceGrad(pool)" },
+        { "ReduceMean", 12, 0, "ReduceMean", NULL },
+        { "ReduceMax", 16, 0, "ReduceMax(pool)", NULL },
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        gcase c_, *c = &c_;
+        gc_init(c, 140 + (uint64_t)k);
+        c->onednn = c->vs_plain = true;
+        int32_t in[2] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 6, 5),
+                          IN(c, "w", FILL_UNI, -1, 1, true, cases[k].channels, 3, 3, 3) };
+        int32_t conv = gc_node(c, "Conv", 13, in, 2, NULL, 0);
+        ot_attr a[2] = { INTS("axes", 2, 3), ot_op_grad_attr_int("keepdims", cases[k].keepdims) };
+        int32_t y = gc_node(c, cases[k].op, 13, &conv, 1, a, 2);
+        c->fused[0] = cases[k].fwd;
+        c->fused[1] = cases[k].bwd;
+        gc_check(c, y, cases[k].op);
         gc_fini(c);
     }
 }

@@ -1294,6 +1294,7 @@ static const dn_build_fn dn_table[OT_OP_COUNT_] = {
     [OT_OP_REDUCE_SUM] = dn_reduce,
     [OT_OP_REDUCE_MAX] = dn_reduce,
     [OT_OP_REDUCE_L2] = dn_reduce,
+    [OT_OP_REDUCE_GRAD] = dn_reduce_grad,
     [OT_OP_LAYERNORM] = dn_layernorm,
     [OT_OP_EINSUM] = dn_einsum,
     [OT_OP_SUM] = do_sum,

@@ -67,9 +67,11 @@ ot_status dn_bn_grad(ctx *c, bool *done, ot_err *err);
 ot_status dn_relu_grad(ctx *c, bool *done, ot_err *err);
 ot_status dn_gap_grad(ctx *c, bool *done, ot_err *err);
 
-/* cpu_dnnl_math.c: ReduceMean, ReduceSum, ReduceMax and ReduceL2;
+/* cpu_dnnl_math.c: ReduceMean, ReduceSum, ReduceMax and ReduceL2 (over the
+   spatial dims as a pooling, and ReduceMean's gradient so);
    LayerNormalization; Einsum as a batched matrix product. */
 ot_status dn_reduce(ctx *c, bool *done, ot_err *err);
+ot_status dn_reduce_grad(ctx *c, bool *done, ot_err *err);
 ot_status dn_layernorm(ctx *c, bool *done, ot_err *err);
 ot_status dn_einsum(ctx *c, bool *done, ot_err *err);
 

@@ -16,8 +16,159 @@
 #include <string.h>
 
 #include "ops/einsum.h"
+#include "ops/grad_util.h"
 #include "ops/op_util.h"
 #include "ops/reduce.h"
+
+/* A descriptor of dims [N, C, 1, ...] whose bytes are those of the
+   row-major [N, C]: plain, nhwc, or channels blocked by a block that
+   divides C (no padding). */
+static bool md_rows_plain(const dnnl_memory_desc_t *md)
+{
+    if (md->format_kind != dnnl_blocked || md->offset0 != 0 || md->ndims < 3)
+        return false;
+    for (int i = 2; i < md->ndims; i++)
+        if (md->dims[i] != 1)
+            return false;
+    const dnnl_blocking_desc_t *b = &md->format_desc.blocking;
+    int64_t n = md->dims[0], ch = md->dims[1];
+    if (md->padded_dims[0] != n || md->padded_dims[1] != ch || (n > 1 && b->strides[0] != ch))
+        return false;
+    if (b->inner_nblks == 0)
+        return ch == 1 || b->strides[1] == 1;
+    return b->inner_nblks == 1 && b->inner_idxs[0] == 1 && b->strides[1] == b->inner_blks[0];
+}
+
+/* The reduced dims of a 3-5-D X are exactly its spatial ones. */
+static bool spatial_only(const ot_value *xv, const bool *mask)
+{
+    if (xv->ndim < 3 || xv->ndim > 5 || mask[0] || mask[1])
+        return false;
+    for (int d = 2; d < xv->ndim; d++)
+        if (!mask[d])
+            return false;
+    return true;
+}
+
+/* ReduceMean or ReduceMax over every spatial dim as a global pooling: oneDNN
+   2.6 pools with its jit kernels in the input's blocked layout, where its
+   reduction primitive has only a reference kernel (ShuffleNet's and
+   RegNet's final x.mean([2, 3]) read the last convolution's blocked output).
+   The result is written as the plain [N, C] (or [N, C, 1, 1]) it is, so the
+   pooling's destination must have those bytes; otherwise false and the
+   reduction primitive runs. */
+static ot_status reduce_as_pool(ctx *c, const ot_value *xv, const int64_t *yd, bool *done,
+                                ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_node *n = c->n;
+    int32_t xid = n->in[0], yid = n->out[0];
+    dnnl_alg_kind_t alg = n->op->id == OT_OP_REDUCE_MAX ? dnnl_pooling_max
+                                                        : dnnl_pooling_avg_exclude_padding;
+    dnnl_memory_desc_t xmd, ymd;
+    cpu_val_md(c->x, xid, &xmd);
+    dnnl_dims_t dims, strides, kernel, dil, pads;
+    int k = xv->ndim - 2;
+    for (int i = 0; i < xv->ndim; i++)
+        dims[i] = yd[i];
+    for (int i = 0; i < k; i++) {
+        kernel[i] = xv->dims[2 + i];
+        strides[i] = 1;
+        dil[i] = pads[i] = 0;
+    }
+    dnnl_memory_desc_init_by_tag(&ymd, xv->ndim, dims, dnnl_f32, dnnl_format_tag_any);
+    dnnl_pooling_v2_desc_t pdsc;
+    if (dnnl_pooling_v2_forward_desc_init(&pdsc, dnnl_forward_inference, alg, &xmd, &ymd, strides,
+                                          kernel, dil, pads, pads) != dnnl_success)
+        return OT_OK;
+    dnnl_primitive_desc_t pd = NULL;
+    if (!dn_make_pd(c, &pd, &pdsc))
+        return OT_OK;
+    const dnnl_memory_desc_t *py = dn_pd_md(pd, dnnl_query_dst_md);
+    if (dn_blk_is_ref(pd) || !md_rows_plain(py)) {
+        dnnl_primitive_desc_destroy(pd);
+        return OT_OK;
+    }
+    ot_loc l[2];
+    OT_TRY(cpu_val_as(c->x, xid, &xmd, &l[0], err));
+    OT_TRY(cpu_val_define(c->x, yid, NULL, &l[1], err));
+    int kinds[2] = { DNNL_ARG_SRC, DNNL_ARG_DST };
+    dnnl_memory_desc_t mds[2] = { xmd, *py };
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, n, alg == dnnl_pooling_max ? "ReduceMax(pool)" : "ReduceMean(pool)",
+                         p, 2, kinds, l, mds, err));
+    *done = true;
+done:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    return st;
+}
+
+/* The gradient of ReduceMean over every spatial dim (ReduceGrad, mode
+   ReduceMean): average pooling's backward, dY read as the plain [N, C] it
+   is, dX in the layout X has (the next backward step reads it there). */
+ot_status dn_reduce_grad(ctx *c, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    if (n->n_in < 2 || strcmp(ot_node_attr_string(n, "mode", ""), "ReduceMean") != 0)
+        return OT_OK;
+    int32_t dy = n->in[0], xid = n->in[1], dx = n->out[0];
+    if (dy < 0 || xid < 0 || !dn_is_f32(g, dy) || !dn_is_f32(g, dx))
+        return OT_OK;
+    const ot_value *xv = &g->values[xid], *dxv = &g->values[dx];
+    bool mask[OT_MAX_DIMS];
+    if (xv->ndim < 3 || dn_has_zero(xv) || !ot_op_grad_same_shape(g, xid, dx) ||
+        !ot_op_reduce_axes(n, NULL, xv->ndim, mask) || !spatial_only(xv, mask))
+        return OT_OK;
+    int k = xv->ndim - 2;
+    dnnl_dims_t ydims, strides, kernel, dil, pads;
+    ydims[0] = xv->dims[0];
+    ydims[1] = xv->dims[1];
+    for (int i = 0; i < k; i++) {
+        ydims[2 + i] = 1;
+        kernel[i] = xv->dims[2 + i];
+        strides[i] = 1;
+        dil[i] = pads[i] = 0;
+    }
+    dnnl_memory_desc_t xmd, ymd;
+    if (c->cs->vals[xid].loc.kind != OT_LOC_NONE)
+        cpu_val_md(c->x, xid, &xmd);
+    else
+        cpu_plain_md(dxv, &xmd);
+    dnnl_memory_desc_init_by_tag(&ymd, xv->ndim, ydims, dnnl_f32, dnnl_format_tag_any);
+    dnnl_primitive_desc_t fwd = NULL, pd = NULL;
+    dnnl_pooling_v2_desc_t fd, bd;
+    const dnnl_alg_kind_t alg = dnnl_pooling_avg_exclude_padding;
+    if (dnnl_pooling_v2_forward_desc_init(&fd, dnnl_forward_training, alg, &xmd, &ymd, strides,
+                                          kernel, dil, pads, pads) != dnnl_success ||
+        !dn_make_pd(c, &fwd, &fd) ||
+        dnnl_pooling_v2_backward_desc_init(&bd, alg, &xmd, dn_pd_md(fwd, dnnl_query_dst_md),
+                                           strides, kernel, dil, pads, pads) != dnnl_success ||
+        !dn_make_pd_hint(c, &pd, &bd, fwd))
+        goto done;
+    const dnnl_memory_desc_t *pdy = dn_pd_md(pd, dnnl_query_diff_dst_md);
+    const dnnl_memory_desc_t *pdx = dn_pd_md(pd, dnnl_query_diff_src_md);
+    if (dn_blk_is_ref(pd) || !md_rows_plain(pdy))
+        goto done;
+    ot_loc l[2];
+    OT_TRY(cpu_val_plain(c->x, dy, &l[0], err));
+    OT_TRY(cpu_val_define(c->x, dx, pdx, &l[1], err));
+    int kinds[2] = { DNNL_ARG_DIFF_DST, DNNL_ARG_DIFF_SRC };
+    dnnl_memory_desc_t mds[2] = { *pdy, *pdx };
+    dnnl_primitive_desc_t p = pd;
+    pd = NULL;
+    OT_TRY(cpu_prim_step(c->x, n, "ReduceGrad(pool)", p, 2, kinds, l, mds, err));
+    *done = true;
+done:
+    if (pd)
+        dnnl_primitive_desc_destroy(pd);
+    if (fwd)
+        dnnl_primitive_desc_destroy(fwd);
+    return st;
+}
 
 ot_status dn_reduce(ctx *c, bool *done, ot_err *err)
 {
@@ -46,6 +197,12 @@ ot_status dn_reduce(ctx *c, bool *done, ot_err *err)
     }
     if (!any)
         return OT_OK; /* nothing to reduce: oneDNN refuses src == dst */
+    if ((n->op->id == OT_OP_REDUCE_MEAN || n->op->id == OT_OP_REDUCE_MAX) &&
+        spatial_only(xv, mask)) {
+        ot_status ps = reduce_as_pool(c, xv, yd, done, err);
+        if (ps != OT_OK || *done)
+            return ps;
+    }
     dnnl_alg_kind_t alg;
     switch (n->op->id) {
     case OT_OP_REDUCE_MEAN: alg = dnnl_reduction_mean; break;
