@@ -26,9 +26,15 @@
  *   GradSumSquares (G [, acc]) -> acc + sum_j G[j]^2, a double scalar (the
  *              squares summed in double in index order, then added to acc):
  *              chained over the gradients it gives the squared global norm.
- *   ClipGradCoef (sum_sq) -> coef, norm: norm = sqrt(sum_sq) rounded to
- *              float, coef = max_norm / (norm + 1e-6) in float (attribute
- *              max_norm), as torch.nn.utils.clip_grad_norm_.
+ *   ClipGradCoef (sum_sq [, scale]) -> coef, norm: norm = sqrt(sum_sq)
+ *              rounded to float, coef = max_norm / (norm + 1e-6) in float
+ *              (attribute max_norm), as torch.nn.utils.clip_grad_norm_.
+ *              With scale (a float scalar: fp16's loss scale, which the
+ *              summed gradients carry), the clipping sees the unscaled
+ *              gradients, as GradScaler.unscale_ before clip_grad_norm_:
+ *              norm = sqrt(sum_sq) / scale, coef = min(1, max_norm / (norm
+ *              + 1e-6)) * (1 / scale), and NaN (every update skipped) when
+ *              sqrt(sum_sq) is not finite.
  *
  * The formulas are in src/exec/cpu/ref_optim.c.
  */
@@ -148,6 +154,8 @@ static ot_status clip_coef_infer(ot_graph *g, ot_node *n, ot_err *err)
 {
     ot_status st = OT_OK;
     OT_TRY(need_scalar(g, n, 0, OT_DTYPE_DOUBLE, err));
+    if (n->n_in > 1)
+        OT_TRY(need_scalar(g, n, 1, OT_DTYPE_FLOAT, err));
     set_scalar(g, n, 0, OT_DTYPE_FLOAT);
     set_scalar(g, n, 1, OT_DTYPE_FLOAT);
 done:
@@ -232,5 +240,5 @@ OT_OP_PRIVATE_NO_GRAD(ot_op_grad_sum_squares, OT_OP_GRAD_SUM_SQUARES, "GradSumSq
 /* runs between the backward pass and the updates, one node per bucket */
 OT_OP_PRIVATE_NO_GRAD(ot_op_grad_all_reduce, OT_OP_GRAD_ALL_REDUCE, "GradAllReduce", 1, 17, 1, 16,
                       all_reduce_attrs, all_reduce_infer, NULL);
-OT_OP_PRIVATE_NO_GRAD(ot_op_clip_grad_coef, OT_OP_CLIP_GRAD_COEF, "ClipGradCoef", 1, 1, 2, 2,
+OT_OP_PRIVATE_NO_GRAD(ot_op_clip_grad_coef, OT_OP_CLIP_GRAD_COEF, "ClipGradCoef", 1, 2, 2, 2,
                       clip_coef_attrs, clip_coef_infer, NULL);

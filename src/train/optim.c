@@ -11,7 +11,10 @@
  * clipping, GradSumSquares nodes chain the squared norms of all gradients in
  * parameter order (s_0 = |G_0|^2, s_i = s_{i-1} + |G_i|^2, each in double),
  * and ClipGradCoef turns the total into the coefficient every update
- * applies to its gradient, and the norm itself.
+ * applies to its gradient, and the norm itself. With dynamic loss scaling
+ * (fp16) ClipGradCoef also takes the scale: the norm and the clipping are
+ * those of the unscaled gradients, and the coefficient unscales them too
+ * (or is NaN on an overflow, which skips the updates).
  *
  * Not here: the formulas (src/exec/cpu/ref_optim.c), the learning-rate
  * schedule (schedule.c).
@@ -201,9 +204,6 @@ ot_status ot_optim_add_updates(ot_graph *g, const ot_optim_opts *o, const int32_
     OT_TRY(ot_optim_check_opts(o, err));
     if (!(clip_norm >= 0.0) || isinf(clip_norm))
         OT_FAIL(err, OT_ERR_ARG, "clip_grad_norm: max_norm %g, expected > 0", clip_norm);
-    if (loss_scale >= 0 && clip_norm > 0.0)
-        OT_FAIL(err, OT_ERR_UNSUPPORTED,
-                "clip_grad_norm with dynamic loss scaling (fp16) is not supported yet");
     for (int i = 0; i < n_params; i++) {
         const ot_value *v = &g->values[params[i]];
         if (groups && groups[i] != 0 && groups[i] != 1)
@@ -234,21 +234,23 @@ ot_status ot_optim_add_updates(ot_graph *g, const ot_optim_opts *o, const int32_
     OT_TRY(ot_optim_add_scalar_input(g, "onnxtrain/step", OT_DTYPE_INT64, &og->step, err));
 
     /* clipping: the squared norms chained in parameter order, then the
-       coefficient */
+       coefficient; with loss scaling, of the unscaled gradients (the scale
+       an input of ClipGradCoef, whose coefficient then also unscales and
+       skips an overflowed step); loss scaling alone: its own coefficient */
     int32_t coef = -1;
-    if (loss_scale >= 0)
-        OT_TRY(loss_scale_coef(g, params, grads, n_params, loss_scale, &coef, &og->grad_norm,
-                               err));
     if (clip_norm > 0.0) {
         int32_t acc = -1;
         OT_TRY(sum_squares(g, "clip", params, grads, n_params, &acc, err));
         ot_attr a = ot_op_grad_attr_float("max_norm", (float)clip_norm);
         const char *out_names[2] = { "clip/coef", "clip/norm" };
-        int32_t outs[2];
-        OT_TRY(ot_op_grad_emit(g, ot_op_table[OT_OP_CLIP_GRAD_COEF], 0, "clip", &acc, 1, &a, 1,
-                               out_names, outs, 2, err));
+        int32_t in[2] = { acc, loss_scale }, outs[2];
+        OT_TRY(ot_op_grad_emit(g, ot_op_table[OT_OP_CLIP_GRAD_COEF], 0, "clip", in,
+                               loss_scale >= 0 ? 2 : 1, &a, 1, out_names, outs, 2, err));
         coef = outs[0];
         og->grad_norm = outs[1];
+    } else if (loss_scale >= 0) {
+        OT_TRY(loss_scale_coef(g, params, grads, n_params, loss_scale, &coef, &og->grad_norm,
+                               err));
     }
 
     /* the updates */

@@ -78,9 +78,11 @@ typedef struct ot_optim_graph {
                           of group 1 (head); -1 for a group without parameters */
     int32_t step;      /* int64 scalar input: the step's number, 1 at the first */
     int32_t grad_norm; /* float scalar: the global gradient norm before
-                          clipping, or with loss scaling the scaled one
-                          (make it a graph output to read it); -1 without
-                          either                                            */
+                          clipping (with loss scaling: of the unscaled
+                          gradients), or with loss scaling alone the scaled
+                          one (make it a graph output to read it; not
+                          finite with loss scaling: the step was skipped);
+                          -1 without either                                 */
     int n_nodes;       /* nodes added                                        */
 } ot_optim_graph;
 
@@ -90,11 +92,14 @@ typedef struct ot_optim_graph {
  * of group groups[i] (0 or 1; groups NULL: all 0). With clip_norm > 0 the
  * gradients are first scaled as torch.nn.utils.clip_grad_norm_(max_norm =
  * clip_norm) does. With loss_scale >= 0 (a float scalar value of g: dynamic
- * loss scaling, train/loss_scale.h; not together with clipping) the
- * gradients are those of the loss times that scale: the updates apply
- * 1 / scale to them, and all are skipped when one is not finite; grad_norm
- * is then the scaled gradients' global norm (not finite: the step was
- * skipped). Adds the moments as zero-initialised state values and
+ * loss scaling, train/loss_scale.h) the gradients are those of the loss
+ * times that scale: the updates apply 1 / scale to them, and all are
+ * skipped when one is not finite; grad_norm is then the scaled gradients'
+ * global norm (not finite: the step was skipped). With both, the clipping
+ * sees the unscaled gradients, as GradScaler.unscale_ before
+ * clip_grad_norm_: grad_norm is their norm, and one coefficient unscales
+ * and clips (NaN, skipping the updates, on an overflow). Adds the moments
+ * as zero-initialised state values and
  * the rate and step inputs to the graph's inputs. The update nodes come
  * last, after every node that reads a parameter. On success *og describes
  * them (release with ot_optim_graph_fini).

@@ -648,9 +648,9 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
                                     err));
         tg->has_optim = true;
     }
-    /* outputs: loss, logits, then the gradient norm (with clipping) or, with
-       no optimizer, the gradients; the updates and the BN statistics write
-       the state, and are kept for that */
+    /* outputs: loss, logits, then the gradient norm (with clipping or loss
+       scaling) or, with no optimizer, the gradients; the updates and the BN
+       statistics write the state, and are kept for that */
     int n_out = 2 + (tg->has_optim ? (tg->optim.grad_norm >= 0) : tg->n_params);
     int n_targets = n_out;
     for (int32_t i = before_optim; i < step->n_nodes; i++)

@@ -60,7 +60,8 @@ typedef struct ot_train_graph_opts {
     /* with optim: dynamic loss scaling (train/loss_scale.h): the backward
        pass starts from the loss times a float scalar input, the updates
        unscale and skip a step whose gradients overflowed; output 2 is then
-       the scaled gradients' norm (not finite: skipped). Not with clip_grad. */
+       the scaled gradients' norm, or with clip_grad the unscaled ones' (not
+       finite: skipped). */
     bool loss_scaling;
 } ot_train_graph_opts;
 

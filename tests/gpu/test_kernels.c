@@ -828,6 +828,19 @@ static void cases_reduce(void)
     OUT(&t, 0, OT_DTYPE_FLOAT, 0);
     OUT(&t, 1, OT_DTYPE_FLOAT, 0);
     tc_run(&t, "coefficient and norm");
+    /* with fp16's loss scale: the unscaled norm, the clamped coefficient
+       times 1 / scale; NaN on an overflowed sum */
+    for (int over = 0; over < 2; over++) {
+        tc_init(&t, OT_OP_CLIP_GRAD_COEF, 1, 2, 2);
+        tc_float(&t, "max_norm", 0.5f);
+        IN(&t, 0, OT_DTYPE_DOUBLE, POS, 0, 0);
+        ((double *)t.in[0].data)[0] = over ? (double)INFINITY : 4.0e6; /* norm 2000 / 1024: clipped */
+        IN(&t, 1, OT_DTYPE_FLOAT, ZERO, 0, 0);
+        ((float *)t.in[1].data)[0] = 1024.0f;
+        OUT(&t, 0, OT_DTYPE_FLOAT, 0);
+        OUT(&t, 1, OT_DTYPE_FLOAT, 0);
+        tc_run(&t, over ? "loss scale, overflowed" : "loss scale");
+    }
 }
 
 static void cases_loss(void)

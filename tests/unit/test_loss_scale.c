@@ -249,3 +249,60 @@ done:
     ot_graph_free(b);
     ot_data_free(ds);
 }
+
+/* --clip-grad with loss scaling forced on in the trainer: at 65536 the run
+   ends with the bytes of the same run clipped without loss scaling (the
+   clipping sees the unscaled gradients); at a scale that overflows, the
+   first steps are skipped and the scale halves, where clipping alone would
+   stop on the non-finite norm; without clipping the run ends elsewhere
+   (the clipping applied). */
+TEST(loss_scale_with_clipping_in_the_trainer)
+{
+    ot_err err;
+    ot_err_init(&err);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/loss_scale_clip", ot_test_tmpdir());
+    CHECK(write_cifar(dir, 20));
+    ot_dataset *ds = NULL;
+    ot_graph *a = head_model(&err), *b = head_model(&err), *c = head_model(&err);
+    ot_graph *d = head_model(&err);
+    CHECK_OK(ot_data_open(dir, OT_DATA_TRAIN, &ds, &err), &err);
+    CHECK(a && b && c && d);
+    if (!ds || !a || !b || !c || !d)
+        goto done;
+    int32_t fc = ot_graph_find_value(a, "fc.weight");
+    size_t wb = a->values[fc].data.bytes;
+    ot_train_opts o;
+    ot_train_opts_default(&o);
+    o.epochs = 1;
+    o.batch_size = 4;
+    o.optim = ot_optim_opts_default(OT_OPTIM_ADAM);
+    o.lr = 0.01;
+    o.threads = 1;
+    o.deterministic = true;
+    o.no_cache = true;
+    o.max_steps = 5;
+    o.clip_grad = 0.01; /* below the head's gradient norm: every step clips */
+    ot_data_transform_init(&o.transform, 32, OT_DATA_NORM_HALF);
+    ot_train_result ra, rb, rc;
+    CHECK_OK(ot_train_run(a, ds, &o, &ra, &err), &err);
+    o.loss_scaling = true;
+    CHECK_OK(ot_train_run(b, ds, &o, &rb, &err), &err);
+    CHECK(rb.loss_scaling && rb.skipped_steps == 0 && rb.loss_scale == 65536.0f);
+    CHECK(memcmp(a->values[fc].data.data, b->values[fc].data.data, wb) == 0);
+    o.loss_scale_init = 3e38f;
+    CHECK_OK(ot_train_run(c, ds, &o, &rc, &err), &err);
+    CHECK(rc.skipped_steps >= 2 && rc.skipped_steps < 5);
+    CHECK(rc.loss_scale == 3e38f * powf(0.5f, (float)rc.skipped_steps));
+    /* the clipping bit: unclipped, the same run ends elsewhere */
+    o.loss_scale_init = 0;
+    o.clip_grad = 0;
+    CHECK_OK(ot_train_run(d, ds, &o, &rc, &err), &err);
+    CHECK(memcmp(a->values[fc].data.data, d->values[fc].data.data, wb) != 0);
+done:
+    ot_graph_free(a);
+    ot_graph_free(b);
+    ot_graph_free(c);
+    ot_graph_free(d);
+    ot_data_free(ds);
+}

@@ -513,27 +513,40 @@ static float *read_state(const step_run *r, int32_t v, size_t bytes)
    two gives the unscaled step's parameters and moments bit for bit (Adam,
    two steps); a scale at which the gradients overflow skips every update
    (parameters and moments keep their values) and output 2, the gradients'
-   norm, says so by not being finite. Loss scaling refuses clipping.
+   norm, says so by not being finite.
    OT_TEST_DEVICE=cuda OT_TEST_PRECISION=fp16 (tests/gpu/check.sh) runs the
    steps there: the scaled step then has to move the parameters to finite
    values (fp16 rounds the scaled and the unscaled gradients differently),
    and the overflow must skip exactly as on the CPU. */
+/* OT_TEST_DEVICE and OT_TEST_PRECISION (fp16, bf16; else fp32) as the
+   steps' device and precision: false (and the test says skipped) when the
+   device is not usable here; *exact: the steps compute in fp32. */
+static bool step_env(bool *exact)
+{
+    ot_err err;
+    ot_err_init(&err);
+    *exact = true;
+    if (!getenv("OT_TEST_DEVICE"))
+        return true;
+    const char *p = getenv("OT_TEST_PRECISION");
+    if (ot_device_parse(getenv("OT_TEST_DEVICE"), &step_device, &err) != OT_OK) {
+        printf("  skipped: %s\n", err.msg);
+        return false;
+    }
+    step_precision = p && !strcmp(p, "fp16")   ? OT_PRECISION_FP16
+                     : p && !strcmp(p, "bf16") ? OT_PRECISION_BF16
+                                               : OT_PRECISION_FP32;
+    *exact = step_precision == OT_PRECISION_FP32;
+    return true;
+}
+
 TEST(step_graph_scales_the_loss)
 {
     ot_err err;
     ot_err_init(&err);
-    bool exact = true;
-    if (getenv("OT_TEST_DEVICE")) {
-        const char *p = getenv("OT_TEST_PRECISION");
-        if (ot_device_parse(getenv("OT_TEST_DEVICE"), &step_device, &err) != OT_OK) {
-            printf("  skipped: %s\n", err.msg);
-            return;
-        }
-        step_precision = p && !strcmp(p, "fp16")   ? OT_PRECISION_FP16
-                         : p && !strcmp(p, "bf16") ? OT_PRECISION_BF16
-                                                   : OT_PRECISION_FP32;
-        exact = step_precision == OT_PRECISION_FP32;
-    }
+    bool exact;
+    if (!step_env(&exact))
+        return;
     ot_graph *model = NULL;
     ot_model_spec spec = { .name = "resnet18", .classes = 3, .image_size = SIDE, .seed = 11 };
     CHECK_OK(ot_model_build(&spec, &model, &err), &err);
@@ -607,17 +620,127 @@ TEST(step_graph_scales_the_loss)
         }
         free(a), free(b), free(c), free(m), free(v2), free(ma), free(mb);
     }
-    /* clipping and loss scaling do not go together (yet) */
-    go.clip_grad = 1.0;
-    ot_train_graph tg2;
-    CHECK_EQ_INT(ot_train_graph_build(model, &go, &tg2, &err), OT_ERR_UNSUPPORTED);
-    CHECK(strstr(err.msg, "loss scaling") != NULL);
-    ot_train_graph_fini(&tg2);
 done:
     step_device = (ot_device){ 0 };
     step_precision = OT_PRECISION_FP32;
     run_free(&plain);
     run_free(&scaled);
     run_free(&over);
+    ot_graph_free(model);
+}
+
+/* --clip-grad with dynamic loss scaling: the clipping sees the unscaled
+   gradients, as PyTorch's GradScaler.unscale_ before clip_grad_norm_. One
+   chain of squared norms and one ClipGradCoef taking the scale; at a power
+   of two scale, two Adam steps end bit for bit where the unscaled clipped
+   steps end (parameters, moments, and the norm output, the unscaled
+   gradients' norm), with a max_norm that clips and with one that does not;
+   at a scale that overflows the step is skipped before clipping (the
+   parameters keep their values, the moments stay zero, the norm is not
+   finite). OT_TEST_DEVICE=cuda OT_TEST_PRECISION=fp16 (tests/gpu/check.sh,
+   fp16_clip_grad) runs it there: the norm is then the unscaled one within
+   5% (fp16 rounds the scaled and the unscaled gradients differently; a
+   clipping of the scaled gradients would be 65536 times off), the
+   parameters move to finite values, and the overflow skips as here. */
+TEST(step_graph_clips_unscaled_gradients)
+{
+    ot_err err;
+    ot_err_init(&err);
+    bool exact;
+    if (!step_env(&exact))
+        return;
+    ot_graph *model = NULL;
+    ot_model_spec spec = { .name = "resnet18", .classes = 3, .image_size = SIDE, .seed = 13 };
+    CHECK_OK(ot_model_build(&spec, &model, &err), &err);
+    static const char *const trained[] = { "fc.weight", "fc.bias", "layer4.1.bn2.weight",
+                                           "layer4.1.bn2.bias", "layer4.1.conv2.weight" };
+    for (int i = 0; i < 5; i++) {
+        int32_t v = ot_graph_find_value(model, trained[i]);
+        CHECK(v >= 0);
+        model->values[v].flags |= OT_VAL_TRAINABLE;
+    }
+    static float x[BATCH * 3 * SIDE * SIDE];
+    for (size_t i = 0; i < sizeof x / sizeof x[0]; i++)
+        x[i] = (float)((i * 7877) % 253) / 253.0f - 0.5f;
+    ot_optim_opts adam = ot_optim_opts_default(OT_OPTIM_ADAM);
+    /* max_norm 1e-4 clips both steps; 1e6 never does (only the unscaling) */
+    const double max_norm[2] = { 1e-4, 1e6 };
+    for (int c = 0; c < 2; c++) {
+        ot_train_graph_opts go = { .optim = &adam, .clip_grad = max_norm[c] };
+        step_run plain, scaled, over;
+        memset(&scaled, 0, sizeof scaled);
+        memset(&over, 0, sizeof over);
+        if (run_new(model, &go, x, BATCH, NULL, NULL, &plain, &err) != OT_OK) {
+            ot_test_fail(__FILE__, __LINE__, "clipped step: %s", err.msg);
+            run_free(&plain);
+            break;
+        }
+        go.loss_scaling = true;
+        if (run_new(model, &go, x, BATCH, NULL, NULL, &scaled, &err) != OT_OK ||
+            run_new(model, &go, x, BATCH, NULL, NULL, &over, &err) != OT_OK) {
+            ot_test_fail(__FILE__, __LINE__, "clipped step with loss scaling: %s", err.msg);
+            run_free(&plain);
+            run_free(&scaled);
+            run_free(&over);
+            break;
+        }
+        const ot_train_graph *tg = &scaled.tg;
+        CHECK_EQ_INT(count_op(tg->step, OT_OP_GRAD_SUM_SQUARES), tg->n_params);
+        CHECK_EQ_INT(count_op(tg->step, OT_OP_CLIP_GRAD_COEF), 1);
+        CHECK_EQ_INT(tg->step->n_outputs, 3);
+        for (int64_t t = 1; t <= 2; t++) {
+            plain.t = scaled.t = t;
+            CHECK_OK(ot_exec_run(plain.step, plain.in, plain.n_in, &err), &err);
+            CHECK_OK(ot_exec_run(scaled.step, scaled.in, scaled.n_in, &err), &err);
+            float np, ns;
+            memcpy(&np, ot_exec_output(plain.step, 2)->data, sizeof np);
+            memcpy(&ns, ot_exec_output(scaled.step, 2)->data, sizeof ns);
+            CHECK(isfinite(np) && np > 0.0f);
+            if (c == 0 && !(np > 1e-4f)) /* the clip bites */
+                ot_test_fail(__FILE__, __LINE__, "step %lld: norm %g", (long long)t, (double)np);
+            if (exact)
+                CHECK(np == ns);
+            else if (!(fabsf(ns - np) <= 0.05f * np))
+                ot_test_fail(__FILE__, __LINE__, "norm with loss scaling %g, without %g",
+                             (double)ns, (double)np);
+        }
+        over.scale = 3e38f; /* every gradient inf or NaN */
+        CHECK_OK(ot_exec_run(over.step, over.in, over.n_in, &err), &err);
+        float norm;
+        memcpy(&norm, ot_exec_output(over.step, 2)->data, sizeof norm);
+        CHECK(!isfinite(norm));
+        for (int p = 0; p < tg->n_params; p++) {
+            const ot_value *v = &model->values[tg->params[p]];
+            size_t bytes = v->data.bytes;
+            float *a = read_state(&plain, tg->params[p], bytes);
+            float *b = read_state(&scaled, tg->params[p], bytes);
+            float *o = read_state(&over, tg->params[p], bytes);
+            float *ma = read_state(&plain, plain.tg.optim.bufs[p], bytes);
+            float *mb = read_state(&scaled, tg->optim.bufs[p], bytes);
+            float *mo = read_state(&over, over.tg.optim.bufs[p], bytes);
+            bool ok = a && b && o && ma && mb && mo;
+            CHECK(ok);
+            if (ok) {
+                if (exact) {
+                    CHECK(memcmp(a, b, bytes) == 0);
+                    CHECK(memcmp(ma, mb, bytes) == 0);
+                } else {
+                    CHECK(!ot_loss_scaler_nonfinite(b, bytes / sizeof(float)));
+                }
+                CHECK(memcmp(b, v->data.data, bytes) != 0);
+                CHECK(memcmp(o, v->data.data, bytes) == 0);
+                bool zero = true;
+                for (size_t j = 0; j < bytes / sizeof(float); j++)
+                    zero = zero && mo[j] == 0.0f;
+                CHECK(zero);
+            }
+            free(a), free(b), free(o), free(ma), free(mb), free(mo);
+        }
+        run_free(&plain);
+        run_free(&scaled);
+        run_free(&over);
+    }
+    step_device = (ot_device){ 0 };
+    step_precision = OT_PRECISION_FP32;
     ot_graph_free(model);
 }

@@ -348,9 +348,12 @@ bool ot_ref_clip_grad_coef_supports(const ot_graph *g, const ot_node *n,
                                     const char **why)
 {
     (void)g;
-    if (!is_scalar(in[0], OT_DTYPE_DOUBLE) || !is_scalar(ot_ref_cout(n, out, 0), OT_DTYPE_FLOAT) ||
+    const ot_tensor *scale = ot_ref_in(n, in, 1);
+    if (!is_scalar(in[0], OT_DTYPE_DOUBLE) || (scale && !is_scalar(scale, OT_DTYPE_FLOAT)) ||
+        !is_scalar(ot_ref_cout(n, out, 0), OT_DTYPE_FLOAT) ||
         (ot_ref_cout(n, out, 1) && !is_scalar(ot_ref_cout(n, out, 1), OT_DTYPE_FLOAT))) {
-        *why = "expects a double sum of squares in and float scalars out";
+        *why = "expects a double sum of squares and an optional float scale in, float scalars "
+               "out";
         return false;
     }
     return true;
@@ -359,14 +362,35 @@ bool ot_ref_clip_grad_coef_supports(const ot_graph *g, const ot_node *n,
 /* norm = sqrt(sum) in float; coef = max_norm / (norm + 1e-6) in float, as
    PyTorch forms it from a float32 norm. A norm that is not finite leaves the
    gradients unscaled (coef 1): the caller reads the norm output and stops, as
-   clip_grad_norm_ with error_if_nonfinite=True. */
+   clip_grad_norm_ with error_if_nonfinite=True.
+   With the loss scale s (the gradients summed are s times the true ones):
+   the norm is sqrt(sum) / s in float, the clipping coefficient clamped to 1
+   as clip_grad_norm_ clamps it, times 1 / s, so that one product unscales
+   and clips (bit for bit the two products PyTorch applies when s is a
+   power of two); not finite (NaN: every update skipped, GradScaler's
+   skipped step) when sqrt(sum) is not. */
 ot_status ot_ref_clip_grad_coef(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
                                 ot_tensor *const *out, ot_err *err)
 {
     (void)g, (void)err;
     const float max_norm = ot_node_attr_float(n, "max_norm", 1.0f);
-    const float norm = (float)sqrt(scalar_f64(in[0]));
-    const float coef = isfinite(norm) ? max_norm / (norm + 1e-6f) : 1.0f;
+    const ot_tensor *st = ot_ref_in(n, in, 1);
+    float norm = (float)sqrt(scalar_f64(in[0]));
+    float coef;
+    if (st) {
+        float scale, inv;
+        memcpy(&scale, st->data, sizeof scale);
+        inv = 1.0f / scale;
+        if (isfinite(norm)) {
+            norm = norm / scale;
+            float c = max_norm / (norm + 1e-6f);
+            coef = c < 1.0f ? c * inv : inv;
+        } else {
+            coef = NAN;
+        }
+    } else {
+        coef = isfinite(norm) ? max_norm / (norm + 1e-6f) : 1.0f;
+    }
     memcpy(out[0]->data, &coef, sizeof coef);
     ot_tensor *nt = ot_ref_out(n, out, 1);
     if (nt)

@@ -2138,7 +2138,8 @@ static ot_status k_clip_coef(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n
 {
     (void)g;
     ot_tensor *nt = out_at(n, out, 1);
-    CK(otk_clip_coef_f32(c->stream, (const double *)in[0]->data,
+    const ot_tensor *scale = in_at(n, in, 1);
+    CK(otk_clip_coef_f32(c->stream, (const double *)in[0]->data, OPT_CF(scale),
                          ot_node_attr_float(n, "max_norm", 1.0f), F(out[0]), OPT_F(nt)));
     return OT_OK;
 }

@@ -226,7 +226,8 @@ int otk_sgd_f32(void *stream, float *p, const float *g, float *b, const double *
 int otk_adam_f32(void *stream, float *p, const float *g, float *m, float *v, const double *lr,
                  const int64_t *step, const float *coef, int adamw, double wd, double beta1,
                  double beta2, double eps, int64_t n);
-int otk_clip_coef_f32(void *stream, const double *sum, float max_norm, float *coef, float *norm);
+int otk_clip_coef_f32(void *stream, const double *sum, const float *scale, float max_norm,
+                      float *coef, float *norm);
 
 /* data.cu (es: element size in bytes; src of otk_memcpy_h2d is host memory) */
 int otk_copy_plan(void *stream, const otk_copy *p, int es, const void *src, void *dst);

@@ -101,20 +101,35 @@ int otk_adam_f32(void *stream, float *p, const float *g, float *m, float *v, con
 }
 
 /* norm = sqrt(sum) in float; coef = max_norm / (norm + 1e-6), 1 when the
-   norm is not finite */
-__global__ void k_clip_coef(const double *sum, float max_norm, float *coef, float *norm_out)
+   norm is not finite. With the loss scale (scale not NULL): norm / scale,
+   the coefficient clamped to 1 times 1 / scale, NaN when the norm is not
+   finite (ref_optim.c's rule, the same float operations). */
+__global__ void k_clip_coef(const double *sum, const float *scale, float max_norm, float *coef,
+                            float *norm_out)
 {
     OTK_FOR(t, 1)
     {
         float norm = (float)sqrt(sum[0]);
-        coef[0] = isfinite(norm) ? max_norm / (norm + 1e-6f) : 1.0f;
+        if (scale) {
+            float s = scale[0], inv = 1.0f / s;
+            if (isfinite(norm)) {
+                norm = norm / s;
+                float c = max_norm / (norm + 1e-6f);
+                coef[0] = c < 1.0f ? c * inv : inv;
+            } else {
+                coef[0] = (float)NAN;
+            }
+        } else {
+            coef[0] = isfinite(norm) ? max_norm / (norm + 1e-6f) : 1.0f;
+        }
         if (norm_out)
             norm_out[0] = norm;
     }
 }
 
-int otk_clip_coef_f32(void *stream, const double *sum, float max_norm, float *coef, float *norm)
+int otk_clip_coef_f32(void *stream, const double *sum, const float *scale, float max_norm,
+                      float *coef, float *norm)
 {
-    OTK_LAUNCH(k_clip_coef, 1, stream, sum, max_norm, coef, norm);
+    OTK_LAUNCH(k_clip_coef, 1, stream, sum, scale, max_norm, coef, norm);
     return otk_status();
 }
