@@ -221,6 +221,14 @@ $(CUK_DEV_BIN): $(BUILD)/obj/tests/gpu/test_kernels.o $(STATIC)
 	$(CC) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
 endif
 
+# The executor's inference timed in the loop (tests/bench/bench_infer.c): the
+# GPU check's benchmark carries it (tests/gpu/check.sh pack), make bench's
+# infer workload builds its own; its dry run is in make test.
+BENCH_INFER := $(BUILD)/bench/bench_infer
+$(BENCH_INFER): tests/bench/bench_infer.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(filter-out -MMD -MP,$(CFLAGS)) $(LDFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
+
 # ------------------------------------------------------------------ set-up
 deps:
 	@if [ "$$(id -u)" = 0 ]; then \
@@ -238,11 +246,11 @@ check-deps:
 
 # ------------------------------------------------------------------ tests
 test: check-deps
-	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(PARITY_BIN) $(CUK_EMU_BIN) $(CUK_DEV_BIN)
+	@$(MAKE) --no-print-directory all $(UNIT_BIN) $(PARITY_BIN) $(CUK_EMU_BIN) $(CUK_DEV_BIN) $(BENCH_INFER)
 	@BUILD=$(BUILD) bash tests/run.sh
 
 # The fast suites only (no PyTorch fixtures, no full test-data sweep).
-test-fast: all $(UNIT_BIN) $(PARITY_BIN) $(CUK_EMU_BIN) $(CUK_DEV_BIN)
+test-fast: all $(UNIT_BIN) $(PARITY_BIN) $(CUK_EMU_BIN) $(CUK_DEV_BIN) $(BENCH_INFER)
 	@BUILD=$(BUILD) OT_FAST=1 bash tests/run.sh
 
 # Every torchvision family of tests/fixtures/make_family_tests.py, the slow

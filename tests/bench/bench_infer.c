@@ -3,21 +3,27 @@
  * for tests/bench/bench.py (`make bench`, workload "infer").
  *
  *   bench_infer MODEL [--batch N] [--threads N] [--warmup N] [--runs N] [--seed S]
+ *               [--device NAME] [--autotune] [--plan-cache DIR]
  *
  * Imports MODEL, binds its first graph input that is not an initializer to a
  * seeded random float tensor of its declared shape with dim 0 set to --batch
- * (uniform in [-1, 1)), compiles once, runs --warmup untimed runs, then --runs
- * timed runs (monotonic clock around each ot_exec_run). Prints one JSON line:
+ * (uniform in [-1, 1)), compiles once for --device (default cpu; cuda, cuda:N
+ * for the GPU, with --autotune and --plan-cache as the CLI takes them), runs
+ * --warmup untimed runs, then --runs timed runs (monotonic clock around each
+ * ot_exec_run and the read of output 0, which on a GPU copies it back to the
+ * host). Prints one JSON line:
  *
- *   {"tool": "onnxtrain", "batch", "threads", "warmup", "runs",
+ *   {"tool": "onnxtrain", "device", "batch", "threads", "warmup", "runs",
  *    "import_s", "compile_s", "median_s", "min_s", "max_s",
  *    "images_per_s" (batch / median_s), "peak_rss_bytes" (ru_maxrss),
  *    "checksum" (sum of output 0 after the last run)}
  *
  * Exit status 1 with a message on stderr on error, 2 on a usage error.
  *
- * Built by tests/bench/run.sh against build/libonnxtrain.a and the internal
- * headers (src/onnx/onnx.h, src/exec/exec.h).
+ * Built by tests/bench/run.sh and by `make build/bench/bench_infer` against
+ * build/libonnxtrain.a and the internal headers (src/onnx/onnx.h,
+ * src/exec/exec.h); tests/gpu/check.sh carries it to the GPU machine (the
+ * benchmark's inference rows).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,7 +50,8 @@ static int cmp_double(const void *a, const void *b)
 static int usage(const char *msg)
 {
     fprintf(stderr, "bench_infer: %s\nusage: bench_infer MODEL [--batch N] [--threads N] "
-            "[--warmup N] [--runs N] [--seed S]\n", msg);
+            "[--warmup N] [--runs N] [--seed S] [--device NAME] [--autotune] "
+            "[--plan-cache DIR]\n", msg);
     return 2;
 }
 
@@ -59,12 +66,28 @@ static uint64_t next_u64(uint64_t *s)
 
 int main(int argc, char **argv)
 {
-    const char *model = NULL;
+    const char *model = NULL, *device = "cpu", *plan_cache = NULL;
     long batch = 1, threads = 2, warmup = 2, runs = 5;
     unsigned long long seed = 0;
+    bool autotune = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         long *dst = NULL;
+        const char **str = NULL;
+        if (!strcmp(a, "--autotune")) {
+            autotune = true;
+            continue;
+        }
+        if (!strcmp(a, "--device"))
+            str = &device;
+        else if (!strcmp(a, "--plan-cache"))
+            str = &plan_cache;
+        if (str) {
+            if (i + 1 >= argc || !argv[i + 1][0])
+                return usage("option needs a value");
+            *str = argv[++i];
+            continue;
+        }
         if (!strcmp(a, "--batch"))
             dst = &batch;
         else if (!strcmp(a, "--threads"))
@@ -99,6 +122,19 @@ int main(int argc, char **argv)
 
     ot_err err;
     ot_err_init(&err);
+    ot_device dev;
+    if (ot_device_parse(device, &dev, &err) == OT_ERR_ARG)
+        return usage(err.msg);
+    /* a device this build or this machine cannot use: one line, exit 1 */
+    if (ot_device_check(&dev, &err) != OT_OK) {
+        fprintf(stderr, "bench_infer: %s\n", err.msg);
+        return 1;
+    }
+    ot_exec_plan_opts plans = { .autotune = autotune, .cache_dir = plan_cache };
+    if (ot_exec_set_plan_opts(&plans, &err) != OT_OK) {
+        fprintf(stderr, "bench_infer: %s\n", err.msg);
+        return 1;
+    }
     ot_graph *g = NULL;
     ot_exec *x = NULL;
     ot_tensor in = { 0 };
@@ -156,7 +192,7 @@ int main(int argc, char **argv)
         p[i] = (float)((double)(next_u64(&s) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
 
     ot_exec_input xin = { .value = vid, .tensor = in, .const_value = false };
-    ot_exec_opts opts = { .cpu.threads = (int)threads };
+    ot_exec_opts opts = { .device = dev, .cpu.threads = (int)threads };
     t0 = now_s();
     if (ot_exec_compile(g, &xin, 1, &opts, &x, &err) != OT_OK) {
         fprintf(stderr, "bench_infer: %s: %s\n", model, err.msg);
@@ -170,6 +206,10 @@ int main(int argc, char **argv)
             fprintf(stderr, "bench_infer: %s: %s\n", model, err.msg);
             goto done;
         }
+        if (ot_exec_n_outputs(x) > 0 && !ot_exec_output(x, 0)) {
+            fprintf(stderr, "bench_infer: %s: cannot read output 0\n", model);
+            goto done;
+        }
         double dt = now_s() - t0;
         if (i >= warmup)
             times[i - warmup] = dt;
@@ -180,19 +220,21 @@ int main(int argc, char **argv)
     if (out && out->dtype == OT_DTYPE_FLOAT) {
         const float *o = out->data;
         for (int64_t i = 0; i < ot_tensor_numel(out); i++)
-            checksum += o[i];
+            checksum += (double)o[i];
     }
 
     qsort(times, (size_t)runs, sizeof *times, cmp_double);
     double median = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"tool\": \"onnxtrain\", \"batch\": %ld, \"threads\": %ld, \"warmup\": %ld, "
-           "\"runs\": %ld, \"import_s\": %.6f, \"compile_s\": %.6f, \"median_s\": %.6f, "
-           "\"min_s\": %.6f, \"max_s\": %.6f, \"images_per_s\": %.3f, "
+    char dname[32];
+    printf("{\"tool\": \"onnxtrain\", \"device\": \"%s\", \"batch\": %ld, \"threads\": %ld, "
+           "\"warmup\": %ld, \"runs\": %ld, \"import_s\": %.6f, \"compile_s\": %.6f, "
+           "\"median_s\": %.6f, \"min_s\": %.6f, \"max_s\": %.6f, \"images_per_s\": %.3f, "
            "\"peak_rss_bytes\": %lld, \"checksum\": %.6g}\n",
-           batch, threads, warmup, runs, import_s, compile_s, median, times[0],
-           times[runs - 1], (double)batch / median, (long long)ru.ru_maxrss * 1024, checksum);
+           ot_device_name(&dev, dname, sizeof dname), batch, threads, warmup, runs, import_s,
+           compile_s, median, times[0], times[runs - 1], (double)batch / median,
+           (long long)ru.ru_maxrss * 1024, checksum);
     rc = 0;
 
 done:

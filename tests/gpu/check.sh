@@ -12,10 +12,25 @@
 #                                        ignored by git; about 13 MB)
 #   bash tests/gpu/check.sh [run]        there, from the repository root, with
 #                                        DIR in the working tree (carry .gpu)
+#   bash tests/gpu/check.sh --dry-run-bench
+#                                        here: the benchmark phase on the CPU at
+#                                        tiny sizes (build/onnxtrain,
+#                                        build/bench/bench_infer, /usr/bin/python3),
+#                                        every command line and the report; exits
+#                                        1 when a run failed (a goal missed on
+#                                        the CPU does not count)
 #
-# Environment: OUT (default ./gpu-out), GPU_BUNDLE (default .gpu), PHASES
-# ("correctness bench", or one of them), BENCH_SECONDS (a cap per benchmark
-# run, default 60). cuDNN and cuBLASLt are found in the CUDA toolkit or in
+# Environment: OUT (default ./gpu-out; the dry run's ./gpu-out-dry),
+# GPU_BUNDLE (default .gpu), PHASES ("correctness bench", or one of them),
+# CHECK_SECONDS (no benchmark run starts or runs past this many seconds
+# after the start, default 300, the issue's 5 minutes; 540 for a command
+# given 10 minutes), BENCH_SECONDS (a cap per benchmark run, default 60), BENCH_ROWS
+# (the benchmark's checks to run, without "bench_"; default all, in the
+# order below), BENCH_IMAGES (10240), BENCH_BATCH (128), BENCH_SIZE (224),
+# BENCH_EPOCHS (fine-tuning and feature extraction, 5), BENCH_HALF (the bf16
+# rows' --precision, bf16), BENCH_RUNS_B1 / BENCH_RUNS_B256 (inference:
+# "WARMUP RUNS", "20 200" and "5 20"); the dry run takes BIN, BENCH_INFER
+# and PYTHON too. cuDNN and cuBLASLt are found in the CUDA toolkit or in
 # PyTorch's wheels (nvidia.cudnn, nvidia.cublas).
 #
 # Checks (names in check.json):
@@ -59,7 +74,30 @@
 #   plan_cache         --autotune times plans and writes them to --plan-cache
 #                      DIR; a second run takes every plan from there and
 #                      makes none
-#   bench_*            ResNet-18 at 224x224 against PyTorch on the same GPU
+#   bench_*            ResNet-18 at 224x224 against PyTorch 2.11 on the same
+#                      GPU (tests/gpu/torch_bench.py: channels_last,
+#                      cudnn.benchmark, TF32 off, the images in device
+#                      memory), one check per goal of docs/gpu.md, its detail
+#                      holding both figures, the ratio and the goal
+#                      (tests/gpu/bench_report.py; the table in check.json's
+#                      "bench" and in $OUT/bench.md):
+#   bench_full_bf16    full training, --precision bf16 against autocast bf16,
+#                      batch 128, 1 epoch of 10,240 images: onnxtrain's
+#                      images/s over its epoch >= PyTorch's after 3 warm-up
+#                      steps
+#   bench_cold_start   one full-training step (bf16) with every plan on disk
+#                      (those bench_full_bf16's --autotune wrote): the whole
+#                      process within 1 s
+#   bench_finetune     layer4 + fc, 5 epochs (fp32): PyTorch's whole process
+#                      >= 2.5x onnxtrain's
+#   bench_feature_extract  fc, 5 epochs: PyTorch runs the frozen backbone
+#                      every epoch, onnxtrain its prefix cache: >= 4x
+#   bench_infer_b1     eval, batch 1, median latency in the loop (input from
+#                      host memory, logits back): onnxtrain <= PyTorch
+#   bench_infer_b256   the same at batch 256: images/s >= PyTorch's
+#   bench_full_fp32    full training in fp32 (TF32 off): the reference row,
+#                      no goal (passes when both ran)
+#   bench_host_memory  host_memory_flat's outcome (the correctness phase)
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
 MODE=${1:-run}
@@ -76,8 +114,8 @@ if [ "$MODE" = pack ]; then
     mkdir -p "$stage/bin" "$stage/lib" "$stage/data"
     cp build/onnxtrain "$stage/bin/"
     [ -x build/test_kernels ] && cp build/test_kernels "$stage/bin/"
-    make -j2 build/test_unit >/dev/null
-    cp build/test_unit "$stage/bin/"
+    make -j2 build/test_unit build/bench/bench_infer >/dev/null
+    cp build/test_unit build/bench/bench_infer "$stage/bin/"
     strip --strip-debug "$stage"/bin/*
     # the shared libraries beside the C library's own
     ldd build/onnxtrain | awk '/=> \//{print $3}' | while read -r lib; do
@@ -94,20 +132,59 @@ if [ "$MODE" = pack ]; then
     echo "$BUNDLE/bundle.tar.xz: $(du -k "$BUNDLE/bundle.tar.xz" | cut -f1) KiB"
     exit 0
 fi
-if [ "$MODE" != run ]; then
-    echo "usage: bash tests/gpu/check.sh [pack [DIR] | run]" >&2
-    exit 2
-fi
+DRY=
+case $MODE in
+    run) ;;
+    --dry-run-bench) DRY=1 ;;
+    *) echo "usage: bash tests/gpu/check.sh [pack [DIR] | run | --dry-run-bench]" >&2
+       exit 2 ;;
+esac
 
 # ------------------------------------------------------------------ run
-OUT=${OUT:-$ROOT/gpu-out}
-PHASES=${PHASES:-correctness bench}
+# the benchmark's sizes (the goals'), or the dry run's on the CPU
+BENCH_ROWS=${BENCH_ROWS:-full_bf16 cold_start finetune feature_extract infer_b1 infer_b256 full_fp32 host_memory}
+if [ -n "$DRY" ]; then
+    OUT=${OUT:-$ROOT/gpu-out-dry}
+    PHASES=bench
+    DEV=cpu
+    BENCH_DRY_RUN=1
+    BIN=${BIN:-$ROOT/build/onnxtrain}
+    BENCH_INFER=${BENCH_INFER:-$ROOT/build/bench/bench_infer}
+    PYTHON=${PYTHON:-/usr/bin/python3}
+    BENCH_IMAGES=${BENCH_IMAGES:-96}
+    BENCH_BATCH=${BENCH_BATCH:-16}
+    BENCH_SIZE=${BENCH_SIZE:-48}
+    BENCH_EPOCHS=${BENCH_EPOCHS:-2}
+    BENCH_RUNS_B1=${BENCH_RUNS_B1:-1 3}
+    BENCH_RUNS_B256=${BENCH_RUNS_B256:-1 2}
+    BENCH_SECONDS=${BENCH_SECONDS:-120}
+    CHECK_SECONDS=${CHECK_SECONDS:-3600}
+    # the CPU computes bf16 only with AVX-512 (the bf16 rows then run fp32)
+    grep -qw avx512f /proc/cpuinfo || BENCH_HALF=${BENCH_HALF:-fp32}
+    BENCH_DEVICE_NAME=${BENCH_DEVICE_NAME:-the CPU}
+    # one thread each: tiny sizes, and no spinning threads on a loaded machine
+    export OMP_NUM_THREADS=1
+else
+    OUT=${OUT:-$ROOT/gpu-out}
+    PHASES=${PHASES:-correctness bench}
+    DEV=cuda
+    BENCH_DRY_RUN=0
+fi
+BENCH_IMAGES=${BENCH_IMAGES:-10240}
+BENCH_BATCH=${BENCH_BATCH:-128}
+BENCH_SIZE=${BENCH_SIZE:-224}
+BENCH_EPOCHS=${BENCH_EPOCHS:-5}
+BENCH_RUNS_B1=${BENCH_RUNS_B1:-20 200}
+BENCH_RUNS_B256=${BENCH_RUNS_B256:-5 20}
+BENCH_HALF=${BENCH_HALF:-bf16}
 BENCH_SECONDS=${BENCH_SECONDS:-60}
+CHECK_SECONDS=${CHECK_SECONDS:-300}
 mkdir -p "$OUT"
 LOG=$OUT/check.log
 RES=$OUT/results.tsv
 : >"$LOG"
 : >"$RES"
+rm -f "$OUT/check.json" "$OUT/bench.json" "$OUT/bench.md"
 PY=${PYTHON:-python3}
 T0=$(date +%s)
 
@@ -121,7 +198,7 @@ log() { echo "[$(($(date +%s) - T0))s] $*" | tee -a "$LOG"; }
 record() {
     printf '%s\t%s\t%s\n' "$1" "$2" "${3//$'\n'/ }" >>"$RES"
     log "$1: $2${3:+ ($3)}"
-    "$PY" - "$RES" "$OUT/check.json" "$(($(date +%s) - T0))" <<'PYEOF'
+    "$PY" - "$RES" "$OUT/check.json" "$(($(date +%s) - T0))" "$BENCH_DRY_RUN" <<'PYEOF'
 import json, os, sys
 rows = [l.rstrip("\n").split("\t", 2) for l in open(sys.argv[1]) if l.strip()]
 checks = {r[0]: {"status": r[1], "detail": r[2] if len(r) > 2 else ""} for r in rows}
@@ -129,6 +206,10 @@ failed = [k for k, v in checks.items() if v["status"] == "fail"]
 doc = {"seconds": int(sys.argv[3]), "checks": checks, "failed": failed,
        "passed": [k for k, v in checks.items() if v["status"] == "pass"],
        "skipped": [k for k, v in checks.items() if v["status"].startswith("skipped")]}
+bench = os.path.join(os.path.dirname(sys.argv[2]), "bench.json")
+if os.path.exists(bench):  # the benchmark's table (tests/gpu/bench_report.py)
+    doc["bench"] = json.load(open(bench))
+doc["dry_run"] = sys.argv[4] == "1"
 tmp = sys.argv[2] + ".tmp"
 json.dump(doc, open(tmp, "w"), indent=1, sort_keys=True)
 os.replace(tmp, sys.argv[2])
@@ -136,48 +217,58 @@ PYEOF
 }
 
 skip_all() {
+    # shellcheck disable=SC2086  # BENCH_ROWS is a list of words
     for c in kernels node_tests model_tests fused_conv backward_rules train_20 frozen \
              nhwc_matches_nchw \
              train_20_bf16 train_20_fp16 fp16_overflow_skips no_alloc_per_step \
              host_memory_flat loader_not_limiting upload_overlap device_prep sanitizer plan_cache \
-             bench; do
+             $(printf 'bench_%s ' $BENCH_ROWS); do
         record "$c" "skipped: $1" ""
     done
     exit 0
 }
 
-WORK=${TMPDIR:-/tmp}/ot-gpu
-rm -rf "$WORK"
-mkdir -p "$WORK"
-if [ ! -f "$BUNDLE/bundle.tar.xz" ]; then
-    record bundle fail "$BUNDLE/bundle.tar.xz is missing (bash tests/gpu/check.sh pack)"
-    exit 1
+if [ -n "$DRY" ]; then
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/ot-gpu-dry.XXXXXX")
+    trap 'rm -rf "$WORK"' EXIT
+else
+    WORK=${TMPDIR:-/tmp}/ot-gpu
+    rm -rf "$WORK"
+    mkdir -p "$WORK"
 fi
-xz -dc "$BUNDLE/bundle.tar.xz" | tar -C "$WORK" -xf - || {
-    record bundle fail "cannot unpack $BUNDLE/bundle.tar.xz"
-    exit 1
-}
-BIN=$WORK/bin/onnxtrain
-LIBS=$WORK/lib
-for mod in nvidia.cudnn nvidia.cublas nvidia.cu13 nvidia.cuda_runtime; do
-    d=$("$PY" -c "import $mod as m; print(list(m.__path__)[0])" 2>/dev/null) || continue
-    [ -d "$d/lib" ] && LIBS=$LIBS:$d/lib
-done
-for d in "${CUDA_HOME:-/usr/local/cuda}/lib64" /usr/local/cuda/lib64; do
-    [ -d "$d" ] && LIBS=$LIBS:$d
-done
-export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-record bundle pass "$(du -k "$BUNDLE/bundle.tar.xz" | cut -f1) KiB"
+if [ -z "$DRY" ]; then
+    if [ ! -f "$BUNDLE/bundle.tar.xz" ]; then
+        record bundle fail "$BUNDLE/bundle.tar.xz is missing (bash tests/gpu/check.sh pack)"
+        exit 1
+    fi
+    xz -dc "$BUNDLE/bundle.tar.xz" | tar -C "$WORK" -xf - || {
+        record bundle fail "cannot unpack $BUNDLE/bundle.tar.xz"
+        exit 1
+    }
+    BIN=$WORK/bin/onnxtrain
+    BENCH_INFER=$WORK/bin/bench_infer
+    LIBS=$WORK/lib
+    for mod in nvidia.cudnn nvidia.cublas nvidia.cu13 nvidia.cuda_runtime; do
+        d=$("$PY" -c "import $mod as m; print(list(m.__path__)[0])" 2>/dev/null) || continue
+        [ -d "$d/lib" ] && LIBS=$LIBS:$d/lib
+    done
+    for d in "${CUDA_HOME:-/usr/local/cuda}/lib64" /usr/local/cuda/lib64; do
+        [ -d "$d" ] && LIBS=$LIBS:$d
+    done
+    export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    record bundle pass "$(du -k "$BUNDLE/bundle.tar.xz" | cut -f1) KiB"
 
-version=$("$BIN" --version 2>&1)
-echo "$version" >>"$LOG"
-cuda_line=$(grep 'cuda:' <<<"$version")
-case $cuda_line in
-    *"built in, usable"*) record version pass "${cuda_line#*cuda: }" ;;
-    *"not built in"*) record version fail "this build has no CUDA backend"; exit 1 ;;
-    *) record version "skipped: no CUDA device" "${cuda_line#*not usable here: }"
-       skip_all "no CUDA device" ;;
-esac
+    version=$("$BIN" --version 2>&1)
+    echo "$version" >>"$LOG"
+    cuda_line=$(grep 'cuda:' <<<"$version")
+    case $cuda_line in
+        *"built in, usable"*) record version pass "${cuda_line#*cuda: }" ;;
+        *"not built in"*) record version fail "this build has no CUDA backend"; exit 1 ;;
+        *) record version "skipped: no CUDA device" "${cuda_line#*not usable here: }"
+           skip_all "no CUDA device" ;;
+    esac
+    BENCH_DEVICE_NAME=${BENCH_DEVICE_NAME:-$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1)}
+fi
 NODE=$WORK/data/node
 DATA=$WORK/data/tiny_cifar
 FX=$WORK/fixtures
@@ -568,97 +659,137 @@ PYEOF
 fi
 
 # ------------------------------------------------------------ benchmark
+# Every goal of docs/gpu.md, ResNet-18 at BENCH_SIZE against PyTorch on the
+# same device (tests/gpu/torch_bench.py), each a check whose detail holds
+# both figures and their ratio (tests/gpu/bench_report.py; the table in
+# $OUT/bench.md). Runs are ordered by goal, so a run cut short by
+# CHECK_SECONDS loses the reference rows first.
 if [[ " $PHASES " == *" bench "* ]]; then
-    # the same 10,240 images for both: CIFAR-10 binary, upscaled to 224
     B=$WORK/bench
-    mkdir -p "$B/data"
-    "$PY" - "$B/data" <<'PYEOF'
-import sys, numpy as np
-rng = np.random.default_rng(0)
-n = 10240
-labels = rng.integers(0, 10, n, dtype=np.uint8)
-images = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-rec = np.concatenate([labels[:, None], images], axis=1)
-rec.tofile(sys.argv[1] + "/data_batch_1.bin")
-open(sys.argv[1] + "/batches.meta.txt", "w").write("\n".join("c%d" % i for i in range(10)) + "\n")
-PYEOF
-    # PyTorch: whole process and the loop, fp32 and bf16 autocast
-    for prec in fp32 bf16; do
-        s=$(now_ms)
-        out=$(timeout "$BENCH_SECONDS" "$PY" - "$B/data/data_batch_1.bin" "$prec" <<'PYEOF' 2>>"$LOG"
-import sys, time, numpy as np, torch, torch.nn.functional as F, torchvision
-torch.backends.cudnn.benchmark = True
-torch.backends.cuda.matmul.allow_tf32 = False
-torch.backends.cudnn.allow_tf32 = False
-raw = np.fromfile(sys.argv[1], dtype=np.uint8).reshape(-1, 3073)
-y = torch.from_numpy(raw[:, 0].astype(np.int64)).cuda()
-x = torch.from_numpy(raw[:, 1:].reshape(-1, 3, 32, 32)).cuda()
-m = torchvision.models.resnet18(num_classes=10).cuda().to(memory_format=torch.channels_last)
-opt = torch.optim.SGD(m.parameters(), lr=0.01, momentum=0.9)
-mean = torch.tensor([0.485, 0.456, 0.406], device="cuda").view(1, 3, 1, 1)
-std = torch.tensor([0.229, 0.224, 0.225], device="cuda").view(1, 3, 1, 1)
-bs, t0 = 128, None
-for i in range(0, x.shape[0], bs):
-    if i == bs * 3:
-        torch.cuda.synchronize(); t0 = time.time(); seen = 0
-    xb = F.interpolate(x[i:i + bs].float() / 255, size=224, mode="bilinear")
-    xb = ((xb - mean) / std).contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=sys.argv[2] == "bf16"):
-        loss = F.cross_entropy(m(xb), y[i:i + bs])
-    opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
-    if t0 is not None: seen += xb.shape[0]
-torch.cuda.synchronize()
-print("%.1f" % (seen / (time.time() - t0)))
-PYEOF
-)
-        e=$(now_ms)
-        if [ -n "$out" ]; then
-            record "bench_pytorch_full_$prec" pass "$out images/s in the loop, $(secs "$s" "$e") s whole process, batch 128, 10,240 images at 224"
-        else
-            record "bench_pytorch_full_$prec" fail "did not finish in ${BENCH_SECONDS}s"
+    mkdir -p "$B"
+    export BENCH_IMAGES BENCH_BATCH BENCH_SIZE BENCH_EPOCHS BENCH_HALF BENCH_DEVICE_NAME \
+        BENCH_DRY_RUN
+    # timed NAME CMD...: CMD as a whole process, within BENCH_SECONDS and the
+    # time CHECK_SECONDS leaves; $B/NAME.time gets "EXIT MS LIMIT" (or "skip
+    # WHY"), $B/NAME.out and .err its output
+    timed() {
+        local name=$1 left lim s rc
+        shift
+        left=$((CHECK_SECONDS - ($(date +%s) - T0) - 15))
+        lim=$BENCH_SECONDS
+        [ "$left" -lt "$lim" ] && lim=$left
+        if [ "$left" -lt 10 ]; then
+            echo "skip out of time (CHECK_SECONDS=$CHECK_SECONDS)" >"$B/$name.time"
+            return 1
         fi
-    done
-    # onnxtrain: fp32 full training, one epoch of the same images
-    "$PY" - "$B/r18.onnx" <<'PYEOF' 2>>"$LOG"
-import sys, torch, torchvision
-m = torchvision.models.resnet18(num_classes=10).train()
-torch.onnx.export(m, torch.randn(1, 3, 224, 224), sys.argv[1], input_names=["input"],
-                  output_names=["logits"], dynamic_axes={"input": {0: "N"}}, opset_version=13,
-                  training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False, dynamo=False)
-PYEOF
-    for mode in full fine-tune feature-extract; do
+        log "bench: $name"
         s=$(now_ms)
-        timeout "$BENCH_SECONDS" "$BIN" finetune "$B/r18.onnx" --data "$B/data" --classes 10 \
-            --image-size 224 --batch-size 128 --epochs 1 --mode "$mode" --device cuda \
-            --autotune --plan-cache "$B/plans" -o "$B/out_$mode.onnx" >>"$LOG" 2>&1
+        BENCH_LAUNCH_MS=$s timeout -k 5 "$lim" "$@" >"$B/$name.out" 2>"$B/$name.err"
         rc=$?
-        e=$(now_ms)
-        if [ $rc -eq 0 ]; then
-            record "bench_onnxtrain_$mode" pass "fp32, 1 epoch of 10,240 images at 224, batch 128: $(secs "$s" "$e") s whole process"
-        else
-            record "bench_onnxtrain_$mode" fail "exit $rc: $(tail -n 1 "$LOG")"
+        echo "$rc $(($(now_ms) - s)) $lim" >"$B/$name.time"
+        { echo "-- $name: exit $rc"; tail -n 20 "$B/$name.err"; } >>"$LOG"
+        return $rc
+    }
+    # bench_row CHECK: the row from the runs' files, then its record
+    bench_row() {
+        local detail
+        detail=$("$PY" tests/gpu/bench_report.py row "$1" "$B" "$RES" "$OUT" 2>>"$LOG") ||
+            detail=$'fail\tbench_report.py failed'
+        record "$1" "${detail%%$'\t'*}" "${detail#*$'\t'}"
+    }
+    wants() { [[ " $BENCH_ROWS " == *" $1 "* ]]; }
+    # onnxtrain's training: NAME MODE EPOCHS PRECISION [extra...]
+    ot_train() {
+        local name=$1 mode=$2 epochs=$3 prec=$4 lr=1e-4
+        shift 4
+        [ "$mode" = feature-extract ] && lr=1e-3
+        timed "$name" "$BIN" finetune "$B/r18.onnx" --data "$B/data" --classes 10 \
+            --image-size "$BENCH_SIZE" --batch-size "$BENCH_BATCH" --epochs "$epochs" \
+            --mode "$mode" --precision "$prec" --optimizer adam --lr "$lr" --device "$DEV" \
+            --cache-mem 16G --autotune --plan-cache "$B/plans_$name" --log "$B/$name.csv" \
+            -o "$B/$name.onnx" "$@"
+    }
+    # PyTorch's: NAME MODE EPOCHS AUTOCAST
+    pt_train() {
+        timed "$1" "$PY" tests/gpu/torch_bench.py train --data "$B/data/data_batch_1.bin" \
+            --mode "$2" --epochs "$3" --batch-size "$BENCH_BATCH" --size "$BENCH_SIZE" \
+            --autocast "$4" --device "$DEV" -o "$B/$1.pt"
+    }
+    # inference in the loop: NAME BATCH WARMUP RUNS
+    ot_infer() {
+        timed "$1" "$BENCH_INFER" "$B/r18_eval.onnx" --batch "$2" --warmup "$3" --runs "$4" \
+            --device "$DEV" --autotune --plan-cache "$B/plans_$1"
+    }
+    pt_infer() {
+        timed "$1" "$PY" tests/gpu/torch_bench.py infer --batch "$2" --size "$BENCH_SIZE" \
+            --warmup "$3" --runs "$4" --device "$DEV"
+    }
+
+    # the same images for both (CIFAR-10 binary, 32x32, resized to
+    # BENCH_SIZE by each tool on the device), and the model
+    if ! "$PY" tests/gpu/torch_bench.py data "$B/data" --images "$BENCH_IMAGES" >>"$LOG" 2>&1 ||
+        ! "$PY" tests/gpu/torch_bench.py export "$B" --size "$BENCH_SIZE" >>"$LOG" 2>&1; then
+        why="the benchmark's data or model: $(tail -n 1 "$LOG")"
+        for r in $BENCH_ROWS; do
+            [ "$r" = host_memory ] || record "bench_$r" fail "$why"
+        done
+        BENCH_SETUP_FAILED=1
+    else
+        if wants full_bf16; then
+            pt_train pt_full_bf16 full 1 bf16
+            ot_train ot_full_bf16 full 1 "$BENCH_HALF"
+            bench_row bench_full_bf16
         fi
-    done
-    for b in 1 256; do
-        s=$(now_ms)
-        timeout "$BENCH_SECONDS" "$BIN" run "$B/r18.onnx" --random --batch "$b" --device cuda \
-            >/dev/null 2>>"$LOG"
-        rc=$?
-        e=$(now_ms)
-        record "bench_onnxtrain_infer_b$b" "$([ $rc -eq 0 ] && echo pass || echo fail)" \
-            "$(secs "$s" "$e") s whole process (one run, start-up included)"
-    done
-    # cold start: one step of full training with every plan on disk (the
-    # whole process, export to /dev/null included: a bound on the first step)
-    s=$(now_ms)
-    timeout "$BENCH_SECONDS" "$BIN" finetune "$B/r18.onnx" --data "$B/data" --classes 10 \
-        --image-size 224 --batch-size 128 --epochs 1 --max-steps 1 --mode full --device cuda \
-        --plan-cache "$B/plans" -o /dev/null >>"$LOG" 2>&1
-    rc=$?
-    e=$(now_ms)
-    record bench_cold_start "$([ $rc -eq 0 ] && [ $((e - s)) -le 1000 ] && echo pass || echo fail)" \
-        "exit $rc; one full-training step at 224, batch 128, plans from the cache on disk: $(secs "$s" "$e") s whole process (goal: first step within 1 s)"
-    record bench_notes "skipped: not measured" "bf16/fp16 benchmark rows, host memory over 1,000 steps"
+        # one step of full training with every plan on disk (those of the
+        # run above), the whole process (export to /dev/null included)
+        if wants cold_start; then
+            timed ot_cold "$BIN" finetune "$B/r18.onnx" --data "$B/data" --classes 10 \
+                --image-size "$BENCH_SIZE" --batch-size "$BENCH_BATCH" --epochs 1 --max-steps 1 \
+                --mode full --precision "$BENCH_HALF" --optimizer adam --device "$DEV" \
+                --plan-cache "$B/plans_ot_full_bf16" -o /dev/null
+            bench_row bench_cold_start
+        fi
+        if wants finetune; then
+            pt_train pt_ft fine-tune "$BENCH_EPOCHS" off
+            ot_train ot_ft fine-tune "$BENCH_EPOCHS" fp32
+            bench_row bench_finetune
+        fi
+        if wants feature_extract; then
+            pt_train pt_fe feature-extract "$BENCH_EPOCHS" off
+            ot_train ot_fe feature-extract "$BENCH_EPOCHS" fp32
+            bench_row bench_feature_extract
+        fi
+        if wants infer_b1; then
+            read -r w n <<<"$BENCH_RUNS_B1"
+            pt_infer pt_infer_b1 1 "$w" "$n"
+            ot_infer ot_infer_b1 1 "$w" "$n"
+            bench_row bench_infer_b1
+        fi
+        if wants infer_b256; then
+            read -r w n <<<"$BENCH_RUNS_B256"
+            pt_infer pt_infer_b256 256 "$w" "$n"
+            ot_infer ot_infer_b256 256 "$w" "$n"
+            bench_row bench_infer_b256
+        fi
+        if wants full_fp32; then
+            pt_train pt_full_fp32 full 1 off
+            ot_train ot_full_fp32 full 1 fp32
+            bench_row bench_full_fp32
+        fi
+    fi
+    # measured by the correctness phase (host_memory_flat)
+    wants host_memory && bench_row bench_host_memory
 fi
 
+if [ -n "$DRY" ]; then # a run that failed (not a goal missed) fails the dry run
+    [ -n "${BENCH_SETUP_FAILED:-}" ] && exit 1
+    "$PY" - "$OUT/bench.json" <<'PYEOF'
+import json, sys
+rows = json.load(open(sys.argv[1]))
+bad = [r["check"] for r in rows if r["status"] == "fail" and not r["onnxtrain"]]
+print("dry run: %d rows, %s" % (len(rows), "runs failed: " + " ".join(bad) if bad else "every run finished"))
+sys.exit(1 if bad else 0)
+PYEOF
+    exit $?
+fi
 "$PY" -c 'import json,sys; sys.exit(1 if json.load(open(sys.argv[1]))["failed"] else 0)' "$OUT/check.json"
