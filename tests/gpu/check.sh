@@ -9,7 +9,7 @@
 #                                        the shared libraries it needs, the
 #                                        ONNX node tests and the tiny CIFAR set
 #                                        into DIR/bundle.tar.xz (default .gpu,
-#                                        ignored by git; about 13 MB)
+#                                        ignored by git; about 15 MB)
 #   bash tests/gpu/check.sh [run]        there, from the repository root, with
 #                                        DIR in the working tree (carry .gpu)
 #   bash tests/gpu/check.sh --dry-run-bench
