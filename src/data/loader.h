@@ -174,6 +174,16 @@ bool ot_data_resample_plan(int h, int w, const ot_data_transform *t, ot_data_res
    then the vertical pass's (S x kh, S pairs), in PIL's 22-bit fixed point. */
 void ot_data_resample_coefs(const ot_data_resample *r, int32_t *coef);
 
+/* The same for ot_data_prepare_box's box (top, left, bh, bw) of an h x w
+   image resized to S x S (rh = rw = S, top = left = 0 in *r; the box's
+   origin is the caller's): false when the box leaves the image or a size
+   is out of range. ot_data_resample_coefs then writes its tables. */
+bool ot_data_box_resample_plan(int h, int w, int top, int left, int bh, int bw,
+                               const ot_data_transform *t, ot_data_resample *r);
+
+/* The largest n_coef of any box of an h x w image; 0 when out of range. */
+size_t ot_data_box_coef_max(int h, int w, const ot_data_transform *t);
+
 /* A replacement for ot_data_get, for tests that need images that fail to
    read. Called from the worker threads at once; must be thread-safe. */
 typedef ot_status (*ot_data_source_fn)(void *user, int64_t index, ot_image *img, int *label,

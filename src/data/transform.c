@@ -392,6 +392,34 @@ static bool make_box_plan(int h, int w, int top, int left, int bh, int bw, bool 
     return true;
 }
 
+bool ot_data_box_resample_plan(int h, int w, int top, int left, int bh, int bw,
+                               const ot_data_transform *t, ot_data_resample *r)
+{
+    plan p;
+    if (!transform_ok(t, 1) || !make_box_plan(h, w, top, left, bh, bw, false, t, &p))
+        return false;
+    r->S = p.S;
+    r->h = bh;
+    r->w = bw;
+    r->rh = p.S;
+    r->rw = p.S;
+    r->top = 0;
+    r->left = 0;
+    r->kw = p.kw;
+    r->kh = p.kh;
+    r->n_coef = (size_t)p.S * ((size_t)p.kw + 2) + (size_t)p.S * ((size_t)p.kh + 2);
+    return true;
+}
+
+size_t ot_data_box_coef_max(int h, int w, const ot_data_transform *t)
+{
+    plan p;
+    if (!transform_ok(t, 1) || !make_plan(h, w, t, &p))
+        return 0;
+    size_t S = (size_t)p.S;
+    return S * ((size_t)taps(w, p.S) + 2) + S * ((size_t)taps(h, p.S) + 2);
+}
+
 size_t ot_data_box_scratch_bytes(int height, int width, const ot_data_transform *t)
 {
     plan p;

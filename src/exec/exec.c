@@ -213,7 +213,8 @@ static ot_status bind_inputs(ot_exec *x, const ot_exec_input *inputs, int n_inpu
             if (t->dtype != OT_DTYPE_FLOAT || t->ndim != 4 || t->dims[2] != t->dims[3] ||
                 u->c_in < 1 || u->h < 1 || u->w < 1 || !u->host ||
                 (u->c_in != 1 && u->c_in != t->dims[1]) || t->dims[1] > 3 ||
-                (!u->coef && u->n_coef))
+                (!u->coef && u->n_coef) || u->box_ints < 0 ||
+                (u->box_ints && u->box_ints <= OT_EXEC_U8_BOX_HEAD))
                 return ot_err_set(err, OT_ERR_ARG, "input '%s': not a float [n, C, S, S] input "
                                   "of uint8 images of C or 1 planes",
                                   g->values[inputs[pi].value].name);
@@ -763,6 +764,19 @@ ot_status ot_exec_prefetch(ot_exec *x, int i, const ot_tensor *t, ot_err *err)
     return st;
 }
 
+size_t ot_exec_u8_box_offset(const ot_exec_u8 *u, int n)
+{
+    size_t px = (size_t)n * (size_t)u->c_in * (size_t)u->h * (size_t)u->w;
+    return (px + 3) & ~(size_t)3;
+}
+
+size_t ot_exec_u8_bytes(const ot_exec_u8 *u, int n)
+{
+    if (u->box_ints <= 0)
+        return (size_t)n * (size_t)u->c_in * (size_t)u->h * (size_t)u->w;
+    return ot_exec_u8_box_offset(u, n) + (size_t)n * (size_t)u->box_ints * sizeof(int32_t);
+}
+
 ot_status ot_exec_prefetch_u8(ot_exec *x, int i, const uint8_t *images, float *host_out,
                               ot_err *err)
 {
@@ -771,8 +785,7 @@ ot_status ot_exec_prefetch_u8(ot_exec *x, int i, const uint8_t *images, float *h
     const ot_exec_u8 *u = &x->in_u8[i];
     int n = (int)x->in_shapes[i].dims[0];
     if (x->in_mem && x->be->prefetch_u8) {
-        size_t bytes = (size_t)n * (size_t)u->c_in * (size_t)u->h * (size_t)u->w;
-        ot_status st = x->be->prefetch_u8(x, i, images, bytes, err);
+        ot_status st = x->be->prefetch_u8(x, i, images, ot_exec_u8_bytes(u, n), err);
         x->in_ahead[i] = st == OT_OK;
         return st;
     }

@@ -25,7 +25,13 @@ typedef struct ot_exec ot_exec;
    c_in planes of h x w (planar, as ot_image), the input [n, C, S, S]. The
    tables are ot_data_resample_coefs' (top, left, kw, kh from its plan);
    they are copied when compiled. A backend that computes on the host (the
-   CPU) calls `host` instead, which writes the n images' floats to `out`. */
+   CPU) calls `host` instead, which writes the n images' floats to `out`.
+   With box_ints (the training transform, --augment) each image has its own
+   box, flip and tables instead: what is handed in is the n images, then at
+   the next multiple of 4 bytes n records of box_ints int32 (top, left, box
+   height, box width, kw, kh, flip, 0, then ot_data_resample_coefs' tables
+   of ot_data_box_resample_plan), and coef, top, left, kw, kh are unused. */
+#define OT_EXEC_U8_BOX_HEAD 8
 typedef struct ot_exec_u8 {
     int c_in, h, w;
     int top, left, kw, kh;
@@ -34,7 +40,14 @@ typedef struct ot_exec_u8 {
     float mean[3], std[3];
     ot_status (*host)(void *user, const uint8_t *images, int n, float *out, ot_err *err);
     void *user;
+    int box_ints;
 } ot_exec_u8;
+
+/* The bytes handed in for n images: the images, and with box_ints their
+   boxes after them. */
+size_t ot_exec_u8_bytes(const ot_exec_u8 *u, int n);
+/* Where the boxes start in them. */
+size_t ot_exec_u8_box_offset(const ot_exec_u8 *u, int n);
 
 typedef struct ot_exec_input {
     int32_t value;      /* value id of the graph input                        */
@@ -186,6 +199,50 @@ ot_status ot_exec_prefetch(ot_exec *x, int i, const ot_tensor *t, ot_err *err);
    OT_ERR_BACKEND. */
 ot_status ot_exec_prefetch_u8(ot_exec *x, int i, const uint8_t *images, float *host_out,
                               ot_err *err);
+
+/*
+ * Records kept where an executor computes (the frozen-prefix cache of the
+ * training loop on a device): n_records records of n_parts parts, part k
+ * holding one row of part_bytes[k] bytes of an output or input of an
+ * executor (a row: one image's slice of a tensor whose first dim is the
+ * batch), as float32 or, where bf16[k] (float parts only), as bfloat16
+ * (round to nearest even, half the bytes). In the backend's memory
+ * (OT_STORE_DEVICE: a GPU's) or in pinned host memory the device copies
+ * from directly (OT_STORE_PINNED); a backend that computes in host memory
+ * keeps either in host memory. The store belongs to the executor it was
+ * opened on: free it first. Executors of the same device may put and take.
+ */
+typedef enum { OT_STORE_DEVICE = 0, OT_STORE_PINNED } ot_store_place;
+typedef struct ot_exec_store ot_exec_store;
+
+/* Errors: OT_ERR_NOMEM (not that much memory of the kind: the caller may
+   place the records elsewhere), OT_ERR_ARG (no parts, a bfloat16 part of odd
+   row bytes, a size that overflows). */
+ot_status ot_exec_store_open(ot_exec *x, ot_store_place place, const size_t *part_bytes,
+                             const bool *bf16, int n_parts, int64_t n_records,
+                             ot_exec_store **out, ot_err *err);
+/* Rows [0, n) of output out_i of x's last run into part `part` of records
+   idx[0 .. n); done when it returns. Errors: OT_ERR_ARG (the output's rows
+   are not the part's size, or fewer than n; a record out of range),
+   OT_ERR_BACKEND. */
+ot_status ot_exec_store_put(ot_exec_store *s, ot_exec *x, int out_i, int part,
+                            const int64_t *idx, int n, ot_err *err);
+/* Part `part` of records idx[0 .. n) into rows [0, n) of input in_i of x's
+   next run, handed in as ot_exec_prefetch does: the next launch takes them
+   instead of copying its inputs[in_i] (in order after a run in flight, on
+   the device). A backend that reads the caller's memory (the CPU) gets them
+   in host_buf instead (the input's size): pass host_buf as inputs[in_i].data.
+   Errors: as ot_exec_store_put. */
+ot_status ot_exec_store_take(ot_exec_store *s, ot_exec *x, int in_i, int part,
+                             const int64_t *idx, int n, void *host_buf, ot_err *err);
+/* The records' bytes. */
+uint64_t ot_exec_store_bytes(const ot_exec_store *s);
+void ot_exec_store_free(ot_exec_store *s);
+
+/* Free and total bytes of the memory the executor computes in, when that is
+   a device's own (cudaMemGetInfo); false for a backend that computes in host
+   memory. */
+bool ot_exec_mem_info(const ot_exec *x, size_t *free_bytes, size_t *total_bytes);
 
 /* Number of graph outputs and output i: a host tensor, plain row-major,
    owned by the executor, valid until the next run (a backend whose memory the

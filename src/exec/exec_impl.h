@@ -31,6 +31,17 @@ typedef struct ot_loc {
     const void *ptr; /* OT_LOC_CONST */
 } ot_loc;
 
+/* One copy of a record store (ot_exec_store): `bytes` of float32 data (the
+   float side's bytes for a conversion) from src to dst, each in backend
+   memory or in the store's host memory. */
+typedef enum { OT_MOVE_COPY = 0, OT_MOVE_TO_BF16, OT_MOVE_FROM_BF16 } ot_move_conv;
+typedef struct ot_exec_move {
+    void *dst;
+    const void *src;
+    size_t bytes;
+    ot_move_conv conv;
+} ot_exec_move;
+
 typedef struct ot_backend ot_backend;
 
 struct ot_exec {
@@ -148,6 +159,15 @@ struct ot_backend {
        not (OT_ERR_UNSUPPORTED, the reason after "--precision P on DEVICE: ").
        NULL: FP32 only. */
     ot_status (*precision)(ot_precision p, ot_err *err);
+    /* Optional, for record stores (exec_store.c): host memory the device
+       reads and writes directly (pinned), its release, the moves (on the
+       executor's stream in order with its runs; waited for when `wait`;
+       NULL: the backend's memory is the host's, exec_store.c copies), and
+       the device's free and total memory (NULL: host memory). */
+    ot_status (*host_alloc)(ot_exec *x, size_t bytes, void **out, ot_err *err);
+    void (*host_free)(ot_exec *x, void *p);
+    ot_status (*move)(ot_exec *x, const ot_exec_move *m, int n, bool wait, ot_err *err);
+    bool (*mem_info)(const ot_exec *x, size_t *free_bytes, size_t *total_bytes);
     void (*free)(ot_exec *x);
 };
 

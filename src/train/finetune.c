@@ -809,8 +809,9 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
         say(o, OT_FT_MESSAGE, "prefix cache off: %s%s", tr.cache_off_reason,
             o->cache_bf16 ? " (--cache-dtype bf16 had no effect)" : "");
     else if (tr.cache_used)
-        say(o, OT_FT_MESSAGE, "prefix cache: %.1f MB of %s", (double)tr.cache_bytes / 1e6,
-            tr.cache_bf16 ? "bf16 (features rounded in every epoch)" : "f32");
+        say(o, OT_FT_MESSAGE, "prefix cache: %.1f MB of %s%s%s", (double)tr.cache_bytes / 1e6,
+            tr.cache_bf16 ? "bf16 (features rounded in every epoch)" : "f32",
+            tr.cache_where ? " in " : "", tr.cache_where ? tr.cache_where : "");
     if (o->qat)
         OT_TRY(qat_phase(o, &dopts, g, &t, &d, res, err));
     else

@@ -1,6 +1,7 @@
 /*
  * prefix_cache.c: the frozen-prefix cache (see prefix_cache.h). Record i
- * lies at i * rec_total, its cut values one after the other.
+ * lies at i * rec_total, its cut values one after the other, in host
+ * memory or the file; in a store (exec_store.c) when on a device.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -40,9 +41,85 @@ static ot_status place_records(ot_train_cache *c, size_t total, size_t max_rec, 
     return OT_OK;
 }
 
+ot_cache_place ot_train_cache_place(const ot_cache_place_in *in, const char **why)
+{
+    const char *w_;
+    if (!why)
+        why = &w_;
+    uint64_t budget = in->host_budget ? in->host_budget : (2ull << 30);
+    if (!in->device) {
+        *why = "the executors compute in host memory";
+        return OT_CACHE_HOST;
+    }
+    uint64_t margin = in->dev_total / 16;
+    if (margin < OT_CACHE_DEVICE_MARGIN_MIN)
+        margin = OT_CACHE_DEVICE_MARGIN_MIN;
+    /* need + reserve + margin <= free, without overflow */
+    uint64_t room = in->dev_free;
+    bool fits = room >= margin && room - margin >= in->reserve &&
+                room - margin - in->reserve >= in->need;
+    if (fits) {
+        *why = "it fits the device's free memory beside the run's";
+        return OT_CACHE_DEVICE;
+    }
+    if (in->need <= budget) {
+        *why = "the device's free memory is needed by the run";
+        return OT_CACHE_PINNED;
+    }
+    *why = "larger than the device's free memory and the host memory budget";
+    return OT_CACHE_HOST;
+}
+
+/* The records in a store of dev->x where ot_train_cache_place (or
+   dev->force) says; a device store that cannot be had falls back to pinned
+   memory, that to the host (c->store stays NULL). */
+static ot_status place_on_device(ot_train_cache *c, int64_t n_images, size_t total,
+                                 uint64_t budget, const ot_train_cache_dev *dev, ot_err *err)
+{
+    size_t f = 0, t = 0;
+    ot_cache_place_in in = { .need = total, .reserve = dev->reserve, .host_budget = budget };
+    in.device = ot_exec_mem_info(dev->x, &f, &t);
+    in.dev_free = f;
+    in.dev_total = t;
+    c->place = ot_train_cache_place(&in, &c->place_why);
+    if (dev->force && *dev->force) {
+        if (!strcmp(dev->force, "device"))
+            c->place = OT_CACHE_DEVICE;
+        else if (!strcmp(dev->force, "pinned"))
+            c->place = OT_CACHE_PINNED;
+        else if (!strcmp(dev->force, "host"))
+            c->place = OT_CACHE_HOST;
+        else
+            return ot_err_set(err, OT_ERR_ARG,
+                              "ONNXTRAIN_CACHE_PLACE: '%s' is not device, pinned or host",
+                              dev->force);
+        c->place_why = "ONNXTRAIN_CACHE_PLACE";
+    }
+    while (c->place != OT_CACHE_HOST) {
+        ot_err e;
+        ot_err_init(&e);
+        ot_status st = ot_exec_store_open(dev->x,
+                                          c->place == OT_CACHE_DEVICE ? OT_STORE_DEVICE
+                                                                      : OT_STORE_PINNED,
+                                          c->cut_bytes, c->rec_bf16, c->n_cut, n_images,
+                                          &c->store, &e);
+        if (st == OT_OK)
+            return OT_OK;
+        if (st != OT_ERR_NOMEM)
+            return ot_err_set(err, st, "%s", e.msg);
+        c->place = c->place == OT_CACHE_DEVICE && total <= (budget ? budget : (2ull << 30))
+                       ? OT_CACHE_PINNED
+                       : OT_CACHE_HOST;
+        c->place_why = "the memory could not be had";
+        ot_log(OT_LOG_INFO, "prefix cache: %s; in %s instead", e.msg,
+               c->place == OT_CACHE_PINNED ? "pinned host memory" : "host memory or a file");
+    }
+    return OT_OK;
+}
+
 ot_status ot_train_cache_open(ot_train_cache *c, const ot_tensor *cut, int n_cut, int batch,
                               int64_t n_images, bool bf16, uint64_t budget, const char *dir,
-                              ot_err *err)
+                              const ot_train_cache_dev *dev, ot_err *err)
 {
     c->n_cut = n_cut;
     c->cut_bytes = ot_calloc((size_t)n_cut + 1, sizeof *c->cut_bytes);
@@ -69,7 +146,9 @@ ot_status ot_train_cache_open(ot_train_cache *c, const ot_tensor *cut, int n_cut
     if (!c->cached)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     c->bytes = total;
-    ot_status st = place_records(c, total, max_rec, budget, dir, err);
+    ot_status st = dev && dev->x ? place_on_device(c, n_images, total, budget, dev, err) : OT_OK;
+    if (st == OT_OK && !c->store)
+        st = place_records(c, total, max_rec, budget, dir, err);
     if (st != OT_OK)
         return st;
     c->on = true;
@@ -130,8 +209,16 @@ bool ot_train_cache_has(const ot_train_cache *c, const int64_t *idx, int n)
     return all;
 }
 
+const char *ot_train_cache_where(const ot_train_cache *c)
+{
+    return c->store ? (c->place == OT_CACHE_DEVICE ? "device memory" : "pinned host memory")
+           : c->mem ? "host memory"
+                    : "a file";
+}
+
 void ot_train_cache_fini(ot_train_cache *c)
 {
+    ot_exec_store_free(c->store);
     for (int k = 0; c->cut_buf && k < c->n_cut; k++)
         ot_free(c->cut_buf[k]);
     ot_free(c->cut_buf);

@@ -109,13 +109,17 @@ typedef struct trainer {
     bool u8_on;
     ot_exec_u8 u8;
     int32_t *u8_coef;
-    uint8_t *u8_img;     /* a batch of uint8 images                           */
+    uint8_t *u8_img;     /* a batch of uint8 images (with --augment, then
+                            their boxes: ot_exec_u8's box_ints)              */
+    int64_t epoch;       /* the epoch in progress (--augment's boxes)         */
     int u8_h, u8_w, u8_c;
     size_t u8_px;        /* bytes of one                                      */
     int ahead_n;         /* its images (0: none handed in)                    */
     float *ahead_x;      /* the loader's buffer (valid until its next call), or
                             T->xt for an NHWC input                          */
     int64_t *ahead_labels;
+    int64_t prefix_runs; /* the frozen prefix's runs                         */
+    int64_t ahead_count; /* batches handed in ahead                          */
     bool scaling;        /* dynamic loss scaling (loss_scale.h)              */
     ot_loss_scaler scaler;
     float scale;         /* the step's loss scale input                      */
@@ -161,7 +165,7 @@ static ot_status make_runner(trainer *T, runner *r, int n, const ot_exec *share,
     if (tg->prefix) {
         ot_exec_input in = { .value = tg->image, .tensor = img };
         ot_exec_opts po = eo;
-        po.prefetch_input = T->u8_on; /* the images, as uint8 */
+        po.prefetch_input = T->u8_on || T->ahead_on; /* the images (with u8: as uint8) */
         po.prefetch_u8 = T->u8_on ? &T->u8 : NULL;
         OT_TRY(ot_exec_compile(tg->prefix, &in, 1, &po, &r->prefix, err));
         for (int c = 0; c < tg->n_cut; c++)
@@ -215,6 +219,51 @@ static void free_runner(runner *r)
     memset(r, 0, sizeof *r);
 }
 
+/* The prefix's outputs of its last run (images idx) into the cache: on the
+   device through its store, else rounded in place where the records are
+   bfloat16 (the step then reads them so) and written record by record. */
+static ot_status cache_store(trainer *T, runner *r, const int64_t *idx, int n, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_train_cache *cache = &T->cache;
+    for (int c = 0; c < T->tg.n_cut; c++) {
+        if (cache->store) {
+            OT_TRY(ot_exec_store_put(cache->store, r->prefix, c, c, idx, n, err));
+            continue;
+        }
+        char *out = ot_exec_output(r->prefix, c)->data;
+        ot_train_cache_round(cache, c, (float *)(void *)out, n);
+        for (int i = 0; i < n; i++)
+            OT_TRY(ot_train_cache_io(cache, idx[i], c, out + (size_t)i * cache->cut_bytes[c],
+                                     true, err));
+    }
+    for (int i = 0; i < n; i++)
+        cache->cached[idx[i]] = 1;
+done:
+    return st;
+}
+
+/* The records of images idx as the step's cut inputs: on the device handed
+   in by its store (the host's buffers only for a backend that reads them),
+   else read into the buffers. */
+static ot_status cache_load(trainer *T, runner *r, const int64_t *idx, int n, ot_err *err)
+{
+    ot_status st = OT_OK;
+    ot_train_cache *cache = &T->cache;
+    for (int c = 0; c < T->tg.n_cut; c++) {
+        char *buf = (char *)cache->cut_buf[c];
+        if (cache->store)
+            OT_TRY(ot_exec_store_take(cache->store, r->step, c, c, idx, n, buf, err));
+        else
+            for (int i = 0; i < n; i++)
+                OT_TRY(ot_train_cache_io(cache, idx[i], c, buf + (size_t)i * cache->cut_bytes[c],
+                                         false, err));
+        r->cut_in[c].data = buf;
+    }
+done:
+    return st;
+}
+
 /* Replays the first `n_steps` batches of epoch 0 through the prefix and
    stores their outputs in the cache: after a resume, the cache then holds
    the bytes the uninterrupted run computed (same batches, same executors). */
@@ -234,15 +283,8 @@ static ot_status warm_cache(trainer *T, int64_t *perm, int64_t N, int bs, int64_
         ot_tensor img = ot_image_tensor(&T->lay, n, T->C, T->S,
                                         ot_image_batch(&T->lay, T->x, T->xt, n, T->C, T->S));
         OT_TRY(ot_exec_run(r->prefix, &img, 1, err));
-        for (int c = 0; c < T->tg.n_cut; c++) {
-            char *out = ot_exec_output(r->prefix, c)->data;
-            ot_train_cache_round(&T->cache, c, (float *)(void *)out, n);
-            for (int i = 0; i < n; i++)
-                OT_TRY(ot_train_cache_io(&T->cache, idx[i], c,
-                                         out + (size_t)i * T->cache.cut_bytes[c], true, err));
-        }
-        for (int i = 0; i < n; i++)
-            T->cache.cached[idx[i]] = 1;
+        T->prefix_runs++;
+        OT_TRY(cache_store(T, r, idx, n, err));
     }
 done:
     return st;
@@ -325,13 +367,14 @@ static bool ahead_wanted(const ot_train_opts *o)
 
 /* ONNXTRAIN_DEVICE_PREP=0 never, =1 always (on the CPU, the executor calls
    u8_host: the loader's own transform), else on CUDA; only for a data set
-   in memory, one process, no --augment, an NCHW image input. */
+   in memory, one process, an NCHW image input. With --augment each image
+   comes with its box and flip (u8_boxes). */
 static bool u8_wanted(const trainer *T)
 {
     const ot_train_opts *o = T->o;
     int h = 0, w = 0, c = 0;
     ot_data_shape(T->data, &h, &w, &c);
-    if (T->ranks > 1 || o->augment || T->lay.nhwc || h < 1 || w < 1 || (c != 1 && c != 3) ||
+    if (T->ranks > 1 || T->lay.nhwc || h < 1 || w < 1 || (c != 1 && c != 3) ||
         ot_data_out_channels(&o->transform, c) != T->C)
         return false;
     const char *e = getenv("ONNXTRAIN_DEVICE_PREP");
@@ -346,10 +389,18 @@ static ot_status u8_host(void *user, const uint8_t *images, int n, float *out, o
     trainer *T = user;
     ot_status st = OT_OK;
     size_t po = T->x_bytes / sizeof *out;
+    const int32_t *boxes = NULL;
+    if (T->u8.box_ints) /* --augment: each image's box after the images */
+        boxes = (const int32_t *)(const void *)(images + ot_exec_u8_box_offset(&T->u8, n));
     for (int b = 0; b < n; b++) {
         ot_image im = { images + (size_t)b * T->u8_px, T->u8_h, T->u8_w, T->u8_c };
-        OT_TRY(ot_data_prepare(&im, &T->o->transform, out + (size_t)b * po, T->scratch,
-                               T->scratch_bytes, err));
+        const int32_t *q = boxes ? boxes + (size_t)b * (size_t)T->u8.box_ints : NULL;
+        if (q)
+            OT_TRY(ot_data_prepare_box(&im, &T->o->transform, q[0], q[1], q[2], q[3], q[6] != 0,
+                                       out + (size_t)b * po, T->scratch, T->scratch_bytes, err));
+        else
+            OT_TRY(ot_data_prepare(&im, &T->o->transform, out + (size_t)b * po, T->scratch,
+                                   T->scratch_bytes, err));
     }
 done:
     return st;
@@ -367,16 +418,60 @@ static ot_status u8_setup(trainer *T, int lbs, ot_err *err)
     }
     T->u8_px = (size_t)T->u8_c * (size_t)T->u8_h * (size_t)T->u8_w;
     T->u8_coef = ot_malloc((r.n_coef ? r.n_coef : 1) * sizeof *T->u8_coef);
-    T->u8_img = ot_malloc(T->u8_px * (size_t)lbs);
-    if (!T->u8_coef || !T->u8_img)
+    if (!T->u8_coef)
         return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     ot_data_resample_coefs(&r, T->u8_coef);
     T->u8 = (ot_exec_u8){ .c_in = T->u8_c, .h = T->u8_h, .w = T->u8_w, .top = r.top,
                           .left = r.left, .kw = r.kw, .kh = r.kh, .coef = T->u8_coef,
                           .n_coef = r.n_coef, .host = u8_host, .user = T };
+    if (T->o->augment) { /* a box and tables per image, no shared tables */
+        size_t most = ot_data_box_coef_max(T->u8_h, T->u8_w, &T->o->transform);
+        size_t need = ot_data_augment_scratch_bytes(T->u8_h, T->u8_w, &T->o->transform);
+        if (!most || !need || most > (size_t)INT32_MAX - OT_EXEC_U8_BOX_HEAD) {
+            T->u8_on = false;
+            return OT_OK;
+        }
+        T->u8.box_ints = OT_EXEC_U8_BOX_HEAD + (int)most;
+        T->u8.coef = NULL;
+        T->u8.n_coef = 0;
+        if (need > T->scratch_bytes) { /* u8_host's boxes */
+            void *grown = ot_realloc(T->scratch, need);
+            if (!grown)
+                return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+            T->scratch = grown;
+            T->scratch_bytes = need;
+        }
+    }
+    T->u8_img = ot_malloc(ot_exec_u8_bytes(&T->u8, lbs));
+    if (!T->u8_img)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
     for (int c = 0; c < 3; c++) {
         T->u8.mean[c] = T->o->transform.mean[c];
         T->u8.std[c] = T->o->transform.std[c];
+    }
+    return OT_OK;
+}
+
+/* --augment: the box, flip and tables of each of the n images (dataset
+   indices didx) after them in T->u8_img: the loader's draw for (seed,
+   epoch, index) (ot_data_augment_params), so the same crops and flips. */
+static ot_status u8_boxes(trainer *T, const int64_t *didx, int n, ot_err *err)
+{
+    int32_t *boxes = (int32_t *)(void *)(T->u8_img + ot_exec_u8_box_offset(&T->u8, n));
+    for (int b = 0; b < n; b++) {
+        int32_t *q = boxes + (size_t)b * (size_t)T->u8.box_ints;
+        ot_data_crop c;
+        ot_data_resample r;
+        ot_data_augment_params(T->u8_h, T->u8_w, T->o->seed, T->epoch, didx[b], &c);
+        if (!ot_data_box_resample_plan(T->u8_h, T->u8_w, c.top, c.left, c.height, c.width,
+                                       &T->o->transform, &r) ||
+            OT_EXEC_U8_BOX_HEAD + r.n_coef > (size_t)T->u8.box_ints)
+            return ot_err_set(err, OT_ERR_INTERNAL, "image %lld: no resample plan for its crop",
+                              (long long)didx[b]);
+        int32_t head[OT_EXEC_U8_BOX_HEAD] = { c.top, c.left, c.height, c.width,
+                                              r.kw,  r.kh,   c.flip,   0 };
+        memcpy(q, head, sizeof head);
+        ot_data_resample_coefs(&r, q + OT_EXEC_U8_BOX_HEAD);
     }
     return OT_OK;
 }
@@ -398,6 +493,8 @@ static ot_status u8_batch(trainer *T, ot_exec *x, const int64_t *didx, int n, in
         memcpy(T->u8_img + (size_t)b * T->u8_px, im.data, T->u8_px);
         labels[b] = label;
     }
+    if (T->u8.box_ints)
+        OT_TRY(u8_boxes(T, didx, n, err));
     OT_TRY(ot_exec_prefetch_u8(x, 0, T->u8_img, T->x, err));
     if (T->o->profile)
         T->data_wait_s += now_s() - w0;
@@ -429,8 +526,9 @@ static ot_status fetch_ahead(trainer *T, runner *next, const int64_t *didx, int 
 {
     ot_status st = OT_OK;
     float *x = T->x;
+    ot_exec *to = T->tg.prefix ? next->prefix : next->step; /* takes the images */
     if (T->u8_on) {
-        OT_TRY(u8_batch(T, next->step, didx, n, T->ahead_labels, err));
+        OT_TRY(u8_batch(T, to, didx, n, T->ahead_labels, err));
     } else {
         OT_TRY(loader_batch(T, n, &x, T->ahead_labels, err));
         /* an NHWC batch is transposed into T->xt: the step in flight has
@@ -438,10 +536,11 @@ static ot_status fetch_ahead(trainer *T, runner *next, const int64_t *didx, int 
            has its bytes) */
         x = ot_image_batch(&T->lay, x, T->xt, n, T->C, T->S);
         ot_tensor img = ot_image_tensor(&T->lay, n, T->C, T->S, x);
-        OT_TRY(ot_exec_prefetch(next->step, 0, &img, err));
+        OT_TRY(ot_exec_prefetch(to, 0, &img, err));
     }
     T->ahead_x = x;
     T->ahead_n = n;
+    T->ahead_count++;
 done:
     return st;
 }
@@ -467,7 +566,7 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
                                   T->scratch_bytes, err));
         T->xb = T->x;
     } else if (T->ahead_n) { /* handed in ahead by the step before */
-        if (T->ahead_n != n || tg->prefix)
+        if (T->ahead_n != n)
             OT_FAIL(err, OT_ERR_INTERNAL, "a batch of %d images was handed in ahead, the step "
                     "expected %d", T->ahead_n, n);
         T->xb = T->ahead_x; /* as the model takes it (fetch_ahead) */
@@ -486,36 +585,23 @@ static ot_status run_batch(trainer *T, runner *r, const int64_t *idx, const int6
     if (need_image && !laid_out) /* as the model takes it */
         T->xb = ot_image_batch(&T->lay, T->xb, T->xt, n, T->C, T->S);
     if (tg->prefix) {
-        if (all_cached) {
-            for (int c = 0; c < tg->n_cut; c++)
-                for (int i = 0; i < n; i++)
-                    OT_TRY(ot_train_cache_io(cache, idx[i], c,
-                                             (char *)cache->cut_buf[c] + (size_t)i * cache->cut_bytes[c],
-                                             false, err));
-            for (int c = 0; c < tg->n_cut; c++)
-                r->cut_in[c].data = cache->cut_buf[c];
-        } else {
+        if (!all_cached) {
             ot_tensor img = ot_image_tensor(&T->lay, n, T->C, T->S, T->xb);
             OT_TRY(ot_exec_run(r->prefix, &img, 1, err));
-            for (int c = 0; c < tg->n_cut; c++) {
-                r->cut_in[c].data = ot_exec_output(r->prefix, c)->data;
-                if (!cache->on)
-                    continue;
-                ot_train_cache_round(cache, c, r->cut_in[c].data, n);
-                for (int i = 0; i < n; i++)
-                    OT_TRY(ot_train_cache_io(cache, idx[i], c,
-                                             (char *)r->cut_in[c].data + (size_t)i * cache->cut_bytes[c],
-                                             true, err));
-            }
+            T->prefix_runs++;
             if (cache->on)
-                for (int i = 0; i < n; i++)
-                    cache->cached[idx[i]] = 1;
+                OT_TRY(cache_store(T, r, idx, n, err));
         }
+        if (all_cached || cache->store) /* a store: from the records, on the device */
+            OT_TRY(cache_load(T, r, idx, n, err));
+        else
+            for (int c = 0; c < tg->n_cut; c++)
+                r->cut_in[c].data = ot_exec_output(r->prefix, c)->data;
     } else {
         r->cut_in[0].data = T->xb;
     }
     OT_TRY(ot_exec_launch(r->step, r->cut_in, r->n_in, err));
-    if (next && !tg->prefix && T->loader_on)
+    if (next && T->loader_on) /* the next step reads images: a cached epoch does not */
         OT_TRY(fetch_ahead(T, next, next_didx, next_n, err));
     OT_TRY(ot_exec_wait(r->step, err));
     const ot_tensor *lt = ot_exec_output(r->step, 0), *logits = ot_exec_output(r->step, 1);
@@ -827,18 +913,36 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
 
     if (T.u8_on)
         OT_TRY(u8_setup(&T, lbs, err));
+    if (T.u8_on)
+        ot_log(OT_LOG_INFO, "batches: the uint8 images, resized where the model runs%s",
+               T.u8.box_ints ? ", each with its crop and flip" : "");
     OT_TRY(make_runner(&T, &T.full, lbs, NULL, err));
     if (last_n && llast != lbs)
         OT_TRY(make_runner(&T, &T.last, llast, T.full.step, err));
 
-    if (tg->prefix && !o->no_cache && tg->cacheable && o->epochs >= 2 && !o->augment)
+    if (tg->prefix && !o->no_cache && tg->cacheable && o->epochs >= 2 && !o->augment) {
+        /* on a device: what validation's executor will still allocate there
+           (an arena and the model's weights, at most those of the training
+           executors and the graph's initializers) */
+        ot_train_cache_dev cd = { .x = T.full.prefix, .force = getenv("ONNXTRAIN_CACHE_PLACE"),
+                                  .reserve = ot_exec_arena_bytes(T.full.prefix) +
+                                             ot_exec_arena_bytes(T.full.step) };
+        for (int32_t v = 0; v < model->n_values; v++)
+            if (model->values[v].flags & OT_VAL_INIT)
+                cd.reserve += model->values[v].data.bytes;
         OT_TRY(ot_train_cache_open(&T.cache, T.full.cut_in, tg->n_cut, lbs, N, o->cache_bf16,
-                                   o->cache_mem, o->cache_dir, err));
+                                   o->cache_mem, o->cache_dir, &cd, err));
+        if (T.cache.on)
+            ot_log(OT_LOG_INFO, "prefix cache: %llu bytes in %s (%s)",
+                   (unsigned long long)T.cache.bytes, ot_train_cache_where(&T.cache),
+                   T.cache.place_why ? T.cache.place_why : "the host's");
+    }
     res->cache_used = T.cache.on;
     res->precision = ot_exec_precision(T.full.step);
     if (T.cache.on) {
         res->cache_bytes = T.cache.bytes;
         res->cache_bf16 = T.cache.bf16;
+        res->cache_where = T.cache.store ? ot_train_cache_where(&T.cache) : NULL;
     }
     res->cache_off_reason = !tg->prefix       ? "nothing is frozen before the first trained layer"
                             : o->no_cache     ? "--no-cache"
@@ -891,6 +995,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     }
     for (int epoch = ck->epoch; epoch < o->epochs && !stopped; epoch++) {
         ot_data_shuffle(N, o->seed, epoch, perm);
+        T.epoch = epoch;
         double t0 = now_s(), loss_sum = 0;
         int64_t correct = 0, seen = 0, seen_here = 0, s0 = 0;
         if (epoch == ck->epoch) { /* the epoch a checkpoint left in progress */
@@ -1055,6 +1160,13 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         o->profile_report(xs, names, 4, T.data_wait_s, o->user);
     }
     res->steps = total_steps;
+    res->prefix_runs = T.prefix_runs;
+    if (tg->prefix)
+        ot_log(OT_LOG_INFO, "frozen prefix: %lld runs in %lld steps", (long long)T.prefix_runs,
+               (long long)total_steps);
+    if (T.ahead_on)
+        ot_log(OT_LOG_INFO, "batches handed in ahead: %lld (to the %s's executor)",
+               (long long)T.ahead_count, tg->prefix ? "frozen prefix" : "step");
     res->loss_scaling = T.scaling;
     res->skipped_steps = T.scaler.skipped;
     res->loss_scale = T.scaler.scale;
@@ -1066,9 +1178,9 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         res->best_epoch = 0;
 done:
     watch_stop_end(&T);
+    ot_train_cache_fini(&T.cache); /* its store before the executors */
     free_runner(&T.full);
     free_runner(&T.last);
-    ot_train_cache_fini(&T.cache);
     ot_free(T.x);
     ot_free(T.xt);
     ot_data_loader_free(T.loader);

@@ -144,6 +144,10 @@ typedef struct ot_train_result {
                                 resumed run's earlier ones included)            */
     float loss_scale;        /* the scale at the end                            */
     uint64_t cache_bytes;    /* size of the cache (memory or file)              */
+    const char *cache_where; /* where its records were when kept where the
+                                executors compute (a device's memory, pinned
+                                host memory); NULL: the host's memory or file */
+    int64_t prefix_runs;     /* runs of the frozen prefix (a cached epoch has none) */
     const char *cache_off_reason;      /* static text when the cache was off   */
     int n_trainable;
     uint64_t numel_trainable;

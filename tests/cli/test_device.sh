@@ -116,17 +116,102 @@ same_run() {
         [ "$(wc -l <"$T_TMP/$3.csv")" -eq 3 ] && ok "$1: the same model and log" ||
         fail "$1: the same model and log" "$2 and $3 differ"
 }
-for how in full:0:0 full:1:0 full:1:1 fine-tune:0:0 fine-tune:0:1; do
+for how in full:0:0 full:1:0 full:1:1 fine-tune:0:0 fine-tune:0:1 fine-tune:1:0 fine-tune:1:1; do
     IFS=: read -r mode pre prep <<<"$how"
     name=pf_$mode$pre$prep
-    ONNXTRAIN_PREFETCH=$pre ONNXTRAIN_DEVICE_PREP=$prep ot finetune "$BN" "${PF[@]}" \
+    ONNXTRAIN_PREFETCH=$pre ONNXTRAIN_DEVICE_PREP=$prep ot -v finetune "$BN" "${PF[@]}" \
         --mode "$mode" --log "$T_TMP/$name.csv" -o "$T_TMP/$name.onnx"
     [ "$T_RC" -eq 0 ] || fail "finetune $how" "$(describe_run)"
+    # 2 epochs of 3 steps: the second and third batch of each handed in ahead
+    want="batches handed in ahead: 4 (to the step's executor)"
+    [ "$mode" = fine-tune ] && want="batches handed in ahead: 4 (to the frozen prefix's executor)"
+    if [ "$pre" = 1 ] && [[ $T_ERR != *"$want"* ]]; then
+        fail "finetune $how: batches handed in ahead" "$(grep ahead <<<"$T_ERR")"
+    fi
     [ -f "$T_TMP/$name.onnx" ] && SUM[$name]=$(sha256sum <"$T_TMP/$name.onnx")
     rm -f "$T_TMP/$name.onnx"
 done
 same_run "batches handed in ahead" pf_full00 pf_full10
 same_run "uint8 batches handed in ahead" pf_full00 pf_full11
 same_run "uint8 batches behind a frozen prefix" pf_fine-tune00 pf_fine-tune01
+same_run "batches handed in ahead behind a frozen prefix" pf_fine-tune00 pf_fine-tune10
+same_run "uint8 batches handed in ahead behind a frozen prefix" pf_fine-tune00 pf_fine-tune11
+# with --augment the uint8 images come with each image's crop box, flip and
+# tables (the loader's draw for the run's seed, the epoch and the image):
+# the same model and log as the loader's augmented batches
+for how in full:0:0 full:1:1 full:0:1 fine-tune:0:0 fine-tune:1:1; do
+    IFS=: read -r mode pre prep <<<"$how"
+    name=aug_$mode$pre$prep
+    ONNXTRAIN_PREFETCH=$pre ONNXTRAIN_DEVICE_PREP=$prep ot -v finetune "$BN" "${PF[@]}" \
+        --augment --mode "$mode" --log "$T_TMP/$name.csv" -o "$T_TMP/$name.onnx"
+    [ "$T_RC" -eq 0 ] || fail "finetune --augment $how" "$(describe_run)"
+    # the uint8 path with each image's box, or the loader's batches
+    if [ "$prep" = 1 ] && [[ $T_ERR != *"resized where the model runs, each with its crop"* ]] ||
+        [ "$prep" = 0 ] && [[ $T_ERR == *"resized where the model runs"* ]]; then
+        fail "finetune --augment $how: the batches' path" "$(grep batches <<<"$T_ERR")"
+    fi
+    [ -f "$T_TMP/$name.onnx" ] && SUM[$name]=$(sha256sum <"$T_TMP/$name.onnx")
+    rm -f "$T_TMP/$name.onnx"
+done
+same_run "augmented uint8 batches" aug_full00 aug_full01
+same_run "augmented uint8 batches handed in ahead" aug_full00 aug_full11
+same_run "augmented uint8 batches behind a frozen prefix" aug_fine-tune00 aug_fine-tune11
+[ -n "${SUM[aug_full00]}" ] && [ "${SUM[aug_full00]}" != "${SUM[pf_full00]}" ] &&
+    ok "--augment changes the batches" || fail "--augment changes the batches" "same model"
+
+# the frozen prefix's cache kept where the executors compute (a GPU's
+# memory or pinned host memory; ONNXTRAIN_CACHE_PLACE forces that store on
+# the CPU too, in the CPU backend's memory): the same model and log as the
+# host's cache, with f32 and bf16 records, in feature extraction and
+# fine-tune with batches handed in ahead; the second epoch runs no prefix
+# ("-v": "frozen prefix: 3 runs in 6 steps"); a run stopped in epoch 2 and
+# resumed refills the store and ends as the uninterrupted one
+PC=(--data "$DATA" --classes 10 --image-size 32 --per-class 2 --batch-size 8 --threads 2
+    --epochs 2 --workers 2 --deterministic)
+for how in feature-extract::f32 feature-extract:device:f32 feature-extract:pinned:f32 \
+    feature-extract::bf16 feature-extract:device:bf16 fine-tune::f32 fine-tune:device:f32; do
+    IFS=: read -r mode place dt <<<"$how"
+    name=pc_$mode$place$dt
+    ONNXTRAIN_CACHE_PLACE=$place ONNXTRAIN_PREFETCH=1 ot -v finetune "$BN" "${PC[@]}" \
+        --mode "$mode" --cache-dtype "$dt" --log "$T_TMP/$name.csv" -o "$T_TMP/$name.onnx"
+    [ "$T_RC" -eq 0 ] || fail "finetune $how" "$(describe_run)"
+    [ -f "$T_TMP/$name.onnx" ] && SUM[$name]=$(sha256sum <"$T_TMP/$name.onnx")
+    rm -f "$T_TMP/$name.onnx"
+    where="in ${place:-nowhere}"
+    [ "$place" = pinned ] && where="in pinned host memory"
+    [ "$place" = device ] && where="in device memory"
+    if [[ $T_ERR$T_OUT == *"frozen prefix: 3 runs in 6 steps"* ]] &&
+        { [ -z "$place" ] || [[ $T_OUT == *"prefix cache: "*" of $dt"*"$where"* ]]; }; then
+        ok "prefix cache $how: epoch 2 runs no prefix"
+    else
+        fail "prefix cache $how: epoch 2 runs no prefix" \
+            "$(grep -E 'frozen prefix|prefix cache' <<<"$T_ERR$T_OUT")"
+    fi
+done
+same_run "prefix cache in the store (f32)" pc_feature-extractf32 pc_feature-extractdevicef32
+same_run "prefix cache in the store, pinned (f32)" pc_feature-extractf32 \
+    pc_feature-extractpinnedf32
+same_run "prefix cache in the store (bf16)" pc_feature-extractbf16 pc_feature-extractdevicebf16
+same_run "prefix cache in the store (fine-tune)" pc_fine-tunef32 pc_fine-tunedevicef32
+# without the cache the prefix runs at every step
+ot -v finetune "$BN" "${PC[@]}" --mode feature-extract --no-cache -o "$T_TMP/nc.onnx"
+[[ $T_ERR$T_OUT == *"frozen prefix: 6 runs in 6 steps"* ]] && ok "no cache: the prefix runs every step" ||
+    fail "no cache: the prefix runs every step" "$(describe_run)"
+ONNXTRAIN_CACHE_PLACE=gpu ot finetune "$BN" "${PC[@]}" --mode feature-extract -o "$T_TMP/bad.onnx"
+[ "$T_RC" -eq 1 ] && [[ $T_ERR == *"ONNXTRAIN_CACHE_PLACE: 'gpu' is not device, pinned or host"* ]] &&
+    [ ! -e "$T_TMP/bad.onnx" ] && ok "ONNXTRAIN_CACHE_PLACE: unknown placement refused" ||
+    fail "ONNXTRAIN_CACHE_PLACE: unknown placement refused" "$(describe_run)"
+ONNXTRAIN_CACHE_PLACE=device ot finetune "$BN" "${PC[@]}" --mode fine-tune -o "$T_TMP/rs_ref.onnx"
+ONNXTRAIN_CACHE_PLACE=device ot finetune "$BN" "${PC[@]}" --mode fine-tune -o "$T_TMP/rs.onnx" \
+    --checkpoint "$T_TMP/rs.ckpt" --max-steps 4
+ONNXTRAIN_CACHE_PLACE=device ot finetune "$BN" "${PC[@]}" --mode fine-tune -o "$T_TMP/rs.onnx" \
+    --checkpoint "$T_TMP/rs.ckpt" --resume "$T_TMP/rs.ckpt"
+if [ "$T_RC" -eq 0 ] && [[ $T_OUT == *"resumed from"* ]] && [ -f "$T_TMP/rs.onnx" ]; then
+    cmp -s "$T_TMP/rs.onnx" "$T_TMP/rs_ref.onnx" &&
+        ok "prefix cache in the store: resumed = uninterrupted" ||
+        fail "prefix cache in the store: resumed = uninterrupted" "the models differ"
+else
+    fail "prefix cache in the store: resume" "$(describe_run)"
+fi
 
 finish

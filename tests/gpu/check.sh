@@ -70,6 +70,16 @@
 #   device_prep        the same with the uint8 images resized and normalised
 #                      on the device (the default for CIFAR and IDX): the
 #                      same losses as with the CPU loader's batches
+#   device_prep_augment  device_prep with --augment: each image's random crop
+#                      and flip resized on the device, against the CPU
+#                      loader's augmented batches (the same losses)
+#   upload_overlap_finetune  upload_overlap behind a frozen prefix (fine-tune:
+#                      the next batch handed in ahead to the prefix's executor)
+#   prefix_cache_device  feature extraction, 3 epochs: the prefix cache in
+#                      device memory, the prefix run in the first epoch only
+#                      (-v), the trained tensors as without the cache (fp32
+#                      tolerance); the records forced into pinned host memory,
+#                      and bf16 records on the device against the host's
 #   sanitizer          one training step under compute-sanitizer memcheck
 #   plan_cache         --autotune times plans and writes them to --plan-cache
 #                      DIR; a second run takes every plan from there and
@@ -221,8 +231,9 @@ skip_all() {
     for c in kernels node_tests model_tests fused_conv backward_rules train_20 frozen \
              nhwc_matches_nchw \
              train_20_bf16 train_20_fp16 fp16_overflow_skips no_alloc_per_step \
-             host_memory_flat loader_not_limiting upload_overlap device_prep sanitizer plan_cache \
-             $(printf 'bench_%s ' $BENCH_ROWS); do
+             host_memory_flat loader_not_limiting upload_overlap device_prep \
+             device_prep_augment upload_overlap_finetune prefix_cache_device sanitizer \
+             plan_cache $(printf 'bench_%s ' $BENCH_ROWS); do
         record "$c" "skipped: $1" ""
     done
     exit 0
@@ -580,10 +591,11 @@ PYEOF
 
     # batch k+1 uploaded while step k computes: the same losses with and
     # without, and the loop's images/s of each (the log's last line)
-    overlap() { # PREFETCH NAME (the loader's batches: ONNXTRAIN_DEVICE_PREP=0)
+    overlap() { # PREFETCH NAME (the loader's batches: ONNXTRAIN_DEVICE_PREP=0; OVMODE)
         ONNXTRAIN_PREFETCH=$1 ONNXTRAIN_DEVICE_PREP=${PREP:-0} timeout 150 "$BIN" finetune \
             "$R18" --data "$DATA" --classes 10 --image-size 224 --batch-size 32 --epochs 20 \
-            --max-steps 30 --mode full --no-cache --workers 4 --deterministic --device cuda \
+            --max-steps 30 --mode "${OVMODE:-full}" --no-cache --workers 4 --deterministic \
+            --device cuda ${OVAUG:+--augment} \
             --log "$WORK/$2.csv" -o "$WORK/$2.onnx" >>"$LOG" 2>&1
     }
     # same_losses CHECK A B WHAT_A WHAT_B: the two runs' logs, loss by loss
@@ -616,6 +628,82 @@ PYEOF
             "from the CPU loader one at a time"
     else
         record device_prep fail "the training run failed: $(tail -n 1 "$LOG")"
+    fi
+    # --augment: each image's random crop and flip resized on the device
+    # (its box and tables made on the host by the loader's code) against
+    # the CPU loader's augmented batches
+    if OVAUG=1 PREP=1 overlap 1 aug_prep && OVAUG=1 overlap 0 aug_inline; then
+        same_losses device_prep_augment aug_prep aug_inline "augmented on the device" \
+            "augmented by the CPU loader"
+    else
+        record device_prep_augment fail "a training run failed: $(tail -n 1 "$LOG")"
+    fi
+    # the same behind a frozen prefix (fine-tune, no cache: every step runs
+    # the prefix): the next batch handed in ahead to the prefix's executor
+    if OVMODE=fine-tune overlap 1 ahead_ft && OVMODE=fine-tune overlap 0 inline_ft; then
+        same_losses upload_overlap_finetune ahead_ft inline_ft "handed in ahead (fine-tune)" \
+            "one at a time (fine-tune)"
+    else
+        record upload_overlap_finetune fail "a training run failed: $(tail -n 1 "$LOG")"
+    fi
+
+    # the frozen-prefix cache on the device: feature extraction at 32x32, 3
+    # epochs of 10 steps (96 images, batch 10); "-v" says where the records
+    # are ("prefix cache: ... in device memory") and how often the prefix
+    # ran ("frozen prefix: 10 runs in 30 steps": the first epoch only)
+    pcache() { # NAME [extra...]
+        local name=$1
+        shift
+        timeout 120 "$BIN" -v finetune "$R18" --data "$DATA" --classes 10 --image-size 32 \
+            --batch-size 10 --epochs 3 --mode feature-extract --optimizer sgd --lr 0.01 \
+            --deterministic --workers 0 --device cuda --log "$WORK/$name.csv" \
+            -o "$WORK/$name.onnx" "$@" >"$WORK/$name.txt" 2>&1
+    }
+    if pcache pc_dev && pcache pc_off --no-cache &&
+        ONNXTRAIN_CACHE_PLACE=pinned pcache pc_pin && pcache pc_bf_dev --cache-dtype bf16 &&
+        ONNXTRAIN_CACHE_PLACE=host pcache pc_bf_host --cache-dtype bf16; then
+        cat "$WORK"/pc_*.txt >>"$LOG"
+        detail=$("$PY" - "$WORK" <<'PYEOF'
+import csv, re, sys
+import numpy as np, onnx
+from onnx import numpy_helper
+w = sys.argv[1]
+def text(n):
+    return open("%s/%s.txt" % (w, n)).read()
+def runs(n):
+    m = re.search(r"frozen prefix: (\d+) runs in (\d+) steps", text(n))
+    return (int(m.group(1)), int(m.group(2))) if m else (-1, -1)
+def weights(n):
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load("%s/%s.onnx" % (w, n)).graph.initializer}
+def worst(a, b):
+    wa, wb = weights(a), weights(b)
+    return max(float(np.max(np.abs(wa[k] - wb[k])) / (np.max(np.abs(wa[k])) + 1e-12))
+               for k in wa if wa[k].dtype == np.float32 and wa[k].size)
+def losses(n):
+    return np.array([float(r["loss"]) for r in csv.DictReader(open("%s/%s.csv" % (w, n)))])
+bad = []
+if "in device memory" not in text("pc_dev"): bad.append("pc_dev: not in device memory")
+if "in pinned host memory" not in text("pc_pin"): bad.append("pc_pin: not in pinned memory")
+if "in device memory" not in text("pc_bf_dev"): bad.append("pc_bf_dev: not in device memory")
+for n in ("pc_dev", "pc_pin", "pc_bf_dev", "pc_bf_host"):
+    r, s = runs(n)
+    if s != 30 or r != 10: bad.append("%s: the prefix ran %d times in %d steps (10 in 30 expected)" % (n, r, s))
+r, s = runs("pc_off")
+if r != s or s != 30: bad.append("pc_off: the prefix ran %d times in %d steps" % (r, s))
+d = {p: worst(*p) for p in (("pc_dev", "pc_off"), ("pc_pin", "pc_off"), ("pc_bf_dev", "pc_bf_host"))}
+dl = max(float(np.max(np.abs(losses(a) - losses(b)))) for a, b in d)
+for (a, b), v in d.items():
+    if not v <= 1e-4: bad.append("%s against %s: weights differ by %.3g" % (a, b, v))
+if not dl <= 1e-4: bad.append("losses differ by %.3g" % dl)
+print("%s\tthe prefix ran in epoch 1 only (10 runs in 30 steps); worst weight difference against no cache %.3g (device), %.3g (pinned); bf16 records device against host %.3g; losses within %.3g%s" % (
+    "fail" if bad else "pass", d[("pc_dev", "pc_off")], d[("pc_pin", "pc_off")],
+    d[("pc_bf_dev", "pc_bf_host")], dl, "; " + "; ".join(bad) if bad else ""))
+PYEOF
+)
+        record prefix_cache_device "${detail%%$'\t'*}" "${detail#*$'\t'}"
+    else
+        cat "$WORK"/pc_*.txt >>"$LOG" 2>/dev/null
+        record prefix_cache_device fail "a training run failed: $(tail -n 1 "$LOG")"
     fi
 
     # one training step under compute-sanitizer memcheck

@@ -1251,6 +1251,144 @@ static void cases_prepare(void)
     }
 }
 
+/* The training transform on the device (otk_prepare_u8_boxes: --augment's
+   random crop and flip per image) against the CPU loader's augmented output
+   (ot_data_prepare_augmented, the same seed, epoch and index), bit for bit;
+   and boxes given by hand: the whole image, a box of S x S (no resample
+   pass), a box of one side S, each mirrored or not (ot_data_prepare_box). */
+static int box_pass, box_fail;
+static char box_msg[320];
+
+static void box_case(int n, int c_in, int h, int w, int S, ot_data_norm norm, bool to_rgb,
+                     uint64_t seed, const int (*given)[5])
+{
+    ot_data_transform t;
+    ot_err err;
+    char what[96];
+    ot_err_init(&err);
+    ot_data_transform_init(&t, S, norm);
+    t.to_rgb = to_rgb;
+    snprintf(what, sizeof what, "%d x %d x %d -> %d, %s boxes", c_in, h, w, S,
+             given ? "given" : "random");
+    int c_out = ot_data_out_channels(&t, c_in);
+    size_t px = (size_t)c_in * h * w, po = (size_t)c_out * S * S;
+    size_t scratch_bytes = ot_data_augment_scratch_bytes(h, w, &t);
+    int stride = OTK_BOX_HEAD + (int)ot_data_box_coef_max(h, w, &t);
+    uint8_t *img = malloc((size_t)n * px);
+    float *want = malloc((size_t)n * po * sizeof(float));
+    float *got = malloc((size_t)n * po * sizeof(float));
+    void *scratch = malloc(scratch_bytes);
+    int32_t *boxes = calloc((size_t)n * (size_t)stride, sizeof(int32_t));
+    void *d_img = NULL, *d_box = NULL, *d_tmp = NULL, *d_out = NULL;
+    if (!img || !want || !got || !scratch || !boxes || stride == OTK_BOX_HEAD) {
+        snprintf(box_msg, sizeof box_msg, "%s: no plan", what);
+        box_fail++;
+        goto done;
+    }
+    for (size_t i = 0; i < (size_t)n * px; i++)
+        img[i] = (uint8_t)(urand() * 256);
+    for (int b = 0; b < n; b++) {
+        ot_image im = { img + (size_t)b * px, h, w, c_in };
+        ot_data_crop c;
+        ot_data_resample r;
+        ot_status st;
+        if (given) {
+            c = (ot_data_crop){ .top = given[b][0], .left = given[b][1], .height = given[b][2],
+                                .width = given[b][3], .flip = given[b][4] != 0 };
+            st = ot_data_prepare_box(&im, &t, c.top, c.left, c.height, c.width, c.flip,
+                                     want + (size_t)b * po, scratch, scratch_bytes, &err);
+        } else {
+            ot_data_augment_params(h, w, seed, 3, 100 + b, &c);
+            st = ot_data_prepare_augmented(&im, &t, seed, 3, 100 + b, want + (size_t)b * po,
+                                           scratch, scratch_bytes, &err);
+        }
+        int32_t *bx = boxes + (size_t)b * (size_t)stride;
+        if (st != OT_OK ||
+            !ot_data_box_resample_plan(h, w, c.top, c.left, c.height, c.width, &t, &r) ||
+            OTK_BOX_HEAD + (int)r.n_coef > stride) {
+            snprintf(box_msg, sizeof box_msg, "%s: image %d: CPU: %.100s", what, b,
+                     st != OT_OK ? err.msg : "no box plan");
+            box_fail++;
+            goto done;
+        }
+        int32_t head[OTK_BOX_HEAD] = { c.top, c.left, c.height, c.width, r.kw, r.kh, c.flip, 0 };
+        memcpy(bx, head, sizeof head);
+        ot_data_resample_coefs(&r, bx + OTK_BOX_HEAD);
+    }
+    otk_prep q = { .n = n, .c_in = c_in, .c_out = c_out, .h = h, .w = w, .S = S,
+                   .box_stride = stride };
+    for (int c = 0; c < 3; c++) {
+        q.mean[c] = t.mean[c];
+        q.std[c] = t.std[c];
+    }
+    d_img = dev_alloc((size_t)n * px);
+    d_box = dev_alloc((size_t)n * (size_t)stride * sizeof(int32_t));
+    d_tmp = dev_alloc((size_t)n * c_in * h * S);
+    d_out = dev_alloc((size_t)n * po * sizeof(float));
+    if (!d_img || !d_box || !d_tmp || !d_out) {
+        snprintf(box_msg, sizeof box_msg, "%s: device memory", what);
+        box_fail++;
+        goto done;
+    }
+    cudaMemcpy(d_img, img, (size_t)n * px, cudaMemcpyHostToDevice);
+    cudaMemcpy(d_box, boxes, (size_t)n * (size_t)stride * sizeof(int32_t),
+               cudaMemcpyHostToDevice);
+    int e = otk_prepare_u8_boxes(ctx.stream, &q, d_img, d_box, d_tmp, d_out);
+    if (e == 0)
+        e = (int)cudaStreamSynchronize(ctx.stream);
+    if (e == 0)
+        e = (int)cudaMemcpy(got, d_out, (size_t)n * po * sizeof(float), cudaMemcpyDeviceToHost);
+    size_t bad = (size_t)-1;
+    for (size_t i = 0; e == 0 && bad == (size_t)-1 && i < (size_t)n * po; i++)
+        if (memcmp(&got[i], &want[i], sizeof *got) != 0)
+            bad = i;
+    if (e == 0 && bad == (size_t)-1) {
+        box_pass++;
+        if (verbose)
+            printf("  pass prepare %s\n", what);
+    } else {
+        box_fail++;
+        if (!box_msg[0] && e)
+            snprintf(box_msg, sizeof box_msg, "%s: launch error %d", what, e);
+        else if (!box_msg[0])
+            snprintf(box_msg, sizeof box_msg, "%s: element %zu (image %zu): got %.9g, want %.9g",
+                     what, bad, bad / po, (double)got[bad], (double)want[bad]);
+    }
+done:
+    cudaFree(d_img);
+    cudaFree(d_box);
+    cudaFree(d_tmp);
+    cudaFree(d_out);
+    free(boxes);
+    free(img);
+    free(want);
+    free(got);
+    free(scratch);
+}
+
+static void cases_prepare_boxes(void)
+{
+    static const int whole[4][5] = { { 0, 0, 32, 32, 0 }, { 0, 0, 32, 32, 1 },
+                                     { 4, 2, 24, 24, 1 }, { 3, 5, 24, 17, 0 } };
+    static const int sides[3][5] = { { 0, 0, 28, 10, 1 }, { 10, 0, 13, 28, 0 },
+                                     { 0, 7, 28, 20, 0 } };
+    box_case(6, 3, 32, 32, 64, OT_DATA_NORM_IMAGENET, true, 1, NULL); /* CIFAR, enlarged  */
+    box_case(6, 3, 32, 32, 24, OT_DATA_NORM_HALF, true, 2, NULL);     /* CIFAR, shrunk    */
+    box_case(4, 1, 28, 28, 32, OT_DATA_NORM_IMAGENET, true, 3, NULL); /* IDX to RGB       */
+    box_case(4, 1, 28, 28, 20, OT_DATA_NORM_NONE, false, 4, NULL);    /* IDX stays gray   */
+    box_case(4, 3, 17, 50, 40, OT_DATA_NORM_IMAGENET, true, 5, NULL); /* odd sizes        */
+    box_case(4, 3, 32, 32, 24, OT_DATA_NORM_IMAGENET, true, 0, whole); /* S x S boxes too */
+    box_case(3, 1, 28, 28, 28, OT_DATA_NORM_HALF, true, 0, sides);    /* one side S       */
+    if (box_fail) {
+        printf("FAIL prepare_u8_boxes (augmented loader transform): %d of %d cases; first: %s\n",
+               box_fail, box_fail + box_pass, box_msg);
+        n_fail++;
+    } else {
+        printf("pass prepare_u8_boxes (augmented loader transform, %d cases)\n", box_pass);
+        n_pass++;
+    }
+}
+
 /* The inputs' pinned staging (cuda_stage.c) on an executor of two inputs:
    a copy into an input buffer, whole or at an offset, goes through the
    input's own pinned region and arrives once the compute stream has waited
@@ -1871,8 +2009,10 @@ done:
 /* uint8 images handed in ahead (an input with x->in_u8): the next run's
    fence resizes and normalises them into the input buffer, equal to the CPU
    loader's output (ot_data_prepare) bit for bit; float bytes for that input
-   are refused. Two 3 x 20 x 24 images to 16 x 16. */
-static void cases_prefetch_u8(void)
+   are refused. Two 3 x 20 x 24 images to 16 x 16. With boxes (--augment):
+   each image's box record after the images, equal to the CPU loader's
+   augmented output (ot_data_prepare_augmented). */
+static void prefetch_u8_run(bool boxes)
 {
     enum { N = 2, C = 3, H = 20, W = 24, S = 16 };
     static const ot_backend be = { .name = "stage", .mem_alloc = stage_mem_alloc,
@@ -1893,13 +2033,15 @@ static void cases_prefetch_u8(void)
     bool init = false;
     int32_t *coef = NULL;
     void *scratch = NULL;
+    uint8_t *in = NULL; /* the images, then with boxes their records */
     memset(&x, 0, sizeof x);
     memset(&shape, 0, sizeof shape);
     ot_err_init(&err);
     ot_data_transform_init(&t, S, OT_DATA_NORM_IMAGENET);
     for (size_t i = 0; i < sizeof img; i++)
         img[i] = (uint8_t)(urand() * 256);
-    size_t sb = ot_data_prepare_scratch_bytes(H, W, &t);
+    size_t sb = boxes ? ot_data_augment_scratch_bytes(H, W, &t)
+                      : ot_data_prepare_scratch_bytes(H, W, &t);
     scratch = malloc(sb ? sb : 1);
     if (!mem || !scratch || !ot_data_resample_plan(H, W, &t, &r) ||
         !(coef = malloc(r.n_coef * sizeof *coef))) {
@@ -1907,15 +2049,43 @@ static void cases_prefetch_u8(void)
         goto done;
     }
     ot_data_resample_coefs(&r, coef);
+    u8s = (ot_exec_u8){ .c_in = C, .h = H, .w = W, .top = r.top, .left = r.left, .kw = r.kw,
+                        .kh = r.kh, .coef = coef, .n_coef = r.n_coef };
+    if (boxes) {
+        u8s.box_ints = OT_EXEC_U8_BOX_HEAD + (int)ot_data_box_coef_max(H, W, &t);
+        u8s.coef = NULL;
+        u8s.n_coef = 0;
+    }
+    if (!(in = calloc(1, ot_exec_u8_bytes(&u8s, N)))) {
+        bad = "set-up";
+        goto done;
+    }
+    memcpy(in, img, sizeof img);
     for (int b = 0; b < N; b++) {
         ot_image im = { img + b * px, H, W, C };
-        if (ot_data_prepare(&im, &t, want + b * po, scratch, sb, &err) != OT_OK) {
+        ot_status s1 = boxes ? ot_data_prepare_augmented(&im, &t, 7, 2, b, want + b * po,
+                                                         scratch, sb, &err)
+                             : ot_data_prepare(&im, &t, want + b * po, scratch, sb, &err);
+        if (s1 != OT_OK) {
             bad = "the CPU loader";
             goto done;
         }
+        if (boxes) {
+            int32_t *q = (int32_t *)(void *)(in + ot_exec_u8_box_offset(&u8s, N)) +
+                         (size_t)b * (size_t)u8s.box_ints;
+            ot_data_crop c;
+            ot_data_resample rb;
+            ot_data_augment_params(H, W, 7, 2, b, &c);
+            if (!ot_data_box_resample_plan(H, W, c.top, c.left, c.height, c.width, &t, &rb)) {
+                bad = "no box plan";
+                goto done;
+            }
+            int32_t head[OT_EXEC_U8_BOX_HEAD] = { c.top, c.left, c.height, c.width,
+                                                  rb.kw, rb.kh,  c.flip,   0 };
+            memcpy(q, head, sizeof head);
+            ot_data_resample_coefs(&rb, q + OT_EXEC_U8_BOX_HEAD);
+        }
     }
-    u8s = (ot_exec_u8){ .c_in = C, .h = H, .w = W, .top = r.top, .left = r.left, .kw = r.kw,
-                        .kh = r.kh, .coef = coef, .n_coef = r.n_coef };
     for (int c = 0; c < 3; c++) {
         u8s.mean[c] = t.mean[c];
         u8s.std[c] = t.std[c];
@@ -1939,7 +2109,8 @@ static void cases_prefetch_u8(void)
         bad = "float bytes for an input of uint8 images are taken";
         goto done;
     }
-    if (ot_cuda_stage_prefetch(&st, &x, 0, img, sizeof img, true, &err) != OT_OK ||
+    if (ot_cuda_stage_prefetch(&st, &x, 0, in, ot_exec_u8_bytes(&u8s, N), true, &err) !=
+            OT_OK ||
         ot_cuda_stage_fence(&st, &x, ctx.stream, &err) != OT_OK ||
         cudaStreamSynchronize(ctx.stream) != cudaSuccess ||
         cudaMemcpy(got, mem, sizeof got, cudaMemcpyDeviceToHost) != cudaSuccess) {
@@ -1954,16 +2125,24 @@ done:
     if (init)
         ot_cuda_stage_free(&st, &x);
     if (bad) {
-        printf("FAIL uint8 images handed in ahead (cuda_stage.c): %s%s%s\n", bad,
-               err.msg[0] ? ": " : "", err.msg);
+        printf("FAIL uint8 images handed in ahead (cuda_stage.c%s): %s%s%s\n",
+               boxes ? ", with boxes" : "", bad, err.msg[0] ? ": " : "", err.msg);
         n_fail++;
     } else {
-        printf("pass uint8 images handed in ahead (cuda_stage.c)\n");
+        printf("pass uint8 images handed in ahead (cuda_stage.c%s)\n",
+               boxes ? ", with boxes" : "");
         n_pass++;
     }
+    free(in);
     free(coef);
     free(scratch);
     cudaFree(mem);
+}
+
+static void cases_prefetch_u8(void)
+{
+    prefetch_u8_run(false);
+    prefetch_u8_run(true);
 }
 
 int main(int argc, char **argv)
@@ -2010,6 +2189,7 @@ int main(int argc, char **argv)
     cases_index();
     cases_einsum();
     cases_prepare();
+    cases_prepare_boxes();
     cases_stage();
     cases_prefetch();
     cases_prefetch_u8();

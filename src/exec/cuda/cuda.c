@@ -1305,6 +1305,60 @@ done:
     return st;
 }
 
+/* Record stores (src/exec/exec_store.c: the frozen-prefix cache): pinned
+   host memory that copies and kernels reach directly (mapped), the moves as
+   copies and conversions on the executor's stream, and the device's free
+   memory. */
+static ot_status cuda_host_alloc(ot_exec *x, size_t bytes, void **out, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cuda_state *cs = state(x);
+    *out = NULL;
+    CU(cudaSetDevice(cs->dev->index), "selecting the device");
+    if (cudaHostAlloc(out, bytes, cudaHostAllocPortable | cudaHostAllocMapped) != cudaSuccess) {
+        *out = NULL;
+        (void)cudaGetLastError();
+        return ot_err_set(err, OT_ERR_NOMEM, "out of pinned host memory for %zu bytes", bytes);
+    }
+done:
+    return st;
+}
+
+static void cuda_host_free(ot_exec *x, void *p)
+{
+    (void)x;
+    if (p)
+        cudaFreeHost(p);
+}
+
+static ot_status cuda_move(ot_exec *x, const ot_exec_move *m, int n, bool wait, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cuda_state *cs = state(x);
+    CU(cudaSetDevice(cs->dev->index), "selecting the device");
+    for (int i = 0; i < n; i++) {
+        if (m[i].conv == OT_MOVE_COPY)
+            CU(cudaMemcpyAsync(m[i].dst, m[i].src, m[i].bytes, cudaMemcpyDefault, cs->stream),
+               "copying a cached record");
+        else
+            CU((cudaError_t)otk_cast_half(cs->stream, m[i].src, m[i].dst,
+                                          (int64_t)(m[i].bytes / sizeof(float)),
+                                          m[i].conv == OT_MOVE_TO_BF16, 1),
+               "converting a cached record");
+    }
+    if (wait)
+        CU(cudaStreamSynchronize(cs->stream), "copying cached records");
+done:
+    return st;
+}
+
+static bool cuda_mem_info(const ot_exec *x, size_t *free_bytes, size_t *total_bytes)
+{
+    const cuda_state *cs = state(x);
+    return cudaSetDevice(cs->dev->index) == cudaSuccess &&
+           cudaMemGetInfo(free_bytes, total_bytes) == cudaSuccess;
+}
+
 /* Constant folding, and the fusion rules' groups for the convolutions'
    cuDNN epilogues (fused_conv_node; ONNXTRAIN_CUDNN_FUSION=0: none); no BN
    folding. */
@@ -1344,5 +1398,9 @@ const ot_backend ot_backend_cuda = {
     .prefetch = cuda_prefetch,
     .prefetch_u8 = cuda_prefetch_u8,
     .step_profile = cuda_step_profile,
+    .host_alloc = cuda_host_alloc,
+    .host_free = cuda_host_free,
+    .move = cuda_move,
+    .mem_info = cuda_mem_info,
     .free = cuda_free,
 };

@@ -26,13 +26,15 @@ uint64_t ot_cuda_host_alloc_count(void)
 
 #define STAGE_ALIGN ((size_t)256)
 
-/* The bytes of input i's uint8 images (0: not such an input). */
+_Static_assert(OT_EXEC_U8_BOX_HEAD == OTK_BOX_HEAD, "one box record layout");
+
+/* The bytes of input i's uint8 images, with their boxes (0: not such an
+   input). */
 static size_t u8_bytes(const ot_exec *x, int i)
 {
     if (!x->in_u8 || !x->in_u8[i].c_in)
         return 0;
-    const ot_exec_u8 *u = &x->in_u8[i];
-    return (size_t)x->in_shapes[i].dims[0] * (size_t)u->c_in * (size_t)u->h * (size_t)u->w;
+    return ot_exec_u8_bytes(&x->in_u8[i], (int)x->in_shapes[i].dims[0]);
 }
 
 /* Input i's transform: its slot, row buffer and tables (device), the
@@ -44,7 +46,7 @@ static ot_status u8_slot(ot_cuda_stage *s, ot_exec *x, int i, ot_err *err)
     otk_prep *q = &s->prep[i];
     *q = (otk_prep){ .n = (int)t->dims[0], .c_in = u->c_in, .c_out = (int)t->dims[1], .h = u->h,
                      .w = u->w, .S = (int)t->dims[3], .top = u->top, .left = u->left,
-                     .kw = u->kw, .kh = u->kh };
+                     .kw = u->kw, .kh = u->kh, .box_stride = u->box_ints };
     for (int c = 0; c < 3; c++) {
         q->mean[c] = u->mean[c];
         q->std[c] = u->std[c];
@@ -183,8 +185,16 @@ ot_status ot_cuda_stage_fence(ot_cuda_stage *s, const ot_exec *x, cudaStream_t c
     bool took = false;
     for (int i = 0; s->ready && i < s->n_in; i++)
         if (s->ready[i] && s->prep[i].n) {
-            if (otk_prepare_u8(compute, &s->prep[i], s->slot[i], s->u8_coef[i], s->u8_tmp[i],
-                               x->in_mem[i]) != 0)
+            const otk_prep *q = &s->prep[i];
+            const uint8_t *img = s->slot[i];
+            int e = q->box_stride
+                        ? otk_prepare_u8_boxes(compute, q, img,
+                                               (const int32_t *)(const void *)(
+                                                   img + ot_exec_u8_box_offset(&x->in_u8[i], q->n)),
+                                               s->u8_tmp[i], x->in_mem[i])
+                        : otk_prepare_u8(compute, q, img, s->u8_coef[i], s->u8_tmp[i],
+                                         x->in_mem[i]);
+            if (e != 0)
                 return ot_err_set(err, OT_ERR_BACKEND, "CUDA: resizing the images: %s",
                                   cudaGetErrorString(cudaGetLastError()));
             s->ready[i] = false;

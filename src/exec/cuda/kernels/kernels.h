@@ -281,9 +281,20 @@ int otk_einsum_f32(void *stream, const otk_einsum *e, float *y);
 typedef struct otk_prep {
     int n, c_in, c_out, h, w, S, top, left, kw, kh, flip;
     float mean[3], std[3];
+    int box_stride; /* otk_prepare_u8_boxes: int32 per image in `boxes`   */
 } otk_prep;
 int otk_prepare_u8(void *stream, const otk_prep *q, const uint8_t *img, const int32_t *coef,
                    uint8_t *tmp, float *out);
+/* The training transform (--augment: src/data/augment.c) with a box per
+   image: image b resized from its box to S x S and mirrored as `boxes`
+   says, b * q->box_stride int32 from its start: OTK_BOX_HEAD values (top,
+   left, box height, box width, kw, kh, flip, 0), then the tables of
+   ot_data_resample_coefs for the box (ot_data_box_resample_plan: kx, bx,
+   ky, by; kw or kh 0 where the box's side is S already). q's top, left, kw,
+   kh and flip are not read; tmp as otk_prepare_u8's. */
+#define OTK_BOX_HEAD 8
+int otk_prepare_u8_boxes(void *stream, const otk_prep *q, const uint8_t *img,
+                         const int32_t *boxes, uint8_t *tmp, float *out);
 
 /* layout.cu: x [N, C, S] to y [N, S, C] (to_nhwc), or back; es: element
    size in bytes */
