@@ -91,8 +91,11 @@ CUDA_CU_SRC := $(sort $(wildcard src/exec/cuda/*.cu src/exec/cuda/*/*.cu))
 # Without the kernels' table (ot_cuda_kernel), the backend refuses every node
 # that needs one of its own kernels.
 CUDA_TABLE  := $(shell grep -l -E '^ot_cuda_fn[[:space:]]+ot_cuda_kernel.const ot_node' $(CUDA_C_SRC) $(CUDA_CU_SRC) /dev/null 2>/dev/null)
+# NCCL (src/dist/nccl*.c): with the CUDA backend, where the toolkit has
+# nccl.h; libnccl.so.2 itself is opened at run time (docs/distributed.md)
+NCCL := $(if $(and $(filter 1,$(CUDA)),$(wildcard $(CUDA_HOME)/include/nccl.h)),1,0)
 ifeq ($(CUDA),1)
-LIB_SRC  += $(CUDA_C_SRC)
+LIB_SRC  += $(CUDA_C_SRC) $(if $(filter 1,$(NCCL)),$(sort $(wildcard src/dist/nccl*.c)))
 CUDA_OBJ := $(CUDA_CU_SRC:%.cu=$(BUILD)/obj/%.cu.o)
 CUDA_CPPFLAGS := -isystem $(CUDA_HOME)/include -DCUDNN_WARN_DEPRECATED \
                  $(if $(CUDA_TABLE),,-DOT_CUDA_NO_KERNELS=1)
@@ -153,6 +156,13 @@ $(BUILD)/obj/%.o: %.c | $(GEN_HDR)
 $(BUILD)/obj/src/exec/cuda/%.o: src/exec/cuda/%.c $(CUDA_FLAG) | $(GEN_HDR)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CUDA_CPPFLAGS) $(CFLAGS) -Werror -c $< -o $@
+
+NCCL_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard src/dist/nccl*.c))
+$(NCCL_OBJ): $(BUILD)/obj/%.o: %.c $(CUDA_FLAG) | $(GEN_HDR)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CUDA_CPPFLAGS) $(CFLAGS) -Werror -c $< -o $@
+$(BUILD)/obj/src/dist/dist.o: $(CUDA_FLAG)
+$(BUILD)/obj/src/dist/dist.o: CPPFLAGS += -DOT_NCCL=$(NCCL)
 
 $(BUILD)/obj/%.cu.o: %.cu | $(GEN_HDR)
 	@mkdir -p $(dir $@)

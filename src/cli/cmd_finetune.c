@@ -99,6 +99,13 @@ static const ot_cli_choice distributed_choices[] = {
     { "off", OT_DIST_OFF, false },
     { NULL, 0, false },
 };
+/* finetune's: also nccl (NCCL's communicator, also as one rank) */
+static const ot_cli_choice ft_distributed_choices[] = {
+    { "auto", OT_DIST_AUTO, false },
+    { "off", OT_DIST_OFF, false },
+    { "nccl", OT_DIST_NCCL, false },
+    { NULL, 0, false },
+};
 
 static const ot_cli_choice keep_choices[] = {
     { "best", 1, false },
@@ -256,10 +263,11 @@ static const ot_cli_opt finetune_opts[FT_N_OPTS + 1] = {
                                          "4G)"),
     [FT_MAX_FILES] = OT_CLI_INT_OPT(finetune_args, ft.max_files, "max-files", 0, "N", 1, INT64_MAX,
                                     "entries an image folder's walk may visit (default 5000000)"),
-    [FT_DISTRIBUTED] = OT_CLI_ENUM_OPT(finetune_args, distributed, "distributed", 0, "auto|off",
-                                       distributed_choices,
-                                       "under mpirun/srun run as its ranks (auto, default), or "
-                                       "as one process (off)"),
+    [FT_DISTRIBUTED] = OT_CLI_ENUM_OPT(finetune_args, distributed, "distributed", 0,
+                                       "auto|off|nccl", ft_distributed_choices,
+                                       "under mpirun/srun run as its ranks (auto, default; NCCL "
+                                       "with --device cuda), as one process (off), or on NCCL "
+                                       "also as one rank without a launcher (nccl)"),
     [FT_BUCKET_MB] = OT_CLI_REAL_OPT(finetune_args, ft.bucket_mb, "bucket-mb", 0, "MB", 0.001,
                                      1e6, "gradients all-reduced per message (default "
                                      OT_DIST_STR(OT_DIST_BUCKET_MB) ")"),
@@ -915,28 +923,50 @@ static int start_ranks(const finetune_args *fa, ot_finetune_opts *o, progress_ct
     return OT_EXIT_OK;
 }
 
-/* Several ranks on CUDA devices need NCCL, which this build does not have:
-   refused before any device is opened, in one line from rank 0 (the other
-   ranks, which decide the same, exit quietly). */
-static int cuda_ranks(const finetune_args *fa, const char *name)
+/* NCCL's communicator (src/dist/nccl.c) over the MPI one: with --device
+   cuda under a launcher (--distributed auto), or --distributed nccl (also
+   one rank alone). --device cuda gives each rank its local rank's GPU,
+   cuda:N GPU N. Test-only: ONNXTRAIN_NCCL_HOST=1 runs it on the host's
+   stand-in queue with --device cpu (the CPU executor's buffers as "device"
+   buffers; =device:N puts every rank on stand-in device N). A failure ends
+   every rank, in one line from the ranks that know why. */
+static int start_nccl(const finetune_args *fa, ot_finetune_opts *o)
 {
+    static char device_name[32];
     ot_device want;
     ot_err err;
     ot_err_init(&err);
-    if (fa->distributed != OT_DIST_AUTO || ot_dist_detect(NULL) < 2 ||
-        (ot_device_parse(name, &want, &err) != OT_OK && err.code != OT_ERR_UNSUPPORTED) ||
-        want.kind != OT_DEVICE_CUDA)
+    if (ot_device_parse(o->device, &want, &err) != OT_OK)
+        want.kind = OT_DEVICE_CUDA; /* refused already, or cuda where it is not usable */
+    const char *host = getenv("ONNXTRAIN_NCCL_HOST");
+    bool on_host = host && *host && strcmp(host, "0") != 0;
+    ot_comm *c = ot_dist_current();
+    bool cuda = want.kind == OT_DEVICE_CUDA;
+    if (fa->distributed == OT_DIST_OFF ||
+        (fa->distributed == OT_DIST_AUTO && !(cuda && c && c->size > 1)))
         return OT_EXIT_OK;
-    if (ot_dist_init(OT_DIST_AUTO, fa->rank_timeout, &err) != OT_OK)
-        return ot_cli_error("%s", err.msg);
-    int rc = OT_EXIT_ERROR;
-    if (ot_dist_rank() == 0)
-        rc = ot_cli_error("--device %s on %d ranks: data-parallel training on GPUs (NCCL) is "
-                          "not built yet (--device cpu trains on the ranks' CPUs; --distributed "
-                          "off runs each process alone)",
-                          name, ot_dist_current() ? ot_dist_current()->size : 1);
-    ot_dist_fini();
-    return rc;
+    if (cuda == on_host) {
+        if (ot_dist_rank() != 0)
+            return OT_EXIT_ERROR;
+        return ot_cli_error(on_host ? "ONNXTRAIN_NCCL_HOST (a test's stand-in) runs on --device "
+                                      "cpu"
+                                    : "--distributed nccl reduces on GPUs: it needs --device "
+                                      "cuda");
+    }
+    int index = -1, chosen = -1;
+    if (on_host && !strncmp(host, "device:", 7))
+        index = atoi(host + 7);
+    else if (!on_host && o->device && strcmp(o->device, "cuda") != 0)
+        index = want.index;
+    bool quiet = false;
+    if (ot_dist_nccl_init(index, on_host ? ot_dist_host_queue() : ot_dist_cuda_queue(), &chosen,
+                          &quiet, &err) != OT_OK)
+        return quiet ? OT_EXIT_ERROR : ot_cli_error("%s", err.msg);
+    if (!on_host) {
+        snprintf(device_name, sizeof device_name, "cuda:%d", chosen);
+        o->device = device_name;
+    }
+    return OT_EXIT_OK;
 }
 
 /* Maps the command line to the recipe's options (ot_finetune_opts), runs it
@@ -970,8 +1000,7 @@ int ot_cmd_finetune(int argc, char **argv)
         goto out;
     }
     ot_device device;
-    if ((rc = cuda_ranks(&fa, o.device)) != OT_EXIT_OK ||
-        (rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK ||
+    if ((rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK ||
         (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK ||
         (rc = ot_cli_plans(&fa.plans)) != OT_EXIT_OK)
         goto out;
@@ -1059,8 +1088,10 @@ int ot_cmd_finetune(int argc, char **argv)
     pc.patience = o.patience;
     pc.plot_path = fa.plot;
     pc.log_path = fa.log;
-    if (!o.dry_run && (rc = start_ranks(&fa, &o, &pc, &out)) != OT_EXIT_OK)
+    if (!o.dry_run && ((rc = start_ranks(&fa, &o, &pc, &out)) != OT_EXIT_OK ||
+                       (rc = start_nccl(&fa, &o)) != OT_EXIT_OK))
         goto out;
+    calib.device = o.device; /* NCCL: the rank's own GPU */
     /* --deterministic alone means one thread (the library's rule); the ranks
        of a distributed run keep the library's default */
     if (!o.deterministic && !o.dry_run && !ot_dist_current())

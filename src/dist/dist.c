@@ -1,6 +1,8 @@
 /*
  * dist.c: the current communicator (dist.h): detection of an MPI launch,
- * loading the MPI shim (mpi_shim.c) at run time, and the MPI ops over it.
+ * loading the MPI shim (mpi_shim.c) at run time, and the MPI ops over it;
+ * the calls every communicator shares (NCCL's, src/dist/nccl.c, is made
+ * current over the MPI one through dist_impl.h).
  */
 #include <dlfcn.h>
 #include <limits.h>
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include "dist/dist.h"
+#include "dist/dist_impl.h"
 
 #define SHIM_NAME "libonnxtrain_mpi.so"
 
@@ -58,6 +61,7 @@ typedef struct shim {
     int (*grad_wait)(int ticket, double *busy_s, char *msg, int len);
     void (*abort)(int code);
     void (*finalize)(void);
+    void (*watch)(int (*poll)(void *, char *, int), void (*on_abort)(void *), void *arg);
 } shim;
 
 static shim g_shim;
@@ -185,8 +189,9 @@ ot_status ot_dist_init(ot_dist_mode mode, double timeout_s, ot_err *err)
     *(void **)&s.grad_wait = dlsym(dl, "otm_grad_wait");
     *(void **)&s.abort = dlsym(dl, "otm_abort");
     *(void **)&s.finalize = dlsym(dl, "otm_finalize");
+    *(void **)&s.watch = dlsym(dl, "otm_watch");
     if (!s.init || !s.bcast || !s.allreduce_sum || !s.grad_start || !s.grad_wait || !s.abort ||
-        !s.finalize) {
+        !s.finalize || !s.watch) {
         dlclose(dl);
         return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s lacks the otm_* entry points", SHIM_NAME);
     }
@@ -210,6 +215,39 @@ ot_comm *ot_dist_current(void)
     return g_current;
 }
 
+void ot_dist_set_current(ot_comm *c)
+{
+    g_current = c;
+}
+
+void ot_dist_watch(int (*poll)(void *arg, char *msg, int len), void (*on_abort)(void *arg),
+                   void *arg)
+{
+    if (g_shim.watch)
+        g_shim.watch(poll, on_abort, arg);
+}
+
+/* The communicator's buffers, in its queue's memory when it has one. */
+static void stage_free(ot_comm *c, void *p)
+{
+    if (!p)
+        return;
+    if (c->queue)
+        c->queue->mem_free(p);
+    else
+        ot_free(p);
+}
+
+static void *stage_alloc(ot_comm *c, size_t bytes)
+{
+    if (!c->queue)
+        return ot_malloc(bytes);
+    void *p = NULL;
+    ot_err e;
+    ot_err_init(&e);
+    return c->queue->mem_alloc(bytes, &p, &e) == OT_OK ? p : NULL;
+}
+
 int ot_dist_rank(void)
 {
     return g_current ? g_current->rank : 0;
@@ -217,14 +255,15 @@ int ot_dist_rank(void)
 
 void ot_dist_fini(void)
 {
-    if (!g_current)
+    ot_comm *c = g_current;
+    if (!c)
         return;
-    g_current->ops->fini(g_current);
-    ot_free(g_current->stage);
-    ot_free(g_current->dstage);
-    g_current->stage = NULL;
-    g_current->dstage = NULL;
-    g_current->stage_n = g_current->dstage_n = 0;
+    stage_free(c, c->stage);
+    stage_free(c, c->dstage);
+    c->stage = NULL;
+    c->dstage = NULL;
+    c->stage_n = c->dstage_n = 0;
+    c->ops->fini(c); /* NCCL's ends the MPI communicator under it too */
     g_current = NULL;
     /* the shim stays loaded: MPI's own libraries may still run exit handlers */
 }
@@ -272,6 +311,67 @@ ot_status ot_comm_grad_wait(ot_comm *c, int ticket, ot_err *err)
     return st;
 }
 
+ot_status ot_comm_dev_allreduce(ot_comm *c, void *buf, size_t n, bool f64, void *queue,
+                                ot_err *err)
+{
+    if (!c->dev)
+        return ot_err_set(err, OT_ERR_INTERNAL, "device all-reduce on a host communicator");
+    c->reduce_bytes += n * (f64 ? sizeof(double) : sizeof(float));
+    return c->dev->allreduce(c, buf, n, f64, queue, err);
+}
+
+ot_status ot_comm_dev_grad_start(ot_comm *c, float *buf, size_t n, int64_t key, void *queue,
+                                 ot_err *err)
+{
+    if (!c->dev)
+        return ot_err_set(err, OT_ERR_INTERNAL, "device all-reduce on a host communicator");
+    c->reduce_bytes += n * sizeof *buf;
+    return c->dev->grad_start(c, buf, n, key, queue, err);
+}
+
+ot_status ot_comm_dev_grad_wait(ot_comm *c, int64_t key, void *queue, ot_err *err)
+{
+    if (!c->dev)
+        return ot_err_set(err, OT_ERR_INTERNAL, "device all-reduce on a host communicator");
+    return c->dev->grad_wait(c, key, queue, err);
+}
+
+ot_status ot_comm_dev_bcast(ot_comm *c, void *buf, size_t bytes, int root, void *queue,
+                            ot_err *err)
+{
+    if (!c->dev)
+        return ot_err_set(err, OT_ERR_INTERNAL, "device broadcast on a host communicator");
+    return c->dev->bcast(c, buf, bytes, root, queue, err);
+}
+
+#if !OT_NCCL
+bool ot_dist_nccl_built(void)
+{
+    return false;
+}
+
+const ot_dist_queue *ot_dist_host_queue(void)
+{
+    return NULL;
+}
+
+const ot_dist_queue *ot_dist_cuda_queue(void)
+{
+    return NULL;
+}
+
+ot_status ot_dist_nccl_init(int device, const ot_dist_queue *queue, int *device_out, bool *quiet,
+                            ot_err *err)
+{
+    (void)device, (void)queue;
+    *device_out = -1;
+    *quiet = ot_dist_rank() != 0;
+    return ot_err_set(err, OT_ERR_UNSUPPORTED,
+                      "NCCL: this build has no CUDA backend (build with the CUDA toolkit and "
+                      "its nccl.h)");
+}
+#endif
+
 int64_t ot_dist_share(int64_t total, int rank, int size, int64_t *offset)
 {
     int64_t q = total / size, rem = total % size;
@@ -283,18 +383,18 @@ int64_t ot_dist_share(int64_t total, int rank, int size, int64_t *offset)
 ot_status ot_dist_reserve(ot_comm *c, size_t n, size_t nd, ot_err *err)
 {
     if (n > c->stage_n) {
-        float *p = ot_malloc(n * sizeof *p);
+        float *p = stage_alloc(c, n * sizeof *p);
         if (!p)
             return ot_err_set(err, OT_ERR_NOMEM, "out of memory for the all-reduce buffer");
-        ot_free(c->stage);
+        stage_free(c, c->stage);
         c->stage = p;
         c->stage_n = n;
     }
     if (nd > c->dstage_n) {
-        double *p = ot_malloc(nd * sizeof *p);
+        double *p = stage_alloc(c, nd * sizeof *p);
         if (!p)
             return ot_err_set(err, OT_ERR_NOMEM, "out of memory for the all-reduce buffer");
-        ot_free(c->dstage);
+        stage_free(c, c->dstage);
         c->dstage = p;
         c->dstage_n = nd;
     }

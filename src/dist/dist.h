@@ -33,6 +33,8 @@
 #define OT_DIST_STR(x) OT_DIST_STR_(x)
 
 typedef struct ot_comm ot_comm;
+typedef struct ot_dist_queue ot_dist_queue;
+typedef struct ot_comm_dev_ops ot_comm_dev_ops;
 
 typedef struct ot_comm_ops {
     const char *name; /* "mpi" */
@@ -54,6 +56,51 @@ typedef struct ot_comm_ops {
     void (*fini)(ot_comm *c);
 } ot_comm_ops;
 
+/*
+ * The executor's side of device reductions: its work queue (a CUDA stream)
+ * and markers in it (CUDA events), as the NCCL communicator uses them. The
+ * CUDA backend's (src/dist/nccl_cuda.c) works on the GPU; the host's
+ * (`host`, src/dist/nccl.c) stands in for it under the test-only switch
+ * ONNXTRAIN_NCCL_HOST: "device" buffers are host memory, the CPU executor
+ * runs each step's work before it calls a reduction (so record and wait
+ * have nothing to do), and a reduction is done when its call returns.
+ */
+struct ot_dist_queue {
+    const char *name; /* "cuda", "host" */
+    bool host;        /* buffers are host memory; streams are NULL          */
+    int (*device_count)(void);
+    /* makes `device` current for this thread */
+    ot_status (*set_device)(int device, ot_err *err);
+    /* a text naming the device machine-wide (its PCI bus id) */
+    ot_status (*device_id)(int device, char *buf, size_t size, ot_err *err);
+    ot_status (*stream_new)(void **s, ot_err *err);
+    void (*stream_free)(void *s);
+    ot_status (*event_new)(void **e, ot_err *err);
+    void (*event_free)(void *e);
+    /* e marks the work enqueued on s so far; s waits for what e marks */
+    ot_status (*record)(void *e, void *s, ot_err *err);
+    ot_status (*wait)(void *s, void *e, ot_err *err);
+    /* whether the work e marks is done (any thread) */
+    bool (*done)(void *e);
+    ot_status (*mem_alloc)(size_t bytes, void **p, ot_err *err);
+    void (*mem_free)(void *p);
+};
+
+/* Reductions of the executor's buffers (NCCL), each ordered after the work
+   enqueued on `queue` so far, and the work enqueued on `queue` after it
+   ordered after its end. */
+struct ot_comm_dev_ops {
+    /* buf[0..n) = the sum over the ranks (float32 when !f64, else float64) */
+    ot_status (*allreduce)(ot_comm *c, void *buf, size_t n, bool f64, void *queue, ot_err *err);
+    /* the sum over the ranks of the bucket buf[0..n) starts, named by key
+       (its offset in c->stage); grad_wait orders `queue` after its end */
+    ot_status (*grad_start)(ot_comm *c, float *buf, size_t n, int64_t key, void *queue,
+                            ot_err *err);
+    ot_status (*grad_wait)(ot_comm *c, int64_t key, void *queue, ot_err *err);
+    /* buf[0..bytes) from rank root to every rank */
+    ot_status (*bcast)(ot_comm *c, void *buf, size_t bytes, int root, void *queue, ot_err *err);
+};
+
 struct ot_comm {
     int rank, size;
     const ot_comm_ops *ops;
@@ -71,11 +118,19 @@ struct ot_comm {
     size_t stage_n;
     double *dstage;        /* per-channel sums of synchronised BatchNorm       */
     size_t dstage_n;
+    /* NCCL: reductions of the executor's buffers, on this queue; stage and
+       dstage are then in the queue's memory (device memory, or host memory
+       under the test-only host queue), and a communicator of one rank
+       reduces too (the identity, through the same path) */
+    const ot_comm_dev_ops *dev;
+    const ot_dist_queue *queue;
 };
 
 typedef enum {
     OT_DIST_AUTO = 0, /* MPI when an MPI launcher started the process        */
     OT_DIST_OFF,      /* one process, whatever the environment says          */
+    OT_DIST_NCCL,     /* NCCL's communicator, also without a launcher (one
+                         rank) */
 } ot_dist_mode;
 
 /* Where the environment says this process is one of several: the size an
@@ -93,6 +148,31 @@ int ot_dist_detect(const char **var);
  * one process), OT_ERR_BACKEND (MPI failed to start).
  */
 ot_status ot_dist_init(ot_dist_mode mode, double timeout_s, ot_err *err);
+
+/*
+ * NCCL (src/dist/nccl.c): makes the current communicator NCCL's, set up
+ * over the MPI one (or alone, as one rank, without a launcher). `device`:
+ * the CUDA device index every rank uses, or -1 for the local rank's (the
+ * ranks on one machine numbered in rank order); *device_out gets the one
+ * chosen. `queue`: the executor's stream/event abstraction
+ * (ot_dist_cuda_queue, or the host's stand-in). libnccl.so.2 is loaded at run time ($ONNXTRAIN_NCCL_LIB,
+ * beside the executable, the loader's path, the CUDA toolkit's lib64,
+ * PyTorch's nvidia/nccl/lib). Errors (every rank fails; *quiet is set on
+ * the ranks that should not print, the others' message says why):
+ * OT_ERR_UNSUPPORTED (no NCCL in this build, libnccl missing, lacking a
+ * symbol or too old, two ranks on one GPU, more ranks on a machine than
+ * GPUs), OT_ERR_BACKEND (NCCL failed to start).
+ */
+ot_status ot_dist_nccl_init(int device, const ot_dist_queue *queue, int *device_out, bool *quiet,
+                            ot_err *err);
+
+/* Whether this build has NCCL (the CUDA backend is built). */
+bool ot_dist_nccl_built(void);
+
+/* The host's stand-in queue (test-only: ONNXTRAIN_NCCL_HOST), and the
+   CUDA runtime's (src/dist/nccl_cuda.c); NULL where not built. */
+const ot_dist_queue *ot_dist_host_queue(void);
+const ot_dist_queue *ot_dist_cuda_queue(void);
 
 /* The current communicator, NULL for one process (also after ot_dist_fini). */
 ot_comm *ot_dist_current(void);
@@ -117,9 +197,34 @@ ot_status ot_comm_allreduce_f64(ot_comm *c, double *buf, size_t n, ot_err *err);
 ot_status ot_comm_grad_start(ot_comm *c, float *buf, size_t n, int *ticket, ot_err *err);
 ot_status ot_comm_grad_wait(ot_comm *c, int ticket, ot_err *err);
 
+/* c->dev's calls, counted in reduce_bytes (device reductions are timed
+   by the queue, not the host: reduce_s does not count them). Errors:
+   OT_ERR_INTERNAL without c->dev. */
+ot_status ot_comm_dev_allreduce(ot_comm *c, void *buf, size_t n, bool f64, void *queue,
+                                ot_err *err);
+ot_status ot_comm_dev_grad_start(ot_comm *c, float *buf, size_t n, int64_t key, void *queue,
+                                 ot_err *err);
+ot_status ot_comm_dev_grad_wait(ot_comm *c, int64_t key, void *queue, ot_err *err);
+ot_status ot_comm_dev_bcast(ot_comm *c, void *buf, size_t bytes, int root, void *queue,
+                            ot_err *err);
+
+/* Whether the CPU kernels reduce through c->dev with host buffers (the
+   test-only host queue); otherwise they use the host ops. */
+static inline bool ot_comm_dev_on_host(const ot_comm *c)
+{
+    return c && c->dev && c->queue && c->queue->host;
+}
+
+/* Whether a kernel reduces over c at all: several ranks, or NCCL's
+   communicator of one rank (whose sum is the identity, through NCCL). */
+static inline bool ot_comm_reduces(const ot_comm *c)
+{
+    return c && (c->size > 1 || c->dev);
+}
+
 /* Makes c->stage hold at least n floats and c->dstage nd doubles (the
    buffers the kernels that reduce use, so that they allocate nothing while
-   running). Errors: OT_ERR_NOMEM. */
+   running), in c->queue's memory when c->dev. Errors: OT_ERR_NOMEM. */
 ot_status ot_dist_reserve(ot_comm *c, size_t n, size_t nd, ot_err *err);
 
 /* The share of `total` items rank `rank` of `size` takes: total / size, one

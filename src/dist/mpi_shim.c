@@ -12,7 +12,9 @@
  * every other rank each second and notes when each rank was last heard of;
  * a rank silent for the time-out (dead, or stopped) is named, and the job
  * is ended with MPI_Abort. The heartbeat does not depend on the step time:
- * a rank busy with a long step still sends it.
+ * a rank busy with a long step still sends it. Another library (NCCL) can
+ * be watched from the same thread (otm_watch): its poll, about once a
+ * second, can end the job too, and its abort runs before MPI_Abort.
  */
 #include <mpi.h>
 #include <pthread.h>
@@ -33,6 +35,7 @@ int otm_grad_start(float *buf, size_t n, int *ticket, char *msg, int len);
 int otm_grad_wait(int ticket, double *busy_s, char *msg, int len);
 void otm_abort(int code);
 void otm_finalize(void);
+void otm_watch(int (*poll)(void *, char *, int), void (*on_abort)(void *), void *arg);
 
 static int g_rank, g_size;
 static MPI_Comm g_hb_comm = MPI_COMM_NULL;
@@ -42,6 +45,11 @@ static int g_hb_started;
 static double g_timeout = 30.0;
 static double *g_last_seen; /* per rank, the heartbeat thread's own */
 static atomic_int g_silent = -1;  /* a rank found silent, -1: none */
+/* otm_watch's: set before the heartbeat uses them, cleared under g_watch_mu */
+static pthread_mutex_t g_watch_mu = PTHREAD_MUTEX_INITIALIZER;
+static int (*g_watch_poll)(void *, char *, int);
+static void (*g_watch_abort)(void *);
+static void *g_watch_arg;
 
 /*
  * Gradient all-reduces started ahead of their wait (otm_grad_start /
@@ -110,6 +118,43 @@ static void progress_grads(void)
     pthread_mutex_unlock(&g_grad_mu);
 }
 
+void otm_watch(int (*poll)(void *, char *, int), void (*on_abort)(void *), void *arg)
+{
+    pthread_mutex_lock(&g_watch_mu);
+    g_watch_poll = poll;
+    g_watch_abort = poll ? on_abort : NULL;
+    g_watch_arg = arg;
+    pthread_mutex_unlock(&g_watch_mu);
+}
+
+/* The watched library's abort, then MPI_Abort. */
+static void end_job(void)
+{
+    pthread_mutex_lock(&g_watch_mu);
+    if (g_watch_abort)
+        g_watch_abort(g_watch_arg);
+    pthread_mutex_unlock(&g_watch_mu);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+}
+
+/* The watched library's poll: non-zero ends the job. */
+static int watch_failed(void)
+{
+    char msg[512] = "";
+    int bad = 0;
+    pthread_mutex_lock(&g_watch_mu);
+    if (g_watch_poll)
+        bad = g_watch_poll(g_watch_arg, msg, (int)sizeof msg);
+    pthread_mutex_unlock(&g_watch_mu);
+    if (!bad)
+        return 0;
+    char line[640];
+    int n = snprintf(line, sizeof line, "onnxtrain: rank %d: %s: ending the job\n", g_rank, msg);
+    fwrite(line, 1, n > 0 && (size_t)n < sizeof line ? (size_t)n : strlen(line), stderr);
+    fflush(stderr);
+    return 1;
+}
+
 static void *heartbeat(void *arg)
 {
     (void)arg;
@@ -128,6 +173,10 @@ static void *heartbeat(void *arg)
                     MPI_Request_free(&rq);
             }
             next = t + 1.0;
+            if (watch_failed()) {
+                end_job();
+                return NULL;
+            }
         }
         for (;;) {
             int flag = 0;
@@ -146,7 +195,7 @@ static void *heartbeat(void *arg)
                         g_rank, r, g_timeout);
                 fflush(stderr);
                 atomic_store(&g_silent, r);
-                MPI_Abort(MPI_COMM_WORLD, 1);
+                end_job();
                 return NULL;
             }
         /* pending gradient reductions: progress them, and come back soon */
@@ -379,6 +428,12 @@ int otm_grad_wait(int ticket, double *busy_s, char *msg, int len)
 
 void otm_abort(int code)
 {
+    pthread_mutex_lock(&g_watch_mu);
+    if (g_watch_abort)
+        g_watch_abort(g_watch_arg);
+    g_watch_poll = NULL;
+    g_watch_abort = NULL;
+    pthread_mutex_unlock(&g_watch_mu);
     MPI_Abort(MPI_COMM_WORLD, code);
     _Exit(code);
 }

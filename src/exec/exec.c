@@ -464,6 +464,21 @@ ot_status ot_exec_write_state(ot_exec *x, int32_t value, const void *src, size_t
     return st != OT_OK || done ? st : ot_exec_loc_write(x, loc, 0, src, bytes, err);
 }
 
+ot_status ot_exec_state_mem(ot_exec *x, int32_t value, void **ptr, size_t *bytes, void **queue,
+                            ot_err *err)
+{
+    ot_loc loc;
+    ot_status st = state_loc(x, value, ot_exec_state_bytes(x, value), &loc, err);
+    if (st == OT_OK)
+        st = settle(x, err);
+    if (st != OT_OK)
+        return st;
+    *ptr = ot_exec_loc_ptr(x, loc);
+    *bytes = ot_exec_state_bytes(x, value);
+    *queue = x->be->queue ? x->be->queue(x) : NULL;
+    return OT_OK;
+}
+
 /* The outputs' dtypes, shapes and sizes (their memory comes after build). */
 static ot_status make_outputs(ot_exec *x, ot_err *err)
 {

@@ -270,6 +270,15 @@ ot_status ot_exec_read_state(const ot_exec *x, int32_t value, void *dst, size_t 
 ot_status ot_exec_write_state(ot_exec *x, int32_t value, const void *src, size_t bytes,
                               ot_err *err);
 
+/* The backend's own buffer of state value `value` (device memory on CUDA,
+   in the backend's layout), its bytes, and the queue the executor's runs are
+   ordered on (the CUDA backend's stream; NULL where runs are synchronous:
+   the CPU), after any run in flight: for collectives on the executor's
+   memory (NCCL's broadcast of the initial state, src/train/trainer.c).
+   Errors: OT_ERR_ARG (not a state value). */
+ot_status ot_exec_state_mem(ot_exec *x, int32_t value, void **ptr, size_t *bytes, void **queue,
+                            ot_err *err);
+
 /* Bytes of the activation arena the planner laid out (for tests and --profile). */
 size_t ot_exec_arena_bytes(const ot_exec *x);
 

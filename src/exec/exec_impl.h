@@ -155,6 +155,9 @@ struct ot_backend {
        does not (exec.c then copies the bytes as they are). */
     ot_status (*state_copy)(const ot_exec *x, int32_t value, void *host, bool to_host,
                             bool *done, ot_err *err);
+    /* Optional: the queue its runs are ordered on (a cudaStream_t), for
+       collectives on its memory; NULL (or no hook): runs are synchronous. */
+    void *(*queue)(const ot_exec *x);
     /* Whether it computes in precision `p` other than FP32 and AUTO, or why
        not (OT_ERR_UNSUPPORTED, the reason after "--precision P on DEVICE: ").
        NULL: FP32 only. */

@@ -752,15 +752,22 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
     res->n_buckets = tr.n_buckets;
     res->n_bn_train = tr.n_bn_train;
     res->sync_bn = tr.sync_bn;
-    if (st == OT_OK && tr.ranks > 1)
+    const ot_comm *cm = ot_dist_current();
+    const char *on = !cm || !cm->dev ? "" : cm->queue && cm->queue->host
+                                               ? "; reduced through NCCL's calls on the host "
+                                                 "(test stand-in)"
+                                               : "; reduced with NCCL on the GPUs";
+    if (st == OT_OK && (tr.ranks > 1 || (cm && cm->dev)))
         say(o, OT_FT_MESSAGE,
-            "data-parallel: %d ranks, each batch of %d split between them; gradients "
-            "all-reduced in %d bucket%s per step; BatchNorm: %s",
-            tr.ranks, t.batch_size, tr.n_buckets, tr.n_buckets == 1 ? "" : "s",
+            "data-parallel: %d rank%s, each batch of %d split between them; gradients "
+            "all-reduced in %d bucket%s per step; BatchNorm: %s%s",
+            tr.ranks, tr.ranks == 1 ? "" : "s", t.batch_size, tr.n_buckets,
+            tr.n_buckets == 1 ? "" : "s",
             tr.n_bn_train == 0 ? "none trains"
             : tr.sync_bn       ? "batch statistics over all ranks (--sync-bn)"
                                : "each rank normalises its own images, running statistics "
-                                 "averaged (no --sync-bn)");
+                                 "averaged (no --sync-bn)",
+            on);
     if (st == OT_OK && tr.ranks > 1 && tr.reduce_s > 0)
         say(o, OT_FT_MESSAGE,
             "all-reduce: %.1f MB in %.3f s on this rank (not hidden behind compute: the "

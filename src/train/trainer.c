@@ -639,7 +639,9 @@ done:
 
 /* Data-parallel: every rank takes rank 0's trained parameters, BN
    statistics and optimizer moments, so that all start from the same state
-   (the new head's initialisation included). */
+   (the new head's initialisation included): with NCCL's communicator on
+   the executor's buffers (ncclBroadcast on its queue), else through host
+   copies over MPI. */
 static ot_status bcast_state(trainer *T, ot_err *err)
 {
     ot_status st = OT_OK;
@@ -654,6 +656,15 @@ static ot_status bcast_state(trainer *T, ot_err *err)
         size_t bytes = ot_exec_state_bytes(T->full.step, id);
         if (!bytes)
             continue;
+        if (T->comm->dev) {
+            void *mem, *queue;
+            OT_TRY(ot_exec_state_mem(T->full.step, id, &mem, &bytes, &queue, err));
+            /* the executor's memory is what the communicator's queue reduces */
+            if ((queue == NULL) == T->comm->queue->host) {
+                OT_TRY(ot_comm_dev_bcast(T->comm, mem, bytes, 0, queue, err));
+                continue;
+            }
+        }
         if (bytes > cap) {
             ot_free(buf);
             cap = bytes;
@@ -811,7 +822,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     ot_status st = OT_OK;
     trainer T = { .model = model, .data = data, .o = o, .ranks = 1, .loader_on = true };
     T.comm = ot_dist_current();
-    if (T.comm && T.comm->size > 1) {
+    if (ot_comm_reduces(T.comm)) { /* several ranks, or NCCL's of one */
         T.rank = T.comm->rank;
         T.ranks = T.comm->size;
     } else {
@@ -843,7 +854,7 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
         go.head_params = o->head_lr > 0 ? o->head_params : NULL;
         go.n_head_params = o->head_lr > 0 ? o->n_head_params : 0;
         go.bucket_bytes = o->bucket_bytes ? o->bucket_bytes : (size_t)(OT_DIST_BUCKET_MB * 1e6);
-        if (T.ranks < 2)
+        if (!T.comm)
             go.bucket_bytes = 0;
         go.sync_bn = o->sync_bn;
         go.overlap = !o->no_overlap;

@@ -57,6 +57,11 @@
 #                      loss and accuracy, and the 20 fp32 steps give the
 #                      same loss curve and weights within train_20's
 #                      tolerances; -vv must show nodes running NHWC
+#   nccl_one_rank      the train_20 run on CUDA again with NCCL on as one rank
+#                      without a launcher (--distributed nccl; libnccl.so.2 from
+#                      PyTorch's nvidia.nccl or the toolkit): the gradients go
+#                      through ncclAllReduce on the reductions' stream, and
+#                      the model is the bytes of the run without NCCL
 #   no_alloc_per_step  cudaMalloc and pinned host allocations do not grow with
 #                      the number of steps
 #   host_memory_flat   peak host RSS after 1,000 steps within 2% + 4 MiB of
@@ -229,7 +234,7 @@ PYEOF
 skip_all() {
     # shellcheck disable=SC2086  # BENCH_ROWS is a list of words
     for c in kernels node_tests model_tests fused_conv backward_rules train_20 frozen \
-             nhwc_matches_nchw \
+             nhwc_matches_nchw nccl_one_rank \
              train_20_bf16 train_20_fp16 fp16_overflow_skips no_alloc_per_step \
              host_memory_flat loader_not_limiting upload_overlap device_prep \
              device_prep_augment upload_overlap_finetune prefix_cache_device sanitizer \
@@ -259,7 +264,7 @@ if [ -z "$DRY" ]; then
     BIN=$WORK/bin/onnxtrain
     BENCH_INFER=$WORK/bin/bench_infer
     LIBS=$WORK/lib
-    for mod in nvidia.cudnn nvidia.cublas nvidia.cu13 nvidia.cuda_runtime; do
+    for mod in nvidia.cudnn nvidia.cublas nvidia.cu13 nvidia.cuda_runtime nvidia.nccl; do
         d=$("$PY" -c "import $mod as m; print(list(m.__path__)[0])" 2>/dev/null) || continue
         [ -d "$d/lib" ] && LIBS=$LIBS:$d/lib
     done
@@ -475,6 +480,50 @@ PYEOF
         nhwc_check
     else
         record nhwc_matches_nchw fail "train_20's CUDA run is missing"
+    fi
+
+    # NCCL as one rank without a launcher (--distributed nccl): a one-rank
+    # sum is the identity, so the 20 steps give full_cuda's bytes
+    if [ ! -f "$WORK/full_cuda.onnx" ]; then
+        record nccl_one_rank fail "no run without NCCL to compare with (train_20 failed)"
+    else
+        at=$(wc -l <"$LOG")
+        train cuda full nccl_cuda --distributed nccl -vv
+        rc=$?
+        said=$(tail -n +"$((at + 1))" "$LOG")
+        if grep -q "NCCL: cannot load" <<<"$said"; then
+            record nccl_one_rank "skipped: no libnccl.so.2 here" "$(grep -m1 'NCCL: cannot load' <<<"$said")"
+        elif [ $rc -ne 0 ]; then
+            record nccl_one_rank fail "exit $rc: $(grep -m2 -E 'error|NCCL' <<<"$said" | tr '\n' ' ')"
+        else
+            lib=$(grep -m1 -o "NCCL [0-9]* from [^:]*" <<<"$said")
+            detail=$("$PY" - "$WORK/full_cuda.onnx" "$WORK/nccl_cuda.onnx" <<'PYEOF'
+import sys
+import numpy as np, onnx
+from onnx import numpy_helper
+a = {t.name: numpy_helper.to_array(t) for t in onnx.load(sys.argv[1]).graph.initializer}
+b = {t.name: numpy_helper.to_array(t) for t in onnx.load(sys.argv[2]).graph.initializer}
+diff = [k for k in a if k not in b or a[k].tobytes() != b[k].tobytes()]
+worst = max([float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64))))
+             for k in diff if k in b and a[k].shape == b[k].shape and a[k].size] or [0.0])
+print("%s\t%d tensors, %d differ from the run without NCCL (largest difference %.3g)" % (
+    "pass" if not diff else "fail", len(a), len(diff), worst))
+PYEOF
+)
+            if [ "${detail%%$'\t'*}" = fail ] && train cuda full rerun_cuda; then
+                # is it NCCL, or does a second run without it differ too?
+                if cmp -s "$WORK/full_cuda.onnx" "$WORK/rerun_cuda.onnx"; then
+                    detail="$detail; a second run without NCCL gives full_cuda's bytes"
+                else
+                    detail="$detail; a second run without NCCL differs too (not reproducible)"
+                fi
+            fi
+            if ! grep -q "reduced with NCCL on the GPUs" <<<"$said"; then
+                record nccl_one_rank fail "the report does not say NCCL reduced: $(grep -m1 'data-parallel' <<<"$said")"
+            else
+                record nccl_one_rank "${detail%%$'\t'*}" "${detail#*$'\t'}; ${lib:-NCCL}"
+            fi
+        fi
     fi
 
     # mixed precision: the same 20 steps in bf16 and in fp16 (dynamic loss

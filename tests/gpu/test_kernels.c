@@ -2006,6 +2006,124 @@ done:
     cudaFree(dback);
 }
 
+/* Synchronised BatchNorm (norm.cu's _sync kernels, --sync-bn over NCCL):
+   two ranks holding the same images, their sums "reduced" by doubling
+   them, equal one process on the two copies: forward, every output within
+   1e-5 relative of the plain kernel's on [x; x]; backward with each rank's
+   dY twice the batch's (the gradient of its own mean loss, weight 1/2):
+   dScale and dB the plain kernel's, dX twice its first half. Shapes with
+   several partial sums per channel. */
+static int double_sums(void *ctx_, double *p, int64_t n, void *stream)
+{
+    (void)ctx_;
+    double h[64];
+    if (n > 64 || cudaStreamSynchronize((cudaStream_t)stream) != cudaSuccess ||
+        cudaMemcpy(h, p, (size_t)n * sizeof *h, cudaMemcpyDeviceToHost) != cudaSuccess)
+        return 1;
+    for (int64_t i = 0; i < n; i++)
+        h[i] *= 2;
+    return cudaMemcpy(p, h, (size_t)n * sizeof *h, cudaMemcpyHostToDevice) != cudaSuccess;
+}
+
+static bool close_to(const float *got, const float *want, int64_t n, double k, const char *what,
+                     char *msg, size_t size)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double a = got[i], b = k * want[i];
+        if (!(fabs(a - b) <= 1e-5 * fabs(b) + 1e-6)) {
+            snprintf(msg, size, "%s[%lld]: got %.9g, want %.9g", what, (long long)i, a, b);
+            return false;
+        }
+    }
+    return true;
+}
+
+static void cases_bn_sync(void)
+{
+    enum { N = 3, C = 4, SP = 700, M = N * SP, X = N * C * SP };
+    static float x2[2 * X], y2[2 * X], dy2[2 * X], dx2[2 * X], y[X], dyr[X], dx[X];
+    float sc[C], bi[C], rm[C], rv[C], o[8][C];
+    const char *bad = NULL;
+    char msg[320] = "";
+    for (int i = 0; i < X; i++) {
+        x2[i] = x2[X + i] = (float)(urand() * 4 - 1);
+        dy2[i] = dy2[X + i] = (float)(urand() * 2 - 1);
+        dyr[i] = 2 * dy2[i];
+    }
+    for (int c = 0; c < C; c++) {
+        sc[c] = (float)(0.5 + urand());
+        bi[c] = (float)(urand() - 0.5);
+        rm[c] = (float)(urand() - 0.5);
+        rv[c] = (float)(0.5 + urand());
+    }
+    size_t ws = otk_bn_scratch_bytes(C, 2 * M);
+    float *dX2 = dev_alloc(sizeof x2), *dY2 = dev_alloc(sizeof y2), *dDY2 = dev_alloc(sizeof dy2),
+          *dDX2 = dev_alloc(sizeof dx2), *dDYR = dev_alloc(sizeof dyr), *dP = dev_alloc(4 * C * sizeof(float)),
+          *dO = dev_alloc(8 * C * sizeof(float));
+    void *dW = dev_alloc(ws);
+    if (!dX2 || !dY2 || !dDY2 || !dDX2 || !dDYR || !dP || !dO || !dW) {
+        bad = "device memory";
+        goto done;
+    }
+    cudaMemcpy(dX2, x2, sizeof x2, cudaMemcpyHostToDevice);
+    cudaMemcpy(dDY2, dy2, sizeof dy2, cudaMemcpyHostToDevice);
+    cudaMemcpy(dDYR, dyr, sizeof dyr, cudaMemcpyHostToDevice);
+    cudaMemcpy(dP, sc, sizeof sc, cudaMemcpyHostToDevice);
+    cudaMemcpy(dP + C, bi, sizeof bi, cudaMemcpyHostToDevice);
+    cudaMemcpy(dP + 2 * C, rm, sizeof rm, cudaMemcpyHostToDevice);
+    cudaMemcpy(dP + 3 * C, rv, sizeof rv, cudaMemcpyHostToDevice);
+    /* one process on [x; x]: o[0..4) its rmean, rvar, mean, istd; o[4..6) dscale, db */
+    if (otk_bn_train_f32(ctx.stream, dX2, dP, dP + C, dP + 2 * C, dP + 3 * C, dY2, dO, dO + C,
+                         dO + 2 * C, dO + 3 * C, 1e-5, 0.9, 2 * N, C, SP, 0, dW) ||
+        otk_bn_grad_f32(ctx.stream, dDY2, dX2, dP, dO + 2 * C, dO + 3 * C, 1, 1e-5, dDX2,
+                        dO + 4 * C, dO + 5 * C, 2 * N, C, SP, 0, dW) ||
+        cudaStreamSynchronize(ctx.stream) != cudaSuccess ||
+        cudaMemcpy(y2, dY2, sizeof y2, cudaMemcpyDeviceToHost) != cudaSuccess ||
+        cudaMemcpy(dx2, dDX2, sizeof dx2, cudaMemcpyDeviceToHost) != cudaSuccess ||
+        cudaMemcpy(o, dO, sizeof(float) * 6 * C, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        bad = "launch (plain)";
+        goto done;
+    }
+    /* one rank of two, into the same buffers (the plain results are read back) */
+    float got[6][C];
+    if (otk_bn_train_sync_f32(ctx.stream, dX2, dP, dP + C, dP + 2 * C, dP + 3 * C, dY2, dO, dO + C,
+                              dO + 2 * C, dO + 3 * C, 1e-5, 0.9, N, C, SP, 0, 2.0 * M, double_sums,
+                              NULL, dW) ||
+        otk_bn_grad_sync_f32(ctx.stream, dDYR, dX2, dP, dO + 2 * C, dO + 3 * C, 1e-5, 0.5, dDX2,
+                             dO + 4 * C, dO + 5 * C, N, C, SP, 0, double_sums, NULL, dW) ||
+        cudaStreamSynchronize(ctx.stream) != cudaSuccess ||
+        cudaMemcpy(y, dY2, sizeof y, cudaMemcpyDeviceToHost) != cudaSuccess ||
+        cudaMemcpy(dx, dDX2, sizeof dx, cudaMemcpyDeviceToHost) != cudaSuccess ||
+        cudaMemcpy(got, dO, sizeof got, cudaMemcpyDeviceToHost) != cudaSuccess) {
+        bad = "launch (sync)";
+        goto done;
+    }
+    static const char *const names[6] = { "running mean", "running var", "mean", "inv_std",
+                                           "dScale", "dB" };
+    if (!close_to(y, y2, X, 1.0, "Y", msg, sizeof msg) ||
+        !close_to(dx, dx2, X, 2.0, "dX", msg, sizeof msg))
+        bad = msg;
+    for (int k = 0; k < 6 && !bad; k++)
+        if (!close_to(got[k], o[k], C, 1.0, names[k], msg, sizeof msg))
+            bad = msg;
+done:
+    if (bad) {
+        printf("FAIL synchronised BatchNorm (norm.cu, two ranks' sums): %s\n", bad);
+        n_fail++;
+    } else {
+        printf("pass synchronised BatchNorm (norm.cu, two ranks' sums: forward and backward)\n");
+        n_pass++;
+    }
+    cudaFree(dX2);
+    cudaFree(dY2);
+    cudaFree(dDY2);
+    cudaFree(dDX2);
+    cudaFree(dDYR);
+    cudaFree(dP);
+    cudaFree(dO);
+    cudaFree(dW);
+}
+
 /* uint8 images handed in ahead (an input with x->in_u8): the next run's
    fence resizes and normalises them into the input buffer, equal to the CPU
    loader's output (ot_data_prepare) bit for bit; float bytes for that input
@@ -2195,6 +2313,7 @@ int main(int argc, char **argv)
     cases_prefetch_u8();
     cases_half();
     cases_nhwc();
+    cases_bn_sync();
 
     for (int id = 0; id < OT_OP_COUNT_; id++) {
         const char *type = ot_op_table[id]->type;

@@ -583,6 +583,16 @@ static ot_comm *bn_comm(const ot_node *n)
     return c && c->size > 1 ? c : NULL;
 }
 
+/* The sum over the ranks of n per-channel sums: through NCCL's
+   communicator on the host's stand-in queue (test-only,
+   ONNXTRAIN_NCCL_HOST), else over the host communicator. */
+static ot_status bn_reduce(ot_comm *cm, double *s, size_t n, ot_err *err)
+{
+    if (ot_comm_dev_on_host(cm))
+        return ot_comm_dev_allreduce(cm, s, n, true, NULL, err);
+    return ot_comm_allreduce_f64(cm, s, n, err);
+}
+
 /* BatchNormTrain over all ranks (float32): the batch is the union of the
    ranks' images, so mean and variance are the sums over the ranks divided
    by the images in all (two all-reduces: the sums and the count, then the
@@ -613,7 +623,7 @@ static ot_status bn_train_sync(ot_comm *cm, const ot_node *n, const ot_tensor *c
         s[c] = s1;
     }
     s[C] = (double)(N * sp);
-    ot_status st = ot_comm_allreduce_f64(cm, s, (size_t)C + 1, err);
+    ot_status st = bn_reduce(cm, s, (size_t)C + 1, err);
     if (st != OT_OK)
         return st;
     double M = s[C];
@@ -629,7 +639,7 @@ static ot_status bn_train_sync(ot_comm *cm, const ot_node *n, const ot_tensor *c
         }
         q[c] = s2;
     }
-    st = ot_comm_allreduce_f64(cm, q, (size_t)C, err);
+    st = bn_reduce(cm, q, (size_t)C, err);
     if (st != OT_OK)
         return st;
 #pragma omp parallel for schedule(static)
@@ -693,7 +703,7 @@ static ot_status bn_grad_sync(ot_comm *cm, const ot_node *n, const ot_tensor *co
         s[c] = w * sdy;
         s[C + c] = w * sdyx;
     }
-    ot_status st = ot_comm_allreduce_f64(cm, s, 2 * (size_t)C, err);
+    ot_status st = bn_reduce(cm, s, 2 * (size_t)C, err);
     if (st != OT_OK || !dx)
         return st;
     float *dxs = dx->data;

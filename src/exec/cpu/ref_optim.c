@@ -490,6 +490,48 @@ static ot_status bucket_finish(const ot_node *n, ot_comm *c, const ot_tensor *co
     return OT_OK;
 }
 
+/* GradAllReduce through NCCL's communicator on the host's stand-in queue
+   (test-only, ONNXTRAIN_NCCL_HOST): the bucket packed as bucket_start
+   packs it, its reduction started and waited for by key (its offset), as
+   the CUDA kernel does on the device; the token carries nothing. */
+static ot_status dev_all_reduce(const ot_node *n, ot_comm *c, int64_t phase,
+                                const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
+{
+    int first = phase == 2 ? 1 : 0;
+    int64_t key = ot_node_attr_int(n, "offset", 0);
+    float *stage;
+    size_t total;
+    ot_status st = bucket_stage(n, c, in, first, &stage, &total, err);
+    if (st != OT_OK)
+        return st;
+    if (phase != 2) {
+        const float w = c->grad_weight;
+        float *p = stage;
+        for (int i = 0; i < n->n_in; i++) {
+            const float *x = in[i]->data;
+            size_t k = in[i]->bytes / sizeof(float);
+            for (size_t j = 0; j < k; j++)
+                p[j] = w * x[j];
+            p += k;
+        }
+        if ((st = ot_comm_dev_grad_start(c, stage, total, key, NULL, err)) != OT_OK)
+            return st;
+        if (phase == 1) {
+            memset(out[0]->data, 0, sizeof(float));
+            return OT_OK;
+        }
+    }
+    if ((st = ot_comm_dev_grad_wait(c, key, NULL, err)) != OT_OK)
+        return st;
+    const float *p = stage;
+    for (int i = first; i < n->n_in; i++) {
+        size_t k = in[i]->bytes / sizeof(float);
+        memcpy(out[i - first]->data, p, k * sizeof(float));
+        p += k;
+    }
+    return OT_OK;
+}
+
 /* out[i] = the sum over the ranks of grad_weight * in[i], the bucket packed
    into its place in the communicator's buffer and reduced as one message;
    with one process (no communicator), out = in. phase=1 starts the
@@ -504,6 +546,8 @@ ot_status ot_ref_grad_all_reduce(const ot_graph *g, const ot_node *n, const ot_t
     ot_comm *c = ot_dist_current();
     int64_t phase = ot_node_attr_int(n, "phase", 0);
     int first = phase == 2 ? 1 : 0;
+    if (ot_comm_dev_on_host(c))
+        return dev_all_reduce(n, c, phase, in, out, err);
     if (!c || c->size < 2) {
         if (phase == 1)
             memset(out[0]->data, 0, sizeof(float));

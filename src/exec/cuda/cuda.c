@@ -1380,6 +1380,12 @@ static ot_status cuda_precision(ot_precision p, ot_err *err)
     return ot_err_set(err, OT_ERR_UNSUPPORTED, "not a precision of the CUDA backend");
 }
 
+/* the stream the steps run on (NCCL's reductions order themselves after it) */
+static void *cuda_queue(const ot_exec *x)
+{
+    return state(x)->stream;
+}
+
 const ot_backend ot_backend_cuda = {
     .name = "cuda",
     .host_visible = false,
@@ -1402,5 +1408,6 @@ const ot_backend ot_backend_cuda = {
     .host_free = cuda_host_free,
     .move = cuda_move,
     .mem_info = cuda_mem_info,
+    .queue = cuda_queue,
     .free = cuda_free,
 };

@@ -966,8 +966,16 @@ static bool s_bn_common(const ot_graph *g, const ot_node *n, const ot_tensor *co
     if (!all_f32(n, in, out, why))
         return false;
     if (bn_synced(n)) {
-        *why = "synchronised BatchNorm over several processes runs on the CPU backend";
-        return false;
+        ot_comm *cm = ot_dist_current();
+        if (!cm->dev || ot_comm_dev_on_host(cm)) {
+            *why = "synchronised BatchNorm over several processes on CUDA needs NCCL's "
+                   "communicator";
+            return false;
+        }
+        if (ot_node_is(n, OT_OP_BATCHNORM)) {
+            *why = "synchronised BatchNorm: BatchNormTrain and BatchNormGrad only";
+            return false;
+        }
     }
     return ref_check(check, g, n, in, out, why);
 }
@@ -1013,6 +1021,19 @@ static ot_status k_batchnorm(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n
     return OT_OK;
 }
 
+/* Synchronised BatchNorm's reductions: NCCL on the kernel's stream
+   (src/dist/nccl.c), the failure kept for the kernel's error. */
+typedef struct bn_reduce_ctx {
+    ot_comm *cm;
+    ot_err *err;
+} bn_reduce_ctx;
+
+static int bn_reduce(void *ctx, double *p, int64_t n, void *stream)
+{
+    bn_reduce_ctx *r = ctx;
+    return ot_comm_dev_allreduce(r->cm, p, (size_t)n, true, stream, r->err) != OT_OK;
+}
+
 static ot_status k_bn_train(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
                             const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
 {
@@ -1020,6 +1041,22 @@ static ot_status k_bn_train(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
     const ot_tensor *x = in[0];
     ot_tensor *s1 = out_at(n, out, 1), *s2 = out_at(n, out, 2), *s3 = out_at(n, out, 3),
               *s4 = out_at(n, out, 4);
+    if (bn_synced(n)) {
+        /* every rank's elements per channel: this rank's over its share */
+        ot_comm *cm = ot_dist_current();
+        int64_t M = x->dims[0] * ot_ref_prod(x, 2, x->ndim);
+        double M_all = (double)llround((double)M / (double)cm->grad_weight);
+        bn_reduce_ctx r = { cm, err };
+        int rc = otk_bn_train_sync_f32(
+            c->stream, CF(x), CF(in[1]), CF(in[2]), CF(in[3]), CF(in[4]), F(out[0]), OPT_F(s1),
+            OPT_F(s2), OPT_F(s3), OPT_F(s4), ot_node_attr_float(n, "epsilon", 1e-5f),
+            ot_node_attr_float(n, "momentum", 0.9f), x->dims[0], x->dims[1],
+            ot_ref_prod(x, 2, x->ndim), c->nhwc, M_all, bn_reduce, &r, c->scratch);
+        if (rc == -1)
+            return err->code;
+        CK(rc);
+        return OT_OK;
+    }
     CK(otk_bn_train_f32(c->stream, CF(x), CF(in[1]), CF(in[2]), CF(in[3]), CF(in[4]), F(out[0]),
                         OPT_F(s1), OPT_F(s2), OPT_F(s3), OPT_F(s4),
                         ot_node_attr_float(n, "epsilon", 1e-5f),
@@ -1034,6 +1071,19 @@ static ot_status k_bn_grad(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
     (void)g;
     const ot_tensor *x = in[1];
     ot_tensor *dx = out_at(n, out, 0), *ds = out_at(n, out, 1), *db = out_at(n, out, 2);
+    if (bn_synced(n) && ot_node_attr_int(n, "training_mode", 1) != 0) {
+        ot_comm *cm = ot_dist_current();
+        bn_reduce_ctx r = { cm, err };
+        int rc = otk_bn_grad_sync_f32(c->stream, CF(in[0]), CF(x), CF(in[2]), CF(in[3]),
+                                      CF(in[4]), ot_node_attr_float(n, "epsilon", 1e-5f),
+                                      (double)cm->grad_weight, OPT_F(dx), OPT_F(ds), OPT_F(db),
+                                      x->dims[0], x->dims[1], ot_ref_prod(x, 2, x->ndim),
+                                      c->nhwc, bn_reduce, &r, c->scratch);
+        if (rc == -1)
+            return err->code;
+        CK(rc);
+        return OT_OK;
+    }
     CK(otk_bn_grad_f32(c->stream, CF(in[0]), CF(x), CF(in[2]), CF(in[3]), CF(in[4]),
                        ot_node_attr_int(n, "training_mode", 1) != 0,
                        ot_node_attr_float(n, "epsilon", 1e-5f), OPT_F(dx), OPT_F(ds), OPT_F(db),
@@ -2144,23 +2194,80 @@ static ot_status k_clip_coef(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n
     return OT_OK;
 }
 
+/* Over several processes the gradients are reduced with NCCL on device
+   buffers (src/dist/nccl.c); MPI's communicator reduces host buffers only. */
 static bool s_all_reduce(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
                          const ot_tensor *const *out, const char **why)
 {
     ot_comm *cm = ot_dist_current();
-    if (cm && cm->size > 1) {
-        *why = "the gradient all-reduce over several processes runs on the CPU backend (MPI)";
+    if (cm && cm->size > 1 && (!cm->dev || ot_comm_dev_on_host(cm))) {
+        *why = "the gradient all-reduce over several processes on CUDA needs NCCL's "
+               "communicator";
         return false;
     }
     return ref_check(ot_ref_grad_all_reduce_supports, g, n, in, out, why);
 }
 
-/* one process: out = in */
+/* The bucket's gradients, times the rank's weight, packed into its place
+   in the communicator's device buffer (offset attribute), or unpacked from
+   it into out[]. */
+static ot_status bucket_pack(ot_cuda_ctx *c, const ot_node *n, ot_comm *cm,
+                             const ot_tensor *const *in, int first, ot_tensor *const *out,
+                             bool pack, size_t *total, ot_err *err)
+{
+    size_t off = (size_t)ot_node_attr_int(n, "offset", 0), k = 0;
+    for (int i = first; i < n->n_in; i++)
+        k += in[i]->bytes / sizeof(float);
+    if (off + k > cm->stage_n)
+        return ot_err_set(err, OT_ERR_INTERNAL,
+                          "GradAllReduce: bucket of %zu floats at %zu, buffer of %zu", k, off,
+                          cm->stage_n);
+    float *p = cm->stage + off;
+    for (int i = first; i < n->n_in; i++) {
+        size_t m = in[i]->bytes / sizeof(float);
+        if (pack) {
+            CK(otk_memcpy_d2d(c->stream, p, in[i]->data, in[i]->bytes));
+            if (cm->grad_weight != 1.0f)
+                CK(otk_div_f32(c->stream, p, 1.0 / (double)cm->grad_weight, (int64_t)m));
+        } else {
+            CK(otk_memcpy_d2d(c->stream, out[i - first]->data, p, in[i]->bytes));
+        }
+        p += m;
+    }
+    *total = k;
+    return OT_OK;
+}
+
+/* One process: out = in. With NCCL's communicator (also of one rank):
+   phase 0 packs, reduces and unpacks; phase 1 packs and starts the
+   bucket's reduction on the communicator's stream after this stream's
+   work (its token is zeroed: the bucket is named by its offset); phase 2
+   makes this stream wait for it and unpacks. */
 static ot_status k_all_reduce(ot_cuda_ctx *c, const ot_graph *g, const ot_node *n,
                               const ot_tensor *const *in, ot_tensor *const *out, ot_err *err)
 {
     (void)g;
     ot_comm *cm = ot_dist_current();
+    int64_t phase = ot_node_attr_int(n, "phase", 0);
+    int first = phase == 2 ? 1 : 0;
+    if (cm && cm->dev && !ot_comm_dev_on_host(cm)) {
+        int64_t key = ot_node_attr_int(n, "offset", 0);
+        size_t total = 0;
+        ot_status st;
+        if (phase != 2) {
+            if ((st = bucket_pack(c, n, cm, in, 0, NULL, true, &total, err)) != OT_OK ||
+                (st = ot_comm_dev_grad_start(cm, cm->stage + key, total, key, c->stream, err)) !=
+                    OT_OK)
+                return st;
+            if (phase == 1) {
+                CK(otk_memset(c->stream, out[0]->data, 0, sizeof(float)));
+                return OT_OK;
+            }
+        }
+        if ((st = ot_comm_dev_grad_wait(cm, key, c->stream, err)) != OT_OK)
+            return st;
+        return bucket_pack(c, n, cm, in, first, out, false, &total, err);
+    }
     if (cm && cm->size > 1)
         return ot_err_set(err, OT_ERR_UNSUPPORTED, "GradAllReduce: several processes");
     for (int i = 0; i < n->n_in; i++)

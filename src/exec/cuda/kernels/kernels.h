@@ -188,6 +188,21 @@ int otk_bn_grad_f32(void *stream, const float *dy, const float *x, const float *
                     const float *mean, const float *s4, int training, double eps, float *dx,
                     float *dscale, float *db, int64_t N, int64_t C, int64_t sp, int nhwc,
                     void *scratch);
+                    float *dscale, float *db, int64_t N, int64_t C, int64_t sp, void *scratch);
+/* synchronised BatchNorm: `reduce` enqueues on `stream` the sum over the
+   ranks of n doubles at p (0: done, else the kernel returns -1 at once);
+   M_all: every rank's elements per channel; w: this rank's share */
+typedef int (*otk_reduce_fn)(void *ctx, double *p, int64_t n, void *stream);
+int otk_bn_train_sync_f32(void *stream, const float *x, const float *scale, const float *bias,
+                          const float *rmean, const float *rvar, float *y, float *o_rmean,
+                          float *o_rvar, float *o_mean, float *o_istd, double eps,
+                          double momentum, int64_t N, int64_t C, int64_t sp, int nhwc,
+                          double M_all,
+                          otk_reduce_fn reduce, void *ctx, void *scratch);
+int otk_bn_grad_sync_f32(void *stream, const float *dy, const float *x, const float *scale,
+                         const float *mean, const float *s4, double eps, double w, float *dx,
+                         float *dscale, float *db, int64_t N, int64_t C, int64_t sp, int nhwc,
+                         otk_reduce_fn reduce, void *ctx, void *scratch);
 int otk_normalize_f32(void *stream, const otk_norm *q, double eps, const float *x,
                       const float *scale, const float *bias, float *y, float *mean,
                       float *inv_std);

@@ -261,6 +261,67 @@ int otk_bn_grad_f32(void *stream, const float *dy, const float *x, const float *
     return otk_status();
 }
 
+/* Synchronised BatchNorm (--sync-bn over several ranks, NCCL): the
+   per-channel sums of every rank added by `reduce` (which enqueues the sum
+   over the ranks of n doubles at p on the stream) between the passes.
+   Forward: the mean is the sum of each rank's sums over M_all (all ranks'
+   elements per channel), then the squared deviations from it; the running
+   statistics use M_all. Backward (as ref_grad.c's bn_grad_sync): dScale and
+   dB stay this rank's sums; dX takes the ranks' sums weighted by their
+   shares w (this rank's w given) and this rank's own count M. */
+int otk_bn_train_sync_f32(void *stream, const float *x, const float *scale, const float *bias,
+                          const float *rmean, const float *rvar, float *y, float *o_rmean,
+                          float *o_rvar, float *o_mean, float *o_istd, double eps,
+                          double momentum, int64_t N, int64_t C, int64_t sp, int nhwc,
+                          double M_all,
+                          otk_reduce_fn reduce, void *ctx, void *scratch)
+{
+    int64_t M = N * sp, P = otk_bn_parts(M);
+    double *part = (double *)scratch, *stats = part + 2 * C * P;
+    OTK_LAUNCH(k_bn_partial, C * P, stream, x, (const float *)NULL, (const double *)NULL,
+               (const float *)NULL, part, (double *)NULL, C, sp, M, P, nhwc);
+    OTK_LAUNCH(k_bn_gather, C, stream, (const double *)part, stats, C, P, M_all);
+    if (reduce(ctx, stats, C, stream))
+        return -1;
+    OTK_LAUNCH(k_bn_partial, C * P, stream, x, (const float *)NULL, (const double *)stats,
+               (const float *)NULL, part, (double *)NULL, C, sp, M, P, nhwc);
+    OTK_LAUNCH(k_bn_gather, C, stream, (const double *)part, stats + C, C, P, 1.0);
+    if (reduce(ctx, stats + C, C, stream))
+        return -1;
+    OTK_LAUNCH(k_bn_train_final, C, stream, stats, scale, bias, rmean, rvar, o_rmean, o_rvar,
+               o_mean, o_istd, eps, momentum, M_all, C);
+    OTK_LAUNCH(k_bn_apply, N * C * sp, stream, x, (const double *)stats, y, 1, C, sp, nhwc,
+               N * C * sp);
+    return otk_status();
+}
+
+int otk_bn_grad_sync_f32(void *stream, const float *dy, const float *x, const float *scale,
+                         const float *mean, const float *s4, double eps, double w, float *dx,
+                         float *dscale, float *db, int64_t N, int64_t C, int64_t sp, int nhwc,
+                         otk_reduce_fn reduce, void *ctx, void *scratch)
+{
+    int64_t M = N * sp, P = otk_bn_parts(M);
+    double *part = (double *)scratch, *stats = part + 2 * C * P;
+    OTK_LAUNCH(k_bn_partial, C * P, stream, x, dy, (const double *)NULL, mean, part, part + C * P,
+               C, sp, M, P, nhwc);
+    /* this rank's dB and dScale */
+    OTK_LAUNCH(k_bn_gather, C, stream, (const double *)part, stats, C, P, 1.0);
+    OTK_LAUNCH(k_bn_gather, C, stream, (const double *)(part + C * P), stats + C, C, P, 1.0);
+    OTK_LAUNCH(k_bn_grad_final, C, stream, stats, scale, mean, s4, 1, eps, (double)M, dscale, db,
+               C);
+    /* the ranks' sums, each weighted by its share, for dX */
+    OTK_LAUNCH(k_bn_gather, C, stream, (const double *)part, stats, C, P, 1.0 / w);
+    OTK_LAUNCH(k_bn_gather, C, stream, (const double *)(part + C * P), stats + C, C, P, 1.0 / w);
+    if (reduce(ctx, stats, 2 * C, stream))
+        return -1;
+    OTK_LAUNCH(k_bn_grad_final, C, stream, stats, scale, mean, s4, 1, eps, (double)M,
+               (float *)NULL, (float *)NULL, C);
+    if (dx)
+        OTK_LAUNCH(k_bn_grad_apply, N * C * sp, stream, dy, x, (const double *)stats, dx, C, sp,
+                   nhwc, N * C * sp);
+    return otk_status();
+}
+
 /* --------------------------------------- Layer, Instance, GroupNormalization */
 
 /* the scale/bias index of element m of row o (ref_normalize.c's param_at) */
