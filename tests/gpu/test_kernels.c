@@ -2029,7 +2029,7 @@ static bool close_to(const float *got, const float *want, int64_t n, double k, c
                      char *msg, size_t size)
 {
     for (int64_t i = 0; i < n; i++) {
-        double a = got[i], b = k * want[i];
+        double a = got[i], b = k * (double)want[i];
         if (!(fabs(a - b) <= 1e-5 * fabs(b) + 1e-6)) {
             snprintf(msg, size, "%s[%lld]: got %.9g, want %.9g", what, (long long)i, a, b);
             return false;
