@@ -188,7 +188,6 @@ int otk_bn_grad_f32(void *stream, const float *dy, const float *x, const float *
                     const float *mean, const float *s4, int training, double eps, float *dx,
                     float *dscale, float *db, int64_t N, int64_t C, int64_t sp, int nhwc,
                     void *scratch);
-                    float *dscale, float *db, int64_t N, int64_t C, int64_t sp, void *scratch);
 /* synchronised BatchNorm: `reduce` enqueues on `stream` the sum over the
    ranks of n doubles at p (0: done, else the kernel returns -1 at once);
    M_all: every rank's elements per channel; w: this rank's share */
