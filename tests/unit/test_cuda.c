@@ -909,4 +909,124 @@ TEST(cuda_nhwc_descriptors_finalize_without_a_device)
     CHECK(strstr(kc, "/nchw/") && strstr(kn, "/nhwc/") && strcmp(kc, kn));
 }
 
+/* The descriptor builders (cudnn_desc.c) on their own: a tensor keeps the
+   strides it is given (NHWC), one without gets packed row-major strides,
+   one of a convolution's layout gets NHWC or NCHW strides by q.nhwc, a
+   rank out of range is refused; a convolution and its operation of every
+   kind finalize; a pointwise ReLU backward and an Add finalize, one missing
+   its output is refused in one line with nothing left over; a variant pack
+   finalizes; heuristics on a graph either answer or, without a device,
+   fail in one line. */
+TEST(cuda_descriptor_builders_without_a_device)
+{
+    const ot_cudnn_api *api = dnn_or_skip();
+    if (!api)
+        return;
+    ot_err err;
+    ot_err_init(&err);
+    const int64_t dims[4] = { 2, 64, 8, 8 }, nhwc[4] = { 4096, 1, 512, 64 };
+    const int64_t packed[4] = { 4096, 64, 8, 1 };
+    cudnnBackendDescriptor_t t = NULL, u = NULL, v = NULL, c = NULL;
+    int64_t back[4] = { 0 }, got = 0;
+    CHECK_OK(ot_cudnn_tensor(api, 4, dims, nhwc, 11, false, OT_DTYPE_FLOAT16, &t, &err), &err);
+    if (t) {
+        api->cudnnBackendGetAttribute(t, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, &got, back);
+        CHECK(got == 4 && memcmp(back, nhwc, sizeof back) == 0);
+        CHECK_EQ_INT(tensor_type(api, t), CUDNN_DATA_HALF);
+    }
+    CHECK_OK(ot_cudnn_tensor(api, 4, dims, NULL, 12, false, OT_DTYPE_FLOAT, &u, &err), &err);
+    if (u) {
+        api->cudnnBackendGetAttribute(u, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, &got, back);
+        CHECK(got == 4 && memcmp(back, packed, sizeof back) == 0);
+    }
+    CHECK_OK(ot_cudnn_tensor(api, 4, dims, NULL, 13, true, OT_DTYPE_FLOAT, &v, &err), &err);
+    for (int lay = 0; lay < 2; lay++) {
+        ot_conv_geom q = geom(OT_CONV_FWD, 4, dims, (const int64_t[]){ 64, 64, 3, 3 }, dims, 1, 1,
+                              1);
+        q.nhwc = lay == 1;
+        CHECK_OK(ot_cudnn_conv_tensor(api, &q, dims, 15, false, OT_DTYPE_BFLOAT16, &c, &err),
+                 &err);
+        if (c) {
+            api->cudnnBackendGetAttribute(c, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 4, &got,
+                                          back);
+            CHECK(got == 4 && memcmp(back, lay ? nhwc : packed, sizeof back) == 0);
+            CHECK_EQ_INT(tensor_type(api, c), CUDNN_DATA_BFLOAT16);
+            api->cudnnBackendDestroyDescriptor(c);
+            c = NULL;
+        }
+    }
+    cudnnBackendDescriptor_t bad = (void *)&err; /* anything but NULL */
+    CHECK_EQ_INT(ot_cudnn_tensor(api, 0, dims, NULL, 14, false, OT_DTYPE_FLOAT, &bad, &err),
+                 OT_ERR_UNSUPPORTED);
+    CHECK(bad == NULL);
+    CHECK_EQ_INT(ot_cudnn_tensor(api, OT_MAX_DIMS + 1, dims, NULL, 14, false, OT_DTYPE_FLOAT, &bad,
+                                 &err), OT_ERR_UNSUPPORTED);
+    /* the convolution and its operation, each kind, on x = t, w, y = u */
+    const int64_t pad[2] = { 1, 1 }, one[2] = { 1, 1 };
+    cudnnBackendDescriptor_t conv = NULL, w = NULL;
+    CHECK_OK(ot_cudnn_conv(api, 2, pad, pad, one, one, &conv, &err), &err);
+    CHECK_OK(ot_cudnn_tensor(api, 4, (const int64_t[]){ 64, 64, 3, 3 }, NULL, 16, false,
+                             OT_DTYPE_FLOAT, &w, &err), &err);
+    for (int k = OT_CONV_FWD; conv && w && u && k <= OT_CONV_WGRAD; k++) {
+        cudnnBackendDescriptor_t x = NULL, op = NULL;
+        CHECK_OK(ot_cudnn_tensor(api, 4, dims, NULL, 17, false, OT_DTYPE_FLOAT, &x, &err), &err);
+        if (x)
+            CHECK_OK(ot_cudnn_conv_op(api, (ot_conv_kind)k, conv, x, w, u, &op, &err), &err);
+        if (op)
+            api->cudnnBackendDestroyDescriptor(op);
+        if (x)
+            api->cudnnBackendDestroyDescriptor(x);
+    }
+    cudnnBackendDescriptor_t pw = NULL, op = NULL;
+    if (t && u && v) {
+        /* dx (u) = relu_bwd(dy: v, the ReLU's tensor: t) */
+        CHECK_OK(ot_cudnn_pointwise(api, CUDNN_POINTWISE_RELU_BWD, v, t, u, &pw, &op, &err),
+                 &err);
+        CHECK(pw && op);
+        if (op)
+            api->cudnnBackendDestroyDescriptor(op);
+        if (pw)
+            api->cudnnBackendDestroyDescriptor(pw);
+        CHECK_OK(ot_cudnn_pointwise(api, CUDNN_POINTWISE_ADD, v, u, t, &pw, &op, &err), &err);
+        if (op)
+            api->cudnnBackendDestroyDescriptor(op);
+        if (pw)
+            api->cudnnBackendDestroyDescriptor(pw);
+        CHECK_EQ_INT(ot_cudnn_pointwise(api, CUDNN_POINTWISE_ADD, v, u, NULL, &pw, &op, &err),
+                     OT_ERR_BACKEND);
+        CHECK(!pw && !op && strstr(err.msg, "cuDNN: pointwise") == err.msg &&
+              !strchr(err.msg, '\n'));
+    }
+    char mem[4];
+    void *const ptrs[3] = { mem, mem + 1, mem + 2 };
+    const int64_t uids[3] = { 11, 12, 13 };
+    cudnnBackendDescriptor_t vp = NULL;
+    CHECK_OK(ot_cudnn_varpack(api, 3, ptrs, uids, mem + 3, &vp, &err), &err);
+    if (vp)
+        api->cudnnBackendDestroyDescriptor(vp);
+    cudnnBackendDescriptor_t *all[5] = { &t, &u, &v, &conv, &w };
+    for (int i = 0; i < 5; i++)
+        if (*all[i])
+            api->cudnnBackendDestroyDescriptor(*all[i]);
+    /* heuristics: the device decides; without one, a one-line error */
+    const int64_t x[] = { 2, 16, 8, 8 }, wd[] = { 16, 16, 3, 3 }, y[] = { 2, 16, 8, 8 };
+    ot_conv_geom q = geom(OT_CONV_FWD, 4, x, wd, y, 1, 1, 1);
+    ot_conv_descs d;
+    cudnnBackendDescriptor_t graph = NULL, *cfgs = NULL;
+    int64_t n_cfg = 0;
+    CHECK_OK(ot_conv_descs_build(api, &q, &d, &err), &err);
+    if (d.op && ot_cudnn_graph(api, &d.op, 1, &graph, &err) == OT_OK) {
+        ot_status st = ot_cudnn_heuristics(api, graph, NULL, &cfgs, &n_cfg, &err);
+        if (st == OT_OK) {
+            CHECK(n_cfg >= 0 && (n_cfg == 0 || cfgs != NULL));
+            ot_cudnn_cfgs_free(api, cfgs, n_cfg);
+        } else {
+            CHECK(!cfgs && n_cfg == 0 && !strchr(err.msg, '\n'));
+            printf("  heuristics without a device: %s\n", err.msg);
+        }
+        api->cudnnBackendDestroyDescriptor(graph);
+    }
+    ot_conv_descs_free(api, &d);
+}
+
 #endif

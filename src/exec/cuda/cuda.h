@@ -1,7 +1,8 @@
 /*
  * cuda.h: the CUDA backend's internals, shared by cuda.c (steps, memory,
- * running), cudnn_conv.c (convolutions on cuDNN's graph API) and cublaslt.c
- * (matrix products on cuBLASLt).
+ * running), cudnn_conv.c (convolutions on cuDNN's graph API), cudnn_fused.c
+ * (their fused epilogues), cudnn_desc.c (the descriptors both are built
+ * from) and cublaslt.c (matrix products on cuBLASLt).
  *
  * Layout: the graph's edges are plain row-major (NCHW); inside, the layout
  * pass (cuda_layout.h) keeps rank-4 activations channels-last (NHWC) along
@@ -116,29 +117,59 @@ enum {
     OT_CONV_UID_VIRTUAL = 100, /* fused: further virtual tensors from here      */
 };
 
-/* The element strides of dims [N, C, spatial...] (rank nd) stored
-   row-major, or channels-last when nhwc ([N, spatial..., C]). */
+/* The descriptors every graph is made of (cudnn_desc.c); on error nothing
+   is left to free, and *out is NULL.
+   - ot_cudnn_strides: the element strides of dims [N, C, spatial...] (rank
+     nd) stored row-major, or channels-last when nhwc ([N, spatial..., C]);
+   - a tensor of nd dims with their strides in elements (NULL: packed
+     row-major), its unique id, virtual (never in memory) or not, of dtype
+     dt (OT_DTYPE_FLOAT, OT_DTYPE_BFLOAT16, OT_DTYPE_FLOAT16; 0: float);
+     ot_cudnn_conv_tensor: one in a convolution's layout (q->nhwc);
+   - a convolution (cross-correlation, fp32 compute) of `spatial` dims, and
+     its forward, backward-data or backward-filter operation on x, w and y
+     (dx, w, dy for backward-data; x, dw, dy for backward-filter);
+   - a pointwise operation out = mode(a, b) (b NULL: unary; RELU_BWD reads
+     a as dy and b as the ReLU's tensor, and writes dx), computing in fp32:
+     *pw its pointwise descriptor and *op the operation, both the caller's;
+   - an operation graph of finalized operations;
+   - a variant pack of n device addresses by unique id, and the workspace.
+   None of these needs a device. With the device's property descriptor
+   (NULL: the current device):
+   - heuristics mode A's engine configurations for a graph (*cfgs: n of
+     them, freed with ot_cudnn_cfgs_free);
+   - the execution plan of a configuration, or NULL when it does not
+     finalize or needs more than `cap` bytes of workspace (*ws).
+   ot_cudnn_fail: a cuDNN failure as one line "cuDNN: WHAT: STATUS: LAST
+   ERROR". */
 void ot_cudnn_strides(int nd, const int64_t *dims, bool nhwc, int64_t *strides);
-/* A tensor descriptor of dims with explicit strides, of dtype dt
-   (OT_DTYPE_FLOAT, OT_DTYPE_BFLOAT16, OT_DTYPE_FLOAT16; 0: float). */
-ot_status ot_cudnn_tensor_strided(const ot_cudnn_api *api, int nd, const int64_t *dims,
-                                  const int64_t *strides, int64_t uid, bool is_virtual,
-                                  ot_dtype dt, cudnnBackendDescriptor_t *out, ot_err *err);
-/* A tensor of a convolution's layout (q->nhwc), of the convolution's
-   operand dtype unless float_type. */
+ot_status ot_cudnn_tensor(const ot_cudnn_api *api, int nd, const int64_t *dims,
+                          const int64_t *strides, int64_t uid, bool is_virtual, ot_dtype dt,
+                          cudnnBackendDescriptor_t *out, ot_err *err);
 ot_status ot_cudnn_conv_tensor(const ot_cudnn_api *api, const ot_conv_geom *q,
                                const int64_t *dims, int64_t uid, bool is_virtual, ot_dtype dt,
                                cudnnBackendDescriptor_t *out, ot_err *err);
-
-/* A plain row-major tensor descriptor (virtual: never in memory), and a
-   cuDNN failure as one line "cuDNN: WHAT: STATUS: LAST ERROR". */
-ot_status ot_cudnn_tensor(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
-                          bool is_virtual, cudnnBackendDescriptor_t *out, ot_err *err);
-/* The same of dtype dt (OT_DTYPE_FLOAT, OT_DTYPE_BFLOAT16, OT_DTYPE_FLOAT16;
-   0: float). */
-ot_status ot_cudnn_tensor_of(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
-                             bool is_virtual, ot_dtype dt, cudnnBackendDescriptor_t *out,
-                             ot_err *err);
+ot_status ot_cudnn_conv(const ot_cudnn_api *api, int spatial, const int64_t *pre,
+                        const int64_t *post, const int64_t *stride, const int64_t *dil,
+                        cudnnBackendDescriptor_t *out, ot_err *err);
+ot_status ot_cudnn_conv_op(const ot_cudnn_api *api, ot_conv_kind kind,
+                           cudnnBackendDescriptor_t conv, cudnnBackendDescriptor_t x,
+                           cudnnBackendDescriptor_t w, cudnnBackendDescriptor_t y,
+                           cudnnBackendDescriptor_t *out, ot_err *err);
+ot_status ot_cudnn_pointwise(const ot_cudnn_api *api, cudnnPointwiseMode_t mode,
+                             cudnnBackendDescriptor_t a, cudnnBackendDescriptor_t b,
+                             cudnnBackendDescriptor_t out, cudnnBackendDescriptor_t *pw,
+                             cudnnBackendDescriptor_t *op, ot_err *err);
+ot_status ot_cudnn_graph(const ot_cudnn_api *api, cudnnBackendDescriptor_t *ops, int n_ops,
+                         cudnnBackendDescriptor_t *graph, ot_err *err);
+ot_status ot_cudnn_varpack(const ot_cudnn_api *api, int n, void *const *ptrs,
+                           const int64_t *uids, void *ws, cudnnBackendDescriptor_t *out,
+                           ot_err *err);
+ot_status ot_cudnn_heuristics(const ot_cudnn_api *api, cudnnBackendDescriptor_t graph,
+                              cudnnBackendDescriptor_t devprop, cudnnBackendDescriptor_t **cfgs,
+                              int64_t *n, ot_err *err);
+void ot_cudnn_cfgs_free(const ot_cudnn_api *api, cudnnBackendDescriptor_t *cfgs, int64_t n);
+cudnnBackendDescriptor_t ot_cudnn_plan(const ot_cudnn_api *api, cudnnBackendDescriptor_t cfg,
+                                       cudnnBackendDescriptor_t devprop, size_t cap, int64_t *ws);
 ot_status ot_cudnn_fail(const ot_cudnn_api *api, cudnnStatus_t s, const char *what, ot_err *err);
 
 /* In a function with `api`, `st`, `err` and a `done:` label: a cuDNN call
@@ -195,10 +226,6 @@ void ot_conv_descs_free(const ot_cudnn_api *api, ot_conv_descs *d);
 /* The plan key of a convolution (ot_plan_key of its kind, dtype, layout and
    shapes); false when it does not fit. */
 bool ot_conv_plan_key(const ot_plan_env *env, const ot_conv_geom *q, char *key, size_t size);
-
-/* An operation graph of finalized operations (needs no device). */
-ot_status ot_cudnn_graph(const ot_cudnn_api *api, cudnnBackendDescriptor_t *ops, int n_ops,
-                         cudnnBackendDescriptor_t *graph, ot_err *err);
 
 /* An engine configuration as a record (engine index, knob choices), and a
    configuration of `graph` rebuilt from one (devprop may be NULL). */

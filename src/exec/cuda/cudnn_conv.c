@@ -5,7 +5,8 @@
  * Per convolution: tensor descriptors for x, w and y (NCHW strides, or
  * NHWC strides and a KRSC filter when the geometry says nhwc), a
  * convolution descriptor, the operation, an operation graph of that one
- * operation, heuristics mode A on the device's property descriptor, and the
+ * operation (all from cudnn_desc.c's builders), heuristics mode A on the
+ * device's property descriptor, and the
  * first engine configuration whose plan finalizes, stays within the
  * workspace cap and computes in full fp32 (no tensor-core TF32, no
  * down-converted inputs, no reduced-precision reduction). Plans are cached
@@ -31,17 +32,6 @@ struct ot_conv_plan {
     ot_conv_fused *fused; /* a fused epilogue's graph (graph is its graph), or NULL */
     struct ot_conv_plan *next;
 };
-
-ot_status ot_cudnn_fail(const ot_cudnn_api *api, cudnnStatus_t s, const char *what, ot_err *err)
-{
-    char last[256] = "";
-    api->cudnnGetLastErrorString(last, sizeof last);
-    char *nl = strchr(last, '\n');
-    if (nl)
-        *nl = '\0';
-    return ot_err_set(err, OT_ERR_BACKEND, "cuDNN: %s: %s%s%s", what, api->cudnnGetErrorString(s),
-                      last[0] ? ": " : "", last);
-}
 
 #define DNN OT_DNN
 #define SET OT_DNN_SET
@@ -83,75 +73,6 @@ ot_status ot_conv_geom_of(const ot_graph *g, const ot_node *n, const ot_tensor *
     return OT_OK;
 }
 
-ot_status ot_cudnn_tensor(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
-                          bool is_virtual, cudnnBackendDescriptor_t *out, ot_err *err)
-{
-    return ot_cudnn_tensor_of(api, nd, dims, uid, is_virtual, OT_DTYPE_FLOAT, out, err);
-}
-
-void ot_cudnn_strides(int nd, const int64_t *dims, bool nhwc, int64_t *strides)
-{
-    int64_t s = 1;
-    if (nhwc && nd >= 3) {
-        /* [N, spatial..., C] in memory */
-        strides[1] = 1;
-        s = dims[1];
-        for (int i = nd - 1; i >= 2; i--) {
-            strides[i] = s;
-            s *= dims[i];
-        }
-        strides[0] = s;
-        return;
-    }
-    for (int i = nd - 1; i >= 0; i--) {
-        strides[i] = s;
-        s *= dims[i];
-    }
-}
-
-ot_status ot_cudnn_tensor_of(const ot_cudnn_api *api, int nd, const int64_t *dims, int64_t uid,
-                             bool is_virtual, ot_dtype type, cudnnBackendDescriptor_t *out,
-                             ot_err *err)
-{
-    int64_t strides[5];
-    ot_cudnn_strides(nd, dims, false, strides);
-    return ot_cudnn_tensor_strided(api, nd, dims, strides, uid, is_virtual, type, out, err);
-}
-
-ot_status ot_cudnn_conv_tensor(const ot_cudnn_api *api, const ot_conv_geom *q,
-                               const int64_t *dims, int64_t uid, bool is_virtual, ot_dtype dt,
-                               cudnnBackendDescriptor_t *out, ot_err *err)
-{
-    int64_t strides[5];
-    ot_cudnn_strides(q->nd, dims, q->nhwc, strides);
-    return ot_cudnn_tensor_strided(api, q->nd, dims, strides, uid, is_virtual, dt, out, err);
-}
-
-ot_status ot_cudnn_tensor_strided(const ot_cudnn_api *api, int nd, const int64_t *dims,
-                                  const int64_t *strides, int64_t uid, bool is_virtual,
-                                  ot_dtype type, cudnnBackendDescriptor_t *out, ot_err *err)
-{
-    ot_status st = OT_OK;
-    int64_t align = 16;
-    cudnnDataType_t dt = type == OT_DTYPE_BFLOAT16 ? CUDNN_DATA_BFLOAT16
-                         : type == OT_DTYPE_FLOAT16 ? CUDNN_DATA_HALF
-                                                    : CUDNN_DATA_FLOAT;
-    *out = NULL;
-    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_TENSOR_DESCRIPTOR, out), "tensor");
-    DNN(SET(*out, CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &dt), "tensor dtype");
-    DNN(SET(*out, CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, nd, dims), "tensor dims");
-    DNN(SET(*out, CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, nd, strides), "tensor strides");
-    DNN(SET(*out, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1, &uid), "tensor id");
-    DNN(SET(*out, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, 1, &align),
-        "tensor alignment");
-    if (is_virtual)
-        DNN(SET(*out, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1, &is_virtual),
-            "tensor virtual");
-    DNN(api->cudnnBackendFinalize(*out), "tensor");
-done:
-    return st;
-}
-
 void ot_conv_descs_free(const ot_cudnn_api *api, ot_conv_descs *d)
 {
     cudnnBackendDescriptor_t *all[] = { &d->op, &d->conv, &d->x, &d->w, &d->y };
@@ -173,10 +94,6 @@ ot_status ot_conv_descs_build_virtual(const ot_cudnn_api *api, const ot_conv_geo
 {
     ot_status st = OT_OK;
     memset(d, 0, sizeof *d);
-    int64_t spatial = q->nd - 2;
-    cudnnDataType_t comp = CUDNN_DATA_FLOAT;
-    cudnnConvolutionMode_t mode = CUDNN_CROSS_CORRELATION;
-    float alpha = 1.0f, beta = 0.0f;
     /* the output that an epilogue reads stays virtual: y forward, dx backward */
     bool vx = virtual_out && q->kind == OT_CONV_DGRAD, vy = virtual_out && q->kind == OT_CONV_FWD;
     /* --precision bf16/fp16: the tensors in memory are half; a virtual output
@@ -187,50 +104,8 @@ ot_status ot_conv_descs_build_virtual(const ot_cudnn_api *api, const ot_conv_geo
     OT_TRY(ot_cudnn_conv_tensor(api, q, q->w, UID_W, false, dw, &d->w, err));
     OT_TRY(ot_cudnn_conv_tensor(api, q, q->y, vy ? OT_CONV_UID_CONV_OUT : UID_Y, vy, dy, &d->y,
                                 err));
-    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_CONVOLUTION_DESCRIPTOR, &d->conv),
-        "convolution");
-    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &comp),
-        "convolution compute type");
-    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_CONV_MODE, CUDNN_TYPE_CONVOLUTION_MODE, 1, &mode),
-        "convolution mode");
-    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_SPATIAL_DIMS, CUDNN_TYPE_INT64, 1, &spatial),
-        "convolution rank");
-    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_DILATIONS, CUDNN_TYPE_INT64, spatial, q->dil),
-        "convolution dilations");
-    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_FILTER_STRIDES, CUDNN_TYPE_INT64, spatial, q->stride),
-        "convolution strides");
-    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_PRE_PADDINGS, CUDNN_TYPE_INT64, spatial, q->pre),
-        "convolution pads");
-    DNN(SET(d->conv, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, spatial, q->post),
-        "convolution pads");
-    DNN(api->cudnnBackendFinalize(d->conv), "convolution");
-
-    static const cudnnBackendDescriptorType_t types[] = {
-        CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR,
-        CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR,
-        CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR,
-    };
-    /* alpha, beta, conv, x, w, y in each kind's attribute names */
-    static const cudnnBackendAttributeName_t names[3][6] = {
-        { CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA,
-          CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X,
-          CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y },
-        { CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA,
-          CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX,
-          CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY },
-        { CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA,
-          CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X,
-          CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY },
-    };
-    const cudnnBackendAttributeName_t *a = names[q->kind];
-    DNN(api->cudnnBackendCreateDescriptor(types[q->kind], &d->op), "operation");
-    DNN(SET(d->op, a[0], CUDNN_TYPE_FLOAT, 1, &alpha), "operation alpha");
-    DNN(SET(d->op, a[1], CUDNN_TYPE_FLOAT, 1, &beta), "operation beta");
-    DNN(SET(d->op, a[2], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d->conv), "operation convolution");
-    DNN(SET(d->op, a[3], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d->x), "operation x");
-    DNN(SET(d->op, a[4], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d->w), "operation w");
-    DNN(SET(d->op, a[5], CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &d->y), "operation y");
-    DNN(api->cudnnBackendFinalize(d->op), "operation");
+    OT_TRY(ot_cudnn_conv(api, q->nd - 2, q->pre, q->post, q->stride, q->dil, &d->conv, err));
+    OT_TRY(ot_cudnn_conv_op(api, q->kind, d->conv, d->x, d->w, d->y, &d->op, err));
 done:
     if (st != OT_OK)
         ot_conv_descs_free(api, d);
@@ -392,45 +267,11 @@ done:
     return st;
 }
 
-ot_status ot_cudnn_graph(const ot_cudnn_api *api, cudnnBackendDescriptor_t *ops, int n_ops,
-                         cudnnBackendDescriptor_t *graph, ot_err *err)
-{
-    ot_status st = OT_OK;
-    *graph = NULL;
-    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR, graph),
-        "operation graph");
-    DNN(SET(*graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, n_ops, ops),
-        "operation graph");
-    DNN(api->cudnnBackendFinalize(*graph), "operation graph");
-done:
-    if (st != OT_OK && *graph) {
-        api->cudnnBackendDestroyDescriptor(*graph);
-        *graph = NULL;
-    }
-    return st;
-}
-
 /* A plan of `cfg` within the workspace cap, or NULL. */
 static cudnnBackendDescriptor_t try_plan(ot_cuda_dev *dev, cudnnBackendDescriptor_t cfg,
                                          int64_t *ws)
 {
-    const ot_cudnn_api *api = dev->dnn;
-    cudnnBackendDescriptor_t plan = NULL;
-    int64_t cnt = 0;
-    if (api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR, &plan) ||
-        SET(plan, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-            &cfg) ||
-        SET(plan, CUDNN_ATTR_EXECUTION_PLAN_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-            &dev->devprop) ||
-        api->cudnnBackendFinalize(plan) ||
-        api->cudnnBackendGetAttribute(plan, CUDNN_ATTR_EXECUTION_PLAN_WORKSPACE_SIZE,
-                                      CUDNN_TYPE_INT64, 1, &cnt, ws) ||
-        *ws < 0 || (size_t)*ws > OT_CUDA_WS_CAP) {
-        if (plan)
-            api->cudnnBackendDestroyDescriptor(plan);
-        return NULL;
-    }
-    return plan;
+    return ot_cudnn_plan(dev->dnn, cfg, dev->devprop, OT_CUDA_WS_CAP, ws);
 }
 
 /* Scratch buffers for timing candidates: x, w, y and the workspace. */
@@ -550,9 +391,8 @@ static ot_status make_plan(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan
 {
     ot_status st = OT_OK;
     const ot_cudnn_api *api = dev->dnn;
-    cudnnBackendDescriptor_t heur = NULL, *cfgs = NULL;
+    cudnnBackendDescriptor_t *cfgs = NULL;
     int64_t n_cfg = 0;
-    cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
     tune_bufs bufs = { 0 };
     if (!p->graph) /* a fused plan comes with its graph */
         OT_TRY(ot_cudnn_graph(api, &p->d.op, 1, &p->graph, err));
@@ -562,30 +402,7 @@ static ot_status make_plan(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan
         dev->n_reused++;
         goto done;
     }
-    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR, &heur),
-        "heuristics");
-    DNN(SET(heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-            &p->graph), "heuristics");
-    DNN(SET(heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode), "heuristics");
-    DNN(SET(heur, CUDNN_ATTR_ENGINEHEUR_DEVICEPROP, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-            &dev->devprop), "heuristics");
-    DNN(api->cudnnBackendFinalize(heur), "heuristics");
-    DNN(api->cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                      CUDNN_TYPE_BACKEND_DESCRIPTOR, 0, &n_cfg, NULL),
-        "heuristics");
-    if (n_cfg > 0) {
-        cfgs = ot_calloc((size_t)n_cfg, sizeof *cfgs);
-        if (!cfgs)
-            OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
-        for (int64_t i = 0; i < n_cfg; i++)
-            DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_ENGINECFG_DESCRIPTOR, &cfgs[i]),
-                "engine configuration");
-        int64_t got = 0;
-        DNN(api->cudnnBackendGetAttribute(heur, CUDNN_ATTR_ENGINEHEUR_RESULTS,
-                                          CUDNN_TYPE_BACKEND_DESCRIPTOR, n_cfg, &got, cfgs),
-            "heuristics");
-        n_cfg = got < n_cfg ? got : n_cfg;
-    }
+    OT_TRY(ot_cudnn_heuristics(api, p->graph, dev->devprop, &cfgs, &n_cfg, err));
     /* the timing buffers have no epilogue operands: a fused plan is not timed */
     int tried = 0, limit = dev->opts.autotune && !p->fused ? OT_CONV_TUNE_CANDIDATES : 1;
     double best = -1;
@@ -643,12 +460,7 @@ static ot_status make_plan(ot_cuda_dev *dev, const ot_conv_geom *q, ot_conv_plan
     }
 done:
     tune_free(&bufs);
-    for (int64_t i = 0; cfgs && i < n_cfg; i++)
-        if (cfgs[i])
-            api->cudnnBackendDestroyDescriptor(cfgs[i]);
-    ot_free(cfgs);
-    if (heur)
-        api->cudnnBackendDestroyDescriptor(heur);
+    ot_cudnn_cfgs_free(api, cfgs, n_cfg);
     return st;
 }
 
@@ -752,26 +564,10 @@ ot_status ot_conv_fused_plan_get(ot_cuda_dev *dev, const ot_conv_geom *q,
 ot_status ot_conv_varpack(ot_cuda_dev *dev, const ot_conv_plan *p, void *x, void *w, void *y,
                           void *ws, cudnnBackendDescriptor_t *out, ot_err *err)
 {
-    ot_status st = OT_OK;
-    const ot_cudnn_api *api = dev->dnn;
-    void *ptrs[3] = { x, w, y };
-    int64_t uids[3] = { UID_X, UID_W, UID_Y };
+    void *const ptrs[3] = { x, w, y };
+    static const int64_t uids[3] = { UID_X, UID_W, UID_Y };
     (void)p;
-    *out = NULL;
-    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, out),
-        "variant pack");
-    DNN(SET(*out, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, 3, ptrs),
-        "variant pack");
-    DNN(SET(*out, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, 3, uids), "variant pack");
-    DNN(SET(*out, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws),
-        "variant pack");
-    DNN(api->cudnnBackendFinalize(*out), "variant pack");
-done:
-    if (st != OT_OK && *out) {
-        api->cudnnBackendDestroyDescriptor(*out);
-        *out = NULL;
-    }
-    return st;
+    return ot_cudnn_varpack(dev->dnn, 3, ptrs, uids, ws, out, err);
 }
 
 ot_status ot_conv_run(ot_cuda_dev *dev, const ot_conv_plan *p, cudnnBackendDescriptor_t vp,

@@ -8,18 +8,16 @@
  *
  * The intermediate tensors are virtual (never in memory); bias is [1, C, 1,
  * 1] (broadcast), z and r have the shape of the convolution's output or
- * input, all in the convolution's layout (ot_conv_geom.nhwc). Every pointwise step computes in fp32. Only the graph is built
- * here, which needs no device; a plan for it is made like the plain
- * convolution's, and when no engine finalizes one, the executor keeps the
- * unfused steps.
+ * input, all in the convolution's layout (ot_conv_geom.nhwc). Every
+ * pointwise step computes in fp32. The descriptors come from cudnn_desc.c.
+ * Only the graph is built here, which needs no device; a plan for it is
+ * made like the plain convolution's, and when no engine finalizes one, the
+ * executor keeps the unfused steps.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "cuda.h"
-
-#define DNN OT_DNN
-#define SET OT_DNN_SET
 
 void ot_conv_fused_free(const ot_cudnn_api *api, ot_conv_fused *f)
 {
@@ -32,57 +30,24 @@ void ot_conv_fused_free(const ot_cudnn_api *api, ot_conv_fused *f)
     memset(f, 0, sizeof *f);
 }
 
-static ot_status keep(ot_conv_fused *f, cudnnBackendDescriptor_t d)
+static void keep(ot_conv_fused *f, cudnnBackendDescriptor_t d)
 {
     OT_ASSERT(f->n_descs < OT_CONV_FUSED_MAX_DESCS);
     f->descs[f->n_descs++] = d;
-    return OT_OK;
 }
 
-/* A pointwise operation out = mode(a, b) (b NULL: unary); relu_bwd reads
-   a as dy and b as x and writes dx. */
+/* A pointwise operation out = mode(a, b) (b NULL: unary; relu_bwd: a is
+   dy, b the ReLU's tensor), its descriptors kept in f. */
 static ot_status pointwise(const ot_cudnn_api *api, ot_conv_fused *f, cudnnPointwiseMode_t mode,
                            cudnnBackendDescriptor_t a, cudnnBackendDescriptor_t b,
                            cudnnBackendDescriptor_t out, cudnnBackendDescriptor_t *op, ot_err *err)
 {
-    ot_status st = OT_OK;
-    cudnnBackendDescriptor_t pw = NULL;
-    cudnnDataType_t prec = CUDNN_DATA_FLOAT;
-    *op = NULL;
-    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_POINTWISE_DESCRIPTOR, &pw), "pointwise");
-    keep(f, pw);
-    DNN(SET(pw, CUDNN_ATTR_POINTWISE_MODE, CUDNN_TYPE_POINTWISE_MODE, 1, &mode), "pointwise mode");
-    DNN(SET(pw, CUDNN_ATTR_POINTWISE_MATH_PREC, CUDNN_TYPE_DATA_TYPE, 1, &prec),
-        "pointwise precision");
-    if (mode == CUDNN_POINTWISE_RELU_FWD || mode == CUDNN_POINTWISE_RELU_BWD) {
-        double zero = 0.0;
-        DNN(SET(pw, CUDNN_ATTR_POINTWISE_RELU_LOWER_CLIP, CUDNN_TYPE_DOUBLE, 1, &zero),
-            "pointwise clip");
+    cudnnBackendDescriptor_t pw;
+    ot_status st = ot_cudnn_pointwise(api, mode, a, b, out, &pw, op, err);
+    if (st == OT_OK) {
+        keep(f, pw);
+        keep(f, *op);
     }
-    DNN(api->cudnnBackendFinalize(pw), "pointwise");
-    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR, op),
-        "pointwise operation");
-    keep(f, *op);
-    DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-            &pw), "pointwise operation");
-    if (mode == CUDNN_POINTWISE_RELU_BWD) {
-        DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_DYDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a),
-            "pointwise dy");
-        DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &b),
-            "pointwise x");
-        DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_DXDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &out),
-            "pointwise dx");
-    } else {
-        DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a),
-            "pointwise x");
-        if (b)
-            DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1,
-                    &b), "pointwise b");
-        DNN(SET(*op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &out),
-            "pointwise y");
-    }
-    DNN(api->cudnnBackendFinalize(*op), "pointwise operation");
-done:
     return st;
 }
 
@@ -153,8 +118,6 @@ ot_status ot_conv_fused_varpack(ot_cuda_dev *dev, const ot_conv_epilogue *e, voi
                                 void *bias, void *z, void *out, void *ws,
                                 cudnnBackendDescriptor_t *vp, ot_err *err)
 {
-    ot_status st = OT_OK;
-    const ot_cudnn_api *api = dev->dnn;
     void *ptrs[5] = { x, w };
     int64_t uids[5] = { OT_CONV_UID_X, OT_CONV_UID_W };
     int n = 2;
@@ -168,19 +131,5 @@ ot_status ot_conv_fused_varpack(ot_cuda_dev *dev, const ot_conv_epilogue *e, voi
     }
     ptrs[n] = out;
     uids[n++] = OT_CONV_UID_OUT;
-    *vp = NULL;
-    DNN(api->cudnnBackendCreateDescriptor(CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR, vp),
-        "variant pack");
-    DNN(SET(*vp, CUDNN_ATTR_VARIANT_PACK_DATA_POINTERS, CUDNN_TYPE_VOID_PTR, n, ptrs),
-        "variant pack");
-    DNN(SET(*vp, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids), "variant pack");
-    DNN(SET(*vp, CUDNN_ATTR_VARIANT_PACK_WORKSPACE, CUDNN_TYPE_VOID_PTR, 1, &ws),
-        "variant pack");
-    DNN(api->cudnnBackendFinalize(*vp), "variant pack");
-done:
-    if (st != OT_OK && *vp) {
-        api->cudnnBackendDestroyDescriptor(*vp);
-        *vp = NULL;
-    }
-    return st;
+    return ot_cudnn_varpack(dev->dnn, n, ptrs, uids, ws, vp, err);
 }
