@@ -108,7 +108,13 @@ NOTES = {
                         "ten modules (3c and 4e reduce by stride-2 branches beside a max pool, "
                         "average pools counting the padding), padded max pools instead of "
                         "Caffe's ceil mode, BatchNorms kept, opset 8 with BN spatial=1, "
-                        "Reshape head, Softmax last, initializers as inputs",
+                        "Reshape head, Softmax last, initializers as inputs; its fine-tune "
+                        "PyTorch step at 64x64 is ill-conditioned: Mixed 5a/5b are 2x2 there, "
+                        "each pool branch's 3x3 window covers the whole map, so the BatchNorm "
+                        "after its 1x1 convolution sees one value per image, and the frozen "
+                        "prefix leaves the two images 1-2e-6 apart (relative) in it, its "
+                        "variance 1e-7 of eps; rounding the prefix's output to float32 moves "
+                        "the float64 gradients by up to 179%, the error onnxtrain's step shows",
     "zoo_alexnet": "zoo bvlc_alexnet form: Caffe's AlexNet (built here: widths 96-256-384-384-"
                    "256, conv2/4/5 in 2 groups, LRN after the first two ReLUs, before their "
                    "pools), classifier 256 wide, Reshape head, opset 6 (Gemm broadcast=1), "
