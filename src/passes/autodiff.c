@@ -322,3 +322,29 @@ ot_status ot_pass_add_loss(ot_graph *g, int32_t logits, const char *labels_name,
 done:
     return st;
 }
+
+ot_status ot_pass_logits_2d(ot_graph *g, int32_t logits, int32_t *out, ot_err *err)
+{
+    if (!g || logits < 0 || logits >= g->n_values)
+        return ot_err_set(err, OT_ERR_ARG, "logits: value id %d is out of range", (int)logits);
+    *out = logits;
+    const ot_value *lv = &g->values[logits];
+    if (!ot_op_is_float(lv->dtype) || lv->ndim < 3 || lv->ndim > OT_MAX_DIMS)
+        return OT_OK;
+    int64_t axes[OT_MAX_DIMS];
+    int n_axes = 0;
+    for (int d = 2; d < lv->ndim; d++) {
+        if (lv->dims[d] != 1)
+            return OT_OK;
+        axes[n_axes++] = d;
+    }
+    ot_status st = OT_OK;
+    char name[OT_GRAD_NAME_MAX];
+    int32_t in[2] = { logits, -1 };
+    int64_t n = n_axes;
+    snprintf(name, sizeof name, "%s/squeeze", lv->name ? lv->name : "logits");
+    OT_TRY(ot_op_grad_const_i64(g, "logits/squeeze_axes", &n, 1, axes, &in[1], err));
+    OT_TRY(ot_op_grad_emit1(g, ot_op_table[OT_OP_SQUEEZE], name, in, 2, NULL, 0, name, out, err));
+done:
+    return st;
+}

@@ -49,6 +49,20 @@ ot_status ot_pass_autodiff(ot_graph *g, int32_t loss, const int32_t *params, int
 ot_status ot_pass_add_loss(ot_graph *g, int32_t logits, const char *labels_name,
                            float label_smoothing, int32_t *loss, int32_t *labels, ot_err *err);
 
+/*
+ * The (N, C) logits the loss and the scores read. *out receives `logits`
+ * itself unless it is a float value of rank 3 or more whose dims after the
+ * second are all known to be 1 (SqueezeNet 1.0's [N, C, 1, 1]: a 1x1
+ * convolution head, the global pooling after it, no Flatten); for such a
+ * value a Squeeze of those dims is appended to g and *out receives its
+ * output. The model's own output keeps its shape: only the graphs that
+ * train or score read the view. Should a later shape inference find one of
+ * those dims other than 1, the Squeeze refuses it (OT_ERR_SHAPE) rather
+ * than merge it into the classes. Errors: OT_ERR_ARG (logits out of range),
+ * OT_ERR_NOMEM.
+ */
+ot_status ot_pass_logits_2d(ot_graph *g, int32_t logits, int32_t *out, ot_err *err);
+
 /* Appends `value` to the graph outputs (nothing when it is one already) and
    flags it OT_VAL_OUTPUT. Errors: OT_ERR_ARG (id out of range), OT_ERR_NOMEM. */
 ot_status ot_pass_add_output(ot_graph *g, int32_t value, ot_err *err);

@@ -9,6 +9,7 @@
 
 #include "dist/dist.h"
 #include "exec/exec.h"
+#include "passes/autodiff.h"
 #include "train/layout.h"
 #include "train/loss.h"
 #include "trainer.h"
@@ -33,6 +34,7 @@ ot_status ot_eval_logits_graph(const ot_graph *model, int32_t *image, ot_graph *
         return ot_err_set(err, OT_ERR_ARG, "the model has no image input or no output");
     OT_TRY(ot_graph_clone(model, &g, err));
     ot_train_free_image_size(g, *image);
+    OT_TRY(ot_pass_logits_2d(g, logits, &logits, err)); /* [N, C, 1, 1]: its (N, C) view */
     ot_io *io = ot_arena_alloc(&g->arena, sizeof *io);
     keep = ot_calloc((size_t)g->n_nodes + 1, sizeof *keep);
     if (!io || !keep)

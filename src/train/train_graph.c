@@ -585,7 +585,10 @@ ot_status ot_train_graph_build(const ot_graph *model, const ot_train_graph_opts 
         OT_TRY(ot_graph_keep_nodes(prefix, keep, err));
     }
 
-    /* step graph: cut values + labels -> loss, logits, gradients, statistics */
+    /* step graph: cut values + labels -> loss, logits, gradients, statistics;
+       the loss and the step's logits output read the (N, C) view of logits
+       of shape [N, C, 1, 1] (the model's own output keeps its shape) */
+    OT_TRY(ot_pass_logits_2d(step, tg->logits, &tg->logits, err));
     OT_TRY(ot_pass_add_loss(step, tg->logits, "labels", opts->label_smoothing, &tg->loss,
                             &tg->labels, err));
     step->values[tg->labels].dims[0] = OT_DIM_DYNAMIC; /* any batch */

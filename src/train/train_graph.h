@@ -70,7 +70,7 @@ typedef struct ot_train_graph {
                                (the step graph then takes the image)           */
     ot_graph *step;
     int32_t image;          /* the image input (model graph's value id)        */
-    int32_t logits;         /* in the step graph                               */
+    int32_t logits;         /* (N, C), in the step graph (ot_pass_logits_2d)   */
     int32_t loss;           /* scalar, in the step graph                       */
     int32_t labels;         /* int64 [N] input of the step graph               */
     int32_t seed;           /* int64 scalar input drawing Dropout masks; -1 when

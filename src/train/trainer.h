@@ -225,7 +225,8 @@ ot_status ot_eval_run_ranks(const ot_graph *model, const ot_dataset *data, const
 void ot_eval_result_fini(ot_eval_result *res);
 
 /* A clone of `model` whose only output is the logits (the input of a trailing
-   Softmax/LogSoftmax), with the image input's batch and spatial dims left to
+   Softmax/LogSoftmax; the (N, C) view of logits of shape [N, C, 1, 1], see
+   ot_pass_logits_2d), with the image input's batch and spatial dims left to
    the data; *image gets the image input's id. The clone borrows the model's
    tensors (free it first). Errors: OT_ERR_ARG (no image input or output),
    OT_ERR_NOMEM, OT_ERR_MODEL. */

@@ -84,8 +84,7 @@ declare -A EXPECT=(
     [zoo_vgg16]="import run feature-extract fine-tune full"
     [zoo_vgg19_bn]="import run feature-extract fine-tune full"
     [zoo_mobilenetv2]="import run feature-extract fine-tune full"
-    # its logits are [N, 1000, 1, 1]: the trainer's loss takes (N, C) only
-    [zoo_squeezenet1_0]="import run"
+    [zoo_squeezenet1_0]="import run feature-extract fine-tune full"
 )
 
 # family -> the node its fine-tune preset must train from (a glob): the

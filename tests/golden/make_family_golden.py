@@ -361,12 +361,24 @@ def set_modes(model, trained):
     return bn_train
 
 
+def forward_loss(model, x, y):
+    """make_train_golden.py's loss and logits, on the (N, C) view of logits
+    of shape [N, C, 1, 1] (SqueezeNet 1.0's zoo form), as onnxtrain's loss
+    reads them (ot_pass_logits_2d): the reshape refuses any other shape."""
+    import torch
+
+    logits = model(x)
+    if logits.dim() > 2:
+        logits = logits.reshape(logits.shape[0], logits.shape[1])
+    return torch.nn.functional.cross_entropy(logits, y), logits
+
+
 def one_step(base, trained, x, y):
     """The step in base's precision: [(key, tensor)], training-mode BNs.
     Runs on base itself (no copy of the model: its parameters are only read,
     and the running statistics the training-mode BNs update are put back)."""
     import torch
-    from make_train_golden import forward_loss, make_optim
+    from make_train_golden import make_optim
 
     params = dict(base.named_parameters())
     unknown = [n for n in trained if n not in params]

@@ -2,8 +2,10 @@
  * test_autodiff.c: the structure ot_pass_autodiff gives a graph (numbers are
  * test_grad.c's business): a frozen prefix gets no backward nodes, fan-out
  * gets an explicit Sum, unreachable parameters get -1, a node without a rule
- * on the path is an error naming it, Dropout gains its mask, and a symbolic
- * batch dim survives until compilation.
+ * on the path is an error naming it, Dropout gains its mask, a symbolic
+ * batch dim survives until compilation, and logits [N, C, 1, 1] get the
+ * (N, C) view the loss reads (ot_pass_logits_2d), with the loss and gradient
+ * of the same network ending in a Flatten.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -279,5 +281,110 @@ TEST(autodiff_symbolic_batch)
             free(t[i].data);
         CHECK_OK(st, &err);
     }
+    ot_graph_free(g);
+}
+
+/* x [N,2,3,3] -> Conv 1x1 (w [5,2,1,1]) -> GlobalAveragePool: logits
+   [N,5,1,1], then the loss on their (N, C) view (spatial) or on a Flatten
+   (the twin); *loss, *labels, *grad (of w) and the graph's ids of x and w. */
+static ot_graph *pooled_logits(bool spatial, int32_t *x, int32_t *w, int32_t *loss,
+                               int32_t *labels, int32_t *grad, ot_err *err)
+{
+    ot_graph *g = ot_graph_new();
+    *x = input(g, "x", 4, DIMS(-1, 2, 3, 3));
+    *w = input(g, "w", 4, DIMS(5, 2, 1, 1));
+    int32_t in[2] = { *x, *w };
+    int32_t h = node(g, "", "Conv", 13, in, 2, NULL, 0);
+    h = h < 0 ? -1 : node(g, "", "GlobalAveragePool", 1, &h, 1, NULL, 0);
+    int32_t logits = -1;
+    if (h >= 0 && spatial && ot_pass_logits_2d(g, h, &logits, err) != OT_OK)
+        logits = -1;
+    else if (h >= 0 && !spatial)
+        logits = node(g, "", "Flatten", 13, &h, 1, NULL, 0);
+    if (logits < 0 || ot_pass_add_loss(g, logits, "labels", 0.0f, loss, labels, err) != OT_OK ||
+        ot_pass_autodiff(g, *loss, w, 1, grad, err) != OT_OK || *grad < 0 ||
+        ot_pass_add_output(g, *loss, err) != OT_OK ||
+        ot_pass_add_output(g, *grad, err) != OT_OK) {
+        ot_graph_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+/* Runs a pooled_logits graph at N = 2; out: the loss then dL/dw (10). */
+static ot_status run_pooled(ot_graph *g, int32_t x, int32_t w, int32_t labels, float *out,
+                            ot_err *err)
+{
+    float xs[2 * 2 * 3 * 3], ws[5 * 2];
+    int64_t lab[2] = { 3, 1 };
+    for (int i = 0; i < 36; i++)
+        xs[i] = (float)((i * 7) % 11) * 0.1f - 0.4f;
+    for (int i = 0; i < 10; i++)
+        ws[i] = (float)((i * 5) % 7) * 0.2f - 0.6f;
+    ot_tensor t[3] = {
+        { .dtype = OT_DTYPE_FLOAT, .ndim = 4, .dims = { 2, 2, 3, 3 }, .bytes = sizeof xs,
+          .data = xs },
+        { .dtype = OT_DTYPE_FLOAT, .ndim = 4, .dims = { 5, 2, 1, 1 }, .bytes = sizeof ws,
+          .data = ws },
+        { .dtype = OT_DTYPE_INT64, .ndim = 1, .dims = { 2 }, .bytes = sizeof lab, .data = lab },
+    };
+    ot_exec_input bind[3] = { { .value = x, .tensor = t[0] }, { .value = w, .tensor = t[1] },
+                              { .value = labels, .tensor = t[2] } };
+    ot_exec *ex = NULL;
+    ot_exec_opts opts = { .cpu.threads = 1 };
+    ot_status st = ot_exec_compile(g, bind, 3, &opts, &ex, err);
+    if (st == OT_OK)
+        st = ot_exec_run(ex, t, 3, err);
+    if (st == OT_OK) {
+        const ot_tensor *l = ot_exec_output(ex, 0), *gw = ot_exec_output(ex, 1);
+        out[0] = *(const float *)l->data;
+        memcpy(out + 1, gw->data, sizeof(float) * 10);
+    }
+    ot_exec_free(ex);
+    return st;
+}
+
+/* Logits [N, C, 1, 1] (a 1x1 convolution head before the global pooling, no
+   Flatten): ot_pass_logits_2d gives a Squeeze to (N, C) that the loss reads,
+   and the loss and gradient are those of the same network with a Flatten;
+   (N, C) logits and a spatial map are left as they are. */
+TEST(logits_2d_squeezes_pooled_logits)
+{
+    ot_err err;
+    ot_err_init(&err);
+    int32_t x, w, loss, labels, grad;
+    ot_graph *g = pooled_logits(true, &x, &w, &loss, &labels, &grad, &err);
+    CHECK_OK(g ? OT_OK : OT_ERR_ARG, &err);
+    if (!g)
+        return;
+    int32_t sq = g->nodes[g->values[loss].producer].in[0]; /* the loss's logits */
+    CHECK_EQ_INT(g->values[sq].ndim, 2);
+    CHECK(g->values[sq].dims[0] < 0);
+    CHECK_EQ_INT(g->values[sq].dims[1], 5);
+    CHECK_STR(g->nodes[g->values[sq].producer].op_type, "Squeeze");
+    int32_t pooled = g->nodes[g->values[sq].producer].in[0];
+    CHECK_EQ_INT(g->values[pooled].ndim, 4); /* the model's value keeps its shape */
+    int32_t same = -1;
+    CHECK_OK(ot_pass_logits_2d(g, sq, &same, &err), &err);
+    CHECK_EQ_INT(same, sq);
+    int32_t conv = g->nodes[g->values[pooled].producer].in[0]; /* [N,5,3,3] */
+    int32_t n_nodes = g->n_nodes;
+    CHECK_OK(ot_pass_logits_2d(g, conv, &same, &err), &err);
+    CHECK_EQ_INT(same, conv);
+    CHECK_EQ_INT(g->n_nodes, n_nodes);
+    CHECK_EQ_INT(ot_pass_logits_2d(g, g->n_values, &same, &err), OT_ERR_ARG);
+
+    float got[11], want[11];
+    int32_t x2, w2, loss2, labels2, grad2;
+    ot_graph *twin = pooled_logits(false, &x2, &w2, &loss2, &labels2, &grad2, &err);
+    CHECK_OK(twin ? OT_OK : OT_ERR_ARG, &err);
+    if (twin) {
+        CHECK_OK(run_pooled(g, x, w, labels, got, &err), &err);
+        CHECK_OK(run_pooled(twin, x2, w2, labels2, want, &err), &err);
+        CHECK(want[0] > 0.1f);
+        for (int i = 0; i < 11; i++)
+            CHECK(got[i] == want[i]);
+    }
+    ot_graph_free(twin);
     ot_graph_free(g);
 }
