@@ -434,6 +434,15 @@ void ot_fuse_find(const ot_fuse_plan *p, int32_t head, const uint8_t *taken, ot_
         if (!ot_node_is(mn, OT_OP_RELU) || !is_f32(g, mn->out[0]))
             return;
         break;
+    case OT_OP_CONV_GRAD_DATA:
+        /* dX of the convolution, then ReLU's backward masking it by the
+           ReLU's output (another float value of dX's shape) */
+        if (!ot_node_is(mn, OT_OP_RELU_GRAD) || mn->n_in < 2 || mn->in[0] != y ||
+            mn->in[1] < 0 || mn->in[1] == y || mn->n_out < 1 || mn->out[0] < 0 ||
+            !is_f32(g, y) || !is_f32(g, mn->in[1]) || !is_f32(g, mn->out[0]) ||
+            !same_dims(&g->values[y], &g->values[mn->in[1]]))
+            return;
+        break;
     default: return;
     }
     f->kind = OT_FUSE_ACT;

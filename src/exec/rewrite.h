@@ -85,7 +85,8 @@ bool ot_fuse_is_activation(const ot_graph *g, const ot_node *n);
 
 typedef enum {
     OT_FUSE_NONE = 0,
-    OT_FUSE_ACT,  /* the head, then an activation                              */
+    OT_FUSE_ACT,  /* the head, then an activation (after ConvGradData: ReLU's
+                     backward, ReluGrad)                                       */
     OT_FUSE_ADD,  /* a Conv whose result an Add adds to another value, then
                      optionally a Relu                                         */
 } ot_fuse_kind;
@@ -109,6 +110,8 @@ typedef struct ot_fusion {
  *                      computed earlier (then a Relu, optionally)
  *   Add, Mul        -> an activation
  *   BatchNormTrain  -> a Relu
+ *   ConvGradData    -> a ReluGrad whose dY is its dX and whose Y (the
+ *                      Relu's output) is another float value of dX's shape
  * each follower being the sole reader of what precedes it. f->kind is
  * OT_FUSE_NONE when there is none.
  */

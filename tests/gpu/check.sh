@@ -44,6 +44,20 @@
 #                      SqueezeNet against PyTorch's outputs, CPU and CUDA
 #   fused_conv         SqueezeNet's model test with the convolutions' cuDNN
 #                      epilogues fused (at least one) and unfused
+#   fused_dgrad_relu   the fused cuDNN graphs (Conv+Bias+Relu, Conv+Add+Relu,
+#                      ConvGradData+ReluGrad) each one step in fp32, in NHWC
+#                      and in NCHW (ONNXTRAIN_CUDA_NHWC=0), outputs and
+#                      gradients as the unfused executor's and the CPU's; and
+#                      the 20 fp32 training steps with the fusion off against
+#                      train_20's CUDA run
+#   fused_conv_half    the same graphs fused in bf16 and in fp16 (half
+#                      tensors in memory, fp32 compute), against unfused
+#                      and the CPU
+#   fp16_clip_grad     --clip-grad with fp16 loss scaling: the clipping sees
+#                      the unscaled gradients, an overflow skips the step
+#                      (test_unit step_graph_clips_unscaled_gradients on
+#                      CUDA in fp16), and 20 fp16 steps with --clip-grad 1
+#                      against 20 fp32 ones (train_20_fp16's bound)
 #   backward_rules     the gradient checks of tests/unit/test_grad.c with their
 #                      executors on CUDA (OT_TEST_DEVICE=cuda): finite
 #                      differences, and CUDA against the CPU's plain kernels
@@ -235,7 +249,8 @@ skip_all() {
     # shellcheck disable=SC2086  # BENCH_ROWS is a list of words
     for c in kernels node_tests model_tests fused_conv backward_rules train_20 frozen \
              nhwc_matches_nchw nccl_one_rank \
-             train_20_bf16 train_20_fp16 fp16_overflow_skips no_alloc_per_step \
+             train_20_bf16 train_20_fp16 fp16_overflow_skips fused_dgrad_relu \
+             fused_conv_half fp16_clip_grad no_alloc_per_step \
              host_memory_flat loader_not_limiting upload_overlap device_prep \
              device_prep_augment upload_overlap_finetune prefix_cache_device sanitizer \
              plan_cache $(printf 'bench_%s ' $BENCH_ROWS); do
@@ -572,6 +587,100 @@ PYEOF
         record fp16_overflow_skips pass "forced overflow at loss scale 3e38: updates skipped, state unchanged"
     else
         record fp16_overflow_skips fail "exit $rc: $(grep -m3 -E 'FAIL|step_' "$WORK/scale.txt" | tr '\n' ' ')"
+    fi
+
+    # the fused cuDNN graphs (forward epilogues and backward-data + ReLU's
+    # backward) against the unfused executor and the CPU, in fp32 in both
+    # layouts (NHWC, and NCHW with ONNXTRAIN_CUDA_NHWC=0) and in bf16/fp16;
+    # and the 20 fp32 training steps with the fusion off against train_20's
+    # CUDA run (fused, NHWC)
+    fusions() { # PRECISION OUTFILE [NHWC setting]
+        (cd "$WORK" && env OT_TEST_DEVICE=cuda OT_TEST_PRECISION="$1" \
+            ${3:+ONNXTRAIN_CUDA_NHWC=$3} timeout 120 "$WORK/bin/test_unit" \
+            exec_cuda_conv_fusions) >"$2" 2>&1
+    }
+    fusion_counts() { grep -h -E 'cuDNN fused\): [0-9]+ step|fused in NHWC' "$@" | sed 's/^ *//' | tr '\n' ';'; }
+    fusions fp32 "$WORK/fusions.txt"
+    rn=$?
+    fusions fp32 "$WORK/fusions_nchw.txt" 0
+    rc=$?
+    cat "$WORK/fusions.txt" "$WORK/fusions_nchw.txt" >>"$LOG"
+    counts="NHWC: $(fusion_counts "$WORK/fusions.txt") NCHW: $(fusion_counts "$WORK/fusions_nchw.txt")"
+    if [ $rn -ne 0 ] || [ $rc -ne 0 ] || ! grep -q '^1 passed, 0 failed$' "$WORK/fusions.txt" ||
+        ! grep -q '^1 passed, 0 failed$' "$WORK/fusions_nchw.txt"; then
+        record fused_dgrad_relu fail "exit $rn (NHWC), $rc (NCHW): $counts $(grep -h -m3 -E 'FAIL|error' "$WORK/fusions.txt" "$WORK/fusions_nchw.txt" | tr '\n' ' ')"
+    elif [ ! -f "$WORK/full_cuda.csv" ]; then
+        record fused_dgrad_relu fail "graphs pass ($counts) but train_20's CUDA run is missing"
+    elif ONNXTRAIN_CUDNN_FUSION=0 train cuda full unfused_cuda; then
+        nd=$(timeout 120 "$BIN" -vv finetune "$R18" --data "$DATA" --classes 10 --image-size 32 \
+            --batch-size 10 --epochs 1 --max-steps 1 --mode full --no-cache --workers 0 \
+            --device cuda -o "$WORK/dgrad.onnx" 2>&1 | grep -c 'ConvGradData+ReluGrad (cuDNN fused)')
+        detail=$("$PY" - "$WORK" <<'PYEOF'
+import csv, sys
+import numpy as np, onnx
+from onnx import numpy_helper
+w = sys.argv[1]
+def losses(p):
+    return np.array([float(r.get("train_loss") or r.get("loss")) for r in csv.DictReader(open(p))])
+a, b = losses(w + "/full_cuda.csv"), losses(w + "/unfused_cuda.csv")
+def weights(p):
+    return {t.name: numpy_helper.to_array(t) for t in onnx.load(p).graph.initializer}
+wa, wb = weights(w + "/full_cuda.onnx"), weights(w + "/unfused_cuda.onnx")
+worst = max(float(np.max(np.abs(wa[k] - wb[k])) / (np.max(np.abs(wa[k])) + 1e-12))
+            for k in wa if wa[k].dtype == np.float32 and wa[k].size)
+dl = float(np.max(np.abs(a - b))) if len(a) == len(b) else float("inf")
+ok = len(a) == len(b) == 20 and dl <= 1e-3 * max(1.0, float(np.max(np.abs(a)))) and worst <= 1e-2
+print("%s\tResNet-18, 20 fp32 steps fused against ONNXTRAIN_CUDNN_FUSION=0: max loss difference %.3g, worst weight difference %.3g" % (
+    "pass" if ok else "fail", dl, worst))
+PYEOF
+)
+        record fused_dgrad_relu "${detail%%$'\t'*}" "$counts ResNet-18 step (-vv): $nd ConvGradData+ReluGrad fused; ${detail#*$'\t'}"
+    else
+        record fused_dgrad_relu fail "the unfused training run failed: $(tail -n 1 "$LOG")"
+    fi
+    fusions bf16 "$WORK/fusions_bf16.txt"
+    rb=$?
+    fusions fp16 "$WORK/fusions_fp16.txt"
+    rh=$?
+    cat "$WORK/fusions_bf16.txt" "$WORK/fusions_fp16.txt" >>"$LOG"
+    cb=$(fusion_counts "$WORK/fusions_bf16.txt")
+    ch=$(fusion_counts "$WORK/fusions_fp16.txt")
+    if [ $rb -eq 0 ] && [ $rh -eq 0 ] && grep -q '^1 passed, 0 failed$' "$WORK/fusions_bf16.txt" &&
+        grep -q '^1 passed, 0 failed$' "$WORK/fusions_fp16.txt"; then
+        record fused_conv_half pass "bf16: $cb fp16: $ch"
+    else
+        record fused_conv_half fail "bf16 exit $rb ($cb), fp16 exit $rh ($ch): $(grep -h -m3 FAIL "$WORK/fusions_bf16.txt" "$WORK/fusions_fp16.txt" | tr '\n' ' ')"
+    fi
+
+    # --clip-grad with fp16 loss scaling: the step graph on CUDA in fp16
+    # (the clipping of the unscaled gradients, an overflow skipped), then 20
+    # fp16 steps with --clip-grad 1 against 20 fp32 ones with it
+    # (train_20_fp16's bound: clipping the scaled gradients would shrink
+    # every fp16 step by the scale)
+    (cd "$WORK" && OT_TEST_DEVICE=cuda OT_TEST_PRECISION=fp16 timeout 120 \
+        "$WORK/bin/test_unit" step_graph_clips_unscaled_gradients) >"$WORK/clip.txt" 2>&1
+    rc=$?
+    cat "$WORK/clip.txt" >>"$LOG"
+    if [ $rc -ne 0 ] || ! grep -q '^1 passed, 0 failed$' "$WORK/clip.txt"; then
+        record fp16_clip_grad fail "step graph: exit $rc: $(grep -m3 -E 'FAIL|error' "$WORK/clip.txt" | tr '\n' ' ')"
+    elif ! train cuda full full_clip --clip-grad 1 ||
+        ! train cuda full full_fp16_clip --precision fp16 --clip-grad 1; then
+        record fp16_clip_grad fail "training with --clip-grad 1 (fp32, fp16): $(tail -n 1 "$LOG")"
+    else
+        detail=$("$PY" - "$WORK/full_clip.csv" "$WORK/full_fp16_clip.csv" <<'PYEOF'
+import csv, sys
+import numpy as np
+def losses(p):
+    return np.array([float(r.get("train_loss") or r.get("loss")) for r in csv.DictReader(open(p))])
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+ok = len(a) == len(b) == 20 and bool(np.all(np.isfinite(b)))
+worst = float(np.max(np.abs(a - b) / np.maximum(1.0, np.abs(a)))) if ok else float("nan")
+ok = ok and worst <= 0.05
+print("%s\tstep graph passes; 20 steps with --clip-grad 1, fp16 against fp32: worst loss difference %.3g of max(1, fp32 loss) (allowed 0.05)" % (
+    "pass" if ok else "fail", worst))
+PYEOF
+)
+        record fp16_clip_grad "${detail%%$'\t'*}" "${detail#*$'\t'}"
     fi
 
     # every gradient check of test_grad.c, its executors on CUDA

@@ -425,9 +425,67 @@ TEST(cuda_engine_record_round_trip)
 }
 
 
+static void sort_ids(int64_t *ids, int n)
+{
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && ids[j - 1] > ids[j]; j--) {
+            int64_t t = ids[j];
+            ids[j] = ids[j - 1];
+            ids[j - 1] = t;
+        }
+}
+
+/* A fused graph's tensors: the unique ids of those in memory (sorted; at
+   most 8), and whether each of those is of type `io` with the strides of
+   the layout nhwc for its dims, and each virtual one float. Returns how
+   many are in memory. */
+static int fused_tensors(const ot_cudnn_api *api, const ot_conv_fused *f, cudnnDataType_t io,
+                         bool nhwc, int64_t *uids, bool *types_ok)
+{
+    cudnnBackendDescriptor_t all[OT_CONV_FUSED_MAX_DESCS + 3] = { f->conv.x, f->conv.w,
+                                                                   f->conv.y };
+    int n_all = 3, n = 0;
+    for (int i = 0; i < f->n_descs; i++)
+        all[n_all++] = f->descs[i];
+    *types_ok = true;
+    for (int i = 0; i < n_all; i++) {
+        int64_t uid = 0, got = 0, dims[5] = { 0 }, strides[5] = { 0 }, want[5];
+        bool virt = false;
+        cudnnDataType_t dt = CUDNN_DATA_INT8;
+        /* only tensor descriptors have a unique id */
+        if (api->cudnnBackendGetAttribute(all[i], CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, 1,
+                                          &got, &uid) != CUDNN_STATUS_SUCCESS)
+            continue;
+        api->cudnnBackendGetAttribute(all[i], CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, 1,
+                                      &got, &virt);
+        api->cudnnBackendGetAttribute(all[i], CUDNN_ATTR_TENSOR_DATA_TYPE, CUDNN_TYPE_DATA_TYPE, 1,
+                                      &got, &dt);
+        int64_t nd = 0;
+        api->cudnnBackendGetAttribute(all[i], CUDNN_ATTR_TENSOR_DIMENSIONS, CUDNN_TYPE_INT64, 5,
+                                      &nd, dims);
+        api->cudnnBackendGetAttribute(all[i], CUDNN_ATTR_TENSOR_STRIDES, CUDNN_TYPE_INT64, 5,
+                                      &got, strides);
+        ot_cudnn_strides((int)nd, dims, nhwc, want);
+        if (nd != got || nd < 3 || memcmp(strides, want, sizeof(int64_t) * (size_t)nd))
+            *types_ok = false;
+        if (virt) {
+            *types_ok = *types_ok && dt == CUDNN_DATA_FLOAT;
+            continue;
+        }
+        *types_ok = *types_ok && dt == io;
+        if (n < 8)
+            uids[n++] = uid;
+    }
+    sort_ids(uids, n);
+    return n;
+}
+
 /* Fused epilogues: the operation graphs of conv + bias + ReLU, conv + bias +
    residual Add + ReLU and backward-data + ReLU backward finalize without a
-   device; forms that have no fused graph are refused. */
+   device, in NCHW and in NHWC; their tensors in memory are exactly the ones
+   the variant pack names (ot_conv_fused_uids: the executor's addresses
+   reach every operand, and nothing else), all with the layout's strides,
+   and the pack finalizes; forms that have no fused graph are refused. */
 TEST(cuda_fused_graphs_finalize_without_a_device)
 {
     const ot_cudnn_api *api = dnn_or_skip();
@@ -451,19 +509,42 @@ TEST(cuda_fused_graphs_finalize_without_a_device)
         { OT_CONV_DGRAD, false, { .relu = true }, 2 },
         { OT_CONV_DGRAD, true, { .relu = true }, 2 },
     };
-    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
-        ot_conv_geom q = cases[c].stem ? geom(cases[c].kind, 4, xs, ws, ys, 3, 2, 1)
-                                       : geom(cases[c].kind, 4, x, w, y, 1, 1, 1);
-        ot_conv_fused f;
-        ot_status st = ot_conv_fused_build(api, &q, &cases[c].e, &f, &err);
-        if (st != OT_OK)
-            printf("  case %zu: %s\n", c, err.msg);
-        CHECK_OK(st, &err);
-        CHECK(f.graph != NULL);
-        CHECK_EQ_INT(f.n_ops, cases[c].ops);
-        ot_conv_fused_free(api, &f);
-        CHECK(!f.graph && !f.n_descs && !f.conv.op);
-    }
+    for (int lay = 0; lay < 2; lay++)
+        for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+            ot_conv_geom q = cases[c].stem ? geom(cases[c].kind, 4, xs, ws, ys, 3, 2, 1)
+                                           : geom(cases[c].kind, 4, x, w, y, 1, 1, 1);
+            q.nhwc = lay == 1;
+            ot_conv_fused f;
+            ot_status st = ot_conv_fused_build(api, &q, &cases[c].e, &f, &err);
+            if (st != OT_OK)
+                printf("  case %zu%s: %s\n", c, lay ? " (NHWC)" : "", err.msg);
+            CHECK_OK(st, &err);
+            if (st != OT_OK)
+                continue;
+            CHECK(f.graph != NULL);
+            CHECK_EQ_INT(f.n_ops, cases[c].ops);
+            int64_t in_mem[8], packed[8];
+            bool types_ok;
+            int n_mem = fused_tensors(api, &f, CUDNN_DATA_FLOAT, q.nhwc, in_mem, &types_ok);
+            CHECK(types_ok);
+            /* x (dy), w, out, and the epilogue's operands: the variant pack's ids */
+            CHECK_EQ_INT(n_mem, 3 + cases[c].e.bias + cases[c].e.add +
+                                    (cases[c].kind == OT_CONV_DGRAD));
+            int n_packed = ot_conv_fused_uids(cases[c].kind, &cases[c].e, packed);
+            sort_ids(packed, n_packed);
+            CHECK(n_packed == n_mem &&
+                  memcmp(packed, in_mem, sizeof(int64_t) * (size_t)n_mem) == 0);
+            ot_cuda_dev dev = { .dnn = api };
+            cudnnBackendDescriptor_t vp = NULL;
+            char mem[8];
+            CHECK_OK(ot_conv_fused_varpack(&dev, cases[c].kind, &cases[c].e, mem, mem + 1,
+                                           mem + 2, mem + 3, mem + 4, mem + 5, &vp, &err),
+                     &err);
+            if (vp)
+                api->cudnnBackendDestroyDescriptor(vp);
+            ot_conv_fused_free(api, &f);
+            CHECK(!f.graph && !f.n_descs && !f.conv.op);
+        }
     /* no fused form: backward-filter, backward-data with a bias, no epilogue */
     ot_conv_geom q = geom(OT_CONV_WGRAD, 4, x, w, y, 1, 1, 1);
     ot_conv_fused f;
@@ -490,8 +571,9 @@ static cudnnDataType_t tensor_type(const ot_cudnn_api *api, cudnnBackendDescript
 }
 
 /* --precision bf16 and fp16: every kind of convolution with half x, w and y
-   (fp32 compute) makes its operation and a one-operation graph; the fused
-   forms keep their virtual output float; plan keys tell the types apart;
+   (fp32 compute) makes its operation and a one-operation graph; every fused
+   form has half tensors in memory and float virtual ones (NCHW and NHWC);
+   plan keys tell the types apart;
    cuBLASLt takes half A and B with float C and D. */
 TEST(cuda_half_descriptors_finalize_without_a_device)
 {
@@ -526,25 +608,45 @@ TEST(cuda_half_descriptors_finalize_without_a_device)
                     api->cudnnBackendDestroyDescriptor(graph);
                 ot_conv_descs_free(api, &d);
             }
-    /* fused: conv + bias + ReLU and dgrad + ReLU backward on half tensors */
-    for (int h = 0; h < 2; h++) {
-        ot_conv_geom q = geom(OT_CONV_FWD, 4, xs, ws, ys, 3, 2, 1);
-        q.half = halves[h];
-        ot_conv_epilogue e = { .bias = true, .relu = true };
-        ot_conv_fused f;
-        CHECK_OK(ot_conv_fused_build(api, &q, &e, &f, &err), &err);
-        if (f.graph) {
-            CHECK_EQ_INT(tensor_type(api, f.conv.x), want[h]);
-            CHECK_EQ_INT(tensor_type(api, f.conv.y), CUDNN_DATA_FLOAT); /* virtual */
-            ot_conv_fused_free(api, &f);
-        }
-        q = geom(OT_CONV_DGRAD, 4, x, w, y, 1, 1, 1);
-        q.half = halves[h];
-        ot_conv_epilogue relu = { .relu = true };
-        CHECK_OK(ot_conv_fused_build(api, &q, &relu, &f, &err), &err);
-        if (f.graph)
-            ot_conv_fused_free(api, &f);
-    }
+    /* fused: every form on half tensors in memory (x or dy, w, bias, z, the
+       ReLU's tensor, the output), the virtual ones float, in both layouts */
+    const struct {
+        ot_conv_kind kind;
+        ot_conv_epilogue e;
+        int in_mem;
+    } forms[] = {
+        { OT_CONV_FWD, { .bias = true, .relu = true }, 4 },
+        { OT_CONV_FWD, { .bias = true, .add = true, .relu = true }, 5 },
+        { OT_CONV_FWD, { .add = true, .relu = true }, 4 },
+        { OT_CONV_FWD, { .relu = true }, 3 },
+        { OT_CONV_DGRAD, { .relu = true }, 4 },
+    };
+    for (int h = 0; h < 2; h++)
+        for (int lay = 0; lay < 2; lay++)
+            for (size_t k = 0; k < sizeof forms / sizeof *forms; k++) {
+                ot_conv_geom q = forms[k].kind == OT_CONV_FWD
+                                     ? geom(OT_CONV_FWD, 4, xs, ws, ys, 3, 2, 1)
+                                     : geom(OT_CONV_DGRAD, 4, x, w, y, 1, 1, 1);
+                q.half = halves[h];
+                q.nhwc = lay == 1;
+                ot_conv_fused f;
+                ot_status st = ot_conv_fused_build(api, &q, &forms[k].e, &f, &err);
+                if (st != OT_OK)
+                    printf("  %s form %zu%s: %s\n", h ? "fp16" : "bf16", k, lay ? " (NHWC)" : "",
+                           err.msg);
+                CHECK_OK(st, &err);
+                if (st != OT_OK)
+                    continue;
+                int64_t uids[8];
+                bool types_ok;
+                CHECK_EQ_INT(fused_tensors(api, &f, want[h], q.nhwc, uids, &types_ok),
+                             forms[k].in_mem);
+                CHECK(types_ok);
+                /* the convolution's own output is the virtual float one */
+                CHECK_EQ_INT(tensor_type(api, forms[k].kind == OT_CONV_FWD ? f.conv.y : f.conv.x),
+                             CUDNN_DATA_FLOAT);
+                ot_conv_fused_free(api, &f);
+            }
     /* plan keys */
     ot_plan_env env = { .cudnn_version = 91900, .device_name = "NVIDIA H200", .cc_major = 9 };
     ot_conv_geom q = geom(OT_CONV_FWD, 4, x, w, y, 1, 1, 1);

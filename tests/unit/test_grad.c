@@ -2170,6 +2170,292 @@ TEST(rewrite_fusion_rules)
     gc_fini(c);
 }
 
+/* x -> Conv0 -> Relu (a) -> Conv1 [-> Add(a)] -> y, the loss and its
+   gradient with respect to x (the weights constant): the backward pass
+   has a ConvGradData per convolution. *dgrad1: Conv1's (its dY the
+   gradient of Conv1's output), *dgrad0: Conv0's; *a: the Relu's output. */
+static bool dgrad_graph(gcase *c, bool add, int32_t *dgrad1, int32_t *dgrad0, int32_t *a)
+{
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 16, 6, 6);
+    int32_t a0 = gc_conv3x3(c, x, "w0");
+    *a = gc_node(c, "Relu", 14, &a0, 1, NULL, 0);
+    int32_t h = gc_conv3x3(c, *a, "w1"), y = h;
+    if (add) {
+        int32_t in[2] = { h, *a };
+        y = gc_node(c, "Add", 14, in, 2, NULL, 0);
+    }
+    int32_t r, gx;
+    int32_t L = y >= 0 ? gc_loss(c, y, &r) : -1;
+    *dgrad1 = *dgrad0 = -1;
+    if (L < 0 || ot_pass_autodiff(c->g, L, &x, 1, &gx, &c->err) != OT_OK ||
+        ot_pass_add_output(c->g, gx, &c->err) != OT_OK)
+        return false;
+    const ot_graph *g = c->g;
+    int32_t h_node = producer_of(g, h);
+    for (int32_t i = 0; i < g->n_nodes; i++) {
+        const ot_node *n = &g->nodes[i];
+        if (!ot_node_is(n, OT_OP_CONV_GRAD_DATA))
+            continue;
+        /* Conv1's weights are its second input, as its forward node's */
+        if (n->in[1] == g->nodes[h_node].in[1])
+            *dgrad1 = i;
+        else
+            *dgrad0 = i;
+    }
+    return *dgrad1 >= 0 && *dgrad0 >= 0;
+}
+
+/* The fusion rule of the backward pass: a ConvGradData whose dX only a
+   ReluGrad reads as its dY (the ReLU before the convolution) may take it
+   along; not when dX also flows into a Sum with the shortcut's gradient,
+   not when the ReluGrad is taken already, nor when dX is a graph output
+   (the gradient of x). */
+TEST(rewrite_fusion_rules_dgrad_relu)
+{
+    for (int add = 0; add < 2; add++) {
+        gcase c_, *c = &c_;
+        gc_init(c, 43);
+        int32_t d1, d0, a;
+        bool built = dgrad_graph(c, add, &d1, &d0, &a);
+        CHECK(built);
+        if (!built) {
+            printf("  no ConvGradData: %s\n", c->err.msg);
+            gc_fini(c);
+            continue;
+        }
+        const ot_graph *g = c->g;
+        ot_fuse_plan p;
+        ot_fusion f;
+        CHECK_OK(ot_fuse_plan_init(&p, g, &c->err), &c->err);
+        ot_fuse_find(&p, d1, NULL, &f);
+        if (add) {
+            CHECK(f.kind == OT_FUSE_NONE);
+        } else {
+            CHECK(f.kind == OT_FUSE_ACT && f.act >= 0);
+            if (f.act >= 0) {
+                const ot_node *rg = &g->nodes[f.act];
+                CHECK(ot_node_is(rg, OT_OP_RELU_GRAD));
+                CHECK(rg->in[0] == g->nodes[d1].out[0] && rg->in[1] == a);
+                CHECK(f.out == rg->out[0]);
+                uint8_t *taken = calloc((size_t)g->n_nodes, 1);
+                CHECK(taken);
+                if (taken) {
+                    taken[f.act] = 1;
+                    ot_fusion f2;
+                    ot_fuse_find(&p, d1, taken, &f2);
+                    CHECK(f2.kind == OT_FUSE_NONE);
+                }
+                free(taken);
+            }
+        }
+        ot_fuse_find(&p, d0, NULL, &f); /* its dX is the graph's output */
+        CHECK(f.kind == OT_FUSE_NONE);
+        ot_fuse_plan_fini(&p);
+        gc_fini(c);
+    }
+}
+
+/* Conv -> Relu -> Conv, x and both weights trained: the second
+   convolution's backward-data feeds ReLU's backward alone, which the CUDA
+   executor computes as one fused cuDNN graph; finite differences wherever
+   the executors run (OT_TEST_DEVICE=cuda: the device check's
+   backward_rules). */
+TEST(grad_conv_relu_conv)
+{
+    gcase c_, *c = &c_;
+    gc_init(c, 41);
+    c->h = 1e-3; /* fewer pre-activations within h of the ReLU's kink */
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 6, 6);
+    int32_t w1 = IN(c, "w1", FILL_UNI, -0.5, 0.5, true, 4, 3, 3, 3);
+    int32_t w2 = IN(c, "w2", FILL_UNI, -0.5, 0.5, true, 5, 4, 3, 3);
+    ot_attr pad1 = INTS("pads", 1, 1, 1, 1);
+    int32_t in[2] = { x, w1 };
+    int32_t h = gc_node(c, "Conv", 13, in, 2, &pad1, 1);
+    h = gc_node(c, "Relu", 14, &h, 1, NULL, 0);
+    in[0] = h;
+    in[1] = w2;
+    h = gc_node(c, "Conv", 13, in, 2, &pad1, 1);
+    gc_check(c, h, "conv relu conv");
+    gc_fini(c);
+}
+
+/* Counts the CUDA executor's debug lines naming a fused backward-data +
+   ReLU backward step in each layout. */
+typedef struct {
+    int nhwc, nchw;
+} dgrad_log;
+
+static void dgrad_capture(ot_log_level level, const char *msg, void *user)
+{
+    dgrad_log *l = user;
+    (void)level;
+    if (strstr(msg, "ConvGradData+ReluGrad (cuDNN fused) (NHWC)"))
+        l->nhwc++;
+    if (strstr(msg, "ConvGradData+ReluGrad (cuDNN fused) (NCHW)"))
+        l->nchw++;
+}
+
+/* Compiles and runs c's graph on dev at precision prec, with
+   ONNXTRAIN_CUDNN_FUSION set to `fusion` (NULL: unset) while compiling;
+   *out the executor. */
+static ot_status fusion_run(gcase *c, const ot_exec_input *bind, ot_device dev, ot_precision prec,
+                            const char *fusion, ot_exec **out)
+{
+    ot_exec_opts opts = { .device = dev, .precision = prec };
+    const char *was = getenv("ONNXTRAIN_CUDNN_FUSION");
+    char *saved = was ? strdup(was) : NULL;
+    if (fusion)
+        setenv("ONNXTRAIN_CUDNN_FUSION", fusion, 1);
+    else
+        unsetenv("ONNXTRAIN_CUDNN_FUSION");
+    ot_status st = ot_exec_compile(c->g, bind, c->n_in, &opts, out, &c->err);
+    if (saved)
+        setenv("ONNXTRAIN_CUDNN_FUSION", saved, 1);
+    else
+        unsetenv("ONNXTRAIN_CUDNN_FUSION");
+    free(saved);
+    if (st == OT_OK)
+        st = ot_exec_run(*out, c->in, c->n_in, &c->err);
+    return st;
+}
+
+/* Every output of executor a against b's: |a - b| <= abs_tol * (b's largest
+   magnitude) + rel_tol * |b|; the worst element reported. */
+static void fusion_compare(const ot_exec *a, const ot_exec *b, const char *what, double abs_tol,
+                           double rel_tol)
+{
+    for (int o = 0; o < ot_exec_n_outputs(a); o++) {
+        const ot_tensor *ta = ot_exec_output(a, o), *tb = ot_exec_output(b, o);
+        int64_t n = ot_tensor_numel(tb);
+        if (ot_tensor_numel(ta) != n) {
+            ot_test_fail(__FILE__, __LINE__, "%s: output %d sizes differ", what, o);
+            continue;
+        }
+        const float *va = ta->data, *vb = tb->data;
+        double top = 0, worst = 0;
+        for (int64_t i = 0; i < n; i++)
+            top = fmax(top, fabs((double)vb[i]));
+        int64_t at = -1;
+        for (int64_t i = 0; i < n; i++) {
+            double d = fabs((double)va[i] - (double)vb[i]);
+            double tol = abs_tol * top + rel_tol * fabs((double)vb[i]);
+            if (!(d <= tol) && d - tol >= worst) {
+                worst = d - tol;
+                at = i;
+            }
+        }
+        if (at >= 0)
+            ot_test_fail(__FILE__, __LINE__, "%s: output %d [%lld]: %.8g against %.8g (largest %.4g)",
+                         what, o, (long long)at, (double)va[at], (double)vb[at], top);
+    }
+}
+
+/* The CUDA executor's fused cuDNN graphs (OT_TEST_DEVICE=cuda; the device
+   check's fused_dgrad_relu, run in both layouts, NHWC by default and NCHW
+   with ONNXTRAIN_CUDA_NHWC=0, and fused_conv_half with
+   OT_TEST_PRECISION=bf16 or fp16): on
+     x -> Conv(+bias) -> Relu (a) -> Conv -> Add(a) -> Relu (h) -> Conv -> y
+   with every weight and bias trained, the forward Conv+Bias+Relu and
+   Conv+Add+Relu and the backward ConvGradData+ReluGrad (the last
+   convolution's dX masked by h) each run as one step, the backward one in
+   the layout asked for, and every output (y, the loss, the gradients)
+   equals the unfused executor's (ONNXTRAIN_CUDNN_FUSION=0) and the CPU's:
+   fp32 within 1e-5 of the tensor's largest value + 1e-4 |x| against the
+   unfused run (other engines sum in another order) and 1e-4 + 1e-4 |x|
+   against the CPU; bf16/fp16 within 2% of the tensor's largest value
+   against the unfused run (the epilogue's operands and result are rounded
+   to the half type where the unfused steps keep them float) and 5% against
+   the CPU's fp32. On the CPU: skipped. */
+TEST(exec_cuda_conv_fusions)
+{
+    ot_device dev = test_device();
+    if (dev.kind != OT_DEVICE_CUDA) {
+        printf("  skipped: the cuDNN fusions need OT_TEST_DEVICE=cuda\n");
+        return;
+    }
+    const char *pe = getenv("OT_TEST_PRECISION"), *lay = getenv("ONNXTRAIN_CUDA_NHWC");
+    ot_precision prec = pe && !strcmp(pe, "fp16")   ? OT_PRECISION_FP16
+                        : pe && !strcmp(pe, "bf16") ? OT_PRECISION_BF16
+                                                    : OT_PRECISION_FP32;
+    bool nchw = lay && !strcmp(lay, "0");
+    printf("  precision %s, layout %s\n", pe ? pe : "fp32",
+           nchw ? "NCHW (ONNXTRAIN_CUDA_NHWC=0)" : "NHWC");
+    gcase c_, *c = &c_;
+    gc_init(c, 47);
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, false, 2, 16, 8, 8);
+    int32_t w[3], b = IN(c, "b0", FILL_UNI, -0.2, 0.2, true, 16);
+    for (int k = 0; k < 3; k++) {
+        char name[8];
+        snprintf(name, sizeof name, "w%d", k);
+        w[k] = IN(c, name, FILL_UNI, -0.3, 0.3, true, 16, 16, 3, 3);
+    }
+    ot_attr pad1 = INTS("pads", 1, 1, 1, 1);
+    int32_t in[3] = { x, w[0], b };
+    int32_t a = gc_node(c, "Conv", 13, in, 3, &pad1, 1);
+    a = gc_node(c, "Relu", 14, &a, 1, NULL, 0);
+    in[0] = a;
+    in[1] = w[1];
+    int32_t h = gc_node(c, "Conv", 13, in, 2, &pad1, 1);
+    int32_t sum[2] = { h, a };
+    h = gc_node(c, "Add", 14, sum, 2, NULL, 0);
+    h = gc_node(c, "Relu", 14, &h, 1, NULL, 0);
+    in[0] = h;
+    in[1] = w[2];
+    int32_t y = gc_node(c, "Conv", 13, in, 2, &pad1, 1);
+    int32_t r, params[4] = { b, w[0], w[1], w[2] }, grads[4];
+    int32_t L = y >= 0 ? gc_loss(c, y, &r) : -1;
+    CHECK(L >= 0);
+    if (L < 0) {
+        gc_fini(c);
+        return;
+    }
+    CHECK_OK(ot_pass_autodiff(c->g, L, params, 4, grads, &c->err), &c->err);
+    CHECK_OK(ot_pass_add_output(c->g, y, &c->err), &c->err);
+    CHECK_OK(ot_pass_add_output(c->g, L, &c->err), &c->err);
+    for (int p = 0; p < 4; p++)
+        CHECK_OK(ot_pass_add_output(c->g, grads[p], &c->err), &c->err);
+    ot_exec_input bind[MAX_IN];
+    for (int i = 0; i < c->n_in; i++) {
+        bind[i].value = c->in_ids[i];
+        bind[i].tensor = c->in[i];
+        bind[i].const_value = false;
+    }
+    ot_exec *fx = NULL, *ux = NULL, *cx = NULL;
+    dgrad_log lg = { 0 };
+    ot_log_set(dgrad_capture, &lg, OT_LOG_DEBUG);
+    ot_status st = fusion_run(c, bind, dev, prec, NULL, &fx);
+    ot_log_set(NULL, NULL, OT_LOG_WARN);
+    if (st == OT_OK)
+        st = fusion_run(c, bind, dev, prec, "0", &ux);
+    ot_device cpu = { .kind = OT_DEVICE_CPU };
+    if (st == OT_OK)
+        st = fusion_run(c, bind, cpu, OT_PRECISION_FP32, NULL, &cx);
+    CHECK_OK(st, &c->err);
+    if (st == OT_OK) {
+        static const char *const kinds[3] = { "Conv+Bias+Relu (cuDNN fused)",
+                                              "Conv+Add+Relu (cuDNN fused)",
+                                              "ConvGradData+ReluGrad (cuDNN fused)" };
+        for (int k = 0; k < 3; k++) {
+            int nf = gc_steps_of_kind(fx, kinds[k]), nu = gc_steps_of_kind(ux, kinds[k]);
+            printf("  %s: %d step%s fused, %d with the fusion off\n", kinds[k], nf,
+                   nf == 1 ? "" : "s", nu);
+            if (nf != 1 || nu != 0)
+                ot_test_fail(__FILE__, __LINE__, "%s: %d fused steps (-vv says why not)",
+                             kinds[k], nf);
+        }
+        printf("  ConvGradData+ReluGrad fused in NHWC: %d, in NCHW: %d\n", lg.nhwc, lg.nchw);
+        CHECK_EQ_INT(nchw ? lg.nchw : lg.nhwc, 1);
+        CHECK_EQ_INT(nchw ? lg.nhwc : lg.nchw, 0);
+        bool half = prec != OT_PRECISION_FP32;
+        fusion_compare(fx, ux, "fused against unfused", half ? 2e-2 : 1e-5, half ? 0 : 1e-4);
+        fusion_compare(fx, cx, "fused against the CPU", half ? 5e-2 : 1e-4, half ? 0 : 1e-4);
+    }
+    ot_exec_free(fx);
+    ot_exec_free(ux);
+    ot_exec_free(cx);
+    gc_fini(c);
+}
+
 /* ------------------------------------------------- index and logic ops */
 
 /* Split (sizes as an input): dX is the outputs' gradients concatenated;

@@ -155,8 +155,10 @@ typedef struct cuda_step {
     bool narrow;           /* cast: float to half (else half to float)       */
     void *ptr[6];          /* conv, gemm, copy: the bound addresses          */
     ot_conv_epilogue ep;   /* a fused convolution (ep.bias, ep.add or ep.relu):
-                              its operands x, w, bias, z, out in lin       */
+                              its operands x (dy), w, bias, z (the ReLU's
+                              tensor), out in lin                          */
     bool fused;
+    ot_conv_kind conv_kind; /* a fused convolution's kind                   */
     bool nhwc;             /* kernel: its rank-4 operands channels-last (the
                               context's nhwc); transpose: NCHW to NHWC, else
                               back                                          */
@@ -616,11 +618,57 @@ done:
     return st;
 }
 
+/* A fused convolution's step: its operands (x or dy, w, bias, z or the
+   ReLU's tensor; NONE where absent) read at the given locations (already in
+   the step's layout), the result written to value vout. Under bf16/fp16 the
+   operands are converted into half copies first, and the half result back
+   into vout, as for a plain convolution (conv_node). */
+static ot_status fused_step(ot_exec *x, const ot_node *n, const char *what, ot_conv_kind kind,
+                            const ot_conv_epilogue *ep, const ot_conv_plan *plan, size_t ws,
+                            const ot_loc *in, const int64_t *count, int32_t vout,
+                            int64_t out_count, ot_err *err)
+{
+    ot_status st = OT_OK;
+    cuda_state *cs = state(x);
+    ot_dtype half = half_type(x);
+    ot_loc io[4], dest, lo;
+    memcpy(io, in, sizeof io);
+    for (int r = 0; half && r < 4; r++)
+        if (io[r].kind != OT_LOC_NONE)
+            OT_TRY(half_copy(x, n, io[r], count[r], half, &io[r], err));
+    OT_TRY(value_define(x, vout, &dest, err));
+    lo = dest;
+    if (half)
+        OT_TRY(half_buffer(x, out_count, &lo, err));
+    cuda_step *s;
+    OT_TRY(step_add(cs, ST_CONV, n, what, 4, 1, &s, err));
+    memcpy(s->lin, io, sizeof io);
+    s->lout[0] = lo;
+    s->plan = plan;
+    s->ep = *ep;
+    s->fused = true;
+    s->conv_kind = kind;
+    need_ws(cs, ws);
+    if (half)
+        OT_TRY(cast_step(x, n, lo, dest, out_count, half, false, err));
+done:
+    return st;
+}
+
+/* Whether a fused group's result (value v) is stored in the head's layout
+   (or alike in both): else the nodes stay apart. */
+static bool out_in_layout(ot_exec *x, int32_t v, bool nhwc)
+{
+    const cuda_state *cs = state(x);
+    return !cs->lay.val || ot_cuda_layout_free(&x->g->values[v]) || (cs->lay.val[v] != 0) == nhwc;
+}
+
 /* A Conv and what ot_fuse_find lets it take along (its Relu, or an Add of
    an earlier value and optionally a Relu) as one cuDNN graph, when an
-   engine makes a plan for it (2-D float convolutions): *fused true and the
-   followers marked in `taken`; else *fused false and nothing is changed
-   (the nodes then run one by one). ONNXTRAIN_CUDNN_FUSION=0 turns it off. */
+   engine makes a plan for it (2-D float convolutions, in any precision, in
+   the convolution's layout): *fused true and the followers marked in
+   `taken`; else *fused false and nothing is changed (the nodes then run one
+   by one). ONNXTRAIN_CUDNN_FUSION=0 turns it off. */
 static ot_status fused_conv_node(ot_exec *x, int32_t head, uint8_t *taken, bool *fused,
                                  ot_err *err)
 {
@@ -629,9 +677,8 @@ static ot_status fused_conv_node(ot_exec *x, int32_t head, uint8_t *taken, bool 
     const ot_node *n = &g->nodes[head];
     ot_fusion f;
     *fused = false;
-    /* bf16/fp16: convolutions take the half path (conv_node), unfused */
     if (!(x->rewrites & OT_REWRITE_FUSE) || !ot_node_is(n, OT_OP_CONV) || n->n_in < 2 ||
-        n->out[0] < 0 || half_type(x))
+        n->out[0] < 0)
         return OT_OK;
     ot_fuse_find(&x->fuse, head, taken, &f);
     bool relu = f.act >= 0 && ot_node_is(&g->nodes[f.act], OT_OP_RELU);
@@ -650,12 +697,12 @@ static ot_status fused_conv_node(ot_exec *x, int32_t head, uint8_t *taken, bool 
         ot_conv_geom_of(g, n, &t[0], &t[1], &t[2], OT_CONV_FWD, &q, &e2) != OT_OK)
         return OT_OK;
     q.tf32 = x->precision == OT_PRECISION_TF32;
+    q.half = half_type(x);
     /* channels-last: every operand in the convolution's layout, the output
        included (a pinned output keeps the nodes apart) */
     bool nhwc = node_nhwc(x, n);
     q.nhwc = nhwc;
-    if (cs->lay.val && !ot_cuda_layout_free(&g->values[f.out]) &&
-        (cs->lay.val[f.out] != 0) != nhwc)
+    if (!out_in_layout(x, f.out, nhwc))
         return OT_OK;
     int32_t vbias = n->n_in > 2 ? n->in[2] : -1;
     ot_conv_epilogue ep = { .bias = vbias >= 0, .add = f.kind == OT_FUSE_ADD, .relu = relu };
@@ -673,37 +720,103 @@ static ot_status fused_conv_node(ot_exec *x, int32_t head, uint8_t *taken, bool 
         { { "Conv+Bias", "Conv+Bias+Relu (cuDNN fused)" },
           { "Conv+Bias+Add (cuDNN fused)", "Conv+Bias+Add+Relu (cuDNN fused)" } },
     };
-    ot_loc lx, lw, lz = { 0 };
-    ot_status st = value_read(x, n->in[0], nhwc, &lx, err);
+    ot_loc in[4] = { { 0 }, { 0 }, { 0 }, { 0 } };
+    ot_status st = value_read(x, n->in[0], nhwc, &in[0], err);
     if (st == OT_OK)
-        st = value_read(x, n->in[1], nhwc, &lw, err);
-    ot_loc lb = ep.bias ? value_loc(x, vbias) : (ot_loc){ 0 };
+        st = value_read(x, n->in[1], nhwc, &in[1], err);
+    if (ep.bias)
+        in[2] = value_loc(x, vbias);
     if (st == OT_OK && ep.add)
-        st = value_read(x, f.add_other, nhwc, &lz, err);
+        st = value_read(x, f.add_other, nhwc, &in[3], err);
     if (st != OT_OK)
         return st;
-    ot_loc lo;
-    cuda_step *s;
-    st = value_define(x, f.out, &lo, err);
-    if (st == OT_OK)
-        st = step_add(cs, ST_CONV, n, kinds[ep.bias][ep.add][ep.relu], 4, 1, &s, err);
+    const int64_t count[4] = { ot_tensor_numel(&t[0]), ot_tensor_numel(&t[1]), t[2].dims[1],
+                               ot_tensor_numel(&t[2]) };
+    const char *what = kinds[ep.bias][ep.add][ep.relu];
+    st = fused_step(x, n, what, OT_CONV_FWD, &ep, plan, ws, in, count, f.out,
+                    ot_tensor_numel(&t[2]), err);
     if (st != OT_OK)
         return st;
-    s->lin[0] = lx;
-    s->lin[1] = lw;
-    s->lin[2] = lb;
-    s->lin[3] = lz;
-    s->lout[0] = lo;
-    s->plan = plan;
-    s->ep = ep;
-    s->fused = true;
-    need_ws(cs, ws);
     if (f.act >= 0)
         taken[f.act] = 1;
     if (ep.add)
         taken[f.add] = 1;
     *fused = true;
-    ot_log(OT_LOG_DEBUG, "cuda: %s: %s", ot_node_label(g, n, label, sizeof label), s->what);
+    ot_log(OT_LOG_DEBUG, "cuda: %s: %s", ot_node_label(g, n, label, sizeof label), what);
+    return OT_OK;
+}
+
+/* A ConvGradData and the ReluGrad that ot_fuse_find lets it take along
+   (ReLU's backward on its dX, by the sign of the ReLU's output) as one
+   cuDNN graph, when an engine makes a plan for it (2-D float convolutions,
+   in any precision): both nodes in one layout (NHWC or NCHW; where the
+   layout pass put them apart, or the result is stored in the other layout,
+   they stay apart), the ReLU's tensor read in that layout. *fused true and
+   the ReluGrad marked in `taken`; else *fused false and nothing is
+   changed. ONNXTRAIN_CUDNN_FUSION=0 turns it off. */
+static ot_status fused_dgrad_node(ot_exec *x, int32_t head, uint8_t *taken, bool *fused,
+                                  ot_err *err)
+{
+    cuda_state *cs = state(x);
+    const ot_graph *g = x->g;
+    const ot_node *n = &g->nodes[head];
+    ot_fusion f;
+    *fused = false;
+    if (!(x->rewrites & OT_REWRITE_FUSE) || !ot_node_is(n, OT_OP_CONV_GRAD_DATA) ||
+        n->n_in < 2 || n->in[0] < 0 || n->in[1] < 0 || n->n_out < 1 || n->out[0] < 0)
+        return OT_OK;
+    ot_fuse_find(&x->fuse, head, taken, &f);
+    if (f.kind != OT_FUSE_ACT || !ot_node_is(&g->nodes[f.act], OT_OP_RELU_GRAD))
+        return OT_OK;
+    const ot_node *rg = &g->nodes[f.act];
+    bool nhwc = node_nhwc(x, n);
+    char label[400];
+    if (node_nhwc(x, rg) != nhwc || !out_in_layout(x, f.out, nhwc)) {
+        ot_log(OT_LOG_DEBUG, "cuda: %s: its ReluGrad runs in the other layout, unfused",
+               ot_node_label(g, n, label, sizeof label));
+        return OT_OK;
+    }
+    ot_tensor t[3]; /* dx, w, dy: x, w, y in cuDNN's roles */
+    ot_conv_geom q;
+    ot_err e2;
+    ot_err_init(&e2);
+    tensor_of(&g->values[n->out[0]], &t[0]);
+    tensor_of(&g->values[n->in[1]], &t[1]);
+    tensor_of(&g->values[n->in[0]], &t[2]);
+    if (t[0].ndim != 4 || ot_tensor_numel(&t[0]) == 0 || ot_tensor_numel(&t[1]) == 0 ||
+        ot_tensor_numel(&t[2]) == 0 ||
+        ot_conv_geom_of(g, n, &t[0], &t[1], &t[2], OT_CONV_DGRAD, &q, &e2) != OT_OK)
+        return OT_OK;
+    q.tf32 = x->precision == OT_PRECISION_TF32;
+    q.half = half_type(x);
+    q.nhwc = nhwc;
+    ot_conv_epilogue ep = { .relu = true };
+    const ot_conv_plan *plan;
+    size_t ws = 0;
+    if (ot_conv_fused_plan_get(cs->dev, &q, &ep, &plan, &ws, &e2) != OT_OK) {
+        ot_log(OT_LOG_DEBUG, "cuda: %s: no cuDNN engine fuses ReLU's backward, unfused (%s)",
+               ot_node_label(g, n, label, sizeof label), e2.msg);
+        return OT_OK;
+    }
+    ot_loc in[4] = { { 0 }, { 0 }, { 0 }, { 0 } };
+    ot_status st = value_read(x, n->in[0], nhwc, &in[0], err);
+    if (st == OT_OK)
+        st = value_read(x, n->in[1], nhwc, &in[1], err);
+    if (st == OT_OK)
+        st = value_read(x, rg->in[1], nhwc, &in[3], err);
+    if (st != OT_OK)
+        return st;
+    const int64_t count[4] = { ot_tensor_numel(&t[2]), ot_tensor_numel(&t[1]), 0,
+                               ot_tensor_numel(&t[0]) };
+    const char *what = "ConvGradData+ReluGrad (cuDNN fused)";
+    st = fused_step(x, n, what, OT_CONV_DGRAD, &ep, plan, ws, in, count, f.out,
+                    ot_tensor_numel(&t[0]), err);
+    if (st != OT_OK)
+        return st;
+    taken[f.act] = 1;
+    *fused = true;
+    ot_log(OT_LOG_DEBUG, "cuda: %s: %s (%s)", ot_node_label(g, n, label, sizeof label), what,
+           nhwc ? "NHWC" : "NCHW");
     return OT_OK;
 }
 
@@ -974,6 +1087,8 @@ static ot_status cuda_build(ot_exec *x, ot_err *err)
         if ((n->flags & OT_NODE_FOLDED) || taken[i])
             continue;
         OT_TRY(fused_conv_node(x, i, taken, &fused, err));
+        if (!fused)
+            OT_TRY(fused_dgrad_node(x, i, taken, &fused, err));
         if (fused)
             continue;
         if (ot_node_is(n, OT_OP_CONV) || ot_node_is(n, OT_OP_CONV_GRAD_DATA) ||
@@ -1074,8 +1189,9 @@ static ot_status cuda_bind(ot_exec *x, ot_err *err)
             break;
         case ST_CONV:
             if (sp->fused)
-                OT_TRY(ot_conv_fused_varpack(cs->dev, &sp->ep, sp->ptr[0], sp->ptr[1], sp->ptr[2],
-                                             sp->ptr[3], sp->ptr[4], ws, &sp->vp, err));
+                OT_TRY(ot_conv_fused_varpack(cs->dev, sp->conv_kind, &sp->ep, sp->ptr[0],
+                                             sp->ptr[1], sp->ptr[2], sp->ptr[3], sp->ptr[4], ws,
+                                             &sp->vp, err));
             else
                 OT_TRY(ot_conv_varpack(cs->dev, sp->plan, sp->ptr[0], sp->ptr[1], sp->ptr[2], ws,
                                        &sp->vp, err));
@@ -1360,7 +1476,8 @@ static bool cuda_mem_info(const ot_exec *x, size_t *free_bytes, size_t *total_by
 }
 
 /* Constant folding, and the fusion rules' groups for the convolutions'
-   cuDNN epilogues (fused_conv_node; ONNXTRAIN_CUDNN_FUSION=0: none); no BN
+   cuDNN epilogues (fused_conv_node, fused_dgrad_node;
+   ONNXTRAIN_CUDNN_FUSION=0: none); no BN
    folding. */
 static unsigned cuda_rewrites(const ot_exec *x)
 {

@@ -188,7 +188,9 @@ ot_status ot_cudnn_fail(const ot_cudnn_api *api, cudnnStatus_t s, const char *wh
 
 /* A convolution's fused epilogue (cudnn_fused.c): forward, any of + bias,
    + z (a residual of y's shape), then ReLU; backward-data, relu alone
-   (ReLU's backward on dx, by the sign of the ReLU's tensor). */
+   (ReLU's backward on dx, by the sign of the ReLU's tensor). Every tensor
+   in memory is of the geometry's layout and dtype (q->nhwc, q->half), the
+   virtual ones float. */
 typedef struct ot_conv_epilogue {
     bool bias, add, relu;
 } ot_conv_epilogue;
@@ -209,18 +211,23 @@ ot_status ot_conv_fused_build(const ot_cudnn_api *api, const ot_conv_geom *q,
                               const ot_conv_epilogue *e, ot_conv_fused *f, ot_err *err);
 void ot_conv_fused_free(const ot_cudnn_api *api, ot_conv_fused *f);
 
-/* The plan of a convolution with its epilogue (forward), cached and kept
-   on disk as ot_conv_plan_get's under a key naming the epilogue; never
-   timed (--autotune times the plain convolutions). Errors: as
-   ot_conv_plan_get's, and when no engine takes the graph: the caller then
-   runs the steps unfused. */
+/* The plan of a convolution with its epilogue (forward or backward-data),
+   cached and kept on disk as ot_conv_plan_get's under a key naming the
+   epilogue; never timed (--autotune times the plain convolutions). Errors:
+   as ot_conv_plan_get's, and when no engine takes the graph: the caller
+   then runs the steps unfused. */
 ot_status ot_conv_fused_plan_get(ot_cuda_dev *dev, const ot_conv_geom *q,
                                  const ot_conv_epilogue *e, const ot_conv_plan **out, size_t *ws,
                                  ot_err *err);
-/* Its variant pack: x, w, then bias (e->bias), z (e->add), and out. */
-ot_status ot_conv_fused_varpack(ot_cuda_dev *dev, const ot_conv_epilogue *e, void *x, void *w,
-                                void *bias, void *z, void *out, void *ws,
+/* Its variant pack: the convolution's input (x forward, dy backward-data)
+   and w; forward, then bias (e->bias) and z (e->add: `other`);
+   backward-data, the ReLU's tensor (`other`); and out. */
+ot_status ot_conv_fused_varpack(ot_cuda_dev *dev, ot_conv_kind kind, const ot_conv_epilogue *e,
+                                void *in, void *w, void *bias, void *other, void *out, void *ws,
                                 cudnnBackendDescriptor_t *vp, ot_err *err);
+/* The unique ids that variant pack gives its addresses, in its order (at
+   most 5); how many. */
+int ot_conv_fused_uids(ot_conv_kind kind, const ot_conv_epilogue *e, int64_t *uids);
 void ot_conv_descs_free(const ot_cudnn_api *api, ot_conv_descs *d);
 
 /* The plan key of a convolution (ot_plan_key of its kind, dtype, layout and
