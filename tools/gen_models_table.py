@@ -54,7 +54,11 @@ NOTES = {
                       "BN-ReLU), the forms of zoo_resnet18v1",
     "zoo_squeezenet1_1": "zoo SqueezeNet 1.1 form: opset 9, Softmax last, initializers as inputs",
     "zoo_mobilenetv2_nhwc": "MobileNetV2 with an NHWC input and a leading Transpose "
-                            "(EfficientNet-Lite4's form), opset 9, Softmax last",
+                            "(EfficientNet-Lite4's form), opset 9, Softmax last; convolutions "
+                            "scaled to unit output on a calibration batch (with its BatchNorms "
+                            "folded at drawn statistics, most ReLU6 inputs fall outside (0, 6) "
+                            "and the gradient shrinks by 1e8 from the head to the first "
+                            "convolution, too little for float32 to resolve one SGD step)",
     "zoo_densenet121": "zoo DenseNet-121 form (densenet-3): BatchNorms kept, opset 3, BN with "
                        "consumed_inputs, "
                        "is_test=1 and spatial=1, Gemm broadcast=1, Reshape head with a shape "

@@ -38,11 +38,6 @@ SLOW="vgg11_bn densenet121 vgg11 wide_resnet50_2 efficientnet_b0 efficientnet_v2
  zoo_vgg16 zoo_vgg19_bn zoo_mobilenetv2
  zoo_efficientnet_lite4 zoo_resnet50v1 zoo_resnet50_caffe2 zoo_inception_v1"
 MODES="feature_extract fine_tune full"
-# The default run's modes where not all three (--all and named families run
-# all three): zoo_mobilenetv2_nhwc is there for its NHWC input; its full-mode
-# reference has a tensor whose SGD move (8e-8 relative) float32 cannot
-# resolve, which fails that mode's sgd_refs check.
-declare -A DEFAULT_MODES=([zoo_mobilenetv2_nhwc]="feature_extract fine_tune")
 
 PARITY=$BUILD/test_parity
 if [ ! -x "$PARITY" ]; then
@@ -50,7 +45,6 @@ if [ ! -x "$PARITY" ]; then
     finish
 fi
 FAMILIES=()
-[ $# -eq 0 ] && DEFAULT_RUN=1
 for a in "$@"; do
     case $a in
     --all) read -ra FAMILIES <<<"$(echo $DEFAULT $SLOW)" ;;
@@ -75,7 +69,6 @@ for fam in "${FAMILIES[@]}"; do
         continue
     fi
     modes=$MODES
-    [ -n "${DEFAULT_RUN:-}" ] && modes=${DEFAULT_MODES[$fam]:-$MODES}
     # shellcheck disable=SC2086  # the modes are words
     timeout -k 5 "$T_TIMEOUT" "$PARITY" --model model.onnx --one-step "$OUT/$fam" $modes \
         >"$T_TMP/parity.out" 2>"$T_TMP/parity.err"
