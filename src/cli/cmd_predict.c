@@ -393,7 +393,8 @@ int ot_cmd_predict(int argc, char **argv)
         goto out;
     }
     size_t scratch_bytes = 0;
-    ot_exec_opts eo = { .device = device, .cpu.threads = threads, .precision = o.precision };
+    ot_exec_opts eo = { .device = device, .cpu = { .threads = threads, .winograd = true },
+                        .precision = o.precision };
     int64_t K = 0;
     for (int start = 0; start < n_images; start += bs) {
         int n = n_images - start < bs ? n_images - start : bs;

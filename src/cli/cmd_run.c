@@ -353,7 +353,8 @@ int ot_cmd_run(int argc, char **argv)
     ot_feed_exec_inputs(&feed, g, inputs);
     for (int k = 0; k < feed.n; k++)
         run_in[k] = feed.tensors[k];
-    ot_exec_opts xopts = { .device = device, .cpu.threads = ot_cli_threads(o.threads, NULL),
+    ot_exec_opts xopts = { .device = device,
+                           .cpu = { .threads = ot_cli_threads(o.threads, NULL), .winograd = true },
                            .profile = o.profile,
                            .precision = o.precision };
     if (ot_exec_compile(g, inputs, feed.n, &xopts, &x, &err) != OT_OK ||

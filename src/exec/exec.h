@@ -128,6 +128,12 @@ typedef struct ot_exec_cpu_opts {
     bool plain_state;  /* keep trained convolution weights and their moments
                           plain between runs, not in the convolutions' layout
                           (tests compare the two)                              */
+    bool winograd;     /* a forward-only graph's 3x3 stride-1 convolutions
+                          may run oneDNN's Winograd algorithm where it is the
+                          faster (docs/executor.md, Winograd): other rounding
+                          than the direct convolution. Inference commands set
+                          it; ONNXTRAIN_WINOGRAD=0 in the environment turns
+                          it off. Training never uses it.                      */
 } ot_exec_cpu_opts;
 
 typedef struct ot_exec_opts {

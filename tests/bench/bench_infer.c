@@ -192,7 +192,7 @@ int main(int argc, char **argv)
         p[i] = (float)((double)(next_u64(&s) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
 
     ot_exec_input xin = { .value = vid, .tensor = in, .const_value = false };
-    ot_exec_opts opts = { .device = dev, .cpu.threads = (int)threads };
+    ot_exec_opts opts = { .device = dev, .cpu = { .threads = (int)threads, .winograd = true } };
     t0 = now_s();
     if (ot_exec_compile(g, &xin, 1, &opts, &x, &err) != OT_OK) {
         fprintf(stderr, "bench_infer: %s: %s\n", model, err.msg);

@@ -546,6 +546,9 @@ static ot_status cpu_build(ot_exec *x, ot_err *err)
     if (x->opts.precision == OT_PRECISION_AUTO && !x->opts.cpu.plain_only)
         cs->bf16 = cpu_auto_bf16(x, cs);
     x->precision = cs->bf16 ? OT_PRECISION_BF16 : OT_PRECISION_FP32;
+    cs->wino = x->opts.cpu.winograd && !cs->training && !cs->bf16 && !x->opts.cpu.plain_only &&
+               cpu_wino_enabled();
+    cs->wino_blk = cs->wino && cpu_dnnl_wino_any(x);
 
     OT_TRY(cpu_state_plan(x, err));
     for (int32_t i = 0; i < g->n_nodes; i++) {
@@ -798,6 +801,15 @@ bool ot_cpu_has_bf16(void)
 {
     unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
     return (isa & (unsigned)dnnl_cpu_isa_avx512_core) == (unsigned)dnnl_cpu_isa_avx512_core;
+}
+
+bool cpu_wino_enabled(void)
+{
+    /* oneDNN 2.6's fp32 Winograd kernels are AVX-512 ones (avx512_core) */
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+    const char *e = getenv("ONNXTRAIN_WINOGRAD");
+    return (isa & (unsigned)dnnl_cpu_isa_avx512_core) == (unsigned)dnnl_cpu_isa_avx512_core &&
+           !(e && !strcmp(e, "0"));
 }
 
 bool ot_cpu_bf16_native(void)

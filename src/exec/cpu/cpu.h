@@ -21,6 +21,9 @@
    instructions (AVX512-BF16 or AMX) rather than emulated. */
 bool ot_cpu_has_bf16(void);
 bool ot_cpu_bf16_native(void);
+/* Winograd convolutions are allowed in this process: oneDNN has its AVX-512
+   Winograd kernels for this CPU and ONNXTRAIN_WINOGRAD is not "0". */
+bool cpu_wino_enabled(void);
 
 struct cpu_state;
 /* --precision auto (cpu_auto.c): whether the graph's convolutions are faster
@@ -82,6 +85,11 @@ typedef struct cpu_state {
     bool training;           /* the graph has backward convolutions             */
     bool bf16;               /* convolutions and matrix products take bf16
                                 operands (fp32 results): --precision bf16     */
+    bool wino;               /* 3x3 stride-1 convolutions may take oneDNN's
+                                Winograd algorithm (opts.cpu.winograd, fp32,
+                                forward-only; cpu_dnnl.c)                      */
+    bool wino_blk;           /* some do: every convolution's activations are
+                                nChw16c                                        */
     /* per value id: for a trained convolution weight whose layout its first
        reader (a Conv) may still choose, its optimizer update's node; else -1
        (cpu_state.c). NULL when no weight qualifies. */
@@ -171,5 +179,8 @@ ot_status cpu_fn_step(ot_exec *x, const ot_node *n, const char *what, ot_ref_fn 
 /* Tries to run node n with oneDNN. *done is false when the node is left to the
    plain kernels (unsupported dtype, shape or attribute). */
 ot_status cpu_dnnl_node(ot_exec *x, int32_t node_id, bool *done, ot_err *err);
+/* Whether a convolution of the graph takes the Winograd algorithm (with
+   cs->wino set). */
+bool cpu_dnnl_wino_any(const ot_exec *x);
 
 #endif

@@ -340,6 +340,7 @@ typedef struct conv_args {
     const dnnl_memory_desc_t *b;
     const window *win;
     dnnl_prop_kind_t prop;
+    dnnl_alg_kind_t alg; /* direct, or Winograd (conv_wino) */
 } conv_args;
 
 static bool conv_fwd_pd(ctx *c, bool bf16, void *arg, dnnl_primitive_desc_t *pd)
@@ -350,10 +351,46 @@ static bool conv_fwd_pd(ctx *c, bool bf16, void *arg, dnnl_primitive_desc_t *pd)
     dn_md_bf16(&x, bf16);
     dn_md_bf16(&wt, bf16);
     dnnl_convolution_desc_t cd;
-    return dnnl_dilated_convolution_forward_desc_init(&cd, a->prop, dnnl_convolution_direct, &x,
-                                                      &wt, a->b, &a->y, w->strides, w->dil, w->pl,
+    return dnnl_dilated_convolution_forward_desc_init(&cd, a->prop, a->alg, &x, &wt, a->b, &a->y,
+                                                      w->strides, w->dil, w->pl,
                                                       w->pr) == dnnl_success &&
            dn_make_pd(c, pd, &cd);
+}
+
+/* Whether Conv node n asks oneDNN for its Winograd algorithm
+   (docs/executor.md, Winograd): the executor allows it (cs->wino: fp32,
+   forward-only), the input and weights are fp32, the convolution is 2-D with
+   a 3x3 kernel, stride 1, no dilation, padding 1 on every side and group 1,
+   its channels are multiples of 16 (oneDNN 2.6's AVX-512 Winograd kernels
+   take no others), and its output is at least 7x7 (the smallest measured:
+   per ResNet-18 shape, 7x7 to 56x56 at batch 1 and 64, Winograd took 0.5-0.9
+   of the direct kernels' time, tests/bench/conv_wino.c) */
+static bool conv_wino(const cpu_state *cs, const ot_graph *g, const ot_node *n)
+{
+    if (!cs->wino || !ot_node_is(n, OT_OP_CONV) || n->n_in < 2 || n->n_out < 1 ||
+        !dn_is_f32(g, n->in[0]) || !dn_is_f32(g, n->in[1]) || !dn_is_f32(g, n->out[0]) ||
+        ot_node_attr_int(n, "group", 1) != 1)
+        return false;
+    const ot_value *xv = &g->values[n->in[0]], *wv = &g->values[n->in[1]];
+    const ot_value *yv = &g->values[n->out[0]];
+    window w;
+    if (xv->ndim != 4 || wv->ndim != 4 || yv->ndim != 4 || wv->dims[2] != 3 || wv->dims[3] != 3 ||
+        xv->dims[1] % 16 || wv->dims[0] % 16 || yv->dims[2] < 7 || yv->dims[3] < 7 ||
+        !dn_get_window(g, n, xv, yv, wv->dims + 2, &w))
+        return false;
+    for (int i = 0; i < 2; i++)
+        if (w.strides[i] != 1 || w.dil[i] != 0 || w.pl[i] != 1 || w.pr[i] != 1)
+            return false;
+    return true;
+}
+
+bool cpu_dnnl_wino_any(const ot_exec *x)
+{
+    const cpu_state *cs = x->be_state;
+    for (int32_t i = 0; i < x->g->n_nodes; i++)
+        if (conv_wino(cs, x->g, &x->g->nodes[i]))
+            return true;
+    return false;
 }
 
 static void keep_weights(ctx *c, const conv_args *ca, int32_t wid, const dnnl_memory_desc_t *pw);
@@ -426,8 +463,36 @@ static ot_status do_conv(ctx *c, bool *done, ot_err *err)
         CPU_TRY(dnnl_primitive_attr_set_post_ops(c->attr, po), err, "conv");
     }
     conv_args ca = { .x = xmd, .w = wmd, .b = has_bias ? &bmd : NULL, .y = ymd, .win = &w,
-                     .prop = c->cs->training ? dnnl_forward_training : dnnl_forward_inference };
-    if (nxc && (!dn_make_pd_prec(c, conv_fwd_pd, &ca, &pd, NULL) || dn_blk_is_ref(pd))) {
+                     .prop = c->cs->training ? dnnl_forward_training : dnnl_forward_inference,
+                     .alg = dnnl_convolution_direct };
+    if (!nxc && conv_wino(c->cs, g, n)) {
+        /* Winograd when oneDNN has it with these post-ops, else direct */
+        ca.alg = dnnl_convolution_winograd;
+        if (!dn_make_pd_prec(c, conv_fwd_pd, &ca, &pd, NULL) || dn_blk_is_ref(pd)) {
+            if (pd)
+                dnnl_primitive_desc_destroy(pd);
+            pd = NULL;
+            ca.alg = dnnl_convolution_direct;
+        }
+    } else if (!nxc && c->cs->wino_blk && group == 1 && xv->ndim == 4) {
+        /* the Winograd convolutions read and write nChw16c: the others of
+           the graph keep their activations in it too, so that no reorder
+           goes between them (what the direct kernels would pick, nhwc at
+           inference, costs a reorder each way) */
+        conv_args cb = ca;
+        dnnl_dims_t xd = { xv->dims[0], xv->dims[1], xv->dims[2], xv->dims[3] };
+        dnnl_dims_t yd = { yv->dims[0], yv->dims[1], yv->dims[2], yv->dims[3] };
+        if (xv->dims[1] % 16 == 0)
+            dnnl_memory_desc_init_by_tag(&cb.x, 4, xd, dnnl_f32, dnnl_nChw16c);
+        if (yv->dims[1] % 16 == 0)
+            dnnl_memory_desc_init_by_tag(&cb.y, 4, yd, dnnl_f32, dnnl_nChw16c);
+        if (!dn_make_pd_prec(c, conv_fwd_pd, &cb, &pd, NULL) || dn_blk_is_ref(pd)) {
+            if (pd)
+                dnnl_primitive_desc_destroy(pd);
+            pd = NULL;
+        }
+    }
+    if (!pd && nxc && (!dn_make_pd_prec(c, conv_fwd_pd, &ca, &pd, NULL) || dn_blk_is_ref(pd))) {
         if (pd)
             dnnl_primitive_desc_destroy(pd);
         pd = NULL;
