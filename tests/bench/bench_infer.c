@@ -7,7 +7,8 @@
  *
  * Imports MODEL, binds its first graph input that is not an initializer to a
  * seeded random float tensor of its declared shape with dim 0 set to --batch
- * (uniform in [-1, 1)), compiles once for --device (default cpu; cuda, cuda:N
+ * (uniform in [-1, 1)), compiles once for --device (default cpu, with
+ * Winograd convolutions where `onnxtrain run` has them; cuda, cuda:N
  * for the GPU, with --autotune and --plan-cache as the CLI takes them), runs
  * --warmup untimed runs, then --runs timed runs (monotonic clock around each
  * ot_exec_run and the read of output 0, which on a GPU copies it back to the

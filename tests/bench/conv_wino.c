@@ -31,9 +31,9 @@
  *
  *   conv_wino [--batch N] [--size S] [--reps R] [--warmup W] [--post none|relu|sum-relu]
  *
- * Prints one JSON object. Built by tests/bench/run.sh (`make bench
- * ONLY=wino`) and by hand:
+ * Prints one JSON object. Not part of `make bench`; built by hand:
  *   cc -O2 -fopenmp tests/bench/conv_wino.c -ldnnl -lm -o build/bench/conv_wino
+ *   OMP_NUM_THREADS=2 build/bench/conv_wino --batch 64 --reps 11
  */
 #include <getopt.h>
 #include <math.h>
