@@ -208,11 +208,11 @@ TRAIN_CONFIG = {
     "full_bf16": ("full", 128, 1, 224),
     "ft5_bf16": ("fine-tune", 512, 5, 224),
 }
-# the default run's image counts, sized for about 13 minutes on 2 cores of the
-# AMD EPYC (docs/bench.md, "How long it takes"): onnxtrain's full-training
-# processes run about 10 s, its ft5 and bf16 ones 6-10 s, fe's about 5 s
-# (PyTorch's fe process then runs 60 s); FULL=1 keeps TRAIN_CONFIG's
-DEFAULT_IMAGES = {"fe": 352, "full": 224, "ft5": 160, "full_bf16": 224, "ft5_bf16": 160}
+# the default run's image counts, sized for about 14.4 minutes on 2 cores of
+# the AMD EPYC (docs/bench.md, "How long it takes"): onnxtrain's full-training
+# processes run about 11-12 s, its ft5 ones 10 s, the bf16 ones 7-9 s, fe's
+# about 5.5 s (PyTorch's fe process then runs 60 s); FULL=1 keeps TRAIN_CONFIG's
+DEFAULT_IMAGES = {"fe": 320, "full": 192, "ft5": 160, "full_bf16": 224, "ft5_bf16": 160}
 if not FULL:
     for _t, _n in DEFAULT_IMAGES.items():
         TRAIN_CONFIG[_t] = (TRAIN_CONFIG[_t][0], _n) + TRAIN_CONFIG[_t][2:]
