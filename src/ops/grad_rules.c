@@ -603,9 +603,46 @@ static ot_status swap_last2(ot_graph *g, int32_t node, const char *sfx, int32_t 
                             hint, out, err);
 }
 
+/* dB of MatMul(A, B) with B 2-D [K, N] and A of rank > 2 [..., K]: the sum
+   over A's batch dims of A^T dY is one product of the flattened rows,
+   Gemm(Reshape(A, [-1, K]), Reshape(dY, [-1, N]), transA=1), instead of a
+   batched MatMul whose [..., K, N] result is then reduced (a K x N matrix per
+   row of the batch: gigabytes for a Linear layer on an [N, H, W, C] map).
+   *out stays -1 where K or N is not known. */
+static ot_status matmul_grad_b_rows(ot_graph *g, int32_t node, int32_t a, int32_t d,
+                                    int32_t b, int32_t *out, ot_err *err)
+{
+    ot_status st = OT_OK;
+    char name[NAME_MAX_], hint[NAME_MAX_];
+    int64_t k = g->values[b].dims[0], nn = g->values[b].dims[1];
+    *out = -1;
+    if (k < 1 || nn < 1 || g->values[a].dims[g->values[a].ndim - 1] != k)
+        return OT_OK;
+    int32_t rows[2];
+    const int32_t src[2] = { a, d };
+    const int64_t cols[2] = { k, nn };
+    static const char *const sfx[2][2] = { { "a_rows_shape", "a_rows" },
+                                           { "dy_rows_shape", "dy_rows" } };
+    for (int i = 0; i < 2; i++) {
+        int64_t shape[2] = { -1, cols[i] }, two = 2;
+        int32_t in[2] = { src[i], -1 };
+        OT_TRY(ot_op_grad_const_i64(g, ot_op_grad_node_name(g, node, sfx[i][0], name, sizeof name),
+                                    &two, 1, shape, &in[1], err));
+        snprintf(hint, sizeof hint, "grad/%s/rows", g->values[src[i]].name);
+        OT_TRY(ot_op_grad_emit1(g, &ot_op_reshape,
+                                ot_op_grad_node_name(g, node, sfx[i][1], name, sizeof name), in, 2,
+                                NULL, 0, hint, &rows[i], err));
+    }
+    OT_TRY(gemm2(g, node, "b", rows[0], rows[1], 1, 0, 1.0f, ot_op_grad_dx_name(g, node, 1, hint),
+                 out, err));
+done:
+    return st;
+}
+
 /* MatMul: Y = A B (batch dims broadcast). dA = dY B^T and dB = A^T dY (B^T:
    the last two dims swapped), each summed over its broadcast batch dims.
-   Both 2-D: Gemm with transposes instead. 1-D operands are unsupported. */
+   Both 2-D: Gemm with transposes instead; B 2-D under a batched A: dB from
+   the flattened rows (matmul_grad_b_rows). 1-D operands are unsupported. */
 ot_status ot_op_grad_matmul(ot_graph *g, int32_t node, const int32_t *dy, int32_t *dx,
                             const bool *need_dx, ot_err *err)
 {
@@ -638,7 +675,9 @@ ot_status ot_op_grad_matmul(ot_graph *g, int32_t node, const int32_t *dy, int32_
         OT_TRY(ot_op_grad_reduce_to(g, ot_op_grad_node_name(g, node, "a_sum", name, sizeof name),
                                     prod, a, -1, &dx[0], err));
     }
-    if (need_dx[1]) {
+    if (need_dx[1] && rb == 2)
+        OT_TRY(matmul_grad_b_rows(g, node, a, d, b, &dx[1], err));
+    if (need_dx[1] && dx[1] < 0) {
         int32_t at, in[2], prod;
         OT_TRY(swap_last2(g, node, "aT", a, &at, err));
         in[0] = at;

@@ -497,6 +497,34 @@ GRAD_CASE(grad_conv_onednn_forward, 6, {
     y = gc_node(c, "Conv", 13, in, 3, a, 2);
 })
 
+/* depthwise convolutions with kernels other than 3x3 (ConvNeXt's 7x7,
+   EfficientNet's 5x5): the filter gradient on oneDNN in nhwc, against the
+   plain kernels; channels a multiple of 16 and not */
+TEST(grad_conv_depthwise_large_kernel)
+{
+    static const struct {
+        int64_t channels, k, stride;
+    } cases[] = { { 16, 7, 1 }, { 24, 5, 2 }, { 32, 3, 1 } };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        gcase c_, *c = &c_;
+        gc_init(c, 7 + (uint64_t)i);
+        c->onednn = c->vs_plain = true;
+        int64_t ch = cases[i].channels, k = cases[i].k, p = k / 2, s = cases[i].stride;
+        int32_t in[3] = { IN(c, "x", FILL_UNI, -1, 1, true, 2, ch, 9, 8),
+                          IN(c, "w", FILL_UNI, -1, 1, true, ch, 1, k, k),
+                          IN(c, "b", FILL_UNI, -1, 1, true, ch) };
+        ot_attr a[3] = { ot_op_grad_attr_int("group", ch), INTS("pads", p, p, p, p),
+                         INTS("strides", s, s) };
+        int32_t y = gc_node(c, "Conv", 13, in, 3, a, 3);
+        c->fused[0] = "ConvGradFilter";
+        char what[64];
+        snprintf(what, sizeof what, "depthwise %lldx%lld, %lld channels", (long long)k,
+                 (long long)k, (long long)ch);
+        gc_check(c, y, what);
+        gc_fini(c);
+    }
+}
+
 /* -------------------------------------------------------------- BatchNorm */
 
 /* eval mode, frozen scale and var: dX is a Mul by a constant */
@@ -1181,6 +1209,35 @@ GRAD_CASE(grad_matmul_batched_both, 67, {
                       IN(c, "b", FILL_UNI, -1, 1, true, 3, 4, 2) };
     y = gc_node(c, "MatMul", 13, in, 2, NULL, 0);
 })
+
+/* a Linear layer on an [N, H, W, C] map (ConvNeXt's, Swin's): the weight's
+   gradient is one Gemm of the flattened rows, with no per-row [K, N] product
+   reduced afterwards; by finite differences, then on oneDNN against the
+   plain kernels */
+TEST(grad_matmul_weight_rows)
+{
+    for (int k = 0; k < 2; k++) {
+        gcase c_, *c = &c_;
+        gc_init(c, 68 + (uint64_t)k);
+        c->onednn = c->vs_plain = k == 1;
+        int32_t in[2] = { IN(c, "a", FILL_UNI, -1, 1, true, 2, 3, 2, 4),
+                          IN(c, "b", FILL_UNI, -1, 1, true, 4, 5) };
+        int32_t y = gc_node(c, "MatMul", 13, in, 2, NULL, 0);
+        if (!gc_check(c, y, k ? "MatMul rows on oneDNN" : "MatMul rows")) {
+            gc_fini(c);
+            return;
+        }
+        int sums = 0, gemms = 0;
+        for (int32_t i = 0; i < c->g->n_nodes; i++) {
+            const ot_op_desc *op = c->g->nodes[i].op;
+            sums += op && !strcmp(op->type, "ReduceSumTo");
+            gemms += op && !strcmp(op->type, "Gemm");
+        }
+        CHECK(sums == 1); /* the loss's own */
+        CHECK(gemms == 1);
+        gc_fini(c);
+    }
+}
 
 /* ---------------------------------------------------------- softmax, loss */
 

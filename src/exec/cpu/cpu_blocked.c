@@ -419,6 +419,26 @@ bool dn_blk_grouped_nxc(ctx *c, int32_t vid, int64_t group, int64_t in_channels,
     return true;
 }
 
+/* A depthwise convolution's filter gradient with a kernel other than 3x3:
+   oneDNN 2.x's depthwise kernel for it takes 3x3 only, and for the others
+   it falls back on an im2col GEMM per channel in nchw (ConvNeXt's 7x7:
+   seconds per layer) or on the reference in blocked layouts, while its
+   convolution kernel in nhwc handles them directly. 3x3 kernels keep the
+   depthwise kernel. */
+bool dn_blk_depthwise_grad_nxc(ctx *c, int64_t group, int64_t in_channels, const int64_t *kernel,
+                               int nk, const ot_value *av, dnnl_memory_desc_t *a,
+                               const ot_value *bv, dnnl_memory_desc_t *b)
+{
+    dnnl_memory_desc_t ma, mb;
+    bool k3x3 = nk == 2 && kernel[0] == 3 && kernel[1] == 3;
+    if (c->cs->bf16 || group < 2 || group != in_channels || k3x3 || !nxc_md(av, &ma) ||
+        !nxc_md(bv, &mb))
+        return false;
+    *a = ma;
+    *b = mb;
+    return true;
+}
+
 bool dn_blk_is_ref(const_dnnl_primitive_desc_t pd)
 {
     const char *impl = NULL;

@@ -1206,7 +1206,9 @@ static ot_status do_conv_grad(ctx *c, bool is_data, bool *done, ot_err *err)
     int64_t oc = wv->dims[0];
     dn_md_plain_dims(1, &oc, &bmd);
     bool nxc = dn_blk_grouped_nxc(c, is_data ? dy : other, group, xv->dims[1], xv, &xmd, dyv,
-                                  &dymd);
+                                  &dymd) ||
+               (!is_data && dn_blk_depthwise_grad_nxc(c, group, xv->dims[1], wv->dims + 2,
+                                                      wv->ndim - 2, xv, &xmd, dyv, &dymd));
     conv_grad_args ga = { .x = xmd, .w = wmd, .dy = dymd, .b = db >= 0 ? &bmd : NULL, .win = &w,
                           .is_data = is_data };
     if (nxc && (!dn_make_pd_prec(c, conv_bwd_pd, &ga, &pd, NULL) || dn_blk_is_ref(pd))) {

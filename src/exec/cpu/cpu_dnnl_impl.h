@@ -92,6 +92,12 @@ ot_status dn_blk_eltwise(ctx *c, bool *done, ot_err *err);
 bool dn_blk_grouped_nxc(ctx *c, int32_t vid, int64_t group, int64_t in_channels,
                         const ot_value *av, dnnl_memory_desc_t *a, const ot_value *bv,
                         dnnl_memory_desc_t *b);
+/* A depthwise convolution's filter gradient (ConvGradFilter) with a kernel
+   (nk spatial dims) other than 3x3: a and b in nhwc, as dn_blk_grouped_nxc;
+   false for others and with bf16. */
+bool dn_blk_depthwise_grad_nxc(ctx *c, int64_t group, int64_t in_channels, const int64_t *kernel,
+                               int nk, const ot_value *av, dnnl_memory_desc_t *a,
+                               const ot_value *bv, dnnl_memory_desc_t *b);
 /* Sum of operands that share md, as one loop over md's elements: where
    oneDNN 2.6 has only its reference sum (blocked layouts with padded
    channels: 104 or 440 channels in nChw16c). */
