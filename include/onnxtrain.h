@@ -319,8 +319,9 @@ typedef struct ot_finetune_result {
     int n_buckets;              /* gradient all-reduces per step               */
     int n_bn_train;             /* BatchNorm layers that train                 */
     int sync_bn;                /* their batch statistics spanned the ranks    */
-    double reduce_s;            /* this rank's seconds in all-reduces (waits
-                                   for reductions started earlier included)    */
+    double reduce_s;            /* this rank's seconds in all-reduces in the
+                                   training loop (waits for reductions started
+                                   earlier included)                           */
     double grad_busy_s;         /* seconds its gradient reductions took from
                                    their start to their completion             */
     uint64_t reduce_bytes;      /* the bytes it all-reduced                    */

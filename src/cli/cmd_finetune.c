@@ -29,6 +29,7 @@
 #include "core/file.h"
 #include "data/data.h"
 #include "dist/dist.h"
+#include "exec/exec.h"
 #include "onnx/onnx.h"
 #include "passes/freeze.h"
 #include "passes/head.h"
@@ -901,6 +902,24 @@ static int report_stop(const ot_finetune_result *tr, const char *checkpoint, pro
     return 128 + tr->stopped_by;
 }
 
+/* `--device cuda` in a launch of several processes (mpirun, srun): the GPU
+   of the process's local rank, modulo the GPUs it sees
+   (ot_dist_local_device), so that the ranks of a machine do not all take
+   cuda:0; -v says which. A name with an index (cuda:N) stays: every rank
+   on GPU N. Returns the name to use (buf, or `name`). */
+static const char *rank_device(const char *name, char *buf, size_t size)
+{
+    const char *var;
+    int local;
+    if (!name || strcmp(name, "cuda") != 0 || (local = ot_dist_local_rank(&var)) < 0)
+        return name;
+    int dev = ot_dist_local_device(local, ot_device_count(OT_DEVICE_CUDA));
+    snprintf(buf, size, "cuda:%d", dev);
+    ot_log(OT_LOG_INFO, "--device cuda: cuda:%d, the GPU of local rank %d (%s)", dev, local,
+           var);
+    return buf;
+}
+
 /* Under an MPI launcher (--distributed auto): joins the job; ranks other
    than 0 write nothing (no model, log, plot or checkpoint; their standard
    output is discarded) and report only errors, prefixed with their rank. */
@@ -999,6 +1018,11 @@ int ot_cmd_finetune(int argc, char **argv)
         rc = ot_cli_usage_error(cmd, "missing -o OUT.onnx");
         goto out;
     }
+    /* processes of a launch that train alone: each on its local rank's GPU
+       (together, NCCL gives each rank its GPU: start_nccl) */
+    char rank_dev[32];
+    if (fa.distributed == OT_DIST_OFF)
+        o.device = rank_device(o.device, rank_dev, sizeof rank_dev);
     ot_device device;
     if ((rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK ||
         (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK ||
@@ -1210,6 +1234,9 @@ int ot_cmd_eval(int argc, char **argv)
         rc = ot_cli_usage_error(cmd, "missing --data PATH");
         goto out;
     }
+    /* under a launcher each rank scores on its local rank's GPU */
+    char rank_dev[32];
+    o.device = rank_device(o.device, rank_dev, sizeof rank_dev);
     ot_device device;
     if ((rc = ot_cli_device(cmd, o.device, &device)) != OT_EXIT_OK ||
         (rc = ot_cli_precision(&device, o.precision)) != OT_EXIT_OK ||

@@ -51,6 +51,38 @@ int ot_dist_detect(const char **var)
     return 1;
 }
 
+int ot_dist_local_rank(const char **var)
+{
+    static const char *const vars[] = { "OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
+                                        "SLURM_LOCALID" };
+    if (var)
+        *var = NULL;
+    if (ot_dist_detect(NULL) <= 1)
+        return -1;
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (!v || !*v)
+            continue;
+        if (i == 2 && !getenv("SLURM_PROCID"))
+            continue; /* an allocation's, not a task's */
+        char *end;
+        long n = strtol(v, &end, 10);
+        if (*end || n < 0 || n > INT_MAX)
+            continue;
+        if (var)
+            *var = vars[i];
+        return (int)n;
+    }
+    return -1;
+}
+
+int ot_dist_local_device(int local, int count)
+{
+    if (local < 0)
+        return 0;
+    return count > 0 ? local % count : local;
+}
+
 /* The shim's entry points. */
 typedef struct shim {
     void *dl;
@@ -59,6 +91,8 @@ typedef struct shim {
     int (*allreduce_sum)(void *buf, size_t n, int is_double, char *msg, int len);
     int (*grad_start)(float *buf, size_t n, int *ticket, char *msg, int len);
     int (*grad_wait)(int ticket, double *busy_s, char *msg, int len);
+    void (*progress)(void);
+    void (*set_chunk)(int floats);
     void (*abort)(int code);
     void (*finalize)(void);
     void (*watch)(int (*poll)(void *, char *, int), void (*on_abort)(void *), void *arg);
@@ -108,6 +142,12 @@ static ot_status mpi_grad_wait(ot_comm *c, int ticket, double *busy_s, ot_err *e
     return OT_OK;
 }
 
+static void mpi_progress(ot_comm *c)
+{
+    (void)c;
+    g_shim.progress();
+}
+
 static void mpi_abort(ot_comm *c, int code)
 {
     (void)c;
@@ -127,6 +167,7 @@ static const ot_comm_ops mpi_ops = {
     .allreduce_f64 = mpi_allreduce_f64,
     .grad_start = mpi_grad_start,
     .grad_wait = mpi_grad_wait,
+    .progress = mpi_progress,
     .abort = mpi_abort,
     .fini = mpi_fini,
 };
@@ -187,16 +228,31 @@ ot_status ot_dist_init(ot_dist_mode mode, double timeout_s, ot_err *err)
     *(void **)&s.allreduce_sum = dlsym(dl, "otm_allreduce_sum");
     *(void **)&s.grad_start = dlsym(dl, "otm_grad_start");
     *(void **)&s.grad_wait = dlsym(dl, "otm_grad_wait");
+    *(void **)&s.progress = dlsym(dl, "otm_progress");
+    *(void **)&s.set_chunk = dlsym(dl, "otm_set_chunk");
     *(void **)&s.abort = dlsym(dl, "otm_abort");
     *(void **)&s.finalize = dlsym(dl, "otm_finalize");
     *(void **)&s.watch = dlsym(dl, "otm_watch");
-    if (!s.init || !s.bcast || !s.allreduce_sum || !s.grad_start || !s.grad_wait || !s.abort ||
-        !s.finalize || !s.watch) {
+    if (!s.init || !s.bcast || !s.allreduce_sum || !s.grad_start || !s.grad_wait ||
+        !s.progress || !s.set_chunk || !s.abort || !s.finalize || !s.watch) {
         dlclose(dl);
         return ot_err_set(err, OT_ERR_UNSUPPORTED, "%s lacks the otm_* entry points", SHIM_NAME);
     }
     if (timeout_s <= 0)
         timeout_s = 30;
+    /* the messages the gradients' buckets are cut into (docs/distributed.md) */
+    const char *ck = getenv("ONNXTRAIN_ALLREDUCE_CHUNK_KB");
+    if (ck && *ck) {
+        char *end;
+        long kb = strtol(ck, &end, 10);
+        if (*end || kb < 1 || kb > (1L << 20)) {
+            dlclose(dl);
+            return ot_err_set(err, OT_ERR_ARG,
+                              "ONNXTRAIN_ALLREDUCE_CHUNK_KB: expected 1 to 1048576 (KB), got '%s'",
+                              ck);
+        }
+        s.set_chunk((int)(kb * 256));
+    }
     char msg[256] = "";
     int rank = 0, size = 1;
     if (s.init(&rank, &size, timeout_s, msg, (int)sizeof msg)) {
@@ -293,12 +349,23 @@ ot_status ot_comm_allreduce_f64(ot_comm *c, double *buf, size_t n, ot_err *err)
     return st;
 }
 
+/* -vv's timeline of the gradients' reductions, by ticket: when each
+   started (c->step_t0's clock) and how long the call took (it may move
+   earlier reductions on) */
+#define TRACE_TICKETS 256
+static double g_trace_start[TRACE_TICKETS], g_trace_call[TRACE_TICKETS];
+
 ot_status ot_comm_grad_start(ot_comm *c, float *buf, size_t n, int *ticket, ot_err *err)
 {
     double t0 = now_s();
     ot_status st = c->ops->grad_start(c, buf, n, ticket, err);
-    c->reduce_s += now_s() - t0;
+    double t1 = now_s();
+    c->reduce_s += t1 - t0;
     c->reduce_bytes += n * sizeof *buf;
+    if (st == OT_OK && *ticket >= 0 && *ticket < TRACE_TICKETS) {
+        g_trace_start[*ticket] = t0;
+        g_trace_call[*ticket] = t1 - t0;
+    }
     return st;
 }
 
@@ -306,8 +373,18 @@ ot_status ot_comm_grad_wait(ot_comm *c, int ticket, ot_err *err)
 {
     double t0 = now_s(), busy = 0;
     ot_status st = c->ops->grad_wait(c, ticket, &busy, err);
-    c->reduce_s += now_s() - t0;
+    double t1 = now_s();
+    c->reduce_s += t1 - t0;
+    c->grad_wait_s += t1 - t0;
     c->grad_busy_s += busy;
+    if (st == OT_OK && ot_log_enabled(OT_LOG_DEBUG) && ticket >= 0 && ticket < TRACE_TICKETS) {
+        double s = g_trace_start[ticket] - c->step_t0;
+        ot_log(OT_LOG_DEBUG,
+               "gradients' all-reduce %d: started at %.1f ms of the step (the call took "
+               "%.1f ms), done at %.1f ms, waited for from %.1f to %.1f ms",
+               ticket, 1e3 * s, 1e3 * g_trace_call[ticket], 1e3 * (s + busy),
+               1e3 * (t0 - c->step_t0), 1e3 * (t1 - c->step_t0));
+    }
     return st;
 }
 

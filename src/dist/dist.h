@@ -51,6 +51,11 @@ typedef struct ot_comm_ops {
        one gives. */
     ot_status (*grad_start)(ot_comm *c, float *buf, size_t n, int *ticket, ot_err *err);
     ot_status (*grad_wait)(ot_comm *c, int ticket, double *busy_s, ot_err *err);
+    /* moves the started gradient reductions on (MPI progresses a
+       non-blocking collective only inside MPI calls); the executor calls it
+       between the nodes of a step. Never blocks: returns at once when none
+       is pending or another thread is moving them on. NULL: nothing to do. */
+    void (*progress)(ot_comm *c);
     /* ends every rank of the job with `code` (never returns) */
     void (*abort)(ot_comm *c, int code);
     void (*fini)(ot_comm *c);
@@ -111,6 +116,10 @@ struct ot_comm {
     double grad_busy_s;    /* seconds the gradients' reductions took from their
                               start to their completion (overlapped or not)   */
     uint64_t reduce_bytes; /* bytes all-reduced                                */
+    double grad_wait_s;    /* of reduce_s: the waits for the gradients'
+                              reductions (what the backward pass did not hide) */
+    double step_t0;        /* when the current step began (CLOCK_MONOTONIC
+                              seconds; the trainer sets it): -vv's timeline   */
     /* the weight of this rank's gradients in the current step: its images
        over the step's images in all (GradAllReduce scales by it) */
     float grad_weight;
@@ -177,6 +186,21 @@ const ot_dist_queue *ot_dist_cuda_queue(void);
 /* The current communicator, NULL for one process (also after ot_dist_fini). */
 ot_comm *ot_dist_current(void);
 
+/* The rank of this process among those of its launch on the same machine,
+   as the launcher announced it: OpenMPI's OMPI_COMM_WORLD_LOCAL_RANK,
+   MPICH's MPI_LOCALRANKID, Slurm's SLURM_LOCALID inside a step
+   (SLURM_PROCID set); *var names the variable (static text). -1 and NULL
+   where ot_dist_detect finds no launch of several processes or none of
+   these is set to a number. Cannot fail. */
+int ot_dist_local_rank(const char **var);
+
+/* The CUDA device `--device cuda` means for local rank `local` of a launch
+   (docs/distributed.md): local modulo `count`, the devices this process
+   sees (so that ranks each given one GPU by CUDA_VISIBLE_DEVICES take their
+   own as 0, and more ranks than GPUs share them in turn); local itself
+   where count is unknown (<= 0). */
+int ot_dist_local_device(int local, int count);
+
 /* Rank of this process, 0 for one process. */
 int ot_dist_rank(void);
 
@@ -196,6 +220,14 @@ ot_status ot_comm_allreduce_f64(ot_comm *c, double *buf, size_t n, ot_err *err);
    grad_busy_s. */
 ot_status ot_comm_grad_start(ot_comm *c, float *buf, size_t n, int *ticket, ot_err *err);
 ot_status ot_comm_grad_wait(ot_comm *c, int ticket, ot_err *err);
+
+/* Moves c's started gradient reductions on without blocking (c->ops's
+   progress); nothing for NULL or a communicator without one. */
+static inline void ot_comm_progress(ot_comm *c)
+{
+    if (c && c->ops->progress)
+        c->ops->progress(c);
+}
 
 /* c->dev's calls, counted in reduce_bytes (device reductions are timed
    by the queue, not the host: reduce_s does not count them). Errors:

@@ -33,6 +33,8 @@ int otm_bcast(void *buf, size_t bytes, int root, char *msg, int len);
 int otm_allreduce_sum(void *buf, size_t n, int is_double, char *msg, int len);
 int otm_grad_start(float *buf, size_t n, int *ticket, char *msg, int len);
 int otm_grad_wait(int ticket, double *busy_s, char *msg, int len);
+void otm_progress(void);
+void otm_set_chunk(int floats);
 void otm_abort(int code);
 void otm_finalize(void);
 void otm_watch(int (*poll)(void *, char *, int), void (*on_abort)(void *), void *arg);
@@ -55,23 +57,36 @@ static void *g_watch_arg;
  * Gradient all-reduces started ahead of their wait (otm_grad_start /
  * otm_grad_wait): MPI_Iallreduce on a communicator of their own (so that
  * other collectives issued meanwhile, synchronised BatchNorm's, cannot
- * interleave with them differently on different ranks), driven by the
- * heartbeat thread, which calls MPI_Test on them while any is pending: Open
- * MPI moves a non-blocking collective on only inside MPI calls. A ticket is
- * a run of requests (one per chunk of 2^28 floats, as otm_allreduce_sum
- * cuts); tickets are handed out in order and the table restarts whenever
- * every ticket has been waited for (once per step).
+ * interleave with them differently on different ranks). Open MPI moves a
+ * non-blocking collective on only inside MPI calls: the executor's thread
+ * calls otm_progress between the nodes of the step, and the heartbeat
+ * thread makes an MPI call (a probe) about every millisecond while any is
+ * pending, which moves them on within a long node (the requests
+ * themselves are the executor's thread's: it never waits for the
+ * heartbeat's).
+ *
+ * A bucket is reduced as consecutive chunks of at most g_chunk floats, each
+ * an all-reduce of its own, all started at once: Open MPI's shared-memory
+ * all-reduce of one message slows down tenfold past about 16 MB (257 MB/s
+ * for 64 MB in one message, 2.4 GB/s as 1 MB messages, measured by
+ * tests/bench/allreduce_bw.c), and a chunk's sum is the one the whole
+ * message would give (element by element, the same algorithm), so the
+ * chunking changes no bit. A ticket is a run of requests: a marker that
+ * records their number, then one per chunk; tickets are handed out in
+ * order and the table restarts whenever every ticket has been waited for
+ * (once per step).
  */
-#define CHUNK_FLOATS (1 << 28)
+static int g_chunk = (1 << 20) / 4; /* floats per request (1 MB; otm_set_chunk) */
 typedef struct grad_req {
-    MPI_Request rq;
-    atomic_int done; /* 1: complete, 2: MPI_Test failed */
+    atomic_int done; /* 1: complete, 2: the test failed */
     int rc;
     double t_start, t_done;
 } grad_req;
 static MPI_Comm g_grad_comm = MPI_COMM_NULL;
 static pthread_mutex_t g_grad_mu = PTHREAD_MUTEX_INITIALIZER;
 static grad_req *g_reqs;
+static MPI_Request *g_rqs; /* g_reqs[i]'s request; MPI_REQUEST_NULL when done */
+static int *g_idx;         /* MPI_Testsome's indices                          */
 static int g_n_reqs, g_cap_reqs, g_n_waited;
 static atomic_int g_pending; /* requests started, not yet complete */
 
@@ -97,24 +112,50 @@ static void mpi_msg(int rc, const char *what, char *msg, int len)
     snprintf(msg, (size_t)len, "%s: %s", what, text);
 }
 
-/* MPI_Test on every pending gradient request (the heartbeat thread, or the
-   waiting thread where there is no heartbeat). */
-static void progress_grads(void)
+/* MPI_Testsome on the pending gradient requests (one progress call for
+   all), g_grad_mu held. */
+static void test_grads(void)
 {
-    pthread_mutex_lock(&g_grad_mu);
-    for (int i = g_n_waited; i < g_n_reqs; i++) {
-        grad_req *q = &g_reqs[i];
-        if (atomic_load(&q->done))
-            continue;
-        int flag = 0;
-        int rc = MPI_Test(&q->rq, &flag, MPI_STATUS_IGNORE);
-        if (rc != MPI_SUCCESS || flag) {
-            q->rc = rc;
-            q->t_done = now_s();
-            atomic_store(&q->done, rc == MPI_SUCCESS ? 1 : 2);
-            atomic_fetch_sub(&g_pending, 1);
-        }
+    int lo = g_n_waited, n = g_n_reqs - lo, out = 0;
+    if (n <= 0 || atomic_load(&g_pending) <= 0)
+        return;
+    int rc = MPI_Testsome(n, g_rqs + lo, &out, g_idx, MPI_STATUSES_IGNORE);
+    double t = now_s();
+    if (rc != MPI_SUCCESS) { /* every pending one fails */
+        for (int i = lo; i < g_n_reqs; i++)
+            if (!atomic_load(&g_reqs[i].done)) {
+                g_reqs[i].rc = rc;
+                g_reqs[i].t_done = t;
+                atomic_store(&g_reqs[i].done, 2);
+                atomic_fetch_sub(&g_pending, 1);
+            }
+        return;
     }
+    if (out == MPI_UNDEFINED)
+        return;
+    for (int k = 0; k < out; k++) {
+        grad_req *q = &g_reqs[lo + g_idx[k]];
+        q->t_done = t;
+        atomic_store(&q->done, 1);
+        atomic_fetch_sub(&g_pending, 1);
+    }
+}
+
+/* The size of the messages buckets are cut into, in floats (> 0). */
+void otm_set_chunk(int floats)
+{
+    if (floats > 0)
+        g_chunk = floats;
+}
+
+/* Between the nodes of a step (the executor's thread) and while waiting
+   for a reduction: MPI_Testsome on the pending gradient requests, unless
+   none is pending (never blocks). */
+void otm_progress(void)
+{
+    if (atomic_load(&g_pending) <= 0 || pthread_mutex_trylock(&g_grad_mu) != 0)
+        return;
+    test_grads();
     pthread_mutex_unlock(&g_grad_mu);
 }
 
@@ -198,11 +239,18 @@ static void *heartbeat(void *arg)
                 end_job();
                 return NULL;
             }
-        /* pending gradient reductions: progress them, and come back soon */
+        /* pending gradient reductions: any MPI call moves them on (Open
+           MPI's progress is the process's), so probe about every
+           millisecond while there are any; their requests stay the
+           executor's thread's (otm_progress), which never waits for this
+           one */
         int polls = 0;
-        while (atomic_load(&g_pending) > 0 && polls++ < 400) {
-            progress_grads();
-            nap(25 * 1000);
+        while (atomic_load(&g_pending) > 0 && polls++ < 20) {
+            int flag = 0;
+            MPI_Status s;
+            if (MPI_Iprobe(MPI_ANY_SOURCE, HB_TAG, g_hb_comm, &flag, &s) != MPI_SUCCESS || flag)
+                break;
+            nap(1000 * 1000);
         }
         if (polls == 0)
             nap(20 * 1000 * 1000);
@@ -331,7 +379,8 @@ int otm_allreduce_sum(void *buf, size_t n, int is_double, char *msg, int len)
 int otm_grad_start(float *buf, size_t n, int *ticket, char *msg, int len)
 {
     MPI_Comm comm = g_grad_comm != MPI_COMM_NULL ? g_grad_comm : MPI_COMM_WORLD;
-    int chunks = (int)((n + CHUNK_FLOATS - 1) / CHUNK_FLOATS);
+    size_t chunk = (size_t)g_chunk;
+    int chunks = (int)((n + chunk - 1) / chunk);
     if (chunks < 1)
         chunks = 1;
     pthread_mutex_lock(&g_grad_mu);
@@ -340,27 +389,35 @@ int otm_grad_start(float *buf, size_t n, int *ticket, char *msg, int len)
     if (g_n_reqs + chunks + 1 > g_cap_reqs) {
         int cap = (g_n_reqs + chunks + 1) * 2;
         grad_req *r = realloc(g_reqs, (size_t)cap * sizeof *r);
-        if (!r) {
+        if (r)
+            g_reqs = r;
+        MPI_Request *m = r ? realloc(g_rqs, (size_t)cap * sizeof *m) : NULL;
+        if (m)
+            g_rqs = m;
+        int *x = m ? realloc(g_idx, (size_t)cap * sizeof *x) : NULL;
+        if (!x) {
             pthread_mutex_unlock(&g_grad_mu);
             snprintf(msg, (size_t)len, "out of memory for the all-reduce requests");
             return 1;
         }
-        g_reqs = r;
+        g_idx = x;
         g_cap_reqs = cap;
     }
     int first = g_n_reqs;
     /* the marker: how many requests the ticket spans */
     g_reqs[first].rc = chunks;
     atomic_store(&g_reqs[first].done, 1);
+    g_rqs[first] = MPI_REQUEST_NULL;
     g_n_reqs++;
     double t0 = now_s();
     for (int c = 0; c < chunks; c++) {
-        size_t off = (size_t)c * CHUNK_FLOATS;
-        int k = n - off > (size_t)CHUNK_FLOATS ? CHUNK_FLOATS : (int)(n - off);
-        grad_req *q = &g_reqs[g_n_reqs];
+        size_t off = (size_t)c * chunk;
+        int k = n - off > chunk ? (int)chunk : (int)(n - off);
+        int i = g_n_reqs;
+        grad_req *q = &g_reqs[i];
         q->t_start = t0;
         q->rc = MPI_SUCCESS;
-        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + off, k, MPI_FLOAT, MPI_SUM, comm, &q->rq);
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, buf + off, k, MPI_FLOAT, MPI_SUM, comm, &g_rqs[i]);
         if (rc != MPI_SUCCESS) {
             pthread_mutex_unlock(&g_grad_mu);
             mpi_msg(rc, "MPI_Iallreduce", msg, len);
@@ -406,8 +463,7 @@ int otm_grad_wait(int ticket, double *busy_s, char *msg, int len)
         }
         if (all)
             break;
-        if (!g_hb_started)
-            progress_grads();
+        otm_progress();
         if (++spins > 200)
             nap(20 * 1000);
         if (timed_out(t0, "all-reduce", msg, len))
@@ -464,7 +520,11 @@ void otm_finalize(void)
     if (g_grad_comm != MPI_COMM_NULL)
         MPI_Comm_free(&g_grad_comm);
     free(g_reqs);
+    free(g_rqs);
+    free(g_idx);
     g_reqs = NULL;
+    g_rqs = NULL;
+    g_idx = NULL;
     free(g_last_seen);
     g_last_seen = NULL;
     MPI_Finalize();

@@ -596,7 +596,7 @@ ot_status ot_dist_nccl_init(int device, const ot_dist_queue *queue, int *device_
             on_host++;
         }
     int count = queue->device_count();
-    int dev = device >= 0 ? device : local;
+    int dev = device >= 0 ? device : count > 0 ? ot_dist_local_device(local, count) : local;
     bool bad = false;
     if (dev >= count) {
         bad = true;

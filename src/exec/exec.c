@@ -618,6 +618,17 @@ ot_status ot_device_check(const ot_device *dev, ot_err *err)
     return OT_OK;
 }
 
+int ot_device_count(ot_device_kind kind)
+{
+    if (kind == OT_DEVICE_CPU)
+        return 1;
+#if OT_CUDA
+    if (kind == OT_DEVICE_CUDA)
+        return ot_cuda_device_count();
+#endif
+    return 0;
+}
+
 void ot_device_backends(char *buf, size_t size)
 {
     char cuda[OT_ERR_MSG_MAX + 64] = "not built in";

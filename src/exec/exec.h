@@ -81,6 +81,11 @@ ot_status ot_device_parse(const char *name, ot_device *out, ot_err *err);
    Errors: OT_ERR_UNSUPPORTED, one line naming the device and why. */
 ot_status ot_device_check(const ot_device *dev, ot_err *err);
 
+/* The devices of a kind this process can use: 1 for the CPU; for CUDA the
+   GPUs it sees (CUDA_VISIBLE_DEVICES applied), 0 without a driver or a
+   CUDA backend. Cannot fail. */
+int ot_device_count(ot_device_kind kind);
+
 /* The backends, one line each, "NAME: built in, usable (...)", "NAME: built
    in, not usable here: WHY" or "NAME: not built in" (for --version). */
 void ot_device_backends(char *buf, size_t size);

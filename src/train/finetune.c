@@ -772,10 +772,15 @@ ot_status ot_finetune_run(const ot_finetune_opts *o, const ot_finetune_hooks *h,
         say(o, OT_FT_MESSAGE,
             "all-reduce: %.1f MB in %.3f s on this rank (not hidden behind compute: the "
             "calls, and the waits for the other ranks); the gradients' reductions took "
-            "%.3f s from start to end (%s)",
+            "%.3f s from start to end (%s); of the %.3f s: %.3f s waiting for the "
+            "gradients' reductions, %.3f s in the steps' sums (waiting for the slowest "
+            "rank), %.3f s averaging BatchNorm statistics, %.3f s other; without the "
+            "waits for a slower rank (per step, the rank that waited least): %.3f s",
             (double)tr.reduce_bytes / 1e6, tr.reduce_s, tr.grad_busy_s,
             o->no_overlap ? "after the backward pass, --no-overlap"
-                          : "started during the backward pass");
+                          : "started during the backward pass",
+            tr.reduce_s, tr.grad_wait_s, tr.sums_s, tr.stats_s,
+            fmax(0.0, tr.reduce_s - tr.grad_wait_s - tr.sums_s - tr.stats_s), tr.least_s);
     res->reduce_s = tr.reduce_s;
     res->grad_busy_s = tr.grad_busy_s;
     res->reduce_bytes = tr.reduce_bytes;

@@ -96,6 +96,15 @@ typedef struct trainer {
     /* data-parallel: this rank's share of each batch (docs/distributed.md) */
     ot_comm *comm;       /* NULL for one process                            */
     int rank, ranks;
+    /* the training loop's share of the communicator's counts: theirs when
+       it began, and the seconds in the step's sums and the BatchNorm
+       statistics' mean */
+    double reduce0, busy0, wait0, sums_s, stats_s;
+    uint64_t bytes0;
+    double *sums;        /* the step's sums: 4 and one per rank             */
+    double step_reduce0; /* reduce_s when the step began                    */
+    double least_s;      /* per step, the least a rank spent in all-reduces
+                            (before the sums), and the BatchNorm mean       */
     int64_t *rdidx;      /* this rank's images of the epoch, for the loader   */
     bool loader_on;      /* the loader runs this epoch; else the cache, and
                             what a rank's cache lacks is read in the loop    */
@@ -682,18 +691,26 @@ done:
 
 /* Data-parallel without --sync-bn: each rank normalised its own images, so
    its BN running statistics differ; after every step they become the mean
-   over the ranks (buf: room for the largest). */
+   over the ranks, all of them in one all-reduce (buf: room for them all). */
 static ot_status avg_stats(trainer *T, float *buf, ot_err *err)
 {
     ot_status st = OT_OK;
+    size_t at = 0;
     for (int i = 0; i < T->tg.n_stats; i++) {
         int32_t id = T->tg.stats[i];
-        size_t bytes = ot_exec_state_bytes(T->full.step, id), n = bytes / sizeof *buf;
-        OT_TRY(ot_exec_read_state(T->full.step, id, buf, bytes, err));
-        OT_TRY(ot_comm_allreduce_f32(T->comm, buf, n, err));
-        for (size_t k = 0; k < n; k++)
-            buf[k] /= (float)T->ranks;
-        OT_TRY(ot_exec_write_state(T->full.step, id, buf, bytes, err));
+        size_t bytes = ot_exec_state_bytes(T->full.step, id);
+        OT_TRY(ot_exec_read_state(T->full.step, id, buf + at, bytes, err));
+        at += bytes / sizeof *buf;
+    }
+    OT_TRY(ot_comm_allreduce_f32(T->comm, buf, at, err));
+    for (size_t k = 0; k < at; k++)
+        buf[k] /= (float)T->ranks;
+    at = 0;
+    for (int i = 0; i < T->tg.n_stats; i++) {
+        int32_t id = T->tg.stats[i];
+        size_t bytes = ot_exec_state_bytes(T->full.step, id);
+        OT_TRY(ot_exec_write_state(T->full.step, id, buf + at, bytes, err));
+        at += bytes / sizeof *buf;
     }
 done:
     return st;
@@ -996,12 +1013,19 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
     int64_t total_steps = ck->step;
     bool stopped = finished;
     int stop_sig = 0; /* data-parallel: a stop request any rank received */
+    if (T.comm) { /* the loop's all-reduces (the result's): from here on */
+        T.reduce0 = T.comm->reduce_s;
+        T.busy0 = T.comm->grad_busy_s;
+        T.wait0 = T.comm->grad_wait_s;
+        T.bytes0 = T.comm->reduce_bytes;
+    }
+    if (T.comm && !(T.sums = ot_calloc((size_t)T.ranks + 4, sizeof *T.sums)))
+        OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     if (T.comm && tg->n_stats) {
-        size_t most = 0;
+        size_t all = 0;
         for (int i = 0; i < tg->n_stats; i++)
-            if (ot_exec_state_bytes(T.full.step, tg->stats[i]) > most)
-                most = ot_exec_state_bytes(T.full.step, tg->stats[i]);
-        if (!(stats_buf = ot_malloc(most)))
+            all += ot_exec_state_bytes(T.full.step, tg->stats[i]);
+        if (!(stats_buf = ot_malloc(all)))
             OT_FAIL(err, OT_ERR_NOMEM, "out of memory");
     }
     for (int epoch = ck->epoch; epoch < o->epochs && !stopped; epoch++) {
@@ -1047,8 +1071,11 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
             int64_t off;
             int n = (int)ot_dist_share(ng, T.rank, T.ranks, &off);
             runner *r = n == lbs ? &T.full : &T.last;
-            if (T.comm)
+            if (T.comm) {
                 T.comm->grad_weight = (float)((double)n / (double)ng);
+                T.comm->step_t0 = now_s();
+                T.step_reduce0 = T.comm->reduce_s;
+            }
             double lr = ot_optim_schedule_lr(&o->schedule, o->lr, epoch, s, steps_per_epoch);
             double hlr = ot_optim_schedule_lr(&o->schedule, o->head_lr > 0 ? o->head_lr : o->lr,
                                               epoch, s, steps_per_epoch);
@@ -1075,12 +1102,36 @@ ot_status ot_train_run(ot_graph *model, const ot_dataset *data, const ot_train_o
                 double l1 = 0;
                 st = run_batch(&T, r, perm + s * bs + off, T.didx + s * bs + off, n, NULL, NULL,
                                0, &c1, &l1, err);
-                double v[4] = { l1, (double)c1, o->stop && *o->stop ? (double)*o->stop : 0,
-                                o->stop && *o->stop ? 1 : 0 };
+                /* the step's sums, and each rank's seconds in all-reduces
+                   this step in its own place (the report's) */
+                double *v = T.sums;
+                memset(v, 0, sizeof *v * (size_t)(4 + T.ranks));
+                v[0] = l1;
+                v[1] = (double)c1;
+                v[2] = o->stop && *o->stop ? (double)*o->stop : 0;
+                v[3] = o->stop && *o->stop ? 1 : 0;
+                v[4 + T.rank] = T.comm->reduce_s - T.step_reduce0;
+                double t1 = now_s();
                 if (st == OT_OK)
-                    st = ot_comm_allreduce_f64(T.comm, v, 4, err);
+                    st = ot_comm_allreduce_f64(T.comm, v, (size_t)(4 + T.ranks), err);
+                double t2 = now_s();
                 if (st == OT_OK && tg->n_stats && !res->sync_bn)
                     st = avg_stats(&T, stats_buf, err);
+                T.sums_s += t2 - t1;
+                T.stats_s += now_s() - t2;
+                /* the rank that waited least waited for no other's compute:
+                   its waits are the communication its compute did not hide */
+                double least = v[4];
+                for (int k = 1; k < T.ranks; k++)
+                    least = fmin(least, v[4 + k]);
+                T.least_s += least + (now_s() - t2);
+                if (ot_log_enabled(OT_LOG_DEBUG))
+                    ot_log(OT_LOG_DEBUG,
+                           "step %lld: ran %.1f ms (the waits for its gradients included); "
+                           "its sums waited %.1f ms (for the slowest rank), the BatchNorm "
+                           "statistics %.1f ms",
+                           (long long)total_steps + 1, 1e3 * (t1 - T.comm->step_t0),
+                           1e3 * (t2 - t1), 1e3 * (now_s() - t2));
                 if (st == OT_OK && !isfinite(v[0])) {
                     res->agreed_error = true;
                     st = ot_err_set(err, OT_ERR_ARG, "the loss became %s",
@@ -1198,10 +1249,15 @@ done:
     ot_free(T.didx);
     ot_free(T.rdidx);
     ot_free(stats_buf);
+    ot_free(T.sums);
     if (T.comm) {
-        res->reduce_s = T.comm->reduce_s;
-        res->grad_busy_s = T.comm->grad_busy_s;
-        res->reduce_bytes = T.comm->reduce_bytes;
+        res->reduce_s = T.comm->reduce_s - T.reduce0;
+        res->grad_busy_s = T.comm->grad_busy_s - T.busy0;
+        res->grad_wait_s = T.comm->grad_wait_s - T.wait0;
+        res->reduce_bytes = T.comm->reduce_bytes - T.bytes0;
+        res->sums_s = T.sums_s;
+        res->stats_s = T.stats_s;
+        res->least_s = T.least_s;
     }
     ot_free(T.good);
     ot_free(T.val_good);

@@ -170,10 +170,20 @@ typedef struct ot_train_result {
     int n_buckets;           /* gradient all-reduces per step               */
     int n_bn_train;          /* BatchNorm layers in training mode           */
     bool sync_bn;            /* their statistics were reduced over the ranks */
-    double reduce_s;         /* seconds this rank spent in all-reduces      */
+    double reduce_s;         /* seconds this rank spent in all-reduces in
+                                the training loop                           */
     double grad_busy_s;      /* seconds its gradient reductions took from
                                 their start to their completion             */
-    uint64_t reduce_bytes;   /* bytes it all-reduced                        */
+    uint64_t reduce_bytes;   /* bytes it all-reduced in the loop            */
+    /* of reduce_s: the waits for the gradients' reductions, the step's sums
+       (loss, accuracy, stop requests: with the wait for the slowest rank),
+       the BatchNorm running statistics' mean (without --sync-bn) */
+    double grad_wait_s, sums_s, stats_s;
+    /* the communication no rank's compute hid: per step, the seconds in
+       all-reduces of the rank that spent least in them before the step's
+       sums (it waited for no other rank's compute), and the BatchNorm
+       statistics' mean */
+    double least_s;
     bool agreed_error;       /* the error is every rank's (no abort needed) */
 } ot_train_result;
 

@@ -78,11 +78,16 @@ def run(path):
     text = open(path).read()
     ep = re.findall(r"^epoch 1/1 .*?([0-9.]+) img/s\s+([0-9.]+)s\s*$", text, re.M)
     ar = re.search(r"all-reduce: ([0-9.]+) MB in ([0-9.]+) s.*? took ([0-9.]+) s", text)
+    # what the not-hidden seconds were spent on
+    of = re.search(r"of the [0-9.]+ s: ([0-9.]+) s waiting for the gradients' reductions, "
+                   r"([0-9.]+) s in the steps' sums.*?the rank that waited least\): ([0-9.]+) s",
+                   text)
     if not ep:
         return None
     ips, secs = float(ep[-1][0]), float(ep[-1][1])
     return ips, secs, (float(ar.group(1)), float(ar.group(2)), float(ar.group(3))) if ar \
-        else (0.0, 0.0, 0.0)
+        else (0.0, 0.0, 0.0), (float(of.group(1)), float(of.group(2)), float(of.group(3))) \
+        if of else (0.0, 0.0, 0.0)
 
 bw = []
 for line in open(out + "/allreduce_bw.txt"):
@@ -109,8 +114,9 @@ print("ResNet-18 at %dx%d, batches of %d, %d steps (the first included), no pref
       % (size, size, batch, steps))
 print()
 print("| mode | 1 x 2 threads img/s | 2 x 1 thread img/s | ratio | all-reduce MB/step | "
-      "gradient reductions s/step | not hidden s/step | not hidden |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|")
+      "gradient reductions s/step | not hidden s/step | of which gradient waits | "
+      "of which step sums | not hidden | least rank s/step | least rank |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 rows = {}
 for mode, two_file in (("feature-extract", "2"), ("fine-tune", "2"), ("full", "2"),
                        ("full, --no-overlap", "2b")):
@@ -118,19 +124,28 @@ for mode, two_file in (("feature-extract", "2"), ("fine-tune", "2"), ("full", "2
     one = run("%s/dist_%s.1.txt" % (out, key))
     two = run("%s/dist_%s.%s.txt" % (out, key, two_file))
     if not one or not two:
-        print("| %s | failed: see %s/dist_%s.*.txt | | | | | | |" % (mode, out, key))
+        print("| %s | failed: see %s/dist_%s.*.txt | | | | | | | | | | |" % (mode, out, key))
         continue
     mb, red, busy = two[2][0] / steps, two[2][1] / steps, two[2][2] / steps
     share = two[2][1] / two[1] if two[1] > 0 else 0
     rows[mode] = (two[1] / steps, mb, red)
-    print("| %s | %.1f | %.1f | %.2f | %.2f | %.3f | %.3f | %.1f%% |"
-          % (mode, one[0], two[0], two[0] / one[0], mb, busy, red, 100 * share))
+    least = two[3][2] / two[1] if two[1] > 0 else 0
+    print("| %s | %.1f | %.1f | %.2f | %.2f | %.3f | %.3f | %.3f | %.3f | %.1f%% | %.3f | %.1f%% |"
+          % (mode, one[0], two[0], two[0] / one[0], mb, busy, red, two[3][0] / steps,
+             two[3][1] / steps, 100 * share, two[3][2] / steps, 100 * least))
 print()
 print("'gradient reductions': rank 0's seconds from the start of each bucket's all-reduce "
-      "to its end. 'not hidden': rank 0's seconds inside all-reduce calls and waits "
-      "(gradients, loss, BatchNorm; waiting for the other rank included), per step and as a "
-      "share of the loop: the goal is below 5% in full mode at 224x224. The buckets start "
-      "during the backward pass; the --no-overlap row runs them after it.")
+      "to its end. 'not hidden': rank 0's seconds inside all-reduce calls and waits in the "
+      "training loop (gradients, loss, BatchNorm; waiting for the other rank included), per "
+      "step and as a share of the loop: the goal is below 5% in full mode at 224x224. Of "
+      "them, 'gradient waits': waiting for the gradients' reductions before the updates "
+      "(what the backward pass did not hide); 'step sums': the loss and accuracy summed "
+      "after each step, which waits for the slower rank (load imbalance, not transfer). "
+      "'least rank': per step, the all-reduce seconds of the rank that spent least in them "
+      "before the step's sums (it waited for no other rank's compute, so what remains is "
+      "communication that no compute hid; the BatchNorm mean added), per step and as a "
+      "share of the loop. The buckets start during the backward pass; the --no-overlap row "
+      "runs them after it.")
 if "full" in rows:
     t, mb, red = rows["full"]
     comp = t - red

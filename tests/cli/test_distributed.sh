@@ -245,6 +245,57 @@ else
     fi
 fi
 
+# --device cuda in a launch: each process takes the GPU of its local rank
+# (the launcher's variable; -v names the choice, and where no GPU is usable
+# the error names the device chosen): eval, and finetune processes that
+# train alone; an index (cuda:N) is every rank's as given; under mpirun
+# the two ranks name GPUs 0 and 1
+if "$OT" --version 2>&1 | grep -q "cuda: built in, usable"; then
+    echo "skip local rank's GPU: a CUDA device is usable here"
+else
+    EVM=(eval "$D/ref.onnx" --data "$DATA" --batch-size 5 -v)
+    EV=("${EVM[@]}" --distributed off)
+    # dev_run VAR=VALUE... COMMAND...: one process under a faked launch
+    dev_run() {
+        env "$@" >"$D/dev.out" 2>"$D/dev.err"
+        T_RC=$?
+        T_ERR=$(cat "$D/dev.err")
+    }
+    dev_run OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_LOCAL_RANK=1 "$OT" "${EV[@]}" --device cuda
+    if [ "$T_RC" -eq 1 ] &&
+        grep -q "cuda: cuda:1, the GPU of local rank 1 (OMPI_COMM_WORLD_LOCAL_RANK)" <<<"$T_ERR" &&
+        grep -q "error: device 'cuda:1'" <<<"$T_ERR"; then
+        ok "eval: local rank's GPU"
+    else
+        fail "eval: local rank's GPU" "exit $T_RC: $(head -c 400 "$D/dev.err")"
+    fi
+    dev_run OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_LOCAL_RANK=1 "$OT" "${EV[@]}" --device cuda:0
+    if [ "$T_RC" -eq 1 ] && ! grep -q "local rank" <<<"$T_ERR" &&
+        grep -q "error: device 'cuda:0'" <<<"$T_ERR"; then
+        ok "eval: cuda:N as given"
+    else
+        fail "eval: cuda:N as given" "exit $T_RC: $(head -c 400 "$D/dev.err")"
+    fi
+    dev_run SLURM_STEP_NUM_TASKS=4 SLURM_PROCID=3 SLURM_LOCALID=1 "$OT" "${RUN[@]}" -v \
+        --device cuda --distributed off -o "$D/dev.onnx"
+    if [ "$T_RC" -eq 1 ] && [ ! -e "$D/dev.onnx" ] &&
+        grep -q "cuda: cuda:1, the GPU of local rank 1 (SLURM_LOCALID)" <<<"$T_ERR" &&
+        grep -q "error: device 'cuda:1'" <<<"$T_ERR"; then
+        ok "finetune alone: local rank's GPU"
+    else
+        fail "finetune alone: local rank's GPU" "exit $T_RC: $(head -c 400 "$D/dev.err")"
+    fi
+    mpirun_ot 2 "${EVM[@]}" --device cuda
+    if [ "$T_RC" -ne 0 ] && [ "$T_RC" -ne 124 ] &&
+        grep -q "error: device 'cuda:0'" <<<"$T_ERR" &&
+        grep -q "error: device 'cuda:1'" <<<"$T_ERR" &&
+        grep -q "cuda:1, the GPU of local rank 1" <<<"$T_ERR"; then
+        ok "eval under mpirun: a GPU per rank"
+    else
+        fail "eval under mpirun: a GPU per rank" "exit $T_RC: $(head -c 400 "$D/mpi.err")"
+    fi
+fi
+
 # too few images for the ranks in a batch
 mpirun_ot 2 finetune "$BN" --data "$DATA" --classes 10 --image-size 32 --batch-size 1 \
     --max-steps 1 -o "$D/small.onnx"

@@ -106,6 +106,58 @@ TEST(core_alloc_fail_injection)
     ot_free(p);
 }
 
+/* The local rank a launcher announces (src/dist/dist.c) from faked
+   environments, and the GPU `--device cuda` means for it: OpenMPI's
+   variable first, MPICH's, Slurm's only inside a step (SLURM_PROCID), none
+   without a launch of several processes; the local rank modulo the GPUs a
+   process sees, itself where their number is unknown. */
+TEST(dist_local_rank_device)
+{
+    static const char *const vars[] = { "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+                                        "MPI_LOCALRANKID", "SLURM_LOCALID", "SLURM_PROCID",
+                                        "SLURM_STEP_NUM_TASKS", "PMIX_SIZE", "PMI_SIZE" };
+    enum { NV = sizeof vars / sizeof vars[0] };
+    char *saved[NV];
+    for (int i = 0; i < NV; i++) {
+        const char *v = getenv(vars[i]);
+        saved[i] = v ? strdup(v) : NULL;
+        unsetenv(vars[i]);
+    }
+    const char *var = "x";
+    setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1); /* no launch of several: none */
+    CHECK_EQ_INT(ot_dist_local_rank(&var), -1);
+    CHECK(var == NULL);
+    setenv("OMPI_COMM_WORLD_SIZE", "4", 1);
+    CHECK_EQ_INT(ot_dist_local_rank(&var), 1);
+    CHECK_STR(var, "OMPI_COMM_WORLD_LOCAL_RANK");
+    setenv("OMPI_COMM_WORLD_LOCAL_RANK", "one", 1); /* not a number: the next */
+    setenv("MPI_LOCALRANKID", "3", 1);
+    CHECK_EQ_INT(ot_dist_local_rank(&var), 3);
+    CHECK_STR(var, "MPI_LOCALRANKID");
+    unsetenv("MPI_LOCALRANKID");
+    unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    unsetenv("OMPI_COMM_WORLD_SIZE");
+    setenv("SLURM_STEP_NUM_TASKS", "2", 1);
+    setenv("SLURM_LOCALID", "1", 1);
+    CHECK_EQ_INT(ot_dist_local_rank(&var), -1); /* no SLURM_PROCID: not a task */
+    setenv("SLURM_PROCID", "1", 1);
+    CHECK_EQ_INT(ot_dist_local_rank(&var), 1);
+    CHECK_STR(var, "SLURM_LOCALID");
+    /* the GPU: its own, shared in turn, the one a rank sees alone */
+    CHECK_EQ_INT(ot_dist_local_device(3, 4), 3);
+    CHECK_EQ_INT(ot_dist_local_device(5, 4), 1);
+    CHECK_EQ_INT(ot_dist_local_device(1, 1), 0);
+    CHECK_EQ_INT(ot_dist_local_device(2, 0), 2);
+    CHECK_EQ_INT(ot_dist_local_device(-1, 2), 0);
+    for (int i = 0; i < NV; i++) {
+        if (saved[i])
+            setenv(vars[i], saved[i], 1);
+        else
+            unsetenv(vars[i]);
+        free(saved[i]);
+    }
+}
+
 /* Launch detection (src/dist/dist.c) from faked environments: OpenMPI's
    mpirun, PMIx, and Slurm's srun, whose SLURM_STEP_NUM_TASKS counts only
    with a SLURM_PROCID (inside a step srun started; sbatch and salloc set

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "dist/dist_impl.h"
 #include "exec/exec.h"
 #include "exec/exec_impl.h"
 #include "exec/plan.h"
@@ -581,4 +582,56 @@ TEST(exec_sum_in_place)
             ot_exec_free(x[k]);
         ot_graph_free(g);
     }
+}
+
+/* Data-parallel training: the CPU executor moves the communicator's started
+   gradient reductions on between the nodes of a step (MPI progresses them
+   only inside its calls; docs/distributed.md, "Overlap"): one progress call
+   before every step but the first. */
+static int progress_calls;
+
+static void counting_progress(ot_comm *c)
+{
+    (void)c;
+    progress_calls++;
+}
+
+TEST(exec_progresses_reductions_between_steps)
+{
+    ot_err err;
+    ot_graph *g = NULL;
+    CHECK_OK(ot_onnx_import_file(NODE "test_relu/model.onnx", NULL, &g, &err), &err);
+    int32_t xid = g->inputs[0].value, rid = g->nodes[0].out[0];
+    g->values[rid].flags &= ~OT_VAL_OUTPUT;
+    int32_t sid = add_node(g, "Sigmoid", &xid, 1, "b");
+    int32_t both[2] = { rid, sid };
+    int32_t s = add_node(g, "Sum", both, 2, "s");
+    int32_t z = add_node(g, "Relu", &s, 1, "z");
+    CHECK(sid >= 0 && s >= 0 && z >= 0);
+    g->outputs[0].value = z;
+    g->values[z].flags |= OT_VAL_OUTPUT;
+    CHECK_OK(ot_graph_sort(g, &err), &err);
+    ot_tensor in = { .dtype = OT_DTYPE_FLOAT, .ndim = 3, .dims = { 3, 4, 5 } };
+    float xs[60] = { 0 };
+    in.data = xs;
+    in.bytes = sizeof xs;
+    ot_exec_input b = { .value = xid, .tensor = in };
+    ot_exec *x = NULL;
+    ot_exec_opts o = { .cpu.no_fusion = true };
+    CHECK_OK(ot_exec_compile(g, &b, 1, &o, &x, &err), &err);
+    static const ot_comm_ops ops = { .name = "counting", .progress = counting_progress };
+    ot_comm c = { .rank = 0, .size = 2, .ops = &ops, .grad_weight = 1.0f };
+    progress_calls = 0;
+    ot_dist_set_current(&c);
+    ot_status st = ot_exec_run(x, &in, 1, &err);
+    ot_dist_set_current(NULL);
+    CHECK_OK(st, &err);
+    CHECK(ot_exec_n_steps(x) >= 3);
+    CHECK_EQ_INT(progress_calls, ot_exec_n_steps(x) - 1);
+    /* one process: nothing to move on, and nothing called */
+    progress_calls = 0;
+    CHECK_OK(ot_exec_run(x, &in, 1, &err), &err);
+    CHECK_EQ_INT(progress_calls, 0);
+    ot_exec_free(x);
+    ot_graph_free(g);
 }

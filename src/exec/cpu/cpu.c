@@ -16,6 +16,7 @@
 #endif
 
 #include "cpu.h"
+#include "dist/dist.h"
 
 static cpu_state *state(const ot_exec *x) { return x->be_state; }
 
@@ -639,8 +640,13 @@ static ot_status cpu_run(ot_exec *x, ot_err *err)
     cpu_state *cs = state(x);
     bool prof = x->opts.profile;
     double t0 = prof ? now_seconds() : 0;
+    /* data-parallel: gradient reductions started by earlier nodes move on
+       between the nodes (docs/distributed.md, "Overlap") */
+    ot_comm *comm = ot_dist_current();
     for (int s = 0; s < cs->n_steps; s++) {
         cpu_step *sp = &cs->steps[s];
+        if (s > 0)
+            ot_comm_progress(comm);
         if (prof && s > 0) {
             CPU_TRY(dnnl_stream_wait(cs->stream), err, "cpu");
             double t1 = now_seconds();

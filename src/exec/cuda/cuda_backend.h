@@ -15,6 +15,10 @@ extern const ot_backend ot_backend_cuda;
    device exists. Errors: OT_ERR_UNSUPPORTED, one line saying why. */
 ot_status ot_cuda_probe(int index, ot_err *err);
 
+/* The CUDA devices this process sees (CUDA_VISIBLE_DEVICES applied); 0
+   without a driver or a device. */
+int ot_cuda_device_count(void);
+
 /* "cuDNN 9.19.0, cuBLASLt 13.1.0, driver 13.0, 1 device (NVIDIA H100 ...)":
    what ot_cuda_probe found (for --version), after a successful probe. */
 void ot_cuda_describe(char *buf, size_t size);

@@ -195,6 +195,14 @@ ot_status ot_cuda_probe(int index, ot_err *err)
     return OT_OK;
 }
 
+int ot_cuda_device_count(void)
+{
+    int drv = 0, n = 0;
+    if (cudaDriverGetVersion(&drv) != cudaSuccess || drv == 0)
+        return 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
+}
+
 void ot_cuda_describe(char *buf, size_t size)
 {
     const ot_cudnn_api *dnn = NULL;
