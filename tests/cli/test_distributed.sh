@@ -507,4 +507,27 @@ else
     fail "distributed off" "exit $T_RC: $(head -c 300 "$D/mpi.err")"
 fi
 
+# the buckets' messages (ONNXTRAIN_ALLREDUCE_CHUNK_KB): cut into 64 KB
+# messages, or each bucket sent whole, the sums are the bytes of the
+# default 1 MB messages of the fine-tune run above (ft3.onnx); a size out
+# of range is refused on every rank
+ONNXTRAIN_ALLREDUCE_CHUNK_KB=1048576 mpirun_ot 3 "${RUN[@]}" --mode fine-tune --sync-bn \
+    -o "$D/ft3c.onnx"
+rc_whole=$T_RC
+ONNXTRAIN_ALLREDUCE_CHUNK_KB=64 mpirun_ot 3 "${RUN[@]}" --mode fine-tune --sync-bn \
+    -o "$D/ft3d.onnx"
+if [ "$rc_whole" -eq 0 ] && [ "$T_RC" -eq 0 ] && cmp -s "$D/ft3.onnx" "$D/ft3c.onnx" &&
+    cmp -s "$D/ft3.onnx" "$D/ft3d.onnx"; then
+    ok "message size same bytes"
+else
+    fail "message size same bytes" "exit $rc_whole/$T_RC, or the files differ: $(head -c 300 "$D/mpi.err")"
+fi
+ONNXTRAIN_ALLREDUCE_CHUNK_KB=0 mpirun_ot 2 "${RUN[@]}" --max-steps 1 -o "$D/chunk0.onnx"
+if [ "$T_RC" -ne 0 ] && [ "$T_RC" -ne 124 ] && [ ! -e "$D/chunk0.onnx" ] &&
+    [ "$(grep -c "ONNXTRAIN_ALLREDUCE_CHUNK_KB: expected 1 to 1048576 (KB), got '0'" <<<"$T_ERR")" = 2 ]; then
+    ok "message size refused"
+else
+    fail "message size refused" "exit $T_RC: $(head -c 300 "$D/mpi.err")"
+fi
+
 finish
