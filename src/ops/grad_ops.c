@@ -26,7 +26,8 @@
  *   DropoutGrad      (dY, mask [, ratio, training_mode]) -> dX = dY * mask * scale,
  *                    scale 1/(1-ratio) in training mode, else 1
  *   SoftmaxCrossEntropyGrad (dloss, logits, labels) -> dlogits
- *   SliceAxis        (X) -> X[start:end] along axis (Concat's gradient)
+ *   SliceAxis        (X) -> X[start:end] along axis (Concat's gradient), or
+ *                    X[start:len - trim] (Pad's: whatever size the graph runs at)
  * Private forward ops (differentiable):
  *   BatchNormTrain   (X, scale, B, running_mean, running_var) -> Y,
  *                    new_running_mean, new_running_var, saved_mean,
@@ -48,6 +49,7 @@
 #include <string.h>
 
 #include "ops/grad_util.h"
+#include "ops/index_ops.h"
 #include "ops/op_util.h"
 
 /* ------------------------------------------------------------ attributes */
@@ -144,6 +146,7 @@ static const ot_attr_spec slice_attrs[] = {
     { "axis", OT_ATTR_INT, NULL, NULL, 0, 0, false },
     { "end", OT_ATTR_INT, NULL, check_nonneg, 0, 0, false },
     { "start", OT_ATTR_INT, NULL, check_nonneg, 0, 0, false },
+    { "trim", OT_ATTR_INT, NULL, check_nonneg, 0, 0, false },
     { 0 },
 };
 
@@ -400,9 +403,12 @@ static ot_status slice_axis_infer(ot_graph *g, ot_node *n, ot_err *err)
     if (!ot_op_known(x))
         return OT_OK;
     int axis;
-    int64_t start = ot_node_attr_int(n, "start", 0), end = ot_node_attr_int(n, "end", 0);
     if (!ot_op_axis(ot_node_attr_int(n, "axis", 0), x->ndim, &axis))
         return ot_op_err(err, OT_ERR_MODEL, g, n, "axis is out of range for rank %d", x->ndim);
+    bool trims = ot_node_attr_int(n, "trim", -1) >= 0;
+    if (trims && x->dims[axis] < 0)
+        return OT_OK;
+    int64_t start = ot_node_attr_int(n, "start", 0), end = ot_slice_axis_end(n, x->dims[axis]);
     if (start < 0 || end < start || (x->dims[axis] >= 0 && end > x->dims[axis]))
         return ot_op_err(err, OT_ERR_SHAPE, g, n, "slice [%lld, %lld) does not fit dim %lld",
                          (long long)start, (long long)end, (long long)x->dims[axis]);

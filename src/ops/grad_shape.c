@@ -2,11 +2,12 @@
  * grad_shape.c: gradient rules of the shape and index ops.
  *
  * Pad (constant mode, pads >= 0): y = x with `begin[a]` values before and
- * `end[a]` after it along each axis a, so dX = dY[begin[a] : begin[a] + X[a]]
- * along each padded axis: one SliceAxis per padded axis. The padding value
- * is a constant and gets no gradient. Reflect and edge modes (whose border
- * repeats x) and negative pads (which crop) are OT_ERR_UNSUPPORTED, as is an
- * axis of dynamic size.
+ * `end[a]` after it along each axis a, so dX = dY[begin[a] : len - end[a]]
+ * along each padded axis: one SliceAxis per padded axis, trimming end[a]
+ * from dY's size at run time (not from the size the file declares, so the
+ * graph trains at any image size). The padding value is a constant and gets
+ * no gradient. Reflect and edge modes (whose border repeats x) and negative
+ * pads (which crop) are OT_ERR_UNSUPPORTED.
  *
  * LRN: y_c = x_c s_c^-b, s_c = bias + (alpha / size) sum_{j in W(c)} x_j^2
  * (W(c): the channels from c - floor((size-1)/2) to c + ceil((size-1)/2)), so
@@ -105,11 +106,8 @@ ot_status ot_op_grad_pad(ot_graph *g, int32_t node, const int32_t *dy, int32_t *
             return ot_op_grad_unsupported(g, node, "a Pad with negative pads (a crop)", err);
         if (begin == 0 && end == 0)
             continue;
-        int64_t len = g->values[x].dims[a];
-        if (len < 0)
-            return ot_op_grad_unsupported(g, node, "a Pad along an axis of dynamic size", err);
         ot_attr as[3] = { ot_op_grad_attr_int("axis", a), ot_op_grad_attr_int("start", begin),
-                          ot_op_grad_attr_int("end", begin + len) };
+                          ot_op_grad_attr_int("trim", end) };
         snprintf(sfx, sizeof sfx, "%d", a);
         snprintf(hint, sizeof hint, "grad/%s", g->values[x].name);
         int32_t out;

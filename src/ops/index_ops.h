@@ -14,6 +14,18 @@ typedef struct ot_slice_axis {
 } ot_slice_axis;
 
 /*
+ * The end of a SliceAxis node (X -> X[start:end] along axis) over an axis of
+ * `dim` elements: its attribute "end", or, where it has "trim" instead,
+ * dim - trim (a slice that drops `trim` trailing elements whatever the size
+ * the graph runs at: Pad's gradient).
+ */
+static inline int64_t ot_slice_axis_end(const ot_node *n, int64_t dim)
+{
+    int64_t trim = ot_node_attr_int(n, "trim", -1);
+    return trim >= 0 ? dim - trim : ot_node_attr_int(n, "end", 0);
+}
+
+/*
  * Resolves a Slice over an input of rank r and dims `dims` (all >= 0) into
  * one ot_slice_axis per dim (an axis not sliced: 0, 1, dims[d]). The
  * operands are starts, ends, axes (NULL: 0..n-1) and steps (NULL: 1), n

@@ -14,6 +14,7 @@
  * Not here: ignore_index, class weights, probability targets.
  */
 #include "exec/cpu/ref_impl.h"
+#include "ops/index_ops.h"
 
 /* ------------------------------------------------------------ eltwise */
 
@@ -340,7 +341,6 @@ bool ot_ref_slice_axis_supports(const ot_graph *g, const ot_node *n, const ot_te
     (void)g;
     const ot_tensor *x = ot_ref_in(n, in, 0), *y = ot_ref_cout(n, out, 0);
     int64_t axis = ot_node_attr_int(n, "axis", 0), start = ot_node_attr_int(n, "start", 0);
-    int64_t end = ot_node_attr_int(n, "end", 0);
     if (!x || !y || y->dtype != x->dtype || ot_dtype_size(x->dtype) == 0 || x->ndim < 1 ||
         y->ndim != x->ndim) {
         *why = "SliceAxis: X and Y of one fixed-size dtype and rank are required";
@@ -348,7 +348,12 @@ bool ot_ref_slice_axis_supports(const ot_graph *g, const ot_node *n, const ot_te
     }
     if (axis < 0)
         axis += x->ndim;
-    if (axis < 0 || axis >= x->ndim || start < 0 || end < start || end > x->dims[axis] ||
+    if (axis < 0 || axis >= x->ndim) {
+        *why = "SliceAxis: the slice does not fit X";
+        return false;
+    }
+    int64_t end = ot_slice_axis_end(n, x->dims[axis]);
+    if (start < 0 || end < start || end > x->dims[axis] ||
         y->dims[axis] != end - start) {
         *why = "SliceAxis: the slice does not fit X";
         return false;
