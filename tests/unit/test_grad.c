@@ -2442,7 +2442,7 @@ TEST(exec_cuda_conv_fusions)
     int32_t x = IN(c, "x", FILL_UNI, -1, 1, false, 2, 16, 8, 8);
     int32_t w[3], b = IN(c, "b0", FILL_UNI, -0.2, 0.2, true, 16);
     for (int k = 0; k < 3; k++) {
-        char name[8];
+        char name[16];
         snprintf(name, sizeof name, "w%d", k);
         w[k] = IN(c, name, FILL_UNI, -0.3, 0.3, true, 16, 16, 3, 3);
     }
