@@ -28,7 +28,7 @@
 /* --bucket-mb's default, in MB of 10^6 bytes: the smallest message within
    90% of the peak MPI_Iallreduce bandwidth between 2 ranks, rounded up to a
    whole MB (docs/distributed.md; `make bench-dist` prints it). */
-#define OT_DIST_BUCKET_MB 25
+#define OT_DIST_BUCKET_MB 2
 #define OT_DIST_STR_(x) #x
 #define OT_DIST_STR(x) OT_DIST_STR_(x)
 
