@@ -270,9 +270,12 @@ test-models: check-deps all $(PARITY_BIN)
 	    BUILD=$(BUILD) bash tests/cli/test_family_parity.sh --all || rc=1; \
 	    $(MAKE) --no-print-directory models-table; exit $$rc
 
-# docs/models.md from the last results of test-models and bench-models
+# docs/models.md from the last results of test-models and bench-models,
+# merged into the results the table already records (a run of some families
+# replaces their rows only)
 models-table:
-	@/usr/bin/python3 tools/gen_models_table.py $(BUILD)/families/results.tsv docs/models.md \
+	@/usr/bin/python3 tools/gen_models_table.py --previous docs/models.md \
+	    $(wildcard $(BUILD)/families/results.tsv) docs/models.md \
 	    --parity $(BUILD)/families/parity.tsv --bench $(BUILD)/families/bench.tsv
 
 # One full-mode training step per family, onnxtrain against PyTorch
@@ -285,7 +288,7 @@ bench-models: check-deps all
 	    /usr/bin/python3 tests/fixtures/make_tiny_cifar.py $(BUILD)/tiny_cifar
 	@/usr/bin/python3 tests/bench/bench_families.py $(BUILD)/onnxtrain $(BUILD)/tiny_cifar \
 	    $(BUILD)/families/bench.tsv $(BENCH_MODELS_ARGS)
-	@if [ -f $(BUILD)/families/results.tsv ]; then $(MAKE) --no-print-directory models-table; fi
+	@$(MAKE) --no-print-directory models-table
 
 asan: check-deps
 	@$(MAKE) --no-print-directory SAN=1 BUILD=build/asan all build/asan/test_unit \

@@ -15,6 +15,16 @@
 #   not run       a check or step recorded as "not run: REASON" shows
 #                 "not run" and lists the reason
 #   usage         a missing argument exits 2 and writes nothing
+#   previous      --previous docs/models.md with no TSV writes docs/models.md
+#                 again byte for byte, and so for the made-up table above
+#                 (failed modes, a failed bench side, not-run checks, a
+#                 reason with a "|")
+#   merge         newer TSV rows replace the previous table's per family and
+#                 check (family and mode; family for the bench); the other
+#                 rows stay, a new family follows; a bench at another
+#                 setting drops the previous bench rows
+#   bad input     --previous naming a missing file or a file without the
+#                 table: one line, exit 1, nothing written
 #
 #   BUILD=build bash tests/cli/test_models_table.sh
 cd "$(dirname "$0")/../.." || exit 1
@@ -30,6 +40,7 @@ alexnet${tab}feature-extract${tab}ok${tab}trains from /classifier/classifier.6/G
 alexnet${tab}fine-tune${tab}ok${tab}trains from /classifier/classifier.4/Gemm; ok
 alexnet${tab}full${tab}ok${tab}trains from /features/features.0/Conv; ok
 googlenet${tab}import${tab}ok${tab}x
+googlenet${tab}run${tab}missing${tab}Pad: mode reflect | edge
 vit_b_16${tab}import${tab}ok${tab}x
 vit_b_16_224${tab}import${tab}ok${tab}x
 zoo_caffenet${tab}import${tab}ok${tab}x
@@ -128,4 +139,82 @@ if [ "$rc" -eq 2 ] && [ ! -e "$T/none.md" ] && grep -q "^usage:" "$T/err"; then
 else
     fail "usage error" "exit $rc: $(head -n 1 "$T/err")"
 fi
+
+# --previous: the table read back, then written again
+if /usr/bin/python3 "$GEN" "$T/again.md" --previous docs/models.md >"$T/gen.log" 2>&1 &&
+    cmp -s "$T/again.md" docs/models.md; then
+    ok "previous, docs/models.md written again unchanged"
+else
+    fail "previous, docs/models.md written again unchanged" \
+        "$(tail -n 1 "$T/gen.log")$(diff docs/models.md "$T/again.md" | head -n 3)"
+fi
+if /usr/bin/python3 "$GEN" "$T/again.md" --previous "$T/models.md" >"$T/gen.log" 2>&1 &&
+    cmp -s "$T/again.md" "$T/models.md"; then
+    ok "previous, failed and not-run cells read back"
+else
+    fail "previous, failed and not-run cells read back" \
+        "$(tail -n 1 "$T/gen.log")$(diff "$T/models.md" "$T/again.md" | head -n 3)"
+fi
+
+# newer rows replace the previous table's per family and check
+cat >"$T/new_results.tsv" <<EOF
+googlenet${tab}run${tab}ok${tab}
+googlenet${tab}full${tab}fail${tab}onnxruntime: max abs diff 0.1 > tolerance
+resnet18${tab}import${tab}ok${tab}head /fc/Gemm, 1 params
+EOF
+cat >"$T/new_parity.tsv" <<EOF
+googlenet${tab}fine_tune${tab}ok${tab}34 checks; grads: 4 tensors, max relative L2 9.90e-06 in 'w'
+alexnet${tab}full${tab}fail${tab}full/loss: 1.0 against 2.0
+EOF
+cat >"$T/new_bench.tsv" <<EOF
+googlenet${tab}224${tab}32${tab}2${tab}0.7000${tab}0.9000${tab}1.29${tab}
+EOF
+/usr/bin/python3 "$GEN" "$T/new_results.tsv" "$T/merged.md" --previous "$T/models.md" \
+    --parity "$T/new_parity.tsv" --bench "$T/new_bench.tsv" >"$T/gen.log" 2>&1
+mrow() { grep -m 1 "^| $1 |" "$T/merged.md"; }
+r=$(mrow googlenet)
+if [[ $r == "| googlenet | 64x64, no auxiliary classifiers | yes | yes | not run | not run | no"* ]] &&
+    [[ $r == *"| yes (largest gradient error: fe 4.40e-07, ft 9.90e-06, full 5.50e-05) |"* ]] &&
+    [[ $r == *"| 0.7000 s / 0.9000 s (1.29x) |" ]] &&
+    grep -q '^- \*\*googlenet, full\*\*: onnxruntime: max abs diff 0.1 > tol' "$T/merged.md" &&
+    ! grep -q "googlenet, run\|googlenet, PyTorch step" "$T/merged.md"; then
+    ok "merge, newer rows replace per family and check"
+else
+    fail "merge, newer rows replace per family and check" "$(tail -n 1 "$T/gen.log") $r"
+fi
+r=$(mrow alexnet)
+want="| yes (trains from /features/features.0/Conv) | only fe, ft (largest gradient error: fe"
+want+=" 1.10e-07, ft 2.20e-06) | 0.5000 s / 0.6000 s (1.20x) |"
+if [[ $r == *"$want" ]] &&
+    grep -q '^- \*\*alexnet, PyTorch step, full\*\*: full/loss: 1.0 against 2.0$' "$T/merged.md" &&
+    [ "$(mrow vit_b_16)" = "$(row vit_b_16)" ] &&
+    [ "$(mrow convnext_tiny)" = "$(row convnext_tiny)" ] &&
+    [[ $(grep '^| ' "$T/merged.md" | tail -n 1) == "| resnet18 | 64x64 | yes | not run |"* ]]; then
+    ok "merge, the other rows stay, a new family follows"
+else
+    fail "merge, the other rows stay, a new family follows" "$r"
+fi
+printf 'alexnet\t64\t2\t2\t0.0100\t0.0200\t2.00\t\n' >"$T/small_bench.tsv"
+/usr/bin/python3 "$GEN" "$T/merged2.md" --previous "$T/models.md" --bench "$T/small_bench.tsv" \
+    >"$T/gen.log" 2>&1
+if grep -q "| one step, onnxtrain / PyTorch (64x64, batch 2, 2 threads) |" "$T/merged2.md" &&
+    grep -q "^| alexnet |.*| 0.0100 s / 0.0200 s (2.00x) |$" "$T/merged2.md" &&
+    grep -q "^| googlenet |.*| not run |$" "$T/merged2.md"; then
+    ok "merge, a bench at another setting drops the previous bench rows"
+else
+    fail "merge, a bench at another setting drops the previous bench rows" \
+        "$(tail -n 1 "$T/gen.log")"
+fi
+
+for bad in "$T/no_such.md" README.md; do
+    rm -f "$T/bad.md"
+    /usr/bin/python3 "$GEN" "$T/bad.md" --previous "$bad" >/dev/null 2>"$T/err"
+    rc=$?
+    if [ "$rc" -eq 1 ] && [ ! -e "$T/bad.md" ] && [ "$(wc -l <"$T/err")" -eq 1 ] &&
+        grep -qF "gen_models_table.py: $bad: " "$T/err"; then
+        ok "previous, bad input ${bad##*/}"
+    else
+        fail "previous, bad input ${bad##*/}" "exit $rc: $(head -n 2 "$T/err")"
+    fi
+done
 finish
