@@ -17,7 +17,7 @@ that did not pass keeps the reason onnxtrain gave, which names what is
 missing.
 
 --previous starts from the results a table this script wrote records (its
-rows and its "What is missing" list, read back into result, parity and bench
+rows and its "What is missing" and "Not run" lists, read back into result, parity and bench
 rows; the details a cell does not show are not kept), so that a run of some
 families merges into it: each later source replaces the earlier one's row of
 the same family and check (family and mode for PARITY.tsv, family for
@@ -380,7 +380,7 @@ def read_previous(path, table):
     reasons = {}
     if "## What is missing" in lines:
         for line in lines[lines.index("## What is missing") + 1:]:
-            if line.startswith("## "):
+            if line == "## Not tested yet":
                 break
             m = re.match(r"^- \*\*([^,*]+), (.+?)\*\*: (.*)$", line)
             if m:
@@ -388,7 +388,7 @@ def read_previous(path, table):
 
     def reason(fam, what):
         if (fam, what) not in reasons:
-            raise BadInput("%s: %s, %s did not pass and \"What is missing\" has no reason" %
+            raise BadInput("%s: %s, %s did not pass and no list gives the reason" %
                            (path, fam, what))
         detail = reasons[(fam, what)]
         return ("missing" if detail.startswith("not run") else "fail"), detail
@@ -502,11 +502,19 @@ def main():
         cells.append(parity_cell(fam, table.parity[fam], missing))
         cells.append(bench_cell(fam, table.bench.get(fam)))
         lines.append("| %s | %s | %s |" % (fam, NOTES.get(fam, "64x64"), " | ".join(cells)))
+    failed = [m for m in missing if not m[2].startswith("not run")]
+    not_run = [m for m in missing if m[2].startswith("not run")]
     lines += ["", "## What is missing", ""]
     if not missing:
         lines.append("Every family in the table passes every check.")
-    for fam, c, detail in missing:
+    elif not failed:
+        lines.append("No check that ran failed.")
+    for fam, c, detail in failed:
         lines.append("- **%s, %s**: %s" % (fam, c, detail.replace("|", "\\|")))
+    if not_run:
+        lines += ["", "## Not run", "", "The checks no run has a result for, and why:", ""]
+        for fam, c, detail in not_run:
+            lines.append("- **%s, %s**: %s" % (fam, c, detail.replace("|", "\\|")))
     untested = [(k, v) for k, v in UNTESTED.items() if k not in table.checks]
     if untested:
         lines += ["", "## Not tested yet", ""]
