@@ -65,6 +65,9 @@ typedef struct gcase {
        gradients) of a oneDNN executor with the plain kernels' */
     bool vs_plain;
     const char *fused[4]; /* step kinds the oneDNN executor must have      */
+    /* with vs_plain: also the same bytes as a oneDNN executor without
+       fusion (opts.cpu.no_fusion) */
+    bool vs_unfused;
     ot_err err;
 } gcase;
 
@@ -294,6 +297,33 @@ out:
     return ok;
 }
 
+/* Compiles c's graph on oneDNN without fusion and requires every output
+   to have x's bytes. */
+static bool gc_vs_unfused(gcase *c, ot_exec *x, const ot_exec_input *bind, const char *what)
+{
+    ot_exec *p = NULL;
+    ot_exec_opts opts = { .cpu.threads = 1, .cpu.no_fusion = true };
+    bool ok = false;
+    if (ot_exec_compile(c->g, bind, c->n_in, &opts, &p, &c->err) != OT_OK ||
+        ot_exec_run(p, c->in, c->n_in, &c->err) != OT_OK) {
+        ot_test_fail(__FILE__, __LINE__, "%s: without fusion: %s", what, c->err.msg);
+        goto out;
+    }
+    for (int i = 0; i < ot_exec_n_outputs(x); i++) {
+        const ot_tensor *a = ot_exec_output(x, i), *b = ot_exec_output(p, i);
+        int64_t n = ot_tensor_numel(a);
+        if (n != ot_tensor_numel(b) || memcmp(a->data, b->data, (size_t)n * sizeof(float))) {
+            ot_test_fail(__FILE__, __LINE__, "%s: output '%s' differs from the unfused one",
+                         what, ot_exec_output_name(x, i));
+            goto out;
+        }
+    }
+    ok = true;
+out:
+    ot_exec_free(p);
+    return ok;
+}
+
 /*
  * Runs the check for output y: autodiff w.r.t. every input marked diff,
  * compile, compare analytic and numeric gradients. Reports failures through
@@ -353,7 +383,7 @@ static bool gc_check(gcase *c, int32_t y, const char *what)
                 ot_test_fail(__FILE__, __LINE__, "%s: no '%s' step", what, c->fused[k]);
                 goto out;
             }
-        ok = gc_vs_plain(c, x, bind, what);
+        ok = gc_vs_plain(c, x, bind, what) && (!c->vs_unfused || gc_vs_unfused(c, x, bind, what));
         goto out;
     }
     int base_out = ot_exec_n_outputs(x) - n_params - 2;
@@ -658,6 +688,61 @@ GRAD_CASE(grad_squeeze_excite_blocked, 21, {
     int32_t m = gc_node(c, "Mul", 14, in, 2, NULL, 0);
     in[0] = m, in[1] = w3;
     y = gc_node(c, "Conv", 13, in, 2, NULL, 0);
+})
+
+/* A SiLU (Sigmoid then Mul, as PyTorch exports it) between convolutions
+   in the 16-channel blocked layout they chose (24 channels: 8 of padding):
+   its gradient's two Muls, SigmoidGrad and Sum are one loop on that layout
+   (cpu_blocked.c), with the unfused steps' bytes */
+static int32_t gc_silu_block(gcase *c, bool scale_first)
+{
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 7, 7);
+    int32_t w1 = IN(c, "w1", FILL_UNI, -0.8, 0.8, true, 24, 3, 3, 3);
+    int32_t w2 = IN(c, "w2", FILL_UNI, -0.5, 0.5, true, 8, 24, 1, 1);
+    ot_attr pads[1] = { INTS("pads", 1, 1, 1, 1) };
+    int32_t in[2] = { x, w1 };
+    int32_t h = gc_node(c, "Conv", 13, in, 2, pads, 1);
+    int32_t s = gc_node(c, "Sigmoid", 13, &h, 1, NULL, 0);
+    in[0] = scale_first ? s : h, in[1] = scale_first ? h : s;
+    int32_t m = gc_node(c, "Mul", 14, in, 2, NULL, 0);
+    in[0] = m, in[1] = w2;
+    return gc_node(c, "Conv", 13, in, 2, NULL, 0);
+}
+
+GRAD_CASE(grad_silu_blocked, 224, {
+    c->onednn = true;
+    c->vs_plain = true;
+    c->vs_unfused = true;
+    c->fused[0] = "SiLUGrad(blocked)";
+    y = gc_silu_block(c, false);
+})
+
+GRAD_CASE(grad_silu_blocked_sigmoid_first, 225, {
+    c->onednn = true;
+    c->vs_plain = true;
+    c->vs_unfused = true;
+    c->fused[0] = "SiLUGrad(blocked)";
+    y = gc_silu_block(c, true);
+})
+
+/* the same on oneDNN against finite differences */
+GRAD_CASE(grad_silu_onednn, 226, {
+    c->onednn = true;
+    y = gc_silu_block(c, false);
+})
+
+/* x read by a third node (its gradient a Sum of three): the four steps
+   stay apart, with the plain kernels' results */
+GRAD_CASE(grad_silu_third_reader, 227, {
+    c->onednn = true;
+    c->vs_plain = true;
+    c->vs_unfused = true;
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 16, 5, 5);
+    int32_t s = gc_node(c, "Sigmoid", 13, &x, 1, NULL, 0);
+    int32_t in[2] = { x, s };
+    int32_t m = gc_node(c, "Mul", 14, in, 2, NULL, 0);
+    in[0] = m, in[1] = x;
+    y = gc_node(c, "Add", 14, in, 2, NULL, 0);
 })
 
 /* a RegNet-like block on oneDNN against the plain kernels: 1x1

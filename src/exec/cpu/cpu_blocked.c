@@ -10,6 +10,10 @@
  *                (the gradient of that scale, of a per-channel bias)
  *   HardSigmoid, and UnaryGrad of HardSigmoid and HardSwish: element-wise,
  *                so any layout will do as long as every operand shares it
+ *   SiLU's gradient  the Mul, Mul, SigmoidGrad and Sum that autodiff writes
+ *                for y = x * Sigmoid(x) (EfficientNet's activation), one
+ *                pass instead of four steps (the plain SigmoidGrad among
+ *                them, with three reorders around it), the same bytes
  *
  * Without these the plain kernels would need each blocked activation
  * reordered to row-major and their results reordered back. The loops see
@@ -374,6 +378,175 @@ ot_status dn_blk_eltwise(ctx *c, bool *done, ot_err *err)
     OT_TRY(cpu_val_define(c->x, yid, &md, &lout, err));
     OT_TRY(cpu_fn_step(c->x, n, grad ? "UnaryGrad(blocked)" : "HardSigmoid(blocked)", elt_run,
                        n_in, tin, lin, 1, &tout, &lout, err));
+    *done = true;
+done:
+    return st;
+}
+
+/* ------------------------------------------------------- SiLU's gradient */
+
+/* The backward of y = x * Sigmoid(x) (SiLU, as PyTorch exports it: Sigmoid
+   then Mul) as autodiff writes it: Mul's rule, then Sigmoid's, and the two
+   contributions to dX summed (grad_rules.c, autodiff.c):
+       a = Mul(dY, s)   b = Mul(dY, x)   g = SigmoidGrad(b, s)   dX = Sum(a, g)
+   with s = Sigmoid(x) and a, b and g each read only by the next node. */
+typedef struct silu_nodes {
+    int32_t mul_a, mul_b, sg, sum; /* node indices */
+    int32_t dy, x, s, dx;          /* value ids */
+} silu_nodes;
+
+/* The other input of a two-input node that reads v; false when it has not
+   two inputs or none of them is v. */
+static bool other_input(const ot_node *n, int32_t v, int32_t *o)
+{
+    if (n->n_in != 2 || n->n_out != 1)
+        return false;
+    if (n->in[0] == v)
+        *o = n->in[1];
+    else if (n->in[1] == v)
+        *o = n->in[0];
+    else
+        return false;
+    return true;
+}
+
+/* The node that computes vid when it is an `op`, else -1. */
+static int32_t made_by(const ot_graph *g, int32_t vid, ot_op_id op)
+{
+    if (vid < 0)
+        return -1;
+    int32_t p = g->values[vid].producer;
+    return p >= 0 && ot_node_is(&g->nodes[p], op) ? p : -1;
+}
+
+static bool same_dims(const ot_graph *g, int32_t a, int32_t b)
+{
+    const ot_value *av = &g->values[a], *bv = &g->values[b];
+    return dn_is_f32(g, a) && dn_is_f32(g, b) && av->ndim == bv->ndim &&
+           memcmp(av->dims, bv->dims, sizeof(int64_t) * (size_t)av->ndim) == 0;
+}
+
+/* The four nodes of a SiLU's gradient, found from the first of its two Muls
+   (c->n); false when c->n is not that, when any of them is already taken,
+   when an intermediate has another reader or is a graph output, or when the
+   shapes differ (no broadcast). */
+static bool silu_match(const ctx *c, silu_nodes *m)
+{
+    const ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    if (!ot_node_is(n, OT_OP_MUL) || n->n_in != 2 || n->n_out != 1)
+        return false;
+    int32_t t = n->out[0], o;
+    int32_t k = dn_sole_consumer(c, t, c->node_id);
+    if (k < 0)
+        return false;
+    const ot_node *kn = &g->nodes[k];
+    if (ot_node_is(kn, OT_OP_SIGMOID_GRAD) && kn->n_in == 2 && kn->in[0] == t)
+        m->sg = k; /* c->n computes b */
+    else if (ot_node_is(kn, OT_OP_SUM) && other_input(kn, t, &o))
+        m->sg = made_by(g, o, OT_OP_SIGMOID_GRAD); /* c->n computes a */
+    else
+        return false;
+    if (m->sg < 0)
+        return false;
+    const ot_node *sgn = &g->nodes[m->sg];
+    if (sgn->n_in != 2 || sgn->n_out != 1)
+        return false;
+    int32_t b = sgn->in[0], gv = sgn->out[0], a;
+    m->s = sgn->in[1];
+    int32_t sig = made_by(g, m->s, OT_OP_SIGMOID);
+    m->mul_b = made_by(g, b, OT_OP_MUL);
+    if (sig < 0 || m->mul_b < 0 || dn_sole_consumer(c, b, m->mul_b) != m->sg)
+        return false;
+    m->sum = dn_sole_consumer(c, gv, m->sg);
+    if (m->sum < 0 || !ot_node_is(&g->nodes[m->sum], OT_OP_SUM) ||
+        !other_input(&g->nodes[m->sum], gv, &a))
+        return false;
+    m->mul_a = made_by(g, a, OT_OP_MUL);
+    if (m->mul_a < 0 || m->mul_a == m->mul_b || dn_sole_consumer(c, a, m->mul_a) != m->sum)
+        return false;
+    m->x = g->nodes[sig].in[0];
+    m->dx = g->nodes[m->sum].out[0];
+    int32_t dy2;
+    if (!other_input(&g->nodes[m->mul_a], m->s, &m->dy) ||
+        !other_input(&g->nodes[m->mul_b], m->x, &dy2) || dy2 != m->dy || m->dy == m->x ||
+        m->dy == m->s || m->x == m->s)
+        return false;
+    if (c->node_id != (m->mul_a < m->mul_b ? m->mul_a : m->mul_b))
+        return false;
+    const int32_t nodes[4] = { m->mul_a, m->mul_b, m->sg, m->sum };
+    for (int i = 0; i < 4; i++)
+        if (c->cs->skip[nodes[i]])
+            return false;
+    const int32_t vals[6] = { m->x, m->s, a, b, gv, m->dx };
+    for (int i = 0; i < 6; i++)
+        if (!same_dims(g, m->dy, vals[i]))
+            return false;
+    const int32_t ins[3] = { m->dy, m->x, m->s };
+    for (int i = 0; i < 3; i++)
+        if (c->cs->vals[ins[i]].loc.kind == OT_LOC_NONE)
+            return false; /* not computed yet */
+    return !(c->x->state_out && c->x->state_out[m->dx] >= 0);
+}
+
+/* in: dY, X, S = Sigmoid(X), all as the view; out: dX, the same view. The
+   roundings of the four steps it replaces: a = dY * S and b = dY * X as
+   float products (oneDNN's binary), g = b * S * (1 - S) in double rounded
+   once (the plain SigmoidGrad), dX = a + g as a float sum (oneDNN's sum),
+   so that dX has the same bytes. */
+static ot_status silu_grad_run(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                               ot_tensor *const *out, ot_err *err)
+{
+    (void)g, (void)n, (void)err;
+    chan_view v = view_from(in[0]);
+    const float *dy = in[0]->data, *x = in[1]->data, *s = in[2]->data;
+    float *dx = out[0]->data;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t i = 0; i < v.N; i++)
+        for (int64_t cb = 0; cb < v.CB; cb++) {
+            int64_t base = (i * v.CB + cb) * v.S * v.b, nv = valid_in_block(&v, cb);
+            for (int64_t p = 0; p < v.S; p++) {
+                int64_t o = base + p * v.b;
+                for (int64_t j = 0; j < nv; j++) {
+                    float d = dy[o + j], sv = s[o + j];
+                    float a = d * sv, b = d * x[o + j];
+                    float gr = (float)((double)b * (double)sv * (1.0 - (double)sv));
+                    dx[o + j] = a + gr;
+                }
+                for (int64_t j = nv; j < v.b; j++)
+                    dx[o + j] = 0.0f;
+            }
+        }
+    return OT_OK;
+}
+
+/* The four nodes of a SiLU's gradient as one loop, in dY's layout (the one
+   the unfused Sum would have written). Only with fusion on: with
+   opts.cpu.no_fusion they run as four steps, with the same result. */
+ot_status dn_blk_silu_grad(ctx *c, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    silu_nodes m;
+    if (!silu_match(c, &m))
+        return OT_OK;
+    const ot_graph *g = c->g;
+    dnnl_memory_desc_t md;
+    cpu_val_md(c->x, m.dy, &md);
+    chan_view v;
+    if (!view_of(&md, &v))
+        return OT_OK;
+    const int32_t ids[3] = { m.dy, m.x, m.s };
+    ot_tensor tin[3], tout = view_tensor(&v, &md);
+    ot_loc lin[3], lout;
+    for (int k = 0; k < 3; k++) {
+        tin[k] = view_tensor(&v, &md);
+        OT_TRY(cpu_val_as(c->x, ids[k], &md, &lin[k], err));
+        const_ptr(lin[k], &tin[k]);
+    }
+    OT_TRY(cpu_val_define(c->x, m.dx, &md, &lout, err));
+    OT_TRY(cpu_fn_step(c->x, &g->nodes[m.sg], "SiLUGrad(blocked)", silu_grad_run, 3, tin, lin, 1,
+                       &tout, &lout, err));
+    c->cs->skip[m.mul_a] = c->cs->skip[m.mul_b] = c->cs->skip[m.sg] = c->cs->skip[m.sum] = 1;
     *done = true;
 done:
     return st;

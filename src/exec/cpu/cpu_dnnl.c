@@ -729,7 +729,9 @@ static ot_status do_binary(ctx *c, bool *done, ot_err *err)
     if (n->n_in != 2 || n->opset < 7 || !dn_is_f32(g, n->in[0]) || !dn_is_f32(g, n->in[1]) ||
         !dn_is_f32(g, n->out[0]))
         return OT_OK;
-    /* X [N, C, ...] * S [N, C, 1...]: cpu_blocked.c */
+    /* the gradient of a SiLU, and X [N, C, ...] * S [N, C, 1...]: cpu_blocked.c */
+    if (ot_node_is(n, OT_OP_MUL) && ((st = dn_blk_silu_grad(c, done, err)) != OT_OK || *done))
+        return st;
     if (ot_node_is(n, OT_OP_MUL) && ((st = dn_blk_scale(c, done, err)) != OT_OK || *done))
         return st;
     int32_t a = n->in[0], b = n->in[1], yid = n->out[0];

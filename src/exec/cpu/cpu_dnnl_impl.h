@@ -76,11 +76,14 @@ ot_status dn_layernorm(ctx *c, bool *done, ot_err *err);
 ot_status dn_einsum(ctx *c, bool *done, ot_err *err);
 
 /* cpu_blocked.c: plain loops on oneDNN's activation layouts: Mul by a
-   [N, C, 1...] scale, ReduceSumTo to [N or 1, C, 1...], HardSigmoid and the
-   UnaryGrad of HardSigmoid and HardSwish. */
+   [N, C, 1...] scale, ReduceSumTo to [N or 1, C, 1...], HardSigmoid, the
+   UnaryGrad of HardSigmoid and HardSwish, and SiLU's gradient. */
 ot_status dn_blk_scale(ctx *c, bool *done, ot_err *err);
 ot_status dn_blk_sum_to(ctx *c, bool *done, ot_err *err);
 ot_status dn_blk_eltwise(ctx *c, bool *done, ot_err *err);
+/* The gradient of a SiLU (y = x * Sigmoid(x)): the two Muls, the SigmoidGrad
+   and the Sum autodiff writes for it as one loop, built at the first Mul. */
+ot_status dn_blk_silu_grad(ctx *c, bool *done, ot_err *err);
 /* Convolutions (forward or backward) in nhwc: every one of a training
    graph that holds a grouped convolution with groups of other than a
    multiple of 16 channels (RegNet, ResNeXt), and a grouped, not depthwise,

@@ -93,6 +93,7 @@ static ot_status pair_run(const ot_node *n, const ot_tensor *const *in, ot_tenso
             o[i] = ys[i] > 0 ? ds[i] : 0.0f;
         return OT_OK;
     }
+#pragma omp parallel for schedule(static) if (numel >= OT_REF_PARALLEL_MIN)
     for (int64_t i = 0; i < numel; i++) {
         double d = ot_ref_ld(dy->dtype, dy->data, i), x = ot_ref_ld(v->dtype, v->data, i), r;
         switch (kind) {
@@ -184,6 +185,8 @@ static ot_status softmax_grad_run(const ot_node *n, const ot_tensor *const *in,
     ot_tensor *dx = out[0];
     int64_t outer, L, inner;
     softmax_split(n, dy, &outer, &L, &inner);
+    /* each (o, k) row alone: split over the threads */
+#pragma omp parallel for collapse(2) schedule(static) if (outer * L * inner >= OT_REF_PARALLEL_MIN)
     for (int64_t o = 0; o < outer; o++)
         for (int64_t k = 0; k < inner; k++) {
             int64_t base = o * L * inner + k;

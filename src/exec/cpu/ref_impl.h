@@ -13,6 +13,11 @@
 
 #include "exec/cpu/ref.h"
 
+/* Element-wise kernels split their loop over the executor's OpenMP threads
+   from this many elements (each element computed alone, so the bytes do
+   not depend on the split). */
+#define OT_REF_PARALLEL_MIN 16384
+
 /* One kernel and its compile-time check, as ref.c's table holds them. */
 #define OT_REF_DECL(name)                                                                       \
     ot_status ot_ref_##name(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,    \

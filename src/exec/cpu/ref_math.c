@@ -159,10 +159,12 @@ ot_status ot_ref_math_unary(const ot_graph *g, const ot_node *n, const ot_tensor
     if (x->dtype == OT_DTYPE_FLOAT) {
         const float *xs = x->data;
         float *ys = y->data;
+#pragma omp parallel for schedule(static) if (numel >= OT_REF_PARALLEL_MIN)
         for (int64_t i = 0; i < numel; i++)
             ys[i] = (float)apply(&f, (double)xs[i]);
         return OT_OK;
     }
+#pragma omp parallel for schedule(static) if (numel >= OT_REF_PARALLEL_MIN)
     for (int64_t i = 0; i < numel; i++)
         ot_ref_st(y->dtype, y->data, i, apply(&f, ot_ref_ld(x->dtype, x->data, i)));
     return OT_OK;
@@ -201,6 +203,7 @@ ot_status ot_ref_unary_grad(const ot_graph *g, const ot_node *n, const ot_tensor
     const ot_tensor *dy = in[0], *x = in[1];
     ot_tensor *dx = out[0];
     int64_t numel = ot_tensor_numel(x);
+#pragma omp parallel for schedule(static) if (numel >= OT_REF_PARALLEL_MIN)
     for (int64_t i = 0; i < numel; i++)
         ot_ref_st(dx->dtype, dx->data, i,
                   ot_ref_ld(dy->dtype, dy->data, i) *
