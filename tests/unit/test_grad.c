@@ -669,7 +669,7 @@ GRAD_CASE(grad_squeeze_excite_blocked, 21, {
     c->onednn = true;
     c->vs_plain = true;
     c->fused[0] = "Mul(channel scale)";
-    c->fused[1] = "ReduceSumTo(channels)";
+    c->fused[1] = "Mul+ReduceSumTo(channels)";
     c->fused[2] = "HardSigmoid(blocked)";
     c->fused[3] = "UnaryGrad(blocked)";
     int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 7, 7);
@@ -729,6 +729,63 @@ GRAD_CASE(grad_silu_blocked_sigmoid_first, 225, {
 GRAD_CASE(grad_silu_onednn, 226, {
     c->onednn = true;
     y = gc_silu_block(c, false);
+})
+
+/* EfficientNet's squeeze-excite block: SiLUs, and the Sigmoid scale's
+   gradient dY * X summed over H and W as one loop (the product not
+   written) */
+GRAD_CASE(grad_squeeze_excite_silu, 228, {
+    c->onednn = true;
+    c->vs_plain = true;
+    c->fused[0] = "SiLUGrad(blocked)";
+    c->fused[1] = "Mul+ReduceSumTo(channels)";
+    c->fused[2] = "Mul(channel scale)";
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 7, 7);
+    int32_t w1 = IN(c, "w1", FILL_UNI, -0.8, 0.8, true, 24, 3, 3, 3);
+    int32_t b1 = IN(c, "b1", FILL_UNI, -0.5, 0.5, true, 24);
+    int32_t w2 = IN(c, "w2", FILL_UNI, -0.5, 0.5, true, 8, 24, 1, 1);
+    int32_t w3 = IN(c, "w3", FILL_UNI, -0.5, 0.5, true, 24, 8, 1, 1);
+    int32_t w4 = IN(c, "w4", FILL_UNI, -0.5, 0.5, true, 8, 24, 1, 1);
+    ot_attr pads[1] = { INTS("pads", 1, 1, 1, 1) };
+    int32_t in3[3] = { x, w1, b1 };
+    int32_t h = gc_node(c, "Conv", 13, in3, 3, pads, 1);
+    int32_t s = gc_node(c, "Sigmoid", 13, &h, 1, NULL, 0);
+    int32_t in[2] = { h, s };
+    int32_t a = gc_node(c, "Mul", 14, in, 2, NULL, 0);
+    int32_t sq = gc_node(c, "GlobalAveragePool", 1, &a, 1, NULL, 0);
+    in[0] = sq, in[1] = w2;
+    int32_t e = gc_node(c, "Conv", 13, in, 2, NULL, 0);
+    int32_t es = gc_node(c, "Sigmoid", 13, &e, 1, NULL, 0);
+    in[0] = e, in[1] = es;
+    e = gc_node(c, "Mul", 14, in, 2, NULL, 0);
+    in[0] = e, in[1] = w3;
+    e = gc_node(c, "Conv", 13, in, 2, NULL, 0);
+    int32_t g = gc_node(c, "Sigmoid", 13, &e, 1, NULL, 0);
+    in[0] = g, in[1] = a;
+    int32_t m = gc_node(c, "Mul", 14, in, 2, NULL, 0);
+    in[0] = m, in[1] = w4;
+    y = gc_node(c, "Conv", 13, in, 2, NULL, 0);
+})
+
+/* that loop against the unfused Mul and ReduceSumTo(channels) on the Mul's
+   blocked output, byte for byte (no other fusion in this graph) */
+GRAD_CASE(grad_scale_sum_unfused, 229, {
+    c->onednn = true;
+    c->vs_plain = true;
+    c->vs_unfused = true;
+    c->fused[0] = "Mul+ReduceSumTo(channels)";
+    int32_t x = IN(c, "x", FILL_UNI, -1, 1, true, 2, 3, 6, 6);
+    int32_t w1 = IN(c, "w1", FILL_UNI, -0.8, 0.8, true, 24, 3, 3, 3);
+    int32_t w2 = IN(c, "w2", FILL_UNI, -0.5, 0.5, true, 8, 24, 1, 1);
+    ot_attr pads[1] = { INTS("pads", 1, 1, 1, 1) };
+    int32_t in[2] = { x, w1 };
+    int32_t h = gc_node(c, "Conv", 13, in, 2, pads, 1);
+    int32_t p = gc_node(c, "GlobalAveragePool", 1, &h, 1, NULL, 0);
+    int32_t g = gc_node(c, "Sigmoid", 13, &p, 1, NULL, 0);
+    in[0] = h, in[1] = g;
+    int32_t m = gc_node(c, "Mul", 14, in, 2, NULL, 0);
+    in[0] = m, in[1] = w2;
+    y = gc_node(c, "Conv", 13, in, 2, NULL, 0);
 })
 
 /* x read by a third node (its gradient a Sum of three): the four steps

@@ -7,7 +7,8 @@
  *                scale, and its gradient dY * S): oneDNN's binary takes
  *                that broadcast only in its reference implementation
  *   ReduceSumTo  [N, C, spatial...] summed to [N, C, 1...] or [1, C, 1...]
- *                (the gradient of that scale, of a per-channel bias)
+ *                (the gradient of that scale, of a per-channel bias), and
+ *                the Mul whose product only it reads (dY * X) with it
  *   HardSigmoid, and UnaryGrad of HardSigmoid and HardSwish: element-wise,
  *                so any layout will do as long as every operand shares it
  *   SiLU's gradient  the Mul, Mul, SigmoidGrad and Sum that autodiff writes
@@ -208,43 +209,134 @@ done:
 
 /* ---------------------------------------------------------- ReduceSumTo */
 
+/* Sums x (times w, as float products, when w is not NULL) over the spatial
+   positions of each sample and channel block in double, then writes them to
+   y plain [N or 1, C] (the samples summed in double, in order, for 1). */
+static ot_status chan_sums(const chan_view *v, const float *x, const float *w, float *y,
+                           int64_t ny, ot_err *err)
+{
+    bool per_sample = ny == v->N * v->C;
+    double *acc = calloc((size_t)(v->N * v->CB * v->b), sizeof *acc);
+    if (!acc)
+        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
+    const int64_t N = v->N, CB = v->CB, S = v->S, b = v->b;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t i = 0; i < N; i++)
+        for (int64_t cb = 0; cb < CB; cb++) {
+            int64_t base = (i * CB + cb) * S * b;
+            double *a = acc + (i * CB + cb) * b;
+            for (int64_t p = 0; p < S; p++) {
+                const float *xp = x + base + p * b;
+                if (w) {
+                    const float *wp = w + base + p * b;
+                    for (int64_t j = 0; j < b; j++) {
+                        float t = xp[j] * wp[j];
+                        a[j] += (double)t;
+                    }
+                } else {
+                    for (int64_t j = 0; j < b; j++)
+                        a[j] += (double)xp[j];
+                }
+            }
+        }
+    for (int64_t ch = 0; ch < v->C; ch++) {
+        if (per_sample) {
+            for (int64_t i = 0; i < N; i++)
+                y[i * v->C + ch] = (float)acc[i * CB * b + ch];
+        } else {
+            double t = 0;
+            for (int64_t i = 0; i < N; i++)
+                t += acc[i * CB * b + ch];
+            y[ch] = (float)t;
+        }
+    }
+    free(acc);
+    return OT_OK;
+}
+
 /* in: X (view); out: Y plain [N or 1, C] */
 static ot_status sum_run(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
                          ot_tensor *const *out, ot_err *err)
 {
     (void)g, (void)n;
     chan_view v = view_from(in[0]);
-    const float *x = in[0]->data;
-    float *y = out[0]->data;
-    int64_t ny = ot_tensor_numel(out[0]);
-    bool per_sample = ny == v.N * v.C;
-    double *acc = calloc((size_t)(v.N * v.CB * v.b), sizeof *acc);
-    if (!acc)
-        return ot_err_set(err, OT_ERR_NOMEM, "out of memory");
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int64_t i = 0; i < v.N; i++)
-        for (int64_t cb = 0; cb < v.CB; cb++) {
-            int64_t base = (i * v.CB + cb) * v.S * v.b;
-            double *a = acc + (i * v.CB + cb) * v.b;
-            for (int64_t p = 0; p < v.S; p++) {
-                const float *xp = x + base + p * v.b;
-                for (int64_t j = 0; j < v.b; j++)
-                    a[j] += (double)xp[j];
-            }
-        }
-    for (int64_t ch = 0; ch < v.C; ch++) {
-        if (per_sample) {
-            for (int64_t i = 0; i < v.N; i++)
-                y[i * v.C + ch] = (float)acc[i * v.CB * v.b + ch];
-        } else {
-            double t = 0;
-            for (int64_t i = 0; i < v.N; i++)
-                t += acc[i * v.CB * v.b + ch];
-            y[ch] = (float)t;
-        }
+    return chan_sums(&v, in[0]->data, NULL, out[0]->data, ot_tensor_numel(out[0]), err);
+}
+
+/* in: A, B (the same view); out: Y plain [N or 1, C] */
+static ot_status mul_sum_run(const ot_graph *g, const ot_node *n, const ot_tensor *const *in,
+                             ot_tensor *const *out, ot_err *err)
+{
+    (void)g, (void)n;
+    chan_view v = view_from(in[0]);
+    return chan_sums(&v, in[0]->data, in[1]->data, out[0]->data, ot_tensor_numel(out[0]), err);
+}
+
+/* ReduceSumTo's output yid (no axis) from xid [N, C, spatial...]: the same
+   rank, every spatial dim 1 and the batch dim N or 1. */
+static bool sums_to_channels(const ot_graph *g, const ot_node *n, int32_t xid, int32_t yid)
+{
+    if (ot_node_find_attr(n, "axis") || !dn_is_f32(g, xid) || !dn_is_f32(g, yid))
+        return false;
+    const ot_value *xv = &g->values[xid], *yv = &g->values[yid];
+    if (xv->ndim != yv->ndim || xv->ndim < 3 || dn_has_zero(xv) ||
+        (yv->dims[0] != xv->dims[0] && yv->dims[0] != 1) || yv->dims[1] != xv->dims[1])
+        return false;
+    for (int k = 2; k < yv->ndim; k++)
+        if (yv->dims[k] != 1)
+            return false;
+    return true;
+}
+
+/* A Mul of two operands of one shape whose product only a ReduceSumTo to
+   [N or 1, C, 1...] reads (the squeeze-excite scale's gradient, dY * X
+   summed over H and W): one loop that sums the float products as the
+   ReduceSumTo step sums the Mul's output (the same bytes), without writing
+   the product. Only with fusion on. */
+ot_status dn_blk_mul_sum_to(ctx *c, bool *done, ot_err *err)
+{
+    ot_status st = OT_OK;
+    const ot_graph *g = c->g;
+    const ot_node *n = c->n;
+    if (!ot_node_is(n, OT_OP_MUL) || n->n_in != 2 || n->n_out != 1)
+        return OT_OK;
+    int32_t a = n->in[0], b = n->in[1], t = n->out[0];
+    int32_t r = dn_sole_consumer(c, t, c->node_id);
+    if (r < 0 || c->cs->skip[r] || !ot_node_is(&g->nodes[r], OT_OP_REDUCE_SUM_TO) ||
+        g->nodes[r].in[0] != t || g->nodes[r].n_out < 1)
+        return OT_OK;
+    int32_t yid = g->nodes[r].out[0];
+    const ot_value *tv = &g->values[t];
+    if (!sums_to_channels(g, &g->nodes[r], t, yid) || !dn_is_f32(g, a) || !dn_is_f32(g, b))
+        return OT_OK;
+    for (int k = 0; k < 2; k++) {
+        const ot_value *iv = &g->values[n->in[k]];
+        if (iv->ndim != tv->ndim ||
+            memcmp(iv->dims, tv->dims, sizeof(int64_t) * (size_t)tv->ndim) != 0)
+            return OT_OK;
     }
-    free(acc);
-    return OT_OK;
+    if (c->x->state_out && c->x->state_out[yid] >= 0)
+        return OT_OK;
+    dnnl_memory_desc_t md;
+    cpu_val_md(c->x, a, &md);
+    chan_view v;
+    /* a row-major operand is the plain kernels' (as the ReduceSumTo alone) */
+    if (!c->cs->vals[a].has_md || !view_of(&md, &v))
+        return OT_OK;
+    ot_tensor tin[2] = { view_tensor(&v, &md), view_tensor(&v, &md) };
+    ot_tensor tout = plain_tensor(&g->values[yid]);
+    ot_loc lin[2], lout;
+    OT_TRY(cpu_val_as(c->x, a, &md, &lin[0], err));
+    OT_TRY(cpu_val_as(c->x, b, &md, &lin[1], err));
+    const_ptr(lin[0], &tin[0]);
+    const_ptr(lin[1], &tin[1]);
+    OT_TRY(cpu_val_define(c->x, yid, NULL, &lout, err));
+    OT_TRY(cpu_fn_step(c->x, n, "Mul+ReduceSumTo(channels)", mul_sum_run, 2, tin, lin, 1, &tout,
+                       &lout, err));
+    c->cs->skip[r] = 1;
+    *done = true;
+done:
+    return st;
 }
 
 /* ReduceSumTo (no axis) of [N, C, spatial...] to the same rank with every
@@ -255,15 +347,9 @@ ot_status dn_blk_sum_to(ctx *c, bool *done, ot_err *err)
     const ot_graph *g = c->g;
     const ot_node *n = c->n;
     int32_t xid = n->in[0], yid = n->out[0];
-    if (ot_node_find_attr(n, "axis") || !dn_is_f32(g, xid) || !dn_is_f32(g, yid))
+    if (!sums_to_channels(g, n, xid, yid))
         return OT_OK;
-    const ot_value *xv = &g->values[xid], *yv = &g->values[yid];
-    if (xv->ndim != yv->ndim || xv->ndim < 3 || dn_has_zero(xv) ||
-        (yv->dims[0] != xv->dims[0] && yv->dims[0] != 1) || yv->dims[1] != xv->dims[1])
-        return OT_OK;
-    for (int k = 2; k < yv->ndim; k++)
-        if (yv->dims[k] != 1)
-            return OT_OK;
+    const ot_value *yv = &g->values[yid];
     dnnl_memory_desc_t xmd;
     cpu_val_md(c->x, xid, &xmd);
     chan_view v;

@@ -732,6 +732,8 @@ static ot_status do_binary(ctx *c, bool *done, ot_err *err)
     /* the gradient of a SiLU, and X [N, C, ...] * S [N, C, 1...]: cpu_blocked.c */
     if (ot_node_is(n, OT_OP_MUL) && ((st = dn_blk_silu_grad(c, done, err)) != OT_OK || *done))
         return st;
+    if (ot_node_is(n, OT_OP_MUL) && ((st = dn_blk_mul_sum_to(c, done, err)) != OT_OK || *done))
+        return st;
     if (ot_node_is(n, OT_OP_MUL) && ((st = dn_blk_scale(c, done, err)) != OT_OK || *done))
         return st;
     int32_t a = n->in[0], b = n->in[1], yid = n->out[0];

@@ -80,6 +80,8 @@ ot_status dn_einsum(ctx *c, bool *done, ot_err *err);
    UnaryGrad of HardSigmoid and HardSwish, and SiLU's gradient. */
 ot_status dn_blk_scale(ctx *c, bool *done, ot_err *err);
 ot_status dn_blk_sum_to(ctx *c, bool *done, ot_err *err);
+/* A Mul whose product only such a ReduceSumTo reads: both as one loop. */
+ot_status dn_blk_mul_sum_to(ctx *c, bool *done, ot_err *err);
 ot_status dn_blk_eltwise(ctx *c, bool *done, ot_err *err);
 /* The gradient of a SiLU (y = x * Sigmoid(x)): the two Muls, the SigmoidGrad
    and the Sum autodiff writes for it as one loop, built at the first Mul. */
