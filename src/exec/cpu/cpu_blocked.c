@@ -153,6 +153,7 @@ static ot_status scale_run(const ot_graph *g, const ot_node *n, const ot_tensor 
             for (int64_t p = 0; p < v.S; p++) {
                 const float *xp = x + base + p * v.b;
                 float *yp = y + base + p * v.b;
+#pragma omp simd
                 for (int64_t j = 0; j < nv; j++)
                     yp[j] = (float)((double)xp[j] * (double)s[j]);
                 for (int64_t j = nv; j < v.b; j++)
@@ -229,11 +230,13 @@ static ot_status chan_sums(const chan_view *v, const float *x, const float *w, f
                 const float *xp = x + base + p * b;
                 if (w) {
                     const float *wp = w + base + p * b;
+#pragma omp simd
                     for (int64_t j = 0; j < b; j++) {
                         float t = xp[j] * wp[j];
                         a[j] += (double)t;
                     }
                 } else {
+#pragma omp simd
                     for (int64_t j = 0; j < b; j++)
                         a[j] += (double)xp[j];
                 }
@@ -593,6 +596,7 @@ static ot_status silu_grad_run(const ot_graph *g, const ot_node *n, const ot_ten
             int64_t base = (i * v.CB + cb) * v.S * v.b, nv = valid_in_block(&v, cb);
             for (int64_t p = 0; p < v.S; p++) {
                 int64_t o = base + p * v.b;
+#pragma omp simd
                 for (int64_t j = 0; j < nv; j++) {
                     float d = dy[o + j], sv = s[o + j];
                     float a = d * sv, b = d * x[o + j];
