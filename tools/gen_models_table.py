@@ -47,7 +47,15 @@ NOTES = {
                     "calibration batch (its initialization grows activations to 1e5); the "
                     "PyTorch step at 139x139 (at 75x75 the Mixed_7 maps are 1x1, where a "
                     "training-mode BatchNorm over a batch of 2 has a gradient made of "
-                    "rounding)",
+                    "rounding); its full-mode step at 139x139 is ill-conditioned too: the "
+                    "training-mode BatchNorms over 3x3 maps amplify a relative perturbation "
+                    "of the weights about 570 times by Mixed_7c, where a ReLU input of "
+                    "branch3x3_1 lies 1.1e-4 of its layer's standard deviation from 0; a "
+                    "1e-6 perturbation flips it and moves that BatchNorm's float64 bias "
+                    "gradient by 8.2e-2 (6e-8: 3e-5), the size of onnxtrain's float32 error "
+                    "there (7.8e-2; PyTorch's own float32 gradients are up to 2.5% off on "
+                    "other tensors of the step); at 171x171 (4x4 maps) 1e-6 still moves "
+                    "gradients by 8%",
     "googlenet": "64x64, no auxiliary classifiers",
     "zoo_caffenet": "the AlexNet above in the model zoo's form: LRN, Softmax last, opset 9, "
                     "initializers as graph inputs, batch 1 declared",
@@ -151,7 +159,17 @@ NOTES = {
     "zoo_mobilenetv2": "zoo mobilenetv2-7 form (MXNet Gluon's): torchvision's MobileNetV2 "
                        "features, the classifier a 1x1 convolution without bias after the "
                        "pooling, then a Flatten, no Softmax; BatchNorms kept, opset 8 with BN "
-                       "spatial=1, initializers as inputs",
+                       "spatial=1, initializers as inputs; its PyTorch step at 64x64 is "
+                       "ill-conditioned: in fine-tune mode the frozen prefix (BatchNorms at "
+                       "drawn statistics) leaves the first trained BatchNorm (2x2 maps) inputs "
+                       "of variance 0.03 eps (median over its channels), and PyTorch's own "
+                       "float32 gradients are 11% off (median over the trained tensors); in "
+                       "full mode a 1e-6 relative perturbation of the weights moves "
+                       "features.14.conv.0.1.weight's float64 gradient by 4.2% (1.5e-7: "
+                       "9.5e-4; ReLU6 inputs crossing their kinks), more than onnxtrain's "
+                       "float32 error there (5.0e-3, PyTorch's 5.4e-5); with calibrated "
+                       "convolutions, or at 96x96 and 128x128, 1e-6 still moves some "
+                       "gradient by 36%, 3% and 6%",
     "zoo_squeezenet1_0": "zoo squeezenet1.0 form (Caffe2's): torchvision's SqueezeNet 1.0 with "
                          "its [N, 1000, 1, 1] output (no Flatten), Softmax last, opset 9, "
                          "initializers as inputs",
