@@ -167,7 +167,9 @@ NOTES = {
                        "full mode a 1e-6 relative perturbation of the weights moves "
                        "features.14.conv.0.1.weight's float64 gradient by 4.2% (1.5e-7: "
                        "9.5e-4; ReLU6 inputs crossing their kinks), more than onnxtrain's "
-                       "float32 error there (5.0e-3, PyTorch's 5.4e-5); with calibrated "
+                       "float32 error there (5.0e-3, PyTorch's 5.4e-5; its worst channel, "
+                       "104, has a ReLU6 input 1.1e-5 of its layer's standard deviation from "
+                       "0 after features.14's depthwise convolution); with calibrated "
                        "convolutions, or at 96x96 and 128x128, 1e-6 still moves some "
                        "gradient by 36%, 3% and 6%",
     "zoo_squeezenet1_0": "zoo squeezenet1.0 form (Caffe2's): torchvision's SqueezeNet 1.0 with "
