@@ -198,6 +198,16 @@ PARITY_NOT_RUN = {
                   "swin_t and swin_t_op17 check the same graph at a small size",
 }
 
+# Failures of a check that is ill-conditioned for the family's fixture (its
+# note says why: float32 rounding, PyTorch's as onnxtrain's, decides a ReLU
+# kink or is amplified past the tolerance): their entry under "What is
+# missing" says so.
+ILL_CONDITIONED = {("inception_v3", "PyTorch step, full"),
+                   ("zoo_mobilenetv2", "PyTorch step, full"),
+                   ("zoo_resnet50v2", "PyTorch step, full"),
+                   ("zoo_resnet101v2", "PyTorch step, full")}
+ILL_SUFFIX = " (the step is ill-conditioned at batch 2; the fixture note says why)"
+
 # The families make bench-models does not time (tests/bench/bench_families.py
 # times the torchvision families at one size), and what stands for them.
 BENCH_AS = {
@@ -424,7 +434,10 @@ def read_previous(path, table):
                 break
             m = re.match(r"^- \*\*([^,*]+), (.+?)\*\*: (.*)$", line)
             if m:
-                reasons[(m.group(1), m.group(2))] = m.group(3).replace("\\|", "|")
+                detail = m.group(3).replace("\\|", "|")
+                if (m.group(1), m.group(2)) in ILL_CONDITIONED and detail.endswith(ILL_SUFFIX):
+                    detail = detail[:-len(ILL_SUFFIX)]
+                reasons[(m.group(1), m.group(2))] = detail
 
     def reason(fam, what):
         if (fam, what) not in reasons:
@@ -550,7 +563,8 @@ def main():
     elif not failed:
         lines.append("No check that ran failed.")
     for fam, c, detail in failed:
-        lines.append("- **%s, %s**: %s" % (fam, c, detail.replace("|", "\\|")))
+        why = ILL_SUFFIX if (fam, c) in ILL_CONDITIONED else ""
+        lines.append("- **%s, %s**: %s%s" % (fam, c, detail.replace("|", "\\|"), why))
     if not_run:
         lines += ["", "## Not run", "", "The checks no run has a result for, and why:", ""]
         for fam, c, detail in not_run:

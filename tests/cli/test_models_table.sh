@@ -5,6 +5,8 @@
 #   parity cell   a family whose three modes match PyTorch shows the largest
 #                 gradient error of each; one that fails a mode shows the
 #                 others and lists the failure under "What is missing"
+#   ill-cond.     a failure ILL_CONDITIONED lists says the step is
+#                 ill-conditioned (its note says why)
 #   not run       a family the parity set leaves out (vit_b_16_224) says
 #                 why; a small transformer's step time points to the
 #                 full-size row; a zoo form's says it is not timed
@@ -55,6 +57,7 @@ googlenet${tab}feature_extract${tab}ok${tab}34 checks; grads: 2 tensors, max rel
 googlenet${tab}fine_tune${tab}fail${tab}fine_tune/grads: tensor 'w' relative L2 error 1.2e-01 > 0.05
 googlenet${tab}full${tab}ok${tab}34 checks; grads: 9 tensors, max relative L2 5.50e-05 in 'w'
 convnext_tiny${tab}feature_extract${tab}missing${tab}not run: the run ended first
+zoo_resnet50v2${tab}full${tab}fail${tab}full/grads: tensor 'w' relative L2 error 3e-03 > 0.0001
 convnext_tiny${tab}fine_tune${tab}missing${tab}not run: the run ended first
 convnext_tiny${tab}full${tab}missing${tab}not run: the run ended first
 EOF
@@ -84,6 +87,13 @@ if [[ $r == *"| only fe, full (largest gradient error: fe 4.40e-07, full 5.50e-0
     ok "parity cell, a failed mode"
 else
     fail "parity cell, a failed mode" "$r"
+fi
+want="full/grads: tensor 'w' relative L2 error 3e-03 > 0.0001 (the step is ill-conditioned"
+if grep -q "^- \*\*zoo_resnet50v2, PyTorch step, full\*\*: $want at batch 2; the fixture note" \
+    "$T/models.md"; then
+    ok "parity cell, an ill-conditioned failure says so"
+else
+    fail "parity cell, an ill-conditioned failure says so" "$(grep zoo_resnet50v2 "$T/models.md")"
 fi
 r=$(row vit_b_16_224)
 if [[ $r == *"| not run: the float64 step of the full-size model is not in the parity set;"* ]]; then
