@@ -360,16 +360,6 @@ static bool computed_before(const ot_graph *g, int32_t v, int32_t head)
     return (val->flags & (OT_VAL_INPUT | OT_VAL_CONST | OT_VAL_STATE)) != 0;
 }
 
-static bool same_dims(const ot_value *a, const ot_value *b)
-{
-    if (a->ndim != b->ndim)
-        return false;
-    for (int i = 0; i < a->ndim; i++)
-        if (a->dims[i] != b->dims[i])
-            return false;
-    return true;
-}
-
 /* Conv -> Add [-> Relu]: the Add's other operand must already be computed
    (the Conv accumulates into it) and shaped like the Conv's output. */
 static bool conv_add(const ot_fuse_plan *p, int32_t head, int32_t add, const uint8_t *taken,
@@ -385,7 +375,7 @@ static bool conv_add(const ot_fuse_plan *p, int32_t head, int32_t add, const uin
     if (other < 0 || other == yid || !is_f32(g, other) || !computed_before(g, other, head))
         return false;
     const ot_value *yv = &g->values[yid];
-    if (!same_dims(&g->values[other], yv) || !same_dims(&g->values[m->out[0]], yv))
+    if (!ot_value_same_dims(&g->values[other], yv) || !ot_value_same_dims(&g->values[m->out[0]], yv))
         return false;
     f->kind = OT_FUSE_ADD;
     f->add = add;
@@ -440,7 +430,7 @@ void ot_fuse_find(const ot_fuse_plan *p, int32_t head, const uint8_t *taken, ot_
         if (!ot_node_is(mn, OT_OP_RELU_GRAD) || mn->n_in < 2 || mn->in[0] != y ||
             mn->in[1] < 0 || mn->in[1] == y || mn->n_out < 1 || mn->out[0] < 0 ||
             !is_f32(g, y) || !is_f32(g, mn->in[1]) || !is_f32(g, mn->out[0]) ||
-            !same_dims(&g->values[y], &g->values[mn->in[1]]))
+            !ot_value_same_dims(&g->values[y], &g->values[mn->in[1]]))
             return;
         break;
     default: return;

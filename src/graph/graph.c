@@ -257,6 +257,16 @@ const ot_tensor *ot_graph_const(const ot_graph *g, int32_t value)
     return &v->data;
 }
 
+bool ot_value_same_dims(const ot_value *a, const ot_value *b)
+{
+    if (a->ndim != b->ndim)
+        return false;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->dims[i] != b->dims[i])
+            return false;
+    return true;
+}
+
 void ot_value_shape_str(const ot_value *v, char *buf, size_t n)
 {
     if (n == 0)

@@ -256,6 +256,10 @@ const int64_t *ot_node_attr_ints(const ot_node *n, const char *name, size_t *n_o
 /* The constant data of a value, or NULL when it is not known at import. */
 const ot_tensor *ot_graph_const(const ot_graph *g, int32_t value);
 
+/* Whether two values have the same rank and dims (both of unknown rank:
+   true). */
+bool ot_value_same_dims(const ot_value *a, const ot_value *b);
+
 /* Formats a value's shape as "[N,3,224,224]" or "?" (unknown rank). */
 void ot_value_shape_str(const ot_value *v, char *buf, size_t n);
 

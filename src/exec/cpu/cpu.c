@@ -366,8 +366,7 @@ ot_status cpu_val_plain(ot_exec *x, int32_t vid, ot_loc *loc, ot_err *err)
 
 static bool same_shape(const ot_value *a, const ot_value *b)
 {
-    return a->dtype == b->dtype && a->ndim == b->ndim &&
-           memcmp(a->dims, b->dims, sizeof a->dims[0] * (size_t)a->ndim) == 0;
+    return a->dtype == b->dtype && ot_value_same_dims(a, b);
 }
 
 /* A plain C kernel step. */

@@ -275,6 +275,12 @@ static ot_status mul_sum_run(const ot_graph *g, const ot_node *n, const ot_tenso
     return chan_sums(&v, in[0]->data, in[1]->data, out[0]->data, ot_tensor_numel(out[0]), err);
 }
 
+/* Whether values a and b are both float and of the same dims. */
+static bool same_dims(const ot_graph *g, int32_t a, int32_t b)
+{
+    return dn_is_f32(g, a) && dn_is_f32(g, b) && ot_value_same_dims(&g->values[a], &g->values[b]);
+}
+
 /* ReduceSumTo's output yid (no axis) from xid [N, C, spatial...]: the same
    rank, every spatial dim 1 and the batch dim N or 1. */
 static bool sums_to_channels(const ot_graph *g, const ot_node *n, int32_t xid, int32_t yid)
@@ -309,15 +315,8 @@ ot_status dn_blk_mul_sum_to(ctx *c, bool *done, ot_err *err)
         g->nodes[r].in[0] != t || g->nodes[r].n_out < 1)
         return OT_OK;
     int32_t yid = g->nodes[r].out[0];
-    const ot_value *tv = &g->values[t];
-    if (!sums_to_channels(g, &g->nodes[r], t, yid) || !dn_is_f32(g, a) || !dn_is_f32(g, b))
+    if (!sums_to_channels(g, &g->nodes[r], t, yid) || !same_dims(g, a, t) || !same_dims(g, b, t))
         return OT_OK;
-    for (int k = 0; k < 2; k++) {
-        const ot_value *iv = &g->values[n->in[k]];
-        if (iv->ndim != tv->ndim ||
-            memcmp(iv->dims, tv->dims, sizeof(int64_t) * (size_t)tv->ndim) != 0)
-            return OT_OK;
-    }
     if (c->x->state_out && c->x->state_out[yid] >= 0)
         return OT_OK;
     dnnl_memory_desc_t md;
@@ -446,12 +445,9 @@ ot_status dn_blk_eltwise(ctx *c, bool *done, ot_err *err)
     const ot_value *yv = &g->values[yid];
     if (!dn_is_f32(g, yid) || yv->ndim < 3 || yv->ndim > 5 || dn_has_zero(yv))
         return OT_OK;
-    for (int k = 0; k < n_in; k++) {
-        const ot_value *iv = &g->values[n->in[k]];
-        if (!dn_is_f32(g, n->in[k]) || iv->ndim != yv->ndim ||
-            memcmp(iv->dims, yv->dims, sizeof(int64_t) * (size_t)yv->ndim) != 0)
+    for (int k = 0; k < n_in; k++)
+        if (!same_dims(g, n->in[k], yid))
             return OT_OK;
-    }
     dnnl_memory_desc_t md;
     cpu_val_md(c->x, n->in[0], &md);
     chan_view v;
@@ -506,13 +502,6 @@ static int32_t made_by(const ot_graph *g, int32_t vid, ot_op_id op)
         return -1;
     int32_t p = g->values[vid].producer;
     return p >= 0 && ot_node_is(&g->nodes[p], op) ? p : -1;
-}
-
-static bool same_dims(const ot_graph *g, int32_t a, int32_t b)
-{
-    const ot_value *av = &g->values[a], *bv = &g->values[b];
-    return dn_is_f32(g, a) && dn_is_f32(g, b) && av->ndim == bv->ndim &&
-           memcmp(av->dims, bv->dims, sizeof(int64_t) * (size_t)av->ndim) == 0;
 }
 
 /* The four nodes of a SiLU's gradient, found from the first of its two Muls

@@ -45,11 +45,6 @@ static bool is_state(const ot_graph *g, int32_t v)
     return v >= 0 && (g->values[v].flags & OT_VAL_STATE) != 0;
 }
 
-static bool same_dims(const ot_value *a, const ot_value *b)
-{
-    return a->ndim == b->ndim && memcmp(a->dims, b->dims, sizeof a->dims[0] * (size_t)a->ndim) == 0;
-}
-
 /* Whether node u (an update of P) may keep P and its moments in a layout:
    P is float state of rank 3-5 that u overwrites in place, first read by a
    Conv with group 1 as its weights, and every other state operand of u is
@@ -72,7 +67,7 @@ static bool may_keep(const ot_exec *x, const int32_t *first, const int32_t *read
         int32_t v = n->in[k];
         if (!is_state(g, v))
             continue;
-        if (v == p || readers[v] != 1 || !same_dims(&g->values[v], pv))
+        if (v == p || readers[v] != 1 || !ot_value_same_dims(&g->values[v], pv))
             return false;
     }
     return true;
@@ -90,7 +85,7 @@ ot_status cpu_state_plan(ot_exec *x, ot_err *err)
         const cpu_state *own = sh->be_state;
         for (int32_t v = 0; v < g->n_values; v++)
             if (is_state(g, v) && own->vals[v].has_md &&
-                same_dims(&g->values[v], &sh->g->values[v])) {
+                ot_value_same_dims(&g->values[v], &sh->g->values[v])) {
                 cs->vals[v].has_md = true;
                 cs->vals[v].md = own->vals[v].md;
             }
